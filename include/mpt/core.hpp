@@ -1,0 +1,3 @@
+#pragma once
+// mpt/core: scalar types, tensors and views, errors, CPU features, threads.
+#include <mpt/core/error.hpp>
