@@ -1,0 +1,90 @@
+#pragma once
+// Thread control. mpt runs its parallel loops in one oneTBB task arena whose
+// size defaults to all cores, or to MPT_NUM_THREADS / OMP_NUM_THREADS when set
+// (OMP_NUM_THREADS for the familiarity of PyTorch users). Kernels split work
+// into independent tasks and never split a reduction across threads, so the
+// results are the same bits for any thread count.
+
+#include <mpt/core/error.hpp>
+
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/info.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/partitioner.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+namespace mpt {
+
+namespace detail {
+inline int threads_from_environment() {
+  for (const char* name : {"MPT_NUM_THREADS", "OMP_NUM_THREADS"}) {
+    const char* value = std::getenv(name);
+    if (value == nullptr || *value == '\0') continue;
+    char* end = nullptr;
+    const long n = std::strtol(value, &end, 10);
+    if (*end != '\0' || n < 1 || n > 4096) {
+      throw_error(name, "=", value, " is not a thread count: give a whole number from 1 to 4096, or unset it");
+    }
+    return static_cast<int>(n);
+  }
+  return tbb::info::default_concurrency();
+}
+
+struct ThreadState {
+  int count = threads_from_environment();
+  std::unique_ptr<tbb::task_arena> arena = std::make_unique<tbb::task_arena>(count);
+};
+inline ThreadState& thread_state() {
+  static ThreadState state;
+  return state;
+}
+}  // namespace detail
+
+// The number of threads mpt's parallel loops use.
+inline int num_threads() { return detail::thread_state().count; }
+
+// Sets the number of threads. Call it between parallel regions, not inside one.
+inline void set_num_threads(int n) {
+  if (n < 1) throw_error("set_num_threads(", n, "): the thread count must be at least 1");
+  auto& state = detail::thread_state();
+  if (n == state.count) return;
+  state.arena = std::make_unique<tbb::task_arena>(n);
+  state.count = n;
+}
+
+// Runs body(task) for every task in [0, tasks), in parallel on mpt's threads.
+// Each task runs exactly once; what a task computes must not depend on which
+// thread runs it (so results are identical for any thread count).
+template <class Body>
+void parallel_for(std::size_t tasks, Body&& body) {
+  if (tasks == 0) return;
+  auto& state = detail::thread_state();
+  if (tasks == 1 || state.count == 1) {
+    for (std::size_t t = 0; t < tasks; ++t) body(t);
+    return;
+  }
+  state.arena->execute([&] {
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, tasks, 1), [&](const tbb::blocked_range<std::size_t>& r) {
+      for (std::size_t t = r.begin(); t != r.end(); ++t) body(t);
+    });
+  });
+}
+
+// Sets the thread count for its lifetime (tests, benchmarks).
+class ScopedNumThreads {
+ public:
+  explicit ScopedNumThreads(int n) : previous_(num_threads()) { set_num_threads(n); }
+  ~ScopedNumThreads() { set_num_threads(previous_); }
+  ScopedNumThreads(const ScopedNumThreads&) = delete;
+  ScopedNumThreads& operator=(const ScopedNumThreads&) = delete;
+
+ private:
+  int previous_;
+};
+
+}  // namespace mpt

@@ -1,0 +1,58 @@
+#include <doctest/doctest.h>
+#include <mpt/mpt.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <vector>
+
+TEST_CASE("CPU features are consistent with the detected instruction set") {
+  const mpt::CpuFeatures& f = mpt::cpu_features();
+  const mpt::Isa isa = mpt::detected_isa();
+  std::printf("detected ISA: %s (avx2 %d fma %d avx512f %d bw %d vl %d dq %d avx512_bf16 %d amx_bf16 %d)\n",
+              std::string(mpt::isa_name(isa)).c_str(), f.avx2, f.fma, f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq,
+              f.avx512_bf16, f.amx_bf16);
+  if (isa >= mpt::Isa::avx2) CHECK((f.avx2 && f.fma));
+  if (isa >= mpt::Isa::avx512) CHECK((f.avx512f && f.avx512bw && f.avx512vl));
+  if (isa == mpt::Isa::avx512_bf16) CHECK(f.avx512_bf16);
+  CHECK(mpt::supported_isas().size() == static_cast<std::size_t>(isa) + 1);
+}
+
+TEST_CASE("ScopedIsa lowers the active instruction set and restores it") {
+  const mpt::Isa before = mpt::active_isa();
+  {
+    mpt::ScopedIsa scalar(mpt::Isa::scalar);
+    CHECK(mpt::active_isa() == mpt::Isa::scalar);
+  }
+  CHECK(mpt::active_isa() == before);
+  if (mpt::detected_isa() != mpt::Isa::avx512_bf16) {
+    CHECK_THROWS_AS(mpt::ScopedIsa(mpt::Isa::avx512_bf16), mpt::Error);
+  }
+}
+
+TEST_CASE("instruction-set names parse, and unknown names are refused with the list") {
+  CHECK(mpt::parse_isa("avx2") == mpt::Isa::avx2);
+  CHECK(mpt::parse_isa("avx512_bf16") == mpt::Isa::avx512_bf16);
+  CHECK_THROWS_WITH_AS(mpt::parse_isa("sse9"),
+                       "unknown instruction set 'sse9': expected one of scalar, avx2, avx512, avx512_bf16",
+                       mpt::Error);
+}
+
+TEST_CASE("backend::dispatch hands the matching tag, and tags inherit downwards") {
+  static_assert(std::is_base_of_v<mpt::backend::avx2, mpt::backend::avx512_bf16>);
+  static_assert(mpt::backend::Backend<mpt::backend::avx512>);
+  for (mpt::Isa isa : mpt::supported_isas()) {
+    const mpt::Isa got = mpt::backend::dispatch(isa, [](auto tag) { return decltype(tag)::isa; });
+    CHECK(got == isa);
+  }
+}
+
+TEST_CASE("parallel_for runs every task exactly once, for 1 and 2 threads") {
+  for (int threads : {1, 2}) {
+    mpt::ScopedNumThreads scope(threads);
+    CHECK(mpt::num_threads() == threads);
+    std::vector<std::atomic<int>> hits(1000);
+    mpt::parallel_for(hits.size(), [&](std::size_t t) { hits[t].fetch_add(1); });
+    for (auto& h : hits) REQUIRE(h.load() == 1);
+  }
+  CHECK_THROWS_AS(mpt::set_num_threads(0), mpt::Error);
+}
