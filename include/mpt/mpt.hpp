@@ -4,3 +4,4 @@
 #include <mpt/core.hpp>
 #include <mpt/policy.hpp>
 #include <mpt/nn.hpp>
+#include <mpt/data.hpp>
