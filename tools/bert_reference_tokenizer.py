@@ -110,7 +110,25 @@ class Tokenizer:
             words.append(cur)
         return words
 
+    SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
     def encode(self, text):
+        # Added special tokens are matched verbatim in the raw text first.
+        ids, offsets, start, i = [], [], 0, 0
+        while i < len(text):
+            hit = next((s for s in self.SPECIALS if text.startswith(s, i)), None)
+            if hit is None:
+                i += 1
+                continue
+            a, b = self.encode_plain(text[start:i])
+            ids += a; offsets += [(o[0] + start, o[1] + start) for o in b]
+            ids.append(self.vocab[hit]); offsets.append((i, i + len(hit)))
+            i += len(hit); start = i
+        a, b = self.encode_plain(text[start:])
+        ids += a; offsets += [(o[0] + start, o[1] + start) for o in b]
+        return ids, offsets
+
+    def encode_plain(self, text):
         ids, offsets = [], []
         for word in self.pre_tokenize(self.normalize(text)):
             chars = "".join(c for c, _ in word)
@@ -391,6 +409,7 @@ TOKENIZER_CASES = [
     "a" * 100, "b" * 101, "x" * 50 + "é" * 51, "emoji 😀 👍🏽 🇫🇷 family 👨‍👩‍👧", "mixed: Ελληνικά, русский, עברית, العربية, हिन्दी",
     "e\u0301 combining acute", "ﬁ ligature ½ ² ℌ", "   leading and trailing   ", "", "   ", "$1,000.50 is 10% of 3.14159",
     "ＦＵＬＬＷＩＤＴＨ ａｂｃ", "U.S.A. e.g. i.e.", "Ⅻ ⅻ Ω ℃", "\u0130\u0307", "ǅungla",
+    "a[SEP]b [CLS] x[MASK]y [cls] [SEP [PAD][UNK]", "Σίσυφος ΟΔΟΣ", "\u2028\u2029\u0085\u180e\u061c|", "ﬃ ǈ ß ẞ ﬆ",
 ]
 
 

@@ -24,6 +24,9 @@ TEST_CASE("metrics: normalize_answer as the official scripts") {
   CHECK(normalize_answer("the_end") == "theend");                           // '_' is in string.punctuation
   CHECK(normalize_answer("\u00c9COLE \u2014 d\u00e9j\u00e0") == "\u00e9cole \u2014 d\u00e9j\u00e0");  // non-ASCII punctuation kept
   CHECK(normalize_answer("  \t ") == "");
+  // str.lower(): a final capital sigma becomes "ς".
+  CHECK(normalize_answer("\u039f\u0394\u039f\u03a3") == "\u03bf\u03b4\u03bf\u03c2");
+  CHECK(squad_exact("\u039f\u0394\u039f\u03a3", "\u03bf\u03b4\u03bf\u03c2") == 1.0);
 }
 
 TEST_CASE("metrics: exact match and F1 by hand") {

@@ -66,6 +66,12 @@ TEST_CASE("squad reader: flattened Hugging Face JSON (CRLF) and JSON Lines") {
   CHECK(l.context_of(13) == d.context_of(13));
   std::filesystem::remove(jsonl);
 
+  // JSON Lines saved as ".json" (datasets' to_json default) is detected.
+  const auto jsonl_as_json = std::filesystem::temp_directory_path() / "mpt_squad_sample_lines.json";
+  mpt::data::write_text_atomic(jsonl_as_json, lines);
+  CHECK(read_squad(jsonl_as_json).size() == 14);
+  std::filesystem::remove(jsonl_as_json);
+
   // A top-level array of records is accepted too.
   CHECK(parse_squad(root["data"].dump(), "array.json").size() == 14);
 }

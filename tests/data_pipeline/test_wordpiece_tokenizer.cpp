@@ -94,6 +94,14 @@ TEST_CASE("tokenizer: control, zero-width and whitespace characters") {
   CHECK(tokens("").empty());
 }
 
+TEST_CASE("tokenizer: special tokens in the text") {
+  // BertTokenizerFast's added tokens ([PAD] [UNK] [CLS] [SEP] [MASK], normalized: false)
+  // are matched verbatim in the raw text before normalization; "[cls]" is not one.
+  CHECK(tokens("a[SEP]b") == S{"a", "[SEP]", "b"});
+  CHECK(offsets("a[SEP]b") == O{{0, 1}, {1, 6}, {6, 7}});
+  CHECK(tokens("[cls]") == S{"[", "cl", "##s", "]"});
+}
+
 TEST_CASE("tokenizer: long words become [UNK]") {
   // max_input_chars_per_word = 100: a word of 100 chars is WordPiece'd, 101 chars is [UNK].
   CHECK(tokens(std::string(100, 'a')).front() != "[UNK]");

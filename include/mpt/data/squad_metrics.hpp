@@ -5,6 +5,7 @@
 
 #include <mpt/core/error.hpp>
 #include <mpt/data/detail/unicode.hpp>
+#include <mpt/data/qa_postprocess.hpp>
 #include <mpt/data/squad_reader.hpp>
 
 #include <nlohmann/json.hpp>
@@ -25,14 +26,30 @@ namespace mpt::data {
 // punctuation (string.punctuation), replace the words a/an/the by a space
 // (regex \b(a|an|the)\b), collapse whitespace (str.split / join).
 inline std::string normalize_answer(std::string_view s) {
-  std::vector<std::int32_t> chars;
-  chars.reserve(s.size());
+  std::vector<std::int32_t> original;
+  original.reserve(s.size());
   std::size_t pos = 0;
   while (pos < s.size()) {
     const std::int32_t cp = detail::decode_utf8(s, pos);
     if (cp < 0) mpt::throw_error("normalize_answer: invalid UTF-8");
+    original.push_back(cp);
+  }
+  const auto is_letter = [](std::int32_t c) {
+    const auto cat = detail::category(c);
+    return cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO;
+  };
+  std::vector<std::int32_t> chars;
+  chars.reserve(original.size());
+  for (std::size_t k = 0; k < original.size(); ++k) {
+    const std::int32_t cp = original[k];
     std::array<std::int32_t, 2> lowered{};
-    const std::size_t n = detail::to_lowercase(cp, lowered);
+    std::size_t n = detail::to_lowercase(cp, lowered);
+    // str.lower()'s Final_Sigma: a capital sigma ending a word becomes ς
+    // (approximation: a letter before, no letter after).
+    if (cp == 0x3A3 && k > 0 && is_letter(original[k - 1]) && (k + 1 == original.size() || !is_letter(original[k + 1]))) {
+      lowered[0] = 0x3C2;
+      n = 1;
+    }
     for (std::size_t i = 0; i < n; ++i) {
       const std::int32_t c = lowered[i];
       const bool ascii_punct = (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
@@ -273,6 +290,14 @@ inline SquadMetrics squad_evaluate(const SquadDataset& data, const std::unordere
   best_thresh(false, m.best_exact, m.best_exact_thresh);
   best_thresh(true, m.best_f1, m.best_f1_thresh);
   return m;
+}
+
+// Scores post-processed predictions as run_qa does (no-answer probability
+// 0 for every question; v2 when the predictions are).
+inline SquadMetrics squad_evaluate(const SquadDataset& data, const QaPredictions& predictions) {
+  SquadEvalOptions options;
+  options.version_2 = predictions.version_2;
+  return squad_evaluate(data, predictions.as_map(), options);
 }
 
 }  // namespace mpt::data

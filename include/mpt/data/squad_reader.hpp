@@ -250,11 +250,21 @@ inline bool version_says_2(const json& root) {
   return false;
 }
 
+// datasets' to_json() writes JSON Lines even into ".json" files: the first
+// line is a whole object and more follows.
+inline bool looks_like_json_lines(std::string_view text) {
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos || text[first] != '{') return false;
+  const std::size_t end = text.find('\n', first);
+  if (end == std::string_view::npos || text.find_first_not_of(" \t\r\n", end) == std::string_view::npos) return false;
+  return json::accept(text.substr(first, end - first));
+}
+
 }  // namespace detail
 
 // Parses SQuAD text. Layout auto-detected: nested ("paragraphs"), flattened
 // records under "data" or as a top-level array, or JSON Lines when
-// json_lines is true (or the text is not one JSON value but lines are).
+// json_lines is true or the first line is a whole JSON object.
 inline SquadDataset parse_squad(std::string_view text, const std::string& source, const SquadReadOptions& options = {},
                                 bool json_lines = false) {
   SquadDataset out;
@@ -262,6 +272,7 @@ inline SquadDataset parse_squad(std::string_view text, const std::string& source
   if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM
   detail::SquadBuilder builder(out, options);
   detail::SquadParseContext ctx{out.source, {}, {}};
+  if (!json_lines) json_lines = detail::looks_like_json_lines(text);
   if (json_lines) {
     std::size_t line_number = 0;
     std::size_t begin = 0;

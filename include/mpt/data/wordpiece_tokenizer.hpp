@@ -47,6 +47,10 @@ struct WordPieceOptions {
   std::size_t max_input_chars_per_word = 100;
   std::string unk_token = "[UNK]";
   std::string continuing_subword_prefix = "##";
+  // Matched verbatim in the raw text before normalization, as the fast
+  // tokenizer's added tokens (normalized: false): "a[SEP]b" -> a [SEP] b.
+  // Entries missing from the vocabulary are ignored.
+  std::vector<std::string> special_tokens{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
 };
 
 namespace detail {
@@ -69,12 +73,23 @@ class WordPieceTokenizer {
     const auto unk = ids_.find(options_.unk_token);
     if (unk == ids_.end()) mpt::throw_error("WordPieceTokenizer: the vocabulary has no unknown token '", options_.unk_token, "'");
     unk_id_ = unk->second;
+    for (const auto& special : options_.special_tokens) {
+      const auto it = ids_.find(special);
+      if (it == ids_.end() || special.empty()) continue;
+      detail::check_utf8(special, "special token");
+      specials_.push_back({special, detail::count_code_points(special), it->second});
+      special_first_byte_[static_cast<unsigned char>(special[0])] = true;
+    }
+    // Longest first, so that a special token that prefixes another loses.
+    std::sort(specials_.begin(), specials_.end(), [](const Special& a, const Special& b) { return a.text.size() > b.text.size(); });
   }
 
   // Loads vocab.txt (one token per line). do_lower_case unset: taken from a
   // tokenizer_config.json next to the vocab when present, else true.
-  static WordPieceTokenizer from_vocab_file(const std::filesystem::path& vocab_path,
+  // vocab_path may also be a folder holding vocab.txt.
+  static WordPieceTokenizer from_vocab_file(std::filesystem::path vocab_path,
                                             std::optional<bool> do_lower_case = std::nullopt) {
+    if (std::filesystem::is_directory(vocab_path)) vocab_path /= "vocab.txt";
     std::ifstream in(vocab_path, std::ios::binary);
     if (!in) mpt::throw_error("cannot open vocabulary file '", vocab_path.string(), "'");
     std::vector<std::string> tokens;
@@ -123,6 +138,14 @@ class WordPieceTokenizer {
     std::size_t pos = 0;
     std::int32_t index = 0;  // code-point index of the current original char
     for (; pos < text.size(); ++index) {
+      if (const Special* special = special_at(text, pos)) {
+        flush(word, out);
+        out.ids.push_back(special->id);
+        out.offsets.push_back({index, index + static_cast<std::int32_t>(special->code_points)});
+        pos += special->text.size();
+        index += static_cast<std::int32_t>(special->code_points) - 1;
+        continue;
+      }
       const std::size_t at = pos;
       const std::int32_t cp = detail::decode_utf8(text, pos);
       if (cp < 0) {
@@ -184,6 +207,19 @@ class WordPieceTokenizer {
   const WordPieceOptions& options() const { return options_; }
 
  private:
+  struct Special {
+    std::string text;
+    std::size_t code_points;
+    std::int32_t id;
+  };
+
+  const Special* special_at(std::string_view text, std::size_t pos) const {
+    if (!special_first_byte_[static_cast<unsigned char>(text[pos])]) return nullptr;
+    for (const auto& s : specials_)
+      if (text.compare(pos, s.text.size(), s.text) == 0) return &s;
+    return nullptr;
+  }
+
   // One pre-token: normalized UTF-8 bytes, and per normalized char its byte
   // start and the code-point index of the original char it came from.
   struct Word {
@@ -271,6 +307,8 @@ class WordPieceTokenizer {
   WordPieceOptions options_;
   std::int32_t unk_id_ = 0;
   std::size_t max_token_bytes_ = 0;
+  std::vector<Special> specials_;
+  std::array<bool, 256> special_first_byte_{};
 };
 
 }  // namespace mpt::data
