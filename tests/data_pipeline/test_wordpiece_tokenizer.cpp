@@ -102,6 +102,18 @@ TEST_CASE("tokenizer: special tokens in the text") {
   CHECK(tokens("[cls]") == S{"[", "cl", "##s", "]"});
 }
 
+TEST_CASE("tokenizer: transformers' own BertTokenizerFast expectations") {
+  // transformers tests/models/bert/test_tokenization_bert.py,
+  // test_offsets_with_special_characters, do_lower_case branch (bert-base-uncased).
+  const auto e = test_data::uncased().encode("A, na\u00efve [MASK] AllenNLP sentence.");
+  CHECK(test_data::uncased().tokens_of(e) == S{"a", ",", "naive", "[MASK]", "allen", "##nl", "##p", "sentence", "."});
+  CHECK(e.offsets == O{{0, 1}, {1, 2}, {3, 8}, {9, 15}, {16, 21}, {21, 23}, {23, 24}, {25, 33}, {33, 34}});
+  // test_clean_text: the soft hyphen U+00AD (Cf) alone gives no token.
+  CHECK(tokens("\u00ad").empty());
+  // test_basic_tokenizer_lower: whitespace runs, punctuation split, lower-casing.
+  CHECK(tokens(" \tHeLLo!how  \n Are yoU?  ") == S{"hello", "!", "how", "are", "you", "?"});
+}
+
 TEST_CASE("tokenizer: long words become [UNK]") {
   // max_input_chars_per_word = 100: a word of 100 chars is WordPiece'd, 101 chars is [UNK].
   CHECK(tokens(std::string(100, 'a')).front() != "[UNK]");
