@@ -165,7 +165,7 @@ TEST_CASE("post-processing v2.0: null score, threshold, files") {
   CHECK(empty > 0);
   check_metrics(mpt::data::squad_evaluate(d, p.as_map()).to_json(), ref["metrics"]);
 
-  po.null_score_diff_threshold = 2.5f;
+  po.null_score_diff_threshold = 2.5;
   const auto pt = mpt::data::postprocess_qa_predictions(d, f, s, e, 128, po);
   std::size_t same_t = 0;
   for (std::size_t i = 0; i < pt.ids.size(); ++i) same_t += pt.texts[i] == ref["predictions_thresh_2_5"][pt.ids[i]].get<std::string>();
@@ -220,7 +220,7 @@ TEST_CASE("post-processing: small hand case") {
   const auto p2 = mpt::data::postprocess_qa_predictions(d, f, s, e, 7, po);
   CHECK(p2.null_score_diff[0] == -9.0f);
   CHECK(p2.texts[0] == "cd");
-  po.null_score_diff_threshold = -10.0f;
+  po.null_score_diff_threshold = -10.0;
   CHECK(mpt::data::postprocess_qa_predictions(d, f, s, e, 7, po).texts[0].empty());
   CHECK_THROWS_AS(mpt::data::postprocess_qa_predictions(d, f, s, e, 6, po), mpt::Error);
 }

@@ -30,7 +30,7 @@ struct QaPostprocessOptions {
   bool version_2_with_negative = false;
   std::size_t n_best_size = 20;
   std::size_t max_answer_length = 30;
-  float null_score_diff_threshold = 0.0f;
+  double null_score_diff_threshold = 0.0;  // compared with the float32 difference, as Python does
 };
 
 struct QaNbestEntry {
@@ -227,7 +227,7 @@ inline QaPredictions postprocess_qa_predictions(const SquadDataset& data, const 
       const auto& best = entries[i];
       const float diff = null_score - best.start_logit - best.end_logit;
       out.null_score_diff.push_back(diff);
-      out.texts.push_back(diff > options.null_score_diff_threshold ? std::string() : best.text);
+      out.texts.push_back(static_cast<double>(diff) > options.null_score_diff_threshold ? std::string() : best.text);
     }
     out.nbest.push_back(std::move(entries));
   }
