@@ -191,6 +191,8 @@ TEST_CASE("post-processing v2.0: null score, threshold, files") {
   for (const auto& entry : nbest[p.ids[0]]) total += entry["probability"].get<double>();
   CHECK(total == doctest::Approx(1.0).epsilon(1e-5));
   std::filesystem::remove_all(dir);
+  // A folder that cannot be created is a clear error, not a silent loss.
+  CHECK_THROWS_AS(mpt::data::write_json_atomic("/proc/mpt_no_such_dir/x.json", nlohmann::json::object()), mpt::Error);
 }
 
 TEST_CASE("post-processing: small hand case") {

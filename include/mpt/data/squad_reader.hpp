@@ -161,13 +161,12 @@ class SquadBuilder {
     if (!valid) {
       out_.invalid_answer_ids.push_back(example.id);
       if (options_.invalid_answers == InvalidAnswerPolicy::fail) {
-        const auto& a = example.answers.empty() ? example.plausible_answers.front() : example.answers.front();
         for (const auto* list : {&example.answers, &example.plausible_answers})
-          for (const auto& b : *list)
-            if (!answer_matches(context, b))
-              ctx.fail(mpt::detail::concat("answer '", b.text, "' is not at answer_start ", b.answer_start,
-                                           " of its context (", count_code_points(context), " code points)"));
-        ctx.fail(mpt::detail::concat("answer '", a.text, "' inconsistent with its context"));
+          for (const auto& a : *list)
+            if (!answer_matches(context, a))
+              ctx.fail(mpt::detail::concat("answer '", a.text, "' is not at answer_start ", a.answer_start,
+                                           " of its context (", count_code_points(context),
+                                           " code points); read with InvalidAnswerPolicy::skip to drop such questions"));
       }
       if (options_.invalid_answers == InvalidAnswerPolicy::skip) return;
     }
