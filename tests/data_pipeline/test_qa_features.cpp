@@ -73,6 +73,7 @@ TEST_CASE("features: every window that holds its answer maps back to the gold te
     QaFeatureOptions opt;
     opt.max_seq_length = max_len;
     opt.doc_stride = max_len == 384 ? 128 : 64;
+    opt.keep_train_offsets = true;
     const auto f = prepare_train_features(d, test_data::uncased(), opt);
     std::size_t labelled = 0, exact = 0, covering = 0, walked_past = 0;
     for (std::size_t i = 0; i < f.size(); ++i) {
@@ -170,6 +171,8 @@ TEST_CASE("features: dynamic padding (v2.0 subset at 128/64) and batching") {
     CHECK(b.attention_mask[longest + t] == (t < f.length(0) ? 1 : 0));
   }
   CHECK(mpt::data::make_qa_batch(f, pick, 128).seq_len == 128);
+  CHECK(f.offsets.empty());  // training features drop offsets by default
+  CHECK_THROWS_AS(f.offsets_of(0), mpt::Error);
   CHECK_THROWS_AS(mpt::data::make_qa_batch(f, std::vector<std::size_t>{f.size()}), mpt::Error);
 }
 

@@ -25,6 +25,9 @@ struct QaFeatureOptions {
   std::size_t max_seq_length = 384;
   std::size_t doc_stride = 128;
   bool pad_to_max_length = true;  // false: rows keep their length; pad per batch with make_qa_batch
+  // Training features drop their offsets unless asked (8 bytes a token: 270 MB
+  // for SQuAD train at 384); evaluation features always keep them.
+  bool keep_train_offsets = false;
 };
 
 // "No offset": the token is not part of the context (question, special, pad).
@@ -40,6 +43,7 @@ struct QaFeatures {
   std::vector<std::int32_t> token_type_ids;
   std::vector<std::int32_t> attention_mask;
   // Context tokens: code-point span in the example's context; others: no_offset.
+  // Empty for training features unless keep_train_offsets.
   std::vector<CharSpan> offsets;
   std::vector<std::size_t> example_index;  // feature -> example of the dataset
   // Training labels (prepare_train_features only): token indices, CLS (0) when
@@ -52,7 +56,10 @@ struct QaFeatures {
   std::span<const std::int32_t> input_ids_of(std::size_t i) const { return row(input_ids, i); }
   std::span<const std::int32_t> token_type_ids_of(std::size_t i) const { return row(token_type_ids, i); }
   std::span<const std::int32_t> attention_mask_of(std::size_t i) const { return row(attention_mask, i); }
-  std::span<const CharSpan> offsets_of(std::size_t i) const { return row(offsets, i); }
+  std::span<const CharSpan> offsets_of(std::size_t i) const {
+    if (offsets.empty()) mpt::throw_error("QaFeatures: built without offsets (set QaFeatureOptions::keep_train_offsets)");
+    return row(offsets, i);
+  }
 
  private:
   template <class T>
@@ -192,7 +199,8 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
   out.input_ids.assign(n_tokens, pad_id);
   out.token_type_ids.assign(n_tokens, 0);
   out.attention_mask.assign(n_tokens, 0);
-  out.offsets.assign(n_tokens, no_offset);
+  const bool keep_offsets = !training || options.keep_train_offsets;
+  if (keep_offsets) out.offsets.assign(n_tokens, no_offset);
   if (training) {
     out.start_positions.assign(n_features, 0);
     out.end_positions.assign(n_features, 0);
@@ -214,7 +222,7 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
         std::int32_t* ids = out.input_ids.data() + base;
         std::int32_t* types = out.token_type_ids.data() + base;
         std::int32_t* mask = out.attention_mask.data() + base;
-        CharSpan* offs = out.offsets.data() + base;
+        CharSpan* offs = keep_offsets ? out.offsets.data() + base : nullptr;
         std::size_t t = 0;
         ids[t++] = cls_id;
         for (std::size_t k = 0; k < q_len; ++k) ids[t++] = q.ids[k];
@@ -222,7 +230,7 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
         const std::size_t context_first = t;
         for (std::size_t k = 0; k < c_count; ++k) {
           types[t] = 1;
-          offs[t] = c.offsets[c_start + k];
+          if (offs != nullptr) offs[t] = c.offsets[c_start + k];
           ids[t++] = c.ids[c_start + k];
         }
         const std::size_t context_last = t - 1;  // run_qa's token_end_index before its walk
@@ -238,7 +246,7 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
         std::int32_t end_position = 0;
         if (!ex.answers.empty() && c_count > 0) {
           const auto hf_offset = [&](std::size_t i) -> CharSpan {
-            if (i >= context_first && i <= context_last) return offs[i];
+            if (i >= context_first && i <= context_last) return c.offsets[c_start + (i - context_first)];
             if (i >= 1 && i <= q_len) return q.offsets[i - 1];
             return CharSpan{0, 0};
           };
