@@ -21,6 +21,12 @@ TEST_CASE("squad reader: nested v1.1 subset") {
   CHECK(d.invalid_answer_ids.empty());
   CHECK(d.examples[0].title == "Super_Bowl_50");
   CHECK(d.examples[0].answers.size() == 3);
+  const auto head = d.first(20);
+  CHECK(head.size() == 20);
+  CHECK(head.examples[19].id == d.examples[19].id);
+  CHECK(head.context_of(19) == d.context_of(19));
+  CHECK(head.contexts.size() <= 20);
+  CHECK(d.first(100000).size() == d.size());
   // answer_start counts code points: the text is at that code-point index.
   for (const auto& ex : d.examples)
     for (const auto& a : ex.answers)

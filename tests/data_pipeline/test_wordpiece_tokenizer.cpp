@@ -189,5 +189,13 @@ TEST_CASE("mpt_tokenize: JSON lines in, tokens/ids/offsets out") {
   const auto j = nlohmann::json::parse(out);
   CHECK(j["tokens"] == nlohmann::json({"cafe", ",", "\u5317", "!"}));
   CHECK(j["offsets"] == nlohmann::json({{0, 4}, {4, 5}, {6, 7}, {7, 8}}));
+  // A line that is not a JSON string: a failing exit status and the line number on stderr.
+  mpt::data::write_text_atomic(input, "\"ok\"\n[1, 2]\n");
+  FILE* bad = popen((cmd + " 2>&1").c_str(), "r");
+  REQUIRE(bad != nullptr);
+  std::string err;
+  while (const auto n = fread(buf, 1, sizeof buf, bad)) err.append(buf, n);
+  CHECK(pclose(bad) != 0);
+  CHECK(err.find("stdin line 2") != std::string::npos);
   std::filesystem::remove(input);
 }

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -47,6 +48,27 @@ struct SquadDataset {
   std::size_t size() const { return examples.size(); }
   const std::string& context_of(const SquadExample& e) const { return contexts[e.context_index]; }
   const std::string& context_of(std::size_t example_index) const { return context_of(examples[example_index]); }
+
+  // The first n examples (run_qa's --max_train_samples / --max_eval_samples).
+  SquadDataset first(std::size_t n) const {
+    SquadDataset out;
+    out.version_2 = version_2;
+    out.version = version;
+    out.source = source;
+    out.invalid_answer_ids = invalid_answer_ids;
+    out.examples.assign(examples.begin(), examples.begin() + static_cast<std::ptrdiff_t>(std::min(n, examples.size())));
+    // Keep only the contexts still referenced, renumbered in order.
+    std::vector<std::size_t> remap(contexts.size(), static_cast<std::size_t>(-1));
+    for (auto& ex : out.examples) {
+      std::size_t& to = remap[ex.context_index];
+      if (to == static_cast<std::size_t>(-1)) {
+        to = out.contexts.size();
+        out.contexts.push_back(contexts[ex.context_index]);
+      }
+      ex.context_index = to;
+    }
+    return out;
+  }
 };
 
 // What to do with an example whose answer text is not at answer_start.
