@@ -3,12 +3,20 @@
 #include <mpt/mpt.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 
 namespace test_data {
 
 inline std::string path(const std::string& name) { return std::string(MPT_TEST_DATA) + "/" + name; }
+
+// A name in the temp folder, unique per run (several builds may test at once).
+inline std::filesystem::path temp_path(const std::string& name) {
+  static const std::string run = std::to_string(std::random_device{}());
+  return std::filesystem::temp_directory_path() / (run + "_" + name);
+}
 
 inline const mpt::data::WordPieceTokenizer& uncased() {
   static const auto tok = mpt::data::WordPieceTokenizer::from_vocab_file(path("bert-base-uncased-vocab.txt"), true);

@@ -177,7 +177,7 @@ TEST_CASE("post-processing v2.0: null score, threshold, files") {
   check_metrics(mpt::data::squad_evaluate(d, p.as_map(), eo).to_json(), ref["metrics_with_na_probs"]);
 
   // Files as run_qa writes them into output_dir (prefix "eval").
-  const auto dir = std::filesystem::temp_directory_path() / "mpt_test_postprocess";
+  const auto dir = test_data::temp_path("mpt_test_postprocess");
   std::filesystem::remove_all(dir);
   p.write(dir);
   for (const char* name : {"eval_predictions.json", "eval_nbest_predictions.json", "eval_null_odds.json"})

@@ -64,7 +64,7 @@ TEST_CASE("squad reader: flattened Hugging Face JSON (CRLF) and JSON Lines") {
   const auto root = test_data::load_json("squad_sample_hf.json");
   std::string lines;
   for (const auto& rec : root["data"]) lines += rec.dump() + "\r\n";
-  const auto jsonl = std::filesystem::temp_directory_path() / "mpt_squad_sample.jsonl";
+  const auto jsonl = test_data::temp_path("mpt_squad_sample.jsonl");
   mpt::data::write_text_atomic(jsonl, lines + "\n");
   const auto l = read_squad(jsonl);
   CHECK(l.size() == 14);
@@ -73,7 +73,7 @@ TEST_CASE("squad reader: flattened Hugging Face JSON (CRLF) and JSON Lines") {
   std::filesystem::remove(jsonl);
 
   // JSON Lines saved as ".json" (datasets' to_json default) is detected.
-  const auto jsonl_as_json = std::filesystem::temp_directory_path() / "mpt_squad_sample_lines.json";
+  const auto jsonl_as_json = test_data::temp_path("mpt_squad_sample_lines.json");
   mpt::data::write_text_atomic(jsonl_as_json, lines);
   CHECK(read_squad(jsonl_as_json).size() == 14);
   std::filesystem::remove(jsonl_as_json);

@@ -158,7 +158,7 @@ TEST_CASE("tokenizer: invalid UTF-8 is an error naming the byte") {
 }
 
 TEST_CASE("tokenizer: tokenizer_config.json do_lower_case is honoured") {
-  const auto dir = std::filesystem::temp_directory_path() / "mpt_test_tokenizer_config";
+  const auto dir = test_data::temp_path("mpt_test_tokenizer_config");
   std::filesystem::create_directories(dir);
   std::filesystem::copy_file(test_data::path("bert-base-uncased-vocab.txt"), dir / "vocab.txt",
                              std::filesystem::copy_options::overwrite_existing);
@@ -177,7 +177,7 @@ TEST_CASE("mpt_tokenize: JSON lines in, tokens/ids/offsets out") {
     MESSAGE("mpt_tokenize not built; skipped");
     return;
   }
-  const auto input = std::filesystem::temp_directory_path() / "mpt_tokenize_input.jsonl";
+  const auto input = test_data::temp_path("mpt_tokenize_input.jsonl");
   mpt::data::write_text_atomic(input, "\"Caf\\u00e9, \\u5317!\"\n");
   const std::string cmd = exe.string() + " --vocab " + test_data::path("bert-base-uncased-vocab.txt") + " < " + input.string();
   FILE* pipe = popen(cmd.c_str(), "r");
