@@ -40,7 +40,8 @@ def is_whitespace(c):
 def is_control(c):
     if c in "\t\n\r":
         return False
-    return unicodedata.category(c).startswith("C")
+    # unicode_categories' is_other(): Cc, Cf, Co (unassigned Cn is kept).
+    return unicodedata.category(c) in ("Cc", "Cf", "Co")
 
 
 def is_punct(c):
@@ -409,7 +410,7 @@ TOKENIZER_CASES = [
     "a" * 100, "b" * 101, "x" * 50 + "é" * 51, "emoji 😀 👍🏽 🇫🇷 family 👨‍👩‍👧", "mixed: Ελληνικά, русский, עברית, العربية, हिन्दी",
     "e\u0301 combining acute", "ﬁ ligature ½ ² ℌ", "   leading and trailing   ", "", "   ", "$1,000.50 is 10% of 3.14159",
     "ＦＵＬＬＷＩＤＴＨ ａｂｃ", "U.S.A. e.g. i.e.", "Ⅻ ⅻ Ω ℃", "\u0130\u0307", "ǅungla",
-    "a[SEP]b [CLS] x[MASK]y [cls] [SEP [PAD][UNK]", "Σίσυφος ΟΔΟΣ", "\u2028\u2029\u0085\u180e\u061c|", "ﬃ ǈ ß ẞ ﬆ",
+    "a[SEP]b [CLS] x[MASK]y [cls] [SEP [PAD][UNK]", "Σίσυφος ΟΔΟΣ", "\u2028\u2029\u0085\u180e\u061c|", "ﬃ ǈ ß ẞ ﬆ", "a\u0378b c\ue000d \U000f0000e",
 ]
 
 

@@ -90,6 +90,12 @@ TEST_CASE("tokenizer: control, zero-width and whitespace characters") {
   CHECK(tokens("a\tb\nc\rd\u00a0e\u3000f\u2028g") == S{"a", "b", "c", "d", "e", "f", "g"});
   // U+000B and U+0085 are Cc: removed, not whitespace (filter before map in do_clean_text).
   CHECK(tokens("ab\u000bcd") == S{"abc", "##d"});
+  // tokenizers' is_control is unicode_categories' is_other(): Cc, Cf, Co. A
+  // private-use char (Co) is removed; an unassigned one (Cn, U+0378) is kept,
+  // so "a\u0378b" is one unknown word (google-research/bert would drop it).
+  CHECK(tokens("ab\ue000cd") == S{"abc", "##d"});
+  CHECK(tokens("a\u0378b") == S{"[UNK]"});
+  CHECK(offsets("a\u0378b") == O{{0, 3}});
   CHECK(tokens("   ").empty());
   CHECK(tokens("").empty());
 }

@@ -127,16 +127,15 @@ inline bool is_python_space(std::int32_t cp) {
 // BertNormalizer: \t \n \r count as whitespace, not control.
 inline bool is_bert_whitespace(std::int32_t cp) { return is_unicode_white_space(cp); }
 
-// BertNormalizer is_control: any "Other" category (Cc, Cf, Cs, Co, Cn)
-// except \t \n \r.
+// BertNormalizer is_control: unicode_categories' is_other(), which is Cc, Cf
+// and Co only (not Cn: unassigned code points are kept, unlike
+// google-research/bert's startswith("C")), except \t \n \r.
 inline bool is_bert_control(std::int32_t cp) {
   if (cp == '\t' || cp == '\n' || cp == '\r') return false;
   switch (category(cp)) {
     case UTF8PROC_CATEGORY_CC:
     case UTF8PROC_CATEGORY_CF:
-    case UTF8PROC_CATEGORY_CS:
     case UTF8PROC_CATEGORY_CO:
-    case UTF8PROC_CATEGORY_CN:
       return true;
     default:
       return false;
