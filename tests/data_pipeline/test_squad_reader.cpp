@@ -125,6 +125,11 @@ TEST_CASE("squad reader: malformed input is a clear mpt::Error") {
   CHECK(err(flat(R"("")", R"({"text": [], "answer_start": []})")).find("empty context") != std::string::npos);
   // Invalid UTF-8 (nlohmann rejects it while parsing).
   CHECK(err(flat("\"ab\xff\"", R"({"text": [], "answer_start": []})")).find("malformed JSON") != std::string::npos);
+  // Integer ids are read as text; other id types are errors.
+  CHECK(parse_squad(R"({"data": [{"id": 17, "context": "a", "question": "?", "answers": {"text": [], "answer_start": []}}]})", "int.json")
+            .examples[0].id == "17");
+  CHECK(err(R"({"data": [{"id": [1], "context": "a", "question": "?", "answers": {"text": [], "answer_start": []}}]})")
+            .find("'id' must be a string") != std::string::npos);
   // Duplicate ids.
   CHECK(err(R"({"data": [{"id": "q", "context": "a", "question": "?", "answers": {"text": [], "answer_start": []}},
                          {"id": "q", "context": "a", "question": "?", "answers": {"text": [], "answer_start": []}}]})")

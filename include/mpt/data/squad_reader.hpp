@@ -101,6 +101,13 @@ struct SquadParseContext {
     if (!v.is_string()) fail(mpt::detail::concat("field '", name, "' must be a string, found ", v.type_name()));
     return v.get<std::string>();
   }
+  // Ids are strings; integer ids (some converted datasets) are taken as text.
+  std::string id_field(const json& obj) const {
+    const json& v = field(obj, "id");
+    if (v.is_number_integer()) return v.dump();
+    if (!v.is_string()) fail(mpt::detail::concat("field 'id' must be a string, found ", v.type_name()));
+    return v.get<std::string>();
+  }
   std::int64_t integer(const json& v, const char* name) const {
     if (!v.is_number_integer()) fail(mpt::detail::concat("field '", name, "' must be an integer, found ", v.type_name()));
     return v.get<std::int64_t>();
@@ -205,7 +212,7 @@ inline void read_flat_record(const json& rec, SquadParseContext& ctx, SquadBuild
   if (!rec.is_object()) ctx.fail(mpt::detail::concat("record must be an object, found ", rec.type_name()));
   ctx.id.clear();
   SquadExample ex;
-  ex.id = ctx.string_field(rec, "id");
+  ex.id = ctx.id_field(rec);
   ctx.id = ex.id;
   if (rec.contains("title") && rec["title"].is_string()) ex.title = rec["title"].get<std::string>();
   ex.question = ctx.string_field(rec, "question");
@@ -238,7 +245,7 @@ inline void read_nested_article(const json& article, std::size_t a, SquadParseCo
       const json& qa = qas[q];
       if (!qa.is_object()) ctx.fail(mpt::detail::concat("question must be an object, found ", qa.type_name()));
       SquadExample ex;
-      ex.id = ctx.string_field(qa, "id");
+      ex.id = ctx.id_field(qa);
       ctx.id = ex.id;
       ex.title = title;
       ex.question = ctx.string_field(qa, "question");
