@@ -132,6 +132,7 @@ inline bool is_bert_whitespace(std::int32_t cp) { return is_unicode_white_space(
 // google-research/bert's startswith("C")), except \t \n \r.
 inline bool is_bert_control(std::int32_t cp) {
   if (cp == '\t' || cp == '\n' || cp == '\r') return false;
+  if (cp < 128) return cp < 32 || cp == 127;  // ASCII: Cc only
   switch (category(cp)) {
     case UTF8PROC_CATEGORY_CC:
     case UTF8PROC_CATEGORY_CF:
