@@ -132,6 +132,25 @@ TEST_CASE("tokenizer: long words become [UNK]") {
   CHECK(offsets("abc\u263a") == O{{0, 4}});
 }
 
+TEST_CASE("tokenizer: emoji and mixed scripts by hand") {
+  // An emoji is one code point (one Python index, not two UTF-16 units); So
+  // is not punctuation, and the vocabulary lacks it: [UNK].
+  CHECK(tokens("a \U0001F600 b") == S{"a", "[UNK]", "b"});
+  CHECK(offsets("a \U0001F600 b") == O{{0, 1}, {2, 3}, {4, 5}});
+  // Skin-tone modifier (Sk) joins its base into one word; ZWJ (Cf) is removed
+  // by clean_text, so a ZWJ family is one 3-emoji word spanning all 5 code points.
+  CHECK(offsets("\U0001F44D\U0001F3FD") == O{{0, 2}});
+  CHECK(tokens("\U0001F468\u200d\U0001F469\u200d\U0001F467!") == S{"[UNK]", "!"});
+  CHECK(offsets("\U0001F468\u200d\U0001F469\u200d\U0001F467!") == O{{0, 5}, {5, 6}});
+  // Greek: the tonos of "\u03ac" is stripped (NFD -> alpha + U+0301 Mn).
+  CHECK(tokens("\u03ac").front() == "\u03b1");
+  // Cyrillic short i (U+0439) decomposes to i + breve (Mn): stripped too, the
+  // BERT-uncased behaviour; the piece covers the original two letters [14, 16).
+  const auto ru = test_data::uncased().encode("\u0440\u0443\u0441\u0441\u043a\u0438\u0439");
+  CHECK(test_data::uncased().tokens_of(ru).back() == "##\u0438\u0438");
+  CHECK(ru.offsets.back() == CharSpan{5, 7});
+}
+
 TEST_CASE("tokenizer: emoji and mixed scripts match the reference fixture") {
   // tests/data/ref_tokenizer_cases.jsonl comes from tools/bert_reference_tokenizer.py,
   // an independent Python implementation of the same published rules.
