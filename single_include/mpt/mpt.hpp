@@ -1153,4 +1153,1797 @@ class Parameters {
 }  // namespace mpt::nn
 // ---- end mpt/nn/parameters.hpp ----
 // ---- end mpt/nn.hpp ----
+// ---- begin mpt/data.hpp ----
+// mpt/data: the SQuAD pipeline. BERT WordPiece tokenizer with code-point
+// offsets, SQuAD reading (nested, flattened, JSON Lines), run_qa features,
+// utils_qa post-processing and the official SQuAD v1.1/v2.0 metrics.
+//
+//   using namespace mpt::data;
+//   const auto tok = WordPieceTokenizer::from_vocab_file("vocab.txt");   // tokenizer_config.json honoured
+//   const auto train = read_squad("train-v1.1.json");                      // nested / flattened / .jsonl
+//   const auto features = prepare_train_features(train, tok, {384, 128, true});
+//   auto batch = make_qa_batch(features, indices);                         // int32 [batch][seq_len]
+//   ...
+//   const auto dev = read_squad("dev-v1.1.json");
+//   const auto eval = prepare_eval_features(dev, tok, {384, 128, true});
+//   // model -> start/end logits, float [eval.size()][384]
+//   const auto preds = postprocess_qa_predictions(dev, eval, start, end, 384, {dev.version_2});
+//   preds.write(output_dir);                          // eval_predictions.json, eval_nbest_predictions.json, ...
+//   write_json_atomic(output_dir / "eval_results.json", squad_evaluate(dev, preds).to_json());
+// ---- begin mpt/data/json_io.hpp ----
+// Small file helpers: whole-file reads and atomic JSON writes (temp + rename),
+// so a crash never leaves a half-written predictions file.
+
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <system_error>
+
+namespace mpt::data {
+
+inline std::string read_text_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) mpt::throw_error("cannot open file '", path.string(), "'");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) mpt::throw_error("error reading file '", path.string(), "'");
+  return std::move(buffer).str();
+}
+
+// Writes text to path via a temporary file in the same folder and a rename.
+inline void write_text_atomic(const std::filesystem::path& path, const std::string& text) {
+  const std::filesystem::path parent = path.parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) mpt::throw_error("cannot create folder '", parent.string(), "': ", ec.message());
+  }
+  std::filesystem::path temp = path;
+  temp += ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    if (!out) mpt::throw_error("cannot write file '", temp.string(), "'");
+    out << text;
+    out.flush();
+    if (!out) mpt::throw_error("error writing file '", temp.string(), "'");
+  }
+  std::error_code ec;
+  std::filesystem::rename(temp, path, ec);
+  if (ec) {
+    std::filesystem::remove(temp, ec);
+    mpt::throw_error("cannot rename '", temp.string(), "' to '", path.string(), "'");
+  }
+}
+
+// JSON with Python json.dump(indent=4)-like layout, a final newline, ASCII
+// escapes for non-ASCII (Python's ensure_ascii default).
+template <class Json>
+void write_json_atomic(const std::filesystem::path& path, const Json& value, int indent = 4) {
+  write_text_atomic(path, value.dump(indent, ' ', true) + "\n");
+}
+
+}  // namespace mpt::data
+// ---- end mpt/data/json_io.hpp ----
+// ---- begin mpt/data/qa_features.hpp ----
+// prepare_train_features / prepare_eval_features: the features of
+// transformers' run_qa.py (prepare_train_features /
+// prepare_validation_features) for BERT: [CLS] question [SEP] context [SEP],
+// the question left-stripped, only the context truncated, overflowing
+// windows of max_seq_length tokens that overlap by doc_stride tokens.
+
+// ---- begin mpt/data/squad_reader.hpp ----
+// read_squad: SQuAD v1.1/v2.0 in the canonical nested JSON, and the
+// flattened Hugging Face datasets records (one JSON with "data": [...], or
+// JSON Lines) that run_qa's --train_file/--validation_file accept.
+// answer_start counts Unicode code points (Python string indices).
+
+// ---- begin mpt/data/detail/unicode.hpp ----
+// UTF-8 decoding/encoding and the character classes the BERT tokenizer needs,
+// with the definitions of Hugging Face tokenizers' BertNormalizer and
+// BertPreTokenizer (Rust `char` semantics), looked up through utf8proc.
+
+
+#include <utf8proc.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mpt::data::detail {
+
+// Decodes the code point at text[pos]; advances pos. Returns -1 on
+// ill-formed UTF-8 (bad lead byte, bad continuation, overlong, surrogate,
+// beyond U+10FFFF, truncated), leaving pos unchanged.
+inline std::int32_t decode_utf8(std::string_view text, std::size_t& pos) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char b0 = byte(pos);
+  if (b0 < 0x80) {
+    ++pos;
+    return b0;
+  }
+  std::size_t len = 0;
+  std::int32_t cp = 0;
+  std::int32_t min_cp = 0;
+  if ((b0 & 0xE0) == 0xC0) {
+    len = 2, cp = b0 & 0x1F, min_cp = 0x80;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    len = 3, cp = b0 & 0x0F, min_cp = 0x800;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    len = 4, cp = b0 & 0x07, min_cp = 0x10000;
+  } else {
+    return -1;
+  }
+  if (pos + len > text.size()) return -1;
+  for (std::size_t i = 1; i < len; ++i) {
+    const unsigned char b = byte(pos + i);
+    if ((b & 0xC0) != 0x80) return -1;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  if (cp < min_cp || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
+  pos += len;
+  return cp;
+}
+
+inline void append_utf8(std::string& out, std::int32_t cp) {
+  const auto u = static_cast<std::uint32_t>(cp);
+  if (u < 0x80) {
+    out.push_back(static_cast<char>(u));
+  } else if (u < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (u >> 6)));
+    out.push_back(static_cast<char>(0x80 | (u & 0x3F)));
+  } else if (u < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (u >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((u >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (u & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (u >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((u >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((u >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (u & 0x3F)));
+  }
+}
+
+// Throws mpt::Error naming the first ill-formed byte.
+inline void check_utf8(std::string_view text, std::string_view what) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t at = pos;
+    if (decode_utf8(text, pos) < 0) {
+      mpt::throw_error(what, ": invalid UTF-8 at byte ", at, " (byte value 0x", std::hex,
+                       static_cast<unsigned>(static_cast<unsigned char>(text[at])), ")");
+    }
+  }
+}
+
+// Number of code points (Python len()) of valid UTF-8.
+inline std::size_t count_code_points(std::string_view text) {
+  std::size_t n = 0;
+  for (const char c : text) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
+// Byte offset of code point index cp_index in valid UTF-8 (clamped to size).
+inline std::size_t byte_offset_of_code_point(std::string_view text, std::size_t cp_index) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {
+      if (n == cp_index) return i;
+      ++n;
+    }
+  }
+  return text.size();
+}
+
+// Substring by code-point indices [begin, end) (Python text[begin:end]).
+inline std::string_view code_point_substr(std::string_view text, std::size_t begin, std::size_t end) {
+  if (end <= begin) return {};
+  const std::size_t b = byte_offset_of_code_point(text, begin);
+  const std::size_t rest = byte_offset_of_code_point(text.substr(b), end - begin);
+  return text.substr(b, rest);
+}
+
+inline utf8proc_category_t category(std::int32_t cp) {
+  return static_cast<utf8proc_category_t>(utf8proc_category(cp));
+}
+
+// Rust char::is_whitespace (the Unicode White_Space property).
+inline bool is_unicode_white_space(std::int32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+         cp == 0x205F || cp == 0x3000;
+}
+
+// Python str.isspace(): used by the SQuAD evaluation's split() and by lstrip().
+inline bool is_python_space(std::int32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+// BertNormalizer: \t \n \r count as whitespace, not control.
+inline bool is_bert_whitespace(std::int32_t cp) { return is_unicode_white_space(cp); }
+
+// BertNormalizer is_control: unicode_categories' is_other(), which is Cc, Cf
+// and Co only (not Cn: unassigned code points are kept, unlike
+// google-research/bert's startswith("C")), except \t \n \r.
+inline bool is_bert_control(std::int32_t cp) {
+  if (cp == '\t' || cp == '\n' || cp == '\r') return false;
+  if (cp < 128) return cp < 32 || cp == 127;  // ASCII: Cc only
+  switch (category(cp)) {
+    case UTF8PROC_CATEGORY_CC:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_CO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// BertPreTokenizer is_bert_punc: ASCII punctuation (33-47, 58-64, 91-96,
+// 123-126) or any Unicode P* category.
+inline bool is_bert_punctuation(std::int32_t cp) {
+  if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
+      (cp >= 123 && cp <= 126))
+    return true;
+  if (cp < 128) return false;
+  switch (category(cp)) {
+    case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_PD:
+    case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE:
+    case UTF8PROC_CATEGORY_PI:
+    case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The CJK ranges of tokenizers' is_chinese_char. Note 0x2B920 (not 0x2B820
+// as in google-research/bert): we follow the fast tokenizer.
+inline bool is_chinese_char(std::int32_t cp) {
+  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+         (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
+         (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+}
+
+inline bool is_nonspacing_mark(std::int32_t cp) { return category(cp) == UTF8PROC_CATEGORY_MN; }
+
+// Canonical decomposition (NFD) of one code point; returns the count written.
+// Per-character decomposition without canonical reordering: reordering only
+// moves combining marks, which accent stripping removes anyway.
+inline std::size_t decompose_nfd(std::int32_t cp, std::array<std::int32_t, 8>& out) {
+  if (cp < 0xC0) {
+    out[0] = cp;
+    return 1;
+  }
+  int last_boundclass = 0;
+  const utf8proc_ssize_t n = utf8proc_decompose_char(
+      cp, reinterpret_cast<utf8proc_int32_t*>(out.data()), static_cast<utf8proc_ssize_t>(out.size()),
+      static_cast<utf8proc_option_t>(UTF8PROC_DECOMPOSE), &last_boundclass);
+  if (n <= 0 || static_cast<std::size_t>(n) > out.size()) {
+    out[0] = cp;
+    return 1;
+  }
+  return static_cast<std::size_t>(n);
+}
+
+// Rust char::to_lowercase: the simple mapping except U+0130, whose full
+// lowercase is "i" + U+0307 (its only unconditional multi-char mapping).
+inline std::size_t to_lowercase(std::int32_t cp, std::array<std::int32_t, 2>& out) {
+  if (cp < 128) {
+    out[0] = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
+    return 1;
+  }
+  if (cp == 0x130) {
+    out[0] = 'i';
+    out[1] = 0x307;
+    return 2;
+  }
+  out[0] = utf8proc_tolower(cp);
+  return 1;
+}
+
+// Python str.isalnum() or '_' (the \w of Python's re in Unicode mode),
+// approximated by the L* and N* categories.
+inline bool is_python_word_char(std::int32_t cp) {
+  if (cp < 128) {
+    return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
+  }
+  switch (category(cp)) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace mpt::data::detail
+// ---- end mpt/data/detail/unicode.hpp ----
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace mpt::data {
+
+struct SquadAnswer {
+  std::string text;
+  std::int64_t answer_start = 0;  // code points into the context
+};
+
+struct SquadExample {
+  std::string id;
+  std::string title;
+  std::string question;
+  std::size_t context_index = 0;  // into SquadDataset::contexts (shared by a paragraph's questions)
+  std::vector<SquadAnswer> answers;  // empty: unanswerable (v2)
+  bool is_impossible = false;
+  std::vector<SquadAnswer> plausible_answers;
+};
+
+struct SquadDataset {
+  std::vector<std::string> contexts;
+  std::vector<SquadExample> examples;
+  bool version_2 = false;  // has (or may have) unanswerable questions
+  std::string version;     // the file's "version" field, if any
+  std::string source;      // file name, for messages
+  std::vector<std::string> invalid_answer_ids;  // answers inconsistent with their context
+
+  std::size_t size() const { return examples.size(); }
+  const std::string& context_of(const SquadExample& e) const { return contexts[e.context_index]; }
+  const std::string& context_of(std::size_t example_index) const { return context_of(examples[example_index]); }
+
+  // The first n examples (run_qa's --max_train_samples / --max_eval_samples).
+  SquadDataset first(std::size_t n) const {
+    SquadDataset out;
+    out.version_2 = version_2;
+    out.version = version;
+    out.source = source;
+    out.invalid_answer_ids = invalid_answer_ids;
+    out.examples.assign(examples.begin(), examples.begin() + static_cast<std::ptrdiff_t>(std::min(n, examples.size())));
+    // Keep only the contexts still referenced, renumbered in order.
+    std::vector<std::size_t> remap(contexts.size(), static_cast<std::size_t>(-1));
+    for (auto& ex : out.examples) {
+      std::size_t& to = remap[ex.context_index];
+      if (to == static_cast<std::size_t>(-1)) {
+        to = out.contexts.size();
+        out.contexts.push_back(contexts[ex.context_index]);
+      }
+      ex.context_index = to;
+    }
+    return out;
+  }
+};
+
+// What to do with an example whose answer text is not at answer_start.
+enum class InvalidAnswerPolicy { fail, skip, keep };
+
+struct SquadReadOptions {
+  InvalidAnswerPolicy invalid_answers = InvalidAnswerPolicy::fail;
+};
+
+namespace detail {
+
+using json = nlohmann::json;
+
+// "where" names the file, the position and the record id for every message.
+struct SquadParseContext {
+  const std::string& source;
+  std::string position;
+  std::string id;
+  [[noreturn]] void fail(std::string_view what) const {
+    mpt::throw_error("SQuAD file '", source, "', ", position, id.empty() ? "" : " (id '", id,
+                     id.empty() ? "" : "')", ": ", what);
+  }
+  const json& field(const json& obj, const char* name) const {
+    const auto it = obj.find(name);
+    if (it == obj.end()) fail(mpt::detail::concat("missing field '", name, "'"));
+    return *it;
+  }
+  std::string string_field(const json& obj, const char* name) const {
+    const json& v = field(obj, name);
+    if (!v.is_string()) fail(mpt::detail::concat("field '", name, "' must be a string, found ", v.type_name()));
+    return v.get<std::string>();
+  }
+  // Ids are strings; integer ids (some converted datasets) are taken as text.
+  std::string id_field(const json& obj) const {
+    const json& v = field(obj, "id");
+    if (v.is_number_integer()) return v.dump();
+    if (!v.is_string()) fail(mpt::detail::concat("field 'id' must be a string, found ", v.type_name()));
+    return v.get<std::string>();
+  }
+  std::int64_t integer(const json& v, const char* name) const {
+    if (!v.is_number_integer()) fail(mpt::detail::concat("field '", name, "' must be an integer, found ", v.type_name()));
+    return v.get<std::int64_t>();
+  }
+  const json& array_field(const json& obj, const char* name) const {
+    const json& v = field(obj, name);
+    if (!v.is_array()) fail(mpt::detail::concat("field '", name, "' must be an array, found ", v.type_name()));
+    return v;
+  }
+};
+
+inline json parse_json_text(std::string_view text, const std::string& source, std::string_view where) {
+  try {
+    return json::parse(text.begin(), text.end());
+  } catch (const json::parse_error& e) {
+    mpt::throw_error("SQuAD file '", source, "'", where, ": malformed JSON at byte ", e.byte, ": ", e.what());
+  }
+}
+
+inline std::vector<SquadAnswer> read_nested_answers(const json& list, const SquadParseContext& ctx, const char* name) {
+  std::vector<SquadAnswer> answers;
+  for (std::size_t a = 0; a < list.size(); ++a) {
+    const json& ans = list[a];
+    if (!ans.is_object()) ctx.fail(mpt::detail::concat(name, "[", a, "] must be an object"));
+    answers.push_back({ctx.string_field(ans, "text"), ctx.integer(ctx.field(ans, "answer_start"), "answer_start")});
+  }
+  return answers;
+}
+
+// HF datasets layout: {"text": [...], "answer_start": [...]}.
+inline std::vector<SquadAnswer> read_flat_answers(const json& obj, const SquadParseContext& ctx) {
+  const json& texts = ctx.array_field(obj, "text");
+  const json& starts = ctx.array_field(obj, "answer_start");
+  if (texts.size() != starts.size())
+    ctx.fail(mpt::detail::concat("answers has ", texts.size(), " texts but ", starts.size(), " answer_start values"));
+  std::vector<SquadAnswer> answers;
+  for (std::size_t a = 0; a < texts.size(); ++a) {
+    if (!texts[a].is_string()) ctx.fail(mpt::detail::concat("answers.text[", a, "] must be a string"));
+    answers.push_back({texts[a].get<std::string>(), ctx.integer(starts[a], "answer_start")});
+  }
+  return answers;
+}
+
+inline bool answer_matches(std::string_view context, const SquadAnswer& a) {
+  if (a.answer_start < 0) return false;
+  const auto start = static_cast<std::size_t>(a.answer_start);
+  const std::size_t len = count_code_points(a.text);
+  if (start + len > count_code_points(context)) return false;
+  return code_point_substr(context, start, start + len) == a.text;
+}
+
+class SquadBuilder {
+ public:
+  SquadBuilder(SquadDataset& out, const SquadReadOptions& options) : out_(out), options_(options) {}
+
+  std::size_t add_context(std::string context, const SquadParseContext& ctx) {
+    check_utf8(context, "context");
+    if (context.empty()) ctx.fail("empty context");
+    if (!out_.contexts.empty() && out_.contexts.back() == context) return out_.contexts.size() - 1;
+    out_.contexts.push_back(std::move(context));
+    return out_.contexts.size() - 1;
+  }
+
+  void add_example(SquadExample example, const SquadParseContext& ctx) {
+    if (example.id.empty()) ctx.fail("empty id");
+    if (!seen_ids_.emplace(example.id, out_.examples.size()).second) ctx.fail("duplicate id");
+    const std::string& context = out_.contexts[example.context_index];
+    bool valid = true;
+    for (const auto* list : {&example.answers, &example.plausible_answers}) {
+      for (const auto& a : *list) {
+        try {
+          check_utf8(a.text, "answer text");
+        } catch (const mpt::Error& e) {
+          ctx.fail(e.what());
+        }
+        if (!answer_matches(context, a)) valid = false;
+      }
+    }
+    if (example.answers.empty() || example.is_impossible) out_.version_2 = true;
+    if (!valid) {
+      out_.invalid_answer_ids.push_back(example.id);
+      if (options_.invalid_answers == InvalidAnswerPolicy::fail) {
+        for (const auto* list : {&example.answers, &example.plausible_answers})
+          for (const auto& a : *list)
+            if (!answer_matches(context, a))
+              ctx.fail(mpt::detail::concat("answer '", a.text, "' is not at answer_start ", a.answer_start,
+                                           " of its context (", count_code_points(context),
+                                           " code points); read with InvalidAnswerPolicy::skip to drop such questions"));
+      }
+      if (options_.invalid_answers == InvalidAnswerPolicy::skip) return;
+    }
+    out_.examples.push_back(std::move(example));
+  }
+
+ private:
+  SquadDataset& out_;
+  const SquadReadOptions& options_;
+  std::unordered_map<std::string, std::size_t> seen_ids_;
+};
+
+inline void read_flat_record(const json& rec, SquadParseContext& ctx, SquadBuilder& builder) {
+  if (!rec.is_object()) ctx.fail(mpt::detail::concat("record must be an object, found ", rec.type_name()));
+  ctx.id.clear();
+  SquadExample ex;
+  ex.id = ctx.id_field(rec);
+  ctx.id = ex.id;
+  if (rec.contains("title") && rec["title"].is_string()) ex.title = rec["title"].get<std::string>();
+  ex.question = ctx.string_field(rec, "question");
+  check_utf8(ex.question, "question");
+  ex.context_index = builder.add_context(ctx.string_field(rec, "context"), ctx);
+  const json& answers = ctx.field(rec, "answers");
+  if (!answers.is_object()) ctx.fail(mpt::detail::concat("field 'answers' must be an object {text, answer_start}, found ", answers.type_name()));
+  ex.answers = read_flat_answers(answers, ctx);
+  ex.is_impossible = ex.answers.empty();
+  builder.add_example(std::move(ex), ctx);
+}
+
+inline void read_nested_article(const json& article, std::size_t a, SquadParseContext& ctx, SquadBuilder& builder) {
+  ctx.position = mpt::detail::concat("data[", a, "]");
+  ctx.id.clear();
+  if (!article.is_object()) ctx.fail(mpt::detail::concat("article must be an object, found ", article.type_name()));
+  std::string title;
+  if (article.contains("title") && article["title"].is_string()) title = article["title"].get<std::string>();
+  const json& paragraphs = ctx.array_field(article, "paragraphs");
+  for (std::size_t p = 0; p < paragraphs.size(); ++p) {
+    ctx.position = mpt::detail::concat("data[", a, "].paragraphs[", p, "]");
+    ctx.id.clear();
+    const json& para = paragraphs[p];
+    if (!para.is_object()) ctx.fail(mpt::detail::concat("paragraph must be an object, found ", para.type_name()));
+    const std::size_t context_index = builder.add_context(ctx.string_field(para, "context"), ctx);
+    const json& qas = ctx.array_field(para, "qas");
+    for (std::size_t q = 0; q < qas.size(); ++q) {
+      ctx.position = mpt::detail::concat("data[", a, "].paragraphs[", p, "].qas[", q, "]");
+      ctx.id.clear();
+      const json& qa = qas[q];
+      if (!qa.is_object()) ctx.fail(mpt::detail::concat("question must be an object, found ", qa.type_name()));
+      SquadExample ex;
+      ex.id = ctx.id_field(qa);
+      ctx.id = ex.id;
+      ex.title = title;
+      ex.question = ctx.string_field(qa, "question");
+      check_utf8(ex.question, "question");
+      ex.context_index = context_index;
+      ex.answers = read_nested_answers(ctx.array_field(qa, "answers"), ctx, "answers");
+      if (const auto it = qa.find("is_impossible"); it != qa.end()) {
+        if (!it->is_boolean()) ctx.fail("field 'is_impossible' must be a boolean");
+        ex.is_impossible = it->get<bool>();
+      }
+      if (const auto it = qa.find("plausible_answers"); it != qa.end()) {
+        if (!it->is_array()) ctx.fail("field 'plausible_answers' must be an array");
+        ex.plausible_answers = read_nested_answers(*it, ctx, "plausible_answers");
+      }
+      if (ex.is_impossible && !ex.answers.empty()) ctx.fail("is_impossible is true but answers is not empty");
+      builder.add_example(std::move(ex), ctx);
+    }
+  }
+}
+
+inline bool version_says_2(const json& root) {
+  if (!root.is_object()) return false;
+  const auto it = root.find("version");
+  if (it == root.end()) return false;
+  if (it->is_number()) return it->get<double>() >= 2.0;
+  if (it->is_string()) {
+    const auto v = it->get<std::string>();
+    return v.rfind("v2", 0) == 0 || v.rfind("2", 0) == 0;
+  }
+  return false;
+}
+
+// datasets' to_json() writes JSON Lines even into ".json" files: the first
+// line is a whole object and more follows.
+inline bool looks_like_json_lines(std::string_view text) {
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos || text[first] != '{') return false;
+  const std::size_t end = text.find('\n', first);
+  if (end == std::string_view::npos || text.find_first_not_of(" \t\r\n", end) == std::string_view::npos) return false;
+  return json::accept(text.substr(first, end - first));
+}
+
+}  // namespace detail
+
+// Parses SQuAD text. Layout auto-detected: nested ("paragraphs"), flattened
+// records under "data" or as a top-level array, or JSON Lines when
+// json_lines is true or the first line is a whole JSON object.
+inline SquadDataset parse_squad(std::string_view text, const std::string& source, const SquadReadOptions& options = {},
+                                bool json_lines = false) {
+  SquadDataset out;
+  out.source = source;
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM
+  detail::SquadBuilder builder(out, options);
+  detail::SquadParseContext ctx{out.source, {}, {}};
+  if (!json_lines) json_lines = detail::looks_like_json_lines(text);
+  if (json_lines) {
+    std::size_t line_number = 0;
+    std::size_t begin = 0;
+    while (begin < text.size()) {
+      std::size_t end = text.find('\n', begin);
+      if (end == std::string_view::npos) end = text.size();
+      std::string_view line = text.substr(begin, end - begin);
+      begin = end + 1;
+      ++line_number;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+      const auto rec = detail::parse_json_text(line, out.source, mpt::detail::concat(", line ", line_number));
+      ctx.position = mpt::detail::concat("line ", line_number);
+      detail::read_flat_record(rec, ctx, builder);
+    }
+  } else {
+    const auto root = detail::parse_json_text(text, out.source, "");
+    const detail::json* records = nullptr;
+    if (root.is_array()) {
+      records = &root;
+    } else if (root.is_object()) {
+      ctx.position = "top level";
+      records = &ctx.array_field(root, "data");
+      if (const auto v = root.find("version"); v != root.end()) out.version = v->is_string() ? v->get<std::string>() : v->dump();
+      out.version_2 = detail::version_says_2(root);
+    } else {
+      ctx.position = "top level";
+      ctx.fail(mpt::detail::concat("expected an object with 'data' or an array, found ", root.type_name()));
+    }
+    const bool nested = !records->empty() && (*records)[0].is_object() && (*records)[0].contains("paragraphs");
+    for (std::size_t i = 0; i < records->size(); ++i) {
+      if (nested) {
+        detail::read_nested_article((*records)[i], i, ctx, builder);
+      } else {
+        ctx.position = mpt::detail::concat("data[", i, "]");
+        detail::read_flat_record((*records)[i], ctx, builder);
+      }
+    }
+  }
+  return out;
+}
+
+// Reads a SQuAD file; ".jsonl" files are JSON Lines.
+inline SquadDataset read_squad(const std::filesystem::path& path, const SquadReadOptions& options = {}) {
+  const std::string text = read_text_file(path);
+  const bool json_lines = path.extension() == ".jsonl";
+  return parse_squad(text, path.string(), options, json_lines);
+}
+
+}  // namespace mpt::data
+// ---- end mpt/data/squad_reader.hpp ----
+// ---- begin mpt/data/wordpiece_tokenizer.hpp ----
+// WordPieceTokenizer: the BERT tokenizer, equal to Hugging Face's
+// BertTokenizerFast on BERT vocabularies (BertNormalizer + BertPreTokenizer +
+// WordPiece). Returns ids and offsets into the ORIGINAL text counted in
+// Unicode code points (Python string indices), as SQuAD's answer_start is.
+
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace mpt::data {
+
+// A half-open range [begin, end) of code-point indices in an original text.
+struct CharSpan {
+  std::int32_t begin = 0;
+  std::int32_t end = 0;
+  friend bool operator==(const CharSpan&, const CharSpan&) = default;
+};
+
+// Tokens of one text, without special tokens.
+struct Encoding {
+  std::vector<std::int32_t> ids;
+  std::vector<CharSpan> offsets;  // one per id
+  std::size_t size() const { return ids.size(); }
+};
+
+struct WordPieceOptions {
+  bool do_lower_case = true;
+  std::optional<bool> strip_accents;  // unset: follows do_lower_case (as HF)
+  bool tokenize_chinese_chars = true;
+  bool clean_text = true;
+  std::size_t max_input_chars_per_word = 100;
+  std::string unk_token = "[UNK]";
+  std::string continuing_subword_prefix = "##";
+  // Matched verbatim in the raw text before normalization, as the fast
+  // tokenizer's added tokens (normalized: false): "a[SEP]b" -> a [SEP] b.
+  // Entries missing from the vocabulary are ignored.
+  std::vector<std::string> special_tokens{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+};
+
+namespace detail {
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+}  // namespace detail
+
+class WordPieceTokenizer {
+ public:
+  // tokens[i] has id i.
+  WordPieceTokenizer(std::vector<std::string> tokens, WordPieceOptions options)
+      : tokens_(std::move(tokens)), options_(std::move(options)) {
+    ids_.reserve(tokens_.size());
+    for (std::size_t i = 0; i < tokens_.size(); ++i) {
+      ids_[tokens_[i]] = static_cast<std::int32_t>(i);  // a repeated token keeps its last id, as HF load_vocab
+      max_token_bytes_ = std::max(max_token_bytes_, tokens_[i].size());
+    }
+    const auto unk = ids_.find(options_.unk_token);
+    if (unk == ids_.end()) mpt::throw_error("WordPieceTokenizer: the vocabulary has no unknown token '", options_.unk_token, "'");
+    unk_id_ = unk->second;
+    for (const auto& special : options_.special_tokens) {
+      const auto it = ids_.find(special);
+      if (it == ids_.end() || special.empty()) continue;
+      detail::check_utf8(special, "special token");
+      specials_.push_back({special, detail::count_code_points(special), it->second});
+      special_first_byte_[static_cast<unsigned char>(special[0])] = true;
+    }
+    // Longest first, so that a special token that prefixes another loses.
+    std::sort(specials_.begin(), specials_.end(), [](const Special& a, const Special& b) { return a.text.size() > b.text.size(); });
+  }
+
+  // Loads vocab.txt (one token per line). do_lower_case unset: taken from a
+  // tokenizer_config.json next to the vocab when present, else true.
+  // vocab_path may also be a folder holding vocab.txt.
+  static WordPieceTokenizer from_vocab_file(std::filesystem::path vocab_path,
+                                            std::optional<bool> do_lower_case = std::nullopt) {
+    if (std::filesystem::is_directory(vocab_path)) vocab_path /= "vocab.txt";
+    std::ifstream in(vocab_path, std::ios::binary);
+    if (!in) mpt::throw_error("cannot open vocabulary file '", vocab_path.string(), "'");
+    std::vector<std::string> tokens;
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      tokens.push_back(line);
+    }
+    if (tokens.empty()) mpt::throw_error("vocabulary file '", vocab_path.string(), "' is empty");
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      detail::check_utf8(tokens[i], mpt::detail::concat("vocabulary file '", vocab_path.string(), "' line ", i + 1));
+    WordPieceOptions options;
+    const auto config_path = vocab_path.parent_path() / "tokenizer_config.json";
+    if (std::filesystem::exists(config_path)) {
+      std::ifstream cfg(config_path, std::ios::binary);
+      nlohmann::json config;
+      try {
+        config = nlohmann::json::parse(cfg);
+      } catch (const nlohmann::json::exception& e) {
+        mpt::throw_error("'", config_path.string(), "': ", e.what());
+      }
+      if (config.contains("do_lower_case") && config["do_lower_case"].is_boolean())
+        options.do_lower_case = config["do_lower_case"].get<bool>();
+      if (config.contains("strip_accents") && config["strip_accents"].is_boolean())
+        options.strip_accents = config["strip_accents"].get<bool>();
+      if (config.contains("tokenize_chinese_chars") && config["tokenize_chinese_chars"].is_boolean())
+        options.tokenize_chinese_chars = config["tokenize_chinese_chars"].get<bool>();
+    }
+    if (do_lower_case) options.do_lower_case = *do_lower_case;
+    return WordPieceTokenizer(std::move(tokens), std::move(options));
+  }
+
+  // Tokenizes UTF-8 text; throws mpt::Error on invalid UTF-8.
+  Encoding encode(std::string_view text) const {
+    Encoding out;
+    encode_into(text, out);
+    return out;
+  }
+
+  void encode_into(std::string_view text, Encoding& out) const {
+    out.ids.clear();
+    out.offsets.clear();
+    Word word;
+    const bool strip = options_.strip_accents.value_or(options_.do_lower_case);
+    const bool lower = options_.do_lower_case;
+    std::size_t pos = 0;
+    std::int32_t index = 0;  // code-point index of the current original char
+    for (; pos < text.size(); ++index) {
+      if (const Special* special = special_at(text, pos)) {
+        flush(word, out);
+        out.ids.push_back(special->id);
+        out.offsets.push_back({index, index + static_cast<std::int32_t>(special->code_points)});
+        pos += special->text.size();
+        index += static_cast<std::int32_t>(special->code_points) - 1;
+        continue;
+      }
+      const std::size_t at = pos;
+      const std::int32_t cp = detail::decode_utf8(text, pos);
+      if (cp < 0) {
+        mpt::throw_error("tokenizer: invalid UTF-8 at byte ", at, " (byte value 0x", std::hex,
+                         static_cast<unsigned>(static_cast<unsigned char>(text[at])), ")");
+      }
+      if (options_.clean_text) {
+        if (cp == 0 || cp == 0xFFFD || detail::is_bert_control(cp)) continue;
+        if (detail::is_bert_whitespace(cp)) {
+          flush(word, out);
+          continue;
+        }
+      }
+      const bool chinese = options_.tokenize_chinese_chars && detail::is_chinese_char(cp);
+      if (chinese) flush(word, out);
+      // strip accents (NFD, drop Mn), then lower-case: BertNormalizer's order.
+      std::array<std::int32_t, 8> decomposed{};
+      std::size_t n_decomposed = 1;
+      decomposed[0] = cp;
+      if (strip) n_decomposed = detail::decompose_nfd(cp, decomposed);
+      for (std::size_t d = 0; d < n_decomposed; ++d) {
+        if (strip && decomposed[d] >= 0x300 && detail::is_nonspacing_mark(decomposed[d])) continue;
+        std::array<std::int32_t, 2> lowered{};
+        std::size_t n_lowered = 1;
+        lowered[0] = decomposed[d];
+        if (lower) n_lowered = detail::to_lowercase(decomposed[d], lowered);
+        for (std::size_t l = 0; l < n_lowered; ++l) add_normalized_char(lowered[l], index, word, out);
+      }
+      if (chinese) flush(word, out);
+    }
+    flush(word, out);
+  }
+
+  std::vector<std::string> tokens_of(const Encoding& e) const {
+    std::vector<std::string> result;
+    result.reserve(e.ids.size());
+    for (const auto id : e.ids) result.push_back(id_to_token(id));
+    return result;
+  }
+
+  std::optional<std::int32_t> token_to_id(std::string_view token) const {
+    const auto it = ids_.find(token);
+    if (it == ids_.end()) return std::nullopt;
+    return it->second;
+  }
+  // Like token_to_id but throws when the vocabulary lacks the token.
+  std::int32_t required_id(std::string_view token) const {
+    const auto id = token_to_id(token);
+    if (!id) mpt::throw_error("WordPieceTokenizer: the vocabulary has no token '", token, "'");
+    return *id;
+  }
+  const std::string& id_to_token(std::int32_t id) const {
+    if (id < 0 || static_cast<std::size_t>(id) >= tokens_.size())
+      mpt::throw_error("WordPieceTokenizer: token id ", id, " outside the vocabulary of ", tokens_.size());
+    return tokens_[static_cast<std::size_t>(id)];
+  }
+  std::int32_t unk_id() const { return unk_id_; }
+  std::size_t vocab_size() const { return tokens_.size(); }
+  const WordPieceOptions& options() const { return options_; }
+
+ private:
+  struct Special {
+    std::string text;
+    std::size_t code_points;
+    std::int32_t id;
+  };
+
+  const Special* special_at(std::string_view text, std::size_t pos) const {
+    if (!special_first_byte_[static_cast<unsigned char>(text[pos])]) return nullptr;
+    for (const auto& s : specials_)
+      if (text.compare(pos, s.text.size(), s.text) == 0) return &s;
+    return nullptr;
+  }
+
+  // One pre-token: normalized UTF-8 bytes, and per normalized char its byte
+  // start and the code-point index of the original char it came from.
+  struct Word {
+    std::string bytes;
+    std::vector<std::uint32_t> char_byte;
+    std::vector<std::int32_t> origin;
+    void clear() {
+      bytes.clear();
+      char_byte.clear();
+      origin.clear();
+    }
+  };
+
+  void add_normalized_char(std::int32_t c, std::int32_t origin, Word& word, Encoding& out) const {
+    if (detail::is_unicode_white_space(c)) {  // BertPreTokenizer: split, remove
+      flush(word, out);
+      return;
+    }
+    const bool punct = detail::is_bert_punctuation(c);  // split, isolated
+    if (punct) flush(word, out);
+    word.char_byte.push_back(static_cast<std::uint32_t>(word.bytes.size()));
+    word.origin.push_back(origin);
+    detail::append_utf8(word.bytes, c);
+    if (punct) flush(word, out);
+  }
+
+  // WordPiece on one pre-token: greedy longest-match-first.
+  void flush(Word& word, Encoding& out) const {
+    const std::size_t n_chars = word.origin.size();
+    if (n_chars == 0) return;
+    const auto span_of = [&](std::size_t first, std::size_t last_exclusive) {
+      return CharSpan{word.origin[first], word.origin[last_exclusive - 1] + 1};
+    };
+    const auto byte_at = [&](std::size_t c) { return c < n_chars ? word.char_byte[c] : word.bytes.size(); };
+    if (n_chars > options_.max_input_chars_per_word) {
+      out.ids.push_back(unk_id_);
+      out.offsets.push_back(span_of(0, n_chars));
+      word.clear();
+      return;
+    }
+    const std::size_t first_new = out.ids.size();
+    std::string key;
+    std::size_t start = 0;
+    bool bad = false;
+    while (start < n_chars) {
+      std::size_t end = n_chars;
+      std::int32_t found = -1;
+      const std::size_t prefix = start > 0 ? options_.continuing_subword_prefix.size() : 0;
+      for (; end > start; --end) {
+        const std::size_t n_bytes = byte_at(end) - byte_at(start);
+        if (n_bytes + prefix > max_token_bytes_) continue;
+        const std::string_view piece(word.bytes.data() + byte_at(start), n_bytes);
+        std::unordered_map<std::string, std::int32_t, detail::StringHash, std::equal_to<>>::const_iterator it;
+        if (start > 0) {
+          key.assign(options_.continuing_subword_prefix);
+          key.append(piece);
+          it = ids_.find(std::string_view(key));
+        } else {
+          it = ids_.find(piece);
+        }
+        if (it != ids_.end()) {
+          found = it->second;
+          break;
+        }
+      }
+      if (found < 0) {
+        bad = true;
+        break;
+      }
+      out.ids.push_back(found);
+      out.offsets.push_back(span_of(start, end));
+      start = end;
+    }
+    if (bad) {  // the whole word becomes [UNK]
+      out.ids.resize(first_new);
+      out.offsets.resize(first_new);
+      out.ids.push_back(unk_id_);
+      out.offsets.push_back(span_of(0, n_chars));
+    }
+    word.clear();
+  }
+
+  std::vector<std::string> tokens_;
+  std::unordered_map<std::string, std::int32_t, detail::StringHash, std::equal_to<>> ids_;
+  WordPieceOptions options_;
+  std::int32_t unk_id_ = 0;
+  std::size_t max_token_bytes_ = 0;
+  std::vector<Special> specials_;
+  std::array<bool, 256> special_first_byte_{};
+};
+
+}  // namespace mpt::data
+// ---- end mpt/data/wordpiece_tokenizer.hpp ----
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace mpt::data {
+
+struct QaFeatureOptions {
+  std::size_t max_seq_length = 384;
+  std::size_t doc_stride = 128;
+  bool pad_to_max_length = true;  // false: rows keep their length; pad per batch with make_qa_batch
+  // Training features drop their offsets unless asked (8 bytes a token: 270 MB
+  // for SQuAD train at 384); evaluation features always keep them.
+  bool keep_train_offsets = false;
+};
+
+// "No offset": the token is not part of the context (question, special, pad).
+inline constexpr CharSpan no_offset{-1, -1};
+
+// All features, row-major. Feature i owns tokens [row_begin[i], row_begin[i+1]).
+struct QaFeatures {
+  std::size_t max_seq_length = 0;
+  bool padded = false;
+  std::int32_t pad_id = 0;
+  std::vector<std::size_t> row_begin{0};
+  std::vector<std::int32_t> input_ids;
+  std::vector<std::int32_t> token_type_ids;
+  std::vector<std::int32_t> attention_mask;
+  // Context tokens: code-point span in the example's context; others: no_offset.
+  // Empty for training features unless keep_train_offsets.
+  std::vector<CharSpan> offsets;
+  std::vector<std::size_t> example_index;  // feature -> example of the dataset
+  // Training labels (prepare_train_features only): token indices, CLS (0) when
+  // the answer is not fully inside the window or the question is unanswerable.
+  std::vector<std::int32_t> start_positions;
+  std::vector<std::int32_t> end_positions;
+
+  std::size_t size() const { return example_index.size(); }
+  std::size_t length(std::size_t i) const { return row_begin[i + 1] - row_begin[i]; }
+  std::span<const std::int32_t> input_ids_of(std::size_t i) const { return row(input_ids, i); }
+  std::span<const std::int32_t> token_type_ids_of(std::size_t i) const { return row(token_type_ids, i); }
+  std::span<const std::int32_t> attention_mask_of(std::size_t i) const { return row(attention_mask, i); }
+  std::span<const CharSpan> offsets_of(std::size_t i) const {
+    if (offsets.empty()) mpt::throw_error("QaFeatures: built without offsets (set QaFeatureOptions::keep_train_offsets)");
+    return row(offsets, i);
+  }
+
+ private:
+  template <class T>
+  std::span<const T> row(const std::vector<T>& v, std::size_t i) const {
+    return std::span<const T>(v).subspan(row_begin[i], length(i));
+  }
+};
+
+// A batch ready for a model: [batch_size][seq_len] int32 arrays.
+struct QaBatch {
+  std::size_t batch_size = 0;
+  std::size_t seq_len = 0;
+  std::vector<std::int32_t> input_ids, token_type_ids, attention_mask;
+  std::vector<std::int32_t> start_positions, end_positions;  // empty for eval features
+  std::vector<std::size_t> feature_index;
+};
+
+// Gathers features into one batch, padded to the longest row (dynamic
+// padding) or to pad_to when larger.
+inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to = 0) {
+  QaBatch b;
+  b.batch_size = feature_indices.size();
+  b.seq_len = pad_to;
+  for (const auto i : feature_indices) {
+    if (i >= f.size()) mpt::throw_error("make_qa_batch: feature index ", i, " out of range (", f.size(), " features)");
+    b.seq_len = std::max(b.seq_len, f.length(i));
+  }
+  const std::size_t n = b.batch_size * b.seq_len;
+  b.input_ids.assign(n, f.pad_id);
+  b.token_type_ids.assign(n, 0);
+  b.attention_mask.assign(n, 0);
+  const bool labelled = !f.start_positions.empty();
+  for (std::size_t r = 0; r < feature_indices.size(); ++r) {
+    const std::size_t i = feature_indices[r];
+    const auto copy = [&](std::span<const std::int32_t> src, std::vector<std::int32_t>& dst) {
+      std::copy(src.begin(), src.end(), dst.begin() + static_cast<std::ptrdiff_t>(r * b.seq_len));
+    };
+    copy(f.input_ids_of(i), b.input_ids);
+    copy(f.token_type_ids_of(i), b.token_type_ids);
+    copy(f.attention_mask_of(i), b.attention_mask);
+    if (labelled) {
+      b.start_positions.push_back(f.start_positions[i]);
+      b.end_positions.push_back(f.end_positions[i]);
+    }
+    b.feature_index.push_back(i);
+  }
+  return b;
+}
+
+namespace detail {
+
+// Python str.lstrip(): drops leading Unicode whitespace.
+inline std::string_view lstrip_python(std::string_view s) {
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    std::size_t next = pos;
+    const std::int32_t cp = decode_utf8(s, next);
+    if (cp < 0 || !is_python_space(cp)) break;
+    pos = next;
+  }
+  return s.substr(pos);
+}
+
+struct QaWindowPlan {
+  std::size_t first_feature = 0;
+  std::size_t n_windows = 0;
+  std::size_t budget = 0;  // context tokens per window
+};
+
+inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
+                                      const QaFeatureOptions& options, bool training) {
+  const std::int32_t cls_id = tokenizer.required_id("[CLS]");
+  const std::int32_t sep_id = tokenizer.required_id("[SEP]");
+  const std::int32_t pad_id = tokenizer.required_id("[PAD]");
+  const std::size_t max_len = options.max_seq_length;
+  const std::size_t stride = options.doc_stride;
+  const std::size_t n_examples = data.examples.size();
+
+  // Each context once (a paragraph is shared by its questions), then questions.
+  std::vector<Encoding> contexts(data.contexts.size());
+  std::vector<Encoding> questions(n_examples);
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, contexts.size(), 8), [&](const auto& r) {
+    for (std::size_t i = r.begin(); i != r.end(); ++i) tokenizer.encode_into(data.contexts[i], contexts[i]);
+  });
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n_examples, 64), [&](const auto& r) {
+    for (std::size_t i = r.begin(); i != r.end(); ++i)
+      tokenizer.encode_into(lstrip_python(data.examples[i].question), questions[i]);
+  });
+
+  // Windows of the context, as tokenizers' Encoding::truncate with a stride:
+  // starts 0, budget-stride, ... until a window reaches the end.
+  std::vector<QaWindowPlan> plan(n_examples);
+  std::size_t n_features = 0;
+  for (std::size_t e = 0; e < n_examples; ++e) {
+    const std::size_t q_len = questions[e].size();
+    const std::size_t c_len = contexts[data.examples[e].context_index].size();
+    QaWindowPlan& p = plan[e];
+    p.first_feature = n_features;
+    if (q_len + c_len + 3 <= max_len) {
+      p.budget = c_len;
+      p.n_windows = 1;
+    } else {
+      if (q_len + 3 >= max_len)
+        mpt::throw_error("prepare features: question of example '", data.examples[e].id, "' has ", q_len,
+                         " tokens, leaving no room for the context in max_seq_length ", max_len);
+      p.budget = max_len - q_len - 3;
+      if (stride >= p.budget)
+        mpt::throw_error("prepare features: doc_stride ", stride, " must be smaller than the ", p.budget,
+                         " context tokens that fit beside the question of example '", data.examples[e].id,
+                         "' (max_seq_length ", max_len, ")");
+      const std::size_t step = p.budget - stride;
+      p.n_windows = 1 + (c_len - p.budget + step - 1) / step;
+    }
+    n_features += p.n_windows;
+  }
+
+  QaFeatures out;
+  out.max_seq_length = max_len;
+  out.padded = options.pad_to_max_length;
+  out.pad_id = pad_id;
+  out.example_index.resize(n_features);
+  out.row_begin.assign(n_features + 1, 0);
+  for (std::size_t e = 0; e < n_examples; ++e) {
+    const std::size_t q_len = questions[e].size();
+    const std::size_t c_len = contexts[data.examples[e].context_index].size();
+    const QaWindowPlan& p = plan[e];
+    for (std::size_t w = 0; w < p.n_windows; ++w) {
+      const std::size_t f = p.first_feature + w;
+      const std::size_t start = w * (p.budget - (p.n_windows > 1 ? stride : 0));
+      const std::size_t len = std::min(p.budget, c_len - start);
+      out.example_index[f] = e;
+      out.row_begin[f + 1] = out.padded ? max_len : q_len + len + 3;
+    }
+  }
+  for (std::size_t f = 0; f < n_features; ++f) out.row_begin[f + 1] += out.row_begin[f];
+  const std::size_t n_tokens = out.row_begin.back();
+  out.input_ids.assign(n_tokens, pad_id);
+  out.token_type_ids.assign(n_tokens, 0);
+  out.attention_mask.assign(n_tokens, 0);
+  const bool keep_offsets = !training || options.keep_train_offsets;
+  if (keep_offsets) out.offsets.assign(n_tokens, no_offset);
+  if (training) {
+    out.start_positions.assign(n_features, 0);
+    out.end_positions.assign(n_features, 0);
+  }
+
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n_examples, 16), [&](const auto& r) {
+    for (std::size_t e = r.begin(); e != r.end(); ++e) {
+      const SquadExample& ex = data.examples[e];
+      const Encoding& q = questions[e];
+      const Encoding& c = contexts[ex.context_index];
+      const QaWindowPlan& p = plan[e];
+      const std::size_t q_len = q.size();
+      for (std::size_t w = 0; w < p.n_windows; ++w) {
+        const std::size_t f = p.first_feature + w;
+        const std::size_t c_start = w * (p.budget - (p.n_windows > 1 ? stride : 0));
+        const std::size_t c_count = std::min(p.budget, c.size() - c_start);
+        const std::size_t base = out.row_begin[f];
+        const std::size_t row_len = out.row_begin[f + 1] - base;
+        std::int32_t* ids = out.input_ids.data() + base;
+        std::int32_t* types = out.token_type_ids.data() + base;
+        std::int32_t* mask = out.attention_mask.data() + base;
+        CharSpan* offs = keep_offsets ? out.offsets.data() + base : nullptr;
+        std::size_t t = 0;
+        ids[t++] = cls_id;
+        for (std::size_t k = 0; k < q_len; ++k) ids[t++] = q.ids[k];
+        ids[t++] = sep_id;
+        const std::size_t context_first = t;
+        for (std::size_t k = 0; k < c_count; ++k) {
+          types[t] = 1;
+          if (offs != nullptr) offs[t] = c.offsets[c_start + k];
+          ids[t++] = c.ids[c_start + k];
+        }
+        const std::size_t context_last = t - 1;  // run_qa's token_end_index before its walk
+        types[t] = 1;
+        ids[t++] = sep_id;
+        std::fill(mask, mask + t, 1);
+        if (!training) continue;
+
+        // prepare_train_features' offset walk, on the offsets HF gives train
+        // features: context spans, question spans, (0, 0) for special and pad
+        // tokens. Kept literally, including its walk into (0, 0) tokens.
+        std::int32_t start_position = 0;
+        std::int32_t end_position = 0;
+        if (!ex.answers.empty() && c_count > 0) {
+          const auto hf_offset = [&](std::size_t i) -> CharSpan {
+            if (i >= context_first && i <= context_last) return c.offsets[c_start + (i - context_first)];
+            if (i >= 1 && i <= q_len) return q.offsets[i - 1];
+            return CharSpan{0, 0};
+          };
+          const auto start_char = static_cast<std::int64_t>(ex.answers[0].answer_start);
+          const auto end_char = start_char + static_cast<std::int64_t>(count_code_points(ex.answers[0].text));
+          if (hf_offset(context_first).begin <= start_char && hf_offset(context_last).end >= end_char) {
+            std::size_t s = context_first;
+            while (s < row_len && hf_offset(s).begin <= start_char) ++s;
+            start_position = static_cast<std::int32_t>(s - 1);
+            std::size_t en = context_last;
+            while (en > 0 && hf_offset(en).end >= end_char) --en;  // guard: Python would wrap to -1
+            end_position = static_cast<std::int32_t>(en + 1);
+          }
+        }
+        out.start_positions[f] = start_position;
+        out.end_positions[f] = end_position;
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace detail
+
+// Training features with start/end token labels (run_qa prepare_train_features).
+inline QaFeatures prepare_train_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
+                                         const QaFeatureOptions& options = {}) {
+  return detail::prepare_qa_features(data, tokenizer, options, true);
+}
+
+// Evaluation features: example_index and context-only offsets
+// (run_qa prepare_validation_features).
+inline QaFeatures prepare_eval_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
+                                        const QaFeatureOptions& options = {}) {
+  return detail::prepare_qa_features(data, tokenizer, options, false);
+}
+
+}  // namespace mpt::data
+// ---- end mpt/data/qa_features.hpp ----
+// ---- begin mpt/data/qa_postprocess.hpp ----
+// postprocess_qa_predictions: turns per-feature start/end logits into answer
+// texts as transformers' examples/pytorch/question-answering/utils_qa.py
+// does (n-best over features, max_answer_length, the v2 null score as the
+// minimum over an example's features, null_score_diff_threshold), with its
+// float32 arithmetic. Writes eval_predictions.json, eval_nbest_predictions.json
+// and, for v2, eval_null_odds.json.
+
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <filesystem>
+#include <limits>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace mpt::data {
+
+struct QaPostprocessOptions {
+  bool version_2_with_negative = false;
+  std::size_t n_best_size = 20;
+  std::size_t max_answer_length = 30;
+  double null_score_diff_threshold = 0.0;  // compared with the float32 difference, as Python does
+};
+
+struct QaNbestEntry {
+  std::string text;
+  float start_logit = 0;
+  float end_logit = 0;
+  float probability = 0;
+  bool placeholder = false;  // the "empty" entry utils_qa adds when nothing else is left
+};
+
+struct QaPredictions {
+  bool version_2 = false;
+  std::vector<std::string> ids;                 // dataset order
+  std::vector<std::string> texts;               // final answer per id ("" = no answer, v2)
+  std::vector<std::vector<QaNbestEntry>> nbest;  // best first
+  std::vector<float> null_score_diff;           // v2: null score - best non-null score
+
+  std::unordered_map<std::string, std::string> as_map() const {
+    std::unordered_map<std::string, std::string> m;
+    for (std::size_t i = 0; i < ids.size(); ++i) m.emplace(ids[i], texts[i]);
+    return m;
+  }
+  nlohmann::ordered_json predictions_json() const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (std::size_t i = 0; i < ids.size(); ++i) j[ids[i]] = texts[i];
+    return j;
+  }
+  nlohmann::ordered_json nbest_json() const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      auto list = nlohmann::ordered_json::array();
+      for (const auto& e : nbest[i]) {
+        nlohmann::ordered_json o;  // key order as utils_qa's dicts end up
+        if (e.placeholder) o["text"] = e.text;
+        o["start_logit"] = static_cast<double>(e.start_logit);
+        o["end_logit"] = static_cast<double>(e.end_logit);
+        if (!e.placeholder) o["text"] = e.text;
+        o["probability"] = static_cast<double>(e.probability);
+        list.push_back(std::move(o));
+      }
+      j[ids[i]] = std::move(list);
+    }
+    return j;
+  }
+  nlohmann::ordered_json null_odds_json() const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (std::size_t i = 0; i < ids.size() && i < null_score_diff.size(); ++i)
+      j[ids[i]] = static_cast<double>(null_score_diff[i]);
+    return j;
+  }
+  // <output_dir>/<prefix>_predictions.json, _nbest_predictions.json, and
+  // _null_odds.json (v2); each written atomically.
+  void write(const std::filesystem::path& output_dir, const std::string& prefix = "eval") const {
+    const std::string p = prefix.empty() ? "" : prefix + "_";
+    write_json_atomic(output_dir / (p + "predictions.json"), predictions_json());
+    write_json_atomic(output_dir / (p + "nbest_predictions.json"), nbest_json());
+    if (version_2) write_json_atomic(output_dir / (p + "null_odds.json"), null_odds_json());
+  }
+};
+
+namespace detail {
+
+// numpy's float32 sum (pairwise_sum): 8 partial sums for 8..128 elements.
+inline float numpy_sum(const std::vector<float>& v) {
+  const std::size_t n = v.size();
+  if (n < 8) {
+    float s = 0.0f;  // numpy starts from -0.0; same result for these sums
+    for (const float x : v) s += x;
+    return s;
+  }
+  if (n <= 128) {
+    float r[8];
+    for (std::size_t k = 0; k < 8; ++k) r[k] = v[k];
+    std::size_t i = 8;
+    for (; i + 8 <= n; i += 8)
+      for (std::size_t k = 0; k < 8; ++k) r[k] += v[i + k];
+    float s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) s += v[i];
+    return s;
+  }
+  const std::size_t half = (n / 2) & ~static_cast<std::size_t>(7);
+  return numpy_sum(std::vector<float>(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(half))) +
+         numpy_sum(std::vector<float>(v.begin() + static_cast<std::ptrdiff_t>(half), v.end()));
+}
+
+// np.argsort(x)[-1:-n-1:-1]: the n largest, largest first.
+inline void top_indices(std::span<const float> x, std::size_t n, std::vector<std::size_t>& out) {
+  out.resize(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = i;
+  n = std::min(n, x.size());
+  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), [&](std::size_t a, std::size_t b) {
+    return x[a] > x[b] || (x[a] == x[b] && a > b);
+  });
+  out.resize(n);
+}
+
+}  // namespace detail
+
+// start_logits / end_logits: [features.size()][row_length] floats, row f for
+// feature f; positions past a feature's length are ignored.
+inline QaPredictions postprocess_qa_predictions(const SquadDataset& data, const QaFeatures& features,
+                                               std::span<const float> start_logits, std::span<const float> end_logits,
+                                               std::size_t row_length, const QaPostprocessOptions& options = {}) {
+  const std::size_t n_features = features.size();
+  if (start_logits.size() != n_features * row_length || end_logits.size() != n_features * row_length)
+    mpt::throw_error("postprocess_qa_predictions: expected ", n_features, " x ", row_length,
+                     " logits for start and end, got ", start_logits.size(), " and ", end_logits.size());
+  std::vector<std::vector<std::size_t>> features_of(data.examples.size());
+  for (std::size_t f = 0; f < n_features; ++f) {
+    if (features.example_index[f] >= data.examples.size())
+      mpt::throw_error("postprocess_qa_predictions: feature ", f, " names example ", features.example_index[f],
+                       " of a dataset with ", data.examples.size());
+    features_of[features.example_index[f]].push_back(f);
+  }
+
+  struct Candidate {
+    CharSpan span;
+    float score, start_logit, end_logit;
+    bool null;
+  };
+  QaPredictions out;
+  out.version_2 = options.version_2_with_negative;
+  out.ids.reserve(data.examples.size());
+  std::vector<std::size_t> starts, ends;
+  std::vector<Candidate> prelim;
+  for (std::size_t e = 0; e < data.examples.size(); ++e) {
+    const auto& ex = data.examples[e];
+    prelim.clear();
+    bool have_null = false;
+    Candidate min_null{{0, 0}, 0, 0, 0, true};
+    for (const auto f : features_of[e]) {
+      const auto s_logits = start_logits.subspan(f * row_length, row_length);
+      const auto e_logits = end_logits.subspan(f * row_length, row_length);
+      const auto offsets = features.offsets_of(f);
+      const float feature_null = s_logits[0] + e_logits[0];
+      if (!have_null || min_null.score > feature_null) {
+        min_null = {{0, 0}, feature_null, s_logits[0], e_logits[0], true};
+        have_null = true;
+      }
+      detail::top_indices(s_logits, options.n_best_size, starts);
+      detail::top_indices(e_logits, options.n_best_size, ends);
+      for (const auto si : starts) {
+        for (const auto ei : ends) {
+          if (si >= offsets.size() || ei >= offsets.size() || offsets[si] == no_offset || offsets[ei] == no_offset) continue;
+          if (ei < si || ei - si + 1 > options.max_answer_length) continue;
+          prelim.push_back({{offsets[si].begin, offsets[ei].end}, s_logits[si] + e_logits[ei], s_logits[si], e_logits[ei], false});
+        }
+      }
+    }
+    float null_score = 0;
+    if (options.version_2_with_negative && have_null) {
+      prelim.push_back(min_null);
+      null_score = min_null.score;
+    }
+    std::stable_sort(prelim.begin(), prelim.end(), [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+    if (prelim.size() > options.n_best_size) prelim.resize(options.n_best_size);
+    if (options.version_2_with_negative && have_null &&
+        std::none_of(prelim.begin(), prelim.end(), [](const Candidate& c) { return c.span == CharSpan{0, 0}; }))
+      prelim.push_back(min_null);
+
+    const std::string& context = data.context_of(ex);
+    std::vector<std::size_t> cp_byte;  // byte offset of each code point, plus the end
+    for (std::size_t i = 0; i < context.size(); ++i)
+      if ((static_cast<unsigned char>(context[i]) & 0xC0) != 0x80) cp_byte.push_back(i);
+    cp_byte.push_back(context.size());
+    const auto slice = [&](CharSpan s) -> std::string {
+      const auto n = static_cast<std::int32_t>(cp_byte.size() - 1);
+      const std::int32_t b = std::clamp(s.begin, 0, n), en = std::clamp(s.end, 0, n);
+      if (en <= b) return {};
+      return context.substr(cp_byte[static_cast<std::size_t>(b)], cp_byte[static_cast<std::size_t>(en)] - cp_byte[static_cast<std::size_t>(b)]);
+    };
+    std::vector<QaNbestEntry> entries;
+    std::vector<float> scores;
+    for (const auto& c : prelim) {
+      entries.push_back({slice(c.span), c.start_logit, c.end_logit, 0, false});
+      scores.push_back(c.score);
+    }
+    if (entries.empty() || (entries.size() == 1 && entries[0].text.empty())) {
+      entries.insert(entries.begin(), QaNbestEntry{"empty", 0, 0, 0, true});
+      scores.insert(scores.begin(), 0.0f);
+    }
+    const float max_score = *std::max_element(scores.begin(), scores.end());
+    std::vector<float> exp_scores(scores.size());
+    for (std::size_t i = 0; i < scores.size(); ++i) exp_scores[i] = std::exp(scores[i] - max_score);
+    const float sum = detail::numpy_sum(exp_scores);
+    for (std::size_t i = 0; i < entries.size(); ++i) entries[i].probability = exp_scores[i] / sum;
+
+    out.ids.push_back(ex.id);
+    if (!options.version_2_with_negative) {
+      out.texts.push_back(entries[0].text);
+    } else {
+      std::size_t i = 0;
+      while (i + 1 < entries.size() && entries[i].text.empty()) ++i;
+      const auto& best = entries[i];
+      const float diff = null_score - best.start_logit - best.end_logit;
+      out.null_score_diff.push_back(diff);
+      out.texts.push_back(static_cast<double>(diff) > options.null_score_diff_threshold ? std::string() : best.text);
+    }
+    out.nbest.push_back(std::move(entries));
+  }
+  return out;
+}
+
+}  // namespace mpt::data
+// ---- end mpt/data/qa_postprocess.hpp ----
+// ---- begin mpt/data/squad_metrics.hpp ----
+// squad_evaluate: the official SQuAD v1.1 and v2.0 evaluation scripts
+// (evaluate-v1.1.py, evaluate-v2.0.py; as wrapped by Hugging Face's
+// "squad" / "squad_v2" metrics that run_qa.py reports).
+
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace mpt::data {
+
+// normalize_answer of the official scripts: lower-case, drop ASCII
+// punctuation (string.punctuation), replace the words a/an/the by a space
+// (regex \b(a|an|the)\b), collapse whitespace (str.split / join).
+inline std::string normalize_answer(std::string_view s) {
+  std::vector<std::int32_t> original;
+  original.reserve(s.size());
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    const std::int32_t cp = detail::decode_utf8(s, pos);
+    if (cp < 0) mpt::throw_error("normalize_answer: invalid UTF-8");
+    original.push_back(cp);
+  }
+  const auto is_letter = [](std::int32_t c) {
+    const auto cat = detail::category(c);
+    return cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO;
+  };
+  std::vector<std::int32_t> chars;
+  chars.reserve(original.size());
+  for (std::size_t k = 0; k < original.size(); ++k) {
+    const std::int32_t cp = original[k];
+    std::array<std::int32_t, 2> lowered{};
+    std::size_t n = detail::to_lowercase(cp, lowered);
+    // str.lower()'s Final_Sigma: a capital sigma ending a word becomes ς
+    // (approximation: a letter before, no letter after).
+    if (cp == 0x3A3 && k > 0 && is_letter(original[k - 1]) && (k + 1 == original.size() || !is_letter(original[k + 1]))) {
+      lowered[0] = 0x3C2;
+      n = 1;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::int32_t c = lowered[i];
+      const bool ascii_punct = (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+      if (!ascii_punct) chars.push_back(c);
+    }
+  }
+  // A match of \b(a|an|the)\b is a whole run of word characters equal to an article.
+  std::vector<std::int32_t> no_articles;
+  no_articles.reserve(chars.size());
+  for (std::size_t i = 0; i < chars.size();) {
+    if (!detail::is_python_word_char(chars[i])) {
+      no_articles.push_back(chars[i++]);
+      continue;
+    }
+    std::size_t j = i;
+    while (j < chars.size() && detail::is_python_word_char(chars[j])) ++j;
+    const auto is = [&](std::string_view w) {
+      if (j - i != w.size()) return false;
+      for (std::size_t k = 0; k < w.size(); ++k)
+        if (chars[i + k] != static_cast<unsigned char>(w[k])) return false;
+      return true;
+    };
+    if (is("a") || is("an") || is("the")) {
+      no_articles.push_back(' ');
+    } else {
+      no_articles.insert(no_articles.end(), chars.begin() + static_cast<std::ptrdiff_t>(i), chars.begin() + static_cast<std::ptrdiff_t>(j));
+    }
+    i = j;
+  }
+  std::string out;
+  bool pending_space = false;
+  for (const auto c : no_articles) {
+    if (detail::is_python_space(c)) {
+      pending_space = !out.empty();
+      continue;
+    }
+    if (pending_space) out.push_back(' ');
+    pending_space = false;
+    detail::append_utf8(out, c);
+  }
+  return out;
+}
+
+namespace detail {
+inline std::vector<std::string> answer_tokens(std::string_view s) {
+  const std::string norm = normalize_answer(s);
+  std::vector<std::string> tokens;
+  std::size_t i = 0;
+  while (i < norm.size()) {
+    const std::size_t j = std::min(norm.find(' ', i), norm.size());
+    tokens.emplace_back(norm.substr(i, j - i));
+    i = j + 1;
+  }
+  return tokens;
+}
+
+inline std::size_t common_token_count(std::vector<std::string> a, std::vector<std::string> b) {
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  std::size_t n = 0;
+  for (std::size_t i = 0, j = 0; i < a.size() && j < b.size();) {
+    if (a[i] < b[j]) {
+      ++i;
+    } else if (b[j] < a[i]) {
+      ++j;
+    } else {
+      ++n, ++i, ++j;
+    }
+  }
+  return n;
+}
+}  // namespace detail
+
+// exact_match_score / compute_exact: 1 when the normalized strings are equal.
+inline double squad_exact(std::string_view prediction, std::string_view gold) {
+  return normalize_answer(prediction) == normalize_answer(gold) ? 1.0 : 0.0;
+}
+
+// Token F1. v1.1 (f1_score): 0 when no token is shared, even if both are
+// empty. v2.0 (compute_f1): when either side has no token, 1 if both have none.
+inline double squad_f1(std::string_view prediction, std::string_view gold, bool version_2 = false) {
+  const auto pred = detail::answer_tokens(prediction);
+  const auto truth = detail::answer_tokens(gold);
+  if (version_2 && (pred.empty() || truth.empty())) return pred.empty() && truth.empty() ? 1.0 : 0.0;
+  const std::size_t same = detail::common_token_count(pred, truth);
+  if (same == 0) return 0.0;
+  const double precision = static_cast<double>(same) / static_cast<double>(pred.size());
+  const double recall = static_cast<double>(same) / static_cast<double>(truth.size());
+  return 2.0 * precision * recall / (precision + recall);
+}
+
+struct SquadMetrics {
+  bool version_2 = false;
+  double exact = 0, f1 = 0;
+  std::size_t total = 0;
+  // v2 only:
+  double has_ans_exact = 0, has_ans_f1 = 0, no_ans_exact = 0, no_ans_f1 = 0;
+  std::size_t has_ans_total = 0, no_ans_total = 0;
+  double best_exact = 0, best_exact_thresh = 0, best_f1 = 0, best_f1_thresh = 0;
+  std::vector<std::string> missing_ids;  // questions without a prediction
+
+  // v1: {"exact_match", "f1"} (HF "squad"); v2: the keys of HF "squad_v2".
+  nlohmann::ordered_json to_json() const {
+    nlohmann::ordered_json j;
+    if (!version_2) {
+      j["exact_match"] = exact;
+      j["f1"] = f1;
+      return j;
+    }
+    j["exact"] = exact;
+    j["f1"] = f1;
+    j["total"] = total;
+    if (has_ans_total > 0) {
+      j["HasAns_exact"] = has_ans_exact;
+      j["HasAns_f1"] = has_ans_f1;
+      j["HasAns_total"] = has_ans_total;
+    }
+    if (no_ans_total > 0) {
+      j["NoAns_exact"] = no_ans_exact;
+      j["NoAns_f1"] = no_ans_f1;
+      j["NoAns_total"] = no_ans_total;
+    }
+    j["best_exact"] = best_exact;
+    j["best_exact_thresh"] = best_exact_thresh;
+    j["best_f1"] = best_f1;
+    j["best_f1_thresh"] = best_f1_thresh;
+    return j;
+  }
+};
+
+struct SquadEvalOptions {
+  std::optional<bool> version_2;  // unset: the dataset's version_2
+  // v2: no-answer probability per id (missing ids: 0.0, as run_qa passes).
+  std::unordered_map<std::string, double> na_probs;
+  double na_prob_thresh = 1.0;
+};
+
+// Scores predictions (id -> answer text; "" = no answer) against the dataset.
+// v1.1: a question without a prediction scores 0 and counts in the total.
+// v2.0: it is skipped (the total counts scored questions), as the script.
+inline SquadMetrics squad_evaluate(const SquadDataset& data, const std::unordered_map<std::string, std::string>& predictions,
+                                   const SquadEvalOptions& options = {}) {
+  SquadMetrics m;
+  m.version_2 = options.version_2.value_or(data.version_2);
+  if (!m.version_2) {
+    double em = 0, f1 = 0;
+    for (const auto& ex : data.examples) {
+      ++m.total;
+      const auto it = predictions.find(ex.id);
+      if (it == predictions.end()) {
+        m.missing_ids.push_back(ex.id);
+        continue;
+      }
+      double best_em = 0, best_f1 = 0;
+      for (const auto& a : ex.answers) {
+        best_em = std::max(best_em, squad_exact(it->second, a.text));
+        best_f1 = std::max(best_f1, squad_f1(it->second, a.text, false));
+      }
+      em += best_em;
+      f1 += best_f1;
+    }
+    if (m.total > 0) {
+      m.exact = 100.0 * em / static_cast<double>(m.total);
+      m.f1 = 100.0 * f1 / static_cast<double>(m.total);
+    }
+    return m;
+  }
+
+  struct Scored {
+    std::size_t example;
+    double exact, f1, na_prob;
+    bool has_ans, predicted_text;
+  };
+  std::vector<Scored> scored;
+  std::size_t n_no_ans_all = 0;
+  for (std::size_t e = 0; e < data.examples.size(); ++e) {
+    const auto& ex = data.examples[e];
+    const bool has_ans = !ex.answers.empty();
+    n_no_ans_all += !has_ans;
+    const auto it = predictions.find(ex.id);
+    if (it == predictions.end()) {
+      m.missing_ids.push_back(ex.id);
+      continue;
+    }
+    // Gold answers that normalize to nothing are dropped; none left -> [""].
+    std::vector<std::string_view> golds;
+    for (const auto& a : ex.answers)
+      if (!normalize_answer(a.text).empty()) golds.push_back(a.text);
+    if (golds.empty()) golds.push_back("");
+    double best_em = 0, best_f1 = 0;
+    for (const auto g : golds) {
+      best_em = std::max(best_em, squad_exact(it->second, g));
+      best_f1 = std::max(best_f1, squad_f1(it->second, g, true));
+    }
+    const auto na = options.na_probs.find(ex.id);
+    scored.push_back({e, best_em, best_f1, na == options.na_probs.end() ? 0.0 : na->second, has_ans, !it->second.empty()});
+  }
+  // apply_no_ans_threshold, then make_eval_dict over all / HasAns / NoAns.
+  double em = 0, f1 = 0, ha_em = 0, ha_f1 = 0, na_em = 0, na_f1 = 0;
+  for (const auto& s : scored) {
+    const bool pred_na = s.na_prob > options.na_prob_thresh;
+    const double e = pred_na ? (s.has_ans ? 0.0 : 1.0) : s.exact;
+    const double f = pred_na ? (s.has_ans ? 0.0 : 1.0) : s.f1;
+    em += e, f1 += f;
+    if (s.has_ans) {
+      ha_em += e, ha_f1 += f, ++m.has_ans_total;
+    } else {
+      na_em += e, na_f1 += f, ++m.no_ans_total;
+    }
+  }
+  m.total = scored.size();
+  const auto pct = [](double v, std::size_t n) { return n > 0 ? 100.0 * v / static_cast<double>(n) : 0.0; };
+  m.exact = pct(em, m.total);
+  m.f1 = pct(f1, m.total);
+  m.has_ans_exact = pct(ha_em, m.has_ans_total);
+  m.has_ans_f1 = pct(ha_f1, m.has_ans_total);
+  m.no_ans_exact = pct(na_em, m.no_ans_total);
+  m.no_ans_f1 = pct(na_f1, m.no_ans_total);
+  // find_best_thresh: walk questions by increasing no-answer probability.
+  std::vector<std::size_t> order(scored.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scored[a].na_prob < scored[b].na_prob; });
+  const auto best_thresh = [&](bool use_f1, double& best, double& thresh) {
+    double cur = static_cast<double>(n_no_ans_all);
+    double best_score = cur;
+    thresh = 0.0;
+    for (const auto i : order) {
+      const auto& s = scored[i];
+      const double diff = s.has_ans ? (use_f1 ? s.f1 : s.exact) : (s.predicted_text ? -1.0 : 0.0);
+      cur += diff;
+      if (cur > best_score) {
+        best_score = cur;
+        thresh = s.na_prob;
+      }
+    }
+    best = pct(best_score, scored.size());
+  };
+  best_thresh(false, m.best_exact, m.best_exact_thresh);
+  best_thresh(true, m.best_f1, m.best_f1_thresh);
+  return m;
+}
+
+// Scores post-processed predictions as run_qa does (no-answer probability
+// 0 for every question; v2 when the predictions are).
+inline SquadMetrics squad_evaluate(const SquadDataset& data, const QaPredictions& predictions) {
+  SquadEvalOptions options;
+  options.version_2 = predictions.version_2;
+  return squad_evaluate(data, predictions.as_map(), options);
+}
+
+}  // namespace mpt::data
+// ---- end mpt/data/squad_metrics.hpp ----
+// ---- end mpt/data.hpp ----
 // ---- end mpt/mpt.hpp ----
