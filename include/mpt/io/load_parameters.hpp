@@ -178,6 +178,10 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
   const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
   const auto has_prefix = [&](std::string_view n) { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; };
 
+  std::unordered_map<std::string_view, bool> slot_names;
+  for (const ParameterSlot& slot : slots) {
+    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
+  }
   bool checkpoint_has_prefix = false;
   for (const SafetensorsEntry& e : file.tensors()) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(e.name);
   bool model_has_prefix = false;
@@ -200,9 +204,7 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
 
   LoadReport report;
   std::unordered_map<const SafetensorsEntry*, bool> taken;
-  std::unordered_map<std::string_view, bool> slot_names;
   for (const ParameterSlot& slot : slots) {
-    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
     const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
     const auto it = by_key.find(key);
     if (it == by_key.end()) {
