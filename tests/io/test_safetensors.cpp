@@ -251,7 +251,9 @@ TEST_CASE("safetensors: every malformed header is an mpt::Error naming the file 
   expect_raw_error(dir, R"({"__metadata__":{"format":1}})", 0, {"__metadata__", "format"});
   expect_raw_error(dir, R"({"__metadata__":[]})", 0, {"__metadata__"});
   expect_raw_error(dir, "{not json", 0, {"not valid JSON"});
-  expect_raw_error(dir, "[1,2,3]", 0, {"not an object"});
+  expect_raw_error(dir, "[1,2,3]", 0, {"begin with '{'"});
+  expect_raw_error(dir, " {}", 0, {"begin with '{'"});
+  expect_raw_error(dir, "{} x", 0, {"not valid JSON"});
   expect_raw_error(dir, std::string("{\"\xff\xfe\":1}"), 0, {"not valid JSON"});
   expect_raw_error(dir, std::string(5000, '['), 0, {"not valid JSON"});
   // An empty header object with no data is a valid (empty) file.

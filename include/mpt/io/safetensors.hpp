@@ -4,6 +4,7 @@
 // Layout: [u64 little-endian N][N bytes of UTF-8 JSON header][data buffer]
 //   header = { "<name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
 //              "__metadata__": {"<key>": "<string>", ...} }           (metadata optional)
+//   the header opens with '{' and may end in spaces (writers pad it to 8 bytes);
 //   offsets are relative to the data buffer; tensors are row-major, little-endian,
 //   and together cover the buffer exactly, without overlap and without holes.
 //
@@ -335,6 +336,10 @@ class SafetensorsFile {
                   " bytes); the file is truncated");
     }
     const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), header_len);
+    // The format requires the JSON to open at the first byte (padding goes at the end).
+    if (text.empty() || text.front() != '{') {
+      throw_error("safetensors file ", file, ": the header does not begin with '{'; the file is corrupt or not safetensors");
+    }
     const nlohmann::json header = detail::parse_header_json(text, file);
     if (!header.is_object()) throw_error("safetensors file ", file, ": the header is ", header.type_name(), " JSON, not an object");
 
