@@ -255,7 +255,7 @@ TEST_CASE("safetensors: every malformed header is an mpt::Error naming the file 
   expect_raw_error(dir, " {}", 0, {"begin with '{'"});
   expect_raw_error(dir, "{} x", 0, {"not valid JSON"});
   expect_raw_error(dir, std::string("{\"\xff\xfe\":1}"), 0, {"not valid JSON"});
-  expect_raw_error(dir, std::string(5000, '['), 0, {"not valid JSON"});
+  expect_raw_error(dir, "{\"a\":" + std::string(5000, '['), 0, {"not valid JSON"});
   // An empty header object with no data is a valid (empty) file.
   mpt::io::write_file_atomic(dir / "empty.safetensors", raw_file("{}", 0));
   CHECK(mpt::io::SafetensorsFile::open(dir / "empty.safetensors").size() == 0);
