@@ -18,6 +18,7 @@
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/error.hpp>
 #include <mpt/core/tensor.hpp>
+#include <mpt/core/threads.hpp>
 #include <mpt/io/safetensors.hpp>
 
 #include <cmath>
@@ -69,7 +70,8 @@ struct LoadOptions {
   std::uint64_t seed = 42;                               // for Init::normal; each slot draws from (seed, name)
   // Unused checkpoint tensors whose names contain one of these are expected and not
   // warned about (BertForQuestionAnswering: "pooler", as its _keys_to_ignore_on_load_unexpected).
-  std::vector<std::string> expected_unused = {};
+  // Default: BertForQuestionAnswering's list, plus the position_ids buffer old checkpoints carry.
+  std::vector<std::string> expected_unused = {"pooler", "embeddings.position_ids"};
   // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
   std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
 };
@@ -202,13 +204,16 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
     }
   }
 
+  // Match and check everything first, so that an error leaves no slot half loaded
+  // and the first mismatch reported is the first in the model's order.
   LoadReport report;
   std::unordered_map<const SafetensorsEntry*, bool> taken;
-  for (const ParameterSlot& slot : slots) {
+  std::vector<const SafetensorsEntry*> source(slots.size(), nullptr);
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const ParameterSlot& slot = slots[k];
     const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
     const auto it = by_key.find(key);
     if (it == by_key.end()) {
-      detail::initialize_slot(slot, options);
       report.missing.push_back(slot.name);
       continue;
     }
@@ -220,11 +225,41 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
       throw_error("checkpoint ", file.path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
                   " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
     }
-    std::visit([&](auto view) { file.read(entry, view); }, slot.data);
+    if (!is_convertible_dtype(entry.dtype)) {
+      throw_error("checkpoint ", file.path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
+                  "; parameters load from F32, BF16, F16 or F64");
+    }
+    source[k] = &entry;
     taken[&entry] = true;
     report.loaded.push_back(slot.name);
     if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
   }
+
+  // Then copy on all threads, big tensors in slices (each element is written once,
+  // by whichever thread: the result does not depend on the thread count).
+  struct Task {
+    std::size_t slot;
+    std::size_t first;
+    std::size_t count;
+  };
+  constexpr std::size_t slice = std::size_t{1} << 20;
+  std::vector<Task> tasks;
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const std::size_t n = parameter_shape(slots[k].data).numel();
+    if (source[k] == nullptr) tasks.push_back({k, 0, n});  // initializing draws one sequence: one task
+    else
+      for (std::size_t first = 0; first < n; first += slice) tasks.push_back({k, first, std::min(slice, n - first)});
+  }
+  parallel_for(tasks.size(), [&](std::size_t t) {
+    const Task& task = tasks[t];
+    const ParameterSlot& slot = slots[task.slot];
+    if (source[task.slot] == nullptr) {
+      detail::initialize_slot(slot, options);
+      return;
+    }
+    std::visit([&](auto view) { file.read_elements(*source[task.slot], task.first, task.count, view.data()); }, slot.data);
+  });
+
   for (const SafetensorsEntry& e : file.tensors()) {
     if (taken.count(&e) != 0) continue;
     bool expected = false;

@@ -311,6 +311,18 @@ class SafetensorsFile {
   }
   template <class T>
   void read(std::string_view name, TensorView<T> out) const { read(at(name), out); }
+
+  // Elements [first, first + count) of the tensor, converted into `out` (the same
+  // elements of a destination of the tensor's size): lets loaders split big tensors
+  // across threads. The caller has checked dtype and shape (read() does).
+  template <class T>
+  void read_elements(const SafetensorsEntry& entry, std::size_t first, std::size_t count, T* out) const {
+    if (first > entry.numel() || count > entry.numel() - first) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': elements [", first, ", ", first + count, ") are out of its ",
+                  entry.numel());
+    }
+    detail::decode_elements(entry.dtype, entry.bytes.data() + first * dtype_size(entry.dtype), out + first, count);
+  }
   template <class T>
   Tensor<T> read(std::string_view name) const {
     const SafetensorsEntry& entry = at(name);
