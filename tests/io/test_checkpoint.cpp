@@ -10,7 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <unistd.h>
+#include <chrono>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -29,7 +29,9 @@ const fs::path tiny = fs::path(MPT_TEST_DATA) / "bert_tiny";
 struct TempDir {
   fs::path path;
   explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("mpt_test_ckpt_" + std::to_string(::getpid()) + "_" + name);
+    // Unique per process run, so that suites running at once never share a folder.
+    static const auto run = std::chrono::steady_clock::now().time_since_epoch().count();
+    path = fs::temp_directory_path() / ("mpt_test_ckpt_" + std::to_string(run) + "_" + name);
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -339,6 +341,12 @@ TEST_CASE("load_parameters initializes missing LayerNorm and embedding slots as 
                                         }}};
   mpt::io::load_parameters(dir / "empty.safetensors", custom, quiet_options());
   CHECK(t[2] == 0.5f);
+  std::vector<ParameterSlot> no_function = {{"x", t.view(), Init::custom}};
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "empty.safetensors", no_function, quiet_options()),
+                       doctest::Contains("'x' has Init::custom but no initialize function"), mpt::Error);
+  std::vector<ParameterSlot> bad_row = {{"x", t.view(), Init::normal, 3}};
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "empty.safetensors", bad_row, quiet_options()), doctest::Contains("zero row 3"),
+                       mpt::Error);
 }
 
 TEST_CASE("load_parameters: base-model checkpoints without the 'bert.' prefix, and the reverse") {

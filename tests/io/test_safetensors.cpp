@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <random>
 #include <string>
-#include <unistd.h>
+#include <chrono>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -24,7 +24,9 @@ namespace {
 struct TempDir {
   fs::path path;
   explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("mpt_test_io_" + std::to_string(::getpid()) + "_" + name);
+    // Unique per process run, so that suites running at once never share a folder.
+    static const auto run = std::chrono::steady_clock::now().time_since_epoch().count();
+    path = fs::temp_directory_path() / ("mpt_test_io_" + std::to_string(run) + "_" + name);
     fs::remove_all(path);
     fs::create_directories(path);
   }

@@ -59,7 +59,8 @@ struct ParameterSlot {
   // Init::normal only: this row is then zeroed, as transformers does for the padding
   // token of an nn.Embedding with padding_idx (word_embeddings, row pad_token_id).
   std::int64_t zero_row = -1;
-  std::function<void(const ParameterSlot&)> initialize = nullptr;  // Init::custom
+  // Init::custom; may run on any of mpt's threads, concurrently with other slots' work.
+  std::function<void(const ParameterSlot&)> initialize = nullptr;
 };
 
 struct LoadOptions {
@@ -140,6 +141,17 @@ void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::stri
   }
 }
 
+// Errors a slot's initializer would meet, raised before any work starts.
+inline void check_initializer(const ParameterSlot& slot) {
+  const Shape& shape = parameter_shape(slot.data);
+  if (slot.init == Init::normal && slot.zero_row >= 0 && (shape.rank() != 2 || slot.zero_row >= shape[0])) {
+    throw_error("load_parameters: parameter '", slot.name, "' asks to zero row ", slot.zero_row, ", which shape ", shape, " does not have");
+  }
+  if (slot.init == Init::custom && !slot.initialize) {
+    throw_error("load_parameters: parameter '", slot.name, "' has Init::custom but no initialize function");
+  }
+}
+
 inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& options) {
   std::visit(
       [&](auto view) {
@@ -148,9 +160,6 @@ inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& option
           case Init::normal:
             fill_normal(view, options.initializer_range, options.seed, slot.name);
             if (slot.zero_row >= 0) {
-              if (view.rank() != 2 || slot.zero_row >= view.dim(0)) {
-                throw_error("initializing '", slot.name, "': zero_row ", slot.zero_row, " is not a row of shape ", view.shape());
-              }
               for (std::int64_t c = 0; c < view.dim(1); ++c) view(slot.zero_row, c) = T(0.0f);
             }
             break;
@@ -161,10 +170,7 @@ inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& option
             for (auto& v : view.span()) v = T(1.0f);
             break;
           case Init::keep: break;
-          case Init::custom:
-            if (!slot.initialize) throw_error("initializing '", slot.name, "': Init::custom without an initialize function");
-            slot.initialize(slot);
-            break;
+          case Init::custom: slot.initialize(slot); break;
         }
       },
       slot.data);
@@ -214,6 +220,7 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
     const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
     const auto it = by_key.find(key);
     if (it == by_key.end()) {
+      detail::check_initializer(slot);
       report.missing.push_back(slot.name);
       continue;
     }
