@@ -258,6 +258,11 @@ TEST_CASE("safetensors: every malformed header is an mpt::Error naming the file 
   expect_raw_error(dir, "{} x", 0, {"not valid JSON"});
   expect_raw_error(dir, std::string("{\"\xff\xfe\":1}"), 0, {"not valid JSON"});
   expect_raw_error(dir, "{\"a\":" + std::string(5000, '['), 0, {"not valid JSON"});
+  // Rank 5 is valid safetensors; only turning it into an mpt tensor (rank <= 4) refuses.
+  mpt::io::write_file_atomic(dir / "rank5.safetensors", raw_file("{" + entry("r", "F32", "[1,1,1,1,2]", "[0,8]") + "}", 8));
+  const auto rank5 = mpt::io::SafetensorsFile::open(dir / "rank5.safetensors");
+  CHECK(rank5.at("r").numel() == 2);
+  CHECK_THROWS_WITH_AS(rank5.read<float>("r"), doctest::Contains("tensor 'r': shape [1, 1, 1, 1, 2] has rank 5"), mpt::Error);
   // An empty header object with no data is a valid (empty) file.
   mpt::io::write_file_atomic(dir / "empty.safetensors", raw_file("{}", 0));
   CHECK(mpt::io::SafetensorsFile::open(dir / "empty.safetensors").size() == 0);

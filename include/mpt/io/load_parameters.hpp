@@ -226,9 +226,7 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
     }
     const SafetensorsEntry& entry = *it->second;
     const Shape& needed = parameter_shape(slot.data);
-    bool same_shape = static_cast<int>(entry.dims.size()) == needed.rank();
-    for (int a = 0; same_shape && a < needed.rank(); ++a) same_shape = entry.dims[static_cast<std::size_t>(a)] == needed[a];
-    if (!same_shape) {
+    if (!entry.has_shape(needed)) {
       throw_error("checkpoint ", file.path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
                   " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
     }

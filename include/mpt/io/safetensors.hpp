@@ -107,6 +107,12 @@ struct SafetensorsEntry {
     for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
     return s + "]";
   }
+  bool has_shape(const Shape& shape) const noexcept {
+    if (static_cast<int>(dims.size()) != shape.rank()) return false;
+    for (int a = 0; a < shape.rank(); ++a)
+      if (dims[static_cast<std::size_t>(a)] != shape[a]) return false;
+    return true;
+  }
   // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
   Shape shape() const {
     switch (dims.size()) {
@@ -303,7 +309,7 @@ class SafetensorsFile {
       throw_error("safetensors file ", path(), ", tensor '", entry.name, "': dtype ", dtype_name(entry.dtype),
                   " is not a floating type mpt can load (F32, BF16, F16, F64)");
     }
-    if (!(entry.shape() == out.shape())) {
+    if (!entry.has_shape(out.shape())) {
       throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ",
                   out.shape(), " is required");
     }
@@ -326,6 +332,10 @@ class SafetensorsFile {
   template <class T>
   Tensor<T> read(std::string_view name) const {
     const SafetensorsEntry& entry = at(name);
+    if (entry.dims.size() > static_cast<std::size_t>(max_tensor_rank)) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " has rank ", entry.dims.size(),
+                  "; mpt tensors have rank ", max_tensor_rank, " at most");
+    }
     Tensor<T> t(entry.shape());
     read(entry, t.view());
     return t;
