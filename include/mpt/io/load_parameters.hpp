@@ -180,7 +180,7 @@ inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& option
 
 // Fills `slots` from `file`; see the top of this header. `checkpoint` names the
 // checkpoint in warnings (transformers prints the folder); default: the file's path.
-inline LoadReport load_parameters(const SafetensorsFile& file, std::span<ParameterSlot> slots, const LoadOptions& options = {},
+inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const ParameterSlot> slots, const LoadOptions& options = {},
                                   std::string checkpoint = {}) {
   if (checkpoint.empty()) checkpoint = file.path().string();
   const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
@@ -274,7 +274,11 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
 
   if (options.warn && !report.unused.empty()) {
     options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + options.model_class + ": " +
-                 detail::python_list(report.unused));
+                 detail::python_list(report.unused) + "\n- This IS expected if you are initializing " + options.model_class +
+                 " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
+                 "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
+                 options.model_class + " from the checkpoint of a model that you expect to be exactly identical (initializing a "
+                 "BertForSequenceClassification model from a BertForSequenceClassification model).");
   }
   if (options.warn && !report.missing.empty()) {
     options.warn("Some weights of " + options.model_class + " were not initialized from the model checkpoint at " + checkpoint +
@@ -285,7 +289,7 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
 }
 
 // The same from a model folder (its model.safetensors) or a .safetensors file.
-inline LoadReport load_parameters(const std::filesystem::path& path, std::span<ParameterSlot> slots, const LoadOptions& options = {}) {
+inline LoadReport load_parameters(const std::filesystem::path& path, std::span<const ParameterSlot> slots, const LoadOptions& options = {}) {
   if (std::filesystem::is_directory(path)) {
     const std::filesystem::path file = path / "model.safetensors";
     if (!std::filesystem::exists(file)) {
