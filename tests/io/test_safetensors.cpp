@@ -150,6 +150,25 @@ TEST_CASE("safetensors round trip: F32, BF16, F16 files from float, bf16 and dou
   }
 }
 
+TEST_CASE("safetensors: BF16 encode and decode give the same bits on every instruction set") {
+  const unsigned seed = 99;
+  INFO("seed ", seed);
+  std::mt19937 rng(seed);
+  TempDir dir("isa");
+  const Tensor<float> values = random_tensor<float>(Shape{3, 1000}, rng);  // not a multiple of any vector width
+  const std::vector<mpt::io::NamedTensor> named = {{"v", values.view()}};
+  for (mpt::Isa isa : mpt::supported_isas()) {
+    CAPTURE(mpt::isa_name(isa));
+    mpt::ScopedIsa guard(isa);
+    mpt::io::save_safetensors(dir / "v.safetensors", named, Dtype::bf16);
+    const auto file = mpt::io::SafetensorsFile::open(dir / "v.safetensors");
+    const auto back = file.read<float>("v");
+    std::size_t mismatches = 0;
+    for (std::size_t k = 0; k < values.size(); ++k) mismatches += back[k] != mpt::round_to_bf16(values[k]);
+    CHECK(mismatches == 0);
+  }
+}
+
 TEST_CASE("safetensors: F64 files and unaligned data (odd header length) read correctly") {
   TempDir dir("unaligned");
   // BF16 [3] at data offset 0 with a 7-byte header: the data starts at byte 15.
