@@ -370,6 +370,8 @@ def main():
              ("cls.predictions.transform.LayerNorm.gamma", (H,)), ("cls.predictions.transform.LayerNorm.beta", (H,)),
              ("cls.seq_relationship.weight", (2, H)), ("cls.seq_relationship.bias", (2,))]
     legacy += [(n, 0.1 * torch.randn(s, generator=gen)) for n, s in extra]
+    # Checkpoints saved before transformers made it non-persistent carry this I64 buffer.
+    legacy.append(("bert.embeddings.position_ids", torch.arange(CONFIG["max_position_embeddings"]).unsqueeze(0)))
     legacy.sort(key=lambda item: item[0])  # the Hub file is in name order
     write_safetensors(os.path.join(legacy_dir, "model.safetensors"), legacy, {"format": "pt"})
     legacy_config = dict(CONFIG, architectures=["BertForMaskedLM"], gradient_checkpointing=False,
@@ -401,7 +403,7 @@ def main():
         "batch": {n: list(t.shape) for n, t in zip(names, batch)},
         "files": {
             "model.safetensors": "parameters, F32, Hugging Face names",
-            "legacy_hub/model.safetensors": "same parameters, legacy LayerNorm.gamma/beta names, cls.* and bert.pooler.*, no qa_outputs",
+            "legacy_hub/model.safetensors": "same parameters, legacy LayerNorm.gamma/beta names, cls.* and bert.pooler.*, I64 bert.embeddings.position_ids, no qa_outputs",
             "batch.safetensors": "I64 inputs: input_ids, attention_mask, token_type_ids [3,16]; start/end_positions [3]",
             "expected_fp32.safetensors": "fp32 forward/backward: start_logits, end_logits [3,16], loss [], hidden_states.{0..2} [3,16,32], grad.<parameter>",
             "expected_bf16_autocast.safetensors": "the same under torch.autocast('cpu', dtype=torch.bfloat16), stored as F32",
