@@ -319,6 +319,9 @@ TEST_CASE("safetensors: every malformed header is an mpt::Error naming the file 
   expect_raw_error(dir, "{" + entry("a", "F32", "[4611686018427387904,4611686018427387904]", "[0,8]") + "}", 8, {"'a'", "overflows"});
   expect_raw_error(dir, "{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("a", "F32", "[2]", "[8,16]") + "}", 16, {"'a'", "twice"});
   expect_raw_error(dir, R"({"a":{"dtype":"F32","shape":[2]}})", 8, {"'a'", "lacks"});
+  expect_raw_error(dir, R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,8],"dtype":"F32"}})", 8, {"'a'", "field 'dtype' appears twice"});
+  expect_raw_error(dir, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"shape":[0],"shape":[0],"dtype":"F32","data_offsets":[8,8]}})", 8,
+                   {"'b'", "field 'shape' appears twice"});
   expect_raw_error(dir, R"({"a":[1,2]})", 8, {"'a'", "not an object"});
   expect_raw_error(dir, R"({"a":{"dtype":7,"shape":[2],"data_offsets":[0,8]}})", 8, {"'a'", "dtype"});
   expect_raw_error(dir, R"({"__metadata__":{"format":1}})", 0, {"__metadata__", "format"});

@@ -244,24 +244,32 @@ inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
   return v;
 }
 
-// Parses the header, rejecting duplicate names (JSON allows them; silently
-// keeping the last one would load a tensor nobody can see in the file).
+// Parses the header, rejecting duplicate keys (JSON allows them; silently keeping
+// the last one would load a tensor, or a dtype, nobody can see in the file).
 inline nlohmann::json parse_header_json(std::string_view text, const std::filesystem::path& path) {
-  std::vector<std::string> top_level_keys;
-  const auto collect_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if (event == nlohmann::json::parse_event_t::key && depth == 1) top_level_keys.push_back(parsed.get<std::string>());
+  // Keys of the object open at depth 1 (tensor names) and 2 (an entry's fields).
+  std::array<std::vector<std::string>, 3> keys;
+  std::string current_tensor;
+  const auto check_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using nlohmann::json;
+    if (event == json::parse_event_t::object_start && depth + 1 < 3) keys[static_cast<std::size_t>(depth + 1)].clear();
+    if (event == json::parse_event_t::key && depth >= 1 && depth < 3) {
+      std::string key = parsed.get<std::string>();
+      auto& seen = keys[static_cast<std::size_t>(depth)];
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        if (depth == 1) throw_error("safetensors file ", path, ": tensor '", key, "' appears twice in the header");
+        throw_error("safetensors file ", path, ", tensor '", current_tensor, "': field '", key, "' appears twice");
+      }
+      if (depth == 1) current_tensor = key;
+      seen.push_back(std::move(key));
+    }
     return true;
   };
-  nlohmann::json header;
   try {
-    header = nlohmann::json::parse(text.begin(), text.end(), collect_keys);
+    return nlohmann::json::parse(text.begin(), text.end(), check_keys);
   } catch (const nlohmann::json::exception& e) {
     throw_error("safetensors file ", path, ": the header is not valid JSON (", e.what(), "); the file is corrupt or not safetensors");
   }
-  std::sort(top_level_keys.begin(), top_level_keys.end());
-  const auto dup = std::adjacent_find(top_level_keys.begin(), top_level_keys.end());
-  if (dup != top_level_keys.end()) throw_error("safetensors file ", path, ": tensor '", *dup, "' appears twice in the header");
-  return header;
 }
 
 inline std::uint64_t json_non_negative_integer(const nlohmann::json& v, const std::filesystem::path& path, const std::string& name,
