@@ -206,6 +206,27 @@ TEST_CASE("safetensors: reading checks the destination shape and the dtype, nami
   const auto batch = mpt::io::SafetensorsFile::open(fs::path(MPT_TEST_DATA) / "bert_tiny/batch.safetensors");
   CHECK(batch.at("input_ids").dtype == Dtype::i64);  // integer tensors index and validate, only conversion refuses
   CHECK_THROWS_WITH_AS(batch.read<float>("input_ids"), doctest::Contains("tensor 'input_ids': dtype I64"), mpt::Error);
+  // Integer tensors read into integers: the batch the model tests feed.
+  const auto ids = batch.read<std::int64_t>("input_ids");
+  const auto mask = batch.read<std::int32_t>("attention_mask");
+  CHECK(ids.shape() == Shape{3, 16});
+  CHECK(ids(0, 0) == 2);  // [CLS]
+  CHECK(ids(2, 15) == 0);  // [PAD]: row 2 holds 9 tokens
+  CHECK(mask(1, 11) == 1);
+  CHECK(mask(1, 12) == 0);
+  const auto end_positions = batch.read<std::int64_t>("end_positions");
+  CHECK(end_positions[1] == 20);
+  CHECK_THROWS_WITH_AS(batch.read<std::int64_t>("nope"), doctest::Contains("nope"), mpt::Error);
+  const auto model_file = mpt::io::SafetensorsFile::open(fs::path(MPT_TEST_DATA) / "bert_tiny/model.safetensors");
+  CHECK_THROWS_WITH_AS(model_file.read<std::int64_t>("qa_outputs.bias"), doctest::Contains("F32 does not read into an integer tensor"), mpt::Error);
+  // Narrowing is checked element by element.
+  std::vector<std::byte> big = raw_file(R"({"n":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})", 0);
+  const std::int64_t values[2] = {-7, std::int64_t{1} << 40};
+  big.insert(big.end(), reinterpret_cast<const std::byte*>(values), reinterpret_cast<const std::byte*>(values) + 16);
+  write_plain(dir / "big.safetensors", big);
+  const auto big_file = mpt::io::SafetensorsFile::open(dir / "big.safetensors");
+  CHECK(big_file.read<std::int64_t>("n")[1] == std::int64_t{1} << 40);
+  CHECK_THROWS_WITH_AS(big_file.read<std::int32_t>("n"), doctest::Contains("tensor 'n': element 1 does not fit in 32-bit"), mpt::Error);
   CHECK_THROWS_WITH_AS(batch.at("nope"), doctest::Contains("no tensor 'nope'"), mpt::Error);
   const auto model = mpt::io::SafetensorsFile::open(fs::path(MPT_TEST_DATA) / "bert_tiny/model.safetensors");
   Tensor<float> wrong(Shape{2, 31});
