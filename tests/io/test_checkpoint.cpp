@@ -164,6 +164,9 @@ TEST_CASE("BertConfig keeps unknown keys and writes the QA architecture") {
   CHECK(j.at("model_type") == "bert");
   CHECK(j.at("position_embedding_type") == "absolute");
   CHECK(j.at("use_cache") == true);
+  std::vector<std::string> keys;
+  for (const auto& item : j.items()) keys.push_back(item.key());
+  CHECK(std::is_sorted(keys.begin(), keys.end()));
   legacy.save(dir / "config.json");
   const BertConfig reread = BertConfig::from_json_file(dir / "config.json");
   CHECK(reread.to_json() == j);
