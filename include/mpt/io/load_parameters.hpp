@@ -12,8 +12,10 @@
 //   - a shape mismatch is an error naming the tensor and both shapes;
 //   - slots the checkpoint lacks are initialized as the slot says (BERT: normal(0,
 //     initializer_range) weights, zero biases, LayerNorm 1 and 0) and reported as missing;
-//   - checkpoint tensors no slot takes (pre-training heads "cls.*", the pooler) are
-//     reported as unused; both lists are printed as transformers words them.
+//   - checkpoint tensors no slot takes (pre-training heads "cls.*") are reported as
+//     unused; both lists are printed as transformers words them. Those the model
+//     expects to skip (the pooler, the position_ids buffer) are reported apart, unprinted;
+//   - every check runs before any copy; the copies then run on all of mpt's threads.
 
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/error.hpp>
@@ -70,8 +72,8 @@ struct LoadOptions {
   double initializer_range = 0.02;                       // BertConfig::initializer_range
   std::uint64_t seed = 42;                               // for Init::normal; each slot draws from (seed, name)
   // Unused checkpoint tensors whose names contain one of these are expected and not
-  // warned about (BertForQuestionAnswering: "pooler", as its _keys_to_ignore_on_load_unexpected).
-  // Default: BertForQuestionAnswering's list, plus the position_ids buffer old checkpoints carry.
+  // warned about. Default: BertForQuestionAnswering's _keys_to_ignore_on_load_unexpected
+  // ("pooler") plus the position_ids buffer older checkpoints carry.
   std::vector<std::string> expected_unused = {"pooler", "embeddings.position_ids"};
   // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
   std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
