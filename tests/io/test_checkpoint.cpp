@@ -385,6 +385,47 @@ TEST_CASE("load_parameters: base-model checkpoints without the 'bert.' prefix, a
   CHECK(max_diff_to_reference(model, reverse.loaded, [](const std::string& n) { return "bert." + n; }) == 0.0);
 }
 
+TEST_CASE("load_parameters: a sharded checkpoint (model.safetensors.index.json) loads like one file") {
+  TempDir dir("sharded");
+  const BertConfig c = BertConfig::from_json_file(tiny / "config.json");
+  const auto whole = mpt::io::SafetensorsFile::open(tiny / "model.safetensors");
+  // Layer 0 and the embeddings in one shard, the rest in another, as save_pretrained splits.
+  std::vector<Tensor<float>> keep;
+  keep.reserve(whole.size());
+  std::vector<mpt::io::NamedTensor> first, second;
+  nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
+  for (const auto& e : whole.tensors()) {
+    keep.push_back(whole.read<float>(e.name));
+    const bool early = e.name.starts_with("bert.embeddings.") || e.name.starts_with("bert.encoder.layer.0.");
+    (early ? first : second).push_back({e.name, keep.back().view()});
+    index["weight_map"][e.name] = early ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  mpt::io::save_safetensors(dir / "model-00001-of-00002.safetensors", first, Dtype::f32, {{"format", "pt"}});
+  mpt::io::save_safetensors(dir / "model-00002-of-00002.safetensors", second, Dtype::bf16, {{"format", "pt"}});
+  mpt::io::write_file_atomic(dir / "model.safetensors.index.json", index.dump(2));
+
+  Parameters<float> params(bert_qa_parameters(c));
+  const auto report = mpt::io::load_parameters(dir.path, params.slots, quiet_options());
+  CHECK(report.loaded.size() == params.slots.size());
+  CHECK(report.missing.empty());
+  CHECK(report.unused.empty());
+  // The first shard is exact, the second went through BF16.
+  CHECK(max_abs_diff(params["bert.encoder.layer.0.output.dense.weight"], whole.read<float>("bert.encoder.layer.0.output.dense.weight")) == 0.0);
+  CHECK(max_abs_diff(params["qa_outputs.weight"], whole.read<float>("qa_outputs.weight")) <= 1.0 / 256);
+
+  // A shard outside the folder, or a tensor missing from its shard, is refused.
+  index["weight_map"]["qa_outputs.bias"] = "../model-00002-of-00002.safetensors";
+  mpt::io::write_file_atomic(dir / "model.safetensors.index.json", index.dump());
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, params.slots, quiet_options()),
+                       doctest::Contains("'qa_outputs.bias' maps to \"../model-00002-of-00002.safetensors\", which is not a file name"), mpt::Error);
+  index["weight_map"]["qa_outputs.bias"] = "model-00001-of-00002.safetensors";
+  mpt::io::write_file_atomic(dir / "model.safetensors.index.json", index.dump());
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, params.slots, quiet_options()),
+                       doctest::Contains("'qa_outputs.bias' is not in its shard"), mpt::Error);
+  mpt::io::write_file_atomic(dir / "model.safetensors.index.json", std::string_view("{\"weight_map\": 3}"));
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, params.slots, quiet_options()), doctest::Contains("weight_map"), mpt::Error);
+}
+
 TEST_CASE("load_parameters: shape mismatches and ambiguous checkpoints are errors naming the tensors") {
   TempDir dir("mismatch");
   BertConfig c = BertConfig::from_json_file(tiny / "config.json");
@@ -403,7 +444,7 @@ TEST_CASE("load_parameters: shape mismatches and ambiguous checkpoints are error
                        doctest::Contains("'bert.LayerNorm.gamma' and 'bert.LayerNorm.weight' both provide"), mpt::Error);
   std::vector<ParameterSlot> twice = {{"x", a.view()}, {"x", b.view()}};
   CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "both.safetensors", twice, quiet_options()), doctest::Contains("'x' twice"), mpt::Error);
-  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, slot, quiet_options()), doctest::Contains("no model.safetensors"), mpt::Error);
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, slot, quiet_options()), doctest::Contains("has neither model.safetensors nor model.safetensors.index.json"), mpt::Error);
 }
 
 TEST_CASE_TEMPLATE("save_pretrained writes a folder that loads back", P, mpt::precision::fp32, mpt::precision::bf16_mixed) {

@@ -21,8 +21,12 @@
 #include <mpt/core/error.hpp>
 #include <mpt/core/tensor.hpp>
 #include <mpt/core/threads.hpp>
+#include <mpt/io/file.hpp>
 #include <mpt/io/safetensors.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -182,9 +186,16 @@ inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& option
 
 // Fills `slots` from `file`; see the top of this header. `checkpoint` names the
 // checkpoint in warnings (transformers prints the folder); default: the file's path.
-inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const ParameterSlot> slots, const LoadOptions& options = {},
-                                  std::string checkpoint = {}) {
-  if (checkpoint.empty()) checkpoint = file.path().string();
+inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::span<const ParameterSlot> slots, const LoadOptions& options,
+                                  std::string checkpoint) {
+  // One tensor of the checkpoint and the file (shard) holding it.
+  struct Located {
+    const SafetensorsFile* file;
+    const SafetensorsEntry* entry;
+  };
+  std::vector<Located> all;
+  for (const SafetensorsFile& f : files)
+    for (const SafetensorsEntry& e : f.tensors()) all.push_back({&f, &e});
   const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
   const auto has_prefix = [&](std::string_view n) { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; };
 
@@ -193,7 +204,7 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const P
     if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
   }
   bool checkpoint_has_prefix = false;
-  for (const SafetensorsEntry& e : file.tensors()) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(e.name);
+  for (const Located& t : all) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(t.entry->name);
   bool model_has_prefix = false;
   for (const ParameterSlot& s : slots) model_has_prefix = model_has_prefix || has_prefix(s.name);
   // As transformers: strip the prefix from whichever side has it when the other has none.
@@ -201,22 +212,25 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const P
   const bool strip_from_checkpoint = checkpoint_has_prefix && !model_has_prefix;
 
   // Canonical name (modern, prefix rule applied) -> checkpoint entry.
-  std::unordered_map<std::string, const SafetensorsEntry*> by_key;
-  for (const SafetensorsEntry& e : file.tensors()) {
-    std::string key = detail::modern_parameter_name(e.name);
+  std::unordered_map<std::string, std::size_t> by_key;  // -> index in `all`
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    std::string key = detail::modern_parameter_name(all[i].entry->name);
     if (strip_from_checkpoint && has_prefix(key)) key = key.substr(prefix.size());
-    const auto [it, inserted] = by_key.emplace(key, &e);
+    const auto [it, inserted] = by_key.emplace(key, i);
     if (!inserted) {
-      throw_error("checkpoint ", file.path(), ": tensors '", it->second->name, "' and '", e.name, "' both provide '", key,
-                  "'; remove one of them");
+      // With shards, say which file holds each.
+      const auto where = [&](const Located& t) { return files.size() > 1 ? " (in " + t.file->path().filename().string() + ")" : std::string(); };
+      const Located& first = all[it->second];
+      throw_error("checkpoint ", checkpoint, ": tensors '", first.entry->name, "'", where(first), " and '", all[i].entry->name, "'", where(all[i]),
+                  " both provide '", key, "'; remove one of them");
     }
   }
 
   // Match and check everything first, so that an error leaves no slot half loaded
   // and the first mismatch reported is the first in the model's order.
   LoadReport report;
-  std::unordered_map<const SafetensorsEntry*, bool> taken;
-  std::vector<const SafetensorsEntry*> source(slots.size(), nullptr);
+  std::vector<bool> taken(all.size(), false);
+  std::vector<const Located*> source(slots.size(), nullptr);
   for (std::size_t k = 0; k < slots.size(); ++k) {
     const ParameterSlot& slot = slots[k];
     const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
@@ -226,18 +240,19 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const P
       report.missing.push_back(slot.name);
       continue;
     }
-    const SafetensorsEntry& entry = *it->second;
+    const Located& located = all[it->second];
+    const SafetensorsEntry& entry = *located.entry;
     const Shape& needed = parameter_shape(slot.data);
     if (!entry.has_shape(needed)) {
-      throw_error("checkpoint ", file.path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
                   " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
     }
     if (!is_convertible_dtype(entry.dtype)) {
-      throw_error("checkpoint ", file.path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
                   "; parameters load from F32, BF16, F16 or F64");
     }
-    source[k] = &entry;
-    taken[&entry] = true;
+    source[k] = &located;
+    taken[it->second] = true;
     report.loaded.push_back(slot.name);
     if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
   }
@@ -264,14 +279,16 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const P
       detail::initialize_slot(slot, options);
       return;
     }
-    std::visit([&](auto view) { file.read_elements(*source[task.slot], task.first, task.count, view.data()); }, slot.data);
+    const Located& from = *source[task.slot];
+    std::visit([&](auto view) { from.file->read_elements(*from.entry, task.first, task.count, view.data()); }, slot.data);
   });
 
-  for (const SafetensorsEntry& e : file.tensors()) {
-    if (taken.count(&e) != 0) continue;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (taken[i]) continue;
+    const std::string& name = all[i].entry->name;
     bool expected = false;
-    for (const std::string& pattern : options.expected_unused) expected = expected || e.name.find(pattern) != std::string::npos;
-    (expected ? report.expected_unused : report.unused).push_back(e.name);
+    for (const std::string& pattern : options.expected_unused) expected = expected || name.find(pattern) != std::string::npos;
+    (expected ? report.expected_unused : report.unused).push_back(name);
   }
 
   if (options.warn && !report.unused.empty()) {
@@ -290,17 +307,55 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const P
   return report;
 }
 
-// The same from a model folder (its model.safetensors) or a .safetensors file.
-inline LoadReport load_parameters(const std::filesystem::path& path, std::span<const ParameterSlot> slots, const LoadOptions& options = {}) {
-  if (std::filesystem::is_directory(path)) {
-    const std::filesystem::path file = path / "model.safetensors";
-    if (!std::filesystem::exists(file)) {
-      throw_error("model folder ", path, " has no model.safetensors (mpt reads safetensors checkpoints only; convert pytorch_model.bin with "
-                  "transformers' save_pretrained(safe_serialization=True))");
-    }
-    return load_parameters(SafetensorsFile::open(file), slots, options, path.string());
+// One safetensors file; `checkpoint` names it in warnings (default: its path).
+inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const ParameterSlot> slots, const LoadOptions& options = {},
+                                  std::string checkpoint = {}) {
+  if (checkpoint.empty()) checkpoint = file.path().string();
+  return load_parameters(std::span<const SafetensorsFile>(&file, 1), slots, options, checkpoint);
+}
+
+// The shards a model.safetensors.index.json names ({"weight_map": {tensor: file}}),
+// opened and checked: each named tensor is in its shard.
+inline std::vector<SafetensorsFile> open_sharded_checkpoint(const std::filesystem::path& index_path) {
+  const std::string source = "checkpoint index " + index_path.string();
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(read_text_file(index_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw_error(source, ": not valid JSON (", e.what(), ")");
   }
-  return load_parameters(SafetensorsFile::open(path), slots, options);
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+    throw_error(source, ": no \"weight_map\" object of tensor names to shard files");
+  }
+  std::vector<std::string> shard_names;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (!shard.is_string()) throw_error(source, ": tensor '", tensor, "' maps to ", shard.dump(), ", not a file name");
+    const std::string name = shard.get<std::string>();
+    // A shard is a file next to the index, never a path elsewhere.
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+      throw_error(source, ": tensor '", tensor, "' maps to \"", name, "\", which is not a file name in the same folder");
+    }
+    if (std::find(shard_names.begin(), shard_names.end(), name) == shard_names.end()) shard_names.push_back(name);
+  }
+  std::vector<SafetensorsFile> shards;
+  for (const std::string& name : shard_names) shards.push_back(SafetensorsFile::open(index_path.parent_path() / name));
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    const std::size_t k = static_cast<std::size_t>(std::find(shard_names.begin(), shard_names.end(), shard.get<std::string>()) - shard_names.begin());
+    if (!shards[k].contains(tensor)) throw_error(source, ": tensor '", tensor, "' is not in its shard ", shards[k].path());
+  }
+  return shards;
+}
+
+// From a model folder (model.safetensors, or model.safetensors.index.json and its
+// shards, as save_pretrained writes big models) or from one .safetensors file.
+inline LoadReport load_parameters(const std::filesystem::path& path, std::span<const ParameterSlot> slots, const LoadOptions& options = {}) {
+  if (!std::filesystem::is_directory(path)) return load_parameters(SafetensorsFile::open(path), slots, options);
+  const std::filesystem::path single = path / "model.safetensors";
+  const std::filesystem::path index = path / "model.safetensors.index.json";
+  if (std::filesystem::exists(single)) return load_parameters(SafetensorsFile::open(single), slots, options, path.string());
+  if (std::filesystem::exists(index)) return load_parameters(open_sharded_checkpoint(index), slots, options, path.string());
+  throw_error("model folder ", path, " has neither model.safetensors nor model.safetensors.index.json (mpt reads safetensors checkpoints "
+              "only; convert pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))");
 }
 
 }  // namespace mpt::io
