@@ -4,7 +4,8 @@
 //
 // The model lists its parameters as slots named as in transformers
 // ("bert.encoder.layer.0.attention.self.query.weight", "qa_outputs.bias") and
-// load_parameters fills them:
+// load_parameters fills them from a model folder (model.safetensors, or
+// model.safetensors.index.json and its shards) or from open safetensors files:
 //   - legacy names match: "LayerNorm.gamma" / "LayerNorm.beta" are "LayerNorm.weight" / ".bias";
 //   - a checkpoint of the base model (names without "bert.") loads into a model that
 //     has the prefix, and the other way round (transformers' base_model_prefix rule);
