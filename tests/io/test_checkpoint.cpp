@@ -495,3 +495,50 @@ TEST_CASE_TEMPLATE("save_pretrained writes a folder that loads back", P, mpt::pr
   CHECK_THROWS_WITH_AS(mpt::io::save_pretrained(dir / "f16", c, mpt::io::named_tensors(params.slots), Dtype::f16), doctest::Contains("F16"),
                        mpt::Error);
 }
+
+TEST_CASE_TEMPLATE("load_pretrained / save_pretrained with nn::Parameters: master weights in, compute copy refreshed", P,
+                   mpt::precision::fp32, mpt::precision::bf16_mixed) {
+  using master_t = typename P::master_t;
+  TempDir dir("nn_parameters");
+  const BertConfig c = BertConfig::from_json_file(tiny / "legacy_hub/config.json");
+  const auto role_of = [](const std::string& n) {
+    if (n.ends_with("LayerNorm.weight")) return mpt::nn::ParamRole::norm_weight;
+    if (n.ends_with("LayerNorm.bias")) return mpt::nn::ParamRole::norm_bias;
+    if (n.find(".embeddings.") != std::string::npos) return mpt::nn::ParamRole::embedding;
+    return n.ends_with(".bias") ? mpt::nn::ParamRole::linear_bias : mpt::nn::ParamRole::linear_weight;
+  };
+  mpt::nn::Parameters<P> params;
+  for (const ParameterSpec& s : bert_qa_parameters(c)) params.declare(s.name, s.shape, role_of(s.name));
+  params.allocate();
+
+  const auto report = mpt::io::load_pretrained(tiny / "legacy_hub", params, c, quiet_options());
+  CHECK(report.missing == std::vector<std::string>{"qa_outputs.weight", "qa_outputs.bias"});
+  // Master weights hold the file's fp32 values exactly; the compute copy is their rounding.
+  const auto ref = mpt::io::SafetensorsFile::open(tiny / "model.safetensors");
+  const auto id = params.find("bert.encoder.layer.1.attention.output.LayerNorm.weight");
+  REQUIRE(id != nullptr);
+  const auto expected = ref.read<float>(id->name);
+  const mpt::nn::ParamId pid = static_cast<mpt::nn::ParamId>(id - params.entries().data());
+  std::size_t differ = 0;
+  for (std::size_t k = 0; k < expected.size(); ++k) {
+    differ += params.master(pid)[k] != static_cast<master_t>(expected[k]);
+    differ += mpt::to_float(params.compute(pid)[k]) !=
+              (std::is_same_v<typename P::param_t, bf16> ? mpt::round_to_bf16(expected[k]) : expected[k]);
+  }
+  CHECK(differ == 0);
+  // Roles chose the initialization of the new head.
+  const auto* bias = params.find("qa_outputs.bias");
+  REQUIRE(bias != nullptr);
+  CHECK(params.master(static_cast<mpt::nn::ParamId>(bias - params.entries().data()))[1] == master_t(0));
+
+  mpt::io::save_pretrained(dir / "out", c, params, Dtype::f32, tiny / "vocab.txt");
+  mpt::nn::Parameters<P> again;
+  for (const ParameterSpec& s : bert_qa_parameters(c)) again.declare(s.name, s.shape, role_of(s.name));
+  again.allocate();
+  const auto reload = mpt::io::load_pretrained(dir / "out", again, c, quiet_options());
+  CHECK(reload.missing.empty());
+  CHECK(reload.unused.empty());
+  std::size_t changed = 0;
+  for (std::size_t k = 0; k < params.master_flat().size(); ++k) changed += params.master_flat()[k] != again.master_flat()[k];
+  CHECK(changed == 0);
+}
