@@ -5,3 +5,4 @@
 #include <mpt/policy.hpp>
 #include <mpt/nn.hpp>
 #include <mpt/data.hpp>
+#include <mpt/io.hpp>

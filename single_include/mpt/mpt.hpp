@@ -2946,4 +2946,1436 @@ inline SquadMetrics squad_evaluate(const SquadDataset& data, const QaPredictions
 }  // namespace mpt::data
 // ---- end mpt/data/squad_metrics.hpp ----
 // ---- end mpt/data.hpp ----
+// ---- begin mpt/io.hpp ----
+// mpt/io: files in and out — safetensors, Hugging Face config.json, model folders.
+//
+// A model loads a Hugging Face folder in three steps:
+//   const auto config = mpt::io::BertConfig::from_json_file(dir / "config.json");
+//   std::vector<mpt::io::ParameterSlot> slots;  // {HF name, view of the storage, Init}
+//   //   e.g. {"bert.encoder.layer.0.output.LayerNorm.weight", gamma.view(), Init::ones}
+//   //   (with a bf16 policy, point the slots at the fp32 master weights)
+//   mpt::io::LoadOptions options;
+//   options.initializer_range = config.initializer_range;
+//   const mpt::io::LoadReport report = mpt::io::load_parameters(dir, slots, options);
+// and saves one with
+//   mpt::io::save_pretrained(out, config, mpt::io::named_tensors(slots), mpt::io::Dtype::f32, dir / "vocab.txt");
+// With the model's nn::Parameters<P>, io/model_parameters.hpp does both in one call:
+//   mpt::io::load_pretrained(dir, params, config);   mpt::io::save_pretrained(out, config, params);
+// ---- begin mpt/io/bert_config.hpp ----
+// BertConfig: the model hyper-parameters of a Hugging Face config.json.
+//
+//   BertConfig::from_json(json, source)   missing keys take transformers' defaults
+//   BertConfig::from_json_file(path)
+//   config.validate(source)               positive sizes, heads divide hidden_size, known hidden_act
+//   config.to_json()                      keys it does not know are kept from the file it was
+//                                         read from; architectures/model_type say BERT-QA
+//   config.save(path)                     atomic write
+
+// ---- begin mpt/io/file.hpp ----
+// Files in and out, safely.
+//
+//   MappedFile::open(path)          read-only memory map (an empty file maps to an empty span)
+//   read_file(path)                 the whole file as bytes
+//   AtomicFileWriter(path)          write to a temporary file in the same directory, then
+//     .write(bytes) ... .commit()   fsync + rename over `path` + fsync the directory, so a
+//                                   reader sees the old file or the new one, never half of one
+//   write_file_atomic(path, bytes)  the same for a buffer already in memory
+//
+// POSIX only (mmap, fsync, rename), as is the rest of the project's I/O.
+
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace mpt::io {
+
+namespace detail {
+inline std::string errno_text() { return std::strerror(errno); }
+
+// Closes a POSIX descriptor on scope exit.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd = -1) noexcept : fd_(fd) {}
+  FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  FileDescriptor& operator=(FileDescriptor&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() { reset(); }
+  int get() const noexcept { return fd_; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+inline FileDescriptor open_for_reading(const std::filesystem::path& path) {
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) throw_error("cannot open ", path, " for reading: ", errno_text());
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) throw_error("cannot stat ", path, ": ", errno_text());
+  if (!S_ISREG(info.st_mode)) throw_error(path, " is not a regular file");
+  return fd;
+}
+
+inline std::size_t file_size(const FileDescriptor& fd, const std::filesystem::path& path) {
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) throw_error("cannot stat ", path, ": ", errno_text());
+  return static_cast<std::size_t>(info.st_size);
+}
+
+inline void write_all(int fd, const std::byte* data, std::size_t size, const std::filesystem::path& path) {
+  while (size > 0) {
+    const ::ssize_t written = ::write(fd, data, size);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      throw_error("cannot write ", path, ": ", errno_text());
+    }
+    data += written;
+    size -= static_cast<std::size_t>(written);
+  }
+}
+}  // namespace detail
+
+// A read-only memory map of a whole file; move-only.
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(MappedFile&& other) noexcept
+      : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  MappedFile& operator=(MappedFile&& other) noexcept {
+    if (this != &other) {
+      unmap();
+      path_ = std::move(other.path_);
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() { unmap(); }
+
+  static MappedFile open(const std::filesystem::path& path) {
+    const detail::FileDescriptor fd = detail::open_for_reading(path);
+    MappedFile file;
+    file.path_ = path;
+    file.size_ = detail::file_size(fd, path);
+    if (file.size_ == 0) return file;  // mmap of length 0 is an error; an empty span is not
+    void* p = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (p == MAP_FAILED) throw_error("cannot memory-map ", path, " (", file.size_, " bytes): ", detail::errno_text());
+    file.data_ = static_cast<const std::byte*>(p);
+    // Start reading ahead now: loaders touch every byte, mostly front to back.
+    ::madvise(p, file.size_, MADV_WILLNEED);
+    return file;
+  }
+
+  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  std::size_t size() const noexcept { return size_; }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  void unmap() noexcept {
+    if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+
+  std::filesystem::path path_;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
+  const detail::FileDescriptor fd = detail::open_for_reading(path);
+  std::vector<std::byte> bytes(detail::file_size(fd, path));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ::ssize_t got = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw_error("cannot read ", path, ": ", detail::errno_text());
+    if (got == 0) throw_error("cannot read ", path, ": file shrank while reading (", done, " of ", bytes.size(), " bytes)");
+    done += static_cast<std::size_t>(got);
+  }
+  return bytes;
+}
+
+inline std::string read_text_file(const std::filesystem::path& path) {
+  const std::vector<std::byte> bytes = read_file(path);
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+// Writes `path` atomically: the bytes go to "<path>.tmp.<pid>.<n>" in the same
+// directory (rename is only atomic within one file system); commit() makes them
+// durable and renames. Without commit() the temporary file is removed.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(std::filesystem::path path) : path_(std::move(path)) {
+    static std::atomic<unsigned> counter{0};  // distinct names for writers alive at once in this process
+    temp_path_ = path_;
+    temp_path_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
+    fd_ = detail::FileDescriptor(::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd_.get() < 0) throw_error("cannot create ", temp_path_, " (to write ", path_, "): ", detail::errno_text());
+  }
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  ~AtomicFileWriter() {
+    if (!committed_) {
+      fd_.reset();
+      ::unlink(temp_path_.c_str());
+    }
+  }
+
+  void write(std::span<const std::byte> bytes) { detail::write_all(fd_.get(), bytes.data(), bytes.size(), temp_path_); }
+  void write(std::string_view text) { write(std::as_bytes(std::span<const char>(text.data(), text.size()))); }
+
+  void commit() {
+    if (committed_) throw_error("AtomicFileWriter: ", path_, " was already committed");
+    if (::fsync(fd_.get()) != 0) throw_error("cannot fsync ", temp_path_, ": ", detail::errno_text());
+    // close() releases the descriptor whatever it returns: never close it twice.
+    if (::close(fd_.release()) != 0) throw_error("cannot close ", temp_path_, ": ", detail::errno_text());
+    if (::rename(temp_path_.c_str(), path_.c_str()) != 0) throw_error("cannot rename ", temp_path_, " to ", path_, ": ", detail::errno_text());
+    committed_ = true;
+    // The rename itself is durable only once the directory entry is.
+    std::filesystem::path dir = path_.parent_path();
+    if (dir.empty()) dir = ".";
+    const detail::FileDescriptor dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir_fd.get() >= 0) ::fsync(dir_fd.get());
+  }
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  std::filesystem::path temp_path_;
+  detail::FileDescriptor fd_;
+  bool committed_ = false;
+};
+
+inline void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> bytes) {
+  AtomicFileWriter writer(path);
+  writer.write(bytes);
+  writer.commit();
+}
+inline void write_file_atomic(const std::filesystem::path& path, std::string_view text) {
+  AtomicFileWriter writer(path);
+  writer.write(text);
+  writer.commit();
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/file.hpp ----
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mpt::io {
+
+struct BertConfig {
+  // Defaults are BertConfig's in transformers (bert-base-uncased).
+  std::int64_t vocab_size = 30522;
+  std::int64_t hidden_size = 768;
+  std::int64_t num_hidden_layers = 12;
+  std::int64_t num_attention_heads = 12;
+  std::int64_t intermediate_size = 3072;
+  std::string hidden_act = "gelu";
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  std::int64_t max_position_embeddings = 512;
+  std::int64_t type_vocab_size = 2;
+  double layer_norm_eps = 1e-12;
+  double initializer_range = 0.02;
+  std::int64_t pad_token_id = 0;
+  // Every other key of the file it came from (transformers_version, position_embedding_type,
+  // torch_dtype, ...), written back unchanged.
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+
+  std::int64_t head_dim() const noexcept { return num_attention_heads > 0 ? hidden_size / num_attention_heads : 0; }
+
+  // `source` names the file (or "config") in error messages.
+  static BertConfig from_json(const nlohmann::ordered_json& j, const std::string& source = "config") {
+    if (!j.is_object()) throw_error(source, ": a BERT config must be a JSON object, not ", j.type_name());
+    BertConfig c;
+    for (const auto& [key, value] : j.items()) {
+      if (key == "vocab_size") c.vocab_size = integer(value, source, key);
+      else if (key == "hidden_size") c.hidden_size = integer(value, source, key);
+      else if (key == "num_hidden_layers") c.num_hidden_layers = integer(value, source, key);
+      else if (key == "num_attention_heads") c.num_attention_heads = integer(value, source, key);
+      else if (key == "intermediate_size") c.intermediate_size = integer(value, source, key);
+      else if (key == "max_position_embeddings") c.max_position_embeddings = integer(value, source, key);
+      else if (key == "type_vocab_size") c.type_vocab_size = integer(value, source, key);
+      else if (key == "pad_token_id") c.pad_token_id = integer(value, source, key);
+      else if (key == "hidden_dropout_prob") c.hidden_dropout_prob = number(value, source, key);
+      else if (key == "attention_probs_dropout_prob") c.attention_probs_dropout_prob = number(value, source, key);
+      else if (key == "layer_norm_eps") c.layer_norm_eps = number(value, source, key);
+      else if (key == "initializer_range") c.initializer_range = number(value, source, key);
+      else if (key == "hidden_act") {
+        if (!value.is_string()) throw_error(source, ": hidden_act is ", value.dump(), ", not a string such as \"gelu\"");
+        c.hidden_act = value.get<std::string>();
+      } else {
+        c.extra[key] = value;
+      }
+    }
+    if (c.extra.contains("model_type") && c.extra["model_type"] != "bert") {
+      throw_error(source, ": model_type is ", c.extra["model_type"].dump(), " but mpt loads \"bert\" models");
+    }
+    c.validate(source);
+    return c;
+  }
+
+  static BertConfig from_json_file(const std::filesystem::path& path) {
+    const std::string source = "config file " + path.string();
+    nlohmann::ordered_json j;
+    try {
+      j = nlohmann::ordered_json::parse(read_text_file(path));
+    } catch (const nlohmann::json::exception& e) {
+      throw_error(source, ": not valid JSON (", e.what(), ")");
+    }
+    return from_json(j, source);
+  }
+
+  void validate(const std::string& source = "config") const {
+    const auto positive = [&](std::int64_t v, const char* key) {
+      if (v <= 0) throw_error(source, ": ", key, " is ", v, " but must be positive");
+    };
+    positive(vocab_size, "vocab_size");
+    positive(hidden_size, "hidden_size");
+    positive(num_hidden_layers, "num_hidden_layers");
+    positive(num_attention_heads, "num_attention_heads");
+    positive(intermediate_size, "intermediate_size");
+    positive(max_position_embeddings, "max_position_embeddings");
+    positive(type_vocab_size, "type_vocab_size");
+    if (hidden_size % num_attention_heads != 0) {
+      throw_error(source, ": hidden_size ", hidden_size, " is not a multiple of num_attention_heads ", num_attention_heads,
+                  "; choose a head count that divides it");
+    }
+    if (hidden_act != "gelu") {
+      throw_error(source, ": hidden_act \"", hidden_act, "\" is not supported; mpt implements \"gelu\" (the exact erf form BERT uses)");
+    }
+    const auto probability = [&](double p, const char* key) {
+      if (!(p >= 0.0 && p < 1.0)) throw_error(source, ": ", key, " is ", p, " but a dropout probability must lie in [0, 1)");
+    };
+    probability(hidden_dropout_prob, "hidden_dropout_prob");
+    probability(attention_probs_dropout_prob, "attention_probs_dropout_prob");
+    if (!(layer_norm_eps > 0.0)) throw_error(source, ": layer_norm_eps is ", layer_norm_eps, " but must be positive");
+    if (!(initializer_range >= 0.0)) throw_error(source, ": initializer_range is ", initializer_range, " but must not be negative");
+    if (pad_token_id < 0 || pad_token_id >= vocab_size) {
+      throw_error(source, ": pad_token_id ", pad_token_id, " is outside the vocabulary [0, ", vocab_size, ")");
+    }
+  }
+
+  // The config as transformers writes it for BertForQuestionAnswering.
+  nlohmann::ordered_json to_json() const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    j["architectures"] = {"BertForQuestionAnswering"};
+    j["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
+    j["hidden_act"] = hidden_act;
+    j["hidden_dropout_prob"] = hidden_dropout_prob;
+    j["hidden_size"] = hidden_size;
+    j["initializer_range"] = initializer_range;
+    j["intermediate_size"] = intermediate_size;
+    j["layer_norm_eps"] = layer_norm_eps;
+    j["max_position_embeddings"] = max_position_embeddings;
+    j["model_type"] = "bert";
+    j["num_attention_heads"] = num_attention_heads;
+    j["num_hidden_layers"] = num_hidden_layers;
+    j["pad_token_id"] = pad_token_id;
+    j["type_vocab_size"] = type_vocab_size;
+    j["vocab_size"] = vocab_size;
+    for (const auto& [key, value] : extra.items())
+      if (key != "architectures" && key != "model_type") j[key] = value;
+    // Keys in sorted order, as transformers writes them (json.dumps(sort_keys=True)).
+    std::vector<std::string> keys;
+    for (const auto& item : j.items()) keys.push_back(item.key());
+    std::sort(keys.begin(), keys.end());
+    nlohmann::ordered_json sorted = nlohmann::ordered_json::object();
+    for (const std::string& key : keys) sorted[key] = j[key];
+    return sorted;
+  }
+
+  void save(const std::filesystem::path& path) const { write_file_atomic(path, to_json().dump(2) + "\n"); }
+
+ private:
+  static std::int64_t integer(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
+    if (!v.is_number_integer()) throw_error(source, ": ", key, " is ", v.dump(), " but must be an integer");
+    return v.get<std::int64_t>();
+  }
+  static double number(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
+    if (!v.is_number()) throw_error(source, ": ", key, " is ", v.dump(), " but must be a number");
+    return v.get<double>();
+  }
+};
+
+}  // namespace mpt::io
+// ---- end mpt/io/bert_config.hpp ----
+// ---- begin mpt/io/load_parameters.hpp ----
+// Loading a Hugging Face checkpoint into a model's parameters, as
+// `from_pretrained` does.
+//
+// The model lists its parameters as slots named as in transformers
+// ("bert.encoder.layer.0.attention.self.query.weight", "qa_outputs.bias") and
+// load_parameters fills them from a model folder (model.safetensors, or
+// model.safetensors.index.json and its shards) or from open safetensors files:
+//   - legacy names match: "LayerNorm.gamma" / "LayerNorm.beta" are "LayerNorm.weight" / ".bias";
+//   - a checkpoint of the base model (names without "bert.") loads into a model that
+//     has the prefix, and the other way round (transformers' base_model_prefix rule);
+//   - tensors convert from the file dtype (F32, BF16, F16, F64) to the slot's;
+//   - a shape mismatch is an error naming the tensor and both shapes;
+//   - slots the checkpoint lacks are initialized as the slot says (BERT: normal(0,
+//     initializer_range) weights, zero biases, LayerNorm 1 and 0) and reported as missing;
+//   - checkpoint tensors no slot takes (pre-training heads "cls.*") are reported as
+//     unused; both lists are printed as transformers words them. Those the model
+//     expects to skip (the pooler, the position_ids buffer) are reported apart, unprinted;
+//   - every check runs before any copy; the copies then run on all of mpt's threads.
+
+// ---- begin mpt/io/safetensors.hpp ----
+// safetensors (https://github.com/huggingface/safetensors), read and written.
+//
+// Layout: [u64 little-endian N][N bytes of UTF-8 JSON header][data buffer]
+//   header = { "<name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
+//              "__metadata__": {"<key>": "<string>", ...} }           (metadata optional)
+//   the header opens with '{' and may end in spaces (writers pad it to 8 bytes);
+//   offsets are relative to the data buffer; tensors are row-major, little-endian,
+//   and together cover the buffer exactly, without overlap and without holes.
+//
+//   SafetensorsFile::open(path)      memory-maps and validates everything up front; a bad
+//                                    file is an mpt::Error naming the file (and the tensor)
+//   file.find(name) / file.at(name)  the entry: dtype, dims, bytes (a span into the map)
+//   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double,
+//                                    integer dtypes into std::int32_t / std::int64_t
+//   save_safetensors(path, tensors, dtype, metadata)   atomic write, F32/BF16/F16/F64
+
+
+#include <Eigen/Core>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian; mpt reads it in place");
+
+// Every dtype the format defines. Only the floating ones convert into mpt tensors;
+// the others are still validated (sizes, offsets) so a file holding them opens.
+enum class Dtype { boolean, u8, i8, f8_e5m2, f8_e4m3, i16, u16, f16, bf16, i32, u32, f32, f64, i64, u64 };
+
+namespace detail {
+struct DtypeInfo {
+  Dtype dtype;
+  std::string_view name;
+  std::size_t size;
+};
+inline constexpr std::array<DtypeInfo, 15> dtype_table{{
+    {Dtype::boolean, "BOOL", 1}, {Dtype::u8, "U8", 1},        {Dtype::i8, "I8", 1},     {Dtype::f8_e5m2, "F8_E5M2", 1},
+    {Dtype::f8_e4m3, "F8_E4M3", 1}, {Dtype::i16, "I16", 2},   {Dtype::u16, "U16", 2},   {Dtype::f16, "F16", 2},
+    {Dtype::bf16, "BF16", 2},     {Dtype::i32, "I32", 4},     {Dtype::u32, "U32", 4},   {Dtype::f32, "F32", 4},
+    {Dtype::f64, "F64", 8},       {Dtype::i64, "I64", 8},     {Dtype::u64, "U64", 8},
+}};
+}  // namespace detail
+
+constexpr std::string_view dtype_name(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].name; }
+constexpr std::size_t dtype_size(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].size; }
+constexpr bool is_convertible_dtype(Dtype d) noexcept {
+  return d == Dtype::f32 || d == Dtype::bf16 || d == Dtype::f16 || d == Dtype::f64;
+}
+// Integer (and BOOL) tensors read into std::int32_t / std::int64_t: token ids, masks, positions.
+constexpr bool is_integer_dtype(Dtype d) noexcept {
+  return d == Dtype::boolean || d == Dtype::u8 || d == Dtype::i8 || d == Dtype::i16 || d == Dtype::u16 || d == Dtype::i32 ||
+         d == Dtype::u32 || d == Dtype::i64 || d == Dtype::u64;
+}
+inline std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
+  for (const auto& info : detail::dtype_table)
+    if (info.name == name) return info.dtype;
+  return std::nullopt;
+}
+
+// The file dtype that stores a C++ element type unchanged.
+template <class T>
+constexpr Dtype dtype_of() noexcept {
+  if constexpr (std::is_same_v<T, float>) return Dtype::f32;
+  else if constexpr (std::is_same_v<T, bf16>) return Dtype::bf16;
+  else if constexpr (std::is_same_v<T, Eigen::half>) return Dtype::f16;
+  else {
+    static_assert(std::is_same_v<T, double>, "safetensors I/O converts float, bf16, Eigen::half and double");
+    return Dtype::f64;
+  }
+}
+
+// Refuse headers above this size before looking at them (as the reference implementation does).
+inline constexpr std::uint64_t safetensors_max_header_bytes = 100'000'000;
+
+// One tensor of an open file: a span into the memory map, valid while the file lives.
+struct SafetensorsEntry {
+  std::string name;
+  Dtype dtype = Dtype::f32;
+  std::vector<std::int64_t> dims;
+  std::span<const std::byte> bytes;
+  std::size_t data_begin = 0;  // offsets within the data buffer, as in the header
+  std::size_t data_end = 0;
+
+  std::size_t numel() const noexcept {
+    std::size_t n = 1;
+    for (std::int64_t d : dims) n *= static_cast<std::size_t>(d);
+    return n;
+  }
+  std::string shape_string() const {
+    std::string s = "[";
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + "]";
+  }
+  bool has_shape(const Shape& shape) const noexcept {
+    if (static_cast<int>(dims.size()) != shape.rank()) return false;
+    for (int a = 0; a < shape.rank(); ++a)
+      if (dims[static_cast<std::size_t>(a)] != shape[a]) return false;
+    return true;
+  }
+  // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
+  Shape shape() const {
+    switch (dims.size()) {
+      case 0: return Shape{};
+      case 1: return Shape{dims[0]};
+      case 2: return Shape{dims[0], dims[1]};
+      case 3: return Shape{dims[0], dims[1], dims[2]};
+      case 4: return Shape{dims[0], dims[1], dims[2], dims[3]};
+      default: throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
+    }
+  }
+};
+
+namespace detail {
+
+// Decodes `n` elements of a file dtype into T, through a small aligned stage so that
+// unaligned data (any header length is legal) is never read through a typed pointer.
+template <class T>
+void decode_elements(Dtype src, const std::byte* bytes, T* out, std::size_t n) {
+  constexpr std::size_t chunk = 1024;
+  alignas(64) std::array<float, chunk> stage_f32;
+  alignas(64) std::array<std::uint16_t, chunk> stage_u16;
+  alignas(64) std::array<double, chunk> stage_f64;
+  for (std::size_t i = 0; i < n; i += chunk) {
+    const std::size_t m = std::min(chunk, n - i);
+    switch (src) {
+      case Dtype::f32: {
+        if constexpr (std::is_same_v<T, float>) {
+          std::memcpy(out + i, bytes + i * 4, m * 4);
+        } else {
+          std::memcpy(stage_f32.data(), bytes + i * 4, m * 4);
+          if constexpr (std::is_same_v<T, bf16>) {
+            convert(std::span<const float>(stage_f32.data(), m), std::span<bf16>(out + i, m));
+          } else {
+            for (std::size_t k = 0; k < m; ++k) out[i + k] = static_cast<T>(stage_f32[k]);
+          }
+        }
+        break;
+      }
+      case Dtype::bf16: {
+        if constexpr (std::is_same_v<T, bf16>) {
+          std::memcpy(out + i, bytes + i * 2, m * 2);
+        } else {
+          std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
+          const std::span<const bf16> in(reinterpret_cast<const bf16*>(stage_u16.data()), m);
+          if constexpr (std::is_same_v<T, float>) {
+            convert(in, std::span<float>(out + i, m));
+          } else {
+            for (std::size_t k = 0; k < m; ++k) out[i + k] = static_cast<T>(to_float(in[k]));
+          }
+        }
+        break;
+      }
+      case Dtype::f16: {
+        std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
+        for (std::size_t k = 0; k < m; ++k) {
+          const float v = static_cast<float>(Eigen::half(Eigen::half_impl::raw_uint16_to_half(stage_u16[k])));  // exact
+          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(v);
+          else out[i + k] = static_cast<T>(v);
+        }
+        break;
+      }
+      case Dtype::f64: {
+        std::memcpy(stage_f64.data(), bytes + i * 8, m * 8);
+        for (std::size_t k = 0; k < m; ++k) {
+          // double -> bf16 goes through float: a double rounding, as torch's .to(bfloat16) does.
+          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(stage_f64[k]));
+          else out[i + k] = static_cast<T>(stage_f64[k]);
+        }
+        break;
+      }
+      default: throw_error("decode_elements: dtype ", dtype_name(src), " is not a floating type");
+    }
+  }
+}
+
+// Encodes `n` elements of T as a file dtype into `out` (n * dtype_size bytes).
+template <class T>
+void encode_elements(const T* in, Dtype dst, std::byte* out, std::size_t n) {
+  constexpr std::size_t chunk = 1024;
+  alignas(64) std::array<float, chunk> stage_f32;
+  alignas(64) std::array<bf16, chunk> stage_bf16;
+  for (std::size_t i = 0; i < n; i += chunk) {
+    const std::size_t m = std::min(chunk, n - i);
+    switch (dst) {
+      case Dtype::f32: {
+        if constexpr (std::is_same_v<T, float>) {
+          std::memcpy(out + i * 4, in + i, m * 4);
+        } else {
+          for (std::size_t k = 0; k < m; ++k) stage_f32[k] = to_float(in[i + k]);
+          std::memcpy(out + i * 4, stage_f32.data(), m * 4);
+        }
+        break;
+      }
+      case Dtype::bf16: {
+        if constexpr (std::is_same_v<T, bf16>) {
+          std::memcpy(out + i * 2, in + i, m * 2);
+        } else if constexpr (std::is_same_v<T, float>) {
+          convert(std::span<const float>(in + i, m), std::span<bf16>(stage_bf16.data(), m));
+          std::memcpy(out + i * 2, stage_bf16.data(), m * 2);
+        } else {
+          for (std::size_t k = 0; k < m; ++k) stage_bf16[k] = to_bf16(static_cast<float>(in[i + k]));
+          std::memcpy(out + i * 2, stage_bf16.data(), m * 2);
+        }
+        break;
+      }
+      case Dtype::f16: {
+        for (std::size_t k = 0; k < m; ++k) {
+          const std::uint16_t bits = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(static_cast<float>(to_float(in[i + k]))));
+          std::memcpy(out + (i + k) * 2, &bits, 2);
+        }
+        break;
+      }
+      case Dtype::f64: {
+        for (std::size_t k = 0; k < m; ++k) {
+          const double v = static_cast<double>(to_float(in[i + k]));
+          std::memcpy(out + (i + k) * 8, &v, 8);
+        }
+        break;
+      }
+      default: throw_error("encode_elements: mpt writes F32, BF16, F16 or F64, not ", dtype_name(dst));
+    }
+  }
+}
+
+// Reads integer element i of a file dtype; false when it does not fit in T.
+template <class T>
+bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
+  const auto load = [&](auto zero) {
+    decltype(zero) v;
+    std::memcpy(&v, bytes + i * sizeof(v), sizeof(v));
+    if (!std::in_range<T>(v)) return false;
+    out = static_cast<T>(v);
+    return true;
+  };
+  switch (src) {
+    case Dtype::boolean:
+    case Dtype::u8: return load(std::uint8_t{});
+    case Dtype::i8: return load(std::int8_t{});
+    case Dtype::i16: return load(std::int16_t{});
+    case Dtype::u16: return load(std::uint16_t{});
+    case Dtype::i32: return load(std::int32_t{});
+    case Dtype::u32: return load(std::uint32_t{});
+    case Dtype::i64: return load(std::int64_t{});
+    case Dtype::u64: return load(std::uint64_t{});
+    default: return false;
+  }
+}
+
+inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
+  std::uint64_t v = 0;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Parses the header, rejecting duplicate keys (JSON allows them; silently keeping
+// the last one would load a tensor, or a dtype, nobody can see in the file).
+inline nlohmann::json parse_header_json(std::string_view text, const std::filesystem::path& path) {
+  // Keys of the object open at depth 1 (tensor names) and 2 (an entry's fields).
+  std::array<std::vector<std::string>, 3> keys;
+  std::string current_tensor;
+  const auto check_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using nlohmann::json;
+    if (event == json::parse_event_t::object_start && depth + 1 < 3) keys[static_cast<std::size_t>(depth + 1)].clear();
+    if (event == json::parse_event_t::key && depth >= 1 && depth < 3) {
+      std::string key = parsed.get<std::string>();
+      auto& seen = keys[static_cast<std::size_t>(depth)];
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        if (depth == 1) throw_error("safetensors file ", path, ": tensor '", key, "' appears twice in the header");
+        throw_error("safetensors file ", path, ", tensor '", current_tensor, "': field '", key, "' appears twice");
+      }
+      if (depth == 1) current_tensor = key;
+      seen.push_back(std::move(key));
+    }
+    return true;
+  };
+  try {
+    return nlohmann::json::parse(text.begin(), text.end(), check_keys);
+  } catch (const nlohmann::json::exception& e) {
+    throw_error("safetensors file ", path, ": the header is not valid JSON (", e.what(), "); the file is corrupt or not safetensors");
+  }
+}
+
+inline std::uint64_t json_non_negative_integer(const nlohmann::json& v, const std::filesystem::path& path, const std::string& name,
+                                               const char* field) {
+  if (!v.is_number_unsigned()) {
+    throw_error("safetensors file ", path, ", tensor '", name, "': ", field, " holds ", v.dump(), " where a non-negative integer is required");
+  }
+  return v.get<std::uint64_t>();
+}
+
+}  // namespace detail
+
+// A memory-mapped, validated safetensors file.
+class SafetensorsFile {
+ public:
+  static SafetensorsFile open(const std::filesystem::path& path) {
+    SafetensorsFile file;
+    file.map_ = MappedFile::open(path);
+    file.index_header();
+    return file;
+  }
+
+  const std::filesystem::path& path() const noexcept { return map_.path(); }
+  // Tensors in the order of their data (ascending offsets).
+  const std::vector<SafetensorsEntry>& tensors() const noexcept { return entries_; }
+  std::size_t size() const noexcept { return entries_.size(); }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+
+  const SafetensorsEntry* find(std::string_view name) const {
+    const auto it = index_.find(std::string(name));
+    return it == index_.end() ? nullptr : &entries_[it->second];
+  }
+  bool contains(std::string_view name) const { return find(name) != nullptr; }
+  const SafetensorsEntry& at(std::string_view name) const {
+    const SafetensorsEntry* e = find(name);
+    if (e == nullptr) throw_error("safetensors file ", path(), " has no tensor '", name, "' (it holds ", entries_.size(), " tensors)");
+    return *e;
+  }
+
+  // Converts the tensor into `out`, whose shape must equal the tensor's: floating
+  // dtypes into float, bf16 or double; integer dtypes into std::int32_t or std::int64_t.
+  template <class T>
+  void read(const SafetensorsEntry& entry, TensorView<T> out) const {
+    static_assert(!std::is_const_v<T>, "read into a mutable view");
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, double> || std::is_same_v<T, std::int32_t> ||
+                      std::is_same_v<T, std::int64_t>,
+                  "safetensors tensors read into float, bf16, double, std::int32_t or std::int64_t");
+    constexpr bool integral = std::is_integral_v<T>;
+    if (integral ? !is_integer_dtype(entry.dtype) : !is_convertible_dtype(entry.dtype)) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': dtype ", dtype_name(entry.dtype), " does not read into ",
+                  integral ? "an integer tensor (integer dtypes do)" : "a floating tensor (F32, BF16, F16 and F64 do)");
+    }
+    if (!entry.has_shape(out.shape())) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ",
+                  out.shape(), " is required");
+    }
+    if constexpr (integral) {
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        if (!detail::decode_integer(entry.dtype, entry.bytes.data(), i, out[i])) {
+          throw_error("safetensors file ", path(), ", tensor '", entry.name, "': element ", i, " does not fit in ", sizeof(T) * 8,
+                      "-bit integers; read it as std::int64_t");
+        }
+      }
+    } else {
+      detail::decode_elements(entry.dtype, entry.bytes.data(), out.data(), out.size());
+    }
+  }
+  template <class T>
+  void read(std::string_view name, TensorView<T> out) const { read(at(name), out); }
+
+  // Elements [first, first + count) of the tensor, converted into `out` (the same
+  // elements of a destination of the tensor's size): lets loaders split big tensors
+  // across threads. The caller has checked dtype and shape (read() does).
+  template <class T>
+  void read_elements(const SafetensorsEntry& entry, std::size_t first, std::size_t count, T* out) const {
+    if (first > entry.numel() || count > entry.numel() - first) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': elements [", first, ", ", first + count, ") are out of its ",
+                  entry.numel());
+    }
+    detail::decode_elements(entry.dtype, entry.bytes.data() + first * dtype_size(entry.dtype), out + first, count);
+  }
+  template <class T>
+  Tensor<T> read(std::string_view name) const {
+    const SafetensorsEntry& entry = at(name);
+    if (entry.dims.size() > static_cast<std::size_t>(max_tensor_rank)) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " has rank ", entry.dims.size(),
+                  "; mpt tensors have rank ", max_tensor_rank, " at most");
+    }
+    Tensor<T> t(entry.shape());
+    read(entry, t.view());
+    return t;
+  }
+
+ private:
+  void index_header() {
+    const std::filesystem::path& file = map_.path();
+    const std::span<const std::byte> bytes = map_.bytes();
+    if (bytes.size() < 8) {
+      throw_error("safetensors file ", file, ": ", bytes.size(), " bytes is too short to hold the 8-byte header length; the file is truncated");
+    }
+    const std::uint64_t header_len = detail::read_u64_le(bytes.data());
+    if (header_len > safetensors_max_header_bytes) {
+      throw_error("safetensors file ", file, ": header length ", header_len, " exceeds the limit of ", safetensors_max_header_bytes,
+                  " bytes; the file is corrupt or not safetensors");
+    }
+    if (header_len > bytes.size() - 8) {
+      throw_error("safetensors file ", file, ": header length ", header_len, " runs past the end of the file (", bytes.size(),
+                  " bytes); the file is truncated");
+    }
+    const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), header_len);
+    // The format requires the JSON to open at the first byte (padding goes at the end).
+    if (text.empty() || text.front() != '{') {
+      throw_error("safetensors file ", file, ": the header does not begin with '{'; the file is corrupt or not safetensors");
+    }
+    const nlohmann::json header = detail::parse_header_json(text, file);
+    if (!header.is_object()) throw_error("safetensors file ", file, ": the header is ", header.type_name(), " JSON, not an object");
+
+    const std::span<const std::byte> data = bytes.subspan(8 + header_len);
+    entries_.reserve(header.size());
+    for (const auto& [name, info] : header.items()) {
+      if (name == "__metadata__") {
+        read_metadata(info);
+        continue;
+      }
+      entries_.push_back(parse_entry(name, info, data));
+    }
+    std::sort(entries_.begin(), entries_.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
+      return a.data_begin != b.data_begin ? a.data_begin < b.data_begin : a.data_end < b.data_end;
+    });
+    // Tensors tile the buffer: no overlap (two names for one byte), no hole (room for a polyglot file).
+    std::size_t expected_begin = 0;
+    for (const SafetensorsEntry& e : entries_) {
+      if (e.data_begin < expected_begin) {
+        throw_error("safetensors file ", file, ", tensor '", e.name, "': data_offsets [", e.data_begin, ", ", e.data_end,
+                    "] overlap the previous tensor, which ends at ", expected_begin);
+      }
+      if (e.data_begin > expected_begin) {
+        throw_error("safetensors file ", file, ", tensor '", e.name, "': data_offsets [", e.data_begin, ", ", e.data_end,
+                    "] leave a hole after byte ", expected_begin, " of the data buffer");
+      }
+      expected_begin = e.data_end;
+    }
+    if (expected_begin != data.size()) {
+      throw_error("safetensors file ", file, ": the tensors cover ", expected_begin, " bytes but the data buffer holds ", data.size(),
+                  " (the file has trailing bytes or is truncated)");
+    }
+    for (std::size_t i = 0; i < entries_.size(); ++i) index_.emplace(entries_[i].name, i);
+  }
+
+  void read_metadata(const nlohmann::json& info) {
+    const std::filesystem::path& file = map_.path();
+    if (!info.is_object()) throw_error("safetensors file ", file, ": __metadata__ is ", info.type_name(), ", not an object of strings");
+    for (const auto& [key, value] : info.items()) {
+      if (!value.is_string()) throw_error("safetensors file ", file, ": __metadata__ entry '", key, "' is ", value.dump(), ", not a string");
+      metadata_.emplace(key, value.get<std::string>());
+    }
+  }
+
+  SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& info, std::span<const std::byte> data) const {
+    const std::filesystem::path& file = map_.path();
+    const auto fail = [&](auto&&... what) { throw_error("safetensors file ", file, ", tensor '", name, "': ", what...); };
+    if (!info.is_object()) fail("the entry is ", info.dump(), ", not an object with dtype, shape and data_offsets");
+    const auto dtype_it = info.find("dtype");
+    const auto shape_it = info.find("shape");
+    const auto offsets_it = info.find("data_offsets");
+    if (dtype_it == info.end() || shape_it == info.end() || offsets_it == info.end()) {
+      fail("the entry ", info.dump(), " lacks dtype, shape or data_offsets");
+    }
+    if (!dtype_it->is_string()) fail("dtype ", dtype_it->dump(), " is not a string");
+    const std::optional<Dtype> dtype = parse_dtype(dtype_it->get<std::string>());
+    if (!dtype) fail("unknown dtype ", dtype_it->dump(), " (the format defines BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
+
+    SafetensorsEntry e;
+    e.name = name;
+    e.dtype = *dtype;
+    if (!shape_it->is_array()) fail("shape ", shape_it->dump(), " is not an array");
+    std::uint64_t bytes_needed = dtype_size(e.dtype);
+    for (const nlohmann::json& d : *shape_it) {
+      const std::uint64_t extent = detail::json_non_negative_integer(d, file, name, "shape");
+      // The product is checked against the file size below; only its overflow needs care here.
+      if (extent != 0 && bytes_needed > UINT64_MAX / extent) fail("shape ", shape_it->dump(), " overflows 64 bits");
+      if (extent > static_cast<std::uint64_t>(INT64_MAX)) fail("shape ", shape_it->dump(), " has an extent beyond int64");
+      bytes_needed *= extent;
+      e.dims.push_back(static_cast<std::int64_t>(extent));
+    }
+    if (!offsets_it->is_array() || offsets_it->size() != 2) fail("data_offsets ", offsets_it->dump(), " is not an array [begin, end]");
+    const std::uint64_t begin = detail::json_non_negative_integer((*offsets_it)[0], file, name, "data_offsets");
+    const std::uint64_t end = detail::json_non_negative_integer((*offsets_it)[1], file, name, "data_offsets");
+    if (begin > end) fail("data_offsets [", begin, ", ", end, "] end before they begin");
+    if (end > data.size()) fail("data_offsets [", begin, ", ", end, "] run past the data buffer of ", data.size(), " bytes; the file is truncated");
+    if (end - begin != bytes_needed) {
+      fail("shape ", e.shape_string(), " of ", dtype_name(e.dtype), " needs ", bytes_needed, " bytes but data_offsets [", begin, ", ", end,
+           "] hold ", end - begin);
+    }
+    e.data_begin = static_cast<std::size_t>(begin);
+    e.data_end = static_cast<std::size_t>(end);
+    e.bytes = data.subspan(e.data_begin, e.data_end - e.data_begin);
+    return e;
+  }
+
+  MappedFile map_;
+  std::vector<SafetensorsEntry> entries_;
+  std::unordered_map<std::string, std::size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A read-only tensor of any element type mpt stores, to be written under a name.
+using TensorSource = std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>>;
+
+struct NamedTensor {
+  std::string name;
+  TensorSource data;
+  std::optional<Dtype> dtype = std::nullopt;  // file dtype for this tensor; default: the one save_safetensors is given
+};
+
+inline const Shape& source_shape(const TensorSource& s) {
+  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, s);
+}
+
+// Writes the tensors in the given order with `dtype` (F32, BF16, F16 or F64) unless a
+// tensor names its own. The header is padded with spaces to a multiple of 8 bytes so
+// that the data buffer starts aligned, as the reference writer does.
+inline void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, Dtype dtype,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::size_t offset = 0;
+  std::vector<std::string_view> names;
+  for (const NamedTensor& t : tensors) {
+    const Dtype d = t.dtype.value_or(dtype);
+    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
+    if (t.name.empty() || t.name == "__metadata__") throw_error("save_safetensors ", path, ": '", t.name, "' is not a valid tensor name");
+    if (header.contains(t.name)) throw_error("save_safetensors ", path, ": tensor '", t.name, "' is given twice");
+    const Shape& shape = source_shape(t.data);
+    std::vector<std::int64_t> dims;
+    for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
+    const std::size_t bytes = shape.numel() * dtype_size(d);
+    header[t.name] = {{"dtype", dtype_name(d)}, {"shape", dims}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - (8 + text.size()) % 8) % 8, ' ');
+  const std::uint64_t header_len = text.size();
+  std::array<std::byte, 8> len_bytes{};
+  std::memcpy(len_bytes.data(), &header_len, 8);
+
+  AtomicFileWriter writer(path);
+  writer.write(len_bytes);
+  writer.write(text);
+  std::vector<std::byte> stage;
+  for (const NamedTensor& t : tensors) {
+    const Dtype d = t.dtype.value_or(dtype);
+    std::visit(
+        [&](const auto& view) {
+          // Encode in slices so that a large tensor needs no second full-size copy.
+          constexpr std::size_t slice = std::size_t{1} << 16;
+          for (std::size_t i = 0; i < view.size(); i += slice) {
+            const std::size_t m = std::min(slice, view.size() - i);
+            stage.resize(m * dtype_size(d));
+            detail::encode_elements(view.data() + i, d, stage.data(), m);
+            writer.write(stage);
+          }
+        },
+        t.data);
+  }
+  writer.commit();
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/safetensors.hpp ----
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <numbers>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+// A parameter's storage, in whichever element type the precision policy keeps it.
+using ParameterView = std::variant<TensorView<float>, TensorView<bf16>, TensorView<double>>;
+
+inline const Shape& parameter_shape(const ParameterView& p) {
+  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, p);
+}
+
+// How to initialize a parameter the checkpoint does not hold.
+enum class Init {
+  normal,  // normal(0, initializer_range): Linear and Embedding weights
+  zeros,   // biases, LayerNorm beta
+  ones,    // LayerNorm gamma
+  keep,    // leave the values the model already put there
+  custom,  // call ParameterSlot::initialize
+};
+
+struct ParameterSlot {
+  std::string name;  // Hugging Face name in the model being loaded
+  ParameterView data;
+  Init init = Init::normal;
+  // Init::normal only: this row is then zeroed, as transformers does for the padding
+  // token of an nn.Embedding with padding_idx (word_embeddings, row pad_token_id).
+  std::int64_t zero_row = -1;
+  // Init::custom; may run on any of mpt's threads, concurrently with other slots' work.
+  std::function<void(const ParameterSlot&)> initialize = nullptr;
+};
+
+struct LoadOptions {
+  // transformers' base_model_prefix: names with and without it match each other.
+  std::string base_model_prefix = "bert";
+  std::string model_class = "BertForQuestionAnswering";  // in warnings
+  double initializer_range = 0.02;                       // BertConfig::initializer_range
+  std::uint64_t seed = 42;                               // for Init::normal; each slot draws from (seed, name)
+  // Unused checkpoint tensors whose names contain one of these are expected and not
+  // warned about. Default: BertForQuestionAnswering's _keys_to_ignore_on_load_unexpected
+  // ("pooler") plus the position_ids buffer older checkpoints carry.
+  std::vector<std::string> expected_unused = {"pooler", "embeddings.position_ids"};
+  // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
+  std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
+};
+
+struct RenamedTensor {
+  std::string checkpoint_name;
+  std::string model_name;
+};
+
+struct LoadReport {
+  std::vector<std::string> loaded;          // model names filled from the checkpoint
+  std::vector<RenamedTensor> renamed;       // loaded under another name (legacy or prefix)
+  std::vector<std::string> missing;         // model names newly initialized
+  std::vector<std::string> unused;          // checkpoint names no slot took
+  std::vector<std::string> expected_unused; // checkpoint names no slot took, matching LoadOptions::expected_unused
+};
+
+namespace detail {
+
+// "a.LayerNorm.gamma" -> "a.LayerNorm.weight", "a.LayerNorm.beta" -> "a.LayerNorm.bias".
+inline std::string modern_parameter_name(std::string_view name) {
+  const auto ends_with = [&](std::string_view suffix) { return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix; };
+  if (ends_with(".gamma")) return std::string(name.substr(0, name.size() - 6)) + ".weight";
+  if (ends_with(".beta")) return std::string(name.substr(0, name.size() - 5)) + ".bias";
+  if (name == "gamma") return "weight";
+  if (name == "beta") return "bias";
+  return std::string(name);
+}
+
+inline std::string python_list(const std::vector<std::string>& names) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", '" : "'") + names[i] + "'";
+  return s + "]";
+}
+
+// SplitMix64: a small, well-mixed, portable generator (std::normal_distribution is not portable).
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() noexcept {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform_open() noexcept { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }  // (0, 1)
+};
+
+inline std::uint64_t fnv1a(std::string_view s) noexcept {
+  std::uint64_t h = 0xCBF29CE484222325ull;
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
+  return h;
+}
+
+// normal(0, stddev) by Box-Muller, a deterministic function of (seed, name).
+template <class T>
+void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::string_view name) {
+  SplitMix64 rng{seed ^ fnv1a(name)};
+  for (std::size_t i = 0; i < out.size(); i += 2) {
+    const double radius = stddev * std::sqrt(-2.0 * std::log(rng.uniform_open()));
+    const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
+    const double pair[2] = {radius * std::cos(angle), radius * std::sin(angle)};
+    for (std::size_t k = 0; k < 2 && i + k < out.size(); ++k) {
+      if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(pair[k]));
+      else out[i + k] = static_cast<T>(pair[k]);
+    }
+  }
+}
+
+// Errors a slot's initializer would meet, raised before any work starts.
+inline void check_initializer(const ParameterSlot& slot) {
+  const Shape& shape = parameter_shape(slot.data);
+  if (slot.init == Init::normal && slot.zero_row >= 0 && (shape.rank() != 2 || slot.zero_row >= shape[0])) {
+    throw_error("load_parameters: parameter '", slot.name, "' asks to zero row ", slot.zero_row, ", which shape ", shape, " does not have");
+  }
+  if (slot.init == Init::custom && !slot.initialize) {
+    throw_error("load_parameters: parameter '", slot.name, "' has Init::custom but no initialize function");
+  }
+}
+
+inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& options) {
+  std::visit(
+      [&](auto view) {
+        using T = typename decltype(view)::value_type;
+        switch (slot.init) {
+          case Init::normal:
+            fill_normal(view, options.initializer_range, options.seed, slot.name);
+            if (slot.zero_row >= 0) {
+              for (std::int64_t c = 0; c < view.dim(1); ++c) view(slot.zero_row, c) = T(0.0f);
+            }
+            break;
+          case Init::zeros:
+            for (auto& v : view.span()) v = T(0.0f);
+            break;
+          case Init::ones:
+            for (auto& v : view.span()) v = T(1.0f);
+            break;
+          case Init::keep: break;
+          case Init::custom: slot.initialize(slot); break;
+        }
+      },
+      slot.data);
+}
+
+}  // namespace detail
+
+// Fills `slots` from `file`; see the top of this header. `checkpoint` names the
+// checkpoint in warnings (transformers prints the folder); default: the file's path.
+inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::span<const ParameterSlot> slots, const LoadOptions& options,
+                                  std::string checkpoint) {
+  // One tensor of the checkpoint and the file (shard) holding it.
+  struct Located {
+    const SafetensorsFile* file;
+    const SafetensorsEntry* entry;
+  };
+  std::vector<Located> all;
+  for (const SafetensorsFile& f : files)
+    for (const SafetensorsEntry& e : f.tensors()) all.push_back({&f, &e});
+  const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
+  const auto has_prefix = [&](std::string_view n) { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; };
+
+  std::unordered_map<std::string_view, bool> slot_names;
+  for (const ParameterSlot& slot : slots) {
+    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
+  }
+  bool checkpoint_has_prefix = false;
+  for (const Located& t : all) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(t.entry->name);
+  bool model_has_prefix = false;
+  for (const ParameterSlot& s : slots) model_has_prefix = model_has_prefix || has_prefix(s.name);
+  // As transformers: strip the prefix from whichever side has it when the other has none.
+  const bool strip_from_model = model_has_prefix && !checkpoint_has_prefix;
+  const bool strip_from_checkpoint = checkpoint_has_prefix && !model_has_prefix;
+
+  // Canonical name (modern, prefix rule applied) -> checkpoint entry.
+  std::unordered_map<std::string, std::size_t> by_key;  // -> index in `all`
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    std::string key = detail::modern_parameter_name(all[i].entry->name);
+    if (strip_from_checkpoint && has_prefix(key)) key = key.substr(prefix.size());
+    const auto [it, inserted] = by_key.emplace(key, i);
+    if (!inserted) {
+      // With shards, say which file holds each.
+      const auto where = [&](const Located& t) { return files.size() > 1 ? " (in " + t.file->path().filename().string() + ")" : std::string(); };
+      const Located& first = all[it->second];
+      throw_error("checkpoint ", checkpoint, ": tensors '", first.entry->name, "'", where(first), " and '", all[i].entry->name, "'", where(all[i]),
+                  " both provide '", key, "'; remove one of them");
+    }
+  }
+
+  // Match and check everything first, so that an error leaves no slot half loaded
+  // and the first mismatch reported is the first in the model's order.
+  LoadReport report;
+  std::vector<bool> taken(all.size(), false);
+  std::vector<const Located*> source(slots.size(), nullptr);
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const ParameterSlot& slot = slots[k];
+    const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
+    const auto it = by_key.find(key);
+    if (it == by_key.end()) {
+      detail::check_initializer(slot);
+      report.missing.push_back(slot.name);
+      continue;
+    }
+    const Located& located = all[it->second];
+    const SafetensorsEntry& entry = *located.entry;
+    const Shape& needed = parameter_shape(slot.data);
+    if (!entry.has_shape(needed)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
+                  " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
+    }
+    if (!is_convertible_dtype(entry.dtype)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
+                  "; parameters load from F32, BF16, F16 or F64");
+    }
+    source[k] = &located;
+    taken[it->second] = true;
+    report.loaded.push_back(slot.name);
+    if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
+  }
+
+  // Then copy on all threads, big tensors in slices (each element is written once,
+  // by whichever thread: the result does not depend on the thread count).
+  struct Task {
+    std::size_t slot;
+    std::size_t first;
+    std::size_t count;
+  };
+  constexpr std::size_t slice = std::size_t{1} << 20;
+  std::vector<Task> tasks;
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const std::size_t n = parameter_shape(slots[k].data).numel();
+    if (source[k] == nullptr) tasks.push_back({k, 0, n});  // initializing draws one sequence: one task
+    else
+      for (std::size_t first = 0; first < n; first += slice) tasks.push_back({k, first, std::min(slice, n - first)});
+  }
+  parallel_for(tasks.size(), [&](std::size_t t) {
+    const Task& task = tasks[t];
+    const ParameterSlot& slot = slots[task.slot];
+    if (source[task.slot] == nullptr) {
+      detail::initialize_slot(slot, options);
+      return;
+    }
+    const Located& from = *source[task.slot];
+    std::visit([&](auto view) { from.file->read_elements(*from.entry, task.first, task.count, view.data()); }, slot.data);
+  });
+
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (taken[i]) continue;
+    const std::string& name = all[i].entry->name;
+    bool expected = false;
+    for (const std::string& pattern : options.expected_unused) expected = expected || name.find(pattern) != std::string::npos;
+    (expected ? report.expected_unused : report.unused).push_back(name);
+  }
+
+  if (options.warn && !report.unused.empty()) {
+    options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + options.model_class + ": " +
+                 detail::python_list(report.unused) + "\n- This IS expected if you are initializing " + options.model_class +
+                 " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
+                 "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
+                 options.model_class + " from the checkpoint of a model that you expect to be exactly identical (initializing a "
+                 "BertForSequenceClassification model from a BertForSequenceClassification model).");
+  }
+  if (options.warn && !report.missing.empty()) {
+    options.warn("Some weights of " + options.model_class + " were not initialized from the model checkpoint at " + checkpoint +
+                 " and are newly initialized: " + detail::python_list(report.missing) +
+                 "\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
+  }
+  return report;
+}
+
+// One safetensors file; `checkpoint` names it in warnings (default: its path).
+inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const ParameterSlot> slots, const LoadOptions& options = {},
+                                  std::string checkpoint = {}) {
+  if (checkpoint.empty()) checkpoint = file.path().string();
+  return load_parameters(std::span<const SafetensorsFile>(&file, 1), slots, options, checkpoint);
+}
+
+// The shards a model.safetensors.index.json names ({"weight_map": {tensor: file}}),
+// opened and checked: each named tensor is in its shard.
+inline std::vector<SafetensorsFile> open_sharded_checkpoint(const std::filesystem::path& index_path) {
+  const std::string source = "checkpoint index " + index_path.string();
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(read_text_file(index_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw_error(source, ": not valid JSON (", e.what(), ")");
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+    throw_error(source, ": no \"weight_map\" object of tensor names to shard files");
+  }
+  std::vector<std::string> shard_names;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (!shard.is_string()) throw_error(source, ": tensor '", tensor, "' maps to ", shard.dump(), ", not a file name");
+    const std::string name = shard.get<std::string>();
+    // A shard is a file next to the index, never a path elsewhere.
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+      throw_error(source, ": tensor '", tensor, "' maps to \"", name, "\", which is not a file name in the same folder");
+    }
+    if (std::find(shard_names.begin(), shard_names.end(), name) == shard_names.end()) shard_names.push_back(name);
+  }
+  std::vector<SafetensorsFile> shards;
+  for (const std::string& name : shard_names) shards.push_back(SafetensorsFile::open(index_path.parent_path() / name));
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    const std::size_t k = static_cast<std::size_t>(std::find(shard_names.begin(), shard_names.end(), shard.get<std::string>()) - shard_names.begin());
+    if (!shards[k].contains(tensor)) throw_error(source, ": tensor '", tensor, "' is not in its shard ", shards[k].path());
+  }
+  return shards;
+}
+
+// From a model folder (model.safetensors, or model.safetensors.index.json and its
+// shards, as save_pretrained writes big models) or from one .safetensors file.
+inline LoadReport load_parameters(const std::filesystem::path& path, std::span<const ParameterSlot> slots, const LoadOptions& options = {}) {
+  if (!std::filesystem::is_directory(path)) return load_parameters(SafetensorsFile::open(path), slots, options);
+  const std::filesystem::path single = path / "model.safetensors";
+  const std::filesystem::path index = path / "model.safetensors.index.json";
+  if (std::filesystem::exists(single)) return load_parameters(SafetensorsFile::open(single), slots, options, path.string());
+  if (std::filesystem::exists(index)) return load_parameters(open_sharded_checkpoint(index), slots, options, path.string());
+  throw_error("model folder ", path, " has neither model.safetensors nor model.safetensors.index.json (mpt reads safetensors checkpoints "
+              "only; convert pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))");
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/load_parameters.hpp ----
+// ---- begin mpt/io/save_pretrained.hpp ----
+// save_pretrained: a model folder that transformers' from_pretrained loads.
+//
+//   <dir>/model.safetensors   the named tensors in F32 or BF16, __metadata__ {"format": "pt"}
+//   <dir>/config.json         BertConfig::to_json, torch_dtype set to the saved dtype
+//   <dir>/vocab.txt           copied when a vocabulary file is given
+// Every file is written atomically; the folder is created when missing.
+
+
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+// The parameters of a model as tensors to save (same names, read-only views).
+inline std::vector<NamedTensor> named_tensors(std::span<const ParameterSlot> slots) {
+  std::vector<NamedTensor> out;
+  out.reserve(slots.size());
+  for (const ParameterSlot& s : slots) {
+    out.push_back({s.name, std::visit([](auto v) -> TensorSource { return TensorView<const typename decltype(v)::value_type>(v); }, s.data)});
+  }
+  return out;
+}
+
+inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& config, std::span<const NamedTensor> tensors,
+                            Dtype dtype = Dtype::f32, const std::optional<std::filesystem::path>& vocab = std::nullopt) {
+  if (dtype != Dtype::f32 && dtype != Dtype::bf16) {
+    throw_error("save_pretrained ", dir, ": dtype ", dtype_name(dtype), " is not offered; save F32 or BF16");
+  }
+  config.validate("save_pretrained " + dir.string());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw_error("save_pretrained: cannot create the folder ", dir, ": ", ec.message());
+  save_safetensors(dir / "model.safetensors", tensors, dtype, {{"format", "pt"}});
+  BertConfig saved = config;
+  saved.extra["torch_dtype"] = dtype == Dtype::bf16 ? "bfloat16" : "float32";
+  saved.save(dir / "config.json");
+  if (vocab) {
+    const std::vector<std::byte> bytes = read_file(*vocab);
+    write_file_atomic(dir / "vocab.txt", bytes);
+  }
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/save_pretrained.hpp ----
+// ---- begin mpt/io/model_parameters.hpp ----
+// Hugging Face folders in and out of a model's nn::Parameters<P>.
+//
+//   parameter_slots(params, pad_token_id)   slots over the master weights; a missing
+//                                           tensor is initialized by its role
+//   load_pretrained(dir, params, config)    load_parameters + the compute copy refreshed
+//   save_pretrained(dir, config, params, dtype, vocab)   the master weights, HF names
+//
+// The master weights are what checkpoints hold (fp32 under bf16_mixed), so loading
+// a bf16 model rounds once, from the file's values, exactly as autocast would.
+
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace mpt::io {
+
+// BERT's _init_weights by role: normal(0, initializer_range) for Linear and
+// Embedding weights, zeros for biases, LayerNorm weight 1 and bias 0.
+inline Init init_for_role(nn::ParamRole role) noexcept {
+  switch (role) {
+    case nn::ParamRole::linear_weight:
+    case nn::ParamRole::embedding: return Init::normal;
+    case nn::ParamRole::norm_weight: return Init::ones;
+    case nn::ParamRole::linear_bias:
+    case nn::ParamRole::norm_bias: return Init::zeros;
+  }
+  return Init::keep;
+}
+
+// One slot per parameter, over its master weights. The word-embedding table (the one
+// nn.Embedding built with padding_idx) gets row `pad_token_id` zeroed when initialized.
+template <PrecisionPolicy P>
+std::vector<ParameterSlot> parameter_slots(nn::Parameters<P>& params, std::int64_t pad_token_id = -1) {
+  std::vector<ParameterSlot> slots;
+  slots.reserve(params.count());
+  for (nn::ParamId id = 0; id < params.count(); ++id) {
+    const nn::ParamEntry& e = params.entry(id);
+    const bool padded = e.role == nn::ParamRole::embedding && std::string_view(e.name).ends_with("word_embeddings.weight");
+    slots.push_back({e.name, params.master(id), init_for_role(e.role), padded ? pad_token_id : -1});
+  }
+  return slots;
+}
+
+// Loads a model folder into `params` (allocated), initializing what the checkpoint
+// lacks with config.initializer_range, then refreshes the compute copy.
+template <PrecisionPolicy P>
+LoadReport load_pretrained(const std::filesystem::path& dir, nn::Parameters<P>& params, const BertConfig& config, LoadOptions options = {}) {
+  options.initializer_range = config.initializer_range;
+  const std::vector<ParameterSlot> slots = parameter_slots(params, config.pad_token_id);
+  LoadReport report = load_parameters(dir, slots, options);
+  params.sync_compute_copy();
+  return report;
+}
+
+template <PrecisionPolicy P>
+void save_pretrained(const std::filesystem::path& dir, const BertConfig& config, const nn::Parameters<P>& params, Dtype dtype = Dtype::f32,
+                     const std::optional<std::filesystem::path>& vocab = std::nullopt) {
+  std::vector<NamedTensor> tensors;
+  tensors.reserve(params.count());
+  for (nn::ParamId id = 0; id < params.count(); ++id) tensors.push_back({params.entry(id).name, params.master(id)});
+  save_pretrained(dir, config, tensors, dtype, vocab);
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/model_parameters.hpp ----
+// ---- end mpt/io.hpp ----
 // ---- end mpt/mpt.hpp ----
