@@ -5,7 +5,7 @@
 //   finite  -> round to nearest, ties to even (subnormal halves kept, not flushed)
 //   overflow (|x| >= 65520) -> ±Inf
 //   NaN     -> a quiet NaN with the same sign and the top 9 payload bits (as vcvtps2ph)
-// Widening is exact.
+// Widening is exact; a NaN widens to a quiet NaN with the same payload (as vcvtph2ps).
 //
 //   convert(span<const float>, span<fp16>)   narrowing, active_isa()
 //   convert(span<const fp16>, span<float>)   widening
@@ -55,7 +55,8 @@ inline std::uint16_t float_bits_to_fp16_bits(std::uint32_t u) noexcept {
 inline float fp16_bits_to_float(std::uint16_t h) noexcept {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
   const std::uint32_t em = h & 0x7FFFu;
-  if (em >= 0x7C00u) return std::bit_cast<float>(sign | 0x7F800000u | ((em & 0x03FFu) << 13));  // Inf, NaN
+  if (em == 0x7C00u) return std::bit_cast<float>(sign | 0x7F800000u);                                     // Inf
+  if (em > 0x7C00u) return std::bit_cast<float>(sign | 0x7FC00000u | ((em & 0x03FFu) << 13));  // NaN, made quiet
   if (em >= 0x0400u) return std::bit_cast<float>(sign | ((em << 13) + (static_cast<std::uint32_t>(127 - 15) << 23)));
   const float magnitude = static_cast<float>(em) * 0x1p-24f;  // subnormal or zero: exact
   return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(magnitude));

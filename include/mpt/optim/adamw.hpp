@@ -53,7 +53,7 @@ struct AdamWCoefficients {
 // Scalar reference. One element: returns the new weight, updates m and v.
 template <class T>
 inline T adamw_element(T w, T g, T& m, T& v, const AdamWCoefficients<T>& c) noexcept {
-  w = w * c.decay_factor;
+  w = keep_rounded(w * c.decay_factor);
   g = g * c.grad_multiplier;
   m = std::fma(g, c.one_minus_beta1, m * c.beta1);
   v = std::fma(c.one_minus_beta2 * g, g, v * c.beta2);
@@ -79,7 +79,8 @@ MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, cons
   const __m512 neg_step_size = _mm512_set1_ps(c.neg_step_size);
   for (std::size_t i = begin; i < end; i += 16) {
     const __mmask16 k = tail_mask(end - i);
-    const __m512 w = _mm512_mul_ps(weights.load16(i, k), decay);
+    // mul_round: an intrinsic GCC cannot contract with the add below (see keep_rounded).
+    const __m512 w = _mm512_mul_round_ps(weights.load16(i, k), decay, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
     const __m512 m1 = _mm512_fmadd_ps(g, one_minus_beta1, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, m + i), beta1));
     const __m512 v1 = _mm512_fmadd_ps(_mm512_mul_ps(one_minus_beta2, g), g, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), beta2));

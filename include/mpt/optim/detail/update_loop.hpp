@@ -5,9 +5,9 @@
 // do not depend on the thread count.
 
 #include <mpt/core/threads.hpp>
+#include <mpt/optim/parameter_table.hpp>
 
 #include <immintrin.h>
-#include <mpt/optim/parameter_table.hpp>
 
 #include <cstddef>
 #include <vector>
@@ -19,6 +19,20 @@ inline constexpr std::size_t update_run_elements = 32768;
 template <class Body>
 void for_each_run(const std::vector<DecayRun>& runs, Body&& body) {
   parallel_for(runs.size(), [&](std::size_t r) { body(runs[r]); });
+}
+
+// Keeps a product rounded to its type: GCC contracts `a * b + c` into an fma
+// (-ffp-contract=fast is its C++ default) wherever FMA is enabled, which would
+// differ from PyTorch's separate mul_ and add_ in the last bit.
+template <class T>
+inline T keep_rounded(T x) noexcept {
+#if MPT_X86
+  __asm__("" : "+x"(x));
+#else
+  volatile T v = x;
+  x = v;
+#endif
+  return x;
 }
 
 inline __mmask16 tail_mask(std::size_t left) noexcept {
