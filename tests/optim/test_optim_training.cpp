@@ -332,3 +332,124 @@ TEST_CASE_TEMPLATE("bytes per parameter: declared equals allocated", C, MPT_ALL_
           << ": " << measured << " bytes per parameter (weights + optimizer state)");
   CHECK(measured == opt.bytes_per_parameter());
 }
+
+namespace {
+// A small least-squares problem: y = X w* + noise, loss = mean((X w - y)^2) / 2.
+// The weights w* are of order 1 to 2, where bf16's spacing (2^-7 .. 2^-6)
+// is larger than AdamW's per-step update (~lr = 1e-3).
+struct Regression {
+  static constexpr std::size_t d = 32, n = 128;
+  std::vector<float> x, y, w_start;
+  Regression() : x(random_vector(n * d, 1234, 1.0f)), y(n) {
+    std::mt19937 rng(99);
+    std::uniform_real_distribution<float> magnitude(1.0f, 2.0f), offset(-0.25f, 0.25f);
+    std::normal_distribution<float> noise(0.0f, 0.1f);
+    std::vector<float> w_true(d);
+    for (std::size_t j = 0; j < d; ++j) w_true[j] = magnitude(rng) * (j % 2 ? -1.0f : 1.0f);
+    for (std::size_t s = 0; s < n; ++s) {
+      float acc = noise(rng);
+      for (std::size_t j = 0; j < d; ++j) acc += x[s * d + j] * w_true[j];
+      y[s] = acc;
+    }
+    for (std::size_t j = 0; j < d; ++j) w_start.push_back(mpt::round_to_bf16(w_true[j] + offset(rng)));
+  }
+  // Loss at weights w (in fp32), gradient into grad.
+  float loss_and_gradient(const std::vector<float>& w, std::vector<float>& grad) const {
+    double loss = 0;
+    std::fill(grad.begin(), grad.end(), 0.0f);
+    for (std::size_t s = 0; s < n; ++s) {
+      float r = -y[s];
+      for (std::size_t j = 0; j < d; ++j) r += x[s * d + j] * w[j];
+      loss += 0.5 * static_cast<double>(r) * r / n;
+      for (std::size_t j = 0; j < d; ++j) grad[j] += r * x[s * d + j] / static_cast<float>(n);
+    }
+    return static_cast<float>(loss);
+  }
+};
+
+template <class P, class W>
+float train_regression(const Regression& problem, int steps) {
+  using param_t = typename P::param_t;
+  auto params = narrow_to<param_t>(problem.w_start);
+  optim::AdamWOptions o;
+  o.seed = 17;
+  optim::AdamW<P, W> opt(std::span{params}, optim::ParameterTable::single("w", Regression::d), o);
+  const optim::LrSchedule schedule{optim::ScheduleKind::linear, 1e-3, 0, steps};
+  std::vector<float> w(Regression::d), grad(Regression::d);
+  for (int step = 0; step < steps; ++step) {
+    for (std::size_t j = 0; j < w.size(); ++j) w[j] = mpt::to_float(params[j]);  // what the model computes with
+    problem.loss_and_gradient(w, grad);
+    opt.step(grad, schedule.lr(step));
+  }
+  for (std::size_t j = 0; j < w.size(); ++j) w[j] = mpt::to_float(params[j]);
+  return problem.loss_and_gradient(w, grad);
+}
+}  // namespace
+
+TEST_CASE("convergence: bf16_mixed and pure bf16 with stochastic rounding reach the fp32 loss; nearest rounding stalls") {
+  const Regression problem;
+  const int steps = 1500;
+  std::vector<float> w(problem.w_start), grad(Regression::d);
+  const float start = problem.loss_and_gradient(w, grad);
+  const float fp32 = train_regression<precision::fp32, optim::weights::direct>(problem, steps);
+  const float mixed = train_regression<precision::bf16_mixed, optim::weights::fp32_master>(problem, steps);
+  const float split = train_regression<precision::bf16_mixed, optim::weights::split_master>(problem, steps);
+  const float stochastic = train_regression<precision::bf16_pure, optim::weights::stochastic_rounding>(problem, steps);
+  const float nearest = train_regression<precision::bf16_pure, optim::weights::nearest_rounding>(problem, steps);
+  MESSAGE("loss after " << steps << " AdamW steps (start " << start << "): fp32 " << fp32 << ", bf16_mixed " << mixed
+                        << ", split master " << split << ", pure bf16 stochastic " << stochastic << ", pure bf16 nearest "
+                        << nearest);
+  CHECK(fp32 < start / 20);
+  // bf16 compute weights cost a little (their spacing is ~1e-2 here): within 10 %.
+  CHECK(mixed < fp32 * 1.10f);
+  CHECK(split < fp32 * 1.10f);
+  // Stochastic rounding also jitters the weights by up to one spacing: within 25 %.
+  CHECK(stochastic < fp32 * 1.25f);
+  // Round-to-nearest drops every update smaller than half a spacing: no progress.
+  CHECK(nearest > start * 0.5f);
+}
+
+TEST_CASE("fp16 storage: small gradients underflow without loss scaling and survive with dynamic scaling") {
+  // A model whose output gradient is tiny (a loss weighted by 1e-6): the
+  // backward pass stores the output gradient in fp16 (act_t), as fp16 mixed
+  // precision does, then accumulates the weight gradient in fp32.
+  using P = precision::fp16_mixed;
+  const Regression problem;
+  const float loss_weight = 1e-6f;
+  auto train = [&](auto& scaler, int steps) {
+    auto params = narrow_to<fp16>(problem.w_start);
+    optim::AdamW<P> opt(std::span{params}, optim::ParameterTable::single("w", Regression::d), {.lr = 1e-3});
+    std::vector<float> w(Regression::d), grad(Regression::d);
+    std::vector<fp16> dy(Regression::n);
+    std::size_t nonzero_dy = 0;
+    for (int step = 0; step < steps; ++step) {
+      for (std::size_t j = 0; j < w.size(); ++j) w[j] = mpt::to_float(params[j]);
+      for (std::size_t s = 0; s < Regression::n; ++s) {
+        float r = -problem.y[s];
+        for (std::size_t j = 0; j < Regression::d; ++j) r += problem.x[s * Regression::d + j] * w[j];
+        dy[s] = mpt::to_fp16(scaler.scale() * loss_weight * r / static_cast<float>(Regression::n));  // fp16 store
+        nonzero_dy += mpt::to_float(dy[s]) != 0.0f;
+      }
+      std::fill(grad.begin(), grad.end(), 0.0f);
+      for (std::size_t s = 0; s < Regression::n; ++s)
+        for (std::size_t j = 0; j < Regression::d; ++j) grad[j] += mpt::to_float(dy[s]) * problem.x[s * Regression::d + j];
+      optim::clip_and_step(opt, scaler, std::span<const float>(grad), 1e-3, 0.0);
+    }
+    for (std::size_t j = 0; j < w.size(); ++j) w[j] = mpt::to_float(params[j]);
+    return std::pair{problem.loss_and_gradient(w, grad), nonzero_dy};
+  };
+  std::vector<float> w(problem.w_start), grad(Regression::d);
+  const float start = problem.loss_and_gradient(w, grad);
+  optim::NoLossScaling none;
+  const auto [loss_unscaled, nonzero_unscaled] = train(none, 300);
+  // Start too high on purpose: the first steps overflow fp16 and are skipped.
+  optim::DynamicLossScaler dynamic({.init_scale = 0x1p44f, .growth_interval = 100});
+  const auto [loss_scaled, nonzero_scaled] = train(dynamic, 300);
+  MESSAGE("fp16 after 300 steps (start " << start << "): no scaling " << loss_unscaled << " (" << nonzero_unscaled
+                                         << " nonzero output gradients), dynamic scaling " << loss_scaled << " (scale "
+                                         << dynamic.scale() << ", " << dynamic.skipped_steps() << " skipped steps)");
+  CHECK(nonzero_unscaled == 0);           // every output gradient flushed to zero in fp16
+  CHECK(loss_unscaled == start);          // so nothing was learned
+  CHECK(dynamic.skipped_steps() > 0);     // overflow at 2^44 was detected and backed off
+  CHECK(loss_scaled < start / 4);         // and the scaled gradients trained the model
+}
