@@ -71,6 +71,16 @@ void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, s
 }
 
 #if MPT_X86
+// The scalar reference compiled for AVX2 + FMA (same bits, no fma library calls).
+template <class Store, class T>
+MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
+                                  const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
+  T unused = 0;
+  for (std::size_t i = begin; i < end; ++i) {
+    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
+  }
+}
+
 template <class Store>
 MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end,
                                       const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
@@ -132,21 +142,25 @@ class Sgd {
     c.first_step = steps_ == 1;
     c.nesterov = options_.nesterov;
     const std::uint32_t key = detail::rounding_key(options_.seed, steps_);
-    const bool vectorized = weight_store::has_avx512 && static_cast<int>(active_isa()) >= static_cast<int>(Isa::avx512);
+    const Isa isa = active_isa();
     detail::for_each_run(runs_, [&](const detail::DecayRun& run) {
       detail::SgdCoefficients<value_t> rc = c;
       rc.weight_decay = run.decay ? static_cast<value_t>(options_.weight_decay) : value_t(0);
 #if MPT_X86
       if constexpr (weight_store::has_avx512) {
-        if (vectorized) {
+        if (isa >= Isa::avx512) {
           detail::sgd_run_avx512(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
           return;
         }
       }
+      if (isa >= Isa::avx2) {
+        detail::sgd_run_avx2(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+        return;
+      }
 #endif
       detail::sgd_run_scalar(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
     });
-    (void)vectorized;
+    (void)isa;
   }
   void step(std::span<const grad_t> grads) { step(grads, options_.lr); }
 
