@@ -184,6 +184,13 @@ TEST_CASE("learning-rate schedules match transformers' formulas at every step") 
           c.at("warmup_steps").get<std::int64_t>());
   }
   CHECK(optim::warmup_steps_for(5, 0.5, 100) == 5);  // warmup_steps wins over the ratio
+  // get_scheduler's per-kind defaults, and the settings round trip.
+  const auto restarts = optim::LrSchedule::for_trainer("cosine_with_restarts", 3e-5, 10, 100);
+  CHECK(restarts.num_cycles == 1.0);
+  CHECK(optim::LrSchedule::for_trainer("cosine", 3e-5, 10, 100).num_cycles == 0.5);
+  optim::LrSchedule loaded;
+  loaded.load_state(restarts.state());
+  for (std::int64_t step = 0; step < 110; ++step) CHECK(loaded.lr(step) == restarts.lr(step));
   CHECK_THROWS_WITH_AS(optim::parse_schedule_kind("cosine_annealing"), doctest::Contains("lr_scheduler_type"), mpt::Error);
 }
 

@@ -210,6 +210,11 @@ class AdamW {
   std::int64_t steps_ = 0;
 };
 
+// The common configurations by name.
+template <PrecisionPolicy P>
+using SplitMasterAdamW = AdamW<P, weights::split_master>;
+using PureBf16AdamW = AdamW<precision::bf16_pure, weights::stochastic_rounding>;
+
 }  // namespace mpt::optim
 
 #pragma GCC diagnostic pop

@@ -12,6 +12,8 @@
 
 #include <mpt/core/error.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -93,6 +95,35 @@ struct LrSchedule {
 
   // The learning rate of optimizer step `step` (0-based).
   double lr(std::int64_t step) const { return base_lr * factor(step); }
+
+  // transformers' get_scheduler with its per-kind defaults (cosine: half a
+  // wave; cosine_with_restarts: one cycle; polynomial: power 1, lr_end 1e-7).
+  static LrSchedule for_trainer(std::string_view lr_scheduler_type, double learning_rate, std::int64_t warmup_steps,
+                                std::int64_t total_steps) {
+    LrSchedule s;
+    s.kind = parse_schedule_kind(lr_scheduler_type);
+    s.base_lr = learning_rate;
+    s.warmup_steps = warmup_steps;
+    s.total_steps = total_steps;
+    s.num_cycles = s.kind == ScheduleKind::cosine_with_restarts ? 1.0 : 0.5;
+    return s;
+  }
+
+  // The schedule is a pure function of the step: its state is its settings
+  // (the step itself is the optimizer's, saved with it).
+  nlohmann::json state() const {
+    return {{"kind", schedule_name(kind)}, {"base_lr", base_lr}, {"warmup_steps", warmup_steps}, {"total_steps", total_steps},
+            {"num_cycles", num_cycles}, {"power", power}, {"lr_end", lr_end}};
+  }
+  void load_state(const nlohmann::json& j) {
+    kind = parse_schedule_kind(j.at("kind").get<std::string>());
+    base_lr = j.at("base_lr").get<double>();
+    warmup_steps = j.at("warmup_steps").get<std::int64_t>();
+    total_steps = j.at("total_steps").get<std::int64_t>();
+    num_cycles = j.at("num_cycles").get<double>();
+    power = j.at("power").get<double>();
+    lr_end = j.at("lr_end").get<double>();
+  }
 
  private:
   // Python's float % 1.0 (result has the sign of the divisor).
