@@ -8,7 +8,8 @@ Run by hand from the repository root:  /usr/bin/python3 tools/gen_optim_fixtures
   way transformers' Trainer builds them (no weight decay for biases and
   LayerNorm weights), gradients clipped by torch.nn.utils.clip_grad_norm_, a
   linear warmup schedule through LambdaLR; parameters after every step.
-- sgd_trajectory.json: torch.optim.SGD with momentum, Nesterov and weight decay.
+- sgd_trajectory.json: torch.optim.SGD with momentum, Nesterov and weight decay;
+  sgd_momentum_trajectory.json: plain momentum with dampening.
 - schedules.json: LambdaLR learning rates at every step for transformers'
   schedule formulas (restated below from src/transformers/optimization.py)
   for several warmup/total combinations.
@@ -44,7 +45,7 @@ def linear_warmup(warmup, total):
     return f
 
 
-def trajectory(kind, steps, seed):
+def trajectory(kind, steps, seed, nesterov=True, dampening=0.0):
     g = torch.Generator().manual_seed(seed)
     params = [torch.randn(n, generator=g, dtype=torch.float32) * 0.5 for _, n in PARAMS]
     initial = [floats(p) for p in params]
@@ -57,7 +58,8 @@ def trajectory(kind, steps, seed):
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=cfg["lr"], betas=cfg["betas"], eps=cfg["eps"])
     else:
-        cfg = dict(lr=5e-2, momentum=0.9, dampening=0.0, nesterov=True, weight_decay=0.01, max_grad_norm=1.0, warmup=3)
+        cfg = dict(lr=5e-2, momentum=0.9, dampening=dampening, nesterov=nesterov, weight_decay=0.01, max_grad_norm=1.0,
+                   warmup=3)
         opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg["weight_decay"]},
                                {"params": no_decay, "weight_decay": 0.0}],
                               lr=cfg["lr"], momentum=cfg["momentum"], dampening=cfg["dampening"],
@@ -142,6 +144,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     for name, obj in [("adamw_trajectory.json", trajectory("adamw", 10, 20261128)),
                       ("sgd_trajectory.json", trajectory("sgd", 10, 7)),
+                      ("sgd_momentum_trajectory.json", trajectory("sgd", 10, 8, nesterov=False, dampening=0.1)),
                       ("schedules.json", schedules())]:
         with open(os.path.join(OUT, name), "w") as f:
             json.dump(obj, f, separators=(",", ":"))

@@ -258,18 +258,21 @@ TEST_CASE("AdamW fp32 follows torch.optim.AdamW: weight decay, exemptions, clipp
   }
 }
 
-TEST_CASE("SGD fp32 follows torch.optim.SGD: momentum, Nesterov, weight decay, exemptions, clipping") {
-  const json fx = read_fixture("sgd_trajectory.json");
-  const auto& cfg = fx.at("config");
-  for (Isa isa : mpt::supported_isas()) {
-    replay_trajectory(fx, isa, [&](std::span<float> p, const optim::ParameterTable& t) {
-      optim::SgdOptions o;
-      o.lr = cfg.at("lr").get<double>();
-      o.momentum = cfg.at("momentum").get<double>();
-      o.dampening = cfg.at("dampening").get<double>();
-      o.nesterov = cfg.at("nesterov").get<bool>();
-      o.weight_decay = cfg.at("weight_decay").get<double>();
-      return optim::Sgd<mpt::precision::fp32>(p, t, o);
-    }, 1e-6, 1e-2);  // parameters crossing zero: below 0.01, 1e-8 absolute (the clip coefficient's last bit differs)
+TEST_CASE("SGD fp32 follows torch.optim.SGD: momentum (Nesterov; dampening), weight decay, exemptions, clipping") {
+  for (const char* file : {"sgd_trajectory.json", "sgd_momentum_trajectory.json"}) {
+    CAPTURE(file);
+    const json fx = read_fixture(file);
+    const auto& cfg = fx.at("config");
+    for (Isa isa : mpt::supported_isas()) {
+      replay_trajectory(fx, isa, [&](std::span<float> p, const optim::ParameterTable& t) {
+        optim::SgdOptions o;
+        o.lr = cfg.at("lr").get<double>();
+        o.momentum = cfg.at("momentum").get<double>();
+        o.dampening = cfg.at("dampening").get<double>();
+        o.nesterov = cfg.at("nesterov").get<bool>();
+        o.weight_decay = cfg.at("weight_decay").get<double>();
+        return optim::Sgd<mpt::precision::fp32>(p, t, o);
+      }, 1e-6, 1e-2);  // parameters crossing zero: below 0.01, 1e-8 absolute (the clip coefficient's last bit differs)
+    }
   }
 }
