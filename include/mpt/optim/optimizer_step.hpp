@@ -6,8 +6,9 @@
 // gradient multiplier; the gradient buffer itself is left untouched.
 //
 //   grads [n] fp32, the sum of the micro-batches' (scaled) gradients.
-//   The norm is global_l2_norm<float> of the scaled gradients times 1/scale
-//   (exact for power-of-two scales), the same bits for any thread count.
+//   The norm is global_l2_norm<NormAcc> (fp32 by default, as torch; fp64 on
+//   request) of the scaled gradients times 1/scale (exact for power-of-two
+//   scales), the same bits for any thread count.
 //   clip coefficient = max_grad_norm / (norm + 1e-6), applied when < 1, as
 //   torch.nn.utils.clip_grad_norm_.
 
@@ -28,10 +29,10 @@ struct StepReport {
   double lr = 0.0;
 };
 
-template <class Optimizer, LossScaler Scaler>
+template <class NormAcc = float, class Optimizer, LossScaler Scaler>
 StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const float> grads, double lr, double max_grad_norm) {
   const float inv_scale = scaler.inv_scale();
-  const float scaled_norm = global_l2_norm<float>(grads);
+  const float scaled_norm = static_cast<float>(global_l2_norm<NormAcc>(grads));
   const float norm = scaled_norm * inv_scale;
   const bool found_inf = !std::isfinite(scaled_norm);
   float multiplier = inv_scale;

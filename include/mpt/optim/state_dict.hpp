@@ -30,7 +30,7 @@ struct StateTensor {
   std::string dtype;  // safetensors names
   std::size_t count = 0;
   std::byte* data = nullptr;
-  std::size_t bytes() const noexcept;
+  std::size_t bytes() const;
 };
 
 inline std::size_t dtype_bytes(const std::string& dtype) {
@@ -39,7 +39,7 @@ inline std::size_t dtype_bytes(const std::string& dtype) {
   if (dtype == "BF16" || dtype == "F16" || dtype == "U16") return 2;
   throw_error("optimizer state: unknown dtype '", dtype, "'");
 }
-inline std::size_t StateTensor::bytes() const noexcept { return count * dtype_bytes(dtype); }
+inline std::size_t StateTensor::bytes() const { return count * dtype_bytes(dtype); }
 
 template <class T>
 constexpr const char* dtype_name() {
@@ -90,6 +90,8 @@ class SavedState {
   }
   SavedState(const SavedState&) = delete;
   SavedState& operator=(const SavedState&) = delete;
+  SavedState(SavedState&&) noexcept = default;  // the tensors' bytes do not move
+  SavedState& operator=(SavedState&&) noexcept = default;
   const StateDict& view() const noexcept { return view_; }
 
  private:

@@ -35,8 +35,11 @@ inline T keep_rounded(T x) noexcept {
   return x;
 }
 
+#if MPT_X86
+// Lanes of a 16-wide block that hold elements when `left` remain.
 inline __mmask16 tail_mask(std::size_t left) noexcept {
   return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
 }
+#endif
 
 }  // namespace mpt::optim::detail
