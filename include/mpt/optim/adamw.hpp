@@ -69,12 +69,37 @@ void adamw_run_scalar(Store& weights, T* m, T* v, const T* grads, std::size_t be
 }
 
 #if MPT_X86
-// The scalar reference compiled for AVX2 + FMA: std::fma becomes one
+// The scalar reference compiled for AVX2 + FMA (fp64): std::fma becomes one
 // instruction instead of a library call, and the bits stay the reference's.
 template <class Store, class T>
-MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end,
-                                    const AdamWCoefficients<T>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX2 void adamw_run_avx2_reference(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end,
+                                              const AdamWCoefficients<T>& c, std::uint32_t key) noexcept {
   for (std::size_t i = begin; i < end; ++i) weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
+}
+
+// 8 lanes per block, the same operations as adamw_element; the tail runs the reference.
+template <class Store>
+MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const float* grads, std::size_t begin, std::size_t end,
+                                    const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
+  const __m256 decay = _mm256_set1_ps(c.decay_factor), multiplier = _mm256_set1_ps(c.grad_multiplier);
+  const __m256 beta1 = _mm256_set1_ps(c.beta1), one_minus_beta1 = _mm256_set1_ps(c.one_minus_beta1);
+  const __m256 beta2 = _mm256_set1_ps(c.beta2), one_minus_beta2 = _mm256_set1_ps(c.one_minus_beta2);
+  const __m256 bc2_sqrt = _mm256_set1_ps(c.bias_correction2_sqrt), eps = _mm256_set1_ps(c.eps);
+  const __m256 neg_step_size = _mm256_set1_ps(c.neg_step_size);
+  std::size_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    __m256 w = _mm256_mul_ps(weights.load8(i), decay);
+    __asm__("" : "+x"(w));  // keep the product rounded: no fma with the add below (see keep_rounded)
+    const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
+    const __m256 m1 = _mm256_fmadd_ps(g, one_minus_beta1, _mm256_mul_ps(_mm256_loadu_ps(m + i), beta1));
+    const __m256 v1 = _mm256_fmadd_ps(_mm256_mul_ps(one_minus_beta2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), beta2));
+    const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v1), bc2_sqrt), eps);
+    const __m256 w1 = _mm256_add_ps(w, _mm256_div_ps(_mm256_mul_ps(neg_step_size, m1), denom));
+    _mm256_storeu_ps(m + i, m1);
+    _mm256_storeu_ps(v + i, v1);
+    weights.store8(i, w1, key);
+  }
+  for (; i < end; ++i) weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
 }
 
 template <class Store>
@@ -148,14 +173,18 @@ class AdamW {
       detail::AdamWCoefficients<value_t> rc = c;
       rc.decay_factor = run.decay ? decay_factor : value_t(1);
 #if MPT_X86
-      if constexpr (weight_store::has_avx512) {
+      if constexpr (weight_store::vectorized) {
         if (isa >= Isa::avx512) {
           detail::adamw_run_avx512(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc, key);
           return;
         }
       }
       if (isa >= Isa::avx2) {
-        detail::adamw_run_avx2(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc, key);
+        if constexpr (weight_store::vectorized) {
+          detail::adamw_run_avx2(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc, key);
+        } else {
+          detail::adamw_run_avx2_reference(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc, key);
+        }
         return;
       }
 #endif

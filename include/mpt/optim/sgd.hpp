@@ -71,14 +71,37 @@ void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, s
 }
 
 #if MPT_X86
-// The scalar reference compiled for AVX2 + FMA (same bits, no fma library calls).
+// The scalar reference compiled for AVX2 + FMA (fp64; same bits, no fma library calls).
 template <class Store, class T>
-MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
-                                  const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX2 void sgd_run_avx2_reference(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
+                                            const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
   T unused = 0;
   for (std::size_t i = begin; i < end; ++i) {
     weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
   }
+}
+
+// 8 lanes per block, the same operations as sgd_element; the tail runs the reference.
+template <class Store>
+MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end,
+                                  const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
+  const __m256 multiplier = _mm256_set1_ps(c.grad_multiplier), weight_decay = _mm256_set1_ps(c.weight_decay);
+  const __m256 momentum = _mm256_set1_ps(c.momentum), one_minus_dampening = _mm256_set1_ps(c.one_minus_dampening);
+  const __m256 neg_lr = _mm256_set1_ps(c.neg_lr);
+  std::size_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    const __m256 w = weights.load8(i);
+    __m256 d = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
+    if (c.weight_decay != 0.0f) d = _mm256_fmadd_ps(w, weight_decay, d);
+    if (c.use_momentum) {
+      const __m256 b = c.first_step ? d : _mm256_fmadd_ps(d, one_minus_dampening, _mm256_mul_ps(_mm256_loadu_ps(buf + i), momentum));
+      _mm256_storeu_ps(buf + i, b);
+      d = c.nesterov ? _mm256_fmadd_ps(b, momentum, d) : b;
+    }
+    weights.store8(i, _mm256_fmadd_ps(d, neg_lr, w), key);
+  }
+  float unused = 0;
+  for (; i < end; ++i) weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
 }
 
 template <class Store>
@@ -147,14 +170,18 @@ class Sgd {
       detail::SgdCoefficients<value_t> rc = c;
       rc.weight_decay = run.decay ? static_cast<value_t>(options_.weight_decay) : value_t(0);
 #if MPT_X86
-      if constexpr (weight_store::has_avx512) {
+      if constexpr (weight_store::vectorized) {
         if (isa >= Isa::avx512) {
           detail::sgd_run_avx512(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
           return;
         }
       }
       if (isa >= Isa::avx2) {
-        detail::sgd_run_avx2(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+        if constexpr (weight_store::vectorized) {
+          detail::sgd_run_avx2(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+        } else {
+          detail::sgd_run_avx2_reference(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+        }
         return;
       }
 #endif

@@ -15,7 +15,8 @@
 //
 // A WeightStore<P, W> gives the update kernels one interface:
 //   load(i) -> master value, store(i, w, key) writes master and compute copy;
-//   load16 / store16: the same for 16 lanes (AVX-512 kernels).
+//   load16 / store16: the same for 16 lanes (AVX-512 kernels, masked tails);
+//   load8 / store8: 8 lanes (AVX2 kernels, whole blocks; tails go scalar).
 
 #include <mpt/core/aligned.hpp>
 #include <mpt/core/bf16.hpp>
@@ -76,7 +77,8 @@ class WeightStore<P, weights::direct> {
   static_assert(std::is_same_v<param_t, float> || std::is_same_v<param_t, double>,
                 "weights::direct updates the parameters in place, so they must be float or double; for 16-bit "
                 "parameters choose weights::fp32_master, split_master or stochastic_rounding");
-  static constexpr bool has_avx512 = std::is_same_v<param_t, float>;
+  // Has the 8- and 16-lane accessors the AVX2 and AVX-512 kernels use (fp32 values).
+  static constexpr bool vectorized = std::is_same_v<param_t, float>;
 
   explicit WeightStore(std::span<param_t> params) : params_(params) {}
   std::size_t size() const noexcept { return params_.size(); }
@@ -87,6 +89,8 @@ class WeightStore<P, weights::direct> {
   MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
     _mm512_mask_storeu_ps(params_.data() + i, m, w);
   }
+  MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept { return _mm256_loadu_ps(params_.data() + i); }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept { _mm256_storeu_ps(params_.data() + i, w); }
 #endif
   static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t); }
   void append_state(StateDict&) {}
@@ -104,7 +108,7 @@ class WeightStore<P, weights::fp32_master> {
   using value_t = float;
   static_assert(std::is_same_v<param_t, bf16> || std::is_same_v<param_t, fp16>,
                 "weights::fp32_master keeps an fp32 master for 16-bit parameters (bf16 or fp16)");
-  static constexpr bool has_avx512 = true;
+  static constexpr bool vectorized = true;
 
   explicit WeightStore(std::span<param_t> params) : params_(params), master_(params.size()) {
     for (std::size_t i = 0; i < params.size(); ++i) master_[i] = to_float(params[i]);
@@ -131,6 +135,17 @@ class WeightStore<P, weights::fp32_master> {
     }
     _mm256_mask_storeu_epi16(params_.data() + i, m, narrow);
   }
+  MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept { return _mm256_loadu_ps(master_.data() + i); }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
+    _mm256_storeu_ps(master_.data() + i, w);
+    __m128i narrow;
+    if constexpr (std::is_same_v<param_t, bf16>) {
+      narrow = detail::pack_low_halves_avx2(mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(w)));
+    } else {
+      narrow = _mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i), narrow);
+  }
 #endif
   static constexpr double bytes_per_parameter() noexcept { return sizeof(float) + sizeof(param_t); }
   void append_state(StateDict& state) { state.add("master", master_.data(), master_.size()); }
@@ -148,7 +163,7 @@ class WeightStore<P, weights::split_master> {
   using param_t = typename P::param_t;
   using value_t = float;
   static_assert(std::is_same_v<param_t, bf16>, "weights::split_master splits an fp32 master into bf16 + 16 bits: parameters must be bf16");
-  static constexpr bool has_avx512 = true;
+  static constexpr bool vectorized = true;
 
   explicit WeightStore(std::span<param_t> params) : params_(params), trail_(params.size()) {}
   std::size_t size() const noexcept { return params_.size(); }
@@ -171,6 +186,17 @@ class WeightStore<P, weights::split_master> {
     _mm256_mask_storeu_epi16(params_.data() + i, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
     _mm256_mask_storeu_epi16(trail_.data() + i, m, _mm512_cvtepi32_epi16(u));
   }
+  MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept {
+    const __m256i top = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(params_.data() + i)));
+    const __m256i bottom = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(trail_.data() + i)));
+    return _mm256_castsi256_ps(_mm256_or_si256(_mm256_slli_epi32(top, 16), bottom));
+  }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
+    const __m256i u = _mm256_castps_si256(w);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i), detail::pack_low_halves_avx2(_mm256_srli_epi32(u, 16)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(trail_.data() + i),
+                     detail::pack_low_halves_avx2(_mm256_and_si256(u, _mm256_set1_epi32(0xFFFF))));
+  }
 #endif
   static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t) + sizeof(std::uint16_t); }
   void append_state(StateDict& state) { state.add("master_trail", trail_.data(), trail_.size()); }
@@ -189,7 +215,7 @@ class WeightStore<P, W> {
   using param_t = typename P::param_t;
   using value_t = float;
   static_assert(std::is_same_v<param_t, bf16>, "weights::stochastic_rounding and nearest_rounding update bf16 parameters");
-  static constexpr bool has_avx512 = true;
+  static constexpr bool vectorized = true;
   static constexpr bool stochastic = std::is_same_v<W, weights::stochastic_rounding>;
 
   explicit WeightStore(std::span<param_t> params) : params_(params) {}
@@ -214,6 +240,19 @@ class WeightStore<P, W> {
       lanes = mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(w));
     }
     _mm256_mask_storeu_epi16(params_.data() + i, m, _mm512_cvtepi32_epi16(lanes));
+  }
+  MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(params_.data() + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t key) noexcept {
+    __m256i lanes;
+    if constexpr (stochastic) {
+      lanes = detail::stochastic_round_lanes_avx2(w, detail::rounding_bits_avx2(key, i));
+    } else {
+      lanes = mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(w));
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i), detail::pack_low_halves_avx2(lanes));
   }
 #endif
   static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t); }
