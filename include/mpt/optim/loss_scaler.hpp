@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <string>
@@ -90,7 +91,8 @@ class DynamicLossScaler {
       return false;
     }
     if (++growth_tracker_ == options_.growth_interval) {
-      scale_ *= options_.growth_factor;
+      const float grown = scale_ * options_.growth_factor;
+      if (std::isfinite(grown)) scale_ = grown;  // as GradScaler: never grow to Inf
       growth_tracker_ = 0;
     }
     return true;
