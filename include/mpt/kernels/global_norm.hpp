@@ -143,24 +143,31 @@ Acc chunk_sum_of_squares(Isa isa, const float* x, std::size_t n) noexcept {
 
 }  // namespace detail
 
+namespace detail {
+// Chunk partials, reused from call to call: no allocation in the training loop.
+template <class Acc>
+std::vector<Acc>& norm_partials() {
+  thread_local std::vector<Acc> partials;
+  return partials;
+}
+}  // namespace detail
+
 // Sum of squares over the concatenation of `buffers`, on the given path.
 template <class Acc = float>
 Acc sum_of_squares_with(Isa isa, std::span<const std::span<const float>> buffers) {
   static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
                 "sum_of_squares: accumulate in float or double");
-  struct Chunk {
-    const float* data;
-    std::size_t size;
-  };
-  std::vector<Chunk> chunks;
-  for (const auto& b : buffers) {
-    for (std::size_t at = 0; at < b.size(); at += global_norm_chunk) {
-      chunks.push_back({b.data() + at, std::min(global_norm_chunk, b.size() - at)});
-    }
-  }
-  std::vector<Acc> partials(chunks.size());
-  parallel_for(chunks.size(), [&](std::size_t c) {
-    partials[c] = detail::chunk_sum_of_squares<Acc>(isa, chunks[c].data, chunks[c].size);
+  auto chunks_of = [](std::size_t n) { return (n + global_norm_chunk - 1) / global_norm_chunk; };
+  std::size_t chunks = 0;
+  for (const auto& b : buffers) chunks += chunks_of(b.size());
+  std::vector<Acc>& partials = detail::norm_partials<Acc>();
+  partials.resize(chunks);
+  parallel_for(chunks, [&](std::size_t chunk) {
+    std::size_t buffer = 0, local = chunk;
+    while (local >= chunks_of(buffers[buffer].size())) local -= chunks_of(buffers[buffer++].size());  // a handful of buffers
+    const std::size_t at = local * global_norm_chunk;
+    const std::size_t n = std::min(global_norm_chunk, buffers[buffer].size() - at);
+    partials[chunk] = detail::chunk_sum_of_squares<Acc>(isa, buffers[buffer].data() + at, n);
   });
   Acc total = 0;
   for (Acc p : partials) total += p;  // index order, whatever thread made each partial
