@@ -147,6 +147,11 @@ TEST_CASE("bf16_mixed and split master weights follow the fp32 trajectory given 
   CHECK(split_mismatch == 0);   // param bits << 16 | trail is the same fp32 master
   CHECK(trunc_mismatch == 0);   // and the split's bf16 copy is its top half
   CHECK(moved > n * 9 / 10);
+  std::vector<float> from_mixed(n), from_split(n);
+  mixed.copy_master_weights(from_mixed);
+  split.copy_master_weights(from_split);
+  CHECK(same_bits(from_mixed, fp32_params));
+  CHECK(same_bits(from_split, fp32_params));
 }
 
 TEST_CASE("weight decay skips biases and LayerNorm weights") {

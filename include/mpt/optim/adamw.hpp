@@ -198,6 +198,12 @@ class AdamW {
   const AdamWOptions& options() const noexcept { return options_; }
   const ParameterTable& table() const noexcept { return table_; }
   const weight_store& weights() const noexcept { return weights_; }
+  // The weights the optimizer updates, widened to value_t: what a checkpoint
+  // of the model saves (transformers saves fp32 weights after bf16 autocast training).
+  void copy_master_weights(std::span<value_t> out) const {
+    table_.check_buffer("AdamW::copy_master_weights", "the output buffer", out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
+  }
   std::span<const value_t> exp_avg() const noexcept { return {exp_avg_.data(), exp_avg_.size()}; }
   std::span<const value_t> exp_avg_sq() const noexcept { return {exp_avg_sq_.data(), exp_avg_sq_.size()}; }
 

@@ -194,6 +194,12 @@ class Sgd {
   std::int64_t steps() const noexcept { return steps_; }
   const SgdOptions& options() const noexcept { return options_; }
   const weight_store& weights() const noexcept { return weights_; }
+  // The weights the optimizer updates, widened to value_t: what a checkpoint
+  // of the model saves (transformers saves fp32 weights after bf16 autocast training).
+  void copy_master_weights(std::span<value_t> out) const {
+    table_.check_buffer("Sgd::copy_master_weights", "the output buffer", out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
+  }
   double bytes_per_parameter() const noexcept {
     return weight_store::bytes_per_parameter() + (options_.momentum != 0.0 ? sizeof(value_t) : 0);
   }
