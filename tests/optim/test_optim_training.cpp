@@ -154,6 +154,33 @@ TEST_CASE("bf16_mixed and split master weights follow the fp32 trajectory given 
   CHECK(same_bits(from_split, fp32_params));
 }
 
+TEST_CASE_TEMPLATE("set_master_weights keeps the full fp32 values where the policy has room for them", C, MPT_ALL_CONFIGS) {
+  const std::size_t n = 257;
+  const auto fp32 = random_vector(n, 31, 1.0f);  // not bf16-representable
+  auto params = narrow_to<typename C::param_t>(std::vector<float>(n, 0.0f));
+  typename C::optimizer opt(std::span{params}, small_table(n), C::options());
+  opt.set_master_weights(fp32);
+  std::vector<float> master(n);
+  opt.copy_master_weights(master);
+  using W = typename C::optimizer::weight_store;
+  constexpr bool full = std::is_same_v<W, optim::WeightStore<typename C::policy, optim::weights::direct>> ||
+                        std::is_same_v<W, optim::WeightStore<typename C::policy, optim::weights::fp32_master>> ||
+                        std::is_same_v<W, optim::WeightStore<typename C::policy, optim::weights::split_master>>;
+  std::size_t exact = 0, copy_ok = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    exact += master[i] == fp32[i];
+    const float copy = mpt::to_float(params[i]);
+    if constexpr (std::is_same_v<W, optim::WeightStore<typename C::policy, optim::weights::split_master>>) {
+      copy_ok += std::bit_cast<std::uint32_t>(copy) == (std::bit_cast<std::uint32_t>(fp32[i]) & 0xFFFF0000u);  // top half
+    } else {
+      copy_ok += copy == mpt::to_float(narrow_to<typename C::param_t>(std::vector<float>{fp32[i]})[0]);  // nearest
+    }
+  }
+  CHECK(copy_ok == n);
+  if (full) CHECK(exact == n);
+  else CHECK(exact < n / 10);  // pure bf16: only the rounded copy exists
+}
+
 TEST_CASE("weight decay skips biases and LayerNorm weights") {
   const std::size_t n = 64;
   const auto init = random_vector(n, 8, 1.0f);

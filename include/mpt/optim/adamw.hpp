@@ -198,6 +198,12 @@ class AdamW {
   const AdamWOptions& options() const noexcept { return options_; }
   const ParameterTable& table() const noexcept { return table_; }
   const weight_store& weights() const noexcept { return weights_; }
+  // Starts the master from full-precision weights (e.g. the fp32 checkpoint
+  // the model was loaded from) and writes the compute copy from it.
+  void set_master_weights(std::span<const value_t> in) {
+    table_.check_buffer("AdamW::set_master_weights", "the input buffer", in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(i, in[i]);
+  }
   // The weights the optimizer updates, widened to value_t: what a checkpoint
   // of the model saves (transformers saves fp32 weights after bf16 autocast training).
   void copy_master_weights(std::span<value_t> out) const {

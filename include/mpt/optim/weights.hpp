@@ -13,8 +13,16 @@
 // compute copy is the master truncated toward zero, and no separate fp32
 // copy exists (IPEX's "split SGD", here for every optimizer).
 //
+// Moments are fp32 for every policy (8 B per parameter for AdamW, 4 for SGD
+// with momentum); bench_optim and the tests report the totals.
+//
+// The store views the model's parameter buffer (which must outlive it); a
+// master starts from the parameters, or from fp32 weights given with
+// assign() (a checkpoint's full-precision values, as transformers loads them).
+//
 // A WeightStore<P, W> gives the update kernels one interface:
 //   load(i) -> master value, store(i, w, key) writes master and compute copy;
+//   assign(i, w): set master to w, compute copy rounded to nearest (split: its top half);
 //   load16 / store16: the same for 16 lanes (AVX-512 kernels, masked tails);
 //   load8 / store8: 8 lanes (AVX2 kernels, whole blocks; tails go scalar).
 
@@ -84,6 +92,7 @@ class WeightStore<P, weights::direct> {
   std::size_t size() const noexcept { return params_.size(); }
   value_t load(std::size_t i) const noexcept { return params_[i]; }
   void store(std::size_t i, value_t w, std::uint32_t) noexcept { params_[i] = w; }
+  void assign(std::size_t i, value_t w) noexcept { params_[i] = w; }
 #if MPT_X86
   MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept { return _mm512_maskz_loadu_ps(m, params_.data() + i); }
   MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
@@ -123,6 +132,7 @@ class WeightStore<P, weights::fp32_master> {
       params_[i] = to_fp16(w);
     }
   }
+  void assign(std::size_t i, float w) noexcept { store(i, w, 0); }
 #if MPT_X86
   MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept { return _mm512_maskz_loadu_ps(m, master_.data() + i); }
   MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
@@ -175,6 +185,7 @@ class WeightStore<P, weights::split_master> {
     params_[i] = bf16_from_bits(static_cast<std::uint16_t>(u >> 16));
     trail_[i] = static_cast<std::uint16_t>(u & 0xFFFFu);
   }
+  void assign(std::size_t i, float w) noexcept { store(i, w, 0); }
 #if MPT_X86
   MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
     const __m512i top = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, params_.data() + i));
@@ -228,6 +239,7 @@ class WeightStore<P, W> {
       params_[i] = to_bf16(w);
     }
   }
+  void assign(std::size_t i, float w) noexcept { params_[i] = to_bf16(w); }
 #if MPT_X86
   MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, params_.data() + i)), 16));
