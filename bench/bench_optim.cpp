@@ -48,7 +48,8 @@ void bench_adamw(const char* name, std::size_t n, int repetitions, const std::ve
 int main(int argc, char** argv) {
   const std::size_t n = static_cast<std::size_t>((argc > 1 ? std::atof(argv[1]) : 16.0) * 1e6);
   const int repetitions = argc > 2 ? std::atoi(argv[2]) : 5;
-  std::printf("bench_optim: %zu parameters, best of %d, ISA %s\n", n, repetitions, std::string(mpt::isa_name(mpt::active_isa())).c_str());
+  std::printf("bench_optim: %zu parameters, best of %d, ISA %s\n", n, repetitions,
+              std::string(mpt::isa_name(mpt::active_isa())).c_str());
   std::vector<float> grads(n);
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 1e-3f);
@@ -56,16 +57,31 @@ int main(int argc, char** argv) {
 
   // Bytes per parameter each pass must read + write.
   bench_adamw<mpt::precision::fp32, optim::weights::direct>("fp32 (direct)", n, repetitions, grads, 16 + 12);
-  bench_adamw<mpt::precision::bf16_mixed, optim::weights::fp32_master>("bf16_mixed fp32_master", n, repetitions, grads, 16 + 14);
-  bench_adamw<mpt::precision::bf16_mixed, optim::weights::split_master>("bf16_mixed split_master", n, repetitions, grads, 16 + 12);
-  bench_adamw<mpt::precision::bf16_pure, optim::weights::stochastic_rounding>("bf16_pure stochastic_rounding", n, repetitions, grads, 14 + 10);
+  bench_adamw<mpt::precision::bf16_mixed, optim::weights::fp32_master>("bf16_mixed fp32_master", n, repetitions, grads,
+                                                                       16 + 14);
+  bench_adamw<mpt::precision::bf16_mixed, optim::weights::split_master>("bf16_mixed split_master", n, repetitions,
+                                                                        grads, 16 + 12);
+  bench_adamw<mpt::precision::bf16_pure, optim::weights::stochastic_rounding>("bf16_pure stochastic_rounding", n,
+                                                                              repetitions, grads, 14 + 10);
   for (int threads : {1, 2}) {
     mpt::ScopedNumThreads guard(threads);
     char label[128];
     std::snprintf(label, sizeof label, "global_l2_norm<float>                %dT", threads);
-    report(label, n, best_seconds(repetitions, [&] { volatile float r = mpt::global_l2_norm<float>(grads); (void)r; }), 4);
+    report(label, n,
+           best_seconds(repetitions,
+                        [&] {
+                          volatile float r = mpt::global_l2_norm<float>(grads);
+                          (void)r;
+                        }),
+           4);
     std::snprintf(label, sizeof label, "global_l2_norm<double>               %dT", threads);
-    report(label, n, best_seconds(repetitions, [&] { volatile double r = mpt::global_l2_norm<double>(grads); (void)r; }), 4);
+    report(label, n,
+           best_seconds(repetitions,
+                        [&] {
+                          volatile double r = mpt::global_l2_norm<double>(grads);
+                          (void)r;
+                        }),
+           4);
   }
   return 0;
 }

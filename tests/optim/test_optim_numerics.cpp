@@ -39,22 +39,43 @@ std::uint16_t fp16_by_definition(float x) {
   std::uint16_t lo = 0, hi = 0x7C00;
   while (hi - lo > 1) {
     const std::uint16_t mid = static_cast<std::uint16_t>((lo + hi) / 2);
-    if (static_cast<double>(mpt::fp16_bits_to_float(mid)) <= ax) lo = mid; else hi = mid;
+    if (static_cast<double>(mpt::fp16_bits_to_float(mid)) <= ax)
+      lo = mid;
+    else
+      hi = mid;
   }
   const double a = mpt::fp16_bits_to_float(lo);
   // Above the largest finite half (65504) the next "value" is 65536 (rounds to Inf).
   const double b = hi == 0x7C00 ? 65536.0 : static_cast<double>(mpt::fp16_bits_to_float(hi));
   std::uint16_t r = lo;
-  if (std::isinf(x)) r = 0x7C00;
-  else if (ax - a > b - ax || (ax - a == b - ax && (lo & 1u))) r = hi;
+  if (std::isinf(x))
+    r = 0x7C00;
+  else if (ax - a > b - ax || (ax - a == b - ax && (lo & 1u)))
+    r = hi;
   return static_cast<std::uint16_t>(sign | r);
 }
 }  // namespace
 
 TEST_CASE("fp16 narrowing: scalar reference follows round-to-nearest-even by definition") {
-  const float cases[] = {0.0f, -0.0f, 1.0f, 1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 65504.0f, 65519.99f, 65520.0f, -70000.0f,
-                         0x1p-14f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f, 0x1p-26f, 3 * 0x1p-25f, 0x1.ffcp-15f, 0x1.ffep-15f,
-                         std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+  const float cases[] = {0.0f,
+                         -0.0f,
+                         1.0f,
+                         1.0f + 0x1p-11f,
+                         1.0f + 3 * 0x1p-11f,
+                         65504.0f,
+                         65519.99f,
+                         65520.0f,
+                         -70000.0f,
+                         0x1p-14f,
+                         0x1p-24f,
+                         0x1p-25f,
+                         0x1.8p-25f,
+                         0x1p-26f,
+                         3 * 0x1p-25f,
+                         0x1.ffcp-15f,
+                         0x1.ffep-15f,
+                         std::numeric_limits<float>::infinity(),
+                         -std::numeric_limits<float>::infinity(),
                          std::numeric_limits<float>::denorm_min()};
   for (float x : cases) {
     CAPTURE(x);
@@ -65,7 +86,9 @@ TEST_CASE("fp16 narrowing: scalar reference follows round-to-nearest-even by def
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> exponent(-30.0f, 17.0f);
   for (int k = 0; k < 20000; ++k) {
-    const float x = std::ldexp(std::uniform_real_distribution<float>(1.0f, 2.0f)(rng), static_cast<int>(exponent(rng))) * (k % 2 ? -1.0f : 1.0f);
+    const float x =
+        std::ldexp(std::uniform_real_distribution<float>(1.0f, 2.0f)(rng), static_cast<int>(exponent(rng))) *
+        (k % 2 ? -1.0f : 1.0f);
     const std::uint16_t got = mpt::float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x));
     const std::uint16_t want = fp16_by_definition(x);
     if (got != want) {
@@ -86,7 +109,7 @@ TEST_CASE("fp16 conversions: F16C and AVX-512 paths give the scalar reference's 
   std::mt19937 rng(seed);
   std::vector<float> in(4099);
   for (auto& x : in) x = std::bit_cast<float>(static_cast<std::uint32_t>(rng()));  // every class: NaN, Inf, subnormal
-  in[0] = std::bit_cast<float>(0x7F800001u);  // signalling NaN
+  in[0] = std::bit_cast<float>(0x7F800001u);                                       // signalling NaN
   in[1] = 65520.0f;
   std::vector<mpt::fp16> want(in.size());
   mpt::convert_with(Isa::scalar, std::span<const float>(in), std::span<mpt::fp16>(want));
@@ -109,7 +132,8 @@ TEST_CASE("fp16 conversions: F16C and AVX-512 paths give the scalar reference's 
     std::vector<float> widened(all.size());
     mpt::convert_with(isa, std::span<const mpt::fp16>(all), std::span<float>(widened));
     mismatches = 0;
-    for (std::size_t i = 0; i < all.size(); ++i) mismatches += std::bit_cast<std::uint32_t>(widened[i]) != std::bit_cast<std::uint32_t>(widened_ref[i]);
+    for (std::size_t i = 0; i < all.size(); ++i)
+      mismatches += std::bit_cast<std::uint32_t>(widened[i]) != std::bit_cast<std::uint32_t>(widened_ref[i]);
     CHECK(mismatches == 0);
   }
 }
@@ -119,8 +143,8 @@ TEST_CASE_TEMPLATE("global L2 norm: same bits on every path and thread count, ac
   MESSAGE("seed " << seed);
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{63}, std::size_t{64}, std::size_t{65}, std::size_t{16384},
-                        std::size_t{16385}, std::size_t{100003}}) {
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{63}, std::size_t{64}, std::size_t{65},
+                        std::size_t{16384}, std::size_t{16385}, std::size_t{100003}}) {
     CAPTURE(n);
     std::vector<float> x(n);
     for (auto& v : x) v = normal(rng) * 1e-3f;
@@ -128,7 +152,8 @@ TEST_CASE_TEMPLATE("global L2 norm: same bits on every path and thread count, ac
     long double exact = 0;
     for (float v : x) exact += static_cast<long double>(v) * v;
     const Acc reference = mpt::sum_of_squares_with<Acc>(Isa::scalar, one);
-    CHECK(rel_diff_floor(static_cast<double>(reference), static_cast<double>(exact), 1e-30) < (std::is_same_v<Acc, float> ? 1e-5 : 1e-13));
+    CHECK(rel_diff_floor(static_cast<double>(reference), static_cast<double>(exact), 1e-30) <
+          (std::is_same_v<Acc, float> ? 1e-5 : 1e-13));
     for (Isa isa : mpt::supported_isas()) {
       for (int threads : {1, 2, 3}) {
         mpt::ScopedNumThreads guard(threads);
@@ -147,7 +172,8 @@ TEST_CASE_TEMPLATE("global L2 norm: same bits on every path and thread count, ac
   std::vector<float> ab(a);
   ab.insert(ab.end(), b.begin(), b.end());
   const std::span<const float> parts[] = {a, b};
-  CHECK(rel_diff(mpt::global_l2_norm<Acc>(std::span<const std::span<const float>>(parts)), mpt::global_l2_norm<Acc>(ab)) < 1e-6);
+  CHECK(rel_diff(mpt::global_l2_norm<Acc>(std::span<const std::span<const float>>(parts)),
+                 mpt::global_l2_norm<Acc>(ab)) < 1e-6);
   // A non-finite element makes the norm non-finite.
   ab[12345] = std::numeric_limits<float>::quiet_NaN();
   CHECK(!std::isfinite(mpt::global_l2_norm<Acc>(ab)));
@@ -191,7 +217,8 @@ TEST_CASE("learning-rate schedules match transformers' formulas at every step") 
   optim::LrSchedule loaded;
   loaded.load_state(restarts.state());
   for (std::int64_t step = 0; step < 110; ++step) CHECK(loaded.lr(step) == restarts.lr(step));
-  CHECK_THROWS_WITH_AS(optim::parse_schedule_kind("cosine_annealing"), doctest::Contains("lr_scheduler_type"), mpt::Error);
+  CHECK_THROWS_WITH_AS(optim::parse_schedule_kind("cosine_annealing"), doctest::Contains("lr_scheduler_type"),
+                       mpt::Error);
 }
 
 TEST_CASE("transformers' weight-decay exemptions: biases and LayerNorm parameters") {
@@ -223,15 +250,16 @@ void replay_trajectory(const json& fx, Isa isa, MakeOptimizer make, double toler
   auto params = fx.at("initial").get<std::vector<float>>();
   auto optimizer = make(std::span<float>(params), table);
   const auto& cfg = fx.at("config");
-  optim::LrSchedule schedule{optim::ScheduleKind::linear, cfg.at("lr").get<double>(), cfg.at("warmup").get<std::int64_t>(),
-                             fx.at("steps").get<std::int64_t>()};
+  optim::LrSchedule schedule{optim::ScheduleKind::linear, cfg.at("lr").get<double>(),
+                             cfg.at("warmup").get<std::int64_t>(), fx.at("steps").get<std::int64_t>()};
   optim::NoLossScaling scaler;
   double worst = 0, worst_norm = 0;
   for (std::size_t step = 0; step < fx.at("grads").size(); ++step) {
     const auto grads = fx.at("grads")[step].get<std::vector<float>>();
     const double lr = schedule.lr(static_cast<std::int64_t>(step));
     CHECK(rel_diff_floor(lr, fx.at("lr")[step].get<double>(), 1e-12) < 1e-15);
-    const auto report = optim::clip_and_step(optimizer, scaler, std::span<const float>(grads), lr, cfg.at("max_grad_norm").get<double>());
+    const auto report = optim::clip_and_step(optimizer, scaler, std::span<const float>(grads), lr,
+                                             cfg.at("max_grad_norm").get<double>());
     worst_norm = std::max(worst_norm, rel_diff(report.grad_norm, fx.at("grad_norm")[step].get<double>()));
     const auto want = fx.at("after")[step].get<std::vector<float>>();
     for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, rel_diff_floor(params[i], want[i], floor));
@@ -246,15 +274,18 @@ TEST_CASE("AdamW fp32 follows torch.optim.AdamW: weight decay, exemptions, clipp
   const json fx = read_fixture("adamw_trajectory.json");
   const auto& cfg = fx.at("config");
   for (Isa isa : mpt::supported_isas()) {
-    replay_trajectory(fx, isa, [&](std::span<float> p, const optim::ParameterTable& t) {
-      optim::AdamWOptions o;
-      o.lr = cfg.at("lr").get<double>();
-      o.beta1 = cfg.at("betas")[0].get<double>();
-      o.beta2 = cfg.at("betas")[1].get<double>();
-      o.eps = cfg.at("eps").get<double>();
-      o.weight_decay = cfg.at("weight_decay").get<double>();
-      return optim::AdamW<mpt::precision::fp32>(p, t, o);
-    }, 1e-6, 1e-3);
+    replay_trajectory(
+        fx, isa,
+        [&](std::span<float> p, const optim::ParameterTable& t) {
+          optim::AdamWOptions o;
+          o.lr = cfg.at("lr").get<double>();
+          o.beta1 = cfg.at("betas")[0].get<double>();
+          o.beta2 = cfg.at("betas")[1].get<double>();
+          o.eps = cfg.at("eps").get<double>();
+          o.weight_decay = cfg.at("weight_decay").get<double>();
+          return optim::AdamW<mpt::precision::fp32>(p, t, o);
+        },
+        1e-6, 1e-3);
   }
 }
 
@@ -264,15 +295,18 @@ TEST_CASE("SGD fp32 follows torch.optim.SGD: momentum (Nesterov; dampening), wei
     const json fx = read_fixture(file);
     const auto& cfg = fx.at("config");
     for (Isa isa : mpt::supported_isas()) {
-      replay_trajectory(fx, isa, [&](std::span<float> p, const optim::ParameterTable& t) {
-        optim::SgdOptions o;
-        o.lr = cfg.at("lr").get<double>();
-        o.momentum = cfg.at("momentum").get<double>();
-        o.dampening = cfg.at("dampening").get<double>();
-        o.nesterov = cfg.at("nesterov").get<bool>();
-        o.weight_decay = cfg.at("weight_decay").get<double>();
-        return optim::Sgd<mpt::precision::fp32>(p, t, o);
-      }, 1e-6, 1e-2);  // parameters crossing zero: below 0.01, 1e-8 absolute (the clip coefficient's last bit differs)
+      replay_trajectory(
+          fx, isa,
+          [&](std::span<float> p, const optim::ParameterTable& t) {
+            optim::SgdOptions o;
+            o.lr = cfg.at("lr").get<double>();
+            o.momentum = cfg.at("momentum").get<double>();
+            o.dampening = cfg.at("dampening").get<double>();
+            o.nesterov = cfg.at("nesterov").get<bool>();
+            o.weight_decay = cfg.at("weight_decay").get<double>();
+            return optim::Sgd<mpt::precision::fp32>(p, t, o);
+          },
+          1e-6, 1e-2);  // parameters crossing zero: below 0.01, 1e-8 absolute (the clip coefficient's last bit differs)
     }
   }
 }

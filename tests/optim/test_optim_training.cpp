@@ -32,9 +32,12 @@ template <class T>
 std::vector<T> narrow_to(const std::vector<float>& v) {
   std::vector<T> out(v.size());
   for (std::size_t i = 0; i < v.size(); ++i) {
-    if constexpr (std::is_same_v<T, bf16>) out[i] = mpt::to_bf16(v[i]);
-    else if constexpr (std::is_same_v<T, fp16>) out[i] = mpt::to_fp16(v[i]);
-    else out[i] = static_cast<T>(v[i]);
+    if constexpr (std::is_same_v<T, bf16>)
+      out[i] = mpt::to_bf16(v[i]);
+    else if constexpr (std::is_same_v<T, fp16>)
+      out[i] = mpt::to_fp16(v[i]);
+    else
+      out[i] = static_cast<T>(v[i]);
   }
   return out;
 }
@@ -83,7 +86,8 @@ optim::ParameterTable small_table(std::size_t n) {
 }
 }  // namespace
 
-#define MPT_ALL_CONFIGS AdamWFp32, AdamWMixed, AdamWSplit, AdamWPureSr, AdamWPureNearest, AdamWFp16, SgdMixed, SgdSplit, SgdPureSr
+#define MPT_ALL_CONFIGS \
+  AdamWFp32, AdamWMixed, AdamWSplit, AdamWPureSr, AdamWPureNearest, AdamWFp16, SgdMixed, SgdSplit, SgdPureSr
 
 TEST_CASE_TEMPLATE("every weight policy: the same bits on every instruction set and thread count", C, MPT_ALL_CONFIGS) {
   const std::size_t n = 70001;  // three update runs, an odd tail
@@ -137,7 +141,8 @@ TEST_CASE("bf16_mixed and split master weights follow the fp32 trajectory given 
   for (std::size_t i = 0; i < n; ++i) {
     master_mismatch += std::bit_cast<std::uint32_t>(master[i]) != std::bit_cast<std::uint32_t>(fp32_params[i]);
     copy_mismatch += mpt::bf16_bits(mixed_params[i]) != mpt::float_to_bf16_bits(master[i]);
-    const std::uint32_t split_master = static_cast<std::uint32_t>(mpt::bf16_bits(split_params[i])) << 16 | split_trail[i];
+    const std::uint32_t split_master =
+        static_cast<std::uint32_t>(mpt::bf16_bits(split_params[i])) << 16 | split_trail[i];
     split_mismatch += split_master != std::bit_cast<std::uint32_t>(fp32_params[i]);
     trunc_mismatch += mpt::bf16_bits(split_params[i]) != (std::bit_cast<std::uint32_t>(fp32_params[i]) >> 16);
     moved += fp32_params[i] != init[i];
@@ -154,7 +159,8 @@ TEST_CASE("bf16_mixed and split master weights follow the fp32 trajectory given 
   CHECK(same_bits(from_split, fp32_params));
 }
 
-TEST_CASE_TEMPLATE("set_master_weights keeps the full fp32 values where the policy has room for them", C, MPT_ALL_CONFIGS) {
+TEST_CASE_TEMPLATE("set_master_weights keeps the full fp32 values where the policy has room for them", C,
+                   MPT_ALL_CONFIGS) {
   const std::size_t n = 257;
   const auto fp32 = random_vector(n, 31, 1.0f);  // not bf16-representable
   auto params = narrow_to<typename C::param_t>(std::vector<float>(n, 0.0f));
@@ -171,14 +177,17 @@ TEST_CASE_TEMPLATE("set_master_weights keeps the full fp32 values where the poli
     exact += master[i] == fp32[i];
     const float copy = mpt::to_float(params[i]);
     if constexpr (std::is_same_v<W, optim::WeightStore<typename C::policy, optim::weights::split_master>>) {
-      copy_ok += std::bit_cast<std::uint32_t>(copy) == (std::bit_cast<std::uint32_t>(fp32[i]) & 0xFFFF0000u);  // top half
+      copy_ok +=
+          std::bit_cast<std::uint32_t>(copy) == (std::bit_cast<std::uint32_t>(fp32[i]) & 0xFFFF0000u);  // top half
     } else {
       copy_ok += copy == mpt::to_float(narrow_to<typename C::param_t>(std::vector<float>{fp32[i]})[0]);  // nearest
     }
   }
   CHECK(copy_ok == n);
-  if (full) CHECK(exact == n);
-  else CHECK(exact < n / 10);  // pure bf16: only the rounded copy exists
+  if (full)
+    CHECK(exact == n);
+  else
+    CHECK(exact < n / 10);  // pure bf16: only the rounded copy exists
 }
 
 TEST_CASE("weight decay skips biases and LayerNorm weights") {
@@ -205,15 +214,18 @@ TEST_CASE("stochastic rounding is unbiased; nearest rounding drops small updates
   std::size_t up = 0;
   const std::size_t trials = 200000;
   for (std::size_t i = 0; i < trials; ++i) {
-    up += optim::detail::stochastic_round_bf16_bits(x, optim::detail::rounding_bits(key, i)) != mpt::float_to_bf16_bits(base);
+    up += optim::detail::stochastic_round_bf16_bits(x, optim::detail::rounding_bits(key, i)) !=
+          mpt::float_to_bf16_bits(base);
   }
   const double fraction = static_cast<double>(up) / trials;
   MESSAGE("rounded up " << fraction << " of the time; 0.3 expected");
-  CHECK(std::fabs(fraction - 0.3) < 0.005);  // 5 standard deviations of a binomial at n = 2e5
+  CHECK(std::fabs(fraction - 0.3) < 0.005);                            // 5 standard deviations of a binomial at n = 2e5
   CHECK(mpt::float_to_bf16_bits(x) == mpt::float_to_bf16_bits(base));  // nearest: the 0.3-spacing update is lost
   // Special values keep their meaning.
-  CHECK(std::isinf(mpt::to_float(mpt::bf16_from_bits(optim::detail::stochastic_round_bf16_bits(std::numeric_limits<float>::infinity(), 0xFFFFu)))));
-  CHECK(std::isnan(mpt::to_float(mpt::bf16_from_bits(optim::detail::stochastic_round_bf16_bits(std::numeric_limits<float>::quiet_NaN(), 0xFFFFu)))));
+  CHECK(std::isinf(mpt::to_float(mpt::bf16_from_bits(
+      optim::detail::stochastic_round_bf16_bits(std::numeric_limits<float>::infinity(), 0xFFFFu)))));
+  CHECK(std::isnan(mpt::to_float(mpt::bf16_from_bits(
+      optim::detail::stochastic_round_bf16_bits(std::numeric_limits<float>::quiet_NaN(), 0xFFFFu)))));
 }
 
 TEST_CASE("dynamic loss scaler: GradScaler's growth and backoff") {
@@ -225,8 +237,8 @@ TEST_CASE("dynamic loss scaler: GradScaler's growth and backoff") {
   CHECK(scaler.update(false));
   CHECK(scaler.scale() == 131072.0f);  // x2 after 2000 clean steps
   for (int i = 0; i < 1000; ++i) scaler.update(false);
-  CHECK(!scaler.update(true));         // inf/NaN: skip
-  CHECK(scaler.scale() == 65536.0f);   // x0.5
+  CHECK(!scaler.update(true));          // inf/NaN: skip
+  CHECK(scaler.scale() == 65536.0f);    // x0.5
   CHECK(scaler.growth_tracker() == 0);  // and the clean-step count restarts
   CHECK(scaler.skipped_steps() == 1);
   for (int i = 0; i < 1999; ++i) scaler.update(false);
@@ -255,7 +267,8 @@ TEST_CASE("injected inf and NaN gradients skip the step and back off the scale")
   CHECK(opt.steps() == 0);
   CHECK(scaler.skipped_steps() == 3);
   grads[37] = 0.5f;
-  for (int i = 0; i < 3; ++i) CHECK(optim::clip_and_step(opt, scaler, std::span<const float>(grads), 1e-3, 1.0).applied);
+  for (int i = 0; i < 3; ++i)
+    CHECK(optim::clip_and_step(opt, scaler, std::span<const float>(grads), 1e-3, 1.0).applied);
   CHECK(opt.steps() == 3);
   CHECK(scaler.scale() == 256.0f);  // 1024 / 8, then x2 after 3 clean steps
   // A static scaler also skips, without changing its scale.
@@ -290,7 +303,8 @@ TEST_CASE("gradient accumulation: micro-batches sum to the full-batch gradient")
     for (std::size_t s = begin; s < end; ++s) {
       float r = -y[s];
       for (std::size_t j = 0; j < d; ++j) r += x[s * d + j] * w[j];
-      for (std::size_t j = 0; j < d; ++j) grad[j] += loss_multiplier * r * x[s * d + j] / static_cast<float>(end - begin);
+      for (std::size_t j = 0; j < d; ++j)
+        grad[j] += loss_multiplier * r * x[s * d + j] / static_cast<float>(end - begin);
     }
   };
   std::vector<float> full(d), accumulated(d);
@@ -360,8 +374,9 @@ TEST_CASE_TEMPLATE("bytes per parameter: declared equals allocated", C, MPT_ALL_
   std::size_t bytes = n * sizeof(typename C::param_t);
   for (const auto& t : opt.state_dict().tensors) bytes += t.bytes();
   const double measured = static_cast<double>(bytes) / n;
-  MESSAGE(opt.state_dict().scalars.at("optimizer").template get<std::string>() << " " << opt.state_dict().scalars.at("weights").template get<std::string>()
-          << ": " << measured << " bytes per parameter (weights + optimizer state)");
+  MESSAGE(opt.state_dict().scalars.at("optimizer").template get<std::string>()
+          << " " << opt.state_dict().scalars.at("weights").template get<std::string>() << ": " << measured
+          << " bytes per parameter (weights + optimizer state)");
   CHECK(measured == opt.bytes_per_parameter());
 }
 
@@ -418,7 +433,8 @@ float train_regression(const Regression& problem, int steps) {
 }
 }  // namespace
 
-TEST_CASE("convergence: bf16_mixed and pure bf16 with stochastic rounding reach the fp32 loss; nearest rounding stalls") {
+TEST_CASE(
+    "convergence: bf16_mixed and pure bf16 with stochastic rounding reach the fp32 loss; nearest rounding stalls") {
   const Regression problem;
   const int steps = 1500;
   std::vector<float> w(problem.w_start), grad(Regression::d);
@@ -429,8 +445,8 @@ TEST_CASE("convergence: bf16_mixed and pure bf16 with stochastic rounding reach 
   const float stochastic = train_regression<precision::bf16_pure, optim::weights::stochastic_rounding>(problem, steps);
   const float nearest = train_regression<precision::bf16_pure, optim::weights::nearest_rounding>(problem, steps);
   MESSAGE("loss after " << steps << " AdamW steps (start " << start << "): fp32 " << fp32 << ", bf16_mixed " << mixed
-                        << ", split master " << split << ", pure bf16 stochastic " << stochastic << ", pure bf16 nearest "
-                        << nearest);
+                        << ", split master " << split << ", pure bf16 stochastic " << stochastic
+                        << ", pure bf16 nearest " << nearest);
   CHECK(fp32 < start / 20);
   // bf16 compute weights cost a little (their spacing is ~1e-2 here): within 10 %.
   CHECK(mixed < fp32 * 1.10f);
@@ -464,7 +480,8 @@ TEST_CASE("fp16 storage: small gradients underflow without loss scaling and surv
       }
       std::fill(grad.begin(), grad.end(), 0.0f);
       for (std::size_t s = 0; s < Regression::n; ++s)
-        for (std::size_t j = 0; j < Regression::d; ++j) grad[j] += mpt::to_float(dy[s]) * problem.x[s * Regression::d + j];
+        for (std::size_t j = 0; j < Regression::d; ++j)
+          grad[j] += mpt::to_float(dy[s]) * problem.x[s * Regression::d + j];
       optim::clip_and_step(opt, scaler, std::span<const float>(grad), 1e-3, 0.0);
     }
     for (std::size_t j = 0; j < w.size(); ++j) w[j] = mpt::to_float(params[j]);
@@ -480,8 +497,8 @@ TEST_CASE("fp16 storage: small gradients underflow without loss scaling and surv
   MESSAGE("fp16 after 300 steps (start " << start << "): no scaling " << loss_unscaled << " (" << nonzero_unscaled
                                          << " nonzero output gradients), dynamic scaling " << loss_scaled << " (scale "
                                          << dynamic.scale() << ", " << dynamic.skipped_steps() << " skipped steps)");
-  CHECK(nonzero_unscaled == 0);           // every output gradient flushed to zero in fp16
-  CHECK(loss_unscaled == start);          // so nothing was learned
-  CHECK(dynamic.skipped_steps() > 0);     // overflow at 2^44 was detected and backed off
-  CHECK(loss_scaled < start / 4);         // and the scaled gradients trained the model
+  CHECK(nonzero_unscaled == 0);        // every output gradient flushed to zero in fp16
+  CHECK(loss_unscaled == start);       // so nothing was learned
+  CHECK(dynamic.skipped_steps() > 0);  // overflow at 2^44 was detected and backed off
+  CHECK(loss_scaled < start / 4);      // and the scaled gradients trained the model
 }

@@ -55,14 +55,16 @@ inline std::uint16_t float_bits_to_fp16_bits(std::uint32_t u) noexcept {
 inline float fp16_bits_to_float(std::uint16_t h) noexcept {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
   const std::uint32_t em = h & 0x7FFFu;
-  if (em == 0x7C00u) return std::bit_cast<float>(sign | 0x7F800000u);                                     // Inf
+  if (em == 0x7C00u) return std::bit_cast<float>(sign | 0x7F800000u);                          // Inf
   if (em > 0x7C00u) return std::bit_cast<float>(sign | 0x7FC00000u | ((em & 0x03FFu) << 13));  // NaN, made quiet
   if (em >= 0x0400u) return std::bit_cast<float>(sign | ((em << 13) + (static_cast<std::uint32_t>(127 - 15) << 23)));
   const float magnitude = static_cast<float>(em) * 0x1p-24f;  // subnormal or zero: exact
   return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(magnitude));
 }
 
-inline fp16 to_fp16(float x) noexcept { return fp16_from_bits(float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x))); }
+inline fp16 to_fp16(float x) noexcept {
+  return fp16_from_bits(float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x)));
+}
 inline float to_float(fp16 x) noexcept { return fp16_bits_to_float(fp16_bits(x)); }
 
 namespace detail {
@@ -113,27 +115,35 @@ MPT_TARGET_AVX512 inline void widen_fp16_avx512(const fp16* in, float* out, std:
 
 // Narrow float -> fp16 on the given instruction-set path.
 inline void convert_with(Isa isa, std::span<const float> in, std::span<fp16> out) {
-  if (in.size() != out.size()) throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
+  if (in.size() != out.size())
+    throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
   switch (isa) {
 #if MPT_X86
     case Isa::avx512_bf16:
-    case Isa::avx512: return detail::narrow_fp16_avx512(in.data(), out.data(), in.size());
-    case Isa::avx2: return detail::narrow_fp16_f16c(in.data(), out.data(), in.size());
+    case Isa::avx512:
+      return detail::narrow_fp16_avx512(in.data(), out.data(), in.size());
+    case Isa::avx2:
+      return detail::narrow_fp16_f16c(in.data(), out.data(), in.size());
 #endif
-    default: return detail::narrow_fp16_scalar(in.data(), out.data(), in.size());
+    default:
+      return detail::narrow_fp16_scalar(in.data(), out.data(), in.size());
   }
 }
 
 // Widen fp16 -> float on the given instruction-set path.
 inline void convert_with(Isa isa, std::span<const fp16> in, std::span<float> out) {
-  if (in.size() != out.size()) throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
+  if (in.size() != out.size())
+    throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
   switch (isa) {
 #if MPT_X86
     case Isa::avx512_bf16:
-    case Isa::avx512: return detail::widen_fp16_avx512(in.data(), out.data(), in.size());
-    case Isa::avx2: return detail::widen_fp16_f16c(in.data(), out.data(), in.size());
+    case Isa::avx512:
+      return detail::widen_fp16_avx512(in.data(), out.data(), in.size());
+    case Isa::avx2:
+      return detail::widen_fp16_f16c(in.data(), out.data(), in.size());
 #endif
-    default: return detail::widen_fp16_scalar(in.data(), out.data(), in.size());
+    default:
+      return detail::widen_fp16_scalar(in.data(), out.data(), in.size());
   }
 }
 

@@ -134,10 +134,13 @@ Acc chunk_sum_of_squares(Isa isa, const float* x, std::size_t n) noexcept {
   switch (isa) {
 #if MPT_X86
     case Isa::avx512_bf16:
-    case Isa::avx512: return chunk_sum_of_squares_avx512(x, n, Acc{});
-    case Isa::avx2: return chunk_sum_of_squares_avx2(x, n, Acc{});
+    case Isa::avx512:
+      return chunk_sum_of_squares_avx512(x, n, Acc{});
+    case Isa::avx2:
+      return chunk_sum_of_squares_avx2(x, n, Acc{});
 #endif
-    default: return chunk_sum_of_squares_scalar<Acc>(x, n);
+    default:
+      return chunk_sum_of_squares_scalar<Acc>(x, n);
   }
 }
 
@@ -164,7 +167,8 @@ Acc sum_of_squares_with(Isa isa, std::span<const std::span<const float>> buffers
   partials.resize(chunks);
   parallel_for(chunks, [&](std::size_t chunk) {
     std::size_t buffer = 0, local = chunk;
-    while (local >= chunks_of(buffers[buffer].size())) local -= chunks_of(buffers[buffer++].size());  // a handful of buffers
+    while (local >= chunks_of(buffers[buffer].size()))
+      local -= chunks_of(buffers[buffer++].size());  // a handful of buffers
     const std::size_t at = local * global_norm_chunk;
     const std::size_t n = std::min(global_norm_chunk, buffers[buffer].size() - at);
     partials[chunk] = detail::chunk_sum_of_squares<Acc>(isa, buffers[buffer].data() + at, n);

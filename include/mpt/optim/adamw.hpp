@@ -47,7 +47,8 @@ namespace detail {
 
 template <class T>
 struct AdamWCoefficients {
-  T decay_factor, grad_multiplier, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
+  T decay_factor, grad_multiplier, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
+      neg_step_size;
 };
 
 // Scalar reference. One element: returns the new weight, updates m and v.
@@ -65,22 +66,25 @@ inline T adamw_element(T w, T g, T& m, T& v, const AdamWCoefficients<T>& c) noex
 template <class Store, class T>
 void adamw_run_scalar(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end,
                       const AdamWCoefficients<T>& c, std::uint32_t key) noexcept {
-  for (std::size_t i = begin; i < end; ++i) weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
+  for (std::size_t i = begin; i < end; ++i)
+    weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
 }
 
 #if MPT_X86
 // The scalar reference compiled for AVX2 + FMA (fp64): std::fma becomes one
 // instruction instead of a library call, and the bits stay the reference's.
 template <class Store, class T>
-MPT_TARGET_AVX2 void adamw_run_avx2_reference(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end,
-                                              const AdamWCoefficients<T>& c, std::uint32_t key) noexcept {
-  for (std::size_t i = begin; i < end; ++i) weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
+MPT_TARGET_AVX2 void adamw_run_avx2_reference(Store& weights, T* m, T* v, const T* grads, std::size_t begin,
+                                              std::size_t end, const AdamWCoefficients<T>& c,
+                                              std::uint32_t key) noexcept {
+  for (std::size_t i = begin; i < end; ++i)
+    weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
 }
 
 // 8 lanes per block, the same operations as adamw_element; the tail runs the reference.
 template <class Store>
-MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const float* grads, std::size_t begin, std::size_t end,
-                                    const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const float* grads, std::size_t begin,
+                                    std::size_t end, const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
   const __m256 decay = _mm256_set1_ps(c.decay_factor), multiplier = _mm256_set1_ps(c.grad_multiplier);
   const __m256 beta1 = _mm256_set1_ps(c.beta1), one_minus_beta1 = _mm256_set1_ps(c.one_minus_beta1);
   const __m256 beta2 = _mm256_set1_ps(c.beta2), one_minus_beta2 = _mm256_set1_ps(c.one_minus_beta2);
@@ -92,7 +96,8 @@ MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const fl
     __asm__("" : "+x"(w));  // keep the product rounded: no fma with the add below (see keep_rounded)
     const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
     const __m256 m1 = _mm256_fmadd_ps(g, one_minus_beta1, _mm256_mul_ps(_mm256_loadu_ps(m + i), beta1));
-    const __m256 v1 = _mm256_fmadd_ps(_mm256_mul_ps(one_minus_beta2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), beta2));
+    const __m256 v1 =
+        _mm256_fmadd_ps(_mm256_mul_ps(one_minus_beta2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), beta2));
     const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v1), bc2_sqrt), eps);
     const __m256 w1 = _mm256_add_ps(w, _mm256_div_ps(_mm256_mul_ps(neg_step_size, m1), denom));
     _mm256_storeu_ps(m + i, m1);
@@ -104,7 +109,8 @@ MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const fl
 
 template <class Store>
 MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, const float* grads, std::size_t begin,
-                                        std::size_t end, const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
+                                        std::size_t end, const AdamWCoefficients<float>& c,
+                                        std::uint32_t key) noexcept {
   const __m512 decay = _mm512_set1_ps(c.decay_factor), multiplier = _mm512_set1_ps(c.grad_multiplier);
   const __m512 beta1 = _mm512_set1_ps(c.beta1), one_minus_beta1 = _mm512_set1_ps(c.one_minus_beta1);
   const __m512 beta2 = _mm512_set1_ps(c.beta2), one_minus_beta2 = _mm512_set1_ps(c.one_minus_beta2);
@@ -116,7 +122,8 @@ MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, cons
     const __m512 w = _mm512_mul_round_ps(weights.load16(i, k), decay, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
     const __m512 m1 = _mm512_fmadd_ps(g, one_minus_beta1, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, m + i), beta1));
-    const __m512 v1 = _mm512_fmadd_ps(_mm512_mul_ps(one_minus_beta2, g), g, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), beta2));
+    const __m512 v1 =
+        _mm512_fmadd_ps(_mm512_mul_ps(one_minus_beta2, g), g, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), beta2));
     const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v1), bc2_sqrt), eps);
     const __m512 w1 = _mm512_add_ps(w, _mm512_div_ps(_mm512_mul_ps(neg_step_size, m1), denom));
     _mm512_mask_storeu_ps(m + i, k, m1);
@@ -136,16 +143,22 @@ class AdamW {
   using grad_t = typename P::grad_t;
   using weight_store = WeightStore<P, Weights>;
   using value_t = typename weight_store::value_t;
-  static_assert(std::is_same_v<value_t, grad_t>,
-                "AdamW: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
+  static_assert(
+      std::is_same_v<value_t, grad_t>,
+      "AdamW: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
 
   AdamW(std::span<param_t> params, ParameterTable table, AdamWOptions options = {})
-      : table_(std::move(table)), options_(options), weights_(params), exp_avg_(params.size()), exp_avg_sq_(params.size()) {
+      : table_(std::move(table)),
+        options_(options),
+        weights_(params),
+        exp_avg_(params.size()),
+        exp_avg_sq_(params.size()) {
     table_.check_buffer("AdamW", "the parameter buffer", params.size());
-    if (!(options.beta1 >= 0.0 && options.beta1 < 1.0 && options.beta2 >= 0.0 && options.beta2 < 1.0 && options.eps >= 0.0 &&
-          options.weight_decay >= 0.0 && options.lr >= 0.0)) {
+    if (!(options.beta1 >= 0.0 && options.beta1 < 1.0 && options.beta2 >= 0.0 && options.beta2 < 1.0 &&
+          options.eps >= 0.0 && options.weight_decay >= 0.0 && options.lr >= 0.0)) {
       throw_error("AdamW: invalid options (lr ", options.lr, ", betas (", options.beta1, ", ", options.beta2, "), eps ",
-                  options.eps, ", weight_decay ", options.weight_decay, "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
+                  options.eps, ", weight_decay ", options.weight_decay,
+                  "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
     }
     runs_ = detail::decay_runs(table_, detail::update_run_elements);
   }
@@ -175,20 +188,24 @@ class AdamW {
 #if MPT_X86
       if constexpr (weight_store::vectorized) {
         if (isa >= Isa::avx512) {
-          detail::adamw_run_avx512(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc, key);
+          detail::adamw_run_avx512(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
+                                   key);
           return;
         }
       }
       if (isa >= Isa::avx2) {
         if constexpr (weight_store::vectorized) {
-          detail::adamw_run_avx2(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc, key);
+          detail::adamw_run_avx2(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
+                                 key);
         } else {
-          detail::adamw_run_avx2_reference(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc, key);
+          detail::adamw_run_avx2_reference(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin,
+                                           run.end, rc, key);
         }
         return;
       }
 #endif
-      detail::adamw_run_scalar(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc, key);
+      detail::adamw_run_scalar(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
+                               key);
     });
     (void)isa;
   }
@@ -214,22 +231,27 @@ class AdamW {
   std::span<const value_t> exp_avg_sq() const noexcept { return {exp_avg_sq_.data(), exp_avg_sq_.size()}; }
 
   // Optimizer state bytes per parameter, the compute copy included.
-  static constexpr double bytes_per_parameter() noexcept { return weight_store::bytes_per_parameter() + 2 * sizeof(value_t); }
+  static constexpr double bytes_per_parameter() noexcept {
+    return weight_store::bytes_per_parameter() + 2 * sizeof(value_t);
+  }
 
   StateDict state_dict() {
     StateDict s;
     s.add("exp_avg", exp_avg_.data(), exp_avg_.size());
     s.add("exp_avg_sq", exp_avg_sq_.data(), exp_avg_sq_.size());
     weights_.append_state(s);
-    s.scalars = {{"optimizer", "AdamW"}, {"weights", Weights::name}, {"step", steps_}, {"lr", options_.lr},
-                 {"beta1", options_.beta1}, {"beta2", options_.beta2}, {"eps", options_.eps},
-                 {"weight_decay", options_.weight_decay}, {"seed", options_.seed}};
+    s.scalars = {{"optimizer", "AdamW"},    {"weights", Weights::name},
+                 {"step", steps_},          {"lr", options_.lr},
+                 {"beta1", options_.beta1}, {"beta2", options_.beta2},
+                 {"eps", options_.eps},     {"weight_decay", options_.weight_decay},
+                 {"seed", options_.seed}};
     return s;
   }
   void load_state_dict(const StateDict& saved) {
     if (saved.scalars.value("optimizer", "") != "AdamW" || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error("AdamW::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"), " with weights '",
-                  saved.scalars.value("weights", "?"), "', not AdamW with weights '", Weights::name, "'");
+      throw_error("AdamW::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
+                  " with weights '", saved.scalars.value("weights", "?"), "', not AdamW with weights '", Weights::name,
+                  "'");
     }
     state_dict().copy_tensors_from(saved);
     steps_ = saved.scalars.at("step").get<std::int64_t>();

@@ -22,15 +22,16 @@
 namespace mpt::optim {
 
 struct StepReport {
-  float grad_norm = 0.0f;        // unscaled, before clipping: what the Trainer logs
-  bool applied = true;           // false when inf/NaN gradients skipped the step
-  float loss_scale = 1.0f;       // the scale for the next backward
+  float grad_norm = 0.0f;   // unscaled, before clipping: what the Trainer logs
+  bool applied = true;      // false when inf/NaN gradients skipped the step
+  float loss_scale = 1.0f;  // the scale for the next backward
   std::int64_t skipped_steps = 0;
   double lr = 0.0;
 };
 
 template <class NormAcc = float, class Optimizer, LossScaler Scaler>
-StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const float> grads, double lr, double max_grad_norm) {
+StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
+                         double max_grad_norm) {
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(global_l2_norm<NormAcc>(grads));
   const float norm = scaled_norm * inv_scale;
@@ -57,7 +58,8 @@ StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const f
 class GradientAccumulation {
  public:
   explicit GradientAccumulation(int micro_batches) : micro_batches_(micro_batches) {
-    if (micro_batches < 1) throw_error("GradientAccumulation: gradient_accumulation_steps is ", micro_batches, "; it must be at least 1");
+    if (micro_batches < 1)
+      throw_error("GradientAccumulation: gradient_accumulation_steps is ", micro_batches, "; it must be at least 1");
   }
   int micro_batches() const noexcept { return micro_batches_; }
   float loss_multiplier() const noexcept { return 1.0f / static_cast<float>(micro_batches_); }

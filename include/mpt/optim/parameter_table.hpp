@@ -31,7 +31,8 @@ struct ParameterEntry {
 inline bool is_decay_exempt(std::string_view name) {
   if (name.find("bias") != std::string_view::npos) return true;
   std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return lower.find("layernorm") != std::string::npos || lower.find("layer_norm") != std::string::npos ||
          lower.find(".ln_") != std::string::npos || lower.rfind("ln_", 0) == 0;
 }
@@ -48,7 +49,8 @@ class ParameterTable {
   // Appends a parameter with an explicit decision (models with other conventions).
   ParameterTable& add(std::string name, std::size_t count, bool decay) {
     for (const auto& e : entries_) {
-      if (e.name == name) throw_error("ParameterTable::add: parameter '", name, "' is already in the table; names must be unique");
+      if (e.name == name)
+        throw_error("ParameterTable::add: parameter '", name, "' is already in the table; names must be unique");
     }
     entries_.push_back({std::move(name), size_, count, decay});
     size_ += count;
@@ -75,8 +77,8 @@ class ParameterTable {
   // Throws unless a buffer of `n` elements is the one this table describes.
   void check_buffer(const char* operation, const char* what, std::size_t n) const {
     if (n != size_) {
-      throw_error(operation, ": ", what, " has ", n, " elements but the parameter table describes ", size_,
-                  " (", entries_.size(), " parameters); pass the flat buffer the table was built for");
+      throw_error(operation, ": ", what, " has ", n, " elements but the parameter table describes ", size_, " (",
+                  entries_.size(), " parameters); pass the flat buffer the table was built for");
     }
   }
 
@@ -106,7 +108,8 @@ inline std::vector<DecayRun> decay_runs(const ParameterTable& table, std::size_t
   }
   std::vector<DecayRun> runs;
   for (const auto& m : merged) {
-    for (std::size_t at = m.begin; at < m.end; at += max_elements) runs.push_back({at, std::min(m.end, at + max_elements), m.decay});
+    for (std::size_t at = m.begin; at < m.end; at += max_elements)
+      runs.push_back({at, std::min(m.end, at + max_elements), m.decay});
   }
   return runs;
 }

@@ -27,12 +27,18 @@ enum class ScheduleKind { constant, constant_with_warmup, linear, cosine, cosine
 
 inline std::string_view schedule_name(ScheduleKind k) noexcept {
   switch (k) {
-    case ScheduleKind::constant: return "constant";
-    case ScheduleKind::constant_with_warmup: return "constant_with_warmup";
-    case ScheduleKind::linear: return "linear";
-    case ScheduleKind::cosine: return "cosine";
-    case ScheduleKind::cosine_with_restarts: return "cosine_with_restarts";
-    case ScheduleKind::polynomial: return "polynomial";
+    case ScheduleKind::constant:
+      return "constant";
+    case ScheduleKind::constant_with_warmup:
+      return "constant_with_warmup";
+    case ScheduleKind::linear:
+      return "linear";
+    case ScheduleKind::cosine:
+      return "cosine";
+    case ScheduleKind::cosine_with_restarts:
+      return "cosine_with_restarts";
+    case ScheduleKind::polynomial:
+      return "polynomial";
   }
   return "?";
 }
@@ -71,8 +77,10 @@ struct LrSchedule {
     if (step < warmup_steps) return s / std::max(1.0, warmup);
     switch (kind) {
       case ScheduleKind::constant:
-      case ScheduleKind::constant_with_warmup: return 1.0;
-      case ScheduleKind::linear: return std::max(0.0, (total - s) / std::max(1.0, total - warmup));
+      case ScheduleKind::constant_with_warmup:
+        return 1.0;
+      case ScheduleKind::linear:
+        return std::max(0.0, (total - s) / std::max(1.0, total - warmup));
       case ScheduleKind::cosine: {
         const double progress = (s - warmup) / std::max(1.0, total - warmup);
         return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * num_cycles * 2.0 * progress)));
@@ -83,9 +91,12 @@ struct LrSchedule {
         return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * python_mod1(num_cycles * progress))));
       }
       case ScheduleKind::polynomial: {
-        if (!(base_lr > lr_end)) throw_error("polynomial schedule: lr_end (", lr_end, ") must be smaller than the initial lr (", base_lr, ")");
+        if (!(base_lr > lr_end))
+          throw_error("polynomial schedule: lr_end (", lr_end, ") must be smaller than the initial lr (", base_lr, ")");
         if (step > total_steps) return lr_end / base_lr;
-        if (total_steps == warmup_steps) throw_error("polynomial schedule: total_steps equals warmup_steps (", total_steps, "): no steps left to decay over");
+        if (total_steps == warmup_steps)
+          throw_error("polynomial schedule: total_steps equals warmup_steps (", total_steps,
+                      "): no steps left to decay over");
         const double pct_remaining = 1.0 - (s - warmup) / (total - warmup);
         return ((base_lr - lr_end) * std::pow(pct_remaining, power) + lr_end) / base_lr;
       }
@@ -112,8 +123,13 @@ struct LrSchedule {
   // The schedule is a pure function of the step: its state is its settings
   // (the step itself is the optimizer's, saved with it).
   nlohmann::json state() const {
-    return {{"kind", schedule_name(kind)}, {"base_lr", base_lr}, {"warmup_steps", warmup_steps}, {"total_steps", total_steps},
-            {"num_cycles", num_cycles}, {"power", power}, {"lr_end", lr_end}};
+    return {{"kind", schedule_name(kind)},
+            {"base_lr", base_lr},
+            {"warmup_steps", warmup_steps},
+            {"total_steps", total_steps},
+            {"num_cycles", num_cycles},
+            {"power", power},
+            {"lr_end", lr_end}};
   }
   void load_state(const nlohmann::json& j) {
     kind = parse_schedule_kind(j.at("kind").get<std::string>());

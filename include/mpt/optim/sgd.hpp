@@ -62,8 +62,8 @@ inline T sgd_element(T w, T g, T* buf, const SgdCoefficients<T>& c) noexcept {
 }
 
 template <class Store, class T>
-void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end, const SgdCoefficients<T>& c,
-                    std::uint32_t key) noexcept {
+void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
+                    const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
   T unused = 0;
   for (std::size_t i = begin; i < end; ++i) {
     weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
@@ -94,19 +94,21 @@ MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads
     __m256 d = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
     if (c.weight_decay != 0.0f) d = _mm256_fmadd_ps(w, weight_decay, d);
     if (c.use_momentum) {
-      const __m256 b = c.first_step ? d : _mm256_fmadd_ps(d, one_minus_dampening, _mm256_mul_ps(_mm256_loadu_ps(buf + i), momentum));
+      const __m256 b =
+          c.first_step ? d : _mm256_fmadd_ps(d, one_minus_dampening, _mm256_mul_ps(_mm256_loadu_ps(buf + i), momentum));
       _mm256_storeu_ps(buf + i, b);
       d = c.nesterov ? _mm256_fmadd_ps(b, momentum, d) : b;
     }
     weights.store8(i, _mm256_fmadd_ps(d, neg_lr, w), key);
   }
   float unused = 0;
-  for (; i < end; ++i) weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
+  for (; i < end; ++i)
+    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
 }
 
 template <class Store>
-MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end,
-                                      const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* grads, std::size_t begin,
+                                      std::size_t end, const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
   const __m512 multiplier = _mm512_set1_ps(c.grad_multiplier), weight_decay = _mm512_set1_ps(c.weight_decay);
   const __m512 momentum = _mm512_set1_ps(c.momentum), one_minus_dampening = _mm512_set1_ps(c.one_minus_dampening);
   const __m512 neg_lr = _mm512_set1_ps(c.neg_lr);
@@ -117,7 +119,8 @@ MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* g
     if (c.weight_decay != 0.0f) d = _mm512_fmadd_ps(w, weight_decay, d);
     if (c.use_momentum) {
       const __m512 b = c.first_step ? d
-                                    : _mm512_fmadd_ps(d, one_minus_dampening, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, buf + i), momentum));
+                                    : _mm512_fmadd_ps(d, one_minus_dampening,
+                                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(k, buf + i), momentum));
       _mm512_mask_storeu_ps(buf + i, k, b);
       d = c.nesterov ? _mm512_fmadd_ps(b, momentum, d) : b;
     }
@@ -136,19 +139,23 @@ class Sgd {
   using grad_t = typename P::grad_t;
   using weight_store = WeightStore<P, Weights>;
   using value_t = typename weight_store::value_t;
-  static_assert(std::is_same_v<value_t, grad_t>,
-                "Sgd: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
+  static_assert(
+      std::is_same_v<value_t, grad_t>,
+      "Sgd: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
 
   Sgd(std::span<param_t> params, ParameterTable table, SgdOptions options = {})
-      : table_(std::move(table)), options_(options), weights_(params), momentum_(options.momentum != 0.0 ? params.size() : 0) {
+      : table_(std::move(table)),
+        options_(options),
+        weights_(params),
+        momentum_(options.momentum != 0.0 ? params.size() : 0) {
     table_.check_buffer("Sgd", "the parameter buffer", params.size());
     if (!(options.lr >= 0.0 && options.momentum >= 0.0 && options.weight_decay >= 0.0)) {
-      throw_error("Sgd: invalid options (lr ", options.lr, ", momentum ", options.momentum, ", weight_decay ", options.weight_decay,
-                  "): all must be non-negative");
+      throw_error("Sgd: invalid options (lr ", options.lr, ", momentum ", options.momentum, ", weight_decay ",
+                  options.weight_decay, "): all must be non-negative");
     }
     if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0)) {
-      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", options.momentum, ", dampening ",
-                  options.dampening, ")");
+      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", options.momentum,
+                  ", dampening ", options.dampening, ")");
     }
     runs_ = detail::decay_runs(table_, detail::update_run_elements);
   }
@@ -214,19 +221,26 @@ class Sgd {
     StateDict s;
     if (momentum_.size() != 0) s.add("momentum_buffer", momentum_.data(), momentum_.size());
     weights_.append_state(s);
-    s.scalars = {{"optimizer", "SGD"}, {"weights", Weights::name}, {"step", steps_}, {"lr", options_.lr},
-                 {"momentum", options_.momentum}, {"dampening", options_.dampening},
-                 {"weight_decay", options_.weight_decay}, {"nesterov", options_.nesterov}, {"seed", options_.seed}};
+    s.scalars = {{"optimizer", "SGD"},
+                 {"weights", Weights::name},
+                 {"step", steps_},
+                 {"lr", options_.lr},
+                 {"momentum", options_.momentum},
+                 {"dampening", options_.dampening},
+                 {"weight_decay", options_.weight_decay},
+                 {"nesterov", options_.nesterov},
+                 {"seed", options_.seed}};
     return s;
   }
   void load_state_dict(const StateDict& saved) {
     if (saved.scalars.value("optimizer", "") != "SGD" || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error("Sgd::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"), " with weights '",
-                  saved.scalars.value("weights", "?"), "', not SGD with weights '", Weights::name, "'");
+      throw_error("Sgd::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
+                  " with weights '", saved.scalars.value("weights", "?"), "', not SGD with weights '", Weights::name,
+                  "'");
     }
     if (saved.scalars.at("momentum").get<double>() != options_.momentum) {
-      throw_error("Sgd::load_state_dict: the saved momentum ", saved.scalars.at("momentum").get<double>(), " differs from ",
-                  options_.momentum, "; construct the optimizer with the saved options");
+      throw_error("Sgd::load_state_dict: the saved momentum ", saved.scalars.at("momentum").get<double>(),
+                  " differs from ", options_.momentum, "; construct the optimizer with the saved options");
     }
     state_dict().copy_tensors_from(saved);
     steps_ = saved.scalars.at("step").get<std::int64_t>();

@@ -43,11 +43,16 @@ inline std::size_t StateTensor::bytes() const { return count * dtype_bytes(dtype
 
 template <class T>
 constexpr const char* dtype_name() {
-  if constexpr (std::is_same_v<T, double>) return "F64";
-  else if constexpr (std::is_same_v<T, float>) return "F32";
-  else if constexpr (std::is_same_v<T, bf16>) return "BF16";
-  else if constexpr (std::is_same_v<T, std::uint16_t>) return "U16";
-  else static_assert(sizeof(T) == 0, "optimizer state tensors are F64, F32, BF16 or U16");
+  if constexpr (std::is_same_v<T, double>)
+    return "F64";
+  else if constexpr (std::is_same_v<T, float>)
+    return "F32";
+  else if constexpr (std::is_same_v<T, bf16>)
+    return "BF16";
+  else if constexpr (std::is_same_v<T, std::uint16_t>)
+    return "U16";
+  else
+    static_assert(sizeof(T) == 0, "optimizer state tensors are F64, F32, BF16 or U16");
 }
 
 struct StateDict {
@@ -61,15 +66,17 @@ struct StateDict {
   const StateTensor& find(const std::string& name) const {
     for (const auto& t : tensors)
       if (t.name == name) return t;
-    throw_error("optimizer state: the saved state has no tensor '", name, "' (it was saved by a different optimizer or weight policy)");
+    throw_error("optimizer state: the saved state has no tensor '", name,
+                "' (it was saved by a different optimizer or weight policy)");
   }
   // Copies every tensor of `this` from the same-named tensor of `saved`.
   void copy_tensors_from(const StateDict& saved) const {
     for (const auto& t : tensors) {
       const StateTensor& s = saved.find(t.name);
       if (s.dtype != t.dtype || s.count != t.count) {
-        throw_error("optimizer state: tensor '", t.name, "' was saved as ", s.dtype, " x ", s.count, " but this optimizer needs ",
-                    t.dtype, " x ", t.count, "; resume with the same model, precision and weight policy");
+        throw_error("optimizer state: tensor '", t.name, "' was saved as ", s.dtype, " x ", s.count,
+                    " but this optimizer needs ", t.dtype, " x ", t.count,
+                    "; resume with the same model, precision and weight policy");
       }
       std::memcpy(t.data, s.data, t.bytes());
     }

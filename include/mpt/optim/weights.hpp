@@ -94,12 +94,16 @@ class WeightStore<P, weights::direct> {
   void store(std::size_t i, value_t w, std::uint32_t) noexcept { params_[i] = w; }
   void assign(std::size_t i, value_t w) noexcept { params_[i] = w; }
 #if MPT_X86
-  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept { return _mm512_maskz_loadu_ps(m, params_.data() + i); }
+  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
+    return _mm512_maskz_loadu_ps(m, params_.data() + i);
+  }
   MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
     _mm512_mask_storeu_ps(params_.data() + i, m, w);
   }
   MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept { return _mm256_loadu_ps(params_.data() + i); }
-  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept { _mm256_storeu_ps(params_.data() + i, w); }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
+    _mm256_storeu_ps(params_.data() + i, w);
+  }
 #endif
   static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t); }
   void append_state(StateDict&) {}
@@ -134,7 +138,9 @@ class WeightStore<P, weights::fp32_master> {
   }
   void assign(std::size_t i, float w) noexcept { store(i, w, 0); }
 #if MPT_X86
-  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept { return _mm512_maskz_loadu_ps(m, master_.data() + i); }
+  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
+    return _mm512_maskz_loadu_ps(m, master_.data() + i);
+  }
   MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
     _mm512_mask_storeu_ps(master_.data() + i, m, w);
     __m256i narrow;
@@ -172,7 +178,8 @@ class WeightStore<P, weights::split_master> {
  public:
   using param_t = typename P::param_t;
   using value_t = float;
-  static_assert(std::is_same_v<param_t, bf16>, "weights::split_master splits an fp32 master into bf16 + 16 bits: parameters must be bf16");
+  static_assert(std::is_same_v<param_t, bf16>,
+                "weights::split_master splits an fp32 master into bf16 + 16 bits: parameters must be bf16");
   static constexpr bool vectorized = true;
 
   explicit WeightStore(std::span<param_t> params) : params_(params), trail_(params.size()) {}
@@ -204,7 +211,8 @@ class WeightStore<P, weights::split_master> {
   }
   MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
     const __m256i u = _mm256_castps_si256(w);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i), detail::pack_low_halves_avx2(_mm256_srli_epi32(u, 16)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i),
+                     detail::pack_low_halves_avx2(_mm256_srli_epi32(u, 16)));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(trail_.data() + i),
                      detail::pack_low_halves_avx2(_mm256_and_si256(u, _mm256_set1_epi32(0xFFFF))));
   }
@@ -220,12 +228,13 @@ class WeightStore<P, weights::split_master> {
 // bf16 parameters and nothing else: the updated fp32 value is rounded
 // stochastically (unbiased: small updates survive on average) or to nearest.
 template <PrecisionPolicy P, class W>
-  requires std::is_same_v<W, weights::stochastic_rounding> || std::is_same_v<W, weights::nearest_rounding>
+requires std::is_same_v<W, weights::stochastic_rounding> || std::is_same_v<W, weights::nearest_rounding>
 class WeightStore<P, W> {
  public:
   using param_t = typename P::param_t;
   using value_t = float;
-  static_assert(std::is_same_v<param_t, bf16>, "weights::stochastic_rounding and nearest_rounding update bf16 parameters");
+  static_assert(std::is_same_v<param_t, bf16>,
+                "weights::stochastic_rounding and nearest_rounding update bf16 parameters");
   static constexpr bool vectorized = true;
   static constexpr bool stochastic = std::is_same_v<W, weights::stochastic_rounding>;
 
@@ -242,7 +251,8 @@ class WeightStore<P, W> {
   void assign(std::size_t i, float w) noexcept { params_[i] = to_bf16(w); }
 #if MPT_X86
   MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, params_.data() + i)), 16));
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, params_.data() + i)), 16));
   }
   MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t key) noexcept {
     __m512i lanes;
