@@ -92,6 +92,10 @@ MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const fl
   const __m256 neg_step_size = _mm256_set1_ps(c.neg_step_size);
   std::size_t i = begin;
   for (; i + 8 <= end; i += 8) {
+    if (((i - begin) & 15) == 0) {
+      prefetch_ahead(i, grads, m, v);
+      weights.prefetch(i + prefetch_elements);
+    }
     __m256 w = _mm256_mul_ps(weights.load8(i), decay);
     __asm__("" : "+x"(w));  // keep the product rounded: no fma with the add below (see keep_rounded)
     const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
@@ -118,6 +122,8 @@ MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, cons
   const __m512 neg_step_size = _mm512_set1_ps(c.neg_step_size);
   for (std::size_t i = begin; i < end; i += 16) {
     const __mmask16 k = tail_mask(end - i);
+    prefetch_ahead(i, grads, m, v);
+    weights.prefetch(i + prefetch_elements);
     // mul_round: an intrinsic GCC cannot contract with the add below (see keep_rounded).
     const __m512 w = _mm512_mul_round_ps(weights.load16(i, k), decay, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);

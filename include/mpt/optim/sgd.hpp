@@ -90,6 +90,13 @@ MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads
   const __m256 neg_lr = _mm256_set1_ps(c.neg_lr);
   std::size_t i = begin;
   for (; i + 8 <= end; i += 8) {
+    if (((i - begin) & 15) == 0) {
+      if (c.use_momentum)
+        prefetch_ahead(i, grads, buf);
+      else
+        prefetch_ahead(i, grads);
+      weights.prefetch(i + prefetch_elements);
+    }
     const __m256 w = weights.load8(i);
     __m256 d = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
     if (c.weight_decay != 0.0f) d = _mm256_fmadd_ps(w, weight_decay, d);
@@ -114,6 +121,11 @@ MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* g
   const __m512 neg_lr = _mm512_set1_ps(c.neg_lr);
   for (std::size_t i = begin; i < end; i += 16) {
     const __mmask16 k = tail_mask(end - i);
+    if (c.use_momentum)
+      prefetch_ahead(i, grads, buf);
+    else
+      prefetch_ahead(i, grads);
+    weights.prefetch(i + prefetch_elements);
     const __m512 w = weights.load16(i, k);
     __m512 d = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
     if (c.weight_decay != 0.0f) d = _mm512_fmadd_ps(w, weight_decay, d);

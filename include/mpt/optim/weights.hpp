@@ -101,6 +101,9 @@ class WeightStore<P, weights::direct> {
     _mm512_mask_storeu_ps(params_.data() + i, m, w);
   }
   MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept { return _mm256_loadu_ps(params_.data() + i); }
+  void prefetch(std::size_t i) const noexcept {
+    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
+  }
   MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
     _mm256_storeu_ps(params_.data() + i, w);
   }
@@ -152,6 +155,10 @@ class WeightStore<P, weights::fp32_master> {
     _mm256_mask_storeu_epi16(params_.data() + i, m, narrow);
   }
   MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept { return _mm256_loadu_ps(master_.data() + i); }
+  void prefetch(std::size_t i) const noexcept {
+    _mm_prefetch(reinterpret_cast<const char*>(master_.data() + i), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
+  }
   MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
     _mm256_storeu_ps(master_.data() + i, w);
     __m128i narrow;
@@ -203,6 +210,10 @@ class WeightStore<P, weights::split_master> {
     const __m512i u = _mm512_castps_si512(w);
     _mm256_mask_storeu_epi16(params_.data() + i, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
     _mm256_mask_storeu_epi16(trail_.data() + i, m, _mm512_cvtepi32_epi16(u));
+  }
+  void prefetch(std::size_t i) const noexcept {
+    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(trail_.data() + i), _MM_HINT_T0);
   }
   MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept {
     const __m256i top = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(params_.data() + i)));
@@ -262,6 +273,9 @@ class WeightStore<P, W> {
       lanes = mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(w));
     }
     _mm256_mask_storeu_epi16(params_.data() + i, m, _mm512_cvtepi32_epi16(lanes));
+  }
+  void prefetch(std::size_t i) const noexcept {
+    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
   }
   MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(params_.data() + i));

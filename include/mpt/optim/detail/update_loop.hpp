@@ -36,6 +36,16 @@ inline T keep_rounded(T x) noexcept {
 }
 
 #if MPT_X86
+// Software prefetch distance of the update kernels (elements): the hardware
+// prefetcher stops at 4 KiB pages, which starves each of the 4-6 streams.
+inline constexpr std::size_t prefetch_elements = 1024;
+
+// Prefetches element i + prefetch_elements of every stream (called once per 16 elements).
+template <class... Streams>
+inline void prefetch_ahead(std::size_t i, const Streams*... streams) noexcept {
+  (_mm_prefetch(reinterpret_cast<const char*>(streams + i + prefetch_elements), _MM_HINT_T0), ...);
+}
+
 // Lanes of a 16-wide block that hold elements when `left` remain.
 inline __mmask16 tail_mask(std::size_t left) noexcept {
   return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
