@@ -8,9 +8,14 @@
 //   v  = fma((1 - beta2) * g, g, v * beta2)
 //   w  = w + (-(lr / (1 - beta1^t)) * m) / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 //
-// in that operation order, scalars in double then rounded to float, as
-// PyTorch does: fp32 trajectories agree with torch to the last bits. The
-// moments are fp32 (fp64 under precision::fp64) for every weight policy.
+// in that operation order (fma where torch's CPU kernels fuse), scalars in
+// double then rounded to float, as PyTorch does: fp32 trajectories agree with
+// torch to about an ulp (tests: < 1e-6 relative over 10 steps). The moments
+// are fp32 (fp64 under precision::fp64) for every weight policy.
+//
+// One fused pass, one parallel task per run of <= 32768 elements; the AVX-512
+// (16 lanes, masked tails), AVX2 (8 lanes) and scalar reference paths give
+// the same bits, for any thread count.
 //
 // Shapes: params [n] (P::param_t), grads [n] (P::grad_t), n = table.size().
 
