@@ -3,4 +3,6 @@
 // the whole library; each folder's header (mpt/core.hpp, ...) includes one area.
 #include <mpt/core.hpp>
 #include <mpt/policy.hpp>
+#include <mpt/nn.hpp>
 #include <mpt/optim.hpp>
+#include <mpt/data.hpp>
