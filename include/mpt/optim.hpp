@@ -21,6 +21,7 @@
 #include <mpt/optim/adamw.hpp>
 #include <mpt/optim/fp16_policy.hpp>
 #include <mpt/optim/loss_scaler.hpp>
+#include <mpt/optim/nn_parameters.hpp>
 #include <mpt/optim/optimizer_step.hpp>
 #include <mpt/optim/parameter_table.hpp>
 #include <mpt/optim/schedule.hpp>

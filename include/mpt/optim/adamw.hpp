@@ -159,12 +159,17 @@ class AdamW {
       "AdamW: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
 
   AdamW(std::span<param_t> params, ParameterTable table, AdamWOptions options = {})
-      : table_(std::move(table)),
-        options_(options),
-        weights_(params),
-        exp_avg_(params.size()),
-        exp_avg_sq_(params.size()) {
-    table_.check_buffer("AdamW", "the parameter buffer", params.size());
+      : AdamW(weight_store(params), params.size(), std::move(table), options) {}
+
+  // With an fp32 master the model owns (nn::Parameters: compute_flat(), master_flat()).
+  AdamW(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
+        AdamWOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
+      : AdamW(weight_store(params, master), params.size(), std::move(table), options) {}
+
+ private:
+  AdamW(weight_store&& store, std::size_t n, ParameterTable table, AdamWOptions options)
+      : table_(std::move(table)), options_(options), weights_(std::move(store)), exp_avg_(n), exp_avg_sq_(n) {
+    table_.check_buffer("AdamW", "the parameter buffer", n);
     if (!(options.beta1 >= 0.0 && options.beta1 < 1.0 && options.beta2 >= 0.0 && options.beta2 < 1.0 &&
           options.eps >= 0.0 && options.weight_decay >= 0.0 && options.lr >= 0.0)) {
       throw_error("AdamW: invalid options (lr ", options.lr, ", betas (", options.beta1, ", ", options.beta2, "), eps ",
@@ -174,6 +179,7 @@ class AdamW {
     runs_ = detail::decay_runs(table_, detail::update_run_elements);
   }
 
+ public:
   // One update with learning rate `lr`; gradients are multiplied by
   // grad_multiplier first (1/loss scale times the clipping coefficient).
   void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {

@@ -54,6 +54,31 @@ class ParameterTable {
     }
     entries_.push_back({std::move(name), size_, count, decay});
     size_ += count;
+    buffer_size_ = std::max(buffer_size_, size_);
+    return *this;
+  }
+
+  // Places a parameter at an explicit offset (buffers with alignment padding,
+  // as nn::Parameters lays them out). Offsets must ascend; padding between
+  // parameters is left alone by the optimizer.
+  ParameterTable& add_at(std::string name, std::size_t offset, std::size_t count, bool decay) {
+    if (offset < size_) {
+      throw_error("ParameterTable::add_at: '", name, "' at offset ", offset,
+                  " overlaps the previous parameters (which end at ", size_, "); add parameters in buffer order");
+    }
+    for (const auto& e : entries_) {
+      if (e.name == name) throw_error("ParameterTable::add_at: parameter '", name, "' is already in the table");
+    }
+    entries_.push_back({std::move(name), offset, count, decay});
+    size_ = offset + count;
+    buffer_size_ = std::max(buffer_size_, size_);
+    return *this;
+  }
+
+  // The length of the flat buffers when it exceeds the last parameter's end (trailing padding).
+  ParameterTable& set_buffer_size(std::size_t n) {
+    if (n < size_) throw_error("ParameterTable::set_buffer_size(", n, "): the parameters need ", size_, " elements");
+    buffer_size_ = n;
     return *this;
   }
 
@@ -65,8 +90,8 @@ class ParameterTable {
   }
 
   const std::vector<ParameterEntry>& entries() const noexcept { return entries_; }
-  // Total elements: the size the flat buffers must have.
-  std::size_t size() const noexcept { return size_; }
+  // Total elements: the size the flat buffers must have (padding included).
+  std::size_t size() const noexcept { return buffer_size_; }
 
   const ParameterEntry& find(std::string_view name) const {
     for (const auto& e : entries_)
@@ -76,15 +101,16 @@ class ParameterTable {
 
   // Throws unless a buffer of `n` elements is the one this table describes.
   void check_buffer(const char* operation, const char* what, std::size_t n) const {
-    if (n != size_) {
-      throw_error(operation, ": ", what, " has ", n, " elements but the parameter table describes ", size_, " (",
+    if (n != buffer_size_) {
+      throw_error(operation, ": ", what, " has ", n, " elements but the parameter table describes ", buffer_size_, " (",
                   entries_.size(), " parameters); pass the flat buffer the table was built for");
     }
   }
 
  private:
   std::vector<ParameterEntry> entries_;
-  std::size_t size_ = 0;
+  std::size_t size_ = 0;         // end of the last parameter
+  std::size_t buffer_size_ = 0;  // length of the flat buffers
 };
 
 namespace detail {

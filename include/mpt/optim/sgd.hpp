@@ -156,11 +156,20 @@ class Sgd {
       "Sgd: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
 
   Sgd(std::span<param_t> params, ParameterTable table, SgdOptions options = {})
+      : Sgd(weight_store(params), params.size(), std::move(table), options) {}
+
+  // With an fp32 master the model owns (nn::Parameters: compute_flat(), master_flat()).
+  Sgd(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
+      SgdOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
+      : Sgd(weight_store(params, master), params.size(), std::move(table), options) {}
+
+ private:
+  Sgd(weight_store&& store, std::size_t n, ParameterTable table, SgdOptions options)
       : table_(std::move(table)),
         options_(options),
-        weights_(params),
-        momentum_(options.momentum != 0.0 ? params.size() : 0) {
-    table_.check_buffer("Sgd", "the parameter buffer", params.size());
+        weights_(std::move(store)),
+        momentum_(options.momentum != 0.0 ? n : 0) {
+    table_.check_buffer("Sgd", "the parameter buffer", n);
     if (!(options.lr >= 0.0 && options.momentum >= 0.0 && options.weight_decay >= 0.0)) {
       throw_error("Sgd: invalid options (lr ", options.lr, ", momentum ", options.momentum, ", weight_decay ",
                   options.weight_decay, "): all must be non-negative");
@@ -172,6 +181,7 @@ class Sgd {
     runs_ = detail::decay_runs(table_, detail::update_run_elements);
   }
 
+ public:
   void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
     table_.check_buffer("Sgd::step", "the gradient buffer", grads.size());
     ++steps_;

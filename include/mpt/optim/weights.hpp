@@ -126,8 +126,17 @@ class WeightStore<P, weights::fp32_master> {
                 "weights::fp32_master keeps an fp32 master for 16-bit parameters (bf16 or fp16)");
   static constexpr bool vectorized = true;
 
-  explicit WeightStore(std::span<param_t> params) : params_(params), master_(params.size()) {
+  // Owns the master, initialized from the parameters.
+  explicit WeightStore(std::span<param_t> params)
+      : params_(params), owned_(params.size()), master_(owned_.data(), owned_.size()) {
     for (std::size_t i = 0; i < params.size(); ++i) master_[i] = to_float(params[i]);
+  }
+  // Views a master the model owns (nn::Parameters::master_flat()); it is authoritative.
+  WeightStore(std::span<param_t> params, std::span<float> master) : params_(params), master_(master) {
+    if (master.size() != params.size()) {
+      throw_error("WeightStore (fp32_master): the master buffer has ", master.size(),
+                  " elements but the parameters have ", params.size());
+    }
   }
   std::size_t size() const noexcept { return params_.size(); }
   float load(std::size_t i) const noexcept { return master_[i]; }
@@ -171,12 +180,19 @@ class WeightStore<P, weights::fp32_master> {
   }
 #endif
   static constexpr double bytes_per_parameter() noexcept { return sizeof(float) + sizeof(param_t); }
-  void append_state(StateDict& state) { state.add("master", master_.data(), master_.size()); }
-  std::span<const float> master() const noexcept { return {master_.data(), master_.size()}; }
+  // The optimizer's state holds the master only when the optimizer owns it
+  // (a model-owned master is saved with the model).
+  void append_state(StateDict& state) {
+    if (owned_.size() != 0) state.add("master", master_.data(), master_.size());
+  }
+  std::span<const float> master() const noexcept { return master_; }
+  bool owns_master() const noexcept { return owned_.size() != 0; }
+  static constexpr double bytes_per_parameter_external_master() noexcept { return sizeof(float) + sizeof(param_t); }
 
  private:
   std::span<param_t> params_;
-  AlignedBuffer<float> master_;
+  AlignedBuffer<float> owned_;
+  std::span<float> master_;
 };
 
 // The fp32 master split in two 16-bit halves: the bf16 parameter (top) and a trail (bottom).
