@@ -4,5 +4,6 @@
 #include <mpt/core.hpp>
 #include <mpt/policy.hpp>
 #include <mpt/nn.hpp>
+#include <mpt/optim.hpp>
 #include <mpt/data.hpp>
 #include <mpt/io.hpp>
