@@ -3,3 +3,11 @@
 // the whole library; each folder's header (mpt/core.hpp, ...) includes one area.
 #include <mpt/core.hpp>
 #include <mpt/policy.hpp>
+#include <mpt/kernels/philox.hpp>
+#include <mpt/kernels/softmax.hpp>
+#include <mpt/kernels/layer_norm.hpp>
+#include <mpt/kernels/gelu.hpp>
+#include <mpt/kernels/dropout.hpp>
+#include <mpt/kernels/residual.hpp>
+#include <mpt/kernels/embedding.hpp>
+#include <mpt/kernels/cross_entropy.hpp>
