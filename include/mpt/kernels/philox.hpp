@@ -13,7 +13,9 @@
 #include <immintrin.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -114,6 +116,29 @@ MPT_TARGET_AVX2 inline void philox4x32_10_avx2(std::uint32_t c0, std::uint32_t c
   out[3] = x3;
 }
 #endif  // MPT_X86
+
+// Counters (c0 + l, c1, c2, c3) for l < lanes on one instruction set's path:
+// out[w][l] = word w. Returns the lane count (16, 8, or 1 for scalar).
+inline std::size_t philox4x32_10_lanes(Isa isa, std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
+                                       PhiloxKey key, std::uint32_t out[4][16]) {
+#if MPT_X86
+  if (isa >= Isa::avx512) {
+    __m512i v[4];
+    philox4x32_10_avx512(c0, c1, c2, c3, key, v);
+    for (int w = 0; w < 4; ++w) std::memcpy(out[w], &v[w], 64);
+    return 16;
+  }
+  if (isa == Isa::avx2) {
+    __m256i v[4];
+    philox4x32_10_avx2(c0, c1, c2, c3, key, v);
+    for (int w = 0; w < 4; ++w) std::memcpy(out[w], &v[w], 32);
+    return 8;
+  }
+#endif
+  const PhiloxCounter r = philox4x32_10({c0, c1, c2, c3}, key);
+  for (int w = 0; w < 4; ++w) out[w][0] = r[w];
+  return 1;
+}
 }  // namespace detail
 
 }  // namespace mpt::kernels
