@@ -1,0 +1,171 @@
+// Element-wise kernels at BERT-base sizes, in GB/s against the triad
+// bandwidth measured in the same run (these kernels are memory-bound: the
+// target is >= 70% of triad). Bytes count what a kernel must read and write
+// once (no write-allocate), as STREAM counts triad's three arrays.
+//
+//   bench_elementwise [--threads N] [--reps R]
+// Prints one JSON line per measurement, then a table.
+#include <mpt/mpt.hpp>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+using mpt::bf16;
+using mpt::Shape;
+using mpt::Tensor;
+using mpt::TensorView;
+namespace k = mpt::kernels;
+
+namespace {
+
+struct Result {
+  std::string op, dtype;
+  double bytes, seconds, gbps, peak, fraction;
+  int threads;
+};
+
+// Fastest of `reps` timed runs after two warm-ups (the machine is shared:
+// the minimum is the run least disturbed by other processes).
+double time_best(int reps, const std::function<void()>& f) {
+  f();
+  f();
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return *std::min_element(t.begin(), t.end());
+}
+
+MPT_TARGET_AVX512 void triad_avx512(float* a, const float* b, const float* c, float s, std::size_t n) {
+  const __m512 vs = _mm512_set1_ps(s);
+  for (std::size_t i = 0; i < n; i += 16)
+    _mm512_storeu_ps(a + i, _mm512_fmadd_ps(_mm512_loadu_ps(c + i), vs, _mm512_loadu_ps(b + i)));
+}
+MPT_TARGET_AVX2 void triad_avx2(float* a, const float* b, const float* c, float s, std::size_t n) {
+  const __m256 vs = _mm256_set1_ps(s);
+  for (std::size_t i = 0; i < n; i += 8)
+    _mm256_storeu_ps(a + i, _mm256_fmadd_ps(_mm256_loadu_ps(c + i), vs, _mm256_loadu_ps(b + i)));
+}
+
+// STREAM triad a = b + s c over 3 x 128 MiB, split into fixed chunks.
+double triad_gbps(int reps) {
+  const std::size_t n = std::size_t(32) << 20, chunk = 1 << 16;
+  Tensor<float> a(Shape{std::int64_t(n)}), b(Shape{std::int64_t(n)}), c(Shape{std::int64_t(n)});
+  for (std::size_t i = 0; i < n; ++i) b[i] = 1.0f, c[i] = 2.0f;
+  const mpt::Isa isa = mpt::active_isa();
+  const double s = time_best(reps, [&] {
+    mpt::parallel_for(n / chunk, [&](std::size_t t) {
+      float* pa = a.data() + t * chunk;
+      const float* pb = b.data() + t * chunk;
+      const float* pc = c.data() + t * chunk;
+      if (isa >= mpt::Isa::avx512) triad_avx512(pa, pb, pc, 3.0f, chunk);
+      else if (isa == mpt::Isa::avx2) triad_avx2(pa, pb, pc, 3.0f, chunk);
+      else for (std::size_t i = 0; i < chunk; ++i) pa[i] = pb[i] + 3.0f * pc[i];
+    });
+  });
+  return 3.0 * double(n) * sizeof(float) / s / 1e9;
+}
+
+template <class T>
+Tensor<T> random_tensor(Shape shape, std::uint32_t seed, float lo = -3.0f, float hi = 3.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  Tensor<T> t(shape);
+  for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<T>(dist(rng));
+  return t;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = mpt::num_threads(), reps = 15;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--threads") == 0) threads = std::atoi(argv[i + 1]);
+    else if (std::strcmp(argv[i], "--reps") == 0) reps = std::atoi(argv[i + 1]);
+  }
+  mpt::set_num_threads(threads);
+  const double peak = triad_gbps(reps);
+  std::vector<Result> results;
+  auto record = [&](const char* op, const char* dtype, double bytes, double seconds) {
+    const double gbps = bytes / seconds / 1e9;
+    results.push_back({op, dtype, bytes, seconds, gbps, peak, gbps / peak, threads});
+    std::printf("{\"op\": \"%s\", \"dtype\": \"%s\", \"bytes\": %.0f, \"seconds\": %.6e, \"gbps\": %.2f, "
+                "\"peak_gbps\": %.2f, \"fraction\": %.3f, \"threads\": %d, \"isa\": \"%s\"}\n",
+                op, dtype, bytes, seconds, gbps, peak, gbps / peak, threads, std::string(mpt::isa_name(mpt::active_isa())).c_str());
+    std::fflush(stdout);
+  };
+  record("triad", "fp32", 3.0 * (32 << 20) * 4, 3.0 * (32 << 20) * 4 / peak / 1e9);
+
+  const std::int64_t batch = 8, seq = 384, hidden = 768, heads = 12, inter = 3072, tokens = batch * seq;
+  {  // attention softmax [8, 12, 384, 384]: fp32 scores in, probs out
+    Tensor<float> scores = random_tensor<float>(Shape{batch, heads, seq, seq}, 1, -20, 20);
+    Tensor<float> mask(Shape{batch, seq});
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t j = 300; j < seq; ++j) mask(b, j) = std::numeric_limits<float>::lowest();
+    Tensor<bf16> probs(scores.shape());
+    Tensor<float> probs32(scores.shape());
+    const double n = double(scores.size());
+    record("softmax_forward", "fp32->bf16", n * 6, time_best(reps, [&] { k::softmax_forward(scores.view(), mask.view(), 0.125, probs.view()); }));
+    record("softmax_forward", "fp32->fp32", n * 8, time_best(reps, [&] { k::softmax_forward(scores.view(), mask.view(), 0.125, probs32.view()); }));
+    Tensor<bf16> dprobs = random_tensor<bf16>(scores.shape(), 2);
+    record("softmax_backward", "bf16,bf16->fp32", n * 8, time_best(reps, [&] { k::softmax_backward(probs.view(), dprobs.view(), 0.125, scores.view()); }));
+  }
+  {  // LayerNorm [3072, 768], dropout, residual
+    Tensor<bf16> x = random_tensor<bf16>(Shape{tokens, hidden}, 3), y(Shape{tokens, hidden}), dx(Shape{tokens, hidden});
+    Tensor<bf16> dy = random_tensor<bf16>(Shape{tokens, hidden}, 4);
+    Tensor<float> xf = random_tensor<float>(Shape{tokens, hidden}, 5), yf(Shape{tokens, hidden});
+    Tensor<float> gamma = random_tensor<float>(Shape{hidden}, 6), beta = random_tensor<float>(Shape{hidden}, 7);
+    Tensor<float> mean(Shape{tokens}), rstd(Shape{tokens}), dgamma(Shape{hidden}), dbeta(Shape{hidden});
+    const double n = double(x.size());
+    record("layer_norm_forward", "bf16->bf16", n * 4, time_best(reps, [&] {
+             k::layer_norm_forward(x.view(), gamma.view(), beta.view(), 1e-12, y.view(), mean.view(), rstd.view());
+           }));
+    record("layer_norm_forward", "fp32->fp32", n * 8, time_best(reps, [&] {
+             k::layer_norm_forward(xf.view(), gamma.view(), beta.view(), 1e-12, yf.view(), mean.view(), rstd.view());
+           }));
+    record("layer_norm_backward", "bf16->bf16", n * 6, time_best(reps, [&] {
+             k::layer_norm_backward(dy.view(), x.view(), gamma.view(), mean.view(), rstd.view(), dx.view(), dgamma.view(), dbeta.view());
+           }));
+    const k::DropoutKey key{42, 1, 0};
+    record("dropout_forward", "bf16->bf16", n * 4, time_best(reps, [&] { k::dropout_forward(x.view(), y.view(), 0.1f, key); }));
+    record("dropout_forward", "fp32->fp32", n * 8, time_best(reps, [&] { k::dropout_forward(xf.view(), yf.view(), 0.1f, key); }));
+    record("dropout_add_forward", "bf16+bf16->bf16", n * 6, time_best(reps, [&] { k::dropout_add_forward(x.view(), dy.view(), y.view(), 0.1f, key); }));
+    record("residual_add", "bf16+bf16->bf16", n * 6, time_best(reps, [&] { k::residual_add(x.view(), dy.view(), y.view()); }));
+  }
+  {  // attention-probability dropout [8, 12, 384, 384] fp32
+    Tensor<float> p = random_tensor<float>(Shape{batch, heads, seq, seq}, 8, 0, 1), q(p.shape());
+    record("dropout_forward", "fp32->fp32 attn", double(p.size()) * 8,
+           time_best(reps, [&] { k::dropout_forward(p.view(), q.view(), 0.1f, {42, 2, 0}); }));
+  }
+  {  // GELU [3072, 3072]: fp32 GEMM output + bias -> bf16 out and saved pre-activation
+    Tensor<float> x = random_tensor<float>(Shape{tokens, inter}, 9), bias = random_tensor<float>(Shape{inter}, 10);
+    Tensor<bf16> y(x.shape()), pre(x.shape()), dy = random_tensor<bf16>(x.shape(), 11), dx(x.shape());
+    Tensor<float> dbias(Shape{inter});
+    const double n = double(x.size());
+    record("gelu_bias_forward", "fp32+bias->bf16,bf16", n * 8, time_best(reps, [&] {
+             k::gelu_bias_forward(x.view(), bias.view(), y.view(), pre.view());
+           }));
+    record("gelu_forward", "bf16->bf16", n * 4, time_best(reps, [&] { k::gelu_forward(pre.view(), y.view()); }));
+    record("gelu_backward", "bf16,bf16->bf16 +dbias", n * 6, time_best(reps, [&] {
+             k::gelu_backward(dy.view(), pre.view(), dx.view(), dbias.view());
+           }));
+  }
+
+  std::printf("\n%-22s %-24s %10s %10s %8s %9s\n", "op", "dtype", "MB", "ms", "GB/s", "of triad");
+  for (const Result& r : results) {
+    std::printf("%-22s %-24s %10.1f %10.3f %8.1f %8.0f%%\n", r.op.c_str(), r.dtype.c_str(), r.bytes / 1e6,
+                r.seconds * 1e3, r.gbps, r.fraction * 100);
+  }
+  std::printf("threads %d, isa %s, triad %.1f GB/s\n", threads, std::string(mpt::isa_name(mpt::active_isa())).c_str(), peak);
+}
