@@ -82,68 +82,78 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
 
 #if MPT_X86
 // The same two rows, one body for both instruction sets (see simd.hpp).
-#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                      \
-  namespace ISA {                                                                                                \
-  template <class In, class Out>                                                                                 \
-  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h, \
-                             float& mean_out, float& rstd_out) {                                                 \
-    vf vsum = zero();                                                                                            \
-    for (std::size_t j = 0; j < h; j += lanes) vsum = vsum + (h - j >= lanes ? load(x + j) : load(x + j, h - j)); \
-    const float mean = hsum(vsum) / static_cast<float>(h);                                                       \
-    const vf m = set1(mean);                                                                                     \
-    vf vsq = zero();                                                                                             \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      const vf d = n >= lanes ? load(x + j) - m : first(load(x + j, n) - m, n);                                  \
-      vsq = fmadd(d, d, vsq);                                                                                    \
-    }                                                                                                            \
-    const float rstd = 1.0f / std::sqrt(hsum(vsq) / static_cast<float>(h) + eps);                                \
-    const vf r = set1(rstd);                                                                                     \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      if (n >= lanes) {                                                                                          \
-        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                             \
-      } else {                                                                                                   \
-        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                 \
-      }                                                                                                          \
-    }                                                                                                            \
-    mean_out = mean;                                                                                             \
-    rstd_out = rstd;                                                                                             \
-  }                                                                                                              \
-  template <class DY, class In, class DX>                                                                        \
-  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,     \
-                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part) {            \
-    const vf m = set1(mean), r = set1(rstd);                                                                     \
-    vf vg = zero(), vgx = zero();                                                                                \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      const vf d = n >= lanes ? load(dy + j) : load(dy + j, n);                                                  \
-      const vf xhat = first(((n >= lanes ? load(x + j) : load(x + j, n)) - m) * r, n);                           \
-      const vf g = d * (n >= lanes ? load(gamma + j) : load(gamma + j, n));                                      \
-      vg = vg + g;                                                                                               \
-      vgx = fmadd(g, xhat, vgx);                                                                                 \
-      if (n >= lanes) {                                                                                          \
-        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                           \
-        store(dbeta_part + j, load(dbeta_part + j) + d);                                                         \
-      } else {                                                                                                   \
-        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                     \
-        store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                   \
-      }                                                                                                          \
-    }                                                                                                            \
-    const vf mean_g = set1(hsum(vg) / static_cast<float>(h)), mean_gx = set1(hsum(vgx) / static_cast<float>(h)); \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      if (n >= lanes) {                                                                                          \
-        const vf xhat = (load(x + j) - m) * r;                                                                   \
-        const vf g = load(dy + j) * load(gamma + j);                                                             \
-        store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                        \
-      } else {                                                                                                   \
-        const vf xhat = (load(x + j, n) - m) * r;                                                                \
-        const vf g = load(dy + j, n) * load(gamma + j, n);                                                       \
-        store(dx + j, r * (g - mean_g - xhat * mean_gx), n);                                                     \
-      }                                                                                                          \
-    }                                                                                                            \
-  }                                                                                                              \
+#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                           \
+  namespace ISA {                                                                                                     \
+  /* Row sums keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                      \
+  template <class In, class Out>                                                                                      \
+  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h,    \
+                             float& mean_out, float& rstd_out) {                                                      \
+    vf acc[4] = {zero(), zero(), zero(), zero()};                                                                     \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= h; j += 4 * lanes)                                                                        \
+      for (std::size_t u = 0; u < 4; ++u) acc[u] = acc[u] + load(x + j + u * lanes);                                  \
+    for (; j < h; j += lanes) acc[0] = acc[0] + load(x + j, h - j);                                                   \
+    const float mean = hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h);                           \
+    const vf m = set1(mean);                                                                                          \
+    for (vf& a : acc) a = zero();                                                                                     \
+    for (j = 0; j + 4 * lanes <= h; j += 4 * lanes) {                                                                 \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        const vf d = load(x + j + u * lanes) - m;                                                                     \
+        acc[u] = fmadd(d, d, acc[u]);                                                                                 \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < h; j += lanes) {                                                                                       \
+      const vf d = first(load(x + j, h - j) - m, h - j);                                                              \
+      acc[0] = fmadd(d, d, acc[0]);                                                                                   \
+    }                                                                                                                 \
+    const float rstd = 1.0f / std::sqrt(hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h) + eps);   \
+    const vf r = set1(rstd);                                                                                          \
+    for (j = 0; j < h; j += lanes) {                                                                                  \
+      const std::size_t n = h - j;                                                                                    \
+      if (n >= lanes) {                                                                                               \
+        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                                  \
+      } else {                                                                                                        \
+        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                      \
+      }                                                                                                               \
+    }                                                                                                                 \
+    mean_out = mean;                                                                                                  \
+    rstd_out = rstd;                                                                                                  \
+  }                                                                                                                   \
+  template <class DY, class In, class DX>                                                                             \
+  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,          \
+                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part) {                 \
+    const vf m = set1(mean), r = set1(rstd);                                                                          \
+    vf vg[2] = {zero(), zero()}, vgx[2] = {zero(), zero()};                                                           \
+    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
+      const std::size_t n = h - j, u = (j / lanes) % 2;                                                               \
+      const vf d = n >= lanes ? load(dy + j) : load(dy + j, n);                                                       \
+      const vf xhat = first(((n >= lanes ? load(x + j) : load(x + j, n)) - m) * r, n);                                \
+      const vf g = d * (n >= lanes ? load(gamma + j) : load(gamma + j, n));                                           \
+      vg[u] = vg[u] + g;                                                                                              \
+      vgx[u] = fmadd(g, xhat, vgx[u]);                                                                                \
+      if (n >= lanes) {                                                                                               \
+        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                                \
+        store(dbeta_part + j, load(dbeta_part + j) + d);                                                              \
+      } else {                                                                                                        \
+        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                          \
+        store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                        \
+      }                                                                                                               \
+    }                                                                                                                 \
+    const vf mean_g = set1(hsum(vg[0] + vg[1]) / static_cast<float>(h));                                              \
+    const vf mean_gx = set1(hsum(vgx[0] + vgx[1]) / static_cast<float>(h));                                           \
+    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
+      const std::size_t n = h - j;                                                                                    \
+      if (n >= lanes) {                                                                                               \
+        const vf xhat = (load(x + j) - m) * r;                                                                        \
+        const vf g = load(dy + j) * load(gamma + j);                                                                  \
+        store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                             \
+      } else {                                                                                                        \
+        const vf xhat = (load(x + j, n) - m) * r;                                                                     \
+        const vf g = load(dy + j, n) * load(gamma + j, n);                                                            \
+        store(dx + j, r * (g - mean_g - xhat * mean_gx), n);                                                          \
+      }                                                                                                               \
+    }                                                                                                                 \
+  }                                                                                                                   \
   }  // namespace ISA
 MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)

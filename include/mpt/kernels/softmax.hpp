@@ -67,54 +67,66 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
 
 #if MPT_X86
 // z: scratch of k rounded up to whole vectors.
-#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                        \
-  namespace ISA {                                                                                               \
-  template <class In, class Out>                                                                                \
-  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {       \
-    const vf s = set1(scale);                                                                                   \
-    for (std::size_t j = 0; j < k; j += lanes) {                                                                \
-      const std::size_t n = k - j;                                                                              \
-      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                   \
-      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                      \
-      store(z + j, v);                                                                                          \
-    }                                                                                                           \
-    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                 \
-    for (std::size_t j = k; j < padded; ++j) z[j] = -std::numeric_limits<float>::infinity();                    \
-    vf vmax = set1(-std::numeric_limits<float>::infinity());                                                    \
-    for (std::size_t j = 0; j < padded; j += lanes) vmax = max(vmax, load(z + j));                              \
-    const float row_max = hmax(vmax);                                                                           \
-    if (row_max == -std::numeric_limits<float>::infinity()) {                                                   \
-      for (std::size_t j = 0; j < k; j += lanes) store(y + j, zero(), k - j);                                   \
-      return;                                                                                                   \
-    }                                                                                                           \
-    const vf m = set1(row_max);                                                                                 \
-    vf vsum = zero();                                                                                           \
-    for (std::size_t j = 0; j < padded; j += lanes) {                                                           \
-      const vf e = exp(load(z + j) - m);                                                                        \
-      store(z + j, e);                                                                                          \
-      vsum = vsum + e;                                                                                          \
-    }                                                                                                           \
-    const vf inv = set1(1.0f / hsum(vsum));                                                                     \
-    for (std::size_t j = 0; j < k; j += lanes) {                                                                \
-      const std::size_t n = k - j;                                                                              \
-      if (n >= lanes) store(y + j, load(z + j) * inv);                                                          \
-      else store(y + j, load(z + j) * inv, n);                                                                  \
-    }                                                                                                           \
-  }                                                                                                             \
-  template <class P, class DP, class DS>                                                                        \
-  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {              \
-    vf vdot = zero();                                                                                           \
-    for (std::size_t j = 0; j < k; j += lanes) {                                                                \
-      const std::size_t n = k - j;                                                                              \
-      vdot = n >= lanes ? fmadd(load(dp + j), load(p + j), vdot) : fmadd(load(dp + j, n), load(p + j, n), vdot); \
-    }                                                                                                           \
-    const vf dot = set1(hsum(vdot)), s = set1(scale);                                                           \
-    for (std::size_t j = 0; j < k; j += lanes) {                                                                \
-      const std::size_t n = k - j;                                                                              \
-      if (n >= lanes) store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                    \
-      else store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                      \
-    }                                                                                                           \
-  }                                                                                                             \
+#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                              \
+  namespace ISA {                                                                                                     \
+  /* Reductions keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                    \
+  template <class In, class Out>                                                                                      \
+  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {             \
+    const vf s = set1(scale);                                                                                         \
+    for (std::size_t j = 0; j < k; j += lanes) {                                                                      \
+      const std::size_t n = k - j;                                                                                    \
+      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                         \
+      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                            \
+      store(z + j, v);                                                                                                \
+    }                                                                                                                 \
+    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                       \
+    for (std::size_t j = k; j < padded; ++j) z[j] = -std::numeric_limits<float>::infinity();                          \
+    vf vmax[4];                                                                                                       \
+    for (vf& m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= padded; j += 4 * lanes)                                                                   \
+      for (std::size_t u = 0; u < 4; ++u) vmax[u] = max(vmax[u], load(z + j + u * lanes));                            \
+    for (; j < padded; j += lanes) vmax[0] = max(vmax[0], load(z + j));                                               \
+    const float row_max = hmax(max(max(vmax[0], vmax[1]), max(vmax[2], vmax[3])));                                    \
+    if (row_max == -std::numeric_limits<float>::infinity()) {                                                         \
+      for (std::size_t i = 0; i < k; i += lanes) store(y + i, zero(), k - i);                                         \
+      return;                                                                                                         \
+    }                                                                                                                 \
+    const vf m = set1(row_max);                                                                                       \
+    vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
+    for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        const vf e = exp(load(z + j + u * lanes) - m);                                                                \
+        store(z + j + u * lanes, e);                                                                                  \
+        vsum[u] = vsum[u] + e;                                                                                        \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < padded; j += lanes) {                                                                                  \
+      const vf e = exp(load(z + j) - m);                                                                              \
+      store(z + j, e);                                                                                                \
+      vsum[0] = vsum[0] + e;                                                                                          \
+    }                                                                                                                 \
+    const vf inv = set1(1.0f / hsum((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])));                                      \
+    for (j = 0; j < k; j += lanes) {                                                                                  \
+      const std::size_t n = k - j;                                                                                    \
+      if (n >= lanes) store(y + j, load(z + j) * inv);                                                                \
+      else store(y + j, load(z + j) * inv, n);                                                                        \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  template <class P, class DP, class DS>                                                                              \
+  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {                    \
+    vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                    \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                        \
+      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]);\
+    for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                      \
+    const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                            \
+    for (j = 0; j < k; j += lanes) {                                                                                  \
+      const std::size_t n = k - j;                                                                                    \
+      if (n >= lanes) store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                          \
+      else store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                            \
+    }                                                                                                                 \
+  }                                                                                                                   \
   }  // namespace ISA
 MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX2, avx2)
