@@ -35,13 +35,15 @@ struct Result {
 
 // Fastest of `reps` timed runs after two warm-ups (the machine is shared:
 // the minimum is the run least disturbed by other processes).
-double time_best(int reps, const std::function<void()>& f) {
-  f();
-  f();
+// f(rep) picks its buffers by rep so that a small kernel's data is not still
+// in cache from the previous run (L3 is 32 MiB here).
+double time_best(int reps, const std::function<void(int)>& f) {
+  f(reps);
+  f(reps + 1);
   std::vector<double> t;
   for (int r = 0; r < reps; ++r) {
     const auto start = std::chrono::steady_clock::now();
-    f();
+    f(r);
     t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   return *std::min_element(t.begin(), t.end());
@@ -64,7 +66,7 @@ double triad_gbps(int reps) {
   Tensor<float> a(Shape{std::int64_t(n)}), b(Shape{std::int64_t(n)}), c(Shape{std::int64_t(n)});
   for (std::size_t i = 0; i < n; ++i) b[i] = 1.0f, c[i] = 2.0f;
   const mpt::Isa isa = mpt::active_isa();
-  const double s = time_best(reps, [&] {
+  const double s = time_best(reps, [&](int) {
     mpt::parallel_for(n / chunk, [&](std::size_t t) {
       float* pa = a.data() + t * chunk;
       const float* pb = b.data() + t * chunk;
@@ -108,7 +110,7 @@ int main(int argc, char** argv) {
   record("triad", "fp32", 3.0 * (32 << 20) * 4, 3.0 * (32 << 20) * 4 / peak / 1e9);
 
   const std::int64_t batch = 8, seq = 384, hidden = 768, heads = 12, inter = 3072, tokens = batch * seq;
-  {  // attention softmax [8, 12, 384, 384]: fp32 scores in, probs out
+  {  // attention softmax [8, 12, 384, 384]: fp32 scores in, probs out (84-113 MB: no cache reuse)
     Tensor<float> scores = random_tensor<float>(Shape{batch, heads, seq, seq}, 1, -20, 20);
     Tensor<float> mask(Shape{batch, seq});
     for (std::int64_t b = 0; b < batch; ++b)
@@ -116,48 +118,59 @@ int main(int argc, char** argv) {
     Tensor<bf16> probs(scores.shape());
     Tensor<float> probs32(scores.shape());
     const double n = double(scores.size());
-    record("softmax_forward", "fp32->bf16", n * 6, time_best(reps, [&] { k::softmax_forward(scores.view(), mask.view(), 0.125, probs.view()); }));
-    record("softmax_forward", "fp32->fp32", n * 8, time_best(reps, [&] { k::softmax_forward(scores.view(), mask.view(), 0.125, probs32.view()); }));
+    record("softmax_forward", "fp32->bf16", n * 6, time_best(reps, [&](int) { k::softmax_forward(scores.view(), mask.view(), 0.125, probs.view()); }));
+    record("softmax_forward", "fp32->fp32", n * 8, time_best(reps, [&](int) { k::softmax_forward(scores.view(), mask.view(), 0.125, probs32.view()); }));
     Tensor<bf16> dprobs = random_tensor<bf16>(scores.shape(), 2);
-    record("softmax_backward", "bf16,bf16->fp32", n * 8, time_best(reps, [&] { k::softmax_backward(probs.view(), dprobs.view(), 0.125, scores.view()); }));
+    record("softmax_backward", "bf16,bf16->fp32", n * 8, time_best(reps, [&](int) { k::softmax_backward(probs.view(), dprobs.view(), 0.125, scores.view()); }));
+    k::DropoutKey key{42, 2, 0};
+    record("dropout_forward", "fp32->fp32 attn", n * 8, time_best(reps, [&](int) { k::dropout_forward(probs32.view(), scores.view(), 0.1f, key); }));
   }
-  {  // LayerNorm [3072, 768], dropout, residual
-    Tensor<bf16> x = random_tensor<bf16>(Shape{tokens, hidden}, 3), y(Shape{tokens, hidden}), dx(Shape{tokens, hidden});
-    Tensor<bf16> dy = random_tensor<bf16>(Shape{tokens, hidden}, 4);
-    Tensor<float> xf = random_tensor<float>(Shape{tokens, hidden}, 5), yf(Shape{tokens, hidden});
+  {  // [3072, 768] activations: LayerNorm, dropout, residual. 8 sets of buffers (> 64 MiB) in rotation.
+    constexpr int sets = 8;
+    const Shape shape{tokens, hidden};
+    std::vector<Tensor<bf16>> x, y, dy, dx;
+    std::vector<Tensor<float>> xf, yf;
+    for (int i = 0; i < sets; ++i) {
+      x.push_back(random_tensor<bf16>(shape, 3 + i));
+      dy.push_back(random_tensor<bf16>(shape, 30 + i));
+      y.emplace_back(shape);
+      dx.emplace_back(shape);
+      xf.push_back(random_tensor<float>(shape, 60 + i));
+      yf.emplace_back(shape);
+    }
     Tensor<float> gamma = random_tensor<float>(Shape{hidden}, 6), beta = random_tensor<float>(Shape{hidden}, 7);
     Tensor<float> mean(Shape{tokens}), rstd(Shape{tokens}), dgamma(Shape{hidden}), dbeta(Shape{hidden});
-    const double n = double(x.size());
-    record("layer_norm_forward", "bf16->bf16", n * 4, time_best(reps, [&] {
-             k::layer_norm_forward(x.view(), gamma.view(), beta.view(), 1e-12, y.view(), mean.view(), rstd.view());
+    const double n = double(shape.numel());
+    record("layer_norm_forward", "bf16->bf16", n * 4, time_best(reps, [&](int r) {
+             k::layer_norm_forward(x[r % sets].view(), gamma.view(), beta.view(), 1e-12, y[r % sets].view(), mean.view(), rstd.view());
            }));
-    record("layer_norm_forward", "fp32->fp32", n * 8, time_best(reps, [&] {
-             k::layer_norm_forward(xf.view(), gamma.view(), beta.view(), 1e-12, yf.view(), mean.view(), rstd.view());
+    record("layer_norm_forward", "fp32->fp32", n * 8, time_best(reps, [&](int r) {
+             k::layer_norm_forward(xf[r % sets].view(), gamma.view(), beta.view(), 1e-12, yf[r % sets].view(), mean.view(), rstd.view());
            }));
-    record("layer_norm_backward", "bf16->bf16", n * 6, time_best(reps, [&] {
-             k::layer_norm_backward(dy.view(), x.view(), gamma.view(), mean.view(), rstd.view(), dx.view(), dgamma.view(), dbeta.view());
+    record("layer_norm_backward", "bf16->bf16", n * 6, time_best(reps, [&](int r) {
+             k::layer_norm_backward(dy[r % sets].view(), x[r % sets].view(), gamma.view(), mean.view(), rstd.view(),
+                                    dx[r % sets].view(), dgamma.view(), dbeta.view());
            }));
     const k::DropoutKey key{42, 1, 0};
-    record("dropout_forward", "bf16->bf16", n * 4, time_best(reps, [&] { k::dropout_forward(x.view(), y.view(), 0.1f, key); }));
-    record("dropout_forward", "fp32->fp32", n * 8, time_best(reps, [&] { k::dropout_forward(xf.view(), yf.view(), 0.1f, key); }));
-    record("dropout_add_forward", "bf16+bf16->bf16", n * 6, time_best(reps, [&] { k::dropout_add_forward(x.view(), dy.view(), y.view(), 0.1f, key); }));
-    record("residual_add", "bf16+bf16->bf16", n * 6, time_best(reps, [&] { k::residual_add(x.view(), dy.view(), y.view()); }));
+    record("dropout_forward", "bf16->bf16", n * 4, time_best(reps, [&](int r) { k::dropout_forward(x[r % sets].view(), y[r % sets].view(), 0.1f, key); }));
+    record("dropout_forward", "fp32->fp32", n * 8, time_best(reps, [&](int r) { k::dropout_forward(xf[r % sets].view(), yf[r % sets].view(), 0.1f, key); }));
+    record("dropout_add_forward", "bf16+bf16->bf16", n * 6, time_best(reps, [&](int r) {
+             k::dropout_add_forward(x[r % sets].view(), dy[r % sets].view(), y[r % sets].view(), 0.1f, key);
+           }));
+    record("residual_add", "bf16+bf16->bf16", n * 6, time_best(reps, [&](int r) {
+             k::residual_add(x[r % sets].view(), dy[r % sets].view(), y[r % sets].view());
+           }));
   }
-  {  // attention-probability dropout [8, 12, 384, 384] fp32
-    Tensor<float> p = random_tensor<float>(Shape{batch, heads, seq, seq}, 8, 0, 1), q(p.shape());
-    record("dropout_forward", "fp32->fp32 attn", double(p.size()) * 8,
-           time_best(reps, [&] { k::dropout_forward(p.view(), q.view(), 0.1f, {42, 2, 0}); }));
-  }
-  {  // GELU [3072, 3072]: fp32 GEMM output + bias -> bf16 out and saved pre-activation
+  {  // GELU [3072, 3072] (38-75 MB: no cache reuse): fp32 GEMM output + bias -> bf16 out and saved pre-activation
     Tensor<float> x = random_tensor<float>(Shape{tokens, inter}, 9), bias = random_tensor<float>(Shape{inter}, 10);
     Tensor<bf16> y(x.shape()), pre(x.shape()), dy = random_tensor<bf16>(x.shape(), 11), dx(x.shape());
     Tensor<float> dbias(Shape{inter});
     const double n = double(x.size());
-    record("gelu_bias_forward", "fp32+bias->bf16,bf16", n * 8, time_best(reps, [&] {
+    record("gelu_bias_forward", "fp32+bias->bf16,bf16", n * 8, time_best(reps, [&](int) {
              k::gelu_bias_forward(x.view(), bias.view(), y.view(), pre.view());
            }));
-    record("gelu_forward", "bf16->bf16", n * 4, time_best(reps, [&] { k::gelu_forward(pre.view(), y.view()); }));
-    record("gelu_backward", "bf16,bf16->bf16 +dbias", n * 6, time_best(reps, [&] {
+    record("gelu_forward", "bf16->bf16", n * 4, time_best(reps, [&](int) { k::gelu_forward(pre.view(), y.view()); }));
+    record("gelu_backward", "bf16,bf16->bf16 +dbias", n * 6, time_best(reps, [&](int) {
              k::gelu_backward(dy.view(), pre.view(), dx.view(), dbias.view());
            }));
   }
