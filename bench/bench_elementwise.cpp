@@ -160,6 +160,17 @@ int main(int argc, char** argv) {
     record("residual_add", "bf16+bf16->bf16", n * 6, time_best(reps, [&](int r) {
              k::residual_add(x[r % sets].view(), dy[r % sets].view(), y[r % sets].view());
            }));
+    // BERT's residual branch: LayerNorm(dropout(x) + residual), saving the sum. Fused: one pass.
+    record("dropout_add_layer_norm", "bf16+bf16->bf16,bf16", n * 8, time_best(reps, [&](int r) {
+             const int s = r % sets, t = (r + 1) % sets;
+             k::dropout_add_layer_norm_forward(x[s].view(), dy[s].view(), 0.1f, key, gamma.view(), beta.view(), 1e-12,
+                                               y[s].view(), dx[t].view(), mean.view(), rstd.view());
+           }));
+    record("unfused: dropout_add+LN", "bf16+bf16->bf16,bf16", n * 8, time_best(reps, [&](int r) {
+             const int s = r % sets, t = (r + 1) % sets;
+             k::dropout_add_forward(x[s].view(), dy[s].view(), y[s].view(), 0.1f, key);
+             k::layer_norm_forward(y[s].view(), gamma.view(), beta.view(), 1e-12, dx[t].view(), mean.view(), rstd.view());
+           }));
   }
   {  // GELU [3072, 3072] (38-75 MB: no cache reuse): fp32 GEMM output + bias -> bf16 out and saved pre-activation
     Tensor<float> x = random_tensor<float>(Shape{tokens, inter}, 9), bias = random_tensor<float>(Shape{inter}, 10);

@@ -9,5 +9,6 @@
 #include <mpt/kernels/gelu.hpp>
 #include <mpt/kernels/dropout.hpp>
 #include <mpt/kernels/residual.hpp>
+#include <mpt/kernels/add_layer_norm.hpp>
 #include <mpt/kernels/embedding.hpp>
 #include <mpt/kernels/cross_entropy.hpp>

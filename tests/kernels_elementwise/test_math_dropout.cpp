@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <type_traits>
 #include <limits>
 #include <random>
 #include <vector>
@@ -264,6 +266,41 @@ TEST_CASE_TEMPLATE("residual_add equals the scalar sum rounded once, on every ba
         if constexpr (std::is_same_v<T, double>) expected = a[i] + double(b[i]);
         else expected = static_cast<T>(mpt::to_float(a[i]) + b[i]);
         REQUIRE(as_double(y[i]) == as_double(expected));
+      }
+    }
+  }
+}
+
+TEST_CASE_TEMPLATE("dropout_add_layer_norm_forward equals dropout_add_forward then layer_norm_forward, bit for bit", P,
+                   mpt::precision::fp32, mpt::precision::bf16_mixed, mpt::precision::fp64) {
+  using T = typename P::act_t;
+  using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  const std::uint32_t seed = 17;
+  MESSAGE("seed ", seed);
+  std::mt19937 rng(seed);
+  const k::DropoutKey key{3, 4, 5};
+  for (std::int64_t h : {7, 100, 768}) {
+    CAPTURE(h);
+    const std::int64_t rows = 300;
+    Tensor<T> x = random_tensor<T>(Shape{3, rows / 3, h}, rng), r = random_tensor<T>(x.shape(), rng);
+    Tensor<C> gamma = random_tensor<C>(Shape{h}, rng), beta = random_tensor<C>(Shape{h}, rng);
+    for (Isa isa : mpt::supported_isas()) {
+      mpt::ScopedIsa guard(isa);
+      CAPTURE(mpt::isa_name(isa));
+      for (float p : {0.0f, 0.1f}) {
+        Tensor<T> sum1(x.shape()), y1(x.shape()), sum2(x.shape()), y2(x.shape());
+        Tensor<C> m1(Shape{rows}), r1(Shape{rows}), m2(Shape{rows}), r2(Shape{rows});
+        k::dropout_add_forward(x.view(), r.view(), sum1.view(), p, key);
+        k::layer_norm_forward(sum1.view(), gamma.view(), beta.view(), 1e-12, y1.view(), m1.view(), r1.view());
+        for (int threads : {1, 2}) {
+          mpt::ScopedNumThreads t(threads);
+          k::dropout_add_layer_norm_forward(x.view(), r.view(), p, key, gamma.view(), beta.view(), 1e-12, sum2.view(),
+                                            y2.view(), m2.view(), r2.view());
+          REQUIRE(std::memcmp(sum1.data(), sum2.data(), sum1.size() * sizeof(T)) == 0);
+          REQUIRE(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(T)) == 0);
+          REQUIRE(std::memcmp(m1.data(), m2.data(), m1.size() * sizeof(C)) == 0);
+          REQUIRE(std::memcmp(r1.data(), r2.data(), r1.size() * sizeof(C)) == 0);
+        }
       }
     }
   }

@@ -181,31 +181,41 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
 }
 #endif  // MPT_X86
 
+// Elements [begin, end) on one thread; begin must be a multiple of dropout_group.
+template <class In, class Res, class Out>
+void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
+                   DropoutKey key) {
+  constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
+  switch (isa) {
+#if MPT_X86
+    case Isa::avx512_bf16:
+    case Isa::avx512:
+      if constexpr (simd) return dropout_avx512(x, r, y, begin, end, p, key);
+      break;
+    case Isa::avx2:
+      if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);
+      break;
+#endif
+    default: break;
+  }
+  dropout_scalar(x, r, y, begin, end, p, key);
+}
+
+template <class In, class Res, class Out>
+Isa dropout_isa() {
+  if constexpr (std::is_void_v<Res>) {
+    return simd_isa_for<In, Out>();
+  } else {
+    return simd_isa_for<In, Res, Out>();
+  }
+}
+
 template <class In, class Res, class Out>
 void dropout_dispatch(const char* op, const In* x, const Res* r, Out* y, std::size_t n, float p, DropoutKey key) {
   check_dropout_probability(op, p);
-  const std::size_t chunk = dropout_group * dropout_groups_per_task;
-  Isa isa = Isa::scalar;
-  if constexpr (std::is_void_v<Res>) {
-    isa = simd_isa_for<In, Out>();
-  } else {
-    isa = simd_isa_for<In, Res, Out>();
-  }
-  constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
-  for_each_row_chunk(n, chunk, [&](std::size_t begin, std::size_t end) {
-    switch (isa) {
-#if MPT_X86
-      case Isa::avx512_bf16:
-      case Isa::avx512:
-        if constexpr (simd) return dropout_avx512(x, r, y, begin, end, p, key);
-        break;
-      case Isa::avx2:
-        if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);
-        break;
-#endif
-      default: break;
-    }
-    dropout_scalar(x, r, y, begin, end, p, key);
+  const Isa isa = dropout_isa<In, Res, Out>();
+  for_each_row_chunk(n, dropout_group * dropout_groups_per_task, [&](std::size_t begin, std::size_t end) {
+    dropout_range(isa, x, r, y, begin, end, p, key);
   });
 }
 

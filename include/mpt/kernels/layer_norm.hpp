@@ -162,6 +162,46 @@ MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)
 
 }  // namespace detail
 
+namespace detail {
+// Rows [begin, end) of x [rows, h] on one thread.
+template <class C, class I, class P, class Out, class Stat>
+void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double eps, Out* y, Stat* mean, Stat* rstd,
+                     std::size_t h, std::size_t begin, std::size_t end) {
+  for (std::size_t r = begin; r < end; ++r) {
+    const I* xr = x + r * h;
+    Out* yr = y + r * h;
+    if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && simd_storage<I> && simd_storage<Out>) {
+#if MPT_X86
+      if (isa >= Isa::avx512) {
+        avx512::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+      if (isa == Isa::avx2) {
+        avx2::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+#endif
+    }
+    layer_norm_row_scalar<C>(xr, gamma, beta, static_cast<C>(eps), yr, h, mean[r], rstd[r]);
+  }
+}
+
+template <class In, class Par, class Out, class Stat>
+std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, const TensorView<Par>& gamma,
+                                     const TensorView<Par>& beta, const TensorView<Out>& y,
+                                     const TensorView<Stat>& mean, const TensorView<Stat>& rstd) {
+  if (x.rank() < 1) throw_error(op, ": x must have at least one axis");
+  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  check_shape(op, "y", y.shape(), x.shape());
+  check_shape(op, "gamma", gamma.shape(), Shape{std::int64_t(h)});
+  check_shape(op, "beta", beta.shape(), Shape{std::int64_t(h)});
+  check_shape(op, "mean", mean.shape(), Shape{std::int64_t(rows)});
+  check_shape(op, "rstd", rstd.shape(), Shape{std::int64_t(rows)});
+  return h;
+}
+}  // namespace detail
+
 template <class In, class Par, class Out, class Stat>
 void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> y,
                         TensorView<Stat> mean, TensorView<Stat> rstd) {
@@ -169,34 +209,11 @@ void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par>
   using P = std::remove_const_t<Par>;
   using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
   static_assert(std::is_same_v<Stat, C>, "layer_norm_forward: mean and rstd are fp32 (double when x or y is double)");
-  if (x.rank() < 1) throw_error("layer_norm_forward: x must have at least one axis");
-  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t h = detail::check_layer_norm_forward("layer_norm_forward", x, gamma, beta, y, mean, rstd);
   const std::size_t rows = h == 0 ? 0 : x.size() / h;
-  check_shape("layer_norm_forward", "y", y.shape(), x.shape());
-  check_shape("layer_norm_forward", "gamma", gamma.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_forward", "beta", beta.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_forward", "mean", mean.shape(), Shape{std::int64_t(rows)});
-  check_shape("layer_norm_forward", "rstd", rstd.shape(), Shape{std::int64_t(rows)});
   const Isa isa = detail::simd_isa_for<I, Out>();
   detail::for_each_row_chunk(rows, detail::rows_per_task(h * (sizeof(I) + sizeof(Out))), [&](std::size_t b, std::size_t e) {
-    for (std::size_t r = b; r < e; ++r) {
-      const I* xr = x.data() + r * h;
-      Out* yr = y.data() + r * h;
-      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> &&
-                    detail::simd_storage<Out>) {
-#if MPT_X86
-        if (isa >= Isa::avx512) {
-          detail::avx512::layer_norm_row(xr, gamma.data(), beta.data(), float(eps), yr, h, mean[r], rstd[r]);
-          continue;
-        }
-        if (isa == Isa::avx2) {
-          detail::avx2::layer_norm_row(xr, gamma.data(), beta.data(), float(eps), yr, h, mean[r], rstd[r]);
-          continue;
-        }
-#endif
-      }
-      detail::layer_norm_row_scalar<C>(xr, gamma.data(), beta.data(), static_cast<C>(eps), yr, h, mean[r], rstd[r]);
-    }
+    detail::layer_norm_rows<C, I, P>(isa, x.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(), rstd.data(), h, b, e);
   });
 }
 
