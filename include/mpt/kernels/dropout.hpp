@@ -30,6 +30,7 @@
 #include <mpt/kernels/detail/simd.hpp>
 #include <mpt/kernels/philox.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -90,19 +91,34 @@ inline float dropout_scale(float p) noexcept {
 namespace detail {
 
 // Scalar reference over elements [begin, end): y = keep ? x * scale : 0 (+ r).
+// One group at a time, so each Philox call serves its 8 elements.
 template <class In, class Res, class Out>
 void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {
   using Compute = std::conditional_t<std::is_same_v<In, double> || std::is_same_v<Out, double>, double, float>;
   const std::uint32_t threshold = dropout_keep_threshold(p);
   const Compute scale = std::is_same_v<Compute, double> ? Compute(1.0 / (1.0 - double(p))) : Compute(dropout_scale<In>(p));
-  for (std::size_t i = begin; i < end; ++i) {
-    const bool keep = dropout_bits(key, i) < threshold;
-    Compute v = keep ? static_cast<Compute>(to_float(x[i])) * scale : Compute(0);
-    if constexpr (!std::is_void_v<Res>) {
-      if constexpr (std::is_same_v<Compute, float>) v = keep_as<Out>(v);
-      v += static_cast<Compute>(to_float(r[i]));
+  for (std::size_t group = begin / dropout_group; group * dropout_group < end; ++group) {
+    PhiloxCounter words[16];
+    for (std::uint64_t lane = 0; lane < 16; ++lane) {
+      const std::uint64_t block = 16 * group + lane;
+      words[lane] = philox4x32_10(
+          {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
+          philox_key(key));
     }
-    y[i] = static_cast<Out>(v);
+    const std::size_t first = std::max(begin, group * dropout_group);
+    const std::size_t last = std::min(end, (group + 1) * dropout_group);
+    for (std::size_t i = first; i < last; ++i) {
+      const std::size_t at = i % dropout_group;  // word at / 32, half (at / 16) % 2, counter at % 16
+      const std::uint32_t word = words[at % 16][at / 32];
+      const std::uint32_t bits = (at / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
+      const bool keep = bits < threshold;
+      Compute v = keep ? static_cast<Compute>(to_float(x[i])) * scale : Compute(0);
+      if constexpr (!std::is_void_v<Res>) {
+        if constexpr (std::is_same_v<Compute, float>) v = keep_as<Out>(v);
+        v += static_cast<Compute>(to_float(r[i]));
+      }
+      y[i] = static_cast<Out>(v);
+    }
   }
 }
 

@@ -1,11 +1,14 @@
 #pragma once
 // Small SIMD vocabulary shared by the element-wise kernels: full and partial
-// loads/stores of float and bf16 (as fp32 lanes), horizontal sums/maxima,
-// and vectorized exp and erf. One namespace per instruction set with the same
-// names (detail::avx512, detail::avx2), so kernel bodies read the same on
-// both; every function carries its MPT_TARGET_* attribute and runs only after
-// dispatch checked the CPU. The scalar references are exp_reference and
-// erf_reference below (std:: in the working precision).
+// loads/stores of float and bf16 (as fp32 lanes; bf16 stores round to nearest
+// even exactly like core/bf16.hpp), horizontal sums/maxima, and vectorized exp
+// and erf. One namespace per instruction set with the same names
+// (detail::avx512, detail::avx2), so a kernel body is written once: each kernel
+// header stamps its body into both namespaces with a macro taking the
+// MPT_TARGET_* attribute (GCC cannot give one template different target
+// attributes per instantiation). Every function runs only after dispatch on
+// active_isa() checked the CPU; each kernel header keeps a scalar reference
+// (std::exp / std::erf in the working precision) that also serves double.
 //
 // Accuracy (checked in tests/kernels_elementwise against double):
 //   exp: Cody-Waite range reduction + degree-6 polynomial, <= 2 ulp on
@@ -60,11 +63,6 @@ inline constexpr float ln2_lo = -2.12194440e-4f;
 inline constexpr float exp_coefficients[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
                                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
 
-// Scalar versions of the vector math, same algorithm (used by tails in tests).
-inline float erf_reference(float x) { return std::erf(x); }
-inline double erf_reference(double x) { return std::erf(x); }
-inline float exp_reference(float x) { return std::exp(x); }
-inline double exp_reference(double x) { return std::exp(x); }
 
 #if MPT_X86
 namespace avx512 {
