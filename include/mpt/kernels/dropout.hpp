@@ -123,44 +123,48 @@ void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::s
 }
 
 #if MPT_X86
-// y[at .. at + n) from one register of keep decisions (n may be < lanes).
-template <class In, class Res, class Out>
-MPT_TARGET_AVX512 inline void dropout_apply_avx512(const In* x, const Res* r, Out* y, std::size_t n, __mmask16 keep,
-                                                   avx512::vf scale) {
-  using namespace avx512;
-  vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x) : load(x, n), scale);
-  if constexpr (!std::is_void_v<Res>) {
-    if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);
-    v = _mm512_add_ps(v, n >= lanes ? load(r) : load(r, n));
-  }
-  if (n >= lanes) store(y, v);
-  else store(y, v, n);
-}
-
-template <class In, class Res, class Out>
-MPT_TARGET_AVX512 void dropout_avx512(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
-                                      DropoutKey key) {
-  using namespace avx512;
-  const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
-  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
-  const vf scale = set1(dropout_scale<In>(p));
-  const PhiloxKey k = philox_key(key);
-  for (std::size_t base = begin; base < end; base += dropout_group) {  // begin is a multiple of the group
-    const std::uint64_t block = base / dropout_group * 16;
-    __m512i bits[4];
-    philox4x32_10_avx512(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,
-                         key.step, k, bits);
-    for (std::size_t half = 0; half < 8; ++half) {  // word half / 2, low (even) or high (odd) 16 bits
-      const std::size_t at = base + 16 * half;
-      if (at >= end) break;
-      const __m512i b = half % 2 == 0 ? _mm512_and_si512(bits[half / 2], low16) : _mm512_srli_epi32(bits[half / 2], 16);
-      const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);
-      const Res* rr = nullptr;
-      if constexpr (!std::is_void_v<Res>) rr = r + at;
-      dropout_apply_avx512(x + at, rr, y + at, end - at, keep, scale);
-    }
-  }
-}
+// The 16-lane kernel, stamped for AVX-512 with and without AVX512_BF16 stores.
+#define MPT_DROPOUT_KERNELS(TARGET, ISA)                                                                              \
+  namespace ISA {                                                                                                     \
+  /* y[0, n) from one register of keep decisions (n may be < lanes). */                                               \
+  template <class In, class Res, class Out>                                                                           \
+  TARGET inline void dropout_apply(const In* x, const Res* r, Out* y, std::size_t n, __mmask16 keep, vf scale) {      \
+    vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x) : load(x, n), scale);                                       \
+    if constexpr (!std::is_void_v<Res>) {                                                                             \
+      if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);                                                  \
+      v = _mm512_add_ps(v, n >= lanes ? load(r) : load(r, n));                                                        \
+    }                                                                                                                 \
+    if (n >= lanes) store(y, v);                                                                                      \
+    else store(y, v, n);                                                                                              \
+  }                                                                                                                   \
+  template <class In, class Res, class Out>                                                                           \
+  TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {\
+    const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                         \
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                  \
+    const vf scale = set1(dropout_scale<In>(p));                                                                      \
+    const PhiloxKey k = philox_key(key);                                                                              \
+    for (std::size_t base = begin; base < end; base += dropout_group) { /* begin is a multiple of the group */        \
+      const std::uint64_t block = base / dropout_group * 16;                                                          \
+      /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */                       \
+      prefetch(x + base, 4 * dropout_group * sizeof(In), dropout_group * sizeof(In));                                 \
+      __m512i bits[4];                                                                                                \
+      philox4x32_10_avx512(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,    \
+                           key.step, k, bits);                                                                        \
+      for (std::size_t half = 0; half < 8; ++half) { /* word half / 2, low (even) or high (odd) 16 bits */            \
+        const std::size_t at = base + 16 * half;                                                                      \
+        if (at >= end) break;                                                                                         \
+        const __m512i b = half % 2 == 0 ? _mm512_and_si512(bits[half / 2], low16) : _mm512_srli_epi32(bits[half / 2], 16);\
+        const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);                                                 \
+        const Res* rr = nullptr;                                                                                      \
+        if constexpr (!std::is_void_v<Res>) rr = r + at;                                                              \
+        dropout_apply(x + at, rr, y + at, end - at, keep, scale);                                                     \
+      }                                                                                                               \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  }  // namespace ISA
+MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512, avx512)
+#undef MPT_DROPOUT_KERNELS
 
 template <class In, class Res, class Out>
 MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
@@ -205,8 +209,10 @@ void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin
   switch (isa) {
 #if MPT_X86
     case Isa::avx512_bf16:
+      if constexpr (simd) return avx512_bf16::dropout(x, r, y, begin, end, p, key);
+      break;
     case Isa::avx512:
-      if constexpr (simd) return dropout_avx512(x, r, y, begin, end, p, key);
+      if constexpr (simd) return avx512::dropout(x, r, y, begin, end, p, key);
       break;
     case Isa::avx2:
       if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);

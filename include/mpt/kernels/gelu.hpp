@@ -144,6 +144,7 @@ void gelu_backward_row_scalar(const DY* dy, const H* h, DX* dx, std::size_t n, C
     }                                                                                                 \
   }                                                                                                   \
   }  // namespace ISA
+MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_GELU_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_GELU_KERNELS(MPT_TARGET_AVX2, avx2)
 #undef MPT_GELU_KERNELS
@@ -169,9 +170,11 @@ void gelu_bias_forward(TensorView<In> x, TensorView<Par> bias, TensorView<Out> y
       const I* xr = x.data() + r * n;
       Out* yr = y.data() + r * n;
       Out* pr = detail::present(preact) ? preact.data() + r * n : nullptr;
+      detail::prefetch(xr, n * sizeof(I), n * sizeof(I));  // the next row
       if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> &&
                     detail::simd_storage<Out>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_row(xr, b, yr, pr, n); continue; }
         if (isa >= Isa::avx512) { detail::avx512::gelu_row(xr, b, yr, pr, n); continue; }
         if (isa == Isa::avx2) { detail::avx2::gelu_row(xr, b, yr, pr, n); continue; }
 #endif
@@ -210,9 +213,12 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
       const D* dyr = dy.data() + r * n;
       const HH* hr = preact.data() + r * n;
       DX* dxr = dx.data() + r * n;
+      detail::prefetch(dyr, n * sizeof(D), n * sizeof(D));  // the next row
+      detail::prefetch(hr, n * sizeof(HH), n * sizeof(HH));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> &&
                     detail::simd_storage<DX>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
         if (isa >= Isa::avx512) { detail::avx512::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
         if (isa == Isa::avx2) { detail::avx2::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
 #endif

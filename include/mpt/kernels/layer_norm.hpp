@@ -155,6 +155,7 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
     }                                                                                                                 \
   }                                                                                                                   \
   }  // namespace ISA
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)
 #undef MPT_LAYER_NORM_KERNELS
@@ -170,8 +171,13 @@ void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double 
   for (std::size_t r = begin; r < end; ++r) {
     const I* xr = x + r * h;
     Out* yr = y + r * h;
+    prefetch(xr, h * sizeof(I), h * sizeof(I));  // the next row
     if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && simd_storage<I> && simd_storage<Out>) {
 #if MPT_X86
+      if (isa == Isa::avx512_bf16) {
+        avx512_bf16::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
       if (isa >= Isa::avx512) {
         avx512::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
         continue;
@@ -247,9 +253,15 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
       const D* dyr = dy.data() + r * h;
       const I* xr = x.data() + r * h;
       DX* dxr = dx.data() + r * h;
+      detail::prefetch(dyr, h * sizeof(D), h * sizeof(D));  // the next row
+      detail::prefetch(xr, h * sizeof(I), h * sizeof(I));
       if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> &&
                     detail::simd_storage<I> && detail::simd_storage<DX>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) {
+          detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
+          continue;
+        }
         if (isa >= Isa::avx512) {
           detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
           continue;

@@ -128,6 +128,7 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
     }                                                                                                                 \
   }                                                                                                                   \
   }  // namespace ISA
+MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX2, avx2)
 #undef MPT_SOFTMAX_KERNELS
@@ -166,8 +167,10 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
       const I* x = scores.data() + r * k;
       const float* m = mask ? mask + (r / rows_per_mask_row) * k : nullptr;
       Out* y = probs.data() + r * k;
+      detail::prefetch(x, k * sizeof(I), k * sizeof(I));  // the next row
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
         if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
         if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
 #endif
@@ -195,9 +198,12 @@ void softmax_backward(TensorView<P> probs, TensorView<DP> dprobs, double scale, 
       const PP* p = probs.data() + r * k;
       const DPP* dp = dprobs.data() + r * k;
       DS* ds = dscores.data() + r * k;
+      detail::prefetch(p, k * sizeof(PP), k * sizeof(PP));  // the next row
+      detail::prefetch(dp, k * sizeof(DPP), k * sizeof(DPP));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> &&
                     detail::simd_storage<DS>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
         if (isa >= Isa::avx512) { detail::avx512::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
         if (isa == Isa::avx2) { detail::avx2::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
 #endif
