@@ -16,12 +16,12 @@ import numpy as np
 erf = np.vectorize(math.erf)
 
 
-def chebyshev_nodes(a, b, n=8000):
+def chebyshev_nodes(a, b, n):
     return (np.cos(np.pi * (np.arange(n) + 0.5) / n) + 1) / 2 * (b - a) + a
 
 
-def fit(f, a, b, degree, shift):
-    x = chebyshev_nodes(a, b)
+def fit(f, a, b, degree, shift, nodes):
+    x = chebyshev_nodes(a, b, nodes)
     c = np.polyfit(x - shift, f(x), degree)
     grid = np.linspace(a, b, 200001)
     return c, np.max(np.abs(np.polyval(c, grid - shift) - f(grid)))
@@ -32,7 +32,7 @@ def show(name, c, err):
     print(",\n".join(f"{v:.9e}f" for v in c))
 
 
-small, e_small = fit(lambda t: erf(np.sqrt(t)) / np.sqrt(t), 1e-14, 0.81, 6, 0.0)
+small, e_small = fit(lambda t: erf(np.sqrt(t)) / np.sqrt(t), 1e-14, 0.81, 6, 0.0, 6000)
 show("erf_small_coefficients, P(t = x^2) on [0, 0.81]", small, e_small)
-large, e_large = fit(erf, 0.9, 3.92, 14, 2.41)
+large, e_large = fit(erf, 0.9, 3.92, 14, 2.41, 8000)
 show("erf_large_coefficients, R(x - 2.41) on [0.9, 3.92]", large, e_large)
