@@ -91,13 +91,15 @@ void gelu_backward_row_scalar(const DY* dy, const H* h, DX* dx, std::size_t n, C
   template <class In, class Out>                                                                      \
   TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {          \
     /* Two vectors per step: erf is a long dependency chain, two overlap. */                          \
+    /* h = x + bias rounded to Out; bf16 x without bias is already exact. */                          \
+    const bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && bias == nullptr); \
     std::size_t j = 0;                                                                                \
     for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
       vf h[2];                                                                                        \
       for (std::size_t u = 0; u < 2; ++u) {                                                           \
         h[u] = load(x + j + u * lanes);                                                               \
         if (bias) h[u] = h[u] + load(bias + j + u * lanes);                                           \
-        if constexpr (std::is_same_v<Out, bf16>) h[u] = round_to_bf16(h[u]);                          \
+        if (round_h) h[u] = round_to_bf16(h[u]);                                                      \
         if (preact) store(preact + j + u * lanes, h[u]);                                              \
       }                                                                                               \
       gelu_n(h);                                                                                      \
@@ -108,7 +110,7 @@ void gelu_backward_row_scalar(const DY* dy, const H* h, DX* dx, std::size_t n, C
       const std::size_t m = n - j;                                                                    \
       vf h = load(x + j, m);                                                                          \
       if (bias) h = h + load(bias + j, m);                                                            \
-      if constexpr (std::is_same_v<Out, bf16>) h = round_to_bf16(h);                                  \
+      if (round_h) h = round_to_bf16(h);                                                              \
       if (preact) store(preact + j, h, m);                                                            \
       vf g[1] = {h};                                                                                  \
       gelu_n(g);                                                                                      \
