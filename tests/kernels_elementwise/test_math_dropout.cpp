@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <type_traits>
 #include <limits>
 #include <random>
@@ -302,6 +303,29 @@ TEST_CASE_TEMPLATE("dropout_add_layer_norm_forward equals dropout_add_forward th
           REQUIRE(std::memcmp(r1.data(), r2.data(), r1.size() * sizeof(C)) == 0);
         }
       }
+    }
+  }
+}
+
+TEST_CASE("bf16 stores round every float class like the scalar reference, on every backend") {
+  // The AVX512_BF16 path narrows with vcvtneps2bf16, which flushes fp32
+  // subnormals; vectors holding one must fall back to the exact emulation.
+  const float specials[] = {0.0f, -0.0f, 1e-39f, -3e-40f, 1.17e-38f, std::numeric_limits<float>::denorm_min(),
+                            std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(), 1.00390625f /* tie */, 1.01171875f /* tie */,
+                            3.4e38f, -2.5f, 65504.0f};
+  const std::size_t n = 16 * 5 + 3;
+  Tensor<float> a(Shape{std::int64_t(n)}), zero(Shape{std::int64_t(n)});
+  for (std::size_t i = 0; i < n; ++i) a[i] = specials[i % std::size(specials)];
+  for (std::size_t i = 48; i < 64; ++i) a[i] = 1.5f + float(i);  // one vector with no special value
+  for (Isa isa : mpt::supported_isas()) {
+    mpt::ScopedIsa guard(isa);
+    CAPTURE(mpt::isa_name(isa));
+    Tensor<bf16> y(a.shape());
+    k::residual_add(a.view(), zero.view(), y.view());
+    for (std::size_t i = 0; i < n; ++i) {
+      CAPTURE(i);
+      REQUIRE(mpt::bf16_bits(y[i]) == mpt::float_to_bf16_bits(a[i] + 0.0f));
     }
   }
 }
