@@ -17,6 +17,7 @@ packages=(
   nlohmann-json3-dev   # JSON
   libutf8proc-dev      # Unicode for the tokenizer
   unzip                # the bundled SQuAD dev set is a zip
+  python3              # tools/amalgamate.py (single header)
 )
 for arg in "$@"; do
   case "$arg" in

@@ -1,6 +1,7 @@
 #pragma once
 // mpt/core: scalar types, tensors and views, errors, CPU features, threads.
 #include <mpt/core/aligned.hpp>
+#include <mpt/core/arena.hpp>
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/bf16_convert.hpp>
 #include <mpt/core/cpu.hpp>

@@ -12,3 +12,4 @@
 #include <mpt/kernels/add_layer_norm.hpp>
 #include <mpt/kernels/embedding.hpp>
 #include <mpt/kernels/cross_entropy.hpp>
+#include <mpt/nn.hpp>

@@ -2,6 +2,7 @@
 #include <mpt/mpt.hpp>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstdio>
 #include <vector>
 
@@ -55,4 +56,16 @@ TEST_CASE("parallel_for runs every task exactly once, for 1 and 2 threads") {
     for (auto& h : hits) REQUIRE(h.load() == 1);
   }
   CHECK_THROWS_AS(mpt::set_num_threads(0), mpt::Error);
+}
+
+TEST_CASE("MPT_ISA in the environment sets the active instruction set") {
+  // ctest runs this suite a second time with MPT_ISA=avx2 (tests/core/CMakeLists.txt),
+  // so the default-dispatch paths of every test above also run on the AVX2 kernels.
+  const char* env = std::getenv("MPT_ISA");
+  if (env == nullptr) {
+    CHECK(mpt::active_isa() == mpt::detected_isa());
+  } else {
+    MESSAGE("MPT_ISA=" << env);
+    CHECK(mpt::active_isa() == mpt::parse_isa(env));
+  }
 }

@@ -124,7 +124,12 @@ inline Isa environment_isa() {
   static const Isa isa = [] {
     const char* env = std::getenv("MPT_ISA");
     if (env == nullptr || *env == '\0') return detected_isa();
-    const Isa wanted = parse_isa(env);
+    Isa wanted = Isa::scalar;
+    try {
+      wanted = parse_isa(env);
+    } catch (const Error& e) {
+      throw_error("MPT_ISA=", env, ": ", e.what());
+    }
     if (static_cast<int>(wanted) > static_cast<int>(detected_isa())) {
       throw_error("MPT_ISA=", env, " asks for more than this CPU supports (", isa_name(detected_isa()),
                   "); MPT_ISA can only force a lower instruction set");

@@ -1,0 +1,15 @@
+# Installs mpt from BUILD_DIR into a scratch prefix, then configures, builds
+# and runs the downstream project against it. Run by ctest (tests/CMakeLists.txt).
+set(prefix ${WORK_DIR}/prefix)
+set(downstream ${WORK_DIR}/downstream)
+file(REMOVE_RECURSE ${WORK_DIR})
+function(run)
+  execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "cmake_import: '${ARGV}' failed (${rc})")
+  endif()
+endfunction()
+run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${downstream} -G Ninja -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+run(${CMAKE_COMMAND} --build ${downstream})
+run(${downstream}/downstream)
