@@ -5,6 +5,11 @@
 //
 //   bench_elementwise [--threads N] [--reps R]
 // Prints one JSON line per measurement, then a table.
+//
+// The machine is shared: each figure is the fastest of R runs. With one
+// thread the run's CPU time is reported as well (cpu_gbps, from the calling
+// thread's CPU clock, which does not count time the thread was preempted):
+// on a loaded machine that is the better estimate of the unloaded speed.
 #include <mpt/mpt.hpp>
 
 #include <immintrin.h>
@@ -17,6 +22,8 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
+#include <time.h>
 #include <vector>
 
 using mpt::bf16;
@@ -29,24 +36,36 @@ namespace {
 
 struct Result {
   std::string op, dtype;
-  double bytes, seconds, gbps, peak, fraction;
+  double bytes, seconds, gbps, peak, fraction, cpu_gbps, cpu_peak;
   int threads;
 };
+
+struct Timing {
+  double wall = 0, cpu = 0;  // seconds, fastest run each
+};
+
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 // Fastest of `reps` timed runs after two warm-ups (the machine is shared:
 // the minimum is the run least disturbed by other processes).
 // f(rep) picks its buffers by rep so that a small kernel's data is not still
 // in cache from the previous run (L3 is 32 MiB here).
-double time_best(int reps, const std::function<void(int)>& f) {
+Timing time_best(int reps, const std::function<void(int)>& f) {
   f(reps);
   f(reps + 1);
-  std::vector<double> t;
+  Timing best{1e30, 1e30};
   for (int r = 0; r < reps; ++r) {
+    const double cpu0 = thread_cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
     f(r);
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    best.wall = std::min(best.wall, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    best.cpu = std::min(best.cpu, thread_cpu_seconds() - cpu0);
   }
-  return *std::min_element(t.begin(), t.end());
+  return best;
 }
 
 MPT_TARGET_AVX512 void triad_avx512(float* a, const float* b, const float* c, float s, std::size_t n) {
@@ -60,13 +79,13 @@ MPT_TARGET_AVX2 void triad_avx2(float* a, const float* b, const float* c, float 
     _mm256_storeu_ps(a + i, _mm256_fmadd_ps(_mm256_loadu_ps(c + i), vs, _mm256_loadu_ps(b + i)));
 }
 
-// STREAM triad a = b + s c over 3 x 128 MiB, split into fixed chunks.
-double triad_gbps(int reps) {
+// STREAM triad a = b + s c over 3 x 128 MiB, split into fixed chunks: {wall, cpu} GB/s.
+std::pair<double, double> triad_gbps(int reps) {
   const std::size_t n = std::size_t(32) << 20, chunk = 1 << 16;
   Tensor<float> a(Shape{std::int64_t(n)}), b(Shape{std::int64_t(n)}), c(Shape{std::int64_t(n)});
   for (std::size_t i = 0; i < n; ++i) b[i] = 1.0f, c[i] = 2.0f;
   const mpt::Isa isa = mpt::active_isa();
-  const double s = time_best(reps, [&](int) {
+  const Timing s = time_best(reps, [&](int) {
     mpt::parallel_for(n / chunk, [&](std::size_t t) {
       float* pa = a.data() + t * chunk;
       const float* pb = b.data() + t * chunk;
@@ -76,7 +95,8 @@ double triad_gbps(int reps) {
       else for (std::size_t i = 0; i < chunk; ++i) pa[i] = pb[i] + 3.0f * pc[i];
     });
   });
-  return 3.0 * double(n) * sizeof(float) / s / 1e9;
+  const double bytes = 3.0 * double(n) * sizeof(float);
+  return {bytes / s.wall / 1e9, bytes / s.cpu / 1e9};
 }
 
 template <class T>
@@ -97,17 +117,23 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--reps") == 0) reps = std::atoi(argv[i + 1]);
   }
   mpt::set_num_threads(threads);
-  const double peak = triad_gbps(reps);
+  const auto [peak, cpu_peak] = triad_gbps(reps);
   std::vector<Result> results;
-  auto record = [&](const char* op, const char* dtype, double bytes, double seconds) {
-    const double gbps = bytes / seconds / 1e9;
-    results.push_back({op, dtype, bytes, seconds, gbps, peak, gbps / peak, threads});
+  auto record = [&](const char* op, const char* dtype, double bytes, Timing t) {
+    const double gbps = bytes / t.wall / 1e9;
+    const double cpu_gbps = threads == 1 ? bytes / t.cpu / 1e9 : 0.0;
+    results.push_back({op, dtype, bytes, t.wall, gbps, peak, gbps / peak, cpu_gbps, cpu_peak, threads});
     std::printf("{\"op\": \"%s\", \"dtype\": \"%s\", \"bytes\": %.0f, \"seconds\": %.6e, \"gbps\": %.2f, "
-                "\"peak_gbps\": %.2f, \"fraction\": %.3f, \"threads\": %d, \"isa\": \"%s\"}\n",
-                op, dtype, bytes, seconds, gbps, peak, gbps / peak, threads, std::string(mpt::isa_name(mpt::active_isa())).c_str());
+                "\"peak_gbps\": %.2f, \"fraction\": %.3f, \"threads\": %d, \"isa\": \"%s\"",
+                op, dtype, bytes, t.wall, gbps, peak, gbps / peak, threads, std::string(mpt::isa_name(mpt::active_isa())).c_str());
+    if (threads == 1) std::printf(", \"cpu_gbps\": %.2f, \"cpu_fraction\": %.3f", cpu_gbps, cpu_gbps / cpu_peak);
+    std::printf("}\n");
     std::fflush(stdout);
   };
-  record("triad", "fp32", 3.0 * (32 << 20) * 4, 3.0 * (32 << 20) * 4 / peak / 1e9);
+  {
+    const double triad_bytes = 3.0 * double(32 << 20) * 4;
+    record("triad", "fp32", triad_bytes, {triad_bytes / peak / 1e9, triad_bytes / cpu_peak / 1e9});
+  }
 
   const std::int64_t batch = 8, seq = 384, hidden = 768, heads = 12, inter = 3072, tokens = batch * seq;
   {  // attention softmax [8, 12, 384, 384]: fp32 scores in, probs out (84-113 MB: no cache reuse)
@@ -186,10 +212,13 @@ int main(int argc, char** argv) {
            }));
   }
 
-  std::printf("\n%-22s %-24s %10s %10s %8s %9s\n", "op", "dtype", "MB", "ms", "GB/s", "of triad");
+  std::printf("\n%-24s %-22s %7s %8s %7s %9s %9s %9s\n", "op", "dtype", "MB", "ms", "GB/s", "of triad", "cpu GB/s",
+              "of triad");
   for (const Result& r : results) {
-    std::printf("%-22s %-24s %10.1f %10.3f %8.1f %8.0f%%\n", r.op.c_str(), r.dtype.c_str(), r.bytes / 1e6,
-                r.seconds * 1e3, r.gbps, r.fraction * 100);
+    std::printf("%-24s %-22s %7.1f %8.3f %7.1f %8.0f%%", r.op.c_str(), r.dtype.c_str(), r.bytes / 1e6, r.seconds * 1e3,
+                r.gbps, r.fraction * 100);
+    if (threads == 1) std::printf(" %9.1f %8.0f%%", r.cpu_gbps, r.cpu_gbps / r.cpu_peak * 100);
+    std::printf("\n");
   }
   std::printf("threads %d, isa %s, triad %.1f GB/s\n", threads, std::string(mpt::isa_name(mpt::active_isa())).c_str(), peak);
 }
