@@ -202,11 +202,9 @@ using avx512::vf;
 using avx512::zero;
 
 MPT_TARGET_AVX512_BF16 inline __m256i narrow(vf v) noexcept {
-  const __m512i u = _mm512_castps_si512(v);
-  const __mmask16 subnormal = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7F800000)) &
-                              _mm512_test_epi32_mask(u, _mm512_set1_epi32(0x007FFFFF));
-  if (subnormal == 0) return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
-  return _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(u));
+  constexpr int denormal_class = 0x20;  // vfpclassps category bit: fp32 subnormal
+  if (_mm512_fpclass_ps_mask(v, denormal_class) == 0) return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+  return _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v)));
 }
 MPT_TARGET_AVX512_BF16 inline void store(float* p, vf v) noexcept { _mm512_storeu_ps(p, v); }
 MPT_TARGET_AVX512_BF16 inline void store(float* p, vf v, std::size_t n) noexcept { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
