@@ -1898,39 +1898,41 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
     mean_out = mean;                                                                                                  \
     rstd_out = rstd;                                                                                                  \
   }                                                                                                                   \
+  /* scratch: 2 x h rounded up to whole vectors; pass 1 keeps xhat and g there for pass 2. */                         \
   template <class DY, class In, class DX>                                                                             \
   TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,          \
-                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part) {                 \
+                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part, float* scratch) { \
     const vf m = set1(mean), r = set1(rstd);                                                                          \
+    float* xhat_row = scratch;                                                                                        \
+    float* g_row = scratch + (h + lanes - 1) / lanes * lanes;                                                         \
     vf vg[2] = {zero(), zero()}, vgx[2] = {zero(), zero()};                                                           \
     for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
       const std::size_t n = h - j, u = (j / lanes) % 2;                                                               \
-      const vf d = n >= lanes ? load(dy + j) : load(dy + j, n);                                                       \
-      const vf xhat = first(((n >= lanes ? load(x + j) : load(x + j, n)) - m) * r, n);                                \
-      const vf g = d * (n >= lanes ? load(gamma + j) : load(gamma + j, n));                                           \
-      vg[u] = vg[u] + g;                                                                                              \
-      vgx[u] = fmadd(g, xhat, vgx[u]);                                                                                \
+      vf d, xhat, g;                                                                                                  \
       if (n >= lanes) {                                                                                               \
+        d = load(dy + j);                                                                                             \
+        xhat = (load(x + j) - m) * r;                                                                                 \
+        g = d * load(gamma + j);                                                                                      \
         store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                                \
         store(dbeta_part + j, load(dbeta_part + j) + d);                                                              \
       } else {                                                                                                        \
+        d = load(dy + j, n);                                                                                          \
+        xhat = first((load(x + j, n) - m) * r, n);                                                                    \
+        g = d * load(gamma + j, n);                                                                                   \
         store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                          \
         store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                        \
       }                                                                                                               \
+      store(xhat_row + j, xhat);                                                                                      \
+      store(g_row + j, g);                                                                                            \
+      vg[u] = vg[u] + g;                                                                                              \
+      vgx[u] = fmadd(g, xhat, vgx[u]);                                                                                \
     }                                                                                                                 \
     const vf mean_g = set1(hsum(vg[0] + vg[1]) / static_cast<float>(h));                                              \
     const vf mean_gx = set1(hsum(vgx[0] + vgx[1]) / static_cast<float>(h));                                           \
     for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
-      const std::size_t n = h - j;                                                                                    \
-      if (n >= lanes) {                                                                                               \
-        const vf xhat = (load(x + j) - m) * r;                                                                        \
-        const vf g = load(dy + j) * load(gamma + j);                                                                  \
-        store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                             \
-      } else {                                                                                                        \
-        const vf xhat = (load(x + j, n) - m) * r;                                                                     \
-        const vf g = load(dy + j, n) * load(gamma + j, n);                                                            \
-        store(dx + j, r * (g - mean_g - xhat * mean_gx), n);                                                          \
-      }                                                                                                               \
+      const vf v = r * (load(g_row + j) - mean_g - load(xhat_row + j) * mean_gx);                                     \
+      if (h - j >= lanes) store(dx + j, v);                                                                           \
+      else store(dx + j, v, h - j);                                                                                   \
     }                                                                                                                 \
   }                                                                                                                   \
   }  // namespace ISA
@@ -2028,6 +2030,7 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
     C* dgamma_part = partials.data() + (b / chunk) * 2 * h;
     C* dbeta_part = dgamma_part + h;
+    std::vector<float> scratch(2 * (h + 16));  // xhat and g of one row, for the vector paths
     for (std::size_t r = b; r < e; ++r) {
       const D* dyr = dy.data() + r * h;
       const I* xr = x.data() + r * h;
@@ -2038,15 +2041,18 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
                     detail::simd_storage<I> && detail::simd_storage<DX>) {
 #if MPT_X86
         if (isa == Isa::avx512_bf16) {
-          detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
+          detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
           continue;
         }
         if (isa >= Isa::avx512) {
-          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
+          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
           continue;
         }
         if (isa == Isa::avx2) {
-          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
+          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
           continue;
         }
 #endif
@@ -2055,15 +2061,17 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
                                                 dxr, h, dgamma_part, dbeta_part);
     }
   });
-  // Partials in chunk order, then into the gradients: the same bits for any thread count.
-  for (std::size_t j = 0; j < h; ++j) {
-    C sum_gamma = 0, sum_beta = 0;
-    for (std::size_t c = 0; c < chunks; ++c) {
-      sum_gamma += partials[c * 2 * h + j];
-      sum_beta += partials[c * 2 * h + h + j];
-    }
-    dgamma[j] += sum_gamma;
-    dbeta[j] += sum_beta;
+  // Partials in chunk order, then into the gradients: the same bits for any
+  // thread count. Chunk 0's partials become the running sums (contiguous rows:
+  // the compiler vectorizes the adds; each column is still summed in chunk order).
+  C* sums = partials.data();
+  for (std::size_t c = 1; c < chunks; ++c) {
+    const C* part = partials.data() + c * 2 * h;
+    for (std::size_t j = 0; j < 2 * h; ++j) sums[j] += part[j];
+  }
+  for (std::size_t j = 0; j < h && chunks > 0; ++j) {
+    dgamma[j] += sums[j];
+    dbeta[j] += sums[h + j];
   }
 }
 
@@ -2299,11 +2307,10 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
     }
   });
   if (!want_dbias) return;
-  for (std::size_t j = 0; j < n; ++j) {
-    C sum = 0;
-    for (std::size_t c = 0; c < chunks; ++c) sum += partials[c * n + j];
-    dbias[j] += sum;
-  }
+  // Chunk partials in chunk order (chunk 0 holds the running sums): thread-count independent.
+  for (std::size_t c = 1; c < chunks; ++c)
+    for (std::size_t j = 0; j < n; ++j) partials[j] += partials[c * n + j];
+  for (std::size_t j = 0; j < n && chunks > 0; ++j) dbias[j] += partials[j];
 }
 
 }  // namespace mpt::kernels

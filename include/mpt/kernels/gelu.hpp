@@ -229,11 +229,10 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
     }
   });
   if (!want_dbias) return;
-  for (std::size_t j = 0; j < n; ++j) {
-    C sum = 0;
-    for (std::size_t c = 0; c < chunks; ++c) sum += partials[c * n + j];
-    dbias[j] += sum;
-  }
+  // Chunk partials in chunk order (chunk 0 holds the running sums): thread-count independent.
+  for (std::size_t c = 1; c < chunks; ++c)
+    for (std::size_t j = 0; j < n; ++j) partials[j] += partials[c * n + j];
+  for (std::size_t j = 0; j < n && chunks > 0; ++j) dbias[j] += partials[j];
 }
 
 }  // namespace mpt::kernels
