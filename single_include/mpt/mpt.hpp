@@ -1636,25 +1636,35 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
   template <class In, class Out>                                                                                      \
   TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {             \
     const vf s = set1(scale);                                                                                         \
-    for (std::size_t j = 0; j < k; j += lanes) {                                                                      \
+    vf vmax[4];                                                                                                       \
+    for (vf& m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
+    /* Pass 1: z = x * scale + mask, and its maximum. */                                                              \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= k; j += 4 * lanes) {                                                                      \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        vf v = load(x + j + u * lanes) * s;                                                                           \
+        if (mask) v = v + load(mask + j + u * lanes);                                                                 \
+        store(z + j + u * lanes, v);                                                                                  \
+        vmax[u] = max(vmax[u], v);                                                                                    \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < k; j += lanes) {                                                                                       \
       const std::size_t n = k - j;                                                                                    \
       vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                         \
       if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                            \
       store(z + j, v);                                                                                                \
+      if (n >= lanes) vmax[0] = max(vmax[0], v);                                                                      \
     }                                                                                                                 \
+    /* The last partial vector: lanes past k become -Inf, then count in the maximum. */                               \
     const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                       \
-    for (std::size_t j = k; j < padded; ++j) z[j] = -std::numeric_limits<float>::infinity();                          \
-    vf vmax[4];                                                                                                       \
-    for (vf& m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 4 * lanes <= padded; j += 4 * lanes)                                                                   \
-      for (std::size_t u = 0; u < 4; ++u) vmax[u] = max(vmax[u], load(z + j + u * lanes));                            \
-    for (; j < padded; j += lanes) vmax[0] = max(vmax[0], load(z + j));                                               \
+    for (std::size_t i = k; i < padded; ++i) z[i] = -std::numeric_limits<float>::infinity();                          \
+    if (padded != k) vmax[1] = max(vmax[1], load(z + padded - lanes));                                                \
     const float row_max = hmax(max(max(vmax[0], vmax[1]), max(vmax[2], vmax[3])));                                    \
     if (row_max == -std::numeric_limits<float>::infinity()) {                                                         \
       for (std::size_t i = 0; i < k; i += lanes) store(y + i, zero(), k - i);                                         \
       return;                                                                                                         \
     }                                                                                                                 \
+    /* Pass 2: e = exp(z - max) and its sum. Pass 3: y = e / sum. */                                                  \
     const vf m = set1(row_max);                                                                                       \
     vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
     for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
