@@ -13,3 +13,5 @@
 #include <mpt/kernels/embedding.hpp>
 #include <mpt/kernels/cross_entropy.hpp>
 #include <mpt/nn.hpp>
+#include <mpt/data.hpp>
+#include <mpt/io.hpp>

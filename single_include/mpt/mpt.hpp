@@ -3092,4 +3092,3229 @@ class Parameters {
 }  // namespace mpt::nn
 // ---- end mpt/nn/parameters.hpp ----
 // ---- end mpt/nn.hpp ----
+// ---- begin mpt/data.hpp ----
+// mpt/data: the SQuAD pipeline. BERT WordPiece tokenizer with code-point
+// offsets, SQuAD reading (nested, flattened, JSON Lines), run_qa features,
+// utils_qa post-processing and the official SQuAD v1.1/v2.0 metrics.
+//
+//   using namespace mpt::data;
+//   const auto tok = WordPieceTokenizer::from_vocab_file("vocab.txt");   // tokenizer_config.json honoured
+//   const auto train = read_squad("train-v1.1.json");                      // nested / flattened / .jsonl
+//   const auto features = prepare_train_features(train, tok, {384, 128, true});
+//   auto batch = make_qa_batch(features, indices);                         // int32 [batch][seq_len]
+//   ...
+//   const auto dev = read_squad("dev-v1.1.json");
+//   const auto eval = prepare_eval_features(dev, tok, {384, 128, true});
+//   // model -> start/end logits, float [eval.size()][384]
+//   const auto preds = postprocess_qa_predictions(dev, eval, start, end, 384, {dev.version_2});
+//   preds.write(output_dir);                          // eval_predictions.json, eval_nbest_predictions.json, ...
+//   write_json_atomic(output_dir / "eval_results.json", squad_evaluate(dev, preds).to_json());
+// ---- begin mpt/data/json_io.hpp ----
+// Small file helpers: whole-file reads and atomic JSON writes (temp + rename),
+// so a crash never leaves a half-written predictions file.
+
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <system_error>
+
+namespace mpt::data {
+
+inline std::string read_text_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) mpt::throw_error("cannot open file '", path.string(), "'");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) mpt::throw_error("error reading file '", path.string(), "'");
+  return std::move(buffer).str();
+}
+
+// Writes text to path via a temporary file in the same folder and a rename.
+inline void write_text_atomic(const std::filesystem::path& path, const std::string& text) {
+  const std::filesystem::path parent = path.parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) mpt::throw_error("cannot create folder '", parent.string(), "': ", ec.message());
+  }
+  std::filesystem::path temp = path;
+  temp += ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    if (!out) mpt::throw_error("cannot write file '", temp.string(), "'");
+    out << text;
+    out.flush();
+    if (!out) mpt::throw_error("error writing file '", temp.string(), "'");
+  }
+  std::error_code ec;
+  std::filesystem::rename(temp, path, ec);
+  if (ec) {
+    std::filesystem::remove(temp, ec);
+    mpt::throw_error("cannot rename '", temp.string(), "' to '", path.string(), "'");
+  }
+}
+
+// JSON with Python json.dump(indent=4)-like layout, a final newline, ASCII
+// escapes for non-ASCII (Python's ensure_ascii default).
+template <class Json>
+void write_json_atomic(const std::filesystem::path& path, const Json& value, int indent = 4) {
+  write_text_atomic(path, value.dump(indent, ' ', true) + "\n");
+}
+
+}  // namespace mpt::data
+// ---- end mpt/data/json_io.hpp ----
+// ---- begin mpt/data/qa_features.hpp ----
+// prepare_train_features / prepare_eval_features: the features of
+// transformers' run_qa.py (prepare_train_features /
+// prepare_validation_features) for BERT: [CLS] question [SEP] context [SEP],
+// the question left-stripped, only the context truncated, overflowing
+// windows of max_seq_length tokens that overlap by doc_stride tokens.
+
+// ---- begin mpt/data/squad_reader.hpp ----
+// read_squad: SQuAD v1.1/v2.0 in the canonical nested JSON, and the
+// flattened Hugging Face datasets records (one JSON with "data": [...], or
+// JSON Lines) that run_qa's --train_file/--validation_file accept.
+// answer_start counts Unicode code points (Python string indices).
+
+// ---- begin mpt/data/detail/unicode.hpp ----
+// UTF-8 decoding/encoding and the character classes the BERT tokenizer needs,
+// with the definitions of Hugging Face tokenizers' BertNormalizer and
+// BertPreTokenizer (Rust `char` semantics), looked up through utf8proc.
+
+
+#include <utf8proc.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mpt::data::detail {
+
+// Decodes the code point at text[pos]; advances pos. Returns -1 on
+// ill-formed UTF-8 (bad lead byte, bad continuation, overlong, surrogate,
+// beyond U+10FFFF, truncated), leaving pos unchanged.
+inline std::int32_t decode_utf8(std::string_view text, std::size_t& pos) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char b0 = byte(pos);
+  if (b0 < 0x80) {
+    ++pos;
+    return b0;
+  }
+  std::size_t len = 0;
+  std::int32_t cp = 0;
+  std::int32_t min_cp = 0;
+  if ((b0 & 0xE0) == 0xC0) {
+    len = 2, cp = b0 & 0x1F, min_cp = 0x80;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    len = 3, cp = b0 & 0x0F, min_cp = 0x800;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    len = 4, cp = b0 & 0x07, min_cp = 0x10000;
+  } else {
+    return -1;
+  }
+  if (pos + len > text.size()) return -1;
+  for (std::size_t i = 1; i < len; ++i) {
+    const unsigned char b = byte(pos + i);
+    if ((b & 0xC0) != 0x80) return -1;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  if (cp < min_cp || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
+  pos += len;
+  return cp;
+}
+
+inline void append_utf8(std::string& out, std::int32_t cp) {
+  const auto u = static_cast<std::uint32_t>(cp);
+  if (u < 0x80) {
+    out.push_back(static_cast<char>(u));
+  } else if (u < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (u >> 6)));
+    out.push_back(static_cast<char>(0x80 | (u & 0x3F)));
+  } else if (u < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (u >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((u >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (u & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (u >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((u >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((u >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (u & 0x3F)));
+  }
+}
+
+// Throws mpt::Error naming the first ill-formed byte.
+inline void check_utf8(std::string_view text, std::string_view what) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t at = pos;
+    if (decode_utf8(text, pos) < 0) {
+      mpt::throw_error(what, ": invalid UTF-8 at byte ", at, " (byte value 0x", std::hex,
+                       static_cast<unsigned>(static_cast<unsigned char>(text[at])), ")");
+    }
+  }
+}
+
+// Number of code points (Python len()) of valid UTF-8.
+inline std::size_t count_code_points(std::string_view text) {
+  std::size_t n = 0;
+  for (const char c : text) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
+// Byte offset of code point index cp_index in valid UTF-8 (clamped to size).
+inline std::size_t byte_offset_of_code_point(std::string_view text, std::size_t cp_index) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {
+      if (n == cp_index) return i;
+      ++n;
+    }
+  }
+  return text.size();
+}
+
+// Substring by code-point indices [begin, end) (Python text[begin:end]).
+inline std::string_view code_point_substr(std::string_view text, std::size_t begin, std::size_t end) {
+  if (end <= begin) return {};
+  const std::size_t b = byte_offset_of_code_point(text, begin);
+  const std::size_t rest = byte_offset_of_code_point(text.substr(b), end - begin);
+  return text.substr(b, rest);
+}
+
+inline utf8proc_category_t category(std::int32_t cp) {
+  return static_cast<utf8proc_category_t>(utf8proc_category(cp));
+}
+
+// Rust char::is_whitespace (the Unicode White_Space property).
+inline bool is_unicode_white_space(std::int32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+         cp == 0x205F || cp == 0x3000;
+}
+
+// Python str.isspace(): used by the SQuAD evaluation's split() and by lstrip().
+inline bool is_python_space(std::int32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+// BertNormalizer: \t \n \r count as whitespace, not control.
+inline bool is_bert_whitespace(std::int32_t cp) { return is_unicode_white_space(cp); }
+
+// BertNormalizer is_control: unicode_categories' is_other(), which is Cc, Cf
+// and Co only (not Cn: unassigned code points are kept, unlike
+// google-research/bert's startswith("C")), except \t \n \r.
+inline bool is_bert_control(std::int32_t cp) {
+  if (cp == '\t' || cp == '\n' || cp == '\r') return false;
+  if (cp < 128) return cp < 32 || cp == 127;  // ASCII: Cc only
+  switch (category(cp)) {
+    case UTF8PROC_CATEGORY_CC:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_CO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// BertPreTokenizer is_bert_punc: ASCII punctuation (33-47, 58-64, 91-96,
+// 123-126) or any Unicode P* category.
+inline bool is_bert_punctuation(std::int32_t cp) {
+  if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
+      (cp >= 123 && cp <= 126))
+    return true;
+  if (cp < 128) return false;
+  switch (category(cp)) {
+    case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_PD:
+    case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE:
+    case UTF8PROC_CATEGORY_PI:
+    case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The CJK ranges of tokenizers' is_chinese_char. Note 0x2B920 (not 0x2B820
+// as in google-research/bert): we follow the fast tokenizer.
+inline bool is_chinese_char(std::int32_t cp) {
+  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+         (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
+         (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+}
+
+inline bool is_nonspacing_mark(std::int32_t cp) { return category(cp) == UTF8PROC_CATEGORY_MN; }
+
+// Canonical decomposition (NFD) of one code point; returns the count written.
+// Per-character decomposition without canonical reordering: reordering only
+// moves combining marks, which accent stripping removes anyway.
+inline std::size_t decompose_nfd(std::int32_t cp, std::array<std::int32_t, 8>& out) {
+  if (cp < 0xC0) {
+    out[0] = cp;
+    return 1;
+  }
+  int last_boundclass = 0;
+  const utf8proc_ssize_t n = utf8proc_decompose_char(
+      cp, reinterpret_cast<utf8proc_int32_t*>(out.data()), static_cast<utf8proc_ssize_t>(out.size()),
+      static_cast<utf8proc_option_t>(UTF8PROC_DECOMPOSE), &last_boundclass);
+  if (n <= 0 || static_cast<std::size_t>(n) > out.size()) {
+    out[0] = cp;
+    return 1;
+  }
+  return static_cast<std::size_t>(n);
+}
+
+// Rust char::to_lowercase: the simple mapping except U+0130, whose full
+// lowercase is "i" + U+0307 (its only unconditional multi-char mapping).
+inline std::size_t to_lowercase(std::int32_t cp, std::array<std::int32_t, 2>& out) {
+  if (cp < 128) {
+    out[0] = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
+    return 1;
+  }
+  if (cp == 0x130) {
+    out[0] = 'i';
+    out[1] = 0x307;
+    return 2;
+  }
+  out[0] = utf8proc_tolower(cp);
+  return 1;
+}
+
+// Python str.isalnum() or '_' (the \w of Python's re in Unicode mode),
+// approximated by the L* and N* categories.
+inline bool is_python_word_char(std::int32_t cp) {
+  if (cp < 128) {
+    return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
+  }
+  switch (category(cp)) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace mpt::data::detail
+// ---- end mpt/data/detail/unicode.hpp ----
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace mpt::data {
+
+struct SquadAnswer {
+  std::string text;
+  std::int64_t answer_start = 0;  // code points into the context
+};
+
+struct SquadExample {
+  std::string id;
+  std::string title;
+  std::string question;
+  std::size_t context_index = 0;  // into SquadDataset::contexts (shared by a paragraph's questions)
+  std::vector<SquadAnswer> answers;  // empty: unanswerable (v2)
+  bool is_impossible = false;
+  std::vector<SquadAnswer> plausible_answers;
+};
+
+struct SquadDataset {
+  std::vector<std::string> contexts;
+  std::vector<SquadExample> examples;
+  bool version_2 = false;  // has (or may have) unanswerable questions
+  std::string version;     // the file's "version" field, if any
+  std::string source;      // file name, for messages
+  std::vector<std::string> invalid_answer_ids;  // answers inconsistent with their context
+
+  std::size_t size() const { return examples.size(); }
+  const std::string& context_of(const SquadExample& e) const { return contexts[e.context_index]; }
+  const std::string& context_of(std::size_t example_index) const { return context_of(examples[example_index]); }
+
+  // The first n examples (run_qa's --max_train_samples / --max_eval_samples).
+  SquadDataset first(std::size_t n) const {
+    SquadDataset out;
+    out.version_2 = version_2;
+    out.version = version;
+    out.source = source;
+    out.invalid_answer_ids = invalid_answer_ids;
+    out.examples.assign(examples.begin(), examples.begin() + static_cast<std::ptrdiff_t>(std::min(n, examples.size())));
+    // Keep only the contexts still referenced, renumbered in order.
+    std::vector<std::size_t> remap(contexts.size(), static_cast<std::size_t>(-1));
+    for (auto& ex : out.examples) {
+      std::size_t& to = remap[ex.context_index];
+      if (to == static_cast<std::size_t>(-1)) {
+        to = out.contexts.size();
+        out.contexts.push_back(contexts[ex.context_index]);
+      }
+      ex.context_index = to;
+    }
+    return out;
+  }
+};
+
+// What to do with an example whose answer text is not at answer_start.
+enum class InvalidAnswerPolicy { fail, skip, keep };
+
+struct SquadReadOptions {
+  InvalidAnswerPolicy invalid_answers = InvalidAnswerPolicy::fail;
+};
+
+namespace detail {
+
+using json = nlohmann::json;
+
+// "where" names the file, the position and the record id for every message.
+struct SquadParseContext {
+  const std::string& source;
+  std::string position;
+  std::string id;
+  [[noreturn]] void fail(std::string_view what) const {
+    mpt::throw_error("SQuAD file '", source, "', ", position, id.empty() ? "" : " (id '", id,
+                     id.empty() ? "" : "')", ": ", what);
+  }
+  const json& field(const json& obj, const char* name) const {
+    const auto it = obj.find(name);
+    if (it == obj.end()) fail(mpt::detail::concat("missing field '", name, "'"));
+    return *it;
+  }
+  std::string string_field(const json& obj, const char* name) const {
+    const json& v = field(obj, name);
+    if (!v.is_string()) fail(mpt::detail::concat("field '", name, "' must be a string, found ", v.type_name()));
+    return v.get<std::string>();
+  }
+  // Ids are strings; integer ids (some converted datasets) are taken as text.
+  std::string id_field(const json& obj) const {
+    const json& v = field(obj, "id");
+    if (v.is_number_integer()) return v.dump();
+    if (!v.is_string()) fail(mpt::detail::concat("field 'id' must be a string, found ", v.type_name()));
+    return v.get<std::string>();
+  }
+  std::int64_t integer(const json& v, const char* name) const {
+    if (!v.is_number_integer()) fail(mpt::detail::concat("field '", name, "' must be an integer, found ", v.type_name()));
+    return v.get<std::int64_t>();
+  }
+  const json& array_field(const json& obj, const char* name) const {
+    const json& v = field(obj, name);
+    if (!v.is_array()) fail(mpt::detail::concat("field '", name, "' must be an array, found ", v.type_name()));
+    return v;
+  }
+};
+
+inline json parse_json_text(std::string_view text, const std::string& source, std::string_view where) {
+  try {
+    return json::parse(text.begin(), text.end());
+  } catch (const json::parse_error& e) {
+    mpt::throw_error("SQuAD file '", source, "'", where, ": malformed JSON at byte ", e.byte, ": ", e.what());
+  }
+}
+
+inline std::vector<SquadAnswer> read_nested_answers(const json& list, const SquadParseContext& ctx, const char* name) {
+  std::vector<SquadAnswer> answers;
+  for (std::size_t a = 0; a < list.size(); ++a) {
+    const json& ans = list[a];
+    if (!ans.is_object()) ctx.fail(mpt::detail::concat(name, "[", a, "] must be an object"));
+    answers.push_back({ctx.string_field(ans, "text"), ctx.integer(ctx.field(ans, "answer_start"), "answer_start")});
+  }
+  return answers;
+}
+
+// HF datasets layout: {"text": [...], "answer_start": [...]}.
+inline std::vector<SquadAnswer> read_flat_answers(const json& obj, const SquadParseContext& ctx) {
+  const json& texts = ctx.array_field(obj, "text");
+  const json& starts = ctx.array_field(obj, "answer_start");
+  if (texts.size() != starts.size())
+    ctx.fail(mpt::detail::concat("answers has ", texts.size(), " texts but ", starts.size(), " answer_start values"));
+  std::vector<SquadAnswer> answers;
+  for (std::size_t a = 0; a < texts.size(); ++a) {
+    if (!texts[a].is_string()) ctx.fail(mpt::detail::concat("answers.text[", a, "] must be a string"));
+    answers.push_back({texts[a].get<std::string>(), ctx.integer(starts[a], "answer_start")});
+  }
+  return answers;
+}
+
+inline bool answer_matches(std::string_view context, const SquadAnswer& a) {
+  if (a.answer_start < 0) return false;
+  const auto start = static_cast<std::size_t>(a.answer_start);
+  const std::size_t len = count_code_points(a.text);
+  if (start + len > count_code_points(context)) return false;
+  return code_point_substr(context, start, start + len) == a.text;
+}
+
+class SquadBuilder {
+ public:
+  SquadBuilder(SquadDataset& out, const SquadReadOptions& options) : out_(out), options_(options) {}
+
+  std::size_t add_context(std::string context, const SquadParseContext& ctx) {
+    check_utf8(context, "context");
+    if (context.empty()) ctx.fail("empty context");
+    if (!out_.contexts.empty() && out_.contexts.back() == context) return out_.contexts.size() - 1;
+    out_.contexts.push_back(std::move(context));
+    return out_.contexts.size() - 1;
+  }
+
+  void add_example(SquadExample example, const SquadParseContext& ctx) {
+    if (example.id.empty()) ctx.fail("empty id");
+    if (!seen_ids_.emplace(example.id, out_.examples.size()).second) ctx.fail("duplicate id");
+    const std::string& context = out_.contexts[example.context_index];
+    bool valid = true;
+    for (const auto* list : {&example.answers, &example.plausible_answers}) {
+      for (const auto& a : *list) {
+        try {
+          check_utf8(a.text, "answer text");
+        } catch (const mpt::Error& e) {
+          ctx.fail(e.what());
+        }
+        if (!answer_matches(context, a)) valid = false;
+      }
+    }
+    if (example.answers.empty() || example.is_impossible) out_.version_2 = true;
+    if (!valid) {
+      out_.invalid_answer_ids.push_back(example.id);
+      if (options_.invalid_answers == InvalidAnswerPolicy::fail) {
+        for (const auto* list : {&example.answers, &example.plausible_answers})
+          for (const auto& a : *list)
+            if (!answer_matches(context, a))
+              ctx.fail(mpt::detail::concat("answer '", a.text, "' is not at answer_start ", a.answer_start,
+                                           " of its context (", count_code_points(context),
+                                           " code points); read with InvalidAnswerPolicy::skip to drop such questions"));
+      }
+      if (options_.invalid_answers == InvalidAnswerPolicy::skip) return;
+    }
+    out_.examples.push_back(std::move(example));
+  }
+
+ private:
+  SquadDataset& out_;
+  const SquadReadOptions& options_;
+  std::unordered_map<std::string, std::size_t> seen_ids_;
+};
+
+inline void read_flat_record(const json& rec, SquadParseContext& ctx, SquadBuilder& builder) {
+  if (!rec.is_object()) ctx.fail(mpt::detail::concat("record must be an object, found ", rec.type_name()));
+  ctx.id.clear();
+  SquadExample ex;
+  ex.id = ctx.id_field(rec);
+  ctx.id = ex.id;
+  if (rec.contains("title") && rec["title"].is_string()) ex.title = rec["title"].get<std::string>();
+  ex.question = ctx.string_field(rec, "question");
+  check_utf8(ex.question, "question");
+  ex.context_index = builder.add_context(ctx.string_field(rec, "context"), ctx);
+  const json& answers = ctx.field(rec, "answers");
+  if (!answers.is_object()) ctx.fail(mpt::detail::concat("field 'answers' must be an object {text, answer_start}, found ", answers.type_name()));
+  ex.answers = read_flat_answers(answers, ctx);
+  ex.is_impossible = ex.answers.empty();
+  builder.add_example(std::move(ex), ctx);
+}
+
+inline void read_nested_article(const json& article, std::size_t a, SquadParseContext& ctx, SquadBuilder& builder) {
+  ctx.position = mpt::detail::concat("data[", a, "]");
+  ctx.id.clear();
+  if (!article.is_object()) ctx.fail(mpt::detail::concat("article must be an object, found ", article.type_name()));
+  std::string title;
+  if (article.contains("title") && article["title"].is_string()) title = article["title"].get<std::string>();
+  const json& paragraphs = ctx.array_field(article, "paragraphs");
+  for (std::size_t p = 0; p < paragraphs.size(); ++p) {
+    ctx.position = mpt::detail::concat("data[", a, "].paragraphs[", p, "]");
+    ctx.id.clear();
+    const json& para = paragraphs[p];
+    if (!para.is_object()) ctx.fail(mpt::detail::concat("paragraph must be an object, found ", para.type_name()));
+    const std::size_t context_index = builder.add_context(ctx.string_field(para, "context"), ctx);
+    const json& qas = ctx.array_field(para, "qas");
+    for (std::size_t q = 0; q < qas.size(); ++q) {
+      ctx.position = mpt::detail::concat("data[", a, "].paragraphs[", p, "].qas[", q, "]");
+      ctx.id.clear();
+      const json& qa = qas[q];
+      if (!qa.is_object()) ctx.fail(mpt::detail::concat("question must be an object, found ", qa.type_name()));
+      SquadExample ex;
+      ex.id = ctx.id_field(qa);
+      ctx.id = ex.id;
+      ex.title = title;
+      ex.question = ctx.string_field(qa, "question");
+      check_utf8(ex.question, "question");
+      ex.context_index = context_index;
+      ex.answers = read_nested_answers(ctx.array_field(qa, "answers"), ctx, "answers");
+      if (const auto it = qa.find("is_impossible"); it != qa.end()) {
+        if (!it->is_boolean()) ctx.fail("field 'is_impossible' must be a boolean");
+        ex.is_impossible = it->get<bool>();
+      }
+      if (const auto it = qa.find("plausible_answers"); it != qa.end()) {
+        if (!it->is_array()) ctx.fail("field 'plausible_answers' must be an array");
+        ex.plausible_answers = read_nested_answers(*it, ctx, "plausible_answers");
+      }
+      if (ex.is_impossible && !ex.answers.empty()) ctx.fail("is_impossible is true but answers is not empty");
+      builder.add_example(std::move(ex), ctx);
+    }
+  }
+}
+
+inline bool version_says_2(const json& root) {
+  if (!root.is_object()) return false;
+  const auto it = root.find("version");
+  if (it == root.end()) return false;
+  if (it->is_number()) return it->get<double>() >= 2.0;
+  if (it->is_string()) {
+    const auto v = it->get<std::string>();
+    return v.rfind("v2", 0) == 0 || v.rfind("2", 0) == 0;
+  }
+  return false;
+}
+
+// datasets' to_json() writes JSON Lines even into ".json" files: the first
+// line is a whole object and more follows.
+inline bool looks_like_json_lines(std::string_view text) {
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos || text[first] != '{') return false;
+  const std::size_t end = text.find('\n', first);
+  if (end == std::string_view::npos || text.find_first_not_of(" \t\r\n", end) == std::string_view::npos) return false;
+  return json::accept(text.substr(first, end - first));
+}
+
+}  // namespace detail
+
+// Parses SQuAD text. Layout auto-detected: nested ("paragraphs"), flattened
+// records under "data" or as a top-level array, or JSON Lines when
+// json_lines is true or the first line is a whole JSON object.
+inline SquadDataset parse_squad(std::string_view text, const std::string& source, const SquadReadOptions& options = {},
+                                bool json_lines = false) {
+  SquadDataset out;
+  out.source = source;
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM
+  detail::SquadBuilder builder(out, options);
+  detail::SquadParseContext ctx{out.source, {}, {}};
+  if (!json_lines) json_lines = detail::looks_like_json_lines(text);
+  if (json_lines) {
+    std::size_t line_number = 0;
+    std::size_t begin = 0;
+    while (begin < text.size()) {
+      std::size_t end = text.find('\n', begin);
+      if (end == std::string_view::npos) end = text.size();
+      std::string_view line = text.substr(begin, end - begin);
+      begin = end + 1;
+      ++line_number;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+      const auto rec = detail::parse_json_text(line, out.source, mpt::detail::concat(", line ", line_number));
+      ctx.position = mpt::detail::concat("line ", line_number);
+      detail::read_flat_record(rec, ctx, builder);
+    }
+  } else {
+    const auto root = detail::parse_json_text(text, out.source, "");
+    const detail::json* records = nullptr;
+    if (root.is_array()) {
+      records = &root;
+    } else if (root.is_object()) {
+      ctx.position = "top level";
+      records = &ctx.array_field(root, "data");
+      if (const auto v = root.find("version"); v != root.end()) out.version = v->is_string() ? v->get<std::string>() : v->dump();
+      out.version_2 = detail::version_says_2(root);
+    } else {
+      ctx.position = "top level";
+      ctx.fail(mpt::detail::concat("expected an object with 'data' or an array, found ", root.type_name()));
+    }
+    const bool nested = !records->empty() && (*records)[0].is_object() && (*records)[0].contains("paragraphs");
+    for (std::size_t i = 0; i < records->size(); ++i) {
+      if (nested) {
+        detail::read_nested_article((*records)[i], i, ctx, builder);
+      } else {
+        ctx.position = mpt::detail::concat("data[", i, "]");
+        detail::read_flat_record((*records)[i], ctx, builder);
+      }
+    }
+  }
+  return out;
+}
+
+// Reads a SQuAD file; ".jsonl" files are JSON Lines.
+inline SquadDataset read_squad(const std::filesystem::path& path, const SquadReadOptions& options = {}) {
+  const std::string text = read_text_file(path);
+  const bool json_lines = path.extension() == ".jsonl";
+  return parse_squad(text, path.string(), options, json_lines);
+}
+
+}  // namespace mpt::data
+// ---- end mpt/data/squad_reader.hpp ----
+// ---- begin mpt/data/wordpiece_tokenizer.hpp ----
+// WordPieceTokenizer: the BERT tokenizer, equal to Hugging Face's
+// BertTokenizerFast on BERT vocabularies (BertNormalizer + BertPreTokenizer +
+// WordPiece). Returns ids and offsets into the ORIGINAL text counted in
+// Unicode code points (Python string indices), as SQuAD's answer_start is.
+
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace mpt::data {
+
+// A half-open range [begin, end) of code-point indices in an original text.
+struct CharSpan {
+  std::int32_t begin = 0;
+  std::int32_t end = 0;
+  friend bool operator==(const CharSpan&, const CharSpan&) = default;
+};
+
+// Tokens of one text, without special tokens.
+struct Encoding {
+  std::vector<std::int32_t> ids;
+  std::vector<CharSpan> offsets;  // one per id
+  std::size_t size() const { return ids.size(); }
+};
+
+struct WordPieceOptions {
+  bool do_lower_case = true;
+  std::optional<bool> strip_accents;  // unset: follows do_lower_case (as HF)
+  bool tokenize_chinese_chars = true;
+  bool clean_text = true;
+  std::size_t max_input_chars_per_word = 100;
+  std::string unk_token = "[UNK]";
+  std::string continuing_subword_prefix = "##";
+  // Matched verbatim in the raw text before normalization, as the fast
+  // tokenizer's added tokens (normalized: false): "a[SEP]b" -> a [SEP] b.
+  // Entries missing from the vocabulary are ignored.
+  std::vector<std::string> special_tokens{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+};
+
+namespace detail {
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+}  // namespace detail
+
+class WordPieceTokenizer {
+ public:
+  // tokens[i] has id i.
+  WordPieceTokenizer(std::vector<std::string> tokens, WordPieceOptions options)
+      : tokens_(std::move(tokens)), options_(std::move(options)) {
+    ids_.reserve(tokens_.size());
+    for (std::size_t i = 0; i < tokens_.size(); ++i) {
+      ids_[tokens_[i]] = static_cast<std::int32_t>(i);  // a repeated token keeps its last id, as HF load_vocab
+      max_token_bytes_ = std::max(max_token_bytes_, tokens_[i].size());
+    }
+    const auto unk = ids_.find(options_.unk_token);
+    if (unk == ids_.end()) mpt::throw_error("WordPieceTokenizer: the vocabulary has no unknown token '", options_.unk_token, "'");
+    unk_id_ = unk->second;
+    for (const auto& special : options_.special_tokens) {
+      const auto it = ids_.find(special);
+      if (it == ids_.end() || special.empty()) continue;
+      detail::check_utf8(special, "special token");
+      specials_.push_back({special, detail::count_code_points(special), it->second});
+      special_first_byte_[static_cast<unsigned char>(special[0])] = true;
+    }
+    // Longest first, so that a special token that prefixes another loses.
+    std::sort(specials_.begin(), specials_.end(), [](const Special& a, const Special& b) { return a.text.size() > b.text.size(); });
+  }
+
+  // Loads vocab.txt (one token per line). do_lower_case unset: taken from a
+  // tokenizer_config.json next to the vocab when present, else true.
+  // vocab_path may also be a folder holding vocab.txt.
+  static WordPieceTokenizer from_vocab_file(std::filesystem::path vocab_path,
+                                            std::optional<bool> do_lower_case = std::nullopt) {
+    if (std::filesystem::is_directory(vocab_path)) vocab_path /= "vocab.txt";
+    std::ifstream in(vocab_path, std::ios::binary);
+    if (!in) mpt::throw_error("cannot open vocabulary file '", vocab_path.string(), "'");
+    std::vector<std::string> tokens;
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      tokens.push_back(line);
+    }
+    if (tokens.empty()) mpt::throw_error("vocabulary file '", vocab_path.string(), "' is empty");
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      detail::check_utf8(tokens[i], mpt::detail::concat("vocabulary file '", vocab_path.string(), "' line ", i + 1));
+    WordPieceOptions options;
+    const auto config_path = vocab_path.parent_path() / "tokenizer_config.json";
+    if (std::filesystem::exists(config_path)) {
+      std::ifstream cfg(config_path, std::ios::binary);
+      nlohmann::json config;
+      try {
+        config = nlohmann::json::parse(cfg);
+      } catch (const nlohmann::json::exception& e) {
+        mpt::throw_error("'", config_path.string(), "': ", e.what());
+      }
+      if (config.contains("do_lower_case") && config["do_lower_case"].is_boolean())
+        options.do_lower_case = config["do_lower_case"].get<bool>();
+      if (config.contains("strip_accents") && config["strip_accents"].is_boolean())
+        options.strip_accents = config["strip_accents"].get<bool>();
+      if (config.contains("tokenize_chinese_chars") && config["tokenize_chinese_chars"].is_boolean())
+        options.tokenize_chinese_chars = config["tokenize_chinese_chars"].get<bool>();
+    }
+    if (do_lower_case) options.do_lower_case = *do_lower_case;
+    return WordPieceTokenizer(std::move(tokens), std::move(options));
+  }
+
+  // Tokenizes UTF-8 text; throws mpt::Error on invalid UTF-8.
+  Encoding encode(std::string_view text) const {
+    Encoding out;
+    encode_into(text, out);
+    return out;
+  }
+
+  void encode_into(std::string_view text, Encoding& out) const {
+    out.ids.clear();
+    out.offsets.clear();
+    Word word;
+    const bool strip = options_.strip_accents.value_or(options_.do_lower_case);
+    const bool lower = options_.do_lower_case;
+    std::size_t pos = 0;
+    std::int32_t index = 0;  // code-point index of the current original char
+    for (; pos < text.size(); ++index) {
+      if (const Special* special = special_at(text, pos)) {
+        flush(word, out);
+        out.ids.push_back(special->id);
+        out.offsets.push_back({index, index + static_cast<std::int32_t>(special->code_points)});
+        pos += special->text.size();
+        index += static_cast<std::int32_t>(special->code_points) - 1;
+        continue;
+      }
+      const std::size_t at = pos;
+      const std::int32_t cp = detail::decode_utf8(text, pos);
+      if (cp < 0) {
+        mpt::throw_error("tokenizer: invalid UTF-8 at byte ", at, " (byte value 0x", std::hex,
+                         static_cast<unsigned>(static_cast<unsigned char>(text[at])), ")");
+      }
+      if (options_.clean_text) {
+        if (cp == 0 || cp == 0xFFFD || detail::is_bert_control(cp)) continue;
+        if (detail::is_bert_whitespace(cp)) {
+          flush(word, out);
+          continue;
+        }
+      }
+      const bool chinese = options_.tokenize_chinese_chars && detail::is_chinese_char(cp);
+      if (chinese) flush(word, out);
+      // strip accents (NFD, drop Mn), then lower-case: BertNormalizer's order.
+      std::array<std::int32_t, 8> decomposed{};
+      std::size_t n_decomposed = 1;
+      decomposed[0] = cp;
+      if (strip) n_decomposed = detail::decompose_nfd(cp, decomposed);
+      for (std::size_t d = 0; d < n_decomposed; ++d) {
+        if (strip && decomposed[d] >= 0x300 && detail::is_nonspacing_mark(decomposed[d])) continue;
+        std::array<std::int32_t, 2> lowered{};
+        std::size_t n_lowered = 1;
+        lowered[0] = decomposed[d];
+        if (lower) n_lowered = detail::to_lowercase(decomposed[d], lowered);
+        for (std::size_t l = 0; l < n_lowered; ++l) add_normalized_char(lowered[l], index, word, out);
+      }
+      if (chinese) flush(word, out);
+    }
+    flush(word, out);
+  }
+
+  std::vector<std::string> tokens_of(const Encoding& e) const {
+    std::vector<std::string> result;
+    result.reserve(e.ids.size());
+    for (const auto id : e.ids) result.push_back(id_to_token(id));
+    return result;
+  }
+
+  std::optional<std::int32_t> token_to_id(std::string_view token) const {
+    const auto it = ids_.find(token);
+    if (it == ids_.end()) return std::nullopt;
+    return it->second;
+  }
+  // Like token_to_id but throws when the vocabulary lacks the token.
+  std::int32_t required_id(std::string_view token) const {
+    const auto id = token_to_id(token);
+    if (!id) mpt::throw_error("WordPieceTokenizer: the vocabulary has no token '", token, "'");
+    return *id;
+  }
+  const std::string& id_to_token(std::int32_t id) const {
+    if (id < 0 || static_cast<std::size_t>(id) >= tokens_.size())
+      mpt::throw_error("WordPieceTokenizer: token id ", id, " outside the vocabulary of ", tokens_.size());
+    return tokens_[static_cast<std::size_t>(id)];
+  }
+  std::int32_t unk_id() const { return unk_id_; }
+  std::size_t vocab_size() const { return tokens_.size(); }
+  const WordPieceOptions& options() const { return options_; }
+
+ private:
+  struct Special {
+    std::string text;
+    std::size_t code_points;
+    std::int32_t id;
+  };
+
+  const Special* special_at(std::string_view text, std::size_t pos) const {
+    if (!special_first_byte_[static_cast<unsigned char>(text[pos])]) return nullptr;
+    for (const auto& s : specials_)
+      if (text.compare(pos, s.text.size(), s.text) == 0) return &s;
+    return nullptr;
+  }
+
+  // One pre-token: normalized UTF-8 bytes, and per normalized char its byte
+  // start and the code-point index of the original char it came from.
+  struct Word {
+    std::string bytes;
+    std::vector<std::uint32_t> char_byte;
+    std::vector<std::int32_t> origin;
+    void clear() {
+      bytes.clear();
+      char_byte.clear();
+      origin.clear();
+    }
+  };
+
+  void add_normalized_char(std::int32_t c, std::int32_t origin, Word& word, Encoding& out) const {
+    if (detail::is_unicode_white_space(c)) {  // BertPreTokenizer: split, remove
+      flush(word, out);
+      return;
+    }
+    const bool punct = detail::is_bert_punctuation(c);  // split, isolated
+    if (punct) flush(word, out);
+    word.char_byte.push_back(static_cast<std::uint32_t>(word.bytes.size()));
+    word.origin.push_back(origin);
+    detail::append_utf8(word.bytes, c);
+    if (punct) flush(word, out);
+  }
+
+  // WordPiece on one pre-token: greedy longest-match-first.
+  void flush(Word& word, Encoding& out) const {
+    const std::size_t n_chars = word.origin.size();
+    if (n_chars == 0) return;
+    const auto span_of = [&](std::size_t first, std::size_t last_exclusive) {
+      return CharSpan{word.origin[first], word.origin[last_exclusive - 1] + 1};
+    };
+    const auto byte_at = [&](std::size_t c) { return c < n_chars ? word.char_byte[c] : word.bytes.size(); };
+    if (n_chars > options_.max_input_chars_per_word) {
+      out.ids.push_back(unk_id_);
+      out.offsets.push_back(span_of(0, n_chars));
+      word.clear();
+      return;
+    }
+    const std::size_t first_new = out.ids.size();
+    std::string key;
+    std::size_t start = 0;
+    bool bad = false;
+    while (start < n_chars) {
+      std::size_t end = n_chars;
+      std::int32_t found = -1;
+      const std::size_t prefix = start > 0 ? options_.continuing_subword_prefix.size() : 0;
+      for (; end > start; --end) {
+        const std::size_t n_bytes = byte_at(end) - byte_at(start);
+        if (n_bytes + prefix > max_token_bytes_) continue;
+        const std::string_view piece(word.bytes.data() + byte_at(start), n_bytes);
+        std::unordered_map<std::string, std::int32_t, detail::StringHash, std::equal_to<>>::const_iterator it;
+        if (start > 0) {
+          key.assign(options_.continuing_subword_prefix);
+          key.append(piece);
+          it = ids_.find(std::string_view(key));
+        } else {
+          it = ids_.find(piece);
+        }
+        if (it != ids_.end()) {
+          found = it->second;
+          break;
+        }
+      }
+      if (found < 0) {
+        bad = true;
+        break;
+      }
+      out.ids.push_back(found);
+      out.offsets.push_back(span_of(start, end));
+      start = end;
+    }
+    if (bad) {  // the whole word becomes [UNK]
+      out.ids.resize(first_new);
+      out.offsets.resize(first_new);
+      out.ids.push_back(unk_id_);
+      out.offsets.push_back(span_of(0, n_chars));
+    }
+    word.clear();
+  }
+
+  std::vector<std::string> tokens_;
+  std::unordered_map<std::string, std::int32_t, detail::StringHash, std::equal_to<>> ids_;
+  WordPieceOptions options_;
+  std::int32_t unk_id_ = 0;
+  std::size_t max_token_bytes_ = 0;
+  std::vector<Special> specials_;
+  std::array<bool, 256> special_first_byte_{};
+};
+
+}  // namespace mpt::data
+// ---- end mpt/data/wordpiece_tokenizer.hpp ----
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace mpt::data {
+
+struct QaFeatureOptions {
+  std::size_t max_seq_length = 384;
+  std::size_t doc_stride = 128;
+  bool pad_to_max_length = true;  // false: rows keep their length; pad per batch with make_qa_batch
+  // Training features drop their offsets unless asked (8 bytes a token: 270 MB
+  // for SQuAD train at 384); evaluation features always keep them.
+  bool keep_train_offsets = false;
+};
+
+// "No offset": the token is not part of the context (question, special, pad).
+inline constexpr CharSpan no_offset{-1, -1};
+
+// All features, row-major. Feature i owns tokens [row_begin[i], row_begin[i+1]).
+struct QaFeatures {
+  std::size_t max_seq_length = 0;
+  bool padded = false;
+  std::int32_t pad_id = 0;
+  std::vector<std::size_t> row_begin{0};
+  std::vector<std::int32_t> input_ids;
+  std::vector<std::int32_t> token_type_ids;
+  std::vector<std::int32_t> attention_mask;
+  // Context tokens: code-point span in the example's context; others: no_offset.
+  // Empty for training features unless keep_train_offsets.
+  std::vector<CharSpan> offsets;
+  std::vector<std::size_t> example_index;  // feature -> example of the dataset
+  // Training labels (prepare_train_features only): token indices, CLS (0) when
+  // the answer is not fully inside the window or the question is unanswerable.
+  std::vector<std::int32_t> start_positions;
+  std::vector<std::int32_t> end_positions;
+
+  std::size_t size() const { return example_index.size(); }
+  std::size_t length(std::size_t i) const { return row_begin[i + 1] - row_begin[i]; }
+  std::span<const std::int32_t> input_ids_of(std::size_t i) const { return row(input_ids, i); }
+  std::span<const std::int32_t> token_type_ids_of(std::size_t i) const { return row(token_type_ids, i); }
+  std::span<const std::int32_t> attention_mask_of(std::size_t i) const { return row(attention_mask, i); }
+  std::span<const CharSpan> offsets_of(std::size_t i) const {
+    if (offsets.empty()) mpt::throw_error("QaFeatures: built without offsets (set QaFeatureOptions::keep_train_offsets)");
+    return row(offsets, i);
+  }
+
+ private:
+  template <class T>
+  std::span<const T> row(const std::vector<T>& v, std::size_t i) const {
+    return std::span<const T>(v).subspan(row_begin[i], length(i));
+  }
+};
+
+// A batch ready for a model: [batch_size][seq_len] int32 arrays.
+struct QaBatch {
+  std::size_t batch_size = 0;
+  std::size_t seq_len = 0;
+  std::vector<std::int32_t> input_ids, token_type_ids, attention_mask;
+  std::vector<std::int32_t> start_positions, end_positions;  // empty for eval features
+  std::vector<std::size_t> feature_index;
+};
+
+// Gathers features into one batch, padded to the longest row (dynamic
+// padding) or to pad_to when larger.
+inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to = 0) {
+  QaBatch b;
+  b.batch_size = feature_indices.size();
+  b.seq_len = pad_to;
+  for (const auto i : feature_indices) {
+    if (i >= f.size()) mpt::throw_error("make_qa_batch: feature index ", i, " out of range (", f.size(), " features)");
+    b.seq_len = std::max(b.seq_len, f.length(i));
+  }
+  const std::size_t n = b.batch_size * b.seq_len;
+  b.input_ids.assign(n, f.pad_id);
+  b.token_type_ids.assign(n, 0);
+  b.attention_mask.assign(n, 0);
+  const bool labelled = !f.start_positions.empty();
+  for (std::size_t r = 0; r < feature_indices.size(); ++r) {
+    const std::size_t i = feature_indices[r];
+    const auto copy = [&](std::span<const std::int32_t> src, std::vector<std::int32_t>& dst) {
+      std::copy(src.begin(), src.end(), dst.begin() + static_cast<std::ptrdiff_t>(r * b.seq_len));
+    };
+    copy(f.input_ids_of(i), b.input_ids);
+    copy(f.token_type_ids_of(i), b.token_type_ids);
+    copy(f.attention_mask_of(i), b.attention_mask);
+    if (labelled) {
+      b.start_positions.push_back(f.start_positions[i]);
+      b.end_positions.push_back(f.end_positions[i]);
+    }
+    b.feature_index.push_back(i);
+  }
+  return b;
+}
+
+namespace detail {
+
+// Python str.lstrip(): drops leading Unicode whitespace.
+inline std::string_view lstrip_python(std::string_view s) {
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    std::size_t next = pos;
+    const std::int32_t cp = decode_utf8(s, next);
+    if (cp < 0 || !is_python_space(cp)) break;
+    pos = next;
+  }
+  return s.substr(pos);
+}
+
+struct QaWindowPlan {
+  std::size_t first_feature = 0;
+  std::size_t n_windows = 0;
+  std::size_t budget = 0;  // context tokens per window
+};
+
+inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
+                                      const QaFeatureOptions& options, bool training) {
+  const std::int32_t cls_id = tokenizer.required_id("[CLS]");
+  const std::int32_t sep_id = tokenizer.required_id("[SEP]");
+  const std::int32_t pad_id = tokenizer.required_id("[PAD]");
+  const std::size_t max_len = options.max_seq_length;
+  const std::size_t stride = options.doc_stride;
+  const std::size_t n_examples = data.examples.size();
+
+  // Each context once (a paragraph is shared by its questions), then questions.
+  std::vector<Encoding> contexts(data.contexts.size());
+  std::vector<Encoding> questions(n_examples);
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, contexts.size(), 8), [&](const auto& r) {
+    for (std::size_t i = r.begin(); i != r.end(); ++i) tokenizer.encode_into(data.contexts[i], contexts[i]);
+  });
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n_examples, 64), [&](const auto& r) {
+    for (std::size_t i = r.begin(); i != r.end(); ++i)
+      tokenizer.encode_into(lstrip_python(data.examples[i].question), questions[i]);
+  });
+
+  // Windows of the context, as tokenizers' Encoding::truncate with a stride:
+  // starts 0, budget-stride, ... until a window reaches the end.
+  std::vector<QaWindowPlan> plan(n_examples);
+  std::size_t n_features = 0;
+  for (std::size_t e = 0; e < n_examples; ++e) {
+    const std::size_t q_len = questions[e].size();
+    const std::size_t c_len = contexts[data.examples[e].context_index].size();
+    QaWindowPlan& p = plan[e];
+    p.first_feature = n_features;
+    if (q_len + c_len + 3 <= max_len) {
+      p.budget = c_len;
+      p.n_windows = 1;
+    } else {
+      if (q_len + 3 >= max_len)
+        mpt::throw_error("prepare features: question of example '", data.examples[e].id, "' has ", q_len,
+                         " tokens, leaving no room for the context in max_seq_length ", max_len);
+      p.budget = max_len - q_len - 3;
+      if (stride >= p.budget)
+        mpt::throw_error("prepare features: doc_stride ", stride, " must be smaller than the ", p.budget,
+                         " context tokens that fit beside the question of example '", data.examples[e].id,
+                         "' (max_seq_length ", max_len, ")");
+      const std::size_t step = p.budget - stride;
+      p.n_windows = 1 + (c_len - p.budget + step - 1) / step;
+    }
+    n_features += p.n_windows;
+  }
+
+  QaFeatures out;
+  out.max_seq_length = max_len;
+  out.padded = options.pad_to_max_length;
+  out.pad_id = pad_id;
+  out.example_index.resize(n_features);
+  out.row_begin.assign(n_features + 1, 0);
+  for (std::size_t e = 0; e < n_examples; ++e) {
+    const std::size_t q_len = questions[e].size();
+    const std::size_t c_len = contexts[data.examples[e].context_index].size();
+    const QaWindowPlan& p = plan[e];
+    for (std::size_t w = 0; w < p.n_windows; ++w) {
+      const std::size_t f = p.first_feature + w;
+      const std::size_t start = w * (p.budget - (p.n_windows > 1 ? stride : 0));
+      const std::size_t len = std::min(p.budget, c_len - start);
+      out.example_index[f] = e;
+      out.row_begin[f + 1] = out.padded ? max_len : q_len + len + 3;
+    }
+  }
+  for (std::size_t f = 0; f < n_features; ++f) out.row_begin[f + 1] += out.row_begin[f];
+  const std::size_t n_tokens = out.row_begin.back();
+  out.input_ids.assign(n_tokens, pad_id);
+  out.token_type_ids.assign(n_tokens, 0);
+  out.attention_mask.assign(n_tokens, 0);
+  const bool keep_offsets = !training || options.keep_train_offsets;
+  if (keep_offsets) out.offsets.assign(n_tokens, no_offset);
+  if (training) {
+    out.start_positions.assign(n_features, 0);
+    out.end_positions.assign(n_features, 0);
+  }
+
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n_examples, 16), [&](const auto& r) {
+    for (std::size_t e = r.begin(); e != r.end(); ++e) {
+      const SquadExample& ex = data.examples[e];
+      const Encoding& q = questions[e];
+      const Encoding& c = contexts[ex.context_index];
+      const QaWindowPlan& p = plan[e];
+      const std::size_t q_len = q.size();
+      for (std::size_t w = 0; w < p.n_windows; ++w) {
+        const std::size_t f = p.first_feature + w;
+        const std::size_t c_start = w * (p.budget - (p.n_windows > 1 ? stride : 0));
+        const std::size_t c_count = std::min(p.budget, c.size() - c_start);
+        const std::size_t base = out.row_begin[f];
+        const std::size_t row_len = out.row_begin[f + 1] - base;
+        std::int32_t* ids = out.input_ids.data() + base;
+        std::int32_t* types = out.token_type_ids.data() + base;
+        std::int32_t* mask = out.attention_mask.data() + base;
+        CharSpan* offs = keep_offsets ? out.offsets.data() + base : nullptr;
+        std::size_t t = 0;
+        ids[t++] = cls_id;
+        for (std::size_t k = 0; k < q_len; ++k) ids[t++] = q.ids[k];
+        ids[t++] = sep_id;
+        const std::size_t context_first = t;
+        for (std::size_t k = 0; k < c_count; ++k) {
+          types[t] = 1;
+          if (offs != nullptr) offs[t] = c.offsets[c_start + k];
+          ids[t++] = c.ids[c_start + k];
+        }
+        const std::size_t context_last = t - 1;  // run_qa's token_end_index before its walk
+        types[t] = 1;
+        ids[t++] = sep_id;
+        std::fill(mask, mask + t, 1);
+        if (!training) continue;
+
+        // prepare_train_features' offset walk, on the offsets HF gives train
+        // features: context spans, question spans, (0, 0) for special and pad
+        // tokens. Kept literally, including its walk into (0, 0) tokens.
+        std::int32_t start_position = 0;
+        std::int32_t end_position = 0;
+        if (!ex.answers.empty() && c_count > 0) {
+          const auto hf_offset = [&](std::size_t i) -> CharSpan {
+            if (i >= context_first && i <= context_last) return c.offsets[c_start + (i - context_first)];
+            if (i >= 1 && i <= q_len) return q.offsets[i - 1];
+            return CharSpan{0, 0};
+          };
+          const auto start_char = static_cast<std::int64_t>(ex.answers[0].answer_start);
+          const auto end_char = start_char + static_cast<std::int64_t>(count_code_points(ex.answers[0].text));
+          if (hf_offset(context_first).begin <= start_char && hf_offset(context_last).end >= end_char) {
+            std::size_t s = context_first;
+            while (s < row_len && hf_offset(s).begin <= start_char) ++s;
+            start_position = static_cast<std::int32_t>(s - 1);
+            std::size_t en = context_last;
+            while (en > 0 && hf_offset(en).end >= end_char) --en;  // guard: Python would wrap to -1
+            end_position = static_cast<std::int32_t>(en + 1);
+          }
+        }
+        out.start_positions[f] = start_position;
+        out.end_positions[f] = end_position;
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace detail
+
+// Training features with start/end token labels (run_qa prepare_train_features).
+inline QaFeatures prepare_train_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
+                                         const QaFeatureOptions& options = {}) {
+  return detail::prepare_qa_features(data, tokenizer, options, true);
+}
+
+// Evaluation features: example_index and context-only offsets
+// (run_qa prepare_validation_features).
+inline QaFeatures prepare_eval_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
+                                        const QaFeatureOptions& options = {}) {
+  return detail::prepare_qa_features(data, tokenizer, options, false);
+}
+
+}  // namespace mpt::data
+// ---- end mpt/data/qa_features.hpp ----
+// ---- begin mpt/data/qa_postprocess.hpp ----
+// postprocess_qa_predictions: turns per-feature start/end logits into answer
+// texts as transformers' examples/pytorch/question-answering/utils_qa.py
+// does (n-best over features, max_answer_length, the v2 null score as the
+// minimum over an example's features, null_score_diff_threshold), with its
+// float32 arithmetic. Writes eval_predictions.json, eval_nbest_predictions.json
+// and, for v2, eval_null_odds.json.
+
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <filesystem>
+#include <limits>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace mpt::data {
+
+struct QaPostprocessOptions {
+  bool version_2_with_negative = false;
+  std::size_t n_best_size = 20;
+  std::size_t max_answer_length = 30;
+  double null_score_diff_threshold = 0.0;  // compared with the float32 difference, as Python does
+};
+
+struct QaNbestEntry {
+  std::string text;
+  float start_logit = 0;
+  float end_logit = 0;
+  float probability = 0;
+  bool placeholder = false;  // the "empty" entry utils_qa adds when nothing else is left
+};
+
+struct QaPredictions {
+  bool version_2 = false;
+  std::vector<std::string> ids;                 // dataset order
+  std::vector<std::string> texts;               // final answer per id ("" = no answer, v2)
+  std::vector<std::vector<QaNbestEntry>> nbest;  // best first
+  std::vector<float> null_score_diff;           // v2: null score - best non-null score
+
+  std::unordered_map<std::string, std::string> as_map() const {
+    std::unordered_map<std::string, std::string> m;
+    for (std::size_t i = 0; i < ids.size(); ++i) m.emplace(ids[i], texts[i]);
+    return m;
+  }
+  nlohmann::ordered_json predictions_json() const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (std::size_t i = 0; i < ids.size(); ++i) j[ids[i]] = texts[i];
+    return j;
+  }
+  nlohmann::ordered_json nbest_json() const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      auto list = nlohmann::ordered_json::array();
+      for (const auto& e : nbest[i]) {
+        nlohmann::ordered_json o;  // key order as utils_qa's dicts end up
+        if (e.placeholder) o["text"] = e.text;
+        o["start_logit"] = static_cast<double>(e.start_logit);
+        o["end_logit"] = static_cast<double>(e.end_logit);
+        if (!e.placeholder) o["text"] = e.text;
+        o["probability"] = static_cast<double>(e.probability);
+        list.push_back(std::move(o));
+      }
+      j[ids[i]] = std::move(list);
+    }
+    return j;
+  }
+  nlohmann::ordered_json null_odds_json() const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (std::size_t i = 0; i < ids.size() && i < null_score_diff.size(); ++i)
+      j[ids[i]] = static_cast<double>(null_score_diff[i]);
+    return j;
+  }
+  // <output_dir>/<prefix>_predictions.json, _nbest_predictions.json, and
+  // _null_odds.json (v2); each written atomically.
+  void write(const std::filesystem::path& output_dir, const std::string& prefix = "eval") const {
+    const std::string p = prefix.empty() ? "" : prefix + "_";
+    write_json_atomic(output_dir / (p + "predictions.json"), predictions_json());
+    write_json_atomic(output_dir / (p + "nbest_predictions.json"), nbest_json());
+    if (version_2) write_json_atomic(output_dir / (p + "null_odds.json"), null_odds_json());
+  }
+};
+
+namespace detail {
+
+// numpy's float32 sum (pairwise_sum): 8 partial sums for 8..128 elements.
+inline float numpy_sum(const std::vector<float>& v) {
+  const std::size_t n = v.size();
+  if (n < 8) {
+    float s = 0.0f;  // numpy starts from -0.0; same result for these sums
+    for (const float x : v) s += x;
+    return s;
+  }
+  if (n <= 128) {
+    float r[8];
+    for (std::size_t k = 0; k < 8; ++k) r[k] = v[k];
+    std::size_t i = 8;
+    for (; i + 8 <= n; i += 8)
+      for (std::size_t k = 0; k < 8; ++k) r[k] += v[i + k];
+    float s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) s += v[i];
+    return s;
+  }
+  const std::size_t half = (n / 2) & ~static_cast<std::size_t>(7);
+  return numpy_sum(std::vector<float>(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(half))) +
+         numpy_sum(std::vector<float>(v.begin() + static_cast<std::ptrdiff_t>(half), v.end()));
+}
+
+// np.argsort(x)[-1:-n-1:-1]: the n largest, largest first.
+inline void top_indices(std::span<const float> x, std::size_t n, std::vector<std::size_t>& out) {
+  out.resize(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = i;
+  n = std::min(n, x.size());
+  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), [&](std::size_t a, std::size_t b) {
+    return x[a] > x[b] || (x[a] == x[b] && a > b);
+  });
+  out.resize(n);
+}
+
+}  // namespace detail
+
+// start_logits / end_logits: [features.size()][row_length] floats, row f for
+// feature f; positions past a feature's length are ignored.
+inline QaPredictions postprocess_qa_predictions(const SquadDataset& data, const QaFeatures& features,
+                                               std::span<const float> start_logits, std::span<const float> end_logits,
+                                               std::size_t row_length, const QaPostprocessOptions& options = {}) {
+  const std::size_t n_features = features.size();
+  if (start_logits.size() != n_features * row_length || end_logits.size() != n_features * row_length)
+    mpt::throw_error("postprocess_qa_predictions: expected ", n_features, " x ", row_length,
+                     " logits for start and end, got ", start_logits.size(), " and ", end_logits.size());
+  std::vector<std::vector<std::size_t>> features_of(data.examples.size());
+  for (std::size_t f = 0; f < n_features; ++f) {
+    if (features.example_index[f] >= data.examples.size())
+      mpt::throw_error("postprocess_qa_predictions: feature ", f, " names example ", features.example_index[f],
+                       " of a dataset with ", data.examples.size());
+    features_of[features.example_index[f]].push_back(f);
+  }
+
+  struct Candidate {
+    CharSpan span;
+    float score, start_logit, end_logit;
+    bool null;
+  };
+  QaPredictions out;
+  out.version_2 = options.version_2_with_negative;
+  out.ids.reserve(data.examples.size());
+  std::vector<std::size_t> starts, ends;
+  std::vector<Candidate> prelim;
+  for (std::size_t e = 0; e < data.examples.size(); ++e) {
+    const auto& ex = data.examples[e];
+    prelim.clear();
+    bool have_null = false;
+    Candidate min_null{{0, 0}, 0, 0, 0, true};
+    for (const auto f : features_of[e]) {
+      const auto s_logits = start_logits.subspan(f * row_length, row_length);
+      const auto e_logits = end_logits.subspan(f * row_length, row_length);
+      const auto offsets = features.offsets_of(f);
+      const float feature_null = s_logits[0] + e_logits[0];
+      if (!have_null || min_null.score > feature_null) {
+        min_null = {{0, 0}, feature_null, s_logits[0], e_logits[0], true};
+        have_null = true;
+      }
+      detail::top_indices(s_logits, options.n_best_size, starts);
+      detail::top_indices(e_logits, options.n_best_size, ends);
+      for (const auto si : starts) {
+        for (const auto ei : ends) {
+          if (si >= offsets.size() || ei >= offsets.size() || offsets[si] == no_offset || offsets[ei] == no_offset) continue;
+          if (ei < si || ei - si + 1 > options.max_answer_length) continue;
+          prelim.push_back({{offsets[si].begin, offsets[ei].end}, s_logits[si] + e_logits[ei], s_logits[si], e_logits[ei], false});
+        }
+      }
+    }
+    float null_score = 0;
+    if (options.version_2_with_negative && have_null) {
+      prelim.push_back(min_null);
+      null_score = min_null.score;
+    }
+    std::stable_sort(prelim.begin(), prelim.end(), [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+    if (prelim.size() > options.n_best_size) prelim.resize(options.n_best_size);
+    if (options.version_2_with_negative && have_null &&
+        std::none_of(prelim.begin(), prelim.end(), [](const Candidate& c) { return c.span == CharSpan{0, 0}; }))
+      prelim.push_back(min_null);
+
+    const std::string& context = data.context_of(ex);
+    std::vector<std::size_t> cp_byte;  // byte offset of each code point, plus the end
+    for (std::size_t i = 0; i < context.size(); ++i)
+      if ((static_cast<unsigned char>(context[i]) & 0xC0) != 0x80) cp_byte.push_back(i);
+    cp_byte.push_back(context.size());
+    const auto slice = [&](CharSpan s) -> std::string {
+      const auto n = static_cast<std::int32_t>(cp_byte.size() - 1);
+      const std::int32_t b = std::clamp(s.begin, 0, n), en = std::clamp(s.end, 0, n);
+      if (en <= b) return {};
+      return context.substr(cp_byte[static_cast<std::size_t>(b)], cp_byte[static_cast<std::size_t>(en)] - cp_byte[static_cast<std::size_t>(b)]);
+    };
+    std::vector<QaNbestEntry> entries;
+    std::vector<float> scores;
+    for (const auto& c : prelim) {
+      entries.push_back({slice(c.span), c.start_logit, c.end_logit, 0, false});
+      scores.push_back(c.score);
+    }
+    if (entries.empty() || (entries.size() == 1 && entries[0].text.empty())) {
+      entries.insert(entries.begin(), QaNbestEntry{"empty", 0, 0, 0, true});
+      scores.insert(scores.begin(), 0.0f);
+    }
+    const float max_score = *std::max_element(scores.begin(), scores.end());
+    std::vector<float> exp_scores(scores.size());
+    for (std::size_t i = 0; i < scores.size(); ++i) exp_scores[i] = std::exp(scores[i] - max_score);
+    const float sum = detail::numpy_sum(exp_scores);
+    for (std::size_t i = 0; i < entries.size(); ++i) entries[i].probability = exp_scores[i] / sum;
+
+    out.ids.push_back(ex.id);
+    if (!options.version_2_with_negative) {
+      out.texts.push_back(entries[0].text);
+    } else {
+      std::size_t i = 0;
+      while (i + 1 < entries.size() && entries[i].text.empty()) ++i;
+      const auto& best = entries[i];
+      const float diff = null_score - best.start_logit - best.end_logit;
+      out.null_score_diff.push_back(diff);
+      out.texts.push_back(static_cast<double>(diff) > options.null_score_diff_threshold ? std::string() : best.text);
+    }
+    out.nbest.push_back(std::move(entries));
+  }
+  return out;
+}
+
+}  // namespace mpt::data
+// ---- end mpt/data/qa_postprocess.hpp ----
+// ---- begin mpt/data/squad_metrics.hpp ----
+// squad_evaluate: the official SQuAD v1.1 and v2.0 evaluation scripts
+// (evaluate-v1.1.py, evaluate-v2.0.py; as wrapped by Hugging Face's
+// "squad" / "squad_v2" metrics that run_qa.py reports).
+
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace mpt::data {
+
+// normalize_answer of the official scripts: lower-case, drop ASCII
+// punctuation (string.punctuation), replace the words a/an/the by a space
+// (regex \b(a|an|the)\b), collapse whitespace (str.split / join).
+inline std::string normalize_answer(std::string_view s) {
+  std::vector<std::int32_t> original;
+  original.reserve(s.size());
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    const std::int32_t cp = detail::decode_utf8(s, pos);
+    if (cp < 0) mpt::throw_error("normalize_answer: invalid UTF-8");
+    original.push_back(cp);
+  }
+  const auto is_letter = [](std::int32_t c) {
+    const auto cat = detail::category(c);
+    return cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO;
+  };
+  std::vector<std::int32_t> chars;
+  chars.reserve(original.size());
+  for (std::size_t k = 0; k < original.size(); ++k) {
+    const std::int32_t cp = original[k];
+    std::array<std::int32_t, 2> lowered{};
+    std::size_t n = detail::to_lowercase(cp, lowered);
+    // str.lower()'s Final_Sigma: a capital sigma ending a word becomes ς
+    // (approximation: a letter before, no letter after).
+    if (cp == 0x3A3 && k > 0 && is_letter(original[k - 1]) && (k + 1 == original.size() || !is_letter(original[k + 1]))) {
+      lowered[0] = 0x3C2;
+      n = 1;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::int32_t c = lowered[i];
+      const bool ascii_punct = (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+      if (!ascii_punct) chars.push_back(c);
+    }
+  }
+  // A match of \b(a|an|the)\b is a whole run of word characters equal to an article.
+  std::vector<std::int32_t> no_articles;
+  no_articles.reserve(chars.size());
+  for (std::size_t i = 0; i < chars.size();) {
+    if (!detail::is_python_word_char(chars[i])) {
+      no_articles.push_back(chars[i++]);
+      continue;
+    }
+    std::size_t j = i;
+    while (j < chars.size() && detail::is_python_word_char(chars[j])) ++j;
+    const auto is = [&](std::string_view w) {
+      if (j - i != w.size()) return false;
+      for (std::size_t k = 0; k < w.size(); ++k)
+        if (chars[i + k] != static_cast<unsigned char>(w[k])) return false;
+      return true;
+    };
+    if (is("a") || is("an") || is("the")) {
+      no_articles.push_back(' ');
+    } else {
+      no_articles.insert(no_articles.end(), chars.begin() + static_cast<std::ptrdiff_t>(i), chars.begin() + static_cast<std::ptrdiff_t>(j));
+    }
+    i = j;
+  }
+  std::string out;
+  bool pending_space = false;
+  for (const auto c : no_articles) {
+    if (detail::is_python_space(c)) {
+      pending_space = !out.empty();
+      continue;
+    }
+    if (pending_space) out.push_back(' ');
+    pending_space = false;
+    detail::append_utf8(out, c);
+  }
+  return out;
+}
+
+namespace detail {
+inline std::vector<std::string> answer_tokens(std::string_view s) {
+  const std::string norm = normalize_answer(s);
+  std::vector<std::string> tokens;
+  std::size_t i = 0;
+  while (i < norm.size()) {
+    const std::size_t j = std::min(norm.find(' ', i), norm.size());
+    tokens.emplace_back(norm.substr(i, j - i));
+    i = j + 1;
+  }
+  return tokens;
+}
+
+inline std::size_t common_token_count(std::vector<std::string> a, std::vector<std::string> b) {
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  std::size_t n = 0;
+  for (std::size_t i = 0, j = 0; i < a.size() && j < b.size();) {
+    if (a[i] < b[j]) {
+      ++i;
+    } else if (b[j] < a[i]) {
+      ++j;
+    } else {
+      ++n, ++i, ++j;
+    }
+  }
+  return n;
+}
+}  // namespace detail
+
+// exact_match_score / compute_exact: 1 when the normalized strings are equal.
+inline double squad_exact(std::string_view prediction, std::string_view gold) {
+  return normalize_answer(prediction) == normalize_answer(gold) ? 1.0 : 0.0;
+}
+
+// Token F1. v1.1 (f1_score): 0 when no token is shared, even if both are
+// empty. v2.0 (compute_f1): when either side has no token, 1 if both have none.
+inline double squad_f1(std::string_view prediction, std::string_view gold, bool version_2 = false) {
+  const auto pred = detail::answer_tokens(prediction);
+  const auto truth = detail::answer_tokens(gold);
+  if (version_2 && (pred.empty() || truth.empty())) return pred.empty() && truth.empty() ? 1.0 : 0.0;
+  const std::size_t same = detail::common_token_count(pred, truth);
+  if (same == 0) return 0.0;
+  const double precision = static_cast<double>(same) / static_cast<double>(pred.size());
+  const double recall = static_cast<double>(same) / static_cast<double>(truth.size());
+  return 2.0 * precision * recall / (precision + recall);
+}
+
+struct SquadMetrics {
+  bool version_2 = false;
+  double exact = 0, f1 = 0;
+  std::size_t total = 0;
+  // v2 only:
+  double has_ans_exact = 0, has_ans_f1 = 0, no_ans_exact = 0, no_ans_f1 = 0;
+  std::size_t has_ans_total = 0, no_ans_total = 0;
+  double best_exact = 0, best_exact_thresh = 0, best_f1 = 0, best_f1_thresh = 0;
+  std::vector<std::string> missing_ids;  // questions without a prediction
+
+  // v1: {"exact_match", "f1"} (HF "squad"); v2: the keys of HF "squad_v2".
+  nlohmann::ordered_json to_json() const {
+    nlohmann::ordered_json j;
+    if (!version_2) {
+      j["exact_match"] = exact;
+      j["f1"] = f1;
+      return j;
+    }
+    j["exact"] = exact;
+    j["f1"] = f1;
+    j["total"] = total;
+    if (has_ans_total > 0) {
+      j["HasAns_exact"] = has_ans_exact;
+      j["HasAns_f1"] = has_ans_f1;
+      j["HasAns_total"] = has_ans_total;
+    }
+    if (no_ans_total > 0) {
+      j["NoAns_exact"] = no_ans_exact;
+      j["NoAns_f1"] = no_ans_f1;
+      j["NoAns_total"] = no_ans_total;
+    }
+    j["best_exact"] = best_exact;
+    j["best_exact_thresh"] = best_exact_thresh;
+    j["best_f1"] = best_f1;
+    j["best_f1_thresh"] = best_f1_thresh;
+    return j;
+  }
+};
+
+struct SquadEvalOptions {
+  std::optional<bool> version_2;  // unset: the dataset's version_2
+  // v2: no-answer probability per id (missing ids: 0.0, as run_qa passes).
+  std::unordered_map<std::string, double> na_probs;
+  double na_prob_thresh = 1.0;
+};
+
+// Scores predictions (id -> answer text; "" = no answer) against the dataset.
+// v1.1: a question without a prediction scores 0 and counts in the total.
+// v2.0: it is skipped (the total counts scored questions), as the script.
+inline SquadMetrics squad_evaluate(const SquadDataset& data, const std::unordered_map<std::string, std::string>& predictions,
+                                   const SquadEvalOptions& options = {}) {
+  SquadMetrics m;
+  m.version_2 = options.version_2.value_or(data.version_2);
+  if (!m.version_2) {
+    double em = 0, f1 = 0;
+    for (const auto& ex : data.examples) {
+      ++m.total;
+      const auto it = predictions.find(ex.id);
+      if (it == predictions.end()) {
+        m.missing_ids.push_back(ex.id);
+        continue;
+      }
+      double best_em = 0, best_f1 = 0;
+      for (const auto& a : ex.answers) {
+        best_em = std::max(best_em, squad_exact(it->second, a.text));
+        best_f1 = std::max(best_f1, squad_f1(it->second, a.text, false));
+      }
+      em += best_em;
+      f1 += best_f1;
+    }
+    if (m.total > 0) {
+      m.exact = 100.0 * em / static_cast<double>(m.total);
+      m.f1 = 100.0 * f1 / static_cast<double>(m.total);
+    }
+    return m;
+  }
+
+  struct Scored {
+    std::size_t example;
+    double exact, f1, na_prob;
+    bool has_ans, predicted_text;
+  };
+  std::vector<Scored> scored;
+  std::size_t n_no_ans_all = 0;
+  for (std::size_t e = 0; e < data.examples.size(); ++e) {
+    const auto& ex = data.examples[e];
+    const bool has_ans = !ex.answers.empty();
+    n_no_ans_all += !has_ans;
+    const auto it = predictions.find(ex.id);
+    if (it == predictions.end()) {
+      m.missing_ids.push_back(ex.id);
+      continue;
+    }
+    // Gold answers that normalize to nothing are dropped; none left -> [""].
+    std::vector<std::string_view> golds;
+    for (const auto& a : ex.answers)
+      if (!normalize_answer(a.text).empty()) golds.push_back(a.text);
+    if (golds.empty()) golds.push_back("");
+    double best_em = 0, best_f1 = 0;
+    for (const auto g : golds) {
+      best_em = std::max(best_em, squad_exact(it->second, g));
+      best_f1 = std::max(best_f1, squad_f1(it->second, g, true));
+    }
+    const auto na = options.na_probs.find(ex.id);
+    scored.push_back({e, best_em, best_f1, na == options.na_probs.end() ? 0.0 : na->second, has_ans, !it->second.empty()});
+  }
+  // apply_no_ans_threshold, then make_eval_dict over all / HasAns / NoAns.
+  double em = 0, f1 = 0, ha_em = 0, ha_f1 = 0, na_em = 0, na_f1 = 0;
+  for (const auto& s : scored) {
+    const bool pred_na = s.na_prob > options.na_prob_thresh;
+    const double e = pred_na ? (s.has_ans ? 0.0 : 1.0) : s.exact;
+    const double f = pred_na ? (s.has_ans ? 0.0 : 1.0) : s.f1;
+    em += e, f1 += f;
+    if (s.has_ans) {
+      ha_em += e, ha_f1 += f, ++m.has_ans_total;
+    } else {
+      na_em += e, na_f1 += f, ++m.no_ans_total;
+    }
+  }
+  m.total = scored.size();
+  const auto pct = [](double v, std::size_t n) { return n > 0 ? 100.0 * v / static_cast<double>(n) : 0.0; };
+  m.exact = pct(em, m.total);
+  m.f1 = pct(f1, m.total);
+  m.has_ans_exact = pct(ha_em, m.has_ans_total);
+  m.has_ans_f1 = pct(ha_f1, m.has_ans_total);
+  m.no_ans_exact = pct(na_em, m.no_ans_total);
+  m.no_ans_f1 = pct(na_f1, m.no_ans_total);
+  // find_best_thresh: walk questions by increasing no-answer probability.
+  std::vector<std::size_t> order(scored.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scored[a].na_prob < scored[b].na_prob; });
+  const auto best_thresh = [&](bool use_f1, double& best, double& thresh) {
+    double cur = static_cast<double>(n_no_ans_all);
+    double best_score = cur;
+    thresh = 0.0;
+    for (const auto i : order) {
+      const auto& s = scored[i];
+      const double diff = s.has_ans ? (use_f1 ? s.f1 : s.exact) : (s.predicted_text ? -1.0 : 0.0);
+      cur += diff;
+      if (cur > best_score) {
+        best_score = cur;
+        thresh = s.na_prob;
+      }
+    }
+    best = pct(best_score, scored.size());
+  };
+  best_thresh(false, m.best_exact, m.best_exact_thresh);
+  best_thresh(true, m.best_f1, m.best_f1_thresh);
+  return m;
+}
+
+// Scores post-processed predictions as run_qa does (no-answer probability
+// 0 for every question; v2 when the predictions are).
+inline SquadMetrics squad_evaluate(const SquadDataset& data, const QaPredictions& predictions) {
+  SquadEvalOptions options;
+  options.version_2 = predictions.version_2;
+  return squad_evaluate(data, predictions.as_map(), options);
+}
+
+}  // namespace mpt::data
+// ---- end mpt/data/squad_metrics.hpp ----
+// ---- end mpt/data.hpp ----
+// ---- begin mpt/io.hpp ----
+// mpt/io: files in and out — safetensors, Hugging Face config.json, model folders.
+//
+// A model loads a Hugging Face folder in three steps:
+//   const auto config = mpt::io::BertConfig::from_json_file(dir / "config.json");
+//   std::vector<mpt::io::ParameterSlot> slots;  // {HF name, view of the storage, Init}
+//   //   e.g. {"bert.encoder.layer.0.output.LayerNorm.weight", gamma.view(), Init::ones}
+//   //   (with a bf16 policy, point the slots at the fp32 master weights)
+//   mpt::io::LoadOptions options;
+//   options.initializer_range = config.initializer_range;
+//   const mpt::io::LoadReport report = mpt::io::load_parameters(dir, slots, options);
+// and saves one with
+//   mpt::io::save_pretrained(out, config, mpt::io::named_tensors(slots), mpt::io::Dtype::f32, dir / "vocab.txt");
+// With the model's nn::Parameters<P>, io/model_parameters.hpp does both in one call:
+//   mpt::io::load_pretrained(dir, params, config);   mpt::io::save_pretrained(out, config, params);
+// ---- begin mpt/io/bert_config.hpp ----
+// BertConfig: the model hyper-parameters of a Hugging Face config.json.
+//
+//   BertConfig::from_json(json, source)   missing keys take transformers' defaults
+//   BertConfig::from_json_file(path)
+//   config.validate(source)               positive sizes, heads divide hidden_size, known hidden_act
+//   config.to_json()                      keys it does not know are kept from the file it was
+//                                         read from; architectures/model_type say BERT-QA
+//   config.save(path)                     atomic write
+
+// ---- begin mpt/io/file.hpp ----
+// Files in and out, safely.
+//
+//   MappedFile::open(path)          read-only memory map (an empty file maps to an empty span)
+//   read_file(path)                 the whole file as bytes
+//   AtomicFileWriter(path)          write to a temporary file in the same directory, then
+//     .write(bytes) ... .commit()   fsync + rename over `path` + fsync the directory, so a
+//                                   reader sees the old file or the new one, never half of one
+//   write_file_atomic(path, bytes)  the same for a buffer already in memory
+//
+// POSIX only (mmap, fsync, rename), as is the rest of the project's I/O.
+
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace mpt::io {
+
+namespace detail {
+inline std::string errno_text() { return std::strerror(errno); }
+
+// Closes a POSIX descriptor on scope exit.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd = -1) noexcept : fd_(fd) {}
+  FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  FileDescriptor& operator=(FileDescriptor&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() { reset(); }
+  int get() const noexcept { return fd_; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+inline FileDescriptor open_for_reading(const std::filesystem::path& path) {
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) throw_error("cannot open ", path, " for reading: ", errno_text());
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) throw_error("cannot stat ", path, ": ", errno_text());
+  if (!S_ISREG(info.st_mode)) throw_error(path, " is not a regular file");
+  return fd;
+}
+
+inline std::size_t file_size(const FileDescriptor& fd, const std::filesystem::path& path) {
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) throw_error("cannot stat ", path, ": ", errno_text());
+  return static_cast<std::size_t>(info.st_size);
+}
+
+inline void write_all(int fd, const std::byte* data, std::size_t size, const std::filesystem::path& path) {
+  while (size > 0) {
+    const ::ssize_t written = ::write(fd, data, size);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      throw_error("cannot write ", path, ": ", errno_text());
+    }
+    data += written;
+    size -= static_cast<std::size_t>(written);
+  }
+}
+}  // namespace detail
+
+// A read-only memory map of a whole file; move-only.
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(MappedFile&& other) noexcept
+      : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  MappedFile& operator=(MappedFile&& other) noexcept {
+    if (this != &other) {
+      unmap();
+      path_ = std::move(other.path_);
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() { unmap(); }
+
+  static MappedFile open(const std::filesystem::path& path) {
+    const detail::FileDescriptor fd = detail::open_for_reading(path);
+    MappedFile file;
+    file.path_ = path;
+    file.size_ = detail::file_size(fd, path);
+    if (file.size_ == 0) return file;  // mmap of length 0 is an error; an empty span is not
+    void* p = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (p == MAP_FAILED) throw_error("cannot memory-map ", path, " (", file.size_, " bytes): ", detail::errno_text());
+    file.data_ = static_cast<const std::byte*>(p);
+    // Start reading ahead now: loaders touch every byte, mostly front to back.
+    ::madvise(p, file.size_, MADV_WILLNEED);
+    return file;
+  }
+
+  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  std::size_t size() const noexcept { return size_; }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  void unmap() noexcept {
+    if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+
+  std::filesystem::path path_;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
+  const detail::FileDescriptor fd = detail::open_for_reading(path);
+  std::vector<std::byte> bytes(detail::file_size(fd, path));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ::ssize_t got = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw_error("cannot read ", path, ": ", detail::errno_text());
+    if (got == 0) throw_error("cannot read ", path, ": file shrank while reading (", done, " of ", bytes.size(), " bytes)");
+    done += static_cast<std::size_t>(got);
+  }
+  return bytes;
+}
+
+inline std::string read_text_file(const std::filesystem::path& path) {
+  const std::vector<std::byte> bytes = read_file(path);
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+// Writes `path` atomically: the bytes go to "<path>.tmp.<pid>.<n>" in the same
+// directory (rename is only atomic within one file system); commit() makes them
+// durable and renames. Without commit() the temporary file is removed.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(std::filesystem::path path) : path_(std::move(path)) {
+    static std::atomic<unsigned> counter{0};  // distinct names for writers alive at once in this process
+    temp_path_ = path_;
+    temp_path_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
+    fd_ = detail::FileDescriptor(::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd_.get() < 0) throw_error("cannot create ", temp_path_, " (to write ", path_, "): ", detail::errno_text());
+  }
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  ~AtomicFileWriter() {
+    if (!committed_) {
+      fd_.reset();
+      ::unlink(temp_path_.c_str());
+    }
+  }
+
+  void write(std::span<const std::byte> bytes) { detail::write_all(fd_.get(), bytes.data(), bytes.size(), temp_path_); }
+  void write(std::string_view text) { write(std::as_bytes(std::span<const char>(text.data(), text.size()))); }
+
+  void commit() {
+    if (committed_) throw_error("AtomicFileWriter: ", path_, " was already committed");
+    if (::fsync(fd_.get()) != 0) throw_error("cannot fsync ", temp_path_, ": ", detail::errno_text());
+    // close() releases the descriptor whatever it returns: never close it twice.
+    if (::close(fd_.release()) != 0) throw_error("cannot close ", temp_path_, ": ", detail::errno_text());
+    if (::rename(temp_path_.c_str(), path_.c_str()) != 0) throw_error("cannot rename ", temp_path_, " to ", path_, ": ", detail::errno_text());
+    committed_ = true;
+    // The rename itself is durable only once the directory entry is.
+    std::filesystem::path dir = path_.parent_path();
+    if (dir.empty()) dir = ".";
+    const detail::FileDescriptor dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir_fd.get() >= 0) ::fsync(dir_fd.get());
+  }
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  std::filesystem::path temp_path_;
+  detail::FileDescriptor fd_;
+  bool committed_ = false;
+};
+
+inline void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> bytes) {
+  AtomicFileWriter writer(path);
+  writer.write(bytes);
+  writer.commit();
+}
+inline void write_file_atomic(const std::filesystem::path& path, std::string_view text) {
+  AtomicFileWriter writer(path);
+  writer.write(text);
+  writer.commit();
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/file.hpp ----
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mpt::io {
+
+struct BertConfig {
+  // Defaults are BertConfig's in transformers (bert-base-uncased).
+  std::int64_t vocab_size = 30522;
+  std::int64_t hidden_size = 768;
+  std::int64_t num_hidden_layers = 12;
+  std::int64_t num_attention_heads = 12;
+  std::int64_t intermediate_size = 3072;
+  std::string hidden_act = "gelu";
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  std::int64_t max_position_embeddings = 512;
+  std::int64_t type_vocab_size = 2;
+  double layer_norm_eps = 1e-12;
+  double initializer_range = 0.02;
+  std::int64_t pad_token_id = 0;
+  // Every other key of the file it came from (transformers_version, position_embedding_type,
+  // torch_dtype, ...), written back unchanged.
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+
+  std::int64_t head_dim() const noexcept { return num_attention_heads > 0 ? hidden_size / num_attention_heads : 0; }
+
+  // `source` names the file (or "config") in error messages.
+  static BertConfig from_json(const nlohmann::ordered_json& j, const std::string& source = "config") {
+    if (!j.is_object()) throw_error(source, ": a BERT config must be a JSON object, not ", j.type_name());
+    BertConfig c;
+    for (const auto& [key, value] : j.items()) {
+      if (key == "vocab_size") c.vocab_size = integer(value, source, key);
+      else if (key == "hidden_size") c.hidden_size = integer(value, source, key);
+      else if (key == "num_hidden_layers") c.num_hidden_layers = integer(value, source, key);
+      else if (key == "num_attention_heads") c.num_attention_heads = integer(value, source, key);
+      else if (key == "intermediate_size") c.intermediate_size = integer(value, source, key);
+      else if (key == "max_position_embeddings") c.max_position_embeddings = integer(value, source, key);
+      else if (key == "type_vocab_size") c.type_vocab_size = integer(value, source, key);
+      else if (key == "pad_token_id") c.pad_token_id = integer(value, source, key);
+      else if (key == "hidden_dropout_prob") c.hidden_dropout_prob = number(value, source, key);
+      else if (key == "attention_probs_dropout_prob") c.attention_probs_dropout_prob = number(value, source, key);
+      else if (key == "layer_norm_eps") c.layer_norm_eps = number(value, source, key);
+      else if (key == "initializer_range") c.initializer_range = number(value, source, key);
+      else if (key == "hidden_act") {
+        if (!value.is_string()) throw_error(source, ": hidden_act is ", value.dump(), ", not a string such as \"gelu\"");
+        c.hidden_act = value.get<std::string>();
+      } else {
+        c.extra[key] = value;
+      }
+    }
+    if (c.extra.contains("model_type") && c.extra["model_type"] != "bert") {
+      throw_error(source, ": model_type is ", c.extra["model_type"].dump(), " but mpt loads \"bert\" models");
+    }
+    c.validate(source);
+    return c;
+  }
+
+  static BertConfig from_json_file(const std::filesystem::path& path) {
+    const std::string source = "config file " + path.string();
+    nlohmann::ordered_json j;
+    try {
+      j = nlohmann::ordered_json::parse(read_text_file(path));
+    } catch (const nlohmann::json::exception& e) {
+      throw_error(source, ": not valid JSON (", e.what(), ")");
+    }
+    return from_json(j, source);
+  }
+
+  void validate(const std::string& source = "config") const {
+    const auto positive = [&](std::int64_t v, const char* key) {
+      if (v <= 0) throw_error(source, ": ", key, " is ", v, " but must be positive");
+    };
+    positive(vocab_size, "vocab_size");
+    positive(hidden_size, "hidden_size");
+    positive(num_hidden_layers, "num_hidden_layers");
+    positive(num_attention_heads, "num_attention_heads");
+    positive(intermediate_size, "intermediate_size");
+    positive(max_position_embeddings, "max_position_embeddings");
+    positive(type_vocab_size, "type_vocab_size");
+    if (hidden_size % num_attention_heads != 0) {
+      throw_error(source, ": hidden_size ", hidden_size, " is not a multiple of num_attention_heads ", num_attention_heads,
+                  "; choose a head count that divides it");
+    }
+    if (hidden_act != "gelu") {
+      throw_error(source, ": hidden_act \"", hidden_act, "\" is not supported; mpt implements \"gelu\" (the exact erf form BERT uses)");
+    }
+    const auto probability = [&](double p, const char* key) {
+      if (!(p >= 0.0 && p < 1.0)) throw_error(source, ": ", key, " is ", p, " but a dropout probability must lie in [0, 1)");
+    };
+    probability(hidden_dropout_prob, "hidden_dropout_prob");
+    probability(attention_probs_dropout_prob, "attention_probs_dropout_prob");
+    if (!(layer_norm_eps > 0.0)) throw_error(source, ": layer_norm_eps is ", layer_norm_eps, " but must be positive");
+    if (!(initializer_range >= 0.0)) throw_error(source, ": initializer_range is ", initializer_range, " but must not be negative");
+    if (pad_token_id < 0 || pad_token_id >= vocab_size) {
+      throw_error(source, ": pad_token_id ", pad_token_id, " is outside the vocabulary [0, ", vocab_size, ")");
+    }
+  }
+
+  // The config as transformers writes it for BertForQuestionAnswering.
+  nlohmann::ordered_json to_json() const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    j["architectures"] = {"BertForQuestionAnswering"};
+    j["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
+    j["hidden_act"] = hidden_act;
+    j["hidden_dropout_prob"] = hidden_dropout_prob;
+    j["hidden_size"] = hidden_size;
+    j["initializer_range"] = initializer_range;
+    j["intermediate_size"] = intermediate_size;
+    j["layer_norm_eps"] = layer_norm_eps;
+    j["max_position_embeddings"] = max_position_embeddings;
+    j["model_type"] = "bert";
+    j["num_attention_heads"] = num_attention_heads;
+    j["num_hidden_layers"] = num_hidden_layers;
+    j["pad_token_id"] = pad_token_id;
+    j["type_vocab_size"] = type_vocab_size;
+    j["vocab_size"] = vocab_size;
+    for (const auto& [key, value] : extra.items())
+      if (key != "architectures" && key != "model_type") j[key] = value;
+    // Keys in sorted order, as transformers writes them (json.dumps(sort_keys=True)).
+    std::vector<std::string> keys;
+    for (const auto& item : j.items()) keys.push_back(item.key());
+    std::sort(keys.begin(), keys.end());
+    nlohmann::ordered_json sorted = nlohmann::ordered_json::object();
+    for (const std::string& key : keys) sorted[key] = j[key];
+    return sorted;
+  }
+
+  void save(const std::filesystem::path& path) const { write_file_atomic(path, to_json().dump(2) + "\n"); }
+
+ private:
+  static std::int64_t integer(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
+    if (!v.is_number_integer()) throw_error(source, ": ", key, " is ", v.dump(), " but must be an integer");
+    return v.get<std::int64_t>();
+  }
+  static double number(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
+    if (!v.is_number()) throw_error(source, ": ", key, " is ", v.dump(), " but must be a number");
+    return v.get<double>();
+  }
+};
+
+}  // namespace mpt::io
+// ---- end mpt/io/bert_config.hpp ----
+// ---- begin mpt/io/load_parameters.hpp ----
+// Loading a Hugging Face checkpoint into a model's parameters, as
+// `from_pretrained` does.
+//
+// The model lists its parameters as slots named as in transformers
+// ("bert.encoder.layer.0.attention.self.query.weight", "qa_outputs.bias") and
+// load_parameters fills them from a model folder (model.safetensors, or
+// model.safetensors.index.json and its shards) or from open safetensors files:
+//   - legacy names match: "LayerNorm.gamma" / "LayerNorm.beta" are "LayerNorm.weight" / ".bias";
+//   - a checkpoint of the base model (names without "bert.") loads into a model that
+//     has the prefix, and the other way round (transformers' base_model_prefix rule);
+//   - tensors convert from the file dtype (F32, BF16, F16, F64) to the slot's;
+//   - a shape mismatch is an error naming the tensor and both shapes;
+//   - slots the checkpoint lacks are initialized as the slot says (BERT: normal(0,
+//     initializer_range) weights, zero biases, LayerNorm 1 and 0) and reported as missing;
+//   - checkpoint tensors no slot takes (pre-training heads "cls.*") are reported as
+//     unused; both lists are printed as transformers words them. Those the model
+//     expects to skip (the pooler, the position_ids buffer) are reported apart, unprinted;
+//   - every check runs before any copy; the copies then run on all of mpt's threads.
+
+// ---- begin mpt/io/safetensors.hpp ----
+// safetensors (https://github.com/huggingface/safetensors), read and written.
+//
+// Layout: [u64 little-endian N][N bytes of UTF-8 JSON header][data buffer]
+//   header = { "<name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
+//              "__metadata__": {"<key>": "<string>", ...} }           (metadata optional)
+//   the header opens with '{' and may end in spaces (writers pad it to 8 bytes);
+//   offsets are relative to the data buffer; tensors are row-major, little-endian,
+//   and together cover the buffer exactly, without overlap and without holes.
+//
+//   SafetensorsFile::open(path)      memory-maps and validates everything up front; a bad
+//                                    file is an mpt::Error naming the file (and the tensor)
+//   file.find(name) / file.at(name)  the entry: dtype, dims, bytes (a span into the map)
+//   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double,
+//                                    integer dtypes into std::int32_t / std::int64_t
+//   save_safetensors(path, tensors, dtype, metadata)   atomic write, F32/BF16/F16/F64
+
+
+#include <Eigen/Core>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian; mpt reads it in place");
+
+// Every dtype the format defines. Only the floating ones convert into mpt tensors;
+// the others are still validated (sizes, offsets) so a file holding them opens.
+enum class Dtype { boolean, u8, i8, f8_e5m2, f8_e4m3, i16, u16, f16, bf16, i32, u32, f32, f64, i64, u64 };
+
+namespace detail {
+struct DtypeInfo {
+  Dtype dtype;
+  std::string_view name;
+  std::size_t size;
+};
+inline constexpr std::array<DtypeInfo, 15> dtype_table{{
+    {Dtype::boolean, "BOOL", 1}, {Dtype::u8, "U8", 1},        {Dtype::i8, "I8", 1},     {Dtype::f8_e5m2, "F8_E5M2", 1},
+    {Dtype::f8_e4m3, "F8_E4M3", 1}, {Dtype::i16, "I16", 2},   {Dtype::u16, "U16", 2},   {Dtype::f16, "F16", 2},
+    {Dtype::bf16, "BF16", 2},     {Dtype::i32, "I32", 4},     {Dtype::u32, "U32", 4},   {Dtype::f32, "F32", 4},
+    {Dtype::f64, "F64", 8},       {Dtype::i64, "I64", 8},     {Dtype::u64, "U64", 8},
+}};
+}  // namespace detail
+
+constexpr std::string_view dtype_name(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].name; }
+constexpr std::size_t dtype_size(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].size; }
+constexpr bool is_convertible_dtype(Dtype d) noexcept {
+  return d == Dtype::f32 || d == Dtype::bf16 || d == Dtype::f16 || d == Dtype::f64;
+}
+// Integer (and BOOL) tensors read into std::int32_t / std::int64_t: token ids, masks, positions.
+constexpr bool is_integer_dtype(Dtype d) noexcept {
+  return d == Dtype::boolean || d == Dtype::u8 || d == Dtype::i8 || d == Dtype::i16 || d == Dtype::u16 || d == Dtype::i32 ||
+         d == Dtype::u32 || d == Dtype::i64 || d == Dtype::u64;
+}
+inline std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
+  for (const auto& info : detail::dtype_table)
+    if (info.name == name) return info.dtype;
+  return std::nullopt;
+}
+
+// The file dtype that stores a C++ element type unchanged.
+template <class T>
+constexpr Dtype dtype_of() noexcept {
+  if constexpr (std::is_same_v<T, float>) return Dtype::f32;
+  else if constexpr (std::is_same_v<T, bf16>) return Dtype::bf16;
+  else if constexpr (std::is_same_v<T, Eigen::half>) return Dtype::f16;
+  else {
+    static_assert(std::is_same_v<T, double>, "safetensors I/O converts float, bf16, Eigen::half and double");
+    return Dtype::f64;
+  }
+}
+
+// Refuse headers above this size before looking at them (as the reference implementation does).
+inline constexpr std::uint64_t safetensors_max_header_bytes = 100'000'000;
+
+// One tensor of an open file: a span into the memory map, valid while the file lives.
+struct SafetensorsEntry {
+  std::string name;
+  Dtype dtype = Dtype::f32;
+  std::vector<std::int64_t> dims;
+  std::span<const std::byte> bytes;
+  std::size_t data_begin = 0;  // offsets within the data buffer, as in the header
+  std::size_t data_end = 0;
+
+  std::size_t numel() const noexcept {
+    std::size_t n = 1;
+    for (std::int64_t d : dims) n *= static_cast<std::size_t>(d);
+    return n;
+  }
+  std::string shape_string() const {
+    std::string s = "[";
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + "]";
+  }
+  bool has_shape(const Shape& shape) const noexcept {
+    if (static_cast<int>(dims.size()) != shape.rank()) return false;
+    for (int a = 0; a < shape.rank(); ++a)
+      if (dims[static_cast<std::size_t>(a)] != shape[a]) return false;
+    return true;
+  }
+  // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
+  Shape shape() const {
+    switch (dims.size()) {
+      case 0: return Shape{};
+      case 1: return Shape{dims[0]};
+      case 2: return Shape{dims[0], dims[1]};
+      case 3: return Shape{dims[0], dims[1], dims[2]};
+      case 4: return Shape{dims[0], dims[1], dims[2], dims[3]};
+      default: throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
+    }
+  }
+};
+
+namespace detail {
+
+// Decodes `n` elements of a file dtype into T, through a small aligned stage so that
+// unaligned data (any header length is legal) is never read through a typed pointer.
+template <class T>
+void decode_elements(Dtype src, const std::byte* bytes, T* out, std::size_t n) {
+  constexpr std::size_t chunk = 1024;
+  alignas(64) std::array<float, chunk> stage_f32;
+  alignas(64) std::array<std::uint16_t, chunk> stage_u16;
+  alignas(64) std::array<double, chunk> stage_f64;
+  for (std::size_t i = 0; i < n; i += chunk) {
+    const std::size_t m = std::min(chunk, n - i);
+    switch (src) {
+      case Dtype::f32: {
+        if constexpr (std::is_same_v<T, float>) {
+          std::memcpy(out + i, bytes + i * 4, m * 4);
+        } else {
+          std::memcpy(stage_f32.data(), bytes + i * 4, m * 4);
+          if constexpr (std::is_same_v<T, bf16>) {
+            convert(std::span<const float>(stage_f32.data(), m), std::span<bf16>(out + i, m));
+          } else {
+            for (std::size_t k = 0; k < m; ++k) out[i + k] = static_cast<T>(stage_f32[k]);
+          }
+        }
+        break;
+      }
+      case Dtype::bf16: {
+        if constexpr (std::is_same_v<T, bf16>) {
+          std::memcpy(out + i, bytes + i * 2, m * 2);
+        } else {
+          std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
+          const std::span<const bf16> in(reinterpret_cast<const bf16*>(stage_u16.data()), m);
+          if constexpr (std::is_same_v<T, float>) {
+            convert(in, std::span<float>(out + i, m));
+          } else {
+            for (std::size_t k = 0; k < m; ++k) out[i + k] = static_cast<T>(to_float(in[k]));
+          }
+        }
+        break;
+      }
+      case Dtype::f16: {
+        std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
+        for (std::size_t k = 0; k < m; ++k) {
+          const float v = static_cast<float>(Eigen::half(Eigen::half_impl::raw_uint16_to_half(stage_u16[k])));  // exact
+          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(v);
+          else out[i + k] = static_cast<T>(v);
+        }
+        break;
+      }
+      case Dtype::f64: {
+        std::memcpy(stage_f64.data(), bytes + i * 8, m * 8);
+        for (std::size_t k = 0; k < m; ++k) {
+          // double -> bf16 goes through float: a double rounding, as torch's .to(bfloat16) does.
+          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(stage_f64[k]));
+          else out[i + k] = static_cast<T>(stage_f64[k]);
+        }
+        break;
+      }
+      default: throw_error("decode_elements: dtype ", dtype_name(src), " is not a floating type");
+    }
+  }
+}
+
+// Encodes `n` elements of T as a file dtype into `out` (n * dtype_size bytes).
+template <class T>
+void encode_elements(const T* in, Dtype dst, std::byte* out, std::size_t n) {
+  constexpr std::size_t chunk = 1024;
+  alignas(64) std::array<float, chunk> stage_f32;
+  alignas(64) std::array<bf16, chunk> stage_bf16;
+  for (std::size_t i = 0; i < n; i += chunk) {
+    const std::size_t m = std::min(chunk, n - i);
+    switch (dst) {
+      case Dtype::f32: {
+        if constexpr (std::is_same_v<T, float>) {
+          std::memcpy(out + i * 4, in + i, m * 4);
+        } else {
+          for (std::size_t k = 0; k < m; ++k) stage_f32[k] = to_float(in[i + k]);
+          std::memcpy(out + i * 4, stage_f32.data(), m * 4);
+        }
+        break;
+      }
+      case Dtype::bf16: {
+        if constexpr (std::is_same_v<T, bf16>) {
+          std::memcpy(out + i * 2, in + i, m * 2);
+        } else if constexpr (std::is_same_v<T, float>) {
+          convert(std::span<const float>(in + i, m), std::span<bf16>(stage_bf16.data(), m));
+          std::memcpy(out + i * 2, stage_bf16.data(), m * 2);
+        } else {
+          for (std::size_t k = 0; k < m; ++k) stage_bf16[k] = to_bf16(static_cast<float>(in[i + k]));
+          std::memcpy(out + i * 2, stage_bf16.data(), m * 2);
+        }
+        break;
+      }
+      case Dtype::f16: {
+        for (std::size_t k = 0; k < m; ++k) {
+          const std::uint16_t bits = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(static_cast<float>(to_float(in[i + k]))));
+          std::memcpy(out + (i + k) * 2, &bits, 2);
+        }
+        break;
+      }
+      case Dtype::f64: {
+        for (std::size_t k = 0; k < m; ++k) {
+          const double v = static_cast<double>(to_float(in[i + k]));
+          std::memcpy(out + (i + k) * 8, &v, 8);
+        }
+        break;
+      }
+      default: throw_error("encode_elements: mpt writes F32, BF16, F16 or F64, not ", dtype_name(dst));
+    }
+  }
+}
+
+// Reads integer element i of a file dtype; false when it does not fit in T.
+template <class T>
+bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
+  const auto load = [&](auto zero) {
+    decltype(zero) v;
+    std::memcpy(&v, bytes + i * sizeof(v), sizeof(v));
+    if (!std::in_range<T>(v)) return false;
+    out = static_cast<T>(v);
+    return true;
+  };
+  switch (src) {
+    case Dtype::boolean:
+    case Dtype::u8: return load(std::uint8_t{});
+    case Dtype::i8: return load(std::int8_t{});
+    case Dtype::i16: return load(std::int16_t{});
+    case Dtype::u16: return load(std::uint16_t{});
+    case Dtype::i32: return load(std::int32_t{});
+    case Dtype::u32: return load(std::uint32_t{});
+    case Dtype::i64: return load(std::int64_t{});
+    case Dtype::u64: return load(std::uint64_t{});
+    default: return false;
+  }
+}
+
+inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
+  std::uint64_t v = 0;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Parses the header, rejecting duplicate keys (JSON allows them; silently keeping
+// the last one would load a tensor, or a dtype, nobody can see in the file).
+inline nlohmann::json parse_header_json(std::string_view text, const std::filesystem::path& path) {
+  // Keys of the object open at depth 1 (tensor names) and 2 (an entry's fields).
+  std::array<std::vector<std::string>, 3> keys;
+  std::string current_tensor;
+  const auto check_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using nlohmann::json;
+    if (event == json::parse_event_t::object_start && depth + 1 < 3) keys[static_cast<std::size_t>(depth + 1)].clear();
+    if (event == json::parse_event_t::key && depth >= 1 && depth < 3) {
+      std::string key = parsed.get<std::string>();
+      auto& seen = keys[static_cast<std::size_t>(depth)];
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        if (depth == 1) throw_error("safetensors file ", path, ": tensor '", key, "' appears twice in the header");
+        throw_error("safetensors file ", path, ", tensor '", current_tensor, "': field '", key, "' appears twice");
+      }
+      if (depth == 1) current_tensor = key;
+      seen.push_back(std::move(key));
+    }
+    return true;
+  };
+  try {
+    return nlohmann::json::parse(text.begin(), text.end(), check_keys);
+  } catch (const nlohmann::json::exception& e) {
+    throw_error("safetensors file ", path, ": the header is not valid JSON (", e.what(), "); the file is corrupt or not safetensors");
+  }
+}
+
+inline std::uint64_t json_non_negative_integer(const nlohmann::json& v, const std::filesystem::path& path, const std::string& name,
+                                               const char* field) {
+  if (!v.is_number_unsigned()) {
+    throw_error("safetensors file ", path, ", tensor '", name, "': ", field, " holds ", v.dump(), " where a non-negative integer is required");
+  }
+  return v.get<std::uint64_t>();
+}
+
+}  // namespace detail
+
+// A memory-mapped, validated safetensors file.
+class SafetensorsFile {
+ public:
+  static SafetensorsFile open(const std::filesystem::path& path) {
+    SafetensorsFile file;
+    file.map_ = MappedFile::open(path);
+    file.index_header();
+    return file;
+  }
+
+  const std::filesystem::path& path() const noexcept { return map_.path(); }
+  // Tensors in the order of their data (ascending offsets).
+  const std::vector<SafetensorsEntry>& tensors() const noexcept { return entries_; }
+  std::size_t size() const noexcept { return entries_.size(); }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+
+  const SafetensorsEntry* find(std::string_view name) const {
+    const auto it = index_.find(std::string(name));
+    return it == index_.end() ? nullptr : &entries_[it->second];
+  }
+  bool contains(std::string_view name) const { return find(name) != nullptr; }
+  const SafetensorsEntry& at(std::string_view name) const {
+    const SafetensorsEntry* e = find(name);
+    if (e == nullptr) throw_error("safetensors file ", path(), " has no tensor '", name, "' (it holds ", entries_.size(), " tensors)");
+    return *e;
+  }
+
+  // Converts the tensor into `out`, whose shape must equal the tensor's: floating
+  // dtypes into float, bf16 or double; integer dtypes into std::int32_t or std::int64_t.
+  template <class T>
+  void read(const SafetensorsEntry& entry, TensorView<T> out) const {
+    static_assert(!std::is_const_v<T>, "read into a mutable view");
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, double> || std::is_same_v<T, std::int32_t> ||
+                      std::is_same_v<T, std::int64_t>,
+                  "safetensors tensors read into float, bf16, double, std::int32_t or std::int64_t");
+    constexpr bool integral = std::is_integral_v<T>;
+    if (integral ? !is_integer_dtype(entry.dtype) : !is_convertible_dtype(entry.dtype)) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': dtype ", dtype_name(entry.dtype), " does not read into ",
+                  integral ? "an integer tensor (integer dtypes do)" : "a floating tensor (F32, BF16, F16 and F64 do)");
+    }
+    if (!entry.has_shape(out.shape())) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ",
+                  out.shape(), " is required");
+    }
+    if constexpr (integral) {
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        if (!detail::decode_integer(entry.dtype, entry.bytes.data(), i, out[i])) {
+          throw_error("safetensors file ", path(), ", tensor '", entry.name, "': element ", i, " does not fit in ", sizeof(T) * 8,
+                      "-bit integers; read it as std::int64_t");
+        }
+      }
+    } else {
+      detail::decode_elements(entry.dtype, entry.bytes.data(), out.data(), out.size());
+    }
+  }
+  template <class T>
+  void read(std::string_view name, TensorView<T> out) const { read(at(name), out); }
+
+  // Elements [first, first + count) of the tensor, converted into `out` (the same
+  // elements of a destination of the tensor's size): lets loaders split big tensors
+  // across threads. The caller has checked dtype and shape (read() does).
+  template <class T>
+  void read_elements(const SafetensorsEntry& entry, std::size_t first, std::size_t count, T* out) const {
+    if (first > entry.numel() || count > entry.numel() - first) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': elements [", first, ", ", first + count, ") are out of its ",
+                  entry.numel());
+    }
+    detail::decode_elements(entry.dtype, entry.bytes.data() + first * dtype_size(entry.dtype), out + first, count);
+  }
+  template <class T>
+  Tensor<T> read(std::string_view name) const {
+    const SafetensorsEntry& entry = at(name);
+    if (entry.dims.size() > static_cast<std::size_t>(max_tensor_rank)) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " has rank ", entry.dims.size(),
+                  "; mpt tensors have rank ", max_tensor_rank, " at most");
+    }
+    Tensor<T> t(entry.shape());
+    read(entry, t.view());
+    return t;
+  }
+
+ private:
+  void index_header() {
+    const std::filesystem::path& file = map_.path();
+    const std::span<const std::byte> bytes = map_.bytes();
+    if (bytes.size() < 8) {
+      throw_error("safetensors file ", file, ": ", bytes.size(), " bytes is too short to hold the 8-byte header length; the file is truncated");
+    }
+    const std::uint64_t header_len = detail::read_u64_le(bytes.data());
+    if (header_len > safetensors_max_header_bytes) {
+      throw_error("safetensors file ", file, ": header length ", header_len, " exceeds the limit of ", safetensors_max_header_bytes,
+                  " bytes; the file is corrupt or not safetensors");
+    }
+    if (header_len > bytes.size() - 8) {
+      throw_error("safetensors file ", file, ": header length ", header_len, " runs past the end of the file (", bytes.size(),
+                  " bytes); the file is truncated");
+    }
+    const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), header_len);
+    // The format requires the JSON to open at the first byte (padding goes at the end).
+    if (text.empty() || text.front() != '{') {
+      throw_error("safetensors file ", file, ": the header does not begin with '{'; the file is corrupt or not safetensors");
+    }
+    const nlohmann::json header = detail::parse_header_json(text, file);
+    if (!header.is_object()) throw_error("safetensors file ", file, ": the header is ", header.type_name(), " JSON, not an object");
+
+    const std::span<const std::byte> data = bytes.subspan(8 + header_len);
+    entries_.reserve(header.size());
+    for (const auto& [name, info] : header.items()) {
+      if (name == "__metadata__") {
+        read_metadata(info);
+        continue;
+      }
+      entries_.push_back(parse_entry(name, info, data));
+    }
+    std::sort(entries_.begin(), entries_.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
+      return a.data_begin != b.data_begin ? a.data_begin < b.data_begin : a.data_end < b.data_end;
+    });
+    // Tensors tile the buffer: no overlap (two names for one byte), no hole (room for a polyglot file).
+    std::size_t expected_begin = 0;
+    for (const SafetensorsEntry& e : entries_) {
+      if (e.data_begin < expected_begin) {
+        throw_error("safetensors file ", file, ", tensor '", e.name, "': data_offsets [", e.data_begin, ", ", e.data_end,
+                    "] overlap the previous tensor, which ends at ", expected_begin);
+      }
+      if (e.data_begin > expected_begin) {
+        throw_error("safetensors file ", file, ", tensor '", e.name, "': data_offsets [", e.data_begin, ", ", e.data_end,
+                    "] leave a hole after byte ", expected_begin, " of the data buffer");
+      }
+      expected_begin = e.data_end;
+    }
+    if (expected_begin != data.size()) {
+      throw_error("safetensors file ", file, ": the tensors cover ", expected_begin, " bytes but the data buffer holds ", data.size(),
+                  " (the file has trailing bytes or is truncated)");
+    }
+    for (std::size_t i = 0; i < entries_.size(); ++i) index_.emplace(entries_[i].name, i);
+  }
+
+  void read_metadata(const nlohmann::json& info) {
+    const std::filesystem::path& file = map_.path();
+    if (!info.is_object()) throw_error("safetensors file ", file, ": __metadata__ is ", info.type_name(), ", not an object of strings");
+    for (const auto& [key, value] : info.items()) {
+      if (!value.is_string()) throw_error("safetensors file ", file, ": __metadata__ entry '", key, "' is ", value.dump(), ", not a string");
+      metadata_.emplace(key, value.get<std::string>());
+    }
+  }
+
+  SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& info, std::span<const std::byte> data) const {
+    const std::filesystem::path& file = map_.path();
+    const auto fail = [&](auto&&... what) { throw_error("safetensors file ", file, ", tensor '", name, "': ", what...); };
+    if (!info.is_object()) fail("the entry is ", info.dump(), ", not an object with dtype, shape and data_offsets");
+    const auto dtype_it = info.find("dtype");
+    const auto shape_it = info.find("shape");
+    const auto offsets_it = info.find("data_offsets");
+    if (dtype_it == info.end() || shape_it == info.end() || offsets_it == info.end()) {
+      fail("the entry ", info.dump(), " lacks dtype, shape or data_offsets");
+    }
+    if (!dtype_it->is_string()) fail("dtype ", dtype_it->dump(), " is not a string");
+    const std::optional<Dtype> dtype = parse_dtype(dtype_it->get<std::string>());
+    if (!dtype) fail("unknown dtype ", dtype_it->dump(), " (the format defines BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
+
+    SafetensorsEntry e;
+    e.name = name;
+    e.dtype = *dtype;
+    if (!shape_it->is_array()) fail("shape ", shape_it->dump(), " is not an array");
+    std::uint64_t bytes_needed = dtype_size(e.dtype);
+    for (const nlohmann::json& d : *shape_it) {
+      const std::uint64_t extent = detail::json_non_negative_integer(d, file, name, "shape");
+      // The product is checked against the file size below; only its overflow needs care here.
+      if (extent != 0 && bytes_needed > UINT64_MAX / extent) fail("shape ", shape_it->dump(), " overflows 64 bits");
+      if (extent > static_cast<std::uint64_t>(INT64_MAX)) fail("shape ", shape_it->dump(), " has an extent beyond int64");
+      bytes_needed *= extent;
+      e.dims.push_back(static_cast<std::int64_t>(extent));
+    }
+    if (!offsets_it->is_array() || offsets_it->size() != 2) fail("data_offsets ", offsets_it->dump(), " is not an array [begin, end]");
+    const std::uint64_t begin = detail::json_non_negative_integer((*offsets_it)[0], file, name, "data_offsets");
+    const std::uint64_t end = detail::json_non_negative_integer((*offsets_it)[1], file, name, "data_offsets");
+    if (begin > end) fail("data_offsets [", begin, ", ", end, "] end before they begin");
+    if (end > data.size()) fail("data_offsets [", begin, ", ", end, "] run past the data buffer of ", data.size(), " bytes; the file is truncated");
+    if (end - begin != bytes_needed) {
+      fail("shape ", e.shape_string(), " of ", dtype_name(e.dtype), " needs ", bytes_needed, " bytes but data_offsets [", begin, ", ", end,
+           "] hold ", end - begin);
+    }
+    e.data_begin = static_cast<std::size_t>(begin);
+    e.data_end = static_cast<std::size_t>(end);
+    e.bytes = data.subspan(e.data_begin, e.data_end - e.data_begin);
+    return e;
+  }
+
+  MappedFile map_;
+  std::vector<SafetensorsEntry> entries_;
+  std::unordered_map<std::string, std::size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A read-only tensor of any element type mpt stores, to be written under a name.
+using TensorSource = std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>>;
+
+struct NamedTensor {
+  std::string name;
+  TensorSource data;
+  std::optional<Dtype> dtype = std::nullopt;  // file dtype for this tensor; default: the one save_safetensors is given
+};
+
+inline const Shape& source_shape(const TensorSource& s) {
+  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, s);
+}
+
+// Writes the tensors in the given order with `dtype` (F32, BF16, F16 or F64) unless a
+// tensor names its own. The header is padded with spaces to a multiple of 8 bytes so
+// that the data buffer starts aligned, as the reference writer does.
+inline void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, Dtype dtype,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::size_t offset = 0;
+  std::vector<std::string_view> names;
+  for (const NamedTensor& t : tensors) {
+    const Dtype d = t.dtype.value_or(dtype);
+    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
+    if (t.name.empty() || t.name == "__metadata__") throw_error("save_safetensors ", path, ": '", t.name, "' is not a valid tensor name");
+    if (header.contains(t.name)) throw_error("save_safetensors ", path, ": tensor '", t.name, "' is given twice");
+    const Shape& shape = source_shape(t.data);
+    std::vector<std::int64_t> dims;
+    for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
+    const std::size_t bytes = shape.numel() * dtype_size(d);
+    header[t.name] = {{"dtype", dtype_name(d)}, {"shape", dims}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - (8 + text.size()) % 8) % 8, ' ');
+  const std::uint64_t header_len = text.size();
+  std::array<std::byte, 8> len_bytes{};
+  std::memcpy(len_bytes.data(), &header_len, 8);
+
+  AtomicFileWriter writer(path);
+  writer.write(len_bytes);
+  writer.write(text);
+  std::vector<std::byte> stage;
+  for (const NamedTensor& t : tensors) {
+    const Dtype d = t.dtype.value_or(dtype);
+    std::visit(
+        [&](const auto& view) {
+          // Encode in slices so that a large tensor needs no second full-size copy.
+          constexpr std::size_t slice = std::size_t{1} << 16;
+          for (std::size_t i = 0; i < view.size(); i += slice) {
+            const std::size_t m = std::min(slice, view.size() - i);
+            stage.resize(m * dtype_size(d));
+            detail::encode_elements(view.data() + i, d, stage.data(), m);
+            writer.write(stage);
+          }
+        },
+        t.data);
+  }
+  writer.commit();
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/safetensors.hpp ----
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <numbers>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+// A parameter's storage, in whichever element type the precision policy keeps it.
+using ParameterView = std::variant<TensorView<float>, TensorView<bf16>, TensorView<double>>;
+
+inline const Shape& parameter_shape(const ParameterView& p) {
+  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, p);
+}
+
+// How to initialize a parameter the checkpoint does not hold.
+enum class Init {
+  normal,  // normal(0, initializer_range): Linear and Embedding weights
+  zeros,   // biases, LayerNorm beta
+  ones,    // LayerNorm gamma
+  keep,    // leave the values the model already put there
+  custom,  // call ParameterSlot::initialize
+};
+
+struct ParameterSlot {
+  std::string name;  // Hugging Face name in the model being loaded
+  ParameterView data;
+  Init init = Init::normal;
+  // Init::normal only: this row is then zeroed, as transformers does for the padding
+  // token of an nn.Embedding with padding_idx (word_embeddings, row pad_token_id).
+  std::int64_t zero_row = -1;
+  // Init::custom; may run on any of mpt's threads, concurrently with other slots' work.
+  std::function<void(const ParameterSlot&)> initialize = nullptr;
+};
+
+struct LoadOptions {
+  // transformers' base_model_prefix: names with and without it match each other.
+  std::string base_model_prefix = "bert";
+  std::string model_class = "BertForQuestionAnswering";  // in warnings
+  double initializer_range = 0.02;                       // BertConfig::initializer_range
+  std::uint64_t seed = 42;                               // for Init::normal; each slot draws from (seed, name)
+  // Unused checkpoint tensors whose names contain one of these are expected and not
+  // warned about. Default: BertForQuestionAnswering's _keys_to_ignore_on_load_unexpected
+  // ("pooler") plus the position_ids buffer older checkpoints carry.
+  std::vector<std::string> expected_unused = {"pooler", "embeddings.position_ids"};
+  // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
+  std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
+};
+
+struct RenamedTensor {
+  std::string checkpoint_name;
+  std::string model_name;
+};
+
+struct LoadReport {
+  std::vector<std::string> loaded;          // model names filled from the checkpoint
+  std::vector<RenamedTensor> renamed;       // loaded under another name (legacy or prefix)
+  std::vector<std::string> missing;         // model names newly initialized
+  std::vector<std::string> unused;          // checkpoint names no slot took
+  std::vector<std::string> expected_unused; // checkpoint names no slot took, matching LoadOptions::expected_unused
+};
+
+namespace detail {
+
+// "a.LayerNorm.gamma" -> "a.LayerNorm.weight", "a.LayerNorm.beta" -> "a.LayerNorm.bias".
+inline std::string modern_parameter_name(std::string_view name) {
+  const auto ends_with = [&](std::string_view suffix) { return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix; };
+  if (ends_with(".gamma")) return std::string(name.substr(0, name.size() - 6)) + ".weight";
+  if (ends_with(".beta")) return std::string(name.substr(0, name.size() - 5)) + ".bias";
+  if (name == "gamma") return "weight";
+  if (name == "beta") return "bias";
+  return std::string(name);
+}
+
+inline std::string python_list(const std::vector<std::string>& names) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", '" : "'") + names[i] + "'";
+  return s + "]";
+}
+
+// SplitMix64: a small, well-mixed, portable generator (std::normal_distribution is not portable).
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() noexcept {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform_open() noexcept { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }  // (0, 1)
+};
+
+inline std::uint64_t fnv1a(std::string_view s) noexcept {
+  std::uint64_t h = 0xCBF29CE484222325ull;
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
+  return h;
+}
+
+// normal(0, stddev) by Box-Muller, a deterministic function of (seed, name).
+template <class T>
+void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::string_view name) {
+  SplitMix64 rng{seed ^ fnv1a(name)};
+  for (std::size_t i = 0; i < out.size(); i += 2) {
+    const double radius = stddev * std::sqrt(-2.0 * std::log(rng.uniform_open()));
+    const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
+    const double pair[2] = {radius * std::cos(angle), radius * std::sin(angle)};
+    for (std::size_t k = 0; k < 2 && i + k < out.size(); ++k) {
+      if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(pair[k]));
+      else out[i + k] = static_cast<T>(pair[k]);
+    }
+  }
+}
+
+// Errors a slot's initializer would meet, raised before any work starts.
+inline void check_initializer(const ParameterSlot& slot) {
+  const Shape& shape = parameter_shape(slot.data);
+  if (slot.init == Init::normal && slot.zero_row >= 0 && (shape.rank() != 2 || slot.zero_row >= shape[0])) {
+    throw_error("load_parameters: parameter '", slot.name, "' asks to zero row ", slot.zero_row, ", which shape ", shape, " does not have");
+  }
+  if (slot.init == Init::custom && !slot.initialize) {
+    throw_error("load_parameters: parameter '", slot.name, "' has Init::custom but no initialize function");
+  }
+}
+
+inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& options) {
+  std::visit(
+      [&](auto view) {
+        using T = typename decltype(view)::value_type;
+        switch (slot.init) {
+          case Init::normal:
+            fill_normal(view, options.initializer_range, options.seed, slot.name);
+            if (slot.zero_row >= 0) {
+              for (std::int64_t c = 0; c < view.dim(1); ++c) view(slot.zero_row, c) = T(0.0f);
+            }
+            break;
+          case Init::zeros:
+            for (auto& v : view.span()) v = T(0.0f);
+            break;
+          case Init::ones:
+            for (auto& v : view.span()) v = T(1.0f);
+            break;
+          case Init::keep: break;
+          case Init::custom: slot.initialize(slot); break;
+        }
+      },
+      slot.data);
+}
+
+}  // namespace detail
+
+// Fills `slots` from `file`; see the top of this header. `checkpoint` names the
+// checkpoint in warnings (transformers prints the folder); default: the file's path.
+inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::span<const ParameterSlot> slots, const LoadOptions& options,
+                                  std::string checkpoint) {
+  // One tensor of the checkpoint and the file (shard) holding it.
+  struct Located {
+    const SafetensorsFile* file;
+    const SafetensorsEntry* entry;
+  };
+  std::vector<Located> all;
+  for (const SafetensorsFile& f : files)
+    for (const SafetensorsEntry& e : f.tensors()) all.push_back({&f, &e});
+  const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
+  const auto has_prefix = [&](std::string_view n) { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; };
+
+  std::unordered_map<std::string_view, bool> slot_names;
+  for (const ParameterSlot& slot : slots) {
+    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
+  }
+  bool checkpoint_has_prefix = false;
+  for (const Located& t : all) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(t.entry->name);
+  bool model_has_prefix = false;
+  for (const ParameterSlot& s : slots) model_has_prefix = model_has_prefix || has_prefix(s.name);
+  // As transformers: strip the prefix from whichever side has it when the other has none.
+  const bool strip_from_model = model_has_prefix && !checkpoint_has_prefix;
+  const bool strip_from_checkpoint = checkpoint_has_prefix && !model_has_prefix;
+
+  // Canonical name (modern, prefix rule applied) -> checkpoint entry.
+  std::unordered_map<std::string, std::size_t> by_key;  // -> index in `all`
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    std::string key = detail::modern_parameter_name(all[i].entry->name);
+    if (strip_from_checkpoint && has_prefix(key)) key = key.substr(prefix.size());
+    const auto [it, inserted] = by_key.emplace(key, i);
+    if (!inserted) {
+      // With shards, say which file holds each.
+      const auto where = [&](const Located& t) { return files.size() > 1 ? " (in " + t.file->path().filename().string() + ")" : std::string(); };
+      const Located& first = all[it->second];
+      throw_error("checkpoint ", checkpoint, ": tensors '", first.entry->name, "'", where(first), " and '", all[i].entry->name, "'", where(all[i]),
+                  " both provide '", key, "'; remove one of them");
+    }
+  }
+
+  // Match and check everything first, so that an error leaves no slot half loaded
+  // and the first mismatch reported is the first in the model's order.
+  LoadReport report;
+  std::vector<bool> taken(all.size(), false);
+  std::vector<const Located*> source(slots.size(), nullptr);
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const ParameterSlot& slot = slots[k];
+    const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
+    const auto it = by_key.find(key);
+    if (it == by_key.end()) {
+      detail::check_initializer(slot);
+      report.missing.push_back(slot.name);
+      continue;
+    }
+    const Located& located = all[it->second];
+    const SafetensorsEntry& entry = *located.entry;
+    const Shape& needed = parameter_shape(slot.data);
+    if (!entry.has_shape(needed)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
+                  " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
+    }
+    if (!is_convertible_dtype(entry.dtype)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
+                  "; parameters load from F32, BF16, F16 or F64");
+    }
+    source[k] = &located;
+    taken[it->second] = true;
+    report.loaded.push_back(slot.name);
+    if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
+  }
+
+  // Then copy on all threads, big tensors in slices (each element is written once,
+  // by whichever thread: the result does not depend on the thread count).
+  struct Task {
+    std::size_t slot;
+    std::size_t first;
+    std::size_t count;
+  };
+  constexpr std::size_t slice = std::size_t{1} << 20;
+  std::vector<Task> tasks;
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const std::size_t n = parameter_shape(slots[k].data).numel();
+    if (source[k] == nullptr) tasks.push_back({k, 0, n});  // initializing draws one sequence: one task
+    else
+      for (std::size_t first = 0; first < n; first += slice) tasks.push_back({k, first, std::min(slice, n - first)});
+  }
+  parallel_for(tasks.size(), [&](std::size_t t) {
+    const Task& task = tasks[t];
+    const ParameterSlot& slot = slots[task.slot];
+    if (source[task.slot] == nullptr) {
+      detail::initialize_slot(slot, options);
+      return;
+    }
+    const Located& from = *source[task.slot];
+    std::visit([&](auto view) { from.file->read_elements(*from.entry, task.first, task.count, view.data()); }, slot.data);
+  });
+
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (taken[i]) continue;
+    const std::string& name = all[i].entry->name;
+    bool expected = false;
+    for (const std::string& pattern : options.expected_unused) expected = expected || name.find(pattern) != std::string::npos;
+    (expected ? report.expected_unused : report.unused).push_back(name);
+  }
+
+  if (options.warn && !report.unused.empty()) {
+    options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + options.model_class + ": " +
+                 detail::python_list(report.unused) + "\n- This IS expected if you are initializing " + options.model_class +
+                 " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
+                 "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
+                 options.model_class + " from the checkpoint of a model that you expect to be exactly identical (initializing a "
+                 "BertForSequenceClassification model from a BertForSequenceClassification model).");
+  }
+  if (options.warn && !report.missing.empty()) {
+    options.warn("Some weights of " + options.model_class + " were not initialized from the model checkpoint at " + checkpoint +
+                 " and are newly initialized: " + detail::python_list(report.missing) +
+                 "\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
+  }
+  return report;
+}
+
+// One safetensors file; `checkpoint` names it in warnings (default: its path).
+inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const ParameterSlot> slots, const LoadOptions& options = {},
+                                  std::string checkpoint = {}) {
+  if (checkpoint.empty()) checkpoint = file.path().string();
+  return load_parameters(std::span<const SafetensorsFile>(&file, 1), slots, options, checkpoint);
+}
+
+// The shards a model.safetensors.index.json names ({"weight_map": {tensor: file}}),
+// opened and checked: each named tensor is in its shard.
+inline std::vector<SafetensorsFile> open_sharded_checkpoint(const std::filesystem::path& index_path) {
+  const std::string source = "checkpoint index " + index_path.string();
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(read_text_file(index_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw_error(source, ": not valid JSON (", e.what(), ")");
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+    throw_error(source, ": no \"weight_map\" object of tensor names to shard files");
+  }
+  std::vector<std::string> shard_names;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (!shard.is_string()) throw_error(source, ": tensor '", tensor, "' maps to ", shard.dump(), ", not a file name");
+    const std::string name = shard.get<std::string>();
+    // A shard is a file next to the index, never a path elsewhere.
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+      throw_error(source, ": tensor '", tensor, "' maps to \"", name, "\", which is not a file name in the same folder");
+    }
+    if (std::find(shard_names.begin(), shard_names.end(), name) == shard_names.end()) shard_names.push_back(name);
+  }
+  std::vector<SafetensorsFile> shards;
+  for (const std::string& name : shard_names) shards.push_back(SafetensorsFile::open(index_path.parent_path() / name));
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    const std::size_t k = static_cast<std::size_t>(std::find(shard_names.begin(), shard_names.end(), shard.get<std::string>()) - shard_names.begin());
+    if (!shards[k].contains(tensor)) throw_error(source, ": tensor '", tensor, "' is not in its shard ", shards[k].path());
+  }
+  return shards;
+}
+
+// From a model folder (model.safetensors, or model.safetensors.index.json and its
+// shards, as save_pretrained writes big models) or from one .safetensors file.
+inline LoadReport load_parameters(const std::filesystem::path& path, std::span<const ParameterSlot> slots, const LoadOptions& options = {}) {
+  if (!std::filesystem::is_directory(path)) return load_parameters(SafetensorsFile::open(path), slots, options);
+  const std::filesystem::path single = path / "model.safetensors";
+  const std::filesystem::path index = path / "model.safetensors.index.json";
+  if (std::filesystem::exists(single)) return load_parameters(SafetensorsFile::open(single), slots, options, path.string());
+  if (std::filesystem::exists(index)) return load_parameters(open_sharded_checkpoint(index), slots, options, path.string());
+  throw_error("model folder ", path, " has neither model.safetensors nor model.safetensors.index.json (mpt reads safetensors checkpoints "
+              "only; convert pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))");
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/load_parameters.hpp ----
+// ---- begin mpt/io/save_pretrained.hpp ----
+// save_pretrained: a model folder that transformers' from_pretrained loads.
+//
+//   <dir>/model.safetensors   the named tensors in F32 or BF16, __metadata__ {"format": "pt"}
+//   <dir>/config.json         BertConfig::to_json, torch_dtype set to the saved dtype
+//   <dir>/vocab.txt           copied when a vocabulary file is given
+// Every file is written atomically; the folder is created when missing.
+
+
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+// The parameters of a model as tensors to save (same names, read-only views).
+inline std::vector<NamedTensor> named_tensors(std::span<const ParameterSlot> slots) {
+  std::vector<NamedTensor> out;
+  out.reserve(slots.size());
+  for (const ParameterSlot& s : slots) {
+    out.push_back({s.name, std::visit([](auto v) -> TensorSource { return TensorView<const typename decltype(v)::value_type>(v); }, s.data)});
+  }
+  return out;
+}
+
+inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& config, std::span<const NamedTensor> tensors,
+                            Dtype dtype = Dtype::f32, const std::optional<std::filesystem::path>& vocab = std::nullopt) {
+  if (dtype != Dtype::f32 && dtype != Dtype::bf16) {
+    throw_error("save_pretrained ", dir, ": dtype ", dtype_name(dtype), " is not offered; save F32 or BF16");
+  }
+  config.validate("save_pretrained " + dir.string());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw_error("save_pretrained: cannot create the folder ", dir, ": ", ec.message());
+  save_safetensors(dir / "model.safetensors", tensors, dtype, {{"format", "pt"}});
+  BertConfig saved = config;
+  saved.extra["torch_dtype"] = dtype == Dtype::bf16 ? "bfloat16" : "float32";
+  saved.save(dir / "config.json");
+  if (vocab) {
+    const std::vector<std::byte> bytes = read_file(*vocab);
+    write_file_atomic(dir / "vocab.txt", bytes);
+  }
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/save_pretrained.hpp ----
+// ---- begin mpt/io/model_parameters.hpp ----
+// Hugging Face folders in and out of a model's nn::Parameters<P>.
+//
+//   parameter_slots(params, pad_token_id)   slots over the master weights; a missing
+//                                           tensor is initialized by its role
+//   load_pretrained(dir, params, config)    load_parameters + the compute copy refreshed
+//   save_pretrained(dir, config, params, dtype, vocab)   the master weights, HF names
+//
+// The master weights are what checkpoints hold (fp32 under bf16_mixed), so loading
+// a bf16 model rounds once, from the file's values, exactly as autocast would.
+
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace mpt::io {
+
+// BERT's _init_weights by role: normal(0, initializer_range) for Linear and
+// Embedding weights, zeros for biases, LayerNorm weight 1 and bias 0.
+inline Init init_for_role(nn::ParamRole role) noexcept {
+  switch (role) {
+    case nn::ParamRole::linear_weight:
+    case nn::ParamRole::embedding: return Init::normal;
+    case nn::ParamRole::norm_weight: return Init::ones;
+    case nn::ParamRole::linear_bias:
+    case nn::ParamRole::norm_bias: return Init::zeros;
+  }
+  return Init::keep;
+}
+
+// One slot per parameter, over its master weights. The word-embedding table (the one
+// nn.Embedding built with padding_idx) gets row `pad_token_id` zeroed when initialized.
+template <PrecisionPolicy P>
+std::vector<ParameterSlot> parameter_slots(nn::Parameters<P>& params, std::int64_t pad_token_id = -1) {
+  std::vector<ParameterSlot> slots;
+  slots.reserve(params.count());
+  for (nn::ParamId id = 0; id < params.count(); ++id) {
+    const nn::ParamEntry& e = params.entry(id);
+    const bool padded = e.role == nn::ParamRole::embedding && std::string_view(e.name).ends_with("word_embeddings.weight");
+    slots.push_back({e.name, params.master(id), init_for_role(e.role), padded ? pad_token_id : -1});
+  }
+  return slots;
+}
+
+// Loads a model folder into `params` (allocated), initializing what the checkpoint
+// lacks with config.initializer_range, then refreshes the compute copy.
+template <PrecisionPolicy P>
+LoadReport load_pretrained(const std::filesystem::path& dir, nn::Parameters<P>& params, const BertConfig& config, LoadOptions options = {}) {
+  options.initializer_range = config.initializer_range;
+  const std::vector<ParameterSlot> slots = parameter_slots(params, config.pad_token_id);
+  LoadReport report = load_parameters(dir, slots, options);
+  params.sync_compute_copy();
+  return report;
+}
+
+template <PrecisionPolicy P>
+void save_pretrained(const std::filesystem::path& dir, const BertConfig& config, const nn::Parameters<P>& params, Dtype dtype = Dtype::f32,
+                     const std::optional<std::filesystem::path>& vocab = std::nullopt) {
+  std::vector<NamedTensor> tensors;
+  tensors.reserve(params.count());
+  for (nn::ParamId id = 0; id < params.count(); ++id) tensors.push_back({params.entry(id).name, params.master(id)});
+  save_pretrained(dir, config, tensors, dtype, vocab);
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/model_parameters.hpp ----
+// ---- end mpt/io.hpp ----
 // ---- end mpt/mpt.hpp ----
