@@ -8,7 +8,8 @@
 //       extended attention mask (1 - mask) * finfo(float32).min
 //     probs = softmax(scores * scale + mask) [same shape], fp32 or bf16
 //     The scale is applied before the mask, each rounded as PyTorch's
-//     `scores / sqrt(d) + mask` rounds them (mul then add, no fma).
+//     `scores / sqrt(d) + mask` rounds them (mul then add, no fma); x * (1/8)
+//     is x / 8 exactly (head_dim 64), other head sizes may differ by 1 ulp.
 //     A row whose every entry is -Inf gives zeros (PyTorch gives NaN); a row
 //     masked with finfo.min is uniform, as in PyTorch.
 //
