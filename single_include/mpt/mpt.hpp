@@ -996,6 +996,1946 @@ concept PrecisionPolicy = precision::is_precision_policy<P>::value;
 }  // namespace mpt
 // ---- end mpt/policy/precision.hpp ----
 // ---- end mpt/policy.hpp ----
+// ---- begin mpt/kernels/philox.hpp ----
+// Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+// SC'11): a counter-based generator. philox4x32_10(counter, key) is a pure
+// function of a 128-bit counter and a 64-bit key, so any element's random bits
+// can be computed directly, in any order, on any thread. Checked against
+// Random123's known-answer vectors (tests/kernels_elementwise).
+//
+// The vector versions compute 16 (AVX-512) or 8 (AVX2) counters at once,
+// word i of every counter in one register (structure of arrays).
+
+
+#include <immintrin.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+
+using PhiloxCounter = std::array<std::uint32_t, 4>;
+using PhiloxKey = std::array<std::uint32_t, 2>;
+
+namespace detail {
+inline constexpr std::uint32_t philox_m0 = 0xD2511F53u;  // round multipliers
+inline constexpr std::uint32_t philox_m1 = 0xCD9E8D57u;
+inline constexpr std::uint32_t philox_w0 = 0x9E3779B9u;  // key schedule (golden ratio, sqrt(3) - 1)
+inline constexpr std::uint32_t philox_w1 = 0xBB67AE85u;
+inline constexpr int philox_rounds = 10;
+}  // namespace detail
+
+// The scalar reference.
+constexpr PhiloxCounter philox4x32_10(PhiloxCounter c, PhiloxKey k) noexcept {
+  for (int round = 0; round < detail::philox_rounds; ++round) {
+    if (round > 0) {
+      k[0] += detail::philox_w0;
+      k[1] += detail::philox_w1;
+    }
+    const std::uint64_t p0 = std::uint64_t{detail::philox_m0} * c[0];
+    const std::uint64_t p1 = std::uint64_t{detail::philox_m1} * c[2];
+    c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<std::uint32_t>(p1),
+         static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k[1], static_cast<std::uint32_t>(p0)};
+  }
+  return c;
+}
+
+namespace detail {
+#if MPT_X86
+// Counters (c0 + lane, c1, c2, c3) for lanes 0..15 -> out[w] = word w of each.
+// c0 + lane must not wrap (callers keep the block index's low word in range).
+// Inside, each word sits in the low half of a 64-bit lane (8 counters per
+// register, two registers): vpmuludq then yields the full 64-bit product with
+// no shuffling, and the high halves are don't-care (vpmuludq ignores them).
+MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
+                                                   std::uint32_t c3, PhiloxKey key, __m512i out[4]) noexcept {
+  const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  __m512i x0[2] = {_mm512_add_epi64(_mm512_set1_epi64(c0), first),
+                   _mm512_add_epi64(_mm512_set1_epi64(c0), _mm512_add_epi64(first, _mm512_set1_epi64(8)))};
+  __m512i x1[2] = {_mm512_set1_epi64(c1), _mm512_set1_epi64(c1)};
+  __m512i x2[2] = {_mm512_set1_epi64(c2), _mm512_set1_epi64(c2)};
+  __m512i x3[2] = {_mm512_set1_epi64(c3), _mm512_set1_epi64(c3)};
+  const __m512i m0 = _mm512_set1_epi64(philox_m0), m1 = _mm512_set1_epi64(philox_m1);
+  std::uint32_t k0 = key[0], k1 = key[1];
+  for (int round = 0; round < philox_rounds; ++round) {
+    if (round > 0) {
+      k0 += philox_w0;
+      k1 += philox_w1;
+    }
+    const __m512i vk0 = _mm512_set1_epi64(k0), vk1 = _mm512_set1_epi64(k1);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i p0 = _mm512_mul_epu32(x0[h], m0), p1 = _mm512_mul_epu32(x2[h], m1);
+      x0[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), x1[h], vk0, 0x96);  // a ^ b ^ c
+      x2[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), x3[h], vk1, 0x96);
+      x1[h] = p1;
+      x3[h] = p0;
+    }
+  }
+  // The low halves of both registers, in counter order.
+  const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  out[0] = _mm512_permutex2var_epi32(x0[0], low_halves, x0[1]);
+  out[1] = _mm512_permutex2var_epi32(x1[0], low_halves, x1[1]);
+  out[2] = _mm512_permutex2var_epi32(x2[0], low_halves, x2[1]);
+  out[3] = _mm512_permutex2var_epi32(x3[0], low_halves, x3[1]);
+}
+
+// The same for 8 lanes.
+MPT_TARGET_AVX2 inline void philox4x32_10_avx2(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
+                                               PhiloxKey key, __m256i out[4]) noexcept {
+  __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(int(c0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256i x1 = _mm256_set1_epi32(int(c1)), x2 = _mm256_set1_epi32(int(c2)), x3 = _mm256_set1_epi32(int(c3));
+  const __m256i m0 = _mm256_set1_epi64x(philox_m0), m1 = _mm256_set1_epi64x(philox_m1);
+  std::uint32_t k0 = key[0], k1 = key[1];
+  for (int round = 0; round < philox_rounds; ++round) {
+    if (round > 0) {
+      k0 += philox_w0;
+      k1 += philox_w1;
+    }
+    const __m256i p0_even = _mm256_mul_epu32(x0, m0), p0_odd = _mm256_mul_epu32(_mm256_srli_epi64(x0, 32), m0);
+    const __m256i p1_even = _mm256_mul_epu32(x2, m1), p1_odd = _mm256_mul_epu32(_mm256_srli_epi64(x2, 32), m1);
+    const __m256i lo0 = _mm256_blend_epi32(p0_even, _mm256_slli_epi64(p0_odd, 32), 0xAA);
+    const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(p0_even, 32), p0_odd, 0xAA);
+    const __m256i lo1 = _mm256_blend_epi32(p1_even, _mm256_slli_epi64(p1_odd, 32), 0xAA);
+    const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(p1_even, 32), p1_odd, 0xAA);
+    const __m256i y0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32(int(k0)));
+    const __m256i y2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32(int(k1)));
+    x0 = y0;
+    x1 = lo1;
+    x2 = y2;
+    x3 = lo0;
+  }
+  out[0] = x0;
+  out[1] = x1;
+  out[2] = x2;
+  out[3] = x3;
+}
+#endif  // MPT_X86
+
+// Counters (c0 + l, c1, c2, c3) for l < lanes on one instruction set's path:
+// out[w][l] = word w. Returns the lane count (16, 8, or 1 for scalar).
+inline std::size_t philox4x32_10_lanes(Isa isa, std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
+                                       PhiloxKey key, std::uint32_t out[4][16]) {
+#if MPT_X86
+  if (isa >= Isa::avx512) {
+    __m512i v[4];
+    philox4x32_10_avx512(c0, c1, c2, c3, key, v);
+    for (int w = 0; w < 4; ++w) std::memcpy(out[w], &v[w], 64);
+    return 16;
+  }
+  if (isa == Isa::avx2) {
+    __m256i v[4];
+    philox4x32_10_avx2(c0, c1, c2, c3, key, v);
+    for (int w = 0; w < 4; ++w) std::memcpy(out[w], &v[w], 32);
+    return 8;
+  }
+#endif
+  const PhiloxCounter r = philox4x32_10({c0, c1, c2, c3}, key);
+  for (int w = 0; w < 4; ++w) out[w][0] = r[w];
+  return 1;
+}
+}  // namespace detail
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/philox.hpp ----
+// ---- begin mpt/kernels/softmax.hpp ----
+// Masked, scaled softmax over the last axis (attention probabilities), fp32 math.
+//
+//   softmax_forward(scores, additive_mask, scale, probs)
+//     scores [rows..., K] fp32 (or double), e.g. [batch, heads, q, K]
+//     additive_mask [M, K] fp32, or TensorView<const float>{} for none: row r of scores uses mask row
+//       r / (rows / M), e.g. [batch, K] (or [batch, 1, 1, K]) for HF's
+//       extended attention mask (1 - mask) * finfo(float32).min
+//     probs = softmax(scores * scale + mask) [same shape], fp32 or bf16
+//     The scale is applied before the mask, each rounded as PyTorch's
+//     `scores / sqrt(d) + mask` rounds them (mul then add, no fma); x * (1/8)
+//     is x / 8 exactly (head_dim 64), other head sizes may differ by 1 ulp.
+//     A row whose every entry is -Inf gives zeros (PyTorch gives NaN); a row
+//     masked with finfo.min is uniform, as in PyTorch.
+//
+//   softmax_backward(probs, dprobs, scale, dscores)
+//     dscores = probs * (dprobs - rowsum(dprobs * probs)) * scale
+//     probs, dprobs fp32 or bf16 [rows..., K]; dscores fp32 or bf16.
+
+// ---- begin mpt/kernels/detail/simd.hpp ----
+// Small SIMD vocabulary shared by the element-wise kernels: full and partial
+// loads/stores of float and bf16 (as fp32 lanes; bf16 stores round to nearest
+// even exactly like core/bf16.hpp), horizontal sums/maxima, and vectorized exp
+// and erf. One namespace per instruction set with the same names
+// (detail::avx512_bf16, detail::avx512, detail::avx2), so a kernel body is
+// written once: each kernel header stamps its body into every namespace with
+// a macro taking the MPT_TARGET_* attribute (GCC cannot give one template
+// different target attributes per instantiation). Every function runs only after dispatch on
+// active_isa() checked the CPU; each kernel header keeps a scalar reference
+// (std::exp / std::erf in the working precision) that also serves double.
+//
+// Accuracy (checked in tests/kernels_elementwise against double):
+//   exp: Cody-Waite range reduction + degree-6 polynomial, <= 2 ulp on
+//        [-87.3, 88.7] (1.25 measured); below -87.3 it returns 0 (PyTorch
+//        returns a subnormal there, a difference below 1.2e-38), above 88.7 +Inf.
+//   erf: |x| < 0.9: x * P(x^2), P degree 6 (fit error 3e-10 relative);
+//        0.9 <= |x| < 3.92: R(|x| - 2.41), R degree 14 (fit error 1e-8
+//        absolute, 2.5 ulp worst case after fp32 Horner); |x| >= 3.92: ±1
+//        (erf rounds to 1 in fp32 there). No exp: GELU is bound by these flops.
+//        Coefficients: least squares on Chebyshev nodes, fp64
+//        (tools/fit_erf_coefficients.py, run by hand).
+//        <= 4 ulp by analysis (tests), 2.36 measured over [-6, 6].
+
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels::detail {
+
+// Coefficients of erf's two pieces, highest degree first (Horner).
+inline constexpr float erf_small_coefficients[] = {
+    8.534122715e-05f, -8.180781373e-04f, 5.204331625e-03f, -2.686070897e-02f,
+    1.128371889e-01f, -3.761263525e-01f, 1.128379167e+00f};
+inline constexpr float erf_large_coefficients[] = {
+    1.310721111e-06f,  -9.115103069e-07f, -1.861979161e-05f, 3.660426456e-05f, 6.331775316e-05f,
+    -3.373853189e-04f, 4.935169825e-04f,  2.932554082e-04f,  -3.066311448e-03f, 7.699653721e-03f,
+    -1.172715521e-02f, 1.199329491e-02f,  -8.166750358e-03f, 3.388569193e-03f,  9.993462026e-01f};
+inline constexpr float erf_split = 0.9f;
+inline constexpr float erf_center = 2.41f;
+inline constexpr float erf_saturation = 3.92f;
+
+// exp: x = n ln2 + r, ln2 split in two so n*ln2 is exact (Cody-Waite).
+inline constexpr float exp_lowest = -87.33654f;  // ln(FLT_MIN): below, the result is 0
+inline constexpr float exp_highest = 88.72283f;  // ln(FLT_MAX): above, +Inf
+inline constexpr float log2e = 1.44269504088896341f;
+inline constexpr float ln2_hi = 0.693359375f;
+inline constexpr float ln2_lo = -2.12194440e-4f;
+inline constexpr float exp_coefficients[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                             4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
+
+#if MPT_X86
+namespace avx512 {
+using vf = __m512;
+inline constexpr std::size_t lanes = 16;
+
+MPT_TARGET_AVX512 inline __mmask16 first_lanes(std::size_t n) noexcept {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+}
+MPT_TARGET_AVX512 inline vf set1(float x) noexcept { return _mm512_set1_ps(x); }
+MPT_TARGET_AVX512 inline vf zero() noexcept { return _mm512_setzero_ps(); }
+MPT_TARGET_AVX512 inline vf load(const float* p) noexcept { return _mm512_loadu_ps(p); }
+MPT_TARGET_AVX512 inline vf load(const bf16* p) noexcept {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+// The first n (< lanes allowed) elements; the other lanes are 0.
+MPT_TARGET_AVX512 inline vf load(const float* p, std::size_t n) noexcept { return _mm512_maskz_loadu_ps(first_lanes(n), p); }
+MPT_TARGET_AVX512 inline vf load(const bf16* p, std::size_t n) noexcept {
+  const __m256i h = _mm256_maskz_loadu_epi16(first_lanes(n), p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+MPT_TARGET_AVX512 inline void store(float* p, vf v) noexcept { _mm512_storeu_ps(p, v); }
+MPT_TARGET_AVX512 inline void store(bf16* p, vf v) noexcept {
+  const __m256i h = _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
+}
+MPT_TARGET_AVX512 inline void store(float* p, vf v, std::size_t n) noexcept { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
+MPT_TARGET_AVX512 inline void store(bf16* p, vf v, std::size_t n) noexcept {
+  const __m256i h = _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v)));
+  _mm256_mask_storeu_epi16(p, first_lanes(n), h);
+}
+// Each lane rounded to the nearest bf16 and widened back (what a bf16 store keeps).
+MPT_TARGET_AVX512 inline vf round_to_bf16(vf v) noexcept {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v)), 16));
+}
+// v with lanes n.. set to 0.
+MPT_TARGET_AVX512 inline vf first(vf v, std::size_t n) noexcept { return _mm512_maskz_mov_ps(first_lanes(n), v); }
+MPT_TARGET_AVX512 inline vf fmadd(vf a, vf b, vf c) noexcept { return _mm512_fmadd_ps(a, b, c); }
+MPT_TARGET_AVX512 inline vf max(vf a, vf b) noexcept { return _mm512_max_ps(a, b); }
+// Horizontal reductions in a fixed order (halving), written out because
+// _mm512_reduce_* trips GCC 12's -Wmaybe-uninitialized.
+MPT_TARGET_AVX512 inline float hsum(vf v) noexcept {
+  const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_add_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
+}
+MPT_TARGET_AVX512 inline float hmax(vf v) noexcept {
+  const __m256 a = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  __m128 b = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_max_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
+}
+// exp and erf of U independent vectors, statement by statement, so that
+// their long dependency chains overlap (U = 2 runs GELU twice as fast as 1).
+template <std::size_t U>
+MPT_TARGET_AVX512 inline void exp_n(vf (&x)[U]) noexcept {
+  __mmask16 underflow[U], overflow[U];
+  vf n[U], r[U], p[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    underflow[u] = _mm512_cmp_ps_mask(x[u], set1(exp_lowest), _CMP_LT_OQ);
+    overflow[u] = _mm512_cmp_ps_mask(x[u], set1(exp_highest), _CMP_GT_OQ);
+    x[u] = _mm512_min_ps(x[u], set1(exp_highest));
+    n[u] = _mm512_roundscale_ps(_mm512_mul_ps(x[u], set1(log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  for (std::size_t u = 0; u < U; ++u) r[u] = _mm512_fnmadd_ps(n[u], set1(ln2_hi), x[u]);
+  for (std::size_t u = 0; u < U; ++u) r[u] = _mm512_fnmadd_ps(n[u], set1(ln2_lo), r[u]);
+  for (std::size_t u = 0; u < U; ++u) p[u] = set1(exp_coefficients[0]);
+  for (int i = 1; i < 6; ++i)
+    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], r[u], set1(exp_coefficients[i]));
+  for (std::size_t u = 0; u < U; ++u) {
+    p[u] = fmadd(p[u], _mm512_mul_ps(r[u], r[u]), _mm512_add_ps(r[u], set1(1.0f)));
+    // 2^n by scalef: exact, no exponent arithmetic to wrap.
+    const vf y = _mm512_maskz_scalef_ps(static_cast<__mmask16>(~underflow[u]), p[u], n[u]);
+    x[u] = _mm512_mask_mov_ps(y, overflow[u], set1(std::numeric_limits<float>::infinity()));
+  }
+}
+MPT_TARGET_AVX512 inline vf exp(vf x) noexcept {
+  vf v[1] = {x};
+  exp_n(v);
+  return v[0];
+}
+template <std::size_t U>
+MPT_TARGET_AVX512 inline void erf_n(vf (&x)[U]) noexcept {
+  vf sign[U], a[U], t[U], small[U], q[U], large[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    sign[u] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x[u]), _mm512_set1_epi32(int(0x80000000u))));
+    a[u] = _mm512_min_ps(_mm512_abs_ps(x[u]), set1(erf_saturation));
+    t[u] = _mm512_mul_ps(a[u], a[u]);
+    small[u] = set1(erf_small_coefficients[0]);
+    q[u] = set1(erf_large_coefficients[0]);
+    large[u] = _mm512_sub_ps(a[u], set1(erf_center));
+  }
+  for (int i = 1; i < 15; ++i) {
+    for (std::size_t u = 0; u < U; ++u) {
+      if (i < 7) small[u] = fmadd(small[u], t[u], set1(erf_small_coefficients[i]));
+      q[u] = fmadd(q[u], large[u], set1(erf_large_coefficients[i]));
+    }
+  }
+  for (std::size_t u = 0; u < U; ++u) {
+    small[u] = _mm512_mul_ps(small[u], a[u]);
+    large[u] = _mm512_mask_mov_ps(q[u], _mm512_cmp_ps_mask(a[u], set1(erf_saturation), _CMP_GE_OQ), set1(1.0f));
+    const vf y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a[u], set1(erf_split), _CMP_LT_OQ), large[u], small[u]);
+    x[u] = _mm512_or_ps(y, sign[u]);
+  }
+}
+MPT_TARGET_AVX512 inline vf erf(vf x) noexcept {
+  vf v[1] = {x};
+  erf_n(v);
+  return v[0];
+}
+}  // namespace avx512
+
+// AVX-512 plus AVX512_BF16: the same vocabulary, with bf16 stores narrowed by
+// vcvtneps2bf16 (1 instruction instead of 7). The instruction rounds like the
+// reference except that it flushes fp32 subnormal inputs to zero, so vectors
+// holding one take the exact emulation: the bits never differ.
+namespace avx512_bf16 {
+using avx512::erf;
+using avx512::erf_n;
+using avx512::exp;
+using avx512::exp_n;
+using avx512::first;
+using avx512::first_lanes;
+using avx512::fmadd;
+using avx512::hmax;
+using avx512::hsum;
+using avx512::lanes;
+using avx512::load;
+using avx512::max;
+using avx512::set1;
+using avx512::vf;
+using avx512::zero;
+
+MPT_TARGET_AVX512_BF16 inline __m256i narrow(vf v) noexcept {
+  constexpr int denormal_class = 0x20;  // vfpclassps category bit: fp32 subnormal
+  if (_mm512_fpclass_ps_mask(v, denormal_class) == 0) return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+  return _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v)));
+}
+MPT_TARGET_AVX512_BF16 inline void store(float* p, vf v) noexcept { _mm512_storeu_ps(p, v); }
+MPT_TARGET_AVX512_BF16 inline void store(float* p, vf v, std::size_t n) noexcept { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
+MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v) noexcept {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow(v));
+}
+MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v, std::size_t n) noexcept {
+  _mm256_mask_storeu_epi16(p, first_lanes(n), narrow(v));
+}
+MPT_TARGET_AVX512_BF16 inline vf round_to_bf16(vf v) noexcept {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(narrow(v)), 16));
+}
+}  // namespace avx512_bf16
+
+namespace avx2 {
+using vf = __m256;
+inline constexpr std::size_t lanes = 8;
+
+MPT_TARGET_AVX2 inline __m256i first_lanes(std::size_t n) noexcept {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n < 8 ? n : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+MPT_TARGET_AVX2 inline vf set1(float x) noexcept { return _mm256_set1_ps(x); }
+MPT_TARGET_AVX2 inline vf zero() noexcept { return _mm256_setzero_ps(); }
+MPT_TARGET_AVX2 inline vf load(const float* p) noexcept { return _mm256_loadu_ps(p); }
+MPT_TARGET_AVX2 inline vf load(const bf16* p) noexcept {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+MPT_TARGET_AVX2 inline vf load(const float* p, std::size_t n) noexcept { return _mm256_maskload_ps(p, first_lanes(n)); }
+MPT_TARGET_AVX2 inline vf load(const bf16* p, std::size_t n) noexcept {
+  alignas(16) bf16 tmp[8] = {};
+  std::memcpy(tmp, p, (n < 8 ? n : 8) * sizeof(bf16));
+  return load(tmp);
+}
+MPT_TARGET_AVX2 inline void store(float* p, vf v) noexcept { _mm256_storeu_ps(p, v); }
+MPT_TARGET_AVX2 inline __m128i narrow(vf v) noexcept {
+  const __m256i lanes16 = mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v));
+  return _mm_packus_epi32(_mm256_castsi256_si128(lanes16), _mm256_extracti128_si256(lanes16, 1));
+}
+MPT_TARGET_AVX2 inline void store(bf16* p, vf v) noexcept { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), narrow(v)); }
+MPT_TARGET_AVX2 inline void store(float* p, vf v, std::size_t n) noexcept { _mm256_maskstore_ps(p, first_lanes(n), v); }
+MPT_TARGET_AVX2 inline void store(bf16* p, vf v, std::size_t n) noexcept {
+  alignas(16) bf16 tmp[8];
+  store(tmp, v);
+  std::memcpy(p, tmp, (n < 8 ? n : 8) * sizeof(bf16));
+}
+MPT_TARGET_AVX2 inline vf round_to_bf16(vf v) noexcept {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v)), 16));
+}
+MPT_TARGET_AVX2 inline vf first(vf v, std::size_t n) noexcept {
+  return _mm256_and_ps(v, _mm256_castsi256_ps(first_lanes(n)));
+}
+MPT_TARGET_AVX2 inline vf fmadd(vf a, vf b, vf c) noexcept { return _mm256_fmadd_ps(a, b, c); }
+MPT_TARGET_AVX2 inline vf max(vf a, vf b) noexcept { return _mm256_max_ps(a, b); }
+MPT_TARGET_AVX2 inline float hsum(vf v) noexcept {
+  __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_add_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
+}
+MPT_TARGET_AVX2 inline float hmax(vf v) noexcept {
+  __m128 b = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_max_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
+}
+template <std::size_t U>
+MPT_TARGET_AVX2 inline void exp_n(vf (&x)[U]) noexcept {
+  vf underflow[U], overflow[U], n[U], r[U], p[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    underflow[u] = _mm256_cmp_ps(x[u], set1(exp_lowest), _CMP_LT_OQ);
+    overflow[u] = _mm256_cmp_ps(x[u], set1(exp_highest), _CMP_GT_OQ);
+    x[u] = _mm256_min_ps(x[u], set1(exp_highest));
+    n[u] = _mm256_round_ps(_mm256_mul_ps(x[u], set1(log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  for (std::size_t u = 0; u < U; ++u) r[u] = _mm256_fnmadd_ps(n[u], set1(ln2_hi), x[u]);
+  for (std::size_t u = 0; u < U; ++u) r[u] = _mm256_fnmadd_ps(n[u], set1(ln2_lo), r[u]);
+  for (std::size_t u = 0; u < U; ++u) p[u] = set1(exp_coefficients[0]);
+  for (int i = 1; i < 6; ++i)
+    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], r[u], set1(exp_coefficients[i]));
+  for (std::size_t u = 0; u < U; ++u) {
+    p[u] = fmadd(p[u], _mm256_mul_ps(r[u], r[u]), _mm256_add_ps(r[u], set1(1.0f)));
+    // 2^n in two halves (n = 128 does not fit one exponent field).
+    const __m256i ni = _mm256_cvtps_epi32(n[u]);
+    const __m256i half = _mm256_srai_epi32(ni, 1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const vf s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23));
+    const vf s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), bias), 23));
+    const vf y = _mm256_andnot_ps(underflow[u], _mm256_mul_ps(_mm256_mul_ps(p[u], s1), s2));
+    x[u] = _mm256_blendv_ps(y, set1(std::numeric_limits<float>::infinity()), overflow[u]);
+  }
+}
+MPT_TARGET_AVX2 inline vf exp(vf x) noexcept {
+  vf v[1] = {x};
+  exp_n(v);
+  return v[0];
+}
+template <std::size_t U>
+MPT_TARGET_AVX2 inline void erf_n(vf (&x)[U]) noexcept {
+  const vf sign_bit = set1(-0.0f);
+  vf sign[U], a[U], t[U], small[U], q[U], large[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    sign[u] = _mm256_and_ps(x[u], sign_bit);
+    a[u] = _mm256_min_ps(_mm256_andnot_ps(sign_bit, x[u]), set1(erf_saturation));
+    t[u] = _mm256_mul_ps(a[u], a[u]);
+    small[u] = set1(erf_small_coefficients[0]);
+    q[u] = set1(erf_large_coefficients[0]);
+    large[u] = _mm256_sub_ps(a[u], set1(erf_center));
+  }
+  for (int i = 1; i < 15; ++i) {
+    for (std::size_t u = 0; u < U; ++u) {
+      if (i < 7) small[u] = fmadd(small[u], t[u], set1(erf_small_coefficients[i]));
+      q[u] = fmadd(q[u], large[u], set1(erf_large_coefficients[i]));
+    }
+  }
+  for (std::size_t u = 0; u < U; ++u) {
+    small[u] = _mm256_mul_ps(small[u], a[u]);
+    large[u] = _mm256_blendv_ps(q[u], set1(1.0f), _mm256_cmp_ps(a[u], set1(erf_saturation), _CMP_GE_OQ));
+    const vf y = _mm256_blendv_ps(large[u], small[u], _mm256_cmp_ps(a[u], set1(erf_split), _CMP_LT_OQ));
+    x[u] = _mm256_or_ps(y, sign[u]);
+  }
+}
+MPT_TARGET_AVX2 inline vf erf(vf x) noexcept {
+  vf v[1] = {x};
+  erf_n(v);
+  return v[0];
+}
+}  // namespace avx2
+#endif  // MPT_X86
+
+// y[i] = exp(x[i]) or erf(x[i]) with the vector code of one instruction set
+// (std:: on the scalar path): what the accuracy tests measure.
+enum class VectorMath { exp, erf };
+#if MPT_X86
+#define MPT_VECTOR_MATH_ARRAY(TARGET, ISA)                                          \
+  namespace ISA {                                                                   \
+  TARGET inline void math_array(VectorMath f, const float* x, float* y, std::size_t n) { \
+    for (std::size_t i = 0; i < n; i += lanes) {                                    \
+      const vf v = load(x + i, n - i);                                              \
+      store(y + i, f == VectorMath::exp ? exp(v) : erf(v), n - i);                  \
+    }                                                                               \
+  }                                                                                 \
+  }  // namespace ISA
+MPT_VECTOR_MATH_ARRAY(MPT_TARGET_AVX512, avx512)
+MPT_VECTOR_MATH_ARRAY(MPT_TARGET_AVX2, avx2)
+#undef MPT_VECTOR_MATH_ARRAY
+#endif
+inline void math_array_with(Isa isa, VectorMath f, const float* x, float* y, std::size_t n) {
+#if MPT_X86
+  if (isa >= Isa::avx512) return avx512::math_array(f, x, y, n);
+  if (isa == Isa::avx2) return avx2::math_array(f, x, y, n);
+#endif
+  for (std::size_t i = 0; i < n; ++i) y[i] = f == VectorMath::exp ? std::exp(x[i]) : std::erf(x[i]);
+}
+
+// The storage types the SIMD paths handle; anything else (double) runs scalar.
+template <class T>
+inline constexpr bool simd_storage = std::is_same_v<T, float> || std::is_same_v<T, bf16>;
+
+// Which path a kernel over these storage types takes now.
+template <class... T>
+inline Isa simd_isa_for() {
+  if constexpr ((simd_storage<std::remove_const_t<T>> && ...)) {
+    return active_isa();
+  } else {
+    return Isa::scalar;
+  }
+}
+
+// The value a store into T keeps, as float (identity unless T is bf16).
+template <class T>
+inline float keep_as(float x) noexcept {
+  if constexpr (std::is_same_v<T, bf16>) return mpt::round_to_bf16(x);
+  else return x;
+}
+
+// Asks the cache for `bytes` starting `ahead` bytes past p: the compute-heavy
+// kernels keep too few misses in flight for the hardware prefetcher alone
+// (dropout from memory ran at 40% of triad without it). A hint: addresses
+// past the end of an array are harmless (no fault, no access).
+template <class T>
+inline void prefetch(const T* p, std::size_t ahead, std::size_t bytes) noexcept {
+#if MPT_X86
+  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(p) + ahead;
+  for (std::size_t line = 0; line < bytes; line += 64) _mm_prefetch(reinterpret_cast<const char*>(start + line), _MM_HINT_T0);
+#else
+  (void)p, (void)ahead, (void)bytes;
+#endif
+}
+
+// Optional tensor arguments are passed as a default-constructed view (no data).
+template <class T>
+inline bool present(const TensorView<T>& v) noexcept {
+  return v.data() != nullptr;
+}
+
+// Rows per task so one task moves roughly `bytes_per_task` bytes.
+inline std::size_t rows_per_task(std::size_t row_bytes, std::size_t bytes_per_task = 64 * 1024) noexcept {
+  const std::size_t rows = row_bytes == 0 ? 1 : bytes_per_task / row_bytes;
+  return rows == 0 ? 1 : rows;
+}
+
+// Runs body(row_begin, row_end) over [0, rows) in chunks of `chunk` rows, in parallel.
+// Chunks depend only on (rows, chunk), never on the thread count.
+template <class Body>
+void for_each_row_chunk(std::size_t rows, std::size_t chunk, Body&& body) {
+  const std::size_t tasks = (rows + chunk - 1) / chunk;
+  mpt::parallel_for(tasks, [&](std::size_t t) {
+    const std::size_t begin = t * chunk;
+    body(begin, begin + chunk < rows ? begin + chunk : rows);
+  });
+}
+
+}  // namespace mpt::kernels::detail
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/detail/simd.hpp ----
+
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+namespace detail {
+
+// Scalar reference: one row of K, computed in C (float, or double for the fp64 policy).
+template <class C, class In, class Out>
+void softmax_row_scalar(const In* x, const float* mask, C scale, Out* y, std::size_t k, C* z) {
+  C max = -std::numeric_limits<C>::infinity();
+  for (std::size_t j = 0; j < k; ++j) {
+    z[j] = static_cast<C>(to_float(x[j])) * scale;
+    if (mask) z[j] += static_cast<C>(mask[j]);
+    max = z[j] > max ? z[j] : max;
+  }
+  if (max == -std::numeric_limits<C>::infinity()) {
+    for (std::size_t j = 0; j < k; ++j) y[j] = static_cast<Out>(0.0f);
+    return;
+  }
+  C sum = 0;
+  for (std::size_t j = 0; j < k; ++j) {
+    z[j] = std::exp(z[j] - max);
+    sum += z[j];
+  }
+  const C inv = C(1) / sum;
+  for (std::size_t j = 0; j < k; ++j) y[j] = static_cast<Out>(z[j] * inv);
+}
+
+template <class C, class P, class DP, class DS>
+void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std::size_t k) {
+  C dot = 0;
+  for (std::size_t j = 0; j < k; ++j) dot += static_cast<C>(to_float(dp[j])) * static_cast<C>(to_float(p[j]));
+  for (std::size_t j = 0; j < k; ++j) {
+    const C pj = static_cast<C>(to_float(p[j]));
+    ds[j] = static_cast<DS>(pj * (static_cast<C>(to_float(dp[j])) - dot) * scale);
+  }
+}
+
+#if MPT_X86
+// z: scratch of k rounded up to whole vectors.
+#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                              \
+  namespace ISA {                                                                                                     \
+  /* Reductions keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                    \
+  template <class In, class Out>                                                                                      \
+  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {             \
+    const vf s = set1(scale);                                                                                         \
+    vf vmax[4];                                                                                                       \
+    for (vf& m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
+    /* Pass 1: z = x * scale + mask, and its maximum. */                                                              \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= k; j += 4 * lanes) {                                                                      \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        vf v = load(x + j + u * lanes) * s;                                                                           \
+        if (mask) v = v + load(mask + j + u * lanes);                                                                 \
+        store(z + j + u * lanes, v);                                                                                  \
+        vmax[u] = max(vmax[u], v);                                                                                    \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < k; j += lanes) {                                                                                       \
+      const std::size_t n = k - j;                                                                                    \
+      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                         \
+      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                            \
+      store(z + j, v);                                                                                                \
+      if (n >= lanes) vmax[0] = max(vmax[0], v);                                                                      \
+    }                                                                                                                 \
+    /* The last partial vector: lanes past k become -Inf, then count in the maximum. */                               \
+    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                       \
+    for (std::size_t i = k; i < padded; ++i) z[i] = -std::numeric_limits<float>::infinity();                          \
+    if (padded != k) vmax[1] = max(vmax[1], load(z + padded - lanes));                                                \
+    const float row_max = hmax(max(max(vmax[0], vmax[1]), max(vmax[2], vmax[3])));                                    \
+    if (row_max == -std::numeric_limits<float>::infinity()) {                                                         \
+      for (std::size_t i = 0; i < k; i += lanes) store(y + i, zero(), k - i);                                         \
+      return;                                                                                                         \
+    }                                                                                                                 \
+    /* Pass 2: e = exp(z - max) and its sum. Pass 3: y = e / sum. */                                                  \
+    const vf m = set1(row_max);                                                                                       \
+    vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
+    for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        const vf e = exp(load(z + j + u * lanes) - m);                                                                \
+        store(z + j + u * lanes, e);                                                                                  \
+        vsum[u] = vsum[u] + e;                                                                                        \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < padded; j += lanes) {                                                                                  \
+      const vf e = exp(load(z + j) - m);                                                                              \
+      store(z + j, e);                                                                                                \
+      vsum[0] = vsum[0] + e;                                                                                          \
+    }                                                                                                                 \
+    const vf inv = set1(1.0f / hsum((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])));                                      \
+    for (j = 0; j < k; j += lanes) {                                                                                  \
+      const std::size_t n = k - j;                                                                                    \
+      if (n >= lanes) store(y + j, load(z + j) * inv);                                                                \
+      else store(y + j, load(z + j) * inv, n);                                                                        \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  template <class P, class DP, class DS>                                                                              \
+  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {                    \
+    vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                    \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                        \
+      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]);\
+    for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                      \
+    const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                            \
+    for (j = 0; j < k; j += lanes) {                                                                                  \
+      const std::size_t n = k - j;                                                                                    \
+      if (n >= lanes) store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                          \
+      else store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                            \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  }  // namespace ISA
+MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512, avx512)
+MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX2, avx2)
+#undef MPT_SOFTMAX_KERNELS
+#endif  // MPT_X86
+
+template <class... T>
+using compute_t = std::conditional_t<(std::is_same_v<std::remove_const_t<T>, double> || ...), double, float>;
+
+}  // namespace detail
+
+template <class In, class Out, class Mask = const float>
+void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, double scale, TensorView<Out> probs) {
+  using I = std::remove_const_t<In>;
+  using C = detail::compute_t<In, Out>;
+  static_assert(std::is_same_v<std::remove_const_t<Mask>, float>, "softmax_forward: the additive mask is fp32");
+  check_shape("softmax_forward", "probs", probs.shape(), scores.shape());
+  if (scores.rank() < 1) throw_error("softmax_forward: scores must have at least one axis");
+  const std::size_t k = static_cast<std::size_t>(scores.dim(-1));
+  if (k == 0) return;
+  const std::size_t rows = scores.size() / k;
+  const float* mask = detail::present(additive_mask) ? additive_mask.data() : nullptr;
+  std::size_t rows_per_mask_row = rows;
+  if (mask) {
+    const std::size_t mask_rows = additive_mask.size() / k;
+    if (additive_mask.dim(-1) != scores.dim(-1) || mask_rows == 0 || rows % mask_rows != 0) {
+      throw_error("softmax_forward: additive_mask has shape ", additive_mask.shape(), " which does not fit scores ",
+                  scores.shape(), ": give [batch, ", k, "] with batch dividing the ", rows, " rows");
+    }
+    rows_per_mask_row = rows / mask_rows;
+  }
+  const Isa isa = detail::simd_isa_for<I, Out>();
+  const std::size_t chunk = detail::rows_per_task(k * (sizeof(I) + sizeof(Out)));
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t begin, std::size_t end) {
+    std::vector<C> z(k + 16);
+    for (std::size_t r = begin; r < end; ++r) {
+      const I* x = scores.data() + r * k;
+      const float* m = mask ? mask + (r / rows_per_mask_row) * k : nullptr;
+      Out* y = probs.data() + r * k;
+      detail::prefetch(x, k * sizeof(I), k * sizeof(I));  // the next row
+      if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
+        if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
+        if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
+#endif
+      }
+      detail::softmax_row_scalar<C>(x, m, static_cast<C>(scale), y, k, z.data());
+    }
+  });
+}
+
+template <class P, class DP, class DS>
+void softmax_backward(TensorView<P> probs, TensorView<DP> dprobs, double scale, TensorView<DS> dscores) {
+  using PP = std::remove_const_t<P>;
+  using DPP = std::remove_const_t<DP>;
+  using C = detail::compute_t<P, DP, DS>;
+  check_shape("softmax_backward", "dprobs", dprobs.shape(), probs.shape());
+  check_shape("softmax_backward", "dscores", dscores.shape(), probs.shape());
+  if (probs.rank() < 1) throw_error("softmax_backward: probs must have at least one axis");
+  const std::size_t k = static_cast<std::size_t>(probs.dim(-1));
+  if (k == 0) return;
+  const std::size_t rows = probs.size() / k;
+  const Isa isa = detail::simd_isa_for<PP, DPP, DS>();
+  const std::size_t chunk = detail::rows_per_task(k * (sizeof(PP) + sizeof(DPP) + sizeof(DS)));
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r) {
+      const PP* p = probs.data() + r * k;
+      const DPP* dp = dprobs.data() + r * k;
+      DS* ds = dscores.data() + r * k;
+      detail::prefetch(p, k * sizeof(PP), k * sizeof(PP));  // the next row
+      detail::prefetch(dp, k * sizeof(DPP), k * sizeof(DPP));
+      if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> &&
+                    detail::simd_storage<DS>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
+        if (isa >= Isa::avx512) { detail::avx512::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
+        if (isa == Isa::avx2) { detail::avx2::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
+#endif
+      }
+      detail::softmax_backward_row_scalar<C>(p, dp, static_cast<C>(scale), ds, k);
+    }
+  });
+}
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/softmax.hpp ----
+// ---- begin mpt/kernels/layer_norm.hpp ----
+// LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance,
+// statistics in fp32 whatever the storage; BERT's eps is 1e-12).
+//
+//   layer_norm_forward(x, gamma, beta, eps, y, mean, rstd)
+//     x [rows..., H] fp32 / bf16 / double; gamma, beta [H] fp32 (or double)
+//     y = (x - mean) * rstd * gamma + beta  [rows..., H] fp32 / bf16 / double
+//     mean, rstd [rows] fp32 (or double): saved for backward
+//     mean and variance are two passes over the row (more accurate than
+//     one-pass moments; the row sits in L1 for the second pass).
+//
+//   layer_norm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
+//     dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma,
+//          xhat = (x - mean) * rstd                  (dx is overwritten)
+//     dgamma += sum_rows dy * xhat, dbeta += sum_rows dy   (accumulated, fp32)
+//     Deterministic for any thread count: rows are cut into chunks of a
+//     fixed size, each chunk sums its rows in order into its own partials,
+//     and the partials are added in chunk order.
+
+
+#include <cmath>
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+
+inline constexpr float bert_layer_norm_eps = 1e-12f;
+
+namespace detail {
+inline constexpr std::size_t layer_norm_backward_chunk_rows = 32;
+
+// Scalar reference for one row, in C (float, or double for the fp64 policy).
+template <class C, class In, class Par, class Out>
+void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps, Out* y, std::size_t h, C& mean_out,
+                           C& rstd_out) {
+  C sum = 0;
+  for (std::size_t j = 0; j < h; ++j) sum += static_cast<C>(to_float(x[j]));
+  const C mean = sum / static_cast<C>(h);
+  C sq = 0;
+  for (std::size_t j = 0; j < h; ++j) {
+    const C d = static_cast<C>(to_float(x[j])) - mean;
+    sq += d * d;
+  }
+  const C rstd = C(1) / std::sqrt(sq / static_cast<C>(h) + eps);
+  for (std::size_t j = 0; j < h; ++j) {
+    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
+    y[j] = static_cast<Out>(xhat * static_cast<C>(gamma[j]) + static_cast<C>(beta[j]));
+  }
+  mean_out = mean;
+  rstd_out = rstd;
+}
+
+// One row of backward; adds this row's dgamma/dbeta terms into the chunk partials.
+template <class C, class DY, class In, class Par, class DX>
+void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma, C mean, C rstd, DX* dx, std::size_t h,
+                                    C* dgamma_part, C* dbeta_part) {
+  C sum_g = 0, sum_gx = 0;
+  for (std::size_t j = 0; j < h; ++j) {
+    const C d = static_cast<C>(to_float(dy[j]));
+    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
+    const C g = d * static_cast<C>(gamma[j]);
+    sum_g += g;
+    sum_gx += g * xhat;
+    dgamma_part[j] += d * xhat;
+    dbeta_part[j] += d;
+  }
+  const C mean_g = sum_g / static_cast<C>(h), mean_gx = sum_gx / static_cast<C>(h);
+  for (std::size_t j = 0; j < h; ++j) {
+    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
+    const C g = static_cast<C>(to_float(dy[j])) * static_cast<C>(gamma[j]);
+    dx[j] = static_cast<DX>(rstd * (g - mean_g - xhat * mean_gx));
+  }
+}
+
+#if MPT_X86
+// The same two rows, one body for both instruction sets (see simd.hpp).
+#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                           \
+  namespace ISA {                                                                                                     \
+  /* Row sums keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                      \
+  template <class In, class Out>                                                                                      \
+  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h,    \
+                             float& mean_out, float& rstd_out) {                                                      \
+    vf acc[4] = {zero(), zero(), zero(), zero()};                                                                     \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= h; j += 4 * lanes)                                                                        \
+      for (std::size_t u = 0; u < 4; ++u) acc[u] = acc[u] + load(x + j + u * lanes);                                  \
+    for (; j < h; j += lanes) acc[0] = acc[0] + load(x + j, h - j);                                                   \
+    const float mean = hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h);                           \
+    const vf m = set1(mean);                                                                                          \
+    for (vf& a : acc) a = zero();                                                                                     \
+    for (j = 0; j + 4 * lanes <= h; j += 4 * lanes) {                                                                 \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        const vf d = load(x + j + u * lanes) - m;                                                                     \
+        acc[u] = fmadd(d, d, acc[u]);                                                                                 \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < h; j += lanes) {                                                                                       \
+      const vf d = first(load(x + j, h - j) - m, h - j);                                                              \
+      acc[0] = fmadd(d, d, acc[0]);                                                                                   \
+    }                                                                                                                 \
+    const float rstd = 1.0f / std::sqrt(hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h) + eps);   \
+    const vf r = set1(rstd);                                                                                          \
+    for (j = 0; j < h; j += lanes) {                                                                                  \
+      const std::size_t n = h - j;                                                                                    \
+      if (n >= lanes) {                                                                                               \
+        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                                  \
+      } else {                                                                                                        \
+        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                      \
+      }                                                                                                               \
+    }                                                                                                                 \
+    mean_out = mean;                                                                                                  \
+    rstd_out = rstd;                                                                                                  \
+  }                                                                                                                   \
+  /* scratch: 2 x h rounded up to whole vectors; pass 1 keeps xhat and g there for pass 2. */                         \
+  template <class DY, class In, class DX>                                                                             \
+  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,          \
+                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part, float* scratch) { \
+    const vf m = set1(mean), r = set1(rstd);                                                                          \
+    float* xhat_row = scratch;                                                                                        \
+    float* g_row = scratch + (h + lanes - 1) / lanes * lanes;                                                         \
+    vf vg[2] = {zero(), zero()}, vgx[2] = {zero(), zero()};                                                           \
+    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
+      const std::size_t n = h - j, u = (j / lanes) % 2;                                                               \
+      vf d, xhat, g;                                                                                                  \
+      if (n >= lanes) {                                                                                               \
+        d = load(dy + j);                                                                                             \
+        xhat = (load(x + j) - m) * r;                                                                                 \
+        g = d * load(gamma + j);                                                                                      \
+        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                                \
+        store(dbeta_part + j, load(dbeta_part + j) + d);                                                              \
+      } else {                                                                                                        \
+        d = load(dy + j, n);                                                                                          \
+        xhat = first((load(x + j, n) - m) * r, n);                                                                    \
+        g = d * load(gamma + j, n);                                                                                   \
+        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                          \
+        store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                        \
+      }                                                                                                               \
+      store(xhat_row + j, xhat);                                                                                      \
+      store(g_row + j, g);                                                                                            \
+      vg[u] = vg[u] + g;                                                                                              \
+      vgx[u] = fmadd(g, xhat, vgx[u]);                                                                                \
+    }                                                                                                                 \
+    const vf mean_g = set1(hsum(vg[0] + vg[1]) / static_cast<float>(h));                                              \
+    const vf mean_gx = set1(hsum(vgx[0] + vgx[1]) / static_cast<float>(h));                                           \
+    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
+      const vf v = r * (load(g_row + j) - mean_g - load(xhat_row + j) * mean_gx);                                     \
+      if (h - j >= lanes) store(dx + j, v);                                                                           \
+      else store(dx + j, v, h - j);                                                                                   \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  }  // namespace ISA
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512, avx512)
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)
+#undef MPT_LAYER_NORM_KERNELS
+#endif  // MPT_X86
+
+}  // namespace detail
+
+namespace detail {
+// Rows [begin, end) of x [rows, h] on one thread.
+template <class C, class I, class P, class Out, class Stat>
+void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double eps, Out* y, Stat* mean, Stat* rstd,
+                     std::size_t h, std::size_t begin, std::size_t end) {
+  for (std::size_t r = begin; r < end; ++r) {
+    const I* xr = x + r * h;
+    Out* yr = y + r * h;
+    prefetch(xr, h * sizeof(I), h * sizeof(I));  // the next row
+    if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && simd_storage<I> && simd_storage<Out>) {
+#if MPT_X86
+      if (isa == Isa::avx512_bf16) {
+        avx512_bf16::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+      if (isa >= Isa::avx512) {
+        avx512::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+      if (isa == Isa::avx2) {
+        avx2::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+#endif
+    }
+    layer_norm_row_scalar<C>(xr, gamma, beta, static_cast<C>(eps), yr, h, mean[r], rstd[r]);
+  }
+}
+
+template <class In, class Par, class Out, class Stat>
+std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, const TensorView<Par>& gamma,
+                                     const TensorView<Par>& beta, const TensorView<Out>& y,
+                                     const TensorView<Stat>& mean, const TensorView<Stat>& rstd) {
+  if (x.rank() < 1) throw_error(op, ": x must have at least one axis");
+  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  check_shape(op, "y", y.shape(), x.shape());
+  check_shape(op, "gamma", gamma.shape(), Shape{std::int64_t(h)});
+  check_shape(op, "beta", beta.shape(), Shape{std::int64_t(h)});
+  check_shape(op, "mean", mean.shape(), Shape{std::int64_t(rows)});
+  check_shape(op, "rstd", rstd.shape(), Shape{std::int64_t(rows)});
+  return h;
+}
+}  // namespace detail
+
+template <class In, class Par, class Out, class Stat>
+void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> y,
+                        TensorView<Stat> mean, TensorView<Stat> rstd) {
+  using I = std::remove_const_t<In>;
+  using P = std::remove_const_t<Par>;
+  using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
+  static_assert(std::is_same_v<Stat, C>, "layer_norm_forward: mean and rstd are fp32 (double when x or y is double)");
+  const std::size_t h = detail::check_layer_norm_forward("layer_norm_forward", x, gamma, beta, y, mean, rstd);
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  const Isa isa = detail::simd_isa_for<I, Out>();
+  detail::for_each_row_chunk(rows, detail::rows_per_task(h * (sizeof(I) + sizeof(Out))), [&](std::size_t b, std::size_t e) {
+    detail::layer_norm_rows<C, I, P>(isa, x.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(), rstd.data(), h, b, e);
+  });
+}
+
+template <class DY, class In, class Par, class Stat, class DX, class Grad>
+void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> gamma, TensorView<Stat> mean,
+                         TensorView<Stat> rstd, TensorView<DX> dx, TensorView<Grad> dgamma, TensorView<Grad> dbeta) {
+  using D = std::remove_const_t<DY>;
+  using I = std::remove_const_t<In>;
+  using P = std::remove_const_t<Par>;
+  using S = std::remove_const_t<Stat>;
+  using C = std::conditional_t<std::is_same_v<S, double>, double, float>;
+  static_assert(std::is_same_v<Grad, C>, "layer_norm_backward: dgamma and dbeta must have the statistics' type");
+  if (x.rank() < 1) throw_error("layer_norm_backward: x must have at least one axis");
+  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  check_shape("layer_norm_backward", "dy", dy.shape(), x.shape());
+  check_shape("layer_norm_backward", "dx", dx.shape(), x.shape());
+  check_shape("layer_norm_backward", "gamma", gamma.shape(), Shape{std::int64_t(h)});
+  check_shape("layer_norm_backward", "dgamma", dgamma.shape(), Shape{std::int64_t(h)});
+  check_shape("layer_norm_backward", "dbeta", dbeta.shape(), Shape{std::int64_t(h)});
+  check_shape("layer_norm_backward", "mean", mean.shape(), Shape{std::int64_t(rows)});
+  check_shape("layer_norm_backward", "rstd", rstd.shape(), Shape{std::int64_t(rows)});
+  const std::size_t chunk = detail::layer_norm_backward_chunk_rows;
+  const std::size_t chunks = (rows + chunk - 1) / chunk;
+  std::vector<C> partials(chunks * 2 * h, C(0));  // per chunk: dgamma part, then dbeta part
+  const Isa isa = detail::simd_isa_for<D, I, DX>();
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
+    C* dgamma_part = partials.data() + (b / chunk) * 2 * h;
+    C* dbeta_part = dgamma_part + h;
+    std::vector<float> scratch(2 * (h + 16));  // xhat and g of one row, for the vector paths
+    for (std::size_t r = b; r < e; ++r) {
+      const D* dyr = dy.data() + r * h;
+      const I* xr = x.data() + r * h;
+      DX* dxr = dx.data() + r * h;
+      detail::prefetch(dyr, h * sizeof(D), h * sizeof(D));  // the next row
+      detail::prefetch(xr, h * sizeof(I), h * sizeof(I));
+      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> &&
+                    detail::simd_storage<I> && detail::simd_storage<DX>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) {
+          detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
+          continue;
+        }
+        if (isa >= Isa::avx512) {
+          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
+          continue;
+        }
+        if (isa == Isa::avx2) {
+          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
+          continue;
+        }
+#endif
+      }
+      detail::layer_norm_backward_row_scalar<C>(dyr, xr, gamma.data(), static_cast<C>(mean[r]), static_cast<C>(rstd[r]),
+                                                dxr, h, dgamma_part, dbeta_part);
+    }
+  });
+  // Partials in chunk order, then into the gradients: the same bits for any
+  // thread count. Chunk 0's partials become the running sums (contiguous rows:
+  // the compiler vectorizes the adds; each column is still summed in chunk order).
+  C* sums = partials.data();
+  for (std::size_t c = 1; c < chunks; ++c) {
+    const C* part = partials.data() + c * 2 * h;
+    for (std::size_t j = 0; j < 2 * h; ++j) sums[j] += part[j];
+  }
+  for (std::size_t j = 0; j < h && chunks > 0; ++j) {
+    dgamma[j] += sums[j];
+    dbeta[j] += sums[h + j];
+  }
+}
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/layer_norm.hpp ----
+// ---- begin mpt/kernels/gelu.hpp ----
+// GELU, erf form as torch.nn.functional.gelu(approximate='none'):
+//   gelu(h) = 0.5 h (1 + erf(h / sqrt 2)),
+//   gelu'(h) = 0.5 (1 + erf(h / sqrt 2)) + h exp(-h^2 / 2) / sqrt(2 pi).
+//
+//   gelu_bias_forward(x, bias, y, preact)
+//     x [rows..., N] fp32 / bf16 / double (a GEMM output without its bias),
+//     bias [N] fp32 (or double), or a default view {} for none; h = x + bias, rounded to y's type
+//     (as a bf16 linear layer's output is under autocast), y = gelu(h).
+//     preact (same shape, y's type) receives h for backward, or {} to skip.
+//   gelu_forward(x, y)                     no bias, no saved pre-activation
+//   gelu_backward(dy, preact, dx, dbias)
+//     dx = dy * gelu'(preact); dbias [N] (fp32, or {} to skip) += sum_rows dx,
+//     summed deterministically (fixed row chunks, partials in chunk order).
+
+
+#include <cmath>
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+namespace detail {
+inline constexpr double sqrt1_2 = 0.70710678118654752440;     // 1 / sqrt(2)
+inline constexpr double inv_sqrt_2pi = 0.39894228040143267794;  // 1 / sqrt(2 pi)
+inline constexpr std::size_t gelu_backward_chunk_rows = 32;
+
+template <class C>
+C gelu_reference(C h) {
+  return C(0.5) * h * (C(1) + std::erf(h * C(sqrt1_2)));
+}
+template <class C>
+C gelu_derivative_reference(C h) {
+  return C(0.5) * (C(1) + std::erf(h * C(sqrt1_2))) + h * std::exp(C(-0.5) * h * h) * C(inv_sqrt_2pi);
+}
+
+// Scalar reference for one row of n.
+template <class C, class In, class Par, class Out>
+void gelu_row_scalar(const In* x, const Par* bias, Out* y, Out* preact, std::size_t n) {
+  for (std::size_t j = 0; j < n; ++j) {
+    C h = static_cast<C>(to_float(x[j]));
+    if (bias) h += static_cast<C>(bias[j]);
+    if constexpr (std::is_same_v<C, float>) h = keep_as<Out>(h);
+    if (preact) preact[j] = static_cast<Out>(h);
+    y[j] = static_cast<Out>(gelu_reference(h));
+  }
+}
+
+template <class C, class DY, class H, class DX>
+void gelu_backward_row_scalar(const DY* dy, const H* h, DX* dx, std::size_t n, C* dbias_part) {
+  for (std::size_t j = 0; j < n; ++j) {
+    const C d = static_cast<C>(to_float(dy[j])) * gelu_derivative_reference(static_cast<C>(to_float(h[j])));
+    dx[j] = static_cast<DX>(d);
+    // The bias gradient sums dx as stored (bf16 under autocast), as PyTorch's linear backward does.
+    if (dbias_part) dbias_part[j] += std::is_same_v<C, float> ? keep_as<DX>(float(d)) : d;
+  }
+}
+
+#if MPT_X86
+#define MPT_GELU_KERNELS(TARGET, ISA)                                                                 \
+  namespace ISA {                                                                                     \
+  /* gelu and gelu' of U vectors at once (see exp_n in simd.hpp). */                                  \
+  template <std::size_t U>                                                                            \
+  TARGET inline void gelu_n(vf (&h)[U]) noexcept {                                                    \
+    vf e[U];                                                                                          \
+    for (std::size_t u = 0; u < U; ++u) e[u] = h[u] * set1(float(sqrt1_2));                           \
+    erf_n(e);                                                                                         \
+    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) * h[u] * (set1(1.0f) + e[u]);               \
+  }                                                                                                   \
+  template <std::size_t U>                                                                            \
+  TARGET inline void gelu_derivative_n(vf (&h)[U]) noexcept {                                         \
+    vf cdf[U], pdf[U];                                                                                \
+    for (std::size_t u = 0; u < U; ++u) {                                                             \
+      cdf[u] = h[u] * set1(float(sqrt1_2));                                                           \
+      pdf[u] = set1(-0.5f) * h[u] * h[u];                                                             \
+    }                                                                                                 \
+    erf_n(cdf);                                                                                       \
+    exp_n(pdf);                                                                                       \
+    for (std::size_t u = 0; u < U; ++u) {                                                             \
+      cdf[u] = set1(0.5f) * (set1(1.0f) + cdf[u]);                                                    \
+      h[u] = fmadd(h[u], pdf[u] * set1(float(inv_sqrt_2pi)), cdf[u]);                                 \
+    }                                                                                                 \
+  }                                                                                                   \
+  template <class In, class Out>                                                                      \
+  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {          \
+    /* Two vectors per step: erf is a long dependency chain, two overlap. */                          \
+    /* h = x + bias rounded to Out; bf16 x without bias is already exact. */                          \
+    const bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && bias == nullptr); \
+    std::size_t j = 0;                                                                                \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
+      vf h[2];                                                                                        \
+      for (std::size_t u = 0; u < 2; ++u) {                                                           \
+        h[u] = load(x + j + u * lanes);                                                               \
+        if (bias) h[u] = h[u] + load(bias + j + u * lanes);                                           \
+        if (round_h) h[u] = round_to_bf16(h[u]);                                                      \
+        if (preact) store(preact + j + u * lanes, h[u]);                                              \
+      }                                                                                               \
+      gelu_n(h);                                                                                      \
+      store(y + j, h[0]);                                                                             \
+      store(y + j + lanes, h[1]);                                                                     \
+    }                                                                                                 \
+    for (; j < n; j += lanes) {                                                                       \
+      const std::size_t m = n - j;                                                                    \
+      vf h = load(x + j, m);                                                                          \
+      if (bias) h = h + load(bias + j, m);                                                            \
+      if (round_h) h = round_to_bf16(h);                                                              \
+      if (preact) store(preact + j, h, m);                                                            \
+      vf g[1] = {h};                                                                                  \
+      gelu_n(g);                                                                                      \
+      store(y + j, g[0], m);                                                                          \
+    }                                                                                                 \
+  }                                                                                                   \
+  template <class T>                                                                                  \
+  TARGET inline vf stored(vf v) noexcept {                                                            \
+    if constexpr (std::is_same_v<T, bf16>) return round_to_bf16(v);                                   \
+    else return v;                                                                                    \
+  }                                                                                                   \
+  template <class DY, class H, class DX>                                                              \
+  TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
+    std::size_t j = 0;                                                                                \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
+      vf g[2] = {load(h + j), load(h + j + lanes)};                                                   \
+      gelu_derivative_n(g);                                                                           \
+      const vf d0 = load(dy + j) * g[0], d1 = load(dy + j + lanes) * g[1];                            \
+      store(dx + j, d0);                                                                              \
+      store(dx + j + lanes, d1);                                                                      \
+      if (dbias_part) {                                                                               \
+        store(dbias_part + j, load(dbias_part + j) + stored<DX>(d0));                                 \
+        store(dbias_part + j + lanes, load(dbias_part + j + lanes) + stored<DX>(d1));                 \
+      }                                                                                               \
+    }                                                                                                 \
+    for (; j < n; j += lanes) {                                                                       \
+      const std::size_t m = n - j;                                                                    \
+      vf g[1] = {load(h + j, m)};                                                                     \
+      gelu_derivative_n(g);                                                                           \
+      const vf d = load(dy + j, m) * g[0];                                                            \
+      store(dx + j, d, m);                                                                            \
+      if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + stored<DX>(d), m);              \
+    }                                                                                                 \
+  }                                                                                                   \
+  }  // namespace ISA
+MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_GELU_KERNELS(MPT_TARGET_AVX512, avx512)
+MPT_GELU_KERNELS(MPT_TARGET_AVX2, avx2)
+#undef MPT_GELU_KERNELS
+#endif  // MPT_X86
+}  // namespace detail
+
+template <class In, class Par, class Out, class Pre>
+void gelu_bias_forward(TensorView<In> x, TensorView<Par> bias, TensorView<Out> y, TensorView<Pre> preact) {
+  using I = std::remove_const_t<In>;
+  using P = std::remove_const_t<Par>;
+  using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
+  static_assert(std::is_same_v<Pre, Out>, "gelu_bias_forward: the saved pre-activation has the output's type");
+  if (x.rank() < 1) throw_error("gelu_bias_forward: x must have at least one axis");
+  const std::size_t n = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t rows = n == 0 ? 0 : x.size() / n;
+  check_shape("gelu_bias_forward", "y", y.shape(), x.shape());
+  if (detail::present(bias)) check_shape("gelu_bias_forward", "bias", bias.shape(), Shape{std::int64_t(n)});
+  if (detail::present(preact)) check_shape("gelu_bias_forward", "preact", preact.shape(), x.shape());
+  const P* b = detail::present(bias) ? bias.data() : nullptr;
+  const Isa isa = detail::simd_isa_for<I, Out>();
+  detail::for_each_row_chunk(rows, detail::rows_per_task(n * (sizeof(I) + 2 * sizeof(Out))), [&](std::size_t rb, std::size_t re) {
+    for (std::size_t r = rb; r < re; ++r) {
+      const I* xr = x.data() + r * n;
+      Out* yr = y.data() + r * n;
+      Out* pr = detail::present(preact) ? preact.data() + r * n : nullptr;
+      detail::prefetch(xr, n * sizeof(I), n * sizeof(I));  // the next row
+      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> &&
+                    detail::simd_storage<Out>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_row(xr, b, yr, pr, n); continue; }
+        if (isa >= Isa::avx512) { detail::avx512::gelu_row(xr, b, yr, pr, n); continue; }
+        if (isa == Isa::avx2) { detail::avx2::gelu_row(xr, b, yr, pr, n); continue; }
+#endif
+      }
+      detail::gelu_row_scalar<C>(xr, b, yr, pr, n);
+    }
+  });
+}
+
+template <class In, class Out>
+void gelu_forward(TensorView<In> x, TensorView<Out> y) {
+  using B = std::conditional_t<std::is_same_v<std::remove_const_t<In>, double> || std::is_same_v<Out, double>, double, float>;
+  gelu_bias_forward(x, TensorView<const B>{}, y, TensorView<Out>{});
+}
+
+template <class DY, class H, class DX, class Grad>
+void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, TensorView<Grad> dbias) {
+  using D = std::remove_const_t<DY>;
+  using HH = std::remove_const_t<H>;
+  using C = std::conditional_t<std::is_same_v<HH, double> || std::is_same_v<DX, double>, double, float>;
+  static_assert(std::is_same_v<Grad, C>, "gelu_backward: dbias is fp32 (double when the pre-activation is double)");
+  if (preact.rank() < 1) throw_error("gelu_backward: preact must have at least one axis");
+  const std::size_t n = static_cast<std::size_t>(preact.dim(-1));
+  const std::size_t rows = n == 0 ? 0 : preact.size() / n;
+  check_shape("gelu_backward", "dy", dy.shape(), preact.shape());
+  check_shape("gelu_backward", "dx", dx.shape(), preact.shape());
+  const bool want_dbias = detail::present(dbias);
+  if (want_dbias) check_shape("gelu_backward", "dbias", dbias.shape(), Shape{std::int64_t(n)});
+  const std::size_t chunk = detail::gelu_backward_chunk_rows;
+  const std::size_t chunks = (rows + chunk - 1) / chunk;
+  std::vector<C> partials(want_dbias ? chunks * n : 0, C(0));
+  const Isa isa = detail::simd_isa_for<D, HH, DX>();
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t rb, std::size_t re) {
+    C* part = want_dbias ? partials.data() + (rb / chunk) * n : nullptr;
+    for (std::size_t r = rb; r < re; ++r) {
+      const D* dyr = dy.data() + r * n;
+      const HH* hr = preact.data() + r * n;
+      DX* dxr = dx.data() + r * n;
+      detail::prefetch(dyr, n * sizeof(D), n * sizeof(D));  // the next row
+      detail::prefetch(hr, n * sizeof(HH), n * sizeof(HH));
+      if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> &&
+                    detail::simd_storage<DX>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
+        if (isa >= Isa::avx512) { detail::avx512::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
+        if (isa == Isa::avx2) { detail::avx2::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
+#endif
+      }
+      detail::gelu_backward_row_scalar<C>(dyr, hr, dxr, n, part);
+    }
+  });
+  if (!want_dbias) return;
+  // Chunk partials in chunk order (chunk 0 holds the running sums): thread-count independent.
+  for (std::size_t c = 1; c < chunks; ++c)
+    for (std::size_t j = 0; j < n; ++j) partials[j] += partials[c * n + j];
+  for (std::size_t j = 0; j < n && chunks > 0; ++j) dbias[j] += partials[j];
+}
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/gelu.hpp ----
+// ---- begin mpt/kernels/dropout.hpp ----
+// Dropout driven by Philox-4x32-10, so backward regenerates the mask instead
+// of storing it, and any thread split gives the same bits.
+//
+// Which element gets which random bits (a definition, independent of the
+// vector width): each element takes 16 bits. Element i lies in group
+// g = i / 128 at r = i % 128; it takes half (r / 16) % 2 (0: low 16 bits,
+// 1: high) of word r / 32 of philox4x32_10(counter, key) with
+//   counter = {low32(b), high32(b), key.stream, key.step},  b = 16 g + r % 16,
+//   key     = {low32(seed), high32(seed)}.
+// (One AVX-512 Philox call makes 16 counters x 4 words = one group.)
+//
+// Keep rule: element i is kept iff bits < round((1 - p) * 2^16), i.e.
+// u < 1 - p for u = bits / 2^16 uniform on [0, 1) in steps of 2^-16, as
+// torch.bernoulli(1 - p) keeps. So p acts rounded to a multiple of 2^-16
+// (0.1 keeps with probability 0.899994). 16 bits rather than 24 halve the
+// Philox work, which is what bounds this kernel. Kept values are multiplied by
+// scale = 1 / (1 - p), computed in fp32 and rounded to the input's storage
+// type (PyTorch's noise tensor has the input's dtype, so for bf16 the scale is
+// a bf16 number), and the product is rounded once into the output type.
+// p = 0 is a copy; p = 1 gives zeros (as PyTorch).
+//
+//   dropout_forward(x, y, p, key)            y = x * mask * scale        x, y: any equal shapes
+//   dropout_backward(dy, dx, p, key)         dx = dy * mask * scale      (the same mask)
+//   dropout_add_forward(x, r, y, p, key)     y = dropout(x) + r, the dropout result
+//                                            rounded to y's type first (as unfused bf16 ops)
+
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+
+// Identifies one dropout mask: the run's seed, the layer (stream) and the step.
+struct DropoutKey {
+  std::uint64_t seed = 0;
+  std::uint32_t stream = 0;
+  std::uint32_t step = 0;
+};
+
+namespace detail {
+inline constexpr std::size_t dropout_group = 128;  // elements per 16 Philox counters (4 words, 2 halves)
+inline constexpr std::size_t dropout_groups_per_task = 128;
+
+inline PhiloxKey philox_key(DropoutKey key) noexcept {
+  return {static_cast<std::uint32_t>(key.seed), static_cast<std::uint32_t>(key.seed >> 32)};
+}
+
+inline void check_dropout_probability(const char* op, float p) {
+  if (!(p >= 0.0f && p <= 1.0f)) throw_error(op, ": dropout probability ", p, " is outside [0, 1]");
+}
+}  // namespace detail
+
+// The 16 random bits of element i (the scalar reference of the mapping above).
+inline std::uint32_t dropout_bits(DropoutKey key, std::uint64_t i) noexcept {
+  const std::uint64_t group = i / detail::dropout_group, r = i % detail::dropout_group;
+  const std::uint64_t block = 16 * group + r % 16;
+  const PhiloxCounter out = philox4x32_10(
+      {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
+      detail::philox_key(key));
+  const std::uint32_t word = out[r / 32];
+  return (r / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
+}
+
+// Elements are kept iff dropout_bits < dropout_keep_threshold(p) (0 to 65536).
+inline std::uint32_t dropout_keep_threshold(float p) noexcept {
+  return static_cast<std::uint32_t>(std::llround((1.0 - static_cast<double>(p)) * 65536.0));
+}
+
+inline bool dropout_keeps(DropoutKey key, float p, std::uint64_t i) noexcept {
+  return dropout_bits(key, i) < dropout_keep_threshold(p);
+}
+
+// The factor kept elements are multiplied by, for inputs stored as In.
+template <class In>
+inline float dropout_scale(float p) noexcept {
+  return detail::keep_as<In>(1.0f / static_cast<float>(1.0 - static_cast<double>(p)));
+}
+
+namespace detail {
+
+// Scalar reference over elements [begin, end): y = keep ? x * scale : 0 (+ r).
+// One group at a time, so each Philox call serves its 8 elements.
+template <class In, class Res, class Out>
+void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {
+  using Compute = std::conditional_t<std::is_same_v<In, double> || std::is_same_v<Out, double>, double, float>;
+  const std::uint32_t threshold = dropout_keep_threshold(p);
+  const Compute scale = std::is_same_v<Compute, double> ? Compute(1.0 / (1.0 - double(p))) : Compute(dropout_scale<In>(p));
+  for (std::size_t group = begin / dropout_group; group * dropout_group < end; ++group) {
+    PhiloxCounter words[16];
+    for (std::uint64_t lane = 0; lane < 16; ++lane) {
+      const std::uint64_t block = 16 * group + lane;
+      words[lane] = philox4x32_10(
+          {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
+          philox_key(key));
+    }
+    const std::size_t first = std::max(begin, group * dropout_group);
+    const std::size_t last = std::min(end, (group + 1) * dropout_group);
+    for (std::size_t i = first; i < last; ++i) {
+      const std::size_t at = i % dropout_group;  // word at / 32, half (at / 16) % 2, counter at % 16
+      const std::uint32_t word = words[at % 16][at / 32];
+      const std::uint32_t bits = (at / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
+      const bool keep = bits < threshold;
+      Compute v = keep ? static_cast<Compute>(to_float(x[i])) * scale : Compute(0);
+      if constexpr (!std::is_void_v<Res>) {
+        if constexpr (std::is_same_v<Compute, float>) v = keep_as<Out>(v);
+        v += static_cast<Compute>(to_float(r[i]));
+      }
+      y[i] = static_cast<Out>(v);
+    }
+  }
+}
+
+#if MPT_X86
+// The 16-lane kernel, stamped for AVX-512 with and without AVX512_BF16 stores.
+#define MPT_DROPOUT_KERNELS(TARGET, ISA)                                                                              \
+  namespace ISA {                                                                                                     \
+  /* y[0, n) from one register of keep decisions (n may be < lanes). */                                               \
+  template <class In, class Res, class Out>                                                                           \
+  TARGET inline void dropout_apply(const In* x, const Res* r, Out* y, std::size_t n, __mmask16 keep, vf scale) {      \
+    vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x) : load(x, n), scale);                                       \
+    if constexpr (!std::is_void_v<Res>) {                                                                             \
+      if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);                                                  \
+      v = _mm512_add_ps(v, n >= lanes ? load(r) : load(r, n));                                                        \
+    }                                                                                                                 \
+    if (n >= lanes) store(y, v);                                                                                      \
+    else store(y, v, n);                                                                                              \
+  }                                                                                                                   \
+  template <class In, class Res, class Out>                                                                           \
+  TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {\
+    const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                         \
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                  \
+    const vf scale = set1(dropout_scale<In>(p));                                                                      \
+    const PhiloxKey k = philox_key(key);                                                                              \
+    for (std::size_t base = begin; base < end; base += dropout_group) { /* begin is a multiple of the group */        \
+      const std::uint64_t block = base / dropout_group * 16;                                                          \
+      /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */                       \
+      prefetch(x + base, 4 * dropout_group * sizeof(In), dropout_group * sizeof(In));                                 \
+      __m512i bits[4];                                                                                                \
+      philox4x32_10_avx512(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,    \
+                           key.step, k, bits);                                                                        \
+      for (std::size_t half = 0; half < 8; ++half) { /* word half / 2, low (even) or high (odd) 16 bits */            \
+        const std::size_t at = base + 16 * half;                                                                      \
+        if (at >= end) break;                                                                                         \
+        const __m512i b = half % 2 == 0 ? _mm512_and_si512(bits[half / 2], low16) : _mm512_srli_epi32(bits[half / 2], 16);\
+        const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);                                                 \
+        const Res* rr = nullptr;                                                                                      \
+        if constexpr (!std::is_void_v<Res>) rr = r + at;                                                              \
+        dropout_apply(x + at, rr, y + at, end - at, keep, scale);                                                     \
+      }                                                                                                               \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  }  // namespace ISA
+MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512, avx512)
+#undef MPT_DROPOUT_KERNELS
+
+template <class In, class Res, class Out>
+MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
+                                  DropoutKey key) {
+  using namespace avx2;
+  // Unsigned bits < threshold as a signed compare: both sides fit in 17 bits.
+  const __m256i threshold = _mm256_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
+  const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+  const vf scale = set1(dropout_scale<In>(p));
+  const PhiloxKey k = philox_key(key);
+  for (std::size_t base = begin; base < end; base += dropout_group) {
+    const std::uint64_t block = base / dropout_group * 16;
+    __m256i lo[4], hi[4];  // counters block + 0..7 and block + 8..15
+    philox4x32_10_avx2(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,
+                       key.step, k, lo);
+    philox4x32_10_avx2(static_cast<std::uint32_t>(block + 8), static_cast<std::uint32_t>(block >> 32), key.stream,
+                       key.step, k, hi);
+    for (std::size_t j = 0; j < 16; ++j) {  // 8 elements each: word j / 4, half (j / 2) % 2, counters j % 2
+      const std::size_t at = base + 8 * j;
+      if (at >= end) break;
+      const std::size_t n = end - at;
+      const __m256i word = (j % 2 == 0) ? lo[j / 4] : hi[j / 4];
+      const __m256i b = (j / 2) % 2 == 0 ? _mm256_and_si256(word, low16) : _mm256_srli_epi32(word, 16);
+      const vf keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(threshold, b));
+      vf v = _mm256_and_ps(keep, _mm256_mul_ps(n >= lanes ? load(x + at) : load(x + at, n), scale));
+      if constexpr (!std::is_void_v<Res>) {
+        if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);
+        v = _mm256_add_ps(v, n >= lanes ? load(r + at) : load(r + at, n));
+      }
+      if (n >= lanes) store(y + at, v);
+      else store(y + at, v, n);
+    }
+  }
+}
+#endif  // MPT_X86
+
+// Elements [begin, end) on one thread; begin must be a multiple of dropout_group.
+template <class In, class Res, class Out>
+void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
+                   DropoutKey key) {
+  constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
+  switch (isa) {
+#if MPT_X86
+    case Isa::avx512_bf16:
+      if constexpr (simd) return avx512_bf16::dropout(x, r, y, begin, end, p, key);
+      break;
+    case Isa::avx512:
+      if constexpr (simd) return avx512::dropout(x, r, y, begin, end, p, key);
+      break;
+    case Isa::avx2:
+      if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);
+      break;
+#endif
+    default: break;
+  }
+  dropout_scalar(x, r, y, begin, end, p, key);
+}
+
+template <class In, class Res, class Out>
+Isa dropout_isa() {
+  if constexpr (std::is_void_v<Res>) {
+    return simd_isa_for<In, Out>();
+  } else {
+    return simd_isa_for<In, Res, Out>();
+  }
+}
+
+template <class In, class Res, class Out>
+void dropout_dispatch(const char* op, const In* x, const Res* r, Out* y, std::size_t n, float p, DropoutKey key) {
+  check_dropout_probability(op, p);
+  const Isa isa = dropout_isa<In, Res, Out>();
+  for_each_row_chunk(n, dropout_group * dropout_groups_per_task, [&](std::size_t begin, std::size_t end) {
+    dropout_range(isa, x, r, y, begin, end, p, key);
+  });
+}
+
+template <class A, class B>
+void check_same_size(const char* op, const char* a_name, const TensorView<A>& a, const char* b_name, const TensorView<B>& b) {
+  if (a.size() != b.size()) {
+    throw_error(op, ": ", a_name, " has shape ", a.shape(), " but ", b_name, " has shape ", b.shape(),
+                "; they must have the same number of elements");
+  }
+}
+}  // namespace detail
+
+// y = x * mask * scale. x and y may be the same memory when In == Out.
+template <class In, class Out>
+void dropout_forward(TensorView<In> x, TensorView<Out> y, float p, DropoutKey key) {
+  detail::check_same_size("dropout_forward", "x", x, "y", y);
+  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_forward", x.data(), nullptr, y.data(), x.size(),
+                                                               p, key);
+}
+
+// dx = dy * mask * scale: the same mask as the forward with the same key.
+template <class In, class Out>
+void dropout_backward(TensorView<In> dy, TensorView<Out> dx, float p, DropoutKey key) {
+  detail::check_same_size("dropout_backward", "dy", dy, "dx", dx);
+  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_backward", dy.data(), nullptr, dx.data(),
+                                                               dy.size(), p, key);
+}
+
+// y = dropout(x) + residual (the residual branch of a transformer block).
+// Backward: dx = dropout_backward(dy), dresidual = dy.
+template <class In, class Res, class Out>
+void dropout_add_forward(TensorView<In> x, TensorView<Res> residual, TensorView<Out> y, float p, DropoutKey key) {
+  detail::check_same_size("dropout_add_forward", "x", x, "y", y);
+  detail::check_same_size("dropout_add_forward", "residual", residual, "y", y);
+  detail::dropout_dispatch<std::remove_const_t<In>, std::remove_const_t<Res>, Out>(
+      "dropout_add_forward", x.data(), residual.data(), y.data(), x.size(), p, key);
+}
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/dropout.hpp ----
+// ---- begin mpt/kernels/residual.hpp ----
+// Residual add with mixed storage: y = a + b, element-wise, computed in fp32
+// (double if any operand is double) and rounded once into y's type. y may be
+// the same memory as a or b (y += b is residual_add(y, b, y)).
+//
+//   residual_add(a, b, y)      a, b, y: equal element counts, fp32 / bf16 / double
+//
+// Fused with dropout: dropout_add_forward (dropout.hpp). The sum then feeds
+// layer_norm_forward, which re-reads it from cache row by row.
+
+
+#include <cstddef>
+#include <type_traits>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+namespace detail {
+inline constexpr std::size_t residual_chunk = 16384;  // elements per task
+
+template <class C, class A, class B, class Y>
+void residual_add_scalar(const A* a, const B* b, Y* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<Y>(static_cast<C>(to_float(a[i])) + static_cast<C>(to_float(b[i])));
+}
+
+#if MPT_X86
+#define MPT_RESIDUAL_KERNELS(TARGET, ISA)                                           \
+  namespace ISA {                                                                   \
+  template <class A, class B, class Y>                                              \
+  TARGET void residual_add(const A* a, const B* b, Y* y, std::size_t n) {           \
+    std::size_t i = 0;                                                              \
+    for (; i + lanes <= n; i += lanes) store(y + i, load(a + i) + load(b + i));     \
+    if (i < n) store(y + i, load(a + i, n - i) + load(b + i, n - i), n - i);        \
+  }                                                                                 \
+  }  // namespace ISA
+MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512, avx512)
+MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX2, avx2)
+#undef MPT_RESIDUAL_KERNELS
+#endif  // MPT_X86
+}  // namespace detail
+
+template <class A, class B, class Y>
+void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
+  using AA = std::remove_const_t<A>;
+  using BB = std::remove_const_t<B>;
+  using C = std::conditional_t<std::is_same_v<AA, double> || std::is_same_v<BB, double> || std::is_same_v<Y, double>,
+                               double, float>;
+  if (a.size() != y.size() || b.size() != y.size()) {
+    throw_error("residual_add: a ", a.shape(), ", b ", b.shape(), " and y ", y.shape(),
+                " must have the same number of elements");
+  }
+  const Isa isa = detail::simd_isa_for<AA, BB, Y>();
+  detail::for_each_row_chunk(y.size(), detail::residual_chunk, [&](std::size_t begin, std::size_t end) {
+    const AA* pa = a.data() + begin;
+    const BB* pb = b.data() + begin;
+    Y* py = y.data() + begin;
+    const std::size_t n = end - begin;
+    if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> &&
+                  detail::simd_storage<Y>) {
+#if MPT_X86
+      if (isa == Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
+      if (isa >= Isa::avx512) return detail::avx512::residual_add(pa, pb, py, n);
+      if (isa == Isa::avx2) return detail::avx2::residual_add(pa, pb, py, n);
+#endif
+    }
+    detail::residual_add_scalar<C>(pa, pb, py, n);
+  });
+}
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/residual.hpp ----
+// ---- begin mpt/kernels/add_layer_norm.hpp ----
+// The residual branch of a BERT block in one pass over memory:
+//   sum = dropout(x) + residual          (saved: LayerNorm backward needs it)
+//   y   = LayerNorm(sum) * gamma + beta  (mean, rstd saved)
+// Bit for bit the same as dropout_add_forward followed by layer_norm_forward;
+// fused, each chunk of rows is normalized while its sum is still in cache,
+// so the sum is written once and never read back from memory.
+// p = 0 gives plain residual + LayerNorm.
+//
+//   dropout_add_layer_norm_forward(x, residual, p, key, gamma, beta, eps, sum, y, mean, rstd)
+//     x, residual, sum, y [rows..., H] (fp32 / bf16 / double); gamma, beta [H];
+//     mean, rstd [rows] fp32 (double when the activations are double).
+// Backward: dsum = layer_norm_backward(dy, sum, ...); dresidual = dsum;
+//           dx = dropout_backward(dsum, p, key).
+
+
+#include <cstddef>
+#include <numeric>
+#include <type_traits>
+
+namespace mpt::kernels {
+
+template <class In, class Res, class Par, class Out, class Stat>
+void dropout_add_layer_norm_forward(TensorView<In> x, TensorView<Res> residual, float p, DropoutKey key,
+                                    TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> sum,
+                                    TensorView<Out> y, TensorView<Stat> mean, TensorView<Stat> rstd) {
+  using I = std::remove_const_t<In>;
+  using R = std::remove_const_t<Res>;
+  using P = std::remove_const_t<Par>;
+  using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
+  static_assert(std::is_same_v<Stat, C>, "dropout_add_layer_norm_forward: mean and rstd are fp32 (double when the activations are double)");
+  constexpr const char* op = "dropout_add_layer_norm_forward";
+  detail::check_dropout_probability(op, p);
+  check_shape(op, "residual", residual.shape(), x.shape());
+  check_shape(op, "sum", sum.shape(), x.shape());
+  const std::size_t h = detail::check_layer_norm_forward(op, x, gamma, beta, y, mean, rstd);
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  // Chunks start on a dropout group boundary: chunk * h is a multiple of dropout_group.
+  const std::size_t align = detail::dropout_group / std::gcd(h == 0 ? 1 : h, detail::dropout_group);
+  const std::size_t want = detail::rows_per_task(h * (sizeof(I) + sizeof(R) + 2 * sizeof(Out)));
+  const std::size_t chunk = (want + align - 1) / align * align;
+  const Isa dropout_path = detail::dropout_isa<I, R, Out>();
+  const Isa norm_path = detail::simd_isa_for<Out, Out>();
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
+    detail::dropout_range(dropout_path, x.data(), residual.data(), sum.data(), b * h, e * h, p, key);
+    detail::layer_norm_rows<C, Out, P>(norm_path, sum.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(),
+                                        rstd.data(), h, b, e);
+  });
+}
+
+}  // namespace mpt::kernels
+// ---- end mpt/kernels/add_layer_norm.hpp ----
+// ---- begin mpt/kernels/embedding.hpp ----
+// Embedding lookup and its gradient.
+//
+//   embedding_forward(ids, table, out)
+//     ids [tokens...] int32, table [vocab, hidden] fp32 / bf16 / double,
+//     out [tokens..., hidden]: out[t] = table[ids[t]] (converted to out's type)
+//   embedding_backward(ids, dout, dtable)
+//     dtable [vocab, hidden] fp32 (or double) += dout[t] at row ids[t].
+//     Deterministic for any thread count: each task owns a fixed range of
+//     vocabulary rows and adds its tokens' gradients in token order.
+// An id outside [0, vocab) is an mpt::Error naming the id, its position and the vocabulary size.
+
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <type_traits>
+
+namespace mpt::kernels {
+namespace detail {
+inline constexpr std::size_t embedding_backward_tasks = 64;  // vocabulary ranges (fixed: thread-count independent)
+
+template <class Id>
+void check_embedding_ids(const char* op, TensorView<Id> ids, std::int64_t vocab) {
+  for (std::size_t t = 0; t < ids.size(); ++t) {
+    if (ids[t] < 0 || ids[t] >= vocab) {
+      throw_error(op, ": token id ", ids[t], " at position ", t, " is outside the vocabulary of ", vocab,
+                  " rows; ids must lie in [0, ", vocab, ")");
+    }
+  }
+}
+
+// Checks table [vocab, hidden] and `what` [ids' shape..., hidden]; returns vocab.
+template <class Ids, class Table>
+std::int64_t check_embedding_shapes(const char* op, TensorView<Ids> ids, TensorView<Table> table, const char* what,
+                                    const Shape& rows) {
+  if (table.rank() != 2) throw_error(op, ": the table must be [vocab, hidden] but has shape ", table.shape());
+  Shape expected;
+  const Shape& s = ids.shape();
+  switch (s.rank()) {
+    case 0: expected = Shape{table.dim(1)}; break;
+    case 1: expected = Shape{s[0], table.dim(1)}; break;
+    case 2: expected = Shape{s[0], s[1], table.dim(1)}; break;
+    default: expected = Shape{s[0], s[1], s[2], table.dim(1)}; break;
+  }
+  check_shape(op, what, rows, expected);
+  return table.dim(0);
+}
+}  // namespace detail
+
+template <class Id, class T, class Out>
+void embedding_forward(TensorView<Id> ids, TensorView<T> table, TensorView<Out> out) {
+  static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "embedding_forward: token ids are int32");
+  using TT = std::remove_const_t<T>;
+  const std::int64_t vocab = detail::check_embedding_shapes("embedding_forward", ids, table, "out", out.shape());
+  detail::check_embedding_ids("embedding_forward", ids, vocab);
+  const std::size_t hidden = static_cast<std::size_t>(table.dim(1));
+  detail::for_each_row_chunk(ids.size(), 64, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t t = begin; t < end; ++t) {
+      const TT* row = table.data() + static_cast<std::size_t>(ids[t]) * hidden;
+      Out* dst = out.data() + t * hidden;
+      if constexpr (std::is_same_v<TT, Out>) {
+        std::memcpy(dst, row, hidden * sizeof(Out));
+      } else if constexpr (std::is_same_v<TT, float> && std::is_same_v<Out, bf16>) {
+        convert(std::span<const float>(row, hidden), std::span<bf16>(dst, hidden));
+      } else if constexpr (std::is_same_v<TT, bf16> && std::is_same_v<Out, float>) {
+        convert(std::span<const bf16>(row, hidden), std::span<float>(dst, hidden));
+      } else {
+        for (std::size_t j = 0; j < hidden; ++j) dst[j] = static_cast<Out>(to_float(row[j]));
+      }
+    }
+  });
+}
+
+template <class Id, class G, class Acc>
+void embedding_backward(TensorView<Id> ids, TensorView<G> dout, TensorView<Acc> dtable) {
+  static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "embedding_backward: token ids are int32");
+  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
+                "embedding_backward: the gradient table accumulates in fp32 (or double)");
+  using GG = std::remove_const_t<G>;
+  const std::int64_t vocab = detail::check_embedding_shapes("embedding_backward", ids, dtable, "dout", dout.shape());
+  detail::check_embedding_ids("embedding_backward", ids, vocab);
+  const std::size_t hidden = static_cast<std::size_t>(dtable.dim(1));
+  const std::size_t tasks = detail::embedding_backward_tasks;
+  const std::size_t rows_per_task = (static_cast<std::size_t>(vocab) + tasks - 1) / tasks;
+  mpt::parallel_for(tasks, [&](std::size_t task) {
+    const std::int64_t lo = static_cast<std::int64_t>(task * rows_per_task);
+    const std::int64_t hi = lo + static_cast<std::int64_t>(rows_per_task);
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+      if (ids[t] < lo || ids[t] >= hi) continue;
+      Acc* dst = dtable.data() + static_cast<std::size_t>(ids[t]) * hidden;
+      const GG* src = dout.data() + t * hidden;
+      for (std::size_t j = 0; j < hidden; ++j) dst[j] += static_cast<Acc>(to_float(src[j]));
+    }
+  });
+}
+
+}  // namespace mpt::kernels
+// ---- end mpt/kernels/embedding.hpp ----
+// ---- begin mpt/kernels/cross_entropy.hpp ----
+// Softmax cross-entropy with an ignore index, as torch.nn.CrossEntropyLoss
+// (reduction='mean').
+//
+//   cross_entropy_forward(logits, targets, ignore_index) -> mean loss
+//     logits [N, C] fp32 (bf16 widened; double for gradient checks), targets [N] int32; rows whose target is
+//     ignore_index are skipped; the loss is the mean of
+//     logsumexp(logits[i]) - logits[i][target] over the others, summed in row
+//     order. If every target is ignored the result is NaN (0/0), as in PyTorch.
+//   cross_entropy_backward(logits, targets, ignore_index, dloss, dlogits)
+//     dlogits[i] = (softmax(logits[i]) - onehot(target)) * dloss / count,
+//     zero rows for ignored targets (all zeros when everything is ignored).
+// A target outside [0, C) that is not the ignore index is an mpt::Error.
+// The work is N x C with N = 2 x batch for question answering: small, so this
+// runs scalar in one thread (std::exp, the reference itself).
+
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+namespace mpt::kernels {
+namespace detail {
+template <class L, class Id>
+void check_cross_entropy(const char* op, TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index) {
+  if (logits.rank() != 2) throw_error(op, ": logits must be [N, C] but have shape ", logits.shape());
+  check_shape(op, "targets", targets.shape(), Shape{logits.dim(0)});
+  const std::int64_t classes = logits.dim(1);
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    const std::int32_t t = targets[i];
+    if (t != ignore_index && (t < 0 || t >= classes)) {
+      throw_error(op, ": target ", t, " of row ", i, " is outside [0, ", classes, ") and is not the ignore index ",
+                  ignore_index, "; clamp positions or set them to the ignore index");
+    }
+  }
+}
+
+// log(sum(exp(x))) of one row, max-shifted.
+template <class C, class L>
+C log_sum_exp(const L* x, std::size_t n) {
+  C max = -std::numeric_limits<C>::infinity();
+  for (std::size_t j = 0; j < n; ++j) max = static_cast<C>(to_float(x[j])) > max ? static_cast<C>(to_float(x[j])) : max;
+  C sum = 0;
+  for (std::size_t j = 0; j < n; ++j) sum += std::exp(static_cast<C>(to_float(x[j])) - max);
+  return max + std::log(sum);
+}
+}  // namespace detail
+
+// The loss type: double for double logits, else fp32 (bf16 logits are widened, as autocast does).
+template <class L>
+using cross_entropy_t = std::conditional_t<std::is_same_v<std::remove_const_t<L>, double>, double, float>;
+
+template <class L, class Id>
+cross_entropy_t<L> cross_entropy_forward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index) {
+  using LL = std::remove_const_t<L>;
+  using C = cross_entropy_t<L>;
+  static_assert(std::is_same_v<LL, float> || std::is_same_v<LL, double> || std::is_same_v<LL, bf16>,
+                "cross_entropy_forward: logits are fp32, bf16 or double");
+  static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "cross_entropy_forward: targets are int32");
+  detail::check_cross_entropy("cross_entropy_forward", logits, targets, ignore_index);
+  const std::size_t n = targets.size(), classes = static_cast<std::size_t>(logits.dim(1));
+  C sum = 0;
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (targets[i] == ignore_index) continue;
+    const LL* row = logits.data() + i * classes;
+    sum += detail::log_sum_exp<C>(row, classes) - static_cast<C>(to_float(row[targets[i]]));
+    ++count;
+  }
+  return sum / static_cast<C>(count);  // 0/0 = NaN when every target is ignored, as PyTorch
+}
+
+template <class L, class Id, class DL>
+void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index, double dloss,
+                            TensorView<DL> dlogits) {
+  using LL = std::remove_const_t<L>;
+  using C = cross_entropy_t<L>;
+  detail::check_cross_entropy("cross_entropy_backward", logits, targets, ignore_index);
+  check_shape("cross_entropy_backward", "dlogits", dlogits.shape(), logits.shape());
+  const std::size_t n = targets.size(), classes = static_cast<std::size_t>(logits.dim(1));
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < n; ++i) count += targets[i] != ignore_index;
+  const C factor = count == 0 ? C(0) : static_cast<C>(dloss / static_cast<double>(count));
+  for (std::size_t i = 0; i < n; ++i) {
+    const LL* row = logits.data() + i * classes;
+    DL* out = dlogits.data() + i * classes;
+    if (targets[i] == ignore_index) {
+      for (std::size_t j = 0; j < classes; ++j) out[j] = static_cast<DL>(0.0f);
+      continue;
+    }
+    const C lse = detail::log_sum_exp<C>(row, classes);
+    for (std::size_t j = 0; j < classes; ++j) {
+      const C p = std::exp(static_cast<C>(to_float(row[j])) - lse);
+      out[j] = static_cast<DL>((p - (static_cast<std::int64_t>(j) == targets[i] ? C(1) : C(0))) * factor);
+    }
+  }
+}
+
+}  // namespace mpt::kernels
+// ---- end mpt/kernels/cross_entropy.hpp ----
 // ---- begin mpt/nn.hpp ----
 // mpt/nn: layers with forward/backward and their parameters; the BERT model.
 // ---- begin mpt/nn/parameters.hpp ----
