@@ -3,3 +3,4 @@
 // the whole library; each folder's header (mpt/core.hpp, ...) includes one area.
 #include <mpt/core.hpp>
 #include <mpt/policy.hpp>
+#include <mpt/kernels/gemm.hpp>
