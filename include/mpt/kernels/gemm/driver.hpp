@@ -55,6 +55,19 @@ inline TaskGrid plan_tasks(std::size_t m, std::size_t n, std::size_t threads) no
   return grid;
 }
 
+template <class Acc, class TC, class TE, class TR>
+inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0, std::size_t rows, std::size_t j0,
+                          std::size_t cols) noexcept {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const TC* c = e.c + (i0 + r) * e.ldc + j0;
+    for (std::size_t j = 0; j < cols; j += 64 / sizeof(TC)) __builtin_prefetch(c + j, 1);
+    if (e.fused.residual) {
+      const TR* res = e.fused.residual + (i0 + r) * e.fused.ldr + j0;
+      for (std::size_t j = 0; j < cols; j += 64 / sizeof(TR)) __builtin_prefetch(res + j, 0);
+    }
+  }
+}
+
 // Computes the tiles of C in row panels [p0, p1) x column panels [q0, q1).
 template <class Kernel, class TA, class TC, class TE, class TR>
 inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0,
@@ -113,9 +126,12 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             acc = partial.data() + (p - c0) * MR * ld + (q - q0) * NR;
           }
           const APanel& ap = a_panels[p - c0];
+          const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
+          // The tile's rows of C (and residual) are far apart: no hardware prefetcher
+          // finds them, so ask for them while the micro-kernel runs.
+          if (last) prefetch_tile(pr.store, i0, mr_eff, j0, nr_eff);
           Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0);
           if (last) {
-            const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
             for (std::size_t r = 0; r < mr_eff; ++r) epilogue_row<Kernel::isa>(acc + r * ld, nr_eff, i0 + r, j0, pr.store);
           }
         }

@@ -24,8 +24,8 @@ struct Avx512FmaKernel {
   using b_t = float;
   using acc_t = float;
   static constexpr std::size_t mr = 12, nr = 32, kg = 1;
-  static constexpr std::size_t kc = 256;  // B micro-panel 32 KiB in L1
-  static constexpr std::size_t mc = 144;  // A block 144 KiB in L2
+  static constexpr std::size_t kc = 1024;  // B micro-panel 128 KiB, streamed from L2; fewer partial-sum round trips
+  static constexpr std::size_t mc = 96;    // A block 384 KiB in L2
   static constexpr Isa isa = Isa::avx512;
 
   MPT_TARGET_AVX512 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,

@@ -3,12 +3,13 @@
 // with aligned loads, op(A) into row panels when it cannot be read in place.
 //
 //   PanelLayout<Kernel>        where panel (k-block, column panel) of packed op(B) starts
-//   pack_b_panel<Kernel>(...)  one panel: b[(g * NR + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j), zero-padded
-//   pack_a_panel<Kernel>(...)  one panel: a[(g * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
+//   pack_b_panel<Kernel>(...)  one panel (SIMD where written, else the _reference): b[(g * NR + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j), zero-padded
+//   pack_a_panel<Kernel>(...)  one panel (likewise): a[(g * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
 // KG is the number of consecutive k per 32-bit lane (2 for vdpbf16ps pairs, else 1).
 // Conversions (bf16 -> fp32 widening, fp32 -> fp64) happen here and are exact.
 
 #include <mpt/core/bf16.hpp>
+#include <mpt/kernels/gemm/pack_avx512.hpp>
 #include <mpt/kernels/gemm/types.hpp>
 
 #include <algorithm>
@@ -42,7 +43,7 @@ struct PanelLayout {
 };
 
 template <class Kernel, class TB>
-inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
+inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
                          std::size_t nr_eff, typename Kernel::b_t* out) noexcept {
   using b_t = typename Kernel::b_t;
   constexpr std::size_t NR = Kernel::nr, KG = Kernel::kg;
@@ -64,7 +65,7 @@ inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0,
 }
 
 template <class Kernel, class TA>
-inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
+inline void pack_a_panel_reference(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
                          std::size_t kc, typename Kernel::a_t* out) noexcept {
   using a_t = typename Kernel::a_t;
   constexpr std::size_t MR = Kernel::mr, KG = Kernel::kg;
@@ -83,6 +84,42 @@ inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
       for (std::size_t i = 0; i < mr_eff; ++i) dst[i * KG] = convert_element<a_t>(col[i]);
     }
   }
+}
+
+template <class Kernel, class TB>
+inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
+                         std::size_t nr_eff, typename Kernel::b_t* out) noexcept {
+#if MPT_X86
+  using b_t = typename Kernel::b_t;
+  if constexpr (Kernel::isa >= Isa::avx512 && Kernel::nr == 32 && !std::is_same_v<TB, double>) {
+    if (gather_fits(ldb, sizeof(TB))) {
+      if constexpr (Kernel::kg == 2 && std::is_same_v<TB, bf16> && std::is_same_v<b_t, bf16>) {
+        return pack_b_pairs_avx512(tb, b, ldb, k0, kc, j0, nr_eff, out);
+      } else if constexpr (Kernel::kg == 1 && std::is_same_v<b_t, float>) {
+        return pack_b_fp32_avx512(tb, b, ldb, k0, kc, j0, nr_eff, out);
+      }
+    }
+  }
+#endif
+  pack_b_panel_reference<Kernel>(tb, b, ldb, k0, kc, j0, nr_eff, out);
+}
+
+template <class Kernel, class TA>
+inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
+                         std::size_t kc, typename Kernel::a_t* out) noexcept {
+#if MPT_X86
+  using a_t = typename Kernel::a_t;
+  if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double>) {
+    if (gather_fits(lda, sizeof(TA))) {
+      if constexpr (Kernel::kg == 2 && std::is_same_v<TA, bf16> && std::is_same_v<a_t, bf16>) {
+        if (ta == Trans::T) return pack_a_pairs_t_avx512(a, lda, i0, mr_eff, k0, kc, out);
+      } else if constexpr (Kernel::kg == 1 && std::is_same_v<a_t, float>) {
+        return pack_a_fp32_avx512(ta, a, lda, i0, mr_eff, k0, kc, out);
+      }
+    }
+  }
+#endif
+  pack_a_panel_reference<Kernel>(ta, a, lda, i0, mr_eff, k0, kc, out);
 }
 
 }  // namespace mpt::detail
