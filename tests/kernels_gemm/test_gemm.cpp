@@ -87,7 +87,7 @@ struct Case {
 // Runs one GEMM through mpt and compares with the fp64 reference. Returns the
 // output so callers can compare paths bitwise.
 template <class TA, class TB, class TC, class TE = float, class TR = float>
-std::vector<TC> check_gemm(const Case& cs, std::mt19937& rng) {
+std::vector<TC> check_gemm(const Case& cs, std::mt19937& rng, bool verify = true) {
   using Acc = mpt::detail::gemm_scalar_t<TA, TB>;
   const double u = unit_roundoff<Acc>();
   const std::size_t a_rows = cs.ta == Trans::N ? cs.m : cs.k, a_cols = cs.ta == Trans::N ? cs.k : cs.m;
@@ -107,6 +107,7 @@ std::vector<TC> check_gemm(const Case& cs, std::mt19937& rng) {
 
   mpt::gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, static_cast<Acc>(cs.alpha), a.data(), lda, b.data(), ldb,
             static_cast<Acc>(cs.beta), c.data(), ldc, epi);
+  if (!verify) return c;
 
   std::size_t failures = 0;
   double worst = 0;
@@ -167,6 +168,7 @@ void check_shapes_on_every_isa() {
       for (Trans ta : both) {
         for (Trans tb : both) {
           for (double beta : {0.0, 1.0}) {
+            if (s[2] > 1000 && beta == 0.0) continue;  // long K: one beta is enough (keeps the ASan run short)
             Case cs;
             cs.ta = ta, cs.tb = tb, cs.m = s[0], cs.n = s[1], cs.k = s[2], cs.beta = beta;
             cs.pad = (s[0] + s[2]) % 3;
@@ -253,17 +255,19 @@ TEST_CASE_TEMPLATE("gemm results are bitwise identical for 1 and 2 threads", T, 
     mpt::ScopedIsa scoped(isa);
     for (Trans ta : both) {
       Case cs;
-      cs.ta = ta, cs.tb = Trans::T, cs.m = 150, cs.n = 200, cs.k = 700, cs.beta = 1, cs.bias = true, cs.gelu = true;
+      // Several row tasks on 2 threads, and K past one k-block on every kernel.
+      cs.ta = ta, cs.tb = Trans::T, cs.m = 150, cs.n = 70, cs.k = isa >= mpt::Isa::avx512 ? 1600 : 300;
+      cs.beta = 1, cs.bias = true, cs.gelu = true;
       std::vector<T> one, two;
       {
         mpt::ScopedNumThreads threads(1);
         std::mt19937 rng(test_seed());
-        one = check_gemm<T, T, T>(cs, rng);
+        one = check_gemm<T, T, T>(cs, rng, false);  // values are checked elsewhere
       }
       {
         mpt::ScopedNumThreads threads(2);
         std::mt19937 rng(test_seed());
-        two = check_gemm<T, T, T>(cs, rng);
+        two = check_gemm<T, T, T>(cs, rng, false);
       }
       INFO("isa " << mpt::isa_name(isa));
       CHECK(std::memcmp(one.data(), two.data(), one.size() * sizeof(T)) == 0);

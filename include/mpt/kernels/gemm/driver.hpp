@@ -68,6 +68,12 @@ inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0
   }
 }
 
+template <class T>
+inline void prefetch_rows(const T* p, std::size_t ld, std::size_t rows, std::size_t cols) noexcept {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < cols; j += 64 / sizeof(T)) __builtin_prefetch(p + r * ld + j, 1);
+}
+
 // Computes the tiles of C in row panels [p0, p1) x column panels [q0, q1).
 template <class Kernel, class TA, class TC, class TE, class TR>
 inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0,
@@ -81,6 +87,9 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   // A is read in place when it already has the kernel's element type, row-major in k,
   // and (for k-pairs) every pair lies inside the row.
   const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0;
+  // Full tiles accumulate straight into C when the store would be the identity.
+  const bool c_direct = std::is_same_v<TC, acc_t> && pr.store.alpha == acc_t(1) &&
+                        (pr.store.beta == acc_t(0) || pr.store.beta == acc_t(1)) && !pr.store.fused.fuses_anything();
 
   const std::size_t panels = p1 - p0;
   const std::size_t chunk_count = ceil_div(panels, Kernel::mc / MR);
@@ -119,17 +128,36 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
         const typename Kernel::b_t* b_panel = pr.packed_b + layout.offset(blk, q);
         const std::size_t j0 = q * NR, nr_eff = std::min(NR, pr.n - j0);
         for (std::size_t p = c0; p < c1; ++p) {
+          const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
+          // The next tile's rows of C / partial sums are far apart in memory: no hardware
+          // prefetcher finds them, so ask for them while this tile's micro-kernel runs.
+          const std::size_t pn = p + 1 < c1 ? p + 1 : c0, qn = p + 1 < c1 ? q : q + 1;
+          if (qn < q1) {
+            const std::size_t in = pn * MR, jn = qn * NR;
+            const std::size_t mr_n = std::min(MR, pr.m - in), nr_n = std::min(NR, pr.n - jn);
+            if (c_direct && mr_n == MR && nr_n == NR) {
+              if (blk > 0 || pr.store.beta != 0) prefetch_rows(pr.store.c + in * pr.store.ldc + jn, pr.store.ldc, MR, NR);
+            } else {
+              if (last) prefetch_tile(pr.store, in, mr_n, jn, nr_n);
+              if (blk > 0 && k_blocks > 1) prefetch_rows(partial.data() + (pn - c0) * MR * cols + (qn - q0) * NR, cols, MR, NR);
+            }
+          }
+          const APanel& ap = a_panels[p - c0];
+          if (c_direct && mr_eff == MR && nr_eff == NR) {
+            // alpha = 1, beta in {0, 1}, nothing fused, C in the accumulation type:
+            // C itself holds the running sums, with no separate store pass.
+            if constexpr (std::is_same_v<TC, acc_t>) {
+              Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, pr.store.c + i0 * pr.store.ldc + j0, pr.store.ldc,
+                          blk > 0 || pr.store.beta != 0);
+            }
+            continue;
+          }
           acc_t* acc = tile;
           std::size_t ld = NR;
           if (k_blocks > 1) {
             ld = cols;
             acc = partial.data() + (p - c0) * MR * ld + (q - q0) * NR;
           }
-          const APanel& ap = a_panels[p - c0];
-          const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
-          // The tile's rows of C (and residual) are far apart: no hardware prefetcher
-          // finds them, so ask for them while the micro-kernel runs.
-          if (last) prefetch_tile(pr.store, i0, mr_eff, j0, nr_eff);
           Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0);
           if (last) {
             for (std::size_t r = 0; r < mr_eff; ++r) epilogue_row<Kernel::isa>(acc + r * ld, nr_eff, i0 + r, j0, pr.store);
