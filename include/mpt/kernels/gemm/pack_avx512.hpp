@@ -6,7 +6,8 @@
 //   A panel: a[(g * 12 + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u)    (12 rows)
 //
 // Rows of a stored matrix become lanes with masked loads; columns become lanes
-// with gathers (one 32-bit word = one fp32 or one bf16 k-pair per row); bf16
+// with 16 x 16 word transposes or gathers (one 32-bit word = one fp32 or one bf16
+// k-pair); bf16
 // k-pairs are interleaved from two rows with vpermt2w; widening bf16 -> fp32 is
 // a 16-bit shift. Lanes beyond the matrix are zero.
 
@@ -17,6 +18,7 @@
 #include <immintrin.h>
 
 #include <array>
+#include <algorithm>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -58,6 +60,58 @@ MPT_TARGET_AVX512 inline __m512i gather_words(const void* base, std::size_t stri
 // Word-gathers need 16 row offsets in int32 bytes.
 inline bool gather_fits(std::size_t ld, std::size_t elem_bytes) noexcept { return ld * elem_bytes * 16 < INT_MAX; }
 
+// In-register transpose of 16 x 16 32-bit words: r[i] lane j -> r[j] lane i.
+// Unpacks interleave row pairs within 128-bit lanes, then 128-bit lane shuffles
+// gather each column's four quarters.
+MPT_TARGET_AVX512 inline void transpose_16x16_words(__m512i r[16]) noexcept {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int g = 0; g < 16; g += 4) {  // u[g + c], lane L: column 4L + c of rows g .. g+3
+    u[g + 0] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+    u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+    u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+    u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i x_lo = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), x_hi = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
+    const __m512i y_lo = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+    const __m512i y_hi = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+    r[c] = _mm512_shuffle_i32x4(x_lo, y_lo, 0x88);
+    r[4 + c] = _mm512_shuffle_i32x4(x_lo, y_lo, 0xDD);
+    r[8 + c] = _mm512_shuffle_i32x4(x_hi, y_hi, 0x88);
+    r[12 + c] = _mm512_shuffle_i32x4(x_hi, y_hi, 0xDD);
+  }
+}
+
+// Packs 32 columns of op(B) = B^T (B stored [N x K], rows contiguous in k) as words:
+// word (w, j) = 32-bit word w of row j0 + j, from `words` words per row starting at
+// `row0` (bytes per row `ld_bytes`); out[w * 32 + j]. Word = one fp32 or one bf16 pair.
+// `elems_left`/`elem_bytes` bound the loads so nothing past the block is read.
+MPT_TARGET_AVX512 inline void pack_words_transposed(const std::byte* row0, std::size_t ld_bytes, std::size_t nr_eff,
+                                                    std::size_t words, std::size_t elems, std::size_t elem_bytes,
+                                                    std::uint32_t* out) noexcept {
+  const std::size_t elems_per_word = 4 / elem_bytes;
+  for (std::size_t w0 = 0; w0 < words; w0 += 16) {
+    const std::size_t e0 = w0 * elems_per_word, e_left = elems - e0;
+    for (std::size_t half = 0; half < 2; ++half) {
+      __m512i r[16];
+      for (std::size_t j = 0; j < 16; ++j) {
+        const std::size_t jj = half * 16 + j;
+        const std::byte* src = row0 + jj * ld_bytes + e0 * elem_bytes;
+        if (jj >= nr_eff) r[j] = _mm512_setzero_si512();
+        else if (elem_bytes == 2) r[j] = _mm512_maskz_loadu_epi16(lanes32(e_left), src);
+        else r[j] = _mm512_maskz_loadu_epi32(lanes16(e_left), src);
+      }
+      transpose_16x16_words(r);
+      const std::size_t n_words = std::min<std::size_t>(16, words - w0);
+      for (std::size_t w = 0; w < n_words; ++w) _mm512_store_si512(out + (w0 + w) * 32 + half * 16, r[w]);
+    }
+  }
+}
+
 MPT_TARGET_AVX512 inline __m512 widen_bf16_lanes(__m256i h) noexcept {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
@@ -81,19 +135,8 @@ MPT_TARGET_AVX512 inline void pack_b_pairs_avx512(Trans tb, const bf16* b, std::
       _mm512_store_si512(out + g * 64 + 32, hi);
     }
   } else {  // word (g, j) = the pair B[j0 + j][k0 + 2g .. +1], contiguous in memory
-    const __mmask16 m0 = lanes16(nr_eff), m1 = lanes16(nr_eff > 16 ? nr_eff - 16 : 0);
-    const std::size_t full = kc / 2;
-    for (std::size_t g = 0; g < full; ++g) {
-      const bf16* p = b + j0 * ldb + k0 + 2 * g;
-      _mm512_store_si512(out + g * 64, gather_words(p, ldb * 2, m0));
-      _mm512_store_si512(out + g * 64 + 32, m1 ? gather_words(p + 16 * ldb, ldb * 2, m1) : _mm512_setzero_si512());
-    }
-    if (full < groups) {  // odd kc: the last pair has no second element
-      for (std::size_t j = 0; j < 32; ++j) {
-        out[(full * 32 + j) * 2] = j < nr_eff ? b[(j0 + j) * ldb + k0 + 2 * full] : bf16_from_bits(0);
-        out[(full * 32 + j) * 2 + 1] = bf16_from_bits(0);
-      }
-    }
+    pack_words_transposed(reinterpret_cast<const std::byte*>(b + j0 * ldb + k0), ldb * 2, nr_eff, groups, kc, 2,
+                          reinterpret_cast<std::uint32_t*>(out));
   }
 }
 
@@ -129,11 +172,8 @@ MPT_TARGET_AVX512 inline void pack_b_fp32_avx512(Trans tb, const TB* b, std::siz
     for (; k < kc; ++k)
       for (std::size_t j = 0; j < 32; ++j) out[k * 32 + j] = j < nr_eff ? to_float(b[(j0 + j) * ldb + k0 + k]) : 0.0f;
   } else {
-    for (std::size_t k = 0; k < kc; ++k) {
-      const float* p = b + j0 * ldb + k0 + k;
-      _mm512_store_si512(out + k * 32, gather_words(p, ldb * 4, m0));
-      _mm512_store_si512(out + k * 32 + 16, m1 ? gather_words(p + 16 * ldb, ldb * 4, m1) : _mm512_setzero_si512());
-    }
+    pack_words_transposed(reinterpret_cast<const std::byte*>(b + j0 * ldb + k0), ldb * 4, nr_eff, kc, kc, 4,
+                          reinterpret_cast<std::uint32_t*>(out));
   }
 }
 
