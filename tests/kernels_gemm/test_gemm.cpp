@@ -269,8 +269,22 @@ TEST_CASE_TEMPLATE("gemm results are bitwise identical for 1 and 2 threads", T, 
         std::mt19937 rng(test_seed());
         two = check_gemm<T, T, T>(cs, rng, false);
       }
+      // Unfused fp32 output, beta = 1: full tiles accumulate straight into C.
+      cs.bias = cs.gelu = false;
+      std::vector<float> one_f32, two_f32;
+      {
+        mpt::ScopedNumThreads threads(1);
+        std::mt19937 rng(test_seed());
+        one_f32 = check_gemm<T, T, float>(cs, rng, false);
+      }
+      {
+        mpt::ScopedNumThreads threads(2);
+        std::mt19937 rng(test_seed());
+        two_f32 = check_gemm<T, T, float>(cs, rng, false);
+      }
       INFO("isa " << mpt::isa_name(isa));
       CHECK(std::memcmp(one.data(), two.data(), one.size() * sizeof(T)) == 0);
+      CHECK(std::memcmp(one_f32.data(), two_f32.data(), one_f32.size() * sizeof(float)) == 0);
     }
   }
 }
