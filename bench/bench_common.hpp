@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <cstddef>
 #include <cstdio>
 #include <fstream>
@@ -26,6 +27,13 @@ namespace mpt::bench {
 
 inline double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// CPU time of the calling thread (excludes time the OS ran other processes).
+inline double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 // Runs body(thread_index) on `threads` std::threads released together; returns wall seconds.
@@ -98,8 +106,8 @@ MPT_TARGET_AVX512_BF16 inline float dot_loop_avx512_bf16(std::size_t iters, floa
 
 enum class PeakKind { fma_fp32, bf16_dot };
 
-// GFLOP/s (1 FMA = 2 flops; 1 vdpbf16ps lane = 4 flops) on `threads` cores, best of 3.
-inline double measure_peak(PeakKind kind, Isa isa, int threads, double seconds = 0.1) {
+// GFLOP/s (1 FMA = 2 flops; 1 vdpbf16ps lane = 4 flops) on `threads` cores, best of `reps`.
+inline double measure_peak(PeakKind kind, Isa isa, int threads, double seconds = 0.1, int reps = 3) {
   std::size_t iters = 1 << 16;
   double flops_per_iter = 0;
   auto loop = [&](std::size_t n, float seed) -> float {
@@ -119,9 +127,26 @@ inline double measure_peak(PeakKind kind, Isa isa, int threads, double seconds =
     iters *= 4;
   }
   double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
+  for (int rep = 0; rep < reps; ++rep) {
     const double t = run_on_threads(threads, [&](int i) { sink.store(loop(iters, 1.0f + i)); });
     best = std::max(best, flops_per_iter * static_cast<double>(iters) * threads / t * 1e-9);
+  }
+  return best;
+}
+
+// Single-thread peak by this thread's CPU time (stable on a shared machine), best of 3.
+inline double measure_peak_cpu_time(PeakKind kind, Isa isa) {
+  const std::size_t iters = std::size_t(1) << 21;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const double c0 = thread_cpu_seconds();
+    volatile float sink = 0;
+    double flops = 0;
+    if (kind == PeakKind::bf16_dot) sink = dot_loop_avx512_bf16(iters, 1.0f), flops = 24.0 * 16 * 4;
+    else if (isa >= Isa::avx512) sink = fma_loop_avx512(iters, 1.0f), flops = 24.0 * 16 * 2;
+    else sink = fma_loop_avx2(iters, 1.0f), flops = 12.0 * 8 * 2;
+    (void)sink;
+    best = std::max(best, flops * static_cast<double>(iters) / (thread_cpu_seconds() - c0) * 1e-9);
   }
   return best;
 }

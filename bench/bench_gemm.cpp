@@ -35,22 +35,30 @@ struct Result {
   std::string op, dtype, impl;
   std::size_t m, n, k;
   int threads;
-  double gflops, median_gflops, peak;
+  double gflops, median_gflops, cpu_gflops, peak;
 };
 
-// Best and median GFLOP/s of f over about `seconds` of repetitions (after one warm-up call).
+struct Timing {
+  double best = 0, median = 0, cpu_best = 0;  // GFLOP/s
+};
+
+// Best and median wall-clock GFLOP/s of f over about `seconds` of repetitions (after
+// one warm-up call), and the best by this thread's CPU time (meaningful on 1 thread:
+// it leaves out time the OS gave to other processes on a shared machine).
 template <class F>
-std::pair<double, double> time_gflops(double flops, double seconds, F&& f) {
+Timing time_gflops(double flops, double seconds, F&& f) {
   f();
   std::vector<double> times;
+  double cpu_best = 1e30;
   const double start = mpt::bench::now_seconds();
   do {
-    const double t0 = mpt::bench::now_seconds();
+    const double c0 = mpt::bench::thread_cpu_seconds(), t0 = mpt::bench::now_seconds();
     f();
     times.push_back(mpt::bench::now_seconds() - t0);
+    cpu_best = std::min(cpu_best, mpt::bench::thread_cpu_seconds() - c0);
   } while (mpt::bench::now_seconds() - start < seconds || times.size() < 3);
   std::sort(times.begin(), times.end());
-  return {flops / times.front() * 1e-9, flops / times[times.size() / 2] * 1e-9};
+  return {flops / times.front() * 1e-9, flops / times[times.size() / 2] * 1e-9, flops / cpu_best * 1e-9};
 }
 
 template <class T>
@@ -101,6 +109,14 @@ int main(int argc, char** argv) {
                 fma_peak[t], dot_peak[t]);
   }
 
+  double cpu_peak_fma = 0, cpu_peak_dot = 0;
+  if (isa >= Isa::avx2) {
+    cpu_peak_fma = bench::measure_peak_cpu_time(bench::PeakKind::fma_fp32, isa);
+    cpu_peak_dot = isa >= Isa::avx512_bf16 ? bench::measure_peak_cpu_time(bench::PeakKind::bf16_dot, isa) : cpu_peak_fma;
+    std::printf("{\"op\": \"peak_cpu_time\", \"threads\": 1, \"fma_fp32_gflops\": %.1f, \"bf16_dot_gflops\": %.1f}\n",
+                cpu_peak_fma, cpu_peak_dot);
+  }
+
   const std::size_t kn[3][2] = {{768, 768}, {768, 3072}, {3072, 768}};
   std::mt19937 rng(42);
   std::vector<Result> results;
@@ -108,9 +124,10 @@ int main(int argc, char** argv) {
     results.push_back(r);
     std::printf(
         "{\"op\": \"%s\", \"dtype\": \"%s\", \"impl\": \"%s\", \"M\": %zu, \"N\": %zu, \"K\": %zu, \"threads\": %d, "
-        "\"gflops\": %.1f, \"median_gflops\": %.1f, \"peak_gflops\": %.1f, \"fraction\": %.3f}\n",
-        r.op.c_str(), r.dtype.c_str(), r.impl.c_str(), r.m, r.n, r.k, r.threads, r.gflops, r.median_gflops, r.peak,
-        r.peak > 0 ? r.gflops / r.peak : 0.0);
+        "\"gflops\": %.1f, \"median_gflops\": %.1f, \"cpu_time_gflops\": %.1f, \"peak_gflops\": %.1f, "
+        "\"fraction\": %.3f}\n",
+        r.op.c_str(), r.dtype.c_str(), r.impl.c_str(), r.m, r.n, r.k, r.threads, r.gflops, r.median_gflops,
+        r.threads == 1 ? r.cpu_gflops : 0.0, r.peak, r.peak > 0 ? r.gflops / r.peak : 0.0);
     std::fflush(stdout);
   };
 
@@ -132,9 +149,13 @@ int main(int argc, char** argv) {
         ScopedNumThreads threads(t);
         for (const auto& dt : dtypes) {
           const bool b16 = dt == "bf16";
-          const double peak = b16 ? dot_peak[t] : fma_peak[t];
           for (const auto& op : ops) {
-            std::pair<double, double> g;
+            // The peak is re-measured next to each product, so that both see the
+            // same machine when others share it.
+            const double peak = b16 && isa >= Isa::avx512_bf16
+                                    ? bench::measure_peak(bench::PeakKind::bf16_dot, isa, t, 0.02, 5)
+                                    : bench::measure_peak(bench::PeakKind::fma_fp32, isa, t, 0.02, 5);
+            Timing g;
             if (op == "fwd") {
               g = time_gflops(flops, seconds, [&] {
                 if (b16) gemm(Trans::N, Trans::T, M, N, K, 1.0f, x16.data(), K, w16.data(), K, 0.0f, y16.data(), N);
@@ -151,7 +172,7 @@ int main(int argc, char** argv) {
                 else gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy32.data(), N, x32.data(), K, 1.0f, dw32.data(), K);
               });
             }
-            emit({op, dt, "mpt", M, N, K, t, g.first, g.second, peak});
+            emit({op, dt, "mpt", M, N, K, t, g.best, g.median, g.cpu_best, peak});
           }
         }
       }
@@ -159,28 +180,37 @@ int main(int argc, char** argv) {
         using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
         Eigen::Map<const Mat> X(x32.data(), M, K), W(w32.data(), N, K), dY(dy32.data(), M, N);
         Eigen::Map<Mat> Y(y32.data(), M, N), dX(dx32.data(), M, K), dW(dw32.data(), N, K);
-        const double peak = fma_peak.count(1) ? fma_peak[1] : 0.0;
         for (const auto& op : ops) {
-          std::pair<double, double> g;
+          const double peak = bench::measure_peak(bench::PeakKind::fma_fp32, isa, 1, 0.02, 5);
+          Timing g;
           if (op == "fwd") g = time_gflops(flops, seconds, [&] { Y.noalias() = X * W.transpose(); });
           else if (op == "dgrad") g = time_gflops(flops, seconds, [&] { dX.noalias() = dY * W; });
           else g = time_gflops(flops, seconds, [&] { dW.noalias() += dY.transpose() * X; });
-          emit({op, "fp32", "eigen", M, N, K, 1, g.first, g.second, peak});
+          emit({op, "fp32", "eigen", M, N, K, 1, g.best, g.median, g.cpu_best, peak});
         }
       }
     }
   }
 
-  std::printf("\n%-6s %-5s %-6s %5s %5s %5s %3s %9s %9s %7s\n", "op", "dtype", "impl", "M", "N", "K", "thr", "GFLOP/s",
-              "peak", "frac");
+  std::printf("\n%-6s %-5s %-6s %5s %5s %5s %3s %9s %9s %7s %9s\n", "op", "dtype", "impl", "M", "N", "K", "thr",
+              "GFLOP/s", "peak", "frac", "cpu-time");
   std::map<std::string, std::pair<double, int>> mean;
+  std::map<std::string, double> mean_cpu;
+  auto key_of = [](const Result& r) { return r.impl + " " + r.dtype + " threads=" + std::to_string(r.threads); };
   for (const Result& r : results) {
-    std::printf("%-6s %-5s %-6s %5zu %5zu %5zu %3d %9.1f %9.1f %6.1f%%\n", r.op.c_str(), r.dtype.c_str(),
-                r.impl.c_str(), r.m, r.n, r.k, r.threads, r.gflops, r.peak, r.peak > 0 ? 100 * r.gflops / r.peak : 0);
-    auto& acc = mean[r.impl + " " + r.dtype + " threads=" + std::to_string(r.threads) + " M=" + std::to_string(r.m)];
+    std::printf("%-6s %-5s %-6s %5zu %5zu %5zu %3d %9.1f %9.1f %6.1f%% %9.1f\n", r.op.c_str(), r.dtype.c_str(),
+                r.impl.c_str(), r.m, r.n, r.k, r.threads, r.gflops, r.peak, r.peak > 0 ? 100 * r.gflops / r.peak : 0,
+                r.threads == 1 ? r.cpu_gflops : 0.0);
+    auto& acc = mean[key_of(r)];
     acc.first += r.peak > 0 ? r.gflops / r.peak : 0, acc.second += 1;
+    const double cpu_peak = r.dtype == "bf16" ? cpu_peak_dot : cpu_peak_fma;
+    if (r.threads == 1 && cpu_peak > 0) mean_cpu[key_of(r)] += r.cpu_gflops / cpu_peak;
   }
-  std::printf("\nmean fraction of peak over the products measured:\n");
-  for (const auto& [key, v] : mean) std::printf("  %-36s %6.1f%% (%d products)\n", key.c_str(), 100 * v.first / v.second, v.second);
+  std::printf("\nmean fraction of peak over the products measured (wall clock; 1 thread also by CPU time):\n");
+  for (const auto& [key, v] : mean) {
+    std::printf("  %-28s %6.1f%% (%d products)", key.c_str(), 100 * v.first / v.second, v.second);
+    if (mean_cpu.count(key)) std::printf("   cpu-time %6.1f%%", 100 * mean_cpu[key] / v.second);
+    std::printf("\n");
+  }
   return 0;
 }
