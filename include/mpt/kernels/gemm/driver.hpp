@@ -160,7 +160,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
           }
           Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0);
           if (last) {
-            for (std::size_t r = 0; r < mr_eff; ++r) epilogue_row<Kernel::isa>(acc + r * ld, nr_eff, i0 + r, j0, pr.store);
+            epilogue_tile<Kernel::isa>(acc, ld, i0, mr_eff, j0, nr_eff, pr.store);
           }
         }
       }

@@ -3,6 +3,7 @@
 // one row segment at a time, from an fp32 (or fp64) accumulator tile.
 //
 //   epilogue_row_scalar / _avx2 / _avx512(acc[n] -> c[n])   per instruction set
+//   epilogue_tile<isa>(...)                                 an MR x NR tile (AVX-512: set up once per tile)
 //
 // GELU uses erf in its rational minimax form (odd degree-13 over even degree-8
 // polynomial, clamped to |x| <= 4 where fp32 erf is +-1 ): a few ulp in fp32, the
@@ -127,6 +128,46 @@ MPT_TARGET_AVX512 inline void epilogue_row_avx512(const float* acc, std::size_t 
   }
 }
 
+// A whole tile (rows x cols <= 32 columns) of accumulators at acc[r * ld + j]:
+// constants and masks set up once, two vectors per row.
+template <class TC, class TE, class TR>
+MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows,
+                                                   std::size_t j0, std::size_t cols,
+                                                   const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
+  const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
+  const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1u) : __mmask16(0);
+  const __m512 alpha = _mm512_set1_ps(e.alpha), beta = _mm512_set1_ps(e.beta);
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rs2 = _mm512_set1_ps(inv_sqrt2);
+  const bool use_beta = e.beta != 0.0f, gelu = e.fused.gelu;
+  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+  if (e.fused.bias) {
+    bias0 = load_lanes_avx512(e.fused.bias + j0, m0);
+    bias1 = load_lanes_avx512(e.fused.bias + j0 + 16, m1);
+  }
+  for (std::size_t r = 0; r < rows; ++r) {
+    TC* c = e.c + (i0 + r) * e.ldc + j0;
+    __m512 v0 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld));
+    __m512 v1 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld + 16));
+    if (use_beta) {
+      v0 = _mm512_fmadd_ps(beta, load_lanes_avx512(c, m0), v0);
+      v1 = _mm512_fmadd_ps(beta, load_lanes_avx512(c + 16, m1), v1);
+    }
+    v0 = _mm512_add_ps(v0, bias0);
+    v1 = _mm512_add_ps(v1, bias1);
+    if (gelu) {
+      v0 = _mm512_mul_ps(_mm512_mul_ps(half, v0), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v0, rs2))));
+      v1 = _mm512_mul_ps(_mm512_mul_ps(half, v1), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v1, rs2))));
+    }
+    if (e.fused.residual) {
+      const TR* res = e.fused.residual + (i0 + r) * e.fused.ldr + j0;
+      v0 = _mm512_add_ps(v0, load_lanes_avx512(res, m0));
+      v1 = _mm512_add_ps(v1, load_lanes_avx512(res + 16, m1));
+    }
+    store_lanes_avx512(c, v0, m0);
+    store_lanes_avx512(c + 16, v1, m1);
+  }
+}
+
 // ---- AVX2: 8 lanes, tails through a small stack buffer ----
 MPT_TARGET_AVX2 inline __m256 erf_avx2(__m256 x) noexcept {
   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-4.0f)), _mm256_set1_ps(4.0f));
@@ -206,6 +247,19 @@ inline void epilogue_row(const Acc* acc, std::size_t n, std::size_t i, std::size
   }
 #endif
   epilogue_row_scalar(acc, n, i, j0, e);
+}
+
+// A tile of the store: rows x cols accumulators at acc[r * ld + j] -> C(i0 + r, j0 + j).
+template <Isa isa, class Acc, class TC, class TE, class TR>
+inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::size_t rows, std::size_t j0,
+                          std::size_t cols, const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+#if MPT_X86
+  if constexpr (isa >= Isa::avx512 && std::is_same_v<Acc, float> && !std::is_same_v<TC, double> &&
+                !std::is_same_v<TE, double> && !std::is_same_v<TR, double>) {
+    if (cols <= 32) return epilogue_tile_avx512(acc, ld, i0, rows, j0, cols, e);
+  }
+#endif
+  for (std::size_t r = 0; r < rows; ++r) epilogue_row<isa>(acc + r * ld, cols, i0 + r, j0, e);
 }
 
 }  // namespace mpt::detail
