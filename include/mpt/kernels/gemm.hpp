@@ -56,6 +56,12 @@ inline void check_epilogue(const char* op, std::size_t m, std::size_t n, const G
   }
 }
 
+// The part of op(A) [M x K] from column k0 on.
+template <class TA>
+const TA* a_from_k(Trans ta, const TA* a, std::size_t lda, std::size_t k0) noexcept {
+  return ta == Trans::N ? a + k0 : a + k0 * lda;
+}
+
 template <class Kernel, class TA, class TC, class TE, class TR>
 GemmProblem<Kernel, TA, TC, TE, TR> make_problem(Trans ta, std::size_t m, std::size_t n, std::size_t k,
                                                  typename Kernel::acc_t alpha, const TA* a, std::size_t lda,
@@ -79,11 +85,22 @@ void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detai
   if (m == 0 || n == 0) return;
   detail::with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
     using Kernel = decltype(kernel);
-    const detail::PanelLayout<Kernel> layout{k, n};
-    detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
-    detail::pack_b<Kernel>(tb, k, n, b, ldb, packed.data(), true);
-    detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed.data(), beta, c, ldc, epilogue),
-                     true);
+    const auto whole = detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, nullptr, beta, c, ldc, epilogue);
+    // When C can carry the running sums (e.g. a weight gradient accumulated into fp32),
+    // run one k-block at a time: only that block of op(B) is packed, and it stays in
+    // cache for all row tiles instead of streaming a large packed B from memory per tile.
+    const std::size_t step = detail::c_holds_running_sums(whole.store) ? Kernel::kc : k;
+    std::size_t k0 = 0;
+    do {
+      const std::size_t kb = std::min(step, k - k0);
+      const detail::PanelLayout<Kernel> layout{kb, n};
+      detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
+      detail::pack_b<Kernel>(tb, kb, n, tb == Trans::N ? b + k0 * ldb : b + k0, ldb, packed.data(), true);
+      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, kb, alpha, detail::a_from_k(ta, a, lda, k0), lda,
+                                                    packed.data(), k0 == 0 ? beta : 1, c, ldc, epilogue),
+                       true);
+      k0 += kb;
+    } while (k0 < k);
   });
 }
 
@@ -135,7 +152,18 @@ void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_sc
                   "; pack B again under the same instruction set");
     }
     const auto* packed = reinterpret_cast<const typename Kernel::b_t*>(b.data());
-    detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed, beta, c, ldc, epilogue), true);
+    const auto whole = detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed, beta, c, ldc, epilogue);
+    if (!detail::c_holds_running_sums(whole.store)) return detail::run_gemm(whole, true);
+    // One k-block at a time, exactly as the unpacked gemm does (same bits).
+    const detail::PanelLayout<Kernel> layout{k, n};
+    for (std::size_t blk = 0; blk < layout.k_blocks(); ++blk) {
+      const std::size_t k0 = blk * Kernel::kc;
+      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, layout.block_k(blk), alpha, detail::a_from_k(ta, a, lda, k0),
+                                                    lda, packed + layout.offset(blk, 0), blk == 0 ? beta : 1, c, ldc,
+                                                    epilogue),
+                       true);
+    }
+    if (k == 0) detail::run_gemm(whole, true);
   });
 }
 

@@ -68,6 +68,14 @@ inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0
   }
 }
 
+// Whether the store is the identity into C of the accumulation type (alpha = 1,
+// beta 0 or 1, nothing fused): then C itself can carry running sums between k-blocks.
+template <class Acc, class TC, class TE, class TR>
+inline bool c_holds_running_sums(const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+  return std::is_same_v<TC, Acc> && e.alpha == Acc(1) && (e.beta == Acc(0) || e.beta == Acc(1)) &&
+         !e.fused.fuses_anything();
+}
+
 template <class T>
 inline void prefetch_rows(const T* p, std::size_t ld, std::size_t rows, std::size_t cols) noexcept {
   for (std::size_t r = 0; r < rows; ++r)
@@ -88,8 +96,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   // and (for k-pairs) every pair lies inside the row.
   const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0;
   // Full tiles accumulate straight into C when the store would be the identity.
-  const bool c_direct = std::is_same_v<TC, acc_t> && pr.store.alpha == acc_t(1) &&
-                        (pr.store.beta == acc_t(0) || pr.store.beta == acc_t(1)) && !pr.store.fused.fuses_anything();
+  const bool c_direct = c_holds_running_sums(pr.store);
 
   const std::size_t panels = p1 - p0;
   const std::size_t chunk_count = ceil_div(panels, Kernel::mc / MR);
