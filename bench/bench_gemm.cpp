@@ -2,7 +2,7 @@
 // 1 and all threads, against the machine peak measured in the same run, with
 // Eigen's fp32 GEMM (single-threaded, this TU's flags) alongside.
 //
-//   forward      Y[M x N]  = X[M x K] W^T        W [N x K]   (bf16: Y in bf16)
+//   forward      Y[M x N]  = X[M x K] W^T + b    W [N x K]   (bias fused; bf16: Y in bf16)
 //   input grad   dX[M x K] = dY[M x N] W                      (bf16: dX in bf16)
 //   weight grad  dW[N x K] += dY^T X                          (fp32 gradient buffer)
 //
@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
       convert(std::span<const float>(x32), std::span<bf16>(x16));
       convert(std::span<const float>(w32), std::span<bf16>(w16));
       convert(std::span<const float>(dy32), std::span<bf16>(dy16));
-      std::vector<float> y32(M * N), dx32(M * K), dw32(N * K);
+      std::vector<float> y32(M * N), dx32(M * K), dw32(N * K), bias(N, 0.1f);
       std::vector<bf16> y16(M * N), dx16(M * K);
       for (const auto& ts : thread_list) {
         const int t = std::stoi(ts);
@@ -156,10 +156,12 @@ int main(int argc, char** argv) {
                                     ? bench::measure_peak(bench::PeakKind::bf16_dot, isa, t, 0.02, 5)
                                     : bench::measure_peak(bench::PeakKind::fma_fp32, isa, t, 0.02, 5);
             Timing g;
-            if (op == "fwd") {
+            if (op == "fwd") {  // with the layer's bias fused into the store
+              GemmEpilogue<float> with_bias;
+              with_bias.bias = bias.data();
               g = time_gflops(flops, seconds, [&] {
-                if (b16) gemm(Trans::N, Trans::T, M, N, K, 1.0f, x16.data(), K, w16.data(), K, 0.0f, y16.data(), N);
-                else gemm(Trans::N, Trans::T, M, N, K, 1.0f, x32.data(), K, w32.data(), K, 0.0f, y32.data(), N);
+                if (b16) gemm(Trans::N, Trans::T, M, N, K, 1.0f, x16.data(), K, w16.data(), K, 0.0f, y16.data(), N, with_bias);
+                else gemm(Trans::N, Trans::T, M, N, K, 1.0f, x32.data(), K, w32.data(), K, 0.0f, y32.data(), N, with_bias);
               });
             } else if (op == "dgrad") {
               g = time_gflops(flops, seconds, [&] {
@@ -183,7 +185,8 @@ int main(int argc, char** argv) {
         for (const auto& op : ops) {
           const double peak = bench::measure_peak(bench::PeakKind::fma_fp32, isa, 1, 0.02, 5);
           Timing g;
-          if (op == "fwd") g = time_gflops(flops, seconds, [&] { Y.noalias() = X * W.transpose(); });
+          Eigen::Map<const Eigen::RowVectorXf> b(bias.data(), N);
+          if (op == "fwd") g = time_gflops(flops, seconds, [&] { Y.noalias() = X * W.transpose(); Y.rowwise() += b; });
           else if (op == "dgrad") g = time_gflops(flops, seconds, [&] { dX.noalias() = dY * W; });
           else g = time_gflops(flops, seconds, [&] { dW.noalias() += dY.transpose() * X; });
           emit({op, "fp32", "eigen", M, N, K, 1, g.best, g.median, g.cpu_best, peak});
