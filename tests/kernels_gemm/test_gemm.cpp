@@ -158,10 +158,10 @@ template <class TA, class TB, class TC>
 void check_shapes_on_every_isa() {
   std::mt19937 rng(test_seed());
   // Odd sizes, 1s, sizes just past the 12 x 32 / 6 x 16 / 4 x 16 tiles, and K
-  // past one k-block (1024 fp32 AVX-512, 1536 bf16 dot, 256 AVX2 / scalar) so
+  // past one k-block (1536 fp32 AVX-512, 3072 bf16 dot, 256 AVX2 / scalar) so
   // partial sums are carried between blocks.
   const std::size_t shapes[][3] = {{1, 1, 1},  {1, 1, 9},   {1, 37, 5},   {13, 1, 7},  {5, 7, 1},
-                                   {12, 32, 16}, {13, 33, 17}, {25, 70, 3}, {7, 65, 1600}, {30, 20, 1031}};
+                                   {12, 32, 16}, {13, 33, 17}, {25, 70, 3}, {7, 65, 1600}, {30, 20, 1031}, {5, 40, 3100}};
   for (mpt::Isa isa : mpt::supported_isas()) {
     mpt::ScopedIsa scoped(isa);
     for (const auto& s : shapes) {
@@ -227,7 +227,7 @@ TEST_CASE_TEMPLATE("gemm fused epilogues: bias, GELU, residual, alpha, beta", T,
     for (int mask = 1; mask < 8; ++mask) {
       for (double beta : {0.0, 1.0}) {
         Case cs;
-        cs.ta = Trans::N, cs.tb = Trans::T, cs.m = 19, cs.n = 45, cs.k = mask == 7 ? 530 : 40;
+        cs.ta = Trans::N, cs.tb = Trans::T, cs.m = 19, cs.n = 45, cs.k = mask == 7 ? 3100 : 40;  // 3100: partial sums
         cs.alpha = 0.75, cs.beta = beta, cs.pad = 2;
         cs.bias = mask & 1, cs.gelu = mask & 2, cs.residual = mask & 4;
         check_gemm<T, T, float>(cs, rng);
@@ -256,7 +256,7 @@ TEST_CASE_TEMPLATE("gemm results are bitwise identical for 1 and 2 threads", T, 
     for (Trans ta : both) {
       Case cs;
       // Several row tasks on 2 threads, and K past one k-block on every kernel.
-      cs.ta = ta, cs.tb = Trans::T, cs.m = 150, cs.n = 70, cs.k = isa >= mpt::Isa::avx512 ? 1600 : 300;
+      cs.ta = ta, cs.tb = Trans::T, cs.m = 150, cs.n = 70, cs.k = isa >= mpt::Isa::avx512 ? 3100 : 300;
       cs.beta = 1, cs.bias = true, cs.gelu = true;
       std::vector<T> one, two;
       {
