@@ -89,7 +89,7 @@ void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detai
     // When C can carry the running sums (e.g. a weight gradient accumulated into fp32),
     // run one k-block at a time: only that block of op(B) is packed, and it stays in
     // cache for all row tiles instead of streaming a large packed B from memory per tile.
-    const std::size_t step = detail::c_holds_running_sums(whole.store) ? Kernel::kc : k;
+    const std::size_t step = detail::c_holds_running_sums(whole.store) ? detail::PanelLayout<Kernel>{k, n}.kc : k;
     std::size_t k0 = 0;
     do {
       const std::size_t kb = std::min(step, k - k0);
@@ -157,7 +157,7 @@ void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_sc
     // One k-block at a time, exactly as the unpacked gemm does (same bits).
     const detail::PanelLayout<Kernel> layout{k, n};
     for (std::size_t blk = 0; blk < layout.k_blocks(); ++blk) {
-      const std::size_t k0 = blk * Kernel::kc;
+      const std::size_t k0 = blk * layout.kc;
       detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, layout.block_k(blk), alpha, detail::a_from_k(ta, a, lda, k0),
                                                     lda, packed + layout.offset(blk, 0), blk == 0 ? beta : 1, c, ldc,
                                                     epilogue),

@@ -2,10 +2,11 @@
 // The blocked GEMM loop nest around one micro-kernel (BLIS order, NC = the task's columns):
 //
 //   task (rows of MR-panels x columns of NR-panels, from plan_tasks)
-//     chunk of <= MC rows                    A block: read in place or packed, L2-resident
-//       k-block of KC                        B panels: packed once per call, shared by all tasks
-//         column panel (NR)                  B micro-panel KC x NR stays in L1
-//           row panel (MR)                   micro-kernel: MR x NR accumulators in registers
+//     chunk of <= MC rows            A block: read in place or packed, L2-resident
+//       k-block (block_k_for)        B panels: packed once per call, shared by all tasks,
+//                                    one k-block of them sized for the last-level cache
+//         column panel (NR)          B micro-panel kc x NR, streamed from L1/L2
+//           row panel (MR)           micro-kernel: MR x NR accumulators in registers
 //
 // With more than one k-block the partial sums wait in an fp32 buffer (never in a
 // bf16 C); the epilogue runs on each MR x NR tile right after its last k-block.
@@ -98,12 +99,16 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   // Full tiles accumulate straight into C when the store would be the identity.
   const bool c_direct = c_holds_running_sums(pr.store);
 
+  // Row chunks share each B micro-panel; when a k-block of packed B is too large for
+  // the last-level cache it comes from memory, so share it among 4x more rows.
+  const std::size_t b_block_bytes = layout.block_groups(0) * KG * layout.n_panels() * NR * sizeof(typename Kernel::b_t);
+  const std::size_t chunk_target = (b_block_bytes > large_b_block_bytes ? 4 : 1) * (Kernel::mc / MR);
   const std::size_t panels = p1 - p0;
-  const std::size_t chunk_count = ceil_div(panels, Kernel::mc / MR);
+  const std::size_t chunk_count = ceil_div(panels, chunk_target);
   const std::size_t chunk_panels = ceil_div(panels, chunk_count);
   const std::size_t cols = (q1 - q0) * NR;
 
-  ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * Kernel::kc);
+  ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * layout.kc);
   ScratchLease<acc_t> partial(ScratchSlot::partial_sums, k_blocks > 1 ? chunk_panels * MR * cols : 0);
   alignas(64) acc_t tile[MR * NR];
 
@@ -111,13 +116,13 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
     const a_t* data;
     std::size_t rs, cs;
   };
-  APanel a_panels[256];  // chunk_panels <= Kernel::mc / MR
-  static_assert(Kernel::mc / MR <= 256);
+  APanel a_panels[256];  // chunk_panels <= 4 * Kernel::mc / MR
+  static_assert(4 * (Kernel::mc / MR) <= 256);
 
   for (std::size_t c0 = p0; c0 < p1; c0 += chunk_panels) {
     const std::size_t c1 = std::min(p1, c0 + chunk_panels);
     for (std::size_t blk = 0; blk < k_blocks; ++blk) {
-      const std::size_t k0 = blk * Kernel::kc, kc = layout.block_k(blk), groups = layout.block_groups(blk);
+      const std::size_t k0 = blk * layout.kc, kc = layout.block_k(blk), groups = layout.block_groups(blk);
       for (std::size_t p = c0; p < c1; ++p) {
         const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
         if constexpr (std::is_same_v<TA, a_t>) {
@@ -126,7 +131,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             continue;
           }
         }
-        a_t* dst = a_pack.data() + (p - c0) * MR * Kernel::kc;
+        a_t* dst = a_pack.data() + (p - c0) * MR * layout.kc;
         pack_a_panel<Kernel>(pr.ta, pr.a, pr.lda, i0, mr_eff, k0, kc, dst);
         a_panels[p - c0] = {dst, KG, MR * KG};
       }
@@ -184,7 +189,7 @@ inline void pack_b(Trans tb, std::size_t k, std::size_t n, const TB* b, std::siz
   auto body = [&](std::size_t t) {
     const std::size_t blk = t / panels, q = t % panels;
     const std::size_t j0 = q * Kernel::nr;
-    pack_b_panel<Kernel>(tb, b, ldb, blk * Kernel::kc, layout.block_k(blk), j0, std::min(Kernel::nr, n - j0),
+    pack_b_panel<Kernel>(tb, b, ldb, blk * layout.kc, layout.block_k(blk), j0, std::min(Kernel::nr, n - j0),
                          out + layout.offset(blk, q));
   };
   if (parallel) parallel_for(tasks, body);

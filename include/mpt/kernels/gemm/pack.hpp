@@ -27,17 +27,36 @@ inline To convert_element(From x) noexcept {
 
 inline constexpr std::size_t ceil_div(std::size_t a, std::size_t b) noexcept { return (a + b - 1) / b; }
 
-// Packed op(B) [K x N]: k-blocks of Kernel::kc (the last may be shorter, rounded up
-// to KG), each holding ceil(N / NR) panels of (k-block rounded to KG) x NR elements.
+// Packed op(B) blocks above this size are assumed not to stay in the last-level cache.
+inline constexpr std::size_t large_b_block_bytes = std::size_t(8) << 20;
+
+// The k-block length for op(B) [k x n]: at most Kernel::kc, short enough that one
+// packed k-block (kc x n) stays in the last-level cache (but never below 256), and
+// balanced so that blocks have equal length. A function of (k, n) only, so every
+// entry point blocks a product the same way (and gives the same bits).
+template <class Kernel>
+inline std::size_t block_k_for(std::size_t k, std::size_t n) noexcept {
+  constexpr std::size_t KG = Kernel::kg;
+  const std::size_t row_bytes = ceil_div(std::max<std::size_t>(n, 1), Kernel::nr) * Kernel::nr * sizeof(typename Kernel::b_t);
+  std::size_t cap = std::min(Kernel::kc, std::max<std::size_t>(256, large_b_block_bytes / row_bytes));
+  cap = std::max(KG, cap / KG * KG);
+  if (k == 0) return cap;
+  const std::size_t blocks = ceil_div(k, cap);
+  return std::min(cap, ceil_div(ceil_div(k, blocks), KG) * KG);
+}
+
+// Packed op(B) [K x N]: k-blocks of kc (the last may be shorter, rounded up to KG),
+// each holding ceil(N / NR) panels of (k-block rounded to KG) x NR elements.
 template <class Kernel>
 struct PanelLayout {
   std::size_t k = 0, n = 0;
-  std::size_t k_blocks() const noexcept { return ceil_div(k, Kernel::kc); }
+  std::size_t kc = block_k_for<Kernel>(k, n);
+  std::size_t k_blocks() const noexcept { return ceil_div(k, kc); }
   std::size_t n_panels() const noexcept { return ceil_div(n, Kernel::nr); }
-  std::size_t block_k(std::size_t blk) const noexcept { return std::min(Kernel::kc, k - blk * Kernel::kc); }
+  std::size_t block_k(std::size_t blk) const noexcept { return std::min(kc, k - blk * kc); }
   std::size_t block_groups(std::size_t blk) const noexcept { return ceil_div(block_k(blk), Kernel::kg); }
   std::size_t offset(std::size_t blk, std::size_t panel) const noexcept {
-    return blk * Kernel::kc * Kernel::nr * n_panels() + panel * block_groups(blk) * Kernel::kg * Kernel::nr;
+    return blk * kc * Kernel::nr * n_panels() + panel * block_groups(blk) * Kernel::kg * Kernel::nr;
   }
   std::size_t size() const noexcept { return k_blocks() == 0 ? 0 : offset(k_blocks() - 1, n_panels()); }
 };
