@@ -99,12 +99,8 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   // Full tiles accumulate straight into C when the store would be the identity.
   const bool c_direct = c_holds_running_sums(pr.store);
 
-  // Row chunks share each B micro-panel; when a k-block of packed B is too large for
-  // the last-level cache it comes from memory, so share it among 4x more rows.
-  const std::size_t b_block_bytes = layout.block_groups(0) * KG * layout.n_panels() * NR * sizeof(typename Kernel::b_t);
-  const std::size_t chunk_target = (b_block_bytes > large_b_block_bytes ? 4 : 1) * (Kernel::mc / MR);
   const std::size_t panels = p1 - p0;
-  const std::size_t chunk_count = ceil_div(panels, chunk_target);
+  const std::size_t chunk_count = ceil_div(panels, Kernel::mc / MR);
   const std::size_t chunk_panels = ceil_div(panels, chunk_count);
   const std::size_t cols = (q1 - q0) * NR;
 
@@ -116,8 +112,8 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
     const a_t* data;
     std::size_t rs, cs;
   };
-  APanel a_panels[256];  // chunk_panels <= 4 * Kernel::mc / MR
-  static_assert(4 * (Kernel::mc / MR) <= 256);
+  APanel a_panels[256];  // chunk_panels <= Kernel::mc / MR
+  static_assert(Kernel::mc / MR <= 256);
 
   for (std::size_t c0 = p0; c0 < p1; c0 += chunk_panels) {
     const std::size_t c1 = std::min(p1, c0 + chunk_panels);

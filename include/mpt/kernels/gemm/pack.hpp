@@ -27,8 +27,11 @@ inline To convert_element(From x) noexcept {
 
 inline constexpr std::size_t ceil_div(std::size_t a, std::size_t b) noexcept { return (a + b - 1) / b; }
 
-// Packed op(B) blocks above this size are assumed not to stay in the last-level cache.
+// Packed op(B) blocks above this size are assumed not to stay in the last-level cache
+// (32 MiB on the development machine, shared); a whole packed op(B) up to
+// whole_b_in_cache_bytes is still kept in one block, which avoids partial sums.
 inline constexpr std::size_t large_b_block_bytes = std::size_t(8) << 20;
+inline constexpr std::size_t whole_b_in_cache_bytes = std::size_t(12) << 20;
 
 // The k-block length for op(B) [k x n]: at most Kernel::kc, short enough that one
 // packed k-block (kc x n) stays in the last-level cache (but never below 256), and
@@ -38,7 +41,8 @@ template <class Kernel>
 inline std::size_t block_k_for(std::size_t k, std::size_t n) noexcept {
   constexpr std::size_t KG = Kernel::kg;
   const std::size_t row_bytes = ceil_div(std::max<std::size_t>(n, 1), Kernel::nr) * Kernel::nr * sizeof(typename Kernel::b_t);
-  std::size_t cap = std::min(Kernel::kc, std::max<std::size_t>(256, large_b_block_bytes / row_bytes));
+  const std::size_t budget = k * row_bytes <= whole_b_in_cache_bytes ? whole_b_in_cache_bytes : large_b_block_bytes;
+  std::size_t cap = std::min(Kernel::kc, std::max<std::size_t>(256, budget / row_bytes));
   cap = std::max(KG, cap / KG * KG);
   if (k == 0) return cap;
   const std::size_t blocks = ceil_div(k, cap);
