@@ -43,14 +43,22 @@ struct TaskGrid {
 
 inline std::size_t part_begin(std::size_t n, std::size_t parts, std::size_t p) noexcept { return n * p / parts; }
 
-// About one L2 chunk of rows per task (a multiple of the thread count, so that
+// Row panels per chunk of rows. A stored transposed is packed from rows of K (one
+// row per k, far apart in memory): a wider chunk uses more of each row's cache lines
+// (12 bf16 = 24 bytes per panel) and pages per visit.
+template <class Kernel>
+inline std::size_t chunk_panels_for(Trans ta) noexcept {
+  return (ta == Trans::T ? 4 : 1) * (Kernel::mc / Kernel::mr);
+}
+
+// About one chunk of rows per task (a multiple of the thread count, so that
 // threads finish together), splitting columns only when there are too few rows.
 template <class Kernel>
-inline TaskGrid plan_tasks(std::size_t m, std::size_t n, std::size_t threads) noexcept {
+inline TaskGrid plan_tasks(Trans ta, std::size_t m, std::size_t n, std::size_t threads) noexcept {
   const std::size_t row_panels = ceil_div(m, Kernel::mr), col_panels = ceil_div(n, Kernel::nr);
   TaskGrid grid;
   if (threads <= 1) return grid;
-  const std::size_t chunks = ceil_div(row_panels, Kernel::mc / Kernel::mr);
+  const std::size_t chunks = ceil_div(row_panels, chunk_panels_for<Kernel>(ta));
   grid.row_parts = std::min(row_panels, ceil_div(chunks, threads) * threads);
   if (grid.row_parts < threads) grid.col_parts = std::min(col_panels, ceil_div(threads, grid.row_parts));
   return grid;
@@ -100,7 +108,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   const bool c_direct = c_holds_running_sums(pr.store);
 
   const std::size_t panels = p1 - p0;
-  const std::size_t chunk_count = ceil_div(panels, Kernel::mc / MR);
+  const std::size_t chunk_count = ceil_div(panels, chunk_panels_for<Kernel>(pr.ta));
   const std::size_t chunk_panels = ceil_div(panels, chunk_count);
   const std::size_t cols = (q1 - q0) * NR;
 
@@ -112,13 +120,16 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
     const a_t* data;
     std::size_t rs, cs;
   };
-  APanel a_panels[256];  // chunk_panels <= Kernel::mc / MR
-  static_assert(Kernel::mc / MR <= 256);
+  APanel a_panels[256];  // chunk_panels <= 4 * Kernel::mc / MR
+  static_assert(4 * (Kernel::mc / MR) <= 256);
 
   for (std::size_t c0 = p0; c0 < p1; c0 += chunk_panels) {
     const std::size_t c1 = std::min(p1, c0 + chunk_panels);
     for (std::size_t blk = 0; blk < k_blocks; ++blk) {
       const std::size_t k0 = blk * layout.kc, kc = layout.block_k(blk), groups = layout.block_groups(blk);
+      // Panels read in place, then one packing pass over the rest of the chunk
+      // (in place is all but a partial last panel, or nothing).
+      std::size_t packed_from = c1;
       for (std::size_t p = c0; p < c1; ++p) {
         const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
         if constexpr (std::is_same_v<TA, a_t>) {
@@ -127,9 +138,12 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             continue;
           }
         }
-        a_t* dst = a_pack.data() + (p - c0) * MR * layout.kc;
-        pack_a_panel<Kernel>(pr.ta, pr.a, pr.lda, i0, mr_eff, k0, kc, dst);
-        a_panels[p - c0] = {dst, KG, MR * KG};
+        a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, KG, MR * KG};
+        packed_from = std::min(packed_from, p);
+      }
+      if (packed_from < c1) {
+        pack_a_chunk<Kernel>(pr.ta, pr.a, pr.lda, packed_from * MR, std::min(c1 * MR, pr.m) - packed_from * MR, k0, kc,
+                             a_pack.data() + (packed_from - c0) * MR * layout.kc, MR * layout.kc);
       }
       const bool last = blk + 1 == k_blocks;
       for (std::size_t q = q0; q < q1; ++q) {
@@ -203,7 +217,7 @@ inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool paralle
     return;
   }
   const std::size_t row_panels = ceil_div(pr.m, Kernel::mr), col_panels = ceil_div(pr.n, Kernel::nr);
-  const TaskGrid grid = plan_tasks<Kernel>(pr.m, pr.n, parallel ? static_cast<std::size_t>(num_threads()) : 1);
+  const TaskGrid grid = plan_tasks<Kernel>(pr.ta, pr.m, pr.n, parallel ? static_cast<std::size_t>(num_threads()) : 1);
   auto body = [&](std::size_t t) {
     const std::size_t r = t / grid.col_parts, c = t % grid.col_parts;
     run_tiles(pr, part_begin(row_panels, grid.row_parts, r), part_begin(row_panels, grid.row_parts, r + 1),

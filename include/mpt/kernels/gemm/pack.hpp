@@ -4,6 +4,7 @@
 //
 //   PanelLayout<Kernel>        where panel (k-block, column panel) of packed op(B) starts
 //   pack_b_panel<Kernel>(...)  one panel (SIMD where written, else the _reference): b[(g * NR + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j), zero-padded
+//   pack_a_chunk<Kernel>(...)  consecutive row panels at once (k outermost for A^T)
 //   pack_a_panel<Kernel>(...)  one panel (likewise): a[(g * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
 // KG is the number of consecutive k per 32-bit lane (2 for vdpbf16ps pairs, else 1).
 // Conversions (bf16 -> fp32 widening, fp32 -> fp64) happen here and are exact.
@@ -143,6 +144,24 @@ inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
   }
 #endif
   pack_a_panel_reference<Kernel>(ta, a, lda, i0, mr_eff, k0, kc, out);
+}
+
+// Row panels [i0, i0 + rows) of op(A) (rows beyond the matrix already excluded),
+// panel q at out + q * panel_stride.
+template <class Kernel, class TA>
+inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0,
+                         std::size_t kc, typename Kernel::a_t* out, std::size_t panel_stride) noexcept {
+#if MPT_X86
+  using a_t = typename Kernel::a_t;
+  if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double> &&
+                (std::is_same_v<a_t, float> || (Kernel::kg == 2 && std::is_same_v<TA, bf16>))) {
+    if (ta == Trans::T) return pack_a_t_chunk_avx512(a, lda, i0, rows, k0, kc, out, panel_stride);
+  }
+#endif
+  for (std::size_t q = 0; q * Kernel::mr < rows; ++q) {
+    pack_a_panel<Kernel>(ta, a, lda, i0 + q * Kernel::mr, std::min(Kernel::mr, rows - q * Kernel::mr), k0, kc,
+                         out + q * panel_stride);
+  }
 }
 
 }  // namespace mpt::detail

@@ -194,6 +194,53 @@ MPT_TARGET_AVX512 inline void pack_a_pairs_t_avx512(const bf16* a, std::size_t l
   }
 }
 
+inline constexpr std::size_t a_prefetch_groups = 8;
+
+// Several row panels of A^T at once, k outermost: each stored row of A (one k) is
+// visited once for the whole chunk instead of once per panel, which matters when
+// rows are far apart (one page each: TLB misses). Panel q of the chunk starts at
+// out + q * panel_stride; rows [i0, i0 + rows) of op(A).
+template <class TA, class Out>
+MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda, std::size_t i0, std::size_t rows,
+                                                    std::size_t k0, std::size_t kc, Out* out,
+                                                    std::size_t panel_stride) noexcept {
+  const std::size_t panels = (rows + 11) / 12;
+  if constexpr (std::is_same_v<Out, bf16>) {  // vdpbf16ps pairs
+    const std::size_t groups = (kc + 1) / 2;
+    for (std::size_t g = 0; g < groups; ++g) {
+      const bf16* row = a + (k0 + 2 * g) * lda + i0;
+      const bool pair = 2 * g + 1 < kc;
+      if (2 * (g + a_prefetch_groups) + 1 < kc) {  // rows far apart: ask for later ones early
+        const char* ahead = reinterpret_cast<const char*>(row + 2 * a_prefetch_groups * lda);
+        for (std::size_t byte = 0; byte < rows * 2; byte += 64) {
+          _mm_prefetch(ahead + byte, _MM_HINT_T0);
+          _mm_prefetch(ahead + lda * 2 + byte, _MM_HINT_T0);
+        }
+      }
+      for (std::size_t q = 0; q < panels; ++q) {
+        const __mmask32 m = lanes32(std::min<std::size_t>(12, rows - q * 12));
+        const __m512i r0 = _mm512_maskz_loadu_epi16(m, row + q * 12);
+        const __m512i r1 = pair ? _mm512_maskz_loadu_epi16(m, row + lda + q * 12) : _mm512_setzero_si512();
+        const __m512i lo = _mm512_permutex2var_epi16(r0, _mm512_loadu_si512(pair_index_lo.data()), r1);
+        bf16* dst = out + q * panel_stride + g * 24;  // 12 pairs = 48 bytes, as 32 + 16 (no masked store)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_castsi512_si256(lo));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm512_extracti32x4_epi32(lo, 2));
+      }
+    }
+  } else {  // fp32 panels from fp32 or bf16
+    for (std::size_t k = 0; k < kc; ++k) {
+      const TA* row = a + (k0 + k) * lda + i0;
+      for (std::size_t q = 0; q < panels; ++q) {
+        const __mmask16 m = lanes16(std::min<std::size_t>(12, rows - q * 12));
+        __m512 v;
+        if constexpr (std::is_same_v<TA, bf16>) v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row + q * 12));
+        else v = _mm512_maskz_loadu_ps(m, row + q * 12);
+        _mm512_mask_storeu_ps(out + q * panel_stride + k * 12, __mmask16(0x0FFF), v);
+      }
+    }
+  }
+}
+
 // fp32 layout (KG = 1) from fp32 or bf16 A.
 template <class TA>
 MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
