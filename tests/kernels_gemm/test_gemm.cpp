@@ -315,6 +315,26 @@ TEST_CASE_TEMPLATE("PackedB gives the same bits as packing inside gemm and is re
   }
 }
 
+TEST_CASE_TEMPLATE("PackedLinearWeight serves the forward and input-gradient products", T, float, bf16) {
+  std::mt19937 rng(test_seed());
+  const std::size_t tokens = 37, in = 70, out = 45, ldw = in + 3;
+  const auto w = random_values<T>(out * ldw, rng);
+  const auto x = random_values<T>(tokens * in, rng);
+  const auto dy = random_values<T>(tokens * out, rng);
+  for (mpt::Isa isa : mpt::supported_isas()) {
+    mpt::ScopedIsa scoped(isa);
+    const mpt::PackedLinearWeight<T> packed(w.data(), out, in, ldw);
+    std::vector<float> y(tokens * out), y_ref(tokens * out), dx(tokens * in), dx_ref(tokens * in);
+    mpt::gemm(Trans::N, tokens, out, in, 1.0f, x.data(), in, packed.forward, 0.0f, y.data(), out);
+    mpt::gemm(Trans::N, Trans::T, tokens, out, in, 1.0f, x.data(), in, w.data(), ldw, 0.0f, y_ref.data(), out);
+    mpt::gemm(Trans::N, tokens, in, out, 1.0f, dy.data(), out, packed.input_grad, 0.0f, dx.data(), in);
+    mpt::gemm(Trans::N, Trans::N, tokens, in, out, 1.0f, dy.data(), out, w.data(), ldw, 0.0f, dx_ref.data(), in);
+    INFO("isa " << mpt::isa_name(isa));
+    CHECK(std::memcmp(y.data(), y_ref.data(), y.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(dx.data(), dx_ref.data(), dx.size() * sizeof(float)) == 0);
+  }
+}
+
 TEST_CASE_TEMPLATE("gemm_strided_batched computes attention's products per item", T, float, bf16) {
   // Q, K, V, dO: [batch*heads, seq, head_dim] padded rows; P: [batch*heads, seq, seq].
   std::mt19937 rng(test_seed());

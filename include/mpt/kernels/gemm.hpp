@@ -6,6 +6,7 @@
 //       C[M x N] = epilogue(alpha * op(A)[M x K] * op(B)[K x N] + beta * C)
 //   PackedB<T>(tb, K, N, B, ldb)          op(B) packed once, reused by many gemm calls
 //   gemm(ta, M, N, K, alpha, A, lda, packed, beta, C, ldc, epilogue = {})
+//   PackedLinearWeight<T>(W, out, in, ldw)   W packed for forward and input gradient
 //   gemm_strided_batched(ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
 //                        beta, C, ldc, stride_c, batch)        attention: batch x heads
 //   bias_grad(dY, M, N, ld, db)           db[j] += sum_i dY[i, j]
@@ -129,6 +130,17 @@ class PackedB {
   std::size_t k_ = 0, n_ = 0;
   GemmKernel kernel_ = GemmKernel::scalar_fp32;
   AlignedBuffer<std::byte> storage_;
+};
+
+// A linear layer's weight W [out x in] (leading dimension ldw) packed once per
+// update for both products that read it: forward y = x W^T (op(B) = W^T, K = in)
+// and input gradient dx = dy W (op(B) = W, K = out). Each needs its own panel order.
+template <class T>
+struct PackedLinearWeight {
+  PackedLinearWeight(const T* w, std::size_t out, std::size_t in, std::size_t ldw, Isa isa = active_isa())
+      : forward(Trans::T, in, out, w, ldw, isa), input_grad(Trans::N, out, in, w, ldw, isa) {}
+  PackedB<T> forward;     // op(B) = W^T [in x out]
+  PackedB<T> input_grad;  // op(B) = W   [out x in]
 };
 
 // C[M x N] = epilogue(alpha * op(A)[M x K] * B + beta * C) with B packed beforehand.
