@@ -1,0 +1,230 @@
+#pragma once
+// The blocked GEMM loop nest around one micro-kernel (BLIS order, NC = the task's columns):
+//
+//   task (rows of MR-panels x columns of NR-panels, from plan_tasks)
+//     chunk of <= MC rows            A block: read in place or packed, L2-resident
+//       k-block (block_k_for)        B panels: packed once per call, shared by all tasks,
+//                                    one k-block of them sized for the last-level cache
+//         column panel (NR)          B micro-panel kc x NR, streamed from L1/L2
+//           row panel (MR)           micro-kernel: MR x NR accumulators in registers
+//
+// With more than one k-block the partial sums wait in an fp32 buffer (never in a
+// bf16 C); the epilogue runs on each MR x NR tile right after its last k-block.
+// Every C element is one chain of fused multiply-adds in k order, whatever the
+// partition, so results are bitwise identical for any thread count.
+
+#include <mpt/core/threads.hpp>
+#include <mpt/kernels/gemm/epilogue.hpp>
+#include <mpt/kernels/gemm/pack.hpp>
+#include <mpt/kernels/gemm/scratch.hpp>
+#include <mpt/kernels/gemm/types.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+namespace mpt::detail {
+
+// One GEMM with op(B) already packed for Kernel.
+template <class Kernel, class TA, class TC, class TE, class TR>
+struct GemmProblem {
+  Trans ta;
+  std::size_t m, n, k;
+  const TA* a;
+  std::size_t lda;
+  const typename Kernel::b_t* packed_b;
+  EpilogueArgs<typename Kernel::acc_t, TC, TE, TR> store;
+};
+
+struct TaskGrid {
+  std::size_t row_parts = 1, col_parts = 1;
+  std::size_t count() const noexcept { return row_parts * col_parts; }
+};
+
+inline std::size_t part_begin(std::size_t n, std::size_t parts, std::size_t p) noexcept { return n * p / parts; }
+
+// Row panels per chunk of rows. A stored transposed is packed from rows of K (one
+// row per k, far apart in memory): a wider chunk uses more of each row's cache lines
+// (12 bf16 = 24 bytes per panel) and pages per visit.
+template <class Kernel>
+inline std::size_t chunk_panels_for(Trans ta) noexcept {
+  return (ta == Trans::T ? 4 : 1) * (Kernel::mc / Kernel::mr);
+}
+
+// About one chunk of rows per task (a multiple of the thread count, so that
+// threads finish together), splitting columns only when there are too few rows.
+template <class Kernel>
+inline TaskGrid plan_tasks(Trans ta, std::size_t m, std::size_t n, std::size_t threads) noexcept {
+  const std::size_t row_panels = ceil_div(m, Kernel::mr), col_panels = ceil_div(n, Kernel::nr);
+  TaskGrid grid;
+  if (threads <= 1) return grid;
+  const std::size_t chunks = ceil_div(row_panels, chunk_panels_for<Kernel>(ta));
+  grid.row_parts = std::min(row_panels, ceil_div(chunks, threads) * threads);
+  if (grid.row_parts < threads) grid.col_parts = std::min(col_panels, ceil_div(threads, grid.row_parts));
+  return grid;
+}
+
+template <class Acc, class TC, class TE, class TR>
+inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0, std::size_t rows, std::size_t j0,
+                          std::size_t cols) noexcept {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const TC* c = e.c + (i0 + r) * e.ldc + j0;
+    for (std::size_t j = 0; j < cols; j += 64 / sizeof(TC)) __builtin_prefetch(c + j, 1);
+    if (e.fused.residual) {
+      const TR* res = e.fused.residual + (i0 + r) * e.fused.ldr + j0;
+      for (std::size_t j = 0; j < cols; j += 64 / sizeof(TR)) __builtin_prefetch(res + j, 0);
+    }
+  }
+}
+
+// Whether the store is the identity into C of the accumulation type (alpha = 1,
+// beta 0 or 1, nothing fused): then C itself can carry running sums between k-blocks.
+template <class Acc, class TC, class TE, class TR>
+inline bool c_holds_running_sums(const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+  return std::is_same_v<TC, Acc> && e.alpha == Acc(1) && (e.beta == Acc(0) || e.beta == Acc(1)) &&
+         !e.fused.fuses_anything();
+}
+
+template <class T>
+inline void prefetch_rows(const T* p, std::size_t ld, std::size_t rows, std::size_t cols) noexcept {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < cols; j += 64 / sizeof(T)) __builtin_prefetch(p + r * ld + j, 1);
+}
+
+// Computes the tiles of C in row panels [p0, p1) x column panels [q0, q1).
+template <class Kernel, class TA, class TC, class TE, class TR>
+inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0,
+                      std::size_t q1) {
+  using a_t = typename Kernel::a_t;
+  using acc_t = typename Kernel::acc_t;
+  constexpr std::size_t MR = Kernel::mr, NR = Kernel::nr, KG = Kernel::kg;
+  if (p0 >= p1 || q0 >= q1) return;
+  const PanelLayout<Kernel> layout{pr.k, pr.n};
+  const std::size_t k_blocks = layout.k_blocks();
+  // A is read in place when it already has the kernel's element type, row-major in k,
+  // and (for k-pairs) every pair lies inside the row.
+  const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0;
+  // Full tiles accumulate straight into C when the store would be the identity.
+  const bool c_direct = c_holds_running_sums(pr.store);
+
+  const std::size_t panels = p1 - p0;
+  const std::size_t chunk_count = ceil_div(panels, chunk_panels_for<Kernel>(pr.ta));
+  const std::size_t chunk_panels = ceil_div(panels, chunk_count);
+  const std::size_t cols = (q1 - q0) * NR;
+
+  ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * layout.kc);
+  ScratchLease<acc_t> partial(ScratchSlot::partial_sums, k_blocks > 1 ? chunk_panels * MR * cols : 0);
+  alignas(64) acc_t tile[MR * NR];
+
+  struct APanel {
+    const a_t* data;
+    std::size_t rs, cs;
+  };
+  APanel a_panels[256];  // chunk_panels <= 4 * Kernel::mc / MR
+  static_assert(4 * (Kernel::mc / MR) <= 256);
+
+  for (std::size_t c0 = p0; c0 < p1; c0 += chunk_panels) {
+    const std::size_t c1 = std::min(p1, c0 + chunk_panels);
+    for (std::size_t blk = 0; blk < k_blocks; ++blk) {
+      const std::size_t k0 = blk * layout.kc, kc = layout.block_k(blk), groups = layout.block_groups(blk);
+      // Panels read in place, then one packing pass over the rest of the chunk
+      // (in place is all but a partial last panel, or nothing).
+      std::size_t packed_from = c1;
+      for (std::size_t p = c0; p < c1; ++p) {
+        const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
+        if constexpr (std::is_same_v<TA, a_t>) {
+          if (a_in_place && mr_eff == MR) {
+            a_panels[p - c0] = {pr.a + i0 * pr.lda + k0, pr.lda, KG};
+            continue;
+          }
+        }
+        a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, KG, MR * KG};
+        packed_from = std::min(packed_from, p);
+      }
+      if (packed_from < c1) {
+        pack_a_chunk<Kernel>(pr.ta, pr.a, pr.lda, packed_from * MR, std::min(c1 * MR, pr.m) - packed_from * MR, k0, kc,
+                             a_pack.data() + (packed_from - c0) * MR * layout.kc, MR * layout.kc);
+      }
+      const bool last = blk + 1 == k_blocks;
+      for (std::size_t q = q0; q < q1; ++q) {
+        const typename Kernel::b_t* b_panel = pr.packed_b + layout.offset(blk, q);
+        const std::size_t j0 = q * NR, nr_eff = std::min(NR, pr.n - j0);
+        for (std::size_t p = c0; p < c1; ++p) {
+          const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
+          // The next tile's rows of C / partial sums are far apart in memory: no hardware
+          // prefetcher finds them, so ask for them while this tile's micro-kernel runs.
+          const std::size_t pn = p + 1 < c1 ? p + 1 : c0, qn = p + 1 < c1 ? q : q + 1;
+          if (qn < q1) {
+            const std::size_t in = pn * MR, jn = qn * NR;
+            const std::size_t mr_n = std::min(MR, pr.m - in), nr_n = std::min(NR, pr.n - jn);
+            if (c_direct && mr_n == MR && nr_n == NR) {
+              if (blk > 0 || pr.store.beta != 0) prefetch_rows(pr.store.c + in * pr.store.ldc + jn, pr.store.ldc, MR, NR);
+            } else {
+              if (last) prefetch_tile(pr.store, in, mr_n, jn, nr_n);
+              if (blk > 0 && k_blocks > 1) prefetch_rows(partial.data() + (pn - c0) * MR * cols + (qn - q0) * NR, cols, MR, NR);
+            }
+          }
+          const APanel& ap = a_panels[p - c0];
+          if (c_direct && mr_eff == MR && nr_eff == NR) {
+            // alpha = 1, beta in {0, 1}, nothing fused, C in the accumulation type:
+            // C itself holds the running sums, with no separate store pass.
+            if constexpr (std::is_same_v<TC, acc_t>) {
+              Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, pr.store.c + i0 * pr.store.ldc + j0, pr.store.ldc,
+                          blk > 0 || pr.store.beta != 0);
+            }
+            continue;
+          }
+          acc_t* acc = tile;
+          std::size_t ld = NR;
+          if (k_blocks > 1) {
+            ld = cols;
+            acc = partial.data() + (p - c0) * MR * ld + (q - q0) * NR;
+          }
+          Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0);
+          if (last) {
+            epilogue_tile<Kernel::isa>(acc, ld, i0, mr_eff, j0, nr_eff, pr.store);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Packs all of op(B) for Kernel into out[PanelLayout{k, n}.size()], in parallel if asked.
+template <class Kernel, class TB>
+inline void pack_b(Trans tb, std::size_t k, std::size_t n, const TB* b, std::size_t ldb, typename Kernel::b_t* out,
+                   bool parallel) {
+  const PanelLayout<Kernel> layout{k, n};
+  const std::size_t panels = layout.n_panels(), tasks = layout.k_blocks() * panels;
+  auto body = [&](std::size_t t) {
+    const std::size_t blk = t / panels, q = t % panels;
+    const std::size_t j0 = q * Kernel::nr;
+    pack_b_panel<Kernel>(tb, b, ldb, blk * layout.kc, layout.block_k(blk), j0, std::min(Kernel::nr, n - j0),
+                         out + layout.offset(blk, q));
+  };
+  if (parallel) parallel_for(tasks, body);
+  else for (std::size_t t = 0; t < tasks; ++t) body(t);
+}
+
+// C = epilogue(alpha * op(A) * packed op(B) + beta * C), in parallel over output tiles if asked.
+template <class Kernel, class TA, class TC, class TE, class TR>
+inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool parallel) {
+  if (pr.m == 0 || pr.n == 0) return;
+  if (pr.k == 0) {  // no products: C = epilogue(beta * C)
+    ScratchLease<typename Kernel::acc_t> zeros(ScratchSlot::partial_sums, pr.n);
+    std::fill(zeros.data(), zeros.data() + pr.n, typename Kernel::acc_t(0));
+    for (std::size_t i = 0; i < pr.m; ++i) epilogue_row<Kernel::isa>(zeros.data(), pr.n, i, 0, pr.store);
+    return;
+  }
+  const std::size_t row_panels = ceil_div(pr.m, Kernel::mr), col_panels = ceil_div(pr.n, Kernel::nr);
+  const TaskGrid grid = plan_tasks<Kernel>(pr.ta, pr.m, pr.n, parallel ? static_cast<std::size_t>(num_threads()) : 1);
+  auto body = [&](std::size_t t) {
+    const std::size_t r = t / grid.col_parts, c = t % grid.col_parts;
+    run_tiles(pr, part_begin(row_panels, grid.row_parts, r), part_begin(row_panels, grid.row_parts, r + 1),
+              part_begin(col_panels, grid.col_parts, c), part_begin(col_panels, grid.col_parts, c + 1));
+  };
+  if (parallel) parallel_for(grid.count(), body);
+  else for (std::size_t t = 0; t < grid.count(); ++t) body(t);
+}
+
+}  // namespace mpt::detail
