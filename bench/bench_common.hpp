@@ -1,0 +1,169 @@
+#pragma once
+// Shared by the benchmarks: timing, machine peaks measured in the same run
+// (FMA and vdpbf16ps throughput, triad bandwidth), and one-line JSON records.
+//
+// Peaks use independent accumulator chains held in registers (more chains than
+// FMA latency x ports), so they measure issue throughput, not latency.
+
+#include <mpt/mpt.hpp>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt::bench {
+
+inline double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Runs body(thread_index) on `threads` std::threads released together; returns wall seconds.
+template <class Body>
+double run_on_threads(int threads, Body body) {
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> pool;
+  double start = 0;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      ready.fetch_add(1);
+      while (!go.load(std::memory_order_acquire)) {
+      }
+      body(t);
+    });
+  }
+  while (ready.load() != threads) {
+  }
+  start = now_seconds();
+  go.store(true, std::memory_order_release);
+  for (auto& th : pool) th.join();
+  return now_seconds() - start;
+}
+
+// Accumulator chains per peak loop: 24 zmm (AVX-512) / 12 ymm (AVX2) cover
+// latency 4 x 2 ports with a wide margin.
+MPT_TARGET_AVX512 inline float fma_loop_avx512(std::size_t iters, float seed) {
+  __m512 acc[24];
+  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(seed + i);
+  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+  for (std::size_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
+  alignas(64) float out[16];
+  _mm512_store_ps(out, s);
+  return out[0];
+}
+MPT_TARGET_AVX2 inline float fma_loop_avx2(std::size_t iters, float seed) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(seed + i);
+  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+  for (std::size_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+  }
+  __m256 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
+  alignas(32) float out[8];
+  _mm256_store_ps(out, s);
+  return out[0];
+}
+MPT_TARGET_AVX512_BF16 inline float dot_loop_avx512_bf16(std::size_t iters, float seed) {
+  __m512 acc[24];
+  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(seed + i);
+  const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3F803F80), y = (__m512bh)_mm512_set1_epi32(0x33D633D6);
+  for (std::size_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
+  alignas(64) float out[16];
+  _mm512_store_ps(out, s);
+  return out[0];
+}
+
+enum class PeakKind { fma_fp32, bf16_dot };
+
+// GFLOP/s (1 FMA = 2 flops; 1 vdpbf16ps lane = 4 flops) on `threads` cores, best of 3.
+inline double measure_peak(PeakKind kind, Isa isa, int threads, double seconds = 0.1) {
+  std::size_t iters = 1 << 16;
+  double flops_per_iter = 0;
+  auto loop = [&](std::size_t n, float seed) -> float {
+    if (kind == PeakKind::bf16_dot) return dot_loop_avx512_bf16(n, seed);
+    return isa >= Isa::avx512 ? fma_loop_avx512(n, seed) : fma_loop_avx2(n, seed);
+  };
+  if (kind == PeakKind::bf16_dot) flops_per_iter = 24 * 16 * 4;
+  else flops_per_iter = isa >= Isa::avx512 ? 24 * 16 * 2 : 12 * 8 * 2;
+  std::atomic<float> sink{0};
+  // Grow the loop until one run takes `seconds`.
+  for (;;) {
+    const double t = run_on_threads(1, [&](int) { sink.store(loop(iters, 1.0f)); });
+    if (t >= seconds / 4) {
+      iters = static_cast<std::size_t>(static_cast<double>(iters) * seconds / t);
+      break;
+    }
+    iters *= 4;
+  }
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const double t = run_on_threads(threads, [&](int i) { sink.store(loop(iters, 1.0f + i)); });
+    best = std::max(best, flops_per_iter * static_cast<double>(iters) * threads / t * 1e-9);
+  }
+  return best;
+}
+
+// Triad a[i] = b[i] + s * c[i] over 3 x 64 MiB, GB/s counting 3 streams (no write-allocate), best of 3.
+inline double measure_triad_gbps(int threads) {
+  const std::size_t n = std::size_t(16) << 20;
+  AlignedBuffer<float> a(n), b(n), c(n);
+  for (std::size_t i = 0; i < n; ++i) b[i] = 1.0f, c[i] = 2.0f;
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    const double t = run_on_threads(threads, [&](int id) {
+      const std::size_t lo = n * id / threads, hi = n * (id + 1) / threads;
+      float* pa = a.data();
+      const float* pb = b.data();
+      const float* pc = c.data();
+      for (std::size_t i = lo; i < hi; ++i) pa[i] = pb[i] + 3.0f * pc[i];
+    });
+    if (rep > 0) best = std::max(best, 3.0 * n * sizeof(float) / t * 1e-9);
+  }
+  return best;
+}
+
+inline std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      return colon == std::string::npos ? line : line.substr(colon + 2);
+    }
+  }
+  return "unknown";
+}
+
+inline double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double l = 0;
+  in >> l;
+  return l;
+}
+
+}  // namespace mpt::bench
+
+#pragma GCC diagnostic pop

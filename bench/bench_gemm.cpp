@@ -1,0 +1,186 @@
+// GEMM at BERT shapes: the three products of a linear layer, fp32 and bf16,
+// 1 and all threads, against the machine peak measured in the same run, with
+// Eigen's fp32 GEMM (single-threaded, this TU's flags) alongside.
+//
+//   forward      Y[M x N]  = X[M x K] W^T        W [N x K]   (bf16: Y in bf16)
+//   input grad   dX[M x K] = dY[M x N] W                      (bf16: dX in bf16)
+//   weight grad  dW[N x K] += dY^T X                          (fp32 gradient buffer)
+//
+// bench_gemm [--quick] [--threads=1,2] [--m=1024,4608] [--dtype=fp32,bf16] [--ops=fwd,dgrad,wgrad]
+//            [--isa=avx2|avx512|avx512_bf16] [--eigen] [--seconds=S]
+// Output: one JSON object per line per measurement, then a table.
+
+#include "bench_common.hpp"
+
+#include <Eigen/Core>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+#include <sstream>
+
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(item);
+  return out;
+}
+bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+struct Result {
+  std::string op, dtype, impl;
+  std::size_t m, n, k;
+  int threads;
+  double gflops, median_gflops, peak;
+};
+
+// Best and median GFLOP/s of f over about `seconds` of repetitions (after one warm-up call).
+template <class F>
+std::pair<double, double> time_gflops(double flops, double seconds, F&& f) {
+  f();
+  std::vector<double> times;
+  const double start = mpt::bench::now_seconds();
+  do {
+    const double t0 = mpt::bench::now_seconds();
+    f();
+    times.push_back(mpt::bench::now_seconds() - t0);
+  } while (mpt::bench::now_seconds() - start < seconds || times.size() < 3);
+  std::sort(times.begin(), times.end());
+  return {flops / times.front() * 1e-9, flops / times[times.size() / 2] * 1e-9};
+}
+
+template <class T>
+std::vector<T> random_matrix(std::size_t count, std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<T> v(count);
+  for (auto& x : v) x = T(dist(rng));
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace mpt;
+  std::vector<std::string> thread_list = {"1", std::to_string(std::thread::hardware_concurrency())};
+  std::vector<std::string> m_list = {"1024", "4608"}, dtypes = {"fp32", "bf16"}, ops = {"fwd", "dgrad", "wgrad"};
+  double seconds = 0.5;
+  bool eigen = false;
+  std::string isa_arg;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* key) { return a.rfind(key, 0) == 0 ? a.substr(std::strlen(key)) : std::string(); };
+    if (a == "--quick") m_list = {"1024"}, seconds = 0.15;
+    else if (a == "--eigen") eigen = true;
+    else if (!value("--threads=").empty()) thread_list = split(value("--threads="));
+    else if (!value("--m=").empty()) m_list = split(value("--m="));
+    else if (!value("--dtype=").empty()) dtypes = split(value("--dtype="));
+    else if (!value("--ops=").empty()) ops = split(value("--ops="));
+    else if (!value("--isa=").empty()) isa_arg = value("--isa=");
+    else if (!value("--seconds=").empty()) seconds = std::atof(value("--seconds=").c_str());
+    else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  const Isa isa = isa_arg.empty() ? detected_isa() : parse_isa(isa_arg);
+  ScopedIsa scoped_isa(isa);
+  std::printf("# cpu: %s, isa %s, load average %.2f\n", bench::cpu_model().c_str(), std::string(isa_name(isa)).c_str(),
+              bench::load_average());
+
+  // Peaks for this run, per thread count: fp32 FMA at this ISA, bf16 dot if present.
+  std::map<int, double> fma_peak, dot_peak;
+  for (const auto& ts : thread_list) {
+    const int t = std::stoi(ts);
+    if (isa >= Isa::avx2) fma_peak[t] = bench::measure_peak(bench::PeakKind::fma_fp32, isa, t);
+    dot_peak[t] = isa >= Isa::avx512_bf16 ? bench::measure_peak(bench::PeakKind::bf16_dot, isa, t) : fma_peak[t];
+    std::printf("{\"op\": \"peak\", \"threads\": %d, \"fma_fp32_gflops\": %.1f, \"bf16_dot_gflops\": %.1f}\n", t,
+                fma_peak[t], dot_peak[t]);
+  }
+
+  const std::size_t kn[3][2] = {{768, 768}, {768, 3072}, {3072, 768}};
+  std::mt19937 rng(42);
+  std::vector<Result> results;
+  auto emit = [&](const Result& r) {
+    results.push_back(r);
+    std::printf(
+        "{\"op\": \"%s\", \"dtype\": \"%s\", \"impl\": \"%s\", \"M\": %zu, \"N\": %zu, \"K\": %zu, \"threads\": %d, "
+        "\"gflops\": %.1f, \"median_gflops\": %.1f, \"peak_gflops\": %.1f, \"fraction\": %.3f}\n",
+        r.op.c_str(), r.dtype.c_str(), r.impl.c_str(), r.m, r.n, r.k, r.threads, r.gflops, r.median_gflops, r.peak,
+        r.peak > 0 ? r.gflops / r.peak : 0.0);
+    std::fflush(stdout);
+  };
+
+  for (const auto& ms : m_list) {
+    const std::size_t M = std::stoul(ms);
+    for (const auto& s : kn) {
+      const std::size_t K = s[0], N = s[1];
+      const double flops = 2.0 * M * N * K;
+      const auto x32 = random_matrix<float>(M * K, rng), w32 = random_matrix<float>(N * K, rng),
+                 dy32 = random_matrix<float>(M * N, rng);
+      std::vector<bf16> x16(x32.size()), w16(w32.size()), dy16(dy32.size());
+      convert(std::span<const float>(x32), std::span<bf16>(x16));
+      convert(std::span<const float>(w32), std::span<bf16>(w16));
+      convert(std::span<const float>(dy32), std::span<bf16>(dy16));
+      std::vector<float> y32(M * N), dx32(M * K), dw32(N * K);
+      std::vector<bf16> y16(M * N), dx16(M * K);
+      for (const auto& ts : thread_list) {
+        const int t = std::stoi(ts);
+        ScopedNumThreads threads(t);
+        for (const auto& dt : dtypes) {
+          const bool b16 = dt == "bf16";
+          const double peak = b16 ? dot_peak[t] : fma_peak[t];
+          for (const auto& op : ops) {
+            std::pair<double, double> g;
+            if (op == "fwd") {
+              g = time_gflops(flops, seconds, [&] {
+                if (b16) gemm(Trans::N, Trans::T, M, N, K, 1.0f, x16.data(), K, w16.data(), K, 0.0f, y16.data(), N);
+                else gemm(Trans::N, Trans::T, M, N, K, 1.0f, x32.data(), K, w32.data(), K, 0.0f, y32.data(), N);
+              });
+            } else if (op == "dgrad") {
+              g = time_gflops(flops, seconds, [&] {
+                if (b16) gemm(Trans::N, Trans::N, M, K, N, 1.0f, dy16.data(), N, w16.data(), K, 0.0f, dx16.data(), K);
+                else gemm(Trans::N, Trans::N, M, K, N, 1.0f, dy32.data(), N, w32.data(), K, 0.0f, dx32.data(), K);
+              });
+            } else {
+              g = time_gflops(flops, seconds, [&] {
+                if (b16) gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy16.data(), N, x16.data(), K, 1.0f, dw32.data(), K);
+                else gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy32.data(), N, x32.data(), K, 1.0f, dw32.data(), K);
+              });
+            }
+            emit({op, dt, "mpt", M, N, K, t, g.first, g.second, peak});
+          }
+        }
+      }
+      if (eigen && has(dtypes, "fp32")) {
+        using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        Eigen::Map<const Mat> X(x32.data(), M, K), W(w32.data(), N, K), dY(dy32.data(), M, N);
+        Eigen::Map<Mat> Y(y32.data(), M, N), dX(dx32.data(), M, K), dW(dw32.data(), N, K);
+        const double peak = fma_peak.count(1) ? fma_peak[1] : 0.0;
+        for (const auto& op : ops) {
+          std::pair<double, double> g;
+          if (op == "fwd") g = time_gflops(flops, seconds, [&] { Y.noalias() = X * W.transpose(); });
+          else if (op == "dgrad") g = time_gflops(flops, seconds, [&] { dX.noalias() = dY * W; });
+          else g = time_gflops(flops, seconds, [&] { dW.noalias() += dY.transpose() * X; });
+          emit({op, "fp32", "eigen", M, N, K, 1, g.first, g.second, peak});
+        }
+      }
+    }
+  }
+
+  std::printf("\n%-6s %-5s %-6s %5s %5s %5s %3s %9s %9s %7s\n", "op", "dtype", "impl", "M", "N", "K", "thr", "GFLOP/s",
+              "peak", "frac");
+  std::map<std::string, std::pair<double, int>> mean;
+  for (const Result& r : results) {
+    std::printf("%-6s %-5s %-6s %5zu %5zu %5zu %3d %9.1f %9.1f %6.1f%%\n", r.op.c_str(), r.dtype.c_str(),
+                r.impl.c_str(), r.m, r.n, r.k, r.threads, r.gflops, r.peak, r.peak > 0 ? 100 * r.gflops / r.peak : 0);
+    auto& acc = mean[r.impl + " " + r.dtype + " threads=" + std::to_string(r.threads) + " M=" + std::to_string(r.m)];
+    acc.first += r.peak > 0 ? r.gflops / r.peak : 0, acc.second += 1;
+  }
+  std::printf("\nmean fraction of peak over the products measured:\n");
+  for (const auto& [key, v] : mean) std::printf("  %-36s %6.1f%% (%d products)\n", key.c_str(), 100 * v.first / v.second, v.second);
+  return 0;
+}

@@ -1,0 +1,177 @@
+#pragma once
+// General matrix multiply for training on CPUs: fp32 accumulation of fp32 or bf16
+// operands (fp64 for gradient checks), fused epilogues, runtime-chosen micro-kernels.
+//
+//   gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue = {})
+//       C[M x N] = epilogue(alpha * op(A)[M x K] * op(B)[K x N] + beta * C)
+//   PackedB<T>(tb, K, N, B, ldb)          op(B) packed once, reused by many gemm calls
+//   gemm(ta, M, N, K, alpha, A, lda, packed, beta, C, ldc, epilogue = {})
+//   gemm_strided_batched(ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
+//                        beta, C, ldc, stride_c, batch)        attention: batch x heads
+//   bias_grad(dY, M, N, ld, db)           db[j] += sum_i dY[i, j]
+//
+// Linear layer y = x W^T + b, x [T x in], W [out x in]:
+//   forward      gemm(N, T, T, out, in, 1, x, in, W, in, 0, y, out, {bias, gelu})
+//   input grad   gemm(N, N, T, in, out, 1, dy, out, W, in, 0, dx, in)
+//   weight grad  gemm(T, N, out, in, T, 1, dy, out, x, in, 1, dW, in) + bias_grad(dy, T, out, out, db)
+//
+// Threads split output tiles, never the k reduction: results are bitwise identical
+// for any thread count. See gemm/driver.hpp for the blocking, gemm/dispatch.hpp
+// for which micro-kernel runs where.
+
+#include <mpt/core/aligned.hpp>
+#include <mpt/core/bf16.hpp>
+#include <mpt/core/cpu.hpp>
+#include <mpt/core/error.hpp>
+#include <mpt/core/threads.hpp>
+#include <mpt/kernels/gemm/bias_grad.hpp>
+#include <mpt/kernels/gemm/dispatch.hpp>
+#include <mpt/kernels/gemm/driver.hpp>
+#include <mpt/kernels/gemm/types.hpp>
+
+#include <cstddef>
+#include <type_traits>
+
+namespace mpt {
+
+namespace detail {
+
+inline void check_gemm_operand(const char* op, const char* name, Trans t, std::size_t rows, std::size_t cols,
+                               const void* p, std::size_t ld) {
+  // Stored shape of op(X) [rows x cols]: X itself is [rows x cols] (N) or [cols x rows] (T).
+  const std::size_t stored_cols = t == Trans::N ? cols : rows;
+  if (rows == 0 || cols == 0) return;
+  if (p == nullptr) throw_error(op, ": ", name, " is null but op(", name, ") has shape [", rows, " x ", cols, "]");
+  if (ld < stored_cols) {
+    throw_error(op, ": leading dimension of ", name, " is ", ld, " but ", name, " is stored with ", stored_cols,
+                " columns (", t == Trans::N ? "N" : "T", "); pass ld", name[0] == 'A' ? "a" : name[0] == 'B' ? "b" : "c",
+                " >= ", stored_cols);
+  }
+}
+
+template <class TE, class TR>
+inline void check_epilogue(const char* op, std::size_t m, std::size_t n, const GemmEpilogue<TE, TR>& e) {
+  if (e.residual && e.ldr < n && m > 0) {
+    throw_error(op, ": epilogue residual has leading dimension ", e.ldr, " but C has ", n, " columns; set ldr >= N");
+  }
+}
+
+template <class Kernel, class TA, class TC, class TE, class TR>
+GemmProblem<Kernel, TA, TC, TE, TR> make_problem(Trans ta, std::size_t m, std::size_t n, std::size_t k,
+                                                 typename Kernel::acc_t alpha, const TA* a, std::size_t lda,
+                                                 const typename Kernel::b_t* packed_b, typename Kernel::acc_t beta,
+                                                 TC* c, std::size_t ldc, const GemmEpilogue<TE, TR>& e) {
+  return {ta, m, n, k, a, lda, packed_b, {alpha, beta, c, ldc, e}};
+}
+
+}  // namespace detail
+
+// C[M x N] = epilogue(alpha * op(A)[M x K] * op(B)[K x N] + beta * C).
+// TA, TB: float, bf16 or double; TC: float, bf16 or double. C is not read when beta == 0.
+template <class TA, class TB, class TC, class TE = float, class TR = TE>
+void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<TA, TB> alpha,
+          const TA* a, std::size_t lda, const TB* b, std::size_t ldb, detail::gemm_scalar_t<TA, TB> beta, TC* c,
+          std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue = {}) {
+  detail::check_gemm_operand("gemm", "A", ta, m, k, a, lda);
+  detail::check_gemm_operand("gemm", "B", tb, k, n, b, ldb);
+  detail::check_gemm_operand("gemm", "C", Trans::N, m, n, c, ldc);
+  detail::check_epilogue("gemm", m, n, epilogue);
+  if (m == 0 || n == 0) return;
+  detail::with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
+    using Kernel = decltype(kernel);
+    const detail::PanelLayout<Kernel> layout{k, n};
+    detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
+    detail::pack_b<Kernel>(tb, k, n, b, ldb, packed.data(), true);
+    detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed.data(), beta, c, ldc, epilogue),
+                     true);
+  });
+}
+
+// op(B) [K x N] packed for the micro-kernel that the active instruction set selects
+// for T x T products, reusable across gemm calls (e.g. a weight over many batches).
+template <class T>
+class PackedB {
+ public:
+  PackedB() = default;
+  PackedB(Trans tb, std::size_t k, std::size_t n, const T* b, std::size_t ldb, Isa isa = active_isa()) : k_(k), n_(n) {
+    detail::check_gemm_operand("PackedB", "B", tb, k, n, b, ldb);
+    detail::with_gemm_kernel<T, T>(isa, [&](auto kernel) {
+      using Kernel = decltype(kernel);
+      kernel_ = detail::gemm_kernel_id<Kernel>();
+      const detail::PanelLayout<Kernel> layout{k, n};
+      storage_ = AlignedBuffer<std::byte>(layout.size() * sizeof(typename Kernel::b_t));
+      detail::pack_b<Kernel>(tb, k, n, b, ldb, reinterpret_cast<typename Kernel::b_t*>(storage_.data()), true);
+    });
+  }
+  std::size_t k() const noexcept { return k_; }
+  std::size_t n() const noexcept { return n_; }
+  GemmKernel kernel() const noexcept { return kernel_; }
+  const std::byte* data() const noexcept { return storage_.data(); }
+
+ private:
+  std::size_t k_ = 0, n_ = 0;
+  GemmKernel kernel_ = GemmKernel::scalar_fp32;
+  AlignedBuffer<std::byte> storage_;
+};
+
+// C[M x N] = epilogue(alpha * op(A)[M x K] * B + beta * C) with B packed beforehand.
+template <class T, class TC, class TE = float, class TR = TE>
+void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<T, T> alpha, const T* a,
+          std::size_t lda, const PackedB<T>& b, detail::gemm_scalar_t<T, T> beta, TC* c, std::size_t ldc,
+          const GemmEpilogue<TE, TR>& epilogue = {}) {
+  if (b.k() != k || b.n() != n) {
+    throw_error("gemm: packed B holds op(B) [", b.k(), " x ", b.n(), "] but the call needs [", k, " x ", n,
+                "]; pack the matching matrix");
+  }
+  detail::check_gemm_operand("gemm", "A", ta, m, k, a, lda);
+  detail::check_gemm_operand("gemm", "C", Trans::N, m, n, c, ldc);
+  detail::check_epilogue("gemm", m, n, epilogue);
+  if (m == 0 || n == 0) return;
+  detail::with_gemm_kernel<T, T>(active_isa(), [&](auto kernel) {
+    using Kernel = decltype(kernel);
+    if (detail::gemm_kernel_id<Kernel>() != b.kernel()) {
+      throw_error("gemm: B was packed for micro-kernel ", gemm_kernel_name(b.kernel()), " but the active instruction set (",
+                  isa_name(active_isa()), ") runs ", gemm_kernel_name(detail::gemm_kernel_id<Kernel>()),
+                  "; pack B again under the same instruction set");
+    }
+    const auto* packed = reinterpret_cast<const typename Kernel::b_t*>(b.data());
+    detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed, beta, c, ldc, epilogue), true);
+  });
+}
+
+// For p in [0, batch): C_p = alpha * op(A_p) * op(B_p) + beta * C_p with
+// A_p = A + p * stride_a (likewise B, C): attention's Q K^T, P V and their gradients
+// over (batch x heads). Parallel over the batch when it has enough items, else within each.
+template <class TA, class TB, class TC>
+void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k,
+                          detail::gemm_scalar_t<TA, TB> alpha, const TA* a, std::size_t lda, std::size_t stride_a,
+                          const TB* b, std::size_t ldb, std::size_t stride_b, detail::gemm_scalar_t<TA, TB> beta, TC* c,
+                          std::size_t ldc, std::size_t stride_c, std::size_t batch) {
+  if (batch == 0 || m == 0 || n == 0) return;
+  detail::check_gemm_operand("gemm_strided_batched", "A", ta, m, k, a, lda);
+  detail::check_gemm_operand("gemm_strided_batched", "B", tb, k, n, b, ldb);
+  detail::check_gemm_operand("gemm_strided_batched", "C", Trans::N, m, n, c, ldc);
+  if (batch > 1 && stride_c < (m - 1) * ldc + n) {
+    throw_error("gemm_strided_batched: stride_c ", stride_c, " makes the ", m, " x ", n,
+                " outputs of consecutive items overlap; pass stride_c >= (M-1)*ldc + N");
+  }
+  if (batch < static_cast<std::size_t>(num_threads())) {
+    for (std::size_t p = 0; p < batch; ++p) {
+      gemm(ta, tb, m, n, k, alpha, a + p * stride_a, lda, b + p * stride_b, ldb, beta, c + p * stride_c, ldc);
+    }
+    return;
+  }
+  detail::with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
+    using Kernel = decltype(kernel);
+    const detail::PanelLayout<Kernel> layout{k, n};
+    parallel_for(batch, [&](std::size_t p) {
+      detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
+      detail::pack_b<Kernel>(tb, k, n, b + p * stride_b, ldb, packed.data(), false);
+      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a + p * stride_a, lda, packed.data(), beta,
+                                                    c + p * stride_c, ldc, GemmEpilogue<float>{}),
+                       false);
+    });
+  });
+}
+
+}  // namespace mpt

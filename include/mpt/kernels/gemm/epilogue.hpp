@@ -1,0 +1,213 @@
+#pragma once
+// The fused store of a GEMM: C = convert(residual + gelu(alpha * acc + beta * C + bias)),
+// one row segment at a time, from an fp32 (or fp64) accumulator tile.
+//
+//   epilogue_row_scalar / _avx2 / _avx512(acc[n] -> c[n])   per instruction set
+//
+// GELU uses erf in its rational minimax form (odd degree-13 over even degree-8
+// polynomial, clamped to |x| <= 4 where fp32 erf is +-1 ): a few ulp in fp32, the
+// same formula in every path so results do not depend on the ISA beyond FMA contraction.
+
+#include <mpt/core/bf16.hpp>
+#include <mpt/core/bf16_convert.hpp>
+#include <mpt/core/cpu.hpp>
+#include <mpt/kernels/gemm/types.hpp>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt::detail {
+
+// erf(x) coefficients, numerator odd powers x^1..x^13, denominator even powers x^0..x^8.
+inline constexpr float erf_num[7] = {-1.60960333262415e-02f, -2.95459980854025e-03f, -7.34990630326855e-04f,
+                                     -5.69250639462346e-05f, -2.10102402082508e-06f, 2.77068142495902e-08f,
+                                     -2.72614225801306e-10f};
+inline constexpr float erf_den[5] = {-1.42647390514189e-02f, -7.37332916720468e-03f, -1.68282697438203e-03f,
+                                     -2.13374055278905e-04f, -1.45660718464996e-05f};
+inline constexpr float inv_sqrt2 = 0.70710678118654752440f;
+
+// Scalar reference of the vector erf below.
+inline float erf_rational(float x) noexcept {
+  x = std::clamp(x, -4.0f, 4.0f);
+  const float x2 = x * x;
+  float p = erf_num[6];
+  for (int i = 5; i >= 0; --i) p = std::fma(x2, p, erf_num[i]);
+  float q = erf_den[4];
+  for (int i = 3; i >= 0; --i) q = std::fma(x2, q, erf_den[i]);
+  return x * p / q;
+}
+inline float gelu_erf(float v) noexcept { return 0.5f * v * (1.0f + erf_rational(v * inv_sqrt2)); }
+inline double gelu_erf(double v) noexcept { return 0.5 * v * (1.0 + std::erf(v * 0.70710678118654752440)); }
+
+template <class T>
+inline auto load_as_acc(const T* p) noexcept {
+  if constexpr (std::is_same_v<T, double>) return *p;
+  else return to_float(*p);
+}
+template <class TC, class Acc>
+inline void store_from_acc(TC* p, Acc v) noexcept {
+  if constexpr (std::is_same_v<TC, bf16>) *p = to_bf16(static_cast<float>(v));
+  else *p = static_cast<TC>(v);
+}
+
+// What the store of one GEMM needs, resolved once per call.
+template <class Acc, class TC, class TE, class TR>
+struct EpilogueArgs {
+  Acc alpha, beta;
+  TC* c;
+  std::size_t ldc;
+  GemmEpilogue<TE, TR> fused;
+};
+
+// Scalar reference: row segment of n accumulators -> C(i, j0 .. j0+n).
+template <class Acc, class TC, class TE, class TR>
+inline void epilogue_row_scalar(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0,
+                                const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+  TC* c = e.c + i * e.ldc + j0;
+  for (std::size_t j = 0; j < n; ++j) {
+    Acc v = e.alpha * acc[j];
+    if (e.beta != Acc(0)) v += e.beta * static_cast<Acc>(load_as_acc(c + j));
+    if (e.fused.bias) v += static_cast<Acc>(load_as_acc(e.fused.bias + j0 + j));
+    if (e.fused.gelu) v = gelu_erf(v);
+    if (e.fused.residual) v += static_cast<Acc>(load_as_acc(e.fused.residual + i * e.fused.ldr + j0 + j));
+    store_from_acc(c + j, v);
+  }
+}
+
+#if MPT_X86
+// ---- AVX-512: 16 lanes, masked tails ----
+MPT_TARGET_AVX512 inline __m512 erf_avx512(__m512 x) noexcept {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.0f)), _mm512_set1_ps(4.0f));
+  const __m512 x2 = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(erf_num[6]);
+  for (int i = 5; i >= 0; --i) p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(erf_num[i]));
+  __m512 q = _mm512_set1_ps(erf_den[4]);
+  for (int i = 3; i >= 0; --i) q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(erf_den[i]));
+  return _mm512_div_ps(_mm512_mul_ps(x, p), q);
+}
+template <class T>
+MPT_TARGET_AVX512 inline __m512 load_lanes_avx512(const T* p, __mmask16 m) noexcept {
+  if constexpr (std::is_same_v<T, bf16>) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+  } else {
+    return _mm512_maskz_loadu_ps(m, p);
+  }
+}
+template <class T>
+MPT_TARGET_AVX512 inline void store_lanes_avx512(T* p, __m512 v, __mmask16 m) noexcept {
+  if constexpr (std::is_same_v<T, bf16>) {
+    _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(v))));
+  } else {
+    _mm512_mask_storeu_ps(p, m, v);
+  }
+}
+
+template <class TC, class TE, class TR>
+MPT_TARGET_AVX512 inline void epilogue_row_avx512(const float* acc, std::size_t n, std::size_t i, std::size_t j0,
+                                                  const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
+  TC* c = e.c + i * e.ldc + j0;
+  const __m512 alpha = _mm512_set1_ps(e.alpha), beta = _mm512_set1_ps(e.beta);
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rs2 = _mm512_set1_ps(inv_sqrt2);
+  for (std::size_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1u);
+    __m512 v = _mm512_mul_ps(alpha, _mm512_maskz_loadu_ps(m, acc + j));
+    if (e.beta != 0.0f) v = _mm512_fmadd_ps(beta, load_lanes_avx512(c + j, m), v);
+    if (e.fused.bias) v = _mm512_add_ps(v, load_lanes_avx512(e.fused.bias + j0 + j, m));
+    if (e.fused.gelu) v = _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v, rs2))));
+    if (e.fused.residual) v = _mm512_add_ps(v, load_lanes_avx512(e.fused.residual + i * e.fused.ldr + j0 + j, m));
+    store_lanes_avx512(c + j, v, m);
+  }
+}
+
+// ---- AVX2: 8 lanes, tails through a small stack buffer ----
+MPT_TARGET_AVX2 inline __m256 erf_avx2(__m256 x) noexcept {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-4.0f)), _mm256_set1_ps(4.0f));
+  const __m256 x2 = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(erf_num[6]);
+  for (int i = 5; i >= 0; --i) p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(erf_num[i]));
+  __m256 q = _mm256_set1_ps(erf_den[4]);
+  for (int i = 3; i >= 0; --i) q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(erf_den[i]));
+  return _mm256_div_ps(_mm256_mul_ps(x, p), q);
+}
+template <class T>
+MPT_TARGET_AVX2 inline __m256 load_lanes_avx2(const T* p) noexcept {
+  if constexpr (std::is_same_v<T, bf16>) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_loadu_ps(p);
+  }
+}
+template <class T>
+MPT_TARGET_AVX2 inline void store_lanes_avx2(T* p, __m256 v) noexcept {
+  if constexpr (std::is_same_v<T, bf16>) {
+    const __m256i b = narrow_lanes_avx2(_mm256_castps_si256(v));  // bf16 bits in the low halves
+    const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+  } else {
+    _mm256_storeu_ps(p, v);
+  }
+}
+
+template <class TC, class TE, class TR>
+MPT_TARGET_AVX2 inline void epilogue_row_avx2(const float* acc, std::size_t n, std::size_t i, std::size_t j0,
+                                              const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
+  TC* c = e.c + i * e.ldc + j0;
+  const __m256 alpha = _mm256_set1_ps(e.alpha), beta = _mm256_set1_ps(e.beta);
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), rs2 = _mm256_set1_ps(inv_sqrt2);
+  const TE* bias = e.fused.bias ? e.fused.bias + j0 : nullptr;
+  const TR* res = e.fused.residual ? e.fused.residual + i * e.fused.ldr + j0 : nullptr;
+  for (std::size_t j = 0; j < n; j += 8) {
+    const std::size_t w = std::min<std::size_t>(8, n - j);
+    // Tails are staged through buffers so that no lane reads or writes past the row.
+    alignas(32) TC c_tail[8] = {};
+    alignas(32) TE b_tail[8] = {};
+    alignas(32) TR r_tail[8] = {};
+    TC* cp = c + j;
+    const TE* bp = bias ? bias + j : nullptr;
+    const TR* rp = res ? res + j : nullptr;
+    if (w < 8) {
+      if (e.beta != 0.0f) std::copy(cp, cp + w, c_tail);
+      if (bp) std::copy(bp, bp + w, b_tail), bp = b_tail;
+      if (rp) std::copy(rp, rp + w, r_tail), rp = r_tail;
+      cp = c_tail;
+    }
+    alignas(32) float a_tail[8] = {};
+    const float* ap = acc + j;
+    if (w < 8) std::copy(ap, ap + w, a_tail), ap = a_tail;
+    __m256 v = _mm256_mul_ps(alpha, _mm256_loadu_ps(ap));
+    if (e.beta != 0.0f) v = _mm256_fmadd_ps(beta, load_lanes_avx2(cp), v);
+    if (bp) v = _mm256_add_ps(v, load_lanes_avx2(bp));
+    if (e.fused.gelu) v = _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erf_avx2(_mm256_mul_ps(v, rs2))));
+    if (rp) v = _mm256_add_ps(v, load_lanes_avx2(rp));
+    store_lanes_avx2(cp, v);
+    if (w < 8) std::copy(c_tail, c_tail + w, c + j);
+  }
+}
+#endif  // MPT_X86
+
+// One row segment of the store, on the given instruction set.
+template <Isa isa, class Acc, class TC, class TE, class TR>
+inline void epilogue_row(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0,
+                         const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+#if MPT_X86
+  if constexpr (std::is_same_v<Acc, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> &&
+                !std::is_same_v<TR, double>) {
+    if constexpr (isa >= Isa::avx512) return epilogue_row_avx512(acc, n, i, j0, e);
+    else if constexpr (isa == Isa::avx2) return epilogue_row_avx2(acc, n, i, j0, e);
+  }
+#endif
+  epilogue_row_scalar(acc, n, i, j0, e);
+}
+
+}  // namespace mpt::detail
+
+#pragma GCC diagnostic pop

@@ -1,0 +1,59 @@
+#pragma once
+// AVX-512F fp32 micro-kernel, 12 x 32: 24 zmm accumulators, 2 for B, A broadcast
+// from memory straight into the FMA. (bf16 inputs on CPUs without AVX512_BF16
+// reach it widened to fp32 by the packing, which is exact.)
+//
+// Shape: C[12 x 32] (+)= A[12 x kc] * B[kc x 32]
+//   A element (i, k) at a[i * rs_a + k * cs_a]; B packed b[k * 32 + j]; C at c[i * ldc + j].
+// Scalar reference: ScalarKernel<float, 12, 32>.
+
+#include <mpt/core/cpu.hpp>
+
+#include <immintrin.h>
+
+#include <cstddef>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt::detail {
+
+#if MPT_X86
+struct Avx512FmaKernel {
+  using a_t = float;
+  using b_t = float;
+  using acc_t = float;
+  static constexpr std::size_t mr = 12, nr = 32, kg = 1;
+  static constexpr std::size_t kc = 1024;  // B micro-panel 128 KiB, streamed from L2; fewer partial-sum round trips
+  static constexpr std::size_t mc = 96;    // A block 384 KiB in L2
+  static constexpr Isa isa = Isa::avx512;
+
+  MPT_TARGET_AVX512 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,
+                                    const float* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+    __m512 acc[12][2];
+#pragma GCC unroll 12
+    for (std::size_t i = 0; i < 12; ++i) {
+      acc[i][0] = accumulate ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
+      acc[i][1] = accumulate ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (std::size_t k = 0; k < k_groups; ++k, a += cs_a, b += 32) {
+      const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+      for (std::size_t i = 0; i < 12; ++i) {
+        const __m512 ai = _mm512_set1_ps(a[i * rs_a]);
+        acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+      }
+    }
+#pragma GCC unroll 12
+    for (std::size_t i = 0; i < 12; ++i) {
+      _mm512_storeu_ps(c + i * ldc, acc[i][0]);
+      _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
+    }
+  }
+};
+#endif
+
+}  // namespace mpt::detail
+
+#pragma GCC diagnostic pop

@@ -1,0 +1,125 @@
+#pragma once
+// BLIS-style packing: op(B) into k-blocked column panels the micro-kernel streams
+// with aligned loads, op(A) into row panels when it cannot be read in place.
+//
+//   PanelLayout<Kernel>        where panel (k-block, column panel) of packed op(B) starts
+//   pack_b_panel<Kernel>(...)  one panel (SIMD where written, else the _reference): b[(g * NR + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j), zero-padded
+//   pack_a_panel<Kernel>(...)  one panel (likewise): a[(g * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
+// KG is the number of consecutive k per 32-bit lane (2 for vdpbf16ps pairs, else 1).
+// Conversions (bf16 -> fp32 widening, fp32 -> fp64) happen here and are exact.
+
+#include <mpt/core/bf16.hpp>
+#include <mpt/kernels/gemm/pack_avx512.hpp>
+#include <mpt/kernels/gemm/types.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+namespace mpt::detail {
+
+template <class To, class From>
+inline To convert_element(From x) noexcept {
+  if constexpr (std::is_same_v<To, From>) return x;
+  else if constexpr (std::is_same_v<From, bf16>) return static_cast<To>(to_float(x));
+  else return static_cast<To>(x);
+}
+
+inline constexpr std::size_t ceil_div(std::size_t a, std::size_t b) noexcept { return (a + b - 1) / b; }
+
+// Packed op(B) [K x N]: k-blocks of Kernel::kc (the last may be shorter, rounded up
+// to KG), each holding ceil(N / NR) panels of (k-block rounded to KG) x NR elements.
+template <class Kernel>
+struct PanelLayout {
+  std::size_t k = 0, n = 0;
+  std::size_t k_blocks() const noexcept { return ceil_div(k, Kernel::kc); }
+  std::size_t n_panels() const noexcept { return ceil_div(n, Kernel::nr); }
+  std::size_t block_k(std::size_t blk) const noexcept { return std::min(Kernel::kc, k - blk * Kernel::kc); }
+  std::size_t block_groups(std::size_t blk) const noexcept { return ceil_div(block_k(blk), Kernel::kg); }
+  std::size_t offset(std::size_t blk, std::size_t panel) const noexcept {
+    return blk * Kernel::kc * Kernel::nr * n_panels() + panel * block_groups(blk) * Kernel::kg * Kernel::nr;
+  }
+  std::size_t size() const noexcept { return k_blocks() == 0 ? 0 : offset(k_blocks() - 1, n_panels()); }
+};
+
+template <class Kernel, class TB>
+inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
+                         std::size_t nr_eff, typename Kernel::b_t* out) noexcept {
+  using b_t = typename Kernel::b_t;
+  constexpr std::size_t NR = Kernel::nr, KG = Kernel::kg;
+  const std::size_t groups = ceil_div(kc, KG);
+  std::fill(out, out + groups * KG * NR, b_t(0));
+  if (tb == Trans::N) {  // rows of B are contiguous in j
+    for (std::size_t k = 0; k < kc; ++k) {
+      const TB* row = b + (k0 + k) * ldb + j0;
+      b_t* dst = out + (k / KG) * NR * KG + k % KG;
+      for (std::size_t j = 0; j < nr_eff; ++j) dst[j * KG] = convert_element<b_t>(row[j]);
+    }
+  } else {  // op(B)(k, j) = B[j][k]: columns of op(B) are contiguous in k
+    for (std::size_t j = 0; j < nr_eff; ++j) {
+      const TB* col = b + (j0 + j) * ldb + k0;
+      b_t* dst = out + j * KG;
+      for (std::size_t k = 0; k < kc; ++k) dst[(k / KG) * NR * KG + k % KG] = convert_element<b_t>(col[k]);
+    }
+  }
+}
+
+template <class Kernel, class TA>
+inline void pack_a_panel_reference(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
+                         std::size_t kc, typename Kernel::a_t* out) noexcept {
+  using a_t = typename Kernel::a_t;
+  constexpr std::size_t MR = Kernel::mr, KG = Kernel::kg;
+  const std::size_t groups = ceil_div(kc, KG);
+  std::fill(out, out + groups * KG * MR, a_t(0));
+  if (ta == Trans::N) {  // rows of A are contiguous in k
+    for (std::size_t i = 0; i < mr_eff; ++i) {
+      const TA* row = a + (i0 + i) * lda + k0;
+      a_t* dst = out + i * KG;
+      for (std::size_t k = 0; k < kc; ++k) dst[(k / KG) * MR * KG + k % KG] = convert_element<a_t>(row[k]);
+    }
+  } else {  // op(A)(i, k) = A[k][i]: contiguous in i
+    for (std::size_t k = 0; k < kc; ++k) {
+      const TA* col = a + (k0 + k) * lda + i0;
+      a_t* dst = out + (k / KG) * MR * KG + k % KG;
+      for (std::size_t i = 0; i < mr_eff; ++i) dst[i * KG] = convert_element<a_t>(col[i]);
+    }
+  }
+}
+
+template <class Kernel, class TB>
+inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
+                         std::size_t nr_eff, typename Kernel::b_t* out) noexcept {
+#if MPT_X86
+  using b_t = typename Kernel::b_t;
+  if constexpr (Kernel::isa >= Isa::avx512 && Kernel::nr == 32 && !std::is_same_v<TB, double>) {
+    if (gather_fits(ldb, sizeof(TB))) {
+      if constexpr (Kernel::kg == 2 && std::is_same_v<TB, bf16> && std::is_same_v<b_t, bf16>) {
+        return pack_b_pairs_avx512(tb, b, ldb, k0, kc, j0, nr_eff, out);
+      } else if constexpr (Kernel::kg == 1 && std::is_same_v<b_t, float>) {
+        return pack_b_fp32_avx512(tb, b, ldb, k0, kc, j0, nr_eff, out);
+      }
+    }
+  }
+#endif
+  pack_b_panel_reference<Kernel>(tb, b, ldb, k0, kc, j0, nr_eff, out);
+}
+
+template <class Kernel, class TA>
+inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
+                         std::size_t kc, typename Kernel::a_t* out) noexcept {
+#if MPT_X86
+  using a_t = typename Kernel::a_t;
+  if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double>) {
+    if (gather_fits(lda, sizeof(TA))) {
+      if constexpr (Kernel::kg == 2 && std::is_same_v<TA, bf16> && std::is_same_v<a_t, bf16>) {
+        if (ta == Trans::T) return pack_a_pairs_t_avx512(a, lda, i0, mr_eff, k0, kc, out);
+      } else if constexpr (Kernel::kg == 1 && std::is_same_v<a_t, float>) {
+        return pack_a_fp32_avx512(ta, a, lda, i0, mr_eff, k0, kc, out);
+      }
+    }
+  }
+#endif
+  pack_a_panel_reference<Kernel>(ta, a, lda, i0, mr_eff, k0, kc, out);
+}
+
+}  // namespace mpt::detail

@@ -1,0 +1,191 @@
+#pragma once
+// AVX-512 packing for the 12 x 32 micro-kernels; same layouts and results as the
+// scalar reference in pack.hpp (pack_b_panel_reference / pack_a_panel_reference).
+//
+//   B panel: b[(g * 32 + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j)    (32 columns)
+//   A panel: a[(g * 12 + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u)    (12 rows)
+//
+// Rows of a stored matrix become lanes with masked loads; columns become lanes
+// with gathers (one 32-bit word = one fp32 or one bf16 k-pair per row); bf16
+// k-pairs are interleaved from two rows with vpermt2w; widening bf16 -> fp32 is
+// a 16-bit shift. Lanes beyond the matrix are zero.
+
+#include <mpt/core/bf16.hpp>
+#include <mpt/core/cpu.hpp>
+#include <mpt/kernels/gemm/types.hpp>
+
+#include <immintrin.h>
+
+#include <array>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt::detail {
+
+#if MPT_X86
+inline __mmask16 lanes16(std::size_t n) noexcept { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
+inline __mmask32 lanes32(std::size_t n) noexcept {
+  return n >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((std::uint32_t(1) << n) - 1u);
+}
+
+// vpermt2w indices that interleave two rows of 32 bf16 into k-pairs:
+// lanes 0..15 of the pairs (low) and 16..31 (high).
+inline constexpr std::array<std::int16_t, 32> pair_index(int first) noexcept {
+  std::array<std::int16_t, 32> idx{};
+  for (int t = 0; t < 32; ++t) idx[t] = static_cast<std::int16_t>((t & 1) * 32 + first + t / 2);
+  return idx;
+}
+alignas(64) inline constexpr std::array<std::int16_t, 32> pair_index_lo = pair_index(0);
+alignas(64) inline constexpr std::array<std::int16_t, 32> pair_index_hi = pair_index(16);
+
+// Interleaves bf16 rows r0 (k even) and r1 (k odd) into k-pairs.
+MPT_TARGET_AVX512 inline void interleave_pairs(__m512i r0, __m512i r1, __m512i& lo, __m512i& hi) noexcept {
+  lo = _mm512_permutex2var_epi16(r0, _mm512_loadu_si512(pair_index_lo.data()), r1);
+  hi = _mm512_permutex2var_epi16(r0, _mm512_loadu_si512(pair_index_hi.data()), r1);
+}
+
+// 32-bit words at base + lane * stride_bytes for the lanes in m (others zero).
+MPT_TARGET_AVX512 inline __m512i gather_words(const void* base, std::size_t stride_bytes, __mmask16 m) noexcept {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int>(stride_bytes)));
+  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base, 1);
+}
+// Word-gathers need 16 row offsets in int32 bytes.
+inline bool gather_fits(std::size_t ld, std::size_t elem_bytes) noexcept { return ld * elem_bytes * 16 < INT_MAX; }
+
+MPT_TARGET_AVX512 inline __m512 widen_bf16_lanes(__m256i h) noexcept {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// ---- B panels, 32 columns ----
+
+// vdpbf16ps layout (KG = 2) from bf16 B.
+MPT_TARGET_AVX512 inline void pack_b_pairs_avx512(Trans tb, const bf16* b, std::size_t ldb, std::size_t k0,
+                                                  std::size_t kc, std::size_t j0, std::size_t nr_eff,
+                                                  bf16* out) noexcept {
+  const std::size_t groups = (kc + 1) / 2;
+  if (tb == Trans::N) {
+    const __mmask32 m = lanes32(nr_eff);
+    for (std::size_t g = 0; g < groups; ++g) {
+      const bf16* row = b + (k0 + 2 * g) * ldb + j0;
+      const __m512i r0 = _mm512_maskz_loadu_epi16(m, row);
+      const __m512i r1 = 2 * g + 1 < kc ? _mm512_maskz_loadu_epi16(m, row + ldb) : _mm512_setzero_si512();
+      __m512i lo, hi;
+      interleave_pairs(r0, r1, lo, hi);
+      _mm512_store_si512(out + g * 64, lo);
+      _mm512_store_si512(out + g * 64 + 32, hi);
+    }
+  } else {  // word (g, j) = the pair B[j0 + j][k0 + 2g .. +1], contiguous in memory
+    const __mmask16 m0 = lanes16(nr_eff), m1 = lanes16(nr_eff > 16 ? nr_eff - 16 : 0);
+    const std::size_t full = kc / 2;
+    for (std::size_t g = 0; g < full; ++g) {
+      const bf16* p = b + j0 * ldb + k0 + 2 * g;
+      _mm512_store_si512(out + g * 64, gather_words(p, ldb * 2, m0));
+      _mm512_store_si512(out + g * 64 + 32, m1 ? gather_words(p + 16 * ldb, ldb * 2, m1) : _mm512_setzero_si512());
+    }
+    if (full < groups) {  // odd kc: the last pair has no second element
+      for (std::size_t j = 0; j < 32; ++j) {
+        out[(full * 32 + j) * 2] = j < nr_eff ? b[(j0 + j) * ldb + k0 + 2 * full] : bf16_from_bits(0);
+        out[(full * 32 + j) * 2 + 1] = bf16_from_bits(0);
+      }
+    }
+  }
+}
+
+// fp32 layout (KG = 1) from fp32 or bf16 B.
+template <class TB>
+MPT_TARGET_AVX512 inline void pack_b_fp32_avx512(Trans tb, const TB* b, std::size_t ldb, std::size_t k0,
+                                                 std::size_t kc, std::size_t j0, std::size_t nr_eff,
+                                                 float* out) noexcept {
+  const __mmask16 m0 = lanes16(nr_eff), m1 = lanes16(nr_eff > 16 ? nr_eff - 16 : 0);
+  if (tb == Trans::N) {
+    for (std::size_t k = 0; k < kc; ++k) {
+      const TB* row = b + (k0 + k) * ldb + j0;
+      if constexpr (std::is_same_v<TB, bf16>) {
+        _mm512_store_ps(out + k * 32, widen_bf16_lanes(_mm256_maskz_loadu_epi16(m0, row)));
+        _mm512_store_ps(out + k * 32 + 16, widen_bf16_lanes(_mm256_maskz_loadu_epi16(m1, row + 16)));
+      } else {
+        _mm512_store_ps(out + k * 32, _mm512_maskz_loadu_ps(m0, row));
+        _mm512_store_ps(out + k * 32 + 16, _mm512_maskz_loadu_ps(m1, row + 16));
+      }
+    }
+  } else if constexpr (std::is_same_v<TB, bf16>) {  // gather k-pairs, split into two k rows
+    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    std::size_t k = 0;
+    for (; k + 2 <= kc; k += 2) {
+      const bf16* p = b + j0 * ldb + k0 + k;
+      const __m512i w0 = gather_words(p, ldb * 2, m0);
+      const __m512i w1 = m1 ? gather_words(p + 16 * ldb, ldb * 2, m1) : _mm512_setzero_si512();
+      _mm512_store_si512(out + k * 32, _mm512_slli_epi32(w0, 16));
+      _mm512_store_si512(out + k * 32 + 16, _mm512_slli_epi32(w1, 16));
+      _mm512_store_si512(out + k * 32 + 32, _mm512_and_si512(w0, high));
+      _mm512_store_si512(out + k * 32 + 48, _mm512_and_si512(w1, high));
+    }
+    for (; k < kc; ++k)
+      for (std::size_t j = 0; j < 32; ++j) out[k * 32 + j] = j < nr_eff ? to_float(b[(j0 + j) * ldb + k0 + k]) : 0.0f;
+  } else {
+    for (std::size_t k = 0; k < kc; ++k) {
+      const float* p = b + j0 * ldb + k0 + k;
+      _mm512_store_si512(out + k * 32, gather_words(p, ldb * 4, m0));
+      _mm512_store_si512(out + k * 32 + 16, m1 ? gather_words(p + 16 * ldb, ldb * 4, m1) : _mm512_setzero_si512());
+    }
+  }
+}
+
+// ---- A panels, 12 rows ----
+
+// vdpbf16ps layout (KG = 2) from bf16 A^T (A stored [K x M]: rows are k).
+MPT_TARGET_AVX512 inline void pack_a_pairs_t_avx512(const bf16* a, std::size_t lda, std::size_t i0, std::size_t mr_eff,
+                                                    std::size_t k0, std::size_t kc, bf16* out) noexcept {
+  const __mmask32 m = lanes32(mr_eff);
+  const std::size_t groups = (kc + 1) / 2;
+  for (std::size_t g = 0; g < groups; ++g) {
+    const bf16* row = a + (k0 + 2 * g) * lda + i0;
+    const __m512i r0 = _mm512_maskz_loadu_epi16(m, row);
+    const __m512i r1 = 2 * g + 1 < kc ? _mm512_maskz_loadu_epi16(m, row + lda) : _mm512_setzero_si512();
+    __m512i lo, hi;
+    interleave_pairs(r0, r1, lo, hi);
+    _mm512_mask_storeu_epi16(out + g * 24, __mmask32(0x00FFFFFFu), lo);  // 12 pairs
+  }
+}
+
+// fp32 layout (KG = 1) from fp32 or bf16 A.
+template <class TA>
+MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
+                                                 std::size_t mr_eff, std::size_t k0, std::size_t kc,
+                                                 float* out) noexcept {
+  const __mmask16 m = lanes16(mr_eff), m12 = 0x0FFF;
+  if (ta == Trans::T) {  // rows of the stored A are k: 12 contiguous values each
+    for (std::size_t k = 0; k < kc; ++k) {
+      const TA* row = a + (k0 + k) * lda + i0;
+      __m512 v;
+      if constexpr (std::is_same_v<TA, bf16>) v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row));
+      else v = _mm512_maskz_loadu_ps(m, row);
+      _mm512_mask_storeu_ps(out + k * 12, m12, v);
+    }
+  } else if constexpr (std::is_same_v<TA, bf16>) {  // gather k-pairs across the 12 rows
+    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    std::size_t k = 0;
+    for (; k + 2 <= kc; k += 2) {
+      const __m512i w = gather_words(a + i0 * lda + k0 + k, lda * 2, m);
+      _mm512_mask_storeu_epi32(out + k * 12, m12, _mm512_slli_epi32(w, 16));
+      _mm512_mask_storeu_epi32(out + k * 12 + 12, m12, _mm512_and_si512(w, high));
+    }
+    for (; k < kc; ++k)
+      for (std::size_t i = 0; i < 12; ++i) out[k * 12 + i] = i < mr_eff ? to_float(a[(i0 + i) * lda + k0 + k]) : 0.0f;
+  } else {
+    for (std::size_t k = 0; k < kc; ++k) {
+      _mm512_mask_storeu_epi32(out + k * 12, m12, gather_words(a + i0 * lda + k0 + k, lda * 4, m));
+    }
+  }
+}
+#endif  // MPT_X86
+
+}  // namespace mpt::detail
+
+#pragma GCC diagnostic pop
