@@ -1,0 +1,232 @@
+#pragma once
+// Dropout driven by Philox-4x32-10, so backward regenerates the mask instead
+// of storing it, and any thread split gives the same bits.
+//
+// Which element gets which random bits (a definition, independent of the
+// vector width): element i lies in group g = i / 64 at r = i % 64; it takes
+// word r / 16 of philox4x32_10(counter, key) with
+//   counter = {low32(b), high32(b), key.stream, key.step},  b = 16 g + r % 16,
+//   key     = {low32(seed), high32(seed)}.
+// (One AVX-512 Philox call makes 16 counters x 4 words = one group.)
+//
+// Keep rule: element i is kept iff (bits >> 8) < round((1 - p) * 2^24), i.e.
+// u < 1 - p for u = (bits >> 8) / 2^24 uniform on [0, 1) in steps of 2^-24,
+// as torch.bernoulli(1 - p) keeps. Kept values are multiplied by
+// scale = 1 / (1 - p), computed in fp32 and rounded to the input's storage
+// type (PyTorch's noise tensor has the input's dtype, so for bf16 the scale is
+// a bf16 number), and the product is rounded once into the output type.
+// p = 0 is a copy; p = 1 gives zeros (as PyTorch).
+//
+//   dropout_forward(x, y, p, key)            y = x * mask * scale        x, y: any equal shapes
+//   dropout_backward(dy, dx, p, key)         dx = dy * mask * scale      (the same mask)
+//   dropout_add_forward(x, r, y, p, key)     y = dropout(x) + r, the dropout result
+//                                            rounded to y's type first (as unfused bf16 ops)
+
+#include <mpt/core/error.hpp>
+#include <mpt/core/tensor.hpp>
+#include <mpt/kernels/detail/simd.hpp>
+#include <mpt/kernels/philox.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+
+// Identifies one dropout mask: the run's seed, the layer (stream) and the step.
+struct DropoutKey {
+  std::uint64_t seed = 0;
+  std::uint32_t stream = 0;
+  std::uint32_t step = 0;
+};
+
+namespace detail {
+inline constexpr std::size_t dropout_group = 64;  // elements per 16 Philox counters
+inline constexpr std::size_t dropout_groups_per_task = 256;
+
+inline PhiloxKey philox_key(DropoutKey key) noexcept {
+  return {static_cast<std::uint32_t>(key.seed), static_cast<std::uint32_t>(key.seed >> 32)};
+}
+
+inline void check_dropout_probability(const char* op, float p) {
+  if (!(p >= 0.0f && p <= 1.0f)) throw_error(op, ": dropout probability ", p, " is outside [0, 1]");
+}
+}  // namespace detail
+
+// The 32 random bits of element i (the scalar reference of the mapping above).
+inline std::uint32_t dropout_bits(DropoutKey key, std::uint64_t i) noexcept {
+  const std::uint64_t group = i / detail::dropout_group, r = i % detail::dropout_group;
+  const std::uint64_t block = 16 * group + r % 16;
+  const PhiloxCounter out = philox4x32_10(
+      {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
+      detail::philox_key(key));
+  return out[r / 16];
+}
+
+// Elements are kept iff (bits >> 8) < dropout_keep_threshold(p).
+inline std::uint32_t dropout_keep_threshold(float p) noexcept {
+  return static_cast<std::uint32_t>(std::llround((1.0 - static_cast<double>(p)) * 16777216.0));
+}
+
+inline bool dropout_keeps(DropoutKey key, float p, std::uint64_t i) noexcept {
+  return (dropout_bits(key, i) >> 8) < dropout_keep_threshold(p);
+}
+
+// The factor kept elements are multiplied by, for inputs stored as In.
+template <class In>
+inline float dropout_scale(float p) noexcept {
+  return detail::keep_as<In>(1.0f / static_cast<float>(1.0 - static_cast<double>(p)));
+}
+
+namespace detail {
+
+// Scalar reference over elements [begin, end): y = keep ? x * scale : 0 (+ r).
+template <class In, class Res, class Out>
+void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {
+  using Compute = std::conditional_t<std::is_same_v<In, double> || std::is_same_v<Out, double>, double, float>;
+  const std::uint32_t threshold = dropout_keep_threshold(p);
+  const Compute scale = std::is_same_v<Compute, double> ? Compute(1.0 / (1.0 - double(p))) : Compute(dropout_scale<In>(p));
+  for (std::size_t i = begin; i < end; ++i) {
+    const bool keep = (dropout_bits(key, i) >> 8) < threshold;
+    Compute v = keep ? static_cast<Compute>(to_float(x[i])) * scale : Compute(0);
+    if constexpr (!std::is_void_v<Res>) {
+      if constexpr (std::is_same_v<Compute, float>) v = keep_as<Out>(v);
+      v += static_cast<Compute>(to_float(r[i]));
+    }
+    y[i] = static_cast<Out>(v);
+  }
+}
+
+#if MPT_X86
+template <class In, class Res, class Out>
+MPT_TARGET_AVX512 void dropout_avx512(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
+                                      DropoutKey key) {
+  using namespace avx512;
+  const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
+  const vf scale = set1(dropout_scale<In>(p));
+  const PhiloxKey k = philox_key(key);
+  for (std::size_t base = begin; base < end; base += dropout_group) {  // begin is a multiple of 64
+    const std::uint64_t block = base / 4;
+    __m512i bits[4];
+    philox4x32_10_avx512(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,
+                         key.step, k, bits);
+    for (std::size_t w = 0; w < 4; ++w) {
+      const std::size_t at = base + 16 * w;
+      if (at >= end) break;
+      const std::size_t n = end - at;
+      const __mmask16 keep = _mm512_cmplt_epu32_mask(_mm512_srli_epi32(bits[w], 8), threshold);
+      vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x + at) : load(x + at, n), scale);
+      if constexpr (!std::is_void_v<Res>) {
+        if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);
+        v = _mm512_add_ps(v, n >= lanes ? load(r + at) : load(r + at, n));
+      }
+      if (n >= lanes) store(y + at, v);
+      else store(y + at, v, n);
+    }
+  }
+}
+
+template <class In, class Res, class Out>
+MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
+                                  DropoutKey key) {
+  using namespace avx2;
+  // Unsigned (bits >> 8) < threshold as a signed compare: both sides fit in 25 bits.
+  const __m256i threshold = _mm256_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
+  const vf scale = set1(dropout_scale<In>(p));
+  const PhiloxKey k = philox_key(key);
+  for (std::size_t base = begin; base < end; base += dropout_group) {
+    const std::uint64_t block = base / 4;
+    __m256i lo[4], hi[4];  // counters block + 0..7 and block + 8..15
+    philox4x32_10_avx2(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,
+                       key.step, k, lo);
+    philox4x32_10_avx2(static_cast<std::uint32_t>(block + 8), static_cast<std::uint32_t>(block >> 32), key.stream,
+                       key.step, k, hi);
+    for (std::size_t j = 0; j < 8; ++j) {
+      const std::size_t at = base + 8 * j;
+      if (at >= end) break;
+      const std::size_t n = end - at;
+      const __m256i b = (j % 2 == 0) ? lo[j / 2] : hi[j / 2];
+      const vf keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(threshold, _mm256_srli_epi32(b, 8)));
+      vf v = _mm256_and_ps(keep, _mm256_mul_ps(n >= lanes ? load(x + at) : load(x + at, n), scale));
+      if constexpr (!std::is_void_v<Res>) {
+        if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);
+        v = _mm256_add_ps(v, n >= lanes ? load(r + at) : load(r + at, n));
+      }
+      if (n >= lanes) store(y + at, v);
+      else store(y + at, v, n);
+    }
+  }
+}
+#endif  // MPT_X86
+
+template <class In, class Res, class Out>
+void dropout_dispatch(const char* op, const In* x, const Res* r, Out* y, std::size_t n, float p, DropoutKey key) {
+  check_dropout_probability(op, p);
+  const std::size_t chunk = dropout_group * dropout_groups_per_task;
+  Isa isa = Isa::scalar;
+  if constexpr (std::is_void_v<Res>) {
+    isa = simd_isa_for<In, Out>();
+  } else {
+    isa = simd_isa_for<In, Res, Out>();
+  }
+  constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
+  for_each_row_chunk(n, chunk, [&](std::size_t begin, std::size_t end) {
+    switch (isa) {
+#if MPT_X86
+      case Isa::avx512_bf16:
+      case Isa::avx512:
+        if constexpr (simd) return dropout_avx512(x, r, y, begin, end, p, key);
+        break;
+      case Isa::avx2:
+        if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);
+        break;
+#endif
+      default: break;
+    }
+    dropout_scalar(x, r, y, begin, end, p, key);
+  });
+}
+
+template <class A, class B>
+void check_same_size(const char* op, const char* a_name, const TensorView<A>& a, const char* b_name, const TensorView<B>& b) {
+  if (a.size() != b.size()) {
+    throw_error(op, ": ", a_name, " has shape ", a.shape(), " but ", b_name, " has shape ", b.shape(),
+                "; they must have the same number of elements");
+  }
+}
+}  // namespace detail
+
+// y = x * mask * scale. x and y may be the same memory when In == Out.
+template <class In, class Out>
+void dropout_forward(TensorView<In> x, TensorView<Out> y, float p, DropoutKey key) {
+  detail::check_same_size("dropout_forward", "x", x, "y", y);
+  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_forward", x.data(), nullptr, y.data(), x.size(),
+                                                               p, key);
+}
+
+// dx = dy * mask * scale: the same mask as the forward with the same key.
+template <class In, class Out>
+void dropout_backward(TensorView<In> dy, TensorView<Out> dx, float p, DropoutKey key) {
+  detail::check_same_size("dropout_backward", "dy", dy, "dx", dx);
+  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_backward", dy.data(), nullptr, dx.data(),
+                                                               dy.size(), p, key);
+}
+
+// y = dropout(x) + residual (the residual branch of a transformer block).
+// Backward: dx = dropout_backward(dy), dresidual = dy.
+template <class In, class Res, class Out>
+void dropout_add_forward(TensorView<In> x, TensorView<Res> residual, TensorView<Out> y, float p, DropoutKey key) {
+  detail::check_same_size("dropout_add_forward", "x", x, "y", y);
+  detail::check_same_size("dropout_add_forward", "residual", residual, "y", y);
+  detail::dropout_dispatch<std::remove_const_t<In>, std::remove_const_t<Res>, Out>(
+      "dropout_add_forward", x.data(), residual.data(), y.data(), x.size(), p, key);
+}
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
