@@ -1,0 +1,260 @@
+#pragma once
+// Loading a Hugging Face checkpoint into a model's parameters, as
+// `from_pretrained` does.
+//
+// The model lists its parameters as slots named as in transformers
+// ("bert.encoder.layer.0.attention.self.query.weight", "qa_outputs.bias") and
+// load_parameters fills them:
+//   - legacy names match: "LayerNorm.gamma" / "LayerNorm.beta" are "LayerNorm.weight" / ".bias";
+//   - a checkpoint of the base model (names without "bert.") loads into a model that
+//     has the prefix, and the other way round (transformers' base_model_prefix rule);
+//   - tensors convert from the file dtype (F32, BF16, F16, F64) to the slot's;
+//   - a shape mismatch is an error naming the tensor and both shapes;
+//   - slots the checkpoint lacks are initialized as the slot says (BERT: normal(0,
+//     initializer_range) weights, zero biases, LayerNorm 1 and 0) and reported as missing;
+//   - checkpoint tensors no slot takes (pre-training heads "cls.*", the pooler) are
+//     reported as unused; both lists are printed as transformers words them.
+
+#include <mpt/core/bf16.hpp>
+#include <mpt/core/error.hpp>
+#include <mpt/core/tensor.hpp>
+#include <mpt/io/safetensors.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <numbers>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+// A parameter's storage, in whichever element type the precision policy keeps it.
+using ParameterView = std::variant<TensorView<float>, TensorView<bf16>, TensorView<double>>;
+
+inline const Shape& parameter_shape(const ParameterView& p) {
+  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, p);
+}
+
+// How to initialize a parameter the checkpoint does not hold.
+enum class Init {
+  normal,  // normal(0, initializer_range): Linear and Embedding weights
+  zeros,   // biases, LayerNorm beta
+  ones,    // LayerNorm gamma
+  keep,    // leave the values the model already put there
+  custom,  // call ParameterSlot::initialize
+};
+
+struct ParameterSlot {
+  std::string name;  // Hugging Face name in the model being loaded
+  ParameterView data;
+  Init init = Init::normal;
+  // Init::normal only: this row is then zeroed, as transformers does for the padding
+  // token of an nn.Embedding with padding_idx (word_embeddings, row pad_token_id).
+  std::int64_t zero_row = -1;
+  std::function<void(const ParameterSlot&)> initialize = nullptr;  // Init::custom
+};
+
+struct LoadOptions {
+  // transformers' base_model_prefix: names with and without it match each other.
+  std::string base_model_prefix = "bert";
+  std::string model_class = "BertForQuestionAnswering";  // in warnings
+  double initializer_range = 0.02;                       // BertConfig::initializer_range
+  std::uint64_t seed = 42;                               // for Init::normal; each slot draws from (seed, name)
+  // Unused checkpoint tensors whose names contain one of these are expected and not
+  // warned about (BertForQuestionAnswering: "pooler", as its _keys_to_ignore_on_load_unexpected).
+  std::vector<std::string> expected_unused = {};
+  // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
+  std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
+};
+
+struct RenamedTensor {
+  std::string checkpoint_name;
+  std::string model_name;
+};
+
+struct LoadReport {
+  std::vector<std::string> loaded;          // model names filled from the checkpoint
+  std::vector<RenamedTensor> renamed;       // loaded under another name (legacy or prefix)
+  std::vector<std::string> missing;         // model names newly initialized
+  std::vector<std::string> unused;          // checkpoint names no slot took
+  std::vector<std::string> expected_unused; // checkpoint names no slot took, matching LoadOptions::expected_unused
+};
+
+namespace detail {
+
+// "a.LayerNorm.gamma" -> "a.LayerNorm.weight", "a.LayerNorm.beta" -> "a.LayerNorm.bias".
+inline std::string modern_parameter_name(std::string_view name) {
+  const auto ends_with = [&](std::string_view suffix) { return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix; };
+  if (ends_with(".gamma")) return std::string(name.substr(0, name.size() - 6)) + ".weight";
+  if (ends_with(".beta")) return std::string(name.substr(0, name.size() - 5)) + ".bias";
+  if (name == "gamma") return "weight";
+  if (name == "beta") return "bias";
+  return std::string(name);
+}
+
+inline std::string python_list(const std::vector<std::string>& names) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", '" : "'") + names[i] + "'";
+  return s + "]";
+}
+
+// SplitMix64: a small, well-mixed, portable generator (std::normal_distribution is not portable).
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() noexcept {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform_open() noexcept { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }  // (0, 1)
+};
+
+inline std::uint64_t fnv1a(std::string_view s) noexcept {
+  std::uint64_t h = 0xCBF29CE484222325ull;
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
+  return h;
+}
+
+// normal(0, stddev) by Box-Muller, a deterministic function of (seed, name).
+template <class T>
+void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::string_view name) {
+  SplitMix64 rng{seed ^ fnv1a(name)};
+  for (std::size_t i = 0; i < out.size(); i += 2) {
+    const double radius = stddev * std::sqrt(-2.0 * std::log(rng.uniform_open()));
+    const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
+    const double pair[2] = {radius * std::cos(angle), radius * std::sin(angle)};
+    for (std::size_t k = 0; k < 2 && i + k < out.size(); ++k) {
+      if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(pair[k]));
+      else out[i + k] = static_cast<T>(pair[k]);
+    }
+  }
+}
+
+inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& options) {
+  std::visit(
+      [&](auto view) {
+        using T = typename decltype(view)::value_type;
+        switch (slot.init) {
+          case Init::normal:
+            fill_normal(view, options.initializer_range, options.seed, slot.name);
+            if (slot.zero_row >= 0) {
+              if (view.rank() != 2 || slot.zero_row >= view.dim(0)) {
+                throw_error("initializing '", slot.name, "': zero_row ", slot.zero_row, " is not a row of shape ", view.shape());
+              }
+              for (std::int64_t c = 0; c < view.dim(1); ++c) view(slot.zero_row, c) = T(0.0f);
+            }
+            break;
+          case Init::zeros:
+            for (auto& v : view.span()) v = T(0.0f);
+            break;
+          case Init::ones:
+            for (auto& v : view.span()) v = T(1.0f);
+            break;
+          case Init::keep: break;
+          case Init::custom:
+            if (!slot.initialize) throw_error("initializing '", slot.name, "': Init::custom without an initialize function");
+            slot.initialize(slot);
+            break;
+        }
+      },
+      slot.data);
+}
+
+}  // namespace detail
+
+// Fills `slots` from `file`; see the top of this header. `checkpoint` names the
+// checkpoint in warnings (transformers prints the folder); default: the file's path.
+inline LoadReport load_parameters(const SafetensorsFile& file, std::span<ParameterSlot> slots, const LoadOptions& options = {},
+                                  std::string checkpoint = {}) {
+  if (checkpoint.empty()) checkpoint = file.path().string();
+  const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
+  const auto has_prefix = [&](std::string_view n) { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; };
+
+  std::unordered_map<std::string_view, bool> slot_names;
+  for (const ParameterSlot& slot : slots) {
+    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
+  }
+  bool checkpoint_has_prefix = false;
+  for (const SafetensorsEntry& e : file.tensors()) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(e.name);
+  bool model_has_prefix = false;
+  for (const ParameterSlot& s : slots) model_has_prefix = model_has_prefix || has_prefix(s.name);
+  // As transformers: strip the prefix from whichever side has it when the other has none.
+  const bool strip_from_model = model_has_prefix && !checkpoint_has_prefix;
+  const bool strip_from_checkpoint = checkpoint_has_prefix && !model_has_prefix;
+
+  // Canonical name (modern, prefix rule applied) -> checkpoint entry.
+  std::unordered_map<std::string, const SafetensorsEntry*> by_key;
+  for (const SafetensorsEntry& e : file.tensors()) {
+    std::string key = detail::modern_parameter_name(e.name);
+    if (strip_from_checkpoint && has_prefix(key)) key = key.substr(prefix.size());
+    const auto [it, inserted] = by_key.emplace(key, &e);
+    if (!inserted) {
+      throw_error("checkpoint ", file.path(), ": tensors '", it->second->name, "' and '", e.name, "' both provide '", key,
+                  "'; remove one of them");
+    }
+  }
+
+  LoadReport report;
+  std::unordered_map<const SafetensorsEntry*, bool> taken;
+  for (const ParameterSlot& slot : slots) {
+    const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
+    const auto it = by_key.find(key);
+    if (it == by_key.end()) {
+      detail::initialize_slot(slot, options);
+      report.missing.push_back(slot.name);
+      continue;
+    }
+    const SafetensorsEntry& entry = *it->second;
+    const Shape& needed = parameter_shape(slot.data);
+    bool same_shape = static_cast<int>(entry.dims.size()) == needed.rank();
+    for (int a = 0; same_shape && a < needed.rank(); ++a) same_shape = entry.dims[static_cast<std::size_t>(a)] == needed[a];
+    if (!same_shape) {
+      throw_error("checkpoint ", file.path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
+                  " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
+    }
+    std::visit([&](auto view) { file.read(entry, view); }, slot.data);
+    taken[&entry] = true;
+    report.loaded.push_back(slot.name);
+    if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
+  }
+  for (const SafetensorsEntry& e : file.tensors()) {
+    if (taken.count(&e) != 0) continue;
+    bool expected = false;
+    for (const std::string& pattern : options.expected_unused) expected = expected || e.name.find(pattern) != std::string::npos;
+    (expected ? report.expected_unused : report.unused).push_back(e.name);
+  }
+
+  if (options.warn && !report.unused.empty()) {
+    options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + options.model_class + ": " +
+                 detail::python_list(report.unused));
+  }
+  if (options.warn && !report.missing.empty()) {
+    options.warn("Some weights of " + options.model_class + " were not initialized from the model checkpoint at " + checkpoint +
+                 " and are newly initialized: " + detail::python_list(report.missing) +
+                 "\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
+  }
+  return report;
+}
+
+// The same from a model folder (its model.safetensors) or a .safetensors file.
+inline LoadReport load_parameters(const std::filesystem::path& path, std::span<ParameterSlot> slots, const LoadOptions& options = {}) {
+  if (std::filesystem::is_directory(path)) {
+    const std::filesystem::path file = path / "model.safetensors";
+    if (!std::filesystem::exists(file)) {
+      throw_error("model folder ", path, " has no model.safetensors (mpt reads safetensors checkpoints only; convert pytorch_model.bin with "
+                  "transformers' save_pretrained(safe_serialization=True))");
+    }
+    return load_parameters(SafetensorsFile::open(file), slots, options, path.string());
+  }
+  return load_parameters(SafetensorsFile::open(path), slots, options);
+}
+
+}  // namespace mpt::io

@@ -1,0 +1,497 @@
+#pragma once
+// safetensors (https://github.com/huggingface/safetensors), read and written.
+//
+// Layout: [u64 little-endian N][N bytes of UTF-8 JSON header][data buffer]
+//   header = { "<name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
+//              "__metadata__": {"<key>": "<string>", ...} }           (metadata optional)
+//   the header opens with '{' and may end in spaces (writers pad it to 8 bytes);
+//   offsets are relative to the data buffer; tensors are row-major, little-endian,
+//   and together cover the buffer exactly, without overlap and without holes.
+//
+//   SafetensorsFile::open(path)      memory-maps and validates everything up front; a bad
+//                                    file is an mpt::Error naming the file (and the tensor)
+//   file.find(name) / file.at(name)  the entry: dtype, dims, bytes (a span into the map)
+//   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double
+//   save_safetensors(path, tensors, dtype, metadata)   atomic write, F32/BF16/F16/F64
+
+#include <mpt/core/bf16.hpp>
+#include <mpt/core/bf16_convert.hpp>
+#include <mpt/core/error.hpp>
+#include <mpt/core/tensor.hpp>
+#include <mpt/io/file.hpp>
+
+#include <Eigen/Core>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian; mpt reads it in place");
+
+// Every dtype the format defines. Only the floating ones convert into mpt tensors;
+// the others are still validated (sizes, offsets) so a file holding them opens.
+enum class Dtype { boolean, u8, i8, f8_e5m2, f8_e4m3, i16, u16, f16, bf16, i32, u32, f32, f64, i64, u64 };
+
+namespace detail {
+struct DtypeInfo {
+  Dtype dtype;
+  std::string_view name;
+  std::size_t size;
+};
+inline constexpr std::array<DtypeInfo, 15> dtype_table{{
+    {Dtype::boolean, "BOOL", 1}, {Dtype::u8, "U8", 1},        {Dtype::i8, "I8", 1},     {Dtype::f8_e5m2, "F8_E5M2", 1},
+    {Dtype::f8_e4m3, "F8_E4M3", 1}, {Dtype::i16, "I16", 2},   {Dtype::u16, "U16", 2},   {Dtype::f16, "F16", 2},
+    {Dtype::bf16, "BF16", 2},     {Dtype::i32, "I32", 4},     {Dtype::u32, "U32", 4},   {Dtype::f32, "F32", 4},
+    {Dtype::f64, "F64", 8},       {Dtype::i64, "I64", 8},     {Dtype::u64, "U64", 8},
+}};
+}  // namespace detail
+
+constexpr std::string_view dtype_name(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].name; }
+constexpr std::size_t dtype_size(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].size; }
+constexpr bool is_convertible_dtype(Dtype d) noexcept {
+  return d == Dtype::f32 || d == Dtype::bf16 || d == Dtype::f16 || d == Dtype::f64;
+}
+inline std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
+  for (const auto& info : detail::dtype_table)
+    if (info.name == name) return info.dtype;
+  return std::nullopt;
+}
+
+// The file dtype that stores a C++ element type unchanged.
+template <class T>
+constexpr Dtype dtype_of() noexcept {
+  if constexpr (std::is_same_v<T, float>) return Dtype::f32;
+  else if constexpr (std::is_same_v<T, bf16>) return Dtype::bf16;
+  else if constexpr (std::is_same_v<T, Eigen::half>) return Dtype::f16;
+  else {
+    static_assert(std::is_same_v<T, double>, "safetensors I/O converts float, bf16, Eigen::half and double");
+    return Dtype::f64;
+  }
+}
+
+// Refuse headers above this size before looking at them (as the reference implementation does).
+inline constexpr std::uint64_t safetensors_max_header_bytes = 100'000'000;
+
+// One tensor of an open file: a span into the memory map, valid while the file lives.
+struct SafetensorsEntry {
+  std::string name;
+  Dtype dtype = Dtype::f32;
+  std::vector<std::int64_t> dims;
+  std::span<const std::byte> bytes;
+  std::size_t data_begin = 0;  // offsets within the data buffer, as in the header
+  std::size_t data_end = 0;
+
+  std::size_t numel() const noexcept {
+    std::size_t n = 1;
+    for (std::int64_t d : dims) n *= static_cast<std::size_t>(d);
+    return n;
+  }
+  std::string shape_string() const {
+    std::string s = "[";
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + "]";
+  }
+  // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
+  Shape shape() const {
+    switch (dims.size()) {
+      case 0: return Shape{};
+      case 1: return Shape{dims[0]};
+      case 2: return Shape{dims[0], dims[1]};
+      case 3: return Shape{dims[0], dims[1], dims[2]};
+      case 4: return Shape{dims[0], dims[1], dims[2], dims[3]};
+      default: throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
+    }
+  }
+};
+
+namespace detail {
+
+// Decodes `n` elements of a file dtype into T, through a small aligned stage so that
+// unaligned data (any header length is legal) is never read through a typed pointer.
+template <class T>
+void decode_elements(Dtype src, const std::byte* bytes, T* out, std::size_t n) {
+  constexpr std::size_t chunk = 1024;
+  alignas(64) std::array<float, chunk> stage_f32;
+  alignas(64) std::array<std::uint16_t, chunk> stage_u16;
+  alignas(64) std::array<double, chunk> stage_f64;
+  for (std::size_t i = 0; i < n; i += chunk) {
+    const std::size_t m = std::min(chunk, n - i);
+    switch (src) {
+      case Dtype::f32: {
+        if constexpr (std::is_same_v<T, float>) {
+          std::memcpy(out + i, bytes + i * 4, m * 4);
+        } else {
+          std::memcpy(stage_f32.data(), bytes + i * 4, m * 4);
+          if constexpr (std::is_same_v<T, bf16>) {
+            convert(std::span<const float>(stage_f32.data(), m), std::span<bf16>(out + i, m));
+          } else {
+            for (std::size_t k = 0; k < m; ++k) out[i + k] = static_cast<T>(stage_f32[k]);
+          }
+        }
+        break;
+      }
+      case Dtype::bf16: {
+        if constexpr (std::is_same_v<T, bf16>) {
+          std::memcpy(out + i, bytes + i * 2, m * 2);
+        } else {
+          std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
+          const std::span<const bf16> in(reinterpret_cast<const bf16*>(stage_u16.data()), m);
+          if constexpr (std::is_same_v<T, float>) {
+            convert(in, std::span<float>(out + i, m));
+          } else {
+            for (std::size_t k = 0; k < m; ++k) out[i + k] = static_cast<T>(to_float(in[k]));
+          }
+        }
+        break;
+      }
+      case Dtype::f16: {
+        std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
+        for (std::size_t k = 0; k < m; ++k) {
+          const float v = static_cast<float>(Eigen::half(Eigen::half_impl::raw_uint16_to_half(stage_u16[k])));  // exact
+          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(v);
+          else out[i + k] = static_cast<T>(v);
+        }
+        break;
+      }
+      case Dtype::f64: {
+        std::memcpy(stage_f64.data(), bytes + i * 8, m * 8);
+        for (std::size_t k = 0; k < m; ++k) {
+          // double -> bf16 goes through float: a double rounding, as torch's .to(bfloat16) does.
+          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(stage_f64[k]));
+          else out[i + k] = static_cast<T>(stage_f64[k]);
+        }
+        break;
+      }
+      default: throw_error("decode_elements: dtype ", dtype_name(src), " is not a floating type");
+    }
+  }
+}
+
+// Encodes `n` elements of T as a file dtype into `out` (n * dtype_size bytes).
+template <class T>
+void encode_elements(const T* in, Dtype dst, std::byte* out, std::size_t n) {
+  constexpr std::size_t chunk = 1024;
+  alignas(64) std::array<float, chunk> stage_f32;
+  alignas(64) std::array<bf16, chunk> stage_bf16;
+  for (std::size_t i = 0; i < n; i += chunk) {
+    const std::size_t m = std::min(chunk, n - i);
+    switch (dst) {
+      case Dtype::f32: {
+        if constexpr (std::is_same_v<T, float>) {
+          std::memcpy(out + i * 4, in + i, m * 4);
+        } else {
+          for (std::size_t k = 0; k < m; ++k) stage_f32[k] = to_float(in[i + k]);
+          std::memcpy(out + i * 4, stage_f32.data(), m * 4);
+        }
+        break;
+      }
+      case Dtype::bf16: {
+        if constexpr (std::is_same_v<T, bf16>) {
+          std::memcpy(out + i * 2, in + i, m * 2);
+        } else if constexpr (std::is_same_v<T, float>) {
+          convert(std::span<const float>(in + i, m), std::span<bf16>(stage_bf16.data(), m));
+          std::memcpy(out + i * 2, stage_bf16.data(), m * 2);
+        } else {
+          for (std::size_t k = 0; k < m; ++k) stage_bf16[k] = to_bf16(static_cast<float>(in[i + k]));
+          std::memcpy(out + i * 2, stage_bf16.data(), m * 2);
+        }
+        break;
+      }
+      case Dtype::f16: {
+        for (std::size_t k = 0; k < m; ++k) {
+          const std::uint16_t bits = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(static_cast<float>(to_float(in[i + k]))));
+          std::memcpy(out + (i + k) * 2, &bits, 2);
+        }
+        break;
+      }
+      case Dtype::f64: {
+        for (std::size_t k = 0; k < m; ++k) {
+          const double v = static_cast<double>(to_float(in[i + k]));
+          std::memcpy(out + (i + k) * 8, &v, 8);
+        }
+        break;
+      }
+      default: throw_error("encode_elements: mpt writes F32, BF16, F16 or F64, not ", dtype_name(dst));
+    }
+  }
+}
+
+inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
+  std::uint64_t v = 0;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Parses the header, rejecting duplicate names (JSON allows them; silently
+// keeping the last one would load a tensor nobody can see in the file).
+inline nlohmann::json parse_header_json(std::string_view text, const std::filesystem::path& path) {
+  std::vector<std::string> top_level_keys;
+  const auto collect_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::key && depth == 1) top_level_keys.push_back(parsed.get<std::string>());
+    return true;
+  };
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(text.begin(), text.end(), collect_keys);
+  } catch (const nlohmann::json::exception& e) {
+    throw_error("safetensors file ", path, ": the header is not valid JSON (", e.what(), "); the file is corrupt or not safetensors");
+  }
+  std::sort(top_level_keys.begin(), top_level_keys.end());
+  const auto dup = std::adjacent_find(top_level_keys.begin(), top_level_keys.end());
+  if (dup != top_level_keys.end()) throw_error("safetensors file ", path, ": tensor '", *dup, "' appears twice in the header");
+  return header;
+}
+
+inline std::uint64_t json_non_negative_integer(const nlohmann::json& v, const std::filesystem::path& path, const std::string& name,
+                                               const char* field) {
+  if (!v.is_number_unsigned()) {
+    throw_error("safetensors file ", path, ", tensor '", name, "': ", field, " holds ", v.dump(), " where a non-negative integer is required");
+  }
+  return v.get<std::uint64_t>();
+}
+
+}  // namespace detail
+
+// A memory-mapped, validated safetensors file.
+class SafetensorsFile {
+ public:
+  static SafetensorsFile open(const std::filesystem::path& path) {
+    SafetensorsFile file;
+    file.map_ = MappedFile::open(path);
+    file.index_header();
+    return file;
+  }
+
+  const std::filesystem::path& path() const noexcept { return map_.path(); }
+  // Tensors in the order of their data (ascending offsets).
+  const std::vector<SafetensorsEntry>& tensors() const noexcept { return entries_; }
+  std::size_t size() const noexcept { return entries_.size(); }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+
+  const SafetensorsEntry* find(std::string_view name) const {
+    const auto it = index_.find(std::string(name));
+    return it == index_.end() ? nullptr : &entries_[it->second];
+  }
+  bool contains(std::string_view name) const { return find(name) != nullptr; }
+  const SafetensorsEntry& at(std::string_view name) const {
+    const SafetensorsEntry* e = find(name);
+    if (e == nullptr) throw_error("safetensors file ", path(), " has no tensor '", name, "' (it holds ", entries_.size(), " tensors)");
+    return *e;
+  }
+
+  // Converts the tensor into `out`, whose shape must equal the tensor's.
+  template <class T>
+  void read(const SafetensorsEntry& entry, TensorView<T> out) const {
+    static_assert(!std::is_const_v<T>, "read into a mutable view");
+    if (!is_convertible_dtype(entry.dtype)) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': dtype ", dtype_name(entry.dtype),
+                  " is not a floating type mpt can load (F32, BF16, F16, F64)");
+    }
+    if (!(entry.shape() == out.shape())) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ",
+                  out.shape(), " is required");
+    }
+    detail::decode_elements(entry.dtype, entry.bytes.data(), out.data(), out.size());
+  }
+  template <class T>
+  void read(std::string_view name, TensorView<T> out) const { read(at(name), out); }
+  template <class T>
+  Tensor<T> read(std::string_view name) const {
+    const SafetensorsEntry& entry = at(name);
+    Tensor<T> t(entry.shape());
+    read(entry, t.view());
+    return t;
+  }
+
+ private:
+  void index_header() {
+    const std::filesystem::path& file = map_.path();
+    const std::span<const std::byte> bytes = map_.bytes();
+    if (bytes.size() < 8) {
+      throw_error("safetensors file ", file, ": ", bytes.size(), " bytes is too short to hold the 8-byte header length; the file is truncated");
+    }
+    const std::uint64_t header_len = detail::read_u64_le(bytes.data());
+    if (header_len > safetensors_max_header_bytes) {
+      throw_error("safetensors file ", file, ": header length ", header_len, " exceeds the limit of ", safetensors_max_header_bytes,
+                  " bytes; the file is corrupt or not safetensors");
+    }
+    if (header_len > bytes.size() - 8) {
+      throw_error("safetensors file ", file, ": header length ", header_len, " runs past the end of the file (", bytes.size(),
+                  " bytes); the file is truncated");
+    }
+    const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), header_len);
+    // The format requires the JSON to open at the first byte (padding goes at the end).
+    if (text.empty() || text.front() != '{') {
+      throw_error("safetensors file ", file, ": the header does not begin with '{'; the file is corrupt or not safetensors");
+    }
+    const nlohmann::json header = detail::parse_header_json(text, file);
+    if (!header.is_object()) throw_error("safetensors file ", file, ": the header is ", header.type_name(), " JSON, not an object");
+
+    const std::span<const std::byte> data = bytes.subspan(8 + header_len);
+    entries_.reserve(header.size());
+    for (const auto& [name, info] : header.items()) {
+      if (name == "__metadata__") {
+        read_metadata(info);
+        continue;
+      }
+      entries_.push_back(parse_entry(name, info, data));
+    }
+    std::sort(entries_.begin(), entries_.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
+      return a.data_begin != b.data_begin ? a.data_begin < b.data_begin : a.data_end < b.data_end;
+    });
+    // Tensors tile the buffer: no overlap (two names for one byte), no hole (room for a polyglot file).
+    std::size_t expected_begin = 0;
+    for (const SafetensorsEntry& e : entries_) {
+      if (e.data_begin < expected_begin) {
+        throw_error("safetensors file ", file, ", tensor '", e.name, "': data_offsets [", e.data_begin, ", ", e.data_end,
+                    "] overlap the previous tensor, which ends at ", expected_begin);
+      }
+      if (e.data_begin > expected_begin) {
+        throw_error("safetensors file ", file, ", tensor '", e.name, "': data_offsets [", e.data_begin, ", ", e.data_end,
+                    "] leave a hole after byte ", expected_begin, " of the data buffer");
+      }
+      expected_begin = e.data_end;
+    }
+    if (expected_begin != data.size()) {
+      throw_error("safetensors file ", file, ": the tensors cover ", expected_begin, " bytes but the data buffer holds ", data.size(),
+                  " (the file has trailing bytes or is truncated)");
+    }
+    for (std::size_t i = 0; i < entries_.size(); ++i) index_.emplace(entries_[i].name, i);
+  }
+
+  void read_metadata(const nlohmann::json& info) {
+    const std::filesystem::path& file = map_.path();
+    if (!info.is_object()) throw_error("safetensors file ", file, ": __metadata__ is ", info.type_name(), ", not an object of strings");
+    for (const auto& [key, value] : info.items()) {
+      if (!value.is_string()) throw_error("safetensors file ", file, ": __metadata__ entry '", key, "' is ", value.dump(), ", not a string");
+      metadata_.emplace(key, value.get<std::string>());
+    }
+  }
+
+  SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& info, std::span<const std::byte> data) const {
+    const std::filesystem::path& file = map_.path();
+    const auto fail = [&](auto&&... what) { throw_error("safetensors file ", file, ", tensor '", name, "': ", what...); };
+    if (!info.is_object()) fail("the entry is ", info.dump(), ", not an object with dtype, shape and data_offsets");
+    const auto dtype_it = info.find("dtype");
+    const auto shape_it = info.find("shape");
+    const auto offsets_it = info.find("data_offsets");
+    if (dtype_it == info.end() || shape_it == info.end() || offsets_it == info.end()) {
+      fail("the entry ", info.dump(), " lacks dtype, shape or data_offsets");
+    }
+    if (!dtype_it->is_string()) fail("dtype ", dtype_it->dump(), " is not a string");
+    const std::optional<Dtype> dtype = parse_dtype(dtype_it->get<std::string>());
+    if (!dtype) fail("unknown dtype ", dtype_it->dump(), " (the format defines BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
+
+    SafetensorsEntry e;
+    e.name = name;
+    e.dtype = *dtype;
+    if (!shape_it->is_array()) fail("shape ", shape_it->dump(), " is not an array");
+    std::uint64_t bytes_needed = dtype_size(e.dtype);
+    for (const nlohmann::json& d : *shape_it) {
+      const std::uint64_t extent = detail::json_non_negative_integer(d, file, name, "shape");
+      // The product is checked against the file size below; only its overflow needs care here.
+      if (extent != 0 && bytes_needed > UINT64_MAX / extent) fail("shape ", shape_it->dump(), " overflows 64 bits");
+      if (extent > static_cast<std::uint64_t>(INT64_MAX)) fail("shape ", shape_it->dump(), " has an extent beyond int64");
+      bytes_needed *= extent;
+      e.dims.push_back(static_cast<std::int64_t>(extent));
+    }
+    if (!offsets_it->is_array() || offsets_it->size() != 2) fail("data_offsets ", offsets_it->dump(), " is not an array [begin, end]");
+    const std::uint64_t begin = detail::json_non_negative_integer((*offsets_it)[0], file, name, "data_offsets");
+    const std::uint64_t end = detail::json_non_negative_integer((*offsets_it)[1], file, name, "data_offsets");
+    if (begin > end) fail("data_offsets [", begin, ", ", end, "] end before they begin");
+    if (end > data.size()) fail("data_offsets [", begin, ", ", end, "] run past the data buffer of ", data.size(), " bytes; the file is truncated");
+    if (end - begin != bytes_needed) {
+      fail("shape ", e.shape_string(), " of ", dtype_name(e.dtype), " needs ", bytes_needed, " bytes but data_offsets [", begin, ", ", end,
+           "] hold ", end - begin);
+    }
+    e.data_begin = static_cast<std::size_t>(begin);
+    e.data_end = static_cast<std::size_t>(end);
+    e.bytes = data.subspan(e.data_begin, e.data_end - e.data_begin);
+    return e;
+  }
+
+  MappedFile map_;
+  std::vector<SafetensorsEntry> entries_;
+  std::unordered_map<std::string, std::size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A read-only tensor of any element type mpt stores, to be written under a name.
+using TensorSource = std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>>;
+
+struct NamedTensor {
+  std::string name;
+  TensorSource data;
+  std::optional<Dtype> dtype = std::nullopt;  // file dtype for this tensor; default: the one save_safetensors is given
+};
+
+inline const Shape& source_shape(const TensorSource& s) {
+  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, s);
+}
+
+// Writes the tensors in the given order with `dtype` (F32, BF16, F16 or F64) unless a
+// tensor names its own. The header is padded with spaces to a multiple of 8 bytes so
+// that the data buffer starts aligned, as the reference writer does.
+inline void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, Dtype dtype,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::size_t offset = 0;
+  std::vector<std::string_view> names;
+  for (const NamedTensor& t : tensors) {
+    const Dtype d = t.dtype.value_or(dtype);
+    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
+    if (t.name.empty() || t.name == "__metadata__") throw_error("save_safetensors ", path, ": '", t.name, "' is not a valid tensor name");
+    if (header.contains(t.name)) throw_error("save_safetensors ", path, ": tensor '", t.name, "' is given twice");
+    const Shape& shape = source_shape(t.data);
+    std::vector<std::int64_t> dims;
+    for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
+    const std::size_t bytes = shape.numel() * dtype_size(d);
+    header[t.name] = {{"dtype", dtype_name(d)}, {"shape", dims}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - (8 + text.size()) % 8) % 8, ' ');
+  const std::uint64_t header_len = text.size();
+  std::array<std::byte, 8> len_bytes{};
+  std::memcpy(len_bytes.data(), &header_len, 8);
+
+  AtomicFileWriter writer(path);
+  writer.write(len_bytes);
+  writer.write(text);
+  std::vector<std::byte> stage;
+  for (const NamedTensor& t : tensors) {
+    const Dtype d = t.dtype.value_or(dtype);
+    std::visit(
+        [&](const auto& view) {
+          // Encode in slices so that a large tensor needs no second full-size copy.
+          constexpr std::size_t slice = std::size_t{1} << 16;
+          for (std::size_t i = 0; i < view.size(); i += slice) {
+            const std::size_t m = std::min(slice, view.size() - i);
+            stage.resize(m * dtype_size(d));
+            detail::encode_elements(view.data() + i, d, stage.data(), m);
+            writer.write(stage);
+          }
+        },
+        t.data);
+  }
+  writer.commit();
+}
+
+}  // namespace mpt::io
