@@ -5,5 +5,5 @@
 #include <mpt/core.hpp>
 #include <mpt/policy.hpp>
 #include <mpt/kernels.hpp>
-#include <mpt/nn.hpp>
 #include <mpt/io.hpp>
+#include <mpt/nn.hpp>
