@@ -220,3 +220,50 @@ TEST_CASE("finite differences in fp64: every parameter of a tiny BERT-QA with dr
   }
   MESSAGE(checked << " gradient entries checked by central differences");
 }
+
+TEST_CASE("a Hub-style checkpoint (legacy names, pre-training heads, no qa_outputs) loads as transformers loads it") {
+  auto config = mpt::io::BertConfig::from_json_file(tiny / "legacy_hub" / "config.json");
+  mpt::nn::BertForQuestionAnswering<mpt::precision::fp32> legacy(config), modern(config);
+  std::vector<std::string> warnings;
+  mpt::io::LoadOptions options;
+  options.warn = [&](const std::string& m) { warnings.push_back(m); };
+  const auto report = legacy.load_pretrained(tiny / "legacy_hub", options);
+  CHECK(report.missing == std::vector<std::string>{"qa_outputs.weight", "qa_outputs.bias"});
+  CHECK(std::any_of(report.unused.begin(), report.unused.end(), [](const std::string& n) { return n.rfind("cls.", 0) == 0; }));
+  CHECK_FALSE(report.renamed.empty());  // LayerNorm.gamma / .beta
+  REQUIRE(warnings.size() >= 2);
+  CHECK(warnings[0].find("were not used when initializing BertForQuestionAnswering") != std::string::npos);
+  mpt::io::LoadOptions quiet;
+  quiet.warn = nullptr;
+  modern.load_pretrained(tiny, quiet);
+  // Every encoder weight arrived under its modern name with the same values.
+  const auto& a = legacy.parameters();
+  const auto& b = modern.parameters();
+  for (mpt::nn::ParamId id = 0; id < a.count(); ++id) {
+    const auto& e = a.entry(id);
+    if (e.name.rfind("qa_outputs", 0) == 0) continue;
+    const auto x = a.master(id), y = b.master(id);
+    CAPTURE(e.name);
+    CHECK(std::equal(x.span().begin(), x.span().end(), y.span().begin()));
+  }
+}
+
+TEST_CASE("save_pretrained writes a folder that loads back bit-identically (F32) and within bf16 rounding (BF16)") {
+  const auto dir = std::filesystem::temp_directory_path() / "mpt_test_save_pretrained";
+  std::filesystem::remove_all(dir);
+  auto config = mpt::io::BertConfig::from_json_file(tiny / "config.json");
+  mpt::nn::BertForQuestionAnswering<mpt::precision::bf16_mixed> model(config), again(config);
+  mpt::io::LoadOptions quiet;
+  quiet.warn = nullptr;
+  model.load_pretrained(tiny, quiet);
+  model.save_pretrained(dir, mpt::io::Dtype::f32, tiny / "vocab.txt");
+  CHECK(std::filesystem::exists(dir / "vocab.txt"));
+  const auto report = again.load_pretrained(dir, quiet);
+  CHECK(report.missing.empty());
+  CHECK(report.unused.empty());
+  const auto x = model.parameters().master_flat(), y = again.parameters().master_flat();
+  CHECK(std::equal(x.begin(), x.end(), y.begin()));
+  const auto saved = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  CHECK(saved["architectures"][0] == "BertForQuestionAnswering");
+  std::filesystem::remove_all(dir);
+}
