@@ -4,6 +4,12 @@ outputs and gradients for one batch, in fp32 and under CPU bf16 autocast.
 
 Run by hand with the interpreter that has torch (1.13.1 here):
     /usr/bin/python3 tools/gen_bert_fixtures.py [out_dir]
+    /usr/bin/python3 tools/gen_bert_fixtures.py --check <model_dir>
+The second form checks a model folder written by mpt's save_pretrained as
+from_pretrained would take it: the safetensors rules of the reference reader, then
+load_state_dict(strict=True) into this BertForQuestionAnswering built from its
+config.json; when the folder holds bert_tiny's weights it also reruns the batch and
+compares the logits and loss with expected_fp32.safetensors.
 
 transformers is not installed, so BertForQuestionAnswering is written below in plain
 torch, mirroring transformers' modeling_bert.py operation for operation (same module
@@ -21,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 SEED = 20261128
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "data", "bert_tiny")
+OUT = sys.argv[1] if len(sys.argv) == 2 else os.path.join(os.path.dirname(__file__), "..", "tests", "data", "bert_tiny")
 
 CONFIG = {
     "architectures": ["BertForQuestionAnswering"],
@@ -209,6 +215,58 @@ def write_safetensors(path, tensors, metadata=None):
             f.write(b)
 
 
+def read_safetensors(path):
+    """A strict reader with the reference implementation's checks; returns (tensors, metadata)."""
+    data = open(path, "rb").read()
+    assert len(data) >= 8, "shorter than the header length"
+    (n,) = struct.unpack("<Q", data[:8])
+    assert n <= 100_000_000 and 8 + n <= len(data), "bad header length"
+    text = data[8:8 + n].decode("utf-8")
+    assert text.startswith("{"), "header must start with {"
+    pairs = json.loads(text, object_pairs_hook=lambda kv: kv)
+    names = [k for k, _ in pairs]
+    assert len(names) == len(set(names)), "duplicate names"
+    header = dict(pairs)
+    metadata = dict(header.pop("__metadata__", []))
+    buffer = data[8 + n:]
+    dtypes = {"F32": (torch.float32, 4), "BF16": (torch.bfloat16, 2), "F16": (torch.float16, 2), "I64": (torch.int64, 8)}
+    tensors, end = {}, 0
+    for name, info in sorted(header.items(), key=lambda kv: dict(kv[1])["data_offsets"]):
+        info = dict(info)
+        dtype, size = dtypes[info["dtype"]]
+        begin, stop = info["data_offsets"]
+        assert begin == end, f"{name}: offsets not contiguous"
+        assert stop - begin == size * math.prod(info["shape"]), f"{name}: size mismatch"
+        raw = bytearray(buffer[begin:stop])
+        if dtype == torch.bfloat16:
+            t = torch.frombuffer(raw, dtype=torch.int16).view(torch.bfloat16) if raw else torch.empty(0, dtype=dtype)
+        else:
+            t = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        tensors[name] = t.reshape(info["shape"]).clone()
+        end = stop
+    assert end == len(buffer), "tensors do not cover the data buffer"
+    return tensors, metadata
+
+
+def check_folder(folder):
+    tensors, metadata = read_safetensors(os.path.join(folder, "model.safetensors"))
+    assert metadata.get("format") == "pt", f"__metadata__ format is {metadata.get('format')!r}, transformers wants 'pt'"
+    config = json.load(open(os.path.join(folder, "config.json")))
+    assert config["model_type"] == "bert" and config["architectures"] == ["BertForQuestionAnswering"]
+    model = BertForQuestionAnswering(config)
+    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    print(f"{folder}: {len(tensors)} tensors ({sorted({str(v.dtype) for v in tensors.values()})}) load strictly into BertForQuestionAnswering")
+    reference = os.path.join(OUT, "expected_fp32.safetensors")
+    if config["hidden_size"] == CONFIG["hidden_size"] and config["vocab_size"] == CONFIG["vocab_size"] and os.path.exists(reference):
+        expected, _ = read_safetensors(reference)
+        batch, _ = read_safetensors(os.path.join(OUT, "batch.safetensors"))
+        names = ["input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions"]
+        with torch.no_grad():
+            loss, start, end, _ = model(*[batch[n] for n in names])
+        for name, got in (("loss", loss), ("start_logits", start), ("end_logits", end)):
+            print(f"  {name}: max |mpt-saved - expected_fp32| = {(got - expected[name]).abs().max().item():.3e}")
+
+
 # ---- the fixture -------------------------------------------------------------------------
 def make_vocab(n):
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -312,6 +370,8 @@ def main():
              ("cls.predictions.transform.LayerNorm.gamma", (H,)), ("cls.predictions.transform.LayerNorm.beta", (H,)),
              ("cls.seq_relationship.weight", (2, H)), ("cls.seq_relationship.bias", (2,))]
     legacy += [(n, 0.1 * torch.randn(s, generator=gen)) for n, s in extra]
+    # Checkpoints saved before transformers made it non-persistent carry this I64 buffer.
+    legacy.append(("bert.embeddings.position_ids", torch.arange(CONFIG["max_position_embeddings"]).unsqueeze(0)))
     legacy.sort(key=lambda item: item[0])  # the Hub file is in name order
     write_safetensors(os.path.join(legacy_dir, "model.safetensors"), legacy, {"format": "pt"})
     legacy_config = dict(CONFIG, architectures=["BertForMaskedLM"], gradient_checkpointing=False,
@@ -343,7 +403,7 @@ def main():
         "batch": {n: list(t.shape) for n, t in zip(names, batch)},
         "files": {
             "model.safetensors": "parameters, F32, Hugging Face names",
-            "legacy_hub/model.safetensors": "same parameters, legacy LayerNorm.gamma/beta names, cls.* and bert.pooler.*, no qa_outputs",
+            "legacy_hub/model.safetensors": "same parameters, legacy LayerNorm.gamma/beta names, cls.* and bert.pooler.*, I64 bert.embeddings.position_ids, no qa_outputs",
             "batch.safetensors": "I64 inputs: input_ids, attention_mask, token_type_ids [3,16]; start/end_positions [3]",
             "expected_fp32.safetensors": "fp32 forward/backward: start_logits, end_logits [3,16], loss [], hidden_states.{0..2} [3,16,32], grad.<parameter>",
             "expected_bf16_autocast.safetensors": "the same under torch.autocast('cpu', dtype=torch.bfloat16), stored as F32",
@@ -372,4 +432,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--check":
+        OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "bert_tiny")
+        check_folder(sys.argv[2])
+    else:
+        main()

@@ -7,3 +7,4 @@
 #include <mpt/kernels.hpp>
 #include <mpt/io.hpp>
 #include <mpt/nn.hpp>
+#include <mpt/data.hpp>

@@ -16,4 +16,5 @@
 #include <mpt/nn/layer_norm.hpp>
 #include <mpt/nn/linear.hpp>
 #include <mpt/nn/parameters.hpp>
+#include <mpt/nn/pretrained.hpp>
 #include <mpt/nn/residual_norm.hpp>

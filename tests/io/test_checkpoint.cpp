@@ -10,7 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <unistd.h>
+#include <chrono>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -29,7 +29,9 @@ const fs::path tiny = fs::path(MPT_TEST_DATA) / "bert_tiny";
 struct TempDir {
   fs::path path;
   explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("mpt_test_ckpt_" + std::to_string(::getpid()) + "_" + name);
+    // Unique per process run, so that suites running at once never share a folder.
+    static const auto run = std::chrono::steady_clock::now().time_since_epoch().count();
+    path = fs::temp_directory_path() / ("mpt_test_ckpt_" + std::to_string(run) + "_" + name);
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -123,8 +125,7 @@ double load_tolerance() {
 }
 
 mpt::io::LoadOptions quiet_options(std::vector<std::string>* warnings = nullptr) {
-  mpt::io::LoadOptions o;
-  o.expected_unused = {"pooler"};
+  mpt::io::LoadOptions o;  // expected_unused keeps its default: pooler, position_ids
   o.warn = warnings ? std::function<void(const std::string&)>([warnings](const std::string& m) { warnings->push_back(m); }) : nullptr;
   return o;
 }
@@ -163,6 +164,9 @@ TEST_CASE("BertConfig keeps unknown keys and writes the QA architecture") {
   CHECK(j.at("model_type") == "bert");
   CHECK(j.at("position_embedding_type") == "absolute");
   CHECK(j.at("use_cache") == true);
+  std::vector<std::string> keys;
+  for (const auto& item : j.items()) keys.push_back(item.key());
+  CHECK(std::is_sorted(keys.begin(), keys.end()));
   legacy.save(dir / "config.json");
   const BertConfig reread = BertConfig::from_json_file(dir / "config.json");
   CHECK(reread.to_json() == j);
@@ -268,7 +272,7 @@ TEST_CASE_TEMPLATE("load_parameters reads the legacy Hub layout and initializes 
   CHECK(unused == cls);
   std::vector<std::string> pooler = report.expected_unused;
   std::sort(pooler.begin(), pooler.end());
-  CHECK(pooler == std::vector<std::string>{"bert.pooler.dense.bias", "bert.pooler.dense.weight"});
+  CHECK(pooler == std::vector<std::string>{"bert.embeddings.position_ids", "bert.pooler.dense.bias", "bert.pooler.dense.weight"});
   // Every LayerNorm came in under its legacy name: 1 embedding + 2 per layer, weight and bias.
   CHECK(report.renamed.size() == static_cast<std::size_t>(2 * (1 + 2 * c.num_hidden_layers)));
   for (const auto& r : report.renamed) {
@@ -292,10 +296,17 @@ TEST_CASE_TEMPLATE("load_parameters reads the legacy Hub layout and initializes 
   CHECK(sd > 0.013);
   CHECK(sd < 0.027);
   for (std::size_t k = 0; k < 2; ++k) CHECK(mpt::to_float(params["qa_outputs.bias"][k]) == 0.0f);
-  // Initialization is a function of (seed, name): the same on every load.
+  // Initialization is a function of (seed, name): the same on every load, for any thread count.
   Parameters<T> again(bert_qa_parameters(c));
-  mpt::io::load_parameters(tiny / "legacy_hub", again.slots, quiet_options());
-  for (std::size_t k = 0; k < w.size(); ++k) CHECK(mpt::to_float(again["qa_outputs.weight"][k]) == mpt::to_float(w[k]));
+  {
+    mpt::ScopedNumThreads one_thread(1);
+    mpt::io::load_parameters(tiny / "legacy_hub", again.slots, quiet_options());
+  }
+  std::size_t differ = 0;
+  for (std::size_t s = 0; s < params.slots.size(); ++s)
+    for (std::size_t k = 0; k < params.storage[s]->size(); ++k)
+      differ += mpt::to_float((*again.storage[s])[k]) != mpt::to_float((*params.storage[s])[k]);
+  CHECK(differ == 0);
 
   // The two warnings, worded as transformers words them.
   REQUIRE(warnings.size() == 2);
@@ -332,6 +343,12 @@ TEST_CASE("load_parameters initializes missing LayerNorm and embedding slots as 
                                         }}};
   mpt::io::load_parameters(dir / "empty.safetensors", custom, quiet_options());
   CHECK(t[2] == 0.5f);
+  std::vector<ParameterSlot> no_function = {{"x", t.view(), Init::custom}};
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "empty.safetensors", no_function, quiet_options()),
+                       doctest::Contains("'x' has Init::custom but no initialize function"), mpt::Error);
+  std::vector<ParameterSlot> bad_row = {{"x", t.view(), Init::normal, 3}};
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "empty.safetensors", bad_row, quiet_options()), doctest::Contains("zero row 3"),
+                       mpt::Error);
 }
 
 TEST_CASE("load_parameters: base-model checkpoints without the 'bert.' prefix, and the reverse") {
@@ -368,6 +385,47 @@ TEST_CASE("load_parameters: base-model checkpoints without the 'bert.' prefix, a
   CHECK(max_diff_to_reference(model, reverse.loaded, [](const std::string& n) { return "bert." + n; }) == 0.0);
 }
 
+TEST_CASE("load_parameters: a sharded checkpoint (model.safetensors.index.json) loads like one file") {
+  TempDir dir("sharded");
+  const BertConfig c = BertConfig::from_json_file(tiny / "config.json");
+  const auto whole = mpt::io::SafetensorsFile::open(tiny / "model.safetensors");
+  // Layer 0 and the embeddings in one shard, the rest in another, as save_pretrained splits.
+  std::vector<Tensor<float>> keep;
+  keep.reserve(whole.size());
+  std::vector<mpt::io::NamedTensor> first, second;
+  nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
+  for (const auto& e : whole.tensors()) {
+    keep.push_back(whole.read<float>(e.name));
+    const bool early = e.name.starts_with("bert.embeddings.") || e.name.starts_with("bert.encoder.layer.0.");
+    (early ? first : second).push_back({e.name, keep.back().view()});
+    index["weight_map"][e.name] = early ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  mpt::io::save_safetensors(dir / "model-00001-of-00002.safetensors", first, Dtype::f32, {{"format", "pt"}});
+  mpt::io::save_safetensors(dir / "model-00002-of-00002.safetensors", second, Dtype::bf16, {{"format", "pt"}});
+  mpt::io::write_file_atomic(dir / "model.safetensors.index.json", index.dump(2));
+
+  Parameters<float> params(bert_qa_parameters(c));
+  const auto report = mpt::io::load_parameters(dir.path, params.slots, quiet_options());
+  CHECK(report.loaded.size() == params.slots.size());
+  CHECK(report.missing.empty());
+  CHECK(report.unused.empty());
+  // The first shard is exact, the second went through BF16.
+  CHECK(max_abs_diff(params["bert.encoder.layer.0.output.dense.weight"], whole.read<float>("bert.encoder.layer.0.output.dense.weight")) == 0.0);
+  CHECK(max_abs_diff(params["qa_outputs.weight"], whole.read<float>("qa_outputs.weight")) <= 1.0 / 256);
+
+  // A shard outside the folder, or a tensor missing from its shard, is refused.
+  index["weight_map"]["qa_outputs.bias"] = "../model-00002-of-00002.safetensors";
+  mpt::io::write_file_atomic(dir / "model.safetensors.index.json", index.dump());
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, params.slots, quiet_options()),
+                       doctest::Contains("'qa_outputs.bias' maps to \"../model-00002-of-00002.safetensors\", which is not a file name"), mpt::Error);
+  index["weight_map"]["qa_outputs.bias"] = "model-00001-of-00002.safetensors";
+  mpt::io::write_file_atomic(dir / "model.safetensors.index.json", index.dump());
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, params.slots, quiet_options()),
+                       doctest::Contains("'qa_outputs.bias' is not in its shard"), mpt::Error);
+  mpt::io::write_file_atomic(dir / "model.safetensors.index.json", std::string_view("{\"weight_map\": 3}"));
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, params.slots, quiet_options()), doctest::Contains("weight_map"), mpt::Error);
+}
+
 TEST_CASE("load_parameters: shape mismatches and ambiguous checkpoints are errors naming the tensors") {
   TempDir dir("mismatch");
   BertConfig c = BertConfig::from_json_file(tiny / "config.json");
@@ -386,7 +444,7 @@ TEST_CASE("load_parameters: shape mismatches and ambiguous checkpoints are error
                        doctest::Contains("'bert.LayerNorm.gamma' and 'bert.LayerNorm.weight' both provide"), mpt::Error);
   std::vector<ParameterSlot> twice = {{"x", a.view()}, {"x", b.view()}};
   CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "both.safetensors", twice, quiet_options()), doctest::Contains("'x' twice"), mpt::Error);
-  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, slot, quiet_options()), doctest::Contains("no model.safetensors"), mpt::Error);
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, slot, quiet_options()), doctest::Contains("has neither model.safetensors nor model.safetensors.index.json"), mpt::Error);
 }
 
 TEST_CASE_TEMPLATE("save_pretrained writes a folder that loads back", P, mpt::precision::fp32, mpt::precision::bf16_mixed) {
@@ -436,4 +494,51 @@ TEST_CASE_TEMPLATE("save_pretrained writes a folder that loads back", P, mpt::pr
   }
   CHECK_THROWS_WITH_AS(mpt::io::save_pretrained(dir / "f16", c, mpt::io::named_tensors(params.slots), Dtype::f16), doctest::Contains("F16"),
                        mpt::Error);
+}
+
+TEST_CASE_TEMPLATE("load_pretrained / save_pretrained with nn::Parameters: master weights in, compute copy refreshed", P,
+                   mpt::precision::fp32, mpt::precision::bf16_mixed) {
+  using master_t = typename P::master_t;
+  TempDir dir("nn_parameters");
+  const BertConfig c = BertConfig::from_json_file(tiny / "legacy_hub/config.json");
+  const auto role_of = [](const std::string& n) {
+    if (n.ends_with("LayerNorm.weight")) return mpt::nn::ParamRole::norm_weight;
+    if (n.ends_with("LayerNorm.bias")) return mpt::nn::ParamRole::norm_bias;
+    if (n.find(".embeddings.") != std::string::npos) return mpt::nn::ParamRole::embedding;
+    return n.ends_with(".bias") ? mpt::nn::ParamRole::linear_bias : mpt::nn::ParamRole::linear_weight;
+  };
+  mpt::nn::Parameters<P> params;
+  for (const ParameterSpec& s : bert_qa_parameters(c)) params.declare(s.name, s.shape, role_of(s.name));
+  params.allocate();
+
+  const auto report = mpt::nn::load_pretrained(tiny / "legacy_hub", params, c, quiet_options());
+  CHECK(report.missing == std::vector<std::string>{"qa_outputs.weight", "qa_outputs.bias"});
+  // Master weights hold the file's fp32 values exactly; the compute copy is their rounding.
+  const auto ref = mpt::io::SafetensorsFile::open(tiny / "model.safetensors");
+  const auto id = params.find("bert.encoder.layer.1.attention.output.LayerNorm.weight");
+  REQUIRE(id != nullptr);
+  const auto expected = ref.read<float>(id->name);
+  const mpt::nn::ParamId pid = static_cast<mpt::nn::ParamId>(id - params.entries().data());
+  std::size_t differ = 0;
+  for (std::size_t k = 0; k < expected.size(); ++k) {
+    differ += params.master(pid)[k] != static_cast<master_t>(expected[k]);
+    differ += mpt::to_float(params.compute(pid)[k]) !=
+              (std::is_same_v<typename P::param_t, bf16> ? mpt::round_to_bf16(expected[k]) : expected[k]);
+  }
+  CHECK(differ == 0);
+  // Roles chose the initialization of the new head.
+  const auto* bias = params.find("qa_outputs.bias");
+  REQUIRE(bias != nullptr);
+  CHECK(params.master(static_cast<mpt::nn::ParamId>(bias - params.entries().data()))[1] == master_t(0));
+
+  mpt::nn::save_pretrained(dir / "out", c, params, Dtype::f32, tiny / "vocab.txt");
+  mpt::nn::Parameters<P> again;
+  for (const ParameterSpec& s : bert_qa_parameters(c)) again.declare(s.name, s.shape, role_of(s.name));
+  again.allocate();
+  const auto reload = mpt::nn::load_pretrained(dir / "out", again, c, quiet_options());
+  CHECK(reload.missing.empty());
+  CHECK(reload.unused.empty());
+  std::size_t changed = 0;
+  for (std::size_t k = 0; k < params.master_flat().size(); ++k) changed += params.master_flat()[k] != again.master_flat()[k];
+  CHECK(changed == 0);
 }

@@ -7,9 +7,10 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
-#include <unistd.h>
+#include <chrono>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -24,7 +25,9 @@ namespace {
 struct TempDir {
   fs::path path;
   explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("mpt_test_io_" + std::to_string(::getpid()) + "_" + name);
+    // Unique per process run, so that suites running at once never share a folder.
+    static const auto run = std::chrono::steady_clock::now().time_since_epoch().count();
+    path = fs::temp_directory_path() / ("mpt_test_io_" + std::to_string(run) + "_" + name);
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -36,6 +39,16 @@ std::vector<std::byte> bytes_of(const std::string& s) {
   std::vector<std::byte> b(s.size());
   std::memcpy(b.data(), s.data(), s.size());
   return b;
+}
+
+// Test files are written plainly: write_file_atomic's fsync would make the hundreds of
+// broken files below take seconds. (Removed first: ext4 flushes a file truncated and
+// rewritten in place.)
+void write_plain(const fs::path& path, std::span<const std::byte> bytes) {
+  fs::remove(path);
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE(out.good());
 }
 
 // [u64 len][header][data], written as is (no padding, so data may be unaligned).
@@ -64,7 +77,7 @@ void expect_open_error(const fs::path& path, const std::vector<std::string>& men
 
 void expect_raw_error(const TempDir& dir, const std::string& header, std::size_t data_bytes, const std::vector<std::string>& mentions) {
   const fs::path p = dir / "broken.safetensors";
-  mpt::io::write_file_atomic(p, raw_file(header, data_bytes));
+  write_plain(p, raw_file(header, data_bytes));
   INFO("header: ", header);
   expect_open_error(p, mentions);
 }
@@ -148,6 +161,25 @@ TEST_CASE("safetensors round trip: F32, BF16, F16 files from float, bf16 and dou
   }
 }
 
+TEST_CASE("safetensors: BF16 encode and decode give the same bits on every instruction set") {
+  const unsigned seed = 99;
+  INFO("seed ", seed);
+  std::mt19937 rng(seed);
+  TempDir dir("isa");
+  const Tensor<float> values = random_tensor<float>(Shape{3, 1000}, rng);  // not a multiple of any vector width
+  const std::vector<mpt::io::NamedTensor> named = {{"v", values.view()}};
+  for (mpt::Isa isa : mpt::supported_isas()) {
+    CAPTURE(mpt::isa_name(isa));
+    mpt::ScopedIsa guard(isa);
+    mpt::io::save_safetensors(dir / "v.safetensors", named, Dtype::bf16);
+    const auto file = mpt::io::SafetensorsFile::open(dir / "v.safetensors");
+    const auto back = file.read<float>("v");
+    std::size_t mismatches = 0;
+    for (std::size_t k = 0; k < values.size(); ++k) mismatches += back[k] != mpt::round_to_bf16(values[k]);
+    CHECK(mismatches == 0);
+  }
+}
+
 TEST_CASE("safetensors: F64 files and unaligned data (odd header length) read correctly") {
   TempDir dir("unaligned");
   // BF16 [3] at data offset 0 with a 7-byte header: the data starts at byte 15.
@@ -174,6 +206,27 @@ TEST_CASE("safetensors: reading checks the destination shape and the dtype, nami
   const auto batch = mpt::io::SafetensorsFile::open(fs::path(MPT_TEST_DATA) / "bert_tiny/batch.safetensors");
   CHECK(batch.at("input_ids").dtype == Dtype::i64);  // integer tensors index and validate, only conversion refuses
   CHECK_THROWS_WITH_AS(batch.read<float>("input_ids"), doctest::Contains("tensor 'input_ids': dtype I64"), mpt::Error);
+  // Integer tensors read into integers: the batch the model tests feed.
+  const auto ids = batch.read<std::int64_t>("input_ids");
+  const auto mask = batch.read<std::int32_t>("attention_mask");
+  CHECK(ids.shape() == Shape{3, 16});
+  CHECK(ids(0, 0) == 2);  // [CLS]
+  CHECK(ids(2, 15) == 0);  // [PAD]: row 2 holds 9 tokens
+  CHECK(mask(1, 11) == 1);
+  CHECK(mask(1, 12) == 0);
+  const auto end_positions = batch.read<std::int64_t>("end_positions");
+  CHECK(end_positions[1] == 20);
+  CHECK_THROWS_WITH_AS(batch.read<std::int64_t>("nope"), doctest::Contains("nope"), mpt::Error);
+  const auto model_file = mpt::io::SafetensorsFile::open(fs::path(MPT_TEST_DATA) / "bert_tiny/model.safetensors");
+  CHECK_THROWS_WITH_AS(model_file.read<std::int64_t>("qa_outputs.bias"), doctest::Contains("F32 does not read into an integer tensor"), mpt::Error);
+  // Narrowing is checked element by element.
+  std::vector<std::byte> big = raw_file(R"({"n":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})", 0);
+  const std::int64_t values[2] = {-7, std::int64_t{1} << 40};
+  big.insert(big.end(), reinterpret_cast<const std::byte*>(values), reinterpret_cast<const std::byte*>(values) + 16);
+  write_plain(dir / "big.safetensors", big);
+  const auto big_file = mpt::io::SafetensorsFile::open(dir / "big.safetensors");
+  CHECK(big_file.read<std::int64_t>("n")[1] == std::int64_t{1} << 40);
+  CHECK_THROWS_WITH_AS(big_file.read<std::int32_t>("n"), doctest::Contains("tensor 'n': element 1 does not fit in 32-bit"), mpt::Error);
   CHECK_THROWS_WITH_AS(batch.at("nope"), doctest::Contains("no tensor 'nope'"), mpt::Error);
   const auto model = mpt::io::SafetensorsFile::open(fs::path(MPT_TEST_DATA) / "bert_tiny/model.safetensors");
   Tensor<float> wrong(Shape{2, 31});
@@ -192,7 +245,7 @@ TEST_CASE("safetensors: a file truncated anywhere is an error naming the file") 
   const fs::path cut = dir / "cut.safetensors";
   std::size_t errors = 0;
   for (std::size_t n = 0; n < whole.size(); ++n) {
-    mpt::io::write_file_atomic(cut, std::span<const std::byte>(whole.data(), n));
+    write_plain(cut, std::span<const std::byte>(whole.data(), n));
     try {
       const auto f = mpt::io::SafetensorsFile::open(cut);
     } catch (const mpt::Error& e) {
@@ -203,17 +256,58 @@ TEST_CASE("safetensors: a file truncated anywhere is an error naming the file") 
   CHECK(mpt::io::SafetensorsFile::open(dir / "whole.safetensors").size() == 3);
 }
 
+TEST_CASE("safetensors: random byte corruption never crashes: it opens and reads, or throws mpt::Error") {
+  const unsigned seed = 4242;
+  INFO("seed ", seed);
+  std::mt19937 rng(seed);
+  TempDir dir("fuzz");
+  Tensor<float> a(Shape{2, 3});
+  Tensor<bf16> b(Shape{5});
+  Tensor<double> c(Shape{});
+  const std::vector<mpt::io::NamedTensor> named = {{"alpha", a.view()}, {"beta", b.view(), Dtype::bf16}, {"gamma", c.view(), Dtype::f16}};
+  mpt::io::save_safetensors(dir / "whole.safetensors", named, Dtype::f32, {{"format", "pt"}});
+  const std::vector<std::byte> whole = mpt::io::read_file(dir / "whole.safetensors");
+  const fs::path p = dir / "mutated.safetensors";
+  // Bytes a mutation writes: JSON punctuation and digits hurt most.
+  const std::string alphabet = "{}[]\":,0123456789-eE. aF\x00\xff";
+  int opened = 0, rejected = 0;
+  for (int trial = 0; trial < 1500; ++trial) {
+    std::vector<std::byte> bytes = whole;
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits; ++e) {
+      const std::size_t at = rng() % bytes.size();
+      bytes[at] = rng() % 2 ? static_cast<std::byte>(alphabet[rng() % alphabet.size()]) : static_cast<std::byte>(rng() & 0xFF);
+    }
+    if (rng() % 4 == 0) bytes.resize(rng() % bytes.size());
+    write_plain(p, bytes);
+    try {
+      const auto file = mpt::io::SafetensorsFile::open(p);
+      for (const auto& entry : file.tensors()) {
+        if (!mpt::io::is_convertible_dtype(entry.dtype) || entry.dims.size() > 4) continue;
+        const auto t = file.read<float>(entry.name);
+        CHECK(t.size() == entry.numel());
+      }
+      ++opened;
+    } catch (const mpt::Error& e) {
+      ++rejected;
+      CHECK(std::string(e.what()).find(p.string()) != std::string::npos);
+    }
+  }
+  MESSAGE("random corruption: ", opened, " files still valid, ", rejected, " rejected with mpt::Error");
+  CHECK(rejected > 0);
+}
+
 TEST_CASE("safetensors: oversized or inconsistent header lengths") {
   TempDir dir("lengths");
   const std::string header = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
   const fs::path p = dir / "len.safetensors";
   for (std::uint64_t declared : {std::uint64_t{UINT64_MAX}, std::uint64_t{1} << 63, std::uint64_t{100'000'001}, std::uint64_t{header.size() + 5}}) {
     CAPTURE(declared);
-    mpt::io::write_file_atomic(p, raw_file(header, 4, declared));
+    write_plain(p, raw_file(header, 4, declared));
     expect_open_error(p, {});
   }
   // Declared shorter than the JSON: the JSON is cut, and the rest counts as data.
-  mpt::io::write_file_atomic(p, raw_file(header, 4, header.size() - 3));
+  write_plain(p, raw_file(header, 4, header.size() - 3));
   expect_open_error(p, {"not valid JSON"});
   mpt::io::write_file_atomic(p, std::span<const std::byte>());
   expect_open_error(p, {"too short"});
@@ -246,6 +340,9 @@ TEST_CASE("safetensors: every malformed header is an mpt::Error naming the file 
   expect_raw_error(dir, "{" + entry("a", "F32", "[4611686018427387904,4611686018427387904]", "[0,8]") + "}", 8, {"'a'", "overflows"});
   expect_raw_error(dir, "{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("a", "F32", "[2]", "[8,16]") + "}", 16, {"'a'", "twice"});
   expect_raw_error(dir, R"({"a":{"dtype":"F32","shape":[2]}})", 8, {"'a'", "lacks"});
+  expect_raw_error(dir, R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,8],"dtype":"F32"}})", 8, {"'a'", "field 'dtype' appears twice"});
+  expect_raw_error(dir, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"shape":[0],"shape":[0],"dtype":"F32","data_offsets":[8,8]}})", 8,
+                   {"'b'", "field 'shape' appears twice"});
   expect_raw_error(dir, R"({"a":[1,2]})", 8, {"'a'", "not an object"});
   expect_raw_error(dir, R"({"a":{"dtype":7,"shape":[2],"data_offsets":[0,8]}})", 8, {"'a'", "dtype"});
   expect_raw_error(dir, R"({"__metadata__":{"format":1}})", 0, {"__metadata__", "format"});
@@ -256,6 +353,11 @@ TEST_CASE("safetensors: every malformed header is an mpt::Error naming the file 
   expect_raw_error(dir, "{} x", 0, {"not valid JSON"});
   expect_raw_error(dir, std::string("{\"\xff\xfe\":1}"), 0, {"not valid JSON"});
   expect_raw_error(dir, "{\"a\":" + std::string(5000, '['), 0, {"not valid JSON"});
+  // Rank 5 is valid safetensors; only turning it into an mpt tensor (rank <= 4) refuses.
+  mpt::io::write_file_atomic(dir / "rank5.safetensors", raw_file("{" + entry("r", "F32", "[1,1,1,1,2]", "[0,8]") + "}", 8));
+  const auto rank5 = mpt::io::SafetensorsFile::open(dir / "rank5.safetensors");
+  CHECK(rank5.at("r").numel() == 2);
+  CHECK_THROWS_WITH_AS(rank5.read<float>("r"), doctest::Contains("tensor 'r': shape [1, 1, 1, 1, 2] has rank 5"), mpt::Error);
   // An empty header object with no data is a valid (empty) file.
   mpt::io::write_file_atomic(dir / "empty.safetensors", raw_file("{}", 0));
   CHECK(mpt::io::SafetensorsFile::open(dir / "empty.safetensors").size() == 0);

@@ -13,9 +13,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace mpt::io {
 
@@ -132,7 +134,13 @@ struct BertConfig {
     j["vocab_size"] = vocab_size;
     for (const auto& [key, value] : extra.items())
       if (key != "architectures" && key != "model_type") j[key] = value;
-    return j;
+    // Keys in sorted order, as transformers writes them (json.dumps(sort_keys=True)).
+    std::vector<std::string> keys;
+    for (const auto& item : j.items()) keys.push_back(item.key());
+    std::sort(keys.begin(), keys.end());
+    nlohmann::ordered_json sorted = nlohmann::ordered_json::object();
+    for (const std::string& key : keys) sorted[key] = j[key];
+    return sorted;
   }
 
   void save(const std::filesystem::path& path) const { write_file_atomic(path, to_json().dump(2) + "\n"); }

@@ -12,6 +12,7 @@
 
 #include <mpt/core/error.hpp>
 
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -114,6 +115,8 @@ class MappedFile {
     void* p = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (p == MAP_FAILED) throw_error("cannot memory-map ", path, " (", file.size_, " bytes): ", detail::errno_text());
     file.data_ = static_cast<const std::byte*>(p);
+    // Start reading ahead now: loaders touch every byte, mostly front to back.
+    ::madvise(p, file.size_, MADV_WILLNEED);
     return file;
   }
 
@@ -158,9 +161,9 @@ inline std::string read_text_file(const std::filesystem::path& path) {
 class AtomicFileWriter {
  public:
   explicit AtomicFileWriter(std::filesystem::path path) : path_(std::move(path)) {
-    static int counter = 0;  // distinct names for writers alive at once in this process
+    static std::atomic<unsigned> counter{0};  // distinct names for writers alive at once in this process
     temp_path_ = path_;
-    temp_path_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    temp_path_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
     fd_ = detail::FileDescriptor(::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (fd_.get() < 0) throw_error("cannot create ", temp_path_, " (to write ", path_, "): ", detail::errno_text());
   }

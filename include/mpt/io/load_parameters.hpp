@@ -4,7 +4,8 @@
 //
 // The model lists its parameters as slots named as in transformers
 // ("bert.encoder.layer.0.attention.self.query.weight", "qa_outputs.bias") and
-// load_parameters fills them:
+// load_parameters fills them from a model folder (model.safetensors, or
+// model.safetensors.index.json and its shards) or from open safetensors files:
 //   - legacy names match: "LayerNorm.gamma" / "LayerNorm.beta" are "LayerNorm.weight" / ".bias";
 //   - a checkpoint of the base model (names without "bert.") loads into a model that
 //     has the prefix, and the other way round (transformers' base_model_prefix rule);
@@ -12,14 +13,21 @@
 //   - a shape mismatch is an error naming the tensor and both shapes;
 //   - slots the checkpoint lacks are initialized as the slot says (BERT: normal(0,
 //     initializer_range) weights, zero biases, LayerNorm 1 and 0) and reported as missing;
-//   - checkpoint tensors no slot takes (pre-training heads "cls.*", the pooler) are
-//     reported as unused; both lists are printed as transformers words them.
+//   - checkpoint tensors no slot takes (pre-training heads "cls.*") are reported as
+//     unused; both lists are printed as transformers words them. Those the model
+//     expects to skip (the pooler, the position_ids buffer) are reported apart, unprinted;
+//   - every check runs before any copy; the copies then run on all of mpt's threads.
 
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/error.hpp>
 #include <mpt/core/tensor.hpp>
+#include <mpt/core/threads.hpp>
+#include <mpt/io/file.hpp>
 #include <mpt/io/safetensors.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -58,7 +66,8 @@ struct ParameterSlot {
   // Init::normal only: this row is then zeroed, as transformers does for the padding
   // token of an nn.Embedding with padding_idx (word_embeddings, row pad_token_id).
   std::int64_t zero_row = -1;
-  std::function<void(const ParameterSlot&)> initialize = nullptr;  // Init::custom
+  // Init::custom; may run on any of mpt's threads, concurrently with other slots' work.
+  std::function<void(const ParameterSlot&)> initialize = nullptr;
 };
 
 struct LoadOptions {
@@ -68,8 +77,9 @@ struct LoadOptions {
   double initializer_range = 0.02;                       // BertConfig::initializer_range
   std::uint64_t seed = 42;                               // for Init::normal; each slot draws from (seed, name)
   // Unused checkpoint tensors whose names contain one of these are expected and not
-  // warned about (BertForQuestionAnswering: "pooler", as its _keys_to_ignore_on_load_unexpected).
-  std::vector<std::string> expected_unused = {};
+  // warned about. Default: BertForQuestionAnswering's _keys_to_ignore_on_load_unexpected
+  // ("pooler") plus the position_ids buffer older checkpoints carry.
+  std::vector<std::string> expected_unused = {"pooler", "embeddings.position_ids"};
   // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
   std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
 };
@@ -138,6 +148,17 @@ void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::stri
   }
 }
 
+// Errors a slot's initializer would meet, raised before any work starts.
+inline void check_initializer(const ParameterSlot& slot) {
+  const Shape& shape = parameter_shape(slot.data);
+  if (slot.init == Init::normal && slot.zero_row >= 0 && (shape.rank() != 2 || slot.zero_row >= shape[0])) {
+    throw_error("load_parameters: parameter '", slot.name, "' asks to zero row ", slot.zero_row, ", which shape ", shape, " does not have");
+  }
+  if (slot.init == Init::custom && !slot.initialize) {
+    throw_error("load_parameters: parameter '", slot.name, "' has Init::custom but no initialize function");
+  }
+}
+
 inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& options) {
   std::visit(
       [&](auto view) {
@@ -146,9 +167,6 @@ inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& option
           case Init::normal:
             fill_normal(view, options.initializer_range, options.seed, slot.name);
             if (slot.zero_row >= 0) {
-              if (view.rank() != 2 || slot.zero_row >= view.dim(0)) {
-                throw_error("initializing '", slot.name, "': zero_row ", slot.zero_row, " is not a row of shape ", view.shape());
-              }
               for (std::int64_t c = 0; c < view.dim(1); ++c) view(slot.zero_row, c) = T(0.0f);
             }
             break;
@@ -159,10 +177,7 @@ inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& option
             for (auto& v : view.span()) v = T(1.0f);
             break;
           case Init::keep: break;
-          case Init::custom:
-            if (!slot.initialize) throw_error("initializing '", slot.name, "': Init::custom without an initialize function");
-            slot.initialize(slot);
-            break;
+          case Init::custom: slot.initialize(slot); break;
         }
       },
       slot.data);
@@ -172,9 +187,16 @@ inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& option
 
 // Fills `slots` from `file`; see the top of this header. `checkpoint` names the
 // checkpoint in warnings (transformers prints the folder); default: the file's path.
-inline LoadReport load_parameters(const SafetensorsFile& file, std::span<ParameterSlot> slots, const LoadOptions& options = {},
-                                  std::string checkpoint = {}) {
-  if (checkpoint.empty()) checkpoint = file.path().string();
+inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::span<const ParameterSlot> slots, const LoadOptions& options,
+                                  std::string checkpoint) {
+  // One tensor of the checkpoint and the file (shard) holding it.
+  struct Located {
+    const SafetensorsFile* file;
+    const SafetensorsEntry* entry;
+  };
+  std::vector<Located> all;
+  for (const SafetensorsFile& f : files)
+    for (const SafetensorsEntry& e : f.tensors()) all.push_back({&f, &e});
   const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
   const auto has_prefix = [&](std::string_view n) { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; };
 
@@ -183,7 +205,7 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
     if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
   }
   bool checkpoint_has_prefix = false;
-  for (const SafetensorsEntry& e : file.tensors()) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(e.name);
+  for (const Located& t : all) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(t.entry->name);
   bool model_has_prefix = false;
   for (const ParameterSlot& s : slots) model_has_prefix = model_has_prefix || has_prefix(s.name);
   // As transformers: strip the prefix from whichever side has it when the other has none.
@@ -191,50 +213,92 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
   const bool strip_from_checkpoint = checkpoint_has_prefix && !model_has_prefix;
 
   // Canonical name (modern, prefix rule applied) -> checkpoint entry.
-  std::unordered_map<std::string, const SafetensorsEntry*> by_key;
-  for (const SafetensorsEntry& e : file.tensors()) {
-    std::string key = detail::modern_parameter_name(e.name);
+  std::unordered_map<std::string, std::size_t> by_key;  // -> index in `all`
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    std::string key = detail::modern_parameter_name(all[i].entry->name);
     if (strip_from_checkpoint && has_prefix(key)) key = key.substr(prefix.size());
-    const auto [it, inserted] = by_key.emplace(key, &e);
+    const auto [it, inserted] = by_key.emplace(key, i);
     if (!inserted) {
-      throw_error("checkpoint ", file.path(), ": tensors '", it->second->name, "' and '", e.name, "' both provide '", key,
-                  "'; remove one of them");
+      // With shards, say which file holds each.
+      const auto where = [&](const Located& t) { return files.size() > 1 ? " (in " + t.file->path().filename().string() + ")" : std::string(); };
+      const Located& first = all[it->second];
+      throw_error("checkpoint ", checkpoint, ": tensors '", first.entry->name, "'", where(first), " and '", all[i].entry->name, "'", where(all[i]),
+                  " both provide '", key, "'; remove one of them");
     }
   }
 
+  // Match and check everything first, so that an error leaves no slot half loaded
+  // and the first mismatch reported is the first in the model's order.
   LoadReport report;
-  std::unordered_map<const SafetensorsEntry*, bool> taken;
-  for (const ParameterSlot& slot : slots) {
+  std::vector<bool> taken(all.size(), false);
+  std::vector<const Located*> source(slots.size(), nullptr);
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const ParameterSlot& slot = slots[k];
     const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
     const auto it = by_key.find(key);
     if (it == by_key.end()) {
-      detail::initialize_slot(slot, options);
+      detail::check_initializer(slot);
       report.missing.push_back(slot.name);
       continue;
     }
-    const SafetensorsEntry& entry = *it->second;
+    const Located& located = all[it->second];
+    const SafetensorsEntry& entry = *located.entry;
     const Shape& needed = parameter_shape(slot.data);
-    bool same_shape = static_cast<int>(entry.dims.size()) == needed.rank();
-    for (int a = 0; same_shape && a < needed.rank(); ++a) same_shape = entry.dims[static_cast<std::size_t>(a)] == needed[a];
-    if (!same_shape) {
-      throw_error("checkpoint ", file.path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
+    if (!entry.has_shape(needed)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
                   " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
     }
-    std::visit([&](auto view) { file.read(entry, view); }, slot.data);
-    taken[&entry] = true;
+    if (!is_convertible_dtype(entry.dtype)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
+                  "; parameters load from F32, BF16, F16 or F64");
+    }
+    source[k] = &located;
+    taken[it->second] = true;
     report.loaded.push_back(slot.name);
     if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
   }
-  for (const SafetensorsEntry& e : file.tensors()) {
-    if (taken.count(&e) != 0) continue;
+
+  // Then copy on all threads, big tensors in slices (each element is written once,
+  // by whichever thread: the result does not depend on the thread count).
+  struct Task {
+    std::size_t slot;
+    std::size_t first;
+    std::size_t count;
+  };
+  constexpr std::size_t slice = std::size_t{1} << 20;
+  std::vector<Task> tasks;
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const std::size_t n = parameter_shape(slots[k].data).numel();
+    if (source[k] == nullptr) tasks.push_back({k, 0, n});  // initializing draws one sequence: one task
+    else
+      for (std::size_t first = 0; first < n; first += slice) tasks.push_back({k, first, std::min(slice, n - first)});
+  }
+  parallel_for(tasks.size(), [&](std::size_t t) {
+    const Task& task = tasks[t];
+    const ParameterSlot& slot = slots[task.slot];
+    if (source[task.slot] == nullptr) {
+      detail::initialize_slot(slot, options);
+      return;
+    }
+    const Located& from = *source[task.slot];
+    std::visit([&](auto view) { from.file->read_elements(*from.entry, task.first, task.count, view.data()); }, slot.data);
+  });
+
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (taken[i]) continue;
+    const std::string& name = all[i].entry->name;
     bool expected = false;
-    for (const std::string& pattern : options.expected_unused) expected = expected || e.name.find(pattern) != std::string::npos;
-    (expected ? report.expected_unused : report.unused).push_back(e.name);
+    for (const std::string& pattern : options.expected_unused) expected = expected || name.find(pattern) != std::string::npos;
+    (expected ? report.expected_unused : report.unused).push_back(name);
   }
 
   if (options.warn && !report.unused.empty()) {
     options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + options.model_class + ": " +
-                 detail::python_list(report.unused));
+                 detail::python_list(report.unused) + "\n- This IS expected if you are initializing " + options.model_class +
+                 " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
+                 "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
+                 options.model_class + " from the checkpoint of a model that you expect to be exactly identical (initializing a "
+                 "BertForSequenceClassification model from a BertForSequenceClassification model).");
   }
   if (options.warn && !report.missing.empty()) {
     options.warn("Some weights of " + options.model_class + " were not initialized from the model checkpoint at " + checkpoint +
@@ -244,17 +308,55 @@ inline LoadReport load_parameters(const SafetensorsFile& file, std::span<Paramet
   return report;
 }
 
-// The same from a model folder (its model.safetensors) or a .safetensors file.
-inline LoadReport load_parameters(const std::filesystem::path& path, std::span<ParameterSlot> slots, const LoadOptions& options = {}) {
-  if (std::filesystem::is_directory(path)) {
-    const std::filesystem::path file = path / "model.safetensors";
-    if (!std::filesystem::exists(file)) {
-      throw_error("model folder ", path, " has no model.safetensors (mpt reads safetensors checkpoints only; convert pytorch_model.bin with "
-                  "transformers' save_pretrained(safe_serialization=True))");
-    }
-    return load_parameters(SafetensorsFile::open(file), slots, options, path.string());
+// One safetensors file; `checkpoint` names it in warnings (default: its path).
+inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const ParameterSlot> slots, const LoadOptions& options = {},
+                                  std::string checkpoint = {}) {
+  if (checkpoint.empty()) checkpoint = file.path().string();
+  return load_parameters(std::span<const SafetensorsFile>(&file, 1), slots, options, checkpoint);
+}
+
+// The shards a model.safetensors.index.json names ({"weight_map": {tensor: file}}),
+// opened and checked: each named tensor is in its shard.
+inline std::vector<SafetensorsFile> open_sharded_checkpoint(const std::filesystem::path& index_path) {
+  const std::string source = "checkpoint index " + index_path.string();
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(read_text_file(index_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw_error(source, ": not valid JSON (", e.what(), ")");
   }
-  return load_parameters(SafetensorsFile::open(path), slots, options);
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+    throw_error(source, ": no \"weight_map\" object of tensor names to shard files");
+  }
+  std::vector<std::string> shard_names;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (!shard.is_string()) throw_error(source, ": tensor '", tensor, "' maps to ", shard.dump(), ", not a file name");
+    const std::string name = shard.get<std::string>();
+    // A shard is a file next to the index, never a path elsewhere.
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+      throw_error(source, ": tensor '", tensor, "' maps to \"", name, "\", which is not a file name in the same folder");
+    }
+    if (std::find(shard_names.begin(), shard_names.end(), name) == shard_names.end()) shard_names.push_back(name);
+  }
+  std::vector<SafetensorsFile> shards;
+  for (const std::string& name : shard_names) shards.push_back(SafetensorsFile::open(index_path.parent_path() / name));
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    const std::size_t k = static_cast<std::size_t>(std::find(shard_names.begin(), shard_names.end(), shard.get<std::string>()) - shard_names.begin());
+    if (!shards[k].contains(tensor)) throw_error(source, ": tensor '", tensor, "' is not in its shard ", shards[k].path());
+  }
+  return shards;
+}
+
+// From a model folder (model.safetensors, or model.safetensors.index.json and its
+// shards, as save_pretrained writes big models) or from one .safetensors file.
+inline LoadReport load_parameters(const std::filesystem::path& path, std::span<const ParameterSlot> slots, const LoadOptions& options = {}) {
+  if (!std::filesystem::is_directory(path)) return load_parameters(SafetensorsFile::open(path), slots, options);
+  const std::filesystem::path single = path / "model.safetensors";
+  const std::filesystem::path index = path / "model.safetensors.index.json";
+  if (std::filesystem::exists(single)) return load_parameters(SafetensorsFile::open(single), slots, options, path.string());
+  if (std::filesystem::exists(index)) return load_parameters(open_sharded_checkpoint(index), slots, options, path.string());
+  throw_error("model folder ", path, " has neither model.safetensors nor model.safetensors.index.json (mpt reads safetensors checkpoints "
+              "only; convert pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))");
 }
 
 }  // namespace mpt::io

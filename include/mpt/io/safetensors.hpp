@@ -11,7 +11,8 @@
 //   SafetensorsFile::open(path)      memory-maps and validates everything up front; a bad
 //                                    file is an mpt::Error naming the file (and the tensor)
 //   file.find(name) / file.at(name)  the entry: dtype, dims, bytes (a span into the map)
-//   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double
+//   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double,
+//                                    integer dtypes into std::int32_t / std::int64_t
 //   save_safetensors(path, tensors, dtype, metadata)   atomic write, F32/BF16/F16/F64
 
 #include <mpt/core/bf16.hpp>
@@ -36,6 +37,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -66,6 +68,11 @@ constexpr std::string_view dtype_name(Dtype d) noexcept { return detail::dtype_t
 constexpr std::size_t dtype_size(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].size; }
 constexpr bool is_convertible_dtype(Dtype d) noexcept {
   return d == Dtype::f32 || d == Dtype::bf16 || d == Dtype::f16 || d == Dtype::f64;
+}
+// Integer (and BOOL) tensors read into std::int32_t / std::int64_t: token ids, masks, positions.
+constexpr bool is_integer_dtype(Dtype d) noexcept {
+  return d == Dtype::boolean || d == Dtype::u8 || d == Dtype::i8 || d == Dtype::i16 || d == Dtype::u16 || d == Dtype::i32 ||
+         d == Dtype::u32 || d == Dtype::i64 || d == Dtype::u64;
 }
 inline std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
   for (const auto& info : detail::dtype_table)
@@ -106,6 +113,12 @@ struct SafetensorsEntry {
     std::string s = "[";
     for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
     return s + "]";
+  }
+  bool has_shape(const Shape& shape) const noexcept {
+    if (static_cast<int>(dims.size()) != shape.rank()) return false;
+    for (int a = 0; a < shape.rank(); ++a)
+      if (dims[static_cast<std::size_t>(a)] != shape[a]) return false;
+    return true;
   }
   // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
   Shape shape() const {
@@ -232,30 +245,62 @@ void encode_elements(const T* in, Dtype dst, std::byte* out, std::size_t n) {
   }
 }
 
+// Reads integer element i of a file dtype; false when it does not fit in T.
+template <class T>
+bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
+  const auto load = [&](auto zero) {
+    decltype(zero) v;
+    std::memcpy(&v, bytes + i * sizeof(v), sizeof(v));
+    if (!std::in_range<T>(v)) return false;
+    out = static_cast<T>(v);
+    return true;
+  };
+  switch (src) {
+    case Dtype::boolean:
+    case Dtype::u8: return load(std::uint8_t{});
+    case Dtype::i8: return load(std::int8_t{});
+    case Dtype::i16: return load(std::int16_t{});
+    case Dtype::u16: return load(std::uint16_t{});
+    case Dtype::i32: return load(std::int32_t{});
+    case Dtype::u32: return load(std::uint32_t{});
+    case Dtype::i64: return load(std::int64_t{});
+    case Dtype::u64: return load(std::uint64_t{});
+    default: return false;
+  }
+}
+
 inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
   std::uint64_t v = 0;
   std::memcpy(&v, p, 8);
   return v;
 }
 
-// Parses the header, rejecting duplicate names (JSON allows them; silently
-// keeping the last one would load a tensor nobody can see in the file).
+// Parses the header, rejecting duplicate keys (JSON allows them; silently keeping
+// the last one would load a tensor, or a dtype, nobody can see in the file).
 inline nlohmann::json parse_header_json(std::string_view text, const std::filesystem::path& path) {
-  std::vector<std::string> top_level_keys;
-  const auto collect_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if (event == nlohmann::json::parse_event_t::key && depth == 1) top_level_keys.push_back(parsed.get<std::string>());
+  // Keys of the object open at depth 1 (tensor names) and 2 (an entry's fields).
+  std::array<std::vector<std::string>, 3> keys;
+  std::string current_tensor;
+  const auto check_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using nlohmann::json;
+    if (event == json::parse_event_t::object_start && depth + 1 < 3) keys[static_cast<std::size_t>(depth + 1)].clear();
+    if (event == json::parse_event_t::key && depth >= 1 && depth < 3) {
+      std::string key = parsed.get<std::string>();
+      auto& seen = keys[static_cast<std::size_t>(depth)];
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        if (depth == 1) throw_error("safetensors file ", path, ": tensor '", key, "' appears twice in the header");
+        throw_error("safetensors file ", path, ", tensor '", current_tensor, "': field '", key, "' appears twice");
+      }
+      if (depth == 1) current_tensor = key;
+      seen.push_back(std::move(key));
+    }
     return true;
   };
-  nlohmann::json header;
   try {
-    header = nlohmann::json::parse(text.begin(), text.end(), collect_keys);
+    return nlohmann::json::parse(text.begin(), text.end(), check_keys);
   } catch (const nlohmann::json::exception& e) {
     throw_error("safetensors file ", path, ": the header is not valid JSON (", e.what(), "); the file is corrupt or not safetensors");
   }
-  std::sort(top_level_keys.begin(), top_level_keys.end());
-  const auto dup = std::adjacent_find(top_level_keys.begin(), top_level_keys.end());
-  if (dup != top_level_keys.end()) throw_error("safetensors file ", path, ": tensor '", *dup, "' appears twice in the header");
-  return header;
 }
 
 inline std::uint64_t json_non_negative_integer(const nlohmann::json& v, const std::filesystem::path& path, const std::string& name,
@@ -295,25 +340,55 @@ class SafetensorsFile {
     return *e;
   }
 
-  // Converts the tensor into `out`, whose shape must equal the tensor's.
+  // Converts the tensor into `out`, whose shape must equal the tensor's: floating
+  // dtypes into float, bf16 or double; integer dtypes into std::int32_t or std::int64_t.
   template <class T>
   void read(const SafetensorsEntry& entry, TensorView<T> out) const {
     static_assert(!std::is_const_v<T>, "read into a mutable view");
-    if (!is_convertible_dtype(entry.dtype)) {
-      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': dtype ", dtype_name(entry.dtype),
-                  " is not a floating type mpt can load (F32, BF16, F16, F64)");
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, double> || std::is_same_v<T, std::int32_t> ||
+                      std::is_same_v<T, std::int64_t>,
+                  "safetensors tensors read into float, bf16, double, std::int32_t or std::int64_t");
+    constexpr bool integral = std::is_integral_v<T>;
+    if (integral ? !is_integer_dtype(entry.dtype) : !is_convertible_dtype(entry.dtype)) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': dtype ", dtype_name(entry.dtype), " does not read into ",
+                  integral ? "an integer tensor (integer dtypes do)" : "a floating tensor (F32, BF16, F16 and F64 do)");
     }
-    if (!(entry.shape() == out.shape())) {
+    if (!entry.has_shape(out.shape())) {
       throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ",
                   out.shape(), " is required");
     }
-    detail::decode_elements(entry.dtype, entry.bytes.data(), out.data(), out.size());
+    if constexpr (integral) {
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        if (!detail::decode_integer(entry.dtype, entry.bytes.data(), i, out[i])) {
+          throw_error("safetensors file ", path(), ", tensor '", entry.name, "': element ", i, " does not fit in ", sizeof(T) * 8,
+                      "-bit integers; read it as std::int64_t");
+        }
+      }
+    } else {
+      detail::decode_elements(entry.dtype, entry.bytes.data(), out.data(), out.size());
+    }
   }
   template <class T>
   void read(std::string_view name, TensorView<T> out) const { read(at(name), out); }
+
+  // Elements [first, first + count) of the tensor, converted into `out` (the same
+  // elements of a destination of the tensor's size): lets loaders split big tensors
+  // across threads. The caller has checked dtype and shape (read() does).
+  template <class T>
+  void read_elements(const SafetensorsEntry& entry, std::size_t first, std::size_t count, T* out) const {
+    if (first > entry.numel() || count > entry.numel() - first) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': elements [", first, ", ", first + count, ") are out of its ",
+                  entry.numel());
+    }
+    detail::decode_elements(entry.dtype, entry.bytes.data() + first * dtype_size(entry.dtype), out + first, count);
+  }
   template <class T>
   Tensor<T> read(std::string_view name) const {
     const SafetensorsEntry& entry = at(name);
+    if (entry.dims.size() > static_cast<std::size_t>(max_tensor_rank)) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " has rank ", entry.dims.size(),
+                  "; mpt tensors have rank ", max_tensor_rank, " at most");
+    }
     Tensor<T> t(entry.shape());
     read(entry, t.view());
     return t;

@@ -24,6 +24,7 @@
 #include <mpt/kernels/cross_entropy.hpp>
 #include <mpt/nn/bert_layer.hpp>
 #include <mpt/nn/embeddings.hpp>
+#include <mpt/nn/pretrained.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -99,30 +100,15 @@ class BertForQuestionAnswering {
 
   // ---- weights -----------------------------------------------------------
 
-  // Every parameter as a slot for io::load_parameters / save_pretrained,
-  // pointing at the master weights, with BERT's initialization.
-  std::vector<io::ParameterSlot> parameter_slots() {
-    std::vector<io::ParameterSlot> slots;
-    slots.reserve(params_.count());
-    for (ParamId id = 0; id < params_.count(); ++id) {
-      const ParamEntry& e = params_.entry(id);
-      io::ParameterSlot slot{e.name, io::ParameterView(params_.master(id)), init_for(e.role)};
-      if (id == embeddings_.word_id()) slot.zero_row = config_.pad_token_id;
-      slots.push_back(std::move(slot));
-    }
-    return slots;
-  }
+  // Every parameter as a slot for io::load_parameters, pointing at the master
+  // weights, with BERT's initialization.
+  std::vector<io::ParameterSlot> parameter_slots() { return nn::parameter_slots(params_, config_.pad_token_id); }
 
-  // Loads a Hugging Face model folder (model.safetensors), as from_pretrained:
-  // legacy names, the base-model prefix rule, missing tensors initialized as
-  // BERT does, both lists reported.
+  // Loads a Hugging Face model folder, as from_pretrained: legacy names, the
+  // base-model prefix rule, missing tensors initialized as BERT does, both
+  // lists reported (the pooler is expected to be unused, as transformers says).
   io::LoadReport load_pretrained(const std::filesystem::path& folder, io::LoadOptions options = {}) {
-    options.initializer_range = config_.initializer_range;
-    if (options.expected_unused.empty()) options.expected_unused = {"pooler"};
-    auto slots = parameter_slots();
-    io::LoadReport report = io::load_parameters(folder / "model.safetensors", slots, options);
-    params_.sync_compute_copy();
-    return report;
+    return nn::load_pretrained(folder, params_, config_, std::move(options));
   }
 
   // Initializes every parameter as BertPreTrainedModel._init_weights does.
@@ -136,12 +122,8 @@ class BertForQuestionAnswering {
 
   // Writes model.safetensors + config.json (+ vocab.txt) that transformers loads.
   void save_pretrained(const std::filesystem::path& folder, io::Dtype dtype = io::Dtype::f32,
-                       const std::optional<std::filesystem::path>& vocab = std::nullopt) {
-    const auto slots = parameter_slots();
-    io::BertConfig saved = config_;
-    saved.extra["architectures"] = nlohmann::ordered_json::array({"BertForQuestionAnswering"});
-    saved.extra["model_type"] = "bert";
-    io::save_pretrained(folder, saved, io::named_tensors(slots), dtype, vocab);
+                       const std::optional<std::filesystem::path>& vocab = std::nullopt) const {
+    nn::save_pretrained(folder, config_, params_, dtype, vocab);
   }
 
   // ---- memory --------------------------------------------------------------
@@ -279,16 +261,6 @@ class BertForQuestionAnswering {
   std::span<const TensorView<hidden_t>> hidden_states() const noexcept { return hidden_; }
 
  private:
-  static io::Init init_for(ParamRole role) noexcept {
-    switch (role) {
-      case ParamRole::linear_weight:
-      case ParamRole::embedding: return io::Init::normal;
-      case ParamRole::linear_bias:
-      case ParamRole::norm_bias: return io::Init::zeros;
-      case ParamRole::norm_weight: return io::Init::ones;
-    }
-    return io::Init::normal;
-  }
   BertLayerShape layer_shape() const noexcept {
     return {config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
             config_.hidden_dropout_prob, config_.attention_probs_dropout_prob, config_.layer_norm_eps};
