@@ -7,4 +7,5 @@
 #include <mpt/kernels.hpp>
 #include <mpt/io.hpp>
 #include <mpt/nn.hpp>
+#include <mpt/optim.hpp>
 #include <mpt/data.hpp>

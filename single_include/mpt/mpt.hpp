@@ -6475,6 +6475,2129 @@ class BertForQuestionAnswering {
 }  // namespace mpt::nn
 // ---- end mpt/nn/bert.hpp ----
 // ---- end mpt/nn.hpp ----
+// ---- begin mpt/optim.hpp ----
+// mpt/optim: optimizers over master weights (AdamW, SGD), master-weight
+// policies, loss scaling, gradient clipping and accumulation, learning-rate
+// schedules, optimizer state.
+//
+// A training step, as transformers' Trainer does it:
+//
+//   optim::ParameterTable table;                       // the model fills it, in buffer order
+//   table.add("bert.embeddings.word_embeddings.weight", 30522 * 768);   // decays
+//   table.add("bert.embeddings.LayerNorm.weight", 768);                // exempt, as HF
+//   optim::AdamW<precision::bf16_mixed> opt(params, table, {.weight_decay = 0.01});
+//   optim::DynamicLossScaler scaler;                   // or NoLossScaling (bf16 default)
+//   auto schedule = optim::LrSchedule::for_trainer("linear", 3e-5, warmup_steps, total_steps);
+//   ... backward of every micro-batch adds into `grads` (loss x scaler.scale() / micro-batches)
+//   auto report = optim::clip_and_step(opt, scaler, grads, schedule.lr(opt.steps()), 1.0);
+//   // report.grad_norm, report.applied, report.loss_scale, report.skipped_steps
+//
+// Checkpoints: opt.state_dict() (tensors + JSON scalars), scaler.state(), schedule.state().
+// ---- begin mpt/core/fp16_convert.hpp ----
+// fp16 (IEEE binary16, stored as Eigen::half) and array conversions float <-> fp16.
+// The scalar functions are the reference; the F16C path (AVX2 level) and the
+// AVX-512 path give the same bits:
+//   finite  -> round to nearest, ties to even (subnormal halves kept, not flushed)
+//   overflow (|x| >= 65520) -> ±Inf
+//   NaN     -> a quiet NaN with the same sign and the top 9 payload bits (as vcvtps2ph)
+// Widening is exact; a NaN widens to a quiet NaN with the same payload (as vcvtph2ps).
+//
+//   convert(span<const float>, span<fp16>)   narrowing, active_isa()
+//   convert(span<const fp16>, span<float>)   widening
+//   convert_with(Isa, ...)                   the same on one chosen path (tests)
+
+
+#include <Eigen/Core>
+
+#include <immintrin.h>
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt {
+
+using fp16 = Eigen::half;
+
+inline std::uint16_t fp16_bits(fp16 x) noexcept { return x.x; }
+inline fp16 fp16_from_bits(std::uint16_t bits) noexcept { return fp16(Eigen::half_impl::raw_uint16_to_half(bits)); }
+
+// fp32 bit pattern -> fp16 bit pattern, round-to-nearest-even.
+inline std::uint16_t float_bits_to_fp16_bits(std::uint32_t u) noexcept {
+  const std::uint32_t sign = (u >> 16) & 0x8000u;
+  const std::uint32_t a = u & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u | ((a >> 13) & 0x03FFu));  // quiet NaN
+  if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // 65520 and up (and Inf) -> Inf
+  if (a < 0x38800000u) {
+    // Below the smallest normal half (2^-14): adding 0.5 leaves a float whose
+    // last mantissa bit is worth 2^-24, the half subnormal unit, so the FPU's
+    // own round-to-nearest-even does the rounding.
+    const float rounded = std::bit_cast<float>(a) + 0.5f;
+    return static_cast<std::uint16_t>(sign | (std::bit_cast<std::uint32_t>(rounded) - 0x3F000000u));
+  }
+  const std::uint32_t odd = (a >> 13) & 1u;
+  const std::uint32_t rebiased = a + (static_cast<std::uint32_t>(15 - 127) << 23) + 0x0FFFu + odd;
+  return static_cast<std::uint16_t>(sign | (rebiased >> 13));
+}
+
+// fp16 bit pattern -> fp32 value (exact).
+inline float fp16_bits_to_float(std::uint16_t h) noexcept {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t em = h & 0x7FFFu;
+  if (em == 0x7C00u) return std::bit_cast<float>(sign | 0x7F800000u);                          // Inf
+  if (em > 0x7C00u) return std::bit_cast<float>(sign | 0x7FC00000u | ((em & 0x03FFu) << 13));  // NaN, made quiet
+  if (em >= 0x0400u) return std::bit_cast<float>(sign | ((em << 13) + (static_cast<std::uint32_t>(127 - 15) << 23)));
+  const float magnitude = static_cast<float>(em) * 0x1p-24f;  // subnormal or zero: exact
+  return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(magnitude));
+}
+
+inline fp16 to_fp16(float x) noexcept {
+  return fp16_from_bits(float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x)));
+}
+inline float to_float(fp16 x) noexcept { return fp16_bits_to_float(fp16_bits(x)); }
+
+namespace detail {
+
+inline void narrow_fp16_scalar(const float* in, fp16* out, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) out[i] = to_fp16(in[i]);
+}
+inline void widen_fp16_scalar(const fp16* in, float* out, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) out[i] = to_float(in[i]);
+}
+
+#if MPT_X86
+// F16C: vcvtps2ph with round-to-nearest-even, vcvtph2ps.
+MPT_TARGET_AVX2 inline void narrow_fp16_f16c(const float* in, fp16* out, std::size_t n) noexcept {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
+  narrow_fp16_scalar(in + i, out + i, n - i);
+}
+
+MPT_TARGET_AVX2 inline void widen_fp16_f16c(const fp16* in, float* out, std::size_t n) noexcept {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+  }
+  widen_fp16_scalar(in + i, out + i, n - i);
+}
+
+MPT_TARGET_AVX512 inline void narrow_fp16_avx512(const float* in, fp16* out, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_mask_storeu_epi16(out + i, m, h);
+  }
+}
+
+MPT_TARGET_AVX512 inline void widen_fp16_avx512(const fp16* in, float* out, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, in + i)));
+  }
+}
+#endif  // MPT_X86
+
+}  // namespace detail
+
+// Narrow float -> fp16 on the given instruction-set path.
+inline void convert_with(Isa isa, std::span<const float> in, std::span<fp16> out) {
+  if (in.size() != out.size())
+    throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
+  switch (isa) {
+#if MPT_X86
+    case Isa::avx512_bf16:
+    case Isa::avx512:
+      return detail::narrow_fp16_avx512(in.data(), out.data(), in.size());
+    case Isa::avx2:
+      return detail::narrow_fp16_f16c(in.data(), out.data(), in.size());
+#endif
+    default:
+      return detail::narrow_fp16_scalar(in.data(), out.data(), in.size());
+  }
+}
+
+// Widen fp16 -> float on the given instruction-set path.
+inline void convert_with(Isa isa, std::span<const fp16> in, std::span<float> out) {
+  if (in.size() != out.size())
+    throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
+  switch (isa) {
+#if MPT_X86
+    case Isa::avx512_bf16:
+    case Isa::avx512:
+      return detail::widen_fp16_avx512(in.data(), out.data(), in.size());
+    case Isa::avx2:
+      return detail::widen_fp16_f16c(in.data(), out.data(), in.size());
+#endif
+    default:
+      return detail::widen_fp16_scalar(in.data(), out.data(), in.size());
+  }
+}
+
+inline void convert(std::span<const float> in, std::span<fp16> out) { convert_with(active_isa(), in, out); }
+inline void convert(std::span<const fp16> in, std::span<float> out) { convert_with(active_isa(), in, out); }
+
+}  // namespace mpt
+
+#pragma GCC diagnostic pop
+// ---- end mpt/core/fp16_convert.hpp ----
+// ---- begin mpt/kernels/global_norm.hpp ----
+// The global L2 norm of one or more fp32 buffers (gradient clipping, logging),
+// the same bits for any thread count and on every instruction-set path.
+//
+//   x: n floats (or several buffers, taken as one concatenation)
+//   sum_of_squares<Acc>(x) = sum_i x_i^2 accumulated in Acc (float or double)
+//   global_l2_norm<Acc>(x) = sqrt(sum_of_squares<Acc>(x))
+//
+// The order of the sum is fixed by the data alone:
+//   - each buffer is cut into chunks of global_norm_chunk elements (one task each);
+//   - inside a chunk, element i goes to lane (i mod 64): lane = fma(x, x, lane),
+//     which is what 4 zmm (float) or 8 zmm (double) registers do side by side;
+//   - the 64 lanes are folded in a fixed tree (lane j += lane j + w, w = 32..1);
+//   - chunk partials are added in index order, buffer after buffer.
+// The scalar reference runs the same lanes, so every path gives the same bits.
+// With double accumulation a non-finite result means a non-finite input;
+// with float it can also mean an overflow of the squares (|x| > ~1.8e19).
+
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <initializer_list>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // _mm512_cvtps_pd, same cause
+
+namespace mpt {
+
+inline constexpr std::size_t global_norm_chunk = 16384;
+inline constexpr std::size_t global_norm_lanes = 64;
+
+namespace detail {
+
+// Software prefetch distance: the hardware prefetcher stops at 4 KiB pages,
+// which limits one read stream to a fraction of the memory bandwidth.
+inline constexpr std::size_t norm_prefetch_floats = 1024;
+
+template <class Acc>
+Acc fold_norm_lanes(Acc* lanes) noexcept {
+  for (std::size_t width = global_norm_lanes / 2; width >= 1; width /= 2) {
+    for (std::size_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
+  }
+  return lanes[0];
+}
+
+// Scalar reference: n <= global_norm_chunk floats -> one partial sum.
+template <class Acc>
+Acc chunk_sum_of_squares_scalar(const float* x, std::size_t n) noexcept {
+  alignas(64) Acc lanes[global_norm_lanes] = {};
+  for (std::size_t i = 0; i < n; ++i) {
+    const Acc v = static_cast<Acc>(x[i]);
+    lanes[i % global_norm_lanes] = std::fma(v, v, lanes[i % global_norm_lanes]);
+  }
+  return fold_norm_lanes(lanes);
+}
+
+#if MPT_X86
+MPT_TARGET_AVX2 inline float chunk_sum_of_squares_avx2(const float* x, std::size_t n, float) noexcept {
+  __m256 acc[8];
+  for (auto& a : acc) a = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
+    for (int r = 0; r < 8; ++r) {
+      const __m256 v = _mm256_loadu_ps(x + i + 8 * r);
+      acc[r] = _mm256_fmadd_ps(v, v, acc[r]);
+    }
+  }
+  alignas(64) float lanes[global_norm_lanes];
+  for (int r = 0; r < 8; ++r) _mm256_store_ps(lanes + 8 * r, acc[r]);
+  for (std::size_t k = 0; i + k < n; ++k) lanes[k] = std::fma(x[i + k], x[i + k], lanes[k]);  // tail: lanes 0..
+  return fold_norm_lanes(lanes);
+}
+
+MPT_TARGET_AVX2 inline double chunk_sum_of_squares_avx2(const float* x, std::size_t n, double) noexcept {
+  __m256d acc[16];
+  for (auto& a : acc) a = _mm256_setzero_pd();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
+    for (int r = 0; r < 16; ++r) {
+      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * r));
+      acc[r] = _mm256_fmadd_pd(v, v, acc[r]);
+    }
+  }
+  alignas(64) double lanes[global_norm_lanes];
+  for (int r = 0; r < 16; ++r) _mm256_store_pd(lanes + 4 * r, acc[r]);
+  for (std::size_t k = 0; i + k < n; ++k) {
+    const double v = x[i + k];
+    lanes[k] = std::fma(v, v, lanes[k]);
+  }
+  return fold_norm_lanes(lanes);
+}
+
+MPT_TARGET_AVX512 inline float chunk_sum_of_squares_avx512(const float* x, std::size_t n, float) noexcept {
+  __m512 acc[4];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
+    for (int r = 0; r < 4; ++r) {
+      const __m512 v = _mm512_loadu_ps(x + i + 16 * r);
+      acc[r] = _mm512_fmadd_ps(v, v, acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) {  // the tail: masked-off lanes add 0*0
+    const std::size_t at = i + 16 * static_cast<std::size_t>(r);
+    const std::size_t left = at < n ? n - at : 0;
+    const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + at);
+    acc[r] = _mm512_fmadd_ps(v, v, acc[r]);
+  }
+  alignas(64) float lanes[global_norm_lanes];
+  for (int r = 0; r < 4; ++r) _mm512_store_ps(lanes + 16 * r, acc[r]);
+  return fold_norm_lanes(lanes);
+}
+
+MPT_TARGET_AVX512 inline double chunk_sum_of_squares_avx512(const float* x, std::size_t n, double) noexcept {
+  __m512d acc[8];
+  for (auto& a : acc) a = _mm512_setzero_pd();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
+    for (int r = 0; r < 8; ++r) {
+      const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8 * r));
+      acc[r] = _mm512_fmadd_pd(v, v, acc[r]);
+    }
+  }
+  for (int r = 0; r < 8; ++r) {  // the tail: masked-off lanes add 0*0
+    const std::size_t at = i + 8 * static_cast<std::size_t>(r);
+    const std::size_t left = at < n ? n - at : 0;
+    const __mmask8 m = left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+    const __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x + at));
+    acc[r] = _mm512_fmadd_pd(v, v, acc[r]);
+  }
+  alignas(64) double lanes[global_norm_lanes];
+  for (int r = 0; r < 8; ++r) _mm512_store_pd(lanes + 8 * r, acc[r]);
+  return fold_norm_lanes(lanes);
+}
+#endif  // MPT_X86
+
+template <class Acc>
+Acc chunk_sum_of_squares(Isa isa, const float* x, std::size_t n) noexcept {
+  switch (isa) {
+#if MPT_X86
+    case Isa::avx512_bf16:
+    case Isa::avx512:
+      return chunk_sum_of_squares_avx512(x, n, Acc{});
+    case Isa::avx2:
+      return chunk_sum_of_squares_avx2(x, n, Acc{});
+#endif
+    default:
+      return chunk_sum_of_squares_scalar<Acc>(x, n);
+  }
+}
+
+}  // namespace detail
+
+namespace detail {
+// Chunk partials, reused from call to call: no allocation in the training loop.
+template <class Acc>
+std::vector<Acc>& norm_partials() {
+  thread_local std::vector<Acc> partials;
+  return partials;
+}
+}  // namespace detail
+
+// Sum of squares over the concatenation of `buffers`, on the given path.
+template <class Acc = float>
+Acc sum_of_squares_with(Isa isa, std::span<const std::span<const float>> buffers) {
+  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
+                "sum_of_squares: accumulate in float or double");
+  auto chunks_of = [](std::size_t n) { return (n + global_norm_chunk - 1) / global_norm_chunk; };
+  std::size_t chunks = 0;
+  for (const auto& b : buffers) chunks += chunks_of(b.size());
+  std::vector<Acc>& partials = detail::norm_partials<Acc>();
+  partials.resize(chunks);
+  parallel_for(chunks, [&](std::size_t chunk) {
+    std::size_t buffer = 0, local = chunk;
+    while (local >= chunks_of(buffers[buffer].size()))
+      local -= chunks_of(buffers[buffer++].size());  // a handful of buffers
+    const std::size_t at = local * global_norm_chunk;
+    const std::size_t n = std::min(global_norm_chunk, buffers[buffer].size() - at);
+    partials[chunk] = detail::chunk_sum_of_squares<Acc>(isa, buffers[buffer].data() + at, n);
+  });
+  Acc total = 0;
+  for (Acc p : partials) total += p;  // index order, whatever thread made each partial
+  return total;
+}
+
+template <class Acc = float>
+Acc sum_of_squares(std::span<const float> x) {
+  const std::span<const float> one[] = {x};
+  return sum_of_squares_with<Acc>(active_isa(), one);
+}
+
+template <class Acc = float>
+Acc global_l2_norm(std::span<const float> x) {
+  return std::sqrt(sum_of_squares<Acc>(x));
+}
+
+template <class Acc = float>
+Acc global_l2_norm(std::span<const std::span<const float>> buffers) {
+  return std::sqrt(sum_of_squares_with<Acc>(active_isa(), buffers));
+}
+
+}  // namespace mpt
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/global_norm.hpp ----
+// ---- begin mpt/optim/adamw.hpp ----
+// AdamW with torch.optim.AdamW semantics (torch 1.13, the single-tensor path),
+// over flat buffers, with a master-weight policy (optim/weights.hpp):
+//
+//   g  = grad * grad_multiplier                   (loss-scale unscaling, clipping)
+//   w  = w * (1 - lr * weight_decay)              (decoupled; 0 for exempt ranges)
+//   m  = fma(g, 1 - beta1, m * beta1)
+//   v  = fma((1 - beta2) * g, g, v * beta2)
+//   w  = w + (-(lr / (1 - beta1^t)) * m) / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+//
+// in that operation order (fma where torch's CPU kernels fuse), scalars in
+// double then rounded to float, as PyTorch does: fp32 trajectories agree with
+// torch to about an ulp (tests: < 1e-6 relative over 10 steps). The moments
+// are fp32 (fp64 under precision::fp64) for every weight policy.
+//
+// One fused pass, one parallel task per run of <= 32768 elements; the AVX-512
+// (16 lanes, masked tails), AVX2 (8 lanes) and scalar reference paths give
+// the same bits, for any thread count.
+//
+// Shapes: params [n] (P::param_t), grads [n] (P::grad_t), n = table.size().
+
+// ---- begin mpt/optim/detail/update_loop.hpp ----
+// The one fused pass of every optimizer: the flat buffer is cut into runs
+// (contiguous, one weight-decay decision, at most update_run_elements long)
+// and each run is one parallel task. Updates are element-wise, so the bits
+// do not depend on the thread count.
+
+// ---- begin mpt/optim/parameter_table.hpp ----
+// ParameterTable: where each named parameter lives in the flat parameter
+// buffer, and whether weight decay applies to it.
+//
+// The model fills it with Hugging Face names in buffer order
+// (`bert.encoder.layer.3.attention.output.LayerNorm.weight` -> offset, count);
+// the optimizer reads it to skip weight decay where transformers' Trainer does:
+// biases and LayerNorm parameters (get_decay_parameter_names: parameters of
+// LayerNorm modules, and every name containing "bias").
+
+
+#include <algorithm>
+#include <cctype>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mpt::optim {
+
+struct ParameterEntry {
+  std::string name;
+  std::size_t offset = 0;
+  std::size_t count = 0;
+  bool decay = true;
+};
+
+// transformers' rule, from the name alone: "bias" anywhere, or a LayerNorm
+// module ("LayerNorm", "layer_norm", "layernorm", "ln_" prefixes of GPT-style names).
+inline bool is_decay_exempt(std::string_view name) {
+  if (name.find("bias") != std::string_view::npos) return true;
+  std::string lower(name);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return lower.find("layernorm") != std::string::npos || lower.find("layer_norm") != std::string::npos ||
+         lower.find(".ln_") != std::string::npos || lower.rfind("ln_", 0) == 0;
+}
+
+class ParameterTable {
+ public:
+  ParameterTable() = default;
+
+  // Appends a parameter after the previous one; decay follows is_decay_exempt.
+  ParameterTable& add(std::string name, std::size_t count) {
+    const bool decay = !is_decay_exempt(name);
+    return add(std::move(name), count, decay);
+  }
+  // Appends a parameter with an explicit decision (models with other conventions).
+  ParameterTable& add(std::string name, std::size_t count, bool decay) {
+    for (const auto& e : entries_) {
+      if (e.name == name)
+        throw_error("ParameterTable::add: parameter '", name, "' is already in the table; names must be unique");
+    }
+    entries_.push_back({std::move(name), size_, count, decay});
+    size_ += count;
+    buffer_size_ = std::max(buffer_size_, size_);
+    return *this;
+  }
+
+  // Places a parameter at an explicit offset (buffers with alignment padding,
+  // as nn::Parameters lays them out). Offsets must ascend; padding between
+  // parameters is left alone by the optimizer.
+  ParameterTable& add_at(std::string name, std::size_t offset, std::size_t count, bool decay) {
+    if (offset < size_) {
+      throw_error("ParameterTable::add_at: '", name, "' at offset ", offset,
+                  " overlaps the previous parameters (which end at ", size_, "); add parameters in buffer order");
+    }
+    for (const auto& e : entries_) {
+      if (e.name == name) throw_error("ParameterTable::add_at: parameter '", name, "' is already in the table");
+    }
+    entries_.push_back({std::move(name), offset, count, decay});
+    size_ = offset + count;
+    buffer_size_ = std::max(buffer_size_, size_);
+    return *this;
+  }
+
+  // The length of the flat buffers when it exceeds the last parameter's end (trailing padding).
+  ParameterTable& set_buffer_size(std::size_t n) {
+    if (n < size_) throw_error("ParameterTable::set_buffer_size(", n, "): the parameters need ", size_, " elements");
+    buffer_size_ = n;
+    return *this;
+  }
+
+  // A table with one entry covering n elements (tests, single-tensor models).
+  static ParameterTable single(std::string name, std::size_t n, bool decay = true) {
+    ParameterTable t;
+    t.add(std::move(name), n, decay);
+    return t;
+  }
+
+  const std::vector<ParameterEntry>& entries() const noexcept { return entries_; }
+  // Total elements: the size the flat buffers must have (padding included).
+  std::size_t size() const noexcept { return buffer_size_; }
+
+  const ParameterEntry& find(std::string_view name) const {
+    for (const auto& e : entries_)
+      if (e.name == name) return e;
+    throw_error("ParameterTable: no parameter named '", name, "'");
+  }
+
+  // Throws unless a buffer of `n` elements is the one this table describes.
+  void check_buffer(const char* operation, const char* what, std::size_t n) const {
+    if (n != buffer_size_) {
+      throw_error(operation, ": ", what, " has ", n, " elements but the parameter table describes ", buffer_size_, " (",
+                  entries_.size(), " parameters); pass the flat buffer the table was built for");
+    }
+  }
+
+ private:
+  std::vector<ParameterEntry> entries_;
+  std::size_t size_ = 0;         // end of the last parameter
+  std::size_t buffer_size_ = 0;  // length of the flat buffers
+};
+
+namespace detail {
+// A contiguous range of the flat buffer with one weight-decay decision,
+// at most `max_elements` long: the unit of work of the optimizer step.
+struct DecayRun {
+  std::size_t begin = 0;
+  std::size_t end = 0;
+  bool decay = true;
+};
+
+inline std::vector<DecayRun> decay_runs(const ParameterTable& table, std::size_t max_elements) {
+  std::vector<DecayRun> merged;
+  for (const auto& e : table.entries()) {
+    if (e.count == 0) continue;
+    if (!merged.empty() && merged.back().decay == e.decay && merged.back().end == e.offset) {
+      merged.back().end += e.count;
+    } else {
+      merged.push_back({e.offset, e.offset + e.count, e.decay});
+    }
+  }
+  std::vector<DecayRun> runs;
+  for (const auto& m : merged) {
+    for (std::size_t at = m.begin; at < m.end; at += max_elements)
+      runs.push_back({at, std::min(m.end, at + max_elements), m.decay});
+  }
+  return runs;
+}
+}  // namespace detail
+
+}  // namespace mpt::optim
+// ---- end mpt/optim/parameter_table.hpp ----
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <vector>
+
+namespace mpt::optim::detail {
+
+inline constexpr std::size_t update_run_elements = 32768;
+
+template <class Body>
+void for_each_run(const std::vector<DecayRun>& runs, Body&& body) {
+  parallel_for(runs.size(), [&](std::size_t r) { body(runs[r]); });
+}
+
+// Keeps a product rounded to its type: GCC contracts `a * b + c` into an fma
+// (-ffp-contract=fast is its C++ default) wherever FMA is enabled, which would
+// differ from PyTorch's separate mul_ and add_ in the last bit.
+template <class T>
+inline T keep_rounded(T x) noexcept {
+#if MPT_X86
+  __asm__("" : "+x"(x));
+#else
+  volatile T v = x;
+  x = v;
+#endif
+  return x;
+}
+
+#if MPT_X86
+// Software prefetch distance of the update kernels (elements): the hardware
+// prefetcher stops at 4 KiB pages, which starves each of the 4-6 streams.
+inline constexpr std::size_t prefetch_elements = 1024;
+
+// Prefetches element i + prefetch_elements of every stream (called once per 16 elements).
+template <class... Streams>
+inline void prefetch_ahead(std::size_t i, const Streams*... streams) noexcept {
+  (_mm_prefetch(reinterpret_cast<const char*>(streams + i + prefetch_elements), _MM_HINT_T0), ...);
+}
+
+// Lanes of a 16-wide block that hold elements when `left` remain.
+inline __mmask16 tail_mask(std::size_t left) noexcept {
+  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+}
+#endif
+
+}  // namespace mpt::optim::detail
+// ---- end mpt/optim/detail/update_loop.hpp ----
+// ---- begin mpt/optim/state_dict.hpp ----
+// Optimizer state as named tensors plus JSON scalars: what a checkpoint
+// stores so that a resumed run continues bit-identically.
+//
+//   StateDict::tensors  views of the optimizer's own buffers, with the
+//                       safetensors dtype names ("F32", "F64", "BF16", "U16")
+//   StateDict::scalars  step count, hyper-parameters, seeds, scaler state
+//
+// state_dict() returns views (no copy); load_state_dict(saved) copies from
+// any StateDict whose tensors match by name, dtype and element count.
+// SavedState owns copies (what a file holds); file I/O goes through
+// io/safetensors (tensors) and a JSON file (scalars).
+
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace mpt::optim {
+
+struct StateTensor {
+  std::string name;
+  std::string dtype;  // safetensors names
+  std::size_t count = 0;
+  std::byte* data = nullptr;
+  std::size_t bytes() const;
+};
+
+inline std::size_t dtype_bytes(const std::string& dtype) {
+  if (dtype == "F64") return 8;
+  if (dtype == "F32") return 4;
+  if (dtype == "BF16" || dtype == "F16" || dtype == "U16") return 2;
+  throw_error("optimizer state: unknown dtype '", dtype, "'");
+}
+inline std::size_t StateTensor::bytes() const { return count * dtype_bytes(dtype); }
+
+template <class T>
+constexpr const char* dtype_name() {
+  if constexpr (std::is_same_v<T, double>)
+    return "F64";
+  else if constexpr (std::is_same_v<T, float>)
+    return "F32";
+  else if constexpr (std::is_same_v<T, bf16>)
+    return "BF16";
+  else if constexpr (std::is_same_v<T, std::uint16_t>)
+    return "U16";
+  else
+    static_assert(sizeof(T) == 0, "optimizer state tensors are F64, F32, BF16 or U16");
+}
+
+struct StateDict {
+  std::vector<StateTensor> tensors;
+  nlohmann::json scalars = nlohmann::json::object();
+
+  template <class T>
+  void add(std::string name, T* data, std::size_t count) {
+    tensors.push_back({std::move(name), dtype_name<T>(), count, reinterpret_cast<std::byte*>(data)});
+  }
+  const StateTensor& find(const std::string& name) const {
+    for (const auto& t : tensors)
+      if (t.name == name) return t;
+    throw_error("optimizer state: the saved state has no tensor '", name,
+                "' (it was saved by a different optimizer or weight policy)");
+  }
+  // Copies every tensor of `this` from the same-named tensor of `saved`.
+  void copy_tensors_from(const StateDict& saved) const {
+    for (const auto& t : tensors) {
+      const StateTensor& s = saved.find(t.name);
+      if (s.dtype != t.dtype || s.count != t.count) {
+        throw_error("optimizer state: tensor '", t.name, "' was saved as ", s.dtype, " x ", s.count,
+                    " but this optimizer needs ", t.dtype, " x ", t.count,
+                    "; resume with the same model, precision and weight policy");
+      }
+      std::memcpy(t.data, s.data, t.bytes());
+    }
+  }
+};
+
+// An owning copy of a StateDict: what a checkpoint holds on disk.
+class SavedState {
+ public:
+  SavedState() = default;
+  explicit SavedState(const StateDict& state) : scalars_(state.scalars) {
+    storage_.reserve(state.tensors.size());
+    for (const auto& t : state.tensors) {
+      storage_.emplace_back(t.data, t.data + t.bytes());
+      view_.tensors.push_back({t.name, t.dtype, t.count, storage_.back().data()});
+    }
+    view_.scalars = scalars_;
+  }
+  SavedState(const SavedState&) = delete;
+  SavedState& operator=(const SavedState&) = delete;
+  SavedState(SavedState&&) noexcept = default;  // the tensors' bytes do not move
+  SavedState& operator=(SavedState&&) noexcept = default;
+  const StateDict& view() const noexcept { return view_; }
+
+ private:
+  std::vector<std::vector<std::byte>> storage_;
+  nlohmann::json scalars_;
+  StateDict view_;
+};
+
+}  // namespace mpt::optim
+// ---- end mpt/optim/state_dict.hpp ----
+// ---- begin mpt/optim/weights.hpp ----
+// Master-weight policies: where the optimizer keeps the weights it updates,
+// and how it writes the compute copy the model reads (P::param_t).
+//
+//   policy                 state per parameter (besides the moments)   compute copy
+//   weights::direct        the params themselves (fp32, fp64)           -
+//   weights::fp32_master   fp32 master 4 B + param 2 B = 6 B            round to nearest even
+//   weights::split_master  param 2 B + 16-bit trail 2 B = 4 B           top half of the fp32 master
+//   weights::stochastic_rounding  param 2 B                             stochastic rounding of the update
+//   weights::nearest_rounding     param 2 B                             round to nearest (stalls: the baseline)
+//
+// split_master: the fp32 master is (param bits << 16) | trail, so the bf16
+// compute copy is the master truncated toward zero, and no separate fp32
+// copy exists (IPEX's "split SGD", here for every optimizer).
+//
+// Moments are fp32 for every policy (8 B per parameter for AdamW, 4 for SGD
+// with momentum); bench_optim and the tests report the totals.
+//
+// The store views the model's parameter buffer (which must outlive it); a
+// master starts from the parameters, or from fp32 weights given with
+// assign() (a checkpoint's full-precision values, as transformers loads them).
+//
+// A WeightStore<P, W> gives the update kernels one interface:
+//   load(i) -> master value, store(i, w, key) writes master and compute copy;
+//   assign(i, w): set master to w, compute copy rounded to nearest (split: its top half);
+//   load16 / store16: the same for 16 lanes (AVX-512 kernels, masked tails);
+//   load8 / store8: 8 lanes (AVX2 kernels, whole blocks; tails go scalar).
+
+// ---- begin mpt/optim/detail/stochastic_rounding.hpp ----
+// Stochastic rounding float -> bf16 for pure-bf16 training, keyed by
+// (seed, step, element index) so the bits do not depend on the thread count.
+// Private to optim: a tiny integer hash is enough to make the rounding
+// unbiased; the library's Philox-4x32-10 (kernels/, for dropout) is the
+// general-purpose generator.
+//
+// Rounding: add 16 uniformly random bits below the bf16 mantissa, then
+// truncate. P(round up) = (discarded bits) / 2^16, so E[result] = x.
+
+
+#include <immintrin.h>
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+namespace mpt::optim::detail {
+
+// splitmix64 finalizer: one 32-bit key per (seed, step).
+inline std::uint32_t rounding_key(std::uint64_t seed, std::int64_t step) noexcept {
+  std::uint64_t z = seed + 0x9E3779B97F4A7C15ull * (static_cast<std::uint64_t>(step) + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<std::uint32_t>(z ^ (z >> 32));
+}
+
+// A bijective 32-bit mixer (Wellons' "lowbias32") of index and key.
+inline std::uint32_t rounding_bits(std::uint32_t key, std::size_t index) noexcept {
+  std::uint32_t x = static_cast<std::uint32_t>(index) * 0x9E3779B9u + key;
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  x ^= x >> 16;
+  return x;
+}
+
+// float -> bf16 bits, rounded up with probability (discarded fraction); Inf/NaN as RNE.
+inline std::uint16_t stochastic_round_bf16_bits(float w, std::uint32_t random) noexcept {
+  const std::uint32_t u = std::bit_cast<std::uint32_t>(w);
+  if ((u & 0x7F800000u) == 0x7F800000u) return float_bits_to_bf16_bits(u);
+  return static_cast<std::uint16_t>((u + (random & 0xFFFFu)) >> 16);
+}
+
+#if MPT_X86
+// 8 lanes whose low 16 bits hold the result -> 8 packed uint16 (values <= 0xFFFF, so no saturation).
+MPT_TARGET_AVX2 inline __m128i pack_low_halves_avx2(__m256i lanes) noexcept {
+  return _mm_packus_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
+}
+
+// rounding_bits for 8 lanes: indices index0 .. index0 + 7.
+MPT_TARGET_AVX2 inline __m256i rounding_bits_avx2(std::uint32_t key, std::size_t index0) noexcept {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i index = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(index0))), lane);
+  __m256i x = _mm256_add_epi32(_mm256_mullo_epi32(index, _mm256_set1_epi32(static_cast<int>(0x9E3779B9u))),
+                               _mm256_set1_epi32(static_cast<int>(key)));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB352D));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(0x846CA68Bu)));
+  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+}
+
+// stochastic_round_bf16_bits for 8 lanes (results in the low halves).
+MPT_TARGET_AVX2 inline __m256i stochastic_round_lanes_avx2(__m256 w, __m256i random) noexcept {
+  const __m256i u = _mm256_castps_si256(w);
+  const __m256i rounded =
+      _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_and_si256(random, _mm256_set1_epi32(0xFFFF))), 16);
+  const __m256i exponent = _mm256_set1_epi32(0x7F800000);
+  const __m256i special = _mm256_cmpeq_epi32(_mm256_and_si256(u, exponent), exponent);
+  return _mm256_blendv_epi8(rounded, mpt::detail::narrow_lanes_avx2(u), special);
+}
+
+// The same for 16 lanes: indices index0 .. index0 + 15.
+MPT_TARGET_AVX512 inline __m512i rounding_bits_avx512(std::uint32_t key, std::size_t index0) noexcept {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(index0))), lane);
+  __m512i x = _mm512_add_epi32(_mm512_mullo_epi32(index, _mm512_set1_epi32(static_cast<int>(0x9E3779B9u))),
+                               _mm512_set1_epi32(static_cast<int>(key)));
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7FEB352D));
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(0x846CA68Bu)));
+  return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+}
+
+// 16 floats -> 16 bf16 bit patterns in the low halves of the lanes.
+MPT_TARGET_AVX512 inline __m512i stochastic_round_lanes_avx512(__m512 w, __m512i random) noexcept {
+  const __m512i u = _mm512_castps_si512(w);
+  const __m512i rounded =
+      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_and_si512(random, _mm512_set1_epi32(0xFFFF))), 16);
+  const __m512i exponent = _mm512_set1_epi32(0x7F800000);
+  const __mmask16 special = _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, exponent), exponent);
+  return _mm512_mask_blend_epi32(special, rounded, mpt::detail::narrow_lanes_avx512(u));
+}
+#endif
+
+}  // namespace mpt::optim::detail
+// ---- end mpt/optim/detail/stochastic_rounding.hpp ----
+
+#include <immintrin.h>
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <type_traits>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt::optim {
+
+namespace weights {
+struct direct {
+  static constexpr const char* name = "direct";
+};
+struct fp32_master {
+  static constexpr const char* name = "fp32_master";
+};
+struct split_master {
+  static constexpr const char* name = "split_master";
+};
+struct stochastic_rounding {
+  static constexpr const char* name = "stochastic_rounding";
+};
+struct nearest_rounding {
+  static constexpr const char* name = "nearest_rounding";
+};
+}  // namespace weights
+
+// What each precision policy gets unless told otherwise.
+template <PrecisionPolicy P>
+using default_weights_t = std::conditional_t<
+    std::is_same_v<typename P::param_t, typename P::master_t>,
+    std::conditional_t<std::is_same_v<typename P::param_t, bf16>, weights::stochastic_rounding, weights::direct>,
+    weights::fp32_master>;
+
+template <PrecisionPolicy P, class W>
+class WeightStore;
+
+// fp32 or fp64 parameters updated in place.
+template <PrecisionPolicy P>
+class WeightStore<P, weights::direct> {
+ public:
+  using param_t = typename P::param_t;
+  using value_t = param_t;
+  static_assert(std::is_same_v<param_t, float> || std::is_same_v<param_t, double>,
+                "weights::direct updates the parameters in place, so they must be float or double; for 16-bit "
+                "parameters choose weights::fp32_master, split_master or stochastic_rounding");
+  // Has the 8- and 16-lane accessors the AVX2 and AVX-512 kernels use (fp32 values).
+  static constexpr bool vectorized = std::is_same_v<param_t, float>;
+
+  explicit WeightStore(std::span<param_t> params) : params_(params) {}
+  std::size_t size() const noexcept { return params_.size(); }
+  value_t load(std::size_t i) const noexcept { return params_[i]; }
+  void store(std::size_t i, value_t w, std::uint32_t) noexcept { params_[i] = w; }
+  void assign(std::size_t i, value_t w) noexcept { params_[i] = w; }
+#if MPT_X86
+  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
+    return _mm512_maskz_loadu_ps(m, params_.data() + i);
+  }
+  MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
+    _mm512_mask_storeu_ps(params_.data() + i, m, w);
+  }
+  MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept { return _mm256_loadu_ps(params_.data() + i); }
+  void prefetch(std::size_t i) const noexcept {
+    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
+  }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
+    _mm256_storeu_ps(params_.data() + i, w);
+  }
+#endif
+  static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t); }
+  void append_state(StateDict&) {}
+
+ private:
+  std::span<param_t> params_;
+};
+
+// A separate fp32 master; the 16-bit compute copy (bf16 or fp16) is its
+// round-to-nearest-even image, written in the same pass.
+template <PrecisionPolicy P>
+class WeightStore<P, weights::fp32_master> {
+ public:
+  using param_t = typename P::param_t;
+  using value_t = float;
+  static_assert(std::is_same_v<param_t, bf16> || std::is_same_v<param_t, fp16>,
+                "weights::fp32_master keeps an fp32 master for 16-bit parameters (bf16 or fp16)");
+  static constexpr bool vectorized = true;
+
+  // Owns the master, initialized from the parameters.
+  explicit WeightStore(std::span<param_t> params)
+      : params_(params), owned_(params.size()), master_(owned_.data(), owned_.size()) {
+    for (std::size_t i = 0; i < params.size(); ++i) master_[i] = to_float(params[i]);
+  }
+  // Views a master the model owns (nn::Parameters::master_flat()); it is authoritative.
+  WeightStore(std::span<param_t> params, std::span<float> master) : params_(params), master_(master) {
+    if (master.size() != params.size()) {
+      throw_error("WeightStore (fp32_master): the master buffer has ", master.size(),
+                  " elements but the parameters have ", params.size());
+    }
+  }
+  std::size_t size() const noexcept { return params_.size(); }
+  float load(std::size_t i) const noexcept { return master_[i]; }
+  void store(std::size_t i, float w, std::uint32_t) noexcept {
+    master_[i] = w;
+    if constexpr (std::is_same_v<param_t, bf16>) {
+      params_[i] = to_bf16(w);
+    } else {
+      params_[i] = to_fp16(w);
+    }
+  }
+  void assign(std::size_t i, float w) noexcept { store(i, w, 0); }
+#if MPT_X86
+  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
+    return _mm512_maskz_loadu_ps(m, master_.data() + i);
+  }
+  MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
+    _mm512_mask_storeu_ps(master_.data() + i, m, w);
+    __m256i narrow;
+    if constexpr (std::is_same_v<param_t, bf16>) {
+      narrow = _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(w)));
+    } else {
+      narrow = _mm512_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    _mm256_mask_storeu_epi16(params_.data() + i, m, narrow);
+  }
+  MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept { return _mm256_loadu_ps(master_.data() + i); }
+  void prefetch(std::size_t i) const noexcept {
+    _mm_prefetch(reinterpret_cast<const char*>(master_.data() + i), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
+  }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
+    _mm256_storeu_ps(master_.data() + i, w);
+    __m128i narrow;
+    if constexpr (std::is_same_v<param_t, bf16>) {
+      narrow = detail::pack_low_halves_avx2(mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(w)));
+    } else {
+      narrow = _mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i), narrow);
+  }
+#endif
+  static constexpr double bytes_per_parameter() noexcept { return sizeof(float) + sizeof(param_t); }
+  // The optimizer's state holds the master only when the optimizer owns it
+  // (a model-owned master is saved with the model).
+  void append_state(StateDict& state) {
+    if (owned_.size() != 0) state.add("master", master_.data(), master_.size());
+  }
+  std::span<const float> master() const noexcept { return master_; }
+  bool owns_master() const noexcept { return owned_.size() != 0; }
+  static constexpr double bytes_per_parameter_external_master() noexcept { return sizeof(float) + sizeof(param_t); }
+
+ private:
+  std::span<param_t> params_;
+  AlignedBuffer<float> owned_;
+  std::span<float> master_;
+};
+
+// The fp32 master split in two 16-bit halves: the bf16 parameter (top) and a trail (bottom).
+template <PrecisionPolicy P>
+class WeightStore<P, weights::split_master> {
+ public:
+  using param_t = typename P::param_t;
+  using value_t = float;
+  static_assert(std::is_same_v<param_t, bf16>,
+                "weights::split_master splits an fp32 master into bf16 + 16 bits: parameters must be bf16");
+  static constexpr bool vectorized = true;
+
+  explicit WeightStore(std::span<param_t> params) : params_(params), trail_(params.size()) {}
+  std::size_t size() const noexcept { return params_.size(); }
+  float load(std::size_t i) const noexcept {
+    return std::bit_cast<float>(static_cast<std::uint32_t>(bf16_bits(params_[i])) << 16 | trail_[i]);
+  }
+  void store(std::size_t i, float w, std::uint32_t) noexcept {
+    const std::uint32_t u = std::bit_cast<std::uint32_t>(w);
+    params_[i] = bf16_from_bits(static_cast<std::uint16_t>(u >> 16));
+    trail_[i] = static_cast<std::uint16_t>(u & 0xFFFFu);
+  }
+  void assign(std::size_t i, float w) noexcept { store(i, w, 0); }
+#if MPT_X86
+  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
+    const __m512i top = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, params_.data() + i));
+    const __m512i bottom = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, trail_.data() + i));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_slli_epi32(top, 16), bottom));
+  }
+  MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
+    const __m512i u = _mm512_castps_si512(w);
+    _mm256_mask_storeu_epi16(params_.data() + i, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+    _mm256_mask_storeu_epi16(trail_.data() + i, m, _mm512_cvtepi32_epi16(u));
+  }
+  void prefetch(std::size_t i) const noexcept {
+    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(trail_.data() + i), _MM_HINT_T0);
+  }
+  MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept {
+    const __m256i top = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(params_.data() + i)));
+    const __m256i bottom = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(trail_.data() + i)));
+    return _mm256_castsi256_ps(_mm256_or_si256(_mm256_slli_epi32(top, 16), bottom));
+  }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
+    const __m256i u = _mm256_castps_si256(w);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i),
+                     detail::pack_low_halves_avx2(_mm256_srli_epi32(u, 16)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(trail_.data() + i),
+                     detail::pack_low_halves_avx2(_mm256_and_si256(u, _mm256_set1_epi32(0xFFFF))));
+  }
+#endif
+  static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t) + sizeof(std::uint16_t); }
+  void append_state(StateDict& state) { state.add("master_trail", trail_.data(), trail_.size()); }
+
+ private:
+  std::span<param_t> params_;
+  AlignedBuffer<std::uint16_t> trail_;
+};
+
+// bf16 parameters and nothing else: the updated fp32 value is rounded
+// stochastically (unbiased: small updates survive on average) or to nearest.
+template <PrecisionPolicy P, class W>
+requires std::is_same_v<W, weights::stochastic_rounding> || std::is_same_v<W, weights::nearest_rounding>
+class WeightStore<P, W> {
+ public:
+  using param_t = typename P::param_t;
+  using value_t = float;
+  static_assert(std::is_same_v<param_t, bf16>,
+                "weights::stochastic_rounding and nearest_rounding update bf16 parameters");
+  static constexpr bool vectorized = true;
+  static constexpr bool stochastic = std::is_same_v<W, weights::stochastic_rounding>;
+
+  explicit WeightStore(std::span<param_t> params) : params_(params) {}
+  std::size_t size() const noexcept { return params_.size(); }
+  float load(std::size_t i) const noexcept { return to_float(params_[i]); }
+  void store(std::size_t i, float w, std::uint32_t key) noexcept {
+    if constexpr (stochastic) {
+      params_[i] = bf16_from_bits(detail::stochastic_round_bf16_bits(w, detail::rounding_bits(key, i)));
+    } else {
+      params_[i] = to_bf16(w);
+    }
+  }
+  void assign(std::size_t i, float w) noexcept { params_[i] = to_bf16(w); }
+#if MPT_X86
+  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, params_.data() + i)), 16));
+  }
+  MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t key) noexcept {
+    __m512i lanes;
+    if constexpr (stochastic) {
+      lanes = detail::stochastic_round_lanes_avx512(w, detail::rounding_bits_avx512(key, i));
+    } else {
+      lanes = mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(w));
+    }
+    _mm256_mask_storeu_epi16(params_.data() + i, m, _mm512_cvtepi32_epi16(lanes));
+  }
+  void prefetch(std::size_t i) const noexcept {
+    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
+  }
+  MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(params_.data() + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t key) noexcept {
+    __m256i lanes;
+    if constexpr (stochastic) {
+      lanes = detail::stochastic_round_lanes_avx2(w, detail::rounding_bits_avx2(key, i));
+    } else {
+      lanes = mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(w));
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i), detail::pack_low_halves_avx2(lanes));
+  }
+#endif
+  static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t); }
+  void append_state(StateDict&) {}
+
+ private:
+  std::span<param_t> params_;
+};
+
+}  // namespace mpt::optim
+
+#pragma GCC diagnostic pop
+// ---- end mpt/optim/weights.hpp ----
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt::optim {
+
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;  // transformers' Trainer default; BERT fine-tuning often uses 0.01
+  std::uint64_t seed = 0;     // stochastic rounding only
+};
+
+namespace detail {
+
+template <class T>
+struct AdamWCoefficients {
+  T decay_factor, grad_multiplier, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
+      neg_step_size;
+};
+
+// Scalar reference. One element: returns the new weight, updates m and v.
+template <class T>
+inline T adamw_element(T w, T g, T& m, T& v, const AdamWCoefficients<T>& c) noexcept {
+  w = keep_rounded(w * c.decay_factor);
+  g = g * c.grad_multiplier;
+  m = std::fma(g, c.one_minus_beta1, m * c.beta1);
+  v = std::fma(c.one_minus_beta2 * g, g, v * c.beta2);
+  const T denom = std::sqrt(v) / c.bias_correction2_sqrt + c.eps;
+  return w + (c.neg_step_size * m) / denom;
+}
+
+// weights, m, v, grads: elements [begin, end).
+template <class Store, class T>
+void adamw_run_scalar(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end,
+                      const AdamWCoefficients<T>& c, std::uint32_t key) noexcept {
+  for (std::size_t i = begin; i < end; ++i)
+    weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
+}
+
+#if MPT_X86
+// The scalar reference compiled for AVX2 + FMA (fp64): std::fma becomes one
+// instruction instead of a library call, and the bits stay the reference's.
+template <class Store, class T>
+MPT_TARGET_AVX2 void adamw_run_avx2_reference(Store& weights, T* m, T* v, const T* grads, std::size_t begin,
+                                              std::size_t end, const AdamWCoefficients<T>& c,
+                                              std::uint32_t key) noexcept {
+  for (std::size_t i = begin; i < end; ++i)
+    weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
+}
+
+// 8 lanes per block, the same operations as adamw_element; the tail runs the reference.
+template <class Store>
+MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const float* grads, std::size_t begin,
+                                    std::size_t end, const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
+  const __m256 decay = _mm256_set1_ps(c.decay_factor), multiplier = _mm256_set1_ps(c.grad_multiplier);
+  const __m256 beta1 = _mm256_set1_ps(c.beta1), one_minus_beta1 = _mm256_set1_ps(c.one_minus_beta1);
+  const __m256 beta2 = _mm256_set1_ps(c.beta2), one_minus_beta2 = _mm256_set1_ps(c.one_minus_beta2);
+  const __m256 bc2_sqrt = _mm256_set1_ps(c.bias_correction2_sqrt), eps = _mm256_set1_ps(c.eps);
+  const __m256 neg_step_size = _mm256_set1_ps(c.neg_step_size);
+  std::size_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    if (((i - begin) & 15) == 0) {
+      prefetch_ahead(i, grads, m, v);
+      weights.prefetch(i + prefetch_elements);
+    }
+    __m256 w = _mm256_mul_ps(weights.load8(i), decay);
+    __asm__("" : "+x"(w));  // keep the product rounded: no fma with the add below (see keep_rounded)
+    const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
+    const __m256 m1 = _mm256_fmadd_ps(g, one_minus_beta1, _mm256_mul_ps(_mm256_loadu_ps(m + i), beta1));
+    const __m256 v1 =
+        _mm256_fmadd_ps(_mm256_mul_ps(one_minus_beta2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), beta2));
+    const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v1), bc2_sqrt), eps);
+    const __m256 w1 = _mm256_add_ps(w, _mm256_div_ps(_mm256_mul_ps(neg_step_size, m1), denom));
+    _mm256_storeu_ps(m + i, m1);
+    _mm256_storeu_ps(v + i, v1);
+    weights.store8(i, w1, key);
+  }
+  for (; i < end; ++i) weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
+}
+
+template <class Store>
+MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, const float* grads, std::size_t begin,
+                                        std::size_t end, const AdamWCoefficients<float>& c,
+                                        std::uint32_t key) noexcept {
+  const __m512 decay = _mm512_set1_ps(c.decay_factor), multiplier = _mm512_set1_ps(c.grad_multiplier);
+  const __m512 beta1 = _mm512_set1_ps(c.beta1), one_minus_beta1 = _mm512_set1_ps(c.one_minus_beta1);
+  const __m512 beta2 = _mm512_set1_ps(c.beta2), one_minus_beta2 = _mm512_set1_ps(c.one_minus_beta2);
+  const __m512 bc2_sqrt = _mm512_set1_ps(c.bias_correction2_sqrt), eps = _mm512_set1_ps(c.eps);
+  const __m512 neg_step_size = _mm512_set1_ps(c.neg_step_size);
+  for (std::size_t i = begin; i < end; i += 16) {
+    const __mmask16 k = tail_mask(end - i);
+    prefetch_ahead(i, grads, m, v);
+    weights.prefetch(i + prefetch_elements);
+    // mul_round: an intrinsic GCC cannot contract with the add below (see keep_rounded).
+    const __m512 w = _mm512_mul_round_ps(weights.load16(i, k), decay, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
+    const __m512 m1 = _mm512_fmadd_ps(g, one_minus_beta1, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, m + i), beta1));
+    const __m512 v1 =
+        _mm512_fmadd_ps(_mm512_mul_ps(one_minus_beta2, g), g, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), beta2));
+    const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v1), bc2_sqrt), eps);
+    const __m512 w1 = _mm512_add_ps(w, _mm512_div_ps(_mm512_mul_ps(neg_step_size, m1), denom));
+    _mm512_mask_storeu_ps(m + i, k, m1);
+    _mm512_mask_storeu_ps(v + i, k, v1);
+    weights.store16(i, k, w1, key);
+  }
+}
+#endif
+
+}  // namespace detail
+
+template <PrecisionPolicy P, class Weights = default_weights_t<P>>
+class AdamW {
+ public:
+  using policy = P;
+  using param_t = typename P::param_t;
+  using grad_t = typename P::grad_t;
+  using weight_store = WeightStore<P, Weights>;
+  using value_t = typename weight_store::value_t;
+  static_assert(
+      std::is_same_v<value_t, grad_t>,
+      "AdamW: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
+
+  AdamW(std::span<param_t> params, ParameterTable table, AdamWOptions options = {})
+      : AdamW(weight_store(params), params.size(), std::move(table), options) {}
+
+  // With an fp32 master the model owns (nn::Parameters: compute_flat(), master_flat()).
+  AdamW(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
+        AdamWOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
+      : AdamW(weight_store(params, master), params.size(), std::move(table), options) {}
+
+ private:
+  AdamW(weight_store&& store, std::size_t n, ParameterTable table, AdamWOptions options)
+      : table_(std::move(table)), options_(options), weights_(std::move(store)), exp_avg_(n), exp_avg_sq_(n) {
+    table_.check_buffer("AdamW", "the parameter buffer", n);
+    if (!(options.beta1 >= 0.0 && options.beta1 < 1.0 && options.beta2 >= 0.0 && options.beta2 < 1.0 &&
+          options.eps >= 0.0 && options.weight_decay >= 0.0 && options.lr >= 0.0)) {
+      throw_error("AdamW: invalid options (lr ", options.lr, ", betas (", options.beta1, ", ", options.beta2, "), eps ",
+                  options.eps, ", weight_decay ", options.weight_decay,
+                  "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
+    }
+    runs_ = detail::decay_runs(table_, detail::update_run_elements);
+  }
+
+ public:
+  // One update with learning rate `lr`; gradients are multiplied by
+  // grad_multiplier first (1/loss scale times the clipping coefficient).
+  void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
+    table_.check_buffer("AdamW::step", "the gradient buffer", grads.size());
+    ++steps_;
+    const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
+    const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
+    detail::AdamWCoefficients<value_t> c{};
+    c.grad_multiplier = static_cast<value_t>(grad_multiplier);
+    c.beta1 = static_cast<value_t>(options_.beta1);
+    c.one_minus_beta1 = static_cast<value_t>(1.0 - options_.beta1);
+    c.beta2 = static_cast<value_t>(options_.beta2);
+    c.one_minus_beta2 = static_cast<value_t>(1.0 - options_.beta2);
+    c.bias_correction2_sqrt = static_cast<value_t>(std::sqrt(bias_correction2));
+    c.eps = static_cast<value_t>(options_.eps);
+    c.neg_step_size = static_cast<value_t>(-(lr / bias_correction1));
+    const value_t decay_factor = static_cast<value_t>(1.0 - lr * options_.weight_decay);
+    const std::uint32_t key = detail::rounding_key(options_.seed, steps_);
+    const Isa isa = active_isa();
+    detail::for_each_run(runs_, [&](const detail::DecayRun& run) {
+      detail::AdamWCoefficients<value_t> rc = c;
+      rc.decay_factor = run.decay ? decay_factor : value_t(1);
+#if MPT_X86
+      if constexpr (weight_store::vectorized) {
+        if (isa >= Isa::avx512) {
+          detail::adamw_run_avx512(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
+                                   key);
+          return;
+        }
+      }
+      if (isa >= Isa::avx2) {
+        if constexpr (weight_store::vectorized) {
+          detail::adamw_run_avx2(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
+                                 key);
+        } else {
+          detail::adamw_run_avx2_reference(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin,
+                                           run.end, rc, key);
+        }
+        return;
+      }
+#endif
+      detail::adamw_run_scalar(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
+                               key);
+    });
+    (void)isa;
+  }
+  void step(std::span<const grad_t> grads) { step(grads, options_.lr); }
+
+  std::int64_t steps() const noexcept { return steps_; }
+  const AdamWOptions& options() const noexcept { return options_; }
+  const ParameterTable& table() const noexcept { return table_; }
+  const weight_store& weights() const noexcept { return weights_; }
+  // Starts the master from full-precision weights (e.g. the fp32 checkpoint
+  // the model was loaded from) and writes the compute copy from it.
+  void set_master_weights(std::span<const value_t> in) {
+    table_.check_buffer("AdamW::set_master_weights", "the input buffer", in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(i, in[i]);
+  }
+  // The weights the optimizer updates, widened to value_t: what a checkpoint
+  // of the model saves (transformers saves fp32 weights after bf16 autocast training).
+  void copy_master_weights(std::span<value_t> out) const {
+    table_.check_buffer("AdamW::copy_master_weights", "the output buffer", out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
+  }
+  std::span<const value_t> exp_avg() const noexcept { return {exp_avg_.data(), exp_avg_.size()}; }
+  std::span<const value_t> exp_avg_sq() const noexcept { return {exp_avg_sq_.data(), exp_avg_sq_.size()}; }
+
+  // Optimizer state bytes per parameter, the compute copy included.
+  static constexpr double bytes_per_parameter() noexcept {
+    return weight_store::bytes_per_parameter() + 2 * sizeof(value_t);
+  }
+
+  StateDict state_dict() {
+    StateDict s;
+    s.add("exp_avg", exp_avg_.data(), exp_avg_.size());
+    s.add("exp_avg_sq", exp_avg_sq_.data(), exp_avg_sq_.size());
+    weights_.append_state(s);
+    s.scalars = {{"optimizer", "AdamW"},    {"weights", Weights::name},
+                 {"step", steps_},          {"lr", options_.lr},
+                 {"beta1", options_.beta1}, {"beta2", options_.beta2},
+                 {"eps", options_.eps},     {"weight_decay", options_.weight_decay},
+                 {"seed", options_.seed}};
+    return s;
+  }
+  void load_state_dict(const StateDict& saved) {
+    if (saved.scalars.value("optimizer", "") != "AdamW" || saved.scalars.value("weights", "") != Weights::name) {
+      throw_error("AdamW::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
+                  " with weights '", saved.scalars.value("weights", "?"), "', not AdamW with weights '", Weights::name,
+                  "'");
+    }
+    state_dict().copy_tensors_from(saved);
+    steps_ = saved.scalars.at("step").get<std::int64_t>();
+    options_.lr = saved.scalars.at("lr").get<double>();
+    options_.beta1 = saved.scalars.at("beta1").get<double>();
+    options_.beta2 = saved.scalars.at("beta2").get<double>();
+    options_.eps = saved.scalars.at("eps").get<double>();
+    options_.weight_decay = saved.scalars.at("weight_decay").get<double>();
+    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
+  }
+
+ private:
+  ParameterTable table_;
+  AdamWOptions options_;
+  weight_store weights_;
+  AlignedBuffer<value_t> exp_avg_;
+  AlignedBuffer<value_t> exp_avg_sq_;
+  std::vector<detail::DecayRun> runs_;
+  std::int64_t steps_ = 0;
+};
+
+// The common configurations by name.
+template <PrecisionPolicy P>
+using SplitMasterAdamW = AdamW<P, weights::split_master>;
+using PureBf16AdamW = AdamW<precision::bf16_pure, weights::stochastic_rounding>;
+
+}  // namespace mpt::optim
+
+#pragma GCC diagnostic pop
+// ---- end mpt/optim/adamw.hpp ----
+// ---- begin mpt/optim/fp16_policy.hpp ----
+// fp16 storage: fp16 weights and activations (F16C conversions), fp32
+// compute, gradients and master weights. fp16's narrow exponent range is
+// what dynamic loss scaling exists for. (Belongs with the other policies in
+// policy/precision.hpp; kept here until that file's owner takes it.)
+
+
+namespace mpt::precision {
+using fp16_mixed = precision_policy<fp16, fp16>;
+}  // namespace mpt::precision
+// ---- end mpt/optim/fp16_policy.hpp ----
+// ---- begin mpt/optim/loss_scaler.hpp ----
+// Loss scaling as a policy. The trainer multiplies the loss by scale() before
+// backward; the optimizer step multiplies gradients by inv_scale() and asks
+// update(found_inf) whether to apply the step.
+//
+//   NoLossScaling       scale 1, never skips (the default for bf16: its range is fp32's)
+//   StaticLossScaler    a fixed scale; a step with inf/NaN gradients is skipped
+//   DynamicLossScaler   torch.cuda.amp.GradScaler semantics: initial 2^16,
+//                       x2 after growth_interval (2000) clean steps in a row,
+//                       x0.5 and skip the step on inf/NaN
+//
+// Every scaler reports its scale and the number of skipped steps, and saves
+// and restores its state as JSON scalars.
+
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <string>
+
+namespace mpt::optim {
+
+class NoLossScaling {
+ public:
+  static constexpr const char* name = "none";
+  float scale() const noexcept { return 1.0f; }
+  float inv_scale() const noexcept { return 1.0f; }
+  // Returns whether to apply the step. Without scaling inf/NaN gradients are
+  // applied as PyTorch would apply them: the caller sees them in the norm.
+  bool update(bool /*found_inf*/) noexcept { return true; }
+  std::int64_t skipped_steps() const noexcept { return 0; }
+  nlohmann::json state() const { return {{"type", name}}; }
+  void load_state(const nlohmann::json&) {}
+};
+
+class StaticLossScaler {
+ public:
+  static constexpr const char* name = "static";
+  explicit StaticLossScaler(float scale = 65536.0f) : scale_(scale) {
+    if (!(scale > 0.0f)) throw_error("StaticLossScaler: scale ", scale, " must be positive");
+  }
+  float scale() const noexcept { return scale_; }
+  float inv_scale() const noexcept { return static_cast<float>(1.0 / static_cast<double>(scale_)); }
+  bool update(bool found_inf) noexcept {
+    if (found_inf) ++skipped_;
+    return !found_inf;
+  }
+  std::int64_t skipped_steps() const noexcept { return skipped_; }
+  nlohmann::json state() const { return {{"type", name}, {"scale", scale_}, {"skipped_steps", skipped_}}; }
+  void load_state(const nlohmann::json& j) {
+    scale_ = j.at("scale").get<float>();
+    skipped_ = j.at("skipped_steps").get<std::int64_t>();
+  }
+
+ private:
+  float scale_;
+  std::int64_t skipped_ = 0;
+};
+
+struct DynamicLossScalerOptions {
+  float init_scale = 65536.0f;
+  float growth_factor = 2.0f;
+  float backoff_factor = 0.5f;
+  std::int64_t growth_interval = 2000;
+};
+
+class DynamicLossScaler {
+ public:
+  static constexpr const char* name = "dynamic";
+  explicit DynamicLossScaler(DynamicLossScalerOptions options = {}) : options_(options), scale_(options.init_scale) {
+    if (!(options.init_scale > 0.0f) || !(options.growth_factor > 1.0f) || !(options.backoff_factor < 1.0f) ||
+        !(options.backoff_factor > 0.0f) || options.growth_interval < 1) {
+      throw_error(
+          "DynamicLossScaler: options need init_scale > 0, growth_factor > 1, 0 < backoff_factor < 1 and "
+          "growth_interval >= 1 (got ",
+          options.init_scale, ", ", options.growth_factor, ", ", options.backoff_factor, ", ", options.growth_interval,
+          ")");
+    }
+  }
+  float scale() const noexcept { return scale_; }
+  // GradScaler: the reciprocal in double, then rounded to float.
+  float inv_scale() const noexcept { return static_cast<float>(1.0 / static_cast<double>(scale_)); }
+
+  // GradScaler.update after GradScaler.step: returns whether the step was applied.
+  bool update(bool found_inf) noexcept {
+    if (found_inf) {
+      scale_ *= options_.backoff_factor;
+      growth_tracker_ = 0;
+      ++skipped_;
+      return false;
+    }
+    if (++growth_tracker_ == options_.growth_interval) {
+      const float grown = scale_ * options_.growth_factor;
+      if (std::isfinite(grown)) scale_ = grown;  // as GradScaler: never grow to Inf
+      growth_tracker_ = 0;
+    }
+    return true;
+  }
+  std::int64_t skipped_steps() const noexcept { return skipped_; }
+  std::int64_t growth_tracker() const noexcept { return growth_tracker_; }
+
+  nlohmann::json state() const {
+    return {{"type", name},
+            {"scale", scale_},
+            {"growth_factor", options_.growth_factor},
+            {"backoff_factor", options_.backoff_factor},
+            {"growth_interval", options_.growth_interval},
+            {"growth_tracker", growth_tracker_},
+            {"skipped_steps", skipped_}};
+  }
+  void load_state(const nlohmann::json& j) {
+    if (j.at("type") != name)
+      throw_error("DynamicLossScaler::load_state: the saved scaler is '", j.at("type").get<std::string>(),
+                  "', not dynamic");
+    scale_ = j.at("scale").get<float>();
+    options_.growth_factor = j.at("growth_factor").get<float>();
+    options_.backoff_factor = j.at("backoff_factor").get<float>();
+    options_.growth_interval = j.at("growth_interval").get<std::int64_t>();
+    growth_tracker_ = j.at("growth_tracker").get<std::int64_t>();
+    skipped_ = j.at("skipped_steps").get<std::int64_t>();
+  }
+
+ private:
+  DynamicLossScalerOptions options_;
+  float scale_;
+  std::int64_t growth_tracker_ = 0;
+  std::int64_t skipped_ = 0;
+};
+
+template <class S>
+concept LossScaler = requires(S s, const S cs, bool b, const nlohmann::json& j) {
+  { cs.scale() } -> std::same_as<float>;
+  { cs.inv_scale() } -> std::same_as<float>;
+  { s.update(b) } -> std::same_as<bool>;
+  { cs.skipped_steps() } -> std::same_as<std::int64_t>;
+  { cs.state() } -> std::same_as<nlohmann::json>;
+  s.load_state(j);
+};
+
+}  // namespace mpt::optim
+// ---- end mpt/optim/loss_scaler.hpp ----
+// ---- begin mpt/optim/nn_parameters.hpp ----
+// The optimizer over a model's nn::Parameters: the offset table (with its
+// alignment padding) and the weight-decay decisions come from the model's
+// parameter roles; under bf16_mixed the optimizer updates the model's own
+// fp32 master buffer and writes its bf16 compute copy in the same pass.
+
+// ---- begin mpt/optim/sgd.hpp ----
+// SGD with momentum, dampening and Nesterov, torch.optim.SGD semantics
+// (torch 1.13, single-tensor path), over flat buffers with a master-weight policy:
+//
+//   g   = grad * grad_multiplier
+//   d   = fma(w, weight_decay, g)                  (L2 decay, coupled as in torch; 0 for exempt ranges)
+//   buf = d on the first step, else fma(d, 1 - dampening, buf * momentum)
+//   d   = nesterov ? fma(buf, momentum, d) : buf   (momentum > 0)
+//   w   = fma(d, -lr, w)
+//
+// Shapes: params [n] (P::param_t), grads [n] (P::grad_t), n = table.size().
+// Momentum buffer: fp32 (fp64 under precision::fp64), absent when momentum is 0.
+
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt::optim {
+
+struct SgdOptions {
+  double lr = 1e-3;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+  std::uint64_t seed = 0;  // stochastic rounding only
+};
+
+namespace detail {
+
+template <class T>
+struct SgdCoefficients {
+  T grad_multiplier, weight_decay, momentum, one_minus_dampening, neg_lr;
+  bool use_momentum, first_step, nesterov;
+};
+
+// Scalar reference. One element: returns the new weight, updates buf.
+template <class T>
+inline T sgd_element(T w, T g, T* buf, const SgdCoefficients<T>& c) noexcept {
+  T d = g * c.grad_multiplier;
+  if (c.weight_decay != T(0)) d = std::fma(w, c.weight_decay, d);
+  if (c.use_momentum) {
+    const T b = c.first_step ? d : std::fma(d, c.one_minus_dampening, *buf * c.momentum);
+    *buf = b;
+    d = c.nesterov ? std::fma(b, c.momentum, d) : b;
+  }
+  return std::fma(d, c.neg_lr, w);
+}
+
+template <class Store, class T>
+void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
+                    const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
+  T unused = 0;
+  for (std::size_t i = begin; i < end; ++i) {
+    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
+  }
+}
+
+#if MPT_X86
+// The scalar reference compiled for AVX2 + FMA (fp64; same bits, no fma library calls).
+template <class Store, class T>
+MPT_TARGET_AVX2 void sgd_run_avx2_reference(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
+                                            const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
+  T unused = 0;
+  for (std::size_t i = begin; i < end; ++i) {
+    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
+  }
+}
+
+// 8 lanes per block, the same operations as sgd_element; the tail runs the reference.
+template <class Store>
+MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end,
+                                  const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
+  const __m256 multiplier = _mm256_set1_ps(c.grad_multiplier), weight_decay = _mm256_set1_ps(c.weight_decay);
+  const __m256 momentum = _mm256_set1_ps(c.momentum), one_minus_dampening = _mm256_set1_ps(c.one_minus_dampening);
+  const __m256 neg_lr = _mm256_set1_ps(c.neg_lr);
+  std::size_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    if (((i - begin) & 15) == 0) {
+      if (c.use_momentum)
+        prefetch_ahead(i, grads, buf);
+      else
+        prefetch_ahead(i, grads);
+      weights.prefetch(i + prefetch_elements);
+    }
+    const __m256 w = weights.load8(i);
+    __m256 d = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
+    if (c.weight_decay != 0.0f) d = _mm256_fmadd_ps(w, weight_decay, d);
+    if (c.use_momentum) {
+      const __m256 b =
+          c.first_step ? d : _mm256_fmadd_ps(d, one_minus_dampening, _mm256_mul_ps(_mm256_loadu_ps(buf + i), momentum));
+      _mm256_storeu_ps(buf + i, b);
+      d = c.nesterov ? _mm256_fmadd_ps(b, momentum, d) : b;
+    }
+    weights.store8(i, _mm256_fmadd_ps(d, neg_lr, w), key);
+  }
+  float unused = 0;
+  for (; i < end; ++i)
+    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
+}
+
+template <class Store>
+MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* grads, std::size_t begin,
+                                      std::size_t end, const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
+  const __m512 multiplier = _mm512_set1_ps(c.grad_multiplier), weight_decay = _mm512_set1_ps(c.weight_decay);
+  const __m512 momentum = _mm512_set1_ps(c.momentum), one_minus_dampening = _mm512_set1_ps(c.one_minus_dampening);
+  const __m512 neg_lr = _mm512_set1_ps(c.neg_lr);
+  for (std::size_t i = begin; i < end; i += 16) {
+    const __mmask16 k = tail_mask(end - i);
+    if (c.use_momentum)
+      prefetch_ahead(i, grads, buf);
+    else
+      prefetch_ahead(i, grads);
+    weights.prefetch(i + prefetch_elements);
+    const __m512 w = weights.load16(i, k);
+    __m512 d = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
+    if (c.weight_decay != 0.0f) d = _mm512_fmadd_ps(w, weight_decay, d);
+    if (c.use_momentum) {
+      const __m512 b = c.first_step ? d
+                                    : _mm512_fmadd_ps(d, one_minus_dampening,
+                                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(k, buf + i), momentum));
+      _mm512_mask_storeu_ps(buf + i, k, b);
+      d = c.nesterov ? _mm512_fmadd_ps(b, momentum, d) : b;
+    }
+    weights.store16(i, k, _mm512_fmadd_ps(d, neg_lr, w), key);
+  }
+}
+#endif
+
+}  // namespace detail
+
+template <PrecisionPolicy P, class Weights = default_weights_t<P>>
+class Sgd {
+ public:
+  using policy = P;
+  using param_t = typename P::param_t;
+  using grad_t = typename P::grad_t;
+  using weight_store = WeightStore<P, Weights>;
+  using value_t = typename weight_store::value_t;
+  static_assert(
+      std::is_same_v<value_t, grad_t>,
+      "Sgd: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
+
+  Sgd(std::span<param_t> params, ParameterTable table, SgdOptions options = {})
+      : Sgd(weight_store(params), params.size(), std::move(table), options) {}
+
+  // With an fp32 master the model owns (nn::Parameters: compute_flat(), master_flat()).
+  Sgd(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
+      SgdOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
+      : Sgd(weight_store(params, master), params.size(), std::move(table), options) {}
+
+ private:
+  Sgd(weight_store&& store, std::size_t n, ParameterTable table, SgdOptions options)
+      : table_(std::move(table)),
+        options_(options),
+        weights_(std::move(store)),
+        momentum_(options.momentum != 0.0 ? n : 0) {
+    table_.check_buffer("Sgd", "the parameter buffer", n);
+    if (!(options.lr >= 0.0 && options.momentum >= 0.0 && options.weight_decay >= 0.0)) {
+      throw_error("Sgd: invalid options (lr ", options.lr, ", momentum ", options.momentum, ", weight_decay ",
+                  options.weight_decay, "): all must be non-negative");
+    }
+    if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0)) {
+      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", options.momentum,
+                  ", dampening ", options.dampening, ")");
+    }
+    runs_ = detail::decay_runs(table_, detail::update_run_elements);
+  }
+
+ public:
+  void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
+    table_.check_buffer("Sgd::step", "the gradient buffer", grads.size());
+    ++steps_;
+    detail::SgdCoefficients<value_t> c{};
+    c.grad_multiplier = static_cast<value_t>(grad_multiplier);
+    c.momentum = static_cast<value_t>(options_.momentum);
+    c.one_minus_dampening = static_cast<value_t>(1.0 - options_.dampening);
+    c.neg_lr = static_cast<value_t>(-lr);
+    c.use_momentum = options_.momentum != 0.0;
+    c.first_step = steps_ == 1;
+    c.nesterov = options_.nesterov;
+    const std::uint32_t key = detail::rounding_key(options_.seed, steps_);
+    const Isa isa = active_isa();
+    detail::for_each_run(runs_, [&](const detail::DecayRun& run) {
+      detail::SgdCoefficients<value_t> rc = c;
+      rc.weight_decay = run.decay ? static_cast<value_t>(options_.weight_decay) : value_t(0);
+#if MPT_X86
+      if constexpr (weight_store::vectorized) {
+        if (isa >= Isa::avx512) {
+          detail::sgd_run_avx512(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+          return;
+        }
+      }
+      if (isa >= Isa::avx2) {
+        if constexpr (weight_store::vectorized) {
+          detail::sgd_run_avx2(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+        } else {
+          detail::sgd_run_avx2_reference(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+        }
+        return;
+      }
+#endif
+      detail::sgd_run_scalar(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+    });
+    (void)isa;
+  }
+  void step(std::span<const grad_t> grads) { step(grads, options_.lr); }
+
+  std::int64_t steps() const noexcept { return steps_; }
+  const SgdOptions& options() const noexcept { return options_; }
+  const weight_store& weights() const noexcept { return weights_; }
+  // Starts the master from full-precision weights (e.g. the fp32 checkpoint
+  // the model was loaded from) and writes the compute copy from it.
+  void set_master_weights(std::span<const value_t> in) {
+    table_.check_buffer("Sgd::set_master_weights", "the input buffer", in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(i, in[i]);
+  }
+  // The weights the optimizer updates, widened to value_t: what a checkpoint
+  // of the model saves (transformers saves fp32 weights after bf16 autocast training).
+  void copy_master_weights(std::span<value_t> out) const {
+    table_.check_buffer("Sgd::copy_master_weights", "the output buffer", out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
+  }
+  double bytes_per_parameter() const noexcept {
+    return weight_store::bytes_per_parameter() + (options_.momentum != 0.0 ? sizeof(value_t) : 0);
+  }
+
+  StateDict state_dict() {
+    StateDict s;
+    if (momentum_.size() != 0) s.add("momentum_buffer", momentum_.data(), momentum_.size());
+    weights_.append_state(s);
+    s.scalars = {{"optimizer", "SGD"},
+                 {"weights", Weights::name},
+                 {"step", steps_},
+                 {"lr", options_.lr},
+                 {"momentum", options_.momentum},
+                 {"dampening", options_.dampening},
+                 {"weight_decay", options_.weight_decay},
+                 {"nesterov", options_.nesterov},
+                 {"seed", options_.seed}};
+    return s;
+  }
+  void load_state_dict(const StateDict& saved) {
+    if (saved.scalars.value("optimizer", "") != "SGD" || saved.scalars.value("weights", "") != Weights::name) {
+      throw_error("Sgd::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
+                  " with weights '", saved.scalars.value("weights", "?"), "', not SGD with weights '", Weights::name,
+                  "'");
+    }
+    if (saved.scalars.at("momentum").get<double>() != options_.momentum) {
+      throw_error("Sgd::load_state_dict: the saved momentum ", saved.scalars.at("momentum").get<double>(),
+                  " differs from ", options_.momentum, "; construct the optimizer with the saved options");
+    }
+    state_dict().copy_tensors_from(saved);
+    steps_ = saved.scalars.at("step").get<std::int64_t>();
+    options_.lr = saved.scalars.at("lr").get<double>();
+    options_.dampening = saved.scalars.at("dampening").get<double>();
+    options_.weight_decay = saved.scalars.at("weight_decay").get<double>();
+    options_.nesterov = saved.scalars.at("nesterov").get<bool>();
+    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
+  }
+
+ private:
+  ParameterTable table_;
+  SgdOptions options_;
+  weight_store weights_;
+  AlignedBuffer<value_t> momentum_;
+  std::vector<detail::DecayRun> runs_;
+  std::int64_t steps_ = 0;
+};
+
+}  // namespace mpt::optim
+
+#pragma GCC diagnostic pop
+// ---- end mpt/optim/sgd.hpp ----
+
+#include <type_traits>
+
+namespace mpt::optim {
+
+// Name -> (offset, count, decay) for every parameter of the model, in buffer order.
+template <PrecisionPolicy P>
+ParameterTable parameter_table(const nn::Parameters<P>& parameters) {
+  ParameterTable table;
+  for (const auto& e : parameters.entries()) {
+    table.add_at(e.name, e.offset, e.size(), nn::weight_decay_applies(e.role));
+  }
+  table.set_buffer_size(parameters.grad_flat().size());
+  return table;
+}
+
+// AdamW over the model's buffers: the model's fp32 master (fp32_master), or
+// its compute copy alone (direct, split_master, rounding policies; with
+// split_master the model's master buffer is not used: read the weights with
+// copy_master_weights).
+template <class W = void, PrecisionPolicy P>
+auto make_adamw(nn::Parameters<P>& parameters, AdamWOptions options = {}) {
+  using Weights = std::conditional_t<std::is_void_v<W>, default_weights_t<P>, W>;
+  if constexpr (std::is_same_v<Weights, weights::fp32_master>) {
+    return AdamW<P, Weights>(parameters.compute_flat(), parameters.master_flat(), parameter_table(parameters), options);
+  } else {
+    return AdamW<P, Weights>(parameters.compute_flat(), parameter_table(parameters), options);
+  }
+}
+
+// SGD over the model's buffers, as make_adamw.
+template <class W = void, PrecisionPolicy P>
+auto make_sgd(nn::Parameters<P>& parameters, SgdOptions options = {}) {
+  using Weights = std::conditional_t<std::is_void_v<W>, default_weights_t<P>, W>;
+  if constexpr (std::is_same_v<Weights, weights::fp32_master>) {
+    return Sgd<P, Weights>(parameters.compute_flat(), parameters.master_flat(), parameter_table(parameters), options);
+  } else {
+    return Sgd<P, Weights>(parameters.compute_flat(), parameter_table(parameters), options);
+  }
+}
+
+}  // namespace mpt::optim
+// ---- end mpt/optim/nn_parameters.hpp ----
+// ---- begin mpt/optim/optimizer_step.hpp ----
+// One optimizer step the way the Trainer does it with a GradScaler:
+//   unscale (x 1/scale) -> clip by the global L2 norm -> step, or skip it on
+//   inf/NaN gradients -> update the scale.
+// Unscaling and clipping are folded into the optimizer's single pass as one
+// gradient multiplier; the gradient buffer itself is left untouched.
+//
+//   grads [n] fp32, the sum of the micro-batches' (scaled) gradients.
+//   The norm is global_l2_norm<NormAcc> (fp32 by default, as torch; fp64 on
+//   request) of the scaled gradients times 1/scale (exact for power-of-two
+//   scales), the same bits for any thread count.
+//   clip coefficient = max_grad_norm / (norm + 1e-6), applied when < 1, as
+//   torch.nn.utils.clip_grad_norm_.
+
+
+#include <cmath>
+#include <cstdint>
+#include <span>
+
+namespace mpt::optim {
+
+struct StepReport {
+  float grad_norm = 0.0f;   // unscaled, before clipping: what the Trainer logs
+  bool applied = true;      // false when inf/NaN gradients skipped the step
+  float loss_scale = 1.0f;  // the scale for the next backward
+  std::int64_t skipped_steps = 0;
+  double lr = 0.0;
+};
+
+template <class NormAcc = float, class Optimizer, LossScaler Scaler>
+StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
+                         double max_grad_norm) {
+  const float inv_scale = scaler.inv_scale();
+  const float scaled_norm = static_cast<float>(global_l2_norm<NormAcc>(grads));
+  const float norm = scaled_norm * inv_scale;
+  const bool found_inf = !std::isfinite(scaled_norm);
+  float multiplier = inv_scale;
+  if (max_grad_norm > 0.0 && !found_inf) {
+    const float clip_coef = static_cast<float>(max_grad_norm) / (norm + 1e-6f);
+    if (clip_coef < 1.0f) multiplier = inv_scale * clip_coef;
+  }
+  StepReport report;
+  report.grad_norm = norm;
+  report.lr = lr;
+  report.applied = scaler.update(found_inf);
+  if (report.applied) optimizer.step(grads, lr, multiplier);
+  report.loss_scale = scaler.scale();
+  report.skipped_steps = scaler.skipped_steps();
+  return report;
+}
+
+// Gradient accumulation over micro-batches, as transformers' Trainer: each
+// micro-batch's loss is multiplied by loss_multiplier() (1/micro_batches) and
+// its gradients are added (+=) to the same fp32 buffer; the optimizer steps
+// after the last one and the trainer zeroes the buffer.
+class GradientAccumulation {
+ public:
+  explicit GradientAccumulation(int micro_batches) : micro_batches_(micro_batches) {
+    if (micro_batches < 1)
+      throw_error("GradientAccumulation: gradient_accumulation_steps is ", micro_batches, "; it must be at least 1");
+  }
+  int micro_batches() const noexcept { return micro_batches_; }
+  float loss_multiplier() const noexcept { return 1.0f / static_cast<float>(micro_batches_); }
+  // Call after each micro-batch's backward: true when the optimizer should step now.
+  bool end_micro_batch() noexcept {
+    if (++seen_ < micro_batches_) return false;
+    seen_ = 0;
+    return true;
+  }
+  int pending() const noexcept { return seen_; }
+
+ private:
+  int micro_batches_;
+  int seen_ = 0;
+};
+
+}  // namespace mpt::optim
+// ---- end mpt/optim/optimizer_step.hpp ----
+// ---- begin mpt/optim/schedule.hpp ----
+// Learning-rate schedules with transformers' formulas (src/transformers/optimization.py),
+// evaluated in double as Python does: lr(step) = base_lr * lr_lambda(step), where
+// `step` counts optimizer steps taken so far (0 for the first update, as LambdaLR).
+//
+//   constant               1
+//   constant_with_warmup   step/warmup during warmup, then 1
+//   linear                 warmup, then (total - step)/(total - warmup), floored at 0
+//   cosine                 warmup, then 0.5(1 + cos(pi * num_cycles * 2 * progress))
+//   cosine_with_restarts   warmup, then 0.5(1 + cos(pi * ((num_cycles * progress) mod 1))), 0 after the end
+//   polynomial             warmup, then (lr - lr_end)(1 - progress)^power + lr_end, lr_end after the end
+
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <string>
+#include <string_view>
+
+namespace mpt::optim {
+
+enum class ScheduleKind { constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial };
+
+inline std::string_view schedule_name(ScheduleKind k) noexcept {
+  switch (k) {
+    case ScheduleKind::constant:
+      return "constant";
+    case ScheduleKind::constant_with_warmup:
+      return "constant_with_warmup";
+    case ScheduleKind::linear:
+      return "linear";
+    case ScheduleKind::cosine:
+      return "cosine";
+    case ScheduleKind::cosine_with_restarts:
+      return "cosine_with_restarts";
+    case ScheduleKind::polynomial:
+      return "polynomial";
+  }
+  return "?";
+}
+
+// The names of TrainingArguments.lr_scheduler_type.
+inline ScheduleKind parse_schedule_kind(std::string_view name) {
+  for (auto k : {ScheduleKind::constant, ScheduleKind::constant_with_warmup, ScheduleKind::linear, ScheduleKind::cosine,
+                 ScheduleKind::cosine_with_restarts, ScheduleKind::polynomial}) {
+    if (name == schedule_name(k)) return k;
+  }
+  throw_error("lr_scheduler_type '", name,
+              "' is not known: use linear, cosine, cosine_with_restarts, polynomial, constant or constant_with_warmup");
+}
+
+// TrainingArguments.get_warmup_steps: warmup_steps if > 0, else ceil(ratio * total).
+inline std::int64_t warmup_steps_for(std::int64_t warmup_steps, double warmup_ratio, std::int64_t total_steps) {
+  if (warmup_steps > 0) return warmup_steps;
+  return static_cast<std::int64_t>(std::ceil(static_cast<double>(total_steps) * warmup_ratio));
+}
+
+struct LrSchedule {
+  ScheduleKind kind = ScheduleKind::linear;
+  double base_lr = 5e-5;
+  std::int64_t warmup_steps = 0;
+  std::int64_t total_steps = 0;
+  double num_cycles = 0.5;  // cosine: 0.5 (half wave); cosine_with_restarts takes 1 by default
+  double power = 1.0;       // polynomial
+  double lr_end = 1e-7;     // polynomial
+
+  // lr_lambda(step) of transformers.
+  double factor(std::int64_t step) const {
+    const double s = static_cast<double>(step);
+    const double warmup = static_cast<double>(warmup_steps);
+    const double total = static_cast<double>(total_steps);
+    if (kind == ScheduleKind::constant) return 1.0;
+    if (step < warmup_steps) return s / std::max(1.0, warmup);
+    switch (kind) {
+      case ScheduleKind::constant:
+      case ScheduleKind::constant_with_warmup:
+        return 1.0;
+      case ScheduleKind::linear:
+        return std::max(0.0, (total - s) / std::max(1.0, total - warmup));
+      case ScheduleKind::cosine: {
+        const double progress = (s - warmup) / std::max(1.0, total - warmup);
+        return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * num_cycles * 2.0 * progress)));
+      }
+      case ScheduleKind::cosine_with_restarts: {
+        const double progress = (s - warmup) / std::max(1.0, total - warmup);
+        if (progress >= 1.0) return 0.0;
+        return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * python_mod1(num_cycles * progress))));
+      }
+      case ScheduleKind::polynomial: {
+        if (!(base_lr > lr_end))
+          throw_error("polynomial schedule: lr_end (", lr_end, ") must be smaller than the initial lr (", base_lr, ")");
+        if (step > total_steps) return lr_end / base_lr;
+        if (total_steps == warmup_steps)
+          throw_error("polynomial schedule: total_steps equals warmup_steps (", total_steps,
+                      "): no steps left to decay over");
+        const double pct_remaining = 1.0 - (s - warmup) / (total - warmup);
+        return ((base_lr - lr_end) * std::pow(pct_remaining, power) + lr_end) / base_lr;
+      }
+    }
+    return 1.0;
+  }
+
+  // The learning rate of optimizer step `step` (0-based).
+  double lr(std::int64_t step) const { return base_lr * factor(step); }
+
+  // transformers' get_scheduler with its per-kind defaults (cosine: half a
+  // wave; cosine_with_restarts: one cycle; polynomial: power 1, lr_end 1e-7).
+  static LrSchedule for_trainer(std::string_view lr_scheduler_type, double learning_rate, std::int64_t warmup_steps,
+                                std::int64_t total_steps) {
+    LrSchedule s;
+    s.kind = parse_schedule_kind(lr_scheduler_type);
+    s.base_lr = learning_rate;
+    s.warmup_steps = warmup_steps;
+    s.total_steps = total_steps;
+    s.num_cycles = s.kind == ScheduleKind::cosine_with_restarts ? 1.0 : 0.5;
+    return s;
+  }
+
+  // The schedule is a pure function of the step: its state is its settings
+  // (the step itself is the optimizer's, saved with it).
+  nlohmann::json state() const {
+    return {{"kind", schedule_name(kind)},
+            {"base_lr", base_lr},
+            {"warmup_steps", warmup_steps},
+            {"total_steps", total_steps},
+            {"num_cycles", num_cycles},
+            {"power", power},
+            {"lr_end", lr_end}};
+  }
+  void load_state(const nlohmann::json& j) {
+    kind = parse_schedule_kind(j.at("kind").get<std::string>());
+    base_lr = j.at("base_lr").get<double>();
+    warmup_steps = j.at("warmup_steps").get<std::int64_t>();
+    total_steps = j.at("total_steps").get<std::int64_t>();
+    num_cycles = j.at("num_cycles").get<double>();
+    power = j.at("power").get<double>();
+    lr_end = j.at("lr_end").get<double>();
+  }
+
+ private:
+  // Python's float % 1.0 (result has the sign of the divisor).
+  static double python_mod1(double x) {
+    double r = std::fmod(x, 1.0);
+    if (r < 0) r += 1.0;
+    return r;
+  }
+};
+
+}  // namespace mpt::optim
+// ---- end mpt/optim/schedule.hpp ----
+// ---- end mpt/optim.hpp ----
 // ---- begin mpt/data.hpp ----
 // mpt/data: the SQuAD pipeline. BERT WordPiece tokenizer with code-point
 // offsets, SQuAD reading (nested, flattened, JSON Lines), run_qa features,
