@@ -1000,142 +1000,43 @@ concept PrecisionPolicy = precision::is_precision_policy<P>::value;
 // ---- begin mpt/kernels.hpp ----
 // mpt/kernels: the hot loops — GEMM (packing + micro-kernels per instruction
 // set) and the element-wise kernels and reductions of a transformer.
-// ---- begin mpt/kernels/cross_entropy.hpp ----
-// Softmax cross-entropy with an ignore index, as torch.nn.CrossEntropyLoss
-// (reduction='mean').
+// ---- begin mpt/kernels/add_layer_norm.hpp ----
+// The residual branch of a BERT block in one pass over memory:
+//   sum = dropout(x) + residual          (saved: LayerNorm backward needs it)
+//   y   = LayerNorm(sum) * gamma + beta  (mean, rstd saved)
+// Bit for bit the same as dropout_add_forward followed by layer_norm_forward;
+// fused, each chunk of rows is normalized while its sum is still in cache,
+// so the sum is written once and never read back from memory.
+// p = 0 gives plain residual + LayerNorm.
 //
-//   cross_entropy_forward(logits, targets, ignore_index) -> mean loss
-//     logits [N, C] fp32 (or double), targets [N] int32; rows whose target is
-//     ignore_index are skipped; the loss is the mean of
-//     logsumexp(logits[i]) - logits[i][target] over the others, summed in row
-//     order. If every target is ignored the result is NaN (0/0), as in PyTorch.
-//   cross_entropy_backward(logits, targets, ignore_index, dloss, dlogits)
-//     dlogits[i] = (softmax(logits[i]) - onehot(target)) * dloss / count,
-//     zero rows for ignored targets (all zeros when everything is ignored).
-// A target outside [0, C) that is not the ignore index is an mpt::Error.
-// The work is N x C with N = 2 x batch for question answering: small, so this
-// runs scalar in one thread (std::exp, the reference itself).
-
-
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <limits>
-#include <type_traits>
-
-namespace mpt::kernels {
-namespace detail {
-template <class L, class Id>
-void check_cross_entropy(const char* op, TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index) {
-  if (logits.rank() != 2) throw_error(op, ": logits must be [N, C] but have shape ", logits.shape());
-  check_shape(op, "targets", targets.shape(), Shape{logits.dim(0)});
-  const std::int64_t classes = logits.dim(1);
-  for (std::size_t i = 0; i < targets.size(); ++i) {
-    const std::int32_t t = targets[i];
-    if (t != ignore_index && (t < 0 || t >= classes)) {
-      throw_error(op, ": target ", t, " of row ", i, " is outside [0, ", classes, ") and is not the ignore index ",
-                  ignore_index, "; clamp positions or set them to the ignore index");
-    }
-  }
-}
-
-// log(sum(exp(x))) of one row, max-shifted.
-template <class C, class L>
-C log_sum_exp(const L* x, std::size_t n) {
-  C max = -std::numeric_limits<C>::infinity();
-  for (std::size_t j = 0; j < n; ++j) max = static_cast<C>(x[j]) > max ? static_cast<C>(x[j]) : max;
-  C sum = 0;
-  for (std::size_t j = 0; j < n; ++j) sum += std::exp(static_cast<C>(x[j]) - max);
-  return max + std::log(sum);
-}
-}  // namespace detail
-
-template <class L, class Id>
-std::remove_const_t<L> cross_entropy_forward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index) {
-  using C = std::remove_const_t<L>;
-  static_assert(std::is_same_v<C, float> || std::is_same_v<C, double>, "cross_entropy_forward: logits are fp32 (or double)");
-  static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "cross_entropy_forward: targets are int32");
-  detail::check_cross_entropy("cross_entropy_forward", logits, targets, ignore_index);
-  const std::size_t n = targets.size(), classes = static_cast<std::size_t>(logits.dim(1));
-  C sum = 0;
-  std::size_t count = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (targets[i] == ignore_index) continue;
-    const C* row = logits.data() + i * classes;
-    sum += detail::log_sum_exp<C>(row, classes) - row[targets[i]];
-    ++count;
-  }
-  return sum / static_cast<C>(count);  // 0/0 = NaN when every target is ignored, as PyTorch
-}
-
-template <class L, class Id, class DL>
-void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index, double dloss,
-                            TensorView<DL> dlogits) {
-  using C = std::remove_const_t<L>;
-  detail::check_cross_entropy("cross_entropy_backward", logits, targets, ignore_index);
-  check_shape("cross_entropy_backward", "dlogits", dlogits.shape(), logits.shape());
-  const std::size_t n = targets.size(), classes = static_cast<std::size_t>(logits.dim(1));
-  std::size_t count = 0;
-  for (std::size_t i = 0; i < n; ++i) count += targets[i] != ignore_index;
-  const C factor = count == 0 ? C(0) : static_cast<C>(dloss / static_cast<double>(count));
-  for (std::size_t i = 0; i < n; ++i) {
-    const C* row = logits.data() + i * classes;
-    DL* out = dlogits.data() + i * classes;
-    if (targets[i] == ignore_index) {
-      for (std::size_t j = 0; j < classes; ++j) out[j] = static_cast<DL>(0.0f);
-      continue;
-    }
-    const C lse = detail::log_sum_exp<C>(row, classes);
-    for (std::size_t j = 0; j < classes; ++j) {
-      const C p = std::exp(row[j] - lse);
-      out[j] = static_cast<DL>((p - (static_cast<std::int64_t>(j) == targets[i] ? C(1) : C(0))) * factor);
-    }
-  }
-}
-
-}  // namespace mpt::kernels
-// ---- end mpt/kernels/cross_entropy.hpp ----
-// ---- begin mpt/kernels/dropout.hpp ----
-// Dropout driven by Philox-4x32-10, so backward regenerates the mask instead
-// of storing it, and any thread split gives the same bits.
-//
-// Which element gets which random bits (a definition, independent of the
-// vector width): element i lies in group g = i / 64 at r = i % 64; it takes
-// word r / 16 of philox4x32_10(counter, key) with
-//   counter = {low32(b), high32(b), key.stream, key.step},  b = 16 g + r % 16,
-//   key     = {low32(seed), high32(seed)}.
-// (One AVX-512 Philox call makes 16 counters x 4 words = one group.)
-//
-// Keep rule: element i is kept iff (bits >> 8) < round((1 - p) * 2^24), i.e.
-// u < 1 - p for u = (bits >> 8) / 2^24 uniform on [0, 1) in steps of 2^-24,
-// as torch.bernoulli(1 - p) keeps. Kept values are multiplied by
-// scale = 1 / (1 - p), computed in fp32 and rounded to the input's storage
-// type (PyTorch's noise tensor has the input's dtype, so for bf16 the scale is
-// a bf16 number), and the product is rounded once into the output type.
-// p = 0 is a copy; p = 1 gives zeros (as PyTorch).
-//
-//   dropout_forward(x, y, p, key)            y = x * mask * scale        x, y: any equal shapes
-//   dropout_backward(dy, dx, p, key)         dx = dy * mask * scale      (the same mask)
-//   dropout_add_forward(x, r, y, p, key)     y = dropout(x) + r, the dropout result
-//                                            rounded to y's type first (as unfused bf16 ops)
+//   dropout_add_layer_norm_forward(x, residual, p, key, gamma, beta, eps, sum, y, mean, rstd)
+//     x, residual, sum, y [rows..., H] (fp32 / bf16 / double); gamma, beta [H];
+//     mean, rstd [rows] fp32 (double when the activations are double).
+// Backward: dsum = layer_norm_backward(dy, sum, ...); dresidual = dsum;
+//           dx = dropout_backward(dsum, p, key).
 
 // ---- begin mpt/kernels/detail/simd.hpp ----
 // Small SIMD vocabulary shared by the element-wise kernels: full and partial
-// loads/stores of float and bf16 (as fp32 lanes), horizontal sums/maxima,
-// and vectorized exp and erf. One namespace per instruction set with the same
-// names (detail::avx512, detail::avx2), so kernel bodies read the same on
-// both; every function carries its MPT_TARGET_* attribute and runs only after
-// dispatch checked the CPU. The scalar references are exp_reference and
-// erf_reference below (std:: in the working precision).
+// loads/stores of float and bf16 (as fp32 lanes; bf16 stores round to nearest
+// even exactly like core/bf16.hpp), horizontal sums/maxima, and vectorized exp
+// and erf. One namespace per instruction set with the same names
+// (detail::avx512_bf16, detail::avx512, detail::avx2), so a kernel body is
+// written once: each kernel header stamps its body into every namespace with
+// a macro taking the MPT_TARGET_* attribute (GCC cannot give one template
+// different target attributes per instantiation). Every function runs only after dispatch on
+// active_isa() checked the CPU; each kernel header keeps a scalar reference
+// (std::exp / std::erf in the working precision) that also serves double.
 //
 // Accuracy (checked in tests/kernels_elementwise against double):
 //   exp: Cody-Waite range reduction + degree-6 polynomial, <= 2 ulp on
 //        [-87.3, 88.7] (1.25 measured); below -87.3 it returns 0 (PyTorch
 //        returns a subnormal there, a difference below 1.2e-38), above 88.7 +Inf.
 //   erf: |x| < 0.9: x * P(x^2), P degree 6 (fit error 3e-10 relative);
-//        0.9 <= |x| < 4: 1 - exp(Q(|x| - 2.45)), Q degree 10 fitted to
-//        log(erfc) (fit error 3e-9); |x| >= 4: ±1 (erf(4) rounds to 1 in fp32).
-//        Coefficients: least squares on Chebyshev nodes (numpy, fp64).
+//        0.9 <= |x| < 3.92: R(|x| - 2.41), R degree 14 (fit error 1e-8
+//        absolute, 2.5 ulp worst case after fp32 Horner); |x| >= 3.92: ±1
+//        (erf rounds to 1 in fp32 there). No exp: GELU is bound by these flops.
+//        Coefficients: least squares on Chebyshev nodes, fp64
+//        (tools/fit_erf_coefficients.py, run by hand).
 //        <= 4 ulp by analysis (tests), 2.36 measured over [-6, 6].
 
 
@@ -1159,12 +1060,12 @@ inline constexpr float erf_small_coefficients[] = {
     8.534122715e-05f, -8.180781373e-04f, 5.204331625e-03f, -2.686070897e-02f,
     1.128371889e-01f, -3.761263525e-01f, 1.128379167e+00f};
 inline constexpr float erf_large_coefficients[] = {
-    -5.464850290e-08f, -3.163540599e-08f, 1.938473050e-06f, -1.378105164e-05f,
-    8.149180235e-05f,  -4.443918029e-04f, 2.273728996e-03f, -1.130203269e-02f,
-    -9.422320223e-01f, -5.258373891e+00f, -7.541539598e+00f};
+    1.310721111e-06f,  -9.115103069e-07f, -1.861979161e-05f, 3.660426456e-05f, 6.331775316e-05f,
+    -3.373853189e-04f, 4.935169825e-04f,  2.932554082e-04f,  -3.066311448e-03f, 7.699653721e-03f,
+    -1.172715521e-02f, 1.199329491e-02f,  -8.166750358e-03f, 3.388569193e-03f,  9.993462026e-01f};
 inline constexpr float erf_split = 0.9f;
-inline constexpr float erf_center = 2.45f;
-inline constexpr float erf_saturation = 4.0f;
+inline constexpr float erf_center = 2.41f;
+inline constexpr float erf_saturation = 3.92f;
 
 // exp: x = n ln2 + r, ln2 split in two so n*ln2 is exact (Cody-Waite).
 inline constexpr float exp_lowest = -87.33654f;  // ln(FLT_MIN): below, the result is 0
@@ -1175,11 +1076,6 @@ inline constexpr float ln2_lo = -2.12194440e-4f;
 inline constexpr float exp_coefficients[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
                                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
 
-// Scalar versions of the vector math, same algorithm (used by tails in tests).
-inline float erf_reference(float x) { return std::erf(x); }
-inline double erf_reference(double x) { return std::erf(x); }
-inline float exp_reference(float x) { return std::exp(x); }
-inline double exp_reference(double x) { return std::exp(x); }
 
 #if MPT_X86
 namespace avx512 {
@@ -1236,36 +1132,104 @@ MPT_TARGET_AVX512 inline float hmax(vf v) noexcept {
   b = _mm_max_ss(b, _mm_movehdup_ps(b));
   return _mm_cvtss_f32(b);
 }
+// exp and erf of U independent vectors, statement by statement, so that
+// their long dependency chains overlap (U = 2 runs GELU twice as fast as 1).
+template <std::size_t U>
+MPT_TARGET_AVX512 inline void exp_n(vf (&x)[U]) noexcept {
+  __mmask16 underflow[U], overflow[U];
+  vf n[U], r[U], p[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    underflow[u] = _mm512_cmp_ps_mask(x[u], set1(exp_lowest), _CMP_LT_OQ);
+    overflow[u] = _mm512_cmp_ps_mask(x[u], set1(exp_highest), _CMP_GT_OQ);
+    x[u] = _mm512_min_ps(x[u], set1(exp_highest));
+    n[u] = _mm512_roundscale_ps(_mm512_mul_ps(x[u], set1(log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  for (std::size_t u = 0; u < U; ++u) r[u] = _mm512_fnmadd_ps(n[u], set1(ln2_hi), x[u]);
+  for (std::size_t u = 0; u < U; ++u) r[u] = _mm512_fnmadd_ps(n[u], set1(ln2_lo), r[u]);
+  for (std::size_t u = 0; u < U; ++u) p[u] = set1(exp_coefficients[0]);
+  for (int i = 1; i < 6; ++i)
+    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], r[u], set1(exp_coefficients[i]));
+  for (std::size_t u = 0; u < U; ++u) {
+    p[u] = fmadd(p[u], _mm512_mul_ps(r[u], r[u]), _mm512_add_ps(r[u], set1(1.0f)));
+    // 2^n by scalef: exact, no exponent arithmetic to wrap.
+    const vf y = _mm512_maskz_scalef_ps(static_cast<__mmask16>(~underflow[u]), p[u], n[u]);
+    x[u] = _mm512_mask_mov_ps(y, overflow[u], set1(std::numeric_limits<float>::infinity()));
+  }
+}
 MPT_TARGET_AVX512 inline vf exp(vf x) noexcept {
-  const __mmask16 underflow = _mm512_cmp_ps_mask(x, set1(exp_lowest), _CMP_LT_OQ);
-  const __mmask16 overflow = _mm512_cmp_ps_mask(x, set1(exp_highest), _CMP_GT_OQ);
-  x = _mm512_min_ps(x, set1(exp_highest));
-  const vf n = _mm512_roundscale_ps(_mm512_mul_ps(x, set1(log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  vf r = _mm512_fnmadd_ps(n, set1(ln2_hi), x);
-  r = _mm512_fnmadd_ps(n, set1(ln2_lo), r);
-  vf p = set1(exp_coefficients[0]);
-  for (int i = 1; i < 6; ++i) p = fmadd(p, r, set1(exp_coefficients[i]));
-  p = fmadd(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, set1(1.0f)));
-  // 2^n by scalef: exact, no exponent arithmetic to wrap.
-  const vf y = _mm512_maskz_scalef_ps(static_cast<__mmask16>(~underflow), p, n);
-  return _mm512_mask_mov_ps(y, overflow, set1(std::numeric_limits<float>::infinity()));
+  vf v[1] = {x};
+  exp_n(v);
+  return v[0];
+}
+template <std::size_t U>
+MPT_TARGET_AVX512 inline void erf_n(vf (&x)[U]) noexcept {
+  vf sign[U], a[U], t[U], small[U], q[U], large[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    sign[u] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x[u]), _mm512_set1_epi32(int(0x80000000u))));
+    a[u] = _mm512_min_ps(_mm512_abs_ps(x[u]), set1(erf_saturation));
+    t[u] = _mm512_mul_ps(a[u], a[u]);
+    small[u] = set1(erf_small_coefficients[0]);
+    q[u] = set1(erf_large_coefficients[0]);
+    large[u] = _mm512_sub_ps(a[u], set1(erf_center));
+  }
+  for (int i = 1; i < 15; ++i) {
+    for (std::size_t u = 0; u < U; ++u) {
+      if (i < 7) small[u] = fmadd(small[u], t[u], set1(erf_small_coefficients[i]));
+      q[u] = fmadd(q[u], large[u], set1(erf_large_coefficients[i]));
+    }
+  }
+  for (std::size_t u = 0; u < U; ++u) {
+    small[u] = _mm512_mul_ps(small[u], a[u]);
+    large[u] = _mm512_mask_mov_ps(q[u], _mm512_cmp_ps_mask(a[u], set1(erf_saturation), _CMP_GE_OQ), set1(1.0f));
+    const vf y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a[u], set1(erf_split), _CMP_LT_OQ), large[u], small[u]);
+    x[u] = _mm512_or_ps(y, sign[u]);
+  }
 }
 MPT_TARGET_AVX512 inline vf erf(vf x) noexcept {
-  const vf sign = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u))));
-  const vf a = _mm512_min_ps(_mm512_abs_ps(x), set1(erf_saturation));
-  const vf t = _mm512_mul_ps(a, a);
-  vf small = set1(erf_small_coefficients[0]);
-  for (int i = 1; i < 7; ++i) small = fmadd(small, t, set1(erf_small_coefficients[i]));
-  small = _mm512_mul_ps(small, a);
-  const vf u = _mm512_sub_ps(a, set1(erf_center));
-  vf q = set1(erf_large_coefficients[0]);
-  for (int i = 1; i < 11; ++i) q = fmadd(q, u, set1(erf_large_coefficients[i]));
-  vf large = _mm512_sub_ps(set1(1.0f), exp(q));
-  large = _mm512_mask_mov_ps(large, _mm512_cmp_ps_mask(a, set1(erf_saturation), _CMP_GE_OQ), set1(1.0f));
-  const vf y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, set1(erf_split), _CMP_LT_OQ), large, small);
-  return _mm512_or_ps(y, sign);
+  vf v[1] = {x};
+  erf_n(v);
+  return v[0];
 }
 }  // namespace avx512
+
+// AVX-512 plus AVX512_BF16: the same vocabulary, with bf16 stores narrowed by
+// vcvtneps2bf16 (1 instruction instead of 7). The instruction rounds like the
+// reference except that it flushes fp32 subnormal inputs to zero, so vectors
+// holding one take the exact emulation: the bits never differ.
+namespace avx512_bf16 {
+using avx512::erf;
+using avx512::erf_n;
+using avx512::exp;
+using avx512::exp_n;
+using avx512::first;
+using avx512::first_lanes;
+using avx512::fmadd;
+using avx512::hmax;
+using avx512::hsum;
+using avx512::lanes;
+using avx512::load;
+using avx512::max;
+using avx512::set1;
+using avx512::vf;
+using avx512::zero;
+
+MPT_TARGET_AVX512_BF16 inline __m256i narrow(vf v) noexcept {
+  constexpr int denormal_class = 0x20;  // vfpclassps category bit: fp32 subnormal
+  if (_mm512_fpclass_ps_mask(v, denormal_class) == 0) return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+  return _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v)));
+}
+MPT_TARGET_AVX512_BF16 inline void store(float* p, vf v) noexcept { _mm512_storeu_ps(p, v); }
+MPT_TARGET_AVX512_BF16 inline void store(float* p, vf v, std::size_t n) noexcept { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
+MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v) noexcept {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow(v));
+}
+MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v, std::size_t n) noexcept {
+  _mm256_mask_storeu_epi16(p, first_lanes(n), narrow(v));
+}
+MPT_TARGET_AVX512_BF16 inline vf round_to_bf16(vf v) noexcept {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(narrow(v)), 16));
+}
+}  // namespace avx512_bf16
 
 namespace avx2 {
 using vf = __m256;
@@ -1319,40 +1283,66 @@ MPT_TARGET_AVX2 inline float hmax(vf v) noexcept {
   b = _mm_max_ss(b, _mm_movehdup_ps(b));
   return _mm_cvtss_f32(b);
 }
+template <std::size_t U>
+MPT_TARGET_AVX2 inline void exp_n(vf (&x)[U]) noexcept {
+  vf underflow[U], overflow[U], n[U], r[U], p[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    underflow[u] = _mm256_cmp_ps(x[u], set1(exp_lowest), _CMP_LT_OQ);
+    overflow[u] = _mm256_cmp_ps(x[u], set1(exp_highest), _CMP_GT_OQ);
+    x[u] = _mm256_min_ps(x[u], set1(exp_highest));
+    n[u] = _mm256_round_ps(_mm256_mul_ps(x[u], set1(log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  for (std::size_t u = 0; u < U; ++u) r[u] = _mm256_fnmadd_ps(n[u], set1(ln2_hi), x[u]);
+  for (std::size_t u = 0; u < U; ++u) r[u] = _mm256_fnmadd_ps(n[u], set1(ln2_lo), r[u]);
+  for (std::size_t u = 0; u < U; ++u) p[u] = set1(exp_coefficients[0]);
+  for (int i = 1; i < 6; ++i)
+    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], r[u], set1(exp_coefficients[i]));
+  for (std::size_t u = 0; u < U; ++u) {
+    p[u] = fmadd(p[u], _mm256_mul_ps(r[u], r[u]), _mm256_add_ps(r[u], set1(1.0f)));
+    // 2^n in two halves (n = 128 does not fit one exponent field).
+    const __m256i ni = _mm256_cvtps_epi32(n[u]);
+    const __m256i half = _mm256_srai_epi32(ni, 1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const vf s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23));
+    const vf s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), bias), 23));
+    const vf y = _mm256_andnot_ps(underflow[u], _mm256_mul_ps(_mm256_mul_ps(p[u], s1), s2));
+    x[u] = _mm256_blendv_ps(y, set1(std::numeric_limits<float>::infinity()), overflow[u]);
+  }
+}
 MPT_TARGET_AVX2 inline vf exp(vf x) noexcept {
-  const vf underflow = _mm256_cmp_ps(x, set1(exp_lowest), _CMP_LT_OQ);
-  const vf overflow = _mm256_cmp_ps(x, set1(exp_highest), _CMP_GT_OQ);
-  x = _mm256_min_ps(x, set1(exp_highest));
-  const vf n = _mm256_round_ps(_mm256_mul_ps(x, set1(log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  vf r = _mm256_fnmadd_ps(n, set1(ln2_hi), x);
-  r = _mm256_fnmadd_ps(n, set1(ln2_lo), r);
-  vf p = set1(exp_coefficients[0]);
-  for (int i = 1; i < 6; ++i) p = fmadd(p, r, set1(exp_coefficients[i]));
-  p = fmadd(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, set1(1.0f)));
-  // 2^n in two halves (n = 128 does not fit one exponent field).
-  const __m256i ni = _mm256_cvtps_epi32(n);
-  const __m256i half = _mm256_srai_epi32(ni, 1);
-  const __m256i bias = _mm256_set1_epi32(127);
-  const vf s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23));
-  const vf s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), bias), 23));
-  const vf y = _mm256_andnot_ps(underflow, _mm256_mul_ps(_mm256_mul_ps(p, s1), s2));
-  return _mm256_blendv_ps(y, set1(std::numeric_limits<float>::infinity()), overflow);
+  vf v[1] = {x};
+  exp_n(v);
+  return v[0];
+}
+template <std::size_t U>
+MPT_TARGET_AVX2 inline void erf_n(vf (&x)[U]) noexcept {
+  const vf sign_bit = set1(-0.0f);
+  vf sign[U], a[U], t[U], small[U], q[U], large[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    sign[u] = _mm256_and_ps(x[u], sign_bit);
+    a[u] = _mm256_min_ps(_mm256_andnot_ps(sign_bit, x[u]), set1(erf_saturation));
+    t[u] = _mm256_mul_ps(a[u], a[u]);
+    small[u] = set1(erf_small_coefficients[0]);
+    q[u] = set1(erf_large_coefficients[0]);
+    large[u] = _mm256_sub_ps(a[u], set1(erf_center));
+  }
+  for (int i = 1; i < 15; ++i) {
+    for (std::size_t u = 0; u < U; ++u) {
+      if (i < 7) small[u] = fmadd(small[u], t[u], set1(erf_small_coefficients[i]));
+      q[u] = fmadd(q[u], large[u], set1(erf_large_coefficients[i]));
+    }
+  }
+  for (std::size_t u = 0; u < U; ++u) {
+    small[u] = _mm256_mul_ps(small[u], a[u]);
+    large[u] = _mm256_blendv_ps(q[u], set1(1.0f), _mm256_cmp_ps(a[u], set1(erf_saturation), _CMP_GE_OQ));
+    const vf y = _mm256_blendv_ps(large[u], small[u], _mm256_cmp_ps(a[u], set1(erf_split), _CMP_LT_OQ));
+    x[u] = _mm256_or_ps(y, sign[u]);
+  }
 }
 MPT_TARGET_AVX2 inline vf erf(vf x) noexcept {
-  const vf sign_bit = set1(-0.0f);
-  const vf sign = _mm256_and_ps(x, sign_bit);
-  const vf a = _mm256_min_ps(_mm256_andnot_ps(sign_bit, x), set1(erf_saturation));
-  const vf t = _mm256_mul_ps(a, a);
-  vf small = set1(erf_small_coefficients[0]);
-  for (int i = 1; i < 7; ++i) small = fmadd(small, t, set1(erf_small_coefficients[i]));
-  small = _mm256_mul_ps(small, a);
-  const vf u = _mm256_sub_ps(a, set1(erf_center));
-  vf q = set1(erf_large_coefficients[0]);
-  for (int i = 1; i < 11; ++i) q = fmadd(q, u, set1(erf_large_coefficients[i]));
-  vf large = _mm256_sub_ps(set1(1.0f), exp(q));
-  large = _mm256_blendv_ps(large, set1(1.0f), _mm256_cmp_ps(a, set1(erf_saturation), _CMP_GE_OQ));
-  const vf y = _mm256_blendv_ps(large, small, _mm256_cmp_ps(a, set1(erf_split), _CMP_LT_OQ));
-  return _mm256_or_ps(y, sign);
+  vf v[1] = {x};
+  erf_n(v);
+  return v[0];
 }
 }  // namespace avx2
 #endif  // MPT_X86
@@ -1396,18 +1386,25 @@ inline Isa simd_isa_for() {
   }
 }
 
-// Store a float into T the way a kernel's epilogue does (bf16: round to nearest even).
-template <class T>
-inline T store_as(float x) noexcept {
-  if constexpr (std::is_same_v<T, bf16>) return to_bf16(x);
-  else return static_cast<T>(x);
-}
-
 // The value a store into T keeps, as float (identity unless T is bf16).
 template <class T>
 inline float keep_as(float x) noexcept {
   if constexpr (std::is_same_v<T, bf16>) return mpt::round_to_bf16(x);
   else return x;
+}
+
+// Asks the cache for `bytes` starting `ahead` bytes past p: the compute-heavy
+// kernels keep too few misses in flight for the hardware prefetcher alone
+// (dropout from memory ran at 40% of triad without it). A hint: addresses
+// past the end of an array are harmless (no fault, no access).
+template <class T>
+inline void prefetch(const T* p, std::size_t ahead, std::size_t bytes) noexcept {
+#if MPT_X86
+  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(p) + ahead;
+  for (std::size_t line = 0; line < bytes; line += 64) _mm_prefetch(reinterpret_cast<const char*>(start + line), _MM_HINT_T0);
+#else
+  (void)p, (void)ahead, (void)bytes;
+#endif
 }
 
 // Optional tensor arguments are passed as a default-constructed view (no data).
@@ -1437,6 +1434,33 @@ void for_each_row_chunk(std::size_t rows, std::size_t chunk, Body&& body) {
 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/detail/simd.hpp ----
+// ---- begin mpt/kernels/dropout.hpp ----
+// Dropout driven by Philox-4x32-10, so backward regenerates the mask instead
+// of storing it, and any thread split gives the same bits.
+//
+// Which element gets which random bits (a definition, independent of the
+// vector width): each element takes 16 bits. Element i lies in group
+// g = i / 128 at r = i % 128; it takes half (r / 16) % 2 (0: low 16 bits,
+// 1: high) of word r / 32 of philox4x32_10(counter, key) with
+//   counter = {low32(b), high32(b), key.stream, key.step},  b = 16 g + r % 16,
+//   key     = {low32(seed), high32(seed)}.
+// (One AVX-512 Philox call makes 16 counters x 4 words = one group.)
+//
+// Keep rule: element i is kept iff bits < round((1 - p) * 2^16), i.e.
+// u < 1 - p for u = bits / 2^16 uniform on [0, 1) in steps of 2^-16, as
+// torch.bernoulli(1 - p) keeps. So p acts rounded to a multiple of 2^-16
+// (0.1 keeps with probability 0.899994). 16 bits rather than 24 halve the
+// Philox work, which is what bounds this kernel. Kept values are multiplied by
+// scale = 1 / (1 - p), computed in fp32 and rounded to the input's storage
+// type (PyTorch's noise tensor has the input's dtype, so for bf16 the scale is
+// a bf16 number), and the product is rounded once into the output type.
+// p = 0 is a copy; p = 1 gives zeros (as PyTorch).
+//
+//   dropout_forward(x, y, p, key)            y = x * mask * scale        x, y: any equal shapes
+//   dropout_backward(dy, dx, p, key)         dx = dy * mask * scale      (the same mask)
+//   dropout_add_forward(x, r, y, p, key)     y = dropout(x) + r, the dropout result
+//                                            rounded to y's type first (as unfused bf16 ops)
+
 // ---- begin mpt/kernels/philox.hpp ----
 // Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
 // SC'11): a counter-based generator. philox4x32_10(counter, key) is a pure
@@ -1491,10 +1515,17 @@ namespace detail {
 #if MPT_X86
 // Counters (c0 + lane, c1, c2, c3) for lanes 0..15 -> out[w] = word w of each.
 // c0 + lane must not wrap (callers keep the block index's low word in range).
+// Inside, each word sits in the low half of a 64-bit lane (8 counters per
+// register, two registers): vpmuludq then yields the full 64-bit product with
+// no shuffling, and the high halves are don't-care (vpmuludq ignores them).
 MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
                                                    std::uint32_t c3, PhiloxKey key, __m512i out[4]) noexcept {
-  __m512i x0 = _mm512_add_epi32(_mm512_set1_epi32(int(c0)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-  __m512i x1 = _mm512_set1_epi32(int(c1)), x2 = _mm512_set1_epi32(int(c2)), x3 = _mm512_set1_epi32(int(c3));
+  const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  __m512i x0[2] = {_mm512_add_epi64(_mm512_set1_epi64(c0), first),
+                   _mm512_add_epi64(_mm512_set1_epi64(c0), _mm512_add_epi64(first, _mm512_set1_epi64(8)))};
+  __m512i x1[2] = {_mm512_set1_epi64(c1), _mm512_set1_epi64(c1)};
+  __m512i x2[2] = {_mm512_set1_epi64(c2), _mm512_set1_epi64(c2)};
+  __m512i x3[2] = {_mm512_set1_epi64(c3), _mm512_set1_epi64(c3)};
   const __m512i m0 = _mm512_set1_epi64(philox_m0), m1 = _mm512_set1_epi64(philox_m1);
   std::uint32_t k0 = key[0], k1 = key[1];
   for (int round = 0; round < philox_rounds; ++round) {
@@ -1502,25 +1533,21 @@ MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32
       k0 += philox_w0;
       k1 += philox_w1;
     }
-    // 32x32 -> 64 products of even and odd lanes, then hi/lo halves put back in lane order.
-    const __m512i p0_even = _mm512_mul_epu32(x0, m0), p0_odd = _mm512_mul_epu32(_mm512_srli_epi64(x0, 32), m0);
-    const __m512i p1_even = _mm512_mul_epu32(x2, m1), p1_odd = _mm512_mul_epu32(_mm512_srli_epi64(x2, 32), m1);
-    const __mmask16 odd = 0xAAAA;
-    const __m512i lo0 = _mm512_mask_blend_epi32(odd, p0_even, _mm512_slli_epi64(p0_odd, 32));
-    const __m512i hi0 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(p0_even, 32), p0_odd);
-    const __m512i lo1 = _mm512_mask_blend_epi32(odd, p1_even, _mm512_slli_epi64(p1_odd, 32));
-    const __m512i hi1 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(p1_even, 32), p1_odd);
-    const __m512i y0 = _mm512_xor_si512(_mm512_xor_si512(hi1, x1), _mm512_set1_epi32(int(k0)));
-    const __m512i y2 = _mm512_xor_si512(_mm512_xor_si512(hi0, x3), _mm512_set1_epi32(int(k1)));
-    x0 = y0;
-    x1 = lo1;
-    x2 = y2;
-    x3 = lo0;
+    const __m512i vk0 = _mm512_set1_epi64(k0), vk1 = _mm512_set1_epi64(k1);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i p0 = _mm512_mul_epu32(x0[h], m0), p1 = _mm512_mul_epu32(x2[h], m1);
+      x0[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), x1[h], vk0, 0x96);  // a ^ b ^ c
+      x2[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), x3[h], vk1, 0x96);
+      x1[h] = p1;
+      x3[h] = p0;
+    }
   }
-  out[0] = x0;
-  out[1] = x1;
-  out[2] = x2;
-  out[3] = x3;
+  // The low halves of both registers, in counter order.
+  const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  out[0] = _mm512_permutex2var_epi32(x0[0], low_halves, x0[1]);
+  out[1] = _mm512_permutex2var_epi32(x1[0], low_halves, x1[1]);
+  out[2] = _mm512_permutex2var_epi32(x2[0], low_halves, x2[1]);
+  out[3] = _mm512_permutex2var_epi32(x3[0], low_halves, x3[1]);
 }
 
 // The same for 8 lanes.
@@ -1584,6 +1611,7 @@ inline std::size_t philox4x32_10_lanes(Isa isa, std::uint32_t c0, std::uint32_t 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/philox.hpp ----
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -1603,8 +1631,8 @@ struct DropoutKey {
 };
 
 namespace detail {
-inline constexpr std::size_t dropout_group = 64;  // elements per 16 Philox counters
-inline constexpr std::size_t dropout_groups_per_task = 256;
+inline constexpr std::size_t dropout_group = 128;  // elements per 16 Philox counters (4 words, 2 halves)
+inline constexpr std::size_t dropout_groups_per_task = 128;
 
 inline PhiloxKey philox_key(DropoutKey key) noexcept {
   return {static_cast<std::uint32_t>(key.seed), static_cast<std::uint32_t>(key.seed >> 32)};
@@ -1615,23 +1643,24 @@ inline void check_dropout_probability(const char* op, float p) {
 }
 }  // namespace detail
 
-// The 32 random bits of element i (the scalar reference of the mapping above).
+// The 16 random bits of element i (the scalar reference of the mapping above).
 inline std::uint32_t dropout_bits(DropoutKey key, std::uint64_t i) noexcept {
   const std::uint64_t group = i / detail::dropout_group, r = i % detail::dropout_group;
   const std::uint64_t block = 16 * group + r % 16;
   const PhiloxCounter out = philox4x32_10(
       {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
       detail::philox_key(key));
-  return out[r / 16];
+  const std::uint32_t word = out[r / 32];
+  return (r / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
 }
 
-// Elements are kept iff (bits >> 8) < dropout_keep_threshold(p).
+// Elements are kept iff dropout_bits < dropout_keep_threshold(p) (0 to 65536).
 inline std::uint32_t dropout_keep_threshold(float p) noexcept {
-  return static_cast<std::uint32_t>(std::llround((1.0 - static_cast<double>(p)) * 16777216.0));
+  return static_cast<std::uint32_t>(std::llround((1.0 - static_cast<double>(p)) * 65536.0));
 }
 
 inline bool dropout_keeps(DropoutKey key, float p, std::uint64_t i) noexcept {
-  return (dropout_bits(key, i) >> 8) < dropout_keep_threshold(p);
+  return dropout_bits(key, i) < dropout_keep_threshold(p);
 }
 
 // The factor kept elements are multiplied by, for inputs stored as In.
@@ -1643,72 +1672,104 @@ inline float dropout_scale(float p) noexcept {
 namespace detail {
 
 // Scalar reference over elements [begin, end): y = keep ? x * scale : 0 (+ r).
+// One group at a time, so each Philox call serves its 8 elements.
 template <class In, class Res, class Out>
 void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {
   using Compute = std::conditional_t<std::is_same_v<In, double> || std::is_same_v<Out, double>, double, float>;
   const std::uint32_t threshold = dropout_keep_threshold(p);
   const Compute scale = std::is_same_v<Compute, double> ? Compute(1.0 / (1.0 - double(p))) : Compute(dropout_scale<In>(p));
-  for (std::size_t i = begin; i < end; ++i) {
-    const bool keep = (dropout_bits(key, i) >> 8) < threshold;
-    Compute v = keep ? static_cast<Compute>(to_float(x[i])) * scale : Compute(0);
-    if constexpr (!std::is_void_v<Res>) {
-      if constexpr (std::is_same_v<Compute, float>) v = keep_as<Out>(v);
-      v += static_cast<Compute>(to_float(r[i]));
+  for (std::size_t group = begin / dropout_group; group * dropout_group < end; ++group) {
+    PhiloxCounter words[16];
+    for (std::uint64_t lane = 0; lane < 16; ++lane) {
+      const std::uint64_t block = 16 * group + lane;
+      words[lane] = philox4x32_10(
+          {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
+          philox_key(key));
     }
-    y[i] = static_cast<Out>(v);
+    const std::size_t first = std::max(begin, group * dropout_group);
+    const std::size_t last = std::min(end, (group + 1) * dropout_group);
+    for (std::size_t i = first; i < last; ++i) {
+      const std::size_t at = i % dropout_group;  // word at / 32, half (at / 16) % 2, counter at % 16
+      const std::uint32_t word = words[at % 16][at / 32];
+      const std::uint32_t bits = (at / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
+      const bool keep = bits < threshold;
+      Compute v = keep ? static_cast<Compute>(to_float(x[i])) * scale : Compute(0);
+      if constexpr (!std::is_void_v<Res>) {
+        if constexpr (std::is_same_v<Compute, float>) v = keep_as<Out>(v);
+        v += static_cast<Compute>(to_float(r[i]));
+      }
+      y[i] = static_cast<Out>(v);
+    }
   }
 }
 
 #if MPT_X86
-template <class In, class Res, class Out>
-MPT_TARGET_AVX512 void dropout_avx512(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
-                                      DropoutKey key) {
-  using namespace avx512;
-  const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
-  const vf scale = set1(dropout_scale<In>(p));
-  const PhiloxKey k = philox_key(key);
-  for (std::size_t base = begin; base < end; base += dropout_group) {  // begin is a multiple of 64
-    const std::uint64_t block = base / 4;
-    __m512i bits[4];
-    philox4x32_10_avx512(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,
-                         key.step, k, bits);
-    for (std::size_t w = 0; w < 4; ++w) {
-      const std::size_t at = base + 16 * w;
-      if (at >= end) break;
-      const std::size_t n = end - at;
-      const __mmask16 keep = _mm512_cmplt_epu32_mask(_mm512_srli_epi32(bits[w], 8), threshold);
-      vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x + at) : load(x + at, n), scale);
-      if constexpr (!std::is_void_v<Res>) {
-        if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);
-        v = _mm512_add_ps(v, n >= lanes ? load(r + at) : load(r + at, n));
-      }
-      if (n >= lanes) store(y + at, v);
-      else store(y + at, v, n);
-    }
-  }
-}
+// The 16-lane kernel, stamped for AVX-512 with and without AVX512_BF16 stores.
+#define MPT_DROPOUT_KERNELS(TARGET, ISA)                                                                              \
+  namespace ISA {                                                                                                     \
+  /* y[0, n) from one register of keep decisions (n may be < lanes). */                                               \
+  template <class In, class Res, class Out>                                                                           \
+  TARGET inline void dropout_apply(const In* x, const Res* r, Out* y, std::size_t n, __mmask16 keep, vf scale) {      \
+    vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x) : load(x, n), scale);                                       \
+    if constexpr (!std::is_void_v<Res>) {                                                                             \
+      if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);                                                  \
+      v = _mm512_add_ps(v, n >= lanes ? load(r) : load(r, n));                                                        \
+    }                                                                                                                 \
+    if (n >= lanes) store(y, v);                                                                                      \
+    else store(y, v, n);                                                                                              \
+  }                                                                                                                   \
+  template <class In, class Res, class Out>                                                                           \
+  TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {\
+    const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                         \
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                  \
+    const vf scale = set1(dropout_scale<In>(p));                                                                      \
+    const PhiloxKey k = philox_key(key);                                                                              \
+    for (std::size_t base = begin; base < end; base += dropout_group) { /* begin is a multiple of the group */        \
+      const std::uint64_t block = base / dropout_group * 16;                                                          \
+      /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */                       \
+      prefetch(x + base, 4 * dropout_group * sizeof(In), dropout_group * sizeof(In));                                 \
+      __m512i bits[4];                                                                                                \
+      philox4x32_10_avx512(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,    \
+                           key.step, k, bits);                                                                        \
+      for (std::size_t half = 0; half < 8; ++half) { /* word half / 2, low (even) or high (odd) 16 bits */            \
+        const std::size_t at = base + 16 * half;                                                                      \
+        if (at >= end) break;                                                                                         \
+        const __m512i b = half % 2 == 0 ? _mm512_and_si512(bits[half / 2], low16) : _mm512_srli_epi32(bits[half / 2], 16);\
+        const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);                                                 \
+        const Res* rr = nullptr;                                                                                      \
+        if constexpr (!std::is_void_v<Res>) rr = r + at;                                                              \
+        dropout_apply(x + at, rr, y + at, end - at, keep, scale);                                                     \
+      }                                                                                                               \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  }  // namespace ISA
+MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512, avx512)
+#undef MPT_DROPOUT_KERNELS
 
 template <class In, class Res, class Out>
 MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
                                   DropoutKey key) {
   using namespace avx2;
-  // Unsigned (bits >> 8) < threshold as a signed compare: both sides fit in 25 bits.
+  // Unsigned bits < threshold as a signed compare: both sides fit in 17 bits.
   const __m256i threshold = _mm256_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
+  const __m256i low16 = _mm256_set1_epi32(0xFFFF);
   const vf scale = set1(dropout_scale<In>(p));
   const PhiloxKey k = philox_key(key);
   for (std::size_t base = begin; base < end; base += dropout_group) {
-    const std::uint64_t block = base / 4;
+    const std::uint64_t block = base / dropout_group * 16;
     __m256i lo[4], hi[4];  // counters block + 0..7 and block + 8..15
     philox4x32_10_avx2(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,
                        key.step, k, lo);
     philox4x32_10_avx2(static_cast<std::uint32_t>(block + 8), static_cast<std::uint32_t>(block >> 32), key.stream,
                        key.step, k, hi);
-    for (std::size_t j = 0; j < 8; ++j) {
+    for (std::size_t j = 0; j < 16; ++j) {  // 8 elements each: word j / 4, half (j / 2) % 2, counters j % 2
       const std::size_t at = base + 8 * j;
       if (at >= end) break;
       const std::size_t n = end - at;
-      const __m256i b = (j % 2 == 0) ? lo[j / 2] : hi[j / 2];
-      const vf keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(threshold, _mm256_srli_epi32(b, 8)));
+      const __m256i word = (j % 2 == 0) ? lo[j / 4] : hi[j / 4];
+      const __m256i b = (j / 2) % 2 == 0 ? _mm256_and_si256(word, low16) : _mm256_srli_epi32(word, 16);
+      const vf keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(threshold, b));
       vf v = _mm256_and_ps(keep, _mm256_mul_ps(n >= lanes ? load(x + at) : load(x + at, n), scale));
       if constexpr (!std::is_void_v<Res>) {
         if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);
@@ -1721,31 +1782,43 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
 }
 #endif  // MPT_X86
 
+// Elements [begin, end) on one thread; begin must be a multiple of dropout_group.
+template <class In, class Res, class Out>
+void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
+                   DropoutKey key) {
+  constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
+  switch (isa) {
+#if MPT_X86
+    case Isa::avx512_bf16:
+      if constexpr (simd) return avx512_bf16::dropout(x, r, y, begin, end, p, key);
+      break;
+    case Isa::avx512:
+      if constexpr (simd) return avx512::dropout(x, r, y, begin, end, p, key);
+      break;
+    case Isa::avx2:
+      if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);
+      break;
+#endif
+    default: break;
+  }
+  dropout_scalar(x, r, y, begin, end, p, key);
+}
+
+template <class In, class Res, class Out>
+Isa dropout_isa() {
+  if constexpr (std::is_void_v<Res>) {
+    return simd_isa_for<In, Out>();
+  } else {
+    return simd_isa_for<In, Res, Out>();
+  }
+}
+
 template <class In, class Res, class Out>
 void dropout_dispatch(const char* op, const In* x, const Res* r, Out* y, std::size_t n, float p, DropoutKey key) {
   check_dropout_probability(op, p);
-  const std::size_t chunk = dropout_group * dropout_groups_per_task;
-  Isa isa = Isa::scalar;
-  if constexpr (std::is_void_v<Res>) {
-    isa = simd_isa_for<In, Out>();
-  } else {
-    isa = simd_isa_for<In, Res, Out>();
-  }
-  constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
-  for_each_row_chunk(n, chunk, [&](std::size_t begin, std::size_t end) {
-    switch (isa) {
-#if MPT_X86
-      case Isa::avx512_bf16:
-      case Isa::avx512:
-        if constexpr (simd) return dropout_avx512(x, r, y, begin, end, p, key);
-        break;
-      case Isa::avx2:
-        if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);
-        break;
-#endif
-      default: break;
-    }
-    dropout_scalar(x, r, y, begin, end, p, key);
+  const Isa isa = dropout_isa<In, Res, Out>();
+  for_each_row_chunk(n, dropout_group * dropout_groups_per_task, [&](std::size_t begin, std::size_t end) {
+    dropout_range(isa, x, r, y, begin, end, p, key);
   });
 }
 
@@ -1788,6 +1861,444 @@ void dropout_add_forward(TensorView<In> x, TensorView<Res> residual, TensorView<
 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/dropout.hpp ----
+// ---- begin mpt/kernels/layer_norm.hpp ----
+// LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance,
+// statistics in fp32 whatever the storage; BERT's eps is 1e-12).
+//
+//   layer_norm_forward(x, gamma, beta, eps, y, mean, rstd)
+//     x [rows..., H] fp32 / bf16 / double; gamma, beta [H] fp32 (or double)
+//     y = (x - mean) * rstd * gamma + beta  [rows..., H] fp32 / bf16 / double
+//     mean, rstd [rows] fp32 (or double): saved for backward
+//     mean and variance are two passes over the row (more accurate than
+//     one-pass moments; the row sits in L1 for the second pass).
+//
+//   layer_norm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
+//     dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma,
+//          xhat = (x - mean) * rstd                  (dx is overwritten)
+//     dgamma += sum_rows dy * xhat, dbeta += sum_rows dy   (accumulated, fp32)
+//     Deterministic for any thread count: rows are cut into chunks of a
+//     fixed size, each chunk sums its rows in order into its own partials,
+//     and the partials are added in chunk order.
+
+
+#include <cmath>
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+
+inline constexpr float bert_layer_norm_eps = 1e-12f;
+
+namespace detail {
+inline constexpr std::size_t layer_norm_backward_chunk_rows = 32;
+
+// Scalar reference for one row, in C (float, or double for the fp64 policy).
+template <class C, class In, class Par, class Out>
+void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps, Out* y, std::size_t h, C& mean_out,
+                           C& rstd_out) {
+  C sum = 0;
+  for (std::size_t j = 0; j < h; ++j) sum += static_cast<C>(to_float(x[j]));
+  const C mean = sum / static_cast<C>(h);
+  C sq = 0;
+  for (std::size_t j = 0; j < h; ++j) {
+    const C d = static_cast<C>(to_float(x[j])) - mean;
+    sq += d * d;
+  }
+  const C rstd = C(1) / std::sqrt(sq / static_cast<C>(h) + eps);
+  for (std::size_t j = 0; j < h; ++j) {
+    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
+    y[j] = static_cast<Out>(xhat * static_cast<C>(gamma[j]) + static_cast<C>(beta[j]));
+  }
+  mean_out = mean;
+  rstd_out = rstd;
+}
+
+// One row of backward; adds this row's dgamma/dbeta terms into the chunk partials.
+template <class C, class DY, class In, class Par, class DX>
+void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma, C mean, C rstd, DX* dx, std::size_t h,
+                                    C* dgamma_part, C* dbeta_part) {
+  C sum_g = 0, sum_gx = 0;
+  for (std::size_t j = 0; j < h; ++j) {
+    const C d = static_cast<C>(to_float(dy[j]));
+    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
+    const C g = d * static_cast<C>(gamma[j]);
+    sum_g += g;
+    sum_gx += g * xhat;
+    dgamma_part[j] += d * xhat;
+    dbeta_part[j] += d;
+  }
+  const C mean_g = sum_g / static_cast<C>(h), mean_gx = sum_gx / static_cast<C>(h);
+  for (std::size_t j = 0; j < h; ++j) {
+    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
+    const C g = static_cast<C>(to_float(dy[j])) * static_cast<C>(gamma[j]);
+    dx[j] = static_cast<DX>(rstd * (g - mean_g - xhat * mean_gx));
+  }
+}
+
+#if MPT_X86
+// The same two rows, one body for both instruction sets (see simd.hpp).
+#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                           \
+  namespace ISA {                                                                                                     \
+  /* Row sums keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                      \
+  template <class In, class Out>                                                                                      \
+  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h,    \
+                             float& mean_out, float& rstd_out) {                                                      \
+    vf acc[4] = {zero(), zero(), zero(), zero()};                                                                     \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= h; j += 4 * lanes)                                                                        \
+      for (std::size_t u = 0; u < 4; ++u) acc[u] = acc[u] + load(x + j + u * lanes);                                  \
+    for (; j < h; j += lanes) acc[0] = acc[0] + load(x + j, h - j);                                                   \
+    const float mean = hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h);                           \
+    const vf m = set1(mean);                                                                                          \
+    for (vf& a : acc) a = zero();                                                                                     \
+    for (j = 0; j + 4 * lanes <= h; j += 4 * lanes) {                                                                 \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        const vf d = load(x + j + u * lanes) - m;                                                                     \
+        acc[u] = fmadd(d, d, acc[u]);                                                                                 \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < h; j += lanes) {                                                                                       \
+      const vf d = first(load(x + j, h - j) - m, h - j);                                                              \
+      acc[0] = fmadd(d, d, acc[0]);                                                                                   \
+    }                                                                                                                 \
+    const float rstd = 1.0f / std::sqrt(hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h) + eps);   \
+    const vf r = set1(rstd);                                                                                          \
+    for (j = 0; j < h; j += lanes) {                                                                                  \
+      const std::size_t n = h - j;                                                                                    \
+      if (n >= lanes) {                                                                                               \
+        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                                  \
+      } else {                                                                                                        \
+        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                      \
+      }                                                                                                               \
+    }                                                                                                                 \
+    mean_out = mean;                                                                                                  \
+    rstd_out = rstd;                                                                                                  \
+  }                                                                                                                   \
+  /* scratch: 2 x h rounded up to whole vectors; pass 1 keeps xhat and g there for pass 2. */                         \
+  template <class DY, class In, class DX>                                                                             \
+  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,          \
+                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part, float* scratch) { \
+    const vf m = set1(mean), r = set1(rstd);                                                                          \
+    float* xhat_row = scratch;                                                                                        \
+    float* g_row = scratch + (h + lanes - 1) / lanes * lanes;                                                         \
+    vf vg[2] = {zero(), zero()}, vgx[2] = {zero(), zero()};                                                           \
+    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
+      const std::size_t n = h - j, u = (j / lanes) % 2;                                                               \
+      vf d, xhat, g;                                                                                                  \
+      if (n >= lanes) {                                                                                               \
+        d = load(dy + j);                                                                                             \
+        xhat = (load(x + j) - m) * r;                                                                                 \
+        g = d * load(gamma + j);                                                                                      \
+        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                                \
+        store(dbeta_part + j, load(dbeta_part + j) + d);                                                              \
+      } else {                                                                                                        \
+        d = load(dy + j, n);                                                                                          \
+        xhat = first((load(x + j, n) - m) * r, n);                                                                    \
+        g = d * load(gamma + j, n);                                                                                   \
+        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                          \
+        store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                        \
+      }                                                                                                               \
+      store(xhat_row + j, xhat);                                                                                      \
+      store(g_row + j, g);                                                                                            \
+      vg[u] = vg[u] + g;                                                                                              \
+      vgx[u] = fmadd(g, xhat, vgx[u]);                                                                                \
+    }                                                                                                                 \
+    const vf mean_g = set1(hsum(vg[0] + vg[1]) / static_cast<float>(h));                                              \
+    const vf mean_gx = set1(hsum(vgx[0] + vgx[1]) / static_cast<float>(h));                                           \
+    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
+      const vf v = r * (load(g_row + j) - mean_g - load(xhat_row + j) * mean_gx);                                     \
+      if (h - j >= lanes) store(dx + j, v);                                                                           \
+      else store(dx + j, v, h - j);                                                                                   \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  }  // namespace ISA
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512, avx512)
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)
+#undef MPT_LAYER_NORM_KERNELS
+#endif  // MPT_X86
+
+}  // namespace detail
+
+namespace detail {
+// Rows [begin, end) of x [rows, h] on one thread.
+template <class C, class I, class P, class Out, class Stat>
+void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double eps, Out* y, Stat* mean, Stat* rstd,
+                     std::size_t h, std::size_t begin, std::size_t end) {
+  for (std::size_t r = begin; r < end; ++r) {
+    const I* xr = x + r * h;
+    Out* yr = y + r * h;
+    prefetch(xr, h * sizeof(I), h * sizeof(I));  // the next row
+    if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && simd_storage<I> && simd_storage<Out>) {
+#if MPT_X86
+      if (isa == Isa::avx512_bf16) {
+        avx512_bf16::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+      if (isa >= Isa::avx512) {
+        avx512::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+      if (isa == Isa::avx2) {
+        avx2::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+#endif
+    }
+    layer_norm_row_scalar<C>(xr, gamma, beta, static_cast<C>(eps), yr, h, mean[r], rstd[r]);
+  }
+}
+
+template <class In, class Par, class Out, class Stat>
+std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, const TensorView<Par>& gamma,
+                                     const TensorView<Par>& beta, const TensorView<Out>& y,
+                                     const TensorView<Stat>& mean, const TensorView<Stat>& rstd) {
+  if (x.rank() < 1) throw_error(op, ": x must have at least one axis");
+  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  check_shape(op, "y", y.shape(), x.shape());
+  check_shape(op, "gamma", gamma.shape(), Shape{std::int64_t(h)});
+  check_shape(op, "beta", beta.shape(), Shape{std::int64_t(h)});
+  check_shape(op, "mean", mean.shape(), Shape{std::int64_t(rows)});
+  check_shape(op, "rstd", rstd.shape(), Shape{std::int64_t(rows)});
+  return h;
+}
+}  // namespace detail
+
+template <class In, class Par, class Out, class Stat>
+void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> y,
+                        TensorView<Stat> mean, TensorView<Stat> rstd) {
+  using I = std::remove_const_t<In>;
+  using P = std::remove_const_t<Par>;
+  using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
+  static_assert(std::is_same_v<Stat, C>, "layer_norm_forward: mean and rstd are fp32 (double when x or y is double)");
+  const std::size_t h = detail::check_layer_norm_forward("layer_norm_forward", x, gamma, beta, y, mean, rstd);
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  const Isa isa = detail::simd_isa_for<I, Out>();
+  detail::for_each_row_chunk(rows, detail::rows_per_task(h * (sizeof(I) + sizeof(Out))), [&](std::size_t b, std::size_t e) {
+    detail::layer_norm_rows<C, I, P>(isa, x.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(), rstd.data(), h, b, e);
+  });
+}
+
+template <class DY, class In, class Par, class Stat, class DX, class Grad>
+void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> gamma, TensorView<Stat> mean,
+                         TensorView<Stat> rstd, TensorView<DX> dx, TensorView<Grad> dgamma, TensorView<Grad> dbeta) {
+  using D = std::remove_const_t<DY>;
+  using I = std::remove_const_t<In>;
+  using P = std::remove_const_t<Par>;
+  using S = std::remove_const_t<Stat>;
+  using C = std::conditional_t<std::is_same_v<S, double>, double, float>;
+  static_assert(std::is_same_v<Grad, C>, "layer_norm_backward: dgamma and dbeta must have the statistics' type");
+  if (x.rank() < 1) throw_error("layer_norm_backward: x must have at least one axis");
+  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  check_shape("layer_norm_backward", "dy", dy.shape(), x.shape());
+  check_shape("layer_norm_backward", "dx", dx.shape(), x.shape());
+  check_shape("layer_norm_backward", "gamma", gamma.shape(), Shape{std::int64_t(h)});
+  check_shape("layer_norm_backward", "dgamma", dgamma.shape(), Shape{std::int64_t(h)});
+  check_shape("layer_norm_backward", "dbeta", dbeta.shape(), Shape{std::int64_t(h)});
+  check_shape("layer_norm_backward", "mean", mean.shape(), Shape{std::int64_t(rows)});
+  check_shape("layer_norm_backward", "rstd", rstd.shape(), Shape{std::int64_t(rows)});
+  const std::size_t chunk = detail::layer_norm_backward_chunk_rows;
+  const std::size_t chunks = (rows + chunk - 1) / chunk;
+  std::vector<C> partials(chunks * 2 * h, C(0));  // per chunk: dgamma part, then dbeta part
+  const Isa isa = detail::simd_isa_for<D, I, DX>();
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
+    C* dgamma_part = partials.data() + (b / chunk) * 2 * h;
+    C* dbeta_part = dgamma_part + h;
+    std::vector<float> scratch(2 * (h + 16));  // xhat and g of one row, for the vector paths
+    for (std::size_t r = b; r < e; ++r) {
+      const D* dyr = dy.data() + r * h;
+      const I* xr = x.data() + r * h;
+      DX* dxr = dx.data() + r * h;
+      detail::prefetch(dyr, h * sizeof(D), h * sizeof(D));  // the next row
+      detail::prefetch(xr, h * sizeof(I), h * sizeof(I));
+      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> &&
+                    detail::simd_storage<I> && detail::simd_storage<DX>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) {
+          detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
+          continue;
+        }
+        if (isa >= Isa::avx512) {
+          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
+          continue;
+        }
+        if (isa == Isa::avx2) {
+          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
+          continue;
+        }
+#endif
+      }
+      detail::layer_norm_backward_row_scalar<C>(dyr, xr, gamma.data(), static_cast<C>(mean[r]), static_cast<C>(rstd[r]),
+                                                dxr, h, dgamma_part, dbeta_part);
+    }
+  });
+  // Partials in chunk order, then into the gradients: the same bits for any
+  // thread count. Chunk 0's partials become the running sums (contiguous rows:
+  // the compiler vectorizes the adds; each column is still summed in chunk order).
+  C* sums = partials.data();
+  for (std::size_t c = 1; c < chunks; ++c) {
+    const C* part = partials.data() + c * 2 * h;
+    for (std::size_t j = 0; j < 2 * h; ++j) sums[j] += part[j];
+  }
+  for (std::size_t j = 0; j < h && chunks > 0; ++j) {
+    dgamma[j] += sums[j];
+    dbeta[j] += sums[h + j];
+  }
+}
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/layer_norm.hpp ----
+
+#include <cstddef>
+#include <numeric>
+#include <type_traits>
+
+namespace mpt::kernels {
+
+template <class In, class Res, class Par, class Out, class Stat>
+void dropout_add_layer_norm_forward(TensorView<In> x, TensorView<Res> residual, float p, DropoutKey key,
+                                    TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> sum,
+                                    TensorView<Out> y, TensorView<Stat> mean, TensorView<Stat> rstd) {
+  using I = std::remove_const_t<In>;
+  using R = std::remove_const_t<Res>;
+  using P = std::remove_const_t<Par>;
+  using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
+  static_assert(std::is_same_v<Stat, C>, "dropout_add_layer_norm_forward: mean and rstd are fp32 (double when the activations are double)");
+  constexpr const char* op = "dropout_add_layer_norm_forward";
+  detail::check_dropout_probability(op, p);
+  check_shape(op, "residual", residual.shape(), x.shape());
+  check_shape(op, "sum", sum.shape(), x.shape());
+  const std::size_t h = detail::check_layer_norm_forward(op, x, gamma, beta, y, mean, rstd);
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  // Chunks start on a dropout group boundary: chunk * h is a multiple of dropout_group.
+  const std::size_t align = detail::dropout_group / std::gcd(h == 0 ? 1 : h, detail::dropout_group);
+  const std::size_t want = detail::rows_per_task(h * (sizeof(I) + sizeof(R) + 2 * sizeof(Out)));
+  const std::size_t chunk = (want + align - 1) / align * align;
+  const Isa dropout_path = detail::dropout_isa<I, R, Out>();
+  const Isa norm_path = detail::simd_isa_for<Out, Out>();
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
+    detail::dropout_range(dropout_path, x.data(), residual.data(), sum.data(), b * h, e * h, p, key);
+    detail::layer_norm_rows<C, Out, P>(norm_path, sum.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(),
+                                        rstd.data(), h, b, e);
+  });
+}
+
+}  // namespace mpt::kernels
+// ---- end mpt/kernels/add_layer_norm.hpp ----
+// ---- begin mpt/kernels/cross_entropy.hpp ----
+// Softmax cross-entropy with an ignore index, as torch.nn.CrossEntropyLoss
+// (reduction='mean').
+//
+//   cross_entropy_forward(logits, targets, ignore_index) -> mean loss
+//     logits [N, C] fp32 (bf16 widened; double for gradient checks), targets [N] int32; rows whose target is
+//     ignore_index are skipped; the loss is the mean of
+//     logsumexp(logits[i]) - logits[i][target] over the others, summed in row
+//     order. If every target is ignored the result is NaN (0/0), as in PyTorch.
+//   cross_entropy_backward(logits, targets, ignore_index, dloss, dlogits)
+//     dlogits[i] = (softmax(logits[i]) - onehot(target)) * dloss / count,
+//     zero rows for ignored targets (all zeros when everything is ignored).
+// A target outside [0, C) that is not the ignore index is an mpt::Error.
+// The work is N x C with N = 2 x batch for question answering: small, so this
+// runs scalar in one thread (std::exp, the reference itself).
+
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+namespace mpt::kernels {
+namespace detail {
+template <class L, class Id>
+void check_cross_entropy(const char* op, TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index) {
+  if (logits.rank() != 2) throw_error(op, ": logits must be [N, C] but have shape ", logits.shape());
+  check_shape(op, "targets", targets.shape(), Shape{logits.dim(0)});
+  const std::int64_t classes = logits.dim(1);
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    const std::int32_t t = targets[i];
+    if (t != ignore_index && (t < 0 || t >= classes)) {
+      throw_error(op, ": target ", t, " of row ", i, " is outside [0, ", classes, ") and is not the ignore index ",
+                  ignore_index, "; clamp positions or set them to the ignore index");
+    }
+  }
+}
+
+// log(sum(exp(x))) of one row, max-shifted.
+template <class C, class L>
+C log_sum_exp(const L* x, std::size_t n) {
+  C max = -std::numeric_limits<C>::infinity();
+  for (std::size_t j = 0; j < n; ++j) max = static_cast<C>(to_float(x[j])) > max ? static_cast<C>(to_float(x[j])) : max;
+  C sum = 0;
+  for (std::size_t j = 0; j < n; ++j) sum += std::exp(static_cast<C>(to_float(x[j])) - max);
+  return max + std::log(sum);
+}
+}  // namespace detail
+
+// The loss type: double for double logits, else fp32 (bf16 logits are widened, as autocast does).
+template <class L>
+using cross_entropy_t = std::conditional_t<std::is_same_v<std::remove_const_t<L>, double>, double, float>;
+
+template <class L, class Id>
+cross_entropy_t<L> cross_entropy_forward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index) {
+  using LL = std::remove_const_t<L>;
+  using C = cross_entropy_t<L>;
+  static_assert(std::is_same_v<LL, float> || std::is_same_v<LL, double> || std::is_same_v<LL, bf16>,
+                "cross_entropy_forward: logits are fp32, bf16 or double");
+  static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "cross_entropy_forward: targets are int32");
+  detail::check_cross_entropy("cross_entropy_forward", logits, targets, ignore_index);
+  const std::size_t n = targets.size(), classes = static_cast<std::size_t>(logits.dim(1));
+  C sum = 0;
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (targets[i] == ignore_index) continue;
+    const LL* row = logits.data() + i * classes;
+    sum += detail::log_sum_exp<C>(row, classes) - static_cast<C>(to_float(row[targets[i]]));
+    ++count;
+  }
+  return sum / static_cast<C>(count);  // 0/0 = NaN when every target is ignored, as PyTorch
+}
+
+template <class L, class Id, class DL>
+void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index, double dloss,
+                            TensorView<DL> dlogits) {
+  using LL = std::remove_const_t<L>;
+  using C = cross_entropy_t<L>;
+  detail::check_cross_entropy("cross_entropy_backward", logits, targets, ignore_index);
+  check_shape("cross_entropy_backward", "dlogits", dlogits.shape(), logits.shape());
+  const std::size_t n = targets.size(), classes = static_cast<std::size_t>(logits.dim(1));
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < n; ++i) count += targets[i] != ignore_index;
+  const C factor = count == 0 ? C(0) : static_cast<C>(dloss / static_cast<double>(count));
+  for (std::size_t i = 0; i < n; ++i) {
+    const LL* row = logits.data() + i * classes;
+    DL* out = dlogits.data() + i * classes;
+    if (targets[i] == ignore_index) {
+      for (std::size_t j = 0; j < classes; ++j) out[j] = static_cast<DL>(0.0f);
+      continue;
+    }
+    const C lse = detail::log_sum_exp<C>(row, classes);
+    for (std::size_t j = 0; j < classes; ++j) {
+      const C p = std::exp(static_cast<C>(to_float(row[j])) - lse);
+      out[j] = static_cast<DL>((p - (static_cast<std::int64_t>(j) == targets[i] ? C(1) : C(0))) * factor);
+    }
+  }
+}
+
+}  // namespace mpt::kernels
+// ---- end mpt/kernels/cross_entropy.hpp ----
 // ---- begin mpt/kernels/embedding.hpp ----
 // Embedding lookup and its gradient.
 //
@@ -1951,53 +2462,89 @@ void gelu_backward_row_scalar(const DY* dy, const H* h, DX* dx, std::size_t n, C
 }
 
 #if MPT_X86
-#define MPT_GELU_KERNELS(TARGET, ISA)                                                                   \
-  namespace ISA {                                                                                       \
-  TARGET inline vf gelu(vf h) noexcept {                                                                \
-    return set1(0.5f) * h * (set1(1.0f) + erf(h * set1(float(sqrt1_2))));                               \
-  }                                                                                                     \
-  TARGET inline vf gelu_derivative(vf h) noexcept {                                                     \
-    const vf cdf = set1(0.5f) * (set1(1.0f) + erf(h * set1(float(sqrt1_2))));                           \
-    const vf pdf = exp(set1(-0.5f) * h * h) * set1(float(inv_sqrt_2pi));                                \
-    return fmadd(h, pdf, cdf);                                                                          \
-  }                                                                                                     \
-  template <class In, class Out>                                                                        \
-  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {            \
-    for (std::size_t j = 0; j < n; j += lanes) {                                                        \
-      const std::size_t m = n - j;                                                                      \
-      vf h = m >= lanes ? load(x + j) : load(x + j, m);                                                 \
-      if (bias) h = h + (m >= lanes ? load(bias + j) : load(bias + j, m));                              \
-      if constexpr (std::is_same_v<Out, bf16>) h = round_to_bf16(h);                                    \
-      if (m >= lanes) {                                                                                 \
-        if (preact) store(preact + j, h);                                                               \
-        store(y + j, gelu(h));                                                                          \
-      } else {                                                                                          \
-        if (preact) store(preact + j, h, m);                                                            \
-        store(y + j, gelu(h), m);                                                                       \
-      }                                                                                                 \
-    }                                                                                                   \
-  }                                                                                                     \
-  template <class T>                                                                                    \
-  TARGET inline vf stored(vf v) noexcept {                                                              \
-    if constexpr (std::is_same_v<T, bf16>) return round_to_bf16(v);                                     \
-    else return v;                                                                                      \
-  }                                                                                                     \
-  template <class DY, class H, class DX>                                                                \
-  TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) {   \
-    for (std::size_t j = 0; j < n; j += lanes) {                                                        \
-      const std::size_t m = n - j;                                                                      \
-      if (m >= lanes) {                                                                                 \
-        const vf d = load(dy + j) * gelu_derivative(load(h + j));                                       \
-        store(dx + j, d);                                                                               \
-        if (dbias_part) store(dbias_part + j, load(dbias_part + j) + stored<DX>(d));                    \
-      } else {                                                                                          \
-        const vf d = load(dy + j, m) * gelu_derivative(load(h + j, m));                                 \
-        store(dx + j, d, m);                                                                            \
-        if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + stored<DX>(d), m);              \
-      }                                                                                                 \
-    }                                                                                                   \
-  }                                                                                                     \
+#define MPT_GELU_KERNELS(TARGET, ISA)                                                                 \
+  namespace ISA {                                                                                     \
+  /* gelu and gelu' of U vectors at once (see exp_n in simd.hpp). */                                  \
+  template <std::size_t U>                                                                            \
+  TARGET inline void gelu_n(vf (&h)[U]) noexcept {                                                    \
+    vf e[U];                                                                                          \
+    for (std::size_t u = 0; u < U; ++u) e[u] = h[u] * set1(float(sqrt1_2));                           \
+    erf_n(e);                                                                                         \
+    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) * h[u] * (set1(1.0f) + e[u]);               \
+  }                                                                                                   \
+  template <std::size_t U>                                                                            \
+  TARGET inline void gelu_derivative_n(vf (&h)[U]) noexcept {                                         \
+    vf cdf[U], pdf[U];                                                                                \
+    for (std::size_t u = 0; u < U; ++u) {                                                             \
+      cdf[u] = h[u] * set1(float(sqrt1_2));                                                           \
+      pdf[u] = set1(-0.5f) * h[u] * h[u];                                                             \
+    }                                                                                                 \
+    erf_n(cdf);                                                                                       \
+    exp_n(pdf);                                                                                       \
+    for (std::size_t u = 0; u < U; ++u) {                                                             \
+      cdf[u] = set1(0.5f) * (set1(1.0f) + cdf[u]);                                                    \
+      h[u] = fmadd(h[u], pdf[u] * set1(float(inv_sqrt_2pi)), cdf[u]);                                 \
+    }                                                                                                 \
+  }                                                                                                   \
+  template <class In, class Out>                                                                      \
+  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {          \
+    /* Two vectors per step: erf is a long dependency chain, two overlap. */                          \
+    /* h = x + bias rounded to Out; bf16 x without bias is already exact. */                          \
+    const bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && bias == nullptr); \
+    std::size_t j = 0;                                                                                \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
+      vf h[2];                                                                                        \
+      for (std::size_t u = 0; u < 2; ++u) {                                                           \
+        h[u] = load(x + j + u * lanes);                                                               \
+        if (bias) h[u] = h[u] + load(bias + j + u * lanes);                                           \
+        if (round_h) h[u] = round_to_bf16(h[u]);                                                      \
+        if (preact) store(preact + j + u * lanes, h[u]);                                              \
+      }                                                                                               \
+      gelu_n(h);                                                                                      \
+      store(y + j, h[0]);                                                                             \
+      store(y + j + lanes, h[1]);                                                                     \
+    }                                                                                                 \
+    for (; j < n; j += lanes) {                                                                       \
+      const std::size_t m = n - j;                                                                    \
+      vf h = load(x + j, m);                                                                          \
+      if (bias) h = h + load(bias + j, m);                                                            \
+      if (round_h) h = round_to_bf16(h);                                                              \
+      if (preact) store(preact + j, h, m);                                                            \
+      vf g[1] = {h};                                                                                  \
+      gelu_n(g);                                                                                      \
+      store(y + j, g[0], m);                                                                          \
+    }                                                                                                 \
+  }                                                                                                   \
+  template <class T>                                                                                  \
+  TARGET inline vf stored(vf v) noexcept {                                                            \
+    if constexpr (std::is_same_v<T, bf16>) return round_to_bf16(v);                                   \
+    else return v;                                                                                    \
+  }                                                                                                   \
+  template <class DY, class H, class DX>                                                              \
+  TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
+    std::size_t j = 0;                                                                                \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
+      vf g[2] = {load(h + j), load(h + j + lanes)};                                                   \
+      gelu_derivative_n(g);                                                                           \
+      const vf d0 = load(dy + j) * g[0], d1 = load(dy + j + lanes) * g[1];                            \
+      store(dx + j, d0);                                                                              \
+      store(dx + j + lanes, d1);                                                                      \
+      if (dbias_part) {                                                                               \
+        store(dbias_part + j, load(dbias_part + j) + stored<DX>(d0));                                 \
+        store(dbias_part + j + lanes, load(dbias_part + j + lanes) + stored<DX>(d1));                 \
+      }                                                                                               \
+    }                                                                                                 \
+    for (; j < n; j += lanes) {                                                                       \
+      const std::size_t m = n - j;                                                                    \
+      vf g[1] = {load(h + j, m)};                                                                     \
+      gelu_derivative_n(g);                                                                           \
+      const vf d = load(dy + j, m) * g[0];                                                            \
+      store(dx + j, d, m);                                                                            \
+      if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + stored<DX>(d), m);              \
+    }                                                                                                 \
+  }                                                                                                   \
   }  // namespace ISA
+MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_GELU_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_GELU_KERNELS(MPT_TARGET_AVX2, avx2)
 #undef MPT_GELU_KERNELS
@@ -2023,9 +2570,11 @@ void gelu_bias_forward(TensorView<In> x, TensorView<Par> bias, TensorView<Out> y
       const I* xr = x.data() + r * n;
       Out* yr = y.data() + r * n;
       Out* pr = detail::present(preact) ? preact.data() + r * n : nullptr;
+      detail::prefetch(xr, n * sizeof(I), n * sizeof(I));  // the next row
       if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> &&
                     detail::simd_storage<Out>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_row(xr, b, yr, pr, n); continue; }
         if (isa >= Isa::avx512) { detail::avx512::gelu_row(xr, b, yr, pr, n); continue; }
         if (isa == Isa::avx2) { detail::avx2::gelu_row(xr, b, yr, pr, n); continue; }
 #endif
@@ -2064,9 +2613,12 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
       const D* dyr = dy.data() + r * n;
       const HH* hr = preact.data() + r * n;
       DX* dxr = dx.data() + r * n;
+      detail::prefetch(dyr, n * sizeof(D), n * sizeof(D));  // the next row
+      detail::prefetch(hr, n * sizeof(HH), n * sizeof(HH));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> &&
                     detail::simd_storage<DX>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
         if (isa >= Isa::avx512) { detail::avx512::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
         if (isa == Isa::avx2) { detail::avx2::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
 #endif
@@ -2075,11 +2627,10 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
     }
   });
   if (!want_dbias) return;
-  for (std::size_t j = 0; j < n; ++j) {
-    C sum = 0;
-    for (std::size_t c = 0; c < chunks; ++c) sum += partials[c * n + j];
-    dbias[j] += sum;
-  }
+  // Chunk partials in chunk order (chunk 0 holds the running sums): thread-count independent.
+  for (std::size_t c = 1; c < chunks; ++c)
+    for (std::size_t j = 0; j < n; ++j) partials[j] += partials[c * n + j];
+  for (std::size_t j = 0; j < n && chunks > 0; ++j) dbias[j] += partials[j];
 }
 
 }  // namespace mpt::kernels
@@ -3411,258 +3962,227 @@ void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std:
 
 }  // namespace mpt
 // ---- end mpt/kernels/gemm.hpp ----
-// ---- begin mpt/kernels/layer_norm.hpp ----
-// LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance,
-// statistics in fp32 whatever the storage; BERT's eps is 1e-12).
+// ---- begin mpt/kernels/global_norm.hpp ----
+// The global L2 norm of one or more fp32 buffers (gradient clipping, logging),
+// the same bits for any thread count and on every instruction-set path.
 //
-//   layer_norm_forward(x, gamma, beta, eps, y, mean, rstd)
-//     x [rows..., H] fp32 / bf16 / double; gamma, beta [H] fp32 (or double)
-//     y = (x - mean) * rstd * gamma + beta  [rows..., H] fp32 / bf16 / double
-//     mean, rstd [rows] fp32 (or double): saved for backward
-//     mean and variance are two passes over the row (more accurate than
-//     one-pass moments; the row sits in L1 for the second pass).
+//   x: n floats (or several buffers, taken as one concatenation)
+//   sum_of_squares<Acc>(x) = sum_i x_i^2 accumulated in Acc (float or double)
+//   global_l2_norm<Acc>(x) = sqrt(sum_of_squares<Acc>(x))
 //
-//   layer_norm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
-//     dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma,
-//          xhat = (x - mean) * rstd                  (dx is overwritten)
-//     dgamma += sum_rows dy * xhat, dbeta += sum_rows dy   (accumulated, fp32)
-//     Deterministic for any thread count: rows are cut into chunks of a
-//     fixed size, each chunk sums its rows in order into its own partials,
-//     and the partials are added in chunk order.
+// The order of the sum is fixed by the data alone:
+//   - each buffer is cut into chunks of global_norm_chunk elements (one task each);
+//   - inside a chunk, element i goes to lane (i mod 64): lane = fma(x, x, lane),
+//     which is what 4 zmm (float) or 8 zmm (double) registers do side by side;
+//   - the 64 lanes are folded in a fixed tree (lane j += lane j + w, w = 32..1);
+//   - chunk partials are added in index order, buffer after buffer.
+// The scalar reference runs the same lanes, so every path gives the same bits.
+// With double accumulation a non-finite result means a non-finite input;
+// with float it can also mean an overflow of the squares (|x| > ~1.8e19).
 
 
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <initializer_list>
+#include <span>
 #include <type_traits>
 #include <vector>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // _mm512_cvtps_pd, same cause
 
-namespace mpt::kernels {
+namespace mpt {
 
-inline constexpr float bert_layer_norm_eps = 1e-12f;
+inline constexpr std::size_t global_norm_chunk = 16384;
+inline constexpr std::size_t global_norm_lanes = 64;
 
 namespace detail {
-inline constexpr std::size_t layer_norm_backward_chunk_rows = 32;
 
-// Scalar reference for one row, in C (float, or double for the fp64 policy).
-template <class C, class In, class Par, class Out>
-void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps, Out* y, std::size_t h, C& mean_out,
-                           C& rstd_out) {
-  C sum = 0;
-  for (std::size_t j = 0; j < h; ++j) sum += static_cast<C>(to_float(x[j]));
-  const C mean = sum / static_cast<C>(h);
-  C sq = 0;
-  for (std::size_t j = 0; j < h; ++j) {
-    const C d = static_cast<C>(to_float(x[j])) - mean;
-    sq += d * d;
+// Software prefetch distance: the hardware prefetcher stops at 4 KiB pages,
+// which limits one read stream to a fraction of the memory bandwidth.
+inline constexpr std::size_t norm_prefetch_floats = 1024;
+
+template <class Acc>
+Acc fold_norm_lanes(Acc* lanes) noexcept {
+  for (std::size_t width = global_norm_lanes / 2; width >= 1; width /= 2) {
+    for (std::size_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
   }
-  const C rstd = C(1) / std::sqrt(sq / static_cast<C>(h) + eps);
-  for (std::size_t j = 0; j < h; ++j) {
-    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
-    y[j] = static_cast<Out>(xhat * static_cast<C>(gamma[j]) + static_cast<C>(beta[j]));
-  }
-  mean_out = mean;
-  rstd_out = rstd;
+  return lanes[0];
 }
 
-// One row of backward; adds this row's dgamma/dbeta terms into the chunk partials.
-template <class C, class DY, class In, class Par, class DX>
-void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma, C mean, C rstd, DX* dx, std::size_t h,
-                                    C* dgamma_part, C* dbeta_part) {
-  C sum_g = 0, sum_gx = 0;
-  for (std::size_t j = 0; j < h; ++j) {
-    const C d = static_cast<C>(to_float(dy[j]));
-    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
-    const C g = d * static_cast<C>(gamma[j]);
-    sum_g += g;
-    sum_gx += g * xhat;
-    dgamma_part[j] += d * xhat;
-    dbeta_part[j] += d;
+// Scalar reference: n <= global_norm_chunk floats -> one partial sum.
+template <class Acc>
+Acc chunk_sum_of_squares_scalar(const float* x, std::size_t n) noexcept {
+  alignas(64) Acc lanes[global_norm_lanes] = {};
+  for (std::size_t i = 0; i < n; ++i) {
+    const Acc v = static_cast<Acc>(x[i]);
+    lanes[i % global_norm_lanes] = std::fma(v, v, lanes[i % global_norm_lanes]);
   }
-  const C mean_g = sum_g / static_cast<C>(h), mean_gx = sum_gx / static_cast<C>(h);
-  for (std::size_t j = 0; j < h; ++j) {
-    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
-    const C g = static_cast<C>(to_float(dy[j])) * static_cast<C>(gamma[j]);
-    dx[j] = static_cast<DX>(rstd * (g - mean_g - xhat * mean_gx));
-  }
+  return fold_norm_lanes(lanes);
 }
 
 #if MPT_X86
-// The same two rows, one body for both instruction sets (see simd.hpp).
-#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                      \
-  namespace ISA {                                                                                                \
-  template <class In, class Out>                                                                                 \
-  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h, \
-                             float& mean_out, float& rstd_out) {                                                 \
-    vf vsum = zero();                                                                                            \
-    for (std::size_t j = 0; j < h; j += lanes) vsum = vsum + (h - j >= lanes ? load(x + j) : load(x + j, h - j)); \
-    const float mean = hsum(vsum) / static_cast<float>(h);                                                       \
-    const vf m = set1(mean);                                                                                     \
-    vf vsq = zero();                                                                                             \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      const vf d = n >= lanes ? load(x + j) - m : first(load(x + j, n) - m, n);                                  \
-      vsq = fmadd(d, d, vsq);                                                                                    \
-    }                                                                                                            \
-    const float rstd = 1.0f / std::sqrt(hsum(vsq) / static_cast<float>(h) + eps);                                \
-    const vf r = set1(rstd);                                                                                     \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      if (n >= lanes) {                                                                                          \
-        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                             \
-      } else {                                                                                                   \
-        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                 \
-      }                                                                                                          \
-    }                                                                                                            \
-    mean_out = mean;                                                                                             \
-    rstd_out = rstd;                                                                                             \
-  }                                                                                                              \
-  template <class DY, class In, class DX>                                                                        \
-  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,     \
-                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part) {            \
-    const vf m = set1(mean), r = set1(rstd);                                                                     \
-    vf vg = zero(), vgx = zero();                                                                                \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      const vf d = n >= lanes ? load(dy + j) : load(dy + j, n);                                                  \
-      const vf xhat = first(((n >= lanes ? load(x + j) : load(x + j, n)) - m) * r, n);                           \
-      const vf g = d * (n >= lanes ? load(gamma + j) : load(gamma + j, n));                                      \
-      vg = vg + g;                                                                                               \
-      vgx = fmadd(g, xhat, vgx);                                                                                 \
-      if (n >= lanes) {                                                                                          \
-        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                           \
-        store(dbeta_part + j, load(dbeta_part + j) + d);                                                         \
-      } else {                                                                                                   \
-        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                     \
-        store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                   \
-      }                                                                                                          \
-    }                                                                                                            \
-    const vf mean_g = set1(hsum(vg) / static_cast<float>(h)), mean_gx = set1(hsum(vgx) / static_cast<float>(h)); \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      if (n >= lanes) {                                                                                          \
-        const vf xhat = (load(x + j) - m) * r;                                                                   \
-        const vf g = load(dy + j) * load(gamma + j);                                                             \
-        store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                        \
-      } else {                                                                                                   \
-        const vf xhat = (load(x + j, n) - m) * r;                                                                \
-        const vf g = load(dy + j, n) * load(gamma + j, n);                                                       \
-        store(dx + j, r * (g - mean_g - xhat * mean_gx), n);                                                     \
-      }                                                                                                          \
-    }                                                                                                            \
-  }                                                                                                              \
-  }  // namespace ISA
-MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512, avx512)
-MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)
-#undef MPT_LAYER_NORM_KERNELS
+MPT_TARGET_AVX2 inline float chunk_sum_of_squares_avx2(const float* x, std::size_t n, float) noexcept {
+  __m256 acc[8];
+  for (auto& a : acc) a = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
+    for (int r = 0; r < 8; ++r) {
+      const __m256 v = _mm256_loadu_ps(x + i + 8 * r);
+      acc[r] = _mm256_fmadd_ps(v, v, acc[r]);
+    }
+  }
+  alignas(64) float lanes[global_norm_lanes];
+  for (int r = 0; r < 8; ++r) _mm256_store_ps(lanes + 8 * r, acc[r]);
+  for (std::size_t k = 0; i + k < n; ++k) lanes[k] = std::fma(x[i + k], x[i + k], lanes[k]);  // tail: lanes 0..
+  return fold_norm_lanes(lanes);
+}
+
+MPT_TARGET_AVX2 inline double chunk_sum_of_squares_avx2(const float* x, std::size_t n, double) noexcept {
+  __m256d acc[16];
+  for (auto& a : acc) a = _mm256_setzero_pd();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
+    for (int r = 0; r < 16; ++r) {
+      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * r));
+      acc[r] = _mm256_fmadd_pd(v, v, acc[r]);
+    }
+  }
+  alignas(64) double lanes[global_norm_lanes];
+  for (int r = 0; r < 16; ++r) _mm256_store_pd(lanes + 4 * r, acc[r]);
+  for (std::size_t k = 0; i + k < n; ++k) {
+    const double v = x[i + k];
+    lanes[k] = std::fma(v, v, lanes[k]);
+  }
+  return fold_norm_lanes(lanes);
+}
+
+MPT_TARGET_AVX512 inline float chunk_sum_of_squares_avx512(const float* x, std::size_t n, float) noexcept {
+  __m512 acc[4];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
+    for (int r = 0; r < 4; ++r) {
+      const __m512 v = _mm512_loadu_ps(x + i + 16 * r);
+      acc[r] = _mm512_fmadd_ps(v, v, acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) {  // the tail: masked-off lanes add 0*0
+    const std::size_t at = i + 16 * static_cast<std::size_t>(r);
+    const std::size_t left = at < n ? n - at : 0;
+    const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + at);
+    acc[r] = _mm512_fmadd_ps(v, v, acc[r]);
+  }
+  alignas(64) float lanes[global_norm_lanes];
+  for (int r = 0; r < 4; ++r) _mm512_store_ps(lanes + 16 * r, acc[r]);
+  return fold_norm_lanes(lanes);
+}
+
+MPT_TARGET_AVX512 inline double chunk_sum_of_squares_avx512(const float* x, std::size_t n, double) noexcept {
+  __m512d acc[8];
+  for (auto& a : acc) a = _mm512_setzero_pd();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
+    for (int r = 0; r < 8; ++r) {
+      const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8 * r));
+      acc[r] = _mm512_fmadd_pd(v, v, acc[r]);
+    }
+  }
+  for (int r = 0; r < 8; ++r) {  // the tail: masked-off lanes add 0*0
+    const std::size_t at = i + 8 * static_cast<std::size_t>(r);
+    const std::size_t left = at < n ? n - at : 0;
+    const __mmask8 m = left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+    const __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x + at));
+    acc[r] = _mm512_fmadd_pd(v, v, acc[r]);
+  }
+  alignas(64) double lanes[global_norm_lanes];
+  for (int r = 0; r < 8; ++r) _mm512_store_pd(lanes + 8 * r, acc[r]);
+  return fold_norm_lanes(lanes);
+}
 #endif  // MPT_X86
+
+template <class Acc>
+Acc chunk_sum_of_squares(Isa isa, const float* x, std::size_t n) noexcept {
+  switch (isa) {
+#if MPT_X86
+    case Isa::avx512_bf16:
+    case Isa::avx512:
+      return chunk_sum_of_squares_avx512(x, n, Acc{});
+    case Isa::avx2:
+      return chunk_sum_of_squares_avx2(x, n, Acc{});
+#endif
+    default:
+      return chunk_sum_of_squares_scalar<Acc>(x, n);
+  }
+}
 
 }  // namespace detail
 
-template <class In, class Par, class Out, class Stat>
-void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> y,
-                        TensorView<Stat> mean, TensorView<Stat> rstd) {
-  using I = std::remove_const_t<In>;
-  using P = std::remove_const_t<Par>;
-  using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
-  static_assert(std::is_same_v<Stat, C>, "layer_norm_forward: mean and rstd are fp32 (double when x or y is double)");
-  if (x.rank() < 1) throw_error("layer_norm_forward: x must have at least one axis");
-  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
-  const std::size_t rows = h == 0 ? 0 : x.size() / h;
-  check_shape("layer_norm_forward", "y", y.shape(), x.shape());
-  check_shape("layer_norm_forward", "gamma", gamma.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_forward", "beta", beta.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_forward", "mean", mean.shape(), Shape{std::int64_t(rows)});
-  check_shape("layer_norm_forward", "rstd", rstd.shape(), Shape{std::int64_t(rows)});
-  const Isa isa = detail::simd_isa_for<I, Out>();
-  detail::for_each_row_chunk(rows, detail::rows_per_task(h * (sizeof(I) + sizeof(Out))), [&](std::size_t b, std::size_t e) {
-    for (std::size_t r = b; r < e; ++r) {
-      const I* xr = x.data() + r * h;
-      Out* yr = y.data() + r * h;
-      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> &&
-                    detail::simd_storage<Out>) {
-#if MPT_X86
-        if (isa >= Isa::avx512) {
-          detail::avx512::layer_norm_row(xr, gamma.data(), beta.data(), float(eps), yr, h, mean[r], rstd[r]);
-          continue;
-        }
-        if (isa == Isa::avx2) {
-          detail::avx2::layer_norm_row(xr, gamma.data(), beta.data(), float(eps), yr, h, mean[r], rstd[r]);
-          continue;
-        }
-#endif
-      }
-      detail::layer_norm_row_scalar<C>(xr, gamma.data(), beta.data(), static_cast<C>(eps), yr, h, mean[r], rstd[r]);
-    }
+namespace detail {
+// Chunk partials, reused from call to call: no allocation in the training loop.
+template <class Acc>
+std::vector<Acc>& norm_partials() {
+  thread_local std::vector<Acc> partials;
+  return partials;
+}
+}  // namespace detail
+
+// Sum of squares over the concatenation of `buffers`, on the given path.
+template <class Acc = float>
+Acc sum_of_squares_with(Isa isa, std::span<const std::span<const float>> buffers) {
+  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
+                "sum_of_squares: accumulate in float or double");
+  auto chunks_of = [](std::size_t n) { return (n + global_norm_chunk - 1) / global_norm_chunk; };
+  std::size_t chunks = 0;
+  for (const auto& b : buffers) chunks += chunks_of(b.size());
+  std::vector<Acc>& partials = detail::norm_partials<Acc>();
+  partials.resize(chunks);
+  parallel_for(chunks, [&](std::size_t chunk) {
+    std::size_t buffer = 0, local = chunk;
+    while (local >= chunks_of(buffers[buffer].size()))
+      local -= chunks_of(buffers[buffer++].size());  // a handful of buffers
+    const std::size_t at = local * global_norm_chunk;
+    const std::size_t n = std::min(global_norm_chunk, buffers[buffer].size() - at);
+    partials[chunk] = detail::chunk_sum_of_squares<Acc>(isa, buffers[buffer].data() + at, n);
   });
+  Acc total = 0;
+  for (Acc p : partials) total += p;  // index order, whatever thread made each partial
+  return total;
 }
 
-template <class DY, class In, class Par, class Stat, class DX, class Grad>
-void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> gamma, TensorView<Stat> mean,
-                         TensorView<Stat> rstd, TensorView<DX> dx, TensorView<Grad> dgamma, TensorView<Grad> dbeta) {
-  using D = std::remove_const_t<DY>;
-  using I = std::remove_const_t<In>;
-  using P = std::remove_const_t<Par>;
-  using S = std::remove_const_t<Stat>;
-  using C = std::conditional_t<std::is_same_v<S, double>, double, float>;
-  static_assert(std::is_same_v<Grad, C>, "layer_norm_backward: dgamma and dbeta must have the statistics' type");
-  if (x.rank() < 1) throw_error("layer_norm_backward: x must have at least one axis");
-  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
-  const std::size_t rows = h == 0 ? 0 : x.size() / h;
-  check_shape("layer_norm_backward", "dy", dy.shape(), x.shape());
-  check_shape("layer_norm_backward", "dx", dx.shape(), x.shape());
-  check_shape("layer_norm_backward", "gamma", gamma.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_backward", "dgamma", dgamma.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_backward", "dbeta", dbeta.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_backward", "mean", mean.shape(), Shape{std::int64_t(rows)});
-  check_shape("layer_norm_backward", "rstd", rstd.shape(), Shape{std::int64_t(rows)});
-  const std::size_t chunk = detail::layer_norm_backward_chunk_rows;
-  const std::size_t chunks = (rows + chunk - 1) / chunk;
-  std::vector<C> partials(chunks * 2 * h, C(0));  // per chunk: dgamma part, then dbeta part
-  const Isa isa = detail::simd_isa_for<D, I, DX>();
-  detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
-    C* dgamma_part = partials.data() + (b / chunk) * 2 * h;
-    C* dbeta_part = dgamma_part + h;
-    for (std::size_t r = b; r < e; ++r) {
-      const D* dyr = dy.data() + r * h;
-      const I* xr = x.data() + r * h;
-      DX* dxr = dx.data() + r * h;
-      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> &&
-                    detail::simd_storage<I> && detail::simd_storage<DX>) {
-#if MPT_X86
-        if (isa >= Isa::avx512) {
-          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
-          continue;
-        }
-        if (isa == Isa::avx2) {
-          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
-          continue;
-        }
-#endif
-      }
-      detail::layer_norm_backward_row_scalar<C>(dyr, xr, gamma.data(), static_cast<C>(mean[r]), static_cast<C>(rstd[r]),
-                                                dxr, h, dgamma_part, dbeta_part);
-    }
-  });
-  // Partials in chunk order, then into the gradients: the same bits for any thread count.
-  for (std::size_t j = 0; j < h; ++j) {
-    C sum_gamma = 0, sum_beta = 0;
-    for (std::size_t c = 0; c < chunks; ++c) {
-      sum_gamma += partials[c * 2 * h + j];
-      sum_beta += partials[c * 2 * h + h + j];
-    }
-    dgamma[j] += sum_gamma;
-    dbeta[j] += sum_beta;
-  }
+template <class Acc = float>
+Acc sum_of_squares(std::span<const float> x) {
+  const std::span<const float> one[] = {x};
+  return sum_of_squares_with<Acc>(active_isa(), one);
 }
 
-}  // namespace mpt::kernels
+template <class Acc = float>
+Acc global_l2_norm(std::span<const float> x) {
+  return std::sqrt(sum_of_squares<Acc>(x));
+}
+
+template <class Acc = float>
+Acc global_l2_norm(std::span<const std::span<const float>> buffers) {
+  return std::sqrt(sum_of_squares_with<Acc>(active_isa(), buffers));
+}
+
+}  // namespace mpt
 
 #pragma GCC diagnostic pop
-// ---- end mpt/kernels/layer_norm.hpp ----
+// ---- end mpt/kernels/global_norm.hpp ----
 // ---- begin mpt/kernels/residual.hpp ----
 // Residual add with mixed storage: y = a + b, element-wise, computed in fp32
 // (double if any operand is double) and rounded once into y's type. y may be
@@ -3700,6 +4220,7 @@ void residual_add_scalar(const A* a, const B* b, Y* y, std::size_t n) {
     if (i < n) store(y + i, load(a + i, n - i) + load(b + i, n - i), n - i);        \
   }                                                                                 \
   }  // namespace ISA
+MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX2, avx2)
 #undef MPT_RESIDUAL_KERNELS
@@ -3725,6 +4246,7 @@ void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
     if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> &&
                   detail::simd_storage<Y>) {
 #if MPT_X86
+      if (isa == Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
       if (isa >= Isa::avx512) return detail::avx512::residual_add(pa, pb, py, n);
       if (isa == Isa::avx2) return detail::avx2::residual_add(pa, pb, py, n);
 #endif
@@ -3747,7 +4269,8 @@ void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
 //       extended attention mask (1 - mask) * finfo(float32).min
 //     probs = softmax(scores * scale + mask) [same shape], fp32 or bf16
 //     The scale is applied before the mask, each rounded as PyTorch's
-//     `scores / sqrt(d) + mask` rounds them (mul then add, no fma).
+//     `scores / sqrt(d) + mask` rounds them (mul then add, no fma); x * (1/8)
+//     is x / 8 exactly (head_dim 64), other head sizes may differ by 1 ulp.
 //     A row whose every entry is -Inf gives zeros (PyTorch gives NaN); a row
 //     masked with finfo.min is uniform, as in PyTorch.
 //
@@ -3803,55 +4326,78 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
 
 #if MPT_X86
 // z: scratch of k rounded up to whole vectors.
-#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                        \
-  namespace ISA {                                                                                               \
-  template <class In, class Out>                                                                                \
-  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {       \
-    const vf s = set1(scale);                                                                                   \
-    for (std::size_t j = 0; j < k; j += lanes) {                                                                \
-      const std::size_t n = k - j;                                                                              \
-      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                   \
-      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                      \
-      store(z + j, v);                                                                                          \
-    }                                                                                                           \
-    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                 \
-    for (std::size_t j = k; j < padded; ++j) z[j] = -std::numeric_limits<float>::infinity();                    \
-    vf vmax = set1(-std::numeric_limits<float>::infinity());                                                    \
-    for (std::size_t j = 0; j < padded; j += lanes) vmax = max(vmax, load(z + j));                              \
-    const float row_max = hmax(vmax);                                                                           \
-    if (row_max == -std::numeric_limits<float>::infinity()) {                                                   \
-      for (std::size_t j = 0; j < k; j += lanes) store(y + j, zero(), k - j);                                   \
-      return;                                                                                                   \
-    }                                                                                                           \
-    const vf m = set1(row_max);                                                                                 \
-    vf vsum = zero();                                                                                           \
-    for (std::size_t j = 0; j < padded; j += lanes) {                                                           \
-      const vf e = exp(load(z + j) - m);                                                                        \
-      store(z + j, e);                                                                                          \
-      vsum = vsum + e;                                                                                          \
-    }                                                                                                           \
-    const vf inv = set1(1.0f / hsum(vsum));                                                                     \
-    for (std::size_t j = 0; j < k; j += lanes) {                                                                \
-      const std::size_t n = k - j;                                                                              \
-      if (n >= lanes) store(y + j, load(z + j) * inv);                                                          \
-      else store(y + j, load(z + j) * inv, n);                                                                  \
-    }                                                                                                           \
-  }                                                                                                             \
-  template <class P, class DP, class DS>                                                                        \
-  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {              \
-    vf vdot = zero();                                                                                           \
-    for (std::size_t j = 0; j < k; j += lanes) {                                                                \
-      const std::size_t n = k - j;                                                                              \
-      vdot = n >= lanes ? fmadd(load(dp + j), load(p + j), vdot) : fmadd(load(dp + j, n), load(p + j, n), vdot); \
-    }                                                                                                           \
-    const vf dot = set1(hsum(vdot)), s = set1(scale);                                                           \
-    for (std::size_t j = 0; j < k; j += lanes) {                                                                \
-      const std::size_t n = k - j;                                                                              \
-      if (n >= lanes) store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                    \
-      else store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                      \
-    }                                                                                                           \
-  }                                                                                                             \
+#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                              \
+  namespace ISA {                                                                                                     \
+  /* Reductions keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                    \
+  template <class In, class Out>                                                                                      \
+  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {             \
+    const vf s = set1(scale);                                                                                         \
+    vf vmax[4];                                                                                                       \
+    for (vf& m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
+    /* Pass 1: z = x * scale + mask, and its maximum. */                                                              \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= k; j += 4 * lanes) {                                                                      \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        vf v = load(x + j + u * lanes) * s;                                                                           \
+        if (mask) v = v + load(mask + j + u * lanes);                                                                 \
+        store(z + j + u * lanes, v);                                                                                  \
+        vmax[u] = max(vmax[u], v);                                                                                    \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < k; j += lanes) {                                                                                       \
+      const std::size_t n = k - j;                                                                                    \
+      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                         \
+      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                            \
+      store(z + j, v);                                                                                                \
+      if (n >= lanes) vmax[0] = max(vmax[0], v);                                                                      \
+    }                                                                                                                 \
+    /* The last partial vector: lanes past k become -Inf, then count in the maximum. */                               \
+    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                       \
+    for (std::size_t i = k; i < padded; ++i) z[i] = -std::numeric_limits<float>::infinity();                          \
+    if (padded != k) vmax[1] = max(vmax[1], load(z + padded - lanes));                                                \
+    const float row_max = hmax(max(max(vmax[0], vmax[1]), max(vmax[2], vmax[3])));                                    \
+    if (row_max == -std::numeric_limits<float>::infinity()) {                                                         \
+      for (std::size_t i = 0; i < k; i += lanes) store(y + i, zero(), k - i);                                         \
+      return;                                                                                                         \
+    }                                                                                                                 \
+    /* Pass 2: e = exp(z - max) and its sum. Pass 3: y = e / sum. */                                                  \
+    const vf m = set1(row_max);                                                                                       \
+    vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
+    for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        const vf e = exp(load(z + j + u * lanes) - m);                                                                \
+        store(z + j + u * lanes, e);                                                                                  \
+        vsum[u] = vsum[u] + e;                                                                                        \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < padded; j += lanes) {                                                                                  \
+      const vf e = exp(load(z + j) - m);                                                                              \
+      store(z + j, e);                                                                                                \
+      vsum[0] = vsum[0] + e;                                                                                          \
+    }                                                                                                                 \
+    const vf inv = set1(1.0f / hsum((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])));                                      \
+    for (j = 0; j < k; j += lanes) {                                                                                  \
+      const std::size_t n = k - j;                                                                                    \
+      if (n >= lanes) store(y + j, load(z + j) * inv);                                                                \
+      else store(y + j, load(z + j) * inv, n);                                                                        \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  template <class P, class DP, class DS>                                                                              \
+  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {                    \
+    vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                    \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                        \
+      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]);\
+    for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                      \
+    const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                            \
+    for (j = 0; j < k; j += lanes) {                                                                                  \
+      const std::size_t n = k - j;                                                                                    \
+      if (n >= lanes) store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                          \
+      else store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                            \
+    }                                                                                                                 \
+  }                                                                                                                   \
   }  // namespace ISA
+MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX2, avx2)
 #undef MPT_SOFTMAX_KERNELS
@@ -3890,8 +4436,10 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
       const I* x = scores.data() + r * k;
       const float* m = mask ? mask + (r / rows_per_mask_row) * k : nullptr;
       Out* y = probs.data() + r * k;
+      detail::prefetch(x, k * sizeof(I), k * sizeof(I));  // the next row
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
         if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
         if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
 #endif
@@ -3919,9 +4467,12 @@ void softmax_backward(TensorView<P> probs, TensorView<DP> dprobs, double scale, 
       const PP* p = probs.data() + r * k;
       const DPP* dp = dprobs.data() + r * k;
       DS* ds = dscores.data() + r * k;
+      detail::prefetch(p, k * sizeof(PP), k * sizeof(PP));  // the next row
+      detail::prefetch(dp, k * sizeof(DPP), k * sizeof(DPP));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> &&
                     detail::simd_storage<DS>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
         if (isa >= Isa::avx512) { detail::avx512::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
         if (isa == Isa::avx2) { detail::avx2::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
 #endif
@@ -6647,227 +7198,6 @@ inline void convert(std::span<const fp16> in, std::span<float> out) { convert_wi
 
 #pragma GCC diagnostic pop
 // ---- end mpt/core/fp16_convert.hpp ----
-// ---- begin mpt/kernels/global_norm.hpp ----
-// The global L2 norm of one or more fp32 buffers (gradient clipping, logging),
-// the same bits for any thread count and on every instruction-set path.
-//
-//   x: n floats (or several buffers, taken as one concatenation)
-//   sum_of_squares<Acc>(x) = sum_i x_i^2 accumulated in Acc (float or double)
-//   global_l2_norm<Acc>(x) = sqrt(sum_of_squares<Acc>(x))
-//
-// The order of the sum is fixed by the data alone:
-//   - each buffer is cut into chunks of global_norm_chunk elements (one task each);
-//   - inside a chunk, element i goes to lane (i mod 64): lane = fma(x, x, lane),
-//     which is what 4 zmm (float) or 8 zmm (double) registers do side by side;
-//   - the 64 lanes are folded in a fixed tree (lane j += lane j + w, w = 32..1);
-//   - chunk partials are added in index order, buffer after buffer.
-// The scalar reference runs the same lanes, so every path gives the same bits.
-// With double accumulation a non-finite result means a non-finite input;
-// with float it can also mean an overflow of the squares (|x| > ~1.8e19).
-
-
-#include <immintrin.h>
-
-#include <algorithm>
-#include <cmath>
-#include <cstddef>
-#include <initializer_list>
-#include <span>
-#include <type_traits>
-#include <vector>
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"  // _mm512_cvtps_pd, same cause
-
-namespace mpt {
-
-inline constexpr std::size_t global_norm_chunk = 16384;
-inline constexpr std::size_t global_norm_lanes = 64;
-
-namespace detail {
-
-// Software prefetch distance: the hardware prefetcher stops at 4 KiB pages,
-// which limits one read stream to a fraction of the memory bandwidth.
-inline constexpr std::size_t norm_prefetch_floats = 1024;
-
-template <class Acc>
-Acc fold_norm_lanes(Acc* lanes) noexcept {
-  for (std::size_t width = global_norm_lanes / 2; width >= 1; width /= 2) {
-    for (std::size_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
-  }
-  return lanes[0];
-}
-
-// Scalar reference: n <= global_norm_chunk floats -> one partial sum.
-template <class Acc>
-Acc chunk_sum_of_squares_scalar(const float* x, std::size_t n) noexcept {
-  alignas(64) Acc lanes[global_norm_lanes] = {};
-  for (std::size_t i = 0; i < n; ++i) {
-    const Acc v = static_cast<Acc>(x[i]);
-    lanes[i % global_norm_lanes] = std::fma(v, v, lanes[i % global_norm_lanes]);
-  }
-  return fold_norm_lanes(lanes);
-}
-
-#if MPT_X86
-MPT_TARGET_AVX2 inline float chunk_sum_of_squares_avx2(const float* x, std::size_t n, float) noexcept {
-  __m256 acc[8];
-  for (auto& a : acc) a = _mm256_setzero_ps();
-  std::size_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
-    for (int r = 0; r < 8; ++r) {
-      const __m256 v = _mm256_loadu_ps(x + i + 8 * r);
-      acc[r] = _mm256_fmadd_ps(v, v, acc[r]);
-    }
-  }
-  alignas(64) float lanes[global_norm_lanes];
-  for (int r = 0; r < 8; ++r) _mm256_store_ps(lanes + 8 * r, acc[r]);
-  for (std::size_t k = 0; i + k < n; ++k) lanes[k] = std::fma(x[i + k], x[i + k], lanes[k]);  // tail: lanes 0..
-  return fold_norm_lanes(lanes);
-}
-
-MPT_TARGET_AVX2 inline double chunk_sum_of_squares_avx2(const float* x, std::size_t n, double) noexcept {
-  __m256d acc[16];
-  for (auto& a : acc) a = _mm256_setzero_pd();
-  std::size_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
-    for (int r = 0; r < 16; ++r) {
-      const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * r));
-      acc[r] = _mm256_fmadd_pd(v, v, acc[r]);
-    }
-  }
-  alignas(64) double lanes[global_norm_lanes];
-  for (int r = 0; r < 16; ++r) _mm256_store_pd(lanes + 4 * r, acc[r]);
-  for (std::size_t k = 0; i + k < n; ++k) {
-    const double v = x[i + k];
-    lanes[k] = std::fma(v, v, lanes[k]);
-  }
-  return fold_norm_lanes(lanes);
-}
-
-MPT_TARGET_AVX512 inline float chunk_sum_of_squares_avx512(const float* x, std::size_t n, float) noexcept {
-  __m512 acc[4];
-  for (auto& a : acc) a = _mm512_setzero_ps();
-  std::size_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
-    for (int r = 0; r < 4; ++r) {
-      const __m512 v = _mm512_loadu_ps(x + i + 16 * r);
-      acc[r] = _mm512_fmadd_ps(v, v, acc[r]);
-    }
-  }
-  for (int r = 0; r < 4; ++r) {  // the tail: masked-off lanes add 0*0
-    const std::size_t at = i + 16 * static_cast<std::size_t>(r);
-    const std::size_t left = at < n ? n - at : 0;
-    const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
-    const __m512 v = _mm512_maskz_loadu_ps(m, x + at);
-    acc[r] = _mm512_fmadd_ps(v, v, acc[r]);
-  }
-  alignas(64) float lanes[global_norm_lanes];
-  for (int r = 0; r < 4; ++r) _mm512_store_ps(lanes + 16 * r, acc[r]);
-  return fold_norm_lanes(lanes);
-}
-
-MPT_TARGET_AVX512 inline double chunk_sum_of_squares_avx512(const float* x, std::size_t n, double) noexcept {
-  __m512d acc[8];
-  for (auto& a : acc) a = _mm512_setzero_pd();
-  std::size_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + norm_prefetch_floats + 32), _MM_HINT_T0);
-    for (int r = 0; r < 8; ++r) {
-      const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8 * r));
-      acc[r] = _mm512_fmadd_pd(v, v, acc[r]);
-    }
-  }
-  for (int r = 0; r < 8; ++r) {  // the tail: masked-off lanes add 0*0
-    const std::size_t at = i + 8 * static_cast<std::size_t>(r);
-    const std::size_t left = at < n ? n - at : 0;
-    const __mmask8 m = left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
-    const __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x + at));
-    acc[r] = _mm512_fmadd_pd(v, v, acc[r]);
-  }
-  alignas(64) double lanes[global_norm_lanes];
-  for (int r = 0; r < 8; ++r) _mm512_store_pd(lanes + 8 * r, acc[r]);
-  return fold_norm_lanes(lanes);
-}
-#endif  // MPT_X86
-
-template <class Acc>
-Acc chunk_sum_of_squares(Isa isa, const float* x, std::size_t n) noexcept {
-  switch (isa) {
-#if MPT_X86
-    case Isa::avx512_bf16:
-    case Isa::avx512:
-      return chunk_sum_of_squares_avx512(x, n, Acc{});
-    case Isa::avx2:
-      return chunk_sum_of_squares_avx2(x, n, Acc{});
-#endif
-    default:
-      return chunk_sum_of_squares_scalar<Acc>(x, n);
-  }
-}
-
-}  // namespace detail
-
-namespace detail {
-// Chunk partials, reused from call to call: no allocation in the training loop.
-template <class Acc>
-std::vector<Acc>& norm_partials() {
-  thread_local std::vector<Acc> partials;
-  return partials;
-}
-}  // namespace detail
-
-// Sum of squares over the concatenation of `buffers`, on the given path.
-template <class Acc = float>
-Acc sum_of_squares_with(Isa isa, std::span<const std::span<const float>> buffers) {
-  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
-                "sum_of_squares: accumulate in float or double");
-  auto chunks_of = [](std::size_t n) { return (n + global_norm_chunk - 1) / global_norm_chunk; };
-  std::size_t chunks = 0;
-  for (const auto& b : buffers) chunks += chunks_of(b.size());
-  std::vector<Acc>& partials = detail::norm_partials<Acc>();
-  partials.resize(chunks);
-  parallel_for(chunks, [&](std::size_t chunk) {
-    std::size_t buffer = 0, local = chunk;
-    while (local >= chunks_of(buffers[buffer].size()))
-      local -= chunks_of(buffers[buffer++].size());  // a handful of buffers
-    const std::size_t at = local * global_norm_chunk;
-    const std::size_t n = std::min(global_norm_chunk, buffers[buffer].size() - at);
-    partials[chunk] = detail::chunk_sum_of_squares<Acc>(isa, buffers[buffer].data() + at, n);
-  });
-  Acc total = 0;
-  for (Acc p : partials) total += p;  // index order, whatever thread made each partial
-  return total;
-}
-
-template <class Acc = float>
-Acc sum_of_squares(std::span<const float> x) {
-  const std::span<const float> one[] = {x};
-  return sum_of_squares_with<Acc>(active_isa(), one);
-}
-
-template <class Acc = float>
-Acc global_l2_norm(std::span<const float> x) {
-  return std::sqrt(sum_of_squares<Acc>(x));
-}
-
-template <class Acc = float>
-Acc global_l2_norm(std::span<const std::span<const float>> buffers) {
-  return std::sqrt(sum_of_squares_with<Acc>(active_isa(), buffers));
-}
-
-}  // namespace mpt
-
-#pragma GCC diagnostic pop
-// ---- end mpt/kernels/global_norm.hpp ----
 // ---- begin mpt/optim/adamw.hpp ----
 // AdamW with torch.optim.AdamW semantics (torch 1.13, the single-tensor path),
 // over flat buffers, with a master-weight policy (optim/weights.hpp):

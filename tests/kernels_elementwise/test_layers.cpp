@@ -11,8 +11,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -338,7 +340,7 @@ TEST_CASE_TEMPLATE("gelu with bias: forward/backward match fp64 on every backend
   const double inv_sqrt_2pi = 0.39894228040143267794;
   for (std::int64_t n : {1, 15, 16, 47, 3072 + 5}) {
     CAPTURE(n);
-    const std::int64_t rows = 70;  // > 2 backward chunks
+    const std::int64_t rows = 40;  // > 1 backward chunk (32 rows)
     const std::size_t ns = std::size_t(n);
     Tensor<C> x = random_tensor<C>(Shape{rows, n}, rng, -6.0, 6.0);  // GEMM output (fp32)
     Tensor<C> bias = random_tensor<C>(Shape{n}, rng, -1.0, 1.0);
@@ -471,6 +473,13 @@ TEST_CASE("cross_entropy matches fp64 with an ignore index; all-ignored is NaN; 
   // Per row: logsumexp sums c terms (c eps relative) of magnitude <= |max| + log c.
   const float loss = k::cross_entropy_forward(logits.view(), targets.view(), ignore);
   CHECK(std::fabs(loss - ref) <= (double(c) + 8) * 0x1p-23 * (8 + std::log(double(c))));
+
+  // bf16 logits (a bf16 Linear's output) are widened exactly: the same loss as their fp32 copy.
+  Tensor<bf16> logits_bf16(logits.shape());
+  Tensor<float> widened(logits.shape());
+  for (std::size_t i = 0; i < logits.size(); ++i) widened[i] = mpt::to_float(logits_bf16[i] = mpt::to_bf16(logits[i]));
+  CHECK(k::cross_entropy_forward(logits_bf16.view(), targets.view(), ignore) ==
+        k::cross_entropy_forward(widened.view(), targets.view(), ignore));
 
   Tensor<std::int32_t> all_ignored(Shape{n});
   for (std::int64_t i = 0; i < n; ++i) all_ignored[i] = ignore;

@@ -3,7 +3,7 @@
 // (reduction='mean').
 //
 //   cross_entropy_forward(logits, targets, ignore_index) -> mean loss
-//     logits [N, C] fp32 (or double), targets [N] int32; rows whose target is
+//     logits [N, C] fp32 (bf16 widened; double for gradient checks), targets [N] int32; rows whose target is
 //     ignore_index are skipped; the loss is the mean of
 //     logsumexp(logits[i]) - logits[i][target] over the others, summed in row
 //     order. If every target is ignored the result is NaN (0/0), as in PyTorch.
@@ -14,6 +14,7 @@
 // The work is N x C with N = 2 x batch for question answering: small, so this
 // runs scalar in one thread (std::exp, the reference itself).
 
+#include <mpt/core/bf16.hpp>
 #include <mpt/core/error.hpp>
 #include <mpt/core/tensor.hpp>
 
@@ -43,17 +44,23 @@ void check_cross_entropy(const char* op, TensorView<L> logits, TensorView<Id> ta
 template <class C, class L>
 C log_sum_exp(const L* x, std::size_t n) {
   C max = -std::numeric_limits<C>::infinity();
-  for (std::size_t j = 0; j < n; ++j) max = static_cast<C>(x[j]) > max ? static_cast<C>(x[j]) : max;
+  for (std::size_t j = 0; j < n; ++j) max = static_cast<C>(to_float(x[j])) > max ? static_cast<C>(to_float(x[j])) : max;
   C sum = 0;
-  for (std::size_t j = 0; j < n; ++j) sum += std::exp(static_cast<C>(x[j]) - max);
+  for (std::size_t j = 0; j < n; ++j) sum += std::exp(static_cast<C>(to_float(x[j])) - max);
   return max + std::log(sum);
 }
 }  // namespace detail
 
+// The loss type: double for double logits, else fp32 (bf16 logits are widened, as autocast does).
+template <class L>
+using cross_entropy_t = std::conditional_t<std::is_same_v<std::remove_const_t<L>, double>, double, float>;
+
 template <class L, class Id>
-std::remove_const_t<L> cross_entropy_forward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index) {
-  using C = std::remove_const_t<L>;
-  static_assert(std::is_same_v<C, float> || std::is_same_v<C, double>, "cross_entropy_forward: logits are fp32 (or double)");
+cross_entropy_t<L> cross_entropy_forward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index) {
+  using LL = std::remove_const_t<L>;
+  using C = cross_entropy_t<L>;
+  static_assert(std::is_same_v<LL, float> || std::is_same_v<LL, double> || std::is_same_v<LL, bf16>,
+                "cross_entropy_forward: logits are fp32, bf16 or double");
   static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "cross_entropy_forward: targets are int32");
   detail::check_cross_entropy("cross_entropy_forward", logits, targets, ignore_index);
   const std::size_t n = targets.size(), classes = static_cast<std::size_t>(logits.dim(1));
@@ -61,8 +68,8 @@ std::remove_const_t<L> cross_entropy_forward(TensorView<L> logits, TensorView<Id
   std::size_t count = 0;
   for (std::size_t i = 0; i < n; ++i) {
     if (targets[i] == ignore_index) continue;
-    const C* row = logits.data() + i * classes;
-    sum += detail::log_sum_exp<C>(row, classes) - row[targets[i]];
+    const LL* row = logits.data() + i * classes;
+    sum += detail::log_sum_exp<C>(row, classes) - static_cast<C>(to_float(row[targets[i]]));
     ++count;
   }
   return sum / static_cast<C>(count);  // 0/0 = NaN when every target is ignored, as PyTorch
@@ -71,7 +78,8 @@ std::remove_const_t<L> cross_entropy_forward(TensorView<L> logits, TensorView<Id
 template <class L, class Id, class DL>
 void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index, double dloss,
                             TensorView<DL> dlogits) {
-  using C = std::remove_const_t<L>;
+  using LL = std::remove_const_t<L>;
+  using C = cross_entropy_t<L>;
   detail::check_cross_entropy("cross_entropy_backward", logits, targets, ignore_index);
   check_shape("cross_entropy_backward", "dlogits", dlogits.shape(), logits.shape());
   const std::size_t n = targets.size(), classes = static_cast<std::size_t>(logits.dim(1));
@@ -79,7 +87,7 @@ void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::i
   for (std::size_t i = 0; i < n; ++i) count += targets[i] != ignore_index;
   const C factor = count == 0 ? C(0) : static_cast<C>(dloss / static_cast<double>(count));
   for (std::size_t i = 0; i < n; ++i) {
-    const C* row = logits.data() + i * classes;
+    const LL* row = logits.data() + i * classes;
     DL* out = dlogits.data() + i * classes;
     if (targets[i] == ignore_index) {
       for (std::size_t j = 0; j < classes; ++j) out[j] = static_cast<DL>(0.0f);
@@ -87,7 +95,7 @@ void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::i
     }
     const C lse = detail::log_sum_exp<C>(row, classes);
     for (std::size_t j = 0; j < classes; ++j) {
-      const C p = std::exp(row[j] - lse);
+      const C p = std::exp(static_cast<C>(to_float(row[j])) - lse);
       out[j] = static_cast<DL>((p - (static_cast<std::int64_t>(j) == targets[i] ? C(1) : C(0))) * factor);
     }
   }

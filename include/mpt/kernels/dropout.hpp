@@ -3,15 +3,18 @@
 // of storing it, and any thread split gives the same bits.
 //
 // Which element gets which random bits (a definition, independent of the
-// vector width): element i lies in group g = i / 64 at r = i % 64; it takes
-// word r / 16 of philox4x32_10(counter, key) with
+// vector width): each element takes 16 bits. Element i lies in group
+// g = i / 128 at r = i % 128; it takes half (r / 16) % 2 (0: low 16 bits,
+// 1: high) of word r / 32 of philox4x32_10(counter, key) with
 //   counter = {low32(b), high32(b), key.stream, key.step},  b = 16 g + r % 16,
 //   key     = {low32(seed), high32(seed)}.
 // (One AVX-512 Philox call makes 16 counters x 4 words = one group.)
 //
-// Keep rule: element i is kept iff (bits >> 8) < round((1 - p) * 2^24), i.e.
-// u < 1 - p for u = (bits >> 8) / 2^24 uniform on [0, 1) in steps of 2^-24,
-// as torch.bernoulli(1 - p) keeps. Kept values are multiplied by
+// Keep rule: element i is kept iff bits < round((1 - p) * 2^16), i.e.
+// u < 1 - p for u = bits / 2^16 uniform on [0, 1) in steps of 2^-16, as
+// torch.bernoulli(1 - p) keeps. So p acts rounded to a multiple of 2^-16
+// (0.1 keeps with probability 0.899994). 16 bits rather than 24 halve the
+// Philox work, which is what bounds this kernel. Kept values are multiplied by
 // scale = 1 / (1 - p), computed in fp32 and rounded to the input's storage
 // type (PyTorch's noise tensor has the input's dtype, so for bf16 the scale is
 // a bf16 number), and the product is rounded once into the output type.
@@ -27,6 +30,7 @@
 #include <mpt/kernels/detail/simd.hpp>
 #include <mpt/kernels/philox.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -46,8 +50,8 @@ struct DropoutKey {
 };
 
 namespace detail {
-inline constexpr std::size_t dropout_group = 64;  // elements per 16 Philox counters
-inline constexpr std::size_t dropout_groups_per_task = 256;
+inline constexpr std::size_t dropout_group = 128;  // elements per 16 Philox counters (4 words, 2 halves)
+inline constexpr std::size_t dropout_groups_per_task = 128;
 
 inline PhiloxKey philox_key(DropoutKey key) noexcept {
   return {static_cast<std::uint32_t>(key.seed), static_cast<std::uint32_t>(key.seed >> 32)};
@@ -58,23 +62,24 @@ inline void check_dropout_probability(const char* op, float p) {
 }
 }  // namespace detail
 
-// The 32 random bits of element i (the scalar reference of the mapping above).
+// The 16 random bits of element i (the scalar reference of the mapping above).
 inline std::uint32_t dropout_bits(DropoutKey key, std::uint64_t i) noexcept {
   const std::uint64_t group = i / detail::dropout_group, r = i % detail::dropout_group;
   const std::uint64_t block = 16 * group + r % 16;
   const PhiloxCounter out = philox4x32_10(
       {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
       detail::philox_key(key));
-  return out[r / 16];
+  const std::uint32_t word = out[r / 32];
+  return (r / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
 }
 
-// Elements are kept iff (bits >> 8) < dropout_keep_threshold(p).
+// Elements are kept iff dropout_bits < dropout_keep_threshold(p) (0 to 65536).
 inline std::uint32_t dropout_keep_threshold(float p) noexcept {
-  return static_cast<std::uint32_t>(std::llround((1.0 - static_cast<double>(p)) * 16777216.0));
+  return static_cast<std::uint32_t>(std::llround((1.0 - static_cast<double>(p)) * 65536.0));
 }
 
 inline bool dropout_keeps(DropoutKey key, float p, std::uint64_t i) noexcept {
-  return (dropout_bits(key, i) >> 8) < dropout_keep_threshold(p);
+  return dropout_bits(key, i) < dropout_keep_threshold(p);
 }
 
 // The factor kept elements are multiplied by, for inputs stored as In.
@@ -86,72 +91,104 @@ inline float dropout_scale(float p) noexcept {
 namespace detail {
 
 // Scalar reference over elements [begin, end): y = keep ? x * scale : 0 (+ r).
+// One group at a time, so each Philox call serves its 8 elements.
 template <class In, class Res, class Out>
 void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {
   using Compute = std::conditional_t<std::is_same_v<In, double> || std::is_same_v<Out, double>, double, float>;
   const std::uint32_t threshold = dropout_keep_threshold(p);
   const Compute scale = std::is_same_v<Compute, double> ? Compute(1.0 / (1.0 - double(p))) : Compute(dropout_scale<In>(p));
-  for (std::size_t i = begin; i < end; ++i) {
-    const bool keep = (dropout_bits(key, i) >> 8) < threshold;
-    Compute v = keep ? static_cast<Compute>(to_float(x[i])) * scale : Compute(0);
-    if constexpr (!std::is_void_v<Res>) {
-      if constexpr (std::is_same_v<Compute, float>) v = keep_as<Out>(v);
-      v += static_cast<Compute>(to_float(r[i]));
+  for (std::size_t group = begin / dropout_group; group * dropout_group < end; ++group) {
+    PhiloxCounter words[16];
+    for (std::uint64_t lane = 0; lane < 16; ++lane) {
+      const std::uint64_t block = 16 * group + lane;
+      words[lane] = philox4x32_10(
+          {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
+          philox_key(key));
     }
-    y[i] = static_cast<Out>(v);
+    const std::size_t first = std::max(begin, group * dropout_group);
+    const std::size_t last = std::min(end, (group + 1) * dropout_group);
+    for (std::size_t i = first; i < last; ++i) {
+      const std::size_t at = i % dropout_group;  // word at / 32, half (at / 16) % 2, counter at % 16
+      const std::uint32_t word = words[at % 16][at / 32];
+      const std::uint32_t bits = (at / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
+      const bool keep = bits < threshold;
+      Compute v = keep ? static_cast<Compute>(to_float(x[i])) * scale : Compute(0);
+      if constexpr (!std::is_void_v<Res>) {
+        if constexpr (std::is_same_v<Compute, float>) v = keep_as<Out>(v);
+        v += static_cast<Compute>(to_float(r[i]));
+      }
+      y[i] = static_cast<Out>(v);
+    }
   }
 }
 
 #if MPT_X86
-template <class In, class Res, class Out>
-MPT_TARGET_AVX512 void dropout_avx512(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
-                                      DropoutKey key) {
-  using namespace avx512;
-  const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
-  const vf scale = set1(dropout_scale<In>(p));
-  const PhiloxKey k = philox_key(key);
-  for (std::size_t base = begin; base < end; base += dropout_group) {  // begin is a multiple of 64
-    const std::uint64_t block = base / 4;
-    __m512i bits[4];
-    philox4x32_10_avx512(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,
-                         key.step, k, bits);
-    for (std::size_t w = 0; w < 4; ++w) {
-      const std::size_t at = base + 16 * w;
-      if (at >= end) break;
-      const std::size_t n = end - at;
-      const __mmask16 keep = _mm512_cmplt_epu32_mask(_mm512_srli_epi32(bits[w], 8), threshold);
-      vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x + at) : load(x + at, n), scale);
-      if constexpr (!std::is_void_v<Res>) {
-        if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);
-        v = _mm512_add_ps(v, n >= lanes ? load(r + at) : load(r + at, n));
-      }
-      if (n >= lanes) store(y + at, v);
-      else store(y + at, v, n);
-    }
-  }
-}
+// The 16-lane kernel, stamped for AVX-512 with and without AVX512_BF16 stores.
+#define MPT_DROPOUT_KERNELS(TARGET, ISA)                                                                              \
+  namespace ISA {                                                                                                     \
+  /* y[0, n) from one register of keep decisions (n may be < lanes). */                                               \
+  template <class In, class Res, class Out>                                                                           \
+  TARGET inline void dropout_apply(const In* x, const Res* r, Out* y, std::size_t n, __mmask16 keep, vf scale) {      \
+    vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x) : load(x, n), scale);                                       \
+    if constexpr (!std::is_void_v<Res>) {                                                                             \
+      if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);                                                  \
+      v = _mm512_add_ps(v, n >= lanes ? load(r) : load(r, n));                                                        \
+    }                                                                                                                 \
+    if (n >= lanes) store(y, v);                                                                                      \
+    else store(y, v, n);                                                                                              \
+  }                                                                                                                   \
+  template <class In, class Res, class Out>                                                                           \
+  TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {\
+    const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                         \
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                  \
+    const vf scale = set1(dropout_scale<In>(p));                                                                      \
+    const PhiloxKey k = philox_key(key);                                                                              \
+    for (std::size_t base = begin; base < end; base += dropout_group) { /* begin is a multiple of the group */        \
+      const std::uint64_t block = base / dropout_group * 16;                                                          \
+      /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */                       \
+      prefetch(x + base, 4 * dropout_group * sizeof(In), dropout_group * sizeof(In));                                 \
+      __m512i bits[4];                                                                                                \
+      philox4x32_10_avx512(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,    \
+                           key.step, k, bits);                                                                        \
+      for (std::size_t half = 0; half < 8; ++half) { /* word half / 2, low (even) or high (odd) 16 bits */            \
+        const std::size_t at = base + 16 * half;                                                                      \
+        if (at >= end) break;                                                                                         \
+        const __m512i b = half % 2 == 0 ? _mm512_and_si512(bits[half / 2], low16) : _mm512_srli_epi32(bits[half / 2], 16);\
+        const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);                                                 \
+        const Res* rr = nullptr;                                                                                      \
+        if constexpr (!std::is_void_v<Res>) rr = r + at;                                                              \
+        dropout_apply(x + at, rr, y + at, end - at, keep, scale);                                                     \
+      }                                                                                                               \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  }  // namespace ISA
+MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512, avx512)
+#undef MPT_DROPOUT_KERNELS
 
 template <class In, class Res, class Out>
 MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
                                   DropoutKey key) {
   using namespace avx2;
-  // Unsigned (bits >> 8) < threshold as a signed compare: both sides fit in 25 bits.
+  // Unsigned bits < threshold as a signed compare: both sides fit in 17 bits.
   const __m256i threshold = _mm256_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
+  const __m256i low16 = _mm256_set1_epi32(0xFFFF);
   const vf scale = set1(dropout_scale<In>(p));
   const PhiloxKey k = philox_key(key);
   for (std::size_t base = begin; base < end; base += dropout_group) {
-    const std::uint64_t block = base / 4;
+    const std::uint64_t block = base / dropout_group * 16;
     __m256i lo[4], hi[4];  // counters block + 0..7 and block + 8..15
     philox4x32_10_avx2(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,
                        key.step, k, lo);
     philox4x32_10_avx2(static_cast<std::uint32_t>(block + 8), static_cast<std::uint32_t>(block >> 32), key.stream,
                        key.step, k, hi);
-    for (std::size_t j = 0; j < 8; ++j) {
+    for (std::size_t j = 0; j < 16; ++j) {  // 8 elements each: word j / 4, half (j / 2) % 2, counters j % 2
       const std::size_t at = base + 8 * j;
       if (at >= end) break;
       const std::size_t n = end - at;
-      const __m256i b = (j % 2 == 0) ? lo[j / 2] : hi[j / 2];
-      const vf keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(threshold, _mm256_srli_epi32(b, 8)));
+      const __m256i word = (j % 2 == 0) ? lo[j / 4] : hi[j / 4];
+      const __m256i b = (j / 2) % 2 == 0 ? _mm256_and_si256(word, low16) : _mm256_srli_epi32(word, 16);
+      const vf keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(threshold, b));
       vf v = _mm256_and_ps(keep, _mm256_mul_ps(n >= lanes ? load(x + at) : load(x + at, n), scale));
       if constexpr (!std::is_void_v<Res>) {
         if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);
@@ -164,31 +201,43 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
 }
 #endif  // MPT_X86
 
+// Elements [begin, end) on one thread; begin must be a multiple of dropout_group.
+template <class In, class Res, class Out>
+void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
+                   DropoutKey key) {
+  constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
+  switch (isa) {
+#if MPT_X86
+    case Isa::avx512_bf16:
+      if constexpr (simd) return avx512_bf16::dropout(x, r, y, begin, end, p, key);
+      break;
+    case Isa::avx512:
+      if constexpr (simd) return avx512::dropout(x, r, y, begin, end, p, key);
+      break;
+    case Isa::avx2:
+      if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);
+      break;
+#endif
+    default: break;
+  }
+  dropout_scalar(x, r, y, begin, end, p, key);
+}
+
+template <class In, class Res, class Out>
+Isa dropout_isa() {
+  if constexpr (std::is_void_v<Res>) {
+    return simd_isa_for<In, Out>();
+  } else {
+    return simd_isa_for<In, Res, Out>();
+  }
+}
+
 template <class In, class Res, class Out>
 void dropout_dispatch(const char* op, const In* x, const Res* r, Out* y, std::size_t n, float p, DropoutKey key) {
   check_dropout_probability(op, p);
-  const std::size_t chunk = dropout_group * dropout_groups_per_task;
-  Isa isa = Isa::scalar;
-  if constexpr (std::is_void_v<Res>) {
-    isa = simd_isa_for<In, Out>();
-  } else {
-    isa = simd_isa_for<In, Res, Out>();
-  }
-  constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
-  for_each_row_chunk(n, chunk, [&](std::size_t begin, std::size_t end) {
-    switch (isa) {
-#if MPT_X86
-      case Isa::avx512_bf16:
-      case Isa::avx512:
-        if constexpr (simd) return dropout_avx512(x, r, y, begin, end, p, key);
-        break;
-      case Isa::avx2:
-        if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);
-        break;
-#endif
-      default: break;
-    }
-    dropout_scalar(x, r, y, begin, end, p, key);
+  const Isa isa = dropout_isa<In, Res, Out>();
+  for_each_row_chunk(n, dropout_group * dropout_groups_per_task, [&](std::size_t begin, std::size_t end) {
+    dropout_range(isa, x, r, y, begin, end, p, key);
   });
 }
 

@@ -64,53 +64,89 @@ void gelu_backward_row_scalar(const DY* dy, const H* h, DX* dx, std::size_t n, C
 }
 
 #if MPT_X86
-#define MPT_GELU_KERNELS(TARGET, ISA)                                                                   \
-  namespace ISA {                                                                                       \
-  TARGET inline vf gelu(vf h) noexcept {                                                                \
-    return set1(0.5f) * h * (set1(1.0f) + erf(h * set1(float(sqrt1_2))));                               \
-  }                                                                                                     \
-  TARGET inline vf gelu_derivative(vf h) noexcept {                                                     \
-    const vf cdf = set1(0.5f) * (set1(1.0f) + erf(h * set1(float(sqrt1_2))));                           \
-    const vf pdf = exp(set1(-0.5f) * h * h) * set1(float(inv_sqrt_2pi));                                \
-    return fmadd(h, pdf, cdf);                                                                          \
-  }                                                                                                     \
-  template <class In, class Out>                                                                        \
-  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {            \
-    for (std::size_t j = 0; j < n; j += lanes) {                                                        \
-      const std::size_t m = n - j;                                                                      \
-      vf h = m >= lanes ? load(x + j) : load(x + j, m);                                                 \
-      if (bias) h = h + (m >= lanes ? load(bias + j) : load(bias + j, m));                              \
-      if constexpr (std::is_same_v<Out, bf16>) h = round_to_bf16(h);                                    \
-      if (m >= lanes) {                                                                                 \
-        if (preact) store(preact + j, h);                                                               \
-        store(y + j, gelu(h));                                                                          \
-      } else {                                                                                          \
-        if (preact) store(preact + j, h, m);                                                            \
-        store(y + j, gelu(h), m);                                                                       \
-      }                                                                                                 \
-    }                                                                                                   \
-  }                                                                                                     \
-  template <class T>                                                                                    \
-  TARGET inline vf stored(vf v) noexcept {                                                              \
-    if constexpr (std::is_same_v<T, bf16>) return round_to_bf16(v);                                     \
-    else return v;                                                                                      \
-  }                                                                                                     \
-  template <class DY, class H, class DX>                                                                \
-  TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) {   \
-    for (std::size_t j = 0; j < n; j += lanes) {                                                        \
-      const std::size_t m = n - j;                                                                      \
-      if (m >= lanes) {                                                                                 \
-        const vf d = load(dy + j) * gelu_derivative(load(h + j));                                       \
-        store(dx + j, d);                                                                               \
-        if (dbias_part) store(dbias_part + j, load(dbias_part + j) + stored<DX>(d));                    \
-      } else {                                                                                          \
-        const vf d = load(dy + j, m) * gelu_derivative(load(h + j, m));                                 \
-        store(dx + j, d, m);                                                                            \
-        if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + stored<DX>(d), m);              \
-      }                                                                                                 \
-    }                                                                                                   \
-  }                                                                                                     \
+#define MPT_GELU_KERNELS(TARGET, ISA)                                                                 \
+  namespace ISA {                                                                                     \
+  /* gelu and gelu' of U vectors at once (see exp_n in simd.hpp). */                                  \
+  template <std::size_t U>                                                                            \
+  TARGET inline void gelu_n(vf (&h)[U]) noexcept {                                                    \
+    vf e[U];                                                                                          \
+    for (std::size_t u = 0; u < U; ++u) e[u] = h[u] * set1(float(sqrt1_2));                           \
+    erf_n(e);                                                                                         \
+    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) * h[u] * (set1(1.0f) + e[u]);               \
+  }                                                                                                   \
+  template <std::size_t U>                                                                            \
+  TARGET inline void gelu_derivative_n(vf (&h)[U]) noexcept {                                         \
+    vf cdf[U], pdf[U];                                                                                \
+    for (std::size_t u = 0; u < U; ++u) {                                                             \
+      cdf[u] = h[u] * set1(float(sqrt1_2));                                                           \
+      pdf[u] = set1(-0.5f) * h[u] * h[u];                                                             \
+    }                                                                                                 \
+    erf_n(cdf);                                                                                       \
+    exp_n(pdf);                                                                                       \
+    for (std::size_t u = 0; u < U; ++u) {                                                             \
+      cdf[u] = set1(0.5f) * (set1(1.0f) + cdf[u]);                                                    \
+      h[u] = fmadd(h[u], pdf[u] * set1(float(inv_sqrt_2pi)), cdf[u]);                                 \
+    }                                                                                                 \
+  }                                                                                                   \
+  template <class In, class Out>                                                                      \
+  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {          \
+    /* Two vectors per step: erf is a long dependency chain, two overlap. */                          \
+    /* h = x + bias rounded to Out; bf16 x without bias is already exact. */                          \
+    const bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && bias == nullptr); \
+    std::size_t j = 0;                                                                                \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
+      vf h[2];                                                                                        \
+      for (std::size_t u = 0; u < 2; ++u) {                                                           \
+        h[u] = load(x + j + u * lanes);                                                               \
+        if (bias) h[u] = h[u] + load(bias + j + u * lanes);                                           \
+        if (round_h) h[u] = round_to_bf16(h[u]);                                                      \
+        if (preact) store(preact + j + u * lanes, h[u]);                                              \
+      }                                                                                               \
+      gelu_n(h);                                                                                      \
+      store(y + j, h[0]);                                                                             \
+      store(y + j + lanes, h[1]);                                                                     \
+    }                                                                                                 \
+    for (; j < n; j += lanes) {                                                                       \
+      const std::size_t m = n - j;                                                                    \
+      vf h = load(x + j, m);                                                                          \
+      if (bias) h = h + load(bias + j, m);                                                            \
+      if (round_h) h = round_to_bf16(h);                                                              \
+      if (preact) store(preact + j, h, m);                                                            \
+      vf g[1] = {h};                                                                                  \
+      gelu_n(g);                                                                                      \
+      store(y + j, g[0], m);                                                                          \
+    }                                                                                                 \
+  }                                                                                                   \
+  template <class T>                                                                                  \
+  TARGET inline vf stored(vf v) noexcept {                                                            \
+    if constexpr (std::is_same_v<T, bf16>) return round_to_bf16(v);                                   \
+    else return v;                                                                                    \
+  }                                                                                                   \
+  template <class DY, class H, class DX>                                                              \
+  TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
+    std::size_t j = 0;                                                                                \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
+      vf g[2] = {load(h + j), load(h + j + lanes)};                                                   \
+      gelu_derivative_n(g);                                                                           \
+      const vf d0 = load(dy + j) * g[0], d1 = load(dy + j + lanes) * g[1];                            \
+      store(dx + j, d0);                                                                              \
+      store(dx + j + lanes, d1);                                                                      \
+      if (dbias_part) {                                                                               \
+        store(dbias_part + j, load(dbias_part + j) + stored<DX>(d0));                                 \
+        store(dbias_part + j + lanes, load(dbias_part + j + lanes) + stored<DX>(d1));                 \
+      }                                                                                               \
+    }                                                                                                 \
+    for (; j < n; j += lanes) {                                                                       \
+      const std::size_t m = n - j;                                                                    \
+      vf g[1] = {load(h + j, m)};                                                                     \
+      gelu_derivative_n(g);                                                                           \
+      const vf d = load(dy + j, m) * g[0];                                                            \
+      store(dx + j, d, m);                                                                            \
+      if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + stored<DX>(d), m);              \
+    }                                                                                                 \
+  }                                                                                                   \
   }  // namespace ISA
+MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_GELU_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_GELU_KERNELS(MPT_TARGET_AVX2, avx2)
 #undef MPT_GELU_KERNELS
@@ -136,9 +172,11 @@ void gelu_bias_forward(TensorView<In> x, TensorView<Par> bias, TensorView<Out> y
       const I* xr = x.data() + r * n;
       Out* yr = y.data() + r * n;
       Out* pr = detail::present(preact) ? preact.data() + r * n : nullptr;
+      detail::prefetch(xr, n * sizeof(I), n * sizeof(I));  // the next row
       if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> &&
                     detail::simd_storage<Out>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_row(xr, b, yr, pr, n); continue; }
         if (isa >= Isa::avx512) { detail::avx512::gelu_row(xr, b, yr, pr, n); continue; }
         if (isa == Isa::avx2) { detail::avx2::gelu_row(xr, b, yr, pr, n); continue; }
 #endif
@@ -177,9 +215,12 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
       const D* dyr = dy.data() + r * n;
       const HH* hr = preact.data() + r * n;
       DX* dxr = dx.data() + r * n;
+      detail::prefetch(dyr, n * sizeof(D), n * sizeof(D));  // the next row
+      detail::prefetch(hr, n * sizeof(HH), n * sizeof(HH));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> &&
                     detail::simd_storage<DX>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
         if (isa >= Isa::avx512) { detail::avx512::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
         if (isa == Isa::avx2) { detail::avx2::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
 #endif
@@ -188,11 +229,10 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
     }
   });
   if (!want_dbias) return;
-  for (std::size_t j = 0; j < n; ++j) {
-    C sum = 0;
-    for (std::size_t c = 0; c < chunks; ++c) sum += partials[c * n + j];
-    dbias[j] += sum;
-  }
+  // Chunk partials in chunk order (chunk 0 holds the running sums): thread-count independent.
+  for (std::size_t c = 1; c < chunks; ++c)
+    for (std::size_t j = 0; j < n; ++j) partials[j] += partials[c * n + j];
+  for (std::size_t j = 0; j < n && chunks > 0; ++j) dbias[j] += partials[j];
 }
 
 }  // namespace mpt::kernels

@@ -82,74 +82,132 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
 
 #if MPT_X86
 // The same two rows, one body for both instruction sets (see simd.hpp).
-#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                      \
-  namespace ISA {                                                                                                \
-  template <class In, class Out>                                                                                 \
-  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h, \
-                             float& mean_out, float& rstd_out) {                                                 \
-    vf vsum = zero();                                                                                            \
-    for (std::size_t j = 0; j < h; j += lanes) vsum = vsum + (h - j >= lanes ? load(x + j) : load(x + j, h - j)); \
-    const float mean = hsum(vsum) / static_cast<float>(h);                                                       \
-    const vf m = set1(mean);                                                                                     \
-    vf vsq = zero();                                                                                             \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      const vf d = n >= lanes ? load(x + j) - m : first(load(x + j, n) - m, n);                                  \
-      vsq = fmadd(d, d, vsq);                                                                                    \
-    }                                                                                                            \
-    const float rstd = 1.0f / std::sqrt(hsum(vsq) / static_cast<float>(h) + eps);                                \
-    const vf r = set1(rstd);                                                                                     \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      if (n >= lanes) {                                                                                          \
-        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                             \
-      } else {                                                                                                   \
-        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                 \
-      }                                                                                                          \
-    }                                                                                                            \
-    mean_out = mean;                                                                                             \
-    rstd_out = rstd;                                                                                             \
-  }                                                                                                              \
-  template <class DY, class In, class DX>                                                                        \
-  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,     \
-                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part) {            \
-    const vf m = set1(mean), r = set1(rstd);                                                                     \
-    vf vg = zero(), vgx = zero();                                                                                \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      const vf d = n >= lanes ? load(dy + j) : load(dy + j, n);                                                  \
-      const vf xhat = first(((n >= lanes ? load(x + j) : load(x + j, n)) - m) * r, n);                           \
-      const vf g = d * (n >= lanes ? load(gamma + j) : load(gamma + j, n));                                      \
-      vg = vg + g;                                                                                               \
-      vgx = fmadd(g, xhat, vgx);                                                                                 \
-      if (n >= lanes) {                                                                                          \
-        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                           \
-        store(dbeta_part + j, load(dbeta_part + j) + d);                                                         \
-      } else {                                                                                                   \
-        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                     \
-        store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                   \
-      }                                                                                                          \
-    }                                                                                                            \
-    const vf mean_g = set1(hsum(vg) / static_cast<float>(h)), mean_gx = set1(hsum(vgx) / static_cast<float>(h)); \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                 \
-      const std::size_t n = h - j;                                                                               \
-      if (n >= lanes) {                                                                                          \
-        const vf xhat = (load(x + j) - m) * r;                                                                   \
-        const vf g = load(dy + j) * load(gamma + j);                                                             \
-        store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                        \
-      } else {                                                                                                   \
-        const vf xhat = (load(x + j, n) - m) * r;                                                                \
-        const vf g = load(dy + j, n) * load(gamma + j, n);                                                       \
-        store(dx + j, r * (g - mean_g - xhat * mean_gx), n);                                                     \
-      }                                                                                                          \
-    }                                                                                                            \
-  }                                                                                                              \
+#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                           \
+  namespace ISA {                                                                                                     \
+  /* Row sums keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                      \
+  template <class In, class Out>                                                                                      \
+  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h,    \
+                             float& mean_out, float& rstd_out) {                                                      \
+    vf acc[4] = {zero(), zero(), zero(), zero()};                                                                     \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= h; j += 4 * lanes)                                                                        \
+      for (std::size_t u = 0; u < 4; ++u) acc[u] = acc[u] + load(x + j + u * lanes);                                  \
+    for (; j < h; j += lanes) acc[0] = acc[0] + load(x + j, h - j);                                                   \
+    const float mean = hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h);                           \
+    const vf m = set1(mean);                                                                                          \
+    for (vf& a : acc) a = zero();                                                                                     \
+    for (j = 0; j + 4 * lanes <= h; j += 4 * lanes) {                                                                 \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        const vf d = load(x + j + u * lanes) - m;                                                                     \
+        acc[u] = fmadd(d, d, acc[u]);                                                                                 \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < h; j += lanes) {                                                                                       \
+      const vf d = first(load(x + j, h - j) - m, h - j);                                                              \
+      acc[0] = fmadd(d, d, acc[0]);                                                                                   \
+    }                                                                                                                 \
+    const float rstd = 1.0f / std::sqrt(hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h) + eps);   \
+    const vf r = set1(rstd);                                                                                          \
+    for (j = 0; j < h; j += lanes) {                                                                                  \
+      const std::size_t n = h - j;                                                                                    \
+      if (n >= lanes) {                                                                                               \
+        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                                  \
+      } else {                                                                                                        \
+        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                      \
+      }                                                                                                               \
+    }                                                                                                                 \
+    mean_out = mean;                                                                                                  \
+    rstd_out = rstd;                                                                                                  \
+  }                                                                                                                   \
+  /* scratch: 2 x h rounded up to whole vectors; pass 1 keeps xhat and g there for pass 2. */                         \
+  template <class DY, class In, class DX>                                                                             \
+  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,          \
+                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part, float* scratch) { \
+    const vf m = set1(mean), r = set1(rstd);                                                                          \
+    float* xhat_row = scratch;                                                                                        \
+    float* g_row = scratch + (h + lanes - 1) / lanes * lanes;                                                         \
+    vf vg[2] = {zero(), zero()}, vgx[2] = {zero(), zero()};                                                           \
+    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
+      const std::size_t n = h - j, u = (j / lanes) % 2;                                                               \
+      vf d, xhat, g;                                                                                                  \
+      if (n >= lanes) {                                                                                               \
+        d = load(dy + j);                                                                                             \
+        xhat = (load(x + j) - m) * r;                                                                                 \
+        g = d * load(gamma + j);                                                                                      \
+        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                                \
+        store(dbeta_part + j, load(dbeta_part + j) + d);                                                              \
+      } else {                                                                                                        \
+        d = load(dy + j, n);                                                                                          \
+        xhat = first((load(x + j, n) - m) * r, n);                                                                    \
+        g = d * load(gamma + j, n);                                                                                   \
+        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                          \
+        store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                        \
+      }                                                                                                               \
+      store(xhat_row + j, xhat);                                                                                      \
+      store(g_row + j, g);                                                                                            \
+      vg[u] = vg[u] + g;                                                                                              \
+      vgx[u] = fmadd(g, xhat, vgx[u]);                                                                                \
+    }                                                                                                                 \
+    const vf mean_g = set1(hsum(vg[0] + vg[1]) / static_cast<float>(h));                                              \
+    const vf mean_gx = set1(hsum(vgx[0] + vgx[1]) / static_cast<float>(h));                                           \
+    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
+      const vf v = r * (load(g_row + j) - mean_g - load(xhat_row + j) * mean_gx);                                     \
+      if (h - j >= lanes) store(dx + j, v);                                                                           \
+      else store(dx + j, v, h - j);                                                                                   \
+    }                                                                                                                 \
+  }                                                                                                                   \
   }  // namespace ISA
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)
 #undef MPT_LAYER_NORM_KERNELS
 #endif  // MPT_X86
 
+}  // namespace detail
+
+namespace detail {
+// Rows [begin, end) of x [rows, h] on one thread.
+template <class C, class I, class P, class Out, class Stat>
+void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double eps, Out* y, Stat* mean, Stat* rstd,
+                     std::size_t h, std::size_t begin, std::size_t end) {
+  for (std::size_t r = begin; r < end; ++r) {
+    const I* xr = x + r * h;
+    Out* yr = y + r * h;
+    prefetch(xr, h * sizeof(I), h * sizeof(I));  // the next row
+    if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && simd_storage<I> && simd_storage<Out>) {
+#if MPT_X86
+      if (isa == Isa::avx512_bf16) {
+        avx512_bf16::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+      if (isa >= Isa::avx512) {
+        avx512::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+      if (isa == Isa::avx2) {
+        avx2::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+#endif
+    }
+    layer_norm_row_scalar<C>(xr, gamma, beta, static_cast<C>(eps), yr, h, mean[r], rstd[r]);
+  }
+}
+
+template <class In, class Par, class Out, class Stat>
+std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, const TensorView<Par>& gamma,
+                                     const TensorView<Par>& beta, const TensorView<Out>& y,
+                                     const TensorView<Stat>& mean, const TensorView<Stat>& rstd) {
+  if (x.rank() < 1) throw_error(op, ": x must have at least one axis");
+  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  check_shape(op, "y", y.shape(), x.shape());
+  check_shape(op, "gamma", gamma.shape(), Shape{std::int64_t(h)});
+  check_shape(op, "beta", beta.shape(), Shape{std::int64_t(h)});
+  check_shape(op, "mean", mean.shape(), Shape{std::int64_t(rows)});
+  check_shape(op, "rstd", rstd.shape(), Shape{std::int64_t(rows)});
+  return h;
+}
 }  // namespace detail
 
 template <class In, class Par, class Out, class Stat>
@@ -159,34 +217,11 @@ void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par>
   using P = std::remove_const_t<Par>;
   using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
   static_assert(std::is_same_v<Stat, C>, "layer_norm_forward: mean and rstd are fp32 (double when x or y is double)");
-  if (x.rank() < 1) throw_error("layer_norm_forward: x must have at least one axis");
-  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t h = detail::check_layer_norm_forward("layer_norm_forward", x, gamma, beta, y, mean, rstd);
   const std::size_t rows = h == 0 ? 0 : x.size() / h;
-  check_shape("layer_norm_forward", "y", y.shape(), x.shape());
-  check_shape("layer_norm_forward", "gamma", gamma.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_forward", "beta", beta.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_forward", "mean", mean.shape(), Shape{std::int64_t(rows)});
-  check_shape("layer_norm_forward", "rstd", rstd.shape(), Shape{std::int64_t(rows)});
   const Isa isa = detail::simd_isa_for<I, Out>();
   detail::for_each_row_chunk(rows, detail::rows_per_task(h * (sizeof(I) + sizeof(Out))), [&](std::size_t b, std::size_t e) {
-    for (std::size_t r = b; r < e; ++r) {
-      const I* xr = x.data() + r * h;
-      Out* yr = y.data() + r * h;
-      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> &&
-                    detail::simd_storage<Out>) {
-#if MPT_X86
-        if (isa >= Isa::avx512) {
-          detail::avx512::layer_norm_row(xr, gamma.data(), beta.data(), float(eps), yr, h, mean[r], rstd[r]);
-          continue;
-        }
-        if (isa == Isa::avx2) {
-          detail::avx2::layer_norm_row(xr, gamma.data(), beta.data(), float(eps), yr, h, mean[r], rstd[r]);
-          continue;
-        }
-#endif
-      }
-      detail::layer_norm_row_scalar<C>(xr, gamma.data(), beta.data(), static_cast<C>(eps), yr, h, mean[r], rstd[r]);
-    }
+    detail::layer_norm_rows<C, I, P>(isa, x.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(), rstd.data(), h, b, e);
   });
 }
 
@@ -216,19 +251,29 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
     C* dgamma_part = partials.data() + (b / chunk) * 2 * h;
     C* dbeta_part = dgamma_part + h;
+    std::vector<float> scratch(2 * (h + 16));  // xhat and g of one row, for the vector paths
     for (std::size_t r = b; r < e; ++r) {
       const D* dyr = dy.data() + r * h;
       const I* xr = x.data() + r * h;
       DX* dxr = dx.data() + r * h;
+      detail::prefetch(dyr, h * sizeof(D), h * sizeof(D));  // the next row
+      detail::prefetch(xr, h * sizeof(I), h * sizeof(I));
       if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> &&
                     detail::simd_storage<I> && detail::simd_storage<DX>) {
 #if MPT_X86
+        if (isa == Isa::avx512_bf16) {
+          detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
+          continue;
+        }
         if (isa >= Isa::avx512) {
-          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
+          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
           continue;
         }
         if (isa == Isa::avx2) {
-          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
+          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch.data());
           continue;
         }
 #endif
@@ -237,15 +282,17 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
                                                 dxr, h, dgamma_part, dbeta_part);
     }
   });
-  // Partials in chunk order, then into the gradients: the same bits for any thread count.
-  for (std::size_t j = 0; j < h; ++j) {
-    C sum_gamma = 0, sum_beta = 0;
-    for (std::size_t c = 0; c < chunks; ++c) {
-      sum_gamma += partials[c * 2 * h + j];
-      sum_beta += partials[c * 2 * h + h + j];
-    }
-    dgamma[j] += sum_gamma;
-    dbeta[j] += sum_beta;
+  // Partials in chunk order, then into the gradients: the same bits for any
+  // thread count. Chunk 0's partials become the running sums (contiguous rows:
+  // the compiler vectorizes the adds; each column is still summed in chunk order).
+  C* sums = partials.data();
+  for (std::size_t c = 1; c < chunks; ++c) {
+    const C* part = partials.data() + c * 2 * h;
+    for (std::size_t j = 0; j < 2 * h; ++j) sums[j] += part[j];
+  }
+  for (std::size_t j = 0; j < h && chunks > 0; ++j) {
+    dgamma[j] += sums[j];
+    dbeta[j] += sums[h + j];
   }
 }
 

@@ -53,10 +53,17 @@ namespace detail {
 #if MPT_X86
 // Counters (c0 + lane, c1, c2, c3) for lanes 0..15 -> out[w] = word w of each.
 // c0 + lane must not wrap (callers keep the block index's low word in range).
+// Inside, each word sits in the low half of a 64-bit lane (8 counters per
+// register, two registers): vpmuludq then yields the full 64-bit product with
+// no shuffling, and the high halves are don't-care (vpmuludq ignores them).
 MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
                                                    std::uint32_t c3, PhiloxKey key, __m512i out[4]) noexcept {
-  __m512i x0 = _mm512_add_epi32(_mm512_set1_epi32(int(c0)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-  __m512i x1 = _mm512_set1_epi32(int(c1)), x2 = _mm512_set1_epi32(int(c2)), x3 = _mm512_set1_epi32(int(c3));
+  const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  __m512i x0[2] = {_mm512_add_epi64(_mm512_set1_epi64(c0), first),
+                   _mm512_add_epi64(_mm512_set1_epi64(c0), _mm512_add_epi64(first, _mm512_set1_epi64(8)))};
+  __m512i x1[2] = {_mm512_set1_epi64(c1), _mm512_set1_epi64(c1)};
+  __m512i x2[2] = {_mm512_set1_epi64(c2), _mm512_set1_epi64(c2)};
+  __m512i x3[2] = {_mm512_set1_epi64(c3), _mm512_set1_epi64(c3)};
   const __m512i m0 = _mm512_set1_epi64(philox_m0), m1 = _mm512_set1_epi64(philox_m1);
   std::uint32_t k0 = key[0], k1 = key[1];
   for (int round = 0; round < philox_rounds; ++round) {
@@ -64,25 +71,21 @@ MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32
       k0 += philox_w0;
       k1 += philox_w1;
     }
-    // 32x32 -> 64 products of even and odd lanes, then hi/lo halves put back in lane order.
-    const __m512i p0_even = _mm512_mul_epu32(x0, m0), p0_odd = _mm512_mul_epu32(_mm512_srli_epi64(x0, 32), m0);
-    const __m512i p1_even = _mm512_mul_epu32(x2, m1), p1_odd = _mm512_mul_epu32(_mm512_srli_epi64(x2, 32), m1);
-    const __mmask16 odd = 0xAAAA;
-    const __m512i lo0 = _mm512_mask_blend_epi32(odd, p0_even, _mm512_slli_epi64(p0_odd, 32));
-    const __m512i hi0 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(p0_even, 32), p0_odd);
-    const __m512i lo1 = _mm512_mask_blend_epi32(odd, p1_even, _mm512_slli_epi64(p1_odd, 32));
-    const __m512i hi1 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(p1_even, 32), p1_odd);
-    const __m512i y0 = _mm512_xor_si512(_mm512_xor_si512(hi1, x1), _mm512_set1_epi32(int(k0)));
-    const __m512i y2 = _mm512_xor_si512(_mm512_xor_si512(hi0, x3), _mm512_set1_epi32(int(k1)));
-    x0 = y0;
-    x1 = lo1;
-    x2 = y2;
-    x3 = lo0;
+    const __m512i vk0 = _mm512_set1_epi64(k0), vk1 = _mm512_set1_epi64(k1);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i p0 = _mm512_mul_epu32(x0[h], m0), p1 = _mm512_mul_epu32(x2[h], m1);
+      x0[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), x1[h], vk0, 0x96);  // a ^ b ^ c
+      x2[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), x3[h], vk1, 0x96);
+      x1[h] = p1;
+      x3[h] = p0;
+    }
   }
-  out[0] = x0;
-  out[1] = x1;
-  out[2] = x2;
-  out[3] = x3;
+  // The low halves of both registers, in counter order.
+  const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  out[0] = _mm512_permutex2var_epi32(x0[0], low_halves, x0[1]);
+  out[1] = _mm512_permutex2var_epi32(x1[0], low_halves, x1[1]);
+  out[2] = _mm512_permutex2var_epi32(x2[0], low_halves, x2[1]);
+  out[3] = _mm512_permutex2var_epi32(x3[0], low_halves, x3[1]);
 }
 
 // The same for 8 lanes.

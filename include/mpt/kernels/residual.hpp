@@ -38,6 +38,7 @@ void residual_add_scalar(const A* a, const B* b, Y* y, std::size_t n) {
     if (i < n) store(y + i, load(a + i, n - i) + load(b + i, n - i), n - i);        \
   }                                                                                 \
   }  // namespace ISA
+MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512, avx512)
 MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX2, avx2)
 #undef MPT_RESIDUAL_KERNELS
@@ -63,6 +64,7 @@ void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
     if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> &&
                   detail::simd_storage<Y>) {
 #if MPT_X86
+      if (isa == Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
       if (isa >= Isa::avx512) return detail::avx512::residual_add(pa, pb, py, n);
       if (isa == Isa::avx2) return detail::avx2::residual_add(pa, pb, py, n);
 #endif
