@@ -1044,6 +1044,7 @@ concept PrecisionPolicy = precision::is_precision_policy<P>::value;
 
 #include <cmath>
 #include <cstddef>
+#include <vector>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -1421,6 +1422,18 @@ inline std::size_t rows_per_task(std::size_t row_bytes, std::size_t bytes_per_ta
 
 // Runs body(row_begin, row_end) over [0, rows) in chunks of `chunk` rows, in parallel.
 // Chunks depend only on (rows, chunk), never on the thread count.
+// Scratch memory owned by the calling thread, grown to the largest request
+// and then reused, so kernels called inside a training step stop touching the
+// heap after the first step. `Slot` keeps apart buffers one thread holds at
+// the same time (a kernel's cross-chunk partials and a chunk's row scratch).
+enum class ScratchUse { row, partials };
+template <class T, ScratchUse Use>
+T* thread_scratch(std::size_t count) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
 template <class Body>
 void for_each_row_chunk(std::size_t rows, std::size_t chunk, Body&& body) {
   const std::size_t tasks = (rows + chunk - 1) / chunk;
@@ -2106,12 +2119,14 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
   check_shape("layer_norm_backward", "rstd", rstd.shape(), Shape{std::int64_t(rows)});
   const std::size_t chunk = detail::layer_norm_backward_chunk_rows;
   const std::size_t chunks = (rows + chunk - 1) / chunk;
-  std::vector<C> partials(chunks * 2 * h, C(0));  // per chunk: dgamma part, then dbeta part
+  // Per chunk: dgamma part, then dbeta part.
+  C* partials = detail::thread_scratch<C, detail::ScratchUse::partials>(chunks * 2 * h);
+  std::fill(partials, partials + chunks * 2 * h, C(0));
   const Isa isa = detail::simd_isa_for<D, I, DX>();
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
-    C* dgamma_part = partials.data() + (b / chunk) * 2 * h;
+    C* dgamma_part = partials + (b / chunk) * 2 * h;
     C* dbeta_part = dgamma_part + h;
-    std::vector<float> scratch(2 * (h + 16));  // xhat and g of one row, for the vector paths
+    float* scratch = detail::thread_scratch<float, detail::ScratchUse::row>(2 * (h + 16));  // xhat and g of one row
     for (std::size_t r = b; r < e; ++r) {
       const D* dyr = dy.data() + r * h;
       const I* xr = x.data() + r * h;
@@ -2123,17 +2138,17 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
 #if MPT_X86
         if (isa == Isa::avx512_bf16) {
           detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch.data());
+                                                 scratch);
           continue;
         }
         if (isa >= Isa::avx512) {
           detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch.data());
+                                                 scratch);
           continue;
         }
         if (isa == Isa::avx2) {
           detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch.data());
+                                                 scratch);
           continue;
         }
 #endif
@@ -2145,9 +2160,9 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
   // Partials in chunk order, then into the gradients: the same bits for any
   // thread count. Chunk 0's partials become the running sums (contiguous rows:
   // the compiler vectorizes the adds; each column is still summed in chunk order).
-  C* sums = partials.data();
+  C* sums = partials;
   for (std::size_t c = 1; c < chunks; ++c) {
-    const C* part = partials.data() + c * 2 * h;
+    const C* part = partials + c * 2 * h;
     for (std::size_t j = 0; j < 2 * h; ++j) sums[j] += part[j];
   }
   for (std::size_t j = 0; j < h && chunks > 0; ++j) {
@@ -2605,10 +2620,11 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
   if (want_dbias) check_shape("gelu_backward", "dbias", dbias.shape(), Shape{std::int64_t(n)});
   const std::size_t chunk = detail::gelu_backward_chunk_rows;
   const std::size_t chunks = (rows + chunk - 1) / chunk;
-  std::vector<C> partials(want_dbias ? chunks * n : 0, C(0));
+  C* partials = detail::thread_scratch<C, detail::ScratchUse::partials>(want_dbias ? chunks * n : 0);
+  if (want_dbias) std::fill(partials, partials + chunks * n, C(0));
   const Isa isa = detail::simd_isa_for<D, HH, DX>();
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t rb, std::size_t re) {
-    C* part = want_dbias ? partials.data() + (rb / chunk) * n : nullptr;
+    C* part = want_dbias ? partials + (rb / chunk) * n : nullptr;
     for (std::size_t r = rb; r < re; ++r) {
       const D* dyr = dy.data() + r * n;
       const HH* hr = preact.data() + r * n;
@@ -4431,7 +4447,7 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
   const Isa isa = detail::simd_isa_for<I, Out>();
   const std::size_t chunk = detail::rows_per_task(k * (sizeof(I) + sizeof(Out)));
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t begin, std::size_t end) {
-    std::vector<C> z(k + 16);
+    C* z = detail::thread_scratch<C, detail::ScratchUse::row>(k + 16);
     for (std::size_t r = begin; r < end; ++r) {
       const I* x = scores.data() + r * k;
       const float* m = mask ? mask + (r / rows_per_mask_row) * k : nullptr;
@@ -4439,12 +4455,12 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
       detail::prefetch(x, k * sizeof(I), k * sizeof(I));  // the next row
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
-        if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z); continue; }
+        if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z); continue; }
+        if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z); continue; }
 #endif
       }
-      detail::softmax_row_scalar<C>(x, m, static_cast<C>(scale), y, k, z.data());
+      detail::softmax_row_scalar<C>(x, m, static_cast<C>(scale), y, k, z);
     }
   });
 }
