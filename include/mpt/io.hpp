@@ -11,11 +11,10 @@
 //   const mpt::io::LoadReport report = mpt::io::load_parameters(dir, slots, options);
 // and saves one with
 //   mpt::io::save_pretrained(out, config, mpt::io::named_tensors(slots), mpt::io::Dtype::f32, dir / "vocab.txt");
-// With the model's nn::Parameters<P>, io/model_parameters.hpp does both in one call:
-//   mpt::io::load_pretrained(dir, params, config);   mpt::io::save_pretrained(out, config, params);
+// With a model's nn::Parameters<P>, nn/pretrained.hpp does both in one call:
+//   mpt::nn::load_pretrained(dir, params, config);   mpt::nn::save_pretrained(out, config, params);
 #include <mpt/io/bert_config.hpp>
 #include <mpt/io/file.hpp>
 #include <mpt/io/load_parameters.hpp>
 #include <mpt/io/safetensors.hpp>
 #include <mpt/io/save_pretrained.hpp>
-#include <mpt/io/model_parameters.hpp>

@@ -4,7 +4,8 @@
 #pragma once
 // ---- begin mpt/mpt.hpp ----
 // mpt: header-only mixed-precision training on CPUs. This header includes
-// the whole library; each folder's header (mpt/core.hpp, ...) includes one area.
+// the whole library; each folder's header (mpt/core.hpp, ...) includes one area,
+// in the order of the layers (a folder includes only from the ones above it).
 // ---- begin mpt/core.hpp ----
 // mpt/core: scalar types, tensors and views, errors, CPU features, threads.
 // ---- begin mpt/core/aligned.hpp ----
@@ -996,173 +997,23 @@ concept PrecisionPolicy = precision::is_precision_policy<P>::value;
 }  // namespace mpt
 // ---- end mpt/policy/precision.hpp ----
 // ---- end mpt/policy.hpp ----
-// ---- begin mpt/kernels/philox.hpp ----
-// Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
-// SC'11): a counter-based generator. philox4x32_10(counter, key) is a pure
-// function of a 128-bit counter and a 64-bit key, so any element's random bits
-// can be computed directly, in any order, on any thread. Checked against
-// Random123's known-answer vectors (tests/kernels_elementwise).
+// ---- begin mpt/kernels.hpp ----
+// mpt/kernels: the hot loops — GEMM (packing + micro-kernels per instruction
+// set) and the element-wise kernels and reductions of a transformer.
+// ---- begin mpt/kernels/add_layer_norm.hpp ----
+// The residual branch of a BERT block in one pass over memory:
+//   sum = dropout(x) + residual          (saved: LayerNorm backward needs it)
+//   y   = LayerNorm(sum) * gamma + beta  (mean, rstd saved)
+// Bit for bit the same as dropout_add_forward followed by layer_norm_forward;
+// fused, each chunk of rows is normalized while its sum is still in cache,
+// so the sum is written once and never read back from memory.
+// p = 0 gives plain residual + LayerNorm.
 //
-// The vector versions compute 16 (AVX-512) or 8 (AVX2) counters at once,
-// word i of every counter in one register (structure of arrays).
-
-
-#include <immintrin.h>
-
-#include <array>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-
-namespace mpt::kernels {
-
-using PhiloxCounter = std::array<std::uint32_t, 4>;
-using PhiloxKey = std::array<std::uint32_t, 2>;
-
-namespace detail {
-inline constexpr std::uint32_t philox_m0 = 0xD2511F53u;  // round multipliers
-inline constexpr std::uint32_t philox_m1 = 0xCD9E8D57u;
-inline constexpr std::uint32_t philox_w0 = 0x9E3779B9u;  // key schedule (golden ratio, sqrt(3) - 1)
-inline constexpr std::uint32_t philox_w1 = 0xBB67AE85u;
-inline constexpr int philox_rounds = 10;
-}  // namespace detail
-
-// The scalar reference.
-constexpr PhiloxCounter philox4x32_10(PhiloxCounter c, PhiloxKey k) noexcept {
-  for (int round = 0; round < detail::philox_rounds; ++round) {
-    if (round > 0) {
-      k[0] += detail::philox_w0;
-      k[1] += detail::philox_w1;
-    }
-    const std::uint64_t p0 = std::uint64_t{detail::philox_m0} * c[0];
-    const std::uint64_t p1 = std::uint64_t{detail::philox_m1} * c[2];
-    c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<std::uint32_t>(p1),
-         static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k[1], static_cast<std::uint32_t>(p0)};
-  }
-  return c;
-}
-
-namespace detail {
-#if MPT_X86
-// Counters (c0 + lane, c1, c2, c3) for lanes 0..15 -> out[w] = word w of each.
-// c0 + lane must not wrap (callers keep the block index's low word in range).
-// Inside, each word sits in the low half of a 64-bit lane (8 counters per
-// register, two registers): vpmuludq then yields the full 64-bit product with
-// no shuffling, and the high halves are don't-care (vpmuludq ignores them).
-MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
-                                                   std::uint32_t c3, PhiloxKey key, __m512i out[4]) noexcept {
-  const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
-  __m512i x0[2] = {_mm512_add_epi64(_mm512_set1_epi64(c0), first),
-                   _mm512_add_epi64(_mm512_set1_epi64(c0), _mm512_add_epi64(first, _mm512_set1_epi64(8)))};
-  __m512i x1[2] = {_mm512_set1_epi64(c1), _mm512_set1_epi64(c1)};
-  __m512i x2[2] = {_mm512_set1_epi64(c2), _mm512_set1_epi64(c2)};
-  __m512i x3[2] = {_mm512_set1_epi64(c3), _mm512_set1_epi64(c3)};
-  const __m512i m0 = _mm512_set1_epi64(philox_m0), m1 = _mm512_set1_epi64(philox_m1);
-  std::uint32_t k0 = key[0], k1 = key[1];
-  for (int round = 0; round < philox_rounds; ++round) {
-    if (round > 0) {
-      k0 += philox_w0;
-      k1 += philox_w1;
-    }
-    const __m512i vk0 = _mm512_set1_epi64(k0), vk1 = _mm512_set1_epi64(k1);
-    for (int h = 0; h < 2; ++h) {
-      const __m512i p0 = _mm512_mul_epu32(x0[h], m0), p1 = _mm512_mul_epu32(x2[h], m1);
-      x0[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), x1[h], vk0, 0x96);  // a ^ b ^ c
-      x2[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), x3[h], vk1, 0x96);
-      x1[h] = p1;
-      x3[h] = p0;
-    }
-  }
-  // The low halves of both registers, in counter order.
-  const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  out[0] = _mm512_permutex2var_epi32(x0[0], low_halves, x0[1]);
-  out[1] = _mm512_permutex2var_epi32(x1[0], low_halves, x1[1]);
-  out[2] = _mm512_permutex2var_epi32(x2[0], low_halves, x2[1]);
-  out[3] = _mm512_permutex2var_epi32(x3[0], low_halves, x3[1]);
-}
-
-// The same for 8 lanes.
-MPT_TARGET_AVX2 inline void philox4x32_10_avx2(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
-                                               PhiloxKey key, __m256i out[4]) noexcept {
-  __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(int(c0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  __m256i x1 = _mm256_set1_epi32(int(c1)), x2 = _mm256_set1_epi32(int(c2)), x3 = _mm256_set1_epi32(int(c3));
-  const __m256i m0 = _mm256_set1_epi64x(philox_m0), m1 = _mm256_set1_epi64x(philox_m1);
-  std::uint32_t k0 = key[0], k1 = key[1];
-  for (int round = 0; round < philox_rounds; ++round) {
-    if (round > 0) {
-      k0 += philox_w0;
-      k1 += philox_w1;
-    }
-    const __m256i p0_even = _mm256_mul_epu32(x0, m0), p0_odd = _mm256_mul_epu32(_mm256_srli_epi64(x0, 32), m0);
-    const __m256i p1_even = _mm256_mul_epu32(x2, m1), p1_odd = _mm256_mul_epu32(_mm256_srli_epi64(x2, 32), m1);
-    const __m256i lo0 = _mm256_blend_epi32(p0_even, _mm256_slli_epi64(p0_odd, 32), 0xAA);
-    const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(p0_even, 32), p0_odd, 0xAA);
-    const __m256i lo1 = _mm256_blend_epi32(p1_even, _mm256_slli_epi64(p1_odd, 32), 0xAA);
-    const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(p1_even, 32), p1_odd, 0xAA);
-    const __m256i y0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32(int(k0)));
-    const __m256i y2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32(int(k1)));
-    x0 = y0;
-    x1 = lo1;
-    x2 = y2;
-    x3 = lo0;
-  }
-  out[0] = x0;
-  out[1] = x1;
-  out[2] = x2;
-  out[3] = x3;
-}
-#endif  // MPT_X86
-
-// Counters (c0 + l, c1, c2, c3) for l < lanes on one instruction set's path:
-// out[w][l] = word w. Returns the lane count (16, 8, or 1 for scalar).
-inline std::size_t philox4x32_10_lanes(Isa isa, std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
-                                       PhiloxKey key, std::uint32_t out[4][16]) {
-#if MPT_X86
-  if (isa >= Isa::avx512) {
-    __m512i v[4];
-    philox4x32_10_avx512(c0, c1, c2, c3, key, v);
-    for (int w = 0; w < 4; ++w) std::memcpy(out[w], &v[w], 64);
-    return 16;
-  }
-  if (isa == Isa::avx2) {
-    __m256i v[4];
-    philox4x32_10_avx2(c0, c1, c2, c3, key, v);
-    for (int w = 0; w < 4; ++w) std::memcpy(out[w], &v[w], 32);
-    return 8;
-  }
-#endif
-  const PhiloxCounter r = philox4x32_10({c0, c1, c2, c3}, key);
-  for (int w = 0; w < 4; ++w) out[w][0] = r[w];
-  return 1;
-}
-}  // namespace detail
-
-}  // namespace mpt::kernels
-
-#pragma GCC diagnostic pop
-// ---- end mpt/kernels/philox.hpp ----
-// ---- begin mpt/kernels/softmax.hpp ----
-// Masked, scaled softmax over the last axis (attention probabilities), fp32 math.
-//
-//   softmax_forward(scores, additive_mask, scale, probs)
-//     scores [rows..., K] fp32 (or double), e.g. [batch, heads, q, K]
-//     additive_mask [M, K] fp32, or TensorView<const float>{} for none: row r of scores uses mask row
-//       r / (rows / M), e.g. [batch, K] (or [batch, 1, 1, K]) for HF's
-//       extended attention mask (1 - mask) * finfo(float32).min
-//     probs = softmax(scores * scale + mask) [same shape], fp32 or bf16
-//     The scale is applied before the mask, each rounded as PyTorch's
-//     `scores / sqrt(d) + mask` rounds them (mul then add, no fma); x * (1/8)
-//     is x / 8 exactly (head_dim 64), other head sizes may differ by 1 ulp.
-//     A row whose every entry is -Inf gives zeros (PyTorch gives NaN); a row
-//     masked with finfo.min is uniform, as in PyTorch.
-//
-//   softmax_backward(probs, dprobs, scale, dscores)
-//     dscores = probs * (dprobs - rowsum(dprobs * probs)) * scale
-//     probs, dprobs fp32 or bf16 [rows..., K]; dscores fp32 or bf16.
+//   dropout_add_layer_norm_forward(x, residual, p, key, gamma, beta, eps, sum, y, mean, rstd)
+//     x, residual, sum, y [rows..., H] (fp32 / bf16 / double); gamma, beta [H];
+//     mean, rstd [rows] fp32 (double when the activations are double).
+// Backward: dsum = layer_norm_backward(dy, sum, ...); dresidual = dsum;
+//           dx = dropout_backward(dsum, p, key).
 
 // ---- begin mpt/kernels/detail/simd.hpp ----
 // Small SIMD vocabulary shared by the element-wise kernels: full and partial
@@ -1193,6 +1044,7 @@ inline std::size_t philox4x32_10_lanes(Isa isa, std::uint32_t c0, std::uint32_t 
 
 #include <cmath>
 #include <cstddef>
+#include <vector>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -1570,6 +1422,18 @@ inline std::size_t rows_per_task(std::size_t row_bytes, std::size_t bytes_per_ta
 
 // Runs body(row_begin, row_end) over [0, rows) in chunks of `chunk` rows, in parallel.
 // Chunks depend only on (rows, chunk), never on the thread count.
+// Scratch memory owned by the calling thread, grown to the largest request
+// and then reused, so kernels called inside a training step stop touching the
+// heap after the first step. `Slot` keeps apart buffers one thread holds at
+// the same time (a kernel's cross-chunk partials and a chunk's row scratch).
+enum class ScratchUse { row, partials };
+template <class T, ScratchUse Use>
+T* thread_scratch(std::size_t count) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
 template <class Body>
 void for_each_row_chunk(std::size_t rows, std::size_t chunk, Body&& body) {
   const std::size_t tasks = (rows + chunk - 1) / chunk;
@@ -1583,751 +1447,6 @@ void for_each_row_chunk(std::size_t rows, std::size_t chunk, Body&& body) {
 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/detail/simd.hpp ----
-
-#include <cmath>
-#include <cstddef>
-#include <limits>
-#include <type_traits>
-#include <vector>
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-
-namespace mpt::kernels {
-namespace detail {
-
-// Scalar reference: one row of K, computed in C (float, or double for the fp64 policy).
-template <class C, class In, class Out>
-void softmax_row_scalar(const In* x, const float* mask, C scale, Out* y, std::size_t k, C* z) {
-  C max = -std::numeric_limits<C>::infinity();
-  for (std::size_t j = 0; j < k; ++j) {
-    z[j] = static_cast<C>(to_float(x[j])) * scale;
-    if (mask) z[j] += static_cast<C>(mask[j]);
-    max = z[j] > max ? z[j] : max;
-  }
-  if (max == -std::numeric_limits<C>::infinity()) {
-    for (std::size_t j = 0; j < k; ++j) y[j] = static_cast<Out>(0.0f);
-    return;
-  }
-  C sum = 0;
-  for (std::size_t j = 0; j < k; ++j) {
-    z[j] = std::exp(z[j] - max);
-    sum += z[j];
-  }
-  const C inv = C(1) / sum;
-  for (std::size_t j = 0; j < k; ++j) y[j] = static_cast<Out>(z[j] * inv);
-}
-
-template <class C, class P, class DP, class DS>
-void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std::size_t k) {
-  C dot = 0;
-  for (std::size_t j = 0; j < k; ++j) dot += static_cast<C>(to_float(dp[j])) * static_cast<C>(to_float(p[j]));
-  for (std::size_t j = 0; j < k; ++j) {
-    const C pj = static_cast<C>(to_float(p[j]));
-    ds[j] = static_cast<DS>(pj * (static_cast<C>(to_float(dp[j])) - dot) * scale);
-  }
-}
-
-#if MPT_X86
-// z: scratch of k rounded up to whole vectors.
-#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                              \
-  namespace ISA {                                                                                                     \
-  /* Reductions keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                    \
-  template <class In, class Out>                                                                                      \
-  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {             \
-    const vf s = set1(scale);                                                                                         \
-    vf vmax[4];                                                                                                       \
-    for (vf& m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
-    /* Pass 1: z = x * scale + mask, and its maximum. */                                                              \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 4 * lanes <= k; j += 4 * lanes) {                                                                      \
-      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        vf v = load(x + j + u * lanes) * s;                                                                           \
-        if (mask) v = v + load(mask + j + u * lanes);                                                                 \
-        store(z + j + u * lanes, v);                                                                                  \
-        vmax[u] = max(vmax[u], v);                                                                                    \
-      }                                                                                                               \
-    }                                                                                                                 \
-    for (; j < k; j += lanes) {                                                                                       \
-      const std::size_t n = k - j;                                                                                    \
-      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                         \
-      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                            \
-      store(z + j, v);                                                                                                \
-      if (n >= lanes) vmax[0] = max(vmax[0], v);                                                                      \
-    }                                                                                                                 \
-    /* The last partial vector: lanes past k become -Inf, then count in the maximum. */                               \
-    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                       \
-    for (std::size_t i = k; i < padded; ++i) z[i] = -std::numeric_limits<float>::infinity();                          \
-    if (padded != k) vmax[1] = max(vmax[1], load(z + padded - lanes));                                                \
-    const float row_max = hmax(max(max(vmax[0], vmax[1]), max(vmax[2], vmax[3])));                                    \
-    if (row_max == -std::numeric_limits<float>::infinity()) {                                                         \
-      for (std::size_t i = 0; i < k; i += lanes) store(y + i, zero(), k - i);                                         \
-      return;                                                                                                         \
-    }                                                                                                                 \
-    /* Pass 2: e = exp(z - max) and its sum. Pass 3: y = e / sum. */                                                  \
-    const vf m = set1(row_max);                                                                                       \
-    vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
-    for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
-      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf e = exp(load(z + j + u * lanes) - m);                                                                \
-        store(z + j + u * lanes, e);                                                                                  \
-        vsum[u] = vsum[u] + e;                                                                                        \
-      }                                                                                                               \
-    }                                                                                                                 \
-    for (; j < padded; j += lanes) {                                                                                  \
-      const vf e = exp(load(z + j) - m);                                                                              \
-      store(z + j, e);                                                                                                \
-      vsum[0] = vsum[0] + e;                                                                                          \
-    }                                                                                                                 \
-    const vf inv = set1(1.0f / hsum((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])));                                      \
-    for (j = 0; j < k; j += lanes) {                                                                                  \
-      const std::size_t n = k - j;                                                                                    \
-      if (n >= lanes) store(y + j, load(z + j) * inv);                                                                \
-      else store(y + j, load(z + j) * inv, n);                                                                        \
-    }                                                                                                                 \
-  }                                                                                                                   \
-  template <class P, class DP, class DS>                                                                              \
-  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {                    \
-    vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                    \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                        \
-      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]);\
-    for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                      \
-    const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                            \
-    for (j = 0; j < k; j += lanes) {                                                                                  \
-      const std::size_t n = k - j;                                                                                    \
-      if (n >= lanes) store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                          \
-      else store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                            \
-    }                                                                                                                 \
-  }                                                                                                                   \
-  }  // namespace ISA
-MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
-MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512, avx512)
-MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX2, avx2)
-#undef MPT_SOFTMAX_KERNELS
-#endif  // MPT_X86
-
-template <class... T>
-using compute_t = std::conditional_t<(std::is_same_v<std::remove_const_t<T>, double> || ...), double, float>;
-
-}  // namespace detail
-
-template <class In, class Out, class Mask = const float>
-void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, double scale, TensorView<Out> probs) {
-  using I = std::remove_const_t<In>;
-  using C = detail::compute_t<In, Out>;
-  static_assert(std::is_same_v<std::remove_const_t<Mask>, float>, "softmax_forward: the additive mask is fp32");
-  check_shape("softmax_forward", "probs", probs.shape(), scores.shape());
-  if (scores.rank() < 1) throw_error("softmax_forward: scores must have at least one axis");
-  const std::size_t k = static_cast<std::size_t>(scores.dim(-1));
-  if (k == 0) return;
-  const std::size_t rows = scores.size() / k;
-  const float* mask = detail::present(additive_mask) ? additive_mask.data() : nullptr;
-  std::size_t rows_per_mask_row = rows;
-  if (mask) {
-    const std::size_t mask_rows = additive_mask.size() / k;
-    if (additive_mask.dim(-1) != scores.dim(-1) || mask_rows == 0 || rows % mask_rows != 0) {
-      throw_error("softmax_forward: additive_mask has shape ", additive_mask.shape(), " which does not fit scores ",
-                  scores.shape(), ": give [batch, ", k, "] with batch dividing the ", rows, " rows");
-    }
-    rows_per_mask_row = rows / mask_rows;
-  }
-  const Isa isa = detail::simd_isa_for<I, Out>();
-  const std::size_t chunk = detail::rows_per_task(k * (sizeof(I) + sizeof(Out)));
-  detail::for_each_row_chunk(rows, chunk, [&](std::size_t begin, std::size_t end) {
-    std::vector<C> z(k + 16);
-    for (std::size_t r = begin; r < end; ++r) {
-      const I* x = scores.data() + r * k;
-      const float* m = mask ? mask + (r / rows_per_mask_row) * k : nullptr;
-      Out* y = probs.data() + r * k;
-      detail::prefetch(x, k * sizeof(I), k * sizeof(I));  // the next row
-      if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
-#if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
-        if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
-#endif
-      }
-      detail::softmax_row_scalar<C>(x, m, static_cast<C>(scale), y, k, z.data());
-    }
-  });
-}
-
-template <class P, class DP, class DS>
-void softmax_backward(TensorView<P> probs, TensorView<DP> dprobs, double scale, TensorView<DS> dscores) {
-  using PP = std::remove_const_t<P>;
-  using DPP = std::remove_const_t<DP>;
-  using C = detail::compute_t<P, DP, DS>;
-  check_shape("softmax_backward", "dprobs", dprobs.shape(), probs.shape());
-  check_shape("softmax_backward", "dscores", dscores.shape(), probs.shape());
-  if (probs.rank() < 1) throw_error("softmax_backward: probs must have at least one axis");
-  const std::size_t k = static_cast<std::size_t>(probs.dim(-1));
-  if (k == 0) return;
-  const std::size_t rows = probs.size() / k;
-  const Isa isa = detail::simd_isa_for<PP, DPP, DS>();
-  const std::size_t chunk = detail::rows_per_task(k * (sizeof(PP) + sizeof(DPP) + sizeof(DS)));
-  detail::for_each_row_chunk(rows, chunk, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t r = begin; r < end; ++r) {
-      const PP* p = probs.data() + r * k;
-      const DPP* dp = dprobs.data() + r * k;
-      DS* ds = dscores.data() + r * k;
-      detail::prefetch(p, k * sizeof(PP), k * sizeof(PP));  // the next row
-      detail::prefetch(dp, k * sizeof(DPP), k * sizeof(DPP));
-      if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> &&
-                    detail::simd_storage<DS>) {
-#if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
-        if (isa == Isa::avx2) { detail::avx2::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
-#endif
-      }
-      detail::softmax_backward_row_scalar<C>(p, dp, static_cast<C>(scale), ds, k);
-    }
-  });
-}
-
-}  // namespace mpt::kernels
-
-#pragma GCC diagnostic pop
-// ---- end mpt/kernels/softmax.hpp ----
-// ---- begin mpt/kernels/layer_norm.hpp ----
-// LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance,
-// statistics in fp32 whatever the storage; BERT's eps is 1e-12).
-//
-//   layer_norm_forward(x, gamma, beta, eps, y, mean, rstd)
-//     x [rows..., H] fp32 / bf16 / double; gamma, beta [H] fp32 (or double)
-//     y = (x - mean) * rstd * gamma + beta  [rows..., H] fp32 / bf16 / double
-//     mean, rstd [rows] fp32 (or double): saved for backward
-//     mean and variance are two passes over the row (more accurate than
-//     one-pass moments; the row sits in L1 for the second pass).
-//
-//   layer_norm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
-//     dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma,
-//          xhat = (x - mean) * rstd                  (dx is overwritten)
-//     dgamma += sum_rows dy * xhat, dbeta += sum_rows dy   (accumulated, fp32)
-//     Deterministic for any thread count: rows are cut into chunks of a
-//     fixed size, each chunk sums its rows in order into its own partials,
-//     and the partials are added in chunk order.
-
-
-#include <cmath>
-#include <cstddef>
-#include <type_traits>
-#include <vector>
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-
-namespace mpt::kernels {
-
-inline constexpr float bert_layer_norm_eps = 1e-12f;
-
-namespace detail {
-inline constexpr std::size_t layer_norm_backward_chunk_rows = 32;
-
-// Scalar reference for one row, in C (float, or double for the fp64 policy).
-template <class C, class In, class Par, class Out>
-void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps, Out* y, std::size_t h, C& mean_out,
-                           C& rstd_out) {
-  C sum = 0;
-  for (std::size_t j = 0; j < h; ++j) sum += static_cast<C>(to_float(x[j]));
-  const C mean = sum / static_cast<C>(h);
-  C sq = 0;
-  for (std::size_t j = 0; j < h; ++j) {
-    const C d = static_cast<C>(to_float(x[j])) - mean;
-    sq += d * d;
-  }
-  const C rstd = C(1) / std::sqrt(sq / static_cast<C>(h) + eps);
-  for (std::size_t j = 0; j < h; ++j) {
-    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
-    y[j] = static_cast<Out>(xhat * static_cast<C>(gamma[j]) + static_cast<C>(beta[j]));
-  }
-  mean_out = mean;
-  rstd_out = rstd;
-}
-
-// One row of backward; adds this row's dgamma/dbeta terms into the chunk partials.
-template <class C, class DY, class In, class Par, class DX>
-void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma, C mean, C rstd, DX* dx, std::size_t h,
-                                    C* dgamma_part, C* dbeta_part) {
-  C sum_g = 0, sum_gx = 0;
-  for (std::size_t j = 0; j < h; ++j) {
-    const C d = static_cast<C>(to_float(dy[j]));
-    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
-    const C g = d * static_cast<C>(gamma[j]);
-    sum_g += g;
-    sum_gx += g * xhat;
-    dgamma_part[j] += d * xhat;
-    dbeta_part[j] += d;
-  }
-  const C mean_g = sum_g / static_cast<C>(h), mean_gx = sum_gx / static_cast<C>(h);
-  for (std::size_t j = 0; j < h; ++j) {
-    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
-    const C g = static_cast<C>(to_float(dy[j])) * static_cast<C>(gamma[j]);
-    dx[j] = static_cast<DX>(rstd * (g - mean_g - xhat * mean_gx));
-  }
-}
-
-#if MPT_X86
-// The same two rows, one body for both instruction sets (see simd.hpp).
-#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                           \
-  namespace ISA {                                                                                                     \
-  /* Row sums keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                      \
-  template <class In, class Out>                                                                                      \
-  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h,    \
-                             float& mean_out, float& rstd_out) {                                                      \
-    vf acc[4] = {zero(), zero(), zero(), zero()};                                                                     \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 4 * lanes <= h; j += 4 * lanes)                                                                        \
-      for (std::size_t u = 0; u < 4; ++u) acc[u] = acc[u] + load(x + j + u * lanes);                                  \
-    for (; j < h; j += lanes) acc[0] = acc[0] + load(x + j, h - j);                                                   \
-    const float mean = hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h);                           \
-    const vf m = set1(mean);                                                                                          \
-    for (vf& a : acc) a = zero();                                                                                     \
-    for (j = 0; j + 4 * lanes <= h; j += 4 * lanes) {                                                                 \
-      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf d = load(x + j + u * lanes) - m;                                                                     \
-        acc[u] = fmadd(d, d, acc[u]);                                                                                 \
-      }                                                                                                               \
-    }                                                                                                                 \
-    for (; j < h; j += lanes) {                                                                                       \
-      const vf d = first(load(x + j, h - j) - m, h - j);                                                              \
-      acc[0] = fmadd(d, d, acc[0]);                                                                                   \
-    }                                                                                                                 \
-    const float rstd = 1.0f / std::sqrt(hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h) + eps);   \
-    const vf r = set1(rstd);                                                                                          \
-    for (j = 0; j < h; j += lanes) {                                                                                  \
-      const std::size_t n = h - j;                                                                                    \
-      if (n >= lanes) {                                                                                               \
-        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                                  \
-      } else {                                                                                                        \
-        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                      \
-      }                                                                                                               \
-    }                                                                                                                 \
-    mean_out = mean;                                                                                                  \
-    rstd_out = rstd;                                                                                                  \
-  }                                                                                                                   \
-  /* scratch: 2 x h rounded up to whole vectors; pass 1 keeps xhat and g there for pass 2. */                         \
-  template <class DY, class In, class DX>                                                                             \
-  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,          \
-                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part, float* scratch) { \
-    const vf m = set1(mean), r = set1(rstd);                                                                          \
-    float* xhat_row = scratch;                                                                                        \
-    float* g_row = scratch + (h + lanes - 1) / lanes * lanes;                                                         \
-    vf vg[2] = {zero(), zero()}, vgx[2] = {zero(), zero()};                                                           \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
-      const std::size_t n = h - j, u = (j / lanes) % 2;                                                               \
-      vf d, xhat, g;                                                                                                  \
-      if (n >= lanes) {                                                                                               \
-        d = load(dy + j);                                                                                             \
-        xhat = (load(x + j) - m) * r;                                                                                 \
-        g = d * load(gamma + j);                                                                                      \
-        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                                \
-        store(dbeta_part + j, load(dbeta_part + j) + d);                                                              \
-      } else {                                                                                                        \
-        d = load(dy + j, n);                                                                                          \
-        xhat = first((load(x + j, n) - m) * r, n);                                                                    \
-        g = d * load(gamma + j, n);                                                                                   \
-        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                          \
-        store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                        \
-      }                                                                                                               \
-      store(xhat_row + j, xhat);                                                                                      \
-      store(g_row + j, g);                                                                                            \
-      vg[u] = vg[u] + g;                                                                                              \
-      vgx[u] = fmadd(g, xhat, vgx[u]);                                                                                \
-    }                                                                                                                 \
-    const vf mean_g = set1(hsum(vg[0] + vg[1]) / static_cast<float>(h));                                              \
-    const vf mean_gx = set1(hsum(vgx[0] + vgx[1]) / static_cast<float>(h));                                           \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
-      const vf v = r * (load(g_row + j) - mean_g - load(xhat_row + j) * mean_gx);                                     \
-      if (h - j >= lanes) store(dx + j, v);                                                                           \
-      else store(dx + j, v, h - j);                                                                                   \
-    }                                                                                                                 \
-  }                                                                                                                   \
-  }  // namespace ISA
-MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
-MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512, avx512)
-MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)
-#undef MPT_LAYER_NORM_KERNELS
-#endif  // MPT_X86
-
-}  // namespace detail
-
-namespace detail {
-// Rows [begin, end) of x [rows, h] on one thread.
-template <class C, class I, class P, class Out, class Stat>
-void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double eps, Out* y, Stat* mean, Stat* rstd,
-                     std::size_t h, std::size_t begin, std::size_t end) {
-  for (std::size_t r = begin; r < end; ++r) {
-    const I* xr = x + r * h;
-    Out* yr = y + r * h;
-    prefetch(xr, h * sizeof(I), h * sizeof(I));  // the next row
-    if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && simd_storage<I> && simd_storage<Out>) {
-#if MPT_X86
-      if (isa == Isa::avx512_bf16) {
-        avx512_bf16::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
-        continue;
-      }
-      if (isa >= Isa::avx512) {
-        avx512::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
-        continue;
-      }
-      if (isa == Isa::avx2) {
-        avx2::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
-        continue;
-      }
-#endif
-    }
-    layer_norm_row_scalar<C>(xr, gamma, beta, static_cast<C>(eps), yr, h, mean[r], rstd[r]);
-  }
-}
-
-template <class In, class Par, class Out, class Stat>
-std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, const TensorView<Par>& gamma,
-                                     const TensorView<Par>& beta, const TensorView<Out>& y,
-                                     const TensorView<Stat>& mean, const TensorView<Stat>& rstd) {
-  if (x.rank() < 1) throw_error(op, ": x must have at least one axis");
-  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
-  const std::size_t rows = h == 0 ? 0 : x.size() / h;
-  check_shape(op, "y", y.shape(), x.shape());
-  check_shape(op, "gamma", gamma.shape(), Shape{std::int64_t(h)});
-  check_shape(op, "beta", beta.shape(), Shape{std::int64_t(h)});
-  check_shape(op, "mean", mean.shape(), Shape{std::int64_t(rows)});
-  check_shape(op, "rstd", rstd.shape(), Shape{std::int64_t(rows)});
-  return h;
-}
-}  // namespace detail
-
-template <class In, class Par, class Out, class Stat>
-void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> y,
-                        TensorView<Stat> mean, TensorView<Stat> rstd) {
-  using I = std::remove_const_t<In>;
-  using P = std::remove_const_t<Par>;
-  using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
-  static_assert(std::is_same_v<Stat, C>, "layer_norm_forward: mean and rstd are fp32 (double when x or y is double)");
-  const std::size_t h = detail::check_layer_norm_forward("layer_norm_forward", x, gamma, beta, y, mean, rstd);
-  const std::size_t rows = h == 0 ? 0 : x.size() / h;
-  const Isa isa = detail::simd_isa_for<I, Out>();
-  detail::for_each_row_chunk(rows, detail::rows_per_task(h * (sizeof(I) + sizeof(Out))), [&](std::size_t b, std::size_t e) {
-    detail::layer_norm_rows<C, I, P>(isa, x.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(), rstd.data(), h, b, e);
-  });
-}
-
-template <class DY, class In, class Par, class Stat, class DX, class Grad>
-void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> gamma, TensorView<Stat> mean,
-                         TensorView<Stat> rstd, TensorView<DX> dx, TensorView<Grad> dgamma, TensorView<Grad> dbeta) {
-  using D = std::remove_const_t<DY>;
-  using I = std::remove_const_t<In>;
-  using P = std::remove_const_t<Par>;
-  using S = std::remove_const_t<Stat>;
-  using C = std::conditional_t<std::is_same_v<S, double>, double, float>;
-  static_assert(std::is_same_v<Grad, C>, "layer_norm_backward: dgamma and dbeta must have the statistics' type");
-  if (x.rank() < 1) throw_error("layer_norm_backward: x must have at least one axis");
-  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
-  const std::size_t rows = h == 0 ? 0 : x.size() / h;
-  check_shape("layer_norm_backward", "dy", dy.shape(), x.shape());
-  check_shape("layer_norm_backward", "dx", dx.shape(), x.shape());
-  check_shape("layer_norm_backward", "gamma", gamma.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_backward", "dgamma", dgamma.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_backward", "dbeta", dbeta.shape(), Shape{std::int64_t(h)});
-  check_shape("layer_norm_backward", "mean", mean.shape(), Shape{std::int64_t(rows)});
-  check_shape("layer_norm_backward", "rstd", rstd.shape(), Shape{std::int64_t(rows)});
-  const std::size_t chunk = detail::layer_norm_backward_chunk_rows;
-  const std::size_t chunks = (rows + chunk - 1) / chunk;
-  std::vector<C> partials(chunks * 2 * h, C(0));  // per chunk: dgamma part, then dbeta part
-  const Isa isa = detail::simd_isa_for<D, I, DX>();
-  detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
-    C* dgamma_part = partials.data() + (b / chunk) * 2 * h;
-    C* dbeta_part = dgamma_part + h;
-    std::vector<float> scratch(2 * (h + 16));  // xhat and g of one row, for the vector paths
-    for (std::size_t r = b; r < e; ++r) {
-      const D* dyr = dy.data() + r * h;
-      const I* xr = x.data() + r * h;
-      DX* dxr = dx.data() + r * h;
-      detail::prefetch(dyr, h * sizeof(D), h * sizeof(D));  // the next row
-      detail::prefetch(xr, h * sizeof(I), h * sizeof(I));
-      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> &&
-                    detail::simd_storage<I> && detail::simd_storage<DX>) {
-#if MPT_X86
-        if (isa == Isa::avx512_bf16) {
-          detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch.data());
-          continue;
-        }
-        if (isa >= Isa::avx512) {
-          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch.data());
-          continue;
-        }
-        if (isa == Isa::avx2) {
-          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch.data());
-          continue;
-        }
-#endif
-      }
-      detail::layer_norm_backward_row_scalar<C>(dyr, xr, gamma.data(), static_cast<C>(mean[r]), static_cast<C>(rstd[r]),
-                                                dxr, h, dgamma_part, dbeta_part);
-    }
-  });
-  // Partials in chunk order, then into the gradients: the same bits for any
-  // thread count. Chunk 0's partials become the running sums (contiguous rows:
-  // the compiler vectorizes the adds; each column is still summed in chunk order).
-  C* sums = partials.data();
-  for (std::size_t c = 1; c < chunks; ++c) {
-    const C* part = partials.data() + c * 2 * h;
-    for (std::size_t j = 0; j < 2 * h; ++j) sums[j] += part[j];
-  }
-  for (std::size_t j = 0; j < h && chunks > 0; ++j) {
-    dgamma[j] += sums[j];
-    dbeta[j] += sums[h + j];
-  }
-}
-
-}  // namespace mpt::kernels
-
-#pragma GCC diagnostic pop
-// ---- end mpt/kernels/layer_norm.hpp ----
-// ---- begin mpt/kernels/gelu.hpp ----
-// GELU, erf form as torch.nn.functional.gelu(approximate='none'):
-//   gelu(h) = 0.5 h (1 + erf(h / sqrt 2)),
-//   gelu'(h) = 0.5 (1 + erf(h / sqrt 2)) + h exp(-h^2 / 2) / sqrt(2 pi).
-//
-//   gelu_bias_forward(x, bias, y, preact)
-//     x [rows..., N] fp32 / bf16 / double (a GEMM output without its bias),
-//     bias [N] fp32 (or double), or a default view {} for none; h = x + bias, rounded to y's type
-//     (as a bf16 linear layer's output is under autocast), y = gelu(h).
-//     preact (same shape, y's type) receives h for backward, or {} to skip.
-//   gelu_forward(x, y)                     no bias, no saved pre-activation
-//   gelu_backward(dy, preact, dx, dbias)
-//     dx = dy * gelu'(preact); dbias [N] (fp32, or {} to skip) += sum_rows dx,
-//     summed deterministically (fixed row chunks, partials in chunk order).
-
-
-#include <cmath>
-#include <cstddef>
-#include <type_traits>
-#include <vector>
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-
-namespace mpt::kernels {
-namespace detail {
-inline constexpr double sqrt1_2 = 0.70710678118654752440;     // 1 / sqrt(2)
-inline constexpr double inv_sqrt_2pi = 0.39894228040143267794;  // 1 / sqrt(2 pi)
-inline constexpr std::size_t gelu_backward_chunk_rows = 32;
-
-template <class C>
-C gelu_reference(C h) {
-  return C(0.5) * h * (C(1) + std::erf(h * C(sqrt1_2)));
-}
-template <class C>
-C gelu_derivative_reference(C h) {
-  return C(0.5) * (C(1) + std::erf(h * C(sqrt1_2))) + h * std::exp(C(-0.5) * h * h) * C(inv_sqrt_2pi);
-}
-
-// Scalar reference for one row of n.
-template <class C, class In, class Par, class Out>
-void gelu_row_scalar(const In* x, const Par* bias, Out* y, Out* preact, std::size_t n) {
-  for (std::size_t j = 0; j < n; ++j) {
-    C h = static_cast<C>(to_float(x[j]));
-    if (bias) h += static_cast<C>(bias[j]);
-    if constexpr (std::is_same_v<C, float>) h = keep_as<Out>(h);
-    if (preact) preact[j] = static_cast<Out>(h);
-    y[j] = static_cast<Out>(gelu_reference(h));
-  }
-}
-
-template <class C, class DY, class H, class DX>
-void gelu_backward_row_scalar(const DY* dy, const H* h, DX* dx, std::size_t n, C* dbias_part) {
-  for (std::size_t j = 0; j < n; ++j) {
-    const C d = static_cast<C>(to_float(dy[j])) * gelu_derivative_reference(static_cast<C>(to_float(h[j])));
-    dx[j] = static_cast<DX>(d);
-    // The bias gradient sums dx as stored (bf16 under autocast), as PyTorch's linear backward does.
-    if (dbias_part) dbias_part[j] += std::is_same_v<C, float> ? keep_as<DX>(float(d)) : d;
-  }
-}
-
-#if MPT_X86
-#define MPT_GELU_KERNELS(TARGET, ISA)                                                                 \
-  namespace ISA {                                                                                     \
-  /* gelu and gelu' of U vectors at once (see exp_n in simd.hpp). */                                  \
-  template <std::size_t U>                                                                            \
-  TARGET inline void gelu_n(vf (&h)[U]) noexcept {                                                    \
-    vf e[U];                                                                                          \
-    for (std::size_t u = 0; u < U; ++u) e[u] = h[u] * set1(float(sqrt1_2));                           \
-    erf_n(e);                                                                                         \
-    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) * h[u] * (set1(1.0f) + e[u]);               \
-  }                                                                                                   \
-  template <std::size_t U>                                                                            \
-  TARGET inline void gelu_derivative_n(vf (&h)[U]) noexcept {                                         \
-    vf cdf[U], pdf[U];                                                                                \
-    for (std::size_t u = 0; u < U; ++u) {                                                             \
-      cdf[u] = h[u] * set1(float(sqrt1_2));                                                           \
-      pdf[u] = set1(-0.5f) * h[u] * h[u];                                                             \
-    }                                                                                                 \
-    erf_n(cdf);                                                                                       \
-    exp_n(pdf);                                                                                       \
-    for (std::size_t u = 0; u < U; ++u) {                                                             \
-      cdf[u] = set1(0.5f) * (set1(1.0f) + cdf[u]);                                                    \
-      h[u] = fmadd(h[u], pdf[u] * set1(float(inv_sqrt_2pi)), cdf[u]);                                 \
-    }                                                                                                 \
-  }                                                                                                   \
-  template <class In, class Out>                                                                      \
-  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {          \
-    /* Two vectors per step: erf is a long dependency chain, two overlap. */                          \
-    /* h = x + bias rounded to Out; bf16 x without bias is already exact. */                          \
-    const bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && bias == nullptr); \
-    std::size_t j = 0;                                                                                \
-    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
-      vf h[2];                                                                                        \
-      for (std::size_t u = 0; u < 2; ++u) {                                                           \
-        h[u] = load(x + j + u * lanes);                                                               \
-        if (bias) h[u] = h[u] + load(bias + j + u * lanes);                                           \
-        if (round_h) h[u] = round_to_bf16(h[u]);                                                      \
-        if (preact) store(preact + j + u * lanes, h[u]);                                              \
-      }                                                                                               \
-      gelu_n(h);                                                                                      \
-      store(y + j, h[0]);                                                                             \
-      store(y + j + lanes, h[1]);                                                                     \
-    }                                                                                                 \
-    for (; j < n; j += lanes) {                                                                       \
-      const std::size_t m = n - j;                                                                    \
-      vf h = load(x + j, m);                                                                          \
-      if (bias) h = h + load(bias + j, m);                                                            \
-      if (round_h) h = round_to_bf16(h);                                                              \
-      if (preact) store(preact + j, h, m);                                                            \
-      vf g[1] = {h};                                                                                  \
-      gelu_n(g);                                                                                      \
-      store(y + j, g[0], m);                                                                          \
-    }                                                                                                 \
-  }                                                                                                   \
-  template <class T>                                                                                  \
-  TARGET inline vf stored(vf v) noexcept {                                                            \
-    if constexpr (std::is_same_v<T, bf16>) return round_to_bf16(v);                                   \
-    else return v;                                                                                    \
-  }                                                                                                   \
-  template <class DY, class H, class DX>                                                              \
-  TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
-    std::size_t j = 0;                                                                                \
-    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
-      vf g[2] = {load(h + j), load(h + j + lanes)};                                                   \
-      gelu_derivative_n(g);                                                                           \
-      const vf d0 = load(dy + j) * g[0], d1 = load(dy + j + lanes) * g[1];                            \
-      store(dx + j, d0);                                                                              \
-      store(dx + j + lanes, d1);                                                                      \
-      if (dbias_part) {                                                                               \
-        store(dbias_part + j, load(dbias_part + j) + stored<DX>(d0));                                 \
-        store(dbias_part + j + lanes, load(dbias_part + j + lanes) + stored<DX>(d1));                 \
-      }                                                                                               \
-    }                                                                                                 \
-    for (; j < n; j += lanes) {                                                                       \
-      const std::size_t m = n - j;                                                                    \
-      vf g[1] = {load(h + j, m)};                                                                     \
-      gelu_derivative_n(g);                                                                           \
-      const vf d = load(dy + j, m) * g[0];                                                            \
-      store(dx + j, d, m);                                                                            \
-      if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + stored<DX>(d), m);              \
-    }                                                                                                 \
-  }                                                                                                   \
-  }  // namespace ISA
-MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
-MPT_GELU_KERNELS(MPT_TARGET_AVX512, avx512)
-MPT_GELU_KERNELS(MPT_TARGET_AVX2, avx2)
-#undef MPT_GELU_KERNELS
-#endif  // MPT_X86
-}  // namespace detail
-
-template <class In, class Par, class Out, class Pre>
-void gelu_bias_forward(TensorView<In> x, TensorView<Par> bias, TensorView<Out> y, TensorView<Pre> preact) {
-  using I = std::remove_const_t<In>;
-  using P = std::remove_const_t<Par>;
-  using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
-  static_assert(std::is_same_v<Pre, Out>, "gelu_bias_forward: the saved pre-activation has the output's type");
-  if (x.rank() < 1) throw_error("gelu_bias_forward: x must have at least one axis");
-  const std::size_t n = static_cast<std::size_t>(x.dim(-1));
-  const std::size_t rows = n == 0 ? 0 : x.size() / n;
-  check_shape("gelu_bias_forward", "y", y.shape(), x.shape());
-  if (detail::present(bias)) check_shape("gelu_bias_forward", "bias", bias.shape(), Shape{std::int64_t(n)});
-  if (detail::present(preact)) check_shape("gelu_bias_forward", "preact", preact.shape(), x.shape());
-  const P* b = detail::present(bias) ? bias.data() : nullptr;
-  const Isa isa = detail::simd_isa_for<I, Out>();
-  detail::for_each_row_chunk(rows, detail::rows_per_task(n * (sizeof(I) + 2 * sizeof(Out))), [&](std::size_t rb, std::size_t re) {
-    for (std::size_t r = rb; r < re; ++r) {
-      const I* xr = x.data() + r * n;
-      Out* yr = y.data() + r * n;
-      Out* pr = detail::present(preact) ? preact.data() + r * n : nullptr;
-      detail::prefetch(xr, n * sizeof(I), n * sizeof(I));  // the next row
-      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> &&
-                    detail::simd_storage<Out>) {
-#if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_row(xr, b, yr, pr, n); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::gelu_row(xr, b, yr, pr, n); continue; }
-        if (isa == Isa::avx2) { detail::avx2::gelu_row(xr, b, yr, pr, n); continue; }
-#endif
-      }
-      detail::gelu_row_scalar<C>(xr, b, yr, pr, n);
-    }
-  });
-}
-
-template <class In, class Out>
-void gelu_forward(TensorView<In> x, TensorView<Out> y) {
-  using B = std::conditional_t<std::is_same_v<std::remove_const_t<In>, double> || std::is_same_v<Out, double>, double, float>;
-  gelu_bias_forward(x, TensorView<const B>{}, y, TensorView<Out>{});
-}
-
-template <class DY, class H, class DX, class Grad>
-void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, TensorView<Grad> dbias) {
-  using D = std::remove_const_t<DY>;
-  using HH = std::remove_const_t<H>;
-  using C = std::conditional_t<std::is_same_v<HH, double> || std::is_same_v<DX, double>, double, float>;
-  static_assert(std::is_same_v<Grad, C>, "gelu_backward: dbias is fp32 (double when the pre-activation is double)");
-  if (preact.rank() < 1) throw_error("gelu_backward: preact must have at least one axis");
-  const std::size_t n = static_cast<std::size_t>(preact.dim(-1));
-  const std::size_t rows = n == 0 ? 0 : preact.size() / n;
-  check_shape("gelu_backward", "dy", dy.shape(), preact.shape());
-  check_shape("gelu_backward", "dx", dx.shape(), preact.shape());
-  const bool want_dbias = detail::present(dbias);
-  if (want_dbias) check_shape("gelu_backward", "dbias", dbias.shape(), Shape{std::int64_t(n)});
-  const std::size_t chunk = detail::gelu_backward_chunk_rows;
-  const std::size_t chunks = (rows + chunk - 1) / chunk;
-  std::vector<C> partials(want_dbias ? chunks * n : 0, C(0));
-  const Isa isa = detail::simd_isa_for<D, HH, DX>();
-  detail::for_each_row_chunk(rows, chunk, [&](std::size_t rb, std::size_t re) {
-    C* part = want_dbias ? partials.data() + (rb / chunk) * n : nullptr;
-    for (std::size_t r = rb; r < re; ++r) {
-      const D* dyr = dy.data() + r * n;
-      const HH* hr = preact.data() + r * n;
-      DX* dxr = dx.data() + r * n;
-      detail::prefetch(dyr, n * sizeof(D), n * sizeof(D));  // the next row
-      detail::prefetch(hr, n * sizeof(HH), n * sizeof(HH));
-      if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> &&
-                    detail::simd_storage<DX>) {
-#if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
-        if (isa == Isa::avx2) { detail::avx2::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
-#endif
-      }
-      detail::gelu_backward_row_scalar<C>(dyr, hr, dxr, n, part);
-    }
-  });
-  if (!want_dbias) return;
-  // Chunk partials in chunk order (chunk 0 holds the running sums): thread-count independent.
-  for (std::size_t c = 1; c < chunks; ++c)
-    for (std::size_t j = 0; j < n; ++j) partials[j] += partials[c * n + j];
-  for (std::size_t j = 0; j < n && chunks > 0; ++j) dbias[j] += partials[j];
-}
-
-}  // namespace mpt::kernels
-
-#pragma GCC diagnostic pop
-// ---- end mpt/kernels/gelu.hpp ----
 // ---- begin mpt/kernels/dropout.hpp ----
 // Dropout driven by Philox-4x32-10, so backward regenerates the mask instead
 // of storing it, and any thread split gives the same bits.
@@ -2355,6 +1474,155 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
 //   dropout_add_forward(x, r, y, p, key)     y = dropout(x) + r, the dropout result
 //                                            rounded to y's type first (as unfused bf16 ops)
 
+// ---- begin mpt/kernels/philox.hpp ----
+// Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+// SC'11): a counter-based generator. philox4x32_10(counter, key) is a pure
+// function of a 128-bit counter and a 64-bit key, so any element's random bits
+// can be computed directly, in any order, on any thread. Checked against
+// Random123's known-answer vectors (tests/kernels_elementwise).
+//
+// The vector versions compute 16 (AVX-512) or 8 (AVX2) counters at once,
+// word i of every counter in one register (structure of arrays).
+
+
+#include <immintrin.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+
+using PhiloxCounter = std::array<std::uint32_t, 4>;
+using PhiloxKey = std::array<std::uint32_t, 2>;
+
+namespace detail {
+inline constexpr std::uint32_t philox_m0 = 0xD2511F53u;  // round multipliers
+inline constexpr std::uint32_t philox_m1 = 0xCD9E8D57u;
+inline constexpr std::uint32_t philox_w0 = 0x9E3779B9u;  // key schedule (golden ratio, sqrt(3) - 1)
+inline constexpr std::uint32_t philox_w1 = 0xBB67AE85u;
+inline constexpr int philox_rounds = 10;
+}  // namespace detail
+
+// The scalar reference.
+constexpr PhiloxCounter philox4x32_10(PhiloxCounter c, PhiloxKey k) noexcept {
+  for (int round = 0; round < detail::philox_rounds; ++round) {
+    if (round > 0) {
+      k[0] += detail::philox_w0;
+      k[1] += detail::philox_w1;
+    }
+    const std::uint64_t p0 = std::uint64_t{detail::philox_m0} * c[0];
+    const std::uint64_t p1 = std::uint64_t{detail::philox_m1} * c[2];
+    c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<std::uint32_t>(p1),
+         static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k[1], static_cast<std::uint32_t>(p0)};
+  }
+  return c;
+}
+
+namespace detail {
+#if MPT_X86
+// Counters (c0 + lane, c1, c2, c3) for lanes 0..15 -> out[w] = word w of each.
+// c0 + lane must not wrap (callers keep the block index's low word in range).
+// Inside, each word sits in the low half of a 64-bit lane (8 counters per
+// register, two registers): vpmuludq then yields the full 64-bit product with
+// no shuffling, and the high halves are don't-care (vpmuludq ignores them).
+MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
+                                                   std::uint32_t c3, PhiloxKey key, __m512i out[4]) noexcept {
+  const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  __m512i x0[2] = {_mm512_add_epi64(_mm512_set1_epi64(c0), first),
+                   _mm512_add_epi64(_mm512_set1_epi64(c0), _mm512_add_epi64(first, _mm512_set1_epi64(8)))};
+  __m512i x1[2] = {_mm512_set1_epi64(c1), _mm512_set1_epi64(c1)};
+  __m512i x2[2] = {_mm512_set1_epi64(c2), _mm512_set1_epi64(c2)};
+  __m512i x3[2] = {_mm512_set1_epi64(c3), _mm512_set1_epi64(c3)};
+  const __m512i m0 = _mm512_set1_epi64(philox_m0), m1 = _mm512_set1_epi64(philox_m1);
+  std::uint32_t k0 = key[0], k1 = key[1];
+  for (int round = 0; round < philox_rounds; ++round) {
+    if (round > 0) {
+      k0 += philox_w0;
+      k1 += philox_w1;
+    }
+    const __m512i vk0 = _mm512_set1_epi64(k0), vk1 = _mm512_set1_epi64(k1);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i p0 = _mm512_mul_epu32(x0[h], m0), p1 = _mm512_mul_epu32(x2[h], m1);
+      x0[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), x1[h], vk0, 0x96);  // a ^ b ^ c
+      x2[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), x3[h], vk1, 0x96);
+      x1[h] = p1;
+      x3[h] = p0;
+    }
+  }
+  // The low halves of both registers, in counter order.
+  const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  out[0] = _mm512_permutex2var_epi32(x0[0], low_halves, x0[1]);
+  out[1] = _mm512_permutex2var_epi32(x1[0], low_halves, x1[1]);
+  out[2] = _mm512_permutex2var_epi32(x2[0], low_halves, x2[1]);
+  out[3] = _mm512_permutex2var_epi32(x3[0], low_halves, x3[1]);
+}
+
+// The same for 8 lanes.
+MPT_TARGET_AVX2 inline void philox4x32_10_avx2(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
+                                               PhiloxKey key, __m256i out[4]) noexcept {
+  __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(int(c0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256i x1 = _mm256_set1_epi32(int(c1)), x2 = _mm256_set1_epi32(int(c2)), x3 = _mm256_set1_epi32(int(c3));
+  const __m256i m0 = _mm256_set1_epi64x(philox_m0), m1 = _mm256_set1_epi64x(philox_m1);
+  std::uint32_t k0 = key[0], k1 = key[1];
+  for (int round = 0; round < philox_rounds; ++round) {
+    if (round > 0) {
+      k0 += philox_w0;
+      k1 += philox_w1;
+    }
+    const __m256i p0_even = _mm256_mul_epu32(x0, m0), p0_odd = _mm256_mul_epu32(_mm256_srli_epi64(x0, 32), m0);
+    const __m256i p1_even = _mm256_mul_epu32(x2, m1), p1_odd = _mm256_mul_epu32(_mm256_srli_epi64(x2, 32), m1);
+    const __m256i lo0 = _mm256_blend_epi32(p0_even, _mm256_slli_epi64(p0_odd, 32), 0xAA);
+    const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(p0_even, 32), p0_odd, 0xAA);
+    const __m256i lo1 = _mm256_blend_epi32(p1_even, _mm256_slli_epi64(p1_odd, 32), 0xAA);
+    const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(p1_even, 32), p1_odd, 0xAA);
+    const __m256i y0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32(int(k0)));
+    const __m256i y2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32(int(k1)));
+    x0 = y0;
+    x1 = lo1;
+    x2 = y2;
+    x3 = lo0;
+  }
+  out[0] = x0;
+  out[1] = x1;
+  out[2] = x2;
+  out[3] = x3;
+}
+#endif  // MPT_X86
+
+// Counters (c0 + l, c1, c2, c3) for l < lanes on one instruction set's path:
+// out[w][l] = word w. Returns the lane count (16, 8, or 1 for scalar).
+inline std::size_t philox4x32_10_lanes(Isa isa, std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
+                                       PhiloxKey key, std::uint32_t out[4][16]) {
+#if MPT_X86
+  if (isa >= Isa::avx512) {
+    __m512i v[4];
+    philox4x32_10_avx512(c0, c1, c2, c3, key, v);
+    for (int w = 0; w < 4; ++w) std::memcpy(out[w], &v[w], 64);
+    return 16;
+  }
+  if (isa == Isa::avx2) {
+    __m256i v[4];
+    philox4x32_10_avx2(c0, c1, c2, c3, key, v);
+    for (int w = 0; w < 4; ++w) std::memcpy(out[w], &v[w], 32);
+    return 8;
+  }
+#endif
+  const PhiloxCounter r = philox4x32_10({c0, c1, c2, c3}, key);
+  for (int w = 0; w < 4; ++w) out[w][0] = r[w];
+  return 1;
+}
+}  // namespace detail
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/philox.hpp ----
 
 #include <algorithm>
 #include <cmath>
@@ -2606,97 +1874,307 @@ void dropout_add_forward(TensorView<In> x, TensorView<Res> residual, TensorView<
 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/dropout.hpp ----
-// ---- begin mpt/kernels/residual.hpp ----
-// Residual add with mixed storage: y = a + b, element-wise, computed in fp32
-// (double if any operand is double) and rounded once into y's type. y may be
-// the same memory as a or b (y += b is residual_add(y, b, y)).
+// ---- begin mpt/kernels/layer_norm.hpp ----
+// LayerNorm over the last axis, as torch.nn.LayerNorm (biased variance,
+// statistics in fp32 whatever the storage; BERT's eps is 1e-12).
 //
-//   residual_add(a, b, y)      a, b, y: equal element counts, fp32 / bf16 / double
+//   layer_norm_forward(x, gamma, beta, eps, y, mean, rstd)
+//     x [rows..., H] fp32 / bf16 / double; gamma, beta [H] fp32 (or double)
+//     y = (x - mean) * rstd * gamma + beta  [rows..., H] fp32 / bf16 / double
+//     mean, rstd [rows] fp32 (or double): saved for backward
+//     mean and variance are two passes over the row (more accurate than
+//     one-pass moments; the row sits in L1 for the second pass).
 //
-// Fused with dropout: dropout_add_forward (dropout.hpp). The sum then feeds
-// layer_norm_forward, which re-reads it from cache row by row.
+//   layer_norm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
+//     dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma,
+//          xhat = (x - mean) * rstd                  (dx is overwritten)
+//     dgamma += sum_rows dy * xhat, dbeta += sum_rows dy   (accumulated, fp32)
+//     Deterministic for any thread count: rows are cut into chunks of a
+//     fixed size, each chunk sums its rows in order into its own partials,
+//     and the partials are added in chunk order.
 
 
+#include <cmath>
 #include <cstddef>
 #include <type_traits>
+#include <vector>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt::kernels {
-namespace detail {
-inline constexpr std::size_t residual_chunk = 16384;  // elements per task
 
-template <class C, class A, class B, class Y>
-void residual_add_scalar(const A* a, const B* b, Y* y, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<Y>(static_cast<C>(to_float(a[i])) + static_cast<C>(to_float(b[i])));
+inline constexpr float bert_layer_norm_eps = 1e-12f;
+
+namespace detail {
+inline constexpr std::size_t layer_norm_backward_chunk_rows = 32;
+
+// Scalar reference for one row, in C (float, or double for the fp64 policy).
+template <class C, class In, class Par, class Out>
+void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps, Out* y, std::size_t h, C& mean_out,
+                           C& rstd_out) {
+  C sum = 0;
+  for (std::size_t j = 0; j < h; ++j) sum += static_cast<C>(to_float(x[j]));
+  const C mean = sum / static_cast<C>(h);
+  C sq = 0;
+  for (std::size_t j = 0; j < h; ++j) {
+    const C d = static_cast<C>(to_float(x[j])) - mean;
+    sq += d * d;
+  }
+  const C rstd = C(1) / std::sqrt(sq / static_cast<C>(h) + eps);
+  for (std::size_t j = 0; j < h; ++j) {
+    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
+    y[j] = static_cast<Out>(xhat * static_cast<C>(gamma[j]) + static_cast<C>(beta[j]));
+  }
+  mean_out = mean;
+  rstd_out = rstd;
+}
+
+// One row of backward; adds this row's dgamma/dbeta terms into the chunk partials.
+template <class C, class DY, class In, class Par, class DX>
+void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma, C mean, C rstd, DX* dx, std::size_t h,
+                                    C* dgamma_part, C* dbeta_part) {
+  C sum_g = 0, sum_gx = 0;
+  for (std::size_t j = 0; j < h; ++j) {
+    const C d = static_cast<C>(to_float(dy[j]));
+    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
+    const C g = d * static_cast<C>(gamma[j]);
+    sum_g += g;
+    sum_gx += g * xhat;
+    dgamma_part[j] += d * xhat;
+    dbeta_part[j] += d;
+  }
+  const C mean_g = sum_g / static_cast<C>(h), mean_gx = sum_gx / static_cast<C>(h);
+  for (std::size_t j = 0; j < h; ++j) {
+    const C xhat = (static_cast<C>(to_float(x[j])) - mean) * rstd;
+    const C g = static_cast<C>(to_float(dy[j])) * static_cast<C>(gamma[j]);
+    dx[j] = static_cast<DX>(rstd * (g - mean_g - xhat * mean_gx));
+  }
 }
 
 #if MPT_X86
-#define MPT_RESIDUAL_KERNELS(TARGET, ISA)                                           \
-  namespace ISA {                                                                   \
-  template <class A, class B, class Y>                                              \
-  TARGET void residual_add(const A* a, const B* b, Y* y, std::size_t n) {           \
-    std::size_t i = 0;                                                              \
-    for (; i + lanes <= n; i += lanes) store(y + i, load(a + i) + load(b + i));     \
-    if (i < n) store(y + i, load(a + i, n - i) + load(b + i, n - i), n - i);        \
-  }                                                                                 \
+// The same two rows, one body for both instruction sets (see simd.hpp).
+#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                           \
+  namespace ISA {                                                                                                     \
+  /* Row sums keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                      \
+  template <class In, class Out>                                                                                      \
+  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h,    \
+                             float& mean_out, float& rstd_out) {                                                      \
+    vf acc[4] = {zero(), zero(), zero(), zero()};                                                                     \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= h; j += 4 * lanes)                                                                        \
+      for (std::size_t u = 0; u < 4; ++u) acc[u] = acc[u] + load(x + j + u * lanes);                                  \
+    for (; j < h; j += lanes) acc[0] = acc[0] + load(x + j, h - j);                                                   \
+    const float mean = hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h);                           \
+    const vf m = set1(mean);                                                                                          \
+    for (vf& a : acc) a = zero();                                                                                     \
+    for (j = 0; j + 4 * lanes <= h; j += 4 * lanes) {                                                                 \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        const vf d = load(x + j + u * lanes) - m;                                                                     \
+        acc[u] = fmadd(d, d, acc[u]);                                                                                 \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < h; j += lanes) {                                                                                       \
+      const vf d = first(load(x + j, h - j) - m, h - j);                                                              \
+      acc[0] = fmadd(d, d, acc[0]);                                                                                   \
+    }                                                                                                                 \
+    const float rstd = 1.0f / std::sqrt(hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h) + eps);   \
+    const vf r = set1(rstd);                                                                                          \
+    for (j = 0; j < h; j += lanes) {                                                                                  \
+      const std::size_t n = h - j;                                                                                    \
+      if (n >= lanes) {                                                                                               \
+        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                                  \
+      } else {                                                                                                        \
+        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                      \
+      }                                                                                                               \
+    }                                                                                                                 \
+    mean_out = mean;                                                                                                  \
+    rstd_out = rstd;                                                                                                  \
+  }                                                                                                                   \
+  /* scratch: 2 x h rounded up to whole vectors; pass 1 keeps xhat and g there for pass 2. */                         \
+  template <class DY, class In, class DX>                                                                             \
+  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,          \
+                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part, float* scratch) { \
+    const vf m = set1(mean), r = set1(rstd);                                                                          \
+    float* xhat_row = scratch;                                                                                        \
+    float* g_row = scratch + (h + lanes - 1) / lanes * lanes;                                                         \
+    vf vg[2] = {zero(), zero()}, vgx[2] = {zero(), zero()};                                                           \
+    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
+      const std::size_t n = h - j, u = (j / lanes) % 2;                                                               \
+      vf d, xhat, g;                                                                                                  \
+      if (n >= lanes) {                                                                                               \
+        d = load(dy + j);                                                                                             \
+        xhat = (load(x + j) - m) * r;                                                                                 \
+        g = d * load(gamma + j);                                                                                      \
+        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                                \
+        store(dbeta_part + j, load(dbeta_part + j) + d);                                                              \
+      } else {                                                                                                        \
+        d = load(dy + j, n);                                                                                          \
+        xhat = first((load(x + j, n) - m) * r, n);                                                                    \
+        g = d * load(gamma + j, n);                                                                                   \
+        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                          \
+        store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                        \
+      }                                                                                                               \
+      store(xhat_row + j, xhat);                                                                                      \
+      store(g_row + j, g);                                                                                            \
+      vg[u] = vg[u] + g;                                                                                              \
+      vgx[u] = fmadd(g, xhat, vgx[u]);                                                                                \
+    }                                                                                                                 \
+    const vf mean_g = set1(hsum(vg[0] + vg[1]) / static_cast<float>(h));                                              \
+    const vf mean_gx = set1(hsum(vgx[0] + vgx[1]) / static_cast<float>(h));                                           \
+    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
+      const vf v = r * (load(g_row + j) - mean_g - load(xhat_row + j) * mean_gx);                                     \
+      if (h - j >= lanes) store(dx + j, v);                                                                           \
+      else store(dx + j, v, h - j);                                                                                   \
+    }                                                                                                                 \
+  }                                                                                                                   \
   }  // namespace ISA
-MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
-MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512, avx512)
-MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX2, avx2)
-#undef MPT_RESIDUAL_KERNELS
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512, avx512)
+MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)
+#undef MPT_LAYER_NORM_KERNELS
 #endif  // MPT_X86
+
 }  // namespace detail
 
-template <class A, class B, class Y>
-void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
-  using AA = std::remove_const_t<A>;
-  using BB = std::remove_const_t<B>;
-  using C = std::conditional_t<std::is_same_v<AA, double> || std::is_same_v<BB, double> || std::is_same_v<Y, double>,
-                               double, float>;
-  if (a.size() != y.size() || b.size() != y.size()) {
-    throw_error("residual_add: a ", a.shape(), ", b ", b.shape(), " and y ", y.shape(),
-                " must have the same number of elements");
-  }
-  const Isa isa = detail::simd_isa_for<AA, BB, Y>();
-  detail::for_each_row_chunk(y.size(), detail::residual_chunk, [&](std::size_t begin, std::size_t end) {
-    const AA* pa = a.data() + begin;
-    const BB* pb = b.data() + begin;
-    Y* py = y.data() + begin;
-    const std::size_t n = end - begin;
-    if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> &&
-                  detail::simd_storage<Y>) {
+namespace detail {
+// Rows [begin, end) of x [rows, h] on one thread.
+template <class C, class I, class P, class Out, class Stat>
+void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double eps, Out* y, Stat* mean, Stat* rstd,
+                     std::size_t h, std::size_t begin, std::size_t end) {
+  for (std::size_t r = begin; r < end; ++r) {
+    const I* xr = x + r * h;
+    Out* yr = y + r * h;
+    prefetch(xr, h * sizeof(I), h * sizeof(I));  // the next row
+    if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && simd_storage<I> && simd_storage<Out>) {
 #if MPT_X86
-      if (isa == Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
-      if (isa >= Isa::avx512) return detail::avx512::residual_add(pa, pb, py, n);
-      if (isa == Isa::avx2) return detail::avx2::residual_add(pa, pb, py, n);
+      if (isa == Isa::avx512_bf16) {
+        avx512_bf16::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+      if (isa >= Isa::avx512) {
+        avx512::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
+      if (isa == Isa::avx2) {
+        avx2::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
+        continue;
+      }
 #endif
     }
-    detail::residual_add_scalar<C>(pa, pb, py, n);
+    layer_norm_row_scalar<C>(xr, gamma, beta, static_cast<C>(eps), yr, h, mean[r], rstd[r]);
+  }
+}
+
+template <class In, class Par, class Out, class Stat>
+std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, const TensorView<Par>& gamma,
+                                     const TensorView<Par>& beta, const TensorView<Out>& y,
+                                     const TensorView<Stat>& mean, const TensorView<Stat>& rstd) {
+  if (x.rank() < 1) throw_error(op, ": x must have at least one axis");
+  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  check_shape(op, "y", y.shape(), x.shape());
+  check_shape(op, "gamma", gamma.shape(), Shape{std::int64_t(h)});
+  check_shape(op, "beta", beta.shape(), Shape{std::int64_t(h)});
+  check_shape(op, "mean", mean.shape(), Shape{std::int64_t(rows)});
+  check_shape(op, "rstd", rstd.shape(), Shape{std::int64_t(rows)});
+  return h;
+}
+}  // namespace detail
+
+template <class In, class Par, class Out, class Stat>
+void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> y,
+                        TensorView<Stat> mean, TensorView<Stat> rstd) {
+  using I = std::remove_const_t<In>;
+  using P = std::remove_const_t<Par>;
+  using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
+  static_assert(std::is_same_v<Stat, C>, "layer_norm_forward: mean and rstd are fp32 (double when x or y is double)");
+  const std::size_t h = detail::check_layer_norm_forward("layer_norm_forward", x, gamma, beta, y, mean, rstd);
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  const Isa isa = detail::simd_isa_for<I, Out>();
+  detail::for_each_row_chunk(rows, detail::rows_per_task(h * (sizeof(I) + sizeof(Out))), [&](std::size_t b, std::size_t e) {
+    detail::layer_norm_rows<C, I, P>(isa, x.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(), rstd.data(), h, b, e);
   });
+}
+
+template <class DY, class In, class Par, class Stat, class DX, class Grad>
+void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> gamma, TensorView<Stat> mean,
+                         TensorView<Stat> rstd, TensorView<DX> dx, TensorView<Grad> dgamma, TensorView<Grad> dbeta) {
+  using D = std::remove_const_t<DY>;
+  using I = std::remove_const_t<In>;
+  using P = std::remove_const_t<Par>;
+  using S = std::remove_const_t<Stat>;
+  using C = std::conditional_t<std::is_same_v<S, double>, double, float>;
+  static_assert(std::is_same_v<Grad, C>, "layer_norm_backward: dgamma and dbeta must have the statistics' type");
+  if (x.rank() < 1) throw_error("layer_norm_backward: x must have at least one axis");
+  const std::size_t h = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t rows = h == 0 ? 0 : x.size() / h;
+  check_shape("layer_norm_backward", "dy", dy.shape(), x.shape());
+  check_shape("layer_norm_backward", "dx", dx.shape(), x.shape());
+  check_shape("layer_norm_backward", "gamma", gamma.shape(), Shape{std::int64_t(h)});
+  check_shape("layer_norm_backward", "dgamma", dgamma.shape(), Shape{std::int64_t(h)});
+  check_shape("layer_norm_backward", "dbeta", dbeta.shape(), Shape{std::int64_t(h)});
+  check_shape("layer_norm_backward", "mean", mean.shape(), Shape{std::int64_t(rows)});
+  check_shape("layer_norm_backward", "rstd", rstd.shape(), Shape{std::int64_t(rows)});
+  const std::size_t chunk = detail::layer_norm_backward_chunk_rows;
+  const std::size_t chunks = (rows + chunk - 1) / chunk;
+  // Per chunk: dgamma part, then dbeta part.
+  C* partials = detail::thread_scratch<C, detail::ScratchUse::partials>(chunks * 2 * h);
+  std::fill(partials, partials + chunks * 2 * h, C(0));
+  const Isa isa = detail::simd_isa_for<D, I, DX>();
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
+    C* dgamma_part = partials + (b / chunk) * 2 * h;
+    C* dbeta_part = dgamma_part + h;
+    float* scratch = detail::thread_scratch<float, detail::ScratchUse::row>(2 * (h + 16));  // xhat and g of one row
+    for (std::size_t r = b; r < e; ++r) {
+      const D* dyr = dy.data() + r * h;
+      const I* xr = x.data() + r * h;
+      DX* dxr = dx.data() + r * h;
+      detail::prefetch(dyr, h * sizeof(D), h * sizeof(D));  // the next row
+      detail::prefetch(xr, h * sizeof(I), h * sizeof(I));
+      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> &&
+                    detail::simd_storage<I> && detail::simd_storage<DX>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) {
+          detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch);
+          continue;
+        }
+        if (isa >= Isa::avx512) {
+          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch);
+          continue;
+        }
+        if (isa == Isa::avx2) {
+          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
+                                                 scratch);
+          continue;
+        }
+#endif
+      }
+      detail::layer_norm_backward_row_scalar<C>(dyr, xr, gamma.data(), static_cast<C>(mean[r]), static_cast<C>(rstd[r]),
+                                                dxr, h, dgamma_part, dbeta_part);
+    }
+  });
+  // Partials in chunk order, then into the gradients: the same bits for any
+  // thread count. Chunk 0's partials become the running sums (contiguous rows:
+  // the compiler vectorizes the adds; each column is still summed in chunk order).
+  C* sums = partials;
+  for (std::size_t c = 1; c < chunks; ++c) {
+    const C* part = partials + c * 2 * h;
+    for (std::size_t j = 0; j < 2 * h; ++j) sums[j] += part[j];
+  }
+  for (std::size_t j = 0; j < h && chunks > 0; ++j) {
+    dgamma[j] += sums[j];
+    dbeta[j] += sums[h + j];
+  }
 }
 
 }  // namespace mpt::kernels
 
 #pragma GCC diagnostic pop
-// ---- end mpt/kernels/residual.hpp ----
-// ---- begin mpt/kernels/add_layer_norm.hpp ----
-// The residual branch of a BERT block in one pass over memory:
-//   sum = dropout(x) + residual          (saved: LayerNorm backward needs it)
-//   y   = LayerNorm(sum) * gamma + beta  (mean, rstd saved)
-// Bit for bit the same as dropout_add_forward followed by layer_norm_forward;
-// fused, each chunk of rows is normalized while its sum is still in cache,
-// so the sum is written once and never read back from memory.
-// p = 0 gives plain residual + LayerNorm.
-//
-//   dropout_add_layer_norm_forward(x, residual, p, key, gamma, beta, eps, sum, y, mean, rstd)
-//     x, residual, sum, y [rows..., H] (fp32 / bf16 / double); gamma, beta [H];
-//     mean, rstd [rows] fp32 (double when the activations are double).
-// Backward: dsum = layer_norm_backward(dy, sum, ...); dresidual = dsum;
-//           dx = dropout_backward(dsum, p, key).
-
+// ---- end mpt/kernels/layer_norm.hpp ----
 
 #include <cstddef>
 #include <numeric>
@@ -2734,106 +2212,6 @@ void dropout_add_layer_norm_forward(TensorView<In> x, TensorView<Res> residual, 
 
 }  // namespace mpt::kernels
 // ---- end mpt/kernels/add_layer_norm.hpp ----
-// ---- begin mpt/kernels/embedding.hpp ----
-// Embedding lookup and its gradient.
-//
-//   embedding_forward(ids, table, out)
-//     ids [tokens...] int32, table [vocab, hidden] fp32 / bf16 / double,
-//     out [tokens..., hidden]: out[t] = table[ids[t]] (converted to out's type)
-//   embedding_backward(ids, dout, dtable)
-//     dtable [vocab, hidden] fp32 (or double) += dout[t] at row ids[t].
-//     Deterministic for any thread count: each task owns a fixed range of
-//     vocabulary rows and adds its tokens' gradients in token order.
-// An id outside [0, vocab) is an mpt::Error naming the id, its position and the vocabulary size.
-
-
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <span>
-#include <type_traits>
-
-namespace mpt::kernels {
-namespace detail {
-inline constexpr std::size_t embedding_backward_tasks = 64;  // vocabulary ranges (fixed: thread-count independent)
-
-template <class Id>
-void check_embedding_ids(const char* op, TensorView<Id> ids, std::int64_t vocab) {
-  for (std::size_t t = 0; t < ids.size(); ++t) {
-    if (ids[t] < 0 || ids[t] >= vocab) {
-      throw_error(op, ": token id ", ids[t], " at position ", t, " is outside the vocabulary of ", vocab,
-                  " rows; ids must lie in [0, ", vocab, ")");
-    }
-  }
-}
-
-// Checks table [vocab, hidden] and `what` [ids' shape..., hidden]; returns vocab.
-template <class Ids, class Table>
-std::int64_t check_embedding_shapes(const char* op, TensorView<Ids> ids, TensorView<Table> table, const char* what,
-                                    const Shape& rows) {
-  if (table.rank() != 2) throw_error(op, ": the table must be [vocab, hidden] but has shape ", table.shape());
-  Shape expected;
-  const Shape& s = ids.shape();
-  switch (s.rank()) {
-    case 0: expected = Shape{table.dim(1)}; break;
-    case 1: expected = Shape{s[0], table.dim(1)}; break;
-    case 2: expected = Shape{s[0], s[1], table.dim(1)}; break;
-    default: expected = Shape{s[0], s[1], s[2], table.dim(1)}; break;
-  }
-  check_shape(op, what, rows, expected);
-  return table.dim(0);
-}
-}  // namespace detail
-
-template <class Id, class T, class Out>
-void embedding_forward(TensorView<Id> ids, TensorView<T> table, TensorView<Out> out) {
-  static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "embedding_forward: token ids are int32");
-  using TT = std::remove_const_t<T>;
-  const std::int64_t vocab = detail::check_embedding_shapes("embedding_forward", ids, table, "out", out.shape());
-  detail::check_embedding_ids("embedding_forward", ids, vocab);
-  const std::size_t hidden = static_cast<std::size_t>(table.dim(1));
-  detail::for_each_row_chunk(ids.size(), 64, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t t = begin; t < end; ++t) {
-      const TT* row = table.data() + static_cast<std::size_t>(ids[t]) * hidden;
-      Out* dst = out.data() + t * hidden;
-      if constexpr (std::is_same_v<TT, Out>) {
-        std::memcpy(dst, row, hidden * sizeof(Out));
-      } else if constexpr (std::is_same_v<TT, float> && std::is_same_v<Out, bf16>) {
-        convert(std::span<const float>(row, hidden), std::span<bf16>(dst, hidden));
-      } else if constexpr (std::is_same_v<TT, bf16> && std::is_same_v<Out, float>) {
-        convert(std::span<const bf16>(row, hidden), std::span<float>(dst, hidden));
-      } else {
-        for (std::size_t j = 0; j < hidden; ++j) dst[j] = static_cast<Out>(to_float(row[j]));
-      }
-    }
-  });
-}
-
-template <class Id, class G, class Acc>
-void embedding_backward(TensorView<Id> ids, TensorView<G> dout, TensorView<Acc> dtable) {
-  static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "embedding_backward: token ids are int32");
-  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
-                "embedding_backward: the gradient table accumulates in fp32 (or double)");
-  using GG = std::remove_const_t<G>;
-  const std::int64_t vocab = detail::check_embedding_shapes("embedding_backward", ids, dtable, "dout", dout.shape());
-  detail::check_embedding_ids("embedding_backward", ids, vocab);
-  const std::size_t hidden = static_cast<std::size_t>(dtable.dim(1));
-  const std::size_t tasks = detail::embedding_backward_tasks;
-  const std::size_t rows_per_task = (static_cast<std::size_t>(vocab) + tasks - 1) / tasks;
-  mpt::parallel_for(tasks, [&](std::size_t task) {
-    const std::int64_t lo = static_cast<std::int64_t>(task * rows_per_task);
-    const std::int64_t hi = lo + static_cast<std::int64_t>(rows_per_task);
-    for (std::size_t t = 0; t < ids.size(); ++t) {
-      if (ids[t] < lo || ids[t] >= hi) continue;
-      Acc* dst = dtable.data() + static_cast<std::size_t>(ids[t]) * hidden;
-      const GG* src = dout.data() + t * hidden;
-      for (std::size_t j = 0; j < hidden; ++j) dst[j] += static_cast<Acc>(to_float(src[j]));
-    }
-  });
-}
-
-}  // namespace mpt::kernels
-// ---- end mpt/kernels/embedding.hpp ----
 // ---- begin mpt/kernels/cross_entropy.hpp ----
 // Softmax cross-entropy with an ignore index, as torch.nn.CrossEntropyLoss
 // (reduction='mean').
@@ -2936,335 +2314,1670 @@ void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::i
 
 }  // namespace mpt::kernels
 // ---- end mpt/kernels/cross_entropy.hpp ----
-// ---- begin mpt/nn.hpp ----
-// mpt/nn: layers with forward/backward and their parameters; the BERT model.
-// ---- begin mpt/nn/parameters.hpp ----
-// Parameters<P>: every parameter of a model in flat buffers with one offset
-// table, named as Hugging Face names them.
+// ---- begin mpt/kernels/embedding.hpp ----
+// Embedding lookup and its gradient.
 //
-//   master   P::master_t  what the optimizer updates and checkpoints hold
-//   compute  P::param_t   the copy matmuls read (bf16 under bf16_mixed);
-//                         the same memory as master when the types agree
-//   grad     P::grad_t    gradients; backward accumulates (+=) into them,
-//                         only the trainer zeroes them
-//
-// Layers declare their parameters once (declare), the model allocates
-// (allocate), and from then on the buffers never move, so the optimizer step
-// and a gradient all-reduce are single passes over contiguous memory.
+//   embedding_forward(ids, table, out)
+//     ids [tokens...] int32, table [vocab, hidden] fp32 / bf16 / double,
+//     out [tokens..., hidden]: out[t] = table[ids[t]] (converted to out's type)
+//   embedding_backward(ids, dout, dtable)
+//     dtable [vocab, hidden] fp32 (or double) += dout[t] at row ids[t].
+//     Deterministic for any thread count: each task owns a fixed range of
+//     vocabulary rows and adds its tokens' gradients in token order.
+// An id outside [0, vocab) is an mpt::Error naming the id, its position and the vocabulary size.
 
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <span>
-#include <string>
-#include <string_view>
 #include <type_traits>
-#include <unordered_map>
-#include <vector>
 
-namespace mpt::nn {
+namespace mpt::kernels {
+namespace detail {
+inline constexpr std::size_t embedding_backward_tasks = 64;  // vocabulary ranges (fixed: thread-count independent)
 
-// What a parameter is for: decides its initialization and whether weight
-// decay applies (transformers exempts biases and LayerNorm weights).
-enum class ParamRole { linear_weight, linear_bias, embedding, norm_weight, norm_bias };
-
-inline bool weight_decay_applies(ParamRole role) noexcept {
-  return role == ParamRole::linear_weight || role == ParamRole::embedding;
+template <class Id>
+void check_embedding_ids(const char* op, TensorView<Id> ids, std::int64_t vocab) {
+  for (std::size_t t = 0; t < ids.size(); ++t) {
+    if (ids[t] < 0 || ids[t] >= vocab) {
+      throw_error(op, ": token id ", ids[t], " at position ", t, " is outside the vocabulary of ", vocab,
+                  " rows; ids must lie in [0, ", vocab, ")");
+    }
+  }
 }
 
-struct ParamEntry {
-  std::string name;         // e.g. bert.encoder.layer.3.attention.self.query.weight
-  Shape shape;
-  std::size_t offset = 0;   // in elements, the same in every flat buffer
-  ParamRole role = ParamRole::linear_weight;
-  std::size_t size() const noexcept { return shape.numel(); }
-};
-
-// Index of a parameter in its Parameters (returned by declare).
-using ParamId = std::size_t;
-
-template <PrecisionPolicy P>
-class Parameters {
- public:
-  using master_t = typename P::master_t;
-  using param_t = typename P::param_t;
-  using grad_t = typename P::grad_t;
-
-  // Registers a parameter; only before allocate(). Names are unique.
-  ParamId declare(std::string name, Shape shape, ParamRole role) {
-    if (allocated_) throw_error("Parameters::declare(", name, "): declare every parameter before allocate()");
-    if (index_.count(name)) throw_error("Parameters::declare: '", name, "' is declared twice");
-    const ParamId id = entries_.size();
-    index_.emplace(name, id);
-    entries_.push_back({std::move(name), shape, total_, role});
-    total_ += round_up(shape.numel());
-    return id;
+// Checks table [vocab, hidden] and `what` [ids' shape..., hidden]; returns vocab.
+template <class Ids, class Table>
+std::int64_t check_embedding_shapes(const char* op, TensorView<Ids> ids, TensorView<Table> table, const char* what,
+                                    const Shape& rows) {
+  if (table.rank() != 2) throw_error(op, ": the table must be [vocab, hidden] but has shape ", table.shape());
+  Shape expected;
+  const Shape& s = ids.shape();
+  switch (s.rank()) {
+    case 0: expected = Shape{table.dim(1)}; break;
+    case 1: expected = Shape{s[0], table.dim(1)}; break;
+    case 2: expected = Shape{s[0], s[1], table.dim(1)}; break;
+    default: expected = Shape{s[0], s[1], s[2], table.dim(1)}; break;
   }
+  check_shape(op, what, rows, expected);
+  return table.dim(0);
+}
+}  // namespace detail
 
-  // Allocates the flat buffers (zeroed). Offsets are 16-element aligned so
-  // every parameter starts on a 64-byte boundary in the fp32 buffers.
-  void allocate() {
-    if (allocated_) return;
-    master_ = AlignedBuffer<master_t>(total_);
-    if constexpr (separate_compute) compute_ = AlignedBuffer<param_t>(total_);
-    grad_ = AlignedBuffer<grad_t>(total_);
-    allocated_ = true;
-  }
-
-  std::span<const ParamEntry> entries() const noexcept { return entries_; }
-  const ParamEntry& entry(ParamId id) const { return entries_.at(id); }
-  // The parameter with this name, or nullptr.
-  const ParamEntry* find(std::string_view name) const {
-    auto it = index_.find(std::string(name));
-    return it == index_.end() ? nullptr : &entries_[it->second];
-  }
-  std::size_t count() const noexcept { return entries_.size(); }
-  // Number of scalar parameters (without alignment padding).
-  std::size_t numel() const noexcept {
-    std::size_t n = 0;
-    for (const auto& e : entries_) n += e.size();
-    return n;
-  }
-
-  TensorView<master_t> master(ParamId id) { return view(master_.data(), id); }
-  TensorView<const master_t> master(ParamId id) const { return view(master_.data(), id); }
-  TensorView<const param_t> compute(ParamId id) const {
-    if constexpr (separate_compute) {
-      return view(compute_.data(), id);
-    } else {
-      return view(master_.data(), id);
-    }
-  }
-  TensorView<grad_t> grad(ParamId id) { return view(grad_.data(), id); }
-  TensorView<const grad_t> grad(ParamId id) const { return view(grad_.data(), id); }
-
-  // Whole buffers, padding included (padding stays zero).
-  std::span<master_t> master_flat() noexcept { return {master_.data(), master_.size()}; }
-  std::span<grad_t> grad_flat() noexcept { return {grad_.data(), grad_.size()}; }
-  std::span<const grad_t> grad_flat() const noexcept { return {grad_.data(), grad_.size()}; }
-  std::span<param_t> compute_flat() noexcept {
-    if constexpr (separate_compute) {
-      return {compute_.data(), compute_.size()};
-    } else {
-      return {master_.data(), master_.size()};
-    }
-  }
-
-  // Rewrites the compute copy from the master weights (after loading or
-  // initializing; the optimizer does this itself in its update pass).
-  void sync_compute_copy() {
-    if constexpr (separate_compute) {
-      if constexpr (std::is_same_v<master_t, float> && std::is_same_v<param_t, bf16>) {
-        convert(std::span<const float>(master_.data(), master_.size()), std::span<bf16>(compute_.data(), compute_.size()));
+template <class Id, class T, class Out>
+void embedding_forward(TensorView<Id> ids, TensorView<T> table, TensorView<Out> out) {
+  static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "embedding_forward: token ids are int32");
+  using TT = std::remove_const_t<T>;
+  const std::int64_t vocab = detail::check_embedding_shapes("embedding_forward", ids, table, "out", out.shape());
+  detail::check_embedding_ids("embedding_forward", ids, vocab);
+  const std::size_t hidden = static_cast<std::size_t>(table.dim(1));
+  detail::for_each_row_chunk(ids.size(), 64, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t t = begin; t < end; ++t) {
+      const TT* row = table.data() + static_cast<std::size_t>(ids[t]) * hidden;
+      Out* dst = out.data() + t * hidden;
+      if constexpr (std::is_same_v<TT, Out>) {
+        std::memcpy(dst, row, hidden * sizeof(Out));
+      } else if constexpr (std::is_same_v<TT, float> && std::is_same_v<Out, bf16>) {
+        convert(std::span<const float>(row, hidden), std::span<bf16>(dst, hidden));
+      } else if constexpr (std::is_same_v<TT, bf16> && std::is_same_v<Out, float>) {
+        convert(std::span<const bf16>(row, hidden), std::span<float>(dst, hidden));
       } else {
-        for (std::size_t i = 0; i < master_.size(); ++i) compute_[i] = static_cast<param_t>(master_[i]);
+        for (std::size_t j = 0; j < hidden; ++j) dst[j] = static_cast<Out>(to_float(row[j]));
       }
     }
+  });
+}
+
+template <class Id, class G, class Acc>
+void embedding_backward(TensorView<Id> ids, TensorView<G> dout, TensorView<Acc> dtable) {
+  static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "embedding_backward: token ids are int32");
+  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
+                "embedding_backward: the gradient table accumulates in fp32 (or double)");
+  using GG = std::remove_const_t<G>;
+  const std::int64_t vocab = detail::check_embedding_shapes("embedding_backward", ids, dtable, "dout", dout.shape());
+  detail::check_embedding_ids("embedding_backward", ids, vocab);
+  const std::size_t hidden = static_cast<std::size_t>(dtable.dim(1));
+  const std::size_t tasks = detail::embedding_backward_tasks;
+  const std::size_t rows_per_task = (static_cast<std::size_t>(vocab) + tasks - 1) / tasks;
+  mpt::parallel_for(tasks, [&](std::size_t task) {
+    const std::int64_t lo = static_cast<std::int64_t>(task * rows_per_task);
+    const std::int64_t hi = lo + static_cast<std::int64_t>(rows_per_task);
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+      if (ids[t] < lo || ids[t] >= hi) continue;
+      Acc* dst = dtable.data() + static_cast<std::size_t>(ids[t]) * hidden;
+      const GG* src = dout.data() + t * hidden;
+      for (std::size_t j = 0; j < hidden; ++j) dst[j] += static_cast<Acc>(to_float(src[j]));
+    }
+  });
+}
+
+}  // namespace mpt::kernels
+// ---- end mpt/kernels/embedding.hpp ----
+// ---- begin mpt/kernels/gelu.hpp ----
+// GELU, erf form as torch.nn.functional.gelu(approximate='none'):
+//   gelu(h) = 0.5 h (1 + erf(h / sqrt 2)),
+//   gelu'(h) = 0.5 (1 + erf(h / sqrt 2)) + h exp(-h^2 / 2) / sqrt(2 pi).
+//
+//   gelu_bias_forward(x, bias, y, preact)
+//     x [rows..., N] fp32 / bf16 / double (a GEMM output without its bias),
+//     bias [N] fp32 (or double), or a default view {} for none; h = x + bias, rounded to y's type
+//     (as a bf16 linear layer's output is under autocast), y = gelu(h).
+//     preact (same shape, y's type) receives h for backward, or {} to skip.
+//   gelu_forward(x, y)                     no bias, no saved pre-activation
+//   gelu_backward(dy, preact, dx, dbias)
+//     dx = dy * gelu'(preact); dbias [N] (fp32, or {} to skip) += sum_rows dx,
+//     summed deterministically (fixed row chunks, partials in chunk order).
+
+
+#include <cmath>
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+namespace detail {
+inline constexpr double sqrt1_2 = 0.70710678118654752440;     // 1 / sqrt(2)
+inline constexpr double inv_sqrt_2pi = 0.39894228040143267794;  // 1 / sqrt(2 pi)
+inline constexpr std::size_t gelu_backward_chunk_rows = 32;
+
+template <class C>
+C gelu_reference(C h) {
+  return C(0.5) * h * (C(1) + std::erf(h * C(sqrt1_2)));
+}
+template <class C>
+C gelu_derivative_reference(C h) {
+  return C(0.5) * (C(1) + std::erf(h * C(sqrt1_2))) + h * std::exp(C(-0.5) * h * h) * C(inv_sqrt_2pi);
+}
+
+// Scalar reference for one row of n.
+template <class C, class In, class Par, class Out>
+void gelu_row_scalar(const In* x, const Par* bias, Out* y, Out* preact, std::size_t n) {
+  for (std::size_t j = 0; j < n; ++j) {
+    C h = static_cast<C>(to_float(x[j]));
+    if (bias) h += static_cast<C>(bias[j]);
+    if constexpr (std::is_same_v<C, float>) h = keep_as<Out>(h);
+    if (preact) preact[j] = static_cast<Out>(h);
+    y[j] = static_cast<Out>(gelu_reference(h));
   }
+}
 
-  void zero_grad() noexcept {
-    for (grad_t& g : grad_) g = grad_t(0);
+template <class C, class DY, class H, class DX>
+void gelu_backward_row_scalar(const DY* dy, const H* h, DX* dx, std::size_t n, C* dbias_part) {
+  for (std::size_t j = 0; j < n; ++j) {
+    const C d = static_cast<C>(to_float(dy[j])) * gelu_derivative_reference(static_cast<C>(to_float(h[j])));
+    dx[j] = static_cast<DX>(d);
+    // The bias gradient sums dx as stored (bf16 under autocast), as PyTorch's linear backward does.
+    if (dbias_part) dbias_part[j] += std::is_same_v<C, float> ? keep_as<DX>(float(d)) : d;
   }
+}
 
-  // Bytes held, for the memory report.
-  std::size_t master_bytes() const noexcept { return master_.size() * sizeof(master_t); }
-  std::size_t compute_bytes() const noexcept { return separate_compute ? compute_.size() * sizeof(param_t) : 0; }
-  std::size_t grad_bytes() const noexcept { return grad_.size() * sizeof(grad_t); }
+#if MPT_X86
+#define MPT_GELU_KERNELS(TARGET, ISA)                                                                 \
+  namespace ISA {                                                                                     \
+  /* gelu and gelu' of U vectors at once (see exp_n in simd.hpp). */                                  \
+  template <std::size_t U>                                                                            \
+  TARGET inline void gelu_n(vf (&h)[U]) noexcept {                                                    \
+    vf e[U];                                                                                          \
+    for (std::size_t u = 0; u < U; ++u) e[u] = h[u] * set1(float(sqrt1_2));                           \
+    erf_n(e);                                                                                         \
+    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) * h[u] * (set1(1.0f) + e[u]);               \
+  }                                                                                                   \
+  template <std::size_t U>                                                                            \
+  TARGET inline void gelu_derivative_n(vf (&h)[U]) noexcept {                                         \
+    vf cdf[U], pdf[U];                                                                                \
+    for (std::size_t u = 0; u < U; ++u) {                                                             \
+      cdf[u] = h[u] * set1(float(sqrt1_2));                                                           \
+      pdf[u] = set1(-0.5f) * h[u] * h[u];                                                             \
+    }                                                                                                 \
+    erf_n(cdf);                                                                                       \
+    exp_n(pdf);                                                                                       \
+    for (std::size_t u = 0; u < U; ++u) {                                                             \
+      cdf[u] = set1(0.5f) * (set1(1.0f) + cdf[u]);                                                    \
+      h[u] = fmadd(h[u], pdf[u] * set1(float(inv_sqrt_2pi)), cdf[u]);                                 \
+    }                                                                                                 \
+  }                                                                                                   \
+  template <class In, class Out>                                                                      \
+  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {          \
+    /* Two vectors per step: erf is a long dependency chain, two overlap. */                          \
+    /* h = x + bias rounded to Out; bf16 x without bias is already exact. */                          \
+    const bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && bias == nullptr); \
+    std::size_t j = 0;                                                                                \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
+      vf h[2];                                                                                        \
+      for (std::size_t u = 0; u < 2; ++u) {                                                           \
+        h[u] = load(x + j + u * lanes);                                                               \
+        if (bias) h[u] = h[u] + load(bias + j + u * lanes);                                           \
+        if (round_h) h[u] = round_to_bf16(h[u]);                                                      \
+        if (preact) store(preact + j + u * lanes, h[u]);                                              \
+      }                                                                                               \
+      gelu_n(h);                                                                                      \
+      store(y + j, h[0]);                                                                             \
+      store(y + j + lanes, h[1]);                                                                     \
+    }                                                                                                 \
+    for (; j < n; j += lanes) {                                                                       \
+      const std::size_t m = n - j;                                                                    \
+      vf h = load(x + j, m);                                                                          \
+      if (bias) h = h + load(bias + j, m);                                                            \
+      if (round_h) h = round_to_bf16(h);                                                              \
+      if (preact) store(preact + j, h, m);                                                            \
+      vf g[1] = {h};                                                                                  \
+      gelu_n(g);                                                                                      \
+      store(y + j, g[0], m);                                                                          \
+    }                                                                                                 \
+  }                                                                                                   \
+  template <class T>                                                                                  \
+  TARGET inline vf stored(vf v) noexcept {                                                            \
+    if constexpr (std::is_same_v<T, bf16>) return round_to_bf16(v);                                   \
+    else return v;                                                                                    \
+  }                                                                                                   \
+  template <class DY, class H, class DX>                                                              \
+  TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
+    std::size_t j = 0;                                                                                \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
+      vf g[2] = {load(h + j), load(h + j + lanes)};                                                   \
+      gelu_derivative_n(g);                                                                           \
+      const vf d0 = load(dy + j) * g[0], d1 = load(dy + j + lanes) * g[1];                            \
+      store(dx + j, d0);                                                                              \
+      store(dx + j + lanes, d1);                                                                      \
+      if (dbias_part) {                                                                               \
+        store(dbias_part + j, load(dbias_part + j) + stored<DX>(d0));                                 \
+        store(dbias_part + j + lanes, load(dbias_part + j + lanes) + stored<DX>(d1));                 \
+      }                                                                                               \
+    }                                                                                                 \
+    for (; j < n; j += lanes) {                                                                       \
+      const std::size_t m = n - j;                                                                    \
+      vf g[1] = {load(h + j, m)};                                                                     \
+      gelu_derivative_n(g);                                                                           \
+      const vf d = load(dy + j, m) * g[0];                                                            \
+      store(dx + j, d, m);                                                                            \
+      if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + stored<DX>(d), m);              \
+    }                                                                                                 \
+  }                                                                                                   \
+  }  // namespace ISA
+MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_GELU_KERNELS(MPT_TARGET_AVX512, avx512)
+MPT_GELU_KERNELS(MPT_TARGET_AVX2, avx2)
+#undef MPT_GELU_KERNELS
+#endif  // MPT_X86
+}  // namespace detail
 
- private:
-  static constexpr bool separate_compute = !std::is_same_v<master_t, param_t>;
-  static constexpr std::size_t round_up(std::size_t n) noexcept { return (n + 15) / 16 * 16; }
+template <class In, class Par, class Out, class Pre>
+void gelu_bias_forward(TensorView<In> x, TensorView<Par> bias, TensorView<Out> y, TensorView<Pre> preact) {
+  using I = std::remove_const_t<In>;
+  using P = std::remove_const_t<Par>;
+  using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
+  static_assert(std::is_same_v<Pre, Out>, "gelu_bias_forward: the saved pre-activation has the output's type");
+  if (x.rank() < 1) throw_error("gelu_bias_forward: x must have at least one axis");
+  const std::size_t n = static_cast<std::size_t>(x.dim(-1));
+  const std::size_t rows = n == 0 ? 0 : x.size() / n;
+  check_shape("gelu_bias_forward", "y", y.shape(), x.shape());
+  if (detail::present(bias)) check_shape("gelu_bias_forward", "bias", bias.shape(), Shape{std::int64_t(n)});
+  if (detail::present(preact)) check_shape("gelu_bias_forward", "preact", preact.shape(), x.shape());
+  const P* b = detail::present(bias) ? bias.data() : nullptr;
+  const Isa isa = detail::simd_isa_for<I, Out>();
+  detail::for_each_row_chunk(rows, detail::rows_per_task(n * (sizeof(I) + 2 * sizeof(Out))), [&](std::size_t rb, std::size_t re) {
+    for (std::size_t r = rb; r < re; ++r) {
+      const I* xr = x.data() + r * n;
+      Out* yr = y.data() + r * n;
+      Out* pr = detail::present(preact) ? preact.data() + r * n : nullptr;
+      detail::prefetch(xr, n * sizeof(I), n * sizeof(I));  // the next row
+      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> &&
+                    detail::simd_storage<Out>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_row(xr, b, yr, pr, n); continue; }
+        if (isa >= Isa::avx512) { detail::avx512::gelu_row(xr, b, yr, pr, n); continue; }
+        if (isa == Isa::avx2) { detail::avx2::gelu_row(xr, b, yr, pr, n); continue; }
+#endif
+      }
+      detail::gelu_row_scalar<C>(xr, b, yr, pr, n);
+    }
+  });
+}
 
-  template <class T>
-  TensorView<T> view(T* base, ParamId id) const {
-    if (!allocated_) throw_error("Parameters: '", entries_.at(id).name, "' is read before allocate()");
-    const ParamEntry& e = entries_.at(id);
-    return TensorView<T>(base + e.offset, e.shape);
-  }
+template <class In, class Out>
+void gelu_forward(TensorView<In> x, TensorView<Out> y) {
+  using B = std::conditional_t<std::is_same_v<std::remove_const_t<In>, double> || std::is_same_v<Out, double>, double, float>;
+  gelu_bias_forward(x, TensorView<const B>{}, y, TensorView<Out>{});
+}
 
-  std::vector<ParamEntry> entries_;
-  std::unordered_map<std::string, ParamId> index_;
-  std::size_t total_ = 0;
-  bool allocated_ = false;
-  AlignedBuffer<master_t> master_;
-  AlignedBuffer<param_t> compute_;
-  AlignedBuffer<grad_t> grad_;
+template <class DY, class H, class DX, class Grad>
+void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, TensorView<Grad> dbias) {
+  using D = std::remove_const_t<DY>;
+  using HH = std::remove_const_t<H>;
+  using C = std::conditional_t<std::is_same_v<HH, double> || std::is_same_v<DX, double>, double, float>;
+  static_assert(std::is_same_v<Grad, C>, "gelu_backward: dbias is fp32 (double when the pre-activation is double)");
+  if (preact.rank() < 1) throw_error("gelu_backward: preact must have at least one axis");
+  const std::size_t n = static_cast<std::size_t>(preact.dim(-1));
+  const std::size_t rows = n == 0 ? 0 : preact.size() / n;
+  check_shape("gelu_backward", "dy", dy.shape(), preact.shape());
+  check_shape("gelu_backward", "dx", dx.shape(), preact.shape());
+  const bool want_dbias = detail::present(dbias);
+  if (want_dbias) check_shape("gelu_backward", "dbias", dbias.shape(), Shape{std::int64_t(n)});
+  const std::size_t chunk = detail::gelu_backward_chunk_rows;
+  const std::size_t chunks = (rows + chunk - 1) / chunk;
+  C* partials = detail::thread_scratch<C, detail::ScratchUse::partials>(want_dbias ? chunks * n : 0);
+  if (want_dbias) std::fill(partials, partials + chunks * n, C(0));
+  const Isa isa = detail::simd_isa_for<D, HH, DX>();
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t rb, std::size_t re) {
+    C* part = want_dbias ? partials + (rb / chunk) * n : nullptr;
+    for (std::size_t r = rb; r < re; ++r) {
+      const D* dyr = dy.data() + r * n;
+      const HH* hr = preact.data() + r * n;
+      DX* dxr = dx.data() + r * n;
+      detail::prefetch(dyr, n * sizeof(D), n * sizeof(D));  // the next row
+      detail::prefetch(hr, n * sizeof(HH), n * sizeof(HH));
+      if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> &&
+                    detail::simd_storage<DX>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
+        if (isa >= Isa::avx512) { detail::avx512::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
+        if (isa == Isa::avx2) { detail::avx2::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
+#endif
+      }
+      detail::gelu_backward_row_scalar<C>(dyr, hr, dxr, n, part);
+    }
+  });
+  if (!want_dbias) return;
+  // Chunk partials in chunk order (chunk 0 holds the running sums): thread-count independent.
+  for (std::size_t c = 1; c < chunks; ++c)
+    for (std::size_t j = 0; j < n; ++j) partials[j] += partials[c * n + j];
+  for (std::size_t j = 0; j < n && chunks > 0; ++j) dbias[j] += partials[j];
+}
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/gelu.hpp ----
+// ---- begin mpt/kernels/gemm.hpp ----
+// General matrix multiply for training on CPUs: fp32 accumulation of fp32 or bf16
+// operands (fp64 for gradient checks), fused epilogues, runtime-chosen micro-kernels.
+//
+//   gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue = {})
+//       C[M x N] = epilogue(alpha * op(A)[M x K] * op(B)[K x N] + beta * C)
+//   PackedB<T>(tb, K, N, B, ldb)          op(B) packed once, reused by many gemm calls
+//   gemm(ta, M, N, K, alpha, A, lda, packed, beta, C, ldc, epilogue = {})
+//   gemm_strided_batched(ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
+//                        beta, C, ldc, stride_c, batch)        attention: batch x heads
+//   bias_grad(dY, M, N, ld, db)           db[j] += sum_i dY[i, j]
+//
+// Linear layer y = x W^T + b, x [T x in], W [out x in]:
+//   forward      gemm(N, T, T, out, in, 1, x, in, W, in, 0, y, out, {bias, gelu})
+//   input grad   gemm(N, N, T, in, out, 1, dy, out, W, in, 0, dx, in)
+//   weight grad  gemm(T, N, out, in, T, 1, dy, out, x, in, 1, dW, in) + bias_grad(dy, T, out, out, db)
+//
+// Threads split output tiles, never the k reduction: results are bitwise identical
+// for any thread count. See gemm/driver.hpp for the blocking, gemm/dispatch.hpp
+// for which micro-kernel runs where.
+
+// ---- begin mpt/kernels/gemm/bias_grad.hpp ----
+// Bias gradient of a linear layer: column sums of dY, accumulated into db.
+//
+// Shape: dY [M x N] (leading dimension ld), db [N]:  db[j] += sum_i dY[i, j]
+// Rows are summed in order 0..M-1 in the accumulation type and added to db once,
+// and threads split columns only: the result is the same for any thread count.
+
+// ---- begin mpt/kernels/gemm/pack.hpp ----
+// BLIS-style packing: op(B) into k-blocked column panels the micro-kernel streams
+// with aligned loads, op(A) into row panels when it cannot be read in place.
+//
+//   PanelLayout<Kernel>        where panel (k-block, column panel) of packed op(B) starts
+//   pack_b_panel<Kernel>(...)  one panel (SIMD where written, else the _reference): b[(g * NR + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j), zero-padded
+//   pack_a_panel<Kernel>(...)  one panel (likewise): a[(g * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
+// KG is the number of consecutive k per 32-bit lane (2 for vdpbf16ps pairs, else 1).
+// Conversions (bf16 -> fp32 widening, fp32 -> fp64) happen here and are exact.
+
+// ---- begin mpt/kernels/gemm/pack_avx512.hpp ----
+// AVX-512 packing for the 12 x 32 micro-kernels; same layouts and results as the
+// scalar reference in pack.hpp (pack_b_panel_reference / pack_a_panel_reference).
+//
+//   B panel: b[(g * 32 + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j)    (32 columns)
+//   A panel: a[(g * 12 + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u)    (12 rows)
+//
+// Rows of a stored matrix become lanes with masked loads; columns become lanes
+// with gathers (one 32-bit word = one fp32 or one bf16 k-pair per row); bf16
+// k-pairs are interleaved from two rows with vpermt2w; widening bf16 -> fp32 is
+// a 16-bit shift. Lanes beyond the matrix are zero.
+
+// ---- begin mpt/kernels/gemm/types.hpp ----
+// The vocabulary of GEMM calls: which operand is transposed, and what is fused
+// into the store of C.
+
+#include <cstddef>
+
+namespace mpt {
+
+// op(X) = X (N) or X transposed (T). Matrices are row-major with a leading
+// dimension: element (r, c) of a stored R x C matrix is at X[r * ld + c].
+enum class Trans { N, T };
+
+// Applied, in this order, to every element of C as it is stored:
+//   v = alpha * (op(A) op(B))(i, j) + beta * C(i, j)     (C is not read when beta == 0)
+//   v += bias[j]                                         (bias != nullptr)
+//   v = gelu(v) = v/2 * (1 + erf(v / sqrt 2))            (gelu, as BERT)
+//   v += residual[i * ldr + j]                           (residual != nullptr)
+//   C(i, j) = v rounded to C's type (round to nearest even for bf16)
+// Everything before the final rounding happens in the accumulation type.
+template <class Bias = float, class Residual = Bias>
+struct GemmEpilogue {
+  const Bias* bias = nullptr;          // [N]
+  bool gelu = false;
+  const Residual* residual = nullptr;  // [M x N], leading dimension ldr
+  std::size_t ldr = 0;
+
+  bool fuses_anything() const noexcept { return bias != nullptr || gelu || residual != nullptr; }
 };
 
-}  // namespace mpt::nn
-// ---- end mpt/nn/parameters.hpp ----
-// ---- end mpt/nn.hpp ----
-// ---- begin mpt/optim.hpp ----
-// mpt/optim: optimizers over master weights (AdamW, SGD), master-weight
-// policies, loss scaling, gradient clipping and accumulation, learning-rate
-// schedules, optimizer state.
-//
-// A training step, as transformers' Trainer does it:
-//
-//   optim::ParameterTable table;                       // the model fills it, in buffer order
-//   table.add("bert.embeddings.word_embeddings.weight", 30522 * 768);   // decays
-//   table.add("bert.embeddings.LayerNorm.weight", 768);                // exempt, as HF
-//   optim::AdamW<precision::bf16_mixed> opt(params, table, {.weight_decay = 0.01});
-//   optim::DynamicLossScaler scaler;                   // or NoLossScaling (bf16 default)
-//   auto schedule = optim::LrSchedule::for_trainer("linear", 3e-5, warmup_steps, total_steps);
-//   ... backward of every micro-batch adds into `grads` (loss x scaler.scale() / micro-batches)
-//   auto report = optim::clip_and_step(opt, scaler, grads, schedule.lr(opt.steps()), 1.0);
-//   // report.grad_norm, report.applied, report.loss_scale, report.skipped_steps
-//
-// Checkpoints: opt.state_dict() (tensors + JSON scalars), scaler.state(), schedule.state().
-// ---- begin mpt/core/fp16_convert.hpp ----
-// fp16 (IEEE binary16, stored as Eigen::half) and array conversions float <-> fp16.
-// The scalar functions are the reference; the F16C path (AVX2 level) and the
-// AVX-512 path give the same bits:
-//   finite  -> round to nearest, ties to even (subnormal halves kept, not flushed)
-//   overflow (|x| >= 65520) -> ±Inf
-//   NaN     -> a quiet NaN with the same sign and the top 9 payload bits (as vcvtps2ph)
-// Widening is exact; a NaN widens to a quiet NaN with the same payload (as vcvtph2ps).
-//
-//   convert(span<const float>, span<fp16>)   narrowing, active_isa()
-//   convert(span<const fp16>, span<float>)   widening
-//   convert_with(Isa, ...)                   the same on one chosen path (tests)
-
-
-#include <Eigen/Core>
+}  // namespace mpt
+// ---- end mpt/kernels/gemm/types.hpp ----
 
 #include <immintrin.h>
 
-#include <bit>
+#include <array>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
-#include <span>
+#include <type_traits>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-namespace mpt {
-
-using fp16 = Eigen::half;
-
-inline std::uint16_t fp16_bits(fp16 x) noexcept { return x.x; }
-inline fp16 fp16_from_bits(std::uint16_t bits) noexcept { return fp16(Eigen::half_impl::raw_uint16_to_half(bits)); }
-
-// fp32 bit pattern -> fp16 bit pattern, round-to-nearest-even.
-inline std::uint16_t float_bits_to_fp16_bits(std::uint32_t u) noexcept {
-  const std::uint32_t sign = (u >> 16) & 0x8000u;
-  const std::uint32_t a = u & 0x7FFFFFFFu;
-  if (a > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u | ((a >> 13) & 0x03FFu));  // quiet NaN
-  if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // 65520 and up (and Inf) -> Inf
-  if (a < 0x38800000u) {
-    // Below the smallest normal half (2^-14): adding 0.5 leaves a float whose
-    // last mantissa bit is worth 2^-24, the half subnormal unit, so the FPU's
-    // own round-to-nearest-even does the rounding.
-    const float rounded = std::bit_cast<float>(a) + 0.5f;
-    return static_cast<std::uint16_t>(sign | (std::bit_cast<std::uint32_t>(rounded) - 0x3F000000u));
-  }
-  const std::uint32_t odd = (a >> 13) & 1u;
-  const std::uint32_t rebiased = a + (static_cast<std::uint32_t>(15 - 127) << 23) + 0x0FFFu + odd;
-  return static_cast<std::uint16_t>(sign | (rebiased >> 13));
-}
-
-// fp16 bit pattern -> fp32 value (exact).
-inline float fp16_bits_to_float(std::uint16_t h) noexcept {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t em = h & 0x7FFFu;
-  if (em == 0x7C00u) return std::bit_cast<float>(sign | 0x7F800000u);                          // Inf
-  if (em > 0x7C00u) return std::bit_cast<float>(sign | 0x7FC00000u | ((em & 0x03FFu) << 13));  // NaN, made quiet
-  if (em >= 0x0400u) return std::bit_cast<float>(sign | ((em << 13) + (static_cast<std::uint32_t>(127 - 15) << 23)));
-  const float magnitude = static_cast<float>(em) * 0x1p-24f;  // subnormal or zero: exact
-  return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(magnitude));
-}
-
-inline fp16 to_fp16(float x) noexcept {
-  return fp16_from_bits(float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x)));
-}
-inline float to_float(fp16 x) noexcept { return fp16_bits_to_float(fp16_bits(x)); }
-
-namespace detail {
-
-inline void narrow_fp16_scalar(const float* in, fp16* out, std::size_t n) noexcept {
-  for (std::size_t i = 0; i < n; ++i) out[i] = to_fp16(in[i]);
-}
-inline void widen_fp16_scalar(const fp16* in, float* out, std::size_t n) noexcept {
-  for (std::size_t i = 0; i < n; ++i) out[i] = to_float(in[i]);
-}
+namespace mpt::detail {
 
 #if MPT_X86
-// F16C: vcvtps2ph with round-to-nearest-even, vcvtph2ps.
-MPT_TARGET_AVX2 inline void narrow_fp16_f16c(const float* in, fp16* out, std::size_t n) noexcept {
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
-  }
-  narrow_fp16_scalar(in + i, out + i, n - i);
+inline __mmask16 lanes16(std::size_t n) noexcept { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
+inline __mmask32 lanes32(std::size_t n) noexcept {
+  return n >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((std::uint32_t(1) << n) - 1u);
 }
 
-MPT_TARGET_AVX2 inline void widen_fp16_f16c(const fp16* in, float* out, std::size_t n) noexcept {
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
-  }
-  widen_fp16_scalar(in + i, out + i, n - i);
+// vpermt2w indices that interleave two rows of 32 bf16 into k-pairs:
+// lanes 0..15 of the pairs (low) and 16..31 (high).
+inline constexpr std::array<std::int16_t, 32> pair_index(int first) noexcept {
+  std::array<std::int16_t, 32> idx{};
+  for (int t = 0; t < 32; ++t) idx[t] = static_cast<std::int16_t>((t & 1) * 32 + first + t / 2);
+  return idx;
+}
+alignas(64) inline constexpr std::array<std::int16_t, 32> pair_index_lo = pair_index(0);
+alignas(64) inline constexpr std::array<std::int16_t, 32> pair_index_hi = pair_index(16);
+
+// Interleaves bf16 rows r0 (k even) and r1 (k odd) into k-pairs.
+MPT_TARGET_AVX512 inline void interleave_pairs(__m512i r0, __m512i r1, __m512i& lo, __m512i& hi) noexcept {
+  lo = _mm512_permutex2var_epi16(r0, _mm512_loadu_si512(pair_index_lo.data()), r1);
+  hi = _mm512_permutex2var_epi16(r0, _mm512_loadu_si512(pair_index_hi.data()), r1);
 }
 
-MPT_TARGET_AVX512 inline void narrow_fp16_avx512(const float* in, fp16* out, std::size_t n) noexcept {
-  for (std::size_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
-    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    _mm256_mask_storeu_epi16(out + i, m, h);
+// 32-bit words at base + lane * stride_bytes for the lanes in m (others zero).
+MPT_TARGET_AVX512 inline __m512i gather_words(const void* base, std::size_t stride_bytes, __mmask16 m) noexcept {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int>(stride_bytes)));
+  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base, 1);
+}
+// Word-gathers need 16 row offsets in int32 bytes.
+inline bool gather_fits(std::size_t ld, std::size_t elem_bytes) noexcept { return ld * elem_bytes * 16 < INT_MAX; }
+
+MPT_TARGET_AVX512 inline __m512 widen_bf16_lanes(__m256i h) noexcept {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// ---- B panels, 32 columns ----
+
+// vdpbf16ps layout (KG = 2) from bf16 B.
+MPT_TARGET_AVX512 inline void pack_b_pairs_avx512(Trans tb, const bf16* b, std::size_t ldb, std::size_t k0,
+                                                  std::size_t kc, std::size_t j0, std::size_t nr_eff,
+                                                  bf16* out) noexcept {
+  const std::size_t groups = (kc + 1) / 2;
+  if (tb == Trans::N) {
+    const __mmask32 m = lanes32(nr_eff);
+    for (std::size_t g = 0; g < groups; ++g) {
+      const bf16* row = b + (k0 + 2 * g) * ldb + j0;
+      const __m512i r0 = _mm512_maskz_loadu_epi16(m, row);
+      const __m512i r1 = 2 * g + 1 < kc ? _mm512_maskz_loadu_epi16(m, row + ldb) : _mm512_setzero_si512();
+      __m512i lo, hi;
+      interleave_pairs(r0, r1, lo, hi);
+      _mm512_store_si512(out + g * 64, lo);
+      _mm512_store_si512(out + g * 64 + 32, hi);
+    }
+  } else {  // word (g, j) = the pair B[j0 + j][k0 + 2g .. +1], contiguous in memory
+    const __mmask16 m0 = lanes16(nr_eff), m1 = lanes16(nr_eff > 16 ? nr_eff - 16 : 0);
+    const std::size_t full = kc / 2;
+    for (std::size_t g = 0; g < full; ++g) {
+      const bf16* p = b + j0 * ldb + k0 + 2 * g;
+      _mm512_store_si512(out + g * 64, gather_words(p, ldb * 2, m0));
+      _mm512_store_si512(out + g * 64 + 32, m1 ? gather_words(p + 16 * ldb, ldb * 2, m1) : _mm512_setzero_si512());
+    }
+    if (full < groups) {  // odd kc: the last pair has no second element
+      for (std::size_t j = 0; j < 32; ++j) {
+        out[(full * 32 + j) * 2] = j < nr_eff ? b[(j0 + j) * ldb + k0 + 2 * full] : bf16_from_bits(0);
+        out[(full * 32 + j) * 2 + 1] = bf16_from_bits(0);
+      }
+    }
   }
 }
 
-MPT_TARGET_AVX512 inline void widen_fp16_avx512(const fp16* in, float* out, std::size_t n) noexcept {
-  for (std::size_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
-    _mm512_mask_storeu_ps(out + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, in + i)));
+// fp32 layout (KG = 1) from fp32 or bf16 B.
+template <class TB>
+MPT_TARGET_AVX512 inline void pack_b_fp32_avx512(Trans tb, const TB* b, std::size_t ldb, std::size_t k0,
+                                                 std::size_t kc, std::size_t j0, std::size_t nr_eff,
+                                                 float* out) noexcept {
+  const __mmask16 m0 = lanes16(nr_eff), m1 = lanes16(nr_eff > 16 ? nr_eff - 16 : 0);
+  if (tb == Trans::N) {
+    for (std::size_t k = 0; k < kc; ++k) {
+      const TB* row = b + (k0 + k) * ldb + j0;
+      if constexpr (std::is_same_v<TB, bf16>) {
+        _mm512_store_ps(out + k * 32, widen_bf16_lanes(_mm256_maskz_loadu_epi16(m0, row)));
+        _mm512_store_ps(out + k * 32 + 16, widen_bf16_lanes(_mm256_maskz_loadu_epi16(m1, row + 16)));
+      } else {
+        _mm512_store_ps(out + k * 32, _mm512_maskz_loadu_ps(m0, row));
+        _mm512_store_ps(out + k * 32 + 16, _mm512_maskz_loadu_ps(m1, row + 16));
+      }
+    }
+  } else if constexpr (std::is_same_v<TB, bf16>) {  // gather k-pairs, split into two k rows
+    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    std::size_t k = 0;
+    for (; k + 2 <= kc; k += 2) {
+      const bf16* p = b + j0 * ldb + k0 + k;
+      const __m512i w0 = gather_words(p, ldb * 2, m0);
+      const __m512i w1 = m1 ? gather_words(p + 16 * ldb, ldb * 2, m1) : _mm512_setzero_si512();
+      _mm512_store_si512(out + k * 32, _mm512_slli_epi32(w0, 16));
+      _mm512_store_si512(out + k * 32 + 16, _mm512_slli_epi32(w1, 16));
+      _mm512_store_si512(out + k * 32 + 32, _mm512_and_si512(w0, high));
+      _mm512_store_si512(out + k * 32 + 48, _mm512_and_si512(w1, high));
+    }
+    for (; k < kc; ++k)
+      for (std::size_t j = 0; j < 32; ++j) out[k * 32 + j] = j < nr_eff ? to_float(b[(j0 + j) * ldb + k0 + k]) : 0.0f;
+  } else {
+    for (std::size_t k = 0; k < kc; ++k) {
+      const float* p = b + j0 * ldb + k0 + k;
+      _mm512_store_si512(out + k * 32, gather_words(p, ldb * 4, m0));
+      _mm512_store_si512(out + k * 32 + 16, m1 ? gather_words(p + 16 * ldb, ldb * 4, m1) : _mm512_setzero_si512());
+    }
+  }
+}
+
+// ---- A panels, 12 rows ----
+
+// vdpbf16ps layout (KG = 2) from bf16 A^T (A stored [K x M]: rows are k).
+MPT_TARGET_AVX512 inline void pack_a_pairs_t_avx512(const bf16* a, std::size_t lda, std::size_t i0, std::size_t mr_eff,
+                                                    std::size_t k0, std::size_t kc, bf16* out) noexcept {
+  const __mmask32 m = lanes32(mr_eff);
+  const std::size_t groups = (kc + 1) / 2;
+  for (std::size_t g = 0; g < groups; ++g) {
+    const bf16* row = a + (k0 + 2 * g) * lda + i0;
+    const __m512i r0 = _mm512_maskz_loadu_epi16(m, row);
+    const __m512i r1 = 2 * g + 1 < kc ? _mm512_maskz_loadu_epi16(m, row + lda) : _mm512_setzero_si512();
+    __m512i lo, hi;
+    interleave_pairs(r0, r1, lo, hi);
+    _mm512_mask_storeu_epi16(out + g * 24, __mmask32(0x00FFFFFFu), lo);  // 12 pairs
+  }
+}
+
+// fp32 layout (KG = 1) from fp32 or bf16 A.
+template <class TA>
+MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
+                                                 std::size_t mr_eff, std::size_t k0, std::size_t kc,
+                                                 float* out) noexcept {
+  const __mmask16 m = lanes16(mr_eff), m12 = 0x0FFF;
+  if (ta == Trans::T) {  // rows of the stored A are k: 12 contiguous values each
+    for (std::size_t k = 0; k < kc; ++k) {
+      const TA* row = a + (k0 + k) * lda + i0;
+      __m512 v;
+      if constexpr (std::is_same_v<TA, bf16>) v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row));
+      else v = _mm512_maskz_loadu_ps(m, row);
+      _mm512_mask_storeu_ps(out + k * 12, m12, v);
+    }
+  } else if constexpr (std::is_same_v<TA, bf16>) {  // gather k-pairs across the 12 rows
+    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    std::size_t k = 0;
+    for (; k + 2 <= kc; k += 2) {
+      const __m512i w = gather_words(a + i0 * lda + k0 + k, lda * 2, m);
+      _mm512_mask_storeu_epi32(out + k * 12, m12, _mm512_slli_epi32(w, 16));
+      _mm512_mask_storeu_epi32(out + k * 12 + 12, m12, _mm512_and_si512(w, high));
+    }
+    for (; k < kc; ++k)
+      for (std::size_t i = 0; i < 12; ++i) out[k * 12 + i] = i < mr_eff ? to_float(a[(i0 + i) * lda + k0 + k]) : 0.0f;
+  } else {
+    for (std::size_t k = 0; k < kc; ++k) {
+      _mm512_mask_storeu_epi32(out + k * 12, m12, gather_words(a + i0 * lda + k0 + k, lda * 4, m));
+    }
   }
 }
 #endif  // MPT_X86
 
-}  // namespace detail
-
-// Narrow float -> fp16 on the given instruction-set path.
-inline void convert_with(Isa isa, std::span<const float> in, std::span<fp16> out) {
-  if (in.size() != out.size())
-    throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
-  switch (isa) {
-#if MPT_X86
-    case Isa::avx512_bf16:
-    case Isa::avx512:
-      return detail::narrow_fp16_avx512(in.data(), out.data(), in.size());
-    case Isa::avx2:
-      return detail::narrow_fp16_f16c(in.data(), out.data(), in.size());
-#endif
-    default:
-      return detail::narrow_fp16_scalar(in.data(), out.data(), in.size());
-  }
-}
-
-// Widen fp16 -> float on the given instruction-set path.
-inline void convert_with(Isa isa, std::span<const fp16> in, std::span<float> out) {
-  if (in.size() != out.size())
-    throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
-  switch (isa) {
-#if MPT_X86
-    case Isa::avx512_bf16:
-    case Isa::avx512:
-      return detail::widen_fp16_avx512(in.data(), out.data(), in.size());
-    case Isa::avx2:
-      return detail::widen_fp16_f16c(in.data(), out.data(), in.size());
-#endif
-    default:
-      return detail::widen_fp16_scalar(in.data(), out.data(), in.size());
-  }
-}
-
-inline void convert(std::span<const float> in, std::span<fp16> out) { convert_with(active_isa(), in, out); }
-inline void convert(std::span<const fp16> in, std::span<float> out) { convert_with(active_isa(), in, out); }
-
-}  // namespace mpt
+}  // namespace mpt::detail
 
 #pragma GCC diagnostic pop
-// ---- end mpt/core/fp16_convert.hpp ----
+// ---- end mpt/kernels/gemm/pack_avx512.hpp ----
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+namespace mpt::detail {
+
+template <class To, class From>
+inline To convert_element(From x) noexcept {
+  if constexpr (std::is_same_v<To, From>) return x;
+  else if constexpr (std::is_same_v<From, bf16>) return static_cast<To>(to_float(x));
+  else return static_cast<To>(x);
+}
+
+inline constexpr std::size_t ceil_div(std::size_t a, std::size_t b) noexcept { return (a + b - 1) / b; }
+
+// Packed op(B) [K x N]: k-blocks of Kernel::kc (the last may be shorter, rounded up
+// to KG), each holding ceil(N / NR) panels of (k-block rounded to KG) x NR elements.
+template <class Kernel>
+struct PanelLayout {
+  std::size_t k = 0, n = 0;
+  std::size_t k_blocks() const noexcept { return ceil_div(k, Kernel::kc); }
+  std::size_t n_panels() const noexcept { return ceil_div(n, Kernel::nr); }
+  std::size_t block_k(std::size_t blk) const noexcept { return std::min(Kernel::kc, k - blk * Kernel::kc); }
+  std::size_t block_groups(std::size_t blk) const noexcept { return ceil_div(block_k(blk), Kernel::kg); }
+  std::size_t offset(std::size_t blk, std::size_t panel) const noexcept {
+    return blk * Kernel::kc * Kernel::nr * n_panels() + panel * block_groups(blk) * Kernel::kg * Kernel::nr;
+  }
+  std::size_t size() const noexcept { return k_blocks() == 0 ? 0 : offset(k_blocks() - 1, n_panels()); }
+};
+
+template <class Kernel, class TB>
+inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
+                         std::size_t nr_eff, typename Kernel::b_t* out) noexcept {
+  using b_t = typename Kernel::b_t;
+  constexpr std::size_t NR = Kernel::nr, KG = Kernel::kg;
+  const std::size_t groups = ceil_div(kc, KG);
+  std::fill(out, out + groups * KG * NR, b_t(0));
+  if (tb == Trans::N) {  // rows of B are contiguous in j
+    for (std::size_t k = 0; k < kc; ++k) {
+      const TB* row = b + (k0 + k) * ldb + j0;
+      b_t* dst = out + (k / KG) * NR * KG + k % KG;
+      for (std::size_t j = 0; j < nr_eff; ++j) dst[j * KG] = convert_element<b_t>(row[j]);
+    }
+  } else {  // op(B)(k, j) = B[j][k]: columns of op(B) are contiguous in k
+    for (std::size_t j = 0; j < nr_eff; ++j) {
+      const TB* col = b + (j0 + j) * ldb + k0;
+      b_t* dst = out + j * KG;
+      for (std::size_t k = 0; k < kc; ++k) dst[(k / KG) * NR * KG + k % KG] = convert_element<b_t>(col[k]);
+    }
+  }
+}
+
+template <class Kernel, class TA>
+inline void pack_a_panel_reference(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
+                         std::size_t kc, typename Kernel::a_t* out) noexcept {
+  using a_t = typename Kernel::a_t;
+  constexpr std::size_t MR = Kernel::mr, KG = Kernel::kg;
+  const std::size_t groups = ceil_div(kc, KG);
+  std::fill(out, out + groups * KG * MR, a_t(0));
+  if (ta == Trans::N) {  // rows of A are contiguous in k
+    for (std::size_t i = 0; i < mr_eff; ++i) {
+      const TA* row = a + (i0 + i) * lda + k0;
+      a_t* dst = out + i * KG;
+      for (std::size_t k = 0; k < kc; ++k) dst[(k / KG) * MR * KG + k % KG] = convert_element<a_t>(row[k]);
+    }
+  } else {  // op(A)(i, k) = A[k][i]: contiguous in i
+    for (std::size_t k = 0; k < kc; ++k) {
+      const TA* col = a + (k0 + k) * lda + i0;
+      a_t* dst = out + (k / KG) * MR * KG + k % KG;
+      for (std::size_t i = 0; i < mr_eff; ++i) dst[i * KG] = convert_element<a_t>(col[i]);
+    }
+  }
+}
+
+template <class Kernel, class TB>
+inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
+                         std::size_t nr_eff, typename Kernel::b_t* out) noexcept {
+#if MPT_X86
+  using b_t = typename Kernel::b_t;
+  if constexpr (Kernel::isa >= Isa::avx512 && Kernel::nr == 32 && !std::is_same_v<TB, double>) {
+    if (gather_fits(ldb, sizeof(TB))) {
+      if constexpr (Kernel::kg == 2 && std::is_same_v<TB, bf16> && std::is_same_v<b_t, bf16>) {
+        return pack_b_pairs_avx512(tb, b, ldb, k0, kc, j0, nr_eff, out);
+      } else if constexpr (Kernel::kg == 1 && std::is_same_v<b_t, float>) {
+        return pack_b_fp32_avx512(tb, b, ldb, k0, kc, j0, nr_eff, out);
+      }
+    }
+  }
+#endif
+  pack_b_panel_reference<Kernel>(tb, b, ldb, k0, kc, j0, nr_eff, out);
+}
+
+template <class Kernel, class TA>
+inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
+                         std::size_t kc, typename Kernel::a_t* out) noexcept {
+#if MPT_X86
+  using a_t = typename Kernel::a_t;
+  if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double>) {
+    if (gather_fits(lda, sizeof(TA))) {
+      if constexpr (Kernel::kg == 2 && std::is_same_v<TA, bf16> && std::is_same_v<a_t, bf16>) {
+        if (ta == Trans::T) return pack_a_pairs_t_avx512(a, lda, i0, mr_eff, k0, kc, out);
+      } else if constexpr (Kernel::kg == 1 && std::is_same_v<a_t, float>) {
+        return pack_a_fp32_avx512(ta, a, lda, i0, mr_eff, k0, kc, out);
+      }
+    }
+  }
+#endif
+  pack_a_panel_reference<Kernel>(ta, a, lda, i0, mr_eff, k0, kc, out);
+}
+
+}  // namespace mpt::detail
+// ---- end mpt/kernels/gemm/pack.hpp ----
+
+#include <algorithm>
+#include <cstddef>
+
+namespace mpt {
+
+template <class T, class TOut>
+void bias_grad(const T* dy, std::size_t m, std::size_t n, std::size_t ld, TOut* db) {
+  if (n == 0) return;
+  if (ld < n) throw_error("bias_grad: leading dimension ", ld, " is smaller than the ", n, " columns of dY; pass ld >= N");
+  if (db == nullptr || (m != 0 && dy == nullptr)) throw_error("bias_grad: null dY or db pointer for a ", m, " x ", n, " dY");
+  constexpr std::size_t columns_per_task = 256;
+  parallel_for(detail::ceil_div(n, columns_per_task), [&](std::size_t t) {
+    const std::size_t j0 = t * columns_per_task, w = std::min(columns_per_task, n - j0);
+    TOut sums[columns_per_task] = {};
+    for (std::size_t i = 0; i < m; ++i) {
+      const T* row = dy + i * ld + j0;
+      for (std::size_t j = 0; j < w; ++j) sums[j] += detail::convert_element<TOut>(row[j]);
+    }
+    for (std::size_t j = 0; j < w; ++j) db[j0 + j] += sums[j];
+  });
+}
+
+}  // namespace mpt
+// ---- end mpt/kernels/gemm/bias_grad.hpp ----
+// ---- begin mpt/kernels/gemm/dispatch.hpp ----
+// Which micro-kernel serves a GEMM, from the operand types and the active
+// instruction set (lowered by MPT_ISA or ScopedIsa in tests):
+//
+//   any fp64 operand                 ScalarFp64Kernel (4 x 8)
+//   bf16 x bf16, AVX512_BF16         Avx512Bf16DotKernel (12 x 32, vdpbf16ps)
+//   otherwise, AVX-512F              Avx512FmaKernel (12 x 32; bf16 widened while packing)
+//   otherwise, AVX2 + FMA            Avx2FmaKernel (6 x 16; bf16 widened while packing)
+//   otherwise                        ScalarFp32Kernel (4 x 16)
+
+// ---- begin mpt/kernels/gemm/kernel_avx2.hpp ----
+// AVX2 + FMA fp32 micro-kernel, 6 x 16: 12 ymm accumulators, 2 for B, 1 broadcast.
+// (bf16 inputs reach it widened to fp32 by the packing, which is exact.)
+//
+// Shape: C[6 x 16] (+)= A[6 x kc] * B[kc x 16]
+//   A element (i, k) at a[i * rs_a + k * cs_a]; B packed b[k * 16 + j]; C at c[i * ldc + j].
+// Scalar reference: ScalarKernel<float, 6, 16>.
+
+
+#include <immintrin.h>
+
+#include <cstddef>
+
+namespace mpt::detail {
+
+#if MPT_X86
+struct Avx2FmaKernel {
+  using a_t = float;
+  using b_t = float;
+  using acc_t = float;
+  static constexpr std::size_t mr = 6, nr = 16, kg = 1;
+  static constexpr std::size_t kc = 256;  // B micro-panel 16 KiB in L1
+  static constexpr std::size_t mc = 96;   // A block 96 KiB in L2
+  static constexpr Isa isa = Isa::avx2;
+
+  MPT_TARGET_AVX2 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,
+                                  const float* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+    __m256 acc[6][2];
+#pragma GCC unroll 6
+    for (std::size_t i = 0; i < 6; ++i) {
+      acc[i][0] = accumulate ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+      acc[i][1] = accumulate ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+    }
+    for (std::size_t k = 0; k < k_groups; ++k, a += cs_a, b += 16) {
+      const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+      for (std::size_t i = 0; i < 6; ++i) {
+        const __m256 ai = _mm256_broadcast_ss(a + i * rs_a);
+        acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+      }
+    }
+#pragma GCC unroll 6
+    for (std::size_t i = 0; i < 6; ++i) {
+      _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+      _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+    }
+  }
+};
+#endif
+
+}  // namespace mpt::detail
+// ---- end mpt/kernels/gemm/kernel_avx2.hpp ----
+// ---- begin mpt/kernels/gemm/kernel_avx512.hpp ----
+// AVX-512F fp32 micro-kernel, 12 x 32: 24 zmm accumulators, 2 for B, A broadcast
+// from memory straight into the FMA. (bf16 inputs on CPUs without AVX512_BF16
+// reach it widened to fp32 by the packing, which is exact.)
+//
+// Shape: C[12 x 32] (+)= A[12 x kc] * B[kc x 32]
+//   A element (i, k) at a[i * rs_a + k * cs_a]; B packed b[k * 32 + j]; C at c[i * ldc + j].
+// Scalar reference: ScalarKernel<float, 12, 32>.
+
+
+#include <immintrin.h>
+
+#include <cstddef>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt::detail {
+
+#if MPT_X86
+struct Avx512FmaKernel {
+  using a_t = float;
+  using b_t = float;
+  using acc_t = float;
+  static constexpr std::size_t mr = 12, nr = 32, kg = 1;
+  static constexpr std::size_t kc = 1024;  // B micro-panel 128 KiB, streamed from L2; fewer partial-sum round trips
+  static constexpr std::size_t mc = 96;    // A block 384 KiB in L2
+  static constexpr Isa isa = Isa::avx512;
+
+  MPT_TARGET_AVX512 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,
+                                    const float* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+    __m512 acc[12][2];
+#pragma GCC unroll 12
+    for (std::size_t i = 0; i < 12; ++i) {
+      acc[i][0] = accumulate ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
+      acc[i][1] = accumulate ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (std::size_t k = 0; k < k_groups; ++k, a += cs_a, b += 32) {
+      const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+      for (std::size_t i = 0; i < 12; ++i) {
+        const __m512 ai = _mm512_set1_ps(a[i * rs_a]);
+        acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+      }
+    }
+#pragma GCC unroll 12
+    for (std::size_t i = 0; i < 12; ++i) {
+      _mm512_storeu_ps(c + i * ldc, acc[i][0]);
+      _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
+    }
+  }
+};
+#endif
+
+}  // namespace mpt::detail
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/gemm/kernel_avx512.hpp ----
+// ---- begin mpt/kernels/gemm/kernel_avx512_bf16.hpp ----
+// AVX512_BF16 micro-kernel, 12 x 32 with vdpbf16ps: each 32-bit lane holds two
+// consecutive-k bf16 values, so one instruction does 2 k-steps of 16 columns
+// with exact products, accumulated in fp32.
+//
+// Shape: C[12 x 32] (+)= A[12 x 2g] * B[2g x 32]   (g = k_groups pairs)
+//   A pair (i, g) = the two bf16 at a + i * rs_a + g * cs_a (consecutive k)
+//   B packed b[(g * 32 + j) * 2 + u] = B(2g + u, j);  C at c[i * ldc + j].
+// Scalar reference: Bf16DotKernelReference below (same pairing, fp32 sums).
+
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt::detail {
+
+// The scalar meaning of one vdpbf16ps lane: acc += a_odd * b_odd, then += a_even * b_even
+// (the products are exact in fp32; only the sums round).
+inline void bf16_dot_reference(std::size_t mr, std::size_t nr, std::size_t k_groups, const bf16* a, std::size_t rs_a,
+                               std::size_t cs_a, const bf16* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+  for (std::size_t i = 0; i < mr; ++i) {
+    for (std::size_t j = 0; j < nr; ++j) {
+      float acc = accumulate ? c[i * ldc + j] : 0.0f;
+      for (std::size_t g = 0; g < k_groups; ++g) {
+        const bf16* ap = a + i * rs_a + g * cs_a;
+        const bf16* bp = b + (g * nr + j) * 2;
+        acc += to_float(ap[1]) * to_float(bp[1]);
+        acc += to_float(ap[0]) * to_float(bp[0]);
+      }
+      c[i * ldc + j] = acc;
+    }
+  }
+}
+
+#if MPT_X86
+struct Avx512Bf16DotKernel {
+  using a_t = bf16;
+  using b_t = bf16;
+  using acc_t = float;
+  static constexpr std::size_t mr = 12, nr = 32, kg = 2;
+  static constexpr std::size_t kc = 1536;  // B micro-panel 96 KiB, streamed from L2; K = 768 needs no partial sums
+  static constexpr std::size_t mc = 96;    // A block 288 KiB in L2
+  static constexpr Isa isa = Isa::avx512_bf16;
+
+  MPT_TARGET_AVX512_BF16 static void run(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a,
+                                         const bf16* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+    __m512 acc[12][2];
+#pragma GCC unroll 12
+    for (std::size_t i = 0; i < 12; ++i) {
+      acc[i][0] = accumulate ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
+      acc[i][1] = accumulate ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (std::size_t g = 0; g < k_groups; ++g, a += cs_a, b += 64) {
+      const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
+#pragma GCC unroll 12
+      for (std::size_t i = 0; i < 12; ++i) {
+        std::uint32_t pair;  // may be unaligned when lda is odd
+        std::memcpy(&pair, a + i * rs_a, sizeof pair);
+        const __m512bh ai = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+        acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+      }
+    }
+#pragma GCC unroll 12
+    for (std::size_t i = 0; i < 12; ++i) {
+      _mm512_storeu_ps(c + i * ldc, acc[i][0]);
+      _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
+    }
+  }
+};
+#endif
+
+}  // namespace mpt::detail
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/gemm/kernel_avx512_bf16.hpp ----
+// ---- begin mpt/kernels/gemm/kernel_scalar.hpp ----
+// Portable micro-kernel: the reference the SIMD micro-kernels are checked
+// against, the fp32 path on CPUs without AVX2, and the fp64 path everywhere.
+//
+// Shape: C[MR x NR] (+)= A[MR x kc] * B[kc x NR]
+//   A element (i, k) at a[i * rs_a + k * cs_a]   (packed panel or the caller's rows)
+//   B packed: b[k * NR + j]
+//   C accumulators at c[i * ldc + j], loaded first when `accumulate`.
+
+
+#include <cstddef>
+
+namespace mpt::detail {
+
+template <class T, std::size_t MR, std::size_t NR>
+struct ScalarKernel {
+  using a_t = T;
+  using b_t = T;
+  using acc_t = T;
+  static constexpr std::size_t mr = MR, nr = NR, kg = 1;
+  static constexpr std::size_t kc = 256;  // k per cache block
+  static constexpr std::size_t mc = 16 * MR;
+  static constexpr Isa isa = Isa::scalar;
+
+  static void run(std::size_t k_groups, const a_t* a, std::size_t rs_a, std::size_t cs_a, const b_t* b, acc_t* c,
+                  std::size_t ldc, bool accumulate) noexcept {
+    acc_t acc[MR][NR];
+    for (std::size_t i = 0; i < MR; ++i)
+      for (std::size_t j = 0; j < NR; ++j) acc[i][j] = accumulate ? c[i * ldc + j] : acc_t(0);
+    for (std::size_t k = 0; k < k_groups; ++k, a += cs_a, b += NR) {
+      for (std::size_t i = 0; i < MR; ++i) {
+        const acc_t ai = a[i * rs_a];
+        for (std::size_t j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+      }
+    }
+    for (std::size_t i = 0; i < MR; ++i)
+      for (std::size_t j = 0; j < NR; ++j) c[i * ldc + j] = acc[i][j];
+  }
+};
+
+using ScalarFp32Kernel = ScalarKernel<float, 4, 16>;
+using ScalarFp64Kernel = ScalarKernel<double, 4, 8>;
+
+}  // namespace mpt::detail
+// ---- end mpt/kernels/gemm/kernel_scalar.hpp ----
+
+#include <string_view>
+#include <type_traits>
+
+namespace mpt {
+
+enum class GemmKernel { scalar_fp32, scalar_fp64, avx2_fp32, avx512_fp32, avx512_bf16_dot };
+
+inline std::string_view gemm_kernel_name(GemmKernel k) noexcept {
+  switch (k) {
+    case GemmKernel::scalar_fp32: return "scalar_fp32 (4x16)";
+    case GemmKernel::scalar_fp64: return "scalar_fp64 (4x8)";
+    case GemmKernel::avx2_fp32: return "avx2_fp32 (6x16 FMA)";
+    case GemmKernel::avx512_fp32: return "avx512_fp32 (12x32 FMA)";
+    case GemmKernel::avx512_bf16_dot: return "avx512_bf16_dot (12x32 vdpbf16ps)";
+  }
+  return "?";
+}
+
+namespace detail {
+
+template <class T>
+inline constexpr bool is_gemm_operand_v = std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, double>;
+
+// double if any operand is, else float: the type of alpha, beta and the accumulators.
+template <class TA, class TB>
+using gemm_scalar_t = std::conditional_t<std::is_same_v<TA, double> || std::is_same_v<TB, double>, double, float>;
+
+// Calls f(Kernel{}) with the kernel that serves op(A) of TA times op(B) of TB on `isa`.
+template <class TA, class TB, class F>
+decltype(auto) with_gemm_kernel(Isa isa, F&& f) {
+  static_assert(is_gemm_operand_v<TA> && is_gemm_operand_v<TB>, "gemm: operands must be float, bf16 or double");
+  if constexpr (std::is_same_v<gemm_scalar_t<TA, TB>, double>) {
+    (void)isa;
+    return f(ScalarFp64Kernel{});
+  } else {
+#if MPT_X86
+    if constexpr (std::is_same_v<TA, bf16> && std::is_same_v<TB, bf16>) {
+      if (isa >= Isa::avx512_bf16) return f(Avx512Bf16DotKernel{});
+    }
+    if (isa >= Isa::avx512) return f(Avx512FmaKernel{});
+    if (isa >= Isa::avx2) return f(Avx2FmaKernel{});
+#endif
+    (void)isa;
+    return f(ScalarFp32Kernel{});
+  }
+}
+
+template <class Kernel>
+constexpr GemmKernel gemm_kernel_id() noexcept {
+  if constexpr (std::is_same_v<Kernel, ScalarFp64Kernel>) return GemmKernel::scalar_fp64;
+#if MPT_X86
+  else if constexpr (std::is_same_v<Kernel, Avx512Bf16DotKernel>) return GemmKernel::avx512_bf16_dot;
+  else if constexpr (std::is_same_v<Kernel, Avx512FmaKernel>) return GemmKernel::avx512_fp32;
+  else if constexpr (std::is_same_v<Kernel, Avx2FmaKernel>) return GemmKernel::avx2_fp32;
+#endif
+  else return GemmKernel::scalar_fp32;
+}
+
+}  // namespace detail
+
+// The micro-kernel a GEMM of these operand types runs on the active instruction set.
+template <class TA, class TB>
+GemmKernel gemm_kernel_for(Isa isa = active_isa()) {
+  return detail::with_gemm_kernel<TA, TB>(isa, [](auto kernel) { return detail::gemm_kernel_id<decltype(kernel)>(); });
+}
+
+}  // namespace mpt
+// ---- end mpt/kernels/gemm/dispatch.hpp ----
+// ---- begin mpt/kernels/gemm/driver.hpp ----
+// The blocked GEMM loop nest around one micro-kernel (BLIS order, NC = the task's columns):
+//
+//   task (rows of MR-panels x columns of NR-panels, from plan_tasks)
+//     chunk of <= MC rows                    A block: read in place or packed, L2-resident
+//       k-block of KC                        B panels: packed once per call, shared by all tasks
+//         column panel (NR)                  B micro-panel KC x NR stays in L1
+//           row panel (MR)                   micro-kernel: MR x NR accumulators in registers
+//
+// With more than one k-block the partial sums wait in an fp32 buffer (never in a
+// bf16 C); the epilogue runs on each MR x NR tile right after its last k-block.
+// Every C element is one chain of fused multiply-adds in k order, whatever the
+// partition, so results are bitwise identical for any thread count.
+
+// ---- begin mpt/kernels/gemm/epilogue.hpp ----
+// The fused store of a GEMM: C = convert(residual + gelu(alpha * acc + beta * C + bias)),
+// one row segment at a time, from an fp32 (or fp64) accumulator tile.
+//
+//   epilogue_row_scalar / _avx2 / _avx512(acc[n] -> c[n])   per instruction set
+//
+// GELU uses erf in its rational minimax form (odd degree-13 over even degree-8
+// polynomial, clamped to |x| <= 4 where fp32 erf is +-1 ): a few ulp in fp32, the
+// same formula in every path so results do not depend on the ISA beyond FMA contraction.
+
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt::detail {
+
+// erf(x) coefficients, numerator odd powers x^1..x^13, denominator even powers x^0..x^8.
+inline constexpr float erf_num[7] = {-1.60960333262415e-02f, -2.95459980854025e-03f, -7.34990630326855e-04f,
+                                     -5.69250639462346e-05f, -2.10102402082508e-06f, 2.77068142495902e-08f,
+                                     -2.72614225801306e-10f};
+inline constexpr float erf_den[5] = {-1.42647390514189e-02f, -7.37332916720468e-03f, -1.68282697438203e-03f,
+                                     -2.13374055278905e-04f, -1.45660718464996e-05f};
+inline constexpr float inv_sqrt2 = 0.70710678118654752440f;
+
+// Scalar reference of the vector erf below.
+inline float erf_rational(float x) noexcept {
+  x = std::clamp(x, -4.0f, 4.0f);
+  const float x2 = x * x;
+  float p = erf_num[6];
+  for (int i = 5; i >= 0; --i) p = std::fma(x2, p, erf_num[i]);
+  float q = erf_den[4];
+  for (int i = 3; i >= 0; --i) q = std::fma(x2, q, erf_den[i]);
+  return x * p / q;
+}
+inline float gelu_erf(float v) noexcept { return 0.5f * v * (1.0f + erf_rational(v * inv_sqrt2)); }
+inline double gelu_erf(double v) noexcept { return 0.5 * v * (1.0 + std::erf(v * 0.70710678118654752440)); }
+
+template <class T>
+inline auto load_as_acc(const T* p) noexcept {
+  if constexpr (std::is_same_v<T, double>) return *p;
+  else return to_float(*p);
+}
+template <class TC, class Acc>
+inline void store_from_acc(TC* p, Acc v) noexcept {
+  if constexpr (std::is_same_v<TC, bf16>) *p = to_bf16(static_cast<float>(v));
+  else *p = static_cast<TC>(v);
+}
+
+// What the store of one GEMM needs, resolved once per call.
+template <class Acc, class TC, class TE, class TR>
+struct EpilogueArgs {
+  Acc alpha, beta;
+  TC* c;
+  std::size_t ldc;
+  GemmEpilogue<TE, TR> fused;
+};
+
+// Scalar reference: row segment of n accumulators -> C(i, j0 .. j0+n).
+template <class Acc, class TC, class TE, class TR>
+inline void epilogue_row_scalar(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0,
+                                const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+  TC* c = e.c + i * e.ldc + j0;
+  for (std::size_t j = 0; j < n; ++j) {
+    Acc v = e.alpha * acc[j];
+    if (e.beta != Acc(0)) v += e.beta * static_cast<Acc>(load_as_acc(c + j));
+    if (e.fused.bias) v += static_cast<Acc>(load_as_acc(e.fused.bias + j0 + j));
+    if (e.fused.gelu) v = gelu_erf(v);
+    if (e.fused.residual) v += static_cast<Acc>(load_as_acc(e.fused.residual + i * e.fused.ldr + j0 + j));
+    store_from_acc(c + j, v);
+  }
+}
+
+#if MPT_X86
+// ---- AVX-512: 16 lanes, masked tails ----
+MPT_TARGET_AVX512 inline __m512 erf_avx512(__m512 x) noexcept {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.0f)), _mm512_set1_ps(4.0f));
+  const __m512 x2 = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(erf_num[6]);
+  for (int i = 5; i >= 0; --i) p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(erf_num[i]));
+  __m512 q = _mm512_set1_ps(erf_den[4]);
+  for (int i = 3; i >= 0; --i) q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(erf_den[i]));
+  return _mm512_div_ps(_mm512_mul_ps(x, p), q);
+}
+template <class T>
+MPT_TARGET_AVX512 inline __m512 load_lanes_avx512(const T* p, __mmask16 m) noexcept {
+  if constexpr (std::is_same_v<T, bf16>) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+  } else {
+    return _mm512_maskz_loadu_ps(m, p);
+  }
+}
+template <class T>
+MPT_TARGET_AVX512 inline void store_lanes_avx512(T* p, __m512 v, __mmask16 m) noexcept {
+  if constexpr (std::is_same_v<T, bf16>) {
+    _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(v))));
+  } else {
+    _mm512_mask_storeu_ps(p, m, v);
+  }
+}
+
+template <class TC, class TE, class TR>
+MPT_TARGET_AVX512 inline void epilogue_row_avx512(const float* acc, std::size_t n, std::size_t i, std::size_t j0,
+                                                  const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
+  TC* c = e.c + i * e.ldc + j0;
+  const __m512 alpha = _mm512_set1_ps(e.alpha), beta = _mm512_set1_ps(e.beta);
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rs2 = _mm512_set1_ps(inv_sqrt2);
+  for (std::size_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1u);
+    __m512 v = _mm512_mul_ps(alpha, _mm512_maskz_loadu_ps(m, acc + j));
+    if (e.beta != 0.0f) v = _mm512_fmadd_ps(beta, load_lanes_avx512(c + j, m), v);
+    if (e.fused.bias) v = _mm512_add_ps(v, load_lanes_avx512(e.fused.bias + j0 + j, m));
+    if (e.fused.gelu) v = _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v, rs2))));
+    if (e.fused.residual) v = _mm512_add_ps(v, load_lanes_avx512(e.fused.residual + i * e.fused.ldr + j0 + j, m));
+    store_lanes_avx512(c + j, v, m);
+  }
+}
+
+// ---- AVX2: 8 lanes, tails through a small stack buffer ----
+MPT_TARGET_AVX2 inline __m256 erf_avx2(__m256 x) noexcept {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-4.0f)), _mm256_set1_ps(4.0f));
+  const __m256 x2 = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(erf_num[6]);
+  for (int i = 5; i >= 0; --i) p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(erf_num[i]));
+  __m256 q = _mm256_set1_ps(erf_den[4]);
+  for (int i = 3; i >= 0; --i) q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(erf_den[i]));
+  return _mm256_div_ps(_mm256_mul_ps(x, p), q);
+}
+template <class T>
+MPT_TARGET_AVX2 inline __m256 load_lanes_avx2(const T* p) noexcept {
+  if constexpr (std::is_same_v<T, bf16>) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_loadu_ps(p);
+  }
+}
+template <class T>
+MPT_TARGET_AVX2 inline void store_lanes_avx2(T* p, __m256 v) noexcept {
+  if constexpr (std::is_same_v<T, bf16>) {
+    const __m256i b = narrow_lanes_avx2(_mm256_castps_si256(v));  // bf16 bits in the low halves
+    const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+  } else {
+    _mm256_storeu_ps(p, v);
+  }
+}
+
+template <class TC, class TE, class TR>
+MPT_TARGET_AVX2 inline void epilogue_row_avx2(const float* acc, std::size_t n, std::size_t i, std::size_t j0,
+                                              const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
+  TC* c = e.c + i * e.ldc + j0;
+  const __m256 alpha = _mm256_set1_ps(e.alpha), beta = _mm256_set1_ps(e.beta);
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), rs2 = _mm256_set1_ps(inv_sqrt2);
+  const TE* bias = e.fused.bias ? e.fused.bias + j0 : nullptr;
+  const TR* res = e.fused.residual ? e.fused.residual + i * e.fused.ldr + j0 : nullptr;
+  for (std::size_t j = 0; j < n; j += 8) {
+    const std::size_t w = std::min<std::size_t>(8, n - j);
+    // Tails are staged through buffers so that no lane reads or writes past the row.
+    alignas(32) TC c_tail[8] = {};
+    alignas(32) TE b_tail[8] = {};
+    alignas(32) TR r_tail[8] = {};
+    TC* cp = c + j;
+    const TE* bp = bias ? bias + j : nullptr;
+    const TR* rp = res ? res + j : nullptr;
+    if (w < 8) {
+      if (e.beta != 0.0f) std::copy(cp, cp + w, c_tail);
+      if (bp) std::copy(bp, bp + w, b_tail), bp = b_tail;
+      if (rp) std::copy(rp, rp + w, r_tail), rp = r_tail;
+      cp = c_tail;
+    }
+    alignas(32) float a_tail[8] = {};
+    const float* ap = acc + j;
+    if (w < 8) std::copy(ap, ap + w, a_tail), ap = a_tail;
+    __m256 v = _mm256_mul_ps(alpha, _mm256_loadu_ps(ap));
+    if (e.beta != 0.0f) v = _mm256_fmadd_ps(beta, load_lanes_avx2(cp), v);
+    if (bp) v = _mm256_add_ps(v, load_lanes_avx2(bp));
+    if (e.fused.gelu) v = _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erf_avx2(_mm256_mul_ps(v, rs2))));
+    if (rp) v = _mm256_add_ps(v, load_lanes_avx2(rp));
+    store_lanes_avx2(cp, v);
+    if (w < 8) std::copy(c_tail, c_tail + w, c + j);
+  }
+}
+#endif  // MPT_X86
+
+// One row segment of the store, on the given instruction set.
+template <Isa isa, class Acc, class TC, class TE, class TR>
+inline void epilogue_row(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0,
+                         const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+#if MPT_X86
+  if constexpr (std::is_same_v<Acc, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> &&
+                !std::is_same_v<TR, double>) {
+    if constexpr (isa >= Isa::avx512) return epilogue_row_avx512(acc, n, i, j0, e);
+    else if constexpr (isa == Isa::avx2) return epilogue_row_avx2(acc, n, i, j0, e);
+  }
+#endif
+  epilogue_row_scalar(acc, n, i, j0, e);
+}
+
+}  // namespace mpt::detail
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/gemm/epilogue.hpp ----
+// ---- begin mpt/kernels/gemm/scratch.hpp ----
+// Reusable per-thread scratch memory for GEMM packing and partial sums, so that
+// a call allocates (and page-faults) nothing once the sizes have been seen.
+// A slot already in use on this thread (re-entry from a nested parallel region)
+// falls back to a fresh allocation, so leases never alias.
+
+
+#include <cstddef>
+#include <new>
+
+namespace mpt::detail {
+
+enum class ScratchSlot : int { packed_b = 0, packed_a = 1, partial_sums = 2 };
+
+struct ScratchBlock {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+  bool busy = false;
+  ScratchBlock() = default;
+  ScratchBlock(const ScratchBlock&) = delete;
+  ScratchBlock& operator=(const ScratchBlock&) = delete;
+  ~ScratchBlock() { release(); }
+  void release() noexcept {
+    if (data) ::operator delete(data, std::align_val_t(cache_line_bytes));
+    data = nullptr;
+    bytes = 0;
+  }
+};
+
+inline ScratchBlock& thread_scratch(ScratchSlot slot) noexcept {
+  thread_local ScratchBlock blocks[3];
+  return blocks[static_cast<int>(slot)];
+}
+
+// Uninitialized, 64-byte aligned storage for `count` T, valid for the lease's lifetime.
+template <class T>
+class ScratchLease {
+ public:
+  ScratchLease(ScratchSlot slot, std::size_t count) {
+    const std::size_t bytes = (count * sizeof(T) + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
+    ScratchBlock& block = thread_scratch(slot);
+    if (!block.busy) {
+      if (block.bytes < bytes) {
+        block.release();
+        block.data = ::operator new(bytes, std::align_val_t(cache_line_bytes));
+        block.bytes = bytes;
+      }
+      block.busy = true;
+      shared_ = &block;
+      data_ = static_cast<T*>(block.data);
+    } else if (bytes != 0) {
+      owned_ = ::operator new(bytes, std::align_val_t(cache_line_bytes));
+      data_ = static_cast<T*>(owned_);
+    }
+  }
+  ~ScratchLease() {
+    if (shared_) shared_->busy = false;
+    if (owned_) ::operator delete(owned_, std::align_val_t(cache_line_bytes));
+  }
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+  T* data() const noexcept { return data_; }
+
+ private:
+  ScratchBlock* shared_ = nullptr;
+  void* owned_ = nullptr;
+  T* data_ = nullptr;
+};
+
+}  // namespace mpt::detail
+// ---- end mpt/kernels/gemm/scratch.hpp ----
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+namespace mpt::detail {
+
+// One GEMM with op(B) already packed for Kernel.
+template <class Kernel, class TA, class TC, class TE, class TR>
+struct GemmProblem {
+  Trans ta;
+  std::size_t m, n, k;
+  const TA* a;
+  std::size_t lda;
+  const typename Kernel::b_t* packed_b;
+  EpilogueArgs<typename Kernel::acc_t, TC, TE, TR> store;
+};
+
+struct TaskGrid {
+  std::size_t row_parts = 1, col_parts = 1;
+  std::size_t count() const noexcept { return row_parts * col_parts; }
+};
+
+inline std::size_t part_begin(std::size_t n, std::size_t parts, std::size_t p) noexcept { return n * p / parts; }
+
+// About one L2 chunk of rows per task (a multiple of the thread count, so that
+// threads finish together), splitting columns only when there are too few rows.
+template <class Kernel>
+inline TaskGrid plan_tasks(std::size_t m, std::size_t n, std::size_t threads) noexcept {
+  const std::size_t row_panels = ceil_div(m, Kernel::mr), col_panels = ceil_div(n, Kernel::nr);
+  TaskGrid grid;
+  if (threads <= 1) return grid;
+  const std::size_t chunks = ceil_div(row_panels, Kernel::mc / Kernel::mr);
+  grid.row_parts = std::min(row_panels, ceil_div(chunks, threads) * threads);
+  if (grid.row_parts < threads) grid.col_parts = std::min(col_panels, ceil_div(threads, grid.row_parts));
+  return grid;
+}
+
+template <class Acc, class TC, class TE, class TR>
+inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0, std::size_t rows, std::size_t j0,
+                          std::size_t cols) noexcept {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const TC* c = e.c + (i0 + r) * e.ldc + j0;
+    for (std::size_t j = 0; j < cols; j += 64 / sizeof(TC)) __builtin_prefetch(c + j, 1);
+    if (e.fused.residual) {
+      const TR* res = e.fused.residual + (i0 + r) * e.fused.ldr + j0;
+      for (std::size_t j = 0; j < cols; j += 64 / sizeof(TR)) __builtin_prefetch(res + j, 0);
+    }
+  }
+}
+
+// Computes the tiles of C in row panels [p0, p1) x column panels [q0, q1).
+template <class Kernel, class TA, class TC, class TE, class TR>
+inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0,
+                      std::size_t q1) {
+  using a_t = typename Kernel::a_t;
+  using acc_t = typename Kernel::acc_t;
+  constexpr std::size_t MR = Kernel::mr, NR = Kernel::nr, KG = Kernel::kg;
+  if (p0 >= p1 || q0 >= q1) return;
+  const PanelLayout<Kernel> layout{pr.k, pr.n};
+  const std::size_t k_blocks = layout.k_blocks();
+  // A is read in place when it already has the kernel's element type, row-major in k,
+  // and (for k-pairs) every pair lies inside the row.
+  const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0;
+
+  const std::size_t panels = p1 - p0;
+  const std::size_t chunk_count = ceil_div(panels, Kernel::mc / MR);
+  const std::size_t chunk_panels = ceil_div(panels, chunk_count);
+  const std::size_t cols = (q1 - q0) * NR;
+
+  ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * Kernel::kc);
+  ScratchLease<acc_t> partial(ScratchSlot::partial_sums, k_blocks > 1 ? chunk_panels * MR * cols : 0);
+  alignas(64) acc_t tile[MR * NR];
+
+  struct APanel {
+    const a_t* data;
+    std::size_t rs, cs;
+  };
+  APanel a_panels[256];  // chunk_panels <= Kernel::mc / MR
+  static_assert(Kernel::mc / MR <= 256);
+
+  for (std::size_t c0 = p0; c0 < p1; c0 += chunk_panels) {
+    const std::size_t c1 = std::min(p1, c0 + chunk_panels);
+    for (std::size_t blk = 0; blk < k_blocks; ++blk) {
+      const std::size_t k0 = blk * Kernel::kc, kc = layout.block_k(blk), groups = layout.block_groups(blk);
+      for (std::size_t p = c0; p < c1; ++p) {
+        const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
+        if constexpr (std::is_same_v<TA, a_t>) {
+          if (a_in_place && mr_eff == MR) {
+            a_panels[p - c0] = {pr.a + i0 * pr.lda + k0, pr.lda, KG};
+            continue;
+          }
+        }
+        a_t* dst = a_pack.data() + (p - c0) * MR * Kernel::kc;
+        pack_a_panel<Kernel>(pr.ta, pr.a, pr.lda, i0, mr_eff, k0, kc, dst);
+        a_panels[p - c0] = {dst, KG, MR * KG};
+      }
+      const bool last = blk + 1 == k_blocks;
+      for (std::size_t q = q0; q < q1; ++q) {
+        const typename Kernel::b_t* b_panel = pr.packed_b + layout.offset(blk, q);
+        const std::size_t j0 = q * NR, nr_eff = std::min(NR, pr.n - j0);
+        for (std::size_t p = c0; p < c1; ++p) {
+          acc_t* acc = tile;
+          std::size_t ld = NR;
+          if (k_blocks > 1) {
+            ld = cols;
+            acc = partial.data() + (p - c0) * MR * ld + (q - q0) * NR;
+          }
+          const APanel& ap = a_panels[p - c0];
+          const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
+          // The tile's rows of C (and residual) are far apart: no hardware prefetcher
+          // finds them, so ask for them while the micro-kernel runs.
+          if (last) prefetch_tile(pr.store, i0, mr_eff, j0, nr_eff);
+          Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0);
+          if (last) {
+            for (std::size_t r = 0; r < mr_eff; ++r) epilogue_row<Kernel::isa>(acc + r * ld, nr_eff, i0 + r, j0, pr.store);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Packs all of op(B) for Kernel into out[PanelLayout{k, n}.size()], in parallel if asked.
+template <class Kernel, class TB>
+inline void pack_b(Trans tb, std::size_t k, std::size_t n, const TB* b, std::size_t ldb, typename Kernel::b_t* out,
+                   bool parallel) {
+  const PanelLayout<Kernel> layout{k, n};
+  const std::size_t panels = layout.n_panels(), tasks = layout.k_blocks() * panels;
+  auto body = [&](std::size_t t) {
+    const std::size_t blk = t / panels, q = t % panels;
+    const std::size_t j0 = q * Kernel::nr;
+    pack_b_panel<Kernel>(tb, b, ldb, blk * Kernel::kc, layout.block_k(blk), j0, std::min(Kernel::nr, n - j0),
+                         out + layout.offset(blk, q));
+  };
+  if (parallel) parallel_for(tasks, body);
+  else for (std::size_t t = 0; t < tasks; ++t) body(t);
+}
+
+// C = epilogue(alpha * op(A) * packed op(B) + beta * C), in parallel over output tiles if asked.
+template <class Kernel, class TA, class TC, class TE, class TR>
+inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool parallel) {
+  if (pr.m == 0 || pr.n == 0) return;
+  if (pr.k == 0) {  // no products: C = epilogue(beta * C)
+    ScratchLease<typename Kernel::acc_t> zeros(ScratchSlot::partial_sums, pr.n);
+    std::fill(zeros.data(), zeros.data() + pr.n, typename Kernel::acc_t(0));
+    for (std::size_t i = 0; i < pr.m; ++i) epilogue_row<Kernel::isa>(zeros.data(), pr.n, i, 0, pr.store);
+    return;
+  }
+  const std::size_t row_panels = ceil_div(pr.m, Kernel::mr), col_panels = ceil_div(pr.n, Kernel::nr);
+  const TaskGrid grid = plan_tasks<Kernel>(pr.m, pr.n, parallel ? static_cast<std::size_t>(num_threads()) : 1);
+  auto body = [&](std::size_t t) {
+    const std::size_t r = t / grid.col_parts, c = t % grid.col_parts;
+    run_tiles(pr, part_begin(row_panels, grid.row_parts, r), part_begin(row_panels, grid.row_parts, r + 1),
+              part_begin(col_panels, grid.col_parts, c), part_begin(col_panels, grid.col_parts, c + 1));
+  };
+  if (parallel) parallel_for(grid.count(), body);
+  else for (std::size_t t = 0; t < grid.count(); ++t) body(t);
+}
+
+}  // namespace mpt::detail
+// ---- end mpt/kernels/gemm/driver.hpp ----
+
+#include <cstddef>
+#include <type_traits>
+
+namespace mpt {
+
+namespace detail {
+
+inline void check_gemm_operand(const char* op, const char* name, Trans t, std::size_t rows, std::size_t cols,
+                               const void* p, std::size_t ld) {
+  // Stored shape of op(X) [rows x cols]: X itself is [rows x cols] (N) or [cols x rows] (T).
+  const std::size_t stored_cols = t == Trans::N ? cols : rows;
+  if (rows == 0 || cols == 0) return;
+  if (p == nullptr) throw_error(op, ": ", name, " is null but op(", name, ") has shape [", rows, " x ", cols, "]");
+  if (ld < stored_cols) {
+    throw_error(op, ": leading dimension of ", name, " is ", ld, " but ", name, " is stored with ", stored_cols,
+                " columns (", t == Trans::N ? "N" : "T", "); pass ld", name[0] == 'A' ? "a" : name[0] == 'B' ? "b" : "c",
+                " >= ", stored_cols);
+  }
+}
+
+template <class TE, class TR>
+inline void check_epilogue(const char* op, std::size_t m, std::size_t n, const GemmEpilogue<TE, TR>& e) {
+  if (e.residual && e.ldr < n && m > 0) {
+    throw_error(op, ": epilogue residual has leading dimension ", e.ldr, " but C has ", n, " columns; set ldr >= N");
+  }
+}
+
+template <class Kernel, class TA, class TC, class TE, class TR>
+GemmProblem<Kernel, TA, TC, TE, TR> make_problem(Trans ta, std::size_t m, std::size_t n, std::size_t k,
+                                                 typename Kernel::acc_t alpha, const TA* a, std::size_t lda,
+                                                 const typename Kernel::b_t* packed_b, typename Kernel::acc_t beta,
+                                                 TC* c, std::size_t ldc, const GemmEpilogue<TE, TR>& e) {
+  return {ta, m, n, k, a, lda, packed_b, {alpha, beta, c, ldc, e}};
+}
+
+}  // namespace detail
+
+// C[M x N] = epilogue(alpha * op(A)[M x K] * op(B)[K x N] + beta * C).
+// TA, TB: float, bf16 or double; TC: float, bf16 or double. C is not read when beta == 0.
+template <class TA, class TB, class TC, class TE = float, class TR = TE>
+void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<TA, TB> alpha,
+          const TA* a, std::size_t lda, const TB* b, std::size_t ldb, detail::gemm_scalar_t<TA, TB> beta, TC* c,
+          std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue = {}) {
+  detail::check_gemm_operand("gemm", "A", ta, m, k, a, lda);
+  detail::check_gemm_operand("gemm", "B", tb, k, n, b, ldb);
+  detail::check_gemm_operand("gemm", "C", Trans::N, m, n, c, ldc);
+  detail::check_epilogue("gemm", m, n, epilogue);
+  if (m == 0 || n == 0) return;
+  detail::with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
+    using Kernel = decltype(kernel);
+    const detail::PanelLayout<Kernel> layout{k, n};
+    detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
+    detail::pack_b<Kernel>(tb, k, n, b, ldb, packed.data(), true);
+    detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed.data(), beta, c, ldc, epilogue),
+                     true);
+  });
+}
+
+// op(B) [K x N] packed for the micro-kernel that the active instruction set selects
+// for T x T products, reusable across gemm calls (e.g. a weight over many batches).
+template <class T>
+class PackedB {
+ public:
+  PackedB() = default;
+  PackedB(Trans tb, std::size_t k, std::size_t n, const T* b, std::size_t ldb, Isa isa = active_isa()) : k_(k), n_(n) {
+    detail::check_gemm_operand("PackedB", "B", tb, k, n, b, ldb);
+    detail::with_gemm_kernel<T, T>(isa, [&](auto kernel) {
+      using Kernel = decltype(kernel);
+      kernel_ = detail::gemm_kernel_id<Kernel>();
+      const detail::PanelLayout<Kernel> layout{k, n};
+      storage_ = AlignedBuffer<std::byte>(layout.size() * sizeof(typename Kernel::b_t));
+      detail::pack_b<Kernel>(tb, k, n, b, ldb, reinterpret_cast<typename Kernel::b_t*>(storage_.data()), true);
+    });
+  }
+  std::size_t k() const noexcept { return k_; }
+  std::size_t n() const noexcept { return n_; }
+  GemmKernel kernel() const noexcept { return kernel_; }
+  const std::byte* data() const noexcept { return storage_.data(); }
+
+ private:
+  std::size_t k_ = 0, n_ = 0;
+  GemmKernel kernel_ = GemmKernel::scalar_fp32;
+  AlignedBuffer<std::byte> storage_;
+};
+
+// C[M x N] = epilogue(alpha * op(A)[M x K] * B + beta * C) with B packed beforehand.
+template <class T, class TC, class TE = float, class TR = TE>
+void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<T, T> alpha, const T* a,
+          std::size_t lda, const PackedB<T>& b, detail::gemm_scalar_t<T, T> beta, TC* c, std::size_t ldc,
+          const GemmEpilogue<TE, TR>& epilogue = {}) {
+  if (b.k() != k || b.n() != n) {
+    throw_error("gemm: packed B holds op(B) [", b.k(), " x ", b.n(), "] but the call needs [", k, " x ", n,
+                "]; pack the matching matrix");
+  }
+  detail::check_gemm_operand("gemm", "A", ta, m, k, a, lda);
+  detail::check_gemm_operand("gemm", "C", Trans::N, m, n, c, ldc);
+  detail::check_epilogue("gemm", m, n, epilogue);
+  if (m == 0 || n == 0) return;
+  detail::with_gemm_kernel<T, T>(active_isa(), [&](auto kernel) {
+    using Kernel = decltype(kernel);
+    if (detail::gemm_kernel_id<Kernel>() != b.kernel()) {
+      throw_error("gemm: B was packed for micro-kernel ", gemm_kernel_name(b.kernel()), " but the active instruction set (",
+                  isa_name(active_isa()), ") runs ", gemm_kernel_name(detail::gemm_kernel_id<Kernel>()),
+                  "; pack B again under the same instruction set");
+    }
+    const auto* packed = reinterpret_cast<const typename Kernel::b_t*>(b.data());
+    detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed, beta, c, ldc, epilogue), true);
+  });
+}
+
+// For p in [0, batch): C_p = alpha * op(A_p) * op(B_p) + beta * C_p with
+// A_p = A + p * stride_a (likewise B, C): attention's Q K^T, P V and their gradients
+// over (batch x heads). Parallel over the batch when it has enough items, else within each.
+template <class TA, class TB, class TC>
+void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k,
+                          detail::gemm_scalar_t<TA, TB> alpha, const TA* a, std::size_t lda, std::size_t stride_a,
+                          const TB* b, std::size_t ldb, std::size_t stride_b, detail::gemm_scalar_t<TA, TB> beta, TC* c,
+                          std::size_t ldc, std::size_t stride_c, std::size_t batch) {
+  if (batch == 0 || m == 0 || n == 0) return;
+  detail::check_gemm_operand("gemm_strided_batched", "A", ta, m, k, a, lda);
+  detail::check_gemm_operand("gemm_strided_batched", "B", tb, k, n, b, ldb);
+  detail::check_gemm_operand("gemm_strided_batched", "C", Trans::N, m, n, c, ldc);
+  // Items may sit one after another (stride_c >= (M-1)*ldc + N) or side by
+  // side in the columns of one matrix (attention heads: stride_c = N,
+  // ldc >= batch * N); anything else makes outputs overlap.
+  const bool stacked = stride_c >= (m - 1) * ldc + n;
+  const bool side_by_side = stride_c >= n && stride_c * (batch - 1) + n <= ldc;
+  if (batch > 1 && !stacked && !side_by_side) {
+    throw_error("gemm_strided_batched: stride_c ", stride_c, " makes the ", m, " x ", n,
+                " outputs of consecutive items overlap; pass stride_c >= (M-1)*ldc + N, or place the items side by "
+                "side with stride_c >= N and (batch-1)*stride_c + N <= ldc");
+  }
+  if (batch < static_cast<std::size_t>(num_threads())) {
+    for (std::size_t p = 0; p < batch; ++p) {
+      gemm(ta, tb, m, n, k, alpha, a + p * stride_a, lda, b + p * stride_b, ldb, beta, c + p * stride_c, ldc);
+    }
+    return;
+  }
+  detail::with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
+    using Kernel = decltype(kernel);
+    const detail::PanelLayout<Kernel> layout{k, n};
+    parallel_for(batch, [&](std::size_t p) {
+      detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
+      detail::pack_b<Kernel>(tb, k, n, b + p * stride_b, ldb, packed.data(), false);
+      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a + p * stride_a, lda, packed.data(), beta,
+                                                    c + p * stride_c, ldc, GemmEpilogue<float>{}),
+                       false);
+    });
+  });
+}
+
+}  // namespace mpt
+// ---- end mpt/kernels/gemm.hpp ----
 // ---- begin mpt/kernels/global_norm.hpp ----
 // The global L2 norm of one or more fp32 buffers (gradient clipping, logging),
 // the same bits for any thread count and on every instruction-set path.
@@ -3486,6 +4199,3021 @@ Acc global_l2_norm(std::span<const std::span<const float>> buffers) {
 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/global_norm.hpp ----
+// ---- begin mpt/kernels/residual.hpp ----
+// Residual add with mixed storage: y = a + b, element-wise, computed in fp32
+// (double if any operand is double) and rounded once into y's type. y may be
+// the same memory as a or b (y += b is residual_add(y, b, y)).
+//
+//   residual_add(a, b, y)      a, b, y: equal element counts, fp32 / bf16 / double
+//
+// Fused with dropout: dropout_add_forward (dropout.hpp). The sum then feeds
+// layer_norm_forward, which re-reads it from cache row by row.
+
+
+#include <cstddef>
+#include <type_traits>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+namespace detail {
+inline constexpr std::size_t residual_chunk = 16384;  // elements per task
+
+template <class C, class A, class B, class Y>
+void residual_add_scalar(const A* a, const B* b, Y* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<Y>(static_cast<C>(to_float(a[i])) + static_cast<C>(to_float(b[i])));
+}
+
+#if MPT_X86
+#define MPT_RESIDUAL_KERNELS(TARGET, ISA)                                           \
+  namespace ISA {                                                                   \
+  template <class A, class B, class Y>                                              \
+  TARGET void residual_add(const A* a, const B* b, Y* y, std::size_t n) {           \
+    std::size_t i = 0;                                                              \
+    for (; i + lanes <= n; i += lanes) store(y + i, load(a + i) + load(b + i));     \
+    if (i < n) store(y + i, load(a + i, n - i) + load(b + i, n - i), n - i);        \
+  }                                                                                 \
+  }  // namespace ISA
+MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512, avx512)
+MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX2, avx2)
+#undef MPT_RESIDUAL_KERNELS
+#endif  // MPT_X86
+}  // namespace detail
+
+template <class A, class B, class Y>
+void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
+  using AA = std::remove_const_t<A>;
+  using BB = std::remove_const_t<B>;
+  using C = std::conditional_t<std::is_same_v<AA, double> || std::is_same_v<BB, double> || std::is_same_v<Y, double>,
+                               double, float>;
+  if (a.size() != y.size() || b.size() != y.size()) {
+    throw_error("residual_add: a ", a.shape(), ", b ", b.shape(), " and y ", y.shape(),
+                " must have the same number of elements");
+  }
+  const Isa isa = detail::simd_isa_for<AA, BB, Y>();
+  detail::for_each_row_chunk(y.size(), detail::residual_chunk, [&](std::size_t begin, std::size_t end) {
+    const AA* pa = a.data() + begin;
+    const BB* pb = b.data() + begin;
+    Y* py = y.data() + begin;
+    const std::size_t n = end - begin;
+    if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> &&
+                  detail::simd_storage<Y>) {
+#if MPT_X86
+      if (isa == Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
+      if (isa >= Isa::avx512) return detail::avx512::residual_add(pa, pb, py, n);
+      if (isa == Isa::avx2) return detail::avx2::residual_add(pa, pb, py, n);
+#endif
+    }
+    detail::residual_add_scalar<C>(pa, pb, py, n);
+  });
+}
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/residual.hpp ----
+// ---- begin mpt/kernels/softmax.hpp ----
+// Masked, scaled softmax over the last axis (attention probabilities), fp32 math.
+//
+//   softmax_forward(scores, additive_mask, scale, probs)
+//     scores [rows..., K] fp32 (or double), e.g. [batch, heads, q, K]
+//     additive_mask [M, K] fp32, or TensorView<const float>{} for none: row r of scores uses mask row
+//       r / (rows / M), e.g. [batch, K] (or [batch, 1, 1, K]) for HF's
+//       extended attention mask (1 - mask) * finfo(float32).min
+//     probs = softmax(scores * scale + mask) [same shape], fp32 or bf16
+//     The scale is applied before the mask, each rounded as PyTorch's
+//     `scores / sqrt(d) + mask` rounds them (mul then add, no fma); x * (1/8)
+//     is x / 8 exactly (head_dim 64), other head sizes may differ by 1 ulp.
+//     A row whose every entry is -Inf gives zeros (PyTorch gives NaN); a row
+//     masked with finfo.min is uniform, as in PyTorch.
+//
+//   softmax_backward(probs, dprobs, scale, dscores)
+//     dscores = probs * (dprobs - rowsum(dprobs * probs)) * scale
+//     probs, dprobs fp32 or bf16 [rows..., K]; dscores fp32 or bf16.
+
+
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::kernels {
+namespace detail {
+
+// Scalar reference: one row of K, computed in C (float, or double for the fp64 policy).
+template <class C, class In, class Out>
+void softmax_row_scalar(const In* x, const float* mask, C scale, Out* y, std::size_t k, C* z) {
+  C max = -std::numeric_limits<C>::infinity();
+  for (std::size_t j = 0; j < k; ++j) {
+    z[j] = static_cast<C>(to_float(x[j])) * scale;
+    if (mask) z[j] += static_cast<C>(mask[j]);
+    max = z[j] > max ? z[j] : max;
+  }
+  if (max == -std::numeric_limits<C>::infinity()) {
+    for (std::size_t j = 0; j < k; ++j) y[j] = static_cast<Out>(0.0f);
+    return;
+  }
+  C sum = 0;
+  for (std::size_t j = 0; j < k; ++j) {
+    z[j] = std::exp(z[j] - max);
+    sum += z[j];
+  }
+  const C inv = C(1) / sum;
+  for (std::size_t j = 0; j < k; ++j) y[j] = static_cast<Out>(z[j] * inv);
+}
+
+template <class C, class P, class DP, class DS>
+void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std::size_t k) {
+  C dot = 0;
+  for (std::size_t j = 0; j < k; ++j) dot += static_cast<C>(to_float(dp[j])) * static_cast<C>(to_float(p[j]));
+  for (std::size_t j = 0; j < k; ++j) {
+    const C pj = static_cast<C>(to_float(p[j]));
+    ds[j] = static_cast<DS>(pj * (static_cast<C>(to_float(dp[j])) - dot) * scale);
+  }
+}
+
+#if MPT_X86
+// z: scratch of k rounded up to whole vectors.
+#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                              \
+  namespace ISA {                                                                                                     \
+  /* Reductions keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                    \
+  template <class In, class Out>                                                                                      \
+  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {             \
+    const vf s = set1(scale);                                                                                         \
+    vf vmax[4];                                                                                                       \
+    for (vf& m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
+    /* Pass 1: z = x * scale + mask, and its maximum. */                                                              \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= k; j += 4 * lanes) {                                                                      \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        vf v = load(x + j + u * lanes) * s;                                                                           \
+        if (mask) v = v + load(mask + j + u * lanes);                                                                 \
+        store(z + j + u * lanes, v);                                                                                  \
+        vmax[u] = max(vmax[u], v);                                                                                    \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < k; j += lanes) {                                                                                       \
+      const std::size_t n = k - j;                                                                                    \
+      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                         \
+      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                            \
+      store(z + j, v);                                                                                                \
+      if (n >= lanes) vmax[0] = max(vmax[0], v);                                                                      \
+    }                                                                                                                 \
+    /* The last partial vector: lanes past k become -Inf, then count in the maximum. */                               \
+    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                       \
+    for (std::size_t i = k; i < padded; ++i) z[i] = -std::numeric_limits<float>::infinity();                          \
+    if (padded != k) vmax[1] = max(vmax[1], load(z + padded - lanes));                                                \
+    const float row_max = hmax(max(max(vmax[0], vmax[1]), max(vmax[2], vmax[3])));                                    \
+    if (row_max == -std::numeric_limits<float>::infinity()) {                                                         \
+      for (std::size_t i = 0; i < k; i += lanes) store(y + i, zero(), k - i);                                         \
+      return;                                                                                                         \
+    }                                                                                                                 \
+    /* Pass 2: e = exp(z - max) and its sum. Pass 3: y = e / sum. */                                                  \
+    const vf m = set1(row_max);                                                                                       \
+    vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
+    for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
+        const vf e = exp(load(z + j + u * lanes) - m);                                                                \
+        store(z + j + u * lanes, e);                                                                                  \
+        vsum[u] = vsum[u] + e;                                                                                        \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (; j < padded; j += lanes) {                                                                                  \
+      const vf e = exp(load(z + j) - m);                                                                              \
+      store(z + j, e);                                                                                                \
+      vsum[0] = vsum[0] + e;                                                                                          \
+    }                                                                                                                 \
+    const vf inv = set1(1.0f / hsum((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])));                                      \
+    for (j = 0; j < k; j += lanes) {                                                                                  \
+      const std::size_t n = k - j;                                                                                    \
+      if (n >= lanes) store(y + j, load(z + j) * inv);                                                                \
+      else store(y + j, load(z + j) * inv, n);                                                                        \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  template <class P, class DP, class DS>                                                                              \
+  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {                    \
+    vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                    \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                        \
+      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]);\
+    for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                      \
+    const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                            \
+    for (j = 0; j < k; j += lanes) {                                                                                  \
+      const std::size_t n = k - j;                                                                                    \
+      if (n >= lanes) store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                          \
+      else store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                            \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  }  // namespace ISA
+MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
+MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512, avx512)
+MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX2, avx2)
+#undef MPT_SOFTMAX_KERNELS
+#endif  // MPT_X86
+
+template <class... T>
+using compute_t = std::conditional_t<(std::is_same_v<std::remove_const_t<T>, double> || ...), double, float>;
+
+}  // namespace detail
+
+template <class In, class Out, class Mask = const float>
+void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, double scale, TensorView<Out> probs) {
+  using I = std::remove_const_t<In>;
+  using C = detail::compute_t<In, Out>;
+  static_assert(std::is_same_v<std::remove_const_t<Mask>, float>, "softmax_forward: the additive mask is fp32");
+  check_shape("softmax_forward", "probs", probs.shape(), scores.shape());
+  if (scores.rank() < 1) throw_error("softmax_forward: scores must have at least one axis");
+  const std::size_t k = static_cast<std::size_t>(scores.dim(-1));
+  if (k == 0) return;
+  const std::size_t rows = scores.size() / k;
+  const float* mask = detail::present(additive_mask) ? additive_mask.data() : nullptr;
+  std::size_t rows_per_mask_row = rows;
+  if (mask) {
+    const std::size_t mask_rows = additive_mask.size() / k;
+    if (additive_mask.dim(-1) != scores.dim(-1) || mask_rows == 0 || rows % mask_rows != 0) {
+      throw_error("softmax_forward: additive_mask has shape ", additive_mask.shape(), " which does not fit scores ",
+                  scores.shape(), ": give [batch, ", k, "] with batch dividing the ", rows, " rows");
+    }
+    rows_per_mask_row = rows / mask_rows;
+  }
+  const Isa isa = detail::simd_isa_for<I, Out>();
+  const std::size_t chunk = detail::rows_per_task(k * (sizeof(I) + sizeof(Out)));
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t begin, std::size_t end) {
+    C* z = detail::thread_scratch<C, detail::ScratchUse::row>(k + 16);
+    for (std::size_t r = begin; r < end; ++r) {
+      const I* x = scores.data() + r * k;
+      const float* m = mask ? mask + (r / rows_per_mask_row) * k : nullptr;
+      Out* y = probs.data() + r * k;
+      detail::prefetch(x, k * sizeof(I), k * sizeof(I));  // the next row
+      if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z); continue; }
+        if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z); continue; }
+        if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z); continue; }
+#endif
+      }
+      detail::softmax_row_scalar<C>(x, m, static_cast<C>(scale), y, k, z);
+    }
+  });
+}
+
+template <class P, class DP, class DS>
+void softmax_backward(TensorView<P> probs, TensorView<DP> dprobs, double scale, TensorView<DS> dscores) {
+  using PP = std::remove_const_t<P>;
+  using DPP = std::remove_const_t<DP>;
+  using C = detail::compute_t<P, DP, DS>;
+  check_shape("softmax_backward", "dprobs", dprobs.shape(), probs.shape());
+  check_shape("softmax_backward", "dscores", dscores.shape(), probs.shape());
+  if (probs.rank() < 1) throw_error("softmax_backward: probs must have at least one axis");
+  const std::size_t k = static_cast<std::size_t>(probs.dim(-1));
+  if (k == 0) return;
+  const std::size_t rows = probs.size() / k;
+  const Isa isa = detail::simd_isa_for<PP, DPP, DS>();
+  const std::size_t chunk = detail::rows_per_task(k * (sizeof(PP) + sizeof(DPP) + sizeof(DS)));
+  detail::for_each_row_chunk(rows, chunk, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r) {
+      const PP* p = probs.data() + r * k;
+      const DPP* dp = dprobs.data() + r * k;
+      DS* ds = dscores.data() + r * k;
+      detail::prefetch(p, k * sizeof(PP), k * sizeof(PP));  // the next row
+      detail::prefetch(dp, k * sizeof(DPP), k * sizeof(DPP));
+      if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> &&
+                    detail::simd_storage<DS>) {
+#if MPT_X86
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
+        if (isa >= Isa::avx512) { detail::avx512::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
+        if (isa == Isa::avx2) { detail::avx2::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
+#endif
+      }
+      detail::softmax_backward_row_scalar<C>(p, dp, static_cast<C>(scale), ds, k);
+    }
+  });
+}
+
+}  // namespace mpt::kernels
+
+#pragma GCC diagnostic pop
+// ---- end mpt/kernels/softmax.hpp ----
+// ---- end mpt/kernels.hpp ----
+// ---- begin mpt/io.hpp ----
+// mpt/io: files in and out — safetensors, Hugging Face config.json, model folders.
+//
+// A model loads a Hugging Face folder in three steps:
+//   const auto config = mpt::io::BertConfig::from_json_file(dir / "config.json");
+//   std::vector<mpt::io::ParameterSlot> slots;  // {HF name, view of the storage, Init}
+//   //   e.g. {"bert.encoder.layer.0.output.LayerNorm.weight", gamma.view(), Init::ones}
+//   //   (with a bf16 policy, point the slots at the fp32 master weights)
+//   mpt::io::LoadOptions options;
+//   options.initializer_range = config.initializer_range;
+//   const mpt::io::LoadReport report = mpt::io::load_parameters(dir, slots, options);
+// and saves one with
+//   mpt::io::save_pretrained(out, config, mpt::io::named_tensors(slots), mpt::io::Dtype::f32, dir / "vocab.txt");
+// With a model's nn::Parameters<P>, nn/pretrained.hpp does both in one call:
+//   mpt::nn::load_pretrained(dir, params, config);   mpt::nn::save_pretrained(out, config, params);
+// ---- begin mpt/io/bert_config.hpp ----
+// BertConfig: the model hyper-parameters of a Hugging Face config.json.
+//
+//   BertConfig::from_json(json, source)   missing keys take transformers' defaults
+//   BertConfig::from_json_file(path)
+//   config.validate(source)               positive sizes, heads divide hidden_size, known hidden_act
+//   config.to_json()                      keys it does not know are kept from the file it was
+//                                         read from; architectures/model_type say BERT-QA
+//   config.save(path)                     atomic write
+
+// ---- begin mpt/io/file.hpp ----
+// Files in and out, safely.
+//
+//   MappedFile::open(path)          read-only memory map (an empty file maps to an empty span)
+//   read_file(path)                 the whole file as bytes
+//   AtomicFileWriter(path)          write to a temporary file in the same directory, then
+//     .write(bytes) ... .commit()   fsync + rename over `path` + fsync the directory, so a
+//                                   reader sees the old file or the new one, never half of one
+//   write_file_atomic(path, bytes)  the same for a buffer already in memory
+//
+// POSIX only (mmap, fsync, rename), as is the rest of the project's I/O.
+
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace mpt::io {
+
+namespace detail {
+inline std::string errno_text() { return std::strerror(errno); }
+
+// Closes a POSIX descriptor on scope exit.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd = -1) noexcept : fd_(fd) {}
+  FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  FileDescriptor& operator=(FileDescriptor&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() { reset(); }
+  int get() const noexcept { return fd_; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+inline FileDescriptor open_for_reading(const std::filesystem::path& path) {
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) throw_error("cannot open ", path, " for reading: ", errno_text());
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) throw_error("cannot stat ", path, ": ", errno_text());
+  if (!S_ISREG(info.st_mode)) throw_error(path, " is not a regular file");
+  return fd;
+}
+
+inline std::size_t file_size(const FileDescriptor& fd, const std::filesystem::path& path) {
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) throw_error("cannot stat ", path, ": ", errno_text());
+  return static_cast<std::size_t>(info.st_size);
+}
+
+inline void write_all(int fd, const std::byte* data, std::size_t size, const std::filesystem::path& path) {
+  while (size > 0) {
+    const ::ssize_t written = ::write(fd, data, size);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      throw_error("cannot write ", path, ": ", errno_text());
+    }
+    data += written;
+    size -= static_cast<std::size_t>(written);
+  }
+}
+}  // namespace detail
+
+// A read-only memory map of a whole file; move-only.
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(MappedFile&& other) noexcept
+      : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  MappedFile& operator=(MappedFile&& other) noexcept {
+    if (this != &other) {
+      unmap();
+      path_ = std::move(other.path_);
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() { unmap(); }
+
+  static MappedFile open(const std::filesystem::path& path) {
+    const detail::FileDescriptor fd = detail::open_for_reading(path);
+    MappedFile file;
+    file.path_ = path;
+    file.size_ = detail::file_size(fd, path);
+    if (file.size_ == 0) return file;  // mmap of length 0 is an error; an empty span is not
+    void* p = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (p == MAP_FAILED) throw_error("cannot memory-map ", path, " (", file.size_, " bytes): ", detail::errno_text());
+    file.data_ = static_cast<const std::byte*>(p);
+    // Start reading ahead now: loaders touch every byte, mostly front to back.
+    ::madvise(p, file.size_, MADV_WILLNEED);
+    return file;
+  }
+
+  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+  std::size_t size() const noexcept { return size_; }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  void unmap() noexcept {
+    if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+
+  std::filesystem::path path_;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
+  const detail::FileDescriptor fd = detail::open_for_reading(path);
+  std::vector<std::byte> bytes(detail::file_size(fd, path));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ::ssize_t got = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw_error("cannot read ", path, ": ", detail::errno_text());
+    if (got == 0) throw_error("cannot read ", path, ": file shrank while reading (", done, " of ", bytes.size(), " bytes)");
+    done += static_cast<std::size_t>(got);
+  }
+  return bytes;
+}
+
+inline std::string read_text_file(const std::filesystem::path& path) {
+  const std::vector<std::byte> bytes = read_file(path);
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+// Writes `path` atomically: the bytes go to "<path>.tmp.<pid>.<n>" in the same
+// directory (rename is only atomic within one file system); commit() makes them
+// durable and renames. Without commit() the temporary file is removed.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(std::filesystem::path path) : path_(std::move(path)) {
+    static std::atomic<unsigned> counter{0};  // distinct names for writers alive at once in this process
+    temp_path_ = path_;
+    temp_path_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
+    fd_ = detail::FileDescriptor(::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd_.get() < 0) throw_error("cannot create ", temp_path_, " (to write ", path_, "): ", detail::errno_text());
+  }
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  ~AtomicFileWriter() {
+    if (!committed_) {
+      fd_.reset();
+      ::unlink(temp_path_.c_str());
+    }
+  }
+
+  void write(std::span<const std::byte> bytes) { detail::write_all(fd_.get(), bytes.data(), bytes.size(), temp_path_); }
+  void write(std::string_view text) { write(std::as_bytes(std::span<const char>(text.data(), text.size()))); }
+
+  void commit() {
+    if (committed_) throw_error("AtomicFileWriter: ", path_, " was already committed");
+    if (::fsync(fd_.get()) != 0) throw_error("cannot fsync ", temp_path_, ": ", detail::errno_text());
+    // close() releases the descriptor whatever it returns: never close it twice.
+    if (::close(fd_.release()) != 0) throw_error("cannot close ", temp_path_, ": ", detail::errno_text());
+    if (::rename(temp_path_.c_str(), path_.c_str()) != 0) throw_error("cannot rename ", temp_path_, " to ", path_, ": ", detail::errno_text());
+    committed_ = true;
+    // The rename itself is durable only once the directory entry is.
+    std::filesystem::path dir = path_.parent_path();
+    if (dir.empty()) dir = ".";
+    const detail::FileDescriptor dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir_fd.get() >= 0) ::fsync(dir_fd.get());
+  }
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  std::filesystem::path temp_path_;
+  detail::FileDescriptor fd_;
+  bool committed_ = false;
+};
+
+inline void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> bytes) {
+  AtomicFileWriter writer(path);
+  writer.write(bytes);
+  writer.commit();
+}
+inline void write_file_atomic(const std::filesystem::path& path, std::string_view text) {
+  AtomicFileWriter writer(path);
+  writer.write(text);
+  writer.commit();
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/file.hpp ----
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mpt::io {
+
+struct BertConfig {
+  // Defaults are BertConfig's in transformers (bert-base-uncased).
+  std::int64_t vocab_size = 30522;
+  std::int64_t hidden_size = 768;
+  std::int64_t num_hidden_layers = 12;
+  std::int64_t num_attention_heads = 12;
+  std::int64_t intermediate_size = 3072;
+  std::string hidden_act = "gelu";
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  std::int64_t max_position_embeddings = 512;
+  std::int64_t type_vocab_size = 2;
+  double layer_norm_eps = 1e-12;
+  double initializer_range = 0.02;
+  std::int64_t pad_token_id = 0;
+  // Every other key of the file it came from (transformers_version, position_embedding_type,
+  // torch_dtype, ...), written back unchanged.
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+
+  std::int64_t head_dim() const noexcept { return num_attention_heads > 0 ? hidden_size / num_attention_heads : 0; }
+
+  // `source` names the file (or "config") in error messages.
+  static BertConfig from_json(const nlohmann::ordered_json& j, const std::string& source = "config") {
+    if (!j.is_object()) throw_error(source, ": a BERT config must be a JSON object, not ", j.type_name());
+    BertConfig c;
+    for (const auto& [key, value] : j.items()) {
+      if (key == "vocab_size") c.vocab_size = integer(value, source, key);
+      else if (key == "hidden_size") c.hidden_size = integer(value, source, key);
+      else if (key == "num_hidden_layers") c.num_hidden_layers = integer(value, source, key);
+      else if (key == "num_attention_heads") c.num_attention_heads = integer(value, source, key);
+      else if (key == "intermediate_size") c.intermediate_size = integer(value, source, key);
+      else if (key == "max_position_embeddings") c.max_position_embeddings = integer(value, source, key);
+      else if (key == "type_vocab_size") c.type_vocab_size = integer(value, source, key);
+      else if (key == "pad_token_id") c.pad_token_id = integer(value, source, key);
+      else if (key == "hidden_dropout_prob") c.hidden_dropout_prob = number(value, source, key);
+      else if (key == "attention_probs_dropout_prob") c.attention_probs_dropout_prob = number(value, source, key);
+      else if (key == "layer_norm_eps") c.layer_norm_eps = number(value, source, key);
+      else if (key == "initializer_range") c.initializer_range = number(value, source, key);
+      else if (key == "hidden_act") {
+        if (!value.is_string()) throw_error(source, ": hidden_act is ", value.dump(), ", not a string such as \"gelu\"");
+        c.hidden_act = value.get<std::string>();
+      } else {
+        c.extra[key] = value;
+      }
+    }
+    if (c.extra.contains("model_type") && c.extra["model_type"] != "bert") {
+      throw_error(source, ": model_type is ", c.extra["model_type"].dump(), " but mpt loads \"bert\" models");
+    }
+    c.validate(source);
+    return c;
+  }
+
+  static BertConfig from_json_file(const std::filesystem::path& path) {
+    const std::string source = "config file " + path.string();
+    nlohmann::ordered_json j;
+    try {
+      j = nlohmann::ordered_json::parse(read_text_file(path));
+    } catch (const nlohmann::json::exception& e) {
+      throw_error(source, ": not valid JSON (", e.what(), ")");
+    }
+    return from_json(j, source);
+  }
+
+  void validate(const std::string& source = "config") const {
+    const auto positive = [&](std::int64_t v, const char* key) {
+      if (v <= 0) throw_error(source, ": ", key, " is ", v, " but must be positive");
+    };
+    positive(vocab_size, "vocab_size");
+    positive(hidden_size, "hidden_size");
+    positive(num_hidden_layers, "num_hidden_layers");
+    positive(num_attention_heads, "num_attention_heads");
+    positive(intermediate_size, "intermediate_size");
+    positive(max_position_embeddings, "max_position_embeddings");
+    positive(type_vocab_size, "type_vocab_size");
+    if (hidden_size % num_attention_heads != 0) {
+      throw_error(source, ": hidden_size ", hidden_size, " is not a multiple of num_attention_heads ", num_attention_heads,
+                  "; choose a head count that divides it");
+    }
+    if (hidden_act != "gelu") {
+      throw_error(source, ": hidden_act \"", hidden_act, "\" is not supported; mpt implements \"gelu\" (the exact erf form BERT uses)");
+    }
+    const auto probability = [&](double p, const char* key) {
+      if (!(p >= 0.0 && p < 1.0)) throw_error(source, ": ", key, " is ", p, " but a dropout probability must lie in [0, 1)");
+    };
+    probability(hidden_dropout_prob, "hidden_dropout_prob");
+    probability(attention_probs_dropout_prob, "attention_probs_dropout_prob");
+    if (!(layer_norm_eps > 0.0)) throw_error(source, ": layer_norm_eps is ", layer_norm_eps, " but must be positive");
+    if (!(initializer_range >= 0.0)) throw_error(source, ": initializer_range is ", initializer_range, " but must not be negative");
+    if (pad_token_id < 0 || pad_token_id >= vocab_size) {
+      throw_error(source, ": pad_token_id ", pad_token_id, " is outside the vocabulary [0, ", vocab_size, ")");
+    }
+  }
+
+  // The config as transformers writes it for BertForQuestionAnswering.
+  nlohmann::ordered_json to_json() const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    j["architectures"] = {"BertForQuestionAnswering"};
+    j["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
+    j["hidden_act"] = hidden_act;
+    j["hidden_dropout_prob"] = hidden_dropout_prob;
+    j["hidden_size"] = hidden_size;
+    j["initializer_range"] = initializer_range;
+    j["intermediate_size"] = intermediate_size;
+    j["layer_norm_eps"] = layer_norm_eps;
+    j["max_position_embeddings"] = max_position_embeddings;
+    j["model_type"] = "bert";
+    j["num_attention_heads"] = num_attention_heads;
+    j["num_hidden_layers"] = num_hidden_layers;
+    j["pad_token_id"] = pad_token_id;
+    j["type_vocab_size"] = type_vocab_size;
+    j["vocab_size"] = vocab_size;
+    for (const auto& [key, value] : extra.items())
+      if (key != "architectures" && key != "model_type") j[key] = value;
+    // Keys in sorted order, as transformers writes them (json.dumps(sort_keys=True)).
+    std::vector<std::string> keys;
+    for (const auto& item : j.items()) keys.push_back(item.key());
+    std::sort(keys.begin(), keys.end());
+    nlohmann::ordered_json sorted = nlohmann::ordered_json::object();
+    for (const std::string& key : keys) sorted[key] = j[key];
+    return sorted;
+  }
+
+  void save(const std::filesystem::path& path) const { write_file_atomic(path, to_json().dump(2) + "\n"); }
+
+ private:
+  static std::int64_t integer(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
+    if (!v.is_number_integer()) throw_error(source, ": ", key, " is ", v.dump(), " but must be an integer");
+    return v.get<std::int64_t>();
+  }
+  static double number(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
+    if (!v.is_number()) throw_error(source, ": ", key, " is ", v.dump(), " but must be a number");
+    return v.get<double>();
+  }
+};
+
+}  // namespace mpt::io
+// ---- end mpt/io/bert_config.hpp ----
+// ---- begin mpt/io/load_parameters.hpp ----
+// Loading a Hugging Face checkpoint into a model's parameters, as
+// `from_pretrained` does.
+//
+// The model lists its parameters as slots named as in transformers
+// ("bert.encoder.layer.0.attention.self.query.weight", "qa_outputs.bias") and
+// load_parameters fills them from a model folder (model.safetensors, or
+// model.safetensors.index.json and its shards) or from open safetensors files:
+//   - legacy names match: "LayerNorm.gamma" / "LayerNorm.beta" are "LayerNorm.weight" / ".bias";
+//   - a checkpoint of the base model (names without "bert.") loads into a model that
+//     has the prefix, and the other way round (transformers' base_model_prefix rule);
+//   - tensors convert from the file dtype (F32, BF16, F16, F64) to the slot's;
+//   - a shape mismatch is an error naming the tensor and both shapes;
+//   - slots the checkpoint lacks are initialized as the slot says (BERT: normal(0,
+//     initializer_range) weights, zero biases, LayerNorm 1 and 0) and reported as missing;
+//   - checkpoint tensors no slot takes (pre-training heads "cls.*") are reported as
+//     unused; both lists are printed as transformers words them. Those the model
+//     expects to skip (the pooler, the position_ids buffer) are reported apart, unprinted;
+//   - every check runs before any copy; the copies then run on all of mpt's threads.
+
+// ---- begin mpt/io/safetensors.hpp ----
+// safetensors (https://github.com/huggingface/safetensors), read and written.
+//
+// Layout: [u64 little-endian N][N bytes of UTF-8 JSON header][data buffer]
+//   header = { "<name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
+//              "__metadata__": {"<key>": "<string>", ...} }           (metadata optional)
+//   the header opens with '{' and may end in spaces (writers pad it to 8 bytes);
+//   offsets are relative to the data buffer; tensors are row-major, little-endian,
+//   and together cover the buffer exactly, without overlap and without holes.
+//
+//   SafetensorsFile::open(path)      memory-maps and validates everything up front; a bad
+//                                    file is an mpt::Error naming the file (and the tensor)
+//   file.find(name) / file.at(name)  the entry: dtype, dims, bytes (a span into the map)
+//   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double,
+//                                    integer dtypes into std::int32_t / std::int64_t
+//   save_safetensors(path, tensors, dtype, metadata)   atomic write, F32/BF16/F16/F64
+
+
+#include <Eigen/Core>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian; mpt reads it in place");
+
+// Every dtype the format defines. Only the floating ones convert into mpt tensors;
+// the others are still validated (sizes, offsets) so a file holding them opens.
+enum class Dtype { boolean, u8, i8, f8_e5m2, f8_e4m3, i16, u16, f16, bf16, i32, u32, f32, f64, i64, u64 };
+
+namespace detail {
+struct DtypeInfo {
+  Dtype dtype;
+  std::string_view name;
+  std::size_t size;
+};
+inline constexpr std::array<DtypeInfo, 15> dtype_table{{
+    {Dtype::boolean, "BOOL", 1}, {Dtype::u8, "U8", 1},        {Dtype::i8, "I8", 1},     {Dtype::f8_e5m2, "F8_E5M2", 1},
+    {Dtype::f8_e4m3, "F8_E4M3", 1}, {Dtype::i16, "I16", 2},   {Dtype::u16, "U16", 2},   {Dtype::f16, "F16", 2},
+    {Dtype::bf16, "BF16", 2},     {Dtype::i32, "I32", 4},     {Dtype::u32, "U32", 4},   {Dtype::f32, "F32", 4},
+    {Dtype::f64, "F64", 8},       {Dtype::i64, "I64", 8},     {Dtype::u64, "U64", 8},
+}};
+}  // namespace detail
+
+constexpr std::string_view dtype_name(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].name; }
+constexpr std::size_t dtype_size(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].size; }
+constexpr bool is_convertible_dtype(Dtype d) noexcept {
+  return d == Dtype::f32 || d == Dtype::bf16 || d == Dtype::f16 || d == Dtype::f64;
+}
+// Integer (and BOOL) tensors read into std::int32_t / std::int64_t: token ids, masks, positions.
+constexpr bool is_integer_dtype(Dtype d) noexcept {
+  return d == Dtype::boolean || d == Dtype::u8 || d == Dtype::i8 || d == Dtype::i16 || d == Dtype::u16 || d == Dtype::i32 ||
+         d == Dtype::u32 || d == Dtype::i64 || d == Dtype::u64;
+}
+inline std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
+  for (const auto& info : detail::dtype_table)
+    if (info.name == name) return info.dtype;
+  return std::nullopt;
+}
+
+// The file dtype that stores a C++ element type unchanged.
+template <class T>
+constexpr Dtype dtype_of() noexcept {
+  if constexpr (std::is_same_v<T, float>) return Dtype::f32;
+  else if constexpr (std::is_same_v<T, bf16>) return Dtype::bf16;
+  else if constexpr (std::is_same_v<T, Eigen::half>) return Dtype::f16;
+  else {
+    static_assert(std::is_same_v<T, double>, "safetensors I/O converts float, bf16, Eigen::half and double");
+    return Dtype::f64;
+  }
+}
+
+// Refuse headers above this size before looking at them (as the reference implementation does).
+inline constexpr std::uint64_t safetensors_max_header_bytes = 100'000'000;
+
+// One tensor of an open file: a span into the memory map, valid while the file lives.
+struct SafetensorsEntry {
+  std::string name;
+  Dtype dtype = Dtype::f32;
+  std::vector<std::int64_t> dims;
+  std::span<const std::byte> bytes;
+  std::size_t data_begin = 0;  // offsets within the data buffer, as in the header
+  std::size_t data_end = 0;
+
+  std::size_t numel() const noexcept {
+    std::size_t n = 1;
+    for (std::int64_t d : dims) n *= static_cast<std::size_t>(d);
+    return n;
+  }
+  std::string shape_string() const {
+    std::string s = "[";
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + "]";
+  }
+  bool has_shape(const Shape& shape) const noexcept {
+    if (static_cast<int>(dims.size()) != shape.rank()) return false;
+    for (int a = 0; a < shape.rank(); ++a)
+      if (dims[static_cast<std::size_t>(a)] != shape[a]) return false;
+    return true;
+  }
+  // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
+  Shape shape() const {
+    switch (dims.size()) {
+      case 0: return Shape{};
+      case 1: return Shape{dims[0]};
+      case 2: return Shape{dims[0], dims[1]};
+      case 3: return Shape{dims[0], dims[1], dims[2]};
+      case 4: return Shape{dims[0], dims[1], dims[2], dims[3]};
+      default: throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
+    }
+  }
+};
+
+namespace detail {
+
+// Decodes `n` elements of a file dtype into T, through a small aligned stage so that
+// unaligned data (any header length is legal) is never read through a typed pointer.
+template <class T>
+void decode_elements(Dtype src, const std::byte* bytes, T* out, std::size_t n) {
+  constexpr std::size_t chunk = 1024;
+  alignas(64) std::array<float, chunk> stage_f32;
+  alignas(64) std::array<std::uint16_t, chunk> stage_u16;
+  alignas(64) std::array<double, chunk> stage_f64;
+  for (std::size_t i = 0; i < n; i += chunk) {
+    const std::size_t m = std::min(chunk, n - i);
+    switch (src) {
+      case Dtype::f32: {
+        if constexpr (std::is_same_v<T, float>) {
+          std::memcpy(out + i, bytes + i * 4, m * 4);
+        } else {
+          std::memcpy(stage_f32.data(), bytes + i * 4, m * 4);
+          if constexpr (std::is_same_v<T, bf16>) {
+            convert(std::span<const float>(stage_f32.data(), m), std::span<bf16>(out + i, m));
+          } else {
+            for (std::size_t k = 0; k < m; ++k) out[i + k] = static_cast<T>(stage_f32[k]);
+          }
+        }
+        break;
+      }
+      case Dtype::bf16: {
+        if constexpr (std::is_same_v<T, bf16>) {
+          std::memcpy(out + i, bytes + i * 2, m * 2);
+        } else {
+          std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
+          const std::span<const bf16> in(reinterpret_cast<const bf16*>(stage_u16.data()), m);
+          if constexpr (std::is_same_v<T, float>) {
+            convert(in, std::span<float>(out + i, m));
+          } else {
+            for (std::size_t k = 0; k < m; ++k) out[i + k] = static_cast<T>(to_float(in[k]));
+          }
+        }
+        break;
+      }
+      case Dtype::f16: {
+        std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
+        for (std::size_t k = 0; k < m; ++k) {
+          const float v = static_cast<float>(Eigen::half(Eigen::half_impl::raw_uint16_to_half(stage_u16[k])));  // exact
+          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(v);
+          else out[i + k] = static_cast<T>(v);
+        }
+        break;
+      }
+      case Dtype::f64: {
+        std::memcpy(stage_f64.data(), bytes + i * 8, m * 8);
+        for (std::size_t k = 0; k < m; ++k) {
+          // double -> bf16 goes through float: a double rounding, as torch's .to(bfloat16) does.
+          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(stage_f64[k]));
+          else out[i + k] = static_cast<T>(stage_f64[k]);
+        }
+        break;
+      }
+      default: throw_error("decode_elements: dtype ", dtype_name(src), " is not a floating type");
+    }
+  }
+}
+
+// Encodes `n` elements of T as a file dtype into `out` (n * dtype_size bytes).
+template <class T>
+void encode_elements(const T* in, Dtype dst, std::byte* out, std::size_t n) {
+  constexpr std::size_t chunk = 1024;
+  alignas(64) std::array<float, chunk> stage_f32;
+  alignas(64) std::array<bf16, chunk> stage_bf16;
+  for (std::size_t i = 0; i < n; i += chunk) {
+    const std::size_t m = std::min(chunk, n - i);
+    switch (dst) {
+      case Dtype::f32: {
+        if constexpr (std::is_same_v<T, float>) {
+          std::memcpy(out + i * 4, in + i, m * 4);
+        } else {
+          for (std::size_t k = 0; k < m; ++k) stage_f32[k] = to_float(in[i + k]);
+          std::memcpy(out + i * 4, stage_f32.data(), m * 4);
+        }
+        break;
+      }
+      case Dtype::bf16: {
+        if constexpr (std::is_same_v<T, bf16>) {
+          std::memcpy(out + i * 2, in + i, m * 2);
+        } else if constexpr (std::is_same_v<T, float>) {
+          convert(std::span<const float>(in + i, m), std::span<bf16>(stage_bf16.data(), m));
+          std::memcpy(out + i * 2, stage_bf16.data(), m * 2);
+        } else {
+          for (std::size_t k = 0; k < m; ++k) stage_bf16[k] = to_bf16(static_cast<float>(in[i + k]));
+          std::memcpy(out + i * 2, stage_bf16.data(), m * 2);
+        }
+        break;
+      }
+      case Dtype::f16: {
+        for (std::size_t k = 0; k < m; ++k) {
+          const std::uint16_t bits = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(static_cast<float>(to_float(in[i + k]))));
+          std::memcpy(out + (i + k) * 2, &bits, 2);
+        }
+        break;
+      }
+      case Dtype::f64: {
+        for (std::size_t k = 0; k < m; ++k) {
+          const double v = static_cast<double>(to_float(in[i + k]));
+          std::memcpy(out + (i + k) * 8, &v, 8);
+        }
+        break;
+      }
+      default: throw_error("encode_elements: mpt writes F32, BF16, F16 or F64, not ", dtype_name(dst));
+    }
+  }
+}
+
+// Reads integer element i of a file dtype; false when it does not fit in T.
+template <class T>
+bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
+  const auto load = [&](auto zero) {
+    decltype(zero) v;
+    std::memcpy(&v, bytes + i * sizeof(v), sizeof(v));
+    if (!std::in_range<T>(v)) return false;
+    out = static_cast<T>(v);
+    return true;
+  };
+  switch (src) {
+    case Dtype::boolean:
+    case Dtype::u8: return load(std::uint8_t{});
+    case Dtype::i8: return load(std::int8_t{});
+    case Dtype::i16: return load(std::int16_t{});
+    case Dtype::u16: return load(std::uint16_t{});
+    case Dtype::i32: return load(std::int32_t{});
+    case Dtype::u32: return load(std::uint32_t{});
+    case Dtype::i64: return load(std::int64_t{});
+    case Dtype::u64: return load(std::uint64_t{});
+    default: return false;
+  }
+}
+
+inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
+  std::uint64_t v = 0;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Parses the header, rejecting duplicate keys (JSON allows them; silently keeping
+// the last one would load a tensor, or a dtype, nobody can see in the file).
+inline nlohmann::json parse_header_json(std::string_view text, const std::filesystem::path& path) {
+  // Keys of the object open at depth 1 (tensor names) and 2 (an entry's fields).
+  std::array<std::vector<std::string>, 3> keys;
+  std::string current_tensor;
+  const auto check_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using nlohmann::json;
+    if (event == json::parse_event_t::object_start && depth + 1 < 3) keys[static_cast<std::size_t>(depth + 1)].clear();
+    if (event == json::parse_event_t::key && depth >= 1 && depth < 3) {
+      std::string key = parsed.get<std::string>();
+      auto& seen = keys[static_cast<std::size_t>(depth)];
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        if (depth == 1) throw_error("safetensors file ", path, ": tensor '", key, "' appears twice in the header");
+        throw_error("safetensors file ", path, ", tensor '", current_tensor, "': field '", key, "' appears twice");
+      }
+      if (depth == 1) current_tensor = key;
+      seen.push_back(std::move(key));
+    }
+    return true;
+  };
+  try {
+    return nlohmann::json::parse(text.begin(), text.end(), check_keys);
+  } catch (const nlohmann::json::exception& e) {
+    throw_error("safetensors file ", path, ": the header is not valid JSON (", e.what(), "); the file is corrupt or not safetensors");
+  }
+}
+
+inline std::uint64_t json_non_negative_integer(const nlohmann::json& v, const std::filesystem::path& path, const std::string& name,
+                                               const char* field) {
+  if (!v.is_number_unsigned()) {
+    throw_error("safetensors file ", path, ", tensor '", name, "': ", field, " holds ", v.dump(), " where a non-negative integer is required");
+  }
+  return v.get<std::uint64_t>();
+}
+
+}  // namespace detail
+
+// A memory-mapped, validated safetensors file.
+class SafetensorsFile {
+ public:
+  static SafetensorsFile open(const std::filesystem::path& path) {
+    SafetensorsFile file;
+    file.map_ = MappedFile::open(path);
+    file.index_header();
+    return file;
+  }
+
+  const std::filesystem::path& path() const noexcept { return map_.path(); }
+  // Tensors in the order of their data (ascending offsets).
+  const std::vector<SafetensorsEntry>& tensors() const noexcept { return entries_; }
+  std::size_t size() const noexcept { return entries_.size(); }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+
+  const SafetensorsEntry* find(std::string_view name) const {
+    const auto it = index_.find(std::string(name));
+    return it == index_.end() ? nullptr : &entries_[it->second];
+  }
+  bool contains(std::string_view name) const { return find(name) != nullptr; }
+  const SafetensorsEntry& at(std::string_view name) const {
+    const SafetensorsEntry* e = find(name);
+    if (e == nullptr) throw_error("safetensors file ", path(), " has no tensor '", name, "' (it holds ", entries_.size(), " tensors)");
+    return *e;
+  }
+
+  // Converts the tensor into `out`, whose shape must equal the tensor's: floating
+  // dtypes into float, bf16 or double; integer dtypes into std::int32_t or std::int64_t.
+  template <class T>
+  void read(const SafetensorsEntry& entry, TensorView<T> out) const {
+    static_assert(!std::is_const_v<T>, "read into a mutable view");
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, double> || std::is_same_v<T, std::int32_t> ||
+                      std::is_same_v<T, std::int64_t>,
+                  "safetensors tensors read into float, bf16, double, std::int32_t or std::int64_t");
+    constexpr bool integral = std::is_integral_v<T>;
+    if (integral ? !is_integer_dtype(entry.dtype) : !is_convertible_dtype(entry.dtype)) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': dtype ", dtype_name(entry.dtype), " does not read into ",
+                  integral ? "an integer tensor (integer dtypes do)" : "a floating tensor (F32, BF16, F16 and F64 do)");
+    }
+    if (!entry.has_shape(out.shape())) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ",
+                  out.shape(), " is required");
+    }
+    if constexpr (integral) {
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        if (!detail::decode_integer(entry.dtype, entry.bytes.data(), i, out[i])) {
+          throw_error("safetensors file ", path(), ", tensor '", entry.name, "': element ", i, " does not fit in ", sizeof(T) * 8,
+                      "-bit integers; read it as std::int64_t");
+        }
+      }
+    } else {
+      detail::decode_elements(entry.dtype, entry.bytes.data(), out.data(), out.size());
+    }
+  }
+  template <class T>
+  void read(std::string_view name, TensorView<T> out) const { read(at(name), out); }
+
+  // Elements [first, first + count) of the tensor, converted into `out` (the same
+  // elements of a destination of the tensor's size): lets loaders split big tensors
+  // across threads. The caller has checked dtype and shape (read() does).
+  template <class T>
+  void read_elements(const SafetensorsEntry& entry, std::size_t first, std::size_t count, T* out) const {
+    if (first > entry.numel() || count > entry.numel() - first) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': elements [", first, ", ", first + count, ") are out of its ",
+                  entry.numel());
+    }
+    detail::decode_elements(entry.dtype, entry.bytes.data() + first * dtype_size(entry.dtype), out + first, count);
+  }
+  template <class T>
+  Tensor<T> read(std::string_view name) const {
+    const SafetensorsEntry& entry = at(name);
+    if (entry.dims.size() > static_cast<std::size_t>(max_tensor_rank)) {
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " has rank ", entry.dims.size(),
+                  "; mpt tensors have rank ", max_tensor_rank, " at most");
+    }
+    Tensor<T> t(entry.shape());
+    read(entry, t.view());
+    return t;
+  }
+
+ private:
+  void index_header() {
+    const std::filesystem::path& file = map_.path();
+    const std::span<const std::byte> bytes = map_.bytes();
+    if (bytes.size() < 8) {
+      throw_error("safetensors file ", file, ": ", bytes.size(), " bytes is too short to hold the 8-byte header length; the file is truncated");
+    }
+    const std::uint64_t header_len = detail::read_u64_le(bytes.data());
+    if (header_len > safetensors_max_header_bytes) {
+      throw_error("safetensors file ", file, ": header length ", header_len, " exceeds the limit of ", safetensors_max_header_bytes,
+                  " bytes; the file is corrupt or not safetensors");
+    }
+    if (header_len > bytes.size() - 8) {
+      throw_error("safetensors file ", file, ": header length ", header_len, " runs past the end of the file (", bytes.size(),
+                  " bytes); the file is truncated");
+    }
+    const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), header_len);
+    // The format requires the JSON to open at the first byte (padding goes at the end).
+    if (text.empty() || text.front() != '{') {
+      throw_error("safetensors file ", file, ": the header does not begin with '{'; the file is corrupt or not safetensors");
+    }
+    const nlohmann::json header = detail::parse_header_json(text, file);
+    if (!header.is_object()) throw_error("safetensors file ", file, ": the header is ", header.type_name(), " JSON, not an object");
+
+    const std::span<const std::byte> data = bytes.subspan(8 + header_len);
+    entries_.reserve(header.size());
+    for (const auto& [name, info] : header.items()) {
+      if (name == "__metadata__") {
+        read_metadata(info);
+        continue;
+      }
+      entries_.push_back(parse_entry(name, info, data));
+    }
+    std::sort(entries_.begin(), entries_.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
+      return a.data_begin != b.data_begin ? a.data_begin < b.data_begin : a.data_end < b.data_end;
+    });
+    // Tensors tile the buffer: no overlap (two names for one byte), no hole (room for a polyglot file).
+    std::size_t expected_begin = 0;
+    for (const SafetensorsEntry& e : entries_) {
+      if (e.data_begin < expected_begin) {
+        throw_error("safetensors file ", file, ", tensor '", e.name, "': data_offsets [", e.data_begin, ", ", e.data_end,
+                    "] overlap the previous tensor, which ends at ", expected_begin);
+      }
+      if (e.data_begin > expected_begin) {
+        throw_error("safetensors file ", file, ", tensor '", e.name, "': data_offsets [", e.data_begin, ", ", e.data_end,
+                    "] leave a hole after byte ", expected_begin, " of the data buffer");
+      }
+      expected_begin = e.data_end;
+    }
+    if (expected_begin != data.size()) {
+      throw_error("safetensors file ", file, ": the tensors cover ", expected_begin, " bytes but the data buffer holds ", data.size(),
+                  " (the file has trailing bytes or is truncated)");
+    }
+    for (std::size_t i = 0; i < entries_.size(); ++i) index_.emplace(entries_[i].name, i);
+  }
+
+  void read_metadata(const nlohmann::json& info) {
+    const std::filesystem::path& file = map_.path();
+    if (!info.is_object()) throw_error("safetensors file ", file, ": __metadata__ is ", info.type_name(), ", not an object of strings");
+    for (const auto& [key, value] : info.items()) {
+      if (!value.is_string()) throw_error("safetensors file ", file, ": __metadata__ entry '", key, "' is ", value.dump(), ", not a string");
+      metadata_.emplace(key, value.get<std::string>());
+    }
+  }
+
+  SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& info, std::span<const std::byte> data) const {
+    const std::filesystem::path& file = map_.path();
+    const auto fail = [&](auto&&... what) { throw_error("safetensors file ", file, ", tensor '", name, "': ", what...); };
+    if (!info.is_object()) fail("the entry is ", info.dump(), ", not an object with dtype, shape and data_offsets");
+    const auto dtype_it = info.find("dtype");
+    const auto shape_it = info.find("shape");
+    const auto offsets_it = info.find("data_offsets");
+    if (dtype_it == info.end() || shape_it == info.end() || offsets_it == info.end()) {
+      fail("the entry ", info.dump(), " lacks dtype, shape or data_offsets");
+    }
+    if (!dtype_it->is_string()) fail("dtype ", dtype_it->dump(), " is not a string");
+    const std::optional<Dtype> dtype = parse_dtype(dtype_it->get<std::string>());
+    if (!dtype) fail("unknown dtype ", dtype_it->dump(), " (the format defines BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
+
+    SafetensorsEntry e;
+    e.name = name;
+    e.dtype = *dtype;
+    if (!shape_it->is_array()) fail("shape ", shape_it->dump(), " is not an array");
+    std::uint64_t bytes_needed = dtype_size(e.dtype);
+    for (const nlohmann::json& d : *shape_it) {
+      const std::uint64_t extent = detail::json_non_negative_integer(d, file, name, "shape");
+      // The product is checked against the file size below; only its overflow needs care here.
+      if (extent != 0 && bytes_needed > UINT64_MAX / extent) fail("shape ", shape_it->dump(), " overflows 64 bits");
+      if (extent > static_cast<std::uint64_t>(INT64_MAX)) fail("shape ", shape_it->dump(), " has an extent beyond int64");
+      bytes_needed *= extent;
+      e.dims.push_back(static_cast<std::int64_t>(extent));
+    }
+    if (!offsets_it->is_array() || offsets_it->size() != 2) fail("data_offsets ", offsets_it->dump(), " is not an array [begin, end]");
+    const std::uint64_t begin = detail::json_non_negative_integer((*offsets_it)[0], file, name, "data_offsets");
+    const std::uint64_t end = detail::json_non_negative_integer((*offsets_it)[1], file, name, "data_offsets");
+    if (begin > end) fail("data_offsets [", begin, ", ", end, "] end before they begin");
+    if (end > data.size()) fail("data_offsets [", begin, ", ", end, "] run past the data buffer of ", data.size(), " bytes; the file is truncated");
+    if (end - begin != bytes_needed) {
+      fail("shape ", e.shape_string(), " of ", dtype_name(e.dtype), " needs ", bytes_needed, " bytes but data_offsets [", begin, ", ", end,
+           "] hold ", end - begin);
+    }
+    e.data_begin = static_cast<std::size_t>(begin);
+    e.data_end = static_cast<std::size_t>(end);
+    e.bytes = data.subspan(e.data_begin, e.data_end - e.data_begin);
+    return e;
+  }
+
+  MappedFile map_;
+  std::vector<SafetensorsEntry> entries_;
+  std::unordered_map<std::string, std::size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A read-only tensor of any element type mpt stores, to be written under a name.
+using TensorSource = std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>>;
+
+struct NamedTensor {
+  std::string name;
+  TensorSource data;
+  std::optional<Dtype> dtype = std::nullopt;  // file dtype for this tensor; default: the one save_safetensors is given
+};
+
+inline const Shape& source_shape(const TensorSource& s) {
+  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, s);
+}
+
+// Writes the tensors in the given order with `dtype` (F32, BF16, F16 or F64) unless a
+// tensor names its own. The header is padded with spaces to a multiple of 8 bytes so
+// that the data buffer starts aligned, as the reference writer does.
+inline void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, Dtype dtype,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::size_t offset = 0;
+  std::vector<std::string_view> names;
+  for (const NamedTensor& t : tensors) {
+    const Dtype d = t.dtype.value_or(dtype);
+    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
+    if (t.name.empty() || t.name == "__metadata__") throw_error("save_safetensors ", path, ": '", t.name, "' is not a valid tensor name");
+    if (header.contains(t.name)) throw_error("save_safetensors ", path, ": tensor '", t.name, "' is given twice");
+    const Shape& shape = source_shape(t.data);
+    std::vector<std::int64_t> dims;
+    for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
+    const std::size_t bytes = shape.numel() * dtype_size(d);
+    header[t.name] = {{"dtype", dtype_name(d)}, {"shape", dims}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - (8 + text.size()) % 8) % 8, ' ');
+  const std::uint64_t header_len = text.size();
+  std::array<std::byte, 8> len_bytes{};
+  std::memcpy(len_bytes.data(), &header_len, 8);
+
+  AtomicFileWriter writer(path);
+  writer.write(len_bytes);
+  writer.write(text);
+  std::vector<std::byte> stage;
+  for (const NamedTensor& t : tensors) {
+    const Dtype d = t.dtype.value_or(dtype);
+    std::visit(
+        [&](const auto& view) {
+          // Encode in slices so that a large tensor needs no second full-size copy.
+          constexpr std::size_t slice = std::size_t{1} << 16;
+          for (std::size_t i = 0; i < view.size(); i += slice) {
+            const std::size_t m = std::min(slice, view.size() - i);
+            stage.resize(m * dtype_size(d));
+            detail::encode_elements(view.data() + i, d, stage.data(), m);
+            writer.write(stage);
+          }
+        },
+        t.data);
+  }
+  writer.commit();
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/safetensors.hpp ----
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <numbers>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+// A parameter's storage, in whichever element type the precision policy keeps it.
+using ParameterView = std::variant<TensorView<float>, TensorView<bf16>, TensorView<double>>;
+
+inline const Shape& parameter_shape(const ParameterView& p) {
+  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, p);
+}
+
+// How to initialize a parameter the checkpoint does not hold.
+enum class Init {
+  normal,  // normal(0, initializer_range): Linear and Embedding weights
+  zeros,   // biases, LayerNorm beta
+  ones,    // LayerNorm gamma
+  keep,    // leave the values the model already put there
+  custom,  // call ParameterSlot::initialize
+};
+
+struct ParameterSlot {
+  std::string name;  // Hugging Face name in the model being loaded
+  ParameterView data;
+  Init init = Init::normal;
+  // Init::normal only: this row is then zeroed, as transformers does for the padding
+  // token of an nn.Embedding with padding_idx (word_embeddings, row pad_token_id).
+  std::int64_t zero_row = -1;
+  // Init::custom; may run on any of mpt's threads, concurrently with other slots' work.
+  std::function<void(const ParameterSlot&)> initialize = nullptr;
+};
+
+struct LoadOptions {
+  // transformers' base_model_prefix: names with and without it match each other.
+  std::string base_model_prefix = "bert";
+  std::string model_class = "BertForQuestionAnswering";  // in warnings
+  double initializer_range = 0.02;                       // BertConfig::initializer_range
+  std::uint64_t seed = 42;                               // for Init::normal; each slot draws from (seed, name)
+  // Unused checkpoint tensors whose names contain one of these are expected and not
+  // warned about. Default: BertForQuestionAnswering's _keys_to_ignore_on_load_unexpected
+  // ("pooler") plus the position_ids buffer older checkpoints carry.
+  std::vector<std::string> expected_unused = {"pooler", "embeddings.position_ids"};
+  // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
+  std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
+};
+
+struct RenamedTensor {
+  std::string checkpoint_name;
+  std::string model_name;
+};
+
+struct LoadReport {
+  std::vector<std::string> loaded;          // model names filled from the checkpoint
+  std::vector<RenamedTensor> renamed;       // loaded under another name (legacy or prefix)
+  std::vector<std::string> missing;         // model names newly initialized
+  std::vector<std::string> unused;          // checkpoint names no slot took
+  std::vector<std::string> expected_unused; // checkpoint names no slot took, matching LoadOptions::expected_unused
+};
+
+namespace detail {
+
+// "a.LayerNorm.gamma" -> "a.LayerNorm.weight", "a.LayerNorm.beta" -> "a.LayerNorm.bias".
+inline std::string modern_parameter_name(std::string_view name) {
+  const auto ends_with = [&](std::string_view suffix) { return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix; };
+  if (ends_with(".gamma")) return std::string(name.substr(0, name.size() - 6)) + ".weight";
+  if (ends_with(".beta")) return std::string(name.substr(0, name.size() - 5)) + ".bias";
+  if (name == "gamma") return "weight";
+  if (name == "beta") return "bias";
+  return std::string(name);
+}
+
+inline std::string python_list(const std::vector<std::string>& names) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", '" : "'") + names[i] + "'";
+  return s + "]";
+}
+
+// SplitMix64: a small, well-mixed, portable generator (std::normal_distribution is not portable).
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() noexcept {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform_open() noexcept { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }  // (0, 1)
+};
+
+inline std::uint64_t fnv1a(std::string_view s) noexcept {
+  std::uint64_t h = 0xCBF29CE484222325ull;
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
+  return h;
+}
+
+// normal(0, stddev) by Box-Muller, a deterministic function of (seed, name).
+template <class T>
+void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::string_view name) {
+  SplitMix64 rng{seed ^ fnv1a(name)};
+  for (std::size_t i = 0; i < out.size(); i += 2) {
+    const double radius = stddev * std::sqrt(-2.0 * std::log(rng.uniform_open()));
+    const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
+    const double pair[2] = {radius * std::cos(angle), radius * std::sin(angle)};
+    for (std::size_t k = 0; k < 2 && i + k < out.size(); ++k) {
+      if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(pair[k]));
+      else out[i + k] = static_cast<T>(pair[k]);
+    }
+  }
+}
+
+// Errors a slot's initializer would meet, raised before any work starts.
+inline void check_initializer(const ParameterSlot& slot) {
+  const Shape& shape = parameter_shape(slot.data);
+  if (slot.init == Init::normal && slot.zero_row >= 0 && (shape.rank() != 2 || slot.zero_row >= shape[0])) {
+    throw_error("load_parameters: parameter '", slot.name, "' asks to zero row ", slot.zero_row, ", which shape ", shape, " does not have");
+  }
+  if (slot.init == Init::custom && !slot.initialize) {
+    throw_error("load_parameters: parameter '", slot.name, "' has Init::custom but no initialize function");
+  }
+}
+
+inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& options) {
+  std::visit(
+      [&](auto view) {
+        using T = typename decltype(view)::value_type;
+        switch (slot.init) {
+          case Init::normal:
+            fill_normal(view, options.initializer_range, options.seed, slot.name);
+            if (slot.zero_row >= 0) {
+              for (std::int64_t c = 0; c < view.dim(1); ++c) view(slot.zero_row, c) = T(0.0f);
+            }
+            break;
+          case Init::zeros:
+            for (auto& v : view.span()) v = T(0.0f);
+            break;
+          case Init::ones:
+            for (auto& v : view.span()) v = T(1.0f);
+            break;
+          case Init::keep: break;
+          case Init::custom: slot.initialize(slot); break;
+        }
+      },
+      slot.data);
+}
+
+}  // namespace detail
+
+// Fills `slots` from `file`; see the top of this header. `checkpoint` names the
+// checkpoint in warnings (transformers prints the folder); default: the file's path.
+inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::span<const ParameterSlot> slots, const LoadOptions& options,
+                                  std::string checkpoint) {
+  // One tensor of the checkpoint and the file (shard) holding it.
+  struct Located {
+    const SafetensorsFile* file;
+    const SafetensorsEntry* entry;
+  };
+  std::vector<Located> all;
+  for (const SafetensorsFile& f : files)
+    for (const SafetensorsEntry& e : f.tensors()) all.push_back({&f, &e});
+  const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
+  const auto has_prefix = [&](std::string_view n) { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; };
+
+  std::unordered_map<std::string_view, bool> slot_names;
+  for (const ParameterSlot& slot : slots) {
+    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
+  }
+  bool checkpoint_has_prefix = false;
+  for (const Located& t : all) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(t.entry->name);
+  bool model_has_prefix = false;
+  for (const ParameterSlot& s : slots) model_has_prefix = model_has_prefix || has_prefix(s.name);
+  // As transformers: strip the prefix from whichever side has it when the other has none.
+  const bool strip_from_model = model_has_prefix && !checkpoint_has_prefix;
+  const bool strip_from_checkpoint = checkpoint_has_prefix && !model_has_prefix;
+
+  // Canonical name (modern, prefix rule applied) -> checkpoint entry.
+  std::unordered_map<std::string, std::size_t> by_key;  // -> index in `all`
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    std::string key = detail::modern_parameter_name(all[i].entry->name);
+    if (strip_from_checkpoint && has_prefix(key)) key = key.substr(prefix.size());
+    const auto [it, inserted] = by_key.emplace(key, i);
+    if (!inserted) {
+      // With shards, say which file holds each.
+      const auto where = [&](const Located& t) { return files.size() > 1 ? " (in " + t.file->path().filename().string() + ")" : std::string(); };
+      const Located& first = all[it->second];
+      throw_error("checkpoint ", checkpoint, ": tensors '", first.entry->name, "'", where(first), " and '", all[i].entry->name, "'", where(all[i]),
+                  " both provide '", key, "'; remove one of them");
+    }
+  }
+
+  // Match and check everything first, so that an error leaves no slot half loaded
+  // and the first mismatch reported is the first in the model's order.
+  LoadReport report;
+  std::vector<bool> taken(all.size(), false);
+  std::vector<const Located*> source(slots.size(), nullptr);
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const ParameterSlot& slot = slots[k];
+    const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
+    const auto it = by_key.find(key);
+    if (it == by_key.end()) {
+      detail::check_initializer(slot);
+      report.missing.push_back(slot.name);
+      continue;
+    }
+    const Located& located = all[it->second];
+    const SafetensorsEntry& entry = *located.entry;
+    const Shape& needed = parameter_shape(slot.data);
+    if (!entry.has_shape(needed)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
+                  " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
+    }
+    if (!is_convertible_dtype(entry.dtype)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
+                  "; parameters load from F32, BF16, F16 or F64");
+    }
+    source[k] = &located;
+    taken[it->second] = true;
+    report.loaded.push_back(slot.name);
+    if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
+  }
+
+  // Then copy on all threads, big tensors in slices (each element is written once,
+  // by whichever thread: the result does not depend on the thread count).
+  struct Task {
+    std::size_t slot;
+    std::size_t first;
+    std::size_t count;
+  };
+  constexpr std::size_t slice = std::size_t{1} << 20;
+  std::vector<Task> tasks;
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const std::size_t n = parameter_shape(slots[k].data).numel();
+    if (source[k] == nullptr) tasks.push_back({k, 0, n});  // initializing draws one sequence: one task
+    else
+      for (std::size_t first = 0; first < n; first += slice) tasks.push_back({k, first, std::min(slice, n - first)});
+  }
+  parallel_for(tasks.size(), [&](std::size_t t) {
+    const Task& task = tasks[t];
+    const ParameterSlot& slot = slots[task.slot];
+    if (source[task.slot] == nullptr) {
+      detail::initialize_slot(slot, options);
+      return;
+    }
+    const Located& from = *source[task.slot];
+    std::visit([&](auto view) { from.file->read_elements(*from.entry, task.first, task.count, view.data()); }, slot.data);
+  });
+
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (taken[i]) continue;
+    const std::string& name = all[i].entry->name;
+    bool expected = false;
+    for (const std::string& pattern : options.expected_unused) expected = expected || name.find(pattern) != std::string::npos;
+    (expected ? report.expected_unused : report.unused).push_back(name);
+  }
+
+  if (options.warn && !report.unused.empty()) {
+    options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + options.model_class + ": " +
+                 detail::python_list(report.unused) + "\n- This IS expected if you are initializing " + options.model_class +
+                 " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
+                 "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
+                 options.model_class + " from the checkpoint of a model that you expect to be exactly identical (initializing a "
+                 "BertForSequenceClassification model from a BertForSequenceClassification model).");
+  }
+  if (options.warn && !report.missing.empty()) {
+    options.warn("Some weights of " + options.model_class + " were not initialized from the model checkpoint at " + checkpoint +
+                 " and are newly initialized: " + detail::python_list(report.missing) +
+                 "\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
+  }
+  return report;
+}
+
+// One safetensors file; `checkpoint` names it in warnings (default: its path).
+inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const ParameterSlot> slots, const LoadOptions& options = {},
+                                  std::string checkpoint = {}) {
+  if (checkpoint.empty()) checkpoint = file.path().string();
+  return load_parameters(std::span<const SafetensorsFile>(&file, 1), slots, options, checkpoint);
+}
+
+// The shards a model.safetensors.index.json names ({"weight_map": {tensor: file}}),
+// opened and checked: each named tensor is in its shard.
+inline std::vector<SafetensorsFile> open_sharded_checkpoint(const std::filesystem::path& index_path) {
+  const std::string source = "checkpoint index " + index_path.string();
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(read_text_file(index_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw_error(source, ": not valid JSON (", e.what(), ")");
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+    throw_error(source, ": no \"weight_map\" object of tensor names to shard files");
+  }
+  std::vector<std::string> shard_names;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (!shard.is_string()) throw_error(source, ": tensor '", tensor, "' maps to ", shard.dump(), ", not a file name");
+    const std::string name = shard.get<std::string>();
+    // A shard is a file next to the index, never a path elsewhere.
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+      throw_error(source, ": tensor '", tensor, "' maps to \"", name, "\", which is not a file name in the same folder");
+    }
+    if (std::find(shard_names.begin(), shard_names.end(), name) == shard_names.end()) shard_names.push_back(name);
+  }
+  std::vector<SafetensorsFile> shards;
+  for (const std::string& name : shard_names) shards.push_back(SafetensorsFile::open(index_path.parent_path() / name));
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    const std::size_t k = static_cast<std::size_t>(std::find(shard_names.begin(), shard_names.end(), shard.get<std::string>()) - shard_names.begin());
+    if (!shards[k].contains(tensor)) throw_error(source, ": tensor '", tensor, "' is not in its shard ", shards[k].path());
+  }
+  return shards;
+}
+
+// From a model folder (model.safetensors, or model.safetensors.index.json and its
+// shards, as save_pretrained writes big models) or from one .safetensors file.
+inline LoadReport load_parameters(const std::filesystem::path& path, std::span<const ParameterSlot> slots, const LoadOptions& options = {}) {
+  if (!std::filesystem::is_directory(path)) return load_parameters(SafetensorsFile::open(path), slots, options);
+  const std::filesystem::path single = path / "model.safetensors";
+  const std::filesystem::path index = path / "model.safetensors.index.json";
+  if (std::filesystem::exists(single)) return load_parameters(SafetensorsFile::open(single), slots, options, path.string());
+  if (std::filesystem::exists(index)) return load_parameters(open_sharded_checkpoint(index), slots, options, path.string());
+  throw_error("model folder ", path, " has neither model.safetensors nor model.safetensors.index.json (mpt reads safetensors checkpoints "
+              "only; convert pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))");
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/load_parameters.hpp ----
+// ---- begin mpt/io/save_pretrained.hpp ----
+// save_pretrained: a model folder that transformers' from_pretrained loads.
+//
+//   <dir>/model.safetensors   the named tensors in F32 or BF16, __metadata__ {"format": "pt"}
+//   <dir>/config.json         BertConfig::to_json, torch_dtype set to the saved dtype
+//   <dir>/vocab.txt           copied when a vocabulary file is given
+// Every file is written atomically; the folder is created when missing.
+
+
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <variant>
+#include <vector>
+
+namespace mpt::io {
+
+// The parameters of a model as tensors to save (same names, read-only views).
+inline std::vector<NamedTensor> named_tensors(std::span<const ParameterSlot> slots) {
+  std::vector<NamedTensor> out;
+  out.reserve(slots.size());
+  for (const ParameterSlot& s : slots) {
+    out.push_back({s.name, std::visit([](auto v) -> TensorSource { return TensorView<const typename decltype(v)::value_type>(v); }, s.data)});
+  }
+  return out;
+}
+
+inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& config, std::span<const NamedTensor> tensors,
+                            Dtype dtype = Dtype::f32, const std::optional<std::filesystem::path>& vocab = std::nullopt) {
+  if (dtype != Dtype::f32 && dtype != Dtype::bf16) {
+    throw_error("save_pretrained ", dir, ": dtype ", dtype_name(dtype), " is not offered; save F32 or BF16");
+  }
+  config.validate("save_pretrained " + dir.string());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw_error("save_pretrained: cannot create the folder ", dir, ": ", ec.message());
+  save_safetensors(dir / "model.safetensors", tensors, dtype, {{"format", "pt"}});
+  BertConfig saved = config;
+  saved.extra["torch_dtype"] = dtype == Dtype::bf16 ? "bfloat16" : "float32";
+  saved.save(dir / "config.json");
+  if (vocab) {
+    const std::vector<std::byte> bytes = read_file(*vocab);
+    write_file_atomic(dir / "vocab.txt", bytes);
+  }
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/save_pretrained.hpp ----
+// ---- end mpt/io.hpp ----
+// ---- begin mpt/nn.hpp ----
+// mpt/nn: layers with forward/backward and their parameters; the BERT model.
+// The layer contract (every layer here follows it):
+//   - construction declares the parameters in a Parameters<P> under their
+//     Hugging Face names;
+//   - forward(ctx, inputs..., out) writes `out` and saves what backward needs
+//     (views of inputs the caller keeps alive, and tensors in ctx.activations);
+//   - backward(ctx, dout..., din...) writes the input gradients and
+//     ACCUMULATES (+=) parameter gradients; only the trainer zeroes them;
+//   - temporaries go to ctx.workspace, which the enclosing block resets.
+// ---- begin mpt/nn/attention.hpp ----
+// BertSelfAttention<P>: multi-head scaled dot-product self-attention with a
+// padding mask, as transformers' BertSelfAttention (absolute positions).
+//
+//   x [B·S, H] act_t ──query/key/value──▶ Q, K, V [B·S, H] act_t
+//   per (batch b, head h), with Q_bh = Q[b·S .. b·S+S, h·d .. h·d+d]:
+//     scores = Q_bh K_bhᵀ                       [S, S] accum_t (workspace)
+//     probs  = softmax(scores / √d + mask_b)    [S, S] act_t (saved)
+//     kept   = dropout(probs)                   [S, S] act_t (saved when dropout is on)
+//     ctx_bh = kept V_bh                        [S, d] into ctx [B·S, H] act_t
+//   mask [B, S] fp32 additive: 0 where attended, finfo(float32).min where padded.
+//
+// Backward, for dctx [B·S, H] act_t:
+//   dkept = dctx_bh V_bhᵀ,  dV_bh = keptᵀ dctx_bh,  dprobs = dropout'(dkept),
+//   dscores = softmax'(probs, dprobs) / √d,  dQ_bh = dscores K_bh,  dK_bh = dscoresᵀ Q_bh,
+//   then the three projections' backward accumulate into dx [B·S, H] (fp32 hidden type).
+
+// ---- begin mpt/nn/context.hpp ----
+// Context<P>: what every layer's forward and backward receive besides their
+// tensors — the parameters, the memory of the step, and the dropout keys.
+//
+//   activations  what forward saves for backward; lives from the first
+//                forward of a step to the last backward (reset per step)
+//   workspace    temporaries of one layer call; a layer may reset it on entry,
+//                so nothing allocated there survives the call that made it
+
+// ---- begin mpt/nn/parameters.hpp ----
+// Parameters<P>: every parameter of a model in flat buffers with one offset
+// table, named as Hugging Face names them.
+//
+//   master   P::master_t  what the optimizer updates and checkpoints hold
+//   compute  P::param_t   the copy matmuls read (bf16 under bf16_mixed);
+//                         the same memory as master when the types agree
+//   grad     P::grad_t    gradients; backward accumulates (+=) into them,
+//                         only the trainer zeroes them
+//
+// Layers declare their parameters once (declare), the model allocates
+// (allocate), and from then on the buffers never move, so the optimizer step
+// and a gradient all-reduce are single passes over contiguous memory.
+
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+namespace mpt::nn {
+
+// What a parameter is for: decides its initialization and whether weight
+// decay applies (transformers exempts biases and LayerNorm weights).
+enum class ParamRole { linear_weight, linear_bias, embedding, norm_weight, norm_bias };
+
+inline bool weight_decay_applies(ParamRole role) noexcept {
+  return role == ParamRole::linear_weight || role == ParamRole::embedding;
+}
+
+struct ParamEntry {
+  std::string name;         // e.g. bert.encoder.layer.3.attention.self.query.weight
+  Shape shape;
+  std::size_t offset = 0;   // in elements, the same in every flat buffer
+  ParamRole role = ParamRole::linear_weight;
+  std::size_t size() const noexcept { return shape.numel(); }
+};
+
+// Index of a parameter in its Parameters (returned by declare).
+using ParamId = std::size_t;
+
+template <PrecisionPolicy P>
+class Parameters {
+ public:
+  using master_t = typename P::master_t;
+  using param_t = typename P::param_t;
+  using grad_t = typename P::grad_t;
+
+  // Registers a parameter; only before allocate(). Names are unique.
+  ParamId declare(std::string name, Shape shape, ParamRole role) {
+    if (allocated_) throw_error("Parameters::declare(", name, "): declare every parameter before allocate()");
+    if (index_.count(name)) throw_error("Parameters::declare: '", name, "' is declared twice");
+    const ParamId id = entries_.size();
+    index_.emplace(name, id);
+    entries_.push_back({std::move(name), shape, total_, role});
+    total_ += round_up(shape.numel());
+    return id;
+  }
+
+  // Allocates the flat buffers (zeroed). Offsets are 16-element aligned so
+  // every parameter starts on a 64-byte boundary in the fp32 buffers.
+  void allocate() {
+    if (allocated_) return;
+    master_ = AlignedBuffer<master_t>(total_);
+    if constexpr (separate_compute) compute_ = AlignedBuffer<param_t>(total_);
+    grad_ = AlignedBuffer<grad_t>(total_);
+    allocated_ = true;
+  }
+
+  std::span<const ParamEntry> entries() const noexcept { return entries_; }
+  const ParamEntry& entry(ParamId id) const { return entries_.at(id); }
+  // The parameter with this name, or nullptr.
+  const ParamEntry* find(std::string_view name) const {
+    auto it = index_.find(std::string(name));
+    return it == index_.end() ? nullptr : &entries_[it->second];
+  }
+  std::size_t count() const noexcept { return entries_.size(); }
+  // Number of scalar parameters (without alignment padding).
+  std::size_t numel() const noexcept {
+    std::size_t n = 0;
+    for (const auto& e : entries_) n += e.size();
+    return n;
+  }
+
+  TensorView<master_t> master(ParamId id) { return view(master_.data(), id); }
+  TensorView<const master_t> master(ParamId id) const { return view(master_.data(), id); }
+  TensorView<const param_t> compute(ParamId id) const {
+    if constexpr (separate_compute) {
+      return view(compute_.data(), id);
+    } else {
+      return view(master_.data(), id);
+    }
+  }
+  TensorView<grad_t> grad(ParamId id) { return view(grad_.data(), id); }
+  TensorView<const grad_t> grad(ParamId id) const { return view(grad_.data(), id); }
+
+  // Whole buffers, padding included (padding stays zero).
+  std::span<master_t> master_flat() noexcept { return {master_.data(), master_.size()}; }
+  std::span<grad_t> grad_flat() noexcept { return {grad_.data(), grad_.size()}; }
+  std::span<const grad_t> grad_flat() const noexcept { return {grad_.data(), grad_.size()}; }
+  std::span<param_t> compute_flat() noexcept {
+    if constexpr (separate_compute) {
+      return {compute_.data(), compute_.size()};
+    } else {
+      return {master_.data(), master_.size()};
+    }
+  }
+
+  // Rewrites the compute copy from the master weights (after loading or
+  // initializing; the optimizer does this itself in its update pass).
+  void sync_compute_copy() {
+    if constexpr (separate_compute) {
+      if constexpr (std::is_same_v<master_t, float> && std::is_same_v<param_t, bf16>) {
+        convert(std::span<const float>(master_.data(), master_.size()), std::span<bf16>(compute_.data(), compute_.size()));
+      } else {
+        for (std::size_t i = 0; i < master_.size(); ++i) compute_[i] = static_cast<param_t>(master_[i]);
+      }
+    }
+  }
+
+  void zero_grad() noexcept {
+    for (grad_t& g : grad_) g = grad_t(0);
+  }
+
+  // Bytes held, for the memory report.
+  std::size_t master_bytes() const noexcept { return master_.size() * sizeof(master_t); }
+  std::size_t compute_bytes() const noexcept { return separate_compute ? compute_.size() * sizeof(param_t) : 0; }
+  std::size_t grad_bytes() const noexcept { return grad_.size() * sizeof(grad_t); }
+
+ private:
+  static constexpr bool separate_compute = !std::is_same_v<master_t, param_t>;
+  static constexpr std::size_t round_up(std::size_t n) noexcept { return (n + 15) / 16 * 16; }
+
+  template <class T>
+  TensorView<T> view(T* base, ParamId id) const {
+    if (!allocated_) throw_error("Parameters: '", entries_.at(id).name, "' is read before allocate()");
+    const ParamEntry& e = entries_.at(id);
+    return TensorView<T>(base + e.offset, e.shape);
+  }
+
+  std::vector<ParamEntry> entries_;
+  std::unordered_map<std::string, ParamId> index_;
+  std::size_t total_ = 0;
+  bool allocated_ = false;
+  AlignedBuffer<master_t> master_;
+  AlignedBuffer<param_t> compute_;
+  AlignedBuffer<grad_t> grad_;
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/parameters.hpp ----
+
+#include <cstdint>
+
+namespace mpt::nn {
+
+template <PrecisionPolicy P>
+struct Context {
+  Parameters<P>& params;
+  Arena& activations;
+  Arena& workspace;
+  bool training = false;   // dropout on
+  std::uint64_t seed = 0;  // dropout: with `step` and the site id, keys the Philox stream
+  std::uint32_t step = 0;
+
+  // The dropout key of one dropout site (every site has its own stream id).
+  kernels::DropoutKey dropout_key(std::uint32_t site) const noexcept { return {seed, site, step}; }
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/context.hpp ----
+// ---- begin mpt/nn/linear.hpp ----
+// Linear<P>: y = x Wᵀ + b, as torch.nn.Linear (W [out, in], b [out]).
+//
+//   forward(ctx, x, y)       x [rows, in] act_t; y [rows, out] act_t or accum_t,
+//                            fp32 accumulation with the bias fused into the store.
+//                            Keeps a view of x: the caller keeps x alive until backward.
+//   backward(ctx, dy, dx, accumulate_dx)
+//                            dW += dyᵀ x, db += Σ_rows dy (fp32 gradients);
+//                            dx = dy W (or dx += dy W when accumulate_dx), dx of any
+//                            storage type: fp32 when several paths meet (Q, K, V).
+
+
+#include <string>
+#include <type_traits>
+
+namespace mpt::nn {
+
+template <PrecisionPolicy P>
+class Linear {
+ public:
+  using act_t = typename P::act_t;
+  static_assert(std::is_same_v<typename P::param_t, act_t>,
+                "Linear: the compute copy of the weights and the activations must share a type (matmul operands)");
+
+  Linear() = default;
+  Linear(Parameters<P>& params, const std::string& name, std::int64_t in_features, std::int64_t out_features)
+      : in_(in_features), out_(out_features) {
+    weight_ = params.declare(name + ".weight", Shape{out_features, in_features}, ParamRole::linear_weight);
+    bias_ = params.declare(name + ".bias", Shape{out_features}, ParamRole::linear_bias);
+  }
+
+  std::int64_t in_features() const noexcept { return in_; }
+  std::int64_t out_features() const noexcept { return out_; }
+  ParamId weight_id() const noexcept { return weight_; }
+  ParamId bias_id() const noexcept { return bias_; }
+
+  template <class Out>
+  void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<Out> y) {
+    const MatrixView<const act_t> xm = as_matrix(x);
+    check_shape("Linear::forward", "x", Shape{xm.rows, xm.cols}, Shape{xm.rows, in_});
+    check_shape("Linear::forward", "y", Shape{as_matrix(y).rows, as_matrix(y).cols}, Shape{xm.rows, out_});
+    x_ = xm;
+    const auto w = ctx.params.compute(weight_);
+    const auto b = ctx.params.compute(bias_);
+    GemmEpilogue<act_t> epilogue;
+    epilogue.bias = b.data();
+    gemm(Trans::N, Trans::T, rows(), size(out_), size(in_), 1, x_.data, size(in_), w.data(), size(in_), 0, y.data(),
+         size(out_), epilogue);
+  }
+
+  template <class DX>
+  void backward(Context<P>& ctx, TensorView<const act_t> dy, TensorView<DX> dx, bool accumulate_dx) {
+    check_shape("Linear::backward", "dy", Shape{as_matrix(dy).rows, as_matrix(dy).cols}, Shape{x_.rows, out_});
+    auto dw = ctx.params.grad(weight_);
+    auto db = ctx.params.grad(bias_);
+    // dW [out, in] += dyᵀ [out, rows] · x [rows, in]
+    gemm(Trans::T, Trans::N, size(out_), size(in_), rows(), 1, dy.data(), size(out_), x_.data, size(in_), 1,
+         dw.data(), size(in_));
+    bias_grad(dy.data(), rows(), size(out_), size(out_), db.data());
+    if (dx.data() != nullptr) {
+      check_shape("Linear::backward", "dx", Shape{as_matrix(dx).rows, as_matrix(dx).cols}, Shape{x_.rows, in_});
+      const auto w = ctx.params.compute(weight_);
+      // dx [rows, in] (+)= dy [rows, out] · W [out, in]
+      gemm(Trans::N, Trans::N, rows(), size(in_), size(out_), 1, dy.data(), size(out_), w.data(), size(in_),
+           accumulate_dx ? 1 : 0, dx.data(), size(in_));
+    }
+  }
+
+ private:
+  static std::size_t size(std::int64_t n) noexcept { return static_cast<std::size_t>(n); }
+  std::size_t rows() const noexcept { return static_cast<std::size_t>(x_.rows); }
+
+  std::int64_t in_ = 0, out_ = 0;
+  ParamId weight_ = 0, bias_ = 0;
+  MatrixView<const act_t> x_;  // saved input
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/linear.hpp ----
+
+#include <cmath>
+#include <string>
+
+namespace mpt::nn {
+
+// The sizes one forward/backward works on.
+struct AttentionDims {
+  std::int64_t batch = 0, seq = 0, hidden = 0, heads = 0;
+  std::int64_t head_dim() const noexcept { return hidden / heads; }
+  std::int64_t tokens() const noexcept { return batch * seq; }
+  std::size_t score_count() const noexcept { return static_cast<std::size_t>(batch * heads * seq * seq); }
+};
+
+template <PrecisionPolicy P>
+class BertSelfAttention {
+ public:
+  using act_t = typename P::act_t;
+  using hidden_t = typename P::accum_t;
+
+  BertSelfAttention() = default;
+  // name: "bert.encoder.layer.3.attention.self"; site: first of the dropout stream ids this layer uses.
+  BertSelfAttention(Parameters<P>& params, const std::string& name, std::int64_t hidden, std::int64_t heads,
+                    double dropout, std::uint32_t site)
+      : query_(params, name + ".query", hidden, hidden),
+        key_(params, name + ".key", hidden, hidden),
+        value_(params, name + ".value", hidden, hidden),
+        hidden_(hidden),
+        heads_(heads),
+        dropout_(static_cast<float>(dropout)),
+        site_(site) {
+    if (heads <= 0 || hidden % heads != 0) {
+      throw_error(name, ": hidden size ", hidden, " is not a multiple of the ", heads, " attention heads");
+    }
+  }
+
+  bool dropout_active(const Context<P>& ctx) const noexcept { return ctx.training && dropout_ > 0.0f; }
+
+  // Bytes forward saves, and the workspace forward and backward need.
+  static std::size_t saved_bytes(const AttentionDims& d, bool dropout) {
+    const auto th = static_cast<std::size_t>(d.tokens() * d.hidden);
+    return 3 * Arena::bytes_for<act_t>(th) + (dropout ? 2 : 1) * Arena::bytes_for<act_t>(d.score_count());
+  }
+  static std::size_t forward_workspace_bytes(const AttentionDims& d) { return Arena::bytes_for<hidden_t>(d.score_count()); }
+  static std::size_t backward_workspace_bytes(const AttentionDims& d) {
+    const auto th = static_cast<std::size_t>(d.tokens() * d.hidden);
+    return 3 * Arena::bytes_for<act_t>(th) + Arena::bytes_for<hidden_t>(d.score_count()) +
+           Arena::bytes_for<act_t>(d.score_count());
+  }
+
+  // x [B·S, H] (kept alive by the caller), mask [B, S], ctx_out [B·S, H].
+  void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const float> mask, std::int64_t batch,
+               TensorView<act_t> context_out) {
+    dims_ = {batch, static_cast<std::int64_t>(x.size()) / (batch * hidden_), hidden_, heads_};
+    const AttentionDims& d = dims_;
+    check_shape("BertSelfAttention::forward", "mask", mask.shape(), Shape{d.batch, d.seq});
+    const Shape th{d.tokens(), d.hidden};
+    q_ = ctx.activations.template allocate<act_t>(th, "query");
+    k_ = ctx.activations.template allocate<act_t>(th, "key");
+    v_ = ctx.activations.template allocate<act_t>(th, "value");
+    query_.forward(ctx, x, q_);
+    key_.forward(ctx, x, k_);
+    value_.forward(ctx, x, v_);
+
+    const Shape scores_shape{d.batch, d.heads, d.seq, d.seq};
+    auto scores = ctx.workspace.template allocate<hidden_t>(scores_shape, "attention scores");
+    for_each_batch([&](std::size_t b) {
+      gemm_strided_batched(Trans::N, Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, q_.data() + row0(b), s(d.hidden),
+                           s(d.head_dim()), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
+                           scores.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), s(d.heads));
+    });
+    probs_ = ctx.activations.template allocate<act_t>(scores_shape, "attention probabilities");
+    kernels::softmax_forward(TensorView<const hidden_t>(scores), mask, 1.0 / std::sqrt(static_cast<double>(d.head_dim())), probs_);
+    kept_ = probs_;
+    if (dropout_active(ctx)) {
+      kept_ = ctx.activations.template allocate<act_t>(scores_shape, "attention probabilities after dropout");
+      kernels::dropout_forward(TensorView<const act_t>(probs_), kept_, dropout_, ctx.dropout_key(site_));
+    }
+    for_each_batch([&](std::size_t b) {
+      gemm_strided_batched(Trans::N, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f,
+                           kept_.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), v_.data() + row0(b),
+                           s(d.hidden), s(d.head_dim()), 0.0f, context_out.data() + row0(b), s(d.hidden),
+                           s(d.head_dim()), s(d.heads));
+    });
+  }
+
+  // dcontext [B·S, H] act_t; dx [B·S, H] hidden_t: += the input gradient of all three projections.
+  void backward(Context<P>& ctx, TensorView<const act_t> dcontext, TensorView<hidden_t> dx) {
+    const AttentionDims& d = dims_;
+    const Shape scores_shape{d.batch, d.heads, d.seq, d.seq};
+    const Shape th{d.tokens(), d.hidden};
+    auto dq = ctx.workspace.template allocate<act_t>(th, "dquery");
+    auto dk = ctx.workspace.template allocate<act_t>(th, "dkey");
+    auto dv = ctx.workspace.template allocate<act_t>(th, "dvalue");
+    auto dprobs = ctx.workspace.template allocate<hidden_t>(scores_shape, "dprobs");
+    auto dscores = ctx.workspace.template allocate<act_t>(scores_shape, "dscores");
+    for_each_batch([&](std::size_t b) {
+      const std::size_t sc = b * per_batch_scores();
+      // dkept [S, S] = dctx_bh [S, d] · V_bhᵀ
+      gemm_strided_batched(Trans::N, Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, dcontext.data() + row0(b),
+                           s(d.hidden), s(d.head_dim()), v_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
+                           dprobs.data() + sc, s(d.seq), s(d.seq * d.seq), s(d.heads));
+      // dV_bh [S, d] = keptᵀ [S, S] · dctx_bh [S, d]
+      gemm_strided_batched(Trans::T, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, kept_.data() + sc, s(d.seq),
+                           s(d.seq * d.seq), dcontext.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
+                           dv.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
+    });
+    if (dropout_active(ctx)) {
+      kernels::dropout_backward(TensorView<const hidden_t>(dprobs), dprobs, dropout_, ctx.dropout_key(site_));
+    }
+    kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const hidden_t>(dprobs),
+                     1.0 / std::sqrt(static_cast<double>(d.head_dim())), dscores);
+    for_each_batch([&](std::size_t b) {
+      const std::size_t sc = b * per_batch_scores();
+      // dQ_bh [S, d] = dscores [S, S] · K_bh [S, d]
+      gemm_strided_batched(Trans::N, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
+                           s(d.seq * d.seq), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
+                           dq.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
+      // dK_bh [S, d] = dscoresᵀ [S, S] · Q_bh [S, d]
+      gemm_strided_batched(Trans::T, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
+                           s(d.seq * d.seq), q_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
+                           dk.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
+    });
+    query_.backward(ctx, TensorView<const act_t>(dq), dx, true);
+    key_.backward(ctx, TensorView<const act_t>(dk), dx, true);
+    value_.backward(ctx, TensorView<const act_t>(dv), dx, true);
+  }
+
+ private:
+  static std::size_t s(std::int64_t n) noexcept { return static_cast<std::size_t>(n); }
+  std::size_t row0(std::size_t b) const noexcept { return b * s(dims_.seq * dims_.hidden); }
+  std::size_t per_batch_scores() const noexcept { return s(dims_.heads * dims_.seq * dims_.seq); }
+  template <class F>
+  void for_each_batch(F&& f) const {
+    for (std::size_t b = 0; b < s(dims_.batch); ++b) f(b);
+  }
+
+  Linear<P> query_, key_, value_;
+  std::int64_t hidden_ = 0, heads_ = 1;
+  float dropout_ = 0.0f;
+  std::uint32_t site_ = 0;
+  AttentionDims dims_;
+  TensorView<act_t> q_, k_, v_, probs_, kept_;
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/attention.hpp ----
+// ---- begin mpt/nn/bert.hpp ----
+// BertModel<P> (embeddings + N encoder layers, no pooler) and
+// BertForQuestionAnswering<P> (qa_outputs → start/end logits, span loss),
+// as transformers defines them, under a precision policy:
+//
+//   fp32        the reference; matches PyTorch fp32 to summation order
+//   bf16_mixed  torch.autocast("cpu", bfloat16): bf16 matmul operands, fp32
+//               accumulation, residual stream, LayerNorm, softmax math and loss
+//   fp64        the same code in double, for finite-difference gradient checks
+//
+// Parameters carry Hugging Face names and live in one Parameters<P>; one
+// step's activations live in two arenas sized by reserve(batch, seq), so a
+// training step allocates nothing.
+//
+//   BertForQuestionAnswering<P> model(config);
+//   model.load_pretrained("bert-base-uncased/");      // or init_weights(seed)
+//   model.reserve(batch, seq, /*training=*/true);
+//   QaOutput out = model.forward(batch_tensors, {.training = true, .seed = 42, .step = 0});
+//   model.backward();                                  // grads += d loss / d params
+
+// ---- begin mpt/nn/bert_layer.hpp ----
+// BertLayer<P>: one transformer encoder block, as transformers' BertLayer.
+//
+//   x ─▶ self-attention ─▶ dense ─▶ dropout ─▶ (+x) ─▶ LayerNorm ─▶ h
+//   h ─▶ intermediate dense + GELU ─▶ output dense ─▶ dropout ─▶ (+h) ─▶ LayerNorm ─▶ out
+//
+// x, h, out [B·S, H] are in the accumulation type (the residual stream: fp32
+// under bf16_mixed, as autocast keeps it); each matmul reads an act_t copy.
+// The block resets the workspace at the start of its forward and backward.
+
+// ---- begin mpt/nn/residual_norm.hpp ----
+// DenseResidualNorm<P>: the "add & norm" block that closes both halves of a
+// BERT layer (transformers' BertSelfOutput and BertOutput):
+//
+//   x [rows, in] act_t ──dense──▶ y [rows, H] ──dropout──▶ (+ residual) ──LayerNorm──▶ out [rows, H]
+//
+// y is act_t (a matmul output); the sum, the LayerNorm and out are in the
+// accumulation type, as autocast promotes bf16 + fp32 to fp32.
+
+// ---- begin mpt/nn/layer_norm.hpp ----
+// LayerNorm<P>: torch.nn.LayerNorm over the hidden axis, in the accumulation
+// type (fp32 under bf16_mixed, as autocast runs it), with the master copy of
+// gamma and beta.
+//
+//   forward(ctx, x, y)     x, y [rows, H] accum_t; saves x (a view: the caller
+//                          keeps it alive) and mean, rstd [rows] in activations
+//   backward(ctx, dy, dx)  dx [rows, H] overwritten; dgamma, dbeta accumulate
+
+
+#include <string>
+
+namespace mpt::nn {
+
+template <PrecisionPolicy P>
+class LayerNorm {
+ public:
+  using hidden_t = typename P::accum_t;
+  static_assert(std::is_same_v<typename P::master_t, hidden_t>,
+                "LayerNorm: gamma and beta are read from the master weights, which must be in the accumulation type "
+                "(fp32, or fp64 for gradient checks)");
+
+  LayerNorm() = default;
+  LayerNorm(Parameters<P>& params, const std::string& name, std::int64_t hidden, double eps)
+      : hidden_(hidden), eps_(eps) {
+    gamma_ = params.declare(name + ".weight", Shape{hidden}, ParamRole::norm_weight);
+    beta_ = params.declare(name + ".bias", Shape{hidden}, ParamRole::norm_bias);
+  }
+
+  // Bytes forward saves for `rows` rows.
+  static std::size_t saved_bytes(std::int64_t rows) { return 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(rows)); }
+
+  void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<hidden_t> y) {
+    x_ = x;
+    const std::int64_t rows = static_cast<std::int64_t>(x.size()) / hidden_;
+    mean_ = ctx.activations.template allocate<hidden_t>(Shape{rows}, "LayerNorm mean");
+    rstd_ = ctx.activations.template allocate<hidden_t>(Shape{rows}, "LayerNorm rstd");
+    kernels::layer_norm_forward(x, ctx.params.master(gamma_), ctx.params.master(beta_), eps_, y, mean_, rstd_);
+  }
+
+  void backward(Context<P>& ctx, TensorView<const hidden_t> dy, TensorView<hidden_t> dx) {
+    kernels::layer_norm_backward(dy, x_, TensorView<const hidden_t>(ctx.params.master(gamma_)), TensorView<const hidden_t>(mean_),
+                        TensorView<const hidden_t>(rstd_), dx, ctx.params.grad(gamma_), ctx.params.grad(beta_));
+  }
+
+ private:
+  std::int64_t hidden_ = 0;
+  double eps_ = 1e-12;
+  ParamId gamma_ = 0, beta_ = 0;
+  TensorView<const hidden_t> x_;
+  TensorView<hidden_t> mean_, rstd_;
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/layer_norm.hpp ----
+
+#include <string>
+
+namespace mpt::nn {
+
+template <PrecisionPolicy P>
+class DenseResidualNorm {
+ public:
+  using act_t = typename P::act_t;
+  using hidden_t = typename P::accum_t;
+
+  DenseResidualNorm() = default;
+  // name: "bert.encoder.layer.3.attention.output" (declares .dense.* and .LayerNorm.*)
+  DenseResidualNorm(Parameters<P>& params, const std::string& name, std::int64_t in, std::int64_t hidden,
+                    double dropout, double eps, std::uint32_t site)
+      : dense_(params, name + ".dense", in, hidden),
+        norm_(params, name + ".LayerNorm", hidden, eps),
+        hidden_(hidden),
+        dropout_(static_cast<float>(dropout)),
+        site_(site) {}
+
+  static std::size_t saved_bytes(std::int64_t rows, std::int64_t hidden) {
+    return Arena::bytes_for<hidden_t>(static_cast<std::size_t>(rows * hidden)) + LayerNorm<P>::saved_bytes(rows);
+  }
+  static std::size_t forward_workspace_bytes(std::int64_t rows, std::int64_t hidden) {
+    return Arena::bytes_for<act_t>(static_cast<std::size_t>(rows * hidden));
+  }
+  static std::size_t backward_workspace_bytes(std::int64_t rows, std::int64_t hidden) {
+    return forward_workspace_bytes(rows, hidden);
+  }
+
+  // x (kept alive by the caller), residual [rows, H], out [rows, H].
+  void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const hidden_t> residual, TensorView<hidden_t> out) {
+    const Shape rh{static_cast<std::int64_t>(residual.size()) / hidden_, hidden_};
+    auto y = ctx.workspace.template allocate<act_t>(rh, "dense output");
+    dense_.forward(ctx, x, y);
+    sum_ = ctx.activations.template allocate<hidden_t>(rh, "residual sum");
+    kernels::dropout_add_forward(TensorView<const act_t>(y), residual, sum_, rate(ctx), ctx.dropout_key(site_));
+    norm_.forward(ctx, TensorView<const hidden_t>(sum_), out);
+  }
+
+  // dout [rows, H]; dx [rows, in] act_t (overwritten); dresidual [rows, H] (overwritten:
+  // the gradient of the sum, which the residual path receives unchanged).
+  void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<act_t> dx, TensorView<hidden_t> dresidual) {
+    norm_.backward(ctx, dout, dresidual);
+    auto dy = ctx.workspace.template allocate<act_t>(dresidual.shape(), "ddense output");
+    kernels::dropout_backward(TensorView<const hidden_t>(dresidual), dy, rate(ctx), ctx.dropout_key(site_));
+    dense_.backward(ctx, TensorView<const act_t>(dy), dx, false);
+  }
+
+ private:
+  float rate(const Context<P>& ctx) const noexcept { return ctx.training ? dropout_ : 0.0f; }
+
+  Linear<P> dense_;
+  LayerNorm<P> norm_;
+  std::int64_t hidden_ = 0;
+  float dropout_ = 0.0f;
+  std::uint32_t site_ = 0;
+  TensorView<hidden_t> sum_;
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/residual_norm.hpp ----
+
+#include <string>
+#include <type_traits>
+
+namespace mpt::nn {
+
+namespace detail {
+// dst = src in another storage type (round to nearest even into bf16).
+template <class From, class To>
+void convert_into(TensorView<const From> src, TensorView<To> dst) {
+  if constexpr (std::is_same_v<From, float> && std::is_same_v<To, bf16>) {
+    convert(src.span(), dst.span());
+  } else {
+    for (std::size_t i = 0; i < src.size(); ++i) dst[i] = static_cast<To>(src[i]);
+  }
+}
+
+// `x` as act_t: the same memory when the types agree, else a converted copy in `arena`.
+template <class Act, class Hidden>
+TensorView<const Act> as_matmul_input(Arena& arena, TensorView<const Hidden> x, const char* what) {
+  if constexpr (std::is_same_v<Act, Hidden>) {
+    (void)arena;
+    (void)what;
+    return x;
+  } else {
+    auto copy = arena.template allocate<Act>(x.shape(), what);
+    convert_into(x, copy);
+    return copy;
+  }
+}
+template <class Act, class Hidden>
+constexpr std::size_t matmul_input_bytes(std::size_t count) {
+  return std::is_same_v<Act, Hidden> ? 0 : Arena::bytes_for<Act>(count);
+}
+}  // namespace detail
+
+struct BertLayerShape {
+  std::int64_t hidden = 0, heads = 0, intermediate = 0;
+  double hidden_dropout = 0.1, attention_dropout = 0.1, eps = 1e-12;
+};
+
+template <PrecisionPolicy P>
+class BertLayer {
+ public:
+  using act_t = typename P::act_t;
+  using hidden_t = typename P::accum_t;
+
+  BertLayer() = default;
+  // name: "bert.encoder.layer.3"; sites: this layer's dropout stream ids start at 3 * index + 1.
+  BertLayer(Parameters<P>& params, const std::string& name, const BertLayerShape& shape, std::uint32_t index)
+      : attention_(params, name + ".attention.self", shape.hidden, shape.heads, shape.attention_dropout, 3 * index + 1),
+        attention_output_(params, name + ".attention.output", shape.hidden, shape.hidden, shape.hidden_dropout, shape.eps,
+                          3 * index + 2),
+        intermediate_(params, name + ".intermediate.dense", shape.hidden, shape.intermediate),
+        output_(params, name + ".output", shape.intermediate, shape.hidden, shape.hidden_dropout, shape.eps, 3 * index + 3),
+        shape_(shape) {}
+
+  static std::size_t saved_bytes(const BertLayerShape& s, std::int64_t batch, std::int64_t seq, bool training) {
+    const std::int64_t rows = batch * seq;
+    const auto th = static_cast<std::size_t>(rows * s.hidden);
+    const auto ti = static_cast<std::size_t>(rows * s.intermediate);
+    const AttentionDims d{batch, seq, s.hidden, s.heads};
+    return 2 * detail::matmul_input_bytes<act_t, hidden_t>(th)        // x and h as matmul inputs
+           + BertSelfAttention<P>::saved_bytes(d, training && s.attention_dropout > 0) +
+           Arena::bytes_for<act_t>(th)                                  // attention context
+           + DenseResidualNorm<P>::saved_bytes(rows, s.hidden)          // attention output
+           + Arena::bytes_for<hidden_t>(th)                             // h
+           + 2 * Arena::bytes_for<act_t>(ti)                            // GELU pre-activation, intermediate
+           + DenseResidualNorm<P>::saved_bytes(rows, s.hidden);         // output block
+  }
+  static std::size_t workspace_bytes(const BertLayerShape& s, std::int64_t batch, std::int64_t seq) {
+    const std::int64_t rows = batch * seq;
+    const auto th = static_cast<std::size_t>(rows * s.hidden);
+    const auto ti = static_cast<std::size_t>(rows * s.intermediate);
+    const AttentionDims d{batch, seq, s.hidden, s.heads};
+    const std::size_t forward = BertSelfAttention<P>::forward_workspace_bytes(d) +
+                                2 * DenseResidualNorm<P>::forward_workspace_bytes(rows, s.hidden);
+    const std::size_t backward = 2 * Arena::bytes_for<act_t>(ti)     // dintermediate, dpre-activation
+                                 + Arena::bytes_for<hidden_t>(th)    // dh
+                                 + Arena::bytes_for<act_t>(th)       // dcontext
+                                 + 2 * DenseResidualNorm<P>::backward_workspace_bytes(rows, s.hidden) +
+                                 BertSelfAttention<P>::backward_workspace_bytes(d);
+    return std::max(forward, backward);
+  }
+
+  // x [B·S, H] kept alive by the caller; out [B·S, H].
+  void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<const float> mask, std::int64_t batch,
+               TensorView<hidden_t> out) {
+    ctx.workspace.reset();
+    const Shape th = x.shape();
+    const Shape ti{th[0], shape_.intermediate};
+    const auto x_in = detail::as_matmul_input<act_t>(ctx.activations, x, "layer input as matmul input");
+    auto context = ctx.activations.template allocate<act_t>(th, "attention context");
+    attention_.forward(ctx, x_in, mask, batch, context);
+    h_ = ctx.activations.template allocate<hidden_t>(th, "attention block output");
+    attention_output_.forward(ctx, TensorView<const act_t>(context), x, h_);
+
+    const auto h_in = detail::as_matmul_input<act_t>(ctx.activations, TensorView<const hidden_t>(h_), "h as matmul input");
+    pre_ = ctx.activations.template allocate<act_t>(ti, "GELU pre-activation");
+    intermediate_.forward(ctx, h_in, pre_);
+    inter_ = ctx.activations.template allocate<act_t>(ti, "intermediate");
+    kernels::gelu_forward(TensorView<const act_t>(pre_), inter_);
+    output_.forward(ctx, TensorView<const act_t>(inter_), TensorView<const hidden_t>(h_), out);
+  }
+
+  // dout [B·S, H]; dx [B·S, H] (overwritten).
+  void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<hidden_t> dx) {
+    ctx.workspace.reset();
+    const Shape th = dout.shape();
+    const Shape ti{th[0], shape_.intermediate};
+    auto dinter = ctx.workspace.template allocate<act_t>(ti, "dintermediate");
+    auto dh = ctx.workspace.template allocate<hidden_t>(th, "dh");
+    output_.backward(ctx, dout, dinter, dh);
+    auto dpre = ctx.workspace.template allocate<act_t>(ti, "dpre-activation");
+    kernels::gelu_backward(TensorView<const act_t>(dinter), TensorView<const act_t>(pre_), dpre, TensorView<hidden_t>{});
+    intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);
+
+    auto dcontext = ctx.workspace.template allocate<act_t>(th, "dcontext");
+    attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);
+    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);
+  }
+
+ private:
+  BertSelfAttention<P> attention_;
+  DenseResidualNorm<P> attention_output_;
+  Linear<P> intermediate_;
+  DenseResidualNorm<P> output_;
+  BertLayerShape shape_;
+  TensorView<hidden_t> h_;
+  TensorView<act_t> pre_, inter_;
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/bert_layer.hpp ----
+// ---- begin mpt/nn/embeddings.hpp ----
+// BertEmbeddings<P>: word + token type + position embeddings, LayerNorm,
+// dropout, as transformers' BertEmbeddings (absolute positions 0..S-1).
+//
+//   ids, token types [B, S] int32 ─▶ word[ids] + type[types] + position[s] ─▶ LayerNorm ─▶ dropout ─▶ out [B·S, H]
+//
+// Lookups read the master tables and everything runs in the accumulation type
+// (autocast leaves embeddings and LayerNorm in fp32). As nn.Embedding with
+// padding_idx, the padding token's row receives no gradient.
+
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace mpt::nn {
+
+struct EmbeddingShape {
+  std::int64_t vocab = 0, max_positions = 0, token_types = 0, hidden = 0, pad_token = 0;
+  double dropout = 0.1, eps = 1e-12;
+};
+
+template <PrecisionPolicy P>
+class BertEmbeddings {
+ public:
+  using hidden_t = typename P::accum_t;
+
+  BertEmbeddings() = default;
+  // name: "bert.embeddings"; dropout stream id 0.
+  BertEmbeddings(Parameters<P>& params, const std::string& name, const EmbeddingShape& shape)
+      : shape_(shape), pad_row_copy_(static_cast<std::size_t>(shape.hidden)) {
+    if (shape.pad_token < 0 || shape.pad_token >= shape.vocab) {
+      throw_error(name, ": pad_token_id ", shape.pad_token, " is outside the vocabulary of ", shape.vocab);
+    }
+    word_ = params.declare(name + ".word_embeddings.weight", Shape{shape.vocab, shape.hidden}, ParamRole::embedding);
+    position_ = params.declare(name + ".position_embeddings.weight", Shape{shape.max_positions, shape.hidden},
+                               ParamRole::embedding);
+    token_type_ = params.declare(name + ".token_type_embeddings.weight", Shape{shape.token_types, shape.hidden},
+                                 ParamRole::embedding);
+    norm_ = LayerNorm<P>(params, name + ".LayerNorm", shape.hidden, shape.eps);
+  }
+
+  ParamId word_id() const noexcept { return word_; }
+  ParamId position_id() const noexcept { return position_; }
+  ParamId token_type_id() const noexcept { return token_type_; }
+
+  static std::size_t saved_bytes(std::int64_t batch, std::int64_t seq, std::int64_t hidden) {
+    const auto t = static_cast<std::size_t>(batch * seq);
+    return Arena::bytes_for<std::int32_t>(t) + Arena::bytes_for<hidden_t>(t * static_cast<std::size_t>(hidden)) +
+           LayerNorm<P>::saved_bytes(batch * seq);
+  }
+  static std::size_t workspace_bytes(std::int64_t batch, std::int64_t seq, std::int64_t hidden) {
+    return 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(batch * seq * hidden));
+  }
+
+  // ids, token_types [B, S]; out [B·S, H].
+  void forward(Context<P>& ctx, TensorView<const std::int32_t> ids, TensorView<const std::int32_t> token_types,
+               TensorView<hidden_t> out) {
+    ctx.workspace.reset();
+    const std::int64_t batch = ids.dim(0), seq = ids.dim(1);
+    check_shape("BertEmbeddings::forward", "token_type_ids", token_types.shape(), ids.shape());
+    if (seq > shape_.max_positions) {
+      throw_error("BertEmbeddings: sequence length ", seq, " exceeds max_position_embeddings ", shape_.max_positions,
+                  " of the model; use a max_seq_length of at most ", shape_.max_positions);
+    }
+    ids_ = ids;
+    token_types_ = token_types;
+    positions_ = ctx.activations.template allocate<std::int32_t>(Shape{batch, seq}, "position ids");
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t s = 0; s < seq; ++s) positions_(b, s) = static_cast<std::int32_t>(s);
+
+    const Shape th{batch * seq, shape_.hidden};
+    sum_ = ctx.activations.template allocate<hidden_t>(th, "embedding sum");
+    auto part = ctx.workspace.template allocate<hidden_t>(th, "embedding lookup");
+    const auto& params = ctx.params;
+    const Shape bsh{batch, seq, shape_.hidden};  // the lookups' view of [B·S, H]
+    kernels::embedding_forward(ids, params.master(word_), sum_.reshape(bsh));
+    kernels::embedding_forward(token_types, params.master(token_type_), part.reshape(bsh));
+    kernels::residual_add(TensorView<const hidden_t>(sum_), TensorView<const hidden_t>(part), sum_);
+    kernels::embedding_forward(TensorView<const std::int32_t>(positions_), params.master(position_), part.reshape(bsh));
+    kernels::residual_add(TensorView<const hidden_t>(sum_), TensorView<const hidden_t>(part), sum_);
+
+    auto normed = ctx.workspace.template allocate<hidden_t>(th, "embedding LayerNorm output");
+    norm_.forward(ctx, TensorView<const hidden_t>(sum_), normed);
+    kernels::dropout_forward(TensorView<const hidden_t>(normed), out, rate(ctx), ctx.dropout_key(0));
+  }
+
+  void backward(Context<P>& ctx, TensorView<const hidden_t> dout) {
+    ctx.workspace.reset();
+    auto dnormed = ctx.workspace.template allocate<hidden_t>(dout.shape(), "dembedding LayerNorm output");
+    kernels::dropout_backward(dout, dnormed, rate(ctx), ctx.dropout_key(0));
+    auto dsum = ctx.workspace.template allocate<hidden_t>(dout.shape(), "dembedding sum");
+    norm_.backward(ctx, TensorView<const hidden_t>(dnormed), dsum);
+
+    // The padding row keeps its gradient unchanged (nn.Embedding(padding_idx)).
+    auto dword = ctx.params.grad(word_);
+    hidden_t* pad_row = dword.data() + shape_.pad_token * shape_.hidden;
+    std::copy(pad_row, pad_row + shape_.hidden, pad_row_copy_.begin());
+    const Shape bsh{ids_.dim(0), ids_.dim(1), shape_.hidden};
+    const auto dsum_bsh = TensorView<const hidden_t>(dsum.reshape(bsh));
+    kernels::embedding_backward(ids_, dsum_bsh, dword);
+    std::copy(pad_row_copy_.begin(), pad_row_copy_.end(), pad_row);
+    kernels::embedding_backward(token_types_, dsum_bsh, ctx.params.grad(token_type_));
+    kernels::embedding_backward(TensorView<const std::int32_t>(positions_), dsum_bsh, ctx.params.grad(position_));
+  }
+
+ private:
+  float rate(const Context<P>& ctx) const noexcept { return ctx.training ? static_cast<float>(shape_.dropout) : 0.0f; }
+
+  EmbeddingShape shape_;
+  ParamId word_ = 0, position_ = 0, token_type_ = 0;
+  LayerNorm<P> norm_;
+  TensorView<const std::int32_t> ids_, token_types_;
+  TensorView<std::int32_t> positions_;
+  TensorView<hidden_t> sum_;
+  std::vector<hidden_t> pad_row_copy_;  // sized once: no allocation in a step
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/embeddings.hpp ----
+// ---- begin mpt/nn/pretrained.hpp ----
+// Hugging Face folders in and out of a model's Parameters<P>.
+//
+//   parameter_slots(params, pad_token_id)   slots over the master weights; a missing
+//                                           tensor is initialized by its role
+//   load_pretrained(dir, params, config)    load_parameters + the compute copy refreshed
+//   save_pretrained(dir, config, params, dtype, vocab)   the master weights, HF names
+//
+// The master weights are what checkpoints hold (fp32 under bf16_mixed), so loading
+// a bf16 model rounds once, from the file's values, exactly as autocast would.
+
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace mpt::nn {
+
+// BERT's _init_weights by role: normal(0, initializer_range) for Linear and
+// Embedding weights, zeros for biases, LayerNorm weight 1 and bias 0.
+inline io::Init init_for_role(ParamRole role) noexcept {
+  switch (role) {
+    case ParamRole::linear_weight:
+    case ParamRole::embedding: return io::Init::normal;
+    case ParamRole::norm_weight: return io::Init::ones;
+    case ParamRole::linear_bias:
+    case ParamRole::norm_bias: return io::Init::zeros;
+  }
+  return io::Init::keep;
+}
+
+// One slot per parameter, over its master weights. The word-embedding table (the one
+// nn.Embedding built with padding_idx) gets row `pad_token_id` zeroed when initialized.
+template <PrecisionPolicy P>
+std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, std::int64_t pad_token_id = -1) {
+  std::vector<io::ParameterSlot> slots;
+  slots.reserve(params.count());
+  for (ParamId id = 0; id < params.count(); ++id) {
+    const ParamEntry& e = params.entry(id);
+    const bool padded = e.role == ParamRole::embedding && std::string_view(e.name).ends_with("word_embeddings.weight");
+    slots.push_back({e.name, params.master(id), init_for_role(e.role), padded ? pad_token_id : -1});
+  }
+  return slots;
+}
+
+// Loads a model folder into `params` (allocated), initializing what the checkpoint
+// lacks with config.initializer_range, then refreshes the compute copy.
+template <PrecisionPolicy P>
+io::LoadReport load_pretrained(const std::filesystem::path& dir, Parameters<P>& params, const io::BertConfig& config, io::LoadOptions options = {}) {
+  options.initializer_range = config.initializer_range;
+  const std::vector<io::ParameterSlot> slots = parameter_slots(params, config.pad_token_id);
+  io::LoadReport report = io::load_parameters(dir, slots, options);
+  params.sync_compute_copy();
+  return report;
+}
+
+template <PrecisionPolicy P>
+void save_pretrained(const std::filesystem::path& dir, const io::BertConfig& config, const Parameters<P>& params, io::Dtype dtype = io::Dtype::f32,
+                     const std::optional<std::filesystem::path>& vocab = std::nullopt) {
+  std::vector<io::NamedTensor> tensors;
+  tensors.reserve(params.count());
+  for (ParamId id = 0; id < params.count(); ++id) tensors.push_back({params.entry(id).name, params.master(id)});
+  io::save_pretrained(dir, config, tensors, dtype, vocab);
+}
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/pretrained.hpp ----
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mpt::nn {
+
+// One batch of question-answering features, int32 as the tokenizer makes them.
+struct QaBatch {
+  TensorView<const std::int32_t> input_ids;       // [B, S]
+  TensorView<const std::int32_t> token_type_ids;  // [B, S]
+  TensorView<const std::int32_t> attention_mask;  // [B, S], 1 = token, 0 = padding
+  TensorView<const std::int32_t> start_positions; // [B], or empty: no loss
+  TensorView<const std::int32_t> end_positions;   // [B], or empty
+  bool has_labels() const noexcept { return start_positions.data() != nullptr; }
+};
+
+struct StepOptions {
+  bool training = false;   // dropout on
+  std::uint64_t seed = 0;  // dropout stream
+  std::uint32_t step = 0;
+};
+
+template <class T>
+struct QaOutput {
+  TensorView<const T> start_logits;  // [B, S]
+  TensorView<const T> end_logits;    // [B, S]
+  double loss = std::numeric_limits<double>::quiet_NaN();  // NaN without labels
+};
+
+struct MemoryReport {
+  std::size_t parameters = 0;   // master (+ compute copy) bytes
+  std::size_t gradients = 0;
+  std::size_t activations = 0;  // saved activations + workspace for the reserved shape
+};
+
+template <PrecisionPolicy P>
+class BertForQuestionAnswering {
+ public:
+  using act_t = typename P::act_t;
+  using hidden_t = typename P::accum_t;
+  static_assert(std::is_same_v<typename P::master_t, hidden_t>,
+                "BertForQuestionAnswering runs under precision::fp32, bf16_mixed or fp64: the master weights must be in "
+                "the accumulation type (pure bf16 training without masters is not wired into the model yet)");
+
+  explicit BertForQuestionAnswering(const io::BertConfig& config) : config_(config) {
+    config_.validate("BertForQuestionAnswering");
+    if (config_.hidden_act != "gelu") {
+      throw_error("BertForQuestionAnswering: hidden_act \"", config_.hidden_act, "\" is not supported; mpt implements \"gelu\" (erf)");
+    }
+    embeddings_ = BertEmbeddings<P>(params_, "bert.embeddings",
+                                    {config_.vocab_size, config_.max_position_embeddings, config_.type_vocab_size,
+                                     config_.hidden_size, config_.pad_token_id, config_.hidden_dropout_prob,
+                                     config_.layer_norm_eps});
+    const BertLayerShape layer_shape{config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
+                                     config_.hidden_dropout_prob, config_.attention_probs_dropout_prob,
+                                     config_.layer_norm_eps};
+    layers_.reserve(static_cast<std::size_t>(config_.num_hidden_layers));
+    for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+      layers_.emplace_back(params_, "bert.encoder.layer." + std::to_string(l), layer_shape, static_cast<std::uint32_t>(l));
+    }
+    qa_outputs_ = Linear<P>(params_, "qa_outputs", config_.hidden_size, 2);
+    params_.allocate();
+  }
+
+  const io::BertConfig& config() const noexcept { return config_; }
+  Parameters<P>& parameters() noexcept { return params_; }
+  const Parameters<P>& parameters() const noexcept { return params_; }
+
+  // ---- weights -----------------------------------------------------------
+
+  // Every parameter as a slot for io::load_parameters, pointing at the master
+  // weights, with BERT's initialization.
+  std::vector<io::ParameterSlot> parameter_slots() { return nn::parameter_slots(params_, config_.pad_token_id); }
+
+  // Loads a Hugging Face model folder, as from_pretrained: legacy names, the
+  // base-model prefix rule, missing tensors initialized as BERT does, both
+  // lists reported (the pooler is expected to be unused, as transformers says).
+  io::LoadReport load_pretrained(const std::filesystem::path& folder, io::LoadOptions options = {}) {
+    return nn::load_pretrained(folder, params_, config_, std::move(options));
+  }
+
+  // Initializes every parameter as BertPreTrainedModel._init_weights does.
+  void init_weights(std::uint64_t seed) {
+    io::LoadOptions options;
+    options.initializer_range = config_.initializer_range;
+    options.seed = seed;
+    for (const io::ParameterSlot& slot : parameter_slots()) io::detail::initialize_slot(slot, options);
+    params_.sync_compute_copy();
+  }
+
+  // Writes model.safetensors + config.json (+ vocab.txt) that transformers loads.
+  void save_pretrained(const std::filesystem::path& folder, io::Dtype dtype = io::Dtype::f32,
+                       const std::optional<std::filesystem::path>& vocab = std::nullopt) const {
+    nn::save_pretrained(folder, config_, params_, dtype, vocab);
+  }
+
+  // ---- memory --------------------------------------------------------------
+
+  std::size_t activation_bytes(std::int64_t batch, std::int64_t seq, bool training) const {
+    const std::int64_t t = batch * seq;
+    const auto th = static_cast<std::size_t>(t * config_.hidden_size);
+    std::size_t bytes = Arena::bytes_for<float>(static_cast<std::size_t>(t))  // additive mask
+                        + BertEmbeddings<P>::saved_bytes(batch, seq, config_.hidden_size) +
+                        Arena::bytes_for<hidden_t>(th) * static_cast<std::size_t>(1 + config_.num_hidden_layers);
+    bytes += static_cast<std::size_t>(config_.num_hidden_layers) * BertLayer<P>::saved_bytes(layer_shape(), batch, seq, training);
+    bytes += detail::matmul_input_bytes<act_t, hidden_t>(th)                   // last hidden as qa_outputs input
+             + Arena::bytes_for<hidden_t>(static_cast<std::size_t>(2 * t))    // logits
+             + 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t))    // start, end logits
+             + 2 * Arena::bytes_for<std::int32_t>(static_cast<std::size_t>(batch))  // clamped positions
+             + 2 * Arena::bytes_for<hidden_t>(th);                            // hidden gradients (ping-pong)
+    return bytes;
+  }
+  std::size_t workspace_bytes(std::int64_t batch, std::int64_t seq) const {
+    const std::int64_t t = batch * seq;
+    const std::size_t head = Arena::bytes_for<act_t>(static_cast<std::size_t>(2 * t)) +
+                             2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t));
+    return std::max({BertEmbeddings<P>::workspace_bytes(batch, seq, config_.hidden_size),
+                     BertLayer<P>::workspace_bytes(layer_shape(), batch, seq), head});
+  }
+
+  // Sizes the arenas for batches up to [batch, seq]; call before the loop.
+  void reserve(std::int64_t batch, std::int64_t seq, bool training) {
+    activations_.reserve(activation_bytes(batch, seq, training));
+    workspace_.reserve(workspace_bytes(batch, seq));
+  }
+
+  MemoryReport memory() const {
+    return {params_.master_bytes() + params_.compute_bytes(), params_.grad_bytes(),
+            activations_.capacity() + workspace_.capacity()};
+  }
+  const Arena& activation_arena() const noexcept { return activations_; }
+  const Arena& workspace_arena() const noexcept { return workspace_; }
+
+  // ---- forward / backward -----------------------------------------------
+
+  QaOutput<hidden_t> forward(const QaBatch& batch, const StepOptions& options) {
+    const std::int64_t b = batch.input_ids.dim(0), s = batch.input_ids.dim(1), h = config_.hidden_size;
+    check_shape("BertForQuestionAnswering::forward", "attention_mask", batch.attention_mask.shape(), Shape{b, s});
+    if (activations_.capacity() < activation_bytes(b, s, options.training) ||
+        workspace_.capacity() < workspace_bytes(b, s)) {
+      reserve(b, s, options.training);  // first call, or a larger batch than reserved
+    }
+    activations_.reset();
+    workspace_.reset();
+    ctx_.emplace(Context<P>{params_, activations_, workspace_, options.training, options.seed, options.step});
+    Context<P>& ctx = *ctx_;
+    batch_ = b;
+    seq_ = s;
+
+    // (1 - mask) * finfo(float32).min, as transformers' extended attention mask.
+    mask_ = activations_.allocate<float>(Shape{b, s}, "additive attention mask");
+    for (std::size_t i = 0; i < mask_.size(); ++i) {
+      mask_[i] = batch.attention_mask[i] != 0 ? 0.0f : std::numeric_limits<float>::lowest();
+    }
+    const Shape th{b * s, h};
+    hidden_.assign(1, activations_.allocate<hidden_t>(th, "embeddings output"));
+    embeddings_.forward(ctx, batch.input_ids, batch.token_type_ids, hidden_[0]);
+    for (auto& layer : layers_) {
+      hidden_.push_back(activations_.allocate<hidden_t>(th, "encoder layer output"));
+      layer.forward(ctx, TensorView<const hidden_t>(hidden_[hidden_.size() - 2]), TensorView<const float>(mask_), b,
+                    hidden_.back());
+    }
+
+    // qa_outputs: logits [B·S, 2] → start [B, S], end [B, S].
+    workspace_.reset();
+    const auto last = detail::as_matmul_input<act_t>(activations_, TensorView<const hidden_t>(hidden_.back()),
+                                                     "last hidden state as matmul input");
+    auto logits = activations_.allocate<hidden_t>(Shape{b * s, 2}, "qa logits");
+    qa_outputs_.forward(ctx, last, logits);
+    start_ = activations_.allocate<hidden_t>(Shape{b, s}, "start logits");
+    end_ = activations_.allocate<hidden_t>(Shape{b, s}, "end logits");
+    for (std::size_t t = 0; t < start_.size(); ++t) {
+      start_[t] = logits[2 * t];
+      end_[t] = logits[2 * t + 1];
+    }
+    QaOutput<hidden_t> out{start_, end_};
+    has_labels_ = batch.has_labels();
+    if (has_labels_) {
+      check_shape("BertForQuestionAnswering::forward", "start_positions", batch.start_positions.shape(), Shape{b});
+      check_shape("BertForQuestionAnswering::forward", "end_positions", batch.end_positions.shape(), Shape{b});
+      // Positions outside the sequence are clamped to S and ignored, as transformers does.
+      start_targets_ = activations_.allocate<std::int32_t>(Shape{b}, "start targets");
+      end_targets_ = activations_.allocate<std::int32_t>(Shape{b}, "end targets");
+      const auto clamp = [s](std::int32_t p) { return std::clamp<std::int32_t>(p, 0, static_cast<std::int32_t>(s)); };
+      for (std::int64_t i = 0; i < b; ++i) {
+        start_targets_[static_cast<std::size_t>(i)] = clamp(batch.start_positions[static_cast<std::size_t>(i)]);
+        end_targets_[static_cast<std::size_t>(i)] = clamp(batch.end_positions[static_cast<std::size_t>(i)]);
+      }
+      const auto ignore = static_cast<std::int32_t>(s);
+      const double start_loss = static_cast<double>(kernels::cross_entropy_forward(TensorView<const hidden_t>(start_),
+                                                                          TensorView<const std::int32_t>(start_targets_), ignore));
+      const double end_loss = static_cast<double>(kernels::cross_entropy_forward(TensorView<const hidden_t>(end_),
+                                                                        TensorView<const std::int32_t>(end_targets_), ignore));
+      out.loss = (start_loss + end_loss) / 2;
+    }
+    return out;
+  }
+
+  // Backward of the last forward's loss: every gradient += d loss / d parameter.
+  void backward() {
+    if (!ctx_ || !has_labels_) {
+      throw_error("BertForQuestionAnswering::backward: call forward with start_positions and end_positions first");
+    }
+    Context<P>& ctx = *ctx_;
+    const std::int64_t b = batch_, s = seq_, h = config_.hidden_size;
+    const auto ignore = static_cast<std::int32_t>(s);
+    workspace_.reset();
+    auto dstart = workspace_.allocate<hidden_t>(Shape{b, s}, "dstart logits");
+    auto dend = workspace_.allocate<hidden_t>(Shape{b, s}, "dend logits");
+    kernels::cross_entropy_backward(TensorView<const hidden_t>(start_), TensorView<const std::int32_t>(start_targets_), ignore, 0.5, dstart);
+    kernels::cross_entropy_backward(TensorView<const hidden_t>(end_), TensorView<const std::int32_t>(end_targets_), ignore, 0.5, dend);
+    auto dlogits = workspace_.allocate<act_t>(Shape{b * s, 2}, "dlogits");
+    for (std::size_t t = 0; t < dstart.size(); ++t) {
+      dlogits[2 * t] = static_cast<act_t>(dstart[t]);
+      dlogits[2 * t + 1] = static_cast<act_t>(dend[t]);
+    }
+    const Shape th{b * s, h};
+    TensorView<hidden_t> grad[2] = {activations_.allocate<hidden_t>(th, "hidden gradient"),
+                                    activations_.allocate<hidden_t>(th, "hidden gradient")};
+    qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), grad[0], false);
+    for (std::size_t l = layers_.size(); l-- > 0;) {
+      const std::size_t from = (layers_.size() - 1 - l) % 2;
+      layers_[l].backward(ctx, TensorView<const hidden_t>(grad[from]), grad[1 - from]);
+    }
+    embeddings_.backward(ctx, TensorView<const hidden_t>(grad[layers_.size() % 2]));
+  }
+
+  // Hidden states of the last forward: [0] the embeddings output, [l] layer l's output.
+  std::span<const TensorView<hidden_t>> hidden_states() const noexcept { return hidden_; }
+
+ private:
+  BertLayerShape layer_shape() const noexcept {
+    return {config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
+            config_.hidden_dropout_prob, config_.attention_probs_dropout_prob, config_.layer_norm_eps};
+  }
+
+  io::BertConfig config_;
+  Parameters<P> params_;
+  BertEmbeddings<P> embeddings_;
+  std::vector<BertLayer<P>> layers_;
+  Linear<P> qa_outputs_;
+
+  Arena activations_, workspace_;
+  std::optional<Context<P>> ctx_;
+  std::int64_t batch_ = 0, seq_ = 0;
+  bool has_labels_ = false;
+  TensorView<float> mask_;
+  std::vector<TensorView<hidden_t>> hidden_;
+  TensorView<hidden_t> start_, end_;
+  TensorView<std::int32_t> start_targets_, end_targets_;
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/bert.hpp ----
+// ---- end mpt/nn.hpp ----
+// ---- begin mpt/optim.hpp ----
+// mpt/optim: optimizers over master weights (AdamW, SGD), master-weight
+// policies, loss scaling, gradient clipping and accumulation, learning-rate
+// schedules, optimizer state.
+//
+// A training step, as transformers' Trainer does it:
+//
+//   optim::ParameterTable table;                       // the model fills it, in buffer order
+//   table.add("bert.embeddings.word_embeddings.weight", 30522 * 768);   // decays
+//   table.add("bert.embeddings.LayerNorm.weight", 768);                // exempt, as HF
+//   optim::AdamW<precision::bf16_mixed> opt(params, table, {.weight_decay = 0.01});
+//   optim::DynamicLossScaler scaler;                   // or NoLossScaling (bf16 default)
+//   auto schedule = optim::LrSchedule::for_trainer("linear", 3e-5, warmup_steps, total_steps);
+//   ... backward of every micro-batch adds into `grads` (loss x scaler.scale() / micro-batches)
+//   auto report = optim::clip_and_step(opt, scaler, grads, schedule.lr(opt.steps()), 1.0);
+//   // report.grad_norm, report.applied, report.loss_scale, report.skipped_steps
+//
+// Checkpoints: opt.state_dict() (tensors + JSON scalars), scaler.state(), schedule.state().
+// ---- begin mpt/core/fp16_convert.hpp ----
+// fp16 (IEEE binary16, stored as Eigen::half) and array conversions float <-> fp16.
+// The scalar functions are the reference; the F16C path (AVX2 level) and the
+// AVX-512 path give the same bits:
+//   finite  -> round to nearest, ties to even (subnormal halves kept, not flushed)
+//   overflow (|x| >= 65520) -> ±Inf
+//   NaN     -> a quiet NaN with the same sign and the top 9 payload bits (as vcvtps2ph)
+// Widening is exact; a NaN widens to a quiet NaN with the same payload (as vcvtph2ps).
+//
+//   convert(span<const float>, span<fp16>)   narrowing, active_isa()
+//   convert(span<const fp16>, span<float>)   widening
+//   convert_with(Isa, ...)                   the same on one chosen path (tests)
+
+
+#include <Eigen/Core>
+
+#include <immintrin.h>
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace mpt {
+
+using fp16 = Eigen::half;
+
+inline std::uint16_t fp16_bits(fp16 x) noexcept { return x.x; }
+inline fp16 fp16_from_bits(std::uint16_t bits) noexcept { return fp16(Eigen::half_impl::raw_uint16_to_half(bits)); }
+
+// fp32 bit pattern -> fp16 bit pattern, round-to-nearest-even.
+inline std::uint16_t float_bits_to_fp16_bits(std::uint32_t u) noexcept {
+  const std::uint32_t sign = (u >> 16) & 0x8000u;
+  const std::uint32_t a = u & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u | ((a >> 13) & 0x03FFu));  // quiet NaN
+  if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // 65520 and up (and Inf) -> Inf
+  if (a < 0x38800000u) {
+    // Below the smallest normal half (2^-14): adding 0.5 leaves a float whose
+    // last mantissa bit is worth 2^-24, the half subnormal unit, so the FPU's
+    // own round-to-nearest-even does the rounding.
+    const float rounded = std::bit_cast<float>(a) + 0.5f;
+    return static_cast<std::uint16_t>(sign | (std::bit_cast<std::uint32_t>(rounded) - 0x3F000000u));
+  }
+  const std::uint32_t odd = (a >> 13) & 1u;
+  const std::uint32_t rebiased = a + (static_cast<std::uint32_t>(15 - 127) << 23) + 0x0FFFu + odd;
+  return static_cast<std::uint16_t>(sign | (rebiased >> 13));
+}
+
+// fp16 bit pattern -> fp32 value (exact).
+inline float fp16_bits_to_float(std::uint16_t h) noexcept {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t em = h & 0x7FFFu;
+  if (em == 0x7C00u) return std::bit_cast<float>(sign | 0x7F800000u);                          // Inf
+  if (em > 0x7C00u) return std::bit_cast<float>(sign | 0x7FC00000u | ((em & 0x03FFu) << 13));  // NaN, made quiet
+  if (em >= 0x0400u) return std::bit_cast<float>(sign | ((em << 13) + (static_cast<std::uint32_t>(127 - 15) << 23)));
+  const float magnitude = static_cast<float>(em) * 0x1p-24f;  // subnormal or zero: exact
+  return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(magnitude));
+}
+
+inline fp16 to_fp16(float x) noexcept {
+  return fp16_from_bits(float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x)));
+}
+inline float to_float(fp16 x) noexcept { return fp16_bits_to_float(fp16_bits(x)); }
+
+namespace detail {
+
+inline void narrow_fp16_scalar(const float* in, fp16* out, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) out[i] = to_fp16(in[i]);
+}
+inline void widen_fp16_scalar(const fp16* in, float* out, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) out[i] = to_float(in[i]);
+}
+
+#if MPT_X86
+// F16C: vcvtps2ph with round-to-nearest-even, vcvtph2ps.
+MPT_TARGET_AVX2 inline void narrow_fp16_f16c(const float* in, fp16* out, std::size_t n) noexcept {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
+  narrow_fp16_scalar(in + i, out + i, n - i);
+}
+
+MPT_TARGET_AVX2 inline void widen_fp16_f16c(const fp16* in, float* out, std::size_t n) noexcept {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+  }
+  widen_fp16_scalar(in + i, out + i, n - i);
+}
+
+MPT_TARGET_AVX512 inline void narrow_fp16_avx512(const float* in, fp16* out, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_mask_storeu_epi16(out + i, m, h);
+  }
+}
+
+MPT_TARGET_AVX512 inline void widen_fp16_avx512(const fp16* in, float* out, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, in + i)));
+  }
+}
+#endif  // MPT_X86
+
+}  // namespace detail
+
+// Narrow float -> fp16 on the given instruction-set path.
+inline void convert_with(Isa isa, std::span<const float> in, std::span<fp16> out) {
+  if (in.size() != out.size())
+    throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
+  switch (isa) {
+#if MPT_X86
+    case Isa::avx512_bf16:
+    case Isa::avx512:
+      return detail::narrow_fp16_avx512(in.data(), out.data(), in.size());
+    case Isa::avx2:
+      return detail::narrow_fp16_f16c(in.data(), out.data(), in.size());
+#endif
+    default:
+      return detail::narrow_fp16_scalar(in.data(), out.data(), in.size());
+  }
+}
+
+// Widen fp16 -> float on the given instruction-set path.
+inline void convert_with(Isa isa, std::span<const fp16> in, std::span<float> out) {
+  if (in.size() != out.size())
+    throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
+  switch (isa) {
+#if MPT_X86
+    case Isa::avx512_bf16:
+    case Isa::avx512:
+      return detail::widen_fp16_avx512(in.data(), out.data(), in.size());
+    case Isa::avx2:
+      return detail::widen_fp16_f16c(in.data(), out.data(), in.size());
+#endif
+    default:
+      return detail::widen_fp16_scalar(in.data(), out.data(), in.size());
+  }
+}
+
+inline void convert(std::span<const float> in, std::span<fp16> out) { convert_with(active_isa(), in, out); }
+inline void convert(std::span<const fp16> in, std::span<float> out) { convert_with(active_isa(), in, out); }
+
+}  // namespace mpt
+
+#pragma GCC diagnostic pop
+// ---- end mpt/core/fp16_convert.hpp ----
 // ---- begin mpt/optim/adamw.hpp ----
 // AdamW with torch.optim.AdamW semantics (torch 1.13, the single-tensor path),
 // over flat buffers, with a master-weight policy (optim/weights.hpp):
@@ -7009,1436 +10737,4 @@ inline SquadMetrics squad_evaluate(const SquadDataset& data, const QaPredictions
 }  // namespace mpt::data
 // ---- end mpt/data/squad_metrics.hpp ----
 // ---- end mpt/data.hpp ----
-// ---- begin mpt/io.hpp ----
-// mpt/io: files in and out — safetensors, Hugging Face config.json, model folders.
-//
-// A model loads a Hugging Face folder in three steps:
-//   const auto config = mpt::io::BertConfig::from_json_file(dir / "config.json");
-//   std::vector<mpt::io::ParameterSlot> slots;  // {HF name, view of the storage, Init}
-//   //   e.g. {"bert.encoder.layer.0.output.LayerNorm.weight", gamma.view(), Init::ones}
-//   //   (with a bf16 policy, point the slots at the fp32 master weights)
-//   mpt::io::LoadOptions options;
-//   options.initializer_range = config.initializer_range;
-//   const mpt::io::LoadReport report = mpt::io::load_parameters(dir, slots, options);
-// and saves one with
-//   mpt::io::save_pretrained(out, config, mpt::io::named_tensors(slots), mpt::io::Dtype::f32, dir / "vocab.txt");
-// With the model's nn::Parameters<P>, io/model_parameters.hpp does both in one call:
-//   mpt::io::load_pretrained(dir, params, config);   mpt::io::save_pretrained(out, config, params);
-// ---- begin mpt/io/bert_config.hpp ----
-// BertConfig: the model hyper-parameters of a Hugging Face config.json.
-//
-//   BertConfig::from_json(json, source)   missing keys take transformers' defaults
-//   BertConfig::from_json_file(path)
-//   config.validate(source)               positive sizes, heads divide hidden_size, known hidden_act
-//   config.to_json()                      keys it does not know are kept from the file it was
-//                                         read from; architectures/model_type say BERT-QA
-//   config.save(path)                     atomic write
-
-// ---- begin mpt/io/file.hpp ----
-// Files in and out, safely.
-//
-//   MappedFile::open(path)          read-only memory map (an empty file maps to an empty span)
-//   read_file(path)                 the whole file as bytes
-//   AtomicFileWriter(path)          write to a temporary file in the same directory, then
-//     .write(bytes) ... .commit()   fsync + rename over `path` + fsync the directory, so a
-//                                   reader sees the old file or the new one, never half of one
-//   write_file_atomic(path, bytes)  the same for a buffer already in memory
-//
-// POSIX only (mmap, fsync, rename), as is the rest of the project's I/O.
-
-
-#include <atomic>
-#include <cerrno>
-#include <cstddef>
-#include <cstring>
-#include <filesystem>
-#include <span>
-#include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-namespace mpt::io {
-
-namespace detail {
-inline std::string errno_text() { return std::strerror(errno); }
-
-// Closes a POSIX descriptor on scope exit.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd = -1) noexcept : fd_(fd) {}
-  FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  FileDescriptor& operator=(FileDescriptor&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() { reset(); }
-  int get() const noexcept { return fd_; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-  void reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
-
-inline FileDescriptor open_for_reading(const std::filesystem::path& path) {
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) throw_error("cannot open ", path, " for reading: ", errno_text());
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) throw_error("cannot stat ", path, ": ", errno_text());
-  if (!S_ISREG(info.st_mode)) throw_error(path, " is not a regular file");
-  return fd;
-}
-
-inline std::size_t file_size(const FileDescriptor& fd, const std::filesystem::path& path) {
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) throw_error("cannot stat ", path, ": ", errno_text());
-  return static_cast<std::size_t>(info.st_size);
-}
-
-inline void write_all(int fd, const std::byte* data, std::size_t size, const std::filesystem::path& path) {
-  while (size > 0) {
-    const ::ssize_t written = ::write(fd, data, size);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      throw_error("cannot write ", path, ": ", errno_text());
-    }
-    data += written;
-    size -= static_cast<std::size_t>(written);
-  }
-}
-}  // namespace detail
-
-// A read-only memory map of a whole file; move-only.
-class MappedFile {
- public:
-  MappedFile() = default;
-  MappedFile(MappedFile&& other) noexcept
-      : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
-  MappedFile& operator=(MappedFile&& other) noexcept {
-    if (this != &other) {
-      unmap();
-      path_ = std::move(other.path_);
-      data_ = std::exchange(other.data_, nullptr);
-      size_ = std::exchange(other.size_, 0);
-    }
-    return *this;
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile() { unmap(); }
-
-  static MappedFile open(const std::filesystem::path& path) {
-    const detail::FileDescriptor fd = detail::open_for_reading(path);
-    MappedFile file;
-    file.path_ = path;
-    file.size_ = detail::file_size(fd, path);
-    if (file.size_ == 0) return file;  // mmap of length 0 is an error; an empty span is not
-    void* p = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
-    if (p == MAP_FAILED) throw_error("cannot memory-map ", path, " (", file.size_, " bytes): ", detail::errno_text());
-    file.data_ = static_cast<const std::byte*>(p);
-    // Start reading ahead now: loaders touch every byte, mostly front to back.
-    ::madvise(p, file.size_, MADV_WILLNEED);
-    return file;
-  }
-
-  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
-  std::size_t size() const noexcept { return size_; }
-  const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  void unmap() noexcept {
-    if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
-    data_ = nullptr;
-    size_ = 0;
-  }
-
-  std::filesystem::path path_;
-  const std::byte* data_ = nullptr;
-  std::size_t size_ = 0;
-};
-
-inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
-  const detail::FileDescriptor fd = detail::open_for_reading(path);
-  std::vector<std::byte> bytes(detail::file_size(fd, path));
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ::ssize_t got = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) throw_error("cannot read ", path, ": ", detail::errno_text());
-    if (got == 0) throw_error("cannot read ", path, ": file shrank while reading (", done, " of ", bytes.size(), " bytes)");
-    done += static_cast<std::size_t>(got);
-  }
-  return bytes;
-}
-
-inline std::string read_text_file(const std::filesystem::path& path) {
-  const std::vector<std::byte> bytes = read_file(path);
-  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-}
-
-// Writes `path` atomically: the bytes go to "<path>.tmp.<pid>.<n>" in the same
-// directory (rename is only atomic within one file system); commit() makes them
-// durable and renames. Without commit() the temporary file is removed.
-class AtomicFileWriter {
- public:
-  explicit AtomicFileWriter(std::filesystem::path path) : path_(std::move(path)) {
-    static std::atomic<unsigned> counter{0};  // distinct names for writers alive at once in this process
-    temp_path_ = path_;
-    temp_path_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
-    fd_ = detail::FileDescriptor(::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (fd_.get() < 0) throw_error("cannot create ", temp_path_, " (to write ", path_, "): ", detail::errno_text());
-  }
-  AtomicFileWriter(const AtomicFileWriter&) = delete;
-  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
-  ~AtomicFileWriter() {
-    if (!committed_) {
-      fd_.reset();
-      ::unlink(temp_path_.c_str());
-    }
-  }
-
-  void write(std::span<const std::byte> bytes) { detail::write_all(fd_.get(), bytes.data(), bytes.size(), temp_path_); }
-  void write(std::string_view text) { write(std::as_bytes(std::span<const char>(text.data(), text.size()))); }
-
-  void commit() {
-    if (committed_) throw_error("AtomicFileWriter: ", path_, " was already committed");
-    if (::fsync(fd_.get()) != 0) throw_error("cannot fsync ", temp_path_, ": ", detail::errno_text());
-    // close() releases the descriptor whatever it returns: never close it twice.
-    if (::close(fd_.release()) != 0) throw_error("cannot close ", temp_path_, ": ", detail::errno_text());
-    if (::rename(temp_path_.c_str(), path_.c_str()) != 0) throw_error("cannot rename ", temp_path_, " to ", path_, ": ", detail::errno_text());
-    committed_ = true;
-    // The rename itself is durable only once the directory entry is.
-    std::filesystem::path dir = path_.parent_path();
-    if (dir.empty()) dir = ".";
-    const detail::FileDescriptor dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir_fd.get() >= 0) ::fsync(dir_fd.get());
-  }
-
-  const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  std::filesystem::path path_;
-  std::filesystem::path temp_path_;
-  detail::FileDescriptor fd_;
-  bool committed_ = false;
-};
-
-inline void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> bytes) {
-  AtomicFileWriter writer(path);
-  writer.write(bytes);
-  writer.commit();
-}
-inline void write_file_atomic(const std::filesystem::path& path, std::string_view text) {
-  AtomicFileWriter writer(path);
-  writer.write(text);
-  writer.commit();
-}
-
-}  // namespace mpt::io
-// ---- end mpt/io/file.hpp ----
-
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <cstdint>
-#include <filesystem>
-#include <string>
-#include <vector>
-
-namespace mpt::io {
-
-struct BertConfig {
-  // Defaults are BertConfig's in transformers (bert-base-uncased).
-  std::int64_t vocab_size = 30522;
-  std::int64_t hidden_size = 768;
-  std::int64_t num_hidden_layers = 12;
-  std::int64_t num_attention_heads = 12;
-  std::int64_t intermediate_size = 3072;
-  std::string hidden_act = "gelu";
-  double hidden_dropout_prob = 0.1;
-  double attention_probs_dropout_prob = 0.1;
-  std::int64_t max_position_embeddings = 512;
-  std::int64_t type_vocab_size = 2;
-  double layer_norm_eps = 1e-12;
-  double initializer_range = 0.02;
-  std::int64_t pad_token_id = 0;
-  // Every other key of the file it came from (transformers_version, position_embedding_type,
-  // torch_dtype, ...), written back unchanged.
-  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
-
-  std::int64_t head_dim() const noexcept { return num_attention_heads > 0 ? hidden_size / num_attention_heads : 0; }
-
-  // `source` names the file (or "config") in error messages.
-  static BertConfig from_json(const nlohmann::ordered_json& j, const std::string& source = "config") {
-    if (!j.is_object()) throw_error(source, ": a BERT config must be a JSON object, not ", j.type_name());
-    BertConfig c;
-    for (const auto& [key, value] : j.items()) {
-      if (key == "vocab_size") c.vocab_size = integer(value, source, key);
-      else if (key == "hidden_size") c.hidden_size = integer(value, source, key);
-      else if (key == "num_hidden_layers") c.num_hidden_layers = integer(value, source, key);
-      else if (key == "num_attention_heads") c.num_attention_heads = integer(value, source, key);
-      else if (key == "intermediate_size") c.intermediate_size = integer(value, source, key);
-      else if (key == "max_position_embeddings") c.max_position_embeddings = integer(value, source, key);
-      else if (key == "type_vocab_size") c.type_vocab_size = integer(value, source, key);
-      else if (key == "pad_token_id") c.pad_token_id = integer(value, source, key);
-      else if (key == "hidden_dropout_prob") c.hidden_dropout_prob = number(value, source, key);
-      else if (key == "attention_probs_dropout_prob") c.attention_probs_dropout_prob = number(value, source, key);
-      else if (key == "layer_norm_eps") c.layer_norm_eps = number(value, source, key);
-      else if (key == "initializer_range") c.initializer_range = number(value, source, key);
-      else if (key == "hidden_act") {
-        if (!value.is_string()) throw_error(source, ": hidden_act is ", value.dump(), ", not a string such as \"gelu\"");
-        c.hidden_act = value.get<std::string>();
-      } else {
-        c.extra[key] = value;
-      }
-    }
-    if (c.extra.contains("model_type") && c.extra["model_type"] != "bert") {
-      throw_error(source, ": model_type is ", c.extra["model_type"].dump(), " but mpt loads \"bert\" models");
-    }
-    c.validate(source);
-    return c;
-  }
-
-  static BertConfig from_json_file(const std::filesystem::path& path) {
-    const std::string source = "config file " + path.string();
-    nlohmann::ordered_json j;
-    try {
-      j = nlohmann::ordered_json::parse(read_text_file(path));
-    } catch (const nlohmann::json::exception& e) {
-      throw_error(source, ": not valid JSON (", e.what(), ")");
-    }
-    return from_json(j, source);
-  }
-
-  void validate(const std::string& source = "config") const {
-    const auto positive = [&](std::int64_t v, const char* key) {
-      if (v <= 0) throw_error(source, ": ", key, " is ", v, " but must be positive");
-    };
-    positive(vocab_size, "vocab_size");
-    positive(hidden_size, "hidden_size");
-    positive(num_hidden_layers, "num_hidden_layers");
-    positive(num_attention_heads, "num_attention_heads");
-    positive(intermediate_size, "intermediate_size");
-    positive(max_position_embeddings, "max_position_embeddings");
-    positive(type_vocab_size, "type_vocab_size");
-    if (hidden_size % num_attention_heads != 0) {
-      throw_error(source, ": hidden_size ", hidden_size, " is not a multiple of num_attention_heads ", num_attention_heads,
-                  "; choose a head count that divides it");
-    }
-    if (hidden_act != "gelu") {
-      throw_error(source, ": hidden_act \"", hidden_act, "\" is not supported; mpt implements \"gelu\" (the exact erf form BERT uses)");
-    }
-    const auto probability = [&](double p, const char* key) {
-      if (!(p >= 0.0 && p < 1.0)) throw_error(source, ": ", key, " is ", p, " but a dropout probability must lie in [0, 1)");
-    };
-    probability(hidden_dropout_prob, "hidden_dropout_prob");
-    probability(attention_probs_dropout_prob, "attention_probs_dropout_prob");
-    if (!(layer_norm_eps > 0.0)) throw_error(source, ": layer_norm_eps is ", layer_norm_eps, " but must be positive");
-    if (!(initializer_range >= 0.0)) throw_error(source, ": initializer_range is ", initializer_range, " but must not be negative");
-    if (pad_token_id < 0 || pad_token_id >= vocab_size) {
-      throw_error(source, ": pad_token_id ", pad_token_id, " is outside the vocabulary [0, ", vocab_size, ")");
-    }
-  }
-
-  // The config as transformers writes it for BertForQuestionAnswering.
-  nlohmann::ordered_json to_json() const {
-    nlohmann::ordered_json j = nlohmann::ordered_json::object();
-    j["architectures"] = {"BertForQuestionAnswering"};
-    j["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
-    j["hidden_act"] = hidden_act;
-    j["hidden_dropout_prob"] = hidden_dropout_prob;
-    j["hidden_size"] = hidden_size;
-    j["initializer_range"] = initializer_range;
-    j["intermediate_size"] = intermediate_size;
-    j["layer_norm_eps"] = layer_norm_eps;
-    j["max_position_embeddings"] = max_position_embeddings;
-    j["model_type"] = "bert";
-    j["num_attention_heads"] = num_attention_heads;
-    j["num_hidden_layers"] = num_hidden_layers;
-    j["pad_token_id"] = pad_token_id;
-    j["type_vocab_size"] = type_vocab_size;
-    j["vocab_size"] = vocab_size;
-    for (const auto& [key, value] : extra.items())
-      if (key != "architectures" && key != "model_type") j[key] = value;
-    // Keys in sorted order, as transformers writes them (json.dumps(sort_keys=True)).
-    std::vector<std::string> keys;
-    for (const auto& item : j.items()) keys.push_back(item.key());
-    std::sort(keys.begin(), keys.end());
-    nlohmann::ordered_json sorted = nlohmann::ordered_json::object();
-    for (const std::string& key : keys) sorted[key] = j[key];
-    return sorted;
-  }
-
-  void save(const std::filesystem::path& path) const { write_file_atomic(path, to_json().dump(2) + "\n"); }
-
- private:
-  static std::int64_t integer(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
-    if (!v.is_number_integer()) throw_error(source, ": ", key, " is ", v.dump(), " but must be an integer");
-    return v.get<std::int64_t>();
-  }
-  static double number(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
-    if (!v.is_number()) throw_error(source, ": ", key, " is ", v.dump(), " but must be a number");
-    return v.get<double>();
-  }
-};
-
-}  // namespace mpt::io
-// ---- end mpt/io/bert_config.hpp ----
-// ---- begin mpt/io/load_parameters.hpp ----
-// Loading a Hugging Face checkpoint into a model's parameters, as
-// `from_pretrained` does.
-//
-// The model lists its parameters as slots named as in transformers
-// ("bert.encoder.layer.0.attention.self.query.weight", "qa_outputs.bias") and
-// load_parameters fills them from a model folder (model.safetensors, or
-// model.safetensors.index.json and its shards) or from open safetensors files:
-//   - legacy names match: "LayerNorm.gamma" / "LayerNorm.beta" are "LayerNorm.weight" / ".bias";
-//   - a checkpoint of the base model (names without "bert.") loads into a model that
-//     has the prefix, and the other way round (transformers' base_model_prefix rule);
-//   - tensors convert from the file dtype (F32, BF16, F16, F64) to the slot's;
-//   - a shape mismatch is an error naming the tensor and both shapes;
-//   - slots the checkpoint lacks are initialized as the slot says (BERT: normal(0,
-//     initializer_range) weights, zero biases, LayerNorm 1 and 0) and reported as missing;
-//   - checkpoint tensors no slot takes (pre-training heads "cls.*") are reported as
-//     unused; both lists are printed as transformers words them. Those the model
-//     expects to skip (the pooler, the position_ids buffer) are reported apart, unprinted;
-//   - every check runs before any copy; the copies then run on all of mpt's threads.
-
-// ---- begin mpt/io/safetensors.hpp ----
-// safetensors (https://github.com/huggingface/safetensors), read and written.
-//
-// Layout: [u64 little-endian N][N bytes of UTF-8 JSON header][data buffer]
-//   header = { "<name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
-//              "__metadata__": {"<key>": "<string>", ...} }           (metadata optional)
-//   the header opens with '{' and may end in spaces (writers pad it to 8 bytes);
-//   offsets are relative to the data buffer; tensors are row-major, little-endian,
-//   and together cover the buffer exactly, without overlap and without holes.
-//
-//   SafetensorsFile::open(path)      memory-maps and validates everything up front; a bad
-//                                    file is an mpt::Error naming the file (and the tensor)
-//   file.find(name) / file.at(name)  the entry: dtype, dims, bytes (a span into the map)
-//   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double,
-//                                    integer dtypes into std::int32_t / std::int64_t
-//   save_safetensors(path, tensors, dtype, metadata)   atomic write, F32/BF16/F16/F64
-
-
-#include <Eigen/Core>
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <array>
-#include <bit>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <filesystem>
-#include <map>
-#include <optional>
-#include <span>
-#include <string>
-#include <string_view>
-#include <type_traits>
-#include <utility>
-#include <unordered_map>
-#include <variant>
-#include <vector>
-
-namespace mpt::io {
-
-static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian; mpt reads it in place");
-
-// Every dtype the format defines. Only the floating ones convert into mpt tensors;
-// the others are still validated (sizes, offsets) so a file holding them opens.
-enum class Dtype { boolean, u8, i8, f8_e5m2, f8_e4m3, i16, u16, f16, bf16, i32, u32, f32, f64, i64, u64 };
-
-namespace detail {
-struct DtypeInfo {
-  Dtype dtype;
-  std::string_view name;
-  std::size_t size;
-};
-inline constexpr std::array<DtypeInfo, 15> dtype_table{{
-    {Dtype::boolean, "BOOL", 1}, {Dtype::u8, "U8", 1},        {Dtype::i8, "I8", 1},     {Dtype::f8_e5m2, "F8_E5M2", 1},
-    {Dtype::f8_e4m3, "F8_E4M3", 1}, {Dtype::i16, "I16", 2},   {Dtype::u16, "U16", 2},   {Dtype::f16, "F16", 2},
-    {Dtype::bf16, "BF16", 2},     {Dtype::i32, "I32", 4},     {Dtype::u32, "U32", 4},   {Dtype::f32, "F32", 4},
-    {Dtype::f64, "F64", 8},       {Dtype::i64, "I64", 8},     {Dtype::u64, "U64", 8},
-}};
-}  // namespace detail
-
-constexpr std::string_view dtype_name(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].name; }
-constexpr std::size_t dtype_size(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].size; }
-constexpr bool is_convertible_dtype(Dtype d) noexcept {
-  return d == Dtype::f32 || d == Dtype::bf16 || d == Dtype::f16 || d == Dtype::f64;
-}
-// Integer (and BOOL) tensors read into std::int32_t / std::int64_t: token ids, masks, positions.
-constexpr bool is_integer_dtype(Dtype d) noexcept {
-  return d == Dtype::boolean || d == Dtype::u8 || d == Dtype::i8 || d == Dtype::i16 || d == Dtype::u16 || d == Dtype::i32 ||
-         d == Dtype::u32 || d == Dtype::i64 || d == Dtype::u64;
-}
-inline std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
-  for (const auto& info : detail::dtype_table)
-    if (info.name == name) return info.dtype;
-  return std::nullopt;
-}
-
-// The file dtype that stores a C++ element type unchanged.
-template <class T>
-constexpr Dtype dtype_of() noexcept {
-  if constexpr (std::is_same_v<T, float>) return Dtype::f32;
-  else if constexpr (std::is_same_v<T, bf16>) return Dtype::bf16;
-  else if constexpr (std::is_same_v<T, Eigen::half>) return Dtype::f16;
-  else {
-    static_assert(std::is_same_v<T, double>, "safetensors I/O converts float, bf16, Eigen::half and double");
-    return Dtype::f64;
-  }
-}
-
-// Refuse headers above this size before looking at them (as the reference implementation does).
-inline constexpr std::uint64_t safetensors_max_header_bytes = 100'000'000;
-
-// One tensor of an open file: a span into the memory map, valid while the file lives.
-struct SafetensorsEntry {
-  std::string name;
-  Dtype dtype = Dtype::f32;
-  std::vector<std::int64_t> dims;
-  std::span<const std::byte> bytes;
-  std::size_t data_begin = 0;  // offsets within the data buffer, as in the header
-  std::size_t data_end = 0;
-
-  std::size_t numel() const noexcept {
-    std::size_t n = 1;
-    for (std::int64_t d : dims) n *= static_cast<std::size_t>(d);
-    return n;
-  }
-  std::string shape_string() const {
-    std::string s = "[";
-    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
-    return s + "]";
-  }
-  bool has_shape(const Shape& shape) const noexcept {
-    if (static_cast<int>(dims.size()) != shape.rank()) return false;
-    for (int a = 0; a < shape.rank(); ++a)
-      if (dims[static_cast<std::size_t>(a)] != shape[a]) return false;
-    return true;
-  }
-  // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
-  Shape shape() const {
-    switch (dims.size()) {
-      case 0: return Shape{};
-      case 1: return Shape{dims[0]};
-      case 2: return Shape{dims[0], dims[1]};
-      case 3: return Shape{dims[0], dims[1], dims[2]};
-      case 4: return Shape{dims[0], dims[1], dims[2], dims[3]};
-      default: throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
-    }
-  }
-};
-
-namespace detail {
-
-// Decodes `n` elements of a file dtype into T, through a small aligned stage so that
-// unaligned data (any header length is legal) is never read through a typed pointer.
-template <class T>
-void decode_elements(Dtype src, const std::byte* bytes, T* out, std::size_t n) {
-  constexpr std::size_t chunk = 1024;
-  alignas(64) std::array<float, chunk> stage_f32;
-  alignas(64) std::array<std::uint16_t, chunk> stage_u16;
-  alignas(64) std::array<double, chunk> stage_f64;
-  for (std::size_t i = 0; i < n; i += chunk) {
-    const std::size_t m = std::min(chunk, n - i);
-    switch (src) {
-      case Dtype::f32: {
-        if constexpr (std::is_same_v<T, float>) {
-          std::memcpy(out + i, bytes + i * 4, m * 4);
-        } else {
-          std::memcpy(stage_f32.data(), bytes + i * 4, m * 4);
-          if constexpr (std::is_same_v<T, bf16>) {
-            convert(std::span<const float>(stage_f32.data(), m), std::span<bf16>(out + i, m));
-          } else {
-            for (std::size_t k = 0; k < m; ++k) out[i + k] = static_cast<T>(stage_f32[k]);
-          }
-        }
-        break;
-      }
-      case Dtype::bf16: {
-        if constexpr (std::is_same_v<T, bf16>) {
-          std::memcpy(out + i, bytes + i * 2, m * 2);
-        } else {
-          std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
-          const std::span<const bf16> in(reinterpret_cast<const bf16*>(stage_u16.data()), m);
-          if constexpr (std::is_same_v<T, float>) {
-            convert(in, std::span<float>(out + i, m));
-          } else {
-            for (std::size_t k = 0; k < m; ++k) out[i + k] = static_cast<T>(to_float(in[k]));
-          }
-        }
-        break;
-      }
-      case Dtype::f16: {
-        std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
-        for (std::size_t k = 0; k < m; ++k) {
-          const float v = static_cast<float>(Eigen::half(Eigen::half_impl::raw_uint16_to_half(stage_u16[k])));  // exact
-          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(v);
-          else out[i + k] = static_cast<T>(v);
-        }
-        break;
-      }
-      case Dtype::f64: {
-        std::memcpy(stage_f64.data(), bytes + i * 8, m * 8);
-        for (std::size_t k = 0; k < m; ++k) {
-          // double -> bf16 goes through float: a double rounding, as torch's .to(bfloat16) does.
-          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(stage_f64[k]));
-          else out[i + k] = static_cast<T>(stage_f64[k]);
-        }
-        break;
-      }
-      default: throw_error("decode_elements: dtype ", dtype_name(src), " is not a floating type");
-    }
-  }
-}
-
-// Encodes `n` elements of T as a file dtype into `out` (n * dtype_size bytes).
-template <class T>
-void encode_elements(const T* in, Dtype dst, std::byte* out, std::size_t n) {
-  constexpr std::size_t chunk = 1024;
-  alignas(64) std::array<float, chunk> stage_f32;
-  alignas(64) std::array<bf16, chunk> stage_bf16;
-  for (std::size_t i = 0; i < n; i += chunk) {
-    const std::size_t m = std::min(chunk, n - i);
-    switch (dst) {
-      case Dtype::f32: {
-        if constexpr (std::is_same_v<T, float>) {
-          std::memcpy(out + i * 4, in + i, m * 4);
-        } else {
-          for (std::size_t k = 0; k < m; ++k) stage_f32[k] = to_float(in[i + k]);
-          std::memcpy(out + i * 4, stage_f32.data(), m * 4);
-        }
-        break;
-      }
-      case Dtype::bf16: {
-        if constexpr (std::is_same_v<T, bf16>) {
-          std::memcpy(out + i * 2, in + i, m * 2);
-        } else if constexpr (std::is_same_v<T, float>) {
-          convert(std::span<const float>(in + i, m), std::span<bf16>(stage_bf16.data(), m));
-          std::memcpy(out + i * 2, stage_bf16.data(), m * 2);
-        } else {
-          for (std::size_t k = 0; k < m; ++k) stage_bf16[k] = to_bf16(static_cast<float>(in[i + k]));
-          std::memcpy(out + i * 2, stage_bf16.data(), m * 2);
-        }
-        break;
-      }
-      case Dtype::f16: {
-        for (std::size_t k = 0; k < m; ++k) {
-          const std::uint16_t bits = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(static_cast<float>(to_float(in[i + k]))));
-          std::memcpy(out + (i + k) * 2, &bits, 2);
-        }
-        break;
-      }
-      case Dtype::f64: {
-        for (std::size_t k = 0; k < m; ++k) {
-          const double v = static_cast<double>(to_float(in[i + k]));
-          std::memcpy(out + (i + k) * 8, &v, 8);
-        }
-        break;
-      }
-      default: throw_error("encode_elements: mpt writes F32, BF16, F16 or F64, not ", dtype_name(dst));
-    }
-  }
-}
-
-// Reads integer element i of a file dtype; false when it does not fit in T.
-template <class T>
-bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
-  const auto load = [&](auto zero) {
-    decltype(zero) v;
-    std::memcpy(&v, bytes + i * sizeof(v), sizeof(v));
-    if (!std::in_range<T>(v)) return false;
-    out = static_cast<T>(v);
-    return true;
-  };
-  switch (src) {
-    case Dtype::boolean:
-    case Dtype::u8: return load(std::uint8_t{});
-    case Dtype::i8: return load(std::int8_t{});
-    case Dtype::i16: return load(std::int16_t{});
-    case Dtype::u16: return load(std::uint16_t{});
-    case Dtype::i32: return load(std::int32_t{});
-    case Dtype::u32: return load(std::uint32_t{});
-    case Dtype::i64: return load(std::int64_t{});
-    case Dtype::u64: return load(std::uint64_t{});
-    default: return false;
-  }
-}
-
-inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
-  std::uint64_t v = 0;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-
-// Parses the header, rejecting duplicate keys (JSON allows them; silently keeping
-// the last one would load a tensor, or a dtype, nobody can see in the file).
-inline nlohmann::json parse_header_json(std::string_view text, const std::filesystem::path& path) {
-  // Keys of the object open at depth 1 (tensor names) and 2 (an entry's fields).
-  std::array<std::vector<std::string>, 3> keys;
-  std::string current_tensor;
-  const auto check_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    using nlohmann::json;
-    if (event == json::parse_event_t::object_start && depth + 1 < 3) keys[static_cast<std::size_t>(depth + 1)].clear();
-    if (event == json::parse_event_t::key && depth >= 1 && depth < 3) {
-      std::string key = parsed.get<std::string>();
-      auto& seen = keys[static_cast<std::size_t>(depth)];
-      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
-        if (depth == 1) throw_error("safetensors file ", path, ": tensor '", key, "' appears twice in the header");
-        throw_error("safetensors file ", path, ", tensor '", current_tensor, "': field '", key, "' appears twice");
-      }
-      if (depth == 1) current_tensor = key;
-      seen.push_back(std::move(key));
-    }
-    return true;
-  };
-  try {
-    return nlohmann::json::parse(text.begin(), text.end(), check_keys);
-  } catch (const nlohmann::json::exception& e) {
-    throw_error("safetensors file ", path, ": the header is not valid JSON (", e.what(), "); the file is corrupt or not safetensors");
-  }
-}
-
-inline std::uint64_t json_non_negative_integer(const nlohmann::json& v, const std::filesystem::path& path, const std::string& name,
-                                               const char* field) {
-  if (!v.is_number_unsigned()) {
-    throw_error("safetensors file ", path, ", tensor '", name, "': ", field, " holds ", v.dump(), " where a non-negative integer is required");
-  }
-  return v.get<std::uint64_t>();
-}
-
-}  // namespace detail
-
-// A memory-mapped, validated safetensors file.
-class SafetensorsFile {
- public:
-  static SafetensorsFile open(const std::filesystem::path& path) {
-    SafetensorsFile file;
-    file.map_ = MappedFile::open(path);
-    file.index_header();
-    return file;
-  }
-
-  const std::filesystem::path& path() const noexcept { return map_.path(); }
-  // Tensors in the order of their data (ascending offsets).
-  const std::vector<SafetensorsEntry>& tensors() const noexcept { return entries_; }
-  std::size_t size() const noexcept { return entries_.size(); }
-  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
-
-  const SafetensorsEntry* find(std::string_view name) const {
-    const auto it = index_.find(std::string(name));
-    return it == index_.end() ? nullptr : &entries_[it->second];
-  }
-  bool contains(std::string_view name) const { return find(name) != nullptr; }
-  const SafetensorsEntry& at(std::string_view name) const {
-    const SafetensorsEntry* e = find(name);
-    if (e == nullptr) throw_error("safetensors file ", path(), " has no tensor '", name, "' (it holds ", entries_.size(), " tensors)");
-    return *e;
-  }
-
-  // Converts the tensor into `out`, whose shape must equal the tensor's: floating
-  // dtypes into float, bf16 or double; integer dtypes into std::int32_t or std::int64_t.
-  template <class T>
-  void read(const SafetensorsEntry& entry, TensorView<T> out) const {
-    static_assert(!std::is_const_v<T>, "read into a mutable view");
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, double> || std::is_same_v<T, std::int32_t> ||
-                      std::is_same_v<T, std::int64_t>,
-                  "safetensors tensors read into float, bf16, double, std::int32_t or std::int64_t");
-    constexpr bool integral = std::is_integral_v<T>;
-    if (integral ? !is_integer_dtype(entry.dtype) : !is_convertible_dtype(entry.dtype)) {
-      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': dtype ", dtype_name(entry.dtype), " does not read into ",
-                  integral ? "an integer tensor (integer dtypes do)" : "a floating tensor (F32, BF16, F16 and F64 do)");
-    }
-    if (!entry.has_shape(out.shape())) {
-      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ",
-                  out.shape(), " is required");
-    }
-    if constexpr (integral) {
-      for (std::size_t i = 0; i < out.size(); ++i) {
-        if (!detail::decode_integer(entry.dtype, entry.bytes.data(), i, out[i])) {
-          throw_error("safetensors file ", path(), ", tensor '", entry.name, "': element ", i, " does not fit in ", sizeof(T) * 8,
-                      "-bit integers; read it as std::int64_t");
-        }
-      }
-    } else {
-      detail::decode_elements(entry.dtype, entry.bytes.data(), out.data(), out.size());
-    }
-  }
-  template <class T>
-  void read(std::string_view name, TensorView<T> out) const { read(at(name), out); }
-
-  // Elements [first, first + count) of the tensor, converted into `out` (the same
-  // elements of a destination of the tensor's size): lets loaders split big tensors
-  // across threads. The caller has checked dtype and shape (read() does).
-  template <class T>
-  void read_elements(const SafetensorsEntry& entry, std::size_t first, std::size_t count, T* out) const {
-    if (first > entry.numel() || count > entry.numel() - first) {
-      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': elements [", first, ", ", first + count, ") are out of its ",
-                  entry.numel());
-    }
-    detail::decode_elements(entry.dtype, entry.bytes.data() + first * dtype_size(entry.dtype), out + first, count);
-  }
-  template <class T>
-  Tensor<T> read(std::string_view name) const {
-    const SafetensorsEntry& entry = at(name);
-    if (entry.dims.size() > static_cast<std::size_t>(max_tensor_rank)) {
-      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " has rank ", entry.dims.size(),
-                  "; mpt tensors have rank ", max_tensor_rank, " at most");
-    }
-    Tensor<T> t(entry.shape());
-    read(entry, t.view());
-    return t;
-  }
-
- private:
-  void index_header() {
-    const std::filesystem::path& file = map_.path();
-    const std::span<const std::byte> bytes = map_.bytes();
-    if (bytes.size() < 8) {
-      throw_error("safetensors file ", file, ": ", bytes.size(), " bytes is too short to hold the 8-byte header length; the file is truncated");
-    }
-    const std::uint64_t header_len = detail::read_u64_le(bytes.data());
-    if (header_len > safetensors_max_header_bytes) {
-      throw_error("safetensors file ", file, ": header length ", header_len, " exceeds the limit of ", safetensors_max_header_bytes,
-                  " bytes; the file is corrupt or not safetensors");
-    }
-    if (header_len > bytes.size() - 8) {
-      throw_error("safetensors file ", file, ": header length ", header_len, " runs past the end of the file (", bytes.size(),
-                  " bytes); the file is truncated");
-    }
-    const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), header_len);
-    // The format requires the JSON to open at the first byte (padding goes at the end).
-    if (text.empty() || text.front() != '{') {
-      throw_error("safetensors file ", file, ": the header does not begin with '{'; the file is corrupt or not safetensors");
-    }
-    const nlohmann::json header = detail::parse_header_json(text, file);
-    if (!header.is_object()) throw_error("safetensors file ", file, ": the header is ", header.type_name(), " JSON, not an object");
-
-    const std::span<const std::byte> data = bytes.subspan(8 + header_len);
-    entries_.reserve(header.size());
-    for (const auto& [name, info] : header.items()) {
-      if (name == "__metadata__") {
-        read_metadata(info);
-        continue;
-      }
-      entries_.push_back(parse_entry(name, info, data));
-    }
-    std::sort(entries_.begin(), entries_.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
-      return a.data_begin != b.data_begin ? a.data_begin < b.data_begin : a.data_end < b.data_end;
-    });
-    // Tensors tile the buffer: no overlap (two names for one byte), no hole (room for a polyglot file).
-    std::size_t expected_begin = 0;
-    for (const SafetensorsEntry& e : entries_) {
-      if (e.data_begin < expected_begin) {
-        throw_error("safetensors file ", file, ", tensor '", e.name, "': data_offsets [", e.data_begin, ", ", e.data_end,
-                    "] overlap the previous tensor, which ends at ", expected_begin);
-      }
-      if (e.data_begin > expected_begin) {
-        throw_error("safetensors file ", file, ", tensor '", e.name, "': data_offsets [", e.data_begin, ", ", e.data_end,
-                    "] leave a hole after byte ", expected_begin, " of the data buffer");
-      }
-      expected_begin = e.data_end;
-    }
-    if (expected_begin != data.size()) {
-      throw_error("safetensors file ", file, ": the tensors cover ", expected_begin, " bytes but the data buffer holds ", data.size(),
-                  " (the file has trailing bytes or is truncated)");
-    }
-    for (std::size_t i = 0; i < entries_.size(); ++i) index_.emplace(entries_[i].name, i);
-  }
-
-  void read_metadata(const nlohmann::json& info) {
-    const std::filesystem::path& file = map_.path();
-    if (!info.is_object()) throw_error("safetensors file ", file, ": __metadata__ is ", info.type_name(), ", not an object of strings");
-    for (const auto& [key, value] : info.items()) {
-      if (!value.is_string()) throw_error("safetensors file ", file, ": __metadata__ entry '", key, "' is ", value.dump(), ", not a string");
-      metadata_.emplace(key, value.get<std::string>());
-    }
-  }
-
-  SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& info, std::span<const std::byte> data) const {
-    const std::filesystem::path& file = map_.path();
-    const auto fail = [&](auto&&... what) { throw_error("safetensors file ", file, ", tensor '", name, "': ", what...); };
-    if (!info.is_object()) fail("the entry is ", info.dump(), ", not an object with dtype, shape and data_offsets");
-    const auto dtype_it = info.find("dtype");
-    const auto shape_it = info.find("shape");
-    const auto offsets_it = info.find("data_offsets");
-    if (dtype_it == info.end() || shape_it == info.end() || offsets_it == info.end()) {
-      fail("the entry ", info.dump(), " lacks dtype, shape or data_offsets");
-    }
-    if (!dtype_it->is_string()) fail("dtype ", dtype_it->dump(), " is not a string");
-    const std::optional<Dtype> dtype = parse_dtype(dtype_it->get<std::string>());
-    if (!dtype) fail("unknown dtype ", dtype_it->dump(), " (the format defines BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
-
-    SafetensorsEntry e;
-    e.name = name;
-    e.dtype = *dtype;
-    if (!shape_it->is_array()) fail("shape ", shape_it->dump(), " is not an array");
-    std::uint64_t bytes_needed = dtype_size(e.dtype);
-    for (const nlohmann::json& d : *shape_it) {
-      const std::uint64_t extent = detail::json_non_negative_integer(d, file, name, "shape");
-      // The product is checked against the file size below; only its overflow needs care here.
-      if (extent != 0 && bytes_needed > UINT64_MAX / extent) fail("shape ", shape_it->dump(), " overflows 64 bits");
-      if (extent > static_cast<std::uint64_t>(INT64_MAX)) fail("shape ", shape_it->dump(), " has an extent beyond int64");
-      bytes_needed *= extent;
-      e.dims.push_back(static_cast<std::int64_t>(extent));
-    }
-    if (!offsets_it->is_array() || offsets_it->size() != 2) fail("data_offsets ", offsets_it->dump(), " is not an array [begin, end]");
-    const std::uint64_t begin = detail::json_non_negative_integer((*offsets_it)[0], file, name, "data_offsets");
-    const std::uint64_t end = detail::json_non_negative_integer((*offsets_it)[1], file, name, "data_offsets");
-    if (begin > end) fail("data_offsets [", begin, ", ", end, "] end before they begin");
-    if (end > data.size()) fail("data_offsets [", begin, ", ", end, "] run past the data buffer of ", data.size(), " bytes; the file is truncated");
-    if (end - begin != bytes_needed) {
-      fail("shape ", e.shape_string(), " of ", dtype_name(e.dtype), " needs ", bytes_needed, " bytes but data_offsets [", begin, ", ", end,
-           "] hold ", end - begin);
-    }
-    e.data_begin = static_cast<std::size_t>(begin);
-    e.data_end = static_cast<std::size_t>(end);
-    e.bytes = data.subspan(e.data_begin, e.data_end - e.data_begin);
-    return e;
-  }
-
-  MappedFile map_;
-  std::vector<SafetensorsEntry> entries_;
-  std::unordered_map<std::string, std::size_t> index_;
-  std::map<std::string, std::string> metadata_;
-};
-
-// A read-only tensor of any element type mpt stores, to be written under a name.
-using TensorSource = std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>>;
-
-struct NamedTensor {
-  std::string name;
-  TensorSource data;
-  std::optional<Dtype> dtype = std::nullopt;  // file dtype for this tensor; default: the one save_safetensors is given
-};
-
-inline const Shape& source_shape(const TensorSource& s) {
-  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, s);
-}
-
-// Writes the tensors in the given order with `dtype` (F32, BF16, F16 or F64) unless a
-// tensor names its own. The header is padded with spaces to a multiple of 8 bytes so
-// that the data buffer starts aligned, as the reference writer does.
-inline void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, Dtype dtype,
-                             const std::map<std::string, std::string>& metadata = {}) {
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::size_t offset = 0;
-  std::vector<std::string_view> names;
-  for (const NamedTensor& t : tensors) {
-    const Dtype d = t.dtype.value_or(dtype);
-    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
-    if (t.name.empty() || t.name == "__metadata__") throw_error("save_safetensors ", path, ": '", t.name, "' is not a valid tensor name");
-    if (header.contains(t.name)) throw_error("save_safetensors ", path, ": tensor '", t.name, "' is given twice");
-    const Shape& shape = source_shape(t.data);
-    std::vector<std::int64_t> dims;
-    for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
-    const std::size_t bytes = shape.numel() * dtype_size(d);
-    header[t.name] = {{"dtype", dtype_name(d)}, {"shape", dims}, {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
-  }
-  std::string text = header.dump();
-  text.append((8 - (8 + text.size()) % 8) % 8, ' ');
-  const std::uint64_t header_len = text.size();
-  std::array<std::byte, 8> len_bytes{};
-  std::memcpy(len_bytes.data(), &header_len, 8);
-
-  AtomicFileWriter writer(path);
-  writer.write(len_bytes);
-  writer.write(text);
-  std::vector<std::byte> stage;
-  for (const NamedTensor& t : tensors) {
-    const Dtype d = t.dtype.value_or(dtype);
-    std::visit(
-        [&](const auto& view) {
-          // Encode in slices so that a large tensor needs no second full-size copy.
-          constexpr std::size_t slice = std::size_t{1} << 16;
-          for (std::size_t i = 0; i < view.size(); i += slice) {
-            const std::size_t m = std::min(slice, view.size() - i);
-            stage.resize(m * dtype_size(d));
-            detail::encode_elements(view.data() + i, d, stage.data(), m);
-            writer.write(stage);
-          }
-        },
-        t.data);
-  }
-  writer.commit();
-}
-
-}  // namespace mpt::io
-// ---- end mpt/io/safetensors.hpp ----
-
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <filesystem>
-#include <functional>
-#include <iostream>
-#include <numbers>
-#include <span>
-#include <string>
-#include <string_view>
-#include <unordered_map>
-#include <variant>
-#include <vector>
-
-namespace mpt::io {
-
-// A parameter's storage, in whichever element type the precision policy keeps it.
-using ParameterView = std::variant<TensorView<float>, TensorView<bf16>, TensorView<double>>;
-
-inline const Shape& parameter_shape(const ParameterView& p) {
-  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, p);
-}
-
-// How to initialize a parameter the checkpoint does not hold.
-enum class Init {
-  normal,  // normal(0, initializer_range): Linear and Embedding weights
-  zeros,   // biases, LayerNorm beta
-  ones,    // LayerNorm gamma
-  keep,    // leave the values the model already put there
-  custom,  // call ParameterSlot::initialize
-};
-
-struct ParameterSlot {
-  std::string name;  // Hugging Face name in the model being loaded
-  ParameterView data;
-  Init init = Init::normal;
-  // Init::normal only: this row is then zeroed, as transformers does for the padding
-  // token of an nn.Embedding with padding_idx (word_embeddings, row pad_token_id).
-  std::int64_t zero_row = -1;
-  // Init::custom; may run on any of mpt's threads, concurrently with other slots' work.
-  std::function<void(const ParameterSlot&)> initialize = nullptr;
-};
-
-struct LoadOptions {
-  // transformers' base_model_prefix: names with and without it match each other.
-  std::string base_model_prefix = "bert";
-  std::string model_class = "BertForQuestionAnswering";  // in warnings
-  double initializer_range = 0.02;                       // BertConfig::initializer_range
-  std::uint64_t seed = 42;                               // for Init::normal; each slot draws from (seed, name)
-  // Unused checkpoint tensors whose names contain one of these are expected and not
-  // warned about. Default: BertForQuestionAnswering's _keys_to_ignore_on_load_unexpected
-  // ("pooler") plus the position_ids buffer older checkpoints carry.
-  std::vector<std::string> expected_unused = {"pooler", "embeddings.position_ids"};
-  // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
-  std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
-};
-
-struct RenamedTensor {
-  std::string checkpoint_name;
-  std::string model_name;
-};
-
-struct LoadReport {
-  std::vector<std::string> loaded;          // model names filled from the checkpoint
-  std::vector<RenamedTensor> renamed;       // loaded under another name (legacy or prefix)
-  std::vector<std::string> missing;         // model names newly initialized
-  std::vector<std::string> unused;          // checkpoint names no slot took
-  std::vector<std::string> expected_unused; // checkpoint names no slot took, matching LoadOptions::expected_unused
-};
-
-namespace detail {
-
-// "a.LayerNorm.gamma" -> "a.LayerNorm.weight", "a.LayerNorm.beta" -> "a.LayerNorm.bias".
-inline std::string modern_parameter_name(std::string_view name) {
-  const auto ends_with = [&](std::string_view suffix) { return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix; };
-  if (ends_with(".gamma")) return std::string(name.substr(0, name.size() - 6)) + ".weight";
-  if (ends_with(".beta")) return std::string(name.substr(0, name.size() - 5)) + ".bias";
-  if (name == "gamma") return "weight";
-  if (name == "beta") return "bias";
-  return std::string(name);
-}
-
-inline std::string python_list(const std::vector<std::string>& names) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", '" : "'") + names[i] + "'";
-  return s + "]";
-}
-
-// SplitMix64: a small, well-mixed, portable generator (std::normal_distribution is not portable).
-struct SplitMix64 {
-  std::uint64_t state;
-  std::uint64_t next() noexcept {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform_open() noexcept { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }  // (0, 1)
-};
-
-inline std::uint64_t fnv1a(std::string_view s) noexcept {
-  std::uint64_t h = 0xCBF29CE484222325ull;
-  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
-  return h;
-}
-
-// normal(0, stddev) by Box-Muller, a deterministic function of (seed, name).
-template <class T>
-void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::string_view name) {
-  SplitMix64 rng{seed ^ fnv1a(name)};
-  for (std::size_t i = 0; i < out.size(); i += 2) {
-    const double radius = stddev * std::sqrt(-2.0 * std::log(rng.uniform_open()));
-    const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
-    const double pair[2] = {radius * std::cos(angle), radius * std::sin(angle)};
-    for (std::size_t k = 0; k < 2 && i + k < out.size(); ++k) {
-      if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(pair[k]));
-      else out[i + k] = static_cast<T>(pair[k]);
-    }
-  }
-}
-
-// Errors a slot's initializer would meet, raised before any work starts.
-inline void check_initializer(const ParameterSlot& slot) {
-  const Shape& shape = parameter_shape(slot.data);
-  if (slot.init == Init::normal && slot.zero_row >= 0 && (shape.rank() != 2 || slot.zero_row >= shape[0])) {
-    throw_error("load_parameters: parameter '", slot.name, "' asks to zero row ", slot.zero_row, ", which shape ", shape, " does not have");
-  }
-  if (slot.init == Init::custom && !slot.initialize) {
-    throw_error("load_parameters: parameter '", slot.name, "' has Init::custom but no initialize function");
-  }
-}
-
-inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& options) {
-  std::visit(
-      [&](auto view) {
-        using T = typename decltype(view)::value_type;
-        switch (slot.init) {
-          case Init::normal:
-            fill_normal(view, options.initializer_range, options.seed, slot.name);
-            if (slot.zero_row >= 0) {
-              for (std::int64_t c = 0; c < view.dim(1); ++c) view(slot.zero_row, c) = T(0.0f);
-            }
-            break;
-          case Init::zeros:
-            for (auto& v : view.span()) v = T(0.0f);
-            break;
-          case Init::ones:
-            for (auto& v : view.span()) v = T(1.0f);
-            break;
-          case Init::keep: break;
-          case Init::custom: slot.initialize(slot); break;
-        }
-      },
-      slot.data);
-}
-
-}  // namespace detail
-
-// Fills `slots` from `file`; see the top of this header. `checkpoint` names the
-// checkpoint in warnings (transformers prints the folder); default: the file's path.
-inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::span<const ParameterSlot> slots, const LoadOptions& options,
-                                  std::string checkpoint) {
-  // One tensor of the checkpoint and the file (shard) holding it.
-  struct Located {
-    const SafetensorsFile* file;
-    const SafetensorsEntry* entry;
-  };
-  std::vector<Located> all;
-  for (const SafetensorsFile& f : files)
-    for (const SafetensorsEntry& e : f.tensors()) all.push_back({&f, &e});
-  const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
-  const auto has_prefix = [&](std::string_view n) { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; };
-
-  std::unordered_map<std::string_view, bool> slot_names;
-  for (const ParameterSlot& slot : slots) {
-    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
-  }
-  bool checkpoint_has_prefix = false;
-  for (const Located& t : all) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(t.entry->name);
-  bool model_has_prefix = false;
-  for (const ParameterSlot& s : slots) model_has_prefix = model_has_prefix || has_prefix(s.name);
-  // As transformers: strip the prefix from whichever side has it when the other has none.
-  const bool strip_from_model = model_has_prefix && !checkpoint_has_prefix;
-  const bool strip_from_checkpoint = checkpoint_has_prefix && !model_has_prefix;
-
-  // Canonical name (modern, prefix rule applied) -> checkpoint entry.
-  std::unordered_map<std::string, std::size_t> by_key;  // -> index in `all`
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    std::string key = detail::modern_parameter_name(all[i].entry->name);
-    if (strip_from_checkpoint && has_prefix(key)) key = key.substr(prefix.size());
-    const auto [it, inserted] = by_key.emplace(key, i);
-    if (!inserted) {
-      // With shards, say which file holds each.
-      const auto where = [&](const Located& t) { return files.size() > 1 ? " (in " + t.file->path().filename().string() + ")" : std::string(); };
-      const Located& first = all[it->second];
-      throw_error("checkpoint ", checkpoint, ": tensors '", first.entry->name, "'", where(first), " and '", all[i].entry->name, "'", where(all[i]),
-                  " both provide '", key, "'; remove one of them");
-    }
-  }
-
-  // Match and check everything first, so that an error leaves no slot half loaded
-  // and the first mismatch reported is the first in the model's order.
-  LoadReport report;
-  std::vector<bool> taken(all.size(), false);
-  std::vector<const Located*> source(slots.size(), nullptr);
-  for (std::size_t k = 0; k < slots.size(); ++k) {
-    const ParameterSlot& slot = slots[k];
-    const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
-    const auto it = by_key.find(key);
-    if (it == by_key.end()) {
-      detail::check_initializer(slot);
-      report.missing.push_back(slot.name);
-      continue;
-    }
-    const Located& located = all[it->second];
-    const SafetensorsEntry& entry = *located.entry;
-    const Shape& needed = parameter_shape(slot.data);
-    if (!entry.has_shape(needed)) {
-      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
-                  " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
-    }
-    if (!is_convertible_dtype(entry.dtype)) {
-      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
-                  "; parameters load from F32, BF16, F16 or F64");
-    }
-    source[k] = &located;
-    taken[it->second] = true;
-    report.loaded.push_back(slot.name);
-    if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
-  }
-
-  // Then copy on all threads, big tensors in slices (each element is written once,
-  // by whichever thread: the result does not depend on the thread count).
-  struct Task {
-    std::size_t slot;
-    std::size_t first;
-    std::size_t count;
-  };
-  constexpr std::size_t slice = std::size_t{1} << 20;
-  std::vector<Task> tasks;
-  for (std::size_t k = 0; k < slots.size(); ++k) {
-    const std::size_t n = parameter_shape(slots[k].data).numel();
-    if (source[k] == nullptr) tasks.push_back({k, 0, n});  // initializing draws one sequence: one task
-    else
-      for (std::size_t first = 0; first < n; first += slice) tasks.push_back({k, first, std::min(slice, n - first)});
-  }
-  parallel_for(tasks.size(), [&](std::size_t t) {
-    const Task& task = tasks[t];
-    const ParameterSlot& slot = slots[task.slot];
-    if (source[task.slot] == nullptr) {
-      detail::initialize_slot(slot, options);
-      return;
-    }
-    const Located& from = *source[task.slot];
-    std::visit([&](auto view) { from.file->read_elements(*from.entry, task.first, task.count, view.data()); }, slot.data);
-  });
-
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    if (taken[i]) continue;
-    const std::string& name = all[i].entry->name;
-    bool expected = false;
-    for (const std::string& pattern : options.expected_unused) expected = expected || name.find(pattern) != std::string::npos;
-    (expected ? report.expected_unused : report.unused).push_back(name);
-  }
-
-  if (options.warn && !report.unused.empty()) {
-    options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + options.model_class + ": " +
-                 detail::python_list(report.unused) + "\n- This IS expected if you are initializing " + options.model_class +
-                 " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
-                 "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
-                 options.model_class + " from the checkpoint of a model that you expect to be exactly identical (initializing a "
-                 "BertForSequenceClassification model from a BertForSequenceClassification model).");
-  }
-  if (options.warn && !report.missing.empty()) {
-    options.warn("Some weights of " + options.model_class + " were not initialized from the model checkpoint at " + checkpoint +
-                 " and are newly initialized: " + detail::python_list(report.missing) +
-                 "\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
-  }
-  return report;
-}
-
-// One safetensors file; `checkpoint` names it in warnings (default: its path).
-inline LoadReport load_parameters(const SafetensorsFile& file, std::span<const ParameterSlot> slots, const LoadOptions& options = {},
-                                  std::string checkpoint = {}) {
-  if (checkpoint.empty()) checkpoint = file.path().string();
-  return load_parameters(std::span<const SafetensorsFile>(&file, 1), slots, options, checkpoint);
-}
-
-// The shards a model.safetensors.index.json names ({"weight_map": {tensor: file}}),
-// opened and checked: each named tensor is in its shard.
-inline std::vector<SafetensorsFile> open_sharded_checkpoint(const std::filesystem::path& index_path) {
-  const std::string source = "checkpoint index " + index_path.string();
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(read_text_file(index_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw_error(source, ": not valid JSON (", e.what(), ")");
-  }
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
-    throw_error(source, ": no \"weight_map\" object of tensor names to shard files");
-  }
-  std::vector<std::string> shard_names;
-  for (const auto& [tensor, shard] : index["weight_map"].items()) {
-    if (!shard.is_string()) throw_error(source, ": tensor '", tensor, "' maps to ", shard.dump(), ", not a file name");
-    const std::string name = shard.get<std::string>();
-    // A shard is a file next to the index, never a path elsewhere.
-    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
-      throw_error(source, ": tensor '", tensor, "' maps to \"", name, "\", which is not a file name in the same folder");
-    }
-    if (std::find(shard_names.begin(), shard_names.end(), name) == shard_names.end()) shard_names.push_back(name);
-  }
-  std::vector<SafetensorsFile> shards;
-  for (const std::string& name : shard_names) shards.push_back(SafetensorsFile::open(index_path.parent_path() / name));
-  for (const auto& [tensor, shard] : index["weight_map"].items()) {
-    const std::size_t k = static_cast<std::size_t>(std::find(shard_names.begin(), shard_names.end(), shard.get<std::string>()) - shard_names.begin());
-    if (!shards[k].contains(tensor)) throw_error(source, ": tensor '", tensor, "' is not in its shard ", shards[k].path());
-  }
-  return shards;
-}
-
-// From a model folder (model.safetensors, or model.safetensors.index.json and its
-// shards, as save_pretrained writes big models) or from one .safetensors file.
-inline LoadReport load_parameters(const std::filesystem::path& path, std::span<const ParameterSlot> slots, const LoadOptions& options = {}) {
-  if (!std::filesystem::is_directory(path)) return load_parameters(SafetensorsFile::open(path), slots, options);
-  const std::filesystem::path single = path / "model.safetensors";
-  const std::filesystem::path index = path / "model.safetensors.index.json";
-  if (std::filesystem::exists(single)) return load_parameters(SafetensorsFile::open(single), slots, options, path.string());
-  if (std::filesystem::exists(index)) return load_parameters(open_sharded_checkpoint(index), slots, options, path.string());
-  throw_error("model folder ", path, " has neither model.safetensors nor model.safetensors.index.json (mpt reads safetensors checkpoints "
-              "only; convert pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))");
-}
-
-}  // namespace mpt::io
-// ---- end mpt/io/load_parameters.hpp ----
-// ---- begin mpt/io/save_pretrained.hpp ----
-// save_pretrained: a model folder that transformers' from_pretrained loads.
-//
-//   <dir>/model.safetensors   the named tensors in F32 or BF16, __metadata__ {"format": "pt"}
-//   <dir>/config.json         BertConfig::to_json, torch_dtype set to the saved dtype
-//   <dir>/vocab.txt           copied when a vocabulary file is given
-// Every file is written atomically; the folder is created when missing.
-
-
-#include <filesystem>
-#include <optional>
-#include <span>
-#include <variant>
-#include <vector>
-
-namespace mpt::io {
-
-// The parameters of a model as tensors to save (same names, read-only views).
-inline std::vector<NamedTensor> named_tensors(std::span<const ParameterSlot> slots) {
-  std::vector<NamedTensor> out;
-  out.reserve(slots.size());
-  for (const ParameterSlot& s : slots) {
-    out.push_back({s.name, std::visit([](auto v) -> TensorSource { return TensorView<const typename decltype(v)::value_type>(v); }, s.data)});
-  }
-  return out;
-}
-
-inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& config, std::span<const NamedTensor> tensors,
-                            Dtype dtype = Dtype::f32, const std::optional<std::filesystem::path>& vocab = std::nullopt) {
-  if (dtype != Dtype::f32 && dtype != Dtype::bf16) {
-    throw_error("save_pretrained ", dir, ": dtype ", dtype_name(dtype), " is not offered; save F32 or BF16");
-  }
-  config.validate("save_pretrained " + dir.string());
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw_error("save_pretrained: cannot create the folder ", dir, ": ", ec.message());
-  save_safetensors(dir / "model.safetensors", tensors, dtype, {{"format", "pt"}});
-  BertConfig saved = config;
-  saved.extra["torch_dtype"] = dtype == Dtype::bf16 ? "bfloat16" : "float32";
-  saved.save(dir / "config.json");
-  if (vocab) {
-    const std::vector<std::byte> bytes = read_file(*vocab);
-    write_file_atomic(dir / "vocab.txt", bytes);
-  }
-}
-
-}  // namespace mpt::io
-// ---- end mpt/io/save_pretrained.hpp ----
-// ---- begin mpt/io/model_parameters.hpp ----
-// Hugging Face folders in and out of a model's nn::Parameters<P>.
-//
-//   parameter_slots(params, pad_token_id)   slots over the master weights; a missing
-//                                           tensor is initialized by its role
-//   load_pretrained(dir, params, config)    load_parameters + the compute copy refreshed
-//   save_pretrained(dir, config, params, dtype, vocab)   the master weights, HF names
-//
-// The master weights are what checkpoints hold (fp32 under bf16_mixed), so loading
-// a bf16 model rounds once, from the file's values, exactly as autocast would.
-
-
-#include <cstdint>
-#include <filesystem>
-#include <optional>
-#include <string_view>
-#include <vector>
-
-namespace mpt::io {
-
-// BERT's _init_weights by role: normal(0, initializer_range) for Linear and
-// Embedding weights, zeros for biases, LayerNorm weight 1 and bias 0.
-inline Init init_for_role(nn::ParamRole role) noexcept {
-  switch (role) {
-    case nn::ParamRole::linear_weight:
-    case nn::ParamRole::embedding: return Init::normal;
-    case nn::ParamRole::norm_weight: return Init::ones;
-    case nn::ParamRole::linear_bias:
-    case nn::ParamRole::norm_bias: return Init::zeros;
-  }
-  return Init::keep;
-}
-
-// One slot per parameter, over its master weights. The word-embedding table (the one
-// nn.Embedding built with padding_idx) gets row `pad_token_id` zeroed when initialized.
-template <PrecisionPolicy P>
-std::vector<ParameterSlot> parameter_slots(nn::Parameters<P>& params, std::int64_t pad_token_id = -1) {
-  std::vector<ParameterSlot> slots;
-  slots.reserve(params.count());
-  for (nn::ParamId id = 0; id < params.count(); ++id) {
-    const nn::ParamEntry& e = params.entry(id);
-    const bool padded = e.role == nn::ParamRole::embedding && std::string_view(e.name).ends_with("word_embeddings.weight");
-    slots.push_back({e.name, params.master(id), init_for_role(e.role), padded ? pad_token_id : -1});
-  }
-  return slots;
-}
-
-// Loads a model folder into `params` (allocated), initializing what the checkpoint
-// lacks with config.initializer_range, then refreshes the compute copy.
-template <PrecisionPolicy P>
-LoadReport load_pretrained(const std::filesystem::path& dir, nn::Parameters<P>& params, const BertConfig& config, LoadOptions options = {}) {
-  options.initializer_range = config.initializer_range;
-  const std::vector<ParameterSlot> slots = parameter_slots(params, config.pad_token_id);
-  LoadReport report = load_parameters(dir, slots, options);
-  params.sync_compute_copy();
-  return report;
-}
-
-template <PrecisionPolicy P>
-void save_pretrained(const std::filesystem::path& dir, const BertConfig& config, const nn::Parameters<P>& params, Dtype dtype = Dtype::f32,
-                     const std::optional<std::filesystem::path>& vocab = std::nullopt) {
-  std::vector<NamedTensor> tensors;
-  tensors.reserve(params.count());
-  for (nn::ParamId id = 0; id < params.count(); ++id) tensors.push_back({params.entry(id).name, params.master(id)});
-  save_pretrained(dir, config, tensors, dtype, vocab);
-}
-
-}  // namespace mpt::io
-// ---- end mpt/io/model_parameters.hpp ----
-// ---- end mpt/io.hpp ----
 // ---- end mpt/mpt.hpp ----

@@ -511,7 +511,7 @@ TEST_CASE_TEMPLATE("load_pretrained / save_pretrained with nn::Parameters: maste
   for (const ParameterSpec& s : bert_qa_parameters(c)) params.declare(s.name, s.shape, role_of(s.name));
   params.allocate();
 
-  const auto report = mpt::io::load_pretrained(tiny / "legacy_hub", params, c, quiet_options());
+  const auto report = mpt::nn::load_pretrained(tiny / "legacy_hub", params, c, quiet_options());
   CHECK(report.missing == std::vector<std::string>{"qa_outputs.weight", "qa_outputs.bias"});
   // Master weights hold the file's fp32 values exactly; the compute copy is their rounding.
   const auto ref = mpt::io::SafetensorsFile::open(tiny / "model.safetensors");
@@ -531,11 +531,11 @@ TEST_CASE_TEMPLATE("load_pretrained / save_pretrained with nn::Parameters: maste
   REQUIRE(bias != nullptr);
   CHECK(params.master(static_cast<mpt::nn::ParamId>(bias - params.entries().data()))[1] == master_t(0));
 
-  mpt::io::save_pretrained(dir / "out", c, params, Dtype::f32, tiny / "vocab.txt");
+  mpt::nn::save_pretrained(dir / "out", c, params, Dtype::f32, tiny / "vocab.txt");
   mpt::nn::Parameters<P> again;
   for (const ParameterSpec& s : bert_qa_parameters(c)) again.declare(s.name, s.shape, role_of(s.name));
   again.allocate();
-  const auto reload = mpt::io::load_pretrained(dir / "out", again, c, quiet_options());
+  const auto reload = mpt::nn::load_pretrained(dir / "out", again, c, quiet_options());
   CHECK(reload.missing.empty());
   CHECK(reload.unused.empty());
   std::size_t changed = 0;

@@ -207,10 +207,11 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
   if (want_dbias) check_shape("gelu_backward", "dbias", dbias.shape(), Shape{std::int64_t(n)});
   const std::size_t chunk = detail::gelu_backward_chunk_rows;
   const std::size_t chunks = (rows + chunk - 1) / chunk;
-  std::vector<C> partials(want_dbias ? chunks * n : 0, C(0));
+  C* partials = detail::thread_scratch<C, detail::ScratchUse::partials>(want_dbias ? chunks * n : 0);
+  if (want_dbias) std::fill(partials, partials + chunks * n, C(0));
   const Isa isa = detail::simd_isa_for<D, HH, DX>();
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t rb, std::size_t re) {
-    C* part = want_dbias ? partials.data() + (rb / chunk) * n : nullptr;
+    C* part = want_dbias ? partials + (rb / chunk) * n : nullptr;
     for (std::size_t r = rb; r < re; ++r) {
       const D* dyr = dy.data() + r * n;
       const HH* hr = preact.data() + r * n;

@@ -191,9 +191,15 @@ void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std:
   detail::check_gemm_operand("gemm_strided_batched", "A", ta, m, k, a, lda);
   detail::check_gemm_operand("gemm_strided_batched", "B", tb, k, n, b, ldb);
   detail::check_gemm_operand("gemm_strided_batched", "C", Trans::N, m, n, c, ldc);
-  if (batch > 1 && stride_c < (m - 1) * ldc + n) {
+  // Items may sit one after another (stride_c >= (M-1)*ldc + N) or side by
+  // side in the columns of one matrix (attention heads: stride_c = N,
+  // ldc >= batch * N); anything else makes outputs overlap.
+  const bool stacked = stride_c >= (m - 1) * ldc + n;
+  const bool side_by_side = stride_c >= n && stride_c * (batch - 1) + n <= ldc;
+  if (batch > 1 && !stacked && !side_by_side) {
     throw_error("gemm_strided_batched: stride_c ", stride_c, " makes the ", m, " x ", n,
-                " outputs of consecutive items overlap; pass stride_c >= (M-1)*ldc + N");
+                " outputs of consecutive items overlap; pass stride_c >= (M-1)*ldc + N, or place the items side by "
+                "side with stride_c >= N and (batch-1)*stride_c + N <= ldc");
   }
   if (batch < static_cast<std::size_t>(num_threads())) {
     for (std::size_t p = 0; p < batch; ++p) {

@@ -246,12 +246,14 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
   check_shape("layer_norm_backward", "rstd", rstd.shape(), Shape{std::int64_t(rows)});
   const std::size_t chunk = detail::layer_norm_backward_chunk_rows;
   const std::size_t chunks = (rows + chunk - 1) / chunk;
-  std::vector<C> partials(chunks * 2 * h, C(0));  // per chunk: dgamma part, then dbeta part
+  // Per chunk: dgamma part, then dbeta part.
+  C* partials = detail::thread_scratch<C, detail::ScratchUse::partials>(chunks * 2 * h);
+  std::fill(partials, partials + chunks * 2 * h, C(0));
   const Isa isa = detail::simd_isa_for<D, I, DX>();
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
-    C* dgamma_part = partials.data() + (b / chunk) * 2 * h;
+    C* dgamma_part = partials + (b / chunk) * 2 * h;
     C* dbeta_part = dgamma_part + h;
-    std::vector<float> scratch(2 * (h + 16));  // xhat and g of one row, for the vector paths
+    float* scratch = detail::thread_scratch<float, detail::ScratchUse::row>(2 * (h + 16));  // xhat and g of one row
     for (std::size_t r = b; r < e; ++r) {
       const D* dyr = dy.data() + r * h;
       const I* xr = x.data() + r * h;
@@ -263,17 +265,17 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
 #if MPT_X86
         if (isa == Isa::avx512_bf16) {
           detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch.data());
+                                                 scratch);
           continue;
         }
         if (isa >= Isa::avx512) {
           detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch.data());
+                                                 scratch);
           continue;
         }
         if (isa == Isa::avx2) {
           detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch.data());
+                                                 scratch);
           continue;
         }
 #endif
@@ -285,9 +287,9 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
   // Partials in chunk order, then into the gradients: the same bits for any
   // thread count. Chunk 0's partials become the running sums (contiguous rows:
   // the compiler vectorizes the adds; each column is still summed in chunk order).
-  C* sums = partials.data();
+  C* sums = partials;
   for (std::size_t c = 1; c < chunks; ++c) {
-    const C* part = partials.data() + c * 2 * h;
+    const C* part = partials + c * 2 * h;
     for (std::size_t j = 0; j < 2 * h; ++j) sums[j] += part[j];
   }
   for (std::size_t j = 0; j < h && chunks > 0; ++j) {

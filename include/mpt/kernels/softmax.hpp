@@ -173,7 +173,7 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
   const Isa isa = detail::simd_isa_for<I, Out>();
   const std::size_t chunk = detail::rows_per_task(k * (sizeof(I) + sizeof(Out)));
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t begin, std::size_t end) {
-    std::vector<C> z(k + 16);
+    C* z = detail::thread_scratch<C, detail::ScratchUse::row>(k + 16);
     for (std::size_t r = begin; r < end; ++r) {
       const I* x = scores.data() + r * k;
       const float* m = mask ? mask + (r / rows_per_mask_row) * k : nullptr;
@@ -181,12 +181,12 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
       detail::prefetch(x, k * sizeof(I), k * sizeof(I));  // the next row
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
-        if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z.data()); continue; }
+        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z); continue; }
+        if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z); continue; }
+        if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z); continue; }
 #endif
       }
-      detail::softmax_row_scalar<C>(x, m, static_cast<C>(scale), y, k, z.data());
+      detail::softmax_row_scalar<C>(x, m, static_cast<C>(scale), y, k, z);
     }
   });
 }

@@ -32,6 +32,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <vector>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -409,6 +410,18 @@ inline std::size_t rows_per_task(std::size_t row_bytes, std::size_t bytes_per_ta
 
 // Runs body(row_begin, row_end) over [0, rows) in chunks of `chunk` rows, in parallel.
 // Chunks depend only on (rows, chunk), never on the thread count.
+// Scratch memory owned by the calling thread, grown to the largest request
+// and then reused, so kernels called inside a training step stop touching the
+// heap after the first step. `Slot` keeps apart buffers one thread holds at
+// the same time (a kernel's cross-chunk partials and a chunk's row scratch).
+enum class ScratchUse { row, partials };
+template <class T, ScratchUse Use>
+T* thread_scratch(std::size_t count) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
 template <class Body>
 void for_each_row_chunk(std::size_t rows, std::size_t chunk, Body&& body) {
   const std::size_t tasks = (rows + chunk - 1) / chunk;

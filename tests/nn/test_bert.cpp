@@ -1,0 +1,269 @@
+// BertForQuestionAnswering against PyTorch (tests/data/bert_tiny, made by
+// tools/gen_bert_fixtures.py with torch 1.13.1) and against finite differences.
+#include <doctest/doctest.h>
+#include <mpt/mpt.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+const std::filesystem::path tiny = std::filesystem::path(MPT_TEST_DATA) / "bert_tiny";
+
+// The fixture batch: I64 tensors narrowed to int32, as the tokenizer makes them.
+struct FixtureBatch {
+  mpt::Tensor<std::int32_t> ids, types, mask, start, end;
+  mpt::nn::QaBatch view() const {
+    return {ids.view(), types.view(), mask.view(), start.view(), end.view()};
+  }
+};
+
+mpt::Tensor<std::int32_t> read_i64(const mpt::io::SafetensorsFile& file, const char* name) {
+  const auto& e = file.at(name);
+  REQUIRE(e.dtype == mpt::io::Dtype::i64);
+  mpt::Tensor<std::int32_t> t(e.shape());
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    std::int64_t v;
+    std::memcpy(&v, e.bytes.data() + 8 * i, 8);
+    t[i] = static_cast<std::int32_t>(v);
+  }
+  return t;
+}
+
+FixtureBatch fixture_batch() {
+  const auto file = mpt::io::SafetensorsFile::open(tiny / "batch.safetensors");
+  return {read_i64(file, "input_ids"), read_i64(file, "token_type_ids"), read_i64(file, "attention_mask"),
+          read_i64(file, "start_positions"), read_i64(file, "end_positions")};
+}
+
+// Max |a - b| and that over max |b|, printed per tensor as llm.c's test does.
+struct Diff {
+  double max_abs = 0, max_ref = 0;
+  double rel() const { return max_ref > 0 ? max_abs / max_ref : max_abs; }
+};
+template <class T>
+Diff compare(const std::string& name, const T* got, const mpt::Tensor<float>& expected) {
+  Diff d;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    d.max_abs = std::max(d.max_abs, std::fabs(static_cast<double>(got[i]) - expected[i]));
+    d.max_ref = std::max(d.max_ref, std::fabs(static_cast<double>(expected[i])));
+  }
+  std::printf("  %-66s max|diff| %.3e  rel %.3e\n", name.c_str(), d.max_abs, d.rel());
+  return d;
+}
+
+struct Expected {
+  mpt::io::SafetensorsFile file;
+  nlohmann::json spread;  // autocast vs fp32, per tensor
+  mpt::Tensor<float> get(const std::string& name) const { return file.read<float>(name); }
+};
+Expected expected(const char* file) {
+  std::ifstream in(tiny / "expected.json");
+  nlohmann::json meta = nlohmann::json::parse(in);
+  return {mpt::io::SafetensorsFile::open(tiny / file), meta["autocast_vs_fp32"]};
+}
+
+template <class P>
+struct RunResult {
+  std::unique_ptr<mpt::nn::BertForQuestionAnswering<P>> model;
+  mpt::nn::QaOutput<typename P::accum_t> out;
+};
+
+template <class P>
+RunResult<P> run_fixture(const FixtureBatch& batch) {
+  auto config = mpt::io::BertConfig::from_json_file(tiny / "config.json");
+  auto model = std::make_unique<mpt::nn::BertForQuestionAnswering<P>>(config);
+  mpt::io::LoadOptions quiet;
+  quiet.warn = nullptr;
+  const auto report = model->load_pretrained(tiny, quiet);
+  REQUIRE(report.missing.empty());
+  REQUIRE(report.unused.empty());
+  auto out = model->forward(batch.view(), {.training = true, .seed = 1, .step = 0});  // dropout 0 in the config
+  model->backward();
+  return {std::move(model), out};
+}
+}  // namespace
+
+TEST_CASE("fp32 BERT-QA matches PyTorch fp32: logits, loss, hidden states, every gradient") {
+  const FixtureBatch batch = fixture_batch();
+  const Expected exp = expected("expected_fp32.safetensors");
+  auto [model, out] = run_fixture<mpt::precision::fp32>(batch);
+  std::printf("fp32 vs PyTorch fp32:\n");
+  // Summation order is the only difference: ~1e-5 of each tensor's scale.
+  constexpr double tolerance = 2e-5;
+  CHECK(compare("start_logits", out.start_logits.data(), exp.get("start_logits")).rel() < tolerance);
+  CHECK(compare("end_logits", out.end_logits.data(), exp.get("end_logits")).rel() < tolerance);
+  const float loss = static_cast<float>(out.loss);
+  CHECK(compare("loss", &loss, exp.get("loss")).rel() < tolerance);
+  const auto hidden = model->hidden_states();
+  for (std::size_t l = 0; l < hidden.size(); ++l) {
+    const std::string name = "hidden_states." + std::to_string(l);
+    CHECK(compare(name, hidden[l].data(), exp.get(name)).rel() < tolerance);
+  }
+  auto& params = model->parameters();
+  const auto zero_grads = nlohmann::json::parse(std::ifstream(tiny / "expected.json"))["grads_zero_in_exact_arithmetic"];
+  for (mpt::nn::ParamId id = 0; id < params.count(); ++id) {
+    const std::string name = "grad." + params.entry(id).name;
+    const Diff d = compare(name, params.grad(id).data(), exp.get(name));
+    if (zero_grads.contains(name)) {
+      CHECK(d.max_abs < 1e-6);  // zero in exact arithmetic: only rounding noise remains
+    } else {
+      CHECK(d.rel() < tolerance);
+    }
+  }
+}
+
+TEST_CASE("bf16_mixed BERT-QA stays as close to PyTorch fp32 as autocast itself does") {
+  // Tolerance per tensor: 3x the distance torch.autocast(bfloat16) itself
+  // lands from fp32 on this batch (tests/data/bert_tiny/README.md), floored at
+  // 1e-4 of the tensor's scale for tensors autocast leaves nearly exact.
+  const FixtureBatch batch = fixture_batch();
+  const Expected fp32 = expected("expected_fp32.safetensors");
+  const Expected autocast = expected("expected_bf16_autocast.safetensors");
+  auto [model, out] = run_fixture<mpt::precision::bf16_mixed>(batch);
+  const auto tolerance = [&](const std::string& name) {
+    return std::max(3.0 * fp32.spread[name]["max_rel"].get<double>(), 1e-4);
+  };
+  std::printf("bf16_mixed vs PyTorch fp32 (and vs autocast):\n");
+  for (const char* name : {"start_logits", "end_logits"}) {
+    const auto* got = std::string(name) == "start_logits" ? out.start_logits.data() : out.end_logits.data();
+    CHECK(compare(name, got, fp32.get(name)).rel() < tolerance(name));
+    compare(std::string(name) + " (vs autocast)", got, autocast.get(name));
+  }
+  const float loss = static_cast<float>(out.loss);
+  CHECK(compare("loss", &loss, fp32.get("loss")).rel() < tolerance("loss"));
+  auto& params = model->parameters();
+  const auto zero_grads = nlohmann::json::parse(std::ifstream(tiny / "expected.json"))["grads_zero_in_exact_arithmetic"];
+  for (mpt::nn::ParamId id = 0; id < params.count(); ++id) {
+    const std::string name = "grad." + params.entry(id).name;
+    const Diff d = compare(name, params.grad(id).data(), fp32.get(name));
+    if (zero_grads.contains(name)) {
+      CHECK(d.max_abs < 3 * zero_grads[name]["autocast_max_abs"].get<double>());
+    } else {
+      CHECK(d.rel() < tolerance(name));
+    }
+  }
+}
+
+TEST_CASE("the arenas are sized exactly: one step uses what activation_bytes() promised") {
+  const FixtureBatch batch = fixture_batch();
+  auto [model, out] = run_fixture<mpt::precision::bf16_mixed>(batch);
+  const std::int64_t b = batch.ids.dim(0), s = batch.ids.dim(1);
+  CHECK(model->activation_arena().high_water() == model->activation_bytes(b, s, true));
+  CHECK(model->workspace_arena().high_water() == model->workspace_bytes(b, s));
+  const auto mem = model->memory();
+  MESSAGE("parameters " << mem.parameters << " B, gradients " << mem.gradients << " B, activations " << mem.activations << " B");
+}
+
+TEST_CASE("finite differences in fp64: every parameter of a tiny BERT-QA with dropout") {
+  // Central differences with h = 1e-6 in double have truncation error
+  // O(h^2 * f''') ~ 1e-12 and rounding error ~ 1e-16 / h ~ 1e-10 relative to
+  // the loss: gradients must agree to 1e-6 of the larger of |analytic| and 1e-3.
+  mpt::io::BertConfig config;
+  config.vocab_size = 23;
+  config.hidden_size = 8;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 2;
+  config.intermediate_size = 12;
+  config.max_position_embeddings = 8;
+  config.hidden_dropout_prob = 0.2;   // fixed keys: the same mask for every evaluation
+  config.attention_probs_dropout_prob = 0.2;
+  mpt::nn::BertForQuestionAnswering<mpt::precision::fp64> model(config);
+  model.init_weights(7);
+  auto& params = model.parameters();
+  for (double& w : params.master_flat()) w *= 10;  // larger than BERT's 0.02 so every path matters
+
+  mpt::Tensor<std::int32_t> ids(mpt::Shape{2, 6}), types(mpt::Shape{2, 6}), mask(mpt::Shape{2, 6}),
+      start(mpt::Shape{2}), end(mpt::Shape{2});
+  std::mt19937 rng(3);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    ids[i] = static_cast<std::int32_t>(1 + rng() % 22);
+    types[i] = static_cast<std::int32_t>(i % 6 >= 3);
+    mask[i] = !(i >= 10);  // the second row has two padding tokens
+  }
+  start[0] = 2, end[0] = 4, start[1] = 1, end[1] = 9;  // 9 is clamped to 6 and ignored
+  const mpt::nn::QaBatch batch{ids.view(), types.view(), mask.view(), start.view(), end.view()};
+  const mpt::nn::StepOptions options{.training = true, .seed = 11, .step = 3};
+
+  params.zero_grad();
+  model.forward(batch, options);
+  model.backward();
+  const std::vector<double> analytic(params.grad_flat().begin(), params.grad_flat().end());
+
+  std::size_t checked = 0;
+  for (mpt::nn::ParamId id = 0; id < params.count(); ++id) {
+    const auto& e = params.entry(id);
+    auto w = params.master(id);
+    double worst = 0;
+    for (std::size_t k = 0; k < 4; ++k) {
+      const std::size_t i = (k * 7919 + id) % e.size();
+      const double saved = w[i];
+      constexpr double h = 1e-6;
+      w[i] = saved + h;
+      const double up = model.forward(batch, options).loss;
+      w[i] = saved - h;
+      const double down = model.forward(batch, options).loss;
+      w[i] = saved;
+      const double numeric = (up - down) / (2 * h);
+      const double a = analytic[e.offset + i];
+      const double err = std::fabs(numeric - a) / std::max(std::fabs(a), 1e-3);
+      worst = std::max(worst, err);
+      ++checked;
+    }
+    CAPTURE(e.name);
+    CHECK(worst < 1e-6);
+  }
+  MESSAGE(checked << " gradient entries checked by central differences");
+}
+
+TEST_CASE("a Hub-style checkpoint (legacy names, pre-training heads, no qa_outputs) loads as transformers loads it") {
+  auto config = mpt::io::BertConfig::from_json_file(tiny / "legacy_hub" / "config.json");
+  mpt::nn::BertForQuestionAnswering<mpt::precision::fp32> legacy(config), modern(config);
+  std::vector<std::string> warnings;
+  mpt::io::LoadOptions options;
+  options.warn = [&](const std::string& m) { warnings.push_back(m); };
+  const auto report = legacy.load_pretrained(tiny / "legacy_hub", options);
+  CHECK(report.missing == std::vector<std::string>{"qa_outputs.weight", "qa_outputs.bias"});
+  CHECK(std::any_of(report.unused.begin(), report.unused.end(), [](const std::string& n) { return n.rfind("cls.", 0) == 0; }));
+  CHECK_FALSE(report.renamed.empty());  // LayerNorm.gamma / .beta
+  REQUIRE(warnings.size() >= 2);
+  CHECK(warnings[0].find("were not used when initializing BertForQuestionAnswering") != std::string::npos);
+  mpt::io::LoadOptions quiet;
+  quiet.warn = nullptr;
+  modern.load_pretrained(tiny, quiet);
+  // Every encoder weight arrived under its modern name with the same values.
+  const auto& a = legacy.parameters();
+  const auto& b = modern.parameters();
+  for (mpt::nn::ParamId id = 0; id < a.count(); ++id) {
+    const auto& e = a.entry(id);
+    if (e.name.rfind("qa_outputs", 0) == 0) continue;
+    const auto x = a.master(id), y = b.master(id);
+    CAPTURE(e.name);
+    CHECK(std::equal(x.span().begin(), x.span().end(), y.span().begin()));
+  }
+}
+
+TEST_CASE("save_pretrained writes an F32 folder (weights, config, vocab) that loads back bit-identically") {
+  const auto dir = std::filesystem::temp_directory_path() / "mpt_test_save_pretrained";
+  std::filesystem::remove_all(dir);
+  auto config = mpt::io::BertConfig::from_json_file(tiny / "config.json");
+  mpt::nn::BertForQuestionAnswering<mpt::precision::bf16_mixed> model(config), again(config);
+  mpt::io::LoadOptions quiet;
+  quiet.warn = nullptr;
+  model.load_pretrained(tiny, quiet);
+  model.save_pretrained(dir, mpt::io::Dtype::f32, tiny / "vocab.txt");
+  CHECK(std::filesystem::exists(dir / "vocab.txt"));
+  const auto report = again.load_pretrained(dir, quiet);
+  CHECK(report.missing.empty());
+  CHECK(report.unused.empty());
+  const auto x = model.parameters().master_flat(), y = again.parameters().master_flat();
+  CHECK(std::equal(x.begin(), x.end(), y.begin()));
+  const auto saved = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  CHECK(saved["architectures"][0] == "BertForQuestionAnswering");
+  std::filesystem::remove_all(dir);
+}
