@@ -2661,6 +2661,7 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
 //       C[M x N] = epilogue(alpha * op(A)[M x K] * op(B)[K x N] + beta * C)
 //   PackedB<T>(tb, K, N, B, ldb)          op(B) packed once, reused by many gemm calls
 //   gemm(ta, M, N, K, alpha, A, lda, packed, beta, C, ldc, epilogue = {})
+//   PackedLinearWeight<T>(W, out, in, ldw)   W packed for forward and input gradient
 //   gemm_strided_batched(ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
 //                        beta, C, ldc, stride_c, batch)        attention: batch x heads
 //   bias_grad(dY, M, N, ld, db)           db[j] += sum_i dY[i, j]
@@ -2687,6 +2688,7 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
 //
 //   PanelLayout<Kernel>        where panel (k-block, column panel) of packed op(B) starts
 //   pack_b_panel<Kernel>(...)  one panel (SIMD where written, else the _reference): b[(g * NR + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j), zero-padded
+//   pack_a_chunk<Kernel>(...)  consecutive row panels at once (k outermost for A^T)
 //   pack_a_panel<Kernel>(...)  one panel (likewise): a[(g * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
 // KG is the number of consecutive k per 32-bit lane (2 for vdpbf16ps pairs, else 1).
 // Conversions (bf16 -> fp32 widening, fp32 -> fp64) happen here and are exact.
@@ -2699,7 +2701,8 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
 //   A panel: a[(g * 12 + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u)    (12 rows)
 //
 // Rows of a stored matrix become lanes with masked loads; columns become lanes
-// with gathers (one 32-bit word = one fp32 or one bf16 k-pair per row); bf16
+// with 16 x 16 word transposes or gathers (one 32-bit word = one fp32 or one bf16
+// k-pair); bf16
 // k-pairs are interleaved from two rows with vpermt2w; widening bf16 -> fp32 is
 // a 16-bit shift. Lanes beyond the matrix are zero.
 
@@ -2738,6 +2741,7 @@ struct GemmEpilogue {
 #include <immintrin.h>
 
 #include <array>
+#include <algorithm>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -2779,6 +2783,58 @@ MPT_TARGET_AVX512 inline __m512i gather_words(const void* base, std::size_t stri
 // Word-gathers need 16 row offsets in int32 bytes.
 inline bool gather_fits(std::size_t ld, std::size_t elem_bytes) noexcept { return ld * elem_bytes * 16 < INT_MAX; }
 
+// In-register transpose of 16 x 16 32-bit words: r[i] lane j -> r[j] lane i.
+// Unpacks interleave row pairs within 128-bit lanes, then 128-bit lane shuffles
+// gather each column's four quarters.
+MPT_TARGET_AVX512 inline void transpose_16x16_words(__m512i r[16]) noexcept {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int g = 0; g < 16; g += 4) {  // u[g + c], lane L: column 4L + c of rows g .. g+3
+    u[g + 0] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+    u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+    u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+    u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i x_lo = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), x_hi = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
+    const __m512i y_lo = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+    const __m512i y_hi = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+    r[c] = _mm512_shuffle_i32x4(x_lo, y_lo, 0x88);
+    r[4 + c] = _mm512_shuffle_i32x4(x_lo, y_lo, 0xDD);
+    r[8 + c] = _mm512_shuffle_i32x4(x_hi, y_hi, 0x88);
+    r[12 + c] = _mm512_shuffle_i32x4(x_hi, y_hi, 0xDD);
+  }
+}
+
+// Packs 32 columns of op(B) = B^T (B stored [N x K], rows contiguous in k) as words:
+// word (w, j) = 32-bit word w of row j0 + j, from `words` words per row starting at
+// `row0` (bytes per row `ld_bytes`); out[w * 32 + j]. Word = one fp32 or one bf16 pair.
+// `elems_left`/`elem_bytes` bound the loads so nothing past the block is read.
+MPT_TARGET_AVX512 inline void pack_words_transposed(const std::byte* row0, std::size_t ld_bytes, std::size_t nr_eff,
+                                                    std::size_t words, std::size_t elems, std::size_t elem_bytes,
+                                                    std::uint32_t* out) noexcept {
+  const std::size_t elems_per_word = 4 / elem_bytes;
+  for (std::size_t w0 = 0; w0 < words; w0 += 16) {
+    const std::size_t e0 = w0 * elems_per_word, e_left = elems - e0;
+    for (std::size_t half = 0; half < 2; ++half) {
+      __m512i r[16];
+      for (std::size_t j = 0; j < 16; ++j) {
+        const std::size_t jj = half * 16 + j;
+        const std::byte* src = row0 + jj * ld_bytes + e0 * elem_bytes;
+        if (jj >= nr_eff) r[j] = _mm512_setzero_si512();
+        else if (elem_bytes == 2) r[j] = _mm512_maskz_loadu_epi16(lanes32(e_left), src);
+        else r[j] = _mm512_maskz_loadu_epi32(lanes16(e_left), src);
+      }
+      transpose_16x16_words(r);
+      const std::size_t n_words = std::min<std::size_t>(16, words - w0);
+      for (std::size_t w = 0; w < n_words; ++w) _mm512_store_si512(out + (w0 + w) * 32 + half * 16, r[w]);
+    }
+  }
+}
+
 MPT_TARGET_AVX512 inline __m512 widen_bf16_lanes(__m256i h) noexcept {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
@@ -2802,19 +2858,8 @@ MPT_TARGET_AVX512 inline void pack_b_pairs_avx512(Trans tb, const bf16* b, std::
       _mm512_store_si512(out + g * 64 + 32, hi);
     }
   } else {  // word (g, j) = the pair B[j0 + j][k0 + 2g .. +1], contiguous in memory
-    const __mmask16 m0 = lanes16(nr_eff), m1 = lanes16(nr_eff > 16 ? nr_eff - 16 : 0);
-    const std::size_t full = kc / 2;
-    for (std::size_t g = 0; g < full; ++g) {
-      const bf16* p = b + j0 * ldb + k0 + 2 * g;
-      _mm512_store_si512(out + g * 64, gather_words(p, ldb * 2, m0));
-      _mm512_store_si512(out + g * 64 + 32, m1 ? gather_words(p + 16 * ldb, ldb * 2, m1) : _mm512_setzero_si512());
-    }
-    if (full < groups) {  // odd kc: the last pair has no second element
-      for (std::size_t j = 0; j < 32; ++j) {
-        out[(full * 32 + j) * 2] = j < nr_eff ? b[(j0 + j) * ldb + k0 + 2 * full] : bf16_from_bits(0);
-        out[(full * 32 + j) * 2 + 1] = bf16_from_bits(0);
-      }
-    }
+    pack_words_transposed(reinterpret_cast<const std::byte*>(b + j0 * ldb + k0), ldb * 2, nr_eff, groups, kc, 2,
+                          reinterpret_cast<std::uint32_t*>(out));
   }
 }
 
@@ -2850,11 +2895,8 @@ MPT_TARGET_AVX512 inline void pack_b_fp32_avx512(Trans tb, const TB* b, std::siz
     for (; k < kc; ++k)
       for (std::size_t j = 0; j < 32; ++j) out[k * 32 + j] = j < nr_eff ? to_float(b[(j0 + j) * ldb + k0 + k]) : 0.0f;
   } else {
-    for (std::size_t k = 0; k < kc; ++k) {
-      const float* p = b + j0 * ldb + k0 + k;
-      _mm512_store_si512(out + k * 32, gather_words(p, ldb * 4, m0));
-      _mm512_store_si512(out + k * 32 + 16, m1 ? gather_words(p + 16 * ldb, ldb * 4, m1) : _mm512_setzero_si512());
-    }
+    pack_words_transposed(reinterpret_cast<const std::byte*>(b + j0 * ldb + k0), ldb * 4, nr_eff, kc, kc, 4,
+                          reinterpret_cast<std::uint32_t*>(out));
   }
 }
 
@@ -2872,6 +2914,53 @@ MPT_TARGET_AVX512 inline void pack_a_pairs_t_avx512(const bf16* a, std::size_t l
     __m512i lo, hi;
     interleave_pairs(r0, r1, lo, hi);
     _mm512_mask_storeu_epi16(out + g * 24, __mmask32(0x00FFFFFFu), lo);  // 12 pairs
+  }
+}
+
+inline constexpr std::size_t a_prefetch_groups = 8;
+
+// Several row panels of A^T at once, k outermost: each stored row of A (one k) is
+// visited once for the whole chunk instead of once per panel, which matters when
+// rows are far apart (one page each: TLB misses). Panel q of the chunk starts at
+// out + q * panel_stride; rows [i0, i0 + rows) of op(A).
+template <class TA, class Out>
+MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda, std::size_t i0, std::size_t rows,
+                                                    std::size_t k0, std::size_t kc, Out* out,
+                                                    std::size_t panel_stride) noexcept {
+  const std::size_t panels = (rows + 11) / 12;
+  if constexpr (std::is_same_v<Out, bf16>) {  // vdpbf16ps pairs
+    const std::size_t groups = (kc + 1) / 2;
+    for (std::size_t g = 0; g < groups; ++g) {
+      const bf16* row = a + (k0 + 2 * g) * lda + i0;
+      const bool pair = 2 * g + 1 < kc;
+      if (2 * (g + a_prefetch_groups) + 1 < kc) {  // rows far apart: ask for later ones early
+        const char* ahead = reinterpret_cast<const char*>(row + 2 * a_prefetch_groups * lda);
+        for (std::size_t byte = 0; byte < rows * 2; byte += 64) {
+          _mm_prefetch(ahead + byte, _MM_HINT_T0);
+          _mm_prefetch(ahead + lda * 2 + byte, _MM_HINT_T0);
+        }
+      }
+      for (std::size_t q = 0; q < panels; ++q) {
+        const __mmask32 m = lanes32(std::min<std::size_t>(12, rows - q * 12));
+        const __m512i r0 = _mm512_maskz_loadu_epi16(m, row + q * 12);
+        const __m512i r1 = pair ? _mm512_maskz_loadu_epi16(m, row + lda + q * 12) : _mm512_setzero_si512();
+        const __m512i lo = _mm512_permutex2var_epi16(r0, _mm512_loadu_si512(pair_index_lo.data()), r1);
+        bf16* dst = out + q * panel_stride + g * 24;  // 12 pairs = 48 bytes, as 32 + 16 (no masked store)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_castsi512_si256(lo));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm512_extracti32x4_epi32(lo, 2));
+      }
+    }
+  } else {  // fp32 panels from fp32 or bf16
+    for (std::size_t k = 0; k < kc; ++k) {
+      const TA* row = a + (k0 + k) * lda + i0;
+      for (std::size_t q = 0; q < panels; ++q) {
+        const __mmask16 m = lanes16(std::min<std::size_t>(12, rows - q * 12));
+        __m512 v;
+        if constexpr (std::is_same_v<TA, bf16>) v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row + q * 12));
+        else v = _mm512_maskz_loadu_ps(m, row + q * 12);
+        _mm512_mask_storeu_ps(out + q * panel_stride + k * 12, __mmask16(0x0FFF), v);
+      }
+    }
   }
 }
 
@@ -2927,17 +3016,40 @@ inline To convert_element(From x) noexcept {
 
 inline constexpr std::size_t ceil_div(std::size_t a, std::size_t b) noexcept { return (a + b - 1) / b; }
 
-// Packed op(B) [K x N]: k-blocks of Kernel::kc (the last may be shorter, rounded up
-// to KG), each holding ceil(N / NR) panels of (k-block rounded to KG) x NR elements.
+// Packed op(B) blocks above this size are assumed not to stay in the last-level cache
+// (32 MiB on the development machine, shared); a whole packed op(B) up to
+// whole_b_in_cache_bytes is still kept in one block, which avoids partial sums.
+inline constexpr std::size_t large_b_block_bytes = std::size_t(8) << 20;
+inline constexpr std::size_t whole_b_in_cache_bytes = std::size_t(12) << 20;
+
+// The k-block length for op(B) [k x n]: at most Kernel::kc, short enough that one
+// packed k-block (kc x n) stays in the last-level cache (but never below 256), and
+// balanced so that blocks have equal length. A function of (k, n) only, so every
+// entry point blocks a product the same way (and gives the same bits).
+template <class Kernel>
+inline std::size_t block_k_for(std::size_t k, std::size_t n) noexcept {
+  constexpr std::size_t KG = Kernel::kg;
+  const std::size_t row_bytes = ceil_div(std::max<std::size_t>(n, 1), Kernel::nr) * Kernel::nr * sizeof(typename Kernel::b_t);
+  const std::size_t budget = k * row_bytes <= whole_b_in_cache_bytes ? whole_b_in_cache_bytes : large_b_block_bytes;
+  std::size_t cap = std::min(Kernel::kc, std::max<std::size_t>(256, budget / row_bytes));
+  cap = std::max(KG, cap / KG * KG);
+  if (k == 0) return cap;
+  const std::size_t blocks = ceil_div(k, cap);
+  return std::min(cap, ceil_div(ceil_div(k, blocks), KG) * KG);
+}
+
+// Packed op(B) [K x N]: k-blocks of kc (the last may be shorter, rounded up to KG),
+// each holding ceil(N / NR) panels of (k-block rounded to KG) x NR elements.
 template <class Kernel>
 struct PanelLayout {
   std::size_t k = 0, n = 0;
-  std::size_t k_blocks() const noexcept { return ceil_div(k, Kernel::kc); }
+  std::size_t kc = block_k_for<Kernel>(k, n);
+  std::size_t k_blocks() const noexcept { return ceil_div(k, kc); }
   std::size_t n_panels() const noexcept { return ceil_div(n, Kernel::nr); }
-  std::size_t block_k(std::size_t blk) const noexcept { return std::min(Kernel::kc, k - blk * Kernel::kc); }
+  std::size_t block_k(std::size_t blk) const noexcept { return std::min(kc, k - blk * kc); }
   std::size_t block_groups(std::size_t blk) const noexcept { return ceil_div(block_k(blk), Kernel::kg); }
   std::size_t offset(std::size_t blk, std::size_t panel) const noexcept {
-    return blk * Kernel::kc * Kernel::nr * n_panels() + panel * block_groups(blk) * Kernel::kg * Kernel::nr;
+    return blk * kc * Kernel::nr * n_panels() + panel * block_groups(blk) * Kernel::kg * Kernel::nr;
   }
   std::size_t size() const noexcept { return k_blocks() == 0 ? 0 : offset(k_blocks() - 1, n_panels()); }
 };
@@ -3020,6 +3132,24 @@ inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
   }
 #endif
   pack_a_panel_reference<Kernel>(ta, a, lda, i0, mr_eff, k0, kc, out);
+}
+
+// Row panels [i0, i0 + rows) of op(A) (rows beyond the matrix already excluded),
+// panel q at out + q * panel_stride.
+template <class Kernel, class TA>
+inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0,
+                         std::size_t kc, typename Kernel::a_t* out, std::size_t panel_stride) noexcept {
+#if MPT_X86
+  using a_t = typename Kernel::a_t;
+  if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double> &&
+                (std::is_same_v<a_t, float> || (Kernel::kg == 2 && std::is_same_v<TA, bf16>))) {
+    if (ta == Trans::T) return pack_a_t_chunk_avx512(a, lda, i0, rows, k0, kc, out, panel_stride);
+  }
+#endif
+  for (std::size_t q = 0; q * Kernel::mr < rows; ++q) {
+    pack_a_panel<Kernel>(ta, a, lda, i0 + q * Kernel::mr, std::min(Kernel::mr, rows - q * Kernel::mr), k0, kc,
+                         out + q * panel_stride);
+  }
 }
 
 }  // namespace mpt::detail
@@ -3137,8 +3267,9 @@ struct Avx512FmaKernel {
   using b_t = float;
   using acc_t = float;
   static constexpr std::size_t mr = 12, nr = 32, kg = 1;
-  static constexpr std::size_t kc = 1024;  // B micro-panel 128 KiB, streamed from L2; fewer partial-sum round trips
-  static constexpr std::size_t mc = 96;    // A block 384 KiB in L2
+  // Measured best here (CPU time, BERT shapes): long k-blocks, short row chunks.
+  static constexpr std::size_t kc = 1536;  // B micro-panel 192 KiB streamed from L2; few partial-sum round trips
+  static constexpr std::size_t mc = 24;    // 2 row panels: A block 144 KiB in L2
   static constexpr Isa isa = Isa::avx512;
 
   MPT_TARGET_AVX512 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,
@@ -3217,8 +3348,9 @@ struct Avx512Bf16DotKernel {
   using b_t = bf16;
   using acc_t = float;
   static constexpr std::size_t mr = 12, nr = 32, kg = 2;
-  static constexpr std::size_t kc = 1536;  // B micro-panel 96 KiB, streamed from L2; K = 768 needs no partial sums
-  static constexpr std::size_t mc = 96;    // A block 288 KiB in L2
+  // Measured best here (CPU time, BERT shapes): long k-blocks, short row chunks.
+  static constexpr std::size_t kc = 3072;  // B micro-panel 192 KiB streamed from L2; BERT K <= 3072: no partial sums
+  static constexpr std::size_t mc = 24;    // 2 row panels: A block 144 KiB in L2
   static constexpr Isa isa = Isa::avx512_bf16;
 
   MPT_TARGET_AVX512_BF16 static void run(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a,
@@ -3371,10 +3503,11 @@ GemmKernel gemm_kernel_for(Isa isa = active_isa()) {
 // The blocked GEMM loop nest around one micro-kernel (BLIS order, NC = the task's columns):
 //
 //   task (rows of MR-panels x columns of NR-panels, from plan_tasks)
-//     chunk of <= MC rows                    A block: read in place or packed, L2-resident
-//       k-block of KC                        B panels: packed once per call, shared by all tasks
-//         column panel (NR)                  B micro-panel KC x NR stays in L1
-//           row panel (MR)                   micro-kernel: MR x NR accumulators in registers
+//     chunk of <= MC rows            A block: read in place or packed, L2-resident
+//       k-block (block_k_for)        B panels: packed once per call, shared by all tasks,
+//                                    one k-block of them sized for the last-level cache
+//         column panel (NR)          B micro-panel kc x NR, streamed from L1/L2
+//           row panel (MR)           micro-kernel: MR x NR accumulators in registers
 //
 // With more than one k-block the partial sums wait in an fp32 buffer (never in a
 // bf16 C); the epilogue runs on each MR x NR tile right after its last k-block.
@@ -3386,6 +3519,7 @@ GemmKernel gemm_kernel_for(Isa isa = active_isa()) {
 // one row segment at a time, from an fp32 (or fp64) accumulator tile.
 //
 //   epilogue_row_scalar / _avx2 / _avx512(acc[n] -> c[n])   per instruction set
+//   epilogue_tile<isa>(...)                                 an MR x NR tile (AVX-512: set up once per tile)
 //
 // GELU uses erf in its rational minimax form (odd degree-13 over even degree-8
 // polynomial, clamped to |x| <= 4 where fp32 erf is +-1 ): a few ulp in fp32, the
@@ -3506,6 +3640,46 @@ MPT_TARGET_AVX512 inline void epilogue_row_avx512(const float* acc, std::size_t 
   }
 }
 
+// A whole tile (rows x cols <= 32 columns) of accumulators at acc[r * ld + j]:
+// constants and masks set up once, two vectors per row.
+template <class TC, class TE, class TR>
+MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows,
+                                                   std::size_t j0, std::size_t cols,
+                                                   const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
+  const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
+  const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1u) : __mmask16(0);
+  const __m512 alpha = _mm512_set1_ps(e.alpha), beta = _mm512_set1_ps(e.beta);
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rs2 = _mm512_set1_ps(inv_sqrt2);
+  const bool use_beta = e.beta != 0.0f, gelu = e.fused.gelu;
+  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+  if (e.fused.bias) {
+    bias0 = load_lanes_avx512(e.fused.bias + j0, m0);
+    bias1 = load_lanes_avx512(e.fused.bias + j0 + 16, m1);
+  }
+  for (std::size_t r = 0; r < rows; ++r) {
+    TC* c = e.c + (i0 + r) * e.ldc + j0;
+    __m512 v0 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld));
+    __m512 v1 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld + 16));
+    if (use_beta) {
+      v0 = _mm512_fmadd_ps(beta, load_lanes_avx512(c, m0), v0);
+      v1 = _mm512_fmadd_ps(beta, load_lanes_avx512(c + 16, m1), v1);
+    }
+    v0 = _mm512_add_ps(v0, bias0);
+    v1 = _mm512_add_ps(v1, bias1);
+    if (gelu) {
+      v0 = _mm512_mul_ps(_mm512_mul_ps(half, v0), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v0, rs2))));
+      v1 = _mm512_mul_ps(_mm512_mul_ps(half, v1), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v1, rs2))));
+    }
+    if (e.fused.residual) {
+      const TR* res = e.fused.residual + (i0 + r) * e.fused.ldr + j0;
+      v0 = _mm512_add_ps(v0, load_lanes_avx512(res, m0));
+      v1 = _mm512_add_ps(v1, load_lanes_avx512(res + 16, m1));
+    }
+    store_lanes_avx512(c, v0, m0);
+    store_lanes_avx512(c + 16, v1, m1);
+  }
+}
+
 // ---- AVX2: 8 lanes, tails through a small stack buffer ----
 MPT_TARGET_AVX2 inline __m256 erf_avx2(__m256 x) noexcept {
   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-4.0f)), _mm256_set1_ps(4.0f));
@@ -3585,6 +3759,19 @@ inline void epilogue_row(const Acc* acc, std::size_t n, std::size_t i, std::size
   }
 #endif
   epilogue_row_scalar(acc, n, i, j0, e);
+}
+
+// A tile of the store: rows x cols accumulators at acc[r * ld + j] -> C(i0 + r, j0 + j).
+template <Isa isa, class Acc, class TC, class TE, class TR>
+inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::size_t rows, std::size_t j0,
+                          std::size_t cols, const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+#if MPT_X86
+  if constexpr (isa >= Isa::avx512 && std::is_same_v<Acc, float> && !std::is_same_v<TC, double> &&
+                !std::is_same_v<TE, double> && !std::is_same_v<TR, double>) {
+    if (cols <= 32) return epilogue_tile_avx512(acc, ld, i0, rows, j0, cols, e);
+  }
+#endif
+  for (std::size_t r = 0; r < rows; ++r) epilogue_row<isa>(acc + r * ld, cols, i0 + r, j0, e);
 }
 
 }  // namespace mpt::detail
@@ -3687,14 +3874,22 @@ struct TaskGrid {
 
 inline std::size_t part_begin(std::size_t n, std::size_t parts, std::size_t p) noexcept { return n * p / parts; }
 
-// About one L2 chunk of rows per task (a multiple of the thread count, so that
+// Row panels per chunk of rows. A stored transposed is packed from rows of K (one
+// row per k, far apart in memory): a wider chunk uses more of each row's cache lines
+// (12 bf16 = 24 bytes per panel) and pages per visit.
+template <class Kernel>
+inline std::size_t chunk_panels_for(Trans ta) noexcept {
+  return (ta == Trans::T ? 4 : 1) * (Kernel::mc / Kernel::mr);
+}
+
+// About one chunk of rows per task (a multiple of the thread count, so that
 // threads finish together), splitting columns only when there are too few rows.
 template <class Kernel>
-inline TaskGrid plan_tasks(std::size_t m, std::size_t n, std::size_t threads) noexcept {
+inline TaskGrid plan_tasks(Trans ta, std::size_t m, std::size_t n, std::size_t threads) noexcept {
   const std::size_t row_panels = ceil_div(m, Kernel::mr), col_panels = ceil_div(n, Kernel::nr);
   TaskGrid grid;
   if (threads <= 1) return grid;
-  const std::size_t chunks = ceil_div(row_panels, Kernel::mc / Kernel::mr);
+  const std::size_t chunks = ceil_div(row_panels, chunk_panels_for<Kernel>(ta));
   grid.row_parts = std::min(row_panels, ceil_div(chunks, threads) * threads);
   if (grid.row_parts < threads) grid.col_parts = std::min(col_panels, ceil_div(threads, grid.row_parts));
   return grid;
@@ -3713,6 +3908,20 @@ inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0
   }
 }
 
+// Whether the store is the identity into C of the accumulation type (alpha = 1,
+// beta 0 or 1, nothing fused): then C itself can carry running sums between k-blocks.
+template <class Acc, class TC, class TE, class TR>
+inline bool c_holds_running_sums(const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+  return std::is_same_v<TC, Acc> && e.alpha == Acc(1) && (e.beta == Acc(0) || e.beta == Acc(1)) &&
+         !e.fused.fuses_anything();
+}
+
+template <class T>
+inline void prefetch_rows(const T* p, std::size_t ld, std::size_t rows, std::size_t cols) noexcept {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < cols; j += 64 / sizeof(T)) __builtin_prefetch(p + r * ld + j, 1);
+}
+
 // Computes the tiles of C in row panels [p0, p1) x column panels [q0, q1).
 template <class Kernel, class TA, class TC, class TE, class TR>
 inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0,
@@ -3726,13 +3935,15 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   // A is read in place when it already has the kernel's element type, row-major in k,
   // and (for k-pairs) every pair lies inside the row.
   const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0;
+  // Full tiles accumulate straight into C when the store would be the identity.
+  const bool c_direct = c_holds_running_sums(pr.store);
 
   const std::size_t panels = p1 - p0;
-  const std::size_t chunk_count = ceil_div(panels, Kernel::mc / MR);
+  const std::size_t chunk_count = ceil_div(panels, chunk_panels_for<Kernel>(pr.ta));
   const std::size_t chunk_panels = ceil_div(panels, chunk_count);
   const std::size_t cols = (q1 - q0) * NR;
 
-  ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * Kernel::kc);
+  ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * layout.kc);
   ScratchLease<acc_t> partial(ScratchSlot::partial_sums, k_blocks > 1 ? chunk_panels * MR * cols : 0);
   alignas(64) acc_t tile[MR * NR];
 
@@ -3740,13 +3951,16 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
     const a_t* data;
     std::size_t rs, cs;
   };
-  APanel a_panels[256];  // chunk_panels <= Kernel::mc / MR
-  static_assert(Kernel::mc / MR <= 256);
+  APanel a_panels[256];  // chunk_panels <= 4 * Kernel::mc / MR
+  static_assert(4 * (Kernel::mc / MR) <= 256);
 
   for (std::size_t c0 = p0; c0 < p1; c0 += chunk_panels) {
     const std::size_t c1 = std::min(p1, c0 + chunk_panels);
     for (std::size_t blk = 0; blk < k_blocks; ++blk) {
-      const std::size_t k0 = blk * Kernel::kc, kc = layout.block_k(blk), groups = layout.block_groups(blk);
+      const std::size_t k0 = blk * layout.kc, kc = layout.block_k(blk), groups = layout.block_groups(blk);
+      // Panels read in place, then one packing pass over the rest of the chunk
+      // (in place is all but a partial last panel, or nothing).
+      std::size_t packed_from = c1;
       for (std::size_t p = c0; p < c1; ++p) {
         const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
         if constexpr (std::is_same_v<TA, a_t>) {
@@ -3755,29 +3969,51 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             continue;
           }
         }
-        a_t* dst = a_pack.data() + (p - c0) * MR * Kernel::kc;
-        pack_a_panel<Kernel>(pr.ta, pr.a, pr.lda, i0, mr_eff, k0, kc, dst);
-        a_panels[p - c0] = {dst, KG, MR * KG};
+        a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, KG, MR * KG};
+        packed_from = std::min(packed_from, p);
+      }
+      if (packed_from < c1) {
+        pack_a_chunk<Kernel>(pr.ta, pr.a, pr.lda, packed_from * MR, std::min(c1 * MR, pr.m) - packed_from * MR, k0, kc,
+                             a_pack.data() + (packed_from - c0) * MR * layout.kc, MR * layout.kc);
       }
       const bool last = blk + 1 == k_blocks;
       for (std::size_t q = q0; q < q1; ++q) {
         const typename Kernel::b_t* b_panel = pr.packed_b + layout.offset(blk, q);
         const std::size_t j0 = q * NR, nr_eff = std::min(NR, pr.n - j0);
         for (std::size_t p = c0; p < c1; ++p) {
+          const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
+          // The next tile's rows of C / partial sums are far apart in memory: no hardware
+          // prefetcher finds them, so ask for them while this tile's micro-kernel runs.
+          const std::size_t pn = p + 1 < c1 ? p + 1 : c0, qn = p + 1 < c1 ? q : q + 1;
+          if (qn < q1) {
+            const std::size_t in = pn * MR, jn = qn * NR;
+            const std::size_t mr_n = std::min(MR, pr.m - in), nr_n = std::min(NR, pr.n - jn);
+            if (c_direct && mr_n == MR && nr_n == NR) {
+              if (blk > 0 || pr.store.beta != 0) prefetch_rows(pr.store.c + in * pr.store.ldc + jn, pr.store.ldc, MR, NR);
+            } else {
+              if (last) prefetch_tile(pr.store, in, mr_n, jn, nr_n);
+              if (blk > 0 && k_blocks > 1) prefetch_rows(partial.data() + (pn - c0) * MR * cols + (qn - q0) * NR, cols, MR, NR);
+            }
+          }
+          const APanel& ap = a_panels[p - c0];
+          if (c_direct && mr_eff == MR && nr_eff == NR) {
+            // alpha = 1, beta in {0, 1}, nothing fused, C in the accumulation type:
+            // C itself holds the running sums, with no separate store pass.
+            if constexpr (std::is_same_v<TC, acc_t>) {
+              Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, pr.store.c + i0 * pr.store.ldc + j0, pr.store.ldc,
+                          blk > 0 || pr.store.beta != 0);
+            }
+            continue;
+          }
           acc_t* acc = tile;
           std::size_t ld = NR;
           if (k_blocks > 1) {
             ld = cols;
             acc = partial.data() + (p - c0) * MR * ld + (q - q0) * NR;
           }
-          const APanel& ap = a_panels[p - c0];
-          const std::size_t i0 = p * MR, mr_eff = std::min(MR, pr.m - i0);
-          // The tile's rows of C (and residual) are far apart: no hardware prefetcher
-          // finds them, so ask for them while the micro-kernel runs.
-          if (last) prefetch_tile(pr.store, i0, mr_eff, j0, nr_eff);
           Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0);
           if (last) {
-            for (std::size_t r = 0; r < mr_eff; ++r) epilogue_row<Kernel::isa>(acc + r * ld, nr_eff, i0 + r, j0, pr.store);
+            epilogue_tile<Kernel::isa>(acc, ld, i0, mr_eff, j0, nr_eff, pr.store);
           }
         }
       }
@@ -3794,7 +4030,7 @@ inline void pack_b(Trans tb, std::size_t k, std::size_t n, const TB* b, std::siz
   auto body = [&](std::size_t t) {
     const std::size_t blk = t / panels, q = t % panels;
     const std::size_t j0 = q * Kernel::nr;
-    pack_b_panel<Kernel>(tb, b, ldb, blk * Kernel::kc, layout.block_k(blk), j0, std::min(Kernel::nr, n - j0),
+    pack_b_panel<Kernel>(tb, b, ldb, blk * layout.kc, layout.block_k(blk), j0, std::min(Kernel::nr, n - j0),
                          out + layout.offset(blk, q));
   };
   if (parallel) parallel_for(tasks, body);
@@ -3812,7 +4048,7 @@ inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool paralle
     return;
   }
   const std::size_t row_panels = ceil_div(pr.m, Kernel::mr), col_panels = ceil_div(pr.n, Kernel::nr);
-  const TaskGrid grid = plan_tasks<Kernel>(pr.m, pr.n, parallel ? static_cast<std::size_t>(num_threads()) : 1);
+  const TaskGrid grid = plan_tasks<Kernel>(pr.ta, pr.m, pr.n, parallel ? static_cast<std::size_t>(num_threads()) : 1);
   auto body = [&](std::size_t t) {
     const std::size_t r = t / grid.col_parts, c = t % grid.col_parts;
     run_tiles(pr, part_begin(row_panels, grid.row_parts, r), part_begin(row_panels, grid.row_parts, r + 1),
@@ -3852,6 +4088,12 @@ inline void check_epilogue(const char* op, std::size_t m, std::size_t n, const G
   }
 }
 
+// The part of op(A) [M x K] from column k0 on.
+template <class TA>
+const TA* a_from_k(Trans ta, const TA* a, std::size_t lda, std::size_t k0) noexcept {
+  return ta == Trans::N ? a + k0 : a + k0 * lda;
+}
+
 template <class Kernel, class TA, class TC, class TE, class TR>
 GemmProblem<Kernel, TA, TC, TE, TR> make_problem(Trans ta, std::size_t m, std::size_t n, std::size_t k,
                                                  typename Kernel::acc_t alpha, const TA* a, std::size_t lda,
@@ -3875,11 +4117,22 @@ void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detai
   if (m == 0 || n == 0) return;
   detail::with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
     using Kernel = decltype(kernel);
-    const detail::PanelLayout<Kernel> layout{k, n};
-    detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
-    detail::pack_b<Kernel>(tb, k, n, b, ldb, packed.data(), true);
-    detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed.data(), beta, c, ldc, epilogue),
-                     true);
+    const auto whole = detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, nullptr, beta, c, ldc, epilogue);
+    // When C can carry the running sums (e.g. a weight gradient accumulated into fp32),
+    // run one k-block at a time: only that block of op(B) is packed, and it stays in
+    // cache for all row tiles instead of streaming a large packed B from memory per tile.
+    const std::size_t step = detail::c_holds_running_sums(whole.store) ? detail::PanelLayout<Kernel>{k, n}.kc : k;
+    std::size_t k0 = 0;
+    do {
+      const std::size_t kb = std::min(step, k - k0);
+      const detail::PanelLayout<Kernel> layout{kb, n};
+      detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
+      detail::pack_b<Kernel>(tb, kb, n, tb == Trans::N ? b + k0 * ldb : b + k0, ldb, packed.data(), true);
+      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, kb, alpha, detail::a_from_k(ta, a, lda, k0), lda,
+                                                    packed.data(), k0 == 0 ? beta : 1, c, ldc, epilogue),
+                       true);
+      k0 += kb;
+    } while (k0 < k);
   });
 }
 
@@ -3910,6 +4163,17 @@ class PackedB {
   AlignedBuffer<std::byte> storage_;
 };
 
+// A linear layer's weight W [out x in] (leading dimension ldw) packed once per
+// update for both products that read it: forward y = x W^T (op(B) = W^T, K = in)
+// and input gradient dx = dy W (op(B) = W, K = out). Each needs its own panel order.
+template <class T>
+struct PackedLinearWeight {
+  PackedLinearWeight(const T* w, std::size_t out, std::size_t in, std::size_t ldw, Isa isa = active_isa())
+      : forward(Trans::T, in, out, w, ldw, isa), input_grad(Trans::N, out, in, w, ldw, isa) {}
+  PackedB<T> forward;     // op(B) = W^T [in x out]
+  PackedB<T> input_grad;  // op(B) = W   [out x in]
+};
+
 // C[M x N] = epilogue(alpha * op(A)[M x K] * B + beta * C) with B packed beforehand.
 template <class T, class TC, class TE = float, class TR = TE>
 void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<T, T> alpha, const T* a,
@@ -3931,7 +4195,18 @@ void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_sc
                   "; pack B again under the same instruction set");
     }
     const auto* packed = reinterpret_cast<const typename Kernel::b_t*>(b.data());
-    detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed, beta, c, ldc, epilogue), true);
+    const auto whole = detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed, beta, c, ldc, epilogue);
+    if (!detail::c_holds_running_sums(whole.store)) return detail::run_gemm(whole, true);
+    // One k-block at a time, exactly as the unpacked gemm does (same bits).
+    const detail::PanelLayout<Kernel> layout{k, n};
+    for (std::size_t blk = 0; blk < layout.k_blocks(); ++blk) {
+      const std::size_t k0 = blk * layout.kc;
+      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, layout.block_k(blk), alpha, detail::a_from_k(ta, a, lda, k0),
+                                                    lda, packed + layout.offset(blk, 0), blk == 0 ? beta : 1, c, ldc,
+                                                    epilogue),
+                       true);
+    }
+    if (k == 0) detail::run_gemm(whole, true);
   });
 }
 
