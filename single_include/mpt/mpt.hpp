@@ -621,6 +621,7 @@ inline std::vector<Isa> supported_isas() {
 // (their `undefined` pass-through operands) once they are inlined here.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt {
 namespace detail {
@@ -2749,6 +2750,7 @@ struct GemmEpilogue {
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt::detail {
 
@@ -3258,6 +3260,7 @@ struct Avx2FmaKernel {
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt::detail {
 
@@ -3321,6 +3324,7 @@ struct Avx512FmaKernel {
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt::detail {
 
@@ -3536,6 +3540,7 @@ GemmKernel gemm_kernel_for(Isa isa = active_isa()) {
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt::detail {
 
@@ -7360,6 +7365,7 @@ class BertForQuestionAnswering {
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt {
 
@@ -7957,6 +7963,7 @@ MPT_TARGET_AVX512 inline __m512i stochastic_round_lanes_avx512(__m512 w, __m512i
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt::optim {
 
@@ -8240,6 +8247,7 @@ class WeightStore<P, W> {
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt::optim {
 
@@ -8686,6 +8694,7 @@ concept LossScaler = requires(S s, const S cs, bool b, const nlohmann::json& j) 
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt::optim {
 

@@ -22,6 +22,7 @@
 // (their `undefined` pass-through operands) once they are inlined here.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace mpt {
 namespace detail {
