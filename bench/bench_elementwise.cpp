@@ -112,9 +112,18 @@ Tensor<T> random_tensor(Shape shape, std::uint32_t seed, float lo = -3.0f, float
 
 int main(int argc, char** argv) {
   int threads = mpt::num_threads(), reps = 15;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--threads") == 0) threads = std::atoi(argv[i + 1]);
-    else if (std::strcmp(argv[i], "--reps") == 0) reps = std::atoi(argv[i + 1]);
+  for (int i = 1; i < argc; i += 2) {
+    const bool has_value = i + 1 < argc;
+    if (has_value && std::strcmp(argv[i], "--threads") == 0) threads = std::atoi(argv[i + 1]);
+    else if (has_value && std::strcmp(argv[i], "--reps") == 0) reps = std::atoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "bench_elementwise: unknown or incomplete option '%s'\nusage: bench_elementwise [--threads N] [--reps R]\n", argv[i]);
+      return 2;
+    }
+  }
+  if (threads < 1 || reps < 1) {
+    std::fprintf(stderr, "bench_elementwise: --threads and --reps take positive whole numbers\n");
+    return 2;
   }
   mpt::set_num_threads(threads);
   const auto [peak, cpu_peak] = triad_gbps(reps);

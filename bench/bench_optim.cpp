@@ -59,8 +59,19 @@ void bench_adamw(const char* name, std::size_t n, int repetitions, const std::ve
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::size_t n = static_cast<std::size_t>((argc > 1 ? std::atof(argv[1]) : 16.0) * 1e6);
-  const int repetitions = argc > 2 ? std::atoi(argv[2]) : 5;
+  // bench_optim [MILLIONS_OF_PARAMETERS [REPETITIONS]]
+  const auto positive = [&](int i, double fallback) {
+    if (argc <= i) return fallback;
+    char* end = nullptr;
+    const double v = std::strtod(argv[i], &end);
+    if (*end != '\0' || !(v > 0)) {
+      std::fprintf(stderr, "bench_optim: '%s' is not a positive number\nusage: bench_optim [MILLIONS_OF_PARAMETERS [REPETITIONS]]\n", argv[i]);
+      std::exit(2);
+    }
+    return v;
+  };
+  const std::size_t n = static_cast<std::size_t>(positive(1, 16.0) * 1e6);
+  const int repetitions = static_cast<int>(positive(2, 5));
   std::printf("bench_optim: %zu parameters, best of %d, ISA %s\n", n, repetitions,
               std::string(mpt::isa_name(mpt::active_isa())).c_str());
   std::vector<float> grads(n);
