@@ -15,10 +15,12 @@
 //   auto report = optim::clip_and_step(opt, scaler, grads, schedule.lr(opt.steps()), 1.0);
 //   // report.grad_norm, report.applied, report.loss_scale, report.skipped_steps
 //
-// Checkpoints: opt.state_dict() (tensors + JSON scalars), scaler.state(), schedule.state().
+// Checkpoints: save_optimizer_state(dir, opt.state_dict(), scaler.state(), schedule.state())
+// and load_optimizer_state(dir) (optim/checkpoint.hpp).
 #include <mpt/core/fp16_convert.hpp>
 #include <mpt/kernels/global_norm.hpp>
 #include <mpt/optim/adamw.hpp>
+#include <mpt/optim/checkpoint.hpp>
 #include <mpt/optim/fp16_policy.hpp>
 #include <mpt/optim/loss_scaler.hpp>
 #include <mpt/optim/nn_parameters.hpp>

@@ -5709,36 +5709,53 @@ inline const Shape& source_shape(const TensorSource& s) {
   return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, s);
 }
 
-// Writes the tensors in the given order with `dtype` (F32, BF16, F16 or F64) unless a
-// tensor names its own. The header is padded with spaces to a multiple of 8 bytes so
-// that the data buffer starts aligned, as the reference writer does.
-inline void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, Dtype dtype,
-                             const std::map<std::string, std::string>& metadata = {}) {
+namespace detail {
+// One header entry: name, file dtype, extents, byte count.
+struct HeaderEntry {
+  std::string_view name;
+  Dtype dtype;
+  std::vector<std::int64_t> dims;
+  std::size_t bytes;
+};
+
+// The 8-byte length and the JSON header, padded with spaces to a multiple of 8
+// bytes so that the data buffer starts aligned, as the reference writer does.
+inline std::string safetensors_header(const std::filesystem::path& path, std::span<const HeaderEntry> entries,
+                                      const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::size_t offset = 0;
-  std::vector<std::string_view> names;
-  for (const NamedTensor& t : tensors) {
-    const Dtype d = t.dtype.value_or(dtype);
-    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
-    if (t.name.empty() || t.name == "__metadata__") throw_error("save_safetensors ", path, ": '", t.name, "' is not a valid tensor name");
-    if (header.contains(t.name)) throw_error("save_safetensors ", path, ": tensor '", t.name, "' is given twice");
-    const Shape& shape = source_shape(t.data);
-    std::vector<std::int64_t> dims;
-    for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
-    const std::size_t bytes = shape.numel() * dtype_size(d);
-    header[t.name] = {{"dtype", dtype_name(d)}, {"shape", dims}, {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+  for (const HeaderEntry& e : entries) {
+    const std::string name(e.name);
+    if (name.empty() || name == "__metadata__") throw_error("save_safetensors ", path, ": '", name, "' is not a valid tensor name");
+    if (header.contains(name)) throw_error("save_safetensors ", path, ": tensor '", name, "' is given twice");
+    header[name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.dims}, {"data_offsets", {offset, offset + e.bytes}}};
+    offset += e.bytes;
   }
   std::string text = header.dump();
   text.append((8 - (8 + text.size()) % 8) % 8, ' ');
   const std::uint64_t header_len = text.size();
-  std::array<std::byte, 8> len_bytes{};
-  std::memcpy(len_bytes.data(), &header_len, 8);
+  std::string out(8, '\0');
+  std::memcpy(out.data(), &header_len, 8);
+  return out + text;
+}
+}  // namespace detail
 
+// Writes the tensors in the given order with `dtype` (F32, BF16, F16 or F64) unless a
+// tensor names its own.
+inline void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, Dtype dtype,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<detail::HeaderEntry> entries;
+  for (const NamedTensor& t : tensors) {
+    const Dtype d = t.dtype.value_or(dtype);
+    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
+    const Shape& shape = source_shape(t.data);
+    std::vector<std::int64_t> dims;
+    for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
+    entries.push_back({t.name, d, std::move(dims), shape.numel() * dtype_size(d)});
+  }
   AtomicFileWriter writer(path);
-  writer.write(len_bytes);
-  writer.write(text);
+  writer.write(detail::safetensors_header(path, entries, metadata));
   std::vector<std::byte> stage;
   for (const NamedTensor& t : tensors) {
     const Dtype d = t.dtype.value_or(dtype);
@@ -5755,6 +5772,33 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
         },
         t.data);
   }
+  writer.commit();
+}
+
+// A tensor already in its file encoding (little-endian bytes of `dtype`), for
+// state that is not a model weight: optimizer moments, a split master's U16 trail.
+struct RawTensor {
+  std::string name;
+  Dtype dtype = Dtype::f32;
+  std::vector<std::int64_t> dims;
+  std::span<const std::byte> bytes;
+};
+
+inline void save_safetensors(const std::filesystem::path& path, std::span<const RawTensor> tensors,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<detail::HeaderEntry> entries;
+  for (const RawTensor& t : tensors) {
+    std::size_t count = 1;
+    for (std::int64_t d : t.dims) count *= static_cast<std::size_t>(d);
+    if (count * dtype_size(t.dtype) != t.bytes.size()) {
+      throw_error("save_safetensors ", path, ", tensor '", t.name, "': ", t.bytes.size(), " bytes do not hold ", count,
+                  " elements of ", dtype_name(t.dtype));
+    }
+    entries.push_back({t.name, t.dtype, t.dims, t.bytes.size()});
+  }
+  AtomicFileWriter writer(path);
+  writer.write(detail::safetensors_header(path, entries, metadata));
+  for (const RawTensor& t : tensors) writer.write(t.bytes);
   writer.commit();
 }
 
@@ -7339,7 +7383,8 @@ class BertForQuestionAnswering {
 //   auto report = optim::clip_and_step(opt, scaler, grads, schedule.lr(opt.steps()), 1.0);
 //   // report.grad_norm, report.applied, report.loss_scale, report.skipped_steps
 //
-// Checkpoints: opt.state_dict() (tensors + JSON scalars), scaler.state(), schedule.state().
+// Checkpoints: save_optimizer_state(dir, opt.state_dict(), scaler.state(), schedule.state())
+// and load_optimizer_state(dir) (optim/checkpoint.hpp).
 // ---- begin mpt/core/fp16_convert.hpp ----
 // fp16 (IEEE binary16, stored as Eigen::half) and array conversions float <-> fp16.
 // The scalar functions are the reference; the F16C path (AVX2 level) and the
@@ -8511,6 +8556,84 @@ using PureBf16AdamW = AdamW<precision::bf16_pure, weights::stochastic_rounding>;
 
 #pragma GCC diagnostic pop
 // ---- end mpt/optim/adamw.hpp ----
+// ---- begin mpt/optim/checkpoint.hpp ----
+// Optimizer, loss-scaler and scheduler state in a checkpoint folder, so that
+// a resumed run continues bit-identically:
+//
+//   dir/optimizer.safetensors   the optimizer's tensors (moments, master
+//                               weights or trails), raw, in their own dtype
+//   dir/optimizer_state.json    {"optimizer": scalars, "scaler": ..., "scheduler": ...}
+//
+//   save_optimizer_state(dir, opt.state_dict(), scaler.state(), schedule.state());
+//   auto loaded = load_optimizer_state(dir);
+//   opt.load_state_dict(loaded.optimizer.view());
+//   scaler.load_state(loaded.scaler);  schedule.load_state(loaded.scheduler);
+//
+// Both files are written atomically (temp file + rename); a missing, truncated
+// or foreign file is an mpt::Error naming it.
+
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mpt::optim {
+
+inline constexpr const char* optimizer_tensors_file = "optimizer.safetensors";
+inline constexpr const char* optimizer_scalars_file = "optimizer_state.json";
+
+inline void save_optimizer_state(const std::filesystem::path& dir, const StateDict& optimizer,
+                                 const nlohmann::json& scaler = nlohmann::json::object(),
+                                 const nlohmann::json& scheduler = nlohmann::json::object()) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw_error("save_optimizer_state: cannot create the folder ", dir, ": ", ec.message());
+  std::vector<io::RawTensor> tensors;
+  tensors.reserve(optimizer.tensors.size());
+  for (const StateTensor& t : optimizer.tensors) {
+    const auto dtype = io::parse_dtype(t.dtype);
+    if (!dtype) throw_error("save_optimizer_state: tensor '", t.name, "' has unknown dtype '", t.dtype, "'");
+    tensors.push_back({t.name, *dtype, {static_cast<std::int64_t>(t.count)}, std::span<const std::byte>(t.data, t.bytes())});
+  }
+  io::save_safetensors(dir / optimizer_tensors_file, std::span<const io::RawTensor>(tensors), {{"format", "mpt-optimizer"}});
+  const nlohmann::json scalars = {{"optimizer", optimizer.scalars}, {"scaler", scaler}, {"scheduler", scheduler}};
+  io::write_file_atomic(dir / optimizer_scalars_file, scalars.dump(2) + "\n");
+}
+
+struct LoadedOptimizerState {
+  SavedState optimizer;  // owns copies of the tensors
+  nlohmann::json scaler;
+  nlohmann::json scheduler;
+};
+
+inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& dir) {
+  const auto json_path = dir / optimizer_scalars_file;
+  nlohmann::json scalars;
+  try {
+    scalars = nlohmann::json::parse(io::read_text_file(json_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw_error("load_optimizer_state: ", json_path, " is not valid JSON (", e.what(),
+                "); the checkpoint is damaged: resume from an earlier one");
+  }
+  for (const char* key : {"optimizer", "scaler", "scheduler"}) {
+    if (!scalars.contains(key) || !scalars[key].is_object()) {
+      throw_error("load_optimizer_state: ", json_path, " has no \"", key, "\" object; it was not written by save_optimizer_state");
+    }
+  }
+  const auto file = io::SafetensorsFile::open(dir / optimizer_tensors_file);
+  StateDict view;
+  view.scalars = scalars["optimizer"];
+  for (const io::SafetensorsEntry& e : file.tensors()) {
+    // SavedState copies from these views before `file` is unmapped; they are only read.
+    view.tensors.push_back({e.name, std::string(io::dtype_name(e.dtype)), e.numel(), const_cast<std::byte*>(e.bytes.data())});
+  }
+  return {SavedState(view), scalars["scaler"], scalars["scheduler"]};
+}
+
+}  // namespace mpt::optim
+// ---- end mpt/optim/checkpoint.hpp ----
 // ---- begin mpt/optim/fp16_policy.hpp ----
 // fp16 storage: fp16 weights and activations (F16C conversions), fp32
 // compute, gradients and master weights. fp16's narrow exponent range is

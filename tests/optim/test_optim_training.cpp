@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <string>
@@ -548,4 +550,56 @@ TEST_CASE("nn::Parameters: AdamW updates the model's own fp32 master and bf16 co
   CHECK(rounded == table.size());
   CHECK(padding_zero == table.size());
   CHECK(opt.state_dict().tensors.size() == 2);  // moments only: the master is the model's
+}
+
+TEST_CASE_TEMPLATE("state through files: save_optimizer_state / load_optimizer_state resume bit-identically", C,
+                   MPT_ALL_CONFIGS) {
+  const std::size_t n = 1001;
+  const auto dir = std::filesystem::temp_directory_path() / "mpt_optim_state_resume";
+  std::filesystem::remove_all(dir);
+  const auto init = narrow_to<typename C::param_t>(bf16_exact_vector(n, 31));
+  optim::LrSchedule schedule{optim::ScheduleKind::linear, 1e-2, 2, 8};
+  auto run_step = [&](typename C::optimizer& opt, optim::DynamicLossScaler& scaler, int step) {
+    const auto g = random_vector(n, 500 + step, 0.2f * scaler.scale());
+    optim::clip_and_step(opt, scaler, std::span<const float>(g), schedule.lr(opt.steps()), 1.0);
+  };
+  auto params = init;
+  typename C::optimizer opt(std::span{params}, small_table(n), C::options());
+  optim::DynamicLossScaler scaler({.init_scale = 256.0f, .growth_interval = 2});
+  for (int step = 0; step < 3; ++step) run_step(opt, scaler, step);
+  optim::save_optimizer_state(dir, opt.state_dict(), scaler.state(), schedule.state());
+  const auto saved_params = params;
+  for (int step = 3; step < 6; ++step) run_step(opt, scaler, step);
+
+  auto resumed_params = saved_params;
+  typename C::optimizer resumed(std::span{resumed_params}, small_table(n), C::options());
+  optim::DynamicLossScaler resumed_scaler;
+  optim::LrSchedule resumed_schedule{optim::ScheduleKind::constant, 1.0, 0, 1};
+  const auto loaded = optim::load_optimizer_state(dir);
+  resumed.load_state_dict(loaded.optimizer.view());
+  resumed_scaler.load_state(loaded.scaler);
+  resumed_schedule.load_state(loaded.scheduler);
+  CHECK(resumed_schedule.state() == schedule.state());
+  for (int step = 3; step < 6; ++step) run_step(resumed, resumed_scaler, step);
+  CHECK(same_bits(resumed_params, params));
+  CHECK(resumed_scaler.state() == scaler.state());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("optimizer state files: damage is an error that names the file") {
+  const std::size_t n = 64;
+  const auto dir = std::filesystem::temp_directory_path() / "mpt_optim_state_damaged";
+  std::filesystem::remove_all(dir);
+  auto p = narrow_to<bf16>(random_vector(n, 1, 1.0f));
+  optim::AdamW<precision::bf16_mixed> opt(std::span{p}, small_table(n));
+  CHECK_THROWS_WITH_AS(optim::load_optimizer_state(dir), doctest::Contains("optimizer_state.json"), mpt::Error);
+  optim::save_optimizer_state(dir, opt.state_dict());
+  {
+    std::ofstream(dir / "optimizer_state.json") << "{\"optimizer\": {";
+  }
+  CHECK_THROWS_WITH_AS(optim::load_optimizer_state(dir), doctest::Contains("is not valid JSON"), mpt::Error);
+  optim::save_optimizer_state(dir, opt.state_dict());
+  std::filesystem::resize_file(dir / "optimizer.safetensors", 20);
+  CHECK_THROWS_WITH_AS(optim::load_optimizer_state(dir), doctest::Contains("optimizer.safetensors"), mpt::Error);
+  std::filesystem::remove_all(dir);
 }

@@ -520,36 +520,53 @@ inline const Shape& source_shape(const TensorSource& s) {
   return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, s);
 }
 
-// Writes the tensors in the given order with `dtype` (F32, BF16, F16 or F64) unless a
-// tensor names its own. The header is padded with spaces to a multiple of 8 bytes so
-// that the data buffer starts aligned, as the reference writer does.
-inline void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, Dtype dtype,
-                             const std::map<std::string, std::string>& metadata = {}) {
+namespace detail {
+// One header entry: name, file dtype, extents, byte count.
+struct HeaderEntry {
+  std::string_view name;
+  Dtype dtype;
+  std::vector<std::int64_t> dims;
+  std::size_t bytes;
+};
+
+// The 8-byte length and the JSON header, padded with spaces to a multiple of 8
+// bytes so that the data buffer starts aligned, as the reference writer does.
+inline std::string safetensors_header(const std::filesystem::path& path, std::span<const HeaderEntry> entries,
+                                      const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::size_t offset = 0;
-  std::vector<std::string_view> names;
-  for (const NamedTensor& t : tensors) {
-    const Dtype d = t.dtype.value_or(dtype);
-    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
-    if (t.name.empty() || t.name == "__metadata__") throw_error("save_safetensors ", path, ": '", t.name, "' is not a valid tensor name");
-    if (header.contains(t.name)) throw_error("save_safetensors ", path, ": tensor '", t.name, "' is given twice");
-    const Shape& shape = source_shape(t.data);
-    std::vector<std::int64_t> dims;
-    for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
-    const std::size_t bytes = shape.numel() * dtype_size(d);
-    header[t.name] = {{"dtype", dtype_name(d)}, {"shape", dims}, {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+  for (const HeaderEntry& e : entries) {
+    const std::string name(e.name);
+    if (name.empty() || name == "__metadata__") throw_error("save_safetensors ", path, ": '", name, "' is not a valid tensor name");
+    if (header.contains(name)) throw_error("save_safetensors ", path, ": tensor '", name, "' is given twice");
+    header[name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.dims}, {"data_offsets", {offset, offset + e.bytes}}};
+    offset += e.bytes;
   }
   std::string text = header.dump();
   text.append((8 - (8 + text.size()) % 8) % 8, ' ');
   const std::uint64_t header_len = text.size();
-  std::array<std::byte, 8> len_bytes{};
-  std::memcpy(len_bytes.data(), &header_len, 8);
+  std::string out(8, '\0');
+  std::memcpy(out.data(), &header_len, 8);
+  return out + text;
+}
+}  // namespace detail
 
+// Writes the tensors in the given order with `dtype` (F32, BF16, F16 or F64) unless a
+// tensor names its own.
+inline void save_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors, Dtype dtype,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<detail::HeaderEntry> entries;
+  for (const NamedTensor& t : tensors) {
+    const Dtype d = t.dtype.value_or(dtype);
+    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
+    const Shape& shape = source_shape(t.data);
+    std::vector<std::int64_t> dims;
+    for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
+    entries.push_back({t.name, d, std::move(dims), shape.numel() * dtype_size(d)});
+  }
   AtomicFileWriter writer(path);
-  writer.write(len_bytes);
-  writer.write(text);
+  writer.write(detail::safetensors_header(path, entries, metadata));
   std::vector<std::byte> stage;
   for (const NamedTensor& t : tensors) {
     const Dtype d = t.dtype.value_or(dtype);
@@ -566,6 +583,33 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
         },
         t.data);
   }
+  writer.commit();
+}
+
+// A tensor already in its file encoding (little-endian bytes of `dtype`), for
+// state that is not a model weight: optimizer moments, a split master's U16 trail.
+struct RawTensor {
+  std::string name;
+  Dtype dtype = Dtype::f32;
+  std::vector<std::int64_t> dims;
+  std::span<const std::byte> bytes;
+};
+
+inline void save_safetensors(const std::filesystem::path& path, std::span<const RawTensor> tensors,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<detail::HeaderEntry> entries;
+  for (const RawTensor& t : tensors) {
+    std::size_t count = 1;
+    for (std::int64_t d : t.dims) count *= static_cast<std::size_t>(d);
+    if (count * dtype_size(t.dtype) != t.bytes.size()) {
+      throw_error("save_safetensors ", path, ", tensor '", t.name, "': ", t.bytes.size(), " bytes do not hold ", count,
+                  " elements of ", dtype_name(t.dtype));
+    }
+    entries.push_back({t.name, t.dtype, t.dims, t.bytes.size()});
+  }
+  AtomicFileWriter writer(path);
+  writer.write(detail::safetensors_header(path, entries, metadata));
+  for (const RawTensor& t : tensors) writer.write(t.bytes);
   writer.commit();
 }
 

@@ -1,0 +1,80 @@
+#pragma once
+// Optimizer, loss-scaler and scheduler state in a checkpoint folder, so that
+// a resumed run continues bit-identically:
+//
+//   dir/optimizer.safetensors   the optimizer's tensors (moments, master
+//                               weights or trails), raw, in their own dtype
+//   dir/optimizer_state.json    {"optimizer": scalars, "scaler": ..., "scheduler": ...}
+//
+//   save_optimizer_state(dir, opt.state_dict(), scaler.state(), schedule.state());
+//   auto loaded = load_optimizer_state(dir);
+//   opt.load_state_dict(loaded.optimizer.view());
+//   scaler.load_state(loaded.scaler);  schedule.load_state(loaded.scheduler);
+//
+// Both files are written atomically (temp file + rename); a missing, truncated
+// or foreign file is an mpt::Error naming it.
+
+#include <mpt/io/file.hpp>
+#include <mpt/io/safetensors.hpp>
+#include <mpt/optim/state_dict.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mpt::optim {
+
+inline constexpr const char* optimizer_tensors_file = "optimizer.safetensors";
+inline constexpr const char* optimizer_scalars_file = "optimizer_state.json";
+
+inline void save_optimizer_state(const std::filesystem::path& dir, const StateDict& optimizer,
+                                 const nlohmann::json& scaler = nlohmann::json::object(),
+                                 const nlohmann::json& scheduler = nlohmann::json::object()) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw_error("save_optimizer_state: cannot create the folder ", dir, ": ", ec.message());
+  std::vector<io::RawTensor> tensors;
+  tensors.reserve(optimizer.tensors.size());
+  for (const StateTensor& t : optimizer.tensors) {
+    const auto dtype = io::parse_dtype(t.dtype);
+    if (!dtype) throw_error("save_optimizer_state: tensor '", t.name, "' has unknown dtype '", t.dtype, "'");
+    tensors.push_back({t.name, *dtype, {static_cast<std::int64_t>(t.count)}, std::span<const std::byte>(t.data, t.bytes())});
+  }
+  io::save_safetensors(dir / optimizer_tensors_file, std::span<const io::RawTensor>(tensors), {{"format", "mpt-optimizer"}});
+  const nlohmann::json scalars = {{"optimizer", optimizer.scalars}, {"scaler", scaler}, {"scheduler", scheduler}};
+  io::write_file_atomic(dir / optimizer_scalars_file, scalars.dump(2) + "\n");
+}
+
+struct LoadedOptimizerState {
+  SavedState optimizer;  // owns copies of the tensors
+  nlohmann::json scaler;
+  nlohmann::json scheduler;
+};
+
+inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& dir) {
+  const auto json_path = dir / optimizer_scalars_file;
+  nlohmann::json scalars;
+  try {
+    scalars = nlohmann::json::parse(io::read_text_file(json_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw_error("load_optimizer_state: ", json_path, " is not valid JSON (", e.what(),
+                "); the checkpoint is damaged: resume from an earlier one");
+  }
+  for (const char* key : {"optimizer", "scaler", "scheduler"}) {
+    if (!scalars.contains(key) || !scalars[key].is_object()) {
+      throw_error("load_optimizer_state: ", json_path, " has no \"", key, "\" object; it was not written by save_optimizer_state");
+    }
+  }
+  const auto file = io::SafetensorsFile::open(dir / optimizer_tensors_file);
+  StateDict view;
+  view.scalars = scalars["optimizer"];
+  for (const io::SafetensorsEntry& e : file.tensors()) {
+    // SavedState copies from these views before `file` is unmapped; they are only read.
+    view.tensors.push_back({e.name, std::string(io::dtype_name(e.dtype)), e.numel(), const_cast<std::byte*>(e.bytes.data())});
+  }
+  return {SavedState(view), scalars["scaler"], scalars["scheduler"]};
+}
+
+}  // namespace mpt::optim
