@@ -21,7 +21,6 @@
 #include <mpt/kernels/global_norm.hpp>
 #include <mpt/optim/adamw.hpp>
 #include <mpt/optim/checkpoint.hpp>
-#include <mpt/optim/fp16_policy.hpp>
 #include <mpt/optim/loss_scaler.hpp>
 #include <mpt/optim/nn_parameters.hpp>
 #include <mpt/optim/optimizer_step.hpp>

@@ -982,6 +982,9 @@ using bf16_mixed = precision_policy<bf16, bf16>;
 using fp64 = precision_policy<double, double, double, double>;
 // bf16 weights with no fp32 master (stochastic rounding in the optimizer).
 using bf16_pure = precision_policy<bf16, bf16, float, bf16>;
+// fp16 storage (F16C conversions), fp32 compute, gradients and master: the
+// narrow exponent range that dynamic loss scaling exists for.
+using fp16_mixed = precision_policy<Eigen::half, Eigen::half>;
 
 template <class T>
 struct is_precision_policy : std::false_type {};
@@ -8634,17 +8637,6 @@ inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& di
 
 }  // namespace mpt::optim
 // ---- end mpt/optim/checkpoint.hpp ----
-// ---- begin mpt/optim/fp16_policy.hpp ----
-// fp16 storage: fp16 weights and activations (F16C conversions), fp32
-// compute, gradients and master weights. fp16's narrow exponent range is
-// what dynamic loss scaling exists for. (Belongs with the other policies in
-// policy/precision.hpp; kept here until that file's owner takes it.)
-
-
-namespace mpt::precision {
-using fp16_mixed = precision_policy<fp16, fp16>;
-}  // namespace mpt::precision
-// ---- end mpt/optim/fp16_policy.hpp ----
 // ---- begin mpt/optim/loss_scaler.hpp ----
 // Loss scaling as a policy. The trainer multiplies the loss by scale() before
 // backward; the optimizer step multiplies gradients by inv_scale() and asks
@@ -9369,31 +9361,22 @@ struct LrSchedule {
 //   preds.write(output_dir);                          // eval_predictions.json, eval_nbest_predictions.json, ...
 //   write_json_atomic(output_dir / "eval_results.json", squad_evaluate(dev, preds).to_json());
 // ---- begin mpt/data/json_io.hpp ----
-// Small file helpers: whole-file reads and atomic JSON writes (temp + rename),
-// so a crash never leaves a half-written predictions file.
+// JSON files in and out for the data pipeline. Reads and atomic writes (temp
+// file in the same folder, fsync, rename) come from io/file.hpp, so a crash
+// never leaves a half-written predictions file.
 
 
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <system_error>
 
 namespace mpt::data {
 
-inline std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) mpt::throw_error("cannot open file '", path.string(), "'");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) mpt::throw_error("error reading file '", path.string(), "'");
-  return std::move(buffer).str();
-}
+using io::read_text_file;
 
-// Writes text to path via a temporary file in the same folder and a rename.
+// Writes text to path atomically, creating the folder if needed.
 inline void write_text_atomic(const std::filesystem::path& path, const std::string& text) {
   const std::filesystem::path parent = path.parent_path();
   if (!parent.empty()) {
@@ -9401,21 +9384,7 @@ inline void write_text_atomic(const std::filesystem::path& path, const std::stri
     std::filesystem::create_directories(parent, ec);
     if (ec) mpt::throw_error("cannot create folder '", parent.string(), "': ", ec.message());
   }
-  std::filesystem::path temp = path;
-  temp += ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) mpt::throw_error("cannot write file '", temp.string(), "'");
-    out << text;
-    out.flush();
-    if (!out) mpt::throw_error("error writing file '", temp.string(), "'");
-  }
-  std::error_code ec;
-  std::filesystem::rename(temp, path, ec);
-  if (ec) {
-    std::filesystem::remove(temp, ec);
-    mpt::throw_error("cannot rename '", temp.string(), "' to '", path.string(), "'");
-  }
+  io::write_file_atomic(path, std::string_view(text));
 }
 
 // JSON with Python json.dump(indent=4)-like layout, a final newline, ASCII

@@ -67,6 +67,9 @@ using bf16_mixed = precision_policy<bf16, bf16>;
 using fp64 = precision_policy<double, double, double, double>;
 // bf16 weights with no fp32 master (stochastic rounding in the optimizer).
 using bf16_pure = precision_policy<bf16, bf16, float, bf16>;
+// fp16 storage (F16C conversions), fp32 compute, gradients and master: the
+// narrow exponent range that dynamic loss scaling exists for.
+using fp16_mixed = precision_policy<Eigen::half, Eigen::half>;
 
 template <class T>
 struct is_precision_policy : std::false_type {};
