@@ -1,6 +1,6 @@
 // The README's example: build BERT-QA under a precision policy, load a
 // Hugging Face model folder, run forward and backward on one batch, read the
-// loss and the gradients.
+// loss and the gradients, and take an AdamW step on them.
 //
 //   bert_forward_backward MODEL_FOLDER      (config.json + model.safetensors)
 #include <mpt/mpt.hpp>
@@ -48,10 +48,19 @@ int main(int argc, char** argv) {
                 static_cast<double>(out.start_logits(0, 4)), std::sqrt(norm2), params.count(), params.numel());
     std::printf("qa_outputs.weight %s, first gradient %.6e\n", qa->shape.to_string().c_str(),
                 static_cast<double>(params.grad_flat()[qa->offset]));
+    // One optimizer step: AdamW over the model's flat buffers (fp32 master, bf16 copy
+    // rewritten in the same pass), gradients clipped to norm 1, as transformers' Trainer.
+    auto adamw = mpt::optim::make_adamw(params, {.lr = 1e-3, .weight_decay = 0.01});
+    mpt::optim::NoLossScaling no_scaling;  // bf16 needs none
+    const auto step = mpt::optim::clip_and_step(adamw, no_scaling, params.grad_flat(), 1e-3, 1.0);
+    params.zero_grad();
+    const auto after = model.forward(inputs, {.training = false});
+    std::printf("AdamW step: gradient norm %.4f, loss %.6f -> %.6f\n", step.grad_norm, out.loss, after.loss);
+
     const auto mem = model.memory();
     std::printf("memory: parameters %zu B, gradients %zu B, activations %zu B\n", mem.parameters, mem.gradients,
                 mem.activations);
-    return std::isfinite(out.loss) ? 0 : 1;
+    return std::isfinite(out.loss) && after.loss < out.loss ? 0 : 1;
   } catch (const mpt::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
