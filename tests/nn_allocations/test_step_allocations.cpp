@@ -1,7 +1,13 @@
 // A training step allocates nothing: after the first step has sized the
-// arenas, forward + backward make no call to operator new. This binary
-// replaces the global operator new to count calls (its own executable, so
-// the replacement touches no other test).
+// arenas and the kernels' scratch, forward + backward make no call to
+// operator new. This binary replaces the global operator new to count calls
+// (its own executable, so the replacement touches no other test).
+//
+// Measured on one thread, where it is deterministic. With several threads,
+// kernel scratch is per worker thread and grows the first time a worker runs
+// a given kernel, which depends on scheduling; the GEMM driver also takes a
+// fresh block when a worker re-enters it from a nested parallel region (see
+// kernels/gemm/scratch.hpp).
 #include <doctest/doctest.h>
 #include <mpt/mpt.hpp>
 
@@ -35,6 +41,7 @@ void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::fre
 
 TEST_CASE_TEMPLATE("forward + backward of BERT-QA allocate nothing after the first step", P, mpt::precision::fp32,
                    mpt::precision::bf16_mixed) {
+  mpt::ScopedNumThreads one_thread(1);
   mpt::io::BertConfig config;
   config.vocab_size = 50;
   config.hidden_size = 32;
