@@ -231,6 +231,10 @@ MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda
   } else {  // fp32 panels from fp32 or bf16
     for (std::size_t k = 0; k < kc; ++k) {
       const TA* row = a + (k0 + k) * lda + i0;
+      if (k + 2 * a_prefetch_groups < kc) {  // rows far apart: ask for later ones early
+        const char* ahead = reinterpret_cast<const char*>(row + 2 * a_prefetch_groups * lda);
+        for (std::size_t byte = 0; byte < rows * sizeof(TA); byte += 64) _mm_prefetch(ahead + byte, _MM_HINT_T0);
+      }
       for (std::size_t q = 0; q < panels; ++q) {
         const __mmask16 m = lanes16(std::min<std::size_t>(12, rows - q * 12));
         __m512 v;
