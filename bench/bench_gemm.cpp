@@ -7,12 +7,15 @@
 //   weight grad  dW[N x K] += dY^T X                          (fp32 gradient buffer)
 //
 // bench_gemm [--quick] [--threads=1,2] [--m=1024,4608] [--dtype=fp32,bf16] [--ops=fwd,dgrad,wgrad]
-//            [--isa=avx2|avx512|avx512_bf16] [--eigen] [--seconds=S]
+//            [--isa=avx2|avx512|avx512_bf16] [--eigen] [--seconds=S] [--no-references]
+// Built with OpenBLAS and/or oneDNN (see gemm_references.hpp), their GEMMs run the same
+// products right after mpt's, with the same thread count, unless --no-references.
 // Output: one JSON object per line per measurement, then a table. `fraction` divides by
 // the highest peak measured in the run (before the products and next to each one) for
 // the same kind (fp32 FMA or bf16 dot) and thread count; progress goes to stderr.
 
 #include "bench_common.hpp"
+#include "gemm_references.hpp"
 
 #include <Eigen/Core>
 
@@ -21,6 +24,8 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <thread>
+#include <unistd.h>
 
 namespace {
 
@@ -76,16 +81,26 @@ std::vector<T> random_matrix(std::size_t count, std::mt19937& rng) {
 
 int main(int argc, char** argv) {
   using namespace mpt;
+#if MPT_BENCH_OPENBLAS
+  // OpenBLAS reads OPENBLAS_CORETYPE when it loads: run again without it, so that
+  // it picks its kernels for this CPU itself (a preset "Haswell" means AVX2 only).
+  if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("OPENBLAS_L2_SIZE")) {
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("OPENBLAS_L2_SIZE");
+    execv("/proc/self/exe", argv);
+  }
+#endif
   std::vector<std::string> thread_list = {"1", std::to_string(std::thread::hardware_concurrency())};
   std::vector<std::string> m_list = {"1024", "4608"}, dtypes = {"fp32", "bf16"}, ops = {"fwd", "dgrad", "wgrad"};
   double seconds = 0.5;
-  bool eigen = false;
+  bool eigen = false, references = true;
   std::string isa_arg;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* key) { return a.rfind(key, 0) == 0 ? a.substr(std::strlen(key)) : std::string(); };
     if (a == "--quick") m_list = {"1024"}, seconds = 0.15;
     else if (a == "--eigen") eigen = true;
+    else if (a == "--no-references") references = false;
     else if (!value("--threads=").empty()) thread_list = split(value("--threads="));
     else if (!value("--m=").empty()) m_list = split(value("--m="));
     else if (!value("--dtype=").empty()) dtypes = split(value("--dtype="));
@@ -101,6 +116,7 @@ int main(int argc, char** argv) {
   ScopedIsa scoped_isa(isa);
   std::printf("# cpu: %s, isa %s, load average %.2f\n", bench::cpu_model().c_str(), std::string(isa_name(isa)).c_str(),
               bench::load_average());
+  std::printf("# references: %s\n", references ? bench::reference_versions().c_str() : "off");
 
   // Peaks for this run, per thread count: fp32 FMA at this ISA, bf16 dot if present.
   std::map<int, double> fma_peak, dot_peak;
@@ -176,6 +192,20 @@ int main(int argc, char** argv) {
               });
             }
             emit({op, dt, "mpt", M, N, K, t, g.best, g.median, g.cpu_best, peak});
+            if (references) {
+              const bench::LinearOperands operands{M,           N,           K,           x32.data(),  w32.data(),
+                                                   dy32.data(), bias.data(), x16.data(),  w16.data(),  dy16.data(),
+                                                   y32.data(),  dx32.data(), dw32.data(), y16.data(),  dx16.data()};
+              bench::set_reference_threads(t);
+              for (const auto& ref : bench::reference_gemms(op, dt, operands)) {
+                // Other libraries' worker threads spin for a while after a call: let them
+                // settle before timing the next library.
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                const Timing r = time_gflops(flops, seconds, ref.run);
+                emit({op, dt, ref.impl, M, N, K, t, r.best, r.median, r.cpu_best, peak});
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+              }
+            }
           }
         }
       }
@@ -234,5 +264,19 @@ int main(int argc, char** argv) {
     if (mean_cpu.count(key)) std::printf("   cpu-time %6.1f%%", 100 * mean_cpu[key] / v.second);
     std::printf("\n");
   }
+  // mpt's speed over each reference's, product by product (the same machine state).
+  std::map<std::string, std::pair<double, int>> ratio;
+  for (const Result& r : results) {
+    if (r.impl == "mpt") continue;
+    for (const Result& m : results) {
+      if (m.impl == "mpt" && m.op == r.op && m.dtype == r.dtype && m.m == r.m && m.n == r.n && m.k == r.k &&
+          m.threads == r.threads) {
+        auto& acc = ratio["mpt / " + r.impl + " " + r.dtype + " threads=" + std::to_string(r.threads)];
+        acc.first += m.gflops / r.gflops, acc.second += 1;
+      }
+    }
+  }
+  if (!ratio.empty()) std::printf("\nmean speed ratio, product by product:\n");
+  for (const auto& [key, v] : ratio) std::printf("  %-36s %5.2fx (%d products)\n", key.c_str(), v.first / v.second, v.second);
   return 0;
 }
