@@ -8,6 +8,8 @@
 //
 // bench_gemm [--quick] [--threads=1,2] [--m=1024,4608] [--dtype=fp32,bf16] [--ops=fwd,dgrad,wgrad]
 //            [--isa=avx2|avx512|avx512_bf16] [--eigen] [--seconds=S] [--no-references]
+// --ops may add wgrad_bias: weight and bias gradient fused (linear_weight_grad), against
+// the two calls gemm + bias_grad in the same run (impl "mpt-2pass").
 // Built with OpenBLAS and/or oneDNN (see gemm_references.hpp), their GEMMs run the same
 // products right after mpt's, with the same thread count, unless --no-references.
 // Output: one JSON object per line per measurement, then a table. `fraction` divides by
@@ -158,7 +160,7 @@ int main(int argc, char** argv) {
       convert(std::span<const float>(x32), std::span<bf16>(x16));
       convert(std::span<const float>(w32), std::span<bf16>(w16));
       convert(std::span<const float>(dy32), std::span<bf16>(dy16));
-      std::vector<float> y32(M * N), dx32(M * K), dw32(N * K), bias(N, 0.1f);
+      std::vector<float> y32(M * N), dx32(M * K), dw32(N * K), bias(N, 0.1f), db32(N);
       std::vector<bf16> y16(M * N), dx16(M * K);
       for (const auto& ts : thread_list) {
         const int t = std::stoi(ts);
@@ -185,11 +187,27 @@ int main(int argc, char** argv) {
                 if (b16) gemm(Trans::N, Trans::N, M, K, N, 1.0f, dy16.data(), N, w16.data(), K, 0.0f, dx16.data(), K);
                 else gemm(Trans::N, Trans::N, M, K, N, 1.0f, dy32.data(), N, w32.data(), K, 0.0f, dx32.data(), K);
               });
-            } else {
+            } else if (op == "wgrad") {
               g = time_gflops(flops, seconds, [&] {
                 if (b16) gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy16.data(), N, x16.data(), K, 1.0f, dw32.data(), K);
                 else gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy32.data(), N, x32.data(), K, 1.0f, dw32.data(), K);
               });
+            } else {  // wgrad_bias: the layer's weight and bias gradients, fused (one pass over dY)
+              g = time_gflops(flops, seconds, [&] {
+                if (b16) linear_weight_grad(M, N, K, dy16.data(), N, x16.data(), K, dw32.data(), K, db32.data());
+                else linear_weight_grad(M, N, K, dy32.data(), N, x32.data(), K, dw32.data(), K, db32.data());
+              });
+              // ... and as two calls, gemm then bias_grad (a second pass over dY).
+              const Timing two = time_gflops(flops, seconds, [&] {
+                if (b16) {
+                  gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy16.data(), N, x16.data(), K, 1.0f, dw32.data(), K);
+                  bias_grad(dy16.data(), M, N, N, db32.data());
+                } else {
+                  gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy32.data(), N, x32.data(), K, 1.0f, dw32.data(), K);
+                  bias_grad(dy32.data(), M, N, N, db32.data());
+                }
+              });
+              emit({op, dt, "mpt-2pass", M, N, K, t, two.best, two.median, two.cpu_best, peak});
             }
             emit({op, dt, "mpt", M, N, K, t, g.best, g.median, g.cpu_best, peak});
             if (references) {

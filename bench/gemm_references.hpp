@@ -116,6 +116,7 @@ inline std::vector<ReferenceGemm> reference_gemms([[maybe_unused]] const std::st
                                                   [[maybe_unused]] const std::string& dtype,
                                                   [[maybe_unused]] const LinearOperands& o) {
   std::vector<ReferenceGemm> refs;
+  if (op != "fwd" && op != "dgrad" && op != "wgrad") return refs;
 #if MPT_BENCH_OPENBLAS
   if (dtype == "fp32") {
     const int M = static_cast<int>(o.m), N = static_cast<int>(o.n), K = static_cast<int>(o.k);

@@ -2669,11 +2669,13 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
 //   gemm_strided_batched(ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
 //                        beta, C, ldc, stride_c, batch)        attention: batch x heads
 //   bias_grad(dY, M, N, ld, db)           db[j] += sum_i dY[i, j]
+//   linear_weight_grad(T, out, in, dY, ldy, X, ldx, dW, ldw, db)   dW += dY^T X and db in one pass over dY
 //
 // Linear layer y = x W^T + b, x [T x in], W [out x in]:
 //   forward      gemm(N, T, T, out, in, 1, x, in, W, in, 0, y, out, {bias, gelu})
 //   input grad   gemm(N, N, T, in, out, 1, dy, out, W, in, 0, dx, in)
-//   weight grad  gemm(T, N, out, in, T, 1, dy, out, x, in, 1, dW, in) + bias_grad(dy, T, out, out, db)
+//   weight grad  linear_weight_grad(T, out, in, dy, out, x, in, dW, in, db)   (dW += dy^T x, db += column sums of dy)
+//                = gemm(T, N, out, in, T, 1, dy, out, x, in, 1, dW, in) + bias_grad(dy, T, out, out, db), one pass
 //
 // Threads split output tiles, never the k reduction: results are bitwise identical
 // for any thread count. See gemm/driver.hpp for the blocking, gemm/dispatch.hpp
@@ -3802,7 +3804,7 @@ inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::s
 
 namespace mpt::detail {
 
-enum class ScratchSlot : int { packed_b = 0, packed_a = 1, partial_sums = 2 };
+enum class ScratchSlot : int { packed_b = 0, packed_a = 1, partial_sums = 2, row_sums = 3 };
 
 struct ScratchBlock {
   void* data = nullptr;
@@ -3820,7 +3822,7 @@ struct ScratchBlock {
 };
 
 inline ScratchBlock& thread_scratch(ScratchSlot slot) noexcept {
-  thread_local ScratchBlock blocks[3];
+  thread_local ScratchBlock blocks[4];
   return blocks[static_cast<int>(slot)];
 }
 
@@ -3862,6 +3864,8 @@ class ScratchLease {
 }  // namespace mpt::detail
 // ---- end mpt/kernels/gemm/scratch.hpp ----
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <type_traits>
@@ -3877,6 +3881,10 @@ struct GemmProblem {
   std::size_t lda;
   const typename Kernel::b_t* packed_b;
   EpilogueArgs<typename Kernel::acc_t, TC, TE, TR> store;
+  // If set, row_sums[i] += sum_k op(A)(i, k) for the rows of this product, summed from
+  // the packed panels in k order (A is then always packed): a linear layer's bias
+  // gradient, with op(A) = dY^T, without another pass over dY.
+  typename Kernel::acc_t* a_row_sums = nullptr;
 };
 
 struct TaskGrid {
@@ -3968,6 +3976,56 @@ inline SpreadPrefetch chunk_source_prefetch(Trans ta, const TA* a, std::size_t l
   return {a + i0, kc, (i1 - i0) * sizeof(TA), lda * sizeof(TA), steps};
 }
 
+// sums[i] += sum over k of a packed row panel's row i (i < rows), in k order.
+template <class Kernel>
+inline void add_packed_row_sums_reference(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows,
+                                          typename Kernel::acc_t* sums) noexcept {
+  constexpr std::size_t MR = Kernel::mr, KG = Kernel::kg;
+  using acc_t = typename Kernel::acc_t;
+  acc_t s[MR] = {};
+  for (std::size_t i = 0; i < rows; ++i) s[i] = sums[i];
+  for (std::size_t g = 0; g < groups; ++g)
+    for (std::size_t u = 0; u < KG; ++u)
+      for (std::size_t i = 0; i < MR; ++i) s[i] += convert_element<acc_t>(panel[(g * MR + i) * KG + u]);
+  for (std::size_t i = 0; i < rows; ++i) sums[i] = s[i];
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#if MPT_X86
+// The same sums for the 12-row AVX-512 panels, one lane per row (the same order per row).
+template <class AT>
+MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::size_t groups, std::size_t rows,
+                                                         float* sums) noexcept {
+  const __mmask16 m12 = 0x0FFF, live = static_cast<__mmask16>((1u << rows) - 1);
+  __m512 s = _mm512_maskz_loadu_ps(live, sums);
+  if constexpr (std::is_same_v<AT, bf16>) {  // k-pairs: low half of each 32-bit lane is the even k
+    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    for (std::size_t g = 0; g < groups; ++g) {
+      const __m512i w = _mm512_maskz_loadu_epi32(m12, panel + g * 24);
+      s = _mm512_add_ps(s, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+      s = _mm512_add_ps(s, _mm512_castsi512_ps(_mm512_and_si512(w, high)));
+    }
+  } else {
+    for (std::size_t g = 0; g < groups; ++g) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m12, panel + g * 12));
+  }
+  _mm512_mask_storeu_ps(sums, live, s);
+}
+#endif
+#pragma GCC diagnostic pop
+
+template <class Kernel>
+inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows,
+                                typename Kernel::acc_t* sums) noexcept {
+#if MPT_X86
+  if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && std::is_same_v<typename Kernel::acc_t, float>) {
+    return add_packed_row_sums_avx512(panel, groups, rows, sums);
+  }
+#endif
+  add_packed_row_sums_reference<Kernel>(panel, groups, rows, sums);
+}
+
 // Computes the tiles of C in row panels [p0, p1) x column panels [q0, q1).
 template <class Kernel, class TA, class TC, class TE, class TR>
 inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0,
@@ -3980,7 +4038,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   const std::size_t k_blocks = layout.k_blocks();
   // A is read in place when it already has the kernel's element type, row-major in k,
   // and (for k-pairs) every pair lies inside the row.
-  const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0;
+  const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0 && !pr.a_row_sums;
   // Full tiles accumulate straight into C when the store would be the identity.
   const bool c_direct = c_holds_running_sums(pr.store);
 
@@ -4021,6 +4079,12 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
       if (packed_from < c1) {
         pack_a_chunk<Kernel>(pr.ta, pr.a, pr.lda, packed_from * MR, std::min(c1 * MR, pr.m) - packed_from * MR, k0, kc,
                              a_pack.data() + (packed_from - c0) * MR * layout.kc, MR * layout.kc);
+      }
+      if (pr.a_row_sums && q0 == 0) {  // one task per row range adds (tasks splitting columns share rows)
+        for (std::size_t p = c0; p < c1; ++p) {
+          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR),
+                                      pr.a_row_sums + p * MR);
+        }
       }
       const bool last = blk + 1 == k_blocks;
       SpreadPrefetch next_chunk;
@@ -4111,6 +4175,7 @@ inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool paralle
 }  // namespace mpt::detail
 // ---- end mpt/kernels/gemm/driver.hpp ----
 
+#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 
@@ -4118,16 +4183,17 @@ namespace mpt {
 
 namespace detail {
 
+// ld_name: the caller's name of the leading dimension (default lda / ldb / ldc from name).
 inline void check_gemm_operand(const char* op, const char* name, Trans t, std::size_t rows, std::size_t cols,
-                               const void* p, std::size_t ld) {
+                               const void* p, std::size_t ld, const char* ld_name = nullptr) {
   // Stored shape of op(X) [rows x cols]: X itself is [rows x cols] (N) or [cols x rows] (T).
   const std::size_t stored_cols = t == Trans::N ? cols : rows;
   if (rows == 0 || cols == 0) return;
   if (p == nullptr) throw_error(op, ": ", name, " is null but op(", name, ") has shape [", rows, " x ", cols, "]");
   if (ld < stored_cols) {
     throw_error(op, ": leading dimension of ", name, " is ", ld, " but ", name, " is stored with ", stored_cols,
-                " columns (", t == Trans::N ? "N" : "T", "); pass ld", name[0] == 'A' ? "a" : name[0] == 'B' ? "b" : "c",
-                " >= ", stored_cols);
+                " columns (", t == Trans::N ? "N" : "T", "); pass ",
+                ld_name ? ld_name : name[0] == 'A' ? "lda" : name[0] == 'B' ? "ldb" : "ldc", " >= ", stored_cols);
   }
 }
 
@@ -4154,6 +4220,45 @@ GemmProblem<Kernel, TA, TC, TE, TR> make_problem(Trans ta, std::size_t m, std::s
 
 }  // namespace detail
 
+namespace detail {
+
+// gemm below, with op(A)'s row sums added into a_row_sums[M] on the way if it is set.
+template <class TA, class TB, class TC, class TE, class TR>
+void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, gemm_scalar_t<TA, TB> alpha,
+                   const TA* a, std::size_t lda, const TB* b, std::size_t ldb, gemm_scalar_t<TA, TB> beta, TC* c,
+                   std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue, gemm_scalar_t<TA, TB>* a_row_sums) {
+  with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
+    using Kernel = decltype(kernel);
+    using acc_t = typename Kernel::acc_t;
+    const auto whole = make_problem<Kernel>(ta, m, n, k, alpha, a, lda, nullptr, beta, c, ldc, epilogue);
+    // Row sums run from zero over all of k and are added once at the end, as bias_grad
+    // adds its column sums (the same bits).
+    ScratchLease<acc_t> running(ScratchSlot::row_sums, a_row_sums ? m : 0);
+    if (a_row_sums) std::fill(running.data(), running.data() + m, acc_t(0));
+    // When C can carry the running sums (e.g. a weight gradient accumulated into fp32),
+    // run one k-block at a time: only that block of op(B) is packed, and it stays in
+    // cache for all row tiles instead of streaming a large packed B from memory per tile.
+    const std::size_t step = c_holds_running_sums(whole.store) ? PanelLayout<Kernel>{k, n}.kc : k;
+    std::size_t k0 = 0;
+    do {
+      const std::size_t kb = std::min(step, k - k0);
+      const PanelLayout<Kernel> layout{kb, n};
+      ScratchLease<typename Kernel::b_t> packed(ScratchSlot::packed_b, layout.size());
+      pack_b<Kernel>(tb, kb, n, tb == Trans::N ? b + k0 * ldb : b + k0, ldb, packed.data(), true);
+      auto problem = make_problem<Kernel>(ta, m, n, kb, alpha, a_from_k(ta, a, lda, k0), lda, packed.data(),
+                                          k0 == 0 ? beta : 1, c, ldc, epilogue);
+      problem.a_row_sums = a_row_sums ? running.data() : nullptr;
+      run_gemm(problem, true);
+      k0 += kb;
+    } while (k0 < k);
+    if (a_row_sums) {
+      for (std::size_t i = 0; i < m; ++i) a_row_sums[i] += running.data()[i];
+    }
+  });
+}
+
+}  // namespace detail
+
 // C[M x N] = epilogue(alpha * op(A)[M x K] * op(B)[K x N] + beta * C).
 // TA, TB: float, bf16 or double; TC: float, bf16 or double. C is not read when beta == 0.
 template <class TA, class TB, class TC, class TE = float, class TR = TE>
@@ -4165,25 +4270,30 @@ void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detai
   detail::check_gemm_operand("gemm", "C", Trans::N, m, n, c, ldc);
   detail::check_epilogue("gemm", m, n, epilogue);
   if (m == 0 || n == 0) return;
-  detail::with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
-    using Kernel = decltype(kernel);
-    const auto whole = detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, nullptr, beta, c, ldc, epilogue);
-    // When C can carry the running sums (e.g. a weight gradient accumulated into fp32),
-    // run one k-block at a time: only that block of op(B) is packed, and it stays in
-    // cache for all row tiles instead of streaming a large packed B from memory per tile.
-    const std::size_t step = detail::c_holds_running_sums(whole.store) ? detail::PanelLayout<Kernel>{k, n}.kc : k;
-    std::size_t k0 = 0;
-    do {
-      const std::size_t kb = std::min(step, k - k0);
-      const detail::PanelLayout<Kernel> layout{kb, n};
-      detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
-      detail::pack_b<Kernel>(tb, kb, n, tb == Trans::N ? b + k0 * ldb : b + k0, ldb, packed.data(), true);
-      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, kb, alpha, detail::a_from_k(ta, a, lda, k0), lda,
-                                                    packed.data(), k0 == 0 ? beta : 1, c, ldc, epilogue),
-                       true);
-      k0 += kb;
-    } while (k0 < k);
-  });
+  detail::gemm_unpacked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue,
+                        static_cast<detail::gemm_scalar_t<TA, TB>*>(nullptr));
+}
+
+// Weight and bias gradients of a linear layer y = x W^T + b, x [T x in], W [out x in],
+// in one pass over dY [T x out] (the bias gradient is summed from the packed panels of dY^T):
+//   dW[out x in] += dY^T X          (fp32, or fp64 for fp64 operands)
+//   db[out]      += sum_t dY[t, :]  (when db is not null; the same bits as bias_grad)
+template <class T, class TG>
+void linear_weight_grad(std::size_t tokens, std::size_t out, std::size_t in, const T* dy, std::size_t ldy, const T* x,
+                        std::size_t ldx, TG* dw, std::size_t ldw, TG* db) {
+  static_assert(std::is_same_v<TG, detail::gemm_scalar_t<T, T>>,
+                "linear_weight_grad: gradients accumulate in the GEMM's accumulation type (float, or double for "
+                "double operands)");
+  detail::check_gemm_operand("linear_weight_grad", "dY", Trans::T, out, tokens, dy, ldy, "ldy");
+  detail::check_gemm_operand("linear_weight_grad", "X", Trans::N, tokens, in, x, ldx, "ldx");
+  detail::check_gemm_operand("linear_weight_grad", "dW", Trans::N, out, in, dw, ldw, "ldw");
+  if (out == 0) return;
+  if (in == 0) {  // no weight gradient, still a bias gradient
+    if (db) bias_grad(dy, tokens, out, ldy, db);
+    return;
+  }
+  detail::gemm_unpacked(Trans::T, Trans::N, out, in, tokens, TG(1), dy, ldy, x, ldx, TG(1), dw, ldw,
+                        GemmEpilogue<TG>{}, db);
 }
 
 // op(B) [K x N] packed for the micro-kernel that the active instruction set selects
@@ -6500,10 +6610,9 @@ class Linear {
     check_shape("Linear::backward", "dy", Shape{as_matrix(dy).rows, as_matrix(dy).cols}, Shape{x_.rows, out_});
     auto dw = ctx.params.grad(weight_);
     auto db = ctx.params.grad(bias_);
-    // dW [out, in] += dyᵀ [out, rows] · x [rows, in]
-    gemm(Trans::T, Trans::N, size(out_), size(in_), rows(), 1, dy.data(), size(out_), x_.data, size(in_), 1,
-         dw.data(), size(in_));
-    bias_grad(dy.data(), rows(), size(out_), size(out_), db.data());
+    // dW [out, in] += dyᵀ [out, rows] · x [rows, in], and db [out] += column sums of dy, in one pass over dy
+    linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_),
+                       db.data());
     if (dx.data() != nullptr) {
       check_shape("Linear::backward", "dx", Shape{as_matrix(dx).rows, as_matrix(dx).cols}, Shape{x_.rows, in_});
       const auto w = ctx.params.compute(weight_);

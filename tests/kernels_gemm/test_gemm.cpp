@@ -405,6 +405,70 @@ TEST_CASE_TEMPLATE("bias_grad sums columns of dY into db, deterministically", T,
   CHECK(failures == 0);
 }
 
+// The fused weight + bias gradient must give exactly what the two separate calls give:
+// the same GEMM (same packing, blocking and k order) and the same column sums of dY
+// (summed from zero in token order, then added to db once, as bias_grad does).
+TEST_CASE_TEMPLATE("linear_weight_grad = gemm(dY^T X) + bias_grad(dY), bit for bit, any thread count", T, float, bf16,
+                   double) {
+  using G = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  struct Shape {
+    std::size_t tokens, out, in, ldy, ldx;
+  };
+  // Odd sizes; partial row panels; tokens past one k-block of every kernel (fp32: 1536,
+  // bf16 pairs: 3072) with an odd count (a zero-padded last pair); columns split when
+  // the rows are few (out = 5).
+  const Shape shapes[] = {{1, 1, 1, 1, 1}, {37, 29, 45, 31, 47}, {3101, 50, 33, 53, 33}, {200, 5, 300, 5, 301}};
+  for (mpt::Isa isa : mpt::supported_isas()) {
+    mpt::ScopedIsa scoped(isa);
+    for (const Shape& sh : shapes) {
+      std::mt19937 rng(test_seed());
+      const auto dy = random_values<T>(sh.tokens * sh.ldy, rng);
+      const auto x = random_values<T>(sh.tokens * sh.ldx, rng);
+      std::vector<G> dw0(sh.out * sh.in), db0(sh.out);
+      for (auto& v : dw0) v = G(std::uniform_real_distribution<double>(-1, 1)(rng));
+      for (auto& v : db0) v = G(std::uniform_real_distribution<double>(-1, 1)(rng));
+      auto dw_sep = dw0, db_sep = db0;
+      mpt::gemm(Trans::T, Trans::N, sh.out, sh.in, sh.tokens, G(1), dy.data(), sh.ldy, x.data(), sh.ldx, G(1),
+                dw_sep.data(), sh.in);
+      mpt::bias_grad(dy.data(), sh.tokens, sh.out, sh.ldy, db_sep.data());
+      for (int threads : {1, 2}) {
+        mpt::ScopedNumThreads scoped_threads(threads);
+        auto dw = dw0, db = db0;
+        mpt::linear_weight_grad(sh.tokens, sh.out, sh.in, dy.data(), sh.ldy, x.data(), sh.ldx, dw.data(), sh.in,
+                                db.data());
+        INFO("isa " << mpt::isa_name(isa) << ", " << type_name<T>() << ", tokens " << sh.tokens << ", out " << sh.out
+                    << ", in " << sh.in << ", threads " << threads);
+        CHECK(std::memcmp(dw.data(), dw_sep.data(), dw.size() * sizeof(G)) == 0);
+        CHECK(std::memcmp(db.data(), db_sep.data(), db.size() * sizeof(G)) == 0);
+        // Without a bias: the weight gradient alone, unchanged.
+        auto dw_only = dw0;
+        mpt::linear_weight_grad(sh.tokens, sh.out, sh.in, dy.data(), sh.ldy, x.data(), sh.ldx, dw_only.data(), sh.in,
+                                static_cast<G*>(nullptr));
+        CHECK(std::memcmp(dw_only.data(), dw_sep.data(), dw.size() * sizeof(G)) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("linear_weight_grad names its operands in errors") {
+  std::vector<float> dy(12), x(12), dw(12), db(4);
+  try {
+    mpt::linear_weight_grad(3, 4, 3, dy.data(), 2, x.data(), 3, dw.data(), 3, db.data());
+    FAIL("expected an error");
+  } catch (const mpt::Error& e) {
+    MESSAGE(std::string(e.what()));
+    CHECK(std::string(e.what()).find("leading dimension of dY is 2") != std::string::npos);
+    CHECK(std::string(e.what()).find("pass ldy >= 4") != std::string::npos);
+  }
+  CHECK_THROWS_AS(mpt::linear_weight_grad(3, 4, 3, dy.data(), 4, x.data(), 2, dw.data(), 3, db.data()), mpt::Error);
+  CHECK_THROWS_AS(mpt::linear_weight_grad(3, 4, 3, dy.data(), 4, x.data(), 3, dw.data(), 2, db.data()), mpt::Error);
+  // No tokens: nothing changes (bias_grad adds zeros).
+  std::vector<float> dw1(12, 1.0f), db1(4, 2.0f);
+  mpt::linear_weight_grad(0, 4, 3, dy.data(), 4, x.data(), 3, dw1.data(), 3, db1.data());
+  CHECK(dw1 == std::vector<float>(12, 1.0f));
+  CHECK(db1 == std::vector<float>(4, 2.0f));
+}
+
 TEST_CASE("gemm rejects inconsistent arguments with a message") {
   std::vector<float> a(12), b(12), c(12);
   CHECK_THROWS_AS(mpt::gemm(Trans::N, Trans::N, 3, 4, 3, 1.0f, a.data(), 2, b.data(), 4, 0.0f, c.data(), 4), mpt::Error);

@@ -10,11 +10,13 @@
 //   gemm_strided_batched(ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
 //                        beta, C, ldc, stride_c, batch)        attention: batch x heads
 //   bias_grad(dY, M, N, ld, db)           db[j] += sum_i dY[i, j]
+//   linear_weight_grad(T, out, in, dY, ldy, X, ldx, dW, ldw, db)   dW += dY^T X and db in one pass over dY
 //
 // Linear layer y = x W^T + b, x [T x in], W [out x in]:
 //   forward      gemm(N, T, T, out, in, 1, x, in, W, in, 0, y, out, {bias, gelu})
 //   input grad   gemm(N, N, T, in, out, 1, dy, out, W, in, 0, dx, in)
-//   weight grad  gemm(T, N, out, in, T, 1, dy, out, x, in, 1, dW, in) + bias_grad(dy, T, out, out, db)
+//   weight grad  linear_weight_grad(T, out, in, dy, out, x, in, dW, in, db)   (dW += dy^T x, db += column sums of dy)
+//                = gemm(T, N, out, in, T, 1, dy, out, x, in, 1, dW, in) + bias_grad(dy, T, out, out, db), one pass
 //
 // Threads split output tiles, never the k reduction: results are bitwise identical
 // for any thread count. See gemm/driver.hpp for the blocking, gemm/dispatch.hpp
@@ -30,6 +32,7 @@
 #include <mpt/kernels/gemm/driver.hpp>
 #include <mpt/kernels/gemm/types.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 
@@ -37,16 +40,17 @@ namespace mpt {
 
 namespace detail {
 
+// ld_name: the caller's name of the leading dimension (default lda / ldb / ldc from name).
 inline void check_gemm_operand(const char* op, const char* name, Trans t, std::size_t rows, std::size_t cols,
-                               const void* p, std::size_t ld) {
+                               const void* p, std::size_t ld, const char* ld_name = nullptr) {
   // Stored shape of op(X) [rows x cols]: X itself is [rows x cols] (N) or [cols x rows] (T).
   const std::size_t stored_cols = t == Trans::N ? cols : rows;
   if (rows == 0 || cols == 0) return;
   if (p == nullptr) throw_error(op, ": ", name, " is null but op(", name, ") has shape [", rows, " x ", cols, "]");
   if (ld < stored_cols) {
     throw_error(op, ": leading dimension of ", name, " is ", ld, " but ", name, " is stored with ", stored_cols,
-                " columns (", t == Trans::N ? "N" : "T", "); pass ld", name[0] == 'A' ? "a" : name[0] == 'B' ? "b" : "c",
-                " >= ", stored_cols);
+                " columns (", t == Trans::N ? "N" : "T", "); pass ",
+                ld_name ? ld_name : name[0] == 'A' ? "lda" : name[0] == 'B' ? "ldb" : "ldc", " >= ", stored_cols);
   }
 }
 
@@ -73,6 +77,45 @@ GemmProblem<Kernel, TA, TC, TE, TR> make_problem(Trans ta, std::size_t m, std::s
 
 }  // namespace detail
 
+namespace detail {
+
+// gemm below, with op(A)'s row sums added into a_row_sums[M] on the way if it is set.
+template <class TA, class TB, class TC, class TE, class TR>
+void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, gemm_scalar_t<TA, TB> alpha,
+                   const TA* a, std::size_t lda, const TB* b, std::size_t ldb, gemm_scalar_t<TA, TB> beta, TC* c,
+                   std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue, gemm_scalar_t<TA, TB>* a_row_sums) {
+  with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
+    using Kernel = decltype(kernel);
+    using acc_t = typename Kernel::acc_t;
+    const auto whole = make_problem<Kernel>(ta, m, n, k, alpha, a, lda, nullptr, beta, c, ldc, epilogue);
+    // Row sums run from zero over all of k and are added once at the end, as bias_grad
+    // adds its column sums (the same bits).
+    ScratchLease<acc_t> running(ScratchSlot::row_sums, a_row_sums ? m : 0);
+    if (a_row_sums) std::fill(running.data(), running.data() + m, acc_t(0));
+    // When C can carry the running sums (e.g. a weight gradient accumulated into fp32),
+    // run one k-block at a time: only that block of op(B) is packed, and it stays in
+    // cache for all row tiles instead of streaming a large packed B from memory per tile.
+    const std::size_t step = c_holds_running_sums(whole.store) ? PanelLayout<Kernel>{k, n}.kc : k;
+    std::size_t k0 = 0;
+    do {
+      const std::size_t kb = std::min(step, k - k0);
+      const PanelLayout<Kernel> layout{kb, n};
+      ScratchLease<typename Kernel::b_t> packed(ScratchSlot::packed_b, layout.size());
+      pack_b<Kernel>(tb, kb, n, tb == Trans::N ? b + k0 * ldb : b + k0, ldb, packed.data(), true);
+      auto problem = make_problem<Kernel>(ta, m, n, kb, alpha, a_from_k(ta, a, lda, k0), lda, packed.data(),
+                                          k0 == 0 ? beta : 1, c, ldc, epilogue);
+      problem.a_row_sums = a_row_sums ? running.data() : nullptr;
+      run_gemm(problem, true);
+      k0 += kb;
+    } while (k0 < k);
+    if (a_row_sums) {
+      for (std::size_t i = 0; i < m; ++i) a_row_sums[i] += running.data()[i];
+    }
+  });
+}
+
+}  // namespace detail
+
 // C[M x N] = epilogue(alpha * op(A)[M x K] * op(B)[K x N] + beta * C).
 // TA, TB: float, bf16 or double; TC: float, bf16 or double. C is not read when beta == 0.
 template <class TA, class TB, class TC, class TE = float, class TR = TE>
@@ -84,25 +127,30 @@ void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detai
   detail::check_gemm_operand("gemm", "C", Trans::N, m, n, c, ldc);
   detail::check_epilogue("gemm", m, n, epilogue);
   if (m == 0 || n == 0) return;
-  detail::with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
-    using Kernel = decltype(kernel);
-    const auto whole = detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, nullptr, beta, c, ldc, epilogue);
-    // When C can carry the running sums (e.g. a weight gradient accumulated into fp32),
-    // run one k-block at a time: only that block of op(B) is packed, and it stays in
-    // cache for all row tiles instead of streaming a large packed B from memory per tile.
-    const std::size_t step = detail::c_holds_running_sums(whole.store) ? detail::PanelLayout<Kernel>{k, n}.kc : k;
-    std::size_t k0 = 0;
-    do {
-      const std::size_t kb = std::min(step, k - k0);
-      const detail::PanelLayout<Kernel> layout{kb, n};
-      detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
-      detail::pack_b<Kernel>(tb, kb, n, tb == Trans::N ? b + k0 * ldb : b + k0, ldb, packed.data(), true);
-      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, kb, alpha, detail::a_from_k(ta, a, lda, k0), lda,
-                                                    packed.data(), k0 == 0 ? beta : 1, c, ldc, epilogue),
-                       true);
-      k0 += kb;
-    } while (k0 < k);
-  });
+  detail::gemm_unpacked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue,
+                        static_cast<detail::gemm_scalar_t<TA, TB>*>(nullptr));
+}
+
+// Weight and bias gradients of a linear layer y = x W^T + b, x [T x in], W [out x in],
+// in one pass over dY [T x out] (the bias gradient is summed from the packed panels of dY^T):
+//   dW[out x in] += dY^T X          (fp32, or fp64 for fp64 operands)
+//   db[out]      += sum_t dY[t, :]  (when db is not null; the same bits as bias_grad)
+template <class T, class TG>
+void linear_weight_grad(std::size_t tokens, std::size_t out, std::size_t in, const T* dy, std::size_t ldy, const T* x,
+                        std::size_t ldx, TG* dw, std::size_t ldw, TG* db) {
+  static_assert(std::is_same_v<TG, detail::gemm_scalar_t<T, T>>,
+                "linear_weight_grad: gradients accumulate in the GEMM's accumulation type (float, or double for "
+                "double operands)");
+  detail::check_gemm_operand("linear_weight_grad", "dY", Trans::T, out, tokens, dy, ldy, "ldy");
+  detail::check_gemm_operand("linear_weight_grad", "X", Trans::N, tokens, in, x, ldx, "ldx");
+  detail::check_gemm_operand("linear_weight_grad", "dW", Trans::N, out, in, dw, ldw, "ldw");
+  if (out == 0) return;
+  if (in == 0) {  // no weight gradient, still a bias gradient
+    if (db) bias_grad(dy, tokens, out, ldy, db);
+    return;
+  }
+  detail::gemm_unpacked(Trans::T, Trans::N, out, in, tokens, TG(1), dy, ldy, x, ldx, TG(1), dw, ldw,
+                        GemmEpilogue<TG>{}, db);
 }
 
 // op(B) [K x N] packed for the micro-kernel that the active instruction set selects

@@ -55,10 +55,9 @@ class Linear {
     check_shape("Linear::backward", "dy", Shape{as_matrix(dy).rows, as_matrix(dy).cols}, Shape{x_.rows, out_});
     auto dw = ctx.params.grad(weight_);
     auto db = ctx.params.grad(bias_);
-    // dW [out, in] += dyᵀ [out, rows] · x [rows, in]
-    gemm(Trans::T, Trans::N, size(out_), size(in_), rows(), 1, dy.data(), size(out_), x_.data, size(in_), 1,
-         dw.data(), size(in_));
-    bias_grad(dy.data(), rows(), size(out_), size(out_), db.data());
+    // dW [out, in] += dyᵀ [out, rows] · x [rows, in], and db [out] += column sums of dy, in one pass over dy
+    linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_),
+                       db.data());
     if (dx.data() != nullptr) {
       check_shape("Linear::backward", "dx", Shape{as_matrix(dx).rows, as_matrix(dx).cols}, Shape{x_.rows, in_});
       const auto w = ctx.params.compute(weight_);

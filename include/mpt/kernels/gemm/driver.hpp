@@ -13,11 +13,14 @@
 // Every C element is one chain of fused multiply-adds in k order, whatever the
 // partition, so results are bitwise identical for any thread count.
 
+#include <mpt/core/cpu.hpp>
 #include <mpt/core/threads.hpp>
 #include <mpt/kernels/gemm/epilogue.hpp>
 #include <mpt/kernels/gemm/pack.hpp>
 #include <mpt/kernels/gemm/scratch.hpp>
 #include <mpt/kernels/gemm/types.hpp>
+
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -34,6 +37,10 @@ struct GemmProblem {
   std::size_t lda;
   const typename Kernel::b_t* packed_b;
   EpilogueArgs<typename Kernel::acc_t, TC, TE, TR> store;
+  // If set, row_sums[i] += sum_k op(A)(i, k) for the rows of this product, summed from
+  // the packed panels in k order (A is then always packed): a linear layer's bias
+  // gradient, with op(A) = dY^T, without another pass over dY.
+  typename Kernel::acc_t* a_row_sums = nullptr;
 };
 
 struct TaskGrid {
@@ -125,6 +132,56 @@ inline SpreadPrefetch chunk_source_prefetch(Trans ta, const TA* a, std::size_t l
   return {a + i0, kc, (i1 - i0) * sizeof(TA), lda * sizeof(TA), steps};
 }
 
+// sums[i] += sum over k of a packed row panel's row i (i < rows), in k order.
+template <class Kernel>
+inline void add_packed_row_sums_reference(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows,
+                                          typename Kernel::acc_t* sums) noexcept {
+  constexpr std::size_t MR = Kernel::mr, KG = Kernel::kg;
+  using acc_t = typename Kernel::acc_t;
+  acc_t s[MR] = {};
+  for (std::size_t i = 0; i < rows; ++i) s[i] = sums[i];
+  for (std::size_t g = 0; g < groups; ++g)
+    for (std::size_t u = 0; u < KG; ++u)
+      for (std::size_t i = 0; i < MR; ++i) s[i] += convert_element<acc_t>(panel[(g * MR + i) * KG + u]);
+  for (std::size_t i = 0; i < rows; ++i) sums[i] = s[i];
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#if MPT_X86
+// The same sums for the 12-row AVX-512 panels, one lane per row (the same order per row).
+template <class AT>
+MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::size_t groups, std::size_t rows,
+                                                         float* sums) noexcept {
+  const __mmask16 m12 = 0x0FFF, live = static_cast<__mmask16>((1u << rows) - 1);
+  __m512 s = _mm512_maskz_loadu_ps(live, sums);
+  if constexpr (std::is_same_v<AT, bf16>) {  // k-pairs: low half of each 32-bit lane is the even k
+    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    for (std::size_t g = 0; g < groups; ++g) {
+      const __m512i w = _mm512_maskz_loadu_epi32(m12, panel + g * 24);
+      s = _mm512_add_ps(s, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+      s = _mm512_add_ps(s, _mm512_castsi512_ps(_mm512_and_si512(w, high)));
+    }
+  } else {
+    for (std::size_t g = 0; g < groups; ++g) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m12, panel + g * 12));
+  }
+  _mm512_mask_storeu_ps(sums, live, s);
+}
+#endif
+#pragma GCC diagnostic pop
+
+template <class Kernel>
+inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows,
+                                typename Kernel::acc_t* sums) noexcept {
+#if MPT_X86
+  if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && std::is_same_v<typename Kernel::acc_t, float>) {
+    return add_packed_row_sums_avx512(panel, groups, rows, sums);
+  }
+#endif
+  add_packed_row_sums_reference<Kernel>(panel, groups, rows, sums);
+}
+
 // Computes the tiles of C in row panels [p0, p1) x column panels [q0, q1).
 template <class Kernel, class TA, class TC, class TE, class TR>
 inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0,
@@ -137,7 +194,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   const std::size_t k_blocks = layout.k_blocks();
   // A is read in place when it already has the kernel's element type, row-major in k,
   // and (for k-pairs) every pair lies inside the row.
-  const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0;
+  const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0 && !pr.a_row_sums;
   // Full tiles accumulate straight into C when the store would be the identity.
   const bool c_direct = c_holds_running_sums(pr.store);
 
@@ -178,6 +235,12 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
       if (packed_from < c1) {
         pack_a_chunk<Kernel>(pr.ta, pr.a, pr.lda, packed_from * MR, std::min(c1 * MR, pr.m) - packed_from * MR, k0, kc,
                              a_pack.data() + (packed_from - c0) * MR * layout.kc, MR * layout.kc);
+      }
+      if (pr.a_row_sums && q0 == 0) {  // one task per row range adds (tasks splitting columns share rows)
+        for (std::size_t p = c0; p < c1; ++p) {
+          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR),
+                                      pr.a_row_sums + p * MR);
+        }
       }
       const bool last = blk + 1 == k_blocks;
       SpreadPrefetch next_chunk;

@@ -11,7 +11,7 @@
 
 namespace mpt::detail {
 
-enum class ScratchSlot : int { packed_b = 0, packed_a = 1, partial_sums = 2 };
+enum class ScratchSlot : int { packed_b = 0, packed_a = 1, partial_sums = 2, row_sums = 3 };
 
 struct ScratchBlock {
   void* data = nullptr;
@@ -29,7 +29,7 @@ struct ScratchBlock {
 };
 
 inline ScratchBlock& thread_scratch(ScratchSlot slot) noexcept {
-  thread_local ScratchBlock blocks[3];
+  thread_local ScratchBlock blocks[4];
   return blocks[static_cast<int>(slot)];
 }
 
