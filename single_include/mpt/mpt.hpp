@@ -6361,13 +6361,13 @@ inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& 
 //
 //   x [B·S, H] act_t ──query/key/value──▶ Q, K, V [B·S, H] act_t
 //   per (batch b, head h), with Q_bh = Q[b·S .. b·S+S, h·d .. h·d+d]:
-//     scores = Q_bh K_bhᵀ                       [S, S] accum_t (workspace)
+//     scores = Q_bh K_bhᵀ                       [S, S] act_t (workspace; bf16 as autocast's matmul)
 //     probs  = softmax(scores / √d + mask_b)    [S, S] act_t (saved)
 //     kept   = dropout(probs)                   [S, S] act_t (saved when dropout is on)
 //     ctx_bh = kept V_bh                        [S, d] into ctx [B·S, H] act_t
 //   mask [B, S] fp32 additive: 0 where attended, finfo(float32).min where padded.
 //
-// Backward, for dctx [B·S, H] act_t:
+// Backward, for dctx [B·S, H] act_t (dkept stays fp32 from its GEMM, finer than autocast's bf16):
 //   dkept = dctx_bh V_bhᵀ,  dV_bh = keptᵀ dctx_bh,  dprobs = dropout'(dkept),
 //   dscores = softmax'(probs, dprobs) / √d,  dQ_bh = dscores K_bh,  dK_bh = dscoresᵀ Q_bh,
 //   then the three projections' backward accumulate into dx [B·S, H] (fp32 hidden type).
@@ -6676,7 +6676,7 @@ class BertSelfAttention {
     const auto th = static_cast<std::size_t>(d.tokens() * d.hidden);
     return 3 * Arena::bytes_for<act_t>(th) + (dropout ? 2 : 1) * Arena::bytes_for<act_t>(d.score_count());
   }
-  static std::size_t forward_workspace_bytes(const AttentionDims& d) { return Arena::bytes_for<hidden_t>(d.score_count()); }
+  static std::size_t forward_workspace_bytes(const AttentionDims& d) { return Arena::bytes_for<act_t>(d.score_count()); }
   static std::size_t backward_workspace_bytes(const AttentionDims& d) {
     const auto th = static_cast<std::size_t>(d.tokens() * d.hidden);
     return 3 * Arena::bytes_for<act_t>(th) + Arena::bytes_for<hidden_t>(d.score_count()) +
@@ -6698,14 +6698,17 @@ class BertSelfAttention {
     value_.forward(ctx, x, v_);
 
     const Shape scores_shape{d.batch, d.heads, d.seq, d.seq};
-    auto scores = ctx.workspace.template allocate<hidden_t>(scores_shape, "attention scores");
+    // Scores in the activation type, as autocast's bf16 matmul returns them (the 1/√d
+    // scaling is exact; the mask is added and softmax runs in fp32). Besides being what
+    // transformers computes, it halves the bytes of this memory-bound product at S = 384.
+    auto scores = ctx.workspace.template allocate<act_t>(scores_shape, "attention scores");
     for_each_batch([&](std::size_t b) {
       gemm_strided_batched(Trans::N, Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, q_.data() + row0(b), s(d.hidden),
                            s(d.head_dim()), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            scores.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), s(d.heads));
     });
     probs_ = ctx.activations.template allocate<act_t>(scores_shape, "attention probabilities");
-    kernels::softmax_forward(TensorView<const hidden_t>(scores), mask, 1.0 / std::sqrt(static_cast<double>(d.head_dim())), probs_);
+    kernels::softmax_forward(TensorView<const act_t>(scores), mask, 1.0 / std::sqrt(static_cast<double>(d.head_dim())), probs_);
     kept_ = probs_;
     if (dropout_active(ctx)) {
       kept_ = ctx.activations.template allocate<act_t>(scores_shape, "attention probabilities after dropout");

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Markdown tables for bench/RESULTS.md from bench_gemm's JSON lines.
+
+    build/bin/bench_gemm ... > gemm.jsonl
+    python3 tools/bench_gemm_table.py gemm.jsonl
+
+One row per product (op, dtype, M, K in, N out), one column group per thread
+count: mpt's GFLOP/s and fraction of the run's peak, then each reference's
+fraction and mpt's speed over it. Then the means the issue's targets are stated in.
+"""
+import collections
+import json
+import sys
+
+
+def main(path):
+    rows = [json.loads(line) for line in open(path) if line.startswith("{")]
+    products = [r for r in rows if "gflops" in r and r.get("op") not in ("peak", "peak_cpu_time")]
+    threads = sorted({r["threads"] for r in products})
+    impls = [i for i in ("openblas", "onednn", "mpt-2pass") if any(r["impl"] == i for r in products)]
+    by_key = {(r["op"], r["dtype"], r["M"], r["N"], r["K"], r["threads"], r["impl"]): r for r in products}
+    keys = []
+    for r in products:
+        k = (r["op"], r["dtype"], r["M"], r["N"], r["K"])
+        if r["impl"] == "mpt" and k not in keys:
+            keys.append(k)
+    keys.sort(key=lambda k: (k[1], k[2], k[4], k[3], ["fwd", "dgrad", "wgrad", "wgrad_bias"].index(k[0])))
+
+    head = ["product", "dtype", "M", "K", "N"]
+    for t in threads:
+        head += [f"{t} thr mpt GFLOP/s", f"{t} thr mpt % peak"]
+        head += [f"{t} thr {i} % peak" for i in impls]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    means = collections.defaultdict(list)
+    for op, dtype, m, n, k in keys:
+        cells = [op, dtype, str(m), str(k), str(n)]
+        for t in threads:
+            mine = by_key.get((op, dtype, m, n, k, t, "mpt"))
+            if mine is None:
+                cells += ["–", "–"] + ["–"] * len(impls)
+                continue
+            cells += [f"{mine['gflops']:.0f}", f"{100 * mine['fraction']:.1f}%"]
+            means[("mpt", dtype, t)].append(mine["fraction"])
+            for i in impls:
+                ref = by_key.get((op, dtype, m, n, k, t, i))
+                if ref is None:
+                    cells.append("–")
+                    continue
+                cells.append(f"{100 * ref['fraction']:.1f}% ({mine['gflops'] / ref['gflops']:.2f}x)")
+                means[(i, dtype, t)].append(ref["fraction"])
+                means[("ratio " + i, dtype, t)].append(mine["gflops"] / ref["gflops"])
+        print("| " + " | ".join(cells) + " |")
+    print()
+    for (impl, dtype, t), v in sorted(means.items()):
+        if impl.startswith("ratio"):
+            print(f"- mpt / {impl[6:]} {dtype}, {t} thread(s): {sum(v) / len(v):.2f}x mean speed ratio over {len(v)} products")
+        else:
+            print(f"- {impl} {dtype}, {t} thread(s): {100 * sum(v) / len(v):.1f}% of the run's peak, mean over {len(v)} products")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
