@@ -5,8 +5,10 @@
     python3 tools/bench_gemm_table.py gemm.jsonl
 
 One row per product (op, dtype, M, K in, N out), one column group per thread
-count: mpt's GFLOP/s and fraction of the run's peak, then each reference's
-fraction and mpt's speed over it. Then the means the issue's targets are stated in.
+count: mpt's GFLOP/s and fraction of the local peak (measured right before and
+after the product), then each reference's fraction and mpt's speed over it. Then
+the means the issue's targets are stated in, against the local peak and against
+the highest peak of the run.
 """
 import collections
 import json
@@ -42,6 +44,7 @@ def main(path):
                 continue
             cells += [f"{mine['gflops']:.0f}", f"{100 * mine['fraction']:.1f}%"]
             means[("mpt", dtype, t)].append(mine["fraction"])
+            means[("run-max mpt", dtype, t)].append(mine["run_fraction"])
             for i in impls:
                 ref = by_key.get((op, dtype, m, n, k, t, i))
                 if ref is None:
@@ -49,12 +52,15 @@ def main(path):
                     continue
                 cells.append(f"{100 * ref['fraction']:.1f}% ({mine['gflops'] / ref['gflops']:.2f}x)")
                 means[(i, dtype, t)].append(ref["fraction"])
+                means[("run-max " + i, dtype, t)].append(ref["run_fraction"])
                 means[("ratio " + i, dtype, t)].append(mine["gflops"] / ref["gflops"])
         print("| " + " | ".join(cells) + " |")
     print()
     for (impl, dtype, t), v in sorted(means.items()):
         if impl.startswith("ratio"):
             print(f"- mpt / {impl[6:]} {dtype}, {t} thread(s): {sum(v) / len(v):.2f}x mean speed ratio over {len(v)} products")
+        elif impl.startswith("run-max"):
+            print(f"- {impl[8:]} {dtype}, {t} thread(s): {100 * sum(v) / len(v):.1f}% of the highest peak of the run, mean over {len(v)} products")
         else:
             print(f"- {impl} {dtype}, {t} thread(s): {100 * sum(v) / len(v):.1f}% of the run's peak, mean over {len(v)} products")
 
