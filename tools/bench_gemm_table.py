@@ -62,7 +62,7 @@ def main(path):
         elif impl.startswith("run-max"):
             print(f"- {impl[8:]} {dtype}, {t} thread(s): {100 * sum(v) / len(v):.1f}% of the highest peak of the run, mean over {len(v)} products")
         else:
-            print(f"- {impl} {dtype}, {t} thread(s): {100 * sum(v) / len(v):.1f}% of the run's peak, mean over {len(v)} products")
+            print(f"- {impl} {dtype}, {t} thread(s): {100 * sum(v) / len(v):.1f}% of the local peak, mean over {len(v)} products")
 
 
 if __name__ == "__main__":
