@@ -8,6 +8,11 @@
 //
 // bench_gemm [--quick] [--threads=1,2] [--m=1024,4608] [--dtype=fp32,bf16] [--ops=fwd,dgrad,wgrad]
 //            [--isa=avx2|avx512|avx512_bf16] [--eigen] [--seconds=S] [--no-references]
+//            [--attention] [--seq=128,384]
+// --attention adds attention's batched bf16 products for 8 sequences x 12 heads of 64 at each
+// --seq (M N K below are then the GEMM's own), called per sequence as nn::BertSelfAttention does:
+//   attn_qk scores = Q K^T (bf16)   attn_pv ctx = P V   attn_dkept = dctx V^T (fp32)
+//   attn_dv dV = P^T dctx           attn_dq dQ = dscores K
 // --ops may add wgrad_bias: weight and bias gradient fused (linear_weight_grad), against
 // the two calls gemm + bias_grad in the same run (impl "mpt-2pass").
 // Built with OpenBLAS and/or oneDNN (see gemm_references.hpp), their GEMMs run the same
@@ -24,6 +29,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <random>
 #include <sstream>
@@ -97,7 +103,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> thread_list = {"1", std::to_string(std::thread::hardware_concurrency())};
   std::vector<std::string> m_list = {"1024", "4608"}, dtypes = {"fp32", "bf16"}, ops = {"fwd", "dgrad", "wgrad"};
   double seconds = 0.5;
-  bool eigen = false, references = true;
+  bool eigen = false, references = true, attention = false;
+  std::vector<std::string> seq_list = {"128", "384"};
   std::string isa_arg;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -105,6 +112,8 @@ int main(int argc, char** argv) {
     if (a == "--quick") m_list = {"1024"}, seconds = 0.15;
     else if (a == "--eigen") eigen = true;
     else if (a == "--no-references") references = false;
+    else if (a == "--attention") attention = true;
+    else if (!value("--seq=").empty()) seq_list = split(value("--seq="));
     else if (!value("--threads=").empty()) thread_list = split(value("--threads="));
     else if (!value("--m=").empty()) m_list = split(value("--m="));
     else if (!value("--dtype=").empty()) dtypes = split(value("--dtype="));
@@ -252,6 +261,83 @@ int main(int argc, char** argv) {
           else g = time_gflops(flops, seconds, [&] { dW.noalias() += dY.transpose() * X; });
           const double after = bench::measure_peak(bench::PeakKind::fma_fp32, isa, 1, 0.02, 5);
           emit({op, "fp32", "eigen", M, N, K, 1, g.best, g.median, g.cpu_best, std::max(before, after)});
+        }
+      }
+    }
+  }
+
+  if (attention) {
+    const std::size_t B = 8, H = 12, D = 64, hidden = H * D;
+    for (const auto& ss : seq_list) {
+      const std::size_t S = std::stoul(ss);
+      const double flops = 2.0 * B * H * S * S * D;
+      auto bf16_matrix = [&](std::size_t count) {
+        const auto v = random_matrix<float>(count, rng);
+        std::vector<bf16> out(count);
+        convert(std::span<const float>(v), std::span<bf16>(out));
+        return out;
+      };
+      const auto q = bf16_matrix(B * S * hidden), k = bf16_matrix(B * S * hidden), v = bf16_matrix(B * S * hidden),
+                 dctx = bf16_matrix(B * S * hidden), probs = bf16_matrix(B * H * S * S),
+                 dscores = bf16_matrix(B * H * S * S);
+      std::vector<bf16> scores(B * H * S * S), ctx(B * S * hidden), dv(B * S * hidden), dq(B * S * hidden);
+      std::vector<float> dkept(B * H * S * S);
+      const bench::AttentionOperands operands{B,           H,         S,         D,          q.data(),
+                                              k.data(),    v.data(),  probs.data(), dctx.data(), dscores.data(),
+                                              scores.data(), ctx.data(), dv.data(), dq.data(),  dkept.data()};
+      const std::size_t rows = S * hidden, squares = H * S * S;
+      struct AttentionOp {
+        const char* name;
+        std::size_t m, n, k;
+        std::function<void(std::size_t)> per_sequence;
+      };
+      const std::vector<AttentionOp> attention_ops = {
+          {"attn_qk", S, S, D, [&](std::size_t b) {
+             gemm_strided_batched(Trans::N, Trans::T, S, S, D, 1.0f, q.data() + b * rows, hidden, D, k.data() + b * rows,
+                                  hidden, D, 0.0f, scores.data() + b * squares, S, S * S, H);
+           }},
+          {"attn_pv", S, D, S, [&](std::size_t b) {
+             gemm_strided_batched(Trans::N, Trans::N, S, D, S, 1.0f, probs.data() + b * squares, S, S * S,
+                                  v.data() + b * rows, hidden, D, 0.0f, ctx.data() + b * rows, hidden, D, H);
+           }},
+          {"attn_dkept", S, S, D, [&](std::size_t b) {
+             gemm_strided_batched(Trans::N, Trans::T, S, S, D, 1.0f, dctx.data() + b * rows, hidden, D,
+                                  v.data() + b * rows, hidden, D, 0.0f, dkept.data() + b * squares, S, S * S, H);
+           }},
+          {"attn_dv", S, D, S, [&](std::size_t b) {
+             gemm_strided_batched(Trans::T, Trans::N, S, D, S, 1.0f, probs.data() + b * squares, S, S * S,
+                                  dctx.data() + b * rows, hidden, D, 0.0f, dv.data() + b * rows, hidden, D, H);
+           }},
+          {"attn_dq", S, D, S, [&](std::size_t b) {
+             gemm_strided_batched(Trans::N, Trans::N, S, D, S, 1.0f, dscores.data() + b * squares, S, S * S,
+                                  k.data() + b * rows, hidden, D, 0.0f, dq.data() + b * rows, hidden, D, H);
+           }},
+      };
+      for (const auto& ts : thread_list) {
+        const int t = std::stoi(ts);
+        ScopedNumThreads threads(t);
+        auto measure_local_peak = [&] {
+          return isa >= Isa::avx512_bf16 ? bench::measure_peak(bench::PeakKind::bf16_dot, isa, t, 0.02, 5)
+                                         : bench::measure_peak(bench::PeakKind::fma_fp32, isa, t, 0.02, 5);
+        };
+        for (const auto& aop : attention_ops) {
+          double before = measure_local_peak();
+          const Timing g = time_gflops(flops, seconds, [&] {
+            for (std::size_t b = 0; b < B; ++b) aop.per_sequence(b);
+          });
+          double after = measure_local_peak();
+          emit({aop.name, "bf16", "mpt", aop.m, aop.n, aop.k, t, g.best, g.median, g.cpu_best, std::max(before, after)});
+          if (!references) continue;
+          bench::set_reference_threads(t);
+          for (const auto& ref : bench::reference_attention_gemms(aop.name, operands)) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            before = measure_local_peak();
+            const Timing r = time_gflops(flops, seconds, ref.run);
+            after = measure_local_peak();
+            emit({aop.name, "bf16", ref.impl, aop.m, aop.n, aop.k, t, r.best, r.median, r.cpu_best,
+                  std::max(before, after)});
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          }
         }
       }
     }

@@ -79,11 +79,12 @@ class OnednnMatmul {
   using dims = dnnl::memory::dims;
 
   // C[M x N] (= or +=) op(A)[M x K] op(B)[K x N] (+ bias[N]); strides give the transposes.
+  // With 4-d dims {B, H, rows, cols}, a batch of B x H products (c_strides then needed).
   OnednnMatmul(dims a_dims, dims a_strides, const void* a, dims b_dims, dims b_strides, const void* b, dims c_dims,
-               void* c, dt type_ab, dt type_c, const float* bias, bool accumulate)
+               void* c, dt type_ab, dt type_c, const float* bias, bool accumulate, dims c_strides = {})
       : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
     const md a_md(a_dims, type_ab, a_strides), b_md(b_dims, type_ab, b_strides);
-    const md c_md(c_dims, type_c, dims{c_dims[1], 1});
+    const md c_md(c_dims, type_c, c_strides.empty() ? dims{c_dims[1], 1} : c_strides);
     const md bias_md = bias ? md(dims{1, c_dims[1]}, dt::f32, dims{c_dims[1], 1}) : md();
     dnnl::primitive_attr attr;
     if (accumulate) {
@@ -163,6 +164,50 @@ inline std::vector<ReferenceGemm> reference_gemms([[maybe_unused]] const std::st
     }
     refs.push_back({"onednn", [mm] { (*mm)(); }});
   }
+#endif
+  return refs;
+}
+
+// Attention's batched products over (batch x heads) at head size D = hidden / heads, in
+// the layout nn::BertSelfAttention uses: Q, K, V, dctx [B*S x hidden] with head h in
+// columns h*D..h*D+D; probabilities / score gradients [B x H x S x S].
+struct AttentionOperands {
+  std::size_t batch, heads, seq, head_dim;
+  const bf16 *q, *k, *v, *probs, *dctx, *dscores;
+  bf16 *scores, *ctx, *dv, *dq;
+  float* dkept;
+};
+
+inline std::vector<ReferenceGemm> reference_attention_gemms([[maybe_unused]] const std::string& op,
+                                                            [[maybe_unused]] const AttentionOperands& o) {
+  std::vector<ReferenceGemm> refs;
+#if MPT_BENCH_ONEDNN
+  using dt = OnednnMatmul::dt;
+  using dims = OnednnMatmul::dims;
+  const auto B = static_cast<long>(o.batch), H = static_cast<long>(o.heads), S = static_cast<long>(o.seq),
+             D = static_cast<long>(o.head_dim), hidden = H * D;
+  const dims heads_rows{S * hidden, D, hidden, 1};   // [B, H, S, D] view of a [B*S x hidden] matrix
+  const dims heads_cols{S * hidden, D, 1, hidden};   // the same, transposed: [B, H, D, S]
+  const dims square{H * S * S, S * S, S, 1};         // [B, H, S, S]
+  const dims square_t{H * S * S, S * S, 1, S};       // its transpose
+  std::shared_ptr<OnednnMatmul> mm;
+  if (op == "attn_qk") {  // scores = Q K^T (bf16, as autocast)
+    mm = std::make_shared<OnednnMatmul>(dims{B, H, S, D}, heads_rows, o.q, dims{B, H, D, S}, heads_cols, o.k,
+                                        dims{B, H, S, S}, o.scores, dt::bf16, dt::bf16, nullptr, false, square);
+  } else if (op == "attn_pv") {  // ctx = P V
+    mm = std::make_shared<OnednnMatmul>(dims{B, H, S, S}, square, o.probs, dims{B, H, S, D}, heads_rows, o.v,
+                                        dims{B, H, S, D}, o.ctx, dt::bf16, dt::bf16, nullptr, false, heads_rows);
+  } else if (op == "attn_dkept") {  // dkept = dctx V^T (fp32)
+    mm = std::make_shared<OnednnMatmul>(dims{B, H, S, D}, heads_rows, o.dctx, dims{B, H, D, S}, heads_cols, o.v,
+                                        dims{B, H, S, S}, o.dkept, dt::bf16, dt::f32, nullptr, false, square);
+  } else if (op == "attn_dv") {  // dV = P^T dctx
+    mm = std::make_shared<OnednnMatmul>(dims{B, H, S, S}, square_t, o.probs, dims{B, H, S, D}, heads_rows, o.dctx,
+                                        dims{B, H, S, D}, o.dv, dt::bf16, dt::bf16, nullptr, false, heads_rows);
+  } else if (op == "attn_dq") {  // dQ = dscores K
+    mm = std::make_shared<OnednnMatmul>(dims{B, H, S, S}, square, o.dscores, dims{B, H, S, D}, heads_rows, o.k,
+                                        dims{B, H, S, D}, o.dq, dt::bf16, dt::bf16, nullptr, false, heads_rows);
+  }
+  if (mm) refs.push_back({"onednn", [mm] { (*mm)(); }});
 #endif
   return refs;
 }
