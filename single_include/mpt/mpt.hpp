@@ -3391,6 +3391,40 @@ struct Avx512Bf16DotKernel {
       _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
     }
   }
+
+  // The same product stored straight into a bf16 C (C = A B, rounded to nearest even),
+  // without the fp32 tile and the separate store pass: with a short k (attention's 64)
+  // that pass is ~12% of the time. Rows holding an fp32 subnormal (which vcvtne2ps2bf16
+  // flushes) are narrowed exactly by narrow_lanes_avx512 instead.
+  MPT_TARGET_AVX512_BF16 static void run_store_bf16(std::size_t k_groups, const bf16* a, std::size_t rs_a,
+                                                    std::size_t cs_a, const bf16* b, bf16* c, std::size_t ldc) noexcept {
+    __m512 acc[12][2];
+#pragma GCC unroll 12
+    for (std::size_t i = 0; i < 12; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (std::size_t g = 0; g < k_groups; ++g, a += cs_a, b += 64) {
+      const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
+#pragma GCC unroll 12
+      for (std::size_t i = 0; i < 12; ++i) {
+        std::uint32_t pair;
+        std::memcpy(&pair, a + i * rs_a, sizeof pair);
+        const __m512bh ai = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+        acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+      }
+    }
+#pragma GCC unroll 12
+    for (std::size_t i = 0; i < 12; ++i) {
+      __m512i packed;
+      if ((_mm512_fpclass_ps_mask(acc[i][0], 0x20) | _mm512_fpclass_ps_mask(acc[i][1], 0x20)) == 0) {  // denormals
+        packed = (__m512i)_mm512_cvtne2ps_pbh(acc[i][1], acc[i][0]);
+      } else {
+        const __m256i lo = _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(acc[i][0])));
+        const __m256i hi = _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(acc[i][1])));
+        packed = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+      }
+      _mm512_storeu_si512(c + i * ldc, packed);
+    }
+  }
 };
 #endif
 
@@ -3524,6 +3558,8 @@ GemmKernel gemm_kernel_for(Isa isa = active_isa()) {
 //
 // With more than one k-block the partial sums wait in an fp32 buffer (never in a
 // bf16 C); the epilogue runs on each MR x NR tile right after its last k-block.
+// When C itself can carry the running sums (fp32 C, alpha = 1, beta 0 or 1, nothing
+// fused), full tiles accumulate in C and edge tiles start from it.
 // Every C element is one chain of fused multiply-adds in k order, whatever the
 // partition, so results are bitwise identical for any thread count.
 
@@ -3654,33 +3690,39 @@ MPT_TARGET_AVX512 inline void epilogue_row_avx512(const float* acc, std::size_t 
   }
 }
 
-// A whole tile (rows x cols <= 32 columns) of accumulators at acc[r * ld + j]:
-// constants and masks set up once, two vectors per row.
+// The store of one tile (<= 32 columns) on AVX-512: constants and masks set up once,
+// then two vectors per row: values(r) gives row r's 32 values before the conversion.
 template <class TC, class TE, class TR>
-MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows,
-                                                   std::size_t j0, std::size_t cols,
-                                                   const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
-  const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
-  const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1u) : __mmask16(0);
-  const __m512 alpha = _mm512_set1_ps(e.alpha), beta = _mm512_set1_ps(e.beta);
-  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rs2 = _mm512_set1_ps(inv_sqrt2);
-  const bool use_beta = e.beta != 0.0f, gelu = e.fused.gelu;
-  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-  if (e.fused.bias) {
-    bias0 = load_lanes_avx512(e.fused.bias + j0, m0);
-    bias1 = load_lanes_avx512(e.fused.bias + j0 + 16, m1);
+struct TileEpilogueAvx512 {
+  const EpilogueArgs<float, TC, TE, TR>& e;
+  const float* acc;
+  std::size_t ld, i0, j0;
+  __mmask16 m0, m1;
+  __m512 alpha, beta, bias0, bias1;
+
+  MPT_TARGET_AVX512 TileEpilogueAvx512(const EpilogueArgs<float, TC, TE, TR>& args, const float* a, std::size_t lda,
+                                       std::size_t i, std::size_t j, std::size_t cols) noexcept
+      : e(args), acc(a), ld(lda), i0(i), j0(j) {
+    m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
+    m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1u) : __mmask16(0);
+    alpha = _mm512_set1_ps(e.alpha);
+    beta = _mm512_set1_ps(e.beta);
+    bias0 = e.fused.bias ? load_lanes_avx512(e.fused.bias + j0, m0) : _mm512_setzero_ps();
+    bias1 = e.fused.bias ? load_lanes_avx512(e.fused.bias + j0 + 16, m1) : _mm512_setzero_ps();
   }
-  for (std::size_t r = 0; r < rows; ++r) {
-    TC* c = e.c + (i0 + r) * e.ldc + j0;
-    __m512 v0 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld));
-    __m512 v1 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld + 16));
-    if (use_beta) {
+  TC* c_row(std::size_t r) const noexcept { return e.c + (i0 + r) * e.ldc + j0; }
+  MPT_TARGET_AVX512 void values(std::size_t r, __m512& v0, __m512& v1) const noexcept {
+    TC* c = c_row(r);
+    v0 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld));
+    v1 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld + 16));
+    if (e.beta != 0.0f) {
       v0 = _mm512_fmadd_ps(beta, load_lanes_avx512(c, m0), v0);
       v1 = _mm512_fmadd_ps(beta, load_lanes_avx512(c + 16, m1), v1);
     }
     v0 = _mm512_add_ps(v0, bias0);
     v1 = _mm512_add_ps(v1, bias1);
-    if (gelu) {
+    if (e.fused.gelu) {
+      const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rs2 = _mm512_set1_ps(inv_sqrt2);
       v0 = _mm512_mul_ps(_mm512_mul_ps(half, v0), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v0, rs2))));
       v1 = _mm512_mul_ps(_mm512_mul_ps(half, v1), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v1, rs2))));
     }
@@ -3689,8 +3731,45 @@ MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t
       v0 = _mm512_add_ps(v0, load_lanes_avx512(res, m0));
       v1 = _mm512_add_ps(v1, load_lanes_avx512(res + 16, m1));
     }
-    store_lanes_avx512(c, v0, m0);
-    store_lanes_avx512(c + 16, v1, m1);
+  }
+};
+
+// A whole tile (rows x cols <= 32 columns) of accumulators at acc[r * ld + j].
+template <class TC, class TE, class TR>
+MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows,
+                                                   std::size_t j0, std::size_t cols,
+                                                   const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
+  const TileEpilogueAvx512<TC, TE, TR> tile(e, acc, ld, i0, j0, cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    __m512 v0, v1;
+    tile.values(r, v0, v1);
+    store_lanes_avx512(tile.c_row(r), v0, tile.m0);
+    store_lanes_avx512(tile.c_row(r) + 16, v1, tile.m1);
+  }
+}
+
+// The same tile into bf16 C with vcvtne2ps2bf16: 32 values rounded to nearest even in one
+// instruction and one 64-byte store per row (the emulated narrowing costs ~10 instructions
+// per 16 values, which matters when k is short, as in attention's k = 64). The instruction
+// flushes fp32 subnormals, so a row holding one takes the exact path of narrow_lanes_avx512.
+template <class TE, class TR>
+MPT_TARGET_AVX512_BF16 inline void epilogue_tile_avx512_bf16(const float* acc, std::size_t ld, std::size_t i0,
+                                                             std::size_t rows, std::size_t j0, std::size_t cols,
+                                                             const EpilogueArgs<float, bf16, TE, TR>& e) noexcept {
+  const TileEpilogueAvx512<bf16, TE, TR> tile(e, acc, ld, i0, j0, cols);
+  const __mmask32 mask = cols >= 32 ? ~__mmask32(0) : __mmask32((std::uint64_t(1) << cols) - 1u);
+  for (std::size_t r = 0; r < rows; ++r) {
+    __m512 v0, v1;
+    tile.values(r, v0, v1);
+    bf16* c = tile.c_row(r);
+    if ((_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) == 0) {  // 0x20: denormal
+      const __m512i packed = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+      if (cols >= 32) _mm512_storeu_si512(c, packed);
+      else _mm512_mask_storeu_epi16(c, mask, packed);
+    } else {
+      store_lanes_avx512(c, v0, tile.m0);
+      store_lanes_avx512(c + 16, v1, tile.m1);
+    }
   }
 }
 
@@ -3782,6 +3861,9 @@ inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::s
 #if MPT_X86
   if constexpr (isa >= Isa::avx512 && std::is_same_v<Acc, float> && !std::is_same_v<TC, double> &&
                 !std::is_same_v<TE, double> && !std::is_same_v<TR, double>) {
+    if constexpr (isa >= Isa::avx512_bf16 && std::is_same_v<TC, bf16>) {
+      if (cols <= 32) return epilogue_tile_avx512_bf16(acc, ld, i0, rows, j0, cols, e);
+    }
     if (cols <= 32) return epilogue_tile_avx512(acc, ld, i0, rows, j0, cols, e);
   }
 #endif
@@ -4041,6 +4123,11 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0 && !pr.a_row_sums;
   // Full tiles accumulate straight into C when the store would be the identity.
   const bool c_direct = c_holds_running_sums(pr.store);
+  // A bf16 C with nothing to apply (alpha = 1, beta = 0, nothing fused) and one k-block:
+  // kernels that can round their accumulators into C store full tiles themselves.
+  constexpr bool kernel_stores_bf16 = requires { &Kernel::run_store_bf16; } && std::is_same_v<TC, bf16>;
+  const bool bf16_direct = kernel_stores_bf16 && k_blocks == 1 && pr.store.alpha == acc_t(1) &&
+                           pr.store.beta == acc_t(0) && !pr.store.fused.fuses_anything();
 
   const std::size_t panels = p1 - p0;
   const std::size_t chunk_count = ceil_div(panels, chunk_panels_for<Kernel>(pr.ta));
@@ -4110,6 +4197,13 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             }
           }
           const APanel& ap = a_panels[p - c0];
+          if constexpr (kernel_stores_bf16) {
+            if (bf16_direct && mr_eff == MR && nr_eff == NR) {
+              Kernel::run_store_bf16(groups, ap.data, ap.rs, ap.cs, b_panel, pr.store.c + i0 * pr.store.ldc + j0,
+                                     pr.store.ldc);
+              continue;
+            }
+          }
           if (c_direct && mr_eff == MR && nr_eff == NR) {
             // alpha = 1, beta in {0, 1}, nothing fused, C in the accumulation type:
             // C itself holds the running sums, with no separate store pass.
@@ -4124,6 +4218,26 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
           if (k_blocks > 1) {
             ld = cols;
             acc = partial.data() + (p - c0) * MR * ld + (q - q0) * NR;
+          }
+          if constexpr (std::is_same_v<TC, acc_t>) {
+            if (c_direct) {
+              // An edge tile of a product whose C carries the running sums (a weight
+              // gradient, or a product gemm splits into k-blocks): continue C's chain
+              // rather than adding a separate one, so that every element of C is one
+              // chain of multiply-adds in k order, as in the full tiles.
+              const bool from_c = blk == 0 && pr.store.beta != 0;
+              if (from_c) {
+                for (std::size_t r = 0; r < MR; ++r)
+                  for (std::size_t j = 0; j < NR; ++j)
+                    acc[r * ld + j] = r < mr_eff && j < nr_eff ? pr.store.c[(i0 + r) * pr.store.ldc + j0 + j] : acc_t(0);
+              }
+              Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0 || from_c);
+              if (last) {
+                for (std::size_t r = 0; r < mr_eff; ++r)
+                  std::copy(acc + r * ld, acc + r * ld + nr_eff, pr.store.c + (i0 + r) * pr.store.ldc + j0);
+              }
+              continue;
+            }
           }
           Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0);
           if (last) {

@@ -469,6 +469,38 @@ TEST_CASE("linear_weight_grad names its operands in errors") {
   CHECK(db1 == std::vector<float>(4, 2.0f));
 }
 
+// A bf16 C with nothing fused is stored by the kernel itself where it can (vcvtne2ps2bf16
+// straight from the accumulators); that must round exactly as storing fp32 and
+// converting does (to nearest even), full tiles and edges alike. With k past one
+// k-block the fp32 C carries the running sums between blocks (edge tiles too): the
+// same single chain per element as the bf16 C's partial sums.
+TEST_CASE("gemm into bf16 = gemm into fp32 rounded to bf16, bit for bit") {
+  std::mt19937 rng(test_seed());
+  struct Dims {
+    std::size_t m, n, k;
+  };
+  // Attention's k = 64 (one k-block: stored by the kernel), edges in m and n, and a k past
+  // one k-block (stored through the fp32 tile) for contrast.
+  const Dims dims[] = {{48, 64, 64}, {37, 70, 64}, {24, 32, 2}, {30, 40, 3100}};
+  for (mpt::Isa isa : mpt::supported_isas()) {
+    mpt::ScopedIsa scoped(isa);
+    for (const Dims& d : dims) {
+      for (Trans tb : both) {
+        const auto a = random_values<bf16>(d.m * d.k, rng), b = random_values<bf16>(d.k * d.n, rng);
+        const std::size_t ldb = tb == Trans::N ? d.n : d.k;
+        std::vector<bf16> c16(d.m * d.n);
+        std::vector<float> c32(d.m * d.n);
+        mpt::gemm(Trans::N, tb, d.m, d.n, d.k, 1.0f, a.data(), d.k, b.data(), ldb, 0.0f, c16.data(), d.n);
+        mpt::gemm(Trans::N, tb, d.m, d.n, d.k, 1.0f, a.data(), d.k, b.data(), ldb, 0.0f, c32.data(), d.n);
+        std::size_t differ = 0;
+        for (std::size_t i = 0; i < c16.size(); ++i) differ += mpt::bf16_bits(c16[i]) != mpt::float_to_bf16_bits(c32[i]);
+        INFO("isa " << mpt::isa_name(isa) << ", m " << d.m << ", n " << d.n << ", k " << d.k);
+        CHECK(differ == 0);
+      }
+    }
+  }
+}
+
 TEST_CASE("gemm rejects inconsistent arguments with a message") {
   std::vector<float> a(12), b(12), c(12);
   CHECK_THROWS_AS(mpt::gemm(Trans::N, Trans::N, 3, 4, 3, 1.0f, a.data(), 2, b.data(), 4, 0.0f, c.data(), 4), mpt::Error);

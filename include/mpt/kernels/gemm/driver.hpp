@@ -10,6 +10,8 @@
 //
 // With more than one k-block the partial sums wait in an fp32 buffer (never in a
 // bf16 C); the epilogue runs on each MR x NR tile right after its last k-block.
+// When C itself can carry the running sums (fp32 C, alpha = 1, beta 0 or 1, nothing
+// fused), full tiles accumulate in C and edge tiles start from it.
 // Every C element is one chain of fused multiply-adds in k order, whatever the
 // partition, so results are bitwise identical for any thread count.
 
@@ -197,6 +199,11 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0 && !pr.a_row_sums;
   // Full tiles accumulate straight into C when the store would be the identity.
   const bool c_direct = c_holds_running_sums(pr.store);
+  // A bf16 C with nothing to apply (alpha = 1, beta = 0, nothing fused) and one k-block:
+  // kernels that can round their accumulators into C store full tiles themselves.
+  constexpr bool kernel_stores_bf16 = requires { &Kernel::run_store_bf16; } && std::is_same_v<TC, bf16>;
+  const bool bf16_direct = kernel_stores_bf16 && k_blocks == 1 && pr.store.alpha == acc_t(1) &&
+                           pr.store.beta == acc_t(0) && !pr.store.fused.fuses_anything();
 
   const std::size_t panels = p1 - p0;
   const std::size_t chunk_count = ceil_div(panels, chunk_panels_for<Kernel>(pr.ta));
@@ -266,6 +273,13 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             }
           }
           const APanel& ap = a_panels[p - c0];
+          if constexpr (kernel_stores_bf16) {
+            if (bf16_direct && mr_eff == MR && nr_eff == NR) {
+              Kernel::run_store_bf16(groups, ap.data, ap.rs, ap.cs, b_panel, pr.store.c + i0 * pr.store.ldc + j0,
+                                     pr.store.ldc);
+              continue;
+            }
+          }
           if (c_direct && mr_eff == MR && nr_eff == NR) {
             // alpha = 1, beta in {0, 1}, nothing fused, C in the accumulation type:
             // C itself holds the running sums, with no separate store pass.
@@ -280,6 +294,26 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
           if (k_blocks > 1) {
             ld = cols;
             acc = partial.data() + (p - c0) * MR * ld + (q - q0) * NR;
+          }
+          if constexpr (std::is_same_v<TC, acc_t>) {
+            if (c_direct) {
+              // An edge tile of a product whose C carries the running sums (a weight
+              // gradient, or a product gemm splits into k-blocks): continue C's chain
+              // rather than adding a separate one, so that every element of C is one
+              // chain of multiply-adds in k order, as in the full tiles.
+              const bool from_c = blk == 0 && pr.store.beta != 0;
+              if (from_c) {
+                for (std::size_t r = 0; r < MR; ++r)
+                  for (std::size_t j = 0; j < NR; ++j)
+                    acc[r * ld + j] = r < mr_eff && j < nr_eff ? pr.store.c[(i0 + r) * pr.store.ldc + j0 + j] : acc_t(0);
+              }
+              Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0 || from_c);
+              if (last) {
+                for (std::size_t r = 0; r < mr_eff; ++r)
+                  std::copy(acc + r * ld, acc + r * ld + nr_eff, pr.store.c + (i0 + r) * pr.store.ldc + j0);
+              }
+              continue;
+            }
           }
           Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0);
           if (last) {

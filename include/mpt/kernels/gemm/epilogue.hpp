@@ -129,33 +129,39 @@ MPT_TARGET_AVX512 inline void epilogue_row_avx512(const float* acc, std::size_t 
   }
 }
 
-// A whole tile (rows x cols <= 32 columns) of accumulators at acc[r * ld + j]:
-// constants and masks set up once, two vectors per row.
+// The store of one tile (<= 32 columns) on AVX-512: constants and masks set up once,
+// then two vectors per row: values(r) gives row r's 32 values before the conversion.
 template <class TC, class TE, class TR>
-MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows,
-                                                   std::size_t j0, std::size_t cols,
-                                                   const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
-  const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
-  const __mmask16 m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1u) : __mmask16(0);
-  const __m512 alpha = _mm512_set1_ps(e.alpha), beta = _mm512_set1_ps(e.beta);
-  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rs2 = _mm512_set1_ps(inv_sqrt2);
-  const bool use_beta = e.beta != 0.0f, gelu = e.fused.gelu;
-  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-  if (e.fused.bias) {
-    bias0 = load_lanes_avx512(e.fused.bias + j0, m0);
-    bias1 = load_lanes_avx512(e.fused.bias + j0 + 16, m1);
+struct TileEpilogueAvx512 {
+  const EpilogueArgs<float, TC, TE, TR>& e;
+  const float* acc;
+  std::size_t ld, i0, j0;
+  __mmask16 m0, m1;
+  __m512 alpha, beta, bias0, bias1;
+
+  MPT_TARGET_AVX512 TileEpilogueAvx512(const EpilogueArgs<float, TC, TE, TR>& args, const float* a, std::size_t lda,
+                                       std::size_t i, std::size_t j, std::size_t cols) noexcept
+      : e(args), acc(a), ld(lda), i0(i), j0(j) {
+    m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
+    m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1u) : __mmask16(0);
+    alpha = _mm512_set1_ps(e.alpha);
+    beta = _mm512_set1_ps(e.beta);
+    bias0 = e.fused.bias ? load_lanes_avx512(e.fused.bias + j0, m0) : _mm512_setzero_ps();
+    bias1 = e.fused.bias ? load_lanes_avx512(e.fused.bias + j0 + 16, m1) : _mm512_setzero_ps();
   }
-  for (std::size_t r = 0; r < rows; ++r) {
-    TC* c = e.c + (i0 + r) * e.ldc + j0;
-    __m512 v0 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld));
-    __m512 v1 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld + 16));
-    if (use_beta) {
+  TC* c_row(std::size_t r) const noexcept { return e.c + (i0 + r) * e.ldc + j0; }
+  MPT_TARGET_AVX512 void values(std::size_t r, __m512& v0, __m512& v1) const noexcept {
+    TC* c = c_row(r);
+    v0 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld));
+    v1 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld + 16));
+    if (e.beta != 0.0f) {
       v0 = _mm512_fmadd_ps(beta, load_lanes_avx512(c, m0), v0);
       v1 = _mm512_fmadd_ps(beta, load_lanes_avx512(c + 16, m1), v1);
     }
     v0 = _mm512_add_ps(v0, bias0);
     v1 = _mm512_add_ps(v1, bias1);
-    if (gelu) {
+    if (e.fused.gelu) {
+      const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rs2 = _mm512_set1_ps(inv_sqrt2);
       v0 = _mm512_mul_ps(_mm512_mul_ps(half, v0), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v0, rs2))));
       v1 = _mm512_mul_ps(_mm512_mul_ps(half, v1), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v1, rs2))));
     }
@@ -164,8 +170,45 @@ MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t
       v0 = _mm512_add_ps(v0, load_lanes_avx512(res, m0));
       v1 = _mm512_add_ps(v1, load_lanes_avx512(res + 16, m1));
     }
-    store_lanes_avx512(c, v0, m0);
-    store_lanes_avx512(c + 16, v1, m1);
+  }
+};
+
+// A whole tile (rows x cols <= 32 columns) of accumulators at acc[r * ld + j].
+template <class TC, class TE, class TR>
+MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows,
+                                                   std::size_t j0, std::size_t cols,
+                                                   const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
+  const TileEpilogueAvx512<TC, TE, TR> tile(e, acc, ld, i0, j0, cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    __m512 v0, v1;
+    tile.values(r, v0, v1);
+    store_lanes_avx512(tile.c_row(r), v0, tile.m0);
+    store_lanes_avx512(tile.c_row(r) + 16, v1, tile.m1);
+  }
+}
+
+// The same tile into bf16 C with vcvtne2ps2bf16: 32 values rounded to nearest even in one
+// instruction and one 64-byte store per row (the emulated narrowing costs ~10 instructions
+// per 16 values, which matters when k is short, as in attention's k = 64). The instruction
+// flushes fp32 subnormals, so a row holding one takes the exact path of narrow_lanes_avx512.
+template <class TE, class TR>
+MPT_TARGET_AVX512_BF16 inline void epilogue_tile_avx512_bf16(const float* acc, std::size_t ld, std::size_t i0,
+                                                             std::size_t rows, std::size_t j0, std::size_t cols,
+                                                             const EpilogueArgs<float, bf16, TE, TR>& e) noexcept {
+  const TileEpilogueAvx512<bf16, TE, TR> tile(e, acc, ld, i0, j0, cols);
+  const __mmask32 mask = cols >= 32 ? ~__mmask32(0) : __mmask32((std::uint64_t(1) << cols) - 1u);
+  for (std::size_t r = 0; r < rows; ++r) {
+    __m512 v0, v1;
+    tile.values(r, v0, v1);
+    bf16* c = tile.c_row(r);
+    if ((_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) == 0) {  // 0x20: denormal
+      const __m512i packed = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+      if (cols >= 32) _mm512_storeu_si512(c, packed);
+      else _mm512_mask_storeu_epi16(c, mask, packed);
+    } else {
+      store_lanes_avx512(c, v0, tile.m0);
+      store_lanes_avx512(c + 16, v1, tile.m1);
+    }
   }
 }
 
@@ -257,6 +300,9 @@ inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::s
 #if MPT_X86
   if constexpr (isa >= Isa::avx512 && std::is_same_v<Acc, float> && !std::is_same_v<TC, double> &&
                 !std::is_same_v<TE, double> && !std::is_same_v<TR, double>) {
+    if constexpr (isa >= Isa::avx512_bf16 && std::is_same_v<TC, bf16>) {
+      if (cols <= 32) return epilogue_tile_avx512_bf16(acc, ld, i0, rows, j0, cols, e);
+    }
     if (cols <= 32) return epilogue_tile_avx512(acc, ld, i0, rows, j0, cols, e);
   }
 #endif
