@@ -65,6 +65,39 @@ inline constexpr float ln2_lo = -2.12194440e-4f;
 inline constexpr float exp_coefficients[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
                                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
 
+// A function of a >= 0 as `Pieces` polynomials: piece k, the nearest integer
+// to a * inv_width, evaluates sum_j coefficient[j][k] t^(Terms-1-j) with
+// t = a - center[k]; a is first clamped to `clamp` (the last piece's center;
+// for the kernels' tables that piece is a constant past the point where the
+// function saturates in fp32). The vectorized evaluation (piecewise_n) gathers
+// every coefficient with one in-register permute, so one register holds one
+// coefficient of all pieces: 16 pieces on AVX-512, 8 on AVX2.
+template <std::size_t Pieces, std::size_t Terms>
+struct PiecewiseTable {
+  float inv_width;
+  float clamp;
+  float center[Pieces];
+  float coefficient[Terms][Pieces];  // highest degree first (Horner)
+};
+// a * inv_width + 2^23 rounds to 2^23 + the nearest piece (ties to even: a
+// lane exactly half-way may take either neighbour, which the fits cover with
+// a margin): the piece index lands in the low mantissa bits, where the
+// permutes read it.
+inline constexpr float piece_index_magic = 0x1p23f;
+
+// Scalar reference of piecewise_n (the same fp32 operations, one lane).
+template <std::size_t Pieces, std::size_t Terms>
+inline float piecewise_reference(const PiecewiseTable<Pieces, Terms>& table, float a) noexcept {
+  a = a < table.clamp ? a : table.clamp;  // NaN -> clamp, as vminps
+  const float scaled = std::fma(a, table.inv_width, piece_index_magic);
+  std::uint32_t bits;
+  std::memcpy(&bits, &scaled, sizeof bits);
+  const std::size_t k = bits & (Pieces - 1);
+  const float t = a - table.center[k];
+  float p = table.coefficient[0][k];
+  for (std::size_t j = 1; j < Terms; ++j) p = std::fma(p, t, table.coefficient[j][k]);
+  return p;
+}
 
 #if MPT_X86
 namespace avx512 {
@@ -105,6 +138,13 @@ MPT_TARGET_AVX512 inline vf round_to_bf16(vf v) noexcept {
 MPT_TARGET_AVX512 inline vf first(vf v, std::size_t n) noexcept { return _mm512_maskz_mov_ps(first_lanes(n), v); }
 MPT_TARGET_AVX512 inline vf fmadd(vf a, vf b, vf c) noexcept { return _mm512_fmadd_ps(a, b, c); }
 MPT_TARGET_AVX512 inline vf max(vf a, vf b) noexcept { return _mm512_max_ps(a, b); }
+MPT_TARGET_AVX512 inline vf abs(vf v) noexcept { return _mm512_abs_ps(v); }
+// v with its sign flipped where s is negative (v xor the sign bit of s, one vpternlogd).
+MPT_TARGET_AVX512 inline vf times_sign_of(vf v, vf s) noexcept {
+  constexpr int a_xor_b_and_c = 0x78;  // truth table of A ^ (B & C) on the operand masks 0xF0, 0xCC, 0xAA
+  return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(v), _mm512_castps_si512(s),
+                                                       _mm512_set1_epi32(int(0x80000000u)), a_xor_b_and_c));
+}
 // Horizontal reductions in a fixed order (halving), written out because
 // _mm512_reduce_* trips GCC 12's -Wmaybe-uninitialized.
 MPT_TARGET_AVX512 inline float hsum(vf v) noexcept {
@@ -179,6 +219,23 @@ MPT_TARGET_AVX512 inline vf erf(vf x) noexcept {
   erf_n(v);
   return v[0];
 }
+// p[u] = the table's function of a[u] >= 0, U vectors interleaved.
+// 2 + Terms FMA/subtract-class and 1 + Terms permutes per vector.
+template <std::size_t U, std::size_t Terms>
+MPT_TARGET_AVX512 inline void piecewise_n(const PiecewiseTable<16, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
+  __m512i piece[U];
+  vf t[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    const vf clamped = _mm512_min_ps(a[u], set1(table.clamp));
+    piece[u] = _mm512_castps_si512(fmadd(clamped, set1(table.inv_width), set1(piece_index_magic)));
+    t[u] = _mm512_sub_ps(clamped, _mm512_permutexvar_ps(piece[u], _mm512_loadu_ps(table.center)));
+    p[u] = _mm512_permutexvar_ps(piece[u], _mm512_loadu_ps(table.coefficient[0]));
+  }
+  for (std::size_t j = 1; j < Terms; ++j) {
+    const vf c = _mm512_loadu_ps(table.coefficient[j]);
+    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], t[u], _mm512_permutexvar_ps(piece[u], c));
+  }
+}
 }  // namespace avx512
 
 // AVX-512 plus AVX512_BF16: the same vocabulary, with bf16 stores narrowed by
@@ -186,7 +243,10 @@ MPT_TARGET_AVX512 inline vf erf(vf x) noexcept {
 // reference except that it flushes fp32 subnormal inputs to zero, so vectors
 // holding one take the exact emulation: the bits never differ.
 namespace avx512_bf16 {
+using avx512::abs;
+using avx512::times_sign_of;
 using avx512::erf;
+using avx512::piecewise_n;
 using avx512::erf_n;
 using avx512::exp;
 using avx512::exp_n;
@@ -260,6 +320,8 @@ MPT_TARGET_AVX2 inline vf first(vf v, std::size_t n) noexcept {
 }
 MPT_TARGET_AVX2 inline vf fmadd(vf a, vf b, vf c) noexcept { return _mm256_fmadd_ps(a, b, c); }
 MPT_TARGET_AVX2 inline vf max(vf a, vf b) noexcept { return _mm256_max_ps(a, b); }
+MPT_TARGET_AVX2 inline vf abs(vf v) noexcept { return _mm256_andnot_ps(set1(-0.0f), v); }
+MPT_TARGET_AVX2 inline vf times_sign_of(vf v, vf s) noexcept { return _mm256_xor_ps(v, _mm256_and_ps(s, set1(-0.0f))); }
 MPT_TARGET_AVX2 inline float hsum(vf v) noexcept {
   __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   b = _mm_add_ps(b, _mm_movehl_ps(b, b));
@@ -332,6 +394,21 @@ MPT_TARGET_AVX2 inline vf erf(vf x) noexcept {
   vf v[1] = {x};
   erf_n(v);
   return v[0];
+}
+template <std::size_t U, std::size_t Terms>
+MPT_TARGET_AVX2 inline void piecewise_n(const PiecewiseTable<8, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
+  __m256i piece[U];
+  vf t[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    const vf clamped = _mm256_min_ps(a[u], set1(table.clamp));
+    piece[u] = _mm256_castps_si256(fmadd(clamped, set1(table.inv_width), set1(piece_index_magic)));
+    t[u] = _mm256_sub_ps(clamped, _mm256_permutevar8x32_ps(_mm256_loadu_ps(table.center), piece[u]));
+    p[u] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(table.coefficient[0]), piece[u]);
+  }
+  for (std::size_t j = 1; j < Terms; ++j) {
+    const vf c = _mm256_loadu_ps(table.coefficient[j]);
+    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], t[u], _mm256_permutevar8x32_ps(c, piece[u]));
+  }
 }
 }  // namespace avx2
 #endif  // MPT_X86
