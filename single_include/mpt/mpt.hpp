@@ -1146,6 +1146,20 @@ MPT_TARGET_AVX512 inline void store(bf16* p, vf v, std::size_t n) noexcept {
   const __m256i h = _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v)));
   _mm256_mask_storeu_epi16(p, first_lanes(n), h);
 }
+// Stores v (the first n lanes) and returns what the store kept, as fp32:
+// v itself for float, v rounded to bf16 for bf16 (narrowed once, not twice).
+MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
+MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
+MPT_TARGET_AVX512 inline vf store_kept(bf16* p, vf v) noexcept {
+  const __m512i kept = mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(kept));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(kept, 16));
+}
+MPT_TARGET_AVX512 inline vf store_kept(bf16* p, vf v, std::size_t n) noexcept {
+  const __m512i kept = mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v));
+  _mm256_mask_storeu_epi16(p, first_lanes(n), _mm512_cvtepi32_epi16(kept));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(kept, 16));
+}
 // Each lane rounded to the nearest bf16 and widened back (what a bf16 store keeps).
 MPT_TARGET_AVX512 inline vf round_to_bf16(vf v) noexcept {
   return _mm512_castsi512_ps(_mm512_slli_epi32(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v)), 16));
@@ -1291,6 +1305,18 @@ MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v) noexcept {
 MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v, std::size_t n) noexcept {
   _mm256_mask_storeu_epi16(p, first_lanes(n), narrow(v));
 }
+MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
+MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
+MPT_TARGET_AVX512_BF16 inline vf store_kept(bf16* p, vf v) noexcept {
+  const __m256i kept = narrow(v);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), kept);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(kept), 16));
+}
+MPT_TARGET_AVX512_BF16 inline vf store_kept(bf16* p, vf v, std::size_t n) noexcept {
+  const __m256i kept = narrow(v);
+  _mm256_mask_storeu_epi16(p, first_lanes(n), kept);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(kept), 16));
+}
 MPT_TARGET_AVX512_BF16 inline vf round_to_bf16(vf v) noexcept {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(narrow(v)), 16));
 }
@@ -1327,6 +1353,17 @@ MPT_TARGET_AVX2 inline void store(bf16* p, vf v, std::size_t n) noexcept {
   alignas(16) bf16 tmp[8];
   store(tmp, v);
   std::memcpy(p, tmp, (n < 8 ? n : 8) * sizeof(bf16));
+}
+MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
+MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
+MPT_TARGET_AVX2 inline vf store_kept(bf16* p, vf v) noexcept {
+  const __m256i kept = mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_packus_epi32(_mm256_castsi256_si128(kept), _mm256_extracti128_si256(kept, 1)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(kept, 16));
+}
+MPT_TARGET_AVX2 inline vf store_kept(bf16* p, vf v, std::size_t n) noexcept {
+  store(p, v, n);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v)), 16));
 }
 MPT_TARGET_AVX2 inline vf round_to_bf16(vf v) noexcept {
   return _mm256_castsi256_ps(_mm256_slli_epi32(mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v)), 16));
@@ -2677,32 +2714,26 @@ inline constexpr const auto& gelu_derivative = gelu_derivative_avx2;
       store(y + j, g[0], m);                                                                          \
     }                                                                                                 \
   }                                                                                                   \
-  template <class T>                                                                                  \
-  TARGET inline vf stored(vf v) noexcept {                                                            \
-    if constexpr (std::is_same_v<T, bf16>) return round_to_bf16(v);                                   \
-    else return v;                                                                                    \
-  }                                                                                                   \
   template <class DY, class H, class DX>                                                              \
   TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
+    /* dbias sums dx as stored: store_kept narrows once and returns the kept value. */                \
     std::size_t j = 0;                                                                                \
     for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
       vf g[2] = {load(h + j), load(h + j + lanes)};                                                   \
       gelu_derivative_n(g);                                                                           \
-      const vf d0 = load(dy + j) * g[0], d1 = load(dy + j + lanes) * g[1];                            \
-      store(dx + j, d0);                                                                              \
-      store(dx + j + lanes, d1);                                                                      \
+      const vf d0 = store_kept(dx + j, load(dy + j) * g[0]);                                          \
+      const vf d1 = store_kept(dx + j + lanes, load(dy + j + lanes) * g[1]);                          \
       if (dbias_part) {                                                                               \
-        store(dbias_part + j, load(dbias_part + j) + stored<DX>(d0));                                 \
-        store(dbias_part + j + lanes, load(dbias_part + j + lanes) + stored<DX>(d1));                 \
+        store(dbias_part + j, load(dbias_part + j) + d0);                                             \
+        store(dbias_part + j + lanes, load(dbias_part + j + lanes) + d1);                             \
       }                                                                                               \
     }                                                                                                 \
     for (; j < n; j += lanes) {                                                                       \
       const std::size_t m = n - j;                                                                    \
       vf g[1] = {load(h + j, m)};                                                                     \
       gelu_derivative_n(g);                                                                           \
-      const vf d = load(dy + j, m) * g[0];                                                            \
-      store(dx + j, d, m);                                                                            \
-      if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + stored<DX>(d), m);              \
+      const vf d = store_kept(dx + j, load(dy + j, m) * g[0], m);                                     \
+      if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + d, m);                          \
     }                                                                                                 \
   }                                                                                                   \
   }  // namespace ISA

@@ -183,32 +183,26 @@ inline constexpr const auto& gelu_derivative = gelu_derivative_avx2;
       store(y + j, g[0], m);                                                                          \
     }                                                                                                 \
   }                                                                                                   \
-  template <class T>                                                                                  \
-  TARGET inline vf stored(vf v) noexcept {                                                            \
-    if constexpr (std::is_same_v<T, bf16>) return round_to_bf16(v);                                   \
-    else return v;                                                                                    \
-  }                                                                                                   \
   template <class DY, class H, class DX>                                                              \
   TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
+    /* dbias sums dx as stored: store_kept narrows once and returns the kept value. */                \
     std::size_t j = 0;                                                                                \
     for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
       vf g[2] = {load(h + j), load(h + j + lanes)};                                                   \
       gelu_derivative_n(g);                                                                           \
-      const vf d0 = load(dy + j) * g[0], d1 = load(dy + j + lanes) * g[1];                            \
-      store(dx + j, d0);                                                                              \
-      store(dx + j + lanes, d1);                                                                      \
+      const vf d0 = store_kept(dx + j, load(dy + j) * g[0]);                                          \
+      const vf d1 = store_kept(dx + j + lanes, load(dy + j + lanes) * g[1]);                          \
       if (dbias_part) {                                                                               \
-        store(dbias_part + j, load(dbias_part + j) + stored<DX>(d0));                                 \
-        store(dbias_part + j + lanes, load(dbias_part + j + lanes) + stored<DX>(d1));                 \
+        store(dbias_part + j, load(dbias_part + j) + d0);                                             \
+        store(dbias_part + j + lanes, load(dbias_part + j + lanes) + d1);                             \
       }                                                                                               \
     }                                                                                                 \
     for (; j < n; j += lanes) {                                                                       \
       const std::size_t m = n - j;                                                                    \
       vf g[1] = {load(h + j, m)};                                                                     \
       gelu_derivative_n(g);                                                                           \
-      const vf d = load(dy + j, m) * g[0];                                                            \
-      store(dx + j, d, m);                                                                            \
-      if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + stored<DX>(d), m);              \
+      const vf d = store_kept(dx + j, load(dy + j, m) * g[0], m);                                     \
+      if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + d, m);                          \
     }                                                                                                 \
   }                                                                                                   \
   }  // namespace ISA
