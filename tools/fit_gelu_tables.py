@@ -9,8 +9,9 @@ With a = |h|, GELU and its derivative are
 splits [0, saturation) into pieces of width w around the centers k w (the
 first piece half as wide), one polynomial in t = a - k w per piece; the last
 piece is the constant 1/2 that C and D round to in fp32 beyond the
-saturation point, and a is clamped to its center. One vpermps per coefficient
-picks a lane's piece: 16 pieces for AVX-512, 8 for AVX2 (one register each).
+saturation point, and a is clamped to its center. One permute per coefficient
+picks a lane's piece: 32 pieces for AVX-512 (vpermt2ps over two registers),
+8 for AVX2 (vpermps, one register).
 
 Least squares on Chebyshev nodes in fp64 (numpy), each piece widened by 2%
 on both sides (a lane on a boundary may take either neighbour), highest
@@ -42,46 +43,46 @@ def chebyshev_nodes(lo, hi, n):
 
 def fit(f, saturation, pieces, degree, margin=0.02):
     """Piece k covers [(k - 1/2) w, (k + 1/2) w) around its center k w (piece 0
-    starts at 0); the last piece, from the saturation point on, is 1/2."""
-    width = saturation / (pieces - 1.5)
-    centers, coefficients = [], []
+    starts at 0); the last piece, from the saturation point on, is 1/2. The
+    kernels compute t = a - k w with w rounded to fp32 (one fma), so the
+    centers are k times that fp32 width."""
+    width = np.float64(np.float32(saturation / (pieces - 1.5)))
+    coefficients = []
     for k in range(pieces - 1):
-        center = np.float32(k * width)
+        center = k * width
         lo, hi = max(0.0, (k - 0.5) * width), (k + 0.5) * width
         x = chebyshev_nodes(lo - margin * width, hi + margin * width, 3000)
-        centers.append(center)
-        coefficients.append(np.polyfit(x - np.float64(center), f(x), degree))
-    centers.append(np.float32((pieces - 1) * width))
+        coefficients.append(np.polyfit(x - center, f(x), degree))
     coefficients.append(np.array([0.0] * degree + [0.5]))
-    return width, np.float32(centers), np.float32(coefficients)
+    return width, np.float32(coefficients)
 
 
-def evaluate_fp32(width, centers, coefficients, a):
+def evaluate_fp32(width, coefficients, a):
     """The kernel's arithmetic: clamp to the last center, round a / width to the
-    nearest piece, Horner in fp32."""
-    a = np.minimum(np.float32(a), centers[-1])
+    nearest piece k, t = a - k w (one rounding), Horner in fp32."""
+    pieces = coefficients.shape[0]
+    a = np.minimum(np.float32(a), np.float32((pieces - 1) * width))
     piece = np.rint(a.astype(np.float64) * np.float64(np.float32(1 / width))).astype(int)
-    t = (a - centers[piece]).astype(np.float32)
+    t = (a.astype(np.float64) - piece * width).astype(np.float32)
     p = coefficients[piece, 0]
     for j in range(1, coefficients.shape[1]):
         p = (p.astype(np.float64) * t.astype(np.float64) + coefficients[piece, j].astype(np.float64)).astype(np.float32)
     return p
 
 
-def show(name, f, saturation, intervals, degree):
-    width, centers, coefficients = fit(f, saturation, intervals, degree)
+def show(name, f, saturation, pieces, degree):
+    width, coefficients = fit(f, saturation, pieces, degree)
     a = np.linspace(0, 10, 2000001).astype(np.float32)
-    error = np.abs(evaluate_fp32(width, centers, coefficients, a) - f(a.astype(np.float64)))
-    print(f"// {name}: {intervals} pieces of {width:.9g}, degree {degree}, "
+    error = np.abs(evaluate_fp32(width, coefficients, a) - f(a.astype(np.float64)))
+    print(f"// {name}: {pieces} pieces of {width:.9g}, degree {degree}, "
           f"max |error| {error.max() / EPS:.3f} eps at a = {a[error.argmax()]:.4f}")
-    print(f"inline constexpr PiecewiseTable<{intervals}, {degree + 1}> {name}{{")
-    print(f"    {np.float32(1 / width):.9e}f, {centers[-1]:.9e}f,")
-    print("    {" + ", ".join(f"{c:.9e}f" for c in centers) + "},")
+    print(f"inline constexpr PiecewiseTable<{pieces}, {degree + 1}> {name}{{")
+    print(f"    {np.float32(1 / width):.9e}f, {np.float32(width):.9e}f, {np.float32((pieces - 1) * width):.9e}f,")
     print("    {{" + "},\n     {".join(", ".join(f"{c:.9e}f" for c in coefficients[:, j]) for j in range(degree + 1)) + "}}};")
 
 
 if __name__ == "__main__":
-    show("gelu_half_erf_avx512", half_erf, 5.6, 16, 5)
-    show("gelu_derivative_avx512", derivative_minus_half, 6.4, 16, 6)
+    show("gelu_half_erf_avx512", half_erf, 5.6, 32, 4)
+    show("gelu_derivative_avx512", derivative_minus_half, 6.4, 32, 5)
     show("gelu_half_erf_avx2", half_erf, 5.6, 8, 6)
     show("gelu_derivative_avx2", derivative_minus_half, 6.4, 8, 8)

@@ -1083,22 +1083,22 @@ inline constexpr float exp_coefficients[] = {1.9875691500e-4f, 1.3981999507e-3f,
 
 // A function of a >= 0 as `Pieces` polynomials: piece k, the nearest integer
 // to a * inv_width, evaluates sum_j coefficient[j][k] t^(Terms-1-j) with
-// t = a - center[k]; a is first clamped to `clamp` (the last piece's center;
+// t = a - k * width; a is first clamped to `clamp` (the last piece's center;
 // for the kernels' tables that piece is a constant past the point where the
-// function saturates in fp32). The vectorized evaluation (piecewise_n) gathers
-// every coefficient with one in-register permute, so one register holds one
-// coefficient of all pieces: 16 pieces on AVX-512, 8 on AVX2.
+// function saturates in fp32). The vectorized evaluation (piecewise_n)
+// gathers every coefficient with one in-register permute: 32 pieces on
+// AVX-512 (vpermt2ps over two registers), 8 on AVX2 (vpermps).
 template <std::size_t Pieces, std::size_t Terms>
 struct PiecewiseTable {
   float inv_width;
+  float width;
   float clamp;
-  float center[Pieces];
   float coefficient[Terms][Pieces];  // highest degree first (Horner)
 };
 // a * inv_width + 2^23 rounds to 2^23 + the nearest piece (ties to even: a
 // lane exactly half-way may take either neighbour, which the fits cover with
 // a margin): the piece index lands in the low mantissa bits, where the
-// permutes read it.
+// permutes read it, and subtracting 2^23 again gives k exactly.
 inline constexpr float piece_index_magic = 0x1p23f;
 
 // Scalar reference of piecewise_n (the same fp32 operations, one lane).
@@ -1109,7 +1109,7 @@ inline float piecewise_reference(const PiecewiseTable<Pieces, Terms>& table, flo
   std::uint32_t bits;
   std::memcpy(&bits, &scaled, sizeof bits);
   const std::size_t k = bits & (Pieces - 1);
-  const float t = a - table.center[k];
+  const float t = std::fma(-(scaled - piece_index_magic), table.width, a);
   float p = table.coefficient[0][k];
   for (std::size_t j = 1; j < Terms; ++j) p = std::fma(p, t, table.coefficient[j][k]);
   return p;
@@ -1250,20 +1250,22 @@ MPT_TARGET_AVX512 inline vf erf(vf x) noexcept {
   return v[0];
 }
 // p[u] = the table's function of a[u] >= 0, U vectors interleaved.
-// 2 + Terms FMA/subtract-class and 1 + Terms permutes per vector.
+// Per vector: Terms permutes and Terms + 3 FMA-class instructions (on
+// different ports, so they overlap).
 template <std::size_t U, std::size_t Terms>
-MPT_TARGET_AVX512 inline void piecewise_n(const PiecewiseTable<16, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
+MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const PiecewiseTable<32, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
   __m512i piece[U];
   vf t[U];
   for (std::size_t u = 0; u < U; ++u) {
     const vf clamped = _mm512_min_ps(a[u], set1(table.clamp));
-    piece[u] = _mm512_castps_si512(fmadd(clamped, set1(table.inv_width), set1(piece_index_magic)));
-    t[u] = _mm512_sub_ps(clamped, _mm512_permutexvar_ps(piece[u], _mm512_loadu_ps(table.center)));
-    p[u] = _mm512_permutexvar_ps(piece[u], _mm512_loadu_ps(table.coefficient[0]));
+    const vf scaled = fmadd(clamped, set1(table.inv_width), set1(piece_index_magic));
+    piece[u] = _mm512_castps_si512(scaled);
+    t[u] = _mm512_fnmadd_ps(_mm512_sub_ps(scaled, set1(piece_index_magic)), set1(table.width), clamped);
+    p[u] = _mm512_permutex2var_ps(_mm512_loadu_ps(table.coefficient[0]), piece[u], _mm512_loadu_ps(table.coefficient[0] + 16));
   }
   for (std::size_t j = 1; j < Terms; ++j) {
-    const vf c = _mm512_loadu_ps(table.coefficient[j]);
-    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], t[u], _mm512_permutexvar_ps(piece[u], c));
+    const vf low = _mm512_loadu_ps(table.coefficient[j]), high = _mm512_loadu_ps(table.coefficient[j] + 16);
+    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], t[u], _mm512_permutex2var_ps(low, piece[u], high));
   }
 }
 }  // namespace avx512
@@ -1449,13 +1451,14 @@ MPT_TARGET_AVX2 inline vf erf(vf x) noexcept {
   return v[0];
 }
 template <std::size_t U, std::size_t Terms>
-MPT_TARGET_AVX2 inline void piecewise_n(const PiecewiseTable<8, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
+MPT_TARGET_AVX2 __attribute__((always_inline)) inline void piecewise_n(const PiecewiseTable<8, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
   __m256i piece[U];
   vf t[U];
   for (std::size_t u = 0; u < U; ++u) {
     const vf clamped = _mm256_min_ps(a[u], set1(table.clamp));
-    piece[u] = _mm256_castps_si256(fmadd(clamped, set1(table.inv_width), set1(piece_index_magic)));
-    t[u] = _mm256_sub_ps(clamped, _mm256_permutevar8x32_ps(_mm256_loadu_ps(table.center), piece[u]));
+    const vf scaled = fmadd(clamped, set1(table.inv_width), set1(piece_index_magic));
+    piece[u] = _mm256_castps_si256(scaled);
+    t[u] = _mm256_fnmadd_ps(_mm256_sub_ps(scaled, set1(piece_index_magic)), set1(table.width), clamped);
     p[u] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(table.coefficient[0]), piece[u]);
   }
   for (std::size_t j = 1; j < Terms; ++j) {
@@ -2578,9 +2581,10 @@ void embedding_backward(TensorView<Id> ids, TensorView<G> dout, TensorView<Acc> 
 //   gelu'(h) = 1/2 + sign(h) D(a),  D(a) = C(a) + a exp(-a^2 / 2) / sqrt(2 pi),
 // and C, D are piecewise polynomials (detail::PiecewiseTable, fitted by
 // tools/fit_gelu_tables.py): one permute per coefficient picks each lane's
-// piece, so a vector costs ~8 FMAs + ~8 permutes instead of erf's 22 FMAs and
-// exp's 10. Max |error| over a in [0, 10], fp32 Horner included (the tool):
-//   AVX-512: C 0.26 eps, D 0.50 eps;  AVX2: C 0.52 eps, D 0.49 eps  (eps = 2^-23),
+// piece (32 pieces, degree 4 for C and 5 for D on AVX-512), so a vector costs
+// ~8 FMA-class instructions + 5-6 permutes (other ports) instead of erf's 22
+// FMAs and exp's 10. Max |error| over a in [0, 10], fp32 Horner included (the tool):
+//   AVX-512: C 0.27 eps, D 0.50 eps;  AVX2: C 0.52 eps, D 0.51 eps  (eps = 2^-23),
 // so gelu is off by <= a eps / 2 + its own rounding and gelu' by <= eps + its
 // rounding (tests/kernels_elementwise derive their tolerances from this).
 // Past the fp32 saturation points (C = 1/2 from a = 5.6, D = 1/2 from 6.4) the
@@ -2644,51 +2648,45 @@ void gelu_backward_row_scalar(const DY* dy, const H* h, DX* dx, std::size_t n, C
 }
 
 #if MPT_X86
-// gelu_half_erf_avx512: 16 pieces of 0.386206897, degree 5, max |error| 0.255 eps at a = 1.3714
-inline constexpr PiecewiseTable<16, 6> gelu_half_erf_avx512{
-    2.589285612e+00f, 5.793103218e+00f,
-    {0.000000000e+00f, 3.862068951e-01f, 7.724137902e-01f, 1.158620715e+00f, 1.544827580e+00f, 1.931034446e+00f, 2.317241430e+00f, 2.703448296e+00f, 3.089655161e+00f, 3.475862026e+00f, 3.862068892e+00f, 4.248275757e+00f, 4.634482861e+00f, 5.020689487e+00f, 5.406896591e+00f, 5.793103218e+00f},
-    {{9.720546193e-03f, 6.519528572e-03f, -5.244331551e-04f, -5.467154086e-03f, -5.634464324e-03f, -2.820971189e-03f, -1.066734258e-04f, 1.066981931e-03f, 1.031893073e-03f, 6.063527544e-04f, 2.628616930e-04f, 8.950884512e-05f, 2.465488797e-05f, 5.585128747e-06f, 1.051470804e-06f, 0.000000000e+00f},
-     {7.193465717e-05f, 1.682480983e-02f, 2.271934412e-02f, 1.624919288e-02f, 4.826508928e-03f, -3.542332677e-03f, -6.175794173e-03f, -4.999710713e-03f, -2.851741854e-03f, -1.259732409e-03f, -4.479272466e-04f, -1.308015781e-04f, -3.174658559e-05f, -6.454416507e-06f, -1.105226943e-06f, 0.000000000e+00f},
-     {-6.649806350e-02f, -5.250645429e-02f, -1.990338601e-02f, 1.163460873e-02f, 2.795407735e-02f, 2.812078595e-02f, 1.982504874e-02f, 1.085565239e-02f, 4.804480821e-03f, 1.753337448e-03f, 5.337651819e-04f, 1.365560165e-04f, 2.950740054e-05f, 5.404697731e-06f, 8.413672390e-07f, 0.000000000e+00f},
-     {3.221837517e-07f, -7.149843127e-02f, -1.143311933e-01f, -1.181187257e-01f, -9.344226122e-02f, -5.969806388e-02f, -3.154036403e-02f, -1.395577472e-02f, -5.210719071e-03f, -1.649714075e-03f, -4.443510843e-04f, -1.020644922e-04f, -2.002661313e-05f, -3.361215704e-06f, -4.830366720e-07f, 0.000000000e+00f},
-     {3.989422917e-01f, 3.702723682e-01f, 2.960431576e-01f, 2.038971633e-01f, 1.209733933e-01f, 6.182882935e-02f, 2.722165361e-02f, 1.032429934e-02f, 3.373099724e-03f, 9.493369143e-04f, 2.301623317e-04f, 4.806965444e-05f, 8.648293260e-06f, 1.340337576e-06f, 1.789455126e-07f, 0.000000000e+00f},
-     {-1.955863249e-11f, 1.503282636e-01f, 2.800652981e-01f, 3.766945899e-01f, 4.388060272e-01f, 4.732606113e-01f, 4.897547066e-01f, 4.965687990e-01f, 4.989980459e-01f, 4.997453988e-01f, 4.999437928e-01f, 4.999892414e-01f, 4.999982119e-01f, 4.999997318e-01f, 4.999999702e-01f, 5.000000000e-01f}}};
-// gelu_derivative_avx512: 16 pieces of 0.44137931, degree 6, max |error| 0.501 eps at a = 2.8562
-inline constexpr PiecewiseTable<16, 7> gelu_derivative_avx512{
-    2.265625000e+00f, 6.620689869e+00f,
-    {0.000000000e+00f, 4.413793087e-01f, 8.827586174e-01f, 1.324137926e+00f, 1.765517235e+00f, 2.206896544e+00f, 2.648275852e+00f, 3.089655161e+00f, 3.531034470e+00f, 3.972413778e+00f, 4.413793087e+00f, 4.855172634e+00f, 5.296551704e+00f, 5.737931252e+00f, 6.179310322e+00f, 6.620689869e+00f},
-    {{-7.175666280e-03f, -2.150588483e-02f, -1.420379058e-02f, 5.746634211e-03f, 1.118487678e-02f, 3.646835452e-03f, -2.165425103e-03f, -2.260179492e-03f, -6.550740800e-04f, 1.132309990e-04f, 1.665577438e-04f, 7.146999269e-05f, 1.905380668e-05f, 3.600116315e-06f, 5.077212677e-07f, 0.000000000e+00f},
-     {6.196169183e-02f, 2.588227019e-02f, -2.756265365e-02f, -3.776345775e-02f, -1.116257720e-02f, 9.529690258e-03f, 1.013114117e-02f, 3.397817491e-03f, -4.096988123e-04f, -9.025952895e-04f, -4.518255882e-04f, -1.387672091e-04f, -3.018553252e-05f, -4.909013569e-06f, -6.135059607e-07f, 0.000000000e+00f},
-     {-3.038648865e-04f, 1.057846174e-01f, 9.973329306e-02f, 1.637890749e-02f, -4.058184475e-02f, -3.808464482e-02f, -1.315359119e-02f, 1.788550406e-03f, 4.180014133e-03f, 2.310380107e-03f, 7.909823908e-04f, 1.930010767e-04f, 3.537175871e-05f, 4.999817520e-06f, 5.536659842e-07f, 0.000000000e+00f},
-     {-2.659402788e-01f, -1.613015085e-01f, 3.815532848e-02f, 1.438548863e-01f, 1.133901477e-01f, 3.711274266e-02f, -8.162815124e-03f, -1.591306925e-02f, -9.414108470e-03f, -3.549406072e-03f, -9.668050334e-04f, -1.995729544e-04f, -3.198627746e-05f, -4.037631243e-06f, -4.051514964e-07f, 0.000000000e+00f},
-     {-6.152386050e-07f, -3.039232194e-01f, -3.841161132e-01f, -2.469546944e-01f, -6.543782353e-02f, 3.355714306e-02f, 4.774878919e-02f, 2.889926173e-02f, 1.169868466e-02f, 3.495290177e-03f, 8.019324741e-04f, 1.442078938e-04f, 2.057415441e-05f, 2.347329882e-06f, 2.153438317e-07f, 0.000000000e+00f},
-     {7.978845835e-01f, 6.533229351e-01f, 3.298508525e-01f, 4.095191509e-02f, -9.378300607e-02f, -1.002903730e-01f, -5.999383703e-02f, -2.545330115e-02f, -8.191165514e-03f, -2.058553975e-03f, -4.103192477e-04f, -6.547421071e-05f, -8.414952390e-06f, -8.747745142e-07f, -7.377919786e-08f, 0.000000000e+00f},
-     {4.378749099e-11f, 3.302724957e-01f, 5.498434901e-01f, 6.271131039e-01f, 6.094870567e-01f, 5.634474158e-01f, 5.276461244e-01f, 5.094197989e-01f, 5.025560260e-01f, 5.005578399e-01f, 5.000985265e-01f, 5.000141263e-01f, 5.000016689e-01f, 5.000001788e-01f, 5.000000000e-01f, 5.000000000e-01f}}};
-// gelu_half_erf_avx2: 8 pieces of 0.861538462, degree 6, max |error| 0.521 eps at a = 1.2689
+// gelu_half_erf_avx512: 32 pieces of 0.18360655, degree 4, max |error| 0.265 eps at a = 0.9955
+inline constexpr PiecewiseTable<32, 5> gelu_half_erf_avx512{
+    5.446428776e+00f, 1.836065501e-01f, 5.691802979e+00f,
+    {{2.283594571e-03f, 8.881814778e-03f, 1.631321386e-02f, 2.117173560e-02f, 2.289654128e-02f, 2.156622708e-02f, 1.781157032e-02f, 1.260511205e-02f, 7.001338992e-03f, 1.904539997e-03f, -2.080446342e-03f, -4.694516771e-03f, -5.981178489e-03f, -6.188882980e-03f, -5.658749025e-03f, -4.729387350e-03f, -3.675617045e-03f, -2.683197847e-03f, -1.851651119e-03f, -1.213259879e-03f, -7.571870228e-04f, -4.511553852e-04f, -2.571023069e-04f, -1.403329807e-04f, -7.344866026e-05f, -3.689644291e-05f, -1.780322418e-05f, -8.256773071e-06f, -3.682662964e-06f, -1.580360390e-06f, -6.527940855e-07f, 0.000000000e+00f},
+     {-6.666924059e-02f, -6.307087839e-02f, -5.369570479e-02f, -3.975632042e-02f, -2.338539064e-02f, -6.892173551e-03f, 7.683979347e-03f, 1.890716515e-02f, 2.610103786e-02f, 2.932015248e-02f, 2.917899564e-02f, 2.660910040e-02f, 2.261659689e-02f, 1.809382811e-02f, 1.371027995e-02f, 9.881147183e-03f, 6.793865003e-03f, 4.466200713e-03f, 2.811935730e-03f, 1.697821543e-03f, 9.841375286e-04f, 5.481106928e-04f, 2.935187076e-04f, 1.512216695e-04f, 7.499270578e-05f, 3.581253259e-05f, 1.647481440e-05f, 7.303196981e-06f, 3.120560450e-06f, 1.285537792e-06f, 5.106970207e-07f, 0.000000000e+00f},
+     {5.403269370e-06f, -3.601198643e-02f, -6.847249717e-02f, -9.440735728e-02f, -1.118671075e-01f, -1.201516092e-01f, -1.197808459e-01f, -1.122457832e-01f, -9.962245077e-02f, -8.415196836e-02f, -6.787903607e-02f, -5.240847543e-02f, -3.879917786e-02f, -2.757886425e-02f, -1.884135045e-02f, -1.238184702e-02f, -7.832196541e-03f, -4.771348089e-03f, -2.800608752e-03f, -1.584456768e-03f, -8.642965113e-04f, -4.546917626e-04f, -2.307515097e-04f, -1.129881275e-04f, -5.338979463e-05f, -2.434938506e-05f, -1.071966562e-05f, -4.556070053e-06f, -1.869657922e-06f, -7.408639249e-07f, -2.835024020e-07f, 0.000000000e+00f},
+     {3.989422321e-01f, 3.922739625e-01f, 3.729310334e-01f, 3.427890837e-01f, 3.046385050e-01f, 2.617591918e-01f, 2.174595296e-01f, 1.746683866e-01f, 1.356467605e-01f, 1.018506736e-01f, 7.393968850e-02f, 5.189799517e-02f, 3.521946818e-02f, 2.310862951e-02f, 1.465968881e-02f, 8.991546929e-03f, 5.332160275e-03f, 3.057250287e-03f, 1.694797538e-03f, 9.083717596e-04f, 4.707261396e-04f, 2.358478232e-04f, 1.142494802e-04f, 5.351005166e-05f, 2.423121441e-05f, 1.060898012e-05f, 4.490871561e-06f, 1.838002731e-06f, 7.273109190e-07f, 2.782610409e-07f, 1.029302368e-07f, 0.000000000e+00f},
+     {-6.647906531e-11f, 7.283893973e-02f, 1.432699710e-01f, 2.091213465e-01f, 2.686554790e-01f, 3.206991255e-01f, 3.646907508e-01f, 4.006468058e-01f, 4.290635884e-01f, 4.507794976e-01f, 4.668260217e-01f, 4.782913029e-01f, 4.862124324e-01f, 4.915041029e-01f, 4.949222803e-01f, 4.970572889e-01f, 4.983467460e-01f, 4.990997612e-01f, 4.995249808e-01f, 4.997571409e-01f, 4.998797178e-01f, 4.999423027e-01f, 4.999732077e-01f, 4.999879301e-01f, 4.999947548e-01f, 4.999977946e-01f, 4.999991059e-01f, 4.999996424e-01f, 4.999998510e-01f, 4.999999404e-01f, 4.999999702e-01f, 5.000000000e-01f}}};
+// gelu_derivative_avx512: 32 pieces of 0.209836066, degree 5, max |error| 0.497 eps at a = 4.2644
+inline constexpr PiecewiseTable<32, 6> gelu_derivative_avx512{
+    4.765625000e+00f, 2.098360658e-01f, 6.504918098e+00f,
+    {{5.924081802e-02f, 5.117497221e-02f, 2.887870558e-02f, 6.960756727e-04f, -2.404249087e-02f, -3.836329281e-02f, -3.994530439e-02f, -3.113758191e-02f, -1.709706895e-02f, -3.253237111e-03f, 6.660385523e-03f, 1.134903915e-02f, 1.155196037e-02f, 9.041551501e-03f, 5.637777504e-03f, 2.610446885e-03f, 5.314326263e-04f, -5.690901889e-04f, -9.419932612e-04f, -8.986577741e-04f, -6.873253151e-04f, -4.571502213e-04f, -2.734601439e-04f, -1.497218764e-04f, -7.582052058e-05f, -3.575809023e-05f, -1.578086813e-05f, -6.539948572e-06f, -2.551839316e-06f, -9.396009659e-07f, -3.269296656e-07f, 0.000000000e+00f},
+     {9.286068234e-05f, 5.953818560e-02f, 1.024248898e-01f, 1.180336028e-01f, 1.051350087e-01f, 7.133221626e-02f, 2.920566872e-02f, -8.772192523e-03f, -3.427525237e-02f, -4.473866150e-02f, -4.252393916e-02f, -3.263852373e-02f, -2.031111531e-02f, -9.360039607e-03f, -1.648485661e-03f, 2.611768432e-03f, 4.171540961e-03f, 4.076830577e-03f, 3.235830227e-03f, 2.246891847e-03f, 1.408484764e-03f, 8.103502914e-04f, 4.321654269e-04f, 2.150325599e-04f, 1.002772915e-04f, 4.397273005e-05f, 1.817761586e-05f, 7.097652997e-06f, 2.621789463e-06f, 9.173639341e-07f, 3.043819277e-07f, 0.000000000e+00f},
+     {-2.659669220e-01f, -2.402480543e-01f, -1.703661531e-01f, -7.543180883e-02f, 2.034347877e-02f, 9.562574327e-02f, 1.379508972e-01f, 1.457692683e-01f, 1.264999509e-01f, 9.215522557e-02f, 5.468668416e-02f, 2.274409868e-02f, 5.072968197e-04f, -1.172875054e-02f, -1.605705172e-02f, -1.539400127e-02f, -1.236991305e-02f, -8.814727888e-03f, -5.714346189e-03f, -3.417362925e-03f, -1.901483396e-03f, -9.899972938e-04f, -4.842261551e-04f, -2.231562976e-04f, -9.711491293e-05f, -3.997943713e-05f, -1.559078191e-05f, -5.765989954e-06f, -2.024250762e-06f, -6.751209867e-07f, -2.140521076e-07f, 0.000000000e+00f},
+     {1.229286823e-07f, -1.619753838e-01f, -2.931206524e-01f, -3.711753488e-01f, -3.879361451e-01f, -3.499287665e-01f, -2.745377719e-01f, -1.835523546e-01f, -9.672834724e-02f, -2.744845301e-02f, 1.866621338e-02f, 4.259552807e-02f, 4.936614260e-02f, 4.534956813e-02f, 3.626415133e-02f, 2.617829666e-02f, 1.737224124e-02f, 1.070967037e-02f, 6.174394395e-03f, 3.344072262e-03f, 1.706962823e-03f, 8.231574902e-04f, 3.757093218e-04f, 1.625398581e-04f, 6.672847667e-05f, 2.602066161e-05f, 9.645463251e-06f, 3.401047252e-06f, 1.141381972e-06f, 3.647433289e-07f, 1.110355754e-07f, 0.000000000e+00f},
+     {7.978845835e-01f, 7.633272409e-01f, 6.662852764e-01f, 5.247920156e-01f, 3.633857667e-01f, 2.068926841e-01f, 7.492474467e-02f, -2.136807516e-02f, -7.975187898e-02f, -1.050476506e-01f, -1.060621068e-01f, -9.250231832e-02f, -7.271584123e-02f, -5.257258192e-02f, -3.535299376e-02f, -2.226597816e-02f, -1.319480781e-02f, -7.380861323e-03f, -3.906359430e-03f, -1.959593501e-03f, -9.330017492e-04f, -4.220769915e-04f, -1.815819851e-04f, -7.434235886e-05f, -2.898280763e-05f, -1.076470198e-05f, -3.810705039e-06f, -1.286200018e-06f, -4.140456724e-07f, -1.271579748e-07f, -3.726482234e-08f, 0.000000000e+00f},
+     {-2.203161265e-12f, 1.649918258e-01f, 3.159491718e-01f, 4.414884746e-01f, 5.347964764e-01f, 5.943478346e-01f, 6.233595610e-01f, 6.283084154e-01f, 6.170603037e-01f, 5.971624255e-01f, 5.746749640e-01f, 5.536670089e-01f, 5.362837911e-01f, 5.231689215e-01f, 5.140111446e-01f, 5.080401301e-01f, 5.043843985e-01f, 5.022745132e-01f, 5.011235476e-01f, 5.005287528e-01f, 5.002372265e-01f, 5.001015067e-01f, 5.000414848e-01f, 5.000161529e-01f, 5.000060201e-01f, 5.000021458e-01f, 5.000007153e-01f, 5.000002384e-01f, 5.000000596e-01f, 5.000000000e-01f, 5.000000000e-01f, 5.000000000e-01f}}};
+// gelu_half_erf_avx2: 8 pieces of 0.86153847, degree 6, max |error| 0.521 eps at a = 1.2689
 inline constexpr PiecewiseTable<8, 7> gelu_half_erf_avx2{
-    1.160714269e+00f, 6.030769348e+00f,
-    {0.000000000e+00f, 8.615384698e-01f, 1.723076940e+00f, 2.584615469e+00f, 3.446153879e+00f, 4.307692528e+00f, 5.169230938e+00f, 6.030769348e+00f},
-    {{-1.672833110e-03f, -2.588461852e-03f, 1.198553597e-03f, 3.789328330e-04f, -1.823820494e-04f, -4.034115773e-05f, -2.310545597e-06f, 0.000000000e+00f},
-     {1.091535017e-02f, -1.874846988e-03f, -4.439379554e-03f, 8.054131758e-04f, 6.433359231e-04f, 7.866613305e-05f, 3.354071850e-06f, 0.000000000e+00f},
-     {-2.594897232e-04f, 2.229753509e-02f, 2.102866129e-04f, -5.604238715e-03f, -1.341630938e-03f, -1.038941264e-04f, -3.184181878e-06f, 0.000000000e+00f},
-     {-6.645535678e-02f, -1.184388250e-02f, 2.966032550e-02f, 1.339060161e-02f, 1.906678779e-03f, 1.085453769e-04f, 2.651205023e-06f, 0.000000000e+00f},
-     {-1.963203431e-06f, -1.185702980e-01f, -7.788931578e-02f, -1.826750487e-02f, -1.812895061e-03f, -8.030391473e-05f, -1.626422659e-06f, 0.000000000e+00f},
-     {3.989422917e-01f, 2.752539814e-01f, 9.040702134e-02f, 1.413541660e-02f, 1.052154694e-03f, 3.729379750e-05f, 6.299480901e-07f, 0.000000000e+00f},
-     {5.311533990e-10f, 3.055292368e-01f, 4.575626850e-01f, 4.951256216e-01f, 4.997156858e-01f, 4.999917448e-01f, 4.999998808e-01f, 5.000000000e-01f}}};
-// gelu_derivative_avx2: 8 pieces of 0.984615385, degree 8, max |error| 0.490 eps at a = 3.4398
+    1.160714269e+00f, 8.615384698e-01f, 6.030769348e+00f,
+    {{-1.672833110e-03f, -2.588461852e-03f, 1.198553597e-03f, 3.789328039e-04f, -1.823820494e-04f, -4.034115045e-05f, -2.310543096e-06f, 0.000000000e+00f},
+     {1.091535017e-02f, -1.874846988e-03f, -4.439379554e-03f, 8.054130594e-04f, 6.433359231e-04f, 7.866617671e-05f, 3.354073442e-06f, 0.000000000e+00f},
+     {-2.594897524e-04f, 2.229753509e-02f, 2.102866129e-04f, -5.604238715e-03f, -1.341630938e-03f, -1.038941991e-04f, -3.184184607e-06f, 0.000000000e+00f},
+     {-6.645535678e-02f, -1.184388250e-02f, 2.966032550e-02f, 1.339060254e-02f, 1.906678779e-03f, 1.085454496e-04f, 2.651206614e-06f, 0.000000000e+00f},
+     {-1.963203431e-06f, -1.185702980e-01f, -7.788931578e-02f, -1.826750673e-02f, -1.812895061e-03f, -8.030397294e-05f, -1.626423568e-06f, 0.000000000e+00f},
+     {3.989422917e-01f, 2.752539814e-01f, 9.040702134e-02f, 1.413541846e-02f, 1.052154694e-03f, 3.729382661e-05f, 6.299484880e-07f, 0.000000000e+00f},
+     {5.311534546e-10f, 3.055292368e-01f, 4.575626850e-01f, 4.951256216e-01f, 4.997156858e-01f, 4.999917448e-01f, 4.999998808e-01f, 5.000000000e-01f}}};
+// gelu_derivative_avx2: 8 pieces of 0.984615386, degree 8, max |error| 0.510 eps at a = 3.4320
 inline constexpr PiecewiseTable<8, 9> gelu_derivative_avx2{
-    1.015625000e+00f, 6.892307758e+00f,
-    {0.000000000e+00f, 9.846153855e-01f, 1.969230771e+00f, 2.953846216e+00f, 3.938461542e+00f, 4.923077106e+00f, 5.907692432e+00f, 6.892307758e+00f},
-    {{2.242042916e-03f, 4.404320207e-04f, -5.100216367e-04f, 2.780066570e-04f, -7.145111886e-05f, 5.068943210e-06f, 5.857956467e-07f, 0.000000000e+00f},
-     {-1.140351407e-02f, 6.546918768e-03f, -2.428881126e-03f, 2.053314529e-04f, 1.221088314e-04f, -2.294936894e-05f, -1.196052722e-06f, 0.000000000e+00f},
-     {8.811543230e-04f, -9.506891482e-03f, 8.392223157e-03f, -2.654349897e-03f, 9.576980665e-05f, 5.937402966e-05f, 1.683074743e-06f, 0.000000000e+00f},
-     {5.960698798e-02f, -3.535371646e-02f, 1.156339305e-03f, 5.388479214e-03f, -9.353697533e-04f, -1.099166038e-04f, -2.147707391e-06f, 0.000000000e+00f},
-     {3.511834075e-05f, 8.341750503e-02f, -4.529463127e-02f, -1.156405429e-03f, 2.466810634e-03f, 1.513351890e-04f, 2.209080776e-06f, 0.000000000e+00f},
-     {-2.659641802e-01f, 7.560090721e-02f, 7.754994184e-02f, -1.614694111e-02f, -3.873365466e-03f, -1.530705194e-04f, -1.717363830e-06f, 0.000000000e+00f},
-     {7.208581820e-08f, -3.665628731e-01f, -6.901287008e-03f, 3.548412398e-02f, 3.873136593e-03f, 1.084744290e-04f, 9.608036180e-07f, 0.000000000e+00f},
-     {7.978845835e-01f, 2.531948388e-01f, -1.077722833e-01f, -3.419485688e-02f, -2.308546100e-03f, -4.842285489e-05f, -3.462981795e-07f, 0.000000000e+00f},
-     {-1.984067077e-11f, 5.795066357e-01f, 5.885521770e-01f, 5.134498477e-01f, 5.006319284e-01f, 5.000103116e-01f, 5.000000596e-01f, 5.000000000e-01f}}};
+    1.015625000e+00f, 9.846153855e-01f, 6.892307758e+00f,
+    {{2.242042916e-03f, 4.404320207e-04f, -5.100216367e-04f, 2.780066861e-04f, -7.145111886e-05f, 5.068945029e-06f, 5.857984888e-07f, 0.000000000e+00f},
+     {-1.140351407e-02f, 6.546918768e-03f, -2.428881126e-03f, 2.053313219e-04f, 1.221088314e-04f, -2.294937622e-05f, -1.196053972e-06f, 0.000000000e+00f},
+     {8.811544976e-04f, -9.506891482e-03f, 8.392223157e-03f, -2.654350130e-03f, 9.576979937e-05f, 5.937405513e-05f, 1.683073265e-06f, 0.000000000e+00f},
+     {5.960698798e-02f, -3.535371646e-02f, 1.156339305e-03f, 5.388480145e-03f, -9.353697533e-04f, -1.099166693e-04f, -2.147708301e-06f, 0.000000000e+00f},
+     {3.511835894e-05f, 8.341750503e-02f, -4.529463127e-02f, -1.156407059e-03f, 2.466810634e-03f, 1.513352909e-04f, 2.209082595e-06f, 0.000000000e+00f},
+     {-2.659641802e-01f, 7.560090721e-02f, 7.754994184e-02f, -1.614693925e-02f, -3.873365466e-03f, -1.530706359e-04f, -1.717364967e-06f, 0.000000000e+00f},
+     {7.208591768e-08f, -3.665628731e-01f, -6.901287008e-03f, 3.548412398e-02f, 3.873136593e-03f, 1.084745163e-04f, 9.608041864e-07f, 0.000000000e+00f},
+     {7.978845835e-01f, 2.531948388e-01f, -1.077722833e-01f, -3.419486061e-02f, -2.308546100e-03f, -4.842289491e-05f, -3.462984068e-07f, 0.000000000e+00f},
+     {-1.984068812e-11f, 5.795066357e-01f, 5.885521770e-01f, 5.134498477e-01f, 5.006319284e-01f, 5.000103116e-01f, 5.000000596e-01f, 5.000000000e-01f}}};
 
 namespace avx512 {
 inline constexpr const auto& gelu_half_erf = gelu_half_erf_avx512;
@@ -2705,60 +2703,68 @@ inline constexpr const auto& gelu_derivative = gelu_derivative_avx2;
 
 #define MPT_GELU_KERNELS(TARGET, ISA)                                                                 \
   namespace ISA {                                                                                     \
-  /* gelu and gelu' of U vectors at once, interleaved (long dependency chains overlap). */            \
+  /* gelu and gelu' of U vectors at once, interleaved (long dependency chains overlap); always */    \
+  /* inlined: a call would spill the vectors and (vzeroupper) the upper lanes. */                     \
   template <std::size_t U>                                                                            \
-  TARGET inline void gelu_n(vf (&h)[U]) noexcept {                                                    \
+  TARGET __attribute__((always_inline)) inline void gelu_n(vf (&h)[U]) noexcept {                                                    \
     vf a[U], c[U];                                                                                    \
     for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                            \
     piecewise_n(gelu_half_erf, a, c);                                                                 \
     for (std::size_t u = 0; u < U; ++u) h[u] = fmadd(a[u], c[u], h[u] * set1(0.5f));                  \
   }                                                                                                   \
   template <std::size_t U>                                                                            \
-  TARGET inline void gelu_derivative_n(vf (&h)[U]) noexcept {                                         \
+  TARGET __attribute__((always_inline)) inline void gelu_derivative_n(vf (&h)[U]) noexcept {                                         \
     vf a[U], dd[U];                                                                                   \
     for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                            \
     piecewise_n(gelu_derivative, a, dd);                                                              \
     for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) + times_sign_of(dd[u], h[u]);                  \
   }                                                                                                   \
-  template <class In, class Out>                                                                      \
-  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {          \
-    /* Two vectors per step: erf is a long dependency chain, two overlap. */                          \
-    /* h = x + bias rounded to Out; bf16 x without bias is already exact. */                          \
-    const bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && bias == nullptr); \
+  /* h = x + bias rounded to Out (bf16 x without bias is already exact), saved to preact if asked; */ \
+  /* store_kept rounds and saves with one narrowing. */                                               \
+  template <bool Bias, bool Preact, class In, class Out>                                              \
+  TARGET __attribute__((always_inline)) inline vf gelu_input(const In* x, const float* bias, Out* preact, std::size_t m) noexcept {  \
+    constexpr bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && !Bias);       \
+    vf h = m >= lanes ? load(x) : load(x, m);                                                         \
+    if constexpr (Bias) h = h + (m >= lanes ? load(bias) : load(bias, m));                            \
+    if constexpr (Preact) return m >= lanes ? store_kept(preact, h) : store_kept(preact, h, m);       \
+    else if constexpr (round_h) return round_to_bf16(h);                                              \
+    else return h;                                                                                    \
+  }                                                                                                   \
+  /* The flags are template parameters so the loop carries no branches. */                            \
+  template <bool Bias, bool Preact, class In, class Out>                                              \
+  TARGET void gelu_row_with(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {     \
     std::size_t j = 0;                                                                                \
     for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
       vf h[2];                                                                                        \
-      for (std::size_t u = 0; u < 2; ++u) {                                                           \
-        h[u] = load(x + j + u * lanes);                                                               \
-        if (bias) h[u] = h[u] + load(bias + j + u * lanes);                                           \
-        if (round_h) h[u] = round_to_bf16(h[u]);                                                      \
-        if (preact) store(preact + j + u * lanes, h[u]);                                              \
-      }                                                                                               \
+      for (std::size_t u = 0; u < 2; ++u)                                                             \
+        h[u] = gelu_input<Bias, Preact>(x + j + u * lanes, bias + j + u * lanes, preact + j + u * lanes, lanes); \
       gelu_n(h);                                                                                      \
       store(y + j, h[0]);                                                                             \
       store(y + j + lanes, h[1]);                                                                     \
     }                                                                                                 \
     for (; j < n; j += lanes) {                                                                       \
-      const std::size_t m = n - j;                                                                    \
-      vf h = load(x + j, m);                                                                          \
-      if (bias) h = h + load(bias + j, m);                                                            \
-      if (round_h) h = round_to_bf16(h);                                                              \
-      if (preact) store(preact + j, h, m);                                                            \
-      vf g[1] = {h};                                                                                  \
+      vf g[1] = {gelu_input<Bias, Preact>(x + j, bias + j, preact + j, n - j)};                       \
       gelu_n(g);                                                                                      \
-      store(y + j, g[0], m);                                                                          \
+      store(y + j, g[0], n - j);                                                                      \
     }                                                                                                 \
   }                                                                                                   \
-  template <class DY, class H, class DX>                                                              \
-  TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
-    /* dbias sums dx as stored: store_kept narrows once and returns the kept value. */                \
+  template <class In, class Out>                                                                      \
+  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {          \
+    if (bias && preact) gelu_row_with<true, true>(x, bias, y, preact, n);                             \
+    else if (bias) gelu_row_with<true, false>(x, bias, y, preact, n);                                 \
+    else if (preact) gelu_row_with<false, true>(x, bias, y, preact, n);                               \
+    else gelu_row_with<false, false>(x, bias, y, preact, n);                                          \
+  }                                                                                                   \
+  /* dbias sums dx as stored: store_kept narrows once and returns the kept value. */                  \
+  template <bool Dbias, class DY, class H, class DX>                                                  \
+  TARGET void gelu_backward_row_with(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
     std::size_t j = 0;                                                                                \
     for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
       vf g[2] = {load(h + j), load(h + j + lanes)};                                                   \
       gelu_derivative_n(g);                                                                           \
       const vf d0 = store_kept(dx + j, load(dy + j) * g[0]);                                          \
       const vf d1 = store_kept(dx + j + lanes, load(dy + j + lanes) * g[1]);                          \
-      if (dbias_part) {                                                                               \
+      if constexpr (Dbias) {                                                                          \
         store(dbias_part + j, load(dbias_part + j) + d0);                                             \
         store(dbias_part + j + lanes, load(dbias_part + j + lanes) + d1);                             \
       }                                                                                               \
@@ -2768,8 +2774,13 @@ inline constexpr const auto& gelu_derivative = gelu_derivative_avx2;
       vf g[1] = {load(h + j, m)};                                                                     \
       gelu_derivative_n(g);                                                                           \
       const vf d = store_kept(dx + j, load(dy + j, m) * g[0], m);                                     \
-      if (dbias_part) store(dbias_part + j, load(dbias_part + j, m) + d, m);                          \
+      if constexpr (Dbias) store(dbias_part + j, load(dbias_part + j, m) + d, m);                     \
     }                                                                                                 \
+  }                                                                                                   \
+  template <class DY, class H, class DX>                                                              \
+  TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
+    if (dbias_part) gelu_backward_row_with<true>(dy, h, dx, n, dbias_part);                           \
+    else gelu_backward_row_with<false>(dy, h, dx, n, dbias_part);                                     \
   }                                                                                                   \
   }  // namespace ISA
 MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)

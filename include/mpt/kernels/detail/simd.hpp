@@ -67,22 +67,22 @@ inline constexpr float exp_coefficients[] = {1.9875691500e-4f, 1.3981999507e-3f,
 
 // A function of a >= 0 as `Pieces` polynomials: piece k, the nearest integer
 // to a * inv_width, evaluates sum_j coefficient[j][k] t^(Terms-1-j) with
-// t = a - center[k]; a is first clamped to `clamp` (the last piece's center;
+// t = a - k * width; a is first clamped to `clamp` (the last piece's center;
 // for the kernels' tables that piece is a constant past the point where the
-// function saturates in fp32). The vectorized evaluation (piecewise_n) gathers
-// every coefficient with one in-register permute, so one register holds one
-// coefficient of all pieces: 16 pieces on AVX-512, 8 on AVX2.
+// function saturates in fp32). The vectorized evaluation (piecewise_n)
+// gathers every coefficient with one in-register permute: 32 pieces on
+// AVX-512 (vpermt2ps over two registers), 8 on AVX2 (vpermps).
 template <std::size_t Pieces, std::size_t Terms>
 struct PiecewiseTable {
   float inv_width;
+  float width;
   float clamp;
-  float center[Pieces];
   float coefficient[Terms][Pieces];  // highest degree first (Horner)
 };
 // a * inv_width + 2^23 rounds to 2^23 + the nearest piece (ties to even: a
 // lane exactly half-way may take either neighbour, which the fits cover with
 // a margin): the piece index lands in the low mantissa bits, where the
-// permutes read it.
+// permutes read it, and subtracting 2^23 again gives k exactly.
 inline constexpr float piece_index_magic = 0x1p23f;
 
 // Scalar reference of piecewise_n (the same fp32 operations, one lane).
@@ -93,7 +93,7 @@ inline float piecewise_reference(const PiecewiseTable<Pieces, Terms>& table, flo
   std::uint32_t bits;
   std::memcpy(&bits, &scaled, sizeof bits);
   const std::size_t k = bits & (Pieces - 1);
-  const float t = a - table.center[k];
+  const float t = std::fma(-(scaled - piece_index_magic), table.width, a);
   float p = table.coefficient[0][k];
   for (std::size_t j = 1; j < Terms; ++j) p = std::fma(p, t, table.coefficient[j][k]);
   return p;
@@ -234,20 +234,22 @@ MPT_TARGET_AVX512 inline vf erf(vf x) noexcept {
   return v[0];
 }
 // p[u] = the table's function of a[u] >= 0, U vectors interleaved.
-// 2 + Terms FMA/subtract-class and 1 + Terms permutes per vector.
+// Per vector: Terms permutes and Terms + 3 FMA-class instructions (on
+// different ports, so they overlap).
 template <std::size_t U, std::size_t Terms>
-MPT_TARGET_AVX512 inline void piecewise_n(const PiecewiseTable<16, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
+MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const PiecewiseTable<32, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
   __m512i piece[U];
   vf t[U];
   for (std::size_t u = 0; u < U; ++u) {
     const vf clamped = _mm512_min_ps(a[u], set1(table.clamp));
-    piece[u] = _mm512_castps_si512(fmadd(clamped, set1(table.inv_width), set1(piece_index_magic)));
-    t[u] = _mm512_sub_ps(clamped, _mm512_permutexvar_ps(piece[u], _mm512_loadu_ps(table.center)));
-    p[u] = _mm512_permutexvar_ps(piece[u], _mm512_loadu_ps(table.coefficient[0]));
+    const vf scaled = fmadd(clamped, set1(table.inv_width), set1(piece_index_magic));
+    piece[u] = _mm512_castps_si512(scaled);
+    t[u] = _mm512_fnmadd_ps(_mm512_sub_ps(scaled, set1(piece_index_magic)), set1(table.width), clamped);
+    p[u] = _mm512_permutex2var_ps(_mm512_loadu_ps(table.coefficient[0]), piece[u], _mm512_loadu_ps(table.coefficient[0] + 16));
   }
   for (std::size_t j = 1; j < Terms; ++j) {
-    const vf c = _mm512_loadu_ps(table.coefficient[j]);
-    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], t[u], _mm512_permutexvar_ps(piece[u], c));
+    const vf low = _mm512_loadu_ps(table.coefficient[j]), high = _mm512_loadu_ps(table.coefficient[j] + 16);
+    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], t[u], _mm512_permutex2var_ps(low, piece[u], high));
   }
 }
 }  // namespace avx512
@@ -433,13 +435,14 @@ MPT_TARGET_AVX2 inline vf erf(vf x) noexcept {
   return v[0];
 }
 template <std::size_t U, std::size_t Terms>
-MPT_TARGET_AVX2 inline void piecewise_n(const PiecewiseTable<8, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
+MPT_TARGET_AVX2 __attribute__((always_inline)) inline void piecewise_n(const PiecewiseTable<8, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
   __m256i piece[U];
   vf t[U];
   for (std::size_t u = 0; u < U; ++u) {
     const vf clamped = _mm256_min_ps(a[u], set1(table.clamp));
-    piece[u] = _mm256_castps_si256(fmadd(clamped, set1(table.inv_width), set1(piece_index_magic)));
-    t[u] = _mm256_sub_ps(clamped, _mm256_permutevar8x32_ps(_mm256_loadu_ps(table.center), piece[u]));
+    const vf scaled = fmadd(clamped, set1(table.inv_width), set1(piece_index_magic));
+    piece[u] = _mm256_castps_si256(scaled);
+    t[u] = _mm256_fnmadd_ps(_mm256_sub_ps(scaled, set1(piece_index_magic)), set1(table.width), clamped);
     p[u] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(table.coefficient[0]), piece[u]);
   }
   for (std::size_t j = 1; j < Terms; ++j) {
