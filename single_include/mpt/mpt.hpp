@@ -1220,6 +1220,19 @@ MPT_TARGET_AVX512 inline vf exp(vf x) noexcept {
   exp_n(v);
   return v[0];
 }
+// exp of x <= 0: exp_n without the overflow guard, the same bits (a NaN
+// stays NaN, where exp_n clamps it to the top of the range).
+// Softmax's exp(z - max) needs no more.
+MPT_TARGET_AVX512 inline vf exp_nonpositive(vf x) noexcept {
+  const __mmask16 underflow = _mm512_cmp_ps_mask(x, set1(exp_lowest), _CMP_LT_OQ);
+  const vf n = _mm512_roundscale_ps(_mm512_mul_ps(x, set1(log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  vf r = _mm512_fnmadd_ps(n, set1(ln2_hi), x);
+  r = _mm512_fnmadd_ps(n, set1(ln2_lo), r);
+  vf p = set1(exp_coefficients[0]);
+  for (int i = 1; i < 6; ++i) p = fmadd(p, r, set1(exp_coefficients[i]));
+  p = fmadd(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, set1(1.0f)));
+  return _mm512_maskz_scalef_ps(static_cast<__mmask16>(~underflow), p, n);
+}
 template <std::size_t U>
 MPT_TARGET_AVX512 inline void erf_n(vf (&x)[U]) noexcept {
   vf sign[U], a[U], t[U], small[U], q[U], large[U];
@@ -1276,6 +1289,7 @@ MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const P
 // holding one take the exact emulation: the bits never differ.
 namespace avx512_bf16 {
 using avx512::abs;
+using avx512::exp_nonpositive;
 using avx512::times_sign_of;
 using avx512::erf;
 using avx512::piecewise_n;
@@ -1420,6 +1434,7 @@ MPT_TARGET_AVX2 inline vf exp(vf x) noexcept {
   exp_n(v);
   return v[0];
 }
+MPT_TARGET_AVX2 inline vf exp_nonpositive(vf x) noexcept { return exp(x); }
 template <std::size_t U>
 MPT_TARGET_AVX2 inline void erf_n(vf (&x)[U]) noexcept {
   const vf sign_bit = set1(-0.0f);
@@ -4884,13 +4899,13 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
     vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
     for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
       for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf e = exp(load(z + j + u * lanes) - m);                                                                \
+        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                                \
         store(z + j + u * lanes, e);                                                                                  \
         vsum[u] = vsum[u] + e;                                                                                        \
       }                                                                                                               \
     }                                                                                                                 \
     for (; j < padded; j += lanes) {                                                                                  \
-      const vf e = exp(load(z + j) - m);                                                                              \
+      const vf e = exp_nonpositive(load(z + j) - m);                                                                              \
       store(z + j, e);                                                                                                \
       vsum[0] = vsum[0] + e;                                                                                          \
     }                                                                                                                 \

@@ -107,13 +107,13 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
     vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
     for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
       for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf e = exp(load(z + j + u * lanes) - m);                                                                \
+        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                                \
         store(z + j + u * lanes, e);                                                                                  \
         vsum[u] = vsum[u] + e;                                                                                        \
       }                                                                                                               \
     }                                                                                                                 \
     for (; j < padded; j += lanes) {                                                                                  \
-      const vf e = exp(load(z + j) - m);                                                                              \
+      const vf e = exp_nonpositive(load(z + j) - m);                                                                              \
       store(z + j, e);                                                                                                \
       vsum[0] = vsum[0] + e;                                                                                          \
     }                                                                                                                 \
