@@ -26,7 +26,8 @@
 //   gelu_forward(x, y)                     no bias, no saved pre-activation
 //   gelu_backward(dy, preact, dx, dbias)
 //     dx = dy * gelu'(preact); dbias [N] (fp32, or {} to skip) += sum_rows dx,
-//     summed deterministically (fixed row chunks, partials in chunk order).
+//     summed deterministically (fixed row chunks, partials in chunk order;
+//     the SIMD paths add rows in pairs, (r0 + r1), into a chunk's partials).
 
 #include <mpt/core/error.hpp>
 #include <mpt/core/tensor.hpp>
@@ -186,33 +187,56 @@ inline constexpr const auto& gelu_derivative = gelu_derivative_avx2;
     else if (preact) gelu_row_with<false, true>(x, bias, y, preact, n);                               \
     else gelu_row_with<false, false>(x, bias, y, preact, n);                                          \
   }                                                                                                   \
-  /* dbias sums dx as stored: store_kept narrows once and returns the kept value. */                  \
-  template <bool Dbias, class DY, class H, class DX>                                                  \
-  TARGET void gelu_backward_row_with(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
-    std::size_t j = 0;                                                                                \
-    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
-      vf g[2] = {load(h + j), load(h + j + lanes)};                                                   \
-      gelu_derivative_n(g);                                                                           \
-      const vf d0 = store_kept(dx + j, load(dy + j) * g[0]);                                          \
-      const vf d1 = store_kept(dx + j + lanes, load(dy + j + lanes) * g[1]);                          \
-      if constexpr (Dbias) {                                                                          \
-        store(dbias_part + j, load(dbias_part + j) + d0);                                             \
-        store(dbias_part + j + lanes, load(dbias_part + j + lanes) + d1);                             \
-      }                                                                                               \
-    }                                                                                                 \
-    for (; j < n; j += lanes) {                                                                       \
-      const std::size_t m = n - j;                                                                    \
-      vf g[1] = {load(h + j, m)};                                                                     \
-      gelu_derivative_n(g);                                                                           \
-      const vf d = store_kept(dx + j, load(dy + j, m) * g[0], m);                                     \
-      if constexpr (Dbias) store(dbias_part + j, load(dbias_part + j, m) + d, m);                     \
-    }                                                                                                 \
-  }                                                                                                   \
-  template <class DY, class H, class DX>                                                              \
-  TARGET void gelu_backward_row(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
-    if (dbias_part) gelu_backward_row_with<true>(dy, h, dx, n, dbias_part);                           \
-    else gelu_backward_row_with<false>(dy, h, dx, n, dbias_part);                                     \
-  }                                                                                                   \
+  /* R rows (stride n) at once; dbias sums dx as stored (store_kept narrows once and returns */    \
+  /* the kept value), the R rows' terms first, then into the partials: one partial update */       \
+  /* per R rows. */                                                                                \
+  template <std::size_t R, bool Dbias, class DY, class H, class DX>                                \
+  TARGET void gelu_backward_rows_with(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
+    std::size_t j = 0;                                                                             \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                   \
+      vf g[2 * R];                                                                                 \
+      for (std::size_t q = 0; q < R; ++q)                                                          \
+        for (std::size_t u = 0; u < 2; ++u) g[2 * q + u] = load(h + q * n + j + u * lanes);        \
+      gelu_derivative_n(g);                                                                        \
+      vf sum[2];                                                                                   \
+      for (std::size_t q = 0; q < R; ++q)                                                          \
+        for (std::size_t u = 0; u < 2; ++u) {                                                      \
+          const std::size_t at = q * n + j + u * lanes;                                            \
+          const vf d = store_kept(dx + at, load(dy + at) * g[2 * q + u]);                          \
+          sum[u] = q == 0 ? d : sum[u] + d;                                                        \
+        }                                                                                          \
+      if constexpr (Dbias)                                                                         \
+        for (std::size_t u = 0; u < 2; ++u)                                                        \
+          store(dbias_part + j + u * lanes, load(dbias_part + j + u * lanes) + sum[u]);            \
+    }                                                                                              \
+    for (; j < n; j += lanes) {                                                                    \
+      const std::size_t m = n - j;                                                                 \
+      vf g[R];                                                                                     \
+      for (std::size_t q = 0; q < R; ++q) g[q] = load(h + q * n + j, m);                           \
+      gelu_derivative_n(g);                                                                        \
+      vf sum = zero();                                                                             \
+      for (std::size_t q = 0; q < R; ++q) {                                                        \
+        const vf d = store_kept(dx + q * n + j, load(dy + q * n + j, m) * g[q], m);                \
+        sum = q == 0 ? d : sum + d;                                                                \
+      }                                                                                            \
+      if constexpr (Dbias) store(dbias_part + j, load(dbias_part + j, m) + sum, m);                \
+    }                                                                                              \
+  }                                                                                                \
+  /* Rows [0, rows) of stride n, two at a time. */                                                 \
+  template <class DY, class H, class DX>                                                           \
+  TARGET void gelu_backward_rows(const DY* dy, const H* h, DX* dx, std::size_t n, std::size_t rows, float* dbias_part) { \
+    std::size_t r = 0;                                                                             \
+    for (; r + 2 <= rows; r += 2) {                                                                \
+      prefetch(dy + r * n, 2 * n * sizeof(DY), 2 * n * sizeof(DY)); /* the next two rows */        \
+      prefetch(h + r * n, 2 * n * sizeof(H), 2 * n * sizeof(H));                                   \
+      if (dbias_part) gelu_backward_rows_with<2, true>(dy + r * n, h + r * n, dx + r * n, n, dbias_part); \
+      else gelu_backward_rows_with<2, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);    \
+    }                                                                                              \
+    if (r < rows) {                                                                                \
+      if (dbias_part) gelu_backward_rows_with<1, true>(dy + r * n, h + r * n, dx + r * n, n, dbias_part); \
+      else gelu_backward_rows_with<1, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);    \
+    }                                                                                              \
+  }                                                                                                \
   }  // namespace ISA
 MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_GELU_KERNELS(MPT_TARGET_AVX512, avx512)
@@ -280,22 +304,19 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
   const Isa isa = detail::simd_isa_for<D, HH, DX>();
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t rb, std::size_t re) {
     C* part = want_dbias ? partials + (rb / chunk) * n : nullptr;
-    for (std::size_t r = rb; r < re; ++r) {
-      const D* dyr = dy.data() + r * n;
-      const HH* hr = preact.data() + r * n;
-      DX* dxr = dx.data() + r * n;
-      detail::prefetch(dyr, n * sizeof(D), n * sizeof(D));  // the next row
-      detail::prefetch(hr, n * sizeof(HH), n * sizeof(HH));
-      if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> &&
-                    detail::simd_storage<DX>) {
+    const D* dyr = dy.data() + rb * n;
+    const HH* hr = preact.data() + rb * n;
+    DX* dxr = dx.data() + rb * n;
+    if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> &&
+                  detail::simd_storage<DX>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
-        if (isa == Isa::avx2) { detail::avx2::gelu_backward_row(dyr, hr, dxr, n, part); continue; }
+      if (isa == Isa::avx512_bf16) return detail::avx512_bf16::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
+      if (isa >= Isa::avx512) return detail::avx512::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
+      if (isa == Isa::avx2) return detail::avx2::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
 #endif
-      }
-      detail::gelu_backward_row_scalar<C>(dyr, hr, dxr, n, part);
     }
+    for (std::size_t r = 0; r < re - rb; ++r)
+      detail::gelu_backward_row_scalar<C>(dyr + r * n, hr + r * n, dxr + r * n, n, part);
   });
   if (!want_dbias) return;
   // Chunk partials in chunk order (chunk 0 holds the running sums): thread-count independent.
