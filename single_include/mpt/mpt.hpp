@@ -1038,10 +1038,15 @@ concept PrecisionPolicy = precision::is_precision_policy<P>::value;
 //   erf: |x| < 0.9: x * P(x^2), P degree 6 (fit error 3e-10 relative);
 //        0.9 <= |x| < 3.92: R(|x| - 2.41), R degree 14 (fit error 1e-8
 //        absolute, 2.5 ulp worst case after fp32 Horner); |x| >= 3.92: ±1
-//        (erf rounds to 1 in fp32 there). No exp: GELU is bound by these flops.
+//        (erf rounds to 1 in fp32 there). No exp.
 //        Coefficients: least squares on Chebyshev nodes, fp64
 //        (tools/fit_erf_coefficients.py, run by hand).
 //        <= 4 ulp by analysis (tests), 2.36 measured over [-6, 6].
+//        (GELU does not call it: it evaluates its own piecewise tables, below.)
+//   exp_nonpositive: exp for x <= 0 without the overflow guard (softmax).
+//   piecewise_n: a function of a >= 0 as 32 (AVX-512) or 8 (AVX2) polynomial
+//        pieces, the coefficients gathered by in-register permutes; each
+//        table documents its own error (gelu.hpp, tools/fit_gelu_tables.py).
 
 
 #include <immintrin.h>
@@ -1889,12 +1894,12 @@ void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::s
     else store(y, v, n);                                                                                              \
   }                                                                                                                   \
   template <class In, class Res, class Out>                                                                           \
-  TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {\
+  TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) { \
     const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                         \
     const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                  \
     const vf scale = set1(dropout_scale<In>(p));                                                                      \
     const PhiloxKey k = philox_key(key);                                                                              \
-    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */               \
+    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */                      \
     constexpr std::size_t G = 2;                                                                                      \
     for (std::size_t base = begin; base < end; base += G * dropout_group) { /* begin is a multiple of the group */    \
       std::uint64_t block[G];                                                                                         \
@@ -2152,11 +2157,11 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
     mean_out = mean;                                                                                                  \
     rstd_out = rstd;                                                                                                  \
   }                                                                                                                   \
-  /* Pass 1: the row sums (vector k into accumulator k % 2) and this row's dgamma/dbeta terms;   */ \
-  /* pass 2 recomputes xhat and g from the row (in L1 by then) rather than storing them. */         \
+  /* Pass 1: the row sums (vector k into accumulator k % 2) and this row's dgamma/dbeta terms;   */                   \
+  /* pass 2 recomputes xhat and g from the row (in L1 by then) rather than storing them. */                           \
   template <class DY, class In>                                                                                       \
   TARGET inline void layer_norm_backward_step(const DY* dy, const In* x, const float* gamma, vf m, vf r,              \
-                                              std::size_t n, float* dgamma_part, float* dbeta_part, vf& sum_g,       \
+                                              std::size_t n, float* dgamma_part, float* dbeta_part, vf& sum_g,        \
                                               vf& sum_gx) {                                                           \
     vf d, xhat, g;                                                                                                    \
     if (n >= lanes) {                                                                                                 \
@@ -2192,8 +2197,8 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
       j += lanes;                                                                                                     \
     }                                                                                                                 \
     if (j < h) layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g1, sum_gx1); \
-    const vf mean_g = set1(hsum(sum_g0 + sum_g1) / static_cast<float>(h));                                           \
-    const vf mean_gx = set1(hsum(sum_gx0 + sum_gx1) / static_cast<float>(h));                                        \
+    const vf mean_g = set1(hsum(sum_g0 + sum_g1) / static_cast<float>(h));                                            \
+    const vf mean_gx = set1(hsum(sum_gx0 + sum_gx1) / static_cast<float>(h));                                         \
     for (j = 0; j + lanes <= h; j += lanes) {                                                                         \
       const vf xhat = (load(x + j) - m) * r, g = load(dy + j) * load(gamma + j);                                      \
       store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                               \
@@ -2719,26 +2724,26 @@ inline constexpr const auto& gelu_derivative = gelu_derivative_avx2;
 
 #define MPT_GELU_KERNELS(TARGET, ISA)                                                                 \
   namespace ISA {                                                                                     \
-  /* gelu and gelu' of U vectors at once, interleaved (long dependency chains overlap); always */    \
+  /* gelu and gelu' of U vectors at once, interleaved (long dependency chains overlap); always */     \
   /* inlined: a call would spill the vectors and (vzeroupper) the upper lanes. */                     \
   template <std::size_t U>                                                                            \
-  TARGET __attribute__((always_inline)) inline void gelu_n(vf (&h)[U]) noexcept {                                                    \
+  TARGET __attribute__((always_inline)) inline void gelu_n(vf (&h)[U]) noexcept {                     \
     vf a[U], c[U];                                                                                    \
-    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                            \
+    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                             \
     piecewise_n(gelu_half_erf, a, c);                                                                 \
     for (std::size_t u = 0; u < U; ++u) h[u] = fmadd(a[u], c[u], h[u] * set1(0.5f));                  \
   }                                                                                                   \
   template <std::size_t U>                                                                            \
-  TARGET __attribute__((always_inline)) inline void gelu_derivative_n(vf (&h)[U]) noexcept {                                         \
+  TARGET __attribute__((always_inline)) inline void gelu_derivative_n(vf (&h)[U]) noexcept {          \
     vf a[U], dd[U];                                                                                   \
-    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                            \
+    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                             \
     piecewise_n(gelu_derivative, a, dd);                                                              \
-    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) + times_sign_of(dd[u], h[u]);                  \
+    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) + times_sign_of(dd[u], h[u]);               \
   }                                                                                                   \
   /* h = x + bias rounded to Out (bf16 x without bias is already exact), saved to preact if asked; */ \
   /* store_kept rounds and saves with one narrowing. */                                               \
   template <bool Bias, bool Preact, class In, class Out>                                              \
-  TARGET __attribute__((always_inline)) inline vf gelu_input(const In* x, const float* bias, Out* preact, std::size_t m) noexcept {  \
+  TARGET __attribute__((always_inline)) inline vf gelu_input(const In* x, const float* bias, Out* preact, std::size_t m) noexcept { \
     constexpr bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && !Bias);       \
     vf h = m >= lanes ? load(x) : load(x, m);                                                         \
     if constexpr (Bias) h = h + (m >= lanes ? load(bias) : load(bias, m));                            \
@@ -2771,56 +2776,56 @@ inline constexpr const auto& gelu_derivative = gelu_derivative_avx2;
     else if (preact) gelu_row_with<false, true>(x, bias, y, preact, n);                               \
     else gelu_row_with<false, false>(x, bias, y, preact, n);                                          \
   }                                                                                                   \
-  /* R rows (stride n) at once; dbias sums dx as stored (store_kept narrows once and returns */    \
-  /* the kept value), the R rows' terms first, then into the partials: one partial update */       \
-  /* per R rows. */                                                                                \
-  template <std::size_t R, bool Dbias, class DY, class H, class DX>                                \
+  /* R rows (stride n) at once; dbias sums dx as stored (store_kept narrows once and returns */       \
+  /* the kept value), the R rows' terms first, then into the partials: one partial update */          \
+  /* per R rows. */                                                                                   \
+  template <std::size_t R, bool Dbias, class DY, class H, class DX>                                   \
   TARGET void gelu_backward_rows_with(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
-    std::size_t j = 0;                                                                             \
-    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                   \
-      vf g[2 * R];                                                                                 \
-      for (std::size_t q = 0; q < R; ++q)                                                          \
-        for (std::size_t u = 0; u < 2; ++u) g[2 * q + u] = load(h + q * n + j + u * lanes);        \
-      gelu_derivative_n(g);                                                                        \
-      vf sum[2];                                                                                   \
-      for (std::size_t q = 0; q < R; ++q)                                                          \
-        for (std::size_t u = 0; u < 2; ++u) {                                                      \
-          const std::size_t at = q * n + j + u * lanes;                                            \
-          const vf d = store_kept(dx + at, load(dy + at) * g[2 * q + u]);                          \
-          sum[u] = q == 0 ? d : sum[u] + d;                                                        \
-        }                                                                                          \
-      if constexpr (Dbias)                                                                         \
-        for (std::size_t u = 0; u < 2; ++u)                                                        \
-          store(dbias_part + j + u * lanes, load(dbias_part + j + u * lanes) + sum[u]);            \
-    }                                                                                              \
-    for (; j < n; j += lanes) {                                                                    \
-      const std::size_t m = n - j;                                                                 \
-      vf g[R];                                                                                     \
-      for (std::size_t q = 0; q < R; ++q) g[q] = load(h + q * n + j, m);                           \
-      gelu_derivative_n(g);                                                                        \
-      vf sum = zero();                                                                             \
-      for (std::size_t q = 0; q < R; ++q) {                                                        \
-        const vf d = store_kept(dx + q * n + j, load(dy + q * n + j, m) * g[q], m);                \
-        sum = q == 0 ? d : sum + d;                                                                \
-      }                                                                                            \
-      if constexpr (Dbias) store(dbias_part + j, load(dbias_part + j, m) + sum, m);                \
-    }                                                                                              \
-  }                                                                                                \
-  /* Rows [0, rows) of stride n, two at a time. */                                                 \
-  template <class DY, class H, class DX>                                                           \
+    std::size_t j = 0;                                                                                \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
+      vf g[2 * R];                                                                                    \
+      for (std::size_t q = 0; q < R; ++q)                                                             \
+        for (std::size_t u = 0; u < 2; ++u) g[2 * q + u] = load(h + q * n + j + u * lanes);           \
+      gelu_derivative_n(g);                                                                           \
+      vf sum[2];                                                                                      \
+      for (std::size_t q = 0; q < R; ++q)                                                             \
+        for (std::size_t u = 0; u < 2; ++u) {                                                         \
+          const std::size_t at = q * n + j + u * lanes;                                               \
+          const vf d = store_kept(dx + at, load(dy + at) * g[2 * q + u]);                             \
+          sum[u] = q == 0 ? d : sum[u] + d;                                                           \
+        }                                                                                             \
+      if constexpr (Dbias)                                                                            \
+        for (std::size_t u = 0; u < 2; ++u)                                                           \
+          store(dbias_part + j + u * lanes, load(dbias_part + j + u * lanes) + sum[u]);               \
+    }                                                                                                 \
+    for (; j < n; j += lanes) {                                                                       \
+      const std::size_t m = n - j;                                                                    \
+      vf g[R];                                                                                        \
+      for (std::size_t q = 0; q < R; ++q) g[q] = load(h + q * n + j, m);                              \
+      gelu_derivative_n(g);                                                                           \
+      vf sum = zero();                                                                                \
+      for (std::size_t q = 0; q < R; ++q) {                                                           \
+        const vf d = store_kept(dx + q * n + j, load(dy + q * n + j, m) * g[q], m);                   \
+        sum = q == 0 ? d : sum + d;                                                                   \
+      }                                                                                               \
+      if constexpr (Dbias) store(dbias_part + j, load(dbias_part + j, m) + sum, m);                   \
+    }                                                                                                 \
+  }                                                                                                   \
+  /* Rows [0, rows) of stride n, two at a time. */                                                    \
+  template <class DY, class H, class DX>                                                              \
   TARGET void gelu_backward_rows(const DY* dy, const H* h, DX* dx, std::size_t n, std::size_t rows, float* dbias_part) { \
-    std::size_t r = 0;                                                                             \
-    for (; r + 2 <= rows; r += 2) {                                                                \
-      prefetch(dy + r * n, 2 * n * sizeof(DY), 2 * n * sizeof(DY)); /* the next two rows */        \
-      prefetch(h + r * n, 2 * n * sizeof(H), 2 * n * sizeof(H));                                   \
+    std::size_t r = 0;                                                                                \
+    for (; r + 2 <= rows; r += 2) {                                                                   \
+      prefetch(dy + r * n, 2 * n * sizeof(DY), 2 * n * sizeof(DY)); /* the next two rows */           \
+      prefetch(h + r * n, 2 * n * sizeof(H), 2 * n * sizeof(H));                                      \
       if (dbias_part) gelu_backward_rows_with<2, true>(dy + r * n, h + r * n, dx + r * n, n, dbias_part); \
-      else gelu_backward_rows_with<2, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);    \
-    }                                                                                              \
-    if (r < rows) {                                                                                \
+      else gelu_backward_rows_with<2, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);       \
+    }                                                                                                 \
+    if (r < rows) {                                                                                   \
       if (dbias_part) gelu_backward_rows_with<1, true>(dy + r * n, h + r * n, dx + r * n, n, dbias_part); \
-      else gelu_backward_rows_with<1, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);    \
-    }                                                                                              \
-  }                                                                                                \
+      else gelu_backward_rows_with<1, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);       \
+    }                                                                                                 \
+  }                                                                                                   \
   }  // namespace ISA
 MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_GELU_KERNELS(MPT_TARGET_AVX512, avx512)
@@ -4920,13 +4925,13 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
     vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
     for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
       for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                                \
+        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                    \
         store(z + j + u * lanes, e);                                                                                  \
         vsum[u] = vsum[u] + e;                                                                                        \
       }                                                                                                               \
     }                                                                                                                 \
     for (; j < padded; j += lanes) {                                                                                  \
-      const vf e = exp_nonpositive(load(z + j) - m);                                                                              \
+      const vf e = exp_nonpositive(load(z + j) - m);                                                                  \
       store(z + j, e);                                                                                                \
       vsum[0] = vsum[0] + e;                                                                                          \
     }                                                                                                                 \
@@ -4942,7 +4947,7 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
     vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                    \
     std::size_t j = 0;                                                                                                \
     for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                        \
-      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]);\
+      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]); \
     for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                      \
     const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                            \
     for (j = 0; j < k; j += lanes) {                                                                                  \

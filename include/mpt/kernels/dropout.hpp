@@ -138,12 +138,12 @@ void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::s
     else store(y, v, n);                                                                                              \
   }                                                                                                                   \
   template <class In, class Res, class Out>                                                                           \
-  TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {\
+  TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) { \
     const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                         \
     const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                  \
     const vf scale = set1(dropout_scale<In>(p));                                                                      \
     const PhiloxKey k = philox_key(key);                                                                              \
-    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */               \
+    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */                      \
     constexpr std::size_t G = 2;                                                                                      \
     for (std::size_t base = begin; base < end; base += G * dropout_group) { /* begin is a multiple of the group */    \
       std::uint64_t block[G];                                                                                         \

@@ -135,26 +135,26 @@ inline constexpr const auto& gelu_derivative = gelu_derivative_avx2;
 
 #define MPT_GELU_KERNELS(TARGET, ISA)                                                                 \
   namespace ISA {                                                                                     \
-  /* gelu and gelu' of U vectors at once, interleaved (long dependency chains overlap); always */    \
+  /* gelu and gelu' of U vectors at once, interleaved (long dependency chains overlap); always */     \
   /* inlined: a call would spill the vectors and (vzeroupper) the upper lanes. */                     \
   template <std::size_t U>                                                                            \
-  TARGET __attribute__((always_inline)) inline void gelu_n(vf (&h)[U]) noexcept {                                                    \
+  TARGET __attribute__((always_inline)) inline void gelu_n(vf (&h)[U]) noexcept {                     \
     vf a[U], c[U];                                                                                    \
-    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                            \
+    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                             \
     piecewise_n(gelu_half_erf, a, c);                                                                 \
     for (std::size_t u = 0; u < U; ++u) h[u] = fmadd(a[u], c[u], h[u] * set1(0.5f));                  \
   }                                                                                                   \
   template <std::size_t U>                                                                            \
-  TARGET __attribute__((always_inline)) inline void gelu_derivative_n(vf (&h)[U]) noexcept {                                         \
+  TARGET __attribute__((always_inline)) inline void gelu_derivative_n(vf (&h)[U]) noexcept {          \
     vf a[U], dd[U];                                                                                   \
-    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                            \
+    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                             \
     piecewise_n(gelu_derivative, a, dd);                                                              \
-    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) + times_sign_of(dd[u], h[u]);                  \
+    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) + times_sign_of(dd[u], h[u]);               \
   }                                                                                                   \
   /* h = x + bias rounded to Out (bf16 x without bias is already exact), saved to preact if asked; */ \
   /* store_kept rounds and saves with one narrowing. */                                               \
   template <bool Bias, bool Preact, class In, class Out>                                              \
-  TARGET __attribute__((always_inline)) inline vf gelu_input(const In* x, const float* bias, Out* preact, std::size_t m) noexcept {  \
+  TARGET __attribute__((always_inline)) inline vf gelu_input(const In* x, const float* bias, Out* preact, std::size_t m) noexcept { \
     constexpr bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && !Bias);       \
     vf h = m >= lanes ? load(x) : load(x, m);                                                         \
     if constexpr (Bias) h = h + (m >= lanes ? load(bias) : load(bias, m));                            \
@@ -187,56 +187,56 @@ inline constexpr const auto& gelu_derivative = gelu_derivative_avx2;
     else if (preact) gelu_row_with<false, true>(x, bias, y, preact, n);                               \
     else gelu_row_with<false, false>(x, bias, y, preact, n);                                          \
   }                                                                                                   \
-  /* R rows (stride n) at once; dbias sums dx as stored (store_kept narrows once and returns */    \
-  /* the kept value), the R rows' terms first, then into the partials: one partial update */       \
-  /* per R rows. */                                                                                \
-  template <std::size_t R, bool Dbias, class DY, class H, class DX>                                \
+  /* R rows (stride n) at once; dbias sums dx as stored (store_kept narrows once and returns */       \
+  /* the kept value), the R rows' terms first, then into the partials: one partial update */          \
+  /* per R rows. */                                                                                   \
+  template <std::size_t R, bool Dbias, class DY, class H, class DX>                                   \
   TARGET void gelu_backward_rows_with(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
-    std::size_t j = 0;                                                                             \
-    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                   \
-      vf g[2 * R];                                                                                 \
-      for (std::size_t q = 0; q < R; ++q)                                                          \
-        for (std::size_t u = 0; u < 2; ++u) g[2 * q + u] = load(h + q * n + j + u * lanes);        \
-      gelu_derivative_n(g);                                                                        \
-      vf sum[2];                                                                                   \
-      for (std::size_t q = 0; q < R; ++q)                                                          \
-        for (std::size_t u = 0; u < 2; ++u) {                                                      \
-          const std::size_t at = q * n + j + u * lanes;                                            \
-          const vf d = store_kept(dx + at, load(dy + at) * g[2 * q + u]);                          \
-          sum[u] = q == 0 ? d : sum[u] + d;                                                        \
-        }                                                                                          \
-      if constexpr (Dbias)                                                                         \
-        for (std::size_t u = 0; u < 2; ++u)                                                        \
-          store(dbias_part + j + u * lanes, load(dbias_part + j + u * lanes) + sum[u]);            \
-    }                                                                                              \
-    for (; j < n; j += lanes) {                                                                    \
-      const std::size_t m = n - j;                                                                 \
-      vf g[R];                                                                                     \
-      for (std::size_t q = 0; q < R; ++q) g[q] = load(h + q * n + j, m);                           \
-      gelu_derivative_n(g);                                                                        \
-      vf sum = zero();                                                                             \
-      for (std::size_t q = 0; q < R; ++q) {                                                        \
-        const vf d = store_kept(dx + q * n + j, load(dy + q * n + j, m) * g[q], m);                \
-        sum = q == 0 ? d : sum + d;                                                                \
-      }                                                                                            \
-      if constexpr (Dbias) store(dbias_part + j, load(dbias_part + j, m) + sum, m);                \
-    }                                                                                              \
-  }                                                                                                \
-  /* Rows [0, rows) of stride n, two at a time. */                                                 \
-  template <class DY, class H, class DX>                                                           \
+    std::size_t j = 0;                                                                                \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
+      vf g[2 * R];                                                                                    \
+      for (std::size_t q = 0; q < R; ++q)                                                             \
+        for (std::size_t u = 0; u < 2; ++u) g[2 * q + u] = load(h + q * n + j + u * lanes);           \
+      gelu_derivative_n(g);                                                                           \
+      vf sum[2];                                                                                      \
+      for (std::size_t q = 0; q < R; ++q)                                                             \
+        for (std::size_t u = 0; u < 2; ++u) {                                                         \
+          const std::size_t at = q * n + j + u * lanes;                                               \
+          const vf d = store_kept(dx + at, load(dy + at) * g[2 * q + u]);                             \
+          sum[u] = q == 0 ? d : sum[u] + d;                                                           \
+        }                                                                                             \
+      if constexpr (Dbias)                                                                            \
+        for (std::size_t u = 0; u < 2; ++u)                                                           \
+          store(dbias_part + j + u * lanes, load(dbias_part + j + u * lanes) + sum[u]);               \
+    }                                                                                                 \
+    for (; j < n; j += lanes) {                                                                       \
+      const std::size_t m = n - j;                                                                    \
+      vf g[R];                                                                                        \
+      for (std::size_t q = 0; q < R; ++q) g[q] = load(h + q * n + j, m);                              \
+      gelu_derivative_n(g);                                                                           \
+      vf sum = zero();                                                                                \
+      for (std::size_t q = 0; q < R; ++q) {                                                           \
+        const vf d = store_kept(dx + q * n + j, load(dy + q * n + j, m) * g[q], m);                   \
+        sum = q == 0 ? d : sum + d;                                                                   \
+      }                                                                                               \
+      if constexpr (Dbias) store(dbias_part + j, load(dbias_part + j, m) + sum, m);                   \
+    }                                                                                                 \
+  }                                                                                                   \
+  /* Rows [0, rows) of stride n, two at a time. */                                                    \
+  template <class DY, class H, class DX>                                                              \
   TARGET void gelu_backward_rows(const DY* dy, const H* h, DX* dx, std::size_t n, std::size_t rows, float* dbias_part) { \
-    std::size_t r = 0;                                                                             \
-    for (; r + 2 <= rows; r += 2) {                                                                \
-      prefetch(dy + r * n, 2 * n * sizeof(DY), 2 * n * sizeof(DY)); /* the next two rows */        \
-      prefetch(h + r * n, 2 * n * sizeof(H), 2 * n * sizeof(H));                                   \
+    std::size_t r = 0;                                                                                \
+    for (; r + 2 <= rows; r += 2) {                                                                   \
+      prefetch(dy + r * n, 2 * n * sizeof(DY), 2 * n * sizeof(DY)); /* the next two rows */           \
+      prefetch(h + r * n, 2 * n * sizeof(H), 2 * n * sizeof(H));                                      \
       if (dbias_part) gelu_backward_rows_with<2, true>(dy + r * n, h + r * n, dx + r * n, n, dbias_part); \
-      else gelu_backward_rows_with<2, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);    \
-    }                                                                                              \
-    if (r < rows) {                                                                                \
+      else gelu_backward_rows_with<2, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);       \
+    }                                                                                                 \
+    if (r < rows) {                                                                                   \
       if (dbias_part) gelu_backward_rows_with<1, true>(dy + r * n, h + r * n, dx + r * n, n, dbias_part); \
-      else gelu_backward_rows_with<1, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);    \
-    }                                                                                              \
-  }                                                                                                \
+      else gelu_backward_rows_with<1, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);       \
+    }                                                                                                 \
+  }                                                                                                   \
   }  // namespace ISA
 MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_GELU_KERNELS(MPT_TARGET_AVX512, avx512)

@@ -119,11 +119,11 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
     mean_out = mean;                                                                                                  \
     rstd_out = rstd;                                                                                                  \
   }                                                                                                                   \
-  /* Pass 1: the row sums (vector k into accumulator k % 2) and this row's dgamma/dbeta terms;   */ \
-  /* pass 2 recomputes xhat and g from the row (in L1 by then) rather than storing them. */         \
+  /* Pass 1: the row sums (vector k into accumulator k % 2) and this row's dgamma/dbeta terms;   */                   \
+  /* pass 2 recomputes xhat and g from the row (in L1 by then) rather than storing them. */                           \
   template <class DY, class In>                                                                                       \
   TARGET inline void layer_norm_backward_step(const DY* dy, const In* x, const float* gamma, vf m, vf r,              \
-                                              std::size_t n, float* dgamma_part, float* dbeta_part, vf& sum_g,       \
+                                              std::size_t n, float* dgamma_part, float* dbeta_part, vf& sum_g,        \
                                               vf& sum_gx) {                                                           \
     vf d, xhat, g;                                                                                                    \
     if (n >= lanes) {                                                                                                 \
@@ -159,8 +159,8 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
       j += lanes;                                                                                                     \
     }                                                                                                                 \
     if (j < h) layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g1, sum_gx1); \
-    const vf mean_g = set1(hsum(sum_g0 + sum_g1) / static_cast<float>(h));                                           \
-    const vf mean_gx = set1(hsum(sum_gx0 + sum_gx1) / static_cast<float>(h));                                        \
+    const vf mean_g = set1(hsum(sum_g0 + sum_g1) / static_cast<float>(h));                                            \
+    const vf mean_gx = set1(hsum(sum_gx0 + sum_gx1) / static_cast<float>(h));                                         \
     for (j = 0; j + lanes <= h; j += lanes) {                                                                         \
       const vf xhat = (load(x + j) - m) * r, g = load(dy + j) * load(gamma + j);                                      \
       store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                               \

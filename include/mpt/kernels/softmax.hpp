@@ -107,13 +107,13 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
     vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
     for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
       for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                                \
+        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                    \
         store(z + j + u * lanes, e);                                                                                  \
         vsum[u] = vsum[u] + e;                                                                                        \
       }                                                                                                               \
     }                                                                                                                 \
     for (; j < padded; j += lanes) {                                                                                  \
-      const vf e = exp_nonpositive(load(z + j) - m);                                                                              \
+      const vf e = exp_nonpositive(load(z + j) - m);                                                                  \
       store(z + j, e);                                                                                                \
       vsum[0] = vsum[0] + e;                                                                                          \
     }                                                                                                                 \
@@ -129,7 +129,7 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
     vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                    \
     std::size_t j = 0;                                                                                                \
     for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                        \
-      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]);\
+      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]); \
     for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                      \
     const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                            \
     for (j = 0; j < k; j += lanes) {                                                                                  \

@@ -17,10 +17,15 @@
 //   erf: |x| < 0.9: x * P(x^2), P degree 6 (fit error 3e-10 relative);
 //        0.9 <= |x| < 3.92: R(|x| - 2.41), R degree 14 (fit error 1e-8
 //        absolute, 2.5 ulp worst case after fp32 Horner); |x| >= 3.92: ±1
-//        (erf rounds to 1 in fp32 there). No exp: GELU is bound by these flops.
+//        (erf rounds to 1 in fp32 there). No exp.
 //        Coefficients: least squares on Chebyshev nodes, fp64
 //        (tools/fit_erf_coefficients.py, run by hand).
 //        <= 4 ulp by analysis (tests), 2.36 measured over [-6, 6].
+//        (GELU does not call it: it evaluates its own piecewise tables, below.)
+//   exp_nonpositive: exp for x <= 0 without the overflow guard (softmax).
+//   piecewise_n: a function of a >= 0 as 32 (AVX-512) or 8 (AVX2) polynomial
+//        pieces, the coefficients gathered by in-register permutes; each
+//        table documents its own error (gelu.hpp, tools/fit_gelu_tables.py).
 
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/bf16_convert.hpp>
