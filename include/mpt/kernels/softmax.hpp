@@ -21,7 +21,6 @@
 #include <mpt/core/tensor.hpp>
 #include <mpt/kernels/detail/simd.hpp>
 
-#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -175,9 +174,7 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
   const std::size_t chunk = detail::rows_per_task(k * (sizeof(I) + sizeof(Out)));
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t begin, std::size_t end) {
     C* z = detail::thread_scratch<C, detail::ScratchUse::row>(k + 16);
-    // Prefetch rows up to 16 KiB ahead (4 rows at BERT's 384 keys): one row's
-    // compute is shorter than a DRAM miss, so the next row alone is too close.
-    const std::size_t ahead = std::max<std::size_t>(1, std::min<std::size_t>(4, 16384 / (k * sizeof(I))));
+    const std::size_t ahead = detail::prefetch_rows_ahead(k * sizeof(I));
     for (std::size_t r = begin; r < end; ++r) {
       const I* x = scores.data() + r * k;
       const float* m = mask ? mask + (r / rows_per_mask_row) * k : nullptr;
