@@ -1602,13 +1602,11 @@ void for_each_row_chunk(std::size_t rows, std::size_t chunk, Body&& body) {
 //
 // Which element gets which random bits (a definition, independent of the
 // vector width): each element takes 16 bits. Element i lies in group
-// g = i / 128 at r = i % 128; it takes half r % 2 (0: low 16 bits, 1: high)
-// of word r / 32 of philox4x32_10(counter, key) with
-//   counter = {low32(b), high32(b), key.stream, key.step},  b = 16 g + (r % 32) / 2,
+// g = i / 128 at r = i % 128; it takes half (r / 16) % 2 (0: low 16 bits,
+// 1: high) of word r / 32 of philox4x32_10(counter, key) with
+//   counter = {low32(b), high32(b), key.stream, key.step},  b = 16 g + r % 16,
 //   key     = {low32(seed), high32(seed)}.
-// (One AVX-512 Philox call makes 16 counters x 4 words = one group; word w of
-// the 16 counters, read as 32 16-bit lanes, is elements 32 w .. 32 w + 31 in
-// order, so one 16-bit compare decides 32 elements.)
+// (One AVX-512 Philox call makes 16 counters x 4 words = one group.)
 //
 // Keep rule: element i is kept iff bits < round((1 - p) * 2^16), i.e.
 // u < 1 - p for u = bits / 2^16 uniform on [0, 1) in steps of 2^-16, as
@@ -1831,12 +1829,12 @@ inline void check_dropout_probability(const char* op, float p) {
 // The 16 random bits of element i (the scalar reference of the mapping above).
 inline std::uint32_t dropout_bits(DropoutKey key, std::uint64_t i) noexcept {
   const std::uint64_t group = i / detail::dropout_group, r = i % detail::dropout_group;
-  const std::uint64_t block = 16 * group + (r % 32) / 2;
+  const std::uint64_t block = 16 * group + r % 16;
   const PhiloxCounter out = philox4x32_10(
       {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
       detail::philox_key(key));
   const std::uint32_t word = out[r / 32];
-  return r % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
+  return (r / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
 }
 
 // Elements are kept iff dropout_bits < dropout_keep_threshold(p) (0 to 65536).
@@ -1874,9 +1872,9 @@ void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::s
     const std::size_t first = std::max(begin, group * dropout_group);
     const std::size_t last = std::min(end, (group + 1) * dropout_group);
     for (std::size_t i = first; i < last; ++i) {
-      const std::size_t at = i % dropout_group;  // word at / 32, counter (at % 32) / 2, half at % 2
-      const std::uint32_t word = words[(at % 32) / 2][at / 32];
-      const std::uint32_t bits = at % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
+      const std::size_t at = i % dropout_group;  // word at / 32, half (at / 16) % 2, counter at % 16
+      const std::uint32_t word = words[at % 16][at / 32];
+      const std::uint32_t bits = (at / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
       const bool keep = bits < threshold;
       Compute v = keep ? static_cast<Compute>(to_float(x[i])) * scale : Compute(0);
       if constexpr (!std::is_void_v<Res>) {
@@ -1905,35 +1903,31 @@ void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::s
   }                                                                                                                   \
   template <class In, class Res, class Out>                                                                           \
   TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) { \
-    /* bits < threshold as bits <= threshold - 1 on 16-bit lanes (threshold is 0 to 65536); */ \
-    /* threshold 0 (p = 1) keeps nothing: `any` masks everything off. */                         \
-    const std::uint32_t threshold = dropout_keep_threshold(p);                                     \
-    const __m512i last_kept = _mm512_set1_epi16(static_cast<short>(threshold == 0 ? 0 : threshold - 1)); \
-    const __mmask32 any = threshold == 0 ? 0u : ~0u;                                               \
-    const vf scale = set1(dropout_scale<In>(p));                                                   \
-    const PhiloxKey k = philox_key(key);                                                           \
-    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */   \
-    constexpr std::size_t G = 2;                                                                   \
-    for (std::size_t base = begin; base < end; base += G * dropout_group) { /* begin is a multiple of the group */ \
-      std::uint64_t block[G];                                                                      \
-      for (std::size_t g = 0; g < G; ++g) block[g] = (base / dropout_group + g) * 16;              \
-      /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */    \
-      prefetch(x + base, 4 * dropout_group * sizeof(In), G * dropout_group * sizeof(In));          \
-      __m512i bits[G][4];                                                                          \
+    const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                         \
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                  \
+    const vf scale = set1(dropout_scale<In>(p));                                                                      \
+    const PhiloxKey k = philox_key(key);                                                                              \
+    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */                      \
+    constexpr std::size_t G = 2;                                                                                      \
+    for (std::size_t base = begin; base < end; base += G * dropout_group) { /* begin is a multiple of the group */    \
+      std::uint64_t block[G];                                                                                         \
+      for (std::size_t g = 0; g < G; ++g) block[g] = (base / dropout_group + g) * 16;                                 \
+      /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */                       \
+      prefetch(x + base, 4 * dropout_group * sizeof(In), G * dropout_group * sizeof(In));                             \
+      __m512i bits[G][4];                                                                                             \
       philox4x32_10_avx512_groups(block, key.stream, key.step, k, bits);                                              \
-      for (std::size_t w = 0; w < 4 * G; ++w) { /* 32 elements per word register: group w / 4, word w % 4 */ \
-        const std::size_t at = base + 32 * w;                                                      \
-        if (at >= end) break;                                                                      \
-        const __mmask32 keep = _mm512_mask_cmple_epu16_mask(any, bits[w / 4][w % 4], last_kept);   \
-        const Res* rr = nullptr;                                                                   \
-        if constexpr (!std::is_void_v<Res>) rr = r + at;                                           \
-        dropout_apply(x + at, rr, y + at, end - at, static_cast<__mmask16>(keep), scale);          \
-        if (at + lanes >= end) break;                                                              \
-        if constexpr (!std::is_void_v<Res>) rr = r + at + lanes;                                   \
-        dropout_apply(x + at + lanes, rr, y + at + lanes, end - at - lanes, static_cast<__mmask16>(keep >> 16), scale); \
-      }                                                                                            \
-    }                                                                                              \
-  }                                                                                                \
+      for (std::size_t s = 0; s < 8 * G; ++s) { /* group s / 8; word (s % 8) / 2, low (even s) or high 16 bits */     \
+        const std::size_t at = base + 16 * s;                                                                         \
+        if (at >= end) break;                                                                                         \
+        const __m512i word = bits[s / 8][(s % 8) / 2];                                                                \
+        const __m512i b = s % 2 == 0 ? _mm512_and_si512(word, low16) : _mm512_srli_epi32(word, 16);                   \
+        const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);                                                 \
+        const Res* rr = nullptr;                                                                                      \
+        if constexpr (!std::is_void_v<Res>) rr = r + at;                                                              \
+        dropout_apply(x + at, rr, y + at, end - at, keep, scale);                                                     \
+      }                                                                                                               \
+    }                                                                                                                 \
+  }                                                                                                                   \
   }  // namespace ISA
 MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512, avx512)
@@ -1945,6 +1939,7 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
   using namespace avx2;
   // Unsigned bits < threshold as a signed compare: both sides fit in 17 bits.
   const __m256i threshold = _mm256_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
+  const __m256i low16 = _mm256_set1_epi32(0xFFFF);
   const vf scale = set1(dropout_scale<In>(p));
   const PhiloxKey k = philox_key(key);
   for (std::size_t base = begin; base < end; base += dropout_group) {
@@ -1954,13 +1949,12 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
                        key.step, k, lo);
     philox4x32_10_avx2(static_cast<std::uint32_t>(block + 8), static_cast<std::uint32_t>(block >> 32), key.stream,
                        key.step, k, hi);
-    for (std::size_t j = 0; j < 16; ++j) {  // 8 elements each: word j / 4, counters 4 (j % 4) .. + 3, both halves
+    for (std::size_t j = 0; j < 16; ++j) {  // 8 elements each: word j / 4, half (j / 2) % 2, counters j % 2
       const std::size_t at = base + 8 * j;
       if (at >= end) break;
       const std::size_t n = end - at;
-      const __m256i word = (j % 4) < 2 ? lo[j / 4] : hi[j / 4];  // counters 0..7 or 8..15
-      const __m128i halves = j % 2 == 0 ? _mm256_castsi256_si128(word) : _mm256_extracti128_si256(word, 1);
-      const __m256i b = _mm256_cvtepu16_epi32(halves);  // element order: low, high half of each counter
+      const __m256i word = (j % 2 == 0) ? lo[j / 4] : hi[j / 4];
+      const __m256i b = (j / 2) % 2 == 0 ? _mm256_and_si256(word, low16) : _mm256_srli_epi32(word, 16);
       const vf keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(threshold, b));
       vf v = _mm256_and_ps(keep, _mm256_mul_ps(n >= lanes ? load(x + at) : load(x + at, n), scale));
       if constexpr (!std::is_void_v<Res>) {
