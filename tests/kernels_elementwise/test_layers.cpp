@@ -418,9 +418,10 @@ TEST_CASE("vectorized gelu and gelu' stay within their table error on a dense sw
     }
     MESSAGE(mpt::isa_name(isa), ": table error beyond the final rounding: gelu ", worst_y / eps, " eps |h|, gelu' ", worst_g / eps, " eps");
     // Saturation is exact: gelu(h) = h and gelu'(h) = 1 for large h, 0 and 0 for very negative h.
-    Tensor<float> big(Shape{1, 4}), by(big.shape()), bg(big.shape()), b1(big.shape());
-    const float values[4] = {6.5f, 1e30f, -6.5f, -1e30f};
-    for (std::size_t i = 0; i < 4; ++i) big[i] = values[i], b1[i] = 1.0f;
+    // A NaN pre-activation gives NaN for both (as PyTorch).
+    Tensor<float> big(Shape{1, 5}), by(big.shape()), bg(big.shape()), b1(big.shape());
+    const float values[5] = {6.5f, 1e30f, -6.5f, -1e30f, std::numeric_limits<float>::quiet_NaN()};
+    for (std::size_t i = 0; i < 5; ++i) big[i] = values[i], b1[i] = 1.0f;
     k::gelu_forward(big.view(), by.view());
     k::gelu_backward(b1.view(), big.view(), bg.view(), TensorView<float>{});
     CHECK(by[0] == 6.5f);
@@ -431,6 +432,8 @@ TEST_CASE("vectorized gelu and gelu' stay within their table error on a dense sw
     CHECK(bg[1] == 1.0f);
     CHECK(bg[2] == 0.0f);
     CHECK(bg[3] == 0.0f);
+    CHECK(std::isnan(by[4]));
+    CHECK(std::isnan(bg[4]));
   }
 }
 

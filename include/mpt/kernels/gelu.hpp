@@ -16,7 +16,8 @@
 // so gelu is off by <= a eps / 2 + its own rounding and gelu' by <= eps + its
 // rounding (tests/kernels_elementwise derive their tolerances from this).
 // Past the fp32 saturation points (C = 1/2 from a = 5.6, D = 1/2 from 6.4) the
-// tables return exactly 1/2: gelu(h) = h for h >= 5.6, 0 for h <= -5.6.
+// tables return exactly 1/2: gelu(h) = h for h >= 5.6, 0 for h <= -5.6; a NaN
+// pre-activation gives NaN for both, as PyTorch.
 //
 //   gelu_bias_forward(x, bias, y, preact)
 //     x [rows..., N] fp32 / bf16 / double (a GEMM output without its bias),

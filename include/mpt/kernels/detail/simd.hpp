@@ -93,7 +93,7 @@ inline constexpr float piece_index_magic = 0x1p23f;
 // Scalar reference of piecewise_n (the same fp32 operations, one lane).
 template <std::size_t Pieces, std::size_t Terms>
 inline float piecewise_reference(const PiecewiseTable<Pieces, Terms>& table, float a) noexcept {
-  a = a < table.clamp ? a : table.clamp;  // NaN -> clamp, as vminps
+  a = table.clamp < a ? table.clamp : a;  // a NaN stays NaN, as vminps(clamp, a)
   const float scaled = std::fma(a, table.inv_width, piece_index_magic);
   std::uint32_t bits;
   std::memcpy(&bits, &scaled, sizeof bits);
@@ -259,7 +259,7 @@ MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const P
   __m512i piece[U];
   vf t[U];
   for (std::size_t u = 0; u < U; ++u) {
-    const vf clamped = _mm512_min_ps(a[u], set1(table.clamp));
+    const vf clamped = _mm512_min_ps(set1(table.clamp), a[u]);  // a NaN passes: the result is NaN
     const vf scaled = fmadd(clamped, set1(table.inv_width), set1(piece_index_magic));
     piece[u] = _mm512_castps_si512(scaled);
     t[u] = _mm512_fnmadd_ps(_mm512_sub_ps(scaled, set1(piece_index_magic)), set1(table.width), clamped);
@@ -459,7 +459,7 @@ MPT_TARGET_AVX2 __attribute__((always_inline)) inline void piecewise_n(const Pie
   __m256i piece[U];
   vf t[U];
   for (std::size_t u = 0; u < U; ++u) {
-    const vf clamped = _mm256_min_ps(a[u], set1(table.clamp));
+    const vf clamped = _mm256_min_ps(set1(table.clamp), a[u]);  // a NaN passes: the result is NaN
     const vf scaled = fmadd(clamped, set1(table.inv_width), set1(piece_index_magic));
     piece[u] = _mm256_castps_si256(scaled);
     t[u] = _mm256_fnmadd_ps(_mm256_sub_ps(scaled, set1(piece_index_magic)), set1(table.width), clamped);
