@@ -138,22 +138,25 @@ void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::s
     else store(y, v, n);                                                                                              \
   }                                                                                                                   \
   template <class In, class Res, class Out>                                                                           \
-  TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {\
+  TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) { \
     const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                         \
     const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                  \
     const vf scale = set1(dropout_scale<In>(p));                                                                      \
     const PhiloxKey k = philox_key(key);                                                                              \
-    for (std::size_t base = begin; base < end; base += dropout_group) { /* begin is a multiple of the group */        \
-      const std::uint64_t block = base / dropout_group * 16;                                                          \
+    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */                      \
+    constexpr std::size_t G = 2;                                                                                      \
+    for (std::size_t base = begin; base < end; base += G * dropout_group) { /* begin is a multiple of the group */    \
+      std::uint64_t block[G];                                                                                         \
+      for (std::size_t g = 0; g < G; ++g) block[g] = (base / dropout_group + g) * 16;                                 \
       /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */                       \
-      prefetch(x + base, 4 * dropout_group * sizeof(In), dropout_group * sizeof(In));                                 \
-      __m512i bits[4];                                                                                                \
-      philox4x32_10_avx512(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,    \
-                           key.step, k, bits);                                                                        \
-      for (std::size_t half = 0; half < 8; ++half) { /* word half / 2, low (even) or high (odd) 16 bits */            \
-        const std::size_t at = base + 16 * half;                                                                      \
+      prefetch(x + base, 4 * dropout_group * sizeof(In), G * dropout_group * sizeof(In));                             \
+      __m512i bits[G][4];                                                                                             \
+      philox4x32_10_avx512_groups(block, key.stream, key.step, k, bits);                                              \
+      for (std::size_t s = 0; s < 8 * G; ++s) { /* group s / 8; word (s % 8) / 2, low (even s) or high 16 bits */     \
+        const std::size_t at = base + 16 * s;                                                                         \
         if (at >= end) break;                                                                                         \
-        const __m512i b = half % 2 == 0 ? _mm512_and_si512(bits[half / 2], low16) : _mm512_srli_epi32(bits[half / 2], 16);\
+        const __m512i word = bits[s / 8][(s % 8) / 2];                                                                \
+        const __m512i b = s % 2 == 0 ? _mm512_and_si512(word, low16) : _mm512_srli_epi32(word, 16);                   \
         const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);                                                 \
         const Res* rr = nullptr;                                                                                      \
         if constexpr (!std::is_void_v<Res>) rr = r + at;                                                              \

@@ -119,41 +119,56 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
     mean_out = mean;                                                                                                  \
     rstd_out = rstd;                                                                                                  \
   }                                                                                                                   \
-  /* scratch: 2 x h rounded up to whole vectors; pass 1 keeps xhat and g there for pass 2. */                         \
+  /* Pass 1: the row sums (vector k into accumulator k % 2) and this row's dgamma/dbeta terms;   */                   \
+  /* pass 2 recomputes xhat and g from the row (in L1 by then) rather than storing them. */                           \
+  template <class DY, class In>                                                                                       \
+  TARGET inline void layer_norm_backward_step(const DY* dy, const In* x, const float* gamma, vf m, vf r,              \
+                                              std::size_t n, float* dgamma_part, float* dbeta_part, vf& sum_g,        \
+                                              vf& sum_gx) {                                                           \
+    vf d, xhat, g;                                                                                                    \
+    if (n >= lanes) {                                                                                                 \
+      d = load(dy);                                                                                                   \
+      xhat = (load(x) - m) * r;                                                                                       \
+      g = d * load(gamma);                                                                                            \
+      store(dgamma_part, fmadd(d, xhat, load(dgamma_part)));                                                          \
+      store(dbeta_part, load(dbeta_part) + d);                                                                        \
+    } else {                                                                                                          \
+      d = load(dy, n);                                                                                                \
+      xhat = first((load(x, n) - m) * r, n);                                                                          \
+      g = d * load(gamma, n);                                                                                         \
+      store(dgamma_part, fmadd(d, xhat, load(dgamma_part, n)), n);                                                    \
+      store(dbeta_part, load(dbeta_part, n) + d, n);                                                                  \
+    }                                                                                                                 \
+    sum_g = sum_g + g;                                                                                                \
+    sum_gx = fmadd(g, xhat, sum_gx);                                                                                  \
+  }                                                                                                                   \
   template <class DY, class In, class DX>                                                                             \
   TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,          \
-                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part, float* scratch) { \
+                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part) {                 \
     const vf m = set1(mean), r = set1(rstd);                                                                          \
-    float* xhat_row = scratch;                                                                                        \
-    float* g_row = scratch + (h + lanes - 1) / lanes * lanes;                                                         \
-    vf vg[2] = {zero(), zero()}, vgx[2] = {zero(), zero()};                                                           \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
-      const std::size_t n = h - j, u = (j / lanes) % 2;                                                               \
-      vf d, xhat, g;                                                                                                  \
-      if (n >= lanes) {                                                                                               \
-        d = load(dy + j);                                                                                             \
-        xhat = (load(x + j) - m) * r;                                                                                 \
-        g = d * load(gamma + j);                                                                                      \
-        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j)));                                                \
-        store(dbeta_part + j, load(dbeta_part + j) + d);                                                              \
-      } else {                                                                                                        \
-        d = load(dy + j, n);                                                                                          \
-        xhat = first((load(x + j, n) - m) * r, n);                                                                    \
-        g = d * load(gamma + j, n);                                                                                   \
-        store(dgamma_part + j, fmadd(d, xhat, load(dgamma_part + j, n)), n);                                          \
-        store(dbeta_part + j, load(dbeta_part + j, n) + d, n);                                                        \
-      }                                                                                                               \
-      store(xhat_row + j, xhat);                                                                                      \
-      store(g_row + j, g);                                                                                            \
-      vg[u] = vg[u] + g;                                                                                              \
-      vgx[u] = fmadd(g, xhat, vgx[u]);                                                                                \
+    /* Named accumulators: an array indexed at run time would live in memory. */                                      \
+    vf sum_g0 = zero(), sum_g1 = zero(), sum_gx0 = zero(), sum_gx1 = zero();                                          \
+    std::size_t j = 0;                                                                                                \
+    for (; j + 2 * lanes <= h; j += 2 * lanes) {                                                                      \
+      layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, lanes, dgamma_part + j, dbeta_part + j, sum_g0, sum_gx0); \
+      layer_norm_backward_step(dy + j + lanes, x + j + lanes, gamma + j + lanes, m, r, lanes, dgamma_part + j + lanes, \
+                               dbeta_part + j + lanes, sum_g1, sum_gx1);                                              \
     }                                                                                                                 \
-    const vf mean_g = set1(hsum(vg[0] + vg[1]) / static_cast<float>(h));                                              \
-    const vf mean_gx = set1(hsum(vgx[0] + vgx[1]) / static_cast<float>(h));                                           \
-    for (std::size_t j = 0; j < h; j += lanes) {                                                                      \
-      const vf v = r * (load(g_row + j) - mean_g - load(xhat_row + j) * mean_gx);                                     \
-      if (h - j >= lanes) store(dx + j, v);                                                                           \
-      else store(dx + j, v, h - j);                                                                                   \
+    if (j < h) {                                                                                                      \
+      layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g0, sum_gx0); \
+      j += lanes;                                                                                                     \
+    }                                                                                                                 \
+    if (j < h) layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g1, sum_gx1); \
+    const vf mean_g = set1(hsum(sum_g0 + sum_g1) / static_cast<float>(h));                                            \
+    const vf mean_gx = set1(hsum(sum_gx0 + sum_gx1) / static_cast<float>(h));                                         \
+    for (j = 0; j + lanes <= h; j += lanes) {                                                                         \
+      const vf xhat = (load(x + j) - m) * r, g = load(dy + j) * load(gamma + j);                                      \
+      store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                               \
+    }                                                                                                                 \
+    if (j < h) {                                                                                                      \
+      const std::size_t n = h - j;                                                                                    \
+      const vf xhat = (load(x + j, n) - m) * r, g = load(dy + j, n) * load(gamma + j, n);                             \
+      store(dx + j, r * (g - mean_g - xhat * mean_gx), n);                                                            \
     }                                                                                                                 \
   }                                                                                                                   \
   }  // namespace ISA
@@ -253,7 +268,6 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
     C* dgamma_part = partials + (b / chunk) * 2 * h;
     C* dbeta_part = dgamma_part + h;
-    float* scratch = detail::thread_scratch<float, detail::ScratchUse::row>(2 * (h + 16));  // xhat and g of one row
     for (std::size_t r = b; r < e; ++r) {
       const D* dyr = dy.data() + r * h;
       const I* xr = x.data() + r * h;
@@ -264,18 +278,15 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
                     detail::simd_storage<I> && detail::simd_storage<DX>) {
 #if MPT_X86
         if (isa == Isa::avx512_bf16) {
-          detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch);
+          detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
           continue;
         }
         if (isa >= Isa::avx512) {
-          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch);
+          detail::avx512::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
           continue;
         }
         if (isa == Isa::avx2) {
-          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part,
-                                                 scratch);
+          detail::avx2::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
           continue;
         }
 #endif

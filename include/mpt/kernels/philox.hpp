@@ -51,19 +51,28 @@ constexpr PhiloxCounter philox4x32_10(PhiloxCounter c, PhiloxKey k) noexcept {
 
 namespace detail {
 #if MPT_X86
-// Counters (c0 + lane, c1, c2, c3) for lanes 0..15 -> out[w] = word w of each.
-// c0 + lane must not wrap (callers keep the block index's low word in range).
-// Inside, each word sits in the low half of a 64-bit lane (8 counters per
-// register, two registers): vpmuludq then yields the full 64-bit product with
-// no shuffling, and the high halves are don't-care (vpmuludq ignores them).
-MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
-                                                   std::uint32_t c3, PhiloxKey key, __m512i out[4]) noexcept {
+// G groups of 16 counters: group g is (block[g] + lane, block[g] >> 32, c2, c3)
+// for lanes 0..15, and out[g][w] = word w of each. The low word of block[g]
+// must not wrap within a group (callers pass multiples of 16). Inside, each
+// word sits in the low half of a 64-bit lane (8 counters per register, 2G
+// registers): vpmuludq then yields the full 64-bit product with no shuffling,
+// and the high halves are don't-care (vpmuludq ignores them). The 2G
+// registers' rounds are interleaved: one round is a chain of 3 dependent
+// instructions (multiply, shift, ternlog), so independent chains fill the
+// multiplier's pipeline.
+template <std::size_t G>
+MPT_TARGET_AVX512 inline void philox4x32_10_avx512_groups(const std::uint64_t (&block)[G], std::uint32_t c2, std::uint32_t c3,
+                                                          PhiloxKey key, __m512i (&out)[G][4]) noexcept {
+  constexpr std::size_t H = 2 * G;
   const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
-  __m512i x0[2] = {_mm512_add_epi64(_mm512_set1_epi64(c0), first),
-                   _mm512_add_epi64(_mm512_set1_epi64(c0), _mm512_add_epi64(first, _mm512_set1_epi64(8)))};
-  __m512i x1[2] = {_mm512_set1_epi64(c1), _mm512_set1_epi64(c1)};
-  __m512i x2[2] = {_mm512_set1_epi64(c2), _mm512_set1_epi64(c2)};
-  __m512i x3[2] = {_mm512_set1_epi64(c3), _mm512_set1_epi64(c3)};
+  __m512i x0[H], x1[H], x2[H], x3[H];
+  for (std::size_t h = 0; h < H; ++h) {
+    const std::uint64_t b = block[h / 2];
+    x0[h] = _mm512_add_epi64(_mm512_set1_epi64(static_cast<std::uint32_t>(b) + 8 * (h % 2)), first);
+    x1[h] = _mm512_set1_epi64(b >> 32);
+    x2[h] = _mm512_set1_epi64(c2);
+    x3[h] = _mm512_set1_epi64(c3);
+  }
   const __m512i m0 = _mm512_set1_epi64(philox_m0), m1 = _mm512_set1_epi64(philox_m1);
   std::uint32_t k0 = key[0], k1 = key[1];
   for (int round = 0; round < philox_rounds; ++round) {
@@ -72,7 +81,7 @@ MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32
       k1 += philox_w1;
     }
     const __m512i vk0 = _mm512_set1_epi64(k0), vk1 = _mm512_set1_epi64(k1);
-    for (int h = 0; h < 2; ++h) {
+    for (std::size_t h = 0; h < H; ++h) {
       const __m512i p0 = _mm512_mul_epu32(x0[h], m0), p1 = _mm512_mul_epu32(x2[h], m1);
       x0[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), x1[h], vk0, 0x96);  // a ^ b ^ c
       x2[h] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), x3[h], vk1, 0x96);
@@ -80,12 +89,24 @@ MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32
       x3[h] = p0;
     }
   }
-  // The low halves of both registers, in counter order.
+  // The low halves of each register pair, in counter order.
   const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  out[0] = _mm512_permutex2var_epi32(x0[0], low_halves, x0[1]);
-  out[1] = _mm512_permutex2var_epi32(x1[0], low_halves, x1[1]);
-  out[2] = _mm512_permutex2var_epi32(x2[0], low_halves, x2[1]);
-  out[3] = _mm512_permutex2var_epi32(x3[0], low_halves, x3[1]);
+  for (std::size_t g = 0; g < G; ++g) {
+    out[g][0] = _mm512_permutex2var_epi32(x0[2 * g], low_halves, x0[2 * g + 1]);
+    out[g][1] = _mm512_permutex2var_epi32(x1[2 * g], low_halves, x1[2 * g + 1]);
+    out[g][2] = _mm512_permutex2var_epi32(x2[2 * g], low_halves, x2[2 * g + 1]);
+    out[g][3] = _mm512_permutex2var_epi32(x3[2 * g], low_halves, x3[2 * g + 1]);
+  }
+}
+
+// Counters (c0 + lane, c1, c2, c3) for lanes 0..15 -> out[w] = word w of each
+// (c0 + 15 must not wrap).
+MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
+                                                   std::uint32_t c3, PhiloxKey key, __m512i out[4]) noexcept {
+  const std::uint64_t block[1] = {(std::uint64_t{c1} << 32) | c0};
+  __m512i words[1][4];
+  philox4x32_10_avx512_groups(block, c2, c3, key, words);
+  for (int w = 0; w < 4; ++w) out[w] = words[0][w];
 }
 
 // The same for 8 lanes.

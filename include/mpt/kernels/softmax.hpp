@@ -107,13 +107,13 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
     vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
     for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
       for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf e = exp(load(z + j + u * lanes) - m);                                                                \
+        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                    \
         store(z + j + u * lanes, e);                                                                                  \
         vsum[u] = vsum[u] + e;                                                                                        \
       }                                                                                                               \
     }                                                                                                                 \
     for (; j < padded; j += lanes) {                                                                                  \
-      const vf e = exp(load(z + j) - m);                                                                              \
+      const vf e = exp_nonpositive(load(z + j) - m);                                                                  \
       store(z + j, e);                                                                                                \
       vsum[0] = vsum[0] + e;                                                                                          \
     }                                                                                                                 \
@@ -129,7 +129,7 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
     vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                    \
     std::size_t j = 0;                                                                                                \
     for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                        \
-      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]);\
+      for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]); \
     for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                      \
     const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                            \
     for (j = 0; j < k; j += lanes) {                                                                                  \
@@ -174,11 +174,12 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
   const std::size_t chunk = detail::rows_per_task(k * (sizeof(I) + sizeof(Out)));
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t begin, std::size_t end) {
     C* z = detail::thread_scratch<C, detail::ScratchUse::row>(k + 16);
+    const std::size_t ahead = detail::prefetch_rows_ahead(k * sizeof(I));
     for (std::size_t r = begin; r < end; ++r) {
       const I* x = scores.data() + r * k;
       const float* m = mask ? mask + (r / rows_per_mask_row) * k : nullptr;
       Out* y = probs.data() + r * k;
-      detail::prefetch(x, k * sizeof(I), k * sizeof(I));  // the next row
+      detail::prefetch(x, ahead * k * sizeof(I), k * sizeof(I));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
         if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z); continue; }

@@ -17,10 +17,15 @@
 //   erf: |x| < 0.9: x * P(x^2), P degree 6 (fit error 3e-10 relative);
 //        0.9 <= |x| < 3.92: R(|x| - 2.41), R degree 14 (fit error 1e-8
 //        absolute, 2.5 ulp worst case after fp32 Horner); |x| >= 3.92: ±1
-//        (erf rounds to 1 in fp32 there). No exp: GELU is bound by these flops.
+//        (erf rounds to 1 in fp32 there). No exp.
 //        Coefficients: least squares on Chebyshev nodes, fp64
 //        (tools/fit_erf_coefficients.py, run by hand).
 //        <= 4 ulp by analysis (tests), 2.36 measured over [-6, 6].
+//        (GELU does not call it: it evaluates its own piecewise tables, below.)
+//   exp_nonpositive: exp for x <= 0 without the overflow guard (softmax).
+//   piecewise_n: a function of a >= 0 as 32 (AVX-512) or 8 (AVX2) polynomial
+//        pieces, the coefficients gathered by in-register permutes; each
+//        table documents its own error (gelu.hpp, tools/fit_gelu_tables.py).
 
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/bf16_convert.hpp>
@@ -65,6 +70,39 @@ inline constexpr float ln2_lo = -2.12194440e-4f;
 inline constexpr float exp_coefficients[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
                                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
 
+// A function of a >= 0 as `Pieces` polynomials: piece k, the nearest integer
+// to a * inv_width, evaluates sum_j coefficient[j][k] t^(Terms-1-j) with
+// t = a - k * width; a is first clamped to `clamp` (the last piece's center;
+// for the kernels' tables that piece is a constant past the point where the
+// function saturates in fp32). The vectorized evaluation (piecewise_n)
+// gathers every coefficient with one in-register permute: 32 pieces on
+// AVX-512 (vpermt2ps over two registers), 8 on AVX2 (vpermps).
+template <std::size_t Pieces, std::size_t Terms>
+struct PiecewiseTable {
+  float inv_width;
+  float width;
+  float clamp;
+  float coefficient[Terms][Pieces];  // highest degree first (Horner)
+};
+// a * inv_width + 2^23 rounds to 2^23 + the nearest piece (ties to even: a
+// lane exactly half-way may take either neighbour, which the fits cover with
+// a margin): the piece index lands in the low mantissa bits, where the
+// permutes read it, and subtracting 2^23 again gives k exactly.
+inline constexpr float piece_index_magic = 0x1p23f;
+
+// Scalar reference of piecewise_n (the same fp32 operations, one lane).
+template <std::size_t Pieces, std::size_t Terms>
+inline float piecewise_reference(const PiecewiseTable<Pieces, Terms>& table, float a) noexcept {
+  a = table.clamp < a ? table.clamp : a;  // a NaN stays NaN, as vminps(clamp, a)
+  const float scaled = std::fma(a, table.inv_width, piece_index_magic);
+  std::uint32_t bits;
+  std::memcpy(&bits, &scaled, sizeof bits);
+  const std::size_t k = bits & (Pieces - 1);
+  const float t = std::fma(-(scaled - piece_index_magic), table.width, a);
+  float p = table.coefficient[0][k];
+  for (std::size_t j = 1; j < Terms; ++j) p = std::fma(p, t, table.coefficient[j][k]);
+  return p;
+}
 
 #if MPT_X86
 namespace avx512 {
@@ -97,6 +135,20 @@ MPT_TARGET_AVX512 inline void store(bf16* p, vf v, std::size_t n) noexcept {
   const __m256i h = _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v)));
   _mm256_mask_storeu_epi16(p, first_lanes(n), h);
 }
+// Stores v (the first n lanes) and returns what the store kept, as fp32:
+// v itself for float, v rounded to bf16 for bf16 (narrowed once, not twice).
+MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
+MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
+MPT_TARGET_AVX512 inline vf store_kept(bf16* p, vf v) noexcept {
+  const __m512i kept = mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(kept));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(kept, 16));
+}
+MPT_TARGET_AVX512 inline vf store_kept(bf16* p, vf v, std::size_t n) noexcept {
+  const __m512i kept = mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v));
+  _mm256_mask_storeu_epi16(p, first_lanes(n), _mm512_cvtepi32_epi16(kept));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(kept, 16));
+}
 // Each lane rounded to the nearest bf16 and widened back (what a bf16 store keeps).
 MPT_TARGET_AVX512 inline vf round_to_bf16(vf v) noexcept {
   return _mm512_castsi512_ps(_mm512_slli_epi32(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v)), 16));
@@ -105,6 +157,13 @@ MPT_TARGET_AVX512 inline vf round_to_bf16(vf v) noexcept {
 MPT_TARGET_AVX512 inline vf first(vf v, std::size_t n) noexcept { return _mm512_maskz_mov_ps(first_lanes(n), v); }
 MPT_TARGET_AVX512 inline vf fmadd(vf a, vf b, vf c) noexcept { return _mm512_fmadd_ps(a, b, c); }
 MPT_TARGET_AVX512 inline vf max(vf a, vf b) noexcept { return _mm512_max_ps(a, b); }
+MPT_TARGET_AVX512 inline vf abs(vf v) noexcept { return _mm512_abs_ps(v); }
+// v with its sign flipped where s is negative (v xor the sign bit of s, one vpternlogd).
+MPT_TARGET_AVX512 inline vf times_sign_of(vf v, vf s) noexcept {
+  constexpr int a_xor_b_and_c = 0x78;  // truth table of A ^ (B & C) on the operand masks 0xF0, 0xCC, 0xAA
+  return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(v), _mm512_castps_si512(s),
+                                                       _mm512_set1_epi32(int(0x80000000u)), a_xor_b_and_c));
+}
 // Horizontal reductions in a fixed order (halving), written out because
 // _mm512_reduce_* trips GCC 12's -Wmaybe-uninitialized.
 MPT_TARGET_AVX512 inline float hsum(vf v) noexcept {
@@ -150,6 +209,19 @@ MPT_TARGET_AVX512 inline vf exp(vf x) noexcept {
   exp_n(v);
   return v[0];
 }
+// exp of x <= 0: exp_n without the overflow guard, the same bits (a NaN
+// stays NaN, where exp_n clamps it to the top of the range).
+// Softmax's exp(z - max) needs no more.
+MPT_TARGET_AVX512 inline vf exp_nonpositive(vf x) noexcept {
+  const __mmask16 underflow = _mm512_cmp_ps_mask(x, set1(exp_lowest), _CMP_LT_OQ);
+  const vf n = _mm512_roundscale_ps(_mm512_mul_ps(x, set1(log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  vf r = _mm512_fnmadd_ps(n, set1(ln2_hi), x);
+  r = _mm512_fnmadd_ps(n, set1(ln2_lo), r);
+  vf p = set1(exp_coefficients[0]);
+  for (int i = 1; i < 6; ++i) p = fmadd(p, r, set1(exp_coefficients[i]));
+  p = fmadd(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, set1(1.0f)));
+  return _mm512_maskz_scalef_ps(static_cast<__mmask16>(~underflow), p, n);
+}
 template <std::size_t U>
 MPT_TARGET_AVX512 inline void erf_n(vf (&x)[U]) noexcept {
   vf sign[U], a[U], t[U], small[U], q[U], large[U];
@@ -179,6 +251,25 @@ MPT_TARGET_AVX512 inline vf erf(vf x) noexcept {
   erf_n(v);
   return v[0];
 }
+// p[u] = the table's function of a[u] >= 0, U vectors interleaved.
+// Per vector: Terms permutes and Terms + 3 FMA-class instructions (on
+// different ports, so they overlap).
+template <std::size_t U, std::size_t Terms>
+MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const PiecewiseTable<32, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
+  __m512i piece[U];
+  vf t[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    const vf clamped = _mm512_min_ps(set1(table.clamp), a[u]);  // a NaN passes: the result is NaN
+    const vf scaled = fmadd(clamped, set1(table.inv_width), set1(piece_index_magic));
+    piece[u] = _mm512_castps_si512(scaled);
+    t[u] = _mm512_fnmadd_ps(_mm512_sub_ps(scaled, set1(piece_index_magic)), set1(table.width), clamped);
+    p[u] = _mm512_permutex2var_ps(_mm512_loadu_ps(table.coefficient[0]), piece[u], _mm512_loadu_ps(table.coefficient[0] + 16));
+  }
+  for (std::size_t j = 1; j < Terms; ++j) {
+    const vf low = _mm512_loadu_ps(table.coefficient[j]), high = _mm512_loadu_ps(table.coefficient[j] + 16);
+    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], t[u], _mm512_permutex2var_ps(low, piece[u], high));
+  }
+}
 }  // namespace avx512
 
 // AVX-512 plus AVX512_BF16: the same vocabulary, with bf16 stores narrowed by
@@ -186,7 +277,11 @@ MPT_TARGET_AVX512 inline vf erf(vf x) noexcept {
 // reference except that it flushes fp32 subnormal inputs to zero, so vectors
 // holding one take the exact emulation: the bits never differ.
 namespace avx512_bf16 {
+using avx512::abs;
+using avx512::exp_nonpositive;
+using avx512::times_sign_of;
 using avx512::erf;
+using avx512::piecewise_n;
 using avx512::erf_n;
 using avx512::exp;
 using avx512::exp_n;
@@ -214,6 +309,18 @@ MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v) noexcept {
 }
 MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v, std::size_t n) noexcept {
   _mm256_mask_storeu_epi16(p, first_lanes(n), narrow(v));
+}
+MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
+MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
+MPT_TARGET_AVX512_BF16 inline vf store_kept(bf16* p, vf v) noexcept {
+  const __m256i kept = narrow(v);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), kept);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(kept), 16));
+}
+MPT_TARGET_AVX512_BF16 inline vf store_kept(bf16* p, vf v, std::size_t n) noexcept {
+  const __m256i kept = narrow(v);
+  _mm256_mask_storeu_epi16(p, first_lanes(n), kept);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(kept), 16));
 }
 MPT_TARGET_AVX512_BF16 inline vf round_to_bf16(vf v) noexcept {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(narrow(v)), 16));
@@ -252,6 +359,17 @@ MPT_TARGET_AVX2 inline void store(bf16* p, vf v, std::size_t n) noexcept {
   store(tmp, v);
   std::memcpy(p, tmp, (n < 8 ? n : 8) * sizeof(bf16));
 }
+MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
+MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
+MPT_TARGET_AVX2 inline vf store_kept(bf16* p, vf v) noexcept {
+  const __m256i kept = mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_packus_epi32(_mm256_castsi256_si128(kept), _mm256_extracti128_si256(kept, 1)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(kept, 16));
+}
+MPT_TARGET_AVX2 inline vf store_kept(bf16* p, vf v, std::size_t n) noexcept {
+  store(p, v, n);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v)), 16));
+}
 MPT_TARGET_AVX2 inline vf round_to_bf16(vf v) noexcept {
   return _mm256_castsi256_ps(_mm256_slli_epi32(mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v)), 16));
 }
@@ -260,6 +378,8 @@ MPT_TARGET_AVX2 inline vf first(vf v, std::size_t n) noexcept {
 }
 MPT_TARGET_AVX2 inline vf fmadd(vf a, vf b, vf c) noexcept { return _mm256_fmadd_ps(a, b, c); }
 MPT_TARGET_AVX2 inline vf max(vf a, vf b) noexcept { return _mm256_max_ps(a, b); }
+MPT_TARGET_AVX2 inline vf abs(vf v) noexcept { return _mm256_andnot_ps(set1(-0.0f), v); }
+MPT_TARGET_AVX2 inline vf times_sign_of(vf v, vf s) noexcept { return _mm256_xor_ps(v, _mm256_and_ps(s, set1(-0.0f))); }
 MPT_TARGET_AVX2 inline float hsum(vf v) noexcept {
   __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   b = _mm_add_ps(b, _mm_movehl_ps(b, b));
@@ -303,6 +423,7 @@ MPT_TARGET_AVX2 inline vf exp(vf x) noexcept {
   exp_n(v);
   return v[0];
 }
+MPT_TARGET_AVX2 inline vf exp_nonpositive(vf x) noexcept { return exp(x); }
 template <std::size_t U>
 MPT_TARGET_AVX2 inline void erf_n(vf (&x)[U]) noexcept {
   const vf sign_bit = set1(-0.0f);
@@ -332,6 +453,22 @@ MPT_TARGET_AVX2 inline vf erf(vf x) noexcept {
   vf v[1] = {x};
   erf_n(v);
   return v[0];
+}
+template <std::size_t U, std::size_t Terms>
+MPT_TARGET_AVX2 __attribute__((always_inline)) inline void piecewise_n(const PiecewiseTable<8, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
+  __m256i piece[U];
+  vf t[U];
+  for (std::size_t u = 0; u < U; ++u) {
+    const vf clamped = _mm256_min_ps(set1(table.clamp), a[u]);  // a NaN passes: the result is NaN
+    const vf scaled = fmadd(clamped, set1(table.inv_width), set1(piece_index_magic));
+    piece[u] = _mm256_castps_si256(scaled);
+    t[u] = _mm256_fnmadd_ps(_mm256_sub_ps(scaled, set1(piece_index_magic)), set1(table.width), clamped);
+    p[u] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(table.coefficient[0]), piece[u]);
+  }
+  for (std::size_t j = 1; j < Terms; ++j) {
+    const vf c = _mm256_loadu_ps(table.coefficient[j]);
+    for (std::size_t u = 0; u < U; ++u) p[u] = fmadd(p[u], t[u], _mm256_permutevar8x32_ps(c, piece[u]));
+  }
 }
 }  // namespace avx2
 #endif  // MPT_X86
@@ -394,6 +531,14 @@ inline void prefetch(const T* p, std::size_t ahead, std::size_t bytes) noexcept 
 #else
   (void)p, (void)ahead, (void)bytes;
 #endif
+}
+
+// How many rows ahead a row-wise kernel prefetches: up to 16 KiB and 4 rows.
+// A short row's work (1.5 KiB: ~100 ns) is shorter than a DRAM miss under
+// load, so the next row alone arrives late; more would crowd L1.
+inline std::size_t prefetch_rows_ahead(std::size_t row_bytes) noexcept {
+  const std::size_t rows = row_bytes == 0 ? 4 : 16384 / row_bytes;
+  return rows < 1 ? 1 : (rows > 4 ? 4 : rows);
 }
 
 // Optional tensor arguments are passed as a default-constructed view (no data).
