@@ -21,6 +21,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <span>
 #include <string>
 #include <utility>
 #include <time.h>
@@ -145,7 +146,7 @@ int main(int argc, char** argv) {
   }
 
   const std::int64_t batch = 8, seq = 384, hidden = 768, heads = 12, inter = 3072, tokens = batch * seq;
-  {  // attention softmax [8, 12, 384, 384]: fp32 scores in, probs out (84-113 MB: no cache reuse)
+  {  // attention softmax [8, 12, 384, 384]: fp32 or bf16 scores in, probs out (57-113 MB: no cache reuse)
     Tensor<float> scores = random_tensor<float>(Shape{batch, heads, seq, seq}, 1, -20, 20);
     Tensor<float> mask(Shape{batch, seq});
     for (std::int64_t b = 0; b < batch; ++b)
@@ -155,6 +156,10 @@ int main(int argc, char** argv) {
     const double n = double(scores.size());
     record("softmax_forward", "fp32->bf16", n * 6, time_best(reps, [&](int) { k::softmax_forward(scores.view(), mask.view(), 0.125, probs.view()); }));
     record("softmax_forward", "fp32->fp32", n * 8, time_best(reps, [&](int) { k::softmax_forward(scores.view(), mask.view(), 0.125, probs32.view()); }));
+    // bf16 scores in: what nn::BertSelfAttention runs under bf16_mixed (autocast's bf16 matmul output).
+    Tensor<bf16> scores16(scores.shape());
+    mpt::convert(std::span<const float>(scores.data(), scores.size()), std::span<bf16>(scores16.data(), scores16.size()));
+    record("softmax_forward", "bf16->bf16", n * 4, time_best(reps, [&](int) { k::softmax_forward(scores16.view(), mask.view(), 0.125, probs.view()); }));
     Tensor<bf16> dprobs = random_tensor<bf16>(scores.shape(), 2);
     record("softmax_backward", "bf16,bf16->fp32", n * 8, time_best(reps, [&](int) { k::softmax_backward(probs.view(), dprobs.view(), 0.125, scores.view()); }));
     k::DropoutKey key{42, 2, 0};

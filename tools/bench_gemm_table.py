@@ -15,28 +15,33 @@ import json
 import sys
 
 
-def main(path):
-    rows = [json.loads(line) for line in open(path) if line.startswith("{")]
-    products = [r for r in rows if "gflops" in r and r.get("op") not in ("peak", "peak_cpu_time")]
+LINEAR = ["fwd", "dgrad", "wgrad", "wgrad_bias"]
+ATTENTION = ["attn_qk", "attn_pv", "attn_dkept", "attn_dv", "attn_dq"]
+
+
+def table(products, ops, title):
     threads = sorted({r["threads"] for r in products})
-    impls = [i for i in ("openblas", "onednn", "mpt-2pass") if any(r["impl"] == i for r in products)]
+    impls = [i for i in ("openblas", "onednn", "mpt-2pass") if any(r["impl"] == i and r["op"] in ops for r in products)]
     by_key = {(r["op"], r["dtype"], r["M"], r["N"], r["K"], r["threads"], r["impl"]): r for r in products}
     keys = []
     for r in products:
         k = (r["op"], r["dtype"], r["M"], r["N"], r["K"])
-        if r["impl"] == "mpt" and k not in keys:
+        if r["impl"] == "mpt" and r["op"] in ops and k not in keys:
             keys.append(k)
-    keys.sort(key=lambda k: (k[1], k[2], k[4], k[3], ["fwd", "dgrad", "wgrad", "wgrad_bias"].index(k[0])))
-
-    head = ["product", "dtype", "M", "K", "N"]
+    if not keys:
+        return
+    keys.sort(key=lambda k: (k[1], k[2], k[4], k[3], ops.index(k[0])))
+    print(f"### {title}\n")
+    head = ["product", "dtype", "M", "K" if ops is LINEAR else "N", "N" if ops is LINEAR else "K"]
     for t in threads:
         head += [f"{t} thr mpt GFLOP/s", f"{t} thr mpt % peak"]
-        head += [f"{t} thr {i} % peak" for i in impls]
+        head += [f"{t} thr {i} % peak (mpt speed-up)" for i in impls]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     means = collections.defaultdict(list)
     for op, dtype, m, n, k in keys:
-        cells = [op, dtype, str(m), str(k), str(n)]
+        # Linear rows are labelled as the layer (K in, N out); attention rows as the GEMM (M, N, K).
+        cells = [op, dtype, str(m)] + ([str(k), str(n)] if ops is LINEAR else [str(n), str(k)])
         for t in threads:
             mine = by_key.get((op, dtype, m, n, k, t, "mpt"))
             if mine is None:
@@ -63,6 +68,14 @@ def main(path):
             print(f"- {impl[8:]} {dtype}, {t} thread(s): {100 * sum(v) / len(v):.1f}% of the highest peak of the run, mean over {len(v)} products")
         else:
             print(f"- {impl} {dtype}, {t} thread(s): {100 * sum(v) / len(v):.1f}% of the local peak, mean over {len(v)} products")
+    print()
+
+
+def main(path):
+    rows = [json.loads(line) for line in open(path) if line.startswith("{")]
+    products = [r for r in rows if "gflops" in r]
+    table(products, LINEAR, "Linear-layer products")
+    table(products, ATTENTION, "Attention's batched products (8 x 12 heads, head size 64)")
 
 
 if __name__ == "__main__":
