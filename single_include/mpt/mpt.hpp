@@ -3636,14 +3636,11 @@ struct Avx512Bf16DotKernel {
   static constexpr std::size_t mc = 24;    // 2 row panels: A block 144 KiB in L2
   static constexpr Isa isa = Isa::avx512_bf16;
 
-  MPT_TARGET_AVX512_BF16 static void run(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a,
-                                         const bf16* b, float* c, std::size_t ldc, bool accumulate) noexcept {
-    __m512 acc[12][2];
-#pragma GCC unroll 12
-    for (std::size_t i = 0; i < 12; ++i) {
-      acc[i][0] = accumulate ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
-      acc[i][1] = accumulate ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
-    }
+  // acc[i][h] += sum over k-pairs of A pair (i, g) . B pairs (g, 16h .. 16h+15): the loop
+  // both stores below share (inlined, so the accumulators stay in registers).
+  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) static inline void accumulate_pairs(
+      std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b,
+      __m512 (&acc)[12][2]) noexcept {
     for (std::size_t g = 0; g < k_groups; ++g, a += cs_a, b += 64) {
       const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
 #pragma GCC unroll 12
@@ -3655,6 +3652,17 @@ struct Avx512Bf16DotKernel {
         acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
       }
     }
+  }
+
+  MPT_TARGET_AVX512_BF16 static void run(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a,
+                                         const bf16* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+    __m512 acc[12][2];
+#pragma GCC unroll 12
+    for (std::size_t i = 0; i < 12; ++i) {
+      acc[i][0] = accumulate ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
+      acc[i][1] = accumulate ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
+    }
+    accumulate_pairs(k_groups, a, rs_a, cs_a, b, acc);
 #pragma GCC unroll 12
     for (std::size_t i = 0; i < 12; ++i) {
       _mm512_storeu_ps(c + i * ldc, acc[i][0]);
@@ -3671,17 +3679,7 @@ struct Avx512Bf16DotKernel {
     __m512 acc[12][2];
 #pragma GCC unroll 12
     for (std::size_t i = 0; i < 12; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (std::size_t g = 0; g < k_groups; ++g, a += cs_a, b += 64) {
-      const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
-#pragma GCC unroll 12
-      for (std::size_t i = 0; i < 12; ++i) {
-        std::uint32_t pair;
-        std::memcpy(&pair, a + i * rs_a, sizeof pair);
-        const __m512bh ai = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
-        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
-        acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
-      }
-    }
+    accumulate_pairs(k_groups, a, rs_a, cs_a, b, acc);
 #pragma GCC unroll 12
     for (std::size_t i = 0; i < 12; ++i) {
       __m512i packed;
