@@ -15,8 +15,11 @@
 #include <mpt/mpt.hpp>
 
 #include <cstddef>
+#include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #if MPT_BENCH_OPENBLAS
