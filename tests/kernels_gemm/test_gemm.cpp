@@ -501,6 +501,59 @@ TEST_CASE("gemm into bf16 = gemm into fp32 rounded to bf16, bit for bit") {
   }
 }
 
+// The fused store adds to the exact fp32 sums: bias, then residual, then one rounding
+// into C, whichever path stores the tile (kernels store full one-k-block tiles from their
+// registers, edge tiles and partial sums go through an fp32 tile). alpha = 1 and
+// beta in {0, 1} keep the expected value free of contraction choices: fma(1, x, y) = x + y.
+// (An fp32 C with beta = 1 and nothing fused is instead where the chain starts: C += A B.)
+template <class T, class TC>
+void check_store_bits(const std::vector<std::size_t>& mnk, bool bias, bool residual, bool beta, std::mt19937& rng) {
+  if (std::is_same_v<TC, float> && beta && !bias && !residual) return;
+  const std::size_t m = mnk[0], n = mnk[1], k = mnk[2];
+  const auto a = random_values<T>(m * k, rng), b = random_values<T>(k * n, rng);
+  const auto bias_v = random_values<float>(n, rng), res = random_values<TC>(m * n, rng);
+  const auto c0 = random_values<TC>(m * n, rng);
+  std::vector<float> sums(m * n);
+  mpt::gemm(Trans::N, Trans::T, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, sums.data(), n);
+  mpt::GemmEpilogue<float, TC> epi;
+  if (bias) epi.bias = bias_v.data();
+  if (residual) epi.residual = res.data(), epi.ldr = n;
+  std::vector<TC> c = c0;
+  mpt::gemm(Trans::N, Trans::T, m, n, k, 1.0f, a.data(), k, b.data(), k, beta ? 1.0f : 0.0f, c.data(), n, epi);
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < m; ++i) {
+    for (std::size_t j = 0; j < n; ++j) {
+      float v = sums[i * n + j];
+      if (beta) v = static_cast<float>(as_double(c0[i * n + j])) + v;
+      if (bias) v += bias_v[j];
+      if (residual) v += static_cast<float>(as_double(res[i * n + j]));
+      const TC expected = from_double<TC>(v);
+      if constexpr (std::is_same_v<TC, bf16>) differ += mpt::bf16_bits(c[i * n + j]) != mpt::bf16_bits(expected);
+      else differ += std::memcmp(&c[i * n + j], &expected, sizeof(float)) != 0;
+    }
+  }
+  INFO("isa " << mpt::isa_name(mpt::active_isa()) << ", " << type_name<T>() << " -> " << type_name<TC>() << ", m " << m
+              << ", n " << n << ", k " << k << ", bias " << bias << ", residual " << residual << ", beta " << beta);
+  CHECK(differ == 0);
+}
+
+TEST_CASE("gemm's fused bias / residual / beta add to the exact sums, bit for bit, on every path") {
+  std::mt19937 rng(test_seed());
+  // All full tiles, edges in m and n, a linear layer's k, and partial sums past one k-block.
+  const std::vector<std::vector<std::size_t>> dims = {{48, 64, 64}, {37, 70, 64}, {24, 96, 768}, {30, 40, 3100}};
+  for (mpt::Isa isa : mpt::supported_isas()) {
+    mpt::ScopedIsa scoped(isa);
+    for (const auto& d : dims) {
+      for (int mask = 0; mask < 8; ++mask) {
+        check_store_bits<float, float>(d, mask & 1, mask & 2, mask & 4, rng);
+        check_store_bits<bf16, float>(d, mask & 1, mask & 2, mask & 4, rng);
+        check_store_bits<bf16, bf16>(d, mask & 1, mask & 2, mask & 4, rng);
+        check_store_bits<float, bf16>(d, mask & 1, mask & 2, mask & 4, rng);
+      }
+    }
+  }
+}
+
 TEST_CASE("gemm rejects inconsistent arguments with a message") {
   std::vector<float> a(12), b(12), c(12);
   CHECK_THROWS_AS(mpt::gemm(Trans::N, Trans::N, 3, 4, 3, 1.0f, a.data(), 2, b.data(), 4, 0.0f, c.data(), 4), mpt::Error);

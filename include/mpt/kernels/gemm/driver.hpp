@@ -185,6 +185,29 @@ inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t g
   add_packed_row_sums_reference<Kernel>(panel, groups, rows, sums);
 }
 
+// The epilogue on a kernel's accumulators in registers (full tiles), where the kernel and
+// the operand types have one: the AVX-512 12 x 32 kernels with fp32 accumulators.
+template <class Kernel, class TC, class TE, class TR>
+inline constexpr bool has_register_store =
+    MPT_X86 && Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && Kernel::nr == 32 &&
+    std::is_same_v<typename Kernel::acc_t, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> &&
+    !std::is_same_v<TR, double>;
+
+#if MPT_X86
+template <class Kernel, class TC, class TE, class TR>
+inline auto register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept {
+  if constexpr (Kernel::isa >= Isa::avx512_bf16 && std::is_same_v<typename Kernel::a_t, bf16> &&
+                std::is_same_v<TC, bf16>) {
+    return RegisterStoreAvx512Bf16<TE, TR>(e, i0, j0);  // vcvtne2ps2bf16, in the bf16 kernel's target
+  } else {
+    return RegisterStoreAvx512<TC, TE, TR>(e, i0, j0);
+  }
+}
+#else
+template <class Kernel, class TC, class TE, class TR>
+void register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept;  // never used
+#endif
+
 // Computes the tiles of C in row panels [p0, p1) x column panels [q0, q1).
 template <class Kernel, class TA, class TC, class TE, class TR>
 inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0,
@@ -200,11 +223,10 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0 && !pr.a_row_sums;
   // Full tiles accumulate straight into C when the store would be the identity.
   const bool c_direct = c_holds_running_sums(pr.store);
-  // A bf16 C with nothing to apply (alpha = 1, beta = 0, nothing fused) and one k-block:
-  // kernels that can round their accumulators into C store full tiles themselves.
-  constexpr bool kernel_stores_bf16 = requires { &Kernel::run_store_bf16; } && std::is_same_v<TC, bf16>;
-  const bool bf16_direct = kernel_stores_bf16 && k_blocks == 1 && pr.store.alpha == acc_t(1) &&
-                           pr.store.beta == acc_t(0) && !pr.store.fused.fuses_anything();
+  // With one k-block (no partial sums), kernels that apply the epilogue to their
+  // accumulators in registers store full tiles themselves (no fp32 tile, no second pass).
+  constexpr bool registers_to_c = has_register_store<Kernel, TC, TE, TR>;
+  const bool store_from_registers = registers_to_c && k_blocks == 1 && !c_direct;
 
   // A read in place is prefetched a chunk ahead too when it is used by few column panels
   // and is too large to stay in cache between items (attention's P V and dscores K at
@@ -279,10 +301,9 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             }
           }
           const APanel& ap = a_panels[p - c0];
-          if constexpr (kernel_stores_bf16) {
-            if (bf16_direct && mr_eff == MR && nr_eff == NR) {
-              Kernel::run_store_bf16(groups, ap.data, ap.rs, ap.cs, b_panel, pr.store.c + i0 * pr.store.ldc + j0,
-                                     pr.store.ldc);
+          if constexpr (registers_to_c) {
+            if (store_from_registers && mr_eff == MR && nr_eff == NR) {
+              Kernel::run_store(groups, ap.data, ap.rs, ap.cs, b_panel, register_store<Kernel>(pr.store, i0, j0));
               continue;
             }
           }

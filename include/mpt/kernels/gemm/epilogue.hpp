@@ -150,16 +150,26 @@ struct TileEpilogueAvx512 {
     bias1 = e.fused.bias ? load_lanes_avx512(e.fused.bias + j0 + 16, m1) : _mm512_setzero_ps();
   }
   TC* c_row(std::size_t r) const noexcept { return e.c + (i0 + r) * e.ldc + j0; }
-  MPT_TARGET_AVX512 void values(std::size_t r, __m512& v0, __m512& v1) const noexcept {
+  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void values(std::size_t r, __m512& v0,
+                                                                        __m512& v1) const noexcept {
+    v0 = _mm512_loadu_ps(acc + r * ld);
+    v1 = _mm512_loadu_ps(acc + r * ld + 16);
+    apply(r, v0, v1);
+  }
+  // Row r's 32 accumulators (in registers) -> its 32 values before the conversion.
+  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void apply(std::size_t r, __m512& v0,
+                                                                       __m512& v1) const noexcept {
     TC* c = c_row(r);
-    v0 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld));
-    v1 = _mm512_mul_ps(alpha, _mm512_loadu_ps(acc + r * ld + 16));
+    v0 = _mm512_mul_ps(alpha, v0);
+    v1 = _mm512_mul_ps(alpha, v1);
     if (e.beta != 0.0f) {
       v0 = _mm512_fmadd_ps(beta, load_lanes_avx512(c, m0), v0);
       v1 = _mm512_fmadd_ps(beta, load_lanes_avx512(c + 16, m1), v1);
     }
-    v0 = _mm512_add_ps(v0, bias0);
-    v1 = _mm512_add_ps(v1, bias1);
+    if (e.fused.bias) {  // (not + 0 without one: -0 stays -0, as in the scalar reference)
+      v0 = _mm512_add_ps(v0, bias0);
+      v1 = _mm512_add_ps(v1, bias1);
+    }
     if (e.fused.gelu) {
       const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rs2 = _mm512_set1_ps(inv_sqrt2);
       v0 = _mm512_mul_ps(_mm512_mul_ps(half, v0), _mm512_add_ps(one, erf_avx512(_mm512_mul_ps(v0, rs2))));
@@ -170,6 +180,10 @@ struct TileEpilogueAvx512 {
       v0 = _mm512_add_ps(v0, load_lanes_avx512(res, m0));
       v1 = _mm512_add_ps(v1, load_lanes_avx512(res + 16, m1));
     }
+  }
+  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void store(std::size_t r, __m512 v0, __m512 v1) const noexcept {
+    store_lanes_avx512(c_row(r), v0, m0);
+    store_lanes_avx512(c_row(r) + 16, v1, m1);
   }
 };
 
@@ -182,8 +196,22 @@ MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t
   for (std::size_t r = 0; r < rows; ++r) {
     __m512 v0, v1;
     tile.values(r, v0, v1);
-    store_lanes_avx512(tile.c_row(r), v0, tile.m0);
-    store_lanes_avx512(tile.c_row(r) + 16, v1, tile.m1);
+    tile.store(r, v0, v1);
+  }
+}
+
+// Row r of a tile into bf16 C: vcvtne2ps2bf16 unless a value is an fp32 subnormal (which
+// the instruction flushes), then the exact narrowing of narrow_lanes_avx512.
+template <class TE, class TR>
+MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void store_row_bf16_avx512bf16(
+    const TileEpilogueAvx512<bf16, TE, TR>& tile, std::size_t r, __m512 v0, __m512 v1, __mmask32 mask) noexcept {
+  bf16* c = tile.c_row(r);
+  if ((_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) == 0) {  // 0x20: denormal
+    const __m512i packed = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+    if (mask == ~__mmask32(0)) _mm512_storeu_si512(c, packed);
+    else _mm512_mask_storeu_epi16(c, mask, packed);
+  } else {
+    tile.store(r, v0, v1);
   }
 }
 
@@ -200,17 +228,37 @@ MPT_TARGET_AVX512_BF16 inline void epilogue_tile_avx512_bf16(const float* acc, s
   for (std::size_t r = 0; r < rows; ++r) {
     __m512 v0, v1;
     tile.values(r, v0, v1);
-    bf16* c = tile.c_row(r);
-    if ((_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) == 0) {  // 0x20: denormal
-      const __m512i packed = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
-      if (cols >= 32) _mm512_storeu_si512(c, packed);
-      else _mm512_mask_storeu_epi16(c, mask, packed);
-    } else {
-      store_lanes_avx512(c, v0, tile.m0);
-      store_lanes_avx512(c + 16, v1, tile.m1);
-    }
+    store_row_bf16_avx512bf16(tile, r, v0, v1, mask);
   }
 }
+
+// ---- The epilogue on accumulators still in registers (full 12 x 32 tiles) ----
+// A micro-kernel that takes one of these calls it once per row after its k loop, so the
+// store needs no fp32 tile in memory and no second pass (fwd with bias at k = 768:
+// +5-7%). The same operations in the same order as epilogue_tile: the same bits.
+template <class TC, class TE, class TR>
+struct RegisterStoreAvx512 {  // fp32 C, or bf16 C narrowed without AVX512_BF16
+  TileEpilogueAvx512<TC, TE, TR> tile;
+  MPT_TARGET_AVX512 RegisterStoreAvx512(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept
+      : tile(e, nullptr, 0, i0, j0, 32) {}
+  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
+                                                                            __m512 v1) const noexcept {
+    tile.apply(r, v0, v1);
+    tile.store(r, v0, v1);
+  }
+};
+template <class TE, class TR>
+struct RegisterStoreAvx512Bf16 {  // bf16 C with vcvtne2ps2bf16
+  TileEpilogueAvx512<bf16, TE, TR> tile;
+  MPT_TARGET_AVX512 RegisterStoreAvx512Bf16(const EpilogueArgs<float, bf16, TE, TR>& e, std::size_t i0,
+                                            std::size_t j0) noexcept
+      : tile(e, nullptr, 0, i0, j0, 32) {}
+  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
+                                                                                 __m512 v1) const noexcept {
+    tile.apply(r, v0, v1);
+    store_row_bf16_avx512bf16(tile, r, v0, v1, ~__mmask32(0));
+  }
+};
 
 // ---- AVX2: 8 lanes, tails through a small stack buffer ----
 MPT_TARGET_AVX2 inline __m256 erf_avx2(__m256 x) noexcept {

@@ -11,6 +11,7 @@
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/bf16_convert.hpp>
 #include <mpt/core/cpu.hpp>
+#include <mpt/kernels/gemm/kernel_avx512.hpp>
 
 #include <immintrin.h>
 
@@ -74,41 +75,23 @@ struct Avx512Bf16DotKernel {
   MPT_TARGET_AVX512_BF16 static void run(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a,
                                          const bf16* b, float* c, std::size_t ldc, bool accumulate) noexcept {
     __m512 acc[12][2];
-#pragma GCC unroll 12
-    for (std::size_t i = 0; i < 12; ++i) {
-      acc[i][0] = accumulate ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
-      acc[i][1] = accumulate ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
-    }
+    start_accumulators_12x32(acc, c, ldc, accumulate);
     accumulate_pairs(k_groups, a, rs_a, cs_a, b, acc);
-#pragma GCC unroll 12
-    for (std::size_t i = 0; i < 12; ++i) {
-      _mm512_storeu_ps(c + i * ldc, acc[i][0]);
-      _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
-    }
+    store_accumulators_12x32(acc, c, ldc);
   }
 
-  // The same product stored straight into a bf16 C (C = A B, rounded to nearest even),
-  // without the fp32 tile and the separate store pass: with a short k (attention's 64)
-  // that pass is ~12% of the time. Rows holding an fp32 subnormal (which vcvtne2ps2bf16
-  // flushes) are narrowed exactly by narrow_lanes_avx512 instead.
-  MPT_TARGET_AVX512_BF16 static void run_store_bf16(std::size_t k_groups, const bf16* a, std::size_t rs_a,
-                                                    std::size_t cs_a, const bf16* b, bf16* c, std::size_t ldc) noexcept {
+  // C = store(A B) from the registers: store(i, row i's two accumulator vectors) applies
+  // the epilogue and writes row i (RegisterStoreAvx512Bf16 / RegisterStoreAvx512 in
+  // epilogue.hpp), without an fp32 tile and a second pass: with attention's k = 64 that
+  // pass was ~12% of the time, with a linear layer's bias at k = 768 5-7%.
+  template <class Store>
+  MPT_TARGET_AVX512_BF16 static void run_store(std::size_t k_groups, const bf16* a, std::size_t rs_a,
+                                               std::size_t cs_a, const bf16* b, const Store& store) noexcept {
     __m512 acc[12][2];
-#pragma GCC unroll 12
-    for (std::size_t i = 0; i < 12; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    start_accumulators_12x32(acc, nullptr, 0, false);
     accumulate_pairs(k_groups, a, rs_a, cs_a, b, acc);
 #pragma GCC unroll 12
-    for (std::size_t i = 0; i < 12; ++i) {
-      __m512i packed;
-      if ((_mm512_fpclass_ps_mask(acc[i][0], 0x20) | _mm512_fpclass_ps_mask(acc[i][1], 0x20)) == 0) {  // denormals
-        packed = (__m512i)_mm512_cvtne2ps_pbh(acc[i][1], acc[i][0]);
-      } else {
-        const __m256i lo = _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(acc[i][0])));
-        const __m256i hi = _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(acc[i][1])));
-        packed = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-      }
-      _mm512_storeu_si512(c + i * ldc, packed);
-    }
+    for (std::size_t i = 0; i < 12; ++i) store(i, acc[i][0], acc[i][1]);
   }
 };
 #endif
