@@ -280,9 +280,8 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
       const bool last = blk + 1 == k_blocks;
       SpreadPrefetch next_chunk;
       if (last && (pr.ta == Trans::T || prefetch_a_in_place)) next_chunk = chunk_source_prefetch<Kernel>(pr.ta, pr.a, pr.lda, pr.m, c1, std::min(p1, c1 + chunk_panels),
-                                                           layout.block_k(0), q1 - q0);
+                                                           layout.block_k(0), (q1 - q0) * (c1 - c0));
       for (std::size_t q = q0; q < q1; ++q) {
-        next_chunk.step();
         const typename Kernel::b_t* b_panel = pr.packed_b + layout.offset(blk, q);
         const std::size_t j0 = q * NR, nr_eff = std::min(NR, pr.n - j0);
         for (std::size_t p = c0; p < c1; ++p) {
@@ -300,6 +299,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
               if (blk > 0 && k_blocks > 1) prefetch_rows(partial.data() + (pn - c0) * MR * cols + (qn - q0) * NR, cols, MR, NR);
             }
           }
+          next_chunk.step();  // a few lines per micro-kernel: a burst would fill the miss queue
           const APanel& ap = a_panels[p - c0];
           if constexpr (registers_to_c) {
             if (store_from_registers && mr_eff == MR && nr_eff == NR) {
