@@ -61,6 +61,9 @@ def table(products, ops, title):
                 means[("ratio " + i, dtype, t)].append(mine["gflops"] / ref["gflops"])
         print("| " + " | ".join(cells) + " |")
     print()
+    passes = max(r.get("passes", 1) for r in products)
+    if passes > 1:
+        print(f"Each product: the fastest of {passes} passes over the whole sweep, over the highest local peak of its passes.\n")
     for (impl, dtype, t), v in sorted(means.items()):
         if impl.startswith("ratio"):
             print(f"- mpt / {impl[6:]} {dtype}, {t} thread(s): {sum(v) / len(v):.2f}x mean speed ratio over {len(v)} products")
