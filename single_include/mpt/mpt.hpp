@@ -4117,6 +4117,24 @@ struct RegisterStoreAvx512 {  // fp32 C, or bf16 C narrowed without AVX512_BF16
     tile.store(r, v0, v1);
   }
 };
+// C = A B rounded to bf16, nothing to apply (alpha = 1, beta = 0, nothing fused): the
+// store of attention's products, whose k = 64 leaves little time to amortize any set-up.
+struct RegisterStorePlainBf16 {
+  bf16* c;  // the tile's first element
+  std::size_t ldc;
+  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
+                                                                                 __m512 v1) const noexcept {
+    bf16* row = c + r * ldc;
+    if ((_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) == 0) {  // 0x20: denormal
+      _mm512_storeu_si512(row, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(row), _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(v0))));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 16),
+                          _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(v1))));
+    }
+  }
+};
+
 template <class TE, class TR>
 struct RegisterStoreAvx512Bf16 {  // bf16 C with vcvtne2ps2bf16
   TileEpilogueAvx512<bf16, TE, TR> tile;
@@ -4484,7 +4502,13 @@ inline auto register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t
     return RegisterStoreAvx512<TC, TE, TR>(e, i0, j0);
   }
 }
+// A bf16 C stored with vcvtne2ps2bf16 from the bf16 kernel's registers, nothing applied.
+template <class Kernel, class TC>
+inline constexpr bool plain_bf16_store =
+    Kernel::isa >= Isa::avx512_bf16 && std::is_same_v<typename Kernel::a_t, bf16> && std::is_same_v<TC, bf16>;
 #else
+template <class Kernel, class TC>
+inline constexpr bool plain_bf16_store = false;
 template <class Kernel, class TC, class TE, class TR>
 void register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept;  // never used
 #endif
@@ -4508,6 +4532,8 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   // accumulators in registers store full tiles themselves (no fp32 tile, no second pass).
   constexpr bool registers_to_c = has_register_store<Kernel, TC, TE, TR>;
   const bool store_from_registers = registers_to_c && k_blocks == 1 && !c_direct;
+  const bool nothing_to_apply =
+      pr.store.alpha == acc_t(1) && pr.store.beta == acc_t(0) && !pr.store.fused.fuses_anything();
 
   // A read in place is prefetched a chunk ahead too when it is used by few column panels
   // and is too large to stay in cache between items (attention's P V and dscores K at
@@ -4584,6 +4610,13 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
           const APanel& ap = a_panels[p - c0];
           if constexpr (registers_to_c) {
             if (store_from_registers && mr_eff == MR && nr_eff == NR) {
+              if constexpr (plain_bf16_store<Kernel, TC>) {
+                if (nothing_to_apply) {
+                  Kernel::run_store(groups, ap.data, ap.rs, ap.cs, b_panel,
+                                    RegisterStorePlainBf16{pr.store.c + i0 * pr.store.ldc + j0, pr.store.ldc});
+                  continue;
+                }
+              }
               Kernel::run_store(groups, ap.data, ap.rs, ap.cs, b_panel, register_store<Kernel>(pr.store, i0, j0));
               continue;
             }

@@ -203,7 +203,13 @@ inline auto register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t
     return RegisterStoreAvx512<TC, TE, TR>(e, i0, j0);
   }
 }
+// A bf16 C stored with vcvtne2ps2bf16 from the bf16 kernel's registers, nothing applied.
+template <class Kernel, class TC>
+inline constexpr bool plain_bf16_store =
+    Kernel::isa >= Isa::avx512_bf16 && std::is_same_v<typename Kernel::a_t, bf16> && std::is_same_v<TC, bf16>;
 #else
+template <class Kernel, class TC>
+inline constexpr bool plain_bf16_store = false;
 template <class Kernel, class TC, class TE, class TR>
 void register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept;  // never used
 #endif
@@ -227,6 +233,8 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   // accumulators in registers store full tiles themselves (no fp32 tile, no second pass).
   constexpr bool registers_to_c = has_register_store<Kernel, TC, TE, TR>;
   const bool store_from_registers = registers_to_c && k_blocks == 1 && !c_direct;
+  const bool nothing_to_apply =
+      pr.store.alpha == acc_t(1) && pr.store.beta == acc_t(0) && !pr.store.fused.fuses_anything();
 
   // A read in place is prefetched a chunk ahead too when it is used by few column panels
   // and is too large to stay in cache between items (attention's P V and dscores K at
@@ -303,6 +311,13 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
           const APanel& ap = a_panels[p - c0];
           if constexpr (registers_to_c) {
             if (store_from_registers && mr_eff == MR && nr_eff == NR) {
+              if constexpr (plain_bf16_store<Kernel, TC>) {
+                if (nothing_to_apply) {
+                  Kernel::run_store(groups, ap.data, ap.rs, ap.cs, b_panel,
+                                    RegisterStorePlainBf16{pr.store.c + i0 * pr.store.ldc + j0, pr.store.ldc});
+                  continue;
+                }
+              }
               Kernel::run_store(groups, ap.data, ap.rs, ap.cs, b_panel, register_store<Kernel>(pr.store, i0, j0));
               continue;
             }

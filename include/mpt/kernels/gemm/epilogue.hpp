@@ -247,6 +247,24 @@ struct RegisterStoreAvx512 {  // fp32 C, or bf16 C narrowed without AVX512_BF16
     tile.store(r, v0, v1);
   }
 };
+// C = A B rounded to bf16, nothing to apply (alpha = 1, beta = 0, nothing fused): the
+// store of attention's products, whose k = 64 leaves little time to amortize any set-up.
+struct RegisterStorePlainBf16 {
+  bf16* c;  // the tile's first element
+  std::size_t ldc;
+  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
+                                                                                 __m512 v1) const noexcept {
+    bf16* row = c + r * ldc;
+    if ((_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) == 0) {  // 0x20: denormal
+      _mm512_storeu_si512(row, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(row), _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(v0))));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 16),
+                          _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(v1))));
+    }
+  }
+};
+
 template <class TE, class TR>
 struct RegisterStoreAvx512Bf16 {  // bf16 C with vcvtne2ps2bf16
   TileEpilogueAvx512<bf16, TE, TR> tile;
