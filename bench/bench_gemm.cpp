@@ -11,7 +11,7 @@
 //            [--attention] [--seq=128,384] [--passes=N]
 // --attention adds attention's batched bf16 products for 8 sequences x 12 heads of 64 at each
 // --seq (M N K below are then the GEMM's own), called per sequence as nn::BertSelfAttention does:
-//   attn_qk scores = Q K^T (bf16)   attn_pv ctx = P V   attn_dkept = dctx V^T (fp32)
+//   attn_qk scores = Q K^T (bf16)   attn_pv ctx = P V   attn_dkept = dctx V^T (bf16)
 //   attn_dv dV = P^T dctx           attn_dq dQ = dscores K
 // --ops may add wgrad_bias: weight and bias gradient fused (linear_weight_grad), against
 // the two calls gemm + bias_grad in the same run (impl "mpt-2pass").
@@ -310,7 +310,7 @@ int main(int argc, char** argv) {
                    dctx = bf16_matrix(B * S * hidden), probs = bf16_matrix(B * H * S * S),
                    dscores = bf16_matrix(B * H * S * S);
         std::vector<bf16> scores(B * H * S * S), ctx(B * S * hidden), dv(B * S * hidden), dq(B * S * hidden);
-        std::vector<float> dkept(B * H * S * S);
+        std::vector<bf16> dkept(B * H * S * S);
         const bench::AttentionOperands operands{B,           H,         S,         D,          q.data(),
                                                 k.data(),    v.data(),  probs.data(), dctx.data(), dscores.data(),
                                                 scores.data(), ctx.data(), dv.data(), dq.data(),  dkept.data()};

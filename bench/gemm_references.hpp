@@ -177,8 +177,7 @@ inline std::vector<ReferenceGemm> reference_gemms([[maybe_unused]] const std::st
 struct AttentionOperands {
   std::size_t batch, heads, seq, head_dim;
   const bf16 *q, *k, *v, *probs, *dctx, *dscores;
-  bf16 *scores, *ctx, *dv, *dq;
-  float* dkept;
+  bf16 *scores, *ctx, *dv, *dq, *dkept;
 };
 
 inline std::vector<ReferenceGemm> reference_attention_gemms([[maybe_unused]] const std::string& op,
@@ -200,9 +199,9 @@ inline std::vector<ReferenceGemm> reference_attention_gemms([[maybe_unused]] con
   } else if (op == "attn_pv") {  // ctx = P V
     mm = std::make_shared<OnednnMatmul>(dims{B, H, S, S}, square, o.probs, dims{B, H, S, D}, heads_rows, o.v,
                                         dims{B, H, S, D}, o.ctx, dt::bf16, dt::bf16, nullptr, false, heads_rows);
-  } else if (op == "attn_dkept") {  // dkept = dctx V^T (fp32)
+  } else if (op == "attn_dkept") {  // dkept = dctx V^T (bf16, as autocast)
     mm = std::make_shared<OnednnMatmul>(dims{B, H, S, D}, heads_rows, o.dctx, dims{B, H, D, S}, heads_cols, o.v,
-                                        dims{B, H, S, S}, o.dkept, dt::bf16, dt::f32, nullptr, false, square);
+                                        dims{B, H, S, S}, o.dkept, dt::bf16, dt::bf16, nullptr, false, square);
   } else if (op == "attn_dv") {  // dV = P^T dctx
     mm = std::make_shared<OnednnMatmul>(dims{B, H, S, S}, square_t, o.probs, dims{B, H, S, D}, heads_rows, o.dctx,
                                         dims{B, H, S, D}, o.dv, dt::bf16, dt::bf16, nullptr, false, heads_rows);

@@ -6899,7 +6899,8 @@ inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& 
 //     ctx_bh = kept V_bh                        [S, d] into ctx [B·S, H] act_t
 //   mask [B, S] fp32 additive: 0 where attended, finfo(float32).min where padded.
 //
-// Backward, for dctx [B·S, H] act_t (dkept stays fp32 from its GEMM, finer than autocast's bf16):
+// Backward, for dctx [B·S, H] act_t (dkept in act_t as autocast's bf16 matmul returns it, then
+// the dropout gradient in fp32 as autocast runs dropout on softmax's fp32 output):
 //   dkept = dctx_bh V_bhᵀ,  dV_bh = keptᵀ dctx_bh,  dprobs = dropout'(dkept),
 //   dscores = softmax'(probs, dprobs) / √d,  dQ_bh = dscores K_bh,  dK_bh = dscoresᵀ Q_bh,
 //   then the three projections' backward accumulate into dx [B·S, H] (fp32 hidden type).
@@ -7168,6 +7169,7 @@ class Linear {
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 namespace mpt::nn {
 
@@ -7209,10 +7211,13 @@ class BertSelfAttention {
     return 3 * Arena::bytes_for<act_t>(th) + (dropout ? 2 : 1) * Arena::bytes_for<act_t>(d.score_count());
   }
   static std::size_t forward_workspace_bytes(const AttentionDims& d) { return Arena::bytes_for<act_t>(d.score_count()); }
-  static std::size_t backward_workspace_bytes(const AttentionDims& d) {
+  // (dropout: whether the layer has attention dropout, which backward runs in training.)
+  static std::size_t backward_workspace_bytes(const AttentionDims& d, bool dropout) {
     const auto th = static_cast<std::size_t>(d.tokens() * d.hidden);
-    return 3 * Arena::bytes_for<act_t>(th) + Arena::bytes_for<hidden_t>(d.score_count()) +
-           Arena::bytes_for<act_t>(d.score_count());
+    const std::size_t dkept_dprobs = separate_dkept ? Arena::bytes_for<act_t>(d.score_count()) +
+                                                          (dropout ? Arena::bytes_for<hidden_t>(d.score_count()) : 0)
+                                                    : Arena::bytes_for<hidden_t>(d.score_count());
+    return 3 * Arena::bytes_for<act_t>(th) + dkept_dprobs + Arena::bytes_for<act_t>(d.score_count());
   }
 
   // x [B·S, H] (kept alive by the caller), mask [B, S], ctx_out [B·S, H].
@@ -7262,24 +7267,36 @@ class BertSelfAttention {
     auto dq = ctx.workspace.template allocate<act_t>(th, "dquery");
     auto dk = ctx.workspace.template allocate<act_t>(th, "dkey");
     auto dv = ctx.workspace.template allocate<act_t>(th, "dvalue");
-    auto dprobs = ctx.workspace.template allocate<hidden_t>(scores_shape, "dprobs");
     auto dscores = ctx.workspace.template allocate<act_t>(scores_shape, "dscores");
+    // dkept in act_t (bf16: half the bytes of this memory-bound product, and autocast's
+    // rounding); with dropout its gradient goes to fp32 dprobs. Without dropout, or when
+    // act_t is already fp32, dkept is dprobs.
+    TensorView<act_t> dkept;
+    TensorView<hidden_t> dprobs;
+    if constexpr (separate_dkept) {
+      dkept = ctx.workspace.template allocate<act_t>(scores_shape, "dkept");
+      if (dropout_active(ctx)) dprobs = ctx.workspace.template allocate<hidden_t>(scores_shape, "dprobs");
+    } else {
+      dkept = dprobs = ctx.workspace.template allocate<hidden_t>(scores_shape, "dprobs");
+    }
     for_each_batch([&](std::size_t b) {
       const std::size_t sc = b * per_batch_scores();
       // dkept [S, S] = dctx_bh [S, d] · V_bhᵀ
       gemm_strided_batched(Trans::N, Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, dcontext.data() + row0(b),
                            s(d.hidden), s(d.head_dim()), v_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           dprobs.data() + sc, s(d.seq), s(d.seq * d.seq), s(d.heads));
+                           dkept.data() + sc, s(d.seq), s(d.seq * d.seq), s(d.heads));
       // dV_bh [S, d] = keptᵀ [S, S] · dctx_bh [S, d]
       gemm_strided_batched(Trans::T, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, kept_.data() + sc, s(d.seq),
                            s(d.seq * d.seq), dcontext.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            dv.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
     });
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d.head_dim()));
     if (dropout_active(ctx)) {
-      kernels::dropout_backward(TensorView<const hidden_t>(dprobs), dprobs, dropout_, ctx.dropout_key(site_));
+      kernels::dropout_backward(TensorView<const act_t>(dkept), dprobs, dropout_, ctx.dropout_key(site_));
+      kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const hidden_t>(dprobs), scale, dscores);
+    } else {
+      kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const act_t>(dkept), scale, dscores);
     }
-    kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const hidden_t>(dprobs),
-                     1.0 / std::sqrt(static_cast<double>(d.head_dim())), dscores);
     for_each_batch([&](std::size_t b) {
       const std::size_t sc = b * per_batch_scores();
       // dQ_bh [S, d] = dscores [S, S] · K_bh [S, d]
@@ -7297,6 +7314,7 @@ class BertSelfAttention {
   }
 
  private:
+  static constexpr bool separate_dkept = !std::is_same_v<act_t, hidden_t>;
   static std::size_t s(std::int64_t n) noexcept { return static_cast<std::size_t>(n); }
   std::size_t row0(std::size_t b) const noexcept { return b * s(dims_.seq * dims_.hidden); }
   std::size_t per_batch_scores() const noexcept { return s(dims_.heads * dims_.seq * dims_.seq); }
@@ -7553,7 +7571,7 @@ class BertLayer {
                                  + Arena::bytes_for<hidden_t>(th)    // dh
                                  + Arena::bytes_for<act_t>(th)       // dcontext
                                  + 2 * DenseResidualNorm<P>::backward_workspace_bytes(rows, s.hidden) +
-                                 BertSelfAttention<P>::backward_workspace_bytes(d);
+                                 BertSelfAttention<P>::backward_workspace_bytes(d, s.attention_dropout > 0);
     return std::max(forward, backward);
   }
 

@@ -93,7 +93,7 @@ class BertLayer {
                                  + Arena::bytes_for<hidden_t>(th)    // dh
                                  + Arena::bytes_for<act_t>(th)       // dcontext
                                  + 2 * DenseResidualNorm<P>::backward_workspace_bytes(rows, s.hidden) +
-                                 BertSelfAttention<P>::backward_workspace_bytes(d);
+                                 BertSelfAttention<P>::backward_workspace_bytes(d, s.attention_dropout > 0);
     return std::max(forward, backward);
   }
 
