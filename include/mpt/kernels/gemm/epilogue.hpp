@@ -200,18 +200,18 @@ MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t
   }
 }
 
-// Row r of a tile into bf16 C: vcvtne2ps2bf16 unless a value is an fp32 subnormal (which
-// the instruction flushes), then the exact narrowing of narrow_lanes_avx512.
-template <class TE, class TR>
-MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void store_row_bf16_avx512bf16(
-    const TileEpilogueAvx512<bf16, TE, TR>& tile, std::size_t r, __m512 v0, __m512 v1, __mmask32 mask) noexcept {
-  bf16* c = tile.c_row(r);
+// 32 values into a bf16 row (lanes in mask): vcvtne2ps2bf16 unless a value is an fp32
+// subnormal (which the instruction flushes), then the exact narrowing of narrow_lanes_avx512.
+MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void store_row_bf16_avx512bf16(bf16* c, __m512 v0,
+                                                                                          __m512 v1,
+                                                                                          __mmask32 mask) noexcept {
   if ((_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) == 0) {  // 0x20: denormal
     const __m512i packed = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
     if (mask == ~__mmask32(0)) _mm512_storeu_si512(c, packed);
     else _mm512_mask_storeu_epi16(c, mask, packed);
   } else {
-    tile.store(r, v0, v1);
+    store_lanes_avx512(c, v0, static_cast<__mmask16>(mask));
+    store_lanes_avx512(c + 16, v1, static_cast<__mmask16>(mask >> 16));
   }
 }
 
@@ -228,7 +228,7 @@ MPT_TARGET_AVX512_BF16 inline void epilogue_tile_avx512_bf16(const float* acc, s
   for (std::size_t r = 0; r < rows; ++r) {
     __m512 v0, v1;
     tile.values(r, v0, v1);
-    store_row_bf16_avx512bf16(tile, r, v0, v1, mask);
+    store_row_bf16_avx512bf16(tile.c_row(r), v0, v1, mask);
   }
 }
 
@@ -254,14 +254,7 @@ struct RegisterStorePlainBf16 {
   std::size_t ldc;
   MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
                                                                                  __m512 v1) const noexcept {
-    bf16* row = c + r * ldc;
-    if ((_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) == 0) {  // 0x20: denormal
-      _mm512_storeu_si512(row, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
-    } else {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(row), _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(v0))));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 16),
-                          _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(v1))));
-    }
+    store_row_bf16_avx512bf16(c + r * ldc, v0, v1, ~__mmask32(0));
   }
 };
 
@@ -274,7 +267,7 @@ struct RegisterStoreAvx512Bf16 {  // bf16 C with vcvtne2ps2bf16
   MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
                                                                                  __m512 v1) const noexcept {
     tile.apply(r, v0, v1);
-    store_row_bf16_avx512bf16(tile, r, v0, v1, ~__mmask32(0));
+    store_row_bf16_avx512bf16(tile.c_row(r), v0, v1, ~__mmask32(0));
   }
 };
 
