@@ -56,7 +56,7 @@ double seconds_per_step(const mpt::io::BertConfig& config, std::int64_t batch, s
   double best = 1e30;
   for (int s = 0; s <= steps; ++s) {  // step 0 warms up
     const auto t0 = std::chrono::steady_clock::now();
-    model.forward(inputs, {.training = true, .seed = 1, .step = static_cast<std::uint32_t>(s)});
+    model.forward(inputs, {.training = true, .seed = 1, .forward_index = static_cast<std::uint32_t>(s)});
     model.backward();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (s > 0) best = std::min(best, dt);

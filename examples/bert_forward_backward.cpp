@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
                                   start_positions.view(), end_positions.view()};
 
     model.reserve(batch, seq, /*training=*/true);  // sizes the activation arenas once
-    const auto out = model.forward(inputs, {.training = true, .seed = 42, .step = 0});
+    const auto out = model.forward(inputs, {.training = true, .seed = 42, .forward_index = 0});
     model.backward();  // accumulates d loss / d parameter into the fp32 gradients
 
     auto& params = model.parameters();
@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
                 static_cast<double>(params.grad_flat()[qa->offset]));
     // One optimizer step: AdamW over the model's flat buffers (fp32 master, bf16 copy
     // rewritten in the same pass), gradients clipped to norm 1, as transformers' Trainer.
-    auto adamw = mpt::optim::make_adamw(params, {.lr = 1e-3, .weight_decay = 0.01});
+    auto adamw = mpt::train::make_adamw(params, {.lr = 1e-3, .weight_decay = 0.01});
     mpt::optim::NoLossScaling no_scaling;  // bf16 needs none
     const auto step = mpt::optim::clip_and_step(adamw, no_scaling, params.grad_flat(), 1e-3, 1.0);
     params.zero_grad();

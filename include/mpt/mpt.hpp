@@ -9,3 +9,4 @@
 #include <mpt/nn.hpp>
 #include <mpt/optim.hpp>
 #include <mpt/data.hpp>
+#include <mpt/train.hpp>

@@ -5917,6 +5917,7 @@ struct BertConfig {
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -6393,8 +6394,17 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// fp32 values produced a slice at a time when written: weights whose bits live in
+// more than one buffer (a split master), saved without a full-size copy.
+struct GeneratedTensor {
+  Shape shape;
+  std::function<void(std::size_t first, std::span<float> out)> fill;  // elements [first, first + out.size())
+  std::size_t size() const noexcept { return shape.numel(); }
+};
+
 // A read-only tensor of any element type mpt stores, to be written under a name.
-using TensorSource = std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>>;
+using TensorSource =
+    std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>, GeneratedTensor>;
 
 struct NamedTensor {
   std::string name;
@@ -6403,7 +6413,15 @@ struct NamedTensor {
 };
 
 inline const Shape& source_shape(const TensorSource& s) {
-  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, s);
+  return std::visit(
+      [](const auto& v) -> const Shape& {
+        if constexpr (std::is_same_v<std::decay_t<decltype(v)>, GeneratedTensor>) {
+          return v.shape;
+        } else {
+          return v.shape();
+        }
+      },
+      s);
 }
 
 namespace detail {
@@ -6454,16 +6472,23 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
   AtomicFileWriter writer(path);
   writer.write(detail::safetensors_header(path, entries, metadata));
   std::vector<std::byte> stage;
+  std::vector<float> generated;
   for (const NamedTensor& t : tensors) {
     const Dtype d = t.dtype.value_or(dtype);
     std::visit(
-        [&](const auto& view) {
+        [&](const auto& source) {
           // Encode in slices so that a large tensor needs no second full-size copy.
           constexpr std::size_t slice = std::size_t{1} << 16;
-          for (std::size_t i = 0; i < view.size(); i += slice) {
-            const std::size_t m = std::min(slice, view.size() - i);
+          for (std::size_t i = 0; i < source.size(); i += slice) {
+            const std::size_t m = std::min(slice, source.size() - i);
             stage.resize(m * dtype_size(d));
-            detail::encode_elements(view.data() + i, d, stage.data(), m);
+            if constexpr (std::is_same_v<std::decay_t<decltype(source)>, GeneratedTensor>) {
+              generated.resize(m);
+              source.fill(i, std::span<float>(generated.data(), m));
+              detail::encode_elements(generated.data(), d, stage.data(), m);
+            } else {
+              detail::encode_elements(source.data() + i, d, stage.data(), m);
+            }
             writer.write(stage);
           }
         },
@@ -6926,20 +6951,33 @@ inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& 
 
 // ---- begin mpt/nn/parameters.hpp ----
 // Parameters<P>: every parameter of a model in flat buffers with one offset
-// table, named as Hugging Face names them.
+// table, named as Hugging Face names them. Each byte has one owner:
 //
-//   master   P::master_t  what the optimizer updates and checkpoints hold
-//   compute  P::param_t   the copy matmuls read (bf16 under bf16_mixed);
-//                         the same memory as master when the types agree
-//   grad     P::grad_t    gradients; backward accumulates (+=) into them,
-//                         only the trainer zeroes them
+//   grad     P::grad_t    gradients of every parameter, one flat buffer;
+//                         backward accumulates (+=), only the trainer zeroes
+//   master   P::master_t  the weights the optimizer updates and checkpoints hold
+//   compute  P::param_t   the copy matmuls read (bf16 under bf16_mixed)
 //
-// Layers declare their parameters once (declare), the model allocates
-// (allocate), and from then on the buffers never move, so the optimizer step
-// and a gradient all-reduce are single passes over contiguous memory.
+// Parameters come in two kinds, decided by their role (see reads_compute_copy):
+//
+//   full-precision  embeddings, LayerNorm  the model reads the master itself (autocast
+//                   [0, full_count())      leaves these in fp32), so they have no compute copy
+//   matmul          Linear weights, biases the model reads the compute copy; under a
+//                   [full_count(), size)   16-bit param_t its master is kept here (the fp32
+//                                          master weight policy) or released to the optimizer
+//                                          (split master: the optimizer owns the low halves;
+//                                          stochastic rounding: the compute copy is the master)
+//
+// Offsets are assigned at allocate(): the full-precision parameters first, then
+// the matmul ones, each in declaration order and 16-element aligned, the same
+// offset in the gradient buffer and in whichever master or compute buffer holds
+// the parameter. From then on the buffers never move, so an optimizer step and a
+// gradient all-reduce are single passes over contiguous memory.
 
 
+#include <algorithm>
 #include <cstddef>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -6949,23 +6987,30 @@ inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& 
 
 namespace mpt::nn {
 
-// What a parameter is for: decides its initialization and whether weight
-// decay applies (transformers exempts biases and LayerNorm weights).
+// What a parameter is for: decides its initialization, whether weight decay
+// applies (transformers exempts biases and LayerNorm weights) and which copy
+// the model reads.
 enum class ParamRole { linear_weight, linear_bias, embedding, norm_weight, norm_bias };
 
 inline bool weight_decay_applies(ParamRole role) noexcept {
   return role == ParamRole::linear_weight || role == ParamRole::embedding;
 }
 
+// Matmul operands are read from the compute copy (bf16 under bf16_mixed);
+// embeddings and LayerNorm are read in full precision from the master.
+inline bool reads_compute_copy(ParamRole role) noexcept {
+  return role == ParamRole::linear_weight || role == ParamRole::linear_bias;
+}
+
 struct ParamEntry {
   std::string name;         // e.g. bert.encoder.layer.3.attention.self.query.weight
   Shape shape;
-  std::size_t offset = 0;   // in elements, the same in every flat buffer
+  std::size_t offset = 0;   // in elements, in the gradient buffer and the buffer holding its weights
   ParamRole role = ParamRole::linear_weight;
   std::size_t size() const noexcept { return shape.numel(); }
 };
 
-// Index of a parameter in its Parameters (returned by declare).
+// Index of a parameter in its Parameters (returned by declare), in declaration order.
 using ParamId = std::size_t;
 
 template <PrecisionPolicy P>
@@ -6974,6 +7019,22 @@ class Parameters {
   using master_t = typename P::master_t;
   using param_t = typename P::param_t;
   using grad_t = typename P::grad_t;
+  // A 16-bit (or otherwise narrower) compute copy exists beside the master.
+  static constexpr bool separate_compute = !std::is_same_v<master_t, param_t>;
+
+  // Reads or writes master values [offset, offset + out.size()) of released matmul
+  // masters; installed by whoever took them over (train::ModelOptimizer).
+  struct MasterAccess {
+    std::function<void(std::size_t offset, std::span<master_t> out)> read;
+    std::function<void(std::size_t offset, std::span<const master_t> in)> write;
+  };
+
+  Parameters() = default;
+  // Views into the buffers and the installed MasterAccess point at this object.
+  Parameters(const Parameters&) = delete;
+  Parameters& operator=(const Parameters&) = delete;
+  Parameters(Parameters&&) noexcept = default;
+  Parameters& operator=(Parameters&&) noexcept = default;
 
   // Registers a parameter; only before allocate(). Names are unique.
   ParamId declare(std::string name, Shape shape, ParamRole role) {
@@ -6981,20 +7042,31 @@ class Parameters {
     if (index_.count(name)) throw_error("Parameters::declare: '", name, "' is declared twice");
     const ParamId id = entries_.size();
     index_.emplace(name, id);
-    entries_.push_back({std::move(name), shape, total_, role});
-    total_ += round_up(shape.numel());
+    entries_.push_back({std::move(name), shape, 0, role});
     return id;
   }
 
-  // Allocates the flat buffers (zeroed). Offsets are 16-element aligned so
-  // every parameter starts on a 64-byte boundary in the fp32 buffers.
+  // Assigns offsets and allocates the buffers (zeroed), masters for every parameter.
   void allocate() {
     if (allocated_) return;
-    master_ = AlignedBuffer<master_t>(total_);
-    if constexpr (separate_compute) compute_ = AlignedBuffer<param_t>(total_);
+    std::size_t at = 0;
+    for (const bool matmul : {false, true}) {
+      if (matmul) full_count_ = at;
+      for (ParamEntry& e : entries_) {
+        if (reads_compute_copy(e.role) != matmul) continue;
+        e.offset = at;
+        at += round_up(e.size());
+      }
+    }
+    total_ = at;
+    full_master_ = AlignedBuffer<master_t>(full_count_);
+    matmul_master_ = AlignedBuffer<master_t>(total_ - full_count_);
+    if constexpr (separate_compute) compute_ = AlignedBuffer<param_t>(total_ - full_count_);
     grad_ = AlignedBuffer<grad_t>(total_);
     allocated_ = true;
   }
+
+  // ---- the table -----------------------------------------------------------
 
   std::span<const ParamEntry> entries() const noexcept { return entries_; }
   const ParamEntry& entry(ParamId id) const { return entries_.at(id); }
@@ -7003,6 +7075,15 @@ class Parameters {
     auto it = index_.find(std::string(name));
     return it == index_.end() ? nullptr : &entries_[it->second];
   }
+  // The id of the parameter with this name; an error naming it when there is none.
+  ParamId id_of(std::string_view name) const {
+    auto it = index_.find(std::string(name));
+    if (it == index_.end()) {
+      throw_error("Parameters: no parameter named '", name, "' (", entries_.size(),
+                  " parameters; names are Hugging Face's, e.g. '", entries_.empty() ? "" : entries_.front().name, "')");
+    }
+    return it->second;
+  }
   std::size_t count() const noexcept { return entries_.size(); }
   // Number of scalar parameters (without alignment padding).
   std::size_t numel() const noexcept {
@@ -7010,28 +7091,95 @@ class Parameters {
     for (const auto& e : entries_) n += e.size();
     return n;
   }
+  // Elements of every flat buffer's layout: [0, full_count()) full-precision,
+  // [full_count(), size()) matmul parameters, padding included.
+  std::size_t size() const noexcept { return total_; }
+  std::size_t full_count() const noexcept { return full_count_; }
+  bool is_matmul(ParamId id) const { return reads_compute_copy(entry(id).role); }
 
-  TensorView<master_t> master(ParamId id) { return view(master_.data(), id); }
-  TensorView<const master_t> master(ParamId id) const { return view(master_.data(), id); }
+  // ---- weights and gradients -------------------------------------------------
+
+  // The master weights of a parameter (a full-precision one, or a matmul one while
+  // its master is kept here).
+  TensorView<master_t> master(ParamId id) {
+    return is_matmul(id) ? view(matmul_master_.data(), full_count_, id, master_available(id), "master")
+                         : view(full_master_.data(), 0, id, true, "master");
+  }
+  TensorView<const master_t> master(ParamId id) const {
+    return is_matmul(id) ? view(matmul_master_.data(), full_count_, id, master_available(id), "master")
+                         : view(full_master_.data(), 0, id, true, "master");
+  }
+  TensorView<master_t> master(std::string_view name) { return master(id_of(name)); }
+  TensorView<const master_t> master(std::string_view name) const { return master(id_of(name)); }
+
+  // The compute copy matmuls read (matmul parameters; every parameter when the types agree).
   TensorView<const param_t> compute(ParamId id) const {
     if constexpr (separate_compute) {
-      return view(compute_.data(), id);
+      if (!is_matmul(id)) {
+        throw_error("Parameters: '", entry(id).name, "' is read in full precision and has no ",
+                    "compute copy; read master()");
+      }
+      return view(compute_.data(), full_count_, id, true, "compute");
     } else {
-      return view(master_.data(), id);
+      return is_matmul(id) ? view(matmul_master_.data(), full_count_, id, true, "compute")
+                           : view(full_master_.data(), 0, id, true, "compute");
     }
   }
-  TensorView<grad_t> grad(ParamId id) { return view(grad_.data(), id); }
-  TensorView<const grad_t> grad(ParamId id) const { return view(grad_.data(), id); }
+  TensorView<const param_t> compute(std::string_view name) const { return compute(id_of(name)); }
+
+  TensorView<grad_t> grad(ParamId id) { return view(grad_.data(), 0, id, true, "gradient"); }
+  TensorView<const grad_t> grad(ParamId id) const { return view(grad_.data(), 0, id, true, "gradient"); }
+  TensorView<grad_t> grad(std::string_view name) { return grad(id_of(name)); }
+  TensorView<const grad_t> grad(std::string_view name) const { return grad(id_of(name)); }
 
   // Whole buffers, padding included (padding stays zero).
-  std::span<master_t> master_flat() noexcept { return {master_.data(), master_.size()}; }
   std::span<grad_t> grad_flat() noexcept { return {grad_.data(), grad_.size()}; }
   std::span<const grad_t> grad_flat() const noexcept { return {grad_.data(), grad_.size()}; }
-  std::span<param_t> compute_flat() noexcept {
+  // [0, full_count()) of the layout: the masters of embeddings and LayerNorm.
+  std::span<master_t> full_precision_master() noexcept { return {full_master_.data(), full_master_.size()}; }
+  std::span<const master_t> full_precision_master() const noexcept { return {full_master_.data(), full_master_.size()}; }
+  // [full_count(), size()) of the layout: the matmul parameters' masters; empty once released.
+  std::span<master_t> matmul_master() noexcept { return {matmul_master_.data(), matmul_master_.size()}; }
+  std::span<const master_t> matmul_master() const noexcept { return {matmul_master_.data(), matmul_master_.size()}; }
+  // [full_count(), size()) of the layout: the compute copy matmuls read.
+  std::span<param_t> matmul_compute() noexcept {
     if constexpr (separate_compute) {
       return {compute_.data(), compute_.size()};
     } else {
-      return {master_.data(), master_.size()};
+      return matmul_master();
+    }
+  }
+
+  // Master values of a parameter, wherever they live (kept here, or held by the
+  // optimizer after release_matmul_master).
+  void read_master(ParamId id, std::size_t first, std::span<master_t> out) const {
+    const ParamEntry& e = entry(id);
+    check_range("read_master", e, first, out.size());
+    if (master_available(id)) {
+      std::copy_n(master(id).data() + first, out.size(), out.data());
+    } else if (access_.read) {
+      access_.read(e.offset - full_count_ + first, out);
+    } else {
+      // Nobody holds more bits than the compute copy (stochastic rounding): it is the master.
+      const param_t* c = compute_.data() + (e.offset - full_count_) + first;
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<master_t>(c[i]);
+    }
+  }
+  // Sets master values of a parameter (and its compute copy), wherever they live.
+  void write_master(ParamId id, std::size_t first, std::span<const master_t> in) {
+    const ParamEntry& e = entry(id);
+    check_range("write_master", e, first, in.size());
+    if (master_available(id)) {
+      std::copy_n(in.data(), in.size(), master(id).data() + first);
+      if constexpr (separate_compute) {
+        if (is_matmul(id)) {
+          round_into(in, std::span<param_t>(compute_.data() + (e.offset - full_count_) + first, in.size()));
+        }
+      }
+    } else if (access_.write) {
+      access_.write(e.offset - full_count_ + first, in);
+    } else {
+      round_into(in, std::span<param_t>(compute_.data() + (e.offset - full_count_) + first, in.size()));
     }
   }
 
@@ -7039,41 +7187,78 @@ class Parameters {
   // initializing; the optimizer does this itself in its update pass).
   void sync_compute_copy() {
     if constexpr (separate_compute) {
-      if constexpr (std::is_same_v<master_t, float> && std::is_same_v<param_t, bf16>) {
-        convert(std::span<const float>(master_.data(), master_.size()), std::span<bf16>(compute_.data(), compute_.size()));
-      } else {
-        for (std::size_t i = 0; i < master_.size(); ++i) compute_[i] = static_cast<param_t>(master_[i]);
-      }
+      if (matmul_master_released()) return;  // the compute copy is the optimizer's to write
+      round_into(std::span<const master_t>(matmul_master_.data(), matmul_master_.size()),
+                 std::span<param_t>(compute_.data(), compute_.size()));
     }
   }
 
-  void zero_grad() noexcept {
-    for (grad_t& g : grad_) g = grad_t(0);
+  // Frees the matmul parameters' masters: from now on the optimizer holds what the
+  // compute copy lacks (the split master's low halves) and answers read_master /
+  // write_master through `access` (empty: the compute copy is the whole master).
+  void release_matmul_master(MasterAccess access) {
+    static_assert(separate_compute, "release_matmul_master: without a separate compute copy the master is the "
+                                    "weights the model reads; there is nothing to release");
+    if (!allocated_) throw_error("Parameters::release_matmul_master: allocate() first");
+    matmul_master_ = AlignedBuffer<master_t>();
+    released_ = true;
+    access_ = std::move(access);
   }
+  // Replaces (or removes, with {}) the access to released masters.
+  void set_master_access(MasterAccess access) { access_ = std::move(access); }
+  bool matmul_master_released() const noexcept { return released_; }
+
+  void zero_grad() noexcept { std::fill(grad_.begin(), grad_.end(), grad_t(0)); }
 
   // Bytes held, for the memory report.
-  std::size_t master_bytes() const noexcept { return master_.size() * sizeof(master_t); }
+  std::size_t master_bytes() const noexcept { return (full_master_.size() + matmul_master_.size()) * sizeof(master_t); }
   std::size_t compute_bytes() const noexcept { return separate_compute ? compute_.size() * sizeof(param_t) : 0; }
   std::size_t grad_bytes() const noexcept { return grad_.size() * sizeof(grad_t); }
 
  private:
-  static constexpr bool separate_compute = !std::is_same_v<master_t, param_t>;
   static constexpr std::size_t round_up(std::size_t n) noexcept { return (n + 15) / 16 * 16; }
 
+  bool master_available(ParamId id) const { return !is_matmul(id) || !matmul_master_released(); }
+
+  static void round_into(std::span<const master_t> from, std::span<param_t> to) {
+    if constexpr (std::is_same_v<master_t, float> && std::is_same_v<param_t, bf16>) {
+      convert(from, to);
+    } else {
+      for (std::size_t i = 0; i < from.size(); ++i) to[i] = static_cast<param_t>(from[i]);
+    }
+  }
+
+  void check_range(const char* op, const ParamEntry& e, std::size_t first, std::size_t count) const {
+    if (!allocated_) throw_error("Parameters::", op, "('", e.name, "'): allocate() first");
+    if (first > e.size() || count > e.size() - first) {
+      throw_error("Parameters::", op, "('", e.name, "'): elements [", first, ", ", first + count, ") are outside its ",
+                  e.size());
+    }
+  }
+
+  // base holds elements [origin, ...) of the layout.
   template <class T>
-  TensorView<T> view(T* base, ParamId id) const {
-    if (!allocated_) throw_error("Parameters: '", entries_.at(id).name, "' is read before allocate()");
+  TensorView<T> view(T* base, std::size_t origin, ParamId id, bool available, const char* what) const {
     const ParamEntry& e = entries_.at(id);
-    return TensorView<T>(base + e.offset, e.shape);
+    if (!allocated_) throw_error("Parameters: '", e.name, "' is read before allocate()");
+    if (!available) {
+      throw_error("Parameters: the ", what, " of '", e.name, "' was handed to the optimizer (its weight policy keeps ",
+                  "no fp32 copy here); use read_master() / write_master()");
+    }
+    return TensorView<T>(base + (e.offset - origin), e.shape);
   }
 
   std::vector<ParamEntry> entries_;
   std::unordered_map<std::string, ParamId> index_;
   std::size_t total_ = 0;
+  std::size_t full_count_ = 0;
   bool allocated_ = false;
-  AlignedBuffer<master_t> master_;
-  AlignedBuffer<param_t> compute_;
-  AlignedBuffer<grad_t> grad_;
+  bool released_ = false;
+  AlignedBuffer<master_t> full_master_;    // [0, full_count)
+  AlignedBuffer<master_t> matmul_master_;  // [full_count, total), empty once released
+  AlignedBuffer<param_t> compute_;         // [full_count, total), when separate_compute
+  AlignedBuffer<grad_t> grad_;             // [0, total)
+  MasterAccess access_;
 };
 
 }  // namespace mpt::nn
@@ -7089,11 +7274,11 @@ struct Context {
   Arena& activations;
   Arena& workspace;
   bool training = false;   // dropout on
-  std::uint64_t seed = 0;  // dropout: with `step` and the site id, keys the Philox stream
-  std::uint32_t step = 0;
+  std::uint64_t seed = 0;  // dropout: with `forward_index` and the site id, keys the Philox stream
+  std::uint32_t forward_index = 0;  // which forward of the run this is: every forward draws its own masks
 
   // The dropout key of one dropout site (every site has its own stream id).
-  kernels::DropoutKey dropout_key(std::uint32_t site) const noexcept { return {seed, site, step}; }
+  kernels::DropoutKey dropout_key(std::uint32_t site) const noexcept { return {seed, site, forward_index}; }
 };
 
 }  // namespace mpt::nn
@@ -7360,7 +7545,7 @@ class BertSelfAttention {
 //   BertForQuestionAnswering<P> model(config);
 //   model.load_pretrained("bert-base-uncased/");      // or init_weights(seed)
 //   model.reserve(batch, seq, /*training=*/true);
-//   QaOutput out = model.forward(batch_tensors, {.training = true, .seed = 42, .step = 0});
+//   QaOutput out = model.forward(batch_tensors, {.training = true, .seed = 42, .forward_index = 0});
 //   model.backward();                                  // grads += d loss / d params
 
 // ---- begin mpt/nn/bert_layer.hpp ----
@@ -7760,6 +7945,7 @@ class BertEmbeddings {
 //   parameter_slots(params, pad_token_id)   slots over the master weights; a missing
 //                                           tensor is initialized by its role
 //   load_pretrained(dir, params, config)    load_parameters + the compute copy refreshed
+//   master_tensors(params)                  the true master weights as tensors to write
 //   save_pretrained(dir, config, params, dtype, vocab)   the master weights, HF names
 //
 // The master weights are what checkpoints hold (fp32 under bf16_mixed), so loading
@@ -7770,6 +7956,7 @@ class BertEmbeddings {
 #include <filesystem>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace mpt::nn {
@@ -7791,6 +7978,10 @@ inline io::Init init_for_role(ParamRole role) noexcept {
 // nn.Embedding built with padding_idx) gets row `pad_token_id` zeroed when initialized.
 template <PrecisionPolicy P>
 std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, std::int64_t pad_token_id = -1) {
+  if (params.matmul_master_released()) {
+    throw_error("loading weights: the model's matmul masters belong to its optimizer now (split master or stochastic "
+                "rounding); load the model folder before creating the optimizer or Trainer");
+  }
   std::vector<io::ParameterSlot> slots;
   slots.reserve(params.count());
   for (ParamId id = 0; id < params.count(); ++id) {
@@ -7812,13 +8003,30 @@ io::LoadReport load_pretrained(const std::filesystem::path& dir, Parameters<P>& 
   return report;
 }
 
+// The true master weights of every parameter, in declaration order, as tensors to
+// save: views where the master is kept here, values read slice by slice where the
+// optimizer holds part of it (split master).
+template <PrecisionPolicy P>
+std::vector<io::NamedTensor> master_tensors(const Parameters<P>& params) {
+  std::vector<io::NamedTensor> tensors;
+  tensors.reserve(params.count());
+  for (ParamId id = 0; id < params.count(); ++id) {
+    const ParamEntry& e = params.entry(id);
+    if (!params.is_matmul(id) || !params.matmul_master_released()) {
+      tensors.push_back({e.name, params.master(id)});
+    } else if constexpr (std::is_same_v<typename P::master_t, float>) {
+      tensors.push_back({e.name, io::GeneratedTensor{e.shape, [&params, id](std::size_t first, std::span<float> out) {
+                                                       params.read_master(id, first, out);
+                                                     }}});
+    }
+  }
+  return tensors;
+}
+
 template <PrecisionPolicy P>
 void save_pretrained(const std::filesystem::path& dir, const io::BertConfig& config, const Parameters<P>& params, io::Dtype dtype = io::Dtype::f32,
                      const std::optional<std::filesystem::path>& vocab = std::nullopt) {
-  std::vector<io::NamedTensor> tensors;
-  tensors.reserve(params.count());
-  for (ParamId id = 0; id < params.count(); ++id) tensors.push_back({params.entry(id).name, params.master(id)});
-  io::save_pretrained(dir, config, tensors, dtype, vocab);
+  io::save_pretrained(dir, config, master_tensors(params), dtype, vocab);
 }
 
 }  // namespace mpt::nn
@@ -7847,7 +8055,10 @@ struct QaBatch {
 struct StepOptions {
   bool training = false;   // dropout on
   std::uint64_t seed = 0;  // dropout stream
-  std::uint32_t step = 0;
+  // Counts the forwards of a run (every micro-batch of a step is one): each forward
+  // draws its own dropout masks, and backward regenerates that forward's masks.
+  // The Trainer keeps this counter and saves it in checkpoints.
+  std::uint32_t forward_index = 0;
 };
 
 template <class T>
@@ -7972,7 +8183,7 @@ class BertForQuestionAnswering {
     }
     activations_.reset();
     workspace_.reset();
-    ctx_.emplace(Context<P>{params_, activations_, workspace_, options.training, options.seed, options.step});
+    ctx_.emplace(Context<P>{params_, activations_, workspace_, options.training, options.seed, options.forward_index});
     Context<P>& ctx = *ctx_;
     batch_ = b;
     seq_ = s;
@@ -8026,8 +8237,10 @@ class BertForQuestionAnswering {
     return out;
   }
 
-  // Backward of the last forward's loss: every gradient += d loss / d parameter.
-  void backward() {
+  // Backward of the last forward's loss times `loss_multiplier`: every gradient +=
+  // loss_multiplier * d loss / d parameter. The multiplier carries what scales the
+  // loss before backward: 1/n for n accumulated micro-batches, a loss scale.
+  void backward(double loss_multiplier = 1.0) {
     if (!ctx_ || !has_labels_) {
       throw_error("BertForQuestionAnswering::backward: call forward with start_positions and end_positions first");
     }
@@ -8037,8 +8250,10 @@ class BertForQuestionAnswering {
     workspace_.reset();
     auto dstart = workspace_.allocate<hidden_t>(Shape{b, s}, "dstart logits");
     auto dend = workspace_.allocate<hidden_t>(Shape{b, s}, "dend logits");
-    kernels::cross_entropy_backward(TensorView<const hidden_t>(start_), TensorView<const std::int32_t>(start_targets_), ignore, 0.5, dstart);
-    kernels::cross_entropy_backward(TensorView<const hidden_t>(end_), TensorView<const std::int32_t>(end_targets_), ignore, 0.5, dend);
+        // loss = (start + end) / 2
+    const double dloss = 0.5 * loss_multiplier;
+    kernels::cross_entropy_backward(TensorView<const hidden_t>(start_), TensorView<const std::int32_t>(start_targets_), ignore, dloss, dstart);
+    kernels::cross_entropy_backward(TensorView<const hidden_t>(end_), TensorView<const std::int32_t>(end_targets_), ignore, dloss, dend);
     auto dlogits = workspace_.allocate<act_t>(Shape{b * s, 2}, "dlogits");
     for (std::size_t t = 0; t < dstart.size(); ++t) {
       dlogits[2 * t] = static_cast<act_t>(dstart[t]);
@@ -8812,7 +9027,7 @@ class WeightStore<P, weights::fp32_master> {
       : params_(params), owned_(params.size()), master_(owned_.data(), owned_.size()) {
     for (std::size_t i = 0; i < params.size(); ++i) master_[i] = to_float(params[i]);
   }
-  // Views a master the model owns (nn::Parameters::master_flat()); it is authoritative.
+  // Views a master the model owns (nn::Parameters::matmul_master()); it is authoritative.
   WeightStore(std::span<param_t> params, std::span<float> master) : params_(params), master_(master) {
     if (master.size() != params.size()) {
       throw_error("WeightStore (fp32_master): the master buffer has ", master.size(),
@@ -9124,6 +9339,8 @@ template <PrecisionPolicy P, class Weights = default_weights_t<P>>
 class AdamW {
  public:
   using policy = P;
+  using weights_policy = Weights;
+  using options_type = AdamWOptions;
   using param_t = typename P::param_t;
   using grad_t = typename P::grad_t;
   using weight_store = WeightStore<P, Weights>;
@@ -9135,7 +9352,7 @@ class AdamW {
   AdamW(std::span<param_t> params, ParameterTable table, AdamWOptions options = {})
       : AdamW(weight_store(params), params.size(), std::move(table), options) {}
 
-  // With an fp32 master the model owns (nn::Parameters: compute_flat(), master_flat()).
+  // With an fp32 master the model owns (nn::Parameters: matmul_compute(), matmul_master()).
   AdamW(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
         AdamWOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
       : AdamW(weight_store(params, master), params.size(), std::move(table), options) {}
@@ -9214,6 +9431,16 @@ class AdamW {
   }
   // The weights the optimizer updates, widened to value_t: what a checkpoint
   // of the model saves (transformers saves fp32 weights after bf16 autocast training).
+  // Master values of elements [first, first + out.size()) (what a model folder saves).
+  void read_master(std::size_t first, std::span<value_t> out) const {
+    check_range("AdamW::read_master", first, out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(first + i);
+  }
+  // Sets master values of elements [first, first + in.size()), compute copy included.
+  void write_master(std::size_t first, std::span<const value_t> in) {
+    check_range("AdamW::write_master", first, in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(first + i, in[i]);
+  }
   void copy_master_weights(std::span<value_t> out) const {
     table_.check_buffer("AdamW::copy_master_weights", "the output buffer", out.size());
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
@@ -9255,6 +9482,12 @@ class AdamW {
   }
 
  private:
+  void check_range(const char* op, std::size_t first, std::size_t count) const {
+    if (first > weights_.size() || count > weights_.size() - first) {
+      throw_error(op, ": elements [", first, ", ", first + count, ") are outside the ", weights_.size(), " parameters");
+    }
+  }
+
   ParameterTable table_;
   AdamWOptions options_;
   weight_store weights_;
@@ -9494,337 +9727,6 @@ concept LossScaler = requires(S s, const S cs, bool b, const nlohmann::json& j) 
 
 }  // namespace mpt::optim
 // ---- end mpt/optim/loss_scaler.hpp ----
-// ---- begin mpt/optim/nn_parameters.hpp ----
-// The optimizer over a model's nn::Parameters: the offset table (with its
-// alignment padding) and the weight-decay decisions come from the model's
-// parameter roles; under bf16_mixed the optimizer updates the model's own
-// fp32 master buffer and writes its bf16 compute copy in the same pass.
-
-// ---- begin mpt/optim/sgd.hpp ----
-// SGD with momentum, dampening and Nesterov, torch.optim.SGD semantics
-// (torch 1.13, single-tensor path), over flat buffers with a master-weight policy:
-//
-//   g   = grad * grad_multiplier
-//   d   = fma(w, weight_decay, g)                  (L2 decay, coupled as in torch; 0 for exempt ranges)
-//   buf = d on the first step, else fma(d, 1 - dampening, buf * momentum)
-//   d   = nesterov ? fma(buf, momentum, d) : buf   (momentum > 0)
-//   w   = fma(d, -lr, w)
-//
-// Shapes: params [n] (P::param_t), grads [n] (P::grad_t), n = table.size().
-// Momentum buffer: fp32 (fp64 under precision::fp64), absent when momentum is 0.
-
-
-#include <immintrin.h>
-
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <span>
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-
-namespace mpt::optim {
-
-struct SgdOptions {
-  double lr = 1e-3;
-  double momentum = 0.0;
-  double dampening = 0.0;
-  double weight_decay = 0.0;
-  bool nesterov = false;
-  std::uint64_t seed = 0;  // stochastic rounding only
-};
-
-namespace detail {
-
-template <class T>
-struct SgdCoefficients {
-  T grad_multiplier, weight_decay, momentum, one_minus_dampening, neg_lr;
-  bool use_momentum, first_step, nesterov;
-};
-
-// Scalar reference. One element: returns the new weight, updates buf.
-template <class T>
-inline T sgd_element(T w, T g, T* buf, const SgdCoefficients<T>& c) noexcept {
-  T d = g * c.grad_multiplier;
-  if (c.weight_decay != T(0)) d = std::fma(w, c.weight_decay, d);
-  if (c.use_momentum) {
-    const T b = c.first_step ? d : std::fma(d, c.one_minus_dampening, *buf * c.momentum);
-    *buf = b;
-    d = c.nesterov ? std::fma(b, c.momentum, d) : b;
-  }
-  return std::fma(d, c.neg_lr, w);
-}
-
-template <class Store, class T>
-void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
-                    const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
-  T unused = 0;
-  for (std::size_t i = begin; i < end; ++i) {
-    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
-  }
-}
-
-#if MPT_X86
-// The scalar reference compiled for AVX2 + FMA (fp64; same bits, no fma library calls).
-template <class Store, class T>
-MPT_TARGET_AVX2 void sgd_run_avx2_reference(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
-                                            const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
-  T unused = 0;
-  for (std::size_t i = begin; i < end; ++i) {
-    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
-  }
-}
-
-// 8 lanes per block, the same operations as sgd_element; the tail runs the reference.
-template <class Store>
-MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end,
-                                  const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
-  const __m256 multiplier = _mm256_set1_ps(c.grad_multiplier), weight_decay = _mm256_set1_ps(c.weight_decay);
-  const __m256 momentum = _mm256_set1_ps(c.momentum), one_minus_dampening = _mm256_set1_ps(c.one_minus_dampening);
-  const __m256 neg_lr = _mm256_set1_ps(c.neg_lr);
-  std::size_t i = begin;
-  for (; i + 8 <= end; i += 8) {
-    if (((i - begin) & 15) == 0) {
-      if (c.use_momentum)
-        prefetch_ahead(i, grads, buf);
-      else
-        prefetch_ahead(i, grads);
-      weights.prefetch(i + prefetch_elements);
-    }
-    const __m256 w = weights.load8(i);
-    __m256 d = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
-    if (c.weight_decay != 0.0f) d = _mm256_fmadd_ps(w, weight_decay, d);
-    if (c.use_momentum) {
-      const __m256 b =
-          c.first_step ? d : _mm256_fmadd_ps(d, one_minus_dampening, _mm256_mul_ps(_mm256_loadu_ps(buf + i), momentum));
-      _mm256_storeu_ps(buf + i, b);
-      d = c.nesterov ? _mm256_fmadd_ps(b, momentum, d) : b;
-    }
-    weights.store8(i, _mm256_fmadd_ps(d, neg_lr, w), key);
-  }
-  float unused = 0;
-  for (; i < end; ++i)
-    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
-}
-
-template <class Store>
-MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* grads, std::size_t begin,
-                                      std::size_t end, const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
-  const __m512 multiplier = _mm512_set1_ps(c.grad_multiplier), weight_decay = _mm512_set1_ps(c.weight_decay);
-  const __m512 momentum = _mm512_set1_ps(c.momentum), one_minus_dampening = _mm512_set1_ps(c.one_minus_dampening);
-  const __m512 neg_lr = _mm512_set1_ps(c.neg_lr);
-  for (std::size_t i = begin; i < end; i += 16) {
-    const __mmask16 k = tail_mask(end - i);
-    if (c.use_momentum)
-      prefetch_ahead(i, grads, buf);
-    else
-      prefetch_ahead(i, grads);
-    weights.prefetch(i + prefetch_elements);
-    const __m512 w = weights.load16(i, k);
-    __m512 d = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
-    if (c.weight_decay != 0.0f) d = _mm512_fmadd_ps(w, weight_decay, d);
-    if (c.use_momentum) {
-      const __m512 b = c.first_step ? d
-                                    : _mm512_fmadd_ps(d, one_minus_dampening,
-                                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(k, buf + i), momentum));
-      _mm512_mask_storeu_ps(buf + i, k, b);
-      d = c.nesterov ? _mm512_fmadd_ps(b, momentum, d) : b;
-    }
-    weights.store16(i, k, _mm512_fmadd_ps(d, neg_lr, w), key);
-  }
-}
-#endif
-
-}  // namespace detail
-
-template <PrecisionPolicy P, class Weights = default_weights_t<P>>
-class Sgd {
- public:
-  using policy = P;
-  using param_t = typename P::param_t;
-  using grad_t = typename P::grad_t;
-  using weight_store = WeightStore<P, Weights>;
-  using value_t = typename weight_store::value_t;
-  static_assert(
-      std::is_same_v<value_t, grad_t>,
-      "Sgd: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
-
-  Sgd(std::span<param_t> params, ParameterTable table, SgdOptions options = {})
-      : Sgd(weight_store(params), params.size(), std::move(table), options) {}
-
-  // With an fp32 master the model owns (nn::Parameters: compute_flat(), master_flat()).
-  Sgd(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
-      SgdOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
-      : Sgd(weight_store(params, master), params.size(), std::move(table), options) {}
-
- private:
-  Sgd(weight_store&& store, std::size_t n, ParameterTable table, SgdOptions options)
-      : table_(std::move(table)),
-        options_(options),
-        weights_(std::move(store)),
-        momentum_(options.momentum != 0.0 ? n : 0) {
-    table_.check_buffer("Sgd", "the parameter buffer", n);
-    if (!(options.lr >= 0.0 && options.momentum >= 0.0 && options.weight_decay >= 0.0)) {
-      throw_error("Sgd: invalid options (lr ", options.lr, ", momentum ", options.momentum, ", weight_decay ",
-                  options.weight_decay, "): all must be non-negative");
-    }
-    if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0)) {
-      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", options.momentum,
-                  ", dampening ", options.dampening, ")");
-    }
-    runs_ = detail::decay_runs(table_, detail::update_run_elements);
-  }
-
- public:
-  void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
-    table_.check_buffer("Sgd::step", "the gradient buffer", grads.size());
-    ++steps_;
-    detail::SgdCoefficients<value_t> c{};
-    c.grad_multiplier = static_cast<value_t>(grad_multiplier);
-    c.momentum = static_cast<value_t>(options_.momentum);
-    c.one_minus_dampening = static_cast<value_t>(1.0 - options_.dampening);
-    c.neg_lr = static_cast<value_t>(-lr);
-    c.use_momentum = options_.momentum != 0.0;
-    c.first_step = steps_ == 1;
-    c.nesterov = options_.nesterov;
-    const std::uint32_t key = detail::rounding_key(options_.seed, steps_);
-    const Isa isa = active_isa();
-    detail::for_each_run(runs_, [&](const detail::DecayRun& run) {
-      detail::SgdCoefficients<value_t> rc = c;
-      rc.weight_decay = run.decay ? static_cast<value_t>(options_.weight_decay) : value_t(0);
-#if MPT_X86
-      if constexpr (weight_store::vectorized) {
-        if (isa >= Isa::avx512) {
-          detail::sgd_run_avx512(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-          return;
-        }
-      }
-      if (isa >= Isa::avx2) {
-        if constexpr (weight_store::vectorized) {
-          detail::sgd_run_avx2(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-        } else {
-          detail::sgd_run_avx2_reference(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-        }
-        return;
-      }
-#endif
-      detail::sgd_run_scalar(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-    });
-    (void)isa;
-  }
-  void step(std::span<const grad_t> grads) { step(grads, options_.lr); }
-
-  std::int64_t steps() const noexcept { return steps_; }
-  const SgdOptions& options() const noexcept { return options_; }
-  const weight_store& weights() const noexcept { return weights_; }
-  // Starts the master from full-precision weights (e.g. the fp32 checkpoint
-  // the model was loaded from) and writes the compute copy from it.
-  void set_master_weights(std::span<const value_t> in) {
-    table_.check_buffer("Sgd::set_master_weights", "the input buffer", in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(i, in[i]);
-  }
-  // The weights the optimizer updates, widened to value_t: what a checkpoint
-  // of the model saves (transformers saves fp32 weights after bf16 autocast training).
-  void copy_master_weights(std::span<value_t> out) const {
-    table_.check_buffer("Sgd::copy_master_weights", "the output buffer", out.size());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
-  }
-  double bytes_per_parameter() const noexcept {
-    return weight_store::bytes_per_parameter() + (options_.momentum != 0.0 ? sizeof(value_t) : 0);
-  }
-
-  StateDict state_dict() {
-    StateDict s;
-    if (momentum_.size() != 0) s.add("momentum_buffer", momentum_.data(), momentum_.size());
-    weights_.append_state(s);
-    s.scalars = {{"optimizer", "SGD"},
-                 {"weights", Weights::name},
-                 {"step", steps_},
-                 {"lr", options_.lr},
-                 {"momentum", options_.momentum},
-                 {"dampening", options_.dampening},
-                 {"weight_decay", options_.weight_decay},
-                 {"nesterov", options_.nesterov},
-                 {"seed", options_.seed}};
-    return s;
-  }
-  void load_state_dict(const StateDict& saved) {
-    if (saved.scalars.value("optimizer", "") != "SGD" || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error("Sgd::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
-                  " with weights '", saved.scalars.value("weights", "?"), "', not SGD with weights '", Weights::name,
-                  "'");
-    }
-    if (saved.scalars.at("momentum").get<double>() != options_.momentum) {
-      throw_error("Sgd::load_state_dict: the saved momentum ", saved.scalars.at("momentum").get<double>(),
-                  " differs from ", options_.momentum, "; construct the optimizer with the saved options");
-    }
-    state_dict().copy_tensors_from(saved);
-    steps_ = saved.scalars.at("step").get<std::int64_t>();
-    options_.lr = saved.scalars.at("lr").get<double>();
-    options_.dampening = saved.scalars.at("dampening").get<double>();
-    options_.weight_decay = saved.scalars.at("weight_decay").get<double>();
-    options_.nesterov = saved.scalars.at("nesterov").get<bool>();
-    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
-  }
-
- private:
-  ParameterTable table_;
-  SgdOptions options_;
-  weight_store weights_;
-  AlignedBuffer<value_t> momentum_;
-  std::vector<detail::DecayRun> runs_;
-  std::int64_t steps_ = 0;
-};
-
-}  // namespace mpt::optim
-
-#pragma GCC diagnostic pop
-// ---- end mpt/optim/sgd.hpp ----
-
-#include <type_traits>
-
-namespace mpt::optim {
-
-// Name -> (offset, count, decay) for every parameter of the model, in buffer order.
-template <PrecisionPolicy P>
-ParameterTable parameter_table(const nn::Parameters<P>& parameters) {
-  ParameterTable table;
-  for (const auto& e : parameters.entries()) {
-    table.add_at(e.name, e.offset, e.size(), nn::weight_decay_applies(e.role));
-  }
-  table.set_buffer_size(parameters.grad_flat().size());
-  return table;
-}
-
-// AdamW over the model's buffers: the model's fp32 master (fp32_master), or
-// its compute copy alone (direct, split_master, rounding policies; with
-// split_master the model's master buffer is not used: read the weights with
-// copy_master_weights).
-template <class W = void, PrecisionPolicy P>
-auto make_adamw(nn::Parameters<P>& parameters, AdamWOptions options = {}) {
-  using Weights = std::conditional_t<std::is_void_v<W>, default_weights_t<P>, W>;
-  if constexpr (std::is_same_v<Weights, weights::fp32_master>) {
-    return AdamW<P, Weights>(parameters.compute_flat(), parameters.master_flat(), parameter_table(parameters), options);
-  } else {
-    return AdamW<P, Weights>(parameters.compute_flat(), parameter_table(parameters), options);
-  }
-}
-
-// SGD over the model's buffers, as make_adamw.
-template <class W = void, PrecisionPolicy P>
-auto make_sgd(nn::Parameters<P>& parameters, SgdOptions options = {}) {
-  using Weights = std::conditional_t<std::is_void_v<W>, default_weights_t<P>, W>;
-  if constexpr (std::is_same_v<Weights, weights::fp32_master>) {
-    return Sgd<P, Weights>(parameters.compute_flat(), parameters.master_flat(), parameter_table(parameters), options);
-  } else {
-    return Sgd<P, Weights>(parameters.compute_flat(), parameter_table(parameters), options);
-  }
-}
-
-}  // namespace mpt::optim
-// ---- end mpt/optim/nn_parameters.hpp ----
 // ---- begin mpt/optim/optimizer_step.hpp ----
 // One optimizer step the way the Trainer does it with a GradScaler:
 //   unscale (x 1/scale) -> clip by the global L2 norm -> step, or skip it on
@@ -10056,6 +9958,306 @@ struct LrSchedule {
 
 }  // namespace mpt::optim
 // ---- end mpt/optim/schedule.hpp ----
+// ---- begin mpt/optim/sgd.hpp ----
+// SGD with momentum, dampening and Nesterov, torch.optim.SGD semantics
+// (torch 1.13, single-tensor path), over flat buffers with a master-weight policy:
+//
+//   g   = grad * grad_multiplier
+//   d   = fma(w, weight_decay, g)                  (L2 decay, coupled as in torch; 0 for exempt ranges)
+//   buf = d on the first step, else fma(d, 1 - dampening, buf * momentum)
+//   d   = nesterov ? fma(buf, momentum, d) : buf   (momentum > 0)
+//   w   = fma(d, -lr, w)
+//
+// Shapes: params [n] (P::param_t), grads [n] (P::grad_t), n = table.size().
+// Momentum buffer: fp32 (fp64 under precision::fp64), absent when momentum is 0.
+
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace mpt::optim {
+
+struct SgdOptions {
+  double lr = 1e-3;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+  std::uint64_t seed = 0;  // stochastic rounding only
+};
+
+namespace detail {
+
+template <class T>
+struct SgdCoefficients {
+  T grad_multiplier, weight_decay, momentum, one_minus_dampening, neg_lr;
+  bool use_momentum, first_step, nesterov;
+};
+
+// Scalar reference. One element: returns the new weight, updates buf.
+template <class T>
+inline T sgd_element(T w, T g, T* buf, const SgdCoefficients<T>& c) noexcept {
+  T d = g * c.grad_multiplier;
+  if (c.weight_decay != T(0)) d = std::fma(w, c.weight_decay, d);
+  if (c.use_momentum) {
+    const T b = c.first_step ? d : std::fma(d, c.one_minus_dampening, *buf * c.momentum);
+    *buf = b;
+    d = c.nesterov ? std::fma(b, c.momentum, d) : b;
+  }
+  return std::fma(d, c.neg_lr, w);
+}
+
+template <class Store, class T>
+void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
+                    const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
+  T unused = 0;
+  for (std::size_t i = begin; i < end; ++i) {
+    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
+  }
+}
+
+#if MPT_X86
+// The scalar reference compiled for AVX2 + FMA (fp64; same bits, no fma library calls).
+template <class Store, class T>
+MPT_TARGET_AVX2 void sgd_run_avx2_reference(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
+                                            const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
+  T unused = 0;
+  for (std::size_t i = begin; i < end; ++i) {
+    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
+  }
+}
+
+// 8 lanes per block, the same operations as sgd_element; the tail runs the reference.
+template <class Store>
+MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end,
+                                  const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
+  const __m256 multiplier = _mm256_set1_ps(c.grad_multiplier), weight_decay = _mm256_set1_ps(c.weight_decay);
+  const __m256 momentum = _mm256_set1_ps(c.momentum), one_minus_dampening = _mm256_set1_ps(c.one_minus_dampening);
+  const __m256 neg_lr = _mm256_set1_ps(c.neg_lr);
+  std::size_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    if (((i - begin) & 15) == 0) {
+      if (c.use_momentum)
+        prefetch_ahead(i, grads, buf);
+      else
+        prefetch_ahead(i, grads);
+      weights.prefetch(i + prefetch_elements);
+    }
+    const __m256 w = weights.load8(i);
+    __m256 d = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
+    if (c.weight_decay != 0.0f) d = _mm256_fmadd_ps(w, weight_decay, d);
+    if (c.use_momentum) {
+      const __m256 b =
+          c.first_step ? d : _mm256_fmadd_ps(d, one_minus_dampening, _mm256_mul_ps(_mm256_loadu_ps(buf + i), momentum));
+      _mm256_storeu_ps(buf + i, b);
+      d = c.nesterov ? _mm256_fmadd_ps(b, momentum, d) : b;
+    }
+    weights.store8(i, _mm256_fmadd_ps(d, neg_lr, w), key);
+  }
+  float unused = 0;
+  for (; i < end; ++i)
+    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
+}
+
+template <class Store>
+MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* grads, std::size_t begin,
+                                      std::size_t end, const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
+  const __m512 multiplier = _mm512_set1_ps(c.grad_multiplier), weight_decay = _mm512_set1_ps(c.weight_decay);
+  const __m512 momentum = _mm512_set1_ps(c.momentum), one_minus_dampening = _mm512_set1_ps(c.one_minus_dampening);
+  const __m512 neg_lr = _mm512_set1_ps(c.neg_lr);
+  for (std::size_t i = begin; i < end; i += 16) {
+    const __mmask16 k = tail_mask(end - i);
+    if (c.use_momentum)
+      prefetch_ahead(i, grads, buf);
+    else
+      prefetch_ahead(i, grads);
+    weights.prefetch(i + prefetch_elements);
+    const __m512 w = weights.load16(i, k);
+    __m512 d = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
+    if (c.weight_decay != 0.0f) d = _mm512_fmadd_ps(w, weight_decay, d);
+    if (c.use_momentum) {
+      const __m512 b = c.first_step ? d
+                                    : _mm512_fmadd_ps(d, one_minus_dampening,
+                                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(k, buf + i), momentum));
+      _mm512_mask_storeu_ps(buf + i, k, b);
+      d = c.nesterov ? _mm512_fmadd_ps(b, momentum, d) : b;
+    }
+    weights.store16(i, k, _mm512_fmadd_ps(d, neg_lr, w), key);
+  }
+}
+#endif
+
+}  // namespace detail
+
+template <PrecisionPolicy P, class Weights = default_weights_t<P>>
+class Sgd {
+ public:
+  using policy = P;
+  using weights_policy = Weights;
+  using options_type = SgdOptions;
+  using param_t = typename P::param_t;
+  using grad_t = typename P::grad_t;
+  using weight_store = WeightStore<P, Weights>;
+  using value_t = typename weight_store::value_t;
+  static_assert(
+      std::is_same_v<value_t, grad_t>,
+      "Sgd: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
+
+  Sgd(std::span<param_t> params, ParameterTable table, SgdOptions options = {})
+      : Sgd(weight_store(params), params.size(), std::move(table), options) {}
+
+  // With an fp32 master the model owns (nn::Parameters: matmul_compute(), matmul_master()).
+  Sgd(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
+      SgdOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
+      : Sgd(weight_store(params, master), params.size(), std::move(table), options) {}
+
+ private:
+  Sgd(weight_store&& store, std::size_t n, ParameterTable table, SgdOptions options)
+      : table_(std::move(table)),
+        options_(options),
+        weights_(std::move(store)),
+        momentum_(options.momentum != 0.0 ? n : 0) {
+    table_.check_buffer("Sgd", "the parameter buffer", n);
+    if (!(options.lr >= 0.0 && options.momentum >= 0.0 && options.weight_decay >= 0.0)) {
+      throw_error("Sgd: invalid options (lr ", options.lr, ", momentum ", options.momentum, ", weight_decay ",
+                  options.weight_decay, "): all must be non-negative");
+    }
+    if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0)) {
+      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", options.momentum,
+                  ", dampening ", options.dampening, ")");
+    }
+    runs_ = detail::decay_runs(table_, detail::update_run_elements);
+  }
+
+ public:
+  void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
+    table_.check_buffer("Sgd::step", "the gradient buffer", grads.size());
+    ++steps_;
+    detail::SgdCoefficients<value_t> c{};
+    c.grad_multiplier = static_cast<value_t>(grad_multiplier);
+    c.momentum = static_cast<value_t>(options_.momentum);
+    c.one_minus_dampening = static_cast<value_t>(1.0 - options_.dampening);
+    c.neg_lr = static_cast<value_t>(-lr);
+    c.use_momentum = options_.momentum != 0.0;
+    c.first_step = steps_ == 1;
+    c.nesterov = options_.nesterov;
+    const std::uint32_t key = detail::rounding_key(options_.seed, steps_);
+    const Isa isa = active_isa();
+    detail::for_each_run(runs_, [&](const detail::DecayRun& run) {
+      detail::SgdCoefficients<value_t> rc = c;
+      rc.weight_decay = run.decay ? static_cast<value_t>(options_.weight_decay) : value_t(0);
+#if MPT_X86
+      if constexpr (weight_store::vectorized) {
+        if (isa >= Isa::avx512) {
+          detail::sgd_run_avx512(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+          return;
+        }
+      }
+      if (isa >= Isa::avx2) {
+        if constexpr (weight_store::vectorized) {
+          detail::sgd_run_avx2(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+        } else {
+          detail::sgd_run_avx2_reference(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+        }
+        return;
+      }
+#endif
+      detail::sgd_run_scalar(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
+    });
+    (void)isa;
+  }
+  void step(std::span<const grad_t> grads) { step(grads, options_.lr); }
+
+  std::int64_t steps() const noexcept { return steps_; }
+  const SgdOptions& options() const noexcept { return options_; }
+  const weight_store& weights() const noexcept { return weights_; }
+  // Starts the master from full-precision weights (e.g. the fp32 checkpoint
+  // the model was loaded from) and writes the compute copy from it.
+  void set_master_weights(std::span<const value_t> in) {
+    table_.check_buffer("Sgd::set_master_weights", "the input buffer", in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(i, in[i]);
+  }
+  // The weights the optimizer updates, widened to value_t: what a checkpoint
+  // of the model saves (transformers saves fp32 weights after bf16 autocast training).
+  // Master values of elements [first, first + out.size()) (what a model folder saves).
+  void read_master(std::size_t first, std::span<value_t> out) const {
+    check_range("Sgd::read_master", first, out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(first + i);
+  }
+  // Sets master values of elements [first, first + in.size()), compute copy included.
+  void write_master(std::size_t first, std::span<const value_t> in) {
+    check_range("Sgd::write_master", first, in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(first + i, in[i]);
+  }
+  void copy_master_weights(std::span<value_t> out) const {
+    table_.check_buffer("Sgd::copy_master_weights", "the output buffer", out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
+  }
+  double bytes_per_parameter() const noexcept {
+    return weight_store::bytes_per_parameter() + (options_.momentum != 0.0 ? sizeof(value_t) : 0);
+  }
+
+  StateDict state_dict() {
+    StateDict s;
+    if (momentum_.size() != 0) s.add("momentum_buffer", momentum_.data(), momentum_.size());
+    weights_.append_state(s);
+    s.scalars = {{"optimizer", "SGD"},
+                 {"weights", Weights::name},
+                 {"step", steps_},
+                 {"lr", options_.lr},
+                 {"momentum", options_.momentum},
+                 {"dampening", options_.dampening},
+                 {"weight_decay", options_.weight_decay},
+                 {"nesterov", options_.nesterov},
+                 {"seed", options_.seed}};
+    return s;
+  }
+  void load_state_dict(const StateDict& saved) {
+    if (saved.scalars.value("optimizer", "") != "SGD" || saved.scalars.value("weights", "") != Weights::name) {
+      throw_error("Sgd::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
+                  " with weights '", saved.scalars.value("weights", "?"), "', not SGD with weights '", Weights::name,
+                  "'");
+    }
+    if (saved.scalars.at("momentum").get<double>() != options_.momentum) {
+      throw_error("Sgd::load_state_dict: the saved momentum ", saved.scalars.at("momentum").get<double>(),
+                  " differs from ", options_.momentum, "; construct the optimizer with the saved options");
+    }
+    state_dict().copy_tensors_from(saved);
+    steps_ = saved.scalars.at("step").get<std::int64_t>();
+    options_.lr = saved.scalars.at("lr").get<double>();
+    options_.dampening = saved.scalars.at("dampening").get<double>();
+    options_.weight_decay = saved.scalars.at("weight_decay").get<double>();
+    options_.nesterov = saved.scalars.at("nesterov").get<bool>();
+    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
+  }
+
+ private:
+  void check_range(const char* op, std::size_t first, std::size_t count) const {
+    if (first > weights_.size() || count > weights_.size() - first) {
+      throw_error(op, ": elements [", first, ", ", first + count, ") are outside the ", weights_.size(), " parameters");
+    }
+  }
+
+  ParameterTable table_;
+  SgdOptions options_;
+  weight_store weights_;
+  AlignedBuffer<value_t> momentum_;
+  std::vector<detail::DecayRun> runs_;
+  std::int64_t steps_ = 0;
+};
+
+}  // namespace mpt::optim
+
+#pragma GCC diagnostic pop
+// ---- end mpt/optim/sgd.hpp ----
 // ---- end mpt/optim.hpp ----
 // ---- begin mpt/data.hpp ----
 // mpt/data: the SQuAD pipeline. BERT WordPiece tokenizer with code-point
@@ -11827,4 +12029,201 @@ inline SquadMetrics squad_evaluate(const SquadDataset& data, const QaPredictions
 }  // namespace mpt::data
 // ---- end mpt/data/squad_metrics.hpp ----
 // ---- end mpt/data.hpp ----
+// ---- begin mpt/train.hpp ----
+// mpt/train: transformers' Trainer as a template — the training loop, its
+// arguments, callbacks, progress and logging, checkpoints that resume bit for
+// bit — and the optimizer composed over a model's parameters.
+// ---- begin mpt/train/model_optimizer.hpp ----
+// ModelOptimizer<Optimizer>: an optimizer over a model's nn::Parameters, composed
+// so that every byte of a parameter has one owner (nn/parameters.hpp):
+//
+//   full-precision parameters  (embeddings, LayerNorm: the model reads their master)
+//       updated in place in the master type (Optimizer's rule, weights::direct)
+//   matmul parameters          (Linear weights and biases: the model reads the compute copy)
+//       updated by Optimizer itself, with its master-weight policy:
+//         fp32_master          master kept in Parameters, compute copy rewritten in the same pass
+//         split_master         the compute copy is the master's top half; the optimizer
+//                              owns the low halves; Parameters' fp32 copy is released
+//         stochastic_rounding  the bf16 compute copy is the master; the fp32 copy is released
+//
+//   train::ModelOptimizer<optim::AdamW<precision::bf16_mixed, optim::weights::split_master>>
+//       opt(model.parameters(), {.weight_decay = 0.01});
+//   auto opt = train::make_adamw(model.parameters(), {.weight_decay = 0.01});   // the policy's default weights
+//   optim::clip_and_step(opt, scaler, params.grad_flat(), lr, max_grad_norm);
+//
+// The optimizer only sees flat buffers and a parameter table per part; the two
+// parts share the step count, learning rate and gradient multiplier, and an
+// update is element-wise, so the result is the one pass of a single optimizer.
+// Parameters::read_master / write_master reach the true master in every policy
+// (a model folder is written from it; a checkpoint restores it exactly).
+
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace mpt::train {
+
+// The policy of parameters the model reads in full precision: the master type throughout.
+template <PrecisionPolicy P>
+using full_precision_policy =
+    precision::precision_policy<typename P::master_t, typename P::master_t, typename P::accum_t, typename P::master_t>;
+
+// Optimizer<P, W> with another policy and weight store: AdamW<bf16_mixed, split_master> -> AdamW<fp32, direct>.
+template <class Optimizer, class P2, class W2>
+struct rebind_optimizer {
+  static_assert(sizeof(Optimizer) == 0, "rebind_optimizer: the optimizer must be a template Optimizer<Policy, Weights> "
+                                        "such as optim::AdamW<P, W> or optim::Sgd<P, W>");
+};
+template <template <PrecisionPolicy, class> class Optimizer, PrecisionPolicy P, class W, class P2, class W2>
+struct rebind_optimizer<Optimizer<P, W>, P2, W2> {
+  using type = Optimizer<P2, W2>;
+};
+
+// Name -> (offset, count, decay) for the parameters of one part, offsets relative to
+// the part's first element, in buffer order (the model's roles decide weight decay).
+template <PrecisionPolicy P>
+optim::ParameterTable parameter_table(const nn::Parameters<P>& params, bool matmul) {
+  const std::size_t begin = matmul ? params.full_count() : 0;
+  const std::size_t end = matmul ? params.size() : params.full_count();
+  std::vector<const nn::ParamEntry*> part;
+  for (const nn::ParamEntry& e : params.entries())
+    if (nn::reads_compute_copy(e.role) == matmul) part.push_back(&e);
+  std::sort(part.begin(), part.end(), [](const auto* a, const auto* b) { return a->offset < b->offset; });
+  optim::ParameterTable table;
+  for (const nn::ParamEntry* e : part) table.add_at(e->name, e->offset - begin, e->size(), nn::weight_decay_applies(e->role));
+  table.set_buffer_size(end - begin);
+  return table;
+}
+
+template <class Optimizer>
+class ModelOptimizer {
+ public:
+  using matmul_optimizer = Optimizer;
+  using policy = typename Optimizer::policy;
+  using weights_policy = typename Optimizer::weights_policy;
+  using options_type = typename Optimizer::options_type;
+  using grad_t = typename policy::grad_t;
+  using master_t = typename policy::master_t;
+  using full_optimizer = typename rebind_optimizer<Optimizer, full_precision_policy<policy>, optim::weights::direct>::type;
+  static_assert(std::is_same_v<typename Optimizer::value_t, master_t>,
+                "ModelOptimizer: the optimizer must update weights in the model's master type");
+
+  // Takes over `params` (allocated, weights loaded): for split_master and
+  // stochastic_rounding the matmul parameters' fp32 copy is released here.
+  ModelOptimizer(nn::Parameters<policy>& params, options_type options = {})
+      : params_(params),
+        full_(params.full_precision_master(), parameter_table(params, false), options),
+        matmul_(make_matmul(params, options)) {
+    if constexpr (releases_master) {
+      matmul_.set_master_weights(params.matmul_master());  // split: top half + low half of the exact fp32 value
+      params.release_matmul_master(
+          {[this](std::size_t first, std::span<master_t> out) { matmul_.read_master(first, out); },
+           [this](std::size_t first, std::span<const master_t> in) { matmul_.write_master(first, in); }});
+    }
+  }
+  ModelOptimizer(const ModelOptimizer&) = delete;  // Parameters holds callbacks into this object
+  ModelOptimizer& operator=(const ModelOptimizer&) = delete;
+  ~ModelOptimizer() {
+    // What is left without the optimizer's low halves is the compute copy.
+    if constexpr (releases_master) params_.set_master_access({});
+  }
+
+  // One update of every parameter: gradients (the model's flat buffer) times
+  // grad_multiplier, learning rate lr.
+  void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
+    if (grads.size() != params_.size()) {
+      throw_error("ModelOptimizer::step: the gradient buffer has ", grads.size(), " elements but the model's has ",
+                  params_.size(), "; pass parameters().grad_flat()");
+    }
+    const std::size_t f = params_.full_count();
+    full_.step(grads.first(f), lr, grad_multiplier);
+    matmul_.step(grads.subspan(f), lr, grad_multiplier);
+  }
+
+  std::int64_t steps() const noexcept { return matmul_.steps(); }
+  const options_type& options() const noexcept { return matmul_.options(); }
+  const full_optimizer& full_precision_part() const noexcept { return full_; }
+  const Optimizer& matmul_part() const noexcept { return matmul_; }
+
+  // Bytes the optimizer owns (moments, and the split master's low halves).
+  std::size_t state_bytes() {
+    std::size_t bytes = 0;
+    for (const optim::StateTensor& t : state_dict().tensors) bytes += t.bytes();
+    return bytes;
+  }
+
+  // Both parts' state: tensors "full_precision.<name>" and "matmul.<name>",
+  // scalars {"full_precision": ..., "matmul": ...}.
+  optim::StateDict state_dict() {
+    optim::StateDict merged;
+    const optim::StateDict full = full_.state_dict(), matmul = matmul_.state_dict();  // views of the buffers
+    for (const auto& [prefix, part] : {std::pair{"full_precision.", &full}, std::pair{"matmul.", &matmul}}) {
+      for (optim::StateTensor t : part->tensors) {
+        t.name = prefix + t.name;
+        merged.tensors.push_back(std::move(t));
+      }
+    }
+    merged.scalars = {{"full_precision", full.scalars}, {"matmul", matmul.scalars}};
+    return merged;
+  }
+  void load_state_dict(const optim::StateDict& saved) {
+    if (!saved.scalars.contains("full_precision") || !saved.scalars.contains("matmul")) {
+      throw_error("ModelOptimizer::load_state_dict: the saved state has no \"full_precision\" and \"matmul\" parts; it "
+                  "was not written by a ModelOptimizer");
+    }
+    for (const auto& [prefix, key] : {std::pair{"full_precision.", "full_precision"}, std::pair{"matmul.", "matmul"}}) {
+      optim::StateDict part;
+      part.scalars = saved.scalars.at(key);
+      const std::string p = prefix;
+      for (const optim::StateTensor& t : saved.tensors) {
+        if (t.name.rfind(p, 0) == 0) part.tensors.push_back({t.name.substr(p.size()), t.dtype, t.count, t.data});
+      }
+      if (p == "matmul.") {
+        matmul_.load_state_dict(part);
+      } else {
+        full_.load_state_dict(part);
+      }
+    }
+  }
+
+ private:
+  static constexpr bool releases_master = nn::Parameters<policy>::separate_compute &&
+                                          !std::is_same_v<weights_policy, optim::weights::fp32_master>;
+
+  static Optimizer make_matmul(nn::Parameters<policy>& params, const options_type& options) {
+    auto table = parameter_table(params, true);
+    if constexpr (std::is_same_v<weights_policy, optim::weights::fp32_master>) {
+      return Optimizer(params.matmul_compute(), params.matmul_master(), std::move(table), options);
+    } else {
+      return Optimizer(params.matmul_compute(), std::move(table), options);
+    }
+  }
+
+  nn::Parameters<policy>& params_;
+  full_optimizer full_;
+  Optimizer matmul_;
+};
+
+// AdamW / SGD over a model's parameters, weight policy W (default: the policy's own,
+// fp32_master under bf16_mixed). Returned in place: ModelOptimizer does not move.
+template <class W = void, PrecisionPolicy P>
+ModelOptimizer<optim::AdamW<P, std::conditional_t<std::is_void_v<W>, optim::default_weights_t<P>, W>>> make_adamw(
+    nn::Parameters<P>& params, optim::AdamWOptions options = {}) {
+  return {params, options};
+}
+template <class W = void, PrecisionPolicy P>
+ModelOptimizer<optim::Sgd<P, std::conditional_t<std::is_void_v<W>, optim::default_weights_t<P>, W>>> make_sgd(
+    nn::Parameters<P>& params, optim::SgdOptions options = {}) {
+  return {params, options};
+}
+
+}  // namespace mpt::train
+// ---- end mpt/train/model_optimizer.hpp ----
+// ---- end mpt/train.hpp ----
 // ---- end mpt/mpt.hpp ----

@@ -83,7 +83,7 @@ RunResult<P> run_fixture(const FixtureBatch& batch) {
   const auto report = model->load_pretrained(tiny, quiet);
   REQUIRE(report.missing.empty());
   REQUIRE(report.unused.empty());
-  auto out = model->forward(batch.view(), {.training = true, .seed = 1, .step = 0});  // dropout 0 in the config
+  auto out = model->forward(batch.view(), {.training = true, .seed = 1, .forward_index = 0});  // dropout 0 in the config
   model->backward();
   return {std::move(model), out};
 }
@@ -176,7 +176,8 @@ TEST_CASE("finite differences in fp64: every parameter of a tiny BERT-QA with dr
   mpt::nn::BertForQuestionAnswering<mpt::precision::fp64> model(config);
   model.init_weights(7);
   auto& params = model.parameters();
-  for (double& w : params.master_flat()) w *= 10;  // larger than BERT's 0.02 so every path matters
+  for (auto part : {params.full_precision_master(), params.matmul_master()})
+    for (double& w : part) w *= 10;  // larger than BERT's 0.02 so every path matters
 
   mpt::Tensor<std::int32_t> ids(mpt::Shape{2, 6}), types(mpt::Shape{2, 6}), mask(mpt::Shape{2, 6}),
       start(mpt::Shape{2}), end(mpt::Shape{2});
@@ -188,7 +189,7 @@ TEST_CASE("finite differences in fp64: every parameter of a tiny BERT-QA with dr
   }
   start[0] = 2, end[0] = 4, start[1] = 1, end[1] = 9;  // 9 is clamped to 6 and ignored
   const mpt::nn::QaBatch batch{ids.view(), types.view(), mask.view(), start.view(), end.view()};
-  const mpt::nn::StepOptions options{.training = true, .seed = 11, .step = 3};
+  const mpt::nn::StepOptions options{.training = true, .seed = 11, .forward_index = 3};
 
   params.zero_grad();
   model.forward(batch, options);
@@ -261,8 +262,10 @@ TEST_CASE("save_pretrained writes an F32 folder (weights, config, vocab) that lo
   const auto report = again.load_pretrained(dir, quiet);
   CHECK(report.missing.empty());
   CHECK(report.unused.empty());
-  const auto x = model.parameters().master_flat(), y = again.parameters().master_flat();
-  CHECK(std::equal(x.begin(), x.end(), y.begin()));
+  const auto& x = model.parameters();
+  const auto& y = again.parameters();
+  CHECK(std::ranges::equal(x.full_precision_master(), y.full_precision_master()));
+  CHECK(std::ranges::equal(x.matmul_master(), y.matmul_master()));
   const auto saved = nlohmann::json::parse(std::ifstream(dir / "config.json"));
   CHECK(saved["architectures"][0] == "BertForQuestionAnswering");
   std::filesystem::remove_all(dir);
@@ -282,12 +285,12 @@ TEST_CASE("model + AdamW: bf16_mixed fine-tuning follows the fp32 trajectory on 
     quiet.warn = nullptr;
     model.load_pretrained(tiny, quiet);
     auto& params = model.parameters();
-    auto adamw = mpt::optim::make_adamw(params, {.weight_decay = 0.01});
+    auto adamw = mpt::train::make_adamw(params, {.weight_decay = 0.01});
     mpt::optim::NoLossScaling none;
     std::vector<double> losses;
     for (std::uint32_t step = 0; step < 40; ++step) {
       params.zero_grad();
-      losses.push_back(model.forward(batch.view(), {.training = true, .seed = 3, .step = step}).loss);
+      losses.push_back(model.forward(batch.view(), {.training = true, .seed = 3, .forward_index = step}).loss);
       model.backward();
       mpt::optim::clip_and_step(adamw, none, params.grad_flat(), 2e-3, 1.0);
     }

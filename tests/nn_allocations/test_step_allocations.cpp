@@ -60,11 +60,11 @@ TEST_CASE_TEMPLATE("forward + backward of BERT-QA allocate nothing after the fir
   start[0] = 3, end[0] = 5, start[1] = 0, end[1] = 0;
   const mpt::nn::QaBatch batch{ids.view(), types.view(), mask.view(), start.view(), end.view()};
   model.reserve(2, 16, true);
-  model.forward(batch, {.training = true, .seed = 1, .step = 0});  // warm-up: thread pools, scratch buffers
+  model.forward(batch, {.training = true, .seed = 1, .forward_index = 0});  // warm-up: thread pools, scratch buffers
   model.backward();
   const long before = allocations.load();
   for (std::uint32_t step = 1; step <= 2; ++step) {
-    model.forward(batch, {.training = true, .seed = 1, .step = step});
+    model.forward(batch, {.training = true, .seed = 1, .forward_index = step});
     model.backward();
   }
   CHECK(allocations.load() - before == 0);

@@ -505,53 +505,6 @@ TEST_CASE("fp16 storage: small gradients underflow without loss scaling and surv
   CHECK(loss_scaled < start / 4);      // and the scaled gradients trained the model
 }
 
-TEST_CASE("nn::Parameters: AdamW updates the model's own fp32 master and bf16 copy; padding stays zero") {
-  using P = precision::bf16_mixed;
-  mpt::nn::Parameters<P> model;
-  model.declare("bert.encoder.layer.0.attention.self.query.weight", {5, 7}, mpt::nn::ParamRole::linear_weight);
-  model.declare("bert.encoder.layer.0.attention.self.query.bias", {7}, mpt::nn::ParamRole::linear_bias);
-  model.declare("bert.encoder.layer.0.attention.output.LayerNorm.weight", {7}, mpt::nn::ParamRole::norm_weight);
-  model.declare("qa_outputs.weight", {2, 9}, mpt::nn::ParamRole::linear_weight);
-  model.allocate();
-  const auto table = optim::parameter_table(model);
-  CHECK(table.size() == model.grad_flat().size());
-  for (const auto& e : table.entries()) {
-    CAPTURE(e.name);
-    CHECK(e.decay == !optim::is_decay_exempt(e.name));  // the model's roles agree with transformers' name rule
-  }
-  std::vector<bool> padding(table.size(), true);
-  for (const auto& e : table.entries())
-    for (std::size_t i = e.offset; i < e.offset + e.count; ++i) padding[i] = false;
-  const auto init = random_vector(table.size(), 61, 1.0f);
-  auto master = model.master_flat();
-  for (std::size_t i = 0; i < master.size(); ++i) master[i] = padding[i] ? 0.0f : init[i];
-  model.sync_compute_copy();
-  // Reference: an optimizer that owns its master, started from the same fp32 values.
-  auto reference_params = std::vector<bf16>(model.compute_flat().begin(), model.compute_flat().end());
-  optim::AdamW<P> reference(std::span{reference_params}, table, {.weight_decay = 0.1});
-  reference.set_master_weights(std::vector<float>(master.begin(), master.end()));
-  auto opt = optim::make_adamw(model, {.weight_decay = 0.1});
-  for (int step = 0; step < 4; ++step) {
-    auto grads = model.grad_flat();
-    const auto g = random_vector(grads.size(), 70 + step, 0.1f);
-    for (std::size_t i = 0; i < grads.size(); ++i) grads[i] = padding[i] ? 0.0f : g[i];
-    opt.step(model.grad_flat(), 1e-2);
-    reference.step(model.grad_flat(), 1e-2);
-  }
-  std::vector<float> reference_master(table.size());
-  reference.copy_master_weights(reference_master);
-  std::size_t same = 0, rounded = 0, padding_zero = 0;
-  for (std::size_t i = 0; i < table.size(); ++i) {
-    same += std::bit_cast<std::uint32_t>(master[i]) == std::bit_cast<std::uint32_t>(reference_master[i]);
-    rounded += mpt::bf16_bits(model.compute_flat()[i]) == mpt::float_to_bf16_bits(master[i]);
-    padding_zero += !padding[i] || master[i] == 0.0f;
-  }
-  CHECK(same == table.size());
-  CHECK(rounded == table.size());
-  CHECK(padding_zero == table.size());
-  CHECK(opt.state_dict().tensors.size() == 2);  // moments only: the master is the model's
-}
-
 TEST_CASE_TEMPLATE("state through files: save_optimizer_state / load_optimizer_state resume bit-identically", C,
                    MPT_ALL_CONFIGS) {
   const std::size_t n = 1001;

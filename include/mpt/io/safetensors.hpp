@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -507,8 +508,17 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// fp32 values produced a slice at a time when written: weights whose bits live in
+// more than one buffer (a split master), saved without a full-size copy.
+struct GeneratedTensor {
+  Shape shape;
+  std::function<void(std::size_t first, std::span<float> out)> fill;  // elements [first, first + out.size())
+  std::size_t size() const noexcept { return shape.numel(); }
+};
+
 // A read-only tensor of any element type mpt stores, to be written under a name.
-using TensorSource = std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>>;
+using TensorSource =
+    std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>, GeneratedTensor>;
 
 struct NamedTensor {
   std::string name;
@@ -517,7 +527,15 @@ struct NamedTensor {
 };
 
 inline const Shape& source_shape(const TensorSource& s) {
-  return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, s);
+  return std::visit(
+      [](const auto& v) -> const Shape& {
+        if constexpr (std::is_same_v<std::decay_t<decltype(v)>, GeneratedTensor>) {
+          return v.shape;
+        } else {
+          return v.shape();
+        }
+      },
+      s);
 }
 
 namespace detail {
@@ -568,16 +586,23 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
   AtomicFileWriter writer(path);
   writer.write(detail::safetensors_header(path, entries, metadata));
   std::vector<std::byte> stage;
+  std::vector<float> generated;
   for (const NamedTensor& t : tensors) {
     const Dtype d = t.dtype.value_or(dtype);
     std::visit(
-        [&](const auto& view) {
+        [&](const auto& source) {
           // Encode in slices so that a large tensor needs no second full-size copy.
           constexpr std::size_t slice = std::size_t{1} << 16;
-          for (std::size_t i = 0; i < view.size(); i += slice) {
-            const std::size_t m = std::min(slice, view.size() - i);
+          for (std::size_t i = 0; i < source.size(); i += slice) {
+            const std::size_t m = std::min(slice, source.size() - i);
             stage.resize(m * dtype_size(d));
-            detail::encode_elements(view.data() + i, d, stage.data(), m);
+            if constexpr (std::is_same_v<std::decay_t<decltype(source)>, GeneratedTensor>) {
+              generated.resize(m);
+              source.fill(i, std::span<float>(generated.data(), m));
+              detail::encode_elements(generated.data(), d, stage.data(), m);
+            } else {
+              detail::encode_elements(source.data() + i, d, stage.data(), m);
+            }
             writer.write(stage);
           }
         },

@@ -15,7 +15,7 @@
 //   BertForQuestionAnswering<P> model(config);
 //   model.load_pretrained("bert-base-uncased/");      // or init_weights(seed)
 //   model.reserve(batch, seq, /*training=*/true);
-//   QaOutput out = model.forward(batch_tensors, {.training = true, .seed = 42, .step = 0});
+//   QaOutput out = model.forward(batch_tensors, {.training = true, .seed = 42, .forward_index = 0});
 //   model.backward();                                  // grads += d loss / d params
 
 #include <mpt/io/bert_config.hpp>
@@ -49,7 +49,10 @@ struct QaBatch {
 struct StepOptions {
   bool training = false;   // dropout on
   std::uint64_t seed = 0;  // dropout stream
-  std::uint32_t step = 0;
+  // Counts the forwards of a run (every micro-batch of a step is one): each forward
+  // draws its own dropout masks, and backward regenerates that forward's masks.
+  // The Trainer keeps this counter and saves it in checkpoints.
+  std::uint32_t forward_index = 0;
 };
 
 template <class T>
@@ -174,7 +177,7 @@ class BertForQuestionAnswering {
     }
     activations_.reset();
     workspace_.reset();
-    ctx_.emplace(Context<P>{params_, activations_, workspace_, options.training, options.seed, options.step});
+    ctx_.emplace(Context<P>{params_, activations_, workspace_, options.training, options.seed, options.forward_index});
     Context<P>& ctx = *ctx_;
     batch_ = b;
     seq_ = s;
@@ -228,8 +231,10 @@ class BertForQuestionAnswering {
     return out;
   }
 
-  // Backward of the last forward's loss: every gradient += d loss / d parameter.
-  void backward() {
+  // Backward of the last forward's loss times `loss_multiplier`: every gradient +=
+  // loss_multiplier * d loss / d parameter. The multiplier carries what scales the
+  // loss before backward: 1/n for n accumulated micro-batches, a loss scale.
+  void backward(double loss_multiplier = 1.0) {
     if (!ctx_ || !has_labels_) {
       throw_error("BertForQuestionAnswering::backward: call forward with start_positions and end_positions first");
     }
@@ -239,8 +244,10 @@ class BertForQuestionAnswering {
     workspace_.reset();
     auto dstart = workspace_.allocate<hidden_t>(Shape{b, s}, "dstart logits");
     auto dend = workspace_.allocate<hidden_t>(Shape{b, s}, "dend logits");
-    kernels::cross_entropy_backward(TensorView<const hidden_t>(start_), TensorView<const std::int32_t>(start_targets_), ignore, 0.5, dstart);
-    kernels::cross_entropy_backward(TensorView<const hidden_t>(end_), TensorView<const std::int32_t>(end_targets_), ignore, 0.5, dend);
+        // loss = (start + end) / 2
+    const double dloss = 0.5 * loss_multiplier;
+    kernels::cross_entropy_backward(TensorView<const hidden_t>(start_), TensorView<const std::int32_t>(start_targets_), ignore, dloss, dstart);
+    kernels::cross_entropy_backward(TensorView<const hidden_t>(end_), TensorView<const std::int32_t>(end_targets_), ignore, dloss, dend);
     auto dlogits = workspace_.allocate<act_t>(Shape{b * s, 2}, "dlogits");
     for (std::size_t t = 0; t < dstart.size(); ++t) {
       dlogits[2 * t] = static_cast<act_t>(dstart[t]);

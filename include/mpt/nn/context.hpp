@@ -21,11 +21,11 @@ struct Context {
   Arena& activations;
   Arena& workspace;
   bool training = false;   // dropout on
-  std::uint64_t seed = 0;  // dropout: with `step` and the site id, keys the Philox stream
-  std::uint32_t step = 0;
+  std::uint64_t seed = 0;  // dropout: with `forward_index` and the site id, keys the Philox stream
+  std::uint32_t forward_index = 0;  // which forward of the run this is: every forward draws its own masks
 
   // The dropout key of one dropout site (every site has its own stream id).
-  kernels::DropoutKey dropout_key(std::uint32_t site) const noexcept { return {seed, site, step}; }
+  kernels::DropoutKey dropout_key(std::uint32_t site) const noexcept { return {seed, site, forward_index}; }
 };
 
 }  // namespace mpt::nn

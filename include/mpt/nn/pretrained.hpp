@@ -4,6 +4,7 @@
 //   parameter_slots(params, pad_token_id)   slots over the master weights; a missing
 //                                           tensor is initialized by its role
 //   load_pretrained(dir, params, config)    load_parameters + the compute copy refreshed
+//   master_tensors(params)                  the true master weights as tensors to write
 //   save_pretrained(dir, config, params, dtype, vocab)   the master weights, HF names
 //
 // The master weights are what checkpoints hold (fp32 under bf16_mixed), so loading
@@ -21,6 +22,7 @@
 #include <filesystem>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace mpt::nn {
@@ -42,6 +44,10 @@ inline io::Init init_for_role(ParamRole role) noexcept {
 // nn.Embedding built with padding_idx) gets row `pad_token_id` zeroed when initialized.
 template <PrecisionPolicy P>
 std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, std::int64_t pad_token_id = -1) {
+  if (params.matmul_master_released()) {
+    throw_error("loading weights: the model's matmul masters belong to its optimizer now (split master or stochastic "
+                "rounding); load the model folder before creating the optimizer or Trainer");
+  }
   std::vector<io::ParameterSlot> slots;
   slots.reserve(params.count());
   for (ParamId id = 0; id < params.count(); ++id) {
@@ -63,13 +69,30 @@ io::LoadReport load_pretrained(const std::filesystem::path& dir, Parameters<P>& 
   return report;
 }
 
+// The true master weights of every parameter, in declaration order, as tensors to
+// save: views where the master is kept here, values read slice by slice where the
+// optimizer holds part of it (split master).
+template <PrecisionPolicy P>
+std::vector<io::NamedTensor> master_tensors(const Parameters<P>& params) {
+  std::vector<io::NamedTensor> tensors;
+  tensors.reserve(params.count());
+  for (ParamId id = 0; id < params.count(); ++id) {
+    const ParamEntry& e = params.entry(id);
+    if (!params.is_matmul(id) || !params.matmul_master_released()) {
+      tensors.push_back({e.name, params.master(id)});
+    } else if constexpr (std::is_same_v<typename P::master_t, float>) {
+      tensors.push_back({e.name, io::GeneratedTensor{e.shape, [&params, id](std::size_t first, std::span<float> out) {
+                                                       params.read_master(id, first, out);
+                                                     }}});
+    }
+  }
+  return tensors;
+}
+
 template <PrecisionPolicy P>
 void save_pretrained(const std::filesystem::path& dir, const io::BertConfig& config, const Parameters<P>& params, io::Dtype dtype = io::Dtype::f32,
                      const std::optional<std::filesystem::path>& vocab = std::nullopt) {
-  std::vector<io::NamedTensor> tensors;
-  tensors.reserve(params.count());
-  for (ParamId id = 0; id < params.count(); ++id) tensors.push_back({params.entry(id).name, params.master(id)});
-  io::save_pretrained(dir, config, tensors, dtype, vocab);
+  io::save_pretrained(dir, config, master_tensors(params), dtype, vocab);
 }
 
 }  // namespace mpt::nn

@@ -151,6 +151,8 @@ template <PrecisionPolicy P, class Weights = default_weights_t<P>>
 class AdamW {
  public:
   using policy = P;
+  using weights_policy = Weights;
+  using options_type = AdamWOptions;
   using param_t = typename P::param_t;
   using grad_t = typename P::grad_t;
   using weight_store = WeightStore<P, Weights>;
@@ -162,7 +164,7 @@ class AdamW {
   AdamW(std::span<param_t> params, ParameterTable table, AdamWOptions options = {})
       : AdamW(weight_store(params), params.size(), std::move(table), options) {}
 
-  // With an fp32 master the model owns (nn::Parameters: compute_flat(), master_flat()).
+  // With an fp32 master the model owns (nn::Parameters: matmul_compute(), matmul_master()).
   AdamW(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
         AdamWOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
       : AdamW(weight_store(params, master), params.size(), std::move(table), options) {}
@@ -241,6 +243,16 @@ class AdamW {
   }
   // The weights the optimizer updates, widened to value_t: what a checkpoint
   // of the model saves (transformers saves fp32 weights after bf16 autocast training).
+  // Master values of elements [first, first + out.size()) (what a model folder saves).
+  void read_master(std::size_t first, std::span<value_t> out) const {
+    check_range("AdamW::read_master", first, out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(first + i);
+  }
+  // Sets master values of elements [first, first + in.size()), compute copy included.
+  void write_master(std::size_t first, std::span<const value_t> in) {
+    check_range("AdamW::write_master", first, in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(first + i, in[i]);
+  }
   void copy_master_weights(std::span<value_t> out) const {
     table_.check_buffer("AdamW::copy_master_weights", "the output buffer", out.size());
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
@@ -282,6 +294,12 @@ class AdamW {
   }
 
  private:
+  void check_range(const char* op, std::size_t first, std::size_t count) const {
+    if (first > weights_.size() || count > weights_.size() - first) {
+      throw_error(op, ": elements [", first, ", ", first + count, ") are outside the ", weights_.size(), " parameters");
+    }
+  }
+
   ParameterTable table_;
   AdamWOptions options_;
   weight_store weights_;

@@ -148,6 +148,8 @@ template <PrecisionPolicy P, class Weights = default_weights_t<P>>
 class Sgd {
  public:
   using policy = P;
+  using weights_policy = Weights;
+  using options_type = SgdOptions;
   using param_t = typename P::param_t;
   using grad_t = typename P::grad_t;
   using weight_store = WeightStore<P, Weights>;
@@ -159,7 +161,7 @@ class Sgd {
   Sgd(std::span<param_t> params, ParameterTable table, SgdOptions options = {})
       : Sgd(weight_store(params), params.size(), std::move(table), options) {}
 
-  // With an fp32 master the model owns (nn::Parameters: compute_flat(), master_flat()).
+  // With an fp32 master the model owns (nn::Parameters: matmul_compute(), matmul_master()).
   Sgd(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
       SgdOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
       : Sgd(weight_store(params, master), params.size(), std::move(table), options) {}
@@ -232,6 +234,16 @@ class Sgd {
   }
   // The weights the optimizer updates, widened to value_t: what a checkpoint
   // of the model saves (transformers saves fp32 weights after bf16 autocast training).
+  // Master values of elements [first, first + out.size()) (what a model folder saves).
+  void read_master(std::size_t first, std::span<value_t> out) const {
+    check_range("Sgd::read_master", first, out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(first + i);
+  }
+  // Sets master values of elements [first, first + in.size()), compute copy included.
+  void write_master(std::size_t first, std::span<const value_t> in) {
+    check_range("Sgd::write_master", first, in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(first + i, in[i]);
+  }
   void copy_master_weights(std::span<value_t> out) const {
     table_.check_buffer("Sgd::copy_master_weights", "the output buffer", out.size());
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
@@ -275,6 +287,12 @@ class Sgd {
   }
 
  private:
+  void check_range(const char* op, std::size_t first, std::size_t count) const {
+    if (first > weights_.size() || count > weights_.size() - first) {
+      throw_error(op, ": elements [", first, ", ", first + count, ") are outside the ", weights_.size(), " parameters");
+    }
+  }
+
   ParameterTable table_;
   SgdOptions options_;
   weight_store weights_;

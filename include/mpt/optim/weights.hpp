@@ -132,7 +132,7 @@ class WeightStore<P, weights::fp32_master> {
       : params_(params), owned_(params.size()), master_(owned_.data(), owned_.size()) {
     for (std::size_t i = 0; i < params.size(); ++i) master_[i] = to_float(params[i]);
   }
-  // Views a master the model owns (nn::Parameters::master_flat()); it is authoritative.
+  // Views a master the model owns (nn::Parameters::matmul_master()); it is authoritative.
   WeightStore(std::span<param_t> params, std::span<float> master) : params_(params), master_(master) {
     if (master.size() != params.size()) {
       throw_error("WeightStore (fp32_master): the master buffer has ", master.size(),
