@@ -14,6 +14,7 @@
 // With a model's nn::Parameters<P>, nn/pretrained.hpp does both in one call:
 //   mpt::nn::load_pretrained(dir, params, config);   mpt::nn::save_pretrained(out, config, params);
 #include <mpt/io/bert_config.hpp>
+#include <mpt/io/checksum.hpp>
 #include <mpt/io/file.hpp>
 #include <mpt/io/load_parameters.hpp>
 #include <mpt/io/safetensors.hpp>

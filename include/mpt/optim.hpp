@@ -22,7 +22,6 @@
 #include <mpt/optim/adamw.hpp>
 #include <mpt/optim/checkpoint.hpp>
 #include <mpt/optim/loss_scaler.hpp>
-#include <mpt/optim/nn_parameters.hpp>
 #include <mpt/optim/optimizer_step.hpp>
 #include <mpt/optim/parameter_table.hpp>
 #include <mpt/optim/schedule.hpp>

@@ -751,6 +751,43 @@ inline void convert(std::span<const bf16> in, std::span<float> out) { convert_wi
 
 #pragma GCC diagnostic pop
 // ---- end mpt/core/bf16_convert.hpp ----
+// ---- begin mpt/core/random.hpp ----
+// SplitMix64: a small, well-mixed, portable generator, for what must give the
+// same numbers on every platform and library version (std:: distributions do
+// not): weight initialization, the Trainer's shuffling.
+
+#include <cstdint>
+
+namespace mpt {
+
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() noexcept {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform on the open interval (0, 1).
+  double uniform_open() noexcept { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }
+  // Uniform on [0, n), n >= 1, without bias (Lemire's multiply-and-reject).
+  std::uint64_t below(std::uint64_t n) noexcept {
+    __extension__ using u128 = unsigned __int128;  // GCC and Clang; __extension__ keeps -Wpedantic quiet
+    u128 m = static_cast<u128>(next()) * n;
+    auto low = static_cast<std::uint64_t>(m);
+    if (low < n) {
+      const std::uint64_t threshold = (0 - n) % n;
+      while (low < threshold) {
+        m = static_cast<u128>(next()) * n;
+        low = static_cast<std::uint64_t>(m);
+      }
+    }
+    return static_cast<std::uint64_t>(m >> 64);
+  }
+};
+
+}  // namespace mpt
+// ---- end mpt/core/random.hpp ----
 // ---- begin mpt/core/threads.hpp ----
 // Thread control. mpt runs its parallel loops in one oneTBB task arena whose
 // size defaults to all cores, or to MPT_NUM_THREADS / OMP_NUM_THREADS when set
@@ -5869,6 +5906,80 @@ struct BertConfig {
 
 }  // namespace mpt::io
 // ---- end mpt/io/bert_config.hpp ----
+// ---- begin mpt/io/checksum.hpp ----
+// CRC-32C (Castagnoli), the checksum checkpoints record for every file they
+// hold: the SSE4.2 crc32 instruction where the CPU has it (8 bytes a cycle per
+// stream), a table otherwise; both give the same value.
+//
+//   crc32c(bytes)        of a buffer ("123456789" -> 0xE3069283)
+//   file_crc32c(path)    of a whole file, read through a memory map
+
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <span>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace mpt::io {
+
+namespace detail {
+inline const std::array<std::uint32_t, 256>& crc32c_table() {
+  static const std::array<std::uint32_t, 256> table = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1u) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  return table;
+}
+
+inline std::uint32_t crc32c_table_update(std::uint32_t crc, const std::byte* p, std::size_t n) noexcept {
+  const auto& t = crc32c_table();
+  for (std::size_t i = 0; i < n; ++i) crc = t[(crc ^ static_cast<std::uint8_t>(p[i])) & 0xFFu] ^ (crc >> 8);
+  return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) inline std::uint32_t crc32c_sse42_update(std::uint32_t crc, const std::byte* p,
+                                                                           std::size_t n) noexcept {
+  std::uint64_t c = crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = _mm_crc32_u64(c, word);
+  }
+  auto c32 = static_cast<std::uint32_t>(c);
+  for (; n > 0; --n, ++p) c32 = _mm_crc32_u8(c32, static_cast<std::uint8_t>(*p));
+  return c32;
+}
+#endif
+}  // namespace detail
+
+inline std::uint32_t crc32c(std::span<const std::byte> bytes) noexcept {
+  std::uint32_t crc = 0xFFFFFFFFu;
+#if defined(__x86_64__)
+  static const bool hardware = __builtin_cpu_supports("sse4.2");
+  if (hardware) return ~detail::crc32c_sse42_update(crc, bytes.data(), bytes.size());
+#endif
+  return ~detail::crc32c_table_update(crc, bytes.data(), bytes.size());
+}
+
+inline std::uint32_t file_crc32c(const std::filesystem::path& path) {
+  const MappedFile file = MappedFile::open(path);
+  return crc32c(file.bytes());
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/checksum.hpp ----
 // ---- begin mpt/io/load_parameters.hpp ----
 // Loading a Hugging Face checkpoint into a model's parameters, as
 // `from_pretrained` does.
@@ -6617,18 +6728,6 @@ inline std::string python_list(const std::vector<std::string>& names) {
   return s + "]";
 }
 
-// SplitMix64: a small, well-mixed, portable generator (std::normal_distribution is not portable).
-struct SplitMix64 {
-  std::uint64_t state;
-  std::uint64_t next() noexcept {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform_open() noexcept { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }  // (0, 1)
-};
-
 inline std::uint64_t fnv1a(std::string_view s) noexcept {
   std::uint64_t h = 0xCBF29CE484222325ull;
   for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
@@ -6638,7 +6737,7 @@ inline std::uint64_t fnv1a(std::string_view s) noexcept {
 // normal(0, stddev) by Box-Muller, a deterministic function of (seed, name).
 template <class T>
 void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::string_view name) {
-  SplitMix64 rng{seed ^ fnv1a(name)};
+  mpt::SplitMix64 rng{seed ^ fnv1a(name)};
   for (std::size_t i = 0; i < out.size(); i += 2) {
     const double radius = stddev * std::sqrt(-2.0 * std::log(rng.uniform_open()));
     const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
@@ -8077,6 +8176,7 @@ struct MemoryReport {
 template <PrecisionPolicy P>
 class BertForQuestionAnswering {
  public:
+  using policy = P;
   using act_t = typename P::act_t;
   using hidden_t = typename P::accum_t;
   static_assert(std::is_same_v<typename P::master_t, hidden_t>,
@@ -9751,14 +9851,17 @@ namespace mpt::optim {
 struct StepReport {
   float grad_norm = 0.0f;   // unscaled, before clipping: what the Trainer logs
   bool applied = true;      // false when inf/NaN gradients skipped the step
+  bool found_inf = false;   // the gradients held an inf or NaN
   float loss_scale = 1.0f;  // the scale for the next backward
   std::int64_t skipped_steps = 0;
   double lr = 0.0;
 };
 
+// apply_non_finite = false: inf/NaN gradients never reach the weights, whatever the
+// scaler (report.applied is false and the scaler is not updated); the caller stops.
 template <class NormAcc = float, class Optimizer, LossScaler Scaler>
 StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
-                         double max_grad_norm) {
+                         double max_grad_norm, bool apply_non_finite = true) {
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(global_l2_norm<NormAcc>(grads));
   const float norm = scaled_norm * inv_scale;
@@ -9771,6 +9874,13 @@ StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const f
   StepReport report;
   report.grad_norm = norm;
   report.lr = lr;
+  report.found_inf = found_inf;
+  if (found_inf && !apply_non_finite) {
+    report.applied = false;
+    report.loss_scale = scaler.scale();
+    report.skipped_steps = scaler.skipped_steps();
+    return report;
+  }
   report.applied = scaler.update(found_inf);
   if (report.applied) optimizer.step(grads, lr, multiplier);
   report.loss_scale = scaler.scale();
@@ -11286,10 +11396,9 @@ struct QaBatch {
   std::vector<std::size_t> feature_index;
 };
 
-// Gathers features into one batch, padded to the longest row (dynamic
-// padding) or to pad_to when larger.
-inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to = 0) {
-  QaBatch b;
+// Gathers features into `b`, padded to the longest row (dynamic padding) or to
+// pad_to when larger. Reuses b's vectors: no allocation once they have grown.
+inline void collate_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to, QaBatch& b) {
   b.batch_size = feature_indices.size();
   b.seq_len = pad_to;
   for (const auto i : feature_indices) {
@@ -11300,6 +11409,9 @@ inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> f
   b.input_ids.assign(n, f.pad_id);
   b.token_type_ids.assign(n, 0);
   b.attention_mask.assign(n, 0);
+  b.start_positions.clear();
+  b.end_positions.clear();
+  b.feature_index.clear();
   const bool labelled = !f.start_positions.empty();
   for (std::size_t r = 0; r < feature_indices.size(); ++r) {
     const std::size_t i = feature_indices[r];
@@ -11315,6 +11427,11 @@ inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> f
     }
     b.feature_index.push_back(i);
   }
+}
+
+inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to = 0) {
+  QaBatch b;
+  collate_qa_batch(f, feature_indices, pad_to, b);
   return b;
 }
 
@@ -12225,5 +12342,1885 @@ ModelOptimizer<optim::Sgd<P, std::conditional_t<std::is_void_v<W>, optim::defaul
 
 }  // namespace mpt::train
 // ---- end mpt/train/model_optimizer.hpp ----
+// ---- begin mpt/train/callbacks.hpp ----
+// Callbacks: what happens around the loop, as transformers' TrainerCallback.
+// The loop calls the events; callbacks read the arguments and state and set
+// TrainerControl flags (log, evaluate, save, stop). Logging decisions,
+// checkpoint decisions, reporting and early stopping are callbacks here, not
+// special cases in the loop.
+//
+//   DefaultFlowCallback     when to log / evaluate / save, from the strategies and steps
+//   EarlyStoppingCallback   stop after `patience` evaluations without improvement
+//   JsonLinesReporter       every log entry as one JSON line (--report_to file.jsonl)
+//   (ProgressCallback, train/progress.hpp: the progress bar or plain log lines)
+//
+// A callback whose state must survive a resume (early stopping's counter)
+// returns it from state(); it is saved in trainer_state.json's
+// "stateful_callbacks", as transformers does.
+
+// ---- begin mpt/train/trainer_state.hpp ----
+// TrainerState and TrainerControl, as transformers names them.
+//
+//   TrainerState    where training is (global_step, epoch, max_steps, ...), the
+//                   log history and the best checkpoint so far; saved as
+//                   trainer_state.json in every checkpoint, with transformers' keys
+//   TrainerControl  what callbacks ask of the loop after an event: log,
+//                   evaluate, save, stop the epoch, stop training
+
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace mpt::train {
+
+struct TrainerState {
+  double epoch = 0.0;             // fractional: epoch + (batch + 1) / batches per epoch
+  std::int64_t global_step = 0;   // optimizer steps taken (updates, skipped ones included)
+  std::int64_t max_steps = 0;
+  std::int64_t logging_steps = 500;
+  std::int64_t eval_steps = 500;
+  std::int64_t save_steps = 500;
+  std::int64_t train_batch_size = 8;
+  std::int64_t num_train_epochs = 0;
+  std::int64_t num_input_tokens_seen = 0;
+  double total_flos = 0.0;
+  nlohmann::ordered_json log_history = nlohmann::ordered_json::array();
+  std::optional<double> best_metric;
+  std::optional<std::int64_t> best_global_step;
+  std::optional<std::string> best_model_checkpoint;
+
+  // trainer_state.json as TrainerState.save_to_json writes it (keys sorted, indent 2).
+  nlohmann::ordered_json to_json() const {
+    const auto optional = [](const auto& v) { return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr); };
+    nlohmann::ordered_json j;
+    j["best_global_step"] = optional(best_global_step);
+    j["best_metric"] = optional(best_metric);
+    j["best_model_checkpoint"] = optional(best_model_checkpoint);
+    j["epoch"] = epoch;
+    j["eval_steps"] = eval_steps;
+    j["global_step"] = global_step;
+    j["is_hyper_param_search"] = false;
+    j["is_local_process_zero"] = true;
+    j["is_world_process_zero"] = true;
+    j["log_history"] = log_history;
+    j["logging_steps"] = logging_steps;
+    j["max_steps"] = max_steps;
+    j["num_input_tokens_seen"] = num_input_tokens_seen;
+    j["num_train_epochs"] = num_train_epochs;
+    j["save_steps"] = save_steps;
+    j["stateful_callbacks"] = nlohmann::ordered_json::object();
+    j["total_flos"] = total_flos;
+    j["train_batch_size"] = train_batch_size;
+    j["trial_name"] = nullptr;
+    j["trial_params"] = nullptr;
+    return j;
+  }
+
+  // Reads trainer_state.json (transformers' own files too); `source` names it in errors.
+  static TrainerState from_json(const nlohmann::ordered_json& j, const std::string& source) {
+    if (!j.is_object()) throw_error(source, ": trainer state must be a JSON object");
+    TrainerState s;
+    const auto integer = [&](const char* key, std::int64_t& out) {
+      if (!j.contains(key)) return;
+      if (!j[key].is_number_integer()) throw_error(source, ": \"", key, "\" is ", j[key].dump(), ", not an integer");
+      out = j[key].get<std::int64_t>();
+    };
+    const auto number = [&](const char* key, double& out) {
+      if (!j.contains(key)) return;
+      if (!j[key].is_number()) throw_error(source, ": \"", key, "\" is ", j[key].dump(), ", not a number");
+      out = j[key].get<double>();
+    };
+    if (!j.contains("global_step")) throw_error(source, ": no \"global_step\"; this is not a trainer_state.json");
+    integer("global_step", s.global_step);
+    integer("max_steps", s.max_steps);
+    integer("logging_steps", s.logging_steps);
+    integer("eval_steps", s.eval_steps);
+    integer("save_steps", s.save_steps);
+    integer("train_batch_size", s.train_batch_size);
+    integer("num_train_epochs", s.num_train_epochs);
+    integer("num_input_tokens_seen", s.num_input_tokens_seen);
+    number("epoch", s.epoch);
+    number("total_flos", s.total_flos);
+    if (j.contains("log_history")) {
+      if (!j["log_history"].is_array()) throw_error(source, ": \"log_history\" is not an array");
+      s.log_history = j["log_history"];
+    }
+    if (j.contains("best_metric") && !j["best_metric"].is_null()) {
+      double b = 0;
+      number("best_metric", b);
+      s.best_metric = b;
+    }
+    if (j.contains("best_global_step") && !j["best_global_step"].is_null()) {
+      std::int64_t b = 0;
+      integer("best_global_step", b);
+      s.best_global_step = b;
+    }
+    if (j.contains("best_model_checkpoint") && j["best_model_checkpoint"].is_string()) {
+      s.best_model_checkpoint = j["best_model_checkpoint"].get<std::string>();
+    }
+    return s;
+  }
+
+  void save(const std::filesystem::path& path) const { io::write_file_atomic(path, to_json().dump(2) + "\n"); }
+  static TrainerState load(const std::filesystem::path& path) {
+    nlohmann::ordered_json j;
+    try {
+      j = nlohmann::ordered_json::parse(io::read_text_file(path));
+    } catch (const nlohmann::json::exception& e) {
+      throw_error(path.string(), ": not valid JSON (", e.what(), ")");
+    }
+    return from_json(j, path.string());
+  }
+};
+
+struct TrainerControl {
+  bool should_training_stop = false;
+  bool should_epoch_stop = false;
+  bool should_save = false;
+  bool should_evaluate = false;
+  bool should_log = false;
+};
+
+}  // namespace mpt::train
+// ---- end mpt/train/trainer_state.hpp ----
+// ---- begin mpt/train/training_arguments.hpp ----
+// TrainingArguments: transformers' TrainingArguments, the names, meanings and
+// defaults a run_qa.py user already types (the subset that means something on
+// a CPU). Strategies are the strings transformers accepts ("no", "steps",
+// "epoch"; save_strategy also "best"); logging/save/eval steps below 1 are
+// ratios of the total number of optimizer steps, as in transformers.
+//
+//   TrainingArguments args;
+//   args.output_dir = "out";  args.learning_rate = 3e-5;  args.bf16 = true;
+//   args.validate();          // an mpt::Error naming the argument and the fix
+//   args.to_json();           // training_args.json in every checkpoint
+
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace mpt::train {
+
+enum class IntervalStrategy { no, steps, epoch };
+enum class SaveStrategy { no, steps, epoch, best };
+
+inline std::string_view strategy_name(IntervalStrategy s) noexcept {
+  return s == IntervalStrategy::no ? "no" : s == IntervalStrategy::steps ? "steps" : "epoch";
+}
+inline std::string_view strategy_name(SaveStrategy s) noexcept {
+  switch (s) {
+    case SaveStrategy::no: return "no";
+    case SaveStrategy::steps: return "steps";
+    case SaveStrategy::epoch: return "epoch";
+    case SaveStrategy::best: return "best";
+  }
+  return "?";
+}
+inline IntervalStrategy parse_interval_strategy(std::string_view name, std::string_view argument) {
+  if (name == "no") return IntervalStrategy::no;
+  if (name == "steps") return IntervalStrategy::steps;
+  if (name == "epoch") return IntervalStrategy::epoch;
+  throw_error("--", argument, " '", name, "' is not a strategy: use no, steps or epoch");
+}
+inline SaveStrategy parse_save_strategy(std::string_view name) {
+  if (name == "no") return SaveStrategy::no;
+  if (name == "steps") return SaveStrategy::steps;
+  if (name == "epoch") return SaveStrategy::epoch;
+  if (name == "best") return SaveStrategy::best;
+  throw_error("--save_strategy '", name, "' is not a strategy: use no, steps, epoch or best");
+}
+
+struct TrainingArguments {
+  std::string output_dir = "trainer_output";
+  bool overwrite_output_dir = false;
+  bool do_train = false, do_eval = false, do_predict = false;
+
+  // Optimizer (AdamW) and schedule.
+  double learning_rate = 5e-5;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_epsilon = 1e-8;
+  double max_grad_norm = 1.0;  // 0: no clipping
+  double num_train_epochs = 3.0;
+  std::int64_t max_steps = -1;  // > 0 overrides num_train_epochs
+  std::string lr_scheduler_type = "linear";
+  double warmup_ratio = 0.0;
+  std::int64_t warmup_steps = 0;  // > 0 overrides warmup_ratio
+
+  // Batches.
+  std::int64_t per_device_train_batch_size = 8;
+  std::int64_t per_device_eval_batch_size = 8;
+  std::int64_t gradient_accumulation_steps = 1;
+  bool dataloader_drop_last = false;
+
+  // When to log, evaluate and save.
+  IntervalStrategy logging_strategy = IntervalStrategy::steps;
+  double logging_steps = 500;
+  bool logging_first_step = false;
+  IntervalStrategy eval_strategy = IntervalStrategy::no;
+  std::optional<double> eval_steps;  // unset: logging_steps
+  SaveStrategy save_strategy = SaveStrategy::steps;
+  double save_steps = 500;
+  std::optional<std::int64_t> save_total_limit;
+  bool load_best_model_at_end = false;
+  std::optional<std::string> metric_for_best_model;  // unset: "loss" when load_best_model_at_end
+  std::optional<bool> greater_is_better;             // unset: false for *loss, else true
+
+  // Randomness and resuming.
+  std::uint64_t seed = 42;
+  std::optional<std::uint64_t> data_seed;  // unset: seed
+  std::optional<std::string> resume_from_checkpoint;  // a folder, or "true": the last one in output_dir
+
+  // Precision and device. mpt always runs its CPU kernels: use_cpu, no_cuda and
+  // use_ipex are accepted for the commands people paste.
+  bool bf16 = false;
+  bool fp16 = false;
+  bool use_cpu = false;
+  bool no_cuda = false;
+  bool use_ipex = false;
+
+  // Reporting: "none", or a path ending in .jsonl that receives every log entry.
+  std::string report_to = "none";
+  bool disable_tqdm = false;  // no progress bar, plain log lines
+
+  // The metric checkpoints compete on ("eval_" prefixed, as transformers compares).
+  std::string best_metric_key() const {
+    const std::string m = metric_for_best_model.value_or("loss");
+    return m.rfind("eval_", 0) == 0 ? m : "eval_" + m;
+  }
+  bool best_is_greater() const {
+    if (greater_is_better) return *greater_is_better;
+    const std::string m = metric_for_best_model.value_or("loss");
+    return !(m == "loss" || m.ends_with("_loss"));
+  }
+  std::uint64_t sampler_seed() const { return data_seed.value_or(seed); }
+  // Whether checkpoints are compared on a metric (to keep the best, or load it at the end).
+  bool tracks_best() const {
+    return load_best_model_at_end || metric_for_best_model.has_value() || save_strategy == SaveStrategy::best;
+  }
+
+  // Checks values and combinations, as TrainingArguments.__post_init__ does.
+  void validate() const {
+    const auto positive = [](std::int64_t v, const char* name) {
+      if (v < 1) throw_error("--", name, " is ", v, " but must be at least 1");
+    };
+    positive(per_device_train_batch_size, "per_device_train_batch_size");
+    positive(per_device_eval_batch_size, "per_device_eval_batch_size");
+    positive(gradient_accumulation_steps, "gradient_accumulation_steps");
+    const auto non_negative = [](double v, const char* name) {
+      if (!(v >= 0.0) || !std::isfinite(v)) throw_error("--", name, " is ", v, " but must be a finite number >= 0");
+    };
+    non_negative(learning_rate, "learning_rate");
+    non_negative(weight_decay, "weight_decay");
+    non_negative(adam_epsilon, "adam_epsilon");
+    non_negative(max_grad_norm, "max_grad_norm");
+    non_negative(num_train_epochs, "num_train_epochs");
+    if (!(adam_beta1 >= 0.0 && adam_beta1 < 1.0)) throw_error("--adam_beta1 is ", adam_beta1, " but must lie in [0, 1)");
+    if (!(adam_beta2 >= 0.0 && adam_beta2 < 1.0)) throw_error("--adam_beta2 is ", adam_beta2, " but must lie in [0, 1)");
+    if (!(warmup_ratio >= 0.0 && warmup_ratio <= 1.0)) throw_error("--warmup_ratio is ", warmup_ratio, " but must lie in [0, 1]");
+    if (warmup_steps < 0) throw_error("--warmup_steps is ", warmup_steps, " but must be >= 0");
+    if (max_steps == 0 || max_steps < -1) throw_error("--max_steps is ", max_steps, " but must be positive (or -1: use num_train_epochs)");
+    const auto steps_value = [](double v, const char* name) {
+      if (!(v > 0.0) || (v > 1.0 && v != std::floor(v))) {
+        throw_error("--", name, " is ", v, " but must be a whole number of steps, or a ratio in (0, 1) of the total");
+      }
+    };
+    if (logging_strategy == IntervalStrategy::steps) steps_value(logging_steps, "logging_steps");
+    if (save_strategy == SaveStrategy::steps) steps_value(save_steps, "save_steps");
+    if (eval_strategy == IntervalStrategy::steps) steps_value(eval_steps.value_or(logging_steps), "eval_steps");
+    if (save_total_limit && *save_total_limit < 1) {
+      throw_error("--save_total_limit is ", *save_total_limit, " but must be at least 1 (or unset: keep every checkpoint)");
+    }
+    if (bf16 && fp16) throw_error("--bf16 and --fp16 are both set; choose one precision");
+    if (load_best_model_at_end || save_strategy == SaveStrategy::best) {
+      if (eval_strategy == IntervalStrategy::no) {
+        throw_error("--load_best_model_at_end and --save_strategy best need evaluations: set --eval_strategy to steps or "
+                    "epoch (and --do_eval with a validation file)");
+      }
+    }
+    if (load_best_model_at_end && save_strategy != SaveStrategy::best) {
+      if (static_cast<int>(save_strategy) != static_cast<int>(eval_strategy)) {
+        throw_error("--load_best_model_at_end requires the save and eval strategy to match, but found\n- Evaluation "
+                    "strategy: ", strategy_name(eval_strategy), "\n- Save strategy: ", strategy_name(save_strategy));
+      }
+      if (eval_strategy == IntervalStrategy::steps) {
+        const double e = eval_steps.value_or(logging_steps);
+        if (save_steps < 1 || e < 1 ? save_steps != e : std::fmod(save_steps, e) != 0.0) {
+          throw_error("--load_best_model_at_end requires the saving steps to be a round multiple of the evaluation "
+                      "steps, but found ", save_steps, ", which is not a round multiple of ", e, ".");
+        }
+      }
+    }
+    if (report_to != "none" && !std::string_view(report_to).ends_with(".jsonl")) {
+      throw_error("--report_to '", report_to, "': mpt reports to none or to a JSON-lines file (a path ending in .jsonl)");
+    }
+  }
+
+  // training_args.json, the names transformers uses.
+  nlohmann::ordered_json to_json() const {
+    nlohmann::ordered_json j;
+    j["output_dir"] = output_dir;
+    j["overwrite_output_dir"] = overwrite_output_dir;
+    j["do_train"] = do_train;
+    j["do_eval"] = do_eval;
+    j["do_predict"] = do_predict;
+    j["eval_strategy"] = strategy_name(eval_strategy);
+    j["per_device_train_batch_size"] = per_device_train_batch_size;
+    j["per_device_eval_batch_size"] = per_device_eval_batch_size;
+    j["gradient_accumulation_steps"] = gradient_accumulation_steps;
+    j["eval_steps"] = eval_steps ? nlohmann::ordered_json(*eval_steps) : nlohmann::ordered_json(nullptr);
+    j["learning_rate"] = learning_rate;
+    j["weight_decay"] = weight_decay;
+    j["adam_beta1"] = adam_beta1;
+    j["adam_beta2"] = adam_beta2;
+    j["adam_epsilon"] = adam_epsilon;
+    j["max_grad_norm"] = max_grad_norm;
+    j["num_train_epochs"] = num_train_epochs;
+    j["max_steps"] = max_steps;
+    j["lr_scheduler_type"] = lr_scheduler_type;
+    j["warmup_ratio"] = warmup_ratio;
+    j["warmup_steps"] = warmup_steps;
+    j["logging_strategy"] = strategy_name(logging_strategy);
+    j["logging_first_step"] = logging_first_step;
+    j["logging_steps"] = logging_steps;
+    j["save_strategy"] = strategy_name(save_strategy);
+    j["save_steps"] = save_steps;
+    j["save_total_limit"] = save_total_limit ? nlohmann::ordered_json(*save_total_limit) : nlohmann::ordered_json(nullptr);
+    j["use_cpu"] = true;
+    j["seed"] = seed;
+    j["data_seed"] = data_seed ? nlohmann::ordered_json(*data_seed) : nlohmann::ordered_json(nullptr);
+    j["bf16"] = bf16;
+    j["fp16"] = fp16;
+    j["dataloader_drop_last"] = dataloader_drop_last;
+    j["load_best_model_at_end"] = load_best_model_at_end;
+    j["metric_for_best_model"] = metric_for_best_model ? nlohmann::ordered_json(*metric_for_best_model) : nlohmann::ordered_json(nullptr);
+    j["greater_is_better"] = greater_is_better ? nlohmann::ordered_json(*greater_is_better) : nlohmann::ordered_json(nullptr);
+    j["resume_from_checkpoint"] =
+        resume_from_checkpoint ? nlohmann::ordered_json(*resume_from_checkpoint) : nlohmann::ordered_json(nullptr);
+    j["report_to"] = report_to == "none" ? nlohmann::ordered_json::array() : nlohmann::ordered_json::array({report_to});
+    j["use_ipex"] = use_ipex;
+    j["disable_tqdm"] = disable_tqdm;
+    return j;
+  }
+};
+
+}  // namespace mpt::train
+// ---- end mpt/train/training_arguments.hpp ----
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace mpt::train {
+
+// What the loop knows after an optimizer step.
+struct StepInfo {
+  double loss = 0.0;           // mean micro-batch loss of this step
+  double learning_rate = 0.0;  // the rate this step used
+  double grad_norm = 0.0;      // before clipping
+  bool applied = true;         // false: a loss scaler skipped it (inf/NaN gradients)
+  float loss_scale = 1.0f;
+};
+
+class TrainerCallback {
+ public:
+  virtual ~TrainerCallback() = default;
+  // The name under which state() is saved ("EarlyStoppingCallback").
+  virtual std::string name() const { return "TrainerCallback"; }
+
+  virtual void on_train_begin(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
+  virtual void on_epoch_begin(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
+  virtual void on_step_end(const TrainingArguments&, const TrainerState&, TrainerControl&, const StepInfo&) {}
+  virtual void on_epoch_end(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
+  virtual void on_log(const TrainingArguments&, const TrainerState&, TrainerControl&, const nlohmann::ordered_json&) {}
+  // During an evaluation: `done` of `total` batches predicted.
+  virtual void on_prediction_step(const TrainingArguments&, const TrainerState&, TrainerControl&, std::size_t /*done*/,
+                                  std::size_t /*total*/) {}
+  virtual void on_evaluate(const TrainingArguments&, const TrainerState&, TrainerControl&, const nlohmann::ordered_json&) {}
+  virtual void on_save(const TrainingArguments&, const TrainerState&, TrainerControl&,
+                       const std::filesystem::path& /*checkpoint*/) {}
+  virtual void on_train_end(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
+
+  // State to carry across a resume (null: none).
+  virtual nlohmann::ordered_json state() const { return nullptr; }
+  virtual void load_state(const nlohmann::ordered_json&) {}
+};
+
+// An interval of `steps` (a count, or a ratio of max_steps below 1), as transformers resolves it.
+inline std::int64_t resolve_steps(double steps, std::int64_t max_steps) {
+  if (steps < 1.0) return std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(static_cast<double>(max_steps) * steps)));
+  return static_cast<std::int64_t>(steps);
+}
+
+// transformers' DefaultFlowCallback.
+class DefaultFlowCallback : public TrainerCallback {
+ public:
+  std::string name() const override { return "DefaultFlowCallback"; }
+  void on_step_end(const TrainingArguments& args, const TrainerState& state, TrainerControl& control,
+                   const StepInfo&) override {
+    if (state.global_step == 1 && args.logging_first_step) control.should_log = true;
+    if (args.logging_strategy == IntervalStrategy::steps && state.global_step % state.logging_steps == 0) {
+      control.should_log = true;
+    }
+    if (args.eval_strategy == IntervalStrategy::steps && state.global_step % state.eval_steps == 0) {
+      control.should_evaluate = true;
+    }
+    if (args.save_strategy == SaveStrategy::steps && state.global_step % state.save_steps == 0) control.should_save = true;
+    if (state.global_step >= state.max_steps) {
+      control.should_training_stop = true;
+      if (args.save_strategy != SaveStrategy::no && args.save_strategy != SaveStrategy::best) control.should_save = true;
+    }
+  }
+  void on_epoch_end(const TrainingArguments& args, const TrainerState&, TrainerControl& control) override {
+    if (args.logging_strategy == IntervalStrategy::epoch) control.should_log = true;
+    if (args.eval_strategy == IntervalStrategy::epoch) control.should_evaluate = true;
+    if (args.save_strategy == SaveStrategy::epoch) control.should_save = true;
+  }
+};
+
+// transformers' EarlyStoppingCallback: stops when metric_for_best_model has not
+// improved (by more than `threshold`) for `patience` evaluations in a row.
+class EarlyStoppingCallback : public TrainerCallback {
+ public:
+  explicit EarlyStoppingCallback(int patience = 1, double threshold = 0.0) : patience_(patience), threshold_(threshold) {
+    if (patience < 1) throw_error("EarlyStoppingCallback: early_stopping_patience is ", patience, "; it must be at least 1");
+  }
+  std::string name() const override { return "EarlyStoppingCallback"; }
+  void on_train_begin(const TrainingArguments& args, const TrainerState&, TrainerControl&) override {
+    if (!args.tracks_best() || args.eval_strategy == IntervalStrategy::no) {
+      throw_error("early stopping needs evaluations and a metric: set --eval_strategy steps or epoch, --do_eval, and "
+                  "--metric_for_best_model (or --load_best_model_at_end)");
+    }
+  }
+  void on_evaluate(const TrainingArguments& args, const TrainerState& state, TrainerControl& control,
+                   const nlohmann::ordered_json& metrics) override {
+    const std::string key = args.best_metric_key();
+    if (!metrics.contains(key) || !metrics[key].is_number()) {
+      throw_error("early stopping: the evaluation gave no \"", key, "\" (it gave ", metrics.dump(),
+                  "); set --metric_for_best_model to one of its metrics");
+    }
+    const double value = metrics[key].get<double>();
+    const bool better = !state.best_metric ||
+                        ((args.best_is_greater() ? value > *state.best_metric : value < *state.best_metric) &&
+                         std::fabs(value - *state.best_metric) > threshold_);
+    counter_ = better ? 0 : counter_ + 1;
+    if (counter_ >= patience_) control.should_training_stop = true;
+  }
+  nlohmann::ordered_json state() const override {
+    return {{"args", {{"early_stopping_patience", patience_}, {"early_stopping_threshold", threshold_}}},
+            {"attributes", {{"early_stopping_patience_counter", counter_}}}};
+  }
+  void load_state(const nlohmann::ordered_json& j) override {
+    counter_ = j.at("attributes").at("early_stopping_patience_counter").get<int>();
+  }
+  int patience_counter() const noexcept { return counter_; }
+
+ private:
+  int patience_;
+  double threshold_;
+  int counter_ = 0;
+};
+
+// Every log entry (training, evaluation, the final summary) as one JSON line,
+// flushed as it is written (what --report_to file.jsonl gives).
+class JsonLinesReporter : public TrainerCallback {
+ public:
+  explicit JsonLinesReporter(std::filesystem::path path) : path_(std::move(path)) {}
+  std::string name() const override { return "JsonLinesReporter"; }
+  void on_train_begin(const TrainingArguments&, const TrainerState&, TrainerControl&) override { open(); }
+  void on_log(const TrainingArguments&, const TrainerState&, TrainerControl&, const nlohmann::ordered_json& logs) override {
+    if (!out_.is_open()) open();
+    out_ << logs.dump() << '\n';
+    out_.flush();
+    if (!out_) throw_error("--report_to ", path_, ": cannot write (disk full?)");
+  }
+
+ private:
+  void open() {
+    if (out_.is_open()) return;
+    if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path());
+    out_.open(path_, std::ios::app);
+    if (!out_) throw_error("--report_to ", path_, ": cannot open for appending");
+  }
+  std::filesystem::path path_;
+  std::ofstream out_;
+};
+
+}  // namespace mpt::train
+// ---- end mpt/train/callbacks.hpp ----
+// ---- begin mpt/train/checkpoint_folder.hpp ----
+// Checkpoint folders in output_dir, as transformers lays them out
+// (output_dir/checkpoint-<global_step>/), written so that a kill at any moment
+// leaves every checkpoint-N either complete or absent:
+//
+//   CheckpointWriter w(output_dir, step);   // files go into output_dir/.tmp-checkpoint-N.<pid>
+//   ... write files into w.folder() (each itself atomic) ...
+//   w.commit();                             // mpt_checkpoint.json (size + CRC-32C of every file),
+//                                           // fsync, rename to checkpoint-N, fsync output_dir
+//   // destroyed without commit: the temporary folder is removed
+//
+//   verify_checkpoint(folder)               // every listed file present with its size and CRC,
+//                                           // else an mpt::Error naming the file
+//   list_checkpoints(output_dir)            // [(step, folder)] in step order
+//   last_checkpoint(output_dir)             // transformers' get_last_checkpoint
+//   rotate_checkpoints(output_dir, limit, best)   // save_total_limit, never deleting the best
+//   remove_stale_temporaries(output_dir)    // what a killed run left half-written
+
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace mpt::train {
+
+inline constexpr const char* checkpoint_manifest_file = "mpt_checkpoint.json";
+inline constexpr const char* checkpoint_prefix = "checkpoint-";
+
+// Test hook: called at named moments of a checkpoint write ("file written",
+// "before rename", ...), so a test can kill the process exactly there.
+inline std::function<void(std::string_view)>& checkpoint_fault_hook() {
+  static std::function<void(std::string_view)> hook;
+  return hook;
+}
+namespace detail {
+inline void fault_point(std::string_view where) {
+  if (checkpoint_fault_hook()) checkpoint_fault_hook()(where);
+}
+
+inline void fsync_directory(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// The step of a folder named checkpoint-<digits>, or nothing.
+inline std::optional<std::int64_t> checkpoint_step(const std::string& name) {
+  const std::string_view prefix = checkpoint_prefix;
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  std::int64_t step = 0;
+  for (std::size_t i = prefix.size(); i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9' || step > (INT64_MAX - 9) / 10) return std::nullopt;
+    step = step * 10 + (name[i] - '0');
+  }
+  return step;
+}
+}  // namespace detail
+
+inline std::filesystem::path checkpoint_folder(const std::filesystem::path& output_dir, std::int64_t step) {
+  return output_dir / (checkpoint_prefix + std::to_string(step));
+}
+
+struct CheckpointEntry {
+  std::int64_t step = 0;
+  std::filesystem::path folder;
+};
+
+// Every checkpoint-N folder in output_dir, in step order (temporaries are not listed).
+inline std::vector<CheckpointEntry> list_checkpoints(const std::filesystem::path& output_dir) {
+  std::vector<CheckpointEntry> out;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(output_dir, ec)) return out;
+  for (const auto& item : std::filesystem::directory_iterator(output_dir, ec)) {
+    if (!item.is_directory(ec)) continue;
+    if (const auto step = detail::checkpoint_step(item.path().filename().string())) out.push_back({*step, item.path()});
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
+  return out;
+}
+
+// The checkpoint with the highest step, as transformers' get_last_checkpoint.
+inline std::optional<std::filesystem::path> last_checkpoint(const std::filesystem::path& output_dir) {
+  const auto all = list_checkpoints(output_dir);
+  if (all.empty()) return std::nullopt;
+  return all.back().folder;
+}
+
+// Removes the temporary folders a killed run left (".tmp-checkpoint-*").
+inline void remove_stale_temporaries(const std::filesystem::path& output_dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(output_dir, ec)) return;
+  std::vector<std::filesystem::path> stale;
+  for (const auto& item : std::filesystem::directory_iterator(output_dir, ec)) {
+    const std::string name = item.path().filename().string();
+    if (name.rfind(".tmp-checkpoint-", 0) == 0 || name.rfind(".old-checkpoint-", 0) == 0) stale.push_back(item.path());
+  }
+  for (const auto& p : stale) std::filesystem::remove_all(p, ec);
+}
+
+// Checks every file the manifest lists: present, its size, its CRC-32C.
+inline void verify_checkpoint(const std::filesystem::path& folder) {
+  const auto manifest_path = folder / checkpoint_manifest_file;
+  if (!std::filesystem::exists(manifest_path)) {
+    throw_error("checkpoint ", folder, " has no ", checkpoint_manifest_file,
+                ": it was not written by mpt's Trainer, or not completely; resume from another checkpoint");
+  }
+  nlohmann::json manifest;
+  try {
+    manifest = nlohmann::json::parse(io::read_text_file(manifest_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw_error("checkpoint ", manifest_path, " is not valid JSON (", e.what(), "); the checkpoint is damaged");
+  }
+  if (!manifest.is_object() || !manifest.contains("files") || !manifest["files"].is_object()) {
+    throw_error("checkpoint ", manifest_path, " has no \"files\" object; the checkpoint is damaged");
+  }
+  for (const auto& [name, info] : manifest["files"].items()) {
+    const auto path = folder / name;
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec) throw_error("checkpoint file ", path, " is missing (", ec.message(), "); the checkpoint is damaged");
+    if (!info.is_object() || !info.contains("bytes") || !info.contains("crc32c")) {
+      throw_error("checkpoint ", manifest_path, ": the entry of ", name, " lacks bytes or crc32c");
+    }
+    if (size != info["bytes"].get<std::uint64_t>()) {
+      throw_error("checkpoint file ", path, " has ", size, " bytes but ", info["bytes"].get<std::uint64_t>(),
+                  " were written; the file is damaged: resume from an earlier checkpoint");
+    }
+    char crc[16];
+    std::snprintf(crc, sizeof crc, "%08x", io::file_crc32c(path));
+    if (info["crc32c"].get<std::string>() != crc) {
+      throw_error("checkpoint file ", path, " fails its checksum (CRC-32C ", crc, ", recorded ",
+                  info["crc32c"].get<std::string>(), "); the file is damaged: resume from an earlier checkpoint");
+    }
+  }
+}
+
+// A checkpoint folder being written; see the top of this header.
+class CheckpointWriter {
+ public:
+  CheckpointWriter(std::filesystem::path output_dir, std::int64_t step)
+      : output_dir_(std::move(output_dir)), final_(checkpoint_folder(output_dir_, step)) {
+    temp_ = output_dir_ / (".tmp-" + final_.filename().string() + "." + std::to_string(::getpid()));
+    std::error_code ec;
+    std::filesystem::remove_all(temp_, ec);
+    std::filesystem::create_directories(temp_, ec);
+    if (ec) throw_error("cannot create the checkpoint folder ", temp_, ": ", ec.message());
+  }
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+  ~CheckpointWriter() {
+    if (!committed_) {
+      std::error_code ec;
+      std::filesystem::remove_all(temp_, ec);
+    }
+  }
+
+  // Where to write the files.
+  const std::filesystem::path& folder() const noexcept { return temp_; }
+  const std::filesystem::path& final_folder() const noexcept { return final_; }
+
+  void commit() {
+    detail::fault_point("files written");
+    nlohmann::ordered_json files = nlohmann::ordered_json::object();
+    std::vector<std::string> names;
+    for (const auto& item : std::filesystem::directory_iterator(temp_)) {
+      if (item.is_regular_file()) names.push_back(item.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) {
+      char crc[16];
+      std::snprintf(crc, sizeof crc, "%08x", io::file_crc32c(temp_ / name));
+      files[name] = {{"bytes", std::filesystem::file_size(temp_ / name)}, {"crc32c", crc}};
+    }
+    const nlohmann::ordered_json manifest = {{"format", "mpt-checkpoint"}, {"version", 1}, {"files", files}};
+    io::write_file_atomic(temp_ / checkpoint_manifest_file, manifest.dump(2) + "\n");
+    detail::fsync_directory(temp_);
+    detail::fault_point("before rename");
+    // A checkpoint of this step may exist (a resumed run saving the same step again):
+    // move it aside, put the new one in place, then delete the old one.
+    std::error_code ec;
+    std::filesystem::path old;
+    if (std::filesystem::exists(final_, ec)) {
+      old = output_dir_ / (".old-" + final_.filename().string() + "." + std::to_string(::getpid()));
+      std::filesystem::remove_all(old, ec);
+      if (::rename(final_.c_str(), old.c_str()) != 0) {
+        throw_error("cannot move the previous ", final_, " aside: ", std::strerror(errno));
+      }
+    }
+    if (::rename(temp_.c_str(), final_.c_str()) != 0) {
+      throw_error("cannot rename ", temp_, " to ", final_, ": ", std::strerror(errno));
+    }
+    committed_ = true;
+    detail::fsync_directory(output_dir_);
+    detail::fault_point("renamed");
+    if (!old.empty()) std::filesystem::remove_all(old, ec);
+  }
+
+ private:
+  std::filesystem::path output_dir_, final_, temp_;
+  bool committed_ = false;
+};
+
+// Deletes the oldest checkpoints beyond `limit`, never `best` (nor the newest):
+// transformers' _rotate_checkpoints.
+inline std::vector<std::filesystem::path> rotate_checkpoints(const std::filesystem::path& output_dir, std::int64_t limit,
+                                                            const std::optional<std::string>& best) {
+  auto all = list_checkpoints(output_dir);
+  std::vector<std::filesystem::path> removed;
+  if (limit < 1 || static_cast<std::int64_t>(all.size()) <= limit) return removed;
+  // The best moves to the end of the deletion order (just before the newest), as transformers does.
+  if (best) {
+    const auto it = std::find_if(all.begin(), all.end(), [&](const auto& c) {
+      return c.folder.filename() == std::filesystem::path(*best).filename();
+    });
+    if (it != all.end() && it + 1 != all.end()) {
+      const CheckpointEntry kept = *it;
+      all.erase(it);
+      all.insert(all.end() - 1, kept);
+    }
+  }
+  // Keeping only one while the best is not the newest would delete it: keep two.
+  std::int64_t keep = limit;
+  if (best && limit == 1 && all.back().folder.filename() != std::filesystem::path(*best).filename()) keep = 2;
+  const std::size_t remove_count = all.size() > static_cast<std::size_t>(keep) ? all.size() - static_cast<std::size_t>(keep) : 0;
+  for (std::size_t i = 0; i < remove_count; ++i) {
+    std::error_code ec;
+    std::filesystem::remove_all(all[i].folder, ec);
+    removed.push_back(all[i].folder);
+  }
+  return removed;
+}
+
+}  // namespace mpt::train
+// ---- end mpt/train/checkpoint_folder.hpp ----
+// ---- begin mpt/train/progress.hpp ----
+// ProgressCallback: what a person watching the run sees.
+//
+// On a terminal: one line, redrawn in place (tqdm's layout), with the running loss
+//    37%|███▋      | 370/1000 [00:12<00:20, 30.10 it/s, loss=1.234]
+// and log entries printed above it as Python dicts, as transformers prints them;
+// evaluations get their own bar. When stdout is not a terminal (CI, a pipe, a
+// file) or --disable_tqdm: no bar, plain lines — every log entry, with the step,
+// rate and time left in front.
+
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include <unistd.h>
+
+namespace mpt::train {
+
+// A double as Python's repr() writes it: shortest round-trip digits, exponent form
+// below 1e-4 and from 1e16, two-digit exponents ("4.5e-05", "0.5", "12.0").
+inline std::string python_float(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+  std::string s(buf, r.ptr);
+  const auto e = s.find('e');
+  const int exp = std::stoi(s.substr(e + 1));
+  std::string mantissa = s.substr(0, e);
+  const bool negative = mantissa[0] == '-';
+  if (negative) mantissa.erase(0, 1);
+  std::string digits;
+  for (char c : mantissa)
+    if (c != '.') digits += c;
+  std::string out;
+  if (exp >= -4 && exp < 16) {
+    if (exp < 0) {
+      out = "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
+    } else if (static_cast<int>(digits.size()) <= exp + 1) {
+      out = digits + std::string(static_cast<std::size_t>(exp + 1) - digits.size(), '0') + ".0";
+    } else {
+      out = digits.substr(0, static_cast<std::size_t>(exp + 1)) + "." + digits.substr(static_cast<std::size_t>(exp + 1));
+    }
+  } else {
+    out = digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "");
+    char e_buf[16];
+    std::snprintf(e_buf, sizeof e_buf, "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
+    out += e_buf;
+  }
+  return negative ? "-" + out : out;
+}
+
+// A JSON object printed as a Python dict: {'loss': 1.2345, 'epoch': 0.5}.
+inline std::string python_dict(const nlohmann::ordered_json& j) {
+  std::string s = "{";
+  bool first = true;
+  for (const auto& [key, value] : j.items()) {
+    s += (first ? "'" : ", '") + key + "': ";
+    first = false;
+    if (value.is_number_float()) {
+      s += python_float(value.get<double>());
+    } else if (value.is_string()) {
+      s += "'" + value.get<std::string>() + "'";
+    } else if (value.is_boolean()) {
+      s += value.get<bool>() ? "True" : "False";
+    } else if (value.is_null()) {
+      s += "None";
+    } else {
+      s += value.dump();
+    }
+  }
+  return s + "}";
+}
+
+// h:mm:ss or mm:ss, as tqdm.
+inline std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto total = static_cast<long long>(seconds + 0.5);
+  char buf[32];
+  if (total >= 3600) {
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", total / 3600, total / 60 % 60, total % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%02lld:%02lld", total / 60, total % 60);
+  }
+  return buf;
+}
+
+// One bar: total units, a smoothed rate, redrawn on the line it owns.
+class ProgressBar {
+ public:
+  using clock = std::chrono::steady_clock;
+  ProgressBar(std::FILE* out, std::string label, std::size_t total, std::size_t start = 0)
+      : out_(out), label_(std::move(label)), total_(total), done_(start), first_(start), started_(clock::now()) {}
+
+  void update(std::size_t done, const std::string& postfix = {}) {
+    done_ = done;
+    postfix_ = postfix;
+    const auto now = clock::now();
+    if (done_ < total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;  // at most 10 redraws a second
+    last_draw_ = now;
+    draw();
+  }
+  // Prints a line above the bar and redraws the bar under it.
+  void print_above(const std::string& line) {
+    std::fprintf(out_, "\r\033[K%s\n", line.c_str());
+    draw();
+  }
+  void close() {
+    if (closed_) return;
+    draw();
+    std::fputc('\n', out_);
+    std::fflush(out_);
+    closed_ = true;
+  }
+  double rate() const {
+    const double elapsed = std::chrono::duration<double>(clock::now() - started_).count();
+    return elapsed > 0 ? static_cast<double>(done_ - first_) / elapsed : 0.0;
+  }
+  double elapsed() const { return std::chrono::duration<double>(clock::now() - started_).count(); }
+
+ private:
+  void draw() {
+    const double fraction = total_ > 0 ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;
+    constexpr int width = 20;
+    const double filled = fraction * width;
+    static const char* const partial[] = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
+    std::string bar;
+    const int whole = static_cast<int>(filled);
+    for (int i = 0; i < whole; ++i) bar += "█";
+    int cells = whole;
+    if (whole < width) {
+      bar += partial[static_cast<int>((filled - whole) * 8)];
+      ++cells;
+    }
+    bar += std::string(static_cast<std::size_t>(width - cells), ' ');
+    const double r = rate();
+    const double left = r > 0 ? static_cast<double>(total_ - done_) / r : NAN;
+    char speed[32];
+    if (r >= 1.0 || r == 0.0) {
+      std::snprintf(speed, sizeof speed, "%.2f it/s", r);
+    } else {
+      std::snprintf(speed, sizeof speed, "%.2f s/it", 1.0 / r);
+    }
+    std::fprintf(out_, "\r\033[K%s%3d%%|%s| %zu/%zu [%s<%s, %s%s%s]", label_.c_str(), static_cast<int>(fraction * 100),
+                 bar.c_str(), done_, total_, format_duration(elapsed()).c_str(), format_duration(left).c_str(), speed,
+                 postfix_.empty() ? "" : ", ", postfix_.c_str());
+    std::fflush(out_);
+  }
+
+  std::FILE* out_;
+  std::string label_;
+  std::size_t total_, done_, first_;
+  clock::time_point started_, last_draw_{};
+  std::string postfix_;
+  bool closed_ = false;
+};
+
+class ProgressCallback : public TrainerCallback {
+ public:
+  // interactive: draw bars (default: stdout is a terminal).
+  explicit ProgressCallback(std::FILE* out = stdout) : ProgressCallback(out, ::isatty(::fileno(out)) != 0) {}
+  ProgressCallback(std::FILE* out, bool interactive) : out_(out), interactive_(interactive) {}
+  std::string name() const override { return "ProgressCallback"; }
+
+  void on_train_begin(const TrainingArguments& args, const TrainerState& state, TrainerControl&) override {
+    bars_ = interactive_ && !args.disable_tqdm;
+    start_step_ = state.global_step;
+    started_ = ProgressBar::clock::now();
+    if (bars_) {
+      train_bar_.emplace(out_, "", static_cast<std::size_t>(state.max_steps), static_cast<std::size_t>(state.global_step));
+    }
+  }
+  void on_step_end(const TrainingArguments&, const TrainerState& state, TrainerControl&, const StepInfo& step) override {
+    running_loss_ = running_loss_ < 0 ? step.loss : 0.9 * running_loss_ + 0.1 * step.loss;
+    if (train_bar_) train_bar_->update(static_cast<std::size_t>(state.global_step), "loss=" + short_number(running_loss_));
+  }
+  void on_log(const TrainingArguments&, const TrainerState& state, TrainerControl&, const nlohmann::ordered_json& logs) override {
+    if (train_bar_) {
+      train_bar_->print_above(python_dict(logs));
+      return;
+    }
+    const double elapsed = std::chrono::duration<double>(ProgressBar::clock::now() - started_).count();
+    const double rate = elapsed > 0 ? static_cast<double>(state.global_step - start_step_) / elapsed : 0.0;
+    const double left = rate > 0 ? static_cast<double>(state.max_steps - state.global_step) / rate : NAN;
+    std::fprintf(out_, "[step %lld/%lld, %.2f it/s, %s left] %s\n", static_cast<long long>(state.global_step),
+                 static_cast<long long>(state.max_steps), rate, format_duration(left).c_str(), python_dict(logs).c_str());
+    std::fflush(out_);
+  }
+  void on_prediction_step(const TrainingArguments&, const TrainerState&, TrainerControl&, std::size_t done,
+                          std::size_t total) override {
+    if (!bars_) return;
+    if (!eval_bar_) {
+      if (train_bar_) std::fputc('\n', out_);
+      eval_bar_.emplace(out_, "eval ", total);
+    }
+    eval_bar_->update(done);
+    if (done == total) {
+      eval_bar_->close();
+      eval_bar_.reset();
+      if (train_bar_) std::fprintf(out_, "\033[1A");  // back onto the training bar's line
+    }
+  }
+  void on_train_end(const TrainingArguments&, const TrainerState&, TrainerControl&) override {
+    if (train_bar_) train_bar_->close();
+    train_bar_.reset();
+  }
+
+ private:
+  static std::string short_number(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4g", v);
+    return buf;
+  }
+  std::FILE* out_;
+  bool interactive_;
+  bool bars_ = false;
+  std::optional<ProgressBar> train_bar_, eval_bar_;
+  double running_loss_ = -1.0;
+  std::int64_t start_step_ = 0;
+  ProgressBar::clock::time_point started_{};
+};
+
+}  // namespace mpt::train
+// ---- end mpt/train/progress.hpp ----
+// ---- begin mpt/train/sampler.hpp ----
+// EpochSampler: which training samples make each batch, as transformers'
+// seeded RandomSampler + DataLoader: every epoch is its own permutation,
+// a function of (seed, epoch) alone, so a resumed run draws the same batches
+// and any epoch can be recomputed without replaying the ones before it.
+//
+//   EpochSampler sampler(dataset.size(), batch_size, drop_last, seed);
+//   sampler.batches_per_epoch();            // ceil(n / b), or floor with drop_last
+//   sampler.start_epoch(e);                 // draws epoch e's permutation
+//   std::span<const std::size_t> ids = sampler.batch(k);   // sample indices of batch k
+
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <numeric>
+#include <span>
+#include <vector>
+
+namespace mpt::train {
+
+class EpochSampler {
+ public:
+  EpochSampler(std::size_t samples, std::size_t batch_size, bool drop_last, std::uint64_t seed)
+      : samples_(samples), batch_size_(batch_size), drop_last_(drop_last), seed_(seed), order_(samples) {
+    if (batch_size == 0) throw_error("EpochSampler: the batch size must be at least 1");
+    if (samples == 0) throw_error("EpochSampler: the training set is empty");
+    if (drop_last && samples < batch_size) {
+      throw_error("EpochSampler: ", samples, " training samples make no batch of ", batch_size,
+                  " with dataloader_drop_last; lower the batch size or keep the last partial batch");
+    }
+  }
+
+  std::size_t samples() const noexcept { return samples_; }
+  std::size_t batch_size() const noexcept { return batch_size_; }
+  std::size_t batches_per_epoch() const noexcept {
+    return drop_last_ ? samples_ / batch_size_ : (samples_ + batch_size_ - 1) / batch_size_;
+  }
+
+  // Fisher-Yates over [0, n) with a SplitMix64 stream keyed by (seed, epoch).
+  void start_epoch(std::int64_t epoch) {
+    std::iota(order_.begin(), order_.end(), std::size_t{0});
+    SplitMix64 rng{seed_ ^ (0xA0761D6478BD642Full * static_cast<std::uint64_t>(epoch + 1))};
+    for (std::size_t i = samples_; i > 1; --i) std::swap(order_[i - 1], order_[rng.below(i)]);
+    epoch_ = epoch;
+  }
+  std::int64_t epoch() const noexcept { return epoch_; }
+
+  // Sample indices of batch k of the current epoch.
+  std::span<const std::size_t> batch(std::size_t k) const {
+    if (k >= batches_per_epoch()) throw_error("EpochSampler: batch ", k, " of an epoch of ", batches_per_epoch());
+    const std::size_t begin = k * batch_size_;
+    return std::span<const std::size_t>(order_).subspan(begin, std::min(batch_size_, samples_ - begin));
+  }
+
+ private:
+  std::size_t samples_, batch_size_;
+  bool drop_last_;
+  std::uint64_t seed_;
+  std::vector<std::size_t> order_;
+  std::int64_t epoch_ = -1;
+};
+
+}  // namespace mpt::train
+// ---- end mpt/train/sampler.hpp ----
+// ---- begin mpt/train/signals.hpp ----
+// StopSignals: SIGINT and SIGTERM ask a training run to stop cleanly. While a
+// StopSignals lives, the first such signal is recorded (the loop finishes its
+// optimizer step, writes a checkpoint and returns); the handler then steps
+// aside, so a second Ctrl-C ends the process at once, as people expect.
+
+#include <csignal>
+
+namespace mpt::train {
+
+class StopSignals {
+ public:
+  StopSignals() {
+    received_flag() = 0;
+    struct sigaction action {};
+    action.sa_handler = &StopSignals::handle;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESETHAND;  // the second signal takes the default action
+    ::sigaction(SIGINT, &action, &previous_int_);
+    ::sigaction(SIGTERM, &action, &previous_term_);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  ~StopSignals() {
+    ::sigaction(SIGINT, &previous_int_, nullptr);
+    ::sigaction(SIGTERM, &previous_term_, nullptr);
+  }
+
+  // 0, or the signal that asked to stop (SIGINT or SIGTERM).
+  static int received() noexcept { return received_flag(); }
+
+ private:
+  static volatile std::sig_atomic_t& received_flag() noexcept {
+    static volatile std::sig_atomic_t flag = 0;
+    return flag;
+  }
+  static void handle(int signal) noexcept {
+    if (received_flag() == 0) received_flag() = signal;
+  }
+  struct sigaction previous_int_ {}, previous_term_ {};
+};
+
+}  // namespace mpt::train
+// ---- end mpt/train/signals.hpp ----
+// ---- begin mpt/train/trainer.hpp ----
+// Trainer<Model, Optimizer, Scaler>: transformers' Trainer as a template.
+//
+//   train::Trainer<nn::BertForQuestionAnswering<precision::bf16_mixed>> trainer(model, args);
+//   trainer.set_evaluate(evaluate_fn);              // eval_* metrics, at eval_strategy points
+//   trainer.set_save_extra(save_tokenizer_fn);      // tokenizer files into every model folder
+//   TrainOutput out = trainer.train(train_set);     // the loop below; resumes from a checkpoint
+//   trainer.save_model(args.output_dir);
+//
+// The model is anything with the TrainableModel shape (forward / backward(loss_multiplier)
+// over an nn::Parameters, save_pretrained); the training set anything with the
+// TrainDataset shape (size, collate into a reusable batch). The precision policy is
+// the model's; Optimizer names the update rule and master-weight policy of the matmul
+// parameters (default: AdamW with the policy's default weights); Scaler the loss
+// scaling (default: dynamic for fp16 policies, none otherwise).
+//
+// Determinism: the same arguments and data give the same bits, for any thread
+// count; a run resumed from any checkpoint reproduces, bit for bit, the losses and
+// final weights of the run that wrote it (every kernel's result is independent of
+// the thread count, so a resume may use another one).
+
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <sys/resource.h>
+
+namespace mpt::train {
+
+// What the Trainer needs of a model.
+template <class M>
+concept TrainableModel = requires(M& m, const M& cm, double multiplier, const std::filesystem::path& dir) {
+  typename M::policy;
+  { m.parameters() } -> std::same_as<nn::Parameters<typename M::policy>&>;
+  m.backward(multiplier);
+  cm.save_pretrained(dir);
+};
+
+// What the Trainer needs of a training set: its size, and batches collated into a
+// reusable batch object whose view() the model's forward takes.
+template <class D, class M>
+concept TrainDataset = requires(const D& d, std::span<const std::size_t> indices, typename D::batch_type& batch, M& m,
+                                const nn::StepOptions& options) {
+  { d.size() } -> std::convertible_to<std::size_t>;
+  d.collate(indices, batch);
+  { batch.tokens() } -> std::convertible_to<std::size_t>;  // input_ids elements, padding included (for total_flos)
+  { m.forward(batch.view(), options).loss } -> std::convertible_to<double>;
+};
+
+// Loss scaling each precision policy gets unless told otherwise.
+template <PrecisionPolicy P>
+using default_scaler_t =
+    std::conditional_t<std::is_same_v<typename P::param_t, fp16>, optim::DynamicLossScaler, optim::NoLossScaling>;
+
+// What an evaluation returns: its metrics (unprefixed: "exact_match", "f1"), and how
+// many samples and batches it ran.
+struct EvalResult {
+  nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
+  std::size_t samples = 0;
+  std::size_t batches = 0;
+};
+
+struct TrainOutput {
+  std::int64_t global_step = 0;
+  double training_loss = 0.0;
+  nlohmann::ordered_json metrics = nlohmann::ordered_json::object();  // train_runtime, ..., and the memory report
+  int stopped_by_signal = 0;  // SIGINT / SIGTERM when interrupted (a checkpoint was written first)
+  std::optional<std::filesystem::path> interrupt_checkpoint;
+};
+
+// Bytes of what a run holds, as the Trainer reports it at the end.
+struct MemoryUse {
+  std::size_t parameters = 0;       // masters and compute copies
+  std::size_t gradients = 0;
+  std::size_t optimizer_state = 0;  // moments, split-master low halves
+  std::size_t activations = 0;      // the model's arenas, when it reports them
+  std::size_t peak_rss = 0;         // of the process
+};
+
+// Peak resident set of this process, in bytes (getrusage).
+inline std::size_t peak_rss_bytes() {
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<std::size_t>(usage.ru_maxrss) * 1024;
+}
+
+// The checkpoint run_qa resumes from: resume_from_checkpoint when given ("true":
+// the last in output_dir), else output_dir's last checkpoint unless
+// overwrite_output_dir. A non-empty output_dir without checkpoints is an error.
+inline std::optional<std::filesystem::path> detect_checkpoint(const TrainingArguments& args) {
+  const std::filesystem::path out = args.output_dir;
+  if (args.resume_from_checkpoint && *args.resume_from_checkpoint != "false") {
+    if (*args.resume_from_checkpoint == "true") {
+      auto last = last_checkpoint(out);
+      if (!last) throw_error("No valid checkpoint found in output directory (", out.string(), ")");
+      return last;
+    }
+    const std::filesystem::path given = *args.resume_from_checkpoint;
+    if (!std::filesystem::is_directory(given)) {
+      throw_error("--resume_from_checkpoint ", given, " is not a folder; pass a checkpoint-N folder, or true for the "
+                  "last one in --output_dir");
+    }
+    return given;
+  }
+  std::error_code ec;
+  if (!args.do_train || args.overwrite_output_dir || !std::filesystem::is_directory(out, ec)) return std::nullopt;
+  remove_stale_temporaries(out);
+  if (auto last = last_checkpoint(out)) return last;
+  if (!std::filesystem::is_empty(out, ec)) {
+    throw_error("Output directory (", out.string(), ") already exists and is not empty. Use --overwrite_output_dir to "
+                "overcome.");
+  }
+  return std::nullopt;
+}
+
+template <TrainableModel Model, class Optimizer = optim::AdamW<typename Model::policy>,
+          optim::LossScaler Scaler = default_scaler_t<typename Model::policy>>
+class Trainer {
+ public:
+  using policy = typename Model::policy;
+  using model_optimizer = ModelOptimizer<Optimizer>;
+  using EvaluateFn = std::function<EvalResult(Model&, const std::function<void(std::size_t, std::size_t)>& progress)>;
+  using SaveExtraFn = std::function<void(const std::filesystem::path&)>;
+  static_assert(std::is_same_v<typename Optimizer::policy, policy>,
+                "Trainer: the optimizer's precision policy must be the model's (e.g. optim::AdamW<P> for a model<P>)");
+
+  // The model's weights must be loaded (from_pretrained or initialized) before:
+  // the optimizer takes over the masters here.
+  Trainer(Model& model, TrainingArguments args, Scaler scaler = Scaler())
+      : model_(model),
+        args_(std::move(args)),
+        optimizer_(model.parameters(), optimizer_options(args_)),
+        scaler_(std::move(scaler)) {
+    args_.validate();
+    callbacks_.push_back(std::make_unique<DefaultFlowCallback>());
+    callbacks_.push_back(std::make_unique<ProgressCallback>());
+    if (args_.report_to != "none") callbacks_.push_back(std::make_unique<JsonLinesReporter>(args_.report_to));
+  }
+
+  void add_callback(std::unique_ptr<TrainerCallback> callback) { callbacks_.push_back(std::move(callback)); }
+  // Replaces the progress display (tests: a ProgressCallback on another stream).
+  void set_progress(std::unique_ptr<TrainerCallback> progress) {
+    for (auto& c : callbacks_)
+      if (c->name() == "ProgressCallback") c = std::move(progress);
+  }
+  // Where the Trainer's own lines (the plan, skipped steps, the memory report) go; default stdout.
+  void set_output(std::FILE* out) { out_ = out; }
+  void set_evaluate(EvaluateFn evaluate) { evaluate_ = std::move(evaluate); }
+  void set_save_extra(SaveExtraFn save_extra) { save_extra_ = std::move(save_extra); }
+
+  Model& model() noexcept { return model_; }
+  const TrainerState& state() const noexcept { return state_; }
+  const TrainingArguments& args() const noexcept { return args_; }
+  model_optimizer& optimizer() noexcept { return optimizer_; }
+  const Scaler& scaler() const noexcept { return scaler_; }
+  std::uint32_t forward_count() const noexcept { return forward_index_; }
+
+  MemoryUse memory() {
+    MemoryUse m;
+    const auto& params = model_.parameters();
+    m.parameters = params.master_bytes() + params.compute_bytes();
+    m.gradients = params.grad_bytes();
+    m.optimizer_state = optimizer_.state_bytes();
+    if constexpr (requires(const Model& cm) { cm.memory().activations; }) m.activations = model_.memory().activations;
+    m.peak_rss = peak_rss_bytes();
+    return m;
+  }
+
+  // ---- training ----------------------------------------------------------------------
+
+  // transformers' _inner_training_loop, top to bottom.
+  template <class Dataset>
+    requires TrainDataset<Dataset, Model>
+  TrainOutput train(const Dataset& dataset, std::optional<std::filesystem::path> resume = std::nullopt) {
+    // The plan: batches per epoch, optimizer updates, epochs. An epoch whose batch
+    // count is not a multiple of gradient_accumulation_steps ends with a smaller group.
+    const auto batch_size = static_cast<std::size_t>(args_.per_device_train_batch_size);
+    const auto accumulation = static_cast<std::size_t>(args_.gradient_accumulation_steps);
+    EpochSampler sampler(dataset.size(), batch_size, args_.dataloader_drop_last, args_.sampler_seed());
+    const std::size_t batches_per_epoch = sampler.batches_per_epoch();
+    const auto updates_per_epoch = static_cast<std::int64_t>((batches_per_epoch + accumulation - 1) / accumulation);
+    std::int64_t max_steps = 0, epochs = 0;
+    if (args_.max_steps > 0) {
+      max_steps = args_.max_steps;
+      epochs = (max_steps + updates_per_epoch - 1) / updates_per_epoch;
+    } else {
+      max_steps = static_cast<std::int64_t>(std::ceil(args_.num_train_epochs * static_cast<double>(updates_per_epoch)));
+      epochs = static_cast<std::int64_t>(std::ceil(args_.num_train_epochs));
+    }
+    if (max_steps < 1) throw_error("Trainer: --num_train_epochs ", args_.num_train_epochs, " makes no optimizer step");
+    schedule_ = optim::LrSchedule::for_trainer(args_.lr_scheduler_type, args_.learning_rate,
+                                               optim::warmup_steps_for(args_.warmup_steps, args_.warmup_ratio, max_steps),
+                                               max_steps);
+    state_ = TrainerState{};
+    state_.max_steps = max_steps;
+    state_.num_train_epochs = epochs;
+    state_.train_batch_size = args_.per_device_train_batch_size;
+    state_.logging_steps = resolve_steps(args_.logging_steps, max_steps);
+    if (args_.eval_strategy == IntervalStrategy::steps)
+      state_.eval_steps = resolve_steps(args_.eval_steps.value_or(args_.logging_steps), max_steps);
+    state_.save_steps = resolve_steps(args_.save_steps, max_steps);
+    forward_index_ = 0;
+    loss_since_log_ = 0.0;
+    last_logged_step_ = 0;
+    total_loss_ = 0.0;
+    control_ = TrainerControl{};
+    model_.parameters().zero_grad();
+
+    if (args_.eval_strategy != IntervalStrategy::no && !evaluate_) {
+      throw_error("--eval_strategy ", strategy_name(args_.eval_strategy), " needs an evaluation: give a validation set "
+                  "(--do_eval --validation_file) or set --eval_strategy no");
+    }
+    // Resume: weights, optimizer, scaler, schedule, counters and callbacks as they were.
+    std::filesystem::create_directories(args_.output_dir);
+    remove_stale_temporaries(args_.output_dir);
+    if (resume) load_checkpoint(*resume);
+    const std::int64_t first_epoch = state_.global_step / updates_per_epoch;
+    const std::int64_t updates_done_in_epoch = state_.global_step % updates_per_epoch;
+    print_plan(dataset.size(), batches_per_epoch, updates_per_epoch, resume);
+
+    StopSignals signals;
+    const auto started = std::chrono::steady_clock::now();
+    const std::int64_t start_step = state_.global_step;
+    std::size_t samples_seen = 0;
+    TrainOutput output;
+    typename Dataset::batch_type batch{};
+    event([&](TrainerCallback& c) { c.on_train_begin(args_, state_, control_); });
+
+    for (std::int64_t epoch = first_epoch; epoch < epochs && !control_.should_training_stop; ++epoch) {
+      sampler.start_epoch(epoch);
+      control_.should_epoch_stop = false;
+      event([&](TrainerCallback& c) { c.on_epoch_begin(args_, state_, control_); });
+      const std::int64_t first_update = epoch == first_epoch ? updates_done_in_epoch : 0;
+      for (std::int64_t update = first_update; update < updates_per_epoch; ++update) {
+        // One optimizer step: forward + backward of each micro-batch of the group, the
+        // loss divided by the group's size (and multiplied by the loss scale).
+        const std::size_t first_batch = static_cast<std::size_t>(update) * accumulation;
+        const std::size_t group = std::min(accumulation, batches_per_epoch - first_batch);
+        double step_loss = 0.0;
+        for (std::size_t b = first_batch; b < first_batch + group; ++b) {
+          const auto indices = sampler.batch(b);
+          dataset.collate(indices, batch);
+          const double loss = model_.forward(batch.view(), {.training = true, .seed = args_.seed,
+                                                            .forward_index = forward_index_++}).loss;
+          model_.backward(static_cast<double>(scaler_.scale()) / static_cast<double>(group));
+          step_loss += loss / static_cast<double>(group);
+          samples_seen += indices.size();
+          state_.total_flos += 6.0 * static_cast<double>(batch.tokens()) * static_cast<double>(non_embedding_parameters());
+          state_.num_input_tokens_seen += static_cast<std::int64_t>(batch.tokens());
+        }
+        const StepInfo info = optimizer_step(step_loss);
+        ++state_.global_step;
+        state_.epoch = static_cast<double>(epoch) +
+                       static_cast<double>(first_batch + group) / static_cast<double>(batches_per_epoch);
+        loss_since_log_ += step_loss;
+        event([&](TrainerCallback& c) { c.on_step_end(args_, state_, control_, info); });
+        maybe_log_save_evaluate(info);
+        if (StopSignals::received() != 0) {
+          output.stopped_by_signal = StopSignals::received();
+          output.interrupt_checkpoint = last_saved_step_ == state_.global_step ? checkpoint_folder(args_.output_dir, state_.global_step)
+                                                                               : save_checkpoint();
+          control_.should_training_stop = true;
+          break;
+        }
+        if (control_.should_epoch_stop || control_.should_training_stop) break;
+      }
+      if (output.stopped_by_signal != 0) break;
+      event([&](TrainerCallback& c) { c.on_epoch_end(args_, state_, control_); });
+      maybe_log_save_evaluate(last_info_);
+    }
+
+    // The summary entry, as transformers logs it at the end of training.
+    const double runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const std::int64_t steps_run = state_.global_step - start_step;
+    total_loss_ += loss_since_log_;
+    output.global_step = state_.global_step;
+    output.training_loss = state_.global_step > 0 ? total_loss_ / static_cast<double>(state_.global_step) : 0.0;
+    nlohmann::ordered_json summary;
+    summary["train_runtime"] = round_to(runtime, 4);
+    summary["train_samples_per_second"] = round_to(runtime > 0 ? static_cast<double>(samples_seen) / runtime : 0.0, 3);
+    summary["train_steps_per_second"] = round_to(runtime > 0 ? static_cast<double>(steps_run) / runtime : 0.0, 3);
+    summary["total_flos"] = state_.total_flos;
+    summary["train_loss"] = output.training_loss;
+    if (output.stopped_by_signal == 0) log(summary);
+    output.metrics = summary;
+    output.metrics["epoch"] = state_.epoch;
+
+    if (output.stopped_by_signal == 0 && args_.load_best_model_at_end && state_.best_model_checkpoint) {
+      std::fprintf(out_, "Loading best model from %s (score: %s).\n", state_.best_model_checkpoint->c_str(),
+                  python_float(state_.best_metric.value_or(NAN)).c_str());
+      load_weights(*state_.best_model_checkpoint);
+    }
+    event([&](TrainerCallback& c) { c.on_train_end(args_, state_, control_); });
+
+    const MemoryUse mem = memory();
+    output.metrics["parameters_bytes"] = mem.parameters;
+    output.metrics["gradients_bytes"] = mem.gradients;
+    output.metrics["optimizer_state_bytes"] = mem.optimizer_state;
+    output.metrics["activations_bytes"] = mem.activations;
+    output.metrics["peak_rss_bytes"] = mem.peak_rss;
+    if (output.stopped_by_signal != 0) {
+      std::fprintf(out_, "Stopped by %s after step %lld; checkpoint %s. Resume with the same command (its last checkpoint is "
+                  "picked up) or --resume_from_checkpoint %s\n",
+                  output.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(state_.global_step),
+                  output.interrupt_checkpoint->c_str(), output.interrupt_checkpoint->c_str());
+    } else {
+      std::fprintf(out_, "memory: parameters %s, gradients %s, optimizer state %s, activations %s; peak RSS %s\n",
+                  human_bytes(mem.parameters).c_str(), human_bytes(mem.gradients).c_str(),
+                  human_bytes(mem.optimizer_state).c_str(), human_bytes(mem.activations).c_str(),
+                  human_bytes(mem.peak_rss).c_str());
+    }
+    std::fflush(out_);
+    return output;
+  }
+
+  // ---- evaluation --------------------------------------------------------------------
+
+  // Runs the evaluation function; logs and returns "<prefix>_" metrics with the speed
+  // metrics (runtime, samples and steps per second), as transformers' evaluate.
+  nlohmann::ordered_json evaluate(const std::string& prefix = "eval") {
+    if (!evaluate_) throw_error("Trainer::evaluate: no evaluation function (set_evaluate)");
+    const auto started = std::chrono::steady_clock::now();
+    const EvalResult result = evaluate_(model_, [&](std::size_t done, std::size_t total) {
+      event([&](TrainerCallback& c) { c.on_prediction_step(args_, state_, control_, done, total); });
+    });
+    const double runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    nlohmann::ordered_json metrics;
+    for (const auto& [key, value] : result.metrics.items()) {
+      metrics[key.rfind(prefix + "_", 0) == 0 ? key : prefix + "_" + key] = value;
+    }
+    metrics[prefix + "_runtime"] = round_to(runtime, 4);
+    if (runtime > 0) {
+      metrics[prefix + "_samples_per_second"] = round_to(static_cast<double>(result.samples) / runtime, 3);
+      metrics[prefix + "_steps_per_second"] = round_to(static_cast<double>(result.batches) / runtime, 3);
+    }
+    if (prefix == "eval") {
+      log(metrics);
+      event([&](TrainerCallback& c) { c.on_evaluate(args_, state_, control_, metrics); });
+    }
+    return metrics;
+  }
+
+  // ---- model folders and checkpoints -----------------------------------------------------
+
+  // The model folder (true master weights, fp32) plus the extra files, as save_model.
+  void save_model(const std::filesystem::path& dir) {
+    std::filesystem::create_directories(dir);
+    model_.save_pretrained(dir);
+    if (save_extra_) save_extra_(dir);
+  }
+
+  // trainer_state.json in `dir`, as save_state writes it after training.
+  void save_state(const std::filesystem::path& dir) { write_trainer_state(dir / "trainer_state.json"); }
+
+ private:
+  static constexpr bool scales_loss = !std::is_same_v<Scaler, optim::NoLossScaling>;
+
+  static typename model_optimizer::options_type optimizer_options(const TrainingArguments& a) {
+    typename model_optimizer::options_type o{};
+    o.lr = a.learning_rate;
+    o.weight_decay = a.weight_decay;
+    o.seed = a.seed;
+    if constexpr (std::is_same_v<decltype(o), optim::AdamWOptions>) {
+      o.beta1 = a.adam_beta1;
+      o.beta2 = a.adam_beta2;
+      o.eps = a.adam_epsilon;
+    }
+    return o;
+  }
+
+  static double round_to(double v, int digits) {
+    const double scale = std::pow(10.0, digits);
+    return std::nearbyint(v * scale) / scale;
+  }
+  static std::string human_bytes(std::size_t bytes) {
+    char buf[32];
+    const double b = static_cast<double>(bytes);
+    if (b >= 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    else if (b >= 1024.0 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024.0 * 1024));
+    else std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+    return buf;
+  }
+
+  template <class F>
+  void event(F&& f) {
+    for (auto& c : callbacks_) f(*c);
+  }
+
+  std::size_t non_embedding_parameters() const {
+    if (non_embedding_ == 0) {
+      for (const auto& e : model_.parameters().entries())
+        if (e.role != nn::ParamRole::embedding) non_embedding_ += e.size();
+    }
+    return non_embedding_;
+  }
+
+  void print_plan(std::size_t samples, std::size_t batches, std::int64_t updates, const std::optional<std::filesystem::path>& resume) {
+    std::fprintf(out_, "***** Running training *****\n");
+    std::fprintf(out_, "  Num examples = %zu\n  Num Epochs = %lld\n  Instantaneous batch size per device = %lld\n", samples,
+                static_cast<long long>(state_.num_train_epochs), static_cast<long long>(args_.per_device_train_batch_size));
+    std::fprintf(out_, "  Total train batch size (w. accumulation) = %lld\n  Gradient Accumulation steps = %lld\n",
+                static_cast<long long>(args_.per_device_train_batch_size * args_.gradient_accumulation_steps),
+                static_cast<long long>(args_.gradient_accumulation_steps));
+    std::fprintf(out_, "  Total optimization steps = %lld (%zu batches, %lld updates per epoch)\n",
+                static_cast<long long>(state_.max_steps), batches, static_cast<long long>(updates));
+    std::fprintf(out_, "  Number of trainable parameters = %zu\n", model_.parameters().numel());
+    if (resume) {
+      std::fprintf(out_, "  Continuing training from checkpoint %s, global step %lld\n", resume->c_str(),
+                  static_cast<long long>(state_.global_step));
+    }
+    std::fflush(out_);
+  }
+
+  // unscale -> clip -> optimizer step (or skip it) -> schedule (a function of the
+  // optimizer's step count) -> zero grad.
+  StepInfo optimizer_step(double step_loss) {
+    auto& params = model_.parameters();
+    const double lr = schedule_.lr(optimizer_.steps());
+    const float scale_used = scaler_.scale();
+    StepInfo info;
+    info.loss = step_loss;
+    info.learning_rate = lr;
+    const optim::StepReport report =
+        optim::clip_and_step(optimizer_, scaler_, params.grad_flat(), lr, args_.max_grad_norm, scales_loss);
+    if (!scales_loss && (!report.applied || !std::isfinite(step_loss))) stop_on_non_finite(step_loss);
+    info.grad_norm = report.grad_norm;
+    info.applied = report.applied;
+    info.loss_scale = report.loss_scale;
+    if (!report.applied) {
+      std::fprintf(out_, "step %lld skipped: inf/NaN gradients under loss scale %s; the scale is now %s (%lld skipped so far)\n",
+                  static_cast<long long>(state_.global_step + 1), python_float(scale_used).c_str(),
+                  python_float(report.loss_scale).c_str(), static_cast<long long>(report.skipped_steps));
+    }
+    params.zero_grad();
+    last_info_ = info;
+    return info;
+  }
+
+  // Without a loss scaler, inf/NaN never trains the model: stop before the update,
+  // naming the step and the first parameter whose gradient is not finite.
+  [[noreturn]] void stop_on_non_finite(double step_loss) const {
+    const auto& params = model_.parameters();
+    const std::string loss = std::isfinite(step_loss) ? "" : mpt::detail::concat(" the loss is ", step_loss, ";");
+    for (const auto& e : params.entries()) {
+      const auto* g = params.grad_flat().data() + e.offset;
+      for (std::size_t i = 0; i < e.size(); ++i) {
+        if (!std::isfinite(g[i])) {
+          throw_error("training stopped at step ", state_.global_step + 1, ":", loss, " the gradient of '", e.name,
+                      "' is ", g[i], " at element ", i, " (the first parameter with a non-finite gradient); no update "
+                      "was applied. Lower --learning_rate or check the data, and resume from the last checkpoint");
+        }
+      }
+    }
+    throw_error("training stopped at step ", state_.global_step + 1, ":", loss,
+                " no update was applied. Lower --learning_rate or check the data, and resume from the last checkpoint");
+  }
+
+  // transformers' _maybe_log_save_evaluate.
+  void maybe_log_save_evaluate(const StepInfo& info) {
+    if (control_.should_log && state_.global_step > last_logged_step_) {
+      nlohmann::ordered_json logs;
+      logs["loss"] = round_to(loss_since_log_ / static_cast<double>(state_.global_step - last_logged_step_), 4);
+      if (args_.max_grad_norm > 0) logs["grad_norm"] = info.grad_norm;
+      logs["learning_rate"] = info.learning_rate;
+      total_loss_ += loss_since_log_;
+      loss_since_log_ = 0.0;
+      last_logged_step_ = state_.global_step;
+      log(logs);
+    }
+    control_.should_log = false;
+    if (control_.should_evaluate) {
+      control_.should_evaluate = false;
+      const nlohmann::ordered_json metrics = evaluate();
+      if (args_.tracks_best() && update_best(metrics) && args_.save_strategy == SaveStrategy::best) control_.should_save = true;
+    }
+    if (control_.should_save) {
+      control_.should_save = false;
+      save_checkpoint();
+    }
+  }
+
+  // transformers' _determine_best_metric: true when the evaluation set a new best.
+  bool update_best(const nlohmann::ordered_json& metrics) {
+    const std::string key = args_.best_metric_key();
+    if (!metrics.contains(key) || !metrics[key].is_number()) {
+      throw_error("--metric_for_best_model: the evaluation has no \"", key, "\" (it has ", metrics.dump(),
+                  "); name one of its metrics, e.g. f1");
+    }
+    const double value = metrics[key].get<double>();
+    const bool better = !state_.best_metric || (args_.best_is_greater() ? value > *state_.best_metric : value < *state_.best_metric);
+    if (!better) return false;
+    state_.best_metric = value;
+    state_.best_global_step = state_.global_step;
+    return true;
+  }
+
+  void log(nlohmann::ordered_json logs) {
+    logs["epoch"] = state_.epoch;
+    nlohmann::ordered_json entry = logs;
+    entry["step"] = state_.global_step;
+    state_.log_history.push_back(entry);
+    event([&](TrainerCallback& c) { c.on_log(args_, state_, control_, logs); });
+  }
+
+  // trainer_state.json: transformers' keys, sorted (recursively), indent 2.
+  void write_trainer_state(const std::filesystem::path& path) {
+    nlohmann::json j = nlohmann::json::parse(state_.to_json().dump());  // nlohmann::json sorts keys, as sort_keys=True
+    nlohmann::json callbacks = nlohmann::json::object();
+    for (const auto& c : callbacks_) {
+      const nlohmann::ordered_json s = c->state();
+      if (!s.is_null()) callbacks[c->name()] = nlohmann::json(s);
+    }
+    callbacks["TrainerControl"] = {{"args",
+                                    {{"should_epoch_stop", control_.should_epoch_stop},
+                                     {"should_evaluate", control_.should_evaluate},
+                                     {"should_log", control_.should_log},
+                                     {"should_save", control_.should_save},
+                                     {"should_training_stop", control_.should_training_stop}}},
+                                   {"attributes", nlohmann::json::object()}};
+    j["stateful_callbacks"] = callbacks;
+    io::write_file_atomic(path, j.dump(2) + "\n");
+  }
+
+  // output_dir/checkpoint-<global_step>: the model folder, optimizer, scaler and
+  // schedule, trainer state, arguments, and the counters a bitwise resume needs.
+  std::filesystem::path save_checkpoint() {
+    CheckpointWriter writer(args_.output_dir, state_.global_step);
+    const std::filesystem::path& dir = writer.folder();
+    if (state_.best_global_step && *state_.best_global_step == state_.global_step) {
+      state_.best_model_checkpoint = writer.final_folder().string();
+    }
+    model_.save_pretrained(dir);
+    if (save_extra_) save_extra_(dir);
+    detail::fault_point("model written");
+    optim::save_optimizer_state(dir, optimizer_.state_dict(), scaler_.state(), schedule_.state());
+    detail::fault_point("optimizer written");
+    write_trainer_state(dir / "trainer_state.json");
+    io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
+    const nlohmann::ordered_json counters = {{"forward_index", forward_index_},
+                                             {"loss_since_log", loss_since_log_},
+                                             {"last_logged_step", last_logged_step_},
+                                             {"total_loss", total_loss_},
+                                             {"data_seed", args_.sampler_seed()},
+                                             {"seed", args_.seed}};
+    io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
+    writer.commit();
+    last_saved_step_ = state_.global_step;
+    event([&](TrainerCallback& c) { c.on_save(args_, state_, control_, writer.final_folder()); });
+    if (args_.save_total_limit) rotate_checkpoints(args_.output_dir, *args_.save_total_limit, state_.best_model_checkpoint);
+    return writer.final_folder();
+  }
+
+  // The true master weights from a checkpoint's model.safetensors (the names and
+  // shapes of this model, any floating dtype).
+  void load_weights(const std::filesystem::path& folder) {
+    auto& params = model_.parameters();
+    const auto file = io::SafetensorsFile::open(folder / "model.safetensors");
+    std::vector<typename policy::master_t> values;
+    for (nn::ParamId id = 0; id < params.count(); ++id) {
+      const nn::ParamEntry& e = params.entry(id);
+      const io::SafetensorsEntry* t = file.find(e.name);
+      if (t == nullptr) throw_error("checkpoint ", folder, ": model.safetensors has no tensor '", e.name, "'");
+      values.resize(e.size());
+      file.read(*t, TensorView<typename policy::master_t>(values.data(), e.shape));
+      params.write_master(id, 0, values);
+    }
+  }
+
+  void load_checkpoint(const std::filesystem::path& folder) {
+    verify_checkpoint(folder);
+    load_weights(folder);
+    const auto loaded = optim::load_optimizer_state(folder);
+    optimizer_.load_state_dict(loaded.optimizer.view());
+    scaler_.load_state(loaded.scaler);
+    schedule_.load_state(loaded.scheduler);
+    const TrainerState saved = TrainerState::load(folder / "trainer_state.json");
+    state_.global_step = saved.global_step;
+    state_.epoch = saved.epoch;
+    state_.log_history = saved.log_history;
+    state_.best_metric = saved.best_metric;
+    state_.best_global_step = saved.best_global_step;
+    state_.best_model_checkpoint = saved.best_model_checkpoint;
+    state_.total_flos = saved.total_flos;
+    state_.num_input_tokens_seen = saved.num_input_tokens_seen;
+    if (state_.global_step > state_.max_steps) {
+      throw_error("checkpoint ", folder, " is at step ", state_.global_step, " but this run has ", state_.max_steps,
+                  " steps in all; raise --num_train_epochs or --max_steps to continue it");
+    }
+    const nlohmann::json raw = nlohmann::json::parse(io::read_text_file(folder / "trainer_state.json"));
+    if (raw.contains("stateful_callbacks")) {
+      for (auto& c : callbacks_) {
+        if (raw["stateful_callbacks"].contains(c->name())) c->load_state(nlohmann::ordered_json(raw["stateful_callbacks"][c->name()]));
+      }
+    }
+    const nlohmann::json counters = nlohmann::json::parse(io::read_text_file(folder / "rng_state.json"));
+    forward_index_ = counters.at("forward_index").get<std::uint32_t>();
+    loss_since_log_ = counters.at("loss_since_log").get<double>();
+    last_logged_step_ = counters.at("last_logged_step").get<std::int64_t>();
+    total_loss_ = counters.at("total_loss").get<double>();
+    last_saved_step_ = state_.global_step;
+  }
+
+  Model& model_;
+  TrainingArguments args_;
+  model_optimizer optimizer_;
+  Scaler scaler_;
+  optim::LrSchedule schedule_;
+  TrainerState state_;
+  TrainerControl control_;
+  std::vector<std::unique_ptr<TrainerCallback>> callbacks_;
+  EvaluateFn evaluate_;
+  SaveExtraFn save_extra_;
+  std::uint32_t forward_index_ = 0;
+  double loss_since_log_ = 0.0;  // sum of step losses since the last log entry
+  std::int64_t last_logged_step_ = 0;
+  double total_loss_ = 0.0;      // sum of every logged step loss (train_loss)
+  std::int64_t last_saved_step_ = -1;
+  StepInfo last_info_;
+  mutable std::size_t non_embedding_ = 0;
+  std::FILE* out_ = stdout;
+};
+
+}  // namespace mpt::train
+// ---- end mpt/train/trainer.hpp ----
+// ---- begin mpt/train/question_answering.hpp ----
+// Extractive question answering (SQuAD) for the Trainer, as run_qa.py wires it:
+//
+//   QaTrainSet train_set{train_features};          // a TrainDataset: labelled features, collated per batch
+//   trainer.train(train_set);
+//   QaEvalSet eval{examples, eval_features, options};
+//   trainer.set_evaluate(eval.evaluator());       // forward in batches, utils_qa post-processing, the
+//                                                 // official metric; writes eval_predictions.json & co.
+//
+// Evaluation runs the model without dropout, batch by batch (per_device_eval_batch_size),
+// gathers start/end logits [features x max_seq_length] (-100 past a row's end, as
+// run_qa pads them), then post-processes and scores.
+
+
+#include <algorithm>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <numeric>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace mpt::train {
+
+// Training features as a TrainDataset.
+struct QaTrainSet {
+  const data::QaFeatures& features;
+
+  struct batch_type {
+    data::QaBatch data;
+    nn::QaBatch view() const {
+      const auto b = static_cast<std::int64_t>(data.batch_size), s = static_cast<std::int64_t>(data.seq_len);
+      const bool labelled = !data.start_positions.empty();
+      return {TensorView<const std::int32_t>(data.input_ids.data(), Shape{b, s}),
+              TensorView<const std::int32_t>(data.token_type_ids.data(), Shape{b, s}),
+              TensorView<const std::int32_t>(data.attention_mask.data(), Shape{b, s}),
+              labelled ? TensorView<const std::int32_t>(data.start_positions.data(), Shape{b}) : TensorView<const std::int32_t>{},
+              labelled ? TensorView<const std::int32_t>(data.end_positions.data(), Shape{b}) : TensorView<const std::int32_t>{}};
+    }
+    std::size_t tokens() const noexcept { return data.batch_size * data.seq_len; }
+  };
+
+  std::size_t size() const noexcept { return features.size(); }
+  void collate(std::span<const std::size_t> indices, batch_type& batch) const {
+    data::collate_qa_batch(features, indices, 0, batch.data);
+  }
+};
+
+struct QaEvalOptions {
+  std::size_t batch_size = 8;
+  data::QaPostprocessOptions postprocess;
+  // Where <prefix>_predictions.json, _nbest_predictions.json (and _null_odds.json) go; empty: not written.
+  std::filesystem::path output_dir;
+  std::string prefix = "eval";
+};
+
+// Start and end logits of every feature, [features x row_length].
+struct QaLogits {
+  std::vector<float> start, end;
+  std::size_t row_length = 0;
+};
+
+// Forward passes over all features, without dropout; progress(done, total) after each batch.
+template <class Model>
+QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::size_t batch_size,
+                           const std::function<void(std::size_t, std::size_t)>& progress = {}) {
+  if (batch_size == 0) throw_error("predict_qa_logits: the batch size must be at least 1");
+  QaLogits out;
+  for (std::size_t f = 0; f < features.size(); ++f) out.row_length = std::max(out.row_length, features.length(f));
+  out.start.assign(features.size() * out.row_length, -100.0f);
+  out.end.assign(features.size() * out.row_length, -100.0f);
+  const std::size_t batches = (features.size() + batch_size - 1) / batch_size;
+  QaTrainSet::batch_type batch;
+  std::vector<std::size_t> indices;
+  for (std::size_t k = 0; k < batches; ++k) {
+    indices.resize(std::min(batch_size, features.size() - k * batch_size));
+    std::iota(indices.begin(), indices.end(), k * batch_size);
+    data::collate_qa_batch(features, indices, 0, batch.data);
+    batch.data.start_positions.clear();  // no loss in evaluation
+    batch.data.end_positions.clear();
+    const auto result = model.forward(batch.view(), {.training = false});
+    const std::size_t s = batch.data.seq_len;
+    for (std::size_t r = 0; r < indices.size(); ++r) {
+      for (std::size_t t = 0; t < s; ++t) {
+        out.start[indices[r] * out.row_length + t] = static_cast<float>(result.start_logits(static_cast<std::int64_t>(r), static_cast<std::int64_t>(t)));
+        out.end[indices[r] * out.row_length + t] = static_cast<float>(result.end_logits(static_cast<std::int64_t>(r), static_cast<std::int64_t>(t)));
+      }
+    }
+    if (progress) progress(k + 1, batches);
+  }
+  return out;
+}
+
+// Whether the examples carry gold answers to score against.
+inline bool has_gold_answers(const data::SquadDataset& examples) {
+  return std::any_of(examples.examples.begin(), examples.examples.end(),
+                     [](const data::SquadExample& e) { return !e.answers.empty(); }) ||
+         examples.version_2;
+}
+
+// The evaluation (or prediction) of run_qa: logits, utils_qa post-processing, files, metrics.
+template <class Model>
+EvalResult evaluate_qa(Model& model, const data::SquadDataset& examples, const data::QaFeatures& features,
+                       const QaEvalOptions& options, const std::function<void(std::size_t, std::size_t)>& progress = {}) {
+  const QaLogits logits = predict_qa_logits(model, features, options.batch_size, progress);
+  const data::QaPredictions predictions = data::postprocess_qa_predictions(
+      examples, features, logits.start, logits.end, logits.row_length, options.postprocess);
+  if (!options.output_dir.empty()) predictions.write(options.output_dir, options.prefix);
+  EvalResult result;
+  result.samples = features.size();
+  result.batches = (features.size() + options.batch_size - 1) / options.batch_size;
+  if (has_gold_answers(examples)) result.metrics = data::squad_evaluate(examples, predictions).to_json();
+  return result;
+}
+
+// An evaluation set bound to its options: the Trainer's evaluate function.
+struct QaEvalSet {
+  const data::SquadDataset& examples;
+  const data::QaFeatures& features;
+  QaEvalOptions options;
+
+  template <class Model>
+  std::function<EvalResult(Model&, const std::function<void(std::size_t, std::size_t)>&)> evaluator() const {
+    return [this](Model& model, const std::function<void(std::size_t, std::size_t)>& progress) {
+      return evaluate_qa(model, examples, features, options, progress);
+    };
+  }
+};
+
+}  // namespace mpt::train
+// ---- end mpt/train/question_answering.hpp ----
 // ---- end mpt/train.hpp ----
 // ---- end mpt/mpt.hpp ----

@@ -77,10 +77,9 @@ struct QaBatch {
   std::vector<std::size_t> feature_index;
 };
 
-// Gathers features into one batch, padded to the longest row (dynamic
-// padding) or to pad_to when larger.
-inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to = 0) {
-  QaBatch b;
+// Gathers features into `b`, padded to the longest row (dynamic padding) or to
+// pad_to when larger. Reuses b's vectors: no allocation once they have grown.
+inline void collate_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to, QaBatch& b) {
   b.batch_size = feature_indices.size();
   b.seq_len = pad_to;
   for (const auto i : feature_indices) {
@@ -91,6 +90,9 @@ inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> f
   b.input_ids.assign(n, f.pad_id);
   b.token_type_ids.assign(n, 0);
   b.attention_mask.assign(n, 0);
+  b.start_positions.clear();
+  b.end_positions.clear();
+  b.feature_index.clear();
   const bool labelled = !f.start_positions.empty();
   for (std::size_t r = 0; r < feature_indices.size(); ++r) {
     const std::size_t i = feature_indices[r];
@@ -106,6 +108,11 @@ inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> f
     }
     b.feature_index.push_back(i);
   }
+}
+
+inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to = 0) {
+  QaBatch b;
+  collate_qa_batch(f, feature_indices, pad_to, b);
   return b;
 }
 

@@ -20,6 +20,7 @@
 
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/error.hpp>
+#include <mpt/core/random.hpp>
 #include <mpt/core/tensor.hpp>
 #include <mpt/core/threads.hpp>
 #include <mpt/io/file.hpp>
@@ -115,18 +116,6 @@ inline std::string python_list(const std::vector<std::string>& names) {
   return s + "]";
 }
 
-// SplitMix64: a small, well-mixed, portable generator (std::normal_distribution is not portable).
-struct SplitMix64 {
-  std::uint64_t state;
-  std::uint64_t next() noexcept {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform_open() noexcept { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }  // (0, 1)
-};
-
 inline std::uint64_t fnv1a(std::string_view s) noexcept {
   std::uint64_t h = 0xCBF29CE484222325ull;
   for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
@@ -136,7 +125,7 @@ inline std::uint64_t fnv1a(std::string_view s) noexcept {
 // normal(0, stddev) by Box-Muller, a deterministic function of (seed, name).
 template <class T>
 void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::string_view name) {
-  SplitMix64 rng{seed ^ fnv1a(name)};
+  mpt::SplitMix64 rng{seed ^ fnv1a(name)};
   for (std::size_t i = 0; i < out.size(); i += 2) {
     const double radius = stddev * std::sqrt(-2.0 * std::log(rng.uniform_open()));
     const double angle = 2.0 * std::numbers::pi * rng.uniform_open();

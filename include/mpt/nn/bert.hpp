@@ -71,6 +71,7 @@ struct MemoryReport {
 template <PrecisionPolicy P>
 class BertForQuestionAnswering {
  public:
+  using policy = P;
   using act_t = typename P::act_t;
   using hidden_t = typename P::accum_t;
   static_assert(std::is_same_v<typename P::master_t, hidden_t>,

@@ -24,14 +24,17 @@ namespace mpt::optim {
 struct StepReport {
   float grad_norm = 0.0f;   // unscaled, before clipping: what the Trainer logs
   bool applied = true;      // false when inf/NaN gradients skipped the step
+  bool found_inf = false;   // the gradients held an inf or NaN
   float loss_scale = 1.0f;  // the scale for the next backward
   std::int64_t skipped_steps = 0;
   double lr = 0.0;
 };
 
+// apply_non_finite = false: inf/NaN gradients never reach the weights, whatever the
+// scaler (report.applied is false and the scaler is not updated); the caller stops.
 template <class NormAcc = float, class Optimizer, LossScaler Scaler>
 StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
-                         double max_grad_norm) {
+                         double max_grad_norm, bool apply_non_finite = true) {
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(global_l2_norm<NormAcc>(grads));
   const float norm = scaled_norm * inv_scale;
@@ -44,6 +47,13 @@ StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const f
   StepReport report;
   report.grad_norm = norm;
   report.lr = lr;
+  report.found_inf = found_inf;
+  if (found_inf && !apply_non_finite) {
+    report.applied = false;
+    report.loss_scale = scaler.scale();
+    report.skipped_steps = scaler.skipped_steps();
+    return report;
+  }
   report.applied = scaler.update(found_inf);
   if (report.applied) optimizer.step(grads, lr, multiplier);
   report.loss_scale = scaler.scale();
