@@ -241,8 +241,15 @@ inline std::vector<std::filesystem::path> rotate_checkpoints(const std::filesyst
   if (best && limit == 1 && all.back().folder.filename() != std::filesystem::path(*best).filename()) keep = 2;
   const std::size_t remove_count = all.size() > static_cast<std::size_t>(keep) ? all.size() - static_cast<std::size_t>(keep) : 0;
   for (std::size_t i = 0; i < remove_count; ++i) {
+    // Renamed out of the checkpoint names first: a kill halfway through deleting it
+    // leaves a stale temporary (removed at the next start), never a half checkpoint.
+    const auto trash = output_dir / (".old-" + all[i].folder.filename().string() + "." + std::to_string(::getpid()));
     std::error_code ec;
-    std::filesystem::remove_all(all[i].folder, ec);
+    std::filesystem::remove_all(trash, ec);
+    if (::rename(all[i].folder.c_str(), trash.c_str()) != 0) {
+      throw_error("save_total_limit: cannot remove the old checkpoint ", all[i].folder, ": ", std::strerror(errno));
+    }
+    std::filesystem::remove_all(trash, ec);
     removed.push_back(all[i].folder);
   }
   return removed;
