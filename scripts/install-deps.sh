@@ -17,6 +17,7 @@ packages=(
   xtl-dev libxsimd-dev # xsimd (its CMake package needs xtl)
   libtbb-dev           # oneTBB
   doctest-dev          # tests
+  libcli11-dev         # command lines of the example programs (bert_qa)
   nlohmann-json3-dev   # JSON
   libutf8proc-dev      # Unicode for the tokenizer
   unzip                # the bundled SQuAD dev set is a zip

@@ -10697,6 +10697,7 @@ struct SquadExample {
   std::vector<SquadAnswer> answers;  // empty: unanswerable (v2)
   bool is_impossible = false;
   std::vector<SquadAnswer> plausible_answers;
+  bool answers_given = true;  // false: the file has no answers for it (a prediction-only test file)
 };
 
 struct SquadDataset {
@@ -10738,6 +10739,9 @@ enum class InvalidAnswerPolicy { fail, skip, keep };
 
 struct SquadReadOptions {
   InvalidAnswerPolicy invalid_answers = InvalidAnswerPolicy::fail;
+  // Accept records without an "answers" field (test files for prediction only);
+  // such questions are not unanswerable, they are unlabelled.
+  bool answers_optional = false;
 };
 
 namespace detail {
@@ -10824,6 +10828,7 @@ inline bool answer_matches(std::string_view context, const SquadAnswer& a) {
 class SquadBuilder {
  public:
   SquadBuilder(SquadDataset& out, const SquadReadOptions& options) : out_(out), options_(options) {}
+  bool answers_optional() const noexcept { return options_.answers_optional; }
 
   std::size_t add_context(std::string context, const SquadParseContext& ctx) {
     check_utf8(context, "context");
@@ -10848,7 +10853,7 @@ class SquadBuilder {
         if (!answer_matches(context, a)) valid = false;
       }
     }
-    if (example.answers.empty() || example.is_impossible) out_.version_2 = true;
+    if (example.answers_given && (example.answers.empty() || example.is_impossible)) out_.version_2 = true;
     if (!valid) {
       out_.invalid_answer_ids.push_back(example.id);
       if (options_.invalid_answers == InvalidAnswerPolicy::fail) {
@@ -10880,6 +10885,11 @@ inline void read_flat_record(const json& rec, SquadParseContext& ctx, SquadBuild
   ex.question = ctx.string_field(rec, "question");
   check_utf8(ex.question, "question");
   ex.context_index = builder.add_context(ctx.string_field(rec, "context"), ctx);
+  if (!rec.contains("answers") && builder.answers_optional()) {
+    ex.answers_given = false;
+    builder.add_example(std::move(ex), ctx);
+    return;
+  }
   const json& answers = ctx.field(rec, "answers");
   if (!answers.is_object()) ctx.fail(mpt::detail::concat("field 'answers' must be an object {text, answer_start}, found ", answers.type_name()));
   ex.answers = read_flat_answers(answers, ctx);
@@ -10913,7 +10923,11 @@ inline void read_nested_article(const json& article, std::size_t a, SquadParseCo
       ex.question = ctx.string_field(qa, "question");
       check_utf8(ex.question, "question");
       ex.context_index = context_index;
-      ex.answers = read_nested_answers(ctx.array_field(qa, "answers"), ctx, "answers");
+      if (!qa.contains("answers") && builder.answers_optional()) {
+        ex.answers_given = false;
+      } else {
+        ex.answers = read_nested_answers(ctx.array_field(qa, "answers"), ctx, "answers");
+      }
       if (const auto it = qa.find("is_impossible"); it != qa.end()) {
         if (!it->is_boolean()) ctx.fail("field 'is_impossible' must be a boolean");
         ex.is_impossible = it->get<bool>();
@@ -13104,8 +13118,15 @@ inline std::vector<std::filesystem::path> rotate_checkpoints(const std::filesyst
   if (best && limit == 1 && all.back().folder.filename() != std::filesystem::path(*best).filename()) keep = 2;
   const std::size_t remove_count = all.size() > static_cast<std::size_t>(keep) ? all.size() - static_cast<std::size_t>(keep) : 0;
   for (std::size_t i = 0; i < remove_count; ++i) {
+    // Renamed out of the checkpoint names first: a kill halfway through deleting it
+    // leaves a stale temporary (removed at the next start), never a half checkpoint.
+    const auto trash = output_dir / (".old-" + all[i].folder.filename().string() + "." + std::to_string(::getpid()));
     std::error_code ec;
-    std::filesystem::remove_all(all[i].folder, ec);
+    std::filesystem::remove_all(trash, ec);
+    if (::rename(all[i].folder.c_str(), trash.c_str()) != 0) {
+      throw_error("save_total_limit: cannot remove the old checkpoint ", all[i].folder, ": ", std::strerror(errno));
+    }
+    std::filesystem::remove_all(trash, ec);
     removed.push_back(all[i].folder);
   }
   return removed;
@@ -14187,8 +14208,7 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
 // Whether the examples carry gold answers to score against.
 inline bool has_gold_answers(const data::SquadDataset& examples) {
   return std::any_of(examples.examples.begin(), examples.examples.end(),
-                     [](const data::SquadExample& e) { return !e.answers.empty(); }) ||
-         examples.version_2;
+                     [](const data::SquadExample& e) { return e.answers_given; });
 }
 
 // The evaluation (or prediction) of run_qa: logits, utils_qa post-processing, files, metrics.

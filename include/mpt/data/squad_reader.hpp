@@ -35,6 +35,7 @@ struct SquadExample {
   std::vector<SquadAnswer> answers;  // empty: unanswerable (v2)
   bool is_impossible = false;
   std::vector<SquadAnswer> plausible_answers;
+  bool answers_given = true;  // false: the file has no answers for it (a prediction-only test file)
 };
 
 struct SquadDataset {
@@ -76,6 +77,9 @@ enum class InvalidAnswerPolicy { fail, skip, keep };
 
 struct SquadReadOptions {
   InvalidAnswerPolicy invalid_answers = InvalidAnswerPolicy::fail;
+  // Accept records without an "answers" field (test files for prediction only);
+  // such questions are not unanswerable, they are unlabelled.
+  bool answers_optional = false;
 };
 
 namespace detail {
@@ -162,6 +166,7 @@ inline bool answer_matches(std::string_view context, const SquadAnswer& a) {
 class SquadBuilder {
  public:
   SquadBuilder(SquadDataset& out, const SquadReadOptions& options) : out_(out), options_(options) {}
+  bool answers_optional() const noexcept { return options_.answers_optional; }
 
   std::size_t add_context(std::string context, const SquadParseContext& ctx) {
     check_utf8(context, "context");
@@ -186,7 +191,7 @@ class SquadBuilder {
         if (!answer_matches(context, a)) valid = false;
       }
     }
-    if (example.answers.empty() || example.is_impossible) out_.version_2 = true;
+    if (example.answers_given && (example.answers.empty() || example.is_impossible)) out_.version_2 = true;
     if (!valid) {
       out_.invalid_answer_ids.push_back(example.id);
       if (options_.invalid_answers == InvalidAnswerPolicy::fail) {
@@ -218,6 +223,11 @@ inline void read_flat_record(const json& rec, SquadParseContext& ctx, SquadBuild
   ex.question = ctx.string_field(rec, "question");
   check_utf8(ex.question, "question");
   ex.context_index = builder.add_context(ctx.string_field(rec, "context"), ctx);
+  if (!rec.contains("answers") && builder.answers_optional()) {
+    ex.answers_given = false;
+    builder.add_example(std::move(ex), ctx);
+    return;
+  }
   const json& answers = ctx.field(rec, "answers");
   if (!answers.is_object()) ctx.fail(mpt::detail::concat("field 'answers' must be an object {text, answer_start}, found ", answers.type_name()));
   ex.answers = read_flat_answers(answers, ctx);
@@ -251,7 +261,11 @@ inline void read_nested_article(const json& article, std::size_t a, SquadParseCo
       ex.question = ctx.string_field(qa, "question");
       check_utf8(ex.question, "question");
       ex.context_index = context_index;
-      ex.answers = read_nested_answers(ctx.array_field(qa, "answers"), ctx, "answers");
+      if (!qa.contains("answers") && builder.answers_optional()) {
+        ex.answers_given = false;
+      } else {
+        ex.answers = read_nested_answers(ctx.array_field(qa, "answers"), ctx, "answers");
+      }
       if (const auto it = qa.find("is_impossible"); it != qa.end()) {
         if (!it->is_boolean()) ctx.fail("field 'is_impossible' must be a boolean");
         ex.is_impossible = it->get<bool>();

@@ -104,8 +104,7 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
 // Whether the examples carry gold answers to score against.
 inline bool has_gold_answers(const data::SquadDataset& examples) {
   return std::any_of(examples.examples.begin(), examples.examples.end(),
-                     [](const data::SquadExample& e) { return !e.answers.empty(); }) ||
-         examples.version_2;
+                     [](const data::SquadExample& e) { return e.answers_given; });
 }
 
 // The evaluation (or prediction) of run_qa: logits, utils_qa post-processing, files, metrics.
