@@ -335,7 +335,7 @@ void apply_demo(Arguments& a) {
   set("--do_train", t.do_train, true);
   set("--do_eval", t.do_eval, true);
   set("--bf16", t.bf16, true);
-  set("--learning_rate", t.learning_rate, 1e-3);
+  set("--learning_rate", t.learning_rate, 1.5e-3);
   set("--warmup_ratio", t.warmup_ratio, 0.1);
   set("--weight_decay", t.weight_decay, 0.01);
   set("--per_device_train_batch_size", t.per_device_train_batch_size, std::int64_t{32});

@@ -795,6 +795,143 @@ struct SplitMix64 {
 // into independent tasks and never split a reduction across threads, so the
 // results are the same bits for any thread count.
 
+// ---- begin mpt/core/scratch.hpp ----
+// Scratch memory of the kernels: reusable blocks (packing buffers, partial sums,
+// row temporaries) that grow to the largest size seen and are kept, so a training
+// step allocates nothing once the sizes have been seen.
+//
+// Whose blocks: inside mpt's parallel loops, those of the arena slot running the
+// task (mpt::parallel_for records it); outside them (serial code on the caller's
+// thread), the thread's own. Slots, unlike threads, are known up front:
+// equalize_scratch() grows every slot's blocks to the largest of their kind, so
+// that a slot which has not yet run some kernel does not allocate when it first
+// does (the model calls it at the end of forward and backward; it is cheap when
+// nothing grew). A block already in use by the same slot or thread (re-entry from
+// a nested parallel region) is not shared: the lease allocates its own.
+
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <new>
+
+namespace mpt::detail {
+
+enum class ScratchKind : int {
+  packed_b = 0,      // GEMM: a packed panel of op(B)
+  packed_a = 1,      // GEMM: a packed chunk of op(A)
+  partial_sums = 2,  // GEMM: fp32 sums across k-blocks
+  row_sums = 3,      // GEMM: op(A)'s row sums (bias gradients)
+  row = 4,           // element-wise kernels: one row's temporaries
+  partials = 5,      // element-wise kernels: per-chunk partial reductions
+};
+inline constexpr int scratch_kinds = 6;
+
+struct ScratchBlock {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+  bool busy = false;
+  ScratchBlock() = default;
+  ScratchBlock(const ScratchBlock&) = delete;
+  ScratchBlock& operator=(const ScratchBlock&) = delete;
+  ~ScratchBlock() { release(); }
+  void release() noexcept {
+    if (data) ::operator delete(data, std::align_val_t(cache_line_bytes));
+    data = nullptr;
+    bytes = 0;
+  }
+  // At least `want` bytes (contents not kept).
+  void grow(std::size_t want) {
+    if (bytes >= want) return;
+    release();
+    data = ::operator new(want, std::align_val_t(cache_line_bytes));
+    bytes = want;
+  }
+};
+
+struct ScratchSet {
+  ScratchBlock blocks[scratch_kinds];
+};
+
+// The scratch of mpt's arena slots; replaced when the thread count changes (between parallel regions).
+struct SlotScratch {
+  std::unique_ptr<ScratchSet[]> slots;
+  int count = 0;
+  std::atomic<bool> grew{false};  // some slot grew a block since the last equalize_scratch()
+};
+inline SlotScratch& slot_scratch() {
+  static SlotScratch s;
+  return s;
+}
+inline void resize_slot_scratch(int slots) {
+  auto& s = slot_scratch();
+  s.slots = std::make_unique<ScratchSet[]>(static_cast<std::size_t>(slots));
+  s.count = slots;
+  s.grew = false;
+}
+
+// The arena slot running the current task of mpt::parallel_for, or -1 (serial code).
+inline int& current_scratch_slot() noexcept {
+  thread_local int slot = -1;
+  return slot;
+}
+
+inline ScratchBlock& scratch_block(ScratchKind kind) noexcept {
+  const int slot = current_scratch_slot();
+  auto& s = slot_scratch();
+  if (slot >= 0 && slot < s.count) return s.slots[slot].blocks[static_cast<int>(kind)];
+  thread_local ScratchSet own;
+  return own.blocks[static_cast<int>(kind)];
+}
+
+// Grows every slot's blocks to the largest block of their kind. Call between
+// parallel regions (no task may be using scratch).
+inline void equalize_scratch() {
+  auto& s = slot_scratch();
+  if (!s.grew.exchange(false)) return;
+  for (int k = 0; k < scratch_kinds; ++k) {
+    std::size_t largest = 0;
+    for (int i = 0; i < s.count; ++i) largest = largest > s.slots[i].blocks[k].bytes ? largest : s.slots[i].blocks[k].bytes;
+    for (int i = 0; i < s.count; ++i) s.slots[i].blocks[k].grow(largest);
+  }
+}
+
+// Uninitialized, 64-byte aligned storage for `count` T, valid for the lease's lifetime.
+template <class T>
+class ScratchLease {
+ public:
+  ScratchLease(ScratchKind kind, std::size_t count) {
+    const std::size_t bytes = (count * sizeof(T) + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
+    ScratchBlock& block = scratch_block(kind);
+    if (!block.busy) {
+      if (block.bytes < bytes) {
+        block.grow(bytes);
+        if (current_scratch_slot() >= 0) slot_scratch().grew = true;
+      }
+      block.busy = true;
+      shared_ = &block;
+      data_ = static_cast<T*>(block.data);
+    } else if (bytes != 0) {
+      owned_ = ::operator new(bytes, std::align_val_t(cache_line_bytes));
+      data_ = static_cast<T*>(owned_);
+    }
+  }
+  ~ScratchLease() {
+    if (shared_) shared_->busy = false;
+    if (owned_) ::operator delete(owned_, std::align_val_t(cache_line_bytes));
+  }
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+  T* data() const noexcept { return data_; }
+
+ private:
+  ScratchBlock* shared_ = nullptr;
+  void* owned_ = nullptr;
+  T* data_ = nullptr;
+};
+
+}  // namespace mpt::detail
+// ---- end mpt/core/scratch.hpp ----
 
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/info.h>
@@ -826,7 +963,11 @@ inline int threads_from_environment() {
 
 struct ThreadState {
   int count = threads_from_environment();
-  std::unique_ptr<tbb::task_arena> arena = std::make_unique<tbb::task_arena>(count);
+  std::unique_ptr<tbb::task_arena> arena = make_arena(count);
+  static std::unique_ptr<tbb::task_arena> make_arena(int n) {
+    resize_slot_scratch(n);  // one scratch set per arena slot
+    return std::make_unique<tbb::task_arena>(n);
+  }
 };
 inline ThreadState& thread_state() {
   static ThreadState state;
@@ -842,7 +983,7 @@ inline void set_num_threads(int n) {
   if (n < 1) throw_error("set_num_threads(", n, "): the thread count must be at least 1");
   auto& state = detail::thread_state();
   if (n == state.count) return;
-  state.arena = std::make_unique<tbb::task_arena>(n);
+  state.arena = detail::ThreadState::make_arena(n);
   state.count = n;
 }
 
@@ -859,7 +1000,12 @@ void parallel_for(std::size_t tasks, Body&& body) {
   }
   state.arena->execute([&] {
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, tasks, 1), [&](const tbb::blocked_range<std::size_t>& r) {
+      // Kernel scratch belongs to the arena slot running the task (core/scratch.hpp).
+      int& slot = detail::current_scratch_slot();
+      const int enclosing = slot;
+      slot = tbb::this_task_arena::current_thread_index();
       for (std::size_t t = r.begin(); t != r.end(); ++t) body(t);
+      slot = enclosing;
     });
   });
 }
@@ -1608,16 +1754,22 @@ inline std::size_t rows_per_task(std::size_t row_bytes, std::size_t bytes_per_ta
 
 // Runs body(row_begin, row_end) over [0, rows) in chunks of `chunk` rows, in parallel.
 // Chunks depend only on (rows, chunk), never on the thread count.
-// Scratch memory owned by the calling thread, grown to the largest request
-// and then reused, so kernels called inside a training step stop touching the
-// heap after the first step. `Slot` keeps apart buffers one thread holds at
-// the same time (a kernel's cross-chunk partials and a chunk's row scratch).
+// Scratch memory of the running task's arena slot (or of the calling thread in
+// serial code), grown to the largest request and then reused, so kernels called
+// inside a training step stop touching the heap after the first step (see
+// core/scratch.hpp). `Use` keeps apart buffers one thread holds at the same time
+// (a kernel's cross-chunk partials and a chunk's row scratch).
 enum class ScratchUse { row, partials };
 template <class T, ScratchUse Use>
 T* thread_scratch(std::size_t count) {
-  thread_local std::vector<T> buffer;
-  if (buffer.size() < count) buffer.resize(count);
-  return buffer.data();
+  mpt::detail::ScratchBlock& block =
+      mpt::detail::scratch_block(Use == ScratchUse::row ? mpt::detail::ScratchKind::row : mpt::detail::ScratchKind::partials);
+  const std::size_t bytes = (count * sizeof(T) + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
+  if (block.bytes < bytes) {
+    block.grow(bytes);
+    if (mpt::detail::current_scratch_slot() >= 0) mpt::detail::slot_scratch().grew = true;
+  }
+  return static_cast<T*>(block.data);
 }
 
 template <class Body>
@@ -4297,73 +4449,13 @@ inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::s
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/gemm/epilogue.hpp ----
 // ---- begin mpt/kernels/gemm/scratch.hpp ----
-// Reusable per-thread scratch memory for GEMM packing and partial sums, so that
-// a call allocates (and page-faults) nothing once the sizes have been seen.
-// A slot already in use on this thread (re-entry from a nested parallel region)
-// falls back to a fresh allocation, so leases never alias.
+// GEMM's scratch (packed panels, partial sums, row sums): per-slot reusable
+// blocks from core/scratch.hpp, under GEMM's names.
 
-
-#include <cstddef>
-#include <new>
 
 namespace mpt::detail {
 
-enum class ScratchSlot : int { packed_b = 0, packed_a = 1, partial_sums = 2, row_sums = 3 };
-
-struct ScratchBlock {
-  void* data = nullptr;
-  std::size_t bytes = 0;
-  bool busy = false;
-  ScratchBlock() = default;
-  ScratchBlock(const ScratchBlock&) = delete;
-  ScratchBlock& operator=(const ScratchBlock&) = delete;
-  ~ScratchBlock() { release(); }
-  void release() noexcept {
-    if (data) ::operator delete(data, std::align_val_t(cache_line_bytes));
-    data = nullptr;
-    bytes = 0;
-  }
-};
-
-inline ScratchBlock& thread_scratch(ScratchSlot slot) noexcept {
-  thread_local ScratchBlock blocks[4];
-  return blocks[static_cast<int>(slot)];
-}
-
-// Uninitialized, 64-byte aligned storage for `count` T, valid for the lease's lifetime.
-template <class T>
-class ScratchLease {
- public:
-  ScratchLease(ScratchSlot slot, std::size_t count) {
-    const std::size_t bytes = (count * sizeof(T) + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
-    ScratchBlock& block = thread_scratch(slot);
-    if (!block.busy) {
-      if (block.bytes < bytes) {
-        block.release();
-        block.data = ::operator new(bytes, std::align_val_t(cache_line_bytes));
-        block.bytes = bytes;
-      }
-      block.busy = true;
-      shared_ = &block;
-      data_ = static_cast<T*>(block.data);
-    } else if (bytes != 0) {
-      owned_ = ::operator new(bytes, std::align_val_t(cache_line_bytes));
-      data_ = static_cast<T*>(owned_);
-    }
-  }
-  ~ScratchLease() {
-    if (shared_) shared_->busy = false;
-    if (owned_) ::operator delete(owned_, std::align_val_t(cache_line_bytes));
-  }
-  ScratchLease(const ScratchLease&) = delete;
-  ScratchLease& operator=(const ScratchLease&) = delete;
-  T* data() const noexcept { return data_; }
-
- private:
-  ScratchBlock* shared_ = nullptr;
-  void* owned_ = nullptr;
-  T* data_ = nullptr;
-};
+using ScratchSlot = ScratchKind;
 
 }  // namespace mpt::detail
 // ---- end mpt/kernels/gemm/scratch.hpp ----
@@ -8314,6 +8406,7 @@ class BertForQuestionAnswering {
       start_[t] = logits[2 * t];
       end_[t] = logits[2 * t + 1];
     }
+    mpt::detail::equalize_scratch();  // every arena slot holds the largest kernel scratch now: later steps allocate nothing
     QaOutput<hidden_t> out{start_, end_};
     has_labels_ = batch.has_labels();
     if (has_labels_) {
@@ -8368,6 +8461,7 @@ class BertForQuestionAnswering {
       layers_[l].backward(ctx, TensorView<const hidden_t>(grad[from]), grad[1 - from]);
     }
     embeddings_.backward(ctx, TensorView<const hidden_t>(grad[layers_.size() % 2]));
+    mpt::detail::equalize_scratch();
   }
 
   // Hidden states of the last forward: [0] the embeddings output, [l] layer l's output.

@@ -111,9 +111,11 @@ TEST_CASE("command line: bad input stops before any work, names the flag or file
 }
 
 TEST_CASE("the synthetic task trains in bf16 and fp32; every output file; the saved folder predicts the same") {
-  // Bounds from measured runs of this command (500 steps, batch 32; see README): bf16 reached
-  // EM 74-77 and fp32 75-78 on this dev split, different seeds of the synthetic task. The bound
-  // leaves room for another CPU's instruction set (AVX2 vs AVX-512 change the bits).
+  // Bounds from measured runs of this command (500 steps of batch 32, Xeon AVX512_BF16): EM after
+  // 500 steps is in a steep part of learning and depends on the seed: seeds 42, 1, 2 gave bf16
+  // 69.4, 63.8, 51.5 and fp32 65.9, 63.8, 50.8 on these 563 dev questions (untrained: ~0; the
+  // full --demo reaches 90-92 at 2,100 steps). So: EM >= 45 in both, and bf16 within 8 points
+  // of fp32 (measured gaps 3.5, 0.0, 0.7; another instruction set changes the bits, not the gap).
   const fs::path bf16 = work / "bf16", fp32 = work / "fp32";
   fs::remove_all(bf16);
   fs::remove_all(fp32);
@@ -123,8 +125,8 @@ TEST_CASE("the synthetic task trains in bf16 and fp32; every output file; the sa
   REQUIRE_MESSAGE(b.exit_code == 0, b.output);
   const double em_bf16 = eval_exact(bf16), em_fp32 = eval_exact(fp32);
   MESSAGE("EM after 500 steps: bf16 " << em_bf16 << ", fp32 " << em_fp32);
-  CHECK(em_bf16 >= 60.0);
-  CHECK(em_fp32 >= 60.0);
+  CHECK(em_bf16 >= 45.0);
+  CHECK(em_fp32 >= 45.0);
   CHECK(std::fabs(em_bf16 - em_fp32) <= 8.0);
 
   // run_qa's files.

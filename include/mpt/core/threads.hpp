@@ -6,6 +6,7 @@
 // results are the same bits for any thread count.
 
 #include <mpt/core/error.hpp>
+#include <mpt/core/scratch.hpp>
 
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/info.h>
@@ -37,7 +38,11 @@ inline int threads_from_environment() {
 
 struct ThreadState {
   int count = threads_from_environment();
-  std::unique_ptr<tbb::task_arena> arena = std::make_unique<tbb::task_arena>(count);
+  std::unique_ptr<tbb::task_arena> arena = make_arena(count);
+  static std::unique_ptr<tbb::task_arena> make_arena(int n) {
+    resize_slot_scratch(n);  // one scratch set per arena slot
+    return std::make_unique<tbb::task_arena>(n);
+  }
 };
 inline ThreadState& thread_state() {
   static ThreadState state;
@@ -53,7 +58,7 @@ inline void set_num_threads(int n) {
   if (n < 1) throw_error("set_num_threads(", n, "): the thread count must be at least 1");
   auto& state = detail::thread_state();
   if (n == state.count) return;
-  state.arena = std::make_unique<tbb::task_arena>(n);
+  state.arena = detail::ThreadState::make_arena(n);
   state.count = n;
 }
 
@@ -70,7 +75,12 @@ void parallel_for(std::size_t tasks, Body&& body) {
   }
   state.arena->execute([&] {
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, tasks, 1), [&](const tbb::blocked_range<std::size_t>& r) {
+      // Kernel scratch belongs to the arena slot running the task (core/scratch.hpp).
+      int& slot = detail::current_scratch_slot();
+      const int enclosing = slot;
+      slot = tbb::this_task_arena::current_thread_index();
       for (std::size_t t = r.begin(); t != r.end(); ++t) body(t);
+      slot = enclosing;
     });
   });
 }

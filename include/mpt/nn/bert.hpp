@@ -209,6 +209,7 @@ class BertForQuestionAnswering {
       start_[t] = logits[2 * t];
       end_[t] = logits[2 * t + 1];
     }
+    mpt::detail::equalize_scratch();  // every arena slot holds the largest kernel scratch now: later steps allocate nothing
     QaOutput<hidden_t> out{start_, end_};
     has_labels_ = batch.has_labels();
     if (has_labels_) {
@@ -263,6 +264,7 @@ class BertForQuestionAnswering {
       layers_[l].backward(ctx, TensorView<const hidden_t>(grad[from]), grad[1 - from]);
     }
     embeddings_.backward(ctx, TensorView<const hidden_t>(grad[layers_.size() % 2]));
+    mpt::detail::equalize_scratch();
   }
 
   // Hidden states of the last forward: [0] the embeddings output, [l] layer l's output.

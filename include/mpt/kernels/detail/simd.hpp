@@ -31,6 +31,7 @@
 #include <mpt/core/bf16_convert.hpp>
 #include <mpt/core/cpu.hpp>
 #include <mpt/core/tensor.hpp>
+#include <mpt/core/scratch.hpp>
 #include <mpt/core/threads.hpp>
 
 #include <immintrin.h>
@@ -555,16 +556,22 @@ inline std::size_t rows_per_task(std::size_t row_bytes, std::size_t bytes_per_ta
 
 // Runs body(row_begin, row_end) over [0, rows) in chunks of `chunk` rows, in parallel.
 // Chunks depend only on (rows, chunk), never on the thread count.
-// Scratch memory owned by the calling thread, grown to the largest request
-// and then reused, so kernels called inside a training step stop touching the
-// heap after the first step. `Slot` keeps apart buffers one thread holds at
-// the same time (a kernel's cross-chunk partials and a chunk's row scratch).
+// Scratch memory of the running task's arena slot (or of the calling thread in
+// serial code), grown to the largest request and then reused, so kernels called
+// inside a training step stop touching the heap after the first step (see
+// core/scratch.hpp). `Use` keeps apart buffers one thread holds at the same time
+// (a kernel's cross-chunk partials and a chunk's row scratch).
 enum class ScratchUse { row, partials };
 template <class T, ScratchUse Use>
 T* thread_scratch(std::size_t count) {
-  thread_local std::vector<T> buffer;
-  if (buffer.size() < count) buffer.resize(count);
-  return buffer.data();
+  mpt::detail::ScratchBlock& block =
+      mpt::detail::scratch_block(Use == ScratchUse::row ? mpt::detail::ScratchKind::row : mpt::detail::ScratchKind::partials);
+  const std::size_t bytes = (count * sizeof(T) + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
+  if (block.bytes < bytes) {
+    block.grow(bytes);
+    if (mpt::detail::current_scratch_slot() >= 0) mpt::detail::slot_scratch().grew = true;
+  }
+  return static_cast<T*>(block.data);
 }
 
 template <class Body>
