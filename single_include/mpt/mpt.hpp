@@ -7140,6 +7140,15 @@ inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& 
 //   workspace    temporaries of one layer call; a layer may reset it on entry,
 //                so nothing allocated there survives the call that made it
 
+// ---- begin mpt/nn/packed_weights.hpp ----
+// PackedWeightCache<P>: Linear weights packed for the forward GEMM once and reused
+// by every batch until the weights change (Parameters::version). Evaluation and
+// prediction run hundreds of batches over the same weights; training changes them
+// every step, so it packs inside each GEMM as before.
+//
+//   model.forward(batch, {.training = false, .reuse_packed_weights = true});   // packs on first use
+//   model.release_packed_weights();                                             // frees the copies
+
 // ---- begin mpt/nn/parameters.hpp ----
 // Parameters<P>: every parameter of a model in flat buffers with one offset
 // table, named as Hugging Face names them. Each byte has one owner:
@@ -7168,6 +7177,7 @@ inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& 
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
@@ -7359,6 +7369,7 @@ class Parameters {
   // Sets master values of a parameter (and its compute copy), wherever they live.
   void write_master(ParamId id, std::size_t first, std::span<const master_t> in) {
     const ParamEntry& e = entry(id);
+    mark_updated();
     check_range("write_master", e, first, in.size());
     if (master_available(id)) {
       std::copy_n(in.data(), in.size(), master(id).data() + first);
@@ -7374,9 +7385,16 @@ class Parameters {
     }
   }
 
+  // Counts changes of the weights: whoever writes them (the optimizer after its update,
+  // write_master, sync_compute_copy) calls mark_updated(), so caches of derived data
+  // (packed weights for inference) know when they are stale.
+  std::uint64_t version() const noexcept { return version_; }
+  void mark_updated() noexcept { ++version_; }
+
   // Rewrites the compute copy from the master weights (after loading or
   // initializing; the optimizer does this itself in its update pass).
   void sync_compute_copy() {
+    mark_updated();
     if constexpr (separate_compute) {
       if (matmul_master_released()) return;  // the compute copy is the optimizer's to write
       round_into(std::span<const master_t>(matmul_master_.data(), matmul_master_.size()),
@@ -7450,10 +7468,53 @@ class Parameters {
   AlignedBuffer<param_t> compute_;         // [full_count, total), when separate_compute
   AlignedBuffer<grad_t> grad_;             // [0, total)
   MasterAccess access_;
+  std::uint64_t version_ = 0;
 };
 
 }  // namespace mpt::nn
 // ---- end mpt/nn/parameters.hpp ----
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace mpt::nn {
+
+template <PrecisionPolicy P>
+class PackedWeightCache {
+ public:
+  using param_t = typename P::param_t;
+
+  // op(B) = Wᵀ [in x out] of the Linear weight `weight` ([out, in]), packed for the active ISA.
+  const PackedB<param_t>& forward_weight(const Parameters<P>& params, ParamId weight) {
+    if (version_ != params.version() || isa_ != active_isa()) {
+      clear();
+      version_ = params.version();
+      isa_ = active_isa();
+    }
+    if (packed_.size() < params.count()) packed_.resize(params.count());
+    std::optional<PackedB<param_t>>& slot = packed_[weight];
+    if (!slot) {
+      const auto w = params.compute(weight);
+      const auto out = static_cast<std::size_t>(w.dim(0)), in = static_cast<std::size_t>(w.dim(1));
+      slot.emplace(Trans::T, in, out, w.data(), in);
+    }
+    return *slot;
+  }
+
+  void clear() {
+    packed_.clear();
+    packed_.shrink_to_fit();
+  }
+
+ private:
+  std::vector<std::optional<PackedB<param_t>>> packed_;
+  std::uint64_t version_ = ~std::uint64_t{0};
+  Isa isa_ = Isa::scalar;
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/packed_weights.hpp ----
 
 #include <cstdint>
 
@@ -7467,6 +7528,7 @@ struct Context {
   bool training = false;   // dropout on
   std::uint64_t seed = 0;  // dropout: with `forward_index` and the site id, keys the Philox stream
   std::uint32_t forward_index = 0;  // which forward of the run this is: every forward draws its own masks
+  PackedWeightCache<P>* packed = nullptr;  // set: Linear layers reuse weights packed by an earlier batch
 
   // The dropout key of one dropout site (every site has its own stream id).
   kernels::DropoutKey dropout_key(std::uint32_t site) const noexcept { return {seed, site, forward_index}; }
@@ -7520,6 +7582,11 @@ class Linear {
     const auto b = ctx.params.compute(bias_);
     GemmEpilogue<act_t> epilogue;
     epilogue.bias = b.data();
+    if (ctx.packed != nullptr) {  // the same bits as packing inside the call
+      gemm(Trans::N, rows(), size(out_), size(in_), 1, x_.data, size(in_), ctx.packed->forward_weight(ctx.params, weight_),
+           0, y.data(), size(out_), epilogue);
+      return;
+    }
     gemm(Trans::N, Trans::T, rows(), size(out_), size(in_), 1, x_.data, size(in_), w.data(), size(in_), 0, y.data(),
          size(out_), epilogue);
   }
@@ -8250,6 +8317,9 @@ struct StepOptions {
   // draws its own dropout masks, and backward regenerates that forward's masks.
   // The Trainer keeps this counter and saves it in checkpoints.
   std::uint32_t forward_index = 0;
+  // Inference over many batches with unchanged weights (evaluation): pack each Linear
+  // weight once and reuse it (release_packed_weights() frees the copies).
+  bool reuse_packed_weights = false;
 };
 
 template <class T>
@@ -8375,7 +8445,8 @@ class BertForQuestionAnswering {
     }
     activations_.reset();
     workspace_.reset();
-    ctx_.emplace(Context<P>{params_, activations_, workspace_, options.training, options.seed, options.forward_index});
+    ctx_.emplace(Context<P>{params_, activations_, workspace_, options.training, options.seed, options.forward_index,
+                            options.reuse_packed_weights ? &packed_ : nullptr});
     Context<P>& ctx = *ctx_;
     batch_ = b;
     seq_ = s;
@@ -8464,6 +8535,9 @@ class BertForQuestionAnswering {
     mpt::detail::equalize_scratch();
   }
 
+  // Frees the weights packed for reuse_packed_weights.
+  void release_packed_weights() { packed_.clear(); }
+
   // Hidden states of the last forward: [0] the embeddings output, [l] layer l's output.
   std::span<const TensorView<hidden_t>> hidden_states() const noexcept { return hidden_; }
 
@@ -8480,6 +8554,7 @@ class BertForQuestionAnswering {
   Linear<P> qa_outputs_;
 
   Arena activations_, workspace_;
+  PackedWeightCache<P> packed_;
   std::optional<Context<P>> ctx_;
   std::int64_t batch_ = 0, seq_ = 0;
   bool has_labels_ = false;
@@ -12369,6 +12444,7 @@ class ModelOptimizer {
     const std::size_t f = params_.full_count();
     full_.step(grads.first(f), lr, grad_multiplier);
     matmul_.step(grads.subspan(f), lr, grad_multiplier);
+    params_.mark_updated();
   }
 
   std::int64_t steps() const noexcept { return matmul_.steps(); }
@@ -13807,6 +13883,7 @@ class Trainer {
     TrainOutput output;
     typename Dataset::batch_type batch{};
     event([&](TrainerCallback& c) { c.on_train_begin(args_, state_, control_); });
+    control_.should_training_stop = state_.global_step >= state_.max_steps;  // a finished run resumed: nothing to do
 
     for (std::int64_t epoch = first_epoch; epoch < epochs && !control_.should_training_stop; ++epoch) {
       sampler.start_epoch(epoch);
@@ -14286,7 +14363,7 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
     data::collate_qa_batch(features, indices, 0, batch.data);
     batch.data.start_positions.clear();  // no loss in evaluation
     batch.data.end_positions.clear();
-    const auto result = model.forward(batch.view(), {.training = false});
+    const auto result = model.forward(batch.view(), {.training = false, .reuse_packed_weights = true});
     const std::size_t s = batch.data.seq_len;
     for (std::size_t r = 0; r < indices.size(); ++r) {
       for (std::size_t t = 0; t < s; ++t) {
@@ -14296,6 +14373,7 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
     }
     if (progress) progress(k + 1, batches);
   }
+  if constexpr (requires { model.release_packed_weights(); }) model.release_packed_weights();
   return out;
 }
 

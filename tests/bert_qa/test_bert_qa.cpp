@@ -11,7 +11,14 @@
 #include <sstream>
 #include <string>
 
+#include <csignal>
+#include <thread>
+
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
+
+extern char** environ;
 
 namespace {
 namespace fs = std::filesystem;
@@ -188,6 +195,8 @@ TEST_CASE("the synthetic task trains in bf16 and fp32; every output file; the sa
   REQUIRE_MESSAGE(e.exit_code == 0, e.output);
   CHECK(e.output.find("Checkpoint detected, resuming training at") != std::string::npos);
   CHECK(eval_exact(bf16) == em_bf16);
+  CHECK(read_json(bf16 / "trainer_state.json")["global_step"] == 500);  // not one step more
+  CHECK_FALSE(fs::exists(bf16 / "checkpoint-501"));
   // A non-empty output_dir without checkpoints is refused.
   const Run f = bert_qa(train_command(again, true));
   CHECK(f.exit_code != 0);
@@ -208,4 +217,50 @@ TEST_CASE("--version_2_with_negative on the bundled SQuAD v2.0 subset") {
   for (const char* key : {"eval_exact", "eval_f1", "eval_total", "eval_best_exact", "eval_best_f1"})
     CHECK_MESSAGE(results.contains(key), key);
   CHECK(read_json(out / "eval_null_odds.json").size() == read_json(out / "eval_predictions.json").size());
+}
+
+TEST_CASE("SIGTERM: bert_qa finishes the step, writes a checkpoint, exits 143 saying how to resume; the rerun resumes") {
+  const fs::path out = work / "sigterm";
+  fs::remove_all(out);
+  const fs::path log = work / "sigterm.log";
+  std::string command = train_command(out, true);
+  command.replace(command.find("--max_steps 500"), 15, "--max_steps 5000");
+  command.replace(command.find("--logging_steps 100"), 19, "--logging_steps 1");
+  // Split the command line on spaces (no argument holds one) and start bert_qa with stdout in `log`.
+  std::vector<std::string> words = {MPT_BERT_QA};
+  std::istringstream in(command);
+  for (std::string w; in >> w;) words.push_back(w);
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  posix_spawn_file_actions_addopen(&files, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&files, 1, 2);
+  pid_t pid = 0;
+  REQUIRE(posix_spawn(&pid, argv[0], &files, nullptr, argv.data(), environ) == 0);
+  posix_spawn_file_actions_destroy(&files);
+  // Wait until it is training (a few steps logged), then ask it to stop.
+  for (int i = 0; i < 600; ++i) {
+    std::ifstream f(log);
+    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (text.find("[step 3/") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::ifstream f(log);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 143);
+  CHECK_MESSAGE(text.find("Stopped by SIGTERM") != std::string::npos, text);
+  CHECK(text.find("--resume_from_checkpoint") != std::string::npos);
+  const auto checkpoints = mpt::train::list_checkpoints(out);
+  REQUIRE(checkpoints.size() == 1);
+  CHECK_NOTHROW(mpt::train::verify_checkpoint(checkpoints.back().folder));
+  // Running the same command again picks the checkpoint up.
+  const Run again = bert_qa(command + " --max_steps " + std::to_string(checkpoints.back().step + 2));
+  CHECK(again.exit_code == 0);
+  CHECK(again.output.find("Continuing training from checkpoint") != std::string::npos);
 }

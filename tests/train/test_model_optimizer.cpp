@@ -216,3 +216,28 @@ TEST_CASE("a released master is refused where a view of it is asked for, with th
   CHECK(std::bit_cast<std::uint32_t>(back[1]) == std::bit_cast<std::uint32_t>(values[1]));
   CHECK(mpt::bf16_bits(params.compute(id)[0]) == std::bit_cast<std::uint32_t>(values[0]) >> 16);
 }
+
+TEST_CASE("evaluation with packed weights reused across batches: the same logits, refreshed after an update") {
+  using P = mpt::precision::bf16_mixed;
+  const auto config = mpt::io::BertConfig::from_json_file(tiny / "config.json");
+  mpt::nn::BertForQuestionAnswering<P> model(config);
+  model.load_pretrained(tiny, quiet());
+  const Batch batch;
+  auto logits = [&](bool reuse) {
+    const auto out = model.forward(batch.view(), {.training = false, .reuse_packed_weights = reuse});
+    return std::vector<float>(out.start_logits.data(), out.start_logits.data() + out.start_logits.size());
+  };
+  const auto plain = logits(false);
+  CHECK(logits(true) == plain);
+  CHECK(logits(true) == plain);  // second batch: the packed copies are reused
+  auto opt = train::make_adamw(model.parameters());
+  model.forward(batch.view(), {.training = true});
+  model.backward();
+  optim::NoLossScaling none;
+  optim::clip_and_step(opt, none, model.parameters().grad_flat(), 1e-2, 1.0);
+  const auto updated = logits(false);
+  CHECK(updated != plain);
+  CHECK(logits(true) == updated);  // the update made the packed copies stale: repacked
+  model.release_packed_weights();
+  CHECK(logits(true) == updated);
+}

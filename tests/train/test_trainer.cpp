@@ -418,3 +418,41 @@ TEST_CASE("the sampler: one permutation per epoch from (seed, epoch), every samp
   train::EpochSampler dropping(10, 4, true, 42);
   CHECK(dropping.batches_per_epoch() == 2);
 }
+
+TEST_CASE("early stopping: patience evaluations without improvement stop training; report_to writes every log entry") {
+  const auto out = temp_output("early");
+  const ToyData data = ToyData::make(64);
+  ToyRegression<fp32> model(4, 3);
+  train::TrainingArguments args;
+  args.output_dir = out.string();
+  args.max_steps = 40;
+  args.per_device_train_batch_size = 8;
+  args.logging_steps = 2;
+  args.eval_strategy = train::IntervalStrategy::steps;
+  args.eval_steps = 2;
+  args.save_steps = 2;
+  args.metric_for_best_model = "score";
+  args.report_to = (out / "log.jsonl").string();
+  train::Trainer<ToyRegression<fp32>> trainer(model, args);
+  quiet(trainer);
+  trainer.add_callback(std::make_unique<train::EarlyStoppingCallback>(2));
+  double score = 1.0;  // improves once (step 4), then never again
+  trainer.set_evaluate([&](ToyRegression<fp32>&, const std::function<void(std::size_t, std::size_t)>&) {
+    train::EvalResult r;
+    r.metrics["score"] = score;
+    score = score == 1.0 ? 2.0 : 0.5;
+    return r;
+  });
+  const auto output = trainer.train(data);
+  // Evaluations at steps 2 (best 1.0), 4 (best 2.0), 6 and 8 (no improvement: patience 2 reached).
+  CHECK(output.global_step == 8);
+  CHECK(trainer.state().best_metric == 2.0);
+  CHECK(trainer.state().best_model_checkpoint == (out / "checkpoint-4").string());
+  const auto saved = nlohmann::json::parse(std::ifstream(out / "checkpoint-8" / "trainer_state.json"));
+  CHECK(saved["stateful_callbacks"]["EarlyStoppingCallback"]["attributes"]["early_stopping_patience_counter"] == 2);
+  std::ifstream log(out / "log.jsonl");
+  std::size_t lines = 0;
+  for (std::string line; std::getline(log, line); ++lines) CHECK(nlohmann::json::accept(line));
+  CHECK(lines == trainer.state().log_history.size());
+  std::filesystem::remove_all(out);
+}

@@ -53,6 +53,9 @@ struct StepOptions {
   // draws its own dropout masks, and backward regenerates that forward's masks.
   // The Trainer keeps this counter and saves it in checkpoints.
   std::uint32_t forward_index = 0;
+  // Inference over many batches with unchanged weights (evaluation): pack each Linear
+  // weight once and reuse it (release_packed_weights() frees the copies).
+  bool reuse_packed_weights = false;
 };
 
 template <class T>
@@ -178,7 +181,8 @@ class BertForQuestionAnswering {
     }
     activations_.reset();
     workspace_.reset();
-    ctx_.emplace(Context<P>{params_, activations_, workspace_, options.training, options.seed, options.forward_index});
+    ctx_.emplace(Context<P>{params_, activations_, workspace_, options.training, options.seed, options.forward_index,
+                            options.reuse_packed_weights ? &packed_ : nullptr});
     Context<P>& ctx = *ctx_;
     batch_ = b;
     seq_ = s;
@@ -267,6 +271,9 @@ class BertForQuestionAnswering {
     mpt::detail::equalize_scratch();
   }
 
+  // Frees the weights packed for reuse_packed_weights.
+  void release_packed_weights() { packed_.clear(); }
+
   // Hidden states of the last forward: [0] the embeddings output, [l] layer l's output.
   std::span<const TensorView<hidden_t>> hidden_states() const noexcept { return hidden_; }
 
@@ -283,6 +290,7 @@ class BertForQuestionAnswering {
   Linear<P> qa_outputs_;
 
   Arena activations_, workspace_;
+  PackedWeightCache<P> packed_;
   std::optional<Context<P>> ctx_;
   std::int64_t batch_ = 0, seq_ = 0;
   bool has_labels_ = false;

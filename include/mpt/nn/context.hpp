@@ -9,6 +9,7 @@
 
 #include <mpt/core/arena.hpp>
 #include <mpt/kernels/dropout.hpp>
+#include <mpt/nn/packed_weights.hpp>
 #include <mpt/nn/parameters.hpp>
 
 #include <cstdint>
@@ -23,6 +24,7 @@ struct Context {
   bool training = false;   // dropout on
   std::uint64_t seed = 0;  // dropout: with `forward_index` and the site id, keys the Philox stream
   std::uint32_t forward_index = 0;  // which forward of the run this is: every forward draws its own masks
+  PackedWeightCache<P>* packed = nullptr;  // set: Linear layers reuse weights packed by an earlier batch
 
   // The dropout key of one dropout site (every site has its own stream id).
   kernels::DropoutKey dropout_key(std::uint32_t site) const noexcept { return {seed, site, forward_index}; }

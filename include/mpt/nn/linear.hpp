@@ -46,6 +46,11 @@ class Linear {
     const auto b = ctx.params.compute(bias_);
     GemmEpilogue<act_t> epilogue;
     epilogue.bias = b.data();
+    if (ctx.packed != nullptr) {  // the same bits as packing inside the call
+      gemm(Trans::N, rows(), size(out_), size(in_), 1, x_.data, size(in_), ctx.packed->forward_weight(ctx.params, weight_),
+           0, y.data(), size(out_), epilogue);
+      return;
+    }
     gemm(Trans::N, Trans::T, rows(), size(out_), size(in_), 1, x_.data, size(in_), w.data(), size(in_), 0, y.data(),
          size(out_), epilogue);
   }

@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
@@ -221,6 +222,7 @@ class Parameters {
   // Sets master values of a parameter (and its compute copy), wherever they live.
   void write_master(ParamId id, std::size_t first, std::span<const master_t> in) {
     const ParamEntry& e = entry(id);
+    mark_updated();
     check_range("write_master", e, first, in.size());
     if (master_available(id)) {
       std::copy_n(in.data(), in.size(), master(id).data() + first);
@@ -236,9 +238,16 @@ class Parameters {
     }
   }
 
+  // Counts changes of the weights: whoever writes them (the optimizer after its update,
+  // write_master, sync_compute_copy) calls mark_updated(), so caches of derived data
+  // (packed weights for inference) know when they are stale.
+  std::uint64_t version() const noexcept { return version_; }
+  void mark_updated() noexcept { ++version_; }
+
   // Rewrites the compute copy from the master weights (after loading or
   // initializing; the optimizer does this itself in its update pass).
   void sync_compute_copy() {
+    mark_updated();
     if constexpr (separate_compute) {
       if (matmul_master_released()) return;  // the compute copy is the optimizer's to write
       round_into(std::span<const master_t>(matmul_master_.data(), matmul_master_.size()),
@@ -312,6 +321,7 @@ class Parameters {
   AlignedBuffer<param_t> compute_;         // [full_count, total), when separate_compute
   AlignedBuffer<grad_t> grad_;             // [0, total)
   MasterAccess access_;
+  std::uint64_t version_ = 0;
 };
 
 }  // namespace mpt::nn

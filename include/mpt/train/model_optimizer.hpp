@@ -115,6 +115,7 @@ class ModelOptimizer {
     const std::size_t f = params_.full_count();
     full_.step(grads.first(f), lr, grad_multiplier);
     matmul_.step(grads.subspan(f), lr, grad_multiplier);
+    params_.mark_updated();
   }
 
   std::int64_t steps() const noexcept { return matmul_.steps(); }

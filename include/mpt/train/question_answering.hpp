@@ -88,7 +88,7 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
     data::collate_qa_batch(features, indices, 0, batch.data);
     batch.data.start_positions.clear();  // no loss in evaluation
     batch.data.end_positions.clear();
-    const auto result = model.forward(batch.view(), {.training = false});
+    const auto result = model.forward(batch.view(), {.training = false, .reuse_packed_weights = true});
     const std::size_t s = batch.data.seq_len;
     for (std::size_t r = 0; r < indices.size(); ++r) {
       for (std::size_t t = 0; t < s; ++t) {
@@ -98,6 +98,7 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
     }
     if (progress) progress(k + 1, batches);
   }
+  if constexpr (requires { model.release_packed_weights(); }) model.release_packed_weights();
   return out;
 }
 

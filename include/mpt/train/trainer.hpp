@@ -255,6 +255,7 @@ class Trainer {
     TrainOutput output;
     typename Dataset::batch_type batch{};
     event([&](TrainerCallback& c) { c.on_train_begin(args_, state_, control_); });
+    control_.should_training_stop = state_.global_step >= state_.max_steps;  // a finished run resumed: nothing to do
 
     for (std::int64_t epoch = first_epoch; epoch < epochs && !control_.should_training_stop; ++epoch) {
       sampler.start_epoch(epoch);
