@@ -432,6 +432,7 @@ TEST_CASE("early stopping: patience evaluations without improvement stop trainin
   args.eval_steps = 2;
   args.save_steps = 2;
   args.metric_for_best_model = "score";
+  args.load_best_model_at_end = true;
   args.report_to = (out / "log.jsonl").string();
   train::Trainer<ToyRegression<fp32>> trainer(model, args);
   quiet(trainer);
@@ -448,6 +449,14 @@ TEST_CASE("early stopping: patience evaluations without improvement stop trainin
   CHECK(output.global_step == 8);
   CHECK(trainer.state().best_metric == 2.0);
   CHECK(trainer.state().best_model_checkpoint == (out / "checkpoint-4").string());
+  // load_best_model_at_end: the weights are checkpoint-4's again.
+  const auto best = mpt::io::SafetensorsFile::open(out / "checkpoint-4" / "model.safetensors");
+  for (mpt::nn::ParamId id = 0; id < model.parameters().count(); ++id) {
+    const auto& e = model.parameters().entry(id);
+    const auto file = best.read<float>(e.name);
+    const auto now = model.parameters().master(id);
+    CHECK(std::equal(now.data(), now.data() + now.size(), file.data()));
+  }
   const auto saved = nlohmann::json::parse(std::ifstream(out / "checkpoint-8" / "trainer_state.json"));
   CHECK(saved["stateful_callbacks"]["EarlyStoppingCallback"]["attributes"]["early_stopping_patience_counter"] == 2);
   std::ifstream log(out / "log.jsonl");
