@@ -13,6 +13,9 @@
 #include "synthetic_squad.hpp"
 
 #include <mpt/mpt.hpp>
+#ifdef MPT_WITH_MPI
+#include <mpt/dist/mpi_communicator.hpp>
+#endif
 
 #include <chrono>
 #include <csignal>
@@ -197,7 +200,8 @@ std::string thousands(double v) {
 }
 
 template <class P, class Weights>
-int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoint) {
+int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoint, mpt::dist::Communicator& comm) {
+  const bool main_process = comm.is_main();  // rank 0 alone writes the outputs
   using Model = mpt::nn::BertForQuestionAnswering<P>;
   const auto& args = a.training;
   const fs::path output_dir = args.output_dir;
@@ -208,6 +212,9 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
     model.init_weights(args.seed);
   }
   mpt::train::Trainer<Model, mpt::optim::AdamW<P, Weights>> trainer(model, args);
+  trainer.set_communicator(comm);
+  trainer.set_bucket_bytes(static_cast<std::size_t>(a.mpt.ddp_bucket_cap_mb * 1024 * 1024));
+  trainer.set_verify_replicas(a.mpt.debug_ranks);
   if (a.mpt.early_stopping_patience) {
     trainer.add_callback(std::make_unique<mpt::train::EarlyStoppingCallback>(*a.mpt.early_stopping_patience,
                                                                              a.mpt.early_stopping_threshold));
@@ -222,8 +229,8 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
   post.null_score_diff_threshold = a.data.null_score_diff_threshold;
   std::optional<mpt::train::QaEvalSet> eval_set;
   if (in.eval) {
-    eval_set.emplace(mpt::train::QaEvalSet{*in.eval, in.eval_features,
-                                           {static_cast<std::size_t>(args.per_device_eval_batch_size), post, output_dir, "eval"}});
+    eval_set.emplace(mpt::train::QaEvalSet{
+        *in.eval, in.eval_features, {static_cast<std::size_t>(args.per_device_eval_batch_size), &comm, post, output_dir, "eval"}});
     trainer.set_evaluate(eval_set->template evaluator<Model>());
   }
 
@@ -238,7 +245,7 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
     const std::int64_t tokens_before = trainer.state().num_input_tokens_seen;
     const auto output = trainer.train(train_set, checkpoint);
     if (output.stopped_by_signal != 0) return 128 + output.stopped_by_signal;
-    trainer.save_model(output_dir);
+    if (main_process) trainer.save_model(output_dir);
     nlohmann::ordered_json metrics;
     for (const char* key : {"epoch", "total_flos", "train_loss", "train_runtime", "train_samples_per_second",
                             "train_steps_per_second"})
@@ -250,9 +257,11 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
     for (const char* key : {"parameters_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes", "peak_rss_bytes"})
       metrics[key] = output.metrics[key];
     bert_qa::log_metrics("train", metrics);
-    bert_qa::save_metrics(output_dir, "train", metrics);
-    trainer.save_state(output_dir);
-    mpt::io::write_file_atomic(output_dir / "training_args.json", args.to_json().dump(2) + "\n");
+    if (main_process) {
+      bert_qa::save_metrics(output_dir, "train", metrics);
+      trainer.save_state(output_dir);
+      mpt::io::write_file_atomic(output_dir / "training_args.json", args.to_json().dump(2) + "\n");
+    }
   }
 
   std::optional<nlohmann::ordered_json> eval_metrics;
@@ -268,14 +277,15 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
           std::round(static_cast<double>(in.eval_features.row_begin.back()) / runtime * 1000) / 1000;
     }
     bert_qa::log_metrics("eval", metrics);
-    bert_qa::save_metrics(output_dir, "eval", metrics);
+    if (main_process) bert_qa::save_metrics(output_dir, "eval", metrics);
     eval_metrics = metrics;
-    if (args.do_train) trainer.save_state(output_dir);
+    if (args.do_train && main_process) trainer.save_state(output_dir);
   }
 
   if (args.do_predict) {
     std::printf("***** Running Prediction *****\n  Num examples = %zu (%zu features)\n", in.predict->size(), in.predict_features.size());
-    const mpt::train::QaEvalOptions options{static_cast<std::size_t>(args.per_device_eval_batch_size), post, output_dir, "predict"};
+    const mpt::train::QaEvalOptions options{static_cast<std::size_t>(args.per_device_eval_batch_size), &comm, post, output_dir,
+                                            "predict"};
     const auto started = std::chrono::steady_clock::now();
     const mpt::train::EvalResult result = mpt::train::evaluate_qa(model, *in.predict, in.predict_features, options);
     const double runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -288,10 +298,10 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
     }
     metrics["predict_samples"] = in.predict_features.size();
     bert_qa::log_metrics("predict", metrics);
-    bert_qa::save_metrics(output_dir, "predict", metrics);
+    if (main_process) bert_qa::save_metrics(output_dir, "predict", metrics);
   }
 
-  if (args.do_train || args.do_eval) {
+  if ((args.do_train || args.do_eval) && main_process) {
     bert_qa::write_training_curves(output_dir / "training_curves.svg", trainer.state().log_history);
   }
 
@@ -359,12 +369,44 @@ void apply_demo(Arguments& a) {
 
 }  // namespace
 
+// The one-line string `text` of rank 0 on every rank.
+std::string broadcast_string(mpt::dist::Communicator& comm, std::string text) {
+  if (comm.size() == 1) return text;
+  std::uint64_t length = text.size();
+  comm.broadcast(std::as_writable_bytes(std::span(&length, 1)), 0);
+  text.resize(length);
+  comm.broadcast(std::as_writable_bytes(std::span(text.data(), text.size())), 0);
+  return text;
+}
+
 int main(int argc, char** argv) {
+  // Under mpirun (with MPI built in): one process per rank, data-parallel.
+  std::unique_ptr<mpt::dist::Communicator> mpi;
+#ifdef MPT_WITH_MPI
+  if (mpt::dist::MpiCommunicator::launched_by_mpirun()) mpi = std::make_unique<mpt::dist::MpiCommunicator>(argc, argv);
+#endif
+  mpt::dist::Communicator& comm = mpi ? *mpi : mpt::dist::single_process();
+  // A failure ends the whole job, from whichever rank it happens on, with its message.
+  const auto fail = [&](const std::string& message, int code) {
+    if (comm.size() == 1) {
+      std::fprintf(stderr, "%s\n", message.c_str());
+      return code;
+    }
+    comm.abort("bert_qa (rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.size()) + "): " + message, code);
+    return code;  // not reached: abort ends every process
+  };
+  if (!comm.is_main()) {
+    if (std::freopen("/dev/null", "w", stdout) == nullptr) return fail("error: cannot silence the output of this rank", 1);
+  }
+
   bert_qa::ArgumentParser parser;
   bert_qa::ParseResult parsed = parser.parse(argc, argv);
   if (!parsed.args) {
-    std::fprintf(parsed.exit_code == 0 ? stdout : stderr, "%s\n", parsed.message.c_str());
-    return parsed.exit_code;
+    if (parsed.exit_code == 0) {
+      std::printf("%s\n", parsed.message.c_str());
+      return 0;
+    }
+    return fail(parsed.message, parsed.exit_code);
   }
   Arguments& a = *parsed.args;
   try {
@@ -373,7 +415,11 @@ int main(int argc, char** argv) {
                        "data once and pass the files, e.g. --train_file train-v1.1.json --validation_file dev-v1.1.json "
                        "(SQuAD v1.1 from https://rajpurkar.github.io/SQuAD-explorer/)");
     }
-    if (a.mpt.demo) apply_demo(a);
+    if (a.mpt.demo) {
+      if (comm.is_main()) apply_demo(a);
+      comm.barrier();  // rank 0 generated the task
+      if (!comm.is_main()) apply_demo(a);
+    }
     if (a.data.train_file.empty() && a.data.validation_file.empty() && a.data.test_file.empty()) {
       mpt::throw_error("Need either a dataset name or a training/validation file/test_file. (Or run bert_qa --demo.)");
     }
@@ -387,29 +433,39 @@ int main(int argc, char** argv) {
     if (!a.training.bf16 && a.mpt.master_weights != "fp32_master" && a.was_given("--master_weights")) {
       mpt::throw_error("--master_weights ", a.mpt.master_weights, " applies to --bf16 runs; fp32 runs update fp32 weights");
     }
+    if (!(a.mpt.ddp_bucket_cap_mb > 0)) mpt::throw_error("--ddp_bucket_cap_mb ", a.mpt.ddp_bucket_cap_mb, " must be positive");
     a.training.validate();
     if (a.mpt.num_threads) mpt::set_num_threads(*a.mpt.num_threads);
     for (const auto& f : a.ignored) std::printf("note: %s is accepted for compatibility and has no effect here\n", f.c_str());
-    std::printf("mpt: %d threads, %s kernels (%s)%s\n", mpt::num_threads(), mpt::isa_name(mpt::active_isa()).data(),
-                a.training.bf16 ? "bf16 mixed precision" : "fp32",
+    std::printf("mpt: %d process%s x %d threads, %s kernels (%s)%s\n", comm.size(), comm.size() > 1 ? "es" : "",
+                mpt::num_threads(), mpt::isa_name(mpt::active_isa()).data(), a.training.bf16 ? "bf16 mixed precision" : "fp32",
                 a.training.use_ipex || a.training.no_cuda || a.training.use_cpu
                     ? "; --use_ipex/--no_cuda/--use_cpu accepted: mpt's CPU kernels are always on"
                     : "");
     // run_qa's output_dir rule first: a non-empty output_dir without checkpoints stops the run here.
-    const std::optional<fs::path> checkpoint = mpt::train::detect_checkpoint(a.training);
-    Inputs inputs = prepare(a);
-    if (!a.training.bf16) return run<mpt::precision::fp32, mpt::optim::weights::direct>(a, inputs, checkpoint);
-    using P = mpt::precision::bf16_mixed;
-    if (a.mpt.master_weights == "split_master") return run<P, mpt::optim::weights::split_master>(a, inputs, checkpoint);
-    if (a.mpt.master_weights == "stochastic_rounding") {
-      return run<P, mpt::optim::weights::stochastic_rounding>(a, inputs, checkpoint);
+    // Rank 0 decides (and cleans what a killed run left); the others take its answer.
+    std::optional<fs::path> checkpoint;
+    std::string found = "-";
+    if (comm.is_main()) {
+      try {
+        checkpoint = mpt::train::detect_checkpoint(a.training);
+        found = checkpoint ? checkpoint->string() : "";
+      } catch (const mpt::Error& e) {
+        found = std::string("!") + e.what();
+      }
     }
-    return run<P, mpt::optim::weights::fp32_master>(a, inputs, checkpoint);
-  } catch (const mpt::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    found = broadcast_string(comm, found);
+    if (!found.empty() && found[0] == '!') mpt::throw_error(found.substr(1));
+    if (!found.empty()) checkpoint = fs::path(found);
+    Inputs inputs = prepare(a);
+    if (!a.training.bf16) return run<mpt::precision::fp32, mpt::optim::weights::direct>(a, inputs, checkpoint, comm);
+    using P = mpt::precision::bf16_mixed;
+    if (a.mpt.master_weights == "split_master") return run<P, mpt::optim::weights::split_master>(a, inputs, checkpoint, comm);
+    if (a.mpt.master_weights == "stochastic_rounding") {
+      return run<P, mpt::optim::weights::stochastic_rounding>(a, inputs, checkpoint, comm);
+    }
+    return run<P, mpt::optim::weights::fp32_master>(a, inputs, checkpoint, comm);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return fail(std::string("error: ") + e.what(), 1);
   }
 }

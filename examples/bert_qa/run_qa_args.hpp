@@ -51,6 +51,8 @@ struct MptArguments {
   bool demo = false;
   std::string demo_data_dir = "synthetic_squad";
   std::int64_t demo_entities_per_paragraph = 1;
+  double ddp_bucket_cap_mb = 25;  // gradient all-reduce buckets under mpirun (DDP's default)
+  bool debug_ranks = false;       // check every step that all ranks hold the same weights
 };
 
 struct Arguments {
@@ -212,6 +214,9 @@ class ArgumentParser {
     patience->group("mpt")->check(CLI::Range(1, 1000000));
     known_.push_back("--early_stopping_patience");
     number("--early_stopping_threshold", x.early_stopping_threshold, "Smallest improvement that counts", "mpt");
+    number("--ddp_bucket_cap_mb", x.ddp_bucket_cap_mb, "Under mpirun: all-reduce gradients in buckets of this many MB, "
+           "overlapped with backward", "mpt");
+    flag("--debug_ranks", x.debug_ranks, "Under mpirun: check after every step that all ranks hold the same weights", "mpt");
     flag("--demo", x.demo,
          "The quick start: generate a synthetic SQuAD task (if absent) and train a tiny BERT from scratch in bf16; "
          "other flags still apply", "mpt");

@@ -9,4 +9,5 @@
 #include <mpt/nn.hpp>
 #include <mpt/optim.hpp>
 #include <mpt/data.hpp>
+#include <mpt/dist.hpp>
 #include <mpt/train.hpp>

@@ -7659,6 +7659,9 @@ class BertSelfAttention {
   bool dropout_active(const Context<P>& ctx) const noexcept { return ctx.training && dropout_ > 0.0f; }
 
   // Bytes forward saves, and the workspace forward and backward need.
+  // The first parameter this block declares (its query weight).
+  ParamId first_weight_id() const noexcept { return query_.weight_id(); }
+
   static std::size_t saved_bytes(const AttentionDims& d, bool dropout) {
     const auto th = static_cast<std::size_t>(d.tokens() * d.hidden);
     return 3 * Arena::bytes_for<act_t>(th) + (dropout ? 2 : 1) * Arena::bytes_for<act_t>(d.score_count());
@@ -8000,6 +8003,10 @@ class BertLayer {
         output_(params, name + ".output", shape.intermediate, shape.hidden, shape.hidden_dropout, shape.eps, 3 * index + 3),
         shape_(shape) {}
 
+  // The first matmul parameter of the layer: layers declare their matmul parameters in
+  // order, so from its offset on, the gradients of this and later layers lie together.
+  ParamId first_weight_id() const noexcept { return attention_.first_weight_id(); }
+
   static std::size_t saved_bytes(const BertLayerShape& s, std::int64_t batch, std::int64_t seq, bool training) {
     const std::int64_t rows = batch * seq;
     const auto th = static_cast<std::size_t>(rows * s.hidden);
@@ -8293,6 +8300,7 @@ void save_pretrained(const std::filesystem::path& dir, const io::BertConfig& con
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -8527,13 +8535,20 @@ class BertForQuestionAnswering {
     TensorView<hidden_t> grad[2] = {activations_.allocate<hidden_t>(th, "hidden gradient"),
                                     activations_.allocate<hidden_t>(th, "hidden gradient")};
     qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), grad[0], false);
+    gradients_ready(qa_outputs_.weight_id());
     for (std::size_t l = layers_.size(); l-- > 0;) {
       const std::size_t from = (layers_.size() - 1 - l) % 2;
       layers_[l].backward(ctx, TensorView<const hidden_t>(grad[from]), grad[1 - from]);
+      gradients_ready(layers_[l].first_weight_id());
     }
     embeddings_.backward(ctx, TensorView<const hidden_t>(grad[layers_.size() % 2]));
     mpt::detail::equalize_scratch();
   }
+
+  // Called during backward with an offset of the flat gradient buffer: the gradients at
+  // and after it are final for this backward (the matmul parameters of the layers done
+  // so far). Data-parallel training starts their all-reduce while backward goes on.
+  void on_gradients_ready(std::function<void(std::size_t offset)> callback) { gradients_ready_ = std::move(callback); }
 
   // Frees the weights packed for reuse_packed_weights.
   void release_packed_weights() { packed_.clear(); }
@@ -8542,6 +8557,10 @@ class BertForQuestionAnswering {
   std::span<const TensorView<hidden_t>> hidden_states() const noexcept { return hidden_; }
 
  private:
+  void gradients_ready(ParamId first_final) {
+    if (gradients_ready_) gradients_ready_(params_.entry(first_final).offset);
+  }
+
   BertLayerShape layer_shape() const noexcept {
     return {config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
             config_.hidden_dropout_prob, config_.attention_probs_dropout_prob, config_.layer_norm_eps};
@@ -8555,6 +8574,7 @@ class BertForQuestionAnswering {
 
   Arena activations_, workspace_;
   PackedWeightCache<P> packed_;
+  std::function<void(std::size_t)> gradients_ready_;
   std::optional<Context<P>> ctx_;
   std::int64_t batch_ = 0, seq_ = 0;
   bool has_labels_ = false;
@@ -12329,6 +12349,83 @@ inline SquadMetrics squad_evaluate(const SquadDataset& data, const QaPredictions
 }  // namespace mpt::data
 // ---- end mpt/data/squad_metrics.hpp ----
 // ---- end mpt/data.hpp ----
+// ---- begin mpt/dist.hpp ----
+// mpt/dist: data-parallel communication. The Communicator interface and its
+// one-process implementation are here; the MPI one is in
+// <mpt/dist/mpi_communicator.hpp>, which a program includes (and links MPI for)
+// when it wants it: mpt itself never needs MPI.
+// ---- begin mpt/dist/communicator.hpp ----
+// Communicator: what data-parallel training needs from the processes it runs on
+// — rank and size, all-reduce of flat buffers (blocking, or started and waited
+// for, so gradients travel while backward computes the rest), broadcast,
+// barrier, all-gather of small strings, and an abort that ends every process.
+// It sees buffers, never layers.
+//
+//   SingleProcess   the default: one process, every call a no-op
+//   MpiCommunicator dist/mpi_communicator.hpp, over Open MPI (compiled only where
+//                   MPI is found; include it explicitly: mpt/mpt.hpp does not)
+
+
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace mpt::dist {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const noexcept = 0;
+  virtual int size() const noexcept = 0;
+  bool is_main() const noexcept { return rank() == 0; }
+
+  // data = the sum of every rank's data, on every rank.
+  virtual void allreduce_sum(std::span<float> data) = 0;
+  virtual void allreduce_sum(std::span<double> data) = 0;
+  // The same, started now and finished by wait_all(); progress() lets the transport
+  // move (call it between pieces of computation). `data` must not be touched until then.
+  virtual void start_allreduce_sum(std::span<float> data) = 0;
+  virtual void progress() = 0;
+  virtual void wait_all() = 0;
+
+  virtual void broadcast(std::span<std::byte> data, int root) = 0;
+  virtual void barrier() = 0;
+  // Every rank's string, in rank order, on every rank (small payloads: checksums, names).
+  virtual std::vector<std::string> allgather(const std::string& mine) = 0;
+  // Ends every process of the job with `message` (printed by this rank) and exit `code`.
+  [[noreturn]] virtual void abort(const std::string& message, int code) = 0;
+};
+
+class SingleProcess final : public Communicator {
+ public:
+  int rank() const noexcept override { return 0; }
+  int size() const noexcept override { return 1; }
+  void allreduce_sum(std::span<float>) override {}
+  void allreduce_sum(std::span<double>) override {}
+  void start_allreduce_sum(std::span<float>) override {}
+  void progress() override {}
+  void wait_all() override {}
+  void broadcast(std::span<std::byte>, int) override {}
+  void barrier() override {}
+  std::vector<std::string> allgather(const std::string& mine) override { return {mine}; }
+  [[noreturn]] void abort(const std::string& message, int code) override {
+    std::fprintf(stderr, "%s\n", message.c_str());
+    std::exit(code);
+  }
+};
+
+// The one-process communicator everything uses unless given another.
+inline Communicator& single_process() {
+  static SingleProcess instance;
+  return instance;
+}
+
+}  // namespace mpt::dist
+// ---- end mpt/dist/communicator.hpp ----
+// ---- end mpt/dist.hpp ----
 // ---- begin mpt/train.hpp ----
 // mpt/train: transformers' Trainer as a template — the training loop, its
 // arguments, callbacks, progress and logging, checkpoints that resume bit for
@@ -12927,6 +13024,8 @@ class TrainerCallback {
   virtual ~TrainerCallback() = default;
   // The name under which state() is saved ("EarlyStoppingCallback").
   virtual std::string name() const { return "TrainerCallback"; }
+  // Runs on rank 0 only in data-parallel training (printing, reporting).
+  virtual bool main_process_only() const { return false; }
 
   virtual void on_train_begin(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
   virtual void on_epoch_begin(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
@@ -13027,6 +13126,7 @@ class JsonLinesReporter : public TrainerCallback {
  public:
   explicit JsonLinesReporter(std::filesystem::path path) : path_(std::move(path)) {}
   std::string name() const override { return "JsonLinesReporter"; }
+  bool main_process_only() const override { return true; }
   void on_train_begin(const TrainingArguments&, const TrainerState&, TrainerControl&) override { open(); }
   void on_log(const TrainingArguments&, const TrainerState&, TrainerControl&, const nlohmann::ordered_json& logs) override {
     if (!out_.is_open()) open();
@@ -13473,6 +13573,7 @@ class ProgressCallback : public TrainerCallback {
   explicit ProgressCallback(std::FILE* out = stdout) : ProgressCallback(out, ::isatty(::fileno(out)) != 0) {}
   ProgressCallback(std::FILE* out, bool interactive) : out_(out), interactive_(interactive) {}
   std::string name() const override { return "ProgressCallback"; }
+  bool main_process_only() const override { return true; }
 
   void on_train_begin(const TrainingArguments& args, const TrainerState& state, TrainerControl&) override {
     bars_ = interactive_ && !args.disable_tqdm;
@@ -13535,15 +13636,20 @@ class ProgressCallback : public TrainerCallback {
 }  // namespace mpt::train
 // ---- end mpt/train/progress.hpp ----
 // ---- begin mpt/train/sampler.hpp ----
-// EpochSampler: which training samples make each batch, as transformers'
-// seeded RandomSampler + DataLoader: every epoch is its own permutation,
-// a function of (seed, epoch) alone, so a resumed run draws the same batches
-// and any epoch can be recomputed without replaying the ones before it.
+// EpochSampler: which training samples make each batch, as transformers' seeded
+// RandomSampler (one process) or DistributedSampler (data-parallel ranks) with
+// its DataLoader. Every epoch is its own permutation, a function of (seed, epoch)
+// alone, so a resumed run draws the same batches and any epoch can be recomputed
+// without replaying the ones before it.
 //
-//   EpochSampler sampler(dataset.size(), batch_size, drop_last, seed);
-//   sampler.batches_per_epoch();            // ceil(n / b), or floor with drop_last
+// With R ranks every rank draws the same permutation, pads it by repetition to a
+// multiple of R, and takes positions rank, rank + R, ...: batch k of all ranks
+// together holds the samples of batch k of one process with R times the batch.
+//
+//   EpochSampler sampler(dataset.size(), batch_size, drop_last, seed, rank, ranks);
+//   sampler.batches_per_epoch();            // ceil(n_rank / b), or floor with drop_last
 //   sampler.start_epoch(e);                 // draws epoch e's permutation
-//   std::span<const std::size_t> ids = sampler.batch(k);   // sample indices of batch k
+//   std::span<const std::size_t> ids = sampler.batch(k);   // this rank's sample indices of batch k
 
 
 #include <algorithm>
@@ -13557,43 +13663,52 @@ namespace mpt::train {
 
 class EpochSampler {
  public:
-  EpochSampler(std::size_t samples, std::size_t batch_size, bool drop_last, std::uint64_t seed)
-      : samples_(samples), batch_size_(batch_size), drop_last_(drop_last), seed_(seed), order_(samples) {
+  EpochSampler(std::size_t samples, std::size_t batch_size, bool drop_last, std::uint64_t seed, int rank = 0, int ranks = 1)
+      : samples_(samples), batch_size_(batch_size), drop_last_(drop_last), seed_(seed), rank_(rank), ranks_(ranks),
+        per_rank_(ranks > 0 ? (samples + static_cast<std::size_t>(ranks) - 1) / static_cast<std::size_t>(ranks) : 0),
+        order_(samples), shard_(per_rank_) {
     if (batch_size == 0) throw_error("EpochSampler: the batch size must be at least 1");
     if (samples == 0) throw_error("EpochSampler: the training set is empty");
-    if (drop_last && samples < batch_size) {
-      throw_error("EpochSampler: ", samples, " training samples make no batch of ", batch_size,
-                  " with dataloader_drop_last; lower the batch size or keep the last partial batch");
+    if (ranks < 1 || rank < 0 || rank >= ranks) throw_error("EpochSampler: rank ", rank, " of ", ranks, " processes");
+    if (drop_last && per_rank_ < batch_size) {
+      throw_error("EpochSampler: ", samples, " training samples make no batch of ", batch_size, " per process (", ranks,
+                  " processes) with dataloader_drop_last; lower the batch size or keep the last partial batch");
     }
   }
 
   std::size_t samples() const noexcept { return samples_; }
+  // Samples each rank sees per epoch (the permutation padded to a multiple of the ranks).
+  std::size_t samples_per_rank() const noexcept { return per_rank_; }
   std::size_t batch_size() const noexcept { return batch_size_; }
   std::size_t batches_per_epoch() const noexcept {
-    return drop_last_ ? samples_ / batch_size_ : (samples_ + batch_size_ - 1) / batch_size_;
+    return drop_last_ ? per_rank_ / batch_size_ : (per_rank_ + batch_size_ - 1) / batch_size_;
   }
 
-  // Fisher-Yates over [0, n) with a SplitMix64 stream keyed by (seed, epoch).
+  // Fisher-Yates over [0, n) with a SplitMix64 stream keyed by (seed, epoch), then this rank's shard.
   void start_epoch(std::int64_t epoch) {
     std::iota(order_.begin(), order_.end(), std::size_t{0});
     SplitMix64 rng{seed_ ^ (0xA0761D6478BD642Full * static_cast<std::uint64_t>(epoch + 1))};
     for (std::size_t i = samples_; i > 1; --i) std::swap(order_[i - 1], order_[rng.below(i)]);
+    const auto r = static_cast<std::size_t>(rank_), world = static_cast<std::size_t>(ranks_);
+    for (std::size_t k = 0; k < per_rank_; ++k) shard_[k] = order_[(r + k * world) % samples_];  // padding repeats the start
     epoch_ = epoch;
   }
   std::int64_t epoch() const noexcept { return epoch_; }
 
-  // Sample indices of batch k of the current epoch.
+  // This rank's sample indices of batch k of the current epoch.
   std::span<const std::size_t> batch(std::size_t k) const {
     if (k >= batches_per_epoch()) throw_error("EpochSampler: batch ", k, " of an epoch of ", batches_per_epoch());
     const std::size_t begin = k * batch_size_;
-    return std::span<const std::size_t>(order_).subspan(begin, std::min(batch_size_, samples_ - begin));
+    return std::span<const std::size_t>(shard_).subspan(begin, std::min(batch_size_, per_rank_ - begin));
   }
 
  private:
   std::size_t samples_, batch_size_;
   bool drop_last_;
   std::uint64_t seed_;
-  std::vector<std::size_t> order_;
+  int rank_, ranks_;
+  std::size_t per_rank_;
+  std::vector<std::size_t> order_, shard_;
   std::int64_t epoch_ = -1;
 };
 
@@ -13667,8 +13782,11 @@ class StopSignals {
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <chrono>
+#include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <concepts>
 #include <cstdint>
 #include <cstdio>
@@ -13803,6 +13921,15 @@ class Trainer {
   }
   // Where the Trainer's own lines (the plan, skipped steps, the memory report) go; default stdout.
   void set_output(std::FILE* out) { out_ = out; }
+  // Data-parallel training over `comm` (its lifetime must cover train()). Every rank runs
+  // the same loop on its shard of each batch; gradients are averaged over the ranks
+  // before clipping, so every rank takes the same step. Rank 0 alone prints, reports
+  // and writes checkpoints. Default: one process.
+  void set_communicator(dist::Communicator& comm) { comm_ = &comm; }
+  // All-reduce buckets of this many bytes (DDP's bucket_cap_mb: 25 MB).
+  void set_bucket_bytes(std::size_t bytes) { bucket_elements_ = std::max<std::size_t>(1, bytes / sizeof(float)); }
+  // After every step, check that every rank holds the same weights (a checksum per rank).
+  void set_verify_replicas(bool on) { verify_replicas_ = on; }
   void set_evaluate(EvaluateFn evaluate) { evaluate_ = std::move(evaluate); }
   void set_save_extra(SaveExtraFn save_extra) { save_extra_ = std::move(save_extra); }
 
@@ -13834,7 +13961,9 @@ class Trainer {
     // count is not a multiple of gradient_accumulation_steps ends with a smaller group.
     const auto batch_size = static_cast<std::size_t>(args_.per_device_train_batch_size);
     const auto accumulation = static_cast<std::size_t>(args_.gradient_accumulation_steps);
-    EpochSampler sampler(dataset.size(), batch_size, args_.dataloader_drop_last, args_.sampler_seed());
+    const int world = comm_->size();
+    EpochSampler sampler(dataset.size(), batch_size, args_.dataloader_drop_last, args_.sampler_seed(), comm_->rank(), world);
+    if (!comm_->is_main()) out_ = null_stream();
     const std::size_t batches_per_epoch = sampler.batches_per_epoch();
     const auto updates_per_epoch = static_cast<std::int64_t>((batches_per_epoch + accumulation - 1) / accumulation);
     std::int64_t max_steps = 0, epochs = 0;
@@ -13870,7 +13999,7 @@ class Trainer {
     }
     // Resume: weights, optimizer, scaler, schedule, counters and callbacks as they were.
     std::filesystem::create_directories(args_.output_dir);
-    remove_stale_temporaries(args_.output_dir);
+    if (comm_->is_main()) remove_stale_temporaries(args_.output_dir);
     if (resume) load_checkpoint(*resume);
     const std::int64_t first_epoch = state_.global_step / updates_per_epoch;
     const std::int64_t updates_done_in_epoch = state_.global_step % updates_per_epoch;
@@ -13882,6 +14011,11 @@ class Trainer {
     std::size_t samples_seen = 0;
     TrainOutput output;
     typename Dataset::batch_type batch{};
+    // With several ranks, the model tells when the gradients of its later layers are final,
+    // and their all-reduce starts while backward computes the earlier ones.
+    if constexpr (requires { model_.on_gradients_ready(std::function<void(std::size_t)>{}); }) {
+      if (world > 1) model_.on_gradients_ready([this](std::size_t from) { buckets_ready(from); });
+    }
     event([&](TrainerCallback& c) { c.on_train_begin(args_, state_, control_); });
     control_.should_training_stop = state_.global_step >= state_.max_steps;  // a finished run resumed: nothing to do
 
@@ -13895,27 +14029,39 @@ class Trainer {
         // loss divided by the group's size (and multiplied by the loss scale).
         const std::size_t first_batch = static_cast<std::size_t>(update) * accumulation;
         const std::size_t group = std::min(accumulation, batches_per_epoch - first_batch);
-        double step_loss = 0.0;
+        double step_loss = 0.0, step_tokens = 0.0;
         for (std::size_t b = first_batch; b < first_batch + group; ++b) {
           const auto indices = sampler.batch(b);
           dataset.collate(indices, batch);
           const double loss = model_.forward(batch.view(), {.training = true, .seed = args_.seed,
                                                             .forward_index = forward_index_++}).loss;
-          model_.backward(static_cast<double>(scaler_.scale()) / static_cast<double>(group));
+          // Each rank's gradients carry 1/ranks: their all-reduced sum is the average.
+          const bool reduce = world > 1 && b + 1 == first_batch + group;
+          if (reduce) buckets_begin();
+          model_.backward(static_cast<double>(scaler_.scale()) / static_cast<double>(group * static_cast<std::size_t>(world)));
+          if (reduce) buckets_finish();
           step_loss += loss / static_cast<double>(group);
           samples_seen += indices.size();
-          state_.total_flos += 6.0 * static_cast<double>(batch.tokens()) * static_cast<double>(non_embedding_parameters());
-          state_.num_input_tokens_seen += static_cast<std::int64_t>(batch.tokens());
+          step_tokens += static_cast<double>(batch.tokens());
         }
+        // What every rank must agree on: the mean loss, the tokens, and whether to stop.
+        std::array<double, 4> shared = {step_loss, step_tokens, StopSignals::received() == SIGINT ? 1.0 : 0.0,
+                                        StopSignals::received() == SIGTERM ? 1.0 : 0.0};
+        if (world > 1) comm_->allreduce_sum(std::span<double>(shared));
+        step_loss = shared[0] / world;
+        state_.total_flos += 6.0 * shared[1] * static_cast<double>(non_embedding_parameters());
+        state_.num_input_tokens_seen += static_cast<std::int64_t>(shared[1]);
+        const int stop_signal = shared[2] > 0 ? SIGINT : shared[3] > 0 ? SIGTERM : 0;
         const StepInfo info = optimizer_step(step_loss);
+        if (verify_replicas_ && world > 1) verify_replicas();
         ++state_.global_step;
         state_.epoch = static_cast<double>(epoch) +
                        static_cast<double>(first_batch + group) / static_cast<double>(batches_per_epoch);
         loss_since_log_ += step_loss;
         event([&](TrainerCallback& c) { c.on_step_end(args_, state_, control_, info); });
         maybe_log_save_evaluate(info);
-        if (StopSignals::received() != 0) {
-          output.stopped_by_signal = StopSignals::received();
+        if (stop_signal != 0) {
+          output.stopped_by_signal = stop_signal;
           output.interrupt_checkpoint = last_saved_step_ == state_.global_step ? checkpoint_folder(args_.output_dir, state_.global_step)
                                                                                : save_checkpoint();
           control_.should_training_stop = true;
@@ -13936,7 +14082,8 @@ class Trainer {
     output.training_loss = state_.global_step > 0 ? total_loss_ / static_cast<double>(state_.global_step) : 0.0;
     nlohmann::ordered_json summary;
     summary["train_runtime"] = round_to(runtime, 4);
-    summary["train_samples_per_second"] = round_to(runtime > 0 ? static_cast<double>(samples_seen) / runtime : 0.0, 3);
+    summary["train_samples_per_second"] =
+        round_to(runtime > 0 ? static_cast<double>(samples_seen * static_cast<std::size_t>(world)) / runtime : 0.0, 3);
     summary["train_steps_per_second"] = round_to(runtime > 0 ? static_cast<double>(steps_run) / runtime : 0.0, 3);
     summary["total_flos"] = state_.total_flos;
     summary["train_loss"] = output.training_loss;
@@ -14042,7 +14189,61 @@ class Trainer {
 
   template <class F>
   void event(F&& f) {
-    for (auto& c : callbacks_) f(*c);
+    for (auto& c : callbacks_)
+      if (comm_->is_main() || !c->main_process_only()) f(*c);
+  }
+
+  static std::FILE* null_stream() {
+    static std::FILE* null = std::fopen("/dev/null", "w");
+    return null;
+  }
+
+  // ---- gradient all-reduce in buckets, overlapped with backward ----------------------
+  // Buckets are cut from the end of the gradient buffer, where the model's last layers
+  // (whose backward finishes first) keep their matmul parameters; the sum is element-wise,
+  // so where the cuts fall never changes the result.
+  void buckets_begin() {
+    reduce_active_ = true;
+    reduced_from_ = model_.parameters().grad_flat().size();
+  }
+  void buckets_ready(std::size_t from) {
+    if (!reduce_active_) return;  // a micro-batch that only accumulates
+    auto grads = model_.parameters().grad_flat();
+    while (reduced_from_ > from && reduced_from_ - from >= bucket_elements_) {
+      comm_->start_allreduce_sum(grads.subspan(reduced_from_ - bucket_elements_, bucket_elements_));
+      reduced_from_ -= bucket_elements_;
+    }
+    comm_->progress();
+  }
+  void buckets_finish() {
+    auto grads = model_.parameters().grad_flat();
+    for (std::size_t end = reduced_from_; end > 0;) {
+      const std::size_t begin = end > bucket_elements_ ? end - bucket_elements_ : 0;
+      comm_->start_allreduce_sum(grads.subspan(begin, end - begin));
+      end = begin;
+    }
+    comm_->wait_all();
+    reduce_active_ = false;
+  }
+
+  // Every rank's weights after this step must be the same bits: a CRC-32C of the
+  // true masters, gathered and compared.
+  void verify_replicas() {
+    const auto& params = model_.parameters();
+    std::vector<typename policy::master_t> values;
+    std::uint32_t crc = 0;
+    for (nn::ParamId id = 0; id < params.count(); ++id) {
+      values.resize(params.entry(id).size());
+      params.read_master(id, 0, values);
+      crc ^= io::crc32c(std::as_bytes(std::span(values))) + static_cast<std::uint32_t>(id) * 0x9E3779B9u;
+    }
+    const auto all = comm_->allgather(std::to_string(crc));
+    for (std::size_t r = 1; r < all.size(); ++r) {
+      if (all[r] != all[0]) {
+        throw_error("--debug_ranks: after step ", state_.global_step, " rank ", r, " holds other weights than rank 0 "
+                    "(checksums ", all[r], " and ", all[0], "); the replicas diverged");
+      }
+    }
   }
 
   std::size_t non_embedding_parameters() const {
@@ -14057,8 +14258,11 @@ class Trainer {
     std::fprintf(out_, "***** Running training *****\n");
     std::fprintf(out_, "  Num examples = %zu\n  Num Epochs = %lld\n  Instantaneous batch size per device = %lld\n", samples,
                 static_cast<long long>(state_.num_train_epochs), static_cast<long long>(args_.per_device_train_batch_size));
-    std::fprintf(out_, "  Total train batch size (w. accumulation) = %lld\n  Gradient Accumulation steps = %lld\n",
-                static_cast<long long>(args_.per_device_train_batch_size * args_.gradient_accumulation_steps),
+    std::fprintf(out_, "  Total train batch size (w. parallel, distributed & accumulation) = %lld (%d processes x %lld x %lld)\n"
+                "  Gradient Accumulation steps = %lld\n",
+                static_cast<long long>(comm_->size() * args_.per_device_train_batch_size * args_.gradient_accumulation_steps),
+                comm_->size(), static_cast<long long>(args_.per_device_train_batch_size),
+                static_cast<long long>(args_.gradient_accumulation_steps),
                 static_cast<long long>(args_.gradient_accumulation_steps));
     std::fprintf(out_, "  Total optimization steps = %lld (%zu batches, %lld updates per epoch)\n",
                 static_cast<long long>(state_.max_steps), batches, static_cast<long long>(updates));
@@ -14183,30 +14387,35 @@ class Trainer {
   // output_dir/checkpoint-<global_step>: the model folder, optimizer, scaler and
   // schedule, trainer state, arguments, and the counters a bitwise resume needs.
   std::filesystem::path save_checkpoint() {
-    CheckpointWriter writer(args_.output_dir, state_.global_step);
-    const std::filesystem::path& dir = writer.folder();
+    const std::filesystem::path folder = checkpoint_folder(args_.output_dir, state_.global_step);
     if (state_.best_global_step && *state_.best_global_step == state_.global_step) {
-      state_.best_model_checkpoint = writer.final_folder().string();
+      state_.best_model_checkpoint = folder.string();
     }
-    model_.save_pretrained(dir);
-    if (save_extra_) save_extra_(dir);
-    detail::fault_point("model written");
-    optim::save_optimizer_state(dir, optimizer_.state_dict(), scaler_.state(), schedule_.state());
-    detail::fault_point("optimizer written");
-    write_trainer_state(dir / "trainer_state.json");
-    io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
-    const nlohmann::ordered_json counters = {{"forward_index", forward_index_},
-                                             {"loss_since_log", loss_since_log_},
-                                             {"last_logged_step", last_logged_step_},
-                                             {"total_loss", total_loss_},
-                                             {"data_seed", args_.sampler_seed()},
-                                             {"seed", args_.seed}};
-    io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
-    writer.commit();
+    if (comm_->is_main()) {  // every rank holds the same state: rank 0 writes it
+      CheckpointWriter writer(args_.output_dir, state_.global_step);
+      const std::filesystem::path& dir = writer.folder();
+      model_.save_pretrained(dir);
+      if (save_extra_) save_extra_(dir);
+      detail::fault_point("model written");
+      optim::save_optimizer_state(dir, optimizer_.state_dict(), scaler_.state(), schedule_.state());
+      detail::fault_point("optimizer written");
+      write_trainer_state(dir / "trainer_state.json");
+      io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
+      const nlohmann::ordered_json counters = {{"forward_index", forward_index_},
+                                               {"loss_since_log", loss_since_log_},
+                                               {"last_logged_step", last_logged_step_},
+                                               {"total_loss", total_loss_},
+                                               {"data_seed", args_.sampler_seed()},
+                                               {"seed", args_.seed},
+                                               {"world_size", comm_->size()}};
+      io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
+      writer.commit();
+      if (args_.save_total_limit) rotate_checkpoints(args_.output_dir, *args_.save_total_limit, state_.best_model_checkpoint);
+    }
+    comm_->barrier();  // the checkpoint is complete before any rank goes on (or resumes from it)
     last_saved_step_ = state_.global_step;
-    event([&](TrainerCallback& c) { c.on_save(args_, state_, control_, writer.final_folder()); });
-    if (args_.save_total_limit) rotate_checkpoints(args_.output_dir, *args_.save_total_limit, state_.best_model_checkpoint);
-    return writer.final_folder();
+    event([&](TrainerCallback& c) { c.on_save(args_, state_, control_, folder); });
+    return folder;
   }
 
   // The true master weights from a checkpoint's model.safetensors (the names and
@@ -14277,6 +14486,11 @@ class Trainer {
   StepInfo last_info_;
   mutable std::size_t non_embedding_ = 0;
   std::FILE* out_ = stdout;
+  dist::Communicator* comm_ = &dist::single_process();
+  std::size_t bucket_elements_ = 25 * 1024 * 1024 / sizeof(float);
+  bool reduce_active_ = false;
+  std::size_t reduced_from_ = 0;
+  bool verify_replicas_ = false;
 };
 
 }  // namespace mpt::train
@@ -14333,6 +14547,9 @@ struct QaTrainSet {
 
 struct QaEvalOptions {
   std::size_t batch_size = 8;
+  // Data-parallel: each rank predicts every ranks-th batch, the logits are all-reduced,
+  // every rank post-processes (the same metrics everywhere), rank 0 writes the files.
+  dist::Communicator* comm = nullptr;
   data::QaPostprocessOptions postprocess;
   // Where <prefix>_predictions.json, _nbest_predictions.json (and _null_odds.json) go; empty: not written.
   std::filesystem::path output_dir;
@@ -14348,16 +14565,20 @@ struct QaLogits {
 // Forward passes over all features, without dropout; progress(done, total) after each batch.
 template <class Model>
 QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::size_t batch_size,
-                           const std::function<void(std::size_t, std::size_t)>& progress = {}) {
+                           const std::function<void(std::size_t, std::size_t)>& progress = {},
+                           dist::Communicator& comm = dist::single_process()) {
   if (batch_size == 0) throw_error("predict_qa_logits: the batch size must be at least 1");
   QaLogits out;
   for (std::size_t f = 0; f < features.size(); ++f) out.row_length = std::max(out.row_length, features.length(f));
-  out.start.assign(features.size() * out.row_length, -100.0f);
-  out.end.assign(features.size() * out.row_length, -100.0f);
+  // Rows this rank does not predict stay 0 and take the others' values in the all-reduce.
+  const float pad = comm.size() > 1 ? 0.0f : -100.0f;
+  out.start.assign(features.size() * out.row_length, pad);
+  out.end.assign(features.size() * out.row_length, pad);
   const std::size_t batches = (features.size() + batch_size - 1) / batch_size;
   QaTrainSet::batch_type batch;
   std::vector<std::size_t> indices;
   for (std::size_t k = 0; k < batches; ++k) {
+    if (k % static_cast<std::size_t>(comm.size()) != static_cast<std::size_t>(comm.rank())) continue;
     indices.resize(std::min(batch_size, features.size() - k * batch_size));
     std::iota(indices.begin(), indices.end(), k * batch_size);
     data::collate_qa_batch(features, indices, 0, batch.data);
@@ -14366,6 +14587,8 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
     const auto result = model.forward(batch.view(), {.training = false, .reuse_packed_weights = true});
     const std::size_t s = batch.data.seq_len;
     for (std::size_t r = 0; r < indices.size(); ++r) {
+      std::fill_n(out.start.begin() + static_cast<std::ptrdiff_t>(indices[r] * out.row_length), out.row_length, -100.0f);
+      std::fill_n(out.end.begin() + static_cast<std::ptrdiff_t>(indices[r] * out.row_length), out.row_length, -100.0f);
       for (std::size_t t = 0; t < s; ++t) {
         out.start[indices[r] * out.row_length + t] = static_cast<float>(result.start_logits(static_cast<std::int64_t>(r), static_cast<std::int64_t>(t)));
         out.end[indices[r] * out.row_length + t] = static_cast<float>(result.end_logits(static_cast<std::int64_t>(r), static_cast<std::int64_t>(t)));
@@ -14374,6 +14597,10 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
     if (progress) progress(k + 1, batches);
   }
   if constexpr (requires { model.release_packed_weights(); }) model.release_packed_weights();
+  if (comm.size() > 1) {
+    comm.allreduce_sum(std::span<float>(out.start));
+    comm.allreduce_sum(std::span<float>(out.end));
+  }
   return out;
 }
 
@@ -14387,10 +14614,11 @@ inline bool has_gold_answers(const data::SquadDataset& examples) {
 template <class Model>
 EvalResult evaluate_qa(Model& model, const data::SquadDataset& examples, const data::QaFeatures& features,
                        const QaEvalOptions& options, const std::function<void(std::size_t, std::size_t)>& progress = {}) {
-  const QaLogits logits = predict_qa_logits(model, features, options.batch_size, progress);
+  dist::Communicator& comm = options.comm != nullptr ? *options.comm : dist::single_process();
+  const QaLogits logits = predict_qa_logits(model, features, options.batch_size, progress, comm);
   const data::QaPredictions predictions = data::postprocess_qa_predictions(
       examples, features, logits.start, logits.end, logits.row_length, options.postprocess);
-  if (!options.output_dir.empty()) predictions.write(options.output_dir, options.prefix);
+  if (!options.output_dir.empty() && comm.is_main()) predictions.write(options.output_dir, options.prefix);
   EvalResult result;
   result.samples = features.size();
   result.batches = (features.size() + options.batch_size - 1) / options.batch_size;

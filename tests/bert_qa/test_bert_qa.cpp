@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include <chrono>
 #include <csignal>
 #include <thread>
 
@@ -264,3 +265,38 @@ TEST_CASE("SIGTERM: bert_qa finishes the step, writes a checkpoint, exits 143 sa
   CHECK(again.exit_code == 0);
   CHECK(again.output.find("Continuing training from checkpoint") != std::string::npos);
 }
+
+#ifdef MPT_MPIRUN
+TEST_CASE("mpirun -np 2 bert_qa: data-parallel training with rank 0's outputs; a bad input on rank 1 ends the job") {
+  const fs::path out = work / "two_ranks";
+  fs::remove_all(out);
+  std::string command = train_command(out, true);
+  command.replace(command.find("--max_steps 500"), 15, "--max_steps 20");
+  const Run r = run(std::string(MPT_MPIRUN) + " -np 2 -x OMP_NUM_THREADS=1 " + MPT_BERT_QA,
+                    command.replace(command.find("--per_device_train_batch_size 32"), 32, "--per_device_train_batch_size 16") +
+                        " --debug_ranks --num_threads 1");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(r.output.find("2 processes x 16 x 1") != std::string::npos);
+  CHECK(read_json(out / "trainer_state.json")["global_step"] == 20);
+  CHECK(fs::exists(out / "eval_predictions.json"));
+  CHECK(fs::exists(out / "checkpoint-20" / "mpt_checkpoint.json"));
+
+  // Rank 1 alone is given a file that does not exist: the whole job stops, quickly, saying why.
+  const fs::path bad_out = work / "two_ranks_bad";
+  fs::remove_all(bad_out);
+  const std::string script = work.string() + "/rank1_bad.sh";
+  std::ofstream(script) << "#!/bin/sh\nif [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then exec " << MPT_BERT_QA
+                        << " --train_file /nonexistent/train.json \"$@\"; fi\nexec " << MPT_BERT_QA << " --train_file "
+                        << (task() / "train.json").string() << " \"$@\"\n";
+  fs::permissions(script, fs::perms::owner_all);
+  const auto started = std::chrono::steady_clock::now();
+  const Run bad = run(std::string(MPT_MPIRUN) + " -np 2 " + script,
+                      "--do_train --max_steps 1000 --config_overrides num_hidden_layers=1 --output_dir " + bad_out.string());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  CHECK(bad.exit_code != 0);
+  CHECK_MESSAGE(bad.output.find("rank 1 of 2") != std::string::npos, bad.output);
+  CHECK_MESSAGE(bad.output.find("/nonexistent/train.json") != std::string::npos, bad.output);
+  CHECK(seconds < 60);
+  MESSAGE("a bad input on rank 1 ended the job in " << seconds << " s");
+}
+#endif

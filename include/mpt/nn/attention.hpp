@@ -61,6 +61,9 @@ class BertSelfAttention {
   bool dropout_active(const Context<P>& ctx) const noexcept { return ctx.training && dropout_ > 0.0f; }
 
   // Bytes forward saves, and the workspace forward and backward need.
+  // The first parameter this block declares (its query weight).
+  ParamId first_weight_id() const noexcept { return query_.weight_id(); }
+
   static std::size_t saved_bytes(const AttentionDims& d, bool dropout) {
     const auto th = static_cast<std::size_t>(d.tokens() * d.hidden);
     return 3 * Arena::bytes_for<act_t>(th) + (dropout ? 2 : 1) * Arena::bytes_for<act_t>(d.score_count());

@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -263,13 +264,20 @@ class BertForQuestionAnswering {
     TensorView<hidden_t> grad[2] = {activations_.allocate<hidden_t>(th, "hidden gradient"),
                                     activations_.allocate<hidden_t>(th, "hidden gradient")};
     qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), grad[0], false);
+    gradients_ready(qa_outputs_.weight_id());
     for (std::size_t l = layers_.size(); l-- > 0;) {
       const std::size_t from = (layers_.size() - 1 - l) % 2;
       layers_[l].backward(ctx, TensorView<const hidden_t>(grad[from]), grad[1 - from]);
+      gradients_ready(layers_[l].first_weight_id());
     }
     embeddings_.backward(ctx, TensorView<const hidden_t>(grad[layers_.size() % 2]));
     mpt::detail::equalize_scratch();
   }
+
+  // Called during backward with an offset of the flat gradient buffer: the gradients at
+  // and after it are final for this backward (the matmul parameters of the layers done
+  // so far). Data-parallel training starts their all-reduce while backward goes on.
+  void on_gradients_ready(std::function<void(std::size_t offset)> callback) { gradients_ready_ = std::move(callback); }
 
   // Frees the weights packed for reuse_packed_weights.
   void release_packed_weights() { packed_.clear(); }
@@ -278,6 +286,10 @@ class BertForQuestionAnswering {
   std::span<const TensorView<hidden_t>> hidden_states() const noexcept { return hidden_; }
 
  private:
+  void gradients_ready(ParamId first_final) {
+    if (gradients_ready_) gradients_ready_(params_.entry(first_final).offset);
+  }
+
   BertLayerShape layer_shape() const noexcept {
     return {config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
             config_.hidden_dropout_prob, config_.attention_probs_dropout_prob, config_.layer_norm_eps};
@@ -291,6 +303,7 @@ class BertForQuestionAnswering {
 
   Arena activations_, workspace_;
   PackedWeightCache<P> packed_;
+  std::function<void(std::size_t)> gradients_ready_;
   std::optional<Context<P>> ctx_;
   std::int64_t batch_ = 0, seq_ = 0;
   bool has_labels_ = false;

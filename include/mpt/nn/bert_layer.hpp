@@ -69,6 +69,10 @@ class BertLayer {
         output_(params, name + ".output", shape.intermediate, shape.hidden, shape.hidden_dropout, shape.eps, 3 * index + 3),
         shape_(shape) {}
 
+  // The first matmul parameter of the layer: layers declare their matmul parameters in
+  // order, so from its offset on, the gradients of this and later layers lie together.
+  ParamId first_weight_id() const noexcept { return attention_.first_weight_id(); }
+
   static std::size_t saved_bytes(const BertLayerShape& s, std::int64_t batch, std::int64_t seq, bool training) {
     const std::int64_t rows = batch * seq;
     const auto th = static_cast<std::size_t>(rows * s.hidden);

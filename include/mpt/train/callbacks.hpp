@@ -43,6 +43,8 @@ class TrainerCallback {
   virtual ~TrainerCallback() = default;
   // The name under which state() is saved ("EarlyStoppingCallback").
   virtual std::string name() const { return "TrainerCallback"; }
+  // Runs on rank 0 only in data-parallel training (printing, reporting).
+  virtual bool main_process_only() const { return false; }
 
   virtual void on_train_begin(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
   virtual void on_epoch_begin(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
@@ -143,6 +145,7 @@ class JsonLinesReporter : public TrainerCallback {
  public:
   explicit JsonLinesReporter(std::filesystem::path path) : path_(std::move(path)) {}
   std::string name() const override { return "JsonLinesReporter"; }
+  bool main_process_only() const override { return true; }
   void on_train_begin(const TrainingArguments&, const TrainerState&, TrainerControl&) override { open(); }
   void on_log(const TrainingArguments&, const TrainerState&, TrainerControl&, const nlohmann::ordered_json& logs) override {
     if (!out_.is_open()) open();

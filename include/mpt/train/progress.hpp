@@ -168,6 +168,7 @@ class ProgressCallback : public TrainerCallback {
   explicit ProgressCallback(std::FILE* out = stdout) : ProgressCallback(out, ::isatty(::fileno(out)) != 0) {}
   ProgressCallback(std::FILE* out, bool interactive) : out_(out), interactive_(interactive) {}
   std::string name() const override { return "ProgressCallback"; }
+  bool main_process_only() const override { return true; }
 
   void on_train_begin(const TrainingArguments& args, const TrainerState& state, TrainerControl&) override {
     bars_ = interactive_ && !args.disable_tqdm;

@@ -20,6 +20,8 @@
 // the thread count, so a resume may use another one).
 
 #include <mpt/core/error.hpp>
+#include <mpt/dist/communicator.hpp>
+#include <mpt/io/checksum.hpp>
 #include <mpt/io/safetensors.hpp>
 #include <mpt/kernels/global_norm.hpp>
 #include <mpt/nn/bert.hpp>
@@ -39,8 +41,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <chrono>
+#include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <concepts>
 #include <cstdint>
 #include <cstdio>
@@ -175,6 +180,15 @@ class Trainer {
   }
   // Where the Trainer's own lines (the plan, skipped steps, the memory report) go; default stdout.
   void set_output(std::FILE* out) { out_ = out; }
+  // Data-parallel training over `comm` (its lifetime must cover train()). Every rank runs
+  // the same loop on its shard of each batch; gradients are averaged over the ranks
+  // before clipping, so every rank takes the same step. Rank 0 alone prints, reports
+  // and writes checkpoints. Default: one process.
+  void set_communicator(dist::Communicator& comm) { comm_ = &comm; }
+  // All-reduce buckets of this many bytes (DDP's bucket_cap_mb: 25 MB).
+  void set_bucket_bytes(std::size_t bytes) { bucket_elements_ = std::max<std::size_t>(1, bytes / sizeof(float)); }
+  // After every step, check that every rank holds the same weights (a checksum per rank).
+  void set_verify_replicas(bool on) { verify_replicas_ = on; }
   void set_evaluate(EvaluateFn evaluate) { evaluate_ = std::move(evaluate); }
   void set_save_extra(SaveExtraFn save_extra) { save_extra_ = std::move(save_extra); }
 
@@ -206,7 +220,9 @@ class Trainer {
     // count is not a multiple of gradient_accumulation_steps ends with a smaller group.
     const auto batch_size = static_cast<std::size_t>(args_.per_device_train_batch_size);
     const auto accumulation = static_cast<std::size_t>(args_.gradient_accumulation_steps);
-    EpochSampler sampler(dataset.size(), batch_size, args_.dataloader_drop_last, args_.sampler_seed());
+    const int world = comm_->size();
+    EpochSampler sampler(dataset.size(), batch_size, args_.dataloader_drop_last, args_.sampler_seed(), comm_->rank(), world);
+    if (!comm_->is_main()) out_ = null_stream();
     const std::size_t batches_per_epoch = sampler.batches_per_epoch();
     const auto updates_per_epoch = static_cast<std::int64_t>((batches_per_epoch + accumulation - 1) / accumulation);
     std::int64_t max_steps = 0, epochs = 0;
@@ -242,7 +258,7 @@ class Trainer {
     }
     // Resume: weights, optimizer, scaler, schedule, counters and callbacks as they were.
     std::filesystem::create_directories(args_.output_dir);
-    remove_stale_temporaries(args_.output_dir);
+    if (comm_->is_main()) remove_stale_temporaries(args_.output_dir);
     if (resume) load_checkpoint(*resume);
     const std::int64_t first_epoch = state_.global_step / updates_per_epoch;
     const std::int64_t updates_done_in_epoch = state_.global_step % updates_per_epoch;
@@ -254,6 +270,11 @@ class Trainer {
     std::size_t samples_seen = 0;
     TrainOutput output;
     typename Dataset::batch_type batch{};
+    // With several ranks, the model tells when the gradients of its later layers are final,
+    // and their all-reduce starts while backward computes the earlier ones.
+    if constexpr (requires { model_.on_gradients_ready(std::function<void(std::size_t)>{}); }) {
+      if (world > 1) model_.on_gradients_ready([this](std::size_t from) { buckets_ready(from); });
+    }
     event([&](TrainerCallback& c) { c.on_train_begin(args_, state_, control_); });
     control_.should_training_stop = state_.global_step >= state_.max_steps;  // a finished run resumed: nothing to do
 
@@ -267,27 +288,39 @@ class Trainer {
         // loss divided by the group's size (and multiplied by the loss scale).
         const std::size_t first_batch = static_cast<std::size_t>(update) * accumulation;
         const std::size_t group = std::min(accumulation, batches_per_epoch - first_batch);
-        double step_loss = 0.0;
+        double step_loss = 0.0, step_tokens = 0.0;
         for (std::size_t b = first_batch; b < first_batch + group; ++b) {
           const auto indices = sampler.batch(b);
           dataset.collate(indices, batch);
           const double loss = model_.forward(batch.view(), {.training = true, .seed = args_.seed,
                                                             .forward_index = forward_index_++}).loss;
-          model_.backward(static_cast<double>(scaler_.scale()) / static_cast<double>(group));
+          // Each rank's gradients carry 1/ranks: their all-reduced sum is the average.
+          const bool reduce = world > 1 && b + 1 == first_batch + group;
+          if (reduce) buckets_begin();
+          model_.backward(static_cast<double>(scaler_.scale()) / static_cast<double>(group * static_cast<std::size_t>(world)));
+          if (reduce) buckets_finish();
           step_loss += loss / static_cast<double>(group);
           samples_seen += indices.size();
-          state_.total_flos += 6.0 * static_cast<double>(batch.tokens()) * static_cast<double>(non_embedding_parameters());
-          state_.num_input_tokens_seen += static_cast<std::int64_t>(batch.tokens());
+          step_tokens += static_cast<double>(batch.tokens());
         }
+        // What every rank must agree on: the mean loss, the tokens, and whether to stop.
+        std::array<double, 4> shared = {step_loss, step_tokens, StopSignals::received() == SIGINT ? 1.0 : 0.0,
+                                        StopSignals::received() == SIGTERM ? 1.0 : 0.0};
+        if (world > 1) comm_->allreduce_sum(std::span<double>(shared));
+        step_loss = shared[0] / world;
+        state_.total_flos += 6.0 * shared[1] * static_cast<double>(non_embedding_parameters());
+        state_.num_input_tokens_seen += static_cast<std::int64_t>(shared[1]);
+        const int stop_signal = shared[2] > 0 ? SIGINT : shared[3] > 0 ? SIGTERM : 0;
         const StepInfo info = optimizer_step(step_loss);
+        if (verify_replicas_ && world > 1) verify_replicas();
         ++state_.global_step;
         state_.epoch = static_cast<double>(epoch) +
                        static_cast<double>(first_batch + group) / static_cast<double>(batches_per_epoch);
         loss_since_log_ += step_loss;
         event([&](TrainerCallback& c) { c.on_step_end(args_, state_, control_, info); });
         maybe_log_save_evaluate(info);
-        if (StopSignals::received() != 0) {
-          output.stopped_by_signal = StopSignals::received();
+        if (stop_signal != 0) {
+          output.stopped_by_signal = stop_signal;
           output.interrupt_checkpoint = last_saved_step_ == state_.global_step ? checkpoint_folder(args_.output_dir, state_.global_step)
                                                                                : save_checkpoint();
           control_.should_training_stop = true;
@@ -308,7 +341,8 @@ class Trainer {
     output.training_loss = state_.global_step > 0 ? total_loss_ / static_cast<double>(state_.global_step) : 0.0;
     nlohmann::ordered_json summary;
     summary["train_runtime"] = round_to(runtime, 4);
-    summary["train_samples_per_second"] = round_to(runtime > 0 ? static_cast<double>(samples_seen) / runtime : 0.0, 3);
+    summary["train_samples_per_second"] =
+        round_to(runtime > 0 ? static_cast<double>(samples_seen * static_cast<std::size_t>(world)) / runtime : 0.0, 3);
     summary["train_steps_per_second"] = round_to(runtime > 0 ? static_cast<double>(steps_run) / runtime : 0.0, 3);
     summary["total_flos"] = state_.total_flos;
     summary["train_loss"] = output.training_loss;
@@ -414,7 +448,61 @@ class Trainer {
 
   template <class F>
   void event(F&& f) {
-    for (auto& c : callbacks_) f(*c);
+    for (auto& c : callbacks_)
+      if (comm_->is_main() || !c->main_process_only()) f(*c);
+  }
+
+  static std::FILE* null_stream() {
+    static std::FILE* null = std::fopen("/dev/null", "w");
+    return null;
+  }
+
+  // ---- gradient all-reduce in buckets, overlapped with backward ----------------------
+  // Buckets are cut from the end of the gradient buffer, where the model's last layers
+  // (whose backward finishes first) keep their matmul parameters; the sum is element-wise,
+  // so where the cuts fall never changes the result.
+  void buckets_begin() {
+    reduce_active_ = true;
+    reduced_from_ = model_.parameters().grad_flat().size();
+  }
+  void buckets_ready(std::size_t from) {
+    if (!reduce_active_) return;  // a micro-batch that only accumulates
+    auto grads = model_.parameters().grad_flat();
+    while (reduced_from_ > from && reduced_from_ - from >= bucket_elements_) {
+      comm_->start_allreduce_sum(grads.subspan(reduced_from_ - bucket_elements_, bucket_elements_));
+      reduced_from_ -= bucket_elements_;
+    }
+    comm_->progress();
+  }
+  void buckets_finish() {
+    auto grads = model_.parameters().grad_flat();
+    for (std::size_t end = reduced_from_; end > 0;) {
+      const std::size_t begin = end > bucket_elements_ ? end - bucket_elements_ : 0;
+      comm_->start_allreduce_sum(grads.subspan(begin, end - begin));
+      end = begin;
+    }
+    comm_->wait_all();
+    reduce_active_ = false;
+  }
+
+  // Every rank's weights after this step must be the same bits: a CRC-32C of the
+  // true masters, gathered and compared.
+  void verify_replicas() {
+    const auto& params = model_.parameters();
+    std::vector<typename policy::master_t> values;
+    std::uint32_t crc = 0;
+    for (nn::ParamId id = 0; id < params.count(); ++id) {
+      values.resize(params.entry(id).size());
+      params.read_master(id, 0, values);
+      crc ^= io::crc32c(std::as_bytes(std::span(values))) + static_cast<std::uint32_t>(id) * 0x9E3779B9u;
+    }
+    const auto all = comm_->allgather(std::to_string(crc));
+    for (std::size_t r = 1; r < all.size(); ++r) {
+      if (all[r] != all[0]) {
+        throw_error("--debug_ranks: after step ", state_.global_step, " rank ", r, " holds other weights than rank 0 "
+                    "(checksums ", all[r], " and ", all[0], "); the replicas diverged");
+      }
+    }
   }
 
   std::size_t non_embedding_parameters() const {
@@ -429,8 +517,11 @@ class Trainer {
     std::fprintf(out_, "***** Running training *****\n");
     std::fprintf(out_, "  Num examples = %zu\n  Num Epochs = %lld\n  Instantaneous batch size per device = %lld\n", samples,
                 static_cast<long long>(state_.num_train_epochs), static_cast<long long>(args_.per_device_train_batch_size));
-    std::fprintf(out_, "  Total train batch size (w. accumulation) = %lld\n  Gradient Accumulation steps = %lld\n",
-                static_cast<long long>(args_.per_device_train_batch_size * args_.gradient_accumulation_steps),
+    std::fprintf(out_, "  Total train batch size (w. parallel, distributed & accumulation) = %lld (%d processes x %lld x %lld)\n"
+                "  Gradient Accumulation steps = %lld\n",
+                static_cast<long long>(comm_->size() * args_.per_device_train_batch_size * args_.gradient_accumulation_steps),
+                comm_->size(), static_cast<long long>(args_.per_device_train_batch_size),
+                static_cast<long long>(args_.gradient_accumulation_steps),
                 static_cast<long long>(args_.gradient_accumulation_steps));
     std::fprintf(out_, "  Total optimization steps = %lld (%zu batches, %lld updates per epoch)\n",
                 static_cast<long long>(state_.max_steps), batches, static_cast<long long>(updates));
@@ -555,30 +646,35 @@ class Trainer {
   // output_dir/checkpoint-<global_step>: the model folder, optimizer, scaler and
   // schedule, trainer state, arguments, and the counters a bitwise resume needs.
   std::filesystem::path save_checkpoint() {
-    CheckpointWriter writer(args_.output_dir, state_.global_step);
-    const std::filesystem::path& dir = writer.folder();
+    const std::filesystem::path folder = checkpoint_folder(args_.output_dir, state_.global_step);
     if (state_.best_global_step && *state_.best_global_step == state_.global_step) {
-      state_.best_model_checkpoint = writer.final_folder().string();
+      state_.best_model_checkpoint = folder.string();
     }
-    model_.save_pretrained(dir);
-    if (save_extra_) save_extra_(dir);
-    detail::fault_point("model written");
-    optim::save_optimizer_state(dir, optimizer_.state_dict(), scaler_.state(), schedule_.state());
-    detail::fault_point("optimizer written");
-    write_trainer_state(dir / "trainer_state.json");
-    io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
-    const nlohmann::ordered_json counters = {{"forward_index", forward_index_},
-                                             {"loss_since_log", loss_since_log_},
-                                             {"last_logged_step", last_logged_step_},
-                                             {"total_loss", total_loss_},
-                                             {"data_seed", args_.sampler_seed()},
-                                             {"seed", args_.seed}};
-    io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
-    writer.commit();
+    if (comm_->is_main()) {  // every rank holds the same state: rank 0 writes it
+      CheckpointWriter writer(args_.output_dir, state_.global_step);
+      const std::filesystem::path& dir = writer.folder();
+      model_.save_pretrained(dir);
+      if (save_extra_) save_extra_(dir);
+      detail::fault_point("model written");
+      optim::save_optimizer_state(dir, optimizer_.state_dict(), scaler_.state(), schedule_.state());
+      detail::fault_point("optimizer written");
+      write_trainer_state(dir / "trainer_state.json");
+      io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
+      const nlohmann::ordered_json counters = {{"forward_index", forward_index_},
+                                               {"loss_since_log", loss_since_log_},
+                                               {"last_logged_step", last_logged_step_},
+                                               {"total_loss", total_loss_},
+                                               {"data_seed", args_.sampler_seed()},
+                                               {"seed", args_.seed},
+                                               {"world_size", comm_->size()}};
+      io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
+      writer.commit();
+      if (args_.save_total_limit) rotate_checkpoints(args_.output_dir, *args_.save_total_limit, state_.best_model_checkpoint);
+    }
+    comm_->barrier();  // the checkpoint is complete before any rank goes on (or resumes from it)
     last_saved_step_ = state_.global_step;
-    event([&](TrainerCallback& c) { c.on_save(args_, state_, control_, writer.final_folder()); });
-    if (args_.save_total_limit) rotate_checkpoints(args_.output_dir, *args_.save_total_limit, state_.best_model_checkpoint);
-    return writer.final_folder();
+    event([&](TrainerCallback& c) { c.on_save(args_, state_, control_, folder); });
+    return folder;
   }
 
   // The true master weights from a checkpoint's model.safetensors (the names and
@@ -649,6 +745,11 @@ class Trainer {
   StepInfo last_info_;
   mutable std::size_t non_embedding_ = 0;
   std::FILE* out_ = stdout;
+  dist::Communicator* comm_ = &dist::single_process();
+  std::size_t bucket_elements_ = 25 * 1024 * 1024 / sizeof(float);
+  bool reduce_active_ = false;
+  std::size_t reduced_from_ = 0;
+  bool verify_replicas_ = false;
 };
 
 }  // namespace mpt::train
