@@ -6,6 +6,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <vector>
@@ -240,4 +241,36 @@ TEST_CASE("evaluation with packed weights reused across batches: the same logits
   CHECK(logits(true) == updated);  // the update made the packed copies stale: repacked
   model.release_packed_weights();
   CHECK(logits(true) == updated);
+}
+
+TEST_CASE_TEMPLATE("the whole model gives the same bits on 1 and 2 threads: forward, backward, two AdamW steps", P,
+                   mpt::precision::fp32, mpt::precision::bf16_mixed) {
+  const auto config = mpt::io::BertConfig::from_json_file(tiny / "config.json");
+  auto run = [&](int threads) {
+    mpt::ScopedNumThreads scoped(threads);
+    mpt::nn::BertForQuestionAnswering<P> model(config);
+    model.load_pretrained(tiny, quiet());
+    auto opt = train::make_adamw(model.parameters(), {.weight_decay = 0.01});
+    optim::NoLossScaling none;
+    const Batch batch;
+    std::vector<double> losses;
+    for (std::uint32_t step = 0; step < 2; ++step) {
+      model.parameters().zero_grad();
+      losses.push_back(model.forward(batch.view(), {.training = true, .seed = 9, .forward_index = step}).loss);
+      model.backward();
+      optim::clip_and_step(opt, none, model.parameters().grad_flat(), 1e-2, 1.0);
+    }
+    std::vector<float> out;
+    for (mpt::nn::ParamId id = 0; id < model.parameters().count(); ++id) {
+      std::vector<float> w(model.parameters().entry(id).size());
+      model.parameters().read_master(id, 0, w);
+      out.insert(out.end(), w.begin(), w.end());
+    }
+    const auto g = model.parameters().grad_flat();
+    out.insert(out.end(), g.begin(), g.end());  // the last step's gradients were zeroed by nobody: compare them too
+    return std::pair{losses, out};
+  };
+  const auto one = run(1), two = run(2);
+  CHECK(one.first == two.first);
+  CHECK(std::memcmp(one.second.data(), two.second.data(), one.second.size() * sizeof(float)) == 0);
 }

@@ -6,11 +6,10 @@
 // windows of max_seq_length tokens that overlap by doc_stride tokens.
 
 #include <mpt/core/error.hpp>
+#include <mpt/core/threads.hpp>
 #include <mpt/data/squad_reader.hpp>
 #include <mpt/data/wordpiece_tokenizer.hpp>
 
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -130,6 +129,14 @@ inline std::string_view lstrip_python(std::string_view s) {
   return s.substr(pos);
 }
 
+// body(i) for i in [0, n), chunks of `chunk` items as tasks on mpt's threads (mpt::set_num_threads).
+template <class Body>
+void for_each_chunk(std::size_t n, std::size_t chunk, Body&& body) {
+  mpt::parallel_for((n + chunk - 1) / chunk, [&](std::size_t t) {
+    for (std::size_t i = t * chunk; i < std::min(n, (t + 1) * chunk); ++i) body(i);
+  });
+}
+
 struct QaWindowPlan {
   std::size_t first_feature = 0;
   std::size_t n_windows = 0;
@@ -148,12 +155,9 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
   // Each context once (a paragraph is shared by its questions), then questions.
   std::vector<Encoding> contexts(data.contexts.size());
   std::vector<Encoding> questions(n_examples);
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, contexts.size(), 8), [&](const auto& r) {
-    for (std::size_t i = r.begin(); i != r.end(); ++i) tokenizer.encode_into(data.contexts[i], contexts[i]);
-  });
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n_examples, 64), [&](const auto& r) {
-    for (std::size_t i = r.begin(); i != r.end(); ++i)
-      tokenizer.encode_into(lstrip_python(data.examples[i].question), questions[i]);
+  for_each_chunk(contexts.size(), 8, [&](std::size_t i) { tokenizer.encode_into(data.contexts[i], contexts[i]); });
+  for_each_chunk(n_examples, 64, [&](std::size_t i) {
+    tokenizer.encode_into(lstrip_python(data.examples[i].question), questions[i]);
   });
 
   // Windows of the context, as tokenizers' Encoding::truncate with a stride:
@@ -213,8 +217,8 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
     out.end_positions.assign(n_features, 0);
   }
 
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n_examples, 16), [&](const auto& r) {
-    for (std::size_t e = r.begin(); e != r.end(); ++e) {
+  for_each_chunk(n_examples, 16, [&](std::size_t e) {
+    {
       const SquadExample& ex = data.examples[e];
       const Encoding& q = questions[e];
       const Encoding& c = contexts[ex.context_index];
