@@ -6,8 +6,8 @@
 // A training step, as transformers' Trainer does it:
 //
 //   optim::ParameterTable table;                       // the model fills it, in buffer order
-//   table.add("bert.embeddings.word_embeddings.weight", 30522 * 768);   // decays
-//   table.add("bert.embeddings.LayerNorm.weight", 768);                // exempt, as HF
+//   table.add("bert.embeddings.word_embeddings.weight", 30522 * 768);          // decays
+//   table.add("bert.embeddings.LayerNorm.weight", 768, /*decay=*/false);      // exempt, as HF
 //   optim::AdamW<precision::bf16_mixed> opt(params, table, {.weight_decay = 0.01});
 //   optim::DynamicLossScaler scaler;                   // or NoLossScaling (bf16 default)
 //   auto schedule = optim::LrSchedule::for_trainer("linear", 3e-5, warmup_steps, total_steps);
@@ -20,6 +20,7 @@
 #include <mpt/core/fp16_convert.hpp>
 #include <mpt/kernels/global_norm.hpp>
 #include <mpt/optim/adamw.hpp>
+#include <mpt/optim/flat_optimizer.hpp>
 #include <mpt/optim/checkpoint.hpp>
 #include <mpt/optim/loss_scaler.hpp>
 #include <mpt/optim/optimizer_step.hpp>

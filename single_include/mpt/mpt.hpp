@@ -600,10 +600,12 @@ class ScopedIsa {
   int previous_;
 };
 
-// Every level this CPU can run, lowest first: what tests iterate over.
+// Every level kernels can run here, lowest first: what tests iterate over. Capped by
+// MPT_ISA, which no ScopedIsa can raise (a test asking for AVX2 under MPT_ISA=scalar
+// would run the scalar path under the AVX2 label).
 inline std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
-  for (int i = 0; i <= static_cast<int>(detected_isa()); ++i) out.push_back(static_cast<Isa>(i));
+  for (int i = 0; i <= static_cast<int>(detail::environment_isa()); ++i) out.push_back(static_cast<Isa>(i));
   return out;
 }
 
@@ -1069,11 +1071,6 @@ struct avx512_bf16 : avx512 {
   using xsimd_arch = xsimd::avx512bw;  // xsimd 8 has no tag of its own for AVX512_BF16
   static constexpr const char* name = "avx512_bf16";
 };
-// Not a tag of its own: whatever the running CPU supports, at run time.
-struct best {
-  static Isa isa() { return active_isa(); }
-};
-
 template <class T>
 concept Backend = std::is_base_of_v<scalar, T>;
 
@@ -1152,8 +1149,6 @@ struct precision_policy {
 
   // The optimizer keeps a separate, wider copy of the weights.
   static constexpr bool has_master = !std::is_same_v<Param, Master>;
-  // Matmuls and stores round to a 16-bit type somewhere.
-  static constexpr bool is_mixed = !std::is_same_v<Param, Accumulate> || !std::is_same_v<Activation, Accumulate>;
 };
 
 // fp32 everywhere: the reference.
@@ -8595,8 +8590,8 @@ class BertForQuestionAnswering {
 // A training step, as transformers' Trainer does it:
 //
 //   optim::ParameterTable table;                       // the model fills it, in buffer order
-//   table.add("bert.embeddings.word_embeddings.weight", 30522 * 768);   // decays
-//   table.add("bert.embeddings.LayerNorm.weight", 768);                // exempt, as HF
+//   table.add("bert.embeddings.word_embeddings.weight", 30522 * 768);          // decays
+//   table.add("bert.embeddings.LayerNorm.weight", 768, /*decay=*/false);      // exempt, as HF
 //   optim::AdamW<precision::bf16_mixed> opt(params, table, {.weight_decay = 0.01});
 //   optim::DynamicLossScaler scaler;                   // or NoLossScaling (bf16 default)
 //   auto schedule = optim::LrSchedule::for_trainer("linear", 3e-5, warmup_steps, total_steps);
@@ -8776,9 +8771,9 @@ inline void convert(std::span<const fp16> in, std::span<float> out) { convert_wi
 // torch to about an ulp (tests: < 1e-6 relative over 10 steps). The moments
 // are fp32 (fp64 under precision::fp64) for every weight policy.
 //
-// One fused pass, one parallel task per run of <= 32768 elements; the AVX-512
-// (16 lanes, masked tails), AVX2 (8 lanes) and scalar reference paths give
-// the same bits, for any thread count.
+// The update rule of FlatOptimizer (optim/flat_optimizer.hpp: runs, dispatch,
+// state); the AVX-512 (16 lanes, masked tails), AVX2 (8 lanes) and scalar
+// reference loops give the same bits, for any thread count.
 //
 // Shapes: params [n] (P::param_t), grads [n] (P::grad_t), n = table.size().
 
@@ -8793,14 +8788,13 @@ inline void convert(std::span<const fp16> in, std::span<float> out) { convert_wi
 // buffer, and whether weight decay applies to it.
 //
 // The model fills it with Hugging Face names in buffer order
-// (`bert.encoder.layer.3.attention.output.LayerNorm.weight` -> offset, count);
-// the optimizer reads it to skip weight decay where transformers' Trainer does:
-// biases and LayerNorm parameters (get_decay_parameter_names: parameters of
-// LayerNorm modules, and every name containing "bias").
+// (`bert.encoder.layer.3.attention.output.LayerNorm.weight` -> offset, count, decay);
+// the optimizer reads it to skip weight decay where the model says so
+// (train::parameter_table decides from the parameters' roles, as transformers'
+// get_decay_parameter_names does from module types: biases and LayerNorm exempt).
 
 
 #include <algorithm>
-#include <cctype>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -8815,28 +8809,14 @@ struct ParameterEntry {
   bool decay = true;
 };
 
-// transformers' rule, from the name alone: "bias" anywhere, or a LayerNorm
-// module ("LayerNorm", "layer_norm", "layernorm", "ln_" prefixes of GPT-style names).
-inline bool is_decay_exempt(std::string_view name) {
-  if (name.find("bias") != std::string_view::npos) return true;
-  std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return lower.find("layernorm") != std::string::npos || lower.find("layer_norm") != std::string::npos ||
-         lower.find(".ln_") != std::string::npos || lower.rfind("ln_", 0) == 0;
-}
-
 class ParameterTable {
  public:
   ParameterTable() = default;
 
-  // Appends a parameter after the previous one; decay follows is_decay_exempt.
-  ParameterTable& add(std::string name, std::size_t count) {
-    const bool decay = !is_decay_exempt(name);
-    return add(std::move(name), count, decay);
-  }
-  // Appends a parameter with an explicit decision (models with other conventions).
-  ParameterTable& add(std::string name, std::size_t count, bool decay) {
+  // Appends a parameter after the previous one. Whether weight decay applies is the
+  // model's decision (nn::weight_decay_applies from its roles: transformers exempts
+  // biases and LayerNorm weights).
+  ParameterTable& add(std::string name, std::size_t count, bool decay = true) {
     for (const auto& e : entries_) {
       if (e.name == name)
         throw_error("ParameterTable::add: parameter '", name, "' is already in the table; names must be unique");
@@ -8980,12 +8960,40 @@ inline __mmask16 tail_mask(std::size_t left) noexcept {
 
 }  // namespace mpt::optim::detail
 // ---- end mpt/optim/detail/update_loop.hpp ----
+// ---- begin mpt/optim/flat_optimizer.hpp ----
+// FlatOptimizer<P, Rule, Weights>: the one shell every update rule runs in
+// (ensmallen's SGD<UpdatePolicy> shape). The shell owns what all optimizers
+// share — the parameter table and its runs, the master-weight store, the state
+// buffers, the step count, the dispatch to the AVX-512 / AVX2 / scalar loops,
+// master I/O and the state-dict framing; a Rule holds only what makes an
+// optimizer itself:
+//
+//   struct Rule {
+//     using options = ...;                        // lr, betas, momentum, ...
+//     static constexpr const char* name;          // "AdamW" (saved, and checked on load)
+//     static std::vector<const char*> state_names(const options&);   // its per-parameter buffers
+//     static void validate(const options&);
+//     template <class T> struct coefficients;     // per-step constants
+//     template <class T> static coefficients<T> prepare(const options&, std::int64_t step, double lr, float multiplier, bool decay);
+//     template <class Store, class T> static void run_scalar(Store&, T* const* state, const T* grads,
+//                                                            std::size_t begin, std::size_t end, const coefficients<T>&, std::uint32_t key);
+//     ... run_avx2_reference (fp64 and non-vectorized stores), run_avx2, run_avx512 (fp32 stores)
+//     static nlohmann::json scalars(const options&);                  // hyper-parameters in the state dict
+//     static void load_scalars(options&, const nlohmann::json&);      // and back (refusing what cannot change)
+//   };
+//
+//   using AdamW = FlatOptimizer<P, rules::AdamW, W>;  Sgd = FlatOptimizer<P, rules::Sgd, W>
+//
+// One fused pass, one parallel task per run of <= 32768 elements with one
+// weight-decay decision; the vector and scalar loops give the same bits, for any
+// thread count. Shapes: params [n] (P::param_t), grads [n] (P::grad_t), n = table.size().
+
 // ---- begin mpt/optim/state_dict.hpp ----
 // Optimizer state as named tensors plus JSON scalars: what a checkpoint
 // stores so that a resumed run continues bit-identically.
 //
-//   StateDict::tensors  views of the optimizer's own buffers, with the
-//                       safetensors dtype names ("F32", "F64", "BF16", "U16")
+//   StateDict::tensors  views of the optimizer's own buffers, with their
+//                       safetensors dtypes (F32, F64, BF16, U16)
 //   StateDict::scalars  step count, hyper-parameters, seeds, scaler state
 //
 // state_dict() returns views (no copy); load_state_dict(saved) copies from
@@ -9007,32 +9015,22 @@ namespace mpt::optim {
 
 struct StateTensor {
   std::string name;
-  std::string dtype;  // safetensors names
+  io::Dtype dtype = io::Dtype::f32;
   std::size_t count = 0;
   std::byte* data = nullptr;
-  std::size_t bytes() const;
+  std::size_t bytes() const noexcept { return count * io::dtype_size(dtype); }
 };
 
-inline std::size_t dtype_bytes(const std::string& dtype) {
-  if (dtype == "F64") return 8;
-  if (dtype == "F32") return 4;
-  if (dtype == "BF16" || dtype == "F16" || dtype == "U16") return 2;
-  throw_error("optimizer state: unknown dtype '", dtype, "'");
-}
-inline std::size_t StateTensor::bytes() const { return count * dtype_bytes(dtype); }
-
+// The file dtype of a state element type: F64, F32, BF16, or U16 (a split master's trail).
 template <class T>
-constexpr const char* dtype_name() {
-  if constexpr (std::is_same_v<T, double>)
-    return "F64";
-  else if constexpr (std::is_same_v<T, float>)
-    return "F32";
-  else if constexpr (std::is_same_v<T, bf16>)
-    return "BF16";
-  else if constexpr (std::is_same_v<T, std::uint16_t>)
-    return "U16";
-  else
-    static_assert(sizeof(T) == 0, "optimizer state tensors are F64, F32, BF16 or U16");
+constexpr io::Dtype state_dtype() {
+  if constexpr (std::is_same_v<T, std::uint16_t>) {
+    return io::Dtype::u16;
+  } else {
+    static_assert(std::is_same_v<T, double> || std::is_same_v<T, float> || std::is_same_v<T, bf16>,
+                  "optimizer state tensors are F64, F32, BF16 or U16");
+    return io::dtype_of<T>();
+  }
 }
 
 struct StateDict {
@@ -9041,7 +9039,7 @@ struct StateDict {
 
   template <class T>
   void add(std::string name, T* data, std::size_t count) {
-    tensors.push_back({std::move(name), dtype_name<T>(), count, reinterpret_cast<std::byte*>(data)});
+    tensors.push_back({std::move(name), state_dtype<T>(), count, reinterpret_cast<std::byte*>(data)});
   }
   const StateTensor& find(const std::string& name) const {
     for (const auto& t : tensors)
@@ -9054,8 +9052,8 @@ struct StateDict {
     for (const auto& t : tensors) {
       const StateTensor& s = saved.find(t.name);
       if (s.dtype != t.dtype || s.count != t.count) {
-        throw_error("optimizer state: tensor '", t.name, "' was saved as ", s.dtype, " x ", s.count,
-                    " but this optimizer needs ", t.dtype, " x ", t.count,
+        throw_error("optimizer state: tensor '", t.name, "' was saved as ", io::dtype_name(s.dtype), " x ", s.count,
+                    " but this optimizer needs ", io::dtype_name(t.dtype), " x ", t.count,
                     "; resume with the same model, precision and weight policy");
       }
       std::memcpy(t.data, s.data, t.bytes());
@@ -9504,12 +9502,184 @@ class WeightStore<P, W> {
 #pragma GCC diagnostic pop
 // ---- end mpt/optim/weights.hpp ----
 
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace mpt::optim {
+
+template <PrecisionPolicy P, class Rule, class Weights = default_weights_t<P>>
+class FlatOptimizer {
+ public:
+  using policy = P;
+  using rule = Rule;
+  using weights_policy = Weights;
+  using options_type = typename Rule::options;
+  using param_t = typename P::param_t;
+  using grad_t = typename P::grad_t;
+  using weight_store = WeightStore<P, Weights>;
+  using value_t = typename weight_store::value_t;
+  static_assert(std::is_same_v<value_t, grad_t>,
+                "optimizer: gradients must have the type the master weights are updated in (fp32, or fp64 under "
+                "precision::fp64)");
+
+  FlatOptimizer(std::span<param_t> params, ParameterTable table, options_type options = {})
+      : FlatOptimizer(weight_store(params), params.size(), std::move(table), options) {}
+
+  // With an fp32 master the model owns (nn::Parameters: matmul_compute(), matmul_master()).
+  FlatOptimizer(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
+                options_type options = {}) requires std::is_same_v<Weights, weights::fp32_master>
+      : FlatOptimizer(weight_store(params, master), params.size(), std::move(table), options) {}
+
+ private:
+  FlatOptimizer(weight_store&& store, std::size_t n, ParameterTable table, options_type options)
+      : table_(std::move(table)), options_(options), weights_(std::move(store)) {
+    table_.check_buffer(Rule::name, "the parameter buffer", n);
+    Rule::validate(options);
+    for (const char* state : Rule::state_names(options)) state_.push_back({state, AlignedBuffer<value_t>(n)});
+    runs_ = detail::decay_runs(table_, detail::update_run_elements);
+  }
+
+ public:
+  // One update with learning rate `lr`; gradients are multiplied by
+  // grad_multiplier first (1/loss scale times the clipping coefficient).
+  void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
+    table_.check_buffer((std::string(Rule::name) + "::step").c_str(), "the gradient buffer", grads.size());
+    ++steps_;
+    std::array<value_t*, 4> state{};
+    for (std::size_t k = 0; k < state_.size(); ++k) state[k] = state_[k].values.data();
+    const std::uint32_t key = detail::rounding_key(options_.seed, steps_);
+    const Isa isa = active_isa();
+    const auto with_decay = Rule::template prepare<value_t>(options_, steps_, lr, grad_multiplier, true);
+    const auto without_decay = Rule::template prepare<value_t>(options_, steps_, lr, grad_multiplier, false);
+    detail::for_each_run(runs_, [&](const detail::DecayRun& run) {
+      const auto& c = run.decay ? with_decay : without_decay;
+#if MPT_X86
+      if constexpr (weight_store::vectorized) {
+        if (isa >= Isa::avx512) return Rule::run_avx512(weights_, state.data(), grads.data(), run.begin, run.end, c, key);
+        if (isa >= Isa::avx2) return Rule::run_avx2(weights_, state.data(), grads.data(), run.begin, run.end, c, key);
+      } else {
+        if (isa >= Isa::avx2) {
+          return Rule::run_avx2_reference(weights_, state.data(), grads.data(), run.begin, run.end, c, key);
+        }
+      }
+#endif
+      Rule::run_scalar(weights_, state.data(), grads.data(), run.begin, run.end, c, key);
+    });
+    (void)isa;
+  }
+  void step(std::span<const grad_t> grads) { step(grads, options_.lr); }
+
+  std::int64_t steps() const noexcept { return steps_; }
+  const options_type& options() const noexcept { return options_; }
+  const ParameterTable& table() const noexcept { return table_; }
+  const weight_store& weights() const noexcept { return weights_; }
+  // A state buffer by name ("exp_avg", "momentum_buffer"); empty if the rule keeps none of that name.
+  std::span<const value_t> state(std::string_view name) const noexcept {
+    for (const auto& s : state_)
+      if (name == s.name) return {s.values.data(), s.values.size()};
+    return {};
+  }
+
+  // Starts the master from full-precision weights (e.g. the fp32 checkpoint the
+  // model was loaded from) and writes the compute copy from it.
+  void set_master_weights(std::span<const value_t> in) {
+    table_.check_buffer("set_master_weights", "the input buffer", in.size());
+    write_master(0, in);
+  }
+  // The weights the optimizer updates, widened to value_t: what a checkpoint of the
+  // model saves (transformers saves fp32 weights after bf16 autocast training).
+  void copy_master_weights(std::span<value_t> out) const {
+    table_.check_buffer("copy_master_weights", "the output buffer", out.size());
+    read_master(0, out);
+  }
+  // Master values of elements [first, first + out.size()).
+  void read_master(std::size_t first, std::span<value_t> out) const {
+    check_range("read_master", first, out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(first + i);
+  }
+  // Sets master values of elements [first, first + in.size()), compute copy included.
+  void write_master(std::size_t first, std::span<const value_t> in) {
+    check_range("write_master", first, in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(first + i, in[i]);
+  }
+
+  // Optimizer state bytes per parameter, the compute copy included.
+  double bytes_per_parameter() const noexcept {
+    return weight_store::bytes_per_parameter() + static_cast<double>(state_.size() * sizeof(value_t));
+  }
+
+  StateDict state_dict() {
+    StateDict s;
+    for (auto& b : state_) s.add(b.name, b.values.data(), b.values.size());
+    weights_.append_state(s);
+    s.scalars = Rule::scalars(options_);
+    s.scalars["optimizer"] = Rule::name;
+    s.scalars["weights"] = Weights::name;
+    s.scalars["step"] = steps_;
+    s.scalars["seed"] = options_.seed;
+    return s;
+  }
+  void load_state_dict(const StateDict& saved) {
+    if (saved.scalars.value("optimizer", "") != Rule::name || saved.scalars.value("weights", "") != Weights::name) {
+      throw_error(Rule::name, "::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
+                  " with weights '", saved.scalars.value("weights", "?"), "', not ", Rule::name, " with weights '",
+                  Weights::name, "'");
+    }
+    options_type loaded = options_;
+    Rule::load_scalars(loaded, saved.scalars);  // may refuse (a state buffer it does not have)
+    state_dict().copy_tensors_from(saved);
+    options_ = loaded;
+    steps_ = saved.scalars.at("step").get<std::int64_t>();
+    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
+  }
+
+ private:
+  struct StateBuffer {
+    const char* name;
+    AlignedBuffer<value_t> values;
+  };
+
+  void check_range(const char* op, std::size_t first, std::size_t count) const {
+    if (first > weights_.size() || count > weights_.size() - first) {
+      throw_error(Rule::name, "::", op, ": elements [", first, ", ", first + count, ") are outside the ",
+                  weights_.size(), " parameters");
+    }
+  }
+
+  ParameterTable table_;
+  options_type options_;
+  weight_store weights_;
+  std::vector<StateBuffer> state_;
+  std::vector<detail::DecayRun> runs_;
+  std::int64_t steps_ = 0;
+};
+
+// What clip_and_step and the Trainer need of an optimizer.
+template <class O>
+concept Optimizer = requires(O o, const O co, std::span<const float> grads, double lr, float multiplier) {
+  o.step(grads, lr, multiplier);
+  { co.steps() } -> std::convertible_to<std::int64_t>;
+  { o.state_dict() } -> std::same_as<StateDict>;
+};
+
+}  // namespace mpt::optim
+// ---- end mpt/optim/flat_optimizer.hpp ----
+
 #include <immintrin.h>
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -9624,172 +9794,78 @@ MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, cons
 
 }  // namespace detail
 
-template <PrecisionPolicy P, class Weights = default_weights_t<P>>
-class AdamW {
- public:
-  using policy = P;
-  using weights_policy = Weights;
-  using options_type = AdamWOptions;
-  using param_t = typename P::param_t;
-  using grad_t = typename P::grad_t;
-  using weight_store = WeightStore<P, Weights>;
-  using value_t = typename weight_store::value_t;
-  static_assert(
-      std::is_same_v<value_t, grad_t>,
-      "AdamW: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
+namespace rules {
 
-  AdamW(std::span<param_t> params, ParameterTable table, AdamWOptions options = {})
-      : AdamW(weight_store(params), params.size(), std::move(table), options) {}
+// torch.optim.AdamW's update (see the top of this header).
+struct AdamW {
+  using options = AdamWOptions;
+  static constexpr const char* name = "AdamW";
+  template <class T>
+  using coefficients = detail::AdamWCoefficients<T>;
 
-  // With an fp32 master the model owns (nn::Parameters: matmul_compute(), matmul_master()).
-  AdamW(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
-        AdamWOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
-      : AdamW(weight_store(params, master), params.size(), std::move(table), options) {}
-
- private:
-  AdamW(weight_store&& store, std::size_t n, ParameterTable table, AdamWOptions options)
-      : table_(std::move(table)), options_(options), weights_(std::move(store)), exp_avg_(n), exp_avg_sq_(n) {
-    table_.check_buffer("AdamW", "the parameter buffer", n);
-    if (!(options.beta1 >= 0.0 && options.beta1 < 1.0 && options.beta2 >= 0.0 && options.beta2 < 1.0 &&
-          options.eps >= 0.0 && options.weight_decay >= 0.0 && options.lr >= 0.0)) {
-      throw_error("AdamW: invalid options (lr ", options.lr, ", betas (", options.beta1, ", ", options.beta2, "), eps ",
-                  options.eps, ", weight_decay ", options.weight_decay,
-                  "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
+  static std::vector<const char*> state_names(const options&) { return {"exp_avg", "exp_avg_sq"}; }
+  static void validate(const options& o) {
+    if (!(o.beta1 >= 0.0 && o.beta1 < 1.0 && o.beta2 >= 0.0 && o.beta2 < 1.0 && o.eps >= 0.0 && o.weight_decay >= 0.0 &&
+          o.lr >= 0.0)) {
+      throw_error("AdamW: invalid options (lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps,
+                  ", weight_decay ", o.weight_decay, "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
     }
-    runs_ = detail::decay_runs(table_, detail::update_run_elements);
   }
-
- public:
-  // One update with learning rate `lr`; gradients are multiplied by
-  // grad_multiplier first (1/loss scale times the clipping coefficient).
-  void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
-    table_.check_buffer("AdamW::step", "the gradient buffer", grads.size());
-    ++steps_;
-    const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
-    const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
-    detail::AdamWCoefficients<value_t> c{};
-    c.grad_multiplier = static_cast<value_t>(grad_multiplier);
-    c.beta1 = static_cast<value_t>(options_.beta1);
-    c.one_minus_beta1 = static_cast<value_t>(1.0 - options_.beta1);
-    c.beta2 = static_cast<value_t>(options_.beta2);
-    c.one_minus_beta2 = static_cast<value_t>(1.0 - options_.beta2);
-    c.bias_correction2_sqrt = static_cast<value_t>(std::sqrt(bias_correction2));
-    c.eps = static_cast<value_t>(options_.eps);
-    c.neg_step_size = static_cast<value_t>(-(lr / bias_correction1));
-    const value_t decay_factor = static_cast<value_t>(1.0 - lr * options_.weight_decay);
-    const std::uint32_t key = detail::rounding_key(options_.seed, steps_);
-    const Isa isa = active_isa();
-    detail::for_each_run(runs_, [&](const detail::DecayRun& run) {
-      detail::AdamWCoefficients<value_t> rc = c;
-      rc.decay_factor = run.decay ? decay_factor : value_t(1);
+  // Scalars in double, then rounded to T, as PyTorch computes them.
+  template <class T>
+  static coefficients<T> prepare(const options& o, std::int64_t step, double lr, float grad_multiplier, bool decay) {
+    const double bias_correction1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
+    const double bias_correction2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
+    coefficients<T> c{};
+    c.decay_factor = decay ? static_cast<T>(1.0 - lr * o.weight_decay) : T(1);
+    c.grad_multiplier = static_cast<T>(grad_multiplier);
+    c.beta1 = static_cast<T>(o.beta1);
+    c.one_minus_beta1 = static_cast<T>(1.0 - o.beta1);
+    c.beta2 = static_cast<T>(o.beta2);
+    c.one_minus_beta2 = static_cast<T>(1.0 - o.beta2);
+    c.bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
+    c.eps = static_cast<T>(o.eps);
+    c.neg_step_size = static_cast<T>(-(lr / bias_correction1));
+    return c;
+  }
+  template <class Store, class T>
+  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
+                         std::uint32_t key) noexcept {
+    detail::adamw_run_scalar(w, s[0], s[1], g, b, e, c, key);
+  }
 #if MPT_X86
-      if constexpr (weight_store::vectorized) {
-        if (isa >= Isa::avx512) {
-          detail::adamw_run_avx512(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
-                                   key);
-          return;
-        }
-      }
-      if (isa >= Isa::avx2) {
-        if constexpr (weight_store::vectorized) {
-          detail::adamw_run_avx2(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
-                                 key);
-        } else {
-          detail::adamw_run_avx2_reference(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin,
-                                           run.end, rc, key);
-        }
-        return;
-      }
+  template <class Store, class T>
+  static void run_avx2_reference(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
+                                 std::uint32_t key) noexcept {
+    detail::adamw_run_avx2_reference(w, s[0], s[1], g, b, e, c, key);
+  }
+  template <class Store>
+  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
+                       const coefficients<float>& c, std::uint32_t key) noexcept {
+    detail::adamw_run_avx2(w, s[0], s[1], g, b, e, c, key);
+  }
+  template <class Store>
+  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
+                         const coefficients<float>& c, std::uint32_t key) noexcept {
+    detail::adamw_run_avx512(w, s[0], s[1], g, b, e, c, key);
+  }
 #endif
-      detail::adamw_run_scalar(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
-                               key);
-    });
-    (void)isa;
+  static nlohmann::json scalars(const options& o) {
+    return {{"lr", o.lr}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps}, {"weight_decay", o.weight_decay}};
   }
-  void step(std::span<const grad_t> grads) { step(grads, options_.lr); }
-
-  std::int64_t steps() const noexcept { return steps_; }
-  const AdamWOptions& options() const noexcept { return options_; }
-  const ParameterTable& table() const noexcept { return table_; }
-  const weight_store& weights() const noexcept { return weights_; }
-  // Starts the master from full-precision weights (e.g. the fp32 checkpoint
-  // the model was loaded from) and writes the compute copy from it.
-  void set_master_weights(std::span<const value_t> in) {
-    table_.check_buffer("AdamW::set_master_weights", "the input buffer", in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(i, in[i]);
+  static void load_scalars(options& o, const nlohmann::json& j) {
+    o.lr = j.at("lr").get<double>();
+    o.beta1 = j.at("beta1").get<double>();
+    o.beta2 = j.at("beta2").get<double>();
+    o.eps = j.at("eps").get<double>();
+    o.weight_decay = j.at("weight_decay").get<double>();
   }
-  // The weights the optimizer updates, widened to value_t: what a checkpoint
-  // of the model saves (transformers saves fp32 weights after bf16 autocast training).
-  // Master values of elements [first, first + out.size()) (what a model folder saves).
-  void read_master(std::size_t first, std::span<value_t> out) const {
-    check_range("AdamW::read_master", first, out.size());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(first + i);
-  }
-  // Sets master values of elements [first, first + in.size()), compute copy included.
-  void write_master(std::size_t first, std::span<const value_t> in) {
-    check_range("AdamW::write_master", first, in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(first + i, in[i]);
-  }
-  void copy_master_weights(std::span<value_t> out) const {
-    table_.check_buffer("AdamW::copy_master_weights", "the output buffer", out.size());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
-  }
-  std::span<const value_t> exp_avg() const noexcept { return {exp_avg_.data(), exp_avg_.size()}; }
-  std::span<const value_t> exp_avg_sq() const noexcept { return {exp_avg_sq_.data(), exp_avg_sq_.size()}; }
-
-  // Optimizer state bytes per parameter, the compute copy included.
-  static constexpr double bytes_per_parameter() noexcept {
-    return weight_store::bytes_per_parameter() + 2 * sizeof(value_t);
-  }
-
-  StateDict state_dict() {
-    StateDict s;
-    s.add("exp_avg", exp_avg_.data(), exp_avg_.size());
-    s.add("exp_avg_sq", exp_avg_sq_.data(), exp_avg_sq_.size());
-    weights_.append_state(s);
-    s.scalars = {{"optimizer", "AdamW"},    {"weights", Weights::name},
-                 {"step", steps_},          {"lr", options_.lr},
-                 {"beta1", options_.beta1}, {"beta2", options_.beta2},
-                 {"eps", options_.eps},     {"weight_decay", options_.weight_decay},
-                 {"seed", options_.seed}};
-    return s;
-  }
-  void load_state_dict(const StateDict& saved) {
-    if (saved.scalars.value("optimizer", "") != "AdamW" || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error("AdamW::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
-                  " with weights '", saved.scalars.value("weights", "?"), "', not AdamW with weights '", Weights::name,
-                  "'");
-    }
-    state_dict().copy_tensors_from(saved);
-    steps_ = saved.scalars.at("step").get<std::int64_t>();
-    options_.lr = saved.scalars.at("lr").get<double>();
-    options_.beta1 = saved.scalars.at("beta1").get<double>();
-    options_.beta2 = saved.scalars.at("beta2").get<double>();
-    options_.eps = saved.scalars.at("eps").get<double>();
-    options_.weight_decay = saved.scalars.at("weight_decay").get<double>();
-    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
-  }
-
- private:
-  void check_range(const char* op, std::size_t first, std::size_t count) const {
-    if (first > weights_.size() || count > weights_.size() - first) {
-      throw_error(op, ": elements [", first, ", ", first + count, ") are outside the ", weights_.size(), " parameters");
-    }
-  }
-
-  ParameterTable table_;
-  AdamWOptions options_;
-  weight_store weights_;
-  AlignedBuffer<value_t> exp_avg_;
-  AlignedBuffer<value_t> exp_avg_sq_;
-  std::vector<detail::DecayRun> runs_;
-  std::int64_t steps_ = 0;
 };
 
-// The common configurations by name.
-template <PrecisionPolicy P>
-using SplitMasterAdamW = AdamW<P, weights::split_master>;
-using PureBf16AdamW = AdamW<precision::bf16_pure, weights::stochastic_rounding>;
+}  // namespace rules
+
+template <PrecisionPolicy P, class Weights = default_weights_t<P>>
+using AdamW = FlatOptimizer<P, rules::AdamW, Weights>;
 
 }  // namespace mpt::optim
 
@@ -9832,9 +9908,7 @@ inline void save_optimizer_state(const std::filesystem::path& dir, const StateDi
   std::vector<io::RawTensor> tensors;
   tensors.reserve(optimizer.tensors.size());
   for (const StateTensor& t : optimizer.tensors) {
-    const auto dtype = io::parse_dtype(t.dtype);
-    if (!dtype) throw_error("save_optimizer_state: tensor '", t.name, "' has unknown dtype '", t.dtype, "'");
-    tensors.push_back({t.name, *dtype, {static_cast<std::int64_t>(t.count)}, std::span<const std::byte>(t.data, t.bytes())});
+    tensors.push_back({t.name, t.dtype, {static_cast<std::int64_t>(t.count)}, std::span<const std::byte>(t.data, t.bytes())});
   }
   io::save_safetensors(dir / optimizer_tensors_file, std::span<const io::RawTensor>(tensors), {{"format", "mpt-optimizer"}});
   const nlohmann::json scalars = {{"optimizer", optimizer.scalars}, {"scaler", scaler}, {"scheduler", scheduler}};
@@ -9866,7 +9940,7 @@ inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& di
   view.scalars = scalars["optimizer"];
   for (const io::SafetensorsEntry& e : file.tensors()) {
     // SavedState copies from these views before `file` is unmapped; they are only read.
-    view.tensors.push_back({e.name, std::string(io::dtype_name(e.dtype)), e.numel(), const_cast<std::byte*>(e.bytes.data())});
+    view.tensors.push_back({e.name, e.dtype, e.numel(), const_cast<std::byte*>(e.bytes.data())});
   }
   return {SavedState(view), scalars["scaler"], scalars["scheduler"]};
 }
@@ -10277,6 +10351,7 @@ struct LrSchedule {
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -10396,162 +10471,88 @@ MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* g
 
 }  // namespace detail
 
-template <PrecisionPolicy P, class Weights = default_weights_t<P>>
-class Sgd {
- public:
-  using policy = P;
-  using weights_policy = Weights;
-  using options_type = SgdOptions;
-  using param_t = typename P::param_t;
-  using grad_t = typename P::grad_t;
-  using weight_store = WeightStore<P, Weights>;
-  using value_t = typename weight_store::value_t;
-  static_assert(
-      std::is_same_v<value_t, grad_t>,
-      "Sgd: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
+namespace rules {
 
-  Sgd(std::span<param_t> params, ParameterTable table, SgdOptions options = {})
-      : Sgd(weight_store(params), params.size(), std::move(table), options) {}
+// torch.optim.SGD's update (see the top of this header).
+struct Sgd {
+  using options = SgdOptions;
+  static constexpr const char* name = "SGD";
+  template <class T>
+  using coefficients = detail::SgdCoefficients<T>;
 
-  // With an fp32 master the model owns (nn::Parameters: matmul_compute(), matmul_master()).
-  Sgd(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
-      SgdOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
-      : Sgd(weight_store(params, master), params.size(), std::move(table), options) {}
-
- private:
-  Sgd(weight_store&& store, std::size_t n, ParameterTable table, SgdOptions options)
-      : table_(std::move(table)),
-        options_(options),
-        weights_(std::move(store)),
-        momentum_(options.momentum != 0.0 ? n : 0) {
-    table_.check_buffer("Sgd", "the parameter buffer", n);
-    if (!(options.lr >= 0.0 && options.momentum >= 0.0 && options.weight_decay >= 0.0)) {
-      throw_error("Sgd: invalid options (lr ", options.lr, ", momentum ", options.momentum, ", weight_decay ",
-                  options.weight_decay, "): all must be non-negative");
-    }
-    if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0)) {
-      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", options.momentum,
-                  ", dampening ", options.dampening, ")");
-    }
-    runs_ = detail::decay_runs(table_, detail::update_run_elements);
+  // The momentum buffer exists only with momentum.
+  static std::vector<const char*> state_names(const options& o) {
+    return o.momentum != 0.0 ? std::vector<const char*>{"momentum_buffer"} : std::vector<const char*>{};
   }
-
- public:
-  void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
-    table_.check_buffer("Sgd::step", "the gradient buffer", grads.size());
-    ++steps_;
-    detail::SgdCoefficients<value_t> c{};
-    c.grad_multiplier = static_cast<value_t>(grad_multiplier);
-    c.momentum = static_cast<value_t>(options_.momentum);
-    c.one_minus_dampening = static_cast<value_t>(1.0 - options_.dampening);
-    c.neg_lr = static_cast<value_t>(-lr);
-    c.use_momentum = options_.momentum != 0.0;
-    c.first_step = steps_ == 1;
-    c.nesterov = options_.nesterov;
-    const std::uint32_t key = detail::rounding_key(options_.seed, steps_);
-    const Isa isa = active_isa();
-    detail::for_each_run(runs_, [&](const detail::DecayRun& run) {
-      detail::SgdCoefficients<value_t> rc = c;
-      rc.weight_decay = run.decay ? static_cast<value_t>(options_.weight_decay) : value_t(0);
+  static void validate(const options& o) {
+    if (!(o.lr >= 0.0 && o.momentum >= 0.0 && o.weight_decay >= 0.0)) {
+      throw_error("Sgd: invalid options (lr ", o.lr, ", momentum ", o.momentum, ", weight_decay ", o.weight_decay,
+                  "): all must be non-negative");
+    }
+    if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0)) {
+      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", o.momentum,
+                  ", dampening ", o.dampening, ")");
+    }
+  }
+  template <class T>
+  static coefficients<T> prepare(const options& o, std::int64_t step, double lr, float grad_multiplier, bool decay) {
+    coefficients<T> c{};
+    c.grad_multiplier = static_cast<T>(grad_multiplier);
+    c.weight_decay = decay ? static_cast<T>(o.weight_decay) : T(0);
+    c.momentum = static_cast<T>(o.momentum);
+    c.one_minus_dampening = static_cast<T>(1.0 - o.dampening);
+    c.neg_lr = static_cast<T>(-lr);
+    c.use_momentum = o.momentum != 0.0;
+    c.first_step = step == 1;
+    c.nesterov = o.nesterov;
+    return c;
+  }
+  template <class Store, class T>
+  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
+                         std::uint32_t key) noexcept {
+    detail::sgd_run_scalar(w, s[0], g, b, e, c, key);
+  }
 #if MPT_X86
-      if constexpr (weight_store::vectorized) {
-        if (isa >= Isa::avx512) {
-          detail::sgd_run_avx512(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-          return;
-        }
-      }
-      if (isa >= Isa::avx2) {
-        if constexpr (weight_store::vectorized) {
-          detail::sgd_run_avx2(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-        } else {
-          detail::sgd_run_avx2_reference(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-        }
-        return;
-      }
+  template <class Store, class T>
+  static void run_avx2_reference(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
+                                 std::uint32_t key) noexcept {
+    detail::sgd_run_avx2_reference(w, s[0], g, b, e, c, key);
+  }
+  template <class Store>
+  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
+                       const coefficients<float>& c, std::uint32_t key) noexcept {
+    detail::sgd_run_avx2(w, s[0], g, b, e, c, key);
+  }
+  template <class Store>
+  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
+                         const coefficients<float>& c, std::uint32_t key) noexcept {
+    detail::sgd_run_avx512(w, s[0], g, b, e, c, key);
+  }
 #endif
-      detail::sgd_run_scalar(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-    });
-    (void)isa;
+  static nlohmann::json scalars(const options& o) {
+    return {{"lr", o.lr},
+            {"momentum", o.momentum},
+            {"dampening", o.dampening},
+            {"weight_decay", o.weight_decay},
+            {"nesterov", o.nesterov}};
   }
-  void step(std::span<const grad_t> grads) { step(grads, options_.lr); }
-
-  std::int64_t steps() const noexcept { return steps_; }
-  const SgdOptions& options() const noexcept { return options_; }
-  const weight_store& weights() const noexcept { return weights_; }
-  // Starts the master from full-precision weights (e.g. the fp32 checkpoint
-  // the model was loaded from) and writes the compute copy from it.
-  void set_master_weights(std::span<const value_t> in) {
-    table_.check_buffer("Sgd::set_master_weights", "the input buffer", in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(i, in[i]);
-  }
-  // The weights the optimizer updates, widened to value_t: what a checkpoint
-  // of the model saves (transformers saves fp32 weights after bf16 autocast training).
-  // Master values of elements [first, first + out.size()) (what a model folder saves).
-  void read_master(std::size_t first, std::span<value_t> out) const {
-    check_range("Sgd::read_master", first, out.size());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(first + i);
-  }
-  // Sets master values of elements [first, first + in.size()), compute copy included.
-  void write_master(std::size_t first, std::span<const value_t> in) {
-    check_range("Sgd::write_master", first, in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(first + i, in[i]);
-  }
-  void copy_master_weights(std::span<value_t> out) const {
-    table_.check_buffer("Sgd::copy_master_weights", "the output buffer", out.size());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
-  }
-  double bytes_per_parameter() const noexcept {
-    return weight_store::bytes_per_parameter() + (options_.momentum != 0.0 ? sizeof(value_t) : 0);
-  }
-
-  StateDict state_dict() {
-    StateDict s;
-    if (momentum_.size() != 0) s.add("momentum_buffer", momentum_.data(), momentum_.size());
-    weights_.append_state(s);
-    s.scalars = {{"optimizer", "SGD"},
-                 {"weights", Weights::name},
-                 {"step", steps_},
-                 {"lr", options_.lr},
-                 {"momentum", options_.momentum},
-                 {"dampening", options_.dampening},
-                 {"weight_decay", options_.weight_decay},
-                 {"nesterov", options_.nesterov},
-                 {"seed", options_.seed}};
-    return s;
-  }
-  void load_state_dict(const StateDict& saved) {
-    if (saved.scalars.value("optimizer", "") != "SGD" || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error("Sgd::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
-                  " with weights '", saved.scalars.value("weights", "?"), "', not SGD with weights '", Weights::name,
-                  "'");
+  // The momentum decides which buffers exist: it cannot change on load.
+  static void load_scalars(options& o, const nlohmann::json& j) {
+    if (j.at("momentum").get<double>() != o.momentum) {
+      throw_error("Sgd::load_state_dict: the saved momentum ", j.at("momentum").get<double>(), " differs from ",
+                  o.momentum, "; construct the optimizer with the saved options");
     }
-    if (saved.scalars.at("momentum").get<double>() != options_.momentum) {
-      throw_error("Sgd::load_state_dict: the saved momentum ", saved.scalars.at("momentum").get<double>(),
-                  " differs from ", options_.momentum, "; construct the optimizer with the saved options");
-    }
-    state_dict().copy_tensors_from(saved);
-    steps_ = saved.scalars.at("step").get<std::int64_t>();
-    options_.lr = saved.scalars.at("lr").get<double>();
-    options_.dampening = saved.scalars.at("dampening").get<double>();
-    options_.weight_decay = saved.scalars.at("weight_decay").get<double>();
-    options_.nesterov = saved.scalars.at("nesterov").get<bool>();
-    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
+    o.lr = j.at("lr").get<double>();
+    o.dampening = j.at("dampening").get<double>();
+    o.weight_decay = j.at("weight_decay").get<double>();
+    o.nesterov = j.at("nesterov").get<bool>();
   }
-
- private:
-  void check_range(const char* op, std::size_t first, std::size_t count) const {
-    if (first > weights_.size() || count > weights_.size() - first) {
-      throw_error(op, ": elements [", first, ", ", first + count, ") are outside the ", weights_.size(), " parameters");
-    }
-  }
-
-  ParameterTable table_;
-  SgdOptions options_;
-  weight_store weights_;
-  AlignedBuffer<value_t> momentum_;
-  std::vector<detail::DecayRun> runs_;
-  std::int64_t steps_ = 0;
 };
+
+}  // namespace rules
+
+template <PrecisionPolicy P, class Weights = default_weights_t<P>>
+using Sgd = FlatOptimizer<P, rules::Sgd, Weights>;
 
 }  // namespace mpt::optim
 
@@ -11531,8 +11532,6 @@ class WordPieceTokenizer {
 }  // namespace mpt::data
 // ---- end mpt/data/wordpiece_tokenizer.hpp ----
 
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -11652,6 +11651,14 @@ inline std::string_view lstrip_python(std::string_view s) {
   return s.substr(pos);
 }
 
+// body(i) for i in [0, n), chunks of `chunk` items as tasks on mpt's threads (mpt::set_num_threads).
+template <class Body>
+void for_each_chunk(std::size_t n, std::size_t chunk, Body&& body) {
+  mpt::parallel_for((n + chunk - 1) / chunk, [&](std::size_t t) {
+    for (std::size_t i = t * chunk; i < std::min(n, (t + 1) * chunk); ++i) body(i);
+  });
+}
+
 struct QaWindowPlan {
   std::size_t first_feature = 0;
   std::size_t n_windows = 0;
@@ -11670,12 +11677,9 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
   // Each context once (a paragraph is shared by its questions), then questions.
   std::vector<Encoding> contexts(data.contexts.size());
   std::vector<Encoding> questions(n_examples);
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, contexts.size(), 8), [&](const auto& r) {
-    for (std::size_t i = r.begin(); i != r.end(); ++i) tokenizer.encode_into(data.contexts[i], contexts[i]);
-  });
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n_examples, 64), [&](const auto& r) {
-    for (std::size_t i = r.begin(); i != r.end(); ++i)
-      tokenizer.encode_into(lstrip_python(data.examples[i].question), questions[i]);
+  for_each_chunk(contexts.size(), 8, [&](std::size_t i) { tokenizer.encode_into(data.contexts[i], contexts[i]); });
+  for_each_chunk(n_examples, 64, [&](std::size_t i) {
+    tokenizer.encode_into(lstrip_python(data.examples[i].question), questions[i]);
   });
 
   // Windows of the context, as tokenizers' Encoding::truncate with a stride:
@@ -11735,8 +11739,8 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
     out.end_positions.assign(n_features, 0);
   }
 
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n_examples, 16), [&](const auto& r) {
-    for (std::size_t e = r.begin(); e != r.end(); ++e) {
+  for_each_chunk(n_examples, 16, [&](std::size_t e) {
+    {
       const SquadExample& ex = data.examples[e];
       const Encoding& q = questions[e];
       const Encoding& c = contexts[ex.context_index];
@@ -12471,15 +12475,15 @@ template <PrecisionPolicy P>
 using full_precision_policy =
     precision::precision_policy<typename P::master_t, typename P::master_t, typename P::accum_t, typename P::master_t>;
 
-// Optimizer<P, W> with another policy and weight store: AdamW<bf16_mixed, split_master> -> AdamW<fp32, direct>.
+// The same rule with another policy and weight store: AdamW<bf16_mixed, split_master> -> AdamW<fp32, direct>.
 template <class Optimizer, class P2, class W2>
 struct rebind_optimizer {
-  static_assert(sizeof(Optimizer) == 0, "rebind_optimizer: the optimizer must be a template Optimizer<Policy, Weights> "
-                                        "such as optim::AdamW<P, W> or optim::Sgd<P, W>");
+  static_assert(sizeof(Optimizer) == 0, "rebind_optimizer: the optimizer must be an optim::FlatOptimizer, such as "
+                                        "optim::AdamW<P, W> or optim::Sgd<P, W>");
 };
-template <template <PrecisionPolicy, class> class Optimizer, PrecisionPolicy P, class W, class P2, class W2>
-struct rebind_optimizer<Optimizer<P, W>, P2, W2> {
-  using type = Optimizer<P2, W2>;
+template <PrecisionPolicy P, class Rule, class W, class P2, class W2>
+struct rebind_optimizer<optim::FlatOptimizer<P, Rule, W>, P2, W2> {
+  using type = optim::FlatOptimizer<P2, Rule, W2>;
 };
 
 // Name -> (offset, count, decay) for the parameters of one part, offsets relative to

@@ -11,6 +11,7 @@
 #include <random>
 #include <string>
 #include <vector>
+#include <unistd.h>
 
 namespace {
 const std::filesystem::path tiny = std::filesystem::path(MPT_TEST_DATA) / "bert_tiny";
@@ -250,7 +251,7 @@ TEST_CASE("a Hub-style checkpoint (legacy names, pre-training heads, no qa_outpu
 }
 
 TEST_CASE("save_pretrained writes an F32 folder (weights, config, vocab) that loads back bit-identically") {
-  const auto dir = std::filesystem::temp_directory_path() / "mpt_test_save_pretrained";
+  const auto dir = std::filesystem::temp_directory_path() / ("mpt_test_save_pretrained_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   auto config = mpt::io::BertConfig::from_json_file(tiny / "config.json");
   mpt::nn::BertForQuestionAnswering<mpt::precision::bf16_mixed> model(config), again(config);

@@ -14,6 +14,7 @@
 #include <string>
 #include <type_traits>
 #include <vector>
+#include <unistd.h>
 
 using mpt::bf16;
 using mpt::fp16;
@@ -83,7 +84,7 @@ using SgdPureSr = Config<optim::Sgd, precision::bf16_pure, optim::weights::stoch
 
 optim::ParameterTable small_table(std::size_t n) {
   optim::ParameterTable t;
-  t.add("layer.weight", n - n / 4).add("layer.bias", n / 8).add("layer.LayerNorm.weight", n / 4 - n / 8);
+  t.add("layer.weight", n - n / 4).add("layer.bias", n / 8, false).add("layer.LayerNorm.weight", n / 4 - n / 8, false);
   return t;
 }
 }  // namespace
@@ -508,7 +509,7 @@ TEST_CASE("fp16 storage: small gradients underflow without loss scaling and surv
 TEST_CASE_TEMPLATE("state through files: save_optimizer_state / load_optimizer_state resume bit-identically", C,
                    MPT_ALL_CONFIGS) {
   const std::size_t n = 1001;
-  const auto dir = std::filesystem::temp_directory_path() / "mpt_optim_state_resume";
+  const auto dir = std::filesystem::temp_directory_path() / ("mpt_optim_state_resume_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   const auto init = narrow_to<typename C::param_t>(bf16_exact_vector(n, 31));
   optim::LrSchedule schedule{optim::ScheduleKind::linear, 1e-2, 2, 8};
@@ -541,7 +542,7 @@ TEST_CASE_TEMPLATE("state through files: save_optimizer_state / load_optimizer_s
 
 TEST_CASE("optimizer state files: damage is an error that names the file") {
   const std::size_t n = 64;
-  const auto dir = std::filesystem::temp_directory_path() / "mpt_optim_state_damaged";
+  const auto dir = std::filesystem::temp_directory_path() / ("mpt_optim_state_damaged_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   auto p = narrow_to<bf16>(random_vector(n, 1, 1.0f));
   optim::AdamW<precision::bf16_mixed> opt(std::span{p}, small_table(n));

@@ -56,8 +56,8 @@ std::vector<std::byte> final_model(const fs::path& out) { return mpt::io::read_f
 }  // namespace
 
 TEST_CASE("SIGKILL at 20+ moments: restarts resume from the last complete checkpoint, the result is the uninterrupted one") {
-  const fs::path reference = fs::temp_directory_path() / "mpt_kill_reference";
-  const fs::path out = fs::temp_directory_path() / "mpt_kill_run";
+  const fs::path reference = fs::temp_directory_path() / ("mpt_kill_reference_" + std::to_string(::getpid()));
+  const fs::path out = fs::temp_directory_path() / ("mpt_kill_run_" + std::to_string(::getpid()));
   fs::remove_all(reference);
   fs::remove_all(out);
 

@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <vector>
+#include <unistd.h>
 
 namespace fixtures {
 
@@ -187,7 +188,7 @@ inline std::vector<double> logged_losses(const nlohmann::ordered_json& history) 
 
 // A fresh output_dir under the temp folder.
 inline std::filesystem::path temp_output(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("mpt_trainer_" + name);
+  const auto dir = std::filesystem::temp_directory_path() / ("mpt_trainer_" + name + "_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   return dir;
 }

@@ -13,15 +13,16 @@
 // torch to about an ulp (tests: < 1e-6 relative over 10 steps). The moments
 // are fp32 (fp64 under precision::fp64) for every weight policy.
 //
-// One fused pass, one parallel task per run of <= 32768 elements; the AVX-512
-// (16 lanes, masked tails), AVX2 (8 lanes) and scalar reference paths give
-// the same bits, for any thread count.
+// The update rule of FlatOptimizer (optim/flat_optimizer.hpp: runs, dispatch,
+// state); the AVX-512 (16 lanes, masked tails), AVX2 (8 lanes) and scalar
+// reference loops give the same bits, for any thread count.
 //
 // Shapes: params [n] (P::param_t), grads [n] (P::grad_t), n = table.size().
 
 #include <mpt/core/cpu.hpp>
 #include <mpt/core/error.hpp>
 #include <mpt/optim/detail/update_loop.hpp>
+#include <mpt/optim/flat_optimizer.hpp>
 #include <mpt/optim/parameter_table.hpp>
 #include <mpt/optim/state_dict.hpp>
 #include <mpt/optim/weights.hpp>
@@ -33,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -147,172 +149,78 @@ MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, cons
 
 }  // namespace detail
 
-template <PrecisionPolicy P, class Weights = default_weights_t<P>>
-class AdamW {
- public:
-  using policy = P;
-  using weights_policy = Weights;
-  using options_type = AdamWOptions;
-  using param_t = typename P::param_t;
-  using grad_t = typename P::grad_t;
-  using weight_store = WeightStore<P, Weights>;
-  using value_t = typename weight_store::value_t;
-  static_assert(
-      std::is_same_v<value_t, grad_t>,
-      "AdamW: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
+namespace rules {
 
-  AdamW(std::span<param_t> params, ParameterTable table, AdamWOptions options = {})
-      : AdamW(weight_store(params), params.size(), std::move(table), options) {}
+// torch.optim.AdamW's update (see the top of this header).
+struct AdamW {
+  using options = AdamWOptions;
+  static constexpr const char* name = "AdamW";
+  template <class T>
+  using coefficients = detail::AdamWCoefficients<T>;
 
-  // With an fp32 master the model owns (nn::Parameters: matmul_compute(), matmul_master()).
-  AdamW(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
-        AdamWOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
-      : AdamW(weight_store(params, master), params.size(), std::move(table), options) {}
-
- private:
-  AdamW(weight_store&& store, std::size_t n, ParameterTable table, AdamWOptions options)
-      : table_(std::move(table)), options_(options), weights_(std::move(store)), exp_avg_(n), exp_avg_sq_(n) {
-    table_.check_buffer("AdamW", "the parameter buffer", n);
-    if (!(options.beta1 >= 0.0 && options.beta1 < 1.0 && options.beta2 >= 0.0 && options.beta2 < 1.0 &&
-          options.eps >= 0.0 && options.weight_decay >= 0.0 && options.lr >= 0.0)) {
-      throw_error("AdamW: invalid options (lr ", options.lr, ", betas (", options.beta1, ", ", options.beta2, "), eps ",
-                  options.eps, ", weight_decay ", options.weight_decay,
-                  "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
+  static std::vector<const char*> state_names(const options&) { return {"exp_avg", "exp_avg_sq"}; }
+  static void validate(const options& o) {
+    if (!(o.beta1 >= 0.0 && o.beta1 < 1.0 && o.beta2 >= 0.0 && o.beta2 < 1.0 && o.eps >= 0.0 && o.weight_decay >= 0.0 &&
+          o.lr >= 0.0)) {
+      throw_error("AdamW: invalid options (lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps,
+                  ", weight_decay ", o.weight_decay, "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
     }
-    runs_ = detail::decay_runs(table_, detail::update_run_elements);
   }
-
- public:
-  // One update with learning rate `lr`; gradients are multiplied by
-  // grad_multiplier first (1/loss scale times the clipping coefficient).
-  void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
-    table_.check_buffer("AdamW::step", "the gradient buffer", grads.size());
-    ++steps_;
-    const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
-    const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
-    detail::AdamWCoefficients<value_t> c{};
-    c.grad_multiplier = static_cast<value_t>(grad_multiplier);
-    c.beta1 = static_cast<value_t>(options_.beta1);
-    c.one_minus_beta1 = static_cast<value_t>(1.0 - options_.beta1);
-    c.beta2 = static_cast<value_t>(options_.beta2);
-    c.one_minus_beta2 = static_cast<value_t>(1.0 - options_.beta2);
-    c.bias_correction2_sqrt = static_cast<value_t>(std::sqrt(bias_correction2));
-    c.eps = static_cast<value_t>(options_.eps);
-    c.neg_step_size = static_cast<value_t>(-(lr / bias_correction1));
-    const value_t decay_factor = static_cast<value_t>(1.0 - lr * options_.weight_decay);
-    const std::uint32_t key = detail::rounding_key(options_.seed, steps_);
-    const Isa isa = active_isa();
-    detail::for_each_run(runs_, [&](const detail::DecayRun& run) {
-      detail::AdamWCoefficients<value_t> rc = c;
-      rc.decay_factor = run.decay ? decay_factor : value_t(1);
+  // Scalars in double, then rounded to T, as PyTorch computes them.
+  template <class T>
+  static coefficients<T> prepare(const options& o, std::int64_t step, double lr, float grad_multiplier, bool decay) {
+    const double bias_correction1 = 1.0 - std::pow(o.beta1, static_cast<double>(step));
+    const double bias_correction2 = 1.0 - std::pow(o.beta2, static_cast<double>(step));
+    coefficients<T> c{};
+    c.decay_factor = decay ? static_cast<T>(1.0 - lr * o.weight_decay) : T(1);
+    c.grad_multiplier = static_cast<T>(grad_multiplier);
+    c.beta1 = static_cast<T>(o.beta1);
+    c.one_minus_beta1 = static_cast<T>(1.0 - o.beta1);
+    c.beta2 = static_cast<T>(o.beta2);
+    c.one_minus_beta2 = static_cast<T>(1.0 - o.beta2);
+    c.bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
+    c.eps = static_cast<T>(o.eps);
+    c.neg_step_size = static_cast<T>(-(lr / bias_correction1));
+    return c;
+  }
+  template <class Store, class T>
+  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
+                         std::uint32_t key) noexcept {
+    detail::adamw_run_scalar(w, s[0], s[1], g, b, e, c, key);
+  }
 #if MPT_X86
-      if constexpr (weight_store::vectorized) {
-        if (isa >= Isa::avx512) {
-          detail::adamw_run_avx512(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
-                                   key);
-          return;
-        }
-      }
-      if (isa >= Isa::avx2) {
-        if constexpr (weight_store::vectorized) {
-          detail::adamw_run_avx2(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
-                                 key);
-        } else {
-          detail::adamw_run_avx2_reference(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin,
-                                           run.end, rc, key);
-        }
-        return;
-      }
+  template <class Store, class T>
+  static void run_avx2_reference(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
+                                 std::uint32_t key) noexcept {
+    detail::adamw_run_avx2_reference(w, s[0], s[1], g, b, e, c, key);
+  }
+  template <class Store>
+  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
+                       const coefficients<float>& c, std::uint32_t key) noexcept {
+    detail::adamw_run_avx2(w, s[0], s[1], g, b, e, c, key);
+  }
+  template <class Store>
+  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
+                         const coefficients<float>& c, std::uint32_t key) noexcept {
+    detail::adamw_run_avx512(w, s[0], s[1], g, b, e, c, key);
+  }
 #endif
-      detail::adamw_run_scalar(weights_, exp_avg_.data(), exp_avg_sq_.data(), grads.data(), run.begin, run.end, rc,
-                               key);
-    });
-    (void)isa;
+  static nlohmann::json scalars(const options& o) {
+    return {{"lr", o.lr}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps}, {"weight_decay", o.weight_decay}};
   }
-  void step(std::span<const grad_t> grads) { step(grads, options_.lr); }
-
-  std::int64_t steps() const noexcept { return steps_; }
-  const AdamWOptions& options() const noexcept { return options_; }
-  const ParameterTable& table() const noexcept { return table_; }
-  const weight_store& weights() const noexcept { return weights_; }
-  // Starts the master from full-precision weights (e.g. the fp32 checkpoint
-  // the model was loaded from) and writes the compute copy from it.
-  void set_master_weights(std::span<const value_t> in) {
-    table_.check_buffer("AdamW::set_master_weights", "the input buffer", in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(i, in[i]);
+  static void load_scalars(options& o, const nlohmann::json& j) {
+    o.lr = j.at("lr").get<double>();
+    o.beta1 = j.at("beta1").get<double>();
+    o.beta2 = j.at("beta2").get<double>();
+    o.eps = j.at("eps").get<double>();
+    o.weight_decay = j.at("weight_decay").get<double>();
   }
-  // The weights the optimizer updates, widened to value_t: what a checkpoint
-  // of the model saves (transformers saves fp32 weights after bf16 autocast training).
-  // Master values of elements [first, first + out.size()) (what a model folder saves).
-  void read_master(std::size_t first, std::span<value_t> out) const {
-    check_range("AdamW::read_master", first, out.size());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(first + i);
-  }
-  // Sets master values of elements [first, first + in.size()), compute copy included.
-  void write_master(std::size_t first, std::span<const value_t> in) {
-    check_range("AdamW::write_master", first, in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(first + i, in[i]);
-  }
-  void copy_master_weights(std::span<value_t> out) const {
-    table_.check_buffer("AdamW::copy_master_weights", "the output buffer", out.size());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
-  }
-  std::span<const value_t> exp_avg() const noexcept { return {exp_avg_.data(), exp_avg_.size()}; }
-  std::span<const value_t> exp_avg_sq() const noexcept { return {exp_avg_sq_.data(), exp_avg_sq_.size()}; }
-
-  // Optimizer state bytes per parameter, the compute copy included.
-  static constexpr double bytes_per_parameter() noexcept {
-    return weight_store::bytes_per_parameter() + 2 * sizeof(value_t);
-  }
-
-  StateDict state_dict() {
-    StateDict s;
-    s.add("exp_avg", exp_avg_.data(), exp_avg_.size());
-    s.add("exp_avg_sq", exp_avg_sq_.data(), exp_avg_sq_.size());
-    weights_.append_state(s);
-    s.scalars = {{"optimizer", "AdamW"},    {"weights", Weights::name},
-                 {"step", steps_},          {"lr", options_.lr},
-                 {"beta1", options_.beta1}, {"beta2", options_.beta2},
-                 {"eps", options_.eps},     {"weight_decay", options_.weight_decay},
-                 {"seed", options_.seed}};
-    return s;
-  }
-  void load_state_dict(const StateDict& saved) {
-    if (saved.scalars.value("optimizer", "") != "AdamW" || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error("AdamW::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
-                  " with weights '", saved.scalars.value("weights", "?"), "', not AdamW with weights '", Weights::name,
-                  "'");
-    }
-    state_dict().copy_tensors_from(saved);
-    steps_ = saved.scalars.at("step").get<std::int64_t>();
-    options_.lr = saved.scalars.at("lr").get<double>();
-    options_.beta1 = saved.scalars.at("beta1").get<double>();
-    options_.beta2 = saved.scalars.at("beta2").get<double>();
-    options_.eps = saved.scalars.at("eps").get<double>();
-    options_.weight_decay = saved.scalars.at("weight_decay").get<double>();
-    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
-  }
-
- private:
-  void check_range(const char* op, std::size_t first, std::size_t count) const {
-    if (first > weights_.size() || count > weights_.size() - first) {
-      throw_error(op, ": elements [", first, ", ", first + count, ") are outside the ", weights_.size(), " parameters");
-    }
-  }
-
-  ParameterTable table_;
-  AdamWOptions options_;
-  weight_store weights_;
-  AlignedBuffer<value_t> exp_avg_;
-  AlignedBuffer<value_t> exp_avg_sq_;
-  std::vector<detail::DecayRun> runs_;
-  std::int64_t steps_ = 0;
 };
 
-// The common configurations by name.
-template <PrecisionPolicy P>
-using SplitMasterAdamW = AdamW<P, weights::split_master>;
-using PureBf16AdamW = AdamW<precision::bf16_pure, weights::stochastic_rounding>;
+}  // namespace rules
+
+template <PrecisionPolicy P, class Weights = default_weights_t<P>>
+using AdamW = FlatOptimizer<P, rules::AdamW, Weights>;
 
 }  // namespace mpt::optim
 

@@ -38,9 +38,7 @@ inline void save_optimizer_state(const std::filesystem::path& dir, const StateDi
   std::vector<io::RawTensor> tensors;
   tensors.reserve(optimizer.tensors.size());
   for (const StateTensor& t : optimizer.tensors) {
-    const auto dtype = io::parse_dtype(t.dtype);
-    if (!dtype) throw_error("save_optimizer_state: tensor '", t.name, "' has unknown dtype '", t.dtype, "'");
-    tensors.push_back({t.name, *dtype, {static_cast<std::int64_t>(t.count)}, std::span<const std::byte>(t.data, t.bytes())});
+    tensors.push_back({t.name, t.dtype, {static_cast<std::int64_t>(t.count)}, std::span<const std::byte>(t.data, t.bytes())});
   }
   io::save_safetensors(dir / optimizer_tensors_file, std::span<const io::RawTensor>(tensors), {{"format", "mpt-optimizer"}});
   const nlohmann::json scalars = {{"optimizer", optimizer.scalars}, {"scaler", scaler}, {"scheduler", scheduler}};
@@ -72,7 +70,7 @@ inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& di
   view.scalars = scalars["optimizer"];
   for (const io::SafetensorsEntry& e : file.tensors()) {
     // SavedState copies from these views before `file` is unmapped; they are only read.
-    view.tensors.push_back({e.name, std::string(io::dtype_name(e.dtype)), e.numel(), const_cast<std::byte*>(e.bytes.data())});
+    view.tensors.push_back({e.name, e.dtype, e.numel(), const_cast<std::byte*>(e.bytes.data())});
   }
   return {SavedState(view), scalars["scaler"], scalars["scheduler"]};
 }

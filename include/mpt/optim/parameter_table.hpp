@@ -3,15 +3,14 @@
 // buffer, and whether weight decay applies to it.
 //
 // The model fills it with Hugging Face names in buffer order
-// (`bert.encoder.layer.3.attention.output.LayerNorm.weight` -> offset, count);
-// the optimizer reads it to skip weight decay where transformers' Trainer does:
-// biases and LayerNorm parameters (get_decay_parameter_names: parameters of
-// LayerNorm modules, and every name containing "bias").
+// (`bert.encoder.layer.3.attention.output.LayerNorm.weight` -> offset, count, decay);
+// the optimizer reads it to skip weight decay where the model says so
+// (train::parameter_table decides from the parameters' roles, as transformers'
+// get_decay_parameter_names does from module types: biases and LayerNorm exempt).
 
 #include <mpt/core/error.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -26,28 +25,14 @@ struct ParameterEntry {
   bool decay = true;
 };
 
-// transformers' rule, from the name alone: "bias" anywhere, or a LayerNorm
-// module ("LayerNorm", "layer_norm", "layernorm", "ln_" prefixes of GPT-style names).
-inline bool is_decay_exempt(std::string_view name) {
-  if (name.find("bias") != std::string_view::npos) return true;
-  std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return lower.find("layernorm") != std::string::npos || lower.find("layer_norm") != std::string::npos ||
-         lower.find(".ln_") != std::string::npos || lower.rfind("ln_", 0) == 0;
-}
-
 class ParameterTable {
  public:
   ParameterTable() = default;
 
-  // Appends a parameter after the previous one; decay follows is_decay_exempt.
-  ParameterTable& add(std::string name, std::size_t count) {
-    const bool decay = !is_decay_exempt(name);
-    return add(std::move(name), count, decay);
-  }
-  // Appends a parameter with an explicit decision (models with other conventions).
-  ParameterTable& add(std::string name, std::size_t count, bool decay) {
+  // Appends a parameter after the previous one. Whether weight decay applies is the
+  // model's decision (nn::weight_decay_applies from its roles: transformers exempts
+  // biases and LayerNorm weights).
+  ParameterTable& add(std::string name, std::size_t count, bool decay = true) {
     for (const auto& e : entries_) {
       if (e.name == name)
         throw_error("ParameterTable::add: parameter '", name, "' is already in the table; names must be unique");

@@ -14,6 +14,7 @@
 #include <mpt/core/cpu.hpp>
 #include <mpt/core/error.hpp>
 #include <mpt/optim/detail/update_loop.hpp>
+#include <mpt/optim/flat_optimizer.hpp>
 #include <mpt/optim/parameter_table.hpp>
 #include <mpt/optim/state_dict.hpp>
 #include <mpt/optim/weights.hpp>
@@ -25,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -144,162 +146,88 @@ MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* g
 
 }  // namespace detail
 
-template <PrecisionPolicy P, class Weights = default_weights_t<P>>
-class Sgd {
- public:
-  using policy = P;
-  using weights_policy = Weights;
-  using options_type = SgdOptions;
-  using param_t = typename P::param_t;
-  using grad_t = typename P::grad_t;
-  using weight_store = WeightStore<P, Weights>;
-  using value_t = typename weight_store::value_t;
-  static_assert(
-      std::is_same_v<value_t, grad_t>,
-      "Sgd: gradients must have the type the master weights are updated in (fp32, or fp64 under precision::fp64)");
+namespace rules {
 
-  Sgd(std::span<param_t> params, ParameterTable table, SgdOptions options = {})
-      : Sgd(weight_store(params), params.size(), std::move(table), options) {}
+// torch.optim.SGD's update (see the top of this header).
+struct Sgd {
+  using options = SgdOptions;
+  static constexpr const char* name = "SGD";
+  template <class T>
+  using coefficients = detail::SgdCoefficients<T>;
 
-  // With an fp32 master the model owns (nn::Parameters: matmul_compute(), matmul_master()).
-  Sgd(std::span<param_t> params, std::span<value_t> master, ParameterTable table,
-      SgdOptions options = {}) requires std::is_same_v<Weights, weights::fp32_master>
-      : Sgd(weight_store(params, master), params.size(), std::move(table), options) {}
-
- private:
-  Sgd(weight_store&& store, std::size_t n, ParameterTable table, SgdOptions options)
-      : table_(std::move(table)),
-        options_(options),
-        weights_(std::move(store)),
-        momentum_(options.momentum != 0.0 ? n : 0) {
-    table_.check_buffer("Sgd", "the parameter buffer", n);
-    if (!(options.lr >= 0.0 && options.momentum >= 0.0 && options.weight_decay >= 0.0)) {
-      throw_error("Sgd: invalid options (lr ", options.lr, ", momentum ", options.momentum, ", weight_decay ",
-                  options.weight_decay, "): all must be non-negative");
-    }
-    if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0)) {
-      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", options.momentum,
-                  ", dampening ", options.dampening, ")");
-    }
-    runs_ = detail::decay_runs(table_, detail::update_run_elements);
+  // The momentum buffer exists only with momentum.
+  static std::vector<const char*> state_names(const options& o) {
+    return o.momentum != 0.0 ? std::vector<const char*>{"momentum_buffer"} : std::vector<const char*>{};
   }
-
- public:
-  void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
-    table_.check_buffer("Sgd::step", "the gradient buffer", grads.size());
-    ++steps_;
-    detail::SgdCoefficients<value_t> c{};
-    c.grad_multiplier = static_cast<value_t>(grad_multiplier);
-    c.momentum = static_cast<value_t>(options_.momentum);
-    c.one_minus_dampening = static_cast<value_t>(1.0 - options_.dampening);
-    c.neg_lr = static_cast<value_t>(-lr);
-    c.use_momentum = options_.momentum != 0.0;
-    c.first_step = steps_ == 1;
-    c.nesterov = options_.nesterov;
-    const std::uint32_t key = detail::rounding_key(options_.seed, steps_);
-    const Isa isa = active_isa();
-    detail::for_each_run(runs_, [&](const detail::DecayRun& run) {
-      detail::SgdCoefficients<value_t> rc = c;
-      rc.weight_decay = run.decay ? static_cast<value_t>(options_.weight_decay) : value_t(0);
+  static void validate(const options& o) {
+    if (!(o.lr >= 0.0 && o.momentum >= 0.0 && o.weight_decay >= 0.0)) {
+      throw_error("Sgd: invalid options (lr ", o.lr, ", momentum ", o.momentum, ", weight_decay ", o.weight_decay,
+                  "): all must be non-negative");
+    }
+    if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0)) {
+      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", o.momentum,
+                  ", dampening ", o.dampening, ")");
+    }
+  }
+  template <class T>
+  static coefficients<T> prepare(const options& o, std::int64_t step, double lr, float grad_multiplier, bool decay) {
+    coefficients<T> c{};
+    c.grad_multiplier = static_cast<T>(grad_multiplier);
+    c.weight_decay = decay ? static_cast<T>(o.weight_decay) : T(0);
+    c.momentum = static_cast<T>(o.momentum);
+    c.one_minus_dampening = static_cast<T>(1.0 - o.dampening);
+    c.neg_lr = static_cast<T>(-lr);
+    c.use_momentum = o.momentum != 0.0;
+    c.first_step = step == 1;
+    c.nesterov = o.nesterov;
+    return c;
+  }
+  template <class Store, class T>
+  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
+                         std::uint32_t key) noexcept {
+    detail::sgd_run_scalar(w, s[0], g, b, e, c, key);
+  }
 #if MPT_X86
-      if constexpr (weight_store::vectorized) {
-        if (isa >= Isa::avx512) {
-          detail::sgd_run_avx512(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-          return;
-        }
-      }
-      if (isa >= Isa::avx2) {
-        if constexpr (weight_store::vectorized) {
-          detail::sgd_run_avx2(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-        } else {
-          detail::sgd_run_avx2_reference(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-        }
-        return;
-      }
+  template <class Store, class T>
+  static void run_avx2_reference(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
+                                 std::uint32_t key) noexcept {
+    detail::sgd_run_avx2_reference(w, s[0], g, b, e, c, key);
+  }
+  template <class Store>
+  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
+                       const coefficients<float>& c, std::uint32_t key) noexcept {
+    detail::sgd_run_avx2(w, s[0], g, b, e, c, key);
+  }
+  template <class Store>
+  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
+                         const coefficients<float>& c, std::uint32_t key) noexcept {
+    detail::sgd_run_avx512(w, s[0], g, b, e, c, key);
+  }
 #endif
-      detail::sgd_run_scalar(weights_, momentum_.data(), grads.data(), run.begin, run.end, rc, key);
-    });
-    (void)isa;
+  static nlohmann::json scalars(const options& o) {
+    return {{"lr", o.lr},
+            {"momentum", o.momentum},
+            {"dampening", o.dampening},
+            {"weight_decay", o.weight_decay},
+            {"nesterov", o.nesterov}};
   }
-  void step(std::span<const grad_t> grads) { step(grads, options_.lr); }
-
-  std::int64_t steps() const noexcept { return steps_; }
-  const SgdOptions& options() const noexcept { return options_; }
-  const weight_store& weights() const noexcept { return weights_; }
-  // Starts the master from full-precision weights (e.g. the fp32 checkpoint
-  // the model was loaded from) and writes the compute copy from it.
-  void set_master_weights(std::span<const value_t> in) {
-    table_.check_buffer("Sgd::set_master_weights", "the input buffer", in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(i, in[i]);
-  }
-  // The weights the optimizer updates, widened to value_t: what a checkpoint
-  // of the model saves (transformers saves fp32 weights after bf16 autocast training).
-  // Master values of elements [first, first + out.size()) (what a model folder saves).
-  void read_master(std::size_t first, std::span<value_t> out) const {
-    check_range("Sgd::read_master", first, out.size());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(first + i);
-  }
-  // Sets master values of elements [first, first + in.size()), compute copy included.
-  void write_master(std::size_t first, std::span<const value_t> in) {
-    check_range("Sgd::write_master", first, in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) weights_.assign(first + i, in[i]);
-  }
-  void copy_master_weights(std::span<value_t> out) const {
-    table_.check_buffer("Sgd::copy_master_weights", "the output buffer", out.size());
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = weights_.load(i);
-  }
-  double bytes_per_parameter() const noexcept {
-    return weight_store::bytes_per_parameter() + (options_.momentum != 0.0 ? sizeof(value_t) : 0);
-  }
-
-  StateDict state_dict() {
-    StateDict s;
-    if (momentum_.size() != 0) s.add("momentum_buffer", momentum_.data(), momentum_.size());
-    weights_.append_state(s);
-    s.scalars = {{"optimizer", "SGD"},
-                 {"weights", Weights::name},
-                 {"step", steps_},
-                 {"lr", options_.lr},
-                 {"momentum", options_.momentum},
-                 {"dampening", options_.dampening},
-                 {"weight_decay", options_.weight_decay},
-                 {"nesterov", options_.nesterov},
-                 {"seed", options_.seed}};
-    return s;
-  }
-  void load_state_dict(const StateDict& saved) {
-    if (saved.scalars.value("optimizer", "") != "SGD" || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error("Sgd::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
-                  " with weights '", saved.scalars.value("weights", "?"), "', not SGD with weights '", Weights::name,
-                  "'");
+  // The momentum decides which buffers exist: it cannot change on load.
+  static void load_scalars(options& o, const nlohmann::json& j) {
+    if (j.at("momentum").get<double>() != o.momentum) {
+      throw_error("Sgd::load_state_dict: the saved momentum ", j.at("momentum").get<double>(), " differs from ",
+                  o.momentum, "; construct the optimizer with the saved options");
     }
-    if (saved.scalars.at("momentum").get<double>() != options_.momentum) {
-      throw_error("Sgd::load_state_dict: the saved momentum ", saved.scalars.at("momentum").get<double>(),
-                  " differs from ", options_.momentum, "; construct the optimizer with the saved options");
-    }
-    state_dict().copy_tensors_from(saved);
-    steps_ = saved.scalars.at("step").get<std::int64_t>();
-    options_.lr = saved.scalars.at("lr").get<double>();
-    options_.dampening = saved.scalars.at("dampening").get<double>();
-    options_.weight_decay = saved.scalars.at("weight_decay").get<double>();
-    options_.nesterov = saved.scalars.at("nesterov").get<bool>();
-    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
+    o.lr = j.at("lr").get<double>();
+    o.dampening = j.at("dampening").get<double>();
+    o.weight_decay = j.at("weight_decay").get<double>();
+    o.nesterov = j.at("nesterov").get<bool>();
   }
-
- private:
-  void check_range(const char* op, std::size_t first, std::size_t count) const {
-    if (first > weights_.size() || count > weights_.size() - first) {
-      throw_error(op, ": elements [", first, ", ", first + count, ") are outside the ", weights_.size(), " parameters");
-    }
-  }
-
-  ParameterTable table_;
-  SgdOptions options_;
-  weight_store weights_;
-  AlignedBuffer<value_t> momentum_;
-  std::vector<detail::DecayRun> runs_;
-  std::int64_t steps_ = 0;
 };
+
+}  // namespace rules
+
+template <PrecisionPolicy P, class Weights = default_weights_t<P>>
+using Sgd = FlatOptimizer<P, rules::Sgd, Weights>;
 
 }  // namespace mpt::optim
 

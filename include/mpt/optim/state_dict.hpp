@@ -2,8 +2,8 @@
 // Optimizer state as named tensors plus JSON scalars: what a checkpoint
 // stores so that a resumed run continues bit-identically.
 //
-//   StateDict::tensors  views of the optimizer's own buffers, with the
-//                       safetensors dtype names ("F32", "F64", "BF16", "U16")
+//   StateDict::tensors  views of the optimizer's own buffers, with their
+//                       safetensors dtypes (F32, F64, BF16, U16)
 //   StateDict::scalars  step count, hyper-parameters, seeds, scaler state
 //
 // state_dict() returns views (no copy); load_state_dict(saved) copies from
@@ -13,6 +13,7 @@
 
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/error.hpp>
+#include <mpt/io/safetensors.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -27,32 +28,22 @@ namespace mpt::optim {
 
 struct StateTensor {
   std::string name;
-  std::string dtype;  // safetensors names
+  io::Dtype dtype = io::Dtype::f32;
   std::size_t count = 0;
   std::byte* data = nullptr;
-  std::size_t bytes() const;
+  std::size_t bytes() const noexcept { return count * io::dtype_size(dtype); }
 };
 
-inline std::size_t dtype_bytes(const std::string& dtype) {
-  if (dtype == "F64") return 8;
-  if (dtype == "F32") return 4;
-  if (dtype == "BF16" || dtype == "F16" || dtype == "U16") return 2;
-  throw_error("optimizer state: unknown dtype '", dtype, "'");
-}
-inline std::size_t StateTensor::bytes() const { return count * dtype_bytes(dtype); }
-
+// The file dtype of a state element type: F64, F32, BF16, or U16 (a split master's trail).
 template <class T>
-constexpr const char* dtype_name() {
-  if constexpr (std::is_same_v<T, double>)
-    return "F64";
-  else if constexpr (std::is_same_v<T, float>)
-    return "F32";
-  else if constexpr (std::is_same_v<T, bf16>)
-    return "BF16";
-  else if constexpr (std::is_same_v<T, std::uint16_t>)
-    return "U16";
-  else
-    static_assert(sizeof(T) == 0, "optimizer state tensors are F64, F32, BF16 or U16");
+constexpr io::Dtype state_dtype() {
+  if constexpr (std::is_same_v<T, std::uint16_t>) {
+    return io::Dtype::u16;
+  } else {
+    static_assert(std::is_same_v<T, double> || std::is_same_v<T, float> || std::is_same_v<T, bf16>,
+                  "optimizer state tensors are F64, F32, BF16 or U16");
+    return io::dtype_of<T>();
+  }
 }
 
 struct StateDict {
@@ -61,7 +52,7 @@ struct StateDict {
 
   template <class T>
   void add(std::string name, T* data, std::size_t count) {
-    tensors.push_back({std::move(name), dtype_name<T>(), count, reinterpret_cast<std::byte*>(data)});
+    tensors.push_back({std::move(name), state_dtype<T>(), count, reinterpret_cast<std::byte*>(data)});
   }
   const StateTensor& find(const std::string& name) const {
     for (const auto& t : tensors)
@@ -74,8 +65,8 @@ struct StateDict {
     for (const auto& t : tensors) {
       const StateTensor& s = saved.find(t.name);
       if (s.dtype != t.dtype || s.count != t.count) {
-        throw_error("optimizer state: tensor '", t.name, "' was saved as ", s.dtype, " x ", s.count,
-                    " but this optimizer needs ", t.dtype, " x ", t.count,
+        throw_error("optimizer state: tensor '", t.name, "' was saved as ", io::dtype_name(s.dtype), " x ", s.count,
+                    " but this optimizer needs ", io::dtype_name(t.dtype), " x ", t.count,
                     "; resume with the same model, precision and weight policy");
       }
       std::memcpy(t.data, s.data, t.bytes());

@@ -41,11 +41,6 @@ struct avx512_bf16 : avx512 {
   using xsimd_arch = xsimd::avx512bw;  // xsimd 8 has no tag of its own for AVX512_BF16
   static constexpr const char* name = "avx512_bf16";
 };
-// Not a tag of its own: whatever the running CPU supports, at run time.
-struct best {
-  static Isa isa() { return active_isa(); }
-};
-
 template <class T>
 concept Backend = std::is_base_of_v<scalar, T>;
 

@@ -54,8 +54,6 @@ struct precision_policy {
 
   // The optimizer keeps a separate, wider copy of the weights.
   static constexpr bool has_master = !std::is_same_v<Param, Master>;
-  // Matmuls and stores round to a 16-bit type somewhere.
-  static constexpr bool is_mixed = !std::is_same_v<Param, Accumulate> || !std::is_same_v<Activation, Accumulate>;
 };
 
 // fp32 everywhere: the reference.

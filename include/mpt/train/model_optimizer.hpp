@@ -45,15 +45,15 @@ template <PrecisionPolicy P>
 using full_precision_policy =
     precision::precision_policy<typename P::master_t, typename P::master_t, typename P::accum_t, typename P::master_t>;
 
-// Optimizer<P, W> with another policy and weight store: AdamW<bf16_mixed, split_master> -> AdamW<fp32, direct>.
+// The same rule with another policy and weight store: AdamW<bf16_mixed, split_master> -> AdamW<fp32, direct>.
 template <class Optimizer, class P2, class W2>
 struct rebind_optimizer {
-  static_assert(sizeof(Optimizer) == 0, "rebind_optimizer: the optimizer must be a template Optimizer<Policy, Weights> "
-                                        "such as optim::AdamW<P, W> or optim::Sgd<P, W>");
+  static_assert(sizeof(Optimizer) == 0, "rebind_optimizer: the optimizer must be an optim::FlatOptimizer, such as "
+                                        "optim::AdamW<P, W> or optim::Sgd<P, W>");
 };
-template <template <PrecisionPolicy, class> class Optimizer, PrecisionPolicy P, class W, class P2, class W2>
-struct rebind_optimizer<Optimizer<P, W>, P2, W2> {
-  using type = Optimizer<P2, W2>;
+template <PrecisionPolicy P, class Rule, class W, class P2, class W2>
+struct rebind_optimizer<optim::FlatOptimizer<P, Rule, W>, P2, W2> {
+  using type = optim::FlatOptimizer<P2, Rule, W2>;
 };
 
 // Name -> (offset, count, decay) for the parameters of one part, offsets relative to
