@@ -7977,7 +7977,7 @@ constexpr std::size_t matmul_input_bytes(std::size_t count) {
 }
 }  // namespace detail
 
-struct BertLayerShape {
+struct BertLayerConfig {
   std::int64_t hidden = 0, heads = 0, intermediate = 0;
   double hidden_dropout = 0.1, attention_dropout = 0.1, eps = 1e-12;
 };
@@ -7990,19 +7990,19 @@ class BertLayer {
 
   BertLayer() = default;
   // name: "bert.encoder.layer.3"; sites: this layer's dropout stream ids start at 3 * index + 1.
-  BertLayer(Parameters<P>& params, const std::string& name, const BertLayerShape& shape, std::uint32_t index)
-      : attention_(params, name + ".attention.self", shape.hidden, shape.heads, shape.attention_dropout, 3 * index + 1),
-        attention_output_(params, name + ".attention.output", shape.hidden, shape.hidden, shape.hidden_dropout, shape.eps,
+  BertLayer(Parameters<P>& params, const std::string& name, const BertLayerConfig& config, std::uint32_t index)
+      : attention_(params, name + ".attention.self", config.hidden, config.heads, config.attention_dropout, 3 * index + 1),
+        attention_output_(params, name + ".attention.output", config.hidden, config.hidden, config.hidden_dropout, config.eps,
                           3 * index + 2),
-        intermediate_(params, name + ".intermediate.dense", shape.hidden, shape.intermediate),
-        output_(params, name + ".output", shape.intermediate, shape.hidden, shape.hidden_dropout, shape.eps, 3 * index + 3),
-        shape_(shape) {}
+        intermediate_(params, name + ".intermediate.dense", config.hidden, config.intermediate),
+        output_(params, name + ".output", config.intermediate, config.hidden, config.hidden_dropout, config.eps, 3 * index + 3),
+        config_(config) {}
 
   // The first matmul parameter of the layer: layers declare their matmul parameters in
   // order, so from its offset on, the gradients of this and later layers lie together.
   ParamId first_weight_id() const noexcept { return attention_.first_weight_id(); }
 
-  static std::size_t saved_bytes(const BertLayerShape& s, std::int64_t batch, std::int64_t seq, bool training) {
+  static std::size_t saved_bytes(const BertLayerConfig& s, std::int64_t batch, std::int64_t seq, bool training) {
     const std::int64_t rows = batch * seq;
     const auto th = static_cast<std::size_t>(rows * s.hidden);
     const auto ti = static_cast<std::size_t>(rows * s.intermediate);
@@ -8015,7 +8015,7 @@ class BertLayer {
            + 2 * Arena::bytes_for<act_t>(ti)                            // GELU pre-activation, intermediate
            + DenseResidualNorm<P>::saved_bytes(rows, s.hidden);         // output block
   }
-  static std::size_t workspace_bytes(const BertLayerShape& s, std::int64_t batch, std::int64_t seq) {
+  static std::size_t workspace_bytes(const BertLayerConfig& s, std::int64_t batch, std::int64_t seq) {
     const std::int64_t rows = batch * seq;
     const auto th = static_cast<std::size_t>(rows * s.hidden);
     const auto ti = static_cast<std::size_t>(rows * s.intermediate);
@@ -8035,7 +8035,7 @@ class BertLayer {
                TensorView<hidden_t> out) {
     ctx.workspace.reset();
     const Shape th = x.shape();
-    const Shape ti{th[0], shape_.intermediate};
+    const Shape ti{th[0], config_.intermediate};
     const auto x_in = detail::as_matmul_input<act_t>(ctx.activations, x, "layer input as matmul input");
     auto context = ctx.activations.template allocate<act_t>(th, "attention context");
     attention_.forward(ctx, x_in, mask, batch, context);
@@ -8054,7 +8054,7 @@ class BertLayer {
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<hidden_t> dx) {
     ctx.workspace.reset();
     const Shape th = dout.shape();
-    const Shape ti{th[0], shape_.intermediate};
+    const Shape ti{th[0], config_.intermediate};
     auto dinter = ctx.workspace.template allocate<act_t>(ti, "dintermediate");
     auto dh = ctx.workspace.template allocate<hidden_t>(th, "dh");
     output_.backward(ctx, dout, dinter, dh);
@@ -8072,7 +8072,7 @@ class BertLayer {
   DenseResidualNorm<P> attention_output_;
   Linear<P> intermediate_;
   DenseResidualNorm<P> output_;
-  BertLayerShape shape_;
+  BertLayerConfig config_;
   TensorView<hidden_t> h_;
   TensorView<act_t> pre_, inter_;
 };
@@ -8096,7 +8096,7 @@ class BertLayer {
 
 namespace mpt::nn {
 
-struct EmbeddingShape {
+struct EmbeddingConfig {
   std::int64_t vocab = 0, max_positions = 0, token_types = 0, hidden = 0, pad_token = 0;
   double dropout = 0.1, eps = 1e-12;
 };
@@ -8108,17 +8108,17 @@ class BertEmbeddings {
 
   BertEmbeddings() = default;
   // name: "bert.embeddings"; dropout stream id 0.
-  BertEmbeddings(Parameters<P>& params, const std::string& name, const EmbeddingShape& shape)
-      : shape_(shape), pad_row_copy_(static_cast<std::size_t>(shape.hidden)) {
-    if (shape.pad_token < 0 || shape.pad_token >= shape.vocab) {
-      throw_error(name, ": pad_token_id ", shape.pad_token, " is outside the vocabulary of ", shape.vocab);
+  BertEmbeddings(Parameters<P>& params, const std::string& name, const EmbeddingConfig& config)
+      : config_(config), pad_row_copy_(static_cast<std::size_t>(config.hidden)) {
+    if (config.pad_token < 0 || config.pad_token >= config.vocab) {
+      throw_error(name, ": pad_token_id ", config.pad_token, " is outside the vocabulary of ", config.vocab);
     }
-    word_ = params.declare(name + ".word_embeddings.weight", Shape{shape.vocab, shape.hidden}, ParamRole::embedding);
-    position_ = params.declare(name + ".position_embeddings.weight", Shape{shape.max_positions, shape.hidden},
+    word_ = params.declare(name + ".word_embeddings.weight", Shape{config.vocab, config.hidden}, ParamRole::embedding);
+    position_ = params.declare(name + ".position_embeddings.weight", Shape{config.max_positions, config.hidden},
                                ParamRole::embedding);
-    token_type_ = params.declare(name + ".token_type_embeddings.weight", Shape{shape.token_types, shape.hidden},
+    token_type_ = params.declare(name + ".token_type_embeddings.weight", Shape{config.token_types, config.hidden},
                                  ParamRole::embedding);
-    norm_ = LayerNorm<P>(params, name + ".LayerNorm", shape.hidden, shape.eps);
+    norm_ = LayerNorm<P>(params, name + ".LayerNorm", config.hidden, config.eps);
   }
 
   ParamId word_id() const noexcept { return word_; }
@@ -8140,9 +8140,9 @@ class BertEmbeddings {
     ctx.workspace.reset();
     const std::int64_t batch = ids.dim(0), seq = ids.dim(1);
     check_shape("BertEmbeddings::forward", "token_type_ids", token_types.shape(), ids.shape());
-    if (seq > shape_.max_positions) {
-      throw_error("BertEmbeddings: sequence length ", seq, " exceeds max_position_embeddings ", shape_.max_positions,
-                  " of the model; use a max_seq_length of at most ", shape_.max_positions);
+    if (seq > config_.max_positions) {
+      throw_error("BertEmbeddings: sequence length ", seq, " exceeds max_position_embeddings ", config_.max_positions,
+                  " of the model; use a max_seq_length of at most ", config_.max_positions);
     }
     ids_ = ids;
     token_types_ = token_types;
@@ -8150,11 +8150,11 @@ class BertEmbeddings {
     for (std::int64_t b = 0; b < batch; ++b)
       for (std::int64_t s = 0; s < seq; ++s) positions_(b, s) = static_cast<std::int32_t>(s);
 
-    const Shape th{batch * seq, shape_.hidden};
+    const Shape th{batch * seq, config_.hidden};
     sum_ = ctx.activations.template allocate<hidden_t>(th, "embedding sum");
     auto part = ctx.workspace.template allocate<hidden_t>(th, "embedding lookup");
     const auto& params = ctx.params;
-    const Shape bsh{batch, seq, shape_.hidden};  // the lookups' view of [B·S, H]
+    const Shape bsh{batch, seq, config_.hidden};  // the lookups' view of [B·S, H]
     kernels::embedding_forward(ids, params.master(word_), sum_.reshape(bsh));
     kernels::embedding_forward(token_types, params.master(token_type_), part.reshape(bsh));
     kernels::residual_add(TensorView<const hidden_t>(sum_), TensorView<const hidden_t>(part), sum_);
@@ -8175,9 +8175,9 @@ class BertEmbeddings {
 
     // The padding row keeps its gradient unchanged (nn.Embedding(padding_idx)).
     auto dword = ctx.params.grad(word_);
-    hidden_t* pad_row = dword.data() + shape_.pad_token * shape_.hidden;
-    std::copy(pad_row, pad_row + shape_.hidden, pad_row_copy_.begin());
-    const Shape bsh{ids_.dim(0), ids_.dim(1), shape_.hidden};
+    hidden_t* pad_row = dword.data() + config_.pad_token * config_.hidden;
+    std::copy(pad_row, pad_row + config_.hidden, pad_row_copy_.begin());
+    const Shape bsh{ids_.dim(0), ids_.dim(1), config_.hidden};
     const auto dsum_bsh = TensorView<const hidden_t>(dsum.reshape(bsh));
     kernels::embedding_backward(ids_, dsum_bsh, dword);
     std::copy(pad_row_copy_.begin(), pad_row_copy_.end(), pad_row);
@@ -8186,9 +8186,9 @@ class BertEmbeddings {
   }
 
  private:
-  float rate(const Context<P>& ctx) const noexcept { return ctx.training ? static_cast<float>(shape_.dropout) : 0.0f; }
+  float rate(const Context<P>& ctx) const noexcept { return ctx.training ? static_cast<float>(config_.dropout) : 0.0f; }
 
-  EmbeddingShape shape_;
+  EmbeddingConfig config_;
   ParamId word_ = 0, position_ = 0, token_type_ = 0;
   LayerNorm<P> norm_;
   TensorView<const std::int32_t> ids_, token_types_;
@@ -8357,12 +8357,9 @@ class BertForQuestionAnswering {
                                     {config_.vocab_size, config_.max_position_embeddings, config_.type_vocab_size,
                                      config_.hidden_size, config_.pad_token_id, config_.hidden_dropout_prob,
                                      config_.layer_norm_eps});
-    const BertLayerShape layer_shape{config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
-                                     config_.hidden_dropout_prob, config_.attention_probs_dropout_prob,
-                                     config_.layer_norm_eps};
     layers_.reserve(static_cast<std::size_t>(config_.num_hidden_layers));
     for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-      layers_.emplace_back(params_, "bert.encoder.layer." + std::to_string(l), layer_shape, static_cast<std::uint32_t>(l));
+      layers_.emplace_back(params_, "bert.encoder.layer." + std::to_string(l), layer_config(), static_cast<std::uint32_t>(l));
     }
     qa_outputs_ = Linear<P>(params_, "qa_outputs", config_.hidden_size, 2);
     params_.allocate();
@@ -8408,7 +8405,7 @@ class BertForQuestionAnswering {
     std::size_t bytes = Arena::bytes_for<float>(static_cast<std::size_t>(t))  // additive mask
                         + BertEmbeddings<P>::saved_bytes(batch, seq, config_.hidden_size) +
                         Arena::bytes_for<hidden_t>(th) * static_cast<std::size_t>(1 + config_.num_hidden_layers);
-    bytes += static_cast<std::size_t>(config_.num_hidden_layers) * BertLayer<P>::saved_bytes(layer_shape(), batch, seq, training);
+    bytes += static_cast<std::size_t>(config_.num_hidden_layers) * BertLayer<P>::saved_bytes(layer_config(), batch, seq, training);
     bytes += detail::matmul_input_bytes<act_t, hidden_t>(th)                   // last hidden as qa_outputs input
              + Arena::bytes_for<hidden_t>(static_cast<std::size_t>(2 * t))    // logits
              + 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t))    // start, end logits
@@ -8421,7 +8418,7 @@ class BertForQuestionAnswering {
     const std::size_t head = Arena::bytes_for<act_t>(static_cast<std::size_t>(2 * t)) +
                              2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t));
     return std::max({BertEmbeddings<P>::workspace_bytes(batch, seq, config_.hidden_size),
-                     BertLayer<P>::workspace_bytes(layer_shape(), batch, seq), head});
+                     BertLayer<P>::workspace_bytes(layer_config(), batch, seq), head});
   }
 
   // Sizes the arenas for batches up to [batch, seq]; call before the loop.
@@ -8556,7 +8553,7 @@ class BertForQuestionAnswering {
     if (gradients_ready_) gradients_ready_(params_.entry(first_final).offset);
   }
 
-  BertLayerShape layer_shape() const noexcept {
+  BertLayerConfig layer_config() const noexcept {
     return {config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
             config_.hidden_dropout_prob, config_.attention_probs_dropout_prob, config_.layer_norm_eps};
   }
@@ -10122,8 +10119,8 @@ struct StepReport {
 
 // apply_non_finite = false: inf/NaN gradients never reach the weights, whatever the
 // scaler (report.applied is false and the scaler is not updated); the caller stops.
-template <class NormAcc = float, class Optimizer, LossScaler Scaler>
-StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
+template <class NormAcc = float, Optimizer O, LossScaler Scaler>
+StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
                          double max_grad_norm, bool apply_non_finite = true) {
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(global_l2_norm<NormAcc>(grads));
@@ -11589,8 +11586,9 @@ struct QaFeatures {
   }
 };
 
-// A batch ready for a model: [batch_size][seq_len] int32 arrays.
-struct QaBatch {
+// A batch collated from features, owning its [batch_size][seq_len] int32 arrays
+// (nn::QaBatch is the model's view of one).
+struct CollatedQaBatch {
   std::size_t batch_size = 0;
   std::size_t seq_len = 0;
   std::vector<std::int32_t> input_ids, token_type_ids, attention_mask;
@@ -11600,7 +11598,7 @@ struct QaBatch {
 
 // Gathers features into `b`, padded to the longest row (dynamic padding) or to
 // pad_to when larger. Reuses b's vectors: no allocation once they have grown.
-inline void collate_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to, QaBatch& b) {
+inline void collate_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to, CollatedQaBatch& b) {
   b.batch_size = feature_indices.size();
   b.seq_len = pad_to;
   for (const auto i : feature_indices) {
@@ -11631,8 +11629,8 @@ inline void collate_qa_batch(const QaFeatures& f, std::span<const std::size_t> f
   }
 }
 
-inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to = 0) {
-  QaBatch b;
+inline CollatedQaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to = 0) {
+  CollatedQaBatch b;
   collate_qa_batch(f, feature_indices, pad_to, b);
   return b;
 }
@@ -14530,7 +14528,7 @@ struct QaTrainSet {
   const data::QaFeatures& features;
 
   struct batch_type {
-    data::QaBatch data;
+    data::CollatedQaBatch data;
     nn::QaBatch view() const {
       const auto b = static_cast<std::int64_t>(data.batch_size), s = static_cast<std::int64_t>(data.seq_len);
       const bool labelled = !data.start_positions.empty();

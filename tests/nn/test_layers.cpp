@@ -138,7 +138,7 @@ TEST_CASE("BertSelfAttention with padding mask and dropout: input and projection
 TEST_CASE("BertLayer (attention, add & norm, GELU feed-forward) with dropout: every gradient") {
   std::mt19937 rng(4);
   Bench bench;
-  const mpt::nn::BertLayerShape shape{8, 2, 12, 0.2, 0.2, 1e-12};
+  const mpt::nn::BertLayerConfig shape{8, 2, 12, 0.2, 0.2, 1e-12};
   mpt::nn::BertLayer<P> layer(bench.params, "layer.0", shape, 0);
   bench.params.allocate();
   bench.randomize(rng);

@@ -67,8 +67,9 @@ struct QaFeatures {
   }
 };
 
-// A batch ready for a model: [batch_size][seq_len] int32 arrays.
-struct QaBatch {
+// A batch collated from features, owning its [batch_size][seq_len] int32 arrays
+// (nn::QaBatch is the model's view of one).
+struct CollatedQaBatch {
   std::size_t batch_size = 0;
   std::size_t seq_len = 0;
   std::vector<std::int32_t> input_ids, token_type_ids, attention_mask;
@@ -78,7 +79,7 @@ struct QaBatch {
 
 // Gathers features into `b`, padded to the longest row (dynamic padding) or to
 // pad_to when larger. Reuses b's vectors: no allocation once they have grown.
-inline void collate_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to, QaBatch& b) {
+inline void collate_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to, CollatedQaBatch& b) {
   b.batch_size = feature_indices.size();
   b.seq_len = pad_to;
   for (const auto i : feature_indices) {
@@ -109,8 +110,8 @@ inline void collate_qa_batch(const QaFeatures& f, std::span<const std::size_t> f
   }
 }
 
-inline QaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to = 0) {
-  QaBatch b;
+inline CollatedQaBatch make_qa_batch(const QaFeatures& f, std::span<const std::size_t> feature_indices, std::size_t pad_to = 0) {
+  CollatedQaBatch b;
   collate_qa_batch(f, feature_indices, pad_to, b);
   return b;
 }

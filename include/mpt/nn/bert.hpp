@@ -91,12 +91,9 @@ class BertForQuestionAnswering {
                                     {config_.vocab_size, config_.max_position_embeddings, config_.type_vocab_size,
                                      config_.hidden_size, config_.pad_token_id, config_.hidden_dropout_prob,
                                      config_.layer_norm_eps});
-    const BertLayerShape layer_shape{config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
-                                     config_.hidden_dropout_prob, config_.attention_probs_dropout_prob,
-                                     config_.layer_norm_eps};
     layers_.reserve(static_cast<std::size_t>(config_.num_hidden_layers));
     for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-      layers_.emplace_back(params_, "bert.encoder.layer." + std::to_string(l), layer_shape, static_cast<std::uint32_t>(l));
+      layers_.emplace_back(params_, "bert.encoder.layer." + std::to_string(l), layer_config(), static_cast<std::uint32_t>(l));
     }
     qa_outputs_ = Linear<P>(params_, "qa_outputs", config_.hidden_size, 2);
     params_.allocate();
@@ -142,7 +139,7 @@ class BertForQuestionAnswering {
     std::size_t bytes = Arena::bytes_for<float>(static_cast<std::size_t>(t))  // additive mask
                         + BertEmbeddings<P>::saved_bytes(batch, seq, config_.hidden_size) +
                         Arena::bytes_for<hidden_t>(th) * static_cast<std::size_t>(1 + config_.num_hidden_layers);
-    bytes += static_cast<std::size_t>(config_.num_hidden_layers) * BertLayer<P>::saved_bytes(layer_shape(), batch, seq, training);
+    bytes += static_cast<std::size_t>(config_.num_hidden_layers) * BertLayer<P>::saved_bytes(layer_config(), batch, seq, training);
     bytes += detail::matmul_input_bytes<act_t, hidden_t>(th)                   // last hidden as qa_outputs input
              + Arena::bytes_for<hidden_t>(static_cast<std::size_t>(2 * t))    // logits
              + 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t))    // start, end logits
@@ -155,7 +152,7 @@ class BertForQuestionAnswering {
     const std::size_t head = Arena::bytes_for<act_t>(static_cast<std::size_t>(2 * t)) +
                              2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t));
     return std::max({BertEmbeddings<P>::workspace_bytes(batch, seq, config_.hidden_size),
-                     BertLayer<P>::workspace_bytes(layer_shape(), batch, seq), head});
+                     BertLayer<P>::workspace_bytes(layer_config(), batch, seq), head});
   }
 
   // Sizes the arenas for batches up to [batch, seq]; call before the loop.
@@ -290,7 +287,7 @@ class BertForQuestionAnswering {
     if (gradients_ready_) gradients_ready_(params_.entry(first_final).offset);
   }
 
-  BertLayerShape layer_shape() const noexcept {
+  BertLayerConfig layer_config() const noexcept {
     return {config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
             config_.hidden_dropout_prob, config_.attention_probs_dropout_prob, config_.layer_norm_eps};
   }

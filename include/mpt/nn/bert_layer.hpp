@@ -48,7 +48,7 @@ constexpr std::size_t matmul_input_bytes(std::size_t count) {
 }
 }  // namespace detail
 
-struct BertLayerShape {
+struct BertLayerConfig {
   std::int64_t hidden = 0, heads = 0, intermediate = 0;
   double hidden_dropout = 0.1, attention_dropout = 0.1, eps = 1e-12;
 };
@@ -61,19 +61,19 @@ class BertLayer {
 
   BertLayer() = default;
   // name: "bert.encoder.layer.3"; sites: this layer's dropout stream ids start at 3 * index + 1.
-  BertLayer(Parameters<P>& params, const std::string& name, const BertLayerShape& shape, std::uint32_t index)
-      : attention_(params, name + ".attention.self", shape.hidden, shape.heads, shape.attention_dropout, 3 * index + 1),
-        attention_output_(params, name + ".attention.output", shape.hidden, shape.hidden, shape.hidden_dropout, shape.eps,
+  BertLayer(Parameters<P>& params, const std::string& name, const BertLayerConfig& config, std::uint32_t index)
+      : attention_(params, name + ".attention.self", config.hidden, config.heads, config.attention_dropout, 3 * index + 1),
+        attention_output_(params, name + ".attention.output", config.hidden, config.hidden, config.hidden_dropout, config.eps,
                           3 * index + 2),
-        intermediate_(params, name + ".intermediate.dense", shape.hidden, shape.intermediate),
-        output_(params, name + ".output", shape.intermediate, shape.hidden, shape.hidden_dropout, shape.eps, 3 * index + 3),
-        shape_(shape) {}
+        intermediate_(params, name + ".intermediate.dense", config.hidden, config.intermediate),
+        output_(params, name + ".output", config.intermediate, config.hidden, config.hidden_dropout, config.eps, 3 * index + 3),
+        config_(config) {}
 
   // The first matmul parameter of the layer: layers declare their matmul parameters in
   // order, so from its offset on, the gradients of this and later layers lie together.
   ParamId first_weight_id() const noexcept { return attention_.first_weight_id(); }
 
-  static std::size_t saved_bytes(const BertLayerShape& s, std::int64_t batch, std::int64_t seq, bool training) {
+  static std::size_t saved_bytes(const BertLayerConfig& s, std::int64_t batch, std::int64_t seq, bool training) {
     const std::int64_t rows = batch * seq;
     const auto th = static_cast<std::size_t>(rows * s.hidden);
     const auto ti = static_cast<std::size_t>(rows * s.intermediate);
@@ -86,7 +86,7 @@ class BertLayer {
            + 2 * Arena::bytes_for<act_t>(ti)                            // GELU pre-activation, intermediate
            + DenseResidualNorm<P>::saved_bytes(rows, s.hidden);         // output block
   }
-  static std::size_t workspace_bytes(const BertLayerShape& s, std::int64_t batch, std::int64_t seq) {
+  static std::size_t workspace_bytes(const BertLayerConfig& s, std::int64_t batch, std::int64_t seq) {
     const std::int64_t rows = batch * seq;
     const auto th = static_cast<std::size_t>(rows * s.hidden);
     const auto ti = static_cast<std::size_t>(rows * s.intermediate);
@@ -106,7 +106,7 @@ class BertLayer {
                TensorView<hidden_t> out) {
     ctx.workspace.reset();
     const Shape th = x.shape();
-    const Shape ti{th[0], shape_.intermediate};
+    const Shape ti{th[0], config_.intermediate};
     const auto x_in = detail::as_matmul_input<act_t>(ctx.activations, x, "layer input as matmul input");
     auto context = ctx.activations.template allocate<act_t>(th, "attention context");
     attention_.forward(ctx, x_in, mask, batch, context);
@@ -125,7 +125,7 @@ class BertLayer {
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<hidden_t> dx) {
     ctx.workspace.reset();
     const Shape th = dout.shape();
-    const Shape ti{th[0], shape_.intermediate};
+    const Shape ti{th[0], config_.intermediate};
     auto dinter = ctx.workspace.template allocate<act_t>(ti, "dintermediate");
     auto dh = ctx.workspace.template allocate<hidden_t>(th, "dh");
     output_.backward(ctx, dout, dinter, dh);
@@ -143,7 +143,7 @@ class BertLayer {
   DenseResidualNorm<P> attention_output_;
   Linear<P> intermediate_;
   DenseResidualNorm<P> output_;
-  BertLayerShape shape_;
+  BertLayerConfig config_;
   TensorView<hidden_t> h_;
   TensorView<act_t> pre_, inter_;
 };

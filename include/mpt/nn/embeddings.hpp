@@ -19,7 +19,7 @@
 
 namespace mpt::nn {
 
-struct EmbeddingShape {
+struct EmbeddingConfig {
   std::int64_t vocab = 0, max_positions = 0, token_types = 0, hidden = 0, pad_token = 0;
   double dropout = 0.1, eps = 1e-12;
 };
@@ -31,17 +31,17 @@ class BertEmbeddings {
 
   BertEmbeddings() = default;
   // name: "bert.embeddings"; dropout stream id 0.
-  BertEmbeddings(Parameters<P>& params, const std::string& name, const EmbeddingShape& shape)
-      : shape_(shape), pad_row_copy_(static_cast<std::size_t>(shape.hidden)) {
-    if (shape.pad_token < 0 || shape.pad_token >= shape.vocab) {
-      throw_error(name, ": pad_token_id ", shape.pad_token, " is outside the vocabulary of ", shape.vocab);
+  BertEmbeddings(Parameters<P>& params, const std::string& name, const EmbeddingConfig& config)
+      : config_(config), pad_row_copy_(static_cast<std::size_t>(config.hidden)) {
+    if (config.pad_token < 0 || config.pad_token >= config.vocab) {
+      throw_error(name, ": pad_token_id ", config.pad_token, " is outside the vocabulary of ", config.vocab);
     }
-    word_ = params.declare(name + ".word_embeddings.weight", Shape{shape.vocab, shape.hidden}, ParamRole::embedding);
-    position_ = params.declare(name + ".position_embeddings.weight", Shape{shape.max_positions, shape.hidden},
+    word_ = params.declare(name + ".word_embeddings.weight", Shape{config.vocab, config.hidden}, ParamRole::embedding);
+    position_ = params.declare(name + ".position_embeddings.weight", Shape{config.max_positions, config.hidden},
                                ParamRole::embedding);
-    token_type_ = params.declare(name + ".token_type_embeddings.weight", Shape{shape.token_types, shape.hidden},
+    token_type_ = params.declare(name + ".token_type_embeddings.weight", Shape{config.token_types, config.hidden},
                                  ParamRole::embedding);
-    norm_ = LayerNorm<P>(params, name + ".LayerNorm", shape.hidden, shape.eps);
+    norm_ = LayerNorm<P>(params, name + ".LayerNorm", config.hidden, config.eps);
   }
 
   ParamId word_id() const noexcept { return word_; }
@@ -63,9 +63,9 @@ class BertEmbeddings {
     ctx.workspace.reset();
     const std::int64_t batch = ids.dim(0), seq = ids.dim(1);
     check_shape("BertEmbeddings::forward", "token_type_ids", token_types.shape(), ids.shape());
-    if (seq > shape_.max_positions) {
-      throw_error("BertEmbeddings: sequence length ", seq, " exceeds max_position_embeddings ", shape_.max_positions,
-                  " of the model; use a max_seq_length of at most ", shape_.max_positions);
+    if (seq > config_.max_positions) {
+      throw_error("BertEmbeddings: sequence length ", seq, " exceeds max_position_embeddings ", config_.max_positions,
+                  " of the model; use a max_seq_length of at most ", config_.max_positions);
     }
     ids_ = ids;
     token_types_ = token_types;
@@ -73,11 +73,11 @@ class BertEmbeddings {
     for (std::int64_t b = 0; b < batch; ++b)
       for (std::int64_t s = 0; s < seq; ++s) positions_(b, s) = static_cast<std::int32_t>(s);
 
-    const Shape th{batch * seq, shape_.hidden};
+    const Shape th{batch * seq, config_.hidden};
     sum_ = ctx.activations.template allocate<hidden_t>(th, "embedding sum");
     auto part = ctx.workspace.template allocate<hidden_t>(th, "embedding lookup");
     const auto& params = ctx.params;
-    const Shape bsh{batch, seq, shape_.hidden};  // the lookups' view of [B·S, H]
+    const Shape bsh{batch, seq, config_.hidden};  // the lookups' view of [B·S, H]
     kernels::embedding_forward(ids, params.master(word_), sum_.reshape(bsh));
     kernels::embedding_forward(token_types, params.master(token_type_), part.reshape(bsh));
     kernels::residual_add(TensorView<const hidden_t>(sum_), TensorView<const hidden_t>(part), sum_);
@@ -98,9 +98,9 @@ class BertEmbeddings {
 
     // The padding row keeps its gradient unchanged (nn.Embedding(padding_idx)).
     auto dword = ctx.params.grad(word_);
-    hidden_t* pad_row = dword.data() + shape_.pad_token * shape_.hidden;
-    std::copy(pad_row, pad_row + shape_.hidden, pad_row_copy_.begin());
-    const Shape bsh{ids_.dim(0), ids_.dim(1), shape_.hidden};
+    hidden_t* pad_row = dword.data() + config_.pad_token * config_.hidden;
+    std::copy(pad_row, pad_row + config_.hidden, pad_row_copy_.begin());
+    const Shape bsh{ids_.dim(0), ids_.dim(1), config_.hidden};
     const auto dsum_bsh = TensorView<const hidden_t>(dsum.reshape(bsh));
     kernels::embedding_backward(ids_, dsum_bsh, dword);
     std::copy(pad_row_copy_.begin(), pad_row_copy_.end(), pad_row);
@@ -109,9 +109,9 @@ class BertEmbeddings {
   }
 
  private:
-  float rate(const Context<P>& ctx) const noexcept { return ctx.training ? static_cast<float>(shape_.dropout) : 0.0f; }
+  float rate(const Context<P>& ctx) const noexcept { return ctx.training ? static_cast<float>(config_.dropout) : 0.0f; }
 
-  EmbeddingShape shape_;
+  EmbeddingConfig config_;
   ParamId word_ = 0, position_ = 0, token_type_ = 0;
   LayerNorm<P> norm_;
   TensorView<const std::int32_t> ids_, token_types_;

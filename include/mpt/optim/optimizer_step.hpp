@@ -13,6 +13,7 @@
 //   torch.nn.utils.clip_grad_norm_.
 
 #include <mpt/kernels/global_norm.hpp>
+#include <mpt/optim/flat_optimizer.hpp>
 #include <mpt/optim/loss_scaler.hpp>
 
 #include <cmath>
@@ -32,8 +33,8 @@ struct StepReport {
 
 // apply_non_finite = false: inf/NaN gradients never reach the weights, whatever the
 // scaler (report.applied is false and the scaler is not updated); the caller stops.
-template <class NormAcc = float, class Optimizer, LossScaler Scaler>
-StepReport clip_and_step(Optimizer& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
+template <class NormAcc = float, Optimizer O, LossScaler Scaler>
+StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
                          double max_grad_norm, bool apply_non_finite = true) {
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(global_l2_norm<NormAcc>(grads));

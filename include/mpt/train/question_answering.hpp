@@ -38,7 +38,7 @@ struct QaTrainSet {
   const data::QaFeatures& features;
 
   struct batch_type {
-    data::QaBatch data;
+    data::CollatedQaBatch data;
     nn::QaBatch view() const {
       const auto b = static_cast<std::int64_t>(data.batch_size), s = static_cast<std::int64_t>(data.seq_len);
       const bool labelled = !data.start_positions.empty();
