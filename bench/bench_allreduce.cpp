@@ -30,8 +30,8 @@ int main() {
 namespace {
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
-mpt::io::BertConfig config_named(const std::string& name) {
-  mpt::io::BertConfig c;  // bert-base-uncased
+mpt::nn::BertConfig config_named(const std::string& name) {
+  mpt::nn::BertConfig c;  // bert-base-uncased
   if (name == "base") return c;
   c.num_hidden_layers = 4;
   if (name == "small") c.hidden_size = 512, c.num_attention_heads = 8, c.intermediate_size = 2048;

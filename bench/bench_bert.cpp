@@ -15,8 +15,8 @@
 #include <string>
 
 namespace {
-mpt::io::BertConfig config_named(const std::string& name) {
-  mpt::io::BertConfig c;  // bert-base-uncased
+mpt::nn::BertConfig config_named(const std::string& name) {
+  mpt::nn::BertConfig c;  // bert-base-uncased
   if (name == "base") return c;
   const auto set = [&](std::int64_t layers, std::int64_t hidden, std::int64_t heads) {
     c.num_hidden_layers = layers;
@@ -32,7 +32,7 @@ mpt::io::BertConfig config_named(const std::string& name) {
 }
 
 // Multiply-adds x 2 of every matmul in forward + backward (3 products each).
-double step_flops(const mpt::io::BertConfig& c, std::int64_t batch, std::int64_t seq) {
+double step_flops(const mpt::nn::BertConfig& c, std::int64_t batch, std::int64_t seq) {
   const double t = double(batch * seq), h = double(c.hidden_size), i = double(c.intermediate_size);
   const double dense = t * (4 * h * h + 2 * h * i);       // Q, K, V, output; intermediate, output
   const double attention = 2.0 * double(batch) * seq * seq * h;  // Q·Kᵀ and P·V
@@ -40,7 +40,7 @@ double step_flops(const mpt::io::BertConfig& c, std::int64_t batch, std::int64_t
 }
 
 template <class P>
-double seconds_per_step(const mpt::io::BertConfig& config, std::int64_t batch, std::int64_t seq, int steps) {
+double seconds_per_step(const mpt::nn::BertConfig& config, std::int64_t batch, std::int64_t seq, int steps) {
   mpt::nn::BertForQuestionAnswering<P> model(config);
   model.init_weights(1);
   mpt::Tensor<std::int32_t> ids(mpt::Shape{batch, seq}), types(mpt::Shape{batch, seq}), mask(mpt::Shape{batch, seq}),

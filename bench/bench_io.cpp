@@ -23,7 +23,7 @@ struct Spec {
   Shape shape;
 };
 
-std::vector<Spec> bert_qa_specs(const mpt::io::BertConfig& c) {
+std::vector<Spec> bert_qa_specs(const mpt::nn::BertConfig& c) {
   const std::int64_t h = c.hidden_size, i = c.intermediate_size;
   std::vector<Spec> p = {{"bert.embeddings.word_embeddings.weight", Shape{c.vocab_size, h}},
                          {"bert.embeddings.position_embeddings.weight", Shape{c.max_position_embeddings, h}},
@@ -57,7 +57,7 @@ struct Params {
   explicit Params(const std::vector<Spec>& specs) {
     for (const Spec& s : specs) {
       storage.push_back(std::make_unique<Tensor<T>>(s.shape));
-      slots.push_back({s.name, storage.back()->view(), mpt::io::Init::normal});
+      slots.push_back({s.name, storage.back()->view(), mpt::nn::initializer(mpt::nn::Init::normal, 0.02, 42)});
     }
   }
 };
@@ -77,7 +77,7 @@ double seconds_best_of(int reps, F&& f) {
 
 int main(int argc, char** argv) {
   const fs::path dir = argc > 1 ? fs::path(argv[1]) : fs::temp_directory_path() / ("mpt_bench_io_" + std::to_string(::getpid()));
-  const mpt::io::BertConfig config;  // bert-base-uncased
+  const mpt::nn::BertConfig config;  // bert-base-uncased
   const auto specs = bert_qa_specs(config);
   Params<float> source(specs);
   mpt::io::LoadOptions options;
@@ -98,10 +98,10 @@ int main(int argc, char** argv) {
   };
   const double f32_bytes = 4.0 * static_cast<double>(numel), bf16_bytes = 2.0 * static_cast<double>(numel);
   const fs::path f32_dir = dir / "f32", bf16_dir = dir / "bf16";
-  report("save_pretrained F32 (incl. fsync)", seconds_best_of(2, [&] { mpt::io::save_pretrained(f32_dir, config, named, mpt::io::Dtype::f32); }),
+  report("save_pretrained F32 (incl. fsync)", seconds_best_of(2, [&] { mpt::io::save_pretrained(f32_dir, config.to_json(), named, mpt::io::Dtype::f32); }),
          f32_bytes);
   report("save_pretrained BF16 (float -> bf16, fsync)",
-         seconds_best_of(2, [&] { mpt::io::save_pretrained(bf16_dir, config, named, mpt::io::Dtype::bf16); }), bf16_bytes);
+         seconds_best_of(2, [&] { mpt::io::save_pretrained(bf16_dir, config.to_json(), named, mpt::io::Dtype::bf16); }), bf16_bytes);
 
   Params<float> as_float(specs);
   Params<mpt::bf16> as_bf16(specs);

@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   }
   try {
     using Policy = mpt::precision::bf16_mixed;  // or fp32, fp64
-    const auto config = mpt::io::BertConfig::from_json_file(std::filesystem::path(argv[1]) / "config.json");
+    const auto config = mpt::nn::BertConfig::from_json_file(std::filesystem::path(argv[1]) / "config.json");
     mpt::nn::BertForQuestionAnswering<Policy> model(config);
     model.load_pretrained(argv[1]);  // warns about unused / newly initialized tensors, as transformers does
 

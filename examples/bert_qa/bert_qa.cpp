@@ -41,7 +41,7 @@ fs::path bundled_vocab() {
 }
 
 // "hidden_size=128,num_hidden_layers=2" applied to a config, as transformers' update_from_string.
-void apply_config_overrides(mpt::io::BertConfig& config, const std::string& overrides) {
+void apply_config_overrides(mpt::nn::BertConfig& config, const std::string& overrides) {
   nlohmann::ordered_json j = config.to_json();
   std::stringstream list(overrides);
   std::string item;
@@ -73,11 +73,11 @@ void apply_config_overrides(mpt::io::BertConfig& config, const std::string& over
       mpt::throw_error("--config_overrides: ", key, "=", value, " is not a valid ", j[key].type_name());
     }
   }
-  config = mpt::io::BertConfig::from_json(j, "--config_overrides");
+  config = mpt::nn::BertConfig::from_json(j, "--config_overrides");
 }
 
 struct Inputs {
-  mpt::io::BertConfig config;
+  mpt::nn::BertConfig config;
   fs::path model_folder;  // empty: from scratch
   fs::path vocab;
   bool do_lower_case = true;
@@ -139,7 +139,7 @@ Inputs prepare(const Arguments& a) {
   }
   const std::string config_source = !m.config_name.empty() ? m.config_name : m.model_name_or_path;
   if (!config_source.empty()) {
-    in.config = mpt::io::BertConfig::from_json_file(folder_file(config_source, "config.json"));
+    in.config = mpt::nn::BertConfig::from_json_file(folder_file(config_source, "config.json"));
   } else {
     apply_config_overrides(in.config, m.config_overrides);
     std::printf("Training a new model from scratch: BertConfig %s\n", in.config.to_json().dump().c_str());

@@ -10,9 +10,11 @@
 //   - temporaries go to ctx.workspace, which the enclosing block resets.
 #include <mpt/nn/attention.hpp>
 #include <mpt/nn/bert.hpp>
+#include <mpt/nn/bert_config.hpp>
 #include <mpt/nn/bert_layer.hpp>
 #include <mpt/nn/context.hpp>
 #include <mpt/nn/embeddings.hpp>
+#include <mpt/nn/init.hpp>
 #include <mpt/nn/layer_norm.hpp>
 #include <mpt/nn/linear.hpp>
 #include <mpt/nn/parameters.hpp>

@@ -5605,29 +5605,25 @@ void softmax_backward(TensorView<P> probs, TensorView<DP> dprobs, double scale, 
 // ---- end mpt/kernels/softmax.hpp ----
 // ---- end mpt/kernels.hpp ----
 // ---- begin mpt/io.hpp ----
-// mpt/io: files in and out — safetensors, Hugging Face config.json, model folders.
+// mpt/io: files in and out — safetensors, JSON, atomic writes, model folders. Formats
+// know no model: a model lists its parameters as named slots, and io fills them.
 //
-// A model loads a Hugging Face folder in three steps:
-//   const auto config = mpt::io::BertConfig::from_json_file(dir / "config.json");
-//   std::vector<mpt::io::ParameterSlot> slots;  // {HF name, view of the storage, Init}
-//   //   e.g. {"bert.encoder.layer.0.output.LayerNorm.weight", gamma.view(), Init::ones}
+//   std::vector<mpt::io::ParameterSlot> slots;  // {name as in the checkpoint, view of the storage, initializer}
+//   //   e.g. {"bert.encoder.layer.0.output.LayerNorm.weight", gamma.view(), fill_ones}
 //   //   (with a bf16 policy, point the slots at the fp32 master weights)
-//   mpt::io::LoadOptions options;
-//   options.initializer_range = config.initializer_range;
+//   mpt::io::LoadOptions options;               // base_model_prefix, expected_unused, warn
 //   const mpt::io::LoadReport report = mpt::io::load_parameters(dir, slots, options);
-// and saves one with
-//   mpt::io::save_pretrained(out, config, mpt::io::named_tensors(slots), mpt::io::Dtype::f32, dir / "vocab.txt");
-// With a model's nn::Parameters<P>, nn/pretrained.hpp does both in one call:
-//   mpt::nn::load_pretrained(dir, params, config);   mpt::nn::save_pretrained(out, config, params);
-// ---- begin mpt/io/bert_config.hpp ----
-// BertConfig: the model hyper-parameters of a Hugging Face config.json.
+// and saves a folder with
+//   mpt::io::save_pretrained(out, config_json, mpt::io::named_tensors(slots), mpt::io::Dtype::f32, dir / "vocab.txt");
+// BERT's config, initialization and loading rules live in nn/ (bert_config.hpp,
+// init.hpp, pretrained.hpp: mpt::nn::load_pretrained(dir, params, config)).
+// ---- begin mpt/io/checksum.hpp ----
+// CRC-32C (Castagnoli), the checksum checkpoints record for every file they
+// hold: the SSE4.2 crc32 instruction where the CPU has it (8 bytes a cycle per
+// stream), a table otherwise; both give the same value.
 //
-//   BertConfig::from_json(json, source)   missing keys take transformers' defaults
-//   BertConfig::from_json_file(path)
-//   config.validate(source)               positive sizes, heads divide hidden_size, known hidden_act
-//   config.to_json()                      keys it does not know are kept from the file it was
-//                                         read from; architectures/model_type say BERT-QA
-//   config.save(path)                     atomic write
+//   crc32c(bytes)        of a buffer ("123456789" -> 0xE3069283)
+//   file_crc32c(path)    of a whole file, read through a memory map
 
 // ---- begin mpt/io/file.hpp ----
 // Files in and out, safely.
@@ -5846,162 +5842,6 @@ inline void write_file_atomic(const std::filesystem::path& path, std::string_vie
 }  // namespace mpt::io
 // ---- end mpt/io/file.hpp ----
 
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <cstdint>
-#include <filesystem>
-#include <string>
-#include <vector>
-
-namespace mpt::io {
-
-struct BertConfig {
-  // Defaults are BertConfig's in transformers (bert-base-uncased).
-  std::int64_t vocab_size = 30522;
-  std::int64_t hidden_size = 768;
-  std::int64_t num_hidden_layers = 12;
-  std::int64_t num_attention_heads = 12;
-  std::int64_t intermediate_size = 3072;
-  std::string hidden_act = "gelu";
-  double hidden_dropout_prob = 0.1;
-  double attention_probs_dropout_prob = 0.1;
-  std::int64_t max_position_embeddings = 512;
-  std::int64_t type_vocab_size = 2;
-  double layer_norm_eps = 1e-12;
-  double initializer_range = 0.02;
-  std::int64_t pad_token_id = 0;
-  // Every other key of the file it came from (transformers_version, position_embedding_type,
-  // torch_dtype, ...), written back unchanged.
-  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
-
-  std::int64_t head_dim() const noexcept { return num_attention_heads > 0 ? hidden_size / num_attention_heads : 0; }
-
-  // `source` names the file (or "config") in error messages.
-  static BertConfig from_json(const nlohmann::ordered_json& j, const std::string& source = "config") {
-    if (!j.is_object()) throw_error(source, ": a BERT config must be a JSON object, not ", j.type_name());
-    BertConfig c;
-    for (const auto& [key, value] : j.items()) {
-      if (key == "vocab_size") c.vocab_size = integer(value, source, key);
-      else if (key == "hidden_size") c.hidden_size = integer(value, source, key);
-      else if (key == "num_hidden_layers") c.num_hidden_layers = integer(value, source, key);
-      else if (key == "num_attention_heads") c.num_attention_heads = integer(value, source, key);
-      else if (key == "intermediate_size") c.intermediate_size = integer(value, source, key);
-      else if (key == "max_position_embeddings") c.max_position_embeddings = integer(value, source, key);
-      else if (key == "type_vocab_size") c.type_vocab_size = integer(value, source, key);
-      else if (key == "pad_token_id") c.pad_token_id = integer(value, source, key);
-      else if (key == "hidden_dropout_prob") c.hidden_dropout_prob = number(value, source, key);
-      else if (key == "attention_probs_dropout_prob") c.attention_probs_dropout_prob = number(value, source, key);
-      else if (key == "layer_norm_eps") c.layer_norm_eps = number(value, source, key);
-      else if (key == "initializer_range") c.initializer_range = number(value, source, key);
-      else if (key == "hidden_act") {
-        if (!value.is_string()) throw_error(source, ": hidden_act is ", value.dump(), ", not a string such as \"gelu\"");
-        c.hidden_act = value.get<std::string>();
-      } else {
-        c.extra[key] = value;
-      }
-    }
-    if (c.extra.contains("model_type") && c.extra["model_type"] != "bert") {
-      throw_error(source, ": model_type is ", c.extra["model_type"].dump(), " but mpt loads \"bert\" models");
-    }
-    c.validate(source);
-    return c;
-  }
-
-  static BertConfig from_json_file(const std::filesystem::path& path) {
-    const std::string source = "config file " + path.string();
-    nlohmann::ordered_json j;
-    try {
-      j = nlohmann::ordered_json::parse(read_text_file(path));
-    } catch (const nlohmann::json::exception& e) {
-      throw_error(source, ": not valid JSON (", e.what(), ")");
-    }
-    return from_json(j, source);
-  }
-
-  void validate(const std::string& source = "config") const {
-    const auto positive = [&](std::int64_t v, const char* key) {
-      if (v <= 0) throw_error(source, ": ", key, " is ", v, " but must be positive");
-    };
-    positive(vocab_size, "vocab_size");
-    positive(hidden_size, "hidden_size");
-    positive(num_hidden_layers, "num_hidden_layers");
-    positive(num_attention_heads, "num_attention_heads");
-    positive(intermediate_size, "intermediate_size");
-    positive(max_position_embeddings, "max_position_embeddings");
-    positive(type_vocab_size, "type_vocab_size");
-    if (hidden_size % num_attention_heads != 0) {
-      throw_error(source, ": hidden_size ", hidden_size, " is not a multiple of num_attention_heads ", num_attention_heads,
-                  "; choose a head count that divides it");
-    }
-    if (hidden_act != "gelu") {
-      throw_error(source, ": hidden_act \"", hidden_act, "\" is not supported; mpt implements \"gelu\" (the exact erf form BERT uses)");
-    }
-    const auto probability = [&](double p, const char* key) {
-      if (!(p >= 0.0 && p < 1.0)) throw_error(source, ": ", key, " is ", p, " but a dropout probability must lie in [0, 1)");
-    };
-    probability(hidden_dropout_prob, "hidden_dropout_prob");
-    probability(attention_probs_dropout_prob, "attention_probs_dropout_prob");
-    if (!(layer_norm_eps > 0.0)) throw_error(source, ": layer_norm_eps is ", layer_norm_eps, " but must be positive");
-    if (!(initializer_range >= 0.0)) throw_error(source, ": initializer_range is ", initializer_range, " but must not be negative");
-    if (pad_token_id < 0 || pad_token_id >= vocab_size) {
-      throw_error(source, ": pad_token_id ", pad_token_id, " is outside the vocabulary [0, ", vocab_size, ")");
-    }
-  }
-
-  // The config as transformers writes it for BertForQuestionAnswering.
-  nlohmann::ordered_json to_json() const {
-    nlohmann::ordered_json j = nlohmann::ordered_json::object();
-    j["architectures"] = {"BertForQuestionAnswering"};
-    j["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
-    j["hidden_act"] = hidden_act;
-    j["hidden_dropout_prob"] = hidden_dropout_prob;
-    j["hidden_size"] = hidden_size;
-    j["initializer_range"] = initializer_range;
-    j["intermediate_size"] = intermediate_size;
-    j["layer_norm_eps"] = layer_norm_eps;
-    j["max_position_embeddings"] = max_position_embeddings;
-    j["model_type"] = "bert";
-    j["num_attention_heads"] = num_attention_heads;
-    j["num_hidden_layers"] = num_hidden_layers;
-    j["pad_token_id"] = pad_token_id;
-    j["type_vocab_size"] = type_vocab_size;
-    j["vocab_size"] = vocab_size;
-    for (const auto& [key, value] : extra.items())
-      if (key != "architectures" && key != "model_type") j[key] = value;
-    // Keys in sorted order, as transformers writes them (json.dumps(sort_keys=True)).
-    std::vector<std::string> keys;
-    for (const auto& item : j.items()) keys.push_back(item.key());
-    std::sort(keys.begin(), keys.end());
-    nlohmann::ordered_json sorted = nlohmann::ordered_json::object();
-    for (const std::string& key : keys) sorted[key] = j[key];
-    return sorted;
-  }
-
-  void save(const std::filesystem::path& path) const { write_file_atomic(path, to_json().dump(2) + "\n"); }
-
- private:
-  static std::int64_t integer(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
-    if (!v.is_number_integer()) throw_error(source, ": ", key, " is ", v.dump(), " but must be an integer");
-    return v.get<std::int64_t>();
-  }
-  static double number(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
-    if (!v.is_number()) throw_error(source, ": ", key, " is ", v.dump(), " but must be a number");
-    return v.get<double>();
-  }
-};
-
-}  // namespace mpt::io
-// ---- end mpt/io/bert_config.hpp ----
-// ---- begin mpt/io/checksum.hpp ----
-// CRC-32C (Castagnoli), the checksum checkpoints record for every file they
-// hold: the SSE4.2 crc32 instruction where the CPU has it (8 bytes a cycle per
-// stream), a table otherwise; both give the same value.
-//
-//   crc32c(bytes)        of a buffer ("123456789" -> 0xE3069283)
-//   file_crc32c(path)    of a whole file, read through a memory map
-
-
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -6080,12 +5920,13 @@ inline std::uint32_t file_crc32c(const std::filesystem::path& path) {
 //     has the prefix, and the other way round (transformers' base_model_prefix rule);
 //   - tensors convert from the file dtype (F32, BF16, F16, F64) to the slot's;
 //   - a shape mismatch is an error naming the tensor and both shapes;
-//   - slots the checkpoint lacks are initialized as the slot says (BERT: normal(0,
-//     initializer_range) weights, zero biases, LayerNorm 1 and 0) and reported as missing;
-//   - checkpoint tensors no slot takes (pre-training heads "cls.*") are reported as
-//     unused; both lists are printed as transformers words them. Those the model
-//     expects to skip (the pooler, the position_ids buffer) are reported apart, unprinted;
+//   - slots the checkpoint lacks run their initializer (the model's rule: for BERT,
+//     nn/init.hpp) or keep their values, and are reported as missing;
+//   - checkpoint tensors no slot takes (a BERT checkpoint's pre-training heads) are
+//     reported as unused; both lists are printed as transformers words them. Those the
+//     model expects to skip (LoadOptions::expected_unused) are reported apart, unprinted;
 //   - every check runs before any copy; the copies then run on all of mpt's threads.
+// This file knows no model: names, prefixes and initializers all come from the caller.
 
 // ---- begin mpt/io/safetensors.hpp ----
 // safetensors (https://github.com/huggingface/safetensors), read and written.
@@ -6728,12 +6569,10 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <iostream>
-#include <numbers>
 #include <span>
 #include <string>
 #include <string_view>
@@ -6750,36 +6589,25 @@ inline const Shape& parameter_shape(const ParameterView& p) {
   return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, p);
 }
 
-// How to initialize a parameter the checkpoint does not hold.
-enum class Init {
-  normal,  // normal(0, initializer_range): Linear and Embedding weights
-  zeros,   // biases, LayerNorm beta
-  ones,    // LayerNorm gamma
-  keep,    // leave the values the model already put there
-  custom,  // call ParameterSlot::initialize
-};
+struct ParameterSlot;
+
+// Fills a slot the checkpoint does not hold. It may run on any of mpt's threads,
+// concurrently with other slots' work.
+using Initializer = std::function<void(const ParameterSlot&)>;
 
 struct ParameterSlot {
-  std::string name;  // Hugging Face name in the model being loaded
+  std::string name;  // the name in the model being loaded, as its checkpoints spell it
   ParameterView data;
-  Init init = Init::normal;
-  // Init::normal only: this row is then zeroed, as transformers does for the padding
-  // token of an nn.Embedding with padding_idx (word_embeddings, row pad_token_id).
-  std::int64_t zero_row = -1;
-  // Init::custom; may run on any of mpt's threads, concurrently with other slots' work.
-  std::function<void(const ParameterSlot&)> initialize = nullptr;
+  Initializer initialize = nullptr;  // nullptr: a missing slot keeps its values
 };
 
 struct LoadOptions {
-  // transformers' base_model_prefix: names with and without it match each other.
-  std::string base_model_prefix = "bert";
-  std::string model_class = "BertForQuestionAnswering";  // in warnings
-  double initializer_range = 0.02;                       // BertConfig::initializer_range
-  std::uint64_t seed = 42;                               // for Init::normal; each slot draws from (seed, name)
+  // transformers' base_model_prefix ("bert"): names with and without it match each other.
+  std::string base_model_prefix;
+  std::string model_class = "the model";  // in warnings ("BertForQuestionAnswering")
   // Unused checkpoint tensors whose names contain one of these are expected and not
-  // warned about. Default: BertForQuestionAnswering's _keys_to_ignore_on_load_unexpected
-  // ("pooler") plus the position_ids buffer older checkpoints carry.
-  std::vector<std::string> expected_unused = {"pooler", "embeddings.position_ids"};
+  // warned about (the model's _keys_to_ignore_on_load_unexpected).
+  std::vector<std::string> expected_unused;
   // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
   std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
 };
@@ -6813,62 +6641,6 @@ inline std::string python_list(const std::vector<std::string>& names) {
   std::string s = "[";
   for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", '" : "'") + names[i] + "'";
   return s + "]";
-}
-
-inline std::uint64_t fnv1a(std::string_view s) noexcept {
-  std::uint64_t h = 0xCBF29CE484222325ull;
-  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
-  return h;
-}
-
-// normal(0, stddev) by Box-Muller, a deterministic function of (seed, name).
-template <class T>
-void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::string_view name) {
-  mpt::SplitMix64 rng{seed ^ fnv1a(name)};
-  for (std::size_t i = 0; i < out.size(); i += 2) {
-    const double radius = stddev * std::sqrt(-2.0 * std::log(rng.uniform_open()));
-    const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
-    const double pair[2] = {radius * std::cos(angle), radius * std::sin(angle)};
-    for (std::size_t k = 0; k < 2 && i + k < out.size(); ++k) {
-      if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(pair[k]));
-      else out[i + k] = static_cast<T>(pair[k]);
-    }
-  }
-}
-
-// Errors a slot's initializer would meet, raised before any work starts.
-inline void check_initializer(const ParameterSlot& slot) {
-  const Shape& shape = parameter_shape(slot.data);
-  if (slot.init == Init::normal && slot.zero_row >= 0 && (shape.rank() != 2 || slot.zero_row >= shape[0])) {
-    throw_error("load_parameters: parameter '", slot.name, "' asks to zero row ", slot.zero_row, ", which shape ", shape, " does not have");
-  }
-  if (slot.init == Init::custom && !slot.initialize) {
-    throw_error("load_parameters: parameter '", slot.name, "' has Init::custom but no initialize function");
-  }
-}
-
-inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& options) {
-  std::visit(
-      [&](auto view) {
-        using T = typename decltype(view)::value_type;
-        switch (slot.init) {
-          case Init::normal:
-            fill_normal(view, options.initializer_range, options.seed, slot.name);
-            if (slot.zero_row >= 0) {
-              for (std::int64_t c = 0; c < view.dim(1); ++c) view(slot.zero_row, c) = T(0.0f);
-            }
-            break;
-          case Init::zeros:
-            for (auto& v : view.span()) v = T(0.0f);
-            break;
-          case Init::ones:
-            for (auto& v : view.span()) v = T(1.0f);
-            break;
-          case Init::keep: break;
-          case Init::custom: slot.initialize(slot); break;
-        }
-      },
-      slot.data);
 }
 
 }  // namespace detail
@@ -6925,7 +6697,6 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
     const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
     const auto it = by_key.find(key);
     if (it == by_key.end()) {
-      detail::check_initializer(slot);
       report.missing.push_back(slot.name);
       continue;
     }
@@ -6965,7 +6736,7 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
     const Task& task = tasks[t];
     const ParameterSlot& slot = slots[task.slot];
     if (source[task.slot] == nullptr) {
-      detail::initialize_slot(slot, options);
+      if (slot.initialize) slot.initialize(slot);
       return;
     }
     const Located& from = *source[task.slot];
@@ -7053,10 +6824,13 @@ inline LoadReport load_parameters(const std::filesystem::path& path, std::span<c
 // save_pretrained: a model folder that transformers' from_pretrained loads.
 //
 //   <dir>/model.safetensors   the named tensors in F32 or BF16, __metadata__ {"format": "pt"}
-//   <dir>/config.json         BertConfig::to_json, torch_dtype set to the saved dtype
+//   <dir>/config.json         the model's config JSON, torch_dtype set to the saved dtype
 //   <dir>/vocab.txt           copied when a vocabulary file is given
-// Every file is written atomically; the folder is created when missing.
+// Every file is written atomically; the folder is created when missing. The model
+// supplies its config (nn::BertConfig::to_json()); this file knows no model.
 
+
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <optional>
@@ -7076,19 +6850,19 @@ inline std::vector<NamedTensor> named_tensors(std::span<const ParameterSlot> slo
   return out;
 }
 
-inline void save_pretrained(const std::filesystem::path& dir, const BertConfig& config, std::span<const NamedTensor> tensors,
+inline void save_pretrained(const std::filesystem::path& dir, const nlohmann::ordered_json& config, std::span<const NamedTensor> tensors,
                             Dtype dtype = Dtype::f32, const std::optional<std::filesystem::path>& vocab = std::nullopt) {
   if (dtype != Dtype::f32 && dtype != Dtype::bf16) {
     throw_error("save_pretrained ", dir, ": dtype ", dtype_name(dtype), " is not offered; save F32 or BF16");
   }
-  config.validate("save_pretrained " + dir.string());
+  if (!config.is_object()) throw_error("save_pretrained ", dir, ": the config must be a JSON object, not ", config.type_name());
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw_error("save_pretrained: cannot create the folder ", dir, ": ", ec.message());
   save_safetensors(dir / "model.safetensors", tensors, dtype, {{"format", "pt"}});
-  BertConfig saved = config;
-  saved.extra["torch_dtype"] = dtype == Dtype::bf16 ? "bfloat16" : "float32";
-  saved.save(dir / "config.json");
+  nlohmann::ordered_json saved = config;
+  saved["torch_dtype"] = dtype == Dtype::bf16 ? "bfloat16" : "float32";
+  write_file_atomic(dir / "config.json", saved.dump(2) + "\n");
   if (vocab) {
     const std::vector<std::byte> bytes = read_file(*vocab);
     write_file_atomic(dir / "vocab.txt", bytes);
@@ -7804,6 +7578,164 @@ class BertSelfAttention {
 //   QaOutput out = model.forward(batch_tensors, {.training = true, .seed = 42, .forward_index = 0});
 //   model.backward();                                  // grads += d loss / d params
 
+// ---- begin mpt/nn/bert_config.hpp ----
+// BertConfig: the model hyper-parameters of a Hugging Face config.json.
+//
+//   BertConfig::from_json(json, source)   missing keys take transformers' defaults
+//   BertConfig::from_json_file(path)
+//   config.validate(source)               positive sizes, heads divide hidden_size, known hidden_act
+//   config.to_json()                      keys it does not know are kept from the file it was
+//                                         read from; architectures/model_type say BERT-QA
+//   config.save(path)                     atomic write
+
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mpt::nn {
+
+struct BertConfig {
+  // Defaults are BertConfig's in transformers (bert-base-uncased).
+  std::int64_t vocab_size = 30522;
+  std::int64_t hidden_size = 768;
+  std::int64_t num_hidden_layers = 12;
+  std::int64_t num_attention_heads = 12;
+  std::int64_t intermediate_size = 3072;
+  std::string hidden_act = "gelu";
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  std::int64_t max_position_embeddings = 512;
+  std::int64_t type_vocab_size = 2;
+  double layer_norm_eps = 1e-12;
+  double initializer_range = 0.02;
+  std::int64_t pad_token_id = 0;
+  // Every other key of the file it came from (transformers_version, position_embedding_type,
+  // torch_dtype, ...), written back unchanged.
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+
+  std::int64_t head_dim() const noexcept { return num_attention_heads > 0 ? hidden_size / num_attention_heads : 0; }
+
+  // `source` names the file (or "config") in error messages.
+  static BertConfig from_json(const nlohmann::ordered_json& j, const std::string& source = "config") {
+    if (!j.is_object()) throw_error(source, ": a BERT config must be a JSON object, not ", j.type_name());
+    BertConfig c;
+    for (const auto& [key, value] : j.items()) {
+      if (key == "vocab_size") c.vocab_size = integer(value, source, key);
+      else if (key == "hidden_size") c.hidden_size = integer(value, source, key);
+      else if (key == "num_hidden_layers") c.num_hidden_layers = integer(value, source, key);
+      else if (key == "num_attention_heads") c.num_attention_heads = integer(value, source, key);
+      else if (key == "intermediate_size") c.intermediate_size = integer(value, source, key);
+      else if (key == "max_position_embeddings") c.max_position_embeddings = integer(value, source, key);
+      else if (key == "type_vocab_size") c.type_vocab_size = integer(value, source, key);
+      else if (key == "pad_token_id") c.pad_token_id = integer(value, source, key);
+      else if (key == "hidden_dropout_prob") c.hidden_dropout_prob = number(value, source, key);
+      else if (key == "attention_probs_dropout_prob") c.attention_probs_dropout_prob = number(value, source, key);
+      else if (key == "layer_norm_eps") c.layer_norm_eps = number(value, source, key);
+      else if (key == "initializer_range") c.initializer_range = number(value, source, key);
+      else if (key == "hidden_act") {
+        if (!value.is_string()) throw_error(source, ": hidden_act is ", value.dump(), ", not a string such as \"gelu\"");
+        c.hidden_act = value.get<std::string>();
+      } else {
+        c.extra[key] = value;
+      }
+    }
+    if (c.extra.contains("model_type") && c.extra["model_type"] != "bert") {
+      throw_error(source, ": model_type is ", c.extra["model_type"].dump(), " but mpt loads \"bert\" models");
+    }
+    c.validate(source);
+    return c;
+  }
+
+  static BertConfig from_json_file(const std::filesystem::path& path) {
+    const std::string source = "config file " + path.string();
+    nlohmann::ordered_json j;
+    try {
+      j = nlohmann::ordered_json::parse(io::read_text_file(path));
+    } catch (const nlohmann::json::exception& e) {
+      throw_error(source, ": not valid JSON (", e.what(), ")");
+    }
+    return from_json(j, source);
+  }
+
+  void validate(const std::string& source = "config") const {
+    const auto positive = [&](std::int64_t v, const char* key) {
+      if (v <= 0) throw_error(source, ": ", key, " is ", v, " but must be positive");
+    };
+    positive(vocab_size, "vocab_size");
+    positive(hidden_size, "hidden_size");
+    positive(num_hidden_layers, "num_hidden_layers");
+    positive(num_attention_heads, "num_attention_heads");
+    positive(intermediate_size, "intermediate_size");
+    positive(max_position_embeddings, "max_position_embeddings");
+    positive(type_vocab_size, "type_vocab_size");
+    if (hidden_size % num_attention_heads != 0) {
+      throw_error(source, ": hidden_size ", hidden_size, " is not a multiple of num_attention_heads ", num_attention_heads,
+                  "; choose a head count that divides it");
+    }
+    if (hidden_act != "gelu") {
+      throw_error(source, ": hidden_act \"", hidden_act, "\" is not supported; mpt implements \"gelu\" (the exact erf form BERT uses)");
+    }
+    const auto probability = [&](double p, const char* key) {
+      if (!(p >= 0.0 && p < 1.0)) throw_error(source, ": ", key, " is ", p, " but a dropout probability must lie in [0, 1)");
+    };
+    probability(hidden_dropout_prob, "hidden_dropout_prob");
+    probability(attention_probs_dropout_prob, "attention_probs_dropout_prob");
+    if (!(layer_norm_eps > 0.0)) throw_error(source, ": layer_norm_eps is ", layer_norm_eps, " but must be positive");
+    if (!(initializer_range >= 0.0)) throw_error(source, ": initializer_range is ", initializer_range, " but must not be negative");
+    if (pad_token_id < 0 || pad_token_id >= vocab_size) {
+      throw_error(source, ": pad_token_id ", pad_token_id, " is outside the vocabulary [0, ", vocab_size, ")");
+    }
+  }
+
+  // The config as transformers writes it for BertForQuestionAnswering.
+  nlohmann::ordered_json to_json() const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    j["architectures"] = {"BertForQuestionAnswering"};
+    j["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
+    j["hidden_act"] = hidden_act;
+    j["hidden_dropout_prob"] = hidden_dropout_prob;
+    j["hidden_size"] = hidden_size;
+    j["initializer_range"] = initializer_range;
+    j["intermediate_size"] = intermediate_size;
+    j["layer_norm_eps"] = layer_norm_eps;
+    j["max_position_embeddings"] = max_position_embeddings;
+    j["model_type"] = "bert";
+    j["num_attention_heads"] = num_attention_heads;
+    j["num_hidden_layers"] = num_hidden_layers;
+    j["pad_token_id"] = pad_token_id;
+    j["type_vocab_size"] = type_vocab_size;
+    j["vocab_size"] = vocab_size;
+    for (const auto& [key, value] : extra.items())
+      if (key != "architectures" && key != "model_type") j[key] = value;
+    // Keys in sorted order, as transformers writes them (json.dumps(sort_keys=True)).
+    std::vector<std::string> keys;
+    for (const auto& item : j.items()) keys.push_back(item.key());
+    std::sort(keys.begin(), keys.end());
+    nlohmann::ordered_json sorted = nlohmann::ordered_json::object();
+    for (const std::string& key : keys) sorted[key] = j[key];
+    return sorted;
+  }
+
+  void save(const std::filesystem::path& path) const { io::write_file_atomic(path, to_json().dump(2) + "\n"); }
+
+ private:
+  static std::int64_t integer(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
+    if (!v.is_number_integer()) throw_error(source, ": ", key, " is ", v.dump(), " but must be an integer");
+    return v.get<std::int64_t>();
+  }
+  static double number(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
+    if (!v.is_number()) throw_error(source, ": ", key, " is ", v.dump(), " but must be a number");
+    return v.get<double>();
+  }
+};
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/bert_config.hpp ----
 // ---- begin mpt/nn/bert_layer.hpp ----
 // BertLayer<P>: one transformer encoder block, as transformers' BertLayer.
 //
@@ -8202,8 +8134,10 @@ class BertEmbeddings {
 // ---- begin mpt/nn/pretrained.hpp ----
 // Hugging Face folders in and out of a model's Parameters<P>.
 //
-//   parameter_slots(params, pad_token_id)   slots over the master weights; a missing
-//                                           tensor is initialized by its role
+//   bert_qa_load_options()                  BertForQuestionAnswering's loading rules
+//   parameter_slots(params, config, seed)   slots over the master weights; a missing
+//                                           tensor is initialized by its role (nn/init.hpp)
+//   init_weights(params, config, seed)      every parameter initialized, nothing loaded
 //   load_pretrained(dir, params, config)    load_parameters + the compute copy refreshed
 //   master_tensors(params)                  the true master weights as tensors to write
 //   save_pretrained(dir, config, params, dtype, vocab)   the master weights, HF names
@@ -8211,8 +8145,104 @@ class BertEmbeddings {
 // The master weights are what checkpoints hold (fp32 under bf16_mixed), so loading
 // a bf16 model rounds once, from the file's values, exactly as autocast would.
 
+// ---- begin mpt/nn/init.hpp ----
+// Weight initialization as transformers' BertPreTrainedModel._init_weights does it:
+// normal(0, initializer_range) for Linear and Embedding weights (the padding row of
+// the word embeddings zeroed), zeros for biases, LayerNorm weight 1 and bias 0.
+//
+//   fill_normal(view, stddev, seed, name)        a deterministic function of (seed, name):
+//                                                the same values for any thread count
+//   initializer(Init::normal, stddev, seed, row) an io::Initializer for a slot the
+//                                                checkpoint lacks
+//   init_for_role(role)                          which Init a parameter's role takes
+// Formats (io/) know nothing of this: a slot carries its initializer as a function.
+
+
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+
+namespace mpt::nn {
+
+enum class Init {
+  normal,  // normal(0, initializer_range): Linear and Embedding weights
+  zeros,   // biases, LayerNorm bias
+  ones,    // LayerNorm weight
+};
+
+inline Init init_for_role(ParamRole role) noexcept {
+  switch (role) {
+    case ParamRole::linear_weight:
+    case ParamRole::embedding: return Init::normal;
+    case ParamRole::norm_weight: return Init::ones;
+    case ParamRole::linear_bias:
+    case ParamRole::norm_bias: return Init::zeros;
+  }
+  return Init::zeros;
+}
+
+namespace detail {
+inline std::uint64_t fnv1a(std::string_view s) noexcept {
+  std::uint64_t h = 0xCBF29CE484222325ull;
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
+  return h;
+}
+}  // namespace detail
+
+// normal(0, stddev) by Box-Muller, a deterministic function of (seed, name).
+template <class T>
+void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::string_view name) {
+  mpt::SplitMix64 rng{seed ^ detail::fnv1a(name)};
+  for (std::size_t i = 0; i < out.size(); i += 2) {
+    const double radius = stddev * std::sqrt(-2.0 * std::log(rng.uniform_open()));
+    const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
+    const double pair[2] = {radius * std::cos(angle), radius * std::sin(angle)};
+    for (std::size_t k = 0; k < 2 && i + k < out.size(); ++k) {
+      if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(pair[k]));
+      else out[i + k] = static_cast<T>(pair[k]);
+    }
+  }
+}
+
+// The initializer of one slot. Init::normal draws from (seed, slot name) and then
+// zeroes row `zero_row` when given (nn.Embedding's padding_idx).
+inline io::Initializer initializer(Init kind, double stddev, std::uint64_t seed, std::int64_t zero_row = -1) {
+  return [=](const io::ParameterSlot& slot) {
+    std::visit(
+        [&](auto view) {
+          using T = typename decltype(view)::value_type;
+          switch (kind) {
+            case Init::normal:
+              if (zero_row >= 0 && (view.shape().rank() != 2 || zero_row >= view.dim(0))) {
+                throw_error("initializing parameter '", slot.name, "': row ", zero_row, " is to be zeroed but its shape ", view.shape(),
+                            " does not have that row");
+              }
+              fill_normal(view, stddev, seed, slot.name);
+              if (zero_row >= 0)
+                for (std::int64_t c = 0; c < view.dim(1); ++c) view(zero_row, c) = T(0.0f);
+              break;
+            case Init::zeros:
+              for (auto& v : view.span()) v = T(0.0f);
+              break;
+            case Init::ones:
+              for (auto& v : view.span()) v = T(1.0f);
+              break;
+          }
+        },
+        slot.data);
+  };
+}
+
+}  // namespace mpt::nn
+// ---- end mpt/nn/init.hpp ----
 
 #include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
 #include <filesystem>
 #include <optional>
 #include <string_view>
@@ -8221,23 +8251,23 @@ class BertEmbeddings {
 
 namespace mpt::nn {
 
-// BERT's _init_weights by role: normal(0, initializer_range) for Linear and
-// Embedding weights, zeros for biases, LayerNorm weight 1 and bias 0.
-inline io::Init init_for_role(ParamRole role) noexcept {
-  switch (role) {
-    case ParamRole::linear_weight:
-    case ParamRole::embedding: return io::Init::normal;
-    case ParamRole::norm_weight: return io::Init::ones;
-    case ParamRole::linear_bias:
-    case ParamRole::norm_bias: return io::Init::zeros;
-  }
-  return io::Init::keep;
+// transformers' rules for BertForQuestionAnswering: base_model_prefix "bert", the
+// pooler in _keys_to_ignore_on_load_unexpected, and the position_ids buffer older
+// checkpoints carry. `warn` receives the two warnings (nullptr: quiet).
+inline io::LoadOptions bert_qa_load_options(std::function<void(const std::string&)> warn = io::LoadOptions{}.warn) {
+  io::LoadOptions options;
+  options.base_model_prefix = "bert";
+  options.model_class = "BertForQuestionAnswering";
+  options.expected_unused = {"pooler", "embeddings.position_ids"};
+  options.warn = std::move(warn);
+  return options;
 }
 
-// One slot per parameter, over its master weights. The word-embedding table (the one
-// nn.Embedding built with padding_idx) gets row `pad_token_id` zeroed when initialized.
+// One slot per parameter, over its master weights, initialized by role with
+// config.initializer_range from (seed, name). The word-embedding table (the one
+// nn.Embedding built with padding_idx) gets row pad_token_id zeroed.
 template <PrecisionPolicy P>
-std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, std::int64_t pad_token_id = -1) {
+std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, const BertConfig& config, std::uint64_t seed) {
   if (params.matmul_master_released()) {
     throw_error("loading weights: the model's matmul masters belong to its optimizer now (split master or stochastic "
                 "rounding); load the model folder before creating the optimizer or Trainer");
@@ -8247,17 +8277,25 @@ std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, std::int64
   for (ParamId id = 0; id < params.count(); ++id) {
     const ParamEntry& e = params.entry(id);
     const bool padded = e.role == ParamRole::embedding && std::string_view(e.name).ends_with("word_embeddings.weight");
-    slots.push_back({e.name, params.master(id), init_for_role(e.role), padded ? pad_token_id : -1});
+    slots.push_back({e.name, params.master(id), initializer(init_for_role(e.role), config.initializer_range, seed, padded ? config.pad_token_id : -1)});
   }
   return slots;
 }
 
-// Loads a model folder into `params` (allocated), initializing what the checkpoint
-// lacks with config.initializer_range, then refreshes the compute copy.
+// Initializes every parameter as BertPreTrainedModel._init_weights does.
 template <PrecisionPolicy P>
-io::LoadReport load_pretrained(const std::filesystem::path& dir, Parameters<P>& params, const io::BertConfig& config, io::LoadOptions options = {}) {
-  options.initializer_range = config.initializer_range;
-  const std::vector<io::ParameterSlot> slots = parameter_slots(params, config.pad_token_id);
+void init_weights(Parameters<P>& params, const BertConfig& config, std::uint64_t seed) {
+  const std::vector<io::ParameterSlot> slots = parameter_slots(params, config, seed);
+  parallel_for(slots.size(), [&](std::size_t k) { slots[k].initialize(slots[k]); });
+  params.sync_compute_copy();
+}
+
+// Loads a model folder into `params` (allocated), initializing what the checkpoint
+// lacks from `seed`, then refreshes the compute copy.
+template <PrecisionPolicy P>
+io::LoadReport load_pretrained(const std::filesystem::path& dir, Parameters<P>& params, const BertConfig& config,
+                               const io::LoadOptions& options = bert_qa_load_options(), std::uint64_t seed = 42) {
+  const std::vector<io::ParameterSlot> slots = parameter_slots(params, config, seed);
   io::LoadReport report = io::load_parameters(dir, slots, options);
   params.sync_compute_copy();
   return report;
@@ -8284,9 +8322,12 @@ std::vector<io::NamedTensor> master_tensors(const Parameters<P>& params) {
 }
 
 template <PrecisionPolicy P>
-void save_pretrained(const std::filesystem::path& dir, const io::BertConfig& config, const Parameters<P>& params, io::Dtype dtype = io::Dtype::f32,
+void save_pretrained(const std::filesystem::path& dir, const BertConfig& config, const Parameters<P>& params, io::Dtype dtype = io::Dtype::f32,
                      const std::optional<std::filesystem::path>& vocab = std::nullopt) {
-  io::save_pretrained(dir, config, master_tensors(params), dtype, vocab);
+  config.validate("save_pretrained " + dir.string());
+  BertConfig saved = config;  // torch_dtype among the sorted keys, as transformers writes it
+  saved.extra["torch_dtype"] = dtype == io::Dtype::bf16 ? "bfloat16" : "float32";
+  io::save_pretrained(dir, saved.to_json(), master_tensors(params), dtype, vocab);
 }
 
 }  // namespace mpt::nn
@@ -8348,7 +8389,7 @@ class BertForQuestionAnswering {
                 "BertForQuestionAnswering runs under precision::fp32, bf16_mixed or fp64: the master weights must be in "
                 "the accumulation type (pure bf16 training without masters is not wired into the model yet)");
 
-  explicit BertForQuestionAnswering(const io::BertConfig& config) : config_(config) {
+  explicit BertForQuestionAnswering(const BertConfig& config) : config_(config) {
     config_.validate("BertForQuestionAnswering");
     if (config_.hidden_act != "gelu") {
       throw_error("BertForQuestionAnswering: hidden_act \"", config_.hidden_act, "\" is not supported; mpt implements \"gelu\" (erf)");
@@ -8365,7 +8406,7 @@ class BertForQuestionAnswering {
     params_.allocate();
   }
 
-  const io::BertConfig& config() const noexcept { return config_; }
+  const BertConfig& config() const noexcept { return config_; }
   Parameters<P>& parameters() noexcept { return params_; }
   const Parameters<P>& parameters() const noexcept { return params_; }
 
@@ -8373,23 +8414,19 @@ class BertForQuestionAnswering {
 
   // Every parameter as a slot for io::load_parameters, pointing at the master
   // weights, with BERT's initialization.
-  std::vector<io::ParameterSlot> parameter_slots() { return nn::parameter_slots(params_, config_.pad_token_id); }
+  std::vector<io::ParameterSlot> parameter_slots(std::uint64_t seed = 42) { return nn::parameter_slots(params_, config_, seed); }
 
   // Loads a Hugging Face model folder, as from_pretrained: legacy names, the
   // base-model prefix rule, missing tensors initialized as BERT does, both
-  // lists reported (the pooler is expected to be unused, as transformers says).
-  io::LoadReport load_pretrained(const std::filesystem::path& folder, io::LoadOptions options = {}) {
-    return nn::load_pretrained(folder, params_, config_, std::move(options));
+  // lists reported (the pooler is expected to be unused, as transformers says) to
+  // `warn` (nullptr: quiet); the new tensors are drawn from `seed`.
+  io::LoadReport load_pretrained(const std::filesystem::path& folder,
+                                 std::function<void(const std::string&)> warn = io::LoadOptions{}.warn, std::uint64_t seed = 42) {
+    return nn::load_pretrained(folder, params_, config_, bert_qa_load_options(std::move(warn)), seed);
   }
 
   // Initializes every parameter as BertPreTrainedModel._init_weights does.
-  void init_weights(std::uint64_t seed) {
-    io::LoadOptions options;
-    options.initializer_range = config_.initializer_range;
-    options.seed = seed;
-    for (const io::ParameterSlot& slot : parameter_slots()) io::detail::initialize_slot(slot, options);
-    params_.sync_compute_copy();
-  }
+  void init_weights(std::uint64_t seed) { nn::init_weights(params_, config_, seed); }
 
   // Writes model.safetensors + config.json (+ vocab.txt) that transformers loads.
   void save_pretrained(const std::filesystem::path& folder, io::Dtype dtype = io::Dtype::f32,
@@ -8558,7 +8595,7 @@ class BertForQuestionAnswering {
             config_.hidden_dropout_prob, config_.attention_probs_dropout_prob, config_.layer_norm_eps};
   }
 
-  io::BertConfig config_;
+  BertConfig config_;
   Parameters<P> params_;
   BertEmbeddings<P> embeddings_;
   std::vector<BertLayer<P>> layers_;

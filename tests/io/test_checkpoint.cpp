@@ -1,7 +1,10 @@
-// Model folders: config.json, loading a checkpoint into named parameter slots
-// (modern and legacy Hub layouts, with and without the "bert." prefix), and
-// save_pretrained. Uses the PyTorch-made fixture in data/bert_tiny.
+// Model folders: loading a checkpoint into named parameter slots (modern and legacy
+// Hub layouts, with and without the "bert." prefix, shards), and save_pretrained.
+// BERT's own rules (nn/init.hpp, nn::bert_qa_load_options) are the oracle here: what
+// transformers does for BertForQuestionAnswering. Uses the PyTorch-made fixture in
+// data/bert_tiny; config.json's tests are in tests/nn/test_bert_config.cpp.
 #include <doctest/doctest.h>
+#include "temp_dir.hpp"
 #include <mpt/mpt.hpp>
 
 #include <algorithm>
@@ -10,34 +13,22 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <chrono>
 #include <vector>
 
 namespace fs = std::filesystem;
 using mpt::bf16;
 using mpt::Shape;
 using mpt::Tensor;
-using mpt::io::BertConfig;
+using mpt::nn::BertConfig;
 using mpt::io::Dtype;
-using mpt::io::Init;
+using mpt::nn::Init;
 using mpt::io::ParameterSlot;
 
 namespace {
 
-const fs::path tiny = fs::path(MPT_TEST_DATA) / "bert_tiny";
+using mpt::test::TempDir;
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    // Unique per process run, so that suites running at once never share a folder.
-    static const auto run = std::chrono::steady_clock::now().time_since_epoch().count();
-    path = fs::temp_directory_path() / ("mpt_test_ckpt_" + std::to_string(run) + "_" + name);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& f) const { return path / f; }
-};
+const fs::path tiny = fs::path(MPT_TEST_DATA) / "bert_tiny";
 
 struct ParameterSpec {
   std::string name;
@@ -90,7 +81,7 @@ struct Parameters {
     for (const ParameterSpec& s : specs) {
       storage.push_back(std::make_unique<Tensor<T>>(s.shape));
       for (auto& v : storage.back()->span()) v = T(fill);  // sentinel: every slot must be written
-      slots.push_back({s.name, storage.back()->view(), s.init, s.zero_row});
+      slots.push_back({s.name, storage.back()->view(), mpt::nn::initializer(s.init, 0.02, 42, s.zero_row)});
     }
   }
   const Tensor<T>& operator[](const std::string& name) const {
@@ -124,81 +115,15 @@ double load_tolerance() {
   return std::is_same_v<T, bf16> ? 1.0 / 128 : 0.0;
 }
 
+// BertForQuestionAnswering's rules (prefix "bert", pooler expected unused), warnings kept or dropped.
 mpt::io::LoadOptions quiet_options(std::vector<std::string>* warnings = nullptr) {
-  mpt::io::LoadOptions o;  // expected_unused keeps its default: pooler, position_ids
-  o.warn = warnings ? std::function<void(const std::string&)>([warnings](const std::string& m) { warnings->push_back(m); }) : nullptr;
-  return o;
+  return mpt::nn::bert_qa_load_options(
+      warnings ? std::function<void(const std::string&)>([warnings](const std::string& m) { warnings->push_back(m); }) : nullptr);
 }
 
 std::string same_name(const std::string& n) { return n; }
 
 }  // namespace
-
-TEST_CASE("BertConfig reads the fixture's config.json") {
-  const BertConfig c = BertConfig::from_json_file(tiny / "config.json");
-  CHECK(c.vocab_size == 100);
-  CHECK(c.hidden_size == 32);
-  CHECK(c.num_hidden_layers == 2);
-  CHECK(c.num_attention_heads == 4);
-  CHECK(c.head_dim() == 8);
-  CHECK(c.intermediate_size == 64);
-  CHECK(c.hidden_act == "gelu");
-  CHECK(c.hidden_dropout_prob == 0.0);
-  CHECK(c.attention_probs_dropout_prob == 0.0);
-  CHECK(c.max_position_embeddings == 64);
-  CHECK(c.type_vocab_size == 2);
-  CHECK(c.layer_norm_eps == 1e-12);
-  CHECK(c.initializer_range == 0.02);
-  CHECK(c.pad_token_id == 0);
-  // Round trip through JSON keeps every field.
-  const BertConfig again = BertConfig::from_json(c.to_json());
-  CHECK(again.to_json() == c.to_json());
-}
-
-TEST_CASE("BertConfig keeps unknown keys and writes the QA architecture") {
-  TempDir dir("config");
-  const BertConfig legacy = BertConfig::from_json_file(tiny / "legacy_hub/config.json");
-  CHECK(legacy.extra.at("transformers_version") == "4.6.0.dev0");
-  const nlohmann::ordered_json j = legacy.to_json();
-  CHECK(j.at("architectures") == nlohmann::ordered_json::array({"BertForQuestionAnswering"}));
-  CHECK(j.at("model_type") == "bert");
-  CHECK(j.at("position_embedding_type") == "absolute");
-  CHECK(j.at("use_cache") == true);
-  std::vector<std::string> keys;
-  for (const auto& item : j.items()) keys.push_back(item.key());
-  CHECK(std::is_sorted(keys.begin(), keys.end()));
-  legacy.save(dir / "config.json");
-  const BertConfig reread = BertConfig::from_json_file(dir / "config.json");
-  CHECK(reread.to_json() == j);
-  // Missing keys take transformers' defaults.
-  const BertConfig defaults = BertConfig::from_json(nlohmann::ordered_json::object());
-  CHECK(defaults.vocab_size == 30522);
-  CHECK(defaults.hidden_size == 768);
-  CHECK(defaults.layer_norm_eps == 1e-12);
-}
-
-TEST_CASE("BertConfig validation names the file and the key") {
-  TempDir dir("config_errors");
-  const auto expect = [&](const std::string& text, const std::string& mention) {
-    const fs::path p = dir / "config.json";
-    mpt::io::write_file_atomic(p, text);
-    INFO("config: ", text);
-    CHECK_THROWS_WITH_AS(BertConfig::from_json_file(p), doctest::Contains(mention.c_str()), mpt::Error);
-    CHECK_THROWS_WITH_AS(BertConfig::from_json_file(p), doctest::Contains(p.string().c_str()), mpt::Error);
-  };
-  expect(R"({"hidden_size": 30, "num_attention_heads": 4})", "not a multiple of num_attention_heads 4");
-  expect(R"({"vocab_size": -5})", "vocab_size is -5");
-  expect(R"({"num_hidden_layers": 0})", "num_hidden_layers is 0");
-  expect(R"({"hidden_act": "relu"})", "hidden_act \"relu\"");
-  expect(R"({"hidden_size": "768"})", "hidden_size is \"768\"");
-  expect(R"({"hidden_size": 76.8})", "hidden_size is 76.8");
-  expect(R"({"hidden_dropout_prob": 1.5})", "hidden_dropout_prob");
-  expect(R"({"model_type": "gpt2"})", "model_type");
-  expect(R"({"pad_token_id": 40000})", "pad_token_id");
-  expect(R"([1, 2])", "JSON object");
-  expect(R"({"vocab_size": )", "not valid JSON");
-  CHECK_THROWS_WITH_AS(BertConfig::from_json_file(dir / "absent.json"), doctest::Contains("absent.json"), mpt::Error);
-}
 
 TEST_CASE("the fixture's safetensors holds exactly BertForQuestionAnswering's parameters") {
   const BertConfig c = BertConfig::from_json_file(tiny / "config.json");
@@ -338,17 +263,19 @@ TEST_CASE("load_parameters initializes missing LayerNorm and embedding slots as 
   CHECK(words(1, 0) != 7.0f);
   // A custom initializer is the model's own choice.
   Tensor<float> t(Shape{3});
-  std::vector<ParameterSlot> custom = {{"x", t.view(), Init::custom, -1, [](const ParameterSlot& s) {
+  std::vector<ParameterSlot> custom = {{"x", t.view(), [](const ParameterSlot& s) {
                                           for (auto& v : std::get<mpt::TensorView<float>>(s.data).span()) v = 0.5f;
                                         }}};
   mpt::io::load_parameters(dir / "empty.safetensors", custom, quiet_options());
   CHECK(t[2] == 0.5f);
-  std::vector<ParameterSlot> no_function = {{"x", t.view(), Init::custom}};
-  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "empty.safetensors", no_function, quiet_options()),
-                       doctest::Contains("'x' has Init::custom but no initialize function"), mpt::Error);
-  std::vector<ParameterSlot> bad_row = {{"x", t.view(), Init::normal, 3}};
-  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "empty.safetensors", bad_row, quiet_options()), doctest::Contains("zero row 3"),
-                       mpt::Error);
+  // Without an initializer a missing slot keeps its values, and is still reported.
+  t[2] = 0.25f;
+  std::vector<ParameterSlot> keep = {{"x", t.view()}};
+  CHECK(mpt::io::load_parameters(dir / "empty.safetensors", keep, quiet_options()).missing == std::vector<std::string>{"x"});
+  CHECK(t[2] == 0.25f);
+  std::vector<ParameterSlot> bad_row = {{"x", t.view(), mpt::nn::initializer(Init::normal, 0.02, 42, 3)}};
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "empty.safetensors", bad_row, quiet_options()),
+                       doctest::Contains("row 3 is to be zeroed but its shape [3]"), mpt::Error);
 }
 
 TEST_CASE("load_parameters: base-model checkpoints without the 'bert.' prefix, and the reverse") {
@@ -439,7 +366,7 @@ TEST_CASE("load_parameters: shape mismatches and ambiguous checkpoints are error
   Tensor<float> a(Shape{4}), b(Shape{4});
   const std::vector<mpt::io::NamedTensor> both = {{"bert.LayerNorm.gamma", a.view()}, {"bert.LayerNorm.weight", b.view()}};
   mpt::io::save_safetensors(dir / "both.safetensors", both, Dtype::f32);
-  std::vector<ParameterSlot> slot = {{"bert.LayerNorm.weight", a.view(), Init::ones}};
+  std::vector<ParameterSlot> slot = {{"bert.LayerNorm.weight", a.view()}};
   CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "both.safetensors", slot, quiet_options()),
                        doctest::Contains("'bert.LayerNorm.gamma' and 'bert.LayerNorm.weight' both provide"), mpt::Error);
   std::vector<ParameterSlot> twice = {{"x", a.view()}, {"x", b.view()}};
@@ -457,7 +384,7 @@ TEST_CASE_TEMPLATE("save_pretrained writes a folder that loads back", P, mpt::pr
   for (Dtype dtype : {Dtype::f32, Dtype::bf16}) {
     CAPTURE(mpt::io::dtype_name(dtype));
     const fs::path out = dir / ("model_" + std::string(mpt::io::dtype_name(dtype)));
-    mpt::io::save_pretrained(out, c, mpt::io::named_tensors(params.slots), dtype, tiny / "vocab.txt");
+    mpt::io::save_pretrained(out, c.to_json(), mpt::io::named_tensors(params.slots), dtype, tiny / "vocab.txt");
     // Exactly the three files, no temporaries left behind.
     std::vector<std::string> files;
     for (const auto& f : fs::directory_iterator(out)) files.push_back(f.path().filename().string());
@@ -492,7 +419,7 @@ TEST_CASE_TEMPLATE("save_pretrained writes a folder that loads back", P, mpt::pr
     }
     CHECK(differ == 0);
   }
-  CHECK_THROWS_WITH_AS(mpt::io::save_pretrained(dir / "f16", c, mpt::io::named_tensors(params.slots), Dtype::f16), doctest::Contains("F16"),
+  CHECK_THROWS_WITH_AS(mpt::io::save_pretrained(dir / "f16", c.to_json(), mpt::io::named_tensors(params.slots), Dtype::f16), doctest::Contains("F16"),
                        mpt::Error);
 }
 

@@ -1,6 +1,7 @@
 // safetensors: round trips in every dtype mpt writes, and every kind of broken
 // file ending in an mpt::Error that names the file (and the tensor) — never a crash.
 #include <doctest/doctest.h>
+#include "temp_dir.hpp"
 #include <mpt/mpt.hpp>
 
 #include <cmath>
@@ -10,7 +11,6 @@
 #include <fstream>
 #include <random>
 #include <string>
-#include <chrono>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -21,20 +21,9 @@ using mpt::io::Dtype;
 
 namespace {
 
-// A fresh folder under the system temp dir, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    // Unique per process run, so that suites running at once never share a folder.
-    static const auto run = std::chrono::steady_clock::now().time_since_epoch().count();
-    path = fs::temp_directory_path() / ("mpt_test_io_" + std::to_string(run) + "_" + name);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& f) const { return path / f; }
-};
+using mpt::test::TempDir;
 
+// A fresh folder under the system temp dir, removed at scope exit.
 std::vector<std::byte> bytes_of(const std::string& s) {
   std::vector<std::byte> b(s.size());
   std::memcpy(b.data(), s.data(), s.size());

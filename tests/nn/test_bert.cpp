@@ -77,10 +77,9 @@ struct RunResult {
 
 template <class P>
 RunResult<P> run_fixture(const FixtureBatch& batch) {
-  auto config = mpt::io::BertConfig::from_json_file(tiny / "config.json");
+  auto config = mpt::nn::BertConfig::from_json_file(tiny / "config.json");
   auto model = std::make_unique<mpt::nn::BertForQuestionAnswering<P>>(config);
-  mpt::io::LoadOptions quiet;
-  quiet.warn = nullptr;
+  const std::nullptr_t quiet = nullptr;  // no warnings
   const auto report = model->load_pretrained(tiny, quiet);
   REQUIRE(report.missing.empty());
   REQUIRE(report.unused.empty());
@@ -165,7 +164,7 @@ TEST_CASE("finite differences in fp64: every parameter of a tiny BERT-QA with dr
   // Central differences with h = 1e-6 in double have truncation error
   // O(h^2 * f''') ~ 1e-12 and rounding error ~ 1e-16 / h ~ 1e-10 relative to
   // the loss: gradients must agree to 1e-6 of the larger of |analytic| and 1e-3.
-  mpt::io::BertConfig config;
+  mpt::nn::BertConfig config;
   config.vocab_size = 23;
   config.hidden_size = 8;
   config.num_hidden_layers = 2;
@@ -224,19 +223,16 @@ TEST_CASE("finite differences in fp64: every parameter of a tiny BERT-QA with dr
 }
 
 TEST_CASE("a Hub-style checkpoint (legacy names, pre-training heads, no qa_outputs) loads as transformers loads it") {
-  auto config = mpt::io::BertConfig::from_json_file(tiny / "legacy_hub" / "config.json");
+  auto config = mpt::nn::BertConfig::from_json_file(tiny / "legacy_hub" / "config.json");
   mpt::nn::BertForQuestionAnswering<mpt::precision::fp32> legacy(config), modern(config);
   std::vector<std::string> warnings;
-  mpt::io::LoadOptions options;
-  options.warn = [&](const std::string& m) { warnings.push_back(m); };
-  const auto report = legacy.load_pretrained(tiny / "legacy_hub", options);
+  const auto report = legacy.load_pretrained(tiny / "legacy_hub", [&](const std::string& m) { warnings.push_back(m); });
   CHECK(report.missing == std::vector<std::string>{"qa_outputs.weight", "qa_outputs.bias"});
   CHECK(std::any_of(report.unused.begin(), report.unused.end(), [](const std::string& n) { return n.rfind("cls.", 0) == 0; }));
   CHECK_FALSE(report.renamed.empty());  // LayerNorm.gamma / .beta
   REQUIRE(warnings.size() >= 2);
   CHECK(warnings[0].find("were not used when initializing BertForQuestionAnswering") != std::string::npos);
-  mpt::io::LoadOptions quiet;
-  quiet.warn = nullptr;
+  const std::nullptr_t quiet = nullptr;  // no warnings
   modern.load_pretrained(tiny, quiet);
   // Every encoder weight arrived under its modern name with the same values.
   const auto& a = legacy.parameters();
@@ -253,10 +249,9 @@ TEST_CASE("a Hub-style checkpoint (legacy names, pre-training heads, no qa_outpu
 TEST_CASE("save_pretrained writes an F32 folder (weights, config, vocab) that loads back bit-identically") {
   const auto dir = std::filesystem::temp_directory_path() / ("mpt_test_save_pretrained_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
-  auto config = mpt::io::BertConfig::from_json_file(tiny / "config.json");
+  auto config = mpt::nn::BertConfig::from_json_file(tiny / "config.json");
   mpt::nn::BertForQuestionAnswering<mpt::precision::bf16_mixed> model(config), again(config);
-  mpt::io::LoadOptions quiet;
-  quiet.warn = nullptr;
+  const std::nullptr_t quiet = nullptr;  // no warnings
   model.load_pretrained(tiny, quiet);
   model.save_pretrained(dir, mpt::io::Dtype::f32, tiny / "vocab.txt");
   CHECK(std::filesystem::exists(dir / "vocab.txt"));
@@ -278,13 +273,11 @@ TEST_CASE("model + AdamW: bf16_mixed fine-tuning follows the fp32 trajectory on 
   // spread on one forward of this model is 5.4e-4 of the loss (bert_tiny/README.md);
   // 40 steps compound it, and 20x that one-step spread (1%) is the bound.
   const FixtureBatch batch = fixture_batch();
-  auto config = mpt::io::BertConfig::from_json_file(tiny / "config.json");
+  auto config = mpt::nn::BertConfig::from_json_file(tiny / "config.json");
   const auto train = [&](auto policy_tag) {
     using P = decltype(policy_tag);
     mpt::nn::BertForQuestionAnswering<P> model(config);
-    mpt::io::LoadOptions quiet;
-    quiet.warn = nullptr;
-    model.load_pretrained(tiny, quiet);
+    model.load_pretrained(tiny, nullptr);
     auto& params = model.parameters();
     auto adamw = mpt::train::make_adamw(params, {.weight_decay = 0.01});
     mpt::optim::NoLossScaling none;

@@ -43,7 +43,7 @@ TEST_CASE_TEMPLATE("forward + backward of BERT-QA allocate nothing after the fir
   for (const int threads : {1, 2}) {
   CAPTURE(threads);
   mpt::ScopedNumThreads scoped(threads);
-  mpt::io::BertConfig config;
+  mpt::nn::BertConfig config;
   config.vocab_size = 50;
   config.hidden_size = 32;
   config.num_hidden_layers = 2;

@@ -127,8 +127,8 @@ struct ToyData {
 
 // ---- a tiny BERT-QA on random labelled features -------------------------------------
 
-inline mpt::io::BertConfig tiny_bert_config(double dropout = 0.1) {
-  mpt::io::BertConfig c;
+inline mpt::nn::BertConfig tiny_bert_config(double dropout = 0.1) {
+  mpt::nn::BertConfig c;
   c.vocab_size = 64;
   c.hidden_size = 32;
   c.num_hidden_layers = 2;

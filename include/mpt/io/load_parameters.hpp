@@ -11,16 +11,16 @@
 //     has the prefix, and the other way round (transformers' base_model_prefix rule);
 //   - tensors convert from the file dtype (F32, BF16, F16, F64) to the slot's;
 //   - a shape mismatch is an error naming the tensor and both shapes;
-//   - slots the checkpoint lacks are initialized as the slot says (BERT: normal(0,
-//     initializer_range) weights, zero biases, LayerNorm 1 and 0) and reported as missing;
-//   - checkpoint tensors no slot takes (pre-training heads "cls.*") are reported as
-//     unused; both lists are printed as transformers words them. Those the model
-//     expects to skip (the pooler, the position_ids buffer) are reported apart, unprinted;
+//   - slots the checkpoint lacks run their initializer (the model's rule: for BERT,
+//     nn/init.hpp) or keep their values, and are reported as missing;
+//   - checkpoint tensors no slot takes (a BERT checkpoint's pre-training heads) are
+//     reported as unused; both lists are printed as transformers words them. Those the
+//     model expects to skip (LoadOptions::expected_unused) are reported apart, unprinted;
 //   - every check runs before any copy; the copies then run on all of mpt's threads.
+// This file knows no model: names, prefixes and initializers all come from the caller.
 
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/error.hpp>
-#include <mpt/core/random.hpp>
 #include <mpt/core/tensor.hpp>
 #include <mpt/core/threads.hpp>
 #include <mpt/io/file.hpp>
@@ -29,12 +29,10 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <iostream>
-#include <numbers>
 #include <span>
 #include <string>
 #include <string_view>
@@ -51,36 +49,25 @@ inline const Shape& parameter_shape(const ParameterView& p) {
   return std::visit([](const auto& v) -> const Shape& { return v.shape(); }, p);
 }
 
-// How to initialize a parameter the checkpoint does not hold.
-enum class Init {
-  normal,  // normal(0, initializer_range): Linear and Embedding weights
-  zeros,   // biases, LayerNorm beta
-  ones,    // LayerNorm gamma
-  keep,    // leave the values the model already put there
-  custom,  // call ParameterSlot::initialize
-};
+struct ParameterSlot;
+
+// Fills a slot the checkpoint does not hold. It may run on any of mpt's threads,
+// concurrently with other slots' work.
+using Initializer = std::function<void(const ParameterSlot&)>;
 
 struct ParameterSlot {
-  std::string name;  // Hugging Face name in the model being loaded
+  std::string name;  // the name in the model being loaded, as its checkpoints spell it
   ParameterView data;
-  Init init = Init::normal;
-  // Init::normal only: this row is then zeroed, as transformers does for the padding
-  // token of an nn.Embedding with padding_idx (word_embeddings, row pad_token_id).
-  std::int64_t zero_row = -1;
-  // Init::custom; may run on any of mpt's threads, concurrently with other slots' work.
-  std::function<void(const ParameterSlot&)> initialize = nullptr;
+  Initializer initialize = nullptr;  // nullptr: a missing slot keeps its values
 };
 
 struct LoadOptions {
-  // transformers' base_model_prefix: names with and without it match each other.
-  std::string base_model_prefix = "bert";
-  std::string model_class = "BertForQuestionAnswering";  // in warnings
-  double initializer_range = 0.02;                       // BertConfig::initializer_range
-  std::uint64_t seed = 42;                               // for Init::normal; each slot draws from (seed, name)
+  // transformers' base_model_prefix ("bert"): names with and without it match each other.
+  std::string base_model_prefix;
+  std::string model_class = "the model";  // in warnings ("BertForQuestionAnswering")
   // Unused checkpoint tensors whose names contain one of these are expected and not
-  // warned about. Default: BertForQuestionAnswering's _keys_to_ignore_on_load_unexpected
-  // ("pooler") plus the position_ids buffer older checkpoints carry.
-  std::vector<std::string> expected_unused = {"pooler", "embeddings.position_ids"};
+  // warned about (the model's _keys_to_ignore_on_load_unexpected).
+  std::vector<std::string> expected_unused;
   // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
   std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
 };
@@ -114,62 +101,6 @@ inline std::string python_list(const std::vector<std::string>& names) {
   std::string s = "[";
   for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", '" : "'") + names[i] + "'";
   return s + "]";
-}
-
-inline std::uint64_t fnv1a(std::string_view s) noexcept {
-  std::uint64_t h = 0xCBF29CE484222325ull;
-  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
-  return h;
-}
-
-// normal(0, stddev) by Box-Muller, a deterministic function of (seed, name).
-template <class T>
-void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::string_view name) {
-  mpt::SplitMix64 rng{seed ^ fnv1a(name)};
-  for (std::size_t i = 0; i < out.size(); i += 2) {
-    const double radius = stddev * std::sqrt(-2.0 * std::log(rng.uniform_open()));
-    const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
-    const double pair[2] = {radius * std::cos(angle), radius * std::sin(angle)};
-    for (std::size_t k = 0; k < 2 && i + k < out.size(); ++k) {
-      if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(pair[k]));
-      else out[i + k] = static_cast<T>(pair[k]);
-    }
-  }
-}
-
-// Errors a slot's initializer would meet, raised before any work starts.
-inline void check_initializer(const ParameterSlot& slot) {
-  const Shape& shape = parameter_shape(slot.data);
-  if (slot.init == Init::normal && slot.zero_row >= 0 && (shape.rank() != 2 || slot.zero_row >= shape[0])) {
-    throw_error("load_parameters: parameter '", slot.name, "' asks to zero row ", slot.zero_row, ", which shape ", shape, " does not have");
-  }
-  if (slot.init == Init::custom && !slot.initialize) {
-    throw_error("load_parameters: parameter '", slot.name, "' has Init::custom but no initialize function");
-  }
-}
-
-inline void initialize_slot(const ParameterSlot& slot, const LoadOptions& options) {
-  std::visit(
-      [&](auto view) {
-        using T = typename decltype(view)::value_type;
-        switch (slot.init) {
-          case Init::normal:
-            fill_normal(view, options.initializer_range, options.seed, slot.name);
-            if (slot.zero_row >= 0) {
-              for (std::int64_t c = 0; c < view.dim(1); ++c) view(slot.zero_row, c) = T(0.0f);
-            }
-            break;
-          case Init::zeros:
-            for (auto& v : view.span()) v = T(0.0f);
-            break;
-          case Init::ones:
-            for (auto& v : view.span()) v = T(1.0f);
-            break;
-          case Init::keep: break;
-          case Init::custom: slot.initialize(slot); break;
-        }
-      },
-      slot.data);
 }
 
 }  // namespace detail
@@ -226,7 +157,6 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
     const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
     const auto it = by_key.find(key);
     if (it == by_key.end()) {
-      detail::check_initializer(slot);
       report.missing.push_back(slot.name);
       continue;
     }
@@ -266,7 +196,7 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
     const Task& task = tasks[t];
     const ParameterSlot& slot = slots[task.slot];
     if (source[task.slot] == nullptr) {
-      detail::initialize_slot(slot, options);
+      if (slot.initialize) slot.initialize(slot);
       return;
     }
     const Located& from = *source[task.slot];

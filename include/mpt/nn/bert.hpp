@@ -18,7 +18,7 @@
 //   QaOutput out = model.forward(batch_tensors, {.training = true, .seed = 42, .forward_index = 0});
 //   model.backward();                                  // grads += d loss / d params
 
-#include <mpt/io/bert_config.hpp>
+#include <mpt/nn/bert_config.hpp>
 #include <mpt/io/load_parameters.hpp>
 #include <mpt/io/save_pretrained.hpp>
 #include <mpt/kernels/cross_entropy.hpp>
@@ -82,7 +82,7 @@ class BertForQuestionAnswering {
                 "BertForQuestionAnswering runs under precision::fp32, bf16_mixed or fp64: the master weights must be in "
                 "the accumulation type (pure bf16 training without masters is not wired into the model yet)");
 
-  explicit BertForQuestionAnswering(const io::BertConfig& config) : config_(config) {
+  explicit BertForQuestionAnswering(const BertConfig& config) : config_(config) {
     config_.validate("BertForQuestionAnswering");
     if (config_.hidden_act != "gelu") {
       throw_error("BertForQuestionAnswering: hidden_act \"", config_.hidden_act, "\" is not supported; mpt implements \"gelu\" (erf)");
@@ -99,7 +99,7 @@ class BertForQuestionAnswering {
     params_.allocate();
   }
 
-  const io::BertConfig& config() const noexcept { return config_; }
+  const BertConfig& config() const noexcept { return config_; }
   Parameters<P>& parameters() noexcept { return params_; }
   const Parameters<P>& parameters() const noexcept { return params_; }
 
@@ -107,23 +107,19 @@ class BertForQuestionAnswering {
 
   // Every parameter as a slot for io::load_parameters, pointing at the master
   // weights, with BERT's initialization.
-  std::vector<io::ParameterSlot> parameter_slots() { return nn::parameter_slots(params_, config_.pad_token_id); }
+  std::vector<io::ParameterSlot> parameter_slots(std::uint64_t seed = 42) { return nn::parameter_slots(params_, config_, seed); }
 
   // Loads a Hugging Face model folder, as from_pretrained: legacy names, the
   // base-model prefix rule, missing tensors initialized as BERT does, both
-  // lists reported (the pooler is expected to be unused, as transformers says).
-  io::LoadReport load_pretrained(const std::filesystem::path& folder, io::LoadOptions options = {}) {
-    return nn::load_pretrained(folder, params_, config_, std::move(options));
+  // lists reported (the pooler is expected to be unused, as transformers says) to
+  // `warn` (nullptr: quiet); the new tensors are drawn from `seed`.
+  io::LoadReport load_pretrained(const std::filesystem::path& folder,
+                                 std::function<void(const std::string&)> warn = io::LoadOptions{}.warn, std::uint64_t seed = 42) {
+    return nn::load_pretrained(folder, params_, config_, bert_qa_load_options(std::move(warn)), seed);
   }
 
   // Initializes every parameter as BertPreTrainedModel._init_weights does.
-  void init_weights(std::uint64_t seed) {
-    io::LoadOptions options;
-    options.initializer_range = config_.initializer_range;
-    options.seed = seed;
-    for (const io::ParameterSlot& slot : parameter_slots()) io::detail::initialize_slot(slot, options);
-    params_.sync_compute_copy();
-  }
+  void init_weights(std::uint64_t seed) { nn::init_weights(params_, config_, seed); }
 
   // Writes model.safetensors + config.json (+ vocab.txt) that transformers loads.
   void save_pretrained(const std::filesystem::path& folder, io::Dtype dtype = io::Dtype::f32,
@@ -292,7 +288,7 @@ class BertForQuestionAnswering {
             config_.hidden_dropout_prob, config_.attention_probs_dropout_prob, config_.layer_norm_eps};
   }
 
-  io::BertConfig config_;
+  BertConfig config_;
   Parameters<P> params_;
   BertEmbeddings<P> embeddings_;
   std::vector<BertLayer<P>> layers_;

@@ -1,8 +1,10 @@
 #pragma once
 // Hugging Face folders in and out of a model's Parameters<P>.
 //
-//   parameter_slots(params, pad_token_id)   slots over the master weights; a missing
-//                                           tensor is initialized by its role
+//   bert_qa_load_options()                  BertForQuestionAnswering's loading rules
+//   parameter_slots(params, config, seed)   slots over the master weights; a missing
+//                                           tensor is initialized by its role (nn/init.hpp)
+//   init_weights(params, config, seed)      every parameter initialized, nothing loaded
 //   load_pretrained(dir, params, config)    load_parameters + the compute copy refreshed
 //   master_tensors(params)                  the true master weights as tensors to write
 //   save_pretrained(dir, config, params, dtype, vocab)   the master weights, HF names
@@ -11,7 +13,9 @@
 // a bf16 model rounds once, from the file's values, exactly as autocast would.
 
 #include <mpt/core/error.hpp>
-#include <mpt/io/bert_config.hpp>
+#include <mpt/core/threads.hpp>
+#include <mpt/nn/bert_config.hpp>
+#include <mpt/nn/init.hpp>
 #include <mpt/io/load_parameters.hpp>
 #include <mpt/io/safetensors.hpp>
 #include <mpt/io/save_pretrained.hpp>
@@ -19,6 +23,9 @@
 #include <mpt/policy/precision.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
 #include <filesystem>
 #include <optional>
 #include <string_view>
@@ -27,23 +34,23 @@
 
 namespace mpt::nn {
 
-// BERT's _init_weights by role: normal(0, initializer_range) for Linear and
-// Embedding weights, zeros for biases, LayerNorm weight 1 and bias 0.
-inline io::Init init_for_role(ParamRole role) noexcept {
-  switch (role) {
-    case ParamRole::linear_weight:
-    case ParamRole::embedding: return io::Init::normal;
-    case ParamRole::norm_weight: return io::Init::ones;
-    case ParamRole::linear_bias:
-    case ParamRole::norm_bias: return io::Init::zeros;
-  }
-  return io::Init::keep;
+// transformers' rules for BertForQuestionAnswering: base_model_prefix "bert", the
+// pooler in _keys_to_ignore_on_load_unexpected, and the position_ids buffer older
+// checkpoints carry. `warn` receives the two warnings (nullptr: quiet).
+inline io::LoadOptions bert_qa_load_options(std::function<void(const std::string&)> warn = io::LoadOptions{}.warn) {
+  io::LoadOptions options;
+  options.base_model_prefix = "bert";
+  options.model_class = "BertForQuestionAnswering";
+  options.expected_unused = {"pooler", "embeddings.position_ids"};
+  options.warn = std::move(warn);
+  return options;
 }
 
-// One slot per parameter, over its master weights. The word-embedding table (the one
-// nn.Embedding built with padding_idx) gets row `pad_token_id` zeroed when initialized.
+// One slot per parameter, over its master weights, initialized by role with
+// config.initializer_range from (seed, name). The word-embedding table (the one
+// nn.Embedding built with padding_idx) gets row pad_token_id zeroed.
 template <PrecisionPolicy P>
-std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, std::int64_t pad_token_id = -1) {
+std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, const BertConfig& config, std::uint64_t seed) {
   if (params.matmul_master_released()) {
     throw_error("loading weights: the model's matmul masters belong to its optimizer now (split master or stochastic "
                 "rounding); load the model folder before creating the optimizer or Trainer");
@@ -53,17 +60,25 @@ std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, std::int64
   for (ParamId id = 0; id < params.count(); ++id) {
     const ParamEntry& e = params.entry(id);
     const bool padded = e.role == ParamRole::embedding && std::string_view(e.name).ends_with("word_embeddings.weight");
-    slots.push_back({e.name, params.master(id), init_for_role(e.role), padded ? pad_token_id : -1});
+    slots.push_back({e.name, params.master(id), initializer(init_for_role(e.role), config.initializer_range, seed, padded ? config.pad_token_id : -1)});
   }
   return slots;
 }
 
-// Loads a model folder into `params` (allocated), initializing what the checkpoint
-// lacks with config.initializer_range, then refreshes the compute copy.
+// Initializes every parameter as BertPreTrainedModel._init_weights does.
 template <PrecisionPolicy P>
-io::LoadReport load_pretrained(const std::filesystem::path& dir, Parameters<P>& params, const io::BertConfig& config, io::LoadOptions options = {}) {
-  options.initializer_range = config.initializer_range;
-  const std::vector<io::ParameterSlot> slots = parameter_slots(params, config.pad_token_id);
+void init_weights(Parameters<P>& params, const BertConfig& config, std::uint64_t seed) {
+  const std::vector<io::ParameterSlot> slots = parameter_slots(params, config, seed);
+  parallel_for(slots.size(), [&](std::size_t k) { slots[k].initialize(slots[k]); });
+  params.sync_compute_copy();
+}
+
+// Loads a model folder into `params` (allocated), initializing what the checkpoint
+// lacks from `seed`, then refreshes the compute copy.
+template <PrecisionPolicy P>
+io::LoadReport load_pretrained(const std::filesystem::path& dir, Parameters<P>& params, const BertConfig& config,
+                               const io::LoadOptions& options = bert_qa_load_options(), std::uint64_t seed = 42) {
+  const std::vector<io::ParameterSlot> slots = parameter_slots(params, config, seed);
   io::LoadReport report = io::load_parameters(dir, slots, options);
   params.sync_compute_copy();
   return report;
@@ -90,9 +105,12 @@ std::vector<io::NamedTensor> master_tensors(const Parameters<P>& params) {
 }
 
 template <PrecisionPolicy P>
-void save_pretrained(const std::filesystem::path& dir, const io::BertConfig& config, const Parameters<P>& params, io::Dtype dtype = io::Dtype::f32,
+void save_pretrained(const std::filesystem::path& dir, const BertConfig& config, const Parameters<P>& params, io::Dtype dtype = io::Dtype::f32,
                      const std::optional<std::filesystem::path>& vocab = std::nullopt) {
-  io::save_pretrained(dir, config, master_tensors(params), dtype, vocab);
+  config.validate("save_pretrained " + dir.string());
+  BertConfig saved = config;  // torch_dtype among the sorted keys, as transformers writes it
+  saved.extra["torch_dtype"] = dtype == io::Dtype::bf16 ? "bfloat16" : "float32";
+  io::save_pretrained(dir, saved.to_json(), master_tensors(params), dtype, vocab);
 }
 
 }  // namespace mpt::nn

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-namespace mpt::io {
+namespace mpt::nn {
 
 struct BertConfig {
   // Defaults are BertConfig's in transformers (bert-base-uncased).
@@ -77,7 +77,7 @@ struct BertConfig {
     const std::string source = "config file " + path.string();
     nlohmann::ordered_json j;
     try {
-      j = nlohmann::ordered_json::parse(read_text_file(path));
+      j = nlohmann::ordered_json::parse(io::read_text_file(path));
     } catch (const nlohmann::json::exception& e) {
       throw_error(source, ": not valid JSON (", e.what(), ")");
     }
@@ -143,7 +143,7 @@ struct BertConfig {
     return sorted;
   }
 
-  void save(const std::filesystem::path& path) const { write_file_atomic(path, to_json().dump(2) + "\n"); }
+  void save(const std::filesystem::path& path) const { io::write_file_atomic(path, to_json().dump(2) + "\n"); }
 
  private:
   static std::int64_t integer(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
@@ -156,4 +156,4 @@ struct BertConfig {
   }
 };
 
-}  // namespace mpt::io
+}  // namespace mpt::nn
