@@ -207,7 +207,8 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
   const fs::path output_dir = args.output_dir;
   Model model(in.config);
   if (!in.model_folder.empty()) {
-    model.load_pretrained(in.model_folder);
+    // Rank 0 alone prints transformers' two warnings; a new QA head is drawn from --seed.
+    model.load_pretrained(in.model_folder, main_process ? mpt::io::warn_to_stderr : nullptr, args.seed);
   } else {
     model.init_weights(args.seed);
   }

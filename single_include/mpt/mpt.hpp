@@ -6591,6 +6591,9 @@ inline const Shape& parameter_shape(const ParameterView& p) {
 
 struct ParameterSlot;
 
+// Where loading warnings go unless the caller says otherwise.
+inline void warn_to_stderr(const std::string& message) { std::cerr << message << '\n'; }
+
 // Fills a slot the checkpoint does not hold. It may run on any of mpt's threads,
 // concurrently with other slots' work.
 using Initializer = std::function<void(const ParameterSlot&)>;
@@ -6609,7 +6612,7 @@ struct LoadOptions {
   // warned about (the model's _keys_to_ignore_on_load_unexpected).
   std::vector<std::string> expected_unused;
   // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
-  std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
+  std::function<void(const std::string&)> warn = warn_to_stderr;
 };
 
 struct RenamedTensor {
@@ -8254,7 +8257,7 @@ namespace mpt::nn {
 // transformers' rules for BertForQuestionAnswering: base_model_prefix "bert", the
 // pooler in _keys_to_ignore_on_load_unexpected, and the position_ids buffer older
 // checkpoints carry. `warn` receives the two warnings (nullptr: quiet).
-inline io::LoadOptions bert_qa_load_options(std::function<void(const std::string&)> warn = io::LoadOptions{}.warn) {
+inline io::LoadOptions bert_qa_load_options(std::function<void(const std::string&)> warn = io::warn_to_stderr) {
   io::LoadOptions options;
   options.base_model_prefix = "bert";
   options.model_class = "BertForQuestionAnswering";
@@ -8421,7 +8424,7 @@ class BertForQuestionAnswering {
   // lists reported (the pooler is expected to be unused, as transformers says) to
   // `warn` (nullptr: quiet); the new tensors are drawn from `seed`.
   io::LoadReport load_pretrained(const std::filesystem::path& folder,
-                                 std::function<void(const std::string&)> warn = io::LoadOptions{}.warn, std::uint64_t seed = 42) {
+                                 std::function<void(const std::string&)> warn = io::warn_to_stderr, std::uint64_t seed = 42) {
     return nn::load_pretrained(folder, params_, config_, bert_qa_load_options(std::move(warn)), seed);
   }
 

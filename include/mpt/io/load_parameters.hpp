@@ -51,6 +51,9 @@ inline const Shape& parameter_shape(const ParameterView& p) {
 
 struct ParameterSlot;
 
+// Where loading warnings go unless the caller says otherwise.
+inline void warn_to_stderr(const std::string& message) { std::cerr << message << '\n'; }
+
 // Fills a slot the checkpoint does not hold. It may run on any of mpt's threads,
 // concurrently with other slots' work.
 using Initializer = std::function<void(const ParameterSlot&)>;
@@ -69,7 +72,7 @@ struct LoadOptions {
   // warned about (the model's _keys_to_ignore_on_load_unexpected).
   std::vector<std::string> expected_unused;
   // Receives the two transformers-style warnings; nullptr keeps quiet. Default: std::cerr.
-  std::function<void(const std::string&)> warn = [](const std::string& m) { std::cerr << m << '\n'; };
+  std::function<void(const std::string&)> warn = warn_to_stderr;
 };
 
 struct RenamedTensor {

@@ -114,7 +114,7 @@ class BertForQuestionAnswering {
   // lists reported (the pooler is expected to be unused, as transformers says) to
   // `warn` (nullptr: quiet); the new tensors are drawn from `seed`.
   io::LoadReport load_pretrained(const std::filesystem::path& folder,
-                                 std::function<void(const std::string&)> warn = io::LoadOptions{}.warn, std::uint64_t seed = 42) {
+                                 std::function<void(const std::string&)> warn = io::warn_to_stderr, std::uint64_t seed = 42) {
     return nn::load_pretrained(folder, params_, config_, bert_qa_load_options(std::move(warn)), seed);
   }
 

@@ -37,7 +37,7 @@ namespace mpt::nn {
 // transformers' rules for BertForQuestionAnswering: base_model_prefix "bert", the
 // pooler in _keys_to_ignore_on_load_unexpected, and the position_ids buffer older
 // checkpoints carry. `warn` receives the two warnings (nullptr: quiet).
-inline io::LoadOptions bert_qa_load_options(std::function<void(const std::string&)> warn = io::LoadOptions{}.warn) {
+inline io::LoadOptions bert_qa_load_options(std::function<void(const std::string&)> warn = io::warn_to_stderr) {
   io::LoadOptions options;
   options.base_model_prefix = "bert";
   options.model_class = "BertForQuestionAnswering";
