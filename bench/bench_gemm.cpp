@@ -114,6 +114,7 @@ std::vector<T> random_matrix(std::size_t count, std::mt19937& rng) {
 
 int main(int argc, char** argv) {
   using namespace mpt;
+  using namespace mpt::kernels;
 #if MPT_BENCH_OPENBLAS
   // OpenBLAS reads OPENBLAS_CORETYPE when it loads: run again without it, so that
   // it picks its kernels for this CPU itself (a preset "Haswell" means AVX2 only).

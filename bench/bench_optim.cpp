@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     report(label, n,
            best_seconds(repetitions,
                         [&] {
-                          volatile float r = mpt::global_l2_norm<float>(grads);
+                          volatile float r = mpt::kernels::global_l2_norm<float>(grads);
                           (void)r;
                         }),
            4);
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     report(label, n,
            best_seconds(repetitions,
                         [&] {
-                          volatile double r = mpt::global_l2_norm<double>(grads);
+                          volatile double r = mpt::kernels::global_l2_norm<double>(grads);
                           (void)r;
                         }),
            4);

@@ -3172,7 +3172,7 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
 
 #include <cstddef>
 
-namespace mpt {
+namespace mpt::kernels {
 
 // op(X) = X (N) or X transposed (T). Matrices are row-major with a leading
 // dimension: element (r, c) of a stored R x C matrix is at X[r * ld + c].
@@ -3195,7 +3195,7 @@ struct GemmEpilogue {
   bool fuses_anything() const noexcept { return bias != nullptr || gelu || residual != nullptr; }
 };
 
-}  // namespace mpt
+}  // namespace mpt::kernels
 // ---- end mpt/kernels/gemm/types.hpp ----
 
 #include <immintrin.h>
@@ -3211,7 +3211,7 @@ struct GemmEpilogue {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 #if MPT_X86
 inline __mmask16 lanes16(std::size_t n) noexcept { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
@@ -3504,7 +3504,7 @@ MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::siz
 }
 #endif  // MPT_X86
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/gemm/pack_avx512.hpp ----
@@ -3513,7 +3513,7 @@ MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::siz
 #include <cstddef>
 #include <type_traits>
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 template <class To, class From>
 inline To convert_element(From x) noexcept {
@@ -3660,13 +3660,13 @@ inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
   }
 }
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 // ---- end mpt/kernels/gemm/pack.hpp ----
 
 #include <algorithm>
 #include <cstddef>
 
-namespace mpt {
+namespace mpt::kernels {
 
 template <class T, class TOut>
 void bias_grad(const T* dy, std::size_t m, std::size_t n, std::size_t ld, TOut* db) {
@@ -3685,7 +3685,7 @@ void bias_grad(const T* dy, std::size_t m, std::size_t n, std::size_t ld, TOut* 
   });
 }
 
-}  // namespace mpt
+}  // namespace mpt::kernels
 // ---- end mpt/kernels/gemm/bias_grad.hpp ----
 // ---- begin mpt/kernels/gemm/dispatch.hpp ----
 // Which micro-kernel serves a GEMM, from the operand types and the active
@@ -3710,7 +3710,7 @@ void bias_grad(const T* dy, std::size_t m, std::size_t n, std::size_t ld, TOut* 
 
 #include <cstddef>
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 #if MPT_X86
 struct Avx2FmaKernel {
@@ -3748,7 +3748,7 @@ struct Avx2FmaKernel {
 };
 #endif
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 // ---- end mpt/kernels/gemm/kernel_avx2.hpp ----
 // ---- begin mpt/kernels/gemm/kernel_avx512.hpp ----
 // AVX-512F fp32 micro-kernel, 12 x 32: 24 zmm accumulators, 2 for B, A broadcast
@@ -3768,7 +3768,7 @@ struct Avx2FmaKernel {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 #if MPT_X86
 // The 12 x 32 fp32 accumulators both AVX-512 kernels keep in 24 zmm registers:
@@ -3840,7 +3840,7 @@ struct Avx512FmaKernel {
 };
 #endif
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/gemm/kernel_avx512.hpp ----
@@ -3865,7 +3865,7 @@ struct Avx512FmaKernel {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 // The scalar meaning of one vdpbf16ps lane: acc += a_odd * b_odd, then += a_even * b_even
 // (the products are exact in fp32; only the sums round).
@@ -3938,7 +3938,7 @@ struct Avx512Bf16DotKernel {
 };
 #endif
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/gemm/kernel_avx512_bf16.hpp ----
@@ -3954,7 +3954,7 @@ struct Avx512Bf16DotKernel {
 
 #include <cstddef>
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 template <class T, std::size_t MR, std::size_t NR>
 struct ScalarKernel {
@@ -3985,13 +3985,13 @@ struct ScalarKernel {
 using ScalarFp32Kernel = ScalarKernel<float, 4, 16>;
 using ScalarFp64Kernel = ScalarKernel<double, 4, 8>;
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 // ---- end mpt/kernels/gemm/kernel_scalar.hpp ----
 
 #include <string_view>
 #include <type_traits>
 
-namespace mpt {
+namespace mpt::kernels {
 
 enum class GemmKernel { scalar_fp32, scalar_fp64, avx2_fp32, avx512_fp32, avx512_bf16_dot };
 
@@ -4054,7 +4054,7 @@ GemmKernel gemm_kernel_for(Isa isa = active_isa()) {
   return detail::with_gemm_kernel<TA, TB>(isa, [](auto kernel) { return detail::gemm_kernel_id<decltype(kernel)>(); });
 }
 
-}  // namespace mpt
+}  // namespace mpt::kernels
 // ---- end mpt/kernels/gemm/dispatch.hpp ----
 // ---- begin mpt/kernels/gemm/driver.hpp ----
 // The blocked GEMM loop nest around one micro-kernel (BLIS order, NC = the task's columns):
@@ -4097,7 +4097,7 @@ GemmKernel gemm_kernel_for(Isa isa = active_isa()) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 // erf(x) coefficients, numerator odd powers x^1..x^13, denominator even powers x^0..x^8.
 inline constexpr float erf_num[7] = {-1.60960333262415e-02f, -2.95459980854025e-03f, -7.34990630326855e-04f,
@@ -4177,7 +4177,7 @@ MPT_TARGET_AVX512 inline __m512 load_lanes_avx512(const T* p, __mmask16 m) noexc
 template <class T>
 MPT_TARGET_AVX512 inline void store_lanes_avx512(T* p, __m512 v, __mmask16 m) noexcept {
   if constexpr (std::is_same_v<T, bf16>) {
-    _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(v))));
+    _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v))));
   } else {
     _mm512_mask_storeu_ps(p, m, v);
   }
@@ -4364,7 +4364,7 @@ MPT_TARGET_AVX2 inline __m256 load_lanes_avx2(const T* p) noexcept {
 template <class T>
 MPT_TARGET_AVX2 inline void store_lanes_avx2(T* p, __m256 v) noexcept {
   if constexpr (std::is_same_v<T, bf16>) {
-    const __m256i b = narrow_lanes_avx2(_mm256_castps_si256(v));  // bf16 bits in the low halves
+    const __m256i b = mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v));  // bf16 bits in the low halves
     const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
   } else {
@@ -4439,7 +4439,7 @@ inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::s
   for (std::size_t r = 0; r < rows; ++r) epilogue_row<isa>(acc + r * ld, cols, i0 + r, j0, e);
 }
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/gemm/epilogue.hpp ----
@@ -4448,11 +4448,11 @@ inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::s
 // blocks from core/scratch.hpp, under GEMM's names.
 
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
-using ScratchSlot = ScratchKind;
+using ScratchSlot = mpt::detail::ScratchKind;
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 // ---- end mpt/kernels/gemm/scratch.hpp ----
 
 #include <immintrin.h>
@@ -4461,7 +4461,7 @@ using ScratchSlot = ScratchKind;
 #include <cstddef>
 #include <type_traits>
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 // One GEMM with op(B) already packed for Kernel.
 template <class Kernel, class TA, class TC, class TE, class TR>
@@ -4679,8 +4679,8 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   const std::size_t chunk_panels = ceil_div(panels, chunk_count);
   const std::size_t cols = (q1 - q0) * NR;
 
-  ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * layout.kc);
-  ScratchLease<acc_t> partial(ScratchSlot::partial_sums, k_blocks > 1 ? chunk_panels * MR * cols : 0);
+  mpt::detail::ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * layout.kc);
+  mpt::detail::ScratchLease<acc_t> partial(ScratchSlot::partial_sums, k_blocks > 1 ? chunk_panels * MR * cols : 0);
   alignas(64) acc_t tile[MR * NR];
 
   struct APanel {
@@ -4821,7 +4821,7 @@ template <class Kernel, class TA, class TC, class TE, class TR>
 inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool parallel) {
   if (pr.m == 0 || pr.n == 0) return;
   if (pr.k == 0) {  // no products: C = epilogue(beta * C)
-    ScratchLease<typename Kernel::acc_t> zeros(ScratchSlot::partial_sums, pr.n);
+    mpt::detail::ScratchLease<typename Kernel::acc_t> zeros(ScratchSlot::partial_sums, pr.n);
     std::fill(zeros.data(), zeros.data() + pr.n, typename Kernel::acc_t(0));
     for (std::size_t i = 0; i < pr.m; ++i) epilogue_row<Kernel::isa>(zeros.data(), pr.n, i, 0, pr.store);
     return;
@@ -4837,14 +4837,14 @@ inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool paralle
   else for (std::size_t t = 0; t < grid.count(); ++t) body(t);
 }
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 // ---- end mpt/kernels/gemm/driver.hpp ----
 
 #include <algorithm>
 #include <cstddef>
 #include <type_traits>
 
-namespace mpt {
+namespace mpt::kernels {
 
 namespace detail {
 
@@ -4898,7 +4898,7 @@ void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t
     const auto whole = make_problem<Kernel>(ta, m, n, k, alpha, a, lda, nullptr, beta, c, ldc, epilogue);
     // Row sums run from zero over all of k and are added once at the end, as bias_grad
     // adds its column sums (the same bits).
-    ScratchLease<acc_t> running(ScratchSlot::row_sums, a_row_sums ? m : 0);
+    mpt::detail::ScratchLease<acc_t> running(ScratchSlot::row_sums, a_row_sums ? m : 0);
     if (a_row_sums) std::fill(running.data(), running.data() + m, acc_t(0));
     // When C can carry the running sums (e.g. a weight gradient accumulated into fp32),
     // run one k-block at a time: only that block of op(B) is packed, and it stays in
@@ -4908,7 +4908,7 @@ void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t
     do {
       const std::size_t kb = std::min(step, k - k0);
       const PanelLayout<Kernel> layout{kb, n};
-      ScratchLease<typename Kernel::b_t> packed(ScratchSlot::packed_b, layout.size());
+      mpt::detail::ScratchLease<typename Kernel::b_t> packed(ScratchSlot::packed_b, layout.size());
       pack_b<Kernel>(tb, kb, n, tb == Trans::N ? b + k0 * ldb : b + k0, ldb, packed.data(), true);
       auto problem = make_problem<Kernel>(ta, m, n, kb, alpha, a_from_k(ta, a, lda, k0), lda, packed.data(),
                                           k0 == 0 ? beta : 1, c, ldc, epilogue);
@@ -5067,7 +5067,7 @@ void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std:
     using Kernel = decltype(kernel);
     const detail::PanelLayout<Kernel> layout{k, n};
     parallel_for(batch, [&](std::size_t p) {
-      detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
+      mpt::detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
       detail::pack_b<Kernel>(tb, k, n, b + p * stride_b, ldb, packed.data(), false);
       detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a + p * stride_a, lda, packed.data(), beta,
                                                     c + p * stride_c, ldc, GemmEpilogue<float>{}),
@@ -5076,7 +5076,7 @@ void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std:
   });
 }
 
-}  // namespace mpt
+}  // namespace mpt::kernels
 // ---- end mpt/kernels/gemm.hpp ----
 // ---- begin mpt/kernels/global_norm.hpp ----
 // The global L2 norm of one or more fp32 buffers (gradient clipping, logging),
@@ -5111,7 +5111,7 @@ void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std:
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"  // _mm512_cvtps_pd, same cause
 
-namespace mpt {
+namespace mpt::kernels {
 
 inline constexpr std::size_t global_norm_chunk = 16384;
 inline constexpr std::size_t global_norm_lanes = 64;
@@ -5295,7 +5295,7 @@ Acc global_l2_norm(std::span<const std::span<const float>> buffers) {
   return std::sqrt(sum_of_squares_with<Acc>(active_isa(), buffers));
 }
 
-}  // namespace mpt
+}  // namespace mpt::kernels
 
 #pragma GCC diagnostic pop
 // ---- end mpt/kernels/global_norm.hpp ----
@@ -7258,18 +7258,18 @@ class PackedWeightCache {
   using param_t = typename P::param_t;
 
   // op(B) = Wᵀ [in x out] of the Linear weight `weight` ([out, in]), packed for the active ISA.
-  const PackedB<param_t>& forward_weight(const Parameters<P>& params, ParamId weight) {
+  const kernels::PackedB<param_t>& forward_weight(const Parameters<P>& params, ParamId weight) {
     if (version_ != params.version() || isa_ != active_isa()) {
       clear();
       version_ = params.version();
       isa_ = active_isa();
     }
     if (packed_.size() < params.count()) packed_.resize(params.count());
-    std::optional<PackedB<param_t>>& slot = packed_[weight];
+    std::optional<kernels::PackedB<param_t>>& slot = packed_[weight];
     if (!slot) {
       const auto w = params.compute(weight);
       const auto out = static_cast<std::size_t>(w.dim(0)), in = static_cast<std::size_t>(w.dim(1));
-      slot.emplace(Trans::T, in, out, w.data(), in);
+      slot.emplace(kernels::Trans::T, in, out, w.data(), in);
     }
     return *slot;
   }
@@ -7280,7 +7280,7 @@ class PackedWeightCache {
   }
 
  private:
-  std::vector<std::optional<PackedB<param_t>>> packed_;
+  std::vector<std::optional<kernels::PackedB<param_t>>> packed_;
   std::uint64_t version_ = ~std::uint64_t{0};
   Isa isa_ = Isa::scalar;
 };
@@ -7352,14 +7352,14 @@ class Linear {
     x_ = xm;
     const auto w = ctx.params.compute(weight_);
     const auto b = ctx.params.compute(bias_);
-    GemmEpilogue<act_t> epilogue;
+    kernels::GemmEpilogue<act_t> epilogue;
     epilogue.bias = b.data();
     if (ctx.packed != nullptr) {  // the same bits as packing inside the call
-      gemm(Trans::N, rows(), size(out_), size(in_), 1, x_.data, size(in_), ctx.packed->forward_weight(ctx.params, weight_),
+      kernels::gemm(kernels::Trans::N, rows(), size(out_), size(in_), 1, x_.data, size(in_), ctx.packed->forward_weight(ctx.params, weight_),
            0, y.data(), size(out_), epilogue);
       return;
     }
-    gemm(Trans::N, Trans::T, rows(), size(out_), size(in_), 1, x_.data, size(in_), w.data(), size(in_), 0, y.data(),
+    kernels::gemm(kernels::Trans::N, kernels::Trans::T, rows(), size(out_), size(in_), 1, x_.data, size(in_), w.data(), size(in_), 0, y.data(),
          size(out_), epilogue);
   }
 
@@ -7369,13 +7369,13 @@ class Linear {
     auto dw = ctx.params.grad(weight_);
     auto db = ctx.params.grad(bias_);
     // dW [out, in] += dyᵀ [out, rows] · x [rows, in], and db [out] += column sums of dy, in one pass over dy
-    linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_),
+    kernels::linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_),
                        db.data());
     if (dx.data() != nullptr) {
       check_shape("Linear::backward", "dx", Shape{as_matrix(dx).rows, as_matrix(dx).cols}, Shape{x_.rows, in_});
       const auto w = ctx.params.compute(weight_);
       // dx [rows, in] (+)= dy [rows, out] · W [out, in]
-      gemm(Trans::N, Trans::N, rows(), size(in_), size(out_), 1, dy.data(), size(out_), w.data(), size(in_),
+      kernels::gemm(kernels::Trans::N, kernels::Trans::N, rows(), size(in_), size(out_), 1, dy.data(), size(out_), w.data(), size(in_),
            accumulate_dx ? 1 : 0, dx.data(), size(in_));
     }
   }
@@ -7468,7 +7468,7 @@ class BertSelfAttention {
     // transformers computes, it halves the bytes of this memory-bound product at S = 384.
     auto scores = ctx.workspace.template allocate<act_t>(scores_shape, "attention scores");
     for_each_batch([&](std::size_t b) {
-      gemm_strided_batched(Trans::N, Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, q_.data() + row0(b), s(d.hidden),
+      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, q_.data() + row0(b), s(d.hidden),
                            s(d.head_dim()), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            scores.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), s(d.heads));
     });
@@ -7480,7 +7480,7 @@ class BertSelfAttention {
       kernels::dropout_forward(TensorView<const act_t>(probs_), kept_, dropout_, ctx.dropout_key(site_));
     }
     for_each_batch([&](std::size_t b) {
-      gemm_strided_batched(Trans::N, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f,
+      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f,
                            kept_.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), v_.data() + row0(b),
                            s(d.hidden), s(d.head_dim()), 0.0f, context_out.data() + row0(b), s(d.hidden),
                            s(d.head_dim()), s(d.heads));
@@ -7510,11 +7510,11 @@ class BertSelfAttention {
     for_each_batch([&](std::size_t b) {
       const std::size_t sc = b * per_batch_scores();
       // dkept [S, S] = dctx_bh [S, d] · V_bhᵀ
-      gemm_strided_batched(Trans::N, Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, dcontext.data() + row0(b),
+      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, dcontext.data() + row0(b),
                            s(d.hidden), s(d.head_dim()), v_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            dkept.data() + sc, s(d.seq), s(d.seq * d.seq), s(d.heads));
       // dV_bh [S, d] = keptᵀ [S, S] · dctx_bh [S, d]
-      gemm_strided_batched(Trans::T, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, kept_.data() + sc, s(d.seq),
+      kernels::gemm_strided_batched(kernels::Trans::T, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, kept_.data() + sc, s(d.seq),
                            s(d.seq * d.seq), dcontext.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            dv.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
     });
@@ -7528,11 +7528,11 @@ class BertSelfAttention {
     for_each_batch([&](std::size_t b) {
       const std::size_t sc = b * per_batch_scores();
       // dQ_bh [S, d] = dscores [S, S] · K_bh [S, d]
-      gemm_strided_batched(Trans::N, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
+      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
                            s(d.seq * d.seq), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            dq.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
       // dK_bh [S, d] = dscoresᵀ [S, S] · Q_bh [S, d]
-      gemm_strided_batched(Trans::T, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
+      kernels::gemm_strided_batched(kernels::Trans::T, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
                            s(d.seq * d.seq), q_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            dk.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
     });
@@ -10163,7 +10163,7 @@ template <class NormAcc = float, Optimizer O, LossScaler Scaler>
 StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
                          double max_grad_norm, bool apply_non_finite = true) {
   const float inv_scale = scaler.inv_scale();
-  const float scaled_norm = static_cast<float>(global_l2_norm<NormAcc>(grads));
+  const float scaled_norm = static_cast<float>(kernels::global_l2_norm<NormAcc>(grads));
   const float norm = scaled_norm * inv_scale;
   const bool found_inf = !std::isfinite(scaled_norm);
   float multiplier = inv_scale;

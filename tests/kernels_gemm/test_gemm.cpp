@@ -26,7 +26,7 @@
 namespace {
 
 using mpt::bf16;
-using mpt::Trans;
+using mpt::kernels::Trans;
 
 std::uint32_t test_seed() {
   static const std::uint32_t seed = [] {
@@ -88,7 +88,7 @@ struct Case {
 // output so callers can compare paths bitwise.
 template <class TA, class TB, class TC, class TE = float, class TR = float>
 std::vector<TC> check_gemm(const Case& cs, std::mt19937& rng, bool verify = true) {
-  using Acc = mpt::detail::gemm_scalar_t<TA, TB>;
+  using Acc = mpt::kernels::detail::gemm_scalar_t<TA, TB>;
   const double u = unit_roundoff<Acc>();
   const std::size_t a_rows = cs.ta == Trans::N ? cs.m : cs.k, a_cols = cs.ta == Trans::N ? cs.k : cs.m;
   const std::size_t b_rows = cs.tb == Trans::N ? cs.k : cs.n, b_cols = cs.tb == Trans::N ? cs.n : cs.k;
@@ -100,12 +100,12 @@ std::vector<TC> check_gemm(const Case& cs, std::mt19937& rng, bool verify = true
   const auto bias = random_values<TE>(cs.n, rng);
   const auto res = random_values<TR>(cs.m * ldc, rng);
 
-  mpt::GemmEpilogue<TE, TR> epi;
+  mpt::kernels::GemmEpilogue<TE, TR> epi;
   if (cs.bias) epi.bias = bias.data();
   epi.gelu = cs.gelu;
   if (cs.residual) epi.residual = res.data(), epi.ldr = ldc;
 
-  mpt::gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, static_cast<Acc>(cs.alpha), a.data(), lda, b.data(), ldb,
+  mpt::kernels::gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, static_cast<Acc>(cs.alpha), a.data(), lda, b.data(), ldb,
             static_cast<Acc>(cs.beta), c.data(), ldc, epi);
   if (!verify) return c;
 
@@ -145,7 +145,7 @@ std::vector<TC> check_gemm(const Case& cs, std::mt19937& rng, bool verify = true
   for (std::size_t i = 0; i < cs.m; ++i)
     for (std::size_t j = cs.n; j < ldc; ++j)
       if (std::memcmp(&c[i * ldc + j], &c0[i * ldc + j], sizeof(TC)) != 0) ++failures;
-  INFO("isa " << mpt::isa_name(mpt::active_isa()) << " kernel " << mpt::gemm_kernel_name(mpt::gemm_kernel_for<TA, TB>())
+  INFO("isa " << mpt::isa_name(mpt::active_isa()) << " kernel " << mpt::kernels::gemm_kernel_name(mpt::kernels::gemm_kernel_for<TA, TB>())
               << " types " << type_name<TA>() << "*" << type_name<TB>() << "->" << type_name<TC>() << " "
               << cs.describe() << " worst error/bound " << worst);
   CHECK(failures == 0);
@@ -298,18 +298,18 @@ TEST_CASE_TEMPLATE("PackedB gives the same bits as packing inside gemm and is re
       const auto w = random_values<T>(n * k, rng);  // [K x N] (N) or [N x K] (T), dense
       const auto x = random_values<T>(m * k, rng);
       const std::size_t ldb = tb == Trans::N ? n : k;
-      const mpt::PackedB<T> packed(tb, k, n, w.data(), ldb);
+      const mpt::kernels::PackedB<T> packed(tb, k, n, w.data(), ldb);
       std::vector<float> direct(m * n), reused(m * n);
       for (int call = 0; call < 2; ++call) {
-        mpt::gemm(Trans::N, m, n, k, 1.0f, x.data(), k, packed, 0.0f, reused.data(), n);
-        mpt::gemm(Trans::N, tb, m, n, k, 1.0f, x.data(), k, w.data(), ldb, 0.0f, direct.data(), n);
+        mpt::kernels::gemm(Trans::N, m, n, k, 1.0f, x.data(), k, packed, 0.0f, reused.data(), n);
+        mpt::kernels::gemm(Trans::N, tb, m, n, k, 1.0f, x.data(), k, w.data(), ldb, 0.0f, direct.data(), n);
         CHECK(std::memcmp(direct.data(), reused.data(), direct.size() * sizeof(float)) == 0);
       }
       if (isa != mpt::Isa::scalar) {
         mpt::ScopedIsa lower(mpt::Isa::scalar);
-        CHECK_THROWS_AS(mpt::gemm(Trans::N, m, n, k, 1.0f, x.data(), k, packed, 0.0f, reused.data(), n), mpt::Error);
+        CHECK_THROWS_AS(mpt::kernels::gemm(Trans::N, m, n, k, 1.0f, x.data(), k, packed, 0.0f, reused.data(), n), mpt::Error);
       }
-      CHECK_THROWS_AS(mpt::gemm(Trans::N, m, n, k + 1, 1.0f, x.data(), k + 1, packed, 0.0f, reused.data(), n),
+      CHECK_THROWS_AS(mpt::kernels::gemm(Trans::N, m, n, k + 1, 1.0f, x.data(), k + 1, packed, 0.0f, reused.data(), n),
                       mpt::Error);
     }
   }
@@ -323,12 +323,12 @@ TEST_CASE_TEMPLATE("PackedLinearWeight serves the forward and input-gradient pro
   const auto dy = random_values<T>(tokens * out, rng);
   for (mpt::Isa isa : mpt::supported_isas()) {
     mpt::ScopedIsa scoped(isa);
-    const mpt::PackedLinearWeight<T> packed(w.data(), out, in, ldw);
+    const mpt::kernels::PackedLinearWeight<T> packed(w.data(), out, in, ldw);
     std::vector<float> y(tokens * out), y_ref(tokens * out), dx(tokens * in), dx_ref(tokens * in);
-    mpt::gemm(Trans::N, tokens, out, in, 1.0f, x.data(), in, packed.forward, 0.0f, y.data(), out);
-    mpt::gemm(Trans::N, Trans::T, tokens, out, in, 1.0f, x.data(), in, w.data(), ldw, 0.0f, y_ref.data(), out);
-    mpt::gemm(Trans::N, tokens, in, out, 1.0f, dy.data(), out, packed.input_grad, 0.0f, dx.data(), in);
-    mpt::gemm(Trans::N, Trans::N, tokens, in, out, 1.0f, dy.data(), out, w.data(), ldw, 0.0f, dx_ref.data(), in);
+    mpt::kernels::gemm(Trans::N, tokens, out, in, 1.0f, x.data(), in, packed.forward, 0.0f, y.data(), out);
+    mpt::kernels::gemm(Trans::N, Trans::T, tokens, out, in, 1.0f, x.data(), in, w.data(), ldw, 0.0f, y_ref.data(), out);
+    mpt::kernels::gemm(Trans::N, tokens, in, out, 1.0f, dy.data(), out, packed.input_grad, 0.0f, dx.data(), in);
+    mpt::kernels::gemm(Trans::N, Trans::N, tokens, in, out, 1.0f, dy.data(), out, w.data(), ldw, 0.0f, dx_ref.data(), in);
     INFO("isa " << mpt::isa_name(isa));
     CHECK(std::memcmp(y.data(), y_ref.data(), y.size() * sizeof(float)) == 0);
     CHECK(std::memcmp(dx.data(), dx_ref.data(), dx.size() * sizeof(float)) == 0);
@@ -362,10 +362,10 @@ TEST_CASE_TEMPLATE("gemm_strided_batched computes attention's products per item"
         for (double beta : {0.0, 1.0}) {
           auto c = random_values<float>(batch * pr.sc, rng);
           auto expected = c;
-          mpt::gemm_strided_batched(pr.ta, pr.tb, pr.m, pr.n, pr.k, 1.0f, pr.a, pr.lda, pr.sa, pr.b, pr.ldb, pr.sb,
+          mpt::kernels::gemm_strided_batched(pr.ta, pr.tb, pr.m, pr.n, pr.k, 1.0f, pr.a, pr.lda, pr.sa, pr.b, pr.ldb, pr.sb,
                                     static_cast<float>(beta), c.data(), pr.ldc, pr.sc, batch);
           for (std::size_t i = 0; i < batch; ++i) {
-            mpt::gemm(pr.ta, pr.tb, pr.m, pr.n, pr.k, 1.0f, pr.a + i * pr.sa, pr.lda, pr.b + i * pr.sb, pr.ldb,
+            mpt::kernels::gemm(pr.ta, pr.tb, pr.m, pr.n, pr.k, 1.0f, pr.a + i * pr.sa, pr.lda, pr.b + i * pr.sb, pr.ldb,
                       static_cast<float>(beta), expected.data() + i * pr.sc, pr.ldc);
           }
           INFO(pr.name << " batch " << batch << " isa " << mpt::isa_name(isa));
@@ -388,11 +388,11 @@ TEST_CASE_TEMPLATE("bias_grad sums columns of dY into db, deterministically", T,
   std::vector<float> db(n, 0.5f), db2(n, 0.5f);
   {
     mpt::ScopedNumThreads threads(2);
-    mpt::bias_grad(dy.data(), m, n, ld, db.data());
+    mpt::kernels::bias_grad(dy.data(), m, n, ld, db.data());
   }
   {
     mpt::ScopedNumThreads threads(1);
-    mpt::bias_grad(dy.data(), m, n, ld, db2.data());
+    mpt::kernels::bias_grad(dy.data(), m, n, ld, db2.data());
   }
   CHECK(std::memcmp(db.data(), db2.data(), n * sizeof(float)) == 0);
   std::size_t failures = 0;
@@ -428,13 +428,13 @@ TEST_CASE_TEMPLATE("linear_weight_grad = gemm(dY^T X) + bias_grad(dY), bit for b
       for (auto& v : dw0) v = G(std::uniform_real_distribution<double>(-1, 1)(rng));
       for (auto& v : db0) v = G(std::uniform_real_distribution<double>(-1, 1)(rng));
       auto dw_sep = dw0, db_sep = db0;
-      mpt::gemm(Trans::T, Trans::N, sh.out, sh.in, sh.tokens, G(1), dy.data(), sh.ldy, x.data(), sh.ldx, G(1),
+      mpt::kernels::gemm(Trans::T, Trans::N, sh.out, sh.in, sh.tokens, G(1), dy.data(), sh.ldy, x.data(), sh.ldx, G(1),
                 dw_sep.data(), sh.in);
-      mpt::bias_grad(dy.data(), sh.tokens, sh.out, sh.ldy, db_sep.data());
+      mpt::kernels::bias_grad(dy.data(), sh.tokens, sh.out, sh.ldy, db_sep.data());
       for (int threads : {1, 2}) {
         mpt::ScopedNumThreads scoped_threads(threads);
         auto dw = dw0, db = db0;
-        mpt::linear_weight_grad(sh.tokens, sh.out, sh.in, dy.data(), sh.ldy, x.data(), sh.ldx, dw.data(), sh.in,
+        mpt::kernels::linear_weight_grad(sh.tokens, sh.out, sh.in, dy.data(), sh.ldy, x.data(), sh.ldx, dw.data(), sh.in,
                                 db.data());
         INFO("isa " << mpt::isa_name(isa) << ", " << type_name<T>() << ", tokens " << sh.tokens << ", out " << sh.out
                     << ", in " << sh.in << ", threads " << threads);
@@ -442,7 +442,7 @@ TEST_CASE_TEMPLATE("linear_weight_grad = gemm(dY^T X) + bias_grad(dY), bit for b
         CHECK(std::memcmp(db.data(), db_sep.data(), db.size() * sizeof(G)) == 0);
         // Without a bias: the weight gradient alone, unchanged.
         auto dw_only = dw0;
-        mpt::linear_weight_grad(sh.tokens, sh.out, sh.in, dy.data(), sh.ldy, x.data(), sh.ldx, dw_only.data(), sh.in,
+        mpt::kernels::linear_weight_grad(sh.tokens, sh.out, sh.in, dy.data(), sh.ldy, x.data(), sh.ldx, dw_only.data(), sh.in,
                                 static_cast<G*>(nullptr));
         CHECK(std::memcmp(dw_only.data(), dw_sep.data(), dw.size() * sizeof(G)) == 0);
       }
@@ -453,18 +453,18 @@ TEST_CASE_TEMPLATE("linear_weight_grad = gemm(dY^T X) + bias_grad(dY), bit for b
 TEST_CASE("linear_weight_grad names its operands in errors") {
   std::vector<float> dy(12), x(12), dw(12), db(4);
   try {
-    mpt::linear_weight_grad(3, 4, 3, dy.data(), 2, x.data(), 3, dw.data(), 3, db.data());
+    mpt::kernels::linear_weight_grad(3, 4, 3, dy.data(), 2, x.data(), 3, dw.data(), 3, db.data());
     FAIL("expected an error");
   } catch (const mpt::Error& e) {
     MESSAGE(std::string(e.what()));
     CHECK(std::string(e.what()).find("leading dimension of dY is 2") != std::string::npos);
     CHECK(std::string(e.what()).find("pass ldy >= 4") != std::string::npos);
   }
-  CHECK_THROWS_AS(mpt::linear_weight_grad(3, 4, 3, dy.data(), 4, x.data(), 2, dw.data(), 3, db.data()), mpt::Error);
-  CHECK_THROWS_AS(mpt::linear_weight_grad(3, 4, 3, dy.data(), 4, x.data(), 3, dw.data(), 2, db.data()), mpt::Error);
+  CHECK_THROWS_AS(mpt::kernels::linear_weight_grad(3, 4, 3, dy.data(), 4, x.data(), 2, dw.data(), 3, db.data()), mpt::Error);
+  CHECK_THROWS_AS(mpt::kernels::linear_weight_grad(3, 4, 3, dy.data(), 4, x.data(), 3, dw.data(), 2, db.data()), mpt::Error);
   // No tokens: nothing changes (bias_grad adds zeros).
   std::vector<float> dw1(12, 1.0f), db1(4, 2.0f);
-  mpt::linear_weight_grad(0, 4, 3, dy.data(), 4, x.data(), 3, dw1.data(), 3, db1.data());
+  mpt::kernels::linear_weight_grad(0, 4, 3, dy.data(), 4, x.data(), 3, dw1.data(), 3, db1.data());
   CHECK(dw1 == std::vector<float>(12, 1.0f));
   CHECK(db1 == std::vector<float>(4, 2.0f));
 }
@@ -490,8 +490,8 @@ TEST_CASE("gemm into bf16 = gemm into fp32 rounded to bf16, bit for bit") {
         const std::size_t ldb = tb == Trans::N ? d.n : d.k;
         std::vector<bf16> c16(d.m * d.n);
         std::vector<float> c32(d.m * d.n);
-        mpt::gemm(Trans::N, tb, d.m, d.n, d.k, 1.0f, a.data(), d.k, b.data(), ldb, 0.0f, c16.data(), d.n);
-        mpt::gemm(Trans::N, tb, d.m, d.n, d.k, 1.0f, a.data(), d.k, b.data(), ldb, 0.0f, c32.data(), d.n);
+        mpt::kernels::gemm(Trans::N, tb, d.m, d.n, d.k, 1.0f, a.data(), d.k, b.data(), ldb, 0.0f, c16.data(), d.n);
+        mpt::kernels::gemm(Trans::N, tb, d.m, d.n, d.k, 1.0f, a.data(), d.k, b.data(), ldb, 0.0f, c32.data(), d.n);
         std::size_t differ = 0;
         for (std::size_t i = 0; i < c16.size(); ++i) differ += mpt::bf16_bits(c16[i]) != mpt::float_to_bf16_bits(c32[i]);
         INFO("isa " << mpt::isa_name(isa) << ", m " << d.m << ", n " << d.n << ", k " << d.k);
@@ -514,12 +514,12 @@ void check_store_bits(const std::vector<std::size_t>& mnk, bool bias, bool resid
   const auto bias_v = random_values<float>(n, rng), res = random_values<TC>(m * n, rng);
   const auto c0 = random_values<TC>(m * n, rng);
   std::vector<float> sums(m * n);
-  mpt::gemm(Trans::N, Trans::T, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, sums.data(), n);
-  mpt::GemmEpilogue<float, TC> epi;
+  mpt::kernels::gemm(Trans::N, Trans::T, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, sums.data(), n);
+  mpt::kernels::GemmEpilogue<float, TC> epi;
   if (bias) epi.bias = bias_v.data();
   if (residual) epi.residual = res.data(), epi.ldr = n;
   std::vector<TC> c = c0;
-  mpt::gemm(Trans::N, Trans::T, m, n, k, 1.0f, a.data(), k, b.data(), k, beta ? 1.0f : 0.0f, c.data(), n, epi);
+  mpt::kernels::gemm(Trans::N, Trans::T, m, n, k, 1.0f, a.data(), k, b.data(), k, beta ? 1.0f : 0.0f, c.data(), n, epi);
   std::size_t differ = 0;
   for (std::size_t i = 0; i < m; ++i) {
     for (std::size_t j = 0; j < n; ++j) {
@@ -556,13 +556,13 @@ TEST_CASE("gemm's fused bias / residual / beta add to the exact sums, bit for bi
 
 TEST_CASE("gemm rejects inconsistent arguments with a message") {
   std::vector<float> a(12), b(12), c(12);
-  CHECK_THROWS_AS(mpt::gemm(Trans::N, Trans::N, 3, 4, 3, 1.0f, a.data(), 2, b.data(), 4, 0.0f, c.data(), 4), mpt::Error);
-  CHECK_THROWS_AS(mpt::gemm(Trans::N, Trans::T, 3, 4, 3, 1.0f, a.data(), 3, b.data(), 2, 0.0f, c.data(), 4), mpt::Error);
-  CHECK_THROWS_AS(mpt::gemm(Trans::N, Trans::N, 3, 4, 3, 1.0f, a.data(), 3, b.data(), 4, 0.0f, c.data(), 3), mpt::Error);
+  CHECK_THROWS_AS(mpt::kernels::gemm(Trans::N, Trans::N, 3, 4, 3, 1.0f, a.data(), 2, b.data(), 4, 0.0f, c.data(), 4), mpt::Error);
+  CHECK_THROWS_AS(mpt::kernels::gemm(Trans::N, Trans::T, 3, 4, 3, 1.0f, a.data(), 3, b.data(), 2, 0.0f, c.data(), 4), mpt::Error);
+  CHECK_THROWS_AS(mpt::kernels::gemm(Trans::N, Trans::N, 3, 4, 3, 1.0f, a.data(), 3, b.data(), 4, 0.0f, c.data(), 3), mpt::Error);
   const float* null_a = nullptr;
-  CHECK_THROWS_AS(mpt::gemm(Trans::N, Trans::N, 3, 4, 3, 1.0f, null_a, 3, b.data(), 4, 0.0f, c.data(), 4), mpt::Error);
+  CHECK_THROWS_AS(mpt::kernels::gemm(Trans::N, Trans::N, 3, 4, 3, 1.0f, null_a, 3, b.data(), 4, 0.0f, c.data(), 4), mpt::Error);
   try {
-    mpt::gemm(Trans::T, Trans::N, 3, 4, 3, 1.0f, a.data(), 2, b.data(), 4, 0.0f, c.data(), 4);
+    mpt::kernels::gemm(Trans::T, Trans::N, 3, 4, 3, 1.0f, a.data(), 2, b.data(), 4, 0.0f, c.data(), 4);
   } catch (const mpt::Error& e) {
     MESSAGE(std::string(e.what()));
     CHECK(std::string(e.what()).find("leading dimension of A") != std::string::npos);

@@ -151,7 +151,7 @@ TEST_CASE_TEMPLATE("global L2 norm: same bits on every path and thread count, ac
     const std::span<const float> one[] = {x};
     long double exact = 0;
     for (float v : x) exact += static_cast<long double>(v) * v;
-    const Acc reference = mpt::sum_of_squares_with<Acc>(Isa::scalar, one);
+    const Acc reference = mpt::kernels::sum_of_squares_with<Acc>(Isa::scalar, one);
     CHECK(rel_diff_floor(static_cast<double>(reference), static_cast<double>(exact), 1e-30) <
           (std::is_same_v<Acc, float> ? 1e-5 : 1e-13));
     for (Isa isa : mpt::supported_isas()) {
@@ -160,7 +160,7 @@ TEST_CASE_TEMPLATE("global L2 norm: same bits on every path and thread count, ac
         CAPTURE(mpt::isa_name(isa));
         CAPTURE(threads);
         CHECK(std::bit_cast<std::conditional_t<std::is_same_v<Acc, float>, std::uint32_t, std::uint64_t>>(
-                  mpt::sum_of_squares_with<Acc>(isa, one)) ==
+                  mpt::kernels::sum_of_squares_with<Acc>(isa, one)) ==
               std::bit_cast<std::conditional_t<std::is_same_v<Acc, float>, std::uint32_t, std::uint64_t>>(reference));
       }
     }
@@ -172,13 +172,13 @@ TEST_CASE_TEMPLATE("global L2 norm: same bits on every path and thread count, ac
   std::vector<float> ab(a);
   ab.insert(ab.end(), b.begin(), b.end());
   const std::span<const float> parts[] = {a, b};
-  CHECK(rel_diff(mpt::global_l2_norm<Acc>(std::span<const std::span<const float>>(parts)),
-                 mpt::global_l2_norm<Acc>(ab)) < 1e-6);
+  CHECK(rel_diff(mpt::kernels::global_l2_norm<Acc>(std::span<const std::span<const float>>(parts)),
+                 mpt::kernels::global_l2_norm<Acc>(ab)) < 1e-6);
   // A non-finite element makes the norm non-finite.
   ab[12345] = std::numeric_limits<float>::quiet_NaN();
-  CHECK(!std::isfinite(mpt::global_l2_norm<Acc>(ab)));
+  CHECK(!std::isfinite(mpt::kernels::global_l2_norm<Acc>(ab)));
   ab[12345] = std::numeric_limits<float>::infinity();
-  CHECK(!std::isfinite(mpt::global_l2_norm<Acc>(ab)));
+  CHECK(!std::isfinite(mpt::kernels::global_l2_norm<Acc>(ab)));
 }
 
 TEST_CASE("learning-rate schedules match transformers' formulas at every step") {

@@ -294,7 +294,7 @@ TEST_CASE("clipping: the reported norm is the unscaled global norm; loss scale a
   const auto ra = optim::clip_and_step(oa, none, std::span<const float>(g), 1e-2, 1.0);
   const auto rb = optim::clip_and_step(ob, fixed, std::span<const float>(scaled), 1e-2, 1.0);
   CHECK(ra.grad_norm == rb.grad_norm);  // power-of-two scales unscale exactly
-  CHECK(ra.grad_norm == doctest::Approx(std::sqrt(mpt::sum_of_squares<double>(g))).epsilon(1e-6));
+  CHECK(ra.grad_norm == doctest::Approx(std::sqrt(mpt::kernels::sum_of_squares<double>(g))).epsilon(1e-6));
   CHECK(same_bits(a, b));
 }
 

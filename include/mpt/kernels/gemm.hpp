@@ -36,7 +36,7 @@
 #include <cstddef>
 #include <type_traits>
 
-namespace mpt {
+namespace mpt::kernels {
 
 namespace detail {
 
@@ -90,7 +90,7 @@ void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t
     const auto whole = make_problem<Kernel>(ta, m, n, k, alpha, a, lda, nullptr, beta, c, ldc, epilogue);
     // Row sums run from zero over all of k and are added once at the end, as bias_grad
     // adds its column sums (the same bits).
-    ScratchLease<acc_t> running(ScratchSlot::row_sums, a_row_sums ? m : 0);
+    mpt::detail::ScratchLease<acc_t> running(ScratchSlot::row_sums, a_row_sums ? m : 0);
     if (a_row_sums) std::fill(running.data(), running.data() + m, acc_t(0));
     // When C can carry the running sums (e.g. a weight gradient accumulated into fp32),
     // run one k-block at a time: only that block of op(B) is packed, and it stays in
@@ -100,7 +100,7 @@ void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t
     do {
       const std::size_t kb = std::min(step, k - k0);
       const PanelLayout<Kernel> layout{kb, n};
-      ScratchLease<typename Kernel::b_t> packed(ScratchSlot::packed_b, layout.size());
+      mpt::detail::ScratchLease<typename Kernel::b_t> packed(ScratchSlot::packed_b, layout.size());
       pack_b<Kernel>(tb, kb, n, tb == Trans::N ? b + k0 * ldb : b + k0, ldb, packed.data(), true);
       auto problem = make_problem<Kernel>(ta, m, n, kb, alpha, a_from_k(ta, a, lda, k0), lda, packed.data(),
                                           k0 == 0 ? beta : 1, c, ldc, epilogue);
@@ -259,7 +259,7 @@ void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std:
     using Kernel = decltype(kernel);
     const detail::PanelLayout<Kernel> layout{k, n};
     parallel_for(batch, [&](std::size_t p) {
-      detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
+      mpt::detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
       detail::pack_b<Kernel>(tb, k, n, b + p * stride_b, ldb, packed.data(), false);
       detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a + p * stride_a, lda, packed.data(), beta,
                                                     c + p * stride_c, ldc, GemmEpilogue<float>{}),
@@ -268,4 +268,4 @@ void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std:
   });
 }
 
-}  // namespace mpt
+}  // namespace mpt::kernels

@@ -33,7 +33,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"  // _mm512_cvtps_pd, same cause
 
-namespace mpt {
+namespace mpt::kernels {
 
 inline constexpr std::size_t global_norm_chunk = 16384;
 inline constexpr std::size_t global_norm_lanes = 64;
@@ -217,6 +217,6 @@ Acc global_l2_norm(std::span<const std::span<const float>> buffers) {
   return std::sqrt(sum_of_squares_with<Acc>(active_isa(), buffers));
 }
 
-}  // namespace mpt
+}  // namespace mpt::kernels
 
 #pragma GCC diagnostic pop

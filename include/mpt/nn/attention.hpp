@@ -98,7 +98,7 @@ class BertSelfAttention {
     // transformers computes, it halves the bytes of this memory-bound product at S = 384.
     auto scores = ctx.workspace.template allocate<act_t>(scores_shape, "attention scores");
     for_each_batch([&](std::size_t b) {
-      gemm_strided_batched(Trans::N, Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, q_.data() + row0(b), s(d.hidden),
+      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, q_.data() + row0(b), s(d.hidden),
                            s(d.head_dim()), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            scores.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), s(d.heads));
     });
@@ -110,7 +110,7 @@ class BertSelfAttention {
       kernels::dropout_forward(TensorView<const act_t>(probs_), kept_, dropout_, ctx.dropout_key(site_));
     }
     for_each_batch([&](std::size_t b) {
-      gemm_strided_batched(Trans::N, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f,
+      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f,
                            kept_.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), v_.data() + row0(b),
                            s(d.hidden), s(d.head_dim()), 0.0f, context_out.data() + row0(b), s(d.hidden),
                            s(d.head_dim()), s(d.heads));
@@ -140,11 +140,11 @@ class BertSelfAttention {
     for_each_batch([&](std::size_t b) {
       const std::size_t sc = b * per_batch_scores();
       // dkept [S, S] = dctx_bh [S, d] · V_bhᵀ
-      gemm_strided_batched(Trans::N, Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, dcontext.data() + row0(b),
+      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, dcontext.data() + row0(b),
                            s(d.hidden), s(d.head_dim()), v_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            dkept.data() + sc, s(d.seq), s(d.seq * d.seq), s(d.heads));
       // dV_bh [S, d] = keptᵀ [S, S] · dctx_bh [S, d]
-      gemm_strided_batched(Trans::T, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, kept_.data() + sc, s(d.seq),
+      kernels::gemm_strided_batched(kernels::Trans::T, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, kept_.data() + sc, s(d.seq),
                            s(d.seq * d.seq), dcontext.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            dv.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
     });
@@ -158,11 +158,11 @@ class BertSelfAttention {
     for_each_batch([&](std::size_t b) {
       const std::size_t sc = b * per_batch_scores();
       // dQ_bh [S, d] = dscores [S, S] · K_bh [S, d]
-      gemm_strided_batched(Trans::N, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
+      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
                            s(d.seq * d.seq), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            dq.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
       // dK_bh [S, d] = dscoresᵀ [S, S] · Q_bh [S, d]
-      gemm_strided_batched(Trans::T, Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
+      kernels::gemm_strided_batched(kernels::Trans::T, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
                            s(d.seq * d.seq), q_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
                            dk.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
     });

@@ -44,14 +44,14 @@ class Linear {
     x_ = xm;
     const auto w = ctx.params.compute(weight_);
     const auto b = ctx.params.compute(bias_);
-    GemmEpilogue<act_t> epilogue;
+    kernels::GemmEpilogue<act_t> epilogue;
     epilogue.bias = b.data();
     if (ctx.packed != nullptr) {  // the same bits as packing inside the call
-      gemm(Trans::N, rows(), size(out_), size(in_), 1, x_.data, size(in_), ctx.packed->forward_weight(ctx.params, weight_),
+      kernels::gemm(kernels::Trans::N, rows(), size(out_), size(in_), 1, x_.data, size(in_), ctx.packed->forward_weight(ctx.params, weight_),
            0, y.data(), size(out_), epilogue);
       return;
     }
-    gemm(Trans::N, Trans::T, rows(), size(out_), size(in_), 1, x_.data, size(in_), w.data(), size(in_), 0, y.data(),
+    kernels::gemm(kernels::Trans::N, kernels::Trans::T, rows(), size(out_), size(in_), 1, x_.data, size(in_), w.data(), size(in_), 0, y.data(),
          size(out_), epilogue);
   }
 
@@ -61,13 +61,13 @@ class Linear {
     auto dw = ctx.params.grad(weight_);
     auto db = ctx.params.grad(bias_);
     // dW [out, in] += dyᵀ [out, rows] · x [rows, in], and db [out] += column sums of dy, in one pass over dy
-    linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_),
+    kernels::linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_),
                        db.data());
     if (dx.data() != nullptr) {
       check_shape("Linear::backward", "dx", Shape{as_matrix(dx).rows, as_matrix(dx).cols}, Shape{x_.rows, in_});
       const auto w = ctx.params.compute(weight_);
       // dx [rows, in] (+)= dy [rows, out] · W [out, in]
-      gemm(Trans::N, Trans::N, rows(), size(in_), size(out_), 1, dy.data(), size(out_), w.data(), size(in_),
+      kernels::gemm(kernels::Trans::N, kernels::Trans::N, rows(), size(in_), size(out_), 1, dy.data(), size(out_), w.data(), size(in_),
            accumulate_dx ? 1 : 0, dx.data(), size(in_));
     }
   }

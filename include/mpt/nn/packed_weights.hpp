@@ -23,18 +23,18 @@ class PackedWeightCache {
   using param_t = typename P::param_t;
 
   // op(B) = Wᵀ [in x out] of the Linear weight `weight` ([out, in]), packed for the active ISA.
-  const PackedB<param_t>& forward_weight(const Parameters<P>& params, ParamId weight) {
+  const kernels::PackedB<param_t>& forward_weight(const Parameters<P>& params, ParamId weight) {
     if (version_ != params.version() || isa_ != active_isa()) {
       clear();
       version_ = params.version();
       isa_ = active_isa();
     }
     if (packed_.size() < params.count()) packed_.resize(params.count());
-    std::optional<PackedB<param_t>>& slot = packed_[weight];
+    std::optional<kernels::PackedB<param_t>>& slot = packed_[weight];
     if (!slot) {
       const auto w = params.compute(weight);
       const auto out = static_cast<std::size_t>(w.dim(0)), in = static_cast<std::size_t>(w.dim(1));
-      slot.emplace(Trans::T, in, out, w.data(), in);
+      slot.emplace(kernels::Trans::T, in, out, w.data(), in);
     }
     return *slot;
   }
@@ -45,7 +45,7 @@ class PackedWeightCache {
   }
 
  private:
-  std::vector<std::optional<PackedB<param_t>>> packed_;
+  std::vector<std::optional<kernels::PackedB<param_t>>> packed_;
   std::uint64_t version_ = ~std::uint64_t{0};
   Isa isa_ = Isa::scalar;
 };

@@ -37,7 +37,7 @@ template <class NormAcc = float, Optimizer O, LossScaler Scaler>
 StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
                          double max_grad_norm, bool apply_non_finite = true) {
   const float inv_scale = scaler.inv_scale();
-  const float scaled_norm = static_cast<float>(global_l2_norm<NormAcc>(grads));
+  const float scaled_norm = static_cast<float>(kernels::global_l2_norm<NormAcc>(grads));
   const float norm = scaled_norm * inv_scale;
   const bool found_inf = !std::isfinite(scaled_norm);
   float multiplier = inv_scale;

@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <cstddef>
 
-namespace mpt {
+namespace mpt::kernels {
 
 template <class T, class TOut>
 void bias_grad(const T* dy, std::size_t m, std::size_t n, std::size_t ld, TOut* db) {
@@ -32,4 +32,4 @@ void bias_grad(const T* dy, std::size_t m, std::size_t n, std::size_t ld, TOut* 
   });
 }
 
-}  // namespace mpt
+}  // namespace mpt::kernels

@@ -18,7 +18,7 @@
 #include <string_view>
 #include <type_traits>
 
-namespace mpt {
+namespace mpt::kernels {
 
 enum class GemmKernel { scalar_fp32, scalar_fp64, avx2_fp32, avx512_fp32, avx512_bf16_dot };
 
@@ -81,4 +81,4 @@ GemmKernel gemm_kernel_for(Isa isa = active_isa()) {
   return detail::with_gemm_kernel<TA, TB>(isa, [](auto kernel) { return detail::gemm_kernel_id<decltype(kernel)>(); });
 }
 
-}  // namespace mpt
+}  // namespace mpt::kernels

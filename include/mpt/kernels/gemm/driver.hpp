@@ -28,7 +28,7 @@
 #include <cstddef>
 #include <type_traits>
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 // One GEMM with op(B) already packed for Kernel.
 template <class Kernel, class TA, class TC, class TE, class TR>
@@ -246,8 +246,8 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   const std::size_t chunk_panels = ceil_div(panels, chunk_count);
   const std::size_t cols = (q1 - q0) * NR;
 
-  ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * layout.kc);
-  ScratchLease<acc_t> partial(ScratchSlot::partial_sums, k_blocks > 1 ? chunk_panels * MR * cols : 0);
+  mpt::detail::ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * layout.kc);
+  mpt::detail::ScratchLease<acc_t> partial(ScratchSlot::partial_sums, k_blocks > 1 ? chunk_panels * MR * cols : 0);
   alignas(64) acc_t tile[MR * NR];
 
   struct APanel {
@@ -388,7 +388,7 @@ template <class Kernel, class TA, class TC, class TE, class TR>
 inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool parallel) {
   if (pr.m == 0 || pr.n == 0) return;
   if (pr.k == 0) {  // no products: C = epilogue(beta * C)
-    ScratchLease<typename Kernel::acc_t> zeros(ScratchSlot::partial_sums, pr.n);
+    mpt::detail::ScratchLease<typename Kernel::acc_t> zeros(ScratchSlot::partial_sums, pr.n);
     std::fill(zeros.data(), zeros.data() + pr.n, typename Kernel::acc_t(0));
     for (std::size_t i = 0; i < pr.m; ++i) epilogue_row<Kernel::isa>(zeros.data(), pr.n, i, 0, pr.store);
     return;
@@ -404,4 +404,4 @@ inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool paralle
   else for (std::size_t t = 0; t < grid.count(); ++t) body(t);
 }
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail

@@ -26,7 +26,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 // erf(x) coefficients, numerator odd powers x^1..x^13, denominator even powers x^0..x^8.
 inline constexpr float erf_num[7] = {-1.60960333262415e-02f, -2.95459980854025e-03f, -7.34990630326855e-04f,
@@ -106,7 +106,7 @@ MPT_TARGET_AVX512 inline __m512 load_lanes_avx512(const T* p, __mmask16 m) noexc
 template <class T>
 MPT_TARGET_AVX512 inline void store_lanes_avx512(T* p, __m512 v, __mmask16 m) noexcept {
   if constexpr (std::is_same_v<T, bf16>) {
-    _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(narrow_lanes_avx512(_mm512_castps_si512(v))));
+    _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v))));
   } else {
     _mm512_mask_storeu_ps(p, m, v);
   }
@@ -293,7 +293,7 @@ MPT_TARGET_AVX2 inline __m256 load_lanes_avx2(const T* p) noexcept {
 template <class T>
 MPT_TARGET_AVX2 inline void store_lanes_avx2(T* p, __m256 v) noexcept {
   if constexpr (std::is_same_v<T, bf16>) {
-    const __m256i b = narrow_lanes_avx2(_mm256_castps_si256(v));  // bf16 bits in the low halves
+    const __m256i b = mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v));  // bf16 bits in the low halves
     const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
   } else {
@@ -368,6 +368,6 @@ inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::s
   for (std::size_t r = 0; r < rows; ++r) epilogue_row<isa>(acc + r * ld, cols, i0 + r, j0, e);
 }
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 
 #pragma GCC diagnostic pop

@@ -12,7 +12,7 @@
 
 #include <cstddef>
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 #if MPT_X86
 struct Avx2FmaKernel {
@@ -50,4 +50,4 @@ struct Avx2FmaKernel {
 };
 #endif
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail

@@ -17,7 +17,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 #if MPT_X86
 // The 12 x 32 fp32 accumulators both AVX-512 kernels keep in 24 zmm registers:
@@ -89,6 +89,6 @@ struct Avx512FmaKernel {
 };
 #endif
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 
 #pragma GCC diagnostic pop

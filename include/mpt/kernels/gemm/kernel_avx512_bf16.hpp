@@ -23,7 +23,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 // The scalar meaning of one vdpbf16ps lane: acc += a_odd * b_odd, then += a_even * b_even
 // (the products are exact in fp32; only the sums round).
@@ -96,6 +96,6 @@ struct Avx512Bf16DotKernel {
 };
 #endif
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 
 #pragma GCC diagnostic pop

@@ -11,7 +11,7 @@
 
 #include <cstddef>
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 template <class T, std::size_t MR, std::size_t NR>
 struct ScalarKernel {
@@ -42,4 +42,4 @@ struct ScalarKernel {
 using ScalarFp32Kernel = ScalarKernel<float, 4, 16>;
 using ScalarFp64Kernel = ScalarKernel<double, 4, 8>;
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail

@@ -17,7 +17,7 @@
 #include <cstddef>
 #include <type_traits>
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 template <class To, class From>
 inline To convert_element(From x) noexcept {
@@ -164,4 +164,4 @@ inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
   }
 }
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail

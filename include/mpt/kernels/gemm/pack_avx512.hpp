@@ -28,7 +28,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
 #if MPT_X86
 inline __mmask16 lanes16(std::size_t n) noexcept { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
@@ -321,6 +321,6 @@ MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::siz
 }
 #endif  // MPT_X86
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail
 
 #pragma GCC diagnostic pop

@@ -4,8 +4,8 @@
 
 #include <mpt/core/scratch.hpp>
 
-namespace mpt::detail {
+namespace mpt::kernels::detail {
 
-using ScratchSlot = ScratchKind;
+using ScratchSlot = mpt::detail::ScratchKind;
 
-}  // namespace mpt::detail
+}  // namespace mpt::kernels::detail

@@ -4,7 +4,7 @@
 
 #include <cstddef>
 
-namespace mpt {
+namespace mpt::kernels {
 
 // op(X) = X (N) or X transposed (T). Matrices are row-major with a leading
 // dimension: element (r, c) of a stored R x C matrix is at X[r * ld + c].
@@ -27,4 +27,4 @@ struct GemmEpilogue {
   bool fuses_anything() const noexcept { return bias != nullptr || gelu || residual != nullptr; }
 };
 
-}  // namespace mpt
+}  // namespace mpt::kernels
