@@ -550,24 +550,34 @@ inline Isa detected_isa() noexcept {
 
 namespace detail {
 // The level MPT_ISA asks for, checked against the CPU once.
+// The level MPT_ISA=`value` selects on a CPU whose best level is `cpu` (nullptr or
+// empty: `cpu`). A name it does not know, or a level above the CPU's, is an error.
+inline Isa isa_from_setting(const char* value, Isa cpu) {
+  if (value == nullptr || *value == '\0') return cpu;
+  Isa wanted = Isa::scalar;
+  try {
+    wanted = parse_isa(value);
+  } catch (const Error& e) {
+    throw_error("MPT_ISA=", value, ": ", e.what());
+  }
+  if (static_cast<int>(wanted) > static_cast<int>(cpu)) {
+    throw_error("MPT_ISA=", value, " asks for more than this CPU supports (", isa_name(cpu), "); MPT_ISA can only force a lower instruction set");
+  }
+  return wanted;
+}
+
 inline Isa environment_isa() {
-  static const Isa isa = [] {
-    const char* env = std::getenv("MPT_ISA");
-    if (env == nullptr || *env == '\0') return detected_isa();
-    Isa wanted = Isa::scalar;
-    try {
-      wanted = parse_isa(env);
-    } catch (const Error& e) {
-      throw_error("MPT_ISA=", env, ": ", e.what());
-    }
-    if (static_cast<int>(wanted) > static_cast<int>(detected_isa())) {
-      throw_error("MPT_ISA=", env, " asks for more than this CPU supports (", isa_name(detected_isa()),
-                  "); MPT_ISA can only force a lower instruction set");
-    }
-    return wanted;
-  }();
+  static const Isa isa = isa_from_setting(std::getenv("MPT_ISA"), detected_isa());
   return isa;
 }
+
+// ScopedIsa's rule: a level up to the CPU's, never above.
+inline void check_forced_isa(Isa wanted, Isa cpu) {
+  if (static_cast<int>(wanted) > static_cast<int>(cpu)) {
+    throw_error("ScopedIsa(", isa_name(wanted), "): this CPU supports only up to ", isa_name(cpu));
+  }
+}
+
 inline std::atomic<int>& isa_override() noexcept {
   static std::atomic<int> value{-1};
   return value;
@@ -587,9 +597,7 @@ inline Isa active_isa() {
 class ScopedIsa {
  public:
   explicit ScopedIsa(Isa isa) : previous_(detail::isa_override().load()) {
-    if (static_cast<int>(isa) > static_cast<int>(detected_isa())) {
-      throw_error("ScopedIsa(", isa_name(isa), "): this CPU supports only up to ", isa_name(detected_isa()));
-    }
+    detail::check_forced_isa(isa, detected_isa());
     detail::isa_override().store(static_cast<int>(isa));
   }
   ~ScopedIsa() { detail::isa_override().store(previous_); }
@@ -945,13 +953,16 @@ class ScratchLease {
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace mpt {
 
 namespace detail {
-inline int threads_from_environment() {
-  for (const char* name : {"MPT_NUM_THREADS", "OMP_NUM_THREADS"}) {
-    const char* value = std::getenv(name);
+// The thread count MPT_NUM_THREADS (first) or OMP_NUM_THREADS ask for, given their
+// values (nullptr: unset); `fallback` when neither is set.
+inline int thread_count_from(const char* mpt_value, const char* omp_value, int fallback) {
+  const std::pair<const char*, const char*> settings[] = {{"MPT_NUM_THREADS", mpt_value}, {"OMP_NUM_THREADS", omp_value}};
+  for (const auto& [name, value] : settings) {
     if (value == nullptr || *value == '\0') continue;
     char* end = nullptr;
     const long n = std::strtol(value, &end, 10);
@@ -960,7 +971,11 @@ inline int threads_from_environment() {
     }
     return static_cast<int>(n);
   }
-  return tbb::info::default_concurrency();
+  return fallback;
+}
+
+inline int threads_from_environment() {
+  return thread_count_from(std::getenv("MPT_NUM_THREADS"), std::getenv("OMP_NUM_THREADS"), tbb::info::default_concurrency());
 }
 
 struct ThreadState {
@@ -8388,6 +8403,9 @@ class BertForQuestionAnswering {
   using policy = P;
   using act_t = typename P::act_t;
   using hidden_t = typename P::accum_t;
+  static_assert(!std::is_same_v<typename P::param_t, Eigen::half>,
+                "BertForQuestionAnswering<fp16_mixed> is not available: mpt's GEMM has fp32, bf16 and fp64 kernels and no fp16 "
+                "ones; train with precision::bf16_mixed (same memory, fp32's range, no loss scaling)");
   static_assert(std::is_same_v<typename P::master_t, hidden_t>,
                 "BertForQuestionAnswering runs under precision::fp32, bf16_mixed or fp64: the master weights must be in "
                 "the accumulation type (pure bf16 training without masters is not wired into the model yet)");

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 TEST_CASE("CPU features are consistent with the detected instruction set") {
@@ -28,6 +29,36 @@ TEST_CASE("ScopedIsa lowers the active instruction set and restores it") {
   CHECK(mpt::active_isa() == before);
   if (mpt::detected_isa() != mpt::Isa::avx512_bf16) {
     CHECK_THROWS_AS(mpt::ScopedIsa(mpt::Isa::avx512_bf16), mpt::Error);
+  }
+}
+
+TEST_CASE("MPT_ISA, MPT_NUM_THREADS and OMP_NUM_THREADS: bad settings are refused with the variable, the value and the fix") {
+  using mpt::Isa;
+  CHECK(mpt::detail::isa_from_setting(nullptr, Isa::avx512) == Isa::avx512);
+  CHECK(mpt::detail::isa_from_setting("", Isa::avx512) == Isa::avx512);
+  CHECK(mpt::detail::isa_from_setting("avx2", Isa::avx512) == Isa::avx2);
+  CHECK(mpt::detail::isa_from_setting("scalar", Isa::avx2) == Isa::scalar);
+  CHECK_THROWS_WITH_AS(mpt::detail::isa_from_setting("avx9", Isa::avx2),
+                       "MPT_ISA=avx9: unknown instruction set 'avx9': expected one of scalar, avx2, avx512, avx512_bf16", mpt::Error);
+  // The CPU level is injected: an AVX2-only machine refuses avx512_bf16 whatever this host has.
+  CHECK_THROWS_WITH_AS(mpt::detail::isa_from_setting("avx512_bf16", Isa::avx2),
+                       "MPT_ISA=avx512_bf16 asks for more than this CPU supports (avx2); MPT_ISA can only force a lower instruction set",
+                       mpt::Error);
+  CHECK_THROWS_WITH_AS(mpt::detail::check_forced_isa(Isa::avx512, Isa::avx2), "ScopedIsa(avx512): this CPU supports only up to avx2",
+                       mpt::Error);
+  CHECK_NOTHROW(mpt::detail::check_forced_isa(Isa::avx2, Isa::avx2));
+
+  CHECK(mpt::detail::thread_count_from(nullptr, nullptr, 7) == 7);
+  CHECK(mpt::detail::thread_count_from("", "", 7) == 7);
+  CHECK(mpt::detail::thread_count_from(nullptr, "3", 7) == 3);
+  CHECK(mpt::detail::thread_count_from("2", "3", 7) == 2);  // MPT_NUM_THREADS wins
+  for (const char* bad : {"0", "-1", "two", "4097", "2x"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(mpt::detail::thread_count_from(bad, nullptr, 7),
+                         doctest::Contains(("MPT_NUM_THREADS=" + std::string(bad) + " is not a thread count: give a whole number from 1 to 4096, or unset it").c_str()),
+                         mpt::Error);
+    CHECK_THROWS_WITH_AS(mpt::detail::thread_count_from(nullptr, bad, 7), doctest::Contains(("OMP_NUM_THREADS=" + std::string(bad)).c_str()),
+                         mpt::Error);
   }
 }
 

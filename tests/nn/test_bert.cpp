@@ -300,3 +300,65 @@ TEST_CASE("model + AdamW: bf16_mixed fine-tuning follows the fp32 trajectory on 
   MESSAGE("largest per-step loss difference, relative to the initial loss: " << worst);
   CHECK(worst < 0.01);
 }
+
+TEST_CASE("model input errors name the input, its shape and the fix; a batch larger than reserved grows the arenas") {
+  mpt::nn::BertConfig config;
+  config.vocab_size = 23;
+  config.hidden_size = 8;
+  config.num_hidden_layers = 1;
+  config.num_attention_heads = 2;
+  config.intermediate_size = 12;
+  config.max_position_embeddings = 8;
+  using Model = mpt::nn::BertForQuestionAnswering<mpt::precision::fp32>;
+  Model model(config);
+  model.init_weights(5);
+  const auto tokens = [](std::int64_t b, std::int64_t s, std::int32_t value) {
+    mpt::Tensor<std::int32_t> t(mpt::Shape{b, s});
+    for (auto& v : t.span()) v = value;
+    return t;
+  };
+  const auto labels = [](std::int64_t b) {
+    mpt::Tensor<std::int32_t> t(mpt::Shape{b});
+    for (auto& v : t.span()) v = 1;
+    return t;
+  };
+  const mpt::nn::StepOptions eval{};
+
+  // A sequence longer than max_position_embeddings.
+  const auto long_ids = tokens(1, 9, 3), long_types = tokens(1, 9, 0), long_mask = tokens(1, 9, 1);
+  CHECK_THROWS_WITH_AS(model.forward({long_ids.view(), long_types.view(), long_mask.view(), {}, {}}, eval),
+                       doctest::Contains("sequence length 9 exceeds max_position_embeddings 8 of the model; use a max_seq_length of at most 8"),
+                       mpt::Error);
+  // Mask, token types and labels of the wrong shape.
+  const auto ids = tokens(2, 4, 3), types = tokens(2, 4, 0), mask = tokens(2, 4, 1), bad_mask = tokens(2, 3, 1), bad_types = tokens(1, 4, 0);
+  CHECK_THROWS_WITH_AS(model.forward({ids.view(), types.view(), bad_mask.view(), {}, {}}, eval), doctest::Contains("attention_mask"), mpt::Error);
+  CHECK_THROWS_WITH_AS(model.forward({ids.view(), bad_types.view(), mask.view(), {}, {}}, eval), doctest::Contains("token_type_ids"), mpt::Error);
+  const auto three = labels(3), two = labels(2);
+  CHECK_THROWS_WITH_AS(model.forward({ids.view(), types.view(), mask.view(), three.view(), two.view()}, eval),
+                       doctest::Contains("start_positions"), mpt::Error);
+  // A token id outside the vocabulary names the id and where it is.
+  auto oov = tokens(2, 4, 3);
+  oov(1, 2) = 23;
+  CHECK_THROWS_WITH_AS(model.forward({oov.view(), types.view(), mask.view(), {}, {}}, eval), doctest::Contains("token id 23 at position 6"),
+                       mpt::Error);
+  // Backward without labels.
+  model.forward({ids.view(), types.view(), mask.view(), {}, {}}, eval);
+  CHECK_THROWS_WITH_AS(model.backward(), doctest::Contains("call forward with start_positions and end_positions first"), mpt::Error);
+  // Unsupported activation, at the config and at the model.
+  mpt::nn::BertConfig relu = config;
+  relu.hidden_act = "relu";
+  CHECK_THROWS_WITH_AS(Model{relu}, doctest::Contains("hidden_act \"relu\" is not supported"), mpt::Error);
+
+  // A batch larger than reserve() grows the arenas and gives what a model reserved for it gives.
+  model.reserve(1, 4, true);
+  const auto big_ids = tokens(3, 8, 5), big_types = tokens(3, 8, 0), big_mask = tokens(3, 8, 1);
+  const auto start = labels(3), end = labels(3);
+  const mpt::nn::QaBatch big{big_ids.view(), big_types.view(), big_mask.view(), start.view(), end.view()};
+  const mpt::nn::StepOptions train{.training = true, .seed = 1};
+  const double grown = model.forward(big, train).loss;
+  Model reserved(config);
+  reserved.init_weights(5);
+  reserved.reserve(3, 8, true);
+  CHECK(reserved.forward(big, train).loss == grown);
+  CHECK(model.activation_arena().capacity() >= model.activation_bytes(3, 8, true));
+}

@@ -120,24 +120,34 @@ inline Isa detected_isa() noexcept {
 
 namespace detail {
 // The level MPT_ISA asks for, checked against the CPU once.
+// The level MPT_ISA=`value` selects on a CPU whose best level is `cpu` (nullptr or
+// empty: `cpu`). A name it does not know, or a level above the CPU's, is an error.
+inline Isa isa_from_setting(const char* value, Isa cpu) {
+  if (value == nullptr || *value == '\0') return cpu;
+  Isa wanted = Isa::scalar;
+  try {
+    wanted = parse_isa(value);
+  } catch (const Error& e) {
+    throw_error("MPT_ISA=", value, ": ", e.what());
+  }
+  if (static_cast<int>(wanted) > static_cast<int>(cpu)) {
+    throw_error("MPT_ISA=", value, " asks for more than this CPU supports (", isa_name(cpu), "); MPT_ISA can only force a lower instruction set");
+  }
+  return wanted;
+}
+
 inline Isa environment_isa() {
-  static const Isa isa = [] {
-    const char* env = std::getenv("MPT_ISA");
-    if (env == nullptr || *env == '\0') return detected_isa();
-    Isa wanted = Isa::scalar;
-    try {
-      wanted = parse_isa(env);
-    } catch (const Error& e) {
-      throw_error("MPT_ISA=", env, ": ", e.what());
-    }
-    if (static_cast<int>(wanted) > static_cast<int>(detected_isa())) {
-      throw_error("MPT_ISA=", env, " asks for more than this CPU supports (", isa_name(detected_isa()),
-                  "); MPT_ISA can only force a lower instruction set");
-    }
-    return wanted;
-  }();
+  static const Isa isa = isa_from_setting(std::getenv("MPT_ISA"), detected_isa());
   return isa;
 }
+
+// ScopedIsa's rule: a level up to the CPU's, never above.
+inline void check_forced_isa(Isa wanted, Isa cpu) {
+  if (static_cast<int>(wanted) > static_cast<int>(cpu)) {
+    throw_error("ScopedIsa(", isa_name(wanted), "): this CPU supports only up to ", isa_name(cpu));
+  }
+}
+
 inline std::atomic<int>& isa_override() noexcept {
   static std::atomic<int> value{-1};
   return value;
@@ -157,9 +167,7 @@ inline Isa active_isa() {
 class ScopedIsa {
  public:
   explicit ScopedIsa(Isa isa) : previous_(detail::isa_override().load()) {
-    if (static_cast<int>(isa) > static_cast<int>(detected_isa())) {
-      throw_error("ScopedIsa(", isa_name(isa), "): this CPU supports only up to ", isa_name(detected_isa()));
-    }
+    detail::check_forced_isa(isa, detected_isa());
     detail::isa_override().store(static_cast<int>(isa));
   }
   ~ScopedIsa() { detail::isa_override().store(previous_); }

@@ -18,13 +18,16 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace mpt {
 
 namespace detail {
-inline int threads_from_environment() {
-  for (const char* name : {"MPT_NUM_THREADS", "OMP_NUM_THREADS"}) {
-    const char* value = std::getenv(name);
+// The thread count MPT_NUM_THREADS (first) or OMP_NUM_THREADS ask for, given their
+// values (nullptr: unset); `fallback` when neither is set.
+inline int thread_count_from(const char* mpt_value, const char* omp_value, int fallback) {
+  const std::pair<const char*, const char*> settings[] = {{"MPT_NUM_THREADS", mpt_value}, {"OMP_NUM_THREADS", omp_value}};
+  for (const auto& [name, value] : settings) {
     if (value == nullptr || *value == '\0') continue;
     char* end = nullptr;
     const long n = std::strtol(value, &end, 10);
@@ -33,7 +36,11 @@ inline int threads_from_environment() {
     }
     return static_cast<int>(n);
   }
-  return tbb::info::default_concurrency();
+  return fallback;
+}
+
+inline int threads_from_environment() {
+  return thread_count_from(std::getenv("MPT_NUM_THREADS"), std::getenv("OMP_NUM_THREADS"), tbb::info::default_concurrency());
 }
 
 struct ThreadState {

@@ -78,6 +78,9 @@ class BertForQuestionAnswering {
   using policy = P;
   using act_t = typename P::act_t;
   using hidden_t = typename P::accum_t;
+  static_assert(!std::is_same_v<typename P::param_t, Eigen::half>,
+                "BertForQuestionAnswering<fp16_mixed> is not available: mpt's GEMM has fp32, bf16 and fp64 kernels and no fp16 "
+                "ones; train with precision::bf16_mixed (same memory, fp32's range, no loss scaling)");
   static_assert(std::is_same_v<typename P::master_t, hidden_t>,
                 "BertForQuestionAnswering runs under precision::fp32, bf16_mixed or fp64: the master weights must be in "
                 "the accumulation type (pure bf16 training without masters is not wired into the model yet)");
