@@ -3,7 +3,7 @@
 //
 //   ./build/bin/bench_squad [--data FILE.json|FILE.json.zip] [--vocab vocab.txt] [--threads N] [--repeat R]
 //
-// Defaults: --data data/squad-v1.1-dev.json.zip, --vocab tests/data/bert-base-uncased-vocab.txt
+// Defaults: --data data/squad-v1.1-dev.json.zip, --vocab tests/fixtures/bert-base-uncased-vocab.txt
 // (run from the repository root). A .zip is read with `unzip -p`; or unpack first:
 //   unzip -o /work/shared/data/squad-v1.1-dev.json.zip -d /tmp && bench_squad --data /tmp/dev-v1.1.json
 #include <mpt/mpt.hpp>
@@ -37,7 +37,7 @@ std::string read_zip_member(const std::string& zip) {
 
 int main(int argc, char** argv) {
   std::string data = "data/squad-v1.1-dev.json.zip";
-  std::string vocab = "tests/data/bert-base-uncased-vocab.txt";
+  std::string vocab = "tests/fixtures/bert-base-uncased-vocab.txt";
   int threads = 0;
   int repeat = 3;
   for (int i = 1; i < argc; ++i) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Pure-Python reference for mpt's SQuAD pipeline, used only to generate test
-fixtures in tests/data (tests never run Python).
+fixtures in tests/fixtures (tests never run Python).
 
 Written from the published algorithms, not copied:
   * tokenizer: Hugging Face tokenizers' BertNormalizer (clean_text,
@@ -14,7 +14,7 @@ Written from the published algorithms, not copied:
   * post-processing: utils_qa.postprocess_qa_predictions with float32 math.
   * metrics: the official evaluate-v1.1.py / evaluate-v2.0.py rules.
 
-Usage: python3 tools/bert_reference_tokenizer.py  (writes tests/data/ref_*.json)
+Usage: python3 tools/bert_reference_tokenizer.py  (writes tests/fixtures/ref_*.json)
 """
 import collections
 import json
@@ -27,7 +27,7 @@ import sys
 import unicodedata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "tests", "data")
+DATA = os.path.join(ROOT, "tests", "fixtures")
 
 RUST_WHITE_SPACE = set([0x9, 0xA, 0xB, 0xC, 0xD, 0x20, 0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000]
                        + list(range(0x2000, 0x200B)))

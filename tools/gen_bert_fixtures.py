@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Generates tests/data/bert_tiny/: a tiny random BERT-QA model folder and PyTorch's
+"""Generates tests/fixtures/bert_tiny/: a tiny random BERT-QA model folder and PyTorch's
 outputs and gradients for one batch, in fp32 and under CPU bf16 autocast.
 
 Run by hand with the interpreter that has torch (1.13.1 here):
@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 SEED = 20261128
-OUT = sys.argv[1] if len(sys.argv) == 2 else os.path.join(os.path.dirname(__file__), "..", "tests", "data", "bert_tiny")
+OUT = sys.argv[1] if len(sys.argv) == 2 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "bert_tiny")
 
 CONFIG = {
     "architectures": ["BertForQuestionAnswering"],
@@ -433,7 +433,7 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--check":
-        OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "bert_tiny")
+        OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "bert_tiny")
         check_folder(sys.argv[2])
     else:
         main()

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Generates tests/data/optim/*.json: reference optimizer trajectories and
+"""Generates tests/fixtures/optim/*.json: reference optimizer trajectories and
 learning-rate schedules from PyTorch (Debian's python3-torch 1.13).
 
 Run by hand from the repository root:  /usr/bin/python3 tools/gen_optim_fixtures.py
@@ -20,7 +20,7 @@ import os
 
 import torch
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "optim")
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "optim")
 
 # (name, numel): odd sizes so vector tails are exercised; names as the model gives them.
 PARAMS = [

@@ -1224,7 +1224,7 @@ concept PrecisionPolicy = precision::is_precision_policy<P>::value;
 // active_isa() checked the CPU; each kernel header keeps a scalar reference
 // (std::exp / std::erf in the working precision) that also serves double.
 //
-// Accuracy (checked in tests/kernels_elementwise against double):
+// Accuracy (checked in tests/kernels against double):
 //   exp: Cody-Waite range reduction + degree-6 polynomial, <= 2 ulp on
 //        [-87.3, 88.7] (1.25 measured); below -87.3 it returns 0 (PyTorch
 //        returns a subnormal there, a difference below 1.2e-38), above 88.7 +Inf.
@@ -1827,7 +1827,7 @@ void for_each_row_chunk(std::size_t rows, std::size_t chunk, Body&& body) {
 // SC'11): a counter-based generator. philox4x32_10(counter, key) is a pure
 // function of a 128-bit counter and a 64-bit key, so any element's random bits
 // can be computed directly, in any order, on any thread. Checked against
-// Random123's known-answer vectors (tests/kernels_elementwise).
+// Random123's known-answer vectors (tests/kernels).
 //
 // The vector versions compute 16 (AVX-512) or 8 (AVX2) counters at once,
 // word i of every counter in one register (structure of arrays).
@@ -2813,7 +2813,7 @@ void embedding_backward(TensorView<Id> ids, TensorView<G> dout, TensorView<Acc> 
 // FMAs and exp's 10. Max |error| over a in [0, 10], fp32 Horner included (the tool):
 //   AVX-512: C 0.27 eps, D 0.50 eps;  AVX2: C 0.52 eps, D 0.51 eps  (eps = 2^-23),
 // so gelu is off by <= 0.6 a eps + its own rounding and gelu' by <= 0.6 eps +
-// its rounding (tests/kernels_elementwise derive their tolerances from this).
+// its rounding (tests/kernels derive their tolerances from this).
 // Past the fp32 saturation points (C = 1/2 from a = 5.6, D = 1/2 from 6.4) the
 // tables return exactly 1/2: gelu(h) = h for h >= 5.6, 0 for h <= -5.6; a NaN
 // pre-activation gives NaN for both, as PyTorch.

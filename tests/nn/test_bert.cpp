@@ -1,4 +1,4 @@
-// BertForQuestionAnswering against PyTorch (tests/data/bert_tiny, made by
+// BertForQuestionAnswering against PyTorch (tests/fixtures/bert_tiny, made by
 // tools/gen_bert_fixtures.py with torch 1.13.1) and against finite differences.
 #include <doctest/doctest.h>
 #include <mpt/mpt.hpp>
@@ -120,7 +120,7 @@ TEST_CASE("fp32 BERT-QA matches PyTorch fp32: logits, loss, hidden states, every
 
 TEST_CASE("bf16_mixed BERT-QA stays as close to PyTorch fp32 as autocast itself does") {
   // Tolerance per tensor: 3x the distance torch.autocast(bfloat16) itself
-  // lands from fp32 on this batch (tests/data/bert_tiny/README.md), floored at
+  // lands from fp32 on this batch (tests/fixtures/bert_tiny/README.md), floored at
   // 1e-4 of the tensor's scale for tensors autocast leaves nearly exact.
   const FixtureBatch batch = fixture_batch();
   const Expected fp32 = expected("expected_fp32.safetensors");

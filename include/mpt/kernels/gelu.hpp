@@ -14,7 +14,7 @@
 // FMAs and exp's 10. Max |error| over a in [0, 10], fp32 Horner included (the tool):
 //   AVX-512: C 0.27 eps, D 0.50 eps;  AVX2: C 0.52 eps, D 0.51 eps  (eps = 2^-23),
 // so gelu is off by <= 0.6 a eps + its own rounding and gelu' by <= 0.6 eps +
-// its rounding (tests/kernels_elementwise derive their tolerances from this).
+// its rounding (tests/kernels derive their tolerances from this).
 // Past the fp32 saturation points (C = 1/2 from a = 5.6, D = 1/2 from 6.4) the
 // tables return exactly 1/2: gelu(h) = h for h >= 5.6, 0 for h <= -5.6; a NaN
 // pre-activation gives NaN for both, as PyTorch.

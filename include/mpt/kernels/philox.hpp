@@ -3,7 +3,7 @@
 // SC'11): a counter-based generator. philox4x32_10(counter, key) is a pure
 // function of a 128-bit counter and a 64-bit key, so any element's random bits
 // can be computed directly, in any order, on any thread. Checked against
-// Random123's known-answer vectors (tests/kernels_elementwise).
+// Random123's known-answer vectors (tests/kernels).
 //
 // The vector versions compute 16 (AVX-512) or 8 (AVX2) counters at once,
 // word i of every counter in one register (structure of arrays).

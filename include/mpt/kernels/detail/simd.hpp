@@ -10,7 +10,7 @@
 // active_isa() checked the CPU; each kernel header keeps a scalar reference
 // (std::exp / std::erf in the working precision) that also serves double.
 //
-// Accuracy (checked in tests/kernels_elementwise against double):
+// Accuracy (checked in tests/kernels against double):
 //   exp: Cody-Waite range reduction + degree-6 polynomial, <= 2 ulp on
 //        [-87.3, 88.7] (1.25 measured); below -87.3 it returns 0 (PyTorch
 //        returns a subnormal there, a difference below 1.2e-38), above 88.7 +Inf.

@@ -152,7 +152,7 @@ TEST_CASE("tokenizer: emoji and mixed scripts by hand") {
 }
 
 TEST_CASE("tokenizer: emoji and mixed scripts match the reference fixture") {
-  // tests/data/ref_tokenizer_cases.jsonl comes from tools/bert_reference_tokenizer.py,
+  // tests/fixtures/ref_tokenizer_cases.jsonl comes from tools/bert_reference_tokenizer.py,
   // an independent Python implementation of the same published rules.
   std::ifstream in(test_data::path("ref_tokenizer_cases.jsonl"));
   REQUIRE(in);

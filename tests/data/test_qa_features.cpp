@@ -1,5 +1,5 @@
 // prepare_train_features / prepare_eval_features against run_qa.py's logic.
-// Expected values: tests/data/ref_squad_v11_subset.json and
+// Expected values: tests/fixtures/ref_squad_v11_subset.json and
 // ref_squad_v20_subset.json, written by tools/bert_reference_tokenizer.py
 // (a Python transcription of run_qa's feature functions and of tokenizers'
 // truncation with stride), plus properties checked on the real data.

@@ -12,7 +12,7 @@ using mpt::data::parse_squad;
 using mpt::data::read_squad;
 
 TEST_CASE("squad reader: nested v1.1 subset") {
-  // Counts from tests/data/SOURCES.md: 5 articles, 249 paragraphs, 1642 questions.
+  // Counts from tests/fixtures/SOURCES.md: 5 articles, 249 paragraphs, 1642 questions.
   const auto d = read_squad(test_data::path("squad-v1.1-dev-subset.json"));
   CHECK(d.size() == 1642);
   CHECK(d.contexts.size() == 249);
