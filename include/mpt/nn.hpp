@@ -5,8 +5,12 @@
 //     Hugging Face names;
 //   - forward(ctx, inputs..., out) writes `out` and saves what backward needs
 //     (views of inputs the caller keeps alive, and tensors in ctx.activations);
-//   - backward(ctx, dout..., din...) writes the input gradients and
-//     ACCUMULATES (+=) parameter gradients; only the trainer zeroes them;
+//   - backward(ctx, dout..., din...) ACCUMULATES (+=) parameter gradients (only
+//     the trainer zeroes them) and WRITES (=) its input gradients, except where an
+//     input feeds two paths: then the second path's backward adds (+=) into what the
+//     first wrote, and says so. In a BERT layer: DenseResidualNorm writes dx (the
+//     residual path), BertSelfAttention then adds its Q/K/V gradients into it; an
+//     intermediate Linear adds into dh the same way (Linear's accumulate_dx);
 //   - temporaries go to ctx.workspace, which the enclosing block resets.
 #include <mpt/nn/attention.hpp>
 #include <mpt/nn/bert.hpp>

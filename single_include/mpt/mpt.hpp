@@ -6897,8 +6897,12 @@ inline void save_pretrained(const std::filesystem::path& dir, const nlohmann::or
 //     Hugging Face names;
 //   - forward(ctx, inputs..., out) writes `out` and saves what backward needs
 //     (views of inputs the caller keeps alive, and tensors in ctx.activations);
-//   - backward(ctx, dout..., din...) writes the input gradients and
-//     ACCUMULATES (+=) parameter gradients; only the trainer zeroes them;
+//   - backward(ctx, dout..., din...) ACCUMULATES (+=) parameter gradients (only
+//     the trainer zeroes them) and WRITES (=) its input gradients, except where an
+//     input feeds two paths: then the second path's backward adds (+=) into what the
+//     first wrote, and says so. In a BERT layer: DenseResidualNorm writes dx (the
+//     residual path), BertSelfAttention then adds its Q/K/V gradients into it; an
+//     intermediate Linear adds into dh the same way (Linear's accumulate_dx);
 //   - temporaries go to ctx.workspace, which the enclosing block resets.
 // ---- begin mpt/nn/attention.hpp ----
 // BertSelfAttention<P>: multi-head scaled dot-product self-attention with a
@@ -7466,13 +7470,15 @@ class BertSelfAttention {
   // x [B·S, H] (kept alive by the caller), mask [B, S], ctx_out [B·S, H].
   void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const float> mask, std::int64_t batch,
                TensorView<act_t> context_out) {
+    Arena& saved = ctx.activations;  // lives until backward
+    Arena& scratch = ctx.workspace;  // this call only
     dims_ = {batch, static_cast<std::int64_t>(x.size()) / (batch * hidden_), hidden_, heads_};
     const AttentionDims& d = dims_;
     check_shape("BertSelfAttention::forward", "mask", mask.shape(), Shape{d.batch, d.seq});
     const Shape th{d.tokens(), d.hidden};
-    q_ = ctx.activations.template allocate<act_t>(th, "query");
-    k_ = ctx.activations.template allocate<act_t>(th, "key");
-    v_ = ctx.activations.template allocate<act_t>(th, "value");
+    q_ = saved.allocate<act_t>(th, "query");
+    k_ = saved.allocate<act_t>(th, "key");
+    v_ = saved.allocate<act_t>(th, "value");
     query_.forward(ctx, x, q_);
     key_.forward(ctx, x, k_);
     value_.forward(ctx, x, v_);
@@ -7481,57 +7487,50 @@ class BertSelfAttention {
     // Scores in the activation type, as autocast's bf16 matmul returns them (the 1/√d
     // scaling is exact; the mask is added and softmax runs in fp32). Besides being what
     // transformers computes, it halves the bytes of this memory-bound product at S = 384.
-    auto scores = ctx.workspace.template allocate<act_t>(scores_shape, "attention scores");
+    auto scores = scratch.allocate<act_t>(scores_shape, "attention scores");
     for_each_batch([&](std::size_t b) {
-      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, q_.data() + row0(b), s(d.hidden),
-                           s(d.head_dim()), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           scores.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), s(d.heads));
+      // scores_bh [S, S] = Q_bh [S, d] · K_bhᵀ
+      per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(q_, b), heads_of(k_, b), scores_of(scores, b));
     });
-    probs_ = ctx.activations.template allocate<act_t>(scores_shape, "attention probabilities");
+    probs_ = saved.allocate<act_t>(scores_shape, "attention probabilities");
     kernels::softmax_forward(TensorView<const act_t>(scores), mask, 1.0 / std::sqrt(static_cast<double>(d.head_dim())), probs_);
     kept_ = probs_;
     if (dropout_active(ctx)) {
-      kept_ = ctx.activations.template allocate<act_t>(scores_shape, "attention probabilities after dropout");
+      kept_ = saved.allocate<act_t>(scores_shape, "attention probabilities after dropout");
       kernels::dropout_forward(TensorView<const act_t>(probs_), kept_, dropout_, ctx.dropout_key(site_));
     }
     for_each_batch([&](std::size_t b) {
-      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f,
-                           kept_.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), v_.data() + row0(b),
-                           s(d.hidden), s(d.head_dim()), 0.0f, context_out.data() + row0(b), s(d.hidden),
-                           s(d.head_dim()), s(d.heads));
+      // ctx_bh [S, d] = kept_bh [S, S] · V_bh [S, d]
+      per_head(N, N, d.seq, d.head_dim(), d.seq, scores_of(kept_, b), heads_of(v_, b), heads_of(context_out, b));
     });
   }
 
   // dcontext [B·S, H] act_t; dx [B·S, H] hidden_t: += the input gradient of all three projections.
   void backward(Context<P>& ctx, TensorView<const act_t> dcontext, TensorView<hidden_t> dx) {
+    Arena& scratch = ctx.workspace;  // this call only
     const AttentionDims& d = dims_;
     const Shape scores_shape{d.batch, d.heads, d.seq, d.seq};
     const Shape th{d.tokens(), d.hidden};
-    auto dq = ctx.workspace.template allocate<act_t>(th, "dquery");
-    auto dk = ctx.workspace.template allocate<act_t>(th, "dkey");
-    auto dv = ctx.workspace.template allocate<act_t>(th, "dvalue");
-    auto dscores = ctx.workspace.template allocate<act_t>(scores_shape, "dscores");
+    auto dq = scratch.allocate<act_t>(th, "dquery");
+    auto dk = scratch.allocate<act_t>(th, "dkey");
+    auto dv = scratch.allocate<act_t>(th, "dvalue");
+    auto dscores = scratch.allocate<act_t>(scores_shape, "dscores");
     // dkept in act_t (bf16: half the bytes of this memory-bound product, and autocast's
     // rounding); with dropout its gradient goes to fp32 dprobs. Without dropout, or when
     // act_t is already fp32, dkept is dprobs.
     TensorView<act_t> dkept;
     TensorView<hidden_t> dprobs;
     if constexpr (separate_dkept) {
-      dkept = ctx.workspace.template allocate<act_t>(scores_shape, "dkept");
-      if (dropout_active(ctx)) dprobs = ctx.workspace.template allocate<hidden_t>(scores_shape, "dprobs");
+      dkept = scratch.allocate<act_t>(scores_shape, "dkept");
+      if (dropout_active(ctx)) dprobs = scratch.allocate<hidden_t>(scores_shape, "dprobs");
     } else {
-      dkept = dprobs = ctx.workspace.template allocate<hidden_t>(scores_shape, "dprobs");
+      dkept = dprobs = scratch.allocate<hidden_t>(scores_shape, "dprobs");
     }
     for_each_batch([&](std::size_t b) {
-      const std::size_t sc = b * per_batch_scores();
-      // dkept [S, S] = dctx_bh [S, d] · V_bhᵀ
-      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, dcontext.data() + row0(b),
-                           s(d.hidden), s(d.head_dim()), v_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           dkept.data() + sc, s(d.seq), s(d.seq * d.seq), s(d.heads));
-      // dV_bh [S, d] = keptᵀ [S, S] · dctx_bh [S, d]
-      kernels::gemm_strided_batched(kernels::Trans::T, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, kept_.data() + sc, s(d.seq),
-                           s(d.seq * d.seq), dcontext.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           dv.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
+      // dkept_bh [S, S] = dctx_bh [S, d] · V_bhᵀ
+      per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(dcontext, b), heads_of(v_, b), scores_of(dkept, b));
+      // dV_bh [S, d] = kept_bhᵀ [S, S] · dctx_bh [S, d]
+      per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(kept_, b), heads_of(dcontext, b), heads_of(dv, b));
     });
     const double scale = 1.0 / std::sqrt(static_cast<double>(d.head_dim()));
     if (dropout_active(ctx)) {
@@ -7541,15 +7540,10 @@ class BertSelfAttention {
       kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const act_t>(dkept), scale, dscores);
     }
     for_each_batch([&](std::size_t b) {
-      const std::size_t sc = b * per_batch_scores();
-      // dQ_bh [S, d] = dscores [S, S] · K_bh [S, d]
-      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
-                           s(d.seq * d.seq), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           dq.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
-      // dK_bh [S, d] = dscoresᵀ [S, S] · Q_bh [S, d]
-      kernels::gemm_strided_batched(kernels::Trans::T, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
-                           s(d.seq * d.seq), q_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           dk.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
+      // dQ_bh [S, d] = dscores_bh [S, S] · K_bh [S, d]
+      per_head(N, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(k_, b), heads_of(dq, b));
+      // dK_bh [S, d] = dscores_bhᵀ [S, S] · Q_bh [S, d]
+      per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(q_, b), heads_of(dk, b));
     });
     query_.backward(ctx, TensorView<const act_t>(dq), dx, true);
     key_.backward(ctx, TensorView<const act_t>(dk), dx, true);
@@ -7558,9 +7552,34 @@ class BertSelfAttention {
 
  private:
   static constexpr bool separate_dkept = !std::is_same_v<act_t, hidden_t>;
+  static constexpr kernels::Trans N = kernels::Trans::N, T = kernels::Trans::T;
   static std::size_t s(std::int64_t n) noexcept { return static_cast<std::size_t>(n); }
-  std::size_t row0(std::size_t b) const noexcept { return b * s(dims_.seq * dims_.hidden); }
-  std::size_t per_batch_scores() const noexcept { return s(dims_.heads * dims_.seq * dims_.seq); }
+
+  // The `heads` matrices of one batch item, for one strided-batched GEMM: matrix h
+  // starts at data + h * stride, with leading dimension ld.
+  template <class E>
+  struct Heads {
+    E* data;
+    std::size_t ld, stride;
+  };
+  // Item b of a [B·S, H] tensor: head h is the [S, d] block of columns h·d .. h·d+d.
+  template <class E>
+  Heads<E> heads_of(TensorView<E> t, std::size_t b) const noexcept {
+    return {t.data() + b * s(dims_.seq * dims_.hidden), s(dims_.hidden), s(dims_.head_dim())};
+  }
+  // Item b of a [B, heads, S, S] tensor: head h is the [S, S] block h.
+  template <class E>
+  Heads<E> scores_of(TensorView<E> t, std::size_t b) const noexcept {
+    return {t.data() + b * s(dims_.heads * dims_.seq * dims_.seq), s(dims_.seq), s(dims_.seq * dims_.seq)};
+  }
+  // C_h [m, n] = op(A_h) · op(B_h) for every head h of one item (C overwritten).
+  template <class EA, class EB, class EC>
+  void per_head(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, Heads<EA> a, Heads<EB> b,
+                Heads<EC> c) const {
+    kernels::gemm_strided_batched(ta, tb, s(m), s(n), s(k), 1.0f, static_cast<const std::remove_const_t<EA>*>(a.data), a.ld, a.stride,
+                                  static_cast<const std::remove_const_t<EB>*>(b.data), b.ld, b.stride, 0.0f, c.data, c.ld, c.stride,
+                                  s(dims_.heads));
+  }
   template <class F>
   void for_each_batch(F&& f) const {
     for (std::size_t b = 0; b < s(dims_.batch); ++b) f(b);
@@ -7806,10 +7825,11 @@ class LayerNorm {
   static std::size_t saved_bytes(std::int64_t rows) { return 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(rows)); }
 
   void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<hidden_t> y) {
+    Arena& saved = ctx.activations;  // lives until backward
     x_ = x;
     const std::int64_t rows = static_cast<std::int64_t>(x.size()) / hidden_;
-    mean_ = ctx.activations.template allocate<hidden_t>(Shape{rows}, "LayerNorm mean");
-    rstd_ = ctx.activations.template allocate<hidden_t>(Shape{rows}, "LayerNorm rstd");
+    mean_ = saved.allocate<hidden_t>(Shape{rows}, "LayerNorm mean");
+    rstd_ = saved.allocate<hidden_t>(Shape{rows}, "LayerNorm rstd");
     kernels::layer_norm_forward(x, ctx.params.master(gamma_), ctx.params.master(beta_), eps_, y, mean_, rstd_);
   }
 
@@ -7861,10 +7881,12 @@ class DenseResidualNorm {
 
   // x (kept alive by the caller), residual [rows, H], out [rows, H].
   void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const hidden_t> residual, TensorView<hidden_t> out) {
+    Arena& saved = ctx.activations;  // lives until backward
+    Arena& scratch = ctx.workspace;  // this call only
     const Shape rh{static_cast<std::int64_t>(residual.size()) / hidden_, hidden_};
-    auto y = ctx.workspace.template allocate<act_t>(rh, "dense output");
+    auto y = scratch.allocate<act_t>(rh, "dense output");
     dense_.forward(ctx, x, y);
-    sum_ = ctx.activations.template allocate<hidden_t>(rh, "residual sum");
+    sum_ = saved.allocate<hidden_t>(rh, "residual sum");
     kernels::dropout_add_forward(TensorView<const act_t>(y), residual, sum_, rate(ctx), ctx.dropout_key(site_));
     norm_.forward(ctx, TensorView<const hidden_t>(sum_), out);
   }
@@ -7872,8 +7894,9 @@ class DenseResidualNorm {
   // dout [rows, H]; dx [rows, in] act_t (overwritten); dresidual [rows, H] (overwritten:
   // the gradient of the sum, which the residual path receives unchanged).
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<act_t> dx, TensorView<hidden_t> dresidual) {
+    Arena& scratch = ctx.workspace;  // this call only
     norm_.backward(ctx, dout, dresidual);
-    auto dy = ctx.workspace.template allocate<act_t>(dresidual.shape(), "ddense output");
+    auto dy = scratch.allocate<act_t>(dresidual.shape(), "ddense output");
     kernels::dropout_backward(TensorView<const hidden_t>(dresidual), dy, rate(ctx), ctx.dropout_key(site_));
     dense_.backward(ctx, TensorView<const act_t>(dy), dx, false);
   }
@@ -7983,38 +8006,40 @@ class BertLayer {
   // x [B·S, H] kept alive by the caller; out [B·S, H].
   void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<const float> mask, std::int64_t batch,
                TensorView<hidden_t> out) {
+    Arena& saved = ctx.activations;  // lives until backward
     ctx.workspace.reset();
     const Shape th = x.shape();
     const Shape ti{th[0], config_.intermediate};
-    const auto x_in = detail::as_matmul_input<act_t>(ctx.activations, x, "layer input as matmul input");
-    auto context = ctx.activations.template allocate<act_t>(th, "attention context");
+    const auto x_in = detail::as_matmul_input<act_t>(saved, x, "layer input as matmul input");
+    auto context = saved.allocate<act_t>(th, "attention context");
     attention_.forward(ctx, x_in, mask, batch, context);
-    h_ = ctx.activations.template allocate<hidden_t>(th, "attention block output");
+    h_ = saved.allocate<hidden_t>(th, "attention block output");
     attention_output_.forward(ctx, TensorView<const act_t>(context), x, h_);
 
-    const auto h_in = detail::as_matmul_input<act_t>(ctx.activations, TensorView<const hidden_t>(h_), "h as matmul input");
-    pre_ = ctx.activations.template allocate<act_t>(ti, "GELU pre-activation");
+    const auto h_in = detail::as_matmul_input<act_t>(saved, TensorView<const hidden_t>(h_), "h as matmul input");
+    pre_ = saved.allocate<act_t>(ti, "GELU pre-activation");
     intermediate_.forward(ctx, h_in, pre_);
-    inter_ = ctx.activations.template allocate<act_t>(ti, "intermediate");
+    inter_ = saved.allocate<act_t>(ti, "intermediate");
     kernels::gelu_forward(TensorView<const act_t>(pre_), inter_);
     output_.forward(ctx, TensorView<const act_t>(inter_), TensorView<const hidden_t>(h_), out);
   }
 
   // dout [B·S, H]; dx [B·S, H] (overwritten).
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<hidden_t> dx) {
-    ctx.workspace.reset();
+    Arena& scratch = ctx.workspace;  // this call only
+    scratch.reset();
     const Shape th = dout.shape();
     const Shape ti{th[0], config_.intermediate};
-    auto dinter = ctx.workspace.template allocate<act_t>(ti, "dintermediate");
-    auto dh = ctx.workspace.template allocate<hidden_t>(th, "dh");
+    auto dinter = scratch.allocate<act_t>(ti, "dintermediate");
+    auto dh = scratch.allocate<hidden_t>(th, "dh");
     output_.backward(ctx, dout, dinter, dh);
-    auto dpre = ctx.workspace.template allocate<act_t>(ti, "dpre-activation");
+    auto dpre = scratch.allocate<act_t>(ti, "dpre-activation");
     kernels::gelu_backward(TensorView<const act_t>(dinter), TensorView<const act_t>(pre_), dpre, TensorView<hidden_t>{});
-    intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);
+    intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);  // dh += (the residual path wrote it)
 
-    auto dcontext = ctx.workspace.template allocate<act_t>(th, "dcontext");
-    attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);
-    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);
+    auto dcontext = scratch.allocate<act_t>(th, "dcontext");
+    attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);  // dx = (residual path)
+    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);                 // dx += (Q, K, V)
   }
 
  private:
@@ -8087,6 +8112,8 @@ class BertEmbeddings {
   // ids, token_types [B, S]; out [B·S, H].
   void forward(Context<P>& ctx, TensorView<const std::int32_t> ids, TensorView<const std::int32_t> token_types,
                TensorView<hidden_t> out) {
+    Arena& saved = ctx.activations;  // lives until backward
+    Arena& scratch = ctx.workspace;  // this call only
     ctx.workspace.reset();
     const std::int64_t batch = ids.dim(0), seq = ids.dim(1);
     check_shape("BertEmbeddings::forward", "token_type_ids", token_types.shape(), ids.shape());
@@ -8096,13 +8123,13 @@ class BertEmbeddings {
     }
     ids_ = ids;
     token_types_ = token_types;
-    positions_ = ctx.activations.template allocate<std::int32_t>(Shape{batch, seq}, "position ids");
+    positions_ = saved.allocate<std::int32_t>(Shape{batch, seq}, "position ids");
     for (std::int64_t b = 0; b < batch; ++b)
       for (std::int64_t s = 0; s < seq; ++s) positions_(b, s) = static_cast<std::int32_t>(s);
 
     const Shape th{batch * seq, config_.hidden};
-    sum_ = ctx.activations.template allocate<hidden_t>(th, "embedding sum");
-    auto part = ctx.workspace.template allocate<hidden_t>(th, "embedding lookup");
+    sum_ = saved.allocate<hidden_t>(th, "embedding sum");
+    auto part = scratch.allocate<hidden_t>(th, "embedding lookup");
     const auto& params = ctx.params;
     const Shape bsh{batch, seq, config_.hidden};  // the lookups' view of [B·S, H]
     kernels::embedding_forward(ids, params.master(word_), sum_.reshape(bsh));
@@ -8111,16 +8138,17 @@ class BertEmbeddings {
     kernels::embedding_forward(TensorView<const std::int32_t>(positions_), params.master(position_), part.reshape(bsh));
     kernels::residual_add(TensorView<const hidden_t>(sum_), TensorView<const hidden_t>(part), sum_);
 
-    auto normed = ctx.workspace.template allocate<hidden_t>(th, "embedding LayerNorm output");
+    auto normed = scratch.allocate<hidden_t>(th, "embedding LayerNorm output");
     norm_.forward(ctx, TensorView<const hidden_t>(sum_), normed);
     kernels::dropout_forward(TensorView<const hidden_t>(normed), out, rate(ctx), ctx.dropout_key(0));
   }
 
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout) {
+    Arena& scratch = ctx.workspace;  // this call only
     ctx.workspace.reset();
-    auto dnormed = ctx.workspace.template allocate<hidden_t>(dout.shape(), "dembedding LayerNorm output");
+    auto dnormed = scratch.allocate<hidden_t>(dout.shape(), "dembedding LayerNorm output");
     kernels::dropout_backward(dout, dnormed, rate(ctx), ctx.dropout_key(0));
-    auto dsum = ctx.workspace.template allocate<hidden_t>(dout.shape(), "dembedding sum");
+    auto dsum = scratch.allocate<hidden_t>(dout.shape(), "dembedding sum");
     norm_.backward(ctx, TensorView<const hidden_t>(dnormed), dsum);
 
     // The padding row keeps its gradient unchanged (nn.Embedding(padding_idx)).
@@ -8358,6 +8386,7 @@ void save_pretrained(const std::filesystem::path& dir, const BertConfig& config,
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mpt::nn {
@@ -8572,7 +8601,7 @@ class BertForQuestionAnswering {
     workspace_.reset();
     auto dstart = workspace_.allocate<hidden_t>(Shape{b, s}, "dstart logits");
     auto dend = workspace_.allocate<hidden_t>(Shape{b, s}, "dend logits");
-        // loss = (start + end) / 2
+    // loss = (start + end) / 2
     const double dloss = 0.5 * loss_multiplier;
     kernels::cross_entropy_backward(TensorView<const hidden_t>(start_), TensorView<const std::int32_t>(start_targets_), ignore, dloss, dstart);
     kernels::cross_entropy_backward(TensorView<const hidden_t>(end_), TensorView<const std::int32_t>(end_targets_), ignore, dloss, dend);
@@ -8582,16 +8611,17 @@ class BertForQuestionAnswering {
       dlogits[2 * t + 1] = static_cast<act_t>(dend[t]);
     }
     const Shape th{b * s, h};
-    TensorView<hidden_t> grad[2] = {activations_.allocate<hidden_t>(th, "hidden gradient"),
-                                    activations_.allocate<hidden_t>(th, "hidden gradient")};
-    qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), grad[0], false);
+    // Two buffers in turn: the gradient of a layer's output, and of its input.
+    TensorView<hidden_t> dout = activations_.allocate<hidden_t>(th, "hidden gradient");
+    TensorView<hidden_t> din = activations_.allocate<hidden_t>(th, "hidden gradient");
+    qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), dout, false);
     gradients_ready(qa_outputs_.weight_id());
     for (std::size_t l = layers_.size(); l-- > 0;) {
-      const std::size_t from = (layers_.size() - 1 - l) % 2;
-      layers_[l].backward(ctx, TensorView<const hidden_t>(grad[from]), grad[1 - from]);
+      layers_[l].backward(ctx, TensorView<const hidden_t>(dout), din);
       gradients_ready(layers_[l].first_weight_id());
+      std::swap(dout, din);
     }
-    embeddings_.backward(ctx, TensorView<const hidden_t>(grad[layers_.size() % 2]));
+    embeddings_.backward(ctx, TensorView<const hidden_t>(dout));
     mpt::detail::equalize_scratch();
   }
 

@@ -81,13 +81,15 @@ class BertSelfAttention {
   // x [B·S, H] (kept alive by the caller), mask [B, S], ctx_out [B·S, H].
   void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const float> mask, std::int64_t batch,
                TensorView<act_t> context_out) {
+    Arena& saved = ctx.activations;  // lives until backward
+    Arena& scratch = ctx.workspace;  // this call only
     dims_ = {batch, static_cast<std::int64_t>(x.size()) / (batch * hidden_), hidden_, heads_};
     const AttentionDims& d = dims_;
     check_shape("BertSelfAttention::forward", "mask", mask.shape(), Shape{d.batch, d.seq});
     const Shape th{d.tokens(), d.hidden};
-    q_ = ctx.activations.template allocate<act_t>(th, "query");
-    k_ = ctx.activations.template allocate<act_t>(th, "key");
-    v_ = ctx.activations.template allocate<act_t>(th, "value");
+    q_ = saved.allocate<act_t>(th, "query");
+    k_ = saved.allocate<act_t>(th, "key");
+    v_ = saved.allocate<act_t>(th, "value");
     query_.forward(ctx, x, q_);
     key_.forward(ctx, x, k_);
     value_.forward(ctx, x, v_);
@@ -96,57 +98,50 @@ class BertSelfAttention {
     // Scores in the activation type, as autocast's bf16 matmul returns them (the 1/√d
     // scaling is exact; the mask is added and softmax runs in fp32). Besides being what
     // transformers computes, it halves the bytes of this memory-bound product at S = 384.
-    auto scores = ctx.workspace.template allocate<act_t>(scores_shape, "attention scores");
+    auto scores = scratch.allocate<act_t>(scores_shape, "attention scores");
     for_each_batch([&](std::size_t b) {
-      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, q_.data() + row0(b), s(d.hidden),
-                           s(d.head_dim()), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           scores.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), s(d.heads));
+      // scores_bh [S, S] = Q_bh [S, d] · K_bhᵀ
+      per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(q_, b), heads_of(k_, b), scores_of(scores, b));
     });
-    probs_ = ctx.activations.template allocate<act_t>(scores_shape, "attention probabilities");
+    probs_ = saved.allocate<act_t>(scores_shape, "attention probabilities");
     kernels::softmax_forward(TensorView<const act_t>(scores), mask, 1.0 / std::sqrt(static_cast<double>(d.head_dim())), probs_);
     kept_ = probs_;
     if (dropout_active(ctx)) {
-      kept_ = ctx.activations.template allocate<act_t>(scores_shape, "attention probabilities after dropout");
+      kept_ = saved.allocate<act_t>(scores_shape, "attention probabilities after dropout");
       kernels::dropout_forward(TensorView<const act_t>(probs_), kept_, dropout_, ctx.dropout_key(site_));
     }
     for_each_batch([&](std::size_t b) {
-      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f,
-                           kept_.data() + b * per_batch_scores(), s(d.seq), s(d.seq * d.seq), v_.data() + row0(b),
-                           s(d.hidden), s(d.head_dim()), 0.0f, context_out.data() + row0(b), s(d.hidden),
-                           s(d.head_dim()), s(d.heads));
+      // ctx_bh [S, d] = kept_bh [S, S] · V_bh [S, d]
+      per_head(N, N, d.seq, d.head_dim(), d.seq, scores_of(kept_, b), heads_of(v_, b), heads_of(context_out, b));
     });
   }
 
   // dcontext [B·S, H] act_t; dx [B·S, H] hidden_t: += the input gradient of all three projections.
   void backward(Context<P>& ctx, TensorView<const act_t> dcontext, TensorView<hidden_t> dx) {
+    Arena& scratch = ctx.workspace;  // this call only
     const AttentionDims& d = dims_;
     const Shape scores_shape{d.batch, d.heads, d.seq, d.seq};
     const Shape th{d.tokens(), d.hidden};
-    auto dq = ctx.workspace.template allocate<act_t>(th, "dquery");
-    auto dk = ctx.workspace.template allocate<act_t>(th, "dkey");
-    auto dv = ctx.workspace.template allocate<act_t>(th, "dvalue");
-    auto dscores = ctx.workspace.template allocate<act_t>(scores_shape, "dscores");
+    auto dq = scratch.allocate<act_t>(th, "dquery");
+    auto dk = scratch.allocate<act_t>(th, "dkey");
+    auto dv = scratch.allocate<act_t>(th, "dvalue");
+    auto dscores = scratch.allocate<act_t>(scores_shape, "dscores");
     // dkept in act_t (bf16: half the bytes of this memory-bound product, and autocast's
     // rounding); with dropout its gradient goes to fp32 dprobs. Without dropout, or when
     // act_t is already fp32, dkept is dprobs.
     TensorView<act_t> dkept;
     TensorView<hidden_t> dprobs;
     if constexpr (separate_dkept) {
-      dkept = ctx.workspace.template allocate<act_t>(scores_shape, "dkept");
-      if (dropout_active(ctx)) dprobs = ctx.workspace.template allocate<hidden_t>(scores_shape, "dprobs");
+      dkept = scratch.allocate<act_t>(scores_shape, "dkept");
+      if (dropout_active(ctx)) dprobs = scratch.allocate<hidden_t>(scores_shape, "dprobs");
     } else {
-      dkept = dprobs = ctx.workspace.template allocate<hidden_t>(scores_shape, "dprobs");
+      dkept = dprobs = scratch.allocate<hidden_t>(scores_shape, "dprobs");
     }
     for_each_batch([&](std::size_t b) {
-      const std::size_t sc = b * per_batch_scores();
-      // dkept [S, S] = dctx_bh [S, d] · V_bhᵀ
-      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::T, s(d.seq), s(d.seq), s(d.head_dim()), 1.0f, dcontext.data() + row0(b),
-                           s(d.hidden), s(d.head_dim()), v_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           dkept.data() + sc, s(d.seq), s(d.seq * d.seq), s(d.heads));
-      // dV_bh [S, d] = keptᵀ [S, S] · dctx_bh [S, d]
-      kernels::gemm_strided_batched(kernels::Trans::T, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, kept_.data() + sc, s(d.seq),
-                           s(d.seq * d.seq), dcontext.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           dv.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
+      // dkept_bh [S, S] = dctx_bh [S, d] · V_bhᵀ
+      per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(dcontext, b), heads_of(v_, b), scores_of(dkept, b));
+      // dV_bh [S, d] = kept_bhᵀ [S, S] · dctx_bh [S, d]
+      per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(kept_, b), heads_of(dcontext, b), heads_of(dv, b));
     });
     const double scale = 1.0 / std::sqrt(static_cast<double>(d.head_dim()));
     if (dropout_active(ctx)) {
@@ -156,15 +151,10 @@ class BertSelfAttention {
       kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const act_t>(dkept), scale, dscores);
     }
     for_each_batch([&](std::size_t b) {
-      const std::size_t sc = b * per_batch_scores();
-      // dQ_bh [S, d] = dscores [S, S] · K_bh [S, d]
-      kernels::gemm_strided_batched(kernels::Trans::N, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
-                           s(d.seq * d.seq), k_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           dq.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
-      // dK_bh [S, d] = dscoresᵀ [S, S] · Q_bh [S, d]
-      kernels::gemm_strided_batched(kernels::Trans::T, kernels::Trans::N, s(d.seq), s(d.head_dim()), s(d.seq), 1.0f, dscores.data() + sc, s(d.seq),
-                           s(d.seq * d.seq), q_.data() + row0(b), s(d.hidden), s(d.head_dim()), 0.0f,
-                           dk.data() + row0(b), s(d.hidden), s(d.head_dim()), s(d.heads));
+      // dQ_bh [S, d] = dscores_bh [S, S] · K_bh [S, d]
+      per_head(N, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(k_, b), heads_of(dq, b));
+      // dK_bh [S, d] = dscores_bhᵀ [S, S] · Q_bh [S, d]
+      per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(q_, b), heads_of(dk, b));
     });
     query_.backward(ctx, TensorView<const act_t>(dq), dx, true);
     key_.backward(ctx, TensorView<const act_t>(dk), dx, true);
@@ -173,9 +163,34 @@ class BertSelfAttention {
 
  private:
   static constexpr bool separate_dkept = !std::is_same_v<act_t, hidden_t>;
+  static constexpr kernels::Trans N = kernels::Trans::N, T = kernels::Trans::T;
   static std::size_t s(std::int64_t n) noexcept { return static_cast<std::size_t>(n); }
-  std::size_t row0(std::size_t b) const noexcept { return b * s(dims_.seq * dims_.hidden); }
-  std::size_t per_batch_scores() const noexcept { return s(dims_.heads * dims_.seq * dims_.seq); }
+
+  // The `heads` matrices of one batch item, for one strided-batched GEMM: matrix h
+  // starts at data + h * stride, with leading dimension ld.
+  template <class E>
+  struct Heads {
+    E* data;
+    std::size_t ld, stride;
+  };
+  // Item b of a [B·S, H] tensor: head h is the [S, d] block of columns h·d .. h·d+d.
+  template <class E>
+  Heads<E> heads_of(TensorView<E> t, std::size_t b) const noexcept {
+    return {t.data() + b * s(dims_.seq * dims_.hidden), s(dims_.hidden), s(dims_.head_dim())};
+  }
+  // Item b of a [B, heads, S, S] tensor: head h is the [S, S] block h.
+  template <class E>
+  Heads<E> scores_of(TensorView<E> t, std::size_t b) const noexcept {
+    return {t.data() + b * s(dims_.heads * dims_.seq * dims_.seq), s(dims_.seq), s(dims_.seq * dims_.seq)};
+  }
+  // C_h [m, n] = op(A_h) · op(B_h) for every head h of one item (C overwritten).
+  template <class EA, class EB, class EC>
+  void per_head(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, Heads<EA> a, Heads<EB> b,
+                Heads<EC> c) const {
+    kernels::gemm_strided_batched(ta, tb, s(m), s(n), s(k), 1.0f, static_cast<const std::remove_const_t<EA>*>(a.data), a.ld, a.stride,
+                                  static_cast<const std::remove_const_t<EB>*>(b.data), b.ld, b.stride, 0.0f, c.data, c.ld, c.stride,
+                                  s(dims_.heads));
+  }
   template <class F>
   void for_each_batch(F&& f) const {
     for (std::size_t b = 0; b < s(dims_.batch); ++b) f(b);

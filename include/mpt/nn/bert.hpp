@@ -33,6 +33,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mpt::nn {
@@ -247,7 +248,7 @@ class BertForQuestionAnswering {
     workspace_.reset();
     auto dstart = workspace_.allocate<hidden_t>(Shape{b, s}, "dstart logits");
     auto dend = workspace_.allocate<hidden_t>(Shape{b, s}, "dend logits");
-        // loss = (start + end) / 2
+    // loss = (start + end) / 2
     const double dloss = 0.5 * loss_multiplier;
     kernels::cross_entropy_backward(TensorView<const hidden_t>(start_), TensorView<const std::int32_t>(start_targets_), ignore, dloss, dstart);
     kernels::cross_entropy_backward(TensorView<const hidden_t>(end_), TensorView<const std::int32_t>(end_targets_), ignore, dloss, dend);
@@ -257,16 +258,17 @@ class BertForQuestionAnswering {
       dlogits[2 * t + 1] = static_cast<act_t>(dend[t]);
     }
     const Shape th{b * s, h};
-    TensorView<hidden_t> grad[2] = {activations_.allocate<hidden_t>(th, "hidden gradient"),
-                                    activations_.allocate<hidden_t>(th, "hidden gradient")};
-    qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), grad[0], false);
+    // Two buffers in turn: the gradient of a layer's output, and of its input.
+    TensorView<hidden_t> dout = activations_.allocate<hidden_t>(th, "hidden gradient");
+    TensorView<hidden_t> din = activations_.allocate<hidden_t>(th, "hidden gradient");
+    qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), dout, false);
     gradients_ready(qa_outputs_.weight_id());
     for (std::size_t l = layers_.size(); l-- > 0;) {
-      const std::size_t from = (layers_.size() - 1 - l) % 2;
-      layers_[l].backward(ctx, TensorView<const hidden_t>(grad[from]), grad[1 - from]);
+      layers_[l].backward(ctx, TensorView<const hidden_t>(dout), din);
       gradients_ready(layers_[l].first_weight_id());
+      std::swap(dout, din);
     }
-    embeddings_.backward(ctx, TensorView<const hidden_t>(grad[layers_.size() % 2]));
+    embeddings_.backward(ctx, TensorView<const hidden_t>(dout));
     mpt::detail::equalize_scratch();
   }
 

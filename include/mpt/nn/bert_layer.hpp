@@ -104,38 +104,40 @@ class BertLayer {
   // x [B·S, H] kept alive by the caller; out [B·S, H].
   void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<const float> mask, std::int64_t batch,
                TensorView<hidden_t> out) {
+    Arena& saved = ctx.activations;  // lives until backward
     ctx.workspace.reset();
     const Shape th = x.shape();
     const Shape ti{th[0], config_.intermediate};
-    const auto x_in = detail::as_matmul_input<act_t>(ctx.activations, x, "layer input as matmul input");
-    auto context = ctx.activations.template allocate<act_t>(th, "attention context");
+    const auto x_in = detail::as_matmul_input<act_t>(saved, x, "layer input as matmul input");
+    auto context = saved.allocate<act_t>(th, "attention context");
     attention_.forward(ctx, x_in, mask, batch, context);
-    h_ = ctx.activations.template allocate<hidden_t>(th, "attention block output");
+    h_ = saved.allocate<hidden_t>(th, "attention block output");
     attention_output_.forward(ctx, TensorView<const act_t>(context), x, h_);
 
-    const auto h_in = detail::as_matmul_input<act_t>(ctx.activations, TensorView<const hidden_t>(h_), "h as matmul input");
-    pre_ = ctx.activations.template allocate<act_t>(ti, "GELU pre-activation");
+    const auto h_in = detail::as_matmul_input<act_t>(saved, TensorView<const hidden_t>(h_), "h as matmul input");
+    pre_ = saved.allocate<act_t>(ti, "GELU pre-activation");
     intermediate_.forward(ctx, h_in, pre_);
-    inter_ = ctx.activations.template allocate<act_t>(ti, "intermediate");
+    inter_ = saved.allocate<act_t>(ti, "intermediate");
     kernels::gelu_forward(TensorView<const act_t>(pre_), inter_);
     output_.forward(ctx, TensorView<const act_t>(inter_), TensorView<const hidden_t>(h_), out);
   }
 
   // dout [B·S, H]; dx [B·S, H] (overwritten).
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<hidden_t> dx) {
-    ctx.workspace.reset();
+    Arena& scratch = ctx.workspace;  // this call only
+    scratch.reset();
     const Shape th = dout.shape();
     const Shape ti{th[0], config_.intermediate};
-    auto dinter = ctx.workspace.template allocate<act_t>(ti, "dintermediate");
-    auto dh = ctx.workspace.template allocate<hidden_t>(th, "dh");
+    auto dinter = scratch.allocate<act_t>(ti, "dintermediate");
+    auto dh = scratch.allocate<hidden_t>(th, "dh");
     output_.backward(ctx, dout, dinter, dh);
-    auto dpre = ctx.workspace.template allocate<act_t>(ti, "dpre-activation");
+    auto dpre = scratch.allocate<act_t>(ti, "dpre-activation");
     kernels::gelu_backward(TensorView<const act_t>(dinter), TensorView<const act_t>(pre_), dpre, TensorView<hidden_t>{});
-    intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);
+    intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);  // dh += (the residual path wrote it)
 
-    auto dcontext = ctx.workspace.template allocate<act_t>(th, "dcontext");
-    attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);
-    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);
+    auto dcontext = scratch.allocate<act_t>(th, "dcontext");
+    attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);  // dx = (residual path)
+    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);                 // dx += (Q, K, V)
   }
 
  private:

@@ -60,6 +60,8 @@ class BertEmbeddings {
   // ids, token_types [B, S]; out [B·S, H].
   void forward(Context<P>& ctx, TensorView<const std::int32_t> ids, TensorView<const std::int32_t> token_types,
                TensorView<hidden_t> out) {
+    Arena& saved = ctx.activations;  // lives until backward
+    Arena& scratch = ctx.workspace;  // this call only
     ctx.workspace.reset();
     const std::int64_t batch = ids.dim(0), seq = ids.dim(1);
     check_shape("BertEmbeddings::forward", "token_type_ids", token_types.shape(), ids.shape());
@@ -69,13 +71,13 @@ class BertEmbeddings {
     }
     ids_ = ids;
     token_types_ = token_types;
-    positions_ = ctx.activations.template allocate<std::int32_t>(Shape{batch, seq}, "position ids");
+    positions_ = saved.allocate<std::int32_t>(Shape{batch, seq}, "position ids");
     for (std::int64_t b = 0; b < batch; ++b)
       for (std::int64_t s = 0; s < seq; ++s) positions_(b, s) = static_cast<std::int32_t>(s);
 
     const Shape th{batch * seq, config_.hidden};
-    sum_ = ctx.activations.template allocate<hidden_t>(th, "embedding sum");
-    auto part = ctx.workspace.template allocate<hidden_t>(th, "embedding lookup");
+    sum_ = saved.allocate<hidden_t>(th, "embedding sum");
+    auto part = scratch.allocate<hidden_t>(th, "embedding lookup");
     const auto& params = ctx.params;
     const Shape bsh{batch, seq, config_.hidden};  // the lookups' view of [B·S, H]
     kernels::embedding_forward(ids, params.master(word_), sum_.reshape(bsh));
@@ -84,16 +86,17 @@ class BertEmbeddings {
     kernels::embedding_forward(TensorView<const std::int32_t>(positions_), params.master(position_), part.reshape(bsh));
     kernels::residual_add(TensorView<const hidden_t>(sum_), TensorView<const hidden_t>(part), sum_);
 
-    auto normed = ctx.workspace.template allocate<hidden_t>(th, "embedding LayerNorm output");
+    auto normed = scratch.allocate<hidden_t>(th, "embedding LayerNorm output");
     norm_.forward(ctx, TensorView<const hidden_t>(sum_), normed);
     kernels::dropout_forward(TensorView<const hidden_t>(normed), out, rate(ctx), ctx.dropout_key(0));
   }
 
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout) {
+    Arena& scratch = ctx.workspace;  // this call only
     ctx.workspace.reset();
-    auto dnormed = ctx.workspace.template allocate<hidden_t>(dout.shape(), "dembedding LayerNorm output");
+    auto dnormed = scratch.allocate<hidden_t>(dout.shape(), "dembedding LayerNorm output");
     kernels::dropout_backward(dout, dnormed, rate(ctx), ctx.dropout_key(0));
-    auto dsum = ctx.workspace.template allocate<hidden_t>(dout.shape(), "dembedding sum");
+    auto dsum = scratch.allocate<hidden_t>(dout.shape(), "dembedding sum");
     norm_.backward(ctx, TensorView<const hidden_t>(dnormed), dsum);
 
     // The padding row keeps its gradient unchanged (nn.Embedding(padding_idx)).

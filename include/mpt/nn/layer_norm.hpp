@@ -33,10 +33,11 @@ class LayerNorm {
   static std::size_t saved_bytes(std::int64_t rows) { return 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(rows)); }
 
   void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<hidden_t> y) {
+    Arena& saved = ctx.activations;  // lives until backward
     x_ = x;
     const std::int64_t rows = static_cast<std::int64_t>(x.size()) / hidden_;
-    mean_ = ctx.activations.template allocate<hidden_t>(Shape{rows}, "LayerNorm mean");
-    rstd_ = ctx.activations.template allocate<hidden_t>(Shape{rows}, "LayerNorm rstd");
+    mean_ = saved.allocate<hidden_t>(Shape{rows}, "LayerNorm mean");
+    rstd_ = saved.allocate<hidden_t>(Shape{rows}, "LayerNorm rstd");
     kernels::layer_norm_forward(x, ctx.params.master(gamma_), ctx.params.master(beta_), eps_, y, mean_, rstd_);
   }
 

@@ -43,10 +43,12 @@ class DenseResidualNorm {
 
   // x (kept alive by the caller), residual [rows, H], out [rows, H].
   void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const hidden_t> residual, TensorView<hidden_t> out) {
+    Arena& saved = ctx.activations;  // lives until backward
+    Arena& scratch = ctx.workspace;  // this call only
     const Shape rh{static_cast<std::int64_t>(residual.size()) / hidden_, hidden_};
-    auto y = ctx.workspace.template allocate<act_t>(rh, "dense output");
+    auto y = scratch.allocate<act_t>(rh, "dense output");
     dense_.forward(ctx, x, y);
-    sum_ = ctx.activations.template allocate<hidden_t>(rh, "residual sum");
+    sum_ = saved.allocate<hidden_t>(rh, "residual sum");
     kernels::dropout_add_forward(TensorView<const act_t>(y), residual, sum_, rate(ctx), ctx.dropout_key(site_));
     norm_.forward(ctx, TensorView<const hidden_t>(sum_), out);
   }
@@ -54,8 +56,9 @@ class DenseResidualNorm {
   // dout [rows, H]; dx [rows, in] act_t (overwritten); dresidual [rows, H] (overwritten:
   // the gradient of the sum, which the residual path receives unchanged).
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<act_t> dx, TensorView<hidden_t> dresidual) {
+    Arena& scratch = ctx.workspace;  // this call only
     norm_.backward(ctx, dout, dresidual);
-    auto dy = ctx.workspace.template allocate<act_t>(dresidual.shape(), "ddense output");
+    auto dy = scratch.allocate<act_t>(dresidual.shape(), "ddense output");
     kernels::dropout_backward(TensorView<const hidden_t>(dresidual), dy, rate(ctx), ctx.dropout_key(site_));
     dense_.backward(ctx, TensorView<const act_t>(dy), dx, false);
   }
