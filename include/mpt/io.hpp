@@ -12,7 +12,9 @@
 // BERT's config, initialization and loading rules live in nn/ (bert_config.hpp,
 // init.hpp, pretrained.hpp: mpt::nn::load_pretrained(dir, params, config)).
 #include <mpt/io/checksum.hpp>
+#include <mpt/io/dtype.hpp>
 #include <mpt/io/file.hpp>
 #include <mpt/io/load_parameters.hpp>
-#include <mpt/io/safetensors.hpp>
+#include <mpt/io/safetensors_reader.hpp>
+#include <mpt/io/safetensors_writer.hpp>
 #include <mpt/io/save_pretrained.hpp>

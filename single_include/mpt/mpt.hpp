@@ -5922,44 +5922,12 @@ inline std::uint32_t file_crc32c(const std::filesystem::path& path) {
 
 }  // namespace mpt::io
 // ---- end mpt/io/checksum.hpp ----
-// ---- begin mpt/io/load_parameters.hpp ----
-// Loading a Hugging Face checkpoint into a model's parameters, as
-// `from_pretrained` does.
-//
-// The model lists its parameters as slots named as in transformers
-// ("bert.encoder.layer.0.attention.self.query.weight", "qa_outputs.bias") and
-// load_parameters fills them from a model folder (model.safetensors, or
-// model.safetensors.index.json and its shards) or from open safetensors files:
-//   - legacy names match: "LayerNorm.gamma" / "LayerNorm.beta" are "LayerNorm.weight" / ".bias";
-//   - a checkpoint of the base model (names without "bert.") loads into a model that
-//     has the prefix, and the other way round (transformers' base_model_prefix rule);
-//   - tensors convert from the file dtype (F32, BF16, F16, F64) to the slot's;
-//   - a shape mismatch is an error naming the tensor and both shapes;
-//   - slots the checkpoint lacks run their initializer (the model's rule: for BERT,
-//     nn/init.hpp) or keep their values, and are reported as missing;
-//   - checkpoint tensors no slot takes (a BERT checkpoint's pre-training heads) are
-//     reported as unused; both lists are printed as transformers words them. Those the
-//     model expects to skip (LoadOptions::expected_unused) are reported apart, unprinted;
-//   - every check runs before any copy; the copies then run on all of mpt's threads.
-// This file knows no model: names, prefixes and initializers all come from the caller.
-
-// ---- begin mpt/io/safetensors.hpp ----
-// safetensors (https://github.com/huggingface/safetensors), read and written.
-//
-// Layout: [u64 little-endian N][N bytes of UTF-8 JSON header][data buffer]
-//   header = { "<name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
-//              "__metadata__": {"<key>": "<string>", ...} }           (metadata optional)
-//   the header opens with '{' and may end in spaces (writers pad it to 8 bytes);
-//   offsets are relative to the data buffer; tensors are row-major, little-endian,
-//   and together cover the buffer exactly, without overlap and without holes.
-//
-//   SafetensorsFile::open(path)      memory-maps and validates everything up front; a bad
-//                                    file is an mpt::Error naming the file (and the tensor)
-//   file.find(name) / file.at(name)  the entry: dtype, dims, bytes (a span into the map)
-//   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double,
-//                                    integer dtypes into std::int32_t / std::int64_t
-//   save_safetensors(path, tensors, dtype, metadata)   atomic write, F32/BF16/F16/F64
-
+// ---- begin mpt/io/dtype.hpp ----
+// The element types of safetensors files (io::Dtype: names, sizes, which convert into
+// mpt tensors) and the element conversions every reader and writer of mpt uses:
+//   decode_elements(dtype, bytes, out, n)  file encoding -> float / bf16 / double
+//   encode_elements(dtype, in, out, n)     and back
+// Checkpoints' optimizer state (optim/state_dict.hpp) names its dtypes with it too.
 
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
@@ -5982,7 +5950,6 @@ inline std::uint32_t file_crc32c(const std::filesystem::path& path) {
 #include <unordered_map>
 #include <variant>
 #include <vector>
-
 namespace mpt::io {
 
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian; mpt reads it in place");
@@ -6032,47 +5999,6 @@ constexpr Dtype dtype_of() noexcept {
     return Dtype::f64;
   }
 }
-
-// Refuse headers above this size before looking at them (as the reference implementation does).
-inline constexpr std::uint64_t safetensors_max_header_bytes = 100'000'000;
-
-// One tensor of an open file: a span into the memory map, valid while the file lives.
-struct SafetensorsEntry {
-  std::string name;
-  Dtype dtype = Dtype::f32;
-  std::vector<std::int64_t> dims;
-  std::span<const std::byte> bytes;
-  std::size_t data_begin = 0;  // offsets within the data buffer, as in the header
-  std::size_t data_end = 0;
-
-  std::size_t numel() const noexcept {
-    std::size_t n = 1;
-    for (std::int64_t d : dims) n *= static_cast<std::size_t>(d);
-    return n;
-  }
-  std::string shape_string() const {
-    std::string s = "[";
-    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
-    return s + "]";
-  }
-  bool has_shape(const Shape& shape) const noexcept {
-    if (static_cast<int>(dims.size()) != shape.rank()) return false;
-    for (int a = 0; a < shape.rank(); ++a)
-      if (dims[static_cast<std::size_t>(a)] != shape[a]) return false;
-    return true;
-  }
-  // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
-  Shape shape() const {
-    switch (dims.size()) {
-      case 0: return Shape{};
-      case 1: return Shape{dims[0]};
-      case 2: return Shape{dims[0], dims[1]};
-      case 3: return Shape{dims[0], dims[1], dims[2]};
-      case 4: return Shape{dims[0], dims[1], dims[2], dims[3]};
-      default: throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
-    }
-  }
-};
 
 namespace detail {
 
@@ -6209,6 +6135,119 @@ bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
     default: return false;
   }
 }
+}  // namespace detail
+
+}  // namespace mpt::io
+// ---- end mpt/io/dtype.hpp ----
+// ---- begin mpt/io/load_parameters.hpp ----
+// Loading a Hugging Face checkpoint into a model's parameters, as
+// `from_pretrained` does.
+//
+// The model lists its parameters as slots named as in transformers
+// ("bert.encoder.layer.0.attention.self.query.weight", "qa_outputs.bias") and
+// load_parameters fills them from a model folder (model.safetensors, or
+// model.safetensors.index.json and its shards) or from open safetensors files:
+//   - legacy names match: "LayerNorm.gamma" / "LayerNorm.beta" are "LayerNorm.weight" / ".bias";
+//   - a checkpoint of the base model (names without "bert.") loads into a model that
+//     has the prefix, and the other way round (transformers' base_model_prefix rule);
+//   - tensors convert from the file dtype (F32, BF16, F16, F64) to the slot's;
+//   - a shape mismatch is an error naming the tensor and both shapes;
+//   - slots the checkpoint lacks run their initializer (the model's rule: for BERT,
+//     nn/init.hpp) or keep their values, and are reported as missing;
+//   - checkpoint tensors no slot takes (a BERT checkpoint's pre-training heads) are
+//     reported as unused; both lists are printed as transformers words them. Those the
+//     model expects to skip (LoadOptions::expected_unused) are reported apart, unprinted;
+//   - every check runs before any copy; the copies then run on all of mpt's threads.
+// This file knows no model: names, prefixes and initializers all come from the caller.
+
+// ---- begin mpt/io/safetensors.hpp ----
+// safetensors (https://github.com/huggingface/safetensors), read and written.
+//
+// Layout: [u64 little-endian N][N bytes of UTF-8 JSON header][data buffer]
+//   header = { "<name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
+//              "__metadata__": {"<key>": "<string>", ...} }           (metadata optional)
+//   the header opens with '{' and may end in spaces (writers pad it to 8 bytes);
+//   offsets are relative to the data buffer; tensors are row-major, little-endian,
+//   and together cover the buffer exactly, without overlap and without holes.
+//
+//   SafetensorsFile::open(path)      memory-maps and validates everything up front; a bad
+//                                    file is an mpt::Error naming the file (and the tensor)
+//   file.find(name) / file.at(name)  the entry: dtype, dims, bytes (a span into the map)
+//   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double,
+//                                    integer dtypes into std::int32_t / std::int64_t
+//   save_safetensors(path, tensors, dtype, metadata)   atomic write, F32/BF16/F16/F64
+
+// Split by job: io/dtype.hpp (dtypes, element conversion), io/safetensors_reader.hpp
+// (SafetensorsFile), io/safetensors_writer.hpp (save_safetensors).
+// ---- begin mpt/io/safetensors_reader.hpp ----
+// SafetensorsFile: a safetensors file memory-mapped and validated before use (the
+// format: io/safetensors.hpp).
+
+#include <Eigen/Core>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+namespace mpt::io {
+
+// Refuse headers above this size before looking at them (as the reference implementation does).
+inline constexpr std::uint64_t safetensors_max_header_bytes = 100'000'000;
+
+// One tensor of an open file: a span into the memory map, valid while the file lives.
+struct SafetensorsEntry {
+  std::string name;
+  Dtype dtype = Dtype::f32;
+  std::vector<std::int64_t> dims;
+  std::span<const std::byte> bytes;
+  std::size_t data_begin = 0;  // offsets within the data buffer, as in the header
+  std::size_t data_end = 0;
+
+  std::size_t numel() const noexcept {
+    std::size_t n = 1;
+    for (std::int64_t d : dims) n *= static_cast<std::size_t>(d);
+    return n;
+  }
+  std::string shape_string() const {
+    std::string s = "[";
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + "]";
+  }
+  bool has_shape(const Shape& shape) const noexcept {
+    if (static_cast<int>(dims.size()) != shape.rank()) return false;
+    for (int a = 0; a < shape.rank(); ++a)
+      if (dims[static_cast<std::size_t>(a)] != shape[a]) return false;
+    return true;
+  }
+  // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
+  Shape shape() const {
+    switch (dims.size()) {
+      case 0: return Shape{};
+      case 1: return Shape{dims[0]};
+      case 2: return Shape{dims[0], dims[1]};
+      case 3: return Shape{dims[0], dims[1], dims[2]};
+      case 4: return Shape{dims[0], dims[1], dims[2], dims[3]};
+      default: throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
+    }
+  }
+};
+
+namespace detail {
 
 inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
   std::uint64_t v = 0;
@@ -6448,6 +6487,35 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+}  // namespace mpt::io
+// ---- end mpt/io/safetensors_reader.hpp ----
+// ---- begin mpt/io/safetensors_writer.hpp ----
+// save_safetensors: named tensors into a safetensors file, written atomically (the
+// format: io/safetensors.hpp).
+
+#include <Eigen/Core>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+namespace mpt::io {
+
 // fp32 values produced a slice at a time when written: weights whose bits live in
 // more than one buffer (a split master), saved without a full-size copy.
 struct GeneratedTensor {
@@ -6579,6 +6647,7 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
 }
 
 }  // namespace mpt::io
+// ---- end mpt/io/safetensors_writer.hpp ----
 // ---- end mpt/io/safetensors.hpp ----
 
 #include <nlohmann/json.hpp>

@@ -13,7 +13,7 @@
 
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/error.hpp>
-#include <mpt/io/safetensors.hpp>
+#include <mpt/io/dtype.hpp>
 
 #include <nlohmann/json.hpp>
 
