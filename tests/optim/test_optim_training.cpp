@@ -381,6 +381,14 @@ TEST_CASE_TEMPLATE("bytes per parameter: declared equals allocated", C, MPT_ALL_
           << " " << opt.state_dict().scalars.at("weights").template get<std::string>() << ": " << measured
           << " bytes per parameter (weights + optimizer state)");
   CHECK(measured == opt.bytes_per_parameter());
+  // By hand: the weights the model reads, + what the weight policy keeps beside them,
+  // + the rule's state (AdamW: exp_avg and exp_avg_sq; SGD with momentum: one buffer), fp32 each.
+  //   fp32 direct 4 + 8 = 12;  bf16 + fp32 master 2 + 4 + 8 = 14;  bf16 + low 16 bits 2 + 2 + 8 = 12;
+  //   bf16 alone (stochastic or nearest rounding) 2 + 8 = 10;  SGD: 2 + 4 + 4, 2 + 2 + 4, 2 + 4.
+  const double by_hand = std::is_same_v<C, AdamWFp32> ? 12 : std::is_same_v<C, AdamWMixed> ? 14 : std::is_same_v<C, AdamWSplit> ? 12
+                       : std::is_same_v<C, AdamWPureSr> || std::is_same_v<C, AdamWPureNearest> ? 10 : std::is_same_v<C, AdamWFp16> ? 14
+                       : std::is_same_v<C, SgdMixed> ? 10 : std::is_same_v<C, SgdSplit> ? 8 : 6;
+  CHECK(opt.bytes_per_parameter() == by_hand);
 }
 
 namespace {
