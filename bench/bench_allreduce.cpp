@@ -34,9 +34,12 @@ mpt::nn::BertConfig config_named(const std::string& name) {
   mpt::nn::BertConfig c;  // bert-base-uncased
   if (name == "base") return c;
   c.num_hidden_layers = 4;
-  if (name == "small") c.hidden_size = 512, c.num_attention_heads = 8, c.intermediate_size = 2048;
-  else if (name == "mini") c.hidden_size = 256, c.num_attention_heads = 4, c.intermediate_size = 1024;
-  else mpt::throw_error("bench_allreduce: unknown --config '", name, "': base, small or mini");
+  if (name == "small")
+    c.hidden_size = 512, c.num_attention_heads = 8, c.intermediate_size = 2048;
+  else if (name == "mini")
+    c.hidden_size = 256, c.num_attention_heads = 4, c.intermediate_size = 1024;
+  else
+    mpt::throw_error("bench_allreduce: unknown --config '", name, "': base, small or mini");
   return c;
 }
 }  // namespace
@@ -48,10 +51,14 @@ int main(int argc, char** argv) {
   int steps = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--config") config_name = value;
-    else if (flag == "--batch") batch = std::stoll(value);
-    else if (flag == "--seq") seq = std::stoll(value);
-    else if (flag == "--steps") steps = std::stoi(value);
+    if (flag == "--config")
+      config_name = value;
+    else if (flag == "--batch")
+      batch = std::stoll(value);
+    else if (flag == "--seq")
+      seq = std::stoll(value);
+    else if (flag == "--steps")
+      steps = std::stoi(value);
     else {
       if (comm.is_main()) std::fprintf(stderr, "bench_allreduce: unknown flag %s\n", flag.c_str());
       return 2;
@@ -77,8 +84,8 @@ int main(int argc, char** argv) {
     const double algbw = static_cast<double>(bytes) / seconds / 1e9, busbw = algbw * 2.0 * (p - 1) / p;
     if (main_rank) {
       std::printf("%12zu %12.6f %14.2f %14.2f\n", bytes, seconds, algbw, busbw);
-      std::printf("{\"op\": \"allreduce\", \"ranks\": %d, \"bytes\": %zu, \"seconds\": %.6g, \"algbw_GBps\": %.4g, \"busbw_GBps\": %.4g}\n",
-                  p, bytes, seconds, algbw, busbw);
+      std::printf("{\"op\": \"allreduce\", \"ranks\": %d, \"bytes\": %zu, \"seconds\": %.6g, \"algbw_GBps\": %.4g, \"busbw_GBps\": %.4g}\n", p, bytes,
+                  seconds, algbw, busbw);
     }
   }
 
@@ -140,20 +147,18 @@ int main(int argc, char** argv) {
     const double exposed_blocking = seconds[1] - seconds[0], exposed_overlap = seconds[2] - seconds[0];
     const double hidden = exposed_blocking > 0 ? 1.0 - exposed_overlap / exposed_blocking : 0.0;
     std::printf("\nBERT-QA %s, bf16_mixed, %lld x %lld per rank, %d ranks x %d threads; gradients %.1f MB\n", config_name.c_str(),
-                static_cast<long long>(batch), static_cast<long long>(seq), p, mpt::num_threads(),
-                static_cast<double>(grads.size_bytes()) / 1e6);
+                static_cast<long long>(batch), static_cast<long long>(seq), p, mpt::num_threads(), static_cast<double>(grads.size_bytes()) / 1e6);
     std::printf("  step without communication  %8.3f s\n", seconds[0]);
     std::printf("  all-reduce after backward   %8.3f s  (+%.3f s, %.1f%% of the step)\n", seconds[1], exposed_blocking,
                 100.0 * exposed_blocking / seconds[1]);
-    std::printf("  25 MB buckets in backward   %8.3f s  (+%.3f s: %.0f%% of the all-reduce hidden)\n", seconds[2],
-                exposed_overlap, 100.0 * hidden);
-    std::printf("  all-reduce alone            %8.3f s  (%.2f GB/s algbw)\n", allreduce,
-                static_cast<double>(grads.size_bytes()) / allreduce / 1e9);
-    std::printf("{\"op\": \"bert_step_allreduce\", \"config\": \"%s\", \"batch\": %lld, \"seq\": %lld, \"ranks\": %d, \"threads\": %d, "
-                "\"grad_bytes\": %zu, \"step_s\": %.4g, \"step_blocking_s\": %.4g, \"step_overlap_s\": %.4g, \"allreduce_s\": %.4g, "
-                "\"hidden_fraction\": %.3f}\n",
-                config_name.c_str(), static_cast<long long>(batch), static_cast<long long>(seq), p, mpt::num_threads(),
-                grads.size_bytes(), seconds[0], seconds[1], seconds[2], allreduce, hidden);
+    std::printf("  25 MB buckets in backward   %8.3f s  (+%.3f s: %.0f%% of the all-reduce hidden)\n", seconds[2], exposed_overlap, 100.0 * hidden);
+    std::printf("  all-reduce alone            %8.3f s  (%.2f GB/s algbw)\n", allreduce, static_cast<double>(grads.size_bytes()) / allreduce / 1e9);
+    std::printf(
+        "{\"op\": \"bert_step_allreduce\", \"config\": \"%s\", \"batch\": %lld, \"seq\": %lld, \"ranks\": %d, \"threads\": %d, "
+        "\"grad_bytes\": %zu, \"step_s\": %.4g, \"step_blocking_s\": %.4g, \"step_overlap_s\": %.4g, \"allreduce_s\": %.4g, "
+        "\"hidden_fraction\": %.3f}\n",
+        config_name.c_str(), static_cast<long long>(batch), static_cast<long long>(seq), p, mpt::num_threads(), grads.size_bytes(), seconds[0],
+        seconds[1], seconds[2], allreduce, hidden);
   }
   return 0;
 }

@@ -25,9 +25,7 @@
 
 namespace mpt::bench {
 
-inline double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+inline double now_seconds() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // CPU time of the calling thread (excludes time the OS ran other processes).
 inline double thread_cpu_seconds() {
@@ -114,8 +112,10 @@ inline double measure_peak(PeakKind kind, Isa isa, int threads, double seconds =
     if (kind == PeakKind::bf16_dot) return dot_loop_avx512_bf16(n, seed);
     return isa >= Isa::avx512 ? fma_loop_avx512(n, seed) : fma_loop_avx2(n, seed);
   };
-  if (kind == PeakKind::bf16_dot) flops_per_iter = 24 * 16 * 4;
-  else flops_per_iter = isa >= Isa::avx512 ? 24 * 16 * 2 : 12 * 8 * 2;
+  if (kind == PeakKind::bf16_dot)
+    flops_per_iter = 24 * 16 * 4;
+  else
+    flops_per_iter = isa >= Isa::avx512 ? 24 * 16 * 2 : 12 * 8 * 2;
   std::atomic<float> sink{0};
   // Grow the loop until one run takes `seconds`.
   for (;;) {
@@ -142,9 +142,12 @@ inline double measure_peak_cpu_time(PeakKind kind, Isa isa) {
     const double c0 = thread_cpu_seconds();
     volatile float sink = 0;
     double flops = 0;
-    if (kind == PeakKind::bf16_dot) sink = dot_loop_avx512_bf16(iters, 1.0f), flops = 24.0 * 16 * 4;
-    else if (isa >= Isa::avx512) sink = fma_loop_avx512(iters, 1.0f), flops = 24.0 * 16 * 2;
-    else sink = fma_loop_avx2(iters, 1.0f), flops = 12.0 * 8 * 2;
+    if (kind == PeakKind::bf16_dot)
+      sink = dot_loop_avx512_bf16(iters, 1.0f), flops = 24.0 * 16 * 4;
+    else if (isa >= Isa::avx512)
+      sink = fma_loop_avx512(iters, 1.0f), flops = 24.0 * 16 * 2;
+    else
+      sink = fma_loop_avx2(iters, 1.0f), flops = 12.0 * 8 * 2;
     (void)sink;
     best = std::max(best, flops * static_cast<double>(iters) / (thread_cpu_seconds() - c0) * 1e-9);
   }

@@ -53,22 +53,17 @@ int main(int argc, char** argv) {
   double scalar_narrow = 0, scalar_widen = 0;
   for (mpt::Isa isa : mpt::supported_isas()) {
     const double bytes = static_cast<double>(n) * (sizeof(float) + sizeof(mpt::bf16));
-    const double t_narrow = best_seconds(repeat, [&] {
-      mpt::convert_with(isa, std::span<const float>(wide), std::span<mpt::bf16>(narrow));
-    });
-    const double t_widen = best_seconds(repeat, [&] {
-      mpt::convert_with(isa, std::span<const mpt::bf16>(narrow), std::span<float>(wide));
-    });
+    const double t_narrow = best_seconds(repeat, [&] { mpt::convert_with(isa, std::span<const float>(wide), std::span<mpt::bf16>(narrow)); });
+    const double t_widen = best_seconds(repeat, [&] { mpt::convert_with(isa, std::span<const mpt::bf16>(narrow), std::span<float>(wide)); });
     if (isa == mpt::Isa::scalar) {
       scalar_narrow = t_narrow;
       scalar_widen = t_widen;
     }
     const std::string name(mpt::isa_name(isa));
-    for (auto [op, t, base] : {std::tuple{"float->bf16", t_narrow, scalar_narrow},
-                               std::tuple{"bf16->float", t_widen, scalar_widen}}) {
+    for (auto [op, t, base] : {std::tuple{"float->bf16", t_narrow, scalar_narrow}, std::tuple{"bf16->float", t_widen, scalar_widen}}) {
       std::printf("%-12s %-14s %10.1f %10.2f\n", name.c_str(), op, bytes / t / 1e9, base / t);
-      std::printf("{\"bench\":\"convert\",\"isa\":\"%s\",\"op\":\"%s\",\"elements\":%zu,\"gbps\":%.2f,\"speedup_vs_scalar\":%.2f}\n",
-                  name.c_str(), op, n, bytes / t / 1e9, base / t);
+      std::printf("{\"bench\":\"convert\",\"isa\":\"%s\",\"op\":\"%s\",\"elements\":%zu,\"gbps\":%.2f,\"speedup_vs_scalar\":%.2f}\n", name.c_str(),
+                  op, n, bytes / t / 1e9, base / t);
     }
   }
 }

@@ -71,13 +71,11 @@ Timing time_best(int reps, const std::function<void(int)>& f) {
 
 MPT_TARGET_AVX512 void triad_avx512(float* a, const float* b, const float* c, float s, std::size_t n) {
   const __m512 vs = _mm512_set1_ps(s);
-  for (std::size_t i = 0; i < n; i += 16)
-    _mm512_storeu_ps(a + i, _mm512_fmadd_ps(_mm512_loadu_ps(c + i), vs, _mm512_loadu_ps(b + i)));
+  for (std::size_t i = 0; i < n; i += 16) _mm512_storeu_ps(a + i, _mm512_fmadd_ps(_mm512_loadu_ps(c + i), vs, _mm512_loadu_ps(b + i)));
 }
 MPT_TARGET_AVX2 void triad_avx2(float* a, const float* b, const float* c, float s, std::size_t n) {
   const __m256 vs = _mm256_set1_ps(s);
-  for (std::size_t i = 0; i < n; i += 8)
-    _mm256_storeu_ps(a + i, _mm256_fmadd_ps(_mm256_loadu_ps(c + i), vs, _mm256_loadu_ps(b + i)));
+  for (std::size_t i = 0; i < n; i += 8) _mm256_storeu_ps(a + i, _mm256_fmadd_ps(_mm256_loadu_ps(c + i), vs, _mm256_loadu_ps(b + i)));
 }
 
 // STREAM triad a = b + s c over 3 x 128 MiB, split into fixed chunks: {wall, cpu} GB/s.
@@ -91,9 +89,12 @@ std::pair<double, double> triad_gbps(int reps) {
       float* pa = a.data() + t * chunk;
       const float* pb = b.data() + t * chunk;
       const float* pc = c.data() + t * chunk;
-      if (isa >= mpt::Isa::avx512) triad_avx512(pa, pb, pc, 3.0f, chunk);
-      else if (isa == mpt::Isa::avx2) triad_avx2(pa, pb, pc, 3.0f, chunk);
-      else for (std::size_t i = 0; i < chunk; ++i) pa[i] = pb[i] + 3.0f * pc[i];
+      if (isa >= mpt::Isa::avx512)
+        triad_avx512(pa, pb, pc, 3.0f, chunk);
+      else if (isa == mpt::Isa::avx2)
+        triad_avx2(pa, pb, pc, 3.0f, chunk);
+      else
+        for (std::size_t i = 0; i < chunk; ++i) pa[i] = pb[i] + 3.0f * pc[i];
     });
   });
   const double bytes = 3.0 * double(n) * sizeof(float);
@@ -115,8 +116,10 @@ int main(int argc, char** argv) {
   int threads = mpt::num_threads(), reps = 15;
   for (int i = 1; i < argc; i += 2) {
     const bool has_value = i + 1 < argc;
-    if (has_value && std::strcmp(argv[i], "--threads") == 0) threads = std::atoi(argv[i + 1]);
-    else if (has_value && std::strcmp(argv[i], "--reps") == 0) reps = std::atoi(argv[i + 1]);
+    if (has_value && std::strcmp(argv[i], "--threads") == 0)
+      threads = std::atoi(argv[i + 1]);
+    else if (has_value && std::strcmp(argv[i], "--reps") == 0)
+      reps = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "bench_elementwise: unknown or incomplete option '%s'\nusage: bench_elementwise [--threads N] [--reps R]\n", argv[i]);
       return 2;
@@ -133,9 +136,10 @@ int main(int argc, char** argv) {
     const double gbps = bytes / t.wall / 1e9;
     const double cpu_gbps = threads == 1 ? bytes / t.cpu / 1e9 : 0.0;
     results.push_back({op, dtype, bytes, t.wall, gbps, peak, gbps / peak, cpu_gbps, cpu_peak, threads});
-    std::printf("{\"op\": \"%s\", \"dtype\": \"%s\", \"bytes\": %.0f, \"seconds\": %.6e, \"gbps\": %.2f, "
-                "\"peak_gbps\": %.2f, \"fraction\": %.3f, \"threads\": %d, \"isa\": \"%s\"",
-                op, dtype, bytes, t.wall, gbps, peak, gbps / peak, threads, std::string(mpt::isa_name(mpt::active_isa())).c_str());
+    std::printf(
+        "{\"op\": \"%s\", \"dtype\": \"%s\", \"bytes\": %.0f, \"seconds\": %.6e, \"gbps\": %.2f, "
+        "\"peak_gbps\": %.2f, \"fraction\": %.3f, \"threads\": %d, \"isa\": \"%s\"",
+        op, dtype, bytes, t.wall, gbps, peak, gbps / peak, threads, std::string(mpt::isa_name(mpt::active_isa())).c_str());
     if (threads == 1) std::printf(", \"cpu_gbps\": %.2f, \"cpu_fraction\": %.3f", cpu_gbps, cpu_gbps / cpu_peak);
     std::printf("}\n");
     std::fflush(stdout);
@@ -154,14 +158,18 @@ int main(int argc, char** argv) {
     Tensor<bf16> probs(scores.shape());
     Tensor<float> probs32(scores.shape());
     const double n = double(scores.size());
-    record("softmax_forward", "fp32->bf16", n * 6, time_best(reps, [&](int) { k::softmax_forward(scores.view(), mask.view(), 0.125, probs.view()); }));
-    record("softmax_forward", "fp32->fp32", n * 8, time_best(reps, [&](int) { k::softmax_forward(scores.view(), mask.view(), 0.125, probs32.view()); }));
+    record("softmax_forward", "fp32->bf16", n * 6,
+           time_best(reps, [&](int) { k::softmax_forward(scores.view(), mask.view(), 0.125, probs.view()); }));
+    record("softmax_forward", "fp32->fp32", n * 8,
+           time_best(reps, [&](int) { k::softmax_forward(scores.view(), mask.view(), 0.125, probs32.view()); }));
     // bf16 scores in: what nn::BertSelfAttention runs under bf16_mixed (autocast's bf16 matmul output).
     Tensor<bf16> scores16(scores.shape());
     mpt::convert(std::span<const float>(scores.data(), scores.size()), std::span<bf16>(scores16.data(), scores16.size()));
-    record("softmax_forward", "bf16->bf16", n * 4, time_best(reps, [&](int) { k::softmax_forward(scores16.view(), mask.view(), 0.125, probs.view()); }));
+    record("softmax_forward", "bf16->bf16", n * 4,
+           time_best(reps, [&](int) { k::softmax_forward(scores16.view(), mask.view(), 0.125, probs.view()); }));
     Tensor<bf16> dprobs = random_tensor<bf16>(scores.shape(), 2);
-    record("softmax_backward", "bf16,bf16->fp32", n * 8, time_best(reps, [&](int) { k::softmax_backward(probs.view(), dprobs.view(), 0.125, scores.view()); }));
+    record("softmax_backward", "bf16,bf16->fp32", n * 8,
+           time_best(reps, [&](int) { k::softmax_backward(probs.view(), dprobs.view(), 0.125, scores.view()); }));
     k::DropoutKey key{42, 2, 0};
     record("dropout_forward", "fp32->fp32 attn", n * 8, time_best(reps, [&](int) { k::dropout_forward(probs32.view(), scores.view(), 0.1f, key); }));
   }
@@ -188,23 +196,23 @@ int main(int argc, char** argv) {
              k::layer_norm_forward(xf[r % sets].view(), gamma.view(), beta.view(), 1e-12, yf[r % sets].view(), mean.view(), rstd.view());
            }));
     record("layer_norm_backward", "bf16->bf16", n * 6, time_best(reps, [&](int r) {
-             k::layer_norm_backward(dy[r % sets].view(), x[r % sets].view(), gamma.view(), mean.view(), rstd.view(),
-                                    dx[r % sets].view(), dgamma.view(), dbeta.view());
+             k::layer_norm_backward(dy[r % sets].view(), x[r % sets].view(), gamma.view(), mean.view(), rstd.view(), dx[r % sets].view(),
+                                    dgamma.view(), dbeta.view());
            }));
     const k::DropoutKey key{42, 1, 0};
-    record("dropout_forward", "bf16->bf16", n * 4, time_best(reps, [&](int r) { k::dropout_forward(x[r % sets].view(), y[r % sets].view(), 0.1f, key); }));
-    record("dropout_forward", "fp32->fp32", n * 8, time_best(reps, [&](int r) { k::dropout_forward(xf[r % sets].view(), yf[r % sets].view(), 0.1f, key); }));
-    record("dropout_add_forward", "bf16+bf16->bf16", n * 6, time_best(reps, [&](int r) {
-             k::dropout_add_forward(x[r % sets].view(), dy[r % sets].view(), y[r % sets].view(), 0.1f, key);
-           }));
-    record("residual_add", "bf16+bf16->bf16", n * 6, time_best(reps, [&](int r) {
-             k::residual_add(x[r % sets].view(), dy[r % sets].view(), y[r % sets].view());
-           }));
+    record("dropout_forward", "bf16->bf16", n * 4,
+           time_best(reps, [&](int r) { k::dropout_forward(x[r % sets].view(), y[r % sets].view(), 0.1f, key); }));
+    record("dropout_forward", "fp32->fp32", n * 8,
+           time_best(reps, [&](int r) { k::dropout_forward(xf[r % sets].view(), yf[r % sets].view(), 0.1f, key); }));
+    record("dropout_add_forward", "bf16+bf16->bf16", n * 6,
+           time_best(reps, [&](int r) { k::dropout_add_forward(x[r % sets].view(), dy[r % sets].view(), y[r % sets].view(), 0.1f, key); }));
+    record("residual_add", "bf16+bf16->bf16", n * 6,
+           time_best(reps, [&](int r) { k::residual_add(x[r % sets].view(), dy[r % sets].view(), y[r % sets].view()); }));
     // BERT's residual branch: LayerNorm(dropout(x) + residual), saving the sum. Fused: one pass.
     record("dropout_add_layer_norm", "bf16+bf16->bf16,bf16", n * 8, time_best(reps, [&](int r) {
              const int s = r % sets, t = (r + 1) % sets;
-             k::dropout_add_layer_norm_forward(x[s].view(), dy[s].view(), 0.1f, key, gamma.view(), beta.view(), 1e-12,
-                                               y[s].view(), dx[t].view(), mean.view(), rstd.view());
+             k::dropout_add_layer_norm_forward(x[s].view(), dy[s].view(), 0.1f, key, gamma.view(), beta.view(), 1e-12, y[s].view(), dx[t].view(),
+                                               mean.view(), rstd.view());
            }));
     record("unfused: dropout_add+LN", "bf16+bf16->bf16,bf16", n * 8, time_best(reps, [&](int r) {
              const int s = r % sets, t = (r + 1) % sets;
@@ -217,20 +225,16 @@ int main(int argc, char** argv) {
     Tensor<bf16> y(x.shape()), pre(x.shape()), dy = random_tensor<bf16>(x.shape(), 11), dx(x.shape());
     Tensor<float> dbias(Shape{inter});
     const double n = double(x.size());
-    record("gelu_bias_forward", "fp32+bias->bf16,bf16", n * 8, time_best(reps, [&](int) {
-             k::gelu_bias_forward(x.view(), bias.view(), y.view(), pre.view());
-           }));
+    record("gelu_bias_forward", "fp32+bias->bf16,bf16", n * 8,
+           time_best(reps, [&](int) { k::gelu_bias_forward(x.view(), bias.view(), y.view(), pre.view()); }));
     record("gelu_forward", "bf16->bf16", n * 4, time_best(reps, [&](int) { k::gelu_forward(pre.view(), y.view()); }));
-    record("gelu_backward", "bf16,bf16->bf16 +dbias", n * 6, time_best(reps, [&](int) {
-             k::gelu_backward(dy.view(), pre.view(), dx.view(), dbias.view());
-           }));
+    record("gelu_backward", "bf16,bf16->bf16 +dbias", n * 6,
+           time_best(reps, [&](int) { k::gelu_backward(dy.view(), pre.view(), dx.view(), dbias.view()); }));
   }
 
-  std::printf("\n%-24s %-22s %7s %8s %7s %9s %9s %9s\n", "op", "dtype", "MB", "ms", "GB/s", "of triad", "cpu GB/s",
-              "of triad");
+  std::printf("\n%-24s %-22s %7s %8s %7s %9s %9s %9s\n", "op", "dtype", "MB", "ms", "GB/s", "of triad", "cpu GB/s", "of triad");
   for (const Result& r : results) {
-    std::printf("%-24s %-22s %7.1f %8.3f %7.1f %8.0f%%", r.op.c_str(), r.dtype.c_str(), r.bytes / 1e6, r.seconds * 1e3,
-                r.gbps, r.fraction * 100);
+    std::printf("%-24s %-22s %7.1f %8.3f %7.1f %8.0f%%", r.op.c_str(), r.dtype.c_str(), r.bytes / 1e6, r.seconds * 1e3, r.gbps, r.fraction * 100);
     if (threads == 1) std::printf(" %9.1f %8.0f%%", r.cpu_gbps, r.cpu_gbps / r.cpu_peak * 100);
     std::printf("\n");
   }

@@ -64,8 +64,7 @@ std::vector<Result> best_of_passes(const std::vector<Result>& all) {
   std::vector<Result> best;
   for (const Result& r : all) {
     auto same = std::find_if(best.begin(), best.end(), [&](const Result& b) {
-      return b.op == r.op && b.dtype == r.dtype && b.impl == r.impl && b.m == r.m && b.n == r.n && b.k == r.k &&
-             b.threads == r.threads;
+      return b.op == r.op && b.dtype == r.dtype && b.impl == r.impl && b.m == r.m && b.n == r.n && b.k == r.k && b.threads == r.threads;
     });
     if (same == best.end()) {
       best.push_back(r);
@@ -134,18 +133,30 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* key) { return a.rfind(key, 0) == 0 ? a.substr(std::strlen(key)) : std::string(); };
-    if (a == "--quick") m_list = {"1024"}, seconds = 0.15;
-    else if (a == "--eigen") eigen = true;
-    else if (a == "--no-references") references = false;
-    else if (a == "--attention") attention = true;
-    else if (!value("--seq=").empty()) seq_list = split(value("--seq="));
-    else if (!value("--threads=").empty()) thread_list = split(value("--threads="));
-    else if (!value("--m=").empty()) m_list = split(value("--m="));
-    else if (!value("--dtype=").empty()) dtypes = split(value("--dtype="));
-    else if (!value("--ops=").empty()) ops = split(value("--ops="));
-    else if (!value("--isa=").empty()) isa_arg = value("--isa=");
-    else if (!value("--seconds=").empty()) seconds = std::atof(value("--seconds=").c_str());
-    else if (!value("--passes=").empty()) passes = std::max(1, std::atoi(value("--passes=").c_str()));
+    if (a == "--quick")
+      m_list = {"1024"}, seconds = 0.15;
+    else if (a == "--eigen")
+      eigen = true;
+    else if (a == "--no-references")
+      references = false;
+    else if (a == "--attention")
+      attention = true;
+    else if (!value("--seq=").empty())
+      seq_list = split(value("--seq="));
+    else if (!value("--threads=").empty())
+      thread_list = split(value("--threads="));
+    else if (!value("--m=").empty())
+      m_list = split(value("--m="));
+    else if (!value("--dtype=").empty())
+      dtypes = split(value("--dtype="));
+    else if (!value("--ops=").empty())
+      ops = split(value("--ops="));
+    else if (!value("--isa=").empty())
+      isa_arg = value("--isa=");
+    else if (!value("--seconds=").empty())
+      seconds = std::atof(value("--seconds=").c_str());
+    else if (!value("--passes=").empty())
+      passes = std::max(1, std::atoi(value("--passes=").c_str()));
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -153,8 +164,7 @@ int main(int argc, char** argv) {
   }
   const Isa isa = isa_arg.empty() ? detected_isa() : parse_isa(isa_arg);
   ScopedIsa scoped_isa(isa);
-  std::printf("# cpu: %s, isa %s, load average %.2f\n", bench::cpu_model().c_str(), std::string(isa_name(isa)).c_str(),
-              bench::load_average());
+  std::printf("# cpu: %s, isa %s, load average %.2f\n", bench::cpu_model().c_str(), std::string(isa_name(isa)).c_str(), bench::load_average());
   std::printf("# references: %s\n", references ? bench::reference_versions().c_str() : "off");
 
   // Peaks for this run, per thread count: fp32 FMA at this ISA, bf16 dot if present.
@@ -163,16 +173,14 @@ int main(int argc, char** argv) {
     const int t = std::stoi(ts);
     if (isa >= Isa::avx2) fma_peak[t] = bench::measure_peak(bench::PeakKind::fma_fp32, isa, t);
     dot_peak[t] = isa >= Isa::avx512_bf16 ? bench::measure_peak(bench::PeakKind::bf16_dot, isa, t) : fma_peak[t];
-    std::printf("{\"op\": \"peak\", \"threads\": %d, \"fma_fp32_gflops\": %.1f, \"bf16_dot_gflops\": %.1f}\n", t,
-                fma_peak[t], dot_peak[t]);
+    std::printf("{\"op\": \"peak\", \"threads\": %d, \"fma_fp32_gflops\": %.1f, \"bf16_dot_gflops\": %.1f}\n", t, fma_peak[t], dot_peak[t]);
   }
 
   double cpu_peak_fma = 0, cpu_peak_dot = 0;
   if (isa >= Isa::avx2) {
     cpu_peak_fma = bench::measure_peak_cpu_time(bench::PeakKind::fma_fp32, isa);
     cpu_peak_dot = isa >= Isa::avx512_bf16 ? bench::measure_peak_cpu_time(bench::PeakKind::bf16_dot, isa) : cpu_peak_fma;
-    std::printf("{\"op\": \"peak_cpu_time\", \"threads\": 1, \"fma_fp32_gflops\": %.1f, \"bf16_dot_gflops\": %.1f}\n",
-                cpu_peak_fma, cpu_peak_dot);
+    std::printf("{\"op\": \"peak_cpu_time\", \"threads\": 1, \"fma_fp32_gflops\": %.1f, \"bf16_dot_gflops\": %.1f}\n", cpu_peak_fma, cpu_peak_dot);
   }
 
   const std::size_t kn[3][2] = {{768, 768}, {768, 3072}, {3072, 768}};
@@ -181,10 +189,9 @@ int main(int argc, char** argv) {
   // Printed at the end, once every peak of the run is known (progress goes to stderr).
   auto emit = [&](const Result& r) {
     results.push_back(r);
-    std::fprintf(stderr, "%s %s %s M=%zu N=%zu K=%zu threads=%d: %.1f GFLOP/s (local peak %.1f)\n", r.op.c_str(),
-                 r.dtype.c_str(), r.impl.c_str(), r.m, r.n, r.k, r.threads, r.gflops, r.peak);
+    std::fprintf(stderr, "%s %s %s M=%zu N=%zu K=%zu threads=%d: %.1f GFLOP/s (local peak %.1f)\n", r.op.c_str(), r.dtype.c_str(), r.impl.c_str(),
+                 r.m, r.n, r.k, r.threads, r.gflops, r.peak);
   };
-
 
   // Each pass runs the whole sweep again; a product keeps its fastest pass over the highest
   // local peak of its passes (a shared machine disturbs single measurements, never in
@@ -195,8 +202,7 @@ int main(int argc, char** argv) {
       for (const auto& s : kn) {
         const std::size_t K = s[0], N = s[1];
         const double flops = 2.0 * M * N * K;
-        const auto x32 = random_matrix<float>(M * K, rng), w32 = random_matrix<float>(N * K, rng),
-                   dy32 = random_matrix<float>(M * N, rng);
+        const auto x32 = random_matrix<float>(M * K, rng), w32 = random_matrix<float>(N * K, rng), dy32 = random_matrix<float>(M * N, rng);
         std::vector<bf16> x16(x32.size()), w16(w32.size()), dy16(dy32.size());
         convert(std::span<const float>(x32), std::span<bf16>(x16));
         convert(std::span<const float>(w32), std::span<bf16>(w16));
@@ -229,23 +235,31 @@ int main(int argc, char** argv) {
                 GemmEpilogue<float> with_bias;
                 with_bias.bias = bias.data();
                 g = time_gflops(flops, seconds, [&] {
-                  if (b16) gemm(Trans::N, Trans::T, M, N, K, 1.0f, x16.data(), K, w16.data(), K, 0.0f, y16.data(), N, with_bias);
-                  else gemm(Trans::N, Trans::T, M, N, K, 1.0f, x32.data(), K, w32.data(), K, 0.0f, y32.data(), N, with_bias);
+                  if (b16)
+                    gemm(Trans::N, Trans::T, M, N, K, 1.0f, x16.data(), K, w16.data(), K, 0.0f, y16.data(), N, with_bias);
+                  else
+                    gemm(Trans::N, Trans::T, M, N, K, 1.0f, x32.data(), K, w32.data(), K, 0.0f, y32.data(), N, with_bias);
                 });
               } else if (op == "dgrad") {
                 g = time_gflops(flops, seconds, [&] {
-                  if (b16) gemm(Trans::N, Trans::N, M, K, N, 1.0f, dy16.data(), N, w16.data(), K, 0.0f, dx16.data(), K);
-                  else gemm(Trans::N, Trans::N, M, K, N, 1.0f, dy32.data(), N, w32.data(), K, 0.0f, dx32.data(), K);
+                  if (b16)
+                    gemm(Trans::N, Trans::N, M, K, N, 1.0f, dy16.data(), N, w16.data(), K, 0.0f, dx16.data(), K);
+                  else
+                    gemm(Trans::N, Trans::N, M, K, N, 1.0f, dy32.data(), N, w32.data(), K, 0.0f, dx32.data(), K);
                 });
               } else if (op == "wgrad") {
                 g = time_gflops(flops, seconds, [&] {
-                  if (b16) gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy16.data(), N, x16.data(), K, 1.0f, dw32.data(), K);
-                  else gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy32.data(), N, x32.data(), K, 1.0f, dw32.data(), K);
+                  if (b16)
+                    gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy16.data(), N, x16.data(), K, 1.0f, dw32.data(), K);
+                  else
+                    gemm(Trans::T, Trans::N, N, K, M, 1.0f, dy32.data(), N, x32.data(), K, 1.0f, dw32.data(), K);
                 });
               } else {  // wgrad_bias: the layer's weight and bias gradients, fused (one pass over dY)
                 g = time_gflops(flops, seconds, [&] {
-                  if (b16) linear_weight_grad(M, N, K, dy16.data(), N, x16.data(), K, dw32.data(), K, db32.data());
-                  else linear_weight_grad(M, N, K, dy32.data(), N, x32.data(), K, dw32.data(), K, db32.data());
+                  if (b16)
+                    linear_weight_grad(M, N, K, dy16.data(), N, x16.data(), K, dw32.data(), K, db32.data());
+                  else
+                    linear_weight_grad(M, N, K, dy32.data(), N, x32.data(), K, dw32.data(), K, db32.data());
                 });
                 // ... and as two calls, gemm then bias_grad (a second pass over dY).
                 const Timing two = time_gflops(flops, seconds, [&] {
@@ -261,9 +275,9 @@ int main(int argc, char** argv) {
               }
               emit({op, dt, "mpt", M, N, K, t, g.best, g.median, g.cpu_best, local_peak()});
               if (references) {
-                const bench::LinearOperands operands{M,           N,           K,           x32.data(),  w32.data(),
-                                                     dy32.data(), bias.data(), x16.data(),  w16.data(),  dy16.data(),
-                                                     y32.data(),  dx32.data(), dw32.data(), y16.data(),  dx16.data()};
+                const bench::LinearOperands operands{M,           N,           K,           x32.data(), w32.data(),
+                                                     dy32.data(), bias.data(), x16.data(),  w16.data(), dy16.data(),
+                                                     y32.data(),  dx32.data(), dw32.data(), y16.data(), dx16.data()};
                 bench::set_reference_threads(t);
                 for (const auto& ref : bench::reference_gemms(op, dt, operands)) {
                   // Other libraries' worker threads spin for a while after a call: let them
@@ -286,9 +300,15 @@ int main(int argc, char** argv) {
             const double before = bench::measure_peak(bench::PeakKind::fma_fp32, isa, 1, 0.02, 5);
             Timing g;
             Eigen::Map<const Eigen::RowVectorXf> b(bias.data(), N);
-            if (op == "fwd") g = time_gflops(flops, seconds, [&] { Y.noalias() = X * W.transpose(); Y.rowwise() += b; });
-            else if (op == "dgrad") g = time_gflops(flops, seconds, [&] { dX.noalias() = dY * W; });
-            else g = time_gflops(flops, seconds, [&] { dW.noalias() += dY.transpose() * X; });
+            if (op == "fwd")
+              g = time_gflops(flops, seconds, [&] {
+                Y.noalias() = X * W.transpose();
+                Y.rowwise() += b;
+              });
+            else if (op == "dgrad")
+              g = time_gflops(flops, seconds, [&] { dX.noalias() = dY * W; });
+            else
+              g = time_gflops(flops, seconds, [&] { dW.noalias() += dY.transpose() * X; });
             const double after = bench::measure_peak(bench::PeakKind::fma_fp32, isa, 1, 0.02, 5);
             emit({op, "fp32", "eigen", M, N, K, 1, g.best, g.median, g.cpu_best, std::max(before, after)});
           }
@@ -308,13 +328,12 @@ int main(int argc, char** argv) {
           return out;
         };
         const auto q = bf16_matrix(B * S * hidden), k = bf16_matrix(B * S * hidden), v = bf16_matrix(B * S * hidden),
-                   dctx = bf16_matrix(B * S * hidden), probs = bf16_matrix(B * H * S * S),
-                   dscores = bf16_matrix(B * H * S * S);
+                   dctx = bf16_matrix(B * S * hidden), probs = bf16_matrix(B * H * S * S), dscores = bf16_matrix(B * H * S * S);
         std::vector<bf16> scores(B * H * S * S), ctx(B * S * hidden), dv(B * S * hidden), dq(B * S * hidden);
         std::vector<bf16> dkept(B * H * S * S);
-        const bench::AttentionOperands operands{B,           H,         S,         D,          q.data(),
-                                                k.data(),    v.data(),  probs.data(), dctx.data(), dscores.data(),
-                                                scores.data(), ctx.data(), dv.data(), dq.data(),  dkept.data()};
+        const bench::AttentionOperands operands{
+            B,          H,         S,         D,           q.data(), k.data(), v.data(), probs.data(), dctx.data(), dscores.data(), scores.data(),
+            ctx.data(), dv.data(), dq.data(), dkept.data()};
         const std::size_t rows = S * hidden, squares = H * S * S;
         struct AttentionOp {
           const char* name;
@@ -322,25 +341,30 @@ int main(int argc, char** argv) {
           std::function<void(std::size_t)> per_sequence;
         };
         const std::vector<AttentionOp> attention_ops = {
-            {"attn_qk", S, S, D, [&](std::size_t b) {
-               gemm_strided_batched(Trans::N, Trans::T, S, S, D, 1.0f, q.data() + b * rows, hidden, D, k.data() + b * rows,
-                                    hidden, D, 0.0f, scores.data() + b * squares, S, S * S, H);
+            {"attn_qk", S, S, D,
+             [&](std::size_t b) {
+               gemm_strided_batched(Trans::N, Trans::T, S, S, D, 1.0f, q.data() + b * rows, hidden, D, k.data() + b * rows, hidden, D, 0.0f,
+                                    scores.data() + b * squares, S, S * S, H);
              }},
-            {"attn_pv", S, D, S, [&](std::size_t b) {
-               gemm_strided_batched(Trans::N, Trans::N, S, D, S, 1.0f, probs.data() + b * squares, S, S * S,
-                                    v.data() + b * rows, hidden, D, 0.0f, ctx.data() + b * rows, hidden, D, H);
+            {"attn_pv", S, D, S,
+             [&](std::size_t b) {
+               gemm_strided_batched(Trans::N, Trans::N, S, D, S, 1.0f, probs.data() + b * squares, S, S * S, v.data() + b * rows, hidden, D, 0.0f,
+                                    ctx.data() + b * rows, hidden, D, H);
              }},
-            {"attn_dkept", S, S, D, [&](std::size_t b) {
-               gemm_strided_batched(Trans::N, Trans::T, S, S, D, 1.0f, dctx.data() + b * rows, hidden, D,
-                                    v.data() + b * rows, hidden, D, 0.0f, dkept.data() + b * squares, S, S * S, H);
+            {"attn_dkept", S, S, D,
+             [&](std::size_t b) {
+               gemm_strided_batched(Trans::N, Trans::T, S, S, D, 1.0f, dctx.data() + b * rows, hidden, D, v.data() + b * rows, hidden, D, 0.0f,
+                                    dkept.data() + b * squares, S, S * S, H);
              }},
-            {"attn_dv", S, D, S, [&](std::size_t b) {
-               gemm_strided_batched(Trans::T, Trans::N, S, D, S, 1.0f, probs.data() + b * squares, S, S * S,
-                                    dctx.data() + b * rows, hidden, D, 0.0f, dv.data() + b * rows, hidden, D, H);
+            {"attn_dv", S, D, S,
+             [&](std::size_t b) {
+               gemm_strided_batched(Trans::T, Trans::N, S, D, S, 1.0f, probs.data() + b * squares, S, S * S, dctx.data() + b * rows, hidden, D, 0.0f,
+                                    dv.data() + b * rows, hidden, D, H);
              }},
-            {"attn_dq", S, D, S, [&](std::size_t b) {
-               gemm_strided_batched(Trans::N, Trans::N, S, D, S, 1.0f, dscores.data() + b * squares, S, S * S,
-                                    k.data() + b * rows, hidden, D, 0.0f, dq.data() + b * rows, hidden, D, H);
+            {"attn_dq", S, D, S,
+             [&](std::size_t b) {
+               gemm_strided_batched(Trans::N, Trans::N, S, D, S, 1.0f, dscores.data() + b * squares, S, S * S, k.data() + b * rows, hidden, D, 0.0f,
+                                    dq.data() + b * rows, hidden, D, H);
              }},
         };
         for (const auto& ts : thread_list) {
@@ -364,8 +388,7 @@ int main(int argc, char** argv) {
               before = measure_local_peak();
               const Timing r = time_gflops(flops, seconds, ref.run);
               after = measure_local_peak();
-              emit({aop.name, "bf16", ref.impl, aop.m, aop.n, aop.k, t, r.best, r.median, r.cpu_best,
-                    std::max(before, after)});
+              emit({aop.name, "bf16", ref.impl, aop.m, aop.n, aop.k, t, r.best, r.median, r.cpu_best, std::max(before, after)});
               std::this_thread::sleep_for(std::chrono::milliseconds(200));
             }
           }
@@ -389,19 +412,18 @@ int main(int argc, char** argv) {
         "{\"op\": \"%s\", \"dtype\": \"%s\", \"impl\": \"%s\", \"M\": %zu, \"N\": %zu, \"K\": %zu, \"threads\": %d, "
         "\"gflops\": %.1f, \"median_gflops\": %.1f, \"cpu_time_gflops\": %.1f, \"peak_gflops\": %.1f, "
         "\"fraction\": %.3f, \"run_peak_gflops\": %.1f, \"run_fraction\": %.3f, \"passes\": %d}\n",
-        r.op.c_str(), r.dtype.c_str(), r.impl.c_str(), r.m, r.n, r.k, r.threads, r.gflops, r.median_gflops,
-        r.threads == 1 ? r.cpu_gflops : 0.0, r.peak, r.gflops / r.peak, r.run_peak, r.gflops / r.run_peak, r.passes);
+        r.op.c_str(), r.dtype.c_str(), r.impl.c_str(), r.m, r.n, r.k, r.threads, r.gflops, r.median_gflops, r.threads == 1 ? r.cpu_gflops : 0.0,
+        r.peak, r.gflops / r.peak, r.run_peak, r.gflops / r.run_peak, r.passes);
   }
 
-  std::printf("\n%-10s %-5s %-9s %5s %5s %5s %3s %9s %9s %7s %9s %9s\n", "op", "dtype", "impl", "M", "N", "K", "thr",
-              "GFLOP/s", "peak", "frac", "run-max", "cpu-time");
+  std::printf("\n%-10s %-5s %-9s %5s %5s %5s %3s %9s %9s %7s %9s %9s\n", "op", "dtype", "impl", "M", "N", "K", "thr", "GFLOP/s", "peak", "frac",
+              "run-max", "cpu-time");
   std::map<std::string, std::pair<double, int>> mean, mean_run;
   std::map<std::string, double> mean_cpu;
   auto key_of = [](const Result& r) { return r.impl + " " + r.dtype + " threads=" + std::to_string(r.threads); };
   for (const Result& r : results) {
-    std::printf("%-10s %-5s %-9s %5zu %5zu %5zu %3d %9.1f %9.1f %6.1f%% %8.1f%% %9.1f\n", r.op.c_str(), r.dtype.c_str(),
-                r.impl.c_str(), r.m, r.n, r.k, r.threads, r.gflops, r.peak, 100 * r.gflops / r.peak,
-                100 * r.gflops / r.run_peak, r.threads == 1 ? r.cpu_gflops : 0.0);
+    std::printf("%-10s %-5s %-9s %5zu %5zu %5zu %3d %9.1f %9.1f %6.1f%% %8.1f%% %9.1f\n", r.op.c_str(), r.dtype.c_str(), r.impl.c_str(), r.m, r.n,
+                r.k, r.threads, r.gflops, r.peak, 100 * r.gflops / r.peak, 100 * r.gflops / r.run_peak, r.threads == 1 ? r.cpu_gflops : 0.0);
     auto& acc = mean[key_of(r)];
     acc.first += r.gflops / r.peak, acc.second += 1;
     auto& acc_run = mean_run[key_of(r)];
@@ -409,8 +431,9 @@ int main(int argc, char** argv) {
     const double cpu_peak = r.dtype == "bf16" ? cpu_peak_dot : cpu_peak_fma;
     if (r.threads == 1 && cpu_peak > 0) mean_cpu[key_of(r)] += r.cpu_gflops / cpu_peak;
   }
-  std::printf("\nmean fraction of the local peak over the products measured (run max: of the highest peak of the "
-              "run; 1 thread also by CPU time):\n");
+  std::printf(
+      "\nmean fraction of the local peak over the products measured (run max: of the highest peak of the "
+      "run; 1 thread also by CPU time):\n");
   for (const auto& [key, v] : mean) {
     std::printf("  %-28s %6.1f%% (%d products)   run max %6.1f%%", key.c_str(), 100 * v.first / v.second, v.second,
                 100 * mean_run[key].first / v.second);
@@ -422,8 +445,7 @@ int main(int argc, char** argv) {
   for (const Result& r : results) {
     if (r.impl == "mpt") continue;
     for (const Result& m : results) {
-      if (m.impl == "mpt" && m.op == r.op && m.dtype == r.dtype && m.m == r.m && m.n == r.n && m.k == r.k &&
-          m.threads == r.threads) {
+      if (m.impl == "mpt" && m.op == r.op && m.dtype == r.dtype && m.m == r.m && m.n == r.n && m.k == r.k && m.threads == r.threads) {
         auto& acc = ratio["mpt / " + r.impl + " " + r.dtype + " threads=" + std::to_string(r.threads)];
         acc.first += m.gflops / r.gflops, acc.second += 1;
       }

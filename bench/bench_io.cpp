@@ -98,8 +98,8 @@ int main(int argc, char** argv) {
   };
   const double f32_bytes = 4.0 * static_cast<double>(numel), bf16_bytes = 2.0 * static_cast<double>(numel);
   const fs::path f32_dir = dir / "f32", bf16_dir = dir / "bf16";
-  report("save_pretrained F32 (incl. fsync)", seconds_best_of(2, [&] { mpt::io::save_pretrained(f32_dir, config.to_json(), named, mpt::io::Dtype::f32); }),
-         f32_bytes);
+  report("save_pretrained F32 (incl. fsync)",
+         seconds_best_of(2, [&] { mpt::io::save_pretrained(f32_dir, config.to_json(), named, mpt::io::Dtype::f32); }), f32_bytes);
   report("save_pretrained BF16 (float -> bf16, fsync)",
          seconds_best_of(2, [&] { mpt::io::save_pretrained(bf16_dir, config.to_json(), named, mpt::io::Dtype::bf16); }), bf16_bytes);
 

@@ -41,8 +41,7 @@ double best_seconds(int repetitions, F&& f) {
 }
 
 void report(const char* what, std::size_t n, double seconds, double bytes_per_param) {
-  std::printf("%-44s %8.2f ms  %6.3f ns/param  %6.1f GB/s\n", what, seconds * 1e3, seconds * 1e9 / n,
-              bytes_per_param * n / seconds / 1e9);
+  std::printf("%-44s %8.2f ms  %6.3f ns/param  %6.1f GB/s\n", what, seconds * 1e3, seconds * 1e9 / n, bytes_per_param * n / seconds / 1e9);
 }
 
 template <class P, class W>
@@ -72,8 +71,7 @@ int main(int argc, char** argv) {
   };
   const std::size_t n = static_cast<std::size_t>(positive(1, 16.0) * 1e6);
   const int repetitions = static_cast<int>(positive(2, 5));
-  std::printf("bench_optim: %zu parameters, best of %d, ISA %s\n", n, repetitions,
-              std::string(mpt::isa_name(mpt::active_isa())).c_str());
+  std::printf("bench_optim: %zu parameters, best of %d, ISA %s\n", n, repetitions, std::string(mpt::isa_name(mpt::active_isa())).c_str());
   std::vector<float> grads(n);
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 1e-3f);
@@ -81,12 +79,9 @@ int main(int argc, char** argv) {
 
   // Bytes per parameter each pass must read + write.
   bench_adamw<mpt::precision::fp32, optim::weights::direct>("fp32 (direct)", n, repetitions, grads, 16 + 12);
-  bench_adamw<mpt::precision::bf16_mixed, optim::weights::fp32_master>("bf16_mixed fp32_master", n, repetitions, grads,
-                                                                       16 + 14);
-  bench_adamw<mpt::precision::bf16_mixed, optim::weights::split_master>("bf16_mixed split_master", n, repetitions,
-                                                                        grads, 16 + 12);
-  bench_adamw<mpt::precision::bf16_pure, optim::weights::stochastic_rounding>("bf16_pure stochastic_rounding", n,
-                                                                              repetitions, grads, 14 + 10);
+  bench_adamw<mpt::precision::bf16_mixed, optim::weights::fp32_master>("bf16_mixed fp32_master", n, repetitions, grads, 16 + 14);
+  bench_adamw<mpt::precision::bf16_mixed, optim::weights::split_master>("bf16_mixed split_master", n, repetitions, grads, 16 + 12);
+  bench_adamw<mpt::precision::bf16_pure, optim::weights::stochastic_rounding>("bf16_pure stochastic_rounding", n, repetitions, grads, 14 + 10);
   for (int threads : {1, 2}) {
     mpt::ScopedNumThreads guard(threads);
     char label[128];

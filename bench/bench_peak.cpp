@@ -22,20 +22,19 @@ int main(int argc, char** argv) {
   for (Isa isa : supported_isas()) {
     if (isa == Isa::scalar || isa == Isa::avx512_bf16) continue;
     for (int t : {1, all}) {
-      rows.push_back({std::string("fma_fp32_") + std::string(isa_name(isa)), t,
-                      bench::measure_peak(bench::PeakKind::fma_fp32, isa, t, seconds), "GFLOP/s"});
+      rows.push_back(
+          {std::string("fma_fp32_") + std::string(isa_name(isa)), t, bench::measure_peak(bench::PeakKind::fma_fp32, isa, t, seconds), "GFLOP/s"});
     }
   }
   if (detected_isa() >= Isa::avx512_bf16) {
     for (int t : {1, all}) {
-      rows.push_back({"dot_bf16_avx512_bf16", t,
-                      bench::measure_peak(bench::PeakKind::bf16_dot, Isa::avx512_bf16, t, seconds), "GFLOP/s"});
+      rows.push_back({"dot_bf16_avx512_bf16", t, bench::measure_peak(bench::PeakKind::bf16_dot, Isa::avx512_bf16, t, seconds), "GFLOP/s"});
     }
   }
   for (int t : {1, all}) rows.push_back({"triad", t, bench::measure_triad_gbps(t), "GB/s"});
   for (const Row& r : rows) {
-    std::printf("{\"op\": \"peak\", \"what\": \"%s\", \"threads\": %d, \"value\": %.1f, \"unit\": \"%s\"}\n",
-                r.what.c_str(), r.threads, r.value, r.unit);
+    std::printf("{\"op\": \"peak\", \"what\": \"%s\", \"threads\": %d, \"value\": %.1f, \"unit\": \"%s\"}\n", r.what.c_str(), r.threads, r.value,
+                r.unit);
   }
   std::printf("\n%-24s %8s %12s\n", "peak", "threads", "value");
   for (const Row& r : rows) std::printf("%-24s %8d %9.1f %s\n", r.what.c_str(), r.threads, r.value, r.unit);

@@ -77,12 +77,14 @@ int main(int argc, char** argv) {
       n_features = features.size();
     }
     const double qps = static_cast<double>(dataset.size()) / best;
-    std::printf("squad features: %zu questions -> %zu features (384/128) in %.3f s (best of %d) = %.0f questions/s, "
-                "%d threads; JSON read %.3f s\n",
-                dataset.size(), n_features, best, repeat, qps, used_threads, read_seconds);
-    std::printf("{\"bench\":\"squad_features\", \"questions\":%zu, \"features\":%zu, \"seconds\":%.4f, "
-                "\"questions_per_s\":%.1f, \"threads\":%d}\n",
-                dataset.size(), n_features, best, qps, used_threads);
+    std::printf(
+        "squad features: %zu questions -> %zu features (384/128) in %.3f s (best of %d) = %.0f questions/s, "
+        "%d threads; JSON read %.3f s\n",
+        dataset.size(), n_features, best, repeat, qps, used_threads, read_seconds);
+    std::printf(
+        "{\"bench\":\"squad_features\", \"questions\":%zu, \"features\":%zu, \"seconds\":%.4f, "
+        "\"questions_per_s\":%.1f, \"threads\":%d}\n",
+        dataset.size(), n_features, best, qps, used_threads);
   } catch (const std::exception& e) {
     std::cerr << "bench_squad: " << e.what() << '\n';
     return 1;

@@ -21,8 +21,8 @@ int main(int argc, char** argv) {
 
     // One batch of 2 features of 8 tokens: [CLS] question [SEP] context [SEP] [PAD]...
     constexpr std::int64_t batch = 2, seq = 8;
-    mpt::Tensor<std::int32_t> input_ids(mpt::Shape{batch, seq}), token_type_ids(mpt::Shape{batch, seq}),
-        attention_mask(mpt::Shape{batch, seq}), start_positions(mpt::Shape{batch}), end_positions(mpt::Shape{batch});
+    mpt::Tensor<std::int32_t> input_ids(mpt::Shape{batch, seq}), token_type_ids(mpt::Shape{batch, seq}), attention_mask(mpt::Shape{batch, seq}),
+        start_positions(mpt::Shape{batch}), end_positions(mpt::Shape{batch});
     const std::int32_t ids[batch][seq] = {{2, 40, 41, 3, 50, 51, 52, 3}, {2, 42, 3, 60, 61, 3, 0, 0}};
     for (std::int64_t b = 0; b < batch; ++b) {
       for (std::int64_t s = 0; s < seq; ++s) {
@@ -33,8 +33,7 @@ int main(int argc, char** argv) {
     }
     start_positions[0] = 4, end_positions[0] = 5;  // the answer spans context tokens 4..5
     start_positions[1] = 3, end_positions[1] = 4;
-    const mpt::nn::QaBatch inputs{input_ids.view(), token_type_ids.view(), attention_mask.view(),
-                                  start_positions.view(), end_positions.view()};
+    const mpt::nn::QaBatch inputs{input_ids.view(), token_type_ids.view(), attention_mask.view(), start_positions.view(), end_positions.view()};
 
     model.reserve(batch, seq, /*training=*/true);  // sizes the activation arenas once
     const auto out = model.forward(inputs, {.training = true, .seed = 42, .forward_index = 0});
@@ -46,8 +45,7 @@ int main(int argc, char** argv) {
     const auto* qa = params.find("qa_outputs.weight");
     std::printf("loss %.6f, start logit [0][4] %.4f, gradient L2 norm %.6f over %zu tensors (%zu values)\n", out.loss,
                 static_cast<double>(out.start_logits(0, 4)), std::sqrt(norm2), params.count(), params.numel());
-    std::printf("qa_outputs.weight %s, first gradient %.6e\n", qa->shape.to_string().c_str(),
-                static_cast<double>(params.grad_flat()[qa->offset]));
+    std::printf("qa_outputs.weight %s, first gradient %.6e\n", qa->shape.to_string().c_str(), static_cast<double>(params.grad_flat()[qa->offset]));
     // One optimizer step: AdamW over the model's flat buffers (fp32 master, bf16 copy
     // rewritten in the same pass), gradients clipped to norm 1, as transformers' Trainer.
     auto adamw = mpt::train::make_adamw(params, {.lr = 1e-3, .weight_decay = 0.01});
@@ -58,8 +56,7 @@ int main(int argc, char** argv) {
     std::printf("AdamW step: gradient norm %.4f, loss %.6f -> %.6f\n", step.grad_norm, out.loss, after.loss);
 
     const auto mem = model.memory();
-    std::printf("memory: parameters %zu B, gradients %zu B, activations %zu B\n", mem.parameters, mem.gradients,
-                mem.activations);
+    std::printf("memory: parameters %zu B, gradients %zu B, activations %zu B\n", mem.parameters, mem.gradients, mem.activations);
     return std::isfinite(out.loss) && after.loss < out.loss ? 0 : 1;
   } catch (const mpt::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -6,6 +6,7 @@
 #   scripts/install-deps.sh           # build + test dependencies
 #   scripts/install-deps.sh --mpi     # also Open MPI (optional data-parallel support)
 #   scripts/install-deps.sh --torch   # also python3-torch (fixture generators in tools/)
+#   scripts/install-deps.sh --format  # also clang-format (scripts/check_format.sh)
 #   scripts/install-deps.sh --bench-references
 #                                     # also OpenBLAS and oneDNN, which bench_gemm then
 #                                     # measures in the same run (never linked into mpt)
@@ -27,8 +28,9 @@ for arg in "$@"; do
   case "$arg" in
     --mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
     --torch) packages+=(python3-torch python3-numpy) ;;
+    --format) packages+=(clang-format) ;;
     --bench-references) packages+=(libopenblas-dev libdnnl-dev) ;;
-    *) echo "install-deps.sh: unknown option '$arg' (known: --mpi, --torch, --bench-references)" >&2; exit 2 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (known: --mpi, --torch, --format, --bench-references)" >&2; exit 2 ;;
   esac
 done
 

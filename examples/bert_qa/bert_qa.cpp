@@ -103,8 +103,7 @@ mpt::data::SquadDataset read_examples(const std::string& flag, const std::string
   options.answers_optional = flag == "--test_file";  // prediction files may come without answers
   mpt::data::SquadDataset d = mpt::data::read_squad(path, options);
   if (d.version_2 && !a.data.version_2_with_negative) {
-    std::printf("note: %s is SQuAD v2.0 (questions without answers); pass --version_2_with_negative to score it as v2\n",
-                path.c_str());
+    std::printf("note: %s is SQuAD v2.0 (questions without answers); pass --version_2_with_negative to score it as v2\n", path.c_str());
   }
   if (max_samples) d = d.first(static_cast<std::size_t>(*max_samples));
   return d;
@@ -132,7 +131,8 @@ Inputs prepare(const Arguments& a) {
   if (!m.model_name_or_path.empty()) {
     in.model_folder = m.model_name_or_path;
     if (!fs::is_directory(in.model_folder)) {
-      mpt::throw_error("--model_name_or_path ", m.model_name_or_path, ": not a folder. bert_qa loads Hugging Face model "
+      mpt::throw_error("--model_name_or_path ", m.model_name_or_path,
+                       ": not a folder. bert_qa loads Hugging Face model "
                        "folders from disk (config.json, model.safetensors, vocab.txt); download one first, e.g. with "
                        "`huggingface-cli download bert-base-uncased --local-dir bert-base-uncased`");
     }
@@ -150,15 +150,14 @@ Inputs prepare(const Arguments& a) {
   in.tokenizer.emplace(mpt::data::WordPieceTokenizer::from_vocab_file(in.vocab));
   in.do_lower_case = in.tokenizer->options().do_lower_case;
   if (static_cast<std::int64_t>(in.tokenizer->vocab_size()) > in.config.vocab_size) {
-    mpt::throw_error("the tokenizer ", in.vocab, " has ", in.tokenizer->vocab_size(), " tokens but the model's vocab_size is ",
-                     in.config.vocab_size, "; use the model's own vocabulary");
+    mpt::throw_error("the tokenizer ", in.vocab, " has ", in.tokenizer->vocab_size(), " tokens but the model's vocab_size is ", in.config.vocab_size,
+                     "; use the model's own vocabulary");
   }
 
   in.max_seq_length = static_cast<std::size_t>(a.data.max_seq_length);
   const auto limit = static_cast<std::size_t>(std::min<std::int64_t>(in.config.max_position_embeddings, 512));
   if (in.max_seq_length > limit) {
-    std::printf("warning: --max_seq_length %zu is longer than the model's maximum (%zu); using %zu\n", in.max_seq_length,
-                limit, limit);
+    std::printf("warning: --max_seq_length %zu is longer than the model's maximum (%zu); using %zu\n", in.max_seq_length, limit, limit);
     in.max_seq_length = limit;
   }
   mpt::data::QaFeatureOptions fo;
@@ -217,8 +216,7 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
   trainer.set_bucket_bytes(static_cast<std::size_t>(a.mpt.ddp_bucket_cap_mb * 1024 * 1024));
   trainer.set_verify_replicas(a.mpt.debug_ranks);
   if (a.mpt.early_stopping_patience) {
-    trainer.add_callback(std::make_unique<mpt::train::EarlyStoppingCallback>(*a.mpt.early_stopping_patience,
-                                                                             a.mpt.early_stopping_threshold));
+    trainer.add_callback(std::make_unique<mpt::train::EarlyStoppingCallback>(*a.mpt.early_stopping_patience, a.mpt.early_stopping_threshold));
   }
   trainer.set_save_extra([&](const fs::path& dir) {
     bert_qa::save_tokenizer(dir, in.vocab, in.do_lower_case, static_cast<std::int64_t>(in.max_seq_length > 512 ? in.max_seq_length : 512));
@@ -239,8 +237,10 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
   double train_tokens_per_second = 0;
   if (args.do_train) {
     if (checkpoint && !args.resume_from_checkpoint) {
-      std::printf("Checkpoint detected, resuming training at %s. To avoid this behavior, change the `--output_dir` or "
-                  "add `--overwrite_output_dir` to train from scratch.\n", checkpoint->c_str());
+      std::printf(
+          "Checkpoint detected, resuming training at %s. To avoid this behavior, change the `--output_dir` or "
+          "add `--overwrite_output_dir` to train from scratch.\n",
+          checkpoint->c_str());
     }
     const mpt::train::QaTrainSet train_set{in.train_features};
     const std::int64_t tokens_before = trainer.state().num_input_tokens_seen;
@@ -248,8 +248,7 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
     if (output.stopped_by_signal != 0) return 128 + output.stopped_by_signal;
     if (main_process) trainer.save_model(output_dir);
     nlohmann::ordered_json metrics;
-    for (const char* key : {"epoch", "total_flos", "train_loss", "train_runtime", "train_samples_per_second",
-                            "train_steps_per_second"})
+    for (const char* key : {"epoch", "total_flos", "train_loss", "train_runtime", "train_samples_per_second", "train_steps_per_second"})
       metrics[key] = output.metrics[key];
     metrics["train_samples"] = in.train_features.size();
     const double runtime = output.metrics["train_runtime"].template get<double>();
@@ -274,8 +273,7 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
     metrics["eval_samples"] = in.eval_features.size();
     const double runtime = metrics["eval_runtime"].get<double>();
     if (runtime > 0) {
-      metrics["eval_tokens_per_second"] =
-          std::round(static_cast<double>(in.eval_features.row_begin.back()) / runtime * 1000) / 1000;
+      metrics["eval_tokens_per_second"] = std::round(static_cast<double>(in.eval_features.row_begin.back()) / runtime * 1000) / 1000;
     }
     bert_qa::log_metrics("eval", metrics);
     if (main_process) bert_qa::save_metrics(output_dir, "eval", metrics);
@@ -285,8 +283,7 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
 
   if (args.do_predict) {
     std::printf("***** Running Prediction *****\n  Num examples = %zu (%zu features)\n", in.predict->size(), in.predict_features.size());
-    const mpt::train::QaEvalOptions options{static_cast<std::size_t>(args.per_device_eval_batch_size), &comm, post, output_dir,
-                                            "predict"};
+    const mpt::train::QaEvalOptions options{static_cast<std::size_t>(args.per_device_eval_batch_size), &comm, post, output_dir, "predict"};
     const auto started = std::chrono::steady_clock::now();
     const mpt::train::EvalResult result = mpt::train::evaluate_qa(model, *in.predict, in.predict_features, options);
     const double runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -312,21 +309,21 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
     const auto& e = *eval_metrics;
     const char* em_key = e.contains("eval_exact_match") ? "eval_exact_match" : "eval_exact";
     if (e.contains(em_key) && e.contains("eval_f1")) {
-      std::printf("bert_qa: EM %.2f  F1 %.2f on %zu questions of %s\n", e[em_key].get<double>(), e["eval_f1"].get<double>(),
-                  in.eval->size(), a.data.validation_file.c_str());
+      std::printf("bert_qa: EM %.2f  F1 %.2f on %zu questions of %s\n", e[em_key].get<double>(), e["eval_f1"].get<double>(), in.eval->size(),
+                  a.data.validation_file.c_str());
     }
   }
   if (args.do_train) {
     const auto mem = trainer.memory();
-    std::printf("bert_qa: training %s tokens/s (%s), evaluation %s tokens/s; peak RSS %.2f GiB; parameters %.1f MiB, "
-                "gradients %.1f MiB, optimizer state %.1f MiB, activations %.1f MiB\n",
-                thousands(train_tokens_per_second).c_str(), args.bf16 ? "bf16" : "fp32",
-                eval_metrics && eval_metrics->contains("eval_tokens_per_second")
-                    ? thousands((*eval_metrics)["eval_tokens_per_second"].get<double>()).c_str()
-                    : "-",
-                static_cast<double>(mem.peak_rss) / (1 << 30), static_cast<double>(mem.parameters) / (1 << 20),
-                static_cast<double>(mem.gradients) / (1 << 20), static_cast<double>(mem.optimizer_state) / (1 << 20),
-                static_cast<double>(mem.activations) / (1 << 20));
+    std::printf(
+        "bert_qa: training %s tokens/s (%s), evaluation %s tokens/s; peak RSS %.2f GiB; parameters %.1f MiB, "
+        "gradients %.1f MiB, optimizer state %.1f MiB, activations %.1f MiB\n",
+        thousands(train_tokens_per_second).c_str(), args.bf16 ? "bf16" : "fp32",
+        eval_metrics && eval_metrics->contains("eval_tokens_per_second") ? thousands((*eval_metrics)["eval_tokens_per_second"].get<double>()).c_str()
+                                                                         : "-",
+        static_cast<double>(mem.peak_rss) / (1 << 30), static_cast<double>(mem.parameters) / (1 << 20),
+        static_cast<double>(mem.gradients) / (1 << 20), static_cast<double>(mem.optimizer_state) / (1 << 20),
+        static_cast<double>(mem.activations) / (1 << 20));
   }
   std::printf("bert_qa: outputs in %s\n", output_dir.c_str());
   return 0;
@@ -341,8 +338,7 @@ void apply_demo(Arguments& a) {
   const fs::path dir = a.mpt.demo_data_dir;
   set("--train_file", a.data.train_file, (dir / "train.json").string());
   set("--validation_file", a.data.validation_file, (dir / "dev.json").string());
-  set("--config_overrides", a.model.config_overrides,
-      std::string("hidden_size=128,num_hidden_layers=2,num_attention_heads=2,intermediate_size=512"));
+  set("--config_overrides", a.model.config_overrides, std::string("hidden_size=128,num_hidden_layers=2,num_attention_heads=2,intermediate_size=512"));
   set("--do_train", t.do_train, true);
   set("--do_eval", t.do_eval, true);
   set("--bf16", t.bf16, true);
@@ -412,7 +408,8 @@ int main(int argc, char** argv) {
   Arguments& a = *parsed.args;
   try {
     if (!a.data.dataset_name.empty()) {
-      mpt::throw_error("--dataset_name ", a.data.dataset_name, ": bert_qa reads local files and never downloads. Fetch the "
+      mpt::throw_error("--dataset_name ", a.data.dataset_name,
+                       ": bert_qa reads local files and never downloads. Fetch the "
                        "data once and pass the files, e.g. --train_file train-v1.1.json --validation_file dev-v1.1.json "
                        "(SQuAD v1.1 from https://rajpurkar.github.io/SQuAD-explorer/)");
     }
@@ -428,8 +425,9 @@ int main(int argc, char** argv) {
       mpt::throw_error("nothing to do: pass --do_train, --do_eval and/or --do_predict");
     }
     if (a.training.fp16) {
-      mpt::throw_error("--fp16: mpt's BERT runs in bf16 (--bf16, which needs no loss scaling) or fp32; the fp16 kernels "
-                       "are not written yet");
+      mpt::throw_error(
+          "--fp16: mpt's BERT runs in bf16 (--bf16, which needs no loss scaling) or fp32; the fp16 kernels "
+          "are not written yet");
     }
     if (!a.training.bf16 && a.mpt.master_weights != "fp32_master" && a.was_given("--master_weights")) {
       mpt::throw_error("--master_weights ", a.mpt.master_weights, " applies to --bf16 runs; fp32 runs update fp32 weights");
@@ -438,8 +436,8 @@ int main(int argc, char** argv) {
     a.training.validate();
     if (a.mpt.num_threads) mpt::set_num_threads(*a.mpt.num_threads);
     for (const auto& f : a.ignored) std::printf("note: %s is accepted for compatibility and has no effect here\n", f.c_str());
-    std::printf("mpt: %d process%s x %d threads, %s kernels (%s)%s\n", comm.size(), comm.size() > 1 ? "es" : "",
-                mpt::num_threads(), mpt::isa_name(mpt::active_isa()).data(), a.training.bf16 ? "bf16 mixed precision" : "fp32",
+    std::printf("mpt: %d process%s x %d threads, %s kernels (%s)%s\n", comm.size(), comm.size() > 1 ? "es" : "", mpt::num_threads(),
+                mpt::isa_name(mpt::active_isa()).data(), a.training.bf16 ? "bf16 mixed precision" : "fp32",
                 a.training.use_ipex || a.training.no_cuda || a.training.use_cpu
                     ? "; --use_ipex/--no_cuda/--use_cpu accepted: mpt's CPU kernels are always on"
                     : "");

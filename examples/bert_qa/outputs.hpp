@@ -47,8 +47,7 @@ inline void log_metrics(const std::string& split, const nlohmann::ordered_json& 
     if (k.ends_with("_runtime") && v.is_number()) {
       const double s = v.get<double>();
       char buf[48];
-      std::snprintf(buf, sizeof buf, "%d:%02d:%05.2f", static_cast<int>(s / 3600), static_cast<int>(std::fmod(s, 3600) / 60),
-                    std::fmod(s, 60.0));
+      std::snprintf(buf, sizeof buf, "%d:%02d:%05.2f", static_cast<int>(s / 3600), static_cast<int>(std::fmod(s, 3600) / 60), std::fmod(s, 60.0));
       text = buf;
     } else if (k == "total_flos" && v.is_number()) {
       text = std::to_string(static_cast<long long>(v.get<double>()) >> 30) + "GF";
@@ -64,15 +63,13 @@ inline void log_metrics(const std::string& split, const nlohmann::ordered_json& 
 
 // The tokenizer files transformers' BertTokenizerFast.save_pretrained writes (tokenizer.json aside:
 // transformers rebuilds the fast tokenizer from vocab.txt).
-inline void save_tokenizer(const std::filesystem::path& dir, const std::filesystem::path& vocab, bool do_lower_case,
-                           std::int64_t model_max_length) {
+inline void save_tokenizer(const std::filesystem::path& dir, const std::filesystem::path& vocab, bool do_lower_case, std::int64_t model_max_length) {
   mpt::io::write_file_atomic(dir / "vocab.txt", mpt::io::read_file(vocab));
   nlohmann::json added = nlohmann::json::object();
   const std::vector<std::pair<std::string, std::string>> specials = {
       {"0", "[PAD]"}, {"100", "[UNK]"}, {"101", "[CLS]"}, {"102", "[SEP]"}, {"103", "[MASK]"}};
   for (const auto& [id, token] : specials) {
-    added[id] = {{"content", token}, {"lstrip", false}, {"normalized", false}, {"rstrip", false}, {"single_word", false},
-                 {"special", true}};
+    added[id] = {{"content", token}, {"lstrip", false}, {"normalized", false}, {"rstrip", false}, {"single_word", false}, {"special", true}};
   }
   const nlohmann::json config = {{"added_tokens_decoder", added},
                                  {"clean_up_tokenization_spaces", true},
@@ -108,8 +105,8 @@ inline void write_training_curves(const std::filesystem::path& path, const nlohm
     for (auto& s : panels)
       if (e.contains(s.key) && e[s.key].is_number()) s.points.emplace_back(step, e[s.key].get<double>());
     for (const auto& [k, v] : e.items()) {
-      if (k.rfind("eval_", 0) != 0 || !v.is_number() || k.ends_with("_runtime") || k.ends_with("_per_second") ||
-          k.ends_with("_samples") || k.ends_with("_total") || k.ends_with("_thresh"))
+      if (k.rfind("eval_", 0) != 0 || !v.is_number() || k.ends_with("_runtime") || k.ends_with("_per_second") || k.ends_with("_samples") ||
+          k.ends_with("_total") || k.ends_with("_thresh"))
         continue;
       auto& s = eval[k];
       s.key = k;
@@ -126,7 +123,8 @@ inline void write_training_curves(const std::filesystem::path& path, const nlohm
   constexpr int width = 520, height = 260, margin = 50;
   const int columns = 2, rows = static_cast<int>((panels.size() + 1) / 2);
   std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(columns * width) + "\" height=\"" +
-                    std::to_string(rows * height) + "\" font-family=\"sans-serif\" font-size=\"12\">\n"
+                    std::to_string(rows * height) +
+                    "\" font-family=\"sans-serif\" font-size=\"12\">\n"
                     "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   char buf[256];
   for (std::size_t p = 0; p < panels.size(); ++p) {
@@ -155,8 +153,8 @@ inline void write_training_curves(const std::filesystem::path& path, const nlohm
     if (s.points.size() <= 30) {
       for (const auto& [x, y] : s.points) {
         if (!std::isfinite(y)) continue;
-        std::snprintf(buf, sizeof buf, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n",
-                      x0 + (x - xmin) / (xmax - xmin) * w, y0 + h - (y - ymin) / (ymax - ymin) * h, s.color.c_str());
+        std::snprintf(buf, sizeof buf, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n", x0 + (x - xmin) / (xmax - xmin) * w,
+                      y0 + h - (y - ymin) / (ymax - ymin) * h, s.color.c_str());
         svg += buf;
       }
     }

@@ -44,7 +44,7 @@ struct DataArguments {
 };
 
 struct MptArguments {
-  std::optional<int> num_threads;  // default: all cores (OMP_NUM_THREADS / MPT_NUM_THREADS honoured)
+  std::optional<int> num_threads;              // default: all cores (OMP_NUM_THREADS / MPT_NUM_THREADS honoured)
   std::string master_weights = "fp32_master";  // bf16 only: fp32_master, split_master, stochastic_rounding
   std::optional<int> early_stopping_patience;
   double early_stopping_threshold = 0.0;
@@ -62,9 +62,7 @@ struct Arguments {
   MptArguments mpt;
   std::vector<std::string> ignored;  // accepted for compatibility, no effect here
   std::vector<std::string> given;    // the flags on the command line (for --demo's defaults)
-  bool was_given(std::string_view flag) const {
-    return std::find(given.begin(), given.end(), std::string(flag)) != given.end();
-  }
+  bool was_given(std::string_view flag) const { return std::find(given.begin(), given.end(), std::string(flag)) != given.end(); }
 };
 
 // The result of parsing: arguments, or an exit code and what to print.
@@ -115,9 +113,11 @@ inline std::optional<std::string> closest_flag(std::string_view unknown, const s
 
 class ArgumentParser {
  public:
-  ArgumentParser() : app_("bert_qa: fine-tune BERT for extractive question answering (SQuAD), as transformers' "
-                          "run_qa.py --bf16 --use_ipex --no_cuda, in one native program. Flags are run_qa.py's.",
-                          "bert_qa") {
+  ArgumentParser()
+      : app_(
+            "bert_qa: fine-tune BERT for extractive question answering (SQuAD), as transformers' "
+            "run_qa.py --bf16 --use_ipex --no_cuda, in one native program. Flags are run_qa.py's.",
+            "bert_qa") {
     app_.set_help_flag("-h,--help", "Print this help and exit");
     app_.get_formatter()->column_width(44);
     Arguments& a = args_;
@@ -168,8 +168,8 @@ class ArgumentParser {
     number("--max_grad_norm", t.max_grad_norm, "Clip the gradient's global L2 norm (0: no clipping)", "Training");
     number("--num_train_epochs", t.num_train_epochs, "Epochs (fractions allowed)", "Training");
     number("--max_steps", t.max_steps, "Optimizer steps; > 0 overrides num_train_epochs", "Training");
-    choice("--lr_scheduler_type", t.lr_scheduler_type,
-           {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"}, "Learning-rate schedule", "Training");
+    choice("--lr_scheduler_type", t.lr_scheduler_type, {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"},
+           "Learning-rate schedule", "Training");
     number("--warmup_ratio", t.warmup_ratio, "Warm-up as a fraction of the steps", "Training");
     number("--warmup_steps", t.warmup_steps, "Warm-up steps; > 0 overrides warmup_ratio", "Training");
     number("--per_device_train_batch_size", t.per_device_train_batch_size, "Training batch", "Training");
@@ -198,13 +198,12 @@ class ArgumentParser {
     flag("--use_ipex", t.use_ipex, "Accepted: mpt's own CPU kernels are always on", "Training");
     text("--report_to", t.report_to, "none, or a .jsonl file that receives every log entry", "Training");
     flag("--disable_tqdm", t.disable_tqdm, "No progress bar: plain log lines", "Training");
-    for (const char* f : {"--logging_dir", "--run_name", "--dataloader_num_workers", "--optim", "--half_precision_backend",
-                          "--save_safetensors", "--local_rank", "--ddp_backend", "--push_to_hub", "--hub_model_id"})
+    for (const char* f : {"--logging_dir", "--run_name", "--dataloader_num_workers", "--optim", "--half_precision_backend", "--save_safetensors",
+                          "--local_rank", "--ddp_backend", "--push_to_hub", "--hub_model_id"})
       ignored_value(f, "Training");
 
     // ---- mpt
-    auto* threads = app_.add_option("--num_threads", a.mpt.num_threads,
-                                    "Threads (default: all cores; OMP_NUM_THREADS / MPT_NUM_THREADS honoured)");
+    auto* threads = app_.add_option("--num_threads", a.mpt.num_threads, "Threads (default: all cores; OMP_NUM_THREADS / MPT_NUM_THREADS honoured)");
     threads->group("mpt")->check(CLI::Range(1, 4096));
     known_.push_back("--num_threads");
     choice("--master_weights", x.master_weights, {"fp32_master", "split_master", "stochastic_rounding"},
@@ -214,12 +213,15 @@ class ArgumentParser {
     patience->group("mpt")->check(CLI::Range(1, 1000000));
     known_.push_back("--early_stopping_patience");
     number("--early_stopping_threshold", x.early_stopping_threshold, "Smallest improvement that counts", "mpt");
-    number("--ddp_bucket_cap_mb", x.ddp_bucket_cap_mb, "Under mpirun: all-reduce gradients in buckets of this many MB, "
-           "overlapped with backward", "mpt");
+    number("--ddp_bucket_cap_mb", x.ddp_bucket_cap_mb,
+           "Under mpirun: all-reduce gradients in buckets of this many MB, "
+           "overlapped with backward",
+           "mpt");
     flag("--debug_ranks", x.debug_ranks, "Under mpirun: check after every step that all ranks hold the same weights", "mpt");
     flag("--demo", x.demo,
          "The quick start: generate a synthetic SQuAD task (if absent) and train a tiny BERT from scratch in bf16; "
-         "other flags still apply", "mpt");
+         "other flags still apply",
+         "mpt");
     text("--demo_data_dir", x.demo_data_dir, "Where --demo keeps its generated train.json and dev.json", "mpt");
     number("--demo_entities_per_paragraph", x.demo_entities_per_paragraph,
            "--demo's task: entities per paragraph (1: easy; 2-4: the model must match the entity)", "mpt");
@@ -246,8 +248,7 @@ class ArgumentParser {
       result.exit_code = 2;
       if (colon != std::string::npos && eq != std::string::npos && eq > colon) {
         const std::string flag = what.substr(colon + 2, eq - colon - 2), value = what.substr(eq + 3);
-        result.message = "error: " + flag + ": '" + value + "' is not a valid value (bert_qa --help shows what " + flag +
-                         " takes)";
+        result.message = "error: " + flag + ": '" + value + "' is not a valid value (bert_qa --help shows what " + flag + " takes)";
       } else {
         result.message = "error: " + what;
       }
@@ -288,7 +289,9 @@ class ArgumentParser {
     known_.push_back(name);
     if (default_value) {
       const std::string negated = "--no_" + name.substr(2);
-      app_.add_flag_callback(negated, [&target] { target = false; }, "Set " + name + " to false")->group(group);
+      app_.add_flag_callback(
+              negated, [&target] { target = false; }, "Set " + name + " to false")
+          ->group(group);
       known_.push_back(negated);
     }
   }
@@ -322,8 +325,8 @@ class ArgumentParser {
     known_.push_back(name);
   }
   void strategy(const std::string& name, std::string& target, const std::string& description, const std::string& group) {
-    const std::vector<std::string> values = name == "--save_strategy" ? std::vector<std::string>{"no", "steps", "epoch", "best"}
-                                                                      : std::vector<std::string>{"no", "steps", "epoch"};
+    const std::vector<std::string> values =
+        name == "--save_strategy" ? std::vector<std::string>{"no", "steps", "epoch", "best"} : std::vector<std::string>{"no", "steps", "epoch"};
     app_.add_option(name, target, description)->group(group)->capture_default_str()->take_last()->check(CLI::IsMember(values));
     known_.push_back(name);
   }

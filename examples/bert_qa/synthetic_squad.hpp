@@ -1,6 +1,6 @@
-// The synthetic SQuAD task of bert_qa --demo (and make_synthetic_squad): writes train.json and dev.json, a SQuAD v1.1 question-answering set about invented
-// people, companies and creatures, small and regular enough that a tiny BERT trained from scratch learns it in
-// minutes. Names are built from syllables, so no answer can come from real-world knowledge: it has to be read.
+// The synthetic SQuAD task of bert_qa --demo (and make_synthetic_squad): writes train.json and dev.json, a SQuAD v1.1 question-answering set about
+// invented people, companies and creatures, small and regular enough that a tiny BERT trained from scratch learns it in minutes. Names are built from
+// syllables, so no answer can come from real-world knowledge: it has to be read.
 //
 //   make_synthetic_squad [--output_dir DIR] [--seed 42] [--train_paragraphs 6000] [--dev_paragraphs 300]
 //                        [--entities_per_paragraph 1..4] [--questions_per_paragraph K]
@@ -36,10 +36,10 @@ namespace bert_qa {
 
 struct SyntheticSquadOptions {
   std::uint64_t seed = 42;
-  int train_paragraphs = 6000;          // about 34,000 questions
-  int dev_paragraphs = 300;             // about 1,700 questions
-  int entities_per_paragraph = 1;       // 1..4; above 1 the question's entity must be matched
-  int questions_per_paragraph = 0;      // 0: one per fact, at most 6; up to 27
+  int train_paragraphs = 6000;      // about 34,000 questions
+  int dev_paragraphs = 300;         // about 1,700 questions
+  int entities_per_paragraph = 1;   // 1..4; above 1 the question's entity must be matched
+  int questions_per_paragraph = 0;  // 0: one per fact, at most 6; up to 27
 };
 
 struct SyntheticSquadSummary {
@@ -48,7 +48,6 @@ struct SyntheticSquadSummary {
 };
 
 namespace synthetic {
-
 
 // Draws from mpt::SplitMix64, the same sequence on every platform (the standard library's
 // distributions and std::shuffle differ between implementations).
@@ -88,8 +87,8 @@ inline std::uint64_t stream_seed(std::uint64_t seed, std::uint64_t stream) {
 // ---------------------------------------------------------------------------------------------------------------
 // Invented names. Each kind of name has its own endings so that, e.g., a home city looks unlike a person.
 
-inline const std::vector<std::string> kOnsets = {"b", "br", "d", "dr", "f", "g", "gr", "h", "k", "kr", "l", "m",
-                                          "n", "p", "pr", "r", "s", "st", "t", "tr", "v", "z", "th", "sh"};
+inline const std::vector<std::string> kOnsets = {"b", "br", "d",  "dr", "f", "g",  "gr", "h",  "k", "kr", "l",  "m",
+                                                 "n", "p",  "pr", "r",  "s", "st", "t",  "tr", "v", "z",  "th", "sh"};
 inline const std::vector<std::string> kVowels = {"a", "e", "i", "o", "u", "a", "e", "o", "ai", "ou", "ei"};
 inline const std::vector<std::string> kCodas = {"n", "r", "l", "s", "k", "m", "th", "x", "nd", "rn"};
 
@@ -117,8 +116,8 @@ inline std::string suffixed_name(SplitMix64& rng, const std::vector<std::string>
   return name;
 }
 
-inline const std::vector<std::string> kPlaceSuffixes = {"dale", "mere", "holt", "wick", "port", "burg",
-                                                 "ford", "haven", "moor", "field", "gate", "stead"};
+inline const std::vector<std::string> kPlaceSuffixes = {"dale", "mere",  "holt", "wick",  "port", "burg",
+                                                        "ford", "haven", "moor", "field", "gate", "stead"};
 inline const std::vector<std::string> kCompanySuffixes = {"tex", "corp", "dyne", "lux", "vane", "tron", "ware", "mont"};
 inline const std::vector<std::string> kCreatureSuffixes = {"wump", "lisk", "mander", "pod", "snout", "fin", "back", "horn"};
 
@@ -152,9 +151,8 @@ inline ValueMaker word_from(std::vector<std::string> words) {
   return [words = std::move(words)](SplitMix64& rng) { return rng.pick(words); };
 }
 
-inline const std::vector<std::string> kColours = {"red",   "blue",   "green", "yellow", "orange", "purple",
-                                           "pink",  "brown",  "grey",  "black",  "white",  "silver",
-                                           "teal",  "violet", "amber", "indigo", "crimson"};
+inline const std::vector<std::string> kColours = {"red",   "blue",  "green",  "yellow", "orange", "purple", "pink",   "brown",  "grey",
+                                                  "black", "white", "silver", "teal",   "violet", "amber",  "indigo", "crimson"};
 
 inline std::vector<EntityKind> make_entity_kinds() {
   std::vector<EntityKind> kinds;
@@ -172,9 +170,9 @@ inline std::vector<EntityKind> make_entity_kinds() {
            {"{E} lives in {A}.", "{E} makes a home in the city of {A}.", "The city of {A} is where {E} lives."},
            {"Where does {E} live?", "In which city does {E} live?", "What city is {E}'s home?"}},
           {"profession",
-           word_from({"baker", "carpenter", "teacher", "astronomer", "engineer", "gardener", "librarian",
-                      "fisherman", "architect", "nurse", "pilot", "tailor", "blacksmith", "chemist", "painter",
-                      "sailor", "potter", "judge", "farmer", "surgeon", "translator", "electrician"}),
+           word_from({"baker",     "carpenter", "teacher", "astronomer", "engineer",   "gardener",   "librarian", "fisherman",
+                      "architect", "nurse",     "pilot",   "tailor",     "blacksmith", "chemist",    "painter",   "sailor",
+                      "potter",    "judge",     "farmer",  "surgeon",    "translator", "electrician"}),
            {"{E} works as {an} {A}.", "By profession, {E} is {an} {A}.", "{E} earns a living as {an} {A}."},
            {"What does {E} do for a living?", "What is {E}'s profession?", "What job does {E} have?"}},
           {"favourite_colour",
@@ -183,19 +181,16 @@ inline std::vector<EntityKind> make_entity_kinds() {
            {"What is {E}'s favourite colour?", "Which colour does {E} like best?", "What colour does {E} prefer?"}},
           {"siblings",
            word_from({"two", "three", "four", "five", "six", "seven", "eight", "nine"}),
-           {"{E} has {A} siblings.", "{E} grew up with {A} brothers and sisters.",
-            "There are {A} siblings besides {E} in the family."},
-           {"How many siblings does {E} have?", "How many brothers and sisters does {E} have?",
-            "With how many siblings did {E} grow up?"}},
+           {"{E} has {A} siblings.", "{E} grew up with {A} brothers and sisters.", "There are {A} siblings besides {E} in the family."},
+           {"How many siblings does {E} have?", "How many brothers and sisters does {E} have?", "With how many siblings did {E} grow up?"}},
           {"instrument",
-           word_from({"violin", "cello", "flute", "piano", "guitar", "harp", "trumpet", "clarinet", "oboe", "drums",
-                      "accordion", "banjo", "saxophone", "trombone", "mandolin", "harmonica"}),
+           word_from({"violin", "cello", "flute", "piano", "guitar", "harp", "trumpet", "clarinet", "oboe", "drums", "accordion", "banjo",
+                      "saxophone", "trombone", "mandolin", "harmonica"}),
            {"{E} plays the {A}.", "{E} has played the {A} since childhood.", "In the evenings, {E} practises the {A}."},
-           {"What instrument does {E} play?", "Which musical instrument does {E} play?",
-            "What instrument does {E} practise?"}},
+           {"What instrument does {E} play?", "Which musical instrument does {E} play?", "What instrument does {E} practise?"}},
           {"pet",
-           word_from({"cat", "dog", "parrot", "rabbit", "tortoise", "hamster", "ferret", "canary", "lizard", "goat",
-                      "pony", "snake", "duck", "iguana"}),
+           word_from(
+               {"cat", "dog", "parrot", "rabbit", "tortoise", "hamster", "ferret", "canary", "lizard", "goat", "pony", "snake", "duck", "iguana"}),
            {"{E} keeps a pet {A}.", "{E} owns {an} {A} as a pet.", "A pet {A} lives with {E}."},
            {"What pet does {E} keep?", "What kind of animal is {E}'s pet?", "Which animal does {E} own as a pet?"}},
           {"height_cm",
@@ -203,8 +198,8 @@ inline std::vector<EntityKind> make_entity_kinds() {
            {"{E} is {A} centimetres tall.", "{E} stands {A} centimetres tall.", "{E}'s height is {A} centimetres."},
            {"How tall is {E}?", "What is {E}'s height in centimetres?", "How many centimetres tall is {E}?"}},
       },
-      {"Friends describe {E} as patient and generous.", "{E} enjoys long walks on quiet mornings.",
-       "Neighbours often ask {E} for advice.", "{E} rarely misses a local festival."}});
+      {"Friends describe {E} as patient and generous.", "{E} enjoys long walks on quiet mornings.", "Neighbours often ask {E} for advice.",
+       "{E} rarely misses a local festival."}});
 
   kinds.push_back(EntityKind{
       "company",
@@ -219,8 +214,8 @@ inline std::vector<EntityKind> make_entity_kinds() {
            {"{E} has its headquarters in {A}.", "{E} is based in {A}.", "The main office of {E} is in {A}."},
            {"Where is {E} based?", "Where are the headquarters of {E}?", "In which city is the main office of {E}?"}},
           {"product",
-           word_from({"bicycles", "lanterns", "umbrellas", "clocks", "candles", "kettles", "saddles", "telescopes",
-                      "blankets", "shoes", "chairs", "maps", "bells", "buttons", "ladders", "baskets", "radios"}),
+           word_from({"bicycles", "lanterns", "umbrellas", "clocks", "candles", "kettles", "saddles", "telescopes", "blankets", "shoes", "chairs",
+                      "maps", "bells", "buttons", "ladders", "baskets", "radios"}),
            {"{E} makes {A}.", "{E} is best known for its {A}.", "The factories of {E} produce {A}."},
            {"What does {E} make?", "What product is {E} known for?", "What do the factories of {E} produce?"}},
           {"employees",
@@ -234,16 +229,13 @@ inline std::vector<EntityKind> make_entity_kinds() {
           {"logo_colour",
            word_from(kColours),
            {"The logo of {E} is {A}.", "{E} paints its logo {A}.", "{E} uses a logo coloured {A}."},
-           {"What colour is the logo of {E}?", "What is the colour of {E}'s logo?",
-            "Which colour does {E} use for its logo?"}},
+           {"What colour is the logo of {E}?", "What is the colour of {E}'s logo?", "Which colour does {E} use for its logo?"}},
           {"mascot",
-           word_from({"fox", "owl", "bear", "wolf", "eagle", "otter", "badger", "heron", "lion", "tiger", "whale",
-                      "hawk", "elk", "beaver"}),
+           word_from({"fox", "owl", "bear", "wolf", "eagle", "otter", "badger", "heron", "lion", "tiger", "whale", "hawk", "elk", "beaver"}),
            {"The mascot of {E} is {an} {A}.", "{E} has {an} {A} as its mascot.", "{An} {A} is the mascot of {E}."},
            {"What is the mascot of {E}?", "Which animal is {E}'s mascot?", "What animal does {E} have as a mascot?"}},
       },
-      {"{E} is well regarded by its customers.", "Travellers often pass the offices of {E}.",
-       "{E} sponsors a choir in the region."}});
+      {"{E} is well regarded by its customers.", "Travellers often pass the offices of {E}.", "{E} sponsors a choir in the region."}});
 
   kinds.push_back(EntityKind{
       "creature",
@@ -251,45 +243,36 @@ inline std::vector<EntityKind> make_entity_kinds() {
       {
           {"discovery_year",
            integer_in(1700, 2015),
-           {"The {E} was first described in {A}.", "Scientists discovered the {E} in {A}.",
-            "In {A}, the {E} was first recorded."},
-           {"When was the {E} discovered?", "In what year was the {E} first described?",
-            "What year was the {E} first recorded?"}},
+           {"The {E} was first described in {A}.", "Scientists discovered the {E} in {A}.", "In {A}, the {E} was first recorded."},
+           {"When was the {E} discovered?", "In what year was the {E} first described?", "What year was the {E} first recorded?"}},
           {"habitat",
            place_name,
            {"The {E} lives in the hills of {A}.", "The {E} is found only near {A}.", "{A} is home to the {E}."},
            {"Where does the {E} live?", "Where is the {E} found?", "What place is home to the {E}?"}},
           {"diet",
-           word_from({"berries", "insects", "fish", "seeds", "moss", "leaves", "roots", "snails", "nuts", "mushrooms",
-                      "worms", "grass", "bark", "beetles", "crabs", "algae"}),
+           word_from({"berries", "insects", "fish", "seeds", "moss", "leaves", "roots", "snails", "nuts", "mushrooms", "worms", "grass", "bark",
+                      "beetles", "crabs", "algae"}),
            {"The {E} eats {A}.", "The {E} feeds mostly on {A}.", "The diet of the {E} consists of {A}."},
            {"What does the {E} eat?", "What does the {E} feed on?", "What is the diet of the {E}?"}},
           {"legs",
            word_from({"two", "four", "six", "eight", "ten", "twelve", "fourteen", "sixteen"}),
            {"The {E} has {A} legs.", "The {E} walks on {A} legs.", "Each {E} has {A} legs."},
-           {"How many legs does the {E} have?", "On how many legs does the {E} walk?",
-            "What is the number of legs of the {E}?"}},
+           {"How many legs does the {E} have?", "On how many legs does the {E} walk?", "What is the number of legs of the {E}?"}},
           {"fur_colour",
            word_from(kColours),
            {"The {E} has {A} fur.", "The fur of the {E} is {A}.", "The {E} is covered in {A} fur."},
-           {"What colour is the fur of the {E}?", "What colour is the {E}'s fur?",
-            "What is the fur colour of the {E}?"}},
+           {"What colour is the fur of the {E}?", "What colour is the {E}'s fur?", "What is the fur colour of the {E}?"}},
           {"lifespan_years",
            integer_in(3, 150),
-           {"The {E} lives for about {A} years.", "A typical {E} lives {A} years.",
-            "The {E} can reach an age of {A} years."},
-           {"How long does the {E} live?", "What is the lifespan of the {E}?",
-            "How many years does the {E} live?"}},
+           {"The {E} lives for about {A} years.", "A typical {E} lives {A} years.", "The {E} can reach an age of {A} years."},
+           {"How long does the {E} live?", "What is the lifespan of the {E}?", "How many years does the {E} live?"}},
           {"sound",
-           word_from({"whistling", "humming", "clicking", "croaking", "chirping", "growling", "rattling", "hissing",
-                      "buzzing", "squeaking", "booming", "trilling"}),
-           {"The {E} makes a {A} sound.", "When alarmed, the {E} gives a {A} call.",
-            "The {E} is known for its {A} cry."},
-           {"What sound does the {E} make?", "What kind of call does the {E} give?",
-            "What is the cry of the {E} like?"}},
+           word_from({"whistling", "humming", "clicking", "croaking", "chirping", "growling", "rattling", "hissing", "buzzing", "squeaking",
+                      "booming", "trilling"}),
+           {"The {E} makes a {A} sound.", "When alarmed, the {E} gives a {A} call.", "The {E} is known for its {A} cry."},
+           {"What sound does the {E} make?", "What kind of call does the {E} give?", "What is the cry of the {E} like?"}},
       },
-      {"The {E} is rarely seen by travellers.", "Little is written about the habits of the {E}.",
-       "Local stories often mention the {E}."}});
+      {"The {E} is rarely seen by travellers.", "Little is written about the habits of the {E}.", "Local stories often mention the {E}."}});
 
   return kinds;
 }
@@ -379,7 +362,7 @@ inline int fact_types_for(int entities, SplitMix64& rng, std::size_t available) 
 }
 
 inline Paragraph make_paragraph(const std::vector<EntityKind>& kinds, const GeneratorOptions& options, SplitMix64& rng,
-                         const std::string& id_prefix) {
+                                const std::string& id_prefix) {
   const EntityKind& kind = rng.pick(kinds);
   const int n_entities = options.entities_per_paragraph;
 
@@ -443,10 +426,9 @@ inline Paragraph make_paragraph(const std::vector<EntityKind>& kinds, const Gene
 
   // Questions: every fact once, in random order, then second and third phrasings if more are asked for.
   const std::size_t phrasings = 3;
-  const std::size_t wanted =
-      options.questions_per_paragraph == 0
-          ? std::min<std::size_t>(facts.size(), kDefaultMaxQuestions)
-          : std::min<std::size_t>(static_cast<std::size_t>(options.questions_per_paragraph), facts.size() * phrasings);
+  const std::size_t wanted = options.questions_per_paragraph == 0
+                                 ? std::min<std::size_t>(facts.size(), kDefaultMaxQuestions)
+                                 : std::min<std::size_t>(static_cast<std::size_t>(options.questions_per_paragraph), facts.size() * phrasings);
   std::vector<std::size_t> order(facts.size());
   for (std::size_t f = 0; f < order.size(); ++f) order[f] = f;
   rng.shuffle(order);
@@ -477,9 +459,8 @@ inline void require_ascii(const std::string& text) {
     if (static_cast<unsigned char>(c) >= 0x80) throw std::logic_error("non-ASCII text: " + text);
 }
 
-inline std::vector<Paragraph> make_split(const std::vector<EntityKind>& kinds, const GeneratorOptions& options,
-                                  std::uint64_t seed, int count, const std::string& split,
-                                  const std::unordered_set<std::string>& avoid_contexts) {
+inline std::vector<Paragraph> make_split(const std::vector<EntityKind>& kinds, const GeneratorOptions& options, std::uint64_t seed, int count,
+                                         const std::string& split, const std::unordered_set<std::string>& avoid_contexts) {
   SplitMix64 rng(seed);
   std::vector<Paragraph> paragraphs;
   paragraphs.reserve(static_cast<std::size_t>(count));
@@ -513,9 +494,7 @@ inline nlohmann::ordered_json to_squad_json(const std::vector<Paragraph>& paragr
     nlohmann::ordered_json qas = nlohmann::ordered_json::array();
     for (const auto& qa : p.qas) {
       nlohmann::ordered_json answer = {{"text", qa.answer}, {"answer_start", qa.answer_start}};
-      qas.push_back({{"id", qa.id},
-                     {"question", qa.question},
-                     {"answers", nlohmann::ordered_json::array({std::move(answer)})}});
+      qas.push_back({{"id", qa.id}, {"question", qa.question}, {"answers", nlohmann::ordered_json::array({std::move(answer)})}});
     }
     nlohmann::ordered_json paragraph = {{"context", p.context}, {"qas", std::move(qas)}};
     data.push_back({{"title", p.title}, {"paragraphs", nlohmann::ordered_json::array({std::move(paragraph)})}});
@@ -547,8 +526,7 @@ inline SyntheticSquadSummary write_synthetic_squad(const std::filesystem::path& 
   std::unordered_set<std::string> train_contexts;
   for (const auto& p : train) train_contexts.insert(p.context);
   const auto dev = make_split(kinds, generator, stream_seed(options.seed, 2), options.dev_paragraphs, "dev", train_contexts);
-  SyntheticSquadSummary summary{dir / "train.json", dir / "dev.json", train.size(), question_count(train), dev.size(),
-                                question_count(dev)};
+  SyntheticSquadSummary summary{dir / "train.json", dir / "dev.json", train.size(), question_count(train), dev.size(), question_count(dev)};
   mpt::io::write_file_atomic(summary.train, to_squad_json(train).dump(1));
   mpt::io::write_file_atomic(summary.dev, to_squad_json(dev).dump(1));
   return summary;

@@ -192,9 +192,12 @@ class TensorView {
   constexpr TensorView() = default;
   TensorView(T* data, Shape shape) noexcept : data_(data), shape_(shape) {}
   // A view of T converts to a view of const T.
+  // (clang-format 14 would fold the requires clause into the declaration)
+  // clang-format off
   template <class U>
     requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
   TensorView(TensorView<U> other) noexcept : data_(other.data()), shape_(other.shape()) {}
+  // clang-format on
 
   T* data() const noexcept { return data_; }
   const Shape& shape() const noexcept { return shape_; }
@@ -255,9 +258,13 @@ class Tensor {
   T& operator[](std::size_t i) noexcept { return buffer_[i]; }
   const T& operator[](std::size_t i) const noexcept { return buffer_[i]; }
   template <class... I>
-  T& operator()(I... index) noexcept { return view()(index...); }
+  T& operator()(I... index) noexcept {
+    return view()(index...);
+  }
   template <class... I>
-  const T& operator()(I... index) const noexcept { return view()(index...); }
+  const T& operator()(I... index) const noexcept {
+    return view()(index...);
+  }
 
   TensorView<T> view() noexcept { return {data(), shape_}; }
   TensorView<const T> view() const noexcept { return {data(), shape_}; }
@@ -284,12 +291,14 @@ struct MatrixView {
   std::int64_t ld = 0;
 
   constexpr MatrixView() = default;
-  constexpr MatrixView(T* data_, std::int64_t rows_, std::int64_t cols_, std::int64_t ld_)
-      : data(data_), rows(rows_), cols(cols_), ld(ld_) {}
+  constexpr MatrixView(T* data_, std::int64_t rows_, std::int64_t cols_, std::int64_t ld_) : data(data_), rows(rows_), cols(cols_), ld(ld_) {}
   constexpr MatrixView(T* data_, std::int64_t rows_, std::int64_t cols_) : MatrixView(data_, rows_, cols_, cols_) {}
+  // (clang-format 14 would fold the requires clause into the declaration)
+  // clang-format off
   template <class U>
     requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
   constexpr MatrixView(MatrixView<U> m) : data(m.data), rows(m.rows), cols(m.cols), ld(m.ld) {}
+  // clang-format on
 
   T& operator()(std::int64_t r, std::int64_t c) const noexcept { return data[r * ld + c]; }
   T* row(std::int64_t r) const noexcept { return data + r * ld; }
@@ -329,9 +338,8 @@ class Arena {
   TensorView<T> allocate(Shape shape, const char* what = "tensor") {
     const std::size_t bytes = bytes_for<T>(shape.numel());
     if (used_ + bytes > storage_.size()) {
-      throw_error("Arena: allocating ", what, " ", shape, " (", bytes, " bytes) needs ", used_ + bytes,
-                  " bytes but the arena holds ", storage_.size(),
-                  "; size it for the largest batch and sequence length before the step");
+      throw_error("Arena: allocating ", what, " ", shape, " (", bytes, " bytes) needs ", used_ + bytes, " bytes but the arena holds ",
+                  storage_.size(), "; size it for the largest batch and sequence length before the step");
     }
     std::byte* p = storage_.data() + used_;
     std::fill(p, p + bytes, std::byte{0});
@@ -354,9 +362,7 @@ class Arena {
   std::size_t high_water() const noexcept { return high_water_; }
 
  private:
-  static constexpr std::size_t round_up(std::size_t bytes) noexcept {
-    return (bytes + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
-  }
+  static constexpr std::size_t round_up(std::size_t bytes) noexcept { return (bytes + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes; }
   AlignedBuffer<std::byte> storage_;
   std::size_t used_ = 0;
   std::size_t high_water_ = 0;
@@ -389,9 +395,7 @@ using bf16 = Eigen::bfloat16;
 
 inline std::uint16_t bf16_bits(bf16 x) noexcept { return x.value; }
 
-inline bf16 bf16_from_bits(std::uint16_t bits) noexcept {
-  return bf16(Eigen::bfloat16_impl::raw_uint16_to_bfloat16(bits));
-}
+inline bf16 bf16_from_bits(std::uint16_t bits) noexcept { return bf16(Eigen::bfloat16_impl::raw_uint16_to_bfloat16(bits)); }
 
 // fp32 bit pattern -> bf16 bit pattern, round-to-nearest-even.
 constexpr std::uint16_t float_bits_to_bf16_bits(std::uint32_t u) noexcept {
@@ -402,16 +406,12 @@ constexpr std::uint16_t float_bits_to_bf16_bits(std::uint32_t u) noexcept {
   return static_cast<std::uint16_t>((u + 0x7FFFu + lsb) >> 16);
 }
 
-inline std::uint16_t float_to_bf16_bits(float x) noexcept {
-  return float_bits_to_bf16_bits(std::bit_cast<std::uint32_t>(x));
-}
+inline std::uint16_t float_to_bf16_bits(float x) noexcept { return float_bits_to_bf16_bits(std::bit_cast<std::uint32_t>(x)); }
 
 inline bf16 to_bf16(float x) noexcept { return bf16_from_bits(float_to_bf16_bits(x)); }
 
 // Widening is exact: the bf16 bits become the top half of the float.
-inline float to_float(bf16 x) noexcept {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(bf16_bits(x)) << 16);
-}
+inline float to_float(bf16 x) noexcept { return std::bit_cast<float>(static_cast<std::uint32_t>(bf16_bits(x)) << 16); }
 inline float to_float(float x) noexcept { return x; }
 inline double to_float(double x) noexcept { return x; }
 
@@ -455,8 +455,7 @@ inline float round_to_bf16(float x) noexcept { return to_float(to_bf16(x)); }
 // has checked the CPU (see active_isa()).
 #define MPT_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define MPT_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
-#define MPT_TARGET_AVX512_BF16 \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
+#define MPT_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
 
 namespace mpt {
 
@@ -487,9 +486,9 @@ inline CpuFeatures query_cpu_features() noexcept {
   const bool f16c = (c >> 29) & 1u;
   if (!osxsave || !avx) return f;
   const std::uint64_t xcr0 = read_xcr0();
-  const bool os_avx = (xcr0 & 0x6u) == 0x6u;             // XMM + YMM state
-  const bool os_avx512 = (xcr0 & 0xE6u) == 0xE6u;        // + opmask, ZMM_Hi256, Hi16_ZMM
-  const bool os_amx = (xcr0 & 0x60000u) == 0x60000u;     // XTILECFG + XTILEDATA
+  const bool os_avx = (xcr0 & 0x6u) == 0x6u;          // XMM + YMM state
+  const bool os_avx512 = (xcr0 & 0xE6u) == 0xE6u;     // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool os_amx = (xcr0 & 0x60000u) == 0x60000u;  // XTILECFG + XTILEDATA
   if (!os_avx) return f;
   f.fma = fma;
   f.f16c = f16c;
@@ -525,10 +524,14 @@ enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3 };
 
 inline std::string_view isa_name(Isa isa) noexcept {
   switch (isa) {
-    case Isa::scalar: return "scalar";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
-    case Isa::avx512_bf16: return "avx512_bf16";
+    case Isa::scalar:
+      return "scalar";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx512_bf16:
+      return "avx512_bf16";
   }
   return "?";
 }
@@ -733,11 +736,15 @@ inline void convert_with(Isa isa, std::span<const float> in, std::span<bf16> out
   detail::check_convert_sizes(in.size(), out.size(), "float -> bf16");
   switch (isa) {
 #if MPT_X86
-    case Isa::avx512_bf16: return detail::narrow_avx512_bf16(in.data(), out.data(), in.size());
-    case Isa::avx512: return detail::narrow_avx512(in.data(), out.data(), in.size());
-    case Isa::avx2: return detail::narrow_avx2(in.data(), out.data(), in.size());
+    case Isa::avx512_bf16:
+      return detail::narrow_avx512_bf16(in.data(), out.data(), in.size());
+    case Isa::avx512:
+      return detail::narrow_avx512(in.data(), out.data(), in.size());
+    case Isa::avx2:
+      return detail::narrow_avx2(in.data(), out.data(), in.size());
 #endif
-    default: return detail::narrow_scalar(in.data(), out.data(), in.size());
+    default:
+      return detail::narrow_scalar(in.data(), out.data(), in.size());
   }
 }
 
@@ -747,10 +754,13 @@ inline void convert_with(Isa isa, std::span<const bf16> in, std::span<float> out
   switch (isa) {
 #if MPT_X86
     case Isa::avx512_bf16:
-    case Isa::avx512: return detail::widen_avx512(in.data(), out.data(), in.size());
-    case Isa::avx2: return detail::widen_avx2(in.data(), out.data(), in.size());
+    case Isa::avx512:
+      return detail::widen_avx512(in.data(), out.data(), in.size());
+    case Isa::avx2:
+      return detail::widen_avx2(in.data(), out.data(), in.size());
 #endif
-    default: return detail::widen_scalar(in.data(), out.data(), in.size());
+    default:
+      return detail::widen_scalar(in.data(), out.data(), in.size());
   }
 }
 
@@ -1093,10 +1103,14 @@ concept Backend = std::is_base_of_v<scalar, T>;
 template <class F>
 decltype(auto) dispatch(Isa isa, F&& f) {
   switch (isa) {
-    case Isa::avx512_bf16: return std::forward<F>(f)(avx512_bf16{});
-    case Isa::avx512: return std::forward<F>(f)(avx512{});
-    case Isa::avx2: return std::forward<F>(f)(avx2{});
-    case Isa::scalar: break;
+    case Isa::avx512_bf16:
+      return std::forward<F>(f)(avx512_bf16{});
+    case Isa::avx512:
+      return std::forward<F>(f)(avx512{});
+    case Isa::avx2:
+      return std::forward<F>(f)(avx2{});
+    case Isa::scalar:
+      break;
   }
   return std::forward<F>(f)(scalar{});
 }
@@ -1131,24 +1145,20 @@ namespace mpt::precision {
 
 namespace detail {
 template <class T>
-inline constexpr bool is_storage_type_v = std::is_same_v<T, double> || std::is_same_v<T, float> ||
-                                          std::is_same_v<T, mpt::bf16> || std::is_same_v<T, Eigen::half>;
+inline constexpr bool is_storage_type_v =
+    std::is_same_v<T, double> || std::is_same_v<T, float> || std::is_same_v<T, mpt::bf16> || std::is_same_v<T, Eigen::half>;
 template <class T>
 inline constexpr int bits_of_v = static_cast<int>(sizeof(T)) * 8;
 }  // namespace detail
 
 template <class Param, class Activation, class Accumulate = float, class Master = float>
 struct precision_policy {
-  static_assert(detail::is_storage_type_v<Param>,
-                "precision_policy: Param must be double, float, mpt::bf16 or Eigen::half");
-  static_assert(detail::is_storage_type_v<Activation>,
-                "precision_policy: Activation must be double, float, mpt::bf16 or Eigen::half");
+  static_assert(detail::is_storage_type_v<Param>, "precision_policy: Param must be double, float, mpt::bf16 or Eigen::half");
+  static_assert(detail::is_storage_type_v<Activation>, "precision_policy: Activation must be double, float, mpt::bf16 or Eigen::half");
   static_assert(std::is_same_v<Accumulate, float> || std::is_same_v<Accumulate, double>,
                 "precision_policy: Accumulate must be float or double; sums in 16 bits lose the gradient");
-  static_assert(detail::is_storage_type_v<Master>,
-                "precision_policy: Master must be double, float, mpt::bf16 or Eigen::half");
-  static_assert(detail::bits_of_v<Accumulate> >= detail::bits_of_v<Param> &&
-                    detail::bits_of_v<Accumulate> >= detail::bits_of_v<Activation>,
+  static_assert(detail::is_storage_type_v<Master>, "precision_policy: Master must be double, float, mpt::bf16 or Eigen::half");
+  static_assert(detail::bits_of_v<Accumulate> >= detail::bits_of_v<Param> && detail::bits_of_v<Accumulate> >= detail::bits_of_v<Activation>,
                 "precision_policy: Accumulate must be at least as wide as Param and Activation");
   static_assert(detail::bits_of_v<Master> >= detail::bits_of_v<Param>,
                 "precision_policy: Master must be at least as wide as Param: the optimizer cannot keep "
@@ -1259,13 +1269,11 @@ concept PrecisionPolicy = precision::is_precision_policy<P>::value;
 namespace mpt::kernels::detail {
 
 // Coefficients of erf's two pieces, highest degree first (Horner).
-inline constexpr float erf_small_coefficients[] = {
-    8.534122715e-05f, -8.180781373e-04f, 5.204331625e-03f, -2.686070897e-02f,
-    1.128371889e-01f, -3.761263525e-01f, 1.128379167e+00f};
-inline constexpr float erf_large_coefficients[] = {
-    1.310721111e-06f,  -9.115103069e-07f, -1.861979161e-05f, 3.660426456e-05f, 6.331775316e-05f,
-    -3.373853189e-04f, 4.935169825e-04f,  2.932554082e-04f,  -3.066311448e-03f, 7.699653721e-03f,
-    -1.172715521e-02f, 1.199329491e-02f,  -8.166750358e-03f, 3.388569193e-03f,  9.993462026e-01f};
+inline constexpr float erf_small_coefficients[] = {8.534122715e-05f, -8.180781373e-04f, 5.204331625e-03f, -2.686070897e-02f,
+                                                   1.128371889e-01f, -3.761263525e-01f, 1.128379167e+00f};
+inline constexpr float erf_large_coefficients[] = {1.310721111e-06f,  -9.115103069e-07f, -1.861979161e-05f, 3.660426456e-05f,  6.331775316e-05f,
+                                                   -3.373853189e-04f, 4.935169825e-04f,  2.932554082e-04f,  -3.066311448e-03f, 7.699653721e-03f,
+                                                   -1.172715521e-02f, 1.199329491e-02f,  -8.166750358e-03f, 3.388569193e-03f,  9.993462026e-01f};
 inline constexpr float erf_split = 0.9f;
 inline constexpr float erf_center = 2.41f;
 inline constexpr float erf_saturation = 3.92f;
@@ -1318,9 +1326,7 @@ namespace avx512 {
 using vf = __m512;
 inline constexpr std::size_t lanes = 16;
 
-MPT_TARGET_AVX512 inline __mmask16 first_lanes(std::size_t n) noexcept {
-  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
-}
+MPT_TARGET_AVX512 inline __mmask16 first_lanes(std::size_t n) noexcept { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 MPT_TARGET_AVX512 inline vf set1(float x) noexcept { return _mm512_set1_ps(x); }
 MPT_TARGET_AVX512 inline vf zero() noexcept { return _mm512_setzero_ps(); }
 MPT_TARGET_AVX512 inline vf load(const float* p) noexcept { return _mm512_loadu_ps(p); }
@@ -1346,8 +1352,14 @@ MPT_TARGET_AVX512 inline void store(bf16* p, vf v, std::size_t n) noexcept {
 }
 // Stores v (the first n lanes) and returns what the store kept, as fp32:
 // v itself for float, v rounded to bf16 for bf16 (narrowed once, not twice).
-MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
-MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
+MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v) noexcept {
+  store(p, v);
+  return v;
+}
+MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v, std::size_t n) noexcept {
+  store(p, v, n);
+  return v;
+}
 MPT_TARGET_AVX512 inline vf store_kept(bf16* p, vf v) noexcept {
   const __m512i kept = mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(kept));
@@ -1370,8 +1382,8 @@ MPT_TARGET_AVX512 inline vf abs(vf v) noexcept { return _mm512_abs_ps(v); }
 // v with its sign flipped where s is negative (v xor the sign bit of s, one vpternlogd).
 MPT_TARGET_AVX512 inline vf times_sign_of(vf v, vf s) noexcept {
   constexpr int a_xor_b_and_c = 0x78;  // truth table of A ^ (B & C) on the operand masks 0xF0, 0xCC, 0xAA
-  return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(v), _mm512_castps_si512(s),
-                                                       _mm512_set1_epi32(int(0x80000000u)), a_xor_b_and_c));
+  return _mm512_castsi512_ps(
+      _mm512_ternarylogic_epi32(_mm512_castps_si512(v), _mm512_castps_si512(s), _mm512_set1_epi32(int(0x80000000u)), a_xor_b_and_c));
 }
 // Horizontal reductions in a fixed order (halving), written out because
 // _mm512_reduce_* trips GCC 12's -Wmaybe-uninitialized.
@@ -1464,7 +1476,8 @@ MPT_TARGET_AVX512 inline vf erf(vf x) noexcept {
 // Per vector: Terms permutes and Terms + 3 FMA-class instructions (on
 // different ports, so they overlap).
 template <std::size_t U, std::size_t Terms>
-MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const PiecewiseTable<32, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
+MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const PiecewiseTable<32, Terms>& table, const vf (&a)[U],
+                                                                         vf (&p)[U]) noexcept {
   __m512i piece[U];
   vf t[U];
   for (std::size_t u = 0; u < U; ++u) {
@@ -1487,13 +1500,11 @@ MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const P
 // holding one take the exact emulation: the bits never differ.
 namespace avx512_bf16 {
 using avx512::abs;
-using avx512::exp_nonpositive;
-using avx512::times_sign_of;
 using avx512::erf;
-using avx512::piecewise_n;
 using avx512::erf_n;
 using avx512::exp;
 using avx512::exp_n;
+using avx512::exp_nonpositive;
 using avx512::first;
 using avx512::first_lanes;
 using avx512::fmadd;
@@ -1502,7 +1513,9 @@ using avx512::hsum;
 using avx512::lanes;
 using avx512::load;
 using avx512::max;
+using avx512::piecewise_n;
 using avx512::set1;
+using avx512::times_sign_of;
 using avx512::vf;
 using avx512::zero;
 
@@ -1513,14 +1526,16 @@ MPT_TARGET_AVX512_BF16 inline __m256i narrow(vf v) noexcept {
 }
 MPT_TARGET_AVX512_BF16 inline void store(float* p, vf v) noexcept { _mm512_storeu_ps(p, v); }
 MPT_TARGET_AVX512_BF16 inline void store(float* p, vf v, std::size_t n) noexcept { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
-MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v) noexcept {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow(v));
+MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v) noexcept { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow(v)); }
+MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v, std::size_t n) noexcept { _mm256_mask_storeu_epi16(p, first_lanes(n), narrow(v)); }
+MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v) noexcept {
+  store(p, v);
+  return v;
 }
-MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v, std::size_t n) noexcept {
-  _mm256_mask_storeu_epi16(p, first_lanes(n), narrow(v));
+MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v, std::size_t n) noexcept {
+  store(p, v, n);
+  return v;
 }
-MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
-MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
 MPT_TARGET_AVX512_BF16 inline vf store_kept(bf16* p, vf v) noexcept {
   const __m256i kept = narrow(v);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), kept);
@@ -1531,9 +1546,7 @@ MPT_TARGET_AVX512_BF16 inline vf store_kept(bf16* p, vf v, std::size_t n) noexce
   _mm256_mask_storeu_epi16(p, first_lanes(n), kept);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(kept), 16));
 }
-MPT_TARGET_AVX512_BF16 inline vf round_to_bf16(vf v) noexcept {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(narrow(v)), 16));
-}
+MPT_TARGET_AVX512_BF16 inline vf round_to_bf16(vf v) noexcept { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(narrow(v)), 16)); }
 }  // namespace avx512_bf16
 
 namespace avx2 {
@@ -1568,8 +1581,14 @@ MPT_TARGET_AVX2 inline void store(bf16* p, vf v, std::size_t n) noexcept {
   store(tmp, v);
   std::memcpy(p, tmp, (n < 8 ? n : 8) * sizeof(bf16));
 }
-MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
-MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
+MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v) noexcept {
+  store(p, v);
+  return v;
+}
+MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v, std::size_t n) noexcept {
+  store(p, v, n);
+  return v;
+}
 MPT_TARGET_AVX2 inline vf store_kept(bf16* p, vf v) noexcept {
   const __m256i kept = mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_packus_epi32(_mm256_castsi256_si128(kept), _mm256_extracti128_si256(kept, 1)));
@@ -1582,9 +1601,7 @@ MPT_TARGET_AVX2 inline vf store_kept(bf16* p, vf v, std::size_t n) noexcept {
 MPT_TARGET_AVX2 inline vf round_to_bf16(vf v) noexcept {
   return _mm256_castsi256_ps(_mm256_slli_epi32(mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v)), 16));
 }
-MPT_TARGET_AVX2 inline vf first(vf v, std::size_t n) noexcept {
-  return _mm256_and_ps(v, _mm256_castsi256_ps(first_lanes(n)));
-}
+MPT_TARGET_AVX2 inline vf first(vf v, std::size_t n) noexcept { return _mm256_and_ps(v, _mm256_castsi256_ps(first_lanes(n))); }
 MPT_TARGET_AVX2 inline vf fmadd(vf a, vf b, vf c) noexcept { return _mm256_fmadd_ps(a, b, c); }
 MPT_TARGET_AVX2 inline vf max(vf a, vf b) noexcept { return _mm256_max_ps(a, b); }
 MPT_TARGET_AVX2 inline vf abs(vf v) noexcept { return _mm256_andnot_ps(set1(-0.0f), v); }
@@ -1686,14 +1703,14 @@ MPT_TARGET_AVX2 __attribute__((always_inline)) inline void piecewise_n(const Pie
 // (std:: on the scalar path): what the accuracy tests measure.
 enum class VectorMath { exp, erf };
 #if MPT_X86
-#define MPT_VECTOR_MATH_ARRAY(TARGET, ISA)                                          \
-  namespace ISA {                                                                   \
+#define MPT_VECTOR_MATH_ARRAY(TARGET, ISA)                                               \
+  namespace ISA {                                                                        \
   TARGET inline void math_array(VectorMath f, const float* x, float* y, std::size_t n) { \
-    for (std::size_t i = 0; i < n; i += lanes) {                                    \
-      const vf v = load(x + i, n - i);                                              \
-      store(y + i, f == VectorMath::exp ? exp(v) : erf(v), n - i);                  \
-    }                                                                               \
-  }                                                                                 \
+    for (std::size_t i = 0; i < n; i += lanes) {                                         \
+      const vf v = load(x + i, n - i);                                                   \
+      store(y + i, f == VectorMath::exp ? exp(v) : erf(v), n - i);                       \
+    }                                                                                    \
+  }                                                                                      \
   }  // namespace ISA
 MPT_VECTOR_MATH_ARRAY(MPT_TARGET_AVX512, avx512)
 MPT_VECTOR_MATH_ARRAY(MPT_TARGET_AVX2, avx2)
@@ -1724,8 +1741,10 @@ inline Isa simd_isa_for() {
 // The value a store into T keeps, as float (identity unless T is bf16).
 template <class T>
 inline float keep_as(float x) noexcept {
-  if constexpr (std::is_same_v<T, bf16>) return mpt::round_to_bf16(x);
-  else return x;
+  if constexpr (std::is_same_v<T, bf16>)
+    return mpt::round_to_bf16(x);
+  else
+    return x;
 }
 
 // Asks the cache for `bytes` starting `ahead` bytes past p: the compute-heavy
@@ -1866,8 +1885,8 @@ constexpr PhiloxCounter philox4x32_10(PhiloxCounter c, PhiloxKey k) noexcept {
     }
     const std::uint64_t p0 = std::uint64_t{detail::philox_m0} * c[0];
     const std::uint64_t p1 = std::uint64_t{detail::philox_m1} * c[2];
-    c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<std::uint32_t>(p1),
-         static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k[1], static_cast<std::uint32_t>(p0)};
+    c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<std::uint32_t>(p1), static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k[1],
+         static_cast<std::uint32_t>(p0)};
   }
   return c;
 }
@@ -1884,8 +1903,8 @@ namespace detail {
 // instructions (multiply, shift, ternlog), so independent chains fill the
 // multiplier's pipeline.
 template <std::size_t G>
-MPT_TARGET_AVX512 inline void philox4x32_10_avx512_groups(const std::uint64_t (&block)[G], std::uint32_t c2, std::uint32_t c3,
-                                                          PhiloxKey key, __m512i (&out)[G][4]) noexcept {
+MPT_TARGET_AVX512 inline void philox4x32_10_avx512_groups(const std::uint64_t (&block)[G], std::uint32_t c2, std::uint32_t c3, PhiloxKey key,
+                                                          __m512i (&out)[G][4]) noexcept {
   constexpr std::size_t H = 2 * G;
   const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
   __m512i x0[H], x1[H], x2[H], x3[H];
@@ -1924,8 +1943,8 @@ MPT_TARGET_AVX512 inline void philox4x32_10_avx512_groups(const std::uint64_t (&
 
 // Counters (c0 + lane, c1, c2, c3) for lanes 0..15 -> out[w] = word w of each
 // (c0 + 15 must not wrap).
-MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
-                                                   std::uint32_t c3, PhiloxKey key, __m512i out[4]) noexcept {
+MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3, PhiloxKey key,
+                                                   __m512i out[4]) noexcept {
   const std::uint64_t block[1] = {(std::uint64_t{c1} << 32) | c0};
   __m512i words[1][4];
   philox4x32_10_avx512_groups(block, c2, c3, key, words);
@@ -1933,8 +1952,8 @@ MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32
 }
 
 // The same for 8 lanes.
-MPT_TARGET_AVX2 inline void philox4x32_10_avx2(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
-                                               PhiloxKey key, __m256i out[4]) noexcept {
+MPT_TARGET_AVX2 inline void philox4x32_10_avx2(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3, PhiloxKey key,
+                                               __m256i out[4]) noexcept {
   __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(int(c0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   __m256i x1 = _mm256_set1_epi32(int(c1)), x2 = _mm256_set1_epi32(int(c2)), x3 = _mm256_set1_epi32(int(c3));
   const __m256i m0 = _mm256_set1_epi64x(philox_m0), m1 = _mm256_set1_epi64x(philox_m1);
@@ -1966,8 +1985,8 @@ MPT_TARGET_AVX2 inline void philox4x32_10_avx2(std::uint32_t c0, std::uint32_t c
 
 // Counters (c0 + l, c1, c2, c3) for l < lanes on one instruction set's path:
 // out[w][l] = word w. Returns the lane count (16, 8, or 1 for scalar).
-inline std::size_t philox4x32_10_lanes(Isa isa, std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
-                                       PhiloxKey key, std::uint32_t out[4][16]) {
+inline std::size_t philox4x32_10_lanes(Isa isa, std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3, PhiloxKey key,
+                                       std::uint32_t out[4][16]) {
 #if MPT_X86
   if (isa >= Isa::avx512) {
     __m512i v[4];
@@ -2016,9 +2035,7 @@ namespace detail {
 inline constexpr std::size_t dropout_group = 128;  // elements per 16 Philox counters (4 words, 2 halves)
 inline constexpr std::size_t dropout_groups_per_task = 128;
 
-inline PhiloxKey philox_key(DropoutKey key) noexcept {
-  return {static_cast<std::uint32_t>(key.seed), static_cast<std::uint32_t>(key.seed >> 32)};
-}
+inline PhiloxKey philox_key(DropoutKey key) noexcept { return {static_cast<std::uint32_t>(key.seed), static_cast<std::uint32_t>(key.seed >> 32)}; }
 
 inline void check_dropout_probability(const char* op, float p) {
   if (!(p >= 0.0f && p <= 1.0f)) throw_error(op, ": dropout probability ", p, " is outside [0, 1]");
@@ -2029,9 +2046,8 @@ inline void check_dropout_probability(const char* op, float p) {
 inline std::uint32_t dropout_bits(DropoutKey key, std::uint64_t i) noexcept {
   const std::uint64_t group = i / detail::dropout_group, r = i % detail::dropout_group;
   const std::uint64_t block = 16 * group + r % 16;
-  const PhiloxCounter out = philox4x32_10(
-      {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
-      detail::philox_key(key));
+  const PhiloxCounter out =
+      philox4x32_10({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step}, detail::philox_key(key));
   const std::uint32_t word = out[r / 32];
   return (r / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
 }
@@ -2041,9 +2057,7 @@ inline std::uint32_t dropout_keep_threshold(float p) noexcept {
   return static_cast<std::uint32_t>(std::llround((1.0 - static_cast<double>(p)) * 65536.0));
 }
 
-inline bool dropout_keeps(DropoutKey key, float p, std::uint64_t i) noexcept {
-  return dropout_bits(key, i) < dropout_keep_threshold(p);
-}
+inline bool dropout_keeps(DropoutKey key, float p, std::uint64_t i) noexcept { return dropout_bits(key, i) < dropout_keep_threshold(p); }
 
 // The factor kept elements are multiplied by, for inputs stored as In.
 template <class In>
@@ -2064,9 +2078,8 @@ void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::s
     PhiloxCounter words[16];
     for (std::uint64_t lane = 0; lane < 16; ++lane) {
       const std::uint64_t block = 16 * group + lane;
-      words[lane] = philox4x32_10(
-          {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
-          philox_key(key));
+      words[lane] =
+          philox4x32_10({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step}, philox_key(key));
     }
     const std::size_t first = std::max(begin, group * dropout_group);
     const std::size_t last = std::min(end, (group + 1) * dropout_group);
@@ -2087,54 +2100,55 @@ void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::s
 
 #if MPT_X86
 // The 16-lane kernel, stamped for AVX-512 with and without AVX512_BF16 stores.
-#define MPT_DROPOUT_KERNELS(TARGET, ISA)                                                                              \
-  namespace ISA {                                                                                                     \
-  /* y[0, n) from one register of keep decisions (n may be < lanes). */                                               \
-  template <class In, class Res, class Out>                                                                           \
-  TARGET inline void dropout_apply(const In* x, const Res* r, Out* y, std::size_t n, __mmask16 keep, vf scale) {      \
-    vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x) : load(x, n), scale);                                       \
-    if constexpr (!std::is_void_v<Res>) {                                                                             \
-      if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);                                                  \
-      v = _mm512_add_ps(v, n >= lanes ? load(r) : load(r, n));                                                        \
-    }                                                                                                                 \
-    if (n >= lanes) store(y, v);                                                                                      \
-    else store(y, v, n);                                                                                              \
-  }                                                                                                                   \
-  template <class In, class Res, class Out>                                                                           \
+#define MPT_DROPOUT_KERNELS(TARGET, ISA)                                                                                \
+  namespace ISA {                                                                                                       \
+  /* y[0, n) from one register of keep decisions (n may be < lanes). */                                                 \
+  template <class In, class Res, class Out>                                                                             \
+  TARGET inline void dropout_apply(const In* x, const Res* r, Out* y, std::size_t n, __mmask16 keep, vf scale) {        \
+    vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x) : load(x, n), scale);                                         \
+    if constexpr (!std::is_void_v<Res>) {                                                                               \
+      if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);                                                    \
+      v = _mm512_add_ps(v, n >= lanes ? load(r) : load(r, n));                                                          \
+    }                                                                                                                   \
+    if (n >= lanes)                                                                                                     \
+      store(y, v);                                                                                                      \
+    else                                                                                                                \
+      store(y, v, n);                                                                                                   \
+  }                                                                                                                     \
+  template <class In, class Res, class Out>                                                                             \
   TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) { \
-    const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                         \
-    const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                  \
-    const vf scale = set1(dropout_scale<In>(p));                                                                      \
-    const PhiloxKey k = philox_key(key);                                                                              \
-    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */                      \
-    constexpr std::size_t G = 2;                                                                                      \
-    for (std::size_t base = begin; base < end; base += G * dropout_group) { /* begin is a multiple of the group */    \
-      std::uint64_t block[G];                                                                                         \
-      for (std::size_t g = 0; g < G; ++g) block[g] = (base / dropout_group + g) * 16;                                 \
-      /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */                       \
-      prefetch(x + base, 4 * dropout_group * sizeof(In), G * dropout_group * sizeof(In));                             \
-      __m512i bits[G][4];                                                                                             \
-      philox4x32_10_avx512_groups(block, key.stream, key.step, k, bits);                                              \
-      for (std::size_t s = 0; s < 8 * G; ++s) { /* group s / 8; word (s % 8) / 2, low (even s) or high 16 bits */     \
-        const std::size_t at = base + 16 * s;                                                                         \
-        if (at >= end) break;                                                                                         \
-        const __m512i word = bits[s / 8][(s % 8) / 2];                                                                \
-        const __m512i b = s % 2 == 0 ? _mm512_and_si512(word, low16) : _mm512_srli_epi32(word, 16);                   \
-        const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);                                                 \
-        const Res* rr = nullptr;                                                                                      \
-        if constexpr (!std::is_void_v<Res>) rr = r + at;                                                              \
-        dropout_apply(x + at, rr, y + at, end - at, keep, scale);                                                     \
-      }                                                                                                               \
-    }                                                                                                                 \
-  }                                                                                                                   \
+    const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                           \
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                    \
+    const vf scale = set1(dropout_scale<In>(p));                                                                        \
+    const PhiloxKey k = philox_key(key);                                                                                \
+    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */                        \
+    constexpr std::size_t G = 2;                                                                                        \
+    for (std::size_t base = begin; base < end; base += G * dropout_group) { /* begin is a multiple of the group */      \
+      std::uint64_t block[G];                                                                                           \
+      for (std::size_t g = 0; g < G; ++g) block[g] = (base / dropout_group + g) * 16;                                   \
+      /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */                         \
+      prefetch(x + base, 4 * dropout_group * sizeof(In), G * dropout_group * sizeof(In));                               \
+      __m512i bits[G][4];                                                                                               \
+      philox4x32_10_avx512_groups(block, key.stream, key.step, k, bits);                                                \
+      for (std::size_t s = 0; s < 8 * G; ++s) { /* group s / 8; word (s % 8) / 2, low (even s) or high 16 bits */       \
+        const std::size_t at = base + 16 * s;                                                                           \
+        if (at >= end) break;                                                                                           \
+        const __m512i word = bits[s / 8][(s % 8) / 2];                                                                  \
+        const __m512i b = s % 2 == 0 ? _mm512_and_si512(word, low16) : _mm512_srli_epi32(word, 16);                     \
+        const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);                                                   \
+        const Res* rr = nullptr;                                                                                        \
+        if constexpr (!std::is_void_v<Res>) rr = r + at;                                                                \
+        dropout_apply(x + at, rr, y + at, end - at, keep, scale);                                                       \
+      }                                                                                                                 \
+    }                                                                                                                   \
+  }                                                                                                                     \
   }  // namespace ISA
 MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512, avx512)
 #undef MPT_DROPOUT_KERNELS
 
 template <class In, class Res, class Out>
-MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
-                                  DropoutKey key) {
+MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {
   using namespace avx2;
   // Unsigned bits < threshold as a signed compare: both sides fit in 17 bits.
   const __m256i threshold = _mm256_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
@@ -2144,10 +2158,8 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
   for (std::size_t base = begin; base < end; base += dropout_group) {
     const std::uint64_t block = base / dropout_group * 16;
     __m256i lo[4], hi[4];  // counters block + 0..7 and block + 8..15
-    philox4x32_10_avx2(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,
-                       key.step, k, lo);
-    philox4x32_10_avx2(static_cast<std::uint32_t>(block + 8), static_cast<std::uint32_t>(block >> 32), key.stream,
-                       key.step, k, hi);
+    philox4x32_10_avx2(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step, k, lo);
+    philox4x32_10_avx2(static_cast<std::uint32_t>(block + 8), static_cast<std::uint32_t>(block >> 32), key.stream, key.step, k, hi);
     for (std::size_t j = 0; j < 16; ++j) {  // 8 elements each: word j / 4, half (j / 2) % 2, counters j % 2
       const std::size_t at = base + 8 * j;
       if (at >= end) break;
@@ -2160,8 +2172,10 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
         if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);
         v = _mm256_add_ps(v, n >= lanes ? load(r + at) : load(r + at, n));
       }
-      if (n >= lanes) store(y + at, v);
-      else store(y + at, v, n);
+      if (n >= lanes)
+        store(y + at, v);
+      else
+        store(y + at, v, n);
     }
   }
 }
@@ -2169,8 +2183,7 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
 
 // Elements [begin, end) on one thread; begin must be a multiple of dropout_group.
 template <class In, class Res, class Out>
-void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
-                   DropoutKey key) {
+void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {
   constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
   switch (isa) {
 #if MPT_X86
@@ -2184,7 +2197,8 @@ void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin
       if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);
       break;
 #endif
-    default: break;
+    default:
+      break;
   }
   dropout_scalar(x, r, y, begin, end, p, key);
 }
@@ -2202,9 +2216,8 @@ template <class In, class Res, class Out>
 void dropout_dispatch(const char* op, const In* x, const Res* r, Out* y, std::size_t n, float p, DropoutKey key) {
   check_dropout_probability(op, p);
   const Isa isa = dropout_isa<In, Res, Out>();
-  for_each_row_chunk(n, dropout_group * dropout_groups_per_task, [&](std::size_t begin, std::size_t end) {
-    dropout_range(isa, x, r, y, begin, end, p, key);
-  });
+  for_each_row_chunk(n, dropout_group * dropout_groups_per_task,
+                     [&](std::size_t begin, std::size_t end) { dropout_range(isa, x, r, y, begin, end, p, key); });
 }
 
 template <class A, class B>
@@ -2220,16 +2233,14 @@ void check_same_size(const char* op, const char* a_name, const TensorView<A>& a,
 template <class In, class Out>
 void dropout_forward(TensorView<In> x, TensorView<Out> y, float p, DropoutKey key) {
   detail::check_same_size("dropout_forward", "x", x, "y", y);
-  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_forward", x.data(), nullptr, y.data(), x.size(),
-                                                               p, key);
+  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_forward", x.data(), nullptr, y.data(), x.size(), p, key);
 }
 
 // dx = dy * mask * scale: the same mask as the forward with the same key.
 template <class In, class Out>
 void dropout_backward(TensorView<In> dy, TensorView<Out> dx, float p, DropoutKey key) {
   detail::check_same_size("dropout_backward", "dy", dy, "dx", dx);
-  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_backward", dy.data(), nullptr, dx.data(),
-                                                               dy.size(), p, key);
+  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_backward", dy.data(), nullptr, dx.data(), dy.size(), p, key);
 }
 
 // y = dropout(x) + residual (the residual branch of a transformer block).
@@ -2238,8 +2249,8 @@ template <class In, class Res, class Out>
 void dropout_add_forward(TensorView<In> x, TensorView<Res> residual, TensorView<Out> y, float p, DropoutKey key) {
   detail::check_same_size("dropout_add_forward", "x", x, "y", y);
   detail::check_same_size("dropout_add_forward", "residual", residual, "y", y);
-  detail::dropout_dispatch<std::remove_const_t<In>, std::remove_const_t<Res>, Out>(
-      "dropout_add_forward", x.data(), residual.data(), y.data(), x.size(), p, key);
+  detail::dropout_dispatch<std::remove_const_t<In>, std::remove_const_t<Res>, Out>("dropout_add_forward", x.data(), residual.data(), y.data(),
+                                                                                   x.size(), p, key);
 }
 
 }  // namespace mpt::kernels
@@ -2284,8 +2295,7 @@ inline constexpr std::size_t layer_norm_backward_chunk_rows = 32;
 
 // Scalar reference for one row, in C (float, or double for the fp64 policy).
 template <class C, class In, class Par, class Out>
-void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps, Out* y, std::size_t h, C& mean_out,
-                           C& rstd_out) {
+void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps, Out* y, std::size_t h, C& mean_out, C& rstd_out) {
   C sum = 0;
   for (std::size_t j = 0; j < h; ++j) sum += static_cast<C>(to_float(x[j]));
   const C mean = sum / static_cast<C>(h);
@@ -2305,8 +2315,8 @@ void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps
 
 // One row of backward; adds this row's dgamma/dbeta terms into the chunk partials.
 template <class C, class DY, class In, class Par, class DX>
-void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma, C mean, C rstd, DX* dx, std::size_t h,
-                                    C* dgamma_part, C* dbeta_part) {
+void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma, C mean, C rstd, DX* dx, std::size_t h, C* dgamma_part,
+                                    C* dbeta_part) {
   C sum_g = 0, sum_gx = 0;
   for (std::size_t j = 0; j < h; ++j) {
     const C d = static_cast<C>(to_float(dy[j]));
@@ -2327,95 +2337,94 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
 
 #if MPT_X86
 // The same two rows, one body for both instruction sets (see simd.hpp).
-#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                           \
-  namespace ISA {                                                                                                     \
-  /* Row sums keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                      \
-  template <class In, class Out>                                                                                      \
-  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h,    \
-                             float& mean_out, float& rstd_out) {                                                      \
-    vf acc[4] = {zero(), zero(), zero(), zero()};                                                                     \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 4 * lanes <= h; j += 4 * lanes)                                                                        \
-      for (std::size_t u = 0; u < 4; ++u) acc[u] = acc[u] + load(x + j + u * lanes);                                  \
-    for (; j < h; j += lanes) acc[0] = acc[0] + load(x + j, h - j);                                                   \
-    const float mean = hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h);                           \
-    const vf m = set1(mean);                                                                                          \
-    for (vf& a : acc) a = zero();                                                                                     \
-    for (j = 0; j + 4 * lanes <= h; j += 4 * lanes) {                                                                 \
-      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf d = load(x + j + u * lanes) - m;                                                                     \
-        acc[u] = fmadd(d, d, acc[u]);                                                                                 \
-      }                                                                                                               \
-    }                                                                                                                 \
-    for (; j < h; j += lanes) {                                                                                       \
-      const vf d = first(load(x + j, h - j) - m, h - j);                                                              \
-      acc[0] = fmadd(d, d, acc[0]);                                                                                   \
-    }                                                                                                                 \
-    const float rstd = 1.0f / std::sqrt(hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h) + eps);   \
-    const vf r = set1(rstd);                                                                                          \
-    for (j = 0; j < h; j += lanes) {                                                                                  \
-      const std::size_t n = h - j;                                                                                    \
-      if (n >= lanes) {                                                                                               \
-        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                                  \
-      } else {                                                                                                        \
-        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                      \
-      }                                                                                                               \
-    }                                                                                                                 \
-    mean_out = mean;                                                                                                  \
-    rstd_out = rstd;                                                                                                  \
-  }                                                                                                                   \
-  /* Pass 1: the row sums (vector k into accumulator k % 2) and this row's dgamma/dbeta terms;   */                   \
-  /* pass 2 recomputes xhat and g from the row (in L1 by then) rather than storing them. */                           \
-  template <class DY, class In>                                                                                       \
-  TARGET inline void layer_norm_backward_step(const DY* dy, const In* x, const float* gamma, vf m, vf r,              \
-                                              std::size_t n, float* dgamma_part, float* dbeta_part, vf& sum_g,        \
-                                              vf& sum_gx) {                                                           \
-    vf d, xhat, g;                                                                                                    \
-    if (n >= lanes) {                                                                                                 \
-      d = load(dy);                                                                                                   \
-      xhat = (load(x) - m) * r;                                                                                       \
-      g = d * load(gamma);                                                                                            \
-      store(dgamma_part, fmadd(d, xhat, load(dgamma_part)));                                                          \
-      store(dbeta_part, load(dbeta_part) + d);                                                                        \
-    } else {                                                                                                          \
-      d = load(dy, n);                                                                                                \
-      xhat = first((load(x, n) - m) * r, n);                                                                          \
-      g = d * load(gamma, n);                                                                                         \
-      store(dgamma_part, fmadd(d, xhat, load(dgamma_part, n)), n);                                                    \
-      store(dbeta_part, load(dbeta_part, n) + d, n);                                                                  \
-    }                                                                                                                 \
-    sum_g = sum_g + g;                                                                                                \
-    sum_gx = fmadd(g, xhat, sum_gx);                                                                                  \
-  }                                                                                                                   \
-  template <class DY, class In, class DX>                                                                             \
-  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,          \
-                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part) {                 \
-    const vf m = set1(mean), r = set1(rstd);                                                                          \
-    /* Named accumulators: an array indexed at run time would live in memory. */                                      \
-    vf sum_g0 = zero(), sum_g1 = zero(), sum_gx0 = zero(), sum_gx1 = zero();                                          \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 2 * lanes <= h; j += 2 * lanes) {                                                                      \
-      layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, lanes, dgamma_part + j, dbeta_part + j, sum_g0, sum_gx0); \
-      layer_norm_backward_step(dy + j + lanes, x + j + lanes, gamma + j + lanes, m, r, lanes, dgamma_part + j + lanes, \
-                               dbeta_part + j + lanes, sum_g1, sum_gx1);                                              \
-    }                                                                                                                 \
-    if (j < h) {                                                                                                      \
-      layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g0, sum_gx0); \
-      j += lanes;                                                                                                     \
-    }                                                                                                                 \
-    if (j < h) layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g1, sum_gx1); \
-    const vf mean_g = set1(hsum(sum_g0 + sum_g1) / static_cast<float>(h));                                            \
-    const vf mean_gx = set1(hsum(sum_gx0 + sum_gx1) / static_cast<float>(h));                                         \
-    for (j = 0; j + lanes <= h; j += lanes) {                                                                         \
-      const vf xhat = (load(x + j) - m) * r, g = load(dy + j) * load(gamma + j);                                      \
-      store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                               \
-    }                                                                                                                 \
-    if (j < h) {                                                                                                      \
-      const std::size_t n = h - j;                                                                                    \
-      const vf xhat = (load(x + j, n) - m) * r, g = load(dy + j, n) * load(gamma + j, n);                             \
-      store(dx + j, r * (g - mean_g - xhat * mean_gx), n);                                                            \
-    }                                                                                                                 \
-  }                                                                                                                   \
+#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                                                    \
+  namespace ISA {                                                                                                                              \
+  /* Row sums keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                                               \
+  template <class In, class Out>                                                                                                               \
+  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h, float& mean_out,            \
+                             float& rstd_out) {                                                                                                \
+    vf acc[4] = {zero(), zero(), zero(), zero()};                                                                                              \
+    std::size_t j = 0;                                                                                                                         \
+    for (; j + 4 * lanes <= h; j += 4 * lanes)                                                                                                 \
+      for (std::size_t u = 0; u < 4; ++u) acc[u] = acc[u] + load(x + j + u * lanes);                                                           \
+    for (; j < h; j += lanes) acc[0] = acc[0] + load(x + j, h - j);                                                                            \
+    const float mean = hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h);                                                    \
+    const vf m = set1(mean);                                                                                                                   \
+    for (vf & a : acc) a = zero();                                                                                                             \
+    for (j = 0; j + 4 * lanes <= h; j += 4 * lanes) {                                                                                          \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                                                    \
+        const vf d = load(x + j + u * lanes) - m;                                                                                              \
+        acc[u] = fmadd(d, d, acc[u]);                                                                                                          \
+      }                                                                                                                                        \
+    }                                                                                                                                          \
+    for (; j < h; j += lanes) {                                                                                                                \
+      const vf d = first(load(x + j, h - j) - m, h - j);                                                                                       \
+      acc[0] = fmadd(d, d, acc[0]);                                                                                                            \
+    }                                                                                                                                          \
+    const float rstd = 1.0f / std::sqrt(hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h) + eps);                            \
+    const vf r = set1(rstd);                                                                                                                   \
+    for (j = 0; j < h; j += lanes) {                                                                                                           \
+      const std::size_t n = h - j;                                                                                                             \
+      if (n >= lanes) {                                                                                                                        \
+        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                                                           \
+      } else {                                                                                                                                 \
+        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                                               \
+      }                                                                                                                                        \
+    }                                                                                                                                          \
+    mean_out = mean;                                                                                                                           \
+    rstd_out = rstd;                                                                                                                           \
+  }                                                                                                                                            \
+  /* Pass 1: the row sums (vector k into accumulator k % 2) and this row's dgamma/dbeta terms;   */                                            \
+  /* pass 2 recomputes xhat and g from the row (in L1 by then) rather than storing them. */                                                    \
+  template <class DY, class In>                                                                                                                \
+  TARGET inline void layer_norm_backward_step(const DY* dy, const In* x, const float* gamma, vf m, vf r, std::size_t n, float* dgamma_part,    \
+                                              float* dbeta_part, vf& sum_g, vf& sum_gx) {                                                      \
+    vf d, xhat, g;                                                                                                                             \
+    if (n >= lanes) {                                                                                                                          \
+      d = load(dy);                                                                                                                            \
+      xhat = (load(x) - m) * r;                                                                                                                \
+      g = d * load(gamma);                                                                                                                     \
+      store(dgamma_part, fmadd(d, xhat, load(dgamma_part)));                                                                                   \
+      store(dbeta_part, load(dbeta_part) + d);                                                                                                 \
+    } else {                                                                                                                                   \
+      d = load(dy, n);                                                                                                                         \
+      xhat = first((load(x, n) - m) * r, n);                                                                                                   \
+      g = d * load(gamma, n);                                                                                                                  \
+      store(dgamma_part, fmadd(d, xhat, load(dgamma_part, n)), n);                                                                             \
+      store(dbeta_part, load(dbeta_part, n) + d, n);                                                                                           \
+    }                                                                                                                                          \
+    sum_g = sum_g + g;                                                                                                                         \
+    sum_gx = fmadd(g, xhat, sum_gx);                                                                                                           \
+  }                                                                                                                                            \
+  template <class DY, class In, class DX>                                                                                                      \
+  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd, DX* dx, std::size_t h,            \
+                                      float* dgamma_part, float* dbeta_part) {                                                                 \
+    const vf m = set1(mean), r = set1(rstd);                                                                                                   \
+    /* Named accumulators: an array indexed at run time would live in memory. */                                                               \
+    vf sum_g0 = zero(), sum_g1 = zero(), sum_gx0 = zero(), sum_gx1 = zero();                                                                   \
+    std::size_t j = 0;                                                                                                                         \
+    for (; j + 2 * lanes <= h; j += 2 * lanes) {                                                                                               \
+      layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, lanes, dgamma_part + j, dbeta_part + j, sum_g0, sum_gx0);                       \
+      layer_norm_backward_step(dy + j + lanes, x + j + lanes, gamma + j + lanes, m, r, lanes, dgamma_part + j + lanes, dbeta_part + j + lanes, \
+                               sum_g1, sum_gx1);                                                                                               \
+    }                                                                                                                                          \
+    if (j < h) {                                                                                                                               \
+      layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g0, sum_gx0);                       \
+      j += lanes;                                                                                                                              \
+    }                                                                                                                                          \
+    if (j < h) layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g1, sum_gx1);              \
+    const vf mean_g = set1(hsum(sum_g0 + sum_g1) / static_cast<float>(h));                                                                     \
+    const vf mean_gx = set1(hsum(sum_gx0 + sum_gx1) / static_cast<float>(h));                                                                  \
+    for (j = 0; j + lanes <= h; j += lanes) {                                                                                                  \
+      const vf xhat = (load(x + j) - m) * r, g = load(dy + j) * load(gamma + j);                                                               \
+      store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                                                        \
+    }                                                                                                                                          \
+    if (j < h) {                                                                                                                               \
+      const std::size_t n = h - j;                                                                                                             \
+      const vf xhat = (load(x + j, n) - m) * r, g = load(dy + j, n) * load(gamma + j, n);                                                      \
+      store(dx + j, r * (g - mean_g - xhat * mean_gx), n);                                                                                     \
+    }                                                                                                                                          \
+  }                                                                                                                                            \
   }  // namespace ISA
 MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512, avx512)
@@ -2428,8 +2437,8 @@ MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)
 namespace detail {
 // Rows [begin, end) of x [rows, h] on one thread.
 template <class C, class I, class P, class Out, class Stat>
-void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double eps, Out* y, Stat* mean, Stat* rstd,
-                     std::size_t h, std::size_t begin, std::size_t end) {
+void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double eps, Out* y, Stat* mean, Stat* rstd, std::size_t h, std::size_t begin,
+                     std::size_t end) {
   for (std::size_t r = begin; r < end; ++r) {
     const I* xr = x + r * h;
     Out* yr = y + r * h;
@@ -2455,9 +2464,8 @@ void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double 
 }
 
 template <class In, class Par, class Out, class Stat>
-std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, const TensorView<Par>& gamma,
-                                     const TensorView<Par>& beta, const TensorView<Out>& y,
-                                     const TensorView<Stat>& mean, const TensorView<Stat>& rstd) {
+std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, const TensorView<Par>& gamma, const TensorView<Par>& beta,
+                                     const TensorView<Out>& y, const TensorView<Stat>& mean, const TensorView<Stat>& rstd) {
   if (x.rank() < 1) throw_error(op, ": x must have at least one axis");
   const std::size_t h = static_cast<std::size_t>(x.dim(-1));
   const std::size_t rows = h == 0 ? 0 : x.size() / h;
@@ -2471,8 +2479,8 @@ std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, co
 }  // namespace detail
 
 template <class In, class Par, class Out, class Stat>
-void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> y,
-                        TensorView<Stat> mean, TensorView<Stat> rstd) {
+void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> y, TensorView<Stat> mean,
+                        TensorView<Stat> rstd) {
   using I = std::remove_const_t<In>;
   using P = std::remove_const_t<Par>;
   using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
@@ -2486,8 +2494,8 @@ void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par>
 }
 
 template <class DY, class In, class Par, class Stat, class DX, class Grad>
-void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> gamma, TensorView<Stat> mean,
-                         TensorView<Stat> rstd, TensorView<DX> dx, TensorView<Grad> dgamma, TensorView<Grad> dbeta) {
+void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> gamma, TensorView<Stat> mean, TensorView<Stat> rstd, TensorView<DX> dx,
+                         TensorView<Grad> dgamma, TensorView<Grad> dbeta) {
   using D = std::remove_const_t<DY>;
   using I = std::remove_const_t<In>;
   using P = std::remove_const_t<Par>;
@@ -2519,8 +2527,8 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
       DX* dxr = dx.data() + r * h;
       detail::prefetch(dyr, h * sizeof(D), h * sizeof(D));  // the next row
       detail::prefetch(xr, h * sizeof(I), h * sizeof(I));
-      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> &&
-                    detail::simd_storage<I> && detail::simd_storage<DX>) {
+      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> && detail::simd_storage<I> &&
+                    detail::simd_storage<DX>) {
 #if MPT_X86
         if (isa == Isa::avx512_bf16) {
           detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
@@ -2536,8 +2544,8 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
         }
 #endif
       }
-      detail::layer_norm_backward_row_scalar<C>(dyr, xr, gamma.data(), static_cast<C>(mean[r]), static_cast<C>(rstd[r]),
-                                                dxr, h, dgamma_part, dbeta_part);
+      detail::layer_norm_backward_row_scalar<C>(dyr, xr, gamma.data(), static_cast<C>(mean[r]), static_cast<C>(rstd[r]), dxr, h, dgamma_part,
+                                                dbeta_part);
     }
   });
   // Partials in chunk order, then into the gradients: the same bits for any
@@ -2566,9 +2574,8 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
 namespace mpt::kernels {
 
 template <class In, class Res, class Par, class Out, class Stat>
-void dropout_add_layer_norm_forward(TensorView<In> x, TensorView<Res> residual, float p, DropoutKey key,
-                                    TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> sum,
-                                    TensorView<Out> y, TensorView<Stat> mean, TensorView<Stat> rstd) {
+void dropout_add_layer_norm_forward(TensorView<In> x, TensorView<Res> residual, float p, DropoutKey key, TensorView<Par> gamma, TensorView<Par> beta,
+                                    double eps, TensorView<Out> sum, TensorView<Out> y, TensorView<Stat> mean, TensorView<Stat> rstd) {
   using I = std::remove_const_t<In>;
   using R = std::remove_const_t<Res>;
   using P = std::remove_const_t<Par>;
@@ -2588,8 +2595,7 @@ void dropout_add_layer_norm_forward(TensorView<In> x, TensorView<Res> residual, 
   const Isa norm_path = detail::simd_isa_for<Out, Out>();
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
     detail::dropout_range(dropout_path, x.data(), residual.data(), sum.data(), b * h, e * h, p, key);
-    detail::layer_norm_rows<C, Out, P>(norm_path, sum.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(),
-                                        rstd.data(), h, b, e);
+    detail::layer_norm_rows<C, Out, P>(norm_path, sum.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(), rstd.data(), h, b, e);
   });
 }
 
@@ -2628,8 +2634,8 @@ void check_cross_entropy(const char* op, TensorView<L> logits, TensorView<Id> ta
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const std::int32_t t = targets[i];
     if (t != ignore_index && (t < 0 || t >= classes)) {
-      throw_error(op, ": target ", t, " of row ", i, " is outside [0, ", classes, ") and is not the ignore index ",
-                  ignore_index, "; clamp positions or set them to the ignore index");
+      throw_error(op, ": target ", t, " of row ", i, " is outside [0, ", classes, ") and is not the ignore index ", ignore_index,
+                  "; clamp positions or set them to the ignore index");
     }
   }
 }
@@ -2670,8 +2676,7 @@ cross_entropy_t<L> cross_entropy_forward(TensorView<L> logits, TensorView<Id> ta
 }
 
 template <class L, class Id, class DL>
-void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index, double dloss,
-                            TensorView<DL> dlogits) {
+void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index, double dloss, TensorView<DL> dlogits) {
   using LL = std::remove_const_t<L>;
   using C = cross_entropy_t<L>;
   detail::check_cross_entropy("cross_entropy_backward", logits, targets, ignore_index);
@@ -2724,24 +2729,30 @@ template <class Id>
 void check_embedding_ids(const char* op, TensorView<Id> ids, std::int64_t vocab) {
   for (std::size_t t = 0; t < ids.size(); ++t) {
     if (ids[t] < 0 || ids[t] >= vocab) {
-      throw_error(op, ": token id ", ids[t], " at position ", t, " is outside the vocabulary of ", vocab,
-                  " rows; ids must lie in [0, ", vocab, ")");
+      throw_error(op, ": token id ", ids[t], " at position ", t, " is outside the vocabulary of ", vocab, " rows; ids must lie in [0, ", vocab, ")");
     }
   }
 }
 
 // Checks table [vocab, hidden] and `what` [ids' shape..., hidden]; returns vocab.
 template <class Ids, class Table>
-std::int64_t check_embedding_shapes(const char* op, TensorView<Ids> ids, TensorView<Table> table, const char* what,
-                                    const Shape& rows) {
+std::int64_t check_embedding_shapes(const char* op, TensorView<Ids> ids, TensorView<Table> table, const char* what, const Shape& rows) {
   if (table.rank() != 2) throw_error(op, ": the table must be [vocab, hidden] but has shape ", table.shape());
   Shape expected;
   const Shape& s = ids.shape();
   switch (s.rank()) {
-    case 0: expected = Shape{table.dim(1)}; break;
-    case 1: expected = Shape{s[0], table.dim(1)}; break;
-    case 2: expected = Shape{s[0], s[1], table.dim(1)}; break;
-    default: expected = Shape{s[0], s[1], s[2], table.dim(1)}; break;
+    case 0:
+      expected = Shape{table.dim(1)};
+      break;
+    case 1:
+      expected = Shape{s[0], table.dim(1)};
+      break;
+    case 2:
+      expected = Shape{s[0], s[1], table.dim(1)};
+      break;
+    default:
+      expected = Shape{s[0], s[1], s[2], table.dim(1)};
+      break;
   }
   check_shape(op, what, rows, expected);
   return table.dim(0);
@@ -2775,8 +2786,7 @@ void embedding_forward(TensorView<Id> ids, TensorView<T> table, TensorView<Out> 
 template <class Id, class G, class Acc>
 void embedding_backward(TensorView<Id> ids, TensorView<G> dout, TensorView<Acc> dtable) {
   static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "embedding_backward: token ids are int32");
-  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
-                "embedding_backward: the gradient table accumulates in fp32 (or double)");
+  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>, "embedding_backward: the gradient table accumulates in fp32 (or double)");
   using GG = std::remove_const_t<G>;
   const std::int64_t vocab = detail::check_embedding_shapes("embedding_backward", ids, dtable, "dout", dout.shape());
   detail::check_embedding_ids("embedding_backward", ids, vocab);
@@ -2841,7 +2851,7 @@ void embedding_backward(TensorView<Id> ids, TensorView<G> dout, TensorView<Acc> 
 
 namespace mpt::kernels {
 namespace detail {
-inline constexpr double sqrt1_2 = 0.70710678118654752440;     // 1 / sqrt(2)
+inline constexpr double sqrt1_2 = 0.70710678118654752440;       // 1 / sqrt(2)
 inline constexpr double inv_sqrt_2pi = 0.39894228040143267794;  // 1 / sqrt(2 pi)
 inline constexpr std::size_t gelu_backward_chunk_rows = 32;
 
@@ -2879,43 +2889,108 @@ void gelu_backward_row_scalar(const DY* dy, const H* h, DX* dx, std::size_t n, C
 #if MPT_X86
 // gelu_half_erf_avx512: 32 pieces of 0.18360655, degree 4, max |error| 0.265 eps at a = 0.9955
 inline constexpr PiecewiseTable<32, 5> gelu_half_erf_avx512{
-    5.446428776e+00f, 1.836065501e-01f, 5.691802979e+00f,
-    {{2.283594571e-03f, 8.881814778e-03f, 1.631321386e-02f, 2.117173560e-02f, 2.289654128e-02f, 2.156622708e-02f, 1.781157032e-02f, 1.260511205e-02f, 7.001338992e-03f, 1.904539997e-03f, -2.080446342e-03f, -4.694516771e-03f, -5.981178489e-03f, -6.188882980e-03f, -5.658749025e-03f, -4.729387350e-03f, -3.675617045e-03f, -2.683197847e-03f, -1.851651119e-03f, -1.213259879e-03f, -7.571870228e-04f, -4.511553852e-04f, -2.571023069e-04f, -1.403329807e-04f, -7.344866026e-05f, -3.689644291e-05f, -1.780322418e-05f, -8.256773071e-06f, -3.682662964e-06f, -1.580360390e-06f, -6.527940855e-07f, 0.000000000e+00f},
-     {-6.666924059e-02f, -6.307087839e-02f, -5.369570479e-02f, -3.975632042e-02f, -2.338539064e-02f, -6.892173551e-03f, 7.683979347e-03f, 1.890716515e-02f, 2.610103786e-02f, 2.932015248e-02f, 2.917899564e-02f, 2.660910040e-02f, 2.261659689e-02f, 1.809382811e-02f, 1.371027995e-02f, 9.881147183e-03f, 6.793865003e-03f, 4.466200713e-03f, 2.811935730e-03f, 1.697821543e-03f, 9.841375286e-04f, 5.481106928e-04f, 2.935187076e-04f, 1.512216695e-04f, 7.499270578e-05f, 3.581253259e-05f, 1.647481440e-05f, 7.303196981e-06f, 3.120560450e-06f, 1.285537792e-06f, 5.106970207e-07f, 0.000000000e+00f},
-     {5.403269370e-06f, -3.601198643e-02f, -6.847249717e-02f, -9.440735728e-02f, -1.118671075e-01f, -1.201516092e-01f, -1.197808459e-01f, -1.122457832e-01f, -9.962245077e-02f, -8.415196836e-02f, -6.787903607e-02f, -5.240847543e-02f, -3.879917786e-02f, -2.757886425e-02f, -1.884135045e-02f, -1.238184702e-02f, -7.832196541e-03f, -4.771348089e-03f, -2.800608752e-03f, -1.584456768e-03f, -8.642965113e-04f, -4.546917626e-04f, -2.307515097e-04f, -1.129881275e-04f, -5.338979463e-05f, -2.434938506e-05f, -1.071966562e-05f, -4.556070053e-06f, -1.869657922e-06f, -7.408639249e-07f, -2.835024020e-07f, 0.000000000e+00f},
-     {3.989422321e-01f, 3.922739625e-01f, 3.729310334e-01f, 3.427890837e-01f, 3.046385050e-01f, 2.617591918e-01f, 2.174595296e-01f, 1.746683866e-01f, 1.356467605e-01f, 1.018506736e-01f, 7.393968850e-02f, 5.189799517e-02f, 3.521946818e-02f, 2.310862951e-02f, 1.465968881e-02f, 8.991546929e-03f, 5.332160275e-03f, 3.057250287e-03f, 1.694797538e-03f, 9.083717596e-04f, 4.707261396e-04f, 2.358478232e-04f, 1.142494802e-04f, 5.351005166e-05f, 2.423121441e-05f, 1.060898012e-05f, 4.490871561e-06f, 1.838002731e-06f, 7.273109190e-07f, 2.782610409e-07f, 1.029302368e-07f, 0.000000000e+00f},
-     {-6.647906531e-11f, 7.283893973e-02f, 1.432699710e-01f, 2.091213465e-01f, 2.686554790e-01f, 3.206991255e-01f, 3.646907508e-01f, 4.006468058e-01f, 4.290635884e-01f, 4.507794976e-01f, 4.668260217e-01f, 4.782913029e-01f, 4.862124324e-01f, 4.915041029e-01f, 4.949222803e-01f, 4.970572889e-01f, 4.983467460e-01f, 4.990997612e-01f, 4.995249808e-01f, 4.997571409e-01f, 4.998797178e-01f, 4.999423027e-01f, 4.999732077e-01f, 4.999879301e-01f, 4.999947548e-01f, 4.999977946e-01f, 4.999991059e-01f, 4.999996424e-01f, 4.999998510e-01f, 4.999999404e-01f, 4.999999702e-01f, 5.000000000e-01f}}};
+    5.446428776e+00f,
+    1.836065501e-01f,
+    5.691802979e+00f,
+    {{2.283594571e-03f,  8.881814778e-03f,  1.631321386e-02f,  2.117173560e-02f,  2.289654128e-02f,  2.156622708e-02f,  1.781157032e-02f,
+      1.260511205e-02f,  7.001338992e-03f,  1.904539997e-03f,  -2.080446342e-03f, -4.694516771e-03f, -5.981178489e-03f, -6.188882980e-03f,
+      -5.658749025e-03f, -4.729387350e-03f, -3.675617045e-03f, -2.683197847e-03f, -1.851651119e-03f, -1.213259879e-03f, -7.571870228e-04f,
+      -4.511553852e-04f, -2.571023069e-04f, -1.403329807e-04f, -7.344866026e-05f, -3.689644291e-05f, -1.780322418e-05f, -8.256773071e-06f,
+      -3.682662964e-06f, -1.580360390e-06f, -6.527940855e-07f, 0.000000000e+00f},
+     {-6.666924059e-02f, -6.307087839e-02f, -5.369570479e-02f, -3.975632042e-02f, -2.338539064e-02f, -6.892173551e-03f, 7.683979347e-03f,
+      1.890716515e-02f,  2.610103786e-02f,  2.932015248e-02f,  2.917899564e-02f,  2.660910040e-02f,  2.261659689e-02f,  1.809382811e-02f,
+      1.371027995e-02f,  9.881147183e-03f,  6.793865003e-03f,  4.466200713e-03f,  2.811935730e-03f,  1.697821543e-03f,  9.841375286e-04f,
+      5.481106928e-04f,  2.935187076e-04f,  1.512216695e-04f,  7.499270578e-05f,  3.581253259e-05f,  1.647481440e-05f,  7.303196981e-06f,
+      3.120560450e-06f,  1.285537792e-06f,  5.106970207e-07f,  0.000000000e+00f},
+     {5.403269370e-06f,  -3.601198643e-02f, -6.847249717e-02f, -9.440735728e-02f, -1.118671075e-01f, -1.201516092e-01f, -1.197808459e-01f,
+      -1.122457832e-01f, -9.962245077e-02f, -8.415196836e-02f, -6.787903607e-02f, -5.240847543e-02f, -3.879917786e-02f, -2.757886425e-02f,
+      -1.884135045e-02f, -1.238184702e-02f, -7.832196541e-03f, -4.771348089e-03f, -2.800608752e-03f, -1.584456768e-03f, -8.642965113e-04f,
+      -4.546917626e-04f, -2.307515097e-04f, -1.129881275e-04f, -5.338979463e-05f, -2.434938506e-05f, -1.071966562e-05f, -4.556070053e-06f,
+      -1.869657922e-06f, -7.408639249e-07f, -2.835024020e-07f, 0.000000000e+00f},
+     {3.989422321e-01f, 3.922739625e-01f, 3.729310334e-01f, 3.427890837e-01f, 3.046385050e-01f, 2.617591918e-01f, 2.174595296e-01f, 1.746683866e-01f,
+      1.356467605e-01f, 1.018506736e-01f, 7.393968850e-02f, 5.189799517e-02f, 3.521946818e-02f, 2.310862951e-02f, 1.465968881e-02f, 8.991546929e-03f,
+      5.332160275e-03f, 3.057250287e-03f, 1.694797538e-03f, 9.083717596e-04f, 4.707261396e-04f, 2.358478232e-04f, 1.142494802e-04f, 5.351005166e-05f,
+      2.423121441e-05f, 1.060898012e-05f, 4.490871561e-06f, 1.838002731e-06f, 7.273109190e-07f, 2.782610409e-07f, 1.029302368e-07f, 0.000000000e+00f},
+     {-6.647906531e-11f, 7.283893973e-02f, 1.432699710e-01f, 2.091213465e-01f, 2.686554790e-01f, 3.206991255e-01f, 3.646907508e-01f,
+      4.006468058e-01f,  4.290635884e-01f, 4.507794976e-01f, 4.668260217e-01f, 4.782913029e-01f, 4.862124324e-01f, 4.915041029e-01f,
+      4.949222803e-01f,  4.970572889e-01f, 4.983467460e-01f, 4.990997612e-01f, 4.995249808e-01f, 4.997571409e-01f, 4.998797178e-01f,
+      4.999423027e-01f,  4.999732077e-01f, 4.999879301e-01f, 4.999947548e-01f, 4.999977946e-01f, 4.999991059e-01f, 4.999996424e-01f,
+      4.999998510e-01f,  4.999999404e-01f, 4.999999702e-01f, 5.000000000e-01f}}};
 // gelu_derivative_avx512: 32 pieces of 0.209836066, degree 5, max |error| 0.497 eps at a = 4.2644
 inline constexpr PiecewiseTable<32, 6> gelu_derivative_avx512{
-    4.765625000e+00f, 2.098360658e-01f, 6.504918098e+00f,
-    {{5.924081802e-02f, 5.117497221e-02f, 2.887870558e-02f, 6.960756727e-04f, -2.404249087e-02f, -3.836329281e-02f, -3.994530439e-02f, -3.113758191e-02f, -1.709706895e-02f, -3.253237111e-03f, 6.660385523e-03f, 1.134903915e-02f, 1.155196037e-02f, 9.041551501e-03f, 5.637777504e-03f, 2.610446885e-03f, 5.314326263e-04f, -5.690901889e-04f, -9.419932612e-04f, -8.986577741e-04f, -6.873253151e-04f, -4.571502213e-04f, -2.734601439e-04f, -1.497218764e-04f, -7.582052058e-05f, -3.575809023e-05f, -1.578086813e-05f, -6.539948572e-06f, -2.551839316e-06f, -9.396009659e-07f, -3.269296656e-07f, 0.000000000e+00f},
-     {9.286068234e-05f, 5.953818560e-02f, 1.024248898e-01f, 1.180336028e-01f, 1.051350087e-01f, 7.133221626e-02f, 2.920566872e-02f, -8.772192523e-03f, -3.427525237e-02f, -4.473866150e-02f, -4.252393916e-02f, -3.263852373e-02f, -2.031111531e-02f, -9.360039607e-03f, -1.648485661e-03f, 2.611768432e-03f, 4.171540961e-03f, 4.076830577e-03f, 3.235830227e-03f, 2.246891847e-03f, 1.408484764e-03f, 8.103502914e-04f, 4.321654269e-04f, 2.150325599e-04f, 1.002772915e-04f, 4.397273005e-05f, 1.817761586e-05f, 7.097652997e-06f, 2.621789463e-06f, 9.173639341e-07f, 3.043819277e-07f, 0.000000000e+00f},
-     {-2.659669220e-01f, -2.402480543e-01f, -1.703661531e-01f, -7.543180883e-02f, 2.034347877e-02f, 9.562574327e-02f, 1.379508972e-01f, 1.457692683e-01f, 1.264999509e-01f, 9.215522557e-02f, 5.468668416e-02f, 2.274409868e-02f, 5.072968197e-04f, -1.172875054e-02f, -1.605705172e-02f, -1.539400127e-02f, -1.236991305e-02f, -8.814727888e-03f, -5.714346189e-03f, -3.417362925e-03f, -1.901483396e-03f, -9.899972938e-04f, -4.842261551e-04f, -2.231562976e-04f, -9.711491293e-05f, -3.997943713e-05f, -1.559078191e-05f, -5.765989954e-06f, -2.024250762e-06f, -6.751209867e-07f, -2.140521076e-07f, 0.000000000e+00f},
-     {1.229286823e-07f, -1.619753838e-01f, -2.931206524e-01f, -3.711753488e-01f, -3.879361451e-01f, -3.499287665e-01f, -2.745377719e-01f, -1.835523546e-01f, -9.672834724e-02f, -2.744845301e-02f, 1.866621338e-02f, 4.259552807e-02f, 4.936614260e-02f, 4.534956813e-02f, 3.626415133e-02f, 2.617829666e-02f, 1.737224124e-02f, 1.070967037e-02f, 6.174394395e-03f, 3.344072262e-03f, 1.706962823e-03f, 8.231574902e-04f, 3.757093218e-04f, 1.625398581e-04f, 6.672847667e-05f, 2.602066161e-05f, 9.645463251e-06f, 3.401047252e-06f, 1.141381972e-06f, 3.647433289e-07f, 1.110355754e-07f, 0.000000000e+00f},
-     {7.978845835e-01f, 7.633272409e-01f, 6.662852764e-01f, 5.247920156e-01f, 3.633857667e-01f, 2.068926841e-01f, 7.492474467e-02f, -2.136807516e-02f, -7.975187898e-02f, -1.050476506e-01f, -1.060621068e-01f, -9.250231832e-02f, -7.271584123e-02f, -5.257258192e-02f, -3.535299376e-02f, -2.226597816e-02f, -1.319480781e-02f, -7.380861323e-03f, -3.906359430e-03f, -1.959593501e-03f, -9.330017492e-04f, -4.220769915e-04f, -1.815819851e-04f, -7.434235886e-05f, -2.898280763e-05f, -1.076470198e-05f, -3.810705039e-06f, -1.286200018e-06f, -4.140456724e-07f, -1.271579748e-07f, -3.726482234e-08f, 0.000000000e+00f},
-     {-2.203161265e-12f, 1.649918258e-01f, 3.159491718e-01f, 4.414884746e-01f, 5.347964764e-01f, 5.943478346e-01f, 6.233595610e-01f, 6.283084154e-01f, 6.170603037e-01f, 5.971624255e-01f, 5.746749640e-01f, 5.536670089e-01f, 5.362837911e-01f, 5.231689215e-01f, 5.140111446e-01f, 5.080401301e-01f, 5.043843985e-01f, 5.022745132e-01f, 5.011235476e-01f, 5.005287528e-01f, 5.002372265e-01f, 5.001015067e-01f, 5.000414848e-01f, 5.000161529e-01f, 5.000060201e-01f, 5.000021458e-01f, 5.000007153e-01f, 5.000002384e-01f, 5.000000596e-01f, 5.000000000e-01f, 5.000000000e-01f, 5.000000000e-01f}}};
+    4.765625000e+00f,
+    2.098360658e-01f,
+    6.504918098e+00f,
+    {{5.924081802e-02f,  5.117497221e-02f,  2.887870558e-02f,  6.960756727e-04f,  -2.404249087e-02f, -3.836329281e-02f, -3.994530439e-02f,
+      -3.113758191e-02f, -1.709706895e-02f, -3.253237111e-03f, 6.660385523e-03f,  1.134903915e-02f,  1.155196037e-02f,  9.041551501e-03f,
+      5.637777504e-03f,  2.610446885e-03f,  5.314326263e-04f,  -5.690901889e-04f, -9.419932612e-04f, -8.986577741e-04f, -6.873253151e-04f,
+      -4.571502213e-04f, -2.734601439e-04f, -1.497218764e-04f, -7.582052058e-05f, -3.575809023e-05f, -1.578086813e-05f, -6.539948572e-06f,
+      -2.551839316e-06f, -9.396009659e-07f, -3.269296656e-07f, 0.000000000e+00f},
+     {9.286068234e-05f,  5.953818560e-02f,  1.024248898e-01f,  1.180336028e-01f,  1.051350087e-01f,  7.133221626e-02f,  2.920566872e-02f,
+      -8.772192523e-03f, -3.427525237e-02f, -4.473866150e-02f, -4.252393916e-02f, -3.263852373e-02f, -2.031111531e-02f, -9.360039607e-03f,
+      -1.648485661e-03f, 2.611768432e-03f,  4.171540961e-03f,  4.076830577e-03f,  3.235830227e-03f,  2.246891847e-03f,  1.408484764e-03f,
+      8.103502914e-04f,  4.321654269e-04f,  2.150325599e-04f,  1.002772915e-04f,  4.397273005e-05f,  1.817761586e-05f,  7.097652997e-06f,
+      2.621789463e-06f,  9.173639341e-07f,  3.043819277e-07f,  0.000000000e+00f},
+     {-2.659669220e-01f, -2.402480543e-01f, -1.703661531e-01f, -7.543180883e-02f, 2.034347877e-02f,  9.562574327e-02f,  1.379508972e-01f,
+      1.457692683e-01f,  1.264999509e-01f,  9.215522557e-02f,  5.468668416e-02f,  2.274409868e-02f,  5.072968197e-04f,  -1.172875054e-02f,
+      -1.605705172e-02f, -1.539400127e-02f, -1.236991305e-02f, -8.814727888e-03f, -5.714346189e-03f, -3.417362925e-03f, -1.901483396e-03f,
+      -9.899972938e-04f, -4.842261551e-04f, -2.231562976e-04f, -9.711491293e-05f, -3.997943713e-05f, -1.559078191e-05f, -5.765989954e-06f,
+      -2.024250762e-06f, -6.751209867e-07f, -2.140521076e-07f, 0.000000000e+00f},
+     {1.229286823e-07f,  -1.619753838e-01f, -2.931206524e-01f, -3.711753488e-01f, -3.879361451e-01f, -3.499287665e-01f, -2.745377719e-01f,
+      -1.835523546e-01f, -9.672834724e-02f, -2.744845301e-02f, 1.866621338e-02f,  4.259552807e-02f,  4.936614260e-02f,  4.534956813e-02f,
+      3.626415133e-02f,  2.617829666e-02f,  1.737224124e-02f,  1.070967037e-02f,  6.174394395e-03f,  3.344072262e-03f,  1.706962823e-03f,
+      8.231574902e-04f,  3.757093218e-04f,  1.625398581e-04f,  6.672847667e-05f,  2.602066161e-05f,  9.645463251e-06f,  3.401047252e-06f,
+      1.141381972e-06f,  3.647433289e-07f,  1.110355754e-07f,  0.000000000e+00f},
+     {7.978845835e-01f,  7.633272409e-01f,  6.662852764e-01f,  5.247920156e-01f,  3.633857667e-01f,  2.068926841e-01f,  7.492474467e-02f,
+      -2.136807516e-02f, -7.975187898e-02f, -1.050476506e-01f, -1.060621068e-01f, -9.250231832e-02f, -7.271584123e-02f, -5.257258192e-02f,
+      -3.535299376e-02f, -2.226597816e-02f, -1.319480781e-02f, -7.380861323e-03f, -3.906359430e-03f, -1.959593501e-03f, -9.330017492e-04f,
+      -4.220769915e-04f, -1.815819851e-04f, -7.434235886e-05f, -2.898280763e-05f, -1.076470198e-05f, -3.810705039e-06f, -1.286200018e-06f,
+      -4.140456724e-07f, -1.271579748e-07f, -3.726482234e-08f, 0.000000000e+00f},
+     {-2.203161265e-12f, 1.649918258e-01f, 3.159491718e-01f, 4.414884746e-01f, 5.347964764e-01f, 5.943478346e-01f, 6.233595610e-01f,
+      6.283084154e-01f,  6.170603037e-01f, 5.971624255e-01f, 5.746749640e-01f, 5.536670089e-01f, 5.362837911e-01f, 5.231689215e-01f,
+      5.140111446e-01f,  5.080401301e-01f, 5.043843985e-01f, 5.022745132e-01f, 5.011235476e-01f, 5.005287528e-01f, 5.002372265e-01f,
+      5.001015067e-01f,  5.000414848e-01f, 5.000161529e-01f, 5.000060201e-01f, 5.000021458e-01f, 5.000007153e-01f, 5.000002384e-01f,
+      5.000000596e-01f,  5.000000000e-01f, 5.000000000e-01f, 5.000000000e-01f}}};
 // gelu_half_erf_avx2: 8 pieces of 0.86153847, degree 6, max |error| 0.521 eps at a = 1.2689
 inline constexpr PiecewiseTable<8, 7> gelu_half_erf_avx2{
-    1.160714269e+00f, 8.615384698e-01f, 6.030769348e+00f,
-    {{-1.672833110e-03f, -2.588461852e-03f, 1.198553597e-03f, 3.789328039e-04f, -1.823820494e-04f, -4.034115045e-05f, -2.310543096e-06f, 0.000000000e+00f},
-     {1.091535017e-02f, -1.874846988e-03f, -4.439379554e-03f, 8.054130594e-04f, 6.433359231e-04f, 7.866617671e-05f, 3.354073442e-06f, 0.000000000e+00f},
-     {-2.594897524e-04f, 2.229753509e-02f, 2.102866129e-04f, -5.604238715e-03f, -1.341630938e-03f, -1.038941991e-04f, -3.184184607e-06f, 0.000000000e+00f},
-     {-6.645535678e-02f, -1.184388250e-02f, 2.966032550e-02f, 1.339060254e-02f, 1.906678779e-03f, 1.085454496e-04f, 2.651206614e-06f, 0.000000000e+00f},
-     {-1.963203431e-06f, -1.185702980e-01f, -7.788931578e-02f, -1.826750673e-02f, -1.812895061e-03f, -8.030397294e-05f, -1.626423568e-06f, 0.000000000e+00f},
+    1.160714269e+00f,
+    8.615384698e-01f,
+    6.030769348e+00f,
+    {{-1.672833110e-03f, -2.588461852e-03f, 1.198553597e-03f, 3.789328039e-04f, -1.823820494e-04f, -4.034115045e-05f, -2.310543096e-06f,
+      0.000000000e+00f},
+     {1.091535017e-02f, -1.874846988e-03f, -4.439379554e-03f, 8.054130594e-04f, 6.433359231e-04f, 7.866617671e-05f, 3.354073442e-06f,
+      0.000000000e+00f},
+     {-2.594897524e-04f, 2.229753509e-02f, 2.102866129e-04f, -5.604238715e-03f, -1.341630938e-03f, -1.038941991e-04f, -3.184184607e-06f,
+      0.000000000e+00f},
+     {-6.645535678e-02f, -1.184388250e-02f, 2.966032550e-02f, 1.339060254e-02f, 1.906678779e-03f, 1.085454496e-04f, 2.651206614e-06f,
+      0.000000000e+00f},
+     {-1.963203431e-06f, -1.185702980e-01f, -7.788931578e-02f, -1.826750673e-02f, -1.812895061e-03f, -8.030397294e-05f, -1.626423568e-06f,
+      0.000000000e+00f},
      {3.989422917e-01f, 2.752539814e-01f, 9.040702134e-02f, 1.413541846e-02f, 1.052154694e-03f, 3.729382661e-05f, 6.299484880e-07f, 0.000000000e+00f},
-     {5.311534546e-10f, 3.055292368e-01f, 4.575626850e-01f, 4.951256216e-01f, 4.997156858e-01f, 4.999917448e-01f, 4.999998808e-01f, 5.000000000e-01f}}};
+     {5.311534546e-10f, 3.055292368e-01f, 4.575626850e-01f, 4.951256216e-01f, 4.997156858e-01f, 4.999917448e-01f, 4.999998808e-01f,
+      5.000000000e-01f}}};
 // gelu_derivative_avx2: 8 pieces of 0.984615386, degree 8, max |error| 0.510 eps at a = 3.4320
-inline constexpr PiecewiseTable<8, 9> gelu_derivative_avx2{
-    1.015625000e+00f, 9.846153855e-01f, 6.892307758e+00f,
-    {{2.242042916e-03f, 4.404320207e-04f, -5.100216367e-04f, 2.780066861e-04f, -7.145111886e-05f, 5.068945029e-06f, 5.857984888e-07f, 0.000000000e+00f},
-     {-1.140351407e-02f, 6.546918768e-03f, -2.428881126e-03f, 2.053313219e-04f, 1.221088314e-04f, -2.294937622e-05f, -1.196053972e-06f, 0.000000000e+00f},
-     {8.811544976e-04f, -9.506891482e-03f, 8.392223157e-03f, -2.654350130e-03f, 9.576979937e-05f, 5.937405513e-05f, 1.683073265e-06f, 0.000000000e+00f},
-     {5.960698798e-02f, -3.535371646e-02f, 1.156339305e-03f, 5.388480145e-03f, -9.353697533e-04f, -1.099166693e-04f, -2.147708301e-06f, 0.000000000e+00f},
-     {3.511835894e-05f, 8.341750503e-02f, -4.529463127e-02f, -1.156407059e-03f, 2.466810634e-03f, 1.513352909e-04f, 2.209082595e-06f, 0.000000000e+00f},
-     {-2.659641802e-01f, 7.560090721e-02f, 7.754994184e-02f, -1.614693925e-02f, -3.873365466e-03f, -1.530706359e-04f, -1.717364967e-06f, 0.000000000e+00f},
-     {7.208591768e-08f, -3.665628731e-01f, -6.901287008e-03f, 3.548412398e-02f, 3.873136593e-03f, 1.084745163e-04f, 9.608041864e-07f, 0.000000000e+00f},
-     {7.978845835e-01f, 2.531948388e-01f, -1.077722833e-01f, -3.419486061e-02f, -2.308546100e-03f, -4.842289491e-05f, -3.462984068e-07f, 0.000000000e+00f},
-     {-1.984068812e-11f, 5.795066357e-01f, 5.885521770e-01f, 5.134498477e-01f, 5.006319284e-01f, 5.000103116e-01f, 5.000000596e-01f, 5.000000000e-01f}}};
+inline constexpr PiecewiseTable<8, 9> gelu_derivative_avx2{1.015625000e+00f,
+                                                           9.846153855e-01f,
+                                                           6.892307758e+00f,
+                                                           {{2.242042916e-03f, 4.404320207e-04f, -5.100216367e-04f, 2.780066861e-04f,
+                                                             -7.145111886e-05f, 5.068945029e-06f, 5.857984888e-07f, 0.000000000e+00f},
+                                                            {-1.140351407e-02f, 6.546918768e-03f, -2.428881126e-03f, 2.053313219e-04f,
+                                                             1.221088314e-04f, -2.294937622e-05f, -1.196053972e-06f, 0.000000000e+00f},
+                                                            {8.811544976e-04f, -9.506891482e-03f, 8.392223157e-03f, -2.654350130e-03f,
+                                                             9.576979937e-05f, 5.937405513e-05f, 1.683073265e-06f, 0.000000000e+00f},
+                                                            {5.960698798e-02f, -3.535371646e-02f, 1.156339305e-03f, 5.388480145e-03f,
+                                                             -9.353697533e-04f, -1.099166693e-04f, -2.147708301e-06f, 0.000000000e+00f},
+                                                            {3.511835894e-05f, 8.341750503e-02f, -4.529463127e-02f, -1.156407059e-03f,
+                                                             2.466810634e-03f, 1.513352909e-04f, 2.209082595e-06f, 0.000000000e+00f},
+                                                            {-2.659641802e-01f, 7.560090721e-02f, 7.754994184e-02f, -1.614693925e-02f,
+                                                             -3.873365466e-03f, -1.530706359e-04f, -1.717364967e-06f, 0.000000000e+00f},
+                                                            {7.208591768e-08f, -3.665628731e-01f, -6.901287008e-03f, 3.548412398e-02f,
+                                                             3.873136593e-03f, 1.084745163e-04f, 9.608041864e-07f, 0.000000000e+00f},
+                                                            {7.978845835e-01f, 2.531948388e-01f, -1.077722833e-01f, -3.419486061e-02f,
+                                                             -2.308546100e-03f, -4.842289491e-05f, -3.462984068e-07f, 0.000000000e+00f},
+                                                            {-1.984068812e-11f, 5.795066357e-01f, 5.885521770e-01f, 5.134498477e-01f,
+                                                             5.006319284e-01f, 5.000103116e-01f, 5.000000596e-01f, 5.000000000e-01f}}};
 
 namespace avx512 {
 inline constexpr const auto& gelu_half_erf = gelu_half_erf_avx512;
@@ -2930,110 +3005,119 @@ inline constexpr const auto& gelu_half_erf = gelu_half_erf_avx2;
 inline constexpr const auto& gelu_derivative = gelu_derivative_avx2;
 }  // namespace avx2
 
-#define MPT_GELU_KERNELS(TARGET, ISA)                                                                 \
-  namespace ISA {                                                                                     \
-  /* gelu and gelu' of U vectors at once, interleaved (long dependency chains overlap); always */     \
-  /* inlined: a call would spill the vectors and (vzeroupper) the upper lanes. */                     \
-  template <std::size_t U>                                                                            \
-  TARGET __attribute__((always_inline)) inline void gelu_n(vf (&h)[U]) noexcept {                     \
-    vf a[U], c[U];                                                                                    \
-    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                             \
-    piecewise_n(gelu_half_erf, a, c);                                                                 \
-    for (std::size_t u = 0; u < U; ++u) h[u] = fmadd(a[u], c[u], h[u] * set1(0.5f));                  \
-  }                                                                                                   \
-  template <std::size_t U>                                                                            \
-  TARGET __attribute__((always_inline)) inline void gelu_derivative_n(vf (&h)[U]) noexcept {          \
-    vf a[U], dd[U];                                                                                   \
-    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                             \
-    piecewise_n(gelu_derivative, a, dd);                                                              \
-    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) + times_sign_of(dd[u], h[u]);               \
-  }                                                                                                   \
-  /* h = x + bias rounded to Out (bf16 x without bias is already exact), saved to preact if asked; */ \
-  /* store_kept rounds and saves with one narrowing. */                                               \
-  template <bool Bias, bool Preact, class In, class Out>                                              \
-  TARGET __attribute__((always_inline)) inline vf gelu_input(const In* x, const float* bias, Out* preact, std::size_t m) noexcept { \
-    constexpr bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && !Bias);       \
-    vf h = m >= lanes ? load(x) : load(x, m);                                                         \
-    if constexpr (Bias) h = h + (m >= lanes ? load(bias) : load(bias, m));                            \
-    if constexpr (Preact) return m >= lanes ? store_kept(preact, h) : store_kept(preact, h, m);       \
-    else if constexpr (round_h) return round_to_bf16(h);                                              \
-    else return h;                                                                                    \
-  }                                                                                                   \
-  /* The flags are template parameters so the loop carries no branches. */                            \
-  template <bool Bias, bool Preact, class In, class Out>                                              \
-  TARGET void gelu_row_with(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {     \
-    std::size_t j = 0;                                                                                \
-    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
-      vf h[2];                                                                                        \
-      for (std::size_t u = 0; u < 2; ++u)                                                             \
-        h[u] = gelu_input<Bias, Preact>(x + j + u * lanes, bias + j + u * lanes, preact + j + u * lanes, lanes); \
-      gelu_n(h);                                                                                      \
-      store(y + j, h[0]);                                                                             \
-      store(y + j + lanes, h[1]);                                                                     \
-    }                                                                                                 \
-    for (; j < n; j += lanes) {                                                                       \
-      vf g[1] = {gelu_input<Bias, Preact>(x + j, bias + j, preact + j, n - j)};                       \
-      gelu_n(g);                                                                                      \
-      store(y + j, g[0], n - j);                                                                      \
-    }                                                                                                 \
-  }                                                                                                   \
-  template <class In, class Out>                                                                      \
-  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {          \
-    if (bias && preact) gelu_row_with<true, true>(x, bias, y, preact, n);                             \
-    else if (bias) gelu_row_with<true, false>(x, bias, y, preact, n);                                 \
-    else if (preact) gelu_row_with<false, true>(x, bias, y, preact, n);                               \
-    else gelu_row_with<false, false>(x, bias, y, preact, n);                                          \
-  }                                                                                                   \
-  /* R rows (stride n) at once; dbias sums dx as stored (store_kept narrows once and returns */       \
-  /* the kept value), the R rows' terms first, then into the partials: one partial update */          \
-  /* per R rows. */                                                                                   \
-  template <std::size_t R, bool Dbias, class DY, class H, class DX>                                   \
-  TARGET void gelu_backward_rows_with(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) { \
-    std::size_t j = 0;                                                                                \
-    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                      \
-      vf g[2 * R];                                                                                    \
-      for (std::size_t q = 0; q < R; ++q)                                                             \
-        for (std::size_t u = 0; u < 2; ++u) g[2 * q + u] = load(h + q * n + j + u * lanes);           \
-      gelu_derivative_n(g);                                                                           \
-      vf sum[2];                                                                                      \
-      for (std::size_t q = 0; q < R; ++q)                                                             \
-        for (std::size_t u = 0; u < 2; ++u) {                                                         \
-          const std::size_t at = q * n + j + u * lanes;                                               \
-          const vf d = store_kept(dx + at, load(dy + at) * g[2 * q + u]);                             \
-          sum[u] = q == 0 ? d : sum[u] + d;                                                           \
-        }                                                                                             \
-      if constexpr (Dbias)                                                                            \
-        for (std::size_t u = 0; u < 2; ++u)                                                           \
-          store(dbias_part + j + u * lanes, load(dbias_part + j + u * lanes) + sum[u]);               \
-    }                                                                                                 \
-    for (; j < n; j += lanes) {                                                                       \
-      const std::size_t m = n - j;                                                                    \
-      vf g[R];                                                                                        \
-      for (std::size_t q = 0; q < R; ++q) g[q] = load(h + q * n + j, m);                              \
-      gelu_derivative_n(g);                                                                           \
-      vf sum = zero();                                                                                \
-      for (std::size_t q = 0; q < R; ++q) {                                                           \
-        const vf d = store_kept(dx + q * n + j, load(dy + q * n + j, m) * g[q], m);                   \
-        sum = q == 0 ? d : sum + d;                                                                   \
-      }                                                                                               \
-      if constexpr (Dbias) store(dbias_part + j, load(dbias_part + j, m) + sum, m);                   \
-    }                                                                                                 \
-  }                                                                                                   \
-  /* Rows [0, rows) of stride n, two at a time. */                                                    \
-  template <class DY, class H, class DX>                                                              \
-  TARGET void gelu_backward_rows(const DY* dy, const H* h, DX* dx, std::size_t n, std::size_t rows, float* dbias_part) { \
-    std::size_t r = 0;                                                                                \
-    for (; r + 2 <= rows; r += 2) {                                                                   \
-      prefetch(dy + r * n, 2 * n * sizeof(DY), 2 * n * sizeof(DY)); /* the next two rows */           \
-      prefetch(h + r * n, 2 * n * sizeof(H), 2 * n * sizeof(H));                                      \
-      if (dbias_part) gelu_backward_rows_with<2, true>(dy + r * n, h + r * n, dx + r * n, n, dbias_part); \
-      else gelu_backward_rows_with<2, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);       \
-    }                                                                                                 \
-    if (r < rows) {                                                                                   \
-      if (dbias_part) gelu_backward_rows_with<1, true>(dy + r * n, h + r * n, dx + r * n, n, dbias_part); \
-      else gelu_backward_rows_with<1, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);       \
-    }                                                                                                 \
-  }                                                                                                   \
+#define MPT_GELU_KERNELS(TARGET, ISA)                                                                                                              \
+  namespace ISA {                                                                                                                                  \
+  /* gelu and gelu' of U vectors at once, interleaved (long dependency chains overlap); always */                                                  \
+  /* inlined: a call would spill the vectors and (vzeroupper) the upper lanes. */                                                                  \
+  template <std::size_t U>                                                                                                                         \
+  TARGET __attribute__((always_inline)) inline void gelu_n(vf (&h)[U]) noexcept {                                                                  \
+    vf a[U], c[U];                                                                                                                                 \
+    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                                                                          \
+    piecewise_n(gelu_half_erf, a, c);                                                                                                              \
+    for (std::size_t u = 0; u < U; ++u) h[u] = fmadd(a[u], c[u], h[u] * set1(0.5f));                                                               \
+  }                                                                                                                                                \
+  template <std::size_t U>                                                                                                                         \
+  TARGET __attribute__((always_inline)) inline void gelu_derivative_n(vf (&h)[U]) noexcept {                                                       \
+    vf a[U], dd[U];                                                                                                                                \
+    for (std::size_t u = 0; u < U; ++u) a[u] = abs(h[u]);                                                                                          \
+    piecewise_n(gelu_derivative, a, dd);                                                                                                           \
+    for (std::size_t u = 0; u < U; ++u) h[u] = set1(0.5f) + times_sign_of(dd[u], h[u]);                                                            \
+  }                                                                                                                                                \
+  /* h = x + bias rounded to Out (bf16 x without bias is already exact), saved to preact if asked; */                                              \
+  /* store_kept rounds and saves with one narrowing. */                                                                                            \
+  template <bool Bias, bool Preact, class In, class Out>                                                                                           \
+  TARGET __attribute__((always_inline)) inline vf gelu_input(const In* x, const float* bias, Out* preact, std::size_t m) noexcept {                \
+    constexpr bool round_h = std::is_same_v<Out, bf16> && !(std::is_same_v<In, bf16> && !Bias);                                                    \
+    vf h = m >= lanes ? load(x) : load(x, m);                                                                                                      \
+    if constexpr (Bias) h = h + (m >= lanes ? load(bias) : load(bias, m));                                                                         \
+    if constexpr (Preact)                                                                                                                          \
+      return m >= lanes ? store_kept(preact, h) : store_kept(preact, h, m);                                                                        \
+    else if constexpr (round_h)                                                                                                                    \
+      return round_to_bf16(h);                                                                                                                     \
+    else                                                                                                                                           \
+      return h;                                                                                                                                    \
+  }                                                                                                                                                \
+  /* The flags are template parameters so the loop carries no branches. */                                                                         \
+  template <bool Bias, bool Preact, class In, class Out>                                                                                           \
+  TARGET void gelu_row_with(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {                                                  \
+    std::size_t j = 0;                                                                                                                             \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                                                                   \
+      vf h[2];                                                                                                                                     \
+      for (std::size_t u = 0; u < 2; ++u) h[u] = gelu_input<Bias, Preact>(x + j + u * lanes, bias + j + u * lanes, preact + j + u * lanes, lanes); \
+      gelu_n(h);                                                                                                                                   \
+      store(y + j, h[0]);                                                                                                                          \
+      store(y + j + lanes, h[1]);                                                                                                                  \
+    }                                                                                                                                              \
+    for (; j < n; j += lanes) {                                                                                                                    \
+      vf g[1] = {gelu_input<Bias, Preact>(x + j, bias + j, preact + j, n - j)};                                                                    \
+      gelu_n(g);                                                                                                                                   \
+      store(y + j, g[0], n - j);                                                                                                                   \
+    }                                                                                                                                              \
+  }                                                                                                                                                \
+  template <class In, class Out>                                                                                                                   \
+  TARGET void gelu_row(const In* x, const float* bias, Out* y, Out* preact, std::size_t n) {                                                       \
+    if (bias && preact)                                                                                                                            \
+      gelu_row_with<true, true>(x, bias, y, preact, n);                                                                                            \
+    else if (bias)                                                                                                                                 \
+      gelu_row_with<true, false>(x, bias, y, preact, n);                                                                                           \
+    else if (preact)                                                                                                                               \
+      gelu_row_with<false, true>(x, bias, y, preact, n);                                                                                           \
+    else                                                                                                                                           \
+      gelu_row_with<false, false>(x, bias, y, preact, n);                                                                                          \
+  }                                                                                                                                                \
+  /* R rows (stride n) at once; dbias sums dx as stored (store_kept narrows once and returns */                                                    \
+  /* the kept value), the R rows' terms first, then into the partials: one partial update */                                                       \
+  /* per R rows. */                                                                                                                                \
+  template <std::size_t R, bool Dbias, class DY, class H, class DX>                                                                                \
+  TARGET void gelu_backward_rows_with(const DY* dy, const H* h, DX* dx, std::size_t n, float* dbias_part) {                                        \
+    std::size_t j = 0;                                                                                                                             \
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {                                                                                                   \
+      vf g[2 * R];                                                                                                                                 \
+      for (std::size_t q = 0; q < R; ++q)                                                                                                          \
+        for (std::size_t u = 0; u < 2; ++u) g[2 * q + u] = load(h + q * n + j + u * lanes);                                                        \
+      gelu_derivative_n(g);                                                                                                                        \
+      vf sum[2];                                                                                                                                   \
+      for (std::size_t q = 0; q < R; ++q)                                                                                                          \
+        for (std::size_t u = 0; u < 2; ++u) {                                                                                                      \
+          const std::size_t at = q * n + j + u * lanes;                                                                                            \
+          const vf d = store_kept(dx + at, load(dy + at) * g[2 * q + u]);                                                                          \
+          sum[u] = q == 0 ? d : sum[u] + d;                                                                                                        \
+        }                                                                                                                                          \
+      if constexpr (Dbias)                                                                                                                         \
+        for (std::size_t u = 0; u < 2; ++u) store(dbias_part + j + u * lanes, load(dbias_part + j + u * lanes) + sum[u]);                          \
+    }                                                                                                                                              \
+    for (; j < n; j += lanes) {                                                                                                                    \
+      const std::size_t m = n - j;                                                                                                                 \
+      vf g[R];                                                                                                                                     \
+      for (std::size_t q = 0; q < R; ++q) g[q] = load(h + q * n + j, m);                                                                           \
+      gelu_derivative_n(g);                                                                                                                        \
+      vf sum = zero();                                                                                                                             \
+      for (std::size_t q = 0; q < R; ++q) {                                                                                                        \
+        const vf d = store_kept(dx + q * n + j, load(dy + q * n + j, m) * g[q], m);                                                                \
+        sum = q == 0 ? d : sum + d;                                                                                                                \
+      }                                                                                                                                            \
+      if constexpr (Dbias) store(dbias_part + j, load(dbias_part + j, m) + sum, m);                                                                \
+    }                                                                                                                                              \
+  }                                                                                                                                                \
+  /* Rows [0, rows) of stride n, two at a time. */                                                                                                 \
+  template <class DY, class H, class DX>                                                                                                           \
+  TARGET void gelu_backward_rows(const DY* dy, const H* h, DX* dx, std::size_t n, std::size_t rows, float* dbias_part) {                           \
+    std::size_t r = 0;                                                                                                                             \
+    for (; r + 2 <= rows; r += 2) {                                                                                                                \
+      prefetch(dy + r * n, 2 * n * sizeof(DY), 2 * n * sizeof(DY)); /* the next two rows */                                                        \
+      prefetch(h + r * n, 2 * n * sizeof(H), 2 * n * sizeof(H));                                                                                   \
+      if (dbias_part)                                                                                                                              \
+        gelu_backward_rows_with<2, true>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);                                                        \
+      else                                                                                                                                         \
+        gelu_backward_rows_with<2, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);                                                       \
+    }                                                                                                                                              \
+    if (r < rows) {                                                                                                                                \
+      if (dbias_part)                                                                                                                              \
+        gelu_backward_rows_with<1, true>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);                                                        \
+      else                                                                                                                                         \
+        gelu_backward_rows_with<1, false>(dy + r * n, h + r * n, dx + r * n, n, dbias_part);                                                       \
+    }                                                                                                                                              \
+  }                                                                                                                                                \
   }  // namespace ISA
 MPT_GELU_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_GELU_KERNELS(MPT_TARGET_AVX512, avx512)
@@ -3062,12 +3146,20 @@ void gelu_bias_forward(TensorView<In> x, TensorView<Par> bias, TensorView<Out> y
       Out* yr = y.data() + r * n;
       Out* pr = detail::present(preact) ? preact.data() + r * n : nullptr;
       detail::prefetch(xr, n * sizeof(I), n * sizeof(I));  // the next row
-      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> &&
-                    detail::simd_storage<Out>) {
+      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::gelu_row(xr, b, yr, pr, n); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::gelu_row(xr, b, yr, pr, n); continue; }
-        if (isa == Isa::avx2) { detail::avx2::gelu_row(xr, b, yr, pr, n); continue; }
+        if (isa == Isa::avx512_bf16) {
+          detail::avx512_bf16::gelu_row(xr, b, yr, pr, n);
+          continue;
+        }
+        if (isa >= Isa::avx512) {
+          detail::avx512::gelu_row(xr, b, yr, pr, n);
+          continue;
+        }
+        if (isa == Isa::avx2) {
+          detail::avx2::gelu_row(xr, b, yr, pr, n);
+          continue;
+        }
 #endif
       }
       detail::gelu_row_scalar<C>(xr, b, yr, pr, n);
@@ -3104,16 +3196,14 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
     const D* dyr = dy.data() + rb * n;
     const HH* hr = preact.data() + rb * n;
     DX* dxr = dx.data() + rb * n;
-    if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> &&
-                  detail::simd_storage<DX>) {
+    if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> && detail::simd_storage<DX>) {
 #if MPT_X86
       if (isa == Isa::avx512_bf16) return detail::avx512_bf16::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
       if (isa >= Isa::avx512) return detail::avx512::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
       if (isa == Isa::avx2) return detail::avx2::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
 #endif
     }
-    for (std::size_t r = 0; r < re - rb; ++r)
-      detail::gelu_backward_row_scalar<C>(dyr + r * n, hr + r * n, dxr + r * n, n, part);
+    for (std::size_t r = 0; r < re - rb; ++r) detail::gelu_backward_row_scalar<C>(dyr + r * n, hr + r * n, dxr + r * n, n, part);
   });
   if (!want_dbias) return;
   // Chunk partials in chunk order (chunk 0 holds the running sums): thread-count independent.
@@ -3162,9 +3252,9 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
 // with aligned loads, op(A) into row panels when it cannot be read in place.
 //
 //   PanelLayout<Kernel>        where panel (k-block, column panel) of packed op(B) starts
-//   pack_b_panel<Kernel>(...)  one panel (SIMD where written, else the _reference): b[(g * NR + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j), zero-padded
-//   pack_a_chunk<Kernel>(...)  consecutive row panels at once (k outermost for A^T)
-//   pack_a_panel<Kernel>(...)  one panel (likewise): a[(g * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
+//   pack_b_panel<Kernel>(...)  one panel (SIMD where written, else the _reference): b[(g * NR + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j),
+//   zero-padded pack_a_chunk<Kernel>(...)  consecutive row panels at once (k outermost for A^T) pack_a_panel<Kernel>(...)  one panel (likewise): a[(g
+//   * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
 // KG is the number of consecutive k per 32-bit lane (2 for vdpbf16ps pairs, else 1).
 // Conversions (bf16 -> fp32 widening, fp32 -> fp64) happen here and are exact.
 
@@ -3202,7 +3292,7 @@ enum class Trans { N, T };
 // Everything before the final rounding happens in the accumulation type.
 template <class Bias = float, class Residual = Bias>
 struct GemmEpilogue {
-  const Bias* bias = nullptr;          // [N]
+  const Bias* bias = nullptr;  // [N]
   bool gelu = false;
   const Residual* residual = nullptr;  // [M x N], leading dimension ldr
   std::size_t ldr = 0;
@@ -3230,9 +3320,7 @@ namespace mpt::kernels::detail {
 
 #if MPT_X86
 inline __mmask16 lanes16(std::size_t n) noexcept { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
-inline __mmask32 lanes32(std::size_t n) noexcept {
-  return n >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((std::uint32_t(1) << n) - 1u);
-}
+inline __mmask32 lanes32(std::size_t n) noexcept { return n >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((std::uint32_t(1) << n) - 1u); }
 
 // vpermt2w indices that interleave two rows of 32 bf16 into k-pairs:
 // lanes 0..15 of the pairs (low) and 16..31 (high).
@@ -3252,8 +3340,8 @@ MPT_TARGET_AVX512 inline void interleave_pairs(__m512i r0, __m512i r1, __m512i& 
 
 // 32-bit words at base + lane * stride_bytes for the lanes in m (others zero).
 MPT_TARGET_AVX512 inline __m512i gather_words(const void* base, std::size_t stride_bytes, __mmask16 m) noexcept {
-  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                         _mm512_set1_epi32(static_cast<int>(stride_bytes)));
+  const __m512i idx =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(static_cast<int>(stride_bytes)));
   return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base, 1);
 }
 // Word-gathers need 16 row offsets in int32 bytes.
@@ -3289,9 +3377,8 @@ MPT_TARGET_AVX512 inline void transpose_16x16_words(__m512i r[16]) noexcept {
 // word (w, j) = 32-bit word w of row j0 + j, from `words` words per row starting at
 // `row0` (bytes per row `ld_bytes`); out[w * 32 + j]. Word = one fp32 or one bf16 pair.
 // `elems_left`/`elem_bytes` bound the loads so nothing past the block is read.
-MPT_TARGET_AVX512 inline void pack_words_transposed(const std::byte* row0, std::size_t ld_bytes, std::size_t nr_eff,
-                                                    std::size_t words, std::size_t elems, std::size_t elem_bytes,
-                                                    std::uint32_t* out) noexcept {
+MPT_TARGET_AVX512 inline void pack_words_transposed(const std::byte* row0, std::size_t ld_bytes, std::size_t nr_eff, std::size_t words,
+                                                    std::size_t elems, std::size_t elem_bytes, std::uint32_t* out) noexcept {
   const std::size_t elems_per_word = 4 / elem_bytes;
   // The loads below walk 32 rows side by side, which no hardware prefetcher follows
   // from memory (a cold W^T packed at 6-8 GB/s). The next panel's 32 rows (the next
@@ -3313,9 +3400,12 @@ MPT_TARGET_AVX512 inline void pack_words_transposed(const std::byte* row0, std::
       for (std::size_t j = 0; j < 16; ++j) {
         const std::size_t jj = half * 16 + j;
         const std::byte* src = row0 + jj * ld_bytes + e0 * elem_bytes;
-        if (jj >= nr_eff) r[j] = _mm512_setzero_si512();
-        else if (elem_bytes == 2) r[j] = _mm512_maskz_loadu_epi16(lanes32(e_left), src);
-        else r[j] = _mm512_maskz_loadu_epi32(lanes16(e_left), src);
+        if (jj >= nr_eff)
+          r[j] = _mm512_setzero_si512();
+        else if (elem_bytes == 2)
+          r[j] = _mm512_maskz_loadu_epi16(lanes32(e_left), src);
+        else
+          r[j] = _mm512_maskz_loadu_epi32(lanes16(e_left), src);
       }
       transpose_16x16_words(r);
       const std::size_t n_words = std::min<std::size_t>(16, words - w0);
@@ -3324,9 +3414,7 @@ MPT_TARGET_AVX512 inline void pack_words_transposed(const std::byte* row0, std::
   }
 }
 
-MPT_TARGET_AVX512 inline __m512 widen_bf16_lanes(__m256i h) noexcept {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
+MPT_TARGET_AVX512 inline __m512 widen_bf16_lanes(__m256i h) noexcept { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
 // ---- B panels, 32 columns ----
 
@@ -3334,17 +3422,15 @@ MPT_TARGET_AVX512 inline __m512 widen_bf16_lanes(__m256i h) noexcept {
 // hardware prefetcher follows from memory; the next panel's strip (the next 32 columns,
 // `strip_bytes` on) of the same rows is asked for one panel ahead (cold W: 15-16 -> 19-23
 // GB/s here, memcpy 26). Past the last panel this touches nothing that faults.
-MPT_TARGET_AVX512 inline void prefetch_next_panel_rows(const void* row, std::size_t strip_bytes, std::size_t rows,
-                                                       std::size_t ld_bytes) noexcept {
+MPT_TARGET_AVX512 inline void prefetch_next_panel_rows(const void* row, std::size_t strip_bytes, std::size_t rows, std::size_t ld_bytes) noexcept {
   const char* next = static_cast<const char*>(row) + strip_bytes;
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t byte = 0; byte < strip_bytes; byte += 64) _mm_prefetch(next + r * ld_bytes + byte, _MM_HINT_T0);
 }
 
 // vdpbf16ps layout (KG = 2) from bf16 B.
-MPT_TARGET_AVX512 inline void pack_b_pairs_avx512(Trans tb, const bf16* b, std::size_t ldb, std::size_t k0,
-                                                  std::size_t kc, std::size_t j0, std::size_t nr_eff,
-                                                  bf16* out) noexcept {
+MPT_TARGET_AVX512 inline void pack_b_pairs_avx512(Trans tb, const bf16* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
+                                                  std::size_t nr_eff, bf16* out) noexcept {
   const std::size_t groups = (kc + 1) / 2;
   if (tb == Trans::N) {
     const __mmask32 m = lanes32(nr_eff);
@@ -3366,9 +3452,8 @@ MPT_TARGET_AVX512 inline void pack_b_pairs_avx512(Trans tb, const bf16* b, std::
 
 // fp32 layout (KG = 1) from fp32 or bf16 B.
 template <class TB>
-MPT_TARGET_AVX512 inline void pack_b_fp32_avx512(Trans tb, const TB* b, std::size_t ldb, std::size_t k0,
-                                                 std::size_t kc, std::size_t j0, std::size_t nr_eff,
-                                                 float* out) noexcept {
+MPT_TARGET_AVX512 inline void pack_b_fp32_avx512(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
+                                                 std::size_t nr_eff, float* out) noexcept {
   const __mmask16 m0 = lanes16(nr_eff), m1 = lanes16(nr_eff > 16 ? nr_eff - 16 : 0);
   if (tb == Trans::N) {
     for (std::size_t k = 0; k < kc; ++k) {
@@ -3397,16 +3482,15 @@ MPT_TARGET_AVX512 inline void pack_b_fp32_avx512(Trans tb, const TB* b, std::siz
     for (; k < kc; ++k)
       for (std::size_t j = 0; j < 32; ++j) out[k * 32 + j] = j < nr_eff ? to_float(b[(j0 + j) * ldb + k0 + k]) : 0.0f;
   } else {
-    pack_words_transposed(reinterpret_cast<const std::byte*>(b + j0 * ldb + k0), ldb * 4, nr_eff, kc, kc, 4,
-                          reinterpret_cast<std::uint32_t*>(out));
+    pack_words_transposed(reinterpret_cast<const std::byte*>(b + j0 * ldb + k0), ldb * 4, nr_eff, kc, kc, 4, reinterpret_cast<std::uint32_t*>(out));
   }
 }
 
 // ---- A panels, 12 rows ----
 
 // vdpbf16ps layout (KG = 2) from bf16 A^T (A stored [K x M]: rows are k).
-MPT_TARGET_AVX512 inline void pack_a_pairs_t_avx512(const bf16* a, std::size_t lda, std::size_t i0, std::size_t mr_eff,
-                                                    std::size_t k0, std::size_t kc, bf16* out) noexcept {
+MPT_TARGET_AVX512 inline void pack_a_pairs_t_avx512(const bf16* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
+                                                    std::size_t kc, bf16* out) noexcept {
   const __mmask32 m = lanes32(mr_eff);
   const std::size_t groups = (kc + 1) / 2;
   for (std::size_t g = 0; g < groups; ++g) {
@@ -3432,9 +3516,8 @@ inline constexpr std::size_t a_far_prefetch_groups = 64;
 // rows are far apart (one page each: TLB misses). Panel q of the chunk starts at
 // out + q * panel_stride; rows [i0, i0 + rows) of op(A).
 template <class TA, class Out>
-MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda, std::size_t i0, std::size_t rows,
-                                                    std::size_t k0, std::size_t kc, Out* out,
-                                                    std::size_t panel_stride) noexcept {
+MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
+                                                    Out* out, std::size_t panel_stride) noexcept {
   const std::size_t panels = (rows + 11) / 12;
   if constexpr (std::is_same_v<Out, bf16>) {  // vdpbf16ps pairs
     const std::size_t groups = (kc + 1) / 2;
@@ -3479,8 +3562,10 @@ MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda
       for (std::size_t q = 0; q < panels; ++q) {
         const __mmask16 m = lanes16(std::min<std::size_t>(12, rows - q * 12));
         __m512 v;
-        if constexpr (std::is_same_v<TA, bf16>) v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row + q * 12));
-        else v = _mm512_maskz_loadu_ps(m, row + q * 12);
+        if constexpr (std::is_same_v<TA, bf16>)
+          v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row + q * 12));
+        else
+          v = _mm512_maskz_loadu_ps(m, row + q * 12);
         _mm512_mask_storeu_ps(out + q * panel_stride + k * 12, __mmask16(0x0FFF), v);
       }
     }
@@ -3489,16 +3574,17 @@ MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda
 
 // fp32 layout (KG = 1) from fp32 or bf16 A.
 template <class TA>
-MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
-                                                 std::size_t mr_eff, std::size_t k0, std::size_t kc,
-                                                 float* out) noexcept {
+MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
+                                                 std::size_t kc, float* out) noexcept {
   const __mmask16 m = lanes16(mr_eff), m12 = 0x0FFF;
   if (ta == Trans::T) {  // rows of the stored A are k: 12 contiguous values each
     for (std::size_t k = 0; k < kc; ++k) {
       const TA* row = a + (k0 + k) * lda + i0;
       __m512 v;
-      if constexpr (std::is_same_v<TA, bf16>) v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row));
-      else v = _mm512_maskz_loadu_ps(m, row);
+      if constexpr (std::is_same_v<TA, bf16>)
+        v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row));
+      else
+        v = _mm512_maskz_loadu_ps(m, row);
       _mm512_mask_storeu_ps(out + k * 12, m12, v);
     }
   } else if constexpr (std::is_same_v<TA, bf16>) {  // gather k-pairs across the 12 rows
@@ -3532,9 +3618,12 @@ namespace mpt::kernels::detail {
 
 template <class To, class From>
 inline To convert_element(From x) noexcept {
-  if constexpr (std::is_same_v<To, From>) return x;
-  else if constexpr (std::is_same_v<From, bf16>) return static_cast<To>(to_float(x));
-  else return static_cast<To>(x);
+  if constexpr (std::is_same_v<To, From>)
+    return x;
+  else if constexpr (std::is_same_v<From, bf16>)
+    return static_cast<To>(to_float(x));
+  else
+    return static_cast<To>(x);
 }
 
 inline constexpr std::size_t ceil_div(std::size_t a, std::size_t b) noexcept { return (a + b - 1) / b; }
@@ -3578,8 +3667,8 @@ struct PanelLayout {
 };
 
 template <class Kernel, class TB>
-inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
-                         std::size_t nr_eff, typename Kernel::b_t* out) noexcept {
+inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nr_eff,
+                                   typename Kernel::b_t* out) noexcept {
   using b_t = typename Kernel::b_t;
   constexpr std::size_t NR = Kernel::nr, KG = Kernel::kg;
   const std::size_t groups = ceil_div(kc, KG);
@@ -3600,8 +3689,8 @@ inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::
 }
 
 template <class Kernel, class TA>
-inline void pack_a_panel_reference(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
-                         std::size_t kc, typename Kernel::a_t* out) noexcept {
+inline void pack_a_panel_reference(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0, std::size_t kc,
+                                   typename Kernel::a_t* out) noexcept {
   using a_t = typename Kernel::a_t;
   constexpr std::size_t MR = Kernel::mr, KG = Kernel::kg;
   const std::size_t groups = ceil_div(kc, KG);
@@ -3622,8 +3711,8 @@ inline void pack_a_panel_reference(Trans ta, const TA* a, std::size_t lda, std::
 }
 
 template <class Kernel, class TB>
-inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
-                         std::size_t nr_eff, typename Kernel::b_t* out) noexcept {
+inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nr_eff,
+                         typename Kernel::b_t* out) noexcept {
 #if MPT_X86
   using b_t = typename Kernel::b_t;
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::nr == 32 && !std::is_same_v<TB, double>) {
@@ -3640,8 +3729,8 @@ inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0,
 }
 
 template <class Kernel, class TA>
-inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
-                         std::size_t kc, typename Kernel::a_t* out) noexcept {
+inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0, std::size_t kc,
+                         typename Kernel::a_t* out) noexcept {
 #if MPT_X86
   using a_t = typename Kernel::a_t;
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double>) {
@@ -3660,8 +3749,8 @@ inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
 // Row panels [i0, i0 + rows) of op(A) (rows beyond the matrix already excluded),
 // panel q at out + q * panel_stride.
 template <class Kernel, class TA>
-inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0,
-                         std::size_t kc, typename Kernel::a_t* out, std::size_t panel_stride) noexcept {
+inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
+                         typename Kernel::a_t* out, std::size_t panel_stride) noexcept {
 #if MPT_X86
   using a_t = typename Kernel::a_t;
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double> &&
@@ -3670,8 +3759,7 @@ inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
   }
 #endif
   for (std::size_t q = 0; q * Kernel::mr < rows; ++q) {
-    pack_a_panel<Kernel>(ta, a, lda, i0 + q * Kernel::mr, std::min(Kernel::mr, rows - q * Kernel::mr), k0, kc,
-                         out + q * panel_stride);
+    pack_a_panel<Kernel>(ta, a, lda, i0 + q * Kernel::mr, std::min(Kernel::mr, rows - q * Kernel::mr), k0, kc, out + q * panel_stride);
   }
 }
 
@@ -3737,8 +3825,8 @@ struct Avx2FmaKernel {
   static constexpr std::size_t mc = 96;   // A block 96 KiB in L2
   static constexpr Isa isa = Isa::avx2;
 
-  MPT_TARGET_AVX2 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,
-                                  const float* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+  MPT_TARGET_AVX2 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a, const float* b, float* c, std::size_t ldc,
+                                  bool accumulate) noexcept {
     __m256 acc[6][2];
 #pragma GCC unroll 6
     for (std::size_t i = 0; i < 6; ++i) {
@@ -3788,17 +3876,16 @@ namespace mpt::kernels::detail {
 #if MPT_X86
 // The 12 x 32 fp32 accumulators both AVX-512 kernels keep in 24 zmm registers:
 // zero or C's values to start, C's rows to end.
-MPT_TARGET_AVX512 __attribute__((always_inline)) inline void start_accumulators_12x32(__m512 (&acc)[12][2],
-                                                                                    const float* c, std::size_t ldc,
-                                                                                    bool from_c) noexcept {
+MPT_TARGET_AVX512 __attribute__((always_inline)) inline void start_accumulators_12x32(__m512 (&acc)[12][2], const float* c, std::size_t ldc,
+                                                                                      bool from_c) noexcept {
 #pragma GCC unroll 12
   for (std::size_t i = 0; i < 12; ++i) {
     acc[i][0] = from_c ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
     acc[i][1] = from_c ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
   }
 }
-MPT_TARGET_AVX512 __attribute__((always_inline)) inline void store_accumulators_12x32(const __m512 (&acc)[12][2],
-                                                                                    float* c, std::size_t ldc) noexcept {
+MPT_TARGET_AVX512 __attribute__((always_inline)) inline void store_accumulators_12x32(const __m512 (&acc)[12][2], float* c,
+                                                                                      std::size_t ldc) noexcept {
 #pragma GCC unroll 12
   for (std::size_t i = 0; i < 12; ++i) {
     _mm512_storeu_ps(c + i * ldc, acc[i][0]);
@@ -3818,10 +3905,8 @@ struct Avx512FmaKernel {
 
   // acc[i][h] += sum over k of A(i, k) * B(k, 16h .. 16h+15): the loop both stores below
   // share (inlined, so the accumulators stay in registers).
-  MPT_TARGET_AVX512 __attribute__((always_inline)) static inline void accumulate(std::size_t k_groups, const float* a,
-                                                                                 std::size_t rs_a, std::size_t cs_a,
-                                                                                 const float* b,
-                                                                                 __m512 (&acc)[12][2]) noexcept {
+  MPT_TARGET_AVX512 __attribute__((always_inline)) static inline void accumulate(std::size_t k_groups, const float* a, std::size_t rs_a,
+                                                                                 std::size_t cs_a, const float* b, __m512 (&acc)[12][2]) noexcept {
     for (std::size_t k = 0; k < k_groups; ++k, a += cs_a, b += 32) {
       const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
@@ -3833,8 +3918,8 @@ struct Avx512FmaKernel {
     }
   }
 
-  MPT_TARGET_AVX512 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,
-                                    const float* b, float* c, std::size_t ldc, bool accumulate_into_c) noexcept {
+  MPT_TARGET_AVX512 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a, const float* b, float* c,
+                                    std::size_t ldc, bool accumulate_into_c) noexcept {
     __m512 acc[12][2];
     start_accumulators_12x32(acc, c, ldc, accumulate_into_c);
     accumulate(k_groups, a, rs_a, cs_a, b, acc);
@@ -3844,8 +3929,8 @@ struct Avx512FmaKernel {
   // C = store(A B) from the registers: store(i, row i's two accumulator vectors) applies
   // the epilogue and writes row i (see RegisterStoreAvx512 in epilogue.hpp).
   template <class Store>
-  MPT_TARGET_AVX512 static void run_store(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,
-                                          const float* b, const Store& store) noexcept {
+  MPT_TARGET_AVX512 static void run_store(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a, const float* b,
+                                          const Store& store) noexcept {
     __m512 acc[12][2];
     start_accumulators_12x32(acc, nullptr, 0, false);
     accumulate(k_groups, a, rs_a, cs_a, b, acc);
@@ -3884,8 +3969,8 @@ namespace mpt::kernels::detail {
 
 // The scalar meaning of one vdpbf16ps lane: acc += a_odd * b_odd, then += a_even * b_even
 // (the products are exact in fp32; only the sums round).
-inline void bf16_dot_reference(std::size_t mr, std::size_t nr, std::size_t k_groups, const bf16* a, std::size_t rs_a,
-                               std::size_t cs_a, const bf16* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+inline void bf16_dot_reference(std::size_t mr, std::size_t nr, std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b,
+                               float* c, std::size_t ldc, bool accumulate) noexcept {
   for (std::size_t i = 0; i < mr; ++i) {
     for (std::size_t j = 0; j < nr; ++j) {
       float acc = accumulate ? c[i * ldc + j] : 0.0f;
@@ -3913,9 +3998,9 @@ struct Avx512Bf16DotKernel {
 
   // acc[i][h] += sum over k-pairs of A pair (i, g) . B pairs (g, 16h .. 16h+15): the loop
   // both stores below share (inlined, so the accumulators stay in registers).
-  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) static inline void accumulate_pairs(
-      std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b,
-      __m512 (&acc)[12][2]) noexcept {
+  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) static inline void accumulate_pairs(std::size_t k_groups, const bf16* a, std::size_t rs_a,
+                                                                                            std::size_t cs_a, const bf16* b,
+                                                                                            __m512 (&acc)[12][2]) noexcept {
     for (std::size_t g = 0; g < k_groups; ++g, a += cs_a, b += 64) {
       const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
 #pragma GCC unroll 12
@@ -3929,8 +4014,8 @@ struct Avx512Bf16DotKernel {
     }
   }
 
-  MPT_TARGET_AVX512_BF16 static void run(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a,
-                                         const bf16* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+  MPT_TARGET_AVX512_BF16 static void run(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b, float* c,
+                                         std::size_t ldc, bool accumulate) noexcept {
     __m512 acc[12][2];
     start_accumulators_12x32(acc, c, ldc, accumulate);
     accumulate_pairs(k_groups, a, rs_a, cs_a, b, acc);
@@ -3942,8 +4027,8 @@ struct Avx512Bf16DotKernel {
   // epilogue.hpp), without an fp32 tile and a second pass: with attention's k = 64 that
   // pass was ~12% of the time, with a linear layer's bias at k = 768 5-7%.
   template <class Store>
-  MPT_TARGET_AVX512_BF16 static void run_store(std::size_t k_groups, const bf16* a, std::size_t rs_a,
-                                               std::size_t cs_a, const bf16* b, const Store& store) noexcept {
+  MPT_TARGET_AVX512_BF16 static void run_store(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b,
+                                               const Store& store) noexcept {
     __m512 acc[12][2];
     start_accumulators_12x32(acc, nullptr, 0, false);
     accumulate_pairs(k_groups, a, rs_a, cs_a, b, acc);
@@ -3981,8 +4066,8 @@ struct ScalarKernel {
   static constexpr std::size_t mc = 16 * MR;
   static constexpr Isa isa = Isa::scalar;
 
-  static void run(std::size_t k_groups, const a_t* a, std::size_t rs_a, std::size_t cs_a, const b_t* b, acc_t* c,
-                  std::size_t ldc, bool accumulate) noexcept {
+  static void run(std::size_t k_groups, const a_t* a, std::size_t rs_a, std::size_t cs_a, const b_t* b, acc_t* c, std::size_t ldc,
+                  bool accumulate) noexcept {
     acc_t acc[MR][NR];
     for (std::size_t i = 0; i < MR; ++i)
       for (std::size_t j = 0; j < NR; ++j) acc[i][j] = accumulate ? c[i * ldc + j] : acc_t(0);
@@ -4012,11 +4097,16 @@ enum class GemmKernel { scalar_fp32, scalar_fp64, avx2_fp32, avx512_fp32, avx512
 
 inline std::string_view gemm_kernel_name(GemmKernel k) noexcept {
   switch (k) {
-    case GemmKernel::scalar_fp32: return "scalar_fp32 (4x16)";
-    case GemmKernel::scalar_fp64: return "scalar_fp64 (4x8)";
-    case GemmKernel::avx2_fp32: return "avx2_fp32 (6x16 FMA)";
-    case GemmKernel::avx512_fp32: return "avx512_fp32 (12x32 FMA)";
-    case GemmKernel::avx512_bf16_dot: return "avx512_bf16_dot (12x32 vdpbf16ps)";
+    case GemmKernel::scalar_fp32:
+      return "scalar_fp32 (4x16)";
+    case GemmKernel::scalar_fp64:
+      return "scalar_fp64 (4x8)";
+    case GemmKernel::avx2_fp32:
+      return "avx2_fp32 (6x16 FMA)";
+    case GemmKernel::avx512_fp32:
+      return "avx512_fp32 (12x32 FMA)";
+    case GemmKernel::avx512_bf16_dot:
+      return "avx512_bf16_dot (12x32 vdpbf16ps)";
   }
   return "?";
 }
@@ -4054,11 +4144,15 @@ template <class Kernel>
 constexpr GemmKernel gemm_kernel_id() noexcept {
   if constexpr (std::is_same_v<Kernel, ScalarFp64Kernel>) return GemmKernel::scalar_fp64;
 #if MPT_X86
-  else if constexpr (std::is_same_v<Kernel, Avx512Bf16DotKernel>) return GemmKernel::avx512_bf16_dot;
-  else if constexpr (std::is_same_v<Kernel, Avx512FmaKernel>) return GemmKernel::avx512_fp32;
-  else if constexpr (std::is_same_v<Kernel, Avx2FmaKernel>) return GemmKernel::avx2_fp32;
+  else if constexpr (std::is_same_v<Kernel, Avx512Bf16DotKernel>)
+    return GemmKernel::avx512_bf16_dot;
+  else if constexpr (std::is_same_v<Kernel, Avx512FmaKernel>)
+    return GemmKernel::avx512_fp32;
+  else if constexpr (std::is_same_v<Kernel, Avx2FmaKernel>)
+    return GemmKernel::avx2_fp32;
 #endif
-  else return GemmKernel::scalar_fp32;
+  else
+    return GemmKernel::scalar_fp32;
 }
 
 }  // namespace detail
@@ -4115,11 +4209,10 @@ GemmKernel gemm_kernel_for(Isa isa = active_isa()) {
 namespace mpt::kernels::detail {
 
 // erf(x) coefficients, numerator odd powers x^1..x^13, denominator even powers x^0..x^8.
-inline constexpr float erf_num[7] = {-1.60960333262415e-02f, -2.95459980854025e-03f, -7.34990630326855e-04f,
-                                     -5.69250639462346e-05f, -2.10102402082508e-06f, 2.77068142495902e-08f,
-                                     -2.72614225801306e-10f};
-inline constexpr float erf_den[5] = {-1.42647390514189e-02f, -7.37332916720468e-03f, -1.68282697438203e-03f,
-                                     -2.13374055278905e-04f, -1.45660718464996e-05f};
+inline constexpr float erf_num[7] = {-1.60960333262415e-02f, -2.95459980854025e-03f, -7.34990630326855e-04f, -5.69250639462346e-05f,
+                                     -2.10102402082508e-06f, 2.77068142495902e-08f,  -2.72614225801306e-10f};
+inline constexpr float erf_den[5] = {-1.42647390514189e-02f, -7.37332916720468e-03f, -1.68282697438203e-03f, -2.13374055278905e-04f,
+                                     -1.45660718464996e-05f};
 inline constexpr float inv_sqrt2 = 0.70710678118654752440f;
 
 // Scalar reference of the vector erf below.
@@ -4137,13 +4230,17 @@ inline double gelu_erf(double v) noexcept { return 0.5 * v * (1.0 + std::erf(v *
 
 template <class T>
 inline auto load_as_acc(const T* p) noexcept {
-  if constexpr (std::is_same_v<T, double>) return *p;
-  else return to_float(*p);
+  if constexpr (std::is_same_v<T, double>)
+    return *p;
+  else
+    return to_float(*p);
 }
 template <class TC, class Acc>
 inline void store_from_acc(TC* p, Acc v) noexcept {
-  if constexpr (std::is_same_v<TC, bf16>) *p = to_bf16(static_cast<float>(v));
-  else *p = static_cast<TC>(v);
+  if constexpr (std::is_same_v<TC, bf16>)
+    *p = to_bf16(static_cast<float>(v));
+  else
+    *p = static_cast<TC>(v);
 }
 
 // What the store of one GEMM needs, resolved once per call.
@@ -4157,8 +4254,7 @@ struct EpilogueArgs {
 
 // Scalar reference: row segment of n accumulators -> C(i, j0 .. j0+n).
 template <class Acc, class TC, class TE, class TR>
-inline void epilogue_row_scalar(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0,
-                                const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+inline void epilogue_row_scalar(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0, const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
   TC* c = e.c + i * e.ldc + j0;
   for (std::size_t j = 0; j < n; ++j) {
     Acc v = e.alpha * acc[j];
@@ -4225,8 +4321,8 @@ struct TileEpilogueAvx512 {
   __mmask16 m0, m1;
   __m512 alpha, beta, bias0, bias1;
 
-  MPT_TARGET_AVX512 TileEpilogueAvx512(const EpilogueArgs<float, TC, TE, TR>& args, const float* a, std::size_t lda,
-                                       std::size_t i, std::size_t j, std::size_t cols) noexcept
+  MPT_TARGET_AVX512 TileEpilogueAvx512(const EpilogueArgs<float, TC, TE, TR>& args, const float* a, std::size_t lda, std::size_t i, std::size_t j,
+                                       std::size_t cols) noexcept
       : e(args), acc(a), ld(lda), i0(i), j0(j) {
     m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
     m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1u) : __mmask16(0);
@@ -4236,15 +4332,13 @@ struct TileEpilogueAvx512 {
     bias1 = e.fused.bias ? load_lanes_avx512(e.fused.bias + j0 + 16, m1) : _mm512_setzero_ps();
   }
   TC* c_row(std::size_t r) const noexcept { return e.c + (i0 + r) * e.ldc + j0; }
-  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void values(std::size_t r, __m512& v0,
-                                                                        __m512& v1) const noexcept {
+  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void values(std::size_t r, __m512& v0, __m512& v1) const noexcept {
     v0 = _mm512_loadu_ps(acc + r * ld);
     v1 = _mm512_loadu_ps(acc + r * ld + 16);
     apply(r, v0, v1);
   }
   // Row r's 32 accumulators (in registers) -> its 32 values before the conversion.
-  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void apply(std::size_t r, __m512& v0,
-                                                                       __m512& v1) const noexcept {
+  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void apply(std::size_t r, __m512& v0, __m512& v1) const noexcept {
     TC* c = c_row(r);
     v0 = _mm512_mul_ps(alpha, v0);
     v1 = _mm512_mul_ps(alpha, v1);
@@ -4275,9 +4369,8 @@ struct TileEpilogueAvx512 {
 
 // A whole tile (rows x cols <= 32 columns) of accumulators at acc[r * ld + j].
 template <class TC, class TE, class TR>
-MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows,
-                                                   std::size_t j0, std::size_t cols,
-                                                   const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
+MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows, std::size_t j0,
+                                                   std::size_t cols, const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
   const TileEpilogueAvx512<TC, TE, TR> tile(e, acc, ld, i0, j0, cols);
   for (std::size_t r = 0; r < rows; ++r) {
     __m512 v0, v1;
@@ -4288,13 +4381,13 @@ MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t
 
 // 32 values into a bf16 row (lanes in mask): vcvtne2ps2bf16 unless a value is an fp32
 // subnormal (which the instruction flushes), then the exact narrowing of narrow_lanes_avx512.
-MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void store_row_bf16_avx512bf16(bf16* c, __m512 v0,
-                                                                                          __m512 v1,
-                                                                                          __mmask32 mask) noexcept {
+MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void store_row_bf16_avx512bf16(bf16* c, __m512 v0, __m512 v1, __mmask32 mask) noexcept {
   if ((_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) == 0) {  // 0x20: denormal
     const __m512i packed = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
-    if (mask == ~__mmask32(0)) _mm512_storeu_si512(c, packed);
-    else _mm512_mask_storeu_epi16(c, mask, packed);
+    if (mask == ~__mmask32(0))
+      _mm512_storeu_si512(c, packed);
+    else
+      _mm512_mask_storeu_epi16(c, mask, packed);
   } else {
     store_lanes_avx512(c, v0, static_cast<__mmask16>(mask));
     store_lanes_avx512(c + 16, v1, static_cast<__mmask16>(mask >> 16));
@@ -4306,9 +4399,8 @@ MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void store_row_bf16
 // per 16 values, which matters when k is short, as in attention's k = 64). The instruction
 // flushes fp32 subnormals, so a row holding one takes the exact path of narrow_lanes_avx512.
 template <class TE, class TR>
-MPT_TARGET_AVX512_BF16 inline void epilogue_tile_avx512_bf16(const float* acc, std::size_t ld, std::size_t i0,
-                                                             std::size_t rows, std::size_t j0, std::size_t cols,
-                                                             const EpilogueArgs<float, bf16, TE, TR>& e) noexcept {
+MPT_TARGET_AVX512_BF16 inline void epilogue_tile_avx512_bf16(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows, std::size_t j0,
+                                                             std::size_t cols, const EpilogueArgs<float, bf16, TE, TR>& e) noexcept {
   const TileEpilogueAvx512<bf16, TE, TR> tile(e, acc, ld, i0, j0, cols);
   const __mmask32 mask = cols >= 32 ? ~__mmask32(0) : __mmask32((std::uint64_t(1) << cols) - 1u);
   for (std::size_t r = 0; r < rows; ++r) {
@@ -4327,8 +4419,7 @@ struct RegisterStoreAvx512 {  // fp32 C, or bf16 C narrowed without AVX512_BF16
   TileEpilogueAvx512<TC, TE, TR> tile;
   MPT_TARGET_AVX512 RegisterStoreAvx512(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept
       : tile(e, nullptr, 0, i0, j0, 32) {}
-  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
-                                                                            __m512 v1) const noexcept {
+  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0, __m512 v1) const noexcept {
     tile.apply(r, v0, v1);
     tile.store(r, v0, v1);
   }
@@ -4338,8 +4429,7 @@ struct RegisterStoreAvx512 {  // fp32 C, or bf16 C narrowed without AVX512_BF16
 struct RegisterStorePlainBf16 {
   bf16* c;  // the tile's first element
   std::size_t ldc;
-  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
-                                                                                 __m512 v1) const noexcept {
+  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0, __m512 v1) const noexcept {
     store_row_bf16_avx512bf16(c + r * ldc, v0, v1, ~__mmask32(0));
   }
 };
@@ -4347,11 +4437,9 @@ struct RegisterStorePlainBf16 {
 template <class TE, class TR>
 struct RegisterStoreAvx512Bf16 {  // bf16 C with vcvtne2ps2bf16
   TileEpilogueAvx512<bf16, TE, TR> tile;
-  MPT_TARGET_AVX512 RegisterStoreAvx512Bf16(const EpilogueArgs<float, bf16, TE, TR>& e, std::size_t i0,
-                                            std::size_t j0) noexcept
+  MPT_TARGET_AVX512 RegisterStoreAvx512Bf16(const EpilogueArgs<float, bf16, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept
       : tile(e, nullptr, 0, i0, j0, 32) {}
-  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
-                                                                                 __m512 v1) const noexcept {
+  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0, __m512 v1) const noexcept {
     tile.apply(r, v0, v1);
     store_row_bf16_avx512bf16(tile.c_row(r), v0, v1, ~__mmask32(0));
   }
@@ -4426,13 +4514,13 @@ MPT_TARGET_AVX2 inline void epilogue_row_avx2(const float* acc, std::size_t n, s
 
 // One row segment of the store, on the given instruction set.
 template <Isa isa, class Acc, class TC, class TE, class TR>
-inline void epilogue_row(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0,
-                         const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+inline void epilogue_row(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0, const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
 #if MPT_X86
-  if constexpr (std::is_same_v<Acc, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> &&
-                !std::is_same_v<TR, double>) {
-    if constexpr (isa >= Isa::avx512) return epilogue_row_avx512(acc, n, i, j0, e);
-    else if constexpr (isa == Isa::avx2) return epilogue_row_avx2(acc, n, i, j0, e);
+  if constexpr (std::is_same_v<Acc, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> && !std::is_same_v<TR, double>) {
+    if constexpr (isa >= Isa::avx512)
+      return epilogue_row_avx512(acc, n, i, j0, e);
+    else if constexpr (isa == Isa::avx2)
+      return epilogue_row_avx2(acc, n, i, j0, e);
   }
 #endif
   epilogue_row_scalar(acc, n, i, j0, e);
@@ -4440,11 +4528,11 @@ inline void epilogue_row(const Acc* acc, std::size_t n, std::size_t i, std::size
 
 // A tile of the store: rows x cols accumulators at acc[r * ld + j] -> C(i0 + r, j0 + j).
 template <Isa isa, class Acc, class TC, class TE, class TR>
-inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::size_t rows, std::size_t j0,
-                          std::size_t cols, const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::size_t rows, std::size_t j0, std::size_t cols,
+                          const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
 #if MPT_X86
-  if constexpr (isa >= Isa::avx512 && std::is_same_v<Acc, float> && !std::is_same_v<TC, double> &&
-                !std::is_same_v<TE, double> && !std::is_same_v<TR, double>) {
+  if constexpr (isa >= Isa::avx512 && std::is_same_v<Acc, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> &&
+                !std::is_same_v<TR, double>) {
     if constexpr (isa >= Isa::avx512_bf16 && std::is_same_v<TC, bf16>) {
       if (cols <= 32) return epilogue_tile_avx512_bf16(acc, ld, i0, rows, j0, cols, e);
     }
@@ -4522,8 +4610,7 @@ inline TaskGrid plan_tasks(Trans ta, std::size_t m, std::size_t n, std::size_t t
 }
 
 template <class Acc, class TC, class TE, class TR>
-inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0, std::size_t rows, std::size_t j0,
-                          std::size_t cols) noexcept {
+inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0, std::size_t rows, std::size_t j0, std::size_t cols) noexcept {
   for (std::size_t r = 0; r < rows; ++r) {
     const TC* c = e.c + (i0 + r) * e.ldc + j0;
     for (std::size_t j = 0; j < cols; j += 64 / sizeof(TC)) __builtin_prefetch(c + j, 1);
@@ -4538,8 +4625,7 @@ inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0
 // beta 0 or 1, nothing fused): then C itself can carry running sums between k-blocks.
 template <class Acc, class TC, class TE, class TR>
 inline bool c_holds_running_sums(const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
-  return std::is_same_v<TC, Acc> && e.alpha == Acc(1) && (e.beta == Acc(0) || e.beta == Acc(1)) &&
-         !e.fused.fuses_anything();
+  return std::is_same_v<TC, Acc> && e.alpha == Acc(1) && (e.beta == Acc(0) || e.beta == Acc(1)) && !e.fused.fuses_anything();
 }
 
 template <class T>
@@ -4575,8 +4661,8 @@ class SpreadPrefetch {
 
 // The source of op(A)'s row panels [c0, c1) for columns [0, kc) of op(A), prefetched over `steps` calls.
 template <class Kernel, class TA>
-inline SpreadPrefetch chunk_source_prefetch(Trans ta, const TA* a, std::size_t lda, std::size_t m, std::size_t c0,
-                                            std::size_t c1, std::size_t kc, std::size_t steps) noexcept {
+inline SpreadPrefetch chunk_source_prefetch(Trans ta, const TA* a, std::size_t lda, std::size_t m, std::size_t c0, std::size_t c1, std::size_t kc,
+                                            std::size_t steps) noexcept {
   const std::size_t i0 = std::min(m, c0 * Kernel::mr), i1 = std::min(m, c1 * Kernel::mr);
   if (i0 >= i1) return {};
   if (ta == Trans::N) return {a + i0 * lda, i1 - i0, kc * sizeof(TA), lda * sizeof(TA), steps};
@@ -4603,8 +4689,7 @@ inline void add_packed_row_sums_reference(const typename Kernel::a_t* panel, std
 #if MPT_X86
 // The same sums for the 12-row AVX-512 panels, one lane per row (the same order per row).
 template <class AT>
-MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::size_t groups, std::size_t rows,
-                                                         float* sums) noexcept {
+MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::size_t groups, std::size_t rows, float* sums) noexcept {
   const __mmask16 m12 = 0x0FFF, live = static_cast<__mmask16>((1u << rows) - 1);
   __m512 s = _mm512_maskz_loadu_ps(live, sums);
   if constexpr (std::is_same_v<AT, bf16>) {  // k-pairs: low half of each 32-bit lane is the even k
@@ -4623,8 +4708,7 @@ MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::s
 #pragma GCC diagnostic pop
 
 template <class Kernel>
-inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows,
-                                typename Kernel::acc_t* sums) noexcept {
+inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, typename Kernel::acc_t* sums) noexcept {
 #if MPT_X86
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && std::is_same_v<typename Kernel::acc_t, float>) {
     return add_packed_row_sums_avx512(panel, groups, rows, sums);
@@ -4637,15 +4721,13 @@ inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t g
 // the operand types have one: the AVX-512 12 x 32 kernels with fp32 accumulators.
 template <class Kernel, class TC, class TE, class TR>
 inline constexpr bool has_register_store =
-    MPT_X86 && Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && Kernel::nr == 32 &&
-    std::is_same_v<typename Kernel::acc_t, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> &&
-    !std::is_same_v<TR, double>;
+    MPT_X86&& Kernel::isa >= Isa::avx512&& Kernel::mr == 12 && Kernel::nr == 32 && std::is_same_v<typename Kernel::acc_t, float> &&
+    !std::is_same_v<TC, double> && !std::is_same_v<TE, double> && !std::is_same_v<TR, double>;
 
 #if MPT_X86
 template <class Kernel, class TC, class TE, class TR>
 inline auto register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept {
-  if constexpr (Kernel::isa >= Isa::avx512_bf16 && std::is_same_v<typename Kernel::a_t, bf16> &&
-                std::is_same_v<TC, bf16>) {
+  if constexpr (Kernel::isa >= Isa::avx512_bf16 && std::is_same_v<typename Kernel::a_t, bf16> && std::is_same_v<TC, bf16>) {
     return RegisterStoreAvx512Bf16<TE, TR>(e, i0, j0);  // vcvtne2ps2bf16, in the bf16 kernel's target
   } else {
     return RegisterStoreAvx512<TC, TE, TR>(e, i0, j0);
@@ -4653,8 +4735,7 @@ inline auto register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t
 }
 // A bf16 C stored with vcvtne2ps2bf16 from the bf16 kernel's registers, nothing applied.
 template <class Kernel, class TC>
-inline constexpr bool plain_bf16_store =
-    Kernel::isa >= Isa::avx512_bf16 && std::is_same_v<typename Kernel::a_t, bf16> && std::is_same_v<TC, bf16>;
+inline constexpr bool plain_bf16_store = Kernel::isa >= Isa::avx512_bf16&& std::is_same_v<typename Kernel::a_t, bf16>&& std::is_same_v<TC, bf16>;
 #else
 template <class Kernel, class TC>
 inline constexpr bool plain_bf16_store = false;
@@ -4664,8 +4745,7 @@ void register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, st
 
 // Computes the tiles of C in row panels [p0, p1) x column panels [q0, q1).
 template <class Kernel, class TA, class TC, class TE, class TR>
-inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0,
-                      std::size_t q1) {
+inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0, std::size_t q1) {
   using a_t = typename Kernel::a_t;
   using acc_t = typename Kernel::acc_t;
   constexpr std::size_t MR = Kernel::mr, NR = Kernel::nr, KG = Kernel::kg;
@@ -4681,14 +4761,12 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   // accumulators in registers store full tiles themselves (no fp32 tile, no second pass).
   constexpr bool registers_to_c = has_register_store<Kernel, TC, TE, TR>;
   const bool store_from_registers = registers_to_c && k_blocks == 1 && !c_direct;
-  const bool nothing_to_apply =
-      pr.store.alpha == acc_t(1) && pr.store.beta == acc_t(0) && !pr.store.fused.fuses_anything();
+  const bool nothing_to_apply = pr.store.alpha == acc_t(1) && pr.store.beta == acc_t(0) && !pr.store.fused.fuses_anything();
 
   // A read in place is prefetched a chunk ahead too when it is used by few column panels
   // and is too large to stay in cache between items (attention's P V and dscores K at
   // S = 384: +7-19%; at S = 128, or with many column panels, it only costs: -3%).
-  const bool prefetch_a_in_place =
-      a_in_place && q1 - q0 <= 4 && (p1 - p0) * MR * pr.k * sizeof(TA) > (std::size_t(128) << 10);
+  const bool prefetch_a_in_place = a_in_place && q1 - q0 <= 4 && (p1 - p0) * MR * pr.k * sizeof(TA) > (std::size_t(128) << 10);
   const std::size_t panels = p1 - p0;
   const std::size_t chunk_count = ceil_div(panels, chunk_panels_for<Kernel>(pr.ta));
   const std::size_t chunk_panels = ceil_div(panels, chunk_count);
@@ -4729,14 +4807,14 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
       }
       if (pr.a_row_sums && q0 == 0) {  // one task per row range adds (tasks splitting columns share rows)
         for (std::size_t p = c0; p < c1; ++p) {
-          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR),
-                                      pr.a_row_sums + p * MR);
+          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), pr.a_row_sums + p * MR);
         }
       }
       const bool last = blk + 1 == k_blocks;
       SpreadPrefetch next_chunk;
-      if (last && (pr.ta == Trans::T || prefetch_a_in_place)) next_chunk = chunk_source_prefetch<Kernel>(pr.ta, pr.a, pr.lda, pr.m, c1, std::min(p1, c1 + chunk_panels),
-                                                           layout.block_k(0), (q1 - q0) * (c1 - c0));
+      if (last && (pr.ta == Trans::T || prefetch_a_in_place))
+        next_chunk =
+            chunk_source_prefetch<Kernel>(pr.ta, pr.a, pr.lda, pr.m, c1, std::min(p1, c1 + chunk_panels), layout.block_k(0), (q1 - q0) * (c1 - c0));
       for (std::size_t q = q0; q < q1; ++q) {
         const typename Kernel::b_t* b_panel = pr.packed_b + layout.offset(blk, q);
         const std::size_t j0 = q * NR, nr_eff = std::min(NR, pr.n - j0);
@@ -4774,8 +4852,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             // alpha = 1, beta in {0, 1}, nothing fused, C in the accumulation type:
             // C itself holds the running sums, with no separate store pass.
             if constexpr (std::is_same_v<TC, acc_t>) {
-              Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, pr.store.c + i0 * pr.store.ldc + j0, pr.store.ldc,
-                          blk > 0 || pr.store.beta != 0);
+              Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, pr.store.c + i0 * pr.store.ldc + j0, pr.store.ldc, blk > 0 || pr.store.beta != 0);
             }
             continue;
           }
@@ -4799,8 +4876,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
               }
               Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0 || from_c);
               if (last) {
-                for (std::size_t r = 0; r < mr_eff; ++r)
-                  std::copy(acc + r * ld, acc + r * ld + nr_eff, pr.store.c + (i0 + r) * pr.store.ldc + j0);
+                for (std::size_t r = 0; r < mr_eff; ++r) std::copy(acc + r * ld, acc + r * ld + nr_eff, pr.store.c + (i0 + r) * pr.store.ldc + j0);
               }
               continue;
             }
@@ -4817,18 +4893,18 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
 
 // Packs all of op(B) for Kernel into out[PanelLayout{k, n}.size()], in parallel if asked.
 template <class Kernel, class TB>
-inline void pack_b(Trans tb, std::size_t k, std::size_t n, const TB* b, std::size_t ldb, typename Kernel::b_t* out,
-                   bool parallel) {
+inline void pack_b(Trans tb, std::size_t k, std::size_t n, const TB* b, std::size_t ldb, typename Kernel::b_t* out, bool parallel) {
   const PanelLayout<Kernel> layout{k, n};
   const std::size_t panels = layout.n_panels(), tasks = layout.k_blocks() * panels;
   auto body = [&](std::size_t t) {
     const std::size_t blk = t / panels, q = t % panels;
     const std::size_t j0 = q * Kernel::nr;
-    pack_b_panel<Kernel>(tb, b, ldb, blk * layout.kc, layout.block_k(blk), j0, std::min(Kernel::nr, n - j0),
-                         out + layout.offset(blk, q));
+    pack_b_panel<Kernel>(tb, b, ldb, blk * layout.kc, layout.block_k(blk), j0, std::min(Kernel::nr, n - j0), out + layout.offset(blk, q));
   };
-  if (parallel) parallel_for(tasks, body);
-  else for (std::size_t t = 0; t < tasks; ++t) body(t);
+  if (parallel)
+    parallel_for(tasks, body);
+  else
+    for (std::size_t t = 0; t < tasks; ++t) body(t);
 }
 
 // C = epilogue(alpha * op(A) * packed op(B) + beta * C), in parallel over output tiles if asked.
@@ -4845,11 +4921,13 @@ inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool paralle
   const TaskGrid grid = plan_tasks<Kernel>(pr.ta, pr.m, pr.n, parallel ? static_cast<std::size_t>(num_threads()) : 1);
   auto body = [&](std::size_t t) {
     const std::size_t r = t / grid.col_parts, c = t % grid.col_parts;
-    run_tiles(pr, part_begin(row_panels, grid.row_parts, r), part_begin(row_panels, grid.row_parts, r + 1),
-              part_begin(col_panels, grid.col_parts, c), part_begin(col_panels, grid.col_parts, c + 1));
+    run_tiles(pr, part_begin(row_panels, grid.row_parts, r), part_begin(row_panels, grid.row_parts, r + 1), part_begin(col_panels, grid.col_parts, c),
+              part_begin(col_panels, grid.col_parts, c + 1));
   };
-  if (parallel) parallel_for(grid.count(), body);
-  else for (std::size_t t = 0; t < grid.count(); ++t) body(t);
+  if (parallel)
+    parallel_for(grid.count(), body);
+  else
+    for (std::size_t t = 0; t < grid.count(); ++t) body(t);
 }
 
 }  // namespace mpt::kernels::detail
@@ -4864,16 +4942,20 @@ namespace mpt::kernels {
 namespace detail {
 
 // ld_name: the caller's name of the leading dimension (default lda / ldb / ldc from name).
-inline void check_gemm_operand(const char* op, const char* name, Trans t, std::size_t rows, std::size_t cols,
-                               const void* p, std::size_t ld, const char* ld_name = nullptr) {
+inline void check_gemm_operand(const char* op, const char* name, Trans t, std::size_t rows, std::size_t cols, const void* p, std::size_t ld,
+                               const char* ld_name = nullptr) {
   // Stored shape of op(X) [rows x cols]: X itself is [rows x cols] (N) or [cols x rows] (T).
   const std::size_t stored_cols = t == Trans::N ? cols : rows;
   if (rows == 0 || cols == 0) return;
   if (p == nullptr) throw_error(op, ": ", name, " is null but op(", name, ") has shape [", rows, " x ", cols, "]");
   if (ld < stored_cols) {
-    throw_error(op, ": leading dimension of ", name, " is ", ld, " but ", name, " is stored with ", stored_cols,
-                " columns (", t == Trans::N ? "N" : "T", "); pass ",
-                ld_name ? ld_name : name[0] == 'A' ? "lda" : name[0] == 'B' ? "ldb" : "ldc", " >= ", stored_cols);
+    throw_error(op, ": leading dimension of ", name, " is ", ld, " but ", name, " is stored with ", stored_cols, " columns (",
+                t == Trans::N ? "N" : "T", "); pass ",
+                ld_name          ? ld_name
+                : name[0] == 'A' ? "lda"
+                : name[0] == 'B' ? "ldb"
+                                 : "ldc",
+                " >= ", stored_cols);
   }
 }
 
@@ -4891,10 +4973,9 @@ const TA* a_from_k(Trans ta, const TA* a, std::size_t lda, std::size_t k0) noexc
 }
 
 template <class Kernel, class TA, class TC, class TE, class TR>
-GemmProblem<Kernel, TA, TC, TE, TR> make_problem(Trans ta, std::size_t m, std::size_t n, std::size_t k,
-                                                 typename Kernel::acc_t alpha, const TA* a, std::size_t lda,
-                                                 const typename Kernel::b_t* packed_b, typename Kernel::acc_t beta,
-                                                 TC* c, std::size_t ldc, const GemmEpilogue<TE, TR>& e) {
+GemmProblem<Kernel, TA, TC, TE, TR> make_problem(Trans ta, std::size_t m, std::size_t n, std::size_t k, typename Kernel::acc_t alpha, const TA* a,
+                                                 std::size_t lda, const typename Kernel::b_t* packed_b, typename Kernel::acc_t beta, TC* c,
+                                                 std::size_t ldc, const GemmEpilogue<TE, TR>& e) {
   return {ta, m, n, k, a, lda, packed_b, {alpha, beta, c, ldc, e}};
 }
 
@@ -4904,9 +4985,9 @@ namespace detail {
 
 // gemm below, with op(A)'s row sums added into a_row_sums[M] on the way if it is set.
 template <class TA, class TB, class TC, class TE, class TR>
-void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, gemm_scalar_t<TA, TB> alpha,
-                   const TA* a, std::size_t lda, const TB* b, std::size_t ldb, gemm_scalar_t<TA, TB> beta, TC* c,
-                   std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue, gemm_scalar_t<TA, TB>* a_row_sums) {
+void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, gemm_scalar_t<TA, TB> alpha, const TA* a, std::size_t lda,
+                   const TB* b, std::size_t ldb, gemm_scalar_t<TA, TB> beta, TC* c, std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue,
+                   gemm_scalar_t<TA, TB>* a_row_sums) {
   with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
     using Kernel = decltype(kernel);
     using acc_t = typename Kernel::acc_t;
@@ -4925,8 +5006,7 @@ void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t
       const PanelLayout<Kernel> layout{kb, n};
       mpt::detail::ScratchLease<typename Kernel::b_t> packed(ScratchSlot::packed_b, layout.size());
       pack_b<Kernel>(tb, kb, n, tb == Trans::N ? b + k0 * ldb : b + k0, ldb, packed.data(), true);
-      auto problem = make_problem<Kernel>(ta, m, n, kb, alpha, a_from_k(ta, a, lda, k0), lda, packed.data(),
-                                          k0 == 0 ? beta : 1, c, ldc, epilogue);
+      auto problem = make_problem<Kernel>(ta, m, n, kb, alpha, a_from_k(ta, a, lda, k0), lda, packed.data(), k0 == 0 ? beta : 1, c, ldc, epilogue);
       problem.a_row_sums = a_row_sums ? running.data() : nullptr;
       run_gemm(problem, true);
       k0 += kb;
@@ -4942,16 +5022,14 @@ void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t
 // C[M x N] = epilogue(alpha * op(A)[M x K] * op(B)[K x N] + beta * C).
 // TA, TB: float, bf16 or double; TC: float, bf16 or double. C is not read when beta == 0.
 template <class TA, class TB, class TC, class TE = float, class TR = TE>
-void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<TA, TB> alpha,
-          const TA* a, std::size_t lda, const TB* b, std::size_t ldb, detail::gemm_scalar_t<TA, TB> beta, TC* c,
-          std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue = {}) {
+void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<TA, TB> alpha, const TA* a, std::size_t lda,
+          const TB* b, std::size_t ldb, detail::gemm_scalar_t<TA, TB> beta, TC* c, std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue = {}) {
   detail::check_gemm_operand("gemm", "A", ta, m, k, a, lda);
   detail::check_gemm_operand("gemm", "B", tb, k, n, b, ldb);
   detail::check_gemm_operand("gemm", "C", Trans::N, m, n, c, ldc);
   detail::check_epilogue("gemm", m, n, epilogue);
   if (m == 0 || n == 0) return;
-  detail::gemm_unpacked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue,
-                        static_cast<detail::gemm_scalar_t<TA, TB>*>(nullptr));
+  detail::gemm_unpacked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue, static_cast<detail::gemm_scalar_t<TA, TB>*>(nullptr));
 }
 
 // Weight and bias gradients of a linear layer y = x W^T + b, x [T x in], W [out x in],
@@ -4959,8 +5037,8 @@ void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detai
 //   dW[out x in] += dY^T X          (fp32, or fp64 for fp64 operands)
 //   db[out]      += sum_t dY[t, :]  (when db is not null; the same bits as bias_grad)
 template <class T, class TG>
-void linear_weight_grad(std::size_t tokens, std::size_t out, std::size_t in, const T* dy, std::size_t ldy, const T* x,
-                        std::size_t ldx, TG* dw, std::size_t ldw, TG* db) {
+void linear_weight_grad(std::size_t tokens, std::size_t out, std::size_t in, const T* dy, std::size_t ldy, const T* x, std::size_t ldx, TG* dw,
+                        std::size_t ldw, TG* db) {
   static_assert(std::is_same_v<TG, detail::gemm_scalar_t<T, T>>,
                 "linear_weight_grad: gradients accumulate in the GEMM's accumulation type (float, or double for "
                 "double operands)");
@@ -4972,8 +5050,7 @@ void linear_weight_grad(std::size_t tokens, std::size_t out, std::size_t in, con
     if (db) bias_grad(dy, tokens, out, ldy, db);
     return;
   }
-  detail::gemm_unpacked(Trans::T, Trans::N, out, in, tokens, TG(1), dy, ldy, x, ldx, TG(1), dw, ldw,
-                        GemmEpilogue<TG>{}, db);
+  detail::gemm_unpacked(Trans::T, Trans::N, out, in, tokens, TG(1), dy, ldy, x, ldx, TG(1), dw, ldw, GemmEpilogue<TG>{}, db);
 }
 
 // op(B) [K x N] packed for the micro-kernel that the active instruction set selects
@@ -5016,12 +5093,10 @@ struct PackedLinearWeight {
 
 // C[M x N] = epilogue(alpha * op(A)[M x K] * B + beta * C) with B packed beforehand.
 template <class T, class TC, class TE = float, class TR = TE>
-void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<T, T> alpha, const T* a,
-          std::size_t lda, const PackedB<T>& b, detail::gemm_scalar_t<T, T> beta, TC* c, std::size_t ldc,
-          const GemmEpilogue<TE, TR>& epilogue = {}) {
+void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<T, T> alpha, const T* a, std::size_t lda, const PackedB<T>& b,
+          detail::gemm_scalar_t<T, T> beta, TC* c, std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue = {}) {
   if (b.k() != k || b.n() != n) {
-    throw_error("gemm: packed B holds op(B) [", b.k(), " x ", b.n(), "] but the call needs [", k, " x ", n,
-                "]; pack the matching matrix");
+    throw_error("gemm: packed B holds op(B) [", b.k(), " x ", b.n(), "] but the call needs [", k, " x ", n, "]; pack the matching matrix");
   }
   detail::check_gemm_operand("gemm", "A", ta, m, k, a, lda);
   detail::check_gemm_operand("gemm", "C", Trans::N, m, n, c, ldc);
@@ -5030,9 +5105,8 @@ void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_sc
   detail::with_gemm_kernel<T, T>(active_isa(), [&](auto kernel) {
     using Kernel = decltype(kernel);
     if (detail::gemm_kernel_id<Kernel>() != b.kernel()) {
-      throw_error("gemm: B was packed for micro-kernel ", gemm_kernel_name(b.kernel()), " but the active instruction set (",
-                  isa_name(active_isa()), ") runs ", gemm_kernel_name(detail::gemm_kernel_id<Kernel>()),
-                  "; pack B again under the same instruction set");
+      throw_error("gemm: B was packed for micro-kernel ", gemm_kernel_name(b.kernel()), " but the active instruction set (", isa_name(active_isa()),
+                  ") runs ", gemm_kernel_name(detail::gemm_kernel_id<Kernel>()), "; pack B again under the same instruction set");
     }
     const auto* packed = reinterpret_cast<const typename Kernel::b_t*>(b.data());
     const auto whole = detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed, beta, c, ldc, epilogue);
@@ -5041,9 +5115,8 @@ void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_sc
     const detail::PanelLayout<Kernel> layout{k, n};
     for (std::size_t blk = 0; blk < layout.k_blocks(); ++blk) {
       const std::size_t k0 = blk * layout.kc;
-      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, layout.block_k(blk), alpha, detail::a_from_k(ta, a, lda, k0),
-                                                    lda, packed + layout.offset(blk, 0), blk == 0 ? beta : 1, c, ldc,
-                                                    epilogue),
+      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, layout.block_k(blk), alpha, detail::a_from_k(ta, a, lda, k0), lda,
+                                                    packed + layout.offset(blk, 0), blk == 0 ? beta : 1, c, ldc, epilogue),
                        true);
     }
     if (k == 0) detail::run_gemm(whole, true);
@@ -5054,10 +5127,9 @@ void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_sc
 // A_p = A + p * stride_a (likewise B, C): attention's Q K^T, P V and their gradients
 // over (batch x heads). Parallel over the batch when it has enough items, else within each.
 template <class TA, class TB, class TC>
-void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k,
-                          detail::gemm_scalar_t<TA, TB> alpha, const TA* a, std::size_t lda, std::size_t stride_a,
-                          const TB* b, std::size_t ldb, std::size_t stride_b, detail::gemm_scalar_t<TA, TB> beta, TC* c,
-                          std::size_t ldc, std::size_t stride_c, std::size_t batch) {
+void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<TA, TB> alpha, const TA* a,
+                          std::size_t lda, std::size_t stride_a, const TB* b, std::size_t ldb, std::size_t stride_b,
+                          detail::gemm_scalar_t<TA, TB> beta, TC* c, std::size_t ldc, std::size_t stride_c, std::size_t batch) {
   if (batch == 0 || m == 0 || n == 0) return;
   detail::check_gemm_operand("gemm_strided_batched", "A", ta, m, k, a, lda);
   detail::check_gemm_operand("gemm_strided_batched", "B", tb, k, n, b, ldb);
@@ -5084,9 +5156,9 @@ void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std:
     parallel_for(batch, [&](std::size_t p) {
       mpt::detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
       detail::pack_b<Kernel>(tb, k, n, b + p * stride_b, ldb, packed.data(), false);
-      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a + p * stride_a, lda, packed.data(), beta,
-                                                    c + p * stride_c, ldc, GemmEpilogue<float>{}),
-                       false);
+      detail::run_gemm(
+          detail::make_problem<Kernel>(ta, m, n, k, alpha, a + p * stride_a, lda, packed.data(), beta, c + p * stride_c, ldc, GemmEpilogue<float>{}),
+          false);
     });
   });
 }
@@ -5274,8 +5346,7 @@ std::vector<Acc>& norm_partials() {
 // Sum of squares over the concatenation of `buffers`, on the given path.
 template <class Acc = float>
 Acc sum_of_squares_with(Isa isa, std::span<const std::span<const float>> buffers) {
-  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
-                "sum_of_squares: accumulate in float or double");
+  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>, "sum_of_squares: accumulate in float or double");
   auto chunks_of = [](std::size_t n) { return (n + global_norm_chunk - 1) / global_norm_chunk; };
   std::size_t chunks = 0;
   for (const auto& b : buffers) chunks += chunks_of(b.size());
@@ -5283,8 +5354,7 @@ Acc sum_of_squares_with(Isa isa, std::span<const std::span<const float>> buffers
   partials.resize(chunks);
   parallel_for(chunks, [&](std::size_t chunk) {
     std::size_t buffer = 0, local = chunk;
-    while (local >= chunks_of(buffers[buffer].size()))
-      local -= chunks_of(buffers[buffer++].size());  // a handful of buffers
+    while (local >= chunks_of(buffers[buffer].size())) local -= chunks_of(buffers[buffer++].size());  // a handful of buffers
     const std::size_t at = local * global_norm_chunk;
     const std::size_t n = std::min(global_norm_chunk, buffers[buffer].size() - at);
     partials[chunk] = detail::chunk_sum_of_squares<Acc>(isa, buffers[buffer].data() + at, n);
@@ -5342,14 +5412,14 @@ void residual_add_scalar(const A* a, const B* b, Y* y, std::size_t n) {
 }
 
 #if MPT_X86
-#define MPT_RESIDUAL_KERNELS(TARGET, ISA)                                           \
-  namespace ISA {                                                                   \
-  template <class A, class B, class Y>                                              \
-  TARGET void residual_add(const A* a, const B* b, Y* y, std::size_t n) {           \
-    std::size_t i = 0;                                                              \
-    for (; i + lanes <= n; i += lanes) store(y + i, load(a + i) + load(b + i));     \
-    if (i < n) store(y + i, load(a + i, n - i) + load(b + i, n - i), n - i);        \
-  }                                                                                 \
+#define MPT_RESIDUAL_KERNELS(TARGET, ISA)                                       \
+  namespace ISA {                                                               \
+  template <class A, class B, class Y>                                          \
+  TARGET void residual_add(const A* a, const B* b, Y* y, std::size_t n) {       \
+    std::size_t i = 0;                                                          \
+    for (; i + lanes <= n; i += lanes) store(y + i, load(a + i) + load(b + i)); \
+    if (i < n) store(y + i, load(a + i, n - i) + load(b + i, n - i), n - i);    \
+  }                                                                             \
   }  // namespace ISA
 MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512, avx512)
@@ -5362,11 +5432,9 @@ template <class A, class B, class Y>
 void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
   using AA = std::remove_const_t<A>;
   using BB = std::remove_const_t<B>;
-  using C = std::conditional_t<std::is_same_v<AA, double> || std::is_same_v<BB, double> || std::is_same_v<Y, double>,
-                               double, float>;
+  using C = std::conditional_t<std::is_same_v<AA, double> || std::is_same_v<BB, double> || std::is_same_v<Y, double>, double, float>;
   if (a.size() != y.size() || b.size() != y.size()) {
-    throw_error("residual_add: a ", a.shape(), ", b ", b.shape(), " and y ", y.shape(),
-                " must have the same number of elements");
+    throw_error("residual_add: a ", a.shape(), ", b ", b.shape(), " and y ", y.shape(), " must have the same number of elements");
   }
   const Isa isa = detail::simd_isa_for<AA, BB, Y>();
   detail::for_each_row_chunk(y.size(), detail::residual_chunk, [&](std::size_t begin, std::size_t end) {
@@ -5374,8 +5442,7 @@ void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
     const BB* pb = b.data() + begin;
     Y* py = y.data() + begin;
     const std::size_t n = end - begin;
-    if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> &&
-                  detail::simd_storage<Y>) {
+    if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> && detail::simd_storage<Y>) {
 #if MPT_X86
       if (isa == Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
       if (isa >= Isa::avx512) return detail::avx512::residual_add(pa, pb, py, n);
@@ -5457,76 +5524,80 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
 
 #if MPT_X86
 // z: scratch of k rounded up to whole vectors.
-#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                              \
-  namespace ISA {                                                                                                     \
-  /* Reductions keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                    \
-  template <class In, class Out>                                                                                      \
-  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {             \
-    const vf s = set1(scale);                                                                                         \
-    vf vmax[4];                                                                                                       \
-    for (vf& m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
-    /* Pass 1: z = x * scale + mask, and its maximum. */                                                              \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 4 * lanes <= k; j += 4 * lanes) {                                                                      \
-      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        vf v = load(x + j + u * lanes) * s;                                                                           \
-        if (mask) v = v + load(mask + j + u * lanes);                                                                 \
-        store(z + j + u * lanes, v);                                                                                  \
-        vmax[u] = max(vmax[u], v);                                                                                    \
-      }                                                                                                               \
-    }                                                                                                                 \
-    for (; j < k; j += lanes) {                                                                                       \
-      const std::size_t n = k - j;                                                                                    \
-      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                         \
-      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                            \
-      store(z + j, v);                                                                                                \
-      if (n >= lanes) vmax[0] = max(vmax[0], v);                                                                      \
-    }                                                                                                                 \
-    /* The last partial vector: lanes past k become -Inf, then count in the maximum. */                               \
-    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                       \
-    for (std::size_t i = k; i < padded; ++i) z[i] = -std::numeric_limits<float>::infinity();                          \
-    if (padded != k) vmax[1] = max(vmax[1], load(z + padded - lanes));                                                \
-    const float row_max = hmax(max(max(vmax[0], vmax[1]), max(vmax[2], vmax[3])));                                    \
-    if (row_max == -std::numeric_limits<float>::infinity()) {                                                         \
-      for (std::size_t i = 0; i < k; i += lanes) store(y + i, zero(), k - i);                                         \
-      return;                                                                                                         \
-    }                                                                                                                 \
-    /* Pass 2: e = exp(z - max) and its sum. Pass 3: y = e / sum. */                                                  \
-    const vf m = set1(row_max);                                                                                       \
-    vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
-    for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
-      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                    \
-        store(z + j + u * lanes, e);                                                                                  \
-        vsum[u] = vsum[u] + e;                                                                                        \
-      }                                                                                                               \
-    }                                                                                                                 \
-    for (; j < padded; j += lanes) {                                                                                  \
-      const vf e = exp_nonpositive(load(z + j) - m);                                                                  \
-      store(z + j, e);                                                                                                \
-      vsum[0] = vsum[0] + e;                                                                                          \
-    }                                                                                                                 \
-    const vf inv = set1(1.0f / hsum((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])));                                      \
-    for (j = 0; j < k; j += lanes) {                                                                                  \
-      const std::size_t n = k - j;                                                                                    \
-      if (n >= lanes) store(y + j, load(z + j) * inv);                                                                \
-      else store(y + j, load(z + j) * inv, n);                                                                        \
-    }                                                                                                                 \
-  }                                                                                                                   \
-  template <class P, class DP, class DS>                                                                              \
-  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {                    \
-    vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                    \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                        \
+#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                               \
+  namespace ISA {                                                                                                      \
+  /* Reductions keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                     \
+  template <class In, class Out>                                                                                       \
+  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {              \
+    const vf s = set1(scale);                                                                                          \
+    vf vmax[4];                                                                                                        \
+    for (vf & m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
+    /* Pass 1: z = x * scale + mask, and its maximum. */                                                               \
+    std::size_t j = 0;                                                                                                 \
+    for (; j + 4 * lanes <= k; j += 4 * lanes) {                                                                       \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                            \
+        vf v = load(x + j + u * lanes) * s;                                                                            \
+        if (mask) v = v + load(mask + j + u * lanes);                                                                  \
+        store(z + j + u * lanes, v);                                                                                   \
+        vmax[u] = max(vmax[u], v);                                                                                     \
+      }                                                                                                                \
+    }                                                                                                                  \
+    for (; j < k; j += lanes) {                                                                                        \
+      const std::size_t n = k - j;                                                                                     \
+      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                          \
+      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                             \
+      store(z + j, v);                                                                                                 \
+      if (n >= lanes) vmax[0] = max(vmax[0], v);                                                                       \
+    }                                                                                                                  \
+    /* The last partial vector: lanes past k become -Inf, then count in the maximum. */                                \
+    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                        \
+    for (std::size_t i = k; i < padded; ++i) z[i] = -std::numeric_limits<float>::infinity();                           \
+    if (padded != k) vmax[1] = max(vmax[1], load(z + padded - lanes));                                                 \
+    const float row_max = hmax(max(max(vmax[0], vmax[1]), max(vmax[2], vmax[3])));                                     \
+    if (row_max == -std::numeric_limits<float>::infinity()) {                                                          \
+      for (std::size_t i = 0; i < k; i += lanes) store(y + i, zero(), k - i);                                          \
+      return;                                                                                                          \
+    }                                                                                                                  \
+    /* Pass 2: e = exp(z - max) and its sum. Pass 3: y = e / sum. */                                                   \
+    const vf m = set1(row_max);                                                                                        \
+    vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                     \
+    for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                             \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                            \
+        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                     \
+        store(z + j + u * lanes, e);                                                                                   \
+        vsum[u] = vsum[u] + e;                                                                                         \
+      }                                                                                                                \
+    }                                                                                                                  \
+    for (; j < padded; j += lanes) {                                                                                   \
+      const vf e = exp_nonpositive(load(z + j) - m);                                                                   \
+      store(z + j, e);                                                                                                 \
+      vsum[0] = vsum[0] + e;                                                                                           \
+    }                                                                                                                  \
+    const vf inv = set1(1.0f / hsum((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])));                                       \
+    for (j = 0; j < k; j += lanes) {                                                                                   \
+      const std::size_t n = k - j;                                                                                     \
+      if (n >= lanes)                                                                                                  \
+        store(y + j, load(z + j) * inv);                                                                               \
+      else                                                                                                             \
+        store(y + j, load(z + j) * inv, n);                                                                            \
+    }                                                                                                                  \
+  }                                                                                                                    \
+  template <class P, class DP, class DS>                                                                               \
+  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {                     \
+    vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                     \
+    std::size_t j = 0;                                                                                                 \
+    for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                         \
       for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]); \
-    for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                      \
-    const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                            \
-    for (j = 0; j < k; j += lanes) {                                                                                  \
-      const std::size_t n = k - j;                                                                                    \
-      if (n >= lanes) store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                          \
-      else store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                            \
-    }                                                                                                                 \
-  }                                                                                                                   \
+    for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                       \
+    const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                             \
+    for (j = 0; j < k; j += lanes) {                                                                                   \
+      const std::size_t n = k - j;                                                                                     \
+      if (n >= lanes)                                                                                                  \
+        store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                                         \
+      else                                                                                                             \
+        store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                                \
+    }                                                                                                                  \
+  }                                                                                                                    \
   }  // namespace ISA
 MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512, avx512)
@@ -5554,8 +5625,8 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
   if (mask) {
     const std::size_t mask_rows = additive_mask.size() / k;
     if (additive_mask.dim(-1) != scores.dim(-1) || mask_rows == 0 || rows % mask_rows != 0) {
-      throw_error("softmax_forward: additive_mask has shape ", additive_mask.shape(), " which does not fit scores ",
-                  scores.shape(), ": give [batch, ", k, "] with batch dividing the ", rows, " rows");
+      throw_error("softmax_forward: additive_mask has shape ", additive_mask.shape(), " which does not fit scores ", scores.shape(),
+                  ": give [batch, ", k, "] with batch dividing the ", rows, " rows");
     }
     rows_per_mask_row = rows / mask_rows;
   }
@@ -5571,9 +5642,18 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
       detail::prefetch(x, ahead * k * sizeof(I), k * sizeof(I));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z); continue; }
-        if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z); continue; }
+        if (isa == Isa::avx512_bf16) {
+          detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z);
+          continue;
+        }
+        if (isa >= Isa::avx512) {
+          detail::avx512::softmax_row(x, m, float(scale), y, k, z);
+          continue;
+        }
+        if (isa == Isa::avx2) {
+          detail::avx2::softmax_row(x, m, float(scale), y, k, z);
+          continue;
+        }
 #endif
       }
       detail::softmax_row_scalar<C>(x, m, static_cast<C>(scale), y, k, z);
@@ -5601,12 +5681,20 @@ void softmax_backward(TensorView<P> probs, TensorView<DP> dprobs, double scale, 
       DS* ds = dscores.data() + r * k;
       detail::prefetch(p, k * sizeof(PP), k * sizeof(PP));  // the next row
       detail::prefetch(dp, k * sizeof(DPP), k * sizeof(DPP));
-      if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> &&
-                    detail::simd_storage<DS>) {
+      if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> && detail::simd_storage<DS>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
-        if (isa == Isa::avx2) { detail::avx2::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
+        if (isa == Isa::avx512_bf16) {
+          detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k);
+          continue;
+        }
+        if (isa >= Isa::avx512) {
+          detail::avx512::softmax_backward_row(p, dp, float(scale), ds, k);
+          continue;
+        }
+        if (isa == Isa::avx2) {
+          detail::avx2::softmax_backward_row(p, dp, float(scale), ds, k);
+          continue;
+        }
 #endif
       }
       detail::softmax_backward_row_scalar<C>(p, dp, static_cast<C>(scale), ds, k);
@@ -5891,8 +5979,7 @@ inline std::uint32_t crc32c_table_update(std::uint32_t crc, const std::byte* p, 
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2"))) inline std::uint32_t crc32c_sse42_update(std::uint32_t crc, const std::byte* p,
-                                                                           std::size_t n) noexcept {
+__attribute__((target("sse4.2"))) inline std::uint32_t crc32c_sse42_update(std::uint32_t crc, const std::byte* p, std::size_t n) noexcept {
   std::uint64_t c = crc;
   for (; n >= 8; n -= 8, p += 8) {
     std::uint64_t word;
@@ -5965,22 +6052,31 @@ struct DtypeInfo {
   std::size_t size;
 };
 inline constexpr std::array<DtypeInfo, 15> dtype_table{{
-    {Dtype::boolean, "BOOL", 1}, {Dtype::u8, "U8", 1},        {Dtype::i8, "I8", 1},     {Dtype::f8_e5m2, "F8_E5M2", 1},
-    {Dtype::f8_e4m3, "F8_E4M3", 1}, {Dtype::i16, "I16", 2},   {Dtype::u16, "U16", 2},   {Dtype::f16, "F16", 2},
-    {Dtype::bf16, "BF16", 2},     {Dtype::i32, "I32", 4},     {Dtype::u32, "U32", 4},   {Dtype::f32, "F32", 4},
-    {Dtype::f64, "F64", 8},       {Dtype::i64, "I64", 8},     {Dtype::u64, "U64", 8},
+    {Dtype::boolean, "BOOL", 1},
+    {Dtype::u8, "U8", 1},
+    {Dtype::i8, "I8", 1},
+    {Dtype::f8_e5m2, "F8_E5M2", 1},
+    {Dtype::f8_e4m3, "F8_E4M3", 1},
+    {Dtype::i16, "I16", 2},
+    {Dtype::u16, "U16", 2},
+    {Dtype::f16, "F16", 2},
+    {Dtype::bf16, "BF16", 2},
+    {Dtype::i32, "I32", 4},
+    {Dtype::u32, "U32", 4},
+    {Dtype::f32, "F32", 4},
+    {Dtype::f64, "F64", 8},
+    {Dtype::i64, "I64", 8},
+    {Dtype::u64, "U64", 8},
 }};
 }  // namespace detail
 
 constexpr std::string_view dtype_name(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].name; }
 constexpr std::size_t dtype_size(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].size; }
-constexpr bool is_convertible_dtype(Dtype d) noexcept {
-  return d == Dtype::f32 || d == Dtype::bf16 || d == Dtype::f16 || d == Dtype::f64;
-}
+constexpr bool is_convertible_dtype(Dtype d) noexcept { return d == Dtype::f32 || d == Dtype::bf16 || d == Dtype::f16 || d == Dtype::f64; }
 // Integer (and BOOL) tensors read into std::int32_t / std::int64_t: token ids, masks, positions.
 constexpr bool is_integer_dtype(Dtype d) noexcept {
-  return d == Dtype::boolean || d == Dtype::u8 || d == Dtype::i8 || d == Dtype::i16 || d == Dtype::u16 || d == Dtype::i32 ||
-         d == Dtype::u32 || d == Dtype::i64 || d == Dtype::u64;
+  return d == Dtype::boolean || d == Dtype::u8 || d == Dtype::i8 || d == Dtype::i16 || d == Dtype::u16 || d == Dtype::i32 || d == Dtype::u32 ||
+         d == Dtype::i64 || d == Dtype::u64;
 }
 inline std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
   for (const auto& info : detail::dtype_table)
@@ -5991,9 +6087,12 @@ inline std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
 // The file dtype that stores a C++ element type unchanged.
 template <class T>
 constexpr Dtype dtype_of() noexcept {
-  if constexpr (std::is_same_v<T, float>) return Dtype::f32;
-  else if constexpr (std::is_same_v<T, bf16>) return Dtype::bf16;
-  else if constexpr (std::is_same_v<T, Eigen::half>) return Dtype::f16;
+  if constexpr (std::is_same_v<T, float>)
+    return Dtype::f32;
+  else if constexpr (std::is_same_v<T, bf16>)
+    return Dtype::bf16;
+  else if constexpr (std::is_same_v<T, Eigen::half>)
+    return Dtype::f16;
   else {
     static_assert(std::is_same_v<T, double>, "safetensors I/O converts float, bf16, Eigen::half and double");
     return Dtype::f64;
@@ -6044,8 +6143,10 @@ void decode_elements(Dtype src, const std::byte* bytes, T* out, std::size_t n) {
         std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
         for (std::size_t k = 0; k < m; ++k) {
           const float v = static_cast<float>(Eigen::half(Eigen::half_impl::raw_uint16_to_half(stage_u16[k])));  // exact
-          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(v);
-          else out[i + k] = static_cast<T>(v);
+          if constexpr (std::is_same_v<T, bf16>)
+            out[i + k] = to_bf16(v);
+          else
+            out[i + k] = static_cast<T>(v);
         }
         break;
       }
@@ -6053,12 +6154,15 @@ void decode_elements(Dtype src, const std::byte* bytes, T* out, std::size_t n) {
         std::memcpy(stage_f64.data(), bytes + i * 8, m * 8);
         for (std::size_t k = 0; k < m; ++k) {
           // double -> bf16 goes through float: a double rounding, as torch's .to(bfloat16) does.
-          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(stage_f64[k]));
-          else out[i + k] = static_cast<T>(stage_f64[k]);
+          if constexpr (std::is_same_v<T, bf16>)
+            out[i + k] = to_bf16(static_cast<float>(stage_f64[k]));
+          else
+            out[i + k] = static_cast<T>(stage_f64[k]);
         }
         break;
       }
-      default: throw_error("decode_elements: dtype ", dtype_name(src), " is not a floating type");
+      default:
+        throw_error("decode_elements: dtype ", dtype_name(src), " is not a floating type");
     }
   }
 }
@@ -6107,7 +6211,8 @@ void encode_elements(const T* in, Dtype dst, std::byte* out, std::size_t n) {
         }
         break;
       }
-      default: throw_error("encode_elements: mpt writes F32, BF16, F16 or F64, not ", dtype_name(dst));
+      default:
+        throw_error("encode_elements: mpt writes F32, BF16, F16 or F64, not ", dtype_name(dst));
     }
   }
 }
@@ -6124,15 +6229,24 @@ bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
   };
   switch (src) {
     case Dtype::boolean:
-    case Dtype::u8: return load(std::uint8_t{});
-    case Dtype::i8: return load(std::int8_t{});
-    case Dtype::i16: return load(std::int16_t{});
-    case Dtype::u16: return load(std::uint16_t{});
-    case Dtype::i32: return load(std::int32_t{});
-    case Dtype::u32: return load(std::uint32_t{});
-    case Dtype::i64: return load(std::int64_t{});
-    case Dtype::u64: return load(std::uint64_t{});
-    default: return false;
+    case Dtype::u8:
+      return load(std::uint8_t{});
+    case Dtype::i8:
+      return load(std::int8_t{});
+    case Dtype::i16:
+      return load(std::int16_t{});
+    case Dtype::u16:
+      return load(std::uint16_t{});
+    case Dtype::i32:
+      return load(std::int32_t{});
+    case Dtype::u32:
+      return load(std::uint32_t{});
+    case Dtype::i64:
+      return load(std::int64_t{});
+    case Dtype::u64:
+      return load(std::uint64_t{});
+    default:
+      return false;
   }
 }
 }  // namespace detail
@@ -6237,12 +6351,18 @@ struct SafetensorsEntry {
   // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
   Shape shape() const {
     switch (dims.size()) {
-      case 0: return Shape{};
-      case 1: return Shape{dims[0]};
-      case 2: return Shape{dims[0], dims[1]};
-      case 3: return Shape{dims[0], dims[1], dims[2]};
-      case 4: return Shape{dims[0], dims[1], dims[2], dims[3]};
-      default: throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
+      case 0:
+        return Shape{};
+      case 1:
+        return Shape{dims[0]};
+      case 2:
+        return Shape{dims[0], dims[1]};
+      case 3:
+        return Shape{dims[0], dims[1], dims[2]};
+      case 4:
+        return Shape{dims[0], dims[1], dims[2], dims[3]};
+      default:
+        throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
     }
   }
 };
@@ -6334,8 +6454,8 @@ class SafetensorsFile {
                   integral ? "an integer tensor (integer dtypes do)" : "a floating tensor (F32, BF16, F16 and F64 do)");
     }
     if (!entry.has_shape(out.shape())) {
-      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ",
-                  out.shape(), " is required");
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ", out.shape(),
+                  " is required");
     }
     if constexpr (integral) {
       for (std::size_t i = 0; i < out.size(); ++i) {
@@ -6349,7 +6469,9 @@ class SafetensorsFile {
     }
   }
   template <class T>
-  void read(std::string_view name, TensorView<T> out) const { read(at(name), out); }
+  void read(std::string_view name, TensorView<T> out) const {
+    read(at(name), out);
+  }
 
   // Elements [first, first + count) of the tensor, converted into `out` (the same
   // elements of a destination of the tensor's size): lets loaders split big tensors
@@ -6451,7 +6573,9 @@ class SafetensorsFile {
     }
     if (!dtype_it->is_string()) fail("dtype ", dtype_it->dump(), " is not a string");
     const std::optional<Dtype> dtype = parse_dtype(dtype_it->get<std::string>());
-    if (!dtype) fail("unknown dtype ", dtype_it->dump(), " (the format defines BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
+    if (!dtype)
+      fail("unknown dtype ", dtype_it->dump(),
+           " (the format defines BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
 
     SafetensorsEntry e;
     e.name = name;
@@ -6472,8 +6596,8 @@ class SafetensorsFile {
     if (begin > end) fail("data_offsets [", begin, ", ", end, "] end before they begin");
     if (end > data.size()) fail("data_offsets [", begin, ", ", end, "] run past the data buffer of ", data.size(), " bytes; the file is truncated");
     if (end - begin != bytes_needed) {
-      fail("shape ", e.shape_string(), " of ", dtype_name(e.dtype), " needs ", bytes_needed, " bytes but data_offsets [", begin, ", ", end,
-           "] hold ", end - begin);
+      fail("shape ", e.shape_string(), " of ", dtype_name(e.dtype), " needs ", bytes_needed, " bytes but data_offsets [", begin, ", ", end, "] hold ",
+           end - begin);
     }
     e.data_begin = static_cast<std::size_t>(begin);
     e.data_end = static_cast<std::size_t>(end);
@@ -6525,8 +6649,7 @@ struct GeneratedTensor {
 };
 
 // A read-only tensor of any element type mpt stores, to be written under a name.
-using TensorSource =
-    std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>, GeneratedTensor>;
+using TensorSource = std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>, GeneratedTensor>;
 
 struct NamedTensor {
   std::string name;
@@ -6585,7 +6708,8 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
   std::vector<detail::HeaderEntry> entries;
   for (const NamedTensor& t : tensors) {
     const Dtype d = t.dtype.value_or(dtype);
-    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
+    if (!is_convertible_dtype(d))
+      throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
     const Shape& shape = source_shape(t.data);
     std::vector<std::int64_t> dims;
     for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
@@ -6635,8 +6759,8 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
     std::size_t count = 1;
     for (std::int64_t d : t.dims) count *= static_cast<std::size_t>(d);
     if (count * dtype_size(t.dtype) != t.bytes.size()) {
-      throw_error("save_safetensors ", path, ", tensor '", t.name, "': ", t.bytes.size(), " bytes do not hold ", count,
-                  " elements of ", dtype_name(t.dtype));
+      throw_error("save_safetensors ", path, ", tensor '", t.name, "': ", t.bytes.size(), " bytes do not hold ", count, " elements of ",
+                  dtype_name(t.dtype));
     }
     entries.push_back({t.name, t.dtype, t.dims, t.bytes.size()});
   }
@@ -6705,11 +6829,11 @@ struct RenamedTensor {
 };
 
 struct LoadReport {
-  std::vector<std::string> loaded;          // model names filled from the checkpoint
-  std::vector<RenamedTensor> renamed;       // loaded under another name (legacy or prefix)
-  std::vector<std::string> missing;         // model names newly initialized
-  std::vector<std::string> unused;          // checkpoint names no slot took
-  std::vector<std::string> expected_unused; // checkpoint names no slot took, matching LoadOptions::expected_unused
+  std::vector<std::string> loaded;           // model names filled from the checkpoint
+  std::vector<RenamedTensor> renamed;        // loaded under another name (legacy or prefix)
+  std::vector<std::string> missing;          // model names newly initialized
+  std::vector<std::string> unused;           // checkpoint names no slot took
+  std::vector<std::string> expected_unused;  // checkpoint names no slot took, matching LoadOptions::expected_unused
 };
 
 namespace detail {
@@ -6815,7 +6939,8 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
   std::vector<Task> tasks;
   for (std::size_t k = 0; k < slots.size(); ++k) {
     const std::size_t n = parameter_shape(slots[k].data).numel();
-    if (source[k] == nullptr) tasks.push_back({k, 0, n});  // initializing draws one sequence: one task
+    if (source[k] == nullptr)
+      tasks.push_back({k, 0, n});  // initializing draws one sequence: one task
     else
       for (std::size_t first = 0; first < n; first += slice) tasks.push_back({k, first, std::min(slice, n - first)});
   }
@@ -6843,7 +6968,8 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
                  detail::python_list(report.unused) + "\n- This IS expected if you are initializing " + options.model_class +
                  " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
                  "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
-                 options.model_class + " from the checkpoint of a model that you expect to be exactly identical (initializing a "
+                 options.model_class +
+                 " from the checkpoint of a model that you expect to be exactly identical (initializing a "
                  "BertForSequenceClassification model from a BertForSequenceClassification model).");
   }
   if (options.warn && !report.missing.empty()) {
@@ -6901,7 +7027,8 @@ inline LoadReport load_parameters(const std::filesystem::path& path, std::span<c
   const std::filesystem::path index = path / "model.safetensors.index.json";
   if (std::filesystem::exists(single)) return load_parameters(SafetensorsFile::open(single), slots, options, path.string());
   if (std::filesystem::exists(index)) return load_parameters(open_sharded_checkpoint(index), slots, options, path.string());
-  throw_error("model folder ", path, " has neither model.safetensors nor model.safetensors.index.json (mpt reads safetensors checkpoints "
+  throw_error("model folder ", path,
+              " has neither model.safetensors nor model.safetensors.index.json (mpt reads safetensors checkpoints "
               "only; convert pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))");
 }
 
@@ -7053,20 +7180,16 @@ namespace mpt::nn {
 // the model reads.
 enum class ParamRole { linear_weight, linear_bias, embedding, norm_weight, norm_bias };
 
-inline bool weight_decay_applies(ParamRole role) noexcept {
-  return role == ParamRole::linear_weight || role == ParamRole::embedding;
-}
+inline bool weight_decay_applies(ParamRole role) noexcept { return role == ParamRole::linear_weight || role == ParamRole::embedding; }
 
 // Matmul operands are read from the compute copy (bf16 under bf16_mixed);
 // embeddings and LayerNorm are read in full precision from the master.
-inline bool reads_compute_copy(ParamRole role) noexcept {
-  return role == ParamRole::linear_weight || role == ParamRole::linear_bias;
-}
+inline bool reads_compute_copy(ParamRole role) noexcept { return role == ParamRole::linear_weight || role == ParamRole::linear_bias; }
 
 struct ParamEntry {
-  std::string name;         // e.g. bert.encoder.layer.3.attention.self.query.weight
+  std::string name;  // e.g. bert.encoder.layer.3.attention.self.query.weight
   Shape shape;
-  std::size_t offset = 0;   // in elements, in the gradient buffer and the buffer holding its weights
+  std::size_t offset = 0;  // in elements, in the gradient buffer and the buffer holding its weights
   ParamRole role = ParamRole::linear_weight;
   std::size_t size() const noexcept { return shape.numel(); }
 };
@@ -7140,8 +7263,8 @@ class Parameters {
   ParamId id_of(std::string_view name) const {
     auto it = index_.find(std::string(name));
     if (it == index_.end()) {
-      throw_error("Parameters: no parameter named '", name, "' (", entries_.size(),
-                  " parameters; names are Hugging Face's, e.g. '", entries_.empty() ? "" : entries_.front().name, "')");
+      throw_error("Parameters: no parameter named '", name, "' (", entries_.size(), " parameters; names are Hugging Face's, e.g. '",
+                  entries_.empty() ? "" : entries_.front().name, "')");
     }
     return it->second;
   }
@@ -7177,13 +7300,11 @@ class Parameters {
   TensorView<const param_t> compute(ParamId id) const {
     if constexpr (separate_compute) {
       if (!is_matmul(id)) {
-        throw_error("Parameters: '", entry(id).name, "' is read in full precision and has no ",
-                    "compute copy; read master()");
+        throw_error("Parameters: '", entry(id).name, "' is read in full precision and has no ", "compute copy; read master()");
       }
       return view(compute_.data(), full_count_, id, true, "compute");
     } else {
-      return is_matmul(id) ? view(matmul_master_.data(), full_count_, id, true, "compute")
-                           : view(full_master_.data(), 0, id, true, "compute");
+      return is_matmul(id) ? view(matmul_master_.data(), full_count_, id, true, "compute") : view(full_master_.data(), 0, id, true, "compute");
     }
   }
   TensorView<const param_t> compute(std::string_view name) const { return compute(id_of(name)); }
@@ -7257,8 +7378,7 @@ class Parameters {
     mark_updated();
     if constexpr (separate_compute) {
       if (matmul_master_released()) return;  // the compute copy is the optimizer's to write
-      round_into(std::span<const master_t>(matmul_master_.data(), matmul_master_.size()),
-                 std::span<param_t>(compute_.data(), compute_.size()));
+      round_into(std::span<const master_t>(matmul_master_.data(), matmul_master_.size()), std::span<param_t>(compute_.data(), compute_.size()));
     }
   }
 
@@ -7266,8 +7386,9 @@ class Parameters {
   // compute copy lacks (the split master's low halves) and answers read_master /
   // write_master through `access` (empty: the compute copy is the whole master).
   void release_matmul_master(MasterAccess access) {
-    static_assert(separate_compute, "release_matmul_master: without a separate compute copy the master is the "
-                                    "weights the model reads; there is nothing to release");
+    static_assert(separate_compute,
+                  "release_matmul_master: without a separate compute copy the master is the "
+                  "weights the model reads; there is nothing to release");
     if (!allocated_) throw_error("Parameters::release_matmul_master: allocate() first");
     matmul_master_ = AlignedBuffer<master_t>();
     released_ = true;
@@ -7300,8 +7421,7 @@ class Parameters {
   void check_range(const char* op, const ParamEntry& e, std::size_t first, std::size_t count) const {
     if (!allocated_) throw_error("Parameters::", op, "('", e.name, "'): allocate() first");
     if (first > e.size() || count > e.size() - first) {
-      throw_error("Parameters::", op, "('", e.name, "'): elements [", first, ", ", first + count, ") are outside its ",
-                  e.size());
+      throw_error("Parameters::", op, "('", e.name, "'): elements [", first, ", ", first + count, ") are outside its ", e.size());
     }
   }
 
@@ -7385,9 +7505,9 @@ struct Context {
   Parameters<P>& params;
   Arena& activations;
   Arena& workspace;
-  bool training = false;   // dropout on
-  std::uint64_t seed = 0;  // dropout: with `forward_index` and the site id, keys the Philox stream
-  std::uint32_t forward_index = 0;  // which forward of the run this is: every forward draws its own masks
+  bool training = false;                   // dropout on
+  std::uint64_t seed = 0;                  // dropout: with `forward_index` and the site id, keys the Philox stream
+  std::uint32_t forward_index = 0;         // which forward of the run this is: every forward draws its own masks
   PackedWeightCache<P>* packed = nullptr;  // set: Linear layers reuse weights packed by an earlier batch
 
   // The dropout key of one dropout site (every site has its own stream id).
@@ -7421,8 +7541,7 @@ class Linear {
                 "Linear: the compute copy of the weights and the activations must share a type (matmul operands)");
 
   Linear() = default;
-  Linear(Parameters<P>& params, const std::string& name, std::int64_t in_features, std::int64_t out_features)
-      : in_(in_features), out_(out_features) {
+  Linear(Parameters<P>& params, const std::string& name, std::int64_t in_features, std::int64_t out_features) : in_(in_features), out_(out_features) {
     weight_ = params.declare(name + ".weight", Shape{out_features, in_features}, ParamRole::linear_weight);
     bias_ = params.declare(name + ".bias", Shape{out_features}, ParamRole::linear_bias);
   }
@@ -7443,12 +7562,12 @@ class Linear {
     kernels::GemmEpilogue<act_t> epilogue;
     epilogue.bias = b.data();
     if (ctx.packed != nullptr) {  // the same bits as packing inside the call
-      kernels::gemm(kernels::Trans::N, rows(), size(out_), size(in_), 1, x_.data, size(in_), ctx.packed->forward_weight(ctx.params, weight_),
-           0, y.data(), size(out_), epilogue);
+      kernels::gemm(kernels::Trans::N, rows(), size(out_), size(in_), 1, x_.data, size(in_), ctx.packed->forward_weight(ctx.params, weight_), 0,
+                    y.data(), size(out_), epilogue);
       return;
     }
     kernels::gemm(kernels::Trans::N, kernels::Trans::T, rows(), size(out_), size(in_), 1, x_.data, size(in_), w.data(), size(in_), 0, y.data(),
-         size(out_), epilogue);
+                  size(out_), epilogue);
   }
 
   template <class DX>
@@ -7457,14 +7576,13 @@ class Linear {
     auto dw = ctx.params.grad(weight_);
     auto db = ctx.params.grad(bias_);
     // dW [out, in] += dyᵀ [out, rows] · x [rows, in], and db [out] += column sums of dy, in one pass over dy
-    kernels::linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_),
-                       db.data());
+    kernels::linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_), db.data());
     if (dx.data() != nullptr) {
       check_shape("Linear::backward", "dx", Shape{as_matrix(dx).rows, as_matrix(dx).cols}, Shape{x_.rows, in_});
       const auto w = ctx.params.compute(weight_);
       // dx [rows, in] (+)= dy [rows, out] · W [out, in]
       kernels::gemm(kernels::Trans::N, kernels::Trans::N, rows(), size(in_), size(out_), 1, dy.data(), size(out_), w.data(), size(in_),
-           accumulate_dx ? 1 : 0, dx.data(), size(in_));
+                    accumulate_dx ? 1 : 0, dx.data(), size(in_));
     }
   }
 
@@ -7502,8 +7620,7 @@ class BertSelfAttention {
 
   BertSelfAttention() = default;
   // name: "bert.encoder.layer.3.attention.self"; site: first of the dropout stream ids this layer uses.
-  BertSelfAttention(Parameters<P>& params, const std::string& name, std::int64_t hidden, std::int64_t heads,
-                    double dropout, std::uint32_t site)
+  BertSelfAttention(Parameters<P>& params, const std::string& name, std::int64_t hidden, std::int64_t heads, double dropout, std::uint32_t site)
       : query_(params, name + ".query", hidden, hidden),
         key_(params, name + ".key", hidden, hidden),
         value_(params, name + ".value", hidden, hidden),
@@ -7530,15 +7647,14 @@ class BertSelfAttention {
   // (dropout: whether the layer has attention dropout, which backward runs in training.)
   static std::size_t backward_workspace_bytes(const AttentionDims& d, bool dropout) {
     const auto th = static_cast<std::size_t>(d.tokens() * d.hidden);
-    const std::size_t dkept_dprobs = separate_dkept ? Arena::bytes_for<act_t>(d.score_count()) +
-                                                          (dropout ? Arena::bytes_for<hidden_t>(d.score_count()) : 0)
-                                                    : Arena::bytes_for<hidden_t>(d.score_count());
+    const std::size_t dkept_dprobs = separate_dkept
+                                         ? Arena::bytes_for<act_t>(d.score_count()) + (dropout ? Arena::bytes_for<hidden_t>(d.score_count()) : 0)
+                                         : Arena::bytes_for<hidden_t>(d.score_count());
     return 3 * Arena::bytes_for<act_t>(th) + dkept_dprobs + Arena::bytes_for<act_t>(d.score_count());
   }
 
   // x [B·S, H] (kept alive by the caller), mask [B, S], ctx_out [B·S, H].
-  void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const float> mask, std::int64_t batch,
-               TensorView<act_t> context_out) {
+  void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const float> mask, std::int64_t batch, TensorView<act_t> context_out) {
     Arena& saved = ctx.activations;  // lives until backward
     Arena& scratch = ctx.workspace;  // this call only
     dims_ = {batch, static_cast<std::int64_t>(x.size()) / (batch * hidden_), hidden_, heads_};
@@ -7643,11 +7759,9 @@ class BertSelfAttention {
   }
   // C_h [m, n] = op(A_h) · op(B_h) for every head h of one item (C overwritten).
   template <class EA, class EB, class EC>
-  void per_head(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, Heads<EA> a, Heads<EB> b,
-                Heads<EC> c) const {
+  void per_head(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, Heads<EA> a, Heads<EB> b, Heads<EC> c) const {
     kernels::gemm_strided_batched(ta, tb, s(m), s(n), s(k), 1.0f, static_cast<const std::remove_const_t<EA>*>(a.data), a.ld, a.stride,
-                                  static_cast<const std::remove_const_t<EB>*>(b.data), b.ld, b.stride, 0.0f, c.data, c.ld, c.stride,
-                                  s(dims_.heads));
+                                  static_cast<const std::remove_const_t<EB>*>(b.data), b.ld, b.stride, 0.0f, c.data, c.ld, c.stride, s(dims_.heads));
   }
   template <class F>
   void for_each_batch(F&& f) const {
@@ -7731,18 +7845,30 @@ struct BertConfig {
     if (!j.is_object()) throw_error(source, ": a BERT config must be a JSON object, not ", j.type_name());
     BertConfig c;
     for (const auto& [key, value] : j.items()) {
-      if (key == "vocab_size") c.vocab_size = integer(value, source, key);
-      else if (key == "hidden_size") c.hidden_size = integer(value, source, key);
-      else if (key == "num_hidden_layers") c.num_hidden_layers = integer(value, source, key);
-      else if (key == "num_attention_heads") c.num_attention_heads = integer(value, source, key);
-      else if (key == "intermediate_size") c.intermediate_size = integer(value, source, key);
-      else if (key == "max_position_embeddings") c.max_position_embeddings = integer(value, source, key);
-      else if (key == "type_vocab_size") c.type_vocab_size = integer(value, source, key);
-      else if (key == "pad_token_id") c.pad_token_id = integer(value, source, key);
-      else if (key == "hidden_dropout_prob") c.hidden_dropout_prob = number(value, source, key);
-      else if (key == "attention_probs_dropout_prob") c.attention_probs_dropout_prob = number(value, source, key);
-      else if (key == "layer_norm_eps") c.layer_norm_eps = number(value, source, key);
-      else if (key == "initializer_range") c.initializer_range = number(value, source, key);
+      if (key == "vocab_size")
+        c.vocab_size = integer(value, source, key);
+      else if (key == "hidden_size")
+        c.hidden_size = integer(value, source, key);
+      else if (key == "num_hidden_layers")
+        c.num_hidden_layers = integer(value, source, key);
+      else if (key == "num_attention_heads")
+        c.num_attention_heads = integer(value, source, key);
+      else if (key == "intermediate_size")
+        c.intermediate_size = integer(value, source, key);
+      else if (key == "max_position_embeddings")
+        c.max_position_embeddings = integer(value, source, key);
+      else if (key == "type_vocab_size")
+        c.type_vocab_size = integer(value, source, key);
+      else if (key == "pad_token_id")
+        c.pad_token_id = integer(value, source, key);
+      else if (key == "hidden_dropout_prob")
+        c.hidden_dropout_prob = number(value, source, key);
+      else if (key == "attention_probs_dropout_prob")
+        c.attention_probs_dropout_prob = number(value, source, key);
+      else if (key == "layer_norm_eps")
+        c.layer_norm_eps = number(value, source, key);
+      else if (key == "initializer_range")
+        c.initializer_range = number(value, source, key);
       else if (key == "hidden_act") {
         if (!value.is_string()) throw_error(source, ": hidden_act is ", value.dump(), ", not a string such as \"gelu\"");
         c.hidden_act = value.get<std::string>();
@@ -7884,8 +8010,7 @@ class LayerNorm {
                 "(fp32, or fp64 for gradient checks)");
 
   LayerNorm() = default;
-  LayerNorm(Parameters<P>& params, const std::string& name, std::int64_t hidden, double eps)
-      : hidden_(hidden), eps_(eps) {
+  LayerNorm(Parameters<P>& params, const std::string& name, std::int64_t hidden, double eps) : hidden_(hidden), eps_(eps) {
     gamma_ = params.declare(name + ".weight", Shape{hidden}, ParamRole::norm_weight);
     beta_ = params.declare(name + ".bias", Shape{hidden}, ParamRole::norm_bias);
   }
@@ -7904,7 +8029,7 @@ class LayerNorm {
 
   void backward(Context<P>& ctx, TensorView<const hidden_t> dy, TensorView<hidden_t> dx) {
     kernels::layer_norm_backward(dy, x_, TensorView<const hidden_t>(ctx.params.master(gamma_)), TensorView<const hidden_t>(mean_),
-                        TensorView<const hidden_t>(rstd_), dx, ctx.params.grad(gamma_), ctx.params.grad(beta_));
+                                 TensorView<const hidden_t>(rstd_), dx, ctx.params.grad(gamma_), ctx.params.grad(beta_));
   }
 
  private:
@@ -7930,8 +8055,8 @@ class DenseResidualNorm {
 
   DenseResidualNorm() = default;
   // name: "bert.encoder.layer.3.attention.output" (declares .dense.* and .LayerNorm.*)
-  DenseResidualNorm(Parameters<P>& params, const std::string& name, std::int64_t in, std::int64_t hidden,
-                    double dropout, double eps, std::uint32_t site)
+  DenseResidualNorm(Parameters<P>& params, const std::string& name, std::int64_t in, std::int64_t hidden, double dropout, double eps,
+                    std::uint32_t site)
       : dense_(params, name + ".dense", in, hidden),
         norm_(params, name + ".LayerNorm", hidden, eps),
         hidden_(hidden),
@@ -7944,9 +8069,7 @@ class DenseResidualNorm {
   static std::size_t forward_workspace_bytes(std::int64_t rows, std::int64_t hidden) {
     return Arena::bytes_for<act_t>(static_cast<std::size_t>(rows * hidden));
   }
-  static std::size_t backward_workspace_bytes(std::int64_t rows, std::int64_t hidden) {
-    return forward_workspace_bytes(rows, hidden);
-  }
+  static std::size_t backward_workspace_bytes(std::int64_t rows, std::int64_t hidden) { return forward_workspace_bytes(rows, hidden); }
 
   // x (kept alive by the caller), residual [rows, H], out [rows, H].
   void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const hidden_t> residual, TensorView<hidden_t> out) {
@@ -8034,8 +8157,7 @@ class BertLayer {
   // name: "bert.encoder.layer.3"; sites: this layer's dropout stream ids start at 3 * index + 1.
   BertLayer(Parameters<P>& params, const std::string& name, const BertLayerConfig& config, std::uint32_t index)
       : attention_(params, name + ".attention.self", config.hidden, config.heads, config.attention_dropout, 3 * index + 1),
-        attention_output_(params, name + ".attention.output", config.hidden, config.hidden, config.hidden_dropout, config.eps,
-                          3 * index + 2),
+        attention_output_(params, name + ".attention.output", config.hidden, config.hidden, config.hidden_dropout, config.eps, 3 * index + 2),
         intermediate_(params, name + ".intermediate.dense", config.hidden, config.intermediate),
         output_(params, name + ".output", config.intermediate, config.hidden, config.hidden_dropout, config.eps, 3 * index + 3),
         config_(config) {}
@@ -8049,32 +8171,29 @@ class BertLayer {
     const auto th = static_cast<std::size_t>(rows * s.hidden);
     const auto ti = static_cast<std::size_t>(rows * s.intermediate);
     const AttentionDims d{batch, seq, s.hidden, s.heads};
-    return 2 * detail::matmul_input_bytes<act_t, hidden_t>(th)        // x and h as matmul inputs
-           + BertSelfAttention<P>::saved_bytes(d, training && s.attention_dropout > 0) +
-           Arena::bytes_for<act_t>(th)                                  // attention context
-           + DenseResidualNorm<P>::saved_bytes(rows, s.hidden)          // attention output
-           + Arena::bytes_for<hidden_t>(th)                             // h
-           + 2 * Arena::bytes_for<act_t>(ti)                            // GELU pre-activation, intermediate
-           + DenseResidualNorm<P>::saved_bytes(rows, s.hidden);         // output block
+    return 2 * detail::matmul_input_bytes<act_t, hidden_t>(th)                                                        // x and h as matmul inputs
+           + BertSelfAttention<P>::saved_bytes(d, training && s.attention_dropout > 0) + Arena::bytes_for<act_t>(th)  // attention context
+           + DenseResidualNorm<P>::saved_bytes(rows, s.hidden)                                                        // attention output
+           + Arena::bytes_for<hidden_t>(th)                                                                           // h
+           + 2 * Arena::bytes_for<act_t>(ti)                     // GELU pre-activation, intermediate
+           + DenseResidualNorm<P>::saved_bytes(rows, s.hidden);  // output block
   }
   static std::size_t workspace_bytes(const BertLayerConfig& s, std::int64_t batch, std::int64_t seq) {
     const std::int64_t rows = batch * seq;
     const auto th = static_cast<std::size_t>(rows * s.hidden);
     const auto ti = static_cast<std::size_t>(rows * s.intermediate);
     const AttentionDims d{batch, seq, s.hidden, s.heads};
-    const std::size_t forward = BertSelfAttention<P>::forward_workspace_bytes(d) +
-                                2 * DenseResidualNorm<P>::forward_workspace_bytes(rows, s.hidden);
-    const std::size_t backward = 2 * Arena::bytes_for<act_t>(ti)     // dintermediate, dpre-activation
-                                 + Arena::bytes_for<hidden_t>(th)    // dh
-                                 + Arena::bytes_for<act_t>(th)       // dcontext
+    const std::size_t forward = BertSelfAttention<P>::forward_workspace_bytes(d) + 2 * DenseResidualNorm<P>::forward_workspace_bytes(rows, s.hidden);
+    const std::size_t backward = 2 * Arena::bytes_for<act_t>(ti)   // dintermediate, dpre-activation
+                                 + Arena::bytes_for<hidden_t>(th)  // dh
+                                 + Arena::bytes_for<act_t>(th)     // dcontext
                                  + 2 * DenseResidualNorm<P>::backward_workspace_bytes(rows, s.hidden) +
                                  BertSelfAttention<P>::backward_workspace_bytes(d, s.attention_dropout > 0);
     return std::max(forward, backward);
   }
 
   // x [B·S, H] kept alive by the caller; out [B·S, H].
-  void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<const float> mask, std::int64_t batch,
-               TensorView<hidden_t> out) {
+  void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<const float> mask, std::int64_t batch, TensorView<hidden_t> out) {
     Arena& saved = ctx.activations;  // lives until backward
     ctx.workspace.reset();
     const Shape th = x.shape();
@@ -8108,7 +8227,7 @@ class BertLayer {
 
     auto dcontext = scratch.allocate<act_t>(th, "dcontext");
     attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);  // dx = (residual path)
-    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);                 // dx += (Q, K, V)
+    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);                // dx += (Q, K, V)
   }
 
  private:
@@ -8158,10 +8277,8 @@ class BertEmbeddings {
       throw_error(name, ": pad_token_id ", config.pad_token, " is outside the vocabulary of ", config.vocab);
     }
     word_ = params.declare(name + ".word_embeddings.weight", Shape{config.vocab, config.hidden}, ParamRole::embedding);
-    position_ = params.declare(name + ".position_embeddings.weight", Shape{config.max_positions, config.hidden},
-                               ParamRole::embedding);
-    token_type_ = params.declare(name + ".token_type_embeddings.weight", Shape{config.token_types, config.hidden},
-                                 ParamRole::embedding);
+    position_ = params.declare(name + ".position_embeddings.weight", Shape{config.max_positions, config.hidden}, ParamRole::embedding);
+    token_type_ = params.declare(name + ".token_type_embeddings.weight", Shape{config.token_types, config.hidden}, ParamRole::embedding);
     norm_ = LayerNorm<P>(params, name + ".LayerNorm", config.hidden, config.eps);
   }
 
@@ -8179,8 +8296,7 @@ class BertEmbeddings {
   }
 
   // ids, token_types [B, S]; out [B·S, H].
-  void forward(Context<P>& ctx, TensorView<const std::int32_t> ids, TensorView<const std::int32_t> token_types,
-               TensorView<hidden_t> out) {
+  void forward(Context<P>& ctx, TensorView<const std::int32_t> ids, TensorView<const std::int32_t> token_types, TensorView<hidden_t> out) {
     Arena& saved = ctx.activations;  // lives until backward
     Arena& scratch = ctx.workspace;  // this call only
     ctx.workspace.reset();
@@ -8291,10 +8407,13 @@ enum class Init {
 inline Init init_for_role(ParamRole role) noexcept {
   switch (role) {
     case ParamRole::linear_weight:
-    case ParamRole::embedding: return Init::normal;
-    case ParamRole::norm_weight: return Init::ones;
+    case ParamRole::embedding:
+      return Init::normal;
+    case ParamRole::norm_weight:
+      return Init::ones;
     case ParamRole::linear_bias:
-    case ParamRole::norm_bias: return Init::zeros;
+    case ParamRole::norm_bias:
+      return Init::zeros;
   }
   return Init::zeros;
 }
@@ -8316,8 +8435,10 @@ void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::stri
     const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
     const double pair[2] = {radius * std::cos(angle), radius * std::sin(angle)};
     for (std::size_t k = 0; k < 2 && i + k < out.size(); ++k) {
-      if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(pair[k]));
-      else out[i + k] = static_cast<T>(pair[k]);
+      if constexpr (std::is_same_v<T, bf16>)
+        out[i + k] = to_bf16(static_cast<float>(pair[k]));
+      else
+        out[i + k] = static_cast<T>(pair[k]);
     }
   }
 }
@@ -8384,15 +8505,17 @@ inline io::LoadOptions bert_qa_load_options(std::function<void(const std::string
 template <PrecisionPolicy P>
 std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, const BertConfig& config, std::uint64_t seed) {
   if (params.matmul_master_released()) {
-    throw_error("loading weights: the model's matmul masters belong to its optimizer now (split master or stochastic "
-                "rounding); load the model folder before creating the optimizer or Trainer");
+    throw_error(
+        "loading weights: the model's matmul masters belong to its optimizer now (split master or stochastic "
+        "rounding); load the model folder before creating the optimizer or Trainer");
   }
   std::vector<io::ParameterSlot> slots;
   slots.reserve(params.count());
   for (ParamId id = 0; id < params.count(); ++id) {
     const ParamEntry& e = params.entry(id);
     const bool padded = e.role == ParamRole::embedding && std::string_view(e.name).ends_with("word_embeddings.weight");
-    slots.push_back({e.name, params.master(id), initializer(init_for_role(e.role), config.initializer_range, seed, padded ? config.pad_token_id : -1)});
+    slots.push_back(
+        {e.name, params.master(id), initializer(init_for_role(e.role), config.initializer_range, seed, padded ? config.pad_token_id : -1)});
   }
   return slots;
 }
@@ -8428,9 +8551,8 @@ std::vector<io::NamedTensor> master_tensors(const Parameters<P>& params) {
     if (!params.is_matmul(id) || !params.matmul_master_released()) {
       tensors.push_back({e.name, params.master(id)});
     } else if constexpr (std::is_same_v<typename P::master_t, float>) {
-      tensors.push_back({e.name, io::GeneratedTensor{e.shape, [&params, id](std::size_t first, std::span<float> out) {
-                                                       params.read_master(id, first, out);
-                                                     }}});
+      tensors.push_back(
+          {e.name, io::GeneratedTensor{e.shape, [&params, id](std::size_t first, std::span<float> out) { params.read_master(id, first, out); }}});
     }
   }
   return tensors;
@@ -8462,11 +8584,11 @@ namespace mpt::nn {
 
 // One batch of question-answering features, int32 as the tokenizer makes them.
 struct QaBatch {
-  TensorView<const std::int32_t> input_ids;       // [B, S]
-  TensorView<const std::int32_t> token_type_ids;  // [B, S]
-  TensorView<const std::int32_t> attention_mask;  // [B, S], 1 = token, 0 = padding
-  TensorView<const std::int32_t> start_positions; // [B], or empty: no loss
-  TensorView<const std::int32_t> end_positions;   // [B], or empty
+  TensorView<const std::int32_t> input_ids;        // [B, S]
+  TensorView<const std::int32_t> token_type_ids;   // [B, S]
+  TensorView<const std::int32_t> attention_mask;   // [B, S], 1 = token, 0 = padding
+  TensorView<const std::int32_t> start_positions;  // [B], or empty: no loss
+  TensorView<const std::int32_t> end_positions;    // [B], or empty
   bool has_labels() const noexcept { return start_positions.data() != nullptr; }
 };
 
@@ -8484,13 +8606,13 @@ struct StepOptions {
 
 template <class T>
 struct QaOutput {
-  TensorView<const T> start_logits;  // [B, S]
-  TensorView<const T> end_logits;    // [B, S]
+  TensorView<const T> start_logits;                        // [B, S]
+  TensorView<const T> end_logits;                          // [B, S]
   double loss = std::numeric_limits<double>::quiet_NaN();  // NaN without labels
 };
 
 struct MemoryReport {
-  std::size_t parameters = 0;   // master (+ compute copy) bytes
+  std::size_t parameters = 0;  // master (+ compute copy) bytes
   std::size_t gradients = 0;
   std::size_t activations = 0;  // saved activations + workspace for the reserved shape
 };
@@ -8514,9 +8636,8 @@ class BertForQuestionAnswering {
       throw_error("BertForQuestionAnswering: hidden_act \"", config_.hidden_act, "\" is not supported; mpt implements \"gelu\" (erf)");
     }
     embeddings_ = BertEmbeddings<P>(params_, "bert.embeddings",
-                                    {config_.vocab_size, config_.max_position_embeddings, config_.type_vocab_size,
-                                     config_.hidden_size, config_.pad_token_id, config_.hidden_dropout_prob,
-                                     config_.layer_norm_eps});
+                                    {config_.vocab_size, config_.max_position_embeddings, config_.type_vocab_size, config_.hidden_size,
+                                     config_.pad_token_id, config_.hidden_dropout_prob, config_.layer_norm_eps});
     layers_.reserve(static_cast<std::size_t>(config_.num_hidden_layers));
     for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
       layers_.emplace_back(params_, "bert.encoder.layer." + std::to_string(l), layer_config(), static_cast<std::uint32_t>(l));
@@ -8539,8 +8660,8 @@ class BertForQuestionAnswering {
   // base-model prefix rule, missing tensors initialized as BERT does, both
   // lists reported (the pooler is expected to be unused, as transformers says) to
   // `warn` (nullptr: quiet); the new tensors are drawn from `seed`.
-  io::LoadReport load_pretrained(const std::filesystem::path& folder,
-                                 std::function<void(const std::string&)> warn = io::warn_to_stderr, std::uint64_t seed = 42) {
+  io::LoadReport load_pretrained(const std::filesystem::path& folder, std::function<void(const std::string&)> warn = io::warn_to_stderr,
+                                 std::uint64_t seed = 42) {
     return nn::load_pretrained(folder, params_, config_, bert_qa_load_options(std::move(warn)), seed);
   }
 
@@ -8562,19 +8683,18 @@ class BertForQuestionAnswering {
                         + BertEmbeddings<P>::saved_bytes(batch, seq, config_.hidden_size) +
                         Arena::bytes_for<hidden_t>(th) * static_cast<std::size_t>(1 + config_.num_hidden_layers);
     bytes += static_cast<std::size_t>(config_.num_hidden_layers) * BertLayer<P>::saved_bytes(layer_config(), batch, seq, training);
-    bytes += detail::matmul_input_bytes<act_t, hidden_t>(th)                   // last hidden as qa_outputs input
-             + Arena::bytes_for<hidden_t>(static_cast<std::size_t>(2 * t))    // logits
-             + 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t))    // start, end logits
+    bytes += detail::matmul_input_bytes<act_t, hidden_t>(th)                        // last hidden as qa_outputs input
+             + Arena::bytes_for<hidden_t>(static_cast<std::size_t>(2 * t))          // logits
+             + 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t))          // start, end logits
              + 2 * Arena::bytes_for<std::int32_t>(static_cast<std::size_t>(batch))  // clamped positions
-             + 2 * Arena::bytes_for<hidden_t>(th);                            // hidden gradients (ping-pong)
+             + 2 * Arena::bytes_for<hidden_t>(th);                                  // hidden gradients (ping-pong)
     return bytes;
   }
   std::size_t workspace_bytes(std::int64_t batch, std::int64_t seq) const {
     const std::int64_t t = batch * seq;
-    const std::size_t head = Arena::bytes_for<act_t>(static_cast<std::size_t>(2 * t)) +
-                             2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t));
-    return std::max({BertEmbeddings<P>::workspace_bytes(batch, seq, config_.hidden_size),
-                     BertLayer<P>::workspace_bytes(layer_config(), batch, seq), head});
+    const std::size_t head = Arena::bytes_for<act_t>(static_cast<std::size_t>(2 * t)) + 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t));
+    return std::max(
+        {BertEmbeddings<P>::workspace_bytes(batch, seq, config_.hidden_size), BertLayer<P>::workspace_bytes(layer_config(), batch, seq), head});
   }
 
   // Sizes the arenas for batches up to [batch, seq]; call before the loop.
@@ -8584,8 +8704,7 @@ class BertForQuestionAnswering {
   }
 
   MemoryReport memory() const {
-    return {params_.master_bytes() + params_.compute_bytes(), params_.grad_bytes(),
-            activations_.capacity() + workspace_.capacity()};
+    return {params_.master_bytes() + params_.compute_bytes(), params_.grad_bytes(), activations_.capacity() + workspace_.capacity()};
   }
   const Arena& activation_arena() const noexcept { return activations_; }
   const Arena& workspace_arena() const noexcept { return workspace_; }
@@ -8595,8 +8714,7 @@ class BertForQuestionAnswering {
   QaOutput<hidden_t> forward(const QaBatch& batch, const StepOptions& options) {
     const std::int64_t b = batch.input_ids.dim(0), s = batch.input_ids.dim(1), h = config_.hidden_size;
     check_shape("BertForQuestionAnswering::forward", "attention_mask", batch.attention_mask.shape(), Shape{b, s});
-    if (activations_.capacity() < activation_bytes(b, s, options.training) ||
-        workspace_.capacity() < workspace_bytes(b, s)) {
+    if (activations_.capacity() < activation_bytes(b, s, options.training) || workspace_.capacity() < workspace_bytes(b, s)) {
       reserve(b, s, options.training);  // first call, or a larger batch than reserved
     }
     activations_.reset();
@@ -8617,14 +8735,12 @@ class BertForQuestionAnswering {
     embeddings_.forward(ctx, batch.input_ids, batch.token_type_ids, hidden_[0]);
     for (auto& layer : layers_) {
       hidden_.push_back(activations_.allocate<hidden_t>(th, "encoder layer output"));
-      layer.forward(ctx, TensorView<const hidden_t>(hidden_[hidden_.size() - 2]), TensorView<const float>(mask_), b,
-                    hidden_.back());
+      layer.forward(ctx, TensorView<const hidden_t>(hidden_[hidden_.size() - 2]), TensorView<const float>(mask_), b, hidden_.back());
     }
 
     // qa_outputs: logits [B·S, 2] → start [B, S], end [B, S].
     workspace_.reset();
-    const auto last = detail::as_matmul_input<act_t>(activations_, TensorView<const hidden_t>(hidden_.back()),
-                                                     "last hidden state as matmul input");
+    const auto last = detail::as_matmul_input<act_t>(activations_, TensorView<const hidden_t>(hidden_.back()), "last hidden state as matmul input");
     auto logits = activations_.allocate<hidden_t>(Shape{b * s, 2}, "qa logits");
     qa_outputs_.forward(ctx, last, logits);
     start_ = activations_.allocate<hidden_t>(Shape{b, s}, "start logits");
@@ -8648,10 +8764,10 @@ class BertForQuestionAnswering {
         end_targets_[static_cast<std::size_t>(i)] = clamp(batch.end_positions[static_cast<std::size_t>(i)]);
       }
       const auto ignore = static_cast<std::int32_t>(s);
-      const double start_loss = static_cast<double>(kernels::cross_entropy_forward(TensorView<const hidden_t>(start_),
-                                                                          TensorView<const std::int32_t>(start_targets_), ignore));
-      const double end_loss = static_cast<double>(kernels::cross_entropy_forward(TensorView<const hidden_t>(end_),
-                                                                        TensorView<const std::int32_t>(end_targets_), ignore));
+      const double start_loss = static_cast<double>(
+          kernels::cross_entropy_forward(TensorView<const hidden_t>(start_), TensorView<const std::int32_t>(start_targets_), ignore));
+      const double end_loss =
+          static_cast<double>(kernels::cross_entropy_forward(TensorView<const hidden_t>(end_), TensorView<const std::int32_t>(end_targets_), ignore));
       out.loss = (start_loss + end_loss) / 2;
     }
     return out;
@@ -8711,7 +8827,7 @@ class BertForQuestionAnswering {
   }
 
   BertLayerConfig layer_config() const noexcept {
-    return {config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
+    return {config_.hidden_size,         config_.num_attention_heads,          config_.intermediate_size,
             config_.hidden_dropout_prob, config_.attention_probs_dropout_prob, config_.layer_norm_eps};
   }
 
@@ -8794,7 +8910,7 @@ inline std::uint16_t float_bits_to_fp16_bits(std::uint32_t u) noexcept {
   const std::uint32_t sign = (u >> 16) & 0x8000u;
   const std::uint32_t a = u & 0x7FFFFFFFu;
   if (a > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u | ((a >> 13) & 0x03FFu));  // quiet NaN
-  if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // 65520 and up (and Inf) -> Inf
+  if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);                         // 65520 and up (and Inf) -> Inf
   if (a < 0x38800000u) {
     // Below the smallest normal half (2^-14): adding 0.5 leaves a float whose
     // last mantissa bit is worth 2^-24, the half subnormal unit, so the FPU's
@@ -8818,9 +8934,7 @@ inline float fp16_bits_to_float(std::uint16_t h) noexcept {
   return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(magnitude));
 }
 
-inline fp16 to_fp16(float x) noexcept {
-  return fp16_from_bits(float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x)));
-}
+inline fp16 to_fp16(float x) noexcept { return fp16_from_bits(float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x))); }
 inline float to_float(fp16 x) noexcept { return fp16_bits_to_float(fp16_bits(x)); }
 
 namespace detail {
@@ -8871,8 +8985,7 @@ MPT_TARGET_AVX512 inline void widen_fp16_avx512(const fp16* in, float* out, std:
 
 // Narrow float -> fp16 on the given instruction-set path.
 inline void convert_with(Isa isa, std::span<const float> in, std::span<fp16> out) {
-  if (in.size() != out.size())
-    throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
+  if (in.size() != out.size()) throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
   switch (isa) {
 #if MPT_X86
     case Isa::avx512_bf16:
@@ -8888,8 +9001,7 @@ inline void convert_with(Isa isa, std::span<const float> in, std::span<fp16> out
 
 // Widen fp16 -> float on the given instruction-set path.
 inline void convert_with(Isa isa, std::span<const fp16> in, std::span<float> out) {
-  if (in.size() != out.size())
-    throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
+  if (in.size() != out.size()) throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
   switch (isa) {
 #if MPT_X86
     case Isa::avx512_bf16:
@@ -8972,8 +9084,7 @@ class ParameterTable {
   // biases and LayerNorm weights).
   ParameterTable& add(std::string name, std::size_t count, bool decay = true) {
     for (const auto& e : entries_) {
-      if (e.name == name)
-        throw_error("ParameterTable::add: parameter '", name, "' is already in the table; names must be unique");
+      if (e.name == name) throw_error("ParameterTable::add: parameter '", name, "' is already in the table; names must be unique");
     }
     entries_.push_back({std::move(name), size_, count, decay});
     size_ += count;
@@ -8986,8 +9097,8 @@ class ParameterTable {
   // parameters is left alone by the optimizer.
   ParameterTable& add_at(std::string name, std::size_t offset, std::size_t count, bool decay) {
     if (offset < size_) {
-      throw_error("ParameterTable::add_at: '", name, "' at offset ", offset,
-                  " overlaps the previous parameters (which end at ", size_, "); add parameters in buffer order");
+      throw_error("ParameterTable::add_at: '", name, "' at offset ", offset, " overlaps the previous parameters (which end at ", size_,
+                  "); add parameters in buffer order");
     }
     for (const auto& e : entries_) {
       if (e.name == name) throw_error("ParameterTable::add_at: parameter '", name, "' is already in the table");
@@ -9025,8 +9136,8 @@ class ParameterTable {
   // Throws unless a buffer of `n` elements is the one this table describes.
   void check_buffer(const char* operation, const char* what, std::size_t n) const {
     if (n != buffer_size_) {
-      throw_error(operation, ": ", what, " has ", n, " elements but the parameter table describes ", buffer_size_, " (",
-                  entries_.size(), " parameters); pass the flat buffer the table was built for");
+      throw_error(operation, ": ", what, " has ", n, " elements but the parameter table describes ", buffer_size_, " (", entries_.size(),
+                  " parameters); pass the flat buffer the table was built for");
     }
   }
 
@@ -9057,8 +9168,7 @@ inline std::vector<DecayRun> decay_runs(const ParameterTable& table, std::size_t
   }
   std::vector<DecayRun> runs;
   for (const auto& m : merged) {
-    for (std::size_t at = m.begin; at < m.end; at += max_elements)
-      runs.push_back({at, std::min(m.end, at + max_elements), m.decay});
+    for (std::size_t at = m.begin; at < m.end; at += max_elements) runs.push_back({at, std::min(m.end, at + max_elements), m.decay});
   }
   return runs;
 }
@@ -9107,9 +9217,7 @@ inline void prefetch_ahead(std::size_t i, const Streams*... streams) noexcept {
 }
 
 // Lanes of a 16-wide block that hold elements when `left` remain.
-inline __mmask16 tail_mask(std::size_t left) noexcept {
-  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
-}
+inline __mmask16 tail_mask(std::size_t left) noexcept { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u); }
 #endif
 
 }  // namespace mpt::optim::detail
@@ -9198,17 +9306,15 @@ struct StateDict {
   const StateTensor& find(const std::string& name) const {
     for (const auto& t : tensors)
       if (t.name == name) return t;
-    throw_error("optimizer state: the saved state has no tensor '", name,
-                "' (it was saved by a different optimizer or weight policy)");
+    throw_error("optimizer state: the saved state has no tensor '", name, "' (it was saved by a different optimizer or weight policy)");
   }
   // Copies every tensor of `this` from the same-named tensor of `saved`.
   void copy_tensors_from(const StateDict& saved) const {
     for (const auto& t : tensors) {
       const StateTensor& s = saved.find(t.name);
       if (s.dtype != t.dtype || s.count != t.count) {
-        throw_error("optimizer state: tensor '", t.name, "' was saved as ", io::dtype_name(s.dtype), " x ", s.count,
-                    " but this optimizer needs ", io::dtype_name(t.dtype), " x ", t.count,
-                    "; resume with the same model, precision and weight policy");
+        throw_error("optimizer state: tensor '", t.name, "' was saved as ", io::dtype_name(s.dtype), " x ", s.count, " but this optimizer needs ",
+                    io::dtype_name(t.dtype), " x ", t.count, "; resume with the same model, precision and weight policy");
       }
       std::memcpy(t.data, s.data, t.bytes());
     }
@@ -9325,8 +9431,7 @@ MPT_TARGET_AVX2 inline __m128i pack_low_halves_avx2(__m256i lanes) noexcept {
 MPT_TARGET_AVX2 inline __m256i rounding_bits_avx2(std::uint32_t key, std::size_t index0) noexcept {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i index = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(index0))), lane);
-  __m256i x = _mm256_add_epi32(_mm256_mullo_epi32(index, _mm256_set1_epi32(static_cast<int>(0x9E3779B9u))),
-                               _mm256_set1_epi32(static_cast<int>(key)));
+  __m256i x = _mm256_add_epi32(_mm256_mullo_epi32(index, _mm256_set1_epi32(static_cast<int>(0x9E3779B9u))), _mm256_set1_epi32(static_cast<int>(key)));
   x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
   x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB352D));
   x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
@@ -9337,8 +9442,7 @@ MPT_TARGET_AVX2 inline __m256i rounding_bits_avx2(std::uint32_t key, std::size_t
 // stochastic_round_bf16_bits for 8 lanes (results in the low halves).
 MPT_TARGET_AVX2 inline __m256i stochastic_round_lanes_avx2(__m256 w, __m256i random) noexcept {
   const __m256i u = _mm256_castps_si256(w);
-  const __m256i rounded =
-      _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_and_si256(random, _mm256_set1_epi32(0xFFFF))), 16);
+  const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_and_si256(random, _mm256_set1_epi32(0xFFFF))), 16);
   const __m256i exponent = _mm256_set1_epi32(0x7F800000);
   const __m256i special = _mm256_cmpeq_epi32(_mm256_and_si256(u, exponent), exponent);
   return _mm256_blendv_epi8(rounded, mpt::detail::narrow_lanes_avx2(u), special);
@@ -9348,8 +9452,7 @@ MPT_TARGET_AVX2 inline __m256i stochastic_round_lanes_avx2(__m256 w, __m256i ran
 MPT_TARGET_AVX512 inline __m512i rounding_bits_avx512(std::uint32_t key, std::size_t index0) noexcept {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(index0))), lane);
-  __m512i x = _mm512_add_epi32(_mm512_mullo_epi32(index, _mm512_set1_epi32(static_cast<int>(0x9E3779B9u))),
-                               _mm512_set1_epi32(static_cast<int>(key)));
+  __m512i x = _mm512_add_epi32(_mm512_mullo_epi32(index, _mm512_set1_epi32(static_cast<int>(0x9E3779B9u))), _mm512_set1_epi32(static_cast<int>(key)));
   x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
   x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7FEB352D));
   x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
@@ -9360,8 +9463,7 @@ MPT_TARGET_AVX512 inline __m512i rounding_bits_avx512(std::uint32_t key, std::si
 // 16 floats -> 16 bf16 bit patterns in the low halves of the lanes.
 MPT_TARGET_AVX512 inline __m512i stochastic_round_lanes_avx512(__m512 w, __m512i random) noexcept {
   const __m512i u = _mm512_castps_si512(w);
-  const __m512i rounded =
-      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_and_si512(random, _mm512_set1_epi32(0xFFFF))), 16);
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_and_si512(random, _mm512_set1_epi32(0xFFFF))), 16);
   const __m512i exponent = _mm512_set1_epi32(0x7F800000);
   const __mmask16 special = _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, exponent), exponent);
   return _mm512_mask_blend_epi32(special, rounded, mpt::detail::narrow_lanes_avx512(u));
@@ -9405,10 +9507,10 @@ struct nearest_rounding {
 
 // What each precision policy gets unless told otherwise.
 template <PrecisionPolicy P>
-using default_weights_t = std::conditional_t<
-    std::is_same_v<typename P::param_t, typename P::master_t>,
-    std::conditional_t<std::is_same_v<typename P::param_t, bf16>, weights::stochastic_rounding, weights::direct>,
-    weights::fp32_master>;
+using default_weights_t =
+    std::conditional_t<std::is_same_v<typename P::param_t, typename P::master_t>,
+                       std::conditional_t<std::is_same_v<typename P::param_t, bf16>, weights::stochastic_rounding, weights::direct>,
+                       weights::fp32_master>;
 
 template <PrecisionPolicy P, class W>
 class WeightStore;
@@ -9431,19 +9533,11 @@ class WeightStore<P, weights::direct> {
   void store(std::size_t i, value_t w, std::uint32_t) noexcept { params_[i] = w; }
   void assign(std::size_t i, value_t w) noexcept { params_[i] = w; }
 #if MPT_X86
-  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
-    return _mm512_maskz_loadu_ps(m, params_.data() + i);
-  }
-  MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
-    _mm512_mask_storeu_ps(params_.data() + i, m, w);
-  }
+  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept { return _mm512_maskz_loadu_ps(m, params_.data() + i); }
+  MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept { _mm512_mask_storeu_ps(params_.data() + i, m, w); }
   MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept { return _mm256_loadu_ps(params_.data() + i); }
-  void prefetch(std::size_t i) const noexcept {
-    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
-  }
-  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
-    _mm256_storeu_ps(params_.data() + i, w);
-  }
+  void prefetch(std::size_t i) const noexcept { _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0); }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept { _mm256_storeu_ps(params_.data() + i, w); }
 #endif
   static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t); }
   void append_state(StateDict&) {}
@@ -9464,15 +9558,13 @@ class WeightStore<P, weights::fp32_master> {
   static constexpr bool vectorized = true;
 
   // Owns the master, initialized from the parameters.
-  explicit WeightStore(std::span<param_t> params)
-      : params_(params), owned_(params.size()), master_(owned_.data(), owned_.size()) {
+  explicit WeightStore(std::span<param_t> params) : params_(params), owned_(params.size()), master_(owned_.data(), owned_.size()) {
     for (std::size_t i = 0; i < params.size(); ++i) master_[i] = to_float(params[i]);
   }
   // Views a master the model owns (nn::Parameters::matmul_master()); it is authoritative.
   WeightStore(std::span<param_t> params, std::span<float> master) : params_(params), master_(master) {
     if (master.size() != params.size()) {
-      throw_error("WeightStore (fp32_master): the master buffer has ", master.size(),
-                  " elements but the parameters have ", params.size());
+      throw_error("WeightStore (fp32_master): the master buffer has ", master.size(), " elements but the parameters have ", params.size());
     }
   }
   std::size_t size() const noexcept { return params_.size(); }
@@ -9487,9 +9579,7 @@ class WeightStore<P, weights::fp32_master> {
   }
   void assign(std::size_t i, float w) noexcept { store(i, w, 0); }
 #if MPT_X86
-  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
-    return _mm512_maskz_loadu_ps(m, master_.data() + i);
-  }
+  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept { return _mm512_maskz_loadu_ps(m, master_.data() + i); }
   MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
     _mm512_mask_storeu_ps(master_.data() + i, m, w);
     __m256i narrow;
@@ -9538,15 +9628,12 @@ class WeightStore<P, weights::split_master> {
  public:
   using param_t = typename P::param_t;
   using value_t = float;
-  static_assert(std::is_same_v<param_t, bf16>,
-                "weights::split_master splits an fp32 master into bf16 + 16 bits: parameters must be bf16");
+  static_assert(std::is_same_v<param_t, bf16>, "weights::split_master splits an fp32 master into bf16 + 16 bits: parameters must be bf16");
   static constexpr bool vectorized = true;
 
   explicit WeightStore(std::span<param_t> params) : params_(params), trail_(params.size()) {}
   std::size_t size() const noexcept { return params_.size(); }
-  float load(std::size_t i) const noexcept {
-    return std::bit_cast<float>(static_cast<std::uint32_t>(bf16_bits(params_[i])) << 16 | trail_[i]);
-  }
+  float load(std::size_t i) const noexcept { return std::bit_cast<float>(static_cast<std::uint32_t>(bf16_bits(params_[i])) << 16 | trail_[i]); }
   void store(std::size_t i, float w, std::uint32_t) noexcept {
     const std::uint32_t u = std::bit_cast<std::uint32_t>(w);
     params_[i] = bf16_from_bits(static_cast<std::uint16_t>(u >> 16));
@@ -9575,10 +9662,8 @@ class WeightStore<P, weights::split_master> {
   }
   MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
     const __m256i u = _mm256_castps_si256(w);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i),
-                     detail::pack_low_halves_avx2(_mm256_srli_epi32(u, 16)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(trail_.data() + i),
-                     detail::pack_low_halves_avx2(_mm256_and_si256(u, _mm256_set1_epi32(0xFFFF))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i), detail::pack_low_halves_avx2(_mm256_srli_epi32(u, 16)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(trail_.data() + i), detail::pack_low_halves_avx2(_mm256_and_si256(u, _mm256_set1_epi32(0xFFFF))));
   }
 #endif
   static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t) + sizeof(std::uint16_t); }
@@ -9591,14 +9676,16 @@ class WeightStore<P, weights::split_master> {
 
 // bf16 parameters and nothing else: the updated fp32 value is rounded
 // stochastically (unbiased: small updates survive on average) or to nearest.
+// (clang-format 14 would fold the requires clause into the declaration)
+// clang-format off
 template <PrecisionPolicy P, class W>
 requires std::is_same_v<W, weights::stochastic_rounding> || std::is_same_v<W, weights::nearest_rounding>
 class WeightStore<P, W> {
+  // clang-format on
  public:
   using param_t = typename P::param_t;
   using value_t = float;
-  static_assert(std::is_same_v<param_t, bf16>,
-                "weights::stochastic_rounding and nearest_rounding update bf16 parameters");
+  static_assert(std::is_same_v<param_t, bf16>, "weights::stochastic_rounding and nearest_rounding update bf16 parameters");
   static constexpr bool vectorized = true;
   static constexpr bool stochastic = std::is_same_v<W, weights::stochastic_rounding>;
 
@@ -9615,8 +9702,7 @@ class WeightStore<P, W> {
   void assign(std::size_t i, float w) noexcept { params_[i] = to_bf16(w); }
 #if MPT_X86
   MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
-    return _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, params_.data() + i)), 16));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, params_.data() + i)), 16));
   }
   MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t key) noexcept {
     __m512i lanes;
@@ -9627,9 +9713,7 @@ class WeightStore<P, W> {
     }
     _mm256_mask_storeu_epi16(params_.data() + i, m, _mm512_cvtepi32_epi16(lanes));
   }
-  void prefetch(std::size_t i) const noexcept {
-    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
-  }
+  void prefetch(std::size_t i) const noexcept { _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0); }
   MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(params_.data() + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -9766,9 +9850,7 @@ class FlatOptimizer {
   }
 
   // Optimizer state bytes per parameter, the compute copy included.
-  double bytes_per_parameter() const noexcept {
-    return weight_store::bytes_per_parameter() + static_cast<double>(state_.size() * sizeof(value_t));
-  }
+  double bytes_per_parameter() const noexcept { return weight_store::bytes_per_parameter() + static_cast<double>(state_.size() * sizeof(value_t)); }
 
   StateDict state_dict() {
     StateDict s;
@@ -9783,9 +9865,8 @@ class FlatOptimizer {
   }
   void load_state_dict(const StateDict& saved) {
     if (saved.scalars.value("optimizer", "") != Rule::name || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error(Rule::name, "::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
-                  " with weights '", saved.scalars.value("weights", "?"), "', not ", Rule::name, " with weights '",
-                  Weights::name, "'");
+      throw_error(Rule::name, "::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"), " with weights '",
+                  saved.scalars.value("weights", "?"), "', not ", Rule::name, " with weights '", Weights::name, "'");
     }
     options_type loaded = options_;
     Rule::load_scalars(loaded, saved.scalars);  // may refuse (a state buffer it does not have)
@@ -9803,8 +9884,7 @@ class FlatOptimizer {
 
   void check_range(const char* op, std::size_t first, std::size_t count) const {
     if (first > weights_.size() || count > weights_.size() - first) {
-      throw_error(Rule::name, "::", op, ": elements [", first, ", ", first + count, ") are outside the ",
-                  weights_.size(), " parameters");
+      throw_error(Rule::name, "::", op, ": elements [", first, ", ", first + count, ") are outside the ", weights_.size(), " parameters");
     }
   }
 
@@ -9854,8 +9934,7 @@ namespace detail {
 
 template <class T>
 struct AdamWCoefficients {
-  T decay_factor, grad_multiplier, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
-      neg_step_size;
+  T decay_factor, grad_multiplier, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
 };
 
 // Scalar reference. One element: returns the new weight, updates m and v.
@@ -9871,27 +9950,24 @@ inline T adamw_element(T w, T g, T& m, T& v, const AdamWCoefficients<T>& c) noex
 
 // weights, m, v, grads: elements [begin, end).
 template <class Store, class T>
-void adamw_run_scalar(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end,
-                      const AdamWCoefficients<T>& c, std::uint32_t key) noexcept {
-  for (std::size_t i = begin; i < end; ++i)
-    weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
+void adamw_run_scalar(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end, const AdamWCoefficients<T>& c,
+                      std::uint32_t key) noexcept {
+  for (std::size_t i = begin; i < end; ++i) weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
 }
 
 #if MPT_X86
 // The scalar reference compiled for AVX2 + FMA (fp64): std::fma becomes one
 // instruction instead of a library call, and the bits stay the reference's.
 template <class Store, class T>
-MPT_TARGET_AVX2 void adamw_run_avx2_reference(Store& weights, T* m, T* v, const T* grads, std::size_t begin,
-                                              std::size_t end, const AdamWCoefficients<T>& c,
-                                              std::uint32_t key) noexcept {
-  for (std::size_t i = begin; i < end; ++i)
-    weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
+MPT_TARGET_AVX2 void adamw_run_avx2_reference(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end,
+                                              const AdamWCoefficients<T>& c, std::uint32_t key) noexcept {
+  for (std::size_t i = begin; i < end; ++i) weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
 }
 
 // 8 lanes per block, the same operations as adamw_element; the tail runs the reference.
 template <class Store>
-MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const float* grads, std::size_t begin,
-                                    std::size_t end, const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const float* grads, std::size_t begin, std::size_t end,
+                                    const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
   const __m256 decay = _mm256_set1_ps(c.decay_factor), multiplier = _mm256_set1_ps(c.grad_multiplier);
   const __m256 beta1 = _mm256_set1_ps(c.beta1), one_minus_beta1 = _mm256_set1_ps(c.one_minus_beta1);
   const __m256 beta2 = _mm256_set1_ps(c.beta2), one_minus_beta2 = _mm256_set1_ps(c.one_minus_beta2);
@@ -9907,8 +9983,7 @@ MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const fl
     __asm__("" : "+x"(w));  // keep the product rounded: no fma with the add below (see keep_rounded)
     const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
     const __m256 m1 = _mm256_fmadd_ps(g, one_minus_beta1, _mm256_mul_ps(_mm256_loadu_ps(m + i), beta1));
-    const __m256 v1 =
-        _mm256_fmadd_ps(_mm256_mul_ps(one_minus_beta2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), beta2));
+    const __m256 v1 = _mm256_fmadd_ps(_mm256_mul_ps(one_minus_beta2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), beta2));
     const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v1), bc2_sqrt), eps);
     const __m256 w1 = _mm256_add_ps(w, _mm256_div_ps(_mm256_mul_ps(neg_step_size, m1), denom));
     _mm256_storeu_ps(m + i, m1);
@@ -9919,9 +9994,8 @@ MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const fl
 }
 
 template <class Store>
-MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, const float* grads, std::size_t begin,
-                                        std::size_t end, const AdamWCoefficients<float>& c,
-                                        std::uint32_t key) noexcept {
+MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, const float* grads, std::size_t begin, std::size_t end,
+                                        const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
   const __m512 decay = _mm512_set1_ps(c.decay_factor), multiplier = _mm512_set1_ps(c.grad_multiplier);
   const __m512 beta1 = _mm512_set1_ps(c.beta1), one_minus_beta1 = _mm512_set1_ps(c.one_minus_beta1);
   const __m512 beta2 = _mm512_set1_ps(c.beta2), one_minus_beta2 = _mm512_set1_ps(c.one_minus_beta2);
@@ -9935,8 +10009,7 @@ MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, cons
     const __m512 w = _mm512_mul_round_ps(weights.load16(i, k), decay, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
     const __m512 m1 = _mm512_fmadd_ps(g, one_minus_beta1, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, m + i), beta1));
-    const __m512 v1 =
-        _mm512_fmadd_ps(_mm512_mul_ps(one_minus_beta2, g), g, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), beta2));
+    const __m512 v1 = _mm512_fmadd_ps(_mm512_mul_ps(one_minus_beta2, g), g, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), beta2));
     const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v1), bc2_sqrt), eps);
     const __m512 w1 = _mm512_add_ps(w, _mm512_div_ps(_mm512_mul_ps(neg_step_size, m1), denom));
     _mm512_mask_storeu_ps(m + i, k, m1);
@@ -9959,10 +10032,9 @@ struct AdamW {
 
   static std::vector<const char*> state_names(const options&) { return {"exp_avg", "exp_avg_sq"}; }
   static void validate(const options& o) {
-    if (!(o.beta1 >= 0.0 && o.beta1 < 1.0 && o.beta2 >= 0.0 && o.beta2 < 1.0 && o.eps >= 0.0 && o.weight_decay >= 0.0 &&
-          o.lr >= 0.0)) {
-      throw_error("AdamW: invalid options (lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps,
-                  ", weight_decay ", o.weight_decay, "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
+    if (!(o.beta1 >= 0.0 && o.beta1 < 1.0 && o.beta2 >= 0.0 && o.beta2 < 1.0 && o.eps >= 0.0 && o.weight_decay >= 0.0 && o.lr >= 0.0)) {
+      throw_error("AdamW: invalid options (lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps, ", weight_decay ", o.weight_decay,
+                  "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
     }
   }
   // Scalars in double, then rounded to T, as PyTorch computes them.
@@ -9983,8 +10055,7 @@ struct AdamW {
     return c;
   }
   template <class Store, class T>
-  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
-                         std::uint32_t key) noexcept {
+  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c, std::uint32_t key) noexcept {
     detail::adamw_run_scalar(w, s[0], s[1], g, b, e, c, key);
   }
 #if MPT_X86
@@ -9994,13 +10065,13 @@ struct AdamW {
     detail::adamw_run_avx2_reference(w, s[0], s[1], g, b, e, c, key);
   }
   template <class Store>
-  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
-                       const coefficients<float>& c, std::uint32_t key) noexcept {
+  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e, const coefficients<float>& c,
+                       std::uint32_t key) noexcept {
     detail::adamw_run_avx2(w, s[0], s[1], g, b, e, c, key);
   }
   template <class Store>
-  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
-                         const coefficients<float>& c, std::uint32_t key) noexcept {
+  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e, const coefficients<float>& c,
+                         std::uint32_t key) noexcept {
     detail::adamw_run_avx512(w, s[0], s[1], g, b, e, c, key);
   }
 #endif
@@ -10081,8 +10152,7 @@ inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& di
   try {
     scalars = nlohmann::json::parse(io::read_text_file(json_path));
   } catch (const nlohmann::json::exception& e) {
-    throw_error("load_optimizer_state: ", json_path, " is not valid JSON (", e.what(),
-                "); the checkpoint is damaged: resume from an earlier one");
+    throw_error("load_optimizer_state: ", json_path, " is not valid JSON (", e.what(), "); the checkpoint is damaged: resume from an earlier one");
   }
   for (const char* key : {"optimizer", "scaler", "scheduler"}) {
     if (!scalars.contains(key) || !scalars[key].is_object()) {
@@ -10173,13 +10243,12 @@ class DynamicLossScaler {
  public:
   static constexpr const char* name = "dynamic";
   explicit DynamicLossScaler(DynamicLossScalerOptions options = {}) : options_(options), scale_(options.init_scale) {
-    if (!(options.init_scale > 0.0f) || !(options.growth_factor > 1.0f) || !(options.backoff_factor < 1.0f) ||
-        !(options.backoff_factor > 0.0f) || options.growth_interval < 1) {
+    if (!(options.init_scale > 0.0f) || !(options.growth_factor > 1.0f) || !(options.backoff_factor < 1.0f) || !(options.backoff_factor > 0.0f) ||
+        options.growth_interval < 1) {
       throw_error(
           "DynamicLossScaler: options need init_scale > 0, growth_factor > 1, 0 < backoff_factor < 1 and "
           "growth_interval >= 1 (got ",
-          options.init_scale, ", ", options.growth_factor, ", ", options.backoff_factor, ", ", options.growth_interval,
-          ")");
+          options.init_scale, ", ", options.growth_factor, ", ", options.backoff_factor, ", ", options.growth_interval, ")");
     }
   }
   float scale() const noexcept { return scale_; }
@@ -10214,9 +10283,7 @@ class DynamicLossScaler {
             {"skipped_steps", skipped_}};
   }
   void load_state(const nlohmann::json& j) {
-    if (j.at("type") != name)
-      throw_error("DynamicLossScaler::load_state: the saved scaler is '", j.at("type").get<std::string>(),
-                  "', not dynamic");
+    if (j.at("type") != name) throw_error("DynamicLossScaler::load_state: the saved scaler is '", j.at("type").get<std::string>(), "', not dynamic");
     scale_ = j.at("scale").get<float>();
     options_.growth_factor = j.at("growth_factor").get<float>();
     options_.backoff_factor = j.at("backoff_factor").get<float>();
@@ -10277,8 +10344,7 @@ struct StepReport {
 // apply_non_finite = false: inf/NaN gradients never reach the weights, whatever the
 // scaler (report.applied is false and the scaler is not updated); the caller stops.
 template <class NormAcc = float, Optimizer O, LossScaler Scaler>
-StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
-                         double max_grad_norm, bool apply_non_finite = true) {
+StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr, double max_grad_norm, bool apply_non_finite = true) {
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(kernels::global_l2_norm<NormAcc>(grads));
   const float norm = scaled_norm * inv_scale;
@@ -10312,8 +10378,7 @@ StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> gr
 class GradientAccumulation {
  public:
   explicit GradientAccumulation(int micro_batches) : micro_batches_(micro_batches) {
-    if (micro_batches < 1)
-      throw_error("GradientAccumulation: gradient_accumulation_steps is ", micro_batches, "; it must be at least 1");
+    if (micro_batches < 1) throw_error("GradientAccumulation: gradient_accumulation_steps is ", micro_batches, "; it must be at least 1");
   }
   int micro_batches() const noexcept { return micro_batches_; }
   float loss_multiplier() const noexcept { return 1.0f / static_cast<float>(micro_batches_); }
@@ -10382,8 +10447,7 @@ inline ScheduleKind parse_schedule_kind(std::string_view name) {
                  ScheduleKind::cosine_with_restarts, ScheduleKind::polynomial}) {
     if (name == schedule_name(k)) return k;
   }
-  throw_error("lr_scheduler_type '", name,
-              "' is not known: use linear, cosine, cosine_with_restarts, polynomial, constant or constant_with_warmup");
+  throw_error("lr_scheduler_type '", name, "' is not known: use linear, cosine, cosine_with_restarts, polynomial, constant or constant_with_warmup");
 }
 
 // TrainingArguments.get_warmup_steps: warmup_steps if > 0, else ceil(ratio * total).
@@ -10424,12 +10488,10 @@ struct LrSchedule {
         return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * python_mod1(num_cycles * progress))));
       }
       case ScheduleKind::polynomial: {
-        if (!(base_lr > lr_end))
-          throw_error("polynomial schedule: lr_end (", lr_end, ") must be smaller than the initial lr (", base_lr, ")");
+        if (!(base_lr > lr_end)) throw_error("polynomial schedule: lr_end (", lr_end, ") must be smaller than the initial lr (", base_lr, ")");
         if (step > total_steps) return lr_end / base_lr;
         if (total_steps == warmup_steps)
-          throw_error("polynomial schedule: total_steps equals warmup_steps (", total_steps,
-                      "): no steps left to decay over");
+          throw_error("polynomial schedule: total_steps equals warmup_steps (", total_steps, "): no steps left to decay over");
         const double pct_remaining = 1.0 - (s - warmup) / (total - warmup);
         return ((base_lr - lr_end) * std::pow(pct_remaining, power) + lr_end) / base_lr;
       }
@@ -10442,8 +10504,7 @@ struct LrSchedule {
 
   // transformers' get_scheduler with its per-kind defaults (cosine: half a
   // wave; cosine_with_restarts: one cycle; polynomial: power 1, lr_end 1e-7).
-  static LrSchedule for_trainer(std::string_view lr_scheduler_type, double learning_rate, std::int64_t warmup_steps,
-                                std::int64_t total_steps) {
+  static LrSchedule for_trainer(std::string_view lr_scheduler_type, double learning_rate, std::int64_t warmup_steps, std::int64_t total_steps) {
     LrSchedule s;
     s.kind = parse_schedule_kind(lr_scheduler_type);
     s.base_lr = learning_rate;
@@ -10544,8 +10605,8 @@ inline T sgd_element(T w, T g, T* buf, const SgdCoefficients<T>& c) noexcept {
 }
 
 template <class Store, class T>
-void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
-                    const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
+void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end, const SgdCoefficients<T>& c,
+                    std::uint32_t key) noexcept {
   T unused = 0;
   for (std::size_t i = begin; i < end; ++i) {
     weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
@@ -10555,8 +10616,8 @@ void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, s
 #if MPT_X86
 // The scalar reference compiled for AVX2 + FMA (fp64; same bits, no fma library calls).
 template <class Store, class T>
-MPT_TARGET_AVX2 void sgd_run_avx2_reference(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
-                                            const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX2 void sgd_run_avx2_reference(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end, const SgdCoefficients<T>& c,
+                                            std::uint32_t key) noexcept {
   T unused = 0;
   for (std::size_t i = begin; i < end; ++i) {
     weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
@@ -10565,8 +10626,8 @@ MPT_TARGET_AVX2 void sgd_run_avx2_reference(Store& weights, T* buf, const T* gra
 
 // 8 lanes per block, the same operations as sgd_element; the tail runs the reference.
 template <class Store>
-MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end,
-                                  const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end, const SgdCoefficients<float>& c,
+                                  std::uint32_t key) noexcept {
   const __m256 multiplier = _mm256_set1_ps(c.grad_multiplier), weight_decay = _mm256_set1_ps(c.weight_decay);
   const __m256 momentum = _mm256_set1_ps(c.momentum), one_minus_dampening = _mm256_set1_ps(c.one_minus_dampening);
   const __m256 neg_lr = _mm256_set1_ps(c.neg_lr);
@@ -10583,21 +10644,19 @@ MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads
     __m256 d = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
     if (c.weight_decay != 0.0f) d = _mm256_fmadd_ps(w, weight_decay, d);
     if (c.use_momentum) {
-      const __m256 b =
-          c.first_step ? d : _mm256_fmadd_ps(d, one_minus_dampening, _mm256_mul_ps(_mm256_loadu_ps(buf + i), momentum));
+      const __m256 b = c.first_step ? d : _mm256_fmadd_ps(d, one_minus_dampening, _mm256_mul_ps(_mm256_loadu_ps(buf + i), momentum));
       _mm256_storeu_ps(buf + i, b);
       d = c.nesterov ? _mm256_fmadd_ps(b, momentum, d) : b;
     }
     weights.store8(i, _mm256_fmadd_ps(d, neg_lr, w), key);
   }
   float unused = 0;
-  for (; i < end; ++i)
-    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
+  for (; i < end; ++i) weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
 }
 
 template <class Store>
-MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* grads, std::size_t begin,
-                                      std::size_t end, const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end,
+                                      const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
   const __m512 multiplier = _mm512_set1_ps(c.grad_multiplier), weight_decay = _mm512_set1_ps(c.weight_decay);
   const __m512 momentum = _mm512_set1_ps(c.momentum), one_minus_dampening = _mm512_set1_ps(c.one_minus_dampening);
   const __m512 neg_lr = _mm512_set1_ps(c.neg_lr);
@@ -10612,9 +10671,7 @@ MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* g
     __m512 d = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
     if (c.weight_decay != 0.0f) d = _mm512_fmadd_ps(w, weight_decay, d);
     if (c.use_momentum) {
-      const __m512 b = c.first_step ? d
-                                    : _mm512_fmadd_ps(d, one_minus_dampening,
-                                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(k, buf + i), momentum));
+      const __m512 b = c.first_step ? d : _mm512_fmadd_ps(d, one_minus_dampening, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, buf + i), momentum));
       _mm512_mask_storeu_ps(buf + i, k, b);
       d = c.nesterov ? _mm512_fmadd_ps(b, momentum, d) : b;
     }
@@ -10640,12 +10697,10 @@ struct Sgd {
   }
   static void validate(const options& o) {
     if (!(o.lr >= 0.0 && o.momentum >= 0.0 && o.weight_decay >= 0.0)) {
-      throw_error("Sgd: invalid options (lr ", o.lr, ", momentum ", o.momentum, ", weight_decay ", o.weight_decay,
-                  "): all must be non-negative");
+      throw_error("Sgd: invalid options (lr ", o.lr, ", momentum ", o.momentum, ", weight_decay ", o.weight_decay, "): all must be non-negative");
     }
     if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0)) {
-      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", o.momentum,
-                  ", dampening ", o.dampening, ")");
+      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", o.momentum, ", dampening ", o.dampening, ")");
     }
   }
   template <class T>
@@ -10662,8 +10717,7 @@ struct Sgd {
     return c;
   }
   template <class Store, class T>
-  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
-                         std::uint32_t key) noexcept {
+  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c, std::uint32_t key) noexcept {
     detail::sgd_run_scalar(w, s[0], g, b, e, c, key);
   }
 #if MPT_X86
@@ -10673,28 +10727,24 @@ struct Sgd {
     detail::sgd_run_avx2_reference(w, s[0], g, b, e, c, key);
   }
   template <class Store>
-  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
-                       const coefficients<float>& c, std::uint32_t key) noexcept {
+  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e, const coefficients<float>& c,
+                       std::uint32_t key) noexcept {
     detail::sgd_run_avx2(w, s[0], g, b, e, c, key);
   }
   template <class Store>
-  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
-                         const coefficients<float>& c, std::uint32_t key) noexcept {
+  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e, const coefficients<float>& c,
+                         std::uint32_t key) noexcept {
     detail::sgd_run_avx512(w, s[0], g, b, e, c, key);
   }
 #endif
   static nlohmann::json scalars(const options& o) {
-    return {{"lr", o.lr},
-            {"momentum", o.momentum},
-            {"dampening", o.dampening},
-            {"weight_decay", o.weight_decay},
-            {"nesterov", o.nesterov}};
+    return {{"lr", o.lr}, {"momentum", o.momentum}, {"dampening", o.dampening}, {"weight_decay", o.weight_decay}, {"nesterov", o.nesterov}};
   }
   // The momentum decides which buffers exist: it cannot change on load.
   static void load_scalars(options& o, const nlohmann::json& j) {
     if (j.at("momentum").get<double>() != o.momentum) {
-      throw_error("Sgd::load_state_dict: the saved momentum ", j.at("momentum").get<double>(), " differs from ",
-                  o.momentum, "; construct the optimizer with the saved options");
+      throw_error("Sgd::load_state_dict: the saved momentum ", j.at("momentum").get<double>(), " differs from ", o.momentum,
+                  "; construct the optimizer with the saved options");
     }
     o.lr = j.at("lr").get<double>();
     o.dampening = j.at("dampening").get<double>();
@@ -10853,8 +10903,8 @@ inline void check_utf8(std::string_view text, std::string_view what) {
   while (pos < text.size()) {
     const std::size_t at = pos;
     if (decode_utf8(text, pos) < 0) {
-      mpt::throw_error(what, ": invalid UTF-8 at byte ", at, " (byte value 0x", std::hex,
-                       static_cast<unsigned>(static_cast<unsigned char>(text[at])), ")");
+      mpt::throw_error(what, ": invalid UTF-8 at byte ", at, " (byte value 0x", std::hex, static_cast<unsigned>(static_cast<unsigned char>(text[at])),
+                       ")");
     }
   }
 }
@@ -10886,22 +10936,18 @@ inline std::string_view code_point_substr(std::string_view text, std::size_t beg
   return text.substr(b, rest);
 }
 
-inline utf8proc_category_t category(std::int32_t cp) {
-  return static_cast<utf8proc_category_t>(utf8proc_category(cp));
-}
+inline utf8proc_category_t category(std::int32_t cp) { return static_cast<utf8proc_category_t>(utf8proc_category(cp)); }
 
 // Rust char::is_whitespace (the Unicode White_Space property).
 inline bool is_unicode_white_space(std::int32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
-         cp == 0x205F || cp == 0x3000;
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+         cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 // Python str.isspace(): used by the SQuAD evaluation's split() and by lstrip().
 inline bool is_python_space(std::int32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
+         cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 // BertNormalizer: \t \n \r count as whitespace, not control.
@@ -10926,9 +10972,7 @@ inline bool is_bert_control(std::int32_t cp) {
 // BertPreTokenizer is_bert_punc: ASCII punctuation (33-47, 58-64, 91-96,
 // 123-126) or any Unicode P* category.
 inline bool is_bert_punctuation(std::int32_t cp) {
-  if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
-      (cp >= 123 && cp <= 126))
-    return true;
+  if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126)) return true;
   if (cp < 128) return false;
   switch (category(cp)) {
     case UTF8PROC_CATEGORY_PC:
@@ -10947,10 +10991,8 @@ inline bool is_bert_punctuation(std::int32_t cp) {
 // The CJK ranges of tokenizers' is_chinese_char. Note 0x2B920 (not 0x2B820
 // as in google-research/bert): we follow the fast tokenizer.
 inline bool is_chinese_char(std::int32_t cp) {
-  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
-         (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
-         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
-         (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) || (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) || (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
 }
 
 inline bool is_nonspacing_mark(std::int32_t cp) { return category(cp) == UTF8PROC_CATEGORY_MN; }
@@ -10964,9 +11006,8 @@ inline std::size_t decompose_nfd(std::int32_t cp, std::array<std::int32_t, 8>& o
     return 1;
   }
   int last_boundclass = 0;
-  const utf8proc_ssize_t n = utf8proc_decompose_char(
-      cp, reinterpret_cast<utf8proc_int32_t*>(out.data()), static_cast<utf8proc_ssize_t>(out.size()),
-      static_cast<utf8proc_option_t>(UTF8PROC_DECOMPOSE), &last_boundclass);
+  const utf8proc_ssize_t n = utf8proc_decompose_char(cp, reinterpret_cast<utf8proc_int32_t*>(out.data()), static_cast<utf8proc_ssize_t>(out.size()),
+                                                     static_cast<utf8proc_option_t>(UTF8PROC_DECOMPOSE), &last_boundclass);
   if (n <= 0 || static_cast<std::size_t>(n) > out.size()) {
     out[0] = cp;
     return 1;
@@ -11037,7 +11078,7 @@ struct SquadExample {
   std::string id;
   std::string title;
   std::string question;
-  std::size_t context_index = 0;  // into SquadDataset::contexts (shared by a paragraph's questions)
+  std::size_t context_index = 0;     // into SquadDataset::contexts (shared by a paragraph's questions)
   std::vector<SquadAnswer> answers;  // empty: unanswerable (v2)
   bool is_impossible = false;
   std::vector<SquadAnswer> plausible_answers;
@@ -11047,9 +11088,9 @@ struct SquadExample {
 struct SquadDataset {
   std::vector<std::string> contexts;
   std::vector<SquadExample> examples;
-  bool version_2 = false;  // has (or may have) unanswerable questions
-  std::string version;     // the file's "version" field, if any
-  std::string source;      // file name, for messages
+  bool version_2 = false;                       // has (or may have) unanswerable questions
+  std::string version;                          // the file's "version" field, if any
+  std::string source;                           // file name, for messages
   std::vector<std::string> invalid_answer_ids;  // answers inconsistent with their context
 
   std::size_t size() const { return examples.size(); }
@@ -11098,8 +11139,7 @@ struct SquadParseContext {
   std::string position;
   std::string id;
   [[noreturn]] void fail(std::string_view what) const {
-    mpt::throw_error("SQuAD file '", source, "', ", position, id.empty() ? "" : " (id '", id,
-                     id.empty() ? "" : "')", ": ", what);
+    mpt::throw_error("SQuAD file '", source, "', ", position, id.empty() ? "" : " (id '", id, id.empty() ? "" : "')", ": ", what);
   }
   const json& field(const json& obj, const char* name) const {
     const auto it = obj.find(name);
@@ -11204,9 +11244,8 @@ class SquadBuilder {
         for (const auto* list : {&example.answers, &example.plausible_answers})
           for (const auto& a : *list)
             if (!answer_matches(context, a))
-              ctx.fail(mpt::detail::concat("answer '", a.text, "' is not at answer_start ", a.answer_start,
-                                           " of its context (", count_code_points(context),
-                                           " code points); read with InvalidAnswerPolicy::skip to drop such questions"));
+              ctx.fail(mpt::detail::concat("answer '", a.text, "' is not at answer_start ", a.answer_start, " of its context (",
+                                           count_code_points(context), " code points); read with InvalidAnswerPolicy::skip to drop such questions"));
       }
       if (options_.invalid_answers == InvalidAnswerPolicy::skip) return;
     }
@@ -11313,8 +11352,7 @@ inline bool looks_like_json_lines(std::string_view text) {
 // Parses SQuAD text. Layout auto-detected: nested ("paragraphs"), flattened
 // records under "data" or as a top-level array, or JSON Lines when
 // json_lines is true or the first line is a whole JSON object.
-inline SquadDataset parse_squad(std::string_view text, const std::string& source, const SquadReadOptions& options = {},
-                                bool json_lines = false) {
+inline SquadDataset parse_squad(std::string_view text, const std::string& source, const SquadReadOptions& options = {}, bool json_lines = false) {
   SquadDataset out;
   out.source = source;
   if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM
@@ -11435,8 +11473,7 @@ struct StringHash {
 class WordPieceTokenizer {
  public:
   // tokens[i] has id i.
-  WordPieceTokenizer(std::vector<std::string> tokens, WordPieceOptions options)
-      : tokens_(std::move(tokens)), options_(std::move(options)) {
+  WordPieceTokenizer(std::vector<std::string> tokens, WordPieceOptions options) : tokens_(std::move(tokens)), options_(std::move(options)) {
     ids_.reserve(tokens_.size());
     for (std::size_t i = 0; i < tokens_.size(); ++i) {
       ids_[tokens_[i]] = static_cast<std::int32_t>(i);  // a repeated token keeps its last id, as HF load_vocab
@@ -11459,8 +11496,7 @@ class WordPieceTokenizer {
   // Loads vocab.txt (one token per line). do_lower_case unset: taken from a
   // tokenizer_config.json next to the vocab when present, else true.
   // vocab_path may also be a folder holding vocab.txt.
-  static WordPieceTokenizer from_vocab_file(std::filesystem::path vocab_path,
-                                            std::optional<bool> do_lower_case = std::nullopt) {
+  static WordPieceTokenizer from_vocab_file(std::filesystem::path vocab_path, std::optional<bool> do_lower_case = std::nullopt) {
     if (std::filesystem::is_directory(vocab_path)) vocab_path /= "vocab.txt";
     std::ifstream in(vocab_path, std::ios::binary);
     if (!in) mpt::throw_error("cannot open vocabulary file '", vocab_path.string(), "'");
@@ -11483,10 +11519,8 @@ class WordPieceTokenizer {
       } catch (const nlohmann::json::exception& e) {
         mpt::throw_error("'", config_path.string(), "': ", e.what());
       }
-      if (config.contains("do_lower_case") && config["do_lower_case"].is_boolean())
-        options.do_lower_case = config["do_lower_case"].get<bool>();
-      if (config.contains("strip_accents") && config["strip_accents"].is_boolean())
-        options.strip_accents = config["strip_accents"].get<bool>();
+      if (config.contains("do_lower_case") && config["do_lower_case"].is_boolean()) options.do_lower_case = config["do_lower_case"].get<bool>();
+      if (config.contains("strip_accents") && config["strip_accents"].is_boolean()) options.strip_accents = config["strip_accents"].get<bool>();
       if (config.contains("tokenize_chinese_chars") && config["tokenize_chinese_chars"].is_boolean())
         options.tokenize_chinese_chars = config["tokenize_chinese_chars"].get<bool>();
     }
@@ -11686,7 +11720,6 @@ class WordPieceTokenizer {
 }  // namespace mpt::data
 // ---- end mpt/data/wordpiece_tokenizer.hpp ----
 
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -11820,8 +11853,7 @@ struct QaWindowPlan {
   std::size_t budget = 0;  // context tokens per window
 };
 
-inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
-                                      const QaFeatureOptions& options, bool training) {
+inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer, const QaFeatureOptions& options, bool training) {
   const std::int32_t cls_id = tokenizer.required_id("[CLS]");
   const std::int32_t sep_id = tokenizer.required_id("[SEP]");
   const std::int32_t pad_id = tokenizer.required_id("[PAD]");
@@ -11833,9 +11865,7 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
   std::vector<Encoding> contexts(data.contexts.size());
   std::vector<Encoding> questions(n_examples);
   for_each_chunk(contexts.size(), 8, [&](std::size_t i) { tokenizer.encode_into(data.contexts[i], contexts[i]); });
-  for_each_chunk(n_examples, 64, [&](std::size_t i) {
-    tokenizer.encode_into(lstrip_python(data.examples[i].question), questions[i]);
-  });
+  for_each_chunk(n_examples, 64, [&](std::size_t i) { tokenizer.encode_into(lstrip_python(data.examples[i].question), questions[i]); });
 
   // Windows of the context, as tokenizers' Encoding::truncate with a stride:
   // starts 0, budget-stride, ... until a window reaches the end.
@@ -11856,8 +11886,7 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
       p.budget = max_len - q_len - 3;
       if (stride >= p.budget)
         mpt::throw_error("prepare features: doc_stride ", stride, " must be smaller than the ", p.budget,
-                         " context tokens that fit beside the question of example '", data.examples[e].id,
-                         "' (max_seq_length ", max_len, ")");
+                         " context tokens that fit beside the question of example '", data.examples[e].id, "' (max_seq_length ", max_len, ")");
       const std::size_t step = p.budget - stride;
       p.n_windows = 1 + (c_len - p.budget + step - 1) / step;
     }
@@ -11960,15 +11989,13 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
 }  // namespace detail
 
 // Training features with start/end token labels (run_qa prepare_train_features).
-inline QaFeatures prepare_train_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
-                                         const QaFeatureOptions& options = {}) {
+inline QaFeatures prepare_train_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer, const QaFeatureOptions& options = {}) {
   return detail::prepare_qa_features(data, tokenizer, options, true);
 }
 
 // Evaluation features: example_index and context-only offsets
 // (run_qa prepare_validation_features).
-inline QaFeatures prepare_eval_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
-                                        const QaFeatureOptions& options = {}) {
+inline QaFeatures prepare_eval_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer, const QaFeatureOptions& options = {}) {
   return detail::prepare_qa_features(data, tokenizer, options, false);
 }
 
@@ -12014,10 +12041,10 @@ struct QaNbestEntry {
 
 struct QaPredictions {
   bool version_2 = false;
-  std::vector<std::string> ids;                 // dataset order
-  std::vector<std::string> texts;               // final answer per id ("" = no answer, v2)
+  std::vector<std::string> ids;                  // dataset order
+  std::vector<std::string> texts;                // final answer per id ("" = no answer, v2)
   std::vector<std::vector<QaNbestEntry>> nbest;  // best first
-  std::vector<float> null_score_diff;           // v2: null score - best non-null score
+  std::vector<float> null_score_diff;            // v2: null score - best non-null score
 
   std::unordered_map<std::string, std::string> as_map() const {
     std::unordered_map<std::string, std::string> m;
@@ -12048,8 +12075,7 @@ struct QaPredictions {
   }
   nlohmann::ordered_json null_odds_json() const {
     nlohmann::ordered_json j = nlohmann::ordered_json::object();
-    for (std::size_t i = 0; i < ids.size() && i < null_score_diff.size(); ++i)
-      j[ids[i]] = static_cast<double>(null_score_diff[i]);
+    for (std::size_t i = 0; i < ids.size() && i < null_score_diff.size(); ++i) j[ids[i]] = static_cast<double>(null_score_diff[i]);
     return j;
   }
   // <output_dir>/<prefix>_predictions.json, _nbest_predictions.json, and
@@ -12092,9 +12118,8 @@ inline void top_indices(std::span<const float> x, std::size_t n, std::vector<std
   out.resize(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = i;
   n = std::min(n, x.size());
-  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), [&](std::size_t a, std::size_t b) {
-    return x[a] > x[b] || (x[a] == x[b] && a > b);
-  });
+  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(),
+                    [&](std::size_t a, std::size_t b) { return x[a] > x[b] || (x[a] == x[b] && a > b); });
   out.resize(n);
 }
 
@@ -12102,18 +12127,17 @@ inline void top_indices(std::span<const float> x, std::size_t n, std::vector<std
 
 // start_logits / end_logits: [features.size()][row_length] floats, row f for
 // feature f; positions past a feature's length are ignored.
-inline QaPredictions postprocess_qa_predictions(const SquadDataset& data, const QaFeatures& features,
-                                               std::span<const float> start_logits, std::span<const float> end_logits,
-                                               std::size_t row_length, const QaPostprocessOptions& options = {}) {
+inline QaPredictions postprocess_qa_predictions(const SquadDataset& data, const QaFeatures& features, std::span<const float> start_logits,
+                                                std::span<const float> end_logits, std::size_t row_length, const QaPostprocessOptions& options = {}) {
   const std::size_t n_features = features.size();
   if (start_logits.size() != n_features * row_length || end_logits.size() != n_features * row_length)
-    mpt::throw_error("postprocess_qa_predictions: expected ", n_features, " x ", row_length,
-                     " logits for start and end, got ", start_logits.size(), " and ", end_logits.size());
+    mpt::throw_error("postprocess_qa_predictions: expected ", n_features, " x ", row_length, " logits for start and end, got ", start_logits.size(),
+                     " and ", end_logits.size());
   std::vector<std::vector<std::size_t>> features_of(data.examples.size());
   for (std::size_t f = 0; f < n_features; ++f) {
     if (features.example_index[f] >= data.examples.size())
-      mpt::throw_error("postprocess_qa_predictions: feature ", f, " names example ", features.example_index[f],
-                       " of a dataset with ", data.examples.size());
+      mpt::throw_error("postprocess_qa_predictions: feature ", f, " names example ", features.example_index[f], " of a dataset with ",
+                       data.examples.size());
     features_of[features.example_index[f]].push_back(f);
   }
 
@@ -12158,8 +12182,9 @@ inline QaPredictions postprocess_qa_predictions(const SquadDataset& data, const 
     }
     std::stable_sort(prelim.begin(), prelim.end(), [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
     if (prelim.size() > options.n_best_size) prelim.resize(options.n_best_size);
-    if (options.version_2_with_negative && have_null &&
-        std::none_of(prelim.begin(), prelim.end(), [](const Candidate& c) { return c.span == CharSpan{0, 0}; }))
+    if (options.version_2_with_negative && have_null && std::none_of(prelim.begin(), prelim.end(), [](const Candidate& c) {
+          return c.span == CharSpan{0, 0};
+        }))
       prelim.push_back(min_null);
 
     const std::string& context = data.context_of(ex);
@@ -12627,14 +12652,14 @@ namespace mpt::train {
 
 // The policy of parameters the model reads in full precision: the master type throughout.
 template <PrecisionPolicy P>
-using full_precision_policy =
-    precision::precision_policy<typename P::master_t, typename P::master_t, typename P::accum_t, typename P::master_t>;
+using full_precision_policy = precision::precision_policy<typename P::master_t, typename P::master_t, typename P::accum_t, typename P::master_t>;
 
 // The same rule with another policy and weight store: AdamW<bf16_mixed, split_master> -> AdamW<fp32, direct>.
 template <class Optimizer, class P2, class W2>
 struct rebind_optimizer {
-  static_assert(sizeof(Optimizer) == 0, "rebind_optimizer: the optimizer must be an optim::FlatOptimizer, such as "
-                                        "optim::AdamW<P, W> or optim::Sgd<P, W>");
+  static_assert(sizeof(Optimizer) == 0,
+                "rebind_optimizer: the optimizer must be an optim::FlatOptimizer, such as "
+                "optim::AdamW<P, W> or optim::Sgd<P, W>");
 };
 template <PrecisionPolicy P, class Rule, class W, class P2, class W2>
 struct rebind_optimizer<optim::FlatOptimizer<P, Rule, W>, P2, W2> {
@@ -12673,14 +12698,11 @@ class ModelOptimizer {
   // Takes over `params` (allocated, weights loaded): for split_master and
   // stochastic_rounding the matmul parameters' fp32 copy is released here.
   ModelOptimizer(nn::Parameters<policy>& params, options_type options = {})
-      : params_(params),
-        full_(params.full_precision_master(), parameter_table(params, false), options),
-        matmul_(make_matmul(params, options)) {
+      : params_(params), full_(params.full_precision_master(), parameter_table(params, false), options), matmul_(make_matmul(params, options)) {
     if constexpr (releases_master) {
       matmul_.set_master_weights(params.matmul_master());  // split: top half + low half of the exact fp32 value
-      params.release_matmul_master(
-          {[this](std::size_t first, std::span<master_t> out) { matmul_.read_master(first, out); },
-           [this](std::size_t first, std::span<const master_t> in) { matmul_.write_master(first, in); }});
+      params.release_matmul_master({[this](std::size_t first, std::span<master_t> out) { matmul_.read_master(first, out); },
+                                    [this](std::size_t first, std::span<const master_t> in) { matmul_.write_master(first, in); }});
     }
   }
   ModelOptimizer(const ModelOptimizer&) = delete;  // Parameters holds callbacks into this object
@@ -12694,8 +12716,8 @@ class ModelOptimizer {
   // grad_multiplier, learning rate lr.
   void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
     if (grads.size() != params_.size()) {
-      throw_error("ModelOptimizer::step: the gradient buffer has ", grads.size(), " elements but the model's has ",
-                  params_.size(), "; pass parameters().grad_flat()");
+      throw_error("ModelOptimizer::step: the gradient buffer has ", grads.size(), " elements but the model's has ", params_.size(),
+                  "; pass parameters().grad_flat()");
     }
     const std::size_t f = params_.full_count();
     full_.step(grads.first(f), lr, grad_multiplier);
@@ -12731,8 +12753,9 @@ class ModelOptimizer {
   }
   void load_state_dict(const optim::StateDict& saved) {
     if (!saved.scalars.contains("full_precision") || !saved.scalars.contains("matmul")) {
-      throw_error("ModelOptimizer::load_state_dict: the saved state has no \"full_precision\" and \"matmul\" parts; it "
-                  "was not written by a ModelOptimizer");
+      throw_error(
+          "ModelOptimizer::load_state_dict: the saved state has no \"full_precision\" and \"matmul\" parts; it "
+          "was not written by a ModelOptimizer");
     }
     for (const auto& [prefix, key] : {std::pair{"full_precision.", "full_precision"}, std::pair{"matmul.", "matmul"}}) {
       optim::StateDict part;
@@ -12750,8 +12773,7 @@ class ModelOptimizer {
   }
 
  private:
-  static constexpr bool releases_master = nn::Parameters<policy>::separate_compute &&
-                                          !std::is_same_v<weights_policy, optim::weights::fp32_master>;
+  static constexpr bool releases_master = nn::Parameters<policy>::separate_compute && !std::is_same_v<weights_policy, optim::weights::fp32_master>;
 
   static Optimizer make_matmul(nn::Parameters<policy>& params, const options_type& options) {
     auto table = parameter_table(params, true);
@@ -12770,13 +12792,13 @@ class ModelOptimizer {
 // AdamW / SGD over a model's parameters, weight policy W (default: the policy's own,
 // fp32_master under bf16_mixed). Returned in place: ModelOptimizer does not move.
 template <class W = void, PrecisionPolicy P>
-ModelOptimizer<optim::AdamW<P, std::conditional_t<std::is_void_v<W>, optim::default_weights_t<P>, W>>> make_adamw(
-    nn::Parameters<P>& params, optim::AdamWOptions options = {}) {
+ModelOptimizer<optim::AdamW<P, std::conditional_t<std::is_void_v<W>, optim::default_weights_t<P>, W>>> make_adamw(nn::Parameters<P>& params,
+                                                                                                                  optim::AdamWOptions options = {}) {
   return {params, options};
 }
 template <class W = void, PrecisionPolicy P>
-ModelOptimizer<optim::Sgd<P, std::conditional_t<std::is_void_v<W>, optim::default_weights_t<P>, W>>> make_sgd(
-    nn::Parameters<P>& params, optim::SgdOptions options = {}) {
+ModelOptimizer<optim::Sgd<P, std::conditional_t<std::is_void_v<W>, optim::default_weights_t<P>, W>>> make_sgd(nn::Parameters<P>& params,
+                                                                                                              optim::SgdOptions options = {}) {
   return {params, options};
 }
 
@@ -12819,8 +12841,8 @@ ModelOptimizer<optim::Sgd<P, std::conditional_t<std::is_void_v<W>, optim::defaul
 namespace mpt::train {
 
 struct TrainerState {
-  double epoch = 0.0;             // fractional: epoch + (batch + 1) / batches per epoch
-  std::int64_t global_step = 0;   // optimizer steps taken (updates, skipped ones included)
+  double epoch = 0.0;            // fractional: epoch + (batch + 1) / batches per epoch
+  std::int64_t global_step = 0;  // optimizer steps taken (updates, skipped ones included)
   std::int64_t max_steps = 0;
   std::int64_t logging_steps = 500;
   std::int64_t eval_steps = 500;
@@ -12959,10 +12981,14 @@ inline std::string_view strategy_name(IntervalStrategy s) noexcept {
 }
 inline std::string_view strategy_name(SaveStrategy s) noexcept {
   switch (s) {
-    case SaveStrategy::no: return "no";
-    case SaveStrategy::steps: return "steps";
-    case SaveStrategy::epoch: return "epoch";
-    case SaveStrategy::best: return "best";
+    case SaveStrategy::no:
+      return "no";
+    case SaveStrategy::steps:
+      return "steps";
+    case SaveStrategy::epoch:
+      return "epoch";
+    case SaveStrategy::best:
+      return "best";
   }
   return "?";
 }
@@ -13019,7 +13045,7 @@ struct TrainingArguments {
 
   // Randomness and resuming.
   std::uint64_t seed = 42;
-  std::optional<std::uint64_t> data_seed;  // unset: seed
+  std::optional<std::uint64_t> data_seed;             // unset: seed
   std::optional<std::string> resume_from_checkpoint;  // a folder, or "true": the last one in output_dir
 
   // Precision and device. mpt always runs its CPU kernels: use_cpu, no_cuda and
@@ -13046,9 +13072,7 @@ struct TrainingArguments {
   }
   std::uint64_t sampler_seed() const { return data_seed.value_or(seed); }
   // Whether checkpoints are compared on a metric (to keep the best, or load it at the end).
-  bool tracks_best() const {
-    return load_best_model_at_end || metric_for_best_model.has_value() || save_strategy == SaveStrategy::best;
-  }
+  bool tracks_best() const { return load_best_model_at_end || metric_for_best_model.has_value() || save_strategy == SaveStrategy::best; }
 
   // Checks values and combinations, as TrainingArguments.__post_init__ does.
   void validate() const {
@@ -13085,20 +13109,25 @@ struct TrainingArguments {
     if (bf16 && fp16) throw_error("--bf16 and --fp16 are both set; choose one precision");
     if (load_best_model_at_end || save_strategy == SaveStrategy::best) {
       if (eval_strategy == IntervalStrategy::no) {
-        throw_error("--load_best_model_at_end and --save_strategy best need evaluations: set --eval_strategy to steps or "
-                    "epoch (and --do_eval with a validation file)");
+        throw_error(
+            "--load_best_model_at_end and --save_strategy best need evaluations: set --eval_strategy to steps or "
+            "epoch (and --do_eval with a validation file)");
       }
     }
     if (load_best_model_at_end && save_strategy != SaveStrategy::best) {
       if (static_cast<int>(save_strategy) != static_cast<int>(eval_strategy)) {
-        throw_error("--load_best_model_at_end requires the save and eval strategy to match, but found\n- Evaluation "
-                    "strategy: ", strategy_name(eval_strategy), "\n- Save strategy: ", strategy_name(save_strategy));
+        throw_error(
+            "--load_best_model_at_end requires the save and eval strategy to match, but found\n- Evaluation "
+            "strategy: ",
+            strategy_name(eval_strategy), "\n- Save strategy: ", strategy_name(save_strategy));
       }
       if (eval_strategy == IntervalStrategy::steps) {
         const double e = eval_steps.value_or(logging_steps);
         if (save_steps < 1 || e < 1 ? save_steps != e : std::fmod(save_steps, e) != 0.0) {
-          throw_error("--load_best_model_at_end requires the saving steps to be a round multiple of the evaluation "
-                      "steps, but found ", save_steps, ", which is not a round multiple of ", e, ".");
+          throw_error(
+              "--load_best_model_at_end requires the saving steps to be a round multiple of the evaluation "
+              "steps, but found ",
+              save_steps, ", which is not a round multiple of ", e, ".");
         }
       }
     }
@@ -13146,8 +13175,7 @@ struct TrainingArguments {
     j["load_best_model_at_end"] = load_best_model_at_end;
     j["metric_for_best_model"] = metric_for_best_model ? nlohmann::ordered_json(*metric_for_best_model) : nlohmann::ordered_json(nullptr);
     j["greater_is_better"] = greater_is_better ? nlohmann::ordered_json(*greater_is_better) : nlohmann::ordered_json(nullptr);
-    j["resume_from_checkpoint"] =
-        resume_from_checkpoint ? nlohmann::ordered_json(*resume_from_checkpoint) : nlohmann::ordered_json(nullptr);
+    j["resume_from_checkpoint"] = resume_from_checkpoint ? nlohmann::ordered_json(*resume_from_checkpoint) : nlohmann::ordered_json(nullptr);
     j["report_to"] = report_to == "none" ? nlohmann::ordered_json::array() : nlohmann::ordered_json::array({report_to});
     j["use_ipex"] = use_ipex;
     j["disable_tqdm"] = disable_tqdm;
@@ -13192,11 +13220,9 @@ class TrainerCallback {
   virtual void on_epoch_end(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
   virtual void on_log(const TrainingArguments&, const TrainerState&, TrainerControl&, const nlohmann::ordered_json&) {}
   // During an evaluation: `done` of `total` batches predicted.
-  virtual void on_prediction_step(const TrainingArguments&, const TrainerState&, TrainerControl&, std::size_t /*done*/,
-                                  std::size_t /*total*/) {}
+  virtual void on_prediction_step(const TrainingArguments&, const TrainerState&, TrainerControl&, std::size_t /*done*/, std::size_t /*total*/) {}
   virtual void on_evaluate(const TrainingArguments&, const TrainerState&, TrainerControl&, const nlohmann::ordered_json&) {}
-  virtual void on_save(const TrainingArguments&, const TrainerState&, TrainerControl&,
-                       const std::filesystem::path& /*checkpoint*/) {}
+  virtual void on_save(const TrainingArguments&, const TrainerState&, TrainerControl&, const std::filesystem::path& /*checkpoint*/) {}
   virtual void on_train_end(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
 
   // State to carry across a resume (null: none).
@@ -13214,8 +13240,7 @@ inline std::int64_t resolve_steps(double steps, std::int64_t max_steps) {
 class DefaultFlowCallback : public TrainerCallback {
  public:
   std::string name() const override { return "DefaultFlowCallback"; }
-  void on_step_end(const TrainingArguments& args, const TrainerState& state, TrainerControl& control,
-                   const StepInfo&) override {
+  void on_step_end(const TrainingArguments& args, const TrainerState& state, TrainerControl& control, const StepInfo&) override {
     if (state.global_step == 1 && args.logging_first_step) control.should_log = true;
     if (args.logging_strategy == IntervalStrategy::steps && state.global_step % state.logging_steps == 0) {
       control.should_log = true;
@@ -13246,8 +13271,9 @@ class EarlyStoppingCallback : public TrainerCallback {
   std::string name() const override { return "EarlyStoppingCallback"; }
   void on_train_begin(const TrainingArguments& args, const TrainerState&, TrainerControl&) override {
     if (!args.tracks_best() || args.eval_strategy == IntervalStrategy::no) {
-      throw_error("early stopping needs evaluations and a metric: set --eval_strategy steps or epoch, --do_eval, and "
-                  "--metric_for_best_model (or --load_best_model_at_end)");
+      throw_error(
+          "early stopping needs evaluations and a metric: set --eval_strategy steps or epoch, --do_eval, and "
+          "--metric_for_best_model (or --load_best_model_at_end)");
     }
   }
   void on_evaluate(const TrainingArguments& args, const TrainerState& state, TrainerControl& control,
@@ -13258,9 +13284,8 @@ class EarlyStoppingCallback : public TrainerCallback {
                   "); set --metric_for_best_model to one of its metrics");
     }
     const double value = metrics[key].get<double>();
-    const bool better = !state.best_metric ||
-                        ((args.best_is_greater() ? value > *state.best_metric : value < *state.best_metric) &&
-                         std::fabs(value - *state.best_metric) > threshold_);
+    const bool better = !state.best_metric || ((args.best_is_greater() ? value > *state.best_metric : value < *state.best_metric) &&
+                                               std::fabs(value - *state.best_metric) > threshold_);
     counter_ = better ? 0 : counter_ + 1;
     if (counter_ >= patience_) control.should_training_stop = true;
   }
@@ -13268,9 +13293,7 @@ class EarlyStoppingCallback : public TrainerCallback {
     return {{"args", {{"early_stopping_patience", patience_}, {"early_stopping_threshold", threshold_}}},
             {"attributes", {{"early_stopping_patience_counter", counter_}}}};
   }
-  void load_state(const nlohmann::ordered_json& j) override {
-    counter_ = j.at("attributes").at("early_stopping_patience_counter").get<int>();
-  }
+  void load_state(const nlohmann::ordered_json& j) override { counter_ = j.at("attributes").at("early_stopping_patience_counter").get<int>(); }
   int patience_counter() const noexcept { return counter_; }
 
  private:
@@ -13452,8 +13475,8 @@ inline void verify_checkpoint(const std::filesystem::path& folder) {
     char crc[16];
     std::snprintf(crc, sizeof crc, "%08x", io::file_crc32c(path));
     if (info["crc32c"].get<std::string>() != crc) {
-      throw_error("checkpoint file ", path, " fails its checksum (CRC-32C ", crc, ", recorded ",
-                  info["crc32c"].get<std::string>(), "); the file is damaged: resume from an earlier checkpoint");
+      throw_error("checkpoint file ", path, " fails its checksum (CRC-32C ", crc, ", recorded ", info["crc32c"].get<std::string>(),
+                  "); the file is damaged: resume from an earlier checkpoint");
     }
   }
 }
@@ -13527,15 +13550,14 @@ class CheckpointWriter {
 // Deletes the oldest checkpoints beyond `limit`, never `best` (nor the newest):
 // transformers' _rotate_checkpoints.
 inline std::vector<std::filesystem::path> rotate_checkpoints(const std::filesystem::path& output_dir, std::int64_t limit,
-                                                            const std::optional<std::string>& best) {
+                                                             const std::optional<std::string>& best) {
   auto all = list_checkpoints(output_dir);
   std::vector<std::filesystem::path> removed;
   if (limit < 1 || static_cast<std::int64_t>(all.size()) <= limit) return removed;
   // The best moves to the end of the deletion order (just before the newest), as transformers does.
   if (best) {
-    const auto it = std::find_if(all.begin(), all.end(), [&](const auto& c) {
-      return c.folder.filename() == std::filesystem::path(*best).filename();
-    });
+    const auto it =
+        std::find_if(all.begin(), all.end(), [&](const auto& c) { return c.folder.filename() == std::filesystem::path(*best).filename(); });
     if (it != all.end() && it + 1 != all.end()) {
       const CheckpointEntry kept = *it;
       all.erase(it);
@@ -13712,9 +13734,8 @@ class ProgressBar {
     } else {
       std::snprintf(speed, sizeof speed, "%.2f s/it", 1.0 / r);
     }
-    std::fprintf(out_, "\r\033[K%s%3d%%|%s| %zu/%zu [%s<%s, %s%s%s]", label_.c_str(), static_cast<int>(fraction * 100),
-                 bar.c_str(), done_, total_, format_duration(elapsed()).c_str(), format_duration(left).c_str(), speed,
-                 postfix_.empty() ? "" : ", ", postfix_.c_str());
+    std::fprintf(out_, "\r\033[K%s%3d%%|%s| %zu/%zu [%s<%s, %s%s%s]", label_.c_str(), static_cast<int>(fraction * 100), bar.c_str(), done_, total_,
+                 format_duration(elapsed()).c_str(), format_duration(left).c_str(), speed, postfix_.empty() ? "" : ", ", postfix_.c_str());
     std::fflush(out_);
   }
 
@@ -13758,8 +13779,7 @@ class ProgressCallback : public TrainerCallback {
                  static_cast<long long>(state.max_steps), rate, format_duration(left).c_str(), python_dict(logs).c_str());
     std::fflush(out_);
   }
-  void on_prediction_step(const TrainingArguments&, const TrainerState&, TrainerControl&, std::size_t done,
-                          std::size_t total) override {
+  void on_prediction_step(const TrainingArguments&, const TrainerState&, TrainerControl&, std::size_t done, std::size_t total) override {
     if (!bars_) return;
     if (!eval_bar_) {
       if (train_bar_) std::fputc('\n', out_);
@@ -13823,9 +13843,15 @@ namespace mpt::train {
 class EpochSampler {
  public:
   EpochSampler(std::size_t samples, std::size_t batch_size, bool drop_last, std::uint64_t seed, int rank = 0, int ranks = 1)
-      : samples_(samples), batch_size_(batch_size), drop_last_(drop_last), seed_(seed), rank_(rank), ranks_(ranks),
+      : samples_(samples),
+        batch_size_(batch_size),
+        drop_last_(drop_last),
+        seed_(seed),
+        rank_(rank),
+        ranks_(ranks),
         per_rank_(ranks > 0 ? (samples + static_cast<std::size_t>(ranks) - 1) / static_cast<std::size_t>(ranks) : 0),
-        order_(samples), shard_(per_rank_) {
+        order_(samples),
+        shard_(per_rank_) {
     if (batch_size == 0) throw_error("EpochSampler: the batch size must be at least 1");
     if (samples == 0) throw_error("EpochSampler: the training set is empty");
     if (ranks < 1 || rank < 0 || rank >= ranks) throw_error("EpochSampler: rank ", rank, " of ", ranks, " processes");
@@ -13839,9 +13865,7 @@ class EpochSampler {
   // Samples each rank sees per epoch (the permutation padded to a multiple of the ranks).
   std::size_t samples_per_rank() const noexcept { return per_rank_; }
   std::size_t batch_size() const noexcept { return batch_size_; }
-  std::size_t batches_per_epoch() const noexcept {
-    return drop_last_ ? per_rank_ / batch_size_ : (per_rank_ + batch_size_ - 1) / batch_size_;
-  }
+  std::size_t batches_per_epoch() const noexcept { return drop_last_ ? per_rank_ / batch_size_ : (per_rank_ + batch_size_ - 1) / batch_size_; }
 
   // Fisher-Yates over [0, n) with a SplitMix64 stream keyed by (seed, epoch), then this rank's shard.
   void start_epoch(std::int64_t epoch) {
@@ -13912,7 +13936,8 @@ class StopSignals {
   static void handle(int signal) noexcept {
     if (received_flag() == 0) received_flag() = signal;
   }
-  struct sigaction previous_int_ {}, previous_term_ {};
+  struct sigaction previous_int_ {
+  }, previous_term_{};
 };
 
 }  // namespace mpt::train
@@ -13984,8 +14009,7 @@ concept TrainDataset = requires(const D& d, std::span<const std::size_t> indices
 
 // Loss scaling each precision policy gets unless told otherwise.
 template <PrecisionPolicy P>
-using default_scaler_t =
-    std::conditional_t<std::is_same_v<typename P::param_t, fp16>, optim::DynamicLossScaler, optim::NoLossScaling>;
+using default_scaler_t = std::conditional_t<std::is_same_v<typename P::param_t, fp16>, optim::DynamicLossScaler, optim::NoLossScaling>;
 
 // What an evaluation returns: its metrics (unprefixed: "exact_match", "f1"), and how
 // many samples and batches it ran.
@@ -13999,13 +14023,13 @@ struct TrainOutput {
   std::int64_t global_step = 0;
   double training_loss = 0.0;
   nlohmann::ordered_json metrics = nlohmann::ordered_json::object();  // train_runtime, ..., and the memory report
-  int stopped_by_signal = 0;  // SIGINT / SIGTERM when interrupted (a checkpoint was written first)
+  int stopped_by_signal = 0;                                          // SIGINT / SIGTERM when interrupted (a checkpoint was written first)
   std::optional<std::filesystem::path> interrupt_checkpoint;
 };
 
 // Bytes of what a run holds, as the Trainer reports it at the end.
 struct MemoryUse {
-  std::size_t parameters = 0;       // masters and compute copies
+  std::size_t parameters = 0;  // masters and compute copies
   std::size_t gradients = 0;
   std::size_t optimizer_state = 0;  // moments, split-master low halves
   std::size_t activations = 0;      // the model's arenas, when it reports them
@@ -14032,7 +14056,8 @@ inline std::optional<std::filesystem::path> detect_checkpoint(const TrainingArgu
     }
     const std::filesystem::path given = *args.resume_from_checkpoint;
     if (!std::filesystem::is_directory(given)) {
-      throw_error("--resume_from_checkpoint ", given, " is not a folder; pass a checkpoint-N folder, or true for the "
+      throw_error("--resume_from_checkpoint ", given,
+                  " is not a folder; pass a checkpoint-N folder, or true for the "
                   "last one in --output_dir");
     }
     return given;
@@ -14042,7 +14067,8 @@ inline std::optional<std::filesystem::path> detect_checkpoint(const TrainingArgu
   remove_stale_temporaries(out);
   if (auto last = last_checkpoint(out)) return last;
   if (!std::filesystem::is_empty(out, ec)) {
-    throw_error("Output directory (", out.string(), ") already exists and is not empty. Use --overwrite_output_dir to "
+    throw_error("Output directory (", out.string(),
+                ") already exists and is not empty. Use --overwrite_output_dir to "
                 "overcome.");
   }
   return std::nullopt;
@@ -14062,10 +14088,7 @@ class Trainer {
   // The model's weights must be loaded (from_pretrained or initialized) before:
   // the optimizer takes over the masters here.
   Trainer(Model& model, TrainingArguments args, Scaler scaler = Scaler())
-      : model_(model),
-        args_(std::move(args)),
-        optimizer_(model.parameters(), optimizer_options(args_)),
-        scaler_(std::move(scaler)) {
+      : model_(model), args_(std::move(args)), optimizer_(model.parameters(), optimizer_options(args_)), scaler_(std::move(scaler)) {
     args_.validate();
     callbacks_.push_back(std::make_unique<DefaultFlowCallback>());
     callbacks_.push_back(std::make_unique<ProgressCallback>());
@@ -14113,9 +14136,12 @@ class Trainer {
   // ---- training ----------------------------------------------------------------------
 
   // transformers' _inner_training_loop, top to bottom.
+  // (clang-format 14 would fold the requires clause into the declaration)
+  // clang-format off
   template <class Dataset>
     requires TrainDataset<Dataset, Model>
   TrainOutput train(const Dataset& dataset, std::optional<std::filesystem::path> resume = std::nullopt) {
+    // clang-format on
     // The plan: batches per epoch, optimizer updates, epochs. An epoch whose batch
     // count is not a multiple of gradient_accumulation_steps ends with a smaller group.
     const auto batch_size = static_cast<std::size_t>(args_.per_device_train_batch_size);
@@ -14135,15 +14161,13 @@ class Trainer {
     }
     if (max_steps < 1) throw_error("Trainer: --num_train_epochs ", args_.num_train_epochs, " makes no optimizer step");
     schedule_ = optim::LrSchedule::for_trainer(args_.lr_scheduler_type, args_.learning_rate,
-                                               optim::warmup_steps_for(args_.warmup_steps, args_.warmup_ratio, max_steps),
-                                               max_steps);
+                                               optim::warmup_steps_for(args_.warmup_steps, args_.warmup_ratio, max_steps), max_steps);
     state_ = TrainerState{};
     state_.max_steps = max_steps;
     state_.num_train_epochs = epochs;
     state_.train_batch_size = args_.per_device_train_batch_size;
     state_.logging_steps = resolve_steps(args_.logging_steps, max_steps);
-    if (args_.eval_strategy == IntervalStrategy::steps)
-      state_.eval_steps = resolve_steps(args_.eval_steps.value_or(args_.logging_steps), max_steps);
+    if (args_.eval_strategy == IntervalStrategy::steps) state_.eval_steps = resolve_steps(args_.eval_steps.value_or(args_.logging_steps), max_steps);
     state_.save_steps = resolve_steps(args_.save_steps, max_steps);
     forward_index_ = 0;
     loss_since_log_ = 0.0;
@@ -14153,7 +14177,8 @@ class Trainer {
     model_.parameters().zero_grad();
 
     if (args_.eval_strategy != IntervalStrategy::no && !evaluate_) {
-      throw_error("--eval_strategy ", strategy_name(args_.eval_strategy), " needs an evaluation: give a validation set "
+      throw_error("--eval_strategy ", strategy_name(args_.eval_strategy),
+                  " needs an evaluation: give a validation set "
                   "(--do_eval --validation_file) or set --eval_strategy no");
     }
     // Resume: weights, optimizer, scaler, schedule, counters and callbacks as they were.
@@ -14192,8 +14217,7 @@ class Trainer {
         for (std::size_t b = first_batch; b < first_batch + group; ++b) {
           const auto indices = sampler.batch(b);
           dataset.collate(indices, batch);
-          const double loss = model_.forward(batch.view(), {.training = true, .seed = args_.seed,
-                                                            .forward_index = forward_index_++}).loss;
+          const double loss = model_.forward(batch.view(), {.training = true, .seed = args_.seed, .forward_index = forward_index_++}).loss;
           // Each rank's gradients carry 1/ranks: their all-reduced sum is the average.
           const bool reduce = world > 1 && b + 1 == first_batch + group;
           if (reduce) buckets_begin();
@@ -14214,15 +14238,14 @@ class Trainer {
         const StepInfo info = optimizer_step(step_loss);
         if (verify_replicas_ && world > 1) verify_replicas();
         ++state_.global_step;
-        state_.epoch = static_cast<double>(epoch) +
-                       static_cast<double>(first_batch + group) / static_cast<double>(batches_per_epoch);
+        state_.epoch = static_cast<double>(epoch) + static_cast<double>(first_batch + group) / static_cast<double>(batches_per_epoch);
         loss_since_log_ += step_loss;
         event([&](TrainerCallback& c) { c.on_step_end(args_, state_, control_, info); });
         maybe_log_save_evaluate(info);
         if (stop_signal != 0) {
           output.stopped_by_signal = stop_signal;
-          output.interrupt_checkpoint = last_saved_step_ == state_.global_step ? checkpoint_folder(args_.output_dir, state_.global_step)
-                                                                               : save_checkpoint();
+          output.interrupt_checkpoint =
+              last_saved_step_ == state_.global_step ? checkpoint_folder(args_.output_dir, state_.global_step) : save_checkpoint();
           control_.should_training_stop = true;
           break;
         }
@@ -14252,7 +14275,7 @@ class Trainer {
 
     if (output.stopped_by_signal == 0 && args_.load_best_model_at_end && state_.best_model_checkpoint) {
       std::fprintf(out_, "Loading best model from %s (score: %s).\n", state_.best_model_checkpoint->c_str(),
-                  python_float(state_.best_metric.value_or(NAN)).c_str());
+                   python_float(state_.best_metric.value_or(NAN)).c_str());
       load_weights(*state_.best_model_checkpoint);
     }
     event([&](TrainerCallback& c) { c.on_train_end(args_, state_, control_); });
@@ -14264,15 +14287,15 @@ class Trainer {
     output.metrics["activations_bytes"] = mem.activations;
     output.metrics["peak_rss_bytes"] = mem.peak_rss;
     if (output.stopped_by_signal != 0) {
-      std::fprintf(out_, "Stopped by %s after step %lld; checkpoint %s. Resume with the same command (its last checkpoint is "
-                  "picked up) or --resume_from_checkpoint %s\n",
-                  output.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(state_.global_step),
-                  output.interrupt_checkpoint->c_str(), output.interrupt_checkpoint->c_str());
+      std::fprintf(out_,
+                   "Stopped by %s after step %lld; checkpoint %s. Resume with the same command (its last checkpoint is "
+                   "picked up) or --resume_from_checkpoint %s\n",
+                   output.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(state_.global_step),
+                   output.interrupt_checkpoint->c_str(), output.interrupt_checkpoint->c_str());
     } else {
       std::fprintf(out_, "memory: parameters %s, gradients %s, optimizer state %s, activations %s; peak RSS %s\n",
-                  human_bytes(mem.parameters).c_str(), human_bytes(mem.gradients).c_str(),
-                  human_bytes(mem.optimizer_state).c_str(), human_bytes(mem.activations).c_str(),
-                  human_bytes(mem.peak_rss).c_str());
+                   human_bytes(mem.parameters).c_str(), human_bytes(mem.gradients).c_str(), human_bytes(mem.optimizer_state).c_str(),
+                   human_bytes(mem.activations).c_str(), human_bytes(mem.peak_rss).c_str());
     }
     std::fflush(out_);
     return output;
@@ -14340,9 +14363,12 @@ class Trainer {
   static std::string human_bytes(std::size_t bytes) {
     char buf[32];
     const double b = static_cast<double>(bytes);
-    if (b >= 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.2f GiB", b / (1024.0 * 1024 * 1024));
-    else if (b >= 1024.0 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024.0 * 1024));
-    else std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+    if (b >= 1024.0 * 1024 * 1024)
+      std::snprintf(buf, sizeof buf, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    else if (b >= 1024.0 * 1024)
+      std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024.0 * 1024));
+    else
+      std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
     return buf;
   }
 
@@ -14399,8 +14425,10 @@ class Trainer {
     const auto all = comm_->allgather(std::to_string(crc));
     for (std::size_t r = 1; r < all.size(); ++r) {
       if (all[r] != all[0]) {
-        throw_error("--debug_ranks: after step ", state_.global_step, " rank ", r, " holds other weights than rank 0 "
-                    "(checksums ", all[r], " and ", all[0], "); the replicas diverged");
+        throw_error("--debug_ranks: after step ", state_.global_step, " rank ", r,
+                    " holds other weights than rank 0 "
+                    "(checksums ",
+                    all[r], " and ", all[0], "); the replicas diverged");
       }
     }
   }
@@ -14416,19 +14444,18 @@ class Trainer {
   void print_plan(std::size_t samples, std::size_t batches, std::int64_t updates, const std::optional<std::filesystem::path>& resume) {
     std::fprintf(out_, "***** Running training *****\n");
     std::fprintf(out_, "  Num examples = %zu\n  Num Epochs = %lld\n  Instantaneous batch size per device = %lld\n", samples,
-                static_cast<long long>(state_.num_train_epochs), static_cast<long long>(args_.per_device_train_batch_size));
-    std::fprintf(out_, "  Total train batch size (w. parallel, distributed & accumulation) = %lld (%d processes x %lld x %lld)\n"
-                "  Gradient Accumulation steps = %lld\n",
-                static_cast<long long>(comm_->size() * args_.per_device_train_batch_size * args_.gradient_accumulation_steps),
-                comm_->size(), static_cast<long long>(args_.per_device_train_batch_size),
-                static_cast<long long>(args_.gradient_accumulation_steps),
-                static_cast<long long>(args_.gradient_accumulation_steps));
-    std::fprintf(out_, "  Total optimization steps = %lld (%zu batches, %lld updates per epoch)\n",
-                static_cast<long long>(state_.max_steps), batches, static_cast<long long>(updates));
+                 static_cast<long long>(state_.num_train_epochs), static_cast<long long>(args_.per_device_train_batch_size));
+    std::fprintf(out_,
+                 "  Total train batch size (w. parallel, distributed & accumulation) = %lld (%d processes x %lld x %lld)\n"
+                 "  Gradient Accumulation steps = %lld\n",
+                 static_cast<long long>(comm_->size() * args_.per_device_train_batch_size * args_.gradient_accumulation_steps), comm_->size(),
+                 static_cast<long long>(args_.per_device_train_batch_size), static_cast<long long>(args_.gradient_accumulation_steps),
+                 static_cast<long long>(args_.gradient_accumulation_steps));
+    std::fprintf(out_, "  Total optimization steps = %lld (%zu batches, %lld updates per epoch)\n", static_cast<long long>(state_.max_steps), batches,
+                 static_cast<long long>(updates));
     std::fprintf(out_, "  Number of trainable parameters = %zu\n", model_.parameters().numel());
     if (resume) {
-      std::fprintf(out_, "  Continuing training from checkpoint %s, global step %lld\n", resume->c_str(),
-                  static_cast<long long>(state_.global_step));
+      std::fprintf(out_, "  Continuing training from checkpoint %s, global step %lld\n", resume->c_str(), static_cast<long long>(state_.global_step));
     }
     std::fflush(out_);
   }
@@ -14442,16 +14469,15 @@ class Trainer {
     StepInfo info;
     info.loss = step_loss;
     info.learning_rate = lr;
-    const optim::StepReport report =
-        optim::clip_and_step(optimizer_, scaler_, params.grad_flat(), lr, args_.max_grad_norm, scales_loss);
+    const optim::StepReport report = optim::clip_and_step(optimizer_, scaler_, params.grad_flat(), lr, args_.max_grad_norm, scales_loss);
     if (!scales_loss && (!report.applied || !std::isfinite(step_loss))) stop_on_non_finite(step_loss);
     info.grad_norm = report.grad_norm;
     info.applied = report.applied;
     info.loss_scale = report.loss_scale;
     if (!report.applied) {
       std::fprintf(out_, "step %lld skipped: inf/NaN gradients under loss scale %s; the scale is now %s (%lld skipped so far)\n",
-                  static_cast<long long>(state_.global_step + 1), python_float(scale_used).c_str(),
-                  python_float(report.loss_scale).c_str(), static_cast<long long>(report.skipped_steps));
+                   static_cast<long long>(state_.global_step + 1), python_float(scale_used).c_str(), python_float(report.loss_scale).c_str(),
+                   static_cast<long long>(report.skipped_steps));
     }
     params.zero_grad();
     last_info_ = info;
@@ -14467,8 +14493,8 @@ class Trainer {
       const auto* g = params.grad_flat().data() + e.offset;
       for (std::size_t i = 0; i < e.size(); ++i) {
         if (!std::isfinite(g[i])) {
-          throw_error("training stopped at step ", state_.global_step + 1, ":", loss, " the gradient of '", e.name,
-                      "' is ", g[i], " at element ", i, " (the first parameter with a non-finite gradient); no update "
+          throw_error("training stopped at step ", state_.global_step + 1, ":", loss, " the gradient of '", e.name, "' is ", g[i], " at element ", i,
+                      " (the first parameter with a non-finite gradient); no update "
                       "was applied. Lower --learning_rate or check the data, and resume from the last checkpoint");
         }
       }
@@ -14505,8 +14531,7 @@ class Trainer {
   bool update_best(const nlohmann::ordered_json& metrics) {
     const std::string key = args_.best_metric_key();
     if (!metrics.contains(key) || !metrics[key].is_number()) {
-      throw_error("--metric_for_best_model: the evaluation has no \"", key, "\" (it has ", metrics.dump(),
-                  "); name one of its metrics, e.g. f1");
+      throw_error("--metric_for_best_model: the evaluation has no \"", key, "\" (it has ", metrics.dump(), "); name one of its metrics, e.g. f1");
     }
     const double value = metrics[key].get<double>();
     const bool better = !state_.best_metric || (args_.best_is_greater() ? value > *state_.best_metric : value < *state_.best_metric);
@@ -14560,13 +14585,10 @@ class Trainer {
       detail::fault_point("optimizer written");
       write_trainer_state(dir / "trainer_state.json");
       io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
-      const nlohmann::ordered_json counters = {{"forward_index", forward_index_},
-                                               {"loss_since_log", loss_since_log_},
-                                               {"last_logged_step", last_logged_step_},
-                                               {"total_loss", total_loss_},
-                                               {"data_seed", args_.sampler_seed()},
-                                               {"seed", args_.seed},
-                                               {"world_size", comm_->size()}};
+      const nlohmann::ordered_json counters = {
+          {"forward_index", forward_index_}, {"loss_since_log", loss_since_log_}, {"last_logged_step", last_logged_step_},
+          {"total_loss", total_loss_},       {"data_seed", args_.sampler_seed()}, {"seed", args_.seed},
+          {"world_size", comm_->size()}};
       io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
       writer.commit();
       if (args_.save_total_limit) rotate_checkpoints(args_.output_dir, *args_.save_total_limit, state_.best_model_checkpoint);
@@ -14640,7 +14662,7 @@ class Trainer {
   std::uint32_t forward_index_ = 0;
   double loss_since_log_ = 0.0;  // sum of step losses since the last log entry
   std::int64_t last_logged_step_ = 0;
-  double total_loss_ = 0.0;      // sum of every logged step loss (train_loss)
+  double total_loss_ = 0.0;  // sum of every logged step loss (train_loss)
   std::int64_t last_saved_step_ = -1;
   StepInfo last_info_;
   mutable std::size_t non_embedding_ = 0;
@@ -14699,9 +14721,7 @@ struct QaTrainSet {
   };
 
   std::size_t size() const noexcept { return features.size(); }
-  void collate(std::span<const std::size_t> indices, batch_type& batch) const {
-    data::collate_qa_batch(features, indices, 0, batch.data);
-  }
+  void collate(std::span<const std::size_t> indices, batch_type& batch) const { data::collate_qa_batch(features, indices, 0, batch.data); }
 };
 
 struct QaEvalOptions {
@@ -14724,8 +14744,7 @@ struct QaLogits {
 // Forward passes over all features, without dropout; progress(done, total) after each batch.
 template <class Model>
 QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::size_t batch_size,
-                           const std::function<void(std::size_t, std::size_t)>& progress = {},
-                           dist::Communicator& comm = dist::single_process()) {
+                           const std::function<void(std::size_t, std::size_t)>& progress = {}, dist::Communicator& comm = dist::single_process()) {
   if (batch_size == 0) throw_error("predict_qa_logits: the batch size must be at least 1");
   QaLogits out;
   for (std::size_t f = 0; f < features.size(); ++f) out.row_length = std::max(out.row_length, features.length(f));
@@ -14749,7 +14768,8 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
       std::fill_n(out.start.begin() + static_cast<std::ptrdiff_t>(indices[r] * out.row_length), out.row_length, -100.0f);
       std::fill_n(out.end.begin() + static_cast<std::ptrdiff_t>(indices[r] * out.row_length), out.row_length, -100.0f);
       for (std::size_t t = 0; t < s; ++t) {
-        out.start[indices[r] * out.row_length + t] = static_cast<float>(result.start_logits(static_cast<std::int64_t>(r), static_cast<std::int64_t>(t)));
+        out.start[indices[r] * out.row_length + t] =
+            static_cast<float>(result.start_logits(static_cast<std::int64_t>(r), static_cast<std::int64_t>(t)));
         out.end[indices[r] * out.row_length + t] = static_cast<float>(result.end_logits(static_cast<std::int64_t>(r), static_cast<std::int64_t>(t)));
       }
     }
@@ -14765,18 +14785,17 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
 
 // Whether the examples carry gold answers to score against.
 inline bool has_gold_answers(const data::SquadDataset& examples) {
-  return std::any_of(examples.examples.begin(), examples.examples.end(),
-                     [](const data::SquadExample& e) { return e.answers_given; });
+  return std::any_of(examples.examples.begin(), examples.examples.end(), [](const data::SquadExample& e) { return e.answers_given; });
 }
 
 // The evaluation (or prediction) of run_qa: logits, utils_qa post-processing, files, metrics.
 template <class Model>
-EvalResult evaluate_qa(Model& model, const data::SquadDataset& examples, const data::QaFeatures& features,
-                       const QaEvalOptions& options, const std::function<void(std::size_t, std::size_t)>& progress = {}) {
+EvalResult evaluate_qa(Model& model, const data::SquadDataset& examples, const data::QaFeatures& features, const QaEvalOptions& options,
+                       const std::function<void(std::size_t, std::size_t)>& progress = {}) {
   dist::Communicator& comm = options.comm != nullptr ? *options.comm : dist::single_process();
   const QaLogits logits = predict_qa_logits(model, features, options.batch_size, progress, comm);
-  const data::QaPredictions predictions = data::postprocess_qa_predictions(
-      examples, features, logits.start, logits.end, logits.row_length, options.postprocess);
+  const data::QaPredictions predictions =
+      data::postprocess_qa_predictions(examples, features, logits.start, logits.end, logits.row_length, options.postprocess);
   if (!options.output_dir.empty() && comm.is_main()) predictions.write(options.output_dir, options.prefix);
   EvalResult result;
   result.samples = features.size();

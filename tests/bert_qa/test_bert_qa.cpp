@@ -67,11 +67,13 @@ const fs::path& task() {
 // A tiny BERT from scratch on the small task: 500 steps of batch 32.
 std::string train_command(const fs::path& out, bool bf16) {
   return "--config_overrides hidden_size=128,num_hidden_layers=2,num_attention_heads=2,intermediate_size=512 "
-         "--train_file " + (task() / "train.json").string() + " --validation_file " + (task() / "dev.json").string() +
+         "--train_file " +
+         (task() / "train.json").string() + " --validation_file " + (task() / "dev.json").string() +
          " --do_train --do_eval --max_seq_length 128 --doc_stride 32 --no_pad_to_max_length"
          " --per_device_train_batch_size 32 --per_device_eval_batch_size 64 --learning_rate 1e-3 --warmup_ratio 0.1"
          " --weight_decay 0.01 --max_steps 500 --logging_steps 100 --save_steps 250 --save_total_limit 1 --disable_tqdm"
-         " --output_dir " + out.string() + (bf16 ? " --bf16" : "");
+         " --output_dir " +
+         out.string() + (bf16 ? " --bf16" : "");
 }
 
 double eval_exact(const fs::path& out) { return read_json(out / "eval_results.json")["eval_exact_match"].get<double>(); }
@@ -138,16 +140,16 @@ TEST_CASE("the synthetic task trains in bf16 and fp32; every output file; the sa
   CHECK(std::fabs(em_bf16 - em_fp32) <= 8.0);
 
   // run_qa's files.
-  for (const char* file : {"model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
-                           "eval_predictions.json", "eval_nbest_predictions.json", "train_results.json", "eval_results.json",
-                           "all_results.json", "trainer_state.json", "training_args.json", "training_curves.svg",
-                           "checkpoint-500/model.safetensors", "checkpoint-500/trainer_state.json"}) {
+  for (const char* file :
+       {"model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "eval_predictions.json",
+        "eval_nbest_predictions.json", "train_results.json", "eval_results.json", "all_results.json", "trainer_state.json", "training_args.json",
+        "training_curves.svg", "checkpoint-500/model.safetensors", "checkpoint-500/trainer_state.json"}) {
     CHECK_MESSAGE(fs::exists(bf16 / file), file);
   }
   CHECK_FALSE(fs::exists(bf16 / "checkpoint-250"));  // save_total_limit 1
   const auto train_results = read_json(bf16 / "train_results.json");
-  for (const char* key : {"epoch", "total_flos", "train_loss", "train_runtime", "train_samples", "train_samples_per_second",
-                          "train_steps_per_second"})
+  for (const char* key :
+       {"epoch", "total_flos", "train_loss", "train_runtime", "train_samples", "train_samples_per_second", "train_steps_per_second"})
     CHECK_MESSAGE(train_results.contains(key), key);
   const auto config = read_json(bf16 / "config.json");
   CHECK(config["hidden_size"] == 128);
@@ -168,7 +170,8 @@ TEST_CASE("the synthetic task trains in bf16 and fp32; every output file; the sa
   fs::remove_all(again);
   const Run c = bert_qa("--model_name_or_path " + bf16.string() + " --validation_file " + (task() / "dev.json").string() +
                         " --do_eval --bf16 --max_seq_length 128 --doc_stride 32 --per_device_eval_batch_size 64 "
-                        "--no_pad_to_max_length --output_dir " + again.string());
+                        "--no_pad_to_max_length --output_dir " +
+                        again.string());
   REQUIRE_MESSAGE(c.exit_code == 0, c.output);
   CHECK(read_json(again / "eval_predictions.json") == predictions);
   CHECK(eval_exact(again) == em_bf16);
@@ -183,8 +186,7 @@ TEST_CASE("the synthetic task trains in bf16 and fp32; every output file; the sa
   const fs::path predicted = work / "predicted";
   fs::remove_all(predicted);
   const Run d = bert_qa("--model_name_or_path " + bf16.string() + " --test_file " + test_file.string() +
-                        " --do_predict --bf16 --max_seq_length 128 --doc_stride 32 --no_pad_to_max_length --output_dir " +
-                        predicted.string());
+                        " --do_predict --bf16 --max_seq_length 128 --doc_stride 32 --no_pad_to_max_length --output_dir " + predicted.string());
   REQUIRE_MESSAGE(d.exit_code == 0, d.output);
   CHECK(read_json(predicted / "predict_predictions.json") == predictions);
   const auto predict_results = read_json(predicted / "predict_results.json");
@@ -208,15 +210,18 @@ TEST_CASE("--version_2_with_negative on the bundled SQuAD v2.0 subset") {
   const fs::path out = work / "v2";
   fs::remove_all(out);
   const std::string v2 = (data_dir / "squad-v2.0-dev-subset.json").string();
-  const Run r = bert_qa("--config_overrides hidden_size=64,num_hidden_layers=1,num_attention_heads=2,intermediate_size=128 "
-                        "--train_file " + v2 + " --validation_file " + v2 + " --version_2_with_negative --do_train --do_eval "
-                        "--max_seq_length 192 --doc_stride 64 --max_train_samples 64 --max_eval_samples 64 --max_steps 4 "
-                        "--per_device_train_batch_size 16 --save_strategy no --disable_tqdm --bf16 --output_dir " + out.string());
+  const Run r = bert_qa(
+      "--config_overrides hidden_size=64,num_hidden_layers=1,num_attention_heads=2,intermediate_size=128 "
+      "--train_file " +
+      v2 + " --validation_file " + v2 +
+      " --version_2_with_negative --do_train --do_eval "
+      "--max_seq_length 192 --doc_stride 64 --max_train_samples 64 --max_eval_samples 64 --max_steps 4 "
+      "--per_device_train_batch_size 16 --save_strategy no --disable_tqdm --bf16 --output_dir " +
+      out.string());
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
   CHECK(fs::exists(out / "eval_null_odds.json"));
   const auto results = read_json(out / "eval_results.json");
-  for (const char* key : {"eval_exact", "eval_f1", "eval_total", "eval_best_exact", "eval_best_f1"})
-    CHECK_MESSAGE(results.contains(key), key);
+  for (const char* key : {"eval_exact", "eval_f1", "eval_total", "eval_best_exact", "eval_best_f1"}) CHECK_MESSAGE(results.contains(key), key);
   CHECK(read_json(out / "eval_null_odds.json").size() == read_json(out / "eval_predictions.json").size());
 }
 
@@ -272,9 +277,9 @@ TEST_CASE("mpirun -np 2 bert_qa: data-parallel training with rank 0's outputs; a
   fs::remove_all(out);
   std::string command = train_command(out, true);
   command.replace(command.find("--max_steps 500"), 15, "--max_steps 20");
-  const Run r = run(std::string(MPT_MPIRUN) + " -np 2 -x OMP_NUM_THREADS=1 " + MPT_BERT_QA,
-                    command.replace(command.find("--per_device_train_batch_size 32"), 32, "--per_device_train_batch_size 16") +
-                        " --debug_ranks --num_threads 1");
+  const Run r = run(
+      std::string(MPT_MPIRUN) + " -np 2 -x OMP_NUM_THREADS=1 " + MPT_BERT_QA,
+      command.replace(command.find("--per_device_train_batch_size 32"), 32, "--per_device_train_batch_size 16") + " --debug_ranks --num_threads 1");
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
   CHECK(r.output.find("2 processes x 16 x 1") != std::string::npos);
   CHECK(read_json(out / "trainer_state.json")["global_step"] == 20);

@@ -39,15 +39,15 @@ std::uint16_t narrow_by_definition(std::uint32_t u) {
 TEST_CASE("bf16 scalar narrowing follows round-to-nearest-even by definition") {
   // Edge cases named by what they test.
   const std::uint32_t cases[] = {
-      0x00000000u, 0x80000000u,              // ±0
-      0x3F800000u, 0x3F808000u, 0x3F818000u,  // 1, ties to even down and up
-      0x3F807FFFu, 0x3F808001u,              // just below / above a tie
-      0x7F7FFFFFu, 0xFF7FFFFFu,              // largest float rounds to ±Inf
-      0x7F7F7FFFu,                           // largest finite bf16 stays finite
-      0x7F800000u, 0xFF800000u,              // ±Inf
+      0x00000000u, 0x80000000u,                            // ±0
+      0x3F800000u, 0x3F808000u, 0x3F818000u,               // 1, ties to even down and up
+      0x3F807FFFu, 0x3F808001u,                            // just below / above a tie
+      0x7F7FFFFFu, 0xFF7FFFFFu,                            // largest float rounds to ±Inf
+      0x7F7F7FFFu,                                         // largest finite bf16 stays finite
+      0x7F800000u, 0xFF800000u,                            // ±Inf
       0x7FC00000u, 0xFFC00001u, 0x7F800001u, 0x7FA00000u,  // quiet and signalling NaNs
       0x00000001u, 0x807FFFFFu, 0x00008000u, 0x00018000u,  // subnormals, including ties
-      0x007FFFFFu, 0x00800000u,              // largest subnormal rounds up to the smallest normal
+      0x007FFFFFu, 0x00800000u,                            // largest subnormal rounds up to the smallest normal
   };
   for (std::uint32_t u : cases) {
     CAPTURE(u);
@@ -101,14 +101,21 @@ TEST_CASE("narrowing 10^7 random and edge-case floats is bit-exact on every back
   for (std::size_t i = 0; i < n; ++i) {
     std::uint32_t u = rng();
     switch (i % 8) {
-      case 0: u = (u & 0xFFFF0000u) | 0x8000u; break;                 // exact tie
-      case 1: u = (u & 0xFFFF0000u) | 0x7FFFu; break;                 // just below a tie
-      case 2:  // subnormal or zero, in the second half only, so the first half
-               // runs the AVX512_BF16 instruction path (blocks with subnormals are emulated)
+      case 0:
+        u = (u & 0xFFFF0000u) | 0x8000u;
+        break;  // exact tie
+      case 1:
+        u = (u & 0xFFFF0000u) | 0x7FFFu;
+        break;  // just below a tie
+      case 2:   // subnormal or zero, in the second half only, so the first half
+                // runs the AVX512_BF16 instruction path (blocks with subnormals are emulated)
         if (i >= n / 2) u &= 0x807FFFFFu;
         break;
-      case 3: u = (u & 0x80000000u) | 0x7F800000u | (u & 0x7FFFFFu); break;  // Inf or NaN
-      default: break;
+      case 3:
+        u = (u & 0x80000000u) | 0x7F800000u | (u & 0x7FFFFFu);
+        break;  // Inf or NaN
+      default:
+        break;
     }
     in[i] = from_bits(u);
   }
@@ -133,6 +140,6 @@ TEST_CASE("narrowing 10^7 random and edge-case floats is bit-exact on every back
 TEST_CASE("convert checks that both arrays have the same length") {
   std::vector<float> a(5);
   std::vector<bf16> b(4);
-  CHECK_THROWS_WITH_AS(mpt::convert(std::span<const float>(a), std::span<bf16>(b)),
-                       "convert (float -> bf16): input has 5 elements but output has 4", mpt::Error);
+  CHECK_THROWS_WITH_AS(mpt::convert(std::span<const float>(a), std::span<bf16>(b)), "convert (float -> bf16): input has 5 elements but output has 4",
+                       mpt::Error);
 }

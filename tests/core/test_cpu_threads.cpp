@@ -10,9 +10,8 @@
 TEST_CASE("CPU features are consistent with the detected instruction set") {
   const mpt::CpuFeatures& f = mpt::cpu_features();
   const mpt::Isa isa = mpt::detected_isa();
-  std::printf("detected ISA: %s (avx2 %d fma %d avx512f %d bw %d vl %d dq %d avx512_bf16 %d amx_bf16 %d)\n",
-              std::string(mpt::isa_name(isa)).c_str(), f.avx2, f.fma, f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq,
-              f.avx512_bf16, f.amx_bf16);
+  std::printf("detected ISA: %s (avx2 %d fma %d avx512f %d bw %d vl %d dq %d avx512_bf16 %d amx_bf16 %d)\n", std::string(mpt::isa_name(isa)).c_str(),
+              f.avx2, f.fma, f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.avx512_bf16, f.amx_bf16);
   if (isa >= mpt::Isa::avx2) CHECK((f.avx2 && f.fma));
   if (isa >= mpt::Isa::avx512) CHECK((f.avx512f && f.avx512bw && f.avx512vl));
   if (isa == mpt::Isa::avx512_bf16) CHECK(f.avx512_bf16);
@@ -42,10 +41,8 @@ TEST_CASE("MPT_ISA, MPT_NUM_THREADS and OMP_NUM_THREADS: bad settings are refuse
                        "MPT_ISA=avx9: unknown instruction set 'avx9': expected one of scalar, avx2, avx512, avx512_bf16", mpt::Error);
   // The CPU level is injected: an AVX2-only machine refuses avx512_bf16 whatever this host has.
   CHECK_THROWS_WITH_AS(mpt::detail::isa_from_setting("avx512_bf16", Isa::avx2),
-                       "MPT_ISA=avx512_bf16 asks for more than this CPU supports (avx2); MPT_ISA can only force a lower instruction set",
-                       mpt::Error);
-  CHECK_THROWS_WITH_AS(mpt::detail::check_forced_isa(Isa::avx512, Isa::avx2), "ScopedIsa(avx512): this CPU supports only up to avx2",
-                       mpt::Error);
+                       "MPT_ISA=avx512_bf16 asks for more than this CPU supports (avx2); MPT_ISA can only force a lower instruction set", mpt::Error);
+  CHECK_THROWS_WITH_AS(mpt::detail::check_forced_isa(Isa::avx512, Isa::avx2), "ScopedIsa(avx512): this CPU supports only up to avx2", mpt::Error);
   CHECK_NOTHROW(mpt::detail::check_forced_isa(Isa::avx2, Isa::avx2));
 
   CHECK(mpt::detail::thread_count_from(nullptr, nullptr, 7) == 7);
@@ -54,9 +51,11 @@ TEST_CASE("MPT_ISA, MPT_NUM_THREADS and OMP_NUM_THREADS: bad settings are refuse
   CHECK(mpt::detail::thread_count_from("2", "3", 7) == 2);  // MPT_NUM_THREADS wins
   for (const char* bad : {"0", "-1", "two", "4097", "2x"}) {
     CAPTURE(bad);
-    CHECK_THROWS_WITH_AS(mpt::detail::thread_count_from(bad, nullptr, 7),
-                         doctest::Contains(("MPT_NUM_THREADS=" + std::string(bad) + " is not a thread count: give a whole number from 1 to 4096, or unset it").c_str()),
-                         mpt::Error);
+    CHECK_THROWS_WITH_AS(
+        mpt::detail::thread_count_from(bad, nullptr, 7),
+        doctest::Contains(
+            ("MPT_NUM_THREADS=" + std::string(bad) + " is not a thread count: give a whole number from 1 to 4096, or unset it").c_str()),
+        mpt::Error);
     CHECK_THROWS_WITH_AS(mpt::detail::thread_count_from(nullptr, bad, 7), doctest::Contains(("OMP_NUM_THREADS=" + std::string(bad)).c_str()),
                          mpt::Error);
   }
@@ -65,9 +64,7 @@ TEST_CASE("MPT_ISA, MPT_NUM_THREADS and OMP_NUM_THREADS: bad settings are refuse
 TEST_CASE("instruction-set names parse, and unknown names are refused with the list") {
   CHECK(mpt::parse_isa("avx2") == mpt::Isa::avx2);
   CHECK(mpt::parse_isa("avx512_bf16") == mpt::Isa::avx512_bf16);
-  CHECK_THROWS_WITH_AS(mpt::parse_isa("sse9"),
-                       "unknown instruction set 'sse9': expected one of scalar, avx2, avx512, avx512_bf16",
-                       mpt::Error);
+  CHECK_THROWS_WITH_AS(mpt::parse_isa("sse9"), "unknown instruction set 'sse9': expected one of scalar, avx2, avx512, avx512_bf16", mpt::Error);
 }
 
 TEST_CASE("backend::dispatch hands the matching tag, and tags inherit downwards") {

@@ -23,8 +23,7 @@ TEST_CASE("shape errors name the operation and both shapes") {
   mpt::Tensor<float> t(mpt::Shape{2, 3});
   CHECK_THROWS_WITH_AS(mpt::check_shape("layer_norm_forward", "gamma", t.shape(), mpt::Shape{4}),
                        "layer_norm_forward: gamma has shape [2, 3] but [4] is required", mpt::Error);
-  CHECK_THROWS_WITH_AS(t.reshape(mpt::Shape{4, 2}), "reshape: cannot view [2, 3] (6 elements) as [4, 2]",
-                       mpt::Error);
+  CHECK_THROWS_WITH_AS(t.reshape(mpt::Shape{4, 2}), "reshape: cannot view [2, 3] (6 elements) as [4, 2]", mpt::Error);
   CHECK_THROWS_WITH_AS((mpt::Shape{1, 2, 3, 4, 5}), "Shape: rank 5 exceeds the maximum of 4", mpt::Error);
   CHECK_THROWS_AS(t.shape().dim(2), mpt::Error);
 }

@@ -23,9 +23,7 @@ inline const mpt::data::WordPieceTokenizer& uncased() {
   return tok;
 }
 
-inline nlohmann::json load_json(const std::string& name) {
-  return nlohmann::json::parse(mpt::data::read_text_file(path(name)));
-}
+inline nlohmann::json load_json(const std::string& name) { return nlohmann::json::parse(mpt::data::read_text_file(path(name))); }
 
 // FNV-1a over 32-bit values, as tools/bert_reference_tokenizer.py fnv1a().
 inline std::uint64_t fnv1a(std::uint64_t h, std::int64_t v) {

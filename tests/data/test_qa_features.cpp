@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-using mpt::data::QaFeatureOptions;
 using mpt::data::prepare_eval_features;
 using mpt::data::prepare_train_features;
+using mpt::data::QaFeatureOptions;
 
 namespace {
 const mpt::data::SquadDataset& v11() {
@@ -138,8 +138,8 @@ TEST_CASE("features: layout of a padded feature") {
     for (std::size_t t = 0; t < 384; ++t) {
       const bool context = t > q_len + 1 && t + 1 < len;
       CHECK(types[t] == (t > q_len + 1 && t < len ? 1 : 0));  // token_type 1 for context and last [SEP]
-      CHECK((offs[t] != mpt::data::no_offset) == context);  // eval: offsets only for the context
-      if (t >= len) CHECK(ids[t] == 0);                      // [PAD]
+      CHECK((offs[t] != mpt::data::no_offset) == context);    // eval: offsets only for the context
+      if (t >= len) CHECK(ids[t] == 0);                       // [PAD]
     }
   }
 }

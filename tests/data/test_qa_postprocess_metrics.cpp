@@ -19,9 +19,9 @@ TEST_CASE("metrics: normalize_answer as the official scripts") {
   // lower -> remove string.punctuation -> \b(a|an|the)\b -> ' '.join(split())
   CHECK(normalize_answer("The  Quick, brown fox!") == "quick brown fox");
   CHECK(normalize_answer("an apple a day") == "apple day");
-  CHECK(normalize_answer("theater and anatomy") == "theater and anatomy");  // articles only as whole words
-  CHECK(normalize_answer("a-b") == "ab");                                   // punctuation removed before articles
-  CHECK(normalize_answer("the_end") == "theend");                           // '_' is in string.punctuation
+  CHECK(normalize_answer("theater and anatomy") == "theater and anatomy");                            // articles only as whole words
+  CHECK(normalize_answer("a-b") == "ab");                                                             // punctuation removed before articles
+  CHECK(normalize_answer("the_end") == "theend");                                                     // '_' is in string.punctuation
   CHECK(normalize_answer("\u00c9COLE \u2014 d\u00e9j\u00e0") == "\u00e9cole \u2014 d\u00e9j\u00e0");  // non-ASCII punctuation kept
   CHECK(normalize_answer("  \t ") == "");
   // str.lower(): a final capital sigma becomes "ς".
@@ -47,10 +47,12 @@ TEST_CASE("metrics: exact match and F1 by hand") {
 }
 
 TEST_CASE("metrics: v1.1 aggregate over gold answers, missing predictions score 0") {
-  const auto d = mpt::data::parse_squad(R"({"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "Denver Broncos won in 2016 at Levi's Stadium.",
+  const auto d =
+      mpt::data::parse_squad(R"({"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "Denver Broncos won in 2016 at Levi's Stadium.",
     "qas": [{"id": "a", "question": "?", "answers": [{"text": "Denver Broncos", "answer_start": 0}, {"text": "Broncos", "answer_start": 7}]},
             {"id": "b", "question": "?", "answers": [{"text": "Levi's Stadium", "answer_start": 30}]},
-            {"id": "c", "question": "?", "answers": [{"text": "2016", "answer_start": 22}]}]}]}]})", "hand.json");
+            {"id": "c", "question": "?", "answers": [{"text": "2016", "answer_start": 22}]}]}]}]})",
+                             "hand.json");
   std::unordered_map<std::string, std::string> preds{{"a", "the Broncos"}, {"b", "Stadium"}};
   const auto m = mpt::data::squad_evaluate(d, preds);
   // a: EM 1 (matches "Broncos"); b: F1 max(P=1, R=1/2) = 2/3; c: missing -> 0.
@@ -66,7 +68,8 @@ TEST_CASE("metrics: v2.0 by hand (HasAns/NoAns, best thresholds)") {
     "qas": [{"id": "h1", "question": "?", "answers": [{"text": "France", "answer_start": 12}]},
             {"id": "h2", "question": "?", "answers": [{"text": "Paris", "answer_start": 0}]},
             {"id": "n1", "question": "?", "answers": [], "is_impossible": true},
-            {"id": "n2", "question": "?", "answers": [], "is_impossible": true}]}]}]})", "hand2.json");
+            {"id": "n2", "question": "?", "answers": [], "is_impossible": true}]}]}]})",
+                                        "hand2.json");
   std::unordered_map<std::string, std::string> preds{{"h1", "France"}, {"h2", ""}, {"n1", ""}, {"n2", "Paris"}};
   mpt::data::SquadEvalOptions opt;
   // na_probs: n2 most confident to have no answer.
@@ -88,8 +91,8 @@ TEST_CASE("metrics: v2.0 by hand (HasAns/NoAns, best thresholds)") {
   opt.na_prob_thresh = 0.5;
   CHECK(mpt::data::squad_evaluate(d, preds, opt).exact == doctest::Approx(75.0));
   const auto j = m.to_json();
-  for (const char* key : {"exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1",
-                          "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"})
+  for (const char* key : {"exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1", "NoAns_total", "best_exact",
+                          "best_exact_thresh", "best_f1", "best_f1_thresh"})
     CHECK(j.contains(key));
 }
 
@@ -97,8 +100,7 @@ namespace {
 std::vector<float> logits(std::size_t n_features, std::size_t row, std::uint32_t which) {
   std::vector<float> v(n_features * row);
   for (std::size_t f = 0; f < n_features; ++f)
-    for (std::size_t p = 0; p < row; ++p)
-      v[f * row + p] = test_data::fake_logit(static_cast<std::uint32_t>(f), static_cast<std::uint32_t>(p), which);
+    for (std::size_t p = 0; p < row; ++p) v[f * row + p] = test_data::fake_logit(static_cast<std::uint32_t>(f), static_cast<std::uint32_t>(p), which);
   return v;
 }
 void check_metrics(const nlohmann::ordered_json& got, const nlohmann::json& want) {
@@ -197,7 +199,8 @@ TEST_CASE("post-processing v2.0: null score, threshold, files") {
 
 TEST_CASE("post-processing: small hand case") {
   // One example, one feature: [CLS] q [SEP] c0 c1 c2 [SEP]; context "ab cd ef".
-  const auto d = mpt::data::parse_squad(R"({"data": [{"id": "x", "context": "ab cd ef", "question": "q", "answers": {"text": ["cd"], "answer_start": [3]}}]})", "h.json");
+  const auto d = mpt::data::parse_squad(
+      R"({"data": [{"id": "x", "context": "ab cd ef", "question": "q", "answers": {"text": ["cd"], "answer_start": [3]}}]})", "h.json");
   mpt::data::QaFeatures f;
   f.row_begin = {0, 7};
   f.input_ids = {101, 1, 102, 2, 3, 4, 102};

@@ -31,8 +31,8 @@ TEST_CASE("squad reader: nested v1.1 subset") {
   for (const auto& ex : d.examples)
     for (const auto& a : ex.answers)
       REQUIRE(mpt::data::detail::code_point_substr(d.context_of(ex), static_cast<std::size_t>(a.answer_start),
-                                                   static_cast<std::size_t>(a.answer_start) +
-                                                       mpt::data::detail::count_code_points(a.text)) == a.text);
+                                                   static_cast<std::size_t>(a.answer_start) + mpt::data::detail::count_code_points(a.text)) ==
+              a.text);
 }
 
 TEST_CASE("squad reader: nested v2.0 subset with unanswerable questions") {
@@ -84,8 +84,7 @@ TEST_CASE("squad reader: flattened Hugging Face JSON (CRLF) and JSON Lines") {
 
 namespace {
 std::string flat(const std::string& context, const std::string& answers, const std::string& id = "q1") {
-  return R"({"data": [{"id": ")" + id + R"(", "title": "t", "context": )" + context +
-         R"(, "question": "Who?", "answers": )" + answers + "}]}";
+  return R"({"data": [{"id": ")" + id + R"(", "title": "t", "context": )" + context + R"(, "question": "Who?", "answers": )" + answers + "}]}";
 }
 }  // namespace
 
@@ -109,11 +108,13 @@ TEST_CASE("squad reader: malformed input is a clear mpt::Error") {
   CHECK(wrong.find("'context' must be a string") != std::string::npos);
   CHECK(err(flat(R"("abc")", R"({"text": ["a"], "answer_start": ["0"]})")).find("'answer_start' must be an integer") != std::string::npos);
   CHECK(err(flat(R"("abc")", R"([{"text": "a", "answer_start": 0}])")).find("'answers' must be an object") != std::string::npos);
-  CHECK(err(R"({"data": [{"id": "q1", "context": "abc", "answers": {"text": [], "answer_start": []}}]})").find("missing field 'question'") != std::string::npos);
+  CHECK(err(R"({"data": [{"id": "q1", "context": "abc", "answers": {"text": [], "answer_start": []}}]})").find("missing field 'question'") !=
+        std::string::npos);
   CHECK(err(R"({"version": "1.1"})").find("missing field 'data'") != std::string::npos);
   CHECK(err(R"("just a string")").find("expected an object") != std::string::npos);
   // Nested layout errors name data[a].paragraphs[p].qas[q].
-  const std::string nested = err(R"({"data": [{"title": "x", "paragraphs": [{"context": "abc", "qas": [{"id": "n1", "question": 5, "answers": []}]}]}]})");
+  const std::string nested =
+      err(R"({"data": [{"title": "x", "paragraphs": [{"context": "abc", "qas": [{"id": "n1", "question": 5, "answers": []}]}]}]})");
   CHECK(nested.find("data[0].paragraphs[0].qas[0]") != std::string::npos);
   CHECK(nested.find("'n1'") != std::string::npos);
   // answer_start out of range, and text not at answer_start.
@@ -127,9 +128,11 @@ TEST_CASE("squad reader: malformed input is a clear mpt::Error") {
   CHECK(err(flat("\"ab\xff\"", R"({"text": [], "answer_start": []})")).find("malformed JSON") != std::string::npos);
   // Integer ids are read as text; other id types are errors.
   CHECK(parse_squad(R"({"data": [{"id": 17, "context": "a", "question": "?", "answers": {"text": [], "answer_start": []}}]})", "int.json")
-            .examples[0].id == "17");
-  CHECK(err(R"({"data": [{"id": [1], "context": "a", "question": "?", "answers": {"text": [], "answer_start": []}}]})")
-            .find("'id' must be a string") != std::string::npos);
+            .examples[0]
+            .id == "17");
+  CHECK(
+      err(R"({"data": [{"id": [1], "context": "a", "question": "?", "answers": {"text": [], "answer_start": []}}]})").find("'id' must be a string") !=
+      std::string::npos);
   // Duplicate ids.
   CHECK(err(R"({"data": [{"id": "q", "context": "a", "question": "?", "answers": {"text": [], "answer_start": []}},
                          {"id": "q", "context": "a", "question": "?", "answers": {"text": [], "answer_start": []}}]})")

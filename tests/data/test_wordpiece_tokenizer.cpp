@@ -177,16 +177,15 @@ TEST_CASE("tokenizer: emoji and mixed scripts match the reference fixture") {
 TEST_CASE("tokenizer: invalid UTF-8 is an error naming the byte") {
   const auto& tok = test_data::uncased();
   CHECK_THROWS_WITH_AS(tok.encode("ab\xff"), doctest::Contains("invalid UTF-8 at byte 2"), mpt::Error);
-  CHECK_THROWS_AS(tok.encode("\xc3"), mpt::Error);              // truncated sequence
-  CHECK_THROWS_AS(tok.encode("\xc0\xaf"), mpt::Error);          // overlong "/"
-  CHECK_THROWS_AS(tok.encode("\xed\xa0\x80"), mpt::Error);      // surrogate U+D800
+  CHECK_THROWS_AS(tok.encode("\xc3"), mpt::Error);          // truncated sequence
+  CHECK_THROWS_AS(tok.encode("\xc0\xaf"), mpt::Error);      // overlong "/"
+  CHECK_THROWS_AS(tok.encode("\xed\xa0\x80"), mpt::Error);  // surrogate U+D800
 }
 
 TEST_CASE("tokenizer: tokenizer_config.json do_lower_case is honoured") {
   const auto dir = test_data::temp_path("mpt_test_tokenizer_config");
   std::filesystem::create_directories(dir);
-  std::filesystem::copy_file(test_data::path("bert-base-uncased-vocab.txt"), dir / "vocab.txt",
-                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(test_data::path("bert-base-uncased-vocab.txt"), dir / "vocab.txt", std::filesystem::copy_options::overwrite_existing);
   mpt::data::write_text_atomic(dir / "tokenizer_config.json", R"({"do_lower_case": false})");
   CHECK(WordPieceTokenizer::from_vocab_file(dir / "vocab.txt").options().do_lower_case == false);
   CHECK(WordPieceTokenizer::from_vocab_file(dir / "vocab.txt", true).options().do_lower_case == true);  // explicit wins

@@ -37,8 +37,7 @@ struct StopAt : train::TrainerCallback {
 struct RecordLosses : train::TrainerCallback {
   std::vector<double>* losses;
   explicit RecordLosses(std::vector<double>* l) : losses(l) {}
-  void on_step_end(const train::TrainingArguments&, const train::TrainerState&, train::TrainerControl&,
-                   const train::StepInfo& info) override {
+  void on_step_end(const train::TrainingArguments&, const train::TrainerState&, train::TrainerControl&, const train::StepInfo& info) override {
     losses->push_back(info.loss);
   }
 };
@@ -51,8 +50,7 @@ struct Result {
 // The tiny BERT without dropout (so a sample's forward does not depend on where it
 // sits in a batch), 20 steps of batch `batch` per process on 64 features.
 template <class P>
-Result run(mpt::dist::Communicator& comm, std::int64_t batch, const fs::path& out, int stop_at = 0,
-           std::optional<fs::path> resume = std::nullopt) {
+Result run(mpt::dist::Communicator& comm, std::int64_t batch, const fs::path& out, int stop_at = 0, std::optional<fs::path> resume = std::nullopt) {
   const auto features = random_qa_features(64, 24, 21);
   mpt::nn::BertForQuestionAnswering<P> model(tiny_bert_config(0.0));
   model.init_weights(17);
@@ -98,8 +96,7 @@ double largest_weight_difference(const std::vector<std::uint32_t>& a, const std:
 }
 
 fs::path scratch(const std::string& name, bool per_rank) {
-  return fs::temp_directory_path() /
-         ("mpt_dist_" + name + (per_rank ? "_rank" + std::to_string(world->rank()) : std::string()));
+  return fs::temp_directory_path() / ("mpt_dist_" + name + (per_rank ? "_rank" + std::to_string(world->rank()) : std::string()));
 }
 
 // Tolerances on the per-step loss, relative. The two runs compute the same sums in
@@ -132,16 +129,16 @@ TEST_CASE("the communicator: all-reduce, all-gather, broadcast over 2 ranks") {
   CHECK(text == "from rank 0");
 }
 
-TEST_CASE_TEMPLATE("2 ranks x batch 4 follow 1 process x batch 8; the ranks' weights are the same bits every step", P,
-                   mpt::precision::fp32, mpt::precision::bf16_mixed) {
+TEST_CASE_TEMPLATE("2 ranks x batch 4 follow 1 process x batch 8; the ranks' weights are the same bits every step", P, mpt::precision::fp32,
+                   mpt::precision::bf16_mixed) {
   const bool fp32 = std::is_same_v<P, mpt::precision::fp32>;
   const auto two = run<P>(*world, 4, scratch("two", false));
   const auto one = run<P>(mpt::dist::single_process(), 8, scratch("one", true));
   REQUIRE(two.losses.size() == 20);
   const double loss = largest_relative(two.losses, one.losses);
   const double weights = largest_weight_difference(two.weights, one.weights);
-  MESSAGE(std::string(fp32 ? "fp32" : "bf16_mixed") << ": largest relative loss difference over 20 steps " << loss
-                                                     << ", largest weight difference " << weights);
+  MESSAGE(std::string(fp32 ? "fp32" : "bf16_mixed")
+          << ": largest relative loss difference over 20 steps " << loss << ", largest weight difference " << weights);
   CHECK(loss <= (fp32 ? fp32_loss_bound : bf16_loss_bound));
   CHECK(two.losses.front() == doctest::Approx(one.losses.front()).epsilon(1e-6));  // step 1: the same batch, the same weights
   // Both ranks hold the same bits (also checked after every step by set_verify_replicas).

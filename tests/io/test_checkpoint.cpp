@@ -19,10 +19,10 @@ namespace fs = std::filesystem;
 using mpt::bf16;
 using mpt::Shape;
 using mpt::Tensor;
-using mpt::nn::BertConfig;
 using mpt::io::Dtype;
-using mpt::nn::Init;
 using mpt::io::ParameterSlot;
+using mpt::nn::BertConfig;
+using mpt::nn::Init;
 
 namespace {
 
@@ -175,8 +175,7 @@ TEST_CASE_TEMPLATE("load_parameters fills every slot of the modern layout", P, m
   }
 }
 
-TEST_CASE_TEMPLATE("load_parameters reads the legacy Hub layout and initializes the QA head", P, mpt::precision::fp32,
-                   mpt::precision::bf16_mixed) {
+TEST_CASE_TEMPLATE("load_parameters reads the legacy Hub layout and initializes the QA head", P, mpt::precision::fp32, mpt::precision::bf16_mixed) {
   using T = typename P::param_t;
   const BertConfig c = BertConfig::from_json_file(tiny / "legacy_hub/config.json");
   Parameters<T> params(bert_qa_parameters(c));
@@ -236,8 +235,8 @@ TEST_CASE_TEMPLATE("load_parameters reads the legacy Hub layout and initializes 
   // The two warnings, worded as transformers words them.
   REQUIRE(warnings.size() == 2);
   const std::string at = (tiny / "legacy_hub").string();
-  CHECK(warnings[0].starts_with("Some weights of the model checkpoint at " + at +
-                                " were not used when initializing BertForQuestionAnswering: ['cls."));
+  CHECK(
+      warnings[0].starts_with("Some weights of the model checkpoint at " + at + " were not used when initializing BertForQuestionAnswering: ['cls."));
   CHECK(warnings[0].find("pooler") == std::string::npos);
   CHECK(warnings[1].starts_with("Some weights of BertForQuestionAnswering were not initialized from the model checkpoint at " + at +
                                 " and are newly initialized: ['qa_outputs.weight', 'qa_outputs.bias']"));
@@ -347,8 +346,8 @@ TEST_CASE("load_parameters: a sharded checkpoint (model.safetensors.index.json) 
                        doctest::Contains("'qa_outputs.bias' maps to \"../model-00002-of-00002.safetensors\", which is not a file name"), mpt::Error);
   index["weight_map"]["qa_outputs.bias"] = "model-00001-of-00002.safetensors";
   mpt::io::write_file_atomic(dir / "model.safetensors.index.json", index.dump());
-  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, params.slots, quiet_options()),
-                       doctest::Contains("'qa_outputs.bias' is not in its shard"), mpt::Error);
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, params.slots, quiet_options()), doctest::Contains("'qa_outputs.bias' is not in its shard"),
+                       mpt::Error);
   mpt::io::write_file_atomic(dir / "model.safetensors.index.json", std::string_view("{\"weight_map\": 3}"));
   CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, params.slots, quiet_options()), doctest::Contains("weight_map"), mpt::Error);
 }
@@ -371,7 +370,8 @@ TEST_CASE("load_parameters: shape mismatches and ambiguous checkpoints are error
                        doctest::Contains("'bert.LayerNorm.gamma' and 'bert.LayerNorm.weight' both provide"), mpt::Error);
   std::vector<ParameterSlot> twice = {{"x", a.view()}, {"x", b.view()}};
   CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir / "both.safetensors", twice, quiet_options()), doctest::Contains("'x' twice"), mpt::Error);
-  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, slot, quiet_options()), doctest::Contains("has neither model.safetensors nor model.safetensors.index.json"), mpt::Error);
+  CHECK_THROWS_WITH_AS(mpt::io::load_parameters(dir.path, slot, quiet_options()),
+                       doctest::Contains("has neither model.safetensors nor model.safetensors.index.json"), mpt::Error);
 }
 
 TEST_CASE_TEMPLATE("save_pretrained writes a folder that loads back", P, mpt::precision::fp32, mpt::precision::bf16_mixed) {
@@ -423,8 +423,8 @@ TEST_CASE_TEMPLATE("save_pretrained writes a folder that loads back", P, mpt::pr
                        mpt::Error);
 }
 
-TEST_CASE_TEMPLATE("load_pretrained / save_pretrained with nn::Parameters: master weights in, compute copy refreshed", P,
-                   mpt::precision::fp32, mpt::precision::bf16_mixed) {
+TEST_CASE_TEMPLATE("load_pretrained / save_pretrained with nn::Parameters: master weights in, compute copy refreshed", P, mpt::precision::fp32,
+                   mpt::precision::bf16_mixed) {
   using master_t = typename P::master_t;
   TempDir dir("nn_parameters");
   const BertConfig c = BertConfig::from_json_file(tiny / "legacy_hub/config.json");
@@ -449,8 +449,7 @@ TEST_CASE_TEMPLATE("load_pretrained / save_pretrained with nn::Parameters: maste
   std::size_t differ = 0;
   for (std::size_t k = 0; k < expected.size(); ++k) {
     differ += params.master(pid)[k] != static_cast<master_t>(expected[k]);
-    differ += mpt::to_float(params.compute(pid)[k]) !=
-              (std::is_same_v<typename P::param_t, bf16> ? mpt::round_to_bf16(expected[k]) : expected[k]);
+    differ += mpt::to_float(params.compute(pid)[k]) != (std::is_same_v<typename P::param_t, bf16> ? mpt::round_to_bf16(expected[k]) : expected[k]);
   }
   CHECK(differ == 0);
   // Roles chose the initialization of the new head.

@@ -82,9 +82,12 @@ Tensor<T> random_tensor(Shape shape, std::mt19937& rng) {
 // The value a float takes after a trip through the file dtype.
 float through(Dtype d, float v) {
   switch (d) {
-    case Dtype::bf16: return mpt::round_to_bf16(v);
-    case Dtype::f16: return static_cast<float>(Eigen::half(v));
-    default: return v;
+    case Dtype::bf16:
+      return mpt::round_to_bf16(v);
+    case Dtype::f16:
+      return static_cast<float>(Eigen::half(v));
+    default:
+      return v;
   }
 }
 
@@ -199,7 +202,7 @@ TEST_CASE("safetensors: reading checks the destination shape and the dtype, nami
   const auto ids = batch.read<std::int64_t>("input_ids");
   const auto mask = batch.read<std::int32_t>("attention_mask");
   CHECK(ids.shape() == Shape{3, 16});
-  CHECK(ids(0, 0) == 2);  // [CLS]
+  CHECK(ids(0, 0) == 2);   // [CLS]
   CHECK(ids(2, 15) == 0);  // [PAD]: row 2 holds 9 tokens
   CHECK(mask(1, 11) == 1);
   CHECK(mask(1, 12) == 0);
@@ -330,8 +333,8 @@ TEST_CASE("safetensors: every malformed header is an mpt::Error naming the file 
   expect_raw_error(dir, "{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("a", "F32", "[2]", "[8,16]") + "}", 16, {"'a'", "twice"});
   expect_raw_error(dir, R"({"a":{"dtype":"F32","shape":[2]}})", 8, {"'a'", "lacks"});
   expect_raw_error(dir, R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,8],"dtype":"F32"}})", 8, {"'a'", "field 'dtype' appears twice"});
-  expect_raw_error(dir, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"shape":[0],"shape":[0],"dtype":"F32","data_offsets":[8,8]}})", 8,
-                   {"'b'", "field 'shape' appears twice"});
+  expect_raw_error(dir, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"shape":[0],"shape":[0],"dtype":"F32","data_offsets":[8,8]}})",
+                   8, {"'b'", "field 'shape' appears twice"});
   expect_raw_error(dir, R"({"a":[1,2]})", 8, {"'a'", "not an object"});
   expect_raw_error(dir, R"({"a":{"dtype":7,"shape":[2],"data_offsets":[0,8]}})", 8, {"'a'", "dtype"});
   expect_raw_error(dir, R"({"__metadata__":{"format":1}})", 0, {"__metadata__", "format"});

@@ -39,25 +39,35 @@ std::uint32_t test_seed() {
 
 template <class T>
 T from_double(double x) {
-  if constexpr (std::is_same_v<T, bf16>) return mpt::to_bf16(static_cast<float>(x));
-  else return static_cast<T>(x);
+  if constexpr (std::is_same_v<T, bf16>)
+    return mpt::to_bf16(static_cast<float>(x));
+  else
+    return static_cast<T>(x);
 }
 template <class T>
 double as_double(T x) {
-  if constexpr (std::is_same_v<T, bf16>) return static_cast<double>(mpt::to_float(x));
-  else return static_cast<double>(x);
+  if constexpr (std::is_same_v<T, bf16>)
+    return static_cast<double>(mpt::to_float(x));
+  else
+    return static_cast<double>(x);
 }
 template <class T>
 constexpr double unit_roundoff() {
-  if constexpr (std::is_same_v<T, double>) return 0x1p-53;
-  else if constexpr (std::is_same_v<T, bf16>) return 0x1p-8;
-  else return 0x1p-24;
+  if constexpr (std::is_same_v<T, double>)
+    return 0x1p-53;
+  else if constexpr (std::is_same_v<T, bf16>)
+    return 0x1p-8;
+  else
+    return 0x1p-24;
 }
 template <class T>
 std::string type_name() {
-  if constexpr (std::is_same_v<T, double>) return "f64";
-  else if constexpr (std::is_same_v<T, bf16>) return "bf16";
-  else return "f32";
+  if constexpr (std::is_same_v<T, double>)
+    return "f64";
+  else if constexpr (std::is_same_v<T, bf16>)
+    return "bf16";
+  else
+    return "f32";
 }
 
 template <class T>
@@ -77,9 +87,8 @@ struct Case {
 
   std::string describe() const {
     char buf[200];
-    std::snprintf(buf, sizeof buf, "op %c%c M %zu N %zu K %zu alpha %g beta %g pad %zu bias %d gelu %d residual %d",
-                  ta == Trans::N ? 'N' : 'T', tb == Trans::N ? 'N' : 'T', m, n, k, alpha, beta, pad, bias, gelu,
-                  residual);
+    std::snprintf(buf, sizeof buf, "op %c%c M %zu N %zu K %zu alpha %g beta %g pad %zu bias %d gelu %d residual %d", ta == Trans::N ? 'N' : 'T',
+                  tb == Trans::N ? 'N' : 'T', m, n, k, alpha, beta, pad, bias, gelu, residual);
     return buf;
   }
 };
@@ -105,8 +114,8 @@ std::vector<TC> check_gemm(const Case& cs, std::mt19937& rng, bool verify = true
   epi.gelu = cs.gelu;
   if (cs.residual) epi.residual = res.data(), epi.ldr = ldc;
 
-  mpt::kernels::gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, static_cast<Acc>(cs.alpha), a.data(), lda, b.data(), ldb,
-            static_cast<Acc>(cs.beta), c.data(), ldc, epi);
+  mpt::kernels::gemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, static_cast<Acc>(cs.alpha), a.data(), lda, b.data(), ldb, static_cast<Acc>(cs.beta), c.data(),
+                     ldc, epi);
   if (!verify) return c;
 
   std::size_t failures = 0;
@@ -130,14 +139,15 @@ std::vector<TC> check_gemm(const Case& cs, std::mt19937& rng, bool verify = true
         v = g;
       }
       if (cs.residual) v += as_double(res[i * ldc + j]), bound += u * std::abs(v);
-      if constexpr (std::is_same_v<TC, bf16>) bound += 0x1p-8 * std::abs(v);
-      else if constexpr (std::is_same_v<TC, float>) bound += 0x1p-24 * std::abs(v);
+      if constexpr (std::is_same_v<TC, bf16>)
+        bound += 0x1p-8 * std::abs(v);
+      else if constexpr (std::is_same_v<TC, float>)
+        bound += 0x1p-24 * std::abs(v);
       const double got = as_double(c[i * ldc + j]);
       const double err = std::abs(got - v);
       worst = std::max(worst, bound > 0 ? err / bound : err);
       if (!(err <= bound) && failures++ < 3) {
-        MESSAGE("C(" << i << ", " << j << ") = " << got << " but reference is " << v << " (error " << err
-                     << ", bound " << bound << ")");
+        MESSAGE("C(" << i << ", " << j << ") = " << got << " but reference is " << v << " (error " << err << ", bound " << bound << ")");
       }
     }
   }
@@ -146,8 +156,8 @@ std::vector<TC> check_gemm(const Case& cs, std::mt19937& rng, bool verify = true
     for (std::size_t j = cs.n; j < ldc; ++j)
       if (std::memcmp(&c[i * ldc + j], &c0[i * ldc + j], sizeof(TC)) != 0) ++failures;
   INFO("isa " << mpt::isa_name(mpt::active_isa()) << " kernel " << mpt::kernels::gemm_kernel_name(mpt::kernels::gemm_kernel_for<TA, TB>())
-              << " types " << type_name<TA>() << "*" << type_name<TB>() << "->" << type_name<TC>() << " "
-              << cs.describe() << " worst error/bound " << worst);
+              << " types " << type_name<TA>() << "*" << type_name<TB>() << "->" << type_name<TC>() << " " << cs.describe() << " worst error/bound "
+              << worst);
   CHECK(failures == 0);
   return c;
 }
@@ -160,8 +170,8 @@ void check_shapes_on_every_isa() {
   // Odd sizes, 1s, sizes just past the 12 x 32 / 6 x 16 / 4 x 16 tiles, and K
   // past one k-block (1536 fp32 AVX-512, 3072 bf16 dot, 256 AVX2 / scalar) so
   // partial sums are carried between blocks.
-  const std::size_t shapes[][3] = {{1, 1, 1},  {1, 1, 9},   {1, 37, 5},   {13, 1, 7},  {5, 7, 1},
-                                   {12, 32, 16}, {13, 33, 17}, {25, 70, 3}, {7, 65, 1600}, {30, 20, 1031}, {5, 40, 3100}};
+  const std::size_t shapes[][3] = {{1, 1, 1},    {1, 1, 9},   {1, 37, 5},    {13, 1, 7},     {5, 7, 1},    {12, 32, 16},
+                                   {13, 33, 17}, {25, 70, 3}, {7, 65, 1600}, {30, 20, 1031}, {5, 40, 3100}};
   for (mpt::Isa isa : mpt::supported_isas()) {
     mpt::ScopedIsa scoped(isa);
     for (const auto& s : shapes) {
@@ -182,15 +192,9 @@ void check_shapes_on_every_isa() {
 
 }  // namespace
 
-TEST_CASE("gemm fp32 x fp32 -> fp32 matches the fp64 reference on every ISA") {
-  check_shapes_on_every_isa<float, float, float>();
-}
-TEST_CASE("gemm bf16 x bf16 -> fp32 matches the fp64 reference on every ISA") {
-  check_shapes_on_every_isa<bf16, bf16, float>();
-}
-TEST_CASE("gemm bf16 x bf16 -> bf16 matches the fp64 reference on every ISA") {
-  check_shapes_on_every_isa<bf16, bf16, bf16>();
-}
+TEST_CASE("gemm fp32 x fp32 -> fp32 matches the fp64 reference on every ISA") { check_shapes_on_every_isa<float, float, float>(); }
+TEST_CASE("gemm bf16 x bf16 -> fp32 matches the fp64 reference on every ISA") { check_shapes_on_every_isa<bf16, bf16, float>(); }
+TEST_CASE("gemm bf16 x bf16 -> bf16 matches the fp64 reference on every ISA") { check_shapes_on_every_isa<bf16, bf16, bf16>(); }
 TEST_CASE("gemm with mixed fp32 / bf16 operands widens exactly") {
   std::mt19937 rng(test_seed());
   for (mpt::Isa isa : mpt::supported_isas()) {
@@ -309,8 +313,7 @@ TEST_CASE_TEMPLATE("PackedB gives the same bits as packing inside gemm and is re
         mpt::ScopedIsa lower(mpt::Isa::scalar);
         CHECK_THROWS_AS(mpt::kernels::gemm(Trans::N, m, n, k, 1.0f, x.data(), k, packed, 0.0f, reused.data(), n), mpt::Error);
       }
-      CHECK_THROWS_AS(mpt::kernels::gemm(Trans::N, m, n, k + 1, 1.0f, x.data(), k + 1, packed, 0.0f, reused.data(), n),
-                      mpt::Error);
+      CHECK_THROWS_AS(mpt::kernels::gemm(Trans::N, m, n, k + 1, 1.0f, x.data(), k + 1, packed, 0.0f, reused.data(), n), mpt::Error);
     }
   }
 }
@@ -362,11 +365,11 @@ TEST_CASE_TEMPLATE("gemm_strided_batched computes attention's products per item"
         for (double beta : {0.0, 1.0}) {
           auto c = random_values<float>(batch * pr.sc, rng);
           auto expected = c;
-          mpt::kernels::gemm_strided_batched(pr.ta, pr.tb, pr.m, pr.n, pr.k, 1.0f, pr.a, pr.lda, pr.sa, pr.b, pr.ldb, pr.sb,
-                                    static_cast<float>(beta), c.data(), pr.ldc, pr.sc, batch);
+          mpt::kernels::gemm_strided_batched(pr.ta, pr.tb, pr.m, pr.n, pr.k, 1.0f, pr.a, pr.lda, pr.sa, pr.b, pr.ldb, pr.sb, static_cast<float>(beta),
+                                             c.data(), pr.ldc, pr.sc, batch);
           for (std::size_t i = 0; i < batch; ++i) {
-            mpt::kernels::gemm(pr.ta, pr.tb, pr.m, pr.n, pr.k, 1.0f, pr.a + i * pr.sa, pr.lda, pr.b + i * pr.sb, pr.ldb,
-                      static_cast<float>(beta), expected.data() + i * pr.sc, pr.ldc);
+            mpt::kernels::gemm(pr.ta, pr.tb, pr.m, pr.n, pr.k, 1.0f, pr.a + i * pr.sa, pr.lda, pr.b + i * pr.sb, pr.ldb, static_cast<float>(beta),
+                               expected.data() + i * pr.sc, pr.ldc);
           }
           INFO(pr.name << " batch " << batch << " isa " << mpt::isa_name(isa));
           CHECK(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)) == 0);
@@ -408,8 +411,7 @@ TEST_CASE_TEMPLATE("bias_grad sums columns of dY into db, deterministically", T,
 // The fused weight + bias gradient must give exactly what the two separate calls give:
 // the same GEMM (same packing, blocking and k order) and the same column sums of dY
 // (summed from zero in token order, then added to db once, as bias_grad does).
-TEST_CASE_TEMPLATE("linear_weight_grad = gemm(dY^T X) + bias_grad(dY), bit for bit, any thread count", T, float, bf16,
-                   double) {
+TEST_CASE_TEMPLATE("linear_weight_grad = gemm(dY^T X) + bias_grad(dY), bit for bit, any thread count", T, float, bf16, double) {
   using G = std::conditional_t<std::is_same_v<T, double>, double, float>;
   struct Shape {
     std::size_t tokens, out, in, ldy, ldx;
@@ -428,22 +430,20 @@ TEST_CASE_TEMPLATE("linear_weight_grad = gemm(dY^T X) + bias_grad(dY), bit for b
       for (auto& v : dw0) v = G(std::uniform_real_distribution<double>(-1, 1)(rng));
       for (auto& v : db0) v = G(std::uniform_real_distribution<double>(-1, 1)(rng));
       auto dw_sep = dw0, db_sep = db0;
-      mpt::kernels::gemm(Trans::T, Trans::N, sh.out, sh.in, sh.tokens, G(1), dy.data(), sh.ldy, x.data(), sh.ldx, G(1),
-                dw_sep.data(), sh.in);
+      mpt::kernels::gemm(Trans::T, Trans::N, sh.out, sh.in, sh.tokens, G(1), dy.data(), sh.ldy, x.data(), sh.ldx, G(1), dw_sep.data(), sh.in);
       mpt::kernels::bias_grad(dy.data(), sh.tokens, sh.out, sh.ldy, db_sep.data());
       for (int threads : {1, 2}) {
         mpt::ScopedNumThreads scoped_threads(threads);
         auto dw = dw0, db = db0;
-        mpt::kernels::linear_weight_grad(sh.tokens, sh.out, sh.in, dy.data(), sh.ldy, x.data(), sh.ldx, dw.data(), sh.in,
-                                db.data());
-        INFO("isa " << mpt::isa_name(isa) << ", " << type_name<T>() << ", tokens " << sh.tokens << ", out " << sh.out
-                    << ", in " << sh.in << ", threads " << threads);
+        mpt::kernels::linear_weight_grad(sh.tokens, sh.out, sh.in, dy.data(), sh.ldy, x.data(), sh.ldx, dw.data(), sh.in, db.data());
+        INFO("isa " << mpt::isa_name(isa) << ", " << type_name<T>() << ", tokens " << sh.tokens << ", out " << sh.out << ", in " << sh.in
+                    << ", threads " << threads);
         CHECK(std::memcmp(dw.data(), dw_sep.data(), dw.size() * sizeof(G)) == 0);
         CHECK(std::memcmp(db.data(), db_sep.data(), db.size() * sizeof(G)) == 0);
         // Without a bias: the weight gradient alone, unchanged.
         auto dw_only = dw0;
         mpt::kernels::linear_weight_grad(sh.tokens, sh.out, sh.in, dy.data(), sh.ldy, x.data(), sh.ldx, dw_only.data(), sh.in,
-                                static_cast<G*>(nullptr));
+                                         static_cast<G*>(nullptr));
         CHECK(std::memcmp(dw_only.data(), dw_sep.data(), dw.size() * sizeof(G)) == 0);
       }
     }
@@ -528,12 +528,14 @@ void check_store_bits(const std::vector<std::size_t>& mnk, bool bias, bool resid
       if (bias) v += bias_v[j];
       if (residual) v += static_cast<float>(as_double(res[i * n + j]));
       const TC expected = from_double<TC>(v);
-      if constexpr (std::is_same_v<TC, bf16>) differ += mpt::bf16_bits(c[i * n + j]) != mpt::bf16_bits(expected);
-      else differ += std::memcmp(&c[i * n + j], &expected, sizeof(float)) != 0;
+      if constexpr (std::is_same_v<TC, bf16>)
+        differ += mpt::bf16_bits(c[i * n + j]) != mpt::bf16_bits(expected);
+      else
+        differ += std::memcmp(&c[i * n + j], &expected, sizeof(float)) != 0;
     }
   }
-  INFO("isa " << mpt::isa_name(mpt::active_isa()) << ", " << type_name<T>() << " -> " << type_name<TC>() << ", m " << m
-              << ", n " << n << ", k " << k << ", bias " << bias << ", residual " << residual << ", beta " << beta);
+  INFO("isa " << mpt::isa_name(mpt::active_isa()) << ", " << type_name<T>() << " -> " << type_name<TC>() << ", m " << m << ", n " << n << ", k " << k
+              << ", bias " << bias << ", residual " << residual << ", beta " << beta);
   CHECK(differ == 0);
 }
 

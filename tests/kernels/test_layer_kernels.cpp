@@ -94,9 +94,9 @@ std::vector<double> softmax_reference_row(const double* x, const float* mask, do
 }
 }  // namespace
 
-TEST_CASE_TEMPLATE("softmax forward/backward match fp64 on every backend, masked and scaled", P, mpt::precision::fp32,
-                   mpt::precision::bf16_mixed, mpt::precision::fp64) {
-  using T = typename P::act_t;                                         // probabilities and gradients
+TEST_CASE_TEMPLATE("softmax forward/backward match fp64 on every backend, masked and scaled", P, mpt::precision::fp32, mpt::precision::bf16_mixed,
+                   mpt::precision::fp64) {
+  using T = typename P::act_t;                                             // probabilities and gradients
   using S = std::conditional_t<std::is_same_v<T, double>, double, float>;  // scores (fp32 from GEMM)
   const std::uint32_t seed = 101;
   MESSAGE("seed ", seed);
@@ -110,7 +110,7 @@ TEST_CASE_TEMPLATE("softmax forward/backward match fp64 on every backend, masked
     Tensor<S> scores = random_tensor<S>(shape, rng, -30.0, 30.0);
     Tensor<float> mask(Shape{2, kk});
     for (std::int64_t j = 0; j < kk; ++j) mask(0, j) = (j % 3 == 2) ? masked : 0.0f;  // batch 0: padding
-    for (std::int64_t j = 0; j < kk; ++j) mask(1, j) = masked;                       // batch 1: fully masked
+    for (std::int64_t j = 0; j < kk; ++j) mask(1, j) = masked;                        // batch 1: fully masked
     Tensor<T> dprobs = random_tensor<T>(shape, rng);
     const std::size_t rows = scores.size() / k_;
     for (Isa isa : mpt::supported_isas()) {
@@ -129,13 +129,14 @@ TEST_CASE_TEMPLATE("softmax forward/backward match fp64 on every backend, masked
         // final product 1 eps: (k + 8) eps relative, plus the store.
         const double eps = compute_eps<S>;
         for (std::size_t j = 0; j < k_; ++j) {
-          const double tol = ((double(k_) + 8) * eps + store_rel<T>) * ref[j] + 1e-300;
+          const double tol = ((double(k_) + 8) * eps + store_rel<T>)*ref[j] + 1e-300;
           REQUIRE(std::isfinite(d(probs[r * k_ + j])));
           REQUIRE(std::fabs(d(probs[r * k_ + j]) - ref[j]) <= tol);
         }
         if (batch == 1) {
           // Fully masked: uniform, never NaN (as PyTorch).
-          for (std::size_t j = 0; j < k_; ++j) REQUIRE(std::fabs(d(probs[r * k_ + j]) - 1.0 / double(k_)) <= 1.0 / double(k_) * ((double(k_) + 8) * eps + store_rel<T>));
+          for (std::size_t j = 0; j < k_; ++j)
+            REQUIRE(std::fabs(d(probs[r * k_ + j]) - 1.0 / double(k_)) <= 1.0 / double(k_) * ((double(k_) + 8) * eps + store_rel<T>));
         }
         // Backward from the stored probabilities: dot = sum dp*p accumulates
         // k products (k eps of sum |dp p|), then p*(dp - dot)*scale 3 roundings.
@@ -147,8 +148,8 @@ TEST_CASE_TEMPLATE("softmax forward/backward match fp64 on every backend, masked
         for (std::size_t j = 0; j < k_; ++j) {
           const double p = d(probs[r * k_ + j]), g = d(dprobs[r * k_ + j]);
           const double expected = p * (g - dot) * scale;
-          const double tol = (std::fabs(p) * (double(k_) + 4) * dot_abs * compute_eps<T> +
-                              4 * compute_eps<T> * std::fabs(expected)) * scale + store_rel<T> * std::fabs(expected) + 1e-300;
+          const double tol = (std::fabs(p) * (double(k_) + 4) * dot_abs * compute_eps<T> + 4 * compute_eps<T> * std::fabs(expected)) * scale +
+                             store_rel<T> * std::fabs(expected) + 1e-300;
           REQUIRE(std::fabs(d(dscores[r * k_ + j]) - expected) <= tol);
         }
       }
@@ -164,8 +165,8 @@ TEST_CASE("softmax: rows of -Inf give zeros, bad masks are named, results are th
   for (std::size_t i = 0; i < 5; ++i) CHECK(probs[i] == 0.0f);
   for (std::size_t i = 5; i < 10; ++i) CHECK(probs[i] == doctest::Approx(0.2));
   Tensor<float> bad_mask(Shape{3, 5});
-  CHECK_THROWS_WITH_AS(k::softmax_forward(scores.view(), bad_mask.view(), 1.0, probs.view()),
-                       doctest::Contains("additive_mask has shape [3, 5]"), mpt::Error);
+  CHECK_THROWS_WITH_AS(k::softmax_forward(scores.view(), bad_mask.view(), 1.0, probs.view()), doctest::Contains("additive_mask has shape [3, 5]"),
+                       mpt::Error);
 
   std::mt19937 rng(5);
   Tensor<float> big = random_tensor<float>(Shape{2, 12, 64, 129}, rng, -5, 5);
@@ -207,8 +208,8 @@ TEST_CASE("softmax backward equals fp64 finite differences") {
 
 // ---------------------------------------------------------------- LayerNorm
 
-TEST_CASE_TEMPLATE("layer_norm forward/backward match fp64 on every backend", P, mpt::precision::fp32,
-                   mpt::precision::bf16_mixed, mpt::precision::fp64) {
+TEST_CASE_TEMPLATE("layer_norm forward/backward match fp64 on every backend", P, mpt::precision::fp32, mpt::precision::bf16_mixed,
+                   mpt::precision::fp64) {
   using T = typename P::act_t;
   using C = std::conditional_t<std::is_same_v<T, double>, double, float>;  // statistics, gamma/beta, gradients
   const std::uint32_t seed = 202;
@@ -249,8 +250,7 @@ TEST_CASE_TEMPLATE("layer_norm forward/backward match fp64 on every backend", P,
         for (std::size_t j = 0; j < hs; ++j) {
           const double xhat = (d(xr[j]) - m) * rs;
           const double expected = xhat * gamma[j] + beta[j];
-          const double tol = xhat_err * (std::fabs(xhat) + 1) * gamma[j] + 2 * ce * std::fabs(expected) +
-                             store_rel<T> * std::fabs(expected);
+          const double tol = xhat_err * (std::fabs(xhat) + 1) * gamma[j] + 2 * ce * std::fabs(expected) + store_rel<T> * std::fabs(expected);
           REQUIRE(std::fabs(d(y[r * h + j]) - expected) <= tol);
           const double g = d(dy[r * h + j]) * gamma[j];
           sum_g += g;
@@ -267,8 +267,8 @@ TEST_CASE_TEMPLATE("layer_norm forward/backward match fp64 on every backend", P,
           const double expected = rs * (g - sum_g / double(h) - xhat * sum_gx / double(h));
           // Every term of the bracket carries xhat_err-sized relative error, the
           // sums h eps of sum |g| (1 + |xhat|); scaled by rstd.
-          const double tol = rs * (xhat_err * (std::fabs(g) + g_abs / double(h) * (std::fabs(xhat) + 1)) +
-                                   (double(h) + 4) * ce * g_abs / double(h)) + store_rel<T> * std::fabs(expected);
+          const double tol = rs * (xhat_err * (std::fabs(g) + g_abs / double(h) * (std::fabs(xhat) + 1)) + (double(h) + 4) * ce * g_abs / double(h)) +
+                             store_rel<T> * std::fabs(expected);
           REQUIRE(std::fabs(d(dx[r * h + j]) - expected) <= tol);
         }
       }
@@ -329,8 +329,8 @@ TEST_CASE("layer_norm gives the same bits for 1 and 2 threads") {
 
 // ---------------------------------------------------------------- GELU
 
-TEST_CASE_TEMPLATE("gelu with bias: forward/backward match fp64 on every backend", P, mpt::precision::fp32,
-                   mpt::precision::bf16_mixed, mpt::precision::fp64) {
+TEST_CASE_TEMPLATE("gelu with bias: forward/backward match fp64 on every backend", P, mpt::precision::fp32, mpt::precision::bf16_mixed,
+                   mpt::precision::fp64) {
   using T = typename P::act_t;
   using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
   const std::uint32_t seed = 303;
@@ -373,8 +373,8 @@ TEST_CASE_TEMPLATE("gelu with bias: forward/backward match fp64 on every backend
         // (fitted table), the sum and the dy product 2 eps relative: inside.
         const double hp = h * std::exp(-0.5 * h * h) * inv_sqrt_2pi;
         const double dexpected = d(dy[i]) * (cdf + hp);
-        const double dtol = std::fabs(d(dy[i])) * (1.5 * ce + 4 * ce * std::fabs(hp)) + 2 * ce * std::fabs(dexpected) +
-                            store_rel<T> * std::fabs(dexpected);
+        const double dtol =
+            std::fabs(d(dy[i])) * (1.5 * ce + 4 * ce * std::fabs(hp)) + 2 * ce * std::fabs(dexpected) + store_rel<T> * std::fabs(dexpected);
         REQUIRE(std::fabs(d(dx[i]) - dexpected) <= dtol + 1e-300);
         ref_dbias[i % ns] += d(dx[i]);  // dbias sums dx as stored
         abs_dbias[i % ns] += std::fabs(d(dx[i]));
@@ -476,8 +476,8 @@ TEST_CASE("gelu backward equals fp64 finite differences; thread-count independen
 
 // ---------------------------------------------------------------- embedding
 
-TEST_CASE_TEMPLATE("embedding gathers rows and scatter-adds gradients in token order", P, mpt::precision::fp32,
-                   mpt::precision::bf16_mixed, mpt::precision::fp64) {
+TEST_CASE_TEMPLATE("embedding gathers rows and scatter-adds gradients in token order", P, mpt::precision::fp32, mpt::precision::bf16_mixed,
+                   mpt::precision::fp64) {
   using T = typename P::act_t;
   using G = std::conditional_t<std::is_same_v<T, double>, double, float>;
   std::mt19937 rng(37);
@@ -488,8 +488,7 @@ TEST_CASE_TEMPLATE("embedding gathers rows and scatter-adds gradients in token o
   Tensor<T> out(Shape{4, 50, hidden});
   k::embedding_forward(ids.view(), table.view(), out.view());
   for (std::size_t t = 0; t < ids.size(); ++t)
-    for (std::int64_t j = 0; j < hidden; ++j)
-      REQUIRE(d(out[t * hidden + j]) == d(static_cast<T>(table(ids[t], j))));
+    for (std::int64_t j = 0; j < hidden; ++j) REQUIRE(d(out[t * hidden + j]) == d(static_cast<T>(table(ids[t], j))));
   Tensor<T> dout = random_tensor<T>(out.shape(), rng);
   Tensor<G> expected(table.shape());
   for (std::size_t t = 0; t < ids.size(); ++t)
@@ -536,8 +535,7 @@ TEST_CASE("cross_entropy matches fp64 with an ignore index; all-ignored is NaN; 
   Tensor<bf16> logits_bf16(logits.shape());
   Tensor<float> widened(logits.shape());
   for (std::size_t i = 0; i < logits.size(); ++i) widened[i] = mpt::to_float(logits_bf16[i] = mpt::to_bf16(logits[i]));
-  CHECK(k::cross_entropy_forward(logits_bf16.view(), targets.view(), ignore) ==
-        k::cross_entropy_forward(widened.view(), targets.view(), ignore));
+  CHECK(k::cross_entropy_forward(logits_bf16.view(), targets.view(), ignore) == k::cross_entropy_forward(widened.view(), targets.view(), ignore));
 
   Tensor<std::int32_t> all_ignored(Shape{n});
   for (std::int64_t i = 0; i < n; ++i) all_ignored[i] = ignore;
@@ -547,8 +545,8 @@ TEST_CASE("cross_entropy matches fp64 with an ignore index; all-ignored is NaN; 
   for (std::size_t i = 0; i < dzero.size(); ++i) REQUIRE(dzero[i] == 0.0f);
 
   targets[2] = 385;
-  CHECK_THROWS_WITH_AS(k::cross_entropy_forward(logits.view(), targets.view(), ignore),
-                       doctest::Contains("target 385 of row 2 is outside [0, 385)"), mpt::Error);
+  CHECK_THROWS_WITH_AS(k::cross_entropy_forward(logits.view(), targets.view(), ignore), doctest::Contains("target 385 of row 2 is outside [0, 385)"),
+                       mpt::Error);
   targets[2] = 0;
 
   // fp64 finite differences, with an upstream gradient of 0.7.

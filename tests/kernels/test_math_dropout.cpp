@@ -29,8 +29,7 @@ double ulp_error(float y, double exact) {
 enum class MathFn { exp, erf };
 std::vector<float> vector_math(Isa isa, MathFn fn, const std::vector<float>& x) {
   std::vector<float> y(x.size());
-  k::detail::math_array_with(isa, fn == MathFn::exp ? k::detail::VectorMath::exp : k::detail::VectorMath::erf, x.data(),
-                             y.data(), x.size());
+  k::detail::math_array_with(isa, fn == MathFn::exp ? k::detail::VectorMath::exp : k::detail::VectorMath::erf, x.data(), y.data(), x.size());
   return y;
 }
 
@@ -54,8 +53,7 @@ TEST_CASE("vectorized exp is within 2 fp32 ulp of exp in double, on every backen
     MESSAGE(mpt::isa_name(isa), ": exp max error ", worst, " ulp");
     CHECK(worst <= 2.0);
     // Saturation: 0 below ln(FLT_MIN), +Inf above ln(FLT_MAX), exp(0) = 1 exactly.
-    const std::vector<float> edge = vector_math(isa, MathFn::exp, {-1000.0f, -88.0f, 0.0f, 89.0f, 1000.0f,
-                                                                   -std::numeric_limits<float>::infinity()});
+    const std::vector<float> edge = vector_math(isa, MathFn::exp, {-1000.0f, -88.0f, 0.0f, 89.0f, 1000.0f, -std::numeric_limits<float>::infinity()});
     CHECK(edge[0] == 0.0f);
     CHECK(edge[1] == 0.0f);
     CHECK(edge[2] == 1.0f);
@@ -100,12 +98,9 @@ TEST_CASE("Philox-4x32-10 reproduces Random123's known-answer vectors") {
     k::PhiloxCounter expected;
   };
   const Kat kats[] = {
-      {{0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u}, {0x00000000u, 0x00000000u},
-       {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}},
-      {{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu},
-       {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}},
-      {{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, {0xa4093822u, 0x299f31d0u},
-       {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
+      {{0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u}, {0x00000000u, 0x00000000u}, {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}},
+      {{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu}, {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}},
+      {{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, {0xa4093822u, 0x299f31d0u}, {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
   };
   for (const Kat& kat : kats) CHECK(k::philox4x32_10(kat.counter, kat.key) == kat.expected);
   static_assert(k::philox4x32_10({0, 0, 0, 0}, {0, 0})[0] == 0x6627e8d5u, "Philox is constexpr");
@@ -145,8 +140,8 @@ double as_double(T x) {
 }
 }  // namespace
 
-TEST_CASE_TEMPLATE("dropout keeps exactly the elements its Philox bits select, on every backend", P,
-                   mpt::precision::fp32, mpt::precision::bf16_mixed, mpt::precision::fp64) {
+TEST_CASE_TEMPLATE("dropout keeps exactly the elements its Philox bits select, on every backend", P, mpt::precision::fp32, mpt::precision::bf16_mixed,
+                   mpt::precision::fp64) {
   using T = typename P::act_t;
   const std::uint32_t seed = 7;
   MESSAGE("seed ", seed);
@@ -245,12 +240,11 @@ TEST_CASE("dropout_add_forward rounds the dropped-out branch like an unfused bf1
     k::residual_add(dropped.view(), r.view(), unfused.view());
     for (std::size_t i = 0; i < n; ++i) REQUIRE(mpt::bf16_bits(fused[i]) == mpt::bf16_bits(unfused[i]));
   }
-  CHECK_THROWS_WITH_AS(k::dropout_forward(x.view(), x.view(), 1.5f, key),
-                       doctest::Contains("dropout probability 1.5 is outside [0, 1]"), mpt::Error);
+  CHECK_THROWS_WITH_AS(k::dropout_forward(x.view(), x.view(), 1.5f, key), doctest::Contains("dropout probability 1.5 is outside [0, 1]"), mpt::Error);
 }
 
-TEST_CASE_TEMPLATE("residual_add equals the scalar sum rounded once, on every backend", P, mpt::precision::fp32,
-                   mpt::precision::bf16_mixed, mpt::precision::fp64) {
+TEST_CASE_TEMPLATE("residual_add equals the scalar sum rounded once, on every backend", P, mpt::precision::fp32, mpt::precision::bf16_mixed,
+                   mpt::precision::fp64) {
   using T = typename P::act_t;
   const std::uint32_t seed = 13;
   MESSAGE("seed ", seed);
@@ -264,16 +258,18 @@ TEST_CASE_TEMPLATE("residual_add equals the scalar sum rounded once, on every ba
       k::residual_add(a.view(), b.view(), y.view());
       for (std::size_t i = 0; i < n; ++i) {
         T expected;
-        if constexpr (std::is_same_v<T, double>) expected = a[i] + double(b[i]);
-        else expected = static_cast<T>(mpt::to_float(a[i]) + b[i]);
+        if constexpr (std::is_same_v<T, double>)
+          expected = a[i] + double(b[i]);
+        else
+          expected = static_cast<T>(mpt::to_float(a[i]) + b[i]);
         REQUIRE(as_double(y[i]) == as_double(expected));
       }
     }
   }
 }
 
-TEST_CASE_TEMPLATE("dropout_add_layer_norm_forward equals dropout_add_forward then layer_norm_forward, bit for bit", P,
-                   mpt::precision::fp32, mpt::precision::bf16_mixed, mpt::precision::fp64) {
+TEST_CASE_TEMPLATE("dropout_add_layer_norm_forward equals dropout_add_forward then layer_norm_forward, bit for bit", P, mpt::precision::fp32,
+                   mpt::precision::bf16_mixed, mpt::precision::fp64) {
   using T = typename P::act_t;
   using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
   const std::uint32_t seed = 17;
@@ -295,8 +291,8 @@ TEST_CASE_TEMPLATE("dropout_add_layer_norm_forward equals dropout_add_forward th
         k::layer_norm_forward(sum1.view(), gamma.view(), beta.view(), 1e-12, y1.view(), m1.view(), r1.view());
         for (int threads : {1, 2}) {
           mpt::ScopedNumThreads t(threads);
-          k::dropout_add_layer_norm_forward(x.view(), r.view(), p, key, gamma.view(), beta.view(), 1e-12, sum2.view(),
-                                            y2.view(), m2.view(), r2.view());
+          k::dropout_add_layer_norm_forward(x.view(), r.view(), p, key, gamma.view(), beta.view(), 1e-12, sum2.view(), y2.view(), m2.view(),
+                                            r2.view());
           REQUIRE(std::memcmp(sum1.data(), sum2.data(), sum1.size() * sizeof(T)) == 0);
           REQUIRE(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(T)) == 0);
           REQUIRE(std::memcmp(m1.data(), m2.data(), m1.size() * sizeof(C)) == 0);
@@ -310,10 +306,20 @@ TEST_CASE_TEMPLATE("dropout_add_layer_norm_forward equals dropout_add_forward th
 TEST_CASE("bf16 stores round every float class like the scalar reference, on every backend") {
   // The AVX512_BF16 path narrows with vcvtneps2bf16, which flushes fp32
   // subnormals; vectors holding one must fall back to the exact emulation.
-  const float specials[] = {0.0f, -0.0f, 1e-39f, -3e-40f, 1.17e-38f, std::numeric_limits<float>::denorm_min(),
-                            std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
-                            std::numeric_limits<float>::quiet_NaN(), 1.00390625f /* tie */, 1.01171875f /* tie */,
-                            3.4e38f, -2.5f, 65504.0f};
+  const float specials[] = {0.0f,
+                            -0.0f,
+                            1e-39f,
+                            -3e-40f,
+                            1.17e-38f,
+                            std::numeric_limits<float>::denorm_min(),
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(),
+                            1.00390625f /* tie */,
+                            1.01171875f /* tie */,
+                            3.4e38f,
+                            -2.5f,
+                            65504.0f};
   const std::size_t n = 16 * 5 + 3;
   Tensor<float> a(Shape{std::int64_t(n)}), zero(Shape{std::int64_t(n)});
   for (std::size_t i = 0; i < n; ++i) a[i] = specials[i % std::size(specials)];

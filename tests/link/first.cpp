@@ -4,6 +4,4 @@
 #include <mpt/mpt.hpp>
 
 float sum_of_roundings(float x);
-float sum_of_roundings(float x) {
-  return mpt::round_to_bf16(x) + static_cast<float>(mpt::num_threads() > 0);
-}
+float sum_of_roundings(float x) { return mpt::round_to_bf16(x) + static_cast<float>(mpt::num_threads() > 0); }

@@ -19,9 +19,7 @@ const std::filesystem::path tiny = std::filesystem::path(MPT_TEST_DATA) / "bert_
 // The fixture batch: I64 tensors narrowed to int32, as the tokenizer makes them.
 struct FixtureBatch {
   mpt::Tensor<std::int32_t> ids, types, mask, start, end;
-  mpt::nn::QaBatch view() const {
-    return {ids.view(), types.view(), mask.view(), start.view(), end.view()};
-  }
+  mpt::nn::QaBatch view() const { return {ids.view(), types.view(), mask.view(), start.view(), end.view()}; }
 };
 
 mpt::Tensor<std::int32_t> read_i64(const mpt::io::SafetensorsFile& file, const char* name) {
@@ -38,8 +36,8 @@ mpt::Tensor<std::int32_t> read_i64(const mpt::io::SafetensorsFile& file, const c
 
 FixtureBatch fixture_batch() {
   const auto file = mpt::io::SafetensorsFile::open(tiny / "batch.safetensors");
-  return {read_i64(file, "input_ids"), read_i64(file, "token_type_ids"), read_i64(file, "attention_mask"),
-          read_i64(file, "start_positions"), read_i64(file, "end_positions")};
+  return {read_i64(file, "input_ids"), read_i64(file, "token_type_ids"), read_i64(file, "attention_mask"), read_i64(file, "start_positions"),
+          read_i64(file, "end_positions")};
 }
 
 // Max |a - b| and that over max |b|, printed per tensor as llm.c's test does.
@@ -126,9 +124,7 @@ TEST_CASE("bf16_mixed BERT-QA stays as close to PyTorch fp32 as autocast itself 
   const Expected fp32 = expected("expected_fp32.safetensors");
   const Expected autocast = expected("expected_bf16_autocast.safetensors");
   auto [model, out] = run_fixture<mpt::precision::bf16_mixed>(batch);
-  const auto tolerance = [&](const std::string& name) {
-    return std::max(3.0 * fp32.spread[name]["max_rel"].get<double>(), 1e-4);
-  };
+  const auto tolerance = [&](const std::string& name) { return std::max(3.0 * fp32.spread[name]["max_rel"].get<double>(), 1e-4); };
   std::printf("bf16_mixed vs PyTorch fp32 (and vs autocast):\n");
   for (const char* name : {"start_logits", "end_logits"}) {
     const auto* got = std::string(name) == "start_logits" ? out.start_logits.data() : out.end_logits.data();
@@ -171,7 +167,7 @@ TEST_CASE("finite differences in fp64: every parameter of a tiny BERT-QA with dr
   config.num_attention_heads = 2;
   config.intermediate_size = 12;
   config.max_position_embeddings = 8;
-  config.hidden_dropout_prob = 0.2;   // fixed keys: the same mask for every evaluation
+  config.hidden_dropout_prob = 0.2;  // fixed keys: the same mask for every evaluation
   config.attention_probs_dropout_prob = 0.2;
   mpt::nn::BertForQuestionAnswering<mpt::precision::fp64> model(config);
   model.init_weights(7);
@@ -179,8 +175,7 @@ TEST_CASE("finite differences in fp64: every parameter of a tiny BERT-QA with dr
   for (auto part : {params.full_precision_master(), params.matmul_master()})
     for (double& w : part) w *= 10;  // larger than BERT's 0.02 so every path matters
 
-  mpt::Tensor<std::int32_t> ids(mpt::Shape{2, 6}), types(mpt::Shape{2, 6}), mask(mpt::Shape{2, 6}),
-      start(mpt::Shape{2}), end(mpt::Shape{2});
+  mpt::Tensor<std::int32_t> ids(mpt::Shape{2, 6}), types(mpt::Shape{2, 6}), mask(mpt::Shape{2, 6}), start(mpt::Shape{2}), end(mpt::Shape{2});
   std::mt19937 rng(3);
   for (std::size_t i = 0; i < ids.size(); ++i) {
     ids[i] = static_cast<std::int32_t>(1 + rng() % 22);
@@ -280,7 +275,8 @@ TEST_CASE("a BF16 folder: saving rounds each master once, and loading it back gi
   const auto& x = model.parameters();
   const auto& y = again.parameters();
   std::size_t not_rounded = 0, inexact = 0;
-  for (const auto& [mine, theirs] : {std::pair{x.full_precision_master(), y.full_precision_master()}, std::pair{x.matmul_master(), y.matmul_master()}}) {
+  for (const auto& [mine, theirs] :
+       {std::pair{x.full_precision_master(), y.full_precision_master()}, std::pair{x.matmul_master(), y.matmul_master()}}) {
     REQUIRE(mine.size() == theirs.size());
     for (std::size_t i = 0; i < mine.size(); ++i) {
       not_rounded += theirs[i] != mpt::round_to_bf16(mine[i]);
@@ -365,8 +361,8 @@ TEST_CASE("model input errors name the input, its shape and the fix; a batch lar
   CHECK_THROWS_WITH_AS(model.forward({ids.view(), types.view(), bad_mask.view(), {}, {}}, eval), doctest::Contains("attention_mask"), mpt::Error);
   CHECK_THROWS_WITH_AS(model.forward({ids.view(), bad_types.view(), mask.view(), {}, {}}, eval), doctest::Contains("token_type_ids"), mpt::Error);
   const auto three = labels(3), two = labels(2);
-  CHECK_THROWS_WITH_AS(model.forward({ids.view(), types.view(), mask.view(), three.view(), two.view()}, eval),
-                       doctest::Contains("start_positions"), mpt::Error);
+  CHECK_THROWS_WITH_AS(model.forward({ids.view(), types.view(), mask.view(), three.view(), two.view()}, eval), doctest::Contains("start_positions"),
+                       mpt::Error);
   // A token id outside the vocabulary names the id and where it is.
   auto oov = tokens(2, 4, 3);
   oov(1, 2) = 23;

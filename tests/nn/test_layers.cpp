@@ -25,8 +25,7 @@ void fill(TensorView<double> t, std::mt19937& rng, double scale = 1.0) {
 // h = 1e-6: truncation ~1e-12, and rounding leaves ~1e-9 of absolute noise on
 // a loss of order 10 (ε·|loss|/h), which is all an analytically zero gradient
 // (key.bias: softmax ignores a per-row shift) shows; hence the 1e-2 floor.
-void check_gradient(const char* what, TensorView<double> x, const std::vector<double>& analytic,
-                    const std::function<double()>& loss) {
+void check_gradient(const char* what, TensorView<double> x, const std::vector<double>& analytic, const std::function<double()>& loss) {
   double worst = 0;
   for (std::size_t i = 0; i < x.size(); i += 1 + x.size() / 24) {
     const double saved = x[i];

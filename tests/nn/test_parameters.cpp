@@ -3,8 +3,7 @@
 
 #include <cstdint>
 
-TEST_CASE_TEMPLATE("Parameters: flat buffers, offsets, names", P, mpt::precision::fp32, mpt::precision::bf16_mixed,
-                   mpt::precision::fp64) {
+TEST_CASE_TEMPLATE("Parameters: flat buffers, offsets, names", P, mpt::precision::fp32, mpt::precision::bf16_mixed, mpt::precision::fp64) {
   mpt::nn::Parameters<P> params;
   const auto w = params.declare("encoder.dense.weight", mpt::Shape{3, 5}, mpt::nn::ParamRole::linear_weight);
   const auto b = params.declare("encoder.dense.bias", mpt::Shape{3}, mpt::nn::ParamRole::linear_bias);

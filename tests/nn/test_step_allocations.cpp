@@ -38,36 +38,35 @@ void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 #pragma GCC diagnostic pop
 
-TEST_CASE_TEMPLATE("forward + backward of BERT-QA allocate nothing after the first step, on 1 and 2 threads", P,
-                   mpt::precision::fp32, mpt::precision::bf16_mixed) {
+TEST_CASE_TEMPLATE("forward + backward of BERT-QA allocate nothing after the first step, on 1 and 2 threads", P, mpt::precision::fp32,
+                   mpt::precision::bf16_mixed) {
   for (const int threads : {1, 2}) {
-  CAPTURE(threads);
-  mpt::ScopedNumThreads scoped(threads);
-  mpt::nn::BertConfig config;
-  config.vocab_size = 50;
-  config.hidden_size = 32;
-  config.num_hidden_layers = 2;
-  config.num_attention_heads = 4;
-  config.intermediate_size = 64;
-  config.max_position_embeddings = 32;
-  mpt::nn::BertForQuestionAnswering<P> model(config);
-  model.init_weights(1);
-  mpt::Tensor<std::int32_t> ids(mpt::Shape{2, 16}), types(mpt::Shape{2, 16}), mask(mpt::Shape{2, 16}),
-      start(mpt::Shape{2}), end(mpt::Shape{2});
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    ids[i] = static_cast<std::int32_t>(i % 50);
-    mask[i] = 1;
-  }
-  start[0] = 3, end[0] = 5, start[1] = 0, end[1] = 0;
-  const mpt::nn::QaBatch batch{ids.view(), types.view(), mask.view(), start.view(), end.view()};
-  model.reserve(2, 16, true);
-  model.forward(batch, {.training = true, .seed = 1, .forward_index = 0});  // warm-up: thread pools, scratch buffers
-  model.backward();
-  const long before = allocations.load();
-  for (std::uint32_t step = 1; step <= 6; ++step) {
-    model.forward(batch, {.training = true, .seed = 1, .forward_index = step});
+    CAPTURE(threads);
+    mpt::ScopedNumThreads scoped(threads);
+    mpt::nn::BertConfig config;
+    config.vocab_size = 50;
+    config.hidden_size = 32;
+    config.num_hidden_layers = 2;
+    config.num_attention_heads = 4;
+    config.intermediate_size = 64;
+    config.max_position_embeddings = 32;
+    mpt::nn::BertForQuestionAnswering<P> model(config);
+    model.init_weights(1);
+    mpt::Tensor<std::int32_t> ids(mpt::Shape{2, 16}), types(mpt::Shape{2, 16}), mask(mpt::Shape{2, 16}), start(mpt::Shape{2}), end(mpt::Shape{2});
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      ids[i] = static_cast<std::int32_t>(i % 50);
+      mask[i] = 1;
+    }
+    start[0] = 3, end[0] = 5, start[1] = 0, end[1] = 0;
+    const mpt::nn::QaBatch batch{ids.view(), types.view(), mask.view(), start.view(), end.view()};
+    model.reserve(2, 16, true);
+    model.forward(batch, {.training = true, .seed = 1, .forward_index = 0});  // warm-up: thread pools, scratch buffers
     model.backward();
-  }
-  CHECK(allocations.load() - before == 0);
+    const long before = allocations.load();
+    for (std::uint32_t step = 1; step <= 6; ++step) {
+      model.forward(batch, {.training = true, .seed = 1, .forward_index = step});
+      model.backward();
+    }
+    CHECK(allocations.load() - before == 0);
   }
 }

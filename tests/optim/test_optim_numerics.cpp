@@ -86,9 +86,7 @@ TEST_CASE("fp16 narrowing: scalar reference follows round-to-nearest-even by def
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> exponent(-30.0f, 17.0f);
   for (int k = 0; k < 20000; ++k) {
-    const float x =
-        std::ldexp(std::uniform_real_distribution<float>(1.0f, 2.0f)(rng), static_cast<int>(exponent(rng))) *
-        (k % 2 ? -1.0f : 1.0f);
+    const float x = std::ldexp(std::uniform_real_distribution<float>(1.0f, 2.0f)(rng), static_cast<int>(exponent(rng))) * (k % 2 ? -1.0f : 1.0f);
     const std::uint16_t got = mpt::float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x));
     const std::uint16_t want = fp16_by_definition(x);
     if (got != want) {
@@ -143,8 +141,8 @@ TEST_CASE_TEMPLATE("global L2 norm: same bits on every path and thread count, ac
   MESSAGE("seed " << seed);
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{63}, std::size_t{64}, std::size_t{65},
-                        std::size_t{16384}, std::size_t{16385}, std::size_t{100003}}) {
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{63}, std::size_t{64}, std::size_t{65}, std::size_t{16384}, std::size_t{16385},
+                        std::size_t{100003}}) {
     CAPTURE(n);
     std::vector<float> x(n);
     for (auto& v : x) v = normal(rng) * 1e-3f;
@@ -152,16 +150,14 @@ TEST_CASE_TEMPLATE("global L2 norm: same bits on every path and thread count, ac
     long double exact = 0;
     for (float v : x) exact += static_cast<long double>(v) * v;
     const Acc reference = mpt::kernels::sum_of_squares_with<Acc>(Isa::scalar, one);
-    CHECK(rel_diff_floor(static_cast<double>(reference), static_cast<double>(exact), 1e-30) <
-          (std::is_same_v<Acc, float> ? 1e-5 : 1e-13));
+    CHECK(rel_diff_floor(static_cast<double>(reference), static_cast<double>(exact), 1e-30) < (std::is_same_v<Acc, float> ? 1e-5 : 1e-13));
     for (Isa isa : mpt::supported_isas()) {
       for (int threads : {1, 2, 3}) {
         mpt::ScopedNumThreads guard(threads);
         CAPTURE(mpt::isa_name(isa));
         CAPTURE(threads);
-        CHECK(std::bit_cast<std::conditional_t<std::is_same_v<Acc, float>, std::uint32_t, std::uint64_t>>(
-                  mpt::kernels::sum_of_squares_with<Acc>(isa, one)) ==
-              std::bit_cast<std::conditional_t<std::is_same_v<Acc, float>, std::uint32_t, std::uint64_t>>(reference));
+        CHECK(std::bit_cast<std::conditional_t<std::is_same_v<Acc, float>, std::uint32_t, std::uint64_t>>(mpt::kernels::sum_of_squares_with<Acc>(
+                  isa, one)) == std::bit_cast<std::conditional_t<std::is_same_v<Acc, float>, std::uint32_t, std::uint64_t>>(reference));
       }
     }
   }
@@ -172,8 +168,7 @@ TEST_CASE_TEMPLATE("global L2 norm: same bits on every path and thread count, ac
   std::vector<float> ab(a);
   ab.insert(ab.end(), b.begin(), b.end());
   const std::span<const float> parts[] = {a, b};
-  CHECK(rel_diff(mpt::kernels::global_l2_norm<Acc>(std::span<const std::span<const float>>(parts)),
-                 mpt::kernels::global_l2_norm<Acc>(ab)) < 1e-6);
+  CHECK(rel_diff(mpt::kernels::global_l2_norm<Acc>(std::span<const std::span<const float>>(parts)), mpt::kernels::global_l2_norm<Acc>(ab)) < 1e-6);
   // A non-finite element makes the norm non-finite.
   ab[12345] = std::numeric_limits<float>::quiet_NaN();
   CHECK(!std::isfinite(mpt::kernels::global_l2_norm<Acc>(ab)));
@@ -206,8 +201,7 @@ TEST_CASE("learning-rate schedules match transformers' formulas at every step") 
   }
   CHECK(cases > 40);
   for (const auto& c : fixture.at("warmup_ratio_cases")) {
-    CHECK(optim::warmup_steps_for(0, c.at("ratio").get<double>(), c.at("total").get<std::int64_t>()) ==
-          c.at("warmup_steps").get<std::int64_t>());
+    CHECK(optim::warmup_steps_for(0, c.at("ratio").get<double>(), c.at("total").get<std::int64_t>()) == c.at("warmup_steps").get<std::int64_t>());
   }
   CHECK(optim::warmup_steps_for(5, 0.5, 100) == 5);  // warmup_steps wins over the ratio
   // get_scheduler's per-kind defaults, and the settings round trip.
@@ -217,8 +211,7 @@ TEST_CASE("learning-rate schedules match transformers' formulas at every step") 
   optim::LrSchedule loaded;
   loaded.load_state(restarts.state());
   for (std::int64_t step = 0; step < 110; ++step) CHECK(loaded.lr(step) == restarts.lr(step));
-  CHECK_THROWS_WITH_AS(optim::parse_schedule_kind("cosine_annealing"), doctest::Contains("lr_scheduler_type"),
-                       mpt::Error);
+  CHECK_THROWS_WITH_AS(optim::parse_schedule_kind("cosine_annealing"), doctest::Contains("lr_scheduler_type"), mpt::Error);
 }
 
 TEST_CASE("ParameterTable: offsets in order, decay as the model decides, names unique") {
@@ -249,16 +242,15 @@ void replay_trajectory(const json& fx, Isa isa, MakeOptimizer make, double toler
   auto params = fx.at("initial").get<std::vector<float>>();
   auto optimizer = make(std::span<float>(params), table);
   const auto& cfg = fx.at("config");
-  optim::LrSchedule schedule{optim::ScheduleKind::linear, cfg.at("lr").get<double>(),
-                             cfg.at("warmup").get<std::int64_t>(), fx.at("steps").get<std::int64_t>()};
+  optim::LrSchedule schedule{optim::ScheduleKind::linear, cfg.at("lr").get<double>(), cfg.at("warmup").get<std::int64_t>(),
+                             fx.at("steps").get<std::int64_t>()};
   optim::NoLossScaling scaler;
   double worst = 0, worst_norm = 0;
   for (std::size_t step = 0; step < fx.at("grads").size(); ++step) {
     const auto grads = fx.at("grads")[step].get<std::vector<float>>();
     const double lr = schedule.lr(static_cast<std::int64_t>(step));
     CHECK(rel_diff_floor(lr, fx.at("lr")[step].get<double>(), 1e-12) < 1e-15);
-    const auto report = optim::clip_and_step(optimizer, scaler, std::span<const float>(grads), lr,
-                                             cfg.at("max_grad_norm").get<double>());
+    const auto report = optim::clip_and_step(optimizer, scaler, std::span<const float>(grads), lr, cfg.at("max_grad_norm").get<double>());
     worst_norm = std::max(worst_norm, rel_diff(report.grad_norm, fx.at("grad_norm")[step].get<double>()));
     const auto want = fx.at("after")[step].get<std::vector<float>>();
     for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, rel_diff_floor(params[i], want[i], floor));

@@ -89,8 +89,7 @@ optim::ParameterTable small_table(std::size_t n) {
 }
 }  // namespace
 
-#define MPT_ALL_CONFIGS \
-  AdamWFp32, AdamWMixed, AdamWSplit, AdamWPureSr, AdamWPureNearest, AdamWFp16, SgdMixed, SgdSplit, SgdPureSr
+#define MPT_ALL_CONFIGS AdamWFp32, AdamWMixed, AdamWSplit, AdamWPureSr, AdamWPureNearest, AdamWFp16, SgdMixed, SgdSplit, SgdPureSr
 
 TEST_CASE_TEMPLATE("every weight policy: the same bits on every instruction set and thread count", C, MPT_ALL_CONFIGS) {
   const std::size_t n = 70001;  // three update runs, an odd tail
@@ -144,8 +143,7 @@ TEST_CASE("bf16_mixed and split master weights follow the fp32 trajectory given 
   for (std::size_t i = 0; i < n; ++i) {
     master_mismatch += std::bit_cast<std::uint32_t>(master[i]) != std::bit_cast<std::uint32_t>(fp32_params[i]);
     copy_mismatch += mpt::bf16_bits(mixed_params[i]) != mpt::float_to_bf16_bits(master[i]);
-    const std::uint32_t split_master =
-        static_cast<std::uint32_t>(mpt::bf16_bits(split_params[i])) << 16 | split_trail[i];
+    const std::uint32_t split_master = static_cast<std::uint32_t>(mpt::bf16_bits(split_params[i])) << 16 | split_trail[i];
     split_mismatch += split_master != std::bit_cast<std::uint32_t>(fp32_params[i]);
     trunc_mismatch += mpt::bf16_bits(split_params[i]) != (std::bit_cast<std::uint32_t>(fp32_params[i]) >> 16);
     moved += fp32_params[i] != init[i];
@@ -162,8 +160,7 @@ TEST_CASE("bf16_mixed and split master weights follow the fp32 trajectory given 
   CHECK(same_bits(from_split, fp32_params));
 }
 
-TEST_CASE_TEMPLATE("set_master_weights keeps the full fp32 values where the policy has room for them", C,
-                   MPT_ALL_CONFIGS) {
+TEST_CASE_TEMPLATE("set_master_weights keeps the full fp32 values where the policy has room for them", C, MPT_ALL_CONFIGS) {
   const std::size_t n = 257;
   const auto fp32 = random_vector(n, 31, 1.0f);  // not bf16-representable
   auto params = narrow_to<typename C::param_t>(std::vector<float>(n, 0.0f));
@@ -180,8 +177,7 @@ TEST_CASE_TEMPLATE("set_master_weights keeps the full fp32 values where the poli
     exact += master[i] == fp32[i];
     const float copy = mpt::to_float(params[i]);
     if constexpr (std::is_same_v<W, optim::WeightStore<typename C::policy, optim::weights::split_master>>) {
-      copy_ok +=
-          std::bit_cast<std::uint32_t>(copy) == (std::bit_cast<std::uint32_t>(fp32[i]) & 0xFFFF0000u);  // top half
+      copy_ok += std::bit_cast<std::uint32_t>(copy) == (std::bit_cast<std::uint32_t>(fp32[i]) & 0xFFFF0000u);  // top half
     } else {
       copy_ok += copy == mpt::to_float(narrow_to<typename C::param_t>(std::vector<float>{fp32[i]})[0]);  // nearest
     }
@@ -217,18 +213,15 @@ TEST_CASE("stochastic rounding is unbiased; nearest rounding drops small updates
   std::size_t up = 0;
   const std::size_t trials = 200000;
   for (std::size_t i = 0; i < trials; ++i) {
-    up += optim::detail::stochastic_round_bf16_bits(x, optim::detail::rounding_bits(key, i)) !=
-          mpt::float_to_bf16_bits(base);
+    up += optim::detail::stochastic_round_bf16_bits(x, optim::detail::rounding_bits(key, i)) != mpt::float_to_bf16_bits(base);
   }
   const double fraction = static_cast<double>(up) / trials;
   MESSAGE("rounded up " << fraction << " of the time; 0.3 expected");
   CHECK(std::fabs(fraction - 0.3) < 0.005);                            // 5 standard deviations of a binomial at n = 2e5
   CHECK(mpt::float_to_bf16_bits(x) == mpt::float_to_bf16_bits(base));  // nearest: the 0.3-spacing update is lost
   // Special values keep their meaning.
-  CHECK(std::isinf(mpt::to_float(mpt::bf16_from_bits(
-      optim::detail::stochastic_round_bf16_bits(std::numeric_limits<float>::infinity(), 0xFFFFu)))));
-  CHECK(std::isnan(mpt::to_float(mpt::bf16_from_bits(
-      optim::detail::stochastic_round_bf16_bits(std::numeric_limits<float>::quiet_NaN(), 0xFFFFu)))));
+  CHECK(std::isinf(mpt::to_float(mpt::bf16_from_bits(optim::detail::stochastic_round_bf16_bits(std::numeric_limits<float>::infinity(), 0xFFFFu)))));
+  CHECK(std::isnan(mpt::to_float(mpt::bf16_from_bits(optim::detail::stochastic_round_bf16_bits(std::numeric_limits<float>::quiet_NaN(), 0xFFFFu)))));
 }
 
 TEST_CASE("dynamic loss scaler: GradScaler's growth and backoff") {
@@ -257,8 +250,7 @@ TEST_CASE("injected inf and NaN gradients skip the step and back off the scale")
   optim::AdamW<precision::bf16_mixed> opt(std::span{params}, small_table(n));
   optim::DynamicLossScaler scaler({.init_scale = 1024.0f, .growth_interval = 3});
   auto grads = random_vector(n, 2, 1024.0f);
-  for (float poison : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
-                       std::numeric_limits<float>::quiet_NaN()}) {
+  for (float poison : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
     const auto before = params;
     const float scale = scaler.scale();
     grads[37] = poison;
@@ -270,8 +262,7 @@ TEST_CASE("injected inf and NaN gradients skip the step and back off the scale")
   CHECK(opt.steps() == 0);
   CHECK(scaler.skipped_steps() == 3);
   grads[37] = 0.5f;
-  for (int i = 0; i < 3; ++i)
-    CHECK(optim::clip_and_step(opt, scaler, std::span<const float>(grads), 1e-3, 1.0).applied);
+  for (int i = 0; i < 3; ++i) CHECK(optim::clip_and_step(opt, scaler, std::span<const float>(grads), 1e-3, 1.0).applied);
   CHECK(opt.steps() == 3);
   CHECK(scaler.scale() == 256.0f);  // 1024 / 8, then x2 after 3 clean steps
   // A static scaler also skips, without changing its scale.
@@ -306,8 +297,7 @@ TEST_CASE("gradient accumulation: micro-batches sum to the full-batch gradient")
     for (std::size_t s = begin; s < end; ++s) {
       float r = -y[s];
       for (std::size_t j = 0; j < d; ++j) r += x[s * d + j] * w[j];
-      for (std::size_t j = 0; j < d; ++j)
-        grad[j] += loss_multiplier * r * x[s * d + j] / static_cast<float>(end - begin);
+      for (std::size_t j = 0; j < d; ++j) grad[j] += loss_multiplier * r * x[s * d + j] / static_cast<float>(end - begin);
     }
   };
   std::vector<float> full(d), accumulated(d);
@@ -385,9 +375,14 @@ TEST_CASE_TEMPLATE("bytes per parameter: declared equals allocated", C, MPT_ALL_
   // + the rule's state (AdamW: exp_avg and exp_avg_sq; SGD with momentum: one buffer), fp32 each.
   //   fp32 direct 4 + 8 = 12;  bf16 + fp32 master 2 + 4 + 8 = 14;  bf16 + low 16 bits 2 + 2 + 8 = 12;
   //   bf16 alone (stochastic or nearest rounding) 2 + 8 = 10;  SGD: 2 + 4 + 4, 2 + 2 + 4, 2 + 4.
-  const double by_hand = std::is_same_v<C, AdamWFp32> ? 12 : std::is_same_v<C, AdamWMixed> ? 14 : std::is_same_v<C, AdamWSplit> ? 12
-                       : std::is_same_v<C, AdamWPureSr> || std::is_same_v<C, AdamWPureNearest> ? 10 : std::is_same_v<C, AdamWFp16> ? 14
-                       : std::is_same_v<C, SgdMixed> ? 10 : std::is_same_v<C, SgdSplit> ? 8 : 6;
+  const double by_hand = std::is_same_v<C, AdamWFp32>                                            ? 12
+                         : std::is_same_v<C, AdamWMixed>                                         ? 14
+                         : std::is_same_v<C, AdamWSplit>                                         ? 12
+                         : std::is_same_v<C, AdamWPureSr> || std::is_same_v<C, AdamWPureNearest> ? 10
+                         : std::is_same_v<C, AdamWFp16>                                          ? 14
+                         : std::is_same_v<C, SgdMixed>                                           ? 10
+                         : std::is_same_v<C, SgdSplit>                                           ? 8
+                                                                                                 : 6;
   CHECK(opt.bytes_per_parameter() == by_hand);
 }
 
@@ -444,8 +439,7 @@ float train_regression(const Regression& problem, int steps) {
 }
 }  // namespace
 
-TEST_CASE(
-    "convergence: bf16_mixed and pure bf16 with stochastic rounding reach the fp32 loss; nearest rounding stalls") {
+TEST_CASE("convergence: bf16_mixed and pure bf16 with stochastic rounding reach the fp32 loss; nearest rounding stalls") {
   const Regression problem;
   const int steps = 1500;
   std::vector<float> w(problem.w_start), grad(Regression::d);
@@ -455,9 +449,8 @@ TEST_CASE(
   const float split = train_regression<precision::bf16_mixed, optim::weights::split_master>(problem, steps);
   const float stochastic = train_regression<precision::bf16_pure, optim::weights::stochastic_rounding>(problem, steps);
   const float nearest = train_regression<precision::bf16_pure, optim::weights::nearest_rounding>(problem, steps);
-  MESSAGE("loss after " << steps << " AdamW steps (start " << start << "): fp32 " << fp32 << ", bf16_mixed " << mixed
-                        << ", split master " << split << ", pure bf16 stochastic " << stochastic
-                        << ", pure bf16 nearest " << nearest);
+  MESSAGE("loss after " << steps << " AdamW steps (start " << start << "): fp32 " << fp32 << ", bf16_mixed " << mixed << ", split master " << split
+                        << ", pure bf16 stochastic " << stochastic << ", pure bf16 nearest " << nearest);
   CHECK(fp32 < start / 20);
   // bf16 compute weights cost a little (their spacing is ~1e-2 here): within 10 %.
   CHECK(mixed < fp32 * 1.10f);
@@ -491,8 +484,7 @@ TEST_CASE("fp16 storage: small gradients underflow without loss scaling and surv
       }
       std::fill(grad.begin(), grad.end(), 0.0f);
       for (std::size_t s = 0; s < Regression::n; ++s)
-        for (std::size_t j = 0; j < Regression::d; ++j)
-          grad[j] += mpt::to_float(dy[s]) * problem.x[s * Regression::d + j];
+        for (std::size_t j = 0; j < Regression::d; ++j) grad[j] += mpt::to_float(dy[s]) * problem.x[s * Regression::d + j];
       optim::clip_and_step(opt, scaler, std::span<const float>(grad), 1e-3, 0.0);
     }
     for (std::size_t j = 0; j < w.size(); ++j) w[j] = mpt::to_float(params[j]);
@@ -506,16 +498,15 @@ TEST_CASE("fp16 storage: small gradients underflow without loss scaling and surv
   optim::DynamicLossScaler dynamic({.init_scale = 0x1p44f, .growth_interval = 100});
   const auto [loss_scaled, nonzero_scaled] = train(dynamic, 300);
   MESSAGE("fp16 after 300 steps (start " << start << "): no scaling " << loss_unscaled << " (" << nonzero_unscaled
-                                         << " nonzero output gradients), dynamic scaling " << loss_scaled << " (scale "
-                                         << dynamic.scale() << ", " << dynamic.skipped_steps() << " skipped steps)");
+                                         << " nonzero output gradients), dynamic scaling " << loss_scaled << " (scale " << dynamic.scale() << ", "
+                                         << dynamic.skipped_steps() << " skipped steps)");
   CHECK(nonzero_unscaled == 0);        // every output gradient flushed to zero in fp16
   CHECK(loss_unscaled == start);       // so nothing was learned
   CHECK(dynamic.skipped_steps() > 0);  // overflow at 2^44 was detected and backed off
   CHECK(loss_scaled < start / 4);      // and the scaled gradients trained the model
 }
 
-TEST_CASE_TEMPLATE("state through files: save_optimizer_state / load_optimizer_state resume bit-identically", C,
-                   MPT_ALL_CONFIGS) {
+TEST_CASE_TEMPLATE("state through files: save_optimizer_state / load_optimizer_state resume bit-identically", C, MPT_ALL_CONFIGS) {
   const std::size_t n = 1001;
   const auto dir = std::filesystem::temp_directory_path() / ("mpt_optim_state_resume_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -556,9 +547,7 @@ TEST_CASE("optimizer state files: damage is an error that names the file") {
   optim::AdamW<precision::bf16_mixed> opt(std::span{p}, small_table(n));
   CHECK_THROWS_WITH_AS(optim::load_optimizer_state(dir), doctest::Contains("optimizer_state.json"), mpt::Error);
   optim::save_optimizer_state(dir, opt.state_dict());
-  {
-    std::ofstream(dir / "optimizer_state.json") << "{\"optimizer\": {";
-  }
+  { std::ofstream(dir / "optimizer_state.json") << "{\"optimizer\": {"; }
   CHECK_THROWS_WITH_AS(optim::load_optimizer_state(dir), doctest::Contains("is not valid JSON"), mpt::Error);
   optim::save_optimizer_state(dir, opt.state_dict());
   std::filesystem::resize_file(dir / "optimizer.safetensors", 20);

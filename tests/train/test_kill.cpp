@@ -68,7 +68,7 @@ TEST_CASE("SIGKILL at 20+ moments: restarts resume from the last complete checkp
 
   // Kills inside checkpoint writes, at each named point (the n-th time it is reached in that process).
   const std::vector<std::string> points = {"model written:1", "optimizer written:2", "files written:1", "before rename:3",
-                                           "renamed:2", "model written:4", "before rename:1", "optimizer written:5"};
+                                           "renamed:2",       "model written:4",     "before rename:1", "optimizer written:5"};
   int killed = 0;
   for (const std::string& point : points) {
     const int status = wait_child(spawn_child(out, point));

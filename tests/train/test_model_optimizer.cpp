@@ -28,17 +28,14 @@ std::vector<float> random_vector(std::size_t n, unsigned seed, float scale) {
 
 // transformers' Trainer exempts from weight decay every parameter of a LayerNorm
 // module and every bias (get_decay_parameter_names), which for BERT's names means:
-bool transformers_exempts(const std::string& name) {
-  return name.find("bias") != std::string::npos || name.find("LayerNorm") != std::string::npos;
-}
+bool transformers_exempts(const std::string& name) { return name.find("bias") != std::string::npos || name.find("LayerNorm") != std::string::npos; }
 
 // load_pretrained without its warnings.
 std::nullptr_t quiet() { return nullptr; }
 
 // A batch of 2 features of 16 tokens for the tiny model (vocab 100).
 struct Batch {
-  mpt::Tensor<std::int32_t> ids{mpt::Shape{2, 16}}, types{mpt::Shape{2, 16}}, mask{mpt::Shape{2, 16}},
-      start{mpt::Shape{2}}, end{mpt::Shape{2}};
+  mpt::Tensor<std::int32_t> ids{mpt::Shape{2, 16}}, types{mpt::Shape{2, 16}}, mask{mpt::Shape{2, 16}}, start{mpt::Shape{2}}, end{mpt::Shape{2}};
   Batch() {
     for (std::size_t i = 0; i < ids.size(); ++i) {
       ids[i] = static_cast<std::int32_t>(1 + (i * 7) % 97);
@@ -131,8 +128,8 @@ TEST_CASE("ModelOptimizer with fp32 masters: the same bits as one AdamW over the
 
 // The defect this design fixes: under split_master and stochastic_rounding the
 // LayerNorm and embedding weights the model reads, and the folder it saves, never moved.
-TEST_CASE_TEMPLATE("every weight policy trains every tensor, and save_pretrained writes the trained weights", W,
-                   optim::weights::fp32_master, optim::weights::split_master, optim::weights::stochastic_rounding) {
+TEST_CASE_TEMPLATE("every weight policy trains every tensor, and save_pretrained writes the trained weights", W, optim::weights::fp32_master,
+                   optim::weights::split_master, optim::weights::stochastic_rounding) {
   using P = mpt::precision::bf16_mixed;
   const auto dir = std::filesystem::temp_directory_path() / ("mpt_model_optimizer_" + std::string(W::name) + "_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -186,16 +183,14 @@ TEST_CASE_TEMPLATE("every weight policy trains every tensor, and save_pretrained
     for (mpt::nn::ParamId id = 0; id < params.count(); ++id) {
       const auto saved = file.read<float>(params.entry(id).name);
       const auto now = true_master(params, id);
-      for (std::size_t i = 0; i < now.size(); ++i)
-        differ += std::bit_cast<std::uint32_t>(saved[i]) != std::bit_cast<std::uint32_t>(now[i]);
+      for (std::size_t i = 0; i < now.size(); ++i) differ += std::bit_cast<std::uint32_t>(saved[i]) != std::bit_cast<std::uint32_t>(now[i]);
     }
     CHECK(differ == 0);
     // Bytes: one owner each. fp32 master: 4 + 2 per matmul element; split: 2 + 2 (optimizer); rounding: 2.
     const std::size_t matmul = params.size() - params.full_count();
     const std::size_t trail = std::is_same_v<W, optim::weights::split_master> ? 2 * matmul : 0;
     CHECK(opt.state_bytes() == 2 * sizeof(float) * params.size() + trail);
-    CHECK(params.master_bytes() ==
-          sizeof(float) * (std::is_same_v<W, optim::weights::fp32_master> ? params.size() : params.full_count()));
+    CHECK(params.master_bytes() == sizeof(float) * (std::is_same_v<W, optim::weights::fp32_master> ? params.size() : params.full_count()));
     CHECK(params.compute_bytes() == sizeof(bf16) * matmul);
   }
   std::filesystem::remove_all(dir);
@@ -209,8 +204,7 @@ TEST_CASE("a released master is refused where a view of it is asked for, with th
   auto opt = train::make_adamw<optim::weights::split_master>(model.parameters());
   auto& params = model.parameters();
   CHECK_THROWS_WITH_AS(params.master("qa_outputs.weight"), doctest::Contains("read_master"), mpt::Error);
-  CHECK_THROWS_WITH_AS(model.load_pretrained(tiny, quiet()), doctest::Contains("before creating the optimizer"),
-                       mpt::Error);
+  CHECK_THROWS_WITH_AS(model.load_pretrained(tiny, quiet()), doctest::Contains("before creating the optimizer"), mpt::Error);
   // write_master reaches the split master exactly: top half in the compute copy, low half in the optimizer.
   const auto id = params.id_of("qa_outputs.bias");
   const std::vector<float> values = {1.2345678f, -0.0001234f};
@@ -247,8 +241,8 @@ TEST_CASE("evaluation with packed weights reused across batches: the same logits
   CHECK(logits(true) == updated);
 }
 
-TEST_CASE_TEMPLATE("the whole model gives the same bits on 1 and 2 threads: forward, backward, two AdamW steps", P,
-                   mpt::precision::fp32, mpt::precision::bf16_mixed) {
+TEST_CASE_TEMPLATE("the whole model gives the same bits on 1 and 2 threads: forward, backward, two AdamW steps", P, mpt::precision::fp32,
+                   mpt::precision::bf16_mixed) {
   const auto config = mpt::nn::BertConfig::from_json_file(tiny / "config.json");
   auto run = [&](int threads) {
     mpt::ScopedNumThreads scoped(threads);

@@ -76,8 +76,7 @@ struct RunResult {
 // Trains the tiny BERT under policy P / weights W; stop_at > 0 stops after that step;
 // resume continues from a checkpoint; signal_at raises SIGINT at that collate call.
 template <class P, class W>
-RunResult run_bert(const std::filesystem::path& out, int stop_at, std::optional<std::filesystem::path> resume,
-                   int threads, int signal_at = 0) {
+RunResult run_bert(const std::filesystem::path& out, int stop_at, std::optional<std::filesystem::path> resume, int threads, int signal_at = 0) {
   mpt::ScopedNumThreads scoped(threads);
   const auto features = random_qa_features(40, 24, 3);
   mpt::nn::BertForQuestionAnswering<P> model(tiny_bert_config());
@@ -143,8 +142,7 @@ TEST_CASE("a toy model (not BERT) trains through the same Trainer") {
   CHECK_FALSE(std::filesystem::exists(out / "checkpoint-64"));  // save_strategy no
   // The summary entry, with transformers' keys.
   const auto& last = trainer.state().log_history.back();
-  for (const char* key : {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss",
-                          "epoch", "step"}) {
+  for (const char* key : {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss", "epoch", "step"}) {
     CHECK_MESSAGE(last.contains(key), key);
   }
   CHECK(last["epoch"].get<double>() == 8.0);
@@ -157,12 +155,8 @@ TEST_CASE("a toy model (not BERT) trains through the same Trainer") {
 TEST_CASE("resume: fp32 reproduces the uninterrupted run bit for bit, across a change of thread count") {
   check_resume_bitwise<fp32, optim::weights::direct>("fp32");
 }
-TEST_CASE("resume: bf16_mixed with fp32 masters, bit for bit") {
-  check_resume_bitwise<bf16_mixed, optim::weights::fp32_master>("bf16_fp32_master");
-}
-TEST_CASE("resume: bf16_mixed with split masters, bit for bit") {
-  check_resume_bitwise<bf16_mixed, optim::weights::split_master>("bf16_split");
-}
+TEST_CASE("resume: bf16_mixed with fp32 masters, bit for bit") { check_resume_bitwise<bf16_mixed, optim::weights::fp32_master>("bf16_fp32_master"); }
+TEST_CASE("resume: bf16_mixed with split masters, bit for bit") { check_resume_bitwise<bf16_mixed, optim::weights::split_master>("bf16_split"); }
 TEST_CASE("resume: bf16_mixed with stochastic rounding, bit for bit") {
   check_resume_bitwise<bf16_mixed, optim::weights::stochastic_rounding>("bf16_stochastic");
 }
@@ -211,8 +205,7 @@ TEST_CASE("accumulation: 2 micro-batches of b give the update of one batch of 2b
     trainer.train(set);
     std::vector<float> delta;
     const auto after = master_bits(model.parameters());
-    for (std::size_t i = 0; i < after.size(); ++i)
-      delta.push_back(std::bit_cast<float>(after[i]) - std::bit_cast<float>(before[i]));
+    for (std::size_t i = 0; i < after.size(); ++i) delta.push_back(std::bit_cast<float>(after[i]) - std::bit_cast<float>(before[i]));
     return delta;
   };
   // Batch order: the sampler's permutation of 8 features; batch 8 = both micro-batches of 4.
@@ -241,8 +234,8 @@ TEST_CASE("a non-finite gradient: a loss scaler skips and logs the step; without
   args.logging_steps = 1;
   {
     ToyRegression<fp32> model(4, 3);
-    train::Trainer<ToyRegression<fp32>, optim::AdamW<fp32>, optim::DynamicLossScaler> trainer(
-        model, args, optim::DynamicLossScaler({.init_scale = 1024.0f}));
+    train::Trainer<ToyRegression<fp32>, optim::AdamW<fp32>, optim::DynamicLossScaler> trainer(model, args,
+                                                                                              optim::DynamicLossScaler({.init_scale = 1024.0f}));
     quiet(trainer);
     const auto out = trainer.train(data);
     CHECK(out.global_step == 4);
@@ -294,18 +287,33 @@ TEST_CASE("checkpoints: transformers' trainer_state.json keys, files, rotation t
   CHECK(trainer.state().best_metric == 10.0);
 
   const auto dir = out / "checkpoint-12";
-  for (const char* file : {"model.safetensors", "optimizer.safetensors", "optimizer_state.json", "trainer_state.json",
-                           "training_args.json", "rng_state.json", "mpt_checkpoint.json"}) {
+  for (const char* file : {"model.safetensors", "optimizer.safetensors", "optimizer_state.json", "trainer_state.json", "training_args.json",
+                           "rng_state.json", "mpt_checkpoint.json"}) {
     CHECK_MESSAGE(std::filesystem::exists(dir / file), file);
   }
   const auto state = nlohmann::json::parse(std::ifstream(dir / "trainer_state.json"));
   std::set<std::string> keys;
   for (const auto& [k, v] : state.items()) keys.insert(k);
-  const std::set<std::string> transformers_keys = {
-      "best_global_step", "best_metric", "best_model_checkpoint", "epoch", "eval_steps", "global_step",
-      "is_hyper_param_search", "is_local_process_zero", "is_world_process_zero", "log_history", "logging_steps",
-      "max_steps", "num_input_tokens_seen", "num_train_epochs", "save_steps", "stateful_callbacks", "total_flos",
-      "train_batch_size", "trial_name", "trial_params"};
+  const std::set<std::string> transformers_keys = {"best_global_step",
+                                                   "best_metric",
+                                                   "best_model_checkpoint",
+                                                   "epoch",
+                                                   "eval_steps",
+                                                   "global_step",
+                                                   "is_hyper_param_search",
+                                                   "is_local_process_zero",
+                                                   "is_world_process_zero",
+                                                   "log_history",
+                                                   "logging_steps",
+                                                   "max_steps",
+                                                   "num_input_tokens_seen",
+                                                   "num_train_epochs",
+                                                   "save_steps",
+                                                   "stateful_callbacks",
+                                                   "total_flos",
+                                                   "train_batch_size",
+                                                   "trial_name",
+                                                   "trial_params"};
   CHECK(keys == transformers_keys);
   CHECK(state["global_step"] == 12);
   CHECK(state["eval_steps"] == 3);
@@ -318,8 +326,7 @@ TEST_CASE("checkpoints: transformers' trainer_state.json keys, files, rotation t
     }
     if (e.contains("eval_score")) {
       saw_eval = true;
-      for (const char* k : {"epoch", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "step"})
-        CHECK_MESSAGE(e.contains(k), k);
+      for (const char* k : {"epoch", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "step"}) CHECK_MESSAGE(e.contains(k), k);
     }
   }
   CHECK(saw_train);

@@ -21,8 +21,8 @@ namespace train = mpt::train;
 // ---- a toy model: y = w . x + t[c] (a weight vector and a lookup table) ----------------
 
 struct ToyBatchView {
-  std::span<const float> x;  // [n, d]
-  std::span<const float> y;  // [n]
+  std::span<const float> x;         // [n, d]
+  std::span<const float> y;         // [n]
   std::span<const std::int32_t> c;  // [n]
 };
 

@@ -31,9 +31,8 @@ class Arena {
   TensorView<T> allocate(Shape shape, const char* what = "tensor") {
     const std::size_t bytes = bytes_for<T>(shape.numel());
     if (used_ + bytes > storage_.size()) {
-      throw_error("Arena: allocating ", what, " ", shape, " (", bytes, " bytes) needs ", used_ + bytes,
-                  " bytes but the arena holds ", storage_.size(),
-                  "; size it for the largest batch and sequence length before the step");
+      throw_error("Arena: allocating ", what, " ", shape, " (", bytes, " bytes) needs ", used_ + bytes, " bytes but the arena holds ",
+                  storage_.size(), "; size it for the largest batch and sequence length before the step");
     }
     std::byte* p = storage_.data() + used_;
     std::fill(p, p + bytes, std::byte{0});
@@ -56,9 +55,7 @@ class Arena {
   std::size_t high_water() const noexcept { return high_water_; }
 
  private:
-  static constexpr std::size_t round_up(std::size_t bytes) noexcept {
-    return (bytes + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
-  }
+  static constexpr std::size_t round_up(std::size_t bytes) noexcept { return (bytes + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes; }
   AlignedBuffer<std::byte> storage_;
   std::size_t used_ = 0;
   std::size_t high_water_ = 0;

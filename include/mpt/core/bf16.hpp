@@ -23,9 +23,7 @@ using bf16 = Eigen::bfloat16;
 
 inline std::uint16_t bf16_bits(bf16 x) noexcept { return x.value; }
 
-inline bf16 bf16_from_bits(std::uint16_t bits) noexcept {
-  return bf16(Eigen::bfloat16_impl::raw_uint16_to_bfloat16(bits));
-}
+inline bf16 bf16_from_bits(std::uint16_t bits) noexcept { return bf16(Eigen::bfloat16_impl::raw_uint16_to_bfloat16(bits)); }
 
 // fp32 bit pattern -> bf16 bit pattern, round-to-nearest-even.
 constexpr std::uint16_t float_bits_to_bf16_bits(std::uint32_t u) noexcept {
@@ -36,16 +34,12 @@ constexpr std::uint16_t float_bits_to_bf16_bits(std::uint32_t u) noexcept {
   return static_cast<std::uint16_t>((u + 0x7FFFu + lsb) >> 16);
 }
 
-inline std::uint16_t float_to_bf16_bits(float x) noexcept {
-  return float_bits_to_bf16_bits(std::bit_cast<std::uint32_t>(x));
-}
+inline std::uint16_t float_to_bf16_bits(float x) noexcept { return float_bits_to_bf16_bits(std::bit_cast<std::uint32_t>(x)); }
 
 inline bf16 to_bf16(float x) noexcept { return bf16_from_bits(float_to_bf16_bits(x)); }
 
 // Widening is exact: the bf16 bits become the top half of the float.
-inline float to_float(bf16 x) noexcept {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(bf16_bits(x)) << 16);
-}
+inline float to_float(bf16 x) noexcept { return std::bit_cast<float>(static_cast<std::uint32_t>(bf16_bits(x)) << 16); }
 inline float to_float(float x) noexcept { return x; }
 inline double to_float(double x) noexcept { return x; }
 

@@ -124,11 +124,15 @@ inline void convert_with(Isa isa, std::span<const float> in, std::span<bf16> out
   detail::check_convert_sizes(in.size(), out.size(), "float -> bf16");
   switch (isa) {
 #if MPT_X86
-    case Isa::avx512_bf16: return detail::narrow_avx512_bf16(in.data(), out.data(), in.size());
-    case Isa::avx512: return detail::narrow_avx512(in.data(), out.data(), in.size());
-    case Isa::avx2: return detail::narrow_avx2(in.data(), out.data(), in.size());
+    case Isa::avx512_bf16:
+      return detail::narrow_avx512_bf16(in.data(), out.data(), in.size());
+    case Isa::avx512:
+      return detail::narrow_avx512(in.data(), out.data(), in.size());
+    case Isa::avx2:
+      return detail::narrow_avx2(in.data(), out.data(), in.size());
 #endif
-    default: return detail::narrow_scalar(in.data(), out.data(), in.size());
+    default:
+      return detail::narrow_scalar(in.data(), out.data(), in.size());
   }
 }
 
@@ -138,10 +142,13 @@ inline void convert_with(Isa isa, std::span<const bf16> in, std::span<float> out
   switch (isa) {
 #if MPT_X86
     case Isa::avx512_bf16:
-    case Isa::avx512: return detail::widen_avx512(in.data(), out.data(), in.size());
-    case Isa::avx2: return detail::widen_avx2(in.data(), out.data(), in.size());
+    case Isa::avx512:
+      return detail::widen_avx512(in.data(), out.data(), in.size());
+    case Isa::avx2:
+      return detail::widen_avx2(in.data(), out.data(), in.size());
 #endif
-    default: return detail::widen_scalar(in.data(), out.data(), in.size());
+    default:
+      return detail::widen_scalar(in.data(), out.data(), in.size());
   }
 }
 

@@ -25,8 +25,7 @@
 // has checked the CPU (see active_isa()).
 #define MPT_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define MPT_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
-#define MPT_TARGET_AVX512_BF16 \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
+#define MPT_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
 
 namespace mpt {
 
@@ -57,9 +56,9 @@ inline CpuFeatures query_cpu_features() noexcept {
   const bool f16c = (c >> 29) & 1u;
   if (!osxsave || !avx) return f;
   const std::uint64_t xcr0 = read_xcr0();
-  const bool os_avx = (xcr0 & 0x6u) == 0x6u;             // XMM + YMM state
-  const bool os_avx512 = (xcr0 & 0xE6u) == 0xE6u;        // + opmask, ZMM_Hi256, Hi16_ZMM
-  const bool os_amx = (xcr0 & 0x60000u) == 0x60000u;     // XTILECFG + XTILEDATA
+  const bool os_avx = (xcr0 & 0x6u) == 0x6u;          // XMM + YMM state
+  const bool os_avx512 = (xcr0 & 0xE6u) == 0xE6u;     // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool os_amx = (xcr0 & 0x60000u) == 0x60000u;  // XTILECFG + XTILEDATA
   if (!os_avx) return f;
   f.fma = fma;
   f.f16c = f16c;
@@ -95,10 +94,14 @@ enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3 };
 
 inline std::string_view isa_name(Isa isa) noexcept {
   switch (isa) {
-    case Isa::scalar: return "scalar";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
-    case Isa::avx512_bf16: return "avx512_bf16";
+    case Isa::scalar:
+      return "scalar";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx512_bf16:
+      return "avx512_bf16";
   }
   return "?";
 }

@@ -39,7 +39,7 @@ inline std::uint16_t float_bits_to_fp16_bits(std::uint32_t u) noexcept {
   const std::uint32_t sign = (u >> 16) & 0x8000u;
   const std::uint32_t a = u & 0x7FFFFFFFu;
   if (a > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u | ((a >> 13) & 0x03FFu));  // quiet NaN
-  if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // 65520 and up (and Inf) -> Inf
+  if (a >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);                         // 65520 and up (and Inf) -> Inf
   if (a < 0x38800000u) {
     // Below the smallest normal half (2^-14): adding 0.5 leaves a float whose
     // last mantissa bit is worth 2^-24, the half subnormal unit, so the FPU's
@@ -63,9 +63,7 @@ inline float fp16_bits_to_float(std::uint16_t h) noexcept {
   return std::bit_cast<float>(sign | std::bit_cast<std::uint32_t>(magnitude));
 }
 
-inline fp16 to_fp16(float x) noexcept {
-  return fp16_from_bits(float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x)));
-}
+inline fp16 to_fp16(float x) noexcept { return fp16_from_bits(float_bits_to_fp16_bits(std::bit_cast<std::uint32_t>(x))); }
 inline float to_float(fp16 x) noexcept { return fp16_bits_to_float(fp16_bits(x)); }
 
 namespace detail {
@@ -116,8 +114,7 @@ MPT_TARGET_AVX512 inline void widen_fp16_avx512(const fp16* in, float* out, std:
 
 // Narrow float -> fp16 on the given instruction-set path.
 inline void convert_with(Isa isa, std::span<const float> in, std::span<fp16> out) {
-  if (in.size() != out.size())
-    throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
+  if (in.size() != out.size()) throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
   switch (isa) {
 #if MPT_X86
     case Isa::avx512_bf16:
@@ -133,8 +130,7 @@ inline void convert_with(Isa isa, std::span<const float> in, std::span<fp16> out
 
 // Widen fp16 -> float on the given instruction-set path.
 inline void convert_with(Isa isa, std::span<const fp16> in, std::span<float> out) {
-  if (in.size() != out.size())
-    throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
+  if (in.size() != out.size()) throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
   switch (isa) {
 #if MPT_X86
     case Isa::avx512_bf16:

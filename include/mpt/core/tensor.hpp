@@ -77,9 +77,12 @@ class TensorView {
   constexpr TensorView() = default;
   TensorView(T* data, Shape shape) noexcept : data_(data), shape_(shape) {}
   // A view of T converts to a view of const T.
+  // (clang-format 14 would fold the requires clause into the declaration)
+  // clang-format off
   template <class U>
     requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
   TensorView(TensorView<U> other) noexcept : data_(other.data()), shape_(other.shape()) {}
+  // clang-format on
 
   T* data() const noexcept { return data_; }
   const Shape& shape() const noexcept { return shape_; }
@@ -140,9 +143,13 @@ class Tensor {
   T& operator[](std::size_t i) noexcept { return buffer_[i]; }
   const T& operator[](std::size_t i) const noexcept { return buffer_[i]; }
   template <class... I>
-  T& operator()(I... index) noexcept { return view()(index...); }
+  T& operator()(I... index) noexcept {
+    return view()(index...);
+  }
   template <class... I>
-  const T& operator()(I... index) const noexcept { return view()(index...); }
+  const T& operator()(I... index) const noexcept {
+    return view()(index...);
+  }
 
   TensorView<T> view() noexcept { return {data(), shape_}; }
   TensorView<const T> view() const noexcept { return {data(), shape_}; }
@@ -169,12 +176,14 @@ struct MatrixView {
   std::int64_t ld = 0;
 
   constexpr MatrixView() = default;
-  constexpr MatrixView(T* data_, std::int64_t rows_, std::int64_t cols_, std::int64_t ld_)
-      : data(data_), rows(rows_), cols(cols_), ld(ld_) {}
+  constexpr MatrixView(T* data_, std::int64_t rows_, std::int64_t cols_, std::int64_t ld_) : data(data_), rows(rows_), cols(cols_), ld(ld_) {}
   constexpr MatrixView(T* data_, std::int64_t rows_, std::int64_t cols_) : MatrixView(data_, rows_, cols_, cols_) {}
+  // (clang-format 14 would fold the requires clause into the declaration)
+  // clang-format off
   template <class U>
     requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
   constexpr MatrixView(MatrixView<U> m) : data(m.data), rows(m.rows), cols(m.cols), ld(m.ld) {}
+  // clang-format on
 
   T& operator()(std::int64_t r, std::int64_t c) const noexcept { return data[r * ld + c]; }
   T* row(std::int64_t r) const noexcept { return data + r * ld; }

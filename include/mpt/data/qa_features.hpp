@@ -10,7 +10,6 @@
 #include <mpt/data/squad_reader.hpp>
 #include <mpt/data/wordpiece_tokenizer.hpp>
 
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -144,8 +143,7 @@ struct QaWindowPlan {
   std::size_t budget = 0;  // context tokens per window
 };
 
-inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
-                                      const QaFeatureOptions& options, bool training) {
+inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer, const QaFeatureOptions& options, bool training) {
   const std::int32_t cls_id = tokenizer.required_id("[CLS]");
   const std::int32_t sep_id = tokenizer.required_id("[SEP]");
   const std::int32_t pad_id = tokenizer.required_id("[PAD]");
@@ -157,9 +155,7 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
   std::vector<Encoding> contexts(data.contexts.size());
   std::vector<Encoding> questions(n_examples);
   for_each_chunk(contexts.size(), 8, [&](std::size_t i) { tokenizer.encode_into(data.contexts[i], contexts[i]); });
-  for_each_chunk(n_examples, 64, [&](std::size_t i) {
-    tokenizer.encode_into(lstrip_python(data.examples[i].question), questions[i]);
-  });
+  for_each_chunk(n_examples, 64, [&](std::size_t i) { tokenizer.encode_into(lstrip_python(data.examples[i].question), questions[i]); });
 
   // Windows of the context, as tokenizers' Encoding::truncate with a stride:
   // starts 0, budget-stride, ... until a window reaches the end.
@@ -180,8 +176,7 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
       p.budget = max_len - q_len - 3;
       if (stride >= p.budget)
         mpt::throw_error("prepare features: doc_stride ", stride, " must be smaller than the ", p.budget,
-                         " context tokens that fit beside the question of example '", data.examples[e].id,
-                         "' (max_seq_length ", max_len, ")");
+                         " context tokens that fit beside the question of example '", data.examples[e].id, "' (max_seq_length ", max_len, ")");
       const std::size_t step = p.budget - stride;
       p.n_windows = 1 + (c_len - p.budget + step - 1) / step;
     }
@@ -284,15 +279,13 @@ inline QaFeatures prepare_qa_features(const SquadDataset& data, const WordPieceT
 }  // namespace detail
 
 // Training features with start/end token labels (run_qa prepare_train_features).
-inline QaFeatures prepare_train_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
-                                         const QaFeatureOptions& options = {}) {
+inline QaFeatures prepare_train_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer, const QaFeatureOptions& options = {}) {
   return detail::prepare_qa_features(data, tokenizer, options, true);
 }
 
 // Evaluation features: example_index and context-only offsets
 // (run_qa prepare_validation_features).
-inline QaFeatures prepare_eval_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer,
-                                        const QaFeatureOptions& options = {}) {
+inline QaFeatures prepare_eval_features(const SquadDataset& data, const WordPieceTokenizer& tokenizer, const QaFeatureOptions& options = {}) {
   return detail::prepare_qa_features(data, tokenizer, options, false);
 }
 

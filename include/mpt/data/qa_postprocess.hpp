@@ -43,10 +43,10 @@ struct QaNbestEntry {
 
 struct QaPredictions {
   bool version_2 = false;
-  std::vector<std::string> ids;                 // dataset order
-  std::vector<std::string> texts;               // final answer per id ("" = no answer, v2)
+  std::vector<std::string> ids;                  // dataset order
+  std::vector<std::string> texts;                // final answer per id ("" = no answer, v2)
   std::vector<std::vector<QaNbestEntry>> nbest;  // best first
-  std::vector<float> null_score_diff;           // v2: null score - best non-null score
+  std::vector<float> null_score_diff;            // v2: null score - best non-null score
 
   std::unordered_map<std::string, std::string> as_map() const {
     std::unordered_map<std::string, std::string> m;
@@ -77,8 +77,7 @@ struct QaPredictions {
   }
   nlohmann::ordered_json null_odds_json() const {
     nlohmann::ordered_json j = nlohmann::ordered_json::object();
-    for (std::size_t i = 0; i < ids.size() && i < null_score_diff.size(); ++i)
-      j[ids[i]] = static_cast<double>(null_score_diff[i]);
+    for (std::size_t i = 0; i < ids.size() && i < null_score_diff.size(); ++i) j[ids[i]] = static_cast<double>(null_score_diff[i]);
     return j;
   }
   // <output_dir>/<prefix>_predictions.json, _nbest_predictions.json, and
@@ -121,9 +120,8 @@ inline void top_indices(std::span<const float> x, std::size_t n, std::vector<std
   out.resize(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = i;
   n = std::min(n, x.size());
-  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), [&](std::size_t a, std::size_t b) {
-    return x[a] > x[b] || (x[a] == x[b] && a > b);
-  });
+  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(),
+                    [&](std::size_t a, std::size_t b) { return x[a] > x[b] || (x[a] == x[b] && a > b); });
   out.resize(n);
 }
 
@@ -131,18 +129,17 @@ inline void top_indices(std::span<const float> x, std::size_t n, std::vector<std
 
 // start_logits / end_logits: [features.size()][row_length] floats, row f for
 // feature f; positions past a feature's length are ignored.
-inline QaPredictions postprocess_qa_predictions(const SquadDataset& data, const QaFeatures& features,
-                                               std::span<const float> start_logits, std::span<const float> end_logits,
-                                               std::size_t row_length, const QaPostprocessOptions& options = {}) {
+inline QaPredictions postprocess_qa_predictions(const SquadDataset& data, const QaFeatures& features, std::span<const float> start_logits,
+                                                std::span<const float> end_logits, std::size_t row_length, const QaPostprocessOptions& options = {}) {
   const std::size_t n_features = features.size();
   if (start_logits.size() != n_features * row_length || end_logits.size() != n_features * row_length)
-    mpt::throw_error("postprocess_qa_predictions: expected ", n_features, " x ", row_length,
-                     " logits for start and end, got ", start_logits.size(), " and ", end_logits.size());
+    mpt::throw_error("postprocess_qa_predictions: expected ", n_features, " x ", row_length, " logits for start and end, got ", start_logits.size(),
+                     " and ", end_logits.size());
   std::vector<std::vector<std::size_t>> features_of(data.examples.size());
   for (std::size_t f = 0; f < n_features; ++f) {
     if (features.example_index[f] >= data.examples.size())
-      mpt::throw_error("postprocess_qa_predictions: feature ", f, " names example ", features.example_index[f],
-                       " of a dataset with ", data.examples.size());
+      mpt::throw_error("postprocess_qa_predictions: feature ", f, " names example ", features.example_index[f], " of a dataset with ",
+                       data.examples.size());
     features_of[features.example_index[f]].push_back(f);
   }
 
@@ -187,8 +184,9 @@ inline QaPredictions postprocess_qa_predictions(const SquadDataset& data, const 
     }
     std::stable_sort(prelim.begin(), prelim.end(), [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
     if (prelim.size() > options.n_best_size) prelim.resize(options.n_best_size);
-    if (options.version_2_with_negative && have_null &&
-        std::none_of(prelim.begin(), prelim.end(), [](const Candidate& c) { return c.span == CharSpan{0, 0}; }))
+    if (options.version_2_with_negative && have_null && std::none_of(prelim.begin(), prelim.end(), [](const Candidate& c) {
+          return c.span == CharSpan{0, 0};
+        }))
       prelim.push_back(min_null);
 
     const std::string& context = data.context_of(ex);

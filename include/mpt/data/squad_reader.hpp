@@ -31,7 +31,7 @@ struct SquadExample {
   std::string id;
   std::string title;
   std::string question;
-  std::size_t context_index = 0;  // into SquadDataset::contexts (shared by a paragraph's questions)
+  std::size_t context_index = 0;     // into SquadDataset::contexts (shared by a paragraph's questions)
   std::vector<SquadAnswer> answers;  // empty: unanswerable (v2)
   bool is_impossible = false;
   std::vector<SquadAnswer> plausible_answers;
@@ -41,9 +41,9 @@ struct SquadExample {
 struct SquadDataset {
   std::vector<std::string> contexts;
   std::vector<SquadExample> examples;
-  bool version_2 = false;  // has (or may have) unanswerable questions
-  std::string version;     // the file's "version" field, if any
-  std::string source;      // file name, for messages
+  bool version_2 = false;                       // has (or may have) unanswerable questions
+  std::string version;                          // the file's "version" field, if any
+  std::string source;                           // file name, for messages
   std::vector<std::string> invalid_answer_ids;  // answers inconsistent with their context
 
   std::size_t size() const { return examples.size(); }
@@ -92,8 +92,7 @@ struct SquadParseContext {
   std::string position;
   std::string id;
   [[noreturn]] void fail(std::string_view what) const {
-    mpt::throw_error("SQuAD file '", source, "', ", position, id.empty() ? "" : " (id '", id,
-                     id.empty() ? "" : "')", ": ", what);
+    mpt::throw_error("SQuAD file '", source, "', ", position, id.empty() ? "" : " (id '", id, id.empty() ? "" : "')", ": ", what);
   }
   const json& field(const json& obj, const char* name) const {
     const auto it = obj.find(name);
@@ -198,9 +197,8 @@ class SquadBuilder {
         for (const auto* list : {&example.answers, &example.plausible_answers})
           for (const auto& a : *list)
             if (!answer_matches(context, a))
-              ctx.fail(mpt::detail::concat("answer '", a.text, "' is not at answer_start ", a.answer_start,
-                                           " of its context (", count_code_points(context),
-                                           " code points); read with InvalidAnswerPolicy::skip to drop such questions"));
+              ctx.fail(mpt::detail::concat("answer '", a.text, "' is not at answer_start ", a.answer_start, " of its context (",
+                                           count_code_points(context), " code points); read with InvalidAnswerPolicy::skip to drop such questions"));
       }
       if (options_.invalid_answers == InvalidAnswerPolicy::skip) return;
     }
@@ -307,8 +305,7 @@ inline bool looks_like_json_lines(std::string_view text) {
 // Parses SQuAD text. Layout auto-detected: nested ("paragraphs"), flattened
 // records under "data" or as a top-level array, or JSON Lines when
 // json_lines is true or the first line is a whole JSON object.
-inline SquadDataset parse_squad(std::string_view text, const std::string& source, const SquadReadOptions& options = {},
-                                bool json_lines = false) {
+inline SquadDataset parse_squad(std::string_view text, const std::string& source, const SquadReadOptions& options = {}, bool json_lines = false) {
   SquadDataset out;
   out.source = source;
   if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM

@@ -63,8 +63,7 @@ struct StringHash {
 class WordPieceTokenizer {
  public:
   // tokens[i] has id i.
-  WordPieceTokenizer(std::vector<std::string> tokens, WordPieceOptions options)
-      : tokens_(std::move(tokens)), options_(std::move(options)) {
+  WordPieceTokenizer(std::vector<std::string> tokens, WordPieceOptions options) : tokens_(std::move(tokens)), options_(std::move(options)) {
     ids_.reserve(tokens_.size());
     for (std::size_t i = 0; i < tokens_.size(); ++i) {
       ids_[tokens_[i]] = static_cast<std::int32_t>(i);  // a repeated token keeps its last id, as HF load_vocab
@@ -87,8 +86,7 @@ class WordPieceTokenizer {
   // Loads vocab.txt (one token per line). do_lower_case unset: taken from a
   // tokenizer_config.json next to the vocab when present, else true.
   // vocab_path may also be a folder holding vocab.txt.
-  static WordPieceTokenizer from_vocab_file(std::filesystem::path vocab_path,
-                                            std::optional<bool> do_lower_case = std::nullopt) {
+  static WordPieceTokenizer from_vocab_file(std::filesystem::path vocab_path, std::optional<bool> do_lower_case = std::nullopt) {
     if (std::filesystem::is_directory(vocab_path)) vocab_path /= "vocab.txt";
     std::ifstream in(vocab_path, std::ios::binary);
     if (!in) mpt::throw_error("cannot open vocabulary file '", vocab_path.string(), "'");
@@ -111,10 +109,8 @@ class WordPieceTokenizer {
       } catch (const nlohmann::json::exception& e) {
         mpt::throw_error("'", config_path.string(), "': ", e.what());
       }
-      if (config.contains("do_lower_case") && config["do_lower_case"].is_boolean())
-        options.do_lower_case = config["do_lower_case"].get<bool>();
-      if (config.contains("strip_accents") && config["strip_accents"].is_boolean())
-        options.strip_accents = config["strip_accents"].get<bool>();
+      if (config.contains("do_lower_case") && config["do_lower_case"].is_boolean()) options.do_lower_case = config["do_lower_case"].get<bool>();
+      if (config.contains("strip_accents") && config["strip_accents"].is_boolean()) options.strip_accents = config["strip_accents"].get<bool>();
       if (config.contains("tokenize_chinese_chars") && config["tokenize_chinese_chars"].is_boolean())
         options.tokenize_chinese_chars = config["tokenize_chinese_chars"].get<bool>();
     }

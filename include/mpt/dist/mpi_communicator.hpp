@@ -80,8 +80,7 @@ class MpiCommunicator final : public Communicator {
     pending_.clear();
   }
   void broadcast(std::span<std::byte> data, int root) override {
-    for (auto [p, n] : chunks(data.data(), data.size()))
-      check(MPI_Bcast(p, n, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+    for (auto [p, n] : chunks(data.data(), data.size())) check(MPI_Bcast(p, n, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
   }
   void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
   std::vector<std::string> allgather(const std::string& mine) override {
@@ -91,11 +90,11 @@ class MpiCommunicator final : public Communicator {
     int total = 0;
     for (int r = 0; r < size_; ++r) offsets[static_cast<std::size_t>(r)] = total, total += lengths[static_cast<std::size_t>(r)];
     std::string all(static_cast<std::size_t>(total), '\0');
-    check(MPI_Allgatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, MPI_COMM_WORLD),
-          "MPI_Allgatherv");
+    check(MPI_Allgatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, MPI_COMM_WORLD), "MPI_Allgatherv");
     std::vector<std::string> out;
-    for (int r = 0; r < size_; ++r) out.push_back(all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(r)]),
-                                                             static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)])));
+    for (int r = 0; r < size_; ++r)
+      out.push_back(
+          all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(r)]), static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)])));
     return out;
   }
   [[noreturn]] void abort(const std::string& message, int code) override {

@@ -42,8 +42,7 @@ inline std::uint32_t crc32c_table_update(std::uint32_t crc, const std::byte* p, 
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2"))) inline std::uint32_t crc32c_sse42_update(std::uint32_t crc, const std::byte* p,
-                                                                           std::size_t n) noexcept {
+__attribute__((target("sse4.2"))) inline std::uint32_t crc32c_sse42_update(std::uint32_t crc, const std::byte* p, std::size_t n) noexcept {
   std::uint64_t c = crc;
   for (; n >= 8; n -= 8, p += 8) {
     std::uint64_t word;

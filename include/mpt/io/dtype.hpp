@@ -46,22 +46,31 @@ struct DtypeInfo {
   std::size_t size;
 };
 inline constexpr std::array<DtypeInfo, 15> dtype_table{{
-    {Dtype::boolean, "BOOL", 1}, {Dtype::u8, "U8", 1},        {Dtype::i8, "I8", 1},     {Dtype::f8_e5m2, "F8_E5M2", 1},
-    {Dtype::f8_e4m3, "F8_E4M3", 1}, {Dtype::i16, "I16", 2},   {Dtype::u16, "U16", 2},   {Dtype::f16, "F16", 2},
-    {Dtype::bf16, "BF16", 2},     {Dtype::i32, "I32", 4},     {Dtype::u32, "U32", 4},   {Dtype::f32, "F32", 4},
-    {Dtype::f64, "F64", 8},       {Dtype::i64, "I64", 8},     {Dtype::u64, "U64", 8},
+    {Dtype::boolean, "BOOL", 1},
+    {Dtype::u8, "U8", 1},
+    {Dtype::i8, "I8", 1},
+    {Dtype::f8_e5m2, "F8_E5M2", 1},
+    {Dtype::f8_e4m3, "F8_E4M3", 1},
+    {Dtype::i16, "I16", 2},
+    {Dtype::u16, "U16", 2},
+    {Dtype::f16, "F16", 2},
+    {Dtype::bf16, "BF16", 2},
+    {Dtype::i32, "I32", 4},
+    {Dtype::u32, "U32", 4},
+    {Dtype::f32, "F32", 4},
+    {Dtype::f64, "F64", 8},
+    {Dtype::i64, "I64", 8},
+    {Dtype::u64, "U64", 8},
 }};
 }  // namespace detail
 
 constexpr std::string_view dtype_name(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].name; }
 constexpr std::size_t dtype_size(Dtype d) noexcept { return detail::dtype_table[static_cast<std::size_t>(d)].size; }
-constexpr bool is_convertible_dtype(Dtype d) noexcept {
-  return d == Dtype::f32 || d == Dtype::bf16 || d == Dtype::f16 || d == Dtype::f64;
-}
+constexpr bool is_convertible_dtype(Dtype d) noexcept { return d == Dtype::f32 || d == Dtype::bf16 || d == Dtype::f16 || d == Dtype::f64; }
 // Integer (and BOOL) tensors read into std::int32_t / std::int64_t: token ids, masks, positions.
 constexpr bool is_integer_dtype(Dtype d) noexcept {
-  return d == Dtype::boolean || d == Dtype::u8 || d == Dtype::i8 || d == Dtype::i16 || d == Dtype::u16 || d == Dtype::i32 ||
-         d == Dtype::u32 || d == Dtype::i64 || d == Dtype::u64;
+  return d == Dtype::boolean || d == Dtype::u8 || d == Dtype::i8 || d == Dtype::i16 || d == Dtype::u16 || d == Dtype::i32 || d == Dtype::u32 ||
+         d == Dtype::i64 || d == Dtype::u64;
 }
 inline std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
   for (const auto& info : detail::dtype_table)
@@ -72,9 +81,12 @@ inline std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
 // The file dtype that stores a C++ element type unchanged.
 template <class T>
 constexpr Dtype dtype_of() noexcept {
-  if constexpr (std::is_same_v<T, float>) return Dtype::f32;
-  else if constexpr (std::is_same_v<T, bf16>) return Dtype::bf16;
-  else if constexpr (std::is_same_v<T, Eigen::half>) return Dtype::f16;
+  if constexpr (std::is_same_v<T, float>)
+    return Dtype::f32;
+  else if constexpr (std::is_same_v<T, bf16>)
+    return Dtype::bf16;
+  else if constexpr (std::is_same_v<T, Eigen::half>)
+    return Dtype::f16;
   else {
     static_assert(std::is_same_v<T, double>, "safetensors I/O converts float, bf16, Eigen::half and double");
     return Dtype::f64;
@@ -125,8 +137,10 @@ void decode_elements(Dtype src, const std::byte* bytes, T* out, std::size_t n) {
         std::memcpy(stage_u16.data(), bytes + i * 2, m * 2);
         for (std::size_t k = 0; k < m; ++k) {
           const float v = static_cast<float>(Eigen::half(Eigen::half_impl::raw_uint16_to_half(stage_u16[k])));  // exact
-          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(v);
-          else out[i + k] = static_cast<T>(v);
+          if constexpr (std::is_same_v<T, bf16>)
+            out[i + k] = to_bf16(v);
+          else
+            out[i + k] = static_cast<T>(v);
         }
         break;
       }
@@ -134,12 +148,15 @@ void decode_elements(Dtype src, const std::byte* bytes, T* out, std::size_t n) {
         std::memcpy(stage_f64.data(), bytes + i * 8, m * 8);
         for (std::size_t k = 0; k < m; ++k) {
           // double -> bf16 goes through float: a double rounding, as torch's .to(bfloat16) does.
-          if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(stage_f64[k]));
-          else out[i + k] = static_cast<T>(stage_f64[k]);
+          if constexpr (std::is_same_v<T, bf16>)
+            out[i + k] = to_bf16(static_cast<float>(stage_f64[k]));
+          else
+            out[i + k] = static_cast<T>(stage_f64[k]);
         }
         break;
       }
-      default: throw_error("decode_elements: dtype ", dtype_name(src), " is not a floating type");
+      default:
+        throw_error("decode_elements: dtype ", dtype_name(src), " is not a floating type");
     }
   }
 }
@@ -188,7 +205,8 @@ void encode_elements(const T* in, Dtype dst, std::byte* out, std::size_t n) {
         }
         break;
       }
-      default: throw_error("encode_elements: mpt writes F32, BF16, F16 or F64, not ", dtype_name(dst));
+      default:
+        throw_error("encode_elements: mpt writes F32, BF16, F16 or F64, not ", dtype_name(dst));
     }
   }
 }
@@ -205,15 +223,24 @@ bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
   };
   switch (src) {
     case Dtype::boolean:
-    case Dtype::u8: return load(std::uint8_t{});
-    case Dtype::i8: return load(std::int8_t{});
-    case Dtype::i16: return load(std::int16_t{});
-    case Dtype::u16: return load(std::uint16_t{});
-    case Dtype::i32: return load(std::int32_t{});
-    case Dtype::u32: return load(std::uint32_t{});
-    case Dtype::i64: return load(std::int64_t{});
-    case Dtype::u64: return load(std::uint64_t{});
-    default: return false;
+    case Dtype::u8:
+      return load(std::uint8_t{});
+    case Dtype::i8:
+      return load(std::int8_t{});
+    case Dtype::i16:
+      return load(std::int16_t{});
+    case Dtype::u16:
+      return load(std::uint16_t{});
+    case Dtype::i32:
+      return load(std::int32_t{});
+    case Dtype::u32:
+      return load(std::uint32_t{});
+    case Dtype::i64:
+      return load(std::int64_t{});
+    case Dtype::u64:
+      return load(std::uint64_t{});
+    default:
+      return false;
   }
 }
 }  // namespace detail

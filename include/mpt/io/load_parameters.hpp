@@ -81,11 +81,11 @@ struct RenamedTensor {
 };
 
 struct LoadReport {
-  std::vector<std::string> loaded;          // model names filled from the checkpoint
-  std::vector<RenamedTensor> renamed;       // loaded under another name (legacy or prefix)
-  std::vector<std::string> missing;         // model names newly initialized
-  std::vector<std::string> unused;          // checkpoint names no slot took
-  std::vector<std::string> expected_unused; // checkpoint names no slot took, matching LoadOptions::expected_unused
+  std::vector<std::string> loaded;           // model names filled from the checkpoint
+  std::vector<RenamedTensor> renamed;        // loaded under another name (legacy or prefix)
+  std::vector<std::string> missing;          // model names newly initialized
+  std::vector<std::string> unused;           // checkpoint names no slot took
+  std::vector<std::string> expected_unused;  // checkpoint names no slot took, matching LoadOptions::expected_unused
 };
 
 namespace detail {
@@ -191,7 +191,8 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
   std::vector<Task> tasks;
   for (std::size_t k = 0; k < slots.size(); ++k) {
     const std::size_t n = parameter_shape(slots[k].data).numel();
-    if (source[k] == nullptr) tasks.push_back({k, 0, n});  // initializing draws one sequence: one task
+    if (source[k] == nullptr)
+      tasks.push_back({k, 0, n});  // initializing draws one sequence: one task
     else
       for (std::size_t first = 0; first < n; first += slice) tasks.push_back({k, first, std::min(slice, n - first)});
   }
@@ -219,7 +220,8 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
                  detail::python_list(report.unused) + "\n- This IS expected if you are initializing " + options.model_class +
                  " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
                  "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
-                 options.model_class + " from the checkpoint of a model that you expect to be exactly identical (initializing a "
+                 options.model_class +
+                 " from the checkpoint of a model that you expect to be exactly identical (initializing a "
                  "BertForSequenceClassification model from a BertForSequenceClassification model).");
   }
   if (options.warn && !report.missing.empty()) {
@@ -277,7 +279,8 @@ inline LoadReport load_parameters(const std::filesystem::path& path, std::span<c
   const std::filesystem::path index = path / "model.safetensors.index.json";
   if (std::filesystem::exists(single)) return load_parameters(SafetensorsFile::open(single), slots, options, path.string());
   if (std::filesystem::exists(index)) return load_parameters(open_sharded_checkpoint(index), slots, options, path.string());
-  throw_error("model folder ", path, " has neither model.safetensors nor model.safetensors.index.json (mpt reads safetensors checkpoints "
+  throw_error("model folder ", path,
+              " has neither model.safetensors nor model.safetensors.index.json (mpt reads safetensors checkpoints "
               "only; convert pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))");
 }
 

@@ -62,12 +62,18 @@ struct SafetensorsEntry {
   // As an mpt Shape; throws for rank > 4, which mpt tensors do not have.
   Shape shape() const {
     switch (dims.size()) {
-      case 0: return Shape{};
-      case 1: return Shape{dims[0]};
-      case 2: return Shape{dims[0], dims[1]};
-      case 3: return Shape{dims[0], dims[1], dims[2]};
-      case 4: return Shape{dims[0], dims[1], dims[2], dims[3]};
-      default: throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
+      case 0:
+        return Shape{};
+      case 1:
+        return Shape{dims[0]};
+      case 2:
+        return Shape{dims[0], dims[1]};
+      case 3:
+        return Shape{dims[0], dims[1], dims[2]};
+      case 4:
+        return Shape{dims[0], dims[1], dims[2], dims[3]};
+      default:
+        throw_error("tensor '", name, "' has rank ", dims.size(), " (shape ", shape_string(), "); mpt tensors have rank 4 at most");
     }
   }
 };
@@ -159,8 +165,8 @@ class SafetensorsFile {
                   integral ? "an integer tensor (integer dtypes do)" : "a floating tensor (F32, BF16, F16 and F64 do)");
     }
     if (!entry.has_shape(out.shape())) {
-      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ",
-                  out.shape(), " is required");
+      throw_error("safetensors file ", path(), ", tensor '", entry.name, "': shape ", entry.shape_string(), " in the file but ", out.shape(),
+                  " is required");
     }
     if constexpr (integral) {
       for (std::size_t i = 0; i < out.size(); ++i) {
@@ -174,7 +180,9 @@ class SafetensorsFile {
     }
   }
   template <class T>
-  void read(std::string_view name, TensorView<T> out) const { read(at(name), out); }
+  void read(std::string_view name, TensorView<T> out) const {
+    read(at(name), out);
+  }
 
   // Elements [first, first + count) of the tensor, converted into `out` (the same
   // elements of a destination of the tensor's size): lets loaders split big tensors
@@ -276,7 +284,9 @@ class SafetensorsFile {
     }
     if (!dtype_it->is_string()) fail("dtype ", dtype_it->dump(), " is not a string");
     const std::optional<Dtype> dtype = parse_dtype(dtype_it->get<std::string>());
-    if (!dtype) fail("unknown dtype ", dtype_it->dump(), " (the format defines BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
+    if (!dtype)
+      fail("unknown dtype ", dtype_it->dump(),
+           " (the format defines BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
 
     SafetensorsEntry e;
     e.name = name;
@@ -297,8 +307,8 @@ class SafetensorsFile {
     if (begin > end) fail("data_offsets [", begin, ", ", end, "] end before they begin");
     if (end > data.size()) fail("data_offsets [", begin, ", ", end, "] run past the data buffer of ", data.size(), " bytes; the file is truncated");
     if (end - begin != bytes_needed) {
-      fail("shape ", e.shape_string(), " of ", dtype_name(e.dtype), " needs ", bytes_needed, " bytes but data_offsets [", begin, ", ", end,
-           "] hold ", end - begin);
+      fail("shape ", e.shape_string(), " of ", dtype_name(e.dtype), " needs ", bytes_needed, " bytes but data_offsets [", begin, ", ", end, "] hold ",
+           end - begin);
     }
     e.data_begin = static_cast<std::size_t>(begin);
     e.data_end = static_cast<std::size_t>(end);

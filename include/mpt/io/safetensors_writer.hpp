@@ -40,8 +40,7 @@ struct GeneratedTensor {
 };
 
 // A read-only tensor of any element type mpt stores, to be written under a name.
-using TensorSource =
-    std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>, GeneratedTensor>;
+using TensorSource = std::variant<TensorView<const float>, TensorView<const bf16>, TensorView<const double>, GeneratedTensor>;
 
 struct NamedTensor {
   std::string name;
@@ -100,7 +99,8 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
   std::vector<detail::HeaderEntry> entries;
   for (const NamedTensor& t : tensors) {
     const Dtype d = t.dtype.value_or(dtype);
-    if (!is_convertible_dtype(d)) throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
+    if (!is_convertible_dtype(d))
+      throw_error("save_safetensors ", path, ", tensor '", t.name, "': mpt writes F32, BF16, F16 or F64, not ", dtype_name(d));
     const Shape& shape = source_shape(t.data);
     std::vector<std::int64_t> dims;
     for (int a = 0; a < shape.rank(); ++a) dims.push_back(shape[a]);
@@ -150,8 +150,8 @@ inline void save_safetensors(const std::filesystem::path& path, std::span<const 
     std::size_t count = 1;
     for (std::int64_t d : t.dims) count *= static_cast<std::size_t>(d);
     if (count * dtype_size(t.dtype) != t.bytes.size()) {
-      throw_error("save_safetensors ", path, ", tensor '", t.name, "': ", t.bytes.size(), " bytes do not hold ", count,
-                  " elements of ", dtype_name(t.dtype));
+      throw_error("save_safetensors ", path, ", tensor '", t.name, "': ", t.bytes.size(), " bytes do not hold ", count, " elements of ",
+                  dtype_name(t.dtype));
     }
     entries.push_back({t.name, t.dtype, t.dims, t.bytes.size()});
   }

@@ -26,9 +26,8 @@
 namespace mpt::kernels {
 
 template <class In, class Res, class Par, class Out, class Stat>
-void dropout_add_layer_norm_forward(TensorView<In> x, TensorView<Res> residual, float p, DropoutKey key,
-                                    TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> sum,
-                                    TensorView<Out> y, TensorView<Stat> mean, TensorView<Stat> rstd) {
+void dropout_add_layer_norm_forward(TensorView<In> x, TensorView<Res> residual, float p, DropoutKey key, TensorView<Par> gamma, TensorView<Par> beta,
+                                    double eps, TensorView<Out> sum, TensorView<Out> y, TensorView<Stat> mean, TensorView<Stat> rstd) {
   using I = std::remove_const_t<In>;
   using R = std::remove_const_t<Res>;
   using P = std::remove_const_t<Par>;
@@ -48,8 +47,7 @@ void dropout_add_layer_norm_forward(TensorView<In> x, TensorView<Res> residual, 
   const Isa norm_path = detail::simd_isa_for<Out, Out>();
   detail::for_each_row_chunk(rows, chunk, [&](std::size_t b, std::size_t e) {
     detail::dropout_range(dropout_path, x.data(), residual.data(), sum.data(), b * h, e * h, p, key);
-    detail::layer_norm_rows<C, Out, P>(norm_path, sum.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(),
-                                        rstd.data(), h, b, e);
+    detail::layer_norm_rows<C, Out, P>(norm_path, sum.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(), rstd.data(), h, b, e);
   });
 }
 

@@ -34,8 +34,8 @@ void check_cross_entropy(const char* op, TensorView<L> logits, TensorView<Id> ta
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const std::int32_t t = targets[i];
     if (t != ignore_index && (t < 0 || t >= classes)) {
-      throw_error(op, ": target ", t, " of row ", i, " is outside [0, ", classes, ") and is not the ignore index ",
-                  ignore_index, "; clamp positions or set them to the ignore index");
+      throw_error(op, ": target ", t, " of row ", i, " is outside [0, ", classes, ") and is not the ignore index ", ignore_index,
+                  "; clamp positions or set them to the ignore index");
     }
   }
 }
@@ -76,8 +76,7 @@ cross_entropy_t<L> cross_entropy_forward(TensorView<L> logits, TensorView<Id> ta
 }
 
 template <class L, class Id, class DL>
-void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index, double dloss,
-                            TensorView<DL> dlogits) {
+void cross_entropy_backward(TensorView<L> logits, TensorView<Id> targets, std::int32_t ignore_index, double dloss, TensorView<DL> dlogits) {
   using LL = std::remove_const_t<L>;
   using C = cross_entropy_t<L>;
   detail::check_cross_entropy("cross_entropy_backward", logits, targets, ignore_index);

@@ -53,9 +53,7 @@ namespace detail {
 inline constexpr std::size_t dropout_group = 128;  // elements per 16 Philox counters (4 words, 2 halves)
 inline constexpr std::size_t dropout_groups_per_task = 128;
 
-inline PhiloxKey philox_key(DropoutKey key) noexcept {
-  return {static_cast<std::uint32_t>(key.seed), static_cast<std::uint32_t>(key.seed >> 32)};
-}
+inline PhiloxKey philox_key(DropoutKey key) noexcept { return {static_cast<std::uint32_t>(key.seed), static_cast<std::uint32_t>(key.seed >> 32)}; }
 
 inline void check_dropout_probability(const char* op, float p) {
   if (!(p >= 0.0f && p <= 1.0f)) throw_error(op, ": dropout probability ", p, " is outside [0, 1]");
@@ -66,9 +64,8 @@ inline void check_dropout_probability(const char* op, float p) {
 inline std::uint32_t dropout_bits(DropoutKey key, std::uint64_t i) noexcept {
   const std::uint64_t group = i / detail::dropout_group, r = i % detail::dropout_group;
   const std::uint64_t block = 16 * group + r % 16;
-  const PhiloxCounter out = philox4x32_10(
-      {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
-      detail::philox_key(key));
+  const PhiloxCounter out =
+      philox4x32_10({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step}, detail::philox_key(key));
   const std::uint32_t word = out[r / 32];
   return (r / 16) % 2 == 0 ? (word & 0xFFFFu) : (word >> 16);
 }
@@ -78,9 +75,7 @@ inline std::uint32_t dropout_keep_threshold(float p) noexcept {
   return static_cast<std::uint32_t>(std::llround((1.0 - static_cast<double>(p)) * 65536.0));
 }
 
-inline bool dropout_keeps(DropoutKey key, float p, std::uint64_t i) noexcept {
-  return dropout_bits(key, i) < dropout_keep_threshold(p);
-}
+inline bool dropout_keeps(DropoutKey key, float p, std::uint64_t i) noexcept { return dropout_bits(key, i) < dropout_keep_threshold(p); }
 
 // The factor kept elements are multiplied by, for inputs stored as In.
 template <class In>
@@ -101,9 +96,8 @@ void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::s
     PhiloxCounter words[16];
     for (std::uint64_t lane = 0; lane < 16; ++lane) {
       const std::uint64_t block = 16 * group + lane;
-      words[lane] = philox4x32_10(
-          {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step},
-          philox_key(key));
+      words[lane] =
+          philox4x32_10({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step}, philox_key(key));
     }
     const std::size_t first = std::max(begin, group * dropout_group);
     const std::size_t last = std::min(end, (group + 1) * dropout_group);
@@ -124,54 +118,55 @@ void dropout_scalar(const In* x, const Res* r, Out* y, std::size_t begin, std::s
 
 #if MPT_X86
 // The 16-lane kernel, stamped for AVX-512 with and without AVX512_BF16 stores.
-#define MPT_DROPOUT_KERNELS(TARGET, ISA)                                                                              \
-  namespace ISA {                                                                                                     \
-  /* y[0, n) from one register of keep decisions (n may be < lanes). */                                               \
-  template <class In, class Res, class Out>                                                                           \
-  TARGET inline void dropout_apply(const In* x, const Res* r, Out* y, std::size_t n, __mmask16 keep, vf scale) {      \
-    vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x) : load(x, n), scale);                                       \
-    if constexpr (!std::is_void_v<Res>) {                                                                             \
-      if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);                                                  \
-      v = _mm512_add_ps(v, n >= lanes ? load(r) : load(r, n));                                                        \
-    }                                                                                                                 \
-    if (n >= lanes) store(y, v);                                                                                      \
-    else store(y, v, n);                                                                                              \
-  }                                                                                                                   \
-  template <class In, class Res, class Out>                                                                           \
+#define MPT_DROPOUT_KERNELS(TARGET, ISA)                                                                                \
+  namespace ISA {                                                                                                       \
+  /* y[0, n) from one register of keep decisions (n may be < lanes). */                                                 \
+  template <class In, class Res, class Out>                                                                             \
+  TARGET inline void dropout_apply(const In* x, const Res* r, Out* y, std::size_t n, __mmask16 keep, vf scale) {        \
+    vf v = _mm512_maskz_mul_ps(keep, n >= lanes ? load(x) : load(x, n), scale);                                         \
+    if constexpr (!std::is_void_v<Res>) {                                                                               \
+      if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);                                                    \
+      v = _mm512_add_ps(v, n >= lanes ? load(r) : load(r, n));                                                          \
+    }                                                                                                                   \
+    if (n >= lanes)                                                                                                     \
+      store(y, v);                                                                                                      \
+    else                                                                                                                \
+      store(y, v, n);                                                                                                   \
+  }                                                                                                                     \
+  template <class In, class Res, class Out>                                                                             \
   TARGET void dropout(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) { \
-    const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                         \
-    const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                  \
-    const vf scale = set1(dropout_scale<In>(p));                                                                      \
-    const PhiloxKey k = philox_key(key);                                                                              \
-    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */                      \
-    constexpr std::size_t G = 2;                                                                                      \
-    for (std::size_t base = begin; base < end; base += G * dropout_group) { /* begin is a multiple of the group */    \
-      std::uint64_t block[G];                                                                                         \
-      for (std::size_t g = 0; g < G; ++g) block[g] = (base / dropout_group + g) * 16;                                 \
-      /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */                       \
-      prefetch(x + base, 4 * dropout_group * sizeof(In), G * dropout_group * sizeof(In));                             \
-      __m512i bits[G][4];                                                                                             \
-      philox4x32_10_avx512_groups(block, key.stream, key.step, k, bits);                                              \
-      for (std::size_t s = 0; s < 8 * G; ++s) { /* group s / 8; word (s % 8) / 2, low (even s) or high 16 bits */     \
-        const std::size_t at = base + 16 * s;                                                                         \
-        if (at >= end) break;                                                                                         \
-        const __m512i word = bits[s / 8][(s % 8) / 2];                                                                \
-        const __m512i b = s % 2 == 0 ? _mm512_and_si512(word, low16) : _mm512_srli_epi32(word, 16);                   \
-        const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);                                                 \
-        const Res* rr = nullptr;                                                                                      \
-        if constexpr (!std::is_void_v<Res>) rr = r + at;                                                              \
-        dropout_apply(x + at, rr, y + at, end - at, keep, scale);                                                     \
-      }                                                                                                               \
-    }                                                                                                                 \
-  }                                                                                                                   \
+    const __m512i threshold = _mm512_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));                           \
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);                                                                    \
+    const vf scale = set1(dropout_scale<In>(p));                                                                        \
+    const PhiloxKey k = philox_key(key);                                                                                \
+    /* Two groups per Philox call: their rounds interleave (see philox4x32_10_avx512_groups). */                        \
+    constexpr std::size_t G = 2;                                                                                        \
+    for (std::size_t base = begin; base < end; base += G * dropout_group) { /* begin is a multiple of the group */      \
+      std::uint64_t block[G];                                                                                           \
+      for (std::size_t g = 0; g < G; ++g) block[g] = (base / dropout_group + g) * 16;                                   \
+      /* The Philox work between loads keeps few misses in flight: ask for x 4 groups ahead. */                         \
+      prefetch(x + base, 4 * dropout_group * sizeof(In), G * dropout_group * sizeof(In));                               \
+      __m512i bits[G][4];                                                                                               \
+      philox4x32_10_avx512_groups(block, key.stream, key.step, k, bits);                                                \
+      for (std::size_t s = 0; s < 8 * G; ++s) { /* group s / 8; word (s % 8) / 2, low (even s) or high 16 bits */       \
+        const std::size_t at = base + 16 * s;                                                                           \
+        if (at >= end) break;                                                                                           \
+        const __m512i word = bits[s / 8][(s % 8) / 2];                                                                  \
+        const __m512i b = s % 2 == 0 ? _mm512_and_si512(word, low16) : _mm512_srli_epi32(word, 16);                     \
+        const __mmask16 keep = _mm512_cmplt_epu32_mask(b, threshold);                                                   \
+        const Res* rr = nullptr;                                                                                        \
+        if constexpr (!std::is_void_v<Res>) rr = r + at;                                                                \
+        dropout_apply(x + at, rr, y + at, end - at, keep, scale);                                                       \
+      }                                                                                                                 \
+    }                                                                                                                   \
+  }                                                                                                                     \
   }  // namespace ISA
 MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_DROPOUT_KERNELS(MPT_TARGET_AVX512, avx512)
 #undef MPT_DROPOUT_KERNELS
 
 template <class In, class Res, class Out>
-MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
-                                  DropoutKey key) {
+MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {
   using namespace avx2;
   // Unsigned bits < threshold as a signed compare: both sides fit in 17 bits.
   const __m256i threshold = _mm256_set1_epi32(static_cast<int>(dropout_keep_threshold(p)));
@@ -181,10 +176,8 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
   for (std::size_t base = begin; base < end; base += dropout_group) {
     const std::uint64_t block = base / dropout_group * 16;
     __m256i lo[4], hi[4];  // counters block + 0..7 and block + 8..15
-    philox4x32_10_avx2(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream,
-                       key.step, k, lo);
-    philox4x32_10_avx2(static_cast<std::uint32_t>(block + 8), static_cast<std::uint32_t>(block >> 32), key.stream,
-                       key.step, k, hi);
+    philox4x32_10_avx2(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), key.stream, key.step, k, lo);
+    philox4x32_10_avx2(static_cast<std::uint32_t>(block + 8), static_cast<std::uint32_t>(block >> 32), key.stream, key.step, k, hi);
     for (std::size_t j = 0; j < 16; ++j) {  // 8 elements each: word j / 4, half (j / 2) % 2, counters j % 2
       const std::size_t at = base + 8 * j;
       if (at >= end) break;
@@ -197,8 +190,10 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
         if constexpr (std::is_same_v<Out, bf16>) v = round_to_bf16(v);
         v = _mm256_add_ps(v, n >= lanes ? load(r + at) : load(r + at, n));
       }
-      if (n >= lanes) store(y + at, v);
-      else store(y + at, v, n);
+      if (n >= lanes)
+        store(y + at, v);
+      else
+        store(y + at, v, n);
     }
   }
 }
@@ -206,8 +201,7 @@ MPT_TARGET_AVX2 void dropout_avx2(const In* x, const Res* r, Out* y, std::size_t
 
 // Elements [begin, end) on one thread; begin must be a multiple of dropout_group.
 template <class In, class Res, class Out>
-void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p,
-                   DropoutKey key) {
+void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin, std::size_t end, float p, DropoutKey key) {
   constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
   switch (isa) {
 #if MPT_X86
@@ -221,7 +215,8 @@ void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin
       if constexpr (simd) return dropout_avx2(x, r, y, begin, end, p, key);
       break;
 #endif
-    default: break;
+    default:
+      break;
   }
   dropout_scalar(x, r, y, begin, end, p, key);
 }
@@ -239,9 +234,8 @@ template <class In, class Res, class Out>
 void dropout_dispatch(const char* op, const In* x, const Res* r, Out* y, std::size_t n, float p, DropoutKey key) {
   check_dropout_probability(op, p);
   const Isa isa = dropout_isa<In, Res, Out>();
-  for_each_row_chunk(n, dropout_group * dropout_groups_per_task, [&](std::size_t begin, std::size_t end) {
-    dropout_range(isa, x, r, y, begin, end, p, key);
-  });
+  for_each_row_chunk(n, dropout_group * dropout_groups_per_task,
+                     [&](std::size_t begin, std::size_t end) { dropout_range(isa, x, r, y, begin, end, p, key); });
 }
 
 template <class A, class B>
@@ -257,16 +251,14 @@ void check_same_size(const char* op, const char* a_name, const TensorView<A>& a,
 template <class In, class Out>
 void dropout_forward(TensorView<In> x, TensorView<Out> y, float p, DropoutKey key) {
   detail::check_same_size("dropout_forward", "x", x, "y", y);
-  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_forward", x.data(), nullptr, y.data(), x.size(),
-                                                               p, key);
+  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_forward", x.data(), nullptr, y.data(), x.size(), p, key);
 }
 
 // dx = dy * mask * scale: the same mask as the forward with the same key.
 template <class In, class Out>
 void dropout_backward(TensorView<In> dy, TensorView<Out> dx, float p, DropoutKey key) {
   detail::check_same_size("dropout_backward", "dy", dy, "dx", dx);
-  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_backward", dy.data(), nullptr, dx.data(),
-                                                               dy.size(), p, key);
+  detail::dropout_dispatch<std::remove_const_t<In>, void, Out>("dropout_backward", dy.data(), nullptr, dx.data(), dy.size(), p, key);
 }
 
 // y = dropout(x) + residual (the residual branch of a transformer block).
@@ -275,8 +267,8 @@ template <class In, class Res, class Out>
 void dropout_add_forward(TensorView<In> x, TensorView<Res> residual, TensorView<Out> y, float p, DropoutKey key) {
   detail::check_same_size("dropout_add_forward", "x", x, "y", y);
   detail::check_same_size("dropout_add_forward", "residual", residual, "y", y);
-  detail::dropout_dispatch<std::remove_const_t<In>, std::remove_const_t<Res>, Out>(
-      "dropout_add_forward", x.data(), residual.data(), y.data(), x.size(), p, key);
+  detail::dropout_dispatch<std::remove_const_t<In>, std::remove_const_t<Res>, Out>("dropout_add_forward", x.data(), residual.data(), y.data(),
+                                                                                   x.size(), p, key);
 }
 
 }  // namespace mpt::kernels

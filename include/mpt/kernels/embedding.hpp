@@ -30,24 +30,30 @@ template <class Id>
 void check_embedding_ids(const char* op, TensorView<Id> ids, std::int64_t vocab) {
   for (std::size_t t = 0; t < ids.size(); ++t) {
     if (ids[t] < 0 || ids[t] >= vocab) {
-      throw_error(op, ": token id ", ids[t], " at position ", t, " is outside the vocabulary of ", vocab,
-                  " rows; ids must lie in [0, ", vocab, ")");
+      throw_error(op, ": token id ", ids[t], " at position ", t, " is outside the vocabulary of ", vocab, " rows; ids must lie in [0, ", vocab, ")");
     }
   }
 }
 
 // Checks table [vocab, hidden] and `what` [ids' shape..., hidden]; returns vocab.
 template <class Ids, class Table>
-std::int64_t check_embedding_shapes(const char* op, TensorView<Ids> ids, TensorView<Table> table, const char* what,
-                                    const Shape& rows) {
+std::int64_t check_embedding_shapes(const char* op, TensorView<Ids> ids, TensorView<Table> table, const char* what, const Shape& rows) {
   if (table.rank() != 2) throw_error(op, ": the table must be [vocab, hidden] but has shape ", table.shape());
   Shape expected;
   const Shape& s = ids.shape();
   switch (s.rank()) {
-    case 0: expected = Shape{table.dim(1)}; break;
-    case 1: expected = Shape{s[0], table.dim(1)}; break;
-    case 2: expected = Shape{s[0], s[1], table.dim(1)}; break;
-    default: expected = Shape{s[0], s[1], s[2], table.dim(1)}; break;
+    case 0:
+      expected = Shape{table.dim(1)};
+      break;
+    case 1:
+      expected = Shape{s[0], table.dim(1)};
+      break;
+    case 2:
+      expected = Shape{s[0], s[1], table.dim(1)};
+      break;
+    default:
+      expected = Shape{s[0], s[1], s[2], table.dim(1)};
+      break;
   }
   check_shape(op, what, rows, expected);
   return table.dim(0);
@@ -81,8 +87,7 @@ void embedding_forward(TensorView<Id> ids, TensorView<T> table, TensorView<Out> 
 template <class Id, class G, class Acc>
 void embedding_backward(TensorView<Id> ids, TensorView<G> dout, TensorView<Acc> dtable) {
   static_assert(std::is_same_v<std::remove_const_t<Id>, std::int32_t>, "embedding_backward: token ids are int32");
-  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
-                "embedding_backward: the gradient table accumulates in fp32 (or double)");
+  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>, "embedding_backward: the gradient table accumulates in fp32 (or double)");
   using GG = std::remove_const_t<G>;
   const std::int64_t vocab = detail::check_embedding_shapes("embedding_backward", ids, dtable, "dout", dout.shape());
   detail::check_embedding_ids("embedding_backward", ids, vocab);

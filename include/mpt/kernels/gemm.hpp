@@ -41,16 +41,20 @@ namespace mpt::kernels {
 namespace detail {
 
 // ld_name: the caller's name of the leading dimension (default lda / ldb / ldc from name).
-inline void check_gemm_operand(const char* op, const char* name, Trans t, std::size_t rows, std::size_t cols,
-                               const void* p, std::size_t ld, const char* ld_name = nullptr) {
+inline void check_gemm_operand(const char* op, const char* name, Trans t, std::size_t rows, std::size_t cols, const void* p, std::size_t ld,
+                               const char* ld_name = nullptr) {
   // Stored shape of op(X) [rows x cols]: X itself is [rows x cols] (N) or [cols x rows] (T).
   const std::size_t stored_cols = t == Trans::N ? cols : rows;
   if (rows == 0 || cols == 0) return;
   if (p == nullptr) throw_error(op, ": ", name, " is null but op(", name, ") has shape [", rows, " x ", cols, "]");
   if (ld < stored_cols) {
-    throw_error(op, ": leading dimension of ", name, " is ", ld, " but ", name, " is stored with ", stored_cols,
-                " columns (", t == Trans::N ? "N" : "T", "); pass ",
-                ld_name ? ld_name : name[0] == 'A' ? "lda" : name[0] == 'B' ? "ldb" : "ldc", " >= ", stored_cols);
+    throw_error(op, ": leading dimension of ", name, " is ", ld, " but ", name, " is stored with ", stored_cols, " columns (",
+                t == Trans::N ? "N" : "T", "); pass ",
+                ld_name          ? ld_name
+                : name[0] == 'A' ? "lda"
+                : name[0] == 'B' ? "ldb"
+                                 : "ldc",
+                " >= ", stored_cols);
   }
 }
 
@@ -68,10 +72,9 @@ const TA* a_from_k(Trans ta, const TA* a, std::size_t lda, std::size_t k0) noexc
 }
 
 template <class Kernel, class TA, class TC, class TE, class TR>
-GemmProblem<Kernel, TA, TC, TE, TR> make_problem(Trans ta, std::size_t m, std::size_t n, std::size_t k,
-                                                 typename Kernel::acc_t alpha, const TA* a, std::size_t lda,
-                                                 const typename Kernel::b_t* packed_b, typename Kernel::acc_t beta,
-                                                 TC* c, std::size_t ldc, const GemmEpilogue<TE, TR>& e) {
+GemmProblem<Kernel, TA, TC, TE, TR> make_problem(Trans ta, std::size_t m, std::size_t n, std::size_t k, typename Kernel::acc_t alpha, const TA* a,
+                                                 std::size_t lda, const typename Kernel::b_t* packed_b, typename Kernel::acc_t beta, TC* c,
+                                                 std::size_t ldc, const GemmEpilogue<TE, TR>& e) {
   return {ta, m, n, k, a, lda, packed_b, {alpha, beta, c, ldc, e}};
 }
 
@@ -81,9 +84,9 @@ namespace detail {
 
 // gemm below, with op(A)'s row sums added into a_row_sums[M] on the way if it is set.
 template <class TA, class TB, class TC, class TE, class TR>
-void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, gemm_scalar_t<TA, TB> alpha,
-                   const TA* a, std::size_t lda, const TB* b, std::size_t ldb, gemm_scalar_t<TA, TB> beta, TC* c,
-                   std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue, gemm_scalar_t<TA, TB>* a_row_sums) {
+void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, gemm_scalar_t<TA, TB> alpha, const TA* a, std::size_t lda,
+                   const TB* b, std::size_t ldb, gemm_scalar_t<TA, TB> beta, TC* c, std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue,
+                   gemm_scalar_t<TA, TB>* a_row_sums) {
   with_gemm_kernel<TA, TB>(active_isa(), [&](auto kernel) {
     using Kernel = decltype(kernel);
     using acc_t = typename Kernel::acc_t;
@@ -102,8 +105,7 @@ void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t
       const PanelLayout<Kernel> layout{kb, n};
       mpt::detail::ScratchLease<typename Kernel::b_t> packed(ScratchSlot::packed_b, layout.size());
       pack_b<Kernel>(tb, kb, n, tb == Trans::N ? b + k0 * ldb : b + k0, ldb, packed.data(), true);
-      auto problem = make_problem<Kernel>(ta, m, n, kb, alpha, a_from_k(ta, a, lda, k0), lda, packed.data(),
-                                          k0 == 0 ? beta : 1, c, ldc, epilogue);
+      auto problem = make_problem<Kernel>(ta, m, n, kb, alpha, a_from_k(ta, a, lda, k0), lda, packed.data(), k0 == 0 ? beta : 1, c, ldc, epilogue);
       problem.a_row_sums = a_row_sums ? running.data() : nullptr;
       run_gemm(problem, true);
       k0 += kb;
@@ -119,16 +121,14 @@ void gemm_unpacked(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t
 // C[M x N] = epilogue(alpha * op(A)[M x K] * op(B)[K x N] + beta * C).
 // TA, TB: float, bf16 or double; TC: float, bf16 or double. C is not read when beta == 0.
 template <class TA, class TB, class TC, class TE = float, class TR = TE>
-void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<TA, TB> alpha,
-          const TA* a, std::size_t lda, const TB* b, std::size_t ldb, detail::gemm_scalar_t<TA, TB> beta, TC* c,
-          std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue = {}) {
+void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<TA, TB> alpha, const TA* a, std::size_t lda,
+          const TB* b, std::size_t ldb, detail::gemm_scalar_t<TA, TB> beta, TC* c, std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue = {}) {
   detail::check_gemm_operand("gemm", "A", ta, m, k, a, lda);
   detail::check_gemm_operand("gemm", "B", tb, k, n, b, ldb);
   detail::check_gemm_operand("gemm", "C", Trans::N, m, n, c, ldc);
   detail::check_epilogue("gemm", m, n, epilogue);
   if (m == 0 || n == 0) return;
-  detail::gemm_unpacked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue,
-                        static_cast<detail::gemm_scalar_t<TA, TB>*>(nullptr));
+  detail::gemm_unpacked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, epilogue, static_cast<detail::gemm_scalar_t<TA, TB>*>(nullptr));
 }
 
 // Weight and bias gradients of a linear layer y = x W^T + b, x [T x in], W [out x in],
@@ -136,8 +136,8 @@ void gemm(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detai
 //   dW[out x in] += dY^T X          (fp32, or fp64 for fp64 operands)
 //   db[out]      += sum_t dY[t, :]  (when db is not null; the same bits as bias_grad)
 template <class T, class TG>
-void linear_weight_grad(std::size_t tokens, std::size_t out, std::size_t in, const T* dy, std::size_t ldy, const T* x,
-                        std::size_t ldx, TG* dw, std::size_t ldw, TG* db) {
+void linear_weight_grad(std::size_t tokens, std::size_t out, std::size_t in, const T* dy, std::size_t ldy, const T* x, std::size_t ldx, TG* dw,
+                        std::size_t ldw, TG* db) {
   static_assert(std::is_same_v<TG, detail::gemm_scalar_t<T, T>>,
                 "linear_weight_grad: gradients accumulate in the GEMM's accumulation type (float, or double for "
                 "double operands)");
@@ -149,8 +149,7 @@ void linear_weight_grad(std::size_t tokens, std::size_t out, std::size_t in, con
     if (db) bias_grad(dy, tokens, out, ldy, db);
     return;
   }
-  detail::gemm_unpacked(Trans::T, Trans::N, out, in, tokens, TG(1), dy, ldy, x, ldx, TG(1), dw, ldw,
-                        GemmEpilogue<TG>{}, db);
+  detail::gemm_unpacked(Trans::T, Trans::N, out, in, tokens, TG(1), dy, ldy, x, ldx, TG(1), dw, ldw, GemmEpilogue<TG>{}, db);
 }
 
 // op(B) [K x N] packed for the micro-kernel that the active instruction set selects
@@ -193,12 +192,10 @@ struct PackedLinearWeight {
 
 // C[M x N] = epilogue(alpha * op(A)[M x K] * B + beta * C) with B packed beforehand.
 template <class T, class TC, class TE = float, class TR = TE>
-void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<T, T> alpha, const T* a,
-          std::size_t lda, const PackedB<T>& b, detail::gemm_scalar_t<T, T> beta, TC* c, std::size_t ldc,
-          const GemmEpilogue<TE, TR>& epilogue = {}) {
+void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<T, T> alpha, const T* a, std::size_t lda, const PackedB<T>& b,
+          detail::gemm_scalar_t<T, T> beta, TC* c, std::size_t ldc, const GemmEpilogue<TE, TR>& epilogue = {}) {
   if (b.k() != k || b.n() != n) {
-    throw_error("gemm: packed B holds op(B) [", b.k(), " x ", b.n(), "] but the call needs [", k, " x ", n,
-                "]; pack the matching matrix");
+    throw_error("gemm: packed B holds op(B) [", b.k(), " x ", b.n(), "] but the call needs [", k, " x ", n, "]; pack the matching matrix");
   }
   detail::check_gemm_operand("gemm", "A", ta, m, k, a, lda);
   detail::check_gemm_operand("gemm", "C", Trans::N, m, n, c, ldc);
@@ -207,9 +204,8 @@ void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_sc
   detail::with_gemm_kernel<T, T>(active_isa(), [&](auto kernel) {
     using Kernel = decltype(kernel);
     if (detail::gemm_kernel_id<Kernel>() != b.kernel()) {
-      throw_error("gemm: B was packed for micro-kernel ", gemm_kernel_name(b.kernel()), " but the active instruction set (",
-                  isa_name(active_isa()), ") runs ", gemm_kernel_name(detail::gemm_kernel_id<Kernel>()),
-                  "; pack B again under the same instruction set");
+      throw_error("gemm: B was packed for micro-kernel ", gemm_kernel_name(b.kernel()), " but the active instruction set (", isa_name(active_isa()),
+                  ") runs ", gemm_kernel_name(detail::gemm_kernel_id<Kernel>()), "; pack B again under the same instruction set");
     }
     const auto* packed = reinterpret_cast<const typename Kernel::b_t*>(b.data());
     const auto whole = detail::make_problem<Kernel>(ta, m, n, k, alpha, a, lda, packed, beta, c, ldc, epilogue);
@@ -218,9 +214,8 @@ void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_sc
     const detail::PanelLayout<Kernel> layout{k, n};
     for (std::size_t blk = 0; blk < layout.k_blocks(); ++blk) {
       const std::size_t k0 = blk * layout.kc;
-      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, layout.block_k(blk), alpha, detail::a_from_k(ta, a, lda, k0),
-                                                    lda, packed + layout.offset(blk, 0), blk == 0 ? beta : 1, c, ldc,
-                                                    epilogue),
+      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, layout.block_k(blk), alpha, detail::a_from_k(ta, a, lda, k0), lda,
+                                                    packed + layout.offset(blk, 0), blk == 0 ? beta : 1, c, ldc, epilogue),
                        true);
     }
     if (k == 0) detail::run_gemm(whole, true);
@@ -231,10 +226,9 @@ void gemm(Trans ta, std::size_t m, std::size_t n, std::size_t k, detail::gemm_sc
 // A_p = A + p * stride_a (likewise B, C): attention's Q K^T, P V and their gradients
 // over (batch x heads). Parallel over the batch when it has enough items, else within each.
 template <class TA, class TB, class TC>
-void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k,
-                          detail::gemm_scalar_t<TA, TB> alpha, const TA* a, std::size_t lda, std::size_t stride_a,
-                          const TB* b, std::size_t ldb, std::size_t stride_b, detail::gemm_scalar_t<TA, TB> beta, TC* c,
-                          std::size_t ldc, std::size_t stride_c, std::size_t batch) {
+void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std::size_t k, detail::gemm_scalar_t<TA, TB> alpha, const TA* a,
+                          std::size_t lda, std::size_t stride_a, const TB* b, std::size_t ldb, std::size_t stride_b,
+                          detail::gemm_scalar_t<TA, TB> beta, TC* c, std::size_t ldc, std::size_t stride_c, std::size_t batch) {
   if (batch == 0 || m == 0 || n == 0) return;
   detail::check_gemm_operand("gemm_strided_batched", "A", ta, m, k, a, lda);
   detail::check_gemm_operand("gemm_strided_batched", "B", tb, k, n, b, ldb);
@@ -261,9 +255,9 @@ void gemm_strided_batched(Trans ta, Trans tb, std::size_t m, std::size_t n, std:
     parallel_for(batch, [&](std::size_t p) {
       mpt::detail::ScratchLease<typename Kernel::b_t> packed(detail::ScratchSlot::packed_b, layout.size());
       detail::pack_b<Kernel>(tb, k, n, b + p * stride_b, ldb, packed.data(), false);
-      detail::run_gemm(detail::make_problem<Kernel>(ta, m, n, k, alpha, a + p * stride_a, lda, packed.data(), beta,
-                                                    c + p * stride_c, ldc, GemmEpilogue<float>{}),
-                       false);
+      detail::run_gemm(
+          detail::make_problem<Kernel>(ta, m, n, k, alpha, a + p * stride_a, lda, packed.data(), beta, c + p * stride_c, ldc, GemmEpilogue<float>{}),
+          false);
     });
   });
 }

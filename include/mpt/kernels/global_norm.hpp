@@ -181,8 +181,7 @@ std::vector<Acc>& norm_partials() {
 // Sum of squares over the concatenation of `buffers`, on the given path.
 template <class Acc = float>
 Acc sum_of_squares_with(Isa isa, std::span<const std::span<const float>> buffers) {
-  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>,
-                "sum_of_squares: accumulate in float or double");
+  static_assert(std::is_same_v<Acc, float> || std::is_same_v<Acc, double>, "sum_of_squares: accumulate in float or double");
   auto chunks_of = [](std::size_t n) { return (n + global_norm_chunk - 1) / global_norm_chunk; };
   std::size_t chunks = 0;
   for (const auto& b : buffers) chunks += chunks_of(b.size());
@@ -190,8 +189,7 @@ Acc sum_of_squares_with(Isa isa, std::span<const std::span<const float>> buffers
   partials.resize(chunks);
   parallel_for(chunks, [&](std::size_t chunk) {
     std::size_t buffer = 0, local = chunk;
-    while (local >= chunks_of(buffers[buffer].size()))
-      local -= chunks_of(buffers[buffer++].size());  // a handful of buffers
+    while (local >= chunks_of(buffers[buffer].size())) local -= chunks_of(buffers[buffer++].size());  // a handful of buffers
     const std::size_t at = local * global_norm_chunk;
     const std::size_t n = std::min(global_norm_chunk, buffers[buffer].size() - at);
     partials[chunk] = detail::chunk_sum_of_squares<Acc>(isa, buffers[buffer].data() + at, n);

@@ -39,8 +39,7 @@ inline constexpr std::size_t layer_norm_backward_chunk_rows = 32;
 
 // Scalar reference for one row, in C (float, or double for the fp64 policy).
 template <class C, class In, class Par, class Out>
-void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps, Out* y, std::size_t h, C& mean_out,
-                           C& rstd_out) {
+void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps, Out* y, std::size_t h, C& mean_out, C& rstd_out) {
   C sum = 0;
   for (std::size_t j = 0; j < h; ++j) sum += static_cast<C>(to_float(x[j]));
   const C mean = sum / static_cast<C>(h);
@@ -60,8 +59,8 @@ void layer_norm_row_scalar(const In* x, const Par* gamma, const Par* beta, C eps
 
 // One row of backward; adds this row's dgamma/dbeta terms into the chunk partials.
 template <class C, class DY, class In, class Par, class DX>
-void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma, C mean, C rstd, DX* dx, std::size_t h,
-                                    C* dgamma_part, C* dbeta_part) {
+void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma, C mean, C rstd, DX* dx, std::size_t h, C* dgamma_part,
+                                    C* dbeta_part) {
   C sum_g = 0, sum_gx = 0;
   for (std::size_t j = 0; j < h; ++j) {
     const C d = static_cast<C>(to_float(dy[j]));
@@ -82,95 +81,94 @@ void layer_norm_backward_row_scalar(const DY* dy, const In* x, const Par* gamma,
 
 #if MPT_X86
 // The same two rows, one body for both instruction sets (see simd.hpp).
-#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                           \
-  namespace ISA {                                                                                                     \
-  /* Row sums keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                      \
-  template <class In, class Out>                                                                                      \
-  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h,    \
-                             float& mean_out, float& rstd_out) {                                                      \
-    vf acc[4] = {zero(), zero(), zero(), zero()};                                                                     \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 4 * lanes <= h; j += 4 * lanes)                                                                        \
-      for (std::size_t u = 0; u < 4; ++u) acc[u] = acc[u] + load(x + j + u * lanes);                                  \
-    for (; j < h; j += lanes) acc[0] = acc[0] + load(x + j, h - j);                                                   \
-    const float mean = hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h);                           \
-    const vf m = set1(mean);                                                                                          \
-    for (vf& a : acc) a = zero();                                                                                     \
-    for (j = 0; j + 4 * lanes <= h; j += 4 * lanes) {                                                                 \
-      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf d = load(x + j + u * lanes) - m;                                                                     \
-        acc[u] = fmadd(d, d, acc[u]);                                                                                 \
-      }                                                                                                               \
-    }                                                                                                                 \
-    for (; j < h; j += lanes) {                                                                                       \
-      const vf d = first(load(x + j, h - j) - m, h - j);                                                              \
-      acc[0] = fmadd(d, d, acc[0]);                                                                                   \
-    }                                                                                                                 \
-    const float rstd = 1.0f / std::sqrt(hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h) + eps);   \
-    const vf r = set1(rstd);                                                                                          \
-    for (j = 0; j < h; j += lanes) {                                                                                  \
-      const std::size_t n = h - j;                                                                                    \
-      if (n >= lanes) {                                                                                               \
-        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                                  \
-      } else {                                                                                                        \
-        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                      \
-      }                                                                                                               \
-    }                                                                                                                 \
-    mean_out = mean;                                                                                                  \
-    rstd_out = rstd;                                                                                                  \
-  }                                                                                                                   \
-  /* Pass 1: the row sums (vector k into accumulator k % 2) and this row's dgamma/dbeta terms;   */                   \
-  /* pass 2 recomputes xhat and g from the row (in L1 by then) rather than storing them. */                           \
-  template <class DY, class In>                                                                                       \
-  TARGET inline void layer_norm_backward_step(const DY* dy, const In* x, const float* gamma, vf m, vf r,              \
-                                              std::size_t n, float* dgamma_part, float* dbeta_part, vf& sum_g,        \
-                                              vf& sum_gx) {                                                           \
-    vf d, xhat, g;                                                                                                    \
-    if (n >= lanes) {                                                                                                 \
-      d = load(dy);                                                                                                   \
-      xhat = (load(x) - m) * r;                                                                                       \
-      g = d * load(gamma);                                                                                            \
-      store(dgamma_part, fmadd(d, xhat, load(dgamma_part)));                                                          \
-      store(dbeta_part, load(dbeta_part) + d);                                                                        \
-    } else {                                                                                                          \
-      d = load(dy, n);                                                                                                \
-      xhat = first((load(x, n) - m) * r, n);                                                                          \
-      g = d * load(gamma, n);                                                                                         \
-      store(dgamma_part, fmadd(d, xhat, load(dgamma_part, n)), n);                                                    \
-      store(dbeta_part, load(dbeta_part, n) + d, n);                                                                  \
-    }                                                                                                                 \
-    sum_g = sum_g + g;                                                                                                \
-    sum_gx = fmadd(g, xhat, sum_gx);                                                                                  \
-  }                                                                                                                   \
-  template <class DY, class In, class DX>                                                                             \
-  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd,          \
-                                      DX* dx, std::size_t h, float* dgamma_part, float* dbeta_part) {                 \
-    const vf m = set1(mean), r = set1(rstd);                                                                          \
-    /* Named accumulators: an array indexed at run time would live in memory. */                                      \
-    vf sum_g0 = zero(), sum_g1 = zero(), sum_gx0 = zero(), sum_gx1 = zero();                                          \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 2 * lanes <= h; j += 2 * lanes) {                                                                      \
-      layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, lanes, dgamma_part + j, dbeta_part + j, sum_g0, sum_gx0); \
-      layer_norm_backward_step(dy + j + lanes, x + j + lanes, gamma + j + lanes, m, r, lanes, dgamma_part + j + lanes, \
-                               dbeta_part + j + lanes, sum_g1, sum_gx1);                                              \
-    }                                                                                                                 \
-    if (j < h) {                                                                                                      \
-      layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g0, sum_gx0); \
-      j += lanes;                                                                                                     \
-    }                                                                                                                 \
-    if (j < h) layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g1, sum_gx1); \
-    const vf mean_g = set1(hsum(sum_g0 + sum_g1) / static_cast<float>(h));                                            \
-    const vf mean_gx = set1(hsum(sum_gx0 + sum_gx1) / static_cast<float>(h));                                         \
-    for (j = 0; j + lanes <= h; j += lanes) {                                                                         \
-      const vf xhat = (load(x + j) - m) * r, g = load(dy + j) * load(gamma + j);                                      \
-      store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                               \
-    }                                                                                                                 \
-    if (j < h) {                                                                                                      \
-      const std::size_t n = h - j;                                                                                    \
-      const vf xhat = (load(x + j, n) - m) * r, g = load(dy + j, n) * load(gamma + j, n);                             \
-      store(dx + j, r * (g - mean_g - xhat * mean_gx), n);                                                            \
-    }                                                                                                                 \
-  }                                                                                                                   \
+#define MPT_LAYER_NORM_KERNELS(TARGET, ISA)                                                                                                    \
+  namespace ISA {                                                                                                                              \
+  /* Row sums keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                                               \
+  template <class In, class Out>                                                                                                               \
+  TARGET void layer_norm_row(const In* x, const float* gamma, const float* beta, float eps, Out* y, std::size_t h, float& mean_out,            \
+                             float& rstd_out) {                                                                                                \
+    vf acc[4] = {zero(), zero(), zero(), zero()};                                                                                              \
+    std::size_t j = 0;                                                                                                                         \
+    for (; j + 4 * lanes <= h; j += 4 * lanes)                                                                                                 \
+      for (std::size_t u = 0; u < 4; ++u) acc[u] = acc[u] + load(x + j + u * lanes);                                                           \
+    for (; j < h; j += lanes) acc[0] = acc[0] + load(x + j, h - j);                                                                            \
+    const float mean = hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h);                                                    \
+    const vf m = set1(mean);                                                                                                                   \
+    for (vf & a : acc) a = zero();                                                                                                             \
+    for (j = 0; j + 4 * lanes <= h; j += 4 * lanes) {                                                                                          \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                                                    \
+        const vf d = load(x + j + u * lanes) - m;                                                                                              \
+        acc[u] = fmadd(d, d, acc[u]);                                                                                                          \
+      }                                                                                                                                        \
+    }                                                                                                                                          \
+    for (; j < h; j += lanes) {                                                                                                                \
+      const vf d = first(load(x + j, h - j) - m, h - j);                                                                                       \
+      acc[0] = fmadd(d, d, acc[0]);                                                                                                            \
+    }                                                                                                                                          \
+    const float rstd = 1.0f / std::sqrt(hsum((acc[0] + acc[1]) + (acc[2] + acc[3])) / static_cast<float>(h) + eps);                            \
+    const vf r = set1(rstd);                                                                                                                   \
+    for (j = 0; j < h; j += lanes) {                                                                                                           \
+      const std::size_t n = h - j;                                                                                                             \
+      if (n >= lanes) {                                                                                                                        \
+        store(y + j, fmadd((load(x + j) - m) * r, load(gamma + j), load(beta + j)));                                                           \
+      } else {                                                                                                                                 \
+        store(y + j, fmadd((load(x + j, n) - m) * r, load(gamma + j, n), load(beta + j, n)), n);                                               \
+      }                                                                                                                                        \
+    }                                                                                                                                          \
+    mean_out = mean;                                                                                                                           \
+    rstd_out = rstd;                                                                                                                           \
+  }                                                                                                                                            \
+  /* Pass 1: the row sums (vector k into accumulator k % 2) and this row's dgamma/dbeta terms;   */                                            \
+  /* pass 2 recomputes xhat and g from the row (in L1 by then) rather than storing them. */                                                    \
+  template <class DY, class In>                                                                                                                \
+  TARGET inline void layer_norm_backward_step(const DY* dy, const In* x, const float* gamma, vf m, vf r, std::size_t n, float* dgamma_part,    \
+                                              float* dbeta_part, vf& sum_g, vf& sum_gx) {                                                      \
+    vf d, xhat, g;                                                                                                                             \
+    if (n >= lanes) {                                                                                                                          \
+      d = load(dy);                                                                                                                            \
+      xhat = (load(x) - m) * r;                                                                                                                \
+      g = d * load(gamma);                                                                                                                     \
+      store(dgamma_part, fmadd(d, xhat, load(dgamma_part)));                                                                                   \
+      store(dbeta_part, load(dbeta_part) + d);                                                                                                 \
+    } else {                                                                                                                                   \
+      d = load(dy, n);                                                                                                                         \
+      xhat = first((load(x, n) - m) * r, n);                                                                                                   \
+      g = d * load(gamma, n);                                                                                                                  \
+      store(dgamma_part, fmadd(d, xhat, load(dgamma_part, n)), n);                                                                             \
+      store(dbeta_part, load(dbeta_part, n) + d, n);                                                                                           \
+    }                                                                                                                                          \
+    sum_g = sum_g + g;                                                                                                                         \
+    sum_gx = fmadd(g, xhat, sum_gx);                                                                                                           \
+  }                                                                                                                                            \
+  template <class DY, class In, class DX>                                                                                                      \
+  TARGET void layer_norm_backward_row(const DY* dy, const In* x, const float* gamma, float mean, float rstd, DX* dx, std::size_t h,            \
+                                      float* dgamma_part, float* dbeta_part) {                                                                 \
+    const vf m = set1(mean), r = set1(rstd);                                                                                                   \
+    /* Named accumulators: an array indexed at run time would live in memory. */                                                               \
+    vf sum_g0 = zero(), sum_g1 = zero(), sum_gx0 = zero(), sum_gx1 = zero();                                                                   \
+    std::size_t j = 0;                                                                                                                         \
+    for (; j + 2 * lanes <= h; j += 2 * lanes) {                                                                                               \
+      layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, lanes, dgamma_part + j, dbeta_part + j, sum_g0, sum_gx0);                       \
+      layer_norm_backward_step(dy + j + lanes, x + j + lanes, gamma + j + lanes, m, r, lanes, dgamma_part + j + lanes, dbeta_part + j + lanes, \
+                               sum_g1, sum_gx1);                                                                                               \
+    }                                                                                                                                          \
+    if (j < h) {                                                                                                                               \
+      layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g0, sum_gx0);                       \
+      j += lanes;                                                                                                                              \
+    }                                                                                                                                          \
+    if (j < h) layer_norm_backward_step(dy + j, x + j, gamma + j, m, r, h - j, dgamma_part + j, dbeta_part + j, sum_g1, sum_gx1);              \
+    const vf mean_g = set1(hsum(sum_g0 + sum_g1) / static_cast<float>(h));                                                                     \
+    const vf mean_gx = set1(hsum(sum_gx0 + sum_gx1) / static_cast<float>(h));                                                                  \
+    for (j = 0; j + lanes <= h; j += lanes) {                                                                                                  \
+      const vf xhat = (load(x + j) - m) * r, g = load(dy + j) * load(gamma + j);                                                               \
+      store(dx + j, r * (g - mean_g - xhat * mean_gx));                                                                                        \
+    }                                                                                                                                          \
+    if (j < h) {                                                                                                                               \
+      const std::size_t n = h - j;                                                                                                             \
+      const vf xhat = (load(x + j, n) - m) * r, g = load(dy + j, n) * load(gamma + j, n);                                                      \
+      store(dx + j, r * (g - mean_g - xhat * mean_gx), n);                                                                                     \
+    }                                                                                                                                          \
+  }                                                                                                                                            \
   }  // namespace ISA
 MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX512, avx512)
@@ -183,8 +181,8 @@ MPT_LAYER_NORM_KERNELS(MPT_TARGET_AVX2, avx2)
 namespace detail {
 // Rows [begin, end) of x [rows, h] on one thread.
 template <class C, class I, class P, class Out, class Stat>
-void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double eps, Out* y, Stat* mean, Stat* rstd,
-                     std::size_t h, std::size_t begin, std::size_t end) {
+void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double eps, Out* y, Stat* mean, Stat* rstd, std::size_t h, std::size_t begin,
+                     std::size_t end) {
   for (std::size_t r = begin; r < end; ++r) {
     const I* xr = x + r * h;
     Out* yr = y + r * h;
@@ -210,9 +208,8 @@ void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double 
 }
 
 template <class In, class Par, class Out, class Stat>
-std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, const TensorView<Par>& gamma,
-                                     const TensorView<Par>& beta, const TensorView<Out>& y,
-                                     const TensorView<Stat>& mean, const TensorView<Stat>& rstd) {
+std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, const TensorView<Par>& gamma, const TensorView<Par>& beta,
+                                     const TensorView<Out>& y, const TensorView<Stat>& mean, const TensorView<Stat>& rstd) {
   if (x.rank() < 1) throw_error(op, ": x must have at least one axis");
   const std::size_t h = static_cast<std::size_t>(x.dim(-1));
   const std::size_t rows = h == 0 ? 0 : x.size() / h;
@@ -226,8 +223,8 @@ std::size_t check_layer_norm_forward(const char* op, const TensorView<In>& x, co
 }  // namespace detail
 
 template <class In, class Par, class Out, class Stat>
-void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> y,
-                        TensorView<Stat> mean, TensorView<Stat> rstd) {
+void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par> beta, double eps, TensorView<Out> y, TensorView<Stat> mean,
+                        TensorView<Stat> rstd) {
   using I = std::remove_const_t<In>;
   using P = std::remove_const_t<Par>;
   using C = std::conditional_t<std::is_same_v<I, double> || std::is_same_v<Out, double>, double, float>;
@@ -241,8 +238,8 @@ void layer_norm_forward(TensorView<In> x, TensorView<Par> gamma, TensorView<Par>
 }
 
 template <class DY, class In, class Par, class Stat, class DX, class Grad>
-void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> gamma, TensorView<Stat> mean,
-                         TensorView<Stat> rstd, TensorView<DX> dx, TensorView<Grad> dgamma, TensorView<Grad> dbeta) {
+void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> gamma, TensorView<Stat> mean, TensorView<Stat> rstd, TensorView<DX> dx,
+                         TensorView<Grad> dgamma, TensorView<Grad> dbeta) {
   using D = std::remove_const_t<DY>;
   using I = std::remove_const_t<In>;
   using P = std::remove_const_t<Par>;
@@ -274,8 +271,8 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
       DX* dxr = dx.data() + r * h;
       detail::prefetch(dyr, h * sizeof(D), h * sizeof(D));  // the next row
       detail::prefetch(xr, h * sizeof(I), h * sizeof(I));
-      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> &&
-                    detail::simd_storage<I> && detail::simd_storage<DX>) {
+      if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> && detail::simd_storage<I> &&
+                    detail::simd_storage<DX>) {
 #if MPT_X86
         if (isa == Isa::avx512_bf16) {
           detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
@@ -291,8 +288,8 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
         }
 #endif
       }
-      detail::layer_norm_backward_row_scalar<C>(dyr, xr, gamma.data(), static_cast<C>(mean[r]), static_cast<C>(rstd[r]),
-                                                dxr, h, dgamma_part, dbeta_part);
+      detail::layer_norm_backward_row_scalar<C>(dyr, xr, gamma.data(), static_cast<C>(mean[r]), static_cast<C>(rstd[r]), dxr, h, dgamma_part,
+                                                dbeta_part);
     }
   });
   // Partials in chunk order, then into the gradients: the same bits for any

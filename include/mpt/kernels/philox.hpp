@@ -43,8 +43,8 @@ constexpr PhiloxCounter philox4x32_10(PhiloxCounter c, PhiloxKey k) noexcept {
     }
     const std::uint64_t p0 = std::uint64_t{detail::philox_m0} * c[0];
     const std::uint64_t p1 = std::uint64_t{detail::philox_m1} * c[2];
-    c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<std::uint32_t>(p1),
-         static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k[1], static_cast<std::uint32_t>(p0)};
+    c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<std::uint32_t>(p1), static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k[1],
+         static_cast<std::uint32_t>(p0)};
   }
   return c;
 }
@@ -61,8 +61,8 @@ namespace detail {
 // instructions (multiply, shift, ternlog), so independent chains fill the
 // multiplier's pipeline.
 template <std::size_t G>
-MPT_TARGET_AVX512 inline void philox4x32_10_avx512_groups(const std::uint64_t (&block)[G], std::uint32_t c2, std::uint32_t c3,
-                                                          PhiloxKey key, __m512i (&out)[G][4]) noexcept {
+MPT_TARGET_AVX512 inline void philox4x32_10_avx512_groups(const std::uint64_t (&block)[G], std::uint32_t c2, std::uint32_t c3, PhiloxKey key,
+                                                          __m512i (&out)[G][4]) noexcept {
   constexpr std::size_t H = 2 * G;
   const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
   __m512i x0[H], x1[H], x2[H], x3[H];
@@ -101,8 +101,8 @@ MPT_TARGET_AVX512 inline void philox4x32_10_avx512_groups(const std::uint64_t (&
 
 // Counters (c0 + lane, c1, c2, c3) for lanes 0..15 -> out[w] = word w of each
 // (c0 + 15 must not wrap).
-MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
-                                                   std::uint32_t c3, PhiloxKey key, __m512i out[4]) noexcept {
+MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3, PhiloxKey key,
+                                                   __m512i out[4]) noexcept {
   const std::uint64_t block[1] = {(std::uint64_t{c1} << 32) | c0};
   __m512i words[1][4];
   philox4x32_10_avx512_groups(block, c2, c3, key, words);
@@ -110,8 +110,8 @@ MPT_TARGET_AVX512 inline void philox4x32_10_avx512(std::uint32_t c0, std::uint32
 }
 
 // The same for 8 lanes.
-MPT_TARGET_AVX2 inline void philox4x32_10_avx2(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
-                                               PhiloxKey key, __m256i out[4]) noexcept {
+MPT_TARGET_AVX2 inline void philox4x32_10_avx2(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3, PhiloxKey key,
+                                               __m256i out[4]) noexcept {
   __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(int(c0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   __m256i x1 = _mm256_set1_epi32(int(c1)), x2 = _mm256_set1_epi32(int(c2)), x3 = _mm256_set1_epi32(int(c3));
   const __m256i m0 = _mm256_set1_epi64x(philox_m0), m1 = _mm256_set1_epi64x(philox_m1);
@@ -143,8 +143,8 @@ MPT_TARGET_AVX2 inline void philox4x32_10_avx2(std::uint32_t c0, std::uint32_t c
 
 // Counters (c0 + l, c1, c2, c3) for l < lanes on one instruction set's path:
 // out[w][l] = word w. Returns the lane count (16, 8, or 1 for scalar).
-inline std::size_t philox4x32_10_lanes(Isa isa, std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
-                                       PhiloxKey key, std::uint32_t out[4][16]) {
+inline std::size_t philox4x32_10_lanes(Isa isa, std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3, PhiloxKey key,
+                                       std::uint32_t out[4][16]) {
 #if MPT_X86
   if (isa >= Isa::avx512) {
     __m512i v[4];

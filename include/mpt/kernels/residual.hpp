@@ -29,14 +29,14 @@ void residual_add_scalar(const A* a, const B* b, Y* y, std::size_t n) {
 }
 
 #if MPT_X86
-#define MPT_RESIDUAL_KERNELS(TARGET, ISA)                                           \
-  namespace ISA {                                                                   \
-  template <class A, class B, class Y>                                              \
-  TARGET void residual_add(const A* a, const B* b, Y* y, std::size_t n) {           \
-    std::size_t i = 0;                                                              \
-    for (; i + lanes <= n; i += lanes) store(y + i, load(a + i) + load(b + i));     \
-    if (i < n) store(y + i, load(a + i, n - i) + load(b + i, n - i), n - i);        \
-  }                                                                                 \
+#define MPT_RESIDUAL_KERNELS(TARGET, ISA)                                       \
+  namespace ISA {                                                               \
+  template <class A, class B, class Y>                                          \
+  TARGET void residual_add(const A* a, const B* b, Y* y, std::size_t n) {       \
+    std::size_t i = 0;                                                          \
+    for (; i + lanes <= n; i += lanes) store(y + i, load(a + i) + load(b + i)); \
+    if (i < n) store(y + i, load(a + i, n - i) + load(b + i, n - i), n - i);    \
+  }                                                                             \
   }  // namespace ISA
 MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_RESIDUAL_KERNELS(MPT_TARGET_AVX512, avx512)
@@ -49,11 +49,9 @@ template <class A, class B, class Y>
 void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
   using AA = std::remove_const_t<A>;
   using BB = std::remove_const_t<B>;
-  using C = std::conditional_t<std::is_same_v<AA, double> || std::is_same_v<BB, double> || std::is_same_v<Y, double>,
-                               double, float>;
+  using C = std::conditional_t<std::is_same_v<AA, double> || std::is_same_v<BB, double> || std::is_same_v<Y, double>, double, float>;
   if (a.size() != y.size() || b.size() != y.size()) {
-    throw_error("residual_add: a ", a.shape(), ", b ", b.shape(), " and y ", y.shape(),
-                " must have the same number of elements");
+    throw_error("residual_add: a ", a.shape(), ", b ", b.shape(), " and y ", y.shape(), " must have the same number of elements");
   }
   const Isa isa = detail::simd_isa_for<AA, BB, Y>();
   detail::for_each_row_chunk(y.size(), detail::residual_chunk, [&](std::size_t begin, std::size_t end) {
@@ -61,8 +59,7 @@ void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
     const BB* pb = b.data() + begin;
     Y* py = y.data() + begin;
     const std::size_t n = end - begin;
-    if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> &&
-                  detail::simd_storage<Y>) {
+    if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> && detail::simd_storage<Y>) {
 #if MPT_X86
       if (isa == Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
       if (isa >= Isa::avx512) return detail::avx512::residual_add(pa, pb, py, n);

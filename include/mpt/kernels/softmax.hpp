@@ -68,76 +68,80 @@ void softmax_backward_row_scalar(const P* p, const DP* dp, C scale, DS* ds, std:
 
 #if MPT_X86
 // z: scratch of k rounded up to whole vectors.
-#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                              \
-  namespace ISA {                                                                                                     \
-  /* Reductions keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                    \
-  template <class In, class Out>                                                                                      \
-  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {             \
-    const vf s = set1(scale);                                                                                         \
-    vf vmax[4];                                                                                                       \
-    for (vf& m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
-    /* Pass 1: z = x * scale + mask, and its maximum. */                                                              \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 4 * lanes <= k; j += 4 * lanes) {                                                                      \
-      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        vf v = load(x + j + u * lanes) * s;                                                                           \
-        if (mask) v = v + load(mask + j + u * lanes);                                                                 \
-        store(z + j + u * lanes, v);                                                                                  \
-        vmax[u] = max(vmax[u], v);                                                                                    \
-      }                                                                                                               \
-    }                                                                                                                 \
-    for (; j < k; j += lanes) {                                                                                       \
-      const std::size_t n = k - j;                                                                                    \
-      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                         \
-      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                            \
-      store(z + j, v);                                                                                                \
-      if (n >= lanes) vmax[0] = max(vmax[0], v);                                                                      \
-    }                                                                                                                 \
-    /* The last partial vector: lanes past k become -Inf, then count in the maximum. */                               \
-    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                       \
-    for (std::size_t i = k; i < padded; ++i) z[i] = -std::numeric_limits<float>::infinity();                          \
-    if (padded != k) vmax[1] = max(vmax[1], load(z + padded - lanes));                                                \
-    const float row_max = hmax(max(max(vmax[0], vmax[1]), max(vmax[2], vmax[3])));                                    \
-    if (row_max == -std::numeric_limits<float>::infinity()) {                                                         \
-      for (std::size_t i = 0; i < k; i += lanes) store(y + i, zero(), k - i);                                         \
-      return;                                                                                                         \
-    }                                                                                                                 \
-    /* Pass 2: e = exp(z - max) and its sum. Pass 3: y = e / sum. */                                                  \
-    const vf m = set1(row_max);                                                                                       \
-    vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                    \
-    for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                            \
-      for (std::size_t u = 0; u < 4; ++u) {                                                                           \
-        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                    \
-        store(z + j + u * lanes, e);                                                                                  \
-        vsum[u] = vsum[u] + e;                                                                                        \
-      }                                                                                                               \
-    }                                                                                                                 \
-    for (; j < padded; j += lanes) {                                                                                  \
-      const vf e = exp_nonpositive(load(z + j) - m);                                                                  \
-      store(z + j, e);                                                                                                \
-      vsum[0] = vsum[0] + e;                                                                                          \
-    }                                                                                                                 \
-    const vf inv = set1(1.0f / hsum((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])));                                      \
-    for (j = 0; j < k; j += lanes) {                                                                                  \
-      const std::size_t n = k - j;                                                                                    \
-      if (n >= lanes) store(y + j, load(z + j) * inv);                                                                \
-      else store(y + j, load(z + j) * inv, n);                                                                        \
-    }                                                                                                                 \
-  }                                                                                                                   \
-  template <class P, class DP, class DS>                                                                              \
-  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {                    \
-    vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                    \
-    std::size_t j = 0;                                                                                                \
-    for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                        \
+#define MPT_SOFTMAX_KERNELS(TARGET, ISA)                                                                               \
+  namespace ISA {                                                                                                      \
+  /* Reductions keep 4 partial accumulators so the adds overlap (a fixed order: deterministic). */                     \
+  template <class In, class Out>                                                                                       \
+  TARGET void softmax_row(const In* x, const float* mask, float scale, Out* y, std::size_t k, float* z) {              \
+    const vf s = set1(scale);                                                                                          \
+    vf vmax[4];                                                                                                        \
+    for (vf & m : vmax) m = set1(-std::numeric_limits<float>::infinity());                                             \
+    /* Pass 1: z = x * scale + mask, and its maximum. */                                                               \
+    std::size_t j = 0;                                                                                                 \
+    for (; j + 4 * lanes <= k; j += 4 * lanes) {                                                                       \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                            \
+        vf v = load(x + j + u * lanes) * s;                                                                            \
+        if (mask) v = v + load(mask + j + u * lanes);                                                                  \
+        store(z + j + u * lanes, v);                                                                                   \
+        vmax[u] = max(vmax[u], v);                                                                                     \
+      }                                                                                                                \
+    }                                                                                                                  \
+    for (; j < k; j += lanes) {                                                                                        \
+      const std::size_t n = k - j;                                                                                     \
+      vf v = (n >= lanes ? load(x + j) : load(x + j, n)) * s;                                                          \
+      if (mask) v = v + (n >= lanes ? load(mask + j) : load(mask + j, n));                                             \
+      store(z + j, v);                                                                                                 \
+      if (n >= lanes) vmax[0] = max(vmax[0], v);                                                                       \
+    }                                                                                                                  \
+    /* The last partial vector: lanes past k become -Inf, then count in the maximum. */                                \
+    const std::size_t padded = (k + lanes - 1) / lanes * lanes;                                                        \
+    for (std::size_t i = k; i < padded; ++i) z[i] = -std::numeric_limits<float>::infinity();                           \
+    if (padded != k) vmax[1] = max(vmax[1], load(z + padded - lanes));                                                 \
+    const float row_max = hmax(max(max(vmax[0], vmax[1]), max(vmax[2], vmax[3])));                                     \
+    if (row_max == -std::numeric_limits<float>::infinity()) {                                                          \
+      for (std::size_t i = 0; i < k; i += lanes) store(y + i, zero(), k - i);                                          \
+      return;                                                                                                          \
+    }                                                                                                                  \
+    /* Pass 2: e = exp(z - max) and its sum. Pass 3: y = e / sum. */                                                   \
+    const vf m = set1(row_max);                                                                                        \
+    vf vsum[4] = {zero(), zero(), zero(), zero()};                                                                     \
+    for (j = 0; j + 4 * lanes <= padded; j += 4 * lanes) {                                                             \
+      for (std::size_t u = 0; u < 4; ++u) {                                                                            \
+        const vf e = exp_nonpositive(load(z + j + u * lanes) - m);                                                     \
+        store(z + j + u * lanes, e);                                                                                   \
+        vsum[u] = vsum[u] + e;                                                                                         \
+      }                                                                                                                \
+    }                                                                                                                  \
+    for (; j < padded; j += lanes) {                                                                                   \
+      const vf e = exp_nonpositive(load(z + j) - m);                                                                   \
+      store(z + j, e);                                                                                                 \
+      vsum[0] = vsum[0] + e;                                                                                           \
+    }                                                                                                                  \
+    const vf inv = set1(1.0f / hsum((vsum[0] + vsum[1]) + (vsum[2] + vsum[3])));                                       \
+    for (j = 0; j < k; j += lanes) {                                                                                   \
+      const std::size_t n = k - j;                                                                                     \
+      if (n >= lanes)                                                                                                  \
+        store(y + j, load(z + j) * inv);                                                                               \
+      else                                                                                                             \
+        store(y + j, load(z + j) * inv, n);                                                                            \
+    }                                                                                                                  \
+  }                                                                                                                    \
+  template <class P, class DP, class DS>                                                                               \
+  TARGET void softmax_backward_row(const P* p, const DP* dp, float scale, DS* ds, std::size_t k) {                     \
+    vf vdot[4] = {zero(), zero(), zero(), zero()};                                                                     \
+    std::size_t j = 0;                                                                                                 \
+    for (; j + 4 * lanes <= k; j += 4 * lanes)                                                                         \
       for (std::size_t u = 0; u < 4; ++u) vdot[u] = fmadd(load(dp + j + u * lanes), load(p + j + u * lanes), vdot[u]); \
-    for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                      \
-    const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                            \
-    for (j = 0; j < k; j += lanes) {                                                                                  \
-      const std::size_t n = k - j;                                                                                    \
-      if (n >= lanes) store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                          \
-      else store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                            \
-    }                                                                                                                 \
-  }                                                                                                                   \
+    for (; j < k; j += lanes) vdot[0] = fmadd(load(dp + j, k - j), load(p + j, k - j), vdot[0]);                       \
+    const vf dot = set1(hsum((vdot[0] + vdot[1]) + (vdot[2] + vdot[3]))), s = set1(scale);                             \
+    for (j = 0; j < k; j += lanes) {                                                                                   \
+      const std::size_t n = k - j;                                                                                     \
+      if (n >= lanes)                                                                                                  \
+        store(ds + j, load(p + j) * (load(dp + j) - dot) * s);                                                         \
+      else                                                                                                             \
+        store(ds + j, load(p + j, n) * (load(dp + j, n) - dot) * s, n);                                                \
+    }                                                                                                                  \
+  }                                                                                                                    \
   }  // namespace ISA
 MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512_BF16, avx512_bf16)
 MPT_SOFTMAX_KERNELS(MPT_TARGET_AVX512, avx512)
@@ -165,8 +169,8 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
   if (mask) {
     const std::size_t mask_rows = additive_mask.size() / k;
     if (additive_mask.dim(-1) != scores.dim(-1) || mask_rows == 0 || rows % mask_rows != 0) {
-      throw_error("softmax_forward: additive_mask has shape ", additive_mask.shape(), " which does not fit scores ",
-                  scores.shape(), ": give [batch, ", k, "] with batch dividing the ", rows, " rows");
+      throw_error("softmax_forward: additive_mask has shape ", additive_mask.shape(), " which does not fit scores ", scores.shape(),
+                  ": give [batch, ", k, "] with batch dividing the ", rows, " rows");
     }
     rows_per_mask_row = rows / mask_rows;
   }
@@ -182,9 +186,18 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
       detail::prefetch(x, ahead * k * sizeof(I), k * sizeof(I));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::softmax_row(x, m, float(scale), y, k, z); continue; }
-        if (isa == Isa::avx2) { detail::avx2::softmax_row(x, m, float(scale), y, k, z); continue; }
+        if (isa == Isa::avx512_bf16) {
+          detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z);
+          continue;
+        }
+        if (isa >= Isa::avx512) {
+          detail::avx512::softmax_row(x, m, float(scale), y, k, z);
+          continue;
+        }
+        if (isa == Isa::avx2) {
+          detail::avx2::softmax_row(x, m, float(scale), y, k, z);
+          continue;
+        }
 #endif
       }
       detail::softmax_row_scalar<C>(x, m, static_cast<C>(scale), y, k, z);
@@ -212,12 +225,20 @@ void softmax_backward(TensorView<P> probs, TensorView<DP> dprobs, double scale, 
       DS* ds = dscores.data() + r * k;
       detail::prefetch(p, k * sizeof(PP), k * sizeof(PP));  // the next row
       detail::prefetch(dp, k * sizeof(DPP), k * sizeof(DPP));
-      if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> &&
-                    detail::simd_storage<DS>) {
+      if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> && detail::simd_storage<DS>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) { detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
-        if (isa >= Isa::avx512) { detail::avx512::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
-        if (isa == Isa::avx2) { detail::avx2::softmax_backward_row(p, dp, float(scale), ds, k); continue; }
+        if (isa == Isa::avx512_bf16) {
+          detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k);
+          continue;
+        }
+        if (isa >= Isa::avx512) {
+          detail::avx512::softmax_backward_row(p, dp, float(scale), ds, k);
+          continue;
+        }
+        if (isa == Isa::avx2) {
+          detail::avx2::softmax_backward_row(p, dp, float(scale), ds, k);
+          continue;
+        }
 #endif
       }
       detail::softmax_backward_row_scalar<C>(p, dp, static_cast<C>(scale), ds, k);

@@ -44,8 +44,7 @@ class BertSelfAttention {
 
   BertSelfAttention() = default;
   // name: "bert.encoder.layer.3.attention.self"; site: first of the dropout stream ids this layer uses.
-  BertSelfAttention(Parameters<P>& params, const std::string& name, std::int64_t hidden, std::int64_t heads,
-                    double dropout, std::uint32_t site)
+  BertSelfAttention(Parameters<P>& params, const std::string& name, std::int64_t hidden, std::int64_t heads, double dropout, std::uint32_t site)
       : query_(params, name + ".query", hidden, hidden),
         key_(params, name + ".key", hidden, hidden),
         value_(params, name + ".value", hidden, hidden),
@@ -72,15 +71,14 @@ class BertSelfAttention {
   // (dropout: whether the layer has attention dropout, which backward runs in training.)
   static std::size_t backward_workspace_bytes(const AttentionDims& d, bool dropout) {
     const auto th = static_cast<std::size_t>(d.tokens() * d.hidden);
-    const std::size_t dkept_dprobs = separate_dkept ? Arena::bytes_for<act_t>(d.score_count()) +
-                                                          (dropout ? Arena::bytes_for<hidden_t>(d.score_count()) : 0)
-                                                    : Arena::bytes_for<hidden_t>(d.score_count());
+    const std::size_t dkept_dprobs = separate_dkept
+                                         ? Arena::bytes_for<act_t>(d.score_count()) + (dropout ? Arena::bytes_for<hidden_t>(d.score_count()) : 0)
+                                         : Arena::bytes_for<hidden_t>(d.score_count());
     return 3 * Arena::bytes_for<act_t>(th) + dkept_dprobs + Arena::bytes_for<act_t>(d.score_count());
   }
 
   // x [B·S, H] (kept alive by the caller), mask [B, S], ctx_out [B·S, H].
-  void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const float> mask, std::int64_t batch,
-               TensorView<act_t> context_out) {
+  void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const float> mask, std::int64_t batch, TensorView<act_t> context_out) {
     Arena& saved = ctx.activations;  // lives until backward
     Arena& scratch = ctx.workspace;  // this call only
     dims_ = {batch, static_cast<std::int64_t>(x.size()) / (batch * hidden_), hidden_, heads_};
@@ -185,11 +183,9 @@ class BertSelfAttention {
   }
   // C_h [m, n] = op(A_h) · op(B_h) for every head h of one item (C overwritten).
   template <class EA, class EB, class EC>
-  void per_head(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, Heads<EA> a, Heads<EB> b,
-                Heads<EC> c) const {
+  void per_head(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, Heads<EA> a, Heads<EB> b, Heads<EC> c) const {
     kernels::gemm_strided_batched(ta, tb, s(m), s(n), s(k), 1.0f, static_cast<const std::remove_const_t<EA>*>(a.data), a.ld, a.stride,
-                                  static_cast<const std::remove_const_t<EB>*>(b.data), b.ld, b.stride, 0.0f, c.data, c.ld, c.stride,
-                                  s(dims_.heads));
+                                  static_cast<const std::remove_const_t<EB>*>(b.data), b.ld, b.stride, 0.0f, c.data, c.ld, c.stride, s(dims_.heads));
   }
   template <class F>
   void for_each_batch(F&& f) const {

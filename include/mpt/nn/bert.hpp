@@ -40,11 +40,11 @@ namespace mpt::nn {
 
 // One batch of question-answering features, int32 as the tokenizer makes them.
 struct QaBatch {
-  TensorView<const std::int32_t> input_ids;       // [B, S]
-  TensorView<const std::int32_t> token_type_ids;  // [B, S]
-  TensorView<const std::int32_t> attention_mask;  // [B, S], 1 = token, 0 = padding
-  TensorView<const std::int32_t> start_positions; // [B], or empty: no loss
-  TensorView<const std::int32_t> end_positions;   // [B], or empty
+  TensorView<const std::int32_t> input_ids;        // [B, S]
+  TensorView<const std::int32_t> token_type_ids;   // [B, S]
+  TensorView<const std::int32_t> attention_mask;   // [B, S], 1 = token, 0 = padding
+  TensorView<const std::int32_t> start_positions;  // [B], or empty: no loss
+  TensorView<const std::int32_t> end_positions;    // [B], or empty
   bool has_labels() const noexcept { return start_positions.data() != nullptr; }
 };
 
@@ -62,13 +62,13 @@ struct StepOptions {
 
 template <class T>
 struct QaOutput {
-  TensorView<const T> start_logits;  // [B, S]
-  TensorView<const T> end_logits;    // [B, S]
+  TensorView<const T> start_logits;                        // [B, S]
+  TensorView<const T> end_logits;                          // [B, S]
   double loss = std::numeric_limits<double>::quiet_NaN();  // NaN without labels
 };
 
 struct MemoryReport {
-  std::size_t parameters = 0;   // master (+ compute copy) bytes
+  std::size_t parameters = 0;  // master (+ compute copy) bytes
   std::size_t gradients = 0;
   std::size_t activations = 0;  // saved activations + workspace for the reserved shape
 };
@@ -92,9 +92,8 @@ class BertForQuestionAnswering {
       throw_error("BertForQuestionAnswering: hidden_act \"", config_.hidden_act, "\" is not supported; mpt implements \"gelu\" (erf)");
     }
     embeddings_ = BertEmbeddings<P>(params_, "bert.embeddings",
-                                    {config_.vocab_size, config_.max_position_embeddings, config_.type_vocab_size,
-                                     config_.hidden_size, config_.pad_token_id, config_.hidden_dropout_prob,
-                                     config_.layer_norm_eps});
+                                    {config_.vocab_size, config_.max_position_embeddings, config_.type_vocab_size, config_.hidden_size,
+                                     config_.pad_token_id, config_.hidden_dropout_prob, config_.layer_norm_eps});
     layers_.reserve(static_cast<std::size_t>(config_.num_hidden_layers));
     for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
       layers_.emplace_back(params_, "bert.encoder.layer." + std::to_string(l), layer_config(), static_cast<std::uint32_t>(l));
@@ -117,8 +116,8 @@ class BertForQuestionAnswering {
   // base-model prefix rule, missing tensors initialized as BERT does, both
   // lists reported (the pooler is expected to be unused, as transformers says) to
   // `warn` (nullptr: quiet); the new tensors are drawn from `seed`.
-  io::LoadReport load_pretrained(const std::filesystem::path& folder,
-                                 std::function<void(const std::string&)> warn = io::warn_to_stderr, std::uint64_t seed = 42) {
+  io::LoadReport load_pretrained(const std::filesystem::path& folder, std::function<void(const std::string&)> warn = io::warn_to_stderr,
+                                 std::uint64_t seed = 42) {
     return nn::load_pretrained(folder, params_, config_, bert_qa_load_options(std::move(warn)), seed);
   }
 
@@ -140,19 +139,18 @@ class BertForQuestionAnswering {
                         + BertEmbeddings<P>::saved_bytes(batch, seq, config_.hidden_size) +
                         Arena::bytes_for<hidden_t>(th) * static_cast<std::size_t>(1 + config_.num_hidden_layers);
     bytes += static_cast<std::size_t>(config_.num_hidden_layers) * BertLayer<P>::saved_bytes(layer_config(), batch, seq, training);
-    bytes += detail::matmul_input_bytes<act_t, hidden_t>(th)                   // last hidden as qa_outputs input
-             + Arena::bytes_for<hidden_t>(static_cast<std::size_t>(2 * t))    // logits
-             + 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t))    // start, end logits
+    bytes += detail::matmul_input_bytes<act_t, hidden_t>(th)                        // last hidden as qa_outputs input
+             + Arena::bytes_for<hidden_t>(static_cast<std::size_t>(2 * t))          // logits
+             + 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t))          // start, end logits
              + 2 * Arena::bytes_for<std::int32_t>(static_cast<std::size_t>(batch))  // clamped positions
-             + 2 * Arena::bytes_for<hidden_t>(th);                            // hidden gradients (ping-pong)
+             + 2 * Arena::bytes_for<hidden_t>(th);                                  // hidden gradients (ping-pong)
     return bytes;
   }
   std::size_t workspace_bytes(std::int64_t batch, std::int64_t seq) const {
     const std::int64_t t = batch * seq;
-    const std::size_t head = Arena::bytes_for<act_t>(static_cast<std::size_t>(2 * t)) +
-                             2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t));
-    return std::max({BertEmbeddings<P>::workspace_bytes(batch, seq, config_.hidden_size),
-                     BertLayer<P>::workspace_bytes(layer_config(), batch, seq), head});
+    const std::size_t head = Arena::bytes_for<act_t>(static_cast<std::size_t>(2 * t)) + 2 * Arena::bytes_for<hidden_t>(static_cast<std::size_t>(t));
+    return std::max(
+        {BertEmbeddings<P>::workspace_bytes(batch, seq, config_.hidden_size), BertLayer<P>::workspace_bytes(layer_config(), batch, seq), head});
   }
 
   // Sizes the arenas for batches up to [batch, seq]; call before the loop.
@@ -162,8 +160,7 @@ class BertForQuestionAnswering {
   }
 
   MemoryReport memory() const {
-    return {params_.master_bytes() + params_.compute_bytes(), params_.grad_bytes(),
-            activations_.capacity() + workspace_.capacity()};
+    return {params_.master_bytes() + params_.compute_bytes(), params_.grad_bytes(), activations_.capacity() + workspace_.capacity()};
   }
   const Arena& activation_arena() const noexcept { return activations_; }
   const Arena& workspace_arena() const noexcept { return workspace_; }
@@ -173,8 +170,7 @@ class BertForQuestionAnswering {
   QaOutput<hidden_t> forward(const QaBatch& batch, const StepOptions& options) {
     const std::int64_t b = batch.input_ids.dim(0), s = batch.input_ids.dim(1), h = config_.hidden_size;
     check_shape("BertForQuestionAnswering::forward", "attention_mask", batch.attention_mask.shape(), Shape{b, s});
-    if (activations_.capacity() < activation_bytes(b, s, options.training) ||
-        workspace_.capacity() < workspace_bytes(b, s)) {
+    if (activations_.capacity() < activation_bytes(b, s, options.training) || workspace_.capacity() < workspace_bytes(b, s)) {
       reserve(b, s, options.training);  // first call, or a larger batch than reserved
     }
     activations_.reset();
@@ -195,14 +191,12 @@ class BertForQuestionAnswering {
     embeddings_.forward(ctx, batch.input_ids, batch.token_type_ids, hidden_[0]);
     for (auto& layer : layers_) {
       hidden_.push_back(activations_.allocate<hidden_t>(th, "encoder layer output"));
-      layer.forward(ctx, TensorView<const hidden_t>(hidden_[hidden_.size() - 2]), TensorView<const float>(mask_), b,
-                    hidden_.back());
+      layer.forward(ctx, TensorView<const hidden_t>(hidden_[hidden_.size() - 2]), TensorView<const float>(mask_), b, hidden_.back());
     }
 
     // qa_outputs: logits [B·S, 2] → start [B, S], end [B, S].
     workspace_.reset();
-    const auto last = detail::as_matmul_input<act_t>(activations_, TensorView<const hidden_t>(hidden_.back()),
-                                                     "last hidden state as matmul input");
+    const auto last = detail::as_matmul_input<act_t>(activations_, TensorView<const hidden_t>(hidden_.back()), "last hidden state as matmul input");
     auto logits = activations_.allocate<hidden_t>(Shape{b * s, 2}, "qa logits");
     qa_outputs_.forward(ctx, last, logits);
     start_ = activations_.allocate<hidden_t>(Shape{b, s}, "start logits");
@@ -226,10 +220,10 @@ class BertForQuestionAnswering {
         end_targets_[static_cast<std::size_t>(i)] = clamp(batch.end_positions[static_cast<std::size_t>(i)]);
       }
       const auto ignore = static_cast<std::int32_t>(s);
-      const double start_loss = static_cast<double>(kernels::cross_entropy_forward(TensorView<const hidden_t>(start_),
-                                                                          TensorView<const std::int32_t>(start_targets_), ignore));
-      const double end_loss = static_cast<double>(kernels::cross_entropy_forward(TensorView<const hidden_t>(end_),
-                                                                        TensorView<const std::int32_t>(end_targets_), ignore));
+      const double start_loss = static_cast<double>(
+          kernels::cross_entropy_forward(TensorView<const hidden_t>(start_), TensorView<const std::int32_t>(start_targets_), ignore));
+      const double end_loss =
+          static_cast<double>(kernels::cross_entropy_forward(TensorView<const hidden_t>(end_), TensorView<const std::int32_t>(end_targets_), ignore));
       out.loss = (start_loss + end_loss) / 2;
     }
     return out;
@@ -289,7 +283,7 @@ class BertForQuestionAnswering {
   }
 
   BertLayerConfig layer_config() const noexcept {
-    return {config_.hidden_size, config_.num_attention_heads, config_.intermediate_size,
+    return {config_.hidden_size,         config_.num_attention_heads,          config_.intermediate_size,
             config_.hidden_dropout_prob, config_.attention_probs_dropout_prob, config_.layer_norm_eps};
   }
 

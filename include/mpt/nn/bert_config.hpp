@@ -47,18 +47,30 @@ struct BertConfig {
     if (!j.is_object()) throw_error(source, ": a BERT config must be a JSON object, not ", j.type_name());
     BertConfig c;
     for (const auto& [key, value] : j.items()) {
-      if (key == "vocab_size") c.vocab_size = integer(value, source, key);
-      else if (key == "hidden_size") c.hidden_size = integer(value, source, key);
-      else if (key == "num_hidden_layers") c.num_hidden_layers = integer(value, source, key);
-      else if (key == "num_attention_heads") c.num_attention_heads = integer(value, source, key);
-      else if (key == "intermediate_size") c.intermediate_size = integer(value, source, key);
-      else if (key == "max_position_embeddings") c.max_position_embeddings = integer(value, source, key);
-      else if (key == "type_vocab_size") c.type_vocab_size = integer(value, source, key);
-      else if (key == "pad_token_id") c.pad_token_id = integer(value, source, key);
-      else if (key == "hidden_dropout_prob") c.hidden_dropout_prob = number(value, source, key);
-      else if (key == "attention_probs_dropout_prob") c.attention_probs_dropout_prob = number(value, source, key);
-      else if (key == "layer_norm_eps") c.layer_norm_eps = number(value, source, key);
-      else if (key == "initializer_range") c.initializer_range = number(value, source, key);
+      if (key == "vocab_size")
+        c.vocab_size = integer(value, source, key);
+      else if (key == "hidden_size")
+        c.hidden_size = integer(value, source, key);
+      else if (key == "num_hidden_layers")
+        c.num_hidden_layers = integer(value, source, key);
+      else if (key == "num_attention_heads")
+        c.num_attention_heads = integer(value, source, key);
+      else if (key == "intermediate_size")
+        c.intermediate_size = integer(value, source, key);
+      else if (key == "max_position_embeddings")
+        c.max_position_embeddings = integer(value, source, key);
+      else if (key == "type_vocab_size")
+        c.type_vocab_size = integer(value, source, key);
+      else if (key == "pad_token_id")
+        c.pad_token_id = integer(value, source, key);
+      else if (key == "hidden_dropout_prob")
+        c.hidden_dropout_prob = number(value, source, key);
+      else if (key == "attention_probs_dropout_prob")
+        c.attention_probs_dropout_prob = number(value, source, key);
+      else if (key == "layer_norm_eps")
+        c.layer_norm_eps = number(value, source, key);
+      else if (key == "initializer_range")
+        c.initializer_range = number(value, source, key);
       else if (key == "hidden_act") {
         if (!value.is_string()) throw_error(source, ": hidden_act is ", value.dump(), ", not a string such as \"gelu\"");
         c.hidden_act = value.get<std::string>();

@@ -63,8 +63,7 @@ class BertLayer {
   // name: "bert.encoder.layer.3"; sites: this layer's dropout stream ids start at 3 * index + 1.
   BertLayer(Parameters<P>& params, const std::string& name, const BertLayerConfig& config, std::uint32_t index)
       : attention_(params, name + ".attention.self", config.hidden, config.heads, config.attention_dropout, 3 * index + 1),
-        attention_output_(params, name + ".attention.output", config.hidden, config.hidden, config.hidden_dropout, config.eps,
-                          3 * index + 2),
+        attention_output_(params, name + ".attention.output", config.hidden, config.hidden, config.hidden_dropout, config.eps, 3 * index + 2),
         intermediate_(params, name + ".intermediate.dense", config.hidden, config.intermediate),
         output_(params, name + ".output", config.intermediate, config.hidden, config.hidden_dropout, config.eps, 3 * index + 3),
         config_(config) {}
@@ -78,32 +77,29 @@ class BertLayer {
     const auto th = static_cast<std::size_t>(rows * s.hidden);
     const auto ti = static_cast<std::size_t>(rows * s.intermediate);
     const AttentionDims d{batch, seq, s.hidden, s.heads};
-    return 2 * detail::matmul_input_bytes<act_t, hidden_t>(th)        // x and h as matmul inputs
-           + BertSelfAttention<P>::saved_bytes(d, training && s.attention_dropout > 0) +
-           Arena::bytes_for<act_t>(th)                                  // attention context
-           + DenseResidualNorm<P>::saved_bytes(rows, s.hidden)          // attention output
-           + Arena::bytes_for<hidden_t>(th)                             // h
-           + 2 * Arena::bytes_for<act_t>(ti)                            // GELU pre-activation, intermediate
-           + DenseResidualNorm<P>::saved_bytes(rows, s.hidden);         // output block
+    return 2 * detail::matmul_input_bytes<act_t, hidden_t>(th)                                                        // x and h as matmul inputs
+           + BertSelfAttention<P>::saved_bytes(d, training && s.attention_dropout > 0) + Arena::bytes_for<act_t>(th)  // attention context
+           + DenseResidualNorm<P>::saved_bytes(rows, s.hidden)                                                        // attention output
+           + Arena::bytes_for<hidden_t>(th)                                                                           // h
+           + 2 * Arena::bytes_for<act_t>(ti)                     // GELU pre-activation, intermediate
+           + DenseResidualNorm<P>::saved_bytes(rows, s.hidden);  // output block
   }
   static std::size_t workspace_bytes(const BertLayerConfig& s, std::int64_t batch, std::int64_t seq) {
     const std::int64_t rows = batch * seq;
     const auto th = static_cast<std::size_t>(rows * s.hidden);
     const auto ti = static_cast<std::size_t>(rows * s.intermediate);
     const AttentionDims d{batch, seq, s.hidden, s.heads};
-    const std::size_t forward = BertSelfAttention<P>::forward_workspace_bytes(d) +
-                                2 * DenseResidualNorm<P>::forward_workspace_bytes(rows, s.hidden);
-    const std::size_t backward = 2 * Arena::bytes_for<act_t>(ti)     // dintermediate, dpre-activation
-                                 + Arena::bytes_for<hidden_t>(th)    // dh
-                                 + Arena::bytes_for<act_t>(th)       // dcontext
+    const std::size_t forward = BertSelfAttention<P>::forward_workspace_bytes(d) + 2 * DenseResidualNorm<P>::forward_workspace_bytes(rows, s.hidden);
+    const std::size_t backward = 2 * Arena::bytes_for<act_t>(ti)   // dintermediate, dpre-activation
+                                 + Arena::bytes_for<hidden_t>(th)  // dh
+                                 + Arena::bytes_for<act_t>(th)     // dcontext
                                  + 2 * DenseResidualNorm<P>::backward_workspace_bytes(rows, s.hidden) +
                                  BertSelfAttention<P>::backward_workspace_bytes(d, s.attention_dropout > 0);
     return std::max(forward, backward);
   }
 
   // x [B·S, H] kept alive by the caller; out [B·S, H].
-  void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<const float> mask, std::int64_t batch,
-               TensorView<hidden_t> out) {
+  void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<const float> mask, std::int64_t batch, TensorView<hidden_t> out) {
     Arena& saved = ctx.activations;  // lives until backward
     ctx.workspace.reset();
     const Shape th = x.shape();
@@ -137,7 +133,7 @@ class BertLayer {
 
     auto dcontext = scratch.allocate<act_t>(th, "dcontext");
     attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);  // dx = (residual path)
-    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);                 // dx += (Q, K, V)
+    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);                // dx += (Q, K, V)
   }
 
  private:

@@ -21,9 +21,9 @@ struct Context {
   Parameters<P>& params;
   Arena& activations;
   Arena& workspace;
-  bool training = false;   // dropout on
-  std::uint64_t seed = 0;  // dropout: with `forward_index` and the site id, keys the Philox stream
-  std::uint32_t forward_index = 0;  // which forward of the run this is: every forward draws its own masks
+  bool training = false;                   // dropout on
+  std::uint64_t seed = 0;                  // dropout: with `forward_index` and the site id, keys the Philox stream
+  std::uint32_t forward_index = 0;         // which forward of the run this is: every forward draws its own masks
   PackedWeightCache<P>* packed = nullptr;  // set: Linear layers reuse weights packed by an earlier batch
 
   // The dropout key of one dropout site (every site has its own stream id).

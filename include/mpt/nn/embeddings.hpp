@@ -37,10 +37,8 @@ class BertEmbeddings {
       throw_error(name, ": pad_token_id ", config.pad_token, " is outside the vocabulary of ", config.vocab);
     }
     word_ = params.declare(name + ".word_embeddings.weight", Shape{config.vocab, config.hidden}, ParamRole::embedding);
-    position_ = params.declare(name + ".position_embeddings.weight", Shape{config.max_positions, config.hidden},
-                               ParamRole::embedding);
-    token_type_ = params.declare(name + ".token_type_embeddings.weight", Shape{config.token_types, config.hidden},
-                                 ParamRole::embedding);
+    position_ = params.declare(name + ".position_embeddings.weight", Shape{config.max_positions, config.hidden}, ParamRole::embedding);
+    token_type_ = params.declare(name + ".token_type_embeddings.weight", Shape{config.token_types, config.hidden}, ParamRole::embedding);
     norm_ = LayerNorm<P>(params, name + ".LayerNorm", config.hidden, config.eps);
   }
 
@@ -58,8 +56,7 @@ class BertEmbeddings {
   }
 
   // ids, token_types [B, S]; out [B·S, H].
-  void forward(Context<P>& ctx, TensorView<const std::int32_t> ids, TensorView<const std::int32_t> token_types,
-               TensorView<hidden_t> out) {
+  void forward(Context<P>& ctx, TensorView<const std::int32_t> ids, TensorView<const std::int32_t> token_types, TensorView<hidden_t> out) {
     Arena& saved = ctx.activations;  // lives until backward
     Arena& scratch = ctx.workspace;  // this call only
     ctx.workspace.reset();

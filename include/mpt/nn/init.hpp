@@ -35,10 +35,13 @@ enum class Init {
 inline Init init_for_role(ParamRole role) noexcept {
   switch (role) {
     case ParamRole::linear_weight:
-    case ParamRole::embedding: return Init::normal;
-    case ParamRole::norm_weight: return Init::ones;
+    case ParamRole::embedding:
+      return Init::normal;
+    case ParamRole::norm_weight:
+      return Init::ones;
     case ParamRole::linear_bias:
-    case ParamRole::norm_bias: return Init::zeros;
+    case ParamRole::norm_bias:
+      return Init::zeros;
   }
   return Init::zeros;
 }
@@ -60,8 +63,10 @@ void fill_normal(TensorView<T> out, double stddev, std::uint64_t seed, std::stri
     const double angle = 2.0 * std::numbers::pi * rng.uniform_open();
     const double pair[2] = {radius * std::cos(angle), radius * std::sin(angle)};
     for (std::size_t k = 0; k < 2 && i + k < out.size(); ++k) {
-      if constexpr (std::is_same_v<T, bf16>) out[i + k] = to_bf16(static_cast<float>(pair[k]));
-      else out[i + k] = static_cast<T>(pair[k]);
+      if constexpr (std::is_same_v<T, bf16>)
+        out[i + k] = to_bf16(static_cast<float>(pair[k]));
+      else
+        out[i + k] = static_cast<T>(pair[k]);
     }
   }
 }

@@ -23,8 +23,7 @@ class LayerNorm {
                 "(fp32, or fp64 for gradient checks)");
 
   LayerNorm() = default;
-  LayerNorm(Parameters<P>& params, const std::string& name, std::int64_t hidden, double eps)
-      : hidden_(hidden), eps_(eps) {
+  LayerNorm(Parameters<P>& params, const std::string& name, std::int64_t hidden, double eps) : hidden_(hidden), eps_(eps) {
     gamma_ = params.declare(name + ".weight", Shape{hidden}, ParamRole::norm_weight);
     beta_ = params.declare(name + ".bias", Shape{hidden}, ParamRole::norm_bias);
   }
@@ -43,7 +42,7 @@ class LayerNorm {
 
   void backward(Context<P>& ctx, TensorView<const hidden_t> dy, TensorView<hidden_t> dx) {
     kernels::layer_norm_backward(dy, x_, TensorView<const hidden_t>(ctx.params.master(gamma_)), TensorView<const hidden_t>(mean_),
-                        TensorView<const hidden_t>(rstd_), dx, ctx.params.grad(gamma_), ctx.params.grad(beta_));
+                                 TensorView<const hidden_t>(rstd_), dx, ctx.params.grad(gamma_), ctx.params.grad(beta_));
   }
 
  private:

@@ -25,8 +25,7 @@ class Linear {
                 "Linear: the compute copy of the weights and the activations must share a type (matmul operands)");
 
   Linear() = default;
-  Linear(Parameters<P>& params, const std::string& name, std::int64_t in_features, std::int64_t out_features)
-      : in_(in_features), out_(out_features) {
+  Linear(Parameters<P>& params, const std::string& name, std::int64_t in_features, std::int64_t out_features) : in_(in_features), out_(out_features) {
     weight_ = params.declare(name + ".weight", Shape{out_features, in_features}, ParamRole::linear_weight);
     bias_ = params.declare(name + ".bias", Shape{out_features}, ParamRole::linear_bias);
   }
@@ -47,12 +46,12 @@ class Linear {
     kernels::GemmEpilogue<act_t> epilogue;
     epilogue.bias = b.data();
     if (ctx.packed != nullptr) {  // the same bits as packing inside the call
-      kernels::gemm(kernels::Trans::N, rows(), size(out_), size(in_), 1, x_.data, size(in_), ctx.packed->forward_weight(ctx.params, weight_),
-           0, y.data(), size(out_), epilogue);
+      kernels::gemm(kernels::Trans::N, rows(), size(out_), size(in_), 1, x_.data, size(in_), ctx.packed->forward_weight(ctx.params, weight_), 0,
+                    y.data(), size(out_), epilogue);
       return;
     }
     kernels::gemm(kernels::Trans::N, kernels::Trans::T, rows(), size(out_), size(in_), 1, x_.data, size(in_), w.data(), size(in_), 0, y.data(),
-         size(out_), epilogue);
+                  size(out_), epilogue);
   }
 
   template <class DX>
@@ -61,14 +60,13 @@ class Linear {
     auto dw = ctx.params.grad(weight_);
     auto db = ctx.params.grad(bias_);
     // dW [out, in] += dyᵀ [out, rows] · x [rows, in], and db [out] += column sums of dy, in one pass over dy
-    kernels::linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_),
-                       db.data());
+    kernels::linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_), db.data());
     if (dx.data() != nullptr) {
       check_shape("Linear::backward", "dx", Shape{as_matrix(dx).rows, as_matrix(dx).cols}, Shape{x_.rows, in_});
       const auto w = ctx.params.compute(weight_);
       // dx [rows, in] (+)= dy [rows, out] · W [out, in]
       kernels::gemm(kernels::Trans::N, kernels::Trans::N, rows(), size(in_), size(out_), 1, dy.data(), size(out_), w.data(), size(in_),
-           accumulate_dx ? 1 : 0, dx.data(), size(in_));
+                    accumulate_dx ? 1 : 0, dx.data(), size(in_));
     }
   }
 

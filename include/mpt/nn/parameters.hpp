@@ -46,20 +46,16 @@ namespace mpt::nn {
 // the model reads.
 enum class ParamRole { linear_weight, linear_bias, embedding, norm_weight, norm_bias };
 
-inline bool weight_decay_applies(ParamRole role) noexcept {
-  return role == ParamRole::linear_weight || role == ParamRole::embedding;
-}
+inline bool weight_decay_applies(ParamRole role) noexcept { return role == ParamRole::linear_weight || role == ParamRole::embedding; }
 
 // Matmul operands are read from the compute copy (bf16 under bf16_mixed);
 // embeddings and LayerNorm are read in full precision from the master.
-inline bool reads_compute_copy(ParamRole role) noexcept {
-  return role == ParamRole::linear_weight || role == ParamRole::linear_bias;
-}
+inline bool reads_compute_copy(ParamRole role) noexcept { return role == ParamRole::linear_weight || role == ParamRole::linear_bias; }
 
 struct ParamEntry {
-  std::string name;         // e.g. bert.encoder.layer.3.attention.self.query.weight
+  std::string name;  // e.g. bert.encoder.layer.3.attention.self.query.weight
   Shape shape;
-  std::size_t offset = 0;   // in elements, in the gradient buffer and the buffer holding its weights
+  std::size_t offset = 0;  // in elements, in the gradient buffer and the buffer holding its weights
   ParamRole role = ParamRole::linear_weight;
   std::size_t size() const noexcept { return shape.numel(); }
 };
@@ -133,8 +129,8 @@ class Parameters {
   ParamId id_of(std::string_view name) const {
     auto it = index_.find(std::string(name));
     if (it == index_.end()) {
-      throw_error("Parameters: no parameter named '", name, "' (", entries_.size(),
-                  " parameters; names are Hugging Face's, e.g. '", entries_.empty() ? "" : entries_.front().name, "')");
+      throw_error("Parameters: no parameter named '", name, "' (", entries_.size(), " parameters; names are Hugging Face's, e.g. '",
+                  entries_.empty() ? "" : entries_.front().name, "')");
     }
     return it->second;
   }
@@ -170,13 +166,11 @@ class Parameters {
   TensorView<const param_t> compute(ParamId id) const {
     if constexpr (separate_compute) {
       if (!is_matmul(id)) {
-        throw_error("Parameters: '", entry(id).name, "' is read in full precision and has no ",
-                    "compute copy; read master()");
+        throw_error("Parameters: '", entry(id).name, "' is read in full precision and has no ", "compute copy; read master()");
       }
       return view(compute_.data(), full_count_, id, true, "compute");
     } else {
-      return is_matmul(id) ? view(matmul_master_.data(), full_count_, id, true, "compute")
-                           : view(full_master_.data(), 0, id, true, "compute");
+      return is_matmul(id) ? view(matmul_master_.data(), full_count_, id, true, "compute") : view(full_master_.data(), 0, id, true, "compute");
     }
   }
   TensorView<const param_t> compute(std::string_view name) const { return compute(id_of(name)); }
@@ -250,8 +244,7 @@ class Parameters {
     mark_updated();
     if constexpr (separate_compute) {
       if (matmul_master_released()) return;  // the compute copy is the optimizer's to write
-      round_into(std::span<const master_t>(matmul_master_.data(), matmul_master_.size()),
-                 std::span<param_t>(compute_.data(), compute_.size()));
+      round_into(std::span<const master_t>(matmul_master_.data(), matmul_master_.size()), std::span<param_t>(compute_.data(), compute_.size()));
     }
   }
 
@@ -259,8 +252,9 @@ class Parameters {
   // compute copy lacks (the split master's low halves) and answers read_master /
   // write_master through `access` (empty: the compute copy is the whole master).
   void release_matmul_master(MasterAccess access) {
-    static_assert(separate_compute, "release_matmul_master: without a separate compute copy the master is the "
-                                    "weights the model reads; there is nothing to release");
+    static_assert(separate_compute,
+                  "release_matmul_master: without a separate compute copy the master is the "
+                  "weights the model reads; there is nothing to release");
     if (!allocated_) throw_error("Parameters::release_matmul_master: allocate() first");
     matmul_master_ = AlignedBuffer<master_t>();
     released_ = true;
@@ -293,8 +287,7 @@ class Parameters {
   void check_range(const char* op, const ParamEntry& e, std::size_t first, std::size_t count) const {
     if (!allocated_) throw_error("Parameters::", op, "('", e.name, "'): allocate() first");
     if (first > e.size() || count > e.size() - first) {
-      throw_error("Parameters::", op, "('", e.name, "'): elements [", first, ", ", first + count, ") are outside its ",
-                  e.size());
+      throw_error("Parameters::", op, "('", e.name, "'): elements [", first, ", ", first + count, ") are outside its ", e.size());
     }
   }
 

@@ -52,15 +52,17 @@ inline io::LoadOptions bert_qa_load_options(std::function<void(const std::string
 template <PrecisionPolicy P>
 std::vector<io::ParameterSlot> parameter_slots(Parameters<P>& params, const BertConfig& config, std::uint64_t seed) {
   if (params.matmul_master_released()) {
-    throw_error("loading weights: the model's matmul masters belong to its optimizer now (split master or stochastic "
-                "rounding); load the model folder before creating the optimizer or Trainer");
+    throw_error(
+        "loading weights: the model's matmul masters belong to its optimizer now (split master or stochastic "
+        "rounding); load the model folder before creating the optimizer or Trainer");
   }
   std::vector<io::ParameterSlot> slots;
   slots.reserve(params.count());
   for (ParamId id = 0; id < params.count(); ++id) {
     const ParamEntry& e = params.entry(id);
     const bool padded = e.role == ParamRole::embedding && std::string_view(e.name).ends_with("word_embeddings.weight");
-    slots.push_back({e.name, params.master(id), initializer(init_for_role(e.role), config.initializer_range, seed, padded ? config.pad_token_id : -1)});
+    slots.push_back(
+        {e.name, params.master(id), initializer(init_for_role(e.role), config.initializer_range, seed, padded ? config.pad_token_id : -1)});
   }
   return slots;
 }
@@ -96,9 +98,8 @@ std::vector<io::NamedTensor> master_tensors(const Parameters<P>& params) {
     if (!params.is_matmul(id) || !params.matmul_master_released()) {
       tensors.push_back({e.name, params.master(id)});
     } else if constexpr (std::is_same_v<typename P::master_t, float>) {
-      tensors.push_back({e.name, io::GeneratedTensor{e.shape, [&params, id](std::size_t first, std::span<float> out) {
-                                                       params.read_master(id, first, out);
-                                                     }}});
+      tensors.push_back(
+          {e.name, io::GeneratedTensor{e.shape, [&params, id](std::size_t first, std::span<float> out) { params.read_master(id, first, out); }}});
     }
   }
   return tensors;

@@ -23,8 +23,8 @@ class DenseResidualNorm {
 
   DenseResidualNorm() = default;
   // name: "bert.encoder.layer.3.attention.output" (declares .dense.* and .LayerNorm.*)
-  DenseResidualNorm(Parameters<P>& params, const std::string& name, std::int64_t in, std::int64_t hidden,
-                    double dropout, double eps, std::uint32_t site)
+  DenseResidualNorm(Parameters<P>& params, const std::string& name, std::int64_t in, std::int64_t hidden, double dropout, double eps,
+                    std::uint32_t site)
       : dense_(params, name + ".dense", in, hidden),
         norm_(params, name + ".LayerNorm", hidden, eps),
         hidden_(hidden),
@@ -37,9 +37,7 @@ class DenseResidualNorm {
   static std::size_t forward_workspace_bytes(std::int64_t rows, std::int64_t hidden) {
     return Arena::bytes_for<act_t>(static_cast<std::size_t>(rows * hidden));
   }
-  static std::size_t backward_workspace_bytes(std::int64_t rows, std::int64_t hidden) {
-    return forward_workspace_bytes(rows, hidden);
-  }
+  static std::size_t backward_workspace_bytes(std::int64_t rows, std::int64_t hidden) { return forward_workspace_bytes(rows, hidden); }
 
   // x (kept alive by the caller), residual [rows, H], out [rows, H].
   void forward(Context<P>& ctx, TensorView<const act_t> x, TensorView<const hidden_t> residual, TensorView<hidden_t> out) {

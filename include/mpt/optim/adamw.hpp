@@ -55,8 +55,7 @@ namespace detail {
 
 template <class T>
 struct AdamWCoefficients {
-  T decay_factor, grad_multiplier, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
-      neg_step_size;
+  T decay_factor, grad_multiplier, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
 };
 
 // Scalar reference. One element: returns the new weight, updates m and v.
@@ -72,27 +71,24 @@ inline T adamw_element(T w, T g, T& m, T& v, const AdamWCoefficients<T>& c) noex
 
 // weights, m, v, grads: elements [begin, end).
 template <class Store, class T>
-void adamw_run_scalar(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end,
-                      const AdamWCoefficients<T>& c, std::uint32_t key) noexcept {
-  for (std::size_t i = begin; i < end; ++i)
-    weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
+void adamw_run_scalar(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end, const AdamWCoefficients<T>& c,
+                      std::uint32_t key) noexcept {
+  for (std::size_t i = begin; i < end; ++i) weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
 }
 
 #if MPT_X86
 // The scalar reference compiled for AVX2 + FMA (fp64): std::fma becomes one
 // instruction instead of a library call, and the bits stay the reference's.
 template <class Store, class T>
-MPT_TARGET_AVX2 void adamw_run_avx2_reference(Store& weights, T* m, T* v, const T* grads, std::size_t begin,
-                                              std::size_t end, const AdamWCoefficients<T>& c,
-                                              std::uint32_t key) noexcept {
-  for (std::size_t i = begin; i < end; ++i)
-    weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
+MPT_TARGET_AVX2 void adamw_run_avx2_reference(Store& weights, T* m, T* v, const T* grads, std::size_t begin, std::size_t end,
+                                              const AdamWCoefficients<T>& c, std::uint32_t key) noexcept {
+  for (std::size_t i = begin; i < end; ++i) weights.store(i, adamw_element(weights.load(i), grads[i], m[i], v[i], c), key);
 }
 
 // 8 lanes per block, the same operations as adamw_element; the tail runs the reference.
 template <class Store>
-MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const float* grads, std::size_t begin,
-                                    std::size_t end, const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const float* grads, std::size_t begin, std::size_t end,
+                                    const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
   const __m256 decay = _mm256_set1_ps(c.decay_factor), multiplier = _mm256_set1_ps(c.grad_multiplier);
   const __m256 beta1 = _mm256_set1_ps(c.beta1), one_minus_beta1 = _mm256_set1_ps(c.one_minus_beta1);
   const __m256 beta2 = _mm256_set1_ps(c.beta2), one_minus_beta2 = _mm256_set1_ps(c.one_minus_beta2);
@@ -108,8 +104,7 @@ MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const fl
     __asm__("" : "+x"(w));  // keep the product rounded: no fma with the add below (see keep_rounded)
     const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
     const __m256 m1 = _mm256_fmadd_ps(g, one_minus_beta1, _mm256_mul_ps(_mm256_loadu_ps(m + i), beta1));
-    const __m256 v1 =
-        _mm256_fmadd_ps(_mm256_mul_ps(one_minus_beta2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), beta2));
+    const __m256 v1 = _mm256_fmadd_ps(_mm256_mul_ps(one_minus_beta2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), beta2));
     const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v1), bc2_sqrt), eps);
     const __m256 w1 = _mm256_add_ps(w, _mm256_div_ps(_mm256_mul_ps(neg_step_size, m1), denom));
     _mm256_storeu_ps(m + i, m1);
@@ -120,9 +115,8 @@ MPT_TARGET_AVX2 void adamw_run_avx2(Store& weights, float* m, float* v, const fl
 }
 
 template <class Store>
-MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, const float* grads, std::size_t begin,
-                                        std::size_t end, const AdamWCoefficients<float>& c,
-                                        std::uint32_t key) noexcept {
+MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, const float* grads, std::size_t begin, std::size_t end,
+                                        const AdamWCoefficients<float>& c, std::uint32_t key) noexcept {
   const __m512 decay = _mm512_set1_ps(c.decay_factor), multiplier = _mm512_set1_ps(c.grad_multiplier);
   const __m512 beta1 = _mm512_set1_ps(c.beta1), one_minus_beta1 = _mm512_set1_ps(c.one_minus_beta1);
   const __m512 beta2 = _mm512_set1_ps(c.beta2), one_minus_beta2 = _mm512_set1_ps(c.one_minus_beta2);
@@ -136,8 +130,7 @@ MPT_TARGET_AVX512 void adamw_run_avx512(Store& weights, float* m, float* v, cons
     const __m512 w = _mm512_mul_round_ps(weights.load16(i, k), decay, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
     const __m512 m1 = _mm512_fmadd_ps(g, one_minus_beta1, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, m + i), beta1));
-    const __m512 v1 =
-        _mm512_fmadd_ps(_mm512_mul_ps(one_minus_beta2, g), g, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), beta2));
+    const __m512 v1 = _mm512_fmadd_ps(_mm512_mul_ps(one_minus_beta2, g), g, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), beta2));
     const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v1), bc2_sqrt), eps);
     const __m512 w1 = _mm512_add_ps(w, _mm512_div_ps(_mm512_mul_ps(neg_step_size, m1), denom));
     _mm512_mask_storeu_ps(m + i, k, m1);
@@ -160,10 +153,9 @@ struct AdamW {
 
   static std::vector<const char*> state_names(const options&) { return {"exp_avg", "exp_avg_sq"}; }
   static void validate(const options& o) {
-    if (!(o.beta1 >= 0.0 && o.beta1 < 1.0 && o.beta2 >= 0.0 && o.beta2 < 1.0 && o.eps >= 0.0 && o.weight_decay >= 0.0 &&
-          o.lr >= 0.0)) {
-      throw_error("AdamW: invalid options (lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps,
-                  ", weight_decay ", o.weight_decay, "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
+    if (!(o.beta1 >= 0.0 && o.beta1 < 1.0 && o.beta2 >= 0.0 && o.beta2 < 1.0 && o.eps >= 0.0 && o.weight_decay >= 0.0 && o.lr >= 0.0)) {
+      throw_error("AdamW: invalid options (lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps, ", weight_decay ", o.weight_decay,
+                  "): need 0 <= beta < 1 and non-negative lr, eps, weight_decay");
     }
   }
   // Scalars in double, then rounded to T, as PyTorch computes them.
@@ -184,8 +176,7 @@ struct AdamW {
     return c;
   }
   template <class Store, class T>
-  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
-                         std::uint32_t key) noexcept {
+  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c, std::uint32_t key) noexcept {
     detail::adamw_run_scalar(w, s[0], s[1], g, b, e, c, key);
   }
 #if MPT_X86
@@ -195,13 +186,13 @@ struct AdamW {
     detail::adamw_run_avx2_reference(w, s[0], s[1], g, b, e, c, key);
   }
   template <class Store>
-  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
-                       const coefficients<float>& c, std::uint32_t key) noexcept {
+  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e, const coefficients<float>& c,
+                       std::uint32_t key) noexcept {
     detail::adamw_run_avx2(w, s[0], s[1], g, b, e, c, key);
   }
   template <class Store>
-  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
-                         const coefficients<float>& c, std::uint32_t key) noexcept {
+  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e, const coefficients<float>& c,
+                         std::uint32_t key) noexcept {
     detail::adamw_run_avx512(w, s[0], s[1], g, b, e, c, key);
   }
 #endif

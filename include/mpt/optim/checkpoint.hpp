@@ -57,8 +57,7 @@ inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& di
   try {
     scalars = nlohmann::json::parse(io::read_text_file(json_path));
   } catch (const nlohmann::json::exception& e) {
-    throw_error("load_optimizer_state: ", json_path, " is not valid JSON (", e.what(),
-                "); the checkpoint is damaged: resume from an earlier one");
+    throw_error("load_optimizer_state: ", json_path, " is not valid JSON (", e.what(), "); the checkpoint is damaged: resume from an earlier one");
   }
   for (const char* key : {"optimizer", "scaler", "scheduler"}) {
     if (!scalars.contains(key) || !scalars[key].is_object()) {

@@ -145,9 +145,7 @@ class FlatOptimizer {
   }
 
   // Optimizer state bytes per parameter, the compute copy included.
-  double bytes_per_parameter() const noexcept {
-    return weight_store::bytes_per_parameter() + static_cast<double>(state_.size() * sizeof(value_t));
-  }
+  double bytes_per_parameter() const noexcept { return weight_store::bytes_per_parameter() + static_cast<double>(state_.size() * sizeof(value_t)); }
 
   StateDict state_dict() {
     StateDict s;
@@ -162,9 +160,8 @@ class FlatOptimizer {
   }
   void load_state_dict(const StateDict& saved) {
     if (saved.scalars.value("optimizer", "") != Rule::name || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error(Rule::name, "::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"),
-                  " with weights '", saved.scalars.value("weights", "?"), "', not ", Rule::name, " with weights '",
-                  Weights::name, "'");
+      throw_error(Rule::name, "::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"), " with weights '",
+                  saved.scalars.value("weights", "?"), "', not ", Rule::name, " with weights '", Weights::name, "'");
     }
     options_type loaded = options_;
     Rule::load_scalars(loaded, saved.scalars);  // may refuse (a state buffer it does not have)
@@ -182,8 +179,7 @@ class FlatOptimizer {
 
   void check_range(const char* op, std::size_t first, std::size_t count) const {
     if (first > weights_.size() || count > weights_.size() - first) {
-      throw_error(Rule::name, "::", op, ": elements [", first, ", ", first + count, ") are outside the ",
-                  weights_.size(), " parameters");
+      throw_error(Rule::name, "::", op, ": elements [", first, ", ", first + count, ") are outside the ", weights_.size(), " parameters");
     }
   }
 

@@ -71,13 +71,12 @@ class DynamicLossScaler {
  public:
   static constexpr const char* name = "dynamic";
   explicit DynamicLossScaler(DynamicLossScalerOptions options = {}) : options_(options), scale_(options.init_scale) {
-    if (!(options.init_scale > 0.0f) || !(options.growth_factor > 1.0f) || !(options.backoff_factor < 1.0f) ||
-        !(options.backoff_factor > 0.0f) || options.growth_interval < 1) {
+    if (!(options.init_scale > 0.0f) || !(options.growth_factor > 1.0f) || !(options.backoff_factor < 1.0f) || !(options.backoff_factor > 0.0f) ||
+        options.growth_interval < 1) {
       throw_error(
           "DynamicLossScaler: options need init_scale > 0, growth_factor > 1, 0 < backoff_factor < 1 and "
           "growth_interval >= 1 (got ",
-          options.init_scale, ", ", options.growth_factor, ", ", options.backoff_factor, ", ", options.growth_interval,
-          ")");
+          options.init_scale, ", ", options.growth_factor, ", ", options.backoff_factor, ", ", options.growth_interval, ")");
     }
   }
   float scale() const noexcept { return scale_; }
@@ -112,9 +111,7 @@ class DynamicLossScaler {
             {"skipped_steps", skipped_}};
   }
   void load_state(const nlohmann::json& j) {
-    if (j.at("type") != name)
-      throw_error("DynamicLossScaler::load_state: the saved scaler is '", j.at("type").get<std::string>(),
-                  "', not dynamic");
+    if (j.at("type") != name) throw_error("DynamicLossScaler::load_state: the saved scaler is '", j.at("type").get<std::string>(), "', not dynamic");
     scale_ = j.at("scale").get<float>();
     options_.growth_factor = j.at("growth_factor").get<float>();
     options_.backoff_factor = j.at("backoff_factor").get<float>();

@@ -34,8 +34,7 @@ struct StepReport {
 // apply_non_finite = false: inf/NaN gradients never reach the weights, whatever the
 // scaler (report.applied is false and the scaler is not updated); the caller stops.
 template <class NormAcc = float, Optimizer O, LossScaler Scaler>
-StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr,
-                         double max_grad_norm, bool apply_non_finite = true) {
+StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr, double max_grad_norm, bool apply_non_finite = true) {
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(kernels::global_l2_norm<NormAcc>(grads));
   const float norm = scaled_norm * inv_scale;
@@ -69,8 +68,7 @@ StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> gr
 class GradientAccumulation {
  public:
   explicit GradientAccumulation(int micro_batches) : micro_batches_(micro_batches) {
-    if (micro_batches < 1)
-      throw_error("GradientAccumulation: gradient_accumulation_steps is ", micro_batches, "; it must be at least 1");
+    if (micro_batches < 1) throw_error("GradientAccumulation: gradient_accumulation_steps is ", micro_batches, "; it must be at least 1");
   }
   int micro_batches() const noexcept { return micro_batches_; }
   float loss_multiplier() const noexcept { return 1.0f / static_cast<float>(micro_batches_); }

@@ -34,8 +34,7 @@ class ParameterTable {
   // biases and LayerNorm weights).
   ParameterTable& add(std::string name, std::size_t count, bool decay = true) {
     for (const auto& e : entries_) {
-      if (e.name == name)
-        throw_error("ParameterTable::add: parameter '", name, "' is already in the table; names must be unique");
+      if (e.name == name) throw_error("ParameterTable::add: parameter '", name, "' is already in the table; names must be unique");
     }
     entries_.push_back({std::move(name), size_, count, decay});
     size_ += count;
@@ -48,8 +47,8 @@ class ParameterTable {
   // parameters is left alone by the optimizer.
   ParameterTable& add_at(std::string name, std::size_t offset, std::size_t count, bool decay) {
     if (offset < size_) {
-      throw_error("ParameterTable::add_at: '", name, "' at offset ", offset,
-                  " overlaps the previous parameters (which end at ", size_, "); add parameters in buffer order");
+      throw_error("ParameterTable::add_at: '", name, "' at offset ", offset, " overlaps the previous parameters (which end at ", size_,
+                  "); add parameters in buffer order");
     }
     for (const auto& e : entries_) {
       if (e.name == name) throw_error("ParameterTable::add_at: parameter '", name, "' is already in the table");
@@ -87,8 +86,8 @@ class ParameterTable {
   // Throws unless a buffer of `n` elements is the one this table describes.
   void check_buffer(const char* operation, const char* what, std::size_t n) const {
     if (n != buffer_size_) {
-      throw_error(operation, ": ", what, " has ", n, " elements but the parameter table describes ", buffer_size_, " (",
-                  entries_.size(), " parameters); pass the flat buffer the table was built for");
+      throw_error(operation, ": ", what, " has ", n, " elements but the parameter table describes ", buffer_size_, " (", entries_.size(),
+                  " parameters); pass the flat buffer the table was built for");
     }
   }
 
@@ -119,8 +118,7 @@ inline std::vector<DecayRun> decay_runs(const ParameterTable& table, std::size_t
   }
   std::vector<DecayRun> runs;
   for (const auto& m : merged) {
-    for (std::size_t at = m.begin; at < m.end; at += max_elements)
-      runs.push_back({at, std::min(m.end, at + max_elements), m.decay});
+    for (std::size_t at = m.begin; at < m.end; at += max_elements) runs.push_back({at, std::min(m.end, at + max_elements), m.decay});
   }
   return runs;
 }

@@ -49,8 +49,7 @@ inline ScheduleKind parse_schedule_kind(std::string_view name) {
                  ScheduleKind::cosine_with_restarts, ScheduleKind::polynomial}) {
     if (name == schedule_name(k)) return k;
   }
-  throw_error("lr_scheduler_type '", name,
-              "' is not known: use linear, cosine, cosine_with_restarts, polynomial, constant or constant_with_warmup");
+  throw_error("lr_scheduler_type '", name, "' is not known: use linear, cosine, cosine_with_restarts, polynomial, constant or constant_with_warmup");
 }
 
 // TrainingArguments.get_warmup_steps: warmup_steps if > 0, else ceil(ratio * total).
@@ -91,12 +90,10 @@ struct LrSchedule {
         return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * python_mod1(num_cycles * progress))));
       }
       case ScheduleKind::polynomial: {
-        if (!(base_lr > lr_end))
-          throw_error("polynomial schedule: lr_end (", lr_end, ") must be smaller than the initial lr (", base_lr, ")");
+        if (!(base_lr > lr_end)) throw_error("polynomial schedule: lr_end (", lr_end, ") must be smaller than the initial lr (", base_lr, ")");
         if (step > total_steps) return lr_end / base_lr;
         if (total_steps == warmup_steps)
-          throw_error("polynomial schedule: total_steps equals warmup_steps (", total_steps,
-                      "): no steps left to decay over");
+          throw_error("polynomial schedule: total_steps equals warmup_steps (", total_steps, "): no steps left to decay over");
         const double pct_remaining = 1.0 - (s - warmup) / (total - warmup);
         return ((base_lr - lr_end) * std::pow(pct_remaining, power) + lr_end) / base_lr;
       }
@@ -109,8 +106,7 @@ struct LrSchedule {
 
   // transformers' get_scheduler with its per-kind defaults (cosine: half a
   // wave; cosine_with_restarts: one cycle; polynomial: power 1, lr_end 1e-7).
-  static LrSchedule for_trainer(std::string_view lr_scheduler_type, double learning_rate, std::int64_t warmup_steps,
-                                std::int64_t total_steps) {
+  static LrSchedule for_trainer(std::string_view lr_scheduler_type, double learning_rate, std::int64_t warmup_steps, std::int64_t total_steps) {
     LrSchedule s;
     s.kind = parse_schedule_kind(lr_scheduler_type);
     s.base_lr = learning_rate;

@@ -65,8 +65,8 @@ inline T sgd_element(T w, T g, T* buf, const SgdCoefficients<T>& c) noexcept {
 }
 
 template <class Store, class T>
-void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
-                    const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
+void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end, const SgdCoefficients<T>& c,
+                    std::uint32_t key) noexcept {
   T unused = 0;
   for (std::size_t i = begin; i < end; ++i) {
     weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
@@ -76,8 +76,8 @@ void sgd_run_scalar(Store& weights, T* buf, const T* grads, std::size_t begin, s
 #if MPT_X86
 // The scalar reference compiled for AVX2 + FMA (fp64; same bits, no fma library calls).
 template <class Store, class T>
-MPT_TARGET_AVX2 void sgd_run_avx2_reference(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end,
-                                            const SgdCoefficients<T>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX2 void sgd_run_avx2_reference(Store& weights, T* buf, const T* grads, std::size_t begin, std::size_t end, const SgdCoefficients<T>& c,
+                                            std::uint32_t key) noexcept {
   T unused = 0;
   for (std::size_t i = begin; i < end; ++i) {
     weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
@@ -86,8 +86,8 @@ MPT_TARGET_AVX2 void sgd_run_avx2_reference(Store& weights, T* buf, const T* gra
 
 // 8 lanes per block, the same operations as sgd_element; the tail runs the reference.
 template <class Store>
-MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end,
-                                  const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end, const SgdCoefficients<float>& c,
+                                  std::uint32_t key) noexcept {
   const __m256 multiplier = _mm256_set1_ps(c.grad_multiplier), weight_decay = _mm256_set1_ps(c.weight_decay);
   const __m256 momentum = _mm256_set1_ps(c.momentum), one_minus_dampening = _mm256_set1_ps(c.one_minus_dampening);
   const __m256 neg_lr = _mm256_set1_ps(c.neg_lr);
@@ -104,21 +104,19 @@ MPT_TARGET_AVX2 void sgd_run_avx2(Store& weights, float* buf, const float* grads
     __m256 d = _mm256_mul_ps(_mm256_loadu_ps(grads + i), multiplier);
     if (c.weight_decay != 0.0f) d = _mm256_fmadd_ps(w, weight_decay, d);
     if (c.use_momentum) {
-      const __m256 b =
-          c.first_step ? d : _mm256_fmadd_ps(d, one_minus_dampening, _mm256_mul_ps(_mm256_loadu_ps(buf + i), momentum));
+      const __m256 b = c.first_step ? d : _mm256_fmadd_ps(d, one_minus_dampening, _mm256_mul_ps(_mm256_loadu_ps(buf + i), momentum));
       _mm256_storeu_ps(buf + i, b);
       d = c.nesterov ? _mm256_fmadd_ps(b, momentum, d) : b;
     }
     weights.store8(i, _mm256_fmadd_ps(d, neg_lr, w), key);
   }
   float unused = 0;
-  for (; i < end; ++i)
-    weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
+  for (; i < end; ++i) weights.store(i, sgd_element(weights.load(i), grads[i], c.use_momentum ? buf + i : &unused, c), key);
 }
 
 template <class Store>
-MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* grads, std::size_t begin,
-                                      std::size_t end, const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
+MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* grads, std::size_t begin, std::size_t end,
+                                      const SgdCoefficients<float>& c, std::uint32_t key) noexcept {
   const __m512 multiplier = _mm512_set1_ps(c.grad_multiplier), weight_decay = _mm512_set1_ps(c.weight_decay);
   const __m512 momentum = _mm512_set1_ps(c.momentum), one_minus_dampening = _mm512_set1_ps(c.one_minus_dampening);
   const __m512 neg_lr = _mm512_set1_ps(c.neg_lr);
@@ -133,9 +131,7 @@ MPT_TARGET_AVX512 void sgd_run_avx512(Store& weights, float* buf, const float* g
     __m512 d = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grads + i), multiplier);
     if (c.weight_decay != 0.0f) d = _mm512_fmadd_ps(w, weight_decay, d);
     if (c.use_momentum) {
-      const __m512 b = c.first_step ? d
-                                    : _mm512_fmadd_ps(d, one_minus_dampening,
-                                                      _mm512_mul_ps(_mm512_maskz_loadu_ps(k, buf + i), momentum));
+      const __m512 b = c.first_step ? d : _mm512_fmadd_ps(d, one_minus_dampening, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, buf + i), momentum));
       _mm512_mask_storeu_ps(buf + i, k, b);
       d = c.nesterov ? _mm512_fmadd_ps(b, momentum, d) : b;
     }
@@ -161,12 +157,10 @@ struct Sgd {
   }
   static void validate(const options& o) {
     if (!(o.lr >= 0.0 && o.momentum >= 0.0 && o.weight_decay >= 0.0)) {
-      throw_error("Sgd: invalid options (lr ", o.lr, ", momentum ", o.momentum, ", weight_decay ", o.weight_decay,
-                  "): all must be non-negative");
+      throw_error("Sgd: invalid options (lr ", o.lr, ", momentum ", o.momentum, ", weight_decay ", o.weight_decay, "): all must be non-negative");
     }
     if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0)) {
-      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", o.momentum,
-                  ", dampening ", o.dampening, ")");
+      throw_error("Sgd: Nesterov momentum requires momentum > 0 and dampening 0 (got momentum ", o.momentum, ", dampening ", o.dampening, ")");
     }
   }
   template <class T>
@@ -183,8 +177,7 @@ struct Sgd {
     return c;
   }
   template <class Store, class T>
-  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c,
-                         std::uint32_t key) noexcept {
+  static void run_scalar(Store& w, T* const* s, const T* g, std::size_t b, std::size_t e, const coefficients<T>& c, std::uint32_t key) noexcept {
     detail::sgd_run_scalar(w, s[0], g, b, e, c, key);
   }
 #if MPT_X86
@@ -194,28 +187,24 @@ struct Sgd {
     detail::sgd_run_avx2_reference(w, s[0], g, b, e, c, key);
   }
   template <class Store>
-  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
-                       const coefficients<float>& c, std::uint32_t key) noexcept {
+  static void run_avx2(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e, const coefficients<float>& c,
+                       std::uint32_t key) noexcept {
     detail::sgd_run_avx2(w, s[0], g, b, e, c, key);
   }
   template <class Store>
-  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e,
-                         const coefficients<float>& c, std::uint32_t key) noexcept {
+  static void run_avx512(Store& w, float* const* s, const float* g, std::size_t b, std::size_t e, const coefficients<float>& c,
+                         std::uint32_t key) noexcept {
     detail::sgd_run_avx512(w, s[0], g, b, e, c, key);
   }
 #endif
   static nlohmann::json scalars(const options& o) {
-    return {{"lr", o.lr},
-            {"momentum", o.momentum},
-            {"dampening", o.dampening},
-            {"weight_decay", o.weight_decay},
-            {"nesterov", o.nesterov}};
+    return {{"lr", o.lr}, {"momentum", o.momentum}, {"dampening", o.dampening}, {"weight_decay", o.weight_decay}, {"nesterov", o.nesterov}};
   }
   // The momentum decides which buffers exist: it cannot change on load.
   static void load_scalars(options& o, const nlohmann::json& j) {
     if (j.at("momentum").get<double>() != o.momentum) {
-      throw_error("Sgd::load_state_dict: the saved momentum ", j.at("momentum").get<double>(), " differs from ",
-                  o.momentum, "; construct the optimizer with the saved options");
+      throw_error("Sgd::load_state_dict: the saved momentum ", j.at("momentum").get<double>(), " differs from ", o.momentum,
+                  "; construct the optimizer with the saved options");
     }
     o.lr = j.at("lr").get<double>();
     o.dampening = j.at("dampening").get<double>();

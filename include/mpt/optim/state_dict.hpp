@@ -57,17 +57,15 @@ struct StateDict {
   const StateTensor& find(const std::string& name) const {
     for (const auto& t : tensors)
       if (t.name == name) return t;
-    throw_error("optimizer state: the saved state has no tensor '", name,
-                "' (it was saved by a different optimizer or weight policy)");
+    throw_error("optimizer state: the saved state has no tensor '", name, "' (it was saved by a different optimizer or weight policy)");
   }
   // Copies every tensor of `this` from the same-named tensor of `saved`.
   void copy_tensors_from(const StateDict& saved) const {
     for (const auto& t : tensors) {
       const StateTensor& s = saved.find(t.name);
       if (s.dtype != t.dtype || s.count != t.count) {
-        throw_error("optimizer state: tensor '", t.name, "' was saved as ", io::dtype_name(s.dtype), " x ", s.count,
-                    " but this optimizer needs ", io::dtype_name(t.dtype), " x ", t.count,
-                    "; resume with the same model, precision and weight policy");
+        throw_error("optimizer state: tensor '", t.name, "' was saved as ", io::dtype_name(s.dtype), " x ", s.count, " but this optimizer needs ",
+                    io::dtype_name(t.dtype), " x ", t.count, "; resume with the same model, precision and weight policy");
       }
       std::memcpy(t.data, s.data, t.bytes());
     }

@@ -69,10 +69,10 @@ struct nearest_rounding {
 
 // What each precision policy gets unless told otherwise.
 template <PrecisionPolicy P>
-using default_weights_t = std::conditional_t<
-    std::is_same_v<typename P::param_t, typename P::master_t>,
-    std::conditional_t<std::is_same_v<typename P::param_t, bf16>, weights::stochastic_rounding, weights::direct>,
-    weights::fp32_master>;
+using default_weights_t =
+    std::conditional_t<std::is_same_v<typename P::param_t, typename P::master_t>,
+                       std::conditional_t<std::is_same_v<typename P::param_t, bf16>, weights::stochastic_rounding, weights::direct>,
+                       weights::fp32_master>;
 
 template <PrecisionPolicy P, class W>
 class WeightStore;
@@ -95,19 +95,11 @@ class WeightStore<P, weights::direct> {
   void store(std::size_t i, value_t w, std::uint32_t) noexcept { params_[i] = w; }
   void assign(std::size_t i, value_t w) noexcept { params_[i] = w; }
 #if MPT_X86
-  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
-    return _mm512_maskz_loadu_ps(m, params_.data() + i);
-  }
-  MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
-    _mm512_mask_storeu_ps(params_.data() + i, m, w);
-  }
+  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept { return _mm512_maskz_loadu_ps(m, params_.data() + i); }
+  MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept { _mm512_mask_storeu_ps(params_.data() + i, m, w); }
   MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept { return _mm256_loadu_ps(params_.data() + i); }
-  void prefetch(std::size_t i) const noexcept {
-    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
-  }
-  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
-    _mm256_storeu_ps(params_.data() + i, w);
-  }
+  void prefetch(std::size_t i) const noexcept { _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0); }
+  MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept { _mm256_storeu_ps(params_.data() + i, w); }
 #endif
   static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t); }
   void append_state(StateDict&) {}
@@ -128,15 +120,13 @@ class WeightStore<P, weights::fp32_master> {
   static constexpr bool vectorized = true;
 
   // Owns the master, initialized from the parameters.
-  explicit WeightStore(std::span<param_t> params)
-      : params_(params), owned_(params.size()), master_(owned_.data(), owned_.size()) {
+  explicit WeightStore(std::span<param_t> params) : params_(params), owned_(params.size()), master_(owned_.data(), owned_.size()) {
     for (std::size_t i = 0; i < params.size(); ++i) master_[i] = to_float(params[i]);
   }
   // Views a master the model owns (nn::Parameters::matmul_master()); it is authoritative.
   WeightStore(std::span<param_t> params, std::span<float> master) : params_(params), master_(master) {
     if (master.size() != params.size()) {
-      throw_error("WeightStore (fp32_master): the master buffer has ", master.size(),
-                  " elements but the parameters have ", params.size());
+      throw_error("WeightStore (fp32_master): the master buffer has ", master.size(), " elements but the parameters have ", params.size());
     }
   }
   std::size_t size() const noexcept { return params_.size(); }
@@ -151,9 +141,7 @@ class WeightStore<P, weights::fp32_master> {
   }
   void assign(std::size_t i, float w) noexcept { store(i, w, 0); }
 #if MPT_X86
-  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
-    return _mm512_maskz_loadu_ps(m, master_.data() + i);
-  }
+  MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept { return _mm512_maskz_loadu_ps(m, master_.data() + i); }
   MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t) noexcept {
     _mm512_mask_storeu_ps(master_.data() + i, m, w);
     __m256i narrow;
@@ -202,15 +190,12 @@ class WeightStore<P, weights::split_master> {
  public:
   using param_t = typename P::param_t;
   using value_t = float;
-  static_assert(std::is_same_v<param_t, bf16>,
-                "weights::split_master splits an fp32 master into bf16 + 16 bits: parameters must be bf16");
+  static_assert(std::is_same_v<param_t, bf16>, "weights::split_master splits an fp32 master into bf16 + 16 bits: parameters must be bf16");
   static constexpr bool vectorized = true;
 
   explicit WeightStore(std::span<param_t> params) : params_(params), trail_(params.size()) {}
   std::size_t size() const noexcept { return params_.size(); }
-  float load(std::size_t i) const noexcept {
-    return std::bit_cast<float>(static_cast<std::uint32_t>(bf16_bits(params_[i])) << 16 | trail_[i]);
-  }
+  float load(std::size_t i) const noexcept { return std::bit_cast<float>(static_cast<std::uint32_t>(bf16_bits(params_[i])) << 16 | trail_[i]); }
   void store(std::size_t i, float w, std::uint32_t) noexcept {
     const std::uint32_t u = std::bit_cast<std::uint32_t>(w);
     params_[i] = bf16_from_bits(static_cast<std::uint16_t>(u >> 16));
@@ -239,10 +224,8 @@ class WeightStore<P, weights::split_master> {
   }
   MPT_TARGET_AVX2 void store8(std::size_t i, __m256 w, std::uint32_t) noexcept {
     const __m256i u = _mm256_castps_si256(w);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i),
-                     detail::pack_low_halves_avx2(_mm256_srli_epi32(u, 16)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(trail_.data() + i),
-                     detail::pack_low_halves_avx2(_mm256_and_si256(u, _mm256_set1_epi32(0xFFFF))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(params_.data() + i), detail::pack_low_halves_avx2(_mm256_srli_epi32(u, 16)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(trail_.data() + i), detail::pack_low_halves_avx2(_mm256_and_si256(u, _mm256_set1_epi32(0xFFFF))));
   }
 #endif
   static constexpr double bytes_per_parameter() noexcept { return sizeof(param_t) + sizeof(std::uint16_t); }
@@ -255,14 +238,16 @@ class WeightStore<P, weights::split_master> {
 
 // bf16 parameters and nothing else: the updated fp32 value is rounded
 // stochastically (unbiased: small updates survive on average) or to nearest.
+// (clang-format 14 would fold the requires clause into the declaration)
+// clang-format off
 template <PrecisionPolicy P, class W>
 requires std::is_same_v<W, weights::stochastic_rounding> || std::is_same_v<W, weights::nearest_rounding>
 class WeightStore<P, W> {
+  // clang-format on
  public:
   using param_t = typename P::param_t;
   using value_t = float;
-  static_assert(std::is_same_v<param_t, bf16>,
-                "weights::stochastic_rounding and nearest_rounding update bf16 parameters");
+  static_assert(std::is_same_v<param_t, bf16>, "weights::stochastic_rounding and nearest_rounding update bf16 parameters");
   static constexpr bool vectorized = true;
   static constexpr bool stochastic = std::is_same_v<W, weights::stochastic_rounding>;
 
@@ -279,8 +264,7 @@ class WeightStore<P, W> {
   void assign(std::size_t i, float w) noexcept { params_[i] = to_bf16(w); }
 #if MPT_X86
   MPT_TARGET_AVX512 __m512 load16(std::size_t i, __mmask16 m) const noexcept {
-    return _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, params_.data() + i)), 16));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, params_.data() + i)), 16));
   }
   MPT_TARGET_AVX512 void store16(std::size_t i, __mmask16 m, __m512 w, std::uint32_t key) noexcept {
     __m512i lanes;
@@ -291,9 +275,7 @@ class WeightStore<P, W> {
     }
     _mm256_mask_storeu_epi16(params_.data() + i, m, _mm512_cvtepi32_epi16(lanes));
   }
-  void prefetch(std::size_t i) const noexcept {
-    _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0);
-  }
+  void prefetch(std::size_t i) const noexcept { _mm_prefetch(reinterpret_cast<const char*>(params_.data() + i), _MM_HINT_T0); }
   MPT_TARGET_AVX2 __m256 load8(std::size_t i) const noexcept {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(params_.data() + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));

@@ -48,10 +48,14 @@ concept Backend = std::is_base_of_v<scalar, T>;
 template <class F>
 decltype(auto) dispatch(Isa isa, F&& f) {
   switch (isa) {
-    case Isa::avx512_bf16: return std::forward<F>(f)(avx512_bf16{});
-    case Isa::avx512: return std::forward<F>(f)(avx512{});
-    case Isa::avx2: return std::forward<F>(f)(avx2{});
-    case Isa::scalar: break;
+    case Isa::avx512_bf16:
+      return std::forward<F>(f)(avx512_bf16{});
+    case Isa::avx512:
+      return std::forward<F>(f)(avx512{});
+    case Isa::avx2:
+      return std::forward<F>(f)(avx2{});
+    case Isa::scalar:
+      break;
   }
   return std::forward<F>(f)(scalar{});
 }

@@ -21,24 +21,20 @@ namespace mpt::precision {
 
 namespace detail {
 template <class T>
-inline constexpr bool is_storage_type_v = std::is_same_v<T, double> || std::is_same_v<T, float> ||
-                                          std::is_same_v<T, mpt::bf16> || std::is_same_v<T, Eigen::half>;
+inline constexpr bool is_storage_type_v =
+    std::is_same_v<T, double> || std::is_same_v<T, float> || std::is_same_v<T, mpt::bf16> || std::is_same_v<T, Eigen::half>;
 template <class T>
 inline constexpr int bits_of_v = static_cast<int>(sizeof(T)) * 8;
 }  // namespace detail
 
 template <class Param, class Activation, class Accumulate = float, class Master = float>
 struct precision_policy {
-  static_assert(detail::is_storage_type_v<Param>,
-                "precision_policy: Param must be double, float, mpt::bf16 or Eigen::half");
-  static_assert(detail::is_storage_type_v<Activation>,
-                "precision_policy: Activation must be double, float, mpt::bf16 or Eigen::half");
+  static_assert(detail::is_storage_type_v<Param>, "precision_policy: Param must be double, float, mpt::bf16 or Eigen::half");
+  static_assert(detail::is_storage_type_v<Activation>, "precision_policy: Activation must be double, float, mpt::bf16 or Eigen::half");
   static_assert(std::is_same_v<Accumulate, float> || std::is_same_v<Accumulate, double>,
                 "precision_policy: Accumulate must be float or double; sums in 16 bits lose the gradient");
-  static_assert(detail::is_storage_type_v<Master>,
-                "precision_policy: Master must be double, float, mpt::bf16 or Eigen::half");
-  static_assert(detail::bits_of_v<Accumulate> >= detail::bits_of_v<Param> &&
-                    detail::bits_of_v<Accumulate> >= detail::bits_of_v<Activation>,
+  static_assert(detail::is_storage_type_v<Master>, "precision_policy: Master must be double, float, mpt::bf16 or Eigen::half");
+  static_assert(detail::bits_of_v<Accumulate> >= detail::bits_of_v<Param> && detail::bits_of_v<Accumulate> >= detail::bits_of_v<Activation>,
                 "precision_policy: Accumulate must be at least as wide as Param and Activation");
   static_assert(detail::bits_of_v<Master> >= detail::bits_of_v<Param>,
                 "precision_policy: Master must be at least as wide as Param: the optimizer cannot keep "

@@ -52,11 +52,9 @@ class TrainerCallback {
   virtual void on_epoch_end(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
   virtual void on_log(const TrainingArguments&, const TrainerState&, TrainerControl&, const nlohmann::ordered_json&) {}
   // During an evaluation: `done` of `total` batches predicted.
-  virtual void on_prediction_step(const TrainingArguments&, const TrainerState&, TrainerControl&, std::size_t /*done*/,
-                                  std::size_t /*total*/) {}
+  virtual void on_prediction_step(const TrainingArguments&, const TrainerState&, TrainerControl&, std::size_t /*done*/, std::size_t /*total*/) {}
   virtual void on_evaluate(const TrainingArguments&, const TrainerState&, TrainerControl&, const nlohmann::ordered_json&) {}
-  virtual void on_save(const TrainingArguments&, const TrainerState&, TrainerControl&,
-                       const std::filesystem::path& /*checkpoint*/) {}
+  virtual void on_save(const TrainingArguments&, const TrainerState&, TrainerControl&, const std::filesystem::path& /*checkpoint*/) {}
   virtual void on_train_end(const TrainingArguments&, const TrainerState&, TrainerControl&) {}
 
   // State to carry across a resume (null: none).
@@ -74,8 +72,7 @@ inline std::int64_t resolve_steps(double steps, std::int64_t max_steps) {
 class DefaultFlowCallback : public TrainerCallback {
  public:
   std::string name() const override { return "DefaultFlowCallback"; }
-  void on_step_end(const TrainingArguments& args, const TrainerState& state, TrainerControl& control,
-                   const StepInfo&) override {
+  void on_step_end(const TrainingArguments& args, const TrainerState& state, TrainerControl& control, const StepInfo&) override {
     if (state.global_step == 1 && args.logging_first_step) control.should_log = true;
     if (args.logging_strategy == IntervalStrategy::steps && state.global_step % state.logging_steps == 0) {
       control.should_log = true;
@@ -106,8 +103,9 @@ class EarlyStoppingCallback : public TrainerCallback {
   std::string name() const override { return "EarlyStoppingCallback"; }
   void on_train_begin(const TrainingArguments& args, const TrainerState&, TrainerControl&) override {
     if (!args.tracks_best() || args.eval_strategy == IntervalStrategy::no) {
-      throw_error("early stopping needs evaluations and a metric: set --eval_strategy steps or epoch, --do_eval, and "
-                  "--metric_for_best_model (or --load_best_model_at_end)");
+      throw_error(
+          "early stopping needs evaluations and a metric: set --eval_strategy steps or epoch, --do_eval, and "
+          "--metric_for_best_model (or --load_best_model_at_end)");
     }
   }
   void on_evaluate(const TrainingArguments& args, const TrainerState& state, TrainerControl& control,
@@ -118,9 +116,8 @@ class EarlyStoppingCallback : public TrainerCallback {
                   "); set --metric_for_best_model to one of its metrics");
     }
     const double value = metrics[key].get<double>();
-    const bool better = !state.best_metric ||
-                        ((args.best_is_greater() ? value > *state.best_metric : value < *state.best_metric) &&
-                         std::fabs(value - *state.best_metric) > threshold_);
+    const bool better = !state.best_metric || ((args.best_is_greater() ? value > *state.best_metric : value < *state.best_metric) &&
+                                               std::fabs(value - *state.best_metric) > threshold_);
     counter_ = better ? 0 : counter_ + 1;
     if (counter_ >= patience_) control.should_training_stop = true;
   }
@@ -128,9 +125,7 @@ class EarlyStoppingCallback : public TrainerCallback {
     return {{"args", {{"early_stopping_patience", patience_}, {"early_stopping_threshold", threshold_}}},
             {"attributes", {{"early_stopping_patience_counter", counter_}}}};
   }
-  void load_state(const nlohmann::ordered_json& j) override {
-    counter_ = j.at("attributes").at("early_stopping_patience_counter").get<int>();
-  }
+  void load_state(const nlohmann::ordered_json& j) override { counter_ = j.at("attributes").at("early_stopping_patience_counter").get<int>(); }
   int patience_counter() const noexcept { return counter_; }
 
  private:

@@ -146,8 +146,8 @@ inline void verify_checkpoint(const std::filesystem::path& folder) {
     char crc[16];
     std::snprintf(crc, sizeof crc, "%08x", io::file_crc32c(path));
     if (info["crc32c"].get<std::string>() != crc) {
-      throw_error("checkpoint file ", path, " fails its checksum (CRC-32C ", crc, ", recorded ",
-                  info["crc32c"].get<std::string>(), "); the file is damaged: resume from an earlier checkpoint");
+      throw_error("checkpoint file ", path, " fails its checksum (CRC-32C ", crc, ", recorded ", info["crc32c"].get<std::string>(),
+                  "); the file is damaged: resume from an earlier checkpoint");
     }
   }
 }
@@ -221,15 +221,14 @@ class CheckpointWriter {
 // Deletes the oldest checkpoints beyond `limit`, never `best` (nor the newest):
 // transformers' _rotate_checkpoints.
 inline std::vector<std::filesystem::path> rotate_checkpoints(const std::filesystem::path& output_dir, std::int64_t limit,
-                                                            const std::optional<std::string>& best) {
+                                                             const std::optional<std::string>& best) {
   auto all = list_checkpoints(output_dir);
   std::vector<std::filesystem::path> removed;
   if (limit < 1 || static_cast<std::int64_t>(all.size()) <= limit) return removed;
   // The best moves to the end of the deletion order (just before the newest), as transformers does.
   if (best) {
-    const auto it = std::find_if(all.begin(), all.end(), [&](const auto& c) {
-      return c.folder.filename() == std::filesystem::path(*best).filename();
-    });
+    const auto it =
+        std::find_if(all.begin(), all.end(), [&](const auto& c) { return c.folder.filename() == std::filesystem::path(*best).filename(); });
     if (it != all.end() && it + 1 != all.end()) {
       const CheckpointEntry kept = *it;
       all.erase(it);

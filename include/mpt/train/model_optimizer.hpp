@@ -42,14 +42,14 @@ namespace mpt::train {
 
 // The policy of parameters the model reads in full precision: the master type throughout.
 template <PrecisionPolicy P>
-using full_precision_policy =
-    precision::precision_policy<typename P::master_t, typename P::master_t, typename P::accum_t, typename P::master_t>;
+using full_precision_policy = precision::precision_policy<typename P::master_t, typename P::master_t, typename P::accum_t, typename P::master_t>;
 
 // The same rule with another policy and weight store: AdamW<bf16_mixed, split_master> -> AdamW<fp32, direct>.
 template <class Optimizer, class P2, class W2>
 struct rebind_optimizer {
-  static_assert(sizeof(Optimizer) == 0, "rebind_optimizer: the optimizer must be an optim::FlatOptimizer, such as "
-                                        "optim::AdamW<P, W> or optim::Sgd<P, W>");
+  static_assert(sizeof(Optimizer) == 0,
+                "rebind_optimizer: the optimizer must be an optim::FlatOptimizer, such as "
+                "optim::AdamW<P, W> or optim::Sgd<P, W>");
 };
 template <PrecisionPolicy P, class Rule, class W, class P2, class W2>
 struct rebind_optimizer<optim::FlatOptimizer<P, Rule, W>, P2, W2> {
@@ -88,14 +88,11 @@ class ModelOptimizer {
   // Takes over `params` (allocated, weights loaded): for split_master and
   // stochastic_rounding the matmul parameters' fp32 copy is released here.
   ModelOptimizer(nn::Parameters<policy>& params, options_type options = {})
-      : params_(params),
-        full_(params.full_precision_master(), parameter_table(params, false), options),
-        matmul_(make_matmul(params, options)) {
+      : params_(params), full_(params.full_precision_master(), parameter_table(params, false), options), matmul_(make_matmul(params, options)) {
     if constexpr (releases_master) {
       matmul_.set_master_weights(params.matmul_master());  // split: top half + low half of the exact fp32 value
-      params.release_matmul_master(
-          {[this](std::size_t first, std::span<master_t> out) { matmul_.read_master(first, out); },
-           [this](std::size_t first, std::span<const master_t> in) { matmul_.write_master(first, in); }});
+      params.release_matmul_master({[this](std::size_t first, std::span<master_t> out) { matmul_.read_master(first, out); },
+                                    [this](std::size_t first, std::span<const master_t> in) { matmul_.write_master(first, in); }});
     }
   }
   ModelOptimizer(const ModelOptimizer&) = delete;  // Parameters holds callbacks into this object
@@ -109,8 +106,8 @@ class ModelOptimizer {
   // grad_multiplier, learning rate lr.
   void step(std::span<const grad_t> grads, double lr, float grad_multiplier = 1.0f) {
     if (grads.size() != params_.size()) {
-      throw_error("ModelOptimizer::step: the gradient buffer has ", grads.size(), " elements but the model's has ",
-                  params_.size(), "; pass parameters().grad_flat()");
+      throw_error("ModelOptimizer::step: the gradient buffer has ", grads.size(), " elements but the model's has ", params_.size(),
+                  "; pass parameters().grad_flat()");
     }
     const std::size_t f = params_.full_count();
     full_.step(grads.first(f), lr, grad_multiplier);
@@ -146,8 +143,9 @@ class ModelOptimizer {
   }
   void load_state_dict(const optim::StateDict& saved) {
     if (!saved.scalars.contains("full_precision") || !saved.scalars.contains("matmul")) {
-      throw_error("ModelOptimizer::load_state_dict: the saved state has no \"full_precision\" and \"matmul\" parts; it "
-                  "was not written by a ModelOptimizer");
+      throw_error(
+          "ModelOptimizer::load_state_dict: the saved state has no \"full_precision\" and \"matmul\" parts; it "
+          "was not written by a ModelOptimizer");
     }
     for (const auto& [prefix, key] : {std::pair{"full_precision.", "full_precision"}, std::pair{"matmul.", "matmul"}}) {
       optim::StateDict part;
@@ -165,8 +163,7 @@ class ModelOptimizer {
   }
 
  private:
-  static constexpr bool releases_master = nn::Parameters<policy>::separate_compute &&
-                                          !std::is_same_v<weights_policy, optim::weights::fp32_master>;
+  static constexpr bool releases_master = nn::Parameters<policy>::separate_compute && !std::is_same_v<weights_policy, optim::weights::fp32_master>;
 
   static Optimizer make_matmul(nn::Parameters<policy>& params, const options_type& options) {
     auto table = parameter_table(params, true);
@@ -185,13 +182,13 @@ class ModelOptimizer {
 // AdamW / SGD over a model's parameters, weight policy W (default: the policy's own,
 // fp32_master under bf16_mixed). Returned in place: ModelOptimizer does not move.
 template <class W = void, PrecisionPolicy P>
-ModelOptimizer<optim::AdamW<P, std::conditional_t<std::is_void_v<W>, optim::default_weights_t<P>, W>>> make_adamw(
-    nn::Parameters<P>& params, optim::AdamWOptions options = {}) {
+ModelOptimizer<optim::AdamW<P, std::conditional_t<std::is_void_v<W>, optim::default_weights_t<P>, W>>> make_adamw(nn::Parameters<P>& params,
+                                                                                                                  optim::AdamWOptions options = {}) {
   return {params, options};
 }
 template <class W = void, PrecisionPolicy P>
-ModelOptimizer<optim::Sgd<P, std::conditional_t<std::is_void_v<W>, optim::default_weights_t<P>, W>>> make_sgd(
-    nn::Parameters<P>& params, optim::SgdOptions options = {}) {
+ModelOptimizer<optim::Sgd<P, std::conditional_t<std::is_void_v<W>, optim::default_weights_t<P>, W>>> make_sgd(nn::Parameters<P>& params,
+                                                                                                              optim::SgdOptions options = {}) {
   return {params, options};
 }
 

@@ -148,9 +148,8 @@ class ProgressBar {
     } else {
       std::snprintf(speed, sizeof speed, "%.2f s/it", 1.0 / r);
     }
-    std::fprintf(out_, "\r\033[K%s%3d%%|%s| %zu/%zu [%s<%s, %s%s%s]", label_.c_str(), static_cast<int>(fraction * 100),
-                 bar.c_str(), done_, total_, format_duration(elapsed()).c_str(), format_duration(left).c_str(), speed,
-                 postfix_.empty() ? "" : ", ", postfix_.c_str());
+    std::fprintf(out_, "\r\033[K%s%3d%%|%s| %zu/%zu [%s<%s, %s%s%s]", label_.c_str(), static_cast<int>(fraction * 100), bar.c_str(), done_, total_,
+                 format_duration(elapsed()).c_str(), format_duration(left).c_str(), speed, postfix_.empty() ? "" : ", ", postfix_.c_str());
     std::fflush(out_);
   }
 
@@ -194,8 +193,7 @@ class ProgressCallback : public TrainerCallback {
                  static_cast<long long>(state.max_steps), rate, format_duration(left).c_str(), python_dict(logs).c_str());
     std::fflush(out_);
   }
-  void on_prediction_step(const TrainingArguments&, const TrainerState&, TrainerControl&, std::size_t done,
-                          std::size_t total) override {
+  void on_prediction_step(const TrainingArguments&, const TrainerState&, TrainerControl&, std::size_t done, std::size_t total) override {
     if (!bars_) return;
     if (!eval_bar_) {
       if (train_bar_) std::fputc('\n', out_);

@@ -52,9 +52,7 @@ struct QaTrainSet {
   };
 
   std::size_t size() const noexcept { return features.size(); }
-  void collate(std::span<const std::size_t> indices, batch_type& batch) const {
-    data::collate_qa_batch(features, indices, 0, batch.data);
-  }
+  void collate(std::span<const std::size_t> indices, batch_type& batch) const { data::collate_qa_batch(features, indices, 0, batch.data); }
 };
 
 struct QaEvalOptions {
@@ -77,8 +75,7 @@ struct QaLogits {
 // Forward passes over all features, without dropout; progress(done, total) after each batch.
 template <class Model>
 QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::size_t batch_size,
-                           const std::function<void(std::size_t, std::size_t)>& progress = {},
-                           dist::Communicator& comm = dist::single_process()) {
+                           const std::function<void(std::size_t, std::size_t)>& progress = {}, dist::Communicator& comm = dist::single_process()) {
   if (batch_size == 0) throw_error("predict_qa_logits: the batch size must be at least 1");
   QaLogits out;
   for (std::size_t f = 0; f < features.size(); ++f) out.row_length = std::max(out.row_length, features.length(f));
@@ -102,7 +99,8 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
       std::fill_n(out.start.begin() + static_cast<std::ptrdiff_t>(indices[r] * out.row_length), out.row_length, -100.0f);
       std::fill_n(out.end.begin() + static_cast<std::ptrdiff_t>(indices[r] * out.row_length), out.row_length, -100.0f);
       for (std::size_t t = 0; t < s; ++t) {
-        out.start[indices[r] * out.row_length + t] = static_cast<float>(result.start_logits(static_cast<std::int64_t>(r), static_cast<std::int64_t>(t)));
+        out.start[indices[r] * out.row_length + t] =
+            static_cast<float>(result.start_logits(static_cast<std::int64_t>(r), static_cast<std::int64_t>(t)));
         out.end[indices[r] * out.row_length + t] = static_cast<float>(result.end_logits(static_cast<std::int64_t>(r), static_cast<std::int64_t>(t)));
       }
     }
@@ -118,18 +116,17 @@ QaLogits predict_qa_logits(Model& model, const data::QaFeatures& features, std::
 
 // Whether the examples carry gold answers to score against.
 inline bool has_gold_answers(const data::SquadDataset& examples) {
-  return std::any_of(examples.examples.begin(), examples.examples.end(),
-                     [](const data::SquadExample& e) { return e.answers_given; });
+  return std::any_of(examples.examples.begin(), examples.examples.end(), [](const data::SquadExample& e) { return e.answers_given; });
 }
 
 // The evaluation (or prediction) of run_qa: logits, utils_qa post-processing, files, metrics.
 template <class Model>
-EvalResult evaluate_qa(Model& model, const data::SquadDataset& examples, const data::QaFeatures& features,
-                       const QaEvalOptions& options, const std::function<void(std::size_t, std::size_t)>& progress = {}) {
+EvalResult evaluate_qa(Model& model, const data::SquadDataset& examples, const data::QaFeatures& features, const QaEvalOptions& options,
+                       const std::function<void(std::size_t, std::size_t)>& progress = {}) {
   dist::Communicator& comm = options.comm != nullptr ? *options.comm : dist::single_process();
   const QaLogits logits = predict_qa_logits(model, features, options.batch_size, progress, comm);
-  const data::QaPredictions predictions = data::postprocess_qa_predictions(
-      examples, features, logits.start, logits.end, logits.row_length, options.postprocess);
+  const data::QaPredictions predictions =
+      data::postprocess_qa_predictions(examples, features, logits.start, logits.end, logits.row_length, options.postprocess);
   if (!options.output_dir.empty() && comm.is_main()) predictions.write(options.output_dir, options.prefix);
   EvalResult result;
   result.samples = features.size();

@@ -29,9 +29,15 @@ namespace mpt::train {
 class EpochSampler {
  public:
   EpochSampler(std::size_t samples, std::size_t batch_size, bool drop_last, std::uint64_t seed, int rank = 0, int ranks = 1)
-      : samples_(samples), batch_size_(batch_size), drop_last_(drop_last), seed_(seed), rank_(rank), ranks_(ranks),
+      : samples_(samples),
+        batch_size_(batch_size),
+        drop_last_(drop_last),
+        seed_(seed),
+        rank_(rank),
+        ranks_(ranks),
         per_rank_(ranks > 0 ? (samples + static_cast<std::size_t>(ranks) - 1) / static_cast<std::size_t>(ranks) : 0),
-        order_(samples), shard_(per_rank_) {
+        order_(samples),
+        shard_(per_rank_) {
     if (batch_size == 0) throw_error("EpochSampler: the batch size must be at least 1");
     if (samples == 0) throw_error("EpochSampler: the training set is empty");
     if (ranks < 1 || rank < 0 || rank >= ranks) throw_error("EpochSampler: rank ", rank, " of ", ranks, " processes");
@@ -45,9 +51,7 @@ class EpochSampler {
   // Samples each rank sees per epoch (the permutation padded to a multiple of the ranks).
   std::size_t samples_per_rank() const noexcept { return per_rank_; }
   std::size_t batch_size() const noexcept { return batch_size_; }
-  std::size_t batches_per_epoch() const noexcept {
-    return drop_last_ ? per_rank_ / batch_size_ : (per_rank_ + batch_size_ - 1) / batch_size_;
-  }
+  std::size_t batches_per_epoch() const noexcept { return drop_last_ ? per_rank_ / batch_size_ : (per_rank_ + batch_size_ - 1) / batch_size_; }
 
   // Fisher-Yates over [0, n) with a SplitMix64 stream keyed by (seed, epoch), then this rank's shard.
   void start_epoch(std::int64_t epoch) {

@@ -37,7 +37,8 @@ class StopSignals {
   static void handle(int signal) noexcept {
     if (received_flag() == 0) received_flag() = signal;
   }
-  struct sigaction previous_int_ {}, previous_term_ {};
+  struct sigaction previous_int_ {
+  }, previous_term_{};
 };
 
 }  // namespace mpt::train

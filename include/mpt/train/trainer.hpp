@@ -84,8 +84,7 @@ concept TrainDataset = requires(const D& d, std::span<const std::size_t> indices
 
 // Loss scaling each precision policy gets unless told otherwise.
 template <PrecisionPolicy P>
-using default_scaler_t =
-    std::conditional_t<std::is_same_v<typename P::param_t, fp16>, optim::DynamicLossScaler, optim::NoLossScaling>;
+using default_scaler_t = std::conditional_t<std::is_same_v<typename P::param_t, fp16>, optim::DynamicLossScaler, optim::NoLossScaling>;
 
 // What an evaluation returns: its metrics (unprefixed: "exact_match", "f1"), and how
 // many samples and batches it ran.
@@ -99,13 +98,13 @@ struct TrainOutput {
   std::int64_t global_step = 0;
   double training_loss = 0.0;
   nlohmann::ordered_json metrics = nlohmann::ordered_json::object();  // train_runtime, ..., and the memory report
-  int stopped_by_signal = 0;  // SIGINT / SIGTERM when interrupted (a checkpoint was written first)
+  int stopped_by_signal = 0;                                          // SIGINT / SIGTERM when interrupted (a checkpoint was written first)
   std::optional<std::filesystem::path> interrupt_checkpoint;
 };
 
 // Bytes of what a run holds, as the Trainer reports it at the end.
 struct MemoryUse {
-  std::size_t parameters = 0;       // masters and compute copies
+  std::size_t parameters = 0;  // masters and compute copies
   std::size_t gradients = 0;
   std::size_t optimizer_state = 0;  // moments, split-master low halves
   std::size_t activations = 0;      // the model's arenas, when it reports them
@@ -132,7 +131,8 @@ inline std::optional<std::filesystem::path> detect_checkpoint(const TrainingArgu
     }
     const std::filesystem::path given = *args.resume_from_checkpoint;
     if (!std::filesystem::is_directory(given)) {
-      throw_error("--resume_from_checkpoint ", given, " is not a folder; pass a checkpoint-N folder, or true for the "
+      throw_error("--resume_from_checkpoint ", given,
+                  " is not a folder; pass a checkpoint-N folder, or true for the "
                   "last one in --output_dir");
     }
     return given;
@@ -142,7 +142,8 @@ inline std::optional<std::filesystem::path> detect_checkpoint(const TrainingArgu
   remove_stale_temporaries(out);
   if (auto last = last_checkpoint(out)) return last;
   if (!std::filesystem::is_empty(out, ec)) {
-    throw_error("Output directory (", out.string(), ") already exists and is not empty. Use --overwrite_output_dir to "
+    throw_error("Output directory (", out.string(),
+                ") already exists and is not empty. Use --overwrite_output_dir to "
                 "overcome.");
   }
   return std::nullopt;
@@ -162,10 +163,7 @@ class Trainer {
   // The model's weights must be loaded (from_pretrained or initialized) before:
   // the optimizer takes over the masters here.
   Trainer(Model& model, TrainingArguments args, Scaler scaler = Scaler())
-      : model_(model),
-        args_(std::move(args)),
-        optimizer_(model.parameters(), optimizer_options(args_)),
-        scaler_(std::move(scaler)) {
+      : model_(model), args_(std::move(args)), optimizer_(model.parameters(), optimizer_options(args_)), scaler_(std::move(scaler)) {
     args_.validate();
     callbacks_.push_back(std::make_unique<DefaultFlowCallback>());
     callbacks_.push_back(std::make_unique<ProgressCallback>());
@@ -213,9 +211,12 @@ class Trainer {
   // ---- training ----------------------------------------------------------------------
 
   // transformers' _inner_training_loop, top to bottom.
+  // (clang-format 14 would fold the requires clause into the declaration)
+  // clang-format off
   template <class Dataset>
     requires TrainDataset<Dataset, Model>
   TrainOutput train(const Dataset& dataset, std::optional<std::filesystem::path> resume = std::nullopt) {
+    // clang-format on
     // The plan: batches per epoch, optimizer updates, epochs. An epoch whose batch
     // count is not a multiple of gradient_accumulation_steps ends with a smaller group.
     const auto batch_size = static_cast<std::size_t>(args_.per_device_train_batch_size);
@@ -235,15 +236,13 @@ class Trainer {
     }
     if (max_steps < 1) throw_error("Trainer: --num_train_epochs ", args_.num_train_epochs, " makes no optimizer step");
     schedule_ = optim::LrSchedule::for_trainer(args_.lr_scheduler_type, args_.learning_rate,
-                                               optim::warmup_steps_for(args_.warmup_steps, args_.warmup_ratio, max_steps),
-                                               max_steps);
+                                               optim::warmup_steps_for(args_.warmup_steps, args_.warmup_ratio, max_steps), max_steps);
     state_ = TrainerState{};
     state_.max_steps = max_steps;
     state_.num_train_epochs = epochs;
     state_.train_batch_size = args_.per_device_train_batch_size;
     state_.logging_steps = resolve_steps(args_.logging_steps, max_steps);
-    if (args_.eval_strategy == IntervalStrategy::steps)
-      state_.eval_steps = resolve_steps(args_.eval_steps.value_or(args_.logging_steps), max_steps);
+    if (args_.eval_strategy == IntervalStrategy::steps) state_.eval_steps = resolve_steps(args_.eval_steps.value_or(args_.logging_steps), max_steps);
     state_.save_steps = resolve_steps(args_.save_steps, max_steps);
     forward_index_ = 0;
     loss_since_log_ = 0.0;
@@ -253,7 +252,8 @@ class Trainer {
     model_.parameters().zero_grad();
 
     if (args_.eval_strategy != IntervalStrategy::no && !evaluate_) {
-      throw_error("--eval_strategy ", strategy_name(args_.eval_strategy), " needs an evaluation: give a validation set "
+      throw_error("--eval_strategy ", strategy_name(args_.eval_strategy),
+                  " needs an evaluation: give a validation set "
                   "(--do_eval --validation_file) or set --eval_strategy no");
     }
     // Resume: weights, optimizer, scaler, schedule, counters and callbacks as they were.
@@ -292,8 +292,7 @@ class Trainer {
         for (std::size_t b = first_batch; b < first_batch + group; ++b) {
           const auto indices = sampler.batch(b);
           dataset.collate(indices, batch);
-          const double loss = model_.forward(batch.view(), {.training = true, .seed = args_.seed,
-                                                            .forward_index = forward_index_++}).loss;
+          const double loss = model_.forward(batch.view(), {.training = true, .seed = args_.seed, .forward_index = forward_index_++}).loss;
           // Each rank's gradients carry 1/ranks: their all-reduced sum is the average.
           const bool reduce = world > 1 && b + 1 == first_batch + group;
           if (reduce) buckets_begin();
@@ -314,15 +313,14 @@ class Trainer {
         const StepInfo info = optimizer_step(step_loss);
         if (verify_replicas_ && world > 1) verify_replicas();
         ++state_.global_step;
-        state_.epoch = static_cast<double>(epoch) +
-                       static_cast<double>(first_batch + group) / static_cast<double>(batches_per_epoch);
+        state_.epoch = static_cast<double>(epoch) + static_cast<double>(first_batch + group) / static_cast<double>(batches_per_epoch);
         loss_since_log_ += step_loss;
         event([&](TrainerCallback& c) { c.on_step_end(args_, state_, control_, info); });
         maybe_log_save_evaluate(info);
         if (stop_signal != 0) {
           output.stopped_by_signal = stop_signal;
-          output.interrupt_checkpoint = last_saved_step_ == state_.global_step ? checkpoint_folder(args_.output_dir, state_.global_step)
-                                                                               : save_checkpoint();
+          output.interrupt_checkpoint =
+              last_saved_step_ == state_.global_step ? checkpoint_folder(args_.output_dir, state_.global_step) : save_checkpoint();
           control_.should_training_stop = true;
           break;
         }
@@ -352,7 +350,7 @@ class Trainer {
 
     if (output.stopped_by_signal == 0 && args_.load_best_model_at_end && state_.best_model_checkpoint) {
       std::fprintf(out_, "Loading best model from %s (score: %s).\n", state_.best_model_checkpoint->c_str(),
-                  python_float(state_.best_metric.value_or(NAN)).c_str());
+                   python_float(state_.best_metric.value_or(NAN)).c_str());
       load_weights(*state_.best_model_checkpoint);
     }
     event([&](TrainerCallback& c) { c.on_train_end(args_, state_, control_); });
@@ -364,15 +362,15 @@ class Trainer {
     output.metrics["activations_bytes"] = mem.activations;
     output.metrics["peak_rss_bytes"] = mem.peak_rss;
     if (output.stopped_by_signal != 0) {
-      std::fprintf(out_, "Stopped by %s after step %lld; checkpoint %s. Resume with the same command (its last checkpoint is "
-                  "picked up) or --resume_from_checkpoint %s\n",
-                  output.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(state_.global_step),
-                  output.interrupt_checkpoint->c_str(), output.interrupt_checkpoint->c_str());
+      std::fprintf(out_,
+                   "Stopped by %s after step %lld; checkpoint %s. Resume with the same command (its last checkpoint is "
+                   "picked up) or --resume_from_checkpoint %s\n",
+                   output.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(state_.global_step),
+                   output.interrupt_checkpoint->c_str(), output.interrupt_checkpoint->c_str());
     } else {
       std::fprintf(out_, "memory: parameters %s, gradients %s, optimizer state %s, activations %s; peak RSS %s\n",
-                  human_bytes(mem.parameters).c_str(), human_bytes(mem.gradients).c_str(),
-                  human_bytes(mem.optimizer_state).c_str(), human_bytes(mem.activations).c_str(),
-                  human_bytes(mem.peak_rss).c_str());
+                   human_bytes(mem.parameters).c_str(), human_bytes(mem.gradients).c_str(), human_bytes(mem.optimizer_state).c_str(),
+                   human_bytes(mem.activations).c_str(), human_bytes(mem.peak_rss).c_str());
     }
     std::fflush(out_);
     return output;
@@ -440,9 +438,12 @@ class Trainer {
   static std::string human_bytes(std::size_t bytes) {
     char buf[32];
     const double b = static_cast<double>(bytes);
-    if (b >= 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.2f GiB", b / (1024.0 * 1024 * 1024));
-    else if (b >= 1024.0 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024.0 * 1024));
-    else std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+    if (b >= 1024.0 * 1024 * 1024)
+      std::snprintf(buf, sizeof buf, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    else if (b >= 1024.0 * 1024)
+      std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024.0 * 1024));
+    else
+      std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
     return buf;
   }
 
@@ -499,8 +500,10 @@ class Trainer {
     const auto all = comm_->allgather(std::to_string(crc));
     for (std::size_t r = 1; r < all.size(); ++r) {
       if (all[r] != all[0]) {
-        throw_error("--debug_ranks: after step ", state_.global_step, " rank ", r, " holds other weights than rank 0 "
-                    "(checksums ", all[r], " and ", all[0], "); the replicas diverged");
+        throw_error("--debug_ranks: after step ", state_.global_step, " rank ", r,
+                    " holds other weights than rank 0 "
+                    "(checksums ",
+                    all[r], " and ", all[0], "); the replicas diverged");
       }
     }
   }
@@ -516,19 +519,18 @@ class Trainer {
   void print_plan(std::size_t samples, std::size_t batches, std::int64_t updates, const std::optional<std::filesystem::path>& resume) {
     std::fprintf(out_, "***** Running training *****\n");
     std::fprintf(out_, "  Num examples = %zu\n  Num Epochs = %lld\n  Instantaneous batch size per device = %lld\n", samples,
-                static_cast<long long>(state_.num_train_epochs), static_cast<long long>(args_.per_device_train_batch_size));
-    std::fprintf(out_, "  Total train batch size (w. parallel, distributed & accumulation) = %lld (%d processes x %lld x %lld)\n"
-                "  Gradient Accumulation steps = %lld\n",
-                static_cast<long long>(comm_->size() * args_.per_device_train_batch_size * args_.gradient_accumulation_steps),
-                comm_->size(), static_cast<long long>(args_.per_device_train_batch_size),
-                static_cast<long long>(args_.gradient_accumulation_steps),
-                static_cast<long long>(args_.gradient_accumulation_steps));
-    std::fprintf(out_, "  Total optimization steps = %lld (%zu batches, %lld updates per epoch)\n",
-                static_cast<long long>(state_.max_steps), batches, static_cast<long long>(updates));
+                 static_cast<long long>(state_.num_train_epochs), static_cast<long long>(args_.per_device_train_batch_size));
+    std::fprintf(out_,
+                 "  Total train batch size (w. parallel, distributed & accumulation) = %lld (%d processes x %lld x %lld)\n"
+                 "  Gradient Accumulation steps = %lld\n",
+                 static_cast<long long>(comm_->size() * args_.per_device_train_batch_size * args_.gradient_accumulation_steps), comm_->size(),
+                 static_cast<long long>(args_.per_device_train_batch_size), static_cast<long long>(args_.gradient_accumulation_steps),
+                 static_cast<long long>(args_.gradient_accumulation_steps));
+    std::fprintf(out_, "  Total optimization steps = %lld (%zu batches, %lld updates per epoch)\n", static_cast<long long>(state_.max_steps), batches,
+                 static_cast<long long>(updates));
     std::fprintf(out_, "  Number of trainable parameters = %zu\n", model_.parameters().numel());
     if (resume) {
-      std::fprintf(out_, "  Continuing training from checkpoint %s, global step %lld\n", resume->c_str(),
-                  static_cast<long long>(state_.global_step));
+      std::fprintf(out_, "  Continuing training from checkpoint %s, global step %lld\n", resume->c_str(), static_cast<long long>(state_.global_step));
     }
     std::fflush(out_);
   }
@@ -542,16 +544,15 @@ class Trainer {
     StepInfo info;
     info.loss = step_loss;
     info.learning_rate = lr;
-    const optim::StepReport report =
-        optim::clip_and_step(optimizer_, scaler_, params.grad_flat(), lr, args_.max_grad_norm, scales_loss);
+    const optim::StepReport report = optim::clip_and_step(optimizer_, scaler_, params.grad_flat(), lr, args_.max_grad_norm, scales_loss);
     if (!scales_loss && (!report.applied || !std::isfinite(step_loss))) stop_on_non_finite(step_loss);
     info.grad_norm = report.grad_norm;
     info.applied = report.applied;
     info.loss_scale = report.loss_scale;
     if (!report.applied) {
       std::fprintf(out_, "step %lld skipped: inf/NaN gradients under loss scale %s; the scale is now %s (%lld skipped so far)\n",
-                  static_cast<long long>(state_.global_step + 1), python_float(scale_used).c_str(),
-                  python_float(report.loss_scale).c_str(), static_cast<long long>(report.skipped_steps));
+                   static_cast<long long>(state_.global_step + 1), python_float(scale_used).c_str(), python_float(report.loss_scale).c_str(),
+                   static_cast<long long>(report.skipped_steps));
     }
     params.zero_grad();
     last_info_ = info;
@@ -567,8 +568,8 @@ class Trainer {
       const auto* g = params.grad_flat().data() + e.offset;
       for (std::size_t i = 0; i < e.size(); ++i) {
         if (!std::isfinite(g[i])) {
-          throw_error("training stopped at step ", state_.global_step + 1, ":", loss, " the gradient of '", e.name,
-                      "' is ", g[i], " at element ", i, " (the first parameter with a non-finite gradient); no update "
+          throw_error("training stopped at step ", state_.global_step + 1, ":", loss, " the gradient of '", e.name, "' is ", g[i], " at element ", i,
+                      " (the first parameter with a non-finite gradient); no update "
                       "was applied. Lower --learning_rate or check the data, and resume from the last checkpoint");
         }
       }
@@ -605,8 +606,7 @@ class Trainer {
   bool update_best(const nlohmann::ordered_json& metrics) {
     const std::string key = args_.best_metric_key();
     if (!metrics.contains(key) || !metrics[key].is_number()) {
-      throw_error("--metric_for_best_model: the evaluation has no \"", key, "\" (it has ", metrics.dump(),
-                  "); name one of its metrics, e.g. f1");
+      throw_error("--metric_for_best_model: the evaluation has no \"", key, "\" (it has ", metrics.dump(), "); name one of its metrics, e.g. f1");
     }
     const double value = metrics[key].get<double>();
     const bool better = !state_.best_metric || (args_.best_is_greater() ? value > *state_.best_metric : value < *state_.best_metric);
@@ -660,13 +660,10 @@ class Trainer {
       detail::fault_point("optimizer written");
       write_trainer_state(dir / "trainer_state.json");
       io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
-      const nlohmann::ordered_json counters = {{"forward_index", forward_index_},
-                                               {"loss_since_log", loss_since_log_},
-                                               {"last_logged_step", last_logged_step_},
-                                               {"total_loss", total_loss_},
-                                               {"data_seed", args_.sampler_seed()},
-                                               {"seed", args_.seed},
-                                               {"world_size", comm_->size()}};
+      const nlohmann::ordered_json counters = {
+          {"forward_index", forward_index_}, {"loss_since_log", loss_since_log_}, {"last_logged_step", last_logged_step_},
+          {"total_loss", total_loss_},       {"data_seed", args_.sampler_seed()}, {"seed", args_.seed},
+          {"world_size", comm_->size()}};
       io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
       writer.commit();
       if (args_.save_total_limit) rotate_checkpoints(args_.output_dir, *args_.save_total_limit, state_.best_model_checkpoint);
@@ -740,7 +737,7 @@ class Trainer {
   std::uint32_t forward_index_ = 0;
   double loss_since_log_ = 0.0;  // sum of step losses since the last log entry
   std::int64_t last_logged_step_ = 0;
-  double total_loss_ = 0.0;      // sum of every logged step loss (train_loss)
+  double total_loss_ = 0.0;  // sum of every logged step loss (train_loss)
   std::int64_t last_saved_step_ = -1;
   StepInfo last_info_;
   mutable std::size_t non_embedding_ = 0;

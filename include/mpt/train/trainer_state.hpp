@@ -21,8 +21,8 @@
 namespace mpt::train {
 
 struct TrainerState {
-  double epoch = 0.0;             // fractional: epoch + (batch + 1) / batches per epoch
-  std::int64_t global_step = 0;   // optimizer steps taken (updates, skipped ones included)
+  double epoch = 0.0;            // fractional: epoch + (batch + 1) / batches per epoch
+  std::int64_t global_step = 0;  // optimizer steps taken (updates, skipped ones included)
   std::int64_t max_steps = 0;
   std::int64_t logging_steps = 500;
   std::int64_t eval_steps = 500;

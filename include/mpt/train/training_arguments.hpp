@@ -30,10 +30,14 @@ inline std::string_view strategy_name(IntervalStrategy s) noexcept {
 }
 inline std::string_view strategy_name(SaveStrategy s) noexcept {
   switch (s) {
-    case SaveStrategy::no: return "no";
-    case SaveStrategy::steps: return "steps";
-    case SaveStrategy::epoch: return "epoch";
-    case SaveStrategy::best: return "best";
+    case SaveStrategy::no:
+      return "no";
+    case SaveStrategy::steps:
+      return "steps";
+    case SaveStrategy::epoch:
+      return "epoch";
+    case SaveStrategy::best:
+      return "best";
   }
   return "?";
 }
@@ -90,7 +94,7 @@ struct TrainingArguments {
 
   // Randomness and resuming.
   std::uint64_t seed = 42;
-  std::optional<std::uint64_t> data_seed;  // unset: seed
+  std::optional<std::uint64_t> data_seed;             // unset: seed
   std::optional<std::string> resume_from_checkpoint;  // a folder, or "true": the last one in output_dir
 
   // Precision and device. mpt always runs its CPU kernels: use_cpu, no_cuda and
@@ -117,9 +121,7 @@ struct TrainingArguments {
   }
   std::uint64_t sampler_seed() const { return data_seed.value_or(seed); }
   // Whether checkpoints are compared on a metric (to keep the best, or load it at the end).
-  bool tracks_best() const {
-    return load_best_model_at_end || metric_for_best_model.has_value() || save_strategy == SaveStrategy::best;
-  }
+  bool tracks_best() const { return load_best_model_at_end || metric_for_best_model.has_value() || save_strategy == SaveStrategy::best; }
 
   // Checks values and combinations, as TrainingArguments.__post_init__ does.
   void validate() const {
@@ -156,20 +158,25 @@ struct TrainingArguments {
     if (bf16 && fp16) throw_error("--bf16 and --fp16 are both set; choose one precision");
     if (load_best_model_at_end || save_strategy == SaveStrategy::best) {
       if (eval_strategy == IntervalStrategy::no) {
-        throw_error("--load_best_model_at_end and --save_strategy best need evaluations: set --eval_strategy to steps or "
-                    "epoch (and --do_eval with a validation file)");
+        throw_error(
+            "--load_best_model_at_end and --save_strategy best need evaluations: set --eval_strategy to steps or "
+            "epoch (and --do_eval with a validation file)");
       }
     }
     if (load_best_model_at_end && save_strategy != SaveStrategy::best) {
       if (static_cast<int>(save_strategy) != static_cast<int>(eval_strategy)) {
-        throw_error("--load_best_model_at_end requires the save and eval strategy to match, but found\n- Evaluation "
-                    "strategy: ", strategy_name(eval_strategy), "\n- Save strategy: ", strategy_name(save_strategy));
+        throw_error(
+            "--load_best_model_at_end requires the save and eval strategy to match, but found\n- Evaluation "
+            "strategy: ",
+            strategy_name(eval_strategy), "\n- Save strategy: ", strategy_name(save_strategy));
       }
       if (eval_strategy == IntervalStrategy::steps) {
         const double e = eval_steps.value_or(logging_steps);
         if (save_steps < 1 || e < 1 ? save_steps != e : std::fmod(save_steps, e) != 0.0) {
-          throw_error("--load_best_model_at_end requires the saving steps to be a round multiple of the evaluation "
-                      "steps, but found ", save_steps, ", which is not a round multiple of ", e, ".");
+          throw_error(
+              "--load_best_model_at_end requires the saving steps to be a round multiple of the evaluation "
+              "steps, but found ",
+              save_steps, ", which is not a round multiple of ", e, ".");
         }
       }
     }
@@ -217,8 +224,7 @@ struct TrainingArguments {
     j["load_best_model_at_end"] = load_best_model_at_end;
     j["metric_for_best_model"] = metric_for_best_model ? nlohmann::ordered_json(*metric_for_best_model) : nlohmann::ordered_json(nullptr);
     j["greater_is_better"] = greater_is_better ? nlohmann::ordered_json(*greater_is_better) : nlohmann::ordered_json(nullptr);
-    j["resume_from_checkpoint"] =
-        resume_from_checkpoint ? nlohmann::ordered_json(*resume_from_checkpoint) : nlohmann::ordered_json(nullptr);
+    j["resume_from_checkpoint"] = resume_from_checkpoint ? nlohmann::ordered_json(*resume_from_checkpoint) : nlohmann::ordered_json(nullptr);
     j["report_to"] = report_to == "none" ? nlohmann::ordered_json::array() : nlohmann::ordered_json::array({report_to});
     j["use_ipex"] = use_ipex;
     j["disable_tqdm"] = disable_tqdm;

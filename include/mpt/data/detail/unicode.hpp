@@ -73,8 +73,8 @@ inline void check_utf8(std::string_view text, std::string_view what) {
   while (pos < text.size()) {
     const std::size_t at = pos;
     if (decode_utf8(text, pos) < 0) {
-      mpt::throw_error(what, ": invalid UTF-8 at byte ", at, " (byte value 0x", std::hex,
-                       static_cast<unsigned>(static_cast<unsigned char>(text[at])), ")");
+      mpt::throw_error(what, ": invalid UTF-8 at byte ", at, " (byte value 0x", std::hex, static_cast<unsigned>(static_cast<unsigned char>(text[at])),
+                       ")");
     }
   }
 }
@@ -106,22 +106,18 @@ inline std::string_view code_point_substr(std::string_view text, std::size_t beg
   return text.substr(b, rest);
 }
 
-inline utf8proc_category_t category(std::int32_t cp) {
-  return static_cast<utf8proc_category_t>(utf8proc_category(cp));
-}
+inline utf8proc_category_t category(std::int32_t cp) { return static_cast<utf8proc_category_t>(utf8proc_category(cp)); }
 
 // Rust char::is_whitespace (the Unicode White_Space property).
 inline bool is_unicode_white_space(std::int32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
-         cp == 0x205F || cp == 0x3000;
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+         cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 // Python str.isspace(): used by the SQuAD evaluation's split() and by lstrip().
 inline bool is_python_space(std::int32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
+         cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 // BertNormalizer: \t \n \r count as whitespace, not control.
@@ -146,9 +142,7 @@ inline bool is_bert_control(std::int32_t cp) {
 // BertPreTokenizer is_bert_punc: ASCII punctuation (33-47, 58-64, 91-96,
 // 123-126) or any Unicode P* category.
 inline bool is_bert_punctuation(std::int32_t cp) {
-  if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
-      (cp >= 123 && cp <= 126))
-    return true;
+  if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126)) return true;
   if (cp < 128) return false;
   switch (category(cp)) {
     case UTF8PROC_CATEGORY_PC:
@@ -167,10 +161,8 @@ inline bool is_bert_punctuation(std::int32_t cp) {
 // The CJK ranges of tokenizers' is_chinese_char. Note 0x2B920 (not 0x2B820
 // as in google-research/bert): we follow the fast tokenizer.
 inline bool is_chinese_char(std::int32_t cp) {
-  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
-         (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
-         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
-         (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) || (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) || (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
 }
 
 inline bool is_nonspacing_mark(std::int32_t cp) { return category(cp) == UTF8PROC_CATEGORY_MN; }
@@ -184,9 +176,8 @@ inline std::size_t decompose_nfd(std::int32_t cp, std::array<std::int32_t, 8>& o
     return 1;
   }
   int last_boundclass = 0;
-  const utf8proc_ssize_t n = utf8proc_decompose_char(
-      cp, reinterpret_cast<utf8proc_int32_t*>(out.data()), static_cast<utf8proc_ssize_t>(out.size()),
-      static_cast<utf8proc_option_t>(UTF8PROC_DECOMPOSE), &last_boundclass);
+  const utf8proc_ssize_t n = utf8proc_decompose_char(cp, reinterpret_cast<utf8proc_int32_t*>(out.data()), static_cast<utf8proc_ssize_t>(out.size()),
+                                                     static_cast<utf8proc_option_t>(UTF8PROC_DECOMPOSE), &last_boundclass);
   if (n <= 0 || static_cast<std::size_t>(n) > out.size()) {
     out[0] = cp;
     return 1;

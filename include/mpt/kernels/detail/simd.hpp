@@ -51,13 +51,11 @@
 namespace mpt::kernels::detail {
 
 // Coefficients of erf's two pieces, highest degree first (Horner).
-inline constexpr float erf_small_coefficients[] = {
-    8.534122715e-05f, -8.180781373e-04f, 5.204331625e-03f, -2.686070897e-02f,
-    1.128371889e-01f, -3.761263525e-01f, 1.128379167e+00f};
-inline constexpr float erf_large_coefficients[] = {
-    1.310721111e-06f,  -9.115103069e-07f, -1.861979161e-05f, 3.660426456e-05f, 6.331775316e-05f,
-    -3.373853189e-04f, 4.935169825e-04f,  2.932554082e-04f,  -3.066311448e-03f, 7.699653721e-03f,
-    -1.172715521e-02f, 1.199329491e-02f,  -8.166750358e-03f, 3.388569193e-03f,  9.993462026e-01f};
+inline constexpr float erf_small_coefficients[] = {8.534122715e-05f, -8.180781373e-04f, 5.204331625e-03f, -2.686070897e-02f,
+                                                   1.128371889e-01f, -3.761263525e-01f, 1.128379167e+00f};
+inline constexpr float erf_large_coefficients[] = {1.310721111e-06f,  -9.115103069e-07f, -1.861979161e-05f, 3.660426456e-05f,  6.331775316e-05f,
+                                                   -3.373853189e-04f, 4.935169825e-04f,  2.932554082e-04f,  -3.066311448e-03f, 7.699653721e-03f,
+                                                   -1.172715521e-02f, 1.199329491e-02f,  -8.166750358e-03f, 3.388569193e-03f,  9.993462026e-01f};
 inline constexpr float erf_split = 0.9f;
 inline constexpr float erf_center = 2.41f;
 inline constexpr float erf_saturation = 3.92f;
@@ -110,9 +108,7 @@ namespace avx512 {
 using vf = __m512;
 inline constexpr std::size_t lanes = 16;
 
-MPT_TARGET_AVX512 inline __mmask16 first_lanes(std::size_t n) noexcept {
-  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
-}
+MPT_TARGET_AVX512 inline __mmask16 first_lanes(std::size_t n) noexcept { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 MPT_TARGET_AVX512 inline vf set1(float x) noexcept { return _mm512_set1_ps(x); }
 MPT_TARGET_AVX512 inline vf zero() noexcept { return _mm512_setzero_ps(); }
 MPT_TARGET_AVX512 inline vf load(const float* p) noexcept { return _mm512_loadu_ps(p); }
@@ -138,8 +134,14 @@ MPT_TARGET_AVX512 inline void store(bf16* p, vf v, std::size_t n) noexcept {
 }
 // Stores v (the first n lanes) and returns what the store kept, as fp32:
 // v itself for float, v rounded to bf16 for bf16 (narrowed once, not twice).
-MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
-MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
+MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v) noexcept {
+  store(p, v);
+  return v;
+}
+MPT_TARGET_AVX512 inline vf store_kept(float* p, vf v, std::size_t n) noexcept {
+  store(p, v, n);
+  return v;
+}
 MPT_TARGET_AVX512 inline vf store_kept(bf16* p, vf v) noexcept {
   const __m512i kept = mpt::detail::narrow_lanes_avx512(_mm512_castps_si512(v));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(kept));
@@ -162,8 +164,8 @@ MPT_TARGET_AVX512 inline vf abs(vf v) noexcept { return _mm512_abs_ps(v); }
 // v with its sign flipped where s is negative (v xor the sign bit of s, one vpternlogd).
 MPT_TARGET_AVX512 inline vf times_sign_of(vf v, vf s) noexcept {
   constexpr int a_xor_b_and_c = 0x78;  // truth table of A ^ (B & C) on the operand masks 0xF0, 0xCC, 0xAA
-  return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(v), _mm512_castps_si512(s),
-                                                       _mm512_set1_epi32(int(0x80000000u)), a_xor_b_and_c));
+  return _mm512_castsi512_ps(
+      _mm512_ternarylogic_epi32(_mm512_castps_si512(v), _mm512_castps_si512(s), _mm512_set1_epi32(int(0x80000000u)), a_xor_b_and_c));
 }
 // Horizontal reductions in a fixed order (halving), written out because
 // _mm512_reduce_* trips GCC 12's -Wmaybe-uninitialized.
@@ -256,7 +258,8 @@ MPT_TARGET_AVX512 inline vf erf(vf x) noexcept {
 // Per vector: Terms permutes and Terms + 3 FMA-class instructions (on
 // different ports, so they overlap).
 template <std::size_t U, std::size_t Terms>
-MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const PiecewiseTable<32, Terms>& table, const vf (&a)[U], vf (&p)[U]) noexcept {
+MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const PiecewiseTable<32, Terms>& table, const vf (&a)[U],
+                                                                         vf (&p)[U]) noexcept {
   __m512i piece[U];
   vf t[U];
   for (std::size_t u = 0; u < U; ++u) {
@@ -279,13 +282,11 @@ MPT_TARGET_AVX512 __attribute__((always_inline)) inline void piecewise_n(const P
 // holding one take the exact emulation: the bits never differ.
 namespace avx512_bf16 {
 using avx512::abs;
-using avx512::exp_nonpositive;
-using avx512::times_sign_of;
 using avx512::erf;
-using avx512::piecewise_n;
 using avx512::erf_n;
 using avx512::exp;
 using avx512::exp_n;
+using avx512::exp_nonpositive;
 using avx512::first;
 using avx512::first_lanes;
 using avx512::fmadd;
@@ -294,7 +295,9 @@ using avx512::hsum;
 using avx512::lanes;
 using avx512::load;
 using avx512::max;
+using avx512::piecewise_n;
 using avx512::set1;
+using avx512::times_sign_of;
 using avx512::vf;
 using avx512::zero;
 
@@ -305,14 +308,16 @@ MPT_TARGET_AVX512_BF16 inline __m256i narrow(vf v) noexcept {
 }
 MPT_TARGET_AVX512_BF16 inline void store(float* p, vf v) noexcept { _mm512_storeu_ps(p, v); }
 MPT_TARGET_AVX512_BF16 inline void store(float* p, vf v, std::size_t n) noexcept { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
-MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v) noexcept {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow(v));
+MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v) noexcept { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow(v)); }
+MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v, std::size_t n) noexcept { _mm256_mask_storeu_epi16(p, first_lanes(n), narrow(v)); }
+MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v) noexcept {
+  store(p, v);
+  return v;
 }
-MPT_TARGET_AVX512_BF16 inline void store(bf16* p, vf v, std::size_t n) noexcept {
-  _mm256_mask_storeu_epi16(p, first_lanes(n), narrow(v));
+MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v, std::size_t n) noexcept {
+  store(p, v, n);
+  return v;
 }
-MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
-MPT_TARGET_AVX512_BF16 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
 MPT_TARGET_AVX512_BF16 inline vf store_kept(bf16* p, vf v) noexcept {
   const __m256i kept = narrow(v);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), kept);
@@ -323,9 +328,7 @@ MPT_TARGET_AVX512_BF16 inline vf store_kept(bf16* p, vf v, std::size_t n) noexce
   _mm256_mask_storeu_epi16(p, first_lanes(n), kept);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(kept), 16));
 }
-MPT_TARGET_AVX512_BF16 inline vf round_to_bf16(vf v) noexcept {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(narrow(v)), 16));
-}
+MPT_TARGET_AVX512_BF16 inline vf round_to_bf16(vf v) noexcept { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(narrow(v)), 16)); }
 }  // namespace avx512_bf16
 
 namespace avx2 {
@@ -360,8 +363,14 @@ MPT_TARGET_AVX2 inline void store(bf16* p, vf v, std::size_t n) noexcept {
   store(tmp, v);
   std::memcpy(p, tmp, (n < 8 ? n : 8) * sizeof(bf16));
 }
-MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v) noexcept { store(p, v); return v; }
-MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v, std::size_t n) noexcept { store(p, v, n); return v; }
+MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v) noexcept {
+  store(p, v);
+  return v;
+}
+MPT_TARGET_AVX2 inline vf store_kept(float* p, vf v, std::size_t n) noexcept {
+  store(p, v, n);
+  return v;
+}
 MPT_TARGET_AVX2 inline vf store_kept(bf16* p, vf v) noexcept {
   const __m256i kept = mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_packus_epi32(_mm256_castsi256_si128(kept), _mm256_extracti128_si256(kept, 1)));
@@ -374,9 +383,7 @@ MPT_TARGET_AVX2 inline vf store_kept(bf16* p, vf v, std::size_t n) noexcept {
 MPT_TARGET_AVX2 inline vf round_to_bf16(vf v) noexcept {
   return _mm256_castsi256_ps(_mm256_slli_epi32(mpt::detail::narrow_lanes_avx2(_mm256_castps_si256(v)), 16));
 }
-MPT_TARGET_AVX2 inline vf first(vf v, std::size_t n) noexcept {
-  return _mm256_and_ps(v, _mm256_castsi256_ps(first_lanes(n)));
-}
+MPT_TARGET_AVX2 inline vf first(vf v, std::size_t n) noexcept { return _mm256_and_ps(v, _mm256_castsi256_ps(first_lanes(n))); }
 MPT_TARGET_AVX2 inline vf fmadd(vf a, vf b, vf c) noexcept { return _mm256_fmadd_ps(a, b, c); }
 MPT_TARGET_AVX2 inline vf max(vf a, vf b) noexcept { return _mm256_max_ps(a, b); }
 MPT_TARGET_AVX2 inline vf abs(vf v) noexcept { return _mm256_andnot_ps(set1(-0.0f), v); }
@@ -478,14 +485,14 @@ MPT_TARGET_AVX2 __attribute__((always_inline)) inline void piecewise_n(const Pie
 // (std:: on the scalar path): what the accuracy tests measure.
 enum class VectorMath { exp, erf };
 #if MPT_X86
-#define MPT_VECTOR_MATH_ARRAY(TARGET, ISA)                                          \
-  namespace ISA {                                                                   \
+#define MPT_VECTOR_MATH_ARRAY(TARGET, ISA)                                               \
+  namespace ISA {                                                                        \
   TARGET inline void math_array(VectorMath f, const float* x, float* y, std::size_t n) { \
-    for (std::size_t i = 0; i < n; i += lanes) {                                    \
-      const vf v = load(x + i, n - i);                                              \
-      store(y + i, f == VectorMath::exp ? exp(v) : erf(v), n - i);                  \
-    }                                                                               \
-  }                                                                                 \
+    for (std::size_t i = 0; i < n; i += lanes) {                                         \
+      const vf v = load(x + i, n - i);                                                   \
+      store(y + i, f == VectorMath::exp ? exp(v) : erf(v), n - i);                       \
+    }                                                                                    \
+  }                                                                                      \
   }  // namespace ISA
 MPT_VECTOR_MATH_ARRAY(MPT_TARGET_AVX512, avx512)
 MPT_VECTOR_MATH_ARRAY(MPT_TARGET_AVX2, avx2)
@@ -516,8 +523,10 @@ inline Isa simd_isa_for() {
 // The value a store into T keeps, as float (identity unless T is bf16).
 template <class T>
 inline float keep_as(float x) noexcept {
-  if constexpr (std::is_same_v<T, bf16>) return mpt::round_to_bf16(x);
-  else return x;
+  if constexpr (std::is_same_v<T, bf16>)
+    return mpt::round_to_bf16(x);
+  else
+    return x;
 }
 
 // Asks the cache for `bytes` starting `ahead` bytes past p: the compute-heavy

@@ -24,11 +24,16 @@ enum class GemmKernel { scalar_fp32, scalar_fp64, avx2_fp32, avx512_fp32, avx512
 
 inline std::string_view gemm_kernel_name(GemmKernel k) noexcept {
   switch (k) {
-    case GemmKernel::scalar_fp32: return "scalar_fp32 (4x16)";
-    case GemmKernel::scalar_fp64: return "scalar_fp64 (4x8)";
-    case GemmKernel::avx2_fp32: return "avx2_fp32 (6x16 FMA)";
-    case GemmKernel::avx512_fp32: return "avx512_fp32 (12x32 FMA)";
-    case GemmKernel::avx512_bf16_dot: return "avx512_bf16_dot (12x32 vdpbf16ps)";
+    case GemmKernel::scalar_fp32:
+      return "scalar_fp32 (4x16)";
+    case GemmKernel::scalar_fp64:
+      return "scalar_fp64 (4x8)";
+    case GemmKernel::avx2_fp32:
+      return "avx2_fp32 (6x16 FMA)";
+    case GemmKernel::avx512_fp32:
+      return "avx512_fp32 (12x32 FMA)";
+    case GemmKernel::avx512_bf16_dot:
+      return "avx512_bf16_dot (12x32 vdpbf16ps)";
   }
   return "?";
 }
@@ -66,11 +71,15 @@ template <class Kernel>
 constexpr GemmKernel gemm_kernel_id() noexcept {
   if constexpr (std::is_same_v<Kernel, ScalarFp64Kernel>) return GemmKernel::scalar_fp64;
 #if MPT_X86
-  else if constexpr (std::is_same_v<Kernel, Avx512Bf16DotKernel>) return GemmKernel::avx512_bf16_dot;
-  else if constexpr (std::is_same_v<Kernel, Avx512FmaKernel>) return GemmKernel::avx512_fp32;
-  else if constexpr (std::is_same_v<Kernel, Avx2FmaKernel>) return GemmKernel::avx2_fp32;
+  else if constexpr (std::is_same_v<Kernel, Avx512Bf16DotKernel>)
+    return GemmKernel::avx512_bf16_dot;
+  else if constexpr (std::is_same_v<Kernel, Avx512FmaKernel>)
+    return GemmKernel::avx512_fp32;
+  else if constexpr (std::is_same_v<Kernel, Avx2FmaKernel>)
+    return GemmKernel::avx2_fp32;
 #endif
-  else return GemmKernel::scalar_fp32;
+  else
+    return GemmKernel::scalar_fp32;
 }
 
 }  // namespace detail

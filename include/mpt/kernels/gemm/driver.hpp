@@ -74,8 +74,7 @@ inline TaskGrid plan_tasks(Trans ta, std::size_t m, std::size_t n, std::size_t t
 }
 
 template <class Acc, class TC, class TE, class TR>
-inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0, std::size_t rows, std::size_t j0,
-                          std::size_t cols) noexcept {
+inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0, std::size_t rows, std::size_t j0, std::size_t cols) noexcept {
   for (std::size_t r = 0; r < rows; ++r) {
     const TC* c = e.c + (i0 + r) * e.ldc + j0;
     for (std::size_t j = 0; j < cols; j += 64 / sizeof(TC)) __builtin_prefetch(c + j, 1);
@@ -90,8 +89,7 @@ inline void prefetch_tile(const EpilogueArgs<Acc, TC, TE, TR>& e, std::size_t i0
 // beta 0 or 1, nothing fused): then C itself can carry running sums between k-blocks.
 template <class Acc, class TC, class TE, class TR>
 inline bool c_holds_running_sums(const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
-  return std::is_same_v<TC, Acc> && e.alpha == Acc(1) && (e.beta == Acc(0) || e.beta == Acc(1)) &&
-         !e.fused.fuses_anything();
+  return std::is_same_v<TC, Acc> && e.alpha == Acc(1) && (e.beta == Acc(0) || e.beta == Acc(1)) && !e.fused.fuses_anything();
 }
 
 template <class T>
@@ -127,8 +125,8 @@ class SpreadPrefetch {
 
 // The source of op(A)'s row panels [c0, c1) for columns [0, kc) of op(A), prefetched over `steps` calls.
 template <class Kernel, class TA>
-inline SpreadPrefetch chunk_source_prefetch(Trans ta, const TA* a, std::size_t lda, std::size_t m, std::size_t c0,
-                                            std::size_t c1, std::size_t kc, std::size_t steps) noexcept {
+inline SpreadPrefetch chunk_source_prefetch(Trans ta, const TA* a, std::size_t lda, std::size_t m, std::size_t c0, std::size_t c1, std::size_t kc,
+                                            std::size_t steps) noexcept {
   const std::size_t i0 = std::min(m, c0 * Kernel::mr), i1 = std::min(m, c1 * Kernel::mr);
   if (i0 >= i1) return {};
   if (ta == Trans::N) return {a + i0 * lda, i1 - i0, kc * sizeof(TA), lda * sizeof(TA), steps};
@@ -155,8 +153,7 @@ inline void add_packed_row_sums_reference(const typename Kernel::a_t* panel, std
 #if MPT_X86
 // The same sums for the 12-row AVX-512 panels, one lane per row (the same order per row).
 template <class AT>
-MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::size_t groups, std::size_t rows,
-                                                         float* sums) noexcept {
+MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::size_t groups, std::size_t rows, float* sums) noexcept {
   const __mmask16 m12 = 0x0FFF, live = static_cast<__mmask16>((1u << rows) - 1);
   __m512 s = _mm512_maskz_loadu_ps(live, sums);
   if constexpr (std::is_same_v<AT, bf16>) {  // k-pairs: low half of each 32-bit lane is the even k
@@ -175,8 +172,7 @@ MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::s
 #pragma GCC diagnostic pop
 
 template <class Kernel>
-inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows,
-                                typename Kernel::acc_t* sums) noexcept {
+inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, typename Kernel::acc_t* sums) noexcept {
 #if MPT_X86
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && std::is_same_v<typename Kernel::acc_t, float>) {
     return add_packed_row_sums_avx512(panel, groups, rows, sums);
@@ -189,15 +185,13 @@ inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t g
 // the operand types have one: the AVX-512 12 x 32 kernels with fp32 accumulators.
 template <class Kernel, class TC, class TE, class TR>
 inline constexpr bool has_register_store =
-    MPT_X86 && Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && Kernel::nr == 32 &&
-    std::is_same_v<typename Kernel::acc_t, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> &&
-    !std::is_same_v<TR, double>;
+    MPT_X86&& Kernel::isa >= Isa::avx512&& Kernel::mr == 12 && Kernel::nr == 32 && std::is_same_v<typename Kernel::acc_t, float> &&
+    !std::is_same_v<TC, double> && !std::is_same_v<TE, double> && !std::is_same_v<TR, double>;
 
 #if MPT_X86
 template <class Kernel, class TC, class TE, class TR>
 inline auto register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept {
-  if constexpr (Kernel::isa >= Isa::avx512_bf16 && std::is_same_v<typename Kernel::a_t, bf16> &&
-                std::is_same_v<TC, bf16>) {
+  if constexpr (Kernel::isa >= Isa::avx512_bf16 && std::is_same_v<typename Kernel::a_t, bf16> && std::is_same_v<TC, bf16>) {
     return RegisterStoreAvx512Bf16<TE, TR>(e, i0, j0);  // vcvtne2ps2bf16, in the bf16 kernel's target
   } else {
     return RegisterStoreAvx512<TC, TE, TR>(e, i0, j0);
@@ -205,8 +199,7 @@ inline auto register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t
 }
 // A bf16 C stored with vcvtne2ps2bf16 from the bf16 kernel's registers, nothing applied.
 template <class Kernel, class TC>
-inline constexpr bool plain_bf16_store =
-    Kernel::isa >= Isa::avx512_bf16 && std::is_same_v<typename Kernel::a_t, bf16> && std::is_same_v<TC, bf16>;
+inline constexpr bool plain_bf16_store = Kernel::isa >= Isa::avx512_bf16&& std::is_same_v<typename Kernel::a_t, bf16>&& std::is_same_v<TC, bf16>;
 #else
 template <class Kernel, class TC>
 inline constexpr bool plain_bf16_store = false;
@@ -216,8 +209,7 @@ void register_store(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, st
 
 // Computes the tiles of C in row panels [p0, p1) x column panels [q0, q1).
 template <class Kernel, class TA, class TC, class TE, class TR>
-inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0,
-                      std::size_t q1) {
+inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t p0, std::size_t p1, std::size_t q0, std::size_t q1) {
   using a_t = typename Kernel::a_t;
   using acc_t = typename Kernel::acc_t;
   constexpr std::size_t MR = Kernel::mr, NR = Kernel::nr, KG = Kernel::kg;
@@ -233,14 +225,12 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   // accumulators in registers store full tiles themselves (no fp32 tile, no second pass).
   constexpr bool registers_to_c = has_register_store<Kernel, TC, TE, TR>;
   const bool store_from_registers = registers_to_c && k_blocks == 1 && !c_direct;
-  const bool nothing_to_apply =
-      pr.store.alpha == acc_t(1) && pr.store.beta == acc_t(0) && !pr.store.fused.fuses_anything();
+  const bool nothing_to_apply = pr.store.alpha == acc_t(1) && pr.store.beta == acc_t(0) && !pr.store.fused.fuses_anything();
 
   // A read in place is prefetched a chunk ahead too when it is used by few column panels
   // and is too large to stay in cache between items (attention's P V and dscores K at
   // S = 384: +7-19%; at S = 128, or with many column panels, it only costs: -3%).
-  const bool prefetch_a_in_place =
-      a_in_place && q1 - q0 <= 4 && (p1 - p0) * MR * pr.k * sizeof(TA) > (std::size_t(128) << 10);
+  const bool prefetch_a_in_place = a_in_place && q1 - q0 <= 4 && (p1 - p0) * MR * pr.k * sizeof(TA) > (std::size_t(128) << 10);
   const std::size_t panels = p1 - p0;
   const std::size_t chunk_count = ceil_div(panels, chunk_panels_for<Kernel>(pr.ta));
   const std::size_t chunk_panels = ceil_div(panels, chunk_count);
@@ -281,14 +271,14 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
       }
       if (pr.a_row_sums && q0 == 0) {  // one task per row range adds (tasks splitting columns share rows)
         for (std::size_t p = c0; p < c1; ++p) {
-          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR),
-                                      pr.a_row_sums + p * MR);
+          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), pr.a_row_sums + p * MR);
         }
       }
       const bool last = blk + 1 == k_blocks;
       SpreadPrefetch next_chunk;
-      if (last && (pr.ta == Trans::T || prefetch_a_in_place)) next_chunk = chunk_source_prefetch<Kernel>(pr.ta, pr.a, pr.lda, pr.m, c1, std::min(p1, c1 + chunk_panels),
-                                                           layout.block_k(0), (q1 - q0) * (c1 - c0));
+      if (last && (pr.ta == Trans::T || prefetch_a_in_place))
+        next_chunk =
+            chunk_source_prefetch<Kernel>(pr.ta, pr.a, pr.lda, pr.m, c1, std::min(p1, c1 + chunk_panels), layout.block_k(0), (q1 - q0) * (c1 - c0));
       for (std::size_t q = q0; q < q1; ++q) {
         const typename Kernel::b_t* b_panel = pr.packed_b + layout.offset(blk, q);
         const std::size_t j0 = q * NR, nr_eff = std::min(NR, pr.n - j0);
@@ -326,8 +316,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             // alpha = 1, beta in {0, 1}, nothing fused, C in the accumulation type:
             // C itself holds the running sums, with no separate store pass.
             if constexpr (std::is_same_v<TC, acc_t>) {
-              Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, pr.store.c + i0 * pr.store.ldc + j0, pr.store.ldc,
-                          blk > 0 || pr.store.beta != 0);
+              Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, pr.store.c + i0 * pr.store.ldc + j0, pr.store.ldc, blk > 0 || pr.store.beta != 0);
             }
             continue;
           }
@@ -351,8 +340,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
               }
               Kernel::run(groups, ap.data, ap.rs, ap.cs, b_panel, acc, ld, blk > 0 || from_c);
               if (last) {
-                for (std::size_t r = 0; r < mr_eff; ++r)
-                  std::copy(acc + r * ld, acc + r * ld + nr_eff, pr.store.c + (i0 + r) * pr.store.ldc + j0);
+                for (std::size_t r = 0; r < mr_eff; ++r) std::copy(acc + r * ld, acc + r * ld + nr_eff, pr.store.c + (i0 + r) * pr.store.ldc + j0);
               }
               continue;
             }
@@ -369,18 +357,18 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
 
 // Packs all of op(B) for Kernel into out[PanelLayout{k, n}.size()], in parallel if asked.
 template <class Kernel, class TB>
-inline void pack_b(Trans tb, std::size_t k, std::size_t n, const TB* b, std::size_t ldb, typename Kernel::b_t* out,
-                   bool parallel) {
+inline void pack_b(Trans tb, std::size_t k, std::size_t n, const TB* b, std::size_t ldb, typename Kernel::b_t* out, bool parallel) {
   const PanelLayout<Kernel> layout{k, n};
   const std::size_t panels = layout.n_panels(), tasks = layout.k_blocks() * panels;
   auto body = [&](std::size_t t) {
     const std::size_t blk = t / panels, q = t % panels;
     const std::size_t j0 = q * Kernel::nr;
-    pack_b_panel<Kernel>(tb, b, ldb, blk * layout.kc, layout.block_k(blk), j0, std::min(Kernel::nr, n - j0),
-                         out + layout.offset(blk, q));
+    pack_b_panel<Kernel>(tb, b, ldb, blk * layout.kc, layout.block_k(blk), j0, std::min(Kernel::nr, n - j0), out + layout.offset(blk, q));
   };
-  if (parallel) parallel_for(tasks, body);
-  else for (std::size_t t = 0; t < tasks; ++t) body(t);
+  if (parallel)
+    parallel_for(tasks, body);
+  else
+    for (std::size_t t = 0; t < tasks; ++t) body(t);
 }
 
 // C = epilogue(alpha * op(A) * packed op(B) + beta * C), in parallel over output tiles if asked.
@@ -397,11 +385,13 @@ inline void run_gemm(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, bool paralle
   const TaskGrid grid = plan_tasks<Kernel>(pr.ta, pr.m, pr.n, parallel ? static_cast<std::size_t>(num_threads()) : 1);
   auto body = [&](std::size_t t) {
     const std::size_t r = t / grid.col_parts, c = t % grid.col_parts;
-    run_tiles(pr, part_begin(row_panels, grid.row_parts, r), part_begin(row_panels, grid.row_parts, r + 1),
-              part_begin(col_panels, grid.col_parts, c), part_begin(col_panels, grid.col_parts, c + 1));
+    run_tiles(pr, part_begin(row_panels, grid.row_parts, r), part_begin(row_panels, grid.row_parts, r + 1), part_begin(col_panels, grid.col_parts, c),
+              part_begin(col_panels, grid.col_parts, c + 1));
   };
-  if (parallel) parallel_for(grid.count(), body);
-  else for (std::size_t t = 0; t < grid.count(); ++t) body(t);
+  if (parallel)
+    parallel_for(grid.count(), body);
+  else
+    for (std::size_t t = 0; t < grid.count(); ++t) body(t);
 }
 
 }  // namespace mpt::kernels::detail

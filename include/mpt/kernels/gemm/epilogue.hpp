@@ -29,11 +29,10 @@
 namespace mpt::kernels::detail {
 
 // erf(x) coefficients, numerator odd powers x^1..x^13, denominator even powers x^0..x^8.
-inline constexpr float erf_num[7] = {-1.60960333262415e-02f, -2.95459980854025e-03f, -7.34990630326855e-04f,
-                                     -5.69250639462346e-05f, -2.10102402082508e-06f, 2.77068142495902e-08f,
-                                     -2.72614225801306e-10f};
-inline constexpr float erf_den[5] = {-1.42647390514189e-02f, -7.37332916720468e-03f, -1.68282697438203e-03f,
-                                     -2.13374055278905e-04f, -1.45660718464996e-05f};
+inline constexpr float erf_num[7] = {-1.60960333262415e-02f, -2.95459980854025e-03f, -7.34990630326855e-04f, -5.69250639462346e-05f,
+                                     -2.10102402082508e-06f, 2.77068142495902e-08f,  -2.72614225801306e-10f};
+inline constexpr float erf_den[5] = {-1.42647390514189e-02f, -7.37332916720468e-03f, -1.68282697438203e-03f, -2.13374055278905e-04f,
+                                     -1.45660718464996e-05f};
 inline constexpr float inv_sqrt2 = 0.70710678118654752440f;
 
 // Scalar reference of the vector erf below.
@@ -51,13 +50,17 @@ inline double gelu_erf(double v) noexcept { return 0.5 * v * (1.0 + std::erf(v *
 
 template <class T>
 inline auto load_as_acc(const T* p) noexcept {
-  if constexpr (std::is_same_v<T, double>) return *p;
-  else return to_float(*p);
+  if constexpr (std::is_same_v<T, double>)
+    return *p;
+  else
+    return to_float(*p);
 }
 template <class TC, class Acc>
 inline void store_from_acc(TC* p, Acc v) noexcept {
-  if constexpr (std::is_same_v<TC, bf16>) *p = to_bf16(static_cast<float>(v));
-  else *p = static_cast<TC>(v);
+  if constexpr (std::is_same_v<TC, bf16>)
+    *p = to_bf16(static_cast<float>(v));
+  else
+    *p = static_cast<TC>(v);
 }
 
 // What the store of one GEMM needs, resolved once per call.
@@ -71,8 +74,7 @@ struct EpilogueArgs {
 
 // Scalar reference: row segment of n accumulators -> C(i, j0 .. j0+n).
 template <class Acc, class TC, class TE, class TR>
-inline void epilogue_row_scalar(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0,
-                                const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+inline void epilogue_row_scalar(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0, const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
   TC* c = e.c + i * e.ldc + j0;
   for (std::size_t j = 0; j < n; ++j) {
     Acc v = e.alpha * acc[j];
@@ -139,8 +141,8 @@ struct TileEpilogueAvx512 {
   __mmask16 m0, m1;
   __m512 alpha, beta, bias0, bias1;
 
-  MPT_TARGET_AVX512 TileEpilogueAvx512(const EpilogueArgs<float, TC, TE, TR>& args, const float* a, std::size_t lda,
-                                       std::size_t i, std::size_t j, std::size_t cols) noexcept
+  MPT_TARGET_AVX512 TileEpilogueAvx512(const EpilogueArgs<float, TC, TE, TR>& args, const float* a, std::size_t lda, std::size_t i, std::size_t j,
+                                       std::size_t cols) noexcept
       : e(args), acc(a), ld(lda), i0(i), j0(j) {
     m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
     m1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1u) : __mmask16(0);
@@ -150,15 +152,13 @@ struct TileEpilogueAvx512 {
     bias1 = e.fused.bias ? load_lanes_avx512(e.fused.bias + j0 + 16, m1) : _mm512_setzero_ps();
   }
   TC* c_row(std::size_t r) const noexcept { return e.c + (i0 + r) * e.ldc + j0; }
-  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void values(std::size_t r, __m512& v0,
-                                                                        __m512& v1) const noexcept {
+  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void values(std::size_t r, __m512& v0, __m512& v1) const noexcept {
     v0 = _mm512_loadu_ps(acc + r * ld);
     v1 = _mm512_loadu_ps(acc + r * ld + 16);
     apply(r, v0, v1);
   }
   // Row r's 32 accumulators (in registers) -> its 32 values before the conversion.
-  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void apply(std::size_t r, __m512& v0,
-                                                                       __m512& v1) const noexcept {
+  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void apply(std::size_t r, __m512& v0, __m512& v1) const noexcept {
     TC* c = c_row(r);
     v0 = _mm512_mul_ps(alpha, v0);
     v1 = _mm512_mul_ps(alpha, v1);
@@ -189,9 +189,8 @@ struct TileEpilogueAvx512 {
 
 // A whole tile (rows x cols <= 32 columns) of accumulators at acc[r * ld + j].
 template <class TC, class TE, class TR>
-MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows,
-                                                   std::size_t j0, std::size_t cols,
-                                                   const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
+MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows, std::size_t j0,
+                                                   std::size_t cols, const EpilogueArgs<float, TC, TE, TR>& e) noexcept {
   const TileEpilogueAvx512<TC, TE, TR> tile(e, acc, ld, i0, j0, cols);
   for (std::size_t r = 0; r < rows; ++r) {
     __m512 v0, v1;
@@ -202,13 +201,13 @@ MPT_TARGET_AVX512 inline void epilogue_tile_avx512(const float* acc, std::size_t
 
 // 32 values into a bf16 row (lanes in mask): vcvtne2ps2bf16 unless a value is an fp32
 // subnormal (which the instruction flushes), then the exact narrowing of narrow_lanes_avx512.
-MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void store_row_bf16_avx512bf16(bf16* c, __m512 v0,
-                                                                                          __m512 v1,
-                                                                                          __mmask32 mask) noexcept {
+MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void store_row_bf16_avx512bf16(bf16* c, __m512 v0, __m512 v1, __mmask32 mask) noexcept {
   if ((_mm512_fpclass_ps_mask(v0, 0x20) | _mm512_fpclass_ps_mask(v1, 0x20)) == 0) {  // 0x20: denormal
     const __m512i packed = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
-    if (mask == ~__mmask32(0)) _mm512_storeu_si512(c, packed);
-    else _mm512_mask_storeu_epi16(c, mask, packed);
+    if (mask == ~__mmask32(0))
+      _mm512_storeu_si512(c, packed);
+    else
+      _mm512_mask_storeu_epi16(c, mask, packed);
   } else {
     store_lanes_avx512(c, v0, static_cast<__mmask16>(mask));
     store_lanes_avx512(c + 16, v1, static_cast<__mmask16>(mask >> 16));
@@ -220,9 +219,8 @@ MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void store_row_bf16
 // per 16 values, which matters when k is short, as in attention's k = 64). The instruction
 // flushes fp32 subnormals, so a row holding one takes the exact path of narrow_lanes_avx512.
 template <class TE, class TR>
-MPT_TARGET_AVX512_BF16 inline void epilogue_tile_avx512_bf16(const float* acc, std::size_t ld, std::size_t i0,
-                                                             std::size_t rows, std::size_t j0, std::size_t cols,
-                                                             const EpilogueArgs<float, bf16, TE, TR>& e) noexcept {
+MPT_TARGET_AVX512_BF16 inline void epilogue_tile_avx512_bf16(const float* acc, std::size_t ld, std::size_t i0, std::size_t rows, std::size_t j0,
+                                                             std::size_t cols, const EpilogueArgs<float, bf16, TE, TR>& e) noexcept {
   const TileEpilogueAvx512<bf16, TE, TR> tile(e, acc, ld, i0, j0, cols);
   const __mmask32 mask = cols >= 32 ? ~__mmask32(0) : __mmask32((std::uint64_t(1) << cols) - 1u);
   for (std::size_t r = 0; r < rows; ++r) {
@@ -241,8 +239,7 @@ struct RegisterStoreAvx512 {  // fp32 C, or bf16 C narrowed without AVX512_BF16
   TileEpilogueAvx512<TC, TE, TR> tile;
   MPT_TARGET_AVX512 RegisterStoreAvx512(const EpilogueArgs<float, TC, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept
       : tile(e, nullptr, 0, i0, j0, 32) {}
-  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
-                                                                            __m512 v1) const noexcept {
+  MPT_TARGET_AVX512 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0, __m512 v1) const noexcept {
     tile.apply(r, v0, v1);
     tile.store(r, v0, v1);
   }
@@ -252,8 +249,7 @@ struct RegisterStoreAvx512 {  // fp32 C, or bf16 C narrowed without AVX512_BF16
 struct RegisterStorePlainBf16 {
   bf16* c;  // the tile's first element
   std::size_t ldc;
-  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
-                                                                                 __m512 v1) const noexcept {
+  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0, __m512 v1) const noexcept {
     store_row_bf16_avx512bf16(c + r * ldc, v0, v1, ~__mmask32(0));
   }
 };
@@ -261,11 +257,9 @@ struct RegisterStorePlainBf16 {
 template <class TE, class TR>
 struct RegisterStoreAvx512Bf16 {  // bf16 C with vcvtne2ps2bf16
   TileEpilogueAvx512<bf16, TE, TR> tile;
-  MPT_TARGET_AVX512 RegisterStoreAvx512Bf16(const EpilogueArgs<float, bf16, TE, TR>& e, std::size_t i0,
-                                            std::size_t j0) noexcept
+  MPT_TARGET_AVX512 RegisterStoreAvx512Bf16(const EpilogueArgs<float, bf16, TE, TR>& e, std::size_t i0, std::size_t j0) noexcept
       : tile(e, nullptr, 0, i0, j0, 32) {}
-  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0,
-                                                                                 __m512 v1) const noexcept {
+  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void operator()(std::size_t r, __m512 v0, __m512 v1) const noexcept {
     tile.apply(r, v0, v1);
     store_row_bf16_avx512bf16(tile.c_row(r), v0, v1, ~__mmask32(0));
   }
@@ -340,13 +334,13 @@ MPT_TARGET_AVX2 inline void epilogue_row_avx2(const float* acc, std::size_t n, s
 
 // One row segment of the store, on the given instruction set.
 template <Isa isa, class Acc, class TC, class TE, class TR>
-inline void epilogue_row(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0,
-                         const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+inline void epilogue_row(const Acc* acc, std::size_t n, std::size_t i, std::size_t j0, const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
 #if MPT_X86
-  if constexpr (std::is_same_v<Acc, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> &&
-                !std::is_same_v<TR, double>) {
-    if constexpr (isa >= Isa::avx512) return epilogue_row_avx512(acc, n, i, j0, e);
-    else if constexpr (isa == Isa::avx2) return epilogue_row_avx2(acc, n, i, j0, e);
+  if constexpr (std::is_same_v<Acc, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> && !std::is_same_v<TR, double>) {
+    if constexpr (isa >= Isa::avx512)
+      return epilogue_row_avx512(acc, n, i, j0, e);
+    else if constexpr (isa == Isa::avx2)
+      return epilogue_row_avx2(acc, n, i, j0, e);
   }
 #endif
   epilogue_row_scalar(acc, n, i, j0, e);
@@ -354,11 +348,11 @@ inline void epilogue_row(const Acc* acc, std::size_t n, std::size_t i, std::size
 
 // A tile of the store: rows x cols accumulators at acc[r * ld + j] -> C(i0 + r, j0 + j).
 template <Isa isa, class Acc, class TC, class TE, class TR>
-inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::size_t rows, std::size_t j0,
-                          std::size_t cols, const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
+inline void epilogue_tile(const Acc* acc, std::size_t ld, std::size_t i0, std::size_t rows, std::size_t j0, std::size_t cols,
+                          const EpilogueArgs<Acc, TC, TE, TR>& e) noexcept {
 #if MPT_X86
-  if constexpr (isa >= Isa::avx512 && std::is_same_v<Acc, float> && !std::is_same_v<TC, double> &&
-                !std::is_same_v<TE, double> && !std::is_same_v<TR, double>) {
+  if constexpr (isa >= Isa::avx512 && std::is_same_v<Acc, float> && !std::is_same_v<TC, double> && !std::is_same_v<TE, double> &&
+                !std::is_same_v<TR, double>) {
     if constexpr (isa >= Isa::avx512_bf16 && std::is_same_v<TC, bf16>) {
       if (cols <= 32) return epilogue_tile_avx512_bf16(acc, ld, i0, rows, j0, cols, e);
     }

@@ -24,8 +24,8 @@ struct Avx2FmaKernel {
   static constexpr std::size_t mc = 96;   // A block 96 KiB in L2
   static constexpr Isa isa = Isa::avx2;
 
-  MPT_TARGET_AVX2 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,
-                                  const float* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+  MPT_TARGET_AVX2 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a, const float* b, float* c, std::size_t ldc,
+                                  bool accumulate) noexcept {
     __m256 acc[6][2];
 #pragma GCC unroll 6
     for (std::size_t i = 0; i < 6; ++i) {

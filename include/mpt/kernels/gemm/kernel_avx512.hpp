@@ -22,17 +22,16 @@ namespace mpt::kernels::detail {
 #if MPT_X86
 // The 12 x 32 fp32 accumulators both AVX-512 kernels keep in 24 zmm registers:
 // zero or C's values to start, C's rows to end.
-MPT_TARGET_AVX512 __attribute__((always_inline)) inline void start_accumulators_12x32(__m512 (&acc)[12][2],
-                                                                                    const float* c, std::size_t ldc,
-                                                                                    bool from_c) noexcept {
+MPT_TARGET_AVX512 __attribute__((always_inline)) inline void start_accumulators_12x32(__m512 (&acc)[12][2], const float* c, std::size_t ldc,
+                                                                                      bool from_c) noexcept {
 #pragma GCC unroll 12
   for (std::size_t i = 0; i < 12; ++i) {
     acc[i][0] = from_c ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
     acc[i][1] = from_c ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
   }
 }
-MPT_TARGET_AVX512 __attribute__((always_inline)) inline void store_accumulators_12x32(const __m512 (&acc)[12][2],
-                                                                                    float* c, std::size_t ldc) noexcept {
+MPT_TARGET_AVX512 __attribute__((always_inline)) inline void store_accumulators_12x32(const __m512 (&acc)[12][2], float* c,
+                                                                                      std::size_t ldc) noexcept {
 #pragma GCC unroll 12
   for (std::size_t i = 0; i < 12; ++i) {
     _mm512_storeu_ps(c + i * ldc, acc[i][0]);
@@ -52,10 +51,8 @@ struct Avx512FmaKernel {
 
   // acc[i][h] += sum over k of A(i, k) * B(k, 16h .. 16h+15): the loop both stores below
   // share (inlined, so the accumulators stay in registers).
-  MPT_TARGET_AVX512 __attribute__((always_inline)) static inline void accumulate(std::size_t k_groups, const float* a,
-                                                                                 std::size_t rs_a, std::size_t cs_a,
-                                                                                 const float* b,
-                                                                                 __m512 (&acc)[12][2]) noexcept {
+  MPT_TARGET_AVX512 __attribute__((always_inline)) static inline void accumulate(std::size_t k_groups, const float* a, std::size_t rs_a,
+                                                                                 std::size_t cs_a, const float* b, __m512 (&acc)[12][2]) noexcept {
     for (std::size_t k = 0; k < k_groups; ++k, a += cs_a, b += 32) {
       const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
@@ -67,8 +64,8 @@ struct Avx512FmaKernel {
     }
   }
 
-  MPT_TARGET_AVX512 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,
-                                    const float* b, float* c, std::size_t ldc, bool accumulate_into_c) noexcept {
+  MPT_TARGET_AVX512 static void run(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a, const float* b, float* c,
+                                    std::size_t ldc, bool accumulate_into_c) noexcept {
     __m512 acc[12][2];
     start_accumulators_12x32(acc, c, ldc, accumulate_into_c);
     accumulate(k_groups, a, rs_a, cs_a, b, acc);
@@ -78,8 +75,8 @@ struct Avx512FmaKernel {
   // C = store(A B) from the registers: store(i, row i's two accumulator vectors) applies
   // the epilogue and writes row i (see RegisterStoreAvx512 in epilogue.hpp).
   template <class Store>
-  MPT_TARGET_AVX512 static void run_store(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a,
-                                          const float* b, const Store& store) noexcept {
+  MPT_TARGET_AVX512 static void run_store(std::size_t k_groups, const float* a, std::size_t rs_a, std::size_t cs_a, const float* b,
+                                          const Store& store) noexcept {
     __m512 acc[12][2];
     start_accumulators_12x32(acc, nullptr, 0, false);
     accumulate(k_groups, a, rs_a, cs_a, b, acc);

@@ -27,8 +27,8 @@ namespace mpt::kernels::detail {
 
 // The scalar meaning of one vdpbf16ps lane: acc += a_odd * b_odd, then += a_even * b_even
 // (the products are exact in fp32; only the sums round).
-inline void bf16_dot_reference(std::size_t mr, std::size_t nr, std::size_t k_groups, const bf16* a, std::size_t rs_a,
-                               std::size_t cs_a, const bf16* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+inline void bf16_dot_reference(std::size_t mr, std::size_t nr, std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b,
+                               float* c, std::size_t ldc, bool accumulate) noexcept {
   for (std::size_t i = 0; i < mr; ++i) {
     for (std::size_t j = 0; j < nr; ++j) {
       float acc = accumulate ? c[i * ldc + j] : 0.0f;
@@ -56,9 +56,9 @@ struct Avx512Bf16DotKernel {
 
   // acc[i][h] += sum over k-pairs of A pair (i, g) . B pairs (g, 16h .. 16h+15): the loop
   // both stores below share (inlined, so the accumulators stay in registers).
-  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) static inline void accumulate_pairs(
-      std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b,
-      __m512 (&acc)[12][2]) noexcept {
+  MPT_TARGET_AVX512_BF16 __attribute__((always_inline)) static inline void accumulate_pairs(std::size_t k_groups, const bf16* a, std::size_t rs_a,
+                                                                                            std::size_t cs_a, const bf16* b,
+                                                                                            __m512 (&acc)[12][2]) noexcept {
     for (std::size_t g = 0; g < k_groups; ++g, a += cs_a, b += 64) {
       const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
 #pragma GCC unroll 12
@@ -72,8 +72,8 @@ struct Avx512Bf16DotKernel {
     }
   }
 
-  MPT_TARGET_AVX512_BF16 static void run(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a,
-                                         const bf16* b, float* c, std::size_t ldc, bool accumulate) noexcept {
+  MPT_TARGET_AVX512_BF16 static void run(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b, float* c,
+                                         std::size_t ldc, bool accumulate) noexcept {
     __m512 acc[12][2];
     start_accumulators_12x32(acc, c, ldc, accumulate);
     accumulate_pairs(k_groups, a, rs_a, cs_a, b, acc);
@@ -85,8 +85,8 @@ struct Avx512Bf16DotKernel {
   // epilogue.hpp), without an fp32 tile and a second pass: with attention's k = 64 that
   // pass was ~12% of the time, with a linear layer's bias at k = 768 5-7%.
   template <class Store>
-  MPT_TARGET_AVX512_BF16 static void run_store(std::size_t k_groups, const bf16* a, std::size_t rs_a,
-                                               std::size_t cs_a, const bf16* b, const Store& store) noexcept {
+  MPT_TARGET_AVX512_BF16 static void run_store(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b,
+                                               const Store& store) noexcept {
     __m512 acc[12][2];
     start_accumulators_12x32(acc, nullptr, 0, false);
     accumulate_pairs(k_groups, a, rs_a, cs_a, b, acc);

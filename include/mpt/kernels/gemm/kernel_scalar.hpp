@@ -23,8 +23,8 @@ struct ScalarKernel {
   static constexpr std::size_t mc = 16 * MR;
   static constexpr Isa isa = Isa::scalar;
 
-  static void run(std::size_t k_groups, const a_t* a, std::size_t rs_a, std::size_t cs_a, const b_t* b, acc_t* c,
-                  std::size_t ldc, bool accumulate) noexcept {
+  static void run(std::size_t k_groups, const a_t* a, std::size_t rs_a, std::size_t cs_a, const b_t* b, acc_t* c, std::size_t ldc,
+                  bool accumulate) noexcept {
     acc_t acc[MR][NR];
     for (std::size_t i = 0; i < MR; ++i)
       for (std::size_t j = 0; j < NR; ++j) acc[i][j] = accumulate ? c[i * ldc + j] : acc_t(0);

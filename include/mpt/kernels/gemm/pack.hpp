@@ -3,9 +3,9 @@
 // with aligned loads, op(A) into row panels when it cannot be read in place.
 //
 //   PanelLayout<Kernel>        where panel (k-block, column panel) of packed op(B) starts
-//   pack_b_panel<Kernel>(...)  one panel (SIMD where written, else the _reference): b[(g * NR + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j), zero-padded
-//   pack_a_chunk<Kernel>(...)  consecutive row panels at once (k outermost for A^T)
-//   pack_a_panel<Kernel>(...)  one panel (likewise): a[(g * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
+//   pack_b_panel<Kernel>(...)  one panel (SIMD where written, else the _reference): b[(g * NR + j) * KG + u] = op(B)(k0 + g*KG + u, j0 + j),
+//   zero-padded pack_a_chunk<Kernel>(...)  consecutive row panels at once (k outermost for A^T) pack_a_panel<Kernel>(...)  one panel (likewise): a[(g
+//   * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
 // KG is the number of consecutive k per 32-bit lane (2 for vdpbf16ps pairs, else 1).
 // Conversions (bf16 -> fp32 widening, fp32 -> fp64) happen here and are exact.
 
@@ -21,9 +21,12 @@ namespace mpt::kernels::detail {
 
 template <class To, class From>
 inline To convert_element(From x) noexcept {
-  if constexpr (std::is_same_v<To, From>) return x;
-  else if constexpr (std::is_same_v<From, bf16>) return static_cast<To>(to_float(x));
-  else return static_cast<To>(x);
+  if constexpr (std::is_same_v<To, From>)
+    return x;
+  else if constexpr (std::is_same_v<From, bf16>)
+    return static_cast<To>(to_float(x));
+  else
+    return static_cast<To>(x);
 }
 
 inline constexpr std::size_t ceil_div(std::size_t a, std::size_t b) noexcept { return (a + b - 1) / b; }
@@ -67,8 +70,8 @@ struct PanelLayout {
 };
 
 template <class Kernel, class TB>
-inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
-                         std::size_t nr_eff, typename Kernel::b_t* out) noexcept {
+inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nr_eff,
+                                   typename Kernel::b_t* out) noexcept {
   using b_t = typename Kernel::b_t;
   constexpr std::size_t NR = Kernel::nr, KG = Kernel::kg;
   const std::size_t groups = ceil_div(kc, KG);
@@ -89,8 +92,8 @@ inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::
 }
 
 template <class Kernel, class TA>
-inline void pack_a_panel_reference(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
-                         std::size_t kc, typename Kernel::a_t* out) noexcept {
+inline void pack_a_panel_reference(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0, std::size_t kc,
+                                   typename Kernel::a_t* out) noexcept {
   using a_t = typename Kernel::a_t;
   constexpr std::size_t MR = Kernel::mr, KG = Kernel::kg;
   const std::size_t groups = ceil_div(kc, KG);
@@ -111,8 +114,8 @@ inline void pack_a_panel_reference(Trans ta, const TA* a, std::size_t lda, std::
 }
 
 template <class Kernel, class TB>
-inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
-                         std::size_t nr_eff, typename Kernel::b_t* out) noexcept {
+inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nr_eff,
+                         typename Kernel::b_t* out) noexcept {
 #if MPT_X86
   using b_t = typename Kernel::b_t;
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::nr == 32 && !std::is_same_v<TB, double>) {
@@ -129,8 +132,8 @@ inline void pack_b_panel(Trans tb, const TB* b, std::size_t ldb, std::size_t k0,
 }
 
 template <class Kernel, class TA>
-inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
-                         std::size_t kc, typename Kernel::a_t* out) noexcept {
+inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0, std::size_t kc,
+                         typename Kernel::a_t* out) noexcept {
 #if MPT_X86
   using a_t = typename Kernel::a_t;
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double>) {
@@ -149,8 +152,8 @@ inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
 // Row panels [i0, i0 + rows) of op(A) (rows beyond the matrix already excluded),
 // panel q at out + q * panel_stride.
 template <class Kernel, class TA>
-inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0,
-                         std::size_t kc, typename Kernel::a_t* out, std::size_t panel_stride) noexcept {
+inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
+                         typename Kernel::a_t* out, std::size_t panel_stride) noexcept {
 #if MPT_X86
   using a_t = typename Kernel::a_t;
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double> &&
@@ -159,8 +162,7 @@ inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
   }
 #endif
   for (std::size_t q = 0; q * Kernel::mr < rows; ++q) {
-    pack_a_panel<Kernel>(ta, a, lda, i0 + q * Kernel::mr, std::min(Kernel::mr, rows - q * Kernel::mr), k0, kc,
-                         out + q * panel_stride);
+    pack_a_panel<Kernel>(ta, a, lda, i0 + q * Kernel::mr, std::min(Kernel::mr, rows - q * Kernel::mr), k0, kc, out + q * panel_stride);
   }
 }
 

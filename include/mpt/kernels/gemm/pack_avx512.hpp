@@ -32,9 +32,7 @@ namespace mpt::kernels::detail {
 
 #if MPT_X86
 inline __mmask16 lanes16(std::size_t n) noexcept { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
-inline __mmask32 lanes32(std::size_t n) noexcept {
-  return n >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((std::uint32_t(1) << n) - 1u);
-}
+inline __mmask32 lanes32(std::size_t n) noexcept { return n >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((std::uint32_t(1) << n) - 1u); }
 
 // vpermt2w indices that interleave two rows of 32 bf16 into k-pairs:
 // lanes 0..15 of the pairs (low) and 16..31 (high).
@@ -54,8 +52,8 @@ MPT_TARGET_AVX512 inline void interleave_pairs(__m512i r0, __m512i r1, __m512i& 
 
 // 32-bit words at base + lane * stride_bytes for the lanes in m (others zero).
 MPT_TARGET_AVX512 inline __m512i gather_words(const void* base, std::size_t stride_bytes, __mmask16 m) noexcept {
-  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                         _mm512_set1_epi32(static_cast<int>(stride_bytes)));
+  const __m512i idx =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(static_cast<int>(stride_bytes)));
   return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base, 1);
 }
 // Word-gathers need 16 row offsets in int32 bytes.
@@ -91,9 +89,8 @@ MPT_TARGET_AVX512 inline void transpose_16x16_words(__m512i r[16]) noexcept {
 // word (w, j) = 32-bit word w of row j0 + j, from `words` words per row starting at
 // `row0` (bytes per row `ld_bytes`); out[w * 32 + j]. Word = one fp32 or one bf16 pair.
 // `elems_left`/`elem_bytes` bound the loads so nothing past the block is read.
-MPT_TARGET_AVX512 inline void pack_words_transposed(const std::byte* row0, std::size_t ld_bytes, std::size_t nr_eff,
-                                                    std::size_t words, std::size_t elems, std::size_t elem_bytes,
-                                                    std::uint32_t* out) noexcept {
+MPT_TARGET_AVX512 inline void pack_words_transposed(const std::byte* row0, std::size_t ld_bytes, std::size_t nr_eff, std::size_t words,
+                                                    std::size_t elems, std::size_t elem_bytes, std::uint32_t* out) noexcept {
   const std::size_t elems_per_word = 4 / elem_bytes;
   // The loads below walk 32 rows side by side, which no hardware prefetcher follows
   // from memory (a cold W^T packed at 6-8 GB/s). The next panel's 32 rows (the next
@@ -115,9 +112,12 @@ MPT_TARGET_AVX512 inline void pack_words_transposed(const std::byte* row0, std::
       for (std::size_t j = 0; j < 16; ++j) {
         const std::size_t jj = half * 16 + j;
         const std::byte* src = row0 + jj * ld_bytes + e0 * elem_bytes;
-        if (jj >= nr_eff) r[j] = _mm512_setzero_si512();
-        else if (elem_bytes == 2) r[j] = _mm512_maskz_loadu_epi16(lanes32(e_left), src);
-        else r[j] = _mm512_maskz_loadu_epi32(lanes16(e_left), src);
+        if (jj >= nr_eff)
+          r[j] = _mm512_setzero_si512();
+        else if (elem_bytes == 2)
+          r[j] = _mm512_maskz_loadu_epi16(lanes32(e_left), src);
+        else
+          r[j] = _mm512_maskz_loadu_epi32(lanes16(e_left), src);
       }
       transpose_16x16_words(r);
       const std::size_t n_words = std::min<std::size_t>(16, words - w0);
@@ -126,9 +126,7 @@ MPT_TARGET_AVX512 inline void pack_words_transposed(const std::byte* row0, std::
   }
 }
 
-MPT_TARGET_AVX512 inline __m512 widen_bf16_lanes(__m256i h) noexcept {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
+MPT_TARGET_AVX512 inline __m512 widen_bf16_lanes(__m256i h) noexcept { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
 // ---- B panels, 32 columns ----
 
@@ -136,17 +134,15 @@ MPT_TARGET_AVX512 inline __m512 widen_bf16_lanes(__m256i h) noexcept {
 // hardware prefetcher follows from memory; the next panel's strip (the next 32 columns,
 // `strip_bytes` on) of the same rows is asked for one panel ahead (cold W: 15-16 -> 19-23
 // GB/s here, memcpy 26). Past the last panel this touches nothing that faults.
-MPT_TARGET_AVX512 inline void prefetch_next_panel_rows(const void* row, std::size_t strip_bytes, std::size_t rows,
-                                                       std::size_t ld_bytes) noexcept {
+MPT_TARGET_AVX512 inline void prefetch_next_panel_rows(const void* row, std::size_t strip_bytes, std::size_t rows, std::size_t ld_bytes) noexcept {
   const char* next = static_cast<const char*>(row) + strip_bytes;
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t byte = 0; byte < strip_bytes; byte += 64) _mm_prefetch(next + r * ld_bytes + byte, _MM_HINT_T0);
 }
 
 // vdpbf16ps layout (KG = 2) from bf16 B.
-MPT_TARGET_AVX512 inline void pack_b_pairs_avx512(Trans tb, const bf16* b, std::size_t ldb, std::size_t k0,
-                                                  std::size_t kc, std::size_t j0, std::size_t nr_eff,
-                                                  bf16* out) noexcept {
+MPT_TARGET_AVX512 inline void pack_b_pairs_avx512(Trans tb, const bf16* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
+                                                  std::size_t nr_eff, bf16* out) noexcept {
   const std::size_t groups = (kc + 1) / 2;
   if (tb == Trans::N) {
     const __mmask32 m = lanes32(nr_eff);
@@ -168,9 +164,8 @@ MPT_TARGET_AVX512 inline void pack_b_pairs_avx512(Trans tb, const bf16* b, std::
 
 // fp32 layout (KG = 1) from fp32 or bf16 B.
 template <class TB>
-MPT_TARGET_AVX512 inline void pack_b_fp32_avx512(Trans tb, const TB* b, std::size_t ldb, std::size_t k0,
-                                                 std::size_t kc, std::size_t j0, std::size_t nr_eff,
-                                                 float* out) noexcept {
+MPT_TARGET_AVX512 inline void pack_b_fp32_avx512(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0,
+                                                 std::size_t nr_eff, float* out) noexcept {
   const __mmask16 m0 = lanes16(nr_eff), m1 = lanes16(nr_eff > 16 ? nr_eff - 16 : 0);
   if (tb == Trans::N) {
     for (std::size_t k = 0; k < kc; ++k) {
@@ -199,16 +194,15 @@ MPT_TARGET_AVX512 inline void pack_b_fp32_avx512(Trans tb, const TB* b, std::siz
     for (; k < kc; ++k)
       for (std::size_t j = 0; j < 32; ++j) out[k * 32 + j] = j < nr_eff ? to_float(b[(j0 + j) * ldb + k0 + k]) : 0.0f;
   } else {
-    pack_words_transposed(reinterpret_cast<const std::byte*>(b + j0 * ldb + k0), ldb * 4, nr_eff, kc, kc, 4,
-                          reinterpret_cast<std::uint32_t*>(out));
+    pack_words_transposed(reinterpret_cast<const std::byte*>(b + j0 * ldb + k0), ldb * 4, nr_eff, kc, kc, 4, reinterpret_cast<std::uint32_t*>(out));
   }
 }
 
 // ---- A panels, 12 rows ----
 
 // vdpbf16ps layout (KG = 2) from bf16 A^T (A stored [K x M]: rows are k).
-MPT_TARGET_AVX512 inline void pack_a_pairs_t_avx512(const bf16* a, std::size_t lda, std::size_t i0, std::size_t mr_eff,
-                                                    std::size_t k0, std::size_t kc, bf16* out) noexcept {
+MPT_TARGET_AVX512 inline void pack_a_pairs_t_avx512(const bf16* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
+                                                    std::size_t kc, bf16* out) noexcept {
   const __mmask32 m = lanes32(mr_eff);
   const std::size_t groups = (kc + 1) / 2;
   for (std::size_t g = 0; g < groups; ++g) {
@@ -234,9 +228,8 @@ inline constexpr std::size_t a_far_prefetch_groups = 64;
 // rows are far apart (one page each: TLB misses). Panel q of the chunk starts at
 // out + q * panel_stride; rows [i0, i0 + rows) of op(A).
 template <class TA, class Out>
-MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda, std::size_t i0, std::size_t rows,
-                                                    std::size_t k0, std::size_t kc, Out* out,
-                                                    std::size_t panel_stride) noexcept {
+MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
+                                                    Out* out, std::size_t panel_stride) noexcept {
   const std::size_t panels = (rows + 11) / 12;
   if constexpr (std::is_same_v<Out, bf16>) {  // vdpbf16ps pairs
     const std::size_t groups = (kc + 1) / 2;
@@ -281,8 +274,10 @@ MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda
       for (std::size_t q = 0; q < panels; ++q) {
         const __mmask16 m = lanes16(std::min<std::size_t>(12, rows - q * 12));
         __m512 v;
-        if constexpr (std::is_same_v<TA, bf16>) v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row + q * 12));
-        else v = _mm512_maskz_loadu_ps(m, row + q * 12);
+        if constexpr (std::is_same_v<TA, bf16>)
+          v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row + q * 12));
+        else
+          v = _mm512_maskz_loadu_ps(m, row + q * 12);
         _mm512_mask_storeu_ps(out + q * panel_stride + k * 12, __mmask16(0x0FFF), v);
       }
     }
@@ -291,16 +286,17 @@ MPT_TARGET_AVX512 inline void pack_a_t_chunk_avx512(const TA* a, std::size_t lda
 
 // fp32 layout (KG = 1) from fp32 or bf16 A.
 template <class TA>
-MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
-                                                 std::size_t mr_eff, std::size_t k0, std::size_t kc,
-                                                 float* out) noexcept {
+MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t mr_eff, std::size_t k0,
+                                                 std::size_t kc, float* out) noexcept {
   const __mmask16 m = lanes16(mr_eff), m12 = 0x0FFF;
   if (ta == Trans::T) {  // rows of the stored A are k: 12 contiguous values each
     for (std::size_t k = 0; k < kc; ++k) {
       const TA* row = a + (k0 + k) * lda + i0;
       __m512 v;
-      if constexpr (std::is_same_v<TA, bf16>) v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row));
-      else v = _mm512_maskz_loadu_ps(m, row);
+      if constexpr (std::is_same_v<TA, bf16>)
+        v = widen_bf16_lanes(_mm256_maskz_loadu_epi16(m, row));
+      else
+        v = _mm512_maskz_loadu_ps(m, row);
       _mm512_mask_storeu_ps(out + k * 12, m12, v);
     }
   } else if constexpr (std::is_same_v<TA, bf16>) {  // gather k-pairs across the 12 rows

@@ -19,7 +19,7 @@ enum class Trans { N, T };
 // Everything before the final rounding happens in the accumulation type.
 template <class Bias = float, class Residual = Bias>
 struct GemmEpilogue {
-  const Bias* bias = nullptr;          // [N]
+  const Bias* bias = nullptr;  // [N]
   bool gelu = false;
   const Residual* residual = nullptr;  // [M x N], leading dimension ldr
   std::size_t ldr = 0;

@@ -57,8 +57,7 @@ MPT_TARGET_AVX2 inline __m128i pack_low_halves_avx2(__m256i lanes) noexcept {
 MPT_TARGET_AVX2 inline __m256i rounding_bits_avx2(std::uint32_t key, std::size_t index0) noexcept {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i index = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(index0))), lane);
-  __m256i x = _mm256_add_epi32(_mm256_mullo_epi32(index, _mm256_set1_epi32(static_cast<int>(0x9E3779B9u))),
-                               _mm256_set1_epi32(static_cast<int>(key)));
+  __m256i x = _mm256_add_epi32(_mm256_mullo_epi32(index, _mm256_set1_epi32(static_cast<int>(0x9E3779B9u))), _mm256_set1_epi32(static_cast<int>(key)));
   x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
   x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB352D));
   x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
@@ -69,8 +68,7 @@ MPT_TARGET_AVX2 inline __m256i rounding_bits_avx2(std::uint32_t key, std::size_t
 // stochastic_round_bf16_bits for 8 lanes (results in the low halves).
 MPT_TARGET_AVX2 inline __m256i stochastic_round_lanes_avx2(__m256 w, __m256i random) noexcept {
   const __m256i u = _mm256_castps_si256(w);
-  const __m256i rounded =
-      _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_and_si256(random, _mm256_set1_epi32(0xFFFF))), 16);
+  const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_and_si256(random, _mm256_set1_epi32(0xFFFF))), 16);
   const __m256i exponent = _mm256_set1_epi32(0x7F800000);
   const __m256i special = _mm256_cmpeq_epi32(_mm256_and_si256(u, exponent), exponent);
   return _mm256_blendv_epi8(rounded, mpt::detail::narrow_lanes_avx2(u), special);
@@ -80,8 +78,7 @@ MPT_TARGET_AVX2 inline __m256i stochastic_round_lanes_avx2(__m256 w, __m256i ran
 MPT_TARGET_AVX512 inline __m512i rounding_bits_avx512(std::uint32_t key, std::size_t index0) noexcept {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(index0))), lane);
-  __m512i x = _mm512_add_epi32(_mm512_mullo_epi32(index, _mm512_set1_epi32(static_cast<int>(0x9E3779B9u))),
-                               _mm512_set1_epi32(static_cast<int>(key)));
+  __m512i x = _mm512_add_epi32(_mm512_mullo_epi32(index, _mm512_set1_epi32(static_cast<int>(0x9E3779B9u))), _mm512_set1_epi32(static_cast<int>(key)));
   x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
   x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7FEB352D));
   x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
@@ -92,8 +89,7 @@ MPT_TARGET_AVX512 inline __m512i rounding_bits_avx512(std::uint32_t key, std::si
 // 16 floats -> 16 bf16 bit patterns in the low halves of the lanes.
 MPT_TARGET_AVX512 inline __m512i stochastic_round_lanes_avx512(__m512 w, __m512i random) noexcept {
   const __m512i u = _mm512_castps_si512(w);
-  const __m512i rounded =
-      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_and_si512(random, _mm512_set1_epi32(0xFFFF))), 16);
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_and_si512(random, _mm512_set1_epi32(0xFFFF))), 16);
   const __m512i exponent = _mm512_set1_epi32(0x7F800000);
   const __mmask16 special = _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, exponent), exponent);
   return _mm512_mask_blend_epi32(special, rounded, mpt::detail::narrow_lanes_avx512(u));

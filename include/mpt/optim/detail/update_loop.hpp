@@ -47,9 +47,7 @@ inline void prefetch_ahead(std::size_t i, const Streams*... streams) noexcept {
 }
 
 // Lanes of a 16-wide block that hold elements when `left` remain.
-inline __mmask16 tail_mask(std::size_t left) noexcept {
-  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
-}
+inline __mmask16 tail_mask(std::size_t left) noexcept { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u); }
 #endif
 
 }  // namespace mpt::optim::detail
