@@ -1222,6 +1222,112 @@ concept PrecisionPolicy = precision::is_precision_policy<P>::value;
 // Backward: dsum = layer_norm_backward(dy, sum, ...); dresidual = dsum;
 //           dx = dropout_backward(dsum, p, key).
 
+// ---- begin mpt/kernels/detail/rows.hpp ----
+// How the element-wise kernels cut their work: which path a kernel over given storage
+// types takes (simd_isa_for), rows per task and the parallel loop over row chunks,
+// per-slot scratch that stops touching the heap after the first step, software
+// prefetch distances, and small helpers (keep_as, present). The SIMD vocabulary
+// itself is in simd.hpp.
+
+
+#if MPT_X86
+#include <immintrin.h>
+#endif
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace mpt::kernels::detail {
+
+// The storage types the SIMD paths handle; anything else (double) runs scalar.
+template <class T>
+inline constexpr bool simd_storage = std::is_same_v<T, float> || std::is_same_v<T, bf16>;
+
+// Which path a kernel over these storage types takes now.
+template <class... T>
+inline Isa simd_isa_for() {
+  if constexpr ((simd_storage<std::remove_const_t<T>> && ...)) {
+    return active_isa();
+  } else {
+    return Isa::scalar;
+  }
+}
+
+// The value a store into T keeps, as float (identity unless T is bf16).
+template <class T>
+inline float keep_as(float x) noexcept {
+  if constexpr (std::is_same_v<T, bf16>)
+    return mpt::round_to_bf16(x);
+  else
+    return x;
+}
+
+// Asks the cache for `bytes` starting `ahead` bytes past p: the compute-heavy
+// kernels keep too few misses in flight for the hardware prefetcher alone
+// (dropout from memory ran at 40% of triad without it). A hint: addresses
+// past the end of an array are harmless (no fault, no access).
+template <class T>
+inline void prefetch(const T* p, std::size_t ahead, std::size_t bytes) noexcept {
+#if MPT_X86
+  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(p) + ahead;
+  for (std::size_t line = 0; line < bytes; line += 64) _mm_prefetch(reinterpret_cast<const char*>(start + line), _MM_HINT_T0);
+#else
+  (void)p, (void)ahead, (void)bytes;
+#endif
+}
+
+// How many rows ahead a row-wise kernel prefetches: up to 16 KiB and 4 rows.
+// A short row's work (1.5 KiB: ~100 ns) is shorter than a DRAM miss under
+// load, so the next row alone arrives late; more would crowd L1.
+inline std::size_t prefetch_rows_ahead(std::size_t row_bytes) noexcept {
+  const std::size_t rows = row_bytes == 0 ? 4 : 16384 / row_bytes;
+  return rows < 1 ? 1 : (rows > 4 ? 4 : rows);
+}
+
+// Optional tensor arguments are passed as a default-constructed view (no data).
+template <class T>
+inline bool present(const TensorView<T>& v) noexcept {
+  return v.data() != nullptr;
+}
+
+// Rows per task so one task moves roughly `bytes_per_task` bytes.
+inline std::size_t rows_per_task(std::size_t row_bytes, std::size_t bytes_per_task = 64 * 1024) noexcept {
+  const std::size_t rows = row_bytes == 0 ? 1 : bytes_per_task / row_bytes;
+  return rows == 0 ? 1 : rows;
+}
+
+// Scratch memory of the running task's arena slot (or of the calling thread in
+// serial code), grown to the largest request and then reused, so kernels called
+// inside a training step stop touching the heap after the first step (see
+// core/scratch.hpp). `Use` keeps apart buffers one thread holds at the same time
+// (a kernel's cross-chunk partials and a chunk's row scratch).
+enum class ScratchUse { row, partials };
+template <class T, ScratchUse Use>
+T* thread_scratch(std::size_t count) {
+  mpt::detail::ScratchBlock& block =
+      mpt::detail::scratch_block(Use == ScratchUse::row ? mpt::detail::ScratchKind::row : mpt::detail::ScratchKind::partials);
+  const std::size_t bytes = (count * sizeof(T) + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
+  if (block.bytes < bytes) {
+    block.grow(bytes);
+    if (mpt::detail::current_scratch_slot() >= 0) mpt::detail::slot_scratch().grew = true;
+  }
+  return static_cast<T*>(block.data);
+}
+
+// Runs body(row_begin, row_end) over [0, rows) in chunks of `chunk` rows, in parallel.
+// Chunks depend only on (rows, chunk), never on the thread count.
+template <class Body>
+void for_each_row_chunk(std::size_t rows, std::size_t chunk, Body&& body) {
+  const std::size_t tasks = (rows + chunk - 1) / chunk;
+  mpt::parallel_for(tasks, [&](std::size_t t) {
+    const std::size_t begin = t * chunk;
+    body(begin, begin + chunk < rows ? begin + chunk : rows);
+  });
+}
+
+}  // namespace mpt::kernels::detail
+// ---- end mpt/kernels/detail/rows.hpp ----
 // ---- begin mpt/kernels/detail/simd.hpp ----
 // Small SIMD vocabulary shared by the element-wise kernels: full and partial
 // loads/stores of float and bf16 (as fp32 lanes; bf16 stores round to nearest
@@ -1722,92 +1828,6 @@ inline void math_array_with(Isa isa, VectorMath f, const float* x, float* y, std
   if (isa == Isa::avx2) return avx2::math_array(f, x, y, n);
 #endif
   for (std::size_t i = 0; i < n; ++i) y[i] = f == VectorMath::exp ? std::exp(x[i]) : std::erf(x[i]);
-}
-
-// The storage types the SIMD paths handle; anything else (double) runs scalar.
-template <class T>
-inline constexpr bool simd_storage = std::is_same_v<T, float> || std::is_same_v<T, bf16>;
-
-// Which path a kernel over these storage types takes now.
-template <class... T>
-inline Isa simd_isa_for() {
-  if constexpr ((simd_storage<std::remove_const_t<T>> && ...)) {
-    return active_isa();
-  } else {
-    return Isa::scalar;
-  }
-}
-
-// The value a store into T keeps, as float (identity unless T is bf16).
-template <class T>
-inline float keep_as(float x) noexcept {
-  if constexpr (std::is_same_v<T, bf16>)
-    return mpt::round_to_bf16(x);
-  else
-    return x;
-}
-
-// Asks the cache for `bytes` starting `ahead` bytes past p: the compute-heavy
-// kernels keep too few misses in flight for the hardware prefetcher alone
-// (dropout from memory ran at 40% of triad without it). A hint: addresses
-// past the end of an array are harmless (no fault, no access).
-template <class T>
-inline void prefetch(const T* p, std::size_t ahead, std::size_t bytes) noexcept {
-#if MPT_X86
-  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(p) + ahead;
-  for (std::size_t line = 0; line < bytes; line += 64) _mm_prefetch(reinterpret_cast<const char*>(start + line), _MM_HINT_T0);
-#else
-  (void)p, (void)ahead, (void)bytes;
-#endif
-}
-
-// How many rows ahead a row-wise kernel prefetches: up to 16 KiB and 4 rows.
-// A short row's work (1.5 KiB: ~100 ns) is shorter than a DRAM miss under
-// load, so the next row alone arrives late; more would crowd L1.
-inline std::size_t prefetch_rows_ahead(std::size_t row_bytes) noexcept {
-  const std::size_t rows = row_bytes == 0 ? 4 : 16384 / row_bytes;
-  return rows < 1 ? 1 : (rows > 4 ? 4 : rows);
-}
-
-// Optional tensor arguments are passed as a default-constructed view (no data).
-template <class T>
-inline bool present(const TensorView<T>& v) noexcept {
-  return v.data() != nullptr;
-}
-
-// Rows per task so one task moves roughly `bytes_per_task` bytes.
-inline std::size_t rows_per_task(std::size_t row_bytes, std::size_t bytes_per_task = 64 * 1024) noexcept {
-  const std::size_t rows = row_bytes == 0 ? 1 : bytes_per_task / row_bytes;
-  return rows == 0 ? 1 : rows;
-}
-
-// Runs body(row_begin, row_end) over [0, rows) in chunks of `chunk` rows, in parallel.
-// Chunks depend only on (rows, chunk), never on the thread count.
-// Scratch memory of the running task's arena slot (or of the calling thread in
-// serial code), grown to the largest request and then reused, so kernels called
-// inside a training step stop touching the heap after the first step (see
-// core/scratch.hpp). `Use` keeps apart buffers one thread holds at the same time
-// (a kernel's cross-chunk partials and a chunk's row scratch).
-enum class ScratchUse { row, partials };
-template <class T, ScratchUse Use>
-T* thread_scratch(std::size_t count) {
-  mpt::detail::ScratchBlock& block =
-      mpt::detail::scratch_block(Use == ScratchUse::row ? mpt::detail::ScratchKind::row : mpt::detail::ScratchKind::partials);
-  const std::size_t bytes = (count * sizeof(T) + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
-  if (block.bytes < bytes) {
-    block.grow(bytes);
-    if (mpt::detail::current_scratch_slot() >= 0) mpt::detail::slot_scratch().grew = true;
-  }
-  return static_cast<T*>(block.data);
-}
-
-template <class Body>
-void for_each_row_chunk(std::size_t rows, std::size_t chunk, Body&& body) {
-  const std::size_t tasks = (rows + chunk - 1) / chunk;
-  mpt::parallel_for(tasks, [&](std::size_t t) {
-    const std::size_t begin = t * chunk;
-    body(begin, begin + chunk < rows ? begin + chunk : rows);
-  });
 }
 
 }  // namespace mpt::kernels::detail
@@ -6856,84 +6876,59 @@ inline std::string python_list(const std::vector<std::string>& names) {
 
 }  // namespace detail
 
-// Fills `slots` from `file`; see the top of this header. `checkpoint` names the
-// checkpoint in warnings (transformers prints the folder); default: the file's path.
-inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::span<const ParameterSlot> slots, const LoadOptions& options,
-                                  std::string checkpoint) {
-  // One tensor of the checkpoint and the file (shard) holding it.
-  struct Located {
-    const SafetensorsFile* file;
-    const SafetensorsEntry* entry;
-  };
-  std::vector<Located> all;
-  for (const SafetensorsFile& f : files)
-    for (const SafetensorsEntry& e : f.tensors()) all.push_back({&f, &e});
-  const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
-  const auto has_prefix = [&](std::string_view n) { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; };
+namespace detail {
 
-  std::unordered_map<std::string_view, bool> slot_names;
-  for (const ParameterSlot& slot : slots) {
-    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
-  }
-  bool checkpoint_has_prefix = false;
-  for (const Located& t : all) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(t.entry->name);
-  bool model_has_prefix = false;
-  for (const ParameterSlot& s : slots) model_has_prefix = model_has_prefix || has_prefix(s.name);
-  // As transformers: strip the prefix from whichever side has it when the other has none.
-  const bool strip_from_model = model_has_prefix && !checkpoint_has_prefix;
-  const bool strip_from_checkpoint = checkpoint_has_prefix && !model_has_prefix;
+// One tensor of the checkpoint and the file (shard) holding it.
+struct LocatedTensor {
+  const SafetensorsFile* file;
+  const SafetensorsEntry* entry;
+};
 
-  // Canonical name (modern, prefix rule applied) -> checkpoint entry.
-  std::unordered_map<std::string, std::size_t> by_key;  // -> index in `all`
+// transformers' base_model_prefix rule: names with and without "<prefix>." match, the
+// prefix being stripped from whichever side has it when the other has none.
+struct PrefixRule {
+  std::string prefix;  // "bert." or empty
+  bool strip_from_model = false, strip_from_checkpoint = false;
+  bool has_prefix(std::string_view n) const { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; }
+  std::string model_key(const std::string& name) const { return strip_from_model && has_prefix(name) ? name.substr(prefix.size()) : name; }
+};
+
+inline PrefixRule prefix_rule(const LoadOptions& options, std::span<const LocatedTensor> all, std::span<const ParameterSlot> slots) {
+  PrefixRule rule;
+  rule.prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
+  bool checkpoint_has = false, model_has = false;
+  for (const LocatedTensor& t : all) checkpoint_has = checkpoint_has || rule.has_prefix(t.entry->name);
+  for (const ParameterSlot& s : slots) model_has = model_has || rule.has_prefix(s.name);
+  rule.strip_from_model = model_has && !checkpoint_has;
+  rule.strip_from_checkpoint = checkpoint_has && !model_has;
+  return rule;
+}
+
+// Canonical name (modern, prefix rule applied) -> index in `all`; two tensors with
+// one canonical name are an error naming both (and their shards).
+inline std::unordered_map<std::string, std::size_t> index_by_canonical_name(std::span<const LocatedTensor> all, const PrefixRule& rule, bool sharded,
+                                                                            const std::string& checkpoint) {
+  std::unordered_map<std::string, std::size_t> by_key;
   for (std::size_t i = 0; i < all.size(); ++i) {
-    std::string key = detail::modern_parameter_name(all[i].entry->name);
-    if (strip_from_checkpoint && has_prefix(key)) key = key.substr(prefix.size());
+    std::string key = modern_parameter_name(all[i].entry->name);
+    if (rule.strip_from_checkpoint && rule.has_prefix(key)) key = key.substr(rule.prefix.size());
     const auto [it, inserted] = by_key.emplace(key, i);
     if (!inserted) {
-      // With shards, say which file holds each.
-      const auto where = [&](const Located& t) { return files.size() > 1 ? " (in " + t.file->path().filename().string() + ")" : std::string(); };
-      const Located& first = all[it->second];
+      const auto where = [&](const LocatedTensor& t) { return sharded ? " (in " + t.file->path().filename().string() + ")" : std::string(); };
+      const LocatedTensor& first = all[it->second];
       throw_error("checkpoint ", checkpoint, ": tensors '", first.entry->name, "'", where(first), " and '", all[i].entry->name, "'", where(all[i]),
                   " both provide '", key, "'; remove one of them");
     }
   }
+  return by_key;
+}
 
-  // Match and check everything first, so that an error leaves no slot half loaded
-  // and the first mismatch reported is the first in the model's order.
-  LoadReport report;
-  std::vector<bool> taken(all.size(), false);
-  std::vector<const Located*> source(slots.size(), nullptr);
-  for (std::size_t k = 0; k < slots.size(); ++k) {
-    const ParameterSlot& slot = slots[k];
-    const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
-    const auto it = by_key.find(key);
-    if (it == by_key.end()) {
-      report.missing.push_back(slot.name);
-      continue;
-    }
-    const Located& located = all[it->second];
-    const SafetensorsEntry& entry = *located.entry;
-    const Shape& needed = parameter_shape(slot.data);
-    if (!entry.has_shape(needed)) {
-      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
-                  " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
-    }
-    if (!is_convertible_dtype(entry.dtype)) {
-      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
-                  "; parameters load from F32, BF16, F16 or F64");
-    }
-    source[k] = &located;
-    taken[it->second] = true;
-    report.loaded.push_back(slot.name);
-    if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
-  }
-
-  // Then copy on all threads, big tensors in slices (each element is written once,
-  // by whichever thread: the result does not depend on the thread count).
+// Fills every slot: from its tensor (big tensors in slices) or by its initializer, on
+// all threads. Each element is written once, by whichever thread: the result does not
+// depend on the thread count.
+inline void fill_slots(std::span<const ParameterSlot> slots, std::span<const LocatedTensor* const> source) {
   struct Task {
-    std::size_t slot;
-    std::size_t first;
-    std::size_t count;
+    std::size_t slot, first, count;
   };
   constexpr std::size_t slice = std::size_t{1} << 20;
   std::vector<Task> tasks;
@@ -6951,9 +6946,78 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
       if (slot.initialize) slot.initialize(slot);
       return;
     }
-    const Located& from = *source[task.slot];
+    const LocatedTensor& from = *source[task.slot];
     std::visit([&](auto view) { from.file->read_elements(*from.entry, task.first, task.count, view.data()); }, slot.data);
   });
+}
+
+// transformers' two warnings, word for word.
+inline void warn_as_transformers(const LoadOptions& options, const LoadReport& report, const std::string& checkpoint) {
+  if (!options.warn) return;
+  const std::string& model = options.model_class;
+  if (!report.unused.empty()) {
+    options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + model + ": " +
+                 python_list(report.unused) + "\n- This IS expected if you are initializing " + model +
+                 " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
+                 "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
+                 model +
+                 " from the checkpoint of a model that you expect to be exactly identical (initializing a "
+                 "BertForSequenceClassification model from a BertForSequenceClassification model).");
+  }
+  if (!report.missing.empty()) {
+    options.warn("Some weights of " + model + " were not initialized from the model checkpoint at " + checkpoint +
+                 " and are newly initialized: " + python_list(report.missing) +
+                 "\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
+  }
+}
+
+}  // namespace detail
+
+// Fills `slots` from `files` (one file, or the shards of one checkpoint); see the top
+// of this header. `checkpoint` names the checkpoint in warnings (transformers prints
+// the folder).
+inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::span<const ParameterSlot> slots, const LoadOptions& options,
+                                  std::string checkpoint) {
+  std::vector<detail::LocatedTensor> all;
+  for (const SafetensorsFile& f : files)
+    for (const SafetensorsEntry& e : f.tensors()) all.push_back({&f, &e});
+  std::unordered_map<std::string_view, bool> slot_names;
+  for (const ParameterSlot& slot : slots) {
+    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
+  }
+  const detail::PrefixRule rule = detail::prefix_rule(options, all, slots);
+  const auto by_key = detail::index_by_canonical_name(all, rule, files.size() > 1, checkpoint);
+
+  // Match and check everything first, so that an error leaves no slot half loaded
+  // and the first mismatch reported is the first in the model's order.
+  LoadReport report;
+  std::vector<bool> taken(all.size(), false);
+  std::vector<const detail::LocatedTensor*> source(slots.size(), nullptr);
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const ParameterSlot& slot = slots[k];
+    const auto it = by_key.find(rule.model_key(slot.name));
+    if (it == by_key.end()) {
+      report.missing.push_back(slot.name);
+      continue;
+    }
+    const detail::LocatedTensor& located = all[it->second];
+    const SafetensorsEntry& entry = *located.entry;
+    const Shape& needed = parameter_shape(slot.data);
+    if (!entry.has_shape(needed)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
+                  " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
+    }
+    if (!is_convertible_dtype(entry.dtype)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
+                  "; parameters load from F32, BF16, F16 or F64");
+    }
+    source[k] = &located;
+    taken[it->second] = true;
+    report.loaded.push_back(slot.name);
+    if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
+  }
+
+  detail::fill_slots(slots, source);
 
   for (std::size_t i = 0; i < all.size(); ++i) {
     if (taken[i]) continue;
@@ -6962,21 +7026,7 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
     for (const std::string& pattern : options.expected_unused) expected = expected || name.find(pattern) != std::string::npos;
     (expected ? report.expected_unused : report.unused).push_back(name);
   }
-
-  if (options.warn && !report.unused.empty()) {
-    options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + options.model_class + ": " +
-                 detail::python_list(report.unused) + "\n- This IS expected if you are initializing " + options.model_class +
-                 " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
-                 "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
-                 options.model_class +
-                 " from the checkpoint of a model that you expect to be exactly identical (initializing a "
-                 "BertForSequenceClassification model from a BertForSequenceClassification model).");
-  }
-  if (options.warn && !report.missing.empty()) {
-    options.warn("Some weights of " + options.model_class + " were not initialized from the model checkpoint at " + checkpoint +
-                 " and are newly initialized: " + detail::python_list(report.missing) +
-                 "\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
-  }
+  detail::warn_as_transformers(options, report, checkpoint);
   return report;
 }
 

@@ -108,84 +108,59 @@ inline std::string python_list(const std::vector<std::string>& names) {
 
 }  // namespace detail
 
-// Fills `slots` from `file`; see the top of this header. `checkpoint` names the
-// checkpoint in warnings (transformers prints the folder); default: the file's path.
-inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::span<const ParameterSlot> slots, const LoadOptions& options,
-                                  std::string checkpoint) {
-  // One tensor of the checkpoint and the file (shard) holding it.
-  struct Located {
-    const SafetensorsFile* file;
-    const SafetensorsEntry* entry;
-  };
-  std::vector<Located> all;
-  for (const SafetensorsFile& f : files)
-    for (const SafetensorsEntry& e : f.tensors()) all.push_back({&f, &e});
-  const std::string prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
-  const auto has_prefix = [&](std::string_view n) { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; };
+namespace detail {
 
-  std::unordered_map<std::string_view, bool> slot_names;
-  for (const ParameterSlot& slot : slots) {
-    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
-  }
-  bool checkpoint_has_prefix = false;
-  for (const Located& t : all) checkpoint_has_prefix = checkpoint_has_prefix || has_prefix(t.entry->name);
-  bool model_has_prefix = false;
-  for (const ParameterSlot& s : slots) model_has_prefix = model_has_prefix || has_prefix(s.name);
-  // As transformers: strip the prefix from whichever side has it when the other has none.
-  const bool strip_from_model = model_has_prefix && !checkpoint_has_prefix;
-  const bool strip_from_checkpoint = checkpoint_has_prefix && !model_has_prefix;
+// One tensor of the checkpoint and the file (shard) holding it.
+struct LocatedTensor {
+  const SafetensorsFile* file;
+  const SafetensorsEntry* entry;
+};
 
-  // Canonical name (modern, prefix rule applied) -> checkpoint entry.
-  std::unordered_map<std::string, std::size_t> by_key;  // -> index in `all`
+// transformers' base_model_prefix rule: names with and without "<prefix>." match, the
+// prefix being stripped from whichever side has it when the other has none.
+struct PrefixRule {
+  std::string prefix;  // "bert." or empty
+  bool strip_from_model = false, strip_from_checkpoint = false;
+  bool has_prefix(std::string_view n) const { return !prefix.empty() && n.substr(0, prefix.size()) == prefix; }
+  std::string model_key(const std::string& name) const { return strip_from_model && has_prefix(name) ? name.substr(prefix.size()) : name; }
+};
+
+inline PrefixRule prefix_rule(const LoadOptions& options, std::span<const LocatedTensor> all, std::span<const ParameterSlot> slots) {
+  PrefixRule rule;
+  rule.prefix = options.base_model_prefix.empty() ? std::string() : options.base_model_prefix + ".";
+  bool checkpoint_has = false, model_has = false;
+  for (const LocatedTensor& t : all) checkpoint_has = checkpoint_has || rule.has_prefix(t.entry->name);
+  for (const ParameterSlot& s : slots) model_has = model_has || rule.has_prefix(s.name);
+  rule.strip_from_model = model_has && !checkpoint_has;
+  rule.strip_from_checkpoint = checkpoint_has && !model_has;
+  return rule;
+}
+
+// Canonical name (modern, prefix rule applied) -> index in `all`; two tensors with
+// one canonical name are an error naming both (and their shards).
+inline std::unordered_map<std::string, std::size_t> index_by_canonical_name(std::span<const LocatedTensor> all, const PrefixRule& rule, bool sharded,
+                                                                            const std::string& checkpoint) {
+  std::unordered_map<std::string, std::size_t> by_key;
   for (std::size_t i = 0; i < all.size(); ++i) {
-    std::string key = detail::modern_parameter_name(all[i].entry->name);
-    if (strip_from_checkpoint && has_prefix(key)) key = key.substr(prefix.size());
+    std::string key = modern_parameter_name(all[i].entry->name);
+    if (rule.strip_from_checkpoint && rule.has_prefix(key)) key = key.substr(rule.prefix.size());
     const auto [it, inserted] = by_key.emplace(key, i);
     if (!inserted) {
-      // With shards, say which file holds each.
-      const auto where = [&](const Located& t) { return files.size() > 1 ? " (in " + t.file->path().filename().string() + ")" : std::string(); };
-      const Located& first = all[it->second];
+      const auto where = [&](const LocatedTensor& t) { return sharded ? " (in " + t.file->path().filename().string() + ")" : std::string(); };
+      const LocatedTensor& first = all[it->second];
       throw_error("checkpoint ", checkpoint, ": tensors '", first.entry->name, "'", where(first), " and '", all[i].entry->name, "'", where(all[i]),
                   " both provide '", key, "'; remove one of them");
     }
   }
+  return by_key;
+}
 
-  // Match and check everything first, so that an error leaves no slot half loaded
-  // and the first mismatch reported is the first in the model's order.
-  LoadReport report;
-  std::vector<bool> taken(all.size(), false);
-  std::vector<const Located*> source(slots.size(), nullptr);
-  for (std::size_t k = 0; k < slots.size(); ++k) {
-    const ParameterSlot& slot = slots[k];
-    const std::string key = strip_from_model && has_prefix(slot.name) ? slot.name.substr(prefix.size()) : slot.name;
-    const auto it = by_key.find(key);
-    if (it == by_key.end()) {
-      report.missing.push_back(slot.name);
-      continue;
-    }
-    const Located& located = all[it->second];
-    const SafetensorsEntry& entry = *located.entry;
-    const Shape& needed = parameter_shape(slot.data);
-    if (!entry.has_shape(needed)) {
-      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
-                  " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
-    }
-    if (!is_convertible_dtype(entry.dtype)) {
-      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
-                  "; parameters load from F32, BF16, F16 or F64");
-    }
-    source[k] = &located;
-    taken[it->second] = true;
-    report.loaded.push_back(slot.name);
-    if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
-  }
-
-  // Then copy on all threads, big tensors in slices (each element is written once,
-  // by whichever thread: the result does not depend on the thread count).
+// Fills every slot: from its tensor (big tensors in slices) or by its initializer, on
+// all threads. Each element is written once, by whichever thread: the result does not
+// depend on the thread count.
+inline void fill_slots(std::span<const ParameterSlot> slots, std::span<const LocatedTensor* const> source) {
   struct Task {
-    std::size_t slot;
-    std::size_t first;
-    std::size_t count;
+    std::size_t slot, first, count;
   };
   constexpr std::size_t slice = std::size_t{1} << 20;
   std::vector<Task> tasks;
@@ -203,9 +178,78 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
       if (slot.initialize) slot.initialize(slot);
       return;
     }
-    const Located& from = *source[task.slot];
+    const LocatedTensor& from = *source[task.slot];
     std::visit([&](auto view) { from.file->read_elements(*from.entry, task.first, task.count, view.data()); }, slot.data);
   });
+}
+
+// transformers' two warnings, word for word.
+inline void warn_as_transformers(const LoadOptions& options, const LoadReport& report, const std::string& checkpoint) {
+  if (!options.warn) return;
+  const std::string& model = options.model_class;
+  if (!report.unused.empty()) {
+    options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + model + ": " +
+                 python_list(report.unused) + "\n- This IS expected if you are initializing " + model +
+                 " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
+                 "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
+                 model +
+                 " from the checkpoint of a model that you expect to be exactly identical (initializing a "
+                 "BertForSequenceClassification model from a BertForSequenceClassification model).");
+  }
+  if (!report.missing.empty()) {
+    options.warn("Some weights of " + model + " were not initialized from the model checkpoint at " + checkpoint +
+                 " and are newly initialized: " + python_list(report.missing) +
+                 "\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
+  }
+}
+
+}  // namespace detail
+
+// Fills `slots` from `files` (one file, or the shards of one checkpoint); see the top
+// of this header. `checkpoint` names the checkpoint in warnings (transformers prints
+// the folder).
+inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::span<const ParameterSlot> slots, const LoadOptions& options,
+                                  std::string checkpoint) {
+  std::vector<detail::LocatedTensor> all;
+  for (const SafetensorsFile& f : files)
+    for (const SafetensorsEntry& e : f.tensors()) all.push_back({&f, &e});
+  std::unordered_map<std::string_view, bool> slot_names;
+  for (const ParameterSlot& slot : slots) {
+    if (!slot_names.emplace(slot.name, true).second) throw_error("load_parameters: the model lists parameter '", slot.name, "' twice");
+  }
+  const detail::PrefixRule rule = detail::prefix_rule(options, all, slots);
+  const auto by_key = detail::index_by_canonical_name(all, rule, files.size() > 1, checkpoint);
+
+  // Match and check everything first, so that an error leaves no slot half loaded
+  // and the first mismatch reported is the first in the model's order.
+  LoadReport report;
+  std::vector<bool> taken(all.size(), false);
+  std::vector<const detail::LocatedTensor*> source(slots.size(), nullptr);
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    const ParameterSlot& slot = slots[k];
+    const auto it = by_key.find(rule.model_key(slot.name));
+    if (it == by_key.end()) {
+      report.missing.push_back(slot.name);
+      continue;
+    }
+    const detail::LocatedTensor& located = all[it->second];
+    const SafetensorsEntry& entry = *located.entry;
+    const Shape& needed = parameter_shape(slot.data);
+    if (!entry.has_shape(needed)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has shape ", entry.shape_string(), " but ", options.model_class,
+                  " parameter '", slot.name, "' has shape ", needed, "; the checkpoint was saved from a model of another size (check config.json)");
+    }
+    if (!is_convertible_dtype(entry.dtype)) {
+      throw_error("checkpoint ", located.file->path(), ": tensor '", entry.name, "' has dtype ", dtype_name(entry.dtype),
+                  "; parameters load from F32, BF16, F16 or F64");
+    }
+    source[k] = &located;
+    taken[it->second] = true;
+    report.loaded.push_back(slot.name);
+    if (entry.name != slot.name) report.renamed.push_back({entry.name, slot.name});
+  }
+
+  detail::fill_slots(slots, source);
 
   for (std::size_t i = 0; i < all.size(); ++i) {
     if (taken[i]) continue;
@@ -214,21 +258,7 @@ inline LoadReport load_parameters(std::span<const SafetensorsFile> files, std::s
     for (const std::string& pattern : options.expected_unused) expected = expected || name.find(pattern) != std::string::npos;
     (expected ? report.expected_unused : report.unused).push_back(name);
   }
-
-  if (options.warn && !report.unused.empty()) {
-    options.warn("Some weights of the model checkpoint at " + checkpoint + " were not used when initializing " + options.model_class + ": " +
-                 detail::python_list(report.unused) + "\n- This IS expected if you are initializing " + options.model_class +
-                 " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
-                 "BertForSequenceClassification model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing " +
-                 options.model_class +
-                 " from the checkpoint of a model that you expect to be exactly identical (initializing a "
-                 "BertForSequenceClassification model from a BertForSequenceClassification model).");
-  }
-  if (options.warn && !report.missing.empty()) {
-    options.warn("Some weights of " + options.model_class + " were not initialized from the model checkpoint at " + checkpoint +
-                 " and are newly initialized: " + detail::python_list(report.missing) +
-                 "\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
-  }
+  detail::warn_as_transformers(options, report, checkpoint);
   return report;
 }
 

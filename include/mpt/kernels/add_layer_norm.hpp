@@ -15,6 +15,7 @@
 
 #include <mpt/core/error.hpp>
 #include <mpt/core/tensor.hpp>
+#include <mpt/kernels/detail/rows.hpp>
 #include <mpt/kernels/detail/simd.hpp>
 #include <mpt/kernels/dropout.hpp>
 #include <mpt/kernels/layer_norm.hpp>

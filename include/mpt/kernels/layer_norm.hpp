@@ -19,6 +19,7 @@
 
 #include <mpt/core/error.hpp>
 #include <mpt/core/tensor.hpp>
+#include <mpt/kernels/detail/rows.hpp>
 #include <mpt/kernels/detail/simd.hpp>
 
 #include <cmath>
