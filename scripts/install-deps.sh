@@ -5,7 +5,8 @@
 #
 #   scripts/install-deps.sh           # build + test dependencies
 #   scripts/install-deps.sh --mpi     # also Open MPI (optional data-parallel support)
-#   scripts/install-deps.sh --torch   # also python3-torch (fixture generators in tools/)
+#   scripts/install-deps.sh --torch   # also python3-torch (fixture generators in tools/, bench/torch_reference.py)
+#                                     # with OpenBLAS for its fp32 (Debian otherwise links the slow netlib BLAS) and jemalloc
 #   scripts/install-deps.sh --format  # also clang-format (scripts/check_format.sh)
 #   scripts/install-deps.sh --bench-references
 #                                     # also OpenBLAS and oneDNN, which bench_gemm then
@@ -27,7 +28,7 @@ packages=(
 for arg in "$@"; do
   case "$arg" in
     --mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
-    --torch) packages+=(python3-torch python3-numpy) ;;
+    --torch) packages+=(python3-torch python3-numpy libopenblas0-pthread libjemalloc2) ;;
     --format) packages+=(clang-format) ;;
     --bench-references) packages+=(libopenblas-dev libdnnl-dev) ;;
     *) echo "install-deps.sh: unknown option '$arg' (known: --mpi, --torch, --format, --bench-references)" >&2; exit 2 ;;

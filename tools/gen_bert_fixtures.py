@@ -154,7 +154,7 @@ class BertModel(nn.Module):  # add_pooling_layer=False, as in BertForQuestionAns
 
     def forward(self, input_ids, attention_mask, token_type_ids):
         # get_extended_attention_mask: [B, S] -> [B, 1, 1, S], 0 to keep, finfo(model dtype).min to drop.
-        dtype = torch.float32  # the parameters' dtype, also under autocast
+        dtype = self.embeddings.word_embeddings.weight.dtype  # the model's dtype (fp32 also under autocast), as self.dtype
         extended = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
         x = self.embeddings(input_ids, token_type_ids)
         hidden_states = [x]
