@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include "test_seed.hpp"
 #include <mpt/mpt.hpp>
 
 #include <cmath>
@@ -28,14 +29,7 @@ namespace {
 using mpt::bf16;
 using mpt::kernels::Trans;
 
-std::uint32_t test_seed() {
-  static const std::uint32_t seed = [] {
-    const std::uint32_t s = std::random_device{}();
-    std::printf("test_gemm seed: %u\n", s);
-    return s;
-  }();
-  return seed;
-}
+std::uint32_t test_seed() { return mpt::test::seed_or_random("test_gemm"); }
 
 template <class T>
 T from_double(double x) {

@@ -6,6 +6,7 @@
 //   eps = 2^-23 for fp32 math (2^-52 for double), and a bf16 store adds at
 //   most half a bf16 ulp, 2^-8 of the value (8 significant bits).
 #include <doctest/doctest.h>
+#include "test_seed.hpp"
 #include <mpt/mpt.hpp>
 
 #include <algorithm>
@@ -168,7 +169,7 @@ TEST_CASE("softmax: rows of -Inf give zeros, bad masks are named, results are th
   CHECK_THROWS_WITH_AS(k::softmax_forward(scores.view(), bad_mask.view(), 1.0, probs.view()), doctest::Contains("additive_mask has shape [3, 5]"),
                        mpt::Error);
 
-  std::mt19937 rng(5);
+  std::mt19937 rng(mpt::test::seed(5));
   Tensor<float> big = random_tensor<float>(Shape{2, 12, 64, 129}, rng, -5, 5);
   Tensor<float> mask(Shape{2, 129});
   Tensor<bf16> one(big.shape()), two(big.shape());
@@ -184,7 +185,7 @@ TEST_CASE("softmax: rows of -Inf give zeros, bad masks are named, results are th
 }
 
 TEST_CASE("softmax backward equals fp64 finite differences") {
-  std::mt19937 rng(17);
+  std::mt19937 rng(mpt::test::seed(17));
   const std::int64_t kk = 9;
   const double scale = 0.37;
   Tensor<double> scores = random_tensor<double>(Shape{3, kk}, rng);
@@ -282,7 +283,7 @@ TEST_CASE_TEMPLATE("layer_norm forward/backward match fp64 on every backend", P,
 }
 
 TEST_CASE("layer_norm backward equals fp64 finite differences (dx, dgamma, dbeta)") {
-  std::mt19937 rng(23);
+  std::mt19937 rng(mpt::test::seed(23));
   const std::int64_t rows = 4, h = 11;
   const double eps = 1e-5;  // a visible eps so the finite differences see it too
   std::vector<double> x = to_doubles(random_tensor<double>(Shape{rows, h}, rng));
@@ -307,7 +308,7 @@ TEST_CASE("layer_norm backward equals fp64 finite differences (dx, dgamma, dbeta
 }
 
 TEST_CASE("layer_norm gives the same bits for 1 and 2 threads") {
-  std::mt19937 rng(29);
+  std::mt19937 rng(mpt::test::seed(29));
   const std::int64_t rows = 8 * 40 + 3, h = 768;
   Tensor<bf16> x = random_tensor<bf16>(Shape{rows, h}, rng), dy = random_tensor<bf16>(Shape{rows, h}, rng);
   Tensor<float> gamma = random_tensor<float>(Shape{h}, rng), beta = random_tensor<float>(Shape{h}, rng);
@@ -438,7 +439,7 @@ TEST_CASE("vectorized gelu and gelu' stay within their table error on a dense sw
 }
 
 TEST_CASE("gelu backward equals fp64 finite differences; thread-count independent") {
-  std::mt19937 rng(31);
+  std::mt19937 rng(mpt::test::seed(31));
   const std::int64_t rows = 5, n = 13;
   std::vector<double> x = to_doubles(random_tensor<double>(Shape{rows, n}, rng, -4, 4));
   std::vector<double> bias = to_doubles(random_tensor<double>(Shape{n}, rng));
@@ -480,7 +481,7 @@ TEST_CASE_TEMPLATE("embedding gathers rows and scatter-adds gradients in token o
                    mpt::precision::fp64) {
   using T = typename P::act_t;
   using G = std::conditional_t<std::is_same_v<T, double>, double, float>;
-  std::mt19937 rng(37);
+  std::mt19937 rng(mpt::test::seed(37));
   const std::int64_t vocab = 301, hidden = 19;
   Tensor<G> table = random_tensor<G>(Shape{vocab, hidden}, rng);
   Tensor<std::int32_t> ids(Shape{4, 50});
@@ -509,7 +510,7 @@ TEST_CASE_TEMPLATE("embedding gathers rows and scatter-adds gradients in token o
 // ---------------------------------------------------------------- cross-entropy
 
 TEST_CASE("cross_entropy matches fp64 with an ignore index; all-ignored is NaN; backward matches finite differences") {
-  std::mt19937 rng(41);
+  std::mt19937 rng(mpt::test::seed(41));
   const std::int64_t n = 6, c = 385;
   const std::int32_t ignore = 384;  // transformers QA: ignore_index = seq_len after clamping
   Tensor<float> logits = random_tensor<float>(Shape{n, c}, rng, -8, 8);

@@ -1,6 +1,7 @@
 // Every layer's input and parameter gradients against central differences in
 // fp64, one layer at a time (the whole model is checked in test_bert.cpp).
 #include <doctest/doctest.h>
+#include "test_seed.hpp"
 #include <mpt/mpt.hpp>
 
 #include <cmath>
@@ -73,7 +74,7 @@ double dot(TensorView<const double> a, TensorView<const double> b) {
 }  // namespace
 
 TEST_CASE("Linear: input, weight and bias gradients") {
-  std::mt19937 rng(1);
+  std::mt19937 rng(mpt::test::seed(1));
   Bench bench;
   mpt::nn::Linear<P> linear(bench.params, "dense", 5, 3);
   bench.params.allocate();
@@ -92,7 +93,7 @@ TEST_CASE("Linear: input, weight and bias gradients") {
 }
 
 TEST_CASE("LayerNorm: input, gamma and beta gradients") {
-  std::mt19937 rng(2);
+  std::mt19937 rng(mpt::test::seed(2));
   Bench bench;
   mpt::nn::LayerNorm<P> norm(bench.params, "LayerNorm", 6, 1e-12);
   bench.params.allocate();
@@ -112,7 +113,7 @@ TEST_CASE("LayerNorm: input, gamma and beta gradients") {
 }
 
 TEST_CASE("BertSelfAttention with padding mask and dropout: input and projection gradients") {
-  std::mt19937 rng(3);
+  std::mt19937 rng(mpt::test::seed(3));
   Bench bench;
   mpt::nn::BertSelfAttention<P> attention(bench.params, "attention.self", 8, 2, 0.25, 1);
   bench.params.allocate();
@@ -135,7 +136,7 @@ TEST_CASE("BertSelfAttention with padding mask and dropout: input and projection
 }
 
 TEST_CASE("BertLayer (attention, add & norm, GELU feed-forward) with dropout: every gradient") {
-  std::mt19937 rng(4);
+  std::mt19937 rng(mpt::test::seed(4));
   Bench bench;
   const mpt::nn::BertLayerConfig shape{8, 2, 12, 0.2, 0.2, 1e-12};
   mpt::nn::BertLayer<P> layer(bench.params, "layer.0", shape, 0);
@@ -159,7 +160,7 @@ TEST_CASE("BertLayer (attention, add & norm, GELU feed-forward) with dropout: ev
 }
 
 TEST_CASE("BertEmbeddings with dropout: table and LayerNorm gradients, none for the padding row") {
-  std::mt19937 rng(5);
+  std::mt19937 rng(mpt::test::seed(5));
   Bench bench;
   mpt::nn::BertEmbeddings<P> embeddings(bench.params, "embeddings", {11, 6, 2, 4, 0, 0.2, 1e-12});
   bench.params.allocate();

@@ -1,6 +1,7 @@
 // Master-weight policies, loss scaling, state save/load and convergence:
 // what mixed-precision training needs from the optimizer.
 #include <doctest/doctest.h>
+#include "test_seed.hpp"
 #include <mpt/mpt.hpp>
 
 #include <bit>
@@ -394,7 +395,7 @@ struct Regression {
   static constexpr std::size_t d = 32, n = 128;
   std::vector<float> x, y, w_start;
   Regression() : x(random_vector(n * d, 1234, 1.0f)), y(n) {
-    std::mt19937 rng(99);
+    std::mt19937 rng(mpt::test::seed(99));
     std::uniform_real_distribution<float> magnitude(1.0f, 2.0f), offset(-0.25f, 0.25f);
     std::normal_distribution<float> noise(0.0f, 0.1f);
     std::vector<float> w_true(d);
