@@ -102,7 +102,34 @@ MPT_TARGET_AVX512_BF16 inline float dot_loop_avx512_bf16(std::size_t iters, floa
   return out[0];
 }
 
-enum class PeakKind { fma_fp32, bf16_dot };
+#if MPT_X86
+// Four independent tile accumulators (tdpbf16ps: 16 x 16 x 32 multiply-adds each).
+inline float dot_loop_amx_bf16(std::size_t iters, float seed) {
+  mpt::kernels::detail::configure_tiles_16x64();
+  alignas(64) std::uint16_t ones[16 * 32];
+  alignas(64) float out[16 * 16];
+  for (auto& x : ones) x = 0x3F80;  // 1.0
+  for (auto& x : out) x = seed;
+  MPT_TILE_LOAD(0, out, 64);
+  MPT_TILE_LOAD(1, out, 64);
+  MPT_TILE_LOAD(2, out, 64);
+  MPT_TILE_LOAD(3, out, 64);
+  MPT_TILE_LOAD(4, ones, 64);
+  MPT_TILE_LOAD(5, ones, 64);
+  MPT_TILE_LOAD(6, ones, 64);
+  MPT_TILE_LOAD(7, ones, 64);
+  for (std::size_t it = 0; it < iters; ++it) {
+    MPT_TILE_DPBF16PS(0, 4, 6);
+    MPT_TILE_DPBF16PS(1, 4, 7);
+    MPT_TILE_DPBF16PS(2, 5, 6);
+    MPT_TILE_DPBF16PS(3, 5, 7);
+  }
+  MPT_TILE_STORE(0, out, 64);
+  return out[0];
+}
+#endif
+
+enum class PeakKind { fma_fp32, bf16_dot, amx_bf16 };
 
 // GFLOP/s (1 FMA = 2 flops; 1 vdpbf16ps lane = 4 flops) on `threads` cores, best of `reps`.
 inline double measure_peak(PeakKind kind, Isa isa, int threads, double seconds = 0.1, int reps = 3) {
@@ -110,9 +137,14 @@ inline double measure_peak(PeakKind kind, Isa isa, int threads, double seconds =
   double flops_per_iter = 0;
   auto loop = [&](std::size_t n, float seed) -> float {
     if (kind == PeakKind::bf16_dot) return dot_loop_avx512_bf16(n, seed);
+#if MPT_X86
+    if (kind == PeakKind::amx_bf16) return dot_loop_amx_bf16(n, seed);
+#endif
     return isa >= Isa::avx512 ? fma_loop_avx512(n, seed) : fma_loop_avx2(n, seed);
   };
-  if (kind == PeakKind::bf16_dot)
+  if (kind == PeakKind::amx_bf16)
+    flops_per_iter = 4 * 16 * 16 * 32 * 2;
+  else if (kind == PeakKind::bf16_dot)
     flops_per_iter = 24 * 16 * 4;
   else
     flops_per_iter = isa >= Isa::avx512 ? 24 * 16 * 2 : 12 * 8 * 2;

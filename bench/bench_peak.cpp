@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   };
   std::vector<Row> rows;
   for (Isa isa : supported_isas()) {
-    if (isa == Isa::scalar || isa == Isa::avx512_bf16) continue;
+    if (isa == Isa::scalar || isa >= Isa::avx512_bf16) continue;
     for (int t : {1, all}) {
       rows.push_back(
           {std::string("fma_fp32_") + std::string(isa_name(isa)), t, bench::measure_peak(bench::PeakKind::fma_fp32, isa, t, seconds), "GFLOP/s"});
@@ -30,6 +30,10 @@ int main(int argc, char** argv) {
     for (int t : {1, all}) {
       rows.push_back({"dot_bf16_avx512_bf16", t, bench::measure_peak(bench::PeakKind::bf16_dot, Isa::avx512_bf16, t, seconds), "GFLOP/s"});
     }
+  }
+  if (detected_isa() >= Isa::amx_bf16) {
+    for (int t : {1, all})
+      rows.push_back({"tile_bf16_amx_bf16", t, bench::measure_peak(bench::PeakKind::amx_bf16, Isa::amx_bf16, t, seconds), "GFLOP/s"});
   }
   for (int t : {1, all}) rows.push_back({"triad", t, bench::measure_triad_gbps(t), "GB/s"});
   for (const Row& r : rows) {

@@ -432,7 +432,7 @@ inline float round_to_bf16(float x) noexcept { return to_float(to_bf16(x)); }
 // ---- begin mpt/core/cpu.hpp ----
 // CPU feature detection (cpuid + xgetbv) and the instruction-set level that
 // kernels dispatch on. The level can be forced lower with the environment
-// variable MPT_ISA=scalar|avx2|avx512|avx512_bf16 (read once, at first use)
+// variable MPT_ISA=scalar|avx2|avx512|avx512_bf16|amx_bf16 (read once, at first use)
 // or, in tests, with a ScopedIsa guard, so every kernel path runs on one machine.
 
 
@@ -445,6 +445,10 @@ inline float round_to_bf16(float x) noexcept { return to_float(to_bf16(x)); }
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define MPT_X86 1
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #else
 #define MPT_X86 0
 #endif
@@ -463,7 +467,7 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512_bf16 = false;
-  bool amx_tile = false, amx_bf16 = false;
+  bool amx_tile = false, amx_bf16 = false;  // and the OS lets this process use the tile registers
 };
 
 namespace detail {
@@ -474,6 +478,18 @@ inline std::uint64_t read_xcr0() noexcept {
   return (static_cast<std::uint64_t>(edx) << 32) | eax;
 }
 #endif
+
+// Linux hands the AMX tile data state (8 KiB per thread) only to a process that asks
+// for it (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); without it, the first
+// tile instruction is a SIGILL. Asked once, for the whole process and its threads.
+inline bool request_amx_permission() noexcept {
+#if MPT_X86 && defined(__linux__) && defined(SYS_arch_prctl)
+  constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+  return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 inline CpuFeatures query_cpu_features() noexcept {
   CpuFeatures f;
@@ -508,6 +524,7 @@ inline CpuFeatures query_cpu_features() noexcept {
   if (max_sub >= 1 && os_avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) {
     f.avx512_bf16 = (a >> 5) & 1u;
   }
+  if (f.amx_tile && f.amx_bf16 && !request_amx_permission()) f.amx_tile = f.amx_bf16 = false;
 #endif
   return f;
 }
@@ -520,7 +537,8 @@ inline const CpuFeatures& cpu_features() noexcept {
 }
 
 // Instruction-set levels, each a superset of the one before it.
-enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3 };
+// amx_bf16 adds the tile unit (tdpbf16ps) to avx512_bf16: only bf16 GEMMs use it.
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3, amx_bf16 = 4 };
 
 inline std::string_view isa_name(Isa isa) noexcept {
   switch (isa) {
@@ -532,15 +550,17 @@ inline std::string_view isa_name(Isa isa) noexcept {
       return "avx512";
     case Isa::avx512_bf16:
       return "avx512_bf16";
+    case Isa::amx_bf16:
+      return "amx_bf16";
   }
   return "?";
 }
 
 inline Isa parse_isa(std::string_view name) {
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16}) {
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx_bf16}) {
     if (name == isa_name(isa)) return isa;
   }
-  throw_error("unknown instruction set '", name, "': expected one of scalar, avx2, avx512, avx512_bf16");
+  throw_error("unknown instruction set '", name, "': expected one of scalar, avx2, avx512, avx512_bf16, amx_bf16");
 }
 
 // The highest level the CPU supports.
@@ -548,7 +568,8 @@ inline Isa detected_isa() noexcept {
   const CpuFeatures& f = cpu_features();
   if (!(f.avx2 && f.fma && f.f16c)) return Isa::scalar;
   if (!(f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq)) return Isa::avx2;
-  return f.avx512_bf16 ? Isa::avx512_bf16 : Isa::avx512;
+  if (!f.avx512_bf16) return Isa::avx512;
+  return f.amx_tile && f.amx_bf16 ? Isa::amx_bf16 : Isa::avx512_bf16;
 }
 
 namespace detail {
@@ -736,6 +757,7 @@ inline void convert_with(Isa isa, std::span<const float> in, std::span<bf16> out
   detail::check_convert_sizes(in.size(), out.size(), "float -> bf16");
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
       return detail::narrow_avx512_bf16(in.data(), out.data(), in.size());
     case Isa::avx512:
@@ -753,6 +775,7 @@ inline void convert_with(Isa isa, std::span<const bf16> in, std::span<float> out
   detail::check_convert_sizes(in.size(), out.size(), "bf16 -> float");
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
     case Isa::avx512:
       return detail::widen_avx512(in.data(), out.data(), in.size());
@@ -1058,7 +1081,7 @@ class ScopedNumThreads {
 // SIMD backend tags. Each names an instruction-set level (mpt::Isa) and the
 // xsimd arch it corresponds to; they form an inheritance chain, so a kernel
 // overloaded on some tags serves the higher ones through the nearest base
-//   avx512_bf16 : avx512 : avx2 : scalar
+//   amx_bf16 : avx512_bf16 : avx512 : avx2 : scalar
 // (the way xsimd kernels take `requires_arch<A>`).
 //
 // Why not xsimd batches for AVX-512: a header-only library cannot assume
@@ -1096,6 +1119,10 @@ struct avx512_bf16 : avx512 {
   using xsimd_arch = xsimd::avx512bw;  // xsimd 8 has no tag of its own for AVX512_BF16
   static constexpr const char* name = "avx512_bf16";
 };
+struct amx_bf16 : avx512_bf16 {  // the tile unit serves bf16 GEMMs; everything else is avx512_bf16
+  static constexpr Isa isa = Isa::amx_bf16;
+  static constexpr const char* name = "amx_bf16";
+};
 template <class T>
 concept Backend = std::is_base_of_v<scalar, T>;
 
@@ -1103,6 +1130,8 @@ concept Backend = std::is_base_of_v<scalar, T>;
 template <class F>
 decltype(auto) dispatch(Isa isa, F&& f) {
   switch (isa) {
+    case Isa::amx_bf16:
+      return std::forward<F>(f)(amx_bf16{});
     case Isa::avx512_bf16:
       return std::forward<F>(f)(avx512_bf16{});
     case Isa::avx512:
@@ -2207,6 +2236,7 @@ void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin
   constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
       if constexpr (simd) return avx512_bf16::dropout(x, r, y, begin, end, p, key);
       break;
@@ -2465,7 +2495,7 @@ void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double 
     prefetch(xr, h * sizeof(I), h * sizeof(I));  // the next row
     if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && simd_storage<I> && simd_storage<Out>) {
 #if MPT_X86
-      if (isa == Isa::avx512_bf16) {
+      if (isa >= Isa::avx512_bf16) {
         avx512_bf16::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
         continue;
       }
@@ -2550,7 +2580,7 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
       if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> && detail::simd_storage<I> &&
                     detail::simd_storage<DX>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) {
+        if (isa >= Isa::avx512_bf16) {
           detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
           continue;
         }
@@ -3168,7 +3198,7 @@ void gelu_bias_forward(TensorView<In> x, TensorView<Par> bias, TensorView<Out> y
       detail::prefetch(xr, n * sizeof(I), n * sizeof(I));  // the next row
       if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) {
+        if (isa >= Isa::avx512_bf16) {
           detail::avx512_bf16::gelu_row(xr, b, yr, pr, n);
           continue;
         }
@@ -3218,7 +3248,7 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
     DX* dxr = dx.data() + rb * n;
     if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> && detail::simd_storage<DX>) {
 #if MPT_X86
-      if (isa == Isa::avx512_bf16) return detail::avx512_bf16::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
+      if (isa >= Isa::avx512_bf16) return detail::avx512_bf16::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
       if (isa >= Isa::avx512) return detail::avx512::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
       if (isa == Isa::avx2) return detail::avx2::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
 #endif
@@ -3276,6 +3306,8 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
 //   zero-padded pack_a_chunk<Kernel>(...)  consecutive row panels at once (k outermost for A^T) pack_a_panel<Kernel>(...)  one panel (likewise): a[(g
 //   * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
 // KG is the number of consecutive k per 32-bit lane (2 for vdpbf16ps pairs, else 1).
+// A kernel whose tiles load rows of A (AMX: packs_a_as_rows) gets op(A) packed as rows
+// instead: a[i * kc + k] = op(A)(i0 + i, k0 + k), zero-padded (pack_a_rows_chunk).
 // Conversions (bf16 -> fp32 widening, fp32 -> fp64) happen here and are exact.
 
 // ---- begin mpt/kernels/gemm/pack_avx512.hpp ----
@@ -3623,6 +3655,36 @@ MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::siz
     }
   }
 }
+// ---- A as rows (the AMX kernel's panels) ----
+
+// out[i * row_stride + k] = op(A)(i0 + i, k0 + k) for op(A) = A^T (A stored [K x M]:
+// rows are k), rows [0, padded_rows) (zeros from `rows` on), k-groups zero-padded.
+// Per 32 k and 32 rows: two bf16 rows of A interleave into k-pair words (vpermt2w),
+// then a 16 x 16 word transpose turns 16 k-pairs of 16 rows into 16 rows of 16 pairs.
+MPT_TARGET_AVX512 inline void pack_a_rows_t_avx512(const bf16* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
+                                                   bf16* out, std::size_t row_stride, std::size_t padded_rows) noexcept {
+  const std::size_t groups = (kc + 1) / 2;
+  for (std::size_t ib = 0; ib < padded_rows; ib += 32) {
+    const __mmask32 live = ib < rows ? lanes32(rows - ib) : __mmask32(0);
+    for (std::size_t g0 = 0; g0 < groups; g0 += 16) {
+      __m512i lo[16], hi[16];  // lo[g] lane i: the pair (k0 + 2(g0+g), +1) of row ib + i; hi: rows ib + 16 + i
+      for (std::size_t g = 0; g < 16; ++g) {
+        const std::size_t k = 2 * (g0 + g);
+        const __m512i r0 = k < kc ? _mm512_maskz_loadu_epi16(live, a + (k0 + k) * lda + i0 + ib) : _mm512_setzero_si512();
+        const __m512i r1 = k + 1 < kc ? _mm512_maskz_loadu_epi16(live, a + (k0 + k + 1) * lda + i0 + ib) : _mm512_setzero_si512();
+        interleave_pairs(r0, r1, lo[g], hi[g]);
+      }
+      transpose_16x16_words(lo);
+      transpose_16x16_words(hi);
+      const __mmask16 words = lanes16(groups - g0);
+      for (std::size_t i = 0; i < 16; ++i) {
+        _mm512_mask_storeu_epi32(out + (ib + i) * row_stride + 2 * g0, words, lo[i]);
+        _mm512_mask_storeu_epi32(out + (ib + 16 + i) * row_stride + 2 * g0, words, hi[i]);
+      }
+    }
+  }
+}
+
 #endif  // MPT_X86
 
 }  // namespace mpt::kernels::detail
@@ -3685,6 +3747,16 @@ struct PanelLayout {
   }
   std::size_t size() const noexcept { return k_blocks() == 0 ? 0 : offset(k_blocks() - 1, n_panels()); }
 };
+
+// Whether Kernel reads packed A panels as rows of k (a panel's row stride is then the
+// k-block length) rather than as interleaved k-groups of MR rows.
+template <class Kernel>
+inline constexpr bool packs_a_as_rows_v = [] {
+  if constexpr (requires { Kernel::packs_a_as_rows; })
+    return Kernel::packs_a_as_rows;
+  else
+    return false;
+}();
 
 template <class Kernel, class TB>
 inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nr_eff,
@@ -3766,11 +3838,43 @@ inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
   pack_a_panel_reference<Kernel>(ta, a, lda, i0, mr_eff, k0, kc, out);
 }
 
+// Rows [i0, i0 + rows) of op(A), columns [k0, k0 + kc), as rows of `row_stride`
+// elements (each row's k-groups then zeros), up to a whole number of MR-row panels.
+template <class Kernel, class TA>
+inline void pack_a_rows_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
+                              typename Kernel::a_t* out, std::size_t row_stride) noexcept {
+  using a_t = typename Kernel::a_t;
+  const std::size_t width = ceil_div(kc, Kernel::kg) * Kernel::kg, padded_rows = ceil_div(rows, Kernel::mr) * Kernel::mr;
+  if (ta == Trans::N) {
+    for (std::size_t i = 0; i < rows; ++i) {
+      const TA* src = a + (i0 + i) * lda + k0;
+      a_t* dst = out + i * row_stride;
+      for (std::size_t k = 0; k < kc; ++k) dst[k] = convert_element<a_t>(src[k]);
+      std::fill(dst + kc, dst + width, a_t(0));
+    }
+  } else {
+#if MPT_X86
+    if constexpr (std::is_same_v<TA, bf16> && std::is_same_v<a_t, bf16> && Kernel::isa >= Isa::avx512) {
+      if (gather_fits(lda, sizeof(TA))) return pack_a_rows_t_avx512(a, lda, i0, rows, k0, kc, out, row_stride, padded_rows);
+    }
+#endif
+    for (std::size_t i = 0; i < rows; ++i) {
+      a_t* dst = out + i * row_stride;
+      for (std::size_t k = 0; k < kc; ++k) dst[k] = convert_element<a_t>(a[(k0 + k) * lda + i0 + i]);
+      std::fill(dst + kc, dst + width, a_t(0));
+    }
+  }
+  for (std::size_t i = rows; i < padded_rows; ++i) std::fill(out + i * row_stride, out + i * row_stride + width, a_t(0));
+}
+
 // Row panels [i0, i0 + rows) of op(A) (rows beyond the matrix already excluded),
 // panel q at out + q * panel_stride.
 template <class Kernel, class TA>
 inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
                          typename Kernel::a_t* out, std::size_t panel_stride) noexcept {
+  if constexpr (packs_a_as_rows_v<Kernel>) {
+    return pack_a_rows_chunk<Kernel>(ta, a, lda, i0, rows, k0, kc, out, panel_stride / Kernel::mr);
+  }
 #if MPT_X86
   using a_t = typename Kernel::a_t;
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double> &&
@@ -3815,11 +3919,181 @@ void bias_grad(const T* dy, std::size_t m, std::size_t n, std::size_t ld, TOut* 
 // instruction set (lowered by MPT_ISA or ScopedIsa in tests):
 //
 //   any fp64 operand                 ScalarFp64Kernel (4 x 8)
+//   bf16 x bf16, AMX-BF16            AmxBf16Kernel (32 x 32, tdpbf16ps tiles)
 //   bf16 x bf16, AVX512_BF16         Avx512Bf16DotKernel (12 x 32, vdpbf16ps)
 //   otherwise, AVX-512F              Avx512FmaKernel (12 x 32; bf16 widened while packing)
 //   otherwise, AVX2 + FMA            Avx2FmaKernel (6 x 16; bf16 widened while packing)
 //   otherwise                        ScalarFp32Kernel (4 x 16)
 
+// ---- begin mpt/kernels/gemm/kernel_amx_bf16.hpp ----
+// AMX-BF16 micro-kernel, 32 x 32 with tdpbf16ps: C is four 16 x 16 fp32 tiles,
+// each k-step of 32 loads two A tiles (16 rows x 16 bf16 pairs) and two B tiles
+// (16 pair-rows x 16 columns) and issues four tile dot-products.
+//
+//   tmm0 tmm1    C rows  0..15, columns 0..15 | 16..31      += tmm4 . tmm6 | tmm4 . tmm7
+//   tmm2 tmm3    C rows 16..31, columns 0..15 | 16..31      += tmm5 . tmm6 | tmm5 . tmm7
+//
+// Shape: C[32 x 32] (+)= A[32 x 2g] * B[2g x 32]   (g = k_groups pairs)
+//   A row i at a + i * rs_a, its k contiguous (cs_a = 2): tileloadd reads A in place or
+//     from panels packed as rows (packs_a_as_rows), never from interleaved k-groups
+//   B packed as for the vdpbf16ps kernel: b[(g * 32 + j) * 2 + u] = B(2g + u, j), so a
+//     B tile is 16 pair-rows of 64 bytes, 128 bytes apart
+// k-groups beyond the last multiple of 16 are added with vdpbf16ps on C in memory.
+//
+// Rounding: tdpbf16ps multiplies exactly and accumulates in fp32 (round to nearest
+// even), treating bf16 denormal inputs as zero and flushing denormal results, in its
+// own order within a k-step; so its sums may differ from vdpbf16ps's in the last bit.
+// Every C element is still one fixed sequence of operations, whatever the threads.
+
+// ---- begin mpt/kernels/gemm/amx_tiles.hpp ----
+// AMX tile primitives: the tile configuration and the few tile instructions the
+// AMX-BF16 micro-kernel uses, as inline assembly with a "memory" clobber.
+//
+// GCC's own _tile_loadd / _tile_stored macros give the compiler no memory operand,
+// so it may move ordinary loads and stores across them (a packed panel written just
+// before a tileloadd, a C tile read just after a tilestored). The clobber forbids it.
+// Tile numbers are immediates, hence macros.
+//
+// Only run after dispatch has found Isa::amx_bf16 (the CPU has AMX-BF16 and Linux
+// granted this process the tile state, see request_amx_permission in core/cpu.hpp).
+
+
+#include <cstdint>
+
+#if MPT_X86
+
+#define MPT_TILE_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::: "memory")
+#define MPT_TILE_LOAD(t, base, stride_bytes) \
+  __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(static_cast<const void*>(base)), "r"(static_cast<long>(stride_bytes)) : "memory")
+#define MPT_TILE_STORE(t, base, stride_bytes) \
+  __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(static_cast<void*>(base)), "r"(static_cast<long>(stride_bytes)) : "memory")
+// tmm(c) += tmm(a) . tmm(b): a holds 16 rows of 16 bf16 pairs, b 16 pair-rows of 16 columns.
+#define MPT_TILE_DPBF16PS(c, a, b) __asm__ volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::: "memory")
+
+namespace mpt::kernels::detail {
+
+// ldtilecfg's 64-byte operand, palette 1.
+struct alignas(64) TileConfig {
+  std::uint8_t palette = 1, start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t bytes_per_row[16] = {};
+  std::uint8_t rows[16] = {};
+};
+static_assert(sizeof(TileConfig) == 64);
+
+// Every tile 16 rows x 64 bytes (16 fp32, or 16 bf16 pairs): the 8 tiles of the
+// 32 x 32 micro-kernel. Loaded by each thread before its first tile instruction:
+// the configuration is per thread, and someone else's library may have released it.
+inline void configure_tiles_16x64() noexcept {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) config.bytes_per_row[t] = 64, config.rows[t] = 16;
+  __asm__ volatile("ldtilecfg %0" ::"m"(config) : "memory");
+}
+
+}  // namespace mpt::kernels::detail
+
+#endif
+// ---- end mpt/kernels/gemm/amx_tiles.hpp ----
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace mpt::kernels::detail {
+
+#if MPT_X86
+struct AmxBf16Kernel {
+  using a_t = bf16;
+  using b_t = bf16;
+  using acc_t = float;
+  static constexpr std::size_t mr = 32, nr = 32, kg = 2;
+  static constexpr std::size_t kc = 512;  // B micro-panel 32 KiB: read from L1 by every row panel of a chunk
+  static constexpr std::size_t mc = 64;   // 2 row panels: A block 64 KiB in L2
+  static constexpr Isa isa = Isa::amx_bf16;
+  static constexpr bool packs_a_as_rows = true;
+
+  // Before this thread's first micro-kernel of a GEMM task.
+  static void prepare_thread() noexcept { configure_tiles_16x64(); }
+
+  MPT_TARGET_AVX512_BF16 static void run(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b, float* c,
+                                         std::size_t ldc, bool accumulate) noexcept {
+    (void)cs_a;  // 2: each A row's pairs are contiguous
+    const long c_stride = static_cast<long>(ldc * sizeof(float));
+    float* c_low = c + 16 * ldc;
+    if (accumulate) {
+      MPT_TILE_LOAD(0, c, c_stride);
+      MPT_TILE_LOAD(1, c + 16, c_stride);
+      MPT_TILE_LOAD(2, c_low, c_stride);
+      MPT_TILE_LOAD(3, c_low + 16, c_stride);
+    } else {
+      MPT_TILE_ZERO(0);
+      MPT_TILE_ZERO(1);
+      MPT_TILE_ZERO(2);
+      MPT_TILE_ZERO(3);
+    }
+    const long a_stride = static_cast<long>(rs_a * sizeof(bf16)), b_stride = 2 * nr * sizeof(bf16);
+    const bf16* a_low = a + 16 * rs_a;
+    const std::size_t steps = k_groups / 16;
+    for (std::size_t s = 0; s < steps; ++s) {
+      const bf16* bs = b + s * 16 * 2 * nr;
+      MPT_TILE_LOAD(4, a + s * 32, a_stride);
+      MPT_TILE_LOAD(6, bs, b_stride);
+      MPT_TILE_DPBF16PS(0, 4, 6);
+      MPT_TILE_LOAD(7, bs + 32, b_stride);
+      MPT_TILE_DPBF16PS(1, 4, 7);
+      MPT_TILE_LOAD(5, a_low + s * 32, a_stride);
+      MPT_TILE_DPBF16PS(2, 5, 6);
+      MPT_TILE_DPBF16PS(3, 5, 7);
+    }
+    MPT_TILE_STORE(0, c, c_stride);
+    MPT_TILE_STORE(1, c + 16, c_stride);
+    MPT_TILE_STORE(2, c_low, c_stride);
+    MPT_TILE_STORE(3, c_low + 16, c_stride);
+    if (const std::size_t rest = k_groups % 16) add_pairs(rest, a + steps * 32, rs_a, b + steps * 16 * 2 * nr, c, ldc);
+  }
+
+  // C = store(A B) row by row from an fp32 tile (the epilogue functors of epilogue.hpp).
+  template <class Store>
+  MPT_TARGET_AVX512_BF16 static void run_store(std::size_t k_groups, const bf16* a, std::size_t rs_a, std::size_t cs_a, const bf16* b,
+                                               const Store& store) noexcept {
+    alignas(64) float tile[mr * nr];
+    run(k_groups, a, rs_a, cs_a, b, tile, nr, false);
+    for (std::size_t i = 0; i < mr; ++i) store(i, _mm512_load_ps(tile + i * nr), _mm512_load_ps(tile + i * nr + 16));
+  }
+
+ private:
+  // C rows += the remaining (< 16) k-groups, with vdpbf16ps, four rows at a time.
+  MPT_TARGET_AVX512_BF16 static void add_pairs(std::size_t groups, const bf16* a, std::size_t rs_a, const bf16* b, float* c,
+                                               std::size_t ldc) noexcept {
+    for (std::size_t i = 0; i < mr; i += 4) {
+      __m512 acc[4][2];
+      for (std::size_t r = 0; r < 4; ++r) {
+        acc[r][0] = _mm512_loadu_ps(c + (i + r) * ldc);
+        acc[r][1] = _mm512_loadu_ps(c + (i + r) * ldc + 16);
+      }
+      for (std::size_t g = 0; g < groups; ++g) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + g * 2 * nr), b1 = (__m512bh)_mm512_loadu_si512(b + g * 2 * nr + 32);
+        for (std::size_t r = 0; r < 4; ++r) {
+          std::uint32_t pair;
+          std::memcpy(&pair, a + (i + r) * rs_a + 2 * g, sizeof pair);
+          const __m512bh ar = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+          acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, b0);
+          acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
+        }
+      }
+      for (std::size_t r = 0; r < 4; ++r) {
+        _mm512_storeu_ps(c + (i + r) * ldc, acc[r][0]);
+        _mm512_storeu_ps(c + (i + r) * ldc + 16, acc[r][1]);
+      }
+    }
+  }
+};
+#endif
+
+}  // namespace mpt::kernels::detail
+// ---- end mpt/kernels/gemm/kernel_amx_bf16.hpp ----
 // ---- begin mpt/kernels/gemm/kernel_avx2.hpp ----
 // AVX2 + FMA fp32 micro-kernel, 6 x 16: 12 ymm accumulators, 2 for B, 1 broadcast.
 // (bf16 inputs reach it widened to fp32 by the packing, which is exact.)
@@ -4113,7 +4387,7 @@ using ScalarFp64Kernel = ScalarKernel<double, 4, 8>;
 
 namespace mpt::kernels {
 
-enum class GemmKernel { scalar_fp32, scalar_fp64, avx2_fp32, avx512_fp32, avx512_bf16_dot };
+enum class GemmKernel { scalar_fp32, scalar_fp64, avx2_fp32, avx512_fp32, avx512_bf16_dot, amx_bf16 };
 
 inline std::string_view gemm_kernel_name(GemmKernel k) noexcept {
   switch (k) {
@@ -4127,6 +4401,8 @@ inline std::string_view gemm_kernel_name(GemmKernel k) noexcept {
       return "avx512_fp32 (12x32 FMA)";
     case GemmKernel::avx512_bf16_dot:
       return "avx512_bf16_dot (12x32 vdpbf16ps)";
+    case GemmKernel::amx_bf16:
+      return "amx_bf16 (32x32 tdpbf16ps)";
   }
   return "?";
 }
@@ -4150,6 +4426,7 @@ decltype(auto) with_gemm_kernel(Isa isa, F&& f) {
   } else {
 #if MPT_X86
     if constexpr (std::is_same_v<TA, bf16> && std::is_same_v<TB, bf16>) {
+      if (isa >= Isa::amx_bf16) return f(AmxBf16Kernel{});
       if (isa >= Isa::avx512_bf16) return f(Avx512Bf16DotKernel{});
     }
     if (isa >= Isa::avx512) return f(Avx512FmaKernel{});
@@ -4164,6 +4441,8 @@ template <class Kernel>
 constexpr GemmKernel gemm_kernel_id() noexcept {
   if constexpr (std::is_same_v<Kernel, ScalarFp64Kernel>) return GemmKernel::scalar_fp64;
 #if MPT_X86
+  else if constexpr (std::is_same_v<Kernel, AmxBf16Kernel>)
+    return GemmKernel::amx_bf16;
   else if constexpr (std::is_same_v<Kernel, Avx512Bf16DotKernel>)
     return GemmKernel::avx512_bf16_dot;
   else if constexpr (std::is_same_v<Kernel, Avx512FmaKernel>)
@@ -4727,8 +5006,24 @@ MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::s
 #endif
 #pragma GCC diagnostic pop
 
+// A panel packed as rows (packs_a_as_rows_v): row i's k at panel[i * row_stride + k].
 template <class Kernel>
-inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, typename Kernel::acc_t* sums) noexcept {
+inline void add_packed_row_sums_of_rows(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, std::size_t row_stride,
+                                        typename Kernel::acc_t* sums) noexcept {
+  using acc_t = typename Kernel::acc_t;
+  for (std::size_t i = 0; i < rows; ++i) {
+    acc_t s = sums[i];
+    for (std::size_t k = 0; k < groups * Kernel::kg; ++k) s += convert_element<acc_t>(panel[i * row_stride + k]);
+    sums[i] = s;
+  }
+}
+
+template <class Kernel>
+inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, std::size_t row_stride,
+                                typename Kernel::acc_t* sums) noexcept {
+  if constexpr (packs_a_as_rows_v<Kernel>) {
+    return add_packed_row_sums_of_rows<Kernel>(panel, groups, rows, row_stride, sums);
+  }
 #if MPT_X86
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && std::is_same_v<typename Kernel::acc_t, float>) {
     return add_packed_row_sums_avx512(panel, groups, rows, sums);
@@ -4738,11 +5033,11 @@ inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t g
 }
 
 // The epilogue on a kernel's accumulators in registers (full tiles), where the kernel and
-// the operand types have one: the AVX-512 12 x 32 kernels with fp32 accumulators.
+// the operand types have one: the AVX-512 12 x 32 kernels with fp32 accumulators, and the
+// AMX 32 x 32 kernel (from its fp32 tile, row by row).
 template <class Kernel, class TC, class TE, class TR>
-inline constexpr bool has_register_store =
-    MPT_X86&& Kernel::isa >= Isa::avx512&& Kernel::mr == 12 && Kernel::nr == 32 && std::is_same_v<typename Kernel::acc_t, float> &&
-    !std::is_same_v<TC, double> && !std::is_same_v<TE, double> && !std::is_same_v<TR, double>;
+inline constexpr bool has_register_store = MPT_X86&& Kernel::isa >= Isa::avx512&& Kernel::nr == 32 && std::is_same_v<typename Kernel::acc_t, float> &&
+                                           !std::is_same_v<TC, double> && !std::is_same_v<TE, double> && !std::is_same_v<TR, double>;
 
 #if MPT_X86
 template <class Kernel, class TC, class TE, class TR>
@@ -4770,6 +5065,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   using acc_t = typename Kernel::acc_t;
   constexpr std::size_t MR = Kernel::mr, NR = Kernel::nr, KG = Kernel::kg;
   if (p0 >= p1 || q0 >= q1) return;
+  if constexpr (requires { Kernel::prepare_thread(); }) Kernel::prepare_thread();
   const PanelLayout<Kernel> layout{pr.k, pr.n};
   const std::size_t k_blocks = layout.k_blocks();
   // A is read in place when it already has the kernel's element type, row-major in k,
@@ -4818,7 +5114,10 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             continue;
           }
         }
-        a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, KG, MR * KG};
+        if constexpr (packs_a_as_rows_v<Kernel>)
+          a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, layout.kc, KG};
+        else
+          a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, KG, MR * KG};
         packed_from = std::min(packed_from, p);
       }
       if (packed_from < c1) {
@@ -4827,7 +5126,8 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
       }
       if (pr.a_row_sums && q0 == 0) {  // one task per row range adds (tasks splitting columns share rows)
         for (std::size_t p = c0; p < c1; ++p) {
-          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), pr.a_row_sums + p * MR);
+          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), layout.kc,
+                                      pr.a_row_sums + p * MR);
         }
       }
       const bool last = blk + 1 == k_blocks;
@@ -5341,6 +5641,7 @@ template <class Acc>
 Acc chunk_sum_of_squares(Isa isa, const float* x, std::size_t n) noexcept {
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
     case Isa::avx512:
       return chunk_sum_of_squares_avx512(x, n, Acc{});
@@ -5464,7 +5765,7 @@ void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
     const std::size_t n = end - begin;
     if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> && detail::simd_storage<Y>) {
 #if MPT_X86
-      if (isa == Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
+      if (isa >= Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
       if (isa >= Isa::avx512) return detail::avx512::residual_add(pa, pb, py, n);
       if (isa == Isa::avx2) return detail::avx2::residual_add(pa, pb, py, n);
 #endif
@@ -5662,7 +5963,7 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
       detail::prefetch(x, ahead * k * sizeof(I), k * sizeof(I));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) {
+        if (isa >= Isa::avx512_bf16) {
           detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z);
           continue;
         }
@@ -5703,7 +6004,7 @@ void softmax_backward(TensorView<P> probs, TensorView<DP> dprobs, double scale, 
       detail::prefetch(dp, k * sizeof(DPP), k * sizeof(DPP));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> && detail::simd_storage<DS>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) {
+        if (isa >= Isa::avx512_bf16) {
           detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k);
           continue;
         }
@@ -9038,6 +9339,7 @@ inline void convert_with(Isa isa, std::span<const float> in, std::span<fp16> out
   if (in.size() != out.size()) throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
     case Isa::avx512:
       return detail::narrow_fp16_avx512(in.data(), out.data(), in.size());
@@ -9054,6 +9356,7 @@ inline void convert_with(Isa isa, std::span<const fp16> in, std::span<float> out
   if (in.size() != out.size()) throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
     case Isa::avx512:
       return detail::widen_fp16_avx512(in.data(), out.data(), in.size());

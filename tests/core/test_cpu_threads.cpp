@@ -14,7 +14,9 @@ TEST_CASE("CPU features are consistent with the detected instruction set") {
               f.avx2, f.fma, f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.avx512_bf16, f.amx_bf16);
   if (isa >= mpt::Isa::avx2) CHECK((f.avx2 && f.fma));
   if (isa >= mpt::Isa::avx512) CHECK((f.avx512f && f.avx512bw && f.avx512vl));
-  if (isa == mpt::Isa::avx512_bf16) CHECK(f.avx512_bf16);
+  if (isa >= mpt::Isa::avx512_bf16) CHECK(f.avx512_bf16);
+  // amx_bf16 only when the CPU has the tile unit and Linux granted this process its state.
+  if (isa >= mpt::Isa::amx_bf16) CHECK((f.amx_tile && f.amx_bf16));
   // Every level up to the active one (MPT_ISA caps it; no ScopedIsa is alive here).
   CHECK(mpt::supported_isas().size() == static_cast<std::size_t>(mpt::active_isa()) + 1);
 }
@@ -26,8 +28,8 @@ TEST_CASE("ScopedIsa lowers the active instruction set and restores it") {
     CHECK(mpt::active_isa() == mpt::Isa::scalar);
   }
   CHECK(mpt::active_isa() == before);
-  if (mpt::detected_isa() != mpt::Isa::avx512_bf16) {
-    CHECK_THROWS_AS(mpt::ScopedIsa(mpt::Isa::avx512_bf16), mpt::Error);
+  if (mpt::detected_isa() < mpt::Isa::amx_bf16) {
+    CHECK_THROWS_AS(mpt::ScopedIsa(mpt::Isa::amx_bf16), mpt::Error);
   }
 }
 
@@ -38,7 +40,7 @@ TEST_CASE("MPT_ISA, MPT_NUM_THREADS and OMP_NUM_THREADS: bad settings are refuse
   CHECK(mpt::detail::isa_from_setting("avx2", Isa::avx512) == Isa::avx2);
   CHECK(mpt::detail::isa_from_setting("scalar", Isa::avx2) == Isa::scalar);
   CHECK_THROWS_WITH_AS(mpt::detail::isa_from_setting("avx9", Isa::avx2),
-                       "MPT_ISA=avx9: unknown instruction set 'avx9': expected one of scalar, avx2, avx512, avx512_bf16", mpt::Error);
+                       "MPT_ISA=avx9: unknown instruction set 'avx9': expected one of scalar, avx2, avx512, avx512_bf16, amx_bf16", mpt::Error);
   // The CPU level is injected: an AVX2-only machine refuses avx512_bf16 whatever this host has.
   CHECK_THROWS_WITH_AS(mpt::detail::isa_from_setting("avx512_bf16", Isa::avx2),
                        "MPT_ISA=avx512_bf16 asks for more than this CPU supports (avx2); MPT_ISA can only force a lower instruction set", mpt::Error);
@@ -64,11 +66,14 @@ TEST_CASE("MPT_ISA, MPT_NUM_THREADS and OMP_NUM_THREADS: bad settings are refuse
 TEST_CASE("instruction-set names parse, and unknown names are refused with the list") {
   CHECK(mpt::parse_isa("avx2") == mpt::Isa::avx2);
   CHECK(mpt::parse_isa("avx512_bf16") == mpt::Isa::avx512_bf16);
-  CHECK_THROWS_WITH_AS(mpt::parse_isa("sse9"), "unknown instruction set 'sse9': expected one of scalar, avx2, avx512, avx512_bf16", mpt::Error);
+  CHECK(mpt::parse_isa("amx_bf16") == mpt::Isa::amx_bf16);
+  CHECK_THROWS_WITH_AS(mpt::parse_isa("sse9"), "unknown instruction set 'sse9': expected one of scalar, avx2, avx512, avx512_bf16, amx_bf16",
+                       mpt::Error);
 }
 
 TEST_CASE("backend::dispatch hands the matching tag, and tags inherit downwards") {
   static_assert(std::is_base_of_v<mpt::backend::avx2, mpt::backend::avx512_bf16>);
+  static_assert(std::is_base_of_v<mpt::backend::avx512_bf16, mpt::backend::amx_bf16>);
   static_assert(mpt::backend::Backend<mpt::backend::avx512>);
   for (mpt::Isa isa : mpt::supported_isas()) {
     const mpt::Isa got = mpt::backend::dispatch(isa, [](auto tag) { return decltype(tag)::isa; });

@@ -124,6 +124,7 @@ inline void convert_with(Isa isa, std::span<const float> in, std::span<bf16> out
   detail::check_convert_sizes(in.size(), out.size(), "float -> bf16");
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
       return detail::narrow_avx512_bf16(in.data(), out.data(), in.size());
     case Isa::avx512:
@@ -141,6 +142,7 @@ inline void convert_with(Isa isa, std::span<const bf16> in, std::span<float> out
   detail::check_convert_sizes(in.size(), out.size(), "bf16 -> float");
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
     case Isa::avx512:
       return detail::widen_avx512(in.data(), out.data(), in.size());

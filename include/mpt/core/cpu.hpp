@@ -1,7 +1,7 @@
 #pragma once
 // CPU feature detection (cpuid + xgetbv) and the instruction-set level that
 // kernels dispatch on. The level can be forced lower with the environment
-// variable MPT_ISA=scalar|avx2|avx512|avx512_bf16 (read once, at first use)
+// variable MPT_ISA=scalar|avx2|avx512|avx512_bf16|amx_bf16 (read once, at first use)
 // or, in tests, with a ScopedIsa guard, so every kernel path runs on one machine.
 
 #include <mpt/core/error.hpp>
@@ -15,6 +15,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define MPT_X86 1
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #else
 #define MPT_X86 0
 #endif
@@ -33,7 +37,7 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512_bf16 = false;
-  bool amx_tile = false, amx_bf16 = false;
+  bool amx_tile = false, amx_bf16 = false;  // and the OS lets this process use the tile registers
 };
 
 namespace detail {
@@ -44,6 +48,18 @@ inline std::uint64_t read_xcr0() noexcept {
   return (static_cast<std::uint64_t>(edx) << 32) | eax;
 }
 #endif
+
+// Linux hands the AMX tile data state (8 KiB per thread) only to a process that asks
+// for it (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); without it, the first
+// tile instruction is a SIGILL. Asked once, for the whole process and its threads.
+inline bool request_amx_permission() noexcept {
+#if MPT_X86 && defined(__linux__) && defined(SYS_arch_prctl)
+  constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+  return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 inline CpuFeatures query_cpu_features() noexcept {
   CpuFeatures f;
@@ -78,6 +94,7 @@ inline CpuFeatures query_cpu_features() noexcept {
   if (max_sub >= 1 && os_avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) {
     f.avx512_bf16 = (a >> 5) & 1u;
   }
+  if (f.amx_tile && f.amx_bf16 && !request_amx_permission()) f.amx_tile = f.amx_bf16 = false;
 #endif
   return f;
 }
@@ -90,7 +107,8 @@ inline const CpuFeatures& cpu_features() noexcept {
 }
 
 // Instruction-set levels, each a superset of the one before it.
-enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3 };
+// amx_bf16 adds the tile unit (tdpbf16ps) to avx512_bf16: only bf16 GEMMs use it.
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3, amx_bf16 = 4 };
 
 inline std::string_view isa_name(Isa isa) noexcept {
   switch (isa) {
@@ -102,15 +120,17 @@ inline std::string_view isa_name(Isa isa) noexcept {
       return "avx512";
     case Isa::avx512_bf16:
       return "avx512_bf16";
+    case Isa::amx_bf16:
+      return "amx_bf16";
   }
   return "?";
 }
 
 inline Isa parse_isa(std::string_view name) {
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16}) {
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx_bf16}) {
     if (name == isa_name(isa)) return isa;
   }
-  throw_error("unknown instruction set '", name, "': expected one of scalar, avx2, avx512, avx512_bf16");
+  throw_error("unknown instruction set '", name, "': expected one of scalar, avx2, avx512, avx512_bf16, amx_bf16");
 }
 
 // The highest level the CPU supports.
@@ -118,7 +138,8 @@ inline Isa detected_isa() noexcept {
   const CpuFeatures& f = cpu_features();
   if (!(f.avx2 && f.fma && f.f16c)) return Isa::scalar;
   if (!(f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq)) return Isa::avx2;
-  return f.avx512_bf16 ? Isa::avx512_bf16 : Isa::avx512;
+  if (!f.avx512_bf16) return Isa::avx512;
+  return f.amx_tile && f.amx_bf16 ? Isa::amx_bf16 : Isa::avx512_bf16;
 }
 
 namespace detail {

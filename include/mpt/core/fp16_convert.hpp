@@ -117,6 +117,7 @@ inline void convert_with(Isa isa, std::span<const float> in, std::span<fp16> out
   if (in.size() != out.size()) throw_error("convert (float -> fp16): input has ", in.size(), " elements but output has ", out.size());
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
     case Isa::avx512:
       return detail::narrow_fp16_avx512(in.data(), out.data(), in.size());
@@ -133,6 +134,7 @@ inline void convert_with(Isa isa, std::span<const fp16> in, std::span<float> out
   if (in.size() != out.size()) throw_error("convert (fp16 -> float): input has ", in.size(), " elements but output has ", out.size());
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
     case Isa::avx512:
       return detail::widen_fp16_avx512(in.data(), out.data(), in.size());

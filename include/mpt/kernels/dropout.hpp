@@ -206,6 +206,7 @@ void dropout_range(Isa isa, const In* x, const Res* r, Out* y, std::size_t begin
   constexpr bool simd = simd_storage<In> && simd_storage<Out> && (std::is_void_v<Res> || simd_storage<Res>);
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
       if constexpr (simd) return avx512_bf16::dropout(x, r, y, begin, end, p, key);
       break;

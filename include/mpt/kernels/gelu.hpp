@@ -343,7 +343,7 @@ void gelu_bias_forward(TensorView<In> x, TensorView<Par> bias, TensorView<Out> y
       detail::prefetch(xr, n * sizeof(I), n * sizeof(I));  // the next row
       if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) {
+        if (isa >= Isa::avx512_bf16) {
           detail::avx512_bf16::gelu_row(xr, b, yr, pr, n);
           continue;
         }
@@ -393,7 +393,7 @@ void gelu_backward(TensorView<DY> dy, TensorView<H> preact, TensorView<DX> dx, T
     DX* dxr = dx.data() + rb * n;
     if constexpr (std::is_same_v<C, float> && detail::simd_storage<D> && detail::simd_storage<HH> && detail::simd_storage<DX>) {
 #if MPT_X86
-      if (isa == Isa::avx512_bf16) return detail::avx512_bf16::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
+      if (isa >= Isa::avx512_bf16) return detail::avx512_bf16::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
       if (isa >= Isa::avx512) return detail::avx512::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
       if (isa == Isa::avx2) return detail::avx2::gelu_backward_rows(dyr, hr, dxr, n, re - rb, part);
 #endif

@@ -156,6 +156,7 @@ template <class Acc>
 Acc chunk_sum_of_squares(Isa isa, const float* x, std::size_t n) noexcept {
   switch (isa) {
 #if MPT_X86
+    case Isa::amx_bf16:
     case Isa::avx512_bf16:
     case Isa::avx512:
       return chunk_sum_of_squares_avx512(x, n, Acc{});

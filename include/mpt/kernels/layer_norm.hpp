@@ -190,7 +190,7 @@ void layer_norm_rows(Isa isa, const I* x, const P* gamma, const P* beta, double 
     prefetch(xr, h * sizeof(I), h * sizeof(I));  // the next row
     if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && simd_storage<I> && simd_storage<Out>) {
 #if MPT_X86
-      if (isa == Isa::avx512_bf16) {
+      if (isa >= Isa::avx512_bf16) {
         avx512_bf16::layer_norm_row(xr, gamma, beta, float(eps), yr, h, mean[r], rstd[r]);
         continue;
       }
@@ -275,7 +275,7 @@ void layer_norm_backward(TensorView<DY> dy, TensorView<In> x, TensorView<Par> ga
       if constexpr (std::is_same_v<C, float> && std::is_same_v<P, float> && detail::simd_storage<D> && detail::simd_storage<I> &&
                     detail::simd_storage<DX>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) {
+        if (isa >= Isa::avx512_bf16) {
           detail::avx512_bf16::layer_norm_backward_row(dyr, xr, gamma.data(), mean[r], rstd[r], dxr, h, dgamma_part, dbeta_part);
           continue;
         }

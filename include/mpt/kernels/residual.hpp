@@ -62,7 +62,7 @@ void residual_add(TensorView<A> a, TensorView<B> b, TensorView<Y> y) {
     const std::size_t n = end - begin;
     if constexpr (std::is_same_v<C, float> && detail::simd_storage<AA> && detail::simd_storage<BB> && detail::simd_storage<Y>) {
 #if MPT_X86
-      if (isa == Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
+      if (isa >= Isa::avx512_bf16) return detail::avx512_bf16::residual_add(pa, pb, py, n);
       if (isa >= Isa::avx512) return detail::avx512::residual_add(pa, pb, py, n);
       if (isa == Isa::avx2) return detail::avx2::residual_add(pa, pb, py, n);
 #endif

@@ -187,7 +187,7 @@ void softmax_forward(TensorView<In> scores, TensorView<Mask> additive_mask, doub
       detail::prefetch(x, ahead * k * sizeof(I), k * sizeof(I));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<I> && detail::simd_storage<Out>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) {
+        if (isa >= Isa::avx512_bf16) {
           detail::avx512_bf16::softmax_row(x, m, float(scale), y, k, z);
           continue;
         }
@@ -228,7 +228,7 @@ void softmax_backward(TensorView<P> probs, TensorView<DP> dprobs, double scale, 
       detail::prefetch(dp, k * sizeof(DPP), k * sizeof(DPP));
       if constexpr (std::is_same_v<C, float> && detail::simd_storage<PP> && detail::simd_storage<DPP> && detail::simd_storage<DS>) {
 #if MPT_X86
-        if (isa == Isa::avx512_bf16) {
+        if (isa >= Isa::avx512_bf16) {
           detail::avx512_bf16::softmax_backward_row(p, dp, float(scale), ds, k);
           continue;
         }

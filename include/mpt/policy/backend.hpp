@@ -2,7 +2,7 @@
 // SIMD backend tags. Each names an instruction-set level (mpt::Isa) and the
 // xsimd arch it corresponds to; they form an inheritance chain, so a kernel
 // overloaded on some tags serves the higher ones through the nearest base
-//   avx512_bf16 : avx512 : avx2 : scalar
+//   amx_bf16 : avx512_bf16 : avx512 : avx2 : scalar
 // (the way xsimd kernels take `requires_arch<A>`).
 //
 // Why not xsimd batches for AVX-512: a header-only library cannot assume
@@ -41,6 +41,10 @@ struct avx512_bf16 : avx512 {
   using xsimd_arch = xsimd::avx512bw;  // xsimd 8 has no tag of its own for AVX512_BF16
   static constexpr const char* name = "avx512_bf16";
 };
+struct amx_bf16 : avx512_bf16 {  // the tile unit serves bf16 GEMMs; everything else is avx512_bf16
+  static constexpr Isa isa = Isa::amx_bf16;
+  static constexpr const char* name = "amx_bf16";
+};
 template <class T>
 concept Backend = std::is_base_of_v<scalar, T>;
 
@@ -48,6 +52,8 @@ concept Backend = std::is_base_of_v<scalar, T>;
 template <class F>
 decltype(auto) dispatch(Isa isa, F&& f) {
   switch (isa) {
+    case Isa::amx_bf16:
+      return std::forward<F>(f)(amx_bf16{});
     case Isa::avx512_bf16:
       return std::forward<F>(f)(avx512_bf16{});
     case Isa::avx512:

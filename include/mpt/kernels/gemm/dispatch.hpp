@@ -3,6 +3,7 @@
 // instruction set (lowered by MPT_ISA or ScopedIsa in tests):
 //
 //   any fp64 operand                 ScalarFp64Kernel (4 x 8)
+//   bf16 x bf16, AMX-BF16            AmxBf16Kernel (32 x 32, tdpbf16ps tiles)
 //   bf16 x bf16, AVX512_BF16         Avx512Bf16DotKernel (12 x 32, vdpbf16ps)
 //   otherwise, AVX-512F              Avx512FmaKernel (12 x 32; bf16 widened while packing)
 //   otherwise, AVX2 + FMA            Avx2FmaKernel (6 x 16; bf16 widened while packing)
@@ -10,6 +11,7 @@
 
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/cpu.hpp>
+#include <mpt/kernels/gemm/kernel_amx_bf16.hpp>
 #include <mpt/kernels/gemm/kernel_avx2.hpp>
 #include <mpt/kernels/gemm/kernel_avx512.hpp>
 #include <mpt/kernels/gemm/kernel_avx512_bf16.hpp>
@@ -20,7 +22,7 @@
 
 namespace mpt::kernels {
 
-enum class GemmKernel { scalar_fp32, scalar_fp64, avx2_fp32, avx512_fp32, avx512_bf16_dot };
+enum class GemmKernel { scalar_fp32, scalar_fp64, avx2_fp32, avx512_fp32, avx512_bf16_dot, amx_bf16 };
 
 inline std::string_view gemm_kernel_name(GemmKernel k) noexcept {
   switch (k) {
@@ -34,6 +36,8 @@ inline std::string_view gemm_kernel_name(GemmKernel k) noexcept {
       return "avx512_fp32 (12x32 FMA)";
     case GemmKernel::avx512_bf16_dot:
       return "avx512_bf16_dot (12x32 vdpbf16ps)";
+    case GemmKernel::amx_bf16:
+      return "amx_bf16 (32x32 tdpbf16ps)";
   }
   return "?";
 }
@@ -57,6 +61,7 @@ decltype(auto) with_gemm_kernel(Isa isa, F&& f) {
   } else {
 #if MPT_X86
     if constexpr (std::is_same_v<TA, bf16> && std::is_same_v<TB, bf16>) {
+      if (isa >= Isa::amx_bf16) return f(AmxBf16Kernel{});
       if (isa >= Isa::avx512_bf16) return f(Avx512Bf16DotKernel{});
     }
     if (isa >= Isa::avx512) return f(Avx512FmaKernel{});
@@ -71,6 +76,8 @@ template <class Kernel>
 constexpr GemmKernel gemm_kernel_id() noexcept {
   if constexpr (std::is_same_v<Kernel, ScalarFp64Kernel>) return GemmKernel::scalar_fp64;
 #if MPT_X86
+  else if constexpr (std::is_same_v<Kernel, AmxBf16Kernel>)
+    return GemmKernel::amx_bf16;
   else if constexpr (std::is_same_v<Kernel, Avx512Bf16DotKernel>)
     return GemmKernel::avx512_bf16_dot;
   else if constexpr (std::is_same_v<Kernel, Avx512FmaKernel>)

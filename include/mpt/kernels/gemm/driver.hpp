@@ -171,8 +171,24 @@ MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::s
 #endif
 #pragma GCC diagnostic pop
 
+// A panel packed as rows (packs_a_as_rows_v): row i's k at panel[i * row_stride + k].
 template <class Kernel>
-inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, typename Kernel::acc_t* sums) noexcept {
+inline void add_packed_row_sums_of_rows(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, std::size_t row_stride,
+                                        typename Kernel::acc_t* sums) noexcept {
+  using acc_t = typename Kernel::acc_t;
+  for (std::size_t i = 0; i < rows; ++i) {
+    acc_t s = sums[i];
+    for (std::size_t k = 0; k < groups * Kernel::kg; ++k) s += convert_element<acc_t>(panel[i * row_stride + k]);
+    sums[i] = s;
+  }
+}
+
+template <class Kernel>
+inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, std::size_t row_stride,
+                                typename Kernel::acc_t* sums) noexcept {
+  if constexpr (packs_a_as_rows_v<Kernel>) {
+    return add_packed_row_sums_of_rows<Kernel>(panel, groups, rows, row_stride, sums);
+  }
 #if MPT_X86
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && std::is_same_v<typename Kernel::acc_t, float>) {
     return add_packed_row_sums_avx512(panel, groups, rows, sums);
@@ -182,11 +198,11 @@ inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t g
 }
 
 // The epilogue on a kernel's accumulators in registers (full tiles), where the kernel and
-// the operand types have one: the AVX-512 12 x 32 kernels with fp32 accumulators.
+// the operand types have one: the AVX-512 12 x 32 kernels with fp32 accumulators, and the
+// AMX 32 x 32 kernel (from its fp32 tile, row by row).
 template <class Kernel, class TC, class TE, class TR>
-inline constexpr bool has_register_store =
-    MPT_X86&& Kernel::isa >= Isa::avx512&& Kernel::mr == 12 && Kernel::nr == 32 && std::is_same_v<typename Kernel::acc_t, float> &&
-    !std::is_same_v<TC, double> && !std::is_same_v<TE, double> && !std::is_same_v<TR, double>;
+inline constexpr bool has_register_store = MPT_X86&& Kernel::isa >= Isa::avx512&& Kernel::nr == 32 && std::is_same_v<typename Kernel::acc_t, float> &&
+                                           !std::is_same_v<TC, double> && !std::is_same_v<TE, double> && !std::is_same_v<TR, double>;
 
 #if MPT_X86
 template <class Kernel, class TC, class TE, class TR>
@@ -214,6 +230,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   using acc_t = typename Kernel::acc_t;
   constexpr std::size_t MR = Kernel::mr, NR = Kernel::nr, KG = Kernel::kg;
   if (p0 >= p1 || q0 >= q1) return;
+  if constexpr (requires { Kernel::prepare_thread(); }) Kernel::prepare_thread();
   const PanelLayout<Kernel> layout{pr.k, pr.n};
   const std::size_t k_blocks = layout.k_blocks();
   // A is read in place when it already has the kernel's element type, row-major in k,
@@ -262,7 +279,10 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
             continue;
           }
         }
-        a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, KG, MR * KG};
+        if constexpr (packs_a_as_rows_v<Kernel>)
+          a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, layout.kc, KG};
+        else
+          a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, KG, MR * KG};
         packed_from = std::min(packed_from, p);
       }
       if (packed_from < c1) {
@@ -271,7 +291,8 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
       }
       if (pr.a_row_sums && q0 == 0) {  // one task per row range adds (tasks splitting columns share rows)
         for (std::size_t p = c0; p < c1; ++p) {
-          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), pr.a_row_sums + p * MR);
+          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), layout.kc,
+                                      pr.a_row_sums + p * MR);
         }
       }
       const bool last = blk + 1 == k_blocks;

@@ -7,6 +7,8 @@
 //   zero-padded pack_a_chunk<Kernel>(...)  consecutive row panels at once (k outermost for A^T) pack_a_panel<Kernel>(...)  one panel (likewise): a[(g
 //   * MR + i) * KG + u] = op(A)(i0 + i, k0 + g*KG + u), zero-padded
 // KG is the number of consecutive k per 32-bit lane (2 for vdpbf16ps pairs, else 1).
+// A kernel whose tiles load rows of A (AMX: packs_a_as_rows) gets op(A) packed as rows
+// instead: a[i * kc + k] = op(A)(i0 + i, k0 + k), zero-padded (pack_a_rows_chunk).
 // Conversions (bf16 -> fp32 widening, fp32 -> fp64) happen here and are exact.
 
 #include <mpt/core/bf16.hpp>
@@ -68,6 +70,16 @@ struct PanelLayout {
   }
   std::size_t size() const noexcept { return k_blocks() == 0 ? 0 : offset(k_blocks() - 1, n_panels()); }
 };
+
+// Whether Kernel reads packed A panels as rows of k (a panel's row stride is then the
+// k-block length) rather than as interleaved k-groups of MR rows.
+template <class Kernel>
+inline constexpr bool packs_a_as_rows_v = [] {
+  if constexpr (requires { Kernel::packs_a_as_rows; })
+    return Kernel::packs_a_as_rows;
+  else
+    return false;
+}();
 
 template <class Kernel, class TB>
 inline void pack_b_panel_reference(Trans tb, const TB* b, std::size_t ldb, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nr_eff,
@@ -149,11 +161,43 @@ inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
   pack_a_panel_reference<Kernel>(ta, a, lda, i0, mr_eff, k0, kc, out);
 }
 
+// Rows [i0, i0 + rows) of op(A), columns [k0, k0 + kc), as rows of `row_stride`
+// elements (each row's k-groups then zeros), up to a whole number of MR-row panels.
+template <class Kernel, class TA>
+inline void pack_a_rows_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
+                              typename Kernel::a_t* out, std::size_t row_stride) noexcept {
+  using a_t = typename Kernel::a_t;
+  const std::size_t width = ceil_div(kc, Kernel::kg) * Kernel::kg, padded_rows = ceil_div(rows, Kernel::mr) * Kernel::mr;
+  if (ta == Trans::N) {
+    for (std::size_t i = 0; i < rows; ++i) {
+      const TA* src = a + (i0 + i) * lda + k0;
+      a_t* dst = out + i * row_stride;
+      for (std::size_t k = 0; k < kc; ++k) dst[k] = convert_element<a_t>(src[k]);
+      std::fill(dst + kc, dst + width, a_t(0));
+    }
+  } else {
+#if MPT_X86
+    if constexpr (std::is_same_v<TA, bf16> && std::is_same_v<a_t, bf16> && Kernel::isa >= Isa::avx512) {
+      if (gather_fits(lda, sizeof(TA))) return pack_a_rows_t_avx512(a, lda, i0, rows, k0, kc, out, row_stride, padded_rows);
+    }
+#endif
+    for (std::size_t i = 0; i < rows; ++i) {
+      a_t* dst = out + i * row_stride;
+      for (std::size_t k = 0; k < kc; ++k) dst[k] = convert_element<a_t>(a[(k0 + k) * lda + i0 + i]);
+      std::fill(dst + kc, dst + width, a_t(0));
+    }
+  }
+  for (std::size_t i = rows; i < padded_rows; ++i) std::fill(out + i * row_stride, out + i * row_stride + width, a_t(0));
+}
+
 // Row panels [i0, i0 + rows) of op(A) (rows beyond the matrix already excluded),
 // panel q at out + q * panel_stride.
 template <class Kernel, class TA>
 inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
                          typename Kernel::a_t* out, std::size_t panel_stride) noexcept {
+  if constexpr (packs_a_as_rows_v<Kernel>) {
+    return pack_a_rows_chunk<Kernel>(ta, a, lda, i0, rows, k0, kc, out, panel_stride / Kernel::mr);
+  }
 #if MPT_X86
   using a_t = typename Kernel::a_t;
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double> &&

@@ -315,6 +315,36 @@ MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::siz
     }
   }
 }
+// ---- A as rows (the AMX kernel's panels) ----
+
+// out[i * row_stride + k] = op(A)(i0 + i, k0 + k) for op(A) = A^T (A stored [K x M]:
+// rows are k), rows [0, padded_rows) (zeros from `rows` on), k-groups zero-padded.
+// Per 32 k and 32 rows: two bf16 rows of A interleave into k-pair words (vpermt2w),
+// then a 16 x 16 word transpose turns 16 k-pairs of 16 rows into 16 rows of 16 pairs.
+MPT_TARGET_AVX512 inline void pack_a_rows_t_avx512(const bf16* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
+                                                   bf16* out, std::size_t row_stride, std::size_t padded_rows) noexcept {
+  const std::size_t groups = (kc + 1) / 2;
+  for (std::size_t ib = 0; ib < padded_rows; ib += 32) {
+    const __mmask32 live = ib < rows ? lanes32(rows - ib) : __mmask32(0);
+    for (std::size_t g0 = 0; g0 < groups; g0 += 16) {
+      __m512i lo[16], hi[16];  // lo[g] lane i: the pair (k0 + 2(g0+g), +1) of row ib + i; hi: rows ib + 16 + i
+      for (std::size_t g = 0; g < 16; ++g) {
+        const std::size_t k = 2 * (g0 + g);
+        const __m512i r0 = k < kc ? _mm512_maskz_loadu_epi16(live, a + (k0 + k) * lda + i0 + ib) : _mm512_setzero_si512();
+        const __m512i r1 = k + 1 < kc ? _mm512_maskz_loadu_epi16(live, a + (k0 + k + 1) * lda + i0 + ib) : _mm512_setzero_si512();
+        interleave_pairs(r0, r1, lo[g], hi[g]);
+      }
+      transpose_16x16_words(lo);
+      transpose_16x16_words(hi);
+      const __mmask16 words = lanes16(groups - g0);
+      for (std::size_t i = 0; i < 16; ++i) {
+        _mm512_mask_storeu_epi32(out + (ib + i) * row_stride + 2 * g0, words, lo[i]);
+        _mm512_mask_storeu_epi32(out + (ib + 16 + i) * row_stride + 2 * g0, words, hi[i]);
+      }
+    }
+  }
+}
+
 #endif  // MPT_X86
 
 }  // namespace mpt::kernels::detail
