@@ -5,8 +5,9 @@
 //   bench_train [--configs tiny,mini,small,base,base_32] [--steps N] [--threads T]
 //       every (config x precision x weight policy) in its own child process, then a table;
 //       the machine's peaks are measured first, in the same run
-//   bench_train --one CONFIG PRECISION WEIGHTS [--steps N] [--threads T] [--peak GFLOPS]
-//       one configuration, one JSON line
+//   bench_train --one CONFIG PRECISION WEIGHTS [--steps N] [--threads T] [--peak GFLOPS] [--profile]
+//       one configuration, one JSON line; --profile adds where the step's time goes (mpt's
+//       profile regions over the timed steps: one JSON line per region, then a table)
 //
 // Configs (the throughput issue's): tiny L2 H128, mini L4 H256, small L4 H512 at 32 x 128;
 // BERT-base at 12 x 384 (base) and at 32 x 128 (base_32).
@@ -16,8 +17,8 @@
 // JSON fields: config, precision, weights, batch, seq, threads, step_s (median of the timed
 // steps), step_best_s, step_spread (slowest / fastest - 1), tokens_per_s (median),
 // model_gflops (the matmul FLOPs of forward + backward over the median step),
-// fraction_of_peak (of the peak of the precision's instruction: vdpbf16ps for bf16_mixed
-// where the CPU has it, fp32 FMA otherwise), peak_rss_bytes, and the bytes of parameters,
+// fraction_of_peak (of the peak of the instruction the precision's matmuls run on: the AMX
+// tile unit for bf16_mixed where the CPU has it, else vdpbf16ps, else fp32 FMA), peak_rss_bytes, and the bytes of parameters,
 // gradients, optimizer state and activations.
 #include "bench_common.hpp"
 
@@ -80,7 +81,7 @@ struct Result {
 };
 
 template <class P, class W>
-Result run(const Shape& shape, int steps) {
+Result run(const Shape& shape, int steps, bool profile) {
   const auto config = bert_config(shape);
   mpt::nn::BertForQuestionAnswering<P> model(config);
   model.init_weights(1);
@@ -100,27 +101,35 @@ Result run(const Shape& shape, int steps) {
 
   Result r;
   for (int step = 0; step <= steps; ++step) {  // step 0 warms up (arenas, scratch, page faults)
+    if (step == 1) mpt::profile::enable(profile);
     const double t0 = mpt::bench::now_seconds();
     params.zero_grad();
-    model.forward(batch, {.training = true, .seed = 1, .forward_index = static_cast<std::uint32_t>(step)});
-    model.backward();
+    {
+      MPT_PROFILE("forward");
+      model.forward(batch, {.training = true, .seed = 1, .forward_index = static_cast<std::uint32_t>(step)});
+    }
+    {
+      MPT_PROFILE("backward");
+      model.backward();
+    }
     mpt::optim::clip_and_step(optimizer, no_scaling, params.grad_flat(), 3e-5, 1.0);
     const double dt = mpt::bench::now_seconds() - t0;
     if (step > 0) r.step_seconds.push_back(dt);
   }
+  mpt::profile::enable(false);
   r.memory = model.memory();
   r.optimizer_state = optimizer.state_bytes();
   return r;
 }
 
-Result run_named(const Shape& shape, const std::string& precision, const std::string& weights, int steps) {
+Result run_named(const Shape& shape, const std::string& precision, const std::string& weights, int steps, bool profile) {
   namespace p = mpt::precision;
   namespace w = mpt::optim::weights;
-  if (precision == "fp32" && (weights == "direct" || weights.empty())) return run<p::fp32, w::direct>(shape, steps);
+  if (precision == "fp32" && (weights == "direct" || weights.empty())) return run<p::fp32, w::direct>(shape, steps, profile);
   if (precision == "bf16_mixed") {
-    if (weights == "fp32_master") return run<p::bf16_mixed, w::fp32_master>(shape, steps);
-    if (weights == "split_master") return run<p::bf16_mixed, w::split_master>(shape, steps);
-    if (weights == "stochastic_rounding") return run<p::bf16_mixed, w::stochastic_rounding>(shape, steps);
+    if (weights == "fp32_master") return run<p::bf16_mixed, w::fp32_master>(shape, steps, profile);
+    if (weights == "split_master") return run<p::bf16_mixed, w::split_master>(shape, steps, profile);
+    if (weights == "stochastic_rounding") return run<p::bf16_mixed, w::stochastic_rounding>(shape, steps, profile);
   }
   mpt::throw_error("bench_train: no configuration ", precision, " / ", weights,
                    ": use fp32 direct, or bf16_mixed with fp32_master, split_master or stochastic_rounding");
@@ -129,6 +138,9 @@ Result run_named(const Shape& shape, const std::string& precision, const std::st
 // The peak of the instruction a precision's matmuls run on, on `threads` cores.
 double measure_peak(const std::string& precision, int threads) {
   using mpt::Isa;
+  if (precision == "bf16_mixed" && mpt::active_isa() >= Isa::amx_bf16) {
+    return mpt::bench::measure_peak(mpt::bench::PeakKind::amx_bf16, Isa::amx_bf16, threads);
+  }
   if (precision == "bf16_mixed" && mpt::active_isa() >= Isa::avx512_bf16) {
     return mpt::bench::measure_peak(mpt::bench::PeakKind::bf16_dot, Isa::avx512_bf16, threads);
   }
@@ -136,9 +148,42 @@ double measure_peak(const std::string& precision, int threads) {
   return mpt::bench::measure_peak(mpt::bench::PeakKind::fma_fp32, isa, threads);
 }
 
-int run_one(const std::string& config, const std::string& precision, const std::string& weights, int steps, double peak) {
+// Each profile region's exclusive time per step, as JSON lines and an indented table.
+void print_profile(const std::string& config, const std::string& precision, const std::string& weights, int steps, double step_s) {
+  const auto entries = mpt::profile::report();
+  double top = 0;  // every region's exclusive time: the time inside top-level regions
+  for (const auto& e : entries) top += e.seconds;
+  for (const auto& e : entries) {
+    std::printf(
+        "{\"bench\": \"train_profile\", \"config\": \"%s\", \"precision\": \"%s\", \"weights\": \"%s\", \"region\": \"%s\", "
+        "\"ms_per_step\": %.3f, \"calls_per_step\": %.1f, \"share\": %.4f}\n",
+        config.c_str(), precision.c_str(), weights.c_str(), e.path.c_str(), 1e3 * e.seconds / steps, double(e.calls) / steps,
+        e.seconds / steps / step_s);
+  }
+  // Exclusive times of regions with the same name at the same depth, summed (every
+  // encoder layer's attention softmax in one row), under their top-level region.
+  std::printf("\n%-58s %10s %8s\n", "region (exclusive time, summed over layers)", "ms/step", "share");
+  std::vector<std::pair<std::string, double>> rows;
+  for (const auto& e : entries) {
+    std::string key = e.path;
+    for (const std::string layer : {"encoder layer / "}) {
+      for (std::size_t at; (at = key.find(layer)) != std::string::npos;) key.erase(at, layer.size());
+    }
+    auto it = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.first == key; });
+    if (it == rows.end())
+      rows.emplace_back(key, e.seconds);
+    else
+      it->second += e.seconds;
+  }
+  for (const auto& [key, seconds] : rows) {
+    std::printf("%-58s %10.2f %7.1f%%\n", key.c_str(), 1e3 * seconds / steps, 100 * seconds / steps / step_s);
+  }
+  std::printf("%-58s %10.2f %7.1f%%\n", "(outside any region)", 1e3 * (step_s - top / steps), 100 * (1 - top / steps / step_s));
+}
+
+int run_one(const std::string& config, const std::string& precision, const std::string& weights, int steps, double peak, bool profile) {
   const Shape& shape = shape_named(config);
-  const Result r = run_named(shape, precision, weights, steps);
+  const Result r = run_named(shape, precision, weights, steps, profile);
   std::vector<double> sorted = r.step_seconds;
   std::sort(sorted.begin(), sorted.end());
   const double median = sorted[sorted.size() / 2], best = sorted.front(), worst = sorted.back();
@@ -152,6 +197,11 @@ int run_one(const std::string& config, const std::string& precision, const std::
       config.c_str(), precision.c_str(), weights.c_str(), static_cast<long long>(shape.batch), static_cast<long long>(shape.seq), mpt::num_threads(),
       steps, median, best, worst / best - 1.0, tokens / median, gflops, peak, peak > 0 ? gflops / peak : 0.0, peak_rss_bytes(), r.memory.parameters,
       r.memory.gradients, r.optimizer_state, r.memory.activations);
+  if (profile) {
+    double total = 0;
+    for (double t : r.step_seconds) total += t;
+    print_profile(config, precision, weights, steps, total / steps);
+  }
   return 0;
 }
 
@@ -220,6 +270,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> configs = {"tiny", "mini", "small", "base", "base_32"};
     int steps = 5, threads = mpt::num_threads();
     double peak = 0;
+    bool profile = false;
     for (int a = 1; a < argc; ++a) {
       const std::string arg = argv[a];
       const auto value = [&]() -> std::string {
@@ -236,15 +287,19 @@ int main(int argc, char** argv) {
         steps = std::max(1, std::atoi(value().c_str()));
       } else if (arg == "--threads") {
         threads = std::atoi(value().c_str());
+      } else if (arg == "--profile") {
+        profile = true;
       } else if (arg == "--peak") {
         peak = std::atof(value().c_str());
       } else {
-        mpt::throw_error("bench_train: unknown option '", arg,
-                         "'; usage: bench_train [--configs tiny,mini,small,base,base_32] [--steps N] [--threads T] | --one CONFIG PRECISION WEIGHTS");
+        mpt::throw_error(
+            "bench_train: unknown option '", arg,
+            "'; usage: bench_train [--configs tiny,mini,small,base,base_32] [--steps N] [--threads T] | --one CONFIG PRECISION WEIGHTS [--profile]");
       }
     }
     if (threads > 0) mpt::set_num_threads(threads);
-    if (!one.empty()) return run_one(one[0], one[1], one[2], steps, peak > 0 ? peak : measure_peak(one[1], mpt::num_threads()));
+    if (!one.empty()) return run_one(one[0], one[1], one[2], steps, peak > 0 ? peak : measure_peak(one[1], mpt::num_threads()), profile);
+    if (profile) mpt::throw_error("bench_train: --profile goes with --one CONFIG PRECISION WEIGHTS");
     for (const std::string& c : configs) (void)shape_named(c);  // refuse a misspelled config before minutes of work
     char self[4096];
     const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);

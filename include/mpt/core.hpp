@@ -6,6 +6,7 @@
 #include <mpt/core/bf16_convert.hpp>
 #include <mpt/core/cpu.hpp>
 #include <mpt/core/error.hpp>
+#include <mpt/core/profile.hpp>
 #include <mpt/core/random.hpp>
 #include <mpt/core/tensor.hpp>
 #include <mpt/core/threads.hpp>

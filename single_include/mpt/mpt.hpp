@@ -333,7 +333,10 @@ class Arena {
     return round_up(count * sizeof(T));
   }
 
-  // A zero-filled, 64-byte aligned tensor view of the given shape.
+  // A 64-byte aligned tensor view of the given shape, its contents unspecified: every
+  // layer writes what it allocates before reading it (zero-filling the activations cost
+  // 15-20% of a bf16 training step). Debug builds fill it with all-one bytes instead
+  // (NaN in fp32 and bf16), so that a read before the first write shows in the results.
   template <class T>
   TensorView<T> allocate(Shape shape, const char* what = "tensor") {
     const std::size_t bytes = bytes_for<T>(shape.numel());
@@ -342,7 +345,9 @@ class Arena {
                   storage_.size(), "; size it for the largest batch and sequence length before the step");
     }
     std::byte* p = storage_.data() + used_;
-    std::fill(p, p + bytes, std::byte{0});
+#ifndef NDEBUG
+    std::fill(p, p + bytes, std::byte{0xFF});
+#endif
     used_ += bytes;
     high_water_ = std::max(high_water_, used_);
     return TensorView<T>(reinterpret_cast<T*>(p), shape);
@@ -794,6 +799,154 @@ inline void convert(std::span<const bf16> in, std::span<float> out) { convert_wi
 
 #pragma GCC diagnostic pop
 // ---- end mpt/core/bf16_convert.hpp ----
+// ---- begin mpt/core/profile.hpp ----
+// Where a training step's time goes: named regions that nest, each credited with its
+// own (exclusive) wall time, under the path of regions that enclose it.
+//
+//   mpt::profile::enable(true);
+//   { MPT_PROFILE("forward"); ... { MPT_PROFILE("attention scores (GEMM)"); ... } }
+//   for (const auto& e : mpt::profile::report()) ...   // path, seconds, calls
+//
+// Off by default: a disabled region is one relaxed atomic load. Regions belong to the
+// thread that opens them (the caller of the layers; kernels parallelize inside them),
+// so a region's time includes its parallel work and its waits. Names must outlive the
+// program (string literals). At most `max_regions` distinct paths are recorded;
+// later ones are counted under "(other)".
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace mpt::profile {
+
+struct Entry {
+  std::string path;  // enclosing regions' names, then this one's, joined by " / "
+  int depth = 0;     // number of enclosing regions
+  double seconds = 0;
+  std::uint64_t calls = 0;
+};
+
+namespace detail {
+
+inline constexpr int max_regions = 256;
+
+struct Slot {
+  std::atomic<const char*> name{nullptr};
+  int parent = -1;
+  std::atomic<std::uint64_t> nanos{0}, calls{0};
+};
+
+struct Registry {
+  std::atomic<bool> enabled{false};
+  std::mutex mutex;  // held to add a slot; readers see `count` after the slot is written
+  std::atomic<int> count{0};
+  Slot slots[max_regions];
+};
+
+inline Registry& registry() noexcept {
+  static Registry r;
+  return r;
+}
+
+// The slot of `name` under `parent`, added on first use.
+inline bool same_name(const char* a, const char* b) noexcept { return a == b || (a && b && std::strcmp(a, b) == 0); }
+
+inline int slot_of(int parent, const char* name) {
+  Registry& r = registry();
+  const int n = r.count.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i)
+    if (r.slots[i].parent == parent && same_name(r.slots[i].name.load(std::memory_order_relaxed), name)) return i;
+  std::lock_guard<std::mutex> lock(r.mutex);
+  const int m = r.count.load(std::memory_order_relaxed);
+  for (int i = n; i < m; ++i)
+    if (r.slots[i].parent == parent && same_name(r.slots[i].name.load(std::memory_order_relaxed), name)) return i;
+  if (m == max_regions) return max_regions - 1;
+  r.slots[m].parent = parent;
+  r.slots[m].name.store(m == max_regions - 1 ? "(other)" : name, std::memory_order_relaxed);
+  r.count.store(m + 1, std::memory_order_release);
+  return m;
+}
+
+inline std::uint64_t now_ns() noexcept {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+}  // namespace detail
+
+inline void enable(bool on) noexcept { detail::registry().enabled.store(on, std::memory_order_relaxed); }
+inline bool enabled() noexcept { return detail::registry().enabled.load(std::memory_order_relaxed); }
+
+// Zeroes every region's time and calls (the paths stay registered).
+inline void reset() noexcept {
+  detail::Registry& r = detail::registry();
+  const int n = r.count.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) r.slots[i].nanos.store(0), r.slots[i].calls.store(0);
+}
+
+class Region {
+ public:
+  explicit Region(const char* name) {
+    if (!enabled()) return;
+    parent_ = current();
+    slot_ = detail::slot_of(parent_ ? parent_->slot_ : -1, name);
+    current() = this;
+    start_ = detail::now_ns();
+  }
+  ~Region() {
+    if (slot_ < 0) return;
+    const std::uint64_t elapsed = detail::now_ns() - start_;
+    detail::Slot& s = detail::registry().slots[slot_];
+    s.nanos.fetch_add(elapsed > children_ ? elapsed - children_ : 0, std::memory_order_relaxed);
+    s.calls.fetch_add(1, std::memory_order_relaxed);
+    if (parent_) parent_->children_ += elapsed;
+    current() = parent_;
+  }
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
+
+ private:
+  static Region*& current() noexcept {
+    thread_local Region* open = nullptr;
+    return open;
+  }
+  Region* parent_ = nullptr;
+  int slot_ = -1;
+  std::uint64_t start_ = 0, children_ = 0;
+};
+
+// Every region recorded, depth-first in the order first seen (a parent before its children).
+inline std::vector<Entry> report() {
+  detail::Registry& r = detail::registry();
+  const int n = r.count.load(std::memory_order_acquire);
+  std::vector<Entry> out;
+  auto visit = [&](auto&& self, int parent, const std::string& prefix, int depth) -> void {
+    for (int i = 0; i < n; ++i) {
+      if (r.slots[i].parent != parent) continue;
+      Entry e;
+      e.path = prefix.empty() ? std::string(r.slots[i].name.load()) : prefix + " / " + r.slots[i].name.load();
+      e.depth = depth;
+      e.seconds = static_cast<double>(r.slots[i].nanos.load()) * 1e-9;
+      e.calls = r.slots[i].calls.load();
+      const std::string path = e.path;
+      out.push_back(std::move(e));
+      self(self, i, path, depth + 1);
+    }
+  };
+  visit(visit, -1, "", 0);
+  return out;
+}
+
+}  // namespace mpt::profile
+
+#define MPT_PROFILE_CONCAT2(a, b) a##b
+#define MPT_PROFILE_CONCAT(a, b) MPT_PROFILE_CONCAT2(a, b)
+// Times the rest of the enclosing scope as region `name` (a string literal).
+#define MPT_PROFILE(name) ::mpt::profile::Region MPT_PROFILE_CONCAT(mpt_profile_region_, __LINE__)(name)
+// ---- end mpt/core/profile.hpp ----
 // ---- begin mpt/core/random.hpp ----
 // SplitMix64: a small, well-mixed, portable generator, for what must give the
 // same numbers on every platform and library version (std:: distributions do
@@ -1058,6 +1211,15 @@ void parallel_for(std::size_t tasks, Body&& body) {
       slot = enclosing;
     });
   });
+}
+
+// Runs body(begin, end) over [0, n) in pieces of about `grain` elements, in parallel:
+// for memory-bound loops (fills, conversions) that one core cannot saturate. Pieces
+// depend only on n and grain.
+template <class Body>
+void parallel_chunks(std::size_t n, std::size_t grain, Body&& body) {
+  const std::size_t pieces = (n + grain - 1) / grain;
+  parallel_for(pieces, [&](std::size_t p) { body(n * p / pieces, n * (p + 1) / pieces); });
 }
 
 // Sets the thread count for its lifetime (tests, benchmarks).
@@ -3661,11 +3823,17 @@ MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::siz
 // rows are k), rows [0, padded_rows) (zeros from `rows` on), k-groups zero-padded.
 // Per 32 k and 32 rows: two bf16 rows of A interleave into k-pair words (vpermt2w),
 // then a 16 x 16 word transpose turns 16 k-pairs of 16 rows into 16 rows of 16 pairs.
+// If `sums` is set, sums[i] += the row's values in k order (a bias gradient), from the
+// pairs before the transpose, where each lane is one row.
 MPT_TARGET_AVX512 inline void pack_a_rows_t_avx512(const bf16* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
-                                                   bf16* out, std::size_t row_stride, std::size_t padded_rows) noexcept {
+                                                   bf16* out, std::size_t row_stride, std::size_t padded_rows, float* sums) noexcept {
   const std::size_t groups = (kc + 1) / 2;
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
   for (std::size_t ib = 0; ib < padded_rows; ib += 32) {
     const __mmask32 live = ib < rows ? lanes32(rows - ib) : __mmask32(0);
+    const __mmask16 live_lo = static_cast<__mmask16>(live), live_hi = static_cast<__mmask16>(live >> 16);
+    __m512 sum_lo = _mm512_setzero_ps(), sum_hi = _mm512_setzero_ps();
+    if (sums) sum_lo = _mm512_maskz_loadu_ps(live_lo, sums + ib), sum_hi = _mm512_maskz_loadu_ps(live_hi, sums + ib + 16);
     for (std::size_t g0 = 0; g0 < groups; g0 += 16) {
       __m512i lo[16], hi[16];  // lo[g] lane i: the pair (k0 + 2(g0+g), +1) of row ib + i; hi: rows ib + 16 + i
       for (std::size_t g = 0; g < 16; ++g) {
@@ -3673,6 +3841,12 @@ MPT_TARGET_AVX512 inline void pack_a_rows_t_avx512(const bf16* a, std::size_t ld
         const __m512i r0 = k < kc ? _mm512_maskz_loadu_epi16(live, a + (k0 + k) * lda + i0 + ib) : _mm512_setzero_si512();
         const __m512i r1 = k + 1 < kc ? _mm512_maskz_loadu_epi16(live, a + (k0 + k + 1) * lda + i0 + ib) : _mm512_setzero_si512();
         interleave_pairs(r0, r1, lo[g], hi[g]);
+        if (sums && g0 + g < groups) {  // the even k, then the odd one (zero past kc)
+          sum_lo = _mm512_add_ps(sum_lo, _mm512_castsi512_ps(_mm512_slli_epi32(lo[g], 16)));
+          sum_lo = _mm512_add_ps(sum_lo, _mm512_castsi512_ps(_mm512_and_si512(lo[g], high)));
+          sum_hi = _mm512_add_ps(sum_hi, _mm512_castsi512_ps(_mm512_slli_epi32(hi[g], 16)));
+          sum_hi = _mm512_add_ps(sum_hi, _mm512_castsi512_ps(_mm512_and_si512(hi[g], high)));
+        }
       }
       transpose_16x16_words(lo);
       transpose_16x16_words(hi);
@@ -3682,6 +3856,7 @@ MPT_TARGET_AVX512 inline void pack_a_rows_t_avx512(const bf16* a, std::size_t ld
         _mm512_mask_storeu_epi32(out + (ib + 16 + i) * row_stride + 2 * g0, words, hi[i]);
       }
     }
+    if (sums) _mm512_mask_storeu_ps(sums + ib, live_lo, sum_lo), _mm512_mask_storeu_ps(sums + ib + 16, live_hi, sum_hi);
   }
 }
 
@@ -3839,10 +4014,11 @@ inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
 }
 
 // Rows [i0, i0 + rows) of op(A), columns [k0, k0 + kc), as rows of `row_stride`
-// elements (each row's k-groups then zeros), up to a whole number of MR-row panels.
+// elements (each row's k-groups then zeros), up to a whole number of MR-row panels;
+// and, if `sums` is set, sums[i] += row i's values in k order.
 template <class Kernel, class TA>
 inline void pack_a_rows_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
-                              typename Kernel::a_t* out, std::size_t row_stride) noexcept {
+                              typename Kernel::a_t* out, std::size_t row_stride, typename Kernel::acc_t* sums) noexcept {
   using a_t = typename Kernel::a_t;
   const std::size_t width = ceil_div(kc, Kernel::kg) * Kernel::kg, padded_rows = ceil_div(rows, Kernel::mr) * Kernel::mr;
   if (ta == Trans::N) {
@@ -3851,30 +4027,36 @@ inline void pack_a_rows_chunk(Trans ta, const TA* a, std::size_t lda, std::size_
       a_t* dst = out + i * row_stride;
       for (std::size_t k = 0; k < kc; ++k) dst[k] = convert_element<a_t>(src[k]);
       std::fill(dst + kc, dst + width, a_t(0));
+      if (sums)
+        for (std::size_t k = 0; k < kc; ++k) sums[i] += convert_element<typename Kernel::acc_t>(dst[k]);
     }
   } else {
 #if MPT_X86
     if constexpr (std::is_same_v<TA, bf16> && std::is_same_v<a_t, bf16> && Kernel::isa >= Isa::avx512) {
-      if (gather_fits(lda, sizeof(TA))) return pack_a_rows_t_avx512(a, lda, i0, rows, k0, kc, out, row_stride, padded_rows);
+      if (gather_fits(lda, sizeof(TA))) return pack_a_rows_t_avx512(a, lda, i0, rows, k0, kc, out, row_stride, padded_rows, sums);
     }
 #endif
     for (std::size_t i = 0; i < rows; ++i) {
       a_t* dst = out + i * row_stride;
       for (std::size_t k = 0; k < kc; ++k) dst[k] = convert_element<a_t>(a[(k0 + k) * lda + i0 + i]);
       std::fill(dst + kc, dst + width, a_t(0));
+      if (sums)
+        for (std::size_t k = 0; k < kc; ++k) sums[i] += convert_element<typename Kernel::acc_t>(dst[k]);
     }
   }
   for (std::size_t i = rows; i < padded_rows; ++i) std::fill(out + i * row_stride, out + i * row_stride + width, a_t(0));
 }
 
 // Row panels [i0, i0 + rows) of op(A) (rows beyond the matrix already excluded),
-// panel q at out + q * panel_stride.
+// panel q at out + q * panel_stride. Kernels packing rows also add each row's sum to
+// row_sums[i] if it is set (the others' sums are added from their panels afterwards).
 template <class Kernel, class TA>
 inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
-                         typename Kernel::a_t* out, std::size_t panel_stride) noexcept {
+                         typename Kernel::a_t* out, std::size_t panel_stride, typename Kernel::acc_t* row_sums = nullptr) noexcept {
   if constexpr (packs_a_as_rows_v<Kernel>) {
-    return pack_a_rows_chunk<Kernel>(ta, a, lda, i0, rows, k0, kc, out, panel_stride / Kernel::mr);
+    return pack_a_rows_chunk<Kernel>(ta, a, lda, i0, rows, k0, kc, out, panel_stride / Kernel::mr, row_sums);
   }
+  (void)row_sums;
 #if MPT_X86
   using a_t = typename Kernel::a_t;
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double> &&
@@ -4009,8 +4191,8 @@ struct AmxBf16Kernel {
   using b_t = bf16;
   using acc_t = float;
   static constexpr std::size_t mr = 32, nr = 32, kg = 2;
-  static constexpr std::size_t kc = 512;  // B micro-panel 32 KiB: read from L1 by every row panel of a chunk
-  static constexpr std::size_t mc = 64;   // 2 row panels: A block 64 KiB in L2
+  static constexpr std::size_t kc = 1024;  // B micro-panel 64 KiB, from L2; measured best of 256-2048 here
+  static constexpr std::size_t mc = 128;   // 4 row panels: A block 256 KiB in L2
   static constexpr Isa isa = Isa::amx_bf16;
   static constexpr bool packs_a_as_rows = true;
 
@@ -5006,24 +5188,8 @@ MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::s
 #endif
 #pragma GCC diagnostic pop
 
-// A panel packed as rows (packs_a_as_rows_v): row i's k at panel[i * row_stride + k].
 template <class Kernel>
-inline void add_packed_row_sums_of_rows(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, std::size_t row_stride,
-                                        typename Kernel::acc_t* sums) noexcept {
-  using acc_t = typename Kernel::acc_t;
-  for (std::size_t i = 0; i < rows; ++i) {
-    acc_t s = sums[i];
-    for (std::size_t k = 0; k < groups * Kernel::kg; ++k) s += convert_element<acc_t>(panel[i * row_stride + k]);
-    sums[i] = s;
-  }
-}
-
-template <class Kernel>
-inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, std::size_t row_stride,
-                                typename Kernel::acc_t* sums) noexcept {
-  if constexpr (packs_a_as_rows_v<Kernel>) {
-    return add_packed_row_sums_of_rows<Kernel>(panel, groups, rows, row_stride, sums);
-  }
+inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, typename Kernel::acc_t* sums) noexcept {
 #if MPT_X86
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && std::is_same_v<typename Kernel::acc_t, float>) {
     return add_packed_row_sums_avx512(panel, groups, rows, sums);
@@ -5120,14 +5286,17 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
           a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, KG, MR * KG};
         packed_from = std::min(packed_from, p);
       }
+      // With row sums A is packed whole (packed_from = c0); one task per row range adds
+      // them (tasks splitting columns share rows).
+      const bool add_row_sums = pr.a_row_sums && q0 == 0;
       if (packed_from < c1) {
         pack_a_chunk<Kernel>(pr.ta, pr.a, pr.lda, packed_from * MR, std::min(c1 * MR, pr.m) - packed_from * MR, k0, kc,
-                             a_pack.data() + (packed_from - c0) * MR * layout.kc, MR * layout.kc);
+                             a_pack.data() + (packed_from - c0) * MR * layout.kc, MR * layout.kc,
+                             packs_a_as_rows_v<Kernel> && add_row_sums ? pr.a_row_sums + packed_from * MR : nullptr);
       }
-      if (pr.a_row_sums && q0 == 0) {  // one task per row range adds (tasks splitting columns share rows)
+      if (!packs_a_as_rows_v<Kernel> && add_row_sums) {
         for (std::size_t p = c0; p < c1; ++p) {
-          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), layout.kc,
-                                      pr.a_row_sums + p * MR);
+          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), pr.a_row_sums + p * MR);
         }
       }
       const bool last = blk + 1 == k_blocks;
@@ -7749,7 +7918,11 @@ class Parameters {
   void set_master_access(MasterAccess access) { access_ = std::move(access); }
   bool matmul_master_released() const noexcept { return released_; }
 
-  void zero_grad() noexcept { std::fill(grad_.begin(), grad_.end(), grad_t(0)); }
+  void zero_grad() {
+    MPT_PROFILE("zero grad");
+    parallel_chunks(grad_.size(), std::size_t(1) << 18,
+                    [&](std::size_t b, std::size_t e) { std::fill(grad_.begin() + b, grad_.begin() + e, grad_t(0)); });
+  }
 
   // Bytes held, for the memory report.
   std::size_t master_bytes() const noexcept { return (full_master_.size() + matmul_master_.size()) * sizeof(master_t); }
@@ -7927,10 +8100,14 @@ class Linear {
     auto dw = ctx.params.grad(weight_);
     auto db = ctx.params.grad(bias_);
     // dW [out, in] += dyᵀ [out, rows] · x [rows, in], and db [out] += column sums of dy, in one pass over dy
-    kernels::linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_), db.data());
+    {
+      MPT_PROFILE("weight gradient (GEMM)");
+      kernels::linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_), db.data());
+    }
     if (dx.data() != nullptr) {
       check_shape("Linear::backward", "dx", Shape{as_matrix(dx).rows, as_matrix(dx).cols}, Shape{x_.rows, in_});
       const auto w = ctx.params.compute(weight_);
+      MPT_PROFILE("input gradient (GEMM)");
       // dx [rows, in] (+)= dy [rows, out] · W [out, in]
       kernels::gemm(kernels::Trans::N, kernels::Trans::N, rows(), size(in_), size(out_), 1, dy.data(), size(out_), w.data(), size(in_),
                     accumulate_dx ? 1 : 0, dx.data(), size(in_));
@@ -8015,26 +8192,36 @@ class BertSelfAttention {
     q_ = saved.allocate<act_t>(th, "query");
     k_ = saved.allocate<act_t>(th, "key");
     v_ = saved.allocate<act_t>(th, "value");
-    query_.forward(ctx, x, q_);
-    key_.forward(ctx, x, k_);
-    value_.forward(ctx, x, v_);
+    {
+      MPT_PROFILE("attention QKV (GEMM)");
+      query_.forward(ctx, x, q_);
+      key_.forward(ctx, x, k_);
+      value_.forward(ctx, x, v_);
+    }
 
     const Shape scores_shape{d.batch, d.heads, d.seq, d.seq};
     // Scores in the activation type, as autocast's bf16 matmul returns them (the 1/√d
     // scaling is exact; the mask is added and softmax runs in fp32). Besides being what
     // transformers computes, it halves the bytes of this memory-bound product at S = 384.
     auto scores = scratch.allocate<act_t>(scores_shape, "attention scores");
-    for_each_batch([&](std::size_t b) {
-      // scores_bh [S, S] = Q_bh [S, d] · K_bhᵀ
-      per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(q_, b), heads_of(k_, b), scores_of(scores, b));
-    });
-    probs_ = saved.allocate<act_t>(scores_shape, "attention probabilities");
-    kernels::softmax_forward(TensorView<const act_t>(scores), mask, 1.0 / std::sqrt(static_cast<double>(d.head_dim())), probs_);
-    kept_ = probs_;
-    if (dropout_active(ctx)) {
-      kept_ = saved.allocate<act_t>(scores_shape, "attention probabilities after dropout");
-      kernels::dropout_forward(TensorView<const act_t>(probs_), kept_, dropout_, ctx.dropout_key(site_));
+    {
+      MPT_PROFILE("attention scores QK^T (GEMM)");
+      for_each_batch([&](std::size_t b) {
+        // scores_bh [S, S] = Q_bh [S, d] · K_bhᵀ
+        per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(q_, b), heads_of(k_, b), scores_of(scores, b));
+      });
     }
+    probs_ = saved.allocate<act_t>(scores_shape, "attention probabilities");
+    {
+      MPT_PROFILE("attention softmax + dropout");
+      kernels::softmax_forward(TensorView<const act_t>(scores), mask, 1.0 / std::sqrt(static_cast<double>(d.head_dim())), probs_);
+      kept_ = probs_;
+      if (dropout_active(ctx)) {
+        kept_ = saved.allocate<act_t>(scores_shape, "attention probabilities after dropout");
+        kernels::dropout_forward(TensorView<const act_t>(probs_), kept_, dropout_, ctx.dropout_key(site_));
+      }
+    }
+    MPT_PROFILE("attention context PV (GEMM)");
     for_each_batch([&](std::size_t b) {
       // ctx_bh [S, d] = kept_bh [S, S] · V_bh [S, d]
       per_head(N, N, d.seq, d.head_dim(), d.seq, scores_of(kept_, b), heads_of(v_, b), heads_of(context_out, b));
@@ -8062,25 +8249,35 @@ class BertSelfAttention {
     } else {
       dkept = dprobs = scratch.allocate<hidden_t>(scores_shape, "dprobs");
     }
-    for_each_batch([&](std::size_t b) {
-      // dkept_bh [S, S] = dctx_bh [S, d] · V_bhᵀ
-      per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(dcontext, b), heads_of(v_, b), scores_of(dkept, b));
-      // dV_bh [S, d] = kept_bhᵀ [S, S] · dctx_bh [S, d]
-      per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(kept_, b), heads_of(dcontext, b), heads_of(dv, b));
-    });
-    const double scale = 1.0 / std::sqrt(static_cast<double>(d.head_dim()));
-    if (dropout_active(ctx)) {
-      kernels::dropout_backward(TensorView<const act_t>(dkept), dprobs, dropout_, ctx.dropout_key(site_));
-      kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const hidden_t>(dprobs), scale, dscores);
-    } else {
-      kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const act_t>(dkept), scale, dscores);
+    {
+      MPT_PROFILE("attention dkept, dV (GEMM)");
+      for_each_batch([&](std::size_t b) {
+        // dkept_bh [S, S] = dctx_bh [S, d] · V_bhᵀ
+        per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(dcontext, b), heads_of(v_, b), scores_of(dkept, b));
+        // dV_bh [S, d] = kept_bhᵀ [S, S] · dctx_bh [S, d]
+        per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(kept_, b), heads_of(dcontext, b), heads_of(dv, b));
+      });
     }
-    for_each_batch([&](std::size_t b) {
-      // dQ_bh [S, d] = dscores_bh [S, S] · K_bh [S, d]
-      per_head(N, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(k_, b), heads_of(dq, b));
-      // dK_bh [S, d] = dscores_bhᵀ [S, S] · Q_bh [S, d]
-      per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(q_, b), heads_of(dk, b));
-    });
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d.head_dim()));
+    {
+      MPT_PROFILE("attention softmax + dropout");
+      if (dropout_active(ctx)) {
+        kernels::dropout_backward(TensorView<const act_t>(dkept), dprobs, dropout_, ctx.dropout_key(site_));
+        kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const hidden_t>(dprobs), scale, dscores);
+      } else {
+        kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const act_t>(dkept), scale, dscores);
+      }
+    }
+    {
+      MPT_PROFILE("attention dQ, dK (GEMM)");
+      for_each_batch([&](std::size_t b) {
+        // dQ_bh [S, d] = dscores_bh [S, S] · K_bh [S, d]
+        per_head(N, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(k_, b), heads_of(dq, b));
+        // dK_bh [S, d] = dscores_bhᵀ [S, S] · Q_bh [S, d]
+        per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(q_, b), heads_of(dk, b));
+      });
+    }
+    MPT_PROFILE("attention QKV");
     query_.backward(ctx, TensorView<const act_t>(dq), dx, true);
     key_.backward(ctx, TensorView<const act_t>(dk), dx, true);
     value_.backward(ctx, TensorView<const act_t>(dv), dx, true);
@@ -8428,7 +8625,11 @@ class DenseResidualNorm {
     Arena& scratch = ctx.workspace;  // this call only
     const Shape rh{static_cast<std::int64_t>(residual.size()) / hidden_, hidden_};
     auto y = scratch.allocate<act_t>(rh, "dense output");
-    dense_.forward(ctx, x, y);
+    {
+      MPT_PROFILE("dense (GEMM)");
+      dense_.forward(ctx, x, y);
+    }
+    MPT_PROFILE("dropout + residual + LayerNorm");
     sum_ = saved.allocate<hidden_t>(rh, "residual sum");
     kernels::dropout_add_forward(TensorView<const act_t>(y), residual, sum_, rate(ctx), ctx.dropout_key(site_));
     norm_.forward(ctx, TensorView<const hidden_t>(sum_), out);
@@ -8438,9 +8639,12 @@ class DenseResidualNorm {
   // the gradient of the sum, which the residual path receives unchanged).
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<act_t> dx, TensorView<hidden_t> dresidual) {
     Arena& scratch = ctx.workspace;  // this call only
-    norm_.backward(ctx, dout, dresidual);
     auto dy = scratch.allocate<act_t>(dresidual.shape(), "ddense output");
-    kernels::dropout_backward(TensorView<const hidden_t>(dresidual), dy, rate(ctx), ctx.dropout_key(site_));
+    {
+      MPT_PROFILE("LayerNorm + dropout backward");
+      norm_.backward(ctx, dout, dresidual);
+      kernels::dropout_backward(TensorView<const hidden_t>(dresidual), dy, rate(ctx), ctx.dropout_key(site_));
+    }
     dense_.backward(ctx, TensorView<const act_t>(dy), dx, false);
   }
 
@@ -8468,7 +8672,9 @@ namespace detail {
 template <class From, class To>
 void convert_into(TensorView<const From> src, TensorView<To> dst) {
   if constexpr (std::is_same_v<From, float> && std::is_same_v<To, bf16>) {
-    convert(src.span(), dst.span());
+    check_shape("convert_into", "dst", dst.shape(), src.shape());
+    parallel_chunks(src.size(), std::size_t(1) << 16,
+                    [&](std::size_t b, std::size_t e) { convert(src.span().subspan(b, e - b), dst.span().subspan(b, e - b)); });
   } else {
     for (std::size_t i = 0; i < src.size(); ++i) dst[i] = static_cast<To>(src[i]);
   }
@@ -8482,6 +8688,7 @@ TensorView<const Act> as_matmul_input(Arena& arena, TensorView<const Hidden> x, 
     (void)what;
     return x;
   } else {
+    MPT_PROFILE("hidden state to the matmul type");
     auto copy = arena.template allocate<Act>(x.shape(), what);
     convert_into(x, copy);
     return copy;
@@ -8545,6 +8752,7 @@ class BertLayer {
 
   // x [B·S, H] kept alive by the caller; out [B·S, H].
   void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<const float> mask, std::int64_t batch, TensorView<hidden_t> out) {
+    MPT_PROFILE("encoder layer");
     Arena& saved = ctx.activations;  // lives until backward
     ctx.workspace.reset();
     const Shape th = x.shape();
@@ -8553,32 +8761,55 @@ class BertLayer {
     auto context = saved.allocate<act_t>(th, "attention context");
     attention_.forward(ctx, x_in, mask, batch, context);
     h_ = saved.allocate<hidden_t>(th, "attention block output");
-    attention_output_.forward(ctx, TensorView<const act_t>(context), x, h_);
+    {
+      MPT_PROFILE("attention output");
+      attention_output_.forward(ctx, TensorView<const act_t>(context), x, h_);
+    }
 
     const auto h_in = detail::as_matmul_input<act_t>(saved, TensorView<const hidden_t>(h_), "h as matmul input");
     pre_ = saved.allocate<act_t>(ti, "GELU pre-activation");
-    intermediate_.forward(ctx, h_in, pre_);
+    {
+      MPT_PROFILE("FFN in: dense (GEMM)");
+      intermediate_.forward(ctx, h_in, pre_);
+    }
     inter_ = saved.allocate<act_t>(ti, "intermediate");
-    kernels::gelu_forward(TensorView<const act_t>(pre_), inter_);
+    {
+      MPT_PROFILE("FFN GELU");
+      kernels::gelu_forward(TensorView<const act_t>(pre_), inter_);
+    }
+    MPT_PROFILE("FFN out");
     output_.forward(ctx, TensorView<const act_t>(inter_), TensorView<const hidden_t>(h_), out);
   }
 
   // dout [B·S, H]; dx [B·S, H] (overwritten).
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<hidden_t> dx) {
+    MPT_PROFILE("encoder layer");
     Arena& scratch = ctx.workspace;  // this call only
     scratch.reset();
     const Shape th = dout.shape();
     const Shape ti{th[0], config_.intermediate};
     auto dinter = scratch.allocate<act_t>(ti, "dintermediate");
     auto dh = scratch.allocate<hidden_t>(th, "dh");
-    output_.backward(ctx, dout, dinter, dh);
+    {
+      MPT_PROFILE("FFN out");
+      output_.backward(ctx, dout, dinter, dh);
+    }
     auto dpre = scratch.allocate<act_t>(ti, "dpre-activation");
-    kernels::gelu_backward(TensorView<const act_t>(dinter), TensorView<const act_t>(pre_), dpre, TensorView<hidden_t>{});
-    intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);  // dh += (the residual path wrote it)
+    {
+      MPT_PROFILE("FFN GELU");
+      kernels::gelu_backward(TensorView<const act_t>(dinter), TensorView<const act_t>(pre_), dpre, TensorView<hidden_t>{});
+    }
+    {
+      MPT_PROFILE("FFN in");
+      intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);  // dh += (the residual path wrote it)
+    }
 
     auto dcontext = scratch.allocate<act_t>(th, "dcontext");
-    attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);  // dx = (residual path)
-    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);                // dx += (Q, K, V)
+    {
+      MPT_PROFILE("attention output");
+      attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);  // dx = (residual path)
+    }
+    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);  // dx += (Q, K, V)
   }
 
  private:
@@ -9083,13 +9314,17 @@ class BertForQuestionAnswering {
     }
     const Shape th{b * s, h};
     hidden_.assign(1, activations_.allocate<hidden_t>(th, "embeddings output"));
-    embeddings_.forward(ctx, batch.input_ids, batch.token_type_ids, hidden_[0]);
+    {
+      MPT_PROFILE("embeddings + LayerNorm");
+      embeddings_.forward(ctx, batch.input_ids, batch.token_type_ids, hidden_[0]);
+    }
     for (auto& layer : layers_) {
       hidden_.push_back(activations_.allocate<hidden_t>(th, "encoder layer output"));
       layer.forward(ctx, TensorView<const hidden_t>(hidden_[hidden_.size() - 2]), TensorView<const float>(mask_), b, hidden_.back());
     }
 
     // qa_outputs: logits [B·S, 2] → start [B, S], end [B, S].
+    MPT_PROFILE("QA head + loss");
     workspace_.reset();
     const auto last = detail::as_matmul_input<act_t>(activations_, TensorView<const hidden_t>(hidden_.back()), "last hidden state as matmul input");
     auto logits = activations_.allocate<hidden_t>(Shape{b * s, 2}, "qa logits");
@@ -9134,6 +9369,7 @@ class BertForQuestionAnswering {
     Context<P>& ctx = *ctx_;
     const std::int64_t b = batch_, s = seq_, h = config_.hidden_size;
     const auto ignore = static_cast<std::int32_t>(s);
+    std::optional<profile::Region> head_region(std::in_place, "QA head + loss");
     workspace_.reset();
     auto dstart = workspace_.allocate<hidden_t>(Shape{b, s}, "dstart logits");
     auto dend = workspace_.allocate<hidden_t>(Shape{b, s}, "dend logits");
@@ -9152,12 +9388,16 @@ class BertForQuestionAnswering {
     TensorView<hidden_t> din = activations_.allocate<hidden_t>(th, "hidden gradient");
     qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), dout, false);
     gradients_ready(qa_outputs_.weight_id());
+    head_region.reset();
     for (std::size_t l = layers_.size(); l-- > 0;) {
       layers_[l].backward(ctx, TensorView<const hidden_t>(dout), din);
       gradients_ready(layers_[l].first_weight_id());
       std::swap(dout, din);
     }
-    embeddings_.backward(ctx, TensorView<const hidden_t>(dout));
+    {
+      MPT_PROFILE("embeddings + LayerNorm");
+      embeddings_.backward(ctx, TensorView<const hidden_t>(dout));
+    }
     mpt::detail::equalize_scratch();
   }
 
@@ -10681,6 +10921,7 @@ concept LossScaler = requires(S s, const S cs, bool b, const nlohmann::json& j) 
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 namespace mpt::optim {
@@ -10698,8 +10939,10 @@ struct StepReport {
 // scaler (report.applied is false and the scaler is not updated); the caller stops.
 template <class NormAcc = float, Optimizer O, LossScaler Scaler>
 StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr, double max_grad_norm, bool apply_non_finite = true) {
+  std::optional<profile::Region> norm_region(std::in_place, "gradient norm");
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(kernels::global_l2_norm<NormAcc>(grads));
+  norm_region.reset();
   const float norm = scaled_norm * inv_scale;
   const bool found_inf = !std::isfinite(scaled_norm);
   float multiplier = inv_scale;
@@ -10718,7 +10961,10 @@ StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> gr
     return report;
   }
   report.applied = scaler.update(found_inf);
-  if (report.applied) optimizer.step(grads, lr, multiplier);
+  if (report.applied) {
+    MPT_PROFILE("optimizer step");
+    optimizer.step(grads, lr, multiplier);
+  }
   report.loss_scale = scaler.scale();
   report.skipped_steps = scaler.skipped_steps();
   return report;

@@ -26,7 +26,10 @@ class Arena {
     return round_up(count * sizeof(T));
   }
 
-  // A zero-filled, 64-byte aligned tensor view of the given shape.
+  // A 64-byte aligned tensor view of the given shape, its contents unspecified: every
+  // layer writes what it allocates before reading it (zero-filling the activations cost
+  // 15-20% of a bf16 training step). Debug builds fill it with all-one bytes instead
+  // (NaN in fp32 and bf16), so that a read before the first write shows in the results.
   template <class T>
   TensorView<T> allocate(Shape shape, const char* what = "tensor") {
     const std::size_t bytes = bytes_for<T>(shape.numel());
@@ -35,7 +38,9 @@ class Arena {
                   storage_.size(), "; size it for the largest batch and sequence length before the step");
     }
     std::byte* p = storage_.data() + used_;
-    std::fill(p, p + bytes, std::byte{0});
+#ifndef NDEBUG
+    std::fill(p, p + bytes, std::byte{0xFF});
+#endif
     used_ += bytes;
     high_water_ = std::max(high_water_, used_);
     return TensorView<T>(reinterpret_cast<T*>(p), shape);

@@ -92,6 +92,15 @@ void parallel_for(std::size_t tasks, Body&& body) {
   });
 }
 
+// Runs body(begin, end) over [0, n) in pieces of about `grain` elements, in parallel:
+// for memory-bound loops (fills, conversions) that one core cannot saturate. Pieces
+// depend only on n and grain.
+template <class Body>
+void parallel_chunks(std::size_t n, std::size_t grain, Body&& body) {
+  const std::size_t pieces = (n + grain - 1) / grain;
+  parallel_for(pieces, [&](std::size_t p) { body(n * p / pieces, n * (p + 1) / pieces); });
+}
+
 // Sets the thread count for its lifetime (tests, benchmarks).
 class ScopedNumThreads {
  public:

@@ -16,6 +16,7 @@
 //   dscores = softmax'(probs, dprobs) / √d,  dQ_bh = dscores K_bh,  dK_bh = dscoresᵀ Q_bh,
 //   then the three projections' backward accumulate into dx [B·S, H] (fp32 hidden type).
 
+#include <mpt/core/profile.hpp>
 #include <mpt/kernels/dropout.hpp>
 #include <mpt/kernels/gemm.hpp>
 #include <mpt/kernels/softmax.hpp>
@@ -88,26 +89,36 @@ class BertSelfAttention {
     q_ = saved.allocate<act_t>(th, "query");
     k_ = saved.allocate<act_t>(th, "key");
     v_ = saved.allocate<act_t>(th, "value");
-    query_.forward(ctx, x, q_);
-    key_.forward(ctx, x, k_);
-    value_.forward(ctx, x, v_);
+    {
+      MPT_PROFILE("attention QKV (GEMM)");
+      query_.forward(ctx, x, q_);
+      key_.forward(ctx, x, k_);
+      value_.forward(ctx, x, v_);
+    }
 
     const Shape scores_shape{d.batch, d.heads, d.seq, d.seq};
     // Scores in the activation type, as autocast's bf16 matmul returns them (the 1/√d
     // scaling is exact; the mask is added and softmax runs in fp32). Besides being what
     // transformers computes, it halves the bytes of this memory-bound product at S = 384.
     auto scores = scratch.allocate<act_t>(scores_shape, "attention scores");
-    for_each_batch([&](std::size_t b) {
-      // scores_bh [S, S] = Q_bh [S, d] · K_bhᵀ
-      per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(q_, b), heads_of(k_, b), scores_of(scores, b));
-    });
-    probs_ = saved.allocate<act_t>(scores_shape, "attention probabilities");
-    kernels::softmax_forward(TensorView<const act_t>(scores), mask, 1.0 / std::sqrt(static_cast<double>(d.head_dim())), probs_);
-    kept_ = probs_;
-    if (dropout_active(ctx)) {
-      kept_ = saved.allocate<act_t>(scores_shape, "attention probabilities after dropout");
-      kernels::dropout_forward(TensorView<const act_t>(probs_), kept_, dropout_, ctx.dropout_key(site_));
+    {
+      MPT_PROFILE("attention scores QK^T (GEMM)");
+      for_each_batch([&](std::size_t b) {
+        // scores_bh [S, S] = Q_bh [S, d] · K_bhᵀ
+        per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(q_, b), heads_of(k_, b), scores_of(scores, b));
+      });
     }
+    probs_ = saved.allocate<act_t>(scores_shape, "attention probabilities");
+    {
+      MPT_PROFILE("attention softmax + dropout");
+      kernels::softmax_forward(TensorView<const act_t>(scores), mask, 1.0 / std::sqrt(static_cast<double>(d.head_dim())), probs_);
+      kept_ = probs_;
+      if (dropout_active(ctx)) {
+        kept_ = saved.allocate<act_t>(scores_shape, "attention probabilities after dropout");
+        kernels::dropout_forward(TensorView<const act_t>(probs_), kept_, dropout_, ctx.dropout_key(site_));
+      }
+    }
+    MPT_PROFILE("attention context PV (GEMM)");
     for_each_batch([&](std::size_t b) {
       // ctx_bh [S, d] = kept_bh [S, S] · V_bh [S, d]
       per_head(N, N, d.seq, d.head_dim(), d.seq, scores_of(kept_, b), heads_of(v_, b), heads_of(context_out, b));
@@ -135,25 +146,35 @@ class BertSelfAttention {
     } else {
       dkept = dprobs = scratch.allocate<hidden_t>(scores_shape, "dprobs");
     }
-    for_each_batch([&](std::size_t b) {
-      // dkept_bh [S, S] = dctx_bh [S, d] · V_bhᵀ
-      per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(dcontext, b), heads_of(v_, b), scores_of(dkept, b));
-      // dV_bh [S, d] = kept_bhᵀ [S, S] · dctx_bh [S, d]
-      per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(kept_, b), heads_of(dcontext, b), heads_of(dv, b));
-    });
-    const double scale = 1.0 / std::sqrt(static_cast<double>(d.head_dim()));
-    if (dropout_active(ctx)) {
-      kernels::dropout_backward(TensorView<const act_t>(dkept), dprobs, dropout_, ctx.dropout_key(site_));
-      kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const hidden_t>(dprobs), scale, dscores);
-    } else {
-      kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const act_t>(dkept), scale, dscores);
+    {
+      MPT_PROFILE("attention dkept, dV (GEMM)");
+      for_each_batch([&](std::size_t b) {
+        // dkept_bh [S, S] = dctx_bh [S, d] · V_bhᵀ
+        per_head(N, T, d.seq, d.seq, d.head_dim(), heads_of(dcontext, b), heads_of(v_, b), scores_of(dkept, b));
+        // dV_bh [S, d] = kept_bhᵀ [S, S] · dctx_bh [S, d]
+        per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(kept_, b), heads_of(dcontext, b), heads_of(dv, b));
+      });
     }
-    for_each_batch([&](std::size_t b) {
-      // dQ_bh [S, d] = dscores_bh [S, S] · K_bh [S, d]
-      per_head(N, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(k_, b), heads_of(dq, b));
-      // dK_bh [S, d] = dscores_bhᵀ [S, S] · Q_bh [S, d]
-      per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(q_, b), heads_of(dk, b));
-    });
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d.head_dim()));
+    {
+      MPT_PROFILE("attention softmax + dropout");
+      if (dropout_active(ctx)) {
+        kernels::dropout_backward(TensorView<const act_t>(dkept), dprobs, dropout_, ctx.dropout_key(site_));
+        kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const hidden_t>(dprobs), scale, dscores);
+      } else {
+        kernels::softmax_backward(TensorView<const act_t>(probs_), TensorView<const act_t>(dkept), scale, dscores);
+      }
+    }
+    {
+      MPT_PROFILE("attention dQ, dK (GEMM)");
+      for_each_batch([&](std::size_t b) {
+        // dQ_bh [S, d] = dscores_bh [S, S] · K_bh [S, d]
+        per_head(N, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(k_, b), heads_of(dq, b));
+        // dK_bh [S, d] = dscores_bhᵀ [S, S] · Q_bh [S, d]
+        per_head(T, N, d.seq, d.head_dim(), d.seq, scores_of(dscores, b), heads_of(q_, b), heads_of(dk, b));
+      });
+    }
+    MPT_PROFILE("attention QKV");
     query_.backward(ctx, TensorView<const act_t>(dq), dx, true);
     key_.backward(ctx, TensorView<const act_t>(dk), dx, true);
     value_.backward(ctx, TensorView<const act_t>(dv), dx, true);

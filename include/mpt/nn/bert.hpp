@@ -18,10 +18,11 @@
 //   QaOutput out = model.forward(batch_tensors, {.training = true, .seed = 42, .forward_index = 0});
 //   model.backward();                                  // grads += d loss / d params
 
-#include <mpt/nn/bert_config.hpp>
+#include <mpt/core/profile.hpp>
 #include <mpt/io/load_parameters.hpp>
 #include <mpt/io/save_pretrained.hpp>
 #include <mpt/kernels/cross_entropy.hpp>
+#include <mpt/nn/bert_config.hpp>
 #include <mpt/nn/bert_layer.hpp>
 #include <mpt/nn/embeddings.hpp>
 #include <mpt/nn/pretrained.hpp>
@@ -188,13 +189,17 @@ class BertForQuestionAnswering {
     }
     const Shape th{b * s, h};
     hidden_.assign(1, activations_.allocate<hidden_t>(th, "embeddings output"));
-    embeddings_.forward(ctx, batch.input_ids, batch.token_type_ids, hidden_[0]);
+    {
+      MPT_PROFILE("embeddings + LayerNorm");
+      embeddings_.forward(ctx, batch.input_ids, batch.token_type_ids, hidden_[0]);
+    }
     for (auto& layer : layers_) {
       hidden_.push_back(activations_.allocate<hidden_t>(th, "encoder layer output"));
       layer.forward(ctx, TensorView<const hidden_t>(hidden_[hidden_.size() - 2]), TensorView<const float>(mask_), b, hidden_.back());
     }
 
     // qa_outputs: logits [B·S, 2] → start [B, S], end [B, S].
+    MPT_PROFILE("QA head + loss");
     workspace_.reset();
     const auto last = detail::as_matmul_input<act_t>(activations_, TensorView<const hidden_t>(hidden_.back()), "last hidden state as matmul input");
     auto logits = activations_.allocate<hidden_t>(Shape{b * s, 2}, "qa logits");
@@ -239,6 +244,7 @@ class BertForQuestionAnswering {
     Context<P>& ctx = *ctx_;
     const std::int64_t b = batch_, s = seq_, h = config_.hidden_size;
     const auto ignore = static_cast<std::int32_t>(s);
+    std::optional<profile::Region> head_region(std::in_place, "QA head + loss");
     workspace_.reset();
     auto dstart = workspace_.allocate<hidden_t>(Shape{b, s}, "dstart logits");
     auto dend = workspace_.allocate<hidden_t>(Shape{b, s}, "dend logits");
@@ -257,12 +263,16 @@ class BertForQuestionAnswering {
     TensorView<hidden_t> din = activations_.allocate<hidden_t>(th, "hidden gradient");
     qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), dout, false);
     gradients_ready(qa_outputs_.weight_id());
+    head_region.reset();
     for (std::size_t l = layers_.size(); l-- > 0;) {
       layers_[l].backward(ctx, TensorView<const hidden_t>(dout), din);
       gradients_ready(layers_[l].first_weight_id());
       std::swap(dout, din);
     }
-    embeddings_.backward(ctx, TensorView<const hidden_t>(dout));
+    {
+      MPT_PROFILE("embeddings + LayerNorm");
+      embeddings_.backward(ctx, TensorView<const hidden_t>(dout));
+    }
     mpt::detail::equalize_scratch();
   }
 

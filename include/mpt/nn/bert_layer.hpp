@@ -9,6 +9,8 @@
 // The block resets the workspace at the start of its forward and backward.
 
 #include <mpt/core/bf16_convert.hpp>
+#include <mpt/core/profile.hpp>
+#include <mpt/core/threads.hpp>
 #include <mpt/kernels/gelu.hpp>
 #include <mpt/nn/attention.hpp>
 #include <mpt/nn/residual_norm.hpp>
@@ -23,7 +25,9 @@ namespace detail {
 template <class From, class To>
 void convert_into(TensorView<const From> src, TensorView<To> dst) {
   if constexpr (std::is_same_v<From, float> && std::is_same_v<To, bf16>) {
-    convert(src.span(), dst.span());
+    check_shape("convert_into", "dst", dst.shape(), src.shape());
+    parallel_chunks(src.size(), std::size_t(1) << 16,
+                    [&](std::size_t b, std::size_t e) { convert(src.span().subspan(b, e - b), dst.span().subspan(b, e - b)); });
   } else {
     for (std::size_t i = 0; i < src.size(); ++i) dst[i] = static_cast<To>(src[i]);
   }
@@ -37,6 +41,7 @@ TensorView<const Act> as_matmul_input(Arena& arena, TensorView<const Hidden> x, 
     (void)what;
     return x;
   } else {
+    MPT_PROFILE("hidden state to the matmul type");
     auto copy = arena.template allocate<Act>(x.shape(), what);
     convert_into(x, copy);
     return copy;
@@ -100,6 +105,7 @@ class BertLayer {
 
   // x [B·S, H] kept alive by the caller; out [B·S, H].
   void forward(Context<P>& ctx, TensorView<const hidden_t> x, TensorView<const float> mask, std::int64_t batch, TensorView<hidden_t> out) {
+    MPT_PROFILE("encoder layer");
     Arena& saved = ctx.activations;  // lives until backward
     ctx.workspace.reset();
     const Shape th = x.shape();
@@ -108,32 +114,55 @@ class BertLayer {
     auto context = saved.allocate<act_t>(th, "attention context");
     attention_.forward(ctx, x_in, mask, batch, context);
     h_ = saved.allocate<hidden_t>(th, "attention block output");
-    attention_output_.forward(ctx, TensorView<const act_t>(context), x, h_);
+    {
+      MPT_PROFILE("attention output");
+      attention_output_.forward(ctx, TensorView<const act_t>(context), x, h_);
+    }
 
     const auto h_in = detail::as_matmul_input<act_t>(saved, TensorView<const hidden_t>(h_), "h as matmul input");
     pre_ = saved.allocate<act_t>(ti, "GELU pre-activation");
-    intermediate_.forward(ctx, h_in, pre_);
+    {
+      MPT_PROFILE("FFN in: dense (GEMM)");
+      intermediate_.forward(ctx, h_in, pre_);
+    }
     inter_ = saved.allocate<act_t>(ti, "intermediate");
-    kernels::gelu_forward(TensorView<const act_t>(pre_), inter_);
+    {
+      MPT_PROFILE("FFN GELU");
+      kernels::gelu_forward(TensorView<const act_t>(pre_), inter_);
+    }
+    MPT_PROFILE("FFN out");
     output_.forward(ctx, TensorView<const act_t>(inter_), TensorView<const hidden_t>(h_), out);
   }
 
   // dout [B·S, H]; dx [B·S, H] (overwritten).
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<hidden_t> dx) {
+    MPT_PROFILE("encoder layer");
     Arena& scratch = ctx.workspace;  // this call only
     scratch.reset();
     const Shape th = dout.shape();
     const Shape ti{th[0], config_.intermediate};
     auto dinter = scratch.allocate<act_t>(ti, "dintermediate");
     auto dh = scratch.allocate<hidden_t>(th, "dh");
-    output_.backward(ctx, dout, dinter, dh);
+    {
+      MPT_PROFILE("FFN out");
+      output_.backward(ctx, dout, dinter, dh);
+    }
     auto dpre = scratch.allocate<act_t>(ti, "dpre-activation");
-    kernels::gelu_backward(TensorView<const act_t>(dinter), TensorView<const act_t>(pre_), dpre, TensorView<hidden_t>{});
-    intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);  // dh += (the residual path wrote it)
+    {
+      MPT_PROFILE("FFN GELU");
+      kernels::gelu_backward(TensorView<const act_t>(dinter), TensorView<const act_t>(pre_), dpre, TensorView<hidden_t>{});
+    }
+    {
+      MPT_PROFILE("FFN in");
+      intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);  // dh += (the residual path wrote it)
+    }
 
     auto dcontext = scratch.allocate<act_t>(th, "dcontext");
-    attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);  // dx = (residual path)
-    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);                // dx += (Q, K, V)
+    {
+      MPT_PROFILE("attention output");
+      attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);  // dx = (residual path)
+    }
+    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);  // dx += (Q, K, V)
   }
 
  private:

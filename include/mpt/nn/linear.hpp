@@ -9,6 +9,7 @@
 //                            dx = dy W (or dx += dy W when accumulate_dx), dx of any
 //                            storage type: fp32 when several paths meet (Q, K, V).
 
+#include <mpt/core/profile.hpp>
 #include <mpt/kernels/gemm.hpp>
 #include <mpt/nn/context.hpp>
 
@@ -60,10 +61,14 @@ class Linear {
     auto dw = ctx.params.grad(weight_);
     auto db = ctx.params.grad(bias_);
     // dW [out, in] += dyᵀ [out, rows] · x [rows, in], and db [out] += column sums of dy, in one pass over dy
-    kernels::linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_), db.data());
+    {
+      MPT_PROFILE("weight gradient (GEMM)");
+      kernels::linear_weight_grad(rows(), size(out_), size(in_), dy.data(), size(out_), x_.data, size(in_), dw.data(), size(in_), db.data());
+    }
     if (dx.data() != nullptr) {
       check_shape("Linear::backward", "dx", Shape{as_matrix(dx).rows, as_matrix(dx).cols}, Shape{x_.rows, in_});
       const auto w = ctx.params.compute(weight_);
+      MPT_PROFILE("input gradient (GEMM)");
       // dx [rows, in] (+)= dy [rows, out] · W [out, in]
       kernels::gemm(kernels::Trans::N, kernels::Trans::N, rows(), size(in_), size(out_), 1, dy.data(), size(out_), w.data(), size(in_),
                     accumulate_dx ? 1 : 0, dx.data(), size(in_));

@@ -25,7 +25,9 @@
 
 #include <mpt/core/bf16_convert.hpp>
 #include <mpt/core/error.hpp>
+#include <mpt/core/profile.hpp>
 #include <mpt/core/tensor.hpp>
+#include <mpt/core/threads.hpp>
 #include <mpt/policy/precision.hpp>
 
 #include <algorithm>
@@ -264,7 +266,11 @@ class Parameters {
   void set_master_access(MasterAccess access) { access_ = std::move(access); }
   bool matmul_master_released() const noexcept { return released_; }
 
-  void zero_grad() noexcept { std::fill(grad_.begin(), grad_.end(), grad_t(0)); }
+  void zero_grad() {
+    MPT_PROFILE("zero grad");
+    parallel_chunks(grad_.size(), std::size_t(1) << 18,
+                    [&](std::size_t b, std::size_t e) { std::fill(grad_.begin() + b, grad_.begin() + e, grad_t(0)); });
+  }
 
   // Bytes held, for the memory report.
   std::size_t master_bytes() const noexcept { return (full_master_.size() + matmul_master_.size()) * sizeof(master_t); }

@@ -7,6 +7,7 @@
 // y is act_t (a matmul output); the sum, the LayerNorm and out are in the
 // accumulation type, as autocast promotes bf16 + fp32 to fp32.
 
+#include <mpt/core/profile.hpp>
 #include <mpt/kernels/dropout.hpp>
 #include <mpt/nn/layer_norm.hpp>
 #include <mpt/nn/linear.hpp>
@@ -45,7 +46,11 @@ class DenseResidualNorm {
     Arena& scratch = ctx.workspace;  // this call only
     const Shape rh{static_cast<std::int64_t>(residual.size()) / hidden_, hidden_};
     auto y = scratch.allocate<act_t>(rh, "dense output");
-    dense_.forward(ctx, x, y);
+    {
+      MPT_PROFILE("dense (GEMM)");
+      dense_.forward(ctx, x, y);
+    }
+    MPT_PROFILE("dropout + residual + LayerNorm");
     sum_ = saved.allocate<hidden_t>(rh, "residual sum");
     kernels::dropout_add_forward(TensorView<const act_t>(y), residual, sum_, rate(ctx), ctx.dropout_key(site_));
     norm_.forward(ctx, TensorView<const hidden_t>(sum_), out);
@@ -55,9 +60,12 @@ class DenseResidualNorm {
   // the gradient of the sum, which the residual path receives unchanged).
   void backward(Context<P>& ctx, TensorView<const hidden_t> dout, TensorView<act_t> dx, TensorView<hidden_t> dresidual) {
     Arena& scratch = ctx.workspace;  // this call only
-    norm_.backward(ctx, dout, dresidual);
     auto dy = scratch.allocate<act_t>(dresidual.shape(), "ddense output");
-    kernels::dropout_backward(TensorView<const hidden_t>(dresidual), dy, rate(ctx), ctx.dropout_key(site_));
+    {
+      MPT_PROFILE("LayerNorm + dropout backward");
+      norm_.backward(ctx, dout, dresidual);
+      kernels::dropout_backward(TensorView<const hidden_t>(dresidual), dy, rate(ctx), ctx.dropout_key(site_));
+    }
     dense_.backward(ctx, TensorView<const act_t>(dy), dx, false);
   }
 

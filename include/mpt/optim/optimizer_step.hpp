@@ -12,12 +12,14 @@
 //   clip coefficient = max_grad_norm / (norm + 1e-6), applied when < 1, as
 //   torch.nn.utils.clip_grad_norm_.
 
+#include <mpt/core/profile.hpp>
 #include <mpt/kernels/global_norm.hpp>
 #include <mpt/optim/flat_optimizer.hpp>
 #include <mpt/optim/loss_scaler.hpp>
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 namespace mpt::optim {
@@ -35,8 +37,10 @@ struct StepReport {
 // scaler (report.applied is false and the scaler is not updated); the caller stops.
 template <class NormAcc = float, Optimizer O, LossScaler Scaler>
 StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr, double max_grad_norm, bool apply_non_finite = true) {
+  std::optional<profile::Region> norm_region(std::in_place, "gradient norm");
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(kernels::global_l2_norm<NormAcc>(grads));
+  norm_region.reset();
   const float norm = scaled_norm * inv_scale;
   const bool found_inf = !std::isfinite(scaled_norm);
   float multiplier = inv_scale;
@@ -55,7 +59,10 @@ StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> gr
     return report;
   }
   report.applied = scaler.update(found_inf);
-  if (report.applied) optimizer.step(grads, lr, multiplier);
+  if (report.applied) {
+    MPT_PROFILE("optimizer step");
+    optimizer.step(grads, lr, multiplier);
+  }
   report.loss_scale = scaler.scale();
   report.skipped_steps = scaler.skipped_steps();
   return report;

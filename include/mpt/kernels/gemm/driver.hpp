@@ -171,24 +171,8 @@ MPT_TARGET_AVX512 inline void add_packed_row_sums_avx512(const AT* panel, std::s
 #endif
 #pragma GCC diagnostic pop
 
-// A panel packed as rows (packs_a_as_rows_v): row i's k at panel[i * row_stride + k].
 template <class Kernel>
-inline void add_packed_row_sums_of_rows(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, std::size_t row_stride,
-                                        typename Kernel::acc_t* sums) noexcept {
-  using acc_t = typename Kernel::acc_t;
-  for (std::size_t i = 0; i < rows; ++i) {
-    acc_t s = sums[i];
-    for (std::size_t k = 0; k < groups * Kernel::kg; ++k) s += convert_element<acc_t>(panel[i * row_stride + k]);
-    sums[i] = s;
-  }
-}
-
-template <class Kernel>
-inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, std::size_t row_stride,
-                                typename Kernel::acc_t* sums) noexcept {
-  if constexpr (packs_a_as_rows_v<Kernel>) {
-    return add_packed_row_sums_of_rows<Kernel>(panel, groups, rows, row_stride, sums);
-  }
+inline void add_packed_row_sums(const typename Kernel::a_t* panel, std::size_t groups, std::size_t rows, typename Kernel::acc_t* sums) noexcept {
 #if MPT_X86
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && std::is_same_v<typename Kernel::acc_t, float>) {
     return add_packed_row_sums_avx512(panel, groups, rows, sums);
@@ -285,14 +269,17 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
           a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, KG, MR * KG};
         packed_from = std::min(packed_from, p);
       }
+      // With row sums A is packed whole (packed_from = c0); one task per row range adds
+      // them (tasks splitting columns share rows).
+      const bool add_row_sums = pr.a_row_sums && q0 == 0;
       if (packed_from < c1) {
         pack_a_chunk<Kernel>(pr.ta, pr.a, pr.lda, packed_from * MR, std::min(c1 * MR, pr.m) - packed_from * MR, k0, kc,
-                             a_pack.data() + (packed_from - c0) * MR * layout.kc, MR * layout.kc);
+                             a_pack.data() + (packed_from - c0) * MR * layout.kc, MR * layout.kc,
+                             packs_a_as_rows_v<Kernel> && add_row_sums ? pr.a_row_sums + packed_from * MR : nullptr);
       }
-      if (pr.a_row_sums && q0 == 0) {  // one task per row range adds (tasks splitting columns share rows)
+      if (!packs_a_as_rows_v<Kernel> && add_row_sums) {
         for (std::size_t p = c0; p < c1; ++p) {
-          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), layout.kc,
-                                      pr.a_row_sums + p * MR);
+          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), pr.a_row_sums + p * MR);
         }
       }
       const bool last = blk + 1 == k_blocks;

@@ -162,10 +162,11 @@ inline void pack_a_panel(Trans ta, const TA* a, std::size_t lda, std::size_t i0,
 }
 
 // Rows [i0, i0 + rows) of op(A), columns [k0, k0 + kc), as rows of `row_stride`
-// elements (each row's k-groups then zeros), up to a whole number of MR-row panels.
+// elements (each row's k-groups then zeros), up to a whole number of MR-row panels;
+// and, if `sums` is set, sums[i] += row i's values in k order.
 template <class Kernel, class TA>
 inline void pack_a_rows_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
-                              typename Kernel::a_t* out, std::size_t row_stride) noexcept {
+                              typename Kernel::a_t* out, std::size_t row_stride, typename Kernel::acc_t* sums) noexcept {
   using a_t = typename Kernel::a_t;
   const std::size_t width = ceil_div(kc, Kernel::kg) * Kernel::kg, padded_rows = ceil_div(rows, Kernel::mr) * Kernel::mr;
   if (ta == Trans::N) {
@@ -174,30 +175,36 @@ inline void pack_a_rows_chunk(Trans ta, const TA* a, std::size_t lda, std::size_
       a_t* dst = out + i * row_stride;
       for (std::size_t k = 0; k < kc; ++k) dst[k] = convert_element<a_t>(src[k]);
       std::fill(dst + kc, dst + width, a_t(0));
+      if (sums)
+        for (std::size_t k = 0; k < kc; ++k) sums[i] += convert_element<typename Kernel::acc_t>(dst[k]);
     }
   } else {
 #if MPT_X86
     if constexpr (std::is_same_v<TA, bf16> && std::is_same_v<a_t, bf16> && Kernel::isa >= Isa::avx512) {
-      if (gather_fits(lda, sizeof(TA))) return pack_a_rows_t_avx512(a, lda, i0, rows, k0, kc, out, row_stride, padded_rows);
+      if (gather_fits(lda, sizeof(TA))) return pack_a_rows_t_avx512(a, lda, i0, rows, k0, kc, out, row_stride, padded_rows, sums);
     }
 #endif
     for (std::size_t i = 0; i < rows; ++i) {
       a_t* dst = out + i * row_stride;
       for (std::size_t k = 0; k < kc; ++k) dst[k] = convert_element<a_t>(a[(k0 + k) * lda + i0 + i]);
       std::fill(dst + kc, dst + width, a_t(0));
+      if (sums)
+        for (std::size_t k = 0; k < kc; ++k) sums[i] += convert_element<typename Kernel::acc_t>(dst[k]);
     }
   }
   for (std::size_t i = rows; i < padded_rows; ++i) std::fill(out + i * row_stride, out + i * row_stride + width, a_t(0));
 }
 
 // Row panels [i0, i0 + rows) of op(A) (rows beyond the matrix already excluded),
-// panel q at out + q * panel_stride.
+// panel q at out + q * panel_stride. Kernels packing rows also add each row's sum to
+// row_sums[i] if it is set (the others' sums are added from their panels afterwards).
 template <class Kernel, class TA>
 inline void pack_a_chunk(Trans ta, const TA* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
-                         typename Kernel::a_t* out, std::size_t panel_stride) noexcept {
+                         typename Kernel::a_t* out, std::size_t panel_stride, typename Kernel::acc_t* row_sums = nullptr) noexcept {
   if constexpr (packs_a_as_rows_v<Kernel>) {
-    return pack_a_rows_chunk<Kernel>(ta, a, lda, i0, rows, k0, kc, out, panel_stride / Kernel::mr);
+    return pack_a_rows_chunk<Kernel>(ta, a, lda, i0, rows, k0, kc, out, panel_stride / Kernel::mr, row_sums);
   }
+  (void)row_sums;
 #if MPT_X86
   using a_t = typename Kernel::a_t;
   if constexpr (Kernel::isa >= Isa::avx512 && Kernel::mr == 12 && !std::is_same_v<TA, double> &&

@@ -321,11 +321,17 @@ MPT_TARGET_AVX512 inline void pack_a_fp32_avx512(Trans ta, const TA* a, std::siz
 // rows are k), rows [0, padded_rows) (zeros from `rows` on), k-groups zero-padded.
 // Per 32 k and 32 rows: two bf16 rows of A interleave into k-pair words (vpermt2w),
 // then a 16 x 16 word transpose turns 16 k-pairs of 16 rows into 16 rows of 16 pairs.
+// If `sums` is set, sums[i] += the row's values in k order (a bias gradient), from the
+// pairs before the transpose, where each lane is one row.
 MPT_TARGET_AVX512 inline void pack_a_rows_t_avx512(const bf16* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t k0, std::size_t kc,
-                                                   bf16* out, std::size_t row_stride, std::size_t padded_rows) noexcept {
+                                                   bf16* out, std::size_t row_stride, std::size_t padded_rows, float* sums) noexcept {
   const std::size_t groups = (kc + 1) / 2;
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
   for (std::size_t ib = 0; ib < padded_rows; ib += 32) {
     const __mmask32 live = ib < rows ? lanes32(rows - ib) : __mmask32(0);
+    const __mmask16 live_lo = static_cast<__mmask16>(live), live_hi = static_cast<__mmask16>(live >> 16);
+    __m512 sum_lo = _mm512_setzero_ps(), sum_hi = _mm512_setzero_ps();
+    if (sums) sum_lo = _mm512_maskz_loadu_ps(live_lo, sums + ib), sum_hi = _mm512_maskz_loadu_ps(live_hi, sums + ib + 16);
     for (std::size_t g0 = 0; g0 < groups; g0 += 16) {
       __m512i lo[16], hi[16];  // lo[g] lane i: the pair (k0 + 2(g0+g), +1) of row ib + i; hi: rows ib + 16 + i
       for (std::size_t g = 0; g < 16; ++g) {
@@ -333,6 +339,12 @@ MPT_TARGET_AVX512 inline void pack_a_rows_t_avx512(const bf16* a, std::size_t ld
         const __m512i r0 = k < kc ? _mm512_maskz_loadu_epi16(live, a + (k0 + k) * lda + i0 + ib) : _mm512_setzero_si512();
         const __m512i r1 = k + 1 < kc ? _mm512_maskz_loadu_epi16(live, a + (k0 + k + 1) * lda + i0 + ib) : _mm512_setzero_si512();
         interleave_pairs(r0, r1, lo[g], hi[g]);
+        if (sums && g0 + g < groups) {  // the even k, then the odd one (zero past kc)
+          sum_lo = _mm512_add_ps(sum_lo, _mm512_castsi512_ps(_mm512_slli_epi32(lo[g], 16)));
+          sum_lo = _mm512_add_ps(sum_lo, _mm512_castsi512_ps(_mm512_and_si512(lo[g], high)));
+          sum_hi = _mm512_add_ps(sum_hi, _mm512_castsi512_ps(_mm512_slli_epi32(hi[g], 16)));
+          sum_hi = _mm512_add_ps(sum_hi, _mm512_castsi512_ps(_mm512_and_si512(hi[g], high)));
+        }
       }
       transpose_16x16_words(lo);
       transpose_16x16_words(hi);
@@ -342,6 +354,7 @@ MPT_TARGET_AVX512 inline void pack_a_rows_t_avx512(const bf16* a, std::size_t ld
         _mm512_mask_storeu_epi32(out + (ib + 16 + i) * row_stride + 2 * g0, words, hi[i]);
       }
     }
+    if (sums) _mm512_mask_storeu_ps(sums + ib, live_lo, sum_lo), _mm512_mask_storeu_ps(sums + ib + 16, live_hi, sum_hi);
   }
 }
 
