@@ -131,6 +131,9 @@ inline float dot_loop_amx_bf16(std::size_t iters, float seed) {
 
 enum class PeakKind { fma_fp32, bf16_dot, amx_bf16 };
 
+// The instruction bf16 GEMMs run on at this level: the AMX tile unit, else vdpbf16ps.
+inline PeakKind bf16_peak_kind(Isa isa) noexcept { return isa >= Isa::amx_bf16 ? PeakKind::amx_bf16 : PeakKind::bf16_dot; }
+
 // GFLOP/s (1 FMA = 2 flops; 1 vdpbf16ps lane = 4 flops) on `threads` cores, best of `reps`.
 inline double measure_peak(PeakKind kind, Isa isa, int threads, double seconds = 0.1, int reps = 3) {
   std::size_t iters = 1 << 16;
@@ -174,7 +177,9 @@ inline double measure_peak_cpu_time(PeakKind kind, Isa isa) {
     const double c0 = thread_cpu_seconds();
     volatile float sink = 0;
     double flops = 0;
-    if (kind == PeakKind::bf16_dot)
+    if (kind == PeakKind::amx_bf16)
+      sink = dot_loop_amx_bf16(iters / 16, 1.0f), flops = 4.0 * 16 * 16 * 32 * 2 / 16;  // per iteration of `iters`
+    else if (kind == PeakKind::bf16_dot)
       sink = dot_loop_avx512_bf16(iters, 1.0f), flops = 24.0 * 16 * 4;
     else if (isa >= Isa::avx512)
       sink = fma_loop_avx512(iters, 1.0f), flops = 24.0 * 16 * 2;

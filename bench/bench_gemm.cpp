@@ -7,7 +7,7 @@
 //   weight grad  dW[N x K] += dY^T X                          (fp32 gradient buffer)
 //
 // bench_gemm [--quick] [--threads=1,2] [--m=1024,4608] [--dtype=fp32,bf16] [--ops=fwd,dgrad,wgrad]
-//            [--isa=avx2|avx512|avx512_bf16] [--eigen] [--seconds=S] [--no-references]
+//            [--isa=avx2|avx512|avx512_bf16|amx_bf16] [--eigen] [--seconds=S] [--no-references]
 //            [--attention] [--seq=128,384] [--passes=N]
 // --attention adds attention's batched bf16 products for 8 sequences x 12 heads of 64 at each
 // --seq (M N K below are then the GEMM's own), called per sequence as nn::BertSelfAttention does:
@@ -172,14 +172,14 @@ int main(int argc, char** argv) {
   for (const auto& ts : thread_list) {
     const int t = std::stoi(ts);
     if (isa >= Isa::avx2) fma_peak[t] = bench::measure_peak(bench::PeakKind::fma_fp32, isa, t);
-    dot_peak[t] = isa >= Isa::avx512_bf16 ? bench::measure_peak(bench::PeakKind::bf16_dot, isa, t) : fma_peak[t];
+    dot_peak[t] = isa >= Isa::avx512_bf16 ? bench::measure_peak(bench::bf16_peak_kind(isa), isa, t) : fma_peak[t];
     std::printf("{\"op\": \"peak\", \"threads\": %d, \"fma_fp32_gflops\": %.1f, \"bf16_dot_gflops\": %.1f}\n", t, fma_peak[t], dot_peak[t]);
   }
 
   double cpu_peak_fma = 0, cpu_peak_dot = 0;
   if (isa >= Isa::avx2) {
     cpu_peak_fma = bench::measure_peak_cpu_time(bench::PeakKind::fma_fp32, isa);
-    cpu_peak_dot = isa >= Isa::avx512_bf16 ? bench::measure_peak_cpu_time(bench::PeakKind::bf16_dot, isa) : cpu_peak_fma;
+    cpu_peak_dot = isa >= Isa::avx512_bf16 ? bench::measure_peak_cpu_time(bench::bf16_peak_kind(isa), isa) : cpu_peak_fma;
     std::printf("{\"op\": \"peak_cpu_time\", \"threads\": 1, \"fma_fp32_gflops\": %.1f, \"bf16_dot_gflops\": %.1f}\n", cpu_peak_fma, cpu_peak_dot);
   }
 
@@ -221,7 +221,7 @@ int main(int argc, char** argv) {
               // the higher of the two ("local" peak) and, in the summary, also by the highest
               // peak of the whole run (the strictest reading).
               auto measure_local_peak = [&] {
-                return b16 && isa >= Isa::avx512_bf16 ? bench::measure_peak(bench::PeakKind::bf16_dot, isa, t, 0.02, 5)
+                return b16 && isa >= Isa::avx512_bf16 ? bench::measure_peak(bench::bf16_peak_kind(isa), isa, t, 0.02, 5)
                                                       : bench::measure_peak(bench::PeakKind::fma_fp32, isa, t, 0.02, 5);
               };
               double peak_before = measure_local_peak();
@@ -371,7 +371,7 @@ int main(int argc, char** argv) {
           const int t = std::stoi(ts);
           ScopedNumThreads threads(t);
           auto measure_local_peak = [&] {
-            return isa >= Isa::avx512_bf16 ? bench::measure_peak(bench::PeakKind::bf16_dot, isa, t, 0.02, 5)
+            return isa >= Isa::avx512_bf16 ? bench::measure_peak(bench::bf16_peak_kind(isa), isa, t, 0.02, 5)
                                            : bench::measure_peak(bench::PeakKind::fma_fp32, isa, t, 0.02, 5);
           };
           for (const auto& aop : attention_ops) {

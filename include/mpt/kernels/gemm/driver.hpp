@@ -219,7 +219,11 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   const std::size_t k_blocks = layout.k_blocks();
   // A is read in place when it already has the kernel's element type, row-major in k,
   // and (for k-pairs) every pair lies inside the row.
-  const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0 && !pr.a_row_sums;
+  const bool a_in_place = std::is_same_v<TA, a_t> && pr.ta == Trans::N && pr.k % KG == 0 && !pr.a_row_sums && a_read_in_place_v<Kernel>;
+  // A panel in the scratch: MR rows of the k-block (kernels packing rows: padded by one
+  // cache line, so that the rows of a tile do not all fall into the same L1 sets).
+  const std::size_t a_row = packs_a_as_rows_v<Kernel> ? layout.kc + 64 / sizeof(a_t) : layout.kc;
+  const std::size_t a_panel = MR * a_row;
   // Full tiles accumulate straight into C when the store would be the identity.
   const bool c_direct = c_holds_running_sums(pr.store);
   // With one k-block (no partial sums), kernels that apply the epilogue to their
@@ -237,7 +241,7 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
   const std::size_t chunk_panels = ceil_div(panels, chunk_count);
   const std::size_t cols = (q1 - q0) * NR;
 
-  mpt::detail::ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * MR * layout.kc);
+  mpt::detail::ScratchLease<a_t> a_pack(ScratchSlot::packed_a, chunk_panels * a_panel);
   mpt::detail::ScratchLease<acc_t> partial(ScratchSlot::partial_sums, k_blocks > 1 ? chunk_panels * MR * cols : 0);
   alignas(64) acc_t tile[MR * NR];
 
@@ -264,9 +268,9 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
           }
         }
         if constexpr (packs_a_as_rows_v<Kernel>)
-          a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, layout.kc, KG};
+          a_panels[p - c0] = {a_pack.data() + (p - c0) * a_panel, a_row, KG};
         else
-          a_panels[p - c0] = {a_pack.data() + (p - c0) * MR * layout.kc, KG, MR * KG};
+          a_panels[p - c0] = {a_pack.data() + (p - c0) * a_panel, KG, MR * KG};
         packed_from = std::min(packed_from, p);
       }
       // With row sums A is packed whole (packed_from = c0); one task per row range adds
@@ -274,12 +278,12 @@ inline void run_tiles(const GemmProblem<Kernel, TA, TC, TE, TR>& pr, std::size_t
       const bool add_row_sums = pr.a_row_sums && q0 == 0;
       if (packed_from < c1) {
         pack_a_chunk<Kernel>(pr.ta, pr.a, pr.lda, packed_from * MR, std::min(c1 * MR, pr.m) - packed_from * MR, k0, kc,
-                             a_pack.data() + (packed_from - c0) * MR * layout.kc, MR * layout.kc,
+                             a_pack.data() + (packed_from - c0) * a_panel, a_panel,
                              packs_a_as_rows_v<Kernel> && add_row_sums ? pr.a_row_sums + packed_from * MR : nullptr);
       }
       if (!packs_a_as_rows_v<Kernel> && add_row_sums) {
         for (std::size_t p = c0; p < c1; ++p) {
-          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * MR * layout.kc, groups, std::min(MR, pr.m - p * MR), pr.a_row_sums + p * MR);
+          add_packed_row_sums<Kernel>(a_pack.data() + (p - c0) * a_panel, groups, std::min(MR, pr.m - p * MR), pr.a_row_sums + p * MR);
         }
       }
       const bool last = blk + 1 == k_blocks;

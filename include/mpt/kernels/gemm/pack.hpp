@@ -39,20 +39,31 @@ inline constexpr std::size_t ceil_div(std::size_t a, std::size_t b) noexcept { r
 inline constexpr std::size_t large_b_block_bytes = std::size_t(8) << 20;
 inline constexpr std::size_t whole_b_in_cache_bytes = std::size_t(12) << 20;
 
+// The k a micro-kernel consumes per step: k-blocks are multiples of it, so that only
+// the last block can end in a partial step (AMX: 32, one tile of k-pairs; else KG).
+template <class Kernel>
+inline constexpr std::size_t k_step_v = [] {
+  if constexpr (requires { Kernel::k_step; })
+    return Kernel::k_step;
+  else
+    return Kernel::kg;
+}();
+
 // The k-block length for op(B) [k x n]: at most Kernel::kc, short enough that one
 // packed k-block (kc x n) stays in the last-level cache (but never below 256), and
-// balanced so that blocks have equal length. A function of (k, n) only, so every
-// entry point blocks a product the same way (and gives the same bits).
+// balanced so that blocks have equal length, in whole k-steps. A function of (k, n)
+// only, so every entry point blocks a product the same way (and gives the same bits).
 template <class Kernel>
 inline std::size_t block_k_for(std::size_t k, std::size_t n) noexcept {
-  constexpr std::size_t KG = Kernel::kg;
+  constexpr std::size_t step = k_step_v<Kernel>;
+  static_assert(step % Kernel::kg == 0, "a kernel's k-step is a whole number of its k-groups");
   const std::size_t row_bytes = ceil_div(std::max<std::size_t>(n, 1), Kernel::nr) * Kernel::nr * sizeof(typename Kernel::b_t);
   const std::size_t budget = k * row_bytes <= whole_b_in_cache_bytes ? whole_b_in_cache_bytes : large_b_block_bytes;
   std::size_t cap = std::min(Kernel::kc, std::max<std::size_t>(256, budget / row_bytes));
-  cap = std::max(KG, cap / KG * KG);
+  cap = std::max(step, cap / step * step);
   if (k == 0) return cap;
   const std::size_t blocks = ceil_div(k, cap);
-  return std::min(cap, ceil_div(ceil_div(k, blocks), KG) * KG);
+  return std::min(cap, ceil_div(ceil_div(k, blocks), step) * step);
 }
 
 // Packed op(B) [K x N]: k-blocks of kc (the last may be shorter, rounded up to KG),
@@ -79,6 +90,17 @@ inline constexpr bool packs_a_as_rows_v = [] {
     return Kernel::packs_a_as_rows;
   else
     return false;
+}();
+
+// Whether Kernel may read op(A) in place when it is row-major in its element type
+// (else it is always packed). AMX: no, tileloadd's 16 rows at a stride that is a
+// multiple of 4 KiB (or of 2 KiB) share L1 sets; its packed rows are padded instead.
+template <class Kernel>
+inline constexpr bool a_read_in_place_v = [] {
+  if constexpr (requires { Kernel::reads_a_in_place; })
+    return Kernel::reads_a_in_place;
+  else
+    return true;
 }();
 
 template <class Kernel, class TB>
