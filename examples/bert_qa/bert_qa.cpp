@@ -198,6 +198,20 @@ std::string thousands(double v) {
   return out;
 }
 
+// --profile: where the training time went, per region of mpt::profile (exclusive times,
+// every step, evaluation during training included), as a table and as profile.json.
+void write_profile(const fs::path& output_dir, double train_seconds) {
+  std::printf("\n***** Where the training time went (--profile: %.1f s) *****\n%s", train_seconds, mpt::profile::table(train_seconds).c_str());
+  nlohmann::ordered_json regions = nlohmann::ordered_json::array();
+  for (const auto& e : mpt::profile::report()) {
+    regions.push_back(
+        {{"region", e.path}, {"seconds", e.seconds}, {"calls", e.calls}, {"share", train_seconds > 0 ? e.seconds / train_seconds : 0.0}});
+  }
+  const nlohmann::ordered_json profile = {{"train_seconds", train_seconds}, {"regions", regions}};
+  mpt::io::write_file_atomic(output_dir / "profile.json", profile.dump(2) + "\n");
+  std::printf("bert_qa: wrote %s\n", (output_dir / "profile.json").c_str());
+}
+
 template <class P, class Weights>
 int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoint, mpt::dist::Communicator& comm) {
   const bool main_process = comm.is_main();  // rank 0 alone writes the outputs
@@ -234,7 +248,7 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
   }
 
   fs::create_directories(output_dir);
-  double train_tokens_per_second = 0;
+  double train_tokens_per_second = 0, train_seconds = 0;
   if (args.do_train) {
     if (checkpoint && !args.resume_from_checkpoint) {
       std::printf(
@@ -244,7 +258,11 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
     }
     const mpt::train::QaTrainSet train_set{in.train_features};
     const std::int64_t tokens_before = trainer.state().num_input_tokens_seen;
+    mpt::profile::enable(a.mpt.profile);
+    const auto train_started = std::chrono::steady_clock::now();
     const auto output = trainer.train(train_set, checkpoint);
+    train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_started).count();
+    mpt::profile::enable(false);
     if (output.stopped_by_signal != 0) return 128 + output.stopped_by_signal;
     if (main_process) trainer.save_model(output_dir);
     nlohmann::ordered_json metrics;
@@ -302,6 +320,8 @@ int run(const Arguments& a, Inputs& in, const std::optional<fs::path>& checkpoin
   if ((args.do_train || args.do_eval) && main_process) {
     bert_qa::write_training_curves(output_dir / "training_curves.svg", trainer.state().log_history);
   }
+
+  if (a.mpt.profile && args.do_train && main_process) write_profile(output_dir, train_seconds);
 
   // The summary a person looks for.
   std::printf("\n");

@@ -53,6 +53,7 @@ struct MptArguments {
   std::int64_t demo_entities_per_paragraph = 1;
   double ddp_bucket_cap_mb = 25;  // gradient all-reduce buckets under mpirun (DDP's default)
   bool debug_ranks = false;       // check every step that all ranks hold the same weights
+  bool profile = false;           // time the training step's operations (mpt::profile)
 };
 
 struct Arguments {
@@ -218,6 +219,10 @@ class ArgumentParser {
            "overlapped with backward",
            "mpt");
     flag("--debug_ranks", x.debug_ranks, "Under mpirun: check after every step that all ranks hold the same weights", "mpt");
+    flag("--profile", x.profile,
+         "Time the operations of every training step (mpt::profile) and report where the training time went: a table at the end "
+         "and profile.json in --output_dir",
+         "mpt");
     flag("--demo", x.demo,
          "The quick start: generate a synthetic SQuAD task (if absent) and train a tiny BERT from scratch in bf16; "
          "other flags still apply",

@@ -816,6 +816,7 @@ inline void convert(std::span<const bf16> in, std::span<float> out) { convert_wi
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -897,7 +898,10 @@ class Region {
     current() = this;
     start_ = detail::now_ns();
   }
-  ~Region() {
+  ~Region() { end(); }
+  // Closes the region before the end of its scope (once; the destructor then does nothing).
+  // Regions close in the reverse order of opening.
+  void end() noexcept {
     if (slot_ < 0) return;
     const std::uint64_t elapsed = detail::now_ns() - start_;
     detail::Slot& s = detail::registry().slots[slot_];
@@ -905,6 +909,7 @@ class Region {
     s.calls.fetch_add(1, std::memory_order_relaxed);
     if (parent_) parent_->children_ += elapsed;
     current() = parent_;
+    slot_ = -1;
   }
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
@@ -938,6 +943,33 @@ inline std::vector<Entry> report() {
     }
   };
   visit(visit, -1, "", 0);
+  return out;
+}
+
+// The report as a text table: each region's exclusive milliseconds per `per` (the number
+// of steps, say), its share of `total_seconds`, names indented by depth; and a last row for
+// the time outside every region.
+inline std::string table(double total_seconds, double per = 1.0) {
+  const auto entries = report();
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-64s %10s %8s %8s\n", "region (exclusive time)", "ms", "calls", "share");
+  out += line;
+  double inside = 0;
+  for (const auto& e : entries) {
+    inside += e.seconds;
+    const std::size_t name_at = e.path.rfind(" / ");
+    const std::string name =
+        std::string(2 * static_cast<std::size_t>(e.depth), ' ') + (name_at == std::string::npos ? e.path : e.path.substr(name_at + 3));
+    std::snprintf(line, sizeof line, "%-64.64s %10.2f %8.1f %7.1f%%\n", name.c_str(), 1e3 * e.seconds / per, static_cast<double>(e.calls) / per,
+                  total_seconds > 0 ? 100 * e.seconds / total_seconds : 0.0);
+    out += line;
+  }
+  if (total_seconds > 0) {
+    std::snprintf(line, sizeof line, "%-64s %10.2f %8s %7.1f%%\n", "(outside every region)", 1e3 * (total_seconds - inside) / per, "",
+                  100 * (total_seconds - inside) / total_seconds);
+    out += line;
+  }
   return out;
 }
 
@@ -9412,7 +9444,7 @@ class BertForQuestionAnswering {
     Context<P>& ctx = *ctx_;
     const std::int64_t b = batch_, s = seq_, h = config_.hidden_size;
     const auto ignore = static_cast<std::int32_t>(s);
-    std::optional<profile::Region> head_region(std::in_place, "QA head + loss");
+    profile::Region head_region("QA head + loss");
     workspace_.reset();
     auto dstart = workspace_.allocate<hidden_t>(Shape{b, s}, "dstart logits");
     auto dend = workspace_.allocate<hidden_t>(Shape{b, s}, "dend logits");
@@ -9431,7 +9463,7 @@ class BertForQuestionAnswering {
     TensorView<hidden_t> din = activations_.allocate<hidden_t>(th, "hidden gradient");
     qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), dout, false);
     gradients_ready(qa_outputs_.weight_id());
-    head_region.reset();
+    head_region.end();
     for (std::size_t l = layers_.size(); l-- > 0;) {
       layers_[l].backward(ctx, TensorView<const hidden_t>(dout), din);
       gradients_ready(layers_[l].first_weight_id());
@@ -10982,10 +11014,10 @@ struct StepReport {
 // scaler (report.applied is false and the scaler is not updated); the caller stops.
 template <class NormAcc = float, Optimizer O, LossScaler Scaler>
 StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr, double max_grad_norm, bool apply_non_finite = true) {
-  std::optional<profile::Region> norm_region(std::in_place, "gradient norm");
+  profile::Region norm_region("gradient norm");
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(kernels::global_l2_norm<NormAcc>(grads));
-  norm_region.reset();
+  norm_region.end();
   const float norm = scaled_norm * inv_scale;
   const bool found_inf = !std::isfinite(scaled_norm);
   float multiplier = inv_scale;
@@ -14858,13 +14890,19 @@ class Trainer {
         double step_loss = 0.0, step_tokens = 0.0;
         for (std::size_t b = first_batch; b < first_batch + group; ++b) {
           const auto indices = sampler.batch(b);
+          profile::Region collate_region("collate batch");
           dataset.collate(indices, batch);
+          collate_region.end();
+          profile::Region forward_region("forward");
           const double loss = model_.forward(batch.view(), {.training = true, .seed = args_.seed, .forward_index = forward_index_++}).loss;
+          forward_region.end();
+          profile::Region backward_region("backward");
           // Each rank's gradients carry 1/ranks: their all-reduced sum is the average.
           const bool reduce = world > 1 && b + 1 == first_batch + group;
           if (reduce) buckets_begin();
           model_.backward(static_cast<double>(scaler_.scale()) / static_cast<double>(group * static_cast<std::size_t>(world)));
           if (reduce) buckets_finish();
+          backward_region.end();
           step_loss += loss / static_cast<double>(group);
           samples_seen += indices.size();
           step_tokens += static_cast<double>(batch.tokens());
@@ -14949,6 +14987,7 @@ class Trainer {
   // metrics (runtime, samples and steps per second), as transformers' evaluate.
   nlohmann::ordered_json evaluate(const std::string& prefix = "eval") {
     if (!evaluate_) throw_error("Trainer::evaluate: no evaluation function (set_evaluate)");
+    MPT_PROFILE("evaluation");
     const auto started = std::chrono::steady_clock::now();
     const EvalResult result = evaluate_(model_, [&](std::size_t done, std::size_t total) {
       event([&](TrainerCallback& c) { c.on_prediction_step(args_, state_, control_, done, total); });

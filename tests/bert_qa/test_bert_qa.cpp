@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <map>
 #include <string>
 
 #include <chrono>
@@ -223,6 +224,40 @@ TEST_CASE("--version_2_with_negative on the bundled SQuAD v2.0 subset") {
   const auto results = read_json(out / "eval_results.json");
   for (const char* key : {"eval_exact", "eval_f1", "eval_total", "eval_best_exact", "eval_best_f1"}) CHECK_MESSAGE(results.contains(key), key);
   CHECK(read_json(out / "eval_null_odds.json").size() == read_json(out / "eval_predictions.json").size());
+}
+
+TEST_CASE("--profile: where the training time went, as a table and as profile.json") {
+  const fs::path out = work / "profile";
+  fs::remove_all(out);
+  const std::string v1 = (data_dir / "squad-v1.1-dev-subset.json").string();
+  const Run r = bert_qa(
+      "--config_overrides hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128 "
+      "--train_file " +
+      v1 +
+      " --do_train --max_seq_length 128 --doc_stride 32 --max_train_samples 64 --max_steps 3 "
+      "--per_device_train_batch_size 16 --save_strategy no --disable_tqdm --bf16 --profile --output_dir " +
+      out.string());
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(r.output.find("Where the training time went") != std::string::npos);
+  const auto profile = read_json(out / "profile.json");
+  const double train_seconds = profile["train_seconds"].get<double>();
+  CHECK(train_seconds > 0);
+  std::map<std::string, nlohmann::json> regions;
+  double inside = 0;
+  for (const auto& e : profile["regions"]) {
+    regions[e["region"].get<std::string>()] = e;
+    inside += e["seconds"].get<double>();
+  }
+  // Every step's operations, under the step's phases, once per step (layers add theirs).
+  for (const char* path : {"forward", "backward", "optimizer step", "zero grad", "forward / encoder layer / attention QKV (GEMM)",
+                           "backward / encoder layer / FFN in / weight gradient (GEMM)"}) {
+    REQUIRE_MESSAGE(regions.count(path) == 1, path);
+  }
+  CHECK(regions["forward"]["calls"].get<int>() == 3);
+  CHECK(regions["optimizer step"]["calls"].get<int>() == 3);
+  CHECK(regions["forward / encoder layer / attention QKV (GEMM)"]["calls"].get<int>() == 3 * 2);  // 2 layers
+  // Exclusive times: together no more than the training took.
+  CHECK(inside <= train_seconds * 1.001);
 }
 
 TEST_CASE("SIGTERM: bert_qa finishes the step, writes a checkpoint, exits 143 saying how to resume; the rerun resumes") {

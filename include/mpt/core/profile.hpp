@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -96,7 +97,10 @@ class Region {
     current() = this;
     start_ = detail::now_ns();
   }
-  ~Region() {
+  ~Region() { end(); }
+  // Closes the region before the end of its scope (once; the destructor then does nothing).
+  // Regions close in the reverse order of opening.
+  void end() noexcept {
     if (slot_ < 0) return;
     const std::uint64_t elapsed = detail::now_ns() - start_;
     detail::Slot& s = detail::registry().slots[slot_];
@@ -104,6 +108,7 @@ class Region {
     s.calls.fetch_add(1, std::memory_order_relaxed);
     if (parent_) parent_->children_ += elapsed;
     current() = parent_;
+    slot_ = -1;
   }
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
@@ -137,6 +142,33 @@ inline std::vector<Entry> report() {
     }
   };
   visit(visit, -1, "", 0);
+  return out;
+}
+
+// The report as a text table: each region's exclusive milliseconds per `per` (the number
+// of steps, say), its share of `total_seconds`, names indented by depth; and a last row for
+// the time outside every region.
+inline std::string table(double total_seconds, double per = 1.0) {
+  const auto entries = report();
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-64s %10s %8s %8s\n", "region (exclusive time)", "ms", "calls", "share");
+  out += line;
+  double inside = 0;
+  for (const auto& e : entries) {
+    inside += e.seconds;
+    const std::size_t name_at = e.path.rfind(" / ");
+    const std::string name =
+        std::string(2 * static_cast<std::size_t>(e.depth), ' ') + (name_at == std::string::npos ? e.path : e.path.substr(name_at + 3));
+    std::snprintf(line, sizeof line, "%-64.64s %10.2f %8.1f %7.1f%%\n", name.c_str(), 1e3 * e.seconds / per, static_cast<double>(e.calls) / per,
+                  total_seconds > 0 ? 100 * e.seconds / total_seconds : 0.0);
+    out += line;
+  }
+  if (total_seconds > 0) {
+    std::snprintf(line, sizeof line, "%-64s %10.2f %8s %7.1f%%\n", "(outside every region)", 1e3 * (total_seconds - inside) / per, "",
+                  100 * (total_seconds - inside) / total_seconds);
+    out += line;
+  }
   return out;
 }
 

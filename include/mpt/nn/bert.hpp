@@ -244,7 +244,7 @@ class BertForQuestionAnswering {
     Context<P>& ctx = *ctx_;
     const std::int64_t b = batch_, s = seq_, h = config_.hidden_size;
     const auto ignore = static_cast<std::int32_t>(s);
-    std::optional<profile::Region> head_region(std::in_place, "QA head + loss");
+    profile::Region head_region("QA head + loss");
     workspace_.reset();
     auto dstart = workspace_.allocate<hidden_t>(Shape{b, s}, "dstart logits");
     auto dend = workspace_.allocate<hidden_t>(Shape{b, s}, "dend logits");
@@ -263,7 +263,7 @@ class BertForQuestionAnswering {
     TensorView<hidden_t> din = activations_.allocate<hidden_t>(th, "hidden gradient");
     qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), dout, false);
     gradients_ready(qa_outputs_.weight_id());
-    head_region.reset();
+    head_region.end();
     for (std::size_t l = layers_.size(); l-- > 0;) {
       layers_[l].backward(ctx, TensorView<const hidden_t>(dout), din);
       gradients_ready(layers_[l].first_weight_id());

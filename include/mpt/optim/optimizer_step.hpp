@@ -37,10 +37,10 @@ struct StepReport {
 // scaler (report.applied is false and the scaler is not updated); the caller stops.
 template <class NormAcc = float, Optimizer O, LossScaler Scaler>
 StepReport clip_and_step(O& optimizer, Scaler& scaler, std::span<const float> grads, double lr, double max_grad_norm, bool apply_non_finite = true) {
-  std::optional<profile::Region> norm_region(std::in_place, "gradient norm");
+  profile::Region norm_region("gradient norm");
   const float inv_scale = scaler.inv_scale();
   const float scaled_norm = static_cast<float>(kernels::global_l2_norm<NormAcc>(grads));
-  norm_region.reset();
+  norm_region.end();
   const float norm = scaled_norm * inv_scale;
   const bool found_inf = !std::isfinite(scaled_norm);
   float multiplier = inv_scale;

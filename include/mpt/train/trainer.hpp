@@ -20,6 +20,7 @@
 // the thread count, so a resume may use another one).
 
 #include <mpt/core/error.hpp>
+#include <mpt/core/profile.hpp>
 #include <mpt/dist/communicator.hpp>
 #include <mpt/io/checksum.hpp>
 #include <mpt/io/safetensors.hpp>
@@ -291,13 +292,19 @@ class Trainer {
         double step_loss = 0.0, step_tokens = 0.0;
         for (std::size_t b = first_batch; b < first_batch + group; ++b) {
           const auto indices = sampler.batch(b);
+          profile::Region collate_region("collate batch");
           dataset.collate(indices, batch);
+          collate_region.end();
+          profile::Region forward_region("forward");
           const double loss = model_.forward(batch.view(), {.training = true, .seed = args_.seed, .forward_index = forward_index_++}).loss;
+          forward_region.end();
+          profile::Region backward_region("backward");
           // Each rank's gradients carry 1/ranks: their all-reduced sum is the average.
           const bool reduce = world > 1 && b + 1 == first_batch + group;
           if (reduce) buckets_begin();
           model_.backward(static_cast<double>(scaler_.scale()) / static_cast<double>(group * static_cast<std::size_t>(world)));
           if (reduce) buckets_finish();
+          backward_region.end();
           step_loss += loss / static_cast<double>(group);
           samples_seen += indices.size();
           step_tokens += static_cast<double>(batch.tokens());
@@ -382,6 +389,7 @@ class Trainer {
   // metrics (runtime, samples and steps per second), as transformers' evaluate.
   nlohmann::ordered_json evaluate(const std::string& prefix = "eval") {
     if (!evaluate_) throw_error("Trainer::evaluate: no evaluation function (set_evaluate)");
+    MPT_PROFILE("evaluation");
     const auto started = std::chrono::steady_clock::now();
     const EvalResult result = evaluate_(model_, [&](std::size_t done, std::size_t total) {
       event([&](TrainerCallback& c) { c.on_prediction_step(args_, state_, control_, done, total); });
