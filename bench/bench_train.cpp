@@ -148,37 +148,17 @@ double measure_peak(const std::string& precision, int threads) {
   return mpt::bench::measure_peak(mpt::bench::PeakKind::fma_fp32, isa, threads);
 }
 
-// Each profile region's exclusive time per step, as JSON lines and an indented table.
+// Each profile region's exclusive time per step, as JSON lines and as profile::table.
 void print_profile(const std::string& config, const std::string& precision, const std::string& weights, int steps, double step_s) {
-  const auto entries = mpt::profile::report();
-  double top = 0;  // every region's exclusive time: the time inside top-level regions
-  for (const auto& e : entries) top += e.seconds;
-  for (const auto& e : entries) {
+  for (const auto& e : mpt::profile::report()) {
     std::printf(
         "{\"bench\": \"train_profile\", \"config\": \"%s\", \"precision\": \"%s\", \"weights\": \"%s\", \"region\": \"%s\", "
         "\"ms_per_step\": %.3f, \"calls_per_step\": %.1f, \"share\": %.4f}\n",
         config.c_str(), precision.c_str(), weights.c_str(), e.path.c_str(), 1e3 * e.seconds / steps, double(e.calls) / steps,
         e.seconds / steps / step_s);
   }
-  // Exclusive times of regions with the same name at the same depth, summed (every
-  // encoder layer's attention softmax in one row), under their top-level region.
-  std::printf("\n%-58s %10s %8s\n", "region (exclusive time, summed over layers)", "ms/step", "share");
-  std::vector<std::pair<std::string, double>> rows;
-  for (const auto& e : entries) {
-    std::string key = e.path;
-    for (const std::string layer : {"encoder layer / "}) {
-      for (std::size_t at; (at = key.find(layer)) != std::string::npos;) key.erase(at, layer.size());
-    }
-    auto it = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.first == key; });
-    if (it == rows.end())
-      rows.emplace_back(key, e.seconds);
-    else
-      it->second += e.seconds;
-  }
-  for (const auto& [key, seconds] : rows) {
-    std::printf("%-58s %10.2f %7.1f%%\n", key.c_str(), 1e3 * seconds / steps, 100 * seconds / steps / step_s);
-  }
-  std::printf("%-58s %10.2f %7.1f%%\n", "(outside any region)", 1e3 * (step_s - top / steps), 100 * (1 - top / steps / step_s));
+  // The tree, in milliseconds per step and shares of the step.
+  std::printf("\n%s", mpt::profile::table(step_s * steps, steps).c_str());
 }
 
 int run_one(const std::string& config, const std::string& precision, const std::string& weights, int steps, double peak, bool profile) {
