@@ -7,11 +7,14 @@
 //   An unknown flag names the closest known one; a bad value names the flag and the value.
 #pragma once
 
-#include <mpt/mpt.hpp>
+#include <mpt/core/error.hpp>
+#include <mpt/train/training_arguments.hpp>
 
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cctype>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <optional>

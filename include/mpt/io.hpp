@@ -14,6 +14,7 @@
 #include <mpt/io/checksum.hpp>
 #include <mpt/io/dtype.hpp>
 #include <mpt/io/file.hpp>
+#include <mpt/io/json_depth.hpp>
 #include <mpt/io/load_parameters.hpp>
 #include <mpt/io/safetensors_reader.hpp>
 #include <mpt/io/safetensors_writer.hpp>

@@ -6818,6 +6818,54 @@ bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
 
 }  // namespace mpt::io
 // ---- end mpt/io/dtype.hpp ----
+// ---- begin mpt/io/json_depth.hpp ----
+// How deep JSON that mpt reads may nest. nlohmann::json parses without recursion,
+// but copying, comparing and printing a value recurse once per level of arrays and
+// objects: a file of a million '[' parses, then overflows the stack when it is used
+// (destroying does not). The files mpt reads (config.json, SQuAD, trainer_state.json,
+// safetensors headers, optimizer state) nest a few levels, so their readers refuse
+// deeper text once it has parsed (text that does not parse is reported as such).
+//
+//   io::check_json_depth(text, source)   throws mpt::Error past io::json_max_depth levels
+
+
+#include <cstddef>
+#include <string_view>
+
+namespace mpt::io {
+
+inline constexpr std::size_t json_max_depth = 512;
+
+// Counts the nesting of arrays and objects in JSON text (brackets inside strings do
+// not count); text that is not JSON is left to the parser to refuse.
+inline void check_json_depth(std::string_view text, std::string_view source) {
+  std::size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > json_max_depth) {
+        throw_error(source, ": JSON nested more than ", json_max_depth, " levels deep (at byte ", i,
+                    "); mpt's files nest a few levels: the file is damaged or not the file it should be");
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+}
+
+}  // namespace mpt::io
+// ---- end mpt/io/json_depth.hpp ----
 // ---- begin mpt/io/load_parameters.hpp ----
 // Loading a Hugging Face checkpoint into a model's parameters, as
 // `from_pretrained` does.
@@ -6851,6 +6899,7 @@ bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
 //
 //   SafetensorsFile::open(path)      memory-maps and validates everything up front; a bad
 //                                    file is an mpt::Error naming the file (and the tensor)
+//   SafetensorsFile::from_bytes(bytes, name)   the same for a buffer in memory
 //   file.find(name) / file.at(name)  the entry: dtype, dims, bytes (a span into the map)
 //   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double,
 //                                    integer dtypes into std::int32_t / std::int64_t
@@ -6859,8 +6908,8 @@ bool decode_integer(Dtype src, const std::byte* bytes, std::size_t i, T& out) {
 // Split by job: io/dtype.hpp (dtypes, element conversion), io/safetensors_reader.hpp
 // (SafetensorsFile), io/safetensors_writer.hpp (save_safetensors).
 // ---- begin mpt/io/safetensors_reader.hpp ----
-// SafetensorsFile: a safetensors file memory-mapped and validated before use (the
-// format: io/safetensors.hpp).
+// SafetensorsFile: a safetensors file memory-mapped (or a buffer in memory) and
+// validated before use (the format: io/safetensors.hpp).
 
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
@@ -6961,11 +7010,14 @@ inline nlohmann::json parse_header_json(std::string_view text, const std::filesy
     }
     return true;
   };
+  nlohmann::json header;
   try {
-    return nlohmann::json::parse(text.begin(), text.end(), check_keys);
+    header = nlohmann::json::parse(text.begin(), text.end(), check_keys);
   } catch (const nlohmann::json::exception& e) {
     throw_error("safetensors file ", path, ": the header is not valid JSON (", e.what(), "); the file is corrupt or not safetensors");
   }
+  check_json_depth(text, mpt::detail::concat("safetensors file ", path, ": the header"));
+  return header;
 }
 
 inline std::uint64_t json_non_negative_integer(const nlohmann::json& v, const std::filesystem::path& path, const std::string& name,
@@ -6984,11 +7036,23 @@ class SafetensorsFile {
   static SafetensorsFile open(const std::filesystem::path& path) {
     SafetensorsFile file;
     file.map_ = MappedFile::open(path);
+    file.path_ = path;
+    file.bytes_ = file.map_.bytes();
+    file.index_header();
+    return file;
+  }
+  // The same from bytes already in memory (a download, a test); `name` stands for the
+  // path in messages. The file owns the bytes: entries' spans point into them.
+  static SafetensorsFile from_bytes(std::vector<std::byte> bytes, std::filesystem::path name = "<memory>") {
+    SafetensorsFile file;
+    file.owned_ = std::move(bytes);
+    file.path_ = std::move(name);
+    file.bytes_ = file.owned_;
     file.index_header();
     return file;
   }
 
-  const std::filesystem::path& path() const noexcept { return map_.path(); }
+  const std::filesystem::path& path() const noexcept { return path_; }
   // Tensors in the order of their data (ascending offsets).
   const std::vector<SafetensorsEntry>& tensors() const noexcept { return entries_; }
   std::size_t size() const noexcept { return entries_.size(); }
@@ -7063,8 +7127,8 @@ class SafetensorsFile {
 
  private:
   void index_header() {
-    const std::filesystem::path& file = map_.path();
-    const std::span<const std::byte> bytes = map_.bytes();
+    const std::filesystem::path& file = path_;
+    const std::span<const std::byte> bytes = bytes_;
     if (bytes.size() < 8) {
       throw_error("safetensors file ", file, ": ", bytes.size(), " bytes is too short to hold the 8-byte header length; the file is truncated");
     }
@@ -7118,7 +7182,7 @@ class SafetensorsFile {
   }
 
   void read_metadata(const nlohmann::json& info) {
-    const std::filesystem::path& file = map_.path();
+    const std::filesystem::path& file = path_;
     if (!info.is_object()) throw_error("safetensors file ", file, ": __metadata__ is ", info.type_name(), ", not an object of strings");
     for (const auto& [key, value] : info.items()) {
       if (!value.is_string()) throw_error("safetensors file ", file, ": __metadata__ entry '", key, "' is ", value.dump(), ", not a string");
@@ -7127,7 +7191,7 @@ class SafetensorsFile {
   }
 
   SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& info, std::span<const std::byte> data) const {
-    const std::filesystem::path& file = map_.path();
+    const std::filesystem::path& file = path_;
     const auto fail = [&](auto&&... what) { throw_error("safetensors file ", file, ", tensor '", name, "': ", what...); };
     if (!info.is_object()) fail("the entry is ", info.dump(), ", not an object with dtype, shape and data_offsets");
     const auto dtype_it = info.find("dtype");
@@ -7170,7 +7234,12 @@ class SafetensorsFile {
     return e;
   }
 
+  // The bytes are map_'s or owned_'s; moving either keeps their address, so the
+  // entries' spans survive a move of the file.
   MappedFile map_;
+  std::vector<std::byte> owned_;
+  std::filesystem::path path_;
+  std::span<const std::byte> bytes_;
   std::vector<SafetensorsEntry> entries_;
   std::unordered_map<std::string, std::size_t> index_;
   std::map<std::string, std::string> metadata_;
@@ -8425,6 +8494,7 @@ class BertSelfAttention {
 // BertConfig: the model hyper-parameters of a Hugging Face config.json.
 //
 //   BertConfig::from_json(json, source)   missing keys take transformers' defaults
+//   BertConfig::from_json_text(text, source)   config.json's text; bad JSON is an mpt::Error
 //   BertConfig::from_json_file(path)
 //   config.validate(source)               positive sizes, heads divide hidden_size, known hidden_act
 //   config.to_json()                      keys it does not know are kept from the file it was
@@ -8438,6 +8508,7 @@ class BertSelfAttention {
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mpt::nn {
@@ -8506,15 +8577,19 @@ struct BertConfig {
     return c;
   }
 
-  static BertConfig from_json_file(const std::filesystem::path& path) {
-    const std::string source = "config file " + path.string();
+  static BertConfig from_json_text(std::string_view text, const std::string& source = "config") {
     nlohmann::ordered_json j;
     try {
-      j = nlohmann::ordered_json::parse(io::read_text_file(path));
+      j = nlohmann::ordered_json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       throw_error(source, ": not valid JSON (", e.what(), ")");
     }
+    io::check_json_depth(text, source);
     return from_json(j, source);
+  }
+
+  static BertConfig from_json_file(const std::filesystem::path& path) {
+    return from_json_text(io::read_text_file(path), "config file " + path.string());
   }
 
   void validate(const std::string& source = "config") const {
@@ -8581,6 +8656,9 @@ struct BertConfig {
  private:
   static std::int64_t integer(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
     if (!v.is_number_integer()) throw_error(source, ": ", key, " is ", v.dump(), " but must be an integer");
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+      throw_error(source, ": ", key, " is ", v.dump(), ", beyond 64-bit integers");
+    }
     return v.get<std::int64_t>();
   }
   static double number(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
@@ -10773,7 +10851,7 @@ using AdamW = FlatOptimizer<P, rules::AdamW, Weights>;
 //   dir/optimizer_state.json    {"optimizer": scalars, "scaler": ..., "scheduler": ...}
 //
 //   save_optimizer_state(dir, opt.state_dict(), scaler.state(), schedule.state());
-//   auto loaded = load_optimizer_state(dir);
+//   auto loaded = load_optimizer_state(dir);     // or parse_optimizer_state(json text, source, SafetensorsFile)
 //   opt.load_state_dict(loaded.optimizer.view());
 //   scaler.load_state(loaded.scaler);  schedule.load_state(loaded.scheduler);
 //
@@ -10785,6 +10863,7 @@ using AdamW = FlatOptimizer<P, rules::AdamW, Weights>;
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mpt::optim {
@@ -10814,20 +10893,21 @@ struct LoadedOptimizerState {
   nlohmann::json scheduler;
 };
 
-inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& dir) {
-  const auto json_path = dir / optimizer_scalars_file;
+// The same from the two files' contents: optimizer_state.json's text (`json_source`
+// names it in errors) and optimizer.safetensors, already open.
+inline LoadedOptimizerState parse_optimizer_state(std::string_view scalars_text, const std::string& json_source, const io::SafetensorsFile& file) {
   nlohmann::json scalars;
   try {
-    scalars = nlohmann::json::parse(io::read_text_file(json_path));
+    scalars = nlohmann::json::parse(scalars_text);
   } catch (const nlohmann::json::exception& e) {
-    throw_error("load_optimizer_state: ", json_path, " is not valid JSON (", e.what(), "); the checkpoint is damaged: resume from an earlier one");
+    throw_error("load_optimizer_state: ", json_source, " is not valid JSON (", e.what(), "); the checkpoint is damaged: resume from an earlier one");
   }
+  io::check_json_depth(scalars_text, mpt::detail::concat("load_optimizer_state: ", json_source));
   for (const char* key : {"optimizer", "scaler", "scheduler"}) {
-    if (!scalars.contains(key) || !scalars[key].is_object()) {
-      throw_error("load_optimizer_state: ", json_path, " has no \"", key, "\" object; it was not written by save_optimizer_state");
+    if (!scalars.is_object() || !scalars.contains(key) || !scalars[key].is_object()) {
+      throw_error("load_optimizer_state: ", json_source, " has no \"", key, "\" object; it was not written by save_optimizer_state");
     }
   }
-  const auto file = io::SafetensorsFile::open(dir / optimizer_tensors_file);
   StateDict view;
   view.scalars = scalars["optimizer"];
   for (const io::SafetensorsEntry& e : file.tensors()) {
@@ -10835,6 +10915,12 @@ inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& di
     view.tensors.push_back({e.name, e.dtype, e.numel(), const_cast<std::byte*>(e.bytes.data())});
   }
   return {SavedState(view), scalars["scaler"], scalars["scheduler"]};
+}
+
+inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& dir) {
+  const auto json_path = dir / optimizer_scalars_file;
+  const std::string text = io::read_text_file(json_path);
+  return parse_optimizer_state(text, mpt::detail::concat(json_path), io::SafetensorsFile::open(dir / optimizer_tensors_file));
 }
 
 }  // namespace mpt::optim
@@ -11844,11 +11930,16 @@ struct SquadParseContext {
 };
 
 inline json parse_json_text(std::string_view text, const std::string& source, std::string_view where) {
+  json parsed;
   try {
-    return json::parse(text.begin(), text.end());
+    parsed = json::parse(text.begin(), text.end());
   } catch (const json::parse_error& e) {
     mpt::throw_error("SQuAD file '", source, "'", where, ": malformed JSON at byte ", e.byte, ": ", e.what());
+  } catch (const json::exception& e) {  // a number beyond double (out_of_range 406)
+    mpt::throw_error("SQuAD file '", source, "'", where, ": malformed JSON: ", e.what());
   }
+  io::check_json_depth(text, mpt::detail::concat("SQuAD file '", source, "'", where));
+  return parsed;
 }
 
 inline std::vector<SquadAnswer> read_nested_answers(const json& list, const SquadParseContext& ctx, const char* name) {
@@ -12100,6 +12191,7 @@ inline SquadDataset read_squad(const std::filesystem::path& path, const SquadRea
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12167,6 +12259,24 @@ class WordPieceTokenizer {
     std::sort(specials_.begin(), specials_.end(), [](const Special& a, const Special& b) { return a.text.size() > b.text.size(); });
   }
 
+  // vocab.txt's text: one token per line (a final newline ends the last one, "\r\n" is
+  // a newline too), valid UTF-8, at least one token. `source` names it in errors.
+  static std::vector<std::string> parse_vocab(std::string_view text, std::string_view source) {
+    std::vector<std::string> tokens;
+    std::size_t begin = 0;
+    while (begin < text.size()) {
+      std::size_t end = text.find('\n', begin);
+      if (end == std::string_view::npos) end = text.size();
+      std::string_view line = text.substr(begin, end - begin);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      tokens.emplace_back(line);
+      begin = end + 1;
+    }
+    if (tokens.empty()) mpt::throw_error("vocabulary file '", source, "' is empty");
+    for (std::size_t i = 0; i < tokens.size(); ++i) detail::check_utf8(tokens[i], mpt::detail::concat("vocabulary file '", source, "' line ", i + 1));
+    return tokens;
+  }
+
   // Loads vocab.txt (one token per line). do_lower_case unset: taken from a
   // tokenizer_config.json next to the vocab when present, else true.
   // vocab_path may also be a folder holding vocab.txt.
@@ -12174,15 +12284,9 @@ class WordPieceTokenizer {
     if (std::filesystem::is_directory(vocab_path)) vocab_path /= "vocab.txt";
     std::ifstream in(vocab_path, std::ios::binary);
     if (!in) mpt::throw_error("cannot open vocabulary file '", vocab_path.string(), "'");
-    std::vector<std::string> tokens;
-    std::string line;
-    while (std::getline(in, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      tokens.push_back(line);
-    }
-    if (tokens.empty()) mpt::throw_error("vocabulary file '", vocab_path.string(), "' is empty");
-    for (std::size_t i = 0; i < tokens.size(); ++i)
-      detail::check_utf8(tokens[i], mpt::detail::concat("vocabulary file '", vocab_path.string(), "' line ", i + 1));
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (in.bad()) mpt::throw_error("cannot read vocabulary file '", vocab_path.string(), "'");
+    std::vector<std::string> tokens = parse_vocab(text, vocab_path.string());
     WordPieceOptions options;
     const auto config_path = vocab_path.parent_path() / "tokenizer_config.json";
     if (std::filesystem::exists(config_path)) {
@@ -13511,6 +13615,7 @@ ModelOptimizer<optim::Sgd<P, std::conditional_t<std::is_void_v<W>, optim::defaul
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace mpt::train {
 
@@ -13564,6 +13669,9 @@ struct TrainerState {
     const auto integer = [&](const char* key, std::int64_t& out) {
       if (!j.contains(key)) return;
       if (!j[key].is_number_integer()) throw_error(source, ": \"", key, "\" is ", j[key].dump(), ", not an integer");
+      if (j[key].is_number_unsigned() && j[key].get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+        throw_error(source, ": \"", key, "\" is ", j[key].dump(), ", beyond 64-bit integers");
+      }
       out = j[key].get<std::int64_t>();
     };
     const auto number = [&](const char* key, double& out) {
@@ -13603,15 +13711,18 @@ struct TrainerState {
   }
 
   void save(const std::filesystem::path& path) const { io::write_file_atomic(path, to_json().dump(2) + "\n"); }
-  static TrainerState load(const std::filesystem::path& path) {
+  // trainer_state.json's text; bad JSON is an mpt::Error naming `source`.
+  static TrainerState from_json_text(std::string_view text, const std::string& source) {
     nlohmann::ordered_json j;
     try {
-      j = nlohmann::ordered_json::parse(io::read_text_file(path));
+      j = nlohmann::ordered_json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      throw_error(path.string(), ": not valid JSON (", e.what(), ")");
+      throw_error(source, ": not valid JSON (", e.what(), ")");
     }
-    return from_json(j, path.string());
+    io::check_json_depth(text, source);
+    return from_json(j, source);
   }
+  static TrainerState load(const std::filesystem::path& path) { return from_json_text(io::read_text_file(path), path.string()); }
 };
 
 struct TrainerControl {

@@ -7,6 +7,7 @@
 #include <mpt/core/error.hpp>
 #include <mpt/data/detail/unicode.hpp>
 #include <mpt/data/json_io.hpp>
+#include <mpt/io/json_depth.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -123,11 +124,16 @@ struct SquadParseContext {
 };
 
 inline json parse_json_text(std::string_view text, const std::string& source, std::string_view where) {
+  json parsed;
   try {
-    return json::parse(text.begin(), text.end());
+    parsed = json::parse(text.begin(), text.end());
   } catch (const json::parse_error& e) {
     mpt::throw_error("SQuAD file '", source, "'", where, ": malformed JSON at byte ", e.byte, ": ", e.what());
+  } catch (const json::exception& e) {  // a number beyond double (out_of_range 406)
+    mpt::throw_error("SQuAD file '", source, "'", where, ": malformed JSON: ", e.what());
   }
+  io::check_json_depth(text, mpt::detail::concat("SQuAD file '", source, "'", where));
+  return parsed;
 }
 
 inline std::vector<SquadAnswer> read_nested_answers(const json& list, const SquadParseContext& ctx, const char* name) {

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -83,6 +84,24 @@ class WordPieceTokenizer {
     std::sort(specials_.begin(), specials_.end(), [](const Special& a, const Special& b) { return a.text.size() > b.text.size(); });
   }
 
+  // vocab.txt's text: one token per line (a final newline ends the last one, "\r\n" is
+  // a newline too), valid UTF-8, at least one token. `source` names it in errors.
+  static std::vector<std::string> parse_vocab(std::string_view text, std::string_view source) {
+    std::vector<std::string> tokens;
+    std::size_t begin = 0;
+    while (begin < text.size()) {
+      std::size_t end = text.find('\n', begin);
+      if (end == std::string_view::npos) end = text.size();
+      std::string_view line = text.substr(begin, end - begin);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      tokens.emplace_back(line);
+      begin = end + 1;
+    }
+    if (tokens.empty()) mpt::throw_error("vocabulary file '", source, "' is empty");
+    for (std::size_t i = 0; i < tokens.size(); ++i) detail::check_utf8(tokens[i], mpt::detail::concat("vocabulary file '", source, "' line ", i + 1));
+    return tokens;
+  }
+
   // Loads vocab.txt (one token per line). do_lower_case unset: taken from a
   // tokenizer_config.json next to the vocab when present, else true.
   // vocab_path may also be a folder holding vocab.txt.
@@ -90,15 +109,9 @@ class WordPieceTokenizer {
     if (std::filesystem::is_directory(vocab_path)) vocab_path /= "vocab.txt";
     std::ifstream in(vocab_path, std::ios::binary);
     if (!in) mpt::throw_error("cannot open vocabulary file '", vocab_path.string(), "'");
-    std::vector<std::string> tokens;
-    std::string line;
-    while (std::getline(in, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      tokens.push_back(line);
-    }
-    if (tokens.empty()) mpt::throw_error("vocabulary file '", vocab_path.string(), "' is empty");
-    for (std::size_t i = 0; i < tokens.size(); ++i)
-      detail::check_utf8(tokens[i], mpt::detail::concat("vocabulary file '", vocab_path.string(), "' line ", i + 1));
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (in.bad()) mpt::throw_error("cannot read vocabulary file '", vocab_path.string(), "'");
+    std::vector<std::string> tokens = parse_vocab(text, vocab_path.string());
     WordPieceOptions options;
     const auto config_path = vocab_path.parent_path() / "tokenizer_config.json";
     if (std::filesystem::exists(config_path)) {

@@ -10,6 +10,7 @@
 //
 //   SafetensorsFile::open(path)      memory-maps and validates everything up front; a bad
 //                                    file is an mpt::Error naming the file (and the tensor)
+//   SafetensorsFile::from_bytes(bytes, name)   the same for a buffer in memory
 //   file.find(name) / file.at(name)  the entry: dtype, dims, bytes (a span into the map)
 //   file.read(name, view)            converts F32/BF16/F16/F64 into float, bf16 or double,
 //                                    integer dtypes into std::int32_t / std::int64_t

@@ -1,12 +1,13 @@
 #pragma once
-// SafetensorsFile: a safetensors file memory-mapped and validated before use (the
-// format: io/safetensors.hpp).
+// SafetensorsFile: a safetensors file memory-mapped (or a buffer in memory) and
+// validated before use (the format: io/safetensors.hpp).
 #include <mpt/core/bf16.hpp>
 #include <mpt/core/bf16_convert.hpp>
 #include <mpt/core/error.hpp>
 #include <mpt/core/tensor.hpp>
 #include <mpt/io/dtype.hpp>
 #include <mpt/io/file.hpp>
+#include <mpt/io/json_depth.hpp>
 
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
@@ -107,11 +108,14 @@ inline nlohmann::json parse_header_json(std::string_view text, const std::filesy
     }
     return true;
   };
+  nlohmann::json header;
   try {
-    return nlohmann::json::parse(text.begin(), text.end(), check_keys);
+    header = nlohmann::json::parse(text.begin(), text.end(), check_keys);
   } catch (const nlohmann::json::exception& e) {
     throw_error("safetensors file ", path, ": the header is not valid JSON (", e.what(), "); the file is corrupt or not safetensors");
   }
+  check_json_depth(text, mpt::detail::concat("safetensors file ", path, ": the header"));
+  return header;
 }
 
 inline std::uint64_t json_non_negative_integer(const nlohmann::json& v, const std::filesystem::path& path, const std::string& name,
@@ -130,11 +134,23 @@ class SafetensorsFile {
   static SafetensorsFile open(const std::filesystem::path& path) {
     SafetensorsFile file;
     file.map_ = MappedFile::open(path);
+    file.path_ = path;
+    file.bytes_ = file.map_.bytes();
+    file.index_header();
+    return file;
+  }
+  // The same from bytes already in memory (a download, a test); `name` stands for the
+  // path in messages. The file owns the bytes: entries' spans point into them.
+  static SafetensorsFile from_bytes(std::vector<std::byte> bytes, std::filesystem::path name = "<memory>") {
+    SafetensorsFile file;
+    file.owned_ = std::move(bytes);
+    file.path_ = std::move(name);
+    file.bytes_ = file.owned_;
     file.index_header();
     return file;
   }
 
-  const std::filesystem::path& path() const noexcept { return map_.path(); }
+  const std::filesystem::path& path() const noexcept { return path_; }
   // Tensors in the order of their data (ascending offsets).
   const std::vector<SafetensorsEntry>& tensors() const noexcept { return entries_; }
   std::size_t size() const noexcept { return entries_.size(); }
@@ -209,8 +225,8 @@ class SafetensorsFile {
 
  private:
   void index_header() {
-    const std::filesystem::path& file = map_.path();
-    const std::span<const std::byte> bytes = map_.bytes();
+    const std::filesystem::path& file = path_;
+    const std::span<const std::byte> bytes = bytes_;
     if (bytes.size() < 8) {
       throw_error("safetensors file ", file, ": ", bytes.size(), " bytes is too short to hold the 8-byte header length; the file is truncated");
     }
@@ -264,7 +280,7 @@ class SafetensorsFile {
   }
 
   void read_metadata(const nlohmann::json& info) {
-    const std::filesystem::path& file = map_.path();
+    const std::filesystem::path& file = path_;
     if (!info.is_object()) throw_error("safetensors file ", file, ": __metadata__ is ", info.type_name(), ", not an object of strings");
     for (const auto& [key, value] : info.items()) {
       if (!value.is_string()) throw_error("safetensors file ", file, ": __metadata__ entry '", key, "' is ", value.dump(), ", not a string");
@@ -273,7 +289,7 @@ class SafetensorsFile {
   }
 
   SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& info, std::span<const std::byte> data) const {
-    const std::filesystem::path& file = map_.path();
+    const std::filesystem::path& file = path_;
     const auto fail = [&](auto&&... what) { throw_error("safetensors file ", file, ", tensor '", name, "': ", what...); };
     if (!info.is_object()) fail("the entry is ", info.dump(), ", not an object with dtype, shape and data_offsets");
     const auto dtype_it = info.find("dtype");
@@ -316,7 +332,12 @@ class SafetensorsFile {
     return e;
   }
 
+  // The bytes are map_'s or owned_'s; moving either keeps their address, so the
+  // entries' spans survive a move of the file.
   MappedFile map_;
+  std::vector<std::byte> owned_;
+  std::filesystem::path path_;
+  std::span<const std::byte> bytes_;
   std::vector<SafetensorsEntry> entries_;
   std::unordered_map<std::string, std::size_t> index_;
   std::map<std::string, std::string> metadata_;

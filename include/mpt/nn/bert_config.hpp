@@ -2,6 +2,7 @@
 // BertConfig: the model hyper-parameters of a Hugging Face config.json.
 //
 //   BertConfig::from_json(json, source)   missing keys take transformers' defaults
+//   BertConfig::from_json_text(text, source)   config.json's text; bad JSON is an mpt::Error
 //   BertConfig::from_json_file(path)
 //   config.validate(source)               positive sizes, heads divide hidden_size, known hidden_act
 //   config.to_json()                      keys it does not know are kept from the file it was
@@ -10,6 +11,7 @@
 
 #include <mpt/core/error.hpp>
 #include <mpt/io/file.hpp>
+#include <mpt/io/json_depth.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +19,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mpt::nn {
@@ -85,15 +88,19 @@ struct BertConfig {
     return c;
   }
 
-  static BertConfig from_json_file(const std::filesystem::path& path) {
-    const std::string source = "config file " + path.string();
+  static BertConfig from_json_text(std::string_view text, const std::string& source = "config") {
     nlohmann::ordered_json j;
     try {
-      j = nlohmann::ordered_json::parse(io::read_text_file(path));
+      j = nlohmann::ordered_json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       throw_error(source, ": not valid JSON (", e.what(), ")");
     }
+    io::check_json_depth(text, source);
     return from_json(j, source);
+  }
+
+  static BertConfig from_json_file(const std::filesystem::path& path) {
+    return from_json_text(io::read_text_file(path), "config file " + path.string());
   }
 
   void validate(const std::string& source = "config") const {
@@ -160,6 +167,9 @@ struct BertConfig {
  private:
   static std::int64_t integer(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {
     if (!v.is_number_integer()) throw_error(source, ": ", key, " is ", v.dump(), " but must be an integer");
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+      throw_error(source, ": ", key, " is ", v.dump(), ", beyond 64-bit integers");
+    }
     return v.get<std::int64_t>();
   }
   static double number(const nlohmann::ordered_json& v, const std::string& source, const std::string& key) {

@@ -7,7 +7,7 @@
 //   dir/optimizer_state.json    {"optimizer": scalars, "scaler": ..., "scheduler": ...}
 //
 //   save_optimizer_state(dir, opt.state_dict(), scaler.state(), schedule.state());
-//   auto loaded = load_optimizer_state(dir);
+//   auto loaded = load_optimizer_state(dir);     // or parse_optimizer_state(json text, source, SafetensorsFile)
 //   opt.load_state_dict(loaded.optimizer.view());
 //   scaler.load_state(loaded.scaler);  schedule.load_state(loaded.scheduler);
 //
@@ -15,6 +15,7 @@
 // or foreign file is an mpt::Error naming it.
 
 #include <mpt/io/file.hpp>
+#include <mpt/io/json_depth.hpp>
 #include <mpt/io/safetensors.hpp>
 #include <mpt/optim/state_dict.hpp>
 
@@ -22,6 +23,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mpt::optim {
@@ -51,20 +53,21 @@ struct LoadedOptimizerState {
   nlohmann::json scheduler;
 };
 
-inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& dir) {
-  const auto json_path = dir / optimizer_scalars_file;
+// The same from the two files' contents: optimizer_state.json's text (`json_source`
+// names it in errors) and optimizer.safetensors, already open.
+inline LoadedOptimizerState parse_optimizer_state(std::string_view scalars_text, const std::string& json_source, const io::SafetensorsFile& file) {
   nlohmann::json scalars;
   try {
-    scalars = nlohmann::json::parse(io::read_text_file(json_path));
+    scalars = nlohmann::json::parse(scalars_text);
   } catch (const nlohmann::json::exception& e) {
-    throw_error("load_optimizer_state: ", json_path, " is not valid JSON (", e.what(), "); the checkpoint is damaged: resume from an earlier one");
+    throw_error("load_optimizer_state: ", json_source, " is not valid JSON (", e.what(), "); the checkpoint is damaged: resume from an earlier one");
   }
+  io::check_json_depth(scalars_text, mpt::detail::concat("load_optimizer_state: ", json_source));
   for (const char* key : {"optimizer", "scaler", "scheduler"}) {
-    if (!scalars.contains(key) || !scalars[key].is_object()) {
-      throw_error("load_optimizer_state: ", json_path, " has no \"", key, "\" object; it was not written by save_optimizer_state");
+    if (!scalars.is_object() || !scalars.contains(key) || !scalars[key].is_object()) {
+      throw_error("load_optimizer_state: ", json_source, " has no \"", key, "\" object; it was not written by save_optimizer_state");
     }
   }
-  const auto file = io::SafetensorsFile::open(dir / optimizer_tensors_file);
   StateDict view;
   view.scalars = scalars["optimizer"];
   for (const io::SafetensorsEntry& e : file.tensors()) {
@@ -72,6 +75,12 @@ inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& di
     view.tensors.push_back({e.name, e.dtype, e.numel(), const_cast<std::byte*>(e.bytes.data())});
   }
   return {SavedState(view), scalars["scaler"], scalars["scheduler"]};
+}
+
+inline LoadedOptimizerState load_optimizer_state(const std::filesystem::path& dir) {
+  const auto json_path = dir / optimizer_scalars_file;
+  const std::string text = io::read_text_file(json_path);
+  return parse_optimizer_state(text, mpt::detail::concat(json_path), io::SafetensorsFile::open(dir / optimizer_tensors_file));
 }
 
 }  // namespace mpt::optim

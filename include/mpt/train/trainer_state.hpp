@@ -9,6 +9,7 @@
 
 #include <mpt/core/error.hpp>
 #include <mpt/io/file.hpp>
+#include <mpt/io/json_depth.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace mpt::train {
 
@@ -70,6 +72,9 @@ struct TrainerState {
     const auto integer = [&](const char* key, std::int64_t& out) {
       if (!j.contains(key)) return;
       if (!j[key].is_number_integer()) throw_error(source, ": \"", key, "\" is ", j[key].dump(), ", not an integer");
+      if (j[key].is_number_unsigned() && j[key].get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+        throw_error(source, ": \"", key, "\" is ", j[key].dump(), ", beyond 64-bit integers");
+      }
       out = j[key].get<std::int64_t>();
     };
     const auto number = [&](const char* key, double& out) {
@@ -109,15 +114,18 @@ struct TrainerState {
   }
 
   void save(const std::filesystem::path& path) const { io::write_file_atomic(path, to_json().dump(2) + "\n"); }
-  static TrainerState load(const std::filesystem::path& path) {
+  // trainer_state.json's text; bad JSON is an mpt::Error naming `source`.
+  static TrainerState from_json_text(std::string_view text, const std::string& source) {
     nlohmann::ordered_json j;
     try {
-      j = nlohmann::ordered_json::parse(io::read_text_file(path));
+      j = nlohmann::ordered_json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      throw_error(path.string(), ": not valid JSON (", e.what(), ")");
+      throw_error(source, ": not valid JSON (", e.what(), ")");
     }
-    return from_json(j, path.string());
+    io::check_json_depth(text, source);
+    return from_json(j, source);
   }
+  static TrainerState load(const std::filesystem::path& path) { return from_json_text(io::read_text_file(path), path.string()); }
 };
 
 struct TrainerControl {
