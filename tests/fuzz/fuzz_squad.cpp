@@ -1,0 +1,7 @@
+// libFuzzer entry of fuzz_squad (scripts/fuzz.sh squad SECONDS); the body is in fuzz_squad.hpp.
+#include "fuzz_squad.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  mpt_fuzz::fuzz_squad(data, size);
+  return 0;
+}
