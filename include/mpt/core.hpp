@@ -8,5 +8,6 @@
 #include <mpt/core/error.hpp>
 #include <mpt/core/profile.hpp>
 #include <mpt/core/random.hpp>
+#include <mpt/core/system_memory.hpp>
 #include <mpt/core/tensor.hpp>
 #include <mpt/core/threads.hpp>

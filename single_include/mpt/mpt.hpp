@@ -1017,6 +1017,113 @@ struct SplitMix64 {
 
 }  // namespace mpt
 // ---- end mpt/core/random.hpp ----
+// ---- begin mpt/core/system_memory.hpp ----
+// How much more memory this process can take before the kernel stops it, so that a
+// model or batch that cannot fit is refused before its buffers are allocated (Linux
+// overcommits: a too-large allocation succeeds and the OOM killer strikes later,
+// in the middle of an epoch).
+//
+//   available_memory()          the smallest of: MemAvailable (/proc/meminfo), the
+//                               cgroup v2 limit minus its usage, RLIMIT_AS minus this
+//                               process's address space; std::nullopt when none is known
+//   check_memory_fits(bytes, what, fix)
+//                               throws mpt::Error naming `what`, the bytes asked for,
+//                               the bytes available and where that figure comes from,
+//                               and `fix`; MPT_SKIP_MEMORY_CHECK=1 turns the check off
+
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include <sys/resource.h>
+
+namespace mpt {
+
+struct AvailableMemory {
+  std::size_t bytes = 0;
+  std::string source;  // where the figure comes from, for the error message
+};
+
+namespace detail {
+// A "Key:   value kB" line of /proc/meminfo or /proc/self/status, in bytes.
+inline std::optional<std::size_t> proc_kib_field(const char* file, const std::string& key) {
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(key + ":", 0) != 0) continue;
+    std::istringstream fields(line.substr(key.size() + 1));
+    std::size_t kib = 0;
+    if (fields >> kib) return kib * 1024;
+  }
+  return std::nullopt;
+}
+
+inline std::optional<std::size_t> read_size_file(const std::string& path) {
+  std::ifstream in(path);
+  std::string text;
+  if (!(in >> text) || text == "max") return std::nullopt;
+  try {
+    return static_cast<std::size_t>(std::stoull(text));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// This process's cgroup v2 folder ("0::/path" in /proc/self/cgroup).
+inline std::optional<std::string> cgroup_v2_folder() {
+  std::ifstream in("/proc/self/cgroup");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("0::", 0) == 0) return "/sys/fs/cgroup" + line.substr(3);
+  }
+  return std::nullopt;
+}
+
+inline void keep_smaller(std::optional<AvailableMemory>& best, std::size_t bytes, std::string source) {
+  if (!best || bytes < best->bytes) best = AvailableMemory{bytes, std::move(source)};
+}
+}  // namespace detail
+
+inline std::optional<AvailableMemory> available_memory() {
+  std::optional<AvailableMemory> best;
+  if (const auto free = detail::proc_kib_field("/proc/meminfo", "MemAvailable")) {
+    detail::keep_smaller(best, *free, "MemAvailable in /proc/meminfo");
+  }
+  if (const auto folder = detail::cgroup_v2_folder()) {
+    const auto limit = detail::read_size_file(*folder + "/memory.max");
+    const auto used = detail::read_size_file(*folder + "/memory.current");
+    if (limit && used) detail::keep_smaller(best, *limit > *used ? *limit - *used : 0, "the cgroup's memory.max minus memory.current");
+  }
+  rlimit as{};
+  if (::getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) {
+    const std::size_t size = detail::proc_kib_field("/proc/self/status", "VmSize").value_or(0);
+    const auto limit = static_cast<std::size_t>(as.rlim_cur);
+    detail::keep_smaller(best, limit > size ? limit - size : 0, "RLIMIT_AS (ulimit -v) minus this process's address space");
+  }
+  return best;
+}
+
+inline std::string human_bytes_gib(std::size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return text;
+}
+
+// Refuses to go on when `bytes` more would not fit (see the top of this file).
+inline void check_memory_fits(std::size_t bytes, const std::string& what, const std::string& fix) {
+  if (const char* skip = std::getenv("MPT_SKIP_MEMORY_CHECK"); skip != nullptr && std::string(skip) == "1") return;
+  const auto available = available_memory();
+  if (!available || bytes <= available->bytes) return;
+  throw_error(what, " needs ", human_bytes_gib(bytes), " more memory, but ", human_bytes_gib(available->bytes), " are available (", available->source,
+              "): ", fix, ". (MPT_SKIP_MEMORY_CHECK=1 skips this check.)");
+}
+
+}  // namespace mpt
+// ---- end mpt/core/system_memory.hpp ----
 // ---- begin mpt/core/threads.hpp ----
 // Thread control. mpt runs its parallel loops in one oneTBB task arena whose
 // size defaults to all cores, or to MPT_NUM_THREADS / OMP_NUM_THREADS when set
@@ -6327,6 +6434,28 @@ namespace mpt::io {
 namespace detail {
 inline std::string errno_text() { return std::strerror(errno); }
 
+// errno of a failed write, and what the user can do about it.
+inline std::string write_error_text() {
+  const int err = errno;
+  std::string text = std::strerror(err);
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      return text + " (the disk or the quota is full: free space, or write to another folder)";
+    case EFBIG:
+      return text + " (the file size limit is reached: raise `ulimit -f`, or write to another file system)";
+    case EROFS:
+      return text + " (the file system is read-only: write to another folder)";
+    case EACCES:
+    case EPERM:
+      return text + " (no permission to write there: write to another folder)";
+    case ENOENT:
+      return text + " (the folder does not exist: create it first)";
+    default:
+      return text;
+  }
+}
+
 // Closes a POSIX descriptor on scope exit.
 class FileDescriptor {
  public:
@@ -6368,12 +6497,13 @@ inline std::size_t file_size(const FileDescriptor& fd, const std::filesystem::pa
   return static_cast<std::size_t>(info.st_size);
 }
 
+// Writes all of `data` to `fd`; an error names `path`, the file the user asked for.
 inline void write_all(int fd, const std::byte* data, std::size_t size, const std::filesystem::path& path) {
   while (size > 0) {
     const ::ssize_t written = ::write(fd, data, size);
     if (written < 0) {
       if (errno == EINTR) continue;
-      throw_error("cannot write ", path, ": ", errno_text());
+      throw_error("cannot write ", path, ": ", write_error_text());
     }
     data += written;
     size -= static_cast<std::size_t>(written);
@@ -6451,7 +6581,8 @@ inline std::string read_text_file(const std::filesystem::path& path) {
 
 // Writes `path` atomically: the bytes go to "<path>.tmp.<pid>.<n>" in the same
 // directory (rename is only atomic within one file system); commit() makes them
-// durable and renames. Without commit() the temporary file is removed.
+// durable and renames. Without commit() (a failed write throws) the temporary file is
+// removed, and a file already at `path` is left as it was.
 class AtomicFileWriter {
  public:
   explicit AtomicFileWriter(std::filesystem::path path) : path_(std::move(path)) {
@@ -6459,7 +6590,7 @@ class AtomicFileWriter {
     temp_path_ = path_;
     temp_path_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
     fd_ = detail::FileDescriptor(::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (fd_.get() < 0) throw_error("cannot create ", temp_path_, " (to write ", path_, "): ", detail::errno_text());
+    if (fd_.get() < 0) throw_error("cannot write ", path_, ": creating ", temp_path_.filename(), " there failed: ", detail::write_error_text());
   }
   AtomicFileWriter(const AtomicFileWriter&) = delete;
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
@@ -6470,15 +6601,18 @@ class AtomicFileWriter {
     }
   }
 
-  void write(std::span<const std::byte> bytes) { detail::write_all(fd_.get(), bytes.data(), bytes.size(), temp_path_); }
+  void write(std::span<const std::byte> bytes) { detail::write_all(fd_.get(), bytes.data(), bytes.size(), path_); }
   void write(std::string_view text) { write(std::as_bytes(std::span<const char>(text.data(), text.size()))); }
 
   void commit() {
     if (committed_) throw_error("AtomicFileWriter: ", path_, " was already committed");
-    if (::fsync(fd_.get()) != 0) throw_error("cannot fsync ", temp_path_, ": ", detail::errno_text());
+    // fsync and close report what the file system could not store after all (full disk, quota).
+    if (::fsync(fd_.get()) != 0) throw_error("cannot write ", path_, ": fsync failed: ", detail::write_error_text());
     // close() releases the descriptor whatever it returns: never close it twice.
-    if (::close(fd_.release()) != 0) throw_error("cannot close ", temp_path_, ": ", detail::errno_text());
-    if (::rename(temp_path_.c_str(), path_.c_str()) != 0) throw_error("cannot rename ", temp_path_, " to ", path_, ": ", detail::errno_text());
+    if (::close(fd_.release()) != 0) throw_error("cannot write ", path_, ": close failed: ", detail::write_error_text());
+    if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+      throw_error("cannot write ", path_, ": renaming ", temp_path_.filename(), " over it failed: ", detail::write_error_text());
+    }
     committed_ = true;
     // The rename itself is durable only once the directory entry is.
     std::filesystem::path dir = path_.parent_path();
@@ -7830,6 +7964,7 @@ inline void save_pretrained(const std::filesystem::path& dir, const nlohmann::or
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -7907,6 +8042,18 @@ class Parameters {
       }
     }
     total_ = at;
+    // Refused before allocating when it cannot fit (a vocab_size of 10^9 would otherwise be
+    // an OOM kill once the initialization touches the pages). Saturating: a hostile shape
+    // must not wrap around to a small figure.
+    const std::size_t compute_count = separate_compute ? total_ - full_count_ : 0;
+    std::size_t bytes = 0;
+    if (__builtin_mul_overflow(total_, sizeof(master_t) + sizeof(grad_t), &bytes) ||
+        __builtin_add_overflow(bytes, compute_count * sizeof(param_t), &bytes)) {
+      bytes = std::numeric_limits<std::size_t>::max();
+    }
+    check_memory_fits(
+        bytes, "the model's " + std::to_string(total_) + " parameters (weights, gradients" + (separate_compute ? ", compute copies" : "") + ")",
+        "choose a smaller configuration (vocab_size, hidden_size, num_hidden_layers, intermediate_size in config.json)");
     full_master_ = AlignedBuffer<master_t>(full_count_);
     matmul_master_ = AlignedBuffer<master_t>(total_ - full_count_);
     if constexpr (separate_compute) compute_ = AlignedBuffer<param_t>(total_ - full_count_);
@@ -9432,10 +9579,21 @@ class BertForQuestionAnswering {
         {BertEmbeddings<P>::workspace_bytes(batch, seq, config_.hidden_size), BertLayer<P>::workspace_bytes(layer_config(), batch, seq), head});
   }
 
-  // Sizes the arenas for batches up to [batch, seq]; call before the loop.
+  // Sizes the arenas for batches up to [batch, seq]; call before the loop. A shape whose
+  // arenas cannot fit in the memory left is refused here, before anything is allocated
+  // (a grown arena is allocated before the smaller one is freed).
   void reserve(std::int64_t batch, std::int64_t seq, bool training) {
-    activations_.reserve(activation_bytes(batch, seq, training));
-    workspace_.reserve(workspace_bytes(batch, seq));
+    const std::size_t activations = activation_bytes(batch, seq, training), workspace = workspace_bytes(batch, seq);
+    const std::size_t more = (activations > activations_.capacity() ? activations : 0) + (workspace > workspace_.capacity() ? workspace : 0);
+    if (more > 0) {
+      check_memory_fits(more,
+                        "BertForQuestionAnswering: a " + std::string(training ? "training" : "inference") + " step on batch " +
+                            std::to_string(batch) + " x sequence " + std::to_string(seq) + " (saved activations " + human_bytes_gib(activations) +
+                            ", workspace " + human_bytes_gib(workspace) + ")",
+                        "lower the batch size or the sequence length (gradient accumulation keeps the effective batch)");
+    }
+    activations_.reserve(activations);
+    workspace_.reserve(workspace);
   }
 
   MemoryReport memory() const {
@@ -15368,27 +15526,40 @@ class Trainer {
       state_.best_model_checkpoint = folder.string();
     }
     if (comm_->is_main()) {  // every rank holds the same state: rank 0 writes it
-      CheckpointWriter writer(args_.output_dir, state_.global_step);
-      const std::filesystem::path& dir = writer.folder();
-      model_.save_pretrained(dir);
-      if (save_extra_) save_extra_(dir);
-      detail::fault_point("model written");
-      optim::save_optimizer_state(dir, optimizer_.state_dict(), scaler_.state(), schedule_.state());
-      detail::fault_point("optimizer written");
-      write_trainer_state(dir / "trainer_state.json");
-      io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
-      const nlohmann::ordered_json counters = {
-          {"forward_index", forward_index_}, {"loss_since_log", loss_since_log_}, {"last_logged_step", last_logged_step_},
-          {"total_loss", total_loss_},       {"data_seed", args_.sampler_seed()}, {"seed", args_.seed},
-          {"world_size", comm_->size()}};
-      io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
-      writer.commit();
+      try {
+        write_checkpoint();
+      } catch (const Error& e) {
+        // The writer removed its temporary folder: what is on disk is what was there before.
+        const auto last = last_checkpoint(args_.output_dir);
+        throw_error("saving ", folder, " at step ", state_.global_step, " failed, and nothing of it was kept: ", e.what(),
+                    last ? "; the last complete checkpoint is " + last->string() + " (--resume_from_checkpoint continues from it)"
+                         : std::string("; no checkpoint was saved before this one"));
+      }
       if (args_.save_total_limit) rotate_checkpoints(args_.output_dir, *args_.save_total_limit, state_.best_model_checkpoint);
     }
     comm_->barrier();  // the checkpoint is complete before any rank goes on (or resumes from it)
     last_saved_step_ = state_.global_step;
     event([&](TrainerCallback& c) { c.on_save(args_, state_, control_, folder); });
     return folder;
+  }
+
+  // The checkpoint's files into a temporary folder, renamed to checkpoint-<global_step> once whole.
+  void write_checkpoint() {
+    CheckpointWriter writer(args_.output_dir, state_.global_step);
+    const std::filesystem::path& dir = writer.folder();
+    model_.save_pretrained(dir);
+    if (save_extra_) save_extra_(dir);
+    detail::fault_point("model written");
+    optim::save_optimizer_state(dir, optimizer_.state_dict(), scaler_.state(), schedule_.state());
+    detail::fault_point("optimizer written");
+    write_trainer_state(dir / "trainer_state.json");
+    io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
+    const nlohmann::ordered_json counters = {
+        {"forward_index", forward_index_}, {"loss_since_log", loss_since_log_}, {"last_logged_step", last_logged_step_},
+        {"total_loss", total_loss_},       {"data_seed", args_.sampler_seed()}, {"seed", args_.seed},
+        {"world_size", comm_->size()}};
+    io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
+    writer.commit();
   }
 
   // The true master weights from a checkpoint's model.safetensors (the names and

@@ -157,6 +157,36 @@ TEST_CASE("the arenas are sized exactly: one step uses what activation_bytes() p
   MESSAGE("parameters " << mem.parameters << " B, gradients " << mem.gradients << " B, activations " << mem.activations << " B");
 }
 
+TEST_CASE("a batch whose arenas cannot fit in the memory left is refused before anything is allocated") {
+  const auto available = mpt::available_memory();
+  REQUIRE(available.has_value());  // Linux: MemAvailable at least
+  mpt::nn::BertConfig config;
+  config.vocab_size = 30;
+  config.hidden_size = 64;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 2;
+  config.intermediate_size = 128;
+  config.max_position_embeddings = 512;
+  mpt::nn::BertForQuestionAnswering<mpt::precision::fp32> model(config);
+  // Twice the available memory in activations: a batch Linux would hand out (overcommit) and then kill for.
+  const std::size_t per_sample = model.activation_bytes(1, 512, true);
+  const auto batch = static_cast<std::int64_t>(2 * available->bytes / per_sample + 1);
+  const std::string what = "a training step on batch " + std::to_string(batch) + " x sequence 512";
+  CHECK_THROWS_WITH_AS(model.reserve(batch, 512, true), doctest::Contains(what.c_str()), mpt::Error);
+  CHECK_THROWS_WITH_AS(model.reserve(batch, 512, true), doctest::Contains("lower the batch size or the sequence length"), mpt::Error);
+  CHECK(model.memory().activations == 0);  // nothing was allocated
+  model.reserve(2, 512, true);             // what fits, fits
+  CHECK(model.memory().activations >= model.activation_bytes(2, 512, true));
+
+  // A config.json with a vocabulary of 10^9 tokens: terabytes of embeddings, refused at construction.
+  mpt::nn::BertConfig huge = config;
+  huge.vocab_size = 1'000'000'000;
+  huge.hidden_size = 768;
+  huge.num_attention_heads = 12;
+  CHECK_THROWS_WITH_AS(mpt::nn::BertForQuestionAnswering<mpt::precision::fp32>{huge}, doctest::Contains("choose a smaller configuration"),
+                       mpt::Error);
+}
+
 TEST_CASE("finite differences in fp64: every parameter of a tiny BERT-QA with dropout") {
   // Central differences with h = 1e-6 in double have truncation error
   // O(h^2 * f''') ~ 1e-12 and rounding error ~ 1e-16 / h ~ 1e-10 relative to

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <set>
 
+#include <sys/resource.h>
+
 namespace {
 using namespace fixtures;
 namespace optim = mpt::optim;
@@ -471,4 +473,81 @@ TEST_CASE("early stopping: patience evaluations without improvement stop trainin
   for (std::string line; std::getline(log, line); ++lines) CHECK(nlohmann::json::accept(line));
   CHECK(lines == trainer.state().log_history.size());
   std::filesystem::remove_all(out);
+}
+
+namespace {
+// Lowers this process's file size limit (as a full disk would stop a write: EFBIG instead
+// of ENOSPC) from `step` on, and puts the limit and SIGXFSZ back when destroyed.
+struct FileSizeLimitFrom : train::TrainerCallback {
+  std::int64_t step;
+  rlimit saved{};
+  bool lowered = false;
+  explicit FileSizeLimitFrom(std::int64_t s) : step(s) { ::getrlimit(RLIMIT_FSIZE, &saved); }
+  ~FileSizeLimitFrom() override { restore(); }
+  void on_step_end(const train::TrainingArguments&, const train::TrainerState& state, train::TrainerControl&, const train::StepInfo&) override {
+    if (state.global_step != step) return;
+    std::signal(SIGXFSZ, SIG_IGN);  // the write returns EFBIG instead of killing the process
+    const rlimit tiny{64, saved.rlim_max};
+    ::setrlimit(RLIMIT_FSIZE, &tiny);
+    lowered = true;
+  }
+  void restore() {
+    if (!lowered) return;
+    ::setrlimit(RLIMIT_FSIZE, &saved);
+    std::signal(SIGXFSZ, SIG_DFL);
+    lowered = false;
+  }
+};
+}  // namespace
+
+TEST_CASE("a checkpoint write that fails (a full disk) stops training with an error naming the file; the last checkpoint stays whole") {
+  const auto out = temp_output("write_fault");
+  const ToyData data = ToyData::make(64);
+  train::TrainingArguments args;
+  args.output_dir = out.string();
+  args.learning_rate = 0.05;
+  args.max_steps = 6;
+  args.per_device_train_batch_size = 8;
+  args.logging_steps = 100;  // no log.jsonl lines: the checkpoint is the only write
+  args.save_steps = 3;
+  {
+    ToyRegression<fp32> model(4, 3);
+    train::Trainer<ToyRegression<fp32>> trainer(model, args);
+    quiet(trainer);
+    auto limit = std::make_unique<FileSizeLimitFrom>(6);
+    FileSizeLimitFrom& guard = *limit;
+    trainer.add_callback(std::move(limit));
+    std::string message;
+    try {
+      trainer.train(data);
+    } catch (const mpt::Error& e) {
+      message = e.what();
+    }
+    guard.restore();
+    CAPTURE(message);
+    CHECK(message.find("cannot write") != std::string::npos);
+    CHECK(message.find("checkpoint-6") != std::string::npos);
+    CHECK(message.find("ulimit -f") != std::string::npos);       // what to do about it
+    CHECK(message.find("checkpoint-3 (") != std::string::npos);  // and where to resume from
+  }
+  // Nothing half-written under a final name, no temporary left behind, checkpoint-3 intact.
+  std::vector<std::string> entries;
+  for (const auto& e : std::filesystem::directory_iterator(out)) entries.push_back(e.path().filename().string());
+  CHECK(entries == std::vector<std::string>{"checkpoint-3"});
+  CHECK_NOTHROW(train::verify_checkpoint(out / "checkpoint-3"));
+  // ... and the run resumes from it and finishes once the disk has room again.
+  ToyRegression<fp32> model(4, 3);
+  train::Trainer<ToyRegression<fp32>> trainer(model, args);
+  quiet(trainer);
+  const auto output = trainer.train(data, out / "checkpoint-3");
+  CHECK(output.global_step == 6);
+  CHECK_NOTHROW(train::verify_checkpoint(out / "checkpoint-6"));
+  std::filesystem::remove_all(out);
+}
+
+TEST_CASE("an atomic write into a folder that does not exist says so, and leaves nothing behind") {
+  const auto dir = temp_output("missing_parent");
+  CHECK_THROWS_WITH_AS(mpt::io::write_file_atomic(dir / "no" / "such" / "config.json", std::string_view("{}")),
+                       doctest::Contains("the folder does not exist"), mpt::Error);
+  CHECK_FALSE(std::filesystem::exists(dir));
 }

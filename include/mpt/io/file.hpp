@@ -33,6 +33,28 @@ namespace mpt::io {
 namespace detail {
 inline std::string errno_text() { return std::strerror(errno); }
 
+// errno of a failed write, and what the user can do about it.
+inline std::string write_error_text() {
+  const int err = errno;
+  std::string text = std::strerror(err);
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      return text + " (the disk or the quota is full: free space, or write to another folder)";
+    case EFBIG:
+      return text + " (the file size limit is reached: raise `ulimit -f`, or write to another file system)";
+    case EROFS:
+      return text + " (the file system is read-only: write to another folder)";
+    case EACCES:
+    case EPERM:
+      return text + " (no permission to write there: write to another folder)";
+    case ENOENT:
+      return text + " (the folder does not exist: create it first)";
+    default:
+      return text;
+  }
+}
+
 // Closes a POSIX descriptor on scope exit.
 class FileDescriptor {
  public:
@@ -74,12 +96,13 @@ inline std::size_t file_size(const FileDescriptor& fd, const std::filesystem::pa
   return static_cast<std::size_t>(info.st_size);
 }
 
+// Writes all of `data` to `fd`; an error names `path`, the file the user asked for.
 inline void write_all(int fd, const std::byte* data, std::size_t size, const std::filesystem::path& path) {
   while (size > 0) {
     const ::ssize_t written = ::write(fd, data, size);
     if (written < 0) {
       if (errno == EINTR) continue;
-      throw_error("cannot write ", path, ": ", errno_text());
+      throw_error("cannot write ", path, ": ", write_error_text());
     }
     data += written;
     size -= static_cast<std::size_t>(written);
@@ -157,7 +180,8 @@ inline std::string read_text_file(const std::filesystem::path& path) {
 
 // Writes `path` atomically: the bytes go to "<path>.tmp.<pid>.<n>" in the same
 // directory (rename is only atomic within one file system); commit() makes them
-// durable and renames. Without commit() the temporary file is removed.
+// durable and renames. Without commit() (a failed write throws) the temporary file is
+// removed, and a file already at `path` is left as it was.
 class AtomicFileWriter {
  public:
   explicit AtomicFileWriter(std::filesystem::path path) : path_(std::move(path)) {
@@ -165,7 +189,7 @@ class AtomicFileWriter {
     temp_path_ = path_;
     temp_path_ += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
     fd_ = detail::FileDescriptor(::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (fd_.get() < 0) throw_error("cannot create ", temp_path_, " (to write ", path_, "): ", detail::errno_text());
+    if (fd_.get() < 0) throw_error("cannot write ", path_, ": creating ", temp_path_.filename(), " there failed: ", detail::write_error_text());
   }
   AtomicFileWriter(const AtomicFileWriter&) = delete;
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
@@ -176,15 +200,18 @@ class AtomicFileWriter {
     }
   }
 
-  void write(std::span<const std::byte> bytes) { detail::write_all(fd_.get(), bytes.data(), bytes.size(), temp_path_); }
+  void write(std::span<const std::byte> bytes) { detail::write_all(fd_.get(), bytes.data(), bytes.size(), path_); }
   void write(std::string_view text) { write(std::as_bytes(std::span<const char>(text.data(), text.size()))); }
 
   void commit() {
     if (committed_) throw_error("AtomicFileWriter: ", path_, " was already committed");
-    if (::fsync(fd_.get()) != 0) throw_error("cannot fsync ", temp_path_, ": ", detail::errno_text());
+    // fsync and close report what the file system could not store after all (full disk, quota).
+    if (::fsync(fd_.get()) != 0) throw_error("cannot write ", path_, ": fsync failed: ", detail::write_error_text());
     // close() releases the descriptor whatever it returns: never close it twice.
-    if (::close(fd_.release()) != 0) throw_error("cannot close ", temp_path_, ": ", detail::errno_text());
-    if (::rename(temp_path_.c_str(), path_.c_str()) != 0) throw_error("cannot rename ", temp_path_, " to ", path_, ": ", detail::errno_text());
+    if (::close(fd_.release()) != 0) throw_error("cannot write ", path_, ": close failed: ", detail::write_error_text());
+    if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+      throw_error("cannot write ", path_, ": renaming ", temp_path_.filename(), " over it failed: ", detail::write_error_text());
+    }
     committed_ = true;
     // The rename itself is durable only once the directory entry is.
     std::filesystem::path dir = path_.parent_path();

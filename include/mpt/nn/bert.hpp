@@ -19,6 +19,7 @@
 //   model.backward();                                  // grads += d loss / d params
 
 #include <mpt/core/profile.hpp>
+#include <mpt/core/system_memory.hpp>
 #include <mpt/io/load_parameters.hpp>
 #include <mpt/io/save_pretrained.hpp>
 #include <mpt/kernels/cross_entropy.hpp>
@@ -154,10 +155,21 @@ class BertForQuestionAnswering {
         {BertEmbeddings<P>::workspace_bytes(batch, seq, config_.hidden_size), BertLayer<P>::workspace_bytes(layer_config(), batch, seq), head});
   }
 
-  // Sizes the arenas for batches up to [batch, seq]; call before the loop.
+  // Sizes the arenas for batches up to [batch, seq]; call before the loop. A shape whose
+  // arenas cannot fit in the memory left is refused here, before anything is allocated
+  // (a grown arena is allocated before the smaller one is freed).
   void reserve(std::int64_t batch, std::int64_t seq, bool training) {
-    activations_.reserve(activation_bytes(batch, seq, training));
-    workspace_.reserve(workspace_bytes(batch, seq));
+    const std::size_t activations = activation_bytes(batch, seq, training), workspace = workspace_bytes(batch, seq);
+    const std::size_t more = (activations > activations_.capacity() ? activations : 0) + (workspace > workspace_.capacity() ? workspace : 0);
+    if (more > 0) {
+      check_memory_fits(more,
+                        "BertForQuestionAnswering: a " + std::string(training ? "training" : "inference") + " step on batch " +
+                            std::to_string(batch) + " x sequence " + std::to_string(seq) + " (saved activations " + human_bytes_gib(activations) +
+                            ", workspace " + human_bytes_gib(workspace) + ")",
+                        "lower the batch size or the sequence length (gradient accumulation keeps the effective batch)");
+    }
+    activations_.reserve(activations);
+    workspace_.reserve(workspace);
   }
 
   MemoryReport memory() const {

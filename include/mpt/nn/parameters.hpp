@@ -26,6 +26,7 @@
 #include <mpt/core/bf16_convert.hpp>
 #include <mpt/core/error.hpp>
 #include <mpt/core/profile.hpp>
+#include <mpt/core/system_memory.hpp>
 #include <mpt/core/tensor.hpp>
 #include <mpt/core/threads.hpp>
 #include <mpt/policy/precision.hpp>
@@ -34,6 +35,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -111,6 +113,18 @@ class Parameters {
       }
     }
     total_ = at;
+    // Refused before allocating when it cannot fit (a vocab_size of 10^9 would otherwise be
+    // an OOM kill once the initialization touches the pages). Saturating: a hostile shape
+    // must not wrap around to a small figure.
+    const std::size_t compute_count = separate_compute ? total_ - full_count_ : 0;
+    std::size_t bytes = 0;
+    if (__builtin_mul_overflow(total_, sizeof(master_t) + sizeof(grad_t), &bytes) ||
+        __builtin_add_overflow(bytes, compute_count * sizeof(param_t), &bytes)) {
+      bytes = std::numeric_limits<std::size_t>::max();
+    }
+    check_memory_fits(
+        bytes, "the model's " + std::to_string(total_) + " parameters (weights, gradients" + (separate_compute ? ", compute copies" : "") + ")",
+        "choose a smaller configuration (vocab_size, hidden_size, num_hidden_layers, intermediate_size in config.json)");
     full_master_ = AlignedBuffer<master_t>(full_count_);
     matmul_master_ = AlignedBuffer<master_t>(total_ - full_count_);
     if constexpr (separate_compute) compute_ = AlignedBuffer<param_t>(total_ - full_count_);

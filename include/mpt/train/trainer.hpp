@@ -659,27 +659,40 @@ class Trainer {
       state_.best_model_checkpoint = folder.string();
     }
     if (comm_->is_main()) {  // every rank holds the same state: rank 0 writes it
-      CheckpointWriter writer(args_.output_dir, state_.global_step);
-      const std::filesystem::path& dir = writer.folder();
-      model_.save_pretrained(dir);
-      if (save_extra_) save_extra_(dir);
-      detail::fault_point("model written");
-      optim::save_optimizer_state(dir, optimizer_.state_dict(), scaler_.state(), schedule_.state());
-      detail::fault_point("optimizer written");
-      write_trainer_state(dir / "trainer_state.json");
-      io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
-      const nlohmann::ordered_json counters = {
-          {"forward_index", forward_index_}, {"loss_since_log", loss_since_log_}, {"last_logged_step", last_logged_step_},
-          {"total_loss", total_loss_},       {"data_seed", args_.sampler_seed()}, {"seed", args_.seed},
-          {"world_size", comm_->size()}};
-      io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
-      writer.commit();
+      try {
+        write_checkpoint();
+      } catch (const Error& e) {
+        // The writer removed its temporary folder: what is on disk is what was there before.
+        const auto last = last_checkpoint(args_.output_dir);
+        throw_error("saving ", folder, " at step ", state_.global_step, " failed, and nothing of it was kept: ", e.what(),
+                    last ? "; the last complete checkpoint is " + last->string() + " (--resume_from_checkpoint continues from it)"
+                         : std::string("; no checkpoint was saved before this one"));
+      }
       if (args_.save_total_limit) rotate_checkpoints(args_.output_dir, *args_.save_total_limit, state_.best_model_checkpoint);
     }
     comm_->barrier();  // the checkpoint is complete before any rank goes on (or resumes from it)
     last_saved_step_ = state_.global_step;
     event([&](TrainerCallback& c) { c.on_save(args_, state_, control_, folder); });
     return folder;
+  }
+
+  // The checkpoint's files into a temporary folder, renamed to checkpoint-<global_step> once whole.
+  void write_checkpoint() {
+    CheckpointWriter writer(args_.output_dir, state_.global_step);
+    const std::filesystem::path& dir = writer.folder();
+    model_.save_pretrained(dir);
+    if (save_extra_) save_extra_(dir);
+    detail::fault_point("model written");
+    optim::save_optimizer_state(dir, optimizer_.state_dict(), scaler_.state(), schedule_.state());
+    detail::fault_point("optimizer written");
+    write_trainer_state(dir / "trainer_state.json");
+    io::write_file_atomic(dir / "training_args.json", args_.to_json().dump(2) + "\n");
+    const nlohmann::ordered_json counters = {
+        {"forward_index", forward_index_}, {"loss_since_log", loss_since_log_}, {"last_logged_step", last_logged_step_},
+        {"total_loss", total_loss_},       {"data_seed", args_.sampler_seed()}, {"seed", args_.seed},
+        {"world_size", comm_->size()}};
+    io::write_file_atomic(dir / "rng_state.json", counters.dump(2) + "\n");
+    writer.commit();
   }
 
   // The true master weights from a checkpoint's model.safetensors (the names and
