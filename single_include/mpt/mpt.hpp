@@ -1281,6 +1281,24 @@ class ScratchLease {
 #include <string>
 #include <utility>
 
+// Under ThreadSanitizer, parallel_for runs its tasks on std::threads instead of oneTBB:
+// Debian's oneTBB is not instrumented, so TSan cannot see its scheduler's
+// synchronisation and reports races inside it; thread start and join it understands.
+#if defined(__SANITIZE_THREAD__)
+#define MPT_THREAD_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MPT_THREAD_SANITIZER 1
+#endif
+#endif
+#ifdef MPT_THREAD_SANITIZER
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+#endif
+
 namespace mpt {
 
 namespace detail {
@@ -1316,6 +1334,47 @@ inline ThreadState& thread_state() {
   static ThreadState state;
   return state;
 }
+
+#ifdef MPT_THREAD_SANITIZER
+// parallel_for's tasks on `count` std::threads (see MPT_THREAD_SANITIZER above); a
+// parallel_for inside a task runs serially on its thread, as its slot's scratch is taken.
+inline bool& inside_std_thread_task() noexcept {
+  thread_local bool inside = false;
+  return inside;
+}
+
+template <class Body>
+void parallel_for_std_threads(std::size_t tasks, int count, Body& body) {
+  bool& inside = inside_std_thread_task();
+  if (inside) {
+    for (std::size_t t = 0; t < tasks; ++t) body(t);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  const auto work = [&](int slot_index) {
+    bool& in_task = inside_std_thread_task();  // this thread's flag
+    in_task = true;
+    int& slot = current_scratch_slot();
+    const int enclosing = slot;
+    slot = slot_index;
+    try {
+      for (std::size_t t; (t = next.fetch_add(1)) < tasks;) body(t);
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(failure_mutex);
+      if (!failure) failure = std::current_exception();
+    }
+    slot = enclosing;
+    in_task = false;
+  };
+  std::vector<std::thread> workers;
+  for (int w = 1; w < count; ++w) workers.emplace_back(work, w);
+  work(0);
+  for (auto& w : workers) w.join();
+  if (failure) std::rethrow_exception(failure);
+}
+#endif
 }  // namespace detail
 
 // The number of threads mpt's parallel loops use.
@@ -1341,6 +1400,9 @@ void parallel_for(std::size_t tasks, Body&& body) {
     for (std::size_t t = 0; t < tasks; ++t) body(t);
     return;
   }
+#ifdef MPT_THREAD_SANITIZER
+  detail::parallel_for_std_threads(tasks, state.count, body);
+#else
   state.arena->execute([&] {
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, tasks, 1), [&](const tbb::blocked_range<std::size_t>& r) {
       // Kernel scratch belongs to the arena slot running the task (core/scratch.hpp).
@@ -1351,6 +1413,7 @@ void parallel_for(std::size_t tasks, Body&& body) {
       slot = enclosing;
     });
   });
+#endif
 }
 
 // Runs body(begin, end) over [0, n) in pieces of about `grain` elements, in parallel:
@@ -15580,6 +15643,17 @@ class Trainer {
 
   void load_checkpoint(const std::filesystem::path& folder) {
     verify_checkpoint(folder);
+    try {
+      load_checkpoint_files(folder);
+    } catch (const nlohmann::json::exception& e) {
+      // A field missing or of the wrong type in files whose checksums match: written by
+      // another program, or edited along with its manifest.
+      throw_error("checkpoint ", folder, " cannot be resumed: its JSON files lack a field mpt writes or hold it with another type (", e.what(),
+                  "); resume from another checkpoint, or add --overwrite_output_dir to start over");
+    }
+  }
+
+  void load_checkpoint_files(const std::filesystem::path& folder) {
     load_weights(folder);
     const auto loaded = optim::load_optimizer_state(folder);
     optimizer_.load_state_dict(loaded.optimizer.view());

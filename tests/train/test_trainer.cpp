@@ -498,18 +498,25 @@ struct FileSizeLimitFrom : train::TrainerCallback {
     lowered = false;
   }
 };
-}  // namespace
 
-TEST_CASE("a checkpoint write that fails (a full disk) stops training with an error naming the file; the last checkpoint stays whole") {
-  const auto out = temp_output("write_fault");
-  const ToyData data = ToyData::make(64);
+// The toy regression for 6 steps, a checkpoint at steps 3 and 6, no log lines: the
+// checkpoints are the only files written.
+train::TrainingArguments six_steps_saving_at_3(const std::filesystem::path& out) {
   train::TrainingArguments args;
   args.output_dir = out.string();
   args.learning_rate = 0.05;
   args.max_steps = 6;
   args.per_device_train_batch_size = 8;
-  args.logging_steps = 100;  // no log.jsonl lines: the checkpoint is the only write
+  args.logging_steps = 100;
   args.save_steps = 3;
+  return args;
+}
+}  // namespace
+
+TEST_CASE("a checkpoint write that fails (a full disk) stops training with an error naming the file; the last checkpoint stays whole") {
+  const auto out = temp_output("write_fault");
+  const ToyData data = ToyData::make(64);
+  const train::TrainingArguments args = six_steps_saving_at_3(out);
   {
     ToyRegression<fp32> model(4, 3);
     train::Trainer<ToyRegression<fp32>> trainer(model, args);
@@ -550,4 +557,35 @@ TEST_CASE("an atomic write into a folder that does not exist says so, and leaves
   CHECK_THROWS_WITH_AS(mpt::io::write_file_atomic(dir / "no" / "such" / "config.json", std::string_view("{}")),
                        doctest::Contains("the folder does not exist"), mpt::Error);
   CHECK_FALSE(std::filesystem::exists(dir));
+}
+
+TEST_CASE("a checkpoint whose JSON lacks a field (checksums intact) is refused with the folder and the fix") {
+  const auto out = temp_output("missing_field");
+  const ToyData data = ToyData::make(64);
+  const train::TrainingArguments args = six_steps_saving_at_3(out);
+  {
+    ToyRegression<fp32> model(4, 3);
+    train::Trainer<ToyRegression<fp32>> trainer(model, args);
+    quiet(trainer);
+    trainer.add_callback(std::make_unique<StopAt>(3));
+    trainer.train(data);
+  }
+  // checkpoint-4: checkpoint-3's files with rng_state.json missing "total_loss", and a manifest that matches them.
+  {
+    train::CheckpointWriter writer(out, 4);
+    for (const auto& f : std::filesystem::directory_iterator(out / "checkpoint-3")) {
+      if (f.path().filename() != train::checkpoint_manifest_file) std::filesystem::copy_file(f.path(), writer.folder() / f.path().filename());
+    }
+    auto counters = nlohmann::json::parse(std::ifstream(writer.folder() / "rng_state.json"));
+    counters.erase("total_loss");
+    std::ofstream(writer.folder() / "rng_state.json") << counters.dump();
+    writer.commit();
+  }
+  ToyRegression<fp32> model(4, 3);
+  train::Trainer<ToyRegression<fp32>> trainer(model, args);
+  quiet(trainer);
+  const std::string folder = (out / "checkpoint-4").string();
+  CHECK_THROWS_WITH_AS(trainer.train(data, out / "checkpoint-4"), doctest::Contains((folder + "\" cannot be resumed").c_str()), mpt::Error);
+  CHECK_THROWS_WITH_AS(trainer.train(data, out / "checkpoint-4"), doctest::Contains("--overwrite_output_dir"), mpt::Error);
+  std::filesystem::remove_all(out);
 }

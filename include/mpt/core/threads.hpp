@@ -20,6 +20,24 @@
 #include <string>
 #include <utility>
 
+// Under ThreadSanitizer, parallel_for runs its tasks on std::threads instead of oneTBB:
+// Debian's oneTBB is not instrumented, so TSan cannot see its scheduler's
+// synchronisation and reports races inside it; thread start and join it understands.
+#if defined(__SANITIZE_THREAD__)
+#define MPT_THREAD_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MPT_THREAD_SANITIZER 1
+#endif
+#endif
+#ifdef MPT_THREAD_SANITIZER
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+#endif
+
 namespace mpt {
 
 namespace detail {
@@ -55,6 +73,47 @@ inline ThreadState& thread_state() {
   static ThreadState state;
   return state;
 }
+
+#ifdef MPT_THREAD_SANITIZER
+// parallel_for's tasks on `count` std::threads (see MPT_THREAD_SANITIZER above); a
+// parallel_for inside a task runs serially on its thread, as its slot's scratch is taken.
+inline bool& inside_std_thread_task() noexcept {
+  thread_local bool inside = false;
+  return inside;
+}
+
+template <class Body>
+void parallel_for_std_threads(std::size_t tasks, int count, Body& body) {
+  bool& inside = inside_std_thread_task();
+  if (inside) {
+    for (std::size_t t = 0; t < tasks; ++t) body(t);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  const auto work = [&](int slot_index) {
+    bool& in_task = inside_std_thread_task();  // this thread's flag
+    in_task = true;
+    int& slot = current_scratch_slot();
+    const int enclosing = slot;
+    slot = slot_index;
+    try {
+      for (std::size_t t; (t = next.fetch_add(1)) < tasks;) body(t);
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(failure_mutex);
+      if (!failure) failure = std::current_exception();
+    }
+    slot = enclosing;
+    in_task = false;
+  };
+  std::vector<std::thread> workers;
+  for (int w = 1; w < count; ++w) workers.emplace_back(work, w);
+  work(0);
+  for (auto& w : workers) w.join();
+  if (failure) std::rethrow_exception(failure);
+}
+#endif
 }  // namespace detail
 
 // The number of threads mpt's parallel loops use.
@@ -80,6 +139,9 @@ void parallel_for(std::size_t tasks, Body&& body) {
     for (std::size_t t = 0; t < tasks; ++t) body(t);
     return;
   }
+#ifdef MPT_THREAD_SANITIZER
+  detail::parallel_for_std_threads(tasks, state.count, body);
+#else
   state.arena->execute([&] {
     tbb::parallel_for(tbb::blocked_range<std::size_t>(0, tasks, 1), [&](const tbb::blocked_range<std::size_t>& r) {
       // Kernel scratch belongs to the arena slot running the task (core/scratch.hpp).
@@ -90,6 +152,7 @@ void parallel_for(std::size_t tasks, Body&& body) {
       slot = enclosing;
     });
   });
+#endif
 }
 
 // Runs body(begin, end) over [0, n) in pieces of about `grain` elements, in parallel:

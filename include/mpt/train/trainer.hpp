@@ -713,6 +713,17 @@ class Trainer {
 
   void load_checkpoint(const std::filesystem::path& folder) {
     verify_checkpoint(folder);
+    try {
+      load_checkpoint_files(folder);
+    } catch (const nlohmann::json::exception& e) {
+      // A field missing or of the wrong type in files whose checksums match: written by
+      // another program, or edited along with its manifest.
+      throw_error("checkpoint ", folder, " cannot be resumed: its JSON files lack a field mpt writes or hold it with another type (", e.what(),
+                  "); resume from another checkpoint, or add --overwrite_output_dir to start over");
+    }
+  }
+
+  void load_checkpoint_files(const std::filesystem::path& folder) {
     load_weights(folder);
     const auto loaded = optim::load_optimizer_state(folder);
     optimizer_.load_state_dict(loaded.optimizer.view());
