@@ -14,12 +14,14 @@
 # tests/fuzz/regressions/TARGET/<what-it-is> once the library is fixed: test_fuzz_corpus
 # replays it in every build from then on.
 #
-# Environment: MPT_FUZZ_BUILD_JOBS (ninja -j, default 1), MPT_FUZZ_BUILD_DIR (default build-fuzz).
+# Environment: MPT_FUZZ_BUILD_JOBS (ninja -j, default 1), MPT_FUZZ_JOBS (targets fuzzed at
+# once, one core each, default 1), MPT_FUZZ_BUILD_DIR (default build-fuzz).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 build_dir=${MPT_FUZZ_BUILD_DIR:-build-fuzz}
 jobs=${MPT_FUZZ_BUILD_JOBS:-1}
+parallel=${MPT_FUZZ_JOBS:-1}
 fuzz_dir=tests/fuzz
 
 usage() {
@@ -50,7 +52,7 @@ else
 fi
 
 # ---- tools: the build dependencies, then clang++ with libFuzzer ------------
-scripts/install-deps.sh
+scripts/install-deps.sh --fuzz
 if ! command -v clang++ >/dev/null; then
   echo "fuzz.sh: clang++ not found; on Debian 12: apt-get install clang libclang-rt-14-dev" >&2
   exit 1
@@ -71,24 +73,24 @@ cmake -S . -B "$build_dir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_T
 mv "$build_dir.configure.log" "$build_dir/configure.log"
 ninja -C "$build_dir" -j "$jobs" "${targets[@]/#/fuzz_}"
 
-# ---- run, one process at a time --------------------------------------------
+# ---- run: MPT_FUZZ_JOBS targets at a time, one process (one core) each ----------
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-failed=()
-summary=()
-for name in "${targets[@]}"; do
-  work="$build_dir/fuzz-work/$name"
+# Fuzzes one target; its summary line goes to $work/summary.txt, and "failed" next to it.
+fuzz_one() {
+  local name=$1 work="$build_dir/fuzz-work/$1"
   rm -rf "$work"
   mkdir -p "$work/corpus"
   cp "$fuzz_dir/corpus/$name"/* "$work/corpus/"
-  dict="$fuzz_dir/$name.dict"
+  local dict="$fuzz_dir/$name.dict"
   [ -f "$dict" ] || dict="$fuzz_dir/${name%_jsonl}.dict"  # squad_jsonl shares squad's keys
-  dict_flag=()
+  local dict_flag=()
   [ -f "$dict" ] && dict_flag=(-dict="$dict")
   echo "fuzz.sh: fuzz_$name for $seconds s (log: $work/log.txt)"
-  status=0
+  local status=0
   "$build_dir/bin/fuzz_$name" "$work/corpus" "${dict_flag[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -detect_leaks=1 -print_final_stats=1 -artifact_prefix="$work/" >"$work/log.txt" 2>&1 || status=$?
+  local runs rate cov ft units line
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log.txt" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/log.txt" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$work/log.txt" | tail -1 | cut -d' ' -f2)
@@ -96,15 +98,26 @@ for name in "${targets[@]}"; do
   units=$(find "$work/corpus" -type f | wc -l)
   line=$(printf '%-16s %11s executions %8s exec/s  cov %5s  ft %6s  corpus %5s  %5s s' "$name" "${runs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$units" "$seconds")
   if [ "$status" -ne 0 ]; then
+    local artifact
     artifact=$(find "$work" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'slow-unit-*' \) | head -1)
     line+="  FAILED (exit $status) ${artifact:-see $work/log.txt}"
-    failed+=("$name")
+    touch "$work/failed"
     grep -m1 -A12 -E '^==[0-9]+==ERROR|runtime error|uncaught exception|deadly signal|ALARM|out-of-memory' "$work/log.txt" >&2 || tail -20 "$work/log.txt" >&2
   else
     line+="  ok"
   fi
-  summary+=("$line")
-  echo "$line"
+  echo "$line" | tee "$work/summary.txt"
+}
+for name in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
+  fuzz_one "$name" &
+done
+wait
+failed=()
+summary=()
+for name in "${targets[@]}"; do
+  summary+=("$(cat "$build_dir/fuzz-work/$name/summary.txt" 2>/dev/null || echo "$name: no summary (the run was interrupted)")")
+  [ -f "$build_dir/fuzz-work/$name/failed" ] || [ ! -f "$build_dir/fuzz-work/$name/summary.txt" ] && failed+=("$name")
 done
 
 echo "fuzz.sh: summary ($(date +%F), $seconds s per target)"

@@ -8,6 +8,7 @@
 #   scripts/install-deps.sh --torch   # also python3-torch (fixture generators in tools/, bench/torch_reference.py)
 #                                     # with OpenBLAS for its fp32 (Debian otherwise links the slow netlib BLAS) and jemalloc
 #   scripts/install-deps.sh --format  # also clang-format (scripts/check_format.sh)
+#   scripts/install-deps.sh --fuzz    # also clang and its libFuzzer runtime (scripts/fuzz.sh)
 #   scripts/install-deps.sh --bench-references
 #                                     # also OpenBLAS and oneDNN, which bench_gemm then
 #                                     # measures in the same run (never linked into mpt)
@@ -30,8 +31,9 @@ for arg in "$@"; do
     --mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
     --torch) packages+=(python3-torch python3-numpy libopenblas0-pthread libjemalloc2) ;;
     --format) packages+=(clang-format) ;;
+    --fuzz) packages+=(clang libclang-rt-dev) ;;
     --bench-references) packages+=(libopenblas-dev libdnnl-dev) ;;
-    *) echo "install-deps.sh: unknown option '$arg' (known: --mpi, --torch, --format, --bench-references)" >&2; exit 2 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (known: --mpi, --torch, --format, --fuzz, --bench-references)" >&2; exit 2 ;;
   esac
 done
 

@@ -33,6 +33,9 @@ status=${status:-0}
 summary=$(grep -E "ERROR SUMMARY|definitely lost|in use at exit" "$out/memcheck.log" | sed 's/^==[0-9]*== //')
 echo "valgrind.sh: bert_qa under memcheck exited $status in $(( $(date +%s) - started )) s"
 echo "$summary"
+grep -E "^bert_qa: EM|train_runtime|eval_exact_match" "$out/bert_qa.log" | head -3 || true
+ls "$out/run" | tr '\n' ' '
+echo
 if [ "$status" -ne 0 ]; then
   tail -40 "$out/bert_qa.log"
   grep -B2 -A30 -m3 "Invalid\|uninitialised\|definitely lost" "$out/memcheck.log" | head -120
