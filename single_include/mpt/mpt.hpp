@@ -8632,9 +8632,9 @@ class BertSelfAttention {
       });
     }
     MPT_PROFILE("attention QKV");
-    query_.backward(ctx, TensorView<const act_t>(dq), dx, true);
-    key_.backward(ctx, TensorView<const act_t>(dk), dx, true);
-    value_.backward(ctx, TensorView<const act_t>(dv), dx, true);
+    query_.backward(ctx, dq, dx, true);
+    key_.backward(ctx, dk, dx, true);
+    value_.backward(ctx, dv, dx, true);
   }
 
  private:
@@ -8995,7 +8995,7 @@ class DenseResidualNorm {
     MPT_PROFILE("dropout + residual + LayerNorm");
     sum_ = saved.allocate<hidden_t>(rh, "residual sum");
     kernels::dropout_add_forward(TensorView<const act_t>(y), residual, sum_, rate(ctx), ctx.dropout_key(site_));
-    norm_.forward(ctx, TensorView<const hidden_t>(sum_), out);
+    norm_.forward(ctx, sum_, out);
   }
 
   // dout [rows, H]; dx [rows, in] act_t (overwritten); dresidual [rows, H] (overwritten:
@@ -9008,7 +9008,7 @@ class DenseResidualNorm {
       norm_.backward(ctx, dout, dresidual);
       kernels::dropout_backward(TensorView<const hidden_t>(dresidual), dy, rate(ctx), ctx.dropout_key(site_));
     }
-    dense_.backward(ctx, TensorView<const act_t>(dy), dx, false);
+    dense_.backward(ctx, dy, dx, false);
   }
 
  private:
@@ -9126,7 +9126,7 @@ class BertLayer {
     h_ = saved.allocate<hidden_t>(th, "attention block output");
     {
       MPT_PROFILE("attention output");
-      attention_output_.forward(ctx, TensorView<const act_t>(context), x, h_);
+      attention_output_.forward(ctx, context, x, h_);
     }
 
     const auto h_in = detail::as_matmul_input<act_t>(saved, TensorView<const hidden_t>(h_), "h as matmul input");
@@ -9141,7 +9141,7 @@ class BertLayer {
       kernels::gelu_forward(TensorView<const act_t>(pre_), inter_);
     }
     MPT_PROFILE("FFN out");
-    output_.forward(ctx, TensorView<const act_t>(inter_), TensorView<const hidden_t>(h_), out);
+    output_.forward(ctx, inter_, h_, out);
   }
 
   // dout [B·S, H]; dx [B·S, H] (overwritten).
@@ -9164,15 +9164,15 @@ class BertLayer {
     }
     {
       MPT_PROFILE("FFN in");
-      intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);  // dh += (the residual path wrote it)
+      intermediate_.backward(ctx, dpre, dh, true);  // dh += (the residual path wrote it)
     }
 
     auto dcontext = scratch.allocate<act_t>(th, "dcontext");
     {
       MPT_PROFILE("attention output");
-      attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);  // dx = (residual path)
+      attention_output_.backward(ctx, dh, dcontext, dx);  // dx = (residual path)
     }
-    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);  // dx += (Q, K, V)
+    attention_.backward(ctx, dcontext, dx);  // dx += (Q, K, V)
   }
 
  private:
@@ -9269,7 +9269,7 @@ class BertEmbeddings {
     kernels::residual_add(TensorView<const hidden_t>(sum_), TensorView<const hidden_t>(part), sum_);
 
     auto normed = scratch.allocate<hidden_t>(th, "embedding LayerNorm output");
-    norm_.forward(ctx, TensorView<const hidden_t>(sum_), normed);
+    norm_.forward(ctx, sum_, normed);
     kernels::dropout_forward(TensorView<const hidden_t>(normed), out, rate(ctx), ctx.dropout_key(0));
   }
 
@@ -9279,7 +9279,7 @@ class BertEmbeddings {
     auto dnormed = scratch.allocate<hidden_t>(dout.shape(), "dembedding LayerNorm output");
     kernels::dropout_backward(dout, dnormed, rate(ctx), ctx.dropout_key(0));
     auto dsum = scratch.allocate<hidden_t>(dout.shape(), "dembedding sum");
-    norm_.backward(ctx, TensorView<const hidden_t>(dnormed), dsum);
+    norm_.backward(ctx, dnormed, dsum);
 
     // The padding row keeps its gradient unchanged (nn.Embedding(padding_idx)).
     auto dword = ctx.params.grad(word_);
@@ -9694,7 +9694,7 @@ class BertForQuestionAnswering {
     }
     for (auto& layer : layers_) {
       hidden_.push_back(activations_.allocate<hidden_t>(th, "encoder layer output"));
-      layer.forward(ctx, TensorView<const hidden_t>(hidden_[hidden_.size() - 2]), TensorView<const float>(mask_), b, hidden_.back());
+      layer.forward(ctx, hidden_[hidden_.size() - 2], mask_, b, hidden_.back());
     }
 
     // qa_outputs: logits [B·S, 2] → start [B, S], end [B, S].
@@ -9760,17 +9760,17 @@ class BertForQuestionAnswering {
     // Two buffers in turn: the gradient of a layer's output, and of its input.
     TensorView<hidden_t> dout = activations_.allocate<hidden_t>(th, "hidden gradient");
     TensorView<hidden_t> din = activations_.allocate<hidden_t>(th, "hidden gradient");
-    qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), dout, false);
+    qa_outputs_.backward(ctx, dlogits, dout, false);
     gradients_ready(qa_outputs_.weight_id());
     head_region.end();
     for (std::size_t l = layers_.size(); l-- > 0;) {
-      layers_[l].backward(ctx, TensorView<const hidden_t>(dout), din);
+      layers_[l].backward(ctx, dout, din);
       gradients_ready(layers_[l].first_weight_id());
       std::swap(dout, din);
     }
     {
       MPT_PROFILE("embeddings + LayerNorm");
-      embeddings_.backward(ctx, TensorView<const hidden_t>(dout));
+      embeddings_.backward(ctx, dout);
     }
     mpt::detail::equalize_scratch();
   }

@@ -175,9 +175,9 @@ class BertSelfAttention {
       });
     }
     MPT_PROFILE("attention QKV");
-    query_.backward(ctx, TensorView<const act_t>(dq), dx, true);
-    key_.backward(ctx, TensorView<const act_t>(dk), dx, true);
-    value_.backward(ctx, TensorView<const act_t>(dv), dx, true);
+    query_.backward(ctx, dq, dx, true);
+    key_.backward(ctx, dk, dx, true);
+    value_.backward(ctx, dv, dx, true);
   }
 
  private:

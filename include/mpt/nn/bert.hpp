@@ -207,7 +207,7 @@ class BertForQuestionAnswering {
     }
     for (auto& layer : layers_) {
       hidden_.push_back(activations_.allocate<hidden_t>(th, "encoder layer output"));
-      layer.forward(ctx, TensorView<const hidden_t>(hidden_[hidden_.size() - 2]), TensorView<const float>(mask_), b, hidden_.back());
+      layer.forward(ctx, hidden_[hidden_.size() - 2], mask_, b, hidden_.back());
     }
 
     // qa_outputs: logits [B·S, 2] → start [B, S], end [B, S].
@@ -273,17 +273,17 @@ class BertForQuestionAnswering {
     // Two buffers in turn: the gradient of a layer's output, and of its input.
     TensorView<hidden_t> dout = activations_.allocate<hidden_t>(th, "hidden gradient");
     TensorView<hidden_t> din = activations_.allocate<hidden_t>(th, "hidden gradient");
-    qa_outputs_.backward(ctx, TensorView<const act_t>(dlogits), dout, false);
+    qa_outputs_.backward(ctx, dlogits, dout, false);
     gradients_ready(qa_outputs_.weight_id());
     head_region.end();
     for (std::size_t l = layers_.size(); l-- > 0;) {
-      layers_[l].backward(ctx, TensorView<const hidden_t>(dout), din);
+      layers_[l].backward(ctx, dout, din);
       gradients_ready(layers_[l].first_weight_id());
       std::swap(dout, din);
     }
     {
       MPT_PROFILE("embeddings + LayerNorm");
-      embeddings_.backward(ctx, TensorView<const hidden_t>(dout));
+      embeddings_.backward(ctx, dout);
     }
     mpt::detail::equalize_scratch();
   }

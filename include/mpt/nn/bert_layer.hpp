@@ -116,7 +116,7 @@ class BertLayer {
     h_ = saved.allocate<hidden_t>(th, "attention block output");
     {
       MPT_PROFILE("attention output");
-      attention_output_.forward(ctx, TensorView<const act_t>(context), x, h_);
+      attention_output_.forward(ctx, context, x, h_);
     }
 
     const auto h_in = detail::as_matmul_input<act_t>(saved, TensorView<const hidden_t>(h_), "h as matmul input");
@@ -131,7 +131,7 @@ class BertLayer {
       kernels::gelu_forward(TensorView<const act_t>(pre_), inter_);
     }
     MPT_PROFILE("FFN out");
-    output_.forward(ctx, TensorView<const act_t>(inter_), TensorView<const hidden_t>(h_), out);
+    output_.forward(ctx, inter_, h_, out);
   }
 
   // dout [B·S, H]; dx [B·S, H] (overwritten).
@@ -154,15 +154,15 @@ class BertLayer {
     }
     {
       MPT_PROFILE("FFN in");
-      intermediate_.backward(ctx, TensorView<const act_t>(dpre), dh, true);  // dh += (the residual path wrote it)
+      intermediate_.backward(ctx, dpre, dh, true);  // dh += (the residual path wrote it)
     }
 
     auto dcontext = scratch.allocate<act_t>(th, "dcontext");
     {
       MPT_PROFILE("attention output");
-      attention_output_.backward(ctx, TensorView<const hidden_t>(dh), dcontext, dx);  // dx = (residual path)
+      attention_output_.backward(ctx, dh, dcontext, dx);  // dx = (residual path)
     }
-    attention_.backward(ctx, TensorView<const act_t>(dcontext), dx);  // dx += (Q, K, V)
+    attention_.backward(ctx, dcontext, dx);  // dx += (Q, K, V)
   }
 
  private:

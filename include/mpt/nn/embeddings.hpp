@@ -84,7 +84,7 @@ class BertEmbeddings {
     kernels::residual_add(TensorView<const hidden_t>(sum_), TensorView<const hidden_t>(part), sum_);
 
     auto normed = scratch.allocate<hidden_t>(th, "embedding LayerNorm output");
-    norm_.forward(ctx, TensorView<const hidden_t>(sum_), normed);
+    norm_.forward(ctx, sum_, normed);
     kernels::dropout_forward(TensorView<const hidden_t>(normed), out, rate(ctx), ctx.dropout_key(0));
   }
 
@@ -94,7 +94,7 @@ class BertEmbeddings {
     auto dnormed = scratch.allocate<hidden_t>(dout.shape(), "dembedding LayerNorm output");
     kernels::dropout_backward(dout, dnormed, rate(ctx), ctx.dropout_key(0));
     auto dsum = scratch.allocate<hidden_t>(dout.shape(), "dembedding sum");
-    norm_.backward(ctx, TensorView<const hidden_t>(dnormed), dsum);
+    norm_.backward(ctx, dnormed, dsum);
 
     // The padding row keeps its gradient unchanged (nn.Embedding(padding_idx)).
     auto dword = ctx.params.grad(word_);

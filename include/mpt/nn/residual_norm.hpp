@@ -53,7 +53,7 @@ class DenseResidualNorm {
     MPT_PROFILE("dropout + residual + LayerNorm");
     sum_ = saved.allocate<hidden_t>(rh, "residual sum");
     kernels::dropout_add_forward(TensorView<const act_t>(y), residual, sum_, rate(ctx), ctx.dropout_key(site_));
-    norm_.forward(ctx, TensorView<const hidden_t>(sum_), out);
+    norm_.forward(ctx, sum_, out);
   }
 
   // dout [rows, H]; dx [rows, in] act_t (overwritten); dresidual [rows, H] (overwritten:
@@ -66,7 +66,7 @@ class DenseResidualNorm {
       norm_.backward(ctx, dout, dresidual);
       kernels::dropout_backward(TensorView<const hidden_t>(dresidual), dy, rate(ctx), ctx.dropout_key(site_));
     }
-    dense_.backward(ctx, TensorView<const act_t>(dy), dx, false);
+    dense_.backward(ctx, dy, dx, false);
   }
 
  private:
