@@ -143,6 +143,19 @@ TEST_CASE("squad reader: malformed input is a clear mpt::Error") {
   CHECK_THROWS_AS(read_squad("/nonexistent/squad.json"), mpt::Error);
 }
 
+TEST_CASE("squad reader: a string longer than 64 MiB is refused before the JSON is parsed") {
+  // One context of 65 MiB (a damaged or hostile file: SQuAD contexts are paragraphs).
+  const std::string context(std::size_t{65} << 20, 'a');
+  const std::string text = R"({"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": ")" + context +
+                           R"(", "qas": [{"id": "q", "question": "?", "answers": [{"text": "a", "answer_start": 0}]}]}]}]})";
+  CHECK_THROWS_WITH_AS(parse_squad(text, "huge.json"), doctest::Contains("huge.json"), mpt::Error);
+  CHECK_THROWS_WITH_AS(parse_squad(text, "huge.json"), doctest::Contains("a JSON string of 68157440 bytes"), mpt::Error);
+  // The same paragraph at 1 MiB reads.
+  const std::string small = R"({"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": ")" + std::string(std::size_t{1} << 20, 'a') +
+                            R"(", "qas": [{"id": "q", "question": "?", "answers": [{"text": "a", "answer_start": 0}]}]}]}]})";
+  CHECK(parse_squad(small, "small.json").examples.size() == 1);
+}
+
 TEST_CASE("squad reader: inconsistent answers can be skipped or kept") {
   const std::string text = R"({"data": [
     {"id": "good", "context": "caf\u00e9 au lait", "question": "q", "answers": {"text": ["au"], "answer_start": [5]}},

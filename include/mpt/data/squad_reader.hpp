@@ -124,6 +124,7 @@ struct SquadParseContext {
 };
 
 inline json parse_json_text(std::string_view text, const std::string& source, std::string_view where) {
+  io::check_json_strings(text, mpt::detail::concat("SQuAD file '", source, "'", where));
   json parsed;
   try {
     parsed = json::parse(text.begin(), text.end());

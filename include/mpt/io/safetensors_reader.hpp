@@ -108,6 +108,7 @@ inline nlohmann::json parse_header_json(std::string_view text, const std::filesy
     }
     return true;
   };
+  check_json_strings(text, mpt::detail::concat("safetensors file ", path, ": the header"));
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(text.begin(), text.end(), check_keys);

@@ -89,6 +89,7 @@ struct BertConfig {
   }
 
   static BertConfig from_json_text(std::string_view text, const std::string& source = "config") {
+    io::check_json_strings(text, source);
     nlohmann::ordered_json j;
     try {
       j = nlohmann::ordered_json::parse(text);

@@ -56,6 +56,7 @@ struct LoadedOptimizerState {
 // The same from the two files' contents: optimizer_state.json's text (`json_source`
 // names it in errors) and optimizer.safetensors, already open.
 inline LoadedOptimizerState parse_optimizer_state(std::string_view scalars_text, const std::string& json_source, const io::SafetensorsFile& file) {
+  io::check_json_strings(scalars_text, mpt::detail::concat("load_optimizer_state: ", json_source));
   nlohmann::json scalars;
   try {
     scalars = nlohmann::json::parse(scalars_text);

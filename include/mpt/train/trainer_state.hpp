@@ -116,6 +116,7 @@ struct TrainerState {
   void save(const std::filesystem::path& path) const { io::write_file_atomic(path, to_json().dump(2) + "\n"); }
   // trainer_state.json's text; bad JSON is an mpt::Error naming `source`.
   static TrainerState from_json_text(std::string_view text, const std::string& source) {
+    io::check_json_strings(text, source);
     nlohmann::ordered_json j;
     try {
       j = nlohmann::ordered_json::parse(text);
