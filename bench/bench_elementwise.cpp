@@ -6,7 +6,8 @@
 //   bench_elementwise [--threads N] [--reps R]
 // Prints one JSON line per measurement, then a table.
 //
-// The machine is shared: each figure is the fastest of R runs. With one
+// The machine is shared: each figure is the fastest of R runs (the headline);
+// "spread" is how much slower the median run was (median / fastest - 1). With one
 // thread the run's CPU time is reported as well (cpu_gbps, from the calling
 // thread's CPU clock, which does not count time the thread was preempted):
 // on a loaded machine that is the better estimate of the unloaded speed.
@@ -37,12 +38,14 @@ namespace {
 
 struct Result {
   std::string op, dtype;
-  double bytes, seconds, gbps, peak, fraction, cpu_gbps, cpu_peak;
+  double bytes, seconds, gbps, peak, fraction, cpu_gbps, cpu_peak, spread;
   int threads;
 };
 
 struct Timing {
-  double wall = 0, cpu = 0;  // seconds, fastest run each
+  double wall = 0, cpu = 0;  // seconds, fastest run each (the headline figures)
+  double median = 0;         // seconds, median wall time of the runs
+  double spread() const { return wall > 0 ? median / wall - 1.0 : 0.0; }
 };
 
 double thread_cpu_seconds() {
@@ -52,20 +55,25 @@ double thread_cpu_seconds() {
 }
 
 // Fastest of `reps` timed runs after two warm-ups (the machine is shared:
-// the minimum is the run least disturbed by other processes).
+// the minimum is the run least disturbed by other processes), and their median, so
+// that the output says how far the typical run is from the headline one.
 // f(rep) picks its buffers by rep so that a small kernel's data is not still
 // in cache from the previous run (L3 is 32 MiB here).
 Timing time_best(int reps, const std::function<void(int)>& f) {
   f(reps);
   f(reps + 1);
-  Timing best{1e30, 1e30};
+  Timing best{1e30, 1e30, 0};
+  std::vector<double> walls;
   for (int r = 0; r < reps; ++r) {
     const double cpu0 = thread_cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
     f(r);
-    best.wall = std::min(best.wall, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    walls.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    best.wall = std::min(best.wall, walls.back());
     best.cpu = std::min(best.cpu, thread_cpu_seconds() - cpu0);
   }
+  std::sort(walls.begin(), walls.end());
+  best.median = walls[walls.size() / 2];
   return best;
 }
 
@@ -135,18 +143,18 @@ int main(int argc, char** argv) {
   auto record = [&](const char* op, const char* dtype, double bytes, Timing t) {
     const double gbps = bytes / t.wall / 1e9;
     const double cpu_gbps = threads == 1 ? bytes / t.cpu / 1e9 : 0.0;
-    results.push_back({op, dtype, bytes, t.wall, gbps, peak, gbps / peak, cpu_gbps, cpu_peak, threads});
+    results.push_back({op, dtype, bytes, t.wall, gbps, peak, gbps / peak, cpu_gbps, cpu_peak, t.spread(), threads});
     std::printf(
-        "{\"op\": \"%s\", \"dtype\": \"%s\", \"bytes\": %.0f, \"seconds\": %.6e, \"gbps\": %.2f, "
-        "\"peak_gbps\": %.2f, \"fraction\": %.3f, \"threads\": %d, \"isa\": \"%s\"",
-        op, dtype, bytes, t.wall, gbps, peak, gbps / peak, threads, std::string(mpt::isa_name(mpt::active_isa())).c_str());
+        "{\"op\": \"%s\", \"dtype\": \"%s\", \"bytes\": %.0f, \"seconds\": %.6e, \"median_seconds\": %.6e, \"spread\": %.3f, "
+        "\"gbps\": %.2f, \"peak_gbps\": %.2f, \"fraction\": %.3f, \"threads\": %d, \"isa\": \"%s\"",
+        op, dtype, bytes, t.wall, t.median, t.spread(), gbps, peak, gbps / peak, threads, std::string(mpt::isa_name(mpt::active_isa())).c_str());
     if (threads == 1) std::printf(", \"cpu_gbps\": %.2f, \"cpu_fraction\": %.3f", cpu_gbps, cpu_gbps / cpu_peak);
     std::printf("}\n");
     std::fflush(stdout);
   };
   {
     const double triad_bytes = 3.0 * double(32 << 20) * 4;
-    record("triad", "fp32", triad_bytes, {triad_bytes / peak / 1e9, triad_bytes / cpu_peak / 1e9});
+    record("triad", "fp32", triad_bytes, {triad_bytes / peak / 1e9, triad_bytes / cpu_peak / 1e9, triad_bytes / peak / 1e9});
   }
 
   const std::int64_t batch = 8, seq = 384, hidden = 768, heads = 12, inter = 3072, tokens = batch * seq;
@@ -232,9 +240,10 @@ int main(int argc, char** argv) {
            time_best(reps, [&](int) { k::gelu_backward(dy.view(), pre.view(), dx.view(), dbias.view()); }));
   }
 
-  std::printf("\n%-24s %-22s %7s %8s %7s %9s %9s %9s\n", "op", "dtype", "MB", "ms", "GB/s", "of triad", "cpu GB/s", "of triad");
+  std::printf("\n%-24s %-22s %7s %8s %7s %9s %7s %9s %9s\n", "op", "dtype", "MB", "ms", "GB/s", "of triad", "spread", "cpu GB/s", "of triad");
   for (const Result& r : results) {
-    std::printf("%-24s %-22s %7.1f %8.3f %7.1f %8.0f%%", r.op.c_str(), r.dtype.c_str(), r.bytes / 1e6, r.seconds * 1e3, r.gbps, r.fraction * 100);
+    std::printf("%-24s %-22s %7.1f %8.3f %7.1f %8.0f%% %6.1f%%", r.op.c_str(), r.dtype.c_str(), r.bytes / 1e6, r.seconds * 1e3, r.gbps,
+                r.fraction * 100, r.spread * 100);
     if (threads == 1) std::printf(" %9.1f %8.0f%%", r.cpu_gbps, r.cpu_gbps / r.cpu_peak * 100);
     std::printf("\n");
   }

@@ -10261,6 +10261,33 @@ inline __mmask16 tail_mask(std::size_t left) noexcept { return left >= 16 ? __mm
 // weight-decay decision; the vector and scalar loops give the same bits, for any
 // thread count. Shapes: params [n] (P::param_t), grads [n] (P::grad_t), n = table.size().
 
+// ---- begin mpt/optim/detail/saved_state.hpp ----
+// Reading a saved state (optimizer, loss scaler, LR schedule) whose JSON may lack a
+// field or hold one of another type: nlohmann's exception becomes an mpt::Error that
+// names what was being loaded.
+//
+//   detail::read_saved_state("DynamicLossScaler::load_state", [&] { scale_ = j.at("scale").get<float>(); ... });
+
+
+#include <nlohmann/json.hpp>
+
+#include <string_view>
+#include <utility>
+
+namespace mpt::optim::detail {
+
+template <class Read>
+void read_saved_state(std::string_view what, Read&& read) {
+  try {
+    std::forward<Read>(read)();
+  } catch (const nlohmann::json::exception& e) {
+    throw_error(what, ": the saved state lacks a field or holds one of another type (", e.what(),
+                "); it was not written by mpt's save_optimizer_state, or it was edited");
+  }
+}
+
+}  // namespace mpt::optim::detail
+// ---- end mpt/optim/detail/saved_state.hpp ----
 // ---- begin mpt/optim/state_dict.hpp ----
 // Optimizer state as named tensors plus JSON scalars: what a checkpoint
 // stores so that a resumed run continues bit-identically.
@@ -10874,17 +10901,21 @@ class FlatOptimizer {
     s.scalars["seed"] = options_.seed;
     return s;
   }
+  // Everything is read and checked before anything of this optimizer changes.
   void load_state_dict(const StateDict& saved) {
-    if (saved.scalars.value("optimizer", "") != Rule::name || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error(Rule::name, "::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"), " with weights '",
-                  saved.scalars.value("weights", "?"), "', not ", Rule::name, " with weights '", Weights::name, "'");
-    }
-    options_type loaded = options_;
-    Rule::load_scalars(loaded, saved.scalars);  // may refuse (a state buffer it does not have)
-    state_dict().copy_tensors_from(saved);
-    options_ = loaded;
-    steps_ = saved.scalars.at("step").get<std::int64_t>();
-    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
+    detail::read_saved_state(mpt::detail::concat(Rule::name, "::load_state_dict"), [&] {
+      if (saved.scalars.value("optimizer", "") != Rule::name || saved.scalars.value("weights", "") != Weights::name) {
+        throw_error(Rule::name, "::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"), " with weights '",
+                    saved.scalars.value("weights", "?"), "', not ", Rule::name, " with weights '", Weights::name, "'");
+      }
+      options_type loaded = options_;
+      Rule::load_scalars(loaded, saved.scalars);  // may refuse (a state buffer it does not have)
+      const auto step = saved.scalars.at("step").get<std::int64_t>();
+      loaded.seed = saved.scalars.at("seed").get<std::uint64_t>();
+      state_dict().copy_tensors_from(saved);
+      options_ = loaded;
+      steps_ = step;
+    });
   }
 
  private:
@@ -11243,8 +11274,10 @@ class StaticLossScaler {
   std::int64_t skipped_steps() const noexcept { return skipped_; }
   nlohmann::json state() const { return {{"type", name}, {"scale", scale_}, {"skipped_steps", skipped_}}; }
   void load_state(const nlohmann::json& j) {
-    scale_ = j.at("scale").get<float>();
-    skipped_ = j.at("skipped_steps").get<std::int64_t>();
+    detail::read_saved_state("StaticLossScaler::load_state", [&] {
+      scale_ = j.at("scale").get<float>();
+      skipped_ = j.at("skipped_steps").get<std::int64_t>();
+    });
   }
 
  private:
@@ -11303,13 +11336,16 @@ class DynamicLossScaler {
             {"skipped_steps", skipped_}};
   }
   void load_state(const nlohmann::json& j) {
-    if (j.at("type") != name) throw_error("DynamicLossScaler::load_state: the saved scaler is '", j.at("type").get<std::string>(), "', not dynamic");
-    scale_ = j.at("scale").get<float>();
-    options_.growth_factor = j.at("growth_factor").get<float>();
-    options_.backoff_factor = j.at("backoff_factor").get<float>();
-    options_.growth_interval = j.at("growth_interval").get<std::int64_t>();
-    growth_tracker_ = j.at("growth_tracker").get<std::int64_t>();
-    skipped_ = j.at("skipped_steps").get<std::int64_t>();
+    detail::read_saved_state("DynamicLossScaler::load_state", [&] {
+      if (j.at("type") != name)
+        throw_error("DynamicLossScaler::load_state: the saved scaler is '", j.at("type").get<std::string>(), "', not dynamic");
+      scale_ = j.at("scale").get<float>();
+      options_.growth_factor = j.at("growth_factor").get<float>();
+      options_.backoff_factor = j.at("backoff_factor").get<float>();
+      options_.growth_interval = j.at("growth_interval").get<std::int64_t>();
+      growth_tracker_ = j.at("growth_tracker").get<std::int64_t>();
+      skipped_ = j.at("skipped_steps").get<std::int64_t>();
+    });
   }
 
  private:
@@ -11552,13 +11588,15 @@ struct LrSchedule {
             {"lr_end", lr_end}};
   }
   void load_state(const nlohmann::json& j) {
-    kind = parse_schedule_kind(j.at("kind").get<std::string>());
-    base_lr = j.at("base_lr").get<double>();
-    warmup_steps = j.at("warmup_steps").get<std::int64_t>();
-    total_steps = j.at("total_steps").get<std::int64_t>();
-    num_cycles = j.at("num_cycles").get<double>();
-    power = j.at("power").get<double>();
-    lr_end = j.at("lr_end").get<double>();
+    detail::read_saved_state("LrSchedule::load_state", [&] {
+      kind = parse_schedule_kind(j.at("kind").get<std::string>());
+      base_lr = j.at("base_lr").get<double>();
+      warmup_steps = j.at("warmup_steps").get<std::int64_t>();
+      total_steps = j.at("total_steps").get<std::int64_t>();
+      num_cycles = j.at("num_cycles").get<double>();
+      power = j.at("power").get<double>();
+      lr_end = j.at("lr_end").get<double>();
+    });
   }
 
  private:

@@ -555,3 +555,21 @@ TEST_CASE("optimizer state files: damage is an error that names the file") {
   CHECK_THROWS_WITH_AS(optim::load_optimizer_state(dir), doctest::Contains("optimizer.safetensors"), mpt::Error);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("a saved state that lacks a field, or holds one of another type, is an mpt::Error naming what was loaded; nothing changes") {
+  const std::size_t n = 64;
+  auto p = narrow_to<bf16>(random_vector(n, 1, 1.0f));
+  optim::AdamW<precision::bf16_mixed> opt(std::span{p}, small_table(n));
+  optim::StateDict saved = opt.state_dict();
+  saved.scalars.erase("step");
+  CHECK_THROWS_WITH_AS(opt.load_state_dict(saved), doctest::Contains("AdamW::load_state_dict: the saved state lacks a field"), mpt::Error);
+  CHECK(opt.steps() == 0);
+  optim::DynamicLossScaler scaler;
+  auto scaler_state = scaler.state();
+  scaler_state["scale"] = "large";
+  CHECK_THROWS_WITH_AS(scaler.load_state(scaler_state), doctest::Contains("DynamicLossScaler::load_state: the saved state"), mpt::Error);
+  optim::LrSchedule schedule;
+  auto schedule_state = schedule.state();
+  schedule_state.erase("warmup_steps");
+  CHECK_THROWS_WITH_AS(schedule.load_state(schedule_state), doctest::Contains("LrSchedule::load_state: the saved state"), mpt::Error);
+}

@@ -29,6 +29,7 @@
 #include <mpt/core/aligned.hpp>
 #include <mpt/core/cpu.hpp>
 #include <mpt/core/error.hpp>
+#include <mpt/optim/detail/saved_state.hpp>
 #include <mpt/optim/detail/update_loop.hpp>
 #include <mpt/optim/parameter_table.hpp>
 #include <mpt/optim/state_dict.hpp>
@@ -158,17 +159,21 @@ class FlatOptimizer {
     s.scalars["seed"] = options_.seed;
     return s;
   }
+  // Everything is read and checked before anything of this optimizer changes.
   void load_state_dict(const StateDict& saved) {
-    if (saved.scalars.value("optimizer", "") != Rule::name || saved.scalars.value("weights", "") != Weights::name) {
-      throw_error(Rule::name, "::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"), " with weights '",
-                  saved.scalars.value("weights", "?"), "', not ", Rule::name, " with weights '", Weights::name, "'");
-    }
-    options_type loaded = options_;
-    Rule::load_scalars(loaded, saved.scalars);  // may refuse (a state buffer it does not have)
-    state_dict().copy_tensors_from(saved);
-    options_ = loaded;
-    steps_ = saved.scalars.at("step").get<std::int64_t>();
-    options_.seed = saved.scalars.at("seed").get<std::uint64_t>();
+    detail::read_saved_state(mpt::detail::concat(Rule::name, "::load_state_dict"), [&] {
+      if (saved.scalars.value("optimizer", "") != Rule::name || saved.scalars.value("weights", "") != Weights::name) {
+        throw_error(Rule::name, "::load_state_dict: the saved state is from ", saved.scalars.value("optimizer", "?"), " with weights '",
+                    saved.scalars.value("weights", "?"), "', not ", Rule::name, " with weights '", Weights::name, "'");
+      }
+      options_type loaded = options_;
+      Rule::load_scalars(loaded, saved.scalars);  // may refuse (a state buffer it does not have)
+      const auto step = saved.scalars.at("step").get<std::int64_t>();
+      loaded.seed = saved.scalars.at("seed").get<std::uint64_t>();
+      state_dict().copy_tensors_from(saved);
+      options_ = loaded;
+      steps_ = step;
+    });
   }
 
  private:

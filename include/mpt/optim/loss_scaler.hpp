@@ -13,6 +13,7 @@
 // and restores its state as JSON scalars.
 
 #include <mpt/core/error.hpp>
+#include <mpt/optim/detail/saved_state.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -51,8 +52,10 @@ class StaticLossScaler {
   std::int64_t skipped_steps() const noexcept { return skipped_; }
   nlohmann::json state() const { return {{"type", name}, {"scale", scale_}, {"skipped_steps", skipped_}}; }
   void load_state(const nlohmann::json& j) {
-    scale_ = j.at("scale").get<float>();
-    skipped_ = j.at("skipped_steps").get<std::int64_t>();
+    detail::read_saved_state("StaticLossScaler::load_state", [&] {
+      scale_ = j.at("scale").get<float>();
+      skipped_ = j.at("skipped_steps").get<std::int64_t>();
+    });
   }
 
  private:
@@ -111,13 +114,16 @@ class DynamicLossScaler {
             {"skipped_steps", skipped_}};
   }
   void load_state(const nlohmann::json& j) {
-    if (j.at("type") != name) throw_error("DynamicLossScaler::load_state: the saved scaler is '", j.at("type").get<std::string>(), "', not dynamic");
-    scale_ = j.at("scale").get<float>();
-    options_.growth_factor = j.at("growth_factor").get<float>();
-    options_.backoff_factor = j.at("backoff_factor").get<float>();
-    options_.growth_interval = j.at("growth_interval").get<std::int64_t>();
-    growth_tracker_ = j.at("growth_tracker").get<std::int64_t>();
-    skipped_ = j.at("skipped_steps").get<std::int64_t>();
+    detail::read_saved_state("DynamicLossScaler::load_state", [&] {
+      if (j.at("type") != name)
+        throw_error("DynamicLossScaler::load_state: the saved scaler is '", j.at("type").get<std::string>(), "', not dynamic");
+      scale_ = j.at("scale").get<float>();
+      options_.growth_factor = j.at("growth_factor").get<float>();
+      options_.backoff_factor = j.at("backoff_factor").get<float>();
+      options_.growth_interval = j.at("growth_interval").get<std::int64_t>();
+      growth_tracker_ = j.at("growth_tracker").get<std::int64_t>();
+      skipped_ = j.at("skipped_steps").get<std::int64_t>();
+    });
   }
 
  private:

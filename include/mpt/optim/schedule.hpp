@@ -11,6 +11,7 @@
 //   polynomial             warmup, then (lr - lr_end)(1 - progress)^power + lr_end, lr_end after the end
 
 #include <mpt/core/error.hpp>
+#include <mpt/optim/detail/saved_state.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -128,13 +129,15 @@ struct LrSchedule {
             {"lr_end", lr_end}};
   }
   void load_state(const nlohmann::json& j) {
-    kind = parse_schedule_kind(j.at("kind").get<std::string>());
-    base_lr = j.at("base_lr").get<double>();
-    warmup_steps = j.at("warmup_steps").get<std::int64_t>();
-    total_steps = j.at("total_steps").get<std::int64_t>();
-    num_cycles = j.at("num_cycles").get<double>();
-    power = j.at("power").get<double>();
-    lr_end = j.at("lr_end").get<double>();
+    detail::read_saved_state("LrSchedule::load_state", [&] {
+      kind = parse_schedule_kind(j.at("kind").get<std::string>());
+      base_lr = j.at("base_lr").get<double>();
+      warmup_steps = j.at("warmup_steps").get<std::int64_t>();
+      total_steps = j.at("total_steps").get<std::int64_t>();
+      num_cycles = j.at("num_cycles").get<double>();
+      power = j.at("power").get<double>();
+      lr_end = j.at("lr_end").get<double>();
+    });
   }
 
  private:
