@@ -104,14 +104,19 @@ inline std::optional<bool> parse_bool(std::string_view v) {
 }  // namespace detail
 
 // The closest known flag to an unknown one, if close enough to be a misspelling.
+// The distance is at least the difference in length: a flag further off than that
+// bound is skipped unmeasured, so a 10,000-character argument costs nothing.
 inline std::optional<std::string> closest_flag(std::string_view unknown, const std::vector<std::string>& known) {
+  const std::size_t limit = std::max<std::size_t>(2, unknown.size() / 4);
   std::string best;
   std::size_t best_distance = SIZE_MAX;
   for (const std::string& k : known) {
+    const std::size_t length_gap = k.size() > unknown.size() ? k.size() - unknown.size() : unknown.size() - k.size();
+    if (length_gap > limit) continue;
     const std::size_t d = detail::edit_distance(unknown, k);
     if (d < best_distance) best_distance = d, best = k;
   }
-  if (best.empty() || best_distance > std::max<std::size_t>(2, unknown.size() / 4)) return std::nullopt;
+  if (best.empty() || best_distance > limit) return std::nullopt;
   return best;
 }
 
