@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace bert_qa {
@@ -78,19 +80,25 @@ struct ParseResult {
 
 namespace detail {
 
-inline std::size_t edit_distance(std::string_view a, std::string_view b) {
+// The Levenshtein distance of a and b if it is at most `bound`, else bound + 1: rows
+// stop as soon as every entry exceeds the bound (the distance never falls below a
+// row's smallest entry).
+inline std::size_t edit_distance_within(std::string_view a, std::string_view b, std::size_t bound) {
   std::vector<std::size_t> row(b.size() + 1);
   for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
   for (std::size_t i = 1; i <= a.size(); ++i) {
     std::size_t diagonal = row[0];
     row[0] = i;
+    std::size_t row_min = row[0];
     for (std::size_t j = 1; j <= b.size(); ++j) {
       const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      row[j] = std::min(std::min(row[j], row[j - 1]) + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
       diagonal = up;
+      row_min = std::min(row_min, row[j]);
     }
+    if (row_min > bound) return bound + 1;
   }
-  return row[b.size()];
+  return std::min(row[b.size()], bound + 1);
 }
 
 inline std::optional<bool> parse_bool(std::string_view v) {
@@ -103,20 +111,20 @@ inline std::optional<bool> parse_bool(std::string_view v) {
 
 }  // namespace detail
 
-// The closest known flag to an unknown one, if close enough to be a misspelling.
-// The distance is at least the difference in length: a flag further off than that
-// bound is skipped unmeasured, so a 10,000-character argument costs nothing.
+// The closest known flag to an unknown one, if close enough to be a misspelling
+// (a distance of at most a quarter of its length, and at least 2).
 inline std::optional<std::string> closest_flag(std::string_view unknown, const std::vector<std::string>& known) {
   const std::size_t limit = std::max<std::size_t>(2, unknown.size() / 4);
-  std::string best;
-  std::size_t best_distance = SIZE_MAX;
+  std::optional<std::string> best;
+  std::size_t best_distance = limit + 1;
   for (const std::string& k : known) {
-    const std::size_t length_gap = k.size() > unknown.size() ? k.size() - unknown.size() : unknown.size() - k.size();
-    if (length_gap > limit) continue;
-    const std::size_t d = detail::edit_distance(unknown, k);
+    // Only a closer flag than the best so far matters: the bound shrinks as they are found;
+    // the distance is at least the difference in length.
+    const std::size_t bound = best_distance - 1;
+    if ((k.size() > unknown.size() ? k.size() - unknown.size() : unknown.size() - k.size()) > bound) continue;
+    const std::size_t d = detail::edit_distance_within(unknown, k, bound);
     if (d < best_distance) best_distance = d, best = k;
   }
-  if (best.empty() || best_distance > limit) return std::nullopt;
   return best;
 }
 
@@ -238,9 +246,18 @@ class ArgumentParser {
     text("--demo_data_dir", x.demo_data_dir, "Where --demo keeps its generated train.json and dev.json", "mpt");
     number("--demo_entities_per_paragraph", x.demo_entities_per_paragraph,
            "--demo's task: entities per paragraph (1: easy; 2-4: the model must match the entity)", "mpt");
+    defaults_ = args_;
+    default_strategies_ = {logging_strategy_, eval_strategy_, save_strategy_};
   }
 
+  // Every call starts from the defaults, so one parser can parse many command lines
+  // (building one costs more than parsing: 110 flags).
   ParseResult parse(int argc, const char* const* argv) {
+    app_.clear();
+    args_ = defaults_;
+    logging_strategy_ = default_strategies_[0];
+    eval_strategy_ = default_strategies_[1];
+    save_strategy_ = default_strategies_[2];
     std::vector<std::string> tokens = normalize(argc, argv);
     ParseResult result;
     try {
@@ -383,25 +400,32 @@ class ArgumentParser {
   }
 
   std::string unknown_flags_message(const std::vector<std::string>& tokens) const {
+    // Each unknown flag once, the first ten of them with the closest known one.
+    constexpr std::size_t listed = 10;
     std::ostringstream message;
-    bool any = false;
+    std::unordered_set<std::string> unknown;
     for (const std::string& token : tokens) {
       if (token.rfind("--", 0) != 0) continue;
       const std::string name = token.substr(0, token.find('='));
-      if (std::find(known_.begin(), known_.end(), name) != known_.end()) continue;
-      any = true;
+      if (std::find(known_.begin(), known_.end(), name) != known_.end() || !unknown.insert(name).second) continue;
+      if (unknown.size() > listed) continue;
       message << "error: unknown flag " << name;
       if (const auto close = closest_flag(name, known_)) message << "; did you mean " << *close << "?";
       message << "\n";
     }
-    if (!any) message << "error: unexpected argument(s); every value belongs to a --flag (see --help)\n";
+    if (unknown.size() > listed) {
+      const std::size_t more = unknown.size() - listed;
+      message << "error: and " << more << " more unknown flag" << (more > 1 ? "s" : "") << "\n";
+    }
+    if (unknown.empty()) message << "error: unexpected argument(s); every value belongs to a --flag (see --help)\n";
     message << "Run bert_qa --help for the list of flags.";
     return message.str();
   }
 
   CLI::App app_;
-  Arguments args_;
+  Arguments args_, defaults_;
   std::string logging_strategy_ = "steps", eval_strategy_ = "no", save_strategy_ = "steps";
+  std::array<std::string, 3> default_strategies_;
   std::vector<std::string> bool_flags_, known_, ignored_names_;
   std::deque<std::string> ignored_values_;
 };

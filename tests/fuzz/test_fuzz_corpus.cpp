@@ -64,3 +64,39 @@ TEST_CASE("fuzz corpus: optimizer_state") { replay("optimizer_state", mpt_fuzz::
 #if MPT_FUZZ_HAVE_CLI11
 TEST_CASE("fuzz corpus: run_qa_args") { replay("run_qa_args", mpt_fuzz::fuzz_run_qa_args); }
 #endif
+
+#if MPT_FUZZ_HAVE_CLI11
+// The fuzz target parses every input with one parser; a user's program may too.
+TEST_CASE("run_qa_args: a parser reused for many command lines gives what a new one gives") {
+  std::vector<std::vector<std::string>> lines = {
+      {"bert_qa", "--do_train", "--learning_rate", "3e-5", "--bf16", "--output_dir", "out", "--no_pad_to_max_length", "--max_train_samples", "8",
+       "--master_weights", "split_master", "--logging_strategy", "epoch", "--num_threads", "1", "--cache_dir", "x", "--demo"},
+      {"bert_qa", "--do_eval", "--validation_file", "dev.json"},
+      {"bert_qa", "--do_trian"},
+      {"bert_qa", "--learning_rate", "fast"},
+      {"bert_qa", "--help"},
+      {"bert_qa", "--save_strategy", "sometimes"},
+      {"bert_qa", "--eval_strategy", "epoch", "--do_eval", "--pad_to_max_length", "false", "--version_2_with_negative"},
+      {"bert_qa"},
+  };
+  for (const auto& file : inputs_of("run_qa_args")) {
+    const std::vector<std::byte> bytes = mpt::io::read_file(file);
+    lines.push_back(mpt_fuzz::command_line(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  }
+  const auto outcome = [](bert_qa::ArgumentParser& parser, const std::vector<std::string>& words) {
+    try {
+      return mpt_fuzz::describe(mpt_fuzz::parse_words(parser, words));
+    } catch (const mpt::Error& e) {
+      return std::string("mpt::Error: ") + e.what();
+    }
+  };
+  bert_qa::ArgumentParser reused;
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& words : lines) {
+      bert_qa::ArgumentParser fresh;
+      INFO("round ", round, ", command line of ", words.size(), " words: ", words.size() > 1 ? words[1] : std::string());
+      CHECK(outcome(reused, words) == outcome(fresh, words));
+    }
+  }
+}
+#endif

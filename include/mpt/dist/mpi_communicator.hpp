@@ -10,7 +10,9 @@
 // Only the thread that created it calls MPI (mpt's worker threads never do).
 // launched_by_mpirun() tells a program whether to create one at all.
 
+#ifndef MPT_SINGLE_HEADER  // single_include/mpt/mpt.hpp holds the Communicator already
 #include <mpt/dist/communicator.hpp>
+#endif
 
 #include <mpi.h>
 
