@@ -400,7 +400,7 @@ class ArgumentParser {
   }
 
   std::string unknown_flags_message(const std::vector<std::string>& tokens) const {
-    // Each unknown flag once, the first ten of them with the closest known one.
+    // Each unknown flag once: the first ten listed, each with the closest known flag; the rest counted.
     constexpr std::size_t listed = 10;
     std::ostringstream message;
     std::unordered_set<std::string> unknown;
